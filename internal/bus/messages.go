@@ -1,0 +1,116 @@
+// Package bus defines the messages Courier's roles exchange and the subjects
+// they travel on. Its subpackage natsbus is the only code that imports NATS.
+// See docs/protocol.md for the wire formats.
+package bus
+
+// Version is the protocol version carried in every message as "v".
+const Version = 1
+
+// Request kinds.
+const (
+	KindCompletion = "completion"
+	KindChat       = "chat"
+)
+
+// ChatMessage is one turn of a chat.
+type ChatMessage struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+	Name    string `json:"name,omitempty"`
+}
+
+// Sampling carries the sampling parameters of a request.
+type Sampling struct {
+	Temperature       *float32 `json:"temperature,omitempty"`
+	TopP              *float32 `json:"top_p,omitempty"`
+	TopK              int      `json:"top_k,omitempty"`
+	MinP              float32  `json:"min_p,omitempty"`
+	RepetitionPenalty float32  `json:"repetition_penalty,omitempty"`
+	FrequencyPenalty  float32  `json:"frequency_penalty,omitempty"`
+	PresencePenalty   float32  `json:"presence_penalty,omitempty"`
+	Seed              *uint64  `json:"seed,omitempty"`
+}
+
+// Request asks a worker of Model to generate. The gateway validates it; the
+// worker renders chat templates and tokenizes, since only it has the model.
+type Request struct {
+	V        int           `json:"v"`
+	ID       string        `json:"id"`
+	Model    string        `json:"model"`
+	Kind     string        `json:"kind"`
+	Prompt   string        `json:"prompt,omitempty"`
+	Messages []ChatMessage `json:"messages,omitempty"`
+
+	MaxTokens   int      `json:"max_tokens,omitempty"`
+	Stop        []string `json:"stop,omitempty"`
+	Logprobs    bool     `json:"logprobs,omitempty"`
+	TopLogprobs int      `json:"top_logprobs,omitempty"`
+	Sampling    Sampling `json:"sampling"`
+	User        string   `json:"user,omitempty"`
+
+	// Deadline is the Unix time in milliseconds after which the request
+	// must not start; 0 means none.
+	Deadline int64 `json:"deadline,omitempty"`
+	// ReplyTo is the subject the worker publishes Chunks to.
+	ReplyTo string `json:"reply_to"`
+	// Resume holds token ids the client already received from an earlier
+	// attempt; the worker continues after them and numbers its chunks from
+	// ResumeSeq.
+	Resume    []int32 `json:"resume,omitempty"`
+	ResumeSeq uint64  `json:"resume_seq,omitempty"`
+	// Attempt counts dispatches of this request, starting at 1.
+	Attempt int `json:"attempt,omitempty"`
+}
+
+// TokenLogprob is a token's log-probability and its top alternatives.
+type TokenLogprob struct {
+	Token   string         `json:"token"`
+	ID      int32          `json:"id"`
+	Logprob float32        `json:"logprob"`
+	Top     []TokenLogprob `json:"top,omitempty"`
+}
+
+// Usage counts the tokens of a request.
+type Usage struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+}
+
+// Error is a failure reported by a worker; Code is a stable error code from
+// the error catalog (e.g. "context_length_exceeded").
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Chunk carries one step of a generation back to the gateway. Seq numbers
+// the chunks of one request from 1; the gateway reorders and drops
+// duplicates by Seq. The last chunk has FinishReason or Error set, and Usage.
+type Chunk struct {
+	V            int            `json:"v"`
+	ID           string         `json:"id"`
+	Seq          uint64         `json:"seq"`
+	Worker       string         `json:"worker,omitempty"`
+	Text         string         `json:"text,omitempty"`
+	Tokens       []int32        `json:"tokens,omitempty"`
+	Logprobs     []TokenLogprob `json:"logprobs,omitempty"`
+	FinishReason string         `json:"finish_reason,omitempty"`
+	Usage        *Usage         `json:"usage,omitempty"`
+	Error        *Error         `json:"error,omitempty"`
+}
+
+// Cancel tells the worker holding request ID to stop it.
+type Cancel struct {
+	V  int    `json:"v"`
+	ID string `json:"id"`
+}
+
+// Heartbeat is a worker's periodic statement of its capacity.
+type Heartbeat struct {
+	V         int      `json:"v"`
+	Worker    string   `json:"worker"`
+	Models    []string `json:"models"`
+	FreeSlots int      `json:"free_slots"`
+	Slots     int      `json:"slots"`
+	Draining  bool     `json:"draining,omitempty"`
+}

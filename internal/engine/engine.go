@@ -1,0 +1,66 @@
+// Package engine is Courier's built-in inference engine: it loads a GGUF
+// Llama-family model and generates tokens. It knows nothing of the bus or
+// HTTP; the worker drives it through Generate.
+package engine
+
+import (
+	"time"
+
+	"courier/internal/engine/sampler"
+)
+
+// Request is one generation: a tokenized prompt and how to continue it.
+type Request struct {
+	// Prompt holds the token ids to evaluate, BOS included when wanted.
+	Prompt []int32
+	// Resume holds tokens already generated (and delivered) by an earlier
+	// attempt: they are evaluated after Prompt, count toward MaxTokens and
+	// feed the penalties, and are not emitted again.
+	Resume []int32
+	// MaxTokens bounds the generated tokens (Resume included); 0 means up to
+	// the context length.
+	MaxTokens int
+	// Sampling selects the next token.
+	Sampling sampler.Params
+	// Stop strings end generation; the text of a match is not emitted.
+	Stop []string
+	// TopLogprobs asks for that many alternatives per token (0 = none);
+	// Logprobs asks for the chosen token's log-probability.
+	Logprobs    bool
+	TopLogprobs int
+	// IgnoreEOS keeps generating past end-of-generation tokens.
+	IgnoreEOS bool
+}
+
+// TokenLogprob is a token with its log-probability.
+type TokenLogprob struct {
+	ID      int32
+	Text    string
+	Logprob float32
+}
+
+// Token is one generated token as handed to the caller. Text is the text
+// this step releases: it may be empty while bytes of an incomplete UTF-8
+// sequence or a possible stop string are held back, and may hold text of
+// earlier tokens once released.
+type Token struct {
+	ID      int32
+	Text    string
+	Logprob float32
+	Top     []TokenLogprob // valid only during the callback
+}
+
+// Finish reasons, as OpenAI names them.
+const (
+	FinishStop   = "stop"   // end-of-generation token or stop string
+	FinishLength = "length" // MaxTokens or the context length reached
+)
+
+// Result summarises a finished generation.
+type Result struct {
+	PromptTokens     int
+	CompletionTokens int // Resume included
+	FinishReason     string
+	Prefill          time.Duration
+	Decode           time.Duration
+}
