@@ -1,0 +1,23 @@
+package bus
+
+import (
+	"context"
+	"errors"
+)
+
+// Dispatch errors, matched with errors.Is; the gateway maps each to a status.
+var (
+	ErrNoWorkers  = errors.New("bus: no worker serves this model")        // 503
+	ErrQueueFull  = errors.New("bus: queue for this model is full")       // 429
+	ErrTooLarge   = errors.New("bus: request too large for the bus")      // 413
+	ErrNotPlaced  = errors.New("bus: request not placed before deadline") // 504
+	ErrWorkerLost = errors.New("bus: worker lost and no retry possible")  // 502
+)
+
+// Stream yields the chunks of one dispatched request in Seq order, without
+// duplicates. Next returns io.EOF after the final chunk. Close releases the
+// stream and, if the request is still running, cancels it on its worker.
+type Stream interface {
+	Next(ctx context.Context) (*Chunk, error)
+	Close() error
+}
