@@ -60,7 +60,7 @@ var typeInfos = map[Type]typeInfo{
 	TypeQ5_0:    {"Q5_0", 32, 2 + 4 + 16},
 	TypeQ5_1:    {"Q5_1", 32, 2 + 2 + 4 + 16},
 	TypeQ8_0:    {"Q8_0", 32, 2 + 32},
-	TypeQ8_1:    {"Q8_1", 32, 4 + 4 + 32},
+	TypeQ8_1:    {"Q8_1", 32, 2 + 2 + 32},
 	TypeQ2_K:    {"Q2_K", QK_K, QK_K/16 + QK_K/4 + 2 + 2},
 	TypeQ3_K:    {"Q3_K", QK_K, QK_K/8 + QK_K/4 + 12 + 2},
 	TypeQ4_K:    {"Q4_K", QK_K, 2 + 2 + 12 + QK_K/2},
