@@ -21,3 +21,14 @@ type Stream interface {
 	Next(ctx context.Context) (*Chunk, error)
 	Close() error
 }
+
+// Stable error codes a worker puts in Chunk.Error.Code; the gateway's error
+// catalog maps each to an HTTP status.
+const (
+	CodeInvalidRequest = "invalid_request_error" // 400: the worker rejected a parameter
+	CodePromptTooLong  = "prompt_too_long"       // 413: prompt (+max_tokens) exceeds the context
+	CodeModelNotFound  = "model_not_found"       // 404: the worker does not serve the model
+	CodeDeadline       = "deadline_exceeded"     // 504: not started before its deadline
+	CodeOverloaded     = "overloaded"            // 429: the worker has no room after all
+	CodeInternal       = "internal_error"        // 500: the engine failed
+)
