@@ -9,6 +9,8 @@
 //
 //	penalties → top-k → top-p → min-p → temperature → draw
 //
+// The stages:
+//
 //   - penalties: for each token counted in the window, a repetition penalty
 //     r divides a positive logit by r and multiplies a negative one by r;
 //     then count·FrequencyPenalty + PresencePenalty is subtracted, count being

@@ -101,18 +101,15 @@ const (
 // expf is a fast float32 e^x, within 2 ulp of math.Exp over the range the
 // sampler uses (x <= 0): it splits x = n·ln2 + r with |r| <= ln2/2 and
 // evaluates a degree-6 minimax polynomial for e^r (the Cephes expf
-// coefficients). Results below 2^-126 flush to 0. math.Exp costs several
-// times more, and the sampler calls this once per vocabulary entry.
+// coefficients). Results below 2^-126 flush to 0. It is faster than
+// math.Exp in float64 and the sampler calls it once per vocabulary entry.
 func expf(x float32) float32 {
-	switch {
-	case x != x:
-		return x
-	case x < -87.33654:
-		return 0
-	case x > 88.72283:
-		return float32(math.Inf(1))
+	if !(x >= -87.33654 && x <= 88.37) { // also NaN
+		return expfEdge(x)
 	}
-	n := float32(math.Floor(float64(x*log2e + 0.5)))
+	// Adding and subtracting 1.5·2^23 rounds to the nearest integer, without
+	// a call to math.Floor.
+	n := (x*log2e + 12582912) - 12582912
 	r := x - n*ln2hi - n*ln2lo
 	p := float32(1.9875691500e-4)
 	p = p*r + 1.3981999507e-3
@@ -121,9 +118,19 @@ func expf(x float32) float32 {
 	p = p*r + 1.6666665459e-1
 	p = p*r + 5.0000001201e-1
 	y := p*r*r + r + 1
-	e := int32(n)
-	if e > 127 { // only for x in (88.37, 88.72]
-		return y * math.Float32frombits(uint32(127+127)<<23) * 2
+	return y * math.Float32frombits(uint32(int32(n)+127)<<23)
+}
+
+// expfEdge handles what expf's fast path does not: NaN, underflow, and
+// arguments whose power of two would not fit a float32 exponent.
+func expfEdge(x float32) float32 {
+	switch {
+	case x != x:
+		return x
+	case x < -87.33654:
+		return 0
+	case x > 88.72283:
+		return float32(math.Inf(1))
 	}
-	return y * math.Float32frombits(uint32(e+127)<<23)
+	return float32(math.Exp(float64(x)))
 }
