@@ -50,7 +50,7 @@ func (f *File) Describe(w io.Writer) error {
 	slices.Sort(types)
 	for _, t := range types {
 		c := byType[t]
-		fmt.Fprintf(tw, "  %s\t%d tensors\t%d bytes\t(%s)\n", t, c[0], c[1], humanBytes(c[1]))
+		fmt.Fprintf(tw, "  %s\t%s\t%d bytes\t(%s)\n", t, plural(c[0], "tensor"), c[1], humanBytes(c[1]))
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("gguf: describe: %w", err)
@@ -155,4 +155,11 @@ func safe(s string) string {
 		return `""`
 	}
 	return s
+}
+
+func plural(n uint64, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -198,6 +198,7 @@ func (f *File) decodeHeader(d *decoder) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
+	d.off -= 4 // errors below point at the version
 	switch {
 	case v == 1:
 		return 0, d.errorf("GGUF version 1 is not supported (only 2 and 3)")
@@ -207,6 +208,7 @@ func (f *File) decodeHeader(d *decoder) (uint64, error) {
 		return 0, d.errorf("unsupported GGUF version %d (only 2 and 3)", v)
 	}
 	f.Version = v
+	d.off += 4
 	return d.u64("tensor count")
 }
 
