@@ -1,0 +1,416 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"strings"
+	"unicode/utf8"
+
+	"courier/internal/bus"
+)
+
+// readJSON reads r's body, at most limit bytes, into v. Every failure is a
+// catalog error: 413 over the limit, 400 for bad JSON or a mistyped field.
+func readJSON(r *http.Request, limit int64, v any) *Error {
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return errorf(CodeBodyTooLarge, "", "request body exceeds %d bytes", limit)
+		}
+		return errorf(CodeInvalidJSON, "", "reading request body: %v", err)
+	}
+	return decodeJSON(body, v)
+}
+
+// decodeJSON unmarshals body into v, mapping errors to the catalog.
+func decodeJSON(body []byte, v any) *Error {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 {
+		return errorf(CodeInvalidJSON, "", "request body is empty; expected a JSON object")
+	}
+	if trimmed[0] != '{' {
+		return errorf(CodeInvalidJSON, "", "request body must be a JSON object")
+	}
+	err := json.Unmarshal(trimmed, v)
+	if err == nil {
+		return nil
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && te.Field != "" {
+		// Fields of the embedded samplingParams are reported with its
+		// Go name first; the client knows them by their JSON name only.
+		field := strings.TrimPrefix(te.Field, "samplingParams.")
+		return errorf(CodeInvalidType, field, "%s: expected %s, got JSON %s", field, jsonKind(te.Type.Kind().String()), te.Value)
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return errorf(CodeInvalidJSON, "", "request body is not valid JSON (at byte %d): %v", se.Offset, se)
+	}
+	return errorf(CodeInvalidJSON, "", "request body is not valid JSON: %v", err)
+}
+
+// jsonKind names a Go kind the way a JSON user thinks of it.
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "int", "int64", "int32", "uint64":
+		return "an integer"
+	case "float64", "float32":
+		return "a number"
+	case "string":
+		return "a string"
+	case "bool":
+		return "a boolean"
+	case "slice":
+		return "an array"
+	case "struct", "map":
+		return "an object"
+	default:
+		return goKind
+	}
+}
+
+// toBus checks the shared parameters and fills req with them. It reports
+// the first problem, naming its field.
+func (p *samplingParams) toBus(cfg Config, req *bus.Request) *Error {
+	if p.Model == "" {
+		return errorf(CodeMissingParameter, "model", "model is required")
+	}
+	req.Model = p.Model
+	if p.N != nil && *p.N != 1 {
+		return errorf(CodeUnsupported, "n", "n must be 1: Courier returns one choice per request")
+	}
+	if p.StreamOptions != nil && !p.stream() {
+		return errorf(CodeInvalidValue, "stream_options", "stream_options is only allowed when stream is true")
+	}
+	stop, e := parseStop(p.Stop)
+	if e != nil {
+		return e
+	}
+	req.Stop = stop
+	if p.User != nil {
+		req.User = *p.User
+	}
+	return p.sampling(&req.Sampling)
+}
+
+// stream reports whether the request asked for SSE.
+func (p *samplingParams) stream() bool { return p.Stream != nil && *p.Stream }
+
+// includeUsage reports whether stream_options.include_usage is set.
+func (p *samplingParams) includeUsage() bool {
+	return p.StreamOptions != nil && p.StreamOptions.IncludeUsage
+}
+
+// sampling checks and copies the sampling parameters.
+func (p *samplingParams) sampling(s *bus.Sampling) *Error {
+	if e := checkRange("temperature", p.Temperature, 0, 2); e != nil {
+		return e
+	}
+	if e := checkRange("top_p", p.TopP, 0, 1); e != nil {
+		return e
+	}
+	if p.TopP != nil && *p.TopP == 0 {
+		return errorf(CodeInvalidValue, "top_p", "top_p must be greater than 0")
+	}
+	if e := checkRange("frequency_penalty", p.FrequencyPenalty, -2, 2); e != nil {
+		return e
+	}
+	if e := checkRange("presence_penalty", p.PresencePenalty, -2, 2); e != nil {
+		return e
+	}
+	if e := checkRange("min_p", p.MinP, 0, 1); e != nil {
+		return e
+	}
+	if e := checkRange("repetition_penalty", p.RepetitionPenalty, 0, 10); e != nil {
+		return e
+	}
+	if p.RepetitionPenalty != nil && *p.RepetitionPenalty == 0 {
+		return errorf(CodeInvalidValue, "repetition_penalty", "repetition_penalty must be greater than 0")
+	}
+	if p.TopK != nil {
+		switch k := *p.TopK; {
+		case k == -1 || k == 0:
+			// Disabled, as in vLLM.
+		case k < -1:
+			return errorf(CodeInvalidValue, "top_k", "top_k must be -1 or 0 (disabled) or positive, got %d", k)
+		default:
+			s.TopK = k
+		}
+	}
+	if p.Temperature != nil {
+		t := float32(*p.Temperature)
+		s.Temperature = &t
+	}
+	if p.TopP != nil {
+		t := float32(*p.TopP)
+		s.TopP = &t
+	}
+	s.MinP = f32(p.MinP)
+	s.RepetitionPenalty = f32(p.RepetitionPenalty)
+	s.FrequencyPenalty = f32(p.FrequencyPenalty)
+	s.PresencePenalty = f32(p.PresencePenalty)
+	if p.Seed != nil {
+		seed := uint64(*p.Seed) // negative seeds are valid; keep their bits
+		s.Seed = &seed
+	}
+	return nil
+}
+
+// f32 returns *v as float32, or 0 when v is nil.
+func f32(v *float64) float32 {
+	if v == nil {
+		return 0
+	}
+	return float32(*v)
+}
+
+// checkRange reports a value outside [lo, hi] (or NaN) of the named field.
+func checkRange(name string, v *float64, lo, hi float64) *Error {
+	if v == nil {
+		return nil
+	}
+	if math.IsNaN(*v) || *v < lo || *v > hi {
+		return errorf(CodeInvalidValue, name, "%s must be between %g and %g, got %g", name, lo, hi, *v)
+	}
+	return nil
+}
+
+// maxTokens picks the generation limit from the fields that may carry it
+// (the first non-nil wins) or the configured default, and checks it.
+func maxTokens(cfg Config, fields ...namedInt) (int, *Error) {
+	for _, f := range fields {
+		if f.v == nil {
+			continue
+		}
+		n := *f.v
+		if n < 1 {
+			return 0, errorf(CodeInvalidValue, f.name, "%s must be at least 1, got %d", f.name, n)
+		}
+		if n > cfg.MaxTokensLimit {
+			return 0, errorf(CodeInvalidValue, f.name, "%s must be at most %d, got %d", f.name, cfg.MaxTokensLimit, n)
+		}
+		return n, nil
+	}
+	return cfg.DefaultMaxTokens, nil
+}
+
+// namedInt is an optional integer field and its JSON name.
+type namedInt struct {
+	name string
+	v    *int
+}
+
+// parseStop accepts null, a string, or an array of at most four strings.
+func parseStop(raw json.RawMessage) ([]string, *Error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	var one string
+	if json.Unmarshal(raw, &one) == nil {
+		if one == "" {
+			return nil, errorf(CodeInvalidValue, "stop", "stop sequences must not be empty")
+		}
+		return []string{one}, nil
+	}
+	var many []string
+	if err := json.Unmarshal(raw, &many); err != nil {
+		return nil, errorf(CodeInvalidType, "stop", "stop must be a string or an array of strings")
+	}
+	if len(many) > maxStopSequences {
+		return nil, errorf(CodeInvalidValue, "stop", "stop may hold at most %d sequences, got %d", maxStopSequences, len(many))
+	}
+	for _, s := range many {
+		if s == "" {
+			return nil, errorf(CodeInvalidValue, "stop", "stop sequences must not be empty")
+		}
+	}
+	if len(many) == 0 {
+		return nil, nil
+	}
+	return many, nil
+}
+
+// completionToBus validates a completions request and builds its bus.Request.
+func completionToBus(cfg Config, c *CompletionRequest) (*bus.Request, *Error) {
+	req := &bus.Request{V: bus.Version, Kind: bus.KindCompletion}
+	if e := c.toBus(cfg, req); e != nil {
+		return nil, e
+	}
+	prompt, e := parsePrompt(c.Prompt)
+	if e != nil {
+		return nil, e
+	}
+	if n := utf8.RuneCountInString(prompt); n > cfg.MaxPromptChars {
+		return nil, errorf(CodePromptTooLong, "prompt", "prompt has %d characters; the limit is %d", n, cfg.MaxPromptChars)
+	}
+	req.Prompt = prompt
+	switch {
+	case c.Echo != nil && *c.Echo:
+		return nil, errorf(CodeUnsupported, "echo", "echo is not supported")
+	case c.BestOf != nil && *c.BestOf != 1:
+		return nil, errorf(CodeUnsupported, "best_of", "best_of must be 1")
+	case c.Suffix != nil && *c.Suffix != "":
+		return nil, errorf(CodeUnsupported, "suffix", "suffix is not supported")
+	}
+	if c.Logprobs != nil {
+		n := *c.Logprobs
+		if n < 0 || n > maxCompletionsLogprobs {
+			return nil, errorf(CodeInvalidValue, "logprobs", "logprobs must be between 0 and %d, got %d", maxCompletionsLogprobs, n)
+		}
+		req.Logprobs, req.TopLogprobs = true, n
+	}
+	n, e := maxTokens(cfg, namedInt{"max_tokens", c.MaxTokens})
+	if e != nil {
+		return nil, e
+	}
+	req.MaxTokens = n
+	return req, nil
+}
+
+// parsePrompt accepts a non-empty string or an array of one such string.
+func parsePrompt(raw json.RawMessage) (string, *Error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", errorf(CodeMissingParameter, "prompt", "prompt is required")
+	}
+	var one string
+	if json.Unmarshal(raw, &one) != nil {
+		var arr []json.RawMessage
+		if json.Unmarshal(raw, &arr) != nil {
+			return "", errorf(CodeInvalidType, "prompt", "prompt must be a string or an array of one string")
+		}
+		if len(arr) != 1 {
+			return "", errorf(CodeUnsupported, "prompt", "prompt arrays must hold exactly one string (got %d); send one request per prompt", len(arr))
+		}
+		if json.Unmarshal(arr[0], &one) != nil {
+			return "", errorf(CodeUnsupported, "prompt", "token-id prompts are not supported; send the prompt as a string")
+		}
+	}
+	if one == "" {
+		return "", errorf(CodeInvalidValue, "prompt", "prompt must not be empty")
+	}
+	return one, nil
+}
+
+// chatToBus validates a chat request and builds its bus.Request.
+func chatToBus(cfg Config, c *ChatRequest) (*bus.Request, *Error) {
+	req := &bus.Request{V: bus.Version, Kind: bus.KindChat}
+	if e := c.toBus(cfg, req); e != nil {
+		return nil, e
+	}
+	if c.Messages == nil {
+		return nil, errorf(CodeMissingParameter, "messages", "messages is required")
+	}
+	if len(c.Messages) == 0 {
+		return nil, errorf(CodeInvalidValue, "messages", "messages must hold at least one message")
+	}
+	total := 0
+	req.Messages = make([]bus.ChatMessage, len(c.Messages))
+	for i, m := range c.Messages {
+		bm, e := chatMessage(i, m)
+		if e != nil {
+			return nil, e
+		}
+		total += utf8.RuneCountInString(bm.Content)
+		req.Messages[i] = bm
+	}
+	if total > cfg.MaxPromptChars {
+		return nil, errorf(CodePromptTooLong, "messages", "messages hold %d characters; the limit is %d", total, cfg.MaxPromptChars)
+	}
+	if e := c.chatOptions(req); e != nil {
+		return nil, e
+	}
+	n, e := maxTokens(cfg, namedInt{"max_completion_tokens", c.MaxCompletionTokens}, namedInt{"max_tokens", c.MaxTokens})
+	if e != nil {
+		return nil, e
+	}
+	req.MaxTokens = n
+	return req, nil
+}
+
+// chatOptions checks the chat-only options: logprobs, tools, response_format.
+func (c *ChatRequest) chatOptions(req *bus.Request) *Error {
+	if c.Logprobs != nil && *c.Logprobs {
+		req.Logprobs = true
+	}
+	if c.TopLogprobs != nil {
+		n := *c.TopLogprobs
+		if n < 0 || n > maxTopLogprobs {
+			return errorf(CodeInvalidValue, "top_logprobs", "top_logprobs must be between 0 and %d, got %d", maxTopLogprobs, n)
+		}
+		if n > 0 && !req.Logprobs {
+			return errorf(CodeInvalidValue, "top_logprobs", "top_logprobs requires logprobs to be true")
+		}
+		req.TopLogprobs = n
+	}
+	if t := bytes.TrimSpace(c.Tools); len(t) > 0 && string(t) != "null" && string(t) != "[]" {
+		return errorf(CodeUnsupported, "tools", "tools are not supported")
+	}
+	if c.ResponseFormat != nil && c.ResponseFormat.Type != "" && c.ResponseFormat.Type != "text" {
+		return errorf(CodeUnsupported, "response_format", "response_format %q is not supported; only \"text\"", c.ResponseFormat.Type)
+	}
+	return nil
+}
+
+// chatRoles maps accepted roles to the role the worker sees.
+var chatRoles = map[string]string{
+	"system":    "system",
+	"developer": "system",
+	"user":      "user",
+	"assistant": "assistant",
+}
+
+// chatMessage checks message i and converts it.
+func chatMessage(i int, m ChatMessage) (bus.ChatMessage, *Error) {
+	role, ok := chatRoles[m.Role]
+	if !ok {
+		param := fmt.Sprintf("messages[%d].role", i)
+		if m.Role == "" {
+			return bus.ChatMessage{}, errorf(CodeMissingParameter, param, "%s is required", param)
+		}
+		return bus.ChatMessage{}, errorf(CodeInvalidValue, param, "%s %q is not one of system, developer, user, assistant", param, m.Role)
+	}
+	content, e := messageContent(i, role, m.Content)
+	if e != nil {
+		return bus.ChatMessage{}, e
+	}
+	return bus.ChatMessage{Role: role, Content: content, Name: m.Name}, nil
+}
+
+// messageContent accepts a string, null (assistant only) or text parts.
+func messageContent(i int, role string, raw json.RawMessage) (string, *Error) {
+	param := fmt.Sprintf("messages[%d].content", i)
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		if role == "assistant" {
+			return "", nil
+		}
+		return "", errorf(CodeMissingParameter, param, "%s is required", param)
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s, nil
+	}
+	var parts []struct {
+		Type string  `json:"type"`
+		Text *string `json:"text"`
+	}
+	if json.Unmarshal(raw, &parts) != nil {
+		return "", errorf(CodeInvalidType, param, "%s must be a string or an array of text parts", param)
+	}
+	texts := make([]string, 0, len(parts))
+	for j, p := range parts {
+		if p.Type != "text" || p.Text == nil {
+			return "", errorf(CodeUnsupported, fmt.Sprintf("%s[%d]", param, j), "only text content parts are supported (got type %q)", p.Type)
+		}
+		texts = append(texts, *p.Text)
+	}
+	return strings.Join(texts, "\n"), nil
+}

@@ -1,0 +1,245 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+
+	"courier/internal/bus"
+)
+
+// jsonMarshal encodes v without HTML escaping, as OpenAI's servers do.
+func jsonMarshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+// mustJSON encodes the API's own response types, which cannot fail to
+// encode (no channels, funcs or NaN-carrying interfaces).
+func mustJSON(v any) []byte {
+	b, err := jsonMarshal(v)
+	if err != nil {
+		return []byte(`{"error":{"message":"encoding failed","type":"server_error","param":null,"code":"internal_error"}}`)
+	}
+	return b
+}
+
+var nullJSON = json.RawMessage("null")
+
+// header is the id, model and creation time shared by a response's parts.
+type header struct {
+	id      string
+	model   string
+	created int64
+}
+
+func (h *header) begin(id, model string, created int64) {
+	h.id, h.model, h.created = id, model, created
+}
+
+// usageJSON is the usage payload of a streamed chunk: null before the last.
+func usageJSON(include bool) json.RawMessage {
+	if include {
+		return nullJSON
+	}
+	return nil
+}
+
+// ptr returns a pointer to a copy of v.
+func ptr[T any](v T) *T { return &v }
+
+// completionFormat renders /v1/completions responses.
+type completionFormat struct {
+	header
+	logprobs     bool
+	stream       bool
+	includeUsage bool
+
+	text   strings.Builder     // accumulated text (non-streaming)
+	lp     *CompletionLogprobs // accumulated logprobs (non-streaming)
+	offset int                 // text offset of the next token
+}
+
+var _ format = (*completionFormat)(nil)
+
+func (f *completionFormat) isStream() bool { return f.stream }
+
+func (f *completionFormat) events(c *bus.Chunk) [][]byte {
+	var evs [][]byte
+	if c.Text != "" || len(c.Logprobs) > 0 {
+		choice := CompletionChoice{Text: c.Text}
+		if f.logprobs {
+			choice.Logprobs = f.appendLogprobs(&CompletionLogprobs{}, c.Logprobs)
+		}
+		evs = append(evs, f.chunk(choice))
+	}
+	if c.FinishReason != "" {
+		evs = append(evs, f.chunk(CompletionChoice{FinishReason: ptr(c.FinishReason)}))
+	}
+	return evs
+}
+
+func (f *completionFormat) chunk(choice CompletionChoice) []byte {
+	return mustJSON(CompletionChunk{
+		ID: f.id, Object: "text_completion", Created: f.created, Model: f.model,
+		Choices: []CompletionChoice{choice}, Usage: usageJSON(f.includeUsage),
+	})
+}
+
+func (f *completionFormat) usageEvent(u Usage) []byte {
+	if !f.includeUsage {
+		return nil
+	}
+	return mustJSON(CompletionChunk{
+		ID: f.id, Object: "text_completion", Created: f.created, Model: f.model,
+		Choices: []CompletionChoice{}, Usage: mustJSON(u),
+	})
+}
+
+func (f *completionFormat) add(c *bus.Chunk) {
+	f.text.WriteString(c.Text)
+	if f.logprobs {
+		if f.lp == nil {
+			f.lp = &CompletionLogprobs{}
+		}
+		f.appendLogprobs(f.lp, c.Logprobs)
+	}
+}
+
+// appendLogprobs appends tokens to lp in the legacy layout and advances
+// the running text offset.
+func (f *completionFormat) appendLogprobs(lp *CompletionLogprobs, tokens []bus.TokenLogprob) *CompletionLogprobs {
+	for _, t := range tokens {
+		lp.Tokens = append(lp.Tokens, t.Token)
+		lp.TokenLogprobs = append(lp.TokenLogprobs, t.Logprob)
+		top := make(map[string]float32, len(t.Top))
+		for _, alt := range t.Top {
+			top[alt.Token] = alt.Logprob
+		}
+		lp.TopLogprobs = append(lp.TopLogprobs, top)
+		lp.TextOffset = append(lp.TextOffset, f.offset)
+		f.offset += len(t.Token)
+	}
+	if lp.Tokens == nil {
+		lp.Tokens, lp.TokenLogprobs = []string{}, []float32{}
+		lp.TopLogprobs, lp.TextOffset = []map[string]float32{}, []int{}
+	}
+	return lp
+}
+
+func (f *completionFormat) body(finish string, u Usage) any {
+	choice := CompletionChoice{Text: f.text.String(), FinishReason: ptr(finish)}
+	if f.logprobs {
+		if f.lp == nil {
+			f.lp = f.appendLogprobs(&CompletionLogprobs{}, nil)
+		}
+		choice.Logprobs = f.lp
+	}
+	return Completion{
+		ID: f.id, Object: "text_completion", Created: f.created, Model: f.model,
+		Choices: []CompletionChoice{choice}, Usage: u,
+	}
+}
+
+// chatFormat renders /v1/chat/completions responses.
+type chatFormat struct {
+	header
+	logprobs     bool
+	stream       bool
+	includeUsage bool
+
+	sentRole bool
+	text     strings.Builder    // accumulated content (non-streaming)
+	lp       []ChatTokenLogprob // accumulated logprobs (non-streaming)
+}
+
+var _ format = (*chatFormat)(nil)
+
+func (f *chatFormat) isStream() bool { return f.stream }
+
+func (f *chatFormat) events(c *bus.Chunk) [][]byte {
+	var evs [][]byte
+	if !f.sentRole {
+		// OpenAI opens every stream with the role and empty content.
+		f.sentRole = true
+		evs = append(evs, f.chunk(ChatChunkChoice{Delta: ChatDelta{Role: "assistant", Content: ptr("")}}))
+	}
+	if c.Text != "" || len(c.Logprobs) > 0 {
+		choice := ChatChunkChoice{Delta: ChatDelta{Content: ptr(c.Text)}}
+		if f.logprobs {
+			choice.Logprobs = &ChatLogprobs{Content: chatLogprobs(nil, c.Logprobs)}
+		}
+		evs = append(evs, f.chunk(choice))
+	}
+	if c.FinishReason != "" {
+		evs = append(evs, f.chunk(ChatChunkChoice{FinishReason: ptr(c.FinishReason)}))
+	}
+	return evs
+}
+
+func (f *chatFormat) chunk(choice ChatChunkChoice) []byte {
+	return mustJSON(ChatChunk{
+		ID: f.id, Object: "chat.completion.chunk", Created: f.created, Model: f.model,
+		Choices: []ChatChunkChoice{choice}, Usage: usageJSON(f.includeUsage),
+	})
+}
+
+func (f *chatFormat) usageEvent(u Usage) []byte {
+	if !f.includeUsage {
+		return nil
+	}
+	return mustJSON(ChatChunk{
+		ID: f.id, Object: "chat.completion.chunk", Created: f.created, Model: f.model,
+		Choices: []ChatChunkChoice{}, Usage: mustJSON(u),
+	})
+}
+
+func (f *chatFormat) add(c *bus.Chunk) {
+	f.text.WriteString(c.Text)
+	if f.logprobs {
+		f.lp = chatLogprobs(f.lp, c.Logprobs)
+	}
+}
+
+// chatLogprobs appends tokens to dst in the chat layout.
+func chatLogprobs(dst []ChatTokenLogprob, tokens []bus.TokenLogprob) []ChatTokenLogprob {
+	if dst == nil {
+		dst = make([]ChatTokenLogprob, 0, len(tokens))
+	}
+	for _, t := range tokens {
+		top := make([]ChatTopLogprob, len(t.Top))
+		for i, alt := range t.Top {
+			top[i] = ChatTopLogprob{Token: alt.Token, Logprob: alt.Logprob, Bytes: tokenBytes(alt.Token)}
+		}
+		dst = append(dst, ChatTokenLogprob{Token: t.Token, Logprob: t.Logprob, Bytes: tokenBytes(t.Token), TopLogprobs: top})
+	}
+	return dst
+}
+
+// tokenBytes is OpenAI's "bytes": the token's UTF-8 bytes as integers.
+func tokenBytes(s string) []int {
+	b := make([]int, len(s))
+	for i := range len(s) {
+		b[i] = int(s[i])
+	}
+	return b
+}
+
+func (f *chatFormat) body(finish string, u Usage) any {
+	choice := ChatChoice{
+		Message:      ChatReply{Role: "assistant", Content: f.text.String()},
+		FinishReason: finish,
+	}
+	if f.logprobs {
+		choice.Logprobs = &ChatLogprobs{Content: chatLogprobs(f.lp, nil)}
+	}
+	return ChatCompletion{
+		ID: f.id, Object: "chat.completion", Created: f.created, Model: f.model,
+		Choices: []ChatChoice{choice}, Usage: u,
+	}
+}

@@ -1,0 +1,270 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"courier/internal/bus"
+	"courier/internal/metrics"
+)
+
+// statusClientClosed is the status recorded (never sent) when the client
+// left before a response was committed, as nginx logs it.
+const statusClientClosed = 499
+
+// format renders one response kind (completion or chat) from chunks.
+type format interface {
+	// isStream reports whether the client asked for SSE.
+	isStream() bool
+	// begin fixes the response id, model and creation time.
+	begin(id, model string, created int64)
+	// events returns the SSE payloads for chunk c (possibly none).
+	events(c *bus.Chunk) [][]byte
+	// usageEvent returns the final usage-only payload, or nil when the
+	// client did not ask for it.
+	usageEvent(u Usage) []byte
+	// add accumulates c for the non-streaming body.
+	add(c *bus.Chunk)
+	// body returns the non-streaming response for the accumulated chunks.
+	body(finish string, u Usage) any
+}
+
+// result tracks a generation's progress for usage and metrics.
+type result struct {
+	finish    string
+	usage     *bus.Usage
+	tokens    int
+	firstAt   time.Time
+	gotFirst  bool
+	completed bool
+}
+
+// note records chunk c.
+func (res *result) note(c *bus.Chunk, now time.Time) {
+	if !res.gotFirst {
+		res.gotFirst, res.firstAt = true, now
+	}
+	switch {
+	case len(c.Tokens) > 0:
+		res.tokens += len(c.Tokens)
+	case len(c.Logprobs) > 0:
+		res.tokens += len(c.Logprobs)
+	}
+	if c.Usage != nil {
+		res.usage = c.Usage
+	}
+	if c.FinishReason != "" {
+		res.finish = c.FinishReason
+	}
+}
+
+// apiUsage is the usage the client sees: the worker's, or the counted
+// tokens when the worker sent none.
+func (res *result) apiUsage() Usage {
+	u := Usage{CompletionTokens: res.tokens}
+	if res.usage != nil {
+		u.PromptTokens, u.CompletionTokens = res.usage.PromptTokens, res.usage.CompletionTokens
+	}
+	u.TotalTokens = u.PromptTokens + u.CompletionTokens
+	return u
+}
+
+// generate dispatches req, waits for its first chunk, then relays the
+// stream as SSE or collects it into one JSON body.
+func (s *server) generate(w http.ResponseWriter, r *http.Request, req *bus.Request, f format) {
+	start := s.now()
+	if e := s.checkModel(req.Model); e != nil {
+		s.fail(w, e)
+		return
+	}
+	req.ID = s.newID()
+	req.Deadline = start.Add(s.cfg.RequestTimeout).UnixMilli()
+	s.m.Inflight(req.Model, 1)
+	defer s.m.Inflight(req.Model, -1)
+	log := s.log.With(slog.String("request", req.ID), slog.String("model", req.Model))
+
+	ctx := r.Context()
+	placeCtx, cancelPlace := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancelPlace()
+	st, err := s.d.Dispatch(placeCtx, req)
+	if err != nil {
+		s.failBeforeCommit(w, ctx, log, err)
+		return
+	}
+	defer st.Close() // cancels the request on its worker if it still runs
+	first, err := s.next(placeCtx, st)
+	cancelPlace()
+	if err == nil && first.Error != nil {
+		err = fromWorker(first.Error)
+	}
+	if err != nil {
+		s.failBeforeCommit(w, ctx, log, err)
+		return
+	}
+	res := &result{}
+	res.note(first, s.now())
+	f.begin(idPrefix(req.Kind)+req.ID, req.Model, start.Unix())
+	w.Header().Set("X-Request-Id", req.ID)
+	if f.isStream() {
+		err = s.relaySSE(ctx, w, st, first, f, res)
+	} else {
+		err = s.collect(ctx, w, st, first, f, res)
+	}
+	if res.completed {
+		u := res.apiUsage()
+		s.m.ObserveGeneration(metrics.Generation{
+			Model: req.Model, TTFT: res.firstAt.Sub(start), Total: s.now().Sub(start),
+			PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens,
+		})
+	}
+	if err != nil && log.Enabled(ctx, slog.LevelDebug) {
+		log.LogAttrs(ctx, slog.LevelDebug, "generation ended early", slog.Any("err", err))
+	}
+}
+
+// idPrefix is OpenAI's id prefix for the response kind.
+func idPrefix(kind string) string {
+	if kind == bus.KindChat {
+		return "chatcmpl-"
+	}
+	return "cmpl-"
+}
+
+// failBeforeCommit answers an error that happened before any byte was
+// written: as error JSON, or not at all when the client is gone.
+func (s *server) failBeforeCommit(w http.ResponseWriter, ctx context.Context, log *slog.Logger, err error) {
+	if ctx.Err() != nil {
+		markStatus(w, statusClientClosed)
+		return
+	}
+	e := toAPIError(err)
+	if e.Code.Status() >= 500 {
+		log.LogAttrs(ctx, slog.LevelWarn, "request failed", slog.String("code", string(e.Code)), slog.Any("err", err))
+	}
+	s.fail(w, e)
+}
+
+// markStatus records status for metrics without writing it.
+func markStatus(w http.ResponseWriter, status int) {
+	if rec, ok := w.(*statusRecorder); ok && rec.status == 0 {
+		rec.status = status
+	}
+}
+
+// collect reads the stream to its end and writes one JSON body.
+func (s *server) collect(ctx context.Context, w http.ResponseWriter, st bus.Stream, c *bus.Chunk, f format, res *result) error {
+	for {
+		f.add(c)
+		if c.FinishReason != "" {
+			res.completed = true
+			writeJSON(w, http.StatusOK, f.body(res.finish, res.apiUsage()))
+			return nil
+		}
+		next, err := s.next(ctx, st)
+		if err == nil && next.Error != nil {
+			err = fromWorker(next.Error)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				markStatus(w, statusClientClosed)
+				return err
+			}
+			s.fail(w, toAPIError(err))
+			return err
+		}
+		res.note(next, s.now())
+		c = next
+	}
+}
+
+// next returns the stream's next chunk; an io.EOF before a final chunk
+// means the worker vanished.
+func (s *server) next(ctx context.Context, st bus.Stream) (*bus.Chunk, error) {
+	c, err := st.Next(ctx)
+	if errors.Is(err, io.EOF) {
+		return nil, errorf(CodeWorkerLost, "", "the stream ended before its final chunk")
+	}
+	return c, err
+}
+
+// relaySSE commits the response as an event stream and relays chunks.
+func (s *server) relaySSE(ctx context.Context, w http.ResponseWriter, st bus.Stream, c *bus.Chunk, f format, res *result) error {
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	sse := &sseWriter{w: w, rc: http.NewResponseController(w)}
+	for {
+		for _, ev := range f.events(c) {
+			sse.event(ev)
+		}
+		if c.FinishReason != "" {
+			res.completed = true
+			if ev := f.usageEvent(res.apiUsage()); ev != nil {
+				sse.event(ev)
+			}
+			sse.done()
+			return sse.flush()
+		}
+		if err := sse.flush(); err != nil {
+			return err // the client is gone; the deferred Close cancels
+		}
+		next, err := s.next(ctx, st)
+		if err == nil && next.Error != nil {
+			err = fromWorker(next.Error)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			b, _ := jsonMarshal(toAPIError(err).body())
+			sse.event(b)
+			sse.done()
+			sse.flush()
+			return err
+		}
+		res.note(next, s.now())
+		c = next
+	}
+}
+
+// sseWriter writes server-sent events, remembering the first write error.
+type sseWriter struct {
+	w   http.ResponseWriter
+	rc  *http.ResponseController
+	buf strings.Builder
+	err error
+}
+
+// event queues one "data: PAYLOAD" event.
+func (s *sseWriter) event(payload []byte) {
+	s.buf.WriteString("data: ")
+	s.buf.Write(payload)
+	s.buf.WriteString("\n\n")
+}
+
+// done queues the terminating [DONE] event.
+func (s *sseWriter) done() { s.buf.WriteString("data: [DONE]\n\n") }
+
+// flush writes the queued events and flushes them to the client.
+func (s *sseWriter) flush() error {
+	if s.err != nil {
+		return s.err
+	}
+	if s.buf.Len() > 0 {
+		_, s.err = io.WriteString(s.w, s.buf.String())
+		s.buf.Reset()
+	}
+	if s.err == nil {
+		if err := s.rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			s.err = err
+		}
+	}
+	return s.err
+}

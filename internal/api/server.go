@@ -1,0 +1,284 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"courier/internal/bus"
+	"courier/internal/metrics"
+)
+
+// Dispatcher places requests on workers; the bus implements it.
+type Dispatcher interface {
+	// Dispatch sends req to a worker and returns its chunk stream (Seq
+	// order, no duplicates, io.EOF after the final chunk; Close cancels a
+	// running request). ctx bounds placement only: the gateway cancels it
+	// once the first chunk arrived, and the stream must live on until
+	// Close. Errors: bus.ErrNoWorkers (503), bus.ErrQueueFull (429 +
+	// Retry-After), bus.ErrTooLarge (413), bus.ErrNotPlaced or a context
+	// deadline (504).
+	Dispatch(ctx context.Context, req *bus.Request) (bus.Stream, error)
+	// Models returns the model names some live worker serves.
+	Models() []string
+	// Workers returns the latest heartbeat of each live worker.
+	Workers() []bus.Heartbeat
+}
+
+// QueueDepther is an optional Dispatcher capability: the number of requests
+// waiting for a worker, per model, exported as courier_queue_depth. It must
+// be cheap; it runs at every scrape.
+type QueueDepther interface {
+	QueueDepths() map[string]int
+}
+
+// server is the gateway's http.Handler.
+type server struct {
+	cfg Config // with defaults applied
+	d   Dispatcher
+	log *slog.Logger
+	m   *metrics.Gateway
+
+	metricsHandler http.Handler
+	routes         map[string]route
+
+	// Hooks replaced by golden tests for stable output.
+	now   func() time.Time
+	newID func() string
+}
+
+// route is one path's handler, method and metrics label.
+type route struct {
+	method  string
+	label   string
+	auth    bool
+	handler http.HandlerFunc
+}
+
+// New returns the gateway handler. reg receives the gateway's metrics; when
+// it is also a prometheus.Gatherer (a *prometheus.Registry), /metrics serves
+// what it gathers, and when reg is nil a private registry is used. log may
+// be nil.
+func New(cfg Config, d Dispatcher, reg prometheus.Registerer, log *slog.Logger) (http.Handler, error) {
+	s, err := newServer(cfg, d, reg, log)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func newServer(cfg Config, d Dispatcher, reg prometheus.Registerer, log *slog.Logger) (*server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if d == nil {
+		return nil, fmt.Errorf("api: nil Dispatcher")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m, err := metrics.NewGateway(reg)
+	if err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	var queues func() map[string]int
+	if q, ok := d.(QueueDepther); ok {
+		queues = q.QueueDepths
+	}
+	if err := reg.Register(metrics.NewFleet(d.Workers, queues)); err != nil {
+		return nil, fmt.Errorf("api: registering fleet metrics: %w", err)
+	}
+	s := &server{
+		cfg:   cfg.withDefaults(),
+		d:     d,
+		log:   log,
+		m:     m,
+		now:   time.Now,
+		newID: randomID,
+	}
+	s.metricsHandler = http.NotFoundHandler()
+	if g, ok := reg.(prometheus.Gatherer); ok {
+		s.metricsHandler = promhttp.HandlerFor(g, promhttp.HandlerOpts{})
+	}
+	s.routes = map[string]route{
+		"/healthz":             {http.MethodGet, "healthz", false, s.healthz},
+		"/readyz":              {http.MethodGet, "readyz", false, s.readyz},
+		"/metrics":             {http.MethodGet, "metrics", false, s.metricsHandler.ServeHTTP},
+		"/v1/models":           {http.MethodGet, "models", true, s.models},
+		"/v1/completions":      {http.MethodPost, "completions", true, s.completions},
+		"/v1/chat/completions": {http.MethodPost, "chat_completions", true, s.chatCompletions},
+	}
+	return s, nil
+}
+
+// ServeHTTP routes, authenticates and records metrics for every request.
+func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := &statusRecorder{ResponseWriter: w}
+	rt, ok := s.routes[r.URL.Path]
+	if !ok && strings.HasPrefix(r.URL.Path, "/v1/models/") {
+		rt, ok = route{http.MethodGet, "model", true, s.model}, true
+	}
+	label := "other"
+	if ok {
+		label = rt.label
+	}
+	defer func() {
+		s.m.ObserveHTTP(label, rec.statusOr200(), time.Since(start))
+	}()
+	if (!ok || rt.auth) && strings.HasPrefix(r.URL.Path, "/v1/") && !s.authorized(r) {
+		writeError(rec, errorf(CodeInvalidAPIKey, "", "missing or invalid API key; send Authorization: Bearer KEY"), 0)
+		return
+	}
+	if !ok {
+		writeError(rec, errorf(CodeNotFound, "", "no route for %s %s", r.Method, r.URL.Path), 0)
+		return
+	}
+	if r.Method != rt.method && !(rt.method == http.MethodGet && r.Method == http.MethodHead) {
+		rec.Header().Set("Allow", rt.method)
+		writeError(rec, errorf(CodeMethodNotAllowed, "", "%s %s: use %s", r.Method, r.URL.Path, rt.method), 0)
+		return
+	}
+	rt.handler(rec, r)
+}
+
+// authorized reports whether r carries one of the configured keys (always
+// true when none are configured). Keys are compared in constant time.
+func (s *server) authorized(r *http.Request) bool {
+	if len(s.cfg.APIKeys) == 0 {
+		return true
+	}
+	key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return false
+	}
+	key = strings.TrimSpace(key)
+	good := 0
+	for _, k := range s.cfg.APIKeys {
+		good |= subtle.ConstantTimeCompare([]byte(key), []byte(k))
+	}
+	return good == 1
+}
+
+func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readyz is ready when at least one live worker is not draining.
+func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
+	n := 0
+	for _, hb := range s.d.Workers() {
+		if !hb.Draining {
+			n++
+		}
+	}
+	status, word := http.StatusOK, "ready"
+	if n == 0 {
+		status, word = http.StatusServiceUnavailable, "no workers"
+	}
+	writeJSON(w, status, map[string]any{"status": word, "workers": n})
+}
+
+func (s *server) models(w http.ResponseWriter, r *http.Request) {
+	names := slices.Clone(s.d.Models())
+	slices.Sort(names)
+	names = slices.Compact(names)
+	list := ModelList{Object: "list", Data: make([]Model, 0, len(names))}
+	for _, n := range names {
+		list.Data = append(list.Data, Model{ID: n, Object: "model", OwnedBy: "courier"})
+	}
+	writeJSON(w, http.StatusOK, list)
+}
+
+// model serves GET /v1/models/{id}.
+func (s *server) model(w http.ResponseWriter, r *http.Request) {
+	id := strings.TrimPrefix(r.URL.Path, "/v1/models/")
+	if !slices.Contains(s.d.Models(), id) {
+		writeError(w, errorf(CodeModelNotFound, "model", "model %q is not served by any live worker", id), 0)
+		return
+	}
+	writeJSON(w, http.StatusOK, Model{ID: id, Object: "model", OwnedBy: "courier"})
+}
+
+// checkModel reports an unknown model: 503 when no model is served at all
+// (nothing is up), 404 when others are.
+func (s *server) checkModel(name string) *Error {
+	models := s.d.Models()
+	if slices.Contains(models, name) {
+		return nil
+	}
+	if len(models) == 0 {
+		return errorf(CodeNoWorkers, "model", "no worker is serving any model right now; retry later")
+	}
+	return errorf(CodeModelNotFound, "model", "model %q is not served; GET /v1/models lists the models", name)
+}
+
+// writeJSON writes v with status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := jsonMarshal(v)
+	if err != nil {
+		writeError(w, errorf(CodeInternal, "", "encoding response"), 0)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+// randomID returns 24 random hex digits.
+func randomID() string {
+	var b [12]byte
+	rand.Read(b[:]) // never fails (crypto/rand documents it)
+	return hex.EncodeToString(b[:])
+}
+
+// statusRecorder remembers the status written; it unwraps for
+// http.ResponseController and forwards Flush.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// Flush implements http.Flusher when the underlying writer does.
+func (s *statusRecorder) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+func (s *statusRecorder) statusOr200() int {
+	if s.status == 0 {
+		return http.StatusOK
+	}
+	return s.status
+}

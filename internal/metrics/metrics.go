@@ -1,0 +1,167 @@
+package metrics
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"courier/internal/bus"
+)
+
+// Latency buckets in seconds: 1 ms to about 2 minutes.
+var latencyBuckets = prometheus.ExponentialBuckets(0.001, 2, 18)
+
+// Per-token buckets in seconds: 0.5 ms to about 4 s.
+var tokenBuckets = prometheus.ExponentialBuckets(0.0005, 2, 14)
+
+// Gateway holds the gateway's metrics.
+type Gateway struct {
+	requests *prometheus.CounterVec   // route, status
+	duration *prometheus.HistogramVec // route
+	ttft     *prometheus.HistogramVec // model
+	tpot     *prometheus.HistogramVec // model
+	e2e      *prometheus.HistogramVec // model
+	tokens   *prometheus.CounterVec   // model, kind
+	inflight *prometheus.GaugeVec     // model
+}
+
+// NewGateway creates the gateway's metrics and registers them with reg.
+func NewGateway(reg prometheus.Registerer) (*Gateway, error) {
+	g := &Gateway{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "courier_http_requests_total",
+			Help: "HTTP requests answered, by route and status code.",
+		}, []string{"route", "status"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "courier_http_request_duration_seconds",
+			Help:    "Time from receiving an HTTP request to its last byte, by route.",
+			Buckets: latencyBuckets,
+		}, []string{"route"}),
+		ttft: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "courier_time_to_first_token_seconds",
+			Help:    "Time from receiving a generation request to its first output chunk, by model.",
+			Buckets: latencyBuckets,
+		}, []string{"model"}),
+		tpot: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "courier_time_per_output_token_seconds",
+			Help:    "Mean time per output token after the first, per request, by model.",
+			Buckets: tokenBuckets,
+		}, []string{"model"}),
+		e2e: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "courier_e2e_request_latency_seconds",
+			Help:    "Time from receiving a generation request to its final chunk, by model.",
+			Buckets: latencyBuckets,
+		}, []string{"model"}),
+		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "courier_tokens_total",
+			Help: "Tokens processed, by model and kind (prompt or generated).",
+		}, []string{"model", "kind"}),
+		inflight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "courier_requests_inflight",
+			Help: "Generation requests the gateway holds (queued or running), by model.",
+		}, []string{"model"}),
+	}
+	for _, c := range []prometheus.Collector{g.requests, g.duration, g.ttft, g.tpot, g.e2e, g.tokens, g.inflight} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("metrics: registering gateway metrics: %w", err)
+		}
+	}
+	return g, nil
+}
+
+// ObserveHTTP records one answered HTTP request.
+func (g *Gateway) ObserveHTTP(route string, status int, d time.Duration) {
+	g.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
+	g.duration.WithLabelValues(route).Observe(d.Seconds())
+}
+
+// Inflight adds delta to the model's in-flight gauge.
+func (g *Gateway) Inflight(model string, delta float64) {
+	g.inflight.WithLabelValues(model).Add(delta)
+}
+
+// Generation is the timing and token count of one finished generation.
+type Generation struct {
+	Model            string
+	TTFT             time.Duration // to the first output chunk
+	Total            time.Duration // to the final chunk
+	PromptTokens     int
+	CompletionTokens int
+}
+
+// ObserveGeneration records a finished (or failed after starting)
+// generation. Time per output token is (Total-TTFT)/(CompletionTokens-1)
+// and is recorded only with at least two tokens.
+func (g *Gateway) ObserveGeneration(gen Generation) {
+	g.ttft.WithLabelValues(gen.Model).Observe(gen.TTFT.Seconds())
+	g.e2e.WithLabelValues(gen.Model).Observe(gen.Total.Seconds())
+	if gen.CompletionTokens > 1 {
+		per := (gen.Total - gen.TTFT).Seconds() / float64(gen.CompletionTokens-1)
+		g.tpot.WithLabelValues(gen.Model).Observe(per)
+	}
+	g.tokens.WithLabelValues(gen.Model, "prompt").Add(float64(gen.PromptTokens))
+	g.tokens.WithLabelValues(gen.Model, "generated").Add(float64(gen.CompletionTokens))
+}
+
+// Fleet is a collector that reads the fleet's state at scrape time: worker
+// slots from heartbeats and, when a source is given, queue depth per model.
+type Fleet struct {
+	workers func() []bus.Heartbeat
+	queues  func() map[string]int // may be nil
+
+	slots      *prometheus.Desc
+	perModel   *prometheus.Desc
+	queueDepth *prometheus.Desc
+}
+
+var _ prometheus.Collector = (*Fleet)(nil)
+
+// NewFleet returns a collector over workers (latest heartbeat per live
+// worker) and queues (depth per model; nil when the dispatcher has none).
+// Both functions must be cheap and safe for concurrent use.
+func NewFleet(workers func() []bus.Heartbeat, queues func() map[string]int) *Fleet {
+	return &Fleet{
+		workers: workers,
+		queues:  queues,
+		slots: prometheus.NewDesc("courier_worker_slots",
+			"Generation slots of each live worker, by state (busy or free).",
+			[]string{"worker", "state"}, nil),
+		perModel: prometheus.NewDesc("courier_workers",
+			"Live workers serving each model.", []string{"model"}, nil),
+		queueDepth: prometheus.NewDesc("courier_queue_depth",
+			"Requests waiting for a worker, by model.", []string{"model"}, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (f *Fleet) Describe(ch chan<- *prometheus.Desc) {
+	ch <- f.slots
+	ch <- f.perModel
+	if f.queues != nil {
+		ch <- f.queueDepth
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (f *Fleet) Collect(ch chan<- prometheus.Metric) {
+	perModel := map[string]int{}
+	for _, hb := range f.workers() {
+		free := min(max(hb.FreeSlots, 0), hb.Slots)
+		ch <- prometheus.MustNewConstMetric(f.slots, prometheus.GaugeValue, float64(hb.Slots-free), hb.Worker, "busy")
+		ch <- prometheus.MustNewConstMetric(f.slots, prometheus.GaugeValue, float64(free), hb.Worker, "free")
+		for _, m := range hb.Models {
+			perModel[m]++
+		}
+	}
+	for m, n := range perModel {
+		ch <- prometheus.MustNewConstMetric(f.perModel, prometheus.GaugeValue, float64(n), m)
+	}
+	if f.queues == nil {
+		return
+	}
+	for m, n := range f.queues() {
+		ch <- prometheus.MustNewConstMetric(f.queueDepth, prometheus.GaugeValue, float64(n), m)
+	}
+}
