@@ -1,0 +1,64 @@
+// Package tensor holds the arithmetic of Courier's inference engine: block
+// layouts of ggml's tensor types, their (de)quantizers, the activation
+// quantizers and fused dot products that llama.cpp's CPU backend uses, and a
+// threaded matrix-vector/matrix-matrix product over raw (memory-mapped)
+// weight bytes.
+//
+// # Block layouts
+//
+// All multi-byte fields are little endian; "fp16" is IEEE binary16.
+//
+//	F32   4 bytes per element          F16/BF16  2 bytes per element
+//	Q8_0  32 elements, 34 bytes: fp16 d, int8 qs[32]; x = d*q
+//	Q4_0  32 elements, 18 bytes: fp16 d, qs[16]; element j (j<16) is the low
+//	      nibble of qs[j], element j+16 its high nibble; x = d*(q-8)
+//	Q4_1  32 elements, 20 bytes: fp16 d, fp16 m, qs[16]; x = d*q + m
+//	Q5_0  32 elements, 22 bytes: fp16 d, uint32 qh, qs[16]; bit j of qh is
+//	      the fifth bit of element j; x = d*(q-16)
+//	Q5_1  32 elements, 24 bytes: fp16 d, fp16 m, qh, qs[16]; x = d*q + m
+//	Q4_K  256 elements, 144 bytes: fp16 d, fp16 dmin, 12 bytes of eight
+//	      6-bit scales and mins, qs[128]; each 32 bytes hold sub-block 2c
+//	      (low nibbles) and 2c+1 (high nibbles); x = d*sc*q - dmin*m
+//	Q5_K  256 elements, 176 bytes: as Q4_K with qh[32] before qs: bit s of
+//	      qh[l] is the fifth bit of element l of sub-block s
+//	Q6_K  256 elements, 210 bytes: ql[128] (low 4 bits), qh[64] (high 2
+//	      bits), int8 scales[16] (one per 16 elements), fp16 d;
+//	      x = d*scale*(q-32)
+//	Q8_1  (activations) 32 elements, 36 bytes: fp16 d, fp16 s = d*sum(q), qs[32]
+//	Q8_K  (activations) 256 elements, 292 bytes: float32 d, int8 qs[256],
+//	      int16 bsums[16] (sums of 16 codes)
+//
+// # Activation types
+//
+// llama.cpp never multiplies quantized weights with float activations. Its
+// CPU backend first converts each activation row to the weight type's
+// "vec-dot type" (VecDotType): Q8_0 for Q4_0, Q5_0 and Q8_0 weights (same
+// 32-element blocks, one scale); Q8_1 for Q4_1 and Q5_1 (it carries
+// s = d*sum(q), so the weights' offset m contributes m*s without touching
+// the codes); Q8_K for the K-quants (256-element blocks and the 16-element
+// sums that the mins and Q6_K's -32 need); F16 for F16 and BF16 for BF16
+// weights (the activations are rounded to the weight format). Then it takes
+// integer dot products per block and scales them by the blocks' scales.
+// Reproducing llama.cpp's greedy tokens on quantized models needs that
+// arithmetic nearly bit for bit, so this package copies it: the activation
+// quantizers follow ggml's x86 (AVX2) code (amax/127 scale, 127/amax
+// multiplier, rounding half to even), and the dot products reproduce the
+// lane structure of ggml's AVX2/AVX-512 kernels: eight lanes of four
+// consecutive products, a fused multiply-add per block into each lane, and
+// hsum_float_8's reduction order (F32/F16: four 16-lane accumulators and
+// _mm512_reduce_add_ps's order). The emulation targets llama.cpp's decode
+// path (ggml_vec_dot_*); its prompt path on x86 uses other kernels
+// (llamafile's tinyBLAS for F32/F16/BF16/Q8_0/Q5_0 and repacked 8x8 kernels
+// for Q4_0/Q4_K) whose float summation order differs slightly.
+//
+// # Kernels and threading
+//
+// Each weight type has a generic (pure Go) kernel, the reference, and
+// possibly an assembly one (amd64, AVX2/AVX-512) that must agree with it bit
+// for bit; tests compare both. A Pool is a fixed set of worker goroutines
+// started by NewPool and stopped by Close; MatMul converts the activation
+// rows once into a Workspace, then the pool's threads (the caller included)
+// take chunks of weight rows from an atomic counter, and each weight row is
+// applied to all activation rows while it is in cache. MatMul allocates
+// nothing; calls on one Pool are serialized by a mutex.
+package tensor
