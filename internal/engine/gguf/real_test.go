@@ -198,3 +198,21 @@ func TestAllSharedModels(t *testing.T) {
 		f.Close()
 	}
 }
+
+// BenchmarkOpen measures opening (mapping and parsing) shared files: a small
+// model and a vocabulary of 50257 tokens and 50000 merges.
+func BenchmarkOpen(b *testing.B) {
+	for _, name := range []string{"stories260K.gguf", "tokenizer-vectors/ggml-vocab-gpt-2.gguf"} {
+		path := filepath.Join(testutil.DataDir(b), "models", name)
+		b.Run(filepath.Base(name), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				f, err := Open(path)
+				if err != nil {
+					b.Fatal(err)
+				}
+				f.Close()
+			}
+		})
+	}
+}

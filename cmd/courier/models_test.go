@@ -1,0 +1,51 @@
+package main
+
+import (
+	"bytes"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"courier/internal/engine/gguf"
+)
+
+func TestModelsInspect(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "m.gguf")
+	w := gguf.NewWriter()
+	if err := w.SetKV("general.architecture", "llama"); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.AddTensor("token_embd.weight", gguf.TypeF32, []uint64{2, 3}, make([]byte, 24)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteFile(path); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := inspectFile(&out, path, true); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"== " + path, `general.architecture  string  "llama"`, "token_embd.weight  F32   2x3   24     0", "parameters  6"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if err := inspectFile(&out, filepath.Join(t.TempDir(), "missing.gguf"), false); err == nil {
+		t.Error("inspecting a missing file succeeded")
+	}
+}
+
+func TestModelsDispatch(t *testing.T) {
+	if rc := runModels([]string{"nope"}); rc != 2 {
+		t.Errorf("unknown subcommand: rc %d, want 2", rc)
+	}
+	if rc := runModels(nil); rc != 2 {
+		t.Errorf("no subcommand: rc %d, want 2", rc)
+	}
+	if rc := runModels([]string{"inspect"}); rc != 2 {
+		t.Errorf("inspect without a path: rc %d, want 2", rc)
+	}
+	if _, ok := commands["models"]; !ok {
+		t.Error("models is not registered")
+	}
+}
