@@ -162,7 +162,7 @@ func (d *decoder) stringBytes(what string) ([]byte, error) {
 	return b, nil
 }
 
-// strings decodes n strings. They are validated first, then copied onto
+// stringArray decodes n strings. They are validated first, then copied onto
 // the heap as one block that every element slices, so a vocabulary of
 // 150,000 tokens costs one allocation rather than 150,000.
 func (d *decoder) stringArray(n int) ([]string, error) {
