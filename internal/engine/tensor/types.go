@@ -3,6 +3,7 @@ package tensor
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 
 	"courier/internal/engine/gguf"
 )
@@ -67,3 +68,6 @@ func scaleMinK4(j int, q []byte) (sc, m uint8) {
 func errSize(t gguf.Type, n, want, have int) error {
 	return fmt.Errorf("tensor: %d %v elements need %d bytes, have %d", n, t, want, have)
 }
+
+// f32at reads element e of an F32 row.
+func f32at(b []byte, e int) float32 { return math.Float32frombits(le32(b[4*e:])) }
