@@ -97,12 +97,32 @@ type Chunk struct {
 	FinishReason string         `json:"finish_reason,omitempty"`
 	Usage        *Usage         `json:"usage,omitempty"`
 	Error        *Error         `json:"error,omitempty"`
+	// Attempt is the Request.Attempt this chunk answers; the gateway
+	// ignores chunks of attempts it has given up on.
+	Attempt int `json:"attempt,omitempty"`
+}
+
+// Final reports whether c is the last chunk of its request.
+func (c *Chunk) Final() bool { return c.FinishReason != "" || c.Error != nil }
+
+// Accept is a worker's immediate reply to a Request: Error is nil when the
+// worker took the request (its chunks follow on ReplyTo), or says why not
+// (CodeOverloaded: no free slot; CodeDeadline: the deadline passed;
+// CodeModelNotFound: the worker does not serve the model).
+type Accept struct {
+	V       int    `json:"v"`
+	ID      string `json:"id"`
+	Worker  string `json:"worker"`
+	Attempt int    `json:"attempt,omitempty"`
+	Error   *Error `json:"error,omitempty"`
 }
 
 // Cancel tells the worker holding request ID to stop it.
 type Cancel struct {
 	V  int    `json:"v"`
 	ID string `json:"id"`
+	// Attempt, when not 0, limits the cancel to that attempt.
+	Attempt int `json:"attempt,omitempty"`
 }
 
 // Heartbeat is a worker's periodic statement of its capacity.
@@ -113,4 +133,11 @@ type Heartbeat struct {
 	FreeSlots int      `json:"free_slots"`
 	Slots     int      `json:"slots"`
 	Draining  bool     `json:"draining,omitempty"`
+	// Active lists the ids of the requests the worker holds.
+	Active []string `json:"active,omitempty"`
+	// IntervalMS is the period of the worker's heartbeats in milliseconds.
+	IntervalMS int64 `json:"interval_ms,omitempty"`
+	// Stopped marks the worker's last heartbeat: it holds nothing and
+	// takes nothing more.
+	Stopped bool `json:"stopped,omitempty"`
 }

@@ -1,0 +1,27 @@
+// Package natsbus carries Courier's bus messages over NATS. It is the only
+// package that imports NATS.
+//
+// It owns three things:
+//
+//   - Server: an embedded nats-server (in-process connections only unless
+//     Listen is set; JetStream file storage under DataDir; optional cluster
+//     routes) and its clean shutdown.
+//   - Gateway: the gateway side. It learns every worker's free slots from
+//     heartbeats, sends each request to one worker that can start it now
+//     (core NATS request-reply; the worker answers with an Accept), queues
+//     requests per model when no worker has room (bounded: a full queue is
+//     bus.ErrQueueFull at once), and relays the worker's chunks through a
+//     Stream that reorders and drops duplicates by Seq. When a worker is lost
+//     (heartbeats stop, or it stops listing a request it held) the gateway
+//     sends the request to another worker with Resume set to the tokens
+//     already delivered, so the stream continues without gap or duplicate.
+//   - Host: the worker side. It serves a Handler (package worker) on the
+//     worker's request subjects, forwards cancels, and publishes heartbeats.
+//
+// Ordering and ownership: every goroutine is started by the type that owns
+// it and is waited for by its Close. Chunks of one request are published by
+// one worker connection and so arrive in order on one server, but the Stream
+// does not rely on it. Subjects and message formats are in docs/protocol.md;
+// the reasoning behind core NATS for interactive traffic is in
+// docs/fabric.md.
+package natsbus

@@ -1,0 +1,349 @@
+package natsbus
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"courier/internal/bus"
+)
+
+// GatewayConfig configures a Gateway. The zero value works.
+type GatewayConfig struct {
+	// ID names the gateway on the bus; "" picks a random one.
+	ID string
+	// QueueLimit bounds the requests per model waiting for a free slot;
+	// 0 means 64, negative means no waiting (no free slot → ErrQueueFull).
+	QueueLimit int
+	// HeartbeatTimeout declares a silent worker lost; 0 means three of the
+	// worker's own heartbeat intervals.
+	HeartbeatTimeout time.Duration
+	// AcceptTimeout bounds a worker's answer to a request; 0 means 2s.
+	AcceptTimeout time.Duration
+	// MaxAttempts bounds the dispatches of one request; 0 means 4.
+	MaxAttempts int
+	// RedispatchTimeout bounds finding a new worker for a request whose
+	// worker was lost; 0 means 30s.
+	RedispatchTimeout time.Duration
+}
+
+func (c *GatewayConfig) fill() {
+	if c.ID == "" {
+		var b [6]byte
+		_, _ = rand.Read(b[:])
+		c.ID = "gw-" + hex.EncodeToString(b[:])
+	}
+	if c.QueueLimit == 0 {
+		c.QueueLimit = 64
+	}
+	if c.AcceptTimeout <= 0 {
+		c.AcceptTimeout = 2 * time.Second
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = 4
+	}
+	if c.RedispatchTimeout <= 0 {
+		c.RedispatchTimeout = 30 * time.Second
+	}
+}
+
+// Gateway dispatches requests to workers that have a free slot and relays
+// their chunks. It satisfies api.Dispatcher. All methods are safe for
+// concurrent use.
+type Gateway struct {
+	conn *Conn
+	cfg  GatewayConfig
+	log  *slog.Logger
+
+	ctx    context.Context // ended by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // sweeper and re-dispatches
+	subs   []*nats.Subscription
+
+	mu      sync.Mutex
+	closed  bool                    // guarded by mu
+	workers map[string]*workerState // guarded by mu
+	streams map[string]*stream      // guarded by mu; by request id
+	queues  map[string][]*waiter    // guarded by mu; by model, oldest first
+	seen    chan struct{}           // guarded by mu; closed and replaced when a worker appears
+}
+
+// workerState is what the gateway knows of one worker.
+type workerState struct {
+	hb      bus.Heartbeat
+	last    time.Time          // arrival of hb
+	timeout time.Duration      // silence after which the worker is lost
+	held    map[string]*stream // this gateway's requests placed there
+	others  int                // slots busy with other gateways' requests at hb
+	suspect bool               // it failed to answer; no new work until its next hb
+}
+
+func (w *workerState) serves(model string) bool {
+	return !w.hb.Draining && !w.hb.Stopped && slices.Contains(w.hb.Models, model)
+}
+
+func (w *workerState) free() int {
+	if w.suspect {
+		return 0
+	}
+	return w.hb.Slots - len(w.held) - w.others
+}
+
+// waiter is a Dispatch waiting for a free slot.
+type waiter struct{ wake chan struct{} }
+
+// NewGateway subscribes to heartbeats and chunks on conn and asks every
+// worker for a heartbeat.
+func NewGateway(conn *Conn, cfg GatewayConfig, log *slog.Logger) (*Gateway, error) {
+	cfg.fill()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	g := &Gateway{
+		conn: conn, cfg: cfg, log: log.With("gateway", cfg.ID),
+		ctx: ctx, cancel: cancel,
+		workers: map[string]*workerState{},
+		streams: map[string]*stream{},
+		queues:  map[string][]*waiter{},
+		seen:    make(chan struct{}),
+	}
+	for subj, fn := range map[string]nats.MsgHandler{
+		bus.SubjectHeartbeats:       g.onHeartbeat,
+		bus.ChunkSubjects(g.cfg.ID): g.onChunk,
+	} {
+		s, err := conn.nc.Subscribe(subj, fn)
+		if err != nil {
+			g.unsubscribe()
+			cancel()
+			return nil, fmt.Errorf("natsbus: subscribe %s: %w", subj, err)
+		}
+		_ = s.SetPendingLimits(-1, 256<<20)
+		g.subs = append(g.subs, s)
+	}
+	if err := conn.nc.Publish(bus.SubjectPing, []byte(`{"v":1}`)); err != nil {
+		g.unsubscribe()
+		cancel()
+		return nil, fmt.Errorf("natsbus: ping workers: %w", err)
+	}
+	g.wg.Add(1)
+	go g.sweep()
+	return g, nil
+}
+
+// ID is the gateway's name on the bus.
+func (g *Gateway) ID() string { return g.cfg.ID }
+
+// Dispatch sends req to a worker of req.Model that can start it now,
+// waiting in the model's bounded queue while none can, and returns the
+// stream of its chunks. req.ID must be unique among running requests;
+// ReplyTo, Attempt and Resume are filled here. Errors: bus.ErrTooLarge,
+// bus.ErrNoWorkers, bus.ErrQueueFull, bus.ErrNotPlaced (deadline passed
+// while waiting; also matches context.DeadlineExceeded when ctx's deadline
+// was the one), ctx.Err() when ctx was cancelled, ErrClosed.
+func (g *Gateway) Dispatch(ctx context.Context, req *bus.Request) (bus.Stream, error) {
+	if req == nil || req.ID == "" || req.Model == "" {
+		return nil, errors.New("natsbus: dispatch: request needs an id and a model")
+	}
+	r := *req
+	r.V = bus.Version
+	r.ReplyTo = bus.ChunkSubject(g.cfg.ID, r.ID)
+	r.Attempt, r.Resume, r.ResumeSeq = 1, nil, 0
+	data, err := json.Marshal(&r)
+	if err != nil {
+		return nil, fmt.Errorf("natsbus: encode request: %w", err)
+	}
+	// Resumed attempts grow by up to MaxTokens ids of at most 11 bytes.
+	if max := g.conn.MaxPayload(); int64(len(data)+11*r.MaxTokens) > max {
+		return nil, fmt.Errorf("%w: request is %d bytes (+%d for resume), the bus carries %d",
+			bus.ErrTooLarge, len(data), 11*r.MaxTokens, max)
+	}
+	st := newStream(g, r)
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if _, dup := g.streams[r.ID]; dup {
+		g.mu.Unlock()
+		return nil, fmt.Errorf("natsbus: dispatch: request id %q already running", r.ID)
+	}
+	g.streams[r.ID] = st
+	g.mu.Unlock()
+
+	deadline := time.Time{}
+	if r.Deadline > 0 {
+		deadline = time.UnixMilli(r.Deadline)
+	}
+	if err := g.place(ctx, st, deadline, true); err != nil {
+		st.cancel()
+		g.forget(st)
+		return nil, err
+	}
+	return st, nil
+}
+
+// Models lists the models that some live, non-draining worker serves.
+func (g *Gateway) Models() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var ms []string
+	for _, w := range g.workers {
+		if w.hb.Draining || w.hb.Stopped {
+			continue
+		}
+		for _, m := range w.hb.Models {
+			if !slices.Contains(ms, m) {
+				ms = append(ms, m)
+			}
+		}
+	}
+	slices.Sort(ms)
+	return ms
+}
+
+// Workers returns the latest heartbeat of every live worker, by name, with
+// FreeSlots as this gateway estimates them now.
+func (g *Gateway) Workers() []bus.Heartbeat {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	hbs := make([]bus.Heartbeat, 0, len(g.workers))
+	for _, w := range g.workers {
+		hb := w.hb
+		hb.FreeSlots = max(0, w.free())
+		if hb.Draining {
+			hb.FreeSlots = 0
+		}
+		hbs = append(hbs, hb)
+	}
+	slices.SortFunc(hbs, func(a, b bus.Heartbeat) int {
+		if a.Worker < b.Worker {
+			return -1
+		}
+		if a.Worker > b.Worker {
+			return 1
+		}
+		return 0
+	})
+	return hbs
+}
+
+// QueueDepth reports how many requests for model wait for a slot.
+func (g *Gateway) QueueDepth(model string) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.queues[model])
+}
+
+// WaitWorkers waits until at least n workers serving model are known.
+func (g *Gateway) WaitWorkers(ctx context.Context, model string, n int) error {
+	for {
+		g.mu.Lock()
+		have := 0
+		for _, w := range g.workers {
+			if w.serves(model) {
+				have++
+			}
+		}
+		seen := g.seen
+		g.mu.Unlock()
+		if have >= n {
+			return nil
+		}
+		select {
+		case <-seen:
+		case <-ctx.Done():
+			return fmt.Errorf("natsbus: waiting for %d workers of %s (have %d): %w", n, model, have, ctx.Err())
+		}
+	}
+}
+
+// Close stops dispatching: waiting dispatches and running streams end with
+// ErrClosed (running requests are cancelled on their workers), and Close
+// waits for the gateway's goroutines or ctx.
+func (g *Gateway) Close(ctx context.Context) error {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return nil
+	}
+	g.closed = true
+	streams := make([]*stream, 0, len(g.streams))
+	for _, st := range g.streams {
+		streams = append(streams, st)
+	}
+	g.mu.Unlock()
+	g.cancel()
+	for _, st := range streams {
+		if !st.finished() {
+			g.publishCancel(st.req.ID, 0)
+		}
+		st.fail(ErrClosed)
+	}
+	g.unsubscribe()
+	done := make(chan struct{})
+	go func() { g.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("natsbus: gateway close: %w", ctx.Err())
+	}
+}
+
+func (g *Gateway) unsubscribe() {
+	for _, s := range g.subs {
+		_ = s.Unsubscribe()
+	}
+	g.subs = nil
+}
+
+// forget drops st from the gateway: its slot is freed and late chunks are
+// ignored.
+func (g *Gateway) forget(st *stream) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.streams[st.req.ID] == st {
+		delete(g.streams, st.req.ID)
+	}
+	g.unholdLocked(st)
+}
+
+// unholdLocked frees the slot st holds on its worker and wakes the model's
+// waiters.
+func (g *Gateway) unholdLocked(st *stream) {
+	if st.worker == "" {
+		return
+	}
+	if w := g.workers[st.worker]; w != nil && w.held[st.req.ID] == st {
+		delete(w.held, st.req.ID)
+	}
+	st.worker, st.placed = "", false
+	g.wakeLocked(st.req.Model)
+}
+
+// wakeLocked tells every dispatch waiting for model to look again.
+func (g *Gateway) wakeLocked(model string) {
+	for _, w := range g.queues[model] {
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (g *Gateway) publishCancel(id string, attempt int) {
+	data, _ := json.Marshal(bus.Cancel{V: bus.Version, ID: id, Attempt: attempt})
+	if err := g.conn.nc.Publish(bus.CancelSubject(id), data); err != nil {
+		g.log.Warn("publish cancel", "id", id, "err", err)
+	}
+}

@@ -1,0 +1,233 @@
+package natsbus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"courier/internal/bus"
+)
+
+// Handler is what a Host serves: one worker (package worker implements it).
+type Handler interface {
+	// Admit takes req if it can start now and returns nil, or says why not
+	// (bus.CodeOverloaded, bus.CodeDeadline, bus.CodeModelNotFound). It must
+	// not block on generation; the accepted request's chunks go to send, in
+	// order, the last one Final.
+	Admit(req *bus.Request, send func(*bus.Chunk)) *bus.Error
+	// Cancel stops request id (only its attempt, when attempt is not 0).
+	Cancel(id string, attempt int)
+	// Heartbeat reports the worker's capacity now.
+	Heartbeat() bus.Heartbeat
+}
+
+// HostConfig configures a Host.
+type HostConfig struct {
+	// Worker is the worker's id, unique on the bus.
+	Worker string
+	// Models are the model names the worker serves.
+	Models []string
+	// HeartbeatInterval is the period of heartbeats; 0 means 1s.
+	HeartbeatInterval time.Duration
+}
+
+// Host serves a Handler on the bus: it subscribes the worker's request
+// subjects and the cancel subject, answers pings and publishes heartbeats.
+type Host struct {
+	conn *Conn
+	h    Handler
+	cfg  HostConfig
+	log  *slog.Logger
+
+	mu       sync.Mutex
+	reqSubs  []*nats.Subscription // guarded by mu; nil once stopped
+	otherSub []*nats.Subscription // guarded by mu
+	stopped  bool                 // guarded by mu
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// NewHost subscribes h's subjects on conn and starts its heartbeats.
+func NewHost(conn *Conn, h Handler, cfg HostConfig, log *slog.Logger) (*Host, error) {
+	if cfg.Worker == "" || len(cfg.Models) == 0 {
+		return nil, errors.New("natsbus: host needs a worker id and a model")
+	}
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = time.Second
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ho := &Host{conn: conn, h: h, cfg: cfg, log: log.With("worker", cfg.Worker)}
+	nc := conn.nc
+	for _, m := range cfg.Models {
+		s, err := nc.Subscribe(bus.RequestSubject(m, cfg.Worker), ho.onRequest)
+		if err != nil {
+			ho.unsubscribe()
+			return nil, fmt.Errorf("natsbus: subscribe requests: %w", err)
+		}
+		ho.reqSubs = append(ho.reqSubs, s)
+	}
+	for subj, fn := range map[string]nats.MsgHandler{bus.SubjectCancels: ho.onCancel, bus.SubjectPing: ho.onPing} {
+		s, err := nc.Subscribe(subj, fn)
+		if err != nil {
+			ho.unsubscribe()
+			return nil, fmt.Errorf("natsbus: subscribe %s: %w", subj, err)
+		}
+		ho.otherSub = append(ho.otherSub, s)
+	}
+	if err := nc.Flush(); err != nil {
+		ho.unsubscribe()
+		return nil, fmt.Errorf("natsbus: flush subscriptions: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ho.cancel = cancel
+	ho.beat()
+	ho.wg.Add(1)
+	go ho.heartbeats(ctx)
+	return ho, nil
+}
+
+// StopAccepting unsubscribes the request subjects, so that no new request
+// reaches the worker, and announces the drain with a heartbeat. Requests the
+// worker holds go on.
+func (ho *Host) StopAccepting() {
+	ho.mu.Lock()
+	subs := ho.reqSubs
+	ho.reqSubs = nil
+	ho.mu.Unlock()
+	for _, s := range subs {
+		_ = s.Unsubscribe()
+	}
+	ho.beat()
+}
+
+// Close stops accepting, stops heartbeats and cancel handling, and
+// publishes a last heartbeat marked Stopped. Call it after the worker has
+// drained. It waits for the heartbeat goroutine.
+func (ho *Host) Close() {
+	ho.StopAccepting()
+	ho.mu.Lock()
+	already := ho.stopped
+	ho.stopped = true
+	ho.mu.Unlock()
+	if already {
+		return
+	}
+	ho.cancel()
+	ho.wg.Wait()
+	ho.unsubscribe()
+	hb := ho.h.Heartbeat()
+	hb.Stopped, hb.Draining, hb.FreeSlots = true, true, 0
+	ho.publishHeartbeat(hb)
+	_ = ho.conn.nc.Flush()
+}
+
+func (ho *Host) unsubscribe() {
+	ho.mu.Lock()
+	subs := append(ho.reqSubs, ho.otherSub...)
+	ho.reqSubs, ho.otherSub = nil, nil
+	ho.mu.Unlock()
+	for _, s := range subs {
+		_ = s.Unsubscribe()
+	}
+}
+
+func (ho *Host) heartbeats(ctx context.Context) {
+	defer ho.wg.Done()
+	t := time.NewTicker(ho.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			ho.beat()
+		}
+	}
+}
+
+// beat publishes the handler's heartbeat, marked draining once the host
+// stopped accepting.
+func (ho *Host) beat() {
+	hb := ho.h.Heartbeat()
+	ho.mu.Lock()
+	if ho.reqSubs == nil {
+		hb.Draining, hb.FreeSlots = true, 0
+	}
+	ho.mu.Unlock()
+	ho.publishHeartbeat(hb)
+}
+
+func (ho *Host) publishHeartbeat(hb bus.Heartbeat) {
+	hb.V = bus.Version
+	hb.Worker = ho.cfg.Worker
+	hb.IntervalMS = ho.cfg.HeartbeatInterval.Milliseconds()
+	data, err := json.Marshal(hb)
+	if err != nil {
+		ho.log.Error("encode heartbeat", "err", err)
+		return
+	}
+	if err := ho.conn.nc.Publish(bus.HeartbeatSubject(ho.cfg.Worker), data); err != nil {
+		ho.log.Warn("publish heartbeat", "err", err)
+	}
+}
+
+func (ho *Host) onPing(*nats.Msg) { ho.beat() }
+
+func (ho *Host) onCancel(m *nats.Msg) {
+	var c bus.Cancel
+	if err := json.Unmarshal(m.Data, &c); err != nil || c.ID == "" {
+		ho.log.Warn("bad cancel message", "subject", m.Subject, "err", err)
+		return
+	}
+	ho.h.Cancel(c.ID, c.Attempt)
+}
+
+func (ho *Host) onRequest(m *nats.Msg) {
+	var req bus.Request
+	acc := bus.Accept{V: bus.Version, Worker: ho.cfg.Worker}
+	if err := json.Unmarshal(m.Data, &req); err != nil {
+		acc.Error = &bus.Error{Code: bus.CodeInvalidRequest, Message: "natsbus: bad request message: " + err.Error()}
+	} else if req.V != bus.Version {
+		acc.Error = &bus.Error{Code: bus.CodeInvalidRequest, Message: fmt.Sprintf("natsbus: request version %d, want %d", req.V, bus.Version)}
+	} else if req.ReplyTo == "" {
+		acc.Error = &bus.Error{Code: bus.CodeInvalidRequest, Message: "natsbus: request without reply_to"}
+	}
+	acc.ID, acc.Attempt = req.ID, req.Attempt
+	if acc.Error == nil {
+		acc.Error = ho.h.Admit(&req, ho.sender(req.ReplyTo))
+	}
+	data, err := json.Marshal(acc)
+	if err != nil {
+		ho.log.Error("encode accept", "err", err)
+		return
+	}
+	if err := m.Respond(data); err != nil {
+		ho.log.Warn("reply accept", "id", req.ID, "err", err)
+	}
+}
+
+// sender returns the function the handler publishes one request's chunks
+// with.
+func (ho *Host) sender(subject string) func(*bus.Chunk) {
+	return func(c *bus.Chunk) {
+		c.V = bus.Version
+		c.Worker = ho.cfg.Worker
+		data, err := json.Marshal(c)
+		if err != nil {
+			ho.log.Error("encode chunk", "id", c.ID, "err", err)
+			return
+		}
+		if err := ho.conn.nc.Publish(subject, data); err != nil {
+			ho.log.Warn("publish chunk", "id", c.ID, "seq", c.Seq, "err", err)
+		}
+	}
+}

@@ -1,0 +1,401 @@
+package natsbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"courier/internal/bus"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// fakeWorker is a Handler made of function fields.
+type fakeWorker struct {
+	admit  func(req *bus.Request, send func(*bus.Chunk)) *bus.Error
+	cancel func(id string, attempt int)
+	hb     func() bus.Heartbeat
+}
+
+func (f *fakeWorker) Admit(r *bus.Request, send func(*bus.Chunk)) *bus.Error { return f.admit(r, send) }
+func (f *fakeWorker) Cancel(id string, attempt int) {
+	if f.cancel != nil {
+		f.cancel(id, attempt)
+	}
+}
+func (f *fakeWorker) Heartbeat() bus.Heartbeat { return f.hb() }
+
+// slotWorker is a fake worker with n slots whose requests run gen on their
+// own goroutine, tracked by wg.
+type slotWorker struct {
+	mu       sync.Mutex
+	n        int
+	active   map[string]context.CancelFunc
+	wg       sync.WaitGroup
+	model    string
+	canceled chan string
+}
+
+func newSlotWorker(model string, n int, gen func(ctx context.Context, r *bus.Request, send func(*bus.Chunk))) (*slotWorker, *fakeWorker) {
+	sw := &slotWorker{n: n, active: map[string]context.CancelFunc{}, model: model, canceled: make(chan string, 16)}
+	return sw, &fakeWorker{
+		admit: func(r *bus.Request, send func(*bus.Chunk)) *bus.Error {
+			sw.mu.Lock()
+			defer sw.mu.Unlock()
+			if len(sw.active) >= sw.n {
+				return &bus.Error{Code: bus.CodeOverloaded, Message: "full"}
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			sw.active[r.ID] = cancel
+			sw.wg.Add(1)
+			go func() {
+				defer sw.wg.Done()
+				gen(ctx, r, send)
+				sw.mu.Lock()
+				delete(sw.active, r.ID)
+				sw.mu.Unlock()
+				cancel()
+			}()
+			return nil
+		},
+		cancel: func(id string, attempt int) {
+			sw.mu.Lock()
+			c := sw.active[id]
+			sw.mu.Unlock()
+			if c != nil {
+				c()
+				sw.canceled <- id
+			}
+		},
+		hb: func() bus.Heartbeat {
+			sw.mu.Lock()
+			defer sw.mu.Unlock()
+			hb := bus.Heartbeat{Models: []string{sw.model}, Slots: sw.n, FreeSlots: sw.n - len(sw.active)}
+			for id := range sw.active {
+				hb.Active = append(hb.Active, id)
+			}
+			return hb
+		},
+	}
+}
+
+// words sends one chunk per word of text, numbered from ResumeSeq, skipping
+// the words already delivered (len(Resume)), then the final chunk.
+func words(text string, step chan struct{}) func(ctx context.Context, r *bus.Request, send func(*bus.Chunk)) {
+	ws := strings.Fields(text)
+	return func(ctx context.Context, r *bus.Request, send func(*bus.Chunk)) {
+		seq := max(r.ResumeSeq, 1)
+		for i := len(r.Resume); i < len(ws); i++ {
+			if step != nil {
+				select {
+				case <-step:
+				case <-ctx.Done():
+					return
+				}
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			send(&bus.Chunk{ID: r.ID, Seq: seq, Attempt: r.Attempt, Text: ws[i] + " ", Tokens: []int32{int32(i)}})
+			seq++
+		}
+		send(&bus.Chunk{ID: r.ID, Seq: seq, Attempt: r.Attempt, FinishReason: "stop", Usage: &bus.Usage{CompletionTokens: len(ws)}})
+	}
+}
+
+type testBus struct {
+	srv *Server
+	t   *testing.T
+}
+
+func startBus(t *testing.T) *testBus {
+	t.Helper()
+	srv, err := StartServer(ServerConfig{Name: "test"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := srv.Shutdown(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	return &testBus{srv: srv, t: t}
+}
+
+func (b *testBus) conn(name string) *Conn {
+	b.t.Helper()
+	c, err := b.srv.Connect(name)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	b.t.Cleanup(func() { _ = c.Close(context.Background()) })
+	return c
+}
+
+func (b *testBus) gateway(cfg GatewayConfig) *Gateway {
+	b.t.Helper()
+	g, err := NewGateway(b.conn("gateway"), cfg, nil)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	b.t.Cleanup(func() {
+		if err := g.Close(context.Background()); err != nil {
+			b.t.Error(err)
+		}
+	})
+	return g
+}
+
+func (b *testBus) host(name string, h Handler, model string) (*Host, *Conn) {
+	b.t.Helper()
+	c := b.conn(name)
+	ho, err := NewHost(c, h, HostConfig{Worker: name, Models: []string{model}, HeartbeatInterval: 20 * time.Millisecond}, nil)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	b.t.Cleanup(ho.Close)
+	return ho, c
+}
+
+func readAll(t *testing.T, s bus.Stream) (string, *bus.Chunk) { return readFrom(t, s, 1) }
+
+func readFrom(t *testing.T, s bus.Stream, want uint64) (string, *bus.Chunk) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var b strings.Builder
+	var last *bus.Chunk
+	for range 10000 {
+		c, err := s.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			return b.String(), last
+		}
+		if err != nil {
+			t.Fatalf("Next: %v (after %q)", err, b.String())
+		}
+		if c.Seq != want {
+			t.Fatalf("chunk seq %d, want %d", c.Seq, want)
+		}
+		want++
+		b.WriteString(c.Text)
+		last = c
+	}
+	t.Fatal("stream too long")
+	return "", nil
+}
+
+func waitCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+const text = "once upon a time there was a little fox"
+
+func TestDispatchStreamsInOrder(t *testing.T) {
+	b := startBus(t)
+	sw, h := newSlotWorker("m", 2, words(text, nil))
+	t.Cleanup(sw.wg.Wait)
+	b.host("w1", h, "m")
+	g := b.gateway(GatewayConfig{})
+	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
+		t.Fatal(err)
+	}
+	if got := g.Models(); len(got) != 1 || got[0] != "m" {
+		t.Fatalf("Models = %v", got)
+	}
+	for i := range 3 {
+		s, err := g.Dispatch(waitCtx(t), &bus.Request{ID: fmt.Sprint("r", i), Model: "m"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, last := readAll(t, s)
+		_ = s.Close()
+		if got != text+" " || last.FinishReason != "stop" {
+			t.Fatalf("got %q finish %q", got, last.FinishReason)
+		}
+	}
+}
+
+func TestStreamReordersAndDropsDuplicates(t *testing.T) {
+	b := startBus(t)
+	gen := func(ctx context.Context, r *bus.Request, send func(*bus.Chunk)) {
+		for _, seq := range []uint64{2, 1, 1, 3, 2, 5, 4, 4} {
+			c := &bus.Chunk{ID: r.ID, Seq: seq, Attempt: r.Attempt, Text: fmt.Sprint(seq)}
+			if seq == 5 {
+				c.FinishReason = "length"
+			}
+			send(c)
+		}
+		send(&bus.Chunk{ID: r.ID, Seq: 3, Attempt: r.Attempt + 1, Text: "stale"})
+	}
+	sw, h := newSlotWorker("m", 1, gen)
+	t.Cleanup(sw.wg.Wait)
+	b.host("w1", h, "m")
+	g := b.gateway(GatewayConfig{})
+	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
+		t.Fatal(err)
+	}
+	s, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "r", Model: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got, _ := readAll(t, s); got != "12345" {
+		t.Fatalf("got %q, want 12345", got)
+	}
+}
+
+func TestDispatchErrors(t *testing.T) {
+	b := startBus(t)
+	step := make(chan struct{})
+	sw, h := newSlotWorker("m", 1, words(text, step))
+	t.Cleanup(func() { close(step); sw.wg.Wait() })
+	b.host("w1", h, "m")
+	g := b.gateway(GatewayConfig{QueueLimit: 1})
+	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "x", Model: "nope"}); !errors.Is(err, bus.ErrNoWorkers) {
+		t.Fatalf("unknown model: %v, want ErrNoWorkers", err)
+	}
+	big := strings.Repeat("a", int(b.conn("c").MaxPayload()))
+	if _, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "big", Model: "m", Prompt: big}); !errors.Is(err, bus.ErrTooLarge) {
+		t.Fatalf("huge prompt: %v, want ErrTooLarge", err)
+	}
+	// The only slot is taken by r1, which waits on step.
+	s1, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "r1", Model: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s1.Close()
+	// r2 waits in the queue (limit 1) until its deadline.
+	errc := make(chan error, 1)
+	go func() {
+		_, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "r2", Model: "m", Deadline: time.Now().Add(300 * time.Millisecond).UnixMilli()})
+		errc <- err
+	}()
+	waitFor(t, func() bool { return g.QueueDepth("m") == 1 })
+	if _, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "r3", Model: "m"}); !errors.Is(err, bus.ErrQueueFull) {
+		t.Fatalf("third: %v, want ErrQueueFull", err)
+	}
+	if err := <-errc; !errors.Is(err, bus.ErrNotPlaced) {
+		t.Fatalf("queued past deadline: %v, want ErrNotPlaced", err)
+	}
+	// Closing r1 cancels it on the worker.
+	_ = s1.Close()
+	select {
+	case id := <-sw.canceled:
+		if id != "r1" {
+			t.Fatalf("cancelled %q", id)
+		}
+	case <-waitCtx(t).Done():
+		t.Fatal("worker never saw the cancel")
+	}
+}
+
+func TestQueuedRequestRunsWhenSlotFrees(t *testing.T) {
+	b := startBus(t)
+	step := make(chan struct{})
+	sw, h := newSlotWorker("m", 1, words("a b", step))
+	t.Cleanup(func() { close(step); sw.wg.Wait() })
+	b.host("w1", h, "m")
+	g := b.gateway(GatewayConfig{})
+	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
+		t.Fatal(err)
+	}
+	s1, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "r1", Model: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type res struct {
+		s   bus.Stream
+		err error
+	}
+	rc := make(chan res, 1)
+	go func() {
+		s, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "r2", Model: "m"})
+		rc <- res{s, err}
+	}()
+	waitFor(t, func() bool { return g.QueueDepth("m") == 1 })
+	step <- struct{}{}
+	step <- struct{}{}
+	if got, _ := readAll(t, s1); got != "a b " {
+		t.Fatalf("r1 %q", got)
+	}
+	_ = s1.Close()
+	r := <-rc
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	defer r.s.Close()
+	step <- struct{}{}
+	step <- struct{}{}
+	if got, _ := readAll(t, r.s); got != "a b " {
+		t.Fatalf("r2 %q", got)
+	}
+}
+
+func TestLostWorkerResumesElsewhere(t *testing.T) {
+	b := startBus(t)
+	step := make(chan struct{})
+	sw1, h1 := newSlotWorker("m", 1, words(text, step))
+	sw2, h2 := newSlotWorker("m", 1, words(text, nil))
+	t.Cleanup(func() { close(step); sw1.wg.Wait(); sw2.wg.Wait() })
+	var resumed bus.Request
+	admit2 := h2.admit
+	h2.admit = func(r *bus.Request, send func(*bus.Chunk)) *bus.Error {
+		resumed = *r
+		return admit2(r, send)
+	}
+	_, c1 := b.host("w1", h1, "m")
+	g := b.gateway(GatewayConfig{})
+	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
+		t.Fatal(err)
+	}
+	s, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "r", Model: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	step <- struct{}{}
+	step <- struct{}{}
+	for range 2 {
+		if _, err := s.Next(waitCtx(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// w2 joins; w1's connection dies without a word.
+	b.host("w2", h2, "m")
+	if err := g.WaitWorkers(waitCtx(t), "m", 2); err != nil {
+		t.Fatal(err)
+	}
+	c1.nc.Close()
+	got, last := readFrom(t, s, 3)
+	if want := strings.Join(strings.Fields(text)[2:], " ") + " "; got != want || last.FinishReason != "stop" {
+		t.Fatalf("after resume got %q, want %q", got, want)
+	}
+	if len(resumed.Resume) != 2 || resumed.ResumeSeq != 3 || resumed.Attempt != 2 {
+		t.Fatalf("resumed request: resume %v seq %d attempt %d", resumed.Resume, resumed.ResumeSeq, resumed.Attempt)
+	}
+}
+
+// waitFor polls cond until it holds; it is for conditions with no event to
+// wait on (another goroutine's queue position).
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -1,0 +1,336 @@
+package natsbus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"courier/internal/bus"
+)
+
+// maxSends bounds the workers one placement tries before it gives up.
+const maxSends = 64
+
+// place sends st's request to a worker with a free slot, waiting in the
+// model's queue while none has one, until deadline (zero: none), ctx or the
+// gateway ends. first is true for a new request: with no live worker for
+// the model it fails at once with bus.ErrNoWorkers instead of waiting.
+func (g *Gateway) place(ctx context.Context, st *stream, deadline time.Time, first bool) error {
+	model := st.req.Model
+	var wt *waiter
+	defer func() {
+		if wt != nil {
+			g.mu.Lock()
+			g.queues[model] = slices.DeleteFunc(g.queues[model], func(x *waiter) bool { return x == wt })
+			g.mu.Unlock()
+		}
+	}()
+	var timer <-chan time.Time
+	if !deadline.IsZero() {
+		d := time.Until(deadline)
+		if d <= 0 {
+			return fmt.Errorf("%w: deadline passed before dispatch", bus.ErrNotPlaced)
+		}
+		t := time.NewTimer(d)
+		defer t.Stop()
+		timer = t.C
+	}
+	for sends := 0; sends < maxSends; {
+		g.mu.Lock()
+		if g.closed {
+			g.mu.Unlock()
+			return ErrClosed
+		}
+		w, live := g.pickLocked(model)
+		if w != nil {
+			sends++
+			w.held[st.req.ID] = st
+			st.worker, st.missed = w.hb.Worker, 0
+			g.mu.Unlock()
+			placed, err := g.send(ctx, st, w)
+			if placed || err != nil {
+				return err
+			}
+			continue
+		}
+		if !live && first {
+			g.mu.Unlock()
+			return fmt.Errorf("%w: %s", bus.ErrNoWorkers, model)
+		}
+		if wt == nil {
+			if len(g.queues[model]) >= max(g.cfg.QueueLimit, 0) {
+				g.mu.Unlock()
+				return fmt.Errorf("%w: %s has %d waiting", bus.ErrQueueFull, model, len(g.queues[model]))
+			}
+			wt = &waiter{wake: make(chan struct{}, 1)}
+			g.queues[model] = append(g.queues[model], wt)
+		}
+		g.mu.Unlock()
+		select {
+		case <-wt.wake:
+		case <-timer:
+			return fmt.Errorf("%w: no free slot for %s before the deadline", bus.ErrNotPlaced, model)
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("%w: %w", bus.ErrNotPlaced, ctx.Err())
+			}
+			return ctx.Err()
+		case <-g.ctx.Done():
+			return ErrClosed
+		}
+	}
+	return fmt.Errorf("%w: %d workers refused %s", bus.ErrNotPlaced, maxSends, st.req.ID)
+}
+
+// pickLocked returns the worker serving model with the most free slots (nil
+// when none has one) and whether any live worker serves model at all.
+func (g *Gateway) pickLocked(model string) (*workerState, bool) {
+	var best *workerState
+	live := false
+	for _, w := range g.workers {
+		if !w.serves(model) {
+			continue
+		}
+		live = true
+		if f := w.free(); f > 0 && (best == nil || f > best.free()) {
+			best = w
+		}
+	}
+	return best, live
+}
+
+// send offers st's next attempt to w, which st already holds a slot on. It
+// reports whether w took it; a refusal frees the slot and marks w so that
+// the caller looks elsewhere. A non-nil error ends the placement.
+func (g *Gateway) send(ctx context.Context, st *stream, w *workerState) (bool, error) {
+	req, ok := st.beginAttempt()
+	if !ok {
+		g.forget(st)
+		return false, ErrClosed
+	}
+	data, err := json.Marshal(&req)
+	if err != nil {
+		return false, fmt.Errorf("natsbus: encode request: %w", err)
+	}
+	actx, cancel := context.WithTimeout(ctx, g.cfg.AcceptTimeout)
+	msg, err := g.conn.nc.RequestWithContext(actx, bus.RequestSubject(req.Model, w.hb.Worker), data)
+	cancel()
+	var acc bus.Accept
+	if err == nil {
+		if err = json.Unmarshal(msg.Data, &acc); err != nil {
+			err = fmt.Errorf("natsbus: bad accept from %s: %w", w.hb.Worker, err)
+		}
+	}
+	if err == nil && acc.Error == nil {
+		g.mu.Lock()
+		if st.worker == w.hb.Worker {
+			st.placed = true
+			// The worker may have been declared lost while it answered:
+			// keep tracking it (the sweeper drops it again if it is silent).
+			switch cur := g.workers[w.hb.Worker]; {
+			case cur == nil:
+				g.workers[w.hb.Worker] = w
+			case cur != w:
+				cur.held[st.req.ID] = st
+			}
+		}
+		g.mu.Unlock()
+		return true, nil
+	}
+
+	g.mu.Lock()
+	g.unholdLocked(st)
+	switch {
+	case err != nil:
+		// No responder (it stopped listening) or no answer in time: take
+		// nothing more there until it sends a heartbeat again.
+		w.suspect = true
+	case acc.Error.Code == bus.CodeOverloaded:
+		w.others++
+	case acc.Error.Code == bus.CodeModelNotFound:
+		w.hb.Models = slices.DeleteFunc(slices.Clone(w.hb.Models), func(m string) bool { return m == req.Model })
+	}
+	g.mu.Unlock()
+
+	switch {
+	case err != nil:
+		g.publishCancel(req.ID, req.Attempt)
+		if ctx.Err() != nil {
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return false, fmt.Errorf("%w: %w", bus.ErrNotPlaced, ctx.Err())
+			}
+			return false, ctx.Err()
+		}
+		if !errors.Is(err, nats.ErrNoResponders) {
+			g.log.Warn("worker did not accept", "worker", w.hb.Worker, "id", req.ID, "err", err)
+		}
+		return false, nil
+	case acc.Error.Code == bus.CodeOverloaded || acc.Error.Code == bus.CodeModelNotFound:
+		return false, nil
+	case acc.Error.Code == bus.CodeDeadline:
+		return false, fmt.Errorf("%w: %s", bus.ErrNotPlaced, acc.Error.Message)
+	default:
+		return false, fmt.Errorf("natsbus: worker %s refused %s: %s: %s", w.hb.Worker, req.ID, acc.Error.Code, acc.Error.Message)
+	}
+}
+
+func (g *Gateway) onChunk(m *nats.Msg) {
+	c := new(bus.Chunk)
+	if err := json.Unmarshal(m.Data, c); err != nil {
+		g.log.Warn("bad chunk message", "subject", m.Subject, "err", err)
+		return
+	}
+	g.mu.Lock()
+	st := g.streams[c.ID]
+	g.mu.Unlock()
+	if st == nil {
+		return // closed, finished, or another gateway's
+	}
+	if st.deliver(c) {
+		g.mu.Lock()
+		g.unholdLocked(st)
+		if g.streams[c.ID] == st {
+			delete(g.streams, c.ID)
+		}
+		g.mu.Unlock()
+	}
+}
+
+func (g *Gateway) onHeartbeat(m *nats.Msg) {
+	var hb bus.Heartbeat
+	if err := json.Unmarshal(m.Data, &hb); err != nil || hb.Worker == "" {
+		g.log.Warn("bad heartbeat message", "subject", m.Subject, "err", err)
+		return
+	}
+	var lost []*stream
+	g.mu.Lock()
+	defer func() {
+		g.mu.Unlock()
+		g.redispatch(lost)
+	}()
+	w := g.workers[hb.Worker]
+	if hb.Stopped {
+		if w != nil {
+			lost = g.removeWorkerLocked(w)
+		}
+		return
+	}
+	if w == nil {
+		w = &workerState{held: map[string]*stream{}}
+		g.workers[hb.Worker] = w
+		close(g.seen)
+		g.seen = make(chan struct{})
+		g.log.Info("worker joined", "worker", hb.Worker, "models", hb.Models, "slots", hb.Slots)
+	}
+	w.hb, w.last, w.suspect = hb, time.Now(), false
+	w.timeout = g.cfg.HeartbeatTimeout
+	if w.timeout <= 0 {
+		w.timeout = 3 * time.Second
+		if hb.IntervalMS > 0 {
+			w.timeout = 3 * time.Duration(hb.IntervalMS) * time.Millisecond
+		}
+	}
+	w.others = 0
+	for _, id := range hb.Active {
+		if _, mine := w.held[id]; !mine {
+			w.others++
+		}
+	}
+	// A request this gateway placed there that the worker no longer lists
+	// in two heartbeats in a row was lost there (the worker restarted, or
+	// the final chunk went missing).
+	for id, st := range w.held {
+		if !st.placed || slices.Contains(hb.Active, id) {
+			st.missed = 0
+			continue
+		}
+		if st.missed++; st.missed >= 2 {
+			lost = append(lost, st)
+			delete(w.held, id)
+			st.worker, st.placed = "", false
+		}
+	}
+	for _, model := range hb.Models {
+		g.wakeLocked(model)
+	}
+}
+
+// removeWorkerLocked forgets w and returns the requests it held.
+func (g *Gateway) removeWorkerLocked(w *workerState) []*stream {
+	delete(g.workers, w.hb.Worker)
+	lost := make([]*stream, 0, len(w.held))
+	for _, st := range w.held {
+		if !st.placed {
+			continue // its send is in flight and will fail or succeed
+		}
+		st.worker, st.placed = "", false
+		lost = append(lost, st)
+	}
+	if len(lost) > 0 {
+		g.log.Warn("worker lost with requests", "worker", w.hb.Worker, "requests", len(lost))
+	}
+	for _, model := range w.hb.Models {
+		g.wakeLocked(model) // waiters may now have no live worker
+	}
+	return lost
+}
+
+// sweep declares workers lost whose heartbeats stopped.
+func (g *Gateway) sweep() {
+	defer g.wg.Done()
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-g.ctx.Done():
+			return
+		case now := <-t.C:
+			var lost []*stream
+			g.mu.Lock()
+			for _, w := range g.workers {
+				if now.Sub(w.last) > w.timeout {
+					g.log.Warn("worker silent", "worker", w.hb.Worker, "since", now.Sub(w.last))
+					lost = append(lost, g.removeWorkerLocked(w)...)
+				}
+			}
+			g.mu.Unlock()
+			g.redispatch(lost)
+		}
+	}
+}
+
+// redispatch places each lost stream again, resuming after the tokens
+// already delivered, each on a goroutine owned by the gateway.
+func (g *Gateway) redispatch(lost []*stream) {
+	for _, st := range lost {
+		prev := st.currentAttempt()
+		g.publishCancel(st.req.ID, prev) // in case it still runs somewhere
+		g.mu.Lock()
+		if g.closed {
+			g.mu.Unlock()
+			st.fail(ErrClosed)
+			continue
+		}
+		g.wg.Add(1)
+		g.mu.Unlock()
+		go func() {
+			defer g.wg.Done()
+			if prev >= g.cfg.MaxAttempts {
+				st.fail(fmt.Errorf("%w: %s after %d attempts", bus.ErrWorkerLost, st.req.ID, prev))
+				g.forget(st)
+				return
+			}
+			g.log.Info("re-dispatching", "id", st.req.ID, "attempt", prev+1)
+			err := g.place(st.ctx, st, time.Now().Add(g.cfg.RedispatchTimeout), false)
+			if err != nil {
+				st.fail(fmt.Errorf("%w: %w", bus.ErrWorkerLost, err))
+				g.forget(st)
+			}
+		}()
+	}
+}

@@ -1,0 +1,194 @@
+package natsbus
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+
+	"courier/internal/bus"
+)
+
+// ErrClosed reports a stream or gateway that was closed.
+var ErrClosed = errors.New("natsbus: closed")
+
+// maxPending bounds the out-of-order chunks one stream keeps.
+const maxPending = 4096
+
+// stream is the gateway side of one dispatched request. Chunks are
+// delivered by the gateway's chunk subscription (deliver) and consumed by
+// one reader (Next). Lock order: Gateway.mu before stream.mu.
+type stream struct {
+	g      *Gateway
+	req    bus.Request // immutable after Dispatch; each send copies it
+	ctx    context.Context
+	cancel context.CancelFunc
+	notify chan struct{} // capacity 1: "something changed"
+
+	// Guarded by Gateway.mu.
+	worker string // worker holding the current attempt, "" while placing
+	placed bool   // worker accepted the current attempt
+	missed int    // consecutive heartbeats of worker not listing the request
+
+	mu      sync.Mutex
+	attempt int                   // guarded by mu; chunks of other attempts are dropped
+	next    uint64                // guarded by mu; Seq of the next chunk to hand out
+	pending map[uint64]*bus.Chunk // guarded by mu; chunks that arrived early
+	ready   []*bus.Chunk          // guarded by mu; in order, not yet read
+	tokens  []int32               // guarded by mu; token ids delivered in order
+	done    bool                  // guarded by mu; the final chunk is in ready or read
+	err     error                 // guarded by mu; terminal failure
+	closed  bool                  // guarded by mu
+}
+
+var _ bus.Stream = (*stream)(nil)
+
+func newStream(g *Gateway, req bus.Request) *stream {
+	ctx, cancel := context.WithCancel(g.ctx)
+	return &stream{g: g, req: req, ctx: ctx, cancel: cancel, notify: make(chan struct{}, 1), next: 1}
+}
+
+// beginAttempt starts a new attempt and returns the request message to send
+// for it: Resume holds the tokens delivered so far, ResumeSeq the next Seq.
+// Chunks still in flight from earlier attempts will be ignored.
+func (st *stream) beginAttempt() (bus.Request, bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.done || st.err != nil || st.closed {
+		return bus.Request{}, false
+	}
+	st.attempt++
+	clear(st.pending)
+	r := st.req
+	r.Attempt = st.attempt
+	if len(st.tokens) > 0 {
+		r.Resume = append([]int32(nil), st.tokens...)
+	}
+	if st.next > 1 {
+		r.ResumeSeq = st.next
+	}
+	return r, true
+}
+
+// currentAttempt returns the attempt chunks are accepted from.
+func (st *stream) currentAttempt() int {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.attempt
+}
+
+// deliver takes one chunk off the bus and reports whether the stream has now
+// received its final chunk.
+func (st *stream) deliver(c *bus.Chunk) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.done || st.err != nil || st.closed || c.Attempt != st.attempt || c.Seq < st.next {
+		return false
+	}
+	if c.Seq > st.next {
+		if st.pending == nil {
+			st.pending = make(map[uint64]*bus.Chunk)
+		}
+		if len(st.pending) < maxPending {
+			st.pending[c.Seq] = c
+		}
+		return false
+	}
+	st.pushLocked(c)
+	for !st.done {
+		n, ok := st.pending[st.next]
+		if !ok {
+			break
+		}
+		delete(st.pending, st.next)
+		st.pushLocked(n)
+	}
+	st.signal()
+	return st.done
+}
+
+func (st *stream) pushLocked(c *bus.Chunk) {
+	st.ready = append(st.ready, c)
+	st.tokens = append(st.tokens, c.Tokens...)
+	st.next++
+	if c.Final() {
+		st.done = true
+		clear(st.pending)
+	}
+}
+
+// fail ends the stream with err unless it already ended.
+func (st *stream) fail(err error) {
+	st.mu.Lock()
+	if !st.done && st.err == nil {
+		st.err = err
+	}
+	st.mu.Unlock()
+	st.signal()
+}
+
+func (st *stream) signal() {
+	select {
+	case st.notify <- struct{}{}:
+	default:
+	}
+}
+
+// finished reports whether the stream needs no more chunks.
+func (st *stream) finished() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.done || st.err != nil || st.closed
+}
+
+// Next returns the next chunk in Seq order, io.EOF after the final one, or
+// the error that ended the stream (bus.ErrWorkerLost, ErrClosed, ctx's).
+func (st *stream) Next(ctx context.Context) (*bus.Chunk, error) {
+	for {
+		st.mu.Lock()
+		switch {
+		case len(st.ready) > 0:
+			c := st.ready[0]
+			st.ready[0] = nil
+			st.ready = st.ready[1:]
+			st.mu.Unlock()
+			return c, nil
+		case st.done:
+			st.mu.Unlock()
+			return nil, io.EOF
+		case st.err != nil:
+			err := st.err
+			st.mu.Unlock()
+			return nil, err
+		case st.closed:
+			st.mu.Unlock()
+			return nil, ErrClosed
+		}
+		st.mu.Unlock()
+		select {
+		case <-st.notify:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// Close releases the stream; a request still running is cancelled on its
+// worker. Close is idempotent.
+func (st *stream) Close() error {
+	st.mu.Lock()
+	if st.closed {
+		st.mu.Unlock()
+		return nil
+	}
+	st.closed = true
+	running := !st.done && st.err == nil
+	st.mu.Unlock()
+	st.cancel()
+	st.signal()
+	if running {
+		st.g.publishCancel(st.req.ID, 0)
+	}
+	st.g.forget(st)
+	return nil
+}
