@@ -42,10 +42,11 @@ type TokenLogprob struct {
 // Token is one generated token as handed to the caller. Text is the text
 // this step releases: it may be empty while bytes of an incomplete UTF-8
 // sequence or a possible stop string are held back, and may hold text of
-// earlier tokens once released.
+// earlier tokens once released. Text and Top are valid only during the
+// callback (they reuse the engine's buffers, so decoding allocates nothing).
 type Token struct {
 	ID      int32
-	Text    string
+	Text    []byte
 	Logprob float32
 	Top     []TokenLogprob // valid only during the callback
 }

@@ -1,0 +1,18 @@
+// Package model holds the forward pass of Llama-family transformers read
+// from GGUF files, and the per-sequence KV cache it attends over.
+//
+// Each architecture registers itself by its general.architecture name
+// (llama.go, qwen2.go); an unknown architecture is an *UnsupportedArchError.
+// The forward pass works on a Batch of rows — (token, position, sequence)
+// triples — so one call serves a prompt chunk of one sequence or one decode
+// step of many: every weight matrix is read once per call.
+//
+// Arithmetic follows llama.cpp's CPU path so that greedy outputs match it
+// token for token: activations are quantized to the weight's vec-dot type
+// inside tensor.MatMul, RMSNorm sums squares in float64, RoPE angles are
+// built by repeated float32 multiplication, K and V are stored as F16, and
+// attention follows ggml's flash-attention kernel (Q rounded to F16, online
+// softmax, V accumulated in F16).
+//
+// All buffers are allocated once by NewState; Forward allocates nothing.
+package model

@@ -1,0 +1,262 @@
+package model
+
+import (
+	"errors"
+	"fmt"
+	"math"
+
+	"courier/internal/engine/tensor"
+)
+
+// Batch is the input of one forward pass: row i evaluates token Tokens[i]
+// at position Pos[i] of the sequence whose cache is Seqs[i]. Rows of one
+// sequence must have consecutive positions starting at that cache's Len.
+// Logits[i] asks for the row's next-token logits.
+type Batch struct {
+	Tokens []int32
+	Pos    []int32
+	Seqs   []*KVCache
+	Logits []bool
+}
+
+// Len returns the number of rows.
+func (b *Batch) Len() int { return len(b.Tokens) }
+
+// ErrBatch reports a malformed batch.
+var ErrBatch = errors.New("model: bad batch")
+
+// State is the scratch memory of forward passes over batches of up to
+// MaxRows rows, allocated once. A State is used by one goroutine at a time.
+type State struct {
+	m       *Model
+	pool    *tensor.Pool
+	ws      *tensor.Workspace
+	maxRows int
+	maxOut  int
+
+	x      []float32 // [rows][Dim] residual stream
+	xb     []float32 // [rows][Dim] normalised input of a sub-layer
+	q      []float32 // [rows][Dim] queries
+	k, v   []float32 // [rows][KVDim] keys and values of the batch
+	att    []float32 // [rows][Dim] attention output (per head concatenated)
+	proj   []float32 // [rows][Dim] output of Wo or WDown
+	gate   []float32 // [rows][FFN]
+	up     []float32 // [rows][FFN]
+	xo     []float32 // [maxOut][Dim] final-normed rows that want logits
+	logits []float32 // [maxOut][Vocab]
+
+	cos, sin []float32 // [RopeDims/2] rotation of the current position
+	attn     attnScratch
+}
+
+// NewState allocates scratch for batches of up to maxRows rows, of which up
+// to maxOut want logits. pool runs the matrix kernels.
+func NewState(m *Model, pool *tensor.Pool, maxRows, maxOut int) (*State, error) {
+	if maxRows <= 0 || maxOut <= 0 || maxOut > maxRows {
+		return nil, fmt.Errorf("model: state for %d rows, %d outputs", maxRows, maxOut)
+	}
+	c := &m.Config
+	maxCols := max(c.Dim, c.FFN)
+	s := &State{
+		m: m, pool: pool, maxRows: maxRows, maxOut: maxOut,
+		ws:     tensor.NewWorkspace(maxCols, maxRows),
+		x:      make([]float32, maxRows*c.Dim),
+		xb:     make([]float32, maxRows*c.Dim),
+		q:      make([]float32, maxRows*c.Dim),
+		k:      make([]float32, maxRows*c.KVDim()),
+		v:      make([]float32, maxRows*c.KVDim()),
+		att:    make([]float32, maxRows*c.Dim),
+		proj:   make([]float32, maxRows*c.Dim),
+		gate:   make([]float32, maxRows*c.FFN),
+		up:     make([]float32, maxRows*c.FFN),
+		xo:     make([]float32, maxOut*c.Dim),
+		logits: make([]float32, maxOut*c.Vocab),
+		cos:    make([]float32, c.RopeDims/2),
+		sin:    make([]float32, c.RopeDims/2),
+	}
+	s.attn.init(c.HeadDim)
+	return s, nil
+}
+
+// MaxRows returns the largest batch the state accepts.
+func (s *State) MaxRows() int { return s.maxRows }
+
+// Forward evaluates b, appends every row's K and V to its sequence's cache,
+// and returns the logits of the rows that asked for them, [n][Vocab] in row
+// order. The returned slice is valid until the next call.
+func (s *State) Forward(b *Batch) ([]float32, error) {
+	nOut, err := s.check(b)
+	if err != nil {
+		return nil, err
+	}
+	m, c := s.m, &s.m.Config
+	n := b.Len()
+	dim, kvDim := c.Dim, c.KVDim()
+	for i, tok := range b.Tokens {
+		if err := tensor.EmbeddingRow(m.TokEmbd, int(tok), s.x[i*dim:(i+1)*dim]); err != nil {
+			return nil, fmt.Errorf("model: embedding: %w", err)
+		}
+	}
+	for li := range m.Layers {
+		l := &m.Layers[li]
+		// Attention block.
+		s.rmsNormRows(s.xb, s.x, l.AttnNorm, n)
+		s.pool.MatMul(s.q[:n*dim], l.Wq, s.xb[:n*dim], n, s.ws)
+		s.pool.MatMul(s.k[:n*kvDim], l.Wk, s.xb[:n*dim], n, s.ws)
+		s.pool.MatMul(s.v[:n*kvDim], l.Wv, s.xb[:n*dim], n, s.ws)
+		if c.QKVBias {
+			addBias(s.q[:n*dim], l.Bq)
+			addBias(s.k[:n*kvDim], l.Bk)
+			addBias(s.v[:n*kvDim], l.Bv)
+		}
+		for i := 0; i < n; i++ {
+			s.ropeAngles(int(b.Pos[i]))
+			for h := 0; h < c.Heads; h++ {
+				s.rotate(s.q[i*dim+h*c.HeadDim:][:c.HeadDim])
+			}
+			for h := 0; h < c.KVHeads; h++ {
+				s.rotate(s.k[i*kvDim+h*c.HeadDim:][:c.HeadDim])
+			}
+			b.Seqs[i].store(li, int(b.Pos[i]), s.k[i*kvDim:(i+1)*kvDim], s.v[i*kvDim:(i+1)*kvDim])
+		}
+		for i := 0; i < n; i++ {
+			s.attend(li, b.Seqs[i], int(b.Pos[i]), s.q[i*dim:(i+1)*dim], s.att[i*dim:(i+1)*dim])
+		}
+		s.pool.MatMul(s.proj[:n*dim], l.Wo, s.att[:n*dim], n, s.ws)
+		addInto(s.x[:n*dim], s.proj[:n*dim])
+
+		// Feed-forward block (SwiGLU).
+		s.rmsNormRows(s.xb, s.x, l.FFNNorm, n)
+		s.pool.MatMul(s.gate[:n*c.FFN], l.WGate, s.xb[:n*dim], n, s.ws)
+		s.pool.MatMul(s.up[:n*c.FFN], l.WUp, s.xb[:n*dim], n, s.ws)
+		swiglu(s.gate[:n*c.FFN], s.up[:n*c.FFN])
+		s.pool.MatMul(s.proj[:n*dim], l.WDown, s.gate[:n*c.FFN], n, s.ws)
+		addInto(s.x[:n*dim], s.proj[:n*dim])
+	}
+	for i := 0; i < n; i++ {
+		if p := int(b.Pos[i]) + 1; p > b.Seqs[i].Len {
+			b.Seqs[i].Len = p
+		}
+	}
+	if nOut == 0 {
+		return s.logits[:0], nil
+	}
+	o := 0
+	for i := 0; i < n; i++ {
+		if b.Logits[i] {
+			rmsNorm(s.xo[o*dim:(o+1)*dim], s.x[i*dim:(i+1)*dim], m.OutNorm, c.NormEps)
+			o++
+		}
+	}
+	out := s.logits[:nOut*c.Vocab]
+	s.pool.MatMul(out, m.Output, s.xo[:nOut*dim], nOut, s.ws)
+	return out, nil
+}
+
+// check validates b against the state and the caches and counts outputs.
+func (s *State) check(b *Batch) (int, error) {
+	n := b.Len()
+	if n == 0 || n > s.maxRows || len(b.Pos) != n || len(b.Seqs) != n || len(b.Logits) != n {
+		return 0, fmt.Errorf("%w: %d rows (max %d), %d positions, %d sequences, %d logit flags",
+			ErrBatch, n, s.maxRows, len(b.Pos), len(b.Seqs), len(b.Logits))
+	}
+	nOut := 0
+	for i := 0; i < n; i++ {
+		tok, pos, seq := b.Tokens[i], int(b.Pos[i]), b.Seqs[i]
+		if tok < 0 || int(tok) >= s.m.Vocab {
+			return 0, fmt.Errorf("%w: token %d outside vocabulary of %d", ErrBatch, tok, s.m.Vocab)
+		}
+		if seq == nil || pos < 0 || pos >= seq.cap || pos > seq.Len+i {
+			return 0, fmt.Errorf("%w: row %d position %d does not follow its cache", ErrBatch, i, pos)
+		}
+		if b.Logits[i] {
+			nOut++
+		}
+	}
+	if nOut > s.maxOut {
+		return 0, fmt.Errorf("%w: %d rows want logits (max %d)", ErrBatch, nOut, s.maxOut)
+	}
+	return nOut, nil
+}
+
+// rmsNormRows normalises n rows of src into dst with weight w.
+func (s *State) rmsNormRows(dst, src, w []float32, n int) {
+	dim := s.m.Dim
+	for i := 0; i < n; i++ {
+		rmsNorm(dst[i*dim:(i+1)*dim], src[i*dim:(i+1)*dim], w, s.m.NormEps)
+	}
+}
+
+// rmsNorm is ggml's rms_norm followed by the weight multiply: the sum of
+// squares is accumulated in float64, the scale computed in float32.
+func rmsNorm(dst, x, w []float32, eps float32) {
+	var sum float64
+	for _, v := range x {
+		sum += float64(v * v)
+	}
+	mean := float32(sum / float64(len(x)))
+	scale := 1 / float32(math.Sqrt(float64(mean+eps)))
+	w = w[:len(x)]
+	dst = dst[:len(x)]
+	for i, v := range x {
+		dst[i] = (v * scale) * w[i]
+	}
+}
+
+// ropeAngles fills cos and sin for position pos the way ggml builds its
+// rope cache: theta starts at pos and is multiplied by base^(-2/d) per pair.
+func (s *State) ropeAngles(pos int) {
+	c := &s.m.Config
+	thetaScale := float32(math.Pow(float64(c.RopeBase), -2.0/float64(c.RopeDims)))
+	theta := float32(pos)
+	for i := range s.cos {
+		t := c.RopeScale * theta
+		s.cos[i] = float32(math.Cos(float64(t)))
+		s.sin[i] = float32(math.Sin(float64(t)))
+		theta *= thetaScale
+	}
+}
+
+// rotate applies the current rotation to one head vector.
+func (s *State) rotate(x []float32) {
+	half := len(s.cos)
+	if s.m.RopeStyle == RopeNeoX {
+		for i := 0; i < half; i++ {
+			x0, x1 := x[i], x[i+s.m.RopeDims/2]
+			x[i] = x0*s.cos[i] - x1*s.sin[i]
+			x[i+s.m.RopeDims/2] = x0*s.sin[i] + x1*s.cos[i]
+		}
+		return
+	}
+	for i := 0; i < half; i++ {
+		x0, x1 := x[2*i], x[2*i+1]
+		x[2*i] = x0*s.cos[i] - x1*s.sin[i]
+		x[2*i+1] = x0*s.sin[i] + x1*s.cos[i]
+	}
+}
+
+// addBias adds bias to every row of x.
+func addBias(x, bias []float32) {
+	for off := 0; off < len(x); off += len(bias) {
+		row := x[off : off+len(bias)]
+		for i, b := range bias {
+			row[i] += b
+		}
+	}
+}
+
+// addInto adds src to dst element-wise (the residual connection).
+func addInto(dst, src []float32) {
+	src = src[:len(dst)]
+	for i := range dst {
+		dst[i] += src[i]
+	}
+}
+
+// swiglu computes gate = silu(gate) * up in place.
+func swiglu(gate, up []float32) {
+	up = up[:len(gate)]
+	for i, g := range gate {
+		gate[i] = g / (1 + float32(math.Exp(float64(-g)))) * up[i]
+	}
+}
