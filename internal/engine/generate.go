@@ -60,8 +60,8 @@ func (e *Engine) check(req *Request) error {
 	return nil
 }
 
-func (e *Engine) run(ctx context.Context, rs *runState, req *Request, emit func(Token) error) (Result, error) {
-	res := Result{PromptTokens: len(req.Prompt), CompletionTokens: len(req.Resume)}
+func (e *Engine) run(ctx context.Context, rs *runState, req *Request, emit func(Token) error) (res Result, err error) {
+	res = Result{PromptTokens: len(req.Prompt), CompletionTokens: len(req.Resume)}
 	if err := rs.smp.Reset(req.Sampling); err != nil {
 		return res, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 	}
@@ -80,7 +80,7 @@ func (e *Engine) run(ctx context.Context, rs *runState, req *Request, emit func(
 	}
 	decodeStart := time.Now()
 	res.Prefill = decodeStart.Sub(start)
-	defer func() { res.Decode = time.Since(decodeStart) }()
+	defer func() { res.Decode = time.Since(decodeStart) }() // res is named: this lands
 
 	for res.CompletionTokens < req.MaxTokens {
 		tok := rs.smp.Sample(logits)
