@@ -347,3 +347,21 @@ func (g *Gateway) publishCancel(id string, attempt int) {
 		g.log.Warn("publish cancel", "id", id, "err", err)
 	}
 }
+
+// QueueDepths reports, per model, how many requests wait for a slot.
+func (g *Gateway) QueueDepths() map[string]int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	d := make(map[string]int, len(g.queues))
+	for m, q := range g.queues {
+		d[m] = len(q)
+	}
+	for _, w := range g.workers {
+		for _, m := range w.hb.Models {
+			if _, ok := d[m]; !ok {
+				d[m] = 0
+			}
+		}
+	}
+	return d
+}

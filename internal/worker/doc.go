@@ -1,0 +1,21 @@
+// Package worker drives one model engine for the bus: it admits a request
+// only when it has a free slot (so the gateway never over-fills it), turns
+// the request into an engine call (chat template, tokens, sampling), streams
+// every generated token back as a numbered bus.Chunk and ends with one final
+// chunk (finish reason and usage, or an error code).
+//
+// Promises:
+//   - Admit never blocks on generation; a full worker answers
+//     bus.CodeOverloaded at once.
+//   - Chunks of one request are sent in Seq order from one goroutine,
+//     numbered from Request.ResumeSeq (or 1); a resumed request continues
+//     after Request.Resume and does not send those tokens again.
+//   - Cancel stops a generation within one engine step; a cancelled or
+//     force-stopped generation sends no final chunk (the gateway re-dispatches
+//     or has gone).
+//   - Drain stops admitting, lets held requests finish, and cancels them only
+//     when its context ends. Every generation goroutine is owned and waited
+//     for.
+//
+// The package knows nothing of NATS: natsbus.Host serves a Worker on the bus.
+package worker

@@ -1,0 +1,125 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"courier/internal/bus"
+	"courier/internal/engine"
+	"courier/internal/engine/sampler"
+)
+
+// run generates req and sends its chunks; it is the body of one slot.
+func (w *Worker) run(ctx context.Context, req *bus.Request, send func(*bus.Chunk)) {
+	seq := max(req.ResumeSeq, 1)
+	fail := func(code, msg string) {
+		send(&bus.Chunk{ID: req.ID, Seq: seq, Attempt: req.Attempt, Error: &bus.Error{Code: code, Message: msg}})
+	}
+	prompt, err := w.prompt(req)
+	if err != nil {
+		fail(bus.CodeInvalidRequest, err.Error())
+		return
+	}
+	er := engine.Request{
+		Prompt:      prompt,
+		Resume:      req.Resume,
+		MaxTokens:   req.MaxTokens,
+		Sampling:    Sampling(req.Sampling),
+		Stop:        req.Stop,
+		Logprobs:    req.Logprobs,
+		TopLogprobs: req.TopLogprobs,
+	}
+	res, err := w.eng.Generate(ctx, er, func(t engine.Token) error {
+		c := &bus.Chunk{ID: req.ID, Seq: seq, Attempt: req.Attempt, Text: string(t.Text), Tokens: []int32{t.ID}}
+		if req.Logprobs || req.TopLogprobs > 0 {
+			c.Logprobs = []bus.TokenLogprob{w.logprob(t)}
+		}
+		seq++
+		send(c)
+		return nil
+	})
+	switch {
+	case ctx.Err() != nil:
+		// Cancelled by the client, or stopped by a forced drain: no final
+		// chunk; a gateway still waiting re-dispatches.
+		return
+	case errors.Is(err, engine.ErrContextLength):
+		fail(bus.CodePromptTooLong, err.Error())
+	case errors.Is(err, sampler.ErrInvalidParams):
+		fail(bus.CodeInvalidRequest, err.Error())
+	case err != nil:
+		w.log.Error("generation failed", "id", req.ID, "err", err)
+		fail(bus.CodeInternal, err.Error())
+	default:
+		send(&bus.Chunk{
+			ID: req.ID, Seq: seq, Attempt: req.Attempt, FinishReason: res.FinishReason,
+			Usage: &bus.Usage{PromptTokens: res.PromptTokens, CompletionTokens: res.CompletionTokens},
+		})
+	}
+}
+
+func (w *Worker) logprob(t engine.Token) bus.TokenLogprob {
+	lp := bus.TokenLogprob{Token: w.eng.TokenText(t.ID), ID: t.ID, Logprob: t.Logprob}
+	for _, a := range t.Top {
+		lp.Top = append(lp.Top, bus.TokenLogprob{Token: a.Text, ID: a.ID, Logprob: a.Logprob})
+	}
+	return lp
+}
+
+// prompt renders and tokenizes req. Special-token text in the prompt is
+// recognised, as llama.cpp's server does. BOS is added as the model asks,
+// unless the rendered chat already starts with it.
+func (w *Worker) prompt(req *bus.Request) ([]int32, error) {
+	text := req.Prompt
+	addSpecial := true
+	if req.Kind == bus.KindChat {
+		var err error
+		text, err = w.cfg.Render(w.info.ChatTemplate, req.Messages, w.info.BOSText, w.info.EOSText)
+		if err != nil {
+			return nil, err
+		}
+		if w.info.BOSText != "" && strings.HasPrefix(text, w.info.BOSText) {
+			addSpecial = false
+		}
+	}
+	return w.eng.Tokenize(text, addSpecial, true)
+}
+
+// Sampling converts the bus's sampling parameters into the engine's, with
+// OpenAI's defaults for what the request leaves out (temperature 1, top_p
+// 1, random seed).
+func Sampling(s bus.Sampling) sampler.Params {
+	p := sampler.Params{
+		Temperature:      1,
+		TopK:             s.TopK,
+		MinP:             s.MinP,
+		RepeatPenalty:    s.RepetitionPenalty,
+		FrequencyPenalty: s.FrequencyPenalty,
+		PresencePenalty:  s.PresencePenalty,
+	}
+	if s.Temperature != nil {
+		p.Temperature = *s.Temperature
+	}
+	if s.TopP != nil {
+		p.TopP = *s.TopP
+	}
+	if s.Seed != nil {
+		p.Seed = *s.Seed
+	}
+	return p
+}
+
+// PlainChat is the fallback chat rendering for models without a template:
+// one "role: content" line per message, then "assistant:".
+func PlainChat(_ string, msgs []bus.ChatMessage, _, _ string) (string, error) {
+	var b strings.Builder
+	for _, m := range msgs {
+		b.WriteString(m.Role)
+		b.WriteString(": ")
+		b.WriteString(m.Content)
+		b.WriteString("\n")
+	}
+	b.WriteString("assistant:")
+	return b.String(), nil
+}

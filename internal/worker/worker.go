@@ -1,0 +1,193 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"courier/internal/bus"
+	"courier/internal/engine"
+)
+
+// Engine is what a worker needs of a loaded model; *engine.Engine has it.
+type Engine interface {
+	Info() engine.Info
+	Tokenize(text string, addSpecial, parseSpecial bool) ([]int32, error)
+	TokenText(id int32) string
+	Generate(ctx context.Context, req engine.Request, emit func(engine.Token) error) (engine.Result, error)
+	Slots() (free, total int)
+}
+
+var _ Engine = (*engine.Engine)(nil)
+
+// Renderer renders a chat into a prompt with the model's template (tmpl may
+// be "", asking for a plain fallback).
+type Renderer func(tmpl string, msgs []bus.ChatMessage, bos, eos string) (string, error)
+
+// Config configures a Worker.
+type Config struct {
+	// ID names the worker on the bus.
+	ID string
+	// Model is the model name the worker serves.
+	Model string
+	// Slots bounds concurrent generations; 0 takes the engine's total.
+	Slots int
+	// Render renders chat requests; nil uses PlainChat.
+	Render Renderer
+}
+
+// Worker runs requests on one engine. Its methods are safe for concurrent
+// use.
+type Worker struct {
+	cfg  Config
+	eng  Engine
+	info engine.Info
+	log  *slog.Logger
+
+	ctx    context.Context // parent of every generation; cancelled by a forced stop
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // one per running generation
+
+	mu       sync.Mutex
+	active   map[jobKey]context.CancelFunc // guarded by mu
+	draining bool                          // guarded by mu
+	idle     chan struct{}                 // guarded by mu; closed when active empties while draining
+}
+
+type jobKey struct {
+	id      string
+	attempt int
+}
+
+// New returns a worker serving cfg.Model with eng.
+func New(cfg Config, eng Engine, log *slog.Logger) (*Worker, error) {
+	if cfg.Model == "" || cfg.ID == "" {
+		return nil, errors.New("worker: config needs ID and Model")
+	}
+	if eng == nil {
+		return nil, errors.New("worker: nil engine")
+	}
+	if cfg.Slots <= 0 {
+		_, cfg.Slots = eng.Slots()
+		cfg.Slots = max(cfg.Slots, 1)
+	}
+	if cfg.Render == nil {
+		cfg.Render = PlainChat
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Worker{
+		cfg: cfg, eng: eng, info: eng.Info(), log: log.With("worker", cfg.ID, "model", cfg.Model),
+		ctx: ctx, cancel: cancel, active: map[jobKey]context.CancelFunc{},
+	}, nil
+}
+
+// Admit starts req now if a slot is free; its chunks go to send. It returns
+// why not otherwise: bus.CodeModelNotFound, bus.CodeDeadline (a first
+// attempt whose deadline passed), bus.CodeOverloaded (no free slot, or
+// draining).
+func (w *Worker) Admit(req *bus.Request, send func(*bus.Chunk)) *bus.Error {
+	if req.Model != w.cfg.Model {
+		return &bus.Error{Code: bus.CodeModelNotFound, Message: fmt.Sprintf("worker %s serves %q, not %q", w.cfg.ID, w.cfg.Model, req.Model)}
+	}
+	if req.Deadline > 0 && req.Attempt <= 1 && time.Now().UnixMilli() > req.Deadline {
+		return &bus.Error{Code: bus.CodeDeadline, Message: "deadline passed before the request started"}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.draining {
+		return &bus.Error{Code: bus.CodeOverloaded, Message: "worker is draining"}
+	}
+	if len(w.active) >= w.cfg.Slots {
+		return &bus.Error{Code: bus.CodeOverloaded, Message: fmt.Sprintf("all %d slots busy", w.cfg.Slots)}
+	}
+	ctx, cancel := context.WithCancel(w.ctx)
+	key := jobKey{req.ID, req.Attempt}
+	w.active[key] = cancel
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		w.run(ctx, req, send)
+		cancel()
+		w.mu.Lock()
+		delete(w.active, key)
+		if w.draining && len(w.active) == 0 && w.idle != nil {
+			close(w.idle)
+			w.idle = nil
+		}
+		w.mu.Unlock()
+	}()
+	return nil
+}
+
+// Cancel stops request id: only its given attempt when attempt is not 0.
+func (w *Worker) Cancel(id string, attempt int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for k, cancel := range w.active {
+		if k.id == id && (attempt == 0 || k.attempt == attempt) {
+			cancel()
+		}
+	}
+}
+
+// Heartbeat reports the worker's slots and the requests it holds.
+func (w *Worker) Heartbeat() bus.Heartbeat {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	hb := bus.Heartbeat{
+		V: bus.Version, Worker: w.cfg.ID, Models: []string{w.cfg.Model},
+		Slots: w.cfg.Slots, FreeSlots: w.cfg.Slots - len(w.active), Draining: w.draining,
+	}
+	if w.draining {
+		hb.FreeSlots = 0
+	}
+	for k := range w.active {
+		if !slices.Contains(hb.Active, k.id) {
+			hb.Active = append(hb.Active, k.id)
+		}
+	}
+	return hb
+}
+
+// Drain stops admitting and waits for the generations held to finish. When
+// ctx ends first it cancels them (they send no final chunk, so gateways
+// re-dispatch them), waits for their goroutines, and returns ctx's error.
+func (w *Worker) Drain(ctx context.Context) error {
+	w.mu.Lock()
+	w.draining = true
+	var idle chan struct{}
+	if len(w.active) > 0 {
+		if w.idle == nil {
+			w.idle = make(chan struct{})
+		}
+		idle = w.idle
+	}
+	w.mu.Unlock()
+	if idle != nil {
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			w.cancel()
+			w.wg.Wait()
+			return fmt.Errorf("worker: drain: %w", ctx.Err())
+		}
+	}
+	w.wg.Wait()
+	return nil
+}
+
+// Close cancels every generation and waits for them.
+func (w *Worker) Close() {
+	w.mu.Lock()
+	w.draining = true
+	w.mu.Unlock()
+	w.cancel()
+	w.wg.Wait()
+}

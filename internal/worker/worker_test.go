@@ -1,0 +1,274 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"courier/internal/bus"
+	"courier/internal/engine"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// fakeEngine is an Engine made of function fields.
+type fakeEngine struct {
+	info     engine.Info
+	tokenize func(text string, addSpecial, parseSpecial bool) ([]int32, error)
+	generate func(ctx context.Context, req engine.Request, emit func(engine.Token) error) (engine.Result, error)
+	slots    int
+}
+
+func (f *fakeEngine) Info() engine.Info { return f.info }
+func (f *fakeEngine) Tokenize(text string, a, p bool) ([]int32, error) {
+	if f.tokenize != nil {
+		return f.tokenize(text, a, p)
+	}
+	ids := make([]int32, len(text))
+	for i := range text {
+		ids[i] = int32(text[i])
+	}
+	return ids, nil
+}
+func (f *fakeEngine) TokenText(id int32) string { return string(rune(id)) }
+func (f *fakeEngine) Generate(ctx context.Context, req engine.Request, emit func(engine.Token) error) (engine.Result, error) {
+	return f.generate(ctx, req, emit)
+}
+func (f *fakeEngine) Slots() (int, int) { return f.slots, f.slots }
+
+// echo generates the prompt back, one token per byte, after Resume.
+func echo(gate chan struct{}) func(ctx context.Context, req engine.Request, emit func(engine.Token) error) (engine.Result, error) {
+	return func(ctx context.Context, req engine.Request, emit func(engine.Token) error) (engine.Result, error) {
+		for i := len(req.Resume); i < len(req.Prompt); i++ {
+			if gate != nil {
+				select {
+				case <-gate:
+				case <-ctx.Done():
+					return engine.Result{}, ctx.Err()
+				}
+			}
+			if err := ctx.Err(); err != nil {
+				return engine.Result{}, err
+			}
+			if err := emit(engine.Token{ID: req.Prompt[i], Text: []byte{byte(req.Prompt[i])}}); err != nil {
+				return engine.Result{}, err
+			}
+		}
+		return engine.Result{PromptTokens: len(req.Prompt), CompletionTokens: len(req.Prompt), FinishReason: engine.FinishStop}, nil
+	}
+}
+
+// collector gathers one request's chunks.
+type collector struct {
+	mu     sync.Mutex
+	chunks []*bus.Chunk
+	final  chan struct{}
+}
+
+func newCollector() *collector { return &collector{final: make(chan struct{})} }
+
+func (c *collector) send(ch *bus.Chunk) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.chunks = append(c.chunks, ch)
+	if ch.Final() {
+		close(c.final)
+	}
+}
+
+func (c *collector) wait(t *testing.T) []*bus.Chunk {
+	t.Helper()
+	select {
+	case <-c.final:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no final chunk in 10s")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.chunks
+}
+
+func newWorker(t *testing.T, eng *fakeEngine, slots int) *Worker {
+	t.Helper()
+	w, err := New(Config{ID: "w1", Model: "m", Slots: slots}, eng, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Close)
+	return w
+}
+
+func TestGenerateChunks(t *testing.T) {
+	w := newWorker(t, &fakeEngine{generate: echo(nil), slots: 1}, 0)
+	c := newCollector()
+	if e := w.Admit(&bus.Request{ID: "r", Model: "m", Prompt: "abc", Attempt: 1}, c.send); e != nil {
+		t.Fatal(e)
+	}
+	chunks := c.wait(t)
+	if len(chunks) != 4 {
+		t.Fatalf("%d chunks, want 4", len(chunks))
+	}
+	for i, ch := range chunks {
+		if ch.Seq != uint64(i+1) || ch.Attempt != 1 || ch.ID != "r" {
+			t.Fatalf("chunk %d: seq %d attempt %d id %q", i, ch.Seq, ch.Attempt, ch.ID)
+		}
+	}
+	if got := chunks[0].Text + chunks[1].Text + chunks[2].Text; got != "abc" {
+		t.Fatalf("text %q", got)
+	}
+	if f := chunks[3]; f.FinishReason != "stop" || f.Usage == nil || f.Usage.CompletionTokens != 3 {
+		t.Fatalf("final %+v", f)
+	}
+}
+
+func TestResumeContinues(t *testing.T) {
+	var got engine.Request
+	gen := echo(nil)
+	w := newWorker(t, &fakeEngine{generate: func(ctx context.Context, r engine.Request, emit func(engine.Token) error) (engine.Result, error) {
+		got = r
+		return gen(ctx, r, emit)
+	}, slots: 1}, 0)
+	c := newCollector()
+	if e := w.Admit(&bus.Request{ID: "r", Model: "m", Prompt: "abcd", Resume: []int32{'a', 'b'}, ResumeSeq: 3, Attempt: 2}, c.send); e != nil {
+		t.Fatal(e)
+	}
+	chunks := c.wait(t)
+	if len(chunks) != 3 || chunks[0].Seq != 3 || chunks[0].Text != "c" || chunks[2].Seq != 5 || chunks[2].Attempt != 2 {
+		t.Fatalf("chunks %+v", chunks)
+	}
+	if len(got.Resume) != 2 {
+		t.Fatalf("engine got resume %v", got.Resume)
+	}
+}
+
+func TestAdmitRefuses(t *testing.T) {
+	gate := make(chan struct{})
+	w := newWorker(t, &fakeEngine{generate: echo(gate), slots: 1}, 1)
+	past := time.Now().Add(-time.Second).UnixMilli()
+	for _, tc := range []struct {
+		req  bus.Request
+		code string
+	}{
+		{bus.Request{ID: "x", Model: "other"}, bus.CodeModelNotFound},
+		{bus.Request{ID: "x", Model: "m", Deadline: past, Attempt: 1}, bus.CodeDeadline},
+	} {
+		if e := w.Admit(&tc.req, func(*bus.Chunk) {}); e == nil || e.Code != tc.code {
+			t.Errorf("%+v: got %v, want %s", tc.req, e, tc.code)
+		}
+	}
+	c := newCollector()
+	if e := w.Admit(&bus.Request{ID: "a", Model: "m", Prompt: "x", Attempt: 1}, c.send); e != nil {
+		t.Fatal(e)
+	}
+	if e := w.Admit(&bus.Request{ID: "b", Model: "m", Prompt: "x", Attempt: 1}, c.send); e == nil || e.Code != bus.CodeOverloaded {
+		t.Fatalf("second admit: %v, want overloaded", e)
+	}
+	if hb := w.Heartbeat(); hb.FreeSlots != 0 || hb.Slots != 1 || len(hb.Active) != 1 || hb.Active[0] != "a" {
+		t.Fatalf("heartbeat %+v", hb)
+	}
+	// A resumed request may start past its deadline: it already started once.
+	close(gate)
+	c.wait(t)
+}
+
+func TestCancelStopsWithoutFinal(t *testing.T) {
+	stopped := make(chan error, 1)
+	w := newWorker(t, &fakeEngine{generate: func(ctx context.Context, r engine.Request, emit func(engine.Token) error) (engine.Result, error) {
+		<-ctx.Done()
+		stopped <- ctx.Err()
+		return engine.Result{}, ctx.Err()
+	}, slots: 2}, 0)
+	var sent []*bus.Chunk
+	if e := w.Admit(&bus.Request{ID: "r", Model: "m", Prompt: "x", Attempt: 1}, func(c *bus.Chunk) { sent = append(sent, c) }); e != nil {
+		t.Fatal(e)
+	}
+	w.Cancel("r", 2) // another attempt: no effect
+	w.Cancel("r", 1)
+	if err := <-stopped; !errors.Is(err, context.Canceled) {
+		t.Fatalf("engine stopped with %v", err)
+	}
+	if err := w.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(sent) != 0 {
+		t.Fatalf("sent %d chunks after cancel", len(sent))
+	}
+}
+
+func TestDrain(t *testing.T) {
+	gate := make(chan struct{})
+	w := newWorker(t, &fakeEngine{generate: echo(gate), slots: 2}, 0)
+	c := newCollector()
+	if e := w.Admit(&bus.Request{ID: "r", Model: "m", Prompt: "ab", Attempt: 1}, c.send); e != nil {
+		t.Fatal(e)
+	}
+	done := make(chan error, 1)
+	go func() { done <- w.Drain(context.Background()) }()
+	// Draining refuses new work but finishes what it holds.
+	for w.Heartbeat().Draining == false {
+		time.Sleep(time.Millisecond)
+	}
+	if e := w.Admit(&bus.Request{ID: "r2", Model: "m", Prompt: "ab", Attempt: 1}, c.send); e == nil || e.Code != bus.CodeOverloaded {
+		t.Fatalf("admit while draining: %v", e)
+	}
+	gate <- struct{}{}
+	gate <- struct{}{}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := len(c.wait(t)); n != 3 {
+		t.Fatalf("%d chunks", n)
+	}
+
+	// A drain whose context ends cancels what is left.
+	w2 := newWorker(t, &fakeEngine{generate: echo(make(chan struct{})), slots: 1}, 0)
+	if e := w2.Admit(&bus.Request{ID: "r", Model: "m", Prompt: "ab", Attempt: 1}, func(*bus.Chunk) {}); e != nil {
+		t.Fatal(e)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := w2.Drain(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("forced drain: %v", err)
+	}
+}
+
+func TestChatRendering(t *testing.T) {
+	var tokenized string
+	var added bool
+	eng := &fakeEngine{generate: echo(nil), slots: 1, info: engine.Info{BOSText: "<s>", ChatTemplate: "T"}}
+	eng.tokenize = func(text string, addSpecial, _ bool) ([]int32, error) {
+		tokenized, added = text, addSpecial
+		return []int32{'x'}, nil
+	}
+	w, err := New(Config{ID: "w", Model: "m", Render: func(tmpl string, msgs []bus.ChatMessage, bos, eos string) (string, error) {
+		return bos + tmpl + msgs[0].Content, nil
+	}}, eng, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	c := newCollector()
+	if e := w.Admit(&bus.Request{ID: "r", Model: "m", Kind: bus.KindChat, Messages: []bus.ChatMessage{{Role: "user", Content: "hi"}}, Attempt: 1}, c.send); e != nil {
+		t.Fatal(e)
+	}
+	c.wait(t)
+	if tokenized != "<s>Thi" || added {
+		t.Fatalf("tokenized %q addSpecial %v; want the rendered text without a second BOS", tokenized, added)
+	}
+}
+
+func TestSamplingDefaults(t *testing.T) {
+	p := Sampling(bus.Sampling{})
+	if p.Temperature != 1 || p.TopP != 0 || p.Seed != 0 {
+		t.Fatalf("defaults %+v", p)
+	}
+	zero, seed := float32(0), uint64(7)
+	p = Sampling(bus.Sampling{Temperature: &zero, Seed: &seed, TopK: 3, RepetitionPenalty: 1.1})
+	if p.Temperature != 0 || p.Seed != 7 || p.TopK != 3 || p.RepeatPenalty != 1.1 {
+		t.Fatalf("converted %+v", p)
+	}
+}
