@@ -18,6 +18,9 @@ func dotQ4_0AVX2(w, a *byte, nb int, acc *[8]float32)
 func dotQ4KAVX2(w, a *byte, nb int, acc *[8]float32, accm *[4]float32)
 
 //go:noescape
+func dotQ6KAVX2(w, a *byte, nb int, acc *[8]float32)
+
+//go:noescape
 func dotF32AVX2(w *byte, x *float32, n64 int, acc *[64]float32)
 
 //go:noescape
@@ -36,6 +39,7 @@ func init() {
 	fastKernels[gguf.TypeQ8_0] = kernel{gguf.TypeQ8_0, dotQ8_0Fast}
 	fastKernels[gguf.TypeQ4_0] = kernel{gguf.TypeQ8_0, dotQ4_0Fast}
 	fastKernels[gguf.TypeQ4_K] = kernel{gguf.TypeQ8_K, dotQ4KFast}
+	fastKernels[gguf.TypeQ6_K] = kernel{gguf.TypeQ8_K, dotQ6KFast}
 	fastKernels[gguf.TypeF32] = kernel{gguf.TypeF32, dotF32Fast}
 	fastKernels[gguf.TypeF16] = kernel{gguf.TypeF16, dotF16Fast}
 	sumBytes = func(b []byte) uint64 {
@@ -71,6 +75,14 @@ func dotQ4KFast(w, a []byte, _ []float32, n int) float32 {
 	dotQ4KAVX2(&w[0], &a[0], nb, &acc, &accm)
 	m := (accm[0] + accm[2]) + (accm[1] + accm[3])
 	return hsum8(&acc) + m
+}
+
+func dotQ6KFast(w, a []byte, _ []float32, n int) float32 {
+	var acc [8]float32
+	nb := n / qkK
+	_, _ = w[210*nb-1], a[q8KB*nb-1]
+	dotQ6KAVX2(&w[0], &a[0], nb, &acc)
+	return hsum8(&acc)
 }
 
 // floatLanes reduces an F32/F16 dot: the 64 accumulator lanes as ggml's four
