@@ -67,13 +67,15 @@ func (w *Worker) logprob(t engine.Token) bus.TokenLogprob {
 	return lp
 }
 
-// prompt renders and tokenizes req. Special-token text in the prompt is
-// recognised, as llama.cpp's server does. BOS is added as the model asks,
-// unless the rendered chat already starts with it.
+// prompt renders and tokenizes req. Special-token text is recognised only
+// in a rendered chat (the template writes it); a completion prompt is plain
+// text, as `courier run` reads it. BOS is added as the model asks, unless
+// the rendered chat already starts with it.
 func (w *Worker) prompt(req *bus.Request) ([]int32, error) {
 	text := req.Prompt
-	addSpecial := true
+	addSpecial, parseSpecial := true, false
 	if req.Kind == bus.KindChat {
+		parseSpecial = true
 		var err error
 		text, err = w.cfg.Render(w.info.ChatTemplate, req.Messages, w.info.BOSText, w.info.EOSText)
 		if err != nil {
@@ -83,7 +85,7 @@ func (w *Worker) prompt(req *bus.Request) ([]int32, error) {
 			addSpecial = false
 		}
 	}
-	return w.eng.Tokenize(text, addSpecial, true)
+	return w.eng.Tokenize(text, addSpecial, parseSpecial)
 }
 
 // Sampling converts the bus's sampling parameters into the engine's, with

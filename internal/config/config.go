@@ -1,0 +1,210 @@
+// Package config holds the configuration of Courier's roles (serve, gateway,
+// worker): plain structs with usable defaults, one Validate that reports
+// every problem, and the one place where flags and the environment are
+// merged into them (Bind, ApplyEnv). No other package reads flags or the
+// environment.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"courier/internal/api"
+)
+
+// Roles.
+const (
+	RoleServe   = "serve"   // gateway + embedded NATS + one worker per model
+	RoleGateway = "gateway" // HTTP gateway joined to external NATS
+	RoleWorker  = "worker"  // model workers joined to external NATS
+)
+
+// Model is one model to serve: its name on the API and its GGUF file.
+type Model struct {
+	Name string
+	Path string
+}
+
+// ParseModel reads "NAME=PATH", or a bare PATH whose file name (without
+// .gguf) becomes the name.
+func ParseModel(s string) (Model, error) {
+	name, path, ok := strings.Cut(s, "=")
+	if !ok {
+		path = s
+		name = strings.TrimSuffix(filepath.Base(s), ".gguf")
+	}
+	if name == "" || path == "" {
+		return Model{}, fmt.Errorf("config: model %q: want NAME=PATH or PATH", s)
+	}
+	return Model{Name: name, Path: path}, nil
+}
+
+// Node configures one process of any role.
+type Node struct {
+	Role string
+
+	// Addr is the gateway's HTTP listen address (serve, gateway).
+	Addr string
+	// NATSURL is the external NATS server or cluster (gateway, worker);
+	// comma-separated URLs for a cluster.
+	NATSURL string
+	// NATSListen also exposes the embedded NATS server on this address
+	// (serve); "" keeps it in-process only.
+	NATSListen string
+	// DataDir holds the embedded server's JetStream files (serve).
+	DataDir string
+	// Models are the models to serve (serve, worker).
+	Models []Model
+
+	// QueueLimit bounds the requests per model waiting for a slot.
+	QueueLimit int
+	// Slots bounds a worker's concurrent generations; 0 takes the engine's.
+	Slots int
+	// HeartbeatInterval is the workers' heartbeat period.
+	HeartbeatInterval time.Duration
+	// HeartbeatTimeout declares a silent worker lost; 0 means three
+	// intervals.
+	HeartbeatTimeout time.Duration
+	// DrainTimeout bounds a graceful stop; generations still running then
+	// are cancelled.
+	DrainTimeout time.Duration
+
+	// ContextLength caps each model's context (0: the model's own); Threads
+	// sizes each engine's kernel pool (0: GOMAXPROCS).
+	ContextLength int
+	Threads       int
+
+	// API configures the HTTP gateway.
+	API api.Config
+}
+
+// Default returns the defaults for role.
+func Default(role string) Node {
+	return Node{
+		Role:              role,
+		Addr:              "127.0.0.1:8080",
+		DataDir:           "courier-data",
+		QueueLimit:        64,
+		HeartbeatInterval: time.Second,
+		DrainTimeout:      30 * time.Second,
+	}
+}
+
+// Validate reports every problem in c, joined.
+func (c Node) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("config: "+format, args...)) }
+	switch c.Role {
+	case RoleServe, RoleGateway, RoleWorker:
+	default:
+		bad("unknown role %q", c.Role)
+	}
+	if c.Role != RoleWorker {
+		if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+			bad("--addr %q: %v", c.Addr, err)
+		}
+	}
+	if c.Role != RoleServe && c.NATSURL == "" {
+		bad("--nats URL is required for %s", c.Role)
+	}
+	if c.Role == RoleServe {
+		if c.DataDir == "" {
+			bad("--data-dir is required")
+		}
+		if c.NATSListen != "" {
+			if _, _, err := net.SplitHostPort(c.NATSListen); err != nil {
+				bad("--nats-listen %q: %v", c.NATSListen, err)
+			}
+		}
+	}
+	if c.Role != RoleGateway && len(c.Models) == 0 {
+		bad("at least one --model NAME=PATH is required")
+	}
+	seen := map[string]bool{}
+	for _, m := range c.Models {
+		if seen[m.Name] {
+			bad("model %q given twice", m.Name)
+		}
+		seen[m.Name] = true
+	}
+	if c.QueueLimit < 0 {
+		bad("--queue-limit %d is negative", c.QueueLimit)
+	}
+	if c.Slots < 0 {
+		bad("--slots %d is negative", c.Slots)
+	}
+	if c.HeartbeatInterval <= 0 {
+		bad("--heartbeat %v must be positive", c.HeartbeatInterval)
+	}
+	if c.HeartbeatTimeout < 0 || (c.HeartbeatTimeout > 0 && c.HeartbeatTimeout <= c.HeartbeatInterval) {
+		bad("--heartbeat-timeout %v must exceed the interval %v", c.HeartbeatTimeout, c.HeartbeatInterval)
+	}
+	if c.DrainTimeout < 0 {
+		bad("--drain-timeout %v is negative", c.DrainTimeout)
+	}
+	if c.ContextLength < 0 || c.Threads < 0 {
+		bad("--ctx-size and --threads must not be negative")
+	}
+	if c.Role != RoleWorker {
+		if err := c.API.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Bind registers c's flags for its role on fs; parsing fs then fills c.
+func Bind(fs *flag.FlagSet, c *Node) {
+	if c.Role != RoleWorker {
+		fs.StringVar(&c.Addr, "addr", c.Addr, "HTTP listen address")
+		fs.IntVar(&c.QueueLimit, "queue-limit", c.QueueLimit, "requests per model waiting for a free slot before 429")
+		fs.Func("api-key", "accepted bearer key for /v1 (repeatable; also COURIER_API_KEYS, comma-separated)", func(s string) error {
+			c.API.APIKeys = append(c.API.APIKeys, s)
+			return nil
+		})
+		fs.Int64Var(&c.API.MaxBodyBytes, "max-body-bytes", c.API.MaxBodyBytes, "largest request body (0: default 8 MiB)")
+		fs.IntVar(&c.API.MaxPromptChars, "max-prompt-chars", c.API.MaxPromptChars, "longest prompt in characters (0: default)")
+		fs.IntVar(&c.API.DefaultMaxTokens, "default-max-tokens", c.API.DefaultMaxTokens, "max_tokens when a request sets none (0: default 512)")
+		fs.DurationVar(&c.API.RequestTimeout, "request-timeout", c.API.RequestTimeout, "deadline for a request to start (0: default 60s)")
+		fs.DurationVar(&c.HeartbeatTimeout, "heartbeat-timeout", c.HeartbeatTimeout, "silence after which a worker is lost (0: 3 heartbeats)")
+	}
+	if c.Role != RoleServe {
+		fs.StringVar(&c.NATSURL, "nats", c.NATSURL, "NATS server URL(s), comma-separated")
+	}
+	if c.Role == RoleServe {
+		fs.StringVar(&c.NATSListen, "nats-listen", c.NATSListen, "also expose the embedded NATS server on host:port")
+		fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "folder for the embedded server's JetStream files")
+	}
+	if c.Role != RoleGateway {
+		fs.Func("model", "model to serve, NAME=PATH or PATH (repeatable)", func(s string) error {
+			m, err := ParseModel(s)
+			if err != nil {
+				return err
+			}
+			c.Models = append(c.Models, m)
+			return nil
+		})
+		fs.IntVar(&c.Slots, "slots", c.Slots, "concurrent generations per worker (0: the engine's)")
+		fs.IntVar(&c.ContextLength, "ctx-size", c.ContextLength, "context length cap (0: the model's)")
+		fs.IntVar(&c.Threads, "threads", c.Threads, "kernel threads per engine (0: GOMAXPROCS)")
+	}
+	fs.DurationVar(&c.HeartbeatInterval, "heartbeat", c.HeartbeatInterval, "worker heartbeat period")
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "grace period for running generations on SIGTERM")
+}
+
+// ApplyEnv merges the environment (read through lookup) into c: today only
+// COURIER_API_KEYS, comma-separated, added to the keys from flags.
+func ApplyEnv(c *Node, lookup func(string) (string, bool)) {
+	if v, ok := lookup("COURIER_API_KEYS"); ok {
+		for _, k := range strings.Split(v, ",") {
+			if k = strings.TrimSpace(k); k != "" {
+				c.API.APIKeys = append(c.API.APIKeys, k)
+			}
+		}
+	}
+}

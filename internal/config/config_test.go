@@ -1,0 +1,55 @@
+package config
+
+import (
+	"flag"
+	"strings"
+	"testing"
+)
+
+func TestParseModel(t *testing.T) {
+	for in, want := range map[string]Model{
+		"a=/m/x.gguf":      {"a", "/m/x.gguf"},
+		"/m/stories.gguf":  {"stories", "/m/stories.gguf"},
+		"rel/tiny":         {"tiny", "rel/tiny"},
+		"n=/p=q/model.bin": {"n", "/p=q/model.bin"},
+	} {
+		got, err := ParseModel(in)
+		if err != nil || got != want {
+			t.Errorf("ParseModel(%q) = %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "=x", "a="} {
+		if _, err := ParseModel(in); err == nil {
+			t.Errorf("ParseModel(%q): no error", in)
+		}
+	}
+}
+
+func TestBindAndValidate(t *testing.T) {
+	c := Default(RoleServe)
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	Bind(fs, &c)
+	if err := fs.Parse([]string{"--model", "s=/x.gguf", "--addr", "127.0.0.1:0", "--api-key", "k1"}); err != nil {
+		t.Fatal(err)
+	}
+	ApplyEnv(&c, func(k string) (string, bool) { return " k2 , ,k3", k == "COURIER_API_KEYS" })
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(c.API.APIKeys, ",") != "k1,k2,k3" {
+		t.Fatalf("keys %v", c.API.APIKeys)
+	}
+
+	bad := Default(RoleWorker)
+	bad.QueueLimit = -1
+	bad.Models = []Model{{"a", "x"}, {"a", "y"}}
+	err := bad.Validate()
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{"--nats", "given twice", "--queue-limit"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %s", err, want)
+		}
+	}
+}

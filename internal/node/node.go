@@ -1,0 +1,269 @@
+// Package node wires Courier's roles together and owns their start and stop
+// order. Only cmd/courier imports it.
+//
+// Start order (serve): embedded NATS server → one worker per model (engine,
+// worker, bus host) → gateway (waits until it has seen every local worker)
+// → HTTP listener.
+//
+// Stop order, written once here and followed by every role:
+//  1. HTTP: stop accepting, wait for in-flight requests (workers still run,
+//     so their streams finish).
+//  2. Worker hosts stop accepting (request subjects unsubscribed, a draining
+//     heartbeat sent).
+//  3. Workers drain: held generations finish, or are cancelled when the
+//     drain context ends (gateways then re-dispatch them elsewhere).
+//  4. Worker hosts close (last heartbeat marked stopped).
+//  5. Gateway closes (anything left is cancelled).
+//  6. NATS connections drain and close.
+//  7. Engines close.
+//  8. The embedded NATS server shuts down (JetStream flushed).
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"courier/internal/api"
+	"courier/internal/bus/natsbus"
+	"courier/internal/config"
+	"courier/internal/engine"
+	"courier/internal/worker"
+)
+
+var _ api.Dispatcher = (*natsbus.Gateway)(nil)
+var _ api.QueueDepther = (*natsbus.Gateway)(nil)
+var _ natsbus.Handler = (*worker.Worker)(nil)
+
+// Node is one running process: some of the roles, started by Start and
+// stopped by Shutdown.
+type Node struct {
+	cfg config.Node
+	log *slog.Logger
+
+	server  *natsbus.Server // serve only
+	gwConn  *natsbus.Conn
+	gateway *natsbus.Gateway
+	http    *http.Server
+	ln      net.Listener
+	httpErr chan error // receives Serve's error; capacity 1
+	wg      sync.WaitGroup
+	workers []*modelWorker
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// modelWorker is one model's worker and what it runs on.
+type modelWorker struct {
+	name   string
+	engine *engine.Engine
+	worker *worker.Worker
+	conn   *natsbus.Conn
+	host   *natsbus.Host
+}
+
+// Start validates cfg and starts its role. On error everything started so
+// far is stopped again.
+func Start(ctx context.Context, cfg config.Node, log *slog.Logger) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	n := &Node{cfg: cfg, log: log, httpErr: make(chan error, 1)}
+	if err := n.start(ctx); err != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return nil, errors.Join(err, n.Shutdown(sctx))
+	}
+	return n, nil
+}
+
+func (n *Node) start(ctx context.Context) error {
+	cfg := n.cfg
+	dial := func(name string) (*natsbus.Conn, error) { return natsbus.Dial(cfg.NATSURL, name, n.log) }
+	if cfg.Role == config.RoleServe {
+		dir := filepath.Join(cfg.DataDir, "nats")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("node: data dir: %w", err)
+		}
+		srv, err := natsbus.StartServer(natsbus.ServerConfig{Name: "courier", DataDir: dir, Listen: cfg.NATSListen}, n.log)
+		if err != nil {
+			return err
+		}
+		n.server = srv
+		dial = srv.Connect
+		if u := srv.ClientURL(); u != "" {
+			n.log.Info("embedded NATS listening", "url", u)
+		}
+	}
+	if cfg.Role != config.RoleGateway {
+		for i, m := range cfg.Models {
+			if err := n.startWorker(ctx, i, m, dial); err != nil {
+				return err
+			}
+		}
+	}
+	if cfg.Role == config.RoleWorker {
+		return nil
+	}
+	return n.startGateway(ctx, dial)
+}
+
+func (n *Node) startWorker(ctx context.Context, i int, m config.Model, dial func(string) (*natsbus.Conn, error)) error {
+	host, _ := os.Hostname()
+	id := fmt.Sprintf("%s-%d-%d-%s", host, os.Getpid(), i, m.Name)
+	t0 := time.Now()
+	eng, err := engine.Load(m.Path, engine.Options{ContextLength: n.cfg.ContextLength, Threads: n.cfg.Threads})
+	if err != nil {
+		return fmt.Errorf("node: load %s: %w", m.Name, err)
+	}
+	mw := &modelWorker{name: m.Name, engine: eng}
+	n.workers = append(n.workers, mw)
+	n.log.Info("model loaded", "model", m.Name, "path", m.Path, "took", time.Since(t0).Round(time.Millisecond))
+	mw.worker, err = worker.New(worker.Config{ID: id, Model: m.Name, Slots: n.cfg.Slots, Render: chatRenderer}, eng, n.log)
+	if err != nil {
+		return err
+	}
+	if mw.conn, err = dial("worker " + id); err != nil {
+		return err
+	}
+	mw.host, err = natsbus.NewHost(mw.conn, mw.worker, natsbus.HostConfig{
+		Worker: id, Models: []string{m.Name}, HeartbeatInterval: n.cfg.HeartbeatInterval,
+	}, n.log)
+	return err
+}
+
+func (n *Node) startGateway(ctx context.Context, dial func(string) (*natsbus.Conn, error)) error {
+	var err error
+	if n.gwConn, err = dial("gateway"); err != nil {
+		return err
+	}
+	n.gateway, err = natsbus.NewGateway(n.gwConn, natsbus.GatewayConfig{
+		QueueLimit: n.cfg.QueueLimit, HeartbeatTimeout: n.cfg.HeartbeatTimeout,
+	}, n.log)
+	if err != nil {
+		return err
+	}
+	if n.cfg.Role == config.RoleServe {
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		for _, m := range n.cfg.Models {
+			if err := n.gateway.WaitWorkers(wctx, m.Name, 1); err != nil {
+				return err
+			}
+		}
+	}
+	h, err := api.New(n.cfg.API, n.gateway, prometheus.NewRegistry(), n.log)
+	if err != nil {
+		return fmt.Errorf("node: api: %w", err)
+	}
+	if n.ln, err = net.Listen("tcp", n.cfg.Addr); err != nil {
+		return fmt.Errorf("node: listen: %w", err)
+	}
+	n.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelWarn)}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.http.Serve(n.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.httpErr <- err
+		}
+	}()
+	n.log.Info("gateway listening", "addr", n.ln.Addr().String())
+	return nil
+}
+
+// Addr is the HTTP listen address, "" without a gateway.
+func (n *Node) Addr() string {
+	if n.ln == nil {
+		return ""
+	}
+	return n.ln.Addr().String()
+}
+
+// NATSURL is the embedded server's client URL when it listens, else "".
+func (n *Node) NATSURL() string {
+	if n.server == nil {
+		return ""
+	}
+	return n.server.ClientURL()
+}
+
+// Gateway is the node's gateway, nil without one.
+func (n *Node) Gateway() *natsbus.Gateway { return n.gateway }
+
+// Err reports a fatal HTTP server error.
+func (n *Node) Err() <-chan error { return n.httpErr }
+
+// Shutdown stops every role in the order of the package documentation.
+// ctx bounds the whole stop: when it ends, running generations are
+// cancelled and the rest is closed at once. Shutdown is idempotent.
+func (n *Node) Shutdown(ctx context.Context) error {
+	n.stopOnce.Do(func() { n.stopErr = n.shutdown(ctx) })
+	return n.stopErr
+}
+
+func (n *Node) shutdown(ctx context.Context) error {
+	var errs []error
+	keep := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if n.http != nil { // 1
+		if err := n.http.Shutdown(ctx); err != nil {
+			keep(fmt.Errorf("node: http shutdown: %w", err))
+			_ = n.http.Close()
+		}
+		n.wg.Wait()
+	}
+	for _, w := range n.workers { // 2
+		if w.host != nil {
+			w.host.StopAccepting()
+		}
+	}
+	for _, w := range n.workers { // 3
+		if w.worker != nil {
+			keep(w.worker.Drain(ctx))
+		}
+	}
+	for _, w := range n.workers { // 4
+		if w.host != nil {
+			w.host.Close()
+		}
+	}
+	if n.gateway != nil { // 5
+		keep(n.gateway.Close(ctx))
+	}
+	closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, w := range n.workers { // 6
+		if w.conn != nil {
+			keep(w.conn.Close(closeCtx))
+		}
+	}
+	if n.gwConn != nil {
+		keep(n.gwConn.Close(closeCtx))
+	}
+	for _, w := range n.workers { // 7
+		if w.worker != nil {
+			w.worker.Close()
+		}
+		keep(w.engine.Close())
+	}
+	if n.server != nil { // 8
+		keep(n.server.Shutdown(closeCtx))
+	}
+	return errors.Join(errs...)
+}
