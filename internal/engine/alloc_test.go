@@ -1,0 +1,38 @@
+package engine
+
+import (
+	"context"
+	"testing"
+
+	"courier/internal/engine/gguf"
+	"courier/internal/engine/sampler"
+	"courier/internal/engine/synth"
+)
+
+// TestDecodeAllocatesNothingPerToken compares the allocations of a short
+// and a long generation: every extra token must cost zero allocations,
+// with sampling, stop strings and logprobs on.
+func TestDecodeAllocatesNothingPerToken(t *testing.T) {
+	path := writeSynth(t, synth.Config{Dim: 128, Layers: 2, Heads: 4, FFN: 256, Vocab: 400, Context: 256,
+		Type: gguf.TypeQ8_0, Seed: 2})
+	e, err := Load(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	run := func(n int) float64 {
+		req := Request{Prompt: []int32{1, 300, 301}, MaxTokens: n, IgnoreEOS: true, Stop: []string{"zzzz"},
+			Logprobs: true, TopLogprobs: 5,
+			Sampling: sampler.Params{Temperature: 0.8, TopK: 40, TopP: 0.9, Seed: 1, RepeatPenalty: 1.1}}
+		emit := func(Token) error { return nil }
+		return testing.AllocsPerRun(5, func() {
+			if _, err := e.Generate(context.Background(), req, emit); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	short, long := run(4), run(100)
+	if long > short {
+		t.Fatalf("%v allocations for 100 tokens, %v for 4: decode allocates per token", long, short)
+	}
+}

@@ -1,0 +1,141 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"courier/internal/engine/gguf"
+	"courier/internal/engine/synth"
+	"courier/internal/engine/tensor"
+)
+
+// benchModels caches the ~100M-parameter synthetic models across
+// benchmarks of one run (writing one takes seconds).
+var benchModels = struct {
+	sync.Mutex
+	dir   string
+	paths map[gguf.Type]string
+}{paths: map[gguf.Type]string{}}
+
+// benchModel returns the path of a synthetic model of type typ: the
+// Default shape (dim 768, 12 layers, ffn 2048, vocab 32000, ~110M weights
+// with a tied output). COURIER_BENCH_DIR keeps them between runs.
+func benchModel(b *testing.B, typ gguf.Type) string {
+	b.Helper()
+	benchModels.Lock()
+	defer benchModels.Unlock()
+	if p, ok := benchModels.paths[typ]; ok {
+		return p
+	}
+	dir := os.Getenv("COURIER_BENCH_DIR")
+	if dir == "" {
+		if benchModels.dir == "" {
+			d, err := os.MkdirTemp("", "courier-bench-")
+			if err != nil {
+				b.Fatal(err)
+			}
+			benchModels.dir = d
+		}
+		dir = benchModels.dir
+	}
+	c := synth.Default
+	c.Type, c.Tied = typ, true
+	path := filepath.Join(dir, fmt.Sprintf("synth-110M-%s.gguf", typ))
+	if _, err := os.Stat(path); err != nil {
+		f, err := os.Create(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := synth.Write(f, c); err != nil {
+			b.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	benchModels.paths[typ] = path
+	return path
+}
+
+// bandwidth is measured once per run: the reference that decode speed is
+// reported against.
+var bandwidth = sync.OnceValue(func() float64 { return tensor.MeasureReadBandwidth(1<<30, 0) })
+
+var benchTypes = []gguf.Type{gguf.TypeF32, gguf.TypeQ8_0, gguf.TypeQ4_0, gguf.TypeQ4_K}
+
+// weightBytes is the bytes one decode step reads: every tensor once (the
+// tied embedding matrix is read as the output).
+func weightBytes(e *Engine) float64 {
+	var n uint64
+	for i := range e.file.Tensors {
+		n += e.file.Tensors[i].Size
+	}
+	return float64(n)
+}
+
+// BenchmarkDecode reports single-stream decode tokens/s, the weight bytes
+// per second that implies, and its ratio to the machine's read bandwidth
+// measured in the same run.
+func BenchmarkDecode(b *testing.B) {
+	for _, typ := range benchTypes {
+		b.Run(typ.String(), func(b *testing.B) {
+			e, err := Load(benchModel(b, typ), Options{ContextLength: 1024})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer e.Close()
+			bw := bandwidth()
+			prompt := []int32{1, 300, 301, 302}
+			b.ReportAllocs()
+			b.ResetTimer()
+			tokens := 0
+			for b.Loop() {
+				res, err := e.Generate(context.Background(), Request{Prompt: prompt, MaxTokens: 32, IgnoreEOS: true},
+					func(Token) error { return nil })
+				if err != nil {
+					b.Fatal(err)
+				}
+				tokens += res.CompletionTokens - 1
+				b.StopTimer()
+				b.StartTimer()
+				_ = res
+			}
+			sec := b.Elapsed().Seconds()
+			tps := float64(tokens) / sec
+			b.ReportMetric(tps, "tok/s")
+			b.ReportMetric(tps*weightBytes(e)/1e9, "weightGB/s")
+			b.ReportMetric(bw/1e9, "bandwidthGB/s")
+			b.ReportMetric(tps*weightBytes(e)/bw, "ratio")
+		})
+	}
+}
+
+// BenchmarkPrefill reports single-stream prompt tokens/s for a 256-token
+// prompt.
+func BenchmarkPrefill(b *testing.B) {
+	for _, typ := range benchTypes {
+		b.Run(typ.String(), func(b *testing.B) {
+			e, err := Load(benchModel(b, typ), Options{ContextLength: 1024})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer e.Close()
+			prompt := make([]int32, 256)
+			for i := range prompt {
+				prompt[i] = int32(259 + i*7%30000)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := e.Generate(context.Background(), Request{Prompt: prompt, MaxTokens: 1, IgnoreEOS: true},
+					func(Token) error { return nil }); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*len(prompt))/b.Elapsed().Seconds(), "tok/s")
+		})
+	}
+}
