@@ -55,7 +55,10 @@
 //
 // Each weight type has a generic (pure Go) kernel, the reference, and
 // possibly an assembly one (amd64, AVX2/AVX-512) that must agree with it bit
-// for bit; tests compare both. A Pool is a fixed set of worker goroutines
+// for bit; tests compare both (FuzzVecDot too). The assembly (dot_amd64.s:
+// Q8_0, Q4_0, Q4_K, Q6_K, F32, F16 with AVX2+FMA+F16C, chosen at init with
+// golang.org/x/sys/cpu) is left out with the build tag noasm; the other types
+// run the generic kernels everywhere. A Pool is a fixed set of worker goroutines
 // started by NewPool and stopped by Close; MatMul converts the activation
 // rows once into a Workspace, then the pool's threads (the caller included)
 // take chunks of weight rows from an atomic counter, and each weight row is
