@@ -118,8 +118,8 @@ var errBadCodepoint = errors.New("text holds a codepoint past U+10FFFF")
 func (t *Tokenizer) encodeBPE(s *session, frag string, out []int32) ([]int32, error) {
 	m := t.bpe
 	s.cpts = decodeRunes(s.cpts[:0], frag)
-	segs := m.split(s.cpts, s.segA, s.segB)
-	s.segA, s.segB = segs, s.segB[:0]
+	segs, spare := m.split(s.cpts, s.segA, s.segB)
+	s.segA, s.segB = segs, spare
 	start := 0
 	for _, n := range segs {
 		word := s.word[:0]
@@ -137,9 +137,20 @@ func (t *Tokenizer) encodeBPE(s *session, frag string, out []int32) ([]int32, er
 				continue
 			}
 		}
-		out = m.mergeWord(s, word, out)
+		out = m.cachedMerge(s, word, out)
 	}
 	return out, nil
+}
+
+// cachedMerge is mergeWord behind the session's word cache.
+func (m *bpeModel) cachedMerge(s *session, word []byte, out []int32) []int32 {
+	if ids, ok := s.cached(word); ok {
+		return append(out, ids...)
+	}
+	before := len(out)
+	out = m.mergeWord(s, word, out)
+	s.remember(word, out[before:])
+	return out
 }
 
 // mergeWord applies the merges to one word and appends its tokens.

@@ -1,10 +1,15 @@
 package tokenizer
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // session is the scratch space of one Encode call, pooled per Tokenizer so
-// that steady-state encoding allocates only its result.
+// that steady-state encoding allocates only its result (and, for
+// the key of each word first seen by this session's cache).
 type session struct {
+	out           []int32
 	frags, frags2 []fragment
 	found         []int32
 	text          []byte // SPM: the escaped fragment
@@ -15,6 +20,10 @@ type session struct {
 	syms          []symbol
 	spmQueue      []spmBigram
 	bpeQueue      []bpeBigram
+
+	// Word cache: word -> (offset << 32 | count) of its tokens in cacheIDs.
+	cache    map[string]uint64
+	cacheIDs []int32
 }
 
 // Encode returns the token ids of text, as llama.cpp's llama_tokenize does.
@@ -33,7 +42,7 @@ func (t *Tokenizer) Encode(text string, addSpecial, parseSpecial bool) ([]int32,
 	defer t.scratch.Put(s)
 
 	frags := t.partition(s, text, parseSpecial)
-	out := make([]int32, 0, len(text)/4+2)
+	out := s.out[:0] // built in scratch, returned as an exact-size copy
 	if addSpecial && t.addBOS {
 		if t.bos < 0 {
 			return nil, fmt.Errorf("tokenizer: encode: vocabulary asks for BOS but has none")
@@ -65,5 +74,40 @@ func (t *Tokenizer) Encode(text string, addSpecial, parseSpecial bool) ([]int32,
 		}
 		out = append(out, t.eos)
 	}
-	return out, nil
+	s.out = out
+	return slices.Clone(out), nil
+}
+
+// Bounds of a session's word cache.
+const (
+	maxCachedWord  = 64   // bytes; longer words are not cached
+	maxCachedWords = 4096 // entries; the cache restarts empty when full
+)
+
+// cached returns the tokens remembered for word. Natural text repeats its
+// words, and a word's tokens depend on nothing else (BPE words, SPM chunks),
+// so a cache skips most merging.
+func (s *session) cached(word []byte) ([]int32, bool) {
+	e, ok := s.cache[string(word)]
+	if !ok {
+		return nil, false
+	}
+	return s.cacheIDs[e>>32 : e>>32+e&0xFFFFFFFF], true
+}
+
+// remember caches the tokens of word.
+func (s *session) remember(word []byte, ids []int32) {
+	if len(word) > maxCachedWord {
+		return
+	}
+	if s.cache == nil {
+		s.cache = make(map[string]uint64)
+	}
+	if len(s.cache) >= maxCachedWords {
+		clear(s.cache)
+		s.cacheIDs = s.cacheIDs[:0]
+	}
+	off := len(s.cacheIDs)
+	s.cacheIDs = append(s.cacheIDs, ids...)
+	s.cache[string(word)] = uint64(off)<<32 | uint64(len(ids))
 }

@@ -102,14 +102,15 @@ func preTokenizerFor(pre string) (*preTokenizer, error) {
 	return nil, fmt.Errorf("tokenizer: pre-tokenizer %q: %w", pre, ErrUnsupported)
 }
 
-// split runs every pass over c and returns the final segment lengths.
-func (p *preTokenizer) split(c []rune, a, b []int32) []int32 {
-	segs := append(a[:0], int32(len(c)))
+// split runs every pass over c and returns the final segment lengths; a
+// and b are scratch buffers, returned for reuse (segs is one of them).
+func (p *preTokenizer) split(c []rune, a, b []int32) (segs, spare []int32) {
+	segs = append(a[:0], int32(len(c)))
 	for _, ps := range p.passes {
 		b = ps.split(c, segs, b[:0])
 		segs, b = b, segs
 	}
-	return segs
+	return segs, b
 }
 
 // segmenter appends the lengths of consecutive tokens of one segment.

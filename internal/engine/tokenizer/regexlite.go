@@ -203,17 +203,30 @@ func parseClass(s string) []runeRange {
 	return merged
 }
 
-// inRanges returns the membership test of a class over wide codepoints.
+// inRanges returns the membership test of a class over wide codepoints: a
+// bitmap for ASCII, a binary search over the ranges above.
 func inRanges(rs []runeRange) func(rune) bool {
+	var ascii [2]uint64
+	for _, r := range rs {
+		for x := r.lo; x <= r.hi && x < 128; x++ {
+			ascii[x>>6] |= 1 << (x & 63)
+		}
+	}
 	return func(x rune) bool {
 		w := wide(x)
-		i, _ := slices.BinarySearchFunc(rs, w, func(r runeRange, w rune) int {
-			if r.lo <= w {
-				return -1
+		if w < 128 {
+			return w >= 0 && ascii[w>>6]&(1<<(w&63)) != 0
+		}
+		lo, hi := 0, len(rs) // find the first range starting after w
+		for lo < hi {
+			m := int(uint(lo+hi) >> 1)
+			if rs[m].lo <= w {
+				lo = m + 1
+			} else {
+				hi = m
 			}
-			return 1
-		})
-		return i > 0 && rs[i-1].hi >= w
+		}
+		return lo > 0 && rs[lo-1].hi >= w
 	}
 }
 

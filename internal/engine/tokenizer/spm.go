@@ -55,32 +55,72 @@ func (t *Tokenizer) encodeSPM(s *session, frag string, prefixSpace bool, out []i
 		syms = append(syms, symbol{start: int32(off), n: int32(n), prev: i - 1, next: i + 1})
 		off += n
 	}
-	syms[len(syms)-1].next = -1
 	s.syms = syms
 
-	q := s.spmQueue[:0]
-	for i := 1; i < len(syms); i++ {
+	// Merge chunk by chunk (see spmChunked); the whole text is one chunk
+	// when the vocabulary does not allow cutting.
+	var err error
+	for a, b := 0, 1; b <= len(syms); b++ {
+		if b < len(syms) && !(t.spmChunked && chunkStart(text, syms, b)) {
+			continue
+		}
+		chunk := text[syms[a].start : syms[b-1].start+syms[b-1].n]
+		if t.spmChunked {
+			if ids, ok := s.cached(chunk); ok {
+				out = append(out, ids...)
+				a = b
+				continue
+			}
+		}
+		syms[a].prev, syms[b-1].next = -1, -1
+		s.spmQueue = t.spmMerge(s.spmQueue[:0], text, syms, a, b)
+		before := len(out)
+		if out, err = t.spmEmit(text, syms, a, out); err != nil {
+			return out, err
+		}
+		if t.spmChunked {
+			s.remember(chunk, out[before:])
+		}
+		a = b
+	}
+	return out, nil
+}
+
+// chunkStart reports whether symbol i is a "▁" not preceded by "▁": where
+// the text may be cut into independently merged chunks.
+func chunkStart(text []byte, syms []symbol, i int) bool {
+	st := syms[i].start
+	return syms[i].n == 3 && string(text[st:st+3]) == "▁" && (st < 3 || string(text[st-3:st]) != "▁")
+}
+
+// spmMerge runs the merges of symbols a..b-1 (linked among themselves).
+func (t *Tokenizer) spmMerge(q []spmBigram, text []byte, syms []symbol, a, b int) []spmBigram {
+	for i := a + 1; i < b; i++ {
 		q = t.spmCandidate(q, text, syms, int32(i-1), int32(i))
 	}
 	for len(q) > 0 {
-		var b spmBigram
-		b, q = popHeap(q)
-		l, r := &syms[b.left], &syms[b.right]
-		if l.n == 0 || r.n == 0 || l.n+r.n != b.size {
+		var bg spmBigram
+		bg, q = popHeap(q)
+		l, r := &syms[bg.left], &syms[bg.right]
+		if l.n == 0 || r.n == 0 || l.n+r.n != bg.size {
 			continue // stale: one side has changed since
 		}
 		l.n += r.n
 		r.n = 0
 		l.next = r.next
 		if r.next >= 0 {
-			syms[r.next].prev = b.left
+			syms[r.next].prev = bg.left
 		}
-		q = t.spmCandidate(q, text, syms, l.prev, b.left)
-		q = t.spmCandidate(q, text, syms, b.left, l.next)
+		q = t.spmCandidate(q, text, syms, l.prev, bg.left)
+		q = t.spmCandidate(q, text, syms, bg.left, l.next)
 	}
-	s.spmQueue = q
+	return q
+}
 
-	for i := int32(0); i != -1; i = syms[i].next {
+// spmEmit appends the tokens of the chunk whose first symbol is a: each
+// symbol's token, or its bytes' tokens.
+func (t *Tokenizer) spmEmit(text []byte, syms []symbol, a int, out []int32) ([]int32, error) {
+	for i := int32(a); i != -1; i = syms[i].next {
 		piece := text[syms[i].start : syms[i].start+syms[i].n]
 		if id, ok := t.toID[string(piece)]; ok {
 			out = append(out, id)

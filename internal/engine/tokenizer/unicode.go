@@ -22,21 +22,30 @@ const (
 	cfCategories = cfUndefined | cfNumber | cfLetter | cfSeparator | cfMark | cfPunct | cfSymbol | cfControl
 )
 
-// bmpFlags holds the class of every codepoint below U+10000, built on first
-// use (a 128 KiB table; the rest of the planes are classified on demand).
-var bmpFlags = sync.OnceValue(func() []uint16 {
-	t := make([]uint16, 0x10000)
-	for r := range t {
-		t[r] = classify(rune(r))
-	}
-	return t
-})
+// bmpFlags holds the class of every codepoint below U+10000 (a 128 KiB
+// table, the rest of the planes being classified on demand). It is built by
+// loadTables, which New calls, so that programs that never tokenize do not
+// pay for it; until then cptFlags computes classes directly.
+var (
+	bmpFlags     *[0x10000]uint16
+	bmpFlagsOnce sync.Once
+)
+
+func loadTables() {
+	bmpFlagsOnce.Do(func() {
+		t := new([0x10000]uint16)
+		for r := range t {
+			t[r] = classify(rune(r))
+		}
+		bmpFlags = t
+	})
+}
 
 // cptFlags returns the class of codepoint r; for r past U+10FFFF (which
 // llama.cpp's decoder can produce from bytes F5..F7) it is "undefined".
 func cptFlags(r rune) uint16 {
-	if r >= 0 && r < 0x10000 {
-		return bmpFlags()[r]
+	if t := bmpFlags; t != nil && r >= 0 && r < 0x10000 {
+		return t[r]
 	}
 	return classify(r)
 }

@@ -75,6 +75,11 @@ type Tokenizer struct {
 	eog                     []int32 // end-of-generation ids, ascending
 
 	spmByte [256]int32 // SPM byte fallback: <0xNN> (or the raw byte) token, -1 if none
+	// spmChunked: no token holds "▁" after anything but "▁", so no merge can
+	// join the text before a word-initial "▁" to the text after it, and
+	// each such word can be merged on its own: the same merges happen, in
+	// the same order within each word, as in llama.cpp's single pass.
+	spmChunked bool
 
 	bpe *bpeModel // byte-level BPE tables, nil for SPM
 
@@ -91,6 +96,7 @@ type Tokenizer struct {
 // pre-tokenizer and on inconsistent input (duplicate token texts, short score
 // or type arrays, ids out of range) rather than guessing.
 func New(v Vocab) (*Tokenizer, error) {
+	loadTables()
 	n := len(v.Tokens)
 	if n == 0 {
 		return nil, errors.New("tokenizer: empty vocabulary")
@@ -355,8 +361,17 @@ func containsAny(s string, subs ...string) bool {
 	return false
 }
 
-// buildSPMBytes fills the byte-fallback table: "<0xNN>", else the byte itself.
+// buildSPMBytes fills the byte-fallback table: "<0xNN>", else the byte
+// itself; and decides spmChunked.
 func (t *Tokenizer) buildSPMBytes() {
+	t.spmChunked = true
+	for _, text := range t.texts {
+		for i := 1; i < len(text); i++ {
+			if strings.HasPrefix(text[i:], "▁") && (i < 3 || text[i-3:i] != "▁") {
+				t.spmChunked = false
+			}
+		}
+	}
 	const hex = "0123456789ABCDEF"
 	for b := range 256 {
 		t.spmByte[b] = -1
