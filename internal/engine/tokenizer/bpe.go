@@ -3,6 +3,7 @@ package tokenizer
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"strings"
 )
 
@@ -108,10 +109,6 @@ func pairKey(dst, left, right []byte) []byte {
 	return append(dst, right...)
 }
 
-// errBadCodepoint reports a UTF-8 sequence decoding past U+10FFFF (bytes
-// F5..F7 lead), which llama.cpp rejects with an exception.
-var errBadCodepoint = errors.New("text holds a codepoint past U+10FFFF")
-
 // encodeBPE tokenizes one raw fragment as llama.cpp's llm_tokenizer_bpe
 // does: decode to codepoints, pre-tokenize into words, merge each word by
 // rank.
@@ -126,7 +123,7 @@ func (t *Tokenizer) encodeBPE(s *session, frag string, out []int32) ([]int32, er
 		for _, r := range s.cpts[start : start+int(n)] {
 			var ok bool
 			if word, ok = appendRune(word, r); !ok {
-				return out, errBadCodepoint
+				return out, fmt.Errorf("%w: a byte sequence decodes past U+10FFFF", ErrInvalidText)
 			}
 		}
 		start += int(n)

@@ -34,9 +34,10 @@ type session struct {
 // llama.cpp. SentencePiece vocabularies prefix a space to the text and to
 // any text following a special token when AddSpacePrefix is set.
 //
-// It fails only on input llama.cpp also rejects (a codepoint past U+10FFFF
-// in byte-level BPE, a missing BOS/EOS it was asked to add, or a byte with
-// no fallback token in a SentencePiece vocabulary without an unknown token).
+// It fails only where llama.cpp fails too: on ErrInvalidText, or when the
+// vocabulary asks for a BOS or EOS it does not have. One divergence: where
+// a SentencePiece vocabulary has no token for a fallback byte, llama.cpp
+// throws, and Encode uses the unknown token if there is one.
 func (t *Tokenizer) Encode(text string, addSpecial, parseSpecial bool) ([]int32, error) {
 	s := t.scratch.Get().(*session)
 	defer t.scratch.Put(s)

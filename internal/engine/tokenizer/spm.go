@@ -1,6 +1,6 @@
 package tokenizer
 
-import "errors"
+import "fmt"
 
 // symbol is a run of the word being merged, linked to its live neighbours.
 // A symbol merged into its left neighbour has n == 0.
@@ -21,10 +21,6 @@ type spmBigram struct {
 func (a spmBigram) before(b spmBigram) bool {
 	return a.score > b.score || (a.score == b.score && a.left < b.left)
 }
-
-// errNoByteToken reports SentencePiece byte fallback on a vocabulary with
-// neither the byte's <0xNN> token, nor the byte itself, nor an unknown token.
-var errNoByteToken = errors.New("no byte-fallback token and no unknown token")
 
 // encodeSPM tokenizes one raw fragment as llama.cpp's llm_tokenizer_spm does:
 // spaces become "▁", the text is cut into UTF-8 characters (by lead byte,
@@ -132,7 +128,7 @@ func (t *Tokenizer) spmEmit(text []byte, syms []symbol, a int, out []int32) ([]i
 				id = t.unk
 			}
 			if id < 0 {
-				return out, errNoByteToken
+				return out, fmt.Errorf("%w: byte 0x%02X has no byte-fallback token and there is no unknown token", ErrInvalidText, c)
 			}
 			out = append(out, id)
 		}

@@ -14,6 +14,12 @@ import (
 // regular expressions have not been ported).
 var ErrUnsupported = errors.New("tokenizer: unsupported")
 
+// ErrInvalidText reports text Encode cannot tokenize because llama.cpp
+// rejects it too: a byte sequence that decodes past U+10FFFF (lead bytes
+// F5..F7 or F4 9x..) in byte-level BPE, or, in a SentencePiece vocabulary
+// without byte tokens and without an unknown token, a byte with no token.
+var ErrInvalidText = errors.New("tokenizer: invalid text")
+
 // Token types as GGUF stores them in tokenizer.ggml.token_type.
 const (
 	TypeUndefined   int32 = 0
