@@ -61,6 +61,10 @@ type Node struct {
 	// Models are the models to serve (serve, worker).
 	Models []Model
 
+	// WorkerID names the worker on the bus (suffixed with "-<model>" when
+	// the process serves several models); "" picks host-pid-random.
+	WorkerID string
+
 	// QueueLimit bounds the requests per model waiting for a slot.
 	QueueLimit int
 	// Slots bounds a worker's concurrent generations; 0 takes the engine's.
@@ -189,6 +193,7 @@ func Bind(fs *flag.FlagSet, c *Node) {
 			c.Models = append(c.Models, m)
 			return nil
 		})
+		fs.StringVar(&c.WorkerID, "worker-id", c.WorkerID, "worker name on the bus (default host-pid-random)")
 		fs.IntVar(&c.Slots, "slots", c.Slots, "concurrent generations per worker (0: the engine's)")
 		fs.IntVar(&c.ContextLength, "ctx-size", c.ContextLength, "context length cap (0: the model's)")
 		fs.IntVar(&c.Threads, "threads", c.Threads, "kernel threads per engine (0: GOMAXPROCS)")

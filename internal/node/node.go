@@ -21,6 +21,7 @@ package node
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -109,8 +110,8 @@ func (n *Node) start(ctx context.Context) error {
 		}
 	}
 	if cfg.Role != config.RoleGateway {
-		for i, m := range cfg.Models {
-			if err := n.startWorker(ctx, i, m, dial); err != nil {
+		for _, m := range cfg.Models {
+			if err := n.startWorker(m, dial); err != nil {
 				return err
 			}
 		}
@@ -121,9 +122,17 @@ func (n *Node) start(ctx context.Context) error {
 	return n.startGateway(ctx, dial)
 }
 
-func (n *Node) startWorker(ctx context.Context, i int, m config.Model, dial func(string) (*natsbus.Conn, error)) error {
-	host, _ := os.Hostname()
-	id := fmt.Sprintf("%s-%d-%d-%s", host, os.Getpid(), i, m.Name)
+func (n *Node) startWorker(m config.Model, dial func(string) (*natsbus.Conn, error)) error {
+	id := n.cfg.WorkerID
+	switch {
+	case id == "":
+		host, _ := os.Hostname()
+		var b [3]byte
+		_, _ = rand.Read(b[:])
+		id = fmt.Sprintf("%s-%d-%x-%s", host, os.Getpid(), b, m.Name)
+	case len(n.cfg.Models) > 1:
+		id += "-" + m.Name
+	}
 	t0 := time.Now()
 	eng, err := engine.Load(m.Path, engine.Options{ContextLength: n.cfg.ContextLength, Threads: n.cfg.Threads})
 	if err != nil {

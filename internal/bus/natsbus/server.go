@@ -142,5 +142,8 @@ func splitHostPort(addr string) (string, int, error) {
 	if err != nil || port < 0 || port > 65535 {
 		return "", 0, fmt.Errorf("bad port %q", p)
 	}
+	if port == 0 {
+		port = server.RANDOM_PORT // for nats-server, 0 means its default port
+	}
 	return host, port, nil
 }

@@ -1,0 +1,99 @@
+package e2e
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/openai/openai-go/v3"
+
+	"courier/internal/config"
+)
+
+func serveConfig(t testing.TB) config.Node {
+	cfg := config.Default(config.RoleServe)
+	cfg.DataDir = t.TempDir()
+	cfg.Models = []config.Model{{Name: modelName, Path: modelPath(t)}}
+	return cfg
+}
+
+func TestServe(t *testing.T) {
+	n := startNode(t, serveConfig(t))
+	c := client(t, n.Addr())
+	ctx := testCtx(t)
+
+	models, err := c.Models.List(ctx)
+	if err != nil || len(models.Data) != 1 || models.Data[0].ID != modelName {
+		t.Fatalf("models %+v, %v", models, err)
+	}
+
+	const prompt = "Once upon a time"
+	want := greedy(t, prompt, 40)
+	resp, err := c.Completions.New(ctx, completionParams(prompt, 40))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.Choices[0].Text; got != want {
+		t.Fatalf("completion %q\nwant (engine) %q", got, want)
+	}
+	if resp.Usage.CompletionTokens != 40 || resp.Choices[0].FinishReason != "length" {
+		t.Fatalf("usage %+v finish %q", resp.Usage, resp.Choices[0].FinishReason)
+	}
+	got, err := streamText(ctx, c, prompt, 40, nil)
+	if err != nil || got != want {
+		t.Fatalf("streamed %q, %v\nwant %q", got, err, want)
+	}
+
+	chat := openai.ChatCompletionNewParams{
+		Model:       modelName,
+		Messages:    []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Tell me a story.")},
+		MaxTokens:   openai.Int(20),
+		Temperature: openai.Float(0),
+	}
+	cr, err := c.Chat.Completions.New(ctx, chat)
+	if err != nil || len(cr.Choices) != 1 || cr.Choices[0].Message.Content == "" || cr.Usage.CompletionTokens == 0 {
+		t.Fatalf("chat %+v, %v", cr, err)
+	}
+	s := c.Chat.Completions.NewStreaming(ctx, chat)
+	var acc openai.ChatCompletionAccumulator
+	for s.Next() {
+		acc.AddChunk(s.Current())
+	}
+	if err := s.Err(); err != nil || acc.Choices[0].Message.Content != cr.Choices[0].Message.Content {
+		t.Fatalf("chat stream %q, %v; want %q", acc.Choices[0].Message.Content, err, cr.Choices[0].Message.Content)
+	}
+	_ = s.Close()
+
+	_, err = c.Completions.New(ctx, openai.CompletionNewParams{Model: "nope", Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String("x")}})
+	var apiErr *openai.Error
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != 404 {
+		t.Fatalf("unknown model: %v", err)
+	}
+}
+
+// TestServeConcurrent sends more requests than there are slots: they queue
+// and every one gets the greedy answer.
+func TestServeConcurrent(t *testing.T) {
+	n := startNode(t, serveConfig(t))
+	c := client(t, n.Addr())
+	ctx := testCtx(t)
+	prompts := []string{"Once upon a time", "The cat", "Lily and Tom", "One day"}
+	want := map[string]string{}
+	for _, p := range prompts {
+		want[p] = greedy(t, p, 30)
+	}
+	errs := make(chan error, len(prompts))
+	for _, p := range prompts {
+		go func() {
+			got, err := streamText(ctx, c, p, 30, nil)
+			if err == nil && got != want[p] {
+				err = errors.New("prompt " + p + ": got " + got)
+			}
+			errs <- err
+		}()
+	}
+	for range prompts {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
