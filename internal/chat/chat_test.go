@@ -79,7 +79,9 @@ var (
 )
 
 // withTokens returns gen with the given special tokens.
-func withTokens(bos, eos string) Options { return Options{BOSToken: bos, EOSToken: eos, AddGenerationPrompt: true} }
+func withTokens(bos, eos string) Options {
+	return Options{BOSToken: bos, EOSToken: eos, AddGenerationPrompt: true}
+}
 
 func TestRealTemplates(t *testing.T) {
 	tests := []struct {
