@@ -1,7 +1,17 @@
 package node
 
-import "courier/internal/bus"
+import (
+	"courier/internal/bus"
+	"courier/internal/chat"
+)
 
-// chatRenderer renders chat requests for the workers. Until package chat
-// (Jinja templates) is wired in, workers use the plain fallback.
-var chatRenderer func(tmpl string, msgs []bus.ChatMessage, bos, eos string) (string, error)
+// chatRenderer renders chat requests for the workers with the model's
+// template (package chat; an empty template takes its plain fallback),
+// ending with an opened assistant turn.
+func chatRenderer(tmpl string, msgs []bus.ChatMessage, bos, eos string) (string, error) {
+	cm := make([]chat.Message, len(msgs))
+	for i, m := range msgs {
+		cm[i] = chat.Message{Role: m.Role, Content: m.Content}
+	}
+	return chat.Render(tmpl, cm, chat.Options{BOSToken: bos, EOSToken: eos, AddGenerationPrompt: true})
+}
