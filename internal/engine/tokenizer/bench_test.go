@@ -70,11 +70,21 @@ func benchVocab(b *testing.B, name string) *Tokenizer {
 
 func benchEncode(b *testing.B, vocab string) {
 	tok := benchVocab(b, vocab)
-	for _, bc := range []struct{ name, text string }{{"zipf", textZipf}, {"unique", textUnique}} {
+	for _, bc := range []struct {
+		name, text string
+		cold       bool // empty the word cache before each call
+	}{
+		{"zipf/warm", textZipf, false}, {"zipf/cold", textZipf, true}, {"unique/cold", textUnique, true},
+	} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.SetBytes(int64(len(bc.text)))
 			b.ReportAllocs()
 			for b.Loop() {
+				if bc.cold {
+					s := tok.scratch.Get().(*session)
+					clear(s.cache)
+					tok.scratch.Put(s)
+				}
 				if _, err := tok.Encode(bc.text, true, false); err != nil {
 					b.Fatal(err)
 				}

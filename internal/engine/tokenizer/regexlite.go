@@ -63,14 +63,22 @@ type run struct {
 func (r run) find(c []rune, from, hi int) (int, int) {
 	least := max(r.min, 1)
 	for p := from; p < hi; p++ {
-		if p+1 < hi && r.leads(c[p]) {
-			if k := r.length(c, p+1, hi); k >= least {
-				return p, p + 1 + k
-			}
+		if !r.in(c[p]) {
+			continue
 		}
-		if k := r.length(c, p, hi); k >= least {
-			return p, p + k
+		k := r.length(c, p, hi)
+		if k < least {
+			// Every later start inside this run is shorter still; a lead
+			// before them would be a class member, not whitespace.
+			p += k - 1
+			continue
 		}
+		// The leftmost match starts at the lead when there is one: at p-1,
+		// "lead then class" was the first alternative to succeed.
+		if p > from && r.leads(c[p-1]) {
+			return p - 1, p + k
+		}
+		return p, p + k
 	}
 	return -1, -1
 }
