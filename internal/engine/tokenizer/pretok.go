@@ -42,8 +42,9 @@ type preTokenizer struct {
 // Passes shared by several pre-tokenizers.
 var (
 	gpt2Pass      pass = gpt2Split{}
-	llama3Pass    pass = llama3Split{maxDigits: 3}
-	qwen2Pass     pass = llama3Split{maxDigits: 1}
+	llama3Pass    pass = llama3Split{maxDigits: 3, letters: cfLetter}
+	qwen2Pass     pass = llama3Split{maxDigits: 1, letters: cfLetter}
+	qwen35Pass    pass = llama3Split{maxDigits: 1, letters: cfLetter | cfMark}
 	digitPass     pass = matchPass{run{in: colNumber, max: 1}}              // \p{N}
 	digitsPass    pass = matchPass{run{in: colNumber}}                      // \p{N}+
 	triplePass    pass = matchPass{run{in: wideASCIIDigit, min: 3, max: 3}} // [0-9][0-9][0-9]
@@ -92,6 +93,8 @@ func preTokenizerFor(pre string) (*preTokenizer, error) {
 		return p(false, qwen2Pass), nil
 	case "stablelm2", "megrez":
 		return p(true, qwen2Pass), nil
+	case "qwen35":
+		return p(false, qwen35Pass), nil
 	case "poro-chat":
 		return p(false, bloomPass), nil
 	case "bloom", "gpt3-finnish":
@@ -228,8 +231,13 @@ func whitespaceRun(c []rune, lo, hi, pos int, s *segmenter) int {
 
 // llama3Split is llama.cpp's hand-written splitter for the Llama-3 expression
 // (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
-// and, with maxDigits 1, for Qwen2's (\p{N} instead of \p{N}{1,3}).
-type llama3Split struct{ maxDigits int }
+// and, with maxDigits 1, for Qwen2's (\p{N} instead of \p{N}{1,3}), and with
+// marks counted as letters too, for Qwen3.5's ([\p{L}\p{M}]+ instead of
+// \p{L}+, and [^\s\p{L}\p{M}\p{N}]).
+type llama3Split struct {
+	maxDigits int
+	letters   uint16 // the classes of \p{L}+: cfLetter, or cfLetter|cfMark
+}
 
 func (l llama3Split) split(c []rune, in, out []int32) []int32 {
 	lo := 0
@@ -263,9 +271,9 @@ func (l llama3Split) next(c []rune, lo, hi, pos int, s *segmenter) int {
 	}
 	// [^\r\n\p{L}\p{N}]?\p{L}+
 	if !(cpt == '\r' || cpt == '\n' || f&cfNumber != 0) {
-		if f&cfLetter != 0 || flagsAt(c, lo, hi, pos+1)&cfLetter != 0 {
+		if f&l.letters != 0 || flagsAt(c, lo, hi, pos+1)&l.letters != 0 {
 			pos++
-			for flagsAt(c, lo, hi, pos)&cfLetter != 0 {
+			for flagsAt(c, lo, hi, pos)&l.letters != 0 {
 				pos++
 			}
 			s.cut(pos)
@@ -290,11 +298,12 @@ func (l llama3Split) next(c []rune, lo, hi, pos int, s *segmenter) int {
 	if cpt == ' ' {
 		f2 = flagsAt(c, lo, hi, pos+1)
 	}
-	if f2&letterNumberWS == 0 && f != 0 {
+	other := l.letters | cfNumber | cfWhitespace
+	if f2&other == 0 && f != 0 {
 		if cpt == ' ' {
 			pos++
 		}
-		for f2&letterNumberWS == 0 && f2 != 0 {
+		for f2&other == 0 && f2 != 0 {
 			pos++
 			f2 = flagsAt(c, lo, hi, pos)
 		}

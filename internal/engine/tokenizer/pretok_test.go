@@ -52,9 +52,15 @@ func TestPreTokenizers(t *testing.T) {
 			"ünï\u00a0\u3000coде": {"ünï", "\u00a0", "\u3000coде"},
 		},
 		"qwen2": {
-			"1234567 x9":  {"1", "2", "3", "4", "5", "6", "7", " x", "9"},
-			"$3.50 («½»)": {"$", "3", ".", "5", "0", " («", "½", "»)"},
-			"a\r\n\r\nb":  {"a", "\r\n\r\n", "b"},
+			"cafe\u0301s naïve": {"cafe", "\u0301s", " naïve"},
+			"x \u0301\u0301y":   {"x", " \u0301\u0301", "y"},
+			"1234567 x9":        {"1", "2", "3", "4", "5", "6", "7", " x", "9"},
+			"$3.50 («½»)":       {"$", "3", ".", "5", "0", " («", "½", "»)"},
+			"a\r\n\r\nb":        {"a", "\r\n\r\n", "b"},
+		},
+		"qwen35": { // combining marks join letters
+			"cafe\u0301s naïve": {"cafe\u0301s", " naïve"},
+			"x \u0301\u0301y":   {"x", " \u0301\u0301y"},
 		},
 		// std::regex passes: isolated matches, collapsed categories.
 		"starcoder": {
