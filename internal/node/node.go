@@ -276,3 +276,12 @@ func (n *Node) shutdown(ctx context.Context) error {
 	}
 	return errors.Join(errs...)
 }
+
+// NATSConnect opens another in-process connection to the embedded server
+// (serve only), for probes and tools; the caller closes it.
+func (n *Node) NATSConnect(name string) (*natsbus.Conn, error) {
+	if n.server == nil {
+		return nil, errors.New("node: no embedded NATS server")
+	}
+	return n.server.Connect(name)
+}
