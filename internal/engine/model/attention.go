@@ -65,21 +65,16 @@ func (s *State) attend(layer int, seq *KVCache, pos int, q, out []float32) {
 	}
 }
 
-// dotF16 is the dot product of two F16 vectors accumulated in float32.
+// dotF16 is the dot product of two F16 vectors: products in float32,
+// summed in float64 (ggml_vec_dot_f16's scalar path, which heads narrower
+// than 64 always take).
 func dotF16(a, b []uint16) float32 {
 	b = b[:len(a)]
-	var s0, s1, s2, s3 float32
-	i := 0
-	for ; i+4 <= len(a); i += 4 {
-		s0 += tensor.FP16ToFP32(a[i]) * tensor.FP16ToFP32(b[i])
-		s1 += tensor.FP16ToFP32(a[i+1]) * tensor.FP16ToFP32(b[i+1])
-		s2 += tensor.FP16ToFP32(a[i+2]) * tensor.FP16ToFP32(b[i+2])
-		s3 += tensor.FP16ToFP32(a[i+3]) * tensor.FP16ToFP32(b[i+3])
+	var s float64
+	for i := range a {
+		s += float64(tensor.FP16ToFP32(a[i]) * tensor.FP16ToFP32(b[i]))
 	}
-	for ; i < len(a); i++ {
-		s0 += tensor.FP16ToFP32(a[i]) * tensor.FP16ToFP32(b[i])
-	}
-	return (s0 + s1) + (s2 + s3)
+	return float32(s)
 }
 
 // scaleF16 multiplies an F16 vector by s, rounding back to F16.

@@ -252,11 +252,3 @@ func addInto(dst, src []float32) {
 		dst[i] += src[i]
 	}
 }
-
-// swiglu computes gate = silu(gate) * up in place.
-func swiglu(gate, up []float32) {
-	up = up[:len(gate)]
-	for i, g := range gate {
-		gate[i] = g / (1 + float32(math.Exp(float64(-g)))) * up[i]
-	}
-}

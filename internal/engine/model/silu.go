@@ -1,0 +1,48 @@
+package model
+
+import "math"
+
+// swiglu computes gate = silu(gate) * up in place, with ggml's vectorised
+// SiLU: x / (1 + e^-x) where e^x is ggml_v_expf's polynomial (an
+// adaptation of Arm's optimized-routines expf, max error ~1.5 ulp). Using
+// the same approximation keeps the feed-forward activations bit-identical
+// to llama.cpp's, which matters because they are quantized next.
+func swiglu(gate, up []float32) {
+	up = up[:len(gate)]
+	for i, g := range gate {
+		gate[i] = g / (1 + vexpf(-g)) * up[i]
+	}
+}
+
+// vexpf is ggml_v_expf for one lane: e^x = 2^n * p(b) with n = round(x /
+// ln 2) and b the reduced argument, evaluated with fused multiply-adds.
+func vexpf(x float32) float32 {
+	const (
+		shift = 0x1.8p23
+		invLn = 0x1.715476p+0
+		ln2Hi = 0x1.62e4p-1
+		ln2Lo = 0x1.7f7d1cp-20
+	)
+	z := fma32(x, invLn, shift)
+	n := z - shift
+	b := fnma32(n, ln2Lo, fnma32(n, ln2Hi, x))
+	if n > 192 || n < -192 {
+		if n <= 0 {
+			return 0
+		}
+		return float32(math.Inf(1))
+	}
+	u := b * b
+	j := fma32(
+		fma32(fma32(0x1.0e4020p-7, b, 0x1.573e2ep-5), u, fma32(0x1.555e66p-3, b, 0x1.fffdb6p-2)),
+		u,
+		fma32(0x1.ffffecp-1, b, 1))
+	return float32(math.Ldexp(float64(j), int(n)))
+}
+
+// fma32 is a*b+c rounded once (the product of two float32 is exact in
+// float64, so only the final rounding remains).
+func fma32(a, b, c float32) float32 { return float32(math.FMA(float64(a), float64(b), float64(c))) }
+
+// fnma32 is c - a*b rounded once.
+func fnma32(a, b, c float32) float32 { return float32(math.FMA(-float64(a), float64(b), float64(c))) }
