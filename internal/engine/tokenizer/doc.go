@@ -8,13 +8,14 @@
 //     tokens, adjacent pieces merged by score, unknown pieces spelled as
 //     <0xNN> byte tokens;
 //   - "gpt2": byte-level BPE (llm_tokenizer_bpe) with the pre-tokenizer named
-//     by tokenizer.ggml.pre (gpt-2, llama3/llama-bpe, qwen2, deepseek-llm,
-//     deepseek-coder, falcon, mpt, starcoder, refact, smollm, command-r and
-//     the other names llama.cpp maps onto those expressions).
+//     by tokenizer.ggml.pre: gpt-2, llama3/llama-bpe, qwen2, qwen35,
+//     deepseek-llm, deepseek-coder, deepseek-v3, falcon, mpt, starcoder,
+//     refact, smollm, command-r, gpt-4o/llama4, tekken, bloom, viking and
+//     the other names llama.cpp maps onto those expressions.
 //
 // Special tokens are split out first, as tokenizer_st_partition does.
-// WordPiece, Unigram, RWKV and the pre-tokenizers whose expressions need
-// look-ahead (tekken, gpt-4o, deepseek-v3, ...) report ErrUnsupported.
+// WordPiece, Unigram, RWKV and the remaining pre-tokenizers (kimi-k2,
+// chameleon, tiny_aya, superbpe, afmoe, gemma4, ...) report ErrUnsupported.
 //
 // Promises:
 //   - Encode reproduces llama_tokenize: every llama.cpp test vector shipped

@@ -20,11 +20,14 @@ import (
 //   - std::wregex over the codepoints themselves (non-ASCII whitespace
 //     turned into 0x0B), used otherwise.
 //
-// The std::regex expressions used by the supported pre-tokenizers are all a
-// character class repeated, optionally after one whitespace, or a trailing
-// whitespace run; matchers below implement those with ECMAScript's
-// leftmost-first semantics. Expressions that need more (look-ahead, nested
-// alternation: tekken, gpt-4o, deepseek-v3, ...) are reported unsupported.
+// The std::regex expressions used by the supported pre-tokenizers are
+// either a character class repeated (optionally after one whitespace) or a
+// trailing whitespace run, which matchers in regexlite.go implement with
+// ECMAScript's leftmost-first semantics, or one of three whole expressions
+// (GPT-4o, tekken, DeepSeek-V3) whose backtracking pretok_case.go spells
+// out. All were checked against a backtracking regex engine run over the
+// same collapsed text. Other pre-tokenizers (kimi-k2, chameleon, tiny_aya,
+// superbpe, ...) are reported unsupported.
 
 // pass refines segments: it appends to out the lengths that each segment of
 // in splits into.
@@ -95,6 +98,15 @@ func preTokenizerFor(pre string) (*preTokenizer, error) {
 		return p(true, qwen2Pass), nil
 	case "qwen35":
 		return p(false, qwen35Pass), nil
+	case "gpt-4o", "llama4", "kanana2", "talkie", "minimax-m2":
+		return p(false, matchPass{caseSplit{contractions: true, maxDigits: 3}}), nil
+	case "tekken":
+		pt := p(false, matchPass{caseSplit{maxDigits: 1}})
+		pt.ignoreMerges = true
+		return pt, nil
+	case "deepseek-v3", "hunyuan-dense", "joyai-llm":
+		return p(false, matchPass{run{in: colNumber, max: 3}}, matchPass{run{in: inRanges(parseClass(cjkKanaClass))}},
+			matchPass{deepseekV3Split{}}), nil
 	case "poro-chat":
 		return p(false, bloomPass), nil
 	case "bloom", "gpt3-finnish":

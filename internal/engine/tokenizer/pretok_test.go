@@ -62,6 +62,21 @@ func TestPreTokenizers(t *testing.T) {
 			"cafe\u0301s naïve": {"cafe\u0301s", " naïve"},
 			"x \u0301\u0301y":   {"x", " \u0301\u0301y"},
 		},
+		// Whole expressions through std::regex on collapsed text: non-ASCII
+		// letters count as upper- and lower-case at once (llama.cpp's quirk).
+		"gpt-4o": {
+			"HelloWORLD isn'T ÄpfelBAUM 12345": {"Hello", "WORLD", " isn'T", " Äpfel", "BAUM", " ", "123", "45"},
+			"  x!?/\n\ny":                      {" ", " x", "!?/\n\n", "y"},
+			"ABC":                              {"ABC"},
+		},
+		"tekken": {
+			"HelloWORLD isn'T 123": {"Hello", "WORLD", " isn", "'T", " ", "1", "2", "3"},
+			"ÉCOLE école":          {"É", "COLE", " école"},
+		},
+		"deepseek-v3": {
+			"12345 中文かな .NET ~x~ café\u0301!\n": {"123", "45", " ", "中文かな", " .", "NET", " ", "~x", "~", " café\u0301", "!\n"},
+			" $5 a+b": {" $", "5", " a", "+b"},
+		},
 		// std::regex passes: isolated matches, collapsed categories.
 		"starcoder": {
 			"x12 y": {"x", "1", "2", " y"},

@@ -266,7 +266,7 @@ func TestNewErrors(t *testing.T) {
 	v := spmVocab()
 	v.Model = "bert"
 	bad("bert", v, ErrUnsupported)
-	bad("tekken", bpeVocab("tekken"), ErrUnsupported)
+	bad("kimi-k2", bpeVocab("kimi-k2"), ErrUnsupported)
 	v = spmVocab("a", -1.0, "a", -1.0)
 	bad("duplicate", v, nil)
 	v = spmVocab()
