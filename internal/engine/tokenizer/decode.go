@@ -107,7 +107,11 @@ func (t *Tokenizer) TokenPiece(id int32) []byte {
 // clean-up-tokenization-spaces passes run (" ," -> ",", " 's" -> "'s", ...).
 // The result may hold invalid UTF-8 when ids split a character.
 func (t *Tokenizer) Decode(ids []int32) string {
-	var out []byte
+	n := 0
+	for _, id := range ids {
+		n += len(t.TokenPiece(id))
+	}
+	out := make([]byte, 0, n)
 	removeSpace := t.addSpacePrefix
 	for _, id := range ids {
 		p := t.TokenPiece(id)
