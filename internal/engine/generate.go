@@ -2,15 +2,24 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
 
-// Generate runs req, calling emit for every generated token in order. It
-// returns when generation finishes, ctx is done (ctx.Err()), emit returns an
-// error (that error), or the request is invalid (ErrInvalidRequest,
-// ErrContextLength). When generation ends on an end-of-generation token
-// with text still held back, a last Token with ID -1 carries that text.
+// ErrClosed reports a Generate call on a closed engine.
+var ErrClosed = errors.New("engine: closed")
+
+// Generate runs req, calling emit for every generated token in order, from
+// the calling goroutine. It returns when generation finishes, ctx is done
+// (ctx.Err()), emit returns an error (that error), or the request is invalid
+// (ErrInvalidRequest, ErrContextLength). When generation ends on an
+// end-of-generation token with text still held back, a last Token with ID
+// -1 carries that text.
+//
+// Generate waits for a free slot; requests share the engine's forward
+// passes with every other running request (continuous batching), and a
+// slow emit delays only its own request.
 //
 // A prompt that fills the context is ErrContextLength; MaxTokens beyond the
 // context is cut to fit, finishing with FinishLength.
@@ -18,14 +27,79 @@ func (e *Engine) Generate(ctx context.Context, req Request, emit func(Token) err
 	if err := e.check(&req); err != nil {
 		return Result{}, err
 	}
-	var rs *runState
+	var sl *slot
 	select {
-	case rs = <-e.slot:
+	case sl = <-e.free:
 	case <-ctx.Done():
 		return Result{}, ctx.Err()
+	case <-e.closing:
+		return Result{}, ErrClosed
 	}
-	defer func() { e.slot <- rs }()
-	return e.run(ctx, rs, &req, emit)
+	defer func() { e.free <- sl }()
+	if err := e.prepare(ctx, sl, &req); err != nil {
+		return Result{}, err
+	}
+	e.sched.incoming <- sl // cap = slots: never blocks
+	e.sched.wake()
+	return e.consume(ctx, sl, emit)
+}
+
+// prepare readies a free slot for req; the scheduler does not hold it.
+func (e *Engine) prepare(ctx context.Context, sl *slot, req *Request) error {
+	if err := sl.smp.Reset(req.Sampling); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+	}
+	sl.smp.AcceptPrompt(req.Prompt)
+	sl.text.Reset(req.Stop)
+	for _, t := range req.Resume {
+		sl.smp.Accept(t)
+		sl.text.Push(e.tok.TokenPiece(t)) // delivered already: rebuild held-back text only
+	}
+	sl.ctx, sl.req = ctx, req
+	sl.tokens = append(append(sl.tokens[:0], req.Prompt...), req.Resume...)
+	sl.nInput = len(sl.tokens)
+	sl.result = Result{PromptTokens: len(req.Prompt), CompletionTokens: len(req.Resume)}
+	sl.err = nil
+	sl.startTime, sl.decodeStart = time.Now(), time.Time{}
+	sl.cancelled.Store(false)
+	sl.ring.head.Store(0)
+	sl.ring.tail.Store(0)
+	return nil
+}
+
+// consume hands sl's events to emit until the end event. After a failed
+// emit or a done ctx it asks the scheduler to drop the sequence and drains
+// until the scheduler confirms, so the slot is quiet when it is freed.
+func (e *Engine) consume(ctx context.Context, sl *slot, emit func(Token) error) (Result, error) {
+	var emitErr error
+	r := &sl.ring
+	for {
+		for r.head.Load() < r.tail.Load() {
+			ev := &r.events[r.head.Load()%ringSize]
+			if ev.end {
+				ev.end = false
+				if emitErr != nil {
+					return sl.result, emitErr
+				}
+				return sl.result, sl.err
+			}
+			if emitErr == nil && !sl.cancelled.Load() {
+				if err := emit(ev.tok); err != nil {
+					emitErr = err
+					sl.cancelled.Store(true)
+				}
+			}
+			r.head.Add(1)
+			e.sched.wake()
+		}
+		select {
+		case <-r.notify:
+		case <-ctx.Done():
+			sl.cancelled.Store(true)
+			e.sched.wake()
+			<-r.notify // the scheduler publishes the end event next
+		}
+	}
 }
 
 // check validates req and fills in its defaults.
@@ -60,127 +134,53 @@ func (e *Engine) check(req *Request) error {
 	return nil
 }
 
-func (e *Engine) run(ctx context.Context, rs *runState, req *Request, emit func(Token) error) (res Result, err error) {
-	res = Result{PromptTokens: len(req.Prompt), CompletionTokens: len(req.Resume)}
-	if err := rs.smp.Reset(req.Sampling); err != nil {
-		return res, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+// sampleNext draws sl's next token from logits and publishes it. It
+// reports whether the generation is over (and with which error). It runs on
+// the scheduler goroutine.
+func (e *Engine) sampleNext(sl *slot, logits []float32) (done bool, err error) {
+	req, res := sl.req, &sl.result
+	tok := sl.smp.Sample(logits)
+	sl.smp.Accept(tok)
+	if e.tok.IsEOG(tok) && !req.IgnoreEOS {
+		res.FinishReason = FinishStop
+		if tail := sl.text.Flush(); len(tail) > 0 {
+			ev := sl.ring.next()
+			ev.end = false
+			ev.tok = Token{ID: -1}
+			ev.text = append(ev.text[:0], tail...)
+			ev.tok.Text = ev.text
+			sl.ring.publish()
+		}
+		return true, nil
 	}
-	rs.smp.AcceptPrompt(req.Prompt)
-	rs.text.Reset(req.Stop)
-	rs.cache.Len = 0
-
-	start := time.Now()
-	logits, err := e.prefill(ctx, rs, req.Prompt, req.Resume)
-	if err != nil {
-		return res, err
+	res.CompletionTokens++
+	ev := sl.ring.next()
+	ev.end = false
+	ev.tok = Token{ID: tok}
+	if req.Logprobs || req.TopLogprobs > 0 {
+		lp, top := sampleLogprobs(logits, tok, req.TopLogprobs, sl.lbuf)
+		ev.tok.Logprob = lp
+		for i, t := range top {
+			ev.top[i] = TokenLogprob{ID: t.ID, Logprob: t.Logprob, Text: e.pieces[t.ID]}
+		}
+		ev.tok.Top = ev.top[:len(top)]
 	}
-	for _, t := range req.Resume {
-		rs.smp.Accept(t)
-		rs.text.Push(e.tok.TokenPiece(t)) // already delivered: rebuild the held-back state only
+	release, stopped := sl.text.Push(e.tok.TokenPiece(tok))
+	last := stopped || res.CompletionTokens >= req.MaxTokens
+	ev.text = append(ev.text[:0], release...)
+	if last && !stopped {
+		ev.text = append(ev.text, sl.text.Flush()...)
 	}
-	decodeStart := time.Now()
-	res.Prefill = decodeStart.Sub(start)
-	defer func() { res.Decode = time.Since(decodeStart) }() // res is named: this lands
-
-	for res.CompletionTokens < req.MaxTokens {
-		tok := rs.smp.Sample(logits)
-		rs.smp.Accept(tok)
-		if e.tok.IsEOG(tok) && !req.IgnoreEOS {
-			res.FinishReason = FinishStop
-			if tail := rs.text.Flush(); len(tail) > 0 {
-				if err := emit(Token{ID: -1, Text: tail}); err != nil {
-					return res, err
-				}
-			}
-			return res, nil
-		}
-		res.CompletionTokens++
-		out := Token{ID: tok}
-		if req.Logprobs || req.TopLogprobs > 0 {
-			e.logprobs(rs, logits, tok, req.TopLogprobs, &out)
-		}
-		release, stopped := rs.text.Push(e.tok.TokenPiece(tok))
-		last := stopped || res.CompletionTokens == req.MaxTokens
-		if last && !stopped {
-			release = append(release, rs.text.Flush()...)
-		}
-		out.Text = release
-		if err := emit(out); err != nil {
-			return res, err
-		}
-		if stopped {
-			res.FinishReason = FinishStop
-			return res, nil
-		}
-		if last {
-			break
-		}
-		if err := ctx.Err(); err != nil {
-			return res, err
-		}
-		if logits, err = e.step(rs, tok); err != nil {
-			return res, err
-		}
+	ev.tok.Text = ev.text
+	sl.ring.publish()
+	switch {
+	case stopped:
+		res.FinishReason = FinishStop
+	case last:
+		res.FinishReason = FinishLength
+	default:
+		sl.tokens = append(sl.tokens, tok)
+		return false, nil
 	}
-	res.FinishReason = FinishLength
-	return res, nil
-}
-
-// prefill evaluates the prompt and resumed tokens in chunks of the batch
-// size and returns the logits after the last one.
-func (e *Engine) prefill(ctx context.Context, rs *runState, prompt, resume []int32) ([]float32, error) {
-	n := len(prompt) + len(resume)
-	var logits []float32
-	for start := 0; start < n; start += e.batch {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		end := min(start+e.batch, n)
-		b := &rs.batch
-		b.Tokens, b.Pos, b.Seqs, b.Logits = b.Tokens[:0], b.Pos[:0], b.Seqs[:0], b.Logits[:0]
-		for i := start; i < end; i++ {
-			t := resumeAt(prompt, resume, i)
-			b.Tokens = append(b.Tokens, t)
-			b.Pos = append(b.Pos, int32(i))
-			b.Seqs = append(b.Seqs, rs.cache)
-			b.Logits = append(b.Logits, i == n-1)
-		}
-		var err error
-		if logits, err = rs.state.Forward(b); err != nil {
-			return nil, fmt.Errorf("engine: prefill: %w", err)
-		}
-	}
-	return logits, nil
-}
-
-func resumeAt(prompt, resume []int32, i int) int32 {
-	if i < len(prompt) {
-		return prompt[i]
-	}
-	return resume[i-len(prompt)]
-}
-
-// step evaluates one generated token and returns the next logits.
-func (e *Engine) step(rs *runState, tok int32) ([]float32, error) {
-	b := &rs.batch
-	b.Tokens = append(b.Tokens[:0], tok)
-	b.Pos = append(b.Pos[:0], int32(rs.cache.Len))
-	b.Seqs = append(b.Seqs[:0], rs.cache)
-	b.Logits = append(b.Logits[:0], true)
-	logits, err := rs.state.Forward(b)
-	if err != nil {
-		return nil, fmt.Errorf("engine: decode: %w", err)
-	}
-	return logits, nil
-}
-
-// logprobs fills the chosen token's log-probability and the top n
-// alternatives from the raw logits.
-func (e *Engine) logprobs(rs *runState, logits []float32, tok int32, n int, out *Token) {
-	lp, top := sampleLogprobs(logits, tok, n, rs.topBuf)
-	out.Logprob = lp
-	out.Top = rs.top[:len(top)]
-	for i, t := range top {
-		out.Top[i] = TokenLogprob{ID: t.ID, Logprob: t.Logprob, Text: e.pieces[t.ID]}
-	}
+	return true, nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"courier/internal/engine/gguf"
 	"courier/internal/engine/model"
@@ -25,9 +26,11 @@ type Options struct {
 	ContextLength int
 	// Threads sizes the kernel worker pool; 0 means GOMAXPROCS.
 	Threads int
-	// BatchSize is the most prompt tokens evaluated in one forward pass;
-	// 0 means 256.
+	// BatchSize is the most tokens evaluated in one forward pass (the
+	// per-step budget shared by decode rows and prompt chunks); 0 means 256.
 	BatchSize int
+	// Slots is how many sequences run at once; 0 means 4.
+	Slots int
 }
 
 // Info describes a loaded model.
@@ -43,8 +46,9 @@ type Info struct {
 	Params        int64 // weights, counted from the tensor infos
 }
 
-// Engine is one loaded model. Its methods are safe for concurrent use;
-// generations run one at a time in the order they acquire the slot.
+// Engine is one loaded model. Its methods are safe for concurrent use:
+// up to Options.Slots generations run together, batched by one scheduler
+// goroutine that the Engine owns from Load to Close.
 type Engine struct {
 	file  *gguf.File
 	model *model.Model
@@ -55,18 +59,11 @@ type Engine struct {
 
 	pieces []string // [Vocab] each token's text, for logprob alternatives
 
-	slot chan *runState // holds the one run state while it is free
-}
-
-// runState is everything one generation needs, allocated once at Load.
-type runState struct {
-	state  *model.State
-	cache  *model.KVCache
-	smp    *sampler.Sampler
-	text   *sampler.TextStream
-	batch  model.Batch
-	topBuf []sampler.TokenLogprob // [maxTopLogprobs]
-	top    []TokenLogprob         // [maxTopLogprobs]
+	slots   []*slot
+	free    chan *slot // slots not running a request
+	sched   *scheduler
+	closing chan struct{}
+	closed  sync.Once
 }
 
 // MaxTopLogprobs bounds Request.TopLogprobs.
@@ -107,7 +104,12 @@ func newEngine(f *gguf.File, path string, opts Options) (*Engine, error) {
 		batch = 256
 	}
 	batch = min(batch, ctxLen)
-	e := &Engine{file: f, model: m, tok: tok, batch: batch, slot: make(chan *runState, 1)}
+	nslots := opts.Slots
+	if nslots <= 0 {
+		nslots = 4
+	}
+	batch = max(batch, nslots)
+	e := &Engine{file: f, model: m, tok: tok, batch: batch, free: make(chan *slot, nslots), closing: make(chan struct{})}
 	e.info = Info{
 		Name: modelName(f, path), Arch: m.Arch, ContextLength: ctxLen, VocabSize: m.Vocab,
 		AddBOS: tok.AddBOS(), Params: countParams(f),
@@ -124,20 +126,26 @@ func newEngine(f *gguf.File, path string, opts Options) (*Engine, error) {
 		e.pieces[i] = string(tok.TokenPiece(int32(i)))
 	}
 	e.pool = tensor.NewPool(opts.Threads)
-	rs, err := e.newRunState(ctxLen)
+	st, err := model.NewState(m, e.pool, batch, nslots)
 	if err != nil {
 		e.pool.Close()
 		return nil, err
 	}
-	e.slot <- rs
+	for i := 0; i < nslots; i++ {
+		sl, err := e.newSlot(i, ctxLen)
+		if err != nil {
+			e.pool.Close()
+			return nil, err
+		}
+		e.slots = append(e.slots, sl)
+		e.free <- sl
+	}
+	e.sched = newScheduler(e, st, nslots)
+	go e.sched.loop()
 	return e, nil
 }
 
-func (e *Engine) newRunState(ctxLen int) (*runState, error) {
-	st, err := model.NewState(e.model, e.pool, e.batch, 1)
-	if err != nil {
-		return nil, err
-	}
+func (e *Engine) newSlot(id, ctxLen int) (*slot, error) {
 	cache, err := model.NewKVCache(&e.model.Config, ctxLen)
 	if err != nil {
 		return nil, err
@@ -146,16 +154,16 @@ func (e *Engine) newRunState(ctxLen int) (*runState, error) {
 	if err != nil {
 		return nil, err
 	}
-	rs := &runState{
-		state: st, cache: cache, smp: smp, text: sampler.NewTextStream(nil),
-		topBuf: make([]sampler.TokenLogprob, MaxTopLogprobs),
-		top:    make([]TokenLogprob, MaxTopLogprobs),
-		batch: model.Batch{
-			Tokens: make([]int32, 0, e.batch), Pos: make([]int32, 0, e.batch),
-			Seqs: make([]*model.KVCache, 0, e.batch), Logits: make([]bool, 0, e.batch),
-		},
+	sl := &slot{
+		id: id, cache: cache, smp: smp, text: sampler.NewTextStream(nil),
+		lbuf:   make([]sampler.TokenLogprob, MaxTopLogprobs),
+		tokens: make([]int32, 0, ctxLen),
+		ring:   eventRing{notify: make(chan struct{}, 1)},
 	}
-	return rs, nil
+	for i := range sl.ring.events {
+		sl.ring.events[i].text = make([]byte, 0, 64)
+	}
+	return sl, nil
 }
 
 func modelName(f *gguf.File, path string) string {
@@ -173,10 +181,15 @@ func countParams(f *gguf.File) int64 {
 	return n
 }
 
-// Close releases the kernel threads and the model's memory mapping. It
-// waits for a running generation to finish first.
+// Close refuses new generations, waits for the running ones to finish,
+// stops the scheduler and the kernel threads, and unmaps the model.
 func (e *Engine) Close() error {
-	<-e.slot
+	e.closed.Do(func() { close(e.closing) })
+	for range e.slots {
+		<-e.free
+	}
+	close(e.sched.quit)
+	<-e.sched.done
 	e.pool.Close()
 	return e.file.Close()
 }
@@ -202,4 +215,4 @@ func (e *Engine) TokenText(id int32) string {
 }
 
 // Slots reports free and total generation slots.
-func (e *Engine) Slots() (free, total int) { return len(e.slot), 1 }
+func (e *Engine) Slots() (free, total int) { return len(e.free), len(e.slots) }

@@ -124,6 +124,15 @@ func (s *State) Forward(b *Batch) ([]float32, error) {
 		}
 		s.pool.MatMul(s.proj[:n*dim], l.Wo, s.att[:n*dim], n, s.ws)
 		addInto(s.x[:n*dim], s.proj[:n*dim])
+		if li == len(m.Layers)-1 {
+			// As llama.cpp does, the last layer's feed-forward block runs
+			// only on the rows whose logits are wanted (which changes the
+			// matrix kernels used when that is a single row).
+			n = s.keepOutputRows(b, n)
+			if n == 0 {
+				break
+			}
+		}
 
 		// Feed-forward block (SwiGLU).
 		s.rmsNormRows(s.xb, s.x, l.FFNNorm, n)
@@ -133,7 +142,7 @@ func (s *State) Forward(b *Batch) ([]float32, error) {
 		s.pool.MatMul(s.proj[:n*dim], l.WDown, s.gate[:n*c.FFN], n, s.ws)
 		addInto(s.x[:n*dim], s.proj[:n*dim])
 	}
-	for i := 0; i < n; i++ {
+	for i := range b.Tokens {
 		if p := int(b.Pos[i]) + 1; p > b.Seqs[i].Len {
 			b.Seqs[i].Len = p
 		}
@@ -141,16 +150,28 @@ func (s *State) Forward(b *Batch) ([]float32, error) {
 	if nOut == 0 {
 		return s.logits[:0], nil
 	}
-	o := 0
-	for i := 0; i < n; i++ {
-		if b.Logits[i] {
-			rmsNorm(s.xo[o*dim:(o+1)*dim], s.x[i*dim:(i+1)*dim], m.OutNorm, c.NormEps)
-			o++
-		}
+	for o := 0; o < nOut; o++ {
+		rmsNorm(s.xo[o*dim:(o+1)*dim], s.x[o*dim:(o+1)*dim], m.OutNorm, c.NormEps)
 	}
 	out := s.logits[:nOut*c.Vocab]
 	s.pool.MatMul(out, m.Output, s.xo[:nOut*dim], nOut, s.ws)
 	return out, nil
+}
+
+// keepOutputRows moves the residual rows of b that want logits to the
+// front of s.x, in order, and returns their number.
+func (s *State) keepOutputRows(b *Batch, n int) int {
+	dim := s.m.Dim
+	o := 0
+	for i := 0; i < n; i++ {
+		if b.Logits[i] {
+			if o != i {
+				copy(s.x[o*dim:(o+1)*dim], s.x[i*dim:(i+1)*dim])
+			}
+			o++
+		}
+	}
+	return o
 }
 
 // check validates b against the state and the caches and counts outputs.
