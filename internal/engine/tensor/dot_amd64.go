@@ -36,12 +36,13 @@ func init() {
 	if !hasAVX2 {
 		return
 	}
-	fastKernels[gguf.TypeQ8_0] = kernel{gguf.TypeQ8_0, dotQ8_0Fast}
-	fastKernels[gguf.TypeQ4_0] = kernel{gguf.TypeQ8_0, dotQ4_0Fast}
-	fastKernels[gguf.TypeQ4_K] = kernel{gguf.TypeQ8_K, dotQ4KFast}
-	fastKernels[gguf.TypeQ6_K] = kernel{gguf.TypeQ8_K, dotQ6KFast}
-	fastKernels[gguf.TypeF32] = kernel{gguf.TypeF32, dotF32Fast}
-	fastKernels[gguf.TypeF16] = kernel{gguf.TypeF16, dotF16Fast}
+	fastKernels[gguf.TypeQ8_0] = kernel{act: gguf.TypeQ8_0, dot: dotQ8_0Fast}
+	fastKernels[gguf.TypeQ4_0] = kernel{act: gguf.TypeQ8_0, dot: dotQ4_0Fast}
+	fastKernels[gguf.TypeQ4_K] = kernel{act: gguf.TypeQ8_K, dot: dotQ4KFast}
+	fastKernels[gguf.TypeQ6_K] = kernel{act: gguf.TypeQ8_K, dot: dotQ6KFast}
+	g32, g16 := genericKernels[gguf.TypeF32], genericKernels[gguf.TypeF16]
+	fastKernels[gguf.TypeF32] = kernel{act: gguf.TypeF32, dot: dotF32Fast, gemm: g32.gemm, gemmK: g32.gemmK}
+	fastKernels[gguf.TypeF16] = kernel{act: gguf.TypeF16, dot: dotF16Fast, gemm: g16.gemm, gemmK: g16.gemmK}
 	sumBytes = func(b []byte) uint64 {
 		n := len(b) &^ 127
 		if n == 0 {

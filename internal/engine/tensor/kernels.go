@@ -6,25 +6,71 @@ import "courier/internal/engine/gguf"
 // activation row a (or, for F32 weights, the float row xf).
 type dotFunc func(w, a []byte, xf []float32, n int) float32
 
-// kernel is the pair used for one weight type.
+// kernel is what MatMul uses for one weight type.
 type kernel struct {
 	act gguf.Type // activation (vec-dot) type
-	dot dotFunc
+	dot dotFunc   // ggml_vec_dot_*: one activation row, or no prompt kernel
+	// gemm, when set, is llamafile's tinyBLAS arithmetic, which llama.cpp
+	// uses for two or more activation rows when the column count is a
+	// multiple of gemmK and the row count a multiple of 4.
+	gemm  dotFunc
+	gemmK int
+}
+
+// repackKernel is what MatMul uses for a repacked (interleaved) matrix:
+// llama.cpp's gemm for each whole group of four activation rows (when there
+// are more than three), gemv for the others.
+type repackKernel struct {
+	gemv, gemm dotFunc
+	// gemmAct converts the activation rows that go through gemm (nil: as
+	// the other rows).
+	gemmAct func(x []float32, dst []byte)
+}
+
+// repackKernels are the generic kernels of the repacked types.
+var repackKernels = map[gguf.Type]repackKernel{
+	gguf.TypeQ4_0: {
+		gemv: func(w, a []byte, _ []float32, n int) float32 { return dotQ4_0x8(w, a, n/qk) },
+		gemm: func(w, a []byte, _ []float32, n int) float32 { return dotQ4_0x8(w, a, n/qk) },
+	},
+	gguf.TypeQ4_K: {
+		gemv:    func(w, a []byte, _ []float32, n int) float32 { return gemvQ4Kx8(w, a, n/qkK) },
+		gemm:    func(w, a []byte, _ []float32, n int) float32 { return gemmQ4Kx8(w, a, n/qkK) },
+		gemmAct: quantizeQ8K4x8,
+	},
+}
+
+// fastRepackKernels overrides repackKernels where assembly is available.
+var fastRepackKernels = map[gguf.Type]repackKernel{}
+
+// repackKernelFor returns the kernels of repacked matrices of type t.
+func repackKernelFor(t gguf.Type) repackKernel {
+	if !useGeneric {
+		if k, ok := fastRepackKernels[t]; ok {
+			return k
+		}
+	}
+	return repackKernels[t]
 }
 
 // generic kernels: the reference implementation, always available.
 var genericKernels = map[gguf.Type]kernel{
-	gguf.TypeF32:  {gguf.TypeF32, func(w, _ []byte, xf []float32, n int) float32 { return dotF32(w, xf, n) }},
-	gguf.TypeF16:  {gguf.TypeF16, func(w, a []byte, _ []float32, n int) float32 { return dotF16(w, a, n) }},
-	gguf.TypeBF16: {gguf.TypeBF16, func(w, a []byte, _ []float32, n int) float32 { return dotBF16(w, a, n) }},
-	gguf.TypeQ8_0: {gguf.TypeQ8_0, func(w, a []byte, _ []float32, n int) float32 { return dotQ8_0(w, a, n/qk) }},
-	gguf.TypeQ4_0: {gguf.TypeQ8_0, func(w, a []byte, _ []float32, n int) float32 { return dotQ4_0(w, a, n/qk) }},
-	gguf.TypeQ4_1: {gguf.TypeQ8_1, func(w, a []byte, _ []float32, n int) float32 { return dotQ4_1(w, a, n/qk) }},
-	gguf.TypeQ5_0: {gguf.TypeQ8_0, func(w, a []byte, _ []float32, n int) float32 { return dotQ5_0(w, a, n/qk) }},
-	gguf.TypeQ5_1: {gguf.TypeQ8_1, func(w, a []byte, _ []float32, n int) float32 { return dotQ5_1(w, a, n/qk) }},
-	gguf.TypeQ4_K: {gguf.TypeQ8_K, func(w, a []byte, _ []float32, n int) float32 { return dotQ4K(w, a, n/qkK) }},
-	gguf.TypeQ5_K: {gguf.TypeQ8_K, func(w, a []byte, _ []float32, n int) float32 { return dotQ5K(w, a, n/qkK) }},
-	gguf.TypeQ6_K: {gguf.TypeQ8_K, func(w, a []byte, _ []float32, n int) float32 { return dotQ6K(w, a, n/qkK) }},
+	gguf.TypeF32: {act: gguf.TypeF32, dot: func(w, _ []byte, xf []float32, n int) float32 { return dotF32(w, xf, n) },
+		gemm: func(w, _ []byte, xf []float32, n int) float32 { return gemmF32(w, xf, n) }, gemmK: 16},
+	gguf.TypeF16: {act: gguf.TypeF16, dot: func(w, a []byte, _ []float32, n int) float32 { return dotF16(w, a, n) },
+		gemm: func(w, a []byte, _ []float32, n int) float32 { return gemmF16(w, a, n) }, gemmK: 16},
+	gguf.TypeBF16: {act: gguf.TypeBF16, dot: func(w, a []byte, _ []float32, n int) float32 { return dotBF16(w, a, n) },
+		gemm: func(w, a []byte, _ []float32, n int) float32 { return gemmBF16(w, a, n) }, gemmK: 32},
+	// tinyBLAS_Q0_AVX computes Q8_0, Q4_0 and Q5_0 outputs exactly as the
+	// vec_dot kernels do, so these need no prompt kernel of their own.
+	gguf.TypeQ8_0: {act: gguf.TypeQ8_0, dot: func(w, a []byte, _ []float32, n int) float32 { return dotQ8_0(w, a, n/qk) }},
+	gguf.TypeQ4_0: {act: gguf.TypeQ8_0, dot: func(w, a []byte, _ []float32, n int) float32 { return dotQ4_0(w, a, n/qk) }},
+	gguf.TypeQ4_1: {act: gguf.TypeQ8_1, dot: func(w, a []byte, _ []float32, n int) float32 { return dotQ4_1(w, a, n/qk) }},
+	gguf.TypeQ5_0: {act: gguf.TypeQ8_0, dot: func(w, a []byte, _ []float32, n int) float32 { return dotQ5_0(w, a, n/qk) }},
+	gguf.TypeQ5_1: {act: gguf.TypeQ8_1, dot: func(w, a []byte, _ []float32, n int) float32 { return dotQ5_1(w, a, n/qk) }},
+	gguf.TypeQ4_K: {act: gguf.TypeQ8_K, dot: func(w, a []byte, _ []float32, n int) float32 { return dotQ4K(w, a, n/qkK) }},
+	gguf.TypeQ5_K: {act: gguf.TypeQ8_K, dot: func(w, a []byte, _ []float32, n int) float32 { return dotQ5K(w, a, n/qkK) }},
+	gguf.TypeQ6_K: {act: gguf.TypeQ8_K, dot: func(w, a []byte, _ []float32, n int) float32 { return dotQ6K(w, a, n/qkK) }},
 }
 
 // fastKernels overrides genericKernels where assembly is available

@@ -168,7 +168,10 @@ type job struct {
 	actRB  int
 	actT   gguf.Type
 	out    []float32
-	dot    dotFunc
+	dotLo  dotFunc // activation rows < split
+	dotHi  dotFunc // activation rows >= split
+	split  int
+	actLo  func(x []float32, dst []byte) // converts rows < split (nil: as the others)
 	buf    []byte
 	sumIdx atomic.Int64 // jobRead: a sum of what was read, to keep the reads live
 }
@@ -194,7 +197,12 @@ func (j *job) quantize(c int) {
 	lo, hi := c*j.chunk, min((c+1)*j.chunk, j.n)
 	cols := j.w.Cols
 	for i := lo; i < hi; i++ {
-		quantizeActivation(j.actT, j.x[i*cols:(i+1)*cols], j.act[i*j.actRB:(i+1)*j.actRB])
+		x, a := j.x[i*cols:(i+1)*cols], j.act[i*j.actRB:(i+1)*j.actRB]
+		if i < j.split && j.actLo != nil {
+			j.actLo(x, a)
+			continue
+		}
+		quantizeActivation(j.actT, x, a)
 	}
 }
 
@@ -212,7 +220,11 @@ func (j *job) matmul(c int) {
 			} else {
 				a = j.act[i*j.actRB : (i+1)*j.actRB]
 			}
-			j.out[i*w.Rows+r] = j.dot(row, a, xf, w.Cols)
+			dot := j.dotHi
+			if i < j.split {
+				dot = j.dotLo
+			}
+			j.out[i*w.Rows+r] = dot(row, a, xf, w.Cols)
 		}
 	}
 }
@@ -236,7 +248,8 @@ func (p *Pool) MatMul(out []float32, w Matrix, x []float32, n int, ws *Workspace
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	j := &p.job
-	j.w, j.x, j.n, j.out, j.dot, j.actT = w, x, n, out, k.dot, k.act
+	j.w, j.x, j.n, j.out, j.actT = w, x, n, out, k.act
+	j.plan(k, n)
 	if w.Type != gguf.TypeF32 {
 		j.actRB = w.Cols / k.act.BlockSize() * k.act.BlockBytes()
 		if need := j.actRB * n; len(ws.act) < need {
@@ -256,4 +269,24 @@ func (p *Pool) MatMul(out []float32, w Matrix, x []float32, n int, ws *Workspace
 	j.next.Store(0)
 	p.runJobLocked(work >= 1<<15)
 	j.x, j.out, j.act, j.w.Data = nil, nil, nil, nil
+}
+
+// plan chooses the kernels llama.cpp's CPU backend would use for a product
+// of j.w with n activation rows: the repacked 8x8 kernels for Q4_0/Q4_K
+// matrices with a multiple of 8 rows (gemm on whole groups of four rows,
+// gemv on the rest), llamafile's tinyBLAS for two or more rows where it
+// accepts the shape, and ggml_vec_dot_* otherwise.
+func (j *job) plan(k kernel, n int) {
+	j.dotLo, j.dotHi, j.split, j.actLo = k.dot, k.dot, 0, nil
+	w := j.w
+	switch {
+	case repacked(w):
+		rk := repackKernelFor(w.Type)
+		j.dotLo, j.dotHi, j.actLo = rk.gemm, rk.gemv, rk.gemmAct
+		if n > 3 {
+			j.split = n - n%4
+		}
+	case n >= 2 && k.gemm != nil && w.Cols%k.gemmK == 0 && w.Rows%4 == 0:
+		j.dotLo, j.dotHi = k.gemm, k.gemm
+	}
 }
