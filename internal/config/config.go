@@ -145,7 +145,7 @@ func (c Node) Validate() error {
 	if c.HeartbeatInterval <= 0 {
 		bad("--heartbeat %v must be positive", c.HeartbeatInterval)
 	}
-	if c.HeartbeatTimeout < 0 || (c.HeartbeatTimeout > 0 && c.HeartbeatTimeout <= c.HeartbeatInterval) {
+	if c.HeartbeatTimeout < 0 || (c.Role == RoleServe && c.HeartbeatTimeout > 0 && c.HeartbeatTimeout <= c.HeartbeatInterval) {
 		bad("--heartbeat-timeout %v must exceed the interval %v", c.HeartbeatTimeout, c.HeartbeatInterval)
 	}
 	if c.DrainTimeout < 0 {

@@ -61,7 +61,7 @@ func TestKillWorkerMidStream(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	path := modelPath(t)
+	modelPath(t) // skip early without the model
 	bin, err := buildCourier()
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +83,6 @@ func TestKillWorkerMidStream(t *testing.T) {
 	if err := gw.Gateway().WaitWorkers(ctx, modelName, 2); err != nil {
 		t.Fatal(err)
 	}
-	_ = path
 
 	const prompt, maxTokens = "Once upon a time", 400
 	want := greedy(t, prompt, maxTokens)
