@@ -164,7 +164,9 @@ func BenchmarkFabricOverhead(b *testing.B) {
 
 // natsbusConn opens a second in-process connection for the hop probe on a
 // serve node's embedded server.
-func natsbusConn(b *testing.B, n interface{ NATSConnect(string) (*natsbus.Conn, error) }) (*natsbus.Conn, error) {
+func natsbusConn(b *testing.B, n interface {
+	NATSConnect(string) (*natsbus.Conn, error)
+}) (*natsbus.Conn, error) {
 	c, err := n.NATSConnect("probe")
 	if err == nil {
 		b.Cleanup(func() { _ = c.Close(context.Background()) })
