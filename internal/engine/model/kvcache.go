@@ -2,46 +2,280 @@ package model
 
 import (
 	"fmt"
+	"sync"
 
 	"courier/internal/engine/tensor"
 )
 
-// KVCache holds one sequence's keys and values in F16, as llama.cpp's
-// default cache type does, laid out [layer][position][KVDim]. It is not safe
-// for concurrent use; the caller owns one per sequence.
+// KVPool is paged memory for the keys and values of many sequences: a
+// fixed number of blocks of BlockSize positions each, allocated once. A
+// sequence's KVCache is a table of blocks, so memory is committed as
+// sequences grow, not reserved for the whole context up front.
+//
+// Full blocks evaluated from a prompt can be registered by content (the
+// tokens of the block and of every block before it), so a later sequence
+// with the same prefix shares them instead of recomputing them (prefix
+// caching). Blocks are reference-counted; cached blocks nobody uses are
+// evicted least recently used first when the pool runs out.
+//
+// KVPool is safe for concurrent use; the forward pass reads block contents
+// without locking, which is safe because a block is written only by the
+// sequence that allocated it, before it is shared.
+type KVPool struct {
+	blockSize, layers, kvDim int
+	blockStride              int      // layers * blockSize * kvDim
+	k, v                     []uint16 // [blocks][layers][blockSize][kvDim], F16
+
+	mu     sync.Mutex
+	ref    []int32          // [blocks] users of each block; guarded by mu
+	free   []int32          // blocks with no users and no cached content; guarded by mu
+	cached map[uint64]int32 // content hash -> block; guarded by mu
+	meta   []blockMeta      // [blocks]; guarded by mu
+	lru    lruList          // cached blocks with no users, oldest first; guarded by mu
+	stats  PrefixStats      // guarded by mu
+}
+
+// blockMeta records what a cached block holds, to verify hash matches.
+type blockMeta struct {
+	hash, parent uint64
+	tokens       []int32 // [blockSize]
+	isCached     bool
+}
+
+// PrefixStats counts prefix-cache lookups, in blocks.
+type PrefixStats struct {
+	LookupBlocks int64 // full prompt blocks looked up
+	HitBlocks    int64 // of which were found cached
+}
+
+// NewKVPool allocates a pool of blocks blocks of blockSize positions.
+func NewKVPool(cfg *Config, blockSize, blocks int) (*KVPool, error) {
+	if blockSize <= 0 || blocks <= 0 {
+		return nil, fmt.Errorf("model: kv pool of %d blocks of %d positions", blocks, blockSize)
+	}
+	p := &KVPool{
+		blockSize: blockSize, layers: cfg.Layers, kvDim: cfg.KVDim(),
+		blockStride: cfg.Layers * blockSize * cfg.KVDim(),
+		ref:         make([]int32, blocks),
+		free:        make([]int32, 0, blocks),
+		cached:      make(map[uint64]int32, blocks),
+		meta:        make([]blockMeta, blocks),
+		lru:         newLRU(blocks),
+	}
+	n := blocks * p.blockStride
+	p.k, p.v = make([]uint16, n), make([]uint16, n)
+	for b := blocks - 1; b >= 0; b-- {
+		p.free = append(p.free, int32(b))
+		p.meta[b].tokens = make([]int32, blockSize)
+	}
+	return p, nil
+}
+
+// KVBytesPerPosition is the F16 K and V memory one position takes.
+func KVBytesPerPosition(cfg *Config) int { return 2 * 2 * cfg.Layers * cfg.KVDim() }
+
+// BlockSize returns the positions per block.
+func (p *KVPool) BlockSize() int { return p.blockSize }
+
+// Blocks returns the pool's size in blocks.
+func (p *KVPool) Blocks() int { return len(p.ref) }
+
+// FreeBlocks returns the blocks a new sequence could take now: unused ones
+// and cached ones nobody uses (which would be evicted).
+func (p *KVPool) FreeBlocks() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.free) + p.lru.len
+}
+
+// Stats returns the prefix-cache counters.
+func (p *KVPool) Stats() PrefixStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stats
+}
+
+// allocLocked takes a block with one user, evicting the least recently
+// used cached block if no block is free. It reports false when every block
+// is in use.
+func (p *KVPool) allocLocked() (int32, bool) {
+	if n := len(p.free); n > 0 {
+		b := p.free[n-1]
+		p.free = p.free[:n-1]
+		p.ref[b] = 1
+		return b, true
+	}
+	b, ok := p.lru.popOldest()
+	if !ok {
+		return 0, false
+	}
+	p.uncacheLocked(b)
+	p.ref[b] = 1
+	return b, true
+}
+
+func (p *KVPool) uncacheLocked(b int32) {
+	m := &p.meta[b]
+	if m.isCached {
+		delete(p.cached, m.hash)
+		m.isCached = false
+	}
+}
+
+// releaseLocked drops one user of b; an unused block becomes evictable if
+// it is cached, free otherwise.
+func (p *KVPool) releaseLocked(b int32) {
+	p.ref[b]--
+	if p.ref[b] > 0 {
+		return
+	}
+	if p.meta[b].isCached {
+		p.lru.pushNewest(b)
+		return
+	}
+	p.free = append(p.free, b)
+}
+
+// KVCache is one sequence's view of a KVPool: a table of blocks. It is
+// used by one goroutine at a time.
 type KVCache struct {
-	k, v   []uint16 // [Layers][capacity][KVDim]
-	kvDim  int
-	stride int // capacity * kvDim: one layer's span
-	cap    int
-	// Len is the number of positions written. Forward appends; callers may
-	// shrink it to drop a suffix (e.g. to re-evaluate the last token).
+	pool  *KVPool
+	table []int32 // block ids in position order
+	cap   int     // positions backed by blocks: len(table) * blockSize
+	// Len is the number of positions written. Forward advances it.
 	Len int
 }
 
-// NewKVCache returns a cache for up to capacity positions of cfg's model.
-func NewKVCache(cfg *Config, capacity int) (*KVCache, error) {
-	if capacity <= 0 || capacity > cfg.Context {
-		return nil, fmt.Errorf("model: cache capacity %d outside 1..%d", capacity, cfg.Context)
-	}
-	kvDim := cfg.KVDim()
-	n := cfg.Layers * capacity * kvDim
-	return &KVCache{
-		k: make([]uint16, n), v: make([]uint16, n),
-		kvDim: kvDim, stride: capacity * kvDim, cap: capacity,
-	}, nil
+// NewKVCache returns an empty cache drawing blocks from pool, for
+// sequences of up to maxLen positions.
+func NewKVCache(pool *KVPool, maxLen int) *KVCache {
+	return &KVCache{pool: pool, table: make([]int32, 0, (maxLen+pool.blockSize-1)/pool.blockSize)}
 }
 
-// Cap returns the number of positions the cache can hold.
+// NewPrivateKVCache returns a cache with a pool of its own, large enough
+// for capacity positions (for tests and single-sequence use).
+func NewPrivateKVCache(cfg *Config, capacity int) (*KVCache, error) {
+	const bs = 16
+	pool, err := NewKVPool(cfg, bs, (capacity+bs-1)/bs)
+	if err != nil {
+		return nil, err
+	}
+	c := NewKVCache(pool, capacity)
+	if !c.Reserve(capacity) {
+		return nil, fmt.Errorf("model: cannot reserve %d positions", capacity)
+	}
+	return c, nil
+}
+
+// Cap returns the positions currently backed by blocks.
 func (c *KVCache) Cap() int { return c.cap }
 
-// Bytes returns the cache's memory footprint.
-func (c *KVCache) Bytes() int { return 2 * 2 * len(c.k) }
+// Reserve makes sure positions [0, n) are backed by blocks, allocating
+// (and evicting cached blocks) as needed. It reports false, allocating
+// nothing, when the pool cannot back them or n exceeds the sequence limit.
+func (c *KVCache) Reserve(n int) bool {
+	p := c.pool
+	need := (n + p.blockSize - 1) / p.blockSize
+	if need <= len(c.table) {
+		return true
+	}
+	if need > cap(c.table) {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.free)+p.lru.len < need-len(c.table) {
+		return false
+	}
+	for len(c.table) < need {
+		b, _ := p.allocLocked()
+		c.table = append(c.table, b)
+	}
+	c.cap = len(c.table) * p.blockSize
+	return true
+}
+
+// Release returns every block to the pool and empties the cache.
+func (c *KVCache) Release() {
+	p := c.pool
+	p.mu.Lock()
+	for _, b := range c.table {
+		p.releaseLocked(b)
+	}
+	p.mu.Unlock()
+	c.table = c.table[:0]
+	c.cap, c.Len = 0, 0
+}
+
+// Blocks returns the number of blocks the cache holds.
+func (c *KVCache) Blocks() int { return len(c.table) }
+
+// MatchPrefix attaches cached blocks holding the longest prefix of tokens
+// made of whole blocks, and returns how many positions they cover (Len is
+// set to it). The cache must be empty. At most limit positions are matched.
+func (c *KVCache) MatchPrefix(tokens []int32, limit int) int {
+	p := c.pool
+	bs := p.blockSize
+	full := min(len(tokens), limit) / bs
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stats.LookupBlocks += int64(full)
+	var h uint64
+	for i := 0; i < full && len(c.table) < cap(c.table); i++ {
+		blk := tokens[i*bs : (i+1)*bs]
+		parent := h
+		h = chainHash(parent, blk)
+		b, ok := p.cached[h]
+		if !ok || p.meta[b].parent != parent || !equal(p.meta[b].tokens, blk) {
+			break
+		}
+		if p.ref[b] == 0 {
+			p.lru.remove(b)
+		}
+		p.ref[b]++
+		c.table = append(c.table, b)
+		p.stats.HitBlocks++
+	}
+	c.cap = len(c.table) * bs
+	c.Len = c.cap
+	return c.Len
+}
+
+// Commit registers the cache's full blocks among positions [0, upto) as
+// holding tokens[:upto], so later sequences can share them. Only blocks
+// whose contents follow from the tokens alone (evaluated as prompt) may be
+// committed.
+func (c *KVCache) Commit(tokens []int32, upto int) {
+	p := c.pool
+	bs := p.blockSize
+	full := min(upto, c.Len, len(tokens)) / bs
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var h uint64
+	for i := 0; i < full; i++ {
+		blk := tokens[i*bs : (i+1)*bs]
+		parent := h
+		h = chainHash(parent, blk)
+		b := c.table[i]
+		m := &p.meta[b]
+		if m.isCached {
+			continue // shared from the cache, or committed before
+		}
+		if _, taken := p.cached[h]; taken {
+			continue // another sequence committed the same content first
+		}
+		m.hash, m.parent, m.isCached = h, parent, true
+		copy(m.tokens, blk)
+		p.cached[h] = b
+	}
+}
 
 // row returns the K and V slots of one layer and position.
 func (c *KVCache) row(layer, pos int) (k, v []uint16) {
-	off := layer*c.stride + pos*c.kvDim
-	return c.k[off : off+c.kvDim], c.v[off : off+c.kvDim]
+	p := c.pool
+	blk, off := int(c.table[pos/p.blockSize]), pos%p.blockSize
+	i := blk*p.blockStride + (layer*p.blockSize+off)*p.kvDim
+	return p.k[i : i+p.kvDim], p.v[i : i+p.kvDim]
 }
 
 // store writes K and V of one layer and position, rounding to F16.
@@ -51,4 +285,86 @@ func (c *KVCache) store(layer, pos int, k, v []float32) {
 		kd[i] = tensor.FP32ToFP16(k[i])
 		vd[i] = tensor.FP32ToFP16(v[i])
 	}
+}
+
+// chainHash hashes a block's tokens together with its parent's hash
+// (FNV-1a over the parent hash and the token ids).
+func chainHash(parent uint64, tokens []int32) uint64 {
+	h := uint64(14695981039346656037) ^ parent
+	h *= 1099511628211
+	for _, t := range tokens {
+		for s := 0; s < 32; s += 8 {
+			h ^= uint64(byte(t >> s))
+			h *= 1099511628211
+		}
+	}
+	if h == 0 {
+		h = 1
+	}
+	return h
+}
+
+func equal(a, b []int32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// lruList is an intrusive doubly linked list over block ids, oldest first,
+// preallocated so that moving blocks in and out allocates nothing.
+type lruList struct {
+	prev, next []int32
+	in         []bool
+	head, tail int32 // -1 when empty
+	len        int
+}
+
+func newLRU(n int) lruList {
+	l := lruList{prev: make([]int32, n), next: make([]int32, n), in: make([]bool, n), head: -1, tail: -1}
+	return l
+}
+
+func (l *lruList) pushNewest(b int32) {
+	l.prev[b], l.next[b] = l.tail, -1
+	if l.tail >= 0 {
+		l.next[l.tail] = b
+	} else {
+		l.head = b
+	}
+	l.tail = b
+	l.in[b] = true
+	l.len++
+}
+
+func (l *lruList) remove(b int32) {
+	if !l.in[b] {
+		return
+	}
+	if l.prev[b] >= 0 {
+		l.next[l.prev[b]] = l.next[b]
+	} else {
+		l.head = l.next[b]
+	}
+	if l.next[b] >= 0 {
+		l.prev[l.next[b]] = l.prev[b]
+	} else {
+		l.tail = l.prev[b]
+	}
+	l.in[b] = false
+	l.len--
+}
+
+func (l *lruList) popOldest() (int32, bool) {
+	if l.head < 0 {
+		return 0, false
+	}
+	b := l.head
+	l.remove(b)
+	return b, true
 }

@@ -1,18 +1,34 @@
 package model
 
-import "math"
+import (
+	"math"
+
+	"courier/internal/engine/tensor"
+)
 
 // swiglu computes gate = silu(gate) * up in place, with ggml's vectorised
 // SiLU: x / (1 + e^-x) where e^x is ggml_v_expf's polynomial (an
 // adaptation of Arm's optimized-routines expf, max error ~1.5 ulp). Using
 // the same approximation keeps the feed-forward activations bit-identical
 // to llama.cpp's, which matters because they are quantized next.
+//
+// As in ggml_vec_swiglu_f32 (AVX-512), only whole groups of 16 elements
+// take the vectorised path; the leftovers use libm's expf.
 func swiglu(gate, up []float32) {
 	up = up[:len(gate)]
-	for i, g := range gate {
+	vec := len(gate) &^ 15
+	for i, g := range gate[:vec] {
 		gate[i] = g / (1 + vexpf(-g)) * up[i]
 	}
+	for i := vec; i < len(gate); i++ {
+		g := gate[i]
+		gate[i] = g / (1 + expf(-g)) * up[i]
+	}
 }
+
+// expf is e^x rounded to float32 (libm's expf, which is correctly rounded
+// but for rare cases).
+func expf(x float32) float32 { return float32(math.Exp(float64(x))) }
 
 // vexpf is ggml_v_expf for one lane: e^x = 2^n * p(b) with n = round(x /
 // ln 2) and b the reduced argument, evaluated with fused multiply-adds.
@@ -40,9 +56,8 @@ func vexpf(x float32) float32 {
 	return float32(math.Ldexp(float64(j), int(n)))
 }
 
-// fma32 is a*b+c rounded once (the product of two float32 is exact in
-// float64, so only the final rounding remains).
-func fma32(a, b, c float32) float32 { return float32(math.FMA(float64(a), float64(b), float64(c))) }
+// fma32 is a*b+c rounded once.
+func fma32(a, b, c float32) float32 { return tensor.FMA32(a, b, c) }
 
 // fnma32 is c - a*b rounded once.
-func fnma32(a, b, c float32) float32 { return float32(math.FMA(-float64(a), float64(b), float64(c))) }
+func fnma32(a, b, c float32) float32 { return tensor.FMA32(-a, b, c) }

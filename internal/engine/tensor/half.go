@@ -114,3 +114,7 @@ func fma32(a, b, c float32) float32 {
 	}
 	return float32(s)
 }
+
+// FMA32 returns a*b+c rounded once to float32, as an x86 fused multiply-add
+// instruction (or C code contracted to one) computes it.
+func FMA32(a, b, c float32) float32 { return fma32(a, b, c) }
