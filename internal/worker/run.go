@@ -10,16 +10,17 @@ import (
 	"courier/internal/engine/sampler"
 )
 
-// run generates req and sends its chunks; it is the body of one slot.
-func (w *Worker) run(ctx context.Context, req *bus.Request, send func(*bus.Chunk)) {
+// run generates req, sends its token chunks and returns the final chunk
+// for the caller to send once the slot is free (nil when cancelled: nothing
+// more is sent). It is the body of one slot.
+func (w *Worker) run(ctx context.Context, req *bus.Request, send func(*bus.Chunk)) *bus.Chunk {
 	seq := max(req.ResumeSeq, 1)
-	fail := func(code, msg string) {
-		send(&bus.Chunk{ID: req.ID, Seq: seq, Attempt: req.Attempt, Error: &bus.Error{Code: code, Message: msg}})
+	fail := func(code, msg string) *bus.Chunk {
+		return &bus.Chunk{ID: req.ID, Seq: seq, Attempt: req.Attempt, Error: &bus.Error{Code: code, Message: msg}}
 	}
 	prompt, err := w.prompt(req)
 	if err != nil {
-		fail(bus.CodeInvalidRequest, err.Error())
-		return
+		return fail(bus.CodeInvalidRequest, err.Error())
 	}
 	er := engine.Request{
 		Prompt:      prompt,
@@ -43,19 +44,19 @@ func (w *Worker) run(ctx context.Context, req *bus.Request, send func(*bus.Chunk
 	case ctx.Err() != nil:
 		// Cancelled by the client, or stopped by a forced drain: no final
 		// chunk; a gateway still waiting re-dispatches.
-		return
+		return nil
 	case errors.Is(err, engine.ErrContextLength):
-		fail(bus.CodePromptTooLong, err.Error())
+		return fail(bus.CodePromptTooLong, err.Error())
 	case errors.Is(err, sampler.ErrInvalidParams):
-		fail(bus.CodeInvalidRequest, err.Error())
+		return fail(bus.CodeInvalidRequest, err.Error())
 	case err != nil:
 		w.log.Error("generation failed", "id", req.ID, "err", err)
-		fail(bus.CodeInternal, err.Error())
+		return fail(bus.CodeInternal, err.Error())
 	default:
-		send(&bus.Chunk{
+		return &bus.Chunk{
 			ID: req.ID, Seq: seq, Attempt: req.Attempt, FinishReason: res.FinishReason,
 			Usage: &bus.Usage{PromptTokens: res.PromptTokens, CompletionTokens: res.CompletionTokens},
-		})
+		}
 	}
 }
 

@@ -113,8 +113,11 @@ func (w *Worker) Admit(req *bus.Request, send func(*bus.Chunk)) *bus.Error {
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
-		w.run(ctx, req, send)
+		final := w.run(ctx, req, send)
 		cancel()
+		// Free the slot before the final chunk goes out: a gateway that
+		// sends the next request as soon as it sees the final chunk must
+		// find the slot free.
 		w.mu.Lock()
 		delete(w.active, key)
 		if w.draining && len(w.active) == 0 && w.idle != nil {
@@ -122,6 +125,9 @@ func (w *Worker) Admit(req *bus.Request, send func(*bus.Chunk)) *bus.Error {
 			w.idle = nil
 		}
 		w.mu.Unlock()
+		if final != nil {
+			send(final)
+		}
 	}()
 	return nil
 }

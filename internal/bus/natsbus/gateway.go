@@ -83,6 +83,7 @@ type workerState struct {
 	last    time.Time          // arrival of hb
 	timeout time.Duration      // silence after which the worker is lost
 	held    map[string]*stream // this gateway's requests placed there
+	done    map[string]bool    // requests of held that ended, until a heartbeat no longer lists them
 	others  int                // slots busy with other gateways' requests at hb
 	suspect bool               // it failed to answer; no new work until its next hb
 }
@@ -326,6 +327,11 @@ func (g *Gateway) unholdLocked(st *stream) {
 	}
 	if w := g.workers[st.worker]; w != nil && w.held[st.req.ID] == st {
 		delete(w.held, st.req.ID)
+		// A heartbeat sent before the worker freed the slot may still list
+		// it: do not count it as another gateway's then.
+		if len(w.done) < 4096 {
+			w.done[st.req.ID] = true
+		}
 	}
 	st.worker, st.placed = "", false
 	g.wakeLocked(st.req.Model)

@@ -399,3 +399,34 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestBackToBackNeedsNoHeartbeat sends requests one after another to a
+// one-slot worker whose heartbeats are an hour apart: each must find the
+// slot free as soon as the previous final chunk arrived.
+func TestBackToBackNeedsNoHeartbeat(t *testing.T) {
+	b := startBus(t)
+	sw, h := newSlotWorker("m", 1, words("a b c", nil))
+	t.Cleanup(sw.wg.Wait)
+	c := b.conn("w1")
+	ho, err := NewHost(c, h, HostConfig{Worker: "w1", Models: []string{"m"}, HeartbeatInterval: time.Hour}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ho.Close)
+	g := b.gateway(GatewayConfig{HeartbeatTimeout: time.Hour})
+	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for i := range 50 {
+		s, err := g.Dispatch(ctx, &bus.Request{ID: fmt.Sprint("r", i), Model: "m"})
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if got, _ := readAll(t, s); got != "a b c " {
+			t.Fatalf("request %d: %q", i, got)
+		}
+		_ = s.Close()
+	}
+}

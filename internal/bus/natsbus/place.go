@@ -221,7 +221,7 @@ func (g *Gateway) onHeartbeat(m *nats.Msg) {
 		return
 	}
 	if w == nil {
-		w = &workerState{held: map[string]*stream{}}
+		w = &workerState{held: map[string]*stream{}, done: map[string]bool{}}
 		g.workers[hb.Worker] = w
 		close(g.seen)
 		g.seen = make(chan struct{})
@@ -236,16 +236,23 @@ func (g *Gateway) onHeartbeat(m *nats.Msg) {
 		}
 	}
 	w.others = 0
+	listed := make(map[string]bool, len(hb.Active))
 	for _, id := range hb.Active {
-		if _, mine := w.held[id]; !mine {
+		listed[id] = true
+		if _, mine := w.held[id]; !mine && !w.done[id] {
 			w.others++
+		}
+	}
+	for id := range w.done {
+		if !listed[id] {
+			delete(w.done, id)
 		}
 	}
 	// A request this gateway placed there that the worker no longer lists
 	// in two heartbeats in a row was lost there (the worker restarted, or
 	// the final chunk went missing).
 	for id, st := range w.held {
-		if !st.placed || slices.Contains(hb.Active, id) {
+		if !st.placed || listed[id] {
 			st.missed = 0
 			continue
 		}
