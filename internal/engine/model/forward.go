@@ -238,21 +238,23 @@ func (s *State) ropeAngles(pos int) {
 	}
 }
 
-// rotate applies the current rotation to one head vector.
+// rotate applies the current rotation to one head vector. ggml computes
+// x0*cos - x1*sin and x0*sin + x1*cos, which GCC contracts to fused
+// multiply-adds on the first product.
 func (s *State) rotate(x []float32) {
 	half := len(s.cos)
 	if s.m.RopeStyle == RopeNeoX {
 		for i := 0; i < half; i++ {
 			x0, x1 := x[i], x[i+s.m.RopeDims/2]
-			x[i] = x0*s.cos[i] - x1*s.sin[i]
-			x[i+s.m.RopeDims/2] = x0*s.sin[i] + x1*s.cos[i]
+			x[i] = fma32(x0, s.cos[i], -float32(x1*s.sin[i]))
+			x[i+s.m.RopeDims/2] = fma32(x0, s.sin[i], float32(x1*s.cos[i]))
 		}
 		return
 	}
 	for i := 0; i < half; i++ {
 		x0, x1 := x[2*i], x[2*i+1]
-		x[2*i] = x0*s.cos[i] - x1*s.sin[i]
-		x[2*i+1] = x0*s.sin[i] + x1*s.cos[i]
+		x[2*i] = fma32(x0, s.cos[i], -float32(x1*s.sin[i]))
+		x[2*i+1] = fma32(x0, s.sin[i], float32(x1*s.cos[i]))
 	}
 }
 
