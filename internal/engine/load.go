@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"courier/internal/engine/gguf"
 	"courier/internal/engine/model"
@@ -31,6 +32,12 @@ type Options struct {
 	BatchSize int
 	// Slots is how many sequences run at once; 0 means 4.
 	Slots int
+	// KVCacheBytes sizes the paged KV cache shared by all sequences; 0
+	// means enough for every slot to fill the context.
+	KVCacheBytes int64
+	// KVBlockSize is the positions per KV block, the unit of allocation
+	// and of prefix sharing; 0 means 16.
+	KVBlockSize int
 }
 
 // Info describes a loaded model.
@@ -59,11 +66,14 @@ type Engine struct {
 
 	pieces []string // [Vocab] each token's text, for logprob alternatives
 
+	kv      *model.KVPool
 	slots   []*slot
 	free    chan *slot // slots not running a request
 	sched   *scheduler
 	closing chan struct{}
 	closed  sync.Once
+
+	preemptions atomic.Int64 // sequences preempted for KV blocks
 }
 
 // MaxTopLogprobs bounds Request.TopLogprobs.
@@ -127,6 +137,9 @@ func newEngine(f *gguf.File, path string, opts Options) (*Engine, error) {
 	}
 	e.pool = tensor.NewPool(opts.Threads)
 	st, err := model.NewState(m, e.pool, batch, nslots)
+	if err == nil {
+		e.kv, err = newKVPool(&m.Config, opts, nslots, ctxLen)
+	}
 	if err != nil {
 		e.pool.Close()
 		return nil, err
@@ -146,10 +159,7 @@ func newEngine(f *gguf.File, path string, opts Options) (*Engine, error) {
 }
 
 func (e *Engine) newSlot(id, ctxLen int) (*slot, error) {
-	cache, err := model.NewKVCache(&e.model.Config, ctxLen)
-	if err != nil {
-		return nil, err
-	}
+	cache := model.NewKVCache(e.kv, ctxLen)
 	smp, err := sampler.New(sampler.Params{}, e.model.Vocab)
 	if err != nil {
 		return nil, err
@@ -164,6 +174,44 @@ func (e *Engine) newSlot(id, ctxLen int) (*slot, error) {
 		sl.ring.events[i].text = make([]byte, 0, 64)
 	}
 	return sl, nil
+}
+
+// newKVPool sizes the paged KV cache from opts.
+func newKVPool(cfg *model.Config, opts Options, slots, ctxLen int) (*model.KVPool, error) {
+	bs := opts.KVBlockSize
+	if bs <= 0 {
+		bs = 16
+	}
+	perBlock := int64(model.KVBytesPerPosition(cfg) * bs)
+	blocks := int64(slots) * int64((ctxLen+bs-1)/bs)
+	if opts.KVCacheBytes > 0 {
+		blocks = opts.KVCacheBytes / perBlock
+	}
+	if blocks < 1 {
+		return nil, fmt.Errorf("engine: kv cache of %d bytes holds no block of %d bytes", opts.KVCacheBytes, perBlock)
+	}
+	return model.NewKVPool(cfg, bs, int(blocks))
+}
+
+// Capacity is what the engine can take on now.
+type Capacity struct {
+	FreeSlots, Slots          int
+	FreeKVBlocks, KVBlocks    int
+	KVBlockSize               int
+	PrefixLookups, PrefixHits int64 // in blocks, since Load
+	Preemptions               int64 // sequences preempted for KV blocks, since Load
+}
+
+// Capacity reports free sequence slots and KV blocks, for admission by the
+// worker, and the prefix cache's counters.
+func (e *Engine) Capacity() Capacity {
+	st := e.kv.Stats()
+	return Capacity{
+		FreeSlots: len(e.free), Slots: len(e.slots),
+		FreeKVBlocks: e.kv.FreeBlocks(), KVBlocks: e.kv.Blocks(), KVBlockSize: e.kv.BlockSize(),
+		PrefixLookups: st.LookupBlocks, PrefixHits: st.HitBlocks,
+		Preemptions: e.preemptions.Load(),
+	}
 }
 
 func modelName(f *gguf.File, path string) string {

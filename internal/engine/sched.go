@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"time"
 
 	"courier/internal/engine/model"
@@ -90,10 +91,62 @@ func (s *scheduler) admit() {
 }
 
 func (s *scheduler) start(sl *slot) {
-	sl.cache.Len = 0
+	sl.cache.Release()
 	sl.nPast = 0
 	sl.result.Prefill = 0
 	s.active = append(s.active, sl)
+}
+
+// attach shares cached blocks of sl's input prefix before its prefill
+// starts; at least the last input token is always evaluated, for logits.
+func (s *scheduler) attach(sl *slot) {
+	if sl.nPast == 0 && sl.cache.Blocks() == 0 {
+		sl.nPast = sl.cache.MatchPrefix(sl.tokens[:sl.nInput], sl.nInput-1)
+	}
+}
+
+// reserve backs sl's positions [0, n) with KV blocks, preempting the
+// youngest sequences that are younger than sl and not in this step's batch
+// when the pool is short. It reports false if sl must wait; sl.err is set
+// when it can never fit.
+func (s *scheduler) reserve(sl *slot, n int) bool {
+	for !sl.cache.Reserve(n) {
+		victim := -1
+		for i := len(s.active) - 1; i >= 0 && s.active[i] != sl; i-- {
+			if v := s.active[i]; !v.inBatch && v.cache.Blocks() > 0 {
+				victim = i
+				break
+			}
+		}
+		if victim < 0 {
+			if s.othersHoldBlocks(sl) {
+				return false // older sequences will finish and free blocks
+			}
+			sl.err = fmt.Errorf("%w: %d positions do not fit a KV cache of %d blocks of %d",
+				ErrContextLength, n, s.e.kv.Blocks(), s.e.kv.BlockSize())
+			return false
+		}
+		s.preempt(s.active[victim])
+	}
+	return true
+}
+
+func (s *scheduler) othersHoldBlocks(sl *slot) bool {
+	for _, a := range s.active {
+		if a != sl && a.cache.Blocks() > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// preempt frees v's blocks; v recomputes its input and generated tokens
+// later (largely from the prefix cache) and continues where it stopped.
+func (s *scheduler) preempt(v *slot) {
+	v.cache.Release()
+	v.nPast = 0
+	v.nInput = len(v.tokens)
+	s.e.preemptions.Add(1)
 }
 
 // dropCancelled ends the sequences whose consumers went away.
@@ -113,13 +166,32 @@ func (s *scheduler) build() bool {
 	b.Tokens, b.Pos, b.Seqs, b.Logits = b.Tokens[:0], b.Pos[:0], b.Seqs[:0], b.Logits[:0]
 	s.outs = s.outs[:0]
 	for _, sl := range s.active {
-		if sl.nPast >= sl.nInput && sl.nPast < len(sl.tokens) && !sl.ring.full() && !sl.cancelled.Load() {
+		sl.inBatch = false
+	}
+	for _, sl := range s.active {
+		if sl.nPast >= sl.nInput && sl.nPast < len(sl.tokens) && !sl.ring.full() && !sl.cancelled.Load() &&
+			s.reserve(sl, sl.nPast+1) {
 			s.addRows(sl, sl.nPast+1)
 		}
 	}
 	for _, sl := range s.active {
-		if left := s.budget - len(b.Tokens); left > 0 && sl.nPast < sl.nInput && !sl.cancelled.Load() {
-			s.addRows(sl, min(sl.nInput, sl.nPast+left))
+		left := s.budget - len(b.Tokens)
+		if left <= 0 || sl.nPast >= sl.nInput || sl.cancelled.Load() || sl.err != nil {
+			continue
+		}
+		s.attach(sl)
+		end := min(sl.nInput, sl.nPast+left)
+		if end == sl.nInput && sl.ring.full() {
+			end-- // the last input row makes events: wait for the reader
+		}
+		if end > sl.nPast && s.reserve(sl, end) {
+			s.addRows(sl, end)
+		}
+	}
+	for i := 0; i < len(s.active); i++ {
+		if sl := s.active[i]; sl.err != nil && !sl.inBatch && !sl.ring.full() {
+			s.finish(i, sl.err)
+			i--
 		}
 	}
 	return len(b.Tokens) > 0
@@ -129,6 +201,7 @@ func (s *scheduler) build() bool {
 // input token and every generated token want logits.
 func (s *scheduler) addRows(sl *slot, end int) {
 	b := &s.batch
+	sl.inBatch = true
 	for i := sl.nPast; i < end; i++ {
 		b.Tokens = append(b.Tokens, sl.tokens[i])
 		b.Pos = append(b.Pos, int32(i))
@@ -150,6 +223,9 @@ func (s *scheduler) sampleAll(logits []float32) {
 			sl.result.Prefill = time.Since(sl.startTime)
 			sl.decodeStart = time.Now()
 		}
+		if sl.nPast == sl.nInput {
+			sl.cache.Commit(sl.tokens, sl.nInput) // prompt blocks become shareable
+		}
 		if done, err := s.e.sampleNext(sl, logits[i*vocab:(i+1)*vocab]); done {
 			s.finish(s.indexOf(sl), err)
 		}
@@ -169,6 +245,7 @@ func (s *scheduler) indexOf(sl *slot) int {
 func (s *scheduler) finish(i int, err error) {
 	sl := s.active[i]
 	s.active = append(s.active[:i], s.active[i+1:]...)
+	sl.cache.Release()
 	if !sl.decodeStart.IsZero() {
 		sl.result.Decode = time.Since(sl.decodeStart)
 	}

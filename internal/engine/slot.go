@@ -61,11 +61,13 @@ type slot struct {
 
 	// Set by Generate before the slot is handed to the scheduler, then
 	// owned by the scheduler until the end event.
-	ctx         context.Context
-	req         *Request
-	tokens      []int32 // [context] prompt then resume, then generated tokens
-	nInput      int     // len(prompt) + len(resume)
-	nPast       int     // tokens evaluated into the cache
+	ctx    context.Context
+	req    *Request
+	tokens []int32 // [context] prompt then resume, then generated tokens
+	nInput int     // len(prompt) + len(resume)
+	nPast  int     // tokens evaluated into the cache
+	// inBatch marks a slot with rows in the step being built.
+	inBatch     bool
 	result      Result
 	err         error
 	startTime   time.Time
