@@ -47,7 +47,7 @@ func (w *Worker) run(ctx context.Context, req *bus.Request, send func(*bus.Chunk
 		return nil
 	case errors.Is(err, engine.ErrContextLength):
 		return fail(bus.CodePromptTooLong, err.Error())
-	case errors.Is(err, sampler.ErrInvalidParams):
+	case errors.Is(err, engine.ErrInvalidRequest), errors.Is(err, sampler.ErrInvalidParams):
 		return fail(bus.CodeInvalidRequest, err.Error())
 	case err != nil:
 		w.log.Error("generation failed", "id", req.ID, "err", err)
