@@ -430,3 +430,47 @@ func TestBackToBackNeedsNoHeartbeat(t *testing.T) {
 		_ = s.Close()
 	}
 }
+
+// TestTwoGatewaysShareAWorker: two gateways race for one slot; the worker
+// refuses what it cannot start, and both requests complete.
+func TestTwoGatewaysShareAWorker(t *testing.T) {
+	b := startBus(t)
+	step := make(chan struct{})
+	sw, h := newSlotWorker("m", 1, words("a b", step))
+	t.Cleanup(func() { close(step); sw.wg.Wait() })
+	b.host("w1", h, "m")
+	g1, g2 := b.gateway(GatewayConfig{}), b.gateway(GatewayConfig{})
+	for _, g := range []*Gateway{g1, g2} {
+		if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s1, err := g1.Dispatch(waitCtx(t), &bus.Request{ID: "r1", Model: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s1.Close()
+	rc := make(chan error, 1)
+	var s2 bus.Stream
+	go func() {
+		var err error
+		s2, err = g2.Dispatch(waitCtx(t), &bus.Request{ID: "r2", Model: "m"})
+		rc <- err
+	}()
+	// g2 learns from a refusal or a heartbeat that the slot is taken.
+	waitFor(t, func() bool { return g2.QueueDepth("m") == 1 })
+	step <- struct{}{}
+	step <- struct{}{}
+	if got, _ := readAll(t, s1); got != "a b " {
+		t.Fatalf("r1 %q", got)
+	}
+	if err := <-rc; err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	step <- struct{}{}
+	step <- struct{}{}
+	if got, _ := readAll(t, s2); got != "a b " {
+		t.Fatalf("r2 %q", got)
+	}
+}
