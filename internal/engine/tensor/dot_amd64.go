@@ -105,7 +105,7 @@ func dotF32Fast(w, _ []byte, x []float32, n int) float32 {
 	}
 	s := floatLanes(&acc)
 	for e := np; e < n; e++ {
-		s = fma32(f32at(w, e), x[e], s)
+		s += float32(f32at(w, e) * x[e])
 	}
 	return s
 }

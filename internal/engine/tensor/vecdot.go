@@ -110,7 +110,9 @@ func dotQ5_0(w, a []byte, nb int) float32 {
 }
 
 // dotQ4_1 is ggml_vec_dot_q4_1_q8_1: the min term m*s is accumulated
-// separately in a scalar (fused, as GCC contracts summs += m*s).
+// separately in a scalar, not fused: GCC tuned for the reference machine
+// (-march=native on an AVX-512 BF16/VNNI CPU without FP16, i.e. Zen 4)
+// avoids scalar FMA chains through a loop-carried accumulator.
 func dotQ4_1(w, a []byte, nb int) float32 {
 	var acc [8]float32
 	var s [8]int32
@@ -118,7 +120,7 @@ func dotQ4_1(w, a []byte, nb int) float32 {
 	var summs float32
 	for b := 0; b < nb; b++ {
 		wb, ab := w[20*b:20*b+20], a[36*b:36*b+36]
-		summs = fma32(f16at(wb[2:]), f16at(ab[2:]), summs)
+		summs += float32(f16at(wb[2:]) * f16at(ab[2:]))
 		d := f16at(wb) * f16at(ab)
 		unpackQ4(wb[4:], 0, &v)
 		lanes4(&v, asInt8x32(ab[4:]), &s)
@@ -137,7 +139,7 @@ func dotQ5_1(w, a []byte, nb int) float32 {
 	var summs float32
 	for b := 0; b < nb; b++ {
 		wb, ab := w[24*b:24*b+24], a[36*b:36*b+36]
-		summs = fma32(f16at(wb[2:]), f16at(ab[2:]), summs)
+		summs += float32(f16at(wb[2:]) * f16at(ab[2:]))
 		d := f16at(wb) * f16at(ab)
 		unpackQ5(wb[8:], le32(wb[4:]), 0, &v)
 		lanes4(&v, asInt8x32(ab[4:]), &s)
@@ -293,7 +295,7 @@ func reduce16(x *[16]float32) float32 {
 
 // dotF32 is ggml_vec_dot_f32 (AVX-512): four 16-lane FMA accumulators over
 // steps of 64, reduced (0+2, 1+3, 0+1, then across lanes); the tail is
-// accumulated in a float32 scalar with fused multiply-adds.
+// accumulated in a float32 scalar, products rounded (see dotQ4_1).
 func dotF32(w []byte, x []float32, n int) float32 {
 	var sum [4][16]float32
 	np := n &^ 63
@@ -307,7 +309,7 @@ func dotF32(w []byte, x []float32, n int) float32 {
 	}
 	s := reduceArr(&sum)
 	for e := np; e < n; e++ {
-		s = fma32(math.Float32frombits(le32(w[4*e:])), x[e], s)
+		s += float32(math.Float32frombits(le32(w[4*e:])) * x[e]) // a chain GCC does not fuse
 	}
 	return s
 }
