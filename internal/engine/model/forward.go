@@ -232,8 +232,8 @@ func (s *State) ropeAngles(pos int) {
 	theta := float32(pos)
 	for i := range s.cos {
 		t := c.RopeScale * theta
-		s.cos[i] = float32(math.Cos(float64(t)))
-		s.sin[i] = float32(math.Sin(float64(t)))
+		s.cos[i] = tensor.Cosf(t) // glibc's cosf/sinf, bit for bit
+		s.sin[i] = tensor.Sinf(t)
 		theta *= thetaScale
 	}
 }

@@ -26,9 +26,8 @@ func swiglu(gate, up []float32) {
 	}
 }
 
-// expf is e^x rounded to float32 (libm's expf, which is correctly rounded
-// but for rare cases).
-func expf(x float32) float32 { return float32(math.Exp(float64(x))) }
+// expf is glibc's expf, bit for bit.
+func expf(x float32) float32 { return tensor.Expf(x) }
 
 // vexpf is ggml_v_expf for one lane: e^x = 2^n * p(b) with n = round(x /
 // ln 2) and b the reduced argument, evaluated with fused multiply-adds.
