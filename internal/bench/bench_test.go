@@ -1,0 +1,180 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// fakeServer answers completions: every fifth request with 429, streams
+// three text events 1 ms apart when asked to stream.
+func fakeServer(t *testing.T, seen *atomic.Int64, prompts chan<- string) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Prompt   string `json:"prompt"`
+			Stream   bool   `json:"stream"`
+			Messages []struct {
+				Content string `json:"content"`
+			} `json:"messages"`
+		}
+		json.NewDecoder(r.Body).Decode(&req)
+		if prompts != nil {
+			prompts <- req.Prompt
+		}
+		if r.Header.Get("Authorization") != "Bearer k" {
+			http.Error(w, `{"error":{"code":"invalid_api_key"}}`, 401)
+			return
+		}
+		if seen.Add(1)%5 == 0 {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, `{"error":{"code":"queue_full"}}`, 429)
+			return
+		}
+		if !req.Stream {
+			fmt.Fprint(w, `{"choices":[{"text":"a b c","finish_reason":"length"}],"usage":{"prompt_tokens":3,"completion_tokens":3}}`)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		for _, s := range []string{"a", " b", " c"} {
+			fmt.Fprintf(w, "data: {\"choices\":[{\"text\":%q,\"finish_reason\":null}]}\n\n", s)
+			w.(http.Flusher).Flush()
+			time.Sleep(time.Millisecond)
+		}
+		fmt.Fprint(w, "data: {\"choices\":[{\"text\":\"\",\"finish_reason\":\"length\"}]}\n\n")
+		fmt.Fprint(w, "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":3}}\n\ndata: [DONE]\n\n")
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestRunStreaming(t *testing.T) {
+	var seen atomic.Int64
+	srv := fakeServer(t, &seen, nil)
+	var progress atomic.Int64
+	rep, err := Run(context.Background(), Config{
+		URL: srv.URL + "/v1", Model: "m", APIKey: "k", Concurrency: []int{1, 4}, Requests: 10,
+		MaxTokens: 3, Stream: true, Progress: func(level, done, total int) { progress.Add(1) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Levels) != 2 || progress.Load() != 20 {
+		t.Fatalf("levels %d, progress calls %d", len(rep.Levels), progress.Load())
+	}
+	for _, l := range rep.Levels {
+		if l.Succeeded != 8 || l.Errors["http_429"] != 2 || l.OutputTokens != 24 {
+			t.Errorf("level %+v", l)
+		}
+		if l.TTFT == nil || l.ITL == nil || l.E2E == nil || l.ITL.N != 16 || l.ITL.P50 < 0.5 {
+			t.Errorf("latencies ttft=%+v itl=%+v e2e=%+v", l.TTFT, l.ITL, l.E2E)
+		}
+		if l.RequestsPerSec <= 0 || l.OutputTokPerSec <= 0 {
+			t.Errorf("rates %+v", l)
+		}
+	}
+	var text, js bytes.Buffer
+	if err := WriteText(&text, rep); err != nil || !strings.Contains(text.String(), "http_429=2") {
+		t.Errorf("text report: %v\n%s", err, text.String())
+	}
+	if err := json.NewEncoder(&js).Encode(rep); err != nil || !strings.Contains(js.String(), `"ttft_ms"`) {
+		t.Errorf("json report: %v %s", err, js.String())
+	}
+	t.Log("\n" + text.String())
+}
+
+func TestRunNonStreaming(t *testing.T) {
+	var seen atomic.Int64
+	srv := fakeServer(t, &seen, nil)
+	rep, err := Run(context.Background(), Config{URL: srv.URL + "/v1", Model: "m", APIKey: "k", Requests: 4, Chat: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := rep.Levels[0]
+	if l.Succeeded != 4 || l.TTFT != nil || l.ITL != nil || l.E2E == nil || l.OutputTokens != 12 {
+		t.Errorf("level %+v", l)
+	}
+}
+
+func TestSharedPrefix(t *testing.T) {
+	cfg := Config{SharedPrefix: 5, PromptWords: 4}
+	a, b := prompt(cfg, 0), prompt(cfg, 1)
+	if a[:strings.Index(a, "Story")] != b[:strings.Index(b, "Story")] || len(strings.Fields(a[:strings.Index(a, "Story")])) != 5 {
+		t.Errorf("prefixes differ: %q / %q", a, b)
+	}
+	if a == b {
+		t.Error("prompts identical")
+	}
+	cfg.SharedPrefix = 0
+	if strings.Fields(prompt(cfg, 0))[1] == strings.Fields(prompt(cfg, 1))[1] {
+		t.Error("without a shared prefix the prompts should differ early")
+	}
+}
+
+func TestCheckURL(t *testing.T) {
+	for _, ok := range []string{"http://127.0.0.1:8080/v1", "http://localhost/v1", "http://[::1]:80/v1", "https://127.0.0.2/v1"} {
+		if err := CheckURL(ok); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"http://example.com/v1", "http://10.0.0.1/v1", "ftp://127.0.0.1/", "http://localhost.evil.com/", "127.0.0.1:8080", "http://0.0.0.0/"} {
+		if err := CheckURL(bad); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+	if _, err := Run(context.Background(), Config{URL: "http://example.com/v1", Model: "m"}); err == nil {
+		t.Error("Run accepted a remote host")
+	}
+}
+
+func TestTimeoutKind(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	rep, err := Run(context.Background(), Config{URL: srv.URL, Model: "m", Requests: 2, Timeout: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Levels[0].Errors["timeout"] != 2 {
+		t.Errorf("errors %v", rep.Levels[0].Errors)
+	}
+}
+
+func TestProgressBar(t *testing.T) {
+	var b bytes.Buffer
+	p := NewProgressBar(&b, 10)
+	p.Update(4, 5, 10)
+	p.Update(4, 10, 10)
+	if !strings.Contains(b.String(), "█████░░░░░ 5/10") || !strings.HasSuffix(b.String(), "10/10\n") {
+		t.Errorf("%q", b.String())
+	}
+}
+
+func TestPercentiles(t *testing.T) {
+	var ds []time.Duration
+	for i := 1; i <= 100; i++ {
+		ds = append(ds, time.Duration(i)*time.Millisecond)
+	}
+	p := percentiles(ds)
+	if p.P50 != 50 || p.P90 != 90 || p.P99 != 99 || p.Mean != 50.5 || p.N != 100 {
+		t.Errorf("%+v", p)
+	}
+	if percentiles(nil) != nil {
+		t.Error("empty not nil")
+	}
+}
