@@ -85,6 +85,7 @@ type workerState struct {
 	held    map[string]*stream // this gateway's requests placed there
 	done    map[string]bool    // requests of held that ended, until a heartbeat no longer lists them
 	others  int                // slots busy with other gateways' requests at hb
+	refused int                // refusals (overloaded) since the last sweep or hb
 	suspect bool               // it failed to answer; no new work until its next hb
 }
 
@@ -96,7 +97,7 @@ func (w *workerState) free() int {
 	if w.suspect {
 		return 0
 	}
-	return w.hb.Slots - len(w.held) - w.others
+	return w.hb.Slots - len(w.held) - w.others - w.refused
 }
 
 // waiter is a Dispatch waiting for a free slot.

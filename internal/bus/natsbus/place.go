@@ -51,8 +51,9 @@ func (g *Gateway) place(ctx context.Context, st *stream, deadline time.Time, fir
 			sends++
 			w.held[st.req.ID] = st
 			st.worker, st.missed = w.hb.Worker, 0
+			name := w.hb.Worker
 			g.mu.Unlock()
-			placed, err := g.send(ctx, st, w)
+			placed, err := g.send(ctx, st, w, name)
 			if placed || err != nil {
 				return err
 			}
@@ -104,10 +105,11 @@ func (g *Gateway) pickLocked(model string) (*workerState, bool) {
 	return best, live
 }
 
-// send offers st's next attempt to w, which st already holds a slot on. It
-// reports whether w took it; a refusal frees the slot and marks w so that
-// the caller looks elsewhere. A non-nil error ends the placement.
-func (g *Gateway) send(ctx context.Context, st *stream, w *workerState) (bool, error) {
+// send offers st's next attempt to w (named name), which st already holds a
+// slot on. It reports whether w took it; a refusal frees the slot and marks
+// w so that the caller looks elsewhere. A non-nil error ends the placement.
+// w's fields are read only under g.mu.
+func (g *Gateway) send(ctx context.Context, st *stream, w *workerState, name string) (bool, error) {
 	req, ok := st.beginAttempt()
 	if !ok {
 		g.forget(st)
@@ -118,23 +120,23 @@ func (g *Gateway) send(ctx context.Context, st *stream, w *workerState) (bool, e
 		return false, fmt.Errorf("natsbus: encode request: %w", err)
 	}
 	actx, cancel := context.WithTimeout(ctx, g.cfg.AcceptTimeout)
-	msg, err := g.conn.nc.RequestWithContext(actx, bus.RequestSubject(req.Model, w.hb.Worker), data)
+	msg, err := g.conn.nc.RequestWithContext(actx, bus.RequestSubject(req.Model, name), data)
 	cancel()
 	var acc bus.Accept
 	if err == nil {
 		if err = json.Unmarshal(msg.Data, &acc); err != nil {
-			err = fmt.Errorf("natsbus: bad accept from %s: %w", w.hb.Worker, err)
+			err = fmt.Errorf("natsbus: bad accept from %s: %w", name, err)
 		}
 	}
 	if err == nil && acc.Error == nil {
 		g.mu.Lock()
-		if st.worker == w.hb.Worker {
+		if st.worker == name {
 			st.placed = true
 			// The worker may have been declared lost while it answered:
 			// keep tracking it (the sweeper drops it again if it is silent).
-			switch cur := g.workers[w.hb.Worker]; {
+			switch cur := g.workers[name]; {
 			case cur == nil:
-				g.workers[w.hb.Worker] = w
+				g.workers[name] = w
 			case cur != w:
 				cur.held[st.req.ID] = st
 			}
@@ -151,7 +153,9 @@ func (g *Gateway) send(ctx context.Context, st *stream, w *workerState) (bool, e
 		// nothing more there until it sends a heartbeat again.
 		w.suspect = true
 	case acc.Error.Code == bus.CodeOverloaded:
-		w.others++
+		// Our estimate was off (another gateway, or a slot not yet
+		// freed): look elsewhere, and here again after the next sweep.
+		w.refused++
 	case acc.Error.Code == bus.CodeModelNotFound:
 		w.hb.Models = slices.DeleteFunc(slices.Clone(w.hb.Models), func(m string) bool { return m == req.Model })
 	}
@@ -167,7 +171,7 @@ func (g *Gateway) send(ctx context.Context, st *stream, w *workerState) (bool, e
 			return false, ctx.Err()
 		}
 		if !errors.Is(err, nats.ErrNoResponders) {
-			g.log.Warn("worker did not accept", "worker", w.hb.Worker, "id", req.ID, "err", err)
+			g.log.Warn("worker did not accept", "worker", name, "id", req.ID, "err", err)
 		}
 		return false, nil
 	case acc.Error.Code == bus.CodeOverloaded || acc.Error.Code == bus.CodeModelNotFound:
@@ -175,7 +179,7 @@ func (g *Gateway) send(ctx context.Context, st *stream, w *workerState) (bool, e
 	case acc.Error.Code == bus.CodeDeadline:
 		return false, fmt.Errorf("%w: %s", bus.ErrNotPlaced, acc.Error.Message)
 	default:
-		return false, fmt.Errorf("natsbus: worker %s refused %s: %s: %s", w.hb.Worker, req.ID, acc.Error.Code, acc.Error.Message)
+		return false, fmt.Errorf("natsbus: worker %s refused %s: %s: %s", name, req.ID, acc.Error.Code, acc.Error.Message)
 	}
 }
 
@@ -235,7 +239,7 @@ func (g *Gateway) onHeartbeat(m *nats.Msg) {
 			w.timeout = 3 * time.Duration(hb.IntervalMS) * time.Millisecond
 		}
 	}
-	w.others = 0
+	w.others, w.refused = 0, 0
 	listed := make(map[string]bool, len(hb.Active))
 	for _, id := range hb.Active {
 		listed[id] = true
@@ -300,6 +304,12 @@ func (g *Gateway) sweep() {
 			var lost []*stream
 			g.mu.Lock()
 			for _, w := range g.workers {
+				if w.refused > 0 {
+					w.refused = 0
+					for _, m := range w.hb.Models {
+						g.wakeLocked(m)
+					}
+				}
 				if now.Sub(w.last) > w.timeout {
 					g.log.Warn("worker silent", "worker", w.hb.Worker, "since", now.Sub(w.last))
 					lost = append(lost, g.removeWorkerLocked(w)...)
