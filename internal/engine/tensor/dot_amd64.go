@@ -103,11 +103,7 @@ func dotF32Fast(w, _ []byte, x []float32, n int) float32 {
 		_, _ = w[4*np-1], x[np-1]
 		dotF32AVX2(&w[0], &x[0], np/64, &acc)
 	}
-	s := floatLanes(&acc)
-	for e := np; e < n; e++ {
-		s += float32(f32at(w, e) * x[e])
-	}
-	return s
+	return f32Tail(floatLanes(&acc), w, x, np, n)
 }
 
 func dotF16Fast(w, a []byte, _ []float32, n int) float32 {

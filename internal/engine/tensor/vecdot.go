@@ -110,9 +110,7 @@ func dotQ5_0(w, a []byte, nb int) float32 {
 }
 
 // dotQ4_1 is ggml_vec_dot_q4_1_q8_1: the min term m*s is accumulated
-// separately in a scalar, not fused: GCC tuned for the reference machine
-// (-march=native on an AVX-512 BF16/VNNI CPU without FP16, i.e. Zen 4)
-// avoids scalar FMA chains through a loop-carried accumulator.
+// separately in a scalar (fused, as GCC contracts summs += m*s).
 func dotQ4_1(w, a []byte, nb int) float32 {
 	var acc [8]float32
 	var s [8]int32
@@ -120,7 +118,7 @@ func dotQ4_1(w, a []byte, nb int) float32 {
 	var summs float32
 	for b := 0; b < nb; b++ {
 		wb, ab := w[20*b:20*b+20], a[36*b:36*b+36]
-		summs += float32(f16at(wb[2:]) * f16at(ab[2:]))
+		summs = fma32(f16at(wb[2:]), f16at(ab[2:]), summs)
 		d := f16at(wb) * f16at(ab)
 		unpackQ4(wb[4:], 0, &v)
 		lanes4(&v, asInt8x32(ab[4:]), &s)
@@ -139,7 +137,7 @@ func dotQ5_1(w, a []byte, nb int) float32 {
 	var summs float32
 	for b := 0; b < nb; b++ {
 		wb, ab := w[24*b:24*b+24], a[36*b:36*b+36]
-		summs += float32(f16at(wb[2:]) * f16at(ab[2:]))
+		summs = fma32(f16at(wb[2:]), f16at(ab[2:]), summs)
 		d := f16at(wb) * f16at(ab)
 		unpackQ5(wb[8:], le32(wb[4:]), 0, &v)
 		lanes4(&v, asInt8x32(ab[4:]), &s)
@@ -295,7 +293,7 @@ func reduce16(x *[16]float32) float32 {
 
 // dotF32 is ggml_vec_dot_f32 (AVX-512): four 16-lane FMA accumulators over
 // steps of 64, reduced (0+2, 1+3, 0+1, then across lanes); the tail is
-// accumulated in a float32 scalar, products rounded (see dotQ4_1).
+// accumulated in a float32 scalar (see f32Tail).
 func dotF32(w []byte, x []float32, n int) float32 {
 	var sum [4][16]float32
 	np := n &^ 63
@@ -307,9 +305,24 @@ func dotF32(w []byte, x []float32, n int) float32 {
 			}
 		}
 	}
-	s := reduceArr(&sum)
-	for e := np; e < n; e++ {
-		s += float32(math.Float32frombits(le32(w[4*e:])) * x[e]) // a chain GCC does not fuse
+	return f32Tail(reduceArr(&sum), w, x, np, n)
+}
+
+// f32Tail adds the products of elements np..n-1 to s as GCC -O3 compiles
+// ggml_vec_dot_f32's leftover loop (sumf += x[i]*y[i]): with 8 or more
+// elements it vectorizes the products (rounded) in chunks of 8 and then 4
+// and adds them in order; the last elements (all of them when fewer than 8)
+// are added with scalar fused multiply-adds.
+func f32Tail(s float32, w []byte, x []float32, np, n int) float32 {
+	fused := np
+	if n-np >= 8 {
+		fused = n - (n-np)%4
+	}
+	for e := np; e < fused; e++ {
+		s += float32(f32at(w, e) * x[e])
+	}
+	for e := fused; e < n; e++ {
+		s = fma32(f32at(w, e), x[e], s)
 	}
 	return s
 }
