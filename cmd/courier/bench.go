@@ -44,7 +44,7 @@ func runBench(args []string) int {
 	levels, err := parseLevels(*conc)
 	if err != nil || *model == "" || fs.NArg() != 0 {
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "courier bench: %v\n", err)
+			fmt.Fprintf(os.Stderr, "courier: %v\n", err)
 		}
 		fs.Usage()
 		return 2
@@ -55,7 +55,7 @@ func runBench(args []string) int {
 		SharedPrefix: *shared, PromptWords: *promptWords, Timeout: *timeout,
 	}
 	if err := bench.CheckURL(cfg.URL); err != nil {
-		fmt.Fprintf(os.Stderr, "courier bench: %v\n", err)
+		fmt.Fprintf(os.Stderr, "courier: %v\n", err)
 		return 2
 	}
 	if isTerminal(os.Stderr) {
@@ -65,7 +65,7 @@ func runBench(args []string) int {
 	defer stop()
 	rep, err := bench.Run(ctx, cfg)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "courier bench: %v\n", err)
+		fmt.Fprintf(os.Stderr, "courier: %v\n", err)
 		if rep == nil || len(rep.Levels) == 0 {
 			return 1
 		}
