@@ -86,14 +86,13 @@ func (s *server) generate(w http.ResponseWriter, r *http.Request, req *bus.Reque
 	req.Deadline = start.Add(s.cfg.RequestTimeout).UnixMilli()
 	s.m.Inflight(req.Model, 1)
 	defer s.m.Inflight(req.Model, -1)
-	log := s.log.With(slog.String("request", req.ID), slog.String("model", req.Model))
 
 	ctx := r.Context()
 	placeCtx, cancelPlace := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancelPlace()
 	st, err := s.d.Dispatch(placeCtx, req)
 	if err != nil {
-		s.failBeforeCommit(w, ctx, log, err)
+		s.failBeforeCommit(w, ctx, req, err)
 		return
 	}
 	defer st.Close() // cancels the request on its worker if it still runs
@@ -103,7 +102,7 @@ func (s *server) generate(w http.ResponseWriter, r *http.Request, req *bus.Reque
 		err = fromWorker(first.Error)
 	}
 	if err != nil {
-		s.failBeforeCommit(w, ctx, log, err)
+		s.failBeforeCommit(w, ctx, req, err)
 		return
 	}
 	res := &result{}
@@ -122,8 +121,9 @@ func (s *server) generate(w http.ResponseWriter, r *http.Request, req *bus.Reque
 			PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens,
 		})
 	}
-	if err != nil && log.Enabled(ctx, slog.LevelDebug) {
-		log.LogAttrs(ctx, slog.LevelDebug, "generation ended early", slog.Any("err", err))
+	if err != nil && s.log.Enabled(ctx, slog.LevelDebug) {
+		s.log.LogAttrs(ctx, slog.LevelDebug, "generation ended early",
+			slog.String("request", req.ID), slog.String("model", req.Model), slog.Any("err", err))
 	}
 }
 
@@ -137,14 +137,15 @@ func idPrefix(kind string) string {
 
 // failBeforeCommit answers an error that happened before any byte was
 // written: as error JSON, or not at all when the client is gone.
-func (s *server) failBeforeCommit(w http.ResponseWriter, ctx context.Context, log *slog.Logger, err error) {
+func (s *server) failBeforeCommit(w http.ResponseWriter, ctx context.Context, req *bus.Request, err error) {
 	if ctx.Err() != nil {
 		markStatus(w, statusClientClosed)
 		return
 	}
 	e := toAPIError(err)
 	if e.Code.Status() >= 500 {
-		log.LogAttrs(ctx, slog.LevelWarn, "request failed", slog.String("code", string(e.Code)), slog.Any("err", err))
+		s.log.LogAttrs(ctx, slog.LevelWarn, "request failed", slog.String("request", req.ID),
+			slog.String("model", req.Model), slog.String("code", string(e.Code)), slog.Any("err", err))
 	}
 	s.fail(w, e)
 }
