@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"courier/internal/engine/gguf"
 	"courier/internal/engine/synth"
@@ -136,6 +137,103 @@ func BenchmarkPrefill(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(b.N*len(prompt))/b.Elapsed().Seconds(), "tok/s")
+		})
+	}
+}
+
+// BenchmarkBatchedDecode reports aggregate decode tokens/s with 1, 4, 8, 16
+// and 32 sequences generating at once, beside the single-stream rate
+// measured in the same run (the speedup metric).
+func BenchmarkBatchedDecode(b *testing.B) {
+	for _, typ := range []gguf.Type{gguf.TypeF16, gguf.TypeQ8_0} {
+		b.Run(typ.String(), func(b *testing.B) {
+			e, err := Load(benchModel(b, typ), Options{ContextLength: 512, Slots: 32, BatchSize: 64})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer e.Close()
+			var single float64
+			for _, conc := range []int{1, 4, 8, 16, 32} {
+				b.Run(fmt.Sprintf("seqs=%d", conc), func(b *testing.B) {
+					tokens := 0
+					for b.Loop() {
+						tokens += runConcurrent(b, e, conc, 16)
+					}
+					tps := float64(tokens) / b.Elapsed().Seconds()
+					if conc == 1 {
+						single = tps
+					}
+					b.ReportMetric(tps, "tok/s")
+					if single > 0 {
+						b.ReportMetric(tps/single, "x_single")
+					}
+				})
+			}
+		})
+	}
+}
+
+// runConcurrent starts conc requests generating n tokens each and returns
+// the tokens generated.
+func runConcurrent(b *testing.B, e *Engine, conc, n int) int {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	total := 0
+	for i := range conc {
+		wg.Go(func() {
+			prompt := []int32{1, int32(300 + i), int32(400 + i), int32(500 + i)}
+			res, err := e.Generate(context.Background(), Request{Prompt: prompt, MaxTokens: n, IgnoreEOS: true},
+				func(Token) error { return nil })
+			if err != nil {
+				b.Error(err)
+			}
+			mu.Lock()
+			total += res.CompletionTokens
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return total
+}
+
+// BenchmarkPrefixCacheTTFT reports time to first token for prompts that
+// share a 448-token prefix, with the prefix cache warm and cold.
+func BenchmarkPrefixCacheTTFT(b *testing.B) {
+	e, err := Load(benchModel(b, gguf.TypeQ8_0), Options{ContextLength: 1024, Slots: 4})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	shared := make([]int32, 448)
+	for i := range shared {
+		shared[i] = int32(259 + i*13%30000)
+	}
+	prompt := func(i int) []int32 { return append(append([]int32{}, shared...), int32(1000+i), int32(2000+i)) }
+	ttft := func(p []int32) time.Duration {
+		res, err := e.Generate(context.Background(), Request{Prompt: p, MaxTokens: 1, IgnoreEOS: true}, func(Token) error { return nil })
+		if err != nil {
+			b.Fatal(err)
+		}
+		return res.Prefill
+	}
+	for _, warm := range []bool{false, true} {
+		name := "cold"
+		if warm {
+			name = "warm"
+		}
+		b.Run(name, func(b *testing.B) {
+			var total time.Duration
+			i := 0
+			for b.Loop() {
+				i++
+				if !warm {
+					shared[0] = int32(259 + i) // a new prefix every time: nothing to share
+				} else {
+					ttft(prompt(-1)) // make sure the prefix is cached
+				}
+				total += ttft(prompt(i))
+			}
+			b.ReportMetric(float64(total.Microseconds())/float64(b.N)/1000, "ttft_ms")
 		})
 	}
 }
