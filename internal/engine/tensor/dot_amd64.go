@@ -15,6 +15,9 @@ func dotQ8_0AVX2(w, a *byte, nb int, acc *[8]float32)
 func dotQ4_0AVX2(w, a *byte, nb int, acc *[8]float32)
 
 //go:noescape
+func dotQ4_0x8AVX2(w, a *byte, nb int, acc *float32)
+
+//go:noescape
 func dotQ4KAVX2(w, a *byte, nb int, acc *[8]float32, accm *[4]float32)
 
 //go:noescape
@@ -43,6 +46,14 @@ func init() {
 	g32, g16 := genericKernels[gguf.TypeF32], genericKernels[gguf.TypeF16]
 	fastKernels[gguf.TypeF32] = kernel{act: gguf.TypeF32, dot: dotF32Fast, gemm: g32.gemm, gemmK: g32.gemmK}
 	fastKernels[gguf.TypeF16] = kernel{act: gguf.TypeF16, dot: dotF16Fast, gemm: g16.gemm, gemmK: g16.gemmK}
+	q40x8 := func(w, a []byte, _ []float32, n int) float32 {
+		var acc float32
+		nb := n / qk
+		_, _ = w[18*nb-1], a[34*nb-1]
+		dotQ4_0x8AVX2(&w[0], &a[0], nb, &acc)
+		return acc
+	}
+	fastRepackKernels[gguf.TypeQ4_0] = repackKernel{gemv: q40x8, gemm: q40x8}
 	sumBytes = func(b []byte) uint64 {
 		n := len(b) &^ 127
 		if n == 0 {

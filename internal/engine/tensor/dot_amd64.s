@@ -436,3 +436,50 @@ q6kdone:
 	VMOVUPS Y0, (DX)
 	VZEROUPPER
 	RET
+
+// func dotQ4_0x8AVX2(w, a *byte, nb int, acc *float32)
+// The repacked Q4_0 kernels' arithmetic: per block the exact integer dot
+// product, then one scalar fused multiply-add by the product of the scales.
+TEXT ·dotQ4_0x8AVX2(SB), NOSPLIT, $0-32
+	MOVQ w+0(FP), SI
+	MOVQ a+8(FP), DI
+	MOVQ nb+16(FP), CX
+	MOVQ acc+24(FP), DX
+	VXORPS X0, X0, X0
+	VMOVDQU ones16<>(SB), Y15
+	VMOVDQU nib<>(SB), Y14
+	VMOVDQU eights<>(SB), Y13
+	TESTQ CX, CX
+	JZ q40x8done
+q40x8loop:
+	VPBROADCASTW (SI), X1
+	VCVTPH2PS X1, X1
+	VPBROADCASTW (DI), X2
+	VCVTPH2PS X2, X2
+	VMULSS X2, X1, X3
+	VMOVDQU 2(SI), X4
+	VPSRLW $4, X4, X5
+	VINSERTI128 $1, X5, Y4, Y4
+	VPAND Y14, Y4, Y4
+	VPSUBB Y13, Y4, Y4
+	VMOVDQU 2(DI), Y5
+	VPSIGNB Y4, Y4, Y6
+	VPSIGNB Y4, Y5, Y7
+	VPMADDUBSW Y7, Y6, Y8
+	VPMADDWD Y15, Y8, Y8
+	VEXTRACTI128 $1, Y8, X9
+	VPADDD X9, X8, X8
+	VPSHUFD $0x4e, X8, X9
+	VPADDD X9, X8, X8
+	VPSHUFD $0xb1, X8, X9
+	VPADDD X9, X8, X8
+	VCVTDQ2PS X8, X8
+	VFMADD231SS X3, X8, X0
+	ADDQ $18, SI
+	ADDQ $34, DI
+	DECQ CX
+	JNZ q40x8loop
+q40x8done:
+	VMOVSS X0, (DX)
+	VZEROUPPER
+	RET
