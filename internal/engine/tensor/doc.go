@@ -46,10 +46,14 @@
 // lane structure of ggml's AVX2/AVX-512 kernels: eight lanes of four
 // consecutive products, a fused multiply-add per block into each lane, and
 // hsum_float_8's reduction order (F32/F16: four 16-lane accumulators and
-// _mm512_reduce_add_ps's order). The emulation targets llama.cpp's decode
-// path (ggml_vec_dot_*); its prompt path on x86 uses other kernels
-// (llamafile's tinyBLAS for F32/F16/BF16/Q8_0/Q5_0 and repacked 8x8 kernels
-// for Q4_0/Q4_K) whose float summation order differs slightly.
+// _mm512_reduce_add_ps's order). MatMul also picks the kernel llama.cpp
+// picks (see job.plan): ggml_vec_dot_* for one activation row; llamafile's
+// tinyBLAS for two or more rows of F32/F16/BF16 weights (one 16-lane
+// accumulator per output; prompt.go); and, for Q4_0/Q4_K matrices with a
+// multiple of 8 rows (which llama.cpp repacks), the 8x8 gemm kernels for
+// whole groups of four rows and gemv for the others, with their own
+// accumulation and, for Q4_K gemm, their own activation quantizer. libm.go
+// reproduces glibc's expf/sinf/cosf, which the forward pass needs bit for bit.
 //
 // # Kernels and threading
 //
