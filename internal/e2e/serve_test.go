@@ -97,3 +97,32 @@ func TestServeConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestServeNATSListen: `serve --nats-listen` lets a worker elsewhere join
+// its embedded server; the gateway then serves that worker's model too.
+func TestServeNATSListen(t *testing.T) {
+	cfg := serveConfig(t)
+	cfg.NATSListen = "127.0.0.1:0"
+	n := startNode(t, cfg)
+	if n.NATSURL() == "" {
+		t.Fatal("embedded server does not listen")
+	}
+	wc := config.Default(config.RoleWorker)
+	wc.NATSURL = n.NATSURL()
+	wc.Models = []config.Model{{Name: "remote", Path: modelPath(t)}}
+	startNode(t, wc)
+	ctx := testCtx(t)
+	if err := n.Gateway().WaitWorkers(ctx, "remote", 1); err != nil {
+		t.Fatal(err)
+	}
+	p := completionParams("Once upon a time", 20)
+	p.Model = "remote"
+	c := client(t, n.Addr())
+	resp, err := c.Completions.New(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := resp.Choices[0].Text, greedy(t, "Once upon a time", 20); got != want {
+		t.Fatalf("remote worker: %q, want %q", got, want)
+	}
+}
