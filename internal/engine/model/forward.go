@@ -11,12 +11,15 @@ import (
 // Batch is the input of one forward pass: row i evaluates token Tokens[i]
 // at position Pos[i] of the sequence whose cache is Seqs[i]. Rows of one
 // sequence must have consecutive positions starting at that cache's Len.
-// Logits[i] asks for the row's next-token logits.
+// Logits[i] asks for the row's next-token logits. Modes[i] is the row's
+// arithmetic (see RowMode); a nil Modes means every row is a prompt row of
+// one ubatch the size of the batch (single-sequence prompt evaluation).
 type Batch struct {
 	Tokens []int32
 	Pos    []int32
 	Seqs   []*KVCache
 	Logits []bool
+	Modes  []RowMode
 }
 
 // Len returns the number of rows.
