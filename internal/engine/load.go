@@ -136,7 +136,9 @@ func newEngine(f *gguf.File, path string, opts Options) (*Engine, error) {
 		e.pieces[i] = string(tok.TokenPiece(int32(i)))
 	}
 	e.pool = tensor.NewPool(opts.Threads)
-	st, err := model.NewState(m, e.pool, batch, nslots)
+	// Logit rows: one per running sequence, and enough for scoring a few
+	// multi-token continuations in one pass.
+	st, err := model.NewState(m, e.pool, batch, min(batch, max(nslots, 64)))
 	if err == nil {
 		e.kv, err = newKVPool(&m.Config, opts, nslots, ctxLen)
 	}

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -19,6 +20,7 @@ type scheduler struct {
 	budget int // rows per step
 
 	incoming chan *slot    // admitted requests, cap = slots (never blocks)
+	execs    chan execReq  // work that needs the forward pass to itself
 	kick     chan struct{} // cap 1: a consumer read events or cancelled
 	quit     chan struct{}
 	done     chan struct{}
@@ -33,6 +35,7 @@ func newScheduler(e *Engine, st *model.State, slots int) *scheduler {
 	return &scheduler{
 		e: e, state: st, budget: b,
 		incoming: make(chan *slot, slots),
+		execs:    make(chan execReq),
 		kick:     make(chan struct{}, 1),
 		quit:     make(chan struct{}),
 		done:     make(chan struct{}),
@@ -43,6 +46,26 @@ func newScheduler(e *Engine, st *model.State, slots int) *scheduler {
 			Seqs: make([]*model.KVCache, 0, b), Logits: make([]bool, 0, b),
 		},
 	}
+}
+
+// execReq runs fn on the scheduler goroutine between two steps, with the
+// forward pass to itself; the running sequences wait meanwhile.
+type execReq struct {
+	fn   func(st *model.State) error
+	done chan error
+}
+
+// exec runs fn between steps and returns its error.
+func (s *scheduler) exec(ctx context.Context, fn func(st *model.State) error) error {
+	x := execReq{fn: fn, done: make(chan error, 1)}
+	select {
+	case s.execs <- x:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.quit:
+		return ErrClosed
+	}
+	return <-x.done
 }
 
 func (s *scheduler) wake() {
@@ -59,10 +82,18 @@ func (s *scheduler) loop() {
 	for {
 		s.admit()
 		s.dropCancelled()
+		select {
+		case x := <-s.execs:
+			x.done <- x.fn(s.state)
+			continue
+		default:
+		}
 		if !s.build() {
 			select {
 			case sl := <-s.incoming:
 				s.start(sl)
+			case x := <-s.execs:
+				x.done <- x.fn(s.state)
 			case <-s.kick:
 			case <-s.quit:
 				return

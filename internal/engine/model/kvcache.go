@@ -368,3 +368,40 @@ func (l *lruList) popOldest() (int32, bool) {
 	l.remove(b)
 	return b, true
 }
+
+// Fork makes dst (which must be empty) hold the first n positions of c:
+// c's full blocks among them are shared, and a partial last block is
+// copied into a block of dst's own, so dst can append after position n
+// without touching c. It reports false when the pool has no block for the
+// copy.
+func (c *KVCache) Fork(dst *KVCache, n int) bool {
+	p := c.pool
+	bs := p.blockSize
+	full, part := n/bs, n%bs
+	if n > c.Len || full+min(part, 1) > cap(dst.table) {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if part > 0 && len(p.free)+p.lru.len == 0 {
+		return false
+	}
+	for _, b := range c.table[:full] {
+		p.ref[b]++
+		if p.ref[b] == 1 {
+			p.lru.remove(b)
+		}
+		dst.table = append(dst.table, b)
+	}
+	if part > 0 {
+		b, _ := p.allocLocked()
+		src := int(c.table[full]) * p.blockStride
+		d := int(b) * p.blockStride
+		copy(p.k[d:d+p.blockStride], p.k[src:src+p.blockStride])
+		copy(p.v[d:d+p.blockStride], p.v[src:src+p.blockStride])
+		dst.table = append(dst.table, b)
+	}
+	dst.cap = len(dst.table) * bs
+	dst.Len = n
+	return true
+}

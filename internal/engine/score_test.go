@@ -1,0 +1,51 @@
+package engine
+
+import (
+	"context"
+	"math"
+	"testing"
+
+	"courier/internal/testutil"
+)
+
+// TestScoreMatchesGeneration checks Score against the log-probabilities
+// Generate reports: the greedy continuation's score is the sum of its
+// tokens' logprobs, and it beats other continuations of the same length.
+func TestScoreMatchesGeneration(t *testing.T) {
+	e, err := Load(testutil.Model(t, "stories260K.gguf"), Options{Slots: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	prompt, _ := e.Tokenize("Once upon a time, there was a little", true, false)
+	var greedy []int32
+	var sum float64
+	if _, err := e.Generate(context.Background(), Request{Prompt: prompt, MaxTokens: 4, IgnoreEOS: true, Logprobs: true},
+		func(tok Token) error {
+			greedy = append(greedy, tok.ID)
+			sum += float64(tok.Logprob)
+			return nil
+		}); err != nil {
+		t.Fatal(err)
+	}
+	other1, _ := e.Tokenize("dog", false, false)
+	other2, _ := e.Tokenize("cat", false, false)
+	scores, err := e.Score(context.Background(), prompt, [][]int32{greedy, other1, other2, greedy[:1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(scores[0]-sum) > 1e-3 {
+		t.Fatalf("score of the greedy continuation %.5f, sum of its logprobs %.5f", scores[0], sum)
+	}
+	for i, s := range scores {
+		if s > 0 || math.IsNaN(s) {
+			t.Fatalf("score %d = %v: log-likelihoods are negative numbers", i, s)
+		}
+	}
+	if scores[3] < scores[0] {
+		t.Fatalf("a prefix scores %v below the whole %v", scores[3], scores[0])
+	}
+	if free, total := e.Slots(); free != total || e.Capacity().FreeKVBlocks != e.Capacity().KVBlocks {
+		t.Fatalf("scoring leaked slots or blocks: %+v", e.Capacity())
+	}
+}
