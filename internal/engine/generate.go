@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"courier/internal/engine/model"
 )
 
 // ErrClosed reports a Generate call on a closed engine.
@@ -58,6 +60,16 @@ func (e *Engine) prepare(ctx context.Context, sl *slot, req *Request) error {
 	sl.ctx, sl.req = ctx, req
 	sl.tokens = append(append(sl.tokens[:0], req.Prompt...), req.Resume...)
 	sl.nInput = len(sl.tokens)
+	// The prompt's rows are prompt rows; resumed tokens were decoded one by
+	// one by the attempt that generated them, so they are recomputed as
+	// decode rows: the continuation is then exactly the uninterrupted one.
+	sl.modes = sl.modes[:0]
+	for i := range req.Prompt {
+		sl.modes = append(sl.modes, model.PromptRowMode(i, len(req.Prompt)))
+	}
+	for range req.Resume {
+		sl.modes = append(sl.modes, model.RowDecode)
+	}
 	sl.result = Result{PromptTokens: len(req.Prompt), CompletionTokens: len(req.Resume)}
 	sl.err = nil
 	sl.startTime, sl.decodeStart = time.Now(), time.Time{}
@@ -180,6 +192,7 @@ func (e *Engine) sampleNext(sl *slot, logits []float32) (done bool, err error) {
 		res.FinishReason = FinishLength
 	default:
 		sl.tokens = append(sl.tokens, tok)
+		sl.modes = append(sl.modes, model.RowDecode)
 		return false, nil
 	}
 	return true, nil

@@ -170,6 +170,7 @@ func (e *Engine) newSlot(id, ctxLen int) (*slot, error) {
 		id: id, cache: cache, smp: smp, text: sampler.NewTextStream(nil),
 		lbuf:   make([]sampler.TokenLogprob, MaxTopLogprobs),
 		tokens: make([]int32, 0, ctxLen),
+		modes:  make([]model.RowMode, 0, ctxLen),
 		ring:   eventRing{notify: make(chan struct{}, 1)},
 	}
 	for i := range sl.ring.events {

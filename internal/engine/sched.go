@@ -44,6 +44,7 @@ func newScheduler(e *Engine, st *model.State, slots int) *scheduler {
 		batch: model.Batch{
 			Tokens: make([]int32, 0, b), Pos: make([]int32, 0, b),
 			Seqs: make([]*model.KVCache, 0, b), Logits: make([]bool, 0, b),
+			Modes: make([]model.RowMode, 0, b),
 		},
 	}
 }
@@ -132,7 +133,7 @@ func (s *scheduler) start(sl *slot) {
 // starts; at least the last input token is always evaluated, for logits.
 func (s *scheduler) attach(sl *slot) {
 	if sl.nPast == 0 && sl.cache.Blocks() == 0 {
-		sl.nPast = sl.cache.MatchPrefix(sl.tokens[:sl.nInput], sl.nInput-1)
+		sl.nPast = sl.cache.MatchPrefix(sl.tokens[:sl.nInput], sl.modes[:sl.nInput], sl.nInput-1)
 	}
 }
 
@@ -194,7 +195,7 @@ func (s *scheduler) dropCancelled() {
 // Decode rows come first so running streams never wait behind a prompt.
 func (s *scheduler) build() bool {
 	b := &s.batch
-	b.Tokens, b.Pos, b.Seqs, b.Logits = b.Tokens[:0], b.Pos[:0], b.Seqs[:0], b.Logits[:0]
+	resetBatch(b)
 	s.outs = s.outs[:0]
 	for _, sl := range s.active {
 		sl.inBatch = false
@@ -237,6 +238,7 @@ func (s *scheduler) addRows(sl *slot, end int) {
 		b.Tokens = append(b.Tokens, sl.tokens[i])
 		b.Pos = append(b.Pos, int32(i))
 		b.Seqs = append(b.Seqs, sl.cache)
+		b.Modes = append(b.Modes, sl.modes[i])
 		want := i >= sl.nInput-1
 		b.Logits = append(b.Logits, want)
 		if want {
@@ -255,7 +257,7 @@ func (s *scheduler) sampleAll(logits []float32) {
 			sl.decodeStart = time.Now()
 		}
 		if sl.nPast == sl.nInput {
-			sl.cache.Commit(sl.tokens, sl.nInput) // prompt blocks become shareable
+			sl.cache.Commit(sl.tokens, sl.modes, sl.nInput) // prompt blocks become shareable
 		}
 		if done, err := s.e.sampleNext(sl, logits[i*vocab:(i+1)*vocab]); done {
 			s.finish(s.indexOf(sl), err)

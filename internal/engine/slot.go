@@ -64,8 +64,12 @@ type slot struct {
 	ctx    context.Context
 	req    *Request
 	tokens []int32 // [context] prompt then resume, then generated tokens
-	nInput int     // len(prompt) + len(resume)
-	nPast  int     // tokens evaluated into the cache
+	// modes[i] is the arithmetic of tokens[i]'s row: that of llama.cpp's
+	// single-stream evaluation (prompt rows by position in the input,
+	// generated tokens as decode rows), whatever shares the step.
+	modes  []model.RowMode // [context]
+	nInput int             // len(prompt) + len(resume)
+	nPast  int             // tokens evaluated into the cache
 	// inBatch marks a slot with rows in the step being built.
 	inBatch     bool
 	result      Result

@@ -38,7 +38,8 @@ type KVPool struct {
 // blockMeta records what a cached block holds, to verify hash matches.
 type blockMeta struct {
 	hash, parent uint64
-	tokens       []int32 // [blockSize]
+	tokens       []int32   // [blockSize]
+	modes        []RowMode // [blockSize] the arithmetic each row was computed with
 	isCached     bool
 }
 
@@ -67,6 +68,7 @@ func NewKVPool(cfg *Config, blockSize, blocks int) (*KVPool, error) {
 	for b := blocks - 1; b >= 0; b-- {
 		p.free = append(p.free, int32(b))
 		p.meta[b].tokens = make([]int32, blockSize)
+		p.meta[b].modes = make([]RowMode, blockSize)
 	}
 	return p, nil
 }
@@ -211,9 +213,10 @@ func (c *KVCache) Release() {
 func (c *KVCache) Blocks() int { return len(c.table) }
 
 // MatchPrefix attaches cached blocks holding the longest prefix of tokens
-// made of whole blocks, and returns how many positions they cover (Len is
-// set to it). The cache must be empty. At most limit positions are matched.
-func (c *KVCache) MatchPrefix(tokens []int32, limit int) int {
+// made of whole blocks, computed with the same row modes, and returns how
+// many positions they cover (Len is set to it). The cache must be empty. At
+// most limit positions are matched.
+func (c *KVCache) MatchPrefix(tokens []int32, modes []RowMode, limit int) int {
 	p := c.pool
 	bs := p.blockSize
 	full := min(len(tokens), limit) / bs
@@ -222,11 +225,11 @@ func (c *KVCache) MatchPrefix(tokens []int32, limit int) int {
 	p.stats.LookupBlocks += int64(full)
 	var h uint64
 	for i := 0; i < full && len(c.table) < cap(c.table); i++ {
-		blk := tokens[i*bs : (i+1)*bs]
+		blk, bm := tokens[i*bs:(i+1)*bs], modes[i*bs:(i+1)*bs]
 		parent := h
-		h = chainHash(parent, blk)
+		h = chainHash(parent, blk, bm)
 		b, ok := p.cached[h]
-		if !ok || p.meta[b].parent != parent || !equal(p.meta[b].tokens, blk) {
+		if !ok || p.meta[b].parent != parent || !equal(p.meta[b].tokens, blk) || !equal(p.meta[b].modes, bm) {
 			break
 		}
 		if p.ref[b] == 0 {
@@ -242,10 +245,9 @@ func (c *KVCache) MatchPrefix(tokens []int32, limit int) int {
 }
 
 // Commit registers the cache's full blocks among positions [0, upto) as
-// holding tokens[:upto], so later sequences can share them. Only blocks
-// whose contents follow from the tokens alone (evaluated as prompt) may be
-// committed.
-func (c *KVCache) Commit(tokens []int32, upto int) {
+// holding tokens[:upto] computed with modes[:upto], so later sequences can
+// share them.
+func (c *KVCache) Commit(tokens []int32, modes []RowMode, upto int) {
 	p := c.pool
 	bs := p.blockSize
 	full := min(upto, c.Len, len(tokens)) / bs
@@ -253,9 +255,9 @@ func (c *KVCache) Commit(tokens []int32, upto int) {
 	defer p.mu.Unlock()
 	var h uint64
 	for i := 0; i < full; i++ {
-		blk := tokens[i*bs : (i+1)*bs]
+		blk, bm := tokens[i*bs:(i+1)*bs], modes[i*bs:(i+1)*bs]
 		parent := h
-		h = chainHash(parent, blk)
+		h = chainHash(parent, blk, bm)
 		b := c.table[i]
 		m := &p.meta[b]
 		if m.isCached {
@@ -266,6 +268,7 @@ func (c *KVCache) Commit(tokens []int32, upto int) {
 		}
 		m.hash, m.parent, m.isCached = h, parent, true
 		copy(m.tokens, blk)
+		copy(m.modes, bm)
 		p.cached[h] = b
 	}
 }
@@ -287,16 +290,18 @@ func (c *KVCache) store(layer, pos int, k, v []float32) {
 	}
 }
 
-// chainHash hashes a block's tokens together with its parent's hash
-// (FNV-1a over the parent hash and the token ids).
-func chainHash(parent uint64, tokens []int32) uint64 {
+// chainHash hashes a block's tokens and row modes together with its
+// parent's hash (FNV-1a).
+func chainHash(parent uint64, tokens []int32, modes []RowMode) uint64 {
 	h := uint64(14695981039346656037) ^ parent
 	h *= 1099511628211
-	for _, t := range tokens {
+	for i, t := range tokens {
 		for s := 0; s < 32; s += 8 {
 			h ^= uint64(byte(t >> s))
 			h *= 1099511628211
 		}
+		h ^= uint64(modes[i])
+		h *= 1099511628211
 	}
 	if h == 0 {
 		h = 1
@@ -304,7 +309,7 @@ func chainHash(parent uint64, tokens []int32) uint64 {
 	return h
 }
 
-func equal(a, b []int32) bool {
+func equal[T comparable](a, b []T) bool {
 	if len(a) != len(b) {
 		return false
 	}
