@@ -9,8 +9,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"net"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -67,8 +69,14 @@ type Node struct {
 
 	// QueueLimit bounds the requests per model waiting for a slot.
 	QueueLimit int
-	// Slots bounds a worker's concurrent generations; 0 takes the engine's.
+	// Slots bounds a worker's concurrent generations (the engine's
+	// sequence slots, batched together); 0 takes the engine's default.
 	Slots int
+	// KVCacheBytes sizes each engine's paged KV cache; 0: every slot can
+	// fill the context.
+	KVCacheBytes int64
+	// BatchSize is each engine's per-step token budget; 0: the engine's.
+	BatchSize int
 	// HeartbeatInterval is the workers' heartbeat period.
 	HeartbeatInterval time.Duration
 	// HeartbeatTimeout declares a silent worker lost; 0 means three
@@ -139,6 +147,9 @@ func (c Node) Validate() error {
 	if c.QueueLimit < 0 {
 		bad("--queue-limit %d is negative", c.QueueLimit)
 	}
+	if c.KVCacheBytes < 0 || c.BatchSize < 0 {
+		bad("--kv-cache %d and --batch-size %d must not be negative", c.KVCacheBytes, c.BatchSize)
+	}
 	if c.Slots < 0 {
 		bad("--slots %d is negative", c.Slots)
 	}
@@ -194,7 +205,13 @@ func Bind(fs *flag.FlagSet, c *Node) {
 			return nil
 		})
 		fs.StringVar(&c.WorkerID, "worker-id", c.WorkerID, "worker name on the bus (default host-pid-random)")
-		fs.IntVar(&c.Slots, "slots", c.Slots, "concurrent generations per worker (0: the engine's)")
+		fs.IntVar(&c.Slots, "slots", c.Slots, "concurrent generations per worker, batched together (0: the engine's default, 4)")
+		fs.Func("kv-cache", "KV cache size per model, in bytes (suffixes KiB, MiB, GiB; 0: every slot can fill the context)", func(s string) error {
+			n, err := ParseBytes(s)
+			c.KVCacheBytes = n
+			return err
+		})
+		fs.IntVar(&c.BatchSize, "batch-size", c.BatchSize, "tokens per engine step, shared by decoding and prompt chunks (0: 256)")
 		fs.IntVar(&c.ContextLength, "ctx-size", c.ContextLength, "context length cap (0: the model's)")
 		fs.IntVar(&c.Threads, "threads", c.Threads, "kernel threads per engine (0: GOMAXPROCS)")
 	}
@@ -212,4 +229,25 @@ func ApplyEnv(c *Node, lookup func(string) (string, bool)) {
 			}
 		}
 	}
+}
+
+// ParseBytes reads a byte count such as "512MiB", "2GiB", "65536" or "1.5GB".
+func ParseBytes(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	units := []struct {
+		suffix string
+		mult   float64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
+	mult := 1.0
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil || v < 0 || v*mult > math.MaxInt64 {
+		return 0, fmt.Errorf("bad byte count %q", s)
+	}
+	return int64(v * mult), nil
 }

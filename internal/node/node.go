@@ -134,7 +134,10 @@ func (n *Node) startWorker(m config.Model, dial func(string) (*natsbus.Conn, err
 		id += "-" + m.Name
 	}
 	t0 := time.Now()
-	eng, err := engine.Load(m.Path, engine.Options{ContextLength: n.cfg.ContextLength, Threads: n.cfg.Threads})
+	eng, err := engine.Load(m.Path, engine.Options{
+		ContextLength: n.cfg.ContextLength, Threads: n.cfg.Threads,
+		Slots: n.cfg.Slots, KVCacheBytes: n.cfg.KVCacheBytes, BatchSize: n.cfg.BatchSize,
+	})
 	if err != nil {
 		return fmt.Errorf("node: load %s: %w", m.Name, err)
 	}
