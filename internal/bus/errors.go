@@ -12,6 +12,7 @@ var (
 	ErrTooLarge   = errors.New("bus: request too large for the bus")      // 413
 	ErrNotPlaced  = errors.New("bus: request not placed before deadline") // 504
 	ErrWorkerLost = errors.New("bus: worker lost and no retry possible")  // 502
+	ErrShutdown   = errors.New("bus: shutting down")                      // 503
 )
 
 // Stream yields the chunks of one dispatched request in Seq order, without

@@ -2,7 +2,7 @@ package natsbus
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"io"
 	"sync"
 
@@ -10,7 +10,7 @@ import (
 )
 
 // ErrClosed reports a stream or gateway that was closed.
-var ErrClosed = errors.New("natsbus: closed")
+var ErrClosed = fmt.Errorf("natsbus: closed: %w", bus.ErrShutdown)
 
 // maxPending bounds the out-of-order chunks one stream keeps.
 const maxPending = 4096
