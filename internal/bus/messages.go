@@ -10,6 +10,16 @@ const Version = 1
 const (
 	KindCompletion = "completion"
 	KindChat       = "chat"
+	// KindClassification scores Labels as continuations of each of Inputs
+	// put into Template; it generates nothing. Its answer is one Chunk with
+	// Scores per input, then a final chunk with usage.
+	KindClassification = "classification"
+)
+
+// Classification bounds, checked by the gateway and again by the worker.
+const (
+	MaxClassifyInputs = 256 // inputs of one classification request
+	MaxClassifyLabels = 64  // labels of one classification request (the engine's MaxScoreContinuations)
 )
 
 // ChatMessage is one turn of a chat.
@@ -47,6 +57,14 @@ type Request struct {
 	TopLogprobs int      `json:"top_logprobs,omitempty"`
 	Sampling    Sampling `json:"sampling"`
 	User        string   `json:"user,omitempty"`
+
+	// Inputs, Labels and Template are the classification's (Kind
+	// KindClassification): each input is put into Template in place of
+	// "{input}" ("" takes the worker's default template) and every label,
+	// after a space, is scored as the continuation of that prompt.
+	Inputs   []string `json:"inputs,omitempty"`
+	Labels   []string `json:"labels,omitempty"`
+	Template string   `json:"template,omitempty"`
 
 	// Deadline is the Unix time in milliseconds after which the request
 	// must not start; 0 means none.
@@ -97,9 +115,25 @@ type Chunk struct {
 	FinishReason string         `json:"finish_reason,omitempty"`
 	Usage        *Usage         `json:"usage,omitempty"`
 	Error        *Error         `json:"error,omitempty"`
+	// Scores answers one input of a classification request.
+	Scores *Scores `json:"scores,omitempty"`
 	// Attempt is the Request.Attempt this chunk answers; the gateway
 	// ignores chunks of attempts it has given up on.
 	Attempt int `json:"attempt,omitempty"`
+}
+
+// Scores is a classification's answer for one input. Chunk Seq k carries
+// input k-1 (Seq 1 is input 0), so a resumed attempt starts at input
+// ResumeSeq-1 and never answers an input twice.
+type Scores struct {
+	// Index is the input's position in Request.Inputs.
+	Index int `json:"index"`
+	// Logprobs holds each label's log-likelihood after the prompt, in the
+	// order of Request.Labels: the sum of its tokens' log-probabilities.
+	Logprobs []float64 `json:"logprobs"`
+	// Tokens counts the tokens evaluated for this input: the prompt once
+	// and every label's continuation tokens.
+	Tokens int `json:"tokens"`
 }
 
 // Final reports whether c is the last chunk of its request.
@@ -140,4 +174,11 @@ type Heartbeat struct {
 	// Stopped marks the worker's last heartbeat: it holds nothing and
 	// takes nothing more.
 	Stopped bool `json:"stopped,omitempty"`
+	// KV cache and prefix cache of a built-in engine (absent for engines
+	// without them): blocks in all and free now, and the prefix cache's
+	// block lookups and hits since the worker started.
+	KVBlocks      int   `json:"kv_blocks,omitempty"`
+	FreeKVBlocks  int   `json:"free_kv_blocks,omitempty"`
+	PrefixLookups int64 `json:"prefix_lookups,omitempty"`
+	PrefixHits    int64 `json:"prefix_hits,omitempty"`
 }

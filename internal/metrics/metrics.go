@@ -114,6 +114,8 @@ type Fleet struct {
 	slots      *prometheus.Desc
 	perModel   *prometheus.Desc
 	queueDepth *prometheus.Desc
+	kvBlocks   *prometheus.Desc
+	prefix     *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*Fleet)(nil)
@@ -132,6 +134,12 @@ func NewFleet(workers func() []bus.Heartbeat, queues func() map[string]int) *Fle
 			"Live workers serving each model.", []string{"model"}, nil),
 		queueDepth: prometheus.NewDesc("courier_queue_depth",
 			"Requests waiting for a worker, by model.", []string{"model"}, nil),
+		kvBlocks: prometheus.NewDesc("courier_worker_kv_blocks",
+			"KV cache blocks of each live worker's engine, by state (used or free).",
+			[]string{"worker", "state"}, nil),
+		prefix: prometheus.NewDesc("courier_prefix_cache_blocks_total",
+			"Prompt blocks looked up in each worker's prefix cache, by result (hit or miss); the hit rate is hit/(hit+miss).",
+			[]string{"worker", "result"}, nil),
 	}
 }
 
@@ -139,6 +147,8 @@ func NewFleet(workers func() []bus.Heartbeat, queues func() map[string]int) *Fle
 func (f *Fleet) Describe(ch chan<- *prometheus.Desc) {
 	ch <- f.slots
 	ch <- f.perModel
+	ch <- f.kvBlocks
+	ch <- f.prefix
 	if f.queues != nil {
 		ch <- f.queueDepth
 	}
@@ -153,6 +163,12 @@ func (f *Fleet) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(f.slots, prometheus.GaugeValue, float64(free), hb.Worker, "free")
 		for _, m := range hb.Models {
 			perModel[m]++
+		}
+		if hb.KVBlocks > 0 {
+			ch <- prometheus.MustNewConstMetric(f.kvBlocks, prometheus.GaugeValue, float64(hb.KVBlocks-hb.FreeKVBlocks), hb.Worker, "used")
+			ch <- prometheus.MustNewConstMetric(f.kvBlocks, prometheus.GaugeValue, float64(hb.FreeKVBlocks), hb.Worker, "free")
+			ch <- prometheus.MustNewConstMetric(f.prefix, prometheus.CounterValue, float64(hb.PrefixHits), hb.Worker, "hit")
+			ch <- prometheus.MustNewConstMetric(f.prefix, prometheus.CounterValue, float64(hb.PrefixLookups-hb.PrefixHits), hb.Worker, "miss")
 		}
 	}
 	for m, n := range perModel {
