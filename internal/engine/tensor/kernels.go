@@ -15,6 +15,10 @@ type kernel struct {
 	// multiple of gemmK and the row count a multiple of 4.
 	gemm  dotFunc
 	gemmK int
+	// dotGroup and gemmGroup, when set, are multi-row kernels computing
+	// exactly what dot and gemm compute per output (nil: dot/gemm per
+	// output).
+	dotGroup, gemmGroup groupFunc
 }
 
 // repackKernel is what MatMul uses for a repacked (interleaved) matrix:
@@ -22,6 +26,9 @@ type kernel struct {
 // are more than three), gemv for the others.
 type repackKernel struct {
 	gemv, gemm dotFunc
+	// gemvGroup and gemmGroup, when set, are multi-row kernels computing
+	// exactly what gemv and gemm compute per output.
+	gemvGroup, gemmGroup groupFunc
 	// gemmAct converts the activation rows that go through gemm (nil: as
 	// the other rows).
 	gemmAct func(x []float32, dst []byte)

@@ -1,0 +1,314 @@
+package tensor
+
+import (
+	"fmt"
+	"sync/atomic"
+	"unsafe"
+
+	"courier/internal/engine/gguf"
+)
+
+// RowMode says which of llama.cpp's code paths an activation row's
+// arithmetic follows in MatMulModes. llama.cpp picks its matrix kernels by
+// the shape of the micro-batch (ubatch) a row is evaluated in; the last
+// bits of the results differ between them. A row carries the mode it had in
+// llama.cpp's single-stream evaluation, so its outputs do not depend on
+// what else shares the call. The values are those of model.RowMode (bits
+// other than these are ignored).
+type RowMode uint8
+
+const (
+	// RowDecode is a one-row ubatch: ggml_vec_dot_*, or the repacked gemv
+	// arithmetic for repacked (Q4_0/Q4_K, 8k rows) matrices.
+	RowDecode RowMode = 0
+	// RowPrompt is a row of a ubatch of two or more rows: llamafile's
+	// tinyBLAS for F32/F16/BF16 where the shape qualifies (columns a
+	// multiple of 16, 32 for BF16; rows a multiple of 4), else as RowDecode.
+	RowPrompt RowMode = 1 << 0
+	// RowPromptGemm is a row in a ubatch's leading multiple of four rows
+	// (ubatches of four or more rows): the repacked gemm arithmetic (and,
+	// for Q4_K, its activation quantizer) on repacked matrices; elsewhere
+	// as RowPrompt.
+	RowPromptGemm RowMode = 1 << 1
+)
+
+// UbatchModes fills modes with the modes of the rows of one ubatch of
+// len(modes) rows: what MatMul assumes.
+func UbatchModes(modes []RowMode) {
+	n := len(modes)
+	for i := range modes {
+		var m RowMode
+		if n >= 2 {
+			m |= RowPrompt
+		}
+		if n > 3 && i < n-n%4 {
+			m |= RowPromptGemm
+		}
+		modes[i] = m
+	}
+}
+
+// Row classes: rows of one class run the same kernel and are grouped.
+const (
+	classDecode = iota
+	classPrompt
+	classGemm
+	numClasses
+)
+
+// groupFunc computes res[q*m+p] = the output of weight row q (nw rows, wrb
+// bytes apart from w) with converted activation row p (m rows, arb bytes
+// apart from a), cols elements each; nw <= groupW, m <= groupA. Each
+// output has exactly the arithmetic of the class's dotFunc: the kernel
+// only shares weight loads between rows.
+type groupFunc func(w []byte, wrb, nw int, a []byte, arb, m, cols int, res *[groupW * groupA]float32)
+
+// Group sizes of the multi-row kernels.
+const (
+	groupW = 8 // weight rows per call
+	groupA = 4 // activation rows per call
+)
+
+// rowClass is the kernel and the activation slots of one class of rows.
+type rowClass struct {
+	lo, hi int                           // slots [lo, hi) of the permuted activations
+	dot    dotFunc                       // one output
+	group  groupFunc                     // nil: dot per output
+	act    func(x []float32, dst []byte) // converter (nil: quantizeActivation(actT))
+}
+
+// jobKind says what a job computes.
+type jobKind int
+
+const (
+	jobQuantize jobKind = iota // convert activation rows
+	jobMatMul                  // dot products over weight rows
+	jobRead                    // stream over a buffer (bandwidth)
+	jobFor                     // calls of a function (Pool.For)
+)
+
+// job is the one task a Pool runs at a time; threads take chunks of it with
+// an atomic counter, so a slow core takes fewer.
+type job struct {
+	kind   jobKind
+	next   atomic.Int64 // next chunk to take
+	chunks int64
+	chunk  int // items per chunk
+
+	w      Matrix
+	x      []float32
+	n      int
+	act    []byte
+	actRB  int
+	actT   gguf.Type
+	out    []float32
+	perm   []int32 // slot -> activation row
+	cls    [numClasses]rowClass
+	res    [][groupW * groupA]float32 // [threads] results of one group call
+	fn     func(worker, i int) // jobFor
+	buf    []byte
+	sumIdx atomic.Int64 // jobRead: a sum of what was read, to keep the reads live
+}
+
+// run takes chunks until none is left; tid is the thread's index (0 for
+// the caller), which selects its scratch.
+func (j *job) run(tid int) {
+	for {
+		c := j.next.Add(1) - 1
+		if c >= j.chunks {
+			return
+		}
+		switch j.kind {
+		case jobQuantize:
+			j.quantize(int(c))
+		case jobMatMul:
+			j.matmul(int(c), &j.res[tid])
+		case jobRead:
+			j.read(int(c))
+		case jobFor:
+			j.fn(tid, int(c))
+		}
+	}
+}
+
+// classOf returns the class of slot s.
+func (j *job) classOf(s int) *rowClass {
+	for c := range j.cls {
+		if s < j.cls[c].hi {
+			return &j.cls[c]
+		}
+	}
+	return &j.cls[numClasses-1]
+}
+
+func (j *job) quantize(c int) {
+	lo, hi := c*j.chunk, min((c+1)*j.chunk, j.n)
+	cols := j.w.Cols
+	for s := lo; s < hi; s++ {
+		i := int(j.perm[s])
+		x, a := j.x[i*cols:(i+1)*cols], j.act[s*j.actRB:(s+1)*j.actRB]
+		if k := j.classOf(s); k.act != nil {
+			k.act(x, a)
+			continue
+		}
+		if j.actT == gguf.TypeF32 {
+			copy(f32s(a, cols), x)
+			continue
+		}
+		quantizeActivation(j.actT, x, a)
+	}
+}
+
+// f32s views the first n float32 values of b (4-byte aligned: activation
+// slots are whole multiples of 4 bytes into a make'd buffer).
+func f32s(b []byte, n int) []float32 {
+	_ = b[4*n-1]
+	return unsafe.Slice((*float32)(unsafe.Pointer(&b[0])), n)
+}
+
+func (j *job) matmul(c int, res *[groupW * groupA]float32) {
+	w := j.w
+	lo, hi := c*j.chunk, min((c+1)*j.chunk, w.Rows)
+	rb := w.rowBytes()
+	for r0 := lo; r0 < hi; r0 += groupW {
+		nw := min(groupW, hi-r0)
+		wg := w.Data[r0*rb : (r0+nw)*rb]
+		for ci := range j.cls {
+			k := &j.cls[ci]
+			for s0 := k.lo; s0 < k.hi; s0 += groupA {
+				m := min(groupA, k.hi-s0)
+				a := j.act[s0*j.actRB : (s0+m)*j.actRB]
+				if k.group != nil {
+					k.group(wg, rb, nw, a, j.actRB, m, w.Cols, res)
+				} else {
+					dotGroup(k.dot, w.Type == gguf.TypeF32, wg, rb, nw, a, j.actRB, m, w.Cols, res)
+				}
+				for p := 0; p < m; p++ {
+					o := j.out[int(j.perm[s0+p])*w.Rows+r0:][:nw]
+					for q := range o {
+						o[q] = res[q*m+p]
+					}
+				}
+			}
+		}
+	}
+}
+
+// dotGroup is a groupFunc made of single-output calls of dot.
+func dotGroup(dot dotFunc, isF32 bool, w []byte, wrb, nw int, a []byte, arb, m, cols int, res *[groupW * groupA]float32) {
+	for p := 0; p < m; p++ {
+		ap := a[p*arb : (p+1)*arb]
+		var xf []float32
+		if isF32 {
+			xf = f32s(ap, cols)
+		}
+		for q := 0; q < nw; q++ {
+			res[q*m+p] = dot(w[q*wrb:(q+1)*wrb], ap, xf, cols)
+		}
+	}
+}
+
+// MatMul computes out[i*w.Rows+r] = dot(row r of w, row i of x) for n
+// activation rows evaluated together as one llama.cpp ubatch (the modes of
+// UbatchModes): x is n*w.Cols floats, out n*w.Rows floats. It is
+// MatMulModes with those modes; see there.
+func (p *Pool) MatMul(out []float32, w Matrix, x []float32, n int, ws *Workspace) {
+	if n <= 0 {
+		panic(fmt.Sprintf("tensor: MatMul of %d rows", n))
+	}
+	if len(ws.modes) < n {
+		ws.grow(n, 0)
+	}
+	UbatchModes(ws.modes[:n])
+	p.MatMulModes(out, w, x, ws.modes[:n], ws)
+}
+
+// MatMulModes computes out[i*w.Rows+r] = dot(row r of w, row i of x) for
+// n = len(modes) activation rows, row i with the kernel llama.cpp uses for
+// a row of mode modes[i] in single-stream evaluation (see RowMode), so that
+// each row's outputs are bit for bit those of the row computed alone with
+// its mode, whatever the other rows. x is n*w.Cols floats, out n*w.Rows
+// floats. The activation rows are first converted to w's vec-dot type (see
+// VecDotType) in ws, grouped by kernel; then the weight rows are split
+// across the pool's threads, and each group of weight rows is read from
+// memory once and applied to all n activation rows. It allocates nothing
+// unless ws is too small (then ws grows). Wrong slice lengths or an
+// unsupported matrix (one not made by NewMatrix) are programming errors and
+// panic.
+func (p *Pool) MatMulModes(out []float32, w Matrix, x []float32, modes []RowMode, ws *Workspace) {
+	n := len(modes)
+	if len(x) != n*w.Cols || len(out) != n*w.Rows || n <= 0 {
+		panic(fmt.Sprintf("tensor: MatMul shapes: w %dx%d, n=%d, len(x)=%d, len(out)=%d", w.Rows, w.Cols, n, len(x), len(out)))
+	}
+	k := kernelFor(w.Type)
+	if k.dot == nil {
+		panic(errUnsupported(w.Type).Error())
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	j := &p.job
+	j.w, j.x, j.n, j.out, j.actT = w, x, n, out, k.act
+	j.actRB = w.Cols / k.act.BlockSize() * k.act.BlockBytes()
+	ws.grow(n, j.actRB)
+	j.act, j.perm = ws.act, ws.perm[:n]
+	j.plan(k, modes)
+	j.kind, j.chunk = jobQuantize, 4
+	j.chunks = int64((n + j.chunk - 1) / j.chunk)
+	j.next.Store(0)
+	p.runJobLocked(n >= 8)
+	// Chunks of whole weight-row groups: enough for balance, large enough
+	// to amortize.
+	work := int64(w.Rows) * int64(w.Cols) * int64(n)
+	j.kind = jobMatMul
+	j.chunk = (max(1, w.Rows/(8*p.threads)) + groupW - 1) / groupW * groupW
+	j.chunks = int64((w.Rows + j.chunk - 1) / j.chunk)
+	j.next.Store(0)
+	p.runJobLocked(work >= 1<<15)
+	j.x, j.out, j.act, j.perm, j.w.Data = nil, nil, nil, nil, nil
+}
+
+// classOfMode returns the class of a row of mode m for matrix w.
+func classOfMode(m RowMode, rep bool) int {
+	switch {
+	case m&RowPromptGemm != 0 && rep:
+		return classGemm
+	case m&(RowPrompt|RowPromptGemm) != 0:
+		return classPrompt
+	}
+	return classDecode
+}
+
+// plan sorts the activation rows into classes (j.perm, stable within a
+// class) and chooses each class's kernels, as llama.cpp's CPU backend
+// would for such a row: the repacked 8x8 kernels for Q4_0/Q4_K matrices
+// with a multiple of 8 rows (gemm for RowPromptGemm rows, gemv for the
+// others); llamafile's tinyBLAS for prompt rows where it accepts the shape;
+// ggml_vec_dot_* otherwise.
+func (j *job) plan(k kernel, modes []RowMode) {
+	w := j.w
+	rep := repacked(w)
+	var count [numClasses]int
+	for _, m := range modes {
+		count[classOfMode(m, rep)]++
+	}
+	var at [numClasses]int
+	for c, s := 0, 0; c < numClasses; c++ {
+		j.cls[c] = rowClass{lo: s, hi: s + count[c], dot: k.dot, group: k.dotGroup}
+		at[c] = s
+		s += count[c]
+	}
+	for i, m := range modes {
+		c := classOfMode(m, rep)
+		j.perm[at[c]] = int32(i)
+		at[c]++
+	}
+	switch {
+	case rep:
+		rk := repackKernelFor(w.Type)
+		j.cls[classDecode].dot, j.cls[classDecode].group = rk.gemv, rk.gemvGroup
+		j.cls[classPrompt].dot, j.cls[classPrompt].group = rk.gemv, rk.gemvGroup
+		j.cls[classGemm].dot, j.cls[classGemm].group, j.cls[classGemm].act = rk.gemm, rk.gemmGroup, rk.gemmAct
+	case k.gemm != nil && w.Cols%k.gemmK == 0 && w.Rows%4 == 0:
+		j.cls[classPrompt].dot, j.cls[classPrompt].group = k.gemm, k.gemmGroup
+	}
+}
