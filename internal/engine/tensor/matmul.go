@@ -183,4 +183,3 @@ func (p *Pool) runJobLocked(parallel bool) {
 		<-p.done
 	}
 }
-

@@ -105,7 +105,7 @@ type job struct {
 	perm   []int32 // slot -> activation row
 	cls    [numClasses]rowClass
 	res    [][groupW * groupA]float32 // [threads] results of one group call
-	fn     func(worker, i int) // jobFor
+	fn     func(worker, i int)        // jobFor
 	buf    []byte
 	sumIdx atomic.Int64 // jobRead: a sum of what was read, to keep the reads live
 }
