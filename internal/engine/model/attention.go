@@ -6,63 +6,223 @@ import (
 	"courier/internal/engine/tensor"
 )
 
-// attnScratch holds one head's working vectors.
+// Attention follows ggml's CPU flash-attention operator
+// (ggml_compute_forward_flash_attn_ext_f16) with an F16 K/V cache, as the
+// reference build runs it: flash attention on, a causal mask, no ALiBi,
+// soft-capping or sinks. That operator has three kernels, chosen by the
+// shape of the llama.cpp ubatch, which here is the row's RowMode:
+//
+//   - one chunk (attendOneChunk): Q rounded to F16, one key at a time with
+//     an online softmax, V accumulated in F16. Prompt ubatches of 2..63
+//     rows, and decoding while the KV length is under splitKVMin.
+//   - tiled (attendTiled, attention_tiled.go): Q in F32, keys in tiles of
+//     faTileKV with a softmax per tile, V accumulated in F32. Rows of
+//     ubatches of at least faTileQ rows (RowPromptTiledAttention) when the
+//     head size is a multiple of the 16 float32 lanes of AVX-512.
+//   - split KV (attendSplitKV, attention_split.go): one-chunk partials over
+//     refThreads slices of the keys, merged. One-row ubatches (RowDecode)
+//     once the KV length llama.cpp pads to reaches splitKVMin.
+//
+// Every kernel computes a row from that row's query and the keys and
+// values at positions 0..pos of its sequence only, so a row's output does
+// not depend on the other rows of the batch (see attention_tiled.go for
+// why this holds for the tiled kernel, whose tiles mix rows in llama.cpp).
+
+const (
+	// faTileQ and faTileKV are GGML_FA_TILE_Q and GGML_FA_TILE_KV: the
+	// tiled kernel's query rows and keys per tile.
+	faTileQ  = 64
+	faTileKV = 64
+	// f32Lanes is GGML_F32_EPR on AVX-512: the tiled kernel is used only
+	// when the head size is a multiple of it.
+	f32Lanes = 16
+	// kvPad is the padding of llama.cpp's KV length (n_kv): the cells in
+	// use rounded up to a multiple of 256, at least 256.
+	kvPad = 256
+	// splitKVMin is the KV length from which a one-row ubatch takes the
+	// split-KV path (use_split_kv_path).
+	splitKVMin = 512
+	// refThreads is the thread count of the reference build (llama-server
+	// -t 2). The split-KV path gives each thread one slice of the keys, so
+	// its arithmetic depends on the thread count; it is fixed here to the
+	// reference's, whatever threads this process computes with.
+	refThreads = 2
+)
+
+// parallelFor is what attention needs from its pool to spread (row, head)
+// pairs over threads: For calls fn(worker, i) once for every i in [0, n)
+// and returns when all calls are done; worker, in [0, Threads()), names
+// the calling thread so that it can use scratch of its own. A pool without
+// it runs attention on the calling goroutine.
+type parallelFor interface {
+	Threads() int
+	For(n int, fn func(worker, i int))
+}
+
+// attnScratch holds attention's per-thread scratch and the job in flight.
 type attnScratch struct {
-	qh   []uint16  // [HeadDim] query rounded to F16
-	acc  []uint16  // [HeadDim] F16 accumulator of weighted values
-	acc2 []float32 // [HeadDim]
+	headDim int
+	workers []attnWorker // one per thread, allocated on first use
+	par     parallelFor  // nil: serial
+	task    func(worker, i int)
+
+	// The job of the current attendRows call.
+	s     *State
+	layer int
+	b     *Batch
+	n     int
 }
 
-func (a *attnScratch) init(headDim int) {
-	a.qh = make([]uint16, headDim)
-	a.acc = make([]uint16, headDim)
-	a.acc2 = make([]float32, headDim)
+// attnWorker is one thread's working vectors.
+type attnWorker struct {
+	qh   []uint16              // [HeadDim] query rounded to F16 (one chunk)
+	acc  []uint16              // [HeadDim] F16 accumulator of weighted values (one chunk)
+	vkq  []float32             // [HeadDim] F32 accumulator (tiled, split-KV merge)
+	kq   [faTileKV]float32     // scores of one key tile (tiled)
+	kf   [faTileKV][]float32   // [faTileKV][HeadDim] one key tile in F32 (tiled)
 }
 
-// attend computes causal attention of one row (all heads) at position pos
-// over the sequence's cache, writing the heads' outputs to out. It follows
-// ggml's CPU flash-attention kernel: Q is rounded to F16 and dotted with the
-// F16 keys, the softmax is computed online, and the weighted sum of values
-// is accumulated in F16.
-func (s *State) attend(layer int, seq *KVCache, pos int, q, out []float32) {
-	c := &s.m.Config
-	hd := c.HeadDim
-	group := c.Heads / c.KVHeads
-	scale := 1 / float32(math.Sqrt(float64(hd)))
+func (a *attnScratch) init(headDim int) { a.headDim = headDim }
+
+// setup allocates one worker per thread of pool the first time attention
+// runs (NewState does not know the pool's capability); later calls
+// allocate nothing.
+func (a *attnScratch) setup(s *State) {
+	if a.workers != nil {
+		return
+	}
+	threads := 1
+	if p, ok := any(s.pool).(parallelFor); ok && p.Threads() > 1 {
+		a.par, threads = p, p.Threads()
+	}
+	a.workers = make([]attnWorker, threads)
+	for i := range a.workers {
+		a.workers[i].init(a.headDim)
+	}
+	a.task = a.run
+}
+
+func (w *attnWorker) init(hd int) {
+	w.qh = make([]uint16, hd)
+	w.acc = make([]uint16, hd)
+	w.vkq = make([]float32, hd)
+	buf := make([]float32, faTileKV*hd)
+	for i := range w.kf {
+		w.kf[i] = buf[i*hd : (i+1)*hd]
+	}
+}
+
+// attendRows computes causal attention for the first n rows of b in layer
+// layer (their K and V already stored in their caches), writing each row's
+// heads to s.att. Each (row, head) pair is independent; they are spread
+// over the pool's threads when it can run them.
+func (s *State) attendRows(layer int, b *Batch, n int) {
 	a := &s.attn
-	for h := 0; h < c.Heads; h++ {
-		qh := q[h*hd : (h+1)*hd]
-		for i, v := range qh {
-			a.qh[i] = tensor.FP32ToFP16(v)
-		}
-		kvOff := (h / group) * hd
-		clear(a.acc)
-		var sum float32
-		maxScore := float32(math.Inf(-1))
-		for t := 0; t <= pos; t++ {
-			krow, vrow := seq.row(layer, t)
-			score := dotF16(a.qh, krow[kvOff:kvOff+hd]) * scale
-			ms, vs := float32(1), float32(1)
-			if score > maxScore {
-				old := maxScore
-				maxScore = score
-				ms = expf(old - maxScore)
-				scaleF16(a.acc, ms)
-			} else {
-				vs = expf(score - maxScore)
-			}
-			madF16(a.acc, vrow[kvOff:kvOff+hd], vs)
-			sum = fma32(sum, ms, vs) // S = S*ms + vs, contracted by GCC
-		}
-		inv := float32(0)
-		if sum != 0 {
-			inv = 1 / sum
-		}
-		o := out[h*hd : (h+1)*hd]
-		for i, v := range a.acc {
-			o[i] = tensor.FP16ToFP32(v) * inv
+	a.setup(s)
+	a.s, a.layer, a.b, a.n = s, layer, b, n
+	pairs := n * s.m.Heads
+	if a.par != nil && pairs > 1 {
+		a.par.For(pairs, a.task)
+	} else {
+		for i := 0; i < pairs; i++ {
+			a.run(0, i)
 		}
 	}
+	a.s, a.b = nil, nil
+}
+
+// run computes pair i (row i/Heads, head i%Heads) of the current job.
+func (a *attnScratch) run(worker, i int) {
+	s := a.s
+	c := &s.m.Config
+	row, h := i/c.Heads, i%c.Heads
+	hd, dim := c.HeadDim, c.Dim
+	q := s.q[row*dim+h*hd:][:hd]
+	out := s.att[row*dim+h*hd:][:hd]
+	kvOff := (h / (c.Heads / c.KVHeads)) * hd
+	seq, pos := a.b.Seqs[row], int(a.b.Pos[row])
+	w := &a.workers[worker]
+	switch mode := attnRowMode(a.b, row, a.n); {
+	case mode&RowPromptTiledAttention != 0 && hd%f32Lanes == 0:
+		w.attendTiled(seq, a.layer, kvOff, pos, q, out)
+	case mode&RowPrompt == 0 && kvLength(pos) >= splitKVMin:
+		w.attendSplitKV(seq, a.layer, kvOff, pos, q, out)
+	default:
+		w.attendOneChunk(seq, a.layer, kvOff, pos, q, out)
+	}
+}
+
+// attnRowMode is the mode of row i of an n-row batch, as far as attention
+// is concerned. A batch without modes is one ubatch of n rows.
+func attnRowMode(b *Batch, i, n int) RowMode {
+	if i < len(b.Modes) {
+		return b.Modes[i]
+	}
+	switch {
+	case n >= faTileQ:
+		return RowPrompt | RowPromptTiledAttention
+	case n >= 2:
+		return RowPrompt
+	}
+	return RowDecode
+}
+
+// kvLength is llama.cpp's n_kv when a single sequence's token at position
+// pos is evaluated: the used cells (0..pos) padded to kvPad, at least kvPad.
+// llama.cpp also caps it at the context size, which is itself a multiple
+// of 256 larger than pos, so the cap never applies.
+func kvLength(pos int) int {
+	return max(kvPad, (pos+kvPad)/kvPad*kvPad)
+}
+
+// attnScale is the kq_scale llama.cpp passes: 1/sqrtf(head size).
+func attnScale(hd int) float32 { return 1 / float32(math.Sqrt(float64(hd))) }
+
+// attendOneChunk is ggml_compute_forward_flash_attn_ext_f16_one_chunk for
+// one head over positions 0..pos, normalised.
+func (w *attnWorker) attendOneChunk(seq *KVCache, layer, kvOff, pos int, q, out []float32) {
+	w.quantizeQ(q)
+	_, sum := w.oneChunk(seq, layer, kvOff, 0, pos+1, attnScale(len(q)))
+	inv := float32(0)
+	if sum != 0 {
+		inv = 1 / sum
+	}
+	for i, v := range w.acc {
+		out[i] = tensor.FP16ToFP32(v) * inv
+	}
+}
+
+// quantizeQ rounds the query to F16, the vec-dot type of F16 keys.
+func (w *attnWorker) quantizeQ(q []float32) {
+	for i, v := range q {
+		w.qh[i] = tensor.FP32ToFP16(v)
+	}
+}
+
+// oneChunk runs the one-chunk kernel's online softmax over positions
+// [lo, hi) with the F16 query in w.qh, leaving the unnormalised weighted
+// sum of values in w.acc (F16) and returning the running maximum score and
+// the sum of weights (0 and -Inf for an empty range).
+func (w *attnWorker) oneChunk(seq *KVCache, layer, kvOff, lo, hi int, scale float32) (maxScore, sum float32) {
+	hd := len(w.qh)
+	clear(w.acc)
+	maxScore = float32(math.Inf(-1))
+	for t := lo; t < hi; t++ {
+		krow, vrow := seq.row(layer, t)
+		score := dotF16(w.qh, krow[kvOff:kvOff+hd]) * scale
+		ms, vs := float32(1), float32(1)
+		if score > maxScore {
+			old := maxScore
+			maxScore = score
+			ms = expf(old - maxScore)
+			scaleF16(w.acc, ms)
+		} else {
+			vs = expf(score - maxScore)
+		}
+		madF16(w.acc, vrow[kvOff:kvOff+hd], vs)
+		sum = fma32(sum, ms, vs) // S = S*ms + vs, contracted by GCC
+	}
+	return maxScore, sum
 }
 
 // dotF16 is ggml_vec_dot_f16 (AVX-512, no FP16 arithmetic) on two F16
@@ -99,6 +259,12 @@ func reduce4x16(acc *[4][16]float32) float32 {
 	for l := range r {
 		r[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l])
 	}
+	return reduceAdd16(&r)
+}
+
+// reduceAdd16 is _mm512_reduce_add_ps as GCC implements it: the upper half
+// added to the lower, then again on 128 bits, then (0+2)+(1+3).
+func reduceAdd16(r *[16]float32) float32 {
 	var t [8]float32
 	for i := range t {
 		t[i] = r[i+8] + r[i]

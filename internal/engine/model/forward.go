@@ -122,9 +122,7 @@ func (s *State) Forward(b *Batch) ([]float32, error) {
 			}
 			b.Seqs[i].store(li, int(b.Pos[i]), s.k[i*kvDim:(i+1)*kvDim], s.v[i*kvDim:(i+1)*kvDim])
 		}
-		for i := 0; i < n; i++ {
-			s.attend(li, b.Seqs[i], int(b.Pos[i]), s.q[i*dim:(i+1)*dim], s.att[i*dim:(i+1)*dim])
-		}
+		s.attendRows(li, b, n)
 		s.pool.MatMul(s.proj[:n*dim], l.Wo, s.att[:n*dim], n, s.ws)
 		addInto(s.x[:n*dim], s.proj[:n*dim])
 		if li == len(m.Layers)-1 {

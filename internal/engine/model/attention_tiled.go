@@ -1,0 +1,120 @@
+package model
+
+import (
+	"math"
+
+	"courier/internal/engine/tensor"
+)
+
+// attendTiled is ggml_compute_forward_flash_attn_ext_tiled (the kernel of
+// prompt ubatches of at least faTileQ rows) for one row and one head at
+// position pos, normalised.
+//
+// llama.cpp runs it on tiles of up to faTileQ query rows of one head (cut
+// at its thread chunks' boundaries) against tiles of faTileKV cells,
+// starting at cell 0. Per KV tile it computes the score matrix with
+// simd_gemm, which gives every element the same arithmetic: a chain of
+// fused multiply-adds over the head dimension in order, from 0, on the F32
+// query and the key widened from F16, then multiplied by the scale; the
+// causal mask adds 0 or -Inf. For each query row the tile's maximum score
+// updates the row's running maximum M (rescaling the F32 accumulator and
+// the sum S by e^(Mold-M) with glibc's expf when it grows), the tile's
+// weights are ggml_v_expf(score - M) in four 16-lane groups whose
+// _mm512_reduce_add_ps sums are added up in float64 and then to S
+// (S = float32(float64(S) + sum)), and simd_gemm adds the weighted values
+// to the accumulator: per element, a chain of fused multiply-adds over the
+// tile's cells in order. The row is finally scaled by 1/S.
+//
+// A row's result does not depend on the rows that share its query tile:
+//   - KV tiles start at multiples of faTileKV cells whatever the query
+//     tile, and a single sequence's cells are its positions;
+//   - every element of both products is computed by the same chain (the
+//     query tile is padded to faTileQ rows and the KV tile to faTileKV
+//     columns, so simd_gemm never takes a row- or column-dependent tail);
+//   - a masked cell has weight e^-Inf = 0, so its fused multiply-add adds
+//     an exact 0 (for finite values) and its zero weight adds nothing to
+//     the sum's lanes; a KV tile that another row of the tile makes ggml
+//     process while it is wholly masked for this row leaves this row's M,
+//     S and accumulator untouched (its weights are zeroed, as skip[] does),
+//     exactly as when the whole tile is skipped.
+//
+// So the row is computed here from its own query and the cells 0..pos
+// alone, visiting only KV tiles that hold one of them and only their
+// unmasked cells. (If a masked cell held an infinite value, llama.cpp's
+// 0*Inf would make NaN where this gives a number; F16 caches of models
+// that overflow F16 are out of scope.)
+func (w *attnWorker) attendTiled(seq *KVCache, layer, kvOff, pos int, q, out []float32) {
+	hd := len(q)
+	scale := attnScale(hd)
+	vkq := w.vkq
+	clear(vkq)
+	m, sum := float32(math.Inf(-1)), float32(0)
+	for ic := 0; ic <= pos; ic += faTileKV {
+		nv := min(faTileKV, pos+1-ic) // unmasked cells of this tile
+		tileMax := float32(math.Inf(-1))
+		for tk := 0; tk < faTileKV; tk++ {
+			if tk >= nv {
+				w.kq[tk] = float32(math.Inf(-1))
+				continue
+			}
+			krow, _ := seq.row(layer, ic+tk)
+			kf := w.kf[tk]
+			for d, v := range krow[kvOff : kvOff+hd] {
+				kf[d] = tensor.FP16ToFP32(v)
+			}
+			var acc float32
+			for d, x := range q {
+				acc = fma32(x, kf[d], acc)
+			}
+			s := acc * scale
+			w.kq[tk] = s
+			if !(tileMax > s) { // ggml_vec_max_f32's MAX
+				tileMax = s
+			}
+		}
+		if tileMax == float32(math.Inf(-1)) {
+			continue // skip[]: the row's weights in this tile are zeroed
+		}
+		mNew := fmaxf(m, tileMax)
+		if mNew > m {
+			ms := expf(m - mNew)
+			for d := range vkq {
+				vkq[d] *= ms
+			}
+			sum *= ms
+		}
+		m = mNew
+		sum = float32(float64(sum) + softMaxTile(&w.kq, mNew))
+		for tk := 0; tk < nv; tk++ {
+			_, vrow := seq.row(layer, ic+tk)
+			p := w.kq[tk]
+			for d, v := range vrow[kvOff : kvOff+hd] {
+				vkq[d] = fma32(p, tensor.FP16ToFP32(v), vkq[d])
+			}
+		}
+	}
+	inv := float32(0)
+	if sum != 0 {
+		inv = 1 / sum
+	}
+	for d, v := range vkq {
+		out[d] = v * inv
+	}
+}
+
+// softMaxTile is ggml_vec_soft_max_f32 on one tile's scores (AVX-512 with
+// DQ): each score becomes ggml_v_expf(score - max) in place, and the sum is
+// taken per group of 16 lanes with _mm512_reduce_add_ps, the groups added
+// in float64.
+func softMaxTile(kq *[faTileKV]float32, maxScore float32) float64 {
+	var sum float64
+	for g := 0; g < faTileKV; g += f32Lanes {
+		var lanes [f32Lanes]float32
+		for l := range lanes {
+			lanes[l] = vexpf(kq[g+l] - maxScore)
+			kq[g+l] = lanes[l]
+		}
+		sum += float64(reduceAdd16(&lanes))
+	}
+	return sum
+}
