@@ -50,6 +50,10 @@ type State struct {
 
 	cos, sin []float32 // [RopeDims/2] rotation of the current position
 	attn     attnScratch
+
+	modes    []tensor.RowMode // [maxRows] matrix-kernel modes of the batch's rows
+	outModes []tensor.RowMode // [maxOut] RowDecode: the output rows' modes
+	nModes   int              // rows of modes in use; 0: one ubatch (Batch.Modes nil)
 }
 
 // NewState allocates scratch for batches of up to maxRows rows, of which up
@@ -76,6 +80,9 @@ func NewState(m *Model, pool *tensor.Pool, maxRows, maxOut int) (*State, error) 
 		logits: make([]float32, maxOut*c.Vocab),
 		cos:    make([]float32, c.RopeDims/2),
 		sin:    make([]float32, c.RopeDims/2),
+
+		modes:    make([]tensor.RowMode, maxRows),
+		outModes: make([]tensor.RowMode, maxOut),
 	}
 	s.attn.init(c.HeadDim)
 	return s, nil
@@ -95,6 +102,7 @@ func (s *State) Forward(b *Batch) ([]float32, error) {
 	m, c := s.m, &s.m.Config
 	n := b.Len()
 	dim, kvDim := c.Dim, c.KVDim()
+	s.setModes(b)
 	for i, tok := range b.Tokens {
 		if err := tensor.EmbeddingRow(m.TokEmbd, int(tok), s.x[i*dim:(i+1)*dim]); err != nil {
 			return nil, fmt.Errorf("model: embedding: %w", err)
@@ -104,9 +112,9 @@ func (s *State) Forward(b *Batch) ([]float32, error) {
 		l := &m.Layers[li]
 		// Attention block.
 		s.rmsNormRows(s.xb, s.x, l.AttnNorm, n)
-		s.pool.MatMul(s.q[:n*dim], l.Wq, s.xb[:n*dim], n, s.ws)
-		s.pool.MatMul(s.k[:n*kvDim], l.Wk, s.xb[:n*dim], n, s.ws)
-		s.pool.MatMul(s.v[:n*kvDim], l.Wv, s.xb[:n*dim], n, s.ws)
+		s.matmul(s.q[:n*dim], l.Wq, s.xb[:n*dim], n)
+		s.matmul(s.k[:n*kvDim], l.Wk, s.xb[:n*dim], n)
+		s.matmul(s.v[:n*kvDim], l.Wv, s.xb[:n*dim], n)
 		if c.QKVBias {
 			addBias(s.q[:n*dim], l.Bq)
 			addBias(s.k[:n*kvDim], l.Bk)
@@ -123,13 +131,19 @@ func (s *State) Forward(b *Batch) ([]float32, error) {
 			b.Seqs[i].store(li, int(b.Pos[i]), s.k[i*kvDim:(i+1)*kvDim], s.v[i*kvDim:(i+1)*kvDim])
 		}
 		s.attendRows(li, b, n)
-		s.pool.MatMul(s.proj[:n*dim], l.Wo, s.att[:n*dim], n, s.ws)
+		s.matmul(s.proj[:n*dim], l.Wo, s.att[:n*dim], n)
 		addInto(s.x[:n*dim], s.proj[:n*dim])
 		if li == len(m.Layers)-1 {
 			// As llama.cpp does, the last layer's feed-forward block runs
 			// only on the rows whose logits are wanted (which changes the
-			// matrix kernels used when that is a single row).
+			// matrix kernels used when that is a single row). With row
+			// modes, each output row is computed as llama.cpp computes a
+			// sequence's one output row: alone (RowDecode), whatever other
+			// sequences' output rows share the batch.
 			n = s.keepOutputRows(b, n)
+			if s.nModes > 0 {
+				s.nModes = -1
+			}
 			if n == 0 {
 				break
 			}
@@ -137,10 +151,10 @@ func (s *State) Forward(b *Batch) ([]float32, error) {
 
 		// Feed-forward block (SwiGLU).
 		s.rmsNormRows(s.xb, s.x, l.FFNNorm, n)
-		s.pool.MatMul(s.gate[:n*c.FFN], l.WGate, s.xb[:n*dim], n, s.ws)
-		s.pool.MatMul(s.up[:n*c.FFN], l.WUp, s.xb[:n*dim], n, s.ws)
+		s.matmul(s.gate[:n*c.FFN], l.WGate, s.xb[:n*dim], n)
+		s.matmul(s.up[:n*c.FFN], l.WUp, s.xb[:n*dim], n)
 		swiglu(s.gate[:n*c.FFN], s.up[:n*c.FFN])
-		s.pool.MatMul(s.proj[:n*dim], l.WDown, s.gate[:n*c.FFN], n, s.ws)
+		s.matmul(s.proj[:n*dim], l.WDown, s.gate[:n*c.FFN], n)
 		addInto(s.x[:n*dim], s.proj[:n*dim])
 	}
 	for i := range b.Tokens {
@@ -155,8 +169,36 @@ func (s *State) Forward(b *Batch) ([]float32, error) {
 		rmsNorm(s.xo[o*dim:(o+1)*dim], s.x[o*dim:(o+1)*dim], m.OutNorm, c.NormEps)
 	}
 	out := s.logits[:nOut*c.Vocab]
-	s.pool.MatMul(out, m.Output, s.xo[:nOut*dim], nOut, s.ws)
+	s.matmul(out, m.Output, s.xo[:nOut*dim], nOut)
 	return out, nil
+}
+
+// setModes records the matrix-kernel modes of b's rows (none when b.Modes
+// is nil: then every matrix product runs as one ubatch of its rows).
+func (s *State) setModes(b *Batch) {
+	s.nModes = 0
+	if b.Modes == nil {
+		return
+	}
+	for i, m := range b.Modes {
+		s.modes[i] = tensor.RowMode(m & (RowPrompt | RowPromptGemm))
+	}
+	s.nModes = len(b.Modes)
+}
+
+// matmul multiplies the first n rows of x by w into out with the batch's
+// row modes: s.modes while s.nModes > 0, RowDecode for every row once the
+// output rows are split off (s.nModes < 0), one ubatch of n rows when the
+// batch has no modes.
+func (s *State) matmul(out []float32, w tensor.Matrix, x []float32, n int) {
+	switch {
+	case s.nModes > 0:
+		s.pool.MatMulModes(out, w, x, s.modes[:n], s.ws)
+	case s.nModes < 0:
+		s.pool.MatMulModes(out, w, x, s.outModes[:n], s.ws)
+	default:
+		s.pool.MatMul(out, w, x, n, s.ws)
+	}
 }
 
 // keepOutputRows moves the residual rows of b that want logits to the
@@ -181,6 +223,9 @@ func (s *State) check(b *Batch) (int, error) {
 	if n == 0 || n > s.maxRows || len(b.Pos) != n || len(b.Seqs) != n || len(b.Logits) != n {
 		return 0, fmt.Errorf("%w: %d rows (max %d), %d positions, %d sequences, %d logit flags",
 			ErrBatch, n, s.maxRows, len(b.Pos), len(b.Seqs), len(b.Logits))
+	}
+	if b.Modes != nil && len(b.Modes) != n {
+		return 0, fmt.Errorf("%w: %d rows, %d modes", ErrBatch, n, len(b.Modes))
 	}
 	nOut := 0
 	for i := 0; i < n; i++ {

@@ -1,0 +1,190 @@
+package model
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"courier/internal/engine/gguf"
+	"courier/internal/engine/synth"
+	"courier/internal/engine/tensor"
+)
+
+// loadSynth writes a small synthetic model of type typ and loads it.
+func loadSynth(t *testing.T, typ gguf.Type) *Model {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "m.gguf")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := synth.Config{Dim: 256, Layers: 2, Heads: 8, KVHeads: 2, FFN: 512, Vocab: 512, Context: 256, Type: typ, Seed: 7}
+	if err := synth.Write(f, c); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	gf, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gf.Close() })
+	m, err := Load(gf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// seqRun is one sequence of the invariance test: a prompt, then greedy
+// decoding; logits collects the logits of every row that asked for them.
+type seqRun struct {
+	prompt []int32
+	gen    int // tokens to decode after the prompt
+	cache  *KVCache
+	fed    int     // prompt rows evaluated
+	next   int32   // next token to decode (-1: none yet)
+	left   int     // decode steps left
+	logits [][]float32
+}
+
+func newSeqRuns(t *testing.T, m *Model, prompts [][]int32, gen int) []*seqRun {
+	runs := make([]*seqRun, len(prompts))
+	for i, p := range prompts {
+		c, err := NewPrivateKVCache(&m.Config, 128)
+		if err != nil {
+			t.Fatal(err)
+		}
+		runs[i] = &seqRun{prompt: p, gen: gen, cache: c, next: -1, left: gen}
+	}
+	return runs
+}
+
+// step adds up to budget rows of r to b: prompt rows with the modes of
+// single-stream prompt evaluation, or one decode row.
+func (r *seqRun) step(b *Batch, budget int) {
+	if r.fed < len(r.prompt) {
+		for k := 0; k < budget && r.fed < len(r.prompt); k++ {
+			i := r.fed
+			b.Tokens = append(b.Tokens, r.prompt[i])
+			b.Pos = append(b.Pos, int32(i))
+			b.Seqs = append(b.Seqs, r.cache)
+			b.Logits = append(b.Logits, i == len(r.prompt)-1)
+			b.Modes = append(b.Modes, PromptRowMode(i, len(r.prompt)))
+			r.fed++
+		}
+		return
+	}
+	if r.left > 0 && r.next >= 0 && budget > 0 {
+		b.Tokens = append(b.Tokens, r.next)
+		b.Pos = append(b.Pos, int32(r.cache.Len))
+		b.Seqs = append(b.Seqs, r.cache)
+		b.Logits = append(b.Logits, true)
+		b.Modes = append(b.Modes, RowDecode)
+		r.left--
+	}
+}
+
+// done reports whether r has nothing left to evaluate.
+func (r *seqRun) done() bool { return r.fed == len(r.prompt) && (r.left == 0 || r.next < 0 && r.gen == 0) }
+
+// runSteps evaluates runs in batches of at most budget rows per sequence
+// per step, all sequences sharing each step, until every run is done.
+func runSteps(t *testing.T, s *State, runs []*seqRun, budget int) {
+	vocab := s.m.Vocab
+	for steps := 0; ; steps++ {
+		if steps > 1000 {
+			t.Fatal("no progress")
+		}
+		var b Batch
+		var owners []*seqRun
+		for _, r := range runs {
+			before := b.Len()
+			r.step(&b, budget)
+			for i := before; i < b.Len(); i++ {
+				if b.Logits[i] {
+					owners = append(owners, r)
+				}
+			}
+		}
+		if b.Len() == 0 {
+			return
+		}
+		logits, err := s.Forward(&b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for o, r := range owners {
+			row := append([]float32(nil), logits[o*vocab:(o+1)*vocab]...)
+			r.logits = append(r.logits, row)
+			r.next = argmax(row)
+		}
+	}
+}
+
+func argmax(x []float32) int32 {
+	best := 0
+	for i, v := range x {
+		if v > x[best] {
+			best = i
+		}
+	}
+	return int32(best)
+}
+
+// TestBatchInvariance checks that a sequence's logits are bit for bit the
+// same whether it runs alone (its prompt as one ubatch, then one row per
+// step) or shares every step with other sequences (prompts chunked,
+// prompt rows beside other sequences' decode rows, several output rows per
+// batch), for every weight type with distinct kernels.
+func TestBatchInvariance(t *testing.T) {
+	prompts := [][]int32{
+		{1, 300, 301, 302, 303, 304, 305, 306, 307},
+		{1, 40},
+		{1},
+		{1, 50, 51, 52, 53, 54},
+		{1, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 70, 71},
+	}
+	const gen = 5
+	pool := tensor.NewPool(2)
+	defer pool.Close()
+	for _, typ := range []gguf.Type{gguf.TypeF32, gguf.TypeF16, gguf.TypeBF16, gguf.TypeQ8_0, gguf.TypeQ4_0, gguf.TypeQ4_K} {
+		t.Run(typ.String(), func(t *testing.T) {
+			m := loadSynth(t, typ)
+			s, err := NewState(m, pool, 64, 16)
+			if err != nil {
+				t.Fatal(err)
+			}
+			alone := newSeqRuns(t, m, prompts, gen)
+			for _, r := range alone {
+				runSteps(t, s, []*seqRun{r}, 64)
+			}
+			for _, budget := range []int{64, 3} {
+				shared := newSeqRuns(t, m, prompts, gen)
+				runSteps(t, s, shared, budget)
+				for i := range prompts {
+					if err := sameLogits(alone[i].logits, shared[i].logits); err != nil {
+						t.Errorf("budget %d, sequence %d: %v", budget, i, err)
+					}
+				}
+			}
+		})
+	}
+}
+
+func sameLogits(want, got [][]float32) error {
+	if len(want) != len(got) {
+		return fmt.Errorf("%d outputs, alone %d", len(got), len(want))
+	}
+	for k := range want {
+		for v := range want[k] {
+			if math.Float32bits(want[k][v]) != math.Float32bits(got[k][v]) {
+				return fmt.Errorf("output %d, logit %d: %g, alone %g", k, v, got[k][v], want[k][v])
+			}
+		}
+	}
+	return nil
+}

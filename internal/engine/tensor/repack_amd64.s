@@ -1,0 +1,174 @@
+//go:build !noasm
+
+#include "textflag.h"
+
+// AVX2 kernels of the repacked Q4_K arithmetic (ggml_gemv_q4_K_8x8_q8_K and
+// ggml_gemm_q4_K_8x8_q8_K) for one output: the integer sums of a block (or
+// of each 64-element chunk, for gemm) are reduced exactly, then scaled into
+// two float accumulators with scalar fused multiply-adds, as in prompt.go.
+
+DATA nibK<>+0(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA nibK<>+8(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA nibK<>+16(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA nibK<>+24(SB)/8, $0x0f0f0f0f0f0f0f0f
+GLOBL nibK<>(SB), RODATA|NOPTR, $32
+
+// Q4K_SCALES unpacks the 6-bit scales of the block at SI into eight words
+// at 0(SP) and the mins into eight words in X7; it also leaves
+// d = x.d*y.d in X3 and dmin = x.dmin*y.d in X5.
+#define Q4K_SCALES \
+	VMOVSS (DI), X1 \
+	VPBROADCASTW (SI), X2 \
+	VCVTPH2PS X2, X2 \
+	VMULSS X1, X2, X3 \
+	VPBROADCASTW 2(SI), X4 \
+	VCVTPH2PS X4, X4 \
+	VMULSS X1, X4, X5 \
+	MOVL 4(SI), AX \
+	MOVL 8(SI), BX \
+	MOVL 12(SI), R8 \
+	MOVL R8, R9 \
+	SHRL $4, R9 \
+	ANDL $0x0f0f0f0f, R9 \
+	MOVL BX, R10 \
+	SHRL $6, R10 \
+	ANDL $0x03030303, R10 \
+	SHLL $4, R10 \
+	ORL R10, R9 \
+	MOVL BX, R11 \
+	ANDL $0x3f3f3f3f, R11 \
+	MOVL R8, R12 \
+	ANDL $0x0f0f0f0f, R12 \
+	MOVL AX, R10 \
+	SHRL $6, R10 \
+	ANDL $0x03030303, R10 \
+	SHLL $4, R10 \
+	ORL R10, R12 \
+	ANDL $0x3f3f3f3f, AX \
+	SHLQ $32, R12 \
+	ORQ R12, AX \
+	SHLQ $32, R9 \
+	ORQ R9, R11 \
+	VMOVQ AX, X6 \
+	VPMOVZXBW X6, X6 \
+	VMOVDQU X6, 0(SP) \
+	VMOVQ R11, X7 \
+	VPMOVZXBW X7, X7
+
+// Q4K_MINS leaves in X8 the four dwords m[2c]*b[2c] + m[2c+1]*b[2c+1]
+// (b: the 32-element sums of the activation block at DI).
+#define Q4K_MINS \
+	VMOVDQU 260(DI), X8 \
+	VMOVDQU 276(DI), X9 \
+	VPHADDW X9, X8, X8 \
+	VPMADDWD X8, X7, X8
+
+// Q4K_PAIR leaves in Y12 (eight dword lanes) sc[2c]*q.y over the low
+// nibbles of chunk c and sc[2c+1]*q.y over its high nibbles.
+#define Q4K_PAIR(qoff, aoff, soff) \
+	VMOVDQU qoff(SI), Y11 \
+	VPAND Y14, Y11, Y12 \
+	VPSRLW $4, Y11, Y11 \
+	VPAND Y14, Y11, Y11 \
+	VMOVDQU aoff(DI), Y13 \
+	VPMADDUBSW Y13, Y12, Y12 \
+	VPBROADCASTW soff(SP), Y9 \
+	VPMADDWD Y9, Y12, Y12 \
+	VMOVDQU (aoff+32)(DI), Y13 \
+	VPMADDUBSW Y13, Y11, Y11 \
+	VPBROADCASTW (soff+2)(SP), Y9 \
+	VPMADDWD Y9, Y11, Y11 \
+	VPADDD Y11, Y12, Y12
+
+// HSUMD reduces the eight dwords of Y into X's lowest dword (T: scratch).
+#define HSUMD(Y, X, T) \
+	VEXTRACTI128 $1, Y, T \
+	VPADDD T, X, X \
+	VPSHUFD $0x4e, X, T \
+	VPADDD T, X, X \
+	VPSHUFD $0xb1, X, T \
+	VPADDD T, X, X
+
+// GEMM_CHUNK accumulates one chunk's integer sum into X0.
+#define GEMM_CHUNK(qoff, aoff, soff) \
+	Q4K_PAIR(qoff, aoff, soff) \
+	HSUMD(Y12, X12, X11) \
+	VCVTDQ2PS X12, X12 \
+	VFMADD231SS X3, X12, X0
+
+// func gemvQ4KAVX2(w, a *byte, nb int, acc *[2]float32)
+TEXT ·gemvQ4KAVX2(SB), NOSPLIT, $16-32
+	MOVQ w+0(FP), SI
+	MOVQ a+8(FP), DI
+	MOVQ nb+16(FP), CX
+	VXORPS X0, X0, X0
+	VXORPS X10, X10, X10
+	VMOVDQU nibK<>(SB), Y14
+	TESTQ CX, CX
+	JZ gvdone
+gvloop:
+	Q4K_SCALES
+	Q4K_MINS
+	VPSHUFD $0x4e, X8, X9
+	VPADDD X9, X8, X8
+	VPSHUFD $0xb1, X8, X9
+	VPADDD X9, X8, X8
+	VCVTDQ2PS X8, X8
+	VFMADD231SS X5, X8, X10
+	Q4K_PAIR(16, 4, 0)
+	VMOVDQA Y12, Y15
+	Q4K_PAIR(48, 68, 4)
+	VPADDD Y12, Y15, Y15
+	Q4K_PAIR(80, 132, 8)
+	VPADDD Y12, Y15, Y15
+	Q4K_PAIR(112, 196, 12)
+	VPADDD Y12, Y15, Y15
+	HSUMD(Y15, X15, X11)
+	VCVTDQ2PS X15, X15
+	VFMADD231SS X3, X15, X0
+	ADDQ $144, SI
+	ADDQ $292, DI
+	DECQ CX
+	JNZ gvloop
+gvdone:
+	MOVQ acc+24(FP), DX
+	VMOVSS X0, 0(DX)
+	VMOVSS X10, 4(DX)
+	VZEROUPPER
+	RET
+
+// func gemmQ4KAVX2(w, a *byte, nb int, acc *[2]float32)
+TEXT ·gemmQ4KAVX2(SB), NOSPLIT, $16-32
+	MOVQ w+0(FP), SI
+	MOVQ a+8(FP), DI
+	MOVQ nb+16(FP), CX
+	VXORPS X0, X0, X0
+	VXORPS X10, X10, X10
+	VMOVDQU nibK<>(SB), Y14
+	TESTQ CX, CX
+	JZ gmdone
+gmloop:
+	Q4K_SCALES
+	Q4K_MINS
+	VCVTDQ2PS X8, X8
+	VFMADD231SS X5, X8, X10
+	VPSHUFD $0x55, X8, X9
+	VFMADD231SS X5, X9, X10
+	VPSHUFD $0xaa, X8, X9
+	VFMADD231SS X5, X9, X10
+	VPSHUFD $0xff, X8, X9
+	VFMADD231SS X5, X9, X10
+	GEMM_CHUNK(16, 4, 0)
+	GEMM_CHUNK(48, 68, 4)
+	GEMM_CHUNK(80, 132, 8)
+	GEMM_CHUNK(112, 196, 12)
+	ADDQ $144, SI
+	ADDQ $292, DI
+	DECQ CX
+	JNZ gmloop
+gmdone:
+	MOVQ acc+24(FP), DX
+	VMOVSS X0, 0(DX)
+	VMOVSS X10, 4(DX)
+	VZEROUPPER
+	RET
