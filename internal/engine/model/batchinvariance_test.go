@@ -45,9 +45,9 @@ type seqRun struct {
 	prompt []int32
 	gen    int // tokens to decode after the prompt
 	cache  *KVCache
-	fed    int     // prompt rows evaluated
-	next   int32   // next token to decode (-1: none yet)
-	left   int     // decode steps left
+	fed    int   // prompt rows evaluated
+	next   int32 // next token to decode (-1: none yet)
+	left   int   // decode steps left
 	logits [][]float32
 }
 
@@ -89,7 +89,9 @@ func (r *seqRun) step(b *Batch, budget int) {
 }
 
 // done reports whether r has nothing left to evaluate.
-func (r *seqRun) done() bool { return r.fed == len(r.prompt) && (r.left == 0 || r.next < 0 && r.gen == 0) }
+func (r *seqRun) done() bool {
+	return r.fed == len(r.prompt) && (r.left == 0 || r.next < 0 && r.gen == 0)
+}
 
 // runSteps evaluates runs in batches of at most budget rows per sequence
 // per step, all sequences sharing each step, until every run is done.
