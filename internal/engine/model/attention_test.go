@@ -1,0 +1,510 @@
+package model
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"testing"
+
+	"courier/internal/engine/tensor"
+)
+
+// The tests here restate ggml's flash-attention kernels the way ggml runs
+// them — whole ubatches, thread chunks, query tiles that mix rows, masks
+// over every cell of the padded KV length including cells that hold other
+// data — and check that the per-(row, head) kernels give the same bits.
+
+// attnFixture is a sequence's cache filled with random K and V, and random
+// queries for its positions.
+type attnFixture struct {
+	cfg   Config
+	cache *KVCache
+	q     []float32 // [positions][Dim]
+	n     int       // positions filled
+	rng   *rand.Rand
+}
+
+func newAttnFixture(t testing.TB, heads, kvHeads, hd, n int, seed uint64, spread float64) *attnFixture {
+	t.Helper()
+	cfg := Config{Dim: heads * hd, Layers: 1, Heads: heads, KVHeads: kvHeads, HeadDim: hd, Vocab: 8}
+	cache, err := NewPrivateKVCache(&cfg, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &attnFixture{cfg: cfg, cache: cache, q: make([]float32, n*cfg.Dim), n: n, rng: rand.New(rand.NewPCG(seed, 7))}
+	k, v := make([]float32, cfg.KVDim()), make([]float32, cfg.KVDim())
+	for p := 0; p < n; p++ {
+		for i := range k {
+			k[i] = float32(f.rng.NormFloat64() * spread)
+			v[i] = float32(f.rng.NormFloat64())
+		}
+		cache.store(0, p, k, v)
+	}
+	cache.Len = n
+	for i := range f.q {
+		f.q[i] = float32(f.rng.NormFloat64() * spread)
+	}
+	return f
+}
+
+// cell returns a cell's K and V for head group kvh as llama.cpp's cache
+// view would hold them: the sequence's rows up to limit, and other finite
+// data (a later token of the ubatch, an unused cell) after it.
+func (f *attnFixture) cell(t, limit, kvh int) (k, v []uint16) {
+	hd := f.cfg.HeadDim
+	if t <= limit {
+		kr, vr := f.cache.row(0, t)
+		return kr[kvh*hd : (kvh+1)*hd], vr[kvh*hd : (kvh+1)*hd]
+	}
+	k, v = make([]uint16, hd), make([]uint16, hd)
+	for i := range k {
+		k[i] = tensor.FP32ToFP16(float32(f.rng.NormFloat64() * 3))
+		v[i] = tensor.FP32ToFP16(float32(f.rng.NormFloat64() * 3))
+	}
+	return k, v
+}
+
+// newState returns a State over f's shape, its pool running For with
+// threads goroutines (1: serially).
+func (f *attnFixture) newState(t testing.TB, rows int) *State {
+	t.Helper()
+	pool := tensor.NewPool(1)
+	t.Cleanup(pool.Close)
+	s, err := NewState(&Model{Config: f.cfg}, pool, rows, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// attendBatch runs attendRows on a batch of (position, mode) rows of f's
+// sequence and returns the rows' outputs.
+func (f *attnFixture) attendBatch(s *State, pos []int, modes []RowMode) []float32 {
+	dim := f.cfg.Dim
+	b := &Batch{Tokens: make([]int32, len(pos)), Modes: modes}
+	for i, p := range pos {
+		b.Pos = append(b.Pos, int32(p))
+		b.Seqs = append(b.Seqs, f.cache)
+		b.Logits = append(b.Logits, false)
+		copy(s.q[i*dim:(i+1)*dim], f.q[p*dim:(p+1)*dim])
+	}
+	s.attendRows(0, b, len(pos))
+	return append([]float32(nil), s.att[:len(pos)*dim]...)
+}
+
+// refGemm is C[MxN] += A[MxK] * B[KxN] with every element a chain of fused
+// multiply-adds over k in order, as simd_gemm computes it.
+func refGemm(c, a, b []float32, m, k, n int) {
+	for i := 0; i < m; i++ {
+		for j := 0; j < n; j++ {
+			acc := c[i*n+j]
+			for kk := 0; kk < k; kk++ {
+				acc = fma32(a[i*k+kk], b[kk*n+j], acc)
+			}
+			c[i*n+j] = acc
+		}
+	}
+}
+
+// refReduceAdd16 restates _mm512_reduce_add_ps: halves added pairwise down
+// to four lanes, then (0+2)+(1+3).
+func refReduceAdd16(x []float32) float32 {
+	h := append([]float32(nil), x...)
+	for w := 8; w >= 4; w /= 2 {
+		for i := 0; i < w; i++ {
+			h[i] = h[i] + h[i+w]
+		}
+	}
+	return (h[0] + h[2]) + (h[1] + h[3])
+}
+
+// refTiledUbatch runs ggml_compute_forward_flash_attn_ext_tiled over a
+// whole ubatch of rows at positions p0..p0+nq-1 as llama.cpp schedules it
+// with nth threads: nr = nq*heads rows (row index iq1 fastest) cut into
+// chunks, each chunk into query tiles of up to faTileQ rows of one head,
+// each against every KV tile of the padded KV length. It returns
+// [nq][Dim].
+func refTiledUbatch(f *attnFixture, p0, nq, nth int) []float32 {
+	c := &f.cfg
+	hd, heads := c.HeadDim, c.Heads
+	nkv := kvLength(p0 + nq - 1)
+	scale := attnScale(hd)
+	ninf := float32(math.Inf(-1))
+	out := make([]float32, nq*c.Dim)
+	// Cells as the view holds them, per KV head.
+	ck := make([][][]uint16, c.KVHeads)
+	cv := make([][][]uint16, c.KVHeads)
+	for g := range ck {
+		for t := 0; t < nkv; t++ {
+			k, v := f.cell(t, p0+nq-1, g)
+			ck[g], cv[g] = append(ck[g], k), append(cv[g], v)
+		}
+	}
+	masked := func(iq1, t int) bool { return t > p0+iq1 }
+
+	nr := nq * heads
+	chunkSize := (nr + 4*nth - 1) / (4 * nth)
+	nchunk := (nr + chunkSize - 1) / chunkSize
+	if nth == 1 || nchunk < nth {
+		nchunk = nth
+	}
+	dr := (nr + nchunk - 1) / nchunk
+	for ch := 0; ch < nchunk; ch++ {
+		ir0, ir1 := dr*ch, min(dr*ch+dr, nr)
+		for ir := ir0; ir < ir1; {
+			h, iq1 := ir/nq, ir%nq
+			rows := min(faTileQ, ir1-ir, nq-iq1)
+			g := h / (heads / c.KVHeads)
+			qt := make([]float32, faTileQ*hd) // padded with zero rows
+			for r := 0; r < rows; r++ {
+				copy(qt[r*hd:(r+1)*hd], f.q[(p0+iq1+r)*c.Dim+h*hd:][:hd])
+			}
+			m := make([]float32, faTileQ)
+			s := make([]float32, faTileQ)
+			for i := range m {
+				m[i] = ninf
+			}
+			vkq := make([]float32, faTileQ*hd)
+			for ic := 0; ic < nkv; ic += faTileKV {
+				skipTile := true
+				mask := make([]float32, faTileQ*faTileKV)
+				for r := 0; r < rows; r++ {
+					for tk := 0; tk < faTileKV; tk++ {
+						if masked(iq1+r, ic+tk) {
+							mask[r*faTileKV+tk] = ninf
+						} else {
+							skipTile = false
+						}
+					}
+				}
+				if skipTile {
+					continue
+				}
+				kt := make([]float32, hd*faTileKV) // transposed [hd][KV]
+				vt := make([]float32, faTileKV*hd)
+				for tk := 0; tk < faTileKV; tk++ {
+					for d := 0; d < hd; d++ {
+						kt[d*faTileKV+tk] = tensor.FP16ToFP32(ck[g][ic+tk][d])
+						vt[tk*hd+d] = tensor.FP16ToFP32(cv[g][ic+tk][d])
+					}
+				}
+				kq := make([]float32, faTileQ*faTileKV)
+				refGemm(kq, qt, kt, faTileQ, hd, faTileKV)
+				for i := range kq {
+					kq[i] *= scale
+				}
+				for i := 0; i < rows*faTileKV; i++ {
+					kq[i] += mask[i]
+				}
+				for r := 0; r < faTileQ; r++ {
+					row := kq[r*faTileKV : (r+1)*faTileKV]
+					mx := ninf
+					for _, x := range row {
+						mx = max(mx, x)
+					}
+					if mx == ninf {
+						clear(row) // skipped row: zero weights
+						continue
+					}
+					mn := max(m[r], mx)
+					if mn > m[r] {
+						ms := expf(m[r] - mn)
+						for d := 0; d < hd; d++ {
+							vkq[r*hd+d] *= ms
+						}
+						s[r] *= ms
+					}
+					m[r] = mn
+					var sum float64
+					for g0 := 0; g0 < faTileKV; g0 += 16 {
+						for l := g0; l < g0+16; l++ {
+							row[l] = vexpf(row[l] - mn)
+						}
+						sum += float64(refReduceAdd16(row[g0 : g0+16]))
+					}
+					s[r] = float32(float64(s[r]) + sum)
+				}
+				refGemm(vkq, kq, vt, faTileQ, faTileKV, hd)
+			}
+			for r := 0; r < rows; r++ {
+				inv := float32(0)
+				if s[r] != 0 {
+					inv = 1 / s[r]
+				}
+				for d := 0; d < hd; d++ {
+					out[(iq1+r)*c.Dim+h*hd+d] = vkq[r*hd+d] * inv
+				}
+			}
+			ir += rows
+		}
+	}
+	return out
+}
+
+func equalBits(t *testing.T, what string, got, want []float32) {
+	t.Helper()
+	for i := range want {
+		if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+			t.Fatalf("%s: element %d = %v, want %v", what, i, got[i], want[i])
+		}
+	}
+}
+
+func TestTiledAttentionMatchesUbatchKernel(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		heads, kv, hd int
+		p0, nq, nth   int
+		spread        float64
+	}{
+		{"first ubatch 100 rows", 4, 2, 32, 0, 100, 2, 1},
+		{"second ubatch, tiles straddle", 4, 1, 16, 70, 130, 2, 2},
+		{"64 rows, peaky scores", 2, 2, 32, 5, 64, 2, 4},
+		{"one thread", 3, 3, 16, 0, 200, 1, 1.5},
+		{"head 80", 2, 1, 80, 33, 65, 2, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newAttnFixture(t, tc.heads, tc.kv, tc.hd, tc.p0+tc.nq, 1, tc.spread)
+			want := refTiledUbatch(f, tc.p0, tc.nq, tc.nth)
+			s := f.newState(t, tc.nq)
+			pos := make([]int, tc.nq)
+			modes := make([]RowMode, tc.nq)
+			for i := range pos {
+				pos[i] = tc.p0 + i
+				modes[i] = RowPrompt | RowPromptTiledAttention
+			}
+			equalBits(t, "tiled", f.attendBatch(s, pos, modes), want)
+		})
+	}
+}
+
+// refSplitKVDecode runs the split-KV path for one decoded row at pos as
+// ggml does with nth threads: each thread's slice of the padded KV length
+// through the one-chunk kernel (masked cells skipped), then
+// ggml_flash_attn_ext_reduce_partials. It returns [Dim].
+func refSplitKVDecode(f *attnFixture, pos, nth int) []float32 {
+	c := &f.cfg
+	hd := c.HeadDim
+	nkv := kvLength(pos)
+	chunk := (nkv + nth - 1) / nth
+	scale := attnScale(hd)
+	out := make([]float32, c.Dim)
+	qh := make([]uint16, hd)
+	for h := 0; h < c.Heads; h++ {
+		g := h / (c.Heads / c.KVHeads)
+		for i := range qh {
+			qh[i] = tensor.FP32ToFP16(f.q[pos*c.Dim+h*hd+i])
+		}
+		type partial struct {
+			m, s float32
+			vkq  []float32
+		}
+		parts := make([]partial, nth)
+		for th := 0; th < nth; th++ {
+			p := partial{m: float32(math.Inf(-1)), vkq: make([]float32, hd)}
+			lo, hi := th*chunk, min(th*chunk+chunk, nkv)
+			acc := make([]uint16, hd)
+			for ic := lo; ic < hi; ic++ {
+				if ic > pos {
+					continue // mask -Inf
+				}
+				k, v := f.cell(ic, pos, g)
+				sc := dotF16(qh, k) * scale
+				ms, vs := float32(1), float32(1)
+				if sc > p.m {
+					old := p.m
+					p.m = sc
+					ms = expf(old - p.m)
+					scaleF16(acc, ms)
+				} else {
+					vs = expf(sc - p.m)
+				}
+				madF16(acc, v, vs)
+				p.s = fma32(p.s, ms, vs)
+			}
+			for d := range acc {
+				p.vkq[d] = tensor.FP16ToFP32(acc[d])
+			}
+			parts[th] = p
+		}
+		mf, sf := float32(math.Inf(-1)), float32(0)
+		vf := make([]float32, hd)
+		for th, p := range parts {
+			if th*chunk >= nkv || p.s == 0 {
+				continue
+			}
+			mn := max(mf, p.m)
+			so, sn := expf(mf-mn), expf(p.m-mn)
+			for d := range vf {
+				vf[d] = fma32(vf[d], so, p.vkq[d]*sn)
+			}
+			sf = fma32(sf, so, p.s*sn)
+			mf = mn
+		}
+		if sf != 0 {
+			inv := 1 / sf
+			for d := range vf {
+				vf[d] *= inv
+			}
+		}
+		copy(out[h*hd:], vf)
+	}
+	return out
+}
+
+func TestSplitKVDecodeMatchesThreadedKernel(t *testing.T) {
+	f := newAttnFixture(t, 4, 2, 32, 1100, 2, 1.5)
+	s := f.newState(t, 1)
+	for _, pos := range []int{256, 300, 383, 384, 511, 512, 700, 767, 900, 1099} {
+		want := refSplitKVDecode(f, pos, refThreads)
+		got := f.attendBatch(s, []int{pos}, []RowMode{RowDecode})
+		equalBits(t, fmt.Sprint("split-KV at ", pos), got, want)
+	}
+	// Below splitKVMin, and while the second slice is empty, the decode
+	// row equals the one-chunk kernel bit for bit.
+	for _, pos := range []int{0, 10, 255} {
+		got := f.attendBatch(s, []int{pos}, []RowMode{RowDecode})
+		want := f.attendBatch(s, []int{pos}, []RowMode{RowPrompt})
+		equalBits(t, "short decode", got, want)
+	}
+	// The split changes the arithmetic somewhere once both slices hold
+	// cells (otherwise this test would not test it).
+	differs := false
+	for pos := 300; pos < 400 && !differs; pos++ {
+		a := f.attendBatch(s, []int{pos}, []RowMode{RowDecode})
+		b := f.attendBatch(s, []int{pos}, []RowMode{RowPrompt})
+		for i := range a {
+			differs = differs || a[i] != b[i]
+		}
+	}
+	if !differs {
+		t.Error("split-KV decode never differs from the one-chunk kernel")
+	}
+}
+
+func TestKvLength(t *testing.T) {
+	for _, c := range []struct{ pos, want int }{{0, 256}, {255, 256}, {256, 512}, {511, 512}, {512, 768}} {
+		if got := kvLength(c.pos); got != c.want {
+			t.Errorf("kvLength(%d) = %d, want %d", c.pos, got, c.want)
+		}
+	}
+}
+
+// TestAttentionRowIndependentOfBatch evaluates the same rows in batches of
+// different shapes — a whole prompt, chunks of it, rows mixed with rows of
+// another sequence, in reverse order — and requires the same bits for each
+// row with the same mode.
+func TestAttentionRowIndependentOfBatch(t *testing.T) {
+	const n = 300
+	f := newAttnFixture(t, 4, 2, 16, n, 3, 1.5)
+	other := newAttnFixture(t, 4, 2, 16, n, 4, 1.5)
+	dim := f.cfg.Dim
+	s := f.newState(t, n)
+	pos := make([]int, n)
+	modes := make([]RowMode, n)
+	for i := range pos {
+		pos[i] = i
+		modes[i] = PromptRowMode(i, n)
+		if i >= 280 {
+			modes[i] = RowDecode // generated tokens, some on the split-KV path
+		}
+	}
+	whole := f.attendBatch(s, pos, modes)
+	// Chunks of 37 rows.
+	for lo := 0; lo < n; lo += 37 {
+		hi := min(lo+37, n)
+		got := f.attendBatch(s, pos[lo:hi], modes[lo:hi])
+		equalBits(t, "chunked", got, whole[lo*dim:hi*dim])
+	}
+	// Reverse order, interleaved with rows of another sequence.
+	b := &Batch{}
+	for i := n - 1; i >= 0; i -= 3 {
+		for _, src := range []*attnFixture{f, other} {
+			b.Tokens = append(b.Tokens, 0)
+			b.Pos = append(b.Pos, int32(i))
+			b.Seqs = append(b.Seqs, src.cache)
+			b.Logits = append(b.Logits, false)
+			b.Modes = append(b.Modes, modes[i])
+			r := len(b.Tokens) - 1
+			copy(s.q[r*dim:(r+1)*dim], src.q[i*dim:(i+1)*dim])
+		}
+	}
+	s.attendRows(0, b, b.Len())
+	for r := 0; r < b.Len(); r += 2 {
+		i := int(b.Pos[r])
+		equalBits(t, "mixed", s.att[r*dim:(r+1)*dim], whole[i*dim:(i+1)*dim])
+	}
+}
+
+// goroutineFor is a parallelFor that really runs calls concurrently, one
+// goroutine per worker taking indices from a shared counter.
+type goroutineFor struct{ threads int }
+
+func (g goroutineFor) Threads() int { return g.threads }
+
+func (g goroutineFor) For(n int, fn func(worker, i int)) {
+	var mu sync.Mutex
+	next := 0
+	var wg sync.WaitGroup
+	for w := 0; w < g.threads; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				i := next
+				next++
+				mu.Unlock()
+				if i >= n {
+					return
+				}
+				fn(w, i)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func TestAttentionParallelEqualsSerial(t *testing.T) {
+	const n = 130
+	f := newAttnFixture(t, 4, 2, 32, 600, 5, 1)
+	pos := make([]int, 0, n+3)
+	modes := make([]RowMode, 0, n+3)
+	for i := 0; i < n; i++ {
+		pos, modes = append(pos, i), append(modes, PromptRowMode(i, n))
+	}
+	pos, modes = append(pos, 20, 400, 599), append(modes, RowPrompt, RowDecode, RowDecode)
+	serial := f.attendBatch(f.newState(t, len(pos)), pos, modes)
+	s := f.newState(t, len(pos))
+	s.attn.setup(s)
+	s.attn.par = goroutineFor{threads: 3}
+	s.attn.workers = make([]attnWorker, 3)
+	for i := range s.attn.workers {
+		s.attn.workers[i].init(f.cfg.HeadDim)
+	}
+	equalBits(t, "parallel", f.attendBatch(s, pos, modes), serial)
+}
+
+func TestAttentionAllocatesNothing(t *testing.T) {
+	const n = 70
+	f := newAttnFixture(t, 4, 2, 32, 600, 6, 1)
+	pool := tensor.NewPool(2)
+	defer pool.Close()
+	s, err := NewState(&Model{Config: f.cfg}, pool, n, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &Batch{}
+	for i := 0; i < n; i++ {
+		p, m := i, PromptRowMode(i, n)
+		if i == n-1 {
+			p, m = 599, RowDecode
+		}
+		b.Tokens, b.Pos, b.Seqs = append(b.Tokens, 0), append(b.Pos, int32(p)), append(b.Seqs, f.cache)
+		b.Logits, b.Modes = append(b.Logits, false), append(b.Modes, m)
+	}
+	if allocs := testing.AllocsPerRun(3, func() { s.attendRows(0, b, n) }); allocs != 0 {
+		t.Fatalf("attendRows allocates %v times per call", allocs)
+	}
+}
