@@ -219,11 +219,8 @@ func parseLine(raw []byte, endpoint string, exec Executor) parsedLine {
 	}
 	var in inputLine
 	if err := json.Unmarshal(raw, &in); err != nil {
-		// Keep the custom_id when only the rest is broken.
-		var idOnly struct{ CustomID string `json:"custom_id"` }
-		_ = json.Unmarshal(raw, &idOnly)
 		l := bad("invalid_json", "not a JSON object of {custom_id, method, url, body}: %v", err)
-		l.msg.CustomID = idOnly.CustomID
+		l.msg.CustomID = salvageCustomID(raw)
 		return l
 	}
 	var l parsedLine
@@ -343,4 +340,23 @@ func (m *Manager) CancelBatch(ctx context.Context, owner, id string) (*Batch, er
 	}
 	m.watch(id)
 	return &rec.Batch, nil
+}
+
+// salvageCustomID finds the custom_id of a line that is not valid JSON, so
+// that its error still names it: the JSON string after the first
+// "custom_id": key, or "".
+func salvageCustomID(raw []byte) string {
+	_, rest, ok := bytes.Cut(raw, []byte(`"custom_id"`))
+	if !ok {
+		return ""
+	}
+	rest = bytes.TrimLeft(rest, " \t")
+	if len(rest) == 0 || rest[0] != ':' {
+		return ""
+	}
+	var id string
+	if json.NewDecoder(bytes.NewReader(bytes.TrimLeft(rest[1:], " \t"))).Decode(&id) != nil {
+		return ""
+	}
+	return id
 }

@@ -8,10 +8,10 @@ import (
 
 // Store errors; implementations wrap them so that errors.Is matches.
 var (
-	ErrNotFound = errors.New("jobs: not found")        // no such key, object or record (or not the caller's)
-	ErrExists   = errors.New("jobs: already exists")   // Create on an existing key
+	ErrNotFound = errors.New("jobs: not found")         // no such key, object or record (or not the caller's)
+	ErrExists   = errors.New("jobs: already exists")    // Create on an existing key
 	ErrConflict = errors.New("jobs: revision conflict") // Update lost a race
-	ErrTooLarge = errors.New("jobs: too large")        // a value or message over the store's limit
+	ErrTooLarge = errors.New("jobs: too large")         // a value or message over the store's limit
 )
 
 // KV is one key-value bucket. Keys are dot-separated tokens of

@@ -1,0 +1,263 @@
+package jobs_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"courier/internal/bus/natsbus"
+	"courier/internal/jobs"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// echo answers every line with its body; bodies with "fail" get a 400 and
+// "busy" a 503 on the first two tries.
+type echo struct{ busy atomic.Int32 }
+
+func (e *echo) Execute(ctx context.Context, url string, body []byte) (int, string, []byte) {
+	switch {
+	case bytes.Contains(body, []byte("fail")):
+		return 400, "r", []byte(`{"error":{"message":"bad","type":"invalid_request_error","param":null,"code":"invalid_value"}}`)
+	case bytes.Contains(body, []byte("busy")) && e.busy.Add(1) <= 2:
+		return 503, "r", []byte(`{"error":{}}`)
+	}
+	return 200, "req-1", fmt.Appendf(nil, `{"url":%q,"echo":%s}`, url, body)
+}
+
+func (e *echo) Executable(url string) bool { return url == "/v1/completions" || url == "/v1/chat/completions" }
+
+type room int
+
+func (r room) Room() int { return int(r) }
+
+func startManager(t *testing.T, dir string) (*jobs.Manager, func()) {
+	t.Helper()
+	srv, err := natsbus.StartServer(natsbus.ServerConfig{Name: "t", DataDir: dir}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := srv.Connect("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	st, err := natsbus.OpenJobStore(ctx, conn, natsbus.JobStoreConfig{AckWait: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := jobs.New(jobs.Config{Tick: 20 * time.Millisecond, StallAfter: 300 * time.Millisecond}, st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(ctx, &echo{}, room(8)); err != nil {
+		t.Fatal(err)
+	}
+	stop := func() {
+		if err := m.Close(ctx); err != nil {
+			t.Error(err)
+		}
+		_ = conn.Close(ctx)
+		_ = srv.Shutdown(ctx)
+	}
+	return m, stop
+}
+
+func waitBatch(t *testing.T, m *jobs.Manager, owner, id string) *jobs.Batch {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		b, err := m.Batch(context.Background(), owner, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.Status == jobs.StatusCompleted || b.Status == jobs.StatusFailed || b.Status == jobs.StatusCancelled {
+			return b
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("batch still %s: %+v", b.Status, b.RequestCounts)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func readLines(t *testing.T, data []byte) []jobs.OutputLine {
+	var out []jobs.OutputLine
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var l jobs.OutputLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatalf("output line %q: %v", sc.Text(), err)
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+func TestBatchLifecycle(t *testing.T) {
+	m, stop := startManager(t, t.TempDir())
+	defer stop()
+	ctx := context.Background()
+	var in strings.Builder
+	const n = 60
+	for i := range n {
+		switch i % 6 {
+		case 1:
+			fmt.Fprintf(&in, "{\"custom_id\":\"c%d\",\"method\":\"POST\",\"url\":\"/v1/completions\",\"body\":{\"prompt\":\"fail\"}}\n", i)
+		case 2:
+			fmt.Fprintf(&in, "{\"custom_id\":\"c%d\", not json\n", i)
+		case 3:
+			fmt.Fprintf(&in, "{\"custom_id\":\"c%d\",\"url\":\"/v1/nope\",\"body\":{}}\n", i)
+		case 4:
+			fmt.Fprintf(&in, "{\"custom_id\":\"c%d\",\"body\":{\"prompt\":\"busy\"}}\n", i)
+		default:
+			fmt.Fprintf(&in, "{\"custom_id\":\"c%d\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":{\"i\":%d}}\n\n", i, i)
+		}
+	}
+	f, err := m.UploadFile(ctx, "alice", "in.jsonl", jobs.PurposeBatch, []byte(in.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.File(ctx, "bob", f.ID); err == nil {
+		t.Fatal("bob sees alice's file")
+	}
+	if _, err := m.CreateBatch(ctx, "bob", jobs.BatchRequest{InputFileID: f.ID, Endpoint: "/v1/completions"}); err == nil {
+		t.Fatal("bob batches alice's file")
+	}
+	b, err := m.CreateBatch(ctx, "alice", jobs.BatchRequest{InputFileID: f.ID, Endpoint: "/v1/completions"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = waitBatch(t, m, "alice", b.ID)
+	if b.Status != jobs.StatusCompleted || b.RequestCounts.Total != n {
+		t.Fatalf("batch %+v", b)
+	}
+	seen := map[string]int{}
+	var okLines, errLines []jobs.OutputLine
+	if b.OutputFileID != "" {
+		data, err := m.FileContent(ctx, "alice", b.OutputFileID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		okLines = readLines(t, data)
+	}
+	data, err := m.FileContent(ctx, "alice", b.ErrorFileID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errLines = readLines(t, data)
+	for _, l := range append(okLines, errLines...) {
+		seen[l.CustomID]++
+	}
+	for i := range n {
+		if seen[fmt.Sprintf("c%d", i)] != 1 {
+			t.Errorf("c%d appears %d times", i, seen[fmt.Sprintf("c%d", i)])
+		}
+	}
+	if got, want := b.RequestCounts.Completed, len(okLines); got != want || want != 30 {
+		t.Errorf("completed %d, output lines %d, want 30", got, want)
+	}
+	if _, err := m.Batch(ctx, "bob", b.ID); err == nil {
+		t.Error("bob sees alice's batch")
+	}
+	list, more, err := m.Batches(ctx, "alice", "", 10)
+	if err != nil || len(list) != 1 || more {
+		t.Errorf("list: %v %v %v", list, more, err)
+	}
+}
+
+func TestRecoveryAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	m, stop := startManager(t, dir)
+	ctx := context.Background()
+	var in strings.Builder
+	for i := range 200 {
+		fmt.Fprintf(&in, "{\"custom_id\":\"c%d\",\"body\":{\"i\":%d}}\n", i, i)
+	}
+	f, err := m.UploadFile(ctx, "", "in.jsonl", jobs.PurposeBatch, []byte(in.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := m.CreateBatch(ctx, "", jobs.BatchRequest{InputFileID: f.ID, Endpoint: "/v1/completions"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop() // possibly mid-batch
+	m, stop = startManager(t, dir)
+	defer stop()
+	b = waitBatch(t, m, "", b.ID)
+	data, err := m.FileContent(ctx, "", b.OutputFileID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := readLines(t, data); len(lines) != 200 || b.RequestCounts.Completed != 200 {
+		t.Fatalf("%d output lines, counts %+v", len(lines), b.RequestCounts)
+	}
+}
+
+func TestAsyncJob(t *testing.T) {
+	m, stop := startManager(t, t.TempDir())
+	defer stop()
+	ctx := context.Background()
+	j, err := m.Submit(ctx, "alice", "/v1/completions", "tiny", []byte(`{"model":"tiny"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for j.Status != jobs.JobCompleted {
+		time.Sleep(10 * time.Millisecond)
+		if j, err = m.Job(ctx, "alice", j.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if j.Response.StatusCode != 200 || !bytes.Contains(j.Response.Body, []byte(`"echo":{"model":"tiny"}`)) {
+		t.Fatalf("response %+v %s", j.Response, j.Response.Body)
+	}
+	if _, err := m.Job(ctx, "bob", j.ID); err == nil {
+		t.Fatal("bob sees alice's job")
+	}
+	list, _, err := m.Jobs(ctx, "alice", jobs.JobFilter{Status: jobs.JobCompleted, Model: "tiny", Limit: 10})
+	if err != nil || len(list) != 1 {
+		t.Fatalf("jobs list %v %v", list, err)
+	}
+}
+
+func TestCancelBatch(t *testing.T) {
+	m, stop := startManager(t, t.TempDir())
+	defer stop()
+	ctx := context.Background()
+	var in strings.Builder
+	for i := range 3000 {
+		fmt.Fprintf(&in, "{\"custom_id\":\"c%d\",\"body\":{\"i\":%d}}\n", i, i)
+	}
+	f, _ := m.UploadFile(ctx, "", "in.jsonl", jobs.PurposeBatch, []byte(in.String()))
+	b, err := m.CreateBatch(ctx, "", jobs.BatchRequest{InputFileID: f.ID, Endpoint: "/v1/completions"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.CancelBatch(ctx, "", b.ID); err != nil {
+		t.Fatal(err)
+	}
+	b = waitBatch(t, m, "", b.ID)
+	if b.Status != jobs.StatusCancelled || b.RequestCounts.Total+b.RequestCounts.Completed == 0 {
+		t.Fatalf("%+v", b)
+	}
+	n := 0
+	for _, id := range []string{b.OutputFileID, b.ErrorFileID} {
+		if id != "" {
+			data, _ := m.FileContent(ctx, "", id)
+			n += len(readLines(t, data))
+		}
+	}
+	if n != 3000 {
+		t.Fatalf("%d lines in the files, want 3000", n)
+	}
+}
