@@ -29,7 +29,9 @@ func BenchmarkReadBandwidth(b *testing.B) {
 }
 
 // BenchmarkMatMul reports the weight bytes streamed per second and the ratio
-// to the measured read bandwidth. Copies of the matrix totalling more than
+// to the measured read bandwidth, for one decode row, 16 decode rows
+// (batched decoding: bytes/s of one pass over the weights for all 16), and
+// a 16-row prompt ubatch. Copies of the matrix totalling more than
 // the last-level cache are cycled so that the weights come from memory.
 func BenchmarkMatMul(b *testing.B) {
 	types := []gguf.Type{gguf.TypeQ8_0, gguf.TypeQ4_0, gguf.TypeQ4_K, gguf.TypeQ6_K, gguf.TypeF32, gguf.TypeF16,
@@ -40,8 +42,16 @@ func BenchmarkMatMul(b *testing.B) {
 	ws := NewWorkspace(cols, 16)
 	r := rand.New(rand.NewPCG(1, 1))
 	for _, typ := range types {
-		for _, n := range []int{1, 16} {
-			b.Run(fmt.Sprintf("%v/%dx%d/n=%d", typ, rows, cols, n), func(b *testing.B) {
+		for _, tc := range []struct {
+			n      int
+			decode bool
+		}{{1, true}, {16, true}, {16, false}} {
+			n := tc.n
+			kind := "prompt"
+			if tc.decode {
+				kind = "decode"
+			}
+			b.Run(fmt.Sprintf("%v/%dx%d/%s/n=%d", typ, rows, cols, kind, n), func(b *testing.B) {
 				m := randMatrix(b, r, typ, rows, cols)
 				copies := max(1, (768<<20)/len(m.Data))
 				all := make([]byte, copies*len(m.Data))
@@ -54,12 +64,16 @@ func BenchmarkMatMul(b *testing.B) {
 				}
 				x := randRow(r, n*cols, 1)
 				out := make([]float32, n*rows)
+				modes := make([]RowMode, n) // RowDecode
+				if !tc.decode {
+					UbatchModes(modes)
+				}
 				bw := benchBandwidth()
 				b.SetBytes(int64(len(m.Data)))
 				b.ReportAllocs()
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
-					p.MatMul(out, mats[i%copies], x, n, ws)
+					p.MatMulModes(out, mats[i%copies], x, modes, ws)
 				}
 				sec := b.Elapsed().Seconds()
 				gbs := float64(len(m.Data)) * float64(b.N) / sec
