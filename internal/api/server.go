@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"courier/internal/bus"
+	"courier/internal/jobs"
 	"courier/internal/metrics"
 )
 
@@ -51,6 +52,7 @@ type server struct {
 
 	metricsHandler http.Handler
 	routes         map[string]route
+	jobs           *jobs.Manager // nil: no Files, Batches, Jobs or async (jobs.go)
 
 	// Hooks replaced by golden tests for stable output.
 	now   func() time.Time
@@ -132,6 +134,9 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok && strings.HasPrefix(r.URL.Path, "/v1/models/") {
 		rt, ok = route{http.MethodGet, "model", true, s.model}, true
 	}
+	if !ok {
+		rt, ok = s.jobRoute(r)
+	}
 	label := "other"
 	if ok {
 		label = rt.label
@@ -150,6 +155,9 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != rt.method && !(rt.method == http.MethodGet && r.Method == http.MethodHead) {
 		rec.Header().Set("Allow", rt.method)
 		writeError(rec, errorf(CodeMethodNotAllowed, "", "%s %s: use %s", r.Method, r.URL.Path, rt.method), 0)
+		return
+	}
+	if s.respondAsync(rec, r) {
 		return
 	}
 	rt.handler(rec, r)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"courier/internal/api"
+	"courier/internal/jobs"
 )
 
 // Roles.
@@ -93,6 +94,16 @@ type Node struct {
 
 	// API configures the HTTP gateway.
 	API api.Config
+
+	// Jobs configures files, batches and async jobs (gateway, serve; they
+	// need JetStream on the bus).
+	Jobs jobs.Config
+	// BatchAckWait is how long a batch line may run unconfirmed before the
+	// queue hands it to another runner (after a crash); 0 means 30 s.
+	BatchAckWait time.Duration
+	// BatchReserve is the slots per worker kept free of batch work for
+	// interactive requests.
+	BatchReserve int
 }
 
 // Default returns the defaults for role.
@@ -104,6 +115,7 @@ func Default(role string) Node {
 		QueueLimit:        64,
 		HeartbeatInterval: time.Second,
 		DrainTimeout:      30 * time.Second,
+		BatchReserve:      1,
 	}
 }
 
@@ -159,6 +171,9 @@ func (c Node) Validate() error {
 	if c.HeartbeatTimeout < 0 || (c.Role == RoleServe && c.HeartbeatTimeout > 0 && c.HeartbeatTimeout <= c.HeartbeatInterval) {
 		bad("--heartbeat-timeout %v must exceed the interval %v", c.HeartbeatTimeout, c.HeartbeatInterval)
 	}
+	if c.Jobs.ResultsTTL < 0 || c.BatchAckWait < 0 || c.BatchReserve < 0 || c.Jobs.Concurrency < 0 {
+		bad("--results-ttl, --batch-ack-wait, --batch-reserve and --batch-concurrency must not be negative")
+	}
 	if c.DrainTimeout < 0 {
 		bad("--drain-timeout %v is negative", c.DrainTimeout)
 	}
@@ -186,6 +201,10 @@ func Bind(fs *flag.FlagSet, c *Node) {
 		fs.IntVar(&c.API.MaxPromptChars, "max-prompt-chars", c.API.MaxPromptChars, "longest prompt in characters (0: default)")
 		fs.IntVar(&c.API.DefaultMaxTokens, "default-max-tokens", c.API.DefaultMaxTokens, "max_tokens when a request sets none (0: default 512)")
 		fs.DurationVar(&c.API.RequestTimeout, "request-timeout", c.API.RequestTimeout, "deadline for a request to start (0: default 60s)")
+		fs.DurationVar(&c.Jobs.ResultsTTL, "results-ttl", c.Jobs.ResultsTTL, "how long finished batches, their files and async job results are kept (0: 7 days)")
+		fs.DurationVar(&c.BatchAckWait, "batch-ack-wait", c.BatchAckWait, "a batch line unconfirmed this long runs again elsewhere (0: 30s)")
+		fs.IntVar(&c.BatchReserve, "batch-reserve", c.BatchReserve, "slots per worker kept free of batch work for interactive requests")
+		fs.IntVar(&c.Jobs.Concurrency, "batch-concurrency", c.Jobs.Concurrency, "batch lines this gateway runs at once (0: 16)")
 		fs.DurationVar(&c.HeartbeatTimeout, "heartbeat-timeout", c.HeartbeatTimeout, "silence after which a worker is lost (0: 3 heartbeats)")
 	}
 	if c.Role != RoleServe {

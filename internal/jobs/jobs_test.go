@@ -33,7 +33,9 @@ func (e *echo) Execute(ctx context.Context, url string, body []byte) (int, strin
 	return 200, "req-1", fmt.Appendf(nil, `{"url":%q,"echo":%s}`, url, body)
 }
 
-func (e *echo) Executable(url string) bool { return url == "/v1/completions" || url == "/v1/chat/completions" }
+func (e *echo) Executable(url string) bool {
+	return url == "/v1/completions" || url == "/v1/chat/completions"
+}
 
 type room int
 

@@ -27,6 +27,9 @@ type Config struct {
 	// Tick is the monitor's period (count flushes, completion checks);
 	// 0 means 250 ms.
 	Tick time.Duration
+	// KeepAlive is how often a running line extends its ack deadline on
+	// the queue (keep it well under the queue's ack wait); 0 means 5 s.
+	KeepAlive time.Duration
 	// StallAfter recounts a running batch from its results when its counts
 	// did not move for that long; 0 means 3 s.
 	StallAfter time.Duration
@@ -50,6 +53,9 @@ func (c *Config) fill() {
 	}
 	if c.Tick <= 0 {
 		c.Tick = 250 * time.Millisecond
+	}
+	if c.KeepAlive <= 0 {
+		c.KeepAlive = 5 * time.Second
 	}
 	if c.StallAfter <= 0 {
 		c.StallAfter = 3 * time.Second
@@ -248,3 +254,6 @@ func (m *Manager) executor() Executor {
 	defer m.mu.Unlock()
 	return m.exec
 }
+
+// MaxFileBytes is the largest file UploadFile takes.
+func (m *Manager) MaxFileBytes() int64 { return m.cfg.MaxFileBytes }

@@ -17,9 +17,6 @@ type runner struct {
 	done chan struct{} // capacity 1: a line finished
 }
 
-// keepAlive is how often a running line extends its ack deadline.
-const keepAlive = 5 * time.Second
-
 func (r *runner) run() {
 	defer r.m.wg.Done()
 	ctx := r.m.ctx
@@ -92,7 +89,7 @@ func (r *runner) execute(d Delivery, msg *lineMsg) (status int, reqID string, bo
 	alive := make(chan struct{})
 	go func() {
 		defer close(alive)
-		t := time.NewTicker(keepAlive)
+		t := time.NewTicker(r.m.cfg.KeepAlive)
 		defer t.Stop()
 		for {
 			select {

@@ -3,11 +3,14 @@
 //
 // Start order (serve): embedded NATS server → one worker per model (engine,
 // worker, bus host) → gateway (waits until it has seen every local worker)
-// → HTTP listener.
+// → jobs manager (JetStream buckets; unfinished batches recovered; its
+// runner starts) → HTTP listener.
 //
 // Stop order, written once here and followed by every role:
 //  1. HTTP: stop accepting, wait for in-flight requests (workers still run,
-//     so their streams finish).
+//     so their streams finish). Then the jobs manager takes no new batch
+//     lines and waits for the running ones (when ctx ends first, they are
+//     left unacked and run again after a restart).
 //  2. Worker hosts stop accepting (request subjects unsubscribed, a draining
 //     heartbeat sent).
 //  3. Workers drain: held generations finish, or are cancelled when the
@@ -33,11 +36,13 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"courier/internal/api"
 	"courier/internal/bus/natsbus"
 	"courier/internal/config"
 	"courier/internal/engine"
+	"courier/internal/jobs"
 	"courier/internal/worker"
 )
 
@@ -54,6 +59,7 @@ type Node struct {
 	server  *natsbus.Server // serve only
 	gwConn  *natsbus.Conn
 	gateway *natsbus.Gateway
+	jobs    *jobs.Manager // nil without JetStream
 	http    *http.Server
 	ln      net.Listener
 	httpErr chan error // receives Serve's error; capacity 1
@@ -177,7 +183,9 @@ func (n *Node) startGateway(ctx context.Context, dial func(string) (*natsbus.Con
 			}
 		}
 	}
-	h, err := api.New(n.cfg.API, n.gateway, prometheus.NewRegistry(), n.log)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	h, err := api.New(n.cfg.API, n.gateway, reg, n.log)
 	if err != nil {
 		return fmt.Errorf("node: api: %w", err)
 	}
@@ -239,6 +247,9 @@ func (n *Node) shutdown(ctx context.Context) error {
 			_ = n.http.Close()
 		}
 		n.wg.Wait()
+	}
+	if n.jobs != nil { // 1, jobs
+		keep(n.jobs.Close(ctx))
 	}
 	for _, w := range n.workers { // 2
 		if w.host != nil {

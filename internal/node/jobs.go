@@ -1,0 +1,72 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"courier/internal/api"
+	"courier/internal/bus/natsbus"
+	"courier/internal/jobs"
+)
+
+// startJobs opens the job store on the gateway's connection, starts the
+// jobs manager and returns the HTTP handler with the jobs endpoints. A bus
+// without JetStream serves the generation endpoints only.
+func (n *Node) startJobs(ctx context.Context) (http.Handler, error) {
+	reg := prometheus.NewRegistry()
+	st, err := natsbus.OpenJobStore(ctx, n.gwConn, natsbus.JobStoreConfig{AckWait: n.cfg.BatchAckWait})
+	if errors.Is(err, natsbus.ErrNoJetStream) {
+		n.log.Info("the bus has no JetStream: files, batches and async jobs are off")
+		h, err := api.New(n.cfg.API, n.gateway, reg, n.log)
+		if err != nil {
+			return nil, fmt.Errorf("node: api: %w", err)
+		}
+		return h, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("node: job store: %w", err)
+	}
+	jc := n.cfg.Jobs
+	if ack := n.cfg.BatchAckWait; ack > 0 && jc.KeepAlive == 0 {
+		jc.KeepAlive = ack / 3
+	}
+	if n.jobs, err = jobs.New(jc, st, n.log); err != nil {
+		return nil, fmt.Errorf("node: jobs: %w", err)
+	}
+	h, exec, err := api.NewWithJobs(n.cfg.API, n.gateway, n.jobs, reg, n.log)
+	if err != nil {
+		return nil, fmt.Errorf("node: api: %w", err)
+	}
+	if err := n.jobs.Start(ctx, exec, batchCapacity{g: n.gateway, reserve: n.cfg.BatchReserve}); err != nil {
+		return nil, fmt.Errorf("node: jobs: %w", err)
+	}
+	return h, nil
+}
+
+// batchCapacity lets batch work use the slots beyond reserve on each live
+// worker, and none while any interactive request waits for a slot.
+type batchCapacity struct {
+	g       *natsbus.Gateway
+	reserve int
+}
+
+var _ jobs.Capacity = batchCapacity{}
+
+func (c batchCapacity) Room() int {
+	for _, d := range c.g.QueueDepths() {
+		if d > 0 {
+			return 0
+		}
+	}
+	room := 0
+	for _, hb := range c.g.Workers() {
+		if !hb.Draining && !hb.Stopped {
+			room += max(0, hb.FreeSlots-c.reserve)
+		}
+	}
+	return room
+}
