@@ -16,8 +16,7 @@ import (
 // startJobs opens the job store on the gateway's connection, starts the
 // jobs manager and returns the HTTP handler with the jobs endpoints. A bus
 // without JetStream serves the generation endpoints only.
-func (n *Node) startJobs(ctx context.Context) (http.Handler, error) {
-	reg := prometheus.NewRegistry()
+func (n *Node) startJobs(ctx context.Context, reg *prometheus.Registry) (http.Handler, error) {
 	st, err := natsbus.OpenJobStore(ctx, n.gwConn, natsbus.JobStoreConfig{AckWait: n.cfg.BatchAckWait})
 	if errors.Is(err, natsbus.ErrNoJetStream) {
 		n.log.Info("the bus has no JetStream: files, batches and async jobs are off")

@@ -185,9 +185,9 @@ func (n *Node) startGateway(ctx context.Context, dial func(string) (*natsbus.Con
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	h, err := api.New(n.cfg.API, n.gateway, reg, n.log)
+	h, err := n.startJobs(ctx, reg)
 	if err != nil {
-		return fmt.Errorf("node: api: %w", err)
+		return err
 	}
 	if n.ln, err = net.Listen("tcp", n.cfg.Addr); err != nil {
 		return fmt.Errorf("node: listen: %w", err)
