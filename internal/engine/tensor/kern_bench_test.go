@@ -1,0 +1,32 @@
+package tensor
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"courier/internal/engine/gguf"
+)
+
+// BenchmarkKernelInCache times the group kernels of one class on a small
+// matrix that stays in cache (compute cost only), one thread.
+func BenchmarkKernelInCache(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, typ := range []gguf.Type{gguf.TypeQ8_0, gguf.TypeQ4_0, gguf.TypeQ4_K, gguf.TypeF32, gguf.TypeF16} {
+		for _, n := range []int{1, 4} {
+			b.Run(typ.String()+map[int]string{1: "/n=1", 4: "/n=4"}[n], func(b *testing.B) {
+				const rows, cols = 512, 2048
+				w := randMatrix(b, r, typ, rows, cols)
+				p := NewPool(1)
+				defer p.Close()
+				ws := NewWorkspace(cols, n)
+				x := randRow(r, n*cols, 1)
+				out := make([]float32, n*rows)
+				modes := make([]RowMode, n)
+				b.SetBytes(int64(len(w.Data)))
+				for b.Loop() {
+					p.MatMulModes(out, w, x, modes, ws)
+				}
+			})
+		}
+	}
+}
