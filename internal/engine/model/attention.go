@@ -75,11 +75,11 @@ type attnScratch struct {
 
 // attnWorker is one thread's working vectors.
 type attnWorker struct {
-	qh   []uint16              // [HeadDim] query rounded to F16 (one chunk)
-	acc  []uint16              // [HeadDim] F16 accumulator of weighted values (one chunk)
-	vkq  []float32             // [HeadDim] F32 accumulator (tiled, split-KV merge)
-	kq   [faTileKV]float32     // scores of one key tile (tiled)
-	kf   [faTileKV][]float32   // [faTileKV][HeadDim] one key tile in F32 (tiled)
+	qh  []uint16          // [HeadDim] query rounded to F16 (one chunk)
+	acc []uint16          // [HeadDim] F16 accumulator of weighted values (one chunk)
+	vkq []float32         // [HeadDim] F32 accumulator (tiled, split-KV merge)
+	kq  [faTileKV]float32 // scores of one key tile (tiled)
+	kt  []float32         // [HeadDim][faTileKV] one key tile in F32, transposed (tiled)
 }
 
 func (a *attnScratch) init(headDim int) { a.headDim = headDim }
@@ -106,10 +106,7 @@ func (w *attnWorker) init(hd int) {
 	w.qh = make([]uint16, hd)
 	w.acc = make([]uint16, hd)
 	w.vkq = make([]float32, hd)
-	buf := make([]float32, faTileKV*hd)
-	for i := range w.kf {
-		w.kf[i] = buf[i*hd : (i+1)*hd]
-	}
+	w.kt = make([]float32, hd*faTileKV)
 }
 
 // attendRows computes causal attention for the first n rows of b in layer
@@ -220,9 +217,30 @@ func (w *attnWorker) oneChunk(seq *KVCache, layer, kvOff, lo, hi int, scale floa
 			vs = expf(score - maxScore)
 		}
 		madF16(w.acc, vrow[kvOff:kvOff+hd], vs)
-		sum = fma32(sum, ms, vs) // S = S*ms + vs, contracted by GCC
+		sum = fmaf(sum, ms, vs) // S = S*ms + vs, contracted by GCC
 	}
 	return maxScore, sum
+}
+
+// fmaf returns a*b+c rounded once to float32, as VFMADD does, like
+// tensor.FMA32 but with a fast path: a*b is exact in float64, so s =
+// float64(a*b+c) is the exact sum rounded once, and rounding s again to
+// float32 gives the correctly rounded result unless s landed exactly on a
+// midpoint between two float32 values (then, or when s is below float32's
+// normal range, zero included, the exact path decides).
+func fmaf(a, b, c float32) float32 {
+	if r, ok := fmaFast(a, b, c); ok {
+		return r
+	}
+	return tensor.FMA32(a, b, c)
+}
+
+// fmaFast is fmaf's fast path, small enough to be inlined into the hot
+// loops: it reports false when the exact path must decide.
+func fmaFast(a, b, c float32) (float32, bool) {
+	s := float64(a)*float64(b) + float64(c)
+	u := math.Float64bits(s)
+	return float32(s), u&(1<<29-1) != 1<<28 && (u>>52)&0x7ff >= 1023-126
 }
 
 // dotF16 is ggml_vec_dot_f16 (AVX-512, no FP16 arithmetic) on two F16
@@ -240,7 +258,12 @@ func dotF16(a, b []uint16) float32 {
 			for j := range acc {
 				for l := range acc[j] {
 					e := i + 16*j + l
-					acc[j][l] = fma32(tensor.FP16ToFP32(a[e]), tensor.FP16ToFP32(b[e]), acc[j][l])
+					x, y := tensor.FP16ToFP32(a[e]), tensor.FP16ToFP32(b[e])
+					r, ok := fmaFast(x, y, acc[j][l])
+					if !ok {
+						r = tensor.FMA32(x, y, acc[j][l])
+					}
+					acc[j][l] = r
 				}
 			}
 		}
@@ -290,6 +313,11 @@ func scaleF16(y []uint16, s float32) {
 func madF16(y, x []uint16, s float32) {
 	x = x[:len(y)]
 	for i, v := range y {
-		y[i] = tensor.FP32ToFP16(fma32(tensor.FP16ToFP32(x[i]), s, tensor.FP16ToFP32(v)))
+		xf, yf := tensor.FP16ToFP32(x[i]), tensor.FP16ToFP32(v)
+		r, ok := fmaFast(xf, s, yf)
+		if !ok {
+			r = tensor.FMA32(xf, s, yf)
+		}
+		y[i] = tensor.FP32ToFP16(r)
 	}
 }

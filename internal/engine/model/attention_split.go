@@ -45,9 +45,9 @@ func (w *attnWorker) attendSplitKV(seq *KVCache, layer, kvOff, pos int, q, out [
 		mNew := fmaxf(mFinal, mc)
 		scaleOld, scaleNew := expf(mFinal-mNew), expf(mc-mNew)
 		for d, v := range w.acc {
-			vkq[d] = fma32(vkq[d], scaleOld, tensor.FP16ToFP32(v)*scaleNew)
+			vkq[d] = fmaf(vkq[d], scaleOld, tensor.FP16ToFP32(v)*scaleNew)
 		}
-		sFinal = fma32(sFinal, scaleOld, sc*scaleNew)
+		sFinal = fmaf(sFinal, scaleOld, sc*scaleNew)
 		mFinal = mNew
 	}
 	if sFinal != 0 {

@@ -508,3 +508,79 @@ func TestAttentionAllocatesNothing(t *testing.T) {
 		t.Fatalf("attendRows allocates %v times per call", allocs)
 	}
 }
+
+// BenchmarkAttention measures attendRows on a 512-row prompt ubatch
+// (tiled kernel) and on one decoded row at position 2047 (split KV), with
+// 8 heads of 64 (2 KV heads) and the pool's threads.
+func BenchmarkAttention(b *testing.B) {
+	const n = 512
+	f := newAttnFixture(b, 8, 2, 64, 2048, 8, 1)
+	pool := tensor.NewPool(0)
+	defer pool.Close()
+	s, err := NewState(&Model{Config: f.cfg}, pool, n, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	batch := func(pos []int, mode RowMode) *Batch {
+		bt := &Batch{}
+		for _, p := range pos {
+			bt.Tokens, bt.Pos, bt.Seqs = append(bt.Tokens, 0), append(bt.Pos, int32(p)), append(bt.Seqs, f.cache)
+			bt.Logits, bt.Modes = append(bt.Logits, false), append(bt.Modes, mode)
+		}
+		return bt
+	}
+	prompt := make([]int, n)
+	for i := range prompt {
+		prompt[i] = i
+	}
+	b.Run("prompt512", func(b *testing.B) {
+		bt := batch(prompt, RowPrompt|RowPromptTiledAttention)
+		for b.Loop() {
+			s.attendRows(0, bt, n)
+		}
+	})
+	b.Run("prompt512-onechunk", func(b *testing.B) {
+		bt := batch(prompt, RowPrompt)
+		for b.Loop() {
+			s.attendRows(0, bt, n)
+		}
+	})
+	b.Run("decode2047", func(b *testing.B) {
+		bt := batch([]int{2047}, RowDecode)
+		for b.Loop() {
+			s.attendRows(0, bt, 1)
+		}
+	})
+}
+
+func TestFmafIsFMA32(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	check := func(a, b, c float32) {
+		if got, want := fmaf(a, b, c), tensor.FMA32(a, b, c); math.Float32bits(got) != math.Float32bits(want) {
+			t.Fatalf("fmaf(%g, %g, %g) = %g, want %g", a, b, c, got, want)
+		}
+	}
+	for i := 0; i < 1_000_000; i++ {
+		a := float32(rng.NormFloat64() * math.Exp2(float64(rng.IntN(60)-30)))
+		b := float32(rng.NormFloat64() * math.Exp2(float64(rng.IntN(60)-30)))
+		c := float32(rng.NormFloat64() * math.Exp2(float64(rng.IntN(80)-40)))
+		check(a, b, c)
+		// c a float32 midpoint away from a*b's rounding: a*b + c lands
+		// near a float32 tie, where double rounding would go wrong.
+		p := float64(a) * float64(b)
+		check(a, b, float32(-p)) // cancellation
+		u := math.Float32bits(float32(p))
+		check(1+0x1p-23, math.Float32frombits(u&^1), -math.Float32frombits(u&^1))
+	}
+	// Double rounding: (1+2^-12)^2 + 2^-60 = 1 + 2^-11 + 2^-24 + 2^-60
+	// rounds to a float32 tie in float64, which float32() would round down
+	// to even; the exact result rounds up.
+	a, c := float32(1+0x1p-12), float32(0x1p-60)
+	if naive := float32(float64(a)*float64(a) + float64(c)); naive == tensor.FMA32(a, a, c) {
+		t.Fatal("the double-rounding case does not double-round")
+	}
+	check(a, a, c)
+	for _, c := range [][3]float32{{0, 5, 0}, {-0.0, 1, 0}, {1e-30, 1e-30, 0}, {1e-20, 1e-20, 1e-45}, {3e38, 2, 0}} {
+		check(c[0], c[1], c[2])
+	}
+}

@@ -51,26 +51,37 @@ func (w *attnWorker) attendTiled(seq *KVCache, layer, kvOff, pos int, q, out []f
 	m, sum := float32(math.Inf(-1)), float32(0)
 	for ic := 0; ic <= pos; ic += faTileKV {
 		nv := min(faTileKV, pos+1-ic) // unmasked cells of this tile
-		tileMax := float32(math.Inf(-1))
-		for tk := 0; tk < faTileKV; tk++ {
-			if tk >= nv {
-				w.kq[tk] = float32(math.Inf(-1))
-				continue
-			}
+		// The key tile transposed to F32, [hd][faTileKV], and the scores:
+		// one fused multiply-add chain per key over the dimensions in
+		// order (independent chains side by side, as simd_gemm's lanes).
+		kt := w.kt
+		for tk := 0; tk < nv; tk++ {
 			krow, _ := seq.row(layer, ic+tk)
-			kf := w.kf[tk]
 			for d, v := range krow[kvOff : kvOff+hd] {
-				kf[d] = tensor.FP16ToFP32(v)
+				kt[d*faTileKV+tk] = tensor.FP16ToFP32(v)
 			}
-			var acc float32
-			for d, x := range q {
-				acc = fma32(x, kf[d], acc)
+		}
+		kq := w.kq[:nv]
+		clear(kq)
+		for d, x := range q {
+			for tk, k := range kt[d*faTileKV : d*faTileKV+nv] {
+				r, ok := fmaFast(x, k, kq[tk])
+				if !ok {
+					r = tensor.FMA32(x, k, kq[tk])
+				}
+				kq[tk] = r
 			}
-			s := acc * scale
-			w.kq[tk] = s
+		}
+		tileMax := float32(math.Inf(-1))
+		for tk := range kq {
+			s := kq[tk] * scale
+			kq[tk] = s
 			if !(tileMax > s) { // ggml_vec_max_f32's MAX
 				tileMax = s
 			}
+		}
+		for tk := nv; tk < faTileKV; tk++ {
+			w.kq[tk] = float32(math.Inf(-1)) // masked
 		}
 		if tileMax == float32(math.Inf(-1)) {
 			continue // skip[]: the row's weights in this tile are zeroed
@@ -89,7 +100,12 @@ func (w *attnWorker) attendTiled(seq *KVCache, layer, kvOff, pos int, q, out []f
 			_, vrow := seq.row(layer, ic+tk)
 			p := w.kq[tk]
 			for d, v := range vrow[kvOff : kvOff+hd] {
-				vkq[d] = fma32(p, tensor.FP16ToFP32(v), vkq[d])
+				vf := tensor.FP16ToFP32(v)
+				r, ok := fmaFast(p, vf, vkq[d])
+				if !ok {
+					r = tensor.FMA32(p, vf, vkq[d])
+				}
+				vkq[d] = r
 			}
 		}
 	}
