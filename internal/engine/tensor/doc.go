@@ -55,17 +55,34 @@
 // accumulation and, for Q4_K gemm, their own activation quantizer. libm.go
 // reproduces glibc's expf/sinf/cosf, which the forward pass needs bit for bit.
 //
+// # Row modes (batch invariance)
+//
+// MatMulModes takes one RowMode per activation row and applies to each row
+// the kernel llama.cpp uses for such a row in single-stream evaluation
+// (RowDecode: vec_dot or repacked gemv; RowPrompt: tinyBLAS where the shape
+// qualifies; RowPromptGemm: repacked gemm and its activation quantizer), so
+// a row's outputs are bit for bit the same whatever else shares the call.
+// MatMul(n) is MatMulModes with the modes of one n-row ubatch
+// (UbatchModes). Rows are grouped by kernel (a permutation kept in the
+// Workspace) and the group kernels apply each weight load to several rows
+// at once, interleaving rows in registers without changing any row's
+// accumulation order.
+//
 // # Kernels and threading
 //
 // Each weight type has a generic (pure Go) kernel, the reference, and
-// possibly an assembly one (amd64, AVX2/AVX-512) that must agree with it bit
-// for bit; tests compare both (FuzzVecDot too). The assembly (dot_amd64.s:
-// Q8_0, Q4_0, Q4_K, Q6_K, F32, F16 with AVX2+FMA+F16C, chosen at init with
-// golang.org/x/sys/cpu) is left out with the build tag noasm; the other types
-// run the generic kernels everywhere. A Pool is a fixed set of worker goroutines
-// started by NewPool and stopped by Close; MatMul converts the activation
-// rows once into a Workspace, then the pool's threads (the caller included)
-// take chunks of weight rows from an atomic counter, and each weight row is
-// applied to all activation rows while it is in cache. MatMul allocates
-// nothing; calls on one Pool are serialized by a mutex.
+// possibly assembly ones (amd64) that must agree with it bit for bit; tests
+// compare both (FuzzVecDot, TestMatMulModesRowInvariant). AVX2+FMA+F16C:
+// vec_dot Q8_0, Q4_0, Q4_K, Q6_K, F32, F16 (dot_amd64.s); repacked Q4_K
+// gemv/gemm (repack_amd64.s); multi-row Q8_0 and four-outputs-in-lanes
+// repacked Q4_0 (multi_amd64.s). AVX-512F: four-row F32/F16 vec_dot and
+// 2x4-output tinyBLAS F32/F16 (float_avx512_amd64.s). All are chosen at init
+// with golang.org/x/sys/cpu and left out with the build tag noasm; BF16,
+// Q4_1, Q5_0, Q5_1, Q5_K and the activation quantizers are generic
+// everywhere. A Pool is a fixed set of worker goroutines started by NewPool
+// and stopped by Close; MatMul converts the activation rows once into a
+// Workspace, then the pool's threads (the caller included) take chunks of
+// whole groups of eight weight rows from an atomic counter, and each group
+// is applied to all activation rows while it is in cache. MatMul allocates
+// nothing; calls on one Pool (MatMul, For) are serialized by a mutex.
 package tensor
