@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -42,6 +43,10 @@ type room int
 func (r room) Room() int { return int(r) }
 
 func startManager(t *testing.T, dir string) (*jobs.Manager, func()) {
+	return startManagerCfg(t, dir, jobs.Config{Tick: 20 * time.Millisecond, StallAfter: 300 * time.Millisecond})
+}
+
+func startManagerCfg(t *testing.T, dir string, cfg jobs.Config) (*jobs.Manager, func()) {
 	t.Helper()
 	srv, err := natsbus.StartServer(natsbus.ServerConfig{Name: "t", DataDir: dir}, nil)
 	if err != nil {
@@ -56,7 +61,7 @@ func startManager(t *testing.T, dir string) (*jobs.Manager, func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := jobs.New(jobs.Config{Tick: 20 * time.Millisecond, StallAfter: 300 * time.Millisecond}, st, nil)
+	m, err := jobs.New(cfg, st, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,5 +266,34 @@ func TestCancelBatch(t *testing.T) {
 	}
 	if n != 3000 {
 		t.Fatalf("%d lines in the files, want 3000", n)
+	}
+}
+
+func TestResultsExpire(t *testing.T) {
+	m, stop := startManagerCfg(t, t.TempDir(), jobs.Config{Tick: 20 * time.Millisecond, ResultsTTL: time.Second, SweepEvery: 100 * time.Millisecond})
+	defer stop()
+	ctx := context.Background()
+	f, _ := m.UploadFile(ctx, "", "in.jsonl", jobs.PurposeBatch, []byte(`{"custom_id":"a","body":{}}`+"\n"))
+	b, err := m.CreateBatch(ctx, "", jobs.BatchRequest{InputFileID: f.ID, Endpoint: "/v1/completions"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = waitBatch(t, m, "", b.ID)
+	j, _ := m.Submit(ctx, "", "/v1/completions", "", []byte(`{}`))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, errB := m.Batch(ctx, "", b.ID)
+		_, errF := m.File(ctx, "", b.OutputFileID)
+		jj, errJ := m.Job(ctx, "", j.ID)
+		if errors.Is(errB, jobs.ErrNotFound) && errors.Is(errF, jobs.ErrNotFound) && errors.Is(errJ, jobs.ErrNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not expired: batch %v, output file %v, job %v %+v", errB, errF, errJ, jj)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := m.File(ctx, "", f.ID); err != nil {
+		t.Errorf("the input file expired too: %v", err)
 	}
 }

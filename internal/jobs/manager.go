@@ -27,6 +27,10 @@ type Config struct {
 	// Tick is the monitor's period (count flushes, completion checks);
 	// 0 means 250 ms.
 	Tick time.Duration
+	// SweepEvery is how often every record is read, to adopt unfinished
+	// batches of other (or crashed) processes and to delete expired ones;
+	// 0 means 30 s.
+	SweepEvery time.Duration
 	// KeepAlive is how often a running line extends its ack deadline on
 	// the queue (keep it well under the queue's ack wait); 0 means 5 s.
 	KeepAlive time.Duration
@@ -53,6 +57,9 @@ func (c *Config) fill() {
 	}
 	if c.Tick <= 0 {
 		c.Tick = 250 * time.Millisecond
+	}
+	if c.SweepEvery <= 0 {
+		c.SweepEvery = 30 * time.Second
 	}
 	if c.KeepAlive <= 0 {
 		c.KeepAlive = 5 * time.Second

@@ -7,10 +7,6 @@ import (
 	"time"
 )
 
-// rescanEvery is how often the monitor reads every record: to adopt
-// unfinished batches of other (or crashed) processes and to expire old ones.
-const rescanEvery = 30 * time.Second
-
 // cancelGrace lets lines running at a cancel finish before the files are
 // written.
 const cancelGrace = time.Second
@@ -35,7 +31,7 @@ func (m *Manager) monitor() {
 				m.log.Warn("batch check", "batch", id, "err", err)
 			}
 		}
-		if m.now().Sub(lastScan) >= rescanEvery {
+		if m.now().Sub(lastScan) >= m.cfg.SweepEvery {
 			lastScan = m.now()
 			if err := m.rescan(ctx, false); err != nil && ctx.Err() == nil {
 				m.log.Warn("jobs rescan", "err", err)
