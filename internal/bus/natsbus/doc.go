@@ -1,7 +1,7 @@
 // Package natsbus carries Courier's bus messages over NATS. It is the only
 // package that imports NATS.
 //
-// It owns three things:
+// It owns four things:
 //
 //   - Server: an embedded nats-server (in-process connections only unless
 //     Listen is set; JetStream file storage under DataDir; optional cluster
@@ -17,6 +17,10 @@
 //     already delivered, so the stream continues without gap or duplicate.
 //   - Host: the worker side. It serves a Handler (package worker) on the
 //     worker's request subjects, forwards cancels, and publishes heartbeats.
+//   - OpenJobStore: package jobs' storage on JetStream — key-value buckets
+//     for file, batch, job and line-result records, an object store for
+//     file contents, and the COURIER_WORK work-queue stream for batch lines
+//     and async jobs (jobstore.go, batchqueue.go; docs/jobs.md).
 //
 // Ordering and ownership: every goroutine is started by the type that owns
 // it and is waited for by its Close. Chunks of one request are published by
