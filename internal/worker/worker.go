@@ -24,6 +24,14 @@ type Engine interface {
 
 var _ Engine = (*engine.Engine)(nil)
 
+// capacityReporter is the optional capability of engines with a paged KV
+// cache: the worker reports it in heartbeats.
+type capacityReporter interface {
+	Capacity() engine.Capacity
+}
+
+var _ capacityReporter = (*engine.Engine)(nil)
+
 // Renderer renders a chat into a prompt with the model's template (tmpl may
 // be "", asking for a plain fallback).
 type Renderer func(tmpl string, msgs []bus.ChatMessage, bos, eos string) (string, error)
@@ -153,6 +161,11 @@ func (w *Worker) Heartbeat() bus.Heartbeat {
 	}
 	if w.draining {
 		hb.FreeSlots = 0
+	}
+	if c, ok := w.eng.(capacityReporter); ok {
+		cp := c.Capacity()
+		hb.KVBlocks, hb.FreeKVBlocks = cp.KVBlocks, cp.FreeKVBlocks
+		hb.PrefixLookups, hb.PrefixHits = cp.PrefixLookups, cp.PrefixHits
 	}
 	for k := range w.active {
 		if !slices.Contains(hb.Active, k.id) {
