@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 
 	"courier/internal/bus"
@@ -17,6 +18,13 @@ func (w *Worker) run(ctx context.Context, req *bus.Request, send func(*bus.Chunk
 	seq := max(req.ResumeSeq, 1)
 	fail := func(code, msg string) *bus.Chunk {
 		return &bus.Chunk{ID: req.ID, Seq: seq, Attempt: req.Attempt, Error: &bus.Error{Code: code, Message: msg}}
+	}
+	switch req.Kind {
+	case bus.KindClassification:
+		return w.classify(ctx, req, send)
+	case bus.KindCompletion, bus.KindChat, "": // "": a completion, as before kinds were checked
+	default:
+		return fail(bus.CodeInvalidRequest, fmt.Sprintf("unknown request kind %q", req.Kind))
 	}
 	prompt, err := w.prompt(req)
 	if err != nil {
