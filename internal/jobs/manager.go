@@ -77,9 +77,12 @@ type Manager struct {
 	log *slog.Logger
 	now func() time.Time
 
-	ctx    context.Context // ended by Close
-	cancel context.CancelFunc
-	wg     sync.WaitGroup // runner, monitor, enqueuers, line executions
+	ctx       context.Context // ended by Close once running lines finished
+	cancel    context.CancelFunc
+	stop      context.Context // ended at the start of Close: take no new lines
+	stopFetch context.CancelFunc
+	wg        sync.WaitGroup // runner, monitor, enqueuers, line executions
+	lines     sync.WaitGroup // line executions
 
 	mu        sync.Mutex
 	exec      Executor               // guarded by mu; set by Start
@@ -112,8 +115,9 @@ func New(cfg Config, st Store, log *slog.Logger) (*Manager, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	stop, stopFetch := context.WithCancel(ctx)
 	return &Manager{
-		cfg: cfg, st: st, log: log, now: time.Now, ctx: ctx, cancel: cancel,
+		cfg: cfg, st: st, log: log, now: time.Now, ctx: ctx, cancel: cancel, stop: stop, stopFetch: stopFetch,
 		active: map[string]*batchWatch{}, enqueuing: map[string]bool{}, status: map[string]statusEntry{},
 	}, nil
 }
@@ -143,8 +147,9 @@ func (m *Manager) Start(ctx context.Context, exec Executor, capacity Capacity) e
 }
 
 // Close stops taking new lines, waits for the lines running here to finish
-// (or ctx; unfinished lines are left unacked and run again later, here or
-// elsewhere), flushes counts and waits for every goroutine.
+// (when ctx ends first they are cancelled and left unacked, to run again
+// later, here or elsewhere), stops the monitor, flushes counts and waits for
+// every goroutine.
 func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Lock()
 	if m.closed {
@@ -153,18 +158,43 @@ func (m *Manager) Close(ctx context.Context) error {
 	}
 	m.closed = true
 	m.mu.Unlock()
+	m.stopFetch()
+	var err error
+	if !waitCtx(ctx, &m.lines) {
+		err = fmt.Errorf("jobs: close: running lines: %w", ctx.Err())
+	}
 	m.cancel()
-	done := make(chan struct{})
-	go func() { m.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
+	if !waitCtx(ctx, &m.wg) {
 		return fmt.Errorf("jobs: close: %w", ctx.Err())
 	}
 	fctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	m.flushCounts(fctx)
-	return nil
+	return err
+}
+
+// addLines counts n line executions about to start; false once closed.
+func (m *Manager) addLines(n int) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return false
+	}
+	m.wg.Add(n)
+	m.lines.Add(n)
+	return true
+}
+
+// waitCtx waits for wg or ctx and reports whether wg finished.
+func waitCtx(ctx context.Context, wg *sync.WaitGroup) bool {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // goOwned runs fn on a goroutine the Manager waits for; false once closed.

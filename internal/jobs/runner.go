@@ -19,7 +19,7 @@ type runner struct {
 
 func (r *runner) run() {
 	defer r.m.wg.Done()
-	ctx := r.m.ctx
+	ctx := r.m.stop
 	for ctx.Err() == nil {
 		room := min(r.cap.Room(), cap(r.sem)-len(r.sem))
 		if room <= 0 {
@@ -34,9 +34,14 @@ func (r *runner) run() {
 			}
 			continue
 		}
+		if !r.m.addLines(len(ds)) {
+			for _, d := range ds {
+				_ = d.Nak(0) // closing: another runner takes it
+			}
+			return
+		}
 		for _, d := range ds {
 			r.sem <- struct{}{}
-			r.m.wg.Add(1)
 			go r.handle(d)
 		}
 		if len(ds) > 0 {
@@ -65,6 +70,7 @@ func (r *runner) handle(d Delivery) {
 		case r.done <- struct{}{}:
 		default:
 		}
+		r.m.lines.Done()
 		r.m.wg.Done()
 	}()
 	var msg lineMsg
