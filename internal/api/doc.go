@@ -1,7 +1,8 @@
 // Package api is Courier's OpenAI-compatible HTTP gateway: wire types, the
 // error catalog, request validation, the handlers for /v1/models,
-// /v1/completions and /v1/chat/completions (JSON and SSE), and the health and
-// metrics endpoints.
+// /v1/completions and /v1/chat/completions (JSON and SSE),
+// /v1/classifications (label probabilities from the model's log-likelihood
+// of each label), and the health and metrics endpoints.
 //
 // The gateway never runs a model. It validates and authenticates a request,
 // turns it into a bus.Request, hands it to a Dispatcher and relays the

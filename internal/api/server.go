@@ -122,6 +122,7 @@ func newServer(cfg Config, d Dispatcher, reg prometheus.Registerer, log *slog.Lo
 		"/v1/models":           {http.MethodGet, "models", true, s.models},
 		"/v1/completions":      {http.MethodPost, "completions", true, s.completions},
 		"/v1/chat/completions": {http.MethodPost, "chat_completions", true, s.chatCompletions},
+		"/v1/classifications":  {http.MethodPost, "classifications", true, s.classifications},
 	}
 	return s, nil
 }
