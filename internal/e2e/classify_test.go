@@ -12,12 +12,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"courier/internal/api"
+	"courier/internal/bus"
+	"courier/internal/bus/natsbus"
+	"courier/internal/config"
 	"courier/internal/engine"
 	"courier/internal/worker"
 )
@@ -237,4 +242,88 @@ func BenchmarkClassify(b *testing.B) {
 	b.ReportMetric(total/viaServe.Seconds(), "serve-class/s")
 	b.ReportMetric(total/direct.Seconds(), "direct-class/s")
 	b.ReportMetric(float64((viaServe-direct).Microseconds())/float64(b.N), "added-µs/req")
+}
+
+// TestClassifyKillWorker kills the worker process scoring a classification
+// with SIGKILL after a few inputs; the gateway re-dispatches it with the
+// next seq, the other worker starts at that input, and every input is
+// answered exactly once with engine.Score's logprobs.
+func TestClassifyKillWorker(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	modelPath(t)
+	bin, err := buildCourier()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := natsbus.StartServer(natsbus.ServerConfig{Name: "ext", Listen: "127.0.0.1:0"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	procs := map[string]*exec.Cmd{
+		"wa": startWorkerProcess(t, bin, srv.ClientURL(), "wa"),
+		"wb": startWorkerProcess(t, bin, srv.ClientURL(), "wb"),
+	}
+	gc := config.Default(config.RoleGateway)
+	gc.NATSURL = srv.ClientURL()
+	gc.HeartbeatTimeout = time.Second
+	gw := startNode(t, gc)
+	ctx := testCtx(t)
+	if err := gw.Gateway().WaitWorkers(ctx, modelName, 2); err != nil {
+		t.Fatal(err)
+	}
+	texts := make([]string, 48)
+	for i := range texts {
+		texts[i] = fmt.Sprintf("%s, said child number %d", sentimentTexts[i%2], i)
+	}
+	st, err := gw.Gateway().Dispatch(ctx, &bus.Request{ID: "kill-classify", Model: modelName, Kind: bus.KindClassification,
+		Inputs: texts, Labels: sentimentLabels})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	got := map[int][]float64{}
+	killed := ""
+	for {
+		c, err := st.Next(ctx)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Error != nil {
+			t.Fatalf("error chunk %+v", c.Error)
+		}
+		if c.Scores == nil {
+			continue
+		}
+		if _, dup := got[c.Scores.Index]; dup {
+			t.Fatalf("input %d answered twice", c.Scores.Index)
+		}
+		got[c.Scores.Index] = c.Scores.Logprobs
+		if len(got) == 5 && killed == "" {
+			killed = c.Worker
+			if err := procs[killed].Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if killed == "" || len(got) != len(texts) {
+		t.Fatalf("killed %q, %d of %d inputs answered", killed, len(got), len(texts))
+	}
+	e, err := engine.Load(modelPath(t), engine.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	want := directScores(t, e, "", texts, sentimentLabels)
+	for i := range texts {
+		if !slices.Equal(got[i], want[i]) {
+			t.Fatalf("input %d: %v, engine.Score says %v", i, got[i], want[i])
+		}
+	}
+	t.Logf("killed %s after 5 inputs; all %d answered once", killed, len(texts))
 }
