@@ -136,3 +136,34 @@ func TestClassificationWorkerError(t *testing.T) {
 		t.Fatalf("GET: status %d", w.Code)
 	}
 }
+
+// FuzzClassifications: garbage bodies never yield a 5xx or a panic, and
+// every answer is an error JSON or a valid JSON body. The scripted worker
+// answers two inputs over two labels whatever was asked, which the format
+// must survive too (results for inputs that were not sent are dropped).
+func FuzzClassifications(f *testing.F) {
+	for _, s := range []string{
+		`{"model":"tiny","input":"hi","labels":["a","b"]}`,
+		`{"model":"tiny","input":["a","b","c"],"labels":["a","b"],"template":"{input}{labels}"}`,
+		`{"model":"tiny","input":[null],"labels":[null,"a"]}`,
+		`{"model":"tiny","input":{"a":1},"labels":["",""]}`,
+		`{"model":"tiny","input":"x","labels":["a","b"],"template":null}`,
+		`[]`, `null`, `{`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	d, _ := scripted(
+		bus.Chunk{Scores: &bus.Scores{Index: 1, Logprobs: []float64{-1, -2}, Tokens: 4}},
+		bus.Chunk{Scores: &bus.Scores{Index: 0, Logprobs: []float64{math.NaN(), -2}, Tokens: 4}},
+		bus.Chunk{FinishReason: "stop"})
+	h := newTestServer(f, Config{MaxBodyBytes: 1 << 16, MaxPromptChars: 1 << 12}, d)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		w := do(h, "POST", "/v1/classifications", string(body))
+		if w.Code >= 500 {
+			t.Fatalf("status %d for %q: %s", w.Code, body, w.Body)
+		}
+		if !json.Valid(w.Body.Bytes()) {
+			t.Fatalf("status %d: invalid JSON %q", w.Code, w.Body)
+		}
+	})
+}
