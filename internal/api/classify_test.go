@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"math"
 	"slices"
@@ -166,4 +167,22 @@ func FuzzClassifications(f *testing.F) {
 			t.Fatalf("status %d: invalid JSON %q", w.Code, w.Body)
 		}
 	})
+}
+
+// TestClassificationAsBatchLine: a batch line naming /v1/classifications
+// runs through the same handler and answers the synchronous body.
+func TestClassificationAsBatchLine(t *testing.T) {
+	d, rec := scripted(classifyChunks()...)
+	s := newTestServer(t, Config{}, d)
+	if !s.Executable("/v1/classifications") {
+		t.Fatal("/v1/classifications is not executable as a batch line")
+	}
+	status, id, body := s.Execute(context.Background(), "/v1/classifications", []byte(`{"model":"tiny","input":["good","bad"],"labels":["a","b","c"]}`))
+	if status != 200 || id != "test0001" || rec.last().Kind != bus.KindClassification {
+		t.Fatalf("status %d id %q: %s", status, id, body)
+	}
+	var got Classifications
+	if err := json.Unmarshal(body, &got); err != nil || len(got.Data) != 2 || got.Data[1].Label != "b" {
+		t.Fatalf("%s: %v", body, err)
+	}
 }
