@@ -2,7 +2,10 @@
 // only when it has a free slot (so the gateway never over-fills it), turns
 // the request into an engine call (chat template, tokens, sampling), streams
 // every generated token back as a numbered bus.Chunk and ends with one final
-// chunk (finish reason and usage, or an error code).
+// chunk (finish reason and usage, or an error code). A classification
+// request (bus.KindClassification) generates nothing: each input's labels
+// are scored with the engine's Score and sent as one Scores chunk per
+// input, Seq k for input k-1 (classify.go).
 //
 // Promises:
 //   - Admit never blocks on generation; a full worker answers
