@@ -11,8 +11,12 @@
 // token for token: activations are quantized to the weight's vec-dot type
 // inside tensor.MatMul, RMSNorm sums squares in float64, RoPE angles are
 // built by repeated float32 multiplication, K and V are stored as F16, and
-// attention follows ggml's flash-attention kernel (Q rounded to F16, online
-// softmax, V accumulated in F16).
+// attention follows ggml's flash-attention kernels: the one-chunk kernel (Q
+// rounded to F16, online softmax, V accumulated in F16), the tiled kernel
+// for prompt rows of ubatches of 64 rows or more, and the split-KV kernel
+// for decode rows once the padded KV length reaches 512. Which kernel a row
+// takes follows its RowMode (see rowmode.go), never the batch's shape, so
+// batching, chunked prefill and prefix caching do not change results.
 //
 // All buffers are allocated once by NewState; Forward allocates nothing.
 package model
