@@ -50,9 +50,15 @@ func (e *Engine) Score(ctx context.Context, prompt []int32, conts [][]int32) ([]
 func (e *Engine) score(ctx context.Context, st *model.State, prompt []int32, conts [][]int32, out []float64) error {
 	base := model.NewKVCache(e.kv, e.info.ContextLength)
 	defer base.Release()
+	modes := make([]model.RowMode, len(prompt))
+	for i := range modes {
+		modes[i] = model.PromptRowMode(i, len(prompt))
+	}
+	// Classification prompts often share an instruction: reuse its blocks.
+	done := base.MatchPrefix(prompt, modes, len(prompt)-1)
 	b := &model.Batch{}
 	var first []float32
-	for start := 0; start < len(prompt); start += st.MaxRows() {
+	for start := done; start < len(prompt); start += st.MaxRows() {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -62,7 +68,7 @@ func (e *Engine) score(ctx context.Context, st *model.State, prompt []int32, con
 		}
 		resetBatch(b)
 		for i := start; i < end; i++ {
-			addRow(b, prompt[i], i, base, i == len(prompt)-1, model.PromptRowMode(i, len(prompt)))
+			addRow(b, prompt[i], i, base, i == len(prompt)-1, modes[i])
 		}
 		logits, err := st.Forward(b)
 		if err != nil {
@@ -70,6 +76,7 @@ func (e *Engine) score(ctx context.Context, st *model.State, prompt []int32, con
 		}
 		first = logits
 	}
+	base.Commit(prompt, modes, len(prompt))
 	vocab := e.info.VocabSize
 	lse := logSumExp(first[:vocab])
 	for j, c := range conts {

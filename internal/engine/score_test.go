@@ -12,7 +12,7 @@ import (
 // Generate reports: the greedy continuation's score is the sum of its
 // tokens' logprobs, and it beats other continuations of the same length.
 func TestScoreMatchesGeneration(t *testing.T) {
-	e, err := Load(testutil.Model(t, "stories260K.gguf"), Options{Slots: 2})
+	e, err := Load(testutil.Model(t, "stories260K.gguf"), Options{Slots: 2, KVBlockSize: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,6 +44,18 @@ func TestScoreMatchesGeneration(t *testing.T) {
 	}
 	if scores[3] < scores[0] {
 		t.Fatalf("a prefix scores %v below the whole %v", scores[3], scores[0])
+	}
+	again, err := e.Score(context.Background(), prompt, [][]int32{greedy, other1, other2, greedy[:1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range scores {
+		if again[i] != scores[i] {
+			t.Fatalf("score %d is %v with the prompt cached, %v without", i, again[i], scores[i])
+		}
+	}
+	if e.Capacity().PrefixHits == 0 {
+		t.Fatal("the second Score did not reuse the prompt's blocks")
 	}
 	if free, total := e.Slots(); free != total || e.Capacity().FreeKVBlocks != e.Capacity().KVBlocks {
 		t.Fatalf("scoring leaked slots or blocks: %+v", e.Capacity())
