@@ -190,11 +190,7 @@ func (w *attnWorker) attendOneChunk(seq *KVCache, layer, kvOff, pos int, q, out 
 }
 
 // quantizeQ rounds the query to F16, the vec-dot type of F16 keys.
-func (w *attnWorker) quantizeQ(q []float32) {
-	for i, v := range q {
-		w.qh[i] = tensor.FP32ToFP16(v)
-	}
-}
+func (w *attnWorker) quantizeQ(q []float32) { tensor.RoundF16(w.qh, q) }
 
 // oneChunk runs the one-chunk kernel's online softmax over positions
 // [lo, hi) with the F16 query in w.qh, leaving the unnormalised weighted
@@ -247,43 +243,8 @@ func fmaFast(a, b, c float32) (float32, bool) {
 // vectors: whole groups of 64 elements in four 16-lane float32 accumulators
 // with fused multiply-adds, reduced as GGML_F32x16_REDUCE; the total and the
 // leftover products (every product, for vectors shorter than 64, e.g. the
-// heads of small models) are summed in float64.
-func dotF16(a, b []uint16) float32 {
-	b = b[:len(a)]
-	np := len(a) &^ 63
-	var s float64
-	if np > 0 {
-		var acc [4][16]float32
-		for i := 0; i < np; i += 64 {
-			for j := range acc {
-				for l := range acc[j] {
-					e := i + 16*j + l
-					x, y := tensor.FP16ToFP32(a[e]), tensor.FP16ToFP32(b[e])
-					r, ok := fmaFast(x, y, acc[j][l])
-					if !ok {
-						r = tensor.FMA32(x, y, acc[j][l])
-					}
-					acc[j][l] = r
-				}
-			}
-		}
-		s = float64(reduce4x16(&acc))
-	}
-	for i := np; i < len(a); i++ {
-		s += float64(tensor.FP16ToFP32(a[i]) * tensor.FP16ToFP32(b[i]))
-	}
-	return float32(s)
-}
-
-// reduce4x16 is GGML_F32x16_REDUCE: (0+2)+(1+3) lane-wise, then the lanes as
-// _mm512_reduce_add_ps adds them.
-func reduce4x16(acc *[4][16]float32) float32 {
-	var r [16]float32
-	for l := range r {
-		r[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l])
-	}
-	return reduceAdd16(&r)
-}
+// heads of small models) are summed in float64 (tensor.DotF16).
+func dotF16(a, b []uint16) float32 { return tensor.DotF16(a, b) }
 
 // reduceAdd16 is _mm512_reduce_add_ps as GCC implements it: the upper half
 // added to the lower, then again on 128 bits, then (0+2)+(1+3).
@@ -301,23 +262,9 @@ func reduceAdd16(r *[16]float32) float32 {
 
 // scaleF16 multiplies an F16 vector by s, rounding back to F16
 // (ggml_vec_scale_f16: the same per element in its vector and scalar paths).
-func scaleF16(y []uint16, s float32) {
-	for i, v := range y {
-		y[i] = tensor.FP32ToFP16(tensor.FP16ToFP32(v) * s)
-	}
-}
+func scaleF16(y []uint16, s float32) { tensor.ScaleF16(y, s) }
 
 // madF16 computes y += x*s over F16 vectors with a fused multiply-add in
 // float32, rounding back to F16, as ggml_vec_mad_f16 does (its vector path
 // and its contracted scalar path compute the same per element).
-func madF16(y, x []uint16, s float32) {
-	x = x[:len(y)]
-	for i, v := range y {
-		xf, yf := tensor.FP16ToFP32(x[i]), tensor.FP16ToFP32(v)
-		r, ok := fmaFast(xf, s, yf)
-		if !ok {
-			r = tensor.FMA32(xf, s, yf)
-		}
-		y[i] = tensor.FP32ToFP16(r)
-	}
-}
+func madF16(y, x []uint16, s float32) { tensor.MadF16(y, x, s) }

@@ -8,6 +8,9 @@ import "courier/internal/engine/gguf"
 func dotQ8_0x4AVX2(w *byte, a *[4]*byte, nb int, acc *[4][8]float32)
 
 //go:noescape
+func dotQ8_0w4AVX2(w *[4]*byte, a *byte, nb int, acc *[4][8]float32)
+
+//go:noescape
 func dotQ4_0x8x4AVX2(w, a *[4]*byte, nb int, acc *[4]float32)
 
 // init adds the multi-row quantized kernels to the entries made by
@@ -26,10 +29,11 @@ func init() {
 	}
 }
 
-// groupDotQ8_0 applies each weight row to up to four activation rows at once.
+// groupDotQ8_0 applies each weight row to up to four activation rows at
+// once; a single activation row is applied to four weight rows at once.
 func groupDotQ8_0(w []byte, wrb, nw int, a []byte, arb, m, cols int, res *[groupW * groupA]float32) {
 	if m < 2 {
-		dotGroup(dotQ8_0Fast, false, w, wrb, nw, a, arb, m, cols, res)
+		groupDotQ8_0Row(w, wrb, nw, a, cols, res)
 		return
 	}
 	nb := cols / qk
@@ -68,6 +72,29 @@ func groupQ4_0x8(w []byte, wrb, nw int, a []byte, arb, m, cols int, res *[groupW
 		for l := 0; l < 4 && o+l < total; l++ {
 			i := o + l
 			res[(i/m)*m+i%m] = acc[l]
+		}
+	}
+}
+
+// groupDotQ8_0Row computes the outputs of one activation row with nw
+// weight rows, four at a time (the last call padded with repeats of its
+// first row).
+func groupDotQ8_0Row(w []byte, wrb, nw int, a []byte, cols int, res *[groupW * groupA]float32) {
+	nb := cols / qk
+	_, _ = w[nw*wrb-1], a[34*nb-1]
+	var rows [4]*byte
+	var acc [4][8]float32
+	for q0 := 0; q0 < nw; q0 += 4 {
+		for l := range rows {
+			q := q0 + l
+			if q >= nw {
+				q = q0
+			}
+			rows[l] = &w[q*wrb]
+		}
+		dotQ8_0w4AVX2(&rows, &a[0], nb, &acc)
+		for l := 0; l < 4 && q0+l < nw; l++ {
+			res[q0+l] = hsum8(&acc[l])
 		}
 	}
 }

@@ -28,7 +28,7 @@ func TestMatMulModesRowInvariant(t *testing.T) {
 	defer p.Close()
 	ws := NewWorkspace(512, 4)
 	for _, typ := range allTypes {
-		for _, rows := range []int{16, 36, 40} {
+		for _, rows := range []int{16, 36, 37, 40} {
 			cols := 512
 			w := randMatrix(t, r, typ, rows, cols)
 			for _, n := range []int{1, 5, 19} {
