@@ -17,12 +17,21 @@ import (
 func swiglu(gate, up []float32) {
 	up = up[:len(gate)]
 	vec := len(gate) &^ 15
-	for i, g := range gate[:vec] {
-		gate[i] = g / (1 + vexpf(-g)) * up[i]
-	}
+	swigluVec(gate[:vec], up[:vec])
 	for i := vec; i < len(gate); i++ {
 		g := gate[i]
 		gate[i] = g / (1 + expf(-g)) * up[i]
+	}
+}
+
+// swigluVec is swiglu's vectorised part, on whole groups of 16: the
+// generic body below or an assembly one that gives the same bits.
+var swigluVec = swigluGeneric
+
+func swigluGeneric(gate, up []float32) {
+	up = up[:len(gate)]
+	for i, g := range gate {
+		gate[i] = g / (1 + vexpf(-g)) * up[i]
 	}
 }
 

@@ -51,7 +51,7 @@ func quantizeActivation(t gguf.Type, x []float32, dst []byte) {
 	case gguf.TypeF32, gguf.TypeF16, gguf.TypeBF16:
 		_ = QuantizeRow(t, x, dst)
 	case gguf.TypeQ8_0:
-		quantizeQ8_0(x, dst)
+		quantizeQ8_0Row(x, dst)
 	case gguf.TypeQ8_1:
 		quantizeQ8_1(x, dst)
 	case gguf.TypeQ8_K:
@@ -95,6 +95,10 @@ func q8Block(x []float32, qs []byte) (d float32, sum int32) {
 	}
 	return d, sum
 }
+
+// quantizeQ8_0Row is the Q8_0 activation quantizer: quantizeQ8_0, or an
+// assembly body that gives the same bytes.
+var quantizeQ8_0Row = quantizeQ8_0
 
 // quantizeQ8_0 writes blocks of {fp16 d, int8 qs[32]}.
 func quantizeQ8_0(x []float32, dst []byte) {

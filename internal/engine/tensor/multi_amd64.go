@@ -92,7 +92,7 @@ func groupDotQ8_0Row(w []byte, wrb, nw int, a []byte, cols int, res *[groupW * g
 			}
 			rows[l] = &w[q*wrb]
 		}
-		dotQ8_0w4AVX2(&rows, &a[0], nb, &acc)
+		dotQ8_0w4(&rows, &a[0], nb, &acc)
 		for l := 0; l < 4 && q0+l < nw; l++ {
 			res[q0+l] = hsum8(&acc[l])
 		}

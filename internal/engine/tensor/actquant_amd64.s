@@ -1,0 +1,80 @@
+//go:build !noasm
+
+#include "textflag.h"
+
+// AVX-512 activation quantizer (quantizeQ8_0's arithmetic): per block of
+// 32, amax = max |x|, d = amax/127 stored as fp16 (VCVTPS2PH, round to
+// nearest even), id = 127/amax (0 when amax is 0), q = x*id rounded to
+// nearest even (VCVTPS2DQ under the default MXCSR) and narrowed to int8
+// with signed saturation. Blocks holding an infinity or NaN are reported
+// (the return value is nonzero) and redone by the generic code.
+
+DATA absMaskQ<>+0(SB)/4, $0x7fffffff
+GLOBL absMaskQ<>(SB), RODATA|NOPTR, $4
+DATA c127Q<>+0(SB)/4, $0x42fe0000
+GLOBL c127Q<>(SB), RODATA|NOPTR, $4
+
+// func quantQ8_0AVX512(x *float32, dst *byte, nb int) (bad int)
+TEXT ·quantQ8_0AVX512(SB), NOSPLIT, $0-32
+	MOVQ x+0(FP), SI
+	MOVQ dst+8(FP), DI
+	MOVQ nb+16(FP), CX
+	VBROADCASTSS absMaskQ<>(SB), Z15
+	VMOVSS c127Q<>(SB), X14
+	VXORPS Z13, Z13, Z13 // x-x summed: NaN iff an element was Inf or NaN
+	VXORPS X12, X12, X12
+	TESTQ CX, CX
+	JZ qdone
+qloop:
+	VMOVUPS (SI), Z0
+	VMOVUPS 64(SI), Z1
+	VSUBPS Z0, Z0, Z2
+	VADDPS Z2, Z13, Z13
+	VSUBPS Z1, Z1, Z2
+	VADDPS Z2, Z13, Z13
+	VANDPS Z15, Z0, Z2
+	VANDPS Z15, Z1, Z3
+	VMAXPS Z3, Z2, Z2
+	VEXTRACTF64X4 $1, Z2, Y3
+	VMAXPS Y3, Y2, Y2
+	VEXTRACTF128 $1, Y2, X3
+	VMAXPS X3, X2, X2
+	VPERMILPS $0x4e, X2, X3
+	VMAXPS X3, X2, X2
+	VPERMILPS $0xb1, X2, X3
+	VMAXSS X3, X2, X2        // amax
+	VDIVSS X14, X2, X4       // d = amax/127
+	VCVTPS2PH $0, X4, X4
+	VMOVD X4, AX
+	MOVW AX, (DI)
+	VDIVSS X2, X14, X5       // id = 127/amax
+	VUCOMISS X12, X2
+	JNE qnz
+	VXORPS X5, X5, X5
+qnz:
+	VBROADCASTSS X5, Z5
+	VMULPS Z5, Z0, Z0
+	VMULPS Z5, Z1, Z1
+	VCVTPS2DQ Z0, Z0
+	VCVTPS2DQ Z1, Z1
+	VPMOVSDB Z0, 2(DI)
+	VPMOVSDB Z1, 18(DI)
+	ADDQ $128, SI
+	ADDQ $34, DI
+	DECQ CX
+	JNZ qloop
+qdone:
+	VEXTRACTF64X4 $1, Z13, Y0
+	VADDPS Y0, Y13, Y13
+	VEXTRACTF128 $1, Y13, X0
+	VADDPS X0, X13, X13
+	VPERMILPS $0x4e, X13, X0
+	VADDPS X0, X13, X13
+	VPERMILPS $0xb1, X13, X0
+	VADDSS X0, X13, X13
+	XORQ AX, AX
+	VUCOMISS X13, X13
+	SETPS AL
+	MOVQ AX, bad+24(FP)
+	VZEROUPPER
+	RET

@@ -1,0 +1,46 @@
+package tensor
+
+import (
+	"bytes"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestQuantizeQ8_0FastMatchesGeneric compares the Q8_0 activation
+// quantizer in use (assembly where available) with the generic one, byte
+// for byte, on rows with zero blocks, ties, tiny and huge values, and
+// infinities and NaNs (which the fast path hands to the generic one).
+func TestQuantizeQ8_0FastMatchesGeneric(t *testing.T) {
+	r := rand.New(rand.NewPCG(51, 52))
+	for iter := 0; iter < 2000; iter++ {
+		nb := 1 + r.IntN(8)
+		x := make([]float32, 32*nb)
+		sc := math.Exp2(float64(r.IntN(80) - 40))
+		for i := range x {
+			switch r.IntN(20) {
+			case 0:
+				x[i] = 0
+			case 1:
+				x[i] = float32(r.IntN(255)-127) / 2 // ties after scaling by 1
+			default:
+				x[i] = float32(r.NormFloat64() * sc)
+			}
+		}
+		if iter%5 == 0 {
+			clear(x[:32]) // an all-zero block
+		}
+		if iter%97 == 0 {
+			x[r.IntN(len(x))] = float32(math.Inf(1 - 2*r.IntN(2)))
+		}
+		if iter%101 == 0 {
+			x[r.IntN(len(x))] = float32(math.NaN())
+		}
+		got, want := make([]byte, 34*nb), make([]byte, 34*nb)
+		quantizeQ8_0Row(x, got)
+		quantizeQ8_0(x, want)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("iter %d (%d blocks): fast %x\ngeneric %x", iter, nb, got, want)
+		}
+	}
+}

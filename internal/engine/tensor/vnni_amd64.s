@@ -1,0 +1,72 @@
+//go:build !noasm
+
+#include "textflag.h"
+
+// AVX512-VNNI (EVEX, 256-bit) kernels. VPDPBUSD multiplies unsigned by
+// signed bytes, so a signed weight byte w enters as w+128 (w XOR 0x80) and
+// the accumulator starts at -128 times the sum of the four activation bytes
+// of its lane: the lane's integer sum is exactly sum(w*a) over its four
+// products, the same integer the AVX2 kernels compute.
+
+DATA signsV<>+0(SB)/8, $0x8080808080808080
+DATA signsV<>+8(SB)/8, $0x8080808080808080
+DATA signsV<>+16(SB)/8, $0x8080808080808080
+DATA signsV<>+24(SB)/8, $0x8080808080808080
+GLOBL signsV<>(SB), RODATA|NOPTR, $32
+
+// Q8ROW(R, ACC): one weight row's block at R against the activation block
+// (bias in Y5, scale in Y8): ACC += fp32(R.d)*a.d * float(sum).
+#define Q8ROW(R, ACC) \
+	VPXOR 2(R), Y7, Y4 \
+	VMOVDQA Y5, Y6 \
+	VPDPBUSD Y9, Y4, Y6 \
+	VCVTDQ2PS Y6, Y6 \
+	VPBROADCASTW (R), X10 \
+	VCVTPH2PS X10, Y10 \
+	VMULPS Y8, Y10, Y10 \
+	VFMADD231PS Y6, Y10, ACC
+
+// func dotQ8_0w4VNNI(w *[4]*byte, a *byte, nb int, acc *[4][8]float32)
+// dotQ8_0w4AVX2's outputs with VPDPBUSD.
+TEXT ·dotQ8_0w4VNNI(SB), NOSPLIT, $0-32
+	MOVQ w+0(FP), AX
+	MOVQ 0(AX), SI
+	MOVQ 8(AX), R8
+	MOVQ 16(AX), R9
+	MOVQ 24(AX), R10
+	MOVQ a+8(FP), DI
+	MOVQ nb+16(FP), CX
+	MOVQ acc+24(FP), DX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VMOVDQU signsV<>(SB), Y7
+	TESTQ CX, CX
+	JZ q8w4vdone
+q8w4vloop:
+	VMOVDQU 2(DI), Y9
+	VPXOR Y5, Y5, Y5
+	VPDPBUSD Y9, Y7, Y5
+	VPXOR Y11, Y11, Y11
+	VPSUBD Y5, Y11, Y5
+	VPBROADCASTW (DI), X8
+	VCVTPH2PS X8, Y8
+	Q8ROW(SI, Y0)
+	Q8ROW(R8, Y1)
+	Q8ROW(R9, Y2)
+	Q8ROW(R10, Y3)
+	ADDQ $34, SI
+	ADDQ $34, R8
+	ADDQ $34, R9
+	ADDQ $34, R10
+	ADDQ $34, DI
+	DECQ CX
+	JNZ q8w4vloop
+q8w4vdone:
+	VMOVUPS Y0, 0(DX)
+	VMOVUPS Y1, 32(DX)
+	VMOVUPS Y2, 64(DX)
+	VMOVUPS Y3, 96(DX)
+	VZEROUPPER
+	RET
