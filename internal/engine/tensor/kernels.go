@@ -19,7 +19,15 @@ type kernel struct {
 	// exactly what dot and gemm compute per output (nil: dot/gemm per
 	// output).
 	dotGroup, gemmGroup groupFunc
+	// dotRows, when set, computes dot for one activation row over a run
+	// of weight rows in one call (a MatMul of one activation row).
+	dotRows rowsFunc
 }
+
+// rowsFunc sets out[q] = dot(weight row q, a) for the nw = len(out) weight
+// rows wrb bytes apart from w, with exactly the arithmetic of the kernel's
+// dot; a is one converted activation row of cols elements.
+type rowsFunc func(w []byte, wrb int, a []byte, cols int, out []float32)
 
 // repackKernel is what MatMul uses for a repacked (interleaved) matrix:
 // llama.cpp's gemm for each whole group of four activation rows (when there

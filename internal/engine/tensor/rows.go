@@ -75,6 +75,7 @@ type rowClass struct {
 	dot    dotFunc                       // one output
 	group  groupFunc                     // nil: dot per output
 	act    func(x []float32, dst []byte) // converter (nil: quantizeActivation(actT))
+	rows   rowsFunc                      // nil: group or dot; a one-row MatMul's whole chunk
 }
 
 // jobKind says what a job computes.
@@ -170,6 +171,12 @@ func (j *job) matmul(c int, res *[groupW * groupA]float32) {
 	w := j.w
 	lo, hi := c*j.chunk, min((c+1)*j.chunk, w.Rows)
 	rb := w.rowBytes()
+	if j.n == 1 {
+		if k := j.classOf(0); k.rows != nil {
+			k.rows(w.Data[lo*rb:hi*rb], rb, j.act[:j.actRB], w.Cols, j.out[lo:hi])
+			return
+		}
+	}
 	for r0 := lo; r0 < hi; r0 += groupW {
 		nw := min(groupW, hi-r0)
 		wg := w.Data[r0*rb : (r0+nw)*rb]
@@ -293,7 +300,7 @@ func (j *job) plan(k kernel, modes []RowMode) {
 	}
 	var at [numClasses]int
 	for c, s := 0, 0; c < numClasses; c++ {
-		j.cls[c] = rowClass{lo: s, hi: s + count[c], dot: k.dot, group: k.dotGroup}
+		j.cls[c] = rowClass{lo: s, hi: s + count[c], dot: k.dot, group: k.dotGroup, rows: k.dotRows}
 		at[c] = s
 		s += count[c]
 	}
@@ -305,10 +312,11 @@ func (j *job) plan(k kernel, modes []RowMode) {
 	switch {
 	case rep:
 		rk := repackKernelFor(w.Type)
-		j.cls[classDecode].dot, j.cls[classDecode].group = rk.gemv, rk.gemvGroup
-		j.cls[classPrompt].dot, j.cls[classPrompt].group = rk.gemv, rk.gemvGroup
+		j.cls[classDecode].dot, j.cls[classDecode].group, j.cls[classDecode].rows = rk.gemv, rk.gemvGroup, nil
+		j.cls[classPrompt].dot, j.cls[classPrompt].group, j.cls[classPrompt].rows = rk.gemv, rk.gemvGroup, nil
 		j.cls[classGemm].dot, j.cls[classGemm].group, j.cls[classGemm].act = rk.gemm, rk.gemmGroup, rk.gemmAct
+		j.cls[classGemm].rows = nil
 	case k.gemm != nil && w.Cols%k.gemmK == 0 && w.Rows%4 == 0:
-		j.cls[classPrompt].dot, j.cls[classPrompt].group = k.gemm, k.gemmGroup
+		j.cls[classPrompt].dot, j.cls[classPrompt].group, j.cls[classPrompt].rows = k.gemm, k.gemmGroup, nil
 	}
 }

@@ -2,7 +2,11 @@
 
 package tensor
 
-import "golang.org/x/sys/cpu"
+import (
+	"golang.org/x/sys/cpu"
+
+	"courier/internal/engine/gguf"
+)
 
 //go:noescape
 func dotQ8_0w4VNNI(w *[4]*byte, a *byte, nb int, acc *[4][8]float32)
@@ -19,4 +23,29 @@ func dotQ8_0w4(w *[4]*byte, a *byte, nb int, acc *[4][8]float32) {
 		return
 	}
 	dotQ8_0w4AVX2(w, a, nb, acc)
+}
+
+//go:noescape
+func dotQ8_0RowsVNNI(w *byte, wrb, n4 int, a *byte, nb int, out *float32, pf int)
+
+func init() {
+	if hasVNNI {
+		k := fastKernels[gguf.TypeQ8_0]
+		k.dotRows = dotQ8_0Rows
+		fastKernels[gguf.TypeQ8_0] = k
+	}
+}
+
+// dotQ8_0Rows is the Q8_0 rowsFunc: four rows per pass over the activation
+// row, the last len(out)%4 one at a time.
+func dotQ8_0Rows(w []byte, wrb int, a []byte, cols int, out []float32) {
+	nb := cols / qk
+	nw := len(out)
+	_, _ = w[nw*wrb-1], a[34*nb-1]
+	if n4 := nw / 4; n4 > 0 {
+		dotQ8_0RowsVNNI(&w[0], wrb, n4, &a[0], nb, &out[0], 1)
+	}
+	for q := nw &^ 3; q < nw; q++ {
+		out[q] = dotQ8_0Fast(w[q*wrb:(q+1)*wrb], a, nil, cols)
+	}
 }

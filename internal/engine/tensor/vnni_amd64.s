@@ -70,3 +70,82 @@ q8w4vdone:
 	VMOVUPS Y3, 96(DX)
 	VZEROUPPER
 	RET
+
+// HSUM8(Y, X, T) reduces the eight lanes of Y into X's lowest lane in
+// hsum8's order: (a4+a0), (a5+a1), ..., then (r0+r2)+(r1+r3).
+#define HSUM8(Y, X, T) \
+	VEXTRACTF128 $1, Y, T \
+	VADDPS T, X, X \
+	VPERMILPS $0x4e, X, T \
+	VADDPS T, X, X \
+	VPERMILPS $0xb1, X, T \
+	VADDSS T, X, X
+
+// func dotQ8_0RowsVNNI(w *byte, wrb, n4 int, a *byte, nb int, out *float32, pf int)
+// out[q] = the Q8_0 dot of weight row q (rows wrb bytes apart) with the
+// activation row, for 4*n4 rows, four at a time as dotQ8_0w4VNNI. pf != 0
+// prefetches the next four rows (4*wrb contiguous bytes, at the rate the
+// current four are read) while a group is computed: the rows of the small
+// matrices of a decode step are too short for the hardware prefetcher.
+TEXT ·dotQ8_0RowsVNNI(SB), NOSPLIT, $0-56
+	MOVQ w+0(FP), SI
+	MOVQ wrb+8(FP), BX
+	MOVQ n4+16(FP), R11
+	MOVQ out+40(FP), DX
+	MOVQ pf+48(FP), R12
+	VMOVDQU signsV<>(SB), Y7
+	TESTQ R11, R11
+	JZ rowsdone
+rowsgroup:
+	LEAQ (SI)(BX*1), R8
+	LEAQ (R8)(BX*1), R9
+	LEAQ (R9)(BX*1), R10
+	LEAQ (R10)(BX*1), R13 // next group
+	MOVQ a+24(FP), DI
+	MOVQ nb+32(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	MOVQ SI, R14
+rowsloop:
+	TESTQ R12, R12
+	JZ rowsnopf
+	PREFETCHT0 (R13)
+	PREFETCHT0 45(R13)
+	PREFETCHT0 90(R13)
+rowsnopf:
+	VMOVDQU 2(DI), Y9
+	VPXOR Y5, Y5, Y5
+	VPDPBUSD Y9, Y7, Y5
+	VPXOR Y11, Y11, Y11
+	VPSUBD Y5, Y11, Y5
+	VPBROADCASTW (DI), X8
+	VCVTPH2PS X8, Y8
+	Q8ROW(R14, Y0)
+	Q8ROW(R8, Y1)
+	Q8ROW(R9, Y2)
+	Q8ROW(R10, Y3)
+	ADDQ $34, R14
+	ADDQ $34, R8
+	ADDQ $34, R9
+	ADDQ $34, R10
+	ADDQ $136, R13
+	ADDQ $34, DI
+	DECQ CX
+	JNZ rowsloop
+	HSUM8(Y0, X0, X12)
+	HSUM8(Y1, X1, X12)
+	HSUM8(Y2, X2, X12)
+	HSUM8(Y3, X3, X12)
+	VMOVSS X0, 0(DX)
+	VMOVSS X1, 4(DX)
+	VMOVSS X2, 8(DX)
+	VMOVSS X3, 12(DX)
+	ADDQ $16, DX
+	LEAQ (SI)(BX*4), SI
+	DECQ R11
+	JNZ rowsgroup
+rowsdone:
+	VZEROUPPER
+	RET
