@@ -40,6 +40,9 @@ type repackKernel struct {
 	// gemmAct converts the activation rows that go through gemm (nil: as
 	// the other rows).
 	gemmAct func(x []float32, dst []byte)
+	// gemvRows, when set, is gemv over a run of weight rows for one
+	// activation row (see rowsFunc).
+	gemvRows rowsFunc
 }
 
 // repackKernels are the generic kernels of the repacked types.

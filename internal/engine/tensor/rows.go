@@ -312,8 +312,8 @@ func (j *job) plan(k kernel, modes []RowMode) {
 	switch {
 	case rep:
 		rk := repackKernelFor(w.Type)
-		j.cls[classDecode].dot, j.cls[classDecode].group, j.cls[classDecode].rows = rk.gemv, rk.gemvGroup, nil
-		j.cls[classPrompt].dot, j.cls[classPrompt].group, j.cls[classPrompt].rows = rk.gemv, rk.gemvGroup, nil
+		j.cls[classDecode].dot, j.cls[classDecode].group, j.cls[classDecode].rows = rk.gemv, rk.gemvGroup, rk.gemvRows
+		j.cls[classPrompt].dot, j.cls[classPrompt].group, j.cls[classPrompt].rows = rk.gemv, rk.gemvGroup, rk.gemvRows
 		j.cls[classGemm].dot, j.cls[classGemm].group, j.cls[classGemm].act = rk.gemm, rk.gemmGroup, rk.gemmAct
 		j.cls[classGemm].rows = nil
 	case k.gemm != nil && w.Cols%k.gemmK == 0 && w.Rows%4 == 0:

@@ -49,3 +49,30 @@ func dotQ8_0Rows(w []byte, wrb int, a []byte, cols int, out []float32) {
 		out[q] = dotQ8_0Fast(w[q*wrb:(q+1)*wrb], a, nil, cols)
 	}
 }
+
+//go:noescape
+func dotQ4_0x8RowsVNNI(w *byte, wrb, n8 int, a *byte, nb int, out *float32)
+
+func init() {
+	if hasVNNI {
+		rk := fastRepackKernels[gguf.TypeQ4_0]
+		rk.gemvRows = dotQ4_0x8Rows
+		fastRepackKernels[gguf.TypeQ4_0] = rk
+	}
+}
+
+// dotQ4_0x8Rows is the rowsFunc of repacked Q4_0 gemv: eight rows per pass
+// over the activation row, the last len(out)%8 one at a time.
+func dotQ4_0x8Rows(w []byte, wrb int, a []byte, cols int, out []float32) {
+	nb := cols / qk
+	nw := len(out)
+	_, _ = w[nw*wrb-1], a[34*nb-1]
+	if n8 := nw / 8; n8 > 0 {
+		dotQ4_0x8RowsVNNI(&w[0], wrb, n8, &a[0], nb, &out[0])
+	}
+	for q := nw &^ 7; q < nw; q++ {
+		var acc float32
+		dotQ4_0x8AVX2(&w[q*wrb], &a[0], nb, &acc)
+		out[q] = acc
+	}
+}

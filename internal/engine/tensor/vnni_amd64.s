@@ -149,3 +149,116 @@ rowsnopf:
 rowsdone:
 	VZEROUPPER
 	RET
+
+DATA nibV<>+0(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA nibV<>+8(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA nibV<>+16(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA nibV<>+24(SB)/8, $0x0f0f0f0f0f0f0f0f
+GLOBL nibV<>(SB), RODATA|NOPTR, $32
+
+DATA eightsV<>+0(SB)/8, $0x0808080808080808
+DATA eightsV<>+8(SB)/8, $0x0808080808080808
+DATA eightsV<>+16(SB)/8, $0x0808080808080808
+DATA eightsV<>+24(SB)/8, $0x0808080808080808
+GLOBL eightsV<>(SB), RODATA|NOPTR, $32
+
+// Q40ROW(R, ACC): ACC = -8*sum(a) + sum(nibbles*a) over the four products
+// of each lane, for the Q4_0 block at R (activation block in Y9, bias Y8):
+// lane sums of (q-8)*a.
+#define Q40ROW(R, ACC) \
+	VMOVDQU 2(R), X10 \
+	VPSRLW $4, X10, X11 \
+	VINSERTI128 $1, X11, Y10, Y10 \
+	VPAND Y14, Y10, Y10 \
+	VMOVDQA Y8, ACC \
+	VPDPBUSD Y9, Y10, ACC
+
+// func dotQ4_0x8RowsVNNI(w *byte, wrb, n8 int, a *byte, nb int, out *float32)
+// The repacked Q4_0 arithmetic (dotQ4_0x8) for 8*n8 weight rows, eight at
+// a time with one output per lane: per block, each row's exact integer sum
+// (VPDPBUSD lanes reduced with VPHADDD), then one fused multiply-add per
+// lane by the product of the scales, in block order. The next eight rows
+// are prefetched while a group is computed.
+TEXT ·dotQ4_0x8RowsVNNI(SB), NOSPLIT, $0-48
+	MOVQ w+0(FP), SI
+	MOVQ wrb+8(FP), BX
+	MOVQ n8+16(FP), R15
+	MOVQ out+40(FP), DX
+	VMOVDQU nibV<>(SB), Y14
+	VMOVDQU eightsV<>(SB), Y13
+	TESTQ R15, R15
+	JZ q4rdone
+q4rgroup:
+	LEAQ (SI)(BX*1), R8
+	LEAQ (R8)(BX*1), R9
+	LEAQ (R9)(BX*1), R10
+	LEAQ (R10)(BX*1), R11
+	LEAQ (R11)(BX*1), R12
+	LEAQ (R12)(BX*1), R13
+	LEAQ (R13)(BX*1), R14
+	LEAQ (R14)(BX*1), AX // next group
+	MOVQ a+24(FP), DI
+	MOVQ nb+32(FP), CX
+	VXORPS Y15, Y15, Y15
+	PUSHQ SI
+q4rloop:
+	PREFETCHT0 (AX)
+	PREFETCHT0 48(AX)
+	PREFETCHT0 96(AX)
+	VMOVDQU 2(DI), Y9
+	VPXOR Y8, Y8, Y8
+	VPDPBUSD Y9, Y13, Y8
+	VPXOR Y10, Y10, Y10
+	VPSUBD Y8, Y10, Y8
+	Q40ROW(SI, Y0)
+	Q40ROW(R8, Y1)
+	Q40ROW(R9, Y2)
+	Q40ROW(R10, Y3)
+	Q40ROW(R11, Y4)
+	Q40ROW(R12, Y5)
+	Q40ROW(R13, Y6)
+	Q40ROW(R14, Y7)
+	VPHADDD Y1, Y0, Y0
+	VPHADDD Y3, Y2, Y2
+	VPHADDD Y5, Y4, Y4
+	VPHADDD Y7, Y6, Y6
+	VPHADDD Y2, Y0, Y0
+	VPHADDD Y6, Y4, Y4
+	VPERM2I128 $0x20, Y4, Y0, Y1
+	VPERM2I128 $0x31, Y4, Y0, Y2
+	VPADDD Y2, Y1, Y1
+	VCVTDQ2PS Y1, Y1
+	VPINSRW $0, (SI), X10, X10
+	VPINSRW $1, (R8), X10, X10
+	VPINSRW $2, (R9), X10, X10
+	VPINSRW $3, (R10), X10, X10
+	VPINSRW $4, (R11), X10, X10
+	VPINSRW $5, (R12), X10, X10
+	VPINSRW $6, (R13), X10, X10
+	VPINSRW $7, (R14), X10, X10
+	VCVTPH2PS X10, Y10
+	VPBROADCASTW (DI), X11
+	VCVTPH2PS X11, Y11
+	VMULPS Y11, Y10, Y10
+	VFMADD231PS Y10, Y1, Y15
+	ADDQ $18, SI
+	ADDQ $18, R8
+	ADDQ $18, R9
+	ADDQ $18, R10
+	ADDQ $18, R11
+	ADDQ $18, R12
+	ADDQ $18, R13
+	ADDQ $18, R14
+	ADDQ $144, AX
+	ADDQ $34, DI
+	DECQ CX
+	JNZ q4rloop
+	POPQ SI
+	VMOVUPS Y15, (DX)
+	ADDQ $32, DX
+	LEAQ (SI)(BX*8), SI
+	DECQ R15
+	JNZ q4rgroup
+q4rdone:
+	VZEROUPPER
+	RET
