@@ -10,11 +10,26 @@ func gemvQ4KAVX2(w, a *byte, nb int, acc *[2]float32)
 //go:noescape
 func gemmQ4KAVX2(w, a *byte, nb int, acc *[2]float32)
 
+//go:noescape
+func gemvQ4KRowsAVX2(w *byte, wrb, nw int, a *byte, nb int, out *float32)
+
 func init() {
 	if !hasAVX2 {
 		return
 	}
-	fastRepackKernels[gguf.TypeQ4_K] = repackKernel{gemv: gemvQ4KFast, gemm: gemmQ4KFast, gemmAct: quantizeQ8K4x8}
+	fastRepackKernels[gguf.TypeQ4_K] = repackKernel{gemv: gemvQ4KFast, gemm: gemmQ4KFast, gemmAct: quantizeQ8K4x8,
+		gemvRows: gemvQ4KRows}
+}
+
+// gemvQ4KRows is gemvQ4KFast over a run of weight rows in one call.
+func gemvQ4KRows(w []byte, wrb int, a []byte, cols int, out []float32) {
+	nb := cols / qkK
+	nw := len(out)
+	if nw == 0 {
+		return
+	}
+	_, _ = w[nw*wrb-1], a[q8KB*nb-1]
+	gemvQ4KRowsAVX2(&w[0], wrb, nw, &a[0], nb, &out[0])
 }
 
 // gemvQ4KFast is gemvQ4Kx8 in assembly.

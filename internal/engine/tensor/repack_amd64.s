@@ -172,3 +172,57 @@ gmdone:
 	VMOVSS X10, 4(DX)
 	VZEROUPPER
 	RET
+
+// func gemvQ4KRowsAVX2(w *byte, wrb, nw int, a *byte, nb int, out *float32)
+// gemvQ4KAVX2 for nw weight rows wrb bytes apart, out[q] = acc - accm of
+// row q; the row two ahead is prefetched while a row is computed.
+TEXT ·gemvQ4KRowsAVX2(SB), NOSPLIT, $16-48
+	MOVQ w+0(FP), R15
+	MOVQ wrb+8(FP), R14
+	MOVQ nw+16(FP), R13
+	MOVQ out+40(FP), DX
+	VMOVDQU nibK<>(SB), Y14
+	TESTQ R13, R13
+	JZ gvrdone
+gvrrow:
+	MOVQ R15, SI
+	MOVQ a+24(FP), DI
+	MOVQ nb+32(FP), CX
+	VXORPS X0, X0, X0
+	VXORPS X10, X10, X10
+gvrloop:
+	PREFETCHT0 (SI)(R14*2)
+	PREFETCHT0 64(SI)(R14*2)
+	PREFETCHT0 128(SI)(R14*2)
+	Q4K_SCALES
+	Q4K_MINS
+	VPSHUFD $0x4e, X8, X9
+	VPADDD X9, X8, X8
+	VPSHUFD $0xb1, X8, X9
+	VPADDD X9, X8, X8
+	VCVTDQ2PS X8, X8
+	VFMADD231SS X5, X8, X10
+	Q4K_PAIR(16, 4, 0)
+	VMOVDQA Y12, Y15
+	Q4K_PAIR(48, 68, 4)
+	VPADDD Y12, Y15, Y15
+	Q4K_PAIR(80, 132, 8)
+	VPADDD Y12, Y15, Y15
+	Q4K_PAIR(112, 196, 12)
+	VPADDD Y12, Y15, Y15
+	HSUMD(Y15, X15, X11)
+	VCVTDQ2PS X15, X15
+	VFMADD231SS X3, X15, X0
+	ADDQ $144, SI
+	ADDQ $292, DI
+	DECQ CX
+	JNZ gvrloop
+	VSUBSS X10, X0, X0
+	VMOVSS X0, (DX)
+	ADDQ $4, DX
+	ADDQ R14, R15
+	DECQ R13
+	JNZ gvrrow
+gvrdone:
+	VZEROUPPER
+	RET
