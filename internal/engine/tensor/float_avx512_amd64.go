@@ -8,14 +8,14 @@ import (
 	"courier/internal/engine/gguf"
 )
 
-// n64: 64-element steps; acc: [row][64 lanes] as ggml's four 16-lane
-// accumulators of ggml_vec_dot_f32/f16.
+// n64: 64-element steps; acc: per row, ggml's four 16-lane accumulators
+// of ggml_vec_dot_f32/f16 reduced as floatLanes.
 //
 //go:noescape
-func dotF32x4AVX512(w *byte, a *[4]*byte, n64 int, acc *[4][64]float32)
+func dotF32x4AVX512(w *byte, a *[4]*byte, n64 int, acc *[4]float32)
 
 //go:noescape
-func dotF16x4AVX512(w *byte, a *[4]*byte, n64 int, acc *[4][64]float32)
+func dotF16x4AVX512(w *byte, a *[4]*byte, n64 int, acc *[4]float32)
 
 // n16: 16-element steps; acc: [weight row][activation row][16 lanes], the
 // accumulator of one tinyBLAS output; weight rows w and w+wrb.
@@ -63,13 +63,17 @@ func groupDotF32(w []byte, wrb, nw int, a []byte, arb, m, cols int, res *[groupW
 	}
 	var rows [4]*byte
 	actRows(&rows, a, arb, m)
-	var acc [4][64]float32
+	var acc [4]float32
 	for q := 0; q < nw; q++ {
 		wq := w[q*wrb : (q+1)*wrb]
 		_ = wq[4*np-1]
 		dotF32x4AVX512(&wq[0], &rows, np/64, &acc)
 		for p := 0; p < m; p++ {
-			res[q*m+p] = f32Tail(floatLanes(&acc[p]), wq, f32s(a[p*arb:], cols), np, cols)
+			if np == cols {
+				res[q*m+p] = acc[p]
+				continue
+			}
+			res[q*m+p] = f32Tail(acc[p], wq, f32s(a[p*arb:], cols), np, cols)
 		}
 	}
 }
@@ -82,14 +86,18 @@ func groupDotF16(w []byte, wrb, nw int, a []byte, arb, m, cols int, res *[groupW
 	}
 	var rows [4]*byte
 	actRows(&rows, a, arb, m)
-	var acc [4][64]float32
+	var acc [4]float32
 	for q := 0; q < nw; q++ {
 		wq := w[q*wrb : (q+1)*wrb]
 		_ = wq[2*np-1]
 		dotF16x4AVX512(&wq[0], &rows, np/64, &acc)
 		for p := 0; p < m; p++ {
+			if np == cols {
+				res[q*m+p] = acc[p]
+				continue
+			}
 			ap := a[p*arb:]
-			s := float64(floatLanes(&acc[p]))
+			s := float64(acc[p])
 			for e := np; e < cols; e++ {
 				s += float64(float32(f16at(wq[2*e:]) * f16at(ap[2*e:])))
 			}

@@ -6,9 +6,27 @@
 // vector once and applies it to four activation rows (a[0..3], which may
 // repeat), with exactly the accumulators, lanes and order of the
 // single-row kernel for every row: the rows are interleaved in registers,
-// never combined. The final reductions are left to Go.
+// never combined. The vec_dot kernels reduce each row's 64 lanes as
+// floatLanes does (RED64); the tinyBLAS ones leave the reduction to Go.
 
-// func dotF32x4AVX512(w *byte, a *[4]*byte, n64 int, acc *[4][64]float32)
+// RED64 reduces one row's four 16-lane accumulators A, B, C, D (lanes
+// 0-15, 16-31, 32-47, 48-63) into the lowest lane of XA as floatLanes:
+// r = (A+C) + (B+D), then r's halves, quarters and the last four lanes
+// as reduce16 adds them. YT/XT (the register of C) is scratch.
+#define RED64(A, B, C, D, YA, XA, YT, XT) \
+	VADDPS C, A, A \
+	VADDPS D, B, B \
+	VADDPS B, A, A \
+	VEXTRACTF64X4 $1, A, YT \
+	VADDPS YT, YA, YA \
+	VEXTRACTF128 $1, YA, XT \
+	VADDPS XT, XA, XA \
+	VPERMILPS $0x4e, XA, XT \
+	VADDPS XT, XA, XA \
+	VPERMILPS $0xb1, XA, XT \
+	VADDSS XT, XA, XA
+
+// func dotF32x4AVX512(w *byte, a *[4]*byte, n64 int, acc *[4]float32)
 TEXT ·dotF32x4AVX512(SB), NOSPLIT, $0-32
 	MOVQ w+0(FP), SI
 	MOVQ a+8(FP), AX
@@ -65,26 +83,18 @@ dotF32x4AVX512_loop:
 	DECQ CX
 	JNZ dotF32x4AVX512_loop
 dotF32x4AVX512_done:
-	VMOVUPS Z0, 0(DX)
-	VMOVUPS Z1, 64(DX)
-	VMOVUPS Z2, 128(DX)
-	VMOVUPS Z3, 192(DX)
-	VMOVUPS Z4, 256(DX)
-	VMOVUPS Z5, 320(DX)
-	VMOVUPS Z6, 384(DX)
-	VMOVUPS Z7, 448(DX)
-	VMOVUPS Z8, 512(DX)
-	VMOVUPS Z9, 576(DX)
-	VMOVUPS Z10, 640(DX)
-	VMOVUPS Z11, 704(DX)
-	VMOVUPS Z12, 768(DX)
-	VMOVUPS Z13, 832(DX)
-	VMOVUPS Z14, 896(DX)
-	VMOVUPS Z15, 960(DX)
+	RED64(Z0, Z1, Z2, Z3, Y0, X0, Y2, X2)
+	RED64(Z4, Z5, Z6, Z7, Y4, X4, Y6, X6)
+	RED64(Z8, Z9, Z10, Z11, Y8, X8, Y10, X10)
+	RED64(Z12, Z13, Z14, Z15, Y12, X12, Y14, X14)
+	VMOVSS X0, 0(DX)
+	VMOVSS X4, 4(DX)
+	VMOVSS X8, 8(DX)
+	VMOVSS X12, 12(DX)
 	VZEROUPPER
 	RET
 
-// func dotF16x4AVX512(w *byte, a *[4]*byte, n64 int, acc *[4][64]float32)
+// func dotF16x4AVX512(w *byte, a *[4]*byte, n64 int, acc *[4]float32)
 TEXT ·dotF16x4AVX512(SB), NOSPLIT, $0-32
 	MOVQ w+0(FP), SI
 	MOVQ a+8(FP), AX
@@ -157,22 +167,14 @@ dotF16x4AVX512_loop:
 	DECQ CX
 	JNZ dotF16x4AVX512_loop
 dotF16x4AVX512_done:
-	VMOVUPS Z0, 0(DX)
-	VMOVUPS Z1, 64(DX)
-	VMOVUPS Z2, 128(DX)
-	VMOVUPS Z3, 192(DX)
-	VMOVUPS Z4, 256(DX)
-	VMOVUPS Z5, 320(DX)
-	VMOVUPS Z6, 384(DX)
-	VMOVUPS Z7, 448(DX)
-	VMOVUPS Z8, 512(DX)
-	VMOVUPS Z9, 576(DX)
-	VMOVUPS Z10, 640(DX)
-	VMOVUPS Z11, 704(DX)
-	VMOVUPS Z12, 768(DX)
-	VMOVUPS Z13, 832(DX)
-	VMOVUPS Z14, 896(DX)
-	VMOVUPS Z15, 960(DX)
+	RED64(Z0, Z1, Z2, Z3, Y0, X0, Y2, X2)
+	RED64(Z4, Z5, Z6, Z7, Y4, X4, Y6, X6)
+	RED64(Z8, Z9, Z10, Z11, Y8, X8, Y10, X10)
+	RED64(Z12, Z13, Z14, Z15, Y12, X12, Y14, X14)
+	VMOVSS X0, 0(DX)
+	VMOVSS X4, 4(DX)
+	VMOVSS X8, 8(DX)
+	VMOVSS X12, 12(DX)
 	VZEROUPPER
 	RET
 
