@@ -17,6 +17,9 @@ func dotF32x4AVX512(w *byte, a *[4]*byte, n64 int, acc *[4]float32)
 //go:noescape
 func dotF16x4AVX512(w *byte, a *[4]*byte, n64 int, acc *[4]float32)
 
+//go:noescape
+func dotF16x4F32AVX512(w *byte, a *[4]*byte, n64 int, acc *[4]float32)
+
 // n16: 16-element steps; acc: [weight row][activation row][16 lanes], the
 // accumulator of one tinyBLAS output; weight rows w and w+wrb.
 //
@@ -39,7 +42,7 @@ func init() {
 	k.dotGroup, k.gemmGroup = groupDotF32, groupGemmF32
 	fastKernels[gguf.TypeF32] = k
 	k = fastKernels[gguf.TypeF16]
-	k.dotGroup, k.gemmGroup = groupDotF16, groupGemmF16
+	k.dotGroup, k.gemmGroup, k.actF32 = groupDotF16, groupGemmF16, true
 	fastKernels[gguf.TypeF16] = k
 }
 
@@ -85,12 +88,21 @@ func groupDotF16(w []byte, wrb, nw int, a []byte, arb, m, cols int, res *[groupW
 		return
 	}
 	var rows [4]*byte
-	actRows(&rows, a, arb, m)
+	wide := arb == 6*cols // the F16 row is followed by its float32 values
+	if wide {
+		actRows(&rows, a[2*cols:], arb, m)
+	} else {
+		actRows(&rows, a, arb, m)
+	}
 	var acc [4]float32
 	for q := 0; q < nw; q++ {
 		wq := w[q*wrb : (q+1)*wrb]
 		_ = wq[2*np-1]
-		dotF16x4AVX512(&wq[0], &rows, np/64, &acc)
+		if wide {
+			dotF16x4F32AVX512(&wq[0], &rows, np/64, &acc)
+		} else {
+			dotF16x4AVX512(&wq[0], &rows, np/64, &acc)
+		}
 		for p := 0; p < m; p++ {
 			if np == cols {
 				res[q*m+p] = acc[p]

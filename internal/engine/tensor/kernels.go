@@ -19,6 +19,10 @@ type kernel struct {
 	// exactly what dot and gemm compute per output (nil: dot/gemm per
 	// output).
 	dotGroup, gemmGroup groupFunc
+	// actF32 (F16 only) asks for each converted activation row to be
+	// followed by its values widened back to float32 (exactly), for
+	// multi-row kernels that would otherwise widen them per weight row.
+	actF32 bool
 	// dotRows, when set, computes dot for one activation row over a run
 	// of weight rows in one call (a MatMul of one activation row).
 	dotRows rowsFunc

@@ -93,8 +93,9 @@ func (ws *Workspace) grow(n, actRB int) {
 }
 
 // actBytes bounds the converted size of one activation row of n elements
-// over every vec-dot type (F32 rows are copied: 4 bytes per element).
-func actBytes(n int) int { return 4*n + 64 }
+// over every vec-dot type (F32 rows are copied: 4 bytes per element; F16
+// rows may be followed by their float32 values: 6 bytes per element).
+func actBytes(n int) int { return 6*n + 64 }
 
 // Pool is a long-lived set of worker goroutines that split the rows of a
 // MatMul across cores. The calling goroutine works too, so a Pool of n

@@ -152,11 +152,26 @@ func (j *job) quantize(c int) {
 			k.act(x, a)
 			continue
 		}
-		if j.actT == gguf.TypeF32 {
+		switch {
+		case j.actT == gguf.TypeF32:
 			copy(f32s(a, cols), x)
-			continue
+		case j.actT == gguf.TypeF16:
+			h := unsafe.Slice((*uint16)(unsafe.Pointer(&a[0])), cols)
+			RoundF16(h, x)
+			if j.actRB == 6*cols {
+				widenF16(f32s(a[2*cols:], cols), h)
+			}
+		default:
+			quantizeActivation(j.actT, x, a)
 		}
-		quantizeActivation(j.actT, x, a)
+	}
+}
+
+// widenF16 sets dst[i] to the value of the F16 number h[i].
+func widenF16(dst []float32, h []uint16) {
+	dst = dst[:len(h)]
+	for i, v := range h {
+		dst[i] = FP16ToFP32(v)
 	}
 }
 
@@ -256,6 +271,9 @@ func (p *Pool) MatMulModes(out []float32, w Matrix, x []float32, modes []RowMode
 	j := &p.job
 	j.w, j.x, j.n, j.out, j.actT = w, x, n, out, k.act
 	j.actRB = w.Cols / k.act.BlockSize() * k.act.BlockBytes()
+	if k.actF32 && n > 1 && w.Cols%16 == 0 {
+		j.actRB += 4 * w.Cols // see kernel.actF32
+	}
 	ws.grow(n, j.actRB)
 	j.act, j.perm = ws.act, ws.perm[:n]
 	j.plan(k, modes)
