@@ -18,6 +18,9 @@ func dotF32x4AVX512(w *byte, a *[4]*byte, n64 int, acc *[4]float32)
 func dotF16x4AVX512(w *byte, a *[4]*byte, n64 int, acc *[4]float32)
 
 //go:noescape
+func dotF32RowsAVX512(w *byte, wrb, nw int, x *float32, n64 int, out *float32)
+
+//go:noescape
 func dotF16x4F32AVX512(w *byte, a *[4]*byte, n64 int, acc *[4]float32)
 
 // n16: 16-element steps; acc: [weight row][activation row][16 lanes], the
@@ -39,7 +42,7 @@ func init() {
 		return
 	}
 	k := fastKernels[gguf.TypeF32]
-	k.dotGroup, k.gemmGroup = groupDotF32, groupGemmF32
+	k.dotGroup, k.gemmGroup, k.dotRows = groupDotF32, groupGemmF32, rowsDotF32
 	fastKernels[gguf.TypeF32] = k
 	k = fastKernels[gguf.TypeF16]
 	k.dotGroup, k.gemmGroup, k.actF32 = groupDotF16, groupGemmF16, true
@@ -149,4 +152,22 @@ func groupGemmF32(w []byte, wrb, nw int, a []byte, arb, m, cols int, res *[group
 
 func groupGemmF16(w []byte, wrb, nw int, a []byte, arb, m, cols int, res *[groupW * groupA]float32) {
 	groupGemm(true, w, wrb, nw, a, arb, m, cols, res)
+}
+
+// rowsDotF32 is the F32 rowsFunc: one assembly call for every row when
+// the columns are a multiple of 64 (no tail), else dotF32Fast per row.
+func rowsDotF32(w []byte, wrb int, a []byte, cols int, out []float32) {
+	nw := len(out)
+	if nw == 0 {
+		return
+	}
+	x := f32s(a, cols)
+	if cols%64 != 0 {
+		for q := range out {
+			out[q] = dotF32Fast(w[q*wrb:(q+1)*wrb], nil, x, cols)
+		}
+		return
+	}
+	_ = w[nw*wrb-1]
+	dotF32RowsAVX512(&w[0], wrb, nw, &x[0], cols/64, &out[0])
 }

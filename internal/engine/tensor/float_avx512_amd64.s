@@ -362,3 +362,49 @@ dotF16x4F32AVX512_done:
 	VMOVSS X12, 12(DX)
 	VZEROUPPER
 	RET
+
+// func dotF32RowsAVX512(w *byte, wrb, nw int, x *float32, n64 int, out *float32)
+// ggml_vec_dot_f32 (four 16-lane accumulators, reduced as floatLanes) of
+// the activation row x with nw weight rows wrb bytes apart, out[q] for
+// row q; 64*n64 columns, no tail. The row after next is prefetched.
+TEXT ·dotF32RowsAVX512(SB), NOSPLIT, $0-48
+	MOVQ w+0(FP), R8
+	MOVQ wrb+8(FP), BX
+	MOVQ nw+16(FP), R9
+	MOVQ out+40(FP), DX
+	TESTQ R9, R9
+	JZ f32rdone
+f32rrow:
+	MOVQ R8, SI
+	MOVQ x+24(FP), DI
+	MOVQ n64+32(FP), CX
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+f32rloop:
+	PREFETCHT0 (SI)(BX*2)
+	PREFETCHT0 64(SI)(BX*2)
+	PREFETCHT0 128(SI)(BX*2)
+	PREFETCHT0 192(SI)(BX*2)
+	VMOVUPS 0(SI), Z16
+	VMOVUPS 64(SI), Z17
+	VMOVUPS 128(SI), Z18
+	VMOVUPS 192(SI), Z19
+	VFMADD231PS 0(DI), Z16, Z0
+	VFMADD231PS 64(DI), Z17, Z1
+	VFMADD231PS 128(DI), Z18, Z2
+	VFMADD231PS 192(DI), Z19, Z3
+	ADDQ $256, SI
+	ADDQ $256, DI
+	DECQ CX
+	JNZ f32rloop
+	RED64(Z0, Z1, Z2, Z3, Y0, X0, Y2, X2)
+	VMOVSS X0, (DX)
+	ADDQ $4, DX
+	ADDQ BX, R8
+	DECQ R9
+	JNZ f32rrow
+f32rdone:
+	VZEROUPPER
+	RET
