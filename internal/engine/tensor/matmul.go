@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"courier/internal/engine/gguf"
 )
@@ -101,14 +102,36 @@ func actBytes(n int) int { return 6*n + 64 }
 // MatMul across cores. The calling goroutine works too, so a Pool of n
 // threads starts n-1 goroutines. MatMul calls on one Pool are serialized;
 // use one Pool per concurrently running model. Close stops the workers.
+//
+// A decode step is a chain of small jobs (tens of microseconds each), so
+// waking a sleeping goroutine per job would cost about as much as the job.
+// A worker that finishes a job therefore spins for up to spinWait before
+// it sleeps, and a job is handed to a spinning worker by an atomic claim
+// instead of a channel send; the caller likewise spins (yielding) while it
+// waits for the workers' shares.
 type Pool struct {
 	mu      sync.Mutex // serializes MatMul and MeasureReadBandwidth; guards job
 	threads int
-	start   []chan struct{} // one per worker goroutine: a job is ready
-	done    chan struct{}   // a worker finished its share
-	job     job             // guarded by mu; read by workers between start and done
+	workers []*poolWorker
+	pending atomic.Int32 // workers still running the current job
+	job     job          // guarded by mu; read by workers while claimed
 	closed  atomic.Bool
 }
+
+// poolWorker is one worker goroutine's hand-off state.
+type poolWorker struct {
+	state atomic.Int32  // workerSleeping, workerSpinning or workerClaimed
+	wake  chan struct{} // a job for a sleeping worker (cap 1); closed by Close
+}
+
+const (
+	workerSleeping int32 = iota // blocked on wake (or about to be)
+	workerSpinning              // polling state for a claim
+	workerClaimed               // given the current job
+)
+
+// spinWait bounds how long an idle worker polls for the next job.
+const spinWait = 200 * time.Microsecond
 
 // NewPool starts a pool of threads workers (the caller counts as one);
 // threads <= 0 means GOMAXPROCS.
@@ -116,12 +139,12 @@ func NewPool(threads int) *Pool {
 	if threads <= 0 {
 		threads = runtime.GOMAXPROCS(0)
 	}
-	p := &Pool{threads: threads, done: make(chan struct{}, threads)}
+	p := &Pool{threads: threads}
 	p.job.res = make([][groupW * groupA]float32, threads)
 	for i := 1; i < threads; i++ {
-		c := make(chan struct{}, 1)
-		p.start = append(p.start, c)
-		go p.worker(c, i)
+		w := &poolWorker{wake: make(chan struct{}, 1)}
+		p.workers = append(p.workers, w)
+		go p.worker(w, i)
 	}
 	return p
 }
@@ -137,16 +160,45 @@ func (p *Pool) Close() {
 	if p.closed.Swap(true) {
 		return
 	}
-	for _, c := range p.start {
-		close(c)
+	for _, w := range p.workers {
+		close(w.wake)
 	}
-	p.start = nil
+	p.workers = nil
 }
 
-func (p *Pool) worker(start chan struct{}, tid int) {
-	for range start {
-		p.job.run(tid)
-		p.done <- struct{}{}
+// worker runs the jobs it is woken or claimed for, spinning between jobs.
+func (p *Pool) worker(w *poolWorker, tid int) {
+	for range w.wake {
+		for {
+			p.job.run(tid)
+			w.state.Store(workerSpinning) // before pending: the next claim may follow at once
+			p.pending.Add(-1)
+			if !w.spin() {
+				break
+			}
+		}
+	}
+}
+
+// spin polls for a claim for up to spinWait; it reports whether the
+// worker was claimed (else it is now sleeping).
+func (w *poolWorker) spin() bool {
+	var t0 time.Time
+	for i := 0; ; i++ {
+		if w.state.Load() == workerClaimed {
+			return true
+		}
+		if i&63 == 63 {
+			if t0.IsZero() {
+				t0 = time.Now()
+			} else if time.Since(t0) > spinWait {
+				if w.state.CompareAndSwap(workerSpinning, workerSleeping) {
+					return false
+				}
+				return true // claimed meanwhile
+			}
+			runtime.Gosched()
+		}
 	}
 }
 
@@ -170,17 +222,22 @@ func (p *Pool) For(n int, fn func(worker, i int)) {
 	j.fn = nil
 }
 
-// runJob runs p.job on every thread and waits; mu must be held.
+// runJobLocked runs p.job on every thread and waits; mu must be held.
 func (p *Pool) runJobLocked(parallel bool) {
-	if !parallel || len(p.start) == 0 {
+	if !parallel || len(p.workers) == 0 {
 		p.job.run(0)
 		return
 	}
-	for _, c := range p.start {
-		c <- struct{}{}
+	p.pending.Store(int32(len(p.workers)))
+	for _, w := range p.workers {
+		if !w.state.CompareAndSwap(workerSpinning, workerClaimed) {
+			w.wake <- struct{}{}
+		}
 	}
 	p.job.run(0)
-	for range p.start {
-		<-p.done
+	for i := 0; p.pending.Load() != 0; i++ {
+		if i&15 == 15 {
+			runtime.Gosched()
+		}
 	}
 }
