@@ -45,7 +45,7 @@ func init() {
 	k.dotGroup, k.gemmGroup, k.dotRows = groupDotF32, groupGemmF32, rowsDotF32
 	fastKernels[gguf.TypeF32] = k
 	k = fastKernels[gguf.TypeF16]
-	k.dotGroup, k.gemmGroup, k.actF32 = groupDotF16, groupGemmF16, true
+	k.dotGroup, k.gemmGroup, k.side = groupDotF16, groupGemmF16, sideF16
 	fastKernels[gguf.TypeF16] = k
 }
 

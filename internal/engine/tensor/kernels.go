@@ -19,13 +19,20 @@ type kernel struct {
 	// exactly what dot and gemm compute per output (nil: dot/gemm per
 	// output).
 	dotGroup, gemmGroup groupFunc
-	// actF32 (F16 only) asks for each converted activation row to be
-	// followed by its values widened back to float32 (exactly), for
-	// multi-row kernels that would otherwise widen them per weight row.
-	actF32 bool
+	// side, when set, is data that the multi-row kernel reads after each
+	// converted activation row (MatMuls of two or more rows).
+	side *actSide
 	// dotRows, when set, computes dot for one activation row over a run
 	// of weight rows in one call (a MatMul of one activation row).
 	dotRows rowsFunc
+}
+
+// actSide describes extra per-row activation data for a multi-row kernel,
+// derived from the converted row once per MatMul instead of once per
+// weight row: e.g. F16 activations widened back to float32.
+type actSide struct {
+	bytes func(cols int) int               // size of the extra data
+	fill  func(row []byte, base, cols int) // row[base:] from row[:base]
 }
 
 // rowsFunc sets out[q] = dot(weight row q, a) for the nw = len(out) weight

@@ -100,7 +100,9 @@ type job struct {
 	x      []float32
 	n      int
 	act    []byte
-	actRB  int
+	actRB  int      // bytes per converted activation row (slot)
+	baseRB int      // of which the converted row proper
+	side   *actSide // what follows it in the slot (nil: nothing)
 	actT   gguf.Type
 	out    []float32
 	perm   []int32 // slot -> activation row
@@ -156,23 +158,26 @@ func (j *job) quantize(c int) {
 		case j.actT == gguf.TypeF32:
 			copy(f32s(a, cols), x)
 		case j.actT == gguf.TypeF16:
-			h := unsafe.Slice((*uint16)(unsafe.Pointer(&a[0])), cols)
-			RoundF16(h, x)
-			if j.actRB == 6*cols {
-				widenF16(f32s(a[2*cols:], cols), h)
-			}
+			RoundF16(unsafe.Slice((*uint16)(unsafe.Pointer(&a[0])), cols), x)
 		default:
-			quantizeActivation(j.actT, x, a)
+			quantizeActivation(j.actT, x, a[:j.baseRB])
+		}
+		if j.side != nil {
+			j.side.fill(a, j.baseRB, cols)
 		}
 	}
 }
 
-// widenF16 sets dst[i] to the value of the F16 number h[i].
-func widenF16(dst []float32, h []uint16) {
-	dst = dst[:len(h)]
-	for i, v := range h {
-		dst[i] = FP16ToFP32(v)
-	}
+// sideF16 follows an F16 activation row with its float32 values.
+var sideF16 = &actSide{
+	bytes: func(cols int) int { return 4 * cols },
+	fill: func(row []byte, base, cols int) {
+		h := unsafe.Slice((*uint16)(unsafe.Pointer(&row[0])), cols)
+		dst := f32s(row[base:], cols)
+		for i, v := range h {
+			dst[i] = FP16ToFP32(v)
+		}
+	},
 }
 
 // f32s views the first n float32 values of b (4-byte aligned: activation
@@ -271,8 +276,10 @@ func (p *Pool) MatMulModes(out []float32, w Matrix, x []float32, modes []RowMode
 	j := &p.job
 	j.w, j.x, j.n, j.out, j.actT = w, x, n, out, k.act
 	j.actRB = w.Cols / k.act.BlockSize() * k.act.BlockBytes()
-	if k.actF32 && n > 1 && w.Cols%16 == 0 {
-		j.actRB += 4 * w.Cols // see kernel.actF32
+	j.baseRB, j.side = j.actRB, nil
+	if k.side != nil && n > 1 && w.Cols%32 == 0 {
+		j.side = k.side
+		j.actRB += k.side.bytes(w.Cols)
 	}
 	ws.grow(n, j.actRB)
 	j.act, j.perm = ws.act, ws.perm[:n]

@@ -3,6 +3,9 @@
 package tensor
 
 import (
+	"encoding/binary"
+	"math"
+
 	"golang.org/x/sys/cpu"
 
 	"courier/internal/engine/gguf"
@@ -74,5 +77,55 @@ func dotQ4_0x8Rows(w []byte, wrb int, a []byte, cols int, out []float32) {
 		var acc float32
 		dotQ4_0x8AVX2(&w[q*wrb], &a[0], nb, &acc)
 		out[q] = acc
+	}
+}
+
+//go:noescape
+func dotQ8_0w2a4VNNI(w0, w1 *byte, a *[4]*byte, nb int, acc *[8]float32)
+
+// sideQ8_0 follows a Q8_0 activation row with, per block, its scale as
+// float32 and its codes XOR 0x80 (code+128 as unsigned bytes, the
+// operand VPDPBUSD takes unsigned): 36 bytes per block.
+var sideQ8_0 = &actSide{
+	bytes: func(cols int) int { return 36 * (cols / qk) },
+	fill: func(row []byte, base, cols int) {
+		nb := cols / qk
+		side := row[base : base+36*nb]
+		for b := 0; b < nb; b++ {
+			blk, s := row[34*b:34*b+34], side[36*b:36*b+36]
+			binary.LittleEndian.PutUint32(s, math.Float32bits(f16at(blk)))
+			for i := 0; i < 32; i += 8 {
+				v := binary.LittleEndian.Uint64(blk[2+i:])
+				binary.LittleEndian.PutUint64(s[4+i:], v^0x8080808080808080)
+			}
+		}
+	},
+}
+
+func init() {
+	if hasVNNI {
+		k := fastKernels[gguf.TypeQ8_0]
+		k.side = sideQ8_0
+		fastKernels[gguf.TypeQ8_0] = k
+	}
+}
+
+// groupDotQ8_0Side is groupDotQ8_0 for two to four activation rows that
+// carry sideQ8_0's data: two weight rows per pass (the last repeated when
+// nw is odd).
+func groupDotQ8_0Side(w []byte, wrb, nw int, a []byte, arb, m, cols int, res *[groupW * groupA]float32) {
+	nb := cols / qk
+	_, _ = w[nw*wrb-1], a[m*arb-1]
+	var rows [4]*byte
+	actRows(&rows, a[34*nb:], arb, m)
+	var acc [8]float32
+	for q := 0; q < nw; q += 2 {
+		q1 := min(q+1, nw-1)
+		dotQ8_0w2a4VNNI(&w[q*wrb], &w[q1*wrb], &rows, nb, &acc)
+		for h := 0; h < 2 && q+h < nw; h++ {
+			for p := 0; p < m; p++ {
+				res[(q+h)*m+p] = acc[4*h+p]
+			}
+		}
 	}
 }

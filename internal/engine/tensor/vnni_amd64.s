@@ -262,3 +262,93 @@ q4rloop:
 q4rdone:
 	VZEROUPPER
 	RET
+
+// Q8PROD(P, ACC0, ACC1): the block of the prepared activation row at P
+// (float32 scale, then its 32 codes XOR 0x80, i.e. code+128 unsigned)
+// against both weight blocks (codes Y8/Y9, -128*lane sums Y10/Y11,
+// scales Y12/Y13): ACCi += (wi.d*a.d) * float(sum of wi*a per lane).
+#define Q8PROD(P, ACC0, ACC1) \
+	VMOVDQU 4(P), Y14 \
+	VMULPS.BCST (P), Y12, Y18 \
+	VMOVDQA32 Y10, Y16 \
+	VPDPBUSD Y8, Y14, Y16 \
+	VCVTDQ2PS Y16, Y16 \
+	VFMADD231PS Y16, Y18, ACC0 \
+	VMULPS.BCST (P), Y13, Y19 \
+	VMOVDQA32 Y11, Y20 \
+	VPDPBUSD Y9, Y14, Y20 \
+	VCVTDQ2PS Y20, Y20 \
+	VFMADD231PS Y20, Y19, ACC1
+
+// func dotQ8_0w2a4VNNI(w0, w1 *byte, a *[4]*byte, nb int, acc *[8]float32)
+// Two Q8_0 weight rows times four prepared activation rows (a[p], 36
+// bytes per block; see sideQ8_0): acc[4*q+p] is the output of weight row
+// q with activation row p, each with dotQ8_0AVX2's lanes, integer sums,
+// float steps and hsum8 reduction. The activation side is converted once
+// per MatMul; the weight side once per block for all four rows.
+TEXT ·dotQ8_0w2a4VNNI(SB), NOSPLIT, $0-40
+	MOVQ w0+0(FP), SI
+	MOVQ w1+8(FP), R11
+	MOVQ a+16(FP), AX
+	MOVQ 0(AX), DI
+	MOVQ 8(AX), R8
+	MOVQ 16(AX), R9
+	MOVQ 24(AX), R10
+	MOVQ nb+24(FP), CX
+	MOVQ acc+32(FP), DX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VPXORD Y21, Y21, Y21
+	VMOVDQU signsV<>(SB), Y15
+	TESTQ CX, CX
+	JZ w2a4done
+w2a4loop:
+	VMOVDQU 2(SI), Y8
+	VMOVDQU 2(R11), Y9
+	VPXORD Y10, Y10, Y10
+	VPDPBUSD Y8, Y15, Y10
+	VPSUBD Y10, Y21, Y10
+	VPXORD Y11, Y11, Y11
+	VPDPBUSD Y9, Y15, Y11
+	VPSUBD Y11, Y21, Y11
+	VPBROADCASTW (SI), X12
+	VCVTPH2PS X12, Y12
+	VPBROADCASTW (R11), X13
+	VCVTPH2PS X13, Y13
+	Q8PROD(DI, Y0, Y4)
+	Q8PROD(R8, Y1, Y5)
+	Q8PROD(R9, Y2, Y6)
+	Q8PROD(R10, Y3, Y7)
+	ADDQ $34, SI
+	ADDQ $34, R11
+	ADDQ $36, DI
+	ADDQ $36, R8
+	ADDQ $36, R9
+	ADDQ $36, R10
+	DECQ CX
+	JNZ w2a4loop
+w2a4done:
+	HSUM8(Y0, X0, X12)
+	HSUM8(Y1, X1, X12)
+	HSUM8(Y2, X2, X12)
+	HSUM8(Y3, X3, X12)
+	HSUM8(Y4, X4, X12)
+	HSUM8(Y5, X5, X12)
+	HSUM8(Y6, X6, X12)
+	HSUM8(Y7, X7, X12)
+	VMOVSS X0, 0(DX)
+	VMOVSS X1, 4(DX)
+	VMOVSS X2, 8(DX)
+	VMOVSS X3, 12(DX)
+	VMOVSS X4, 16(DX)
+	VMOVSS X5, 20(DX)
+	VMOVSS X6, 24(DX)
+	VMOVSS X7, 28(DX)
+	VZEROUPPER
+	RET
