@@ -72,17 +72,37 @@
 //
 // Each weight type has a generic (pure Go) kernel, the reference, and
 // possibly assembly ones (amd64) that must agree with it bit for bit; tests
-// compare both (FuzzVecDot, TestMatMulModesRowInvariant). AVX2+FMA+F16C:
-// vec_dot Q8_0, Q4_0, Q4_K, Q6_K, F32, F16 (dot_amd64.s); repacked Q4_K
-// gemv/gemm (repack_amd64.s); multi-row Q8_0 and four-outputs-in-lanes
-// repacked Q4_0 (multi_amd64.s). AVX-512F: four-row F32/F16 vec_dot and
-// 2x4-output tinyBLAS F32/F16 (float_avx512_amd64.s). All are chosen at init
-// with golang.org/x/sys/cpu and left out with the build tag noasm; BF16,
-// Q4_1, Q5_0, Q5_1, Q5_K and the activation quantizers are generic
-// everywhere. A Pool is a fixed set of worker goroutines started by NewPool
-// and stopped by Close; MatMul converts the activation rows once into a
-// Workspace, then the pool's threads (the caller included) take chunks of
-// whole groups of eight weight rows from an atomic counter, and each group
-// is applied to all activation rows while it is in cache. MatMul allocates
-// nothing; calls on one Pool (MatMul, For) are serialized by a mutex.
+// compare both (FuzzVecDot, TestMatMulModesRowInvariant,
+// TestF16VecFastMatchesGeneric, TestQuantizeQ8_0FastMatchesGeneric).
+// AVX2+FMA+F16C: vec_dot Q8_0, Q4_0, Q4_K, Q6_K, F32, F16 (dot_amd64.s);
+// repacked Q4_K gemv/gemm and a gemv rows kernel (repack_amd64.s);
+// multi-row Q8_0 and four-outputs-in-lanes repacked Q4_0 (multi_amd64.s).
+// AVX-512F: four-row F32/F16 vec_dot, 2x4-output tinyBLAS F32/F16, a
+// one-activation-row F32 rows kernel (float_avx512_amd64.s), the F16
+// vector operations of attention (f16vec_amd64.s) and the Q8_0 activation
+// quantizer (actquant_amd64.s). AVX512-VNNI (256-bit): Q8_0 decode rows
+// (four weight rows per activation load), Q8_0 two-weight by
+// four-activation rows, repacked Q4_0 gemv rows with eight outputs in lanes
+// (vnni_amd64.s); VPDPBUSD takes one operand unsigned, so signed bytes
+// enter as byte+128 and the lane starts at -128 times the other operand's
+// four-byte sum, which leaves the exact integer sums of the AVX2 kernels.
+// All are chosen at init with golang.org/x/sys/cpu and left out with the
+// build tag noasm; BF16, Q4_1, Q5_0, Q5_1, Q5_K and the Q8_1/Q8_K
+// quantizers are generic everywhere.
+//
+// MatMul converts the activation rows once into a Workspace (for multi-row
+// jobs a kernel may ask for side data after each converted row, e.g. F16
+// rows widened back to float32: actSide), then the pool's threads (the
+// caller included) take chunks of whole groups of eight weight rows from
+// an atomic counter, and each group is applied to all activation rows
+// while it is in cache. A MatMul of one activation row (a decode step)
+// gives a whole chunk to one kernel call where the type has a rows kernel
+// (rowsFunc), which also prefetches the rows it reads next: a decode
+// step's matrices are small and their rows too short for the hardware
+// prefetcher. A Pool is a fixed set of worker goroutines started by
+// NewPool and stopped by Close; between jobs a worker spins for up to
+// spinWait before it sleeps, and the caller hands a job to a spinning
+// worker with an atomic claim, so the ~100 MatMuls of a decode step do not
+// each pay a goroutine wake-up. MatMul allocates nothing; calls on one
+// Pool (MatMul, For) are serialized by a mutex.
 package tensor
