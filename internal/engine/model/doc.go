@@ -18,5 +18,10 @@
 // takes follows its RowMode (see rowmode.go), never the batch's shape, so
 // batching, chunked prefill and prefix caching do not change results.
 //
+// Hot element-wise loops run on assembly bodies where available (swiglu's
+// SiLU in silu_amd64.s; attention's F16 dot, multiply-add and scale in
+// tensor), each tested bit for bit against its generic body, which stays
+// the reference (build tag noasm).
+//
 // All buffers are allocated once by NewState; Forward allocates nothing.
 package model
