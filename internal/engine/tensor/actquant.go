@@ -55,7 +55,7 @@ func quantizeActivation(t gguf.Type, x []float32, dst []byte) {
 	case gguf.TypeQ8_1:
 		quantizeQ8_1(x, dst)
 	case gguf.TypeQ8_K:
-		quantizeQ8K(x, dst)
+		quantizeQ8KRow(x, dst)
 	}
 }
 
@@ -137,15 +137,25 @@ func quantizeQ8K(x []float32, dst []byte) {
 		for j, v := range xb {
 			qs[j] = byte(roundEven32(iscale * v))
 		}
-		for j := 0; j < 16; j++ {
-			var s int16
-			for _, q := range qs[16*j : 16*j+16] {
-				s += int16(int8(q))
-			}
-			put16(blk[4+qkK+2*j:], uint16(s))
-		}
-		d := 1 / iscale
-		bits := math.Float32bits(d)
-		blk[0], blk[1], blk[2], blk[3] = byte(bits), byte(bits>>8), byte(bits>>16), byte(bits>>24)
+		finishQ8K(blk, iscale)
 	}
+}
+
+// quantizeQ8KRow is the Q8_K activation quantizer: quantizeQ8K, or a
+// partly assembly one that gives the same bytes.
+var quantizeQ8KRow = quantizeQ8K
+
+// finishQ8K writes a Q8_K block's sums of 16 codes and its scale d =
+// 1/iscale, once its codes are in place.
+func finishQ8K(blk []byte, iscale float32) {
+	qs := blk[4 : 4+qkK]
+	for j := 0; j < 16; j++ {
+		var s int16
+		for _, q := range qs[16*j : 16*j+16] {
+			s += int16(int8(q))
+		}
+		put16(blk[4+qkK+2*j:], uint16(s))
+	}
+	bits := math.Float32bits(1 / iscale)
+	blk[0], blk[1], blk[2], blk[3] = byte(bits), byte(bits>>8), byte(bits>>16), byte(bits>>24)
 }

@@ -32,8 +32,8 @@ qloop:
 	VADDPS Z2, Z13, Z13
 	VSUBPS Z1, Z1, Z2
 	VADDPS Z2, Z13, Z13
-	VANDPS Z15, Z0, Z2
-	VANDPS Z15, Z1, Z3
+	VPANDD Z15, Z0, Z2
+	VPANDD Z15, Z1, Z3
 	VMAXPS Z3, Z2, Z2
 	VEXTRACTF64X4 $1, Z2, Y3
 	VMAXPS Y3, Y2, Y2
@@ -76,5 +76,69 @@ qdone:
 	VUCOMISS X13, X13
 	SETPS AL
 	MOVQ AX, bad+24(FP)
+	VZEROUPPER
+	RET
+
+// func absMaxQ8KAVX512(x *float32) (amax float32, idx int)
+// absMax of one 256-element Q8_K block: the largest |x| (NaNs ignored, as
+// the generic comparison ignores them) and the index of the first element
+// of that magnitude (0 when there is none, e.g. an all-NaN block).
+TEXT ·absMaxQ8KAVX512(SB), NOSPLIT, $0-24
+	MOVQ x+0(FP), SI
+	VBROADCASTSS absMaskQ<>(SB), Z15
+	VXORPS Z0, Z0, Z0
+	XORQ BX, BX
+amaxloop:
+	VPANDD (SI)(BX*4), Z15, Z1
+	VMAXPS Z0, Z1, Z0 // NaN in Z1: keeps Z0
+	ADDQ $16, BX
+	CMPQ BX, $256
+	JB amaxloop
+	VEXTRACTF64X4 $1, Z0, Y1
+	VMAXPS Y1, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VMAXPS X1, X0, X0
+	VPERMILPS $0x4e, X0, X1
+	VMAXPS X1, X0, X0
+	VPERMILPS $0xb1, X0, X1
+	VMAXSS X1, X0, X0
+	VMOVSS X0, amax+8(FP)
+	VBROADCASTSS X0, Z2
+	XORQ BX, BX
+findloop:
+	VPANDD (SI)(BX*4), Z15, Z1
+	VCMPPS $0, Z2, Z1, K1
+	KMOVW K1, AX
+	TESTL AX, AX
+	JNZ found
+	ADDQ $16, BX
+	CMPQ BX, $256
+	JB findloop
+	XORQ BX, BX
+	JMP amaxdone
+found:
+	TZCNTL AX, AX
+	ADDQ AX, BX
+amaxdone:
+	MOVQ BX, idx+16(FP)
+	VZEROUPPER
+	RET
+
+// func quantQ8KCodesAVX512(x *float32, qs *byte, iscale float32)
+// The 256 codes of a Q8_K block: iscale*x rounded to nearest even and
+// narrowed to int8 with signed saturation (finite iscale*x within
+// [-127.5, 127.5], where that is roundEven32).
+TEXT ·quantQ8KCodesAVX512(SB), NOSPLIT, $0-20
+	MOVQ x+0(FP), SI
+	MOVQ qs+8(FP), DI
+	VBROADCASTSS iscale+16(FP), Z3
+	XORQ BX, BX
+codesloop:
+	VMULPS (SI)(BX*4), Z3, Z1
+	VCVTPS2DQ Z1, Z1
+	VPMOVSDB Z1, (DI)(BX*1)
+	ADDQ $16, BX
+	CMPQ BX, $256
+	JB codesloop
 	VZEROUPPER
 	RET

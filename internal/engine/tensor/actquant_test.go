@@ -44,3 +44,39 @@ func TestQuantizeQ8_0FastMatchesGeneric(t *testing.T) {
 		}
 	}
 }
+
+// TestQuantizeQ8KFastMatchesGeneric is the same comparison for the Q8_K
+// quantizer (blocks of 256), with ties for the largest magnitude of both
+// signs, all-zero and all-NaN blocks, and infinities.
+func TestQuantizeQ8KFastMatchesGeneric(t *testing.T) {
+	r := rand.New(rand.NewPCG(53, 54))
+	for iter := 0; iter < 1000; iter++ {
+		nb := 1 + r.IntN(4)
+		x := make([]float32, 256*nb)
+		sc := math.Exp2(float64(r.IntN(80) - 40))
+		for i := range x {
+			x[i] = float32(r.NormFloat64() * sc)
+		}
+		switch iter % 7 {
+		case 1:
+			m := float32(4 * sc)
+			x[r.IntN(256)], x[r.IntN(256)] = m, -m // equal magnitudes: the first wins
+		case 2:
+			clear(x[:256])
+		case 3:
+			for i := range x[:256] {
+				x[i] = float32(math.NaN())
+			}
+		case 4:
+			x[r.IntN(len(x))] = float32(math.Inf(1 - 2*r.IntN(2)))
+		case 5:
+			x[r.IntN(len(x))] = float32(math.NaN())
+		}
+		got, want := make([]byte, q8KB*nb), make([]byte, q8KB*nb)
+		quantizeQ8KRow(x, got)
+		quantizeQ8K(x, want)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("iter %d (%d blocks): fast and generic Q8_K differ", iter, nb)
+		}
+	}
+}
