@@ -45,7 +45,7 @@ TEXT ·swigluAVX512(SB), NOSPLIT, $0-24
 	VBROADCASTSS siluC<>+52(SB), Z29
 sloop:
 	VMOVUPS (DI), Z0              // g
-	VXORPS Z29, Z0, Z1            // x = -g
+	VPXORD Z29, Z0, Z1            // x = -g
 	VMOVAPS Z16, Z2
 	VFMADD231PS Z17, Z1, Z2       // z = x*invLn + shift
 	VSUBPS Z16, Z2, Z3            // n = z - shift
@@ -65,7 +65,7 @@ sloop:
 	VCMPPS $0x1e, Z26, Z3, K1     // n > 192
 	VCMPPS $0x11, Z27, Z3, K2     // n < -192
 	VMOVAPS Z28, K1, Z8
-	VXORPS Z9, Z9, Z9
+	VPXORD Z9, Z9, Z9
 	VMOVAPS Z9, K2, Z8
 	VADDPS Z25, Z8, Z8            // 1 + e
 	VDIVPS Z8, Z0, Z0             // g / (1 + e)

@@ -21,7 +21,7 @@ TEXT ·quantQ8_0AVX512(SB), NOSPLIT, $0-32
 	MOVQ nb+16(FP), CX
 	VBROADCASTSS absMaskQ<>(SB), Z15
 	VMOVSS c127Q<>(SB), X14
-	VXORPS Z13, Z13, Z13 // x-x summed: NaN iff an element was Inf or NaN
+	VPXORD Z13, Z13, Z13 // x-x summed: NaN iff an element was Inf or NaN
 	VXORPS X12, X12, X12
 	TESTQ CX, CX
 	JZ qdone
@@ -86,7 +86,7 @@ qdone:
 TEXT ·absMaxQ8KAVX512(SB), NOSPLIT, $0-24
 	MOVQ x+0(FP), SI
 	VBROADCASTSS absMaskQ<>(SB), Z15
-	VXORPS Z0, Z0, Z0
+	VPXORD Z0, Z0, Z0
 	XORQ BX, BX
 amaxloop:
 	VPANDD (SI)(BX*4), Z15, Z1
