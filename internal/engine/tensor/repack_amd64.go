@@ -13,6 +13,9 @@ func gemmQ4KAVX2(w, a *byte, nb int, acc *[2]float32)
 //go:noescape
 func gemvQ4KRowsAVX2(w *byte, wrb, nw int, a *byte, nb int, out *float32)
 
+//go:noescape
+func gemvQ4KRowsVNNI(w *byte, wrb, nw int, a *byte, nb int, out *float32)
+
 func init() {
 	if !hasAVX2 {
 		return
@@ -29,6 +32,10 @@ func gemvQ4KRows(w []byte, wrb int, a []byte, cols int, out []float32) {
 		return
 	}
 	_, _ = w[nw*wrb-1], a[q8KB*nb-1]
+	if hasVNNI {
+		gemvQ4KRowsVNNI(&w[0], wrb, nw, &a[0], nb, &out[0])
+		return
+	}
 	gemvQ4KRowsAVX2(&w[0], wrb, nw, &a[0], nb, &out[0])
 }
 

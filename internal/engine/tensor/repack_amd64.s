@@ -226,3 +226,68 @@ gvrloop:
 gvrdone:
 	VZEROUPPER
 	RET
+
+// Q4K_PAIRV is Q4K_PAIR accumulated straight into Y15 with AVX512-VNNI's
+// VPDPWSSD (the same exact integer sums, one instruction for each
+// multiply by a scale and add).
+#define Q4K_PAIRV(qoff, aoff, soff) \
+	VMOVDQU qoff(SI), Y11 \
+	VPAND Y14, Y11, Y12 \
+	VPSRLW $4, Y11, Y11 \
+	VPAND Y14, Y11, Y11 \
+	VPMADDUBSW aoff(DI), Y12, Y12 \
+	VPBROADCASTW soff(SP), Y9 \
+	VPDPWSSD Y9, Y12, Y15 \
+	VPMADDUBSW (aoff+32)(DI), Y11, Y11 \
+	VPBROADCASTW (soff+2)(SP), Y9 \
+	VPDPWSSD Y9, Y11, Y15
+
+// func gemvQ4KRowsVNNI(w *byte, wrb, nw int, a *byte, nb int, out *float32)
+// gemvQ4KRowsAVX2 with Q4K_PAIRV.
+TEXT ·gemvQ4KRowsVNNI(SB), NOSPLIT, $16-48
+	MOVQ w+0(FP), R15
+	MOVQ wrb+8(FP), R14
+	MOVQ nw+16(FP), R13
+	MOVQ out+40(FP), DX
+	VMOVDQU nibK<>(SB), Y14
+	TESTQ R13, R13
+	JZ gvvdone
+gvvrow:
+	MOVQ R15, SI
+	MOVQ a+24(FP), DI
+	MOVQ nb+32(FP), CX
+	VXORPS X0, X0, X0
+	VXORPS X10, X10, X10
+gvvloop:
+	PREFETCHT0 (SI)(R14*2)
+	PREFETCHT0 64(SI)(R14*2)
+	PREFETCHT0 128(SI)(R14*2)
+	Q4K_SCALES
+	Q4K_MINS
+	VPSHUFD $0x4e, X8, X9
+	VPADDD X9, X8, X8
+	VPSHUFD $0xb1, X8, X9
+	VPADDD X9, X8, X8
+	VCVTDQ2PS X8, X8
+	VFMADD231SS X5, X8, X10
+	VPXOR Y15, Y15, Y15
+	Q4K_PAIRV(16, 4, 0)
+	Q4K_PAIRV(48, 68, 4)
+	Q4K_PAIRV(80, 132, 8)
+	Q4K_PAIRV(112, 196, 12)
+	HSUMD(Y15, X15, X11)
+	VCVTDQ2PS X15, X15
+	VFMADD231SS X3, X15, X0
+	ADDQ $144, SI
+	ADDQ $292, DI
+	DECQ CX
+	JNZ gvvloop
+	VSUBSS X10, X0, X0
+	VMOVSS X0, (DX)
+	ADDQ $4, DX
+	ADDQ R14, R15
+	DECQ R13
+	JNZ gvvrow
+gvvdone:
+	VZEROUPPER
+	RET
