@@ -227,20 +227,20 @@ gvrdone:
 	VZEROUPPER
 	RET
 
-// Q4K_PAIRV is Q4K_PAIR accumulated straight into Y15 with AVX512-VNNI's
-// VPDPWSSD (the same exact integer sums, one instruction for each
-// multiply by a scale and add).
-#define Q4K_PAIRV(qoff, aoff, soff) \
+// Q4K_PAIRV is Q4K_PAIR into ACC with AVX512-VNNI's VPDPWSSD adding the
+// high nibbles' scaled sums (the same exact integer sums; each pair has
+// its own accumulator so that the four chains run side by side).
+#define Q4K_PAIRV(qoff, aoff, soff, ACC) \
 	VMOVDQU qoff(SI), Y11 \
 	VPAND Y14, Y11, Y12 \
 	VPSRLW $4, Y11, Y11 \
 	VPAND Y14, Y11, Y11 \
 	VPMADDUBSW aoff(DI), Y12, Y12 \
 	VPBROADCASTW soff(SP), Y9 \
-	VPDPWSSD Y9, Y12, Y15 \
+	VPMADDWD Y9, Y12, ACC \
 	VPMADDUBSW (aoff+32)(DI), Y11, Y11 \
 	VPBROADCASTW (soff+2)(SP), Y9 \
-	VPDPWSSD Y9, Y11, Y15
+	VPDPWSSD Y9, Y11, ACC
 
 // func gemvQ4KRowsVNNI(w *byte, wrb, nw int, a *byte, nb int, out *float32)
 // gemvQ4KRowsAVX2 with Q4K_PAIRV.
@@ -270,11 +270,13 @@ gvvloop:
 	VPADDD X9, X8, X8
 	VCVTDQ2PS X8, X8
 	VFMADD231SS X5, X8, X10
-	VPXOR Y15, Y15, Y15
-	Q4K_PAIRV(16, 4, 0)
-	Q4K_PAIRV(48, 68, 4)
-	Q4K_PAIRV(80, 132, 8)
-	Q4K_PAIRV(112, 196, 12)
+	Q4K_PAIRV(16, 4, 0, Y15)
+	Q4K_PAIRV(48, 68, 4, Y13)
+	Q4K_PAIRV(80, 132, 8, Y1)
+	Q4K_PAIRV(112, 196, 12, Y2)
+	VPADDD Y13, Y15, Y15
+	VPADDD Y2, Y1, Y1
+	VPADDD Y1, Y15, Y15
 	HSUMD(Y15, X15, X11)
 	VCVTDQ2PS X15, X15
 	VFMADD231SS X3, X15, X0
