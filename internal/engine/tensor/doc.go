@@ -79,16 +79,17 @@
 // multi-row Q8_0 and four-outputs-in-lanes repacked Q4_0 (multi_amd64.s).
 // AVX-512F: four-row F32/F16 vec_dot, 2x4-output tinyBLAS F32/F16, a
 // one-activation-row F32 rows kernel (float_avx512_amd64.s), the F16
-// vector operations of attention (f16vec_amd64.s) and the Q8_0 activation
-// quantizer (actquant_amd64.s). AVX512-VNNI (256-bit): Q8_0 decode rows
-// (four weight rows per activation load), Q8_0 two-weight by
-// four-activation rows, repacked Q4_0 gemv rows with eight outputs in lanes
-// (vnni_amd64.s); VPDPBUSD takes one operand unsigned, so signed bytes
+// vector operations of attention (f16vec_amd64.s), the Q8_0 activation
+// quantizer and the Q8_K one's maximum and codes (actquant_amd64.s).
+// AVX512-VNNI (256-bit): Q8_0 decode rows (four weight rows per activation
+// load), Q8_0 two-weight by four-activation rows, repacked Q4_0 gemv rows
+// with eight outputs in lanes (vnni_amd64.s) and repacked Q4_K gemv rows
+// with VPDPWSSD (repack_amd64.s); VPDPBUSD takes one operand unsigned, so signed bytes
 // enter as byte+128 and the lane starts at -128 times the other operand's
 // four-byte sum, which leaves the exact integer sums of the AVX2 kernels.
 // All are chosen at init with golang.org/x/sys/cpu and left out with the
-// build tag noasm; BF16, Q4_1, Q5_0, Q5_1, Q5_K and the Q8_1/Q8_K
-// quantizers are generic everywhere.
+// build tag noasm; BF16, Q4_1, Q5_0, Q5_1, Q5_K and the Q8_1 quantizer
+// are generic everywhere.
 //
 // MatMul converts the activation rows once into a Workspace (for multi-row
 // jobs a kernel may ask for side data after each converted row, e.g. F16
