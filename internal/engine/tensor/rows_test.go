@@ -33,6 +33,9 @@ func TestMatMulModesRowInvariant(t *testing.T) {
 			w := randMatrix(t, r, typ, rows, cols)
 			for _, n := range []int{1, 5, 19} {
 				modes := mixedModes(r, n)
+				if n == 19 {
+					clear(modes[:10]) // more than groupA decode rows (the wide kernels)
+				}
 				x := randRow(r, n*cols, 1)
 				got := make([]float32, n*rows)
 				p.MatMulModes(got, w, x, modes, ws)
