@@ -219,6 +219,10 @@ func refTiledUbatch(f *attnFixture, p0, nq, nth int) []float32 {
 					var sum float64
 					for g0 := 0; g0 < faTileKV; g0 += 16 {
 						for l := g0; l < g0+16; l++ {
+							if row[l] == ninf { // ggml_v_expf(-Inf) = 0; vexpf's FMA32 gives NaN
+								row[l] = 0
+								continue
+							}
 							row[l] = vexpf(row[l] - mn)
 						}
 						sum += float64(refReduceAdd16(row[g0 : g0+16]))

@@ -49,29 +49,15 @@ func (w *attnWorker) attendTiled(seq *KVCache, layer, kvOff, pos int, q, out []f
 	vkq := w.vkq
 	clear(vkq)
 	m, sum := float32(math.Inf(-1)), float32(0)
+	var kRows, vRows [faTileKV][]uint16 // the tile's rows of this head
 	for ic := 0; ic <= pos; ic += faTileKV {
 		nv := min(faTileKV, pos+1-ic) // unmasked cells of this tile
-		// The key tile transposed to F32, [hd][faTileKV], and the scores:
-		// one fused multiply-add chain per key over the dimensions in
-		// order (independent chains side by side, as simd_gemm's lanes).
-		kt := w.kt
-		for tk := 0; tk < nv; tk++ {
-			krow, _ := seq.row(layer, ic+tk)
-			for d, v := range krow[kvOff : kvOff+hd] {
-				kt[d*faTileKV+tk] = tensor.FP16ToFP32(v)
-			}
+		for tk := range nv {
+			k, v := seq.row(layer, ic+tk)
+			kRows[tk], vRows[tk] = k[kvOff:kvOff+hd], v[kvOff:kvOff+hd]
 		}
+		tileScores(&w.kq, q, &kRows, nv, w.kt)
 		kq := w.kq[:nv]
-		clear(kq)
-		for d, x := range q {
-			for tk, k := range kt[d*faTileKV : d*faTileKV+nv] {
-				r, ok := fmaFast(x, k, kq[tk])
-				if !ok {
-					r = tensor.FMA32(x, k, kq[tk])
-				}
-				kq[tk] = r
-			}
-		}
 		tileMax := float32(math.Inf(-1))
 		for tk := range kq {
 			s := kq[tk] * scale
@@ -96,18 +82,7 @@ func (w *attnWorker) attendTiled(seq *KVCache, layer, kvOff, pos int, q, out []f
 		}
 		m = mNew
 		sum = float32(float64(sum) + softMaxTile(&w.kq, mNew))
-		for tk := 0; tk < nv; tk++ {
-			_, vrow := seq.row(layer, ic+tk)
-			p := w.kq[tk]
-			for d, v := range vrow[kvOff : kvOff+hd] {
-				vf := tensor.FP16ToFP32(v)
-				r, ok := fmaFast(p, vf, vkq[d])
-				if !ok {
-					r = tensor.FMA32(p, vf, vkq[d])
-				}
-				vkq[d] = r
-			}
-		}
+		tileAccumulate(vkq, &w.kq, &vRows, nv)
 	}
 	inv := float32(0)
 	if sum != 0 {
@@ -118,19 +93,70 @@ func (w *attnWorker) attendTiled(seq *KVCache, layer, kvOff, pos int, q, out []f
 	}
 }
 
+// tileScoresGeneric sets kq[tk] for the first nv keys of a tile (rows[tk],
+// each of len(q) values) to the score before scaling: a chain of fused
+// multiply-adds over the dimensions in order, from 0 (independent chains
+// side by side, as simd_gemm's lanes). The key tile is transposed to F32
+// in kt ([len(q)][faTileKV]) first. kq[nv:] is left unspecified.
+func tileScoresGeneric(kq *[faTileKV]float32, q []float32, rows *[faTileKV][]uint16, nv int, kt []float32) {
+	for tk, krow := range rows[:nv] {
+		for d, v := range krow[:len(q)] {
+			kt[d*faTileKV+tk] = tensor.FP16ToFP32(v)
+		}
+	}
+	acc := kq[:nv]
+	clear(acc)
+	for d, x := range q {
+		for tk, k := range kt[d*faTileKV : d*faTileKV+nv] {
+			r, ok := fmaFast(x, k, acc[tk])
+			if !ok {
+				r = tensor.FMA32(x, k, acc[tk])
+			}
+			acc[tk] = r
+		}
+	}
+}
+
+// tileAccumulateGeneric adds the weighted values of the first nv cells of
+// a tile to vkq: per element, a chain of fused multiply-adds over the
+// cells in order, vkq[d] = fma(p[tk], rows[tk][d], vkq[d]).
+func tileAccumulateGeneric(vkq []float32, p *[faTileKV]float32, rows *[faTileKV][]uint16, nv int) {
+	for tk, vrow := range rows[:nv] {
+		w := p[tk]
+		for d, v := range vrow[:len(vkq)] {
+			vf := tensor.FP16ToFP32(v)
+			r, ok := fmaFast(w, vf, vkq[d])
+			if !ok {
+				r = tensor.FMA32(w, vf, vkq[d])
+			}
+			vkq[d] = r
+		}
+	}
+}
+
 // softMaxTile is ggml_vec_soft_max_f32 on one tile's scores (AVX-512 with
 // DQ): each score becomes ggml_v_expf(score - max) in place, and the sum is
 // taken per group of 16 lanes with _mm512_reduce_add_ps, the groups added
 // in float64.
 func softMaxTile(kq *[faTileKV]float32, maxScore float32) float64 {
+	tileExp(kq, maxScore)
 	var sum float64
 	for g := 0; g < faTileKV; g += f32Lanes {
-		var lanes [f32Lanes]float32
-		for l := range lanes {
-			lanes[l] = vexpf(kq[g+l] - maxScore)
-			kq[g+l] = lanes[l]
-		}
-		sum += float64(reduceAdd16(&lanes))
+		sum += float64(reduceAdd16((*[f32Lanes]float32)(kq[g : g+f32Lanes])))
 	}
 	return sum
+}
+
+// tileExpGeneric sets kq[i] = ggml_v_expf(kq[i] - m) for every score (m
+// finite). A masked score, -Inf, gives 0 as in ggml (n = -Inf < -192); it
+// is set directly because vexpf's tensor.FMA32 turns -Inf*c + shift into
+// NaN (its error term is Inf - Inf).
+func tileExpGeneric(kq *[faTileKV]float32, m float32) {
+	for i, s := range kq {
+		if s == float32(math.Inf(-1)) {
+			kq[i] = 0
+			continue
+		}
+		kq[i] = vexpf(s - m)
+	}
 }

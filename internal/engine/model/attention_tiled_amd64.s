@@ -1,0 +1,299 @@
+//go:build !noasm
+
+#include "textflag.h"
+
+// The tiled flash-attention kernel's inner loops (attention_tiled.go) on
+// AVX-512: every float32 result is the same chain of single-rounded
+// operations as the generic Go code, in the same order; only independent
+// chains run side by side in the lanes: keys and values are widened from
+// F16 with VCVTPH2PS (exact, as tensor.FP16ToFP32 for non-NaN values),
+// the fused multiply-adds are VFMADD231PS (one rounding, as tensor.FMA32),
+// and ggml_v_expf is silu_amd64.s's sequence.
+
+// func tileScoresAVX512(kq *[64]float32, q *float32, rows *[64][]uint16, hd, groups int)
+//
+// For each group of 16 keys: kq[key] = fma chain over d = 0..hd-1 of
+// q[d]*key[d], from 0. Keys are read 16 dimensions at a time from their
+// rows, transposed so that a register holds one dimension of the 16 keys,
+// and each dimension's broadcast query element is fused in, in order.
+//
+// The transpose (unrolled): Z0..Z15 hold keys 0..15 (16 dimensions each,
+// four 128-bit lanes of four); VUNPCKL/HPS interleave pairs of keys,
+// VUNPCKL/HPD pairs of pairs, so that lane j of register 4a+c holds
+// dimension 4j+c of keys 4a..4a+3; two rounds of VSHUFF32X4 then gather
+// lane j of registers c, 4+c, 8+c, 12+c into register 4j+c: Zd ends up
+// holding dimension d of the 16 keys.
+TEXT ·tileScoresAVX512(SB), NOSPLIT, $0-40
+	MOVQ kq+0(FP), DI
+	MOVQ q+8(FP), SI
+	MOVQ rows+16(FP), R11
+	MOVQ hd+24(FP), CX
+	SHLQ $1, CX                   // row bytes
+	MOVQ groups+32(FP), DX
+sgroup:
+	VPXORD Z16, Z16, Z16
+	VMOVUPS Z16, (DI)
+	XORQ R13, R13                 // byte offset of the dimension block
+	MOVQ SI, R14                  // q + block
+sblock:
+	MOVQ 0(R11), R9
+	VCVTPH2PS (R9)(R13*1), Z0
+	MOVQ 24(R11), R9
+	VCVTPH2PS (R9)(R13*1), Z1
+	MOVQ 48(R11), R9
+	VCVTPH2PS (R9)(R13*1), Z2
+	MOVQ 72(R11), R9
+	VCVTPH2PS (R9)(R13*1), Z3
+	MOVQ 96(R11), R9
+	VCVTPH2PS (R9)(R13*1), Z4
+	MOVQ 120(R11), R9
+	VCVTPH2PS (R9)(R13*1), Z5
+	MOVQ 144(R11), R9
+	VCVTPH2PS (R9)(R13*1), Z6
+	MOVQ 168(R11), R9
+	VCVTPH2PS (R9)(R13*1), Z7
+	MOVQ 192(R11), R9
+	VCVTPH2PS (R9)(R13*1), Z8
+	MOVQ 216(R11), R9
+	VCVTPH2PS (R9)(R13*1), Z9
+	MOVQ 240(R11), R9
+	VCVTPH2PS (R9)(R13*1), Z10
+	MOVQ 264(R11), R9
+	VCVTPH2PS (R9)(R13*1), Z11
+	MOVQ 288(R11), R9
+	VCVTPH2PS (R9)(R13*1), Z12
+	MOVQ 312(R11), R9
+	VCVTPH2PS (R9)(R13*1), Z13
+	MOVQ 336(R11), R9
+	VCVTPH2PS (R9)(R13*1), Z14
+	MOVQ 360(R11), R9
+	VCVTPH2PS (R9)(R13*1), Z15
+	VUNPCKLPS Z1, Z0, Z16
+	VUNPCKHPS Z1, Z0, Z17
+	VUNPCKLPS Z3, Z2, Z18
+	VUNPCKHPS Z3, Z2, Z19
+	VUNPCKLPS Z5, Z4, Z20
+	VUNPCKHPS Z5, Z4, Z21
+	VUNPCKLPS Z7, Z6, Z22
+	VUNPCKHPS Z7, Z6, Z23
+	VUNPCKLPS Z9, Z8, Z24
+	VUNPCKHPS Z9, Z8, Z25
+	VUNPCKLPS Z11, Z10, Z26
+	VUNPCKHPS Z11, Z10, Z27
+	VUNPCKLPS Z13, Z12, Z28
+	VUNPCKHPS Z13, Z12, Z29
+	VUNPCKLPS Z15, Z14, Z30
+	VUNPCKHPS Z15, Z14, Z31
+	VUNPCKLPD Z18, Z16, Z0
+	VUNPCKHPD Z18, Z16, Z1
+	VUNPCKLPD Z19, Z17, Z2
+	VUNPCKHPD Z19, Z17, Z3
+	VUNPCKLPD Z22, Z20, Z4
+	VUNPCKHPD Z22, Z20, Z5
+	VUNPCKLPD Z23, Z21, Z6
+	VUNPCKHPD Z23, Z21, Z7
+	VUNPCKLPD Z26, Z24, Z8
+	VUNPCKHPD Z26, Z24, Z9
+	VUNPCKLPD Z27, Z25, Z10
+	VUNPCKHPD Z27, Z25, Z11
+	VUNPCKLPD Z30, Z28, Z12
+	VUNPCKHPD Z30, Z28, Z13
+	VUNPCKLPD Z31, Z29, Z14
+	VUNPCKHPD Z31, Z29, Z15
+	VSHUFF32X4 $0x44, Z4, Z0, Z16
+	VSHUFF32X4 $0xEE, Z4, Z0, Z17
+	VSHUFF32X4 $0x44, Z12, Z8, Z18
+	VSHUFF32X4 $0xEE, Z12, Z8, Z19
+	VSHUFF32X4 $0x44, Z5, Z1, Z20
+	VSHUFF32X4 $0xEE, Z5, Z1, Z21
+	VSHUFF32X4 $0x44, Z13, Z9, Z22
+	VSHUFF32X4 $0xEE, Z13, Z9, Z23
+	VSHUFF32X4 $0x44, Z6, Z2, Z24
+	VSHUFF32X4 $0xEE, Z6, Z2, Z25
+	VSHUFF32X4 $0x44, Z14, Z10, Z26
+	VSHUFF32X4 $0xEE, Z14, Z10, Z27
+	VSHUFF32X4 $0x44, Z7, Z3, Z28
+	VSHUFF32X4 $0xEE, Z7, Z3, Z29
+	VSHUFF32X4 $0x44, Z15, Z11, Z30
+	VSHUFF32X4 $0xEE, Z15, Z11, Z31
+	VSHUFF32X4 $0x88, Z18, Z16, Z0
+	VSHUFF32X4 $0xDD, Z18, Z16, Z4
+	VSHUFF32X4 $0x88, Z19, Z17, Z8
+	VSHUFF32X4 $0xDD, Z19, Z17, Z12
+	VSHUFF32X4 $0x88, Z22, Z20, Z1
+	VSHUFF32X4 $0xDD, Z22, Z20, Z5
+	VSHUFF32X4 $0x88, Z23, Z21, Z9
+	VSHUFF32X4 $0xDD, Z23, Z21, Z13
+	VSHUFF32X4 $0x88, Z26, Z24, Z2
+	VSHUFF32X4 $0xDD, Z26, Z24, Z6
+	VSHUFF32X4 $0x88, Z27, Z25, Z10
+	VSHUFF32X4 $0xDD, Z27, Z25, Z14
+	VSHUFF32X4 $0x88, Z30, Z28, Z3
+	VSHUFF32X4 $0xDD, Z30, Z28, Z7
+	VSHUFF32X4 $0x88, Z31, Z29, Z11
+	VSHUFF32X4 $0xDD, Z31, Z29, Z15
+	VMOVUPS (DI), Z16
+	VFMADD231PS.BCST 0(R14), Z0, Z16
+	VFMADD231PS.BCST 4(R14), Z1, Z16
+	VFMADD231PS.BCST 8(R14), Z2, Z16
+	VFMADD231PS.BCST 12(R14), Z3, Z16
+	VFMADD231PS.BCST 16(R14), Z4, Z16
+	VFMADD231PS.BCST 20(R14), Z5, Z16
+	VFMADD231PS.BCST 24(R14), Z6, Z16
+	VFMADD231PS.BCST 28(R14), Z7, Z16
+	VFMADD231PS.BCST 32(R14), Z8, Z16
+	VFMADD231PS.BCST 36(R14), Z9, Z16
+	VFMADD231PS.BCST 40(R14), Z10, Z16
+	VFMADD231PS.BCST 44(R14), Z11, Z16
+	VFMADD231PS.BCST 48(R14), Z12, Z16
+	VFMADD231PS.BCST 52(R14), Z13, Z16
+	VFMADD231PS.BCST 56(R14), Z14, Z16
+	VFMADD231PS.BCST 60(R14), Z15, Z16
+	VMOVUPS Z16, (DI)
+	ADDQ $32, R13
+	ADDQ $64, R14
+	CMPQ R13, CX
+	JLT sblock
+	ADDQ $64, DI
+	ADDQ $384, R11                // 16 row slices
+	DECQ DX
+	JNZ sgroup
+	VZEROUPPER
+	RET
+
+// func tileAccumulateAVX512(vkq *float32, p *[64]float32, rows *[64][]uint16, nv, hd int)
+//
+// vkq[d] = fma(p[tk], value[tk][d], vkq[d]) for tk = 0..nv-1 in order, for
+// every d: 64 dimensions at a time in four registers, then 16 at a time.
+TEXT ·tileAccumulateAVX512(SB), NOSPLIT, $0-40
+	MOVQ vkq+0(FP), DI
+	MOVQ p+8(FP), SI
+	MOVQ rows+16(FP), R10
+	MOVQ nv+24(FP), DX
+	MOVQ hd+32(FP), BX
+	XORQ R13, R13                 // byte offset of the dimensions in a row
+acc64:
+	CMPQ BX, $64
+	JLT acc16
+	VMOVUPS (DI), Z0
+	VMOVUPS 64(DI), Z1
+	VMOVUPS 128(DI), Z2
+	VMOVUPS 192(DI), Z3
+	MOVQ R10, R11
+	MOVQ SI, R12
+	MOVQ DX, CX
+acc64key:
+	MOVQ (R11), R9
+	ADDQ R13, R9
+	VBROADCASTSS (R12), Z8
+	VCVTPH2PS (R9), Z4
+	VCVTPH2PS 32(R9), Z5
+	VCVTPH2PS 64(R9), Z6
+	VCVTPH2PS 96(R9), Z7
+	VFMADD231PS Z4, Z8, Z0
+	VFMADD231PS Z5, Z8, Z1
+	VFMADD231PS Z6, Z8, Z2
+	VFMADD231PS Z7, Z8, Z3
+	ADDQ $24, R11
+	ADDQ $4, R12
+	DECQ CX
+	JNZ acc64key
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z1, 64(DI)
+	VMOVUPS Z2, 128(DI)
+	VMOVUPS Z3, 192(DI)
+	ADDQ $256, DI
+	ADDQ $128, R13
+	SUBQ $64, BX
+	JMP acc64
+acc16:
+	CMPQ BX, $16
+	JLT accdone
+	VMOVUPS (DI), Z0
+	MOVQ R10, R11
+	MOVQ SI, R12
+	MOVQ DX, CX
+acc16key:
+	MOVQ (R11), R9
+	ADDQ R13, R9
+	VBROADCASTSS (R12), Z8
+	VCVTPH2PS (R9), Z4
+	VFMADD231PS Z4, Z8, Z0
+	ADDQ $24, R11
+	ADDQ $4, R12
+	DECQ CX
+	JNZ acc16key
+	VMOVUPS Z0, (DI)
+	ADDQ $64, DI
+	ADDQ $32, R13
+	SUBQ $16, BX
+	JMP acc16
+accdone:
+	VZEROUPPER
+	RET
+
+DATA tileExpC<>+0(SB)/4, $0x4b400000  // shift 0x1.8p23
+DATA tileExpC<>+4(SB)/4, $0x3fb8aa3b  // 1/ln 2
+DATA tileExpC<>+8(SB)/4, $0x3f317200  // ln2 hi
+DATA tileExpC<>+12(SB)/4, $0x35bfbe8e // ln2 lo
+DATA tileExpC<>+16(SB)/4, $0x3c072010 // 0x1.0e4020p-7
+DATA tileExpC<>+20(SB)/4, $0x3d2b9f17 // 0x1.573e2ep-5
+DATA tileExpC<>+24(SB)/4, $0x3e2aaf33 // 0x1.555e66p-3
+DATA tileExpC<>+28(SB)/4, $0x3efffedb // 0x1.fffdb6p-2
+DATA tileExpC<>+32(SB)/4, $0x3f7ffff6 // 0x1.ffffecp-1
+DATA tileExpC<>+36(SB)/4, $0x3f800000 // 1
+DATA tileExpC<>+40(SB)/4, $0x43400000 // 192
+DATA tileExpC<>+44(SB)/4, $0xc3400000 // -192
+DATA tileExpC<>+48(SB)/4, $0x7f800000 // +Inf
+GLOBL tileExpC<>(SB), RODATA|NOPTR, $52
+
+// func tileExpAVX512(kq *[64]float32, m float32)
+//
+// kq[i] = vexpf(kq[i] - m) for the 64 scores (silu_amd64.s's ggml_v_expf).
+TEXT ·tileExpAVX512(SB), NOSPLIT, $0-12
+	MOVQ kq+0(FP), DI
+	VBROADCASTSS m+8(FP), Z15
+	VBROADCASTSS tileExpC<>+0(SB), Z16
+	VBROADCASTSS tileExpC<>+4(SB), Z17
+	VBROADCASTSS tileExpC<>+8(SB), Z18
+	VBROADCASTSS tileExpC<>+12(SB), Z19
+	VBROADCASTSS tileExpC<>+16(SB), Z20
+	VBROADCASTSS tileExpC<>+20(SB), Z21
+	VBROADCASTSS tileExpC<>+24(SB), Z22
+	VBROADCASTSS tileExpC<>+28(SB), Z23
+	VBROADCASTSS tileExpC<>+32(SB), Z24
+	VBROADCASTSS tileExpC<>+36(SB), Z25
+	VBROADCASTSS tileExpC<>+40(SB), Z26
+	VBROADCASTSS tileExpC<>+44(SB), Z27
+	VBROADCASTSS tileExpC<>+48(SB), Z28
+	VPXORD Z29, Z29, Z29
+	MOVQ $4, CX
+eloop:
+	VMOVUPS (DI), Z1
+	VSUBPS Z15, Z1, Z1            // x = score - m
+	VMOVAPS Z16, Z2
+	VFMADD231PS Z17, Z1, Z2       // z = x*invLn + shift
+	VSUBPS Z16, Z2, Z3            // n = z - shift
+	VMOVAPS Z1, Z4
+	VFNMADD231PS Z18, Z3, Z4      // b = x - n*ln2Hi
+	VFNMADD231PS Z19, Z3, Z4      // b = b - n*ln2Lo
+	VMULPS Z4, Z4, Z5             // u = b*b
+	VMOVAPS Z21, Z6
+	VFMADD231PS Z20, Z4, Z6       // c0*b + c1
+	VMOVAPS Z23, Z7
+	VFMADD231PS Z22, Z4, Z7       // c2*b + c3
+	VFMADD231PS Z5, Z6, Z7        // (c0*b+c1)*u + (c2*b+c3)
+	VMOVAPS Z25, Z8
+	VFMADD231PS Z24, Z4, Z8       // c4*b + 1
+	VFMADD231PS Z5, Z7, Z8        // j
+	VSCALEFPS Z3, Z8, Z8          // j * 2^n
+	VCMPPS $0x1e, Z26, Z3, K1     // n > 192
+	VCMPPS $0x11, Z27, Z3, K2     // n < -192
+	VMOVAPS Z28, K1, Z8
+	VMOVAPS Z29, K2, Z8
+	VMOVUPS Z8, (DI)
+	ADDQ $64, DI
+	DECQ CX
+	JNZ eloop
+	VZEROUPPER
+	RET

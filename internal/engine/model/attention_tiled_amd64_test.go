@@ -1,0 +1,117 @@
+//go:build !noasm
+
+package model
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"courier/internal/engine/tensor"
+	"golang.org/x/sys/cpu"
+)
+
+// The AVX-512 bodies of the tiled kernel's loops against the generic ones,
+// bit for bit.
+
+func needTiledAVX512(t *testing.T) {
+	t.Helper()
+	if !cpu.X86.HasAVX512F {
+		t.Skip("no AVX-512F: the tiled kernel runs its generic bodies only")
+	}
+}
+
+// randF16 is a random F16 value: mostly normal of the given spread, some
+// subnormal, zero or large.
+func randF16(rng *rand.Rand, spread float64) uint16 {
+	switch rng.IntN(16) {
+	case 0:
+		return uint16(rng.IntN(1024)) | uint16(rng.IntN(2))<<15 // subnormal or zero
+	case 1:
+		return tensor.FP32ToFP16(float32(rng.NormFloat64() * 1000))
+	}
+	return tensor.FP32ToFP16(float32(rng.NormFloat64() * spread))
+}
+
+func TestTileLoopsAVX512MatchGeneric(t *testing.T) {
+	needTiledAVX512(t)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, hd := range []int{16, 32, 48, 64, 80, 128, 256} {
+		kt := make([]float32, hd*faTileKV)
+		q := make([]float32, hd)
+		for trial := range 40 {
+			nv := 1 + rng.IntN(faTileKV)
+			if trial < 2 {
+				nv = faTileKV - 63*trial // 64, then 1
+			}
+			var rows [faTileKV][]uint16
+			for tk := range rows {
+				rows[tk] = make([]uint16, hd+rng.IntN(3)) // rows may be longer
+				for d := range rows[tk] {
+					rows[tk][d] = randF16(rng, 1)
+				}
+			}
+			for d := range q {
+				q[d] = float32(rng.NormFloat64() * math.Exp2(float64(rng.IntN(20)-10)))
+			}
+			var got, want [faTileKV]float32
+			tileScoresGeneric(&want, q, &rows, nv, kt)
+			r2 := rows
+			tileScores(&got, q, &r2, nv, kt)
+			equalBits(t, "scores", got[:nv], want[:nv])
+
+			var p [faTileKV]float32
+			for i := range p {
+				p[i] = float32(rng.Float64())
+			}
+			vg, vw := make([]float32, hd), make([]float32, hd)
+			for d := range vg {
+				vg[d] = float32(rng.NormFloat64())
+				vw[d] = vg[d]
+			}
+			tileAccumulateGeneric(vw, &p, &rows, nv)
+			tileAccumulate(vg, &p, &rows, nv)
+			equalBits(t, "values", vg, vw)
+		}
+	}
+	for range 2000 {
+		var got, want [faTileKV]float32
+		for i := range want {
+			switch rng.IntN(8) {
+			case 0:
+				want[i] = float32(math.Inf(-1))
+			case 1:
+				want[i] = float32(rng.NormFloat64() * 300)
+			default:
+				want[i] = float32(rng.NormFloat64() * 10)
+			}
+		}
+		got = want
+		m := float32(rng.NormFloat64() * 10)
+		tileExpGeneric(&want, m)
+		tileExp(&got, m)
+		equalBits(t, "exp", got[:], want[:])
+	}
+}
+
+func TestTiledAttentionAVX512MatchesGeneric(t *testing.T) {
+	needTiledAVX512(t)
+	defer func(v bool) { tiledAVX512 = v }(tiledAVX512)
+	for _, hd := range []int{16, 32, 64, 80, 128} {
+		const n = 300 // five KV tiles, the last partial
+		f := newAttnFixture(t, 2, 1, hd, n, uint64(hd), 1.5)
+		var w attnWorker
+		w.init(hd)
+		got, want := make([]float32, hd), make([]float32, hd)
+		for _, pos := range []int{0, 1, 15, 16, 17, 63, 64, 65, 127, 128, 200, 255, 256, 299} {
+			for h := range 2 {
+				q := f.q[pos*f.cfg.Dim+h*hd:][:hd]
+				tiledAVX512 = false
+				w.attendTiled(f.cache, 0, 0, pos, q, want)
+				tiledAVX512 = true
+				w.attendTiled(f.cache, 0, 0, pos, q, got)
+				equalBits(t, "attention", got, want)
+			}
+		}
+	}
+}

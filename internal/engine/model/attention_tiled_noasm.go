@@ -1,0 +1,15 @@
+//go:build !amd64 || noasm
+
+package model
+
+// Without assembly the tiled kernel's inner loops are the generic bodies.
+
+func tileScores(kq *[faTileKV]float32, q []float32, rows *[faTileKV][]uint16, nv int, kt []float32) {
+	tileScoresGeneric(kq, q, rows, nv, kt)
+}
+
+func tileAccumulate(vkq []float32, p *[faTileKV]float32, rows *[faTileKV][]uint16, nv int) {
+	tileAccumulateGeneric(vkq, p, rows, nv)
+}
+
+func tileExp(kq *[faTileKV]float32, m float32) { tileExpGeneric(kq, m) }
