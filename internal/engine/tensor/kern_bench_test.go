@@ -27,6 +27,21 @@ func BenchmarkKernelInCache(b *testing.B) {
 					p.MatMulModes(out, w, x, modes, ws)
 				}
 			})
+			if w := randMatrix(b, r, typ, 512, 2048); w.packed != nil && n == 1 {
+				b.Run(typ.String()+"/n=1/unpacked", func(b *testing.B) {
+					const rows, cols = 512, 2048
+					w.packed = nil
+					p := NewPool(1)
+					defer p.Close()
+					ws := NewWorkspace(cols, n)
+					x := randRow(r, cols, 1)
+					out := make([]float32, rows)
+					b.SetBytes(int64(len(w.Data)))
+					for b.Loop() {
+						p.MatMulModes(out, w, x, []RowMode{RowDecode}, ws)
+					}
+				})
+			}
 		}
 	}
 }

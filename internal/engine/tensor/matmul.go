@@ -11,11 +11,14 @@ import (
 )
 
 // Matrix is a row-major weight [Rows][Cols] of one ggml type over raw bytes
-// (e.g. a slice of a memory-mapped GGUF). It does not own Data.
+// (e.g. a slice of a memory-mapped GGUF). It does not own Data. A Matrix
+// made by NewMatrix may also hold a packed copy of Data (see packed.go),
+// which MatMul then reads instead of Data.
 type Matrix struct {
 	Type       gguf.Type
 	Rows, Cols int
 	Data       []byte
+	packed     []byte // Data in the packed layout of Type, or nil
 }
 
 // NewMatrix checks that data holds exactly rows*cols elements of type t (rows
@@ -34,7 +37,9 @@ func NewMatrix(t gguf.Type, rows, cols int, data []byte) (Matrix, error) {
 	if rb != 0 && rows > len(data)/rb || rows*rb != len(data) {
 		return Matrix{}, fmt.Errorf("tensor: %dx%d %v matrix needs %d bytes, have %d", rows, cols, t, rows*rb, len(data))
 	}
-	return Matrix{Type: t, Rows: rows, Cols: cols, Data: data}, nil
+	m := Matrix{Type: t, Rows: rows, Cols: cols, Data: data}
+	m.packed = packMatrix(m)
+	return m, nil
 }
 
 // rowBytes is the size of one row of m.
@@ -141,6 +146,7 @@ func NewPool(threads int) *Pool {
 	}
 	p := &Pool{threads: threads}
 	p.job.res = make([][groupW * groupA]float32, threads)
+	p.job.wbuf = make([][]byte, threads)
 	for i := 1; i < threads; i++ {
 		w := &poolWorker{wake: make(chan struct{}, 1)}
 		p.workers = append(p.workers, w)

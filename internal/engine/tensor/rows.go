@@ -108,6 +108,7 @@ type job struct {
 	perm   []int32 // slot -> activation row
 	cls    [numClasses]rowClass
 	res    [][groupW * groupA]float32 // [threads] results of one group call
+	wbuf   [][]byte                   // [threads] a group of unpacked weight rows
 	fn     func(worker, i int)        // jobFor
 	buf    []byte
 	sumIdx atomic.Int64 // jobRead: a sum of what was read, to keep the reads live
@@ -125,7 +126,7 @@ func (j *job) run(tid int) {
 		case jobQuantize:
 			j.quantize(int(c))
 		case jobMatMul:
-			j.matmul(int(c), &j.res[tid])
+			j.matmul(int(c), tid)
 		case jobRead:
 			j.read(int(c))
 		case jobFor:
@@ -187,10 +188,14 @@ func f32s(b []byte, n int) []float32 {
 	return unsafe.Slice((*float32)(unsafe.Pointer(&b[0])), n)
 }
 
-func (j *job) matmul(c int, res *[groupW * groupA]float32) {
+func (j *job) matmul(c, tid int) {
 	w := j.w
 	lo, hi := c*j.chunk, min((c+1)*j.chunk, w.Rows)
 	rb := w.rowBytes()
+	if w.packed != nil {
+		j.matmulPacked(lo, hi, rb, tid)
+		return
+	}
 	if j.n == 1 {
 		if k := j.classOf(0); k.rows != nil {
 			k.rows(w.Data[lo*rb:hi*rb], rb, j.act[:j.actRB], w.Cols, j.out[lo:hi])
@@ -199,22 +204,52 @@ func (j *job) matmul(c int, res *[groupW * groupA]float32) {
 	}
 	for r0 := lo; r0 < hi; r0 += groupW {
 		nw := min(groupW, hi-r0)
-		wg := w.Data[r0*rb : (r0+nw)*rb]
-		for ci := range j.cls {
-			k := &j.cls[ci]
-			for s0 := k.lo; s0 < k.hi; s0 += groupA {
-				m := min(groupA, k.hi-s0)
-				a := j.act[s0*j.actRB : (s0+m)*j.actRB]
-				if k.group != nil {
-					k.group(wg, rb, nw, a, j.actRB, m, w.Cols, res)
-				} else {
-					dotGroup(k.dot, w.Type == gguf.TypeF32, wg, rb, nw, a, j.actRB, m, w.Cols, res)
-				}
-				for p := 0; p < m; p++ {
-					o := j.out[int(j.perm[s0+p])*w.Rows+r0:][:nw]
-					for q := range o {
-						o[q] = res[q*m+p]
-					}
+		j.group(r0, nw, w.Data[r0*rb:(r0+nw)*rb], rb, &j.res[tid])
+	}
+}
+
+// matmulPacked is matmul over rows [lo, hi) (whole groups of eight) of a
+// packed matrix: the packed gemv rows kernel for one decode row, else
+// each group unpacked into the thread's scratch and given to the group
+// kernels.
+func (j *job) matmulPacked(lo, hi, rb, tid int) {
+	w := j.w
+	if j.n == 1 && j.classOf(0).rows != nil { // gemv, fast kernels
+		if pr := packedRows[w.Type]; pr != nil {
+			pr(w.packed[lo*rb:hi*rb], j.act[:j.actRB], w.Cols, j.out[lo:hi])
+			return
+		}
+	}
+	if len(j.wbuf[tid]) < groupW*rb {
+		j.wbuf[tid] = make([]byte, groupW*rb)
+	}
+	buf := j.wbuf[tid][:groupW*rb]
+	unpack := packers[w.Type].unpack
+	nb := w.Cols / w.Type.BlockSize()
+	for r0 := lo; r0 < hi; r0 += groupW {
+		unpack(buf, w.packed[r0*rb:(r0+groupW)*rb], nb)
+		j.group(r0, groupW, buf, rb, &j.res[tid])
+	}
+}
+
+// group applies the nw weight rows wg (rows r0.., rb bytes apart) to every
+// activation row with its class's kernel.
+func (j *job) group(r0, nw int, wg []byte, rb int, res *[groupW * groupA]float32) {
+	w := j.w
+	for ci := range j.cls {
+		k := &j.cls[ci]
+		for s0 := k.lo; s0 < k.hi; s0 += groupA {
+			m := min(groupA, k.hi-s0)
+			a := j.act[s0*j.actRB : (s0+m)*j.actRB]
+			if k.group != nil {
+				k.group(wg, rb, nw, a, j.actRB, m, w.Cols, res)
+			} else {
+				dotGroup(k.dot, w.Type == gguf.TypeF32, wg, rb, nw, a, j.actRB, m, w.Cols, res)
+			}
+			for p := 0; p < m; p++ {
+				o := j.out[int(j.perm[s0+p])*w.Rows+r0:][:nw]
+				for q := range o {
+					o[q] = res[q*m+p]
 				}
 			}
 		}
@@ -296,7 +331,7 @@ func (p *Pool) MatMulModes(out []float32, w Matrix, x []float32, modes []RowMode
 	j.chunks = int64((w.Rows + j.chunk - 1) / j.chunk)
 	j.next.Store(0)
 	p.runJobLocked(work >= 1<<15)
-	j.x, j.out, j.act, j.perm, j.w.Data = nil, nil, nil, nil, nil
+	j.x, j.out, j.act, j.perm, j.w.Data, j.w.packed = nil, nil, nil, nil, nil, nil
 }
 
 // classOfMode returns the class of a row of mode m for matrix w.
