@@ -5,10 +5,11 @@
 // The tiled flash-attention kernel's inner loops (attention_tiled.go) on
 // AVX-512: every float32 result is the same chain of single-rounded
 // operations as the generic Go code, in the same order; only independent
-// chains run side by side in the lanes: keys and values are widened from
+// chains run side by side in the lanes. Keys and values are widened from
 // F16 with VCVTPH2PS (exact, as tensor.FP16ToFP32 for non-NaN values),
 // the fused multiply-adds are VFMADD231PS (one rounding, as tensor.FMA32),
-// and ggml_v_expf is silu_amd64.s's sequence.
+// and ggml_v_expf is silu_amd64.s's sequence. The unrolled transpose was
+// written out by a small script; its layout is described below.
 
 // func tileScoresAVX512(kq *[64]float32, q *float32, rows *[64][]uint16, hd, groups int)
 //
@@ -17,12 +18,13 @@
 // rows, transposed so that a register holds one dimension of the 16 keys,
 // and each dimension's broadcast query element is fused in, in order.
 //
-// The transpose (unrolled): Z0..Z15 hold keys 0..15 (16 dimensions each,
-// four 128-bit lanes of four); VUNPCKL/HPS interleave pairs of keys,
-// VUNPCKL/HPD pairs of pairs, so that lane j of register 4a+c holds
-// dimension 4j+c of keys 4a..4a+3; two rounds of VSHUFF32X4 then gather
-// lane j of registers c, 4+c, 8+c, 12+c into register 4j+c: Zd ends up
-// holding dimension d of the 16 keys.
+// The transpose: Z0..Z15 hold keys 0..15 (16 dimensions each, four
+// 128-bit lanes of four); VUNPCKL/HPS interleave pairs of keys, VUNPCKL/HPD
+// pairs of pairs (four keys at a time through Z16..Z19), so that lane j of
+// register 4a+c holds dimension 4j+c of keys 4a..4a+3; two rounds of
+// VSHUFF32X4 then gather lane j of registers c, 4+c, 8+c, 12+c into
+// register 4j+c: Zd ends up holding dimension d of the 16 keys. The scores
+// stay in Z20 across the dimension blocks.
 TEXT ·tileScoresAVX512(SB), NOSPLIT, $0-40
 	MOVQ kq+0(FP), DI
 	MOVQ q+8(FP), SI
@@ -31,8 +33,7 @@ TEXT ·tileScoresAVX512(SB), NOSPLIT, $0-40
 	SHLQ $1, CX                   // row bytes
 	MOVQ groups+32(FP), DX
 sgroup:
-	VPXORD Z16, Z16, Z16
-	VMOVUPS Z16, (DI)
+	VPXORD Z20, Z20, Z20          // the 16 keys' scores
 	XORQ R13, R13                 // byte offset of the dimension block
 	MOVQ SI, R14                  // q + block
 sblock:
@@ -72,88 +73,87 @@ sblock:
 	VUNPCKHPS Z1, Z0, Z17
 	VUNPCKLPS Z3, Z2, Z18
 	VUNPCKHPS Z3, Z2, Z19
-	VUNPCKLPS Z5, Z4, Z20
-	VUNPCKHPS Z5, Z4, Z21
-	VUNPCKLPS Z7, Z6, Z22
-	VUNPCKHPS Z7, Z6, Z23
-	VUNPCKLPS Z9, Z8, Z24
-	VUNPCKHPS Z9, Z8, Z25
-	VUNPCKLPS Z11, Z10, Z26
-	VUNPCKHPS Z11, Z10, Z27
-	VUNPCKLPS Z13, Z12, Z28
-	VUNPCKHPS Z13, Z12, Z29
-	VUNPCKLPS Z15, Z14, Z30
-	VUNPCKHPS Z15, Z14, Z31
 	VUNPCKLPD Z18, Z16, Z0
 	VUNPCKHPD Z18, Z16, Z1
 	VUNPCKLPD Z19, Z17, Z2
 	VUNPCKHPD Z19, Z17, Z3
-	VUNPCKLPD Z22, Z20, Z4
-	VUNPCKHPD Z22, Z20, Z5
-	VUNPCKLPD Z23, Z21, Z6
-	VUNPCKHPD Z23, Z21, Z7
-	VUNPCKLPD Z26, Z24, Z8
-	VUNPCKHPD Z26, Z24, Z9
-	VUNPCKLPD Z27, Z25, Z10
-	VUNPCKHPD Z27, Z25, Z11
-	VUNPCKLPD Z30, Z28, Z12
-	VUNPCKHPD Z30, Z28, Z13
-	VUNPCKLPD Z31, Z29, Z14
-	VUNPCKHPD Z31, Z29, Z15
+	VUNPCKLPS Z5, Z4, Z16
+	VUNPCKHPS Z5, Z4, Z17
+	VUNPCKLPS Z7, Z6, Z18
+	VUNPCKHPS Z7, Z6, Z19
+	VUNPCKLPD Z18, Z16, Z4
+	VUNPCKHPD Z18, Z16, Z5
+	VUNPCKLPD Z19, Z17, Z6
+	VUNPCKHPD Z19, Z17, Z7
+	VUNPCKLPS Z9, Z8, Z16
+	VUNPCKHPS Z9, Z8, Z17
+	VUNPCKLPS Z11, Z10, Z18
+	VUNPCKHPS Z11, Z10, Z19
+	VUNPCKLPD Z18, Z16, Z8
+	VUNPCKHPD Z18, Z16, Z9
+	VUNPCKLPD Z19, Z17, Z10
+	VUNPCKHPD Z19, Z17, Z11
+	VUNPCKLPS Z13, Z12, Z16
+	VUNPCKHPS Z13, Z12, Z17
+	VUNPCKLPS Z15, Z14, Z18
+	VUNPCKHPS Z15, Z14, Z19
+	VUNPCKLPD Z18, Z16, Z12
+	VUNPCKHPD Z18, Z16, Z13
+	VUNPCKLPD Z19, Z17, Z14
+	VUNPCKHPD Z19, Z17, Z15
 	VSHUFF32X4 $0x44, Z4, Z0, Z16
 	VSHUFF32X4 $0xEE, Z4, Z0, Z17
 	VSHUFF32X4 $0x44, Z12, Z8, Z18
 	VSHUFF32X4 $0xEE, Z12, Z8, Z19
-	VSHUFF32X4 $0x44, Z5, Z1, Z20
-	VSHUFF32X4 $0xEE, Z5, Z1, Z21
-	VSHUFF32X4 $0x44, Z13, Z9, Z22
-	VSHUFF32X4 $0xEE, Z13, Z9, Z23
-	VSHUFF32X4 $0x44, Z6, Z2, Z24
-	VSHUFF32X4 $0xEE, Z6, Z2, Z25
-	VSHUFF32X4 $0x44, Z14, Z10, Z26
-	VSHUFF32X4 $0xEE, Z14, Z10, Z27
-	VSHUFF32X4 $0x44, Z7, Z3, Z28
-	VSHUFF32X4 $0xEE, Z7, Z3, Z29
-	VSHUFF32X4 $0x44, Z15, Z11, Z30
-	VSHUFF32X4 $0xEE, Z15, Z11, Z31
 	VSHUFF32X4 $0x88, Z18, Z16, Z0
 	VSHUFF32X4 $0xDD, Z18, Z16, Z4
 	VSHUFF32X4 $0x88, Z19, Z17, Z8
 	VSHUFF32X4 $0xDD, Z19, Z17, Z12
-	VSHUFF32X4 $0x88, Z22, Z20, Z1
-	VSHUFF32X4 $0xDD, Z22, Z20, Z5
-	VSHUFF32X4 $0x88, Z23, Z21, Z9
-	VSHUFF32X4 $0xDD, Z23, Z21, Z13
-	VSHUFF32X4 $0x88, Z26, Z24, Z2
-	VSHUFF32X4 $0xDD, Z26, Z24, Z6
-	VSHUFF32X4 $0x88, Z27, Z25, Z10
-	VSHUFF32X4 $0xDD, Z27, Z25, Z14
-	VSHUFF32X4 $0x88, Z30, Z28, Z3
-	VSHUFF32X4 $0xDD, Z30, Z28, Z7
-	VSHUFF32X4 $0x88, Z31, Z29, Z11
-	VSHUFF32X4 $0xDD, Z31, Z29, Z15
-	VMOVUPS (DI), Z16
-	VFMADD231PS.BCST 0(R14), Z0, Z16
-	VFMADD231PS.BCST 4(R14), Z1, Z16
-	VFMADD231PS.BCST 8(R14), Z2, Z16
-	VFMADD231PS.BCST 12(R14), Z3, Z16
-	VFMADD231PS.BCST 16(R14), Z4, Z16
-	VFMADD231PS.BCST 20(R14), Z5, Z16
-	VFMADD231PS.BCST 24(R14), Z6, Z16
-	VFMADD231PS.BCST 28(R14), Z7, Z16
-	VFMADD231PS.BCST 32(R14), Z8, Z16
-	VFMADD231PS.BCST 36(R14), Z9, Z16
-	VFMADD231PS.BCST 40(R14), Z10, Z16
-	VFMADD231PS.BCST 44(R14), Z11, Z16
-	VFMADD231PS.BCST 48(R14), Z12, Z16
-	VFMADD231PS.BCST 52(R14), Z13, Z16
-	VFMADD231PS.BCST 56(R14), Z14, Z16
-	VFMADD231PS.BCST 60(R14), Z15, Z16
-	VMOVUPS Z16, (DI)
+	VSHUFF32X4 $0x44, Z5, Z1, Z16
+	VSHUFF32X4 $0xEE, Z5, Z1, Z17
+	VSHUFF32X4 $0x44, Z13, Z9, Z18
+	VSHUFF32X4 $0xEE, Z13, Z9, Z19
+	VSHUFF32X4 $0x88, Z18, Z16, Z1
+	VSHUFF32X4 $0xDD, Z18, Z16, Z5
+	VSHUFF32X4 $0x88, Z19, Z17, Z9
+	VSHUFF32X4 $0xDD, Z19, Z17, Z13
+	VSHUFF32X4 $0x44, Z6, Z2, Z16
+	VSHUFF32X4 $0xEE, Z6, Z2, Z17
+	VSHUFF32X4 $0x44, Z14, Z10, Z18
+	VSHUFF32X4 $0xEE, Z14, Z10, Z19
+	VSHUFF32X4 $0x88, Z18, Z16, Z2
+	VSHUFF32X4 $0xDD, Z18, Z16, Z6
+	VSHUFF32X4 $0x88, Z19, Z17, Z10
+	VSHUFF32X4 $0xDD, Z19, Z17, Z14
+	VSHUFF32X4 $0x44, Z7, Z3, Z16
+	VSHUFF32X4 $0xEE, Z7, Z3, Z17
+	VSHUFF32X4 $0x44, Z15, Z11, Z18
+	VSHUFF32X4 $0xEE, Z15, Z11, Z19
+	VSHUFF32X4 $0x88, Z18, Z16, Z3
+	VSHUFF32X4 $0xDD, Z18, Z16, Z7
+	VSHUFF32X4 $0x88, Z19, Z17, Z11
+	VSHUFF32X4 $0xDD, Z19, Z17, Z15
+	VFMADD231PS.BCST 0(R14), Z0, Z20
+	VFMADD231PS.BCST 4(R14), Z1, Z20
+	VFMADD231PS.BCST 8(R14), Z2, Z20
+	VFMADD231PS.BCST 12(R14), Z3, Z20
+	VFMADD231PS.BCST 16(R14), Z4, Z20
+	VFMADD231PS.BCST 20(R14), Z5, Z20
+	VFMADD231PS.BCST 24(R14), Z6, Z20
+	VFMADD231PS.BCST 28(R14), Z7, Z20
+	VFMADD231PS.BCST 32(R14), Z8, Z20
+	VFMADD231PS.BCST 36(R14), Z9, Z20
+	VFMADD231PS.BCST 40(R14), Z10, Z20
+	VFMADD231PS.BCST 44(R14), Z11, Z20
+	VFMADD231PS.BCST 48(R14), Z12, Z20
+	VFMADD231PS.BCST 52(R14), Z13, Z20
+	VFMADD231PS.BCST 56(R14), Z14, Z20
+	VFMADD231PS.BCST 60(R14), Z15, Z20
 	ADDQ $32, R13
 	ADDQ $64, R14
 	CMPQ R13, CX
 	JLT sblock
+	VMOVUPS Z20, (DI)
 	ADDQ $64, DI
 	ADDQ $384, R11                // 16 row slices
 	DECQ DX
