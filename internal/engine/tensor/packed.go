@@ -1,6 +1,10 @@
 package tensor
 
-import "courier/internal/engine/gguf"
+import (
+	"encoding/binary"
+
+	"courier/internal/engine/gguf"
+)
 
 // Packed (row-interleaved) weights.
 //
@@ -21,19 +25,32 @@ import "courier/internal/engine/gguf"
 // the eight rows' fp16 scales, then four runs of 32 bytes where run t
 // holds, for each row q, bytes 4t..4t+3 of that row's 16 code bytes (so
 // the low nibbles are elements 4t..4t+3 and the high ones 16+4t..16+4t+3).
+//
+// Q4_Kx8 (1184 bytes per group of eight rows and block of 256 elements,
+// 32 more than the rows: the 6-bit scales are unpacked): the eight rows'
+// fp16 d, their fp16 dmin, the scales sc[s] (one byte per row, eight
+// bytes per sub-block s), the mins m[s] likewise, then 32 runs of 32 bytes
+// where run 8c+t holds, for each row q, bytes 32c+4t..32c+4t+3 of that
+// row's 128 code bytes (low nibbles: elements 4t..4t+3 of sub-block 2c;
+// high nibbles: those of sub-block 2c+1).
 
 // packer converts between a type's row layout and its packed layout for
 // one group of eight rows of nb blocks each (src and dst 8*nb*blockBytes).
 type packer struct {
 	pack, unpack func(dst, src []byte, nb int)
+	groupBytes   func(nb int) int // packed size of a group
 }
 
 // packers lists the packed layouts; packedRows, when set for a type (by
 // the architecture files), is the gemv rows kernel over the packed layout,
 // and only then are matrices of that type packed.
 var packers = map[gguf.Type]packer{
-	gguf.TypeQ4_0: {pack: packQ4_0x8, unpack: unpackQ4_0x8},
+	gguf.TypeQ4_0: {pack: packQ4_0x8, unpack: unpackQ4_0x8, groupBytes: func(nb int) int { return 144 * nb }},
+	gguf.TypeQ4_K: {pack: packQ4Kx8, unpack: unpackQ4Kx8, groupBytes: func(nb int) int { return q4Kx8B * nb }},
 }
+
+// q4Kx8B is the size of one block of a packed Q4_K group.
+const q4Kx8B = 1184
 
 // packedRowsFunc sets out[q] for the len(out) rows (whole groups of eight)
 // of the packed weights p, with exactly the arithmetic of the type's
@@ -51,9 +68,10 @@ func packMatrix(m Matrix) []byte {
 	}
 	rb := m.rowBytes()
 	nb := m.Cols / m.Type.BlockSize()
-	out := make([]byte, len(m.Data))
-	for g := 0; g < m.Rows; g += 8 {
-		pk.pack(out[g*rb:(g+8)*rb], m.Data[g*rb:(g+8)*rb], nb)
+	gb := pk.groupBytes(nb)
+	out := make([]byte, m.Rows/8*gb)
+	for g := 0; g < m.Rows/8; g++ {
+		pk.pack(out[g*gb:(g+1)*gb], m.Data[8*g*rb:8*(g+1)*rb], nb)
 	}
 	return out
 }
@@ -76,13 +94,63 @@ func packQ4_0x8(dst, src []byte, nb int) {
 // unpackQ4_0x8 is the inverse of packQ4_0x8.
 func unpackQ4_0x8(dst, src []byte, nb int) {
 	rb := 18 * nb
+	_, _ = dst[8*rb-1], src[144*nb-1]
+	for q := 0; q < 8; q++ {
+		row := dst[q*rb : (q+1)*rb]
+		for b := 0; b < nb; b++ {
+			o, blk := src[144*b:144*b+144], row[18*b:18*b+18]
+			binary.LittleEndian.PutUint16(blk, binary.LittleEndian.Uint16(o[2*q:]))
+			binary.LittleEndian.PutUint32(blk[2:], binary.LittleEndian.Uint32(o[16+4*q:]))
+			binary.LittleEndian.PutUint32(blk[6:], binary.LittleEndian.Uint32(o[48+4*q:]))
+			binary.LittleEndian.PutUint32(blk[10:], binary.LittleEndian.Uint32(o[80+4*q:]))
+			binary.LittleEndian.PutUint32(blk[14:], binary.LittleEndian.Uint32(o[112+4*q:]))
+		}
+	}
+}
+
+// packQ4Kx8 packs eight Q4_K rows of nb blocks (see Q4_Kx8).
+func packQ4Kx8(dst, src []byte, nb int) {
+	rb := 144 * nb
+	_, _ = dst[q4Kx8B*nb-1], src[8*rb-1]
 	for b := 0; b < nb; b++ {
-		o := src[144*b : 144*b+144]
+		o := dst[q4Kx8B*b : q4Kx8B*(b+1)]
 		for q := 0; q < 8; q++ {
-			blk := dst[q*rb+18*b : q*rb+18*b+18]
-			blk[0], blk[1] = o[2*q], o[2*q+1]
-			for t := 0; t < 4; t++ {
-				copy(blk[2+4*t:2+4*t+4], o[16+32*t+4*q:16+32*t+4*q+4])
+			blk := src[q*rb+144*b : q*rb+144*b+144]
+			copy(o[2*q:2*q+2], blk[0:2])
+			copy(o[16+2*q:16+2*q+2], blk[2:4])
+			for s := 0; s < 8; s++ {
+				o[32+8*s+q], o[96+8*s+q] = scaleMinK4(s, blk[4:16])
+			}
+			for r := 0; r < 32; r++ {
+				binary.LittleEndian.PutUint32(o[160+32*r+4*q:], binary.LittleEndian.Uint32(blk[16+4*r:]))
+			}
+		}
+	}
+}
+
+// unpackQ4Kx8 is the inverse of packQ4Kx8 (the 12 bytes of 6-bit scales
+// and mins are a bijection of the 16 values, so they are restored exactly).
+func unpackQ4Kx8(dst, src []byte, nb int) {
+	rb := 144 * nb
+	_, _ = dst[8*rb-1], src[q4Kx8B*nb-1]
+	for q := 0; q < 8; q++ {
+		row := dst[q*rb : (q+1)*rb]
+		for b := 0; b < nb; b++ {
+			o, blk := src[q4Kx8B*b:q4Kx8B*(b+1)], row[144*b:144*b+144]
+			copy(blk[0:2], o[2*q:2*q+2])
+			copy(blk[2:4], o[16+2*q:16+2*q+2])
+			var sc, m [8]byte
+			for s := range sc {
+				sc[s], m[s] = o[32+8*s+q], o[96+8*s+q]
+			}
+			k := blk[4:16]
+			for j := 0; j < 4; j++ {
+				k[j] = sc[j] | (sc[j+4]>>4)<<6
+				k[j+4] = m[j] | (m[j+4]>>4)<<6
+				k[j+8] = sc[j+4]&0xf | (m[j+4]&0xf)<<4
+			}
+			for r := 0; r < 32; r++ {
+				binary.LittleEndian.PutUint32(blk[16+4*r:], binary.LittleEndian.Uint32(o[160+32*r+4*q:]))
 			}
 		}
 	}

@@ -7,10 +7,26 @@ import "courier/internal/engine/gguf"
 //go:noescape
 func gemvQ4_0x8PackedVNNI(p *byte, n8 int, a *byte, nb int, out *float32)
 
+//go:noescape
+func gemvQ4Kx8PackedVNNI(p *byte, n8 int, a *byte, nb int, out *float32)
+
 func init() {
 	if hasVNNI {
 		packedRows[gguf.TypeQ4_0] = gemvQ4_0x8Packed
+		packedRows[gguf.TypeQ4_K] = gemvQ4Kx8Packed
 	}
+}
+
+// gemvQ4Kx8Packed is the packed Q4_K rows kernel: gemvQ4Kx8 for each
+// output, eight outputs in the lanes of one register.
+func gemvQ4Kx8Packed(p []byte, a []byte, cols int, out []float32) {
+	nb := cols / qkK
+	n8 := len(out) / 8
+	if n8 == 0 {
+		return
+	}
+	_, _, _ = p[q4Kx8B*nb*n8-1], a[q8KB*nb-1], out[8*n8-1]
+	gemvQ4Kx8PackedVNNI(&p[0], n8, &a[0], nb, &out[0])
 }
 
 // gemvQ4_0x8Packed is the packed Q4_0 rows kernel: dotQ4_0x8 for each

@@ -19,7 +19,7 @@ func TestPackRoundTrip(t *testing.T) {
 		for i := range src {
 			src[i] = byte(r.Uint32())
 		}
-		packed := make([]byte, len(src))
+		packed := make([]byte, pk.groupBytes(nb))
 		pk.pack(packed, src, nb)
 		back := make([]byte, len(src))
 		pk.unpack(back, packed, nb)

@@ -214,9 +214,12 @@ func (j *job) matmul(c, tid int) {
 // kernels.
 func (j *job) matmulPacked(lo, hi, rb, tid int) {
 	w := j.w
+	pk := packers[w.Type]
+	nb := w.Cols / w.Type.BlockSize()
+	gb := pk.groupBytes(nb)
 	if j.n == 1 && j.classOf(0).rows != nil { // gemv, fast kernels
 		if pr := packedRows[w.Type]; pr != nil {
-			pr(w.packed[lo*rb:hi*rb], j.act[:j.actRB], w.Cols, j.out[lo:hi])
+			pr(w.packed[lo/8*gb:hi/8*gb], j.act[:j.actRB], w.Cols, j.out[lo:hi])
 			return
 		}
 	}
@@ -224,10 +227,8 @@ func (j *job) matmulPacked(lo, hi, rb, tid int) {
 		j.wbuf[tid] = make([]byte, groupW*rb)
 	}
 	buf := j.wbuf[tid][:groupW*rb]
-	unpack := packers[w.Type].unpack
-	nb := w.Cols / w.Type.BlockSize()
 	for r0 := lo; r0 < hi; r0 += groupW {
-		unpack(buf, w.packed[r0*rb:(r0+groupW)*rb], nb)
+		pk.unpack(buf, w.packed[r0/8*gb:(r0/8+1)*gb], nb)
 		j.group(r0, groupW, buf, rb, &j.res[tid])
 	}
 }
