@@ -246,9 +246,15 @@ func refTiledUbatch(f *attnFixture, p0, nq, nth int) []float32 {
 	return out
 }
 
+// equalBits fails unless got and want are identical bit for bit and the
+// reference is a number: a NaN on both sides is a shared bug, not
+// agreement.
 func equalBits(t *testing.T, what string, got, want []float32) {
 	t.Helper()
 	for i := range want {
+		if math.IsNaN(float64(want[i])) {
+			t.Fatalf("%s: element %d of the reference is %v", what, i, want[i])
+		}
 		if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
 			t.Fatalf("%s: element %d = %v, want %v", what, i, got[i], want[i])
 		}
