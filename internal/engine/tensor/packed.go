@@ -2,6 +2,7 @@ package tensor
 
 import (
 	"encoding/binary"
+	"unsafe"
 
 	"courier/internal/engine/gguf"
 )
@@ -95,15 +96,15 @@ func packQ4_0x8(dst, src []byte, nb int) {
 func unpackQ4_0x8(dst, src []byte, nb int) {
 	rb := 18 * nb
 	_, _ = dst[8*rb-1], src[144*nb-1]
-	for q := 0; q < 8; q++ {
-		row := dst[q*rb : (q+1)*rb]
-		for b := 0; b < nb; b++ {
-			o, blk := src[144*b:144*b+144], row[18*b:18*b+18]
-			binary.LittleEndian.PutUint16(blk, binary.LittleEndian.Uint16(o[2*q:]))
-			binary.LittleEndian.PutUint32(blk[2:], binary.LittleEndian.Uint32(o[16+4*q:]))
-			binary.LittleEndian.PutUint32(blk[6:], binary.LittleEndian.Uint32(o[48+4*q:]))
-			binary.LittleEndian.PutUint32(blk[10:], binary.LittleEndian.Uint32(o[80+4*q:]))
-			binary.LittleEndian.PutUint32(blk[14:], binary.LittleEndian.Uint32(o[112+4*q:]))
+	for b := 0; b < nb; b++ {
+		o := (*[144]byte)(src[144*b:])
+		for q := 0; q < 8; q++ {
+			blk := (*[18]byte)(dst[q*rb+18*b:])
+			blk[0], blk[1] = o[2*q], o[2*q+1]
+			*(*[4]byte)(blk[2:]) = *(*[4]byte)(o[16+4*q:])
+			*(*[4]byte)(blk[6:]) = *(*[4]byte)(o[48+4*q:])
+			*(*[4]byte)(blk[10:]) = *(*[4]byte)(o[80+4*q:])
+			*(*[4]byte)(blk[14:]) = *(*[4]byte)(o[112+4*q:])
 		}
 	}
 }
@@ -133,24 +134,35 @@ func packQ4Kx8(dst, src []byte, nb int) {
 func unpackQ4Kx8(dst, src []byte, nb int) {
 	rb := 144 * nb
 	_, _ = dst[8*rb-1], src[q4Kx8B*nb-1]
-	for q := 0; q < 8; q++ {
-		row := dst[q*rb : (q+1)*rb]
-		for b := 0; b < nb; b++ {
-			o, blk := src[q4Kx8B*b:q4Kx8B*(b+1)], row[144*b:144*b+144]
-			copy(blk[0:2], o[2*q:2*q+2])
-			copy(blk[2:4], o[16+2*q:16+2*q+2])
-			var sc, m [8]byte
-			for s := range sc {
-				sc[s], m[s] = o[32+8*s+q], o[96+8*s+q]
-			}
-			k := blk[4:16]
+	for b := 0; b < nb; b++ {
+		o := (*[q4Kx8B]byte)(src[q4Kx8B*b:])
+		for q := 0; q < 8; q++ {
+			blk := (*[16]byte)(dst[q*rb+144*b:])
+			blk[0], blk[1], blk[2], blk[3] = o[2*q], o[2*q+1], o[16+2*q], o[17+2*q]
 			for j := 0; j < 4; j++ {
-				k[j] = sc[j] | (sc[j+4]>>4)<<6
-				k[j+4] = m[j] | (m[j+4]>>4)<<6
-				k[j+8] = sc[j+4]&0xf | (m[j+4]&0xf)<<4
+				sc0, sc1 := o[32+8*j+q], o[64+8*j+q]
+				m0, m1 := o[96+8*j+q], o[128+8*j+q]
+				blk[4+j] = sc0 | (sc1>>4)<<6
+				blk[8+j] = m0 | (m1>>4)<<6
+				blk[12+j] = sc1&0xf | (m1&0xf)<<4
 			}
-			for r := 0; r < 32; r++ {
-				binary.LittleEndian.PutUint32(blk[16+4*r:], binary.LittleEndian.Uint32(o[160+32*r+4*q:]))
+		}
+	}
+	unpackQ4KCodes(dst, src, nb)
+}
+
+// unpackQ4KCodes is the code part of unpackQ4Kx8 (replaced by assembly
+// where available).
+var unpackQ4KCodes = func(dst, src []byte, nb int) {
+	rb := 144 * nb
+	for b := 0; b < nb; b++ {
+		codes := (*[256][4]byte)(unsafe.Pointer(&src[q4Kx8B*b+160])) // 1024 bytes
+		_ = src[q4Kx8B*b+160+1023]
+		for q := 0; q < 8; q++ {
+			_ = dst[q*rb+144*b+143]
+			dq := (*[32][4]byte)(unsafe.Pointer(&dst[q*rb+144*b+16])) // 128 bytes
+			for r := range dq {
+				dq[r] = codes[8*r+q]
 			}
 		}
 	}

@@ -10,7 +10,25 @@ func gemvQ4_0x8PackedVNNI(p *byte, n8 int, a *byte, nb int, out *float32)
 //go:noescape
 func gemvQ4Kx8PackedVNNI(p *byte, n8 int, a *byte, nb int, out *float32)
 
+//go:noescape
+func unpackQ4_0x8AVX2(dst *byte, rb int, src *byte, nb int)
+
+//go:noescape
+func unpackQ4KCodesAVX2(dst *byte, rb int, src *byte, nb int)
+
 func init() {
+	if hasAVX2 {
+		pk := packers[gguf.TypeQ4_0]
+		pk.unpack = func(dst, src []byte, nb int) {
+			_, _ = dst[8*18*nb-1], src[144*nb-1]
+			unpackQ4_0x8AVX2(&dst[0], 18*nb, &src[0], nb)
+		}
+		packers[gguf.TypeQ4_0] = pk
+		unpackQ4KCodes = func(dst, src []byte, nb int) {
+			_, _ = dst[8*144*nb-1], src[q4Kx8B*nb-1]
+			unpackQ4KCodesAVX2(&dst[0], 144*nb, &src[0], nb)
+		}
+	}
 	if hasVNNI {
 		packedRows[gguf.TypeQ4_0] = gemvQ4_0x8Packed
 		packedRows[gguf.TypeQ4_K] = gemvQ4Kx8Packed

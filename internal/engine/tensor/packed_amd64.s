@@ -178,3 +178,150 @@ q4kploop:
 q4kpdone:
 	VZEROUPPER
 	RET
+
+// ROWPTRS: R8..R14 = DI + q*BX for q = 1..7 (the eight rows of a group).
+#define ROWPTRS \
+	LEAQ (DI)(BX*1), R8 \
+	LEAQ (R8)(BX*1), R9 \
+	LEAQ (R9)(BX*1), R10 \
+	LEAQ (R10)(BX*1), R11 \
+	LEAQ (R11)(BX*1), R12 \
+	LEAQ (R12)(BX*1), R13 \
+	LEAQ (R13)(BX*1), R14
+
+// func unpackQ4_0x8AVX2(dst *byte, rb int, src *byte, nb int)
+// unpackQ4_0x8: per block, the scales moved and the four runs of codes
+// transposed (4x8 dwords) back into the eight rows.
+TEXT ·unpackQ4_0x8AVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ rb+8(FP), BX
+	MOVQ src+16(FP), SI
+	MOVQ nb+24(FP), CX
+	ROWPTRS
+	TESTQ CX, CX
+	JZ up40done
+up40loop:
+	MOVW 0(SI), AX
+	MOVW AX, (DI)
+	MOVW 2(SI), AX
+	MOVW AX, (R8)
+	MOVW 4(SI), AX
+	MOVW AX, (R9)
+	MOVW 6(SI), AX
+	MOVW AX, (R10)
+	MOVW 8(SI), AX
+	MOVW AX, (R11)
+	MOVW 10(SI), AX
+	MOVW AX, (R12)
+	MOVW 12(SI), AX
+	MOVW AX, (R13)
+	MOVW 14(SI), AX
+	MOVW AX, (R14)
+	VMOVDQU 16(SI), Y0
+	VMOVDQU 48(SI), Y1
+	VMOVDQU 80(SI), Y2
+	VMOVDQU 112(SI), Y3
+	VPUNPCKLDQ Y1, Y0, Y4
+	VPUNPCKHDQ Y1, Y0, Y5
+	VPUNPCKLDQ Y3, Y2, Y6
+	VPUNPCKHDQ Y3, Y2, Y7
+	VPUNPCKLQDQ Y6, Y4, Y0
+	VPUNPCKHQDQ Y6, Y4, Y1
+	VPUNPCKLQDQ Y7, Y5, Y2
+	VPUNPCKHQDQ Y7, Y5, Y3
+	VMOVDQU X0, 2(DI)
+	VEXTRACTI128 $1, Y0, 2(R11)
+	VMOVDQU X1, 2(R8)
+	VEXTRACTI128 $1, Y1, 2(R12)
+	VMOVDQU X2, 2(R9)
+	VEXTRACTI128 $1, Y2, 2(R13)
+	VMOVDQU X3, 2(R10)
+	VEXTRACTI128 $1, Y3, 2(R14)
+	ADDQ $144, SI
+	ADDQ $18, DI
+	ADDQ $18, R8
+	ADDQ $18, R9
+	ADDQ $18, R10
+	ADDQ $18, R11
+	ADDQ $18, R12
+	ADDQ $18, R13
+	ADDQ $18, R14
+	DECQ CX
+	JNZ up40loop
+up40done:
+	VZEROUPPER
+	RET
+
+// Q4KTR(K): runs 8K..8K+7 of the packed Q4_K block at SI (lane q: row q)
+// transposed (8x8 dwords) into code bytes 32K..32K+31 of the eight rows.
+#define Q4KTR(K) \
+	VMOVDQU (160+256*K)(SI), Y0 \
+	VMOVDQU (192+256*K)(SI), Y1 \
+	VMOVDQU (224+256*K)(SI), Y2 \
+	VMOVDQU (256+256*K)(SI), Y3 \
+	VMOVDQU (288+256*K)(SI), Y4 \
+	VMOVDQU (320+256*K)(SI), Y5 \
+	VMOVDQU (352+256*K)(SI), Y6 \
+	VMOVDQU (384+256*K)(SI), Y7 \
+	VPUNPCKLDQ Y1, Y0, Y8 \
+	VPUNPCKHDQ Y1, Y0, Y9 \
+	VPUNPCKLDQ Y3, Y2, Y10 \
+	VPUNPCKHDQ Y3, Y2, Y11 \
+	VPUNPCKLDQ Y5, Y4, Y12 \
+	VPUNPCKHDQ Y5, Y4, Y13 \
+	VPUNPCKLDQ Y7, Y6, Y14 \
+	VPUNPCKHDQ Y7, Y6, Y15 \
+	VPUNPCKLQDQ Y10, Y8, Y0 \
+	VPUNPCKHQDQ Y10, Y8, Y1 \
+	VPUNPCKLQDQ Y11, Y9, Y2 \
+	VPUNPCKHQDQ Y11, Y9, Y3 \
+	VPUNPCKLQDQ Y14, Y12, Y4 \
+	VPUNPCKHQDQ Y14, Y12, Y5 \
+	VPUNPCKLQDQ Y15, Y13, Y6 \
+	VPUNPCKHQDQ Y15, Y13, Y7 \
+	VPERM2I128 $0x20, Y4, Y0, Y8 \
+	VPERM2I128 $0x31, Y4, Y0, Y12 \
+	VPERM2I128 $0x20, Y5, Y1, Y9 \
+	VPERM2I128 $0x31, Y5, Y1, Y13 \
+	VPERM2I128 $0x20, Y6, Y2, Y10 \
+	VPERM2I128 $0x31, Y6, Y2, Y14 \
+	VPERM2I128 $0x20, Y7, Y3, Y11 \
+	VPERM2I128 $0x31, Y7, Y3, Y15 \
+	VMOVDQU Y8, (16+32*K)(DI) \
+	VMOVDQU Y9, (16+32*K)(R8) \
+	VMOVDQU Y10, (16+32*K)(R9) \
+	VMOVDQU Y11, (16+32*K)(R10) \
+	VMOVDQU Y12, (16+32*K)(R11) \
+	VMOVDQU Y13, (16+32*K)(R12) \
+	VMOVDQU Y14, (16+32*K)(R13) \
+	VMOVDQU Y15, (16+32*K)(R14)
+
+// func unpackQ4KCodesAVX2(dst *byte, rb int, src *byte, nb int)
+// The code bytes of unpackQ4Kx8 (the 16-byte headers are left alone).
+TEXT ·unpackQ4KCodesAVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ rb+8(FP), BX
+	MOVQ src+16(FP), SI
+	MOVQ nb+24(FP), CX
+	ROWPTRS
+	TESTQ CX, CX
+	JZ up4kdone
+up4kloop:
+	Q4KTR(0)
+	Q4KTR(1)
+	Q4KTR(2)
+	Q4KTR(3)
+	ADDQ $1184, SI
+	ADDQ $144, DI
+	ADDQ $144, R8
+	ADDQ $144, R9
+	ADDQ $144, R10
+	ADDQ $144, R11
+	ADDQ $144, R12
+	ADDQ $144, R13
+	ADDQ $144, R14
+	DECQ CX
+	JNZ up4kloop
+up4kdone:
+	VZEROUPPER
+	RET

@@ -71,3 +71,17 @@ func TestPackedMatchesUnpacked(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkUnpack(b *testing.B) {
+	for typ, pk := range packers {
+		b.Run(typ.String(), func(b *testing.B) {
+			nb := 4096 / typ.BlockSize()
+			src := make([]byte, pk.groupBytes(nb))
+			dst := make([]byte, 8*nb*typ.BlockBytes())
+			b.SetBytes(int64(len(dst)))
+			for b.Loop() {
+				pk.unpack(dst, src, nb)
+			}
+		})
+	}
+}
