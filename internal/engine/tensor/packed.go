@@ -58,8 +58,10 @@ const q4Kx8B = 1184
 // repacked gemv; a is one converted activation row of cols elements.
 type packedRowsFunc func(p []byte, a []byte, cols int, out []float32)
 
-// packedRows are the packed gemv kernels (filled by architecture files).
-var packedRows = map[gguf.Type]packedRowsFunc{}
+// packedRows are the packed gemv kernels and packedGemm the packed
+// kernels with the repacked gemm's arithmetic (filled by architecture
+// files).
+var packedRows, packedGemm = map[gguf.Type]packedRowsFunc{}, map[gguf.Type]packedRowsFunc{}
 
 // packMatrix returns m's packed copy, or nil if m is not packed.
 func packMatrix(m Matrix) []byte {

@@ -31,6 +31,7 @@ func init() {
 	}
 	if hasVNNI {
 		packedRows[gguf.TypeQ4_0] = gemvQ4_0x8Packed
+		packedGemm[gguf.TypeQ4_0] = gemvQ4_0x8Packed // Q4_0's gemm adds as its gemv
 		packedRows[gguf.TypeQ4_K] = gemvQ4Kx8Packed
 	}
 }

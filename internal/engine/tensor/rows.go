@@ -209,19 +209,34 @@ func (j *job) matmul(c, tid int) {
 }
 
 // matmulPacked is matmul over rows [lo, hi) (whole groups of eight) of a
-// packed matrix: the packed gemv rows kernel for one decode row, else
-// each group unpacked into the thread's scratch and given to the group
-// kernels.
+// packed matrix: each activation row whose class has a packed kernel (see
+// packedKernel) is applied to the whole run of packed rows in one call
+// (the run stays in cache for the next activation row); for the other
+// classes each group is unpacked into the thread's scratch and given to
+// the group kernels.
 func (j *job) matmulPacked(lo, hi, rb, tid int) {
 	w := j.w
 	pk := packers[w.Type]
 	nb := w.Cols / w.Type.BlockSize()
 	gb := pk.groupBytes(nb)
-	if j.n == 1 && j.classOf(0).rows != nil { // gemv, fast kernels
-		if pr := packedRows[w.Type]; pr != nil {
-			pr(w.packed[lo/8*gb:hi/8*gb], j.act[:j.actRB], w.Cols, j.out[lo:hi])
-			return
+	run := w.packed[lo/8*gb : hi/8*gb]
+	var rest uint8 // classes left to the group kernels
+	for ci := range j.cls {
+		k := &j.cls[ci]
+		if k.lo == k.hi {
+			continue
 		}
+		pr := j.packedKernel(ci)
+		if pr == nil {
+			rest |= 1 << ci
+			continue
+		}
+		for s := k.lo; s < k.hi; s++ {
+			pr(run, j.act[s*j.actRB:(s+1)*j.actRB], w.Cols, j.out[int(j.perm[s])*w.Rows+lo:][:hi-lo])
+		}
+	}
+	if rest == 0 {
+		return
 	}
 	if len(j.wbuf[tid]) < groupW*rb {
 		j.wbuf[tid] = make([]byte, groupW*rb)
@@ -229,15 +244,37 @@ func (j *job) matmulPacked(lo, hi, rb, tid int) {
 	buf := j.wbuf[tid][:groupW*rb]
 	for r0 := lo; r0 < hi; r0 += groupW {
 		pk.unpack(buf, w.packed[r0/8*gb:(r0/8+1)*gb], nb)
-		j.group(r0, groupW, buf, rb, &j.res[tid])
+		j.groupClasses(r0, groupW, buf, rb, &j.res[tid], rest)
 	}
+}
+
+// packedKernel returns the packed kernel with the arithmetic of class ci
+// on the packed matrix j.w, or nil (none, or the generic kernels are
+// forced).
+func (j *job) packedKernel(ci int) packedRowsFunc {
+	if useGeneric {
+		return nil
+	}
+	if ci == classGemm {
+		return packedGemm[j.w.Type]
+	}
+	return packedRows[j.w.Type]
 }
 
 // group applies the nw weight rows wg (rows r0.., rb bytes apart) to every
 // activation row with its class's kernel.
 func (j *job) group(r0, nw int, wg []byte, rb int, res *[groupW * groupA]float32) {
+	j.groupClasses(r0, nw, wg, rb, res, 1<<numClasses-1)
+}
+
+// groupClasses is group for the activation rows of the classes in the
+// bit set classes.
+func (j *job) groupClasses(r0, nw int, wg []byte, rb int, res *[groupW * groupA]float32, classes uint8) {
 	w := j.w
 	for ci := range j.cls {
+		if classes&(1<<ci) == 0 {
+			continue
+		}
 		k := &j.cls[ci]
 		for s0 := k.lo; s0 < k.hi; s0 += groupA {
 			m := min(groupA, k.hi-s0)
