@@ -11,6 +11,9 @@ func gemvQ4_0x8PackedVNNI(p *byte, n8 int, a *byte, nb int, out *float32)
 func gemvQ4Kx8PackedVNNI(p *byte, n8 int, a *byte, nb int, out *float32)
 
 //go:noescape
+func gemmQ4Kx8PackedVNNI(p *byte, n8 int, a *byte, nb int, out *float32)
+
+//go:noescape
 func unpackQ4_0x8AVX2(dst *byte, rb int, src *byte, nb int)
 
 //go:noescape
@@ -33,6 +36,7 @@ func init() {
 		packedRows[gguf.TypeQ4_0] = gemvQ4_0x8Packed
 		packedGemm[gguf.TypeQ4_0] = gemvQ4_0x8Packed // Q4_0's gemm adds as its gemv
 		packedRows[gguf.TypeQ4_K] = gemvQ4Kx8Packed
+		packedGemm[gguf.TypeQ4_K] = gemmQ4Kx8Packed
 	}
 }
 
@@ -58,4 +62,16 @@ func gemvQ4_0x8Packed(p []byte, a []byte, cols int, out []float32) {
 	}
 	_, _, _ = p[144*nb*n8-1], a[34*nb-1], out[8*n8-1]
 	gemvQ4_0x8PackedVNNI(&p[0], n8, &a[0], nb, &out[0])
+}
+
+// gemmQ4Kx8Packed is gemmQ4Kx8 over packed Q4_K rows (see
+// gemvQ4Kx8Packed).
+func gemmQ4Kx8Packed(p []byte, a []byte, cols int, out []float32) {
+	nb := cols / qkK
+	n8 := len(out) / 8
+	if n8 == 0 {
+		return
+	}
+	_, _, _ = p[q4Kx8B*nb*n8-1], a[q8KB*nb-1], out[8*n8-1]
+	gemmQ4Kx8PackedVNNI(&p[0], n8, &a[0], nb, &out[0])
 }

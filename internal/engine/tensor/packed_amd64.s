@@ -325,3 +325,55 @@ up4kloop:
 up4kdone:
 	VZEROUPPER
 	RET
+
+// Q4KGC(C, S0, S1): the gemm arithmetic's step for sub-blocks S0 = 2C and
+// S1 = 2C+1: Y15 += float(sc sums) * (d*y.d), Y12 += float(min sums) *
+// (dmin*y.d), with d*y.d in Y8 and dmin*y.d in Y13.
+#define Q4KGC(C, S0, S1) \
+	VPXORD Y10, Y10, Y10 \
+	VPXORD Y11, Y11, Y11 \
+	Q4KPC(C) \
+	Q4KPM(S0) \
+	Q4KPM(S1) \
+	VCVTDQ2PS Y10, Y10 \
+	VFMADD231PS Y8, Y10, Y15 \
+	VCVTDQ2PS Y11, Y11 \
+	VFMADD231PS Y13, Y11, Y12
+
+// func gemmQ4Kx8PackedVNNI(p *byte, n8 int, a *byte, nb int, out *float32)
+// gemmQ4Kx8 for the 8*n8 rows of packed Q4_K weights, one output per lane:
+// as gemvQ4Kx8PackedVNNI with the fused multiply-adds per 64 elements.
+TEXT ·gemmQ4Kx8PackedVNNI(SB), NOSPLIT, $0-40
+	MOVQ p+0(FP), SI
+	MOVQ n8+8(FP), R15
+	MOVQ out+32(FP), DX
+	VMOVDQU nibP<>(SB), Y14
+	TESTQ R15, R15
+	JZ q4kgdone
+q4kggroup:
+	MOVQ a+16(FP), DI
+	MOVQ nb+24(FP), CX
+	VPXORD Y15, Y15, Y15
+	VPXORD Y12, Y12, Y12
+q4kgloop:
+	VBROADCASTSS (DI), Y9
+	VCVTPH2PS (SI), Y8
+	VMULPS Y9, Y8, Y8
+	VCVTPH2PS 16(SI), Y13
+	VMULPS Y9, Y13, Y13
+	Q4KGC(0, 0, 1)
+	Q4KGC(1, 2, 3)
+	Q4KGC(2, 4, 5)
+	Q4KGC(3, 6, 7)
+	ADDQ $1184, SI
+	ADDQ $292, DI
+	DECQ CX
+	JNZ q4kgloop
+	VSUBPS Y12, Y15, Y15
+	VMOVUPS Y15, (DX)
+	ADDQ $32, DX
+	DECQ R15
+	JNZ q4kggroup
+q4kgdone:
+	VZEROUPPER
+	RET
