@@ -45,9 +45,9 @@ q4pgroup:
 	MOVQ nb+24(FP), CX
 	VPXORD Y15, Y15, Y15
 q4ploop:
-	PREFETCHT0 576(SI)
-	PREFETCHT0 640(SI)
-	PREFETCHT0 704(SI)
+	PREFETCHT0 2304(SI)
+	PREFETCHT0 2368(SI)
+	PREFETCHT0 2432(SI)
 	// -8*sum(a) of the block in every lane
 	VMOVDQU 2(DI), Y9
 	VPXORD Y8, Y8, Y8
@@ -125,6 +125,28 @@ q4pdone:
 	VPORD Y7, Y6, Y6 \
 	VPDPWSSD.BCST (260+4*S)(DI), Y6, Y11
 
+// PFQ4K: prefetch the packed Q4_K block two blocks ahead of SI (19 lines).
+#define PFQ4K \
+	PREFETCHT0 (2368)(SI) \
+	PREFETCHT0 (2432)(SI) \
+	PREFETCHT0 (2496)(SI) \
+	PREFETCHT0 (2560)(SI) \
+	PREFETCHT0 (2624)(SI) \
+	PREFETCHT0 (2688)(SI) \
+	PREFETCHT0 (2752)(SI) \
+	PREFETCHT0 (2816)(SI) \
+	PREFETCHT0 (2880)(SI) \
+	PREFETCHT0 (2944)(SI) \
+	PREFETCHT0 (3008)(SI) \
+	PREFETCHT0 (3072)(SI) \
+	PREFETCHT0 (3136)(SI) \
+	PREFETCHT0 (3200)(SI) \
+	PREFETCHT0 (3264)(SI) \
+	PREFETCHT0 (3328)(SI) \
+	PREFETCHT0 (3392)(SI) \
+	PREFETCHT0 (3456)(SI) \
+	PREFETCHT0 (3520)(SI)
+
 // func gemvQ4Kx8PackedVNNI(p *byte, n8 int, a *byte, nb int, out *float32)
 // gemvQ4Kx8 for the 8*n8 rows of packed Q4_K weights, one output per lane:
 // per block, each row's exact sums of sc*q*y and m*bsum, then one fused
@@ -143,6 +165,7 @@ q4kpgroup:
 	VPXORD Y15, Y15, Y15
 	VPXORD Y12, Y12, Y12
 q4kploop:
+	PFQ4K
 	VPXORD Y10, Y10, Y10
 	VPXORD Y11, Y11, Y11
 	Q4KPC(0)
