@@ -91,6 +91,22 @@
 // build tag noasm; BF16, Q4_1, Q5_0, Q5_1, Q5_K and the Q8_1 quantizer
 // are generic everywhere.
 //
+// # Packed weights
+//
+// Where the packed gemv kernels can run (AVX512-VNNI), NewMatrix copies a
+// Q4_0 or Q4_K matrix with a multiple of 8 rows once into a packed,
+// row-interleaved layout (packed.go: per group of eight rows and block,
+// the eight rows' scales, Q4_K's scales and mins unpacked to bytes, and
+// the codes as 4-byte runs, row q in lane q), so that a kernel computes
+// eight outputs in the lanes of one register without horizontal sums or
+// gathers. MatMul then reads only the copy: rows whose arithmetic has a
+// packed kernel (Q4_0 in every mode; Q4_K gemv and gemm) are applied to a
+// whole chunk of packed rows per call, and the other rows get groups of
+// eight rows unpacked (byte for byte the original) into per-thread
+// scratch. Every output keeps its arithmetic bit for bit
+// (TestPackedMatchesUnpacked). Data is still the original, read only by
+// Row and EmbeddingRow, and must not change after NewMatrix.
+//
 // MatMul converts the activation rows once into a Workspace (for multi-row
 // jobs a kernel may ask for side data after each converted row, e.g. F16
 // rows widened back to float32: actSide), then the pool's threads (the

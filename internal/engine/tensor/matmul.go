@@ -22,7 +22,9 @@ type Matrix struct {
 }
 
 // NewMatrix checks that data holds exactly rows*cols elements of type t (rows
-// of whole blocks) and that t has kernels.
+// of whole blocks) and that t has kernels. For types with a packed layout
+// here (see package doc, Packed weights) it also makes the packed copy
+// that MatMul reads; data must not change afterwards.
 func NewMatrix(t gguf.Type, rows, cols int, data []byte) (Matrix, error) {
 	if !Supported(t) {
 		return Matrix{}, errUnsupported(t)
