@@ -5,7 +5,7 @@ package tensor
 import "courier/internal/engine/gguf"
 
 //go:noescape
-func gemvQ4_0x8PackedVNNI(p *byte, n8 int, a *byte, nb int, out *float32)
+func gemvQ4_0x8PackedVNNI(p *byte, n8 int, a *byte, nb int, out *float32, sums *int32)
 
 //go:noescape
 func gemvQ4Kx8PackedVNNI(p *byte, n8 int, a *byte, nb int, out *float32)
@@ -61,7 +61,12 @@ func gemvQ4_0x8Packed(p []byte, a []byte, cols int, out []float32) {
 		return
 	}
 	_, _, _ = p[144*nb*n8-1], a[34*nb-1], out[8*n8-1]
-	gemvQ4_0x8PackedVNNI(&p[0], n8, &a[0], nb, &out[0])
+	var buf [1024]int32 // the activation blocks' sums: cols up to 32768 on the stack
+	sums := buf[:]
+	if nb > len(buf) {
+		sums = make([]int32, nb)
+	}
+	gemvQ4_0x8PackedVNNI(&p[0], n8, &a[0], nb, &out[0], &sums[0])
 }
 
 // gemmQ4Kx8Packed is gemmQ4Kx8 over packed Q4_K rows (see

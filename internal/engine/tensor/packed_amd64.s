@@ -28,11 +28,13 @@ GLOBL eightsP<>(SB), RODATA|NOPTR, $32
 	VPDPBUSD.BCST (2+4*T)(DI), Y2, Y0 \
 	VPDPBUSD.BCST (18+4*T)(DI), Y3, Y1
 
-// func gemvQ4_0x8PackedVNNI(p *byte, n8 int, a *byte, nb int, out *float32)
+// func gemvQ4_0x8PackedVNNI(p *byte, n8 int, a *byte, nb int, out *float32, sums *int32)
 // dotQ4_0x8 for the 8*n8 rows of packed Q4_0 weights, one output per lane:
 // per block, each row's exact integer sum of (q-8)*a, then one fused
 // multiply-add per lane by the product of the scales, in block order.
-TEXT ·gemvQ4_0x8PackedVNNI(SB), NOSPLIT, $0-40
+// sums (nb int32) is scratch: first filled with each activation block's
+// -8*sum(a), shared by all groups.
+TEXT ·gemvQ4_0x8PackedVNNI(SB), NOSPLIT, $0-48
 	MOVQ p+0(FP), SI
 	MOVQ n8+8(FP), R15
 	MOVQ out+32(FP), DX
@@ -40,15 +42,10 @@ TEXT ·gemvQ4_0x8PackedVNNI(SB), NOSPLIT, $0-40
 	VMOVDQU eightsP<>(SB), Y13
 	TESTQ R15, R15
 	JZ q4pdone
-q4pgroup:
 	MOVQ a+16(FP), DI
 	MOVQ nb+24(FP), CX
-	VPXORD Y15, Y15, Y15
-q4ploop:
-	PREFETCHT0 2304(SI)
-	PREFETCHT0 2368(SI)
-	PREFETCHT0 2432(SI)
-	// -8*sum(a) of the block in every lane
+	MOVQ sums+40(FP), R8
+q4psums:
 	VMOVDQU 2(DI), Y9
 	VPXORD Y8, Y8, Y8
 	VPDPBUSD Y9, Y13, Y8
@@ -58,7 +55,21 @@ q4ploop:
 	VPADDD X10, X8, X8
 	VPSHUFD $0xb1, X8, X10
 	VPADDD X10, X8, X8
-	VPBROADCASTD X8, Y8
+	VMOVD X8, (R8)
+	ADDQ $4, R8
+	ADDQ $34, DI
+	DECQ CX
+	JNZ q4psums
+q4pgroup:
+	MOVQ a+16(FP), DI
+	MOVQ nb+24(FP), CX
+	MOVQ sums+40(FP), R8
+	VPXORD Y15, Y15, Y15
+q4ploop:
+	PREFETCHT0 2304(SI)
+	PREFETCHT0 2368(SI)
+	PREFETCHT0 2432(SI)
+	VPBROADCASTD (R8), Y8
 	VPXORD Y0, Y0, Y0
 	VPXORD Y1, Y1, Y1
 	Q40P(0)
@@ -75,6 +86,7 @@ q4ploop:
 	VFMADD231PS Y4, Y0, Y15
 	ADDQ $144, SI
 	ADDQ $34, DI
+	ADDQ $4, R8
 	DECQ CX
 	JNZ q4ploop
 	VMOVUPS Y15, (DX)
