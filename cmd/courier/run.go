@@ -39,6 +39,7 @@ func runRun(args []string) int {
 	ctxLen := fs.Int("ctx", 0, "context length (0: the model's)")
 	threads := fs.Int("threads", 0, "kernel threads (0: all cores)")
 	ignoreEOS := fs.Bool("ignore-eos", false, "keep generating past end-of-generation tokens")
+	noRepack := fs.Bool("no-repack", false, "keep all weights memory-mapped (no packed Q4_0/Q4_K copies; slower)")
 	var stops multiFlag
 	fs.Var(&stops, "stop", "stop string (repeatable)")
 	if err := fs.Parse(args); err != nil {
@@ -51,7 +52,7 @@ func runRun(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	e, err := engine.Load(*modelPath, engine.Options{ContextLength: *ctxLen, Threads: *threads})
+	e, err := engine.Load(*modelPath, engine.Options{ContextLength: *ctxLen, Threads: *threads, Slots: 1, NoRepack: *noRepack})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "courier run: %v\n", err)
 		return 1

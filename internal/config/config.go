@@ -78,6 +78,8 @@ type Node struct {
 	KVCacheBytes int64
 	// BatchSize is each engine's per-step token budget; 0: the engine's.
 	BatchSize int
+	// NoRepack keeps all weights in the model file's memory mapping.
+	NoRepack bool
 	// HeartbeatInterval is the workers' heartbeat period.
 	HeartbeatInterval time.Duration
 	// HeartbeatTimeout declares a silent worker lost; 0 means three
@@ -231,6 +233,7 @@ func Bind(fs *flag.FlagSet, c *Node) {
 			return err
 		})
 		fs.IntVar(&c.BatchSize, "batch-size", c.BatchSize, "tokens per engine step, shared by decoding and prompt chunks (0: 256)")
+		fs.BoolVar(&c.NoRepack, "no-repack", c.NoRepack, "keep all weights memory-mapped: no packed copies of Q4_0/Q4_K weights (less memory, slower decode)")
 		fs.IntVar(&c.ContextLength, "ctx-size", c.ContextLength, "context length cap (0: the model's)")
 		fs.IntVar(&c.Threads, "threads", c.Threads, "kernel threads per engine (0: GOMAXPROCS)")
 	}

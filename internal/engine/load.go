@@ -38,6 +38,9 @@ type Options struct {
 	// KVBlockSize is the positions per KV block, the unit of allocation
 	// and of prefix sharing; 0 means 16.
 	KVBlockSize int
+	// NoRepack keeps all weights in the memory mapping (see
+	// model.LoadOptions): no heap copies, slower Q4_0/Q4_K decode.
+	NoRepack bool
 }
 
 // Info describes a loaded model.
@@ -94,7 +97,7 @@ func Load(path string, opts Options) (*Engine, error) {
 }
 
 func newEngine(f *gguf.File, path string, opts Options) (*Engine, error) {
-	m, err := model.Load(f)
+	m, err := model.LoadWith(f, model.LoadOptions{NoRepack: opts.NoRepack})
 	if err != nil {
 		return nil, err
 	}

@@ -35,13 +35,26 @@ type Model struct {
 	Output  tensor.Matrix // [Vocab][Dim]; TokEmbd when the output is tied
 }
 
+// LoadOptions tune Load. The zero value works.
+type LoadOptions struct {
+	// NoRepack keeps every weight in the file's memory mapping: no packed
+	// heap copies of Q4_0/Q4_K matrices (slower decode, same results).
+	NoRepack bool
+}
+
 // Load builds a Model over f's tensors; f must stay open while it is used.
-func Load(f *gguf.File) (*Model, error) {
+func Load(f *gguf.File) (*Model, error) { return LoadWith(f, LoadOptions{}) }
+
+// LoadWith is Load with options.
+func LoadWith(f *gguf.File, opts LoadOptions) (*Model, error) {
 	cfg, err := ReadConfig(f)
 	if err != nil {
 		return nil, err
 	}
-	w := weights{f: f}
+	w := weights{f: f, newMatrix: tensor.NewMatrix}
+	if opts.NoRepack {
+		w.newMatrix = tensor.NewMappedMatrix
+	}
 	m := &Model{Config: cfg}
 	m.TokEmbd = w.matrix("token_embd.weight", -1, cfg.Dim)
 	if w.err == nil {
@@ -81,8 +94,9 @@ func Load(f *gguf.File) (*Model, error) {
 
 // weights fetches tensors, keeping the first error.
 type weights struct {
-	f   *gguf.File
-	err error
+	f         *gguf.File
+	newMatrix func(t gguf.Type, rows, cols int, data []byte) (tensor.Matrix, error)
+	err       error
 }
 
 // matrix returns a 2-D tensor of shape [rows][cols]; rows < 0 accepts any.
@@ -104,7 +118,7 @@ func (w *weights) matrix(name string, rows, cols int) tensor.Matrix {
 		w.err = fmt.Errorf("model: %w", err)
 		return tensor.Matrix{}
 	}
-	m, err := tensor.NewMatrix(info.Type, int(info.Dims[1]), cols, data)
+	m, err := w.newMatrix(info.Type, int(info.Dims[1]), cols, data)
 	if err != nil {
 		w.err = fmt.Errorf("model: tensor %s: %w", name, err)
 	}

@@ -26,6 +26,10 @@ type Matrix struct {
 // here (see package doc, Packed weights) it also makes the packed copy
 // that MatMul reads; data must not change afterwards.
 func NewMatrix(t gguf.Type, rows, cols int, data []byte) (Matrix, error) {
+	return newMatrix(t, rows, cols, data, true)
+}
+
+func newMatrix(t gguf.Type, rows, cols int, data []byte, pack bool) (Matrix, error) {
 	if !Supported(t) {
 		return Matrix{}, errUnsupported(t)
 	}
@@ -40,8 +44,18 @@ func NewMatrix(t gguf.Type, rows, cols int, data []byte) (Matrix, error) {
 		return Matrix{}, fmt.Errorf("tensor: %dx%d %v matrix needs %d bytes, have %d", rows, cols, t, rows*rb, len(data))
 	}
 	m := Matrix{Type: t, Rows: rows, Cols: cols, Data: data}
-	m.packed = packMatrix(m)
+	if pack {
+		m.packed = packMatrix(m)
+	}
 	return m, nil
+}
+
+// NewMappedMatrix is NewMatrix without the packed copy: the matrix only
+// ever reads data (e.g. a memory mapping), at the cost of the slower
+// unpacked kernels for the types that would be packed. Results are the
+// same bit for bit.
+func NewMappedMatrix(t gguf.Type, rows, cols int, data []byte) (Matrix, error) {
+	return newMatrix(t, rows, cols, data, false)
 }
 
 // rowBytes is the size of one row of m.
