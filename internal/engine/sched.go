@@ -83,10 +83,11 @@ func (s *scheduler) loop() {
 	for {
 		s.admit()
 		s.dropCancelled()
+		// At most one exclusive job per step, so a stream of them (a
+		// classification batch) cannot starve the running sequences.
 		select {
 		case x := <-s.execs:
 			x.done <- x.fn(s.state)
-			continue
 		default:
 		}
 		if !s.build() {

@@ -3,7 +3,9 @@ package engine
 import (
 	"context"
 	"math"
+	"sync"
 	"testing"
+	"time"
 
 	"courier/internal/testutil"
 )
@@ -59,5 +61,39 @@ func TestScoreMatchesGeneration(t *testing.T) {
 	}
 	if free, total := e.Slots(); free != total || e.Capacity().FreeKVBlocks != e.Capacity().KVBlocks {
 		t.Fatalf("scoring leaked slots or blocks: %+v", e.Capacity())
+	}
+}
+
+// TestScoreDoesNotStarveGeneration scores continuously from several
+// goroutines while a generation runs: the generation must still finish
+// (one exclusive scoring job per step at most).
+func TestScoreDoesNotStarveGeneration(t *testing.T) {
+	e, err := Load(testutil.Model(t, "stories260K.gguf"), Options{Slots: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	prompt, _ := e.Tokenize("Once upon a time", true, false)
+	label, _ := e.Tokenize("happy", false, false)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				if _, err := e.Score(ctx, prompt, [][]int32{label}); err != nil && ctx.Err() == nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	gctx, gcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer gcancel()
+	res, err := e.Generate(gctx, Request{Prompt: prompt, MaxTokens: 200, IgnoreEOS: true}, func(Token) error { return nil })
+	cancel()
+	wg.Wait()
+	if err != nil || res.CompletionTokens != 200 {
+		t.Fatalf("generation beside continuous scoring: %+v, %v", res, err)
 	}
 }
