@@ -52,7 +52,7 @@ func (s *server) Execute(ctx context.Context, url string, body []byte) (int, str
 		b, _ := json.Marshal(e.body())
 		return e.Code.Status(), "", b
 	}
-	r, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	r, err := http.NewRequestWithContext(context.WithValue(ctx, backgroundKey{}, true), http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		e := errorf(CodeInvalidValue, "url", "bad url %q", url)
 		b, _ := json.Marshal(e.body())
@@ -66,6 +66,10 @@ func (s *server) Execute(ctx context.Context, url string, body []byte) (int, str
 	}
 	return w.status, w.header.Get("X-Request-Id"), bytes.TrimSpace(w.buf.Bytes())
 }
+
+// backgroundKey marks the context of a request run by Execute: a batch
+// line or an async job, dispatched as background work.
+type backgroundKey struct{}
 
 // bufferWriter is the http.ResponseWriter of an executed line.
 type bufferWriter struct {

@@ -76,6 +76,9 @@ type Request struct {
 	// ResumeSeq.
 	Resume    []int32 `json:"resume,omitempty"`
 	ResumeSeq uint64  `json:"resume_seq,omitempty"`
+	// Background marks work nobody waits for (batch lines, async jobs):
+	// workers run it only while no interactive request needs the engine.
+	Background bool `json:"background,omitempty"`
 	// Attempt counts dispatches of this request, starting at 1.
 	Attempt int `json:"attempt,omitempty"`
 }

@@ -30,6 +30,9 @@ type Request struct {
 	TopLogprobs int
 	// IgnoreEOS keeps generating past end-of-generation tokens.
 	IgnoreEOS bool
+	// Background marks work nobody waits for (batch lines): its rows are
+	// left out of every step that has a foreground sequence to run.
+	Background bool
 }
 
 // TokenLogprob is a token with its log-probability.

@@ -58,6 +58,7 @@ func (e *Engine) prepare(ctx context.Context, sl *slot, req *Request) error {
 		sl.text.Push(e.tok.TokenPiece(t)) // delivered already: rebuild held-back text only
 	}
 	sl.ctx, sl.req = ctx, req
+	sl.background = req.Background
 	sl.tokens = append(append(sl.tokens[:0], req.Prompt...), req.Resume...)
 	sl.nInput = len(sl.tokens)
 	// The prompt's rows are prompt rows; resumed tokens were decoded one by

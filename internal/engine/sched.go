@@ -21,6 +21,7 @@ type scheduler struct {
 
 	incoming chan *slot    // admitted requests, cap = slots (never blocks)
 	execs    chan execReq  // work that needs the forward pass to itself
+	bgExecs  chan execReq  // the same, as background work
 	kick     chan struct{} // cap 1: a consumer read events or cancelled
 	quit     chan struct{}
 	done     chan struct{}
@@ -36,6 +37,7 @@ func newScheduler(e *Engine, st *model.State, slots int) *scheduler {
 		e: e, state: st, budget: b,
 		incoming: make(chan *slot, slots),
 		execs:    make(chan execReq),
+		bgExecs:  make(chan execReq),
 		kick:     make(chan struct{}, 1),
 		quit:     make(chan struct{}),
 		done:     make(chan struct{}),
@@ -56,11 +58,16 @@ type execReq struct {
 	done chan error
 }
 
-// exec runs fn between steps and returns its error.
-func (s *scheduler) exec(ctx context.Context, fn func(st *model.State) error) error {
+// exec runs fn between steps and returns its error; background work runs
+// only between steps without foreground sequences.
+func (s *scheduler) exec(ctx context.Context, background bool, fn func(st *model.State) error) error {
 	x := execReq{fn: fn, done: make(chan error, 1)}
+	ch := s.execs
+	if background {
+		ch = s.bgExecs
+	}
 	select {
-	case s.execs <- x:
+	case ch <- x:
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-s.quit:
@@ -84,9 +91,16 @@ func (s *scheduler) loop() {
 		s.admit()
 		s.dropCancelled()
 		// At most one exclusive job per step, so a stream of them (a
-		// classification batch) cannot starve the running sequences.
+		// classification batch) cannot starve the running sequences;
+		// background jobs only while no foreground sequence runs.
+		bg := s.bgExecs
+		if s.foreground() {
+			bg = nil
+		}
 		select {
 		case x := <-s.execs:
+			x.done <- x.fn(s.state)
+		case x := <-bg:
 			x.done <- x.fn(s.state)
 		default:
 		}
@@ -95,6 +109,8 @@ func (s *scheduler) loop() {
 			case sl := <-s.incoming:
 				s.start(sl)
 			case x := <-s.execs:
+				x.done <- x.fn(s.state)
+			case x := <-s.bgExecs:
 				x.done <- x.fn(s.state)
 			case <-s.kick:
 			case <-s.quit:
@@ -192,16 +208,31 @@ func (s *scheduler) dropCancelled() {
 	}
 }
 
+// foreground reports whether a running sequence is foreground work.
+func (s *scheduler) foreground() bool {
+	for _, sl := range s.active {
+		if !sl.background && !sl.cancelled.Load() {
+			return true
+		}
+	}
+	return false
+}
+
 // build fills the batch for one step and reports whether it has rows.
-// Decode rows come first so running streams never wait behind a prompt.
+// Decode rows come first so running streams never wait behind a prompt;
+// background sequences get rows only in steps without foreground work.
 func (s *scheduler) build() bool {
 	b := &s.batch
 	resetBatch(b)
 	s.outs = s.outs[:0]
+	fg := s.foreground()
 	for _, sl := range s.active {
 		sl.inBatch = false
 	}
 	for _, sl := range s.active {
+		if fg && sl.background {
+			continue
+		}
 		if sl.nPast >= sl.nInput && sl.nPast < len(sl.tokens) && !sl.ring.full() && !sl.cancelled.Load() &&
 			s.reserve(sl, sl.nPast+1) {
 			s.addRows(sl, sl.nPast+1)
@@ -209,7 +240,7 @@ func (s *scheduler) build() bool {
 	}
 	for _, sl := range s.active {
 		left := s.budget - len(b.Tokens)
-		if left <= 0 || sl.nPast >= sl.nInput || sl.cancelled.Load() || sl.err != nil {
+		if left <= 0 || sl.nPast >= sl.nInput || sl.cancelled.Load() || sl.err != nil || (fg && sl.background) {
 			continue
 		}
 		s.attach(sl)

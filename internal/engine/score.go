@@ -18,29 +18,47 @@ const MaxScoreContinuations = 64
 // fit one step). It is what classification is built on: the labels are the
 // continuations.
 func (e *Engine) Score(ctx context.Context, prompt []int32, conts [][]int32) ([]float64, error) {
+	return e.scoreOn(ctx, prompt, conts, false)
+}
+
+// checkScore validates a Score call.
+func (e *Engine) checkScore(prompt []int32, conts [][]int32) error {
 	if len(prompt) == 0 || len(conts) == 0 || len(conts) > MaxScoreContinuations {
-		return nil, fmt.Errorf("%w: score needs a prompt and 1..%d continuations", ErrInvalidRequest, MaxScoreContinuations)
+		return fmt.Errorf("%w: score needs a prompt and 1..%d continuations", ErrInvalidRequest, MaxScoreContinuations)
 	}
 	longest := 0
 	for _, list := range append([][]int32{prompt}, conts...) {
 		for _, t := range list {
 			if t < 0 || int(t) >= e.info.VocabSize {
-				return nil, fmt.Errorf("%w: token %d outside the vocabulary of %d", ErrInvalidRequest, t, e.info.VocabSize)
+				return fmt.Errorf("%w: token %d outside the vocabulary of %d", ErrInvalidRequest, t, e.info.VocabSize)
 			}
 		}
 	}
 	for _, c := range conts {
 		if len(c) == 0 {
-			return nil, fmt.Errorf("%w: empty continuation", ErrInvalidRequest)
+			return fmt.Errorf("%w: empty continuation", ErrInvalidRequest)
 		}
 		longest = max(longest, len(c))
 	}
 	if len(prompt)+longest > e.info.ContextLength {
-		return nil, fmt.Errorf("%w: %d prompt and %d continuation tokens exceed the context of %d",
+		return fmt.Errorf("%w: %d prompt and %d continuation tokens exceed the context of %d",
 			ErrContextLength, len(prompt), longest, e.info.ContextLength)
 	}
+	return nil
+}
+
+// ScoreBackground is Score as background work: it runs only between steps
+// that have no foreground sequence (see Request.Background).
+func (e *Engine) ScoreBackground(ctx context.Context, prompt []int32, conts [][]int32) ([]float64, error) {
+	return e.scoreOn(ctx, prompt, conts, true)
+}
+
+func (e *Engine) scoreOn(ctx context.Context, prompt []int32, conts [][]int32, background bool) ([]float64, error) {
+	if err := e.checkScore(prompt, conts); err != nil {
+		return nil, err
+	}
 	out := make([]float64, len(conts))
-	err := e.sched.exec(ctx, func(st *model.State) error {
+	err := e.sched.exec(ctx, background, func(st *model.State) error {
 		return e.score(ctx, st, prompt, conts, out)
 	})
 	return out, err

@@ -70,6 +70,8 @@ type slot struct {
 	modes  []model.RowMode // [context]
 	nInput int             // len(prompt) + len(resume)
 	nPast  int             // tokens evaluated into the cache
+	// background: rows only in steps without foreground work.
+	background bool
 	// inBatch marks a slot with rows in the step being built.
 	inBatch     bool
 	result      Result

@@ -141,13 +141,23 @@ func (w *Worker) classify(ctx context.Context, req *bus.Request, send func(*bus.
 		Usage: &bus.Usage{PromptTokens: total}}
 }
 
+// backgroundScorer is the optional capability of scoring as background
+// work, which the engine runs only while no interactive work needs it.
+type backgroundScorer interface {
+	ScoreBackground(ctx context.Context, prompt []int32, conts [][]int32) ([]float64, error)
+}
+
 // scoreInput renders, tokenizes and scores input i of req.
 func (w *Worker) scoreInput(ctx context.Context, scorer Scorer, req *bus.Request, i int) (*bus.Scores, error) {
 	prompt, conts, err := ClassifyTokens(w.eng, ClassifyPrompt(req.Template, req.Inputs[i], req.Labels), req.Labels)
 	if err != nil {
 		return nil, err
 	}
-	lps, err := scorer.Score(ctx, prompt, conts)
+	score := scorer.Score
+	if bs, ok := scorer.(backgroundScorer); ok && req.Background {
+		score = bs.ScoreBackground
+	}
+	lps, err := score(ctx, prompt, conts)
 	if err != nil {
 		return nil, err
 	}

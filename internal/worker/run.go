@@ -38,6 +38,7 @@ func (w *Worker) run(ctx context.Context, req *bus.Request, send func(*bus.Chunk
 		Stop:        req.Stop,
 		Logprobs:    req.Logprobs,
 		TopLogprobs: req.TopLogprobs,
+		Background:  req.Background,
 	}
 	res, err := w.eng.Generate(ctx, er, func(t engine.Token) error {
 		c := &bus.Chunk{ID: req.ID, Seq: seq, Attempt: req.Attempt, Text: string(t.Text), Tokens: []int32{t.ID}}
