@@ -146,12 +146,15 @@ func (e *Engine) score(ctx context.Context, st *model.State, prompt []int32, con
 		if err != nil {
 			return err
 		}
-		// Row r of owner j predicts token k+1 of its continuation.
-		next := map[int]int{}
+		// A continuation's rows are consecutive: its k-th row (from 0)
+		// predicts its token k+1.
+		k := 0
 		for r, j := range owners {
+			if r > 0 && owners[r-1] != j {
+				k = 0
+			}
+			k++
 			row := logits[r*vocab : (r+1)*vocab]
-			k := next[j] + 1
-			next[j] = k
 			out[j] += float64(row[conts[j][k]]) - logSumExp(row)
 		}
 	}

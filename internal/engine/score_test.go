@@ -47,6 +47,15 @@ func TestScoreMatchesGeneration(t *testing.T) {
 	if scores[3] < scores[0] {
 		t.Fatalf("a prefix scores %v below the whole %v", scores[3], scores[0])
 	}
+	for i, c := range [][]int32{greedy, other1, other2, greedy[:1]} {
+		alone, err := e.Score(context.Background(), prompt, [][]int32{c})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if math.Abs(alone[0]-scores[i]) > 1e-4 {
+			t.Fatalf("continuation %d scores %v alone, %v among others", i, alone[0], scores[i])
+		}
+	}
 	again, err := e.Score(context.Background(), prompt, [][]int32{greedy, other1, other2, greedy[:1]})
 	if err != nil {
 		t.Fatal(err)
