@@ -10,6 +10,7 @@ import (
 	"courier/internal/engine/gguf"
 	"courier/internal/engine/synth"
 	"courier/internal/engine/tensor"
+	"courier/internal/testutil"
 )
 
 // loadSynth writes a small synthetic model of type typ and loads it.
@@ -189,4 +190,51 @@ func sameLogits(want, got [][]float32) error {
 		}
 	}
 	return nil
+}
+
+// TestBatchInvarianceOddFFN runs the invariance check on stories260K,
+// whose feed-forward width (172) is not a multiple of the 16 lanes of the
+// vectorised SiLU: each row's leftover elements must take the scalar path
+// wherever the row sits in the batch, as in ggml, which applies SwiGLU row
+// by row.
+func TestBatchInvarianceOddFFN(t *testing.T) {
+	gf, err := gguf.Open(testutil.Model(t, "stories260K.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gf.Close()
+	m, err := Load(gf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.FFN%16 == 0 {
+		t.Fatalf("stories260K's FFN %d is a multiple of 16: the test needs another model", m.FFN)
+	}
+	prompt := func(n, base int32) []int32 {
+		p := []int32{1}
+		for i := int32(1); i < n; i++ {
+			p = append(p, base+i%50)
+		}
+		return p
+	}
+	pool := tensor.NewPool(2)
+	defer pool.Close()
+	s, err := NewState(m, pool, 256, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prompts := [][]int32{prompt(9, 100), prompt(13, 200), prompt(41, 300), prompt(70, 150)}
+	alone := newSeqRuns(t, m, prompts, 3)
+	for _, r := range alone {
+		runSteps(t, s, []*seqRun{r}, 256)
+	}
+	for _, budget := range []int{256, 5} {
+		shared := newSeqRuns(t, m, prompts, 3)
+		runSteps(t, s, shared, budget)
+		for i := range prompts {
+			if err := sameLogits(alone[i].logits, shared[i].logits); err != nil {
+				t.Errorf("budget %d, sequence %d: %v", budget, i, err)
+			}
+		}
+	}
 }

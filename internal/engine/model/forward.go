@@ -153,7 +153,11 @@ func (s *State) Forward(b *Batch) ([]float32, error) {
 		s.rmsNormRows(s.xb, s.x, l.FFNNorm, n)
 		s.matmul(s.gate[:n*c.FFN], l.WGate, s.xb[:n*dim], n)
 		s.matmul(s.up[:n*c.FFN], l.WUp, s.xb[:n*dim], n)
-		swiglu(s.gate[:n*c.FFN], s.up[:n*c.FFN])
+		// Row by row, as ggml does: the vector/leftover split of each row
+		// must not depend on the row's place in the batch.
+		for i := 0; i < n; i++ {
+			swiglu(s.gate[i*c.FFN:(i+1)*c.FFN], s.up[i*c.FFN:(i+1)*c.FFN])
+		}
 		s.matmul(s.proj[:n*dim], l.WDown, s.gate[:n*c.FFN], n)
 		addInto(s.x[:n*dim], s.proj[:n*dim])
 	}
