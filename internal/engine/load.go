@@ -30,6 +30,11 @@ type Options struct {
 	// BatchSize is the most tokens evaluated in one forward pass (the
 	// per-step budget shared by decode rows and prompt chunks); 0 means 256.
 	BatchSize int
+	// BackgroundBatchSize is the most tokens of a step that runs only
+	// background work (batch lines): small, so that an interactive request
+	// arriving meanwhile waits for a short step; 0 means 64 (at most
+	// BatchSize).
+	BackgroundBatchSize int
 	// Slots is how many sequences run at once; 0 means 4.
 	Slots int
 	// KVCacheBytes sizes the paged KV cache shared by all sequences; 0
@@ -158,7 +163,11 @@ func newEngine(f *gguf.File, path string, opts Options) (*Engine, error) {
 		e.slots = append(e.slots, sl)
 		e.free <- sl
 	}
-	e.sched = newScheduler(e, st, nslots)
+	bg := opts.BackgroundBatchSize
+	if bg <= 0 {
+		bg = 64
+	}
+	e.sched = newScheduler(e, st, nslots, bg)
 	go e.sched.loop()
 	return e, nil
 }

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"context"
 	"fmt"
 	"time"
 
@@ -15,65 +14,50 @@ import (
 // so the weights are read once per step whatever the number of sequences.
 // Sequences join and leave between steps.
 type scheduler struct {
-	e      *Engine
-	state  *model.State
-	budget int // rows per step
+	e        *Engine
+	state    *model.State
+	budget   int // rows per step
+	bgBudget int // rows per step when only background work runs
 
-	incoming chan *slot    // admitted requests, cap = slots (never blocks)
-	execs    chan execReq  // work that needs the forward pass to itself
-	bgExecs  chan execReq  // the same, as background work
-	kick     chan struct{} // cap 1: a consumer read events or cancelled
+	incoming chan *slot     // admitted requests, cap = slots (never blocks)
+	scores   chan *scoreJob // Score calls
+	kick     chan struct{}  // cap 1: a consumer read events or cancelled
 	quit     chan struct{}
 	done     chan struct{}
 
-	active []*slot // owned by loop
+	active []*slot     // owned by loop
+	jobs   []*scoreJob // owned by loop, oldest first
 	batch  model.Batch
-	outs   []*slot // the slot of each logits row, in row order
+	outs   []rowOut // the owner of each logits row, in row order
 }
 
-func newScheduler(e *Engine, st *model.State, slots int) *scheduler {
+// rowOut is the owner of one logits row: a sequence that samples its next
+// token, or a scoring job (cont -1: the prompt's last row; else a row of
+// continuation cont, predicting its token next).
+type rowOut struct {
+	sl   *slot
+	job  *scoreJob
+	cont int
+	next int32
+}
+
+func newScheduler(e *Engine, st *model.State, slots, bgBudget int) *scheduler {
 	b := st.MaxRows()
 	return &scheduler{
-		e: e, state: st, budget: b,
+		e: e, state: st, budget: b, bgBudget: min(b, max(bgBudget, 1)),
 		incoming: make(chan *slot, slots),
-		execs:    make(chan execReq),
-		bgExecs:  make(chan execReq),
+		scores:   make(chan *scoreJob),
 		kick:     make(chan struct{}, 1),
 		quit:     make(chan struct{}),
 		done:     make(chan struct{}),
 		active:   make([]*slot, 0, slots),
-		outs:     make([]*slot, 0, slots),
+		outs:     make([]rowOut, 0, st.MaxOut()),
 		batch: model.Batch{
 			Tokens: make([]int32, 0, b), Pos: make([]int32, 0, b),
 			Seqs: make([]*model.KVCache, 0, b), Logits: make([]bool, 0, b),
 			Modes: make([]model.RowMode, 0, b),
 		},
 	}
-}
-
-// execReq runs fn on the scheduler goroutine between two steps, with the
-// forward pass to itself; the running sequences wait meanwhile.
-type execReq struct {
-	fn   func(st *model.State) error
-	done chan error
-}
-
-// exec runs fn between steps and returns its error; background work runs
-// only between steps without foreground sequences.
-func (s *scheduler) exec(ctx context.Context, background bool, fn func(st *model.State) error) error {
-	x := execReq{fn: fn, done: make(chan error, 1)}
-	ch := s.execs
-	if background {
-		ch = s.bgExecs
-	}
-	select {
-	case ch <- x:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-s.quit:
-		return ErrClosed
-	}
-	return <-x.done
 }
 
 func (s *scheduler) wake() {
@@ -90,30 +74,15 @@ func (s *scheduler) loop() {
 	for {
 		s.admit()
 		s.dropCancelled()
-		// At most one exclusive job per step, so a stream of them (a
-		// classification batch) cannot starve the running sequences;
-		// background jobs only while no foreground sequence runs.
-		bg := s.bgExecs
-		if s.foreground() {
-			bg = nil
-		}
-		select {
-		case x := <-s.execs:
-			x.done <- x.fn(s.state)
-		case x := <-bg:
-			x.done <- x.fn(s.state)
-		default:
-		}
 		if !s.build() {
 			select {
 			case sl := <-s.incoming:
 				s.start(sl)
-			case x := <-s.execs:
-				x.done <- x.fn(s.state)
-			case x := <-s.bgExecs:
-				x.done <- x.fn(s.state)
+			case j := <-s.scores:
+				s.jobs = append(s.jobs, j)
 			case <-s.kick:
 			case <-s.quit:
+				s.failJobs(ErrClosed)
 				return
 			}
 			continue
@@ -127,12 +96,14 @@ func (s *scheduler) loop() {
 	}
 }
 
-// admit takes every waiting request without blocking.
+// admit takes every waiting request and Score call without blocking.
 func (s *scheduler) admit() {
 	for {
 		select {
 		case sl := <-s.incoming:
 			s.start(sl)
+		case j := <-s.scores:
+			s.jobs = append(s.jobs, j)
 		default:
 			return
 		}
@@ -154,12 +125,17 @@ func (s *scheduler) attach(sl *slot) {
 	}
 }
 
-// reserve backs sl's positions [0, n) with KV blocks, preempting the
-// youngest sequences that are younger than sl and not in this step's batch
-// when the pool is short. It reports false if sl must wait; sl.err is set
-// when it can never fit.
+// reserve backs sl's positions [0, n) with KV blocks, preempting, when
+// the pool is short, scoring jobs (which restart later) and then the
+// youngest sequences that are younger than sl, never what is in this
+// step's batch. It reports false if sl must wait; sl.err is set when it can
+// never fit.
 func (s *scheduler) reserve(sl *slot, n int) bool {
 	for !sl.cache.Reserve(n) {
+		if j := s.jobVictim(); j != nil {
+			s.preemptJob(j)
+			continue
+		}
 		victim := -1
 		for i := len(s.active) - 1; i >= 0 && s.active[i] != sl; i-- {
 			if v := s.active[i]; !v.inBatch && v.cache.Blocks() > 0 {
@@ -168,7 +144,7 @@ func (s *scheduler) reserve(sl *slot, n int) bool {
 			}
 		}
 		if victim < 0 {
-			if s.othersHoldBlocks(sl) {
+			if s.othersHoldBlocks(sl, nil) {
 				return false // older sequences will finish and free blocks
 			}
 			sl.err = fmt.Errorf("%w: %d positions do not fit a KV cache of %d blocks of %d",
@@ -180,9 +156,27 @@ func (s *scheduler) reserve(sl *slot, n int) bool {
 	return true
 }
 
-func (s *scheduler) othersHoldBlocks(sl *slot) bool {
+// jobVictim returns the youngest scoring job holding blocks outside this
+// step's batch, or nil.
+func (s *scheduler) jobVictim() *scoreJob {
+	for i := len(s.jobs) - 1; i >= 0; i-- {
+		if j := s.jobs[i]; !j.inBatch && j.holdsBlocks() {
+			return j
+		}
+	}
+	return nil
+}
+
+// othersHoldBlocks reports whether a sequence other than sl or a scoring
+// job other than j holds KV blocks (and will free them).
+func (s *scheduler) othersHoldBlocks(sl *slot, j *scoreJob) bool {
 	for _, a := range s.active {
 		if a != sl && a.cache.Blocks() > 0 {
+			return true
+		}
+	}
+	for _, o := range s.jobs {
+		if o != j && o.holdsBlocks() {
 			return true
 		}
 	}
@@ -198,7 +192,8 @@ func (s *scheduler) preempt(v *slot) {
 	s.e.preemptions.Add(1)
 }
 
-// dropCancelled ends the sequences whose consumers went away.
+// dropCancelled ends the sequences whose consumers went away and the
+// scoring jobs whose callers did.
 func (s *scheduler) dropCancelled() {
 	for i := 0; i < len(s.active); i++ {
 		if sl := s.active[i]; sl.cancelled.Load() && !sl.ring.full() {
@@ -206,12 +201,24 @@ func (s *scheduler) dropCancelled() {
 			i--
 		}
 	}
+	for i := 0; i < len(s.jobs); i++ {
+		if err := s.jobs[i].ctx.Err(); err != nil {
+			s.finishJob(i, err)
+			i--
+		}
+	}
 }
 
-// foreground reports whether a running sequence is foreground work.
+// foreground reports whether a running sequence or scoring job is
+// foreground work.
 func (s *scheduler) foreground() bool {
 	for _, sl := range s.active {
 		if !sl.background && !sl.cancelled.Load() {
+			return true
+		}
+	}
+	for _, j := range s.jobs {
+		if !j.background {
 			return true
 		}
 	}
@@ -219,15 +226,25 @@ func (s *scheduler) foreground() bool {
 }
 
 // build fills the batch for one step and reports whether it has rows.
-// Decode rows come first so running streams never wait behind a prompt;
-// background sequences get rows only in steps without foreground work.
+// Decode rows come first so running streams never wait behind a prompt,
+// then prompt chunks, then scoring rows, under the step's row budget.
+// Background work gets rows only in steps without foreground work, and
+// those steps take at most bgBudget rows, so foreground work that arrives
+// meanwhile waits for a short step only.
 func (s *scheduler) build() bool {
 	b := &s.batch
 	resetBatch(b)
 	s.outs = s.outs[:0]
 	fg := s.foreground()
+	budget := s.budget
+	if !fg {
+		budget = s.bgBudget
+	}
 	for _, sl := range s.active {
 		sl.inBatch = false
+	}
+	for _, j := range s.jobs {
+		j.inBatch = false
 	}
 	for _, sl := range s.active {
 		if fg && sl.background {
@@ -239,7 +256,7 @@ func (s *scheduler) build() bool {
 		}
 	}
 	for _, sl := range s.active {
-		left := s.budget - len(b.Tokens)
+		left := budget - len(b.Tokens)
 		if left <= 0 || sl.nPast >= sl.nInput || sl.cancelled.Load() || sl.err != nil || (fg && sl.background) {
 			continue
 		}
@@ -252,9 +269,20 @@ func (s *scheduler) build() bool {
 			s.addRows(sl, end)
 		}
 	}
+	for _, j := range s.jobs {
+		if !(fg && j.background) && j.err == nil {
+			s.addScoreRows(j, budget)
+		}
+	}
 	for i := 0; i < len(s.active); i++ {
 		if sl := s.active[i]; sl.err != nil && !sl.inBatch && !sl.ring.full() {
 			s.finish(i, sl.err)
+			i--
+		}
+	}
+	for i := 0; i < len(s.jobs); i++ {
+		if j := s.jobs[i]; j.err != nil && !j.inBatch {
+			s.finishJob(i, j.err)
 			i--
 		}
 	}
@@ -267,23 +295,27 @@ func (s *scheduler) addRows(sl *slot, end int) {
 	b := &s.batch
 	sl.inBatch = true
 	for i := sl.nPast; i < end; i++ {
-		b.Tokens = append(b.Tokens, sl.tokens[i])
-		b.Pos = append(b.Pos, int32(i))
-		b.Seqs = append(b.Seqs, sl.cache)
-		b.Modes = append(b.Modes, sl.modes[i])
 		want := i >= sl.nInput-1
-		b.Logits = append(b.Logits, want)
+		addRow(b, sl.tokens[i], i, sl.cache, want, sl.modes[i])
 		if want {
-			s.outs = append(s.outs, sl)
+			s.outs = append(s.outs, rowOut{sl: sl})
 		}
 	}
 	sl.nPast = end
 }
 
-// sampleAll turns each logits row into its sequence's next token.
+// sampleAll hands each logits row to its owner: a sequence samples its
+// next token, a scoring job adds to its scores. Jobs with every score in
+// are then answered.
 func (s *scheduler) sampleAll(logits []float32) {
 	vocab := s.e.info.VocabSize
-	for i, sl := range s.outs {
+	for i, r := range s.outs {
+		row := logits[i*vocab : (i+1)*vocab]
+		if r.job != nil {
+			s.takeScoreRow(r, row)
+			continue
+		}
+		sl := r.sl
 		if sl.result.Prefill == 0 {
 			sl.result.Prefill = time.Since(sl.startTime)
 			sl.decodeStart = time.Now()
@@ -291,8 +323,14 @@ func (s *scheduler) sampleAll(logits []float32) {
 		if sl.nPast == sl.nInput {
 			sl.cache.Commit(sl.tokens, sl.modes, sl.nInput) // prompt blocks become shareable
 		}
-		if done, err := s.e.sampleNext(sl, logits[i*vocab:(i+1)*vocab]); done {
+		if done, err := s.e.sampleNext(sl, row); done {
 			s.finish(s.indexOf(sl), err)
+		}
+	}
+	for i := 0; i < len(s.jobs); i++ {
+		if s.jobs[i].complete() {
+			s.finishJob(i, nil)
+			i--
 		}
 	}
 }
@@ -323,5 +361,12 @@ func (s *scheduler) finish(i int, err error) {
 func (s *scheduler) failAll(err error) {
 	for len(s.active) > 0 {
 		s.finish(0, err)
+	}
+	s.failJobs(err)
+}
+
+func (s *scheduler) failJobs(err error) {
+	for len(s.jobs) > 0 {
+		s.finishJob(0, err)
 	}
 }

@@ -13,12 +13,21 @@ const MaxScoreContinuations = 64
 
 // Score returns, for each continuation, its log-likelihood after prompt:
 // the sum over its tokens of log P(token | prompt, the tokens before it).
-// The prompt is evaluated once; the continuations then share its KV blocks
-// and are evaluated together in one batched pass (a few when they do not
-// fit one step). It is what classification is built on: the labels are the
-// continuations.
+// It is what classification is built on: the labels are the continuations.
+//
+// The prompt is evaluated once (its cached prefix reused); every
+// continuation then forks the prompt's KV blocks and its rows are
+// evaluated after them. These are rows of the scheduler's ordinary steps,
+// beside the running generations and other Score calls, so scoring never
+// holds the forward pass for more than one step.
 func (e *Engine) Score(ctx context.Context, prompt []int32, conts [][]int32) ([]float64, error) {
 	return e.scoreOn(ctx, prompt, conts, false)
+}
+
+// ScoreBackground is Score as background work: its rows run only in steps
+// without foreground work (see Request.Background).
+func (e *Engine) ScoreBackground(ctx context.Context, prompt []int32, conts [][]int32) ([]float64, error) {
+	return e.scoreOn(ctx, prompt, conts, true)
 }
 
 // checkScore validates a Score call.
@@ -47,118 +56,231 @@ func (e *Engine) checkScore(prompt []int32, conts [][]int32) error {
 	return nil
 }
 
-// ScoreBackground is Score as background work: it runs only between steps
-// that have no foreground sequence (see Request.Background).
-func (e *Engine) ScoreBackground(ctx context.Context, prompt []int32, conts [][]int32) ([]float64, error) {
-	return e.scoreOn(ctx, prompt, conts, true)
-}
-
 func (e *Engine) scoreOn(ctx context.Context, prompt []int32, conts [][]int32, background bool) ([]float64, error) {
 	if err := e.checkScore(prompt, conts); err != nil {
 		return nil, err
 	}
-	out := make([]float64, len(conts))
-	err := e.sched.exec(ctx, background, func(st *model.State) error {
-		return e.score(ctx, st, prompt, conts, out)
-	})
-	return out, err
+	j := e.newScoreJob(ctx, prompt, conts, background)
+	select {
+	case e.sched.scores <- j:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-e.closing:
+		return nil, ErrClosed
+	}
+	var err error
+	select {
+	case err = <-j.done:
+	case <-ctx.Done():
+		e.sched.wake() // the scheduler drops the job at its next step
+		err = <-j.done
+	}
+	if err != nil {
+		return nil, err
+	}
+	return j.out, nil
 }
 
-// score runs on the scheduler goroutine.
-func (e *Engine) score(ctx context.Context, st *model.State, prompt []int32, conts [][]int32, out []float64) error {
-	base := model.NewKVCache(e.kv, e.info.ContextLength)
-	defer base.Release()
-	modes := make([]model.RowMode, len(prompt))
-	for i := range modes {
-		modes[i] = model.PromptRowMode(i, len(prompt))
+// scoreJob is one Score call as the scheduler runs it. Its rows go into
+// the scheduler's steps: first the prompt's (in chunks, like a sequence's
+// prompt), then, once the prompt's last row has given the logits of every
+// continuation's first token, the rows of each continuation but its last
+// token, on a fork of the prompt's blocks. Every row carries the mode it
+// has when the job runs alone, so sharing steps changes no score.
+type scoreJob struct {
+	ctx        context.Context
+	background bool
+	prompt     []int32
+	modes      []model.RowMode // the prompt's rows
+	conts      [][]int32
+	out        []float64
+	done       chan error // cap 1: the scheduler's verdict
+
+	// Owned by the scheduler.
+	base    *model.KVCache   // the prompt's positions
+	nPast   int              // prompt rows evaluated
+	first   bool             // the prompt's last row's logits are in out
+	forks   []*model.KVCache // per continuation: the prompt's blocks, then its own rows
+	fed     []int            // per continuation: its rows evaluated
+	inBatch bool             // has rows in the step being built
+	err     error            // set when the job can never run
+}
+
+func (e *Engine) newScoreJob(ctx context.Context, prompt []int32, conts [][]int32, background bool) *scoreJob {
+	j := &scoreJob{
+		ctx: ctx, background: background, prompt: prompt, conts: conts,
+		modes: make([]model.RowMode, len(prompt)),
+		out:   make([]float64, len(conts)),
+		done:  make(chan error, 1),
+		base:  model.NewKVCache(e.kv, e.info.ContextLength),
+		forks: make([]*model.KVCache, len(conts)),
+		fed:   make([]int, len(conts)),
 	}
-	// Classification prompts often share an instruction: reuse its blocks.
-	done := base.MatchPrefix(prompt, modes, len(prompt)-1)
-	b := &model.Batch{}
-	var first []float32
-	for start := done; start < len(prompt); start += st.MaxRows() {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		end := min(len(prompt), start+st.MaxRows())
-		if !base.Reserve(end) {
-			return fmt.Errorf("%w: no KV blocks free for scoring", ErrContextLength)
-		}
-		resetBatch(b)
-		for i := start; i < end; i++ {
-			addRow(b, prompt[i], i, base, i == len(prompt)-1, modes[i])
-		}
-		logits, err := st.Forward(b)
-		if err != nil {
-			return err
-		}
-		first = logits
+	for i := range j.modes {
+		j.modes[i] = model.PromptRowMode(i, len(prompt))
 	}
-	base.Commit(prompt, modes, len(prompt))
-	vocab := e.info.VocabSize
-	lse := logSumExp(first[:vocab])
-	for j, c := range conts {
-		out[j] = float64(first[c[0]]) - lse
+	return j
+}
+
+// complete reports whether every score is in out.
+func (j *scoreJob) complete() bool {
+	if !j.first {
+		return false
 	}
-	// The rest of every continuation, all continuations in one batch while
-	// they fit a step's rows and logits.
-	caches := make([]*model.KVCache, len(conts))
-	defer func() {
-		for _, c := range caches {
-			if c != nil {
-				c.Release()
+	for c, n := range j.fed {
+		if n < len(j.conts[c])-1 {
+			return false
+		}
+	}
+	return true
+}
+
+// holdsBlocks reports whether the job holds KV blocks.
+func (j *scoreJob) holdsBlocks() bool {
+	if j.base.Blocks() > 0 {
+		return true
+	}
+	for _, f := range j.forks {
+		if f != nil && f.Blocks() > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// reset releases the job's blocks and forgets its progress; it starts over
+// (its prompt largely from the prefix cache) at a later step.
+func (j *scoreJob) reset() {
+	j.release()
+	j.nPast, j.first = 0, false
+	clear(j.fed)
+	clear(j.out)
+}
+
+func (j *scoreJob) release() {
+	j.base.Release()
+	for c, f := range j.forks {
+		if f != nil {
+			f.Release()
+			j.forks[c] = nil
+		}
+	}
+}
+
+// addScoreRows adds j's next rows to the step being built, within its
+// remaining rows and logits rows. Continuation rows start in the step after
+// the prompt's last row, whose logits they need.
+func (s *scheduler) addScoreRows(j *scoreJob, budget int) {
+	b := &s.batch
+	if j.nPast < len(j.prompt) {
+		left := budget - len(b.Tokens)
+		if left <= 0 || len(s.outs) >= s.state.MaxOut() {
+			return
+		}
+		if j.nPast == 0 && j.base.Blocks() == 0 {
+			j.nPast = j.base.MatchPrefix(j.prompt, j.modes, len(j.prompt)-1)
+		}
+		end := min(len(j.prompt), j.nPast+left)
+		if !s.reserveScore(j, func() bool { return j.base.Reserve(end) }) {
+			return
+		}
+		j.inBatch = true
+		for i := j.nPast; i < end; i++ {
+			last := i == len(j.prompt)-1
+			addRow(b, j.prompt[i], i, j.base, last, j.modes[i])
+			if last {
+				s.outs = append(s.outs, rowOut{job: j, cont: -1})
 			}
 		}
-	}()
-	for j := 0; j < len(conts); {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		resetBatch(b)
-		var owners []int
-		for ; j < len(conts); j++ {
-			c := conts[j]
-			rows := len(c) - 1
-			if rows == 0 {
-				continue
-			}
-			if len(b.Tokens)+rows > st.MaxRows() || len(owners)+rows > st.MaxOut() {
-				if len(b.Tokens) == 0 {
-					return fmt.Errorf("%w: a continuation of %d tokens does not fit a step", ErrInvalidRequest, len(c))
-				}
-				break
-			}
-			caches[j] = model.NewKVCache(e.kv, e.info.ContextLength)
-			if !base.Fork(caches[j], len(prompt)) || !caches[j].Reserve(len(prompt)+rows) {
-				return fmt.Errorf("%w: no KV blocks free for scoring", ErrContextLength)
-			}
-			n := len(prompt) + len(c)
-			for k := 0; k < rows; k++ {
-				pos := len(prompt) + k
-				addRow(b, c[k], pos, caches[j], true, model.PromptRowMode(pos, n))
-				owners = append(owners, j)
-			}
-		}
-		if len(b.Tokens) == 0 {
+		j.nPast = end
+		return
+	}
+	if !j.first {
+		return
+	}
+	np := len(j.prompt)
+	for c, cont := range j.conts {
+		rows := len(cont) - 1
+		if j.fed[c] >= rows {
 			continue
 		}
-		logits, err := st.Forward(b)
-		if err != nil {
-			return err
+		left := min(budget-len(b.Tokens), s.state.MaxOut()-len(s.outs))
+		if left <= 0 {
+			return
 		}
-		// A continuation's rows are consecutive: its k-th row (from 0)
-		// predicts its token k+1.
-		k := 0
-		for r, j := range owners {
-			if r > 0 && owners[r-1] != j {
-				k = 0
+		if j.forks[c] == nil {
+			f := model.NewKVCache(s.e.kv, s.e.info.ContextLength)
+			if !s.reserveScore(j, func() bool { return j.base.Fork(f, np) }) {
+				return
 			}
-			k++
-			row := logits[r*vocab : (r+1)*vocab]
-			out[j] += float64(row[conts[j][k]]) - logSumExp(row)
+			j.forks[c] = f
 		}
+		f, end := j.forks[c], min(rows, j.fed[c]+left)
+		if !s.reserveScore(j, func() bool { return f.Reserve(np + end) }) {
+			return
+		}
+		j.inBatch = true
+		for k := j.fed[c]; k < end; k++ {
+			pos := np + k
+			addRow(b, cont[k], pos, f, true, model.PromptRowMode(pos, np+len(cont)))
+			s.outs = append(s.outs, rowOut{job: j, cont: c, next: cont[k+1]})
+		}
+		j.fed[c] = end
 	}
-	return nil
+}
+
+// reserveScore runs alloc (an allocation of KV blocks for j) until it
+// succeeds, preempting younger scoring jobs that are not in this step's
+// batch. It reports false when j must wait; j.err is set when j can never
+// get the blocks. Scoring never preempts generation: sequences always make
+// progress, then finish and free their blocks.
+func (s *scheduler) reserveScore(j *scoreJob, alloc func() bool) bool {
+	for !alloc() {
+		victim := -1
+		for i := len(s.jobs) - 1; i >= 0 && s.jobs[i] != j; i-- {
+			if v := s.jobs[i]; !v.inBatch && v.holdsBlocks() {
+				victim = i
+				break
+			}
+		}
+		if victim < 0 {
+			if !s.othersHoldBlocks(nil, j) {
+				j.err = fmt.Errorf("%w: scoring %d prompt tokens does not fit a KV cache of %d blocks of %d",
+					ErrContextLength, len(j.prompt), s.e.kv.Blocks(), s.e.kv.BlockSize())
+			}
+			return false
+		}
+		s.preemptJob(s.jobs[victim])
+	}
+	return true
+}
+
+func (s *scheduler) preemptJob(j *scoreJob) {
+	j.reset()
+	s.e.preemptions.Add(1)
+}
+
+// takeScoreRow adds one logits row to its job's scores.
+func (s *scheduler) takeScoreRow(r rowOut, logits []float32) {
+	j := r.job
+	if r.cont < 0 {
+		j.base.Commit(j.prompt, j.modes, len(j.prompt)) // shareable by later prompts
+		lse := logSumExp(logits)
+		for c, cont := range j.conts {
+			j.out[c] = float64(logits[cont[0]]) - lse
+		}
+		j.first = true
+		return
+	}
+	j.out[r.cont] += float64(logits[r.next]) - logSumExp(logits)
+}
+
+// finishJob ends jobs[i] with err (nil: its scores are in out).
+func (s *scheduler) finishJob(i int, err error) {
+	j := s.jobs[i]
+	s.jobs = append(s.jobs[:i], s.jobs[i+1:]...)
+	j.release()
+	j.done <- err
 }
 
 func resetBatch(b *model.Batch) {

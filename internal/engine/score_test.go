@@ -2,11 +2,16 @@ package engine
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"math"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"courier/internal/engine/model"
 	"courier/internal/testutil"
 )
 
@@ -52,7 +57,7 @@ func TestScoreMatchesGeneration(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if math.Abs(alone[0]-scores[i]) > 1e-4 {
+		if alone[0] != scores[i] {
 			t.Fatalf("continuation %d scores %v alone, %v among others", i, alone[0], scores[i])
 		}
 	}
@@ -104,5 +109,189 @@ func TestScoreDoesNotStarveGeneration(t *testing.T) {
 	wg.Wait()
 	if err != nil || res.CompletionTokens != 200 {
 		t.Fatalf("generation beside continuous scoring: %+v, %v", res, err)
+	}
+}
+
+// scoreCase is one Score call of the scheduling tests.
+type scoreCase struct {
+	prompt []int32
+	conts  [][]int32
+}
+
+// scoreCases are Score calls with prompts of 20–90 tokens, some sharing a
+// prefix, and continuations of one to a dozen tokens.
+func scoreCases(t *testing.T, e *Engine) []scoreCase {
+	t.Helper()
+	tok := func(s string, bos bool) []int32 {
+		ids, err := e.Tokenize(s, bos, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	labels := [][]int32{tok(" happy", false), tok(" sad", false), tok(" very happy and then sleepy", false), tok("!", false)}
+	var cases []scoreCase
+	for i, p := range batchPrompts(9) {
+		prompt := tok(fmt.Sprintf("Classify the story. Story: %s (%d)\nThe child felt", p, i), true)
+		cases = append(cases, scoreCase{prompt, labels[:1+i%len(labels)]})
+	}
+	return cases
+}
+
+// TestScoreSharesSteps runs Score calls concurrently with each other and
+// with generations, on an engine with small steps (prompts and
+// continuations split over several) and a KV cache too small for all of
+// them: every score equals, bit for bit, the score of the call alone on an
+// idle engine, and every generation its text alone.
+func TestScoreSharesSteps(t *testing.T) {
+	path := testutil.Model(t, "stories260K.gguf")
+	alone, err := Load(path, Options{Slots: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := scoreCases(t, alone)
+	want := make([][]float64, len(cases))
+	for i, c := range cases {
+		if want[i], err = alone.Score(context.Background(), c.prompt, c.conts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gens := batchPrompts(4)
+	wantText := make([][]int32, len(gens))
+	for i, p := range gens {
+		wantText[i] = generateText(t, alone, p, 40)
+	}
+	perPos := int64(model.KVBytesPerPosition(&alone.model.Config))
+	alone.Close()
+
+	e, err := Load(path, Options{Slots: 4, BatchSize: 16, BackgroundBatchSize: 8, KVBlockSize: 4, KVCacheBytes: 64 * 4 * perPos})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	var wg sync.WaitGroup
+	for i, c := range cases {
+		wg.Go(func() {
+			score := e.Score
+			if i%2 == 1 {
+				score = e.ScoreBackground
+			}
+			got, err := score(context.Background(), c.prompt, c.conts)
+			if err != nil {
+				t.Errorf("case %d: %v", i, err)
+				return
+			}
+			for k := range got {
+				if got[k] != want[i][k] {
+					t.Errorf("case %d, continuation %d: %v sharing steps, %v alone", i, k, got[k], want[i][k])
+				}
+			}
+		})
+	}
+	for i, p := range gens {
+		wg.Go(func() {
+			if got := generateText(t, e, p, 40); !slices.Equal(got, wantText[i]) {
+				t.Errorf("generation %d: %v beside scoring, %v alone", i, got, wantText[i])
+			}
+		})
+	}
+	wg.Wait()
+	if c := e.Capacity(); c.FreeKVBlocks != c.KVBlocks {
+		t.Fatalf("blocks leaked: %+v", c)
+	}
+}
+
+// waitBlocksInUse waits until at least n of e's KV blocks are in use: a
+// call started in another goroutine has got that far.
+func waitBlocksInUse(t *testing.T, e *Engine, n int) {
+	t.Helper()
+	for range 100_000 {
+		if c := e.Capacity(); c.FreeKVBlocks <= c.KVBlocks-n {
+			return
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+	t.Fatalf("%d KV blocks were not taken in five seconds", n)
+}
+
+// TestBackgroundScoreYieldsToForeground starts a background Score of a
+// long prompt in small steps, then a foreground generation: the generation
+// finishes before the scoring (which gets no rows meanwhile) — an
+// interactive request waits for one short step, not for a whole scoring
+// job. The generation needs the blocks the paused job holds, so it
+// preempts the job, which restarts later and still gives the scores of an
+// idle engine. A second background Score, cancelled while paused, returns
+// its context's error at once.
+func TestBackgroundScoreYieldsToForeground(t *testing.T) {
+	path := testutil.Model(t, "stories260K.gguf")
+	alone, err := Load(path, Options{Slots: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := make([]int32, 0, 400)
+	for len(long) < 400 {
+		p, _ := alone.Tokenize("Tom had a dog named Max. Max liked to run and jump. One day, ", len(long) == 0, false)
+		long = append(long, p...)
+	}
+	long = long[:400]
+	conts := [][]int32{{403, 407, 410}, {411}}
+	want, err := alone.Score(context.Background(), long, conts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perPos := int64(model.KVBytesPerPosition(&alone.model.Config))
+	alone.Close()
+
+	// 40 blocks of 16: the job's 25 and the generation's 19 do not fit.
+	e, err := Load(path, Options{Slots: 2, BackgroundBatchSize: 16, KVBlockSize: 16, KVCacheBytes: 40 * 16 * perPos})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	var scored atomic.Bool
+	var got []float64
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		var err error
+		got, err = e.ScoreBackground(context.Background(), long, conts)
+		if err != nil {
+			t.Error(err)
+		}
+		scored.Store(true)
+	})
+	waitBlocksInUse(t, e, 22) // of the prompt's 25
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cancelled := make(chan error, 1)
+	go func() {
+		_, err := e.ScoreBackground(ctx, []int32{1, 403, 407}, [][]int32{{410}})
+		cancelled <- err
+	}()
+	n := 0
+	res, err := e.Generate(context.Background(), Request{Prompt: []int32{1, 403}, MaxTokens: 300, IgnoreEOS: true},
+		func(tok Token) error {
+			if scored.Load() {
+				return errors.New("the background score finished while a foreground generation ran")
+			}
+			if n++; n == 10 {
+				cancel()
+				if err := <-cancelled; !errors.Is(err, context.Canceled) {
+					return fmt.Errorf("cancelled score: %v", err)
+				}
+			}
+			return nil
+		})
+	if err != nil || res.CompletionTokens != 300 {
+		t.Fatalf("foreground: %+v, %v", res, err)
+	}
+	if scored.Load() {
+		t.Fatal("the background score finished before the foreground generation")
+	}
+	wg.Wait()
+	if e.Capacity().Preemptions == 0 {
+		t.Fatal("the generation did not preempt the paused scoring job")
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("scores %v after a preemption, want %v", got, want)
 	}
 }
