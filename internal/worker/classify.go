@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 
@@ -101,12 +102,22 @@ func sharedPrefix(a, b []int32) int {
 	return n
 }
 
+// classifyWindow is how many inputs of one request are scored at once: the
+// engine evaluates their rows in the same steps.
+const classifyWindow = 8
+
+// scored is the outcome of scoring one input.
+type scored struct {
+	sc  *bus.Scores
+	err error
+}
+
 // classify answers a classification request: one chunk with Scores per
 // input, from input ResumeSeq-1 on (chunk Seq k answers input k-1), then
-// the final chunk with the tokens evaluated by this attempt as usage. The
-// inputs are scored one after another in this one slot; the engine scores
-// the labels of one input in one batched pass. It returns the final chunk,
-// or nil when ctx was cancelled.
+// the final chunk with the tokens evaluated by this attempt as usage. Up to
+// classifyWindow inputs are scored at once, their chunks sent in input
+// order; the engine scores the labels of one input together. It returns
+// the final chunk, or nil when ctx was cancelled.
 func (w *Worker) classify(ctx context.Context, req *bus.Request, send func(*bus.Chunk)) *bus.Chunk {
 	seq := max(req.ResumeSeq, 1)
 	fail := func(code, msg string) *bus.Chunk {
@@ -119,10 +130,31 @@ func (w *Worker) classify(ctx context.Context, req *bus.Request, send func(*bus.
 	if err := checkClassification(req); err != nil {
 		return fail(bus.CodeInvalidRequest, err.Error())
 	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	scoreCtx, stop := context.WithCancel(ctx) // ends the window's calls on an early return
+	defer stop()
+	results := make([]chan scored, len(req.Inputs))
+	next := int(seq) - 1
+	launch := func() {
+		i := next
+		results[i] = make(chan scored, 1)
+		wg.Go(func() {
+			sc, err := w.scoreInput(scoreCtx, scorer, req, i)
+			results[i] <- scored{sc, err}
+		})
+		next++
+	}
+	for next < len(req.Inputs) && next < int(seq)-1+classifyWindow {
+		launch()
+	}
 	total := 0
 	for i := int(seq) - 1; i < len(req.Inputs); i++ {
-		sc, err := w.scoreInput(ctx, scorer, req, i)
-		switch {
+		r := <-results[i]
+		if next < len(req.Inputs) {
+			launch()
+		}
+		switch err := r.err; {
 		case ctx.Err() != nil:
 			return nil // cancelled or force-stopped: no final chunk
 		case errors.Is(err, engine.ErrContextLength):
@@ -133,8 +165,8 @@ func (w *Worker) classify(ctx context.Context, req *bus.Request, send func(*bus.
 			w.log.Error("classification failed", "id", req.ID, "input", i, "err", err)
 			return fail(bus.CodeInternal, fmt.Sprintf("input %d: %v", i, err))
 		}
-		total += sc.Tokens
-		send(&bus.Chunk{ID: req.ID, Seq: seq, Attempt: req.Attempt, Scores: sc})
+		total += r.sc.Tokens
+		send(&bus.Chunk{ID: req.ID, Seq: seq, Attempt: req.Attempt, Scores: r.sc})
 		seq++
 	}
 	return &bus.Chunk{ID: req.ID, Seq: seq, Attempt: req.Attempt, FinishReason: "stop",

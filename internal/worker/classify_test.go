@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"courier/internal/bus"
@@ -187,8 +188,9 @@ func TestClassifyTooLongRealEngine(t *testing.T) {
 // TestClassifyCancel: a cancelled classification sends no final chunk.
 func TestClassifyCancel(t *testing.T) {
 	started := make(chan struct{})
+	var once sync.Once
 	eng := &scoringEngine{fakeEngine: fakeEngine{slots: 1}, score: func(ctx context.Context, _ []int32, _ [][]int32) ([]float64, error) {
-		close(started)
+		once.Do(func() { close(started) }) // the inputs are scored concurrently
 		<-ctx.Done()
 		return nil, ctx.Err()
 	}}
