@@ -78,6 +78,9 @@ type Node struct {
 	KVCacheBytes int64
 	// BatchSize is each engine's per-step token budget; 0: the engine's.
 	BatchSize int
+	// BackgroundBatchSize is the token budget of engine steps that run only
+	// background work (batch lines); 0: the engine's.
+	BackgroundBatchSize int
 	// NoRepack keeps all weights in the model file's memory mapping.
 	NoRepack bool
 	// HeartbeatInterval is the workers' heartbeat period.
@@ -161,8 +164,8 @@ func (c Node) Validate() error {
 	if c.QueueLimit < 0 {
 		bad("--queue-limit %d is negative", c.QueueLimit)
 	}
-	if c.KVCacheBytes < 0 || c.BatchSize < 0 {
-		bad("--kv-cache %d and --batch-size %d must not be negative", c.KVCacheBytes, c.BatchSize)
+	if c.KVCacheBytes < 0 || c.BatchSize < 0 || c.BackgroundBatchSize < 0 {
+		bad("--kv-cache %d, --batch-size %d and --background-batch-size %d must not be negative", c.KVCacheBytes, c.BatchSize, c.BackgroundBatchSize)
 	}
 	if c.Slots < 0 {
 		bad("--slots %d is negative", c.Slots)
@@ -233,6 +236,8 @@ func Bind(fs *flag.FlagSet, c *Node) {
 			return err
 		})
 		fs.IntVar(&c.BatchSize, "batch-size", c.BatchSize, "tokens per engine step, shared by decoding and prompt chunks (0: 256)")
+		fs.IntVar(&c.BackgroundBatchSize, "background-batch-size", c.BackgroundBatchSize,
+			"tokens per engine step while only batch work runs: an interactive request arriving then waits for one such step (0: 64)")
 		fs.BoolVar(&c.NoRepack, "no-repack", c.NoRepack, "keep all weights memory-mapped: no packed copies of Q4_0/Q4_K weights (less memory, slower decode)")
 		fs.IntVar(&c.ContextLength, "ctx-size", c.ContextLength, "context length cap (0: the model's)")
 		fs.IntVar(&c.Threads, "threads", c.Threads, "kernel threads per engine (0: GOMAXPROCS)")

@@ -29,7 +29,8 @@ func TestBindAndValidate(t *testing.T) {
 	c := Default(RoleServe)
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	Bind(fs, &c)
-	if err := fs.Parse([]string{"--model", "s=/x.gguf", "--addr", "127.0.0.1:0", "--api-key", "k1"}); err != nil {
+	if err := fs.Parse([]string{"--model", "s=/x.gguf", "--addr", "127.0.0.1:0", "--api-key", "k1",
+		"--batch-size", "128", "--background-batch-size", "32"}); err != nil {
 		t.Fatal(err)
 	}
 	ApplyEnv(&c, func(k string) (string, bool) { return " k2 , ,k3", k == "COURIER_API_KEYS" })
@@ -39,15 +40,19 @@ func TestBindAndValidate(t *testing.T) {
 	if strings.Join(c.API.APIKeys, ",") != "k1,k2,k3" {
 		t.Fatalf("keys %v", c.API.APIKeys)
 	}
+	if c.BatchSize != 128 || c.BackgroundBatchSize != 32 {
+		t.Fatalf("batch sizes %d, %d", c.BatchSize, c.BackgroundBatchSize)
+	}
 
 	bad := Default(RoleWorker)
 	bad.QueueLimit = -1
+	bad.BackgroundBatchSize = -1
 	bad.Models = []Model{{"a", "x"}, {"a", "y"}}
 	err := bad.Validate()
 	if err == nil {
 		t.Fatal("no error")
 	}
-	for _, want := range []string{"--nats", "given twice", "--queue-limit"} {
+	for _, want := range []string{"--nats", "given twice", "--queue-limit", "--background-batch-size"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %s", err, want)
 		}

@@ -143,6 +143,7 @@ func (n *Node) startWorker(m config.Model, dial func(string) (*natsbus.Conn, err
 	eng, err := engine.Load(m.Path, engine.Options{
 		ContextLength: n.cfg.ContextLength, Threads: n.cfg.Threads,
 		Slots: n.cfg.Slots, KVCacheBytes: n.cfg.KVCacheBytes, BatchSize: n.cfg.BatchSize, NoRepack: n.cfg.NoRepack,
+		BackgroundBatchSize: n.cfg.BackgroundBatchSize,
 	})
 	if err != nil {
 		return fmt.Errorf("node: load %s: %w", m.Name, err)
