@@ -594,3 +594,28 @@ func TestFmafIsFMA32(t *testing.T) {
 		check(c[0], c[1], c[2])
 	}
 }
+
+// BenchmarkAttentionOneChunk measures the one-chunk kernel serially on a
+// 63-row prompt ubatch at positions 449..511 (the shape of a short
+// classification prompt's attention, with a longer history) for several
+// head sizes; ns/pos is the time per (row, head, key position).
+func BenchmarkAttentionOneChunk(b *testing.B) {
+	const n, rows = 512, 63
+	for _, hd := range []int{8, 24, 64, 80, 128} {
+		b.Run(fmt.Sprintf("hd%d", hd), func(b *testing.B) {
+			f := newAttnFixture(b, 8, 4, hd, n, 8, 1)
+			s := f.newState(b, rows)
+			bt := &Batch{}
+			keys := 0
+			for p := n - rows; p < n; p++ {
+				bt.Tokens, bt.Pos, bt.Seqs = append(bt.Tokens, 0), append(bt.Pos, int32(p)), append(bt.Seqs, f.cache)
+				bt.Logits, bt.Modes = append(bt.Logits, false), append(bt.Modes, RowPrompt)
+				keys += (p + 1) * f.cfg.Heads
+			}
+			for b.Loop() {
+				s.attendRows(0, bt, rows)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(keys), "ns/pos")
+		})
+	}
+}

@@ -12,64 +12,39 @@ import (
 // DotF16 is ggml_vec_dot_f16 on two F16 vectors of equal length (b is cut
 // to len(a)): whole groups of 64 elements in four 16-lane float32
 // accumulators with fused multiply-adds, reduced as GGML_F32x16_REDUCE,
-// then the total and the leftover products summed in float64. It is the
-// F16 weight kernel's arithmetic (see dotF16).
+// then the total and the leftover products summed in float64, in element
+// order. It is the F16 weight kernel's arithmetic (see dotF16).
 func DotF16(a, b []uint16) float32 {
-	n := len(a)
-	if n == 0 {
+	if len(a) == 0 {
 		return 0
 	}
-	b = b[:n]
-	return dotF16Vec(u16Bytes(a), u16Bytes(b), n)
+	return dotF16Vec(a, b[:len(a)])
 }
 
 // MadF16 computes y += x*s over F16 vectors (x cut to len(y)), each
 // element a fused multiply-add in float32 rounded back to F16, as
 // ggml_vec_mad_f16 does.
-func MadF16(y, x []uint16, s float32) {
-	x = x[:len(y)]
-	v := len(y) &^ 15
-	if v > 0 && madF16Vec != nil {
-		madF16Vec(&y[0], &x[0], v/16, s)
-	} else {
-		v = 0
-	}
-	madF16Generic(y[v:], x[v:], s)
-}
+func MadF16(y, x []uint16, s float32) { madF16Vec(y, x[:len(y)], s) }
 
 // ScaleF16 multiplies an F16 vector by s, rounding each product back to
 // F16 (ggml_vec_scale_f16).
-func ScaleF16(y []uint16, s float32) {
-	v := len(y) &^ 15
-	if v > 0 && scaleF16Vec != nil {
-		scaleF16Vec(&y[0], v/16, s)
-	} else {
-		v = 0
-	}
-	scaleF16Generic(y[v:], s)
-}
+func ScaleF16(y []uint16, s float32) { scaleF16Vec(y, s) }
 
 // RoundF16 rounds x to F16 into dst (cut to len(x)), as FP32ToFP16.
-func RoundF16(dst []uint16, x []float32) {
-	dst = dst[:len(x)]
-	v := len(x) &^ 15
-	if v > 0 && roundF16Vec != nil {
-		roundF16Vec(&dst[0], &x[0], v/16)
-	} else {
-		v = 0
-	}
-	for i := v; i < len(x); i++ {
-		dst[i] = FP32ToFP16(x[i])
-	}
-}
+func RoundF16(dst []uint16, x []float32) { roundF16Vec(dst[:len(x)], x) }
 
-// Assembly bodies (nil: generic); n16 counts groups of 16 elements.
+// The bodies of the operations, replaced by assembly ones (which give the
+// same bits for every length) where the CPU has them. The callers above
+// cut the second vector to the first one's length, so a body may rely on
+// it. dotF16Vec is not called with empty vectors.
 var (
-	dotF16Vec   = dotF16
-	madF16Vec   func(y, x *uint16, n16 int, s float32)
-	scaleF16Vec func(y *uint16, n16 int, s float32)
-	roundF16Vec func(dst *uint16, x *float32, n16 int)
+	dotF16Vec   = dotF16Generic
+	madF16Vec   = madF16Generic
+	scaleF16Vec = scaleF16Generic
+	roundF16Vec = roundF16Generic
 )
+
+func dotF16Generic(a, b []uint16) float32 { return dotF16(u16Bytes(a), u16Bytes(b), len(a)) }
 
 func madF16Generic(y, x []uint16, s float32) {
 	x = x[:len(y)]
@@ -81,6 +56,13 @@ func madF16Generic(y, x []uint16, s float32) {
 func scaleF16Generic(y []uint16, s float32) {
 	for i, v := range y {
 		y[i] = FP32ToFP16(FP16ToFP32(v) * s)
+	}
+}
+
+func roundF16Generic(dst []uint16, x []float32) {
+	dst = dst[:len(x)]
+	for i, v := range x {
+		dst[i] = FP32ToFP16(v)
 	}
 }
 

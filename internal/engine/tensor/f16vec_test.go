@@ -1,10 +1,20 @@
 package tensor
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
 )
+
+// f16Bodies is one set of bodies of the F16 vector operations, named.
+type f16Bodies struct {
+	name  string
+	dot   func(a, b []uint16) float32
+	mad   func(y, x []uint16, s float32)
+	scale func(y []uint16, s float32)
+	round func(dst []uint16, x []float32)
+}
 
 // randF16 returns n F16 values: mostly normal numbers of varied scale,
 // with some zeros, subnormals and values near the F16 range's edge.
@@ -15,7 +25,7 @@ func randF16(r *rand.Rand, n int) []uint16 {
 		case 0:
 			v[i] = uint16(r.IntN(1 << 10)) // subnormal or zero
 		case 1:
-			v[i] = 0x7800 | uint16(r.IntN(1<<11)) // large
+			v[i] = 0x7800 | uint16(r.IntN(1<<11)) // large, inf or NaN
 		default:
 			v[i] = FP32ToFP16(float32(r.NormFloat64() * math.Exp2(float64(r.IntN(16)-8))))
 		}
@@ -26,56 +36,206 @@ func randF16(r *rand.Rand, n int) []uint16 {
 	return v
 }
 
-// TestF16VecFastMatchesGeneric compares the assembly bodies of MadF16,
-// ScaleF16, RoundF16 and DotF16 with the generic ones, bit for bit.
-func TestF16VecFastMatchesGeneric(t *testing.T) {
+// f16Edges are F16 values at the edges: signed zeros, the smallest and
+// largest subnormals, the smallest normal, one, the largest finite value,
+// infinities, quiet and signalling NaNs with payloads.
+var f16Edges = []uint16{
+	0x0000, 0x8000, 0x0001, 0x8001, 0x03ff, 0x83ff, 0x0400, 0x8400, 0x3c00, 0xbc00,
+	0x3c01, 0x7bff, 0xfbff, 0x7c00, 0xfc00, 0x7e00, 0xfe00, 0x7e55, 0x7c01, 0xfd2a,
+}
+
+// edgyF16 is randF16 with, in some vectors, a share of edge values, so
+// that every element position meets them.
+func edgyF16(r *rand.Rand, n int) []uint16 {
+	v := randF16(r, n)
+	if r.IntN(2) == 0 {
+		for i := range v {
+			if r.IntN(4) == 0 {
+				v[i] = f16Edges[r.IntN(len(f16Edges))]
+			}
+		}
+	}
+	return v
+}
+
+// randScale returns a multiplier, sometimes one that makes products
+// overflow, underflow to F16 subnormals or zero, or turns them into NaN.
+func randScale(r *rand.Rand) float32 {
+	switch r.IntN(12) {
+	case 0:
+		edges := []float32{0, float32(math.Copysign(0, -1)), 1, -1, 65504, 0x1p-30, 0x1p-60, 1e30,
+			float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()), math.Float32frombits(0x7fa00001), 0x1p-149}
+		return edges[r.IntN(len(edges))]
+	case 1:
+		return float32(r.NormFloat64() * math.Exp2(float64(r.IntN(80)-40)))
+	}
+	return float32(r.NormFloat64() * math.Exp2(float64(r.IntN(20)-10)))
+}
+
+// randRoundInput returns n float32 values for RoundF16: values of every
+// F16 range, exact F16 rounding ties (normal and subnormal), float32
+// subnormals, overflow, infinities and NaNs with payloads.
+func randRoundInput(r *rand.Rand, n int) []float32 {
+	f := make([]float32, n)
+	for i := range f {
+		switch r.IntN(8) {
+		case 0: // an F16 value plus an offset in its last 13 bits, often a tie
+			b := math.Float32bits(FP16ToFP32(uint16(r.IntN(0x7c00))))
+			low := uint32(r.IntN(1 << 13))
+			if r.IntN(2) == 0 {
+				low = 1 << 12
+			}
+			f[i] = math.Float32frombits(b | low)
+		case 1: // a subnormal F16 tie or near-tie
+			f[i] = (float32(r.IntN(1024)) + []float32{0.5, 0.25, 0.75, 0.4999}[r.IntN(4)]) * 0x1p-24
+		case 2:
+			edges := []float32{0, 65504, 65519.99, 65520, 1e10, 0x1p-25, 0x1.0001p-25, 0x1p-149,
+				float32(math.Inf(1)), float32(math.NaN()), math.Float32frombits(0x7f800001), math.Float32frombits(0x7fc12345)}
+			f[i] = edges[r.IntN(len(edges))]
+		default:
+			f[i] = float32(r.NormFloat64() * math.Exp2(float64(r.IntN(60)-30)))
+		}
+		if r.IntN(2) == 0 {
+			f[i] = -f[i]
+		}
+	}
+	return f
+}
+
+// TestF16VecMatchesGeneric compares every set of bodies of MadF16,
+// ScaleF16, RoundF16 and DotF16 this build has (the exported dispatch and
+// each assembly set the CPU can run) with the generic ones, bit for bit,
+// NaNs included (except that a dot product of 64 elements or more may
+// return another NaN: the generic 64-blocks use the software fma32), at
+// every length from 0 to 200 and at some long ones. Guard elements after
+// each vector check that nothing past its end is written.
+func TestF16VecMatchesGeneric(t *testing.T) {
+	bodies := append([]f16Bodies{{"dispatch", DotF16, MadF16, ScaleF16, RoundF16}}, asmF16Bodies()...)
 	r := rand.New(rand.NewPCG(31, 32))
-	for iter := 0; iter < 400; iter++ {
-		n := r.IntN(200)
-		if iter%4 == 0 {
-			n = 64 * (1 + r.IntN(3))
-		}
-		x, y := randF16(r, n), randF16(r, n)
-		s := float32(r.NormFloat64() * math.Exp2(float64(r.IntN(20)-10)))
-		if iter%7 == 0 {
-			s = 1
-		}
+	lengths := []int{256, 320, 1000, 4096 + 63}
+	for n := 0; n <= 200; n++ {
+		lengths = append(lengths, n, n, n)
+	}
+	const guard = 40
+	for _, n := range lengths {
+		x, y := edgyF16(r, n), edgyF16(r, n+guard)
+		s := randScale(r)
+		f := randRoundInput(r, n)
+		for _, b := range bodies {
+			got, want := append([]uint16(nil), y...), append([]uint16(nil), y...)
+			b.mad(got[:n], x, s)
+			madF16Generic(want[:n], x, s)
+			cmpU16(t, b.name+" MadF16", s, got, want)
 
-		got, want := append([]uint16(nil), y...), append([]uint16(nil), y...)
-		MadF16(got, x, s)
-		madF16Generic(want, x, s)
-		cmpU16(t, "MadF16", got, want)
+			got, want = append([]uint16(nil), y...), append([]uint16(nil), y...)
+			b.scale(got[:n], s)
+			scaleF16Generic(want[:n], s)
+			cmpU16(t, b.name+" ScaleF16", s, got, want)
 
-		got, want = append([]uint16(nil), y...), append([]uint16(nil), y...)
-		ScaleF16(got, s)
-		scaleF16Generic(want, s)
-		cmpU16(t, "ScaleF16", got, want)
+			got, want = append([]uint16(nil), y...), append([]uint16(nil), y...)
+			b.round(got[:n], f)
+			roundF16Generic(want[:n], f)
+			cmpU16(t, b.name+" RoundF16", 0, got, want)
 
-		f := make([]float32, n)
-		for i := range f {
-			f[i] = float32(r.NormFloat64() * math.Exp2(float64(r.IntN(40)-20)))
-		}
-		got, want = make([]uint16, n), make([]uint16, n)
-		RoundF16(got, f)
-		for i, v := range f {
-			want[i] = FP32ToFP16(v)
-		}
-		cmpU16(t, "RoundF16", got, want)
-
-		if n > 0 {
-			g, w := DotF16(x, y), dotF16(u16Bytes(x), u16Bytes(y), n)
-			if math.Float32bits(g) != math.Float32bits(w) && !(g != g && w != w) {
-				t.Fatalf("DotF16 n=%d: %g, generic %g", n, g, w)
+			if n > 0 {
+				g, w := b.dot(x, y[:n]), dotF16Generic(x, y[:n])
+				if math.Float32bits(g) != math.Float32bits(w) && !(n >= 64 && g != g && w != w) {
+					t.Fatalf("%s DotF16 n=%d: %g (%#x), generic %g (%#x)", b.name, n, g, math.Float32bits(g), w, math.Float32bits(w))
+				}
 			}
 		}
 	}
 }
 
-func cmpU16(t *testing.T, name string, got, want []uint16) {
+// TestF16VecEdgePairs runs MadF16 and ScaleF16 on every pair of edge
+// values with every edge multiplier, so that each NaN meets each other NaN
+// in each operand position (which NaN wins is part of the bits), in every
+// path of the bodies (vectors of 16s, 8, 4, single elements).
+func TestF16VecEdgePairs(t *testing.T) {
+	bodies := append([]f16Bodies{{"dispatch", DotF16, MadF16, ScaleF16, RoundF16}}, asmF16Bodies()...)
+	var x, y []uint16
+	for _, a := range f16Edges {
+		for _, b := range f16Edges {
+			x, y = append(x, a), append(y, b)
+		}
+	}
+	scales := []float32{0, float32(math.Copysign(0, -1)), 1, -3, 0x1p-30, 1e30, float32(math.Inf(-1)),
+		float32(math.NaN()), math.Float32frombits(0x7fa00001), math.Float32frombits(0xffc54321)}
+	for _, s := range scales {
+		for _, n := range []int{len(x), 16 + 8 + 4 + 3, 7, 1} {
+			for off := 0; off+n <= len(x); off += n {
+				xs, ys := x[off:off+n], y[off:off+n]
+				for _, b := range bodies {
+					got, want := append([]uint16(nil), ys...), append([]uint16(nil), ys...)
+					b.mad(got, xs, s)
+					madF16Generic(want, xs, s)
+					cmpU16(t, b.name+" MadF16", s, got, want)
+					got, want = append([]uint16(nil), ys...), append([]uint16(nil), ys...)
+					b.scale(got, s)
+					scaleF16Generic(want, s)
+					cmpU16(t, b.name+" ScaleF16", s, got, want)
+				}
+			}
+		}
+	}
+}
+
+// TestDotF16TailOrder checks that the leftover products are added in
+// element order after the 64-blocks' total: the products are chosen so
+// that any other order of the float64 additions rounds differently.
+func TestDotF16TailOrder(t *testing.T) {
+	bodies := append([]f16Bodies{{"dispatch", DotF16, MadF16, ScaleF16, RoundF16}}, asmF16Bodies()...)
+	for _, n := range []int{3, 8, 13, 64 + 5, 128 + 12, 192 + 63} {
+		a, b := make([]uint16, n), make([]uint16, n)
+		for i := range a {
+			// Products alternate between huge (65504^2, ~2^32) with
+			// alternating signs and tiny (2^-48): the tiny ones survive
+			// only when added after a huge pair cancelled.
+			switch {
+			case i%3 == 0:
+				a[i], b[i] = 0x7bff, 0x7bff
+			case i%3 == 1:
+				a[i], b[i] = 0x0001, 0x0001
+			default:
+				a[i], b[i] = 0xfbff, 0x7bff
+			}
+		}
+		want := dotF16Generic(a, b)
+		for _, bd := range bodies {
+			if got := bd.dot(a, b); math.Float32bits(got) != math.Float32bits(want) {
+				t.Fatalf("%s n=%d: %g, generic %g", bd.name, n, got, want)
+			}
+		}
+	}
+}
+
+func cmpU16(t *testing.T, name string, s float32, got, want []uint16) {
 	t.Helper()
 	for i := range want {
 		if got[i] != want[i] {
-			t.Fatalf("%s n=%d element %d: %#04x, generic %#04x", name, len(want), i, got[i], want[i])
+			t.Fatalf("%s s=%g len %d element %d: %#04x, generic %#04x", name, s, len(want), i, got[i], want[i])
 		}
+	}
+}
+
+// BenchmarkF16Vec measures the F16 vector operations at head sizes.
+func BenchmarkF16Vec(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, n := range []int{8, 24, 64, 80, 128} {
+		x, y := randF16(r, n), randF16(r, n)
+		for i := range x {
+			x[i] &= 0x3fff // finite
+			y[i] &= 0x3fff
+		}
+		b.Run(fmt.Sprint("dot/", n), func(b *testing.B) {
+			for b.Loop() {
+				DotF16(x, y)
+			}
+		})
+		b.Run(fmt.Sprint("mad/", n), func(b *testing.B) {
+			for b.Loop() {
+				MadF16(y, x, 0.5)
+			}
+		})
 	}
 }
