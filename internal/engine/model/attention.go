@@ -78,7 +78,9 @@ type attnWorker struct {
 	qh  []uint16          // [HeadDim] query rounded to F16 (one chunk)
 	acc []uint16          // [HeadDim] F16 accumulator of weighted values (one chunk)
 	vkq []float32         // [HeadDim] F32 accumulator (tiled, split-KV merge)
-	kq  [faTileKV]float32 // scores of one key tile (tiled)
+	kq  [faTileKV]float32 // scores of one key tile (tiled) or run (one chunk)
+	ms  [faTileKV]float32 // accumulator multipliers of a run of keys (one chunk)
+	vs  [faTileKV]float32 // value weights of a run of keys (one chunk)
 	kt  []float32         // [HeadDim][faTileKV] one key tile in F32, transposed (tiled)
 }
 
@@ -196,26 +198,64 @@ func (w *attnWorker) quantizeQ(q []float32) { tensor.RoundF16(w.qh, q) }
 // [lo, hi) with the F16 query in w.qh, leaving the unnormalised weighted
 // sum of values in w.acc (F16) and returning the running maximum score and
 // the sum of weights (0 and -Inf for an empty range).
+//
+// ggml takes one key at a time: its score, then either a new maximum
+// (the accumulator scaled by ms = e^(old-new), the value's weight vs = 1)
+// or a weight vs = e^(score-max), then acc += v*vs in F16. The scores do
+// not depend on the accumulator and the weights depend only on the scores,
+// so the keys are taken a run at a time (the positions of one KV block, at
+// most faTileKV): the run's scores (tensor.DotF16Rows), the running
+// maximum in key order, all the run's e^x (tensor.Expfs, the bits of
+// expf), the weights and the sum in key order, then all of the value
+// updates in one call (tensor.MadF16Rows, which keeps the accumulator in
+// registers). Every
+// value goes through the same operations in the same order as ggml's, so
+// the bits are the same; only the calls are fewer.
 func (w *attnWorker) oneChunk(seq *KVCache, layer, kvOff, lo, hi int, scale float32) (maxScore, sum float32) {
-	hd := len(w.qh)
 	clear(w.acc)
 	maxScore = float32(math.Inf(-1))
-	for t := lo; t < hi; t++ {
-		krow, vrow := seq.row(layer, t)
-		score := dotF16(w.qh, krow[kvOff:kvOff+hd]) * scale
-		ms, vs := float32(1), float32(1)
-		if score > maxScore {
-			old := maxScore
-			maxScore = score
-			ms = expf(old - maxScore)
-			scaleF16(w.acc, ms)
-		} else {
-			vs = expf(score - maxScore)
+	for t := lo; t < hi; {
+		k, v, stride, n := kvRun(seq, layer, t, min(hi-t, len(w.kq)))
+		scores, ms, vs := w.kq[:n], w.ms[:n], w.vs[:n]
+		tensor.DotF16Rows(scores, w.qh, k[kvOff:], stride)
+		// The exponent of each key's e^x (ms[j] = 0 marks a new maximum),
+		// then all the e^x at once, then the weights and the sum in order.
+		for j, score := range scores {
+			score *= scale
+			if score > maxScore {
+				scores[j], ms[j] = maxScore-score, 0
+				maxScore = score
+			} else {
+				scores[j], ms[j] = score-maxScore, 1
+			}
 		}
-		madF16(w.acc, vrow[kvOff:kvOff+hd], vs)
-		sum = fmaf(sum, ms, vs) // S = S*ms + vs, contracted by GCC
+		tensor.Expfs(vs, scores)
+		for j, e := range vs {
+			if ms[j] == 0 {
+				ms[j], vs[j] = e, 1
+			}
+			sum = fmaf(sum, ms[j], vs[j]) // S = S*ms + vs, contracted by GCC
+		}
+		// A multiplier of 1 skips the scale: exact for every value the
+		// accumulator can hold (x*1 == x; VCVTPS2PH leaves no signalling
+		// NaN); a new maximum whose ms rounds to 1 needs no scale either.
+		tensor.MadF16Rows(w.acc, v[kvOff:], stride, ms, vs)
+		t += n
 	}
 	return maxScore, sum
+}
+
+// kvRun returns the K and V rows of layer at positions t..t+n-1 with
+// n <= limit as strided vectors (row j at j*stride): the positions up to
+// the end of t's KV block, whose rows lie one after another in the pool.
+// It relies on KVCache's layout ([blocks][layers][blockSize][kvDim]); the
+// slices stay within the pool's vectors, whose capacity row leaves them.
+func kvRun(seq *KVCache, layer, t, limit int) (k, v []uint16, stride, n int) {
+	bs := seq.pool.blockSize
+	n = min(limit, bs-t%bs)
+	k, v = seq.row(layer, t)
+	stride = len(k)
+	return k[:n*stride], v[:n*stride], stride, n
 }
 
 // fmaf returns a*b+c rounded once to float32, as VFMADD does, like

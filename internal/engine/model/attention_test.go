@@ -401,6 +401,99 @@ func TestKvLength(t *testing.T) {
 	}
 }
 
+// refOneChunk restates the one-chunk kernel for one head of the row at pos
+// as ggml runs it: one key at a time, the accumulator scaled at each new
+// maximum and a value added to it at each key, through the F16 vector
+// operations. It returns the head's [HeadDim] output.
+func refOneChunk(f *attnFixture, cache *KVCache, pos, h int) []float32 {
+	c := &f.cfg
+	hd := c.HeadDim
+	g := h / (c.Heads / c.KVHeads)
+	qh, acc := make([]uint16, hd), make([]uint16, hd)
+	for i := range qh {
+		qh[i] = tensor.FP32ToFP16(f.q[pos*c.Dim+h*hd+i])
+	}
+	m, sum := float32(math.Inf(-1)), float32(0)
+	for t := 0; t <= pos; t++ {
+		kr, vr := cache.row(0, t)
+		sc := dotF16(qh, kr[g*hd:(g+1)*hd]) * attnScale(hd)
+		ms, vs := float32(1), float32(1)
+		if sc > m {
+			old := m
+			m = sc
+			ms = expf(old - m)
+			scaleF16(acc, ms)
+		} else {
+			vs = expf(sc - m)
+		}
+		madF16(acc, vr[g*hd:(g+1)*hd], vs)
+		sum = fma32(sum, ms, vs)
+	}
+	inv := float32(0)
+	if sum != 0 {
+		inv = 1 / sum
+	}
+	out := make([]float32, hd)
+	for i, v := range acc {
+		out[i] = tensor.FP16ToFP32(v) * inv
+	}
+	return out
+}
+
+// withBlockSize returns a copy of f's cache in a pool of blocks of bs
+// positions.
+func withBlockSize(t *testing.T, f *attnFixture, bs int) *KVCache {
+	t.Helper()
+	pool, err := NewKVPool(&f.cfg, bs, (f.n+bs-1)/bs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewKVCache(pool, f.n)
+	if !c.Reserve(f.n) {
+		t.Fatal("cannot reserve the cache")
+	}
+	for p := 0; p < f.n; p++ {
+		k, v := f.cache.row(0, p)
+		k2, v2 := c.row(0, p)
+		copy(k2, k)
+		copy(v2, v)
+	}
+	c.Len = f.n
+	return c
+}
+
+// TestOneChunkMatchesPerKeyKernel checks the one-chunk kernel, which takes
+// keys a run at a time, against ggml's key-at-a-time loop, bit for bit,
+// at head sizes that take every path of the F16 vector operations, with
+// scores peaky enough to bring many new maxima, and with KV blocks
+// shorter and longer than a run.
+func TestOneChunkMatchesPerKeyKernel(t *testing.T) {
+	const n = 200
+	for _, hd := range []int{8, 4, 12, 24, 40, 64, 80, 96, 112, 128, 3} {
+		for _, spread := range []float64{1, 6} {
+			f := newAttnFixture(t, 4, 2, hd, n, uint64(hd), spread)
+			for _, bs := range []int{16, 7, 128} {
+				cache := withBlockSize(t, f, bs)
+				pos := []int{0, 1, 15, 16, 63, 64, 65, 127, 150, n - 1}
+				s := f.newState(t, len(pos))
+				b := &Batch{}
+				for i, p := range pos {
+					b.Tokens, b.Pos, b.Seqs = append(b.Tokens, 0), append(b.Pos, int32(p)), append(b.Seqs, cache)
+					b.Logits, b.Modes = append(b.Logits, false), append(b.Modes, RowPrompt)
+					copy(s.q[i*f.cfg.Dim:(i+1)*f.cfg.Dim], f.q[p*f.cfg.Dim:(p+1)*f.cfg.Dim])
+				}
+				s.attendRows(0, b, len(pos))
+				for i, p := range pos {
+					for h := 0; h < f.cfg.Heads; h++ {
+						got := s.att[i*f.cfg.Dim+h*hd:][:hd]
+						equalBits(t, fmt.Sprintf("hd %d spread %g block %d pos %d head %d", hd, spread, bs, p, h), got, refOneChunk(f, cache, p, h))
+					}
+				}
+			}
+		}
+	}
+}
+
 // TestAttentionRowIndependentOfBatch evaluates the same rows in batches of
 // different shapes — a whole prompt, chunks of it, rows mixed with rows of
 // another sequence, in reverse order — and requires the same bits for each

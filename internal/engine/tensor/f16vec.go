@@ -33,6 +33,40 @@ func ScaleF16(y []uint16, s float32) { scaleF16Vec(y, s) }
 // RoundF16 rounds x to F16 into dst (cut to len(x)), as FP32ToFP16.
 func RoundF16(dst []uint16, x []float32) { roundF16Vec(dst[:len(x)], x) }
 
+// DotF16Rows sets dst[i] = DotF16(q, k[i*stride:]) for each i in range
+// dst: the scores of a query against rows of keys (stride >= 0).
+func DotF16Rows(dst []float32, q, k []uint16, stride int) {
+	if len(dst) == 0 {
+		return
+	}
+	if stride < 0 {
+		panic("tensor: DotF16Rows with a negative stride")
+	}
+	k = k[:(len(dst)-1)*stride+len(q)]
+	if len(q) == 0 {
+		clear(dst)
+		return
+	}
+	dotF16RowsVec(dst, q, k, stride)
+}
+
+// MadF16Rows runs one-chunk flash attention's value updates over rows of
+// V: for each i in range vs, ScaleF16(acc, ms[i]) unless ms[i] is 1, then
+// MadF16(acc, v[i*stride:], vs[i]). Row i of v starts at i*stride
+// (stride >= 0); ms must hold len(vs) values.
+func MadF16Rows(acc, v []uint16, stride int, ms, vs []float32) {
+	n := len(vs)
+	if n == 0 || len(acc) == 0 {
+		return
+	}
+	if stride < 0 {
+		panic("tensor: MadF16Rows with a negative stride")
+	}
+	ms = ms[:n]
+	v = v[:(n-1)*stride+len(acc)]
+	madF16RowsVec(acc, v, stride, ms, vs)
+}
+
 // The bodies of the operations, replaced by assembly ones (which give the
 // same bits for every length) where the CPU has them. The callers above
 // cut the second vector to the first one's length, so a body may rely on
@@ -42,6 +76,10 @@ var (
 	madF16Vec   = madF16Generic
 	scaleF16Vec = scaleF16Generic
 	roundF16Vec = roundF16Generic
+	// dotF16RowsVec and madF16RowsVec are called with at least one row
+	// and one element.
+	dotF16RowsVec = dotF16RowsGeneric
+	madF16RowsVec = madF16RowsGeneric
 )
 
 func dotF16Generic(a, b []uint16) float32 { return dotF16(u16Bytes(a), u16Bytes(b), len(a)) }
@@ -56,6 +94,21 @@ func madF16Generic(y, x []uint16, s float32) {
 func scaleF16Generic(y []uint16, s float32) {
 	for i, v := range y {
 		y[i] = FP32ToFP16(FP16ToFP32(v) * s)
+	}
+}
+
+func dotF16RowsGeneric(dst []float32, q, k []uint16, stride int) {
+	for i := range dst {
+		dst[i] = dotF16Generic(q, k[i*stride:i*stride+len(q)])
+	}
+}
+
+func madF16RowsGeneric(acc, v []uint16, stride int, ms, vs []float32) {
+	for i, w := range vs {
+		if ms[i] != 1 {
+			scaleF16Generic(acc, ms[i])
+		}
+		madF16Generic(acc, v[i*stride:i*stride+len(acc)], w)
 	}
 }
 

@@ -29,13 +29,66 @@ func roundF16AVX2(dst []uint16, x []float32)
 //go:noescape
 func dotF16AVX2Full(a, b []uint16) float32
 
+// dotF16RowsAVX2 is DotF16Rows's body (stride in bytes, n and rows > 0).
+//
+//go:noescape
+func dotF16RowsAVX2(dst *float32, q, k *uint16, n, stride, rows int)
+
+func dotF16RowsAsm(dst []float32, q, k []uint16, stride int) {
+	dotF16RowsAVX2(&dst[0], &q[0], &k[0], len(q), 2*stride, len(dst))
+}
+
+// madF16RowsAVX2xW are the MadF16Rows bodies for one strip of W lanes of
+// the accumulator at acc (stride in bytes, rows > 0).
+//
+//go:noescape
+func madF16RowsAVX2x32(acc, v *uint16, stride int, ms, vs *float32, rows int)
+
+//go:noescape
+func madF16RowsAVX2x16(acc, v *uint16, stride int, ms, vs *float32, rows int)
+
+//go:noescape
+func madF16RowsAVX2x8(acc, v *uint16, stride int, ms, vs *float32, rows int)
+
+//go:noescape
+func madF16RowsAVX2x4(acc, v *uint16, stride int, ms, vs *float32, rows int)
+
+//go:noescape
+func madF16RowsAVX2x1(acc, v *uint16, stride int, ms, vs *float32, rows int)
+
+// madF16RowsAVX2 runs MadF16Rows as strips of 32, 16, 8, 4 and 1 lanes,
+// each over all the rows with its lanes in registers. The callers cut v
+// to hold the last row.
+func madF16RowsAVX2(acc, v []uint16, stride int, ms, vs []float32) {
+	hd, n, bs := len(acc), len(vs), 2*stride
+	c := 0
+	for ; hd-c >= 32; c += 32 {
+		madF16RowsAVX2x32(&acc[c], &v[c], bs, &ms[0], &vs[0], n)
+	}
+	if hd-c >= 16 {
+		madF16RowsAVX2x16(&acc[c], &v[c], bs, &ms[0], &vs[0], n)
+		c += 16
+	}
+	if hd-c >= 8 {
+		madF16RowsAVX2x8(&acc[c], &v[c], bs, &ms[0], &vs[0], n)
+		c += 8
+	}
+	if hd-c >= 4 {
+		madF16RowsAVX2x4(&acc[c], &v[c], bs, &ms[0], &vs[0], n)
+		c += 4
+	}
+	for ; c < hd; c++ {
+		madF16RowsAVX2x1(&acc[c], &v[c], bs, &ms[0], &vs[0], n)
+	}
+}
+
 func init() {
 	switch {
 	case hasAVX512:
-		dotF16Vec = dotF16AVX2Full
+		dotF16Vec, dotF16RowsVec, madF16RowsVec = dotF16AVX2Full, dotF16RowsAsm, madF16RowsAVX2
 		madF16Vec, scaleF16Vec, roundF16Vec = madF16AVX512, scaleF16AVX512, roundF16AVX512
 	case hasAVX2:
-		dotF16Vec = dotF16AVX2Full
+		dotF16Vec, dotF16RowsVec, madF16RowsVec = dotF16AVX2Full, dotF16RowsAsm, madF16RowsAVX2
 		madF16Vec, scaleF16Vec, roundF16Vec = madF16AVX2, scaleF16AVX2, roundF16AVX2
 	}
 }

@@ -139,6 +139,90 @@ lloop: \
 	JNZ lloop \
 ldone:
 
+// The MadF16Rows bodies keep a strip of the accumulator in registers, as
+// float32 values that are F16 values, over all the rows: each step rounds
+// to F16 (VCVTPS2PH then VCVTPH2PS) where the generic code stores and
+// loads again, which gives the same bits, and the operations are per
+// element, so strips may run one after another. Each body takes one strip
+// width: 32, 16 or 8 lanes (ymm), 4 (xmm) or 1 (the low lane of an xmm).
+//
+// func madF16RowsAVX2xW(acc, v *uint16, stride int, ms, vs *float32, rows int)
+// (stride in bytes; rows > 0)
+//
+// Registers: DI acc, SI v row, R8 stride, R9 ms, R10 vs, CX rows left,
+// X15 1.0, Y14 ms[i], Y13 vs[i], accumulator strips in Y0..Y3.
+
+#define CHAINARGS \
+	MOVQ acc+0(FP), DI \
+	MOVQ v+8(FP), SI \
+	MOVQ stride+16(FP), R8 \
+	MOVQ ms+24(FP), R9 \
+	MOVQ vs+32(FP), R10 \
+	MOVQ rows+40(FP), CX \
+	MOVL $0x3f800000, AX \
+	VMOVD AX, X15
+
+// CHAINSTEP is one row: a scale when ms[i] != 1 (the generic code skips
+// none, but y*1 is y for every value a step can leave: no signalling NaN),
+// then the multiply-add; SCALE and MAD are macros over the strips.
+#define CHAINSTEP(SCALE, MAD, lscale, lmad) \
+	VMOVSS (R9), X14 \
+	VUCOMISS X15, X14 \
+	JNE lscale \
+	JPS lscale \
+	JMP lmad \
+lscale: \
+	VBROADCASTSS X14, Y14 \
+	SCALE \
+lmad: \
+	VBROADCASTSS (R10), Y13 \
+	MAD \
+	ADDQ R8, SI \
+	ADDQ $4, R9 \
+	ADDQ $4, R10
+
+// Ymm strip operations: scale strip A, multiply-add strip A with the V
+// lanes at off(SI), store strip A at off(DI).
+#define YSCALE(A, XA) \
+	VMULPS A, Y14, A \
+	VCVTPS2PH $0, A, XA \
+	VCVTPH2PS XA, A
+
+#define YMAD(off, A, XA) \
+	VCVTPH2PS off(SI), Y8 \
+	MADNAN(VMULPS, VFMADD231PS, VCMPPS, Y8, A, Y13, Y9, Y10) \
+	VCVTPS2PH $0, A, XA \
+	VCVTPH2PS XA, A
+
+#define XSCALE \
+	VMULPS X0, X14, X0 \
+	VCVTPS2PH $0, X0, X0 \
+	VCVTPH2PS X0, X0
+
+#define XMAD \
+	VCVTPH2PS (SI), X8 \
+	MADNAN(VMULPS, VFMADD231PS, VCMPPS, X8, X0, X13, X9, X10) \
+	VCVTPS2PH $0, X0, X0 \
+	VCVTPH2PS X0, X0
+
+#define SSCALE \
+	VMULSS X0, X14, X0 \
+	VCVTPS2PH $0, X0, X0 \
+	VCVTPH2PS X0, X0
+
+#define SMAD \
+	LOADH1((SI), X8) \
+	MADNAN(VMULSS, VFMADD231SS, VCMPSS, X8, X0, X13, X9, X10) \
+	VCVTPS2PH $0, X0, X0 \
+	VCVTPH2PS X0, X0
+
+#define Y4SCALE YSCALE(Y0, X0); YSCALE(Y1, X1); YSCALE(Y2, X2); YSCALE(Y3, X3)
+#define Y4MAD YMAD(0, Y0, X0); YMAD(16, Y1, X1); YMAD(32, Y2, X2); YMAD(48, Y3, X3)
+#define Y2SCALE YSCALE(Y0, X0); YSCALE(Y1, X1)
+#define Y2MAD YMAD(0, Y0, X0); YMAD(16, Y1, X1)
+#define Y1SCALE YSCALE(Y0, X0)
+#define Y1MAD YMAD(0, Y0, X0)
+
 // The AVX-512 bodies run the 16-element steps on zmm registers and the
 // rest as the AVX2 bodies do: a masked store followed by a load of the
 // same vector, as the next call of an attention step does, would not be
@@ -423,4 +507,100 @@ dotdone:
 	VCVTSD2SS X0, X0, X0
 	VMOVSS X0, ret+48(FP)
 	VZEROUPPER
+	RET
+
+// func madF16RowsAVX2x32(acc, v *uint16, stride int, ms, vs *float32, rows int)
+TEXT ·madF16RowsAVX2x32(SB), NOSPLIT, $0-48
+	CHAINARGS
+	VCVTPH2PS 0(DI), Y0
+	VCVTPH2PS 16(DI), Y1
+	VCVTPH2PS 32(DI), Y2
+	VCVTPH2PS 48(DI), Y3
+c32loop:
+	CHAINSTEP(Y4SCALE, Y4MAD, c32scale, c32mad)
+	DECQ CX
+	JNZ c32loop
+	VCVTPS2PH $0, Y0, 0(DI)
+	VCVTPS2PH $0, Y1, 16(DI)
+	VCVTPS2PH $0, Y2, 32(DI)
+	VCVTPS2PH $0, Y3, 48(DI)
+	VZEROUPPER
+	RET
+
+// func madF16RowsAVX2x16(acc, v *uint16, stride int, ms, vs *float32, rows int)
+TEXT ·madF16RowsAVX2x16(SB), NOSPLIT, $0-48
+	CHAINARGS
+	VCVTPH2PS 0(DI), Y0
+	VCVTPH2PS 16(DI), Y1
+c16loop:
+	CHAINSTEP(Y2SCALE, Y2MAD, c16scale, c16mad)
+	DECQ CX
+	JNZ c16loop
+	VCVTPS2PH $0, Y0, 0(DI)
+	VCVTPS2PH $0, Y1, 16(DI)
+	VZEROUPPER
+	RET
+
+// func madF16RowsAVX2x8(acc, v *uint16, stride int, ms, vs *float32, rows int)
+TEXT ·madF16RowsAVX2x8(SB), NOSPLIT, $0-48
+	CHAINARGS
+	VCVTPH2PS 0(DI), Y0
+c8loop:
+	CHAINSTEP(Y1SCALE, Y1MAD, c8scale, c8mad)
+	DECQ CX
+	JNZ c8loop
+	VCVTPS2PH $0, Y0, 0(DI)
+	VZEROUPPER
+	RET
+
+// func madF16RowsAVX2x4(acc, v *uint16, stride int, ms, vs *float32, rows int)
+TEXT ·madF16RowsAVX2x4(SB), NOSPLIT, $0-48
+	CHAINARGS
+	VCVTPH2PS 0(DI), X0
+c4loop:
+	CHAINSTEP(XSCALE, XMAD, c4scale, c4mad)
+	DECQ CX
+	JNZ c4loop
+	VCVTPS2PH $0, X0, 0(DI)
+	VZEROUPPER
+	RET
+
+// func madF16RowsAVX2x1(acc, v *uint16, stride int, ms, vs *float32, rows int)
+TEXT ·madF16RowsAVX2x1(SB), NOSPLIT, $0-48
+	CHAINARGS
+	LOADH1((DI), X0)
+c1loop:
+	CHAINSTEP(SSCALE, SMAD, c1scale, c1mad)
+	DECQ CX
+	JNZ c1loop
+	STOREH1(X0, (DI))
+	VZEROUPPER
+	RET
+
+// func dotF16RowsAVX2(dst *float32, q, k *uint16, n, stride, rows int)
+//
+// DotF16 of q with rows rows of k (n elements each, stride bytes apart;
+// rows > 0, n > 0), calling dotF16AVX2Full directly: it touches none of
+// R8..R13, which hold the loop's state.
+TEXT ·dotF16RowsAVX2(SB), NOSPLIT, $56-48
+	MOVQ dst+0(FP), R8
+	MOVQ q+8(FP), R9
+	MOVQ k+16(FP), R10
+	MOVQ n+24(FP), R11
+	MOVQ stride+32(FP), R12
+	MOVQ rows+40(FP), R13
+rowsloop:
+	MOVQ R9, 0(SP)
+	MOVQ R11, 8(SP)
+	MOVQ R11, 16(SP)
+	MOVQ R10, 24(SP)
+	MOVQ R11, 32(SP)
+	MOVQ R11, 40(SP)
+	CALL ·dotF16AVX2Full(SB)
+	MOVL 48(SP), AX
+	MOVL AX, (R8)
+	ADDQ $4, R8
+	ADDQ R12, R10
+	DECQ R13
+	JNZ rowsloop
 	RET

@@ -14,6 +14,8 @@ type f16Bodies struct {
 	mad   func(y, x []uint16, s float32)
 	scale func(y []uint16, s float32)
 	round func(dst []uint16, x []float32)
+	rows  func(acc, v []uint16, stride int, ms, vs []float32) // nil: none
+	dots  func(dst []float32, q, k []uint16, stride int)      // nil: none
 }
 
 // randF16 returns n F16 values: mostly normal numbers of varied scale,
@@ -110,7 +112,7 @@ func randRoundInput(r *rand.Rand, n int) []float32 {
 // every length from 0 to 200 and at some long ones. Guard elements after
 // each vector check that nothing past its end is written.
 func TestF16VecMatchesGeneric(t *testing.T) {
-	bodies := append([]f16Bodies{{"dispatch", DotF16, MadF16, ScaleF16, RoundF16}}, asmF16Bodies()...)
+	bodies := append([]f16Bodies{{"dispatch", DotF16, MadF16, ScaleF16, RoundF16, MadF16Rows, DotF16Rows}}, asmF16Bodies()...)
 	r := rand.New(rand.NewPCG(31, 32))
 	lengths := []int{256, 320, 1000, 4096 + 63}
 	for n := 0; n <= 200; n++ {
@@ -152,7 +154,7 @@ func TestF16VecMatchesGeneric(t *testing.T) {
 // in each operand position (which NaN wins is part of the bits), in every
 // path of the bodies (vectors of 16s, 8, 4, single elements).
 func TestF16VecEdgePairs(t *testing.T) {
-	bodies := append([]f16Bodies{{"dispatch", DotF16, MadF16, ScaleF16, RoundF16}}, asmF16Bodies()...)
+	bodies := append([]f16Bodies{{"dispatch", DotF16, MadF16, ScaleF16, RoundF16, MadF16Rows, DotF16Rows}}, asmF16Bodies()...)
 	var x, y []uint16
 	for _, a := range f16Edges {
 		for _, b := range f16Edges {
@@ -180,11 +182,75 @@ func TestF16VecEdgePairs(t *testing.T) {
 	}
 }
 
+// TestMadF16RowsMatchesGeneric compares the bodies of MadF16Rows and
+// DotF16Rows with the generic ones, bit for bit, at every head size from 1 to 200 and some
+// larger, over up to 40 rows with gaps between them, the multipliers
+// mostly 1 (no scale) and the weights as attention makes them, with edge
+// values among both and among the vectors.
+func TestMadF16RowsMatchesGeneric(t *testing.T) {
+	bodies := append([]f16Bodies{{"dispatch", DotF16, MadF16, ScaleF16, RoundF16, MadF16Rows, DotF16Rows}}, asmF16Bodies()...)
+	r := rand.New(rand.NewPCG(5, 6))
+	for hd := 1; hd <= 260; hd++ {
+		if hd > 200 && hd%8 != 0 {
+			continue
+		}
+		for iter := 0; iter < 3; iter++ {
+			rows := 1 + r.IntN(40)
+			stride := hd + r.IntN(3)*8
+			v := edgyF16(r, (rows-1)*stride+hd)
+			if iter == 0 {
+				v = randF16(r, len(v))
+			}
+			acc := edgyF16(r, hd+16) // 16 guard elements
+			ms, vs := make([]float32, rows), make([]float32, rows)
+			for i := range vs {
+				ms[i], vs[i] = 1, float32(r.Float64())
+				switch r.IntN(6) {
+				case 0:
+					ms[i], vs[i] = float32(r.Float64()), 1
+				case 1:
+					ms[i], vs[i] = randScale(r), randScale(r)
+				}
+			}
+			want := append([]uint16(nil), acc...)
+			madF16RowsGeneric(want[:hd], v, stride, ms, vs)
+			for _, b := range bodies {
+				if b.rows == nil {
+					continue
+				}
+				got := append([]uint16(nil), acc...)
+				b.rows(got[:hd], v, stride, ms, vs)
+				cmpU16(t, fmt.Sprintf("%s MadF16Rows rows=%d", b.name, rows), 0, got, want)
+			}
+
+			q := edgyF16(r, hd)
+			wantDot, gotDot := make([]float32, rows+1), make([]float32, rows+1)
+			dotF16RowsGeneric(wantDot[:rows], q, v, stride)
+			for _, b := range bodies {
+				if b.dots == nil {
+					continue
+				}
+				gotDot[rows] = 42 // guard
+				b.dots(gotDot[:rows], q, v, stride)
+				for i := range wantDot[:rows] {
+					g, w := gotDot[i], wantDot[i]
+					if math.Float32bits(g) != math.Float32bits(w) && !(hd >= 64 && g != g && w != w) {
+						t.Fatalf("%s DotF16Rows hd=%d row %d: %g, generic %g", b.name, hd, i, g, w)
+					}
+				}
+				if gotDot[rows] != 42 {
+					t.Fatalf("%s DotF16Rows wrote past its rows", b.name)
+				}
+			}
+		}
+	}
+}
+
 // TestDotF16TailOrder checks that the leftover products are added in
 // element order after the 64-blocks' total: the products are chosen so
 // that any other order of the float64 additions rounds differently.
 func TestDotF16TailOrder(t *testing.T) {
-	bodies := append([]f16Bodies{{"dispatch", DotF16, MadF16, ScaleF16, RoundF16}}, asmF16Bodies()...)
+	bodies := append([]f16Bodies{{"dispatch", DotF16, MadF16, ScaleF16, RoundF16, MadF16Rows, DotF16Rows}}, asmF16Bodies()...)
 	for _, n := range []int{3, 8, 13, 64 + 5, 128 + 12, 192 + 63} {
 		a, b := make([]uint16, n), make([]uint16, n)
 		for i := range a {
