@@ -215,7 +215,7 @@ func (w *attnWorker) oneChunk(seq *KVCache, layer, kvOff, lo, hi int, scale floa
 	clear(w.acc)
 	maxScore = float32(math.Inf(-1))
 	for t := lo; t < hi; {
-		k, v, stride, n := kvRun(seq, layer, t, min(hi-t, len(w.kq)))
+		k, v, stride, n := seq.span(layer, t, min(hi-t, len(w.kq)))
 		scores, ms, vs := w.kq[:n], w.ms[:n], w.vs[:n]
 		tensor.DotF16Rows(scores, w.qh, k[kvOff:], stride)
 		// The exponent of each key's e^x (ms[j] = 0 marks a new maximum),
@@ -243,19 +243,6 @@ func (w *attnWorker) oneChunk(seq *KVCache, layer, kvOff, lo, hi int, scale floa
 		t += n
 	}
 	return maxScore, sum
-}
-
-// kvRun returns the K and V rows of layer at positions t..t+n-1 with
-// n <= limit as strided vectors (row j at j*stride): the positions up to
-// the end of t's KV block, whose rows lie one after another in the pool.
-// It relies on KVCache's layout ([blocks][layers][blockSize][kvDim]); the
-// slices stay within the pool's vectors, whose capacity row leaves them.
-func kvRun(seq *KVCache, layer, t, limit int) (k, v []uint16, stride, n int) {
-	bs := seq.pool.blockSize
-	n = min(limit, bs-t%bs)
-	k, v = seq.row(layer, t)
-	stride = len(k)
-	return k[:n*stride], v[:n*stride], stride, n
 }
 
 // fmaf returns a*b+c rounded once to float32, as VFMADD does, like

@@ -281,6 +281,17 @@ func (c *KVCache) row(layer, pos int) (k, v []uint16) {
 	return p.k[i : i+p.kvDim], p.v[i : i+p.kvDim]
 }
 
+// span returns the K and V rows of one layer at positions pos..pos+n-1,
+// n <= limit, as strided vectors (row j at j*stride): the positions from
+// pos to the end of its block, whose rows of a layer lie one after another.
+func (c *KVCache) span(layer, pos, limit int) (k, v []uint16, stride, n int) {
+	p := c.pool
+	blk, off := int(c.table[pos/p.blockSize]), pos%p.blockSize
+	n = min(limit, p.blockSize-off)
+	i := blk*p.blockStride + (layer*p.blockSize+off)*p.kvDim
+	return p.k[i : i+n*p.kvDim], p.v[i : i+n*p.kvDim], p.kvDim, n
+}
+
 // store writes K and V of one layer and position, rounding to F16.
 func (c *KVCache) store(layer, pos int, k, v []float32) {
 	kd, vd := c.row(layer, pos)
