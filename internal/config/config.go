@@ -237,7 +237,7 @@ func Bind(fs *flag.FlagSet, c *Node) {
 		})
 		fs.IntVar(&c.BatchSize, "batch-size", c.BatchSize, "tokens per engine step, shared by decoding and prompt chunks (0: 256)")
 		fs.IntVar(&c.BackgroundBatchSize, "background-batch-size", c.BackgroundBatchSize,
-			"tokens per engine step while only batch work runs: an interactive request arriving then waits for one such step (0: 64)")
+			"tokens per engine step while only batch work runs: an interactive request arriving then waits for one such step (0: 16)")
 		fs.BoolVar(&c.NoRepack, "no-repack", c.NoRepack, "keep all weights memory-mapped: no packed copies of Q4_0/Q4_K weights (less memory, slower decode)")
 		fs.IntVar(&c.ContextLength, "ctx-size", c.ContextLength, "context length cap (0: the model's)")
 		fs.IntVar(&c.Threads, "threads", c.Threads, "kernel threads per engine (0: GOMAXPROCS)")

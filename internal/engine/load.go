@@ -32,8 +32,9 @@ type Options struct {
 	BatchSize int
 	// BackgroundBatchSize is the most tokens of a step that runs only
 	// background work (batch lines): small, so that an interactive request
-	// arriving meanwhile waits for a short step; 0 means 64 (at most
-	// BatchSize).
+	// arriving meanwhile waits for a short step; 0 means 16 (at most
+	// BatchSize). On CPUs matrix products are compute-bound from a few
+	// rows, so small steps cost background work little.
 	BackgroundBatchSize int
 	// Slots is how many sequences run at once; 0 means 4.
 	Slots int
@@ -165,7 +166,7 @@ func newEngine(f *gguf.File, path string, opts Options) (*Engine, error) {
 	}
 	bg := opts.BackgroundBatchSize
 	if bg <= 0 {
-		bg = 64
+		bg = 16
 	}
 	e.sched = newScheduler(e, st, nslots, bg)
 	go e.sched.loop()
