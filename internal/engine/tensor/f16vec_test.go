@@ -107,8 +107,7 @@ func randRoundInput(r *rand.Rand, n int) []float32 {
 // TestF16VecMatchesGeneric compares every set of bodies of MadF16,
 // ScaleF16, RoundF16 and DotF16 this build has (the exported dispatch and
 // each assembly set the CPU can run) with the generic ones, bit for bit,
-// NaNs included (except that a dot product of 64 elements or more may
-// return another NaN: the generic 64-blocks use the software fma32), at
+// except which NaN a NaN result is (see isNaN16), at
 // every length from 0 to 200 and at some long ones. Guard elements after
 // each vector check that nothing past its end is written.
 func TestF16VecMatchesGeneric(t *testing.T) {
@@ -141,7 +140,7 @@ func TestF16VecMatchesGeneric(t *testing.T) {
 
 			if n > 0 {
 				g, w := b.dot(x, y[:n]), dotF16Generic(x, y[:n])
-				if math.Float32bits(g) != math.Float32bits(w) && !(n >= 64 && g != g && w != w) {
+				if math.Float32bits(g) != math.Float32bits(w) && !(g != g && w != w) {
 					t.Fatalf("%s DotF16 n=%d: %g (%#x), generic %g (%#x)", b.name, n, g, math.Float32bits(g), w, math.Float32bits(w))
 				}
 			}
@@ -151,7 +150,7 @@ func TestF16VecMatchesGeneric(t *testing.T) {
 
 // TestF16VecEdgePairs runs MadF16 and ScaleF16 on every pair of edge
 // values with every edge multiplier, so that each NaN meets each other NaN
-// in each operand position (which NaN wins is part of the bits), in every
+// in each operand position, in every
 // path of the bodies (vectors of 16s, 8, 4, single elements).
 func TestF16VecEdgePairs(t *testing.T) {
 	bodies := append([]f16Bodies{{"dispatch", DotF16, MadF16, ScaleF16, RoundF16, MadF16Rows, DotF16Rows}}, asmF16Bodies()...)
@@ -234,7 +233,7 @@ func TestMadF16RowsMatchesGeneric(t *testing.T) {
 				b.dots(gotDot[:rows], q, v, stride)
 				for i := range wantDot[:rows] {
 					g, w := gotDot[i], wantDot[i]
-					if math.Float32bits(g) != math.Float32bits(w) && !(hd >= 64 && g != g && w != w) {
+					if math.Float32bits(g) != math.Float32bits(w) && !(g != g && w != w) {
 						t.Fatalf("%s DotF16Rows hd=%d row %d: %g, generic %g", b.name, hd, i, g, w)
 					}
 				}
@@ -278,11 +277,17 @@ func TestDotF16TailOrder(t *testing.T) {
 func cmpU16(t *testing.T, name string, s float32, got, want []uint16) {
 	t.Helper()
 	for i := range want {
-		if got[i] != want[i] {
+		if got[i] != want[i] && !(isNaN16(got[i]) && isNaN16(want[i])) {
 			t.Fatalf("%s s=%g len %d element %d: %#04x, generic %#04x", name, s, len(want), i, got[i], want[i])
 		}
 	}
 }
+
+// isNaN16 reports whether an F16 value is a NaN. Which NaN an operation
+// returns is not part of what the tests pin: Go leaves it unspecified, and
+// the generic bodies return different NaNs under different compilations
+// (the race detector's, for one); llama.cpp's outputs never depend on it.
+func isNaN16(h uint16) bool { return h&0x7c00 == 0x7c00 && h&0x3ff != 0 }
 
 // BenchmarkF16Vec measures the F16 vector operations at head sizes.
 func BenchmarkF16Vec(b *testing.B) {
