@@ -12,16 +12,16 @@ import (
 // Submit queues one request of owner to run in the background: a POST of
 // body to url, for model. The job's response is what the synchronous call
 // returns.
+//
+// The record is stored first (status queued, with the request) and the
+// message published second; a crash between the two leaves a queued record
+// without a message, which the monitor's sweep queues again (requeueLost).
 func (m *Manager) Submit(ctx context.Context, owner, url, model string, body []byte) (*Job, error) {
-	now := m.now()
-	rec := jobRecord{Job: Job{ID: newID("job_", now), Object: "job", Status: JobQueued, Model: model,
-		URL: url, CreatedAt: now.Unix()}, Owner: owner}
-	data, _ := json.Marshal(&rec)
-	if _, err := m.st.Jobs.Create(ctx, rec.ID, data); err != nil {
-		return nil, fmt.Errorf("jobs: store job: %w", err)
+	rec, err := m.createJob(ctx, owner, url, model, body)
+	if err != nil {
+		return nil, err
 	}
-	msg, _ := json.Marshal(lineMsg{Job: rec.ID, URL: url, Body: body})
-	if err := m.st.Queue.Publish(ctx, []QueueMsg{{Group: rec.ID, ID: rec.ID, Data: msg}}); err != nil {
+	if err := m.publishJob(ctx, rec); err != nil {
 		_ = m.st.Jobs.Delete(ctx, rec.ID)
 		var pe *PublishError
 		if errors.As(err, &pe) {
@@ -32,6 +32,31 @@ func (m *Manager) Submit(ctx context.Context, owner, url, model string, body []b
 		return nil, fmt.Errorf("jobs: queue job: %w", err)
 	}
 	return &rec.Job, nil
+}
+
+// createJob stores the record of a new queued job, holding its request.
+func (m *Manager) createJob(ctx context.Context, owner, url, model string, body []byte) (*jobRecord, error) {
+	now := m.now()
+	rec := jobRecord{Job: Job{ID: newID("job_", now), Object: "job", Status: JobQueued, Model: model,
+		URL: url, CreatedAt: now.Unix()}, Owner: owner, Request: body}
+	data, err := json.Marshal(&rec)
+	if err != nil {
+		return nil, invalid("", "the request body is not JSON: %v", err)
+	}
+	if _, err := m.st.Jobs.Create(ctx, rec.ID, data); err != nil {
+		return nil, fmt.Errorf("jobs: store job: %w", err)
+	}
+	return &rec, nil
+}
+
+// publishJob queues rec's message; its id is the job id, so a second
+// publish within the queue's deduplication window is dropped.
+func (m *Manager) publishJob(ctx context.Context, rec *jobRecord) error {
+	msg, err := json.Marshal(lineMsg{Job: rec.ID, URL: rec.URL, Body: rec.Request})
+	if err != nil {
+		return fmt.Errorf("jobs: encode job %s: %w", rec.ID, err)
+	}
+	return m.st.Queue.Publish(ctx, []QueueMsg{{Group: rec.ID, ID: rec.ID, Data: msg}})
 }
 
 // Job returns owner's job id.
@@ -110,7 +135,7 @@ func (m *Manager) finishJob(ctx context.Context, id string, resp *JobResponse) e
 		if resp.StatusCode/100 != 2 {
 			r.Status = JobFailed
 		}
-		r.Response, r.CompletedAt = resp, now.Unix()
+		r.Response, r.CompletedAt, r.Request = resp, now.Unix(), nil
 		r.ExpiresAt = now.Add(m.cfg.ResultsTTL).Unix()
 		return true
 	}

@@ -36,8 +36,9 @@ func (m *Manager) CreateBatch(ctx context.Context, owner string, req BatchReques
 	if req.CompletionWindow == "" {
 		req.CompletionWindow = "24h"
 	}
-	if req.CompletionWindow != "24h" {
-		return nil, invalid("completion_window", "completion_window must be \"24h\"")
+	window, err := parseWindow(req.CompletionWindow)
+	if err != nil {
+		return nil, err
 	}
 	f, err := m.File(ctx, owner, req.InputFileID)
 	if errors.Is(err, ErrNotFound) {
@@ -56,7 +57,7 @@ func (m *Manager) CreateBatch(ctx context.Context, owner string, req BatchReques
 	rec := batchRecord{Batch: Batch{
 		ID: newID("batch_", now), Object: "batch", Endpoint: req.Endpoint, InputFileID: f.ID,
 		CompletionWindow: req.CompletionWindow, Status: StatusValidating, CreatedAt: now.Unix(),
-		ExpiresAt: now.Add(24 * time.Hour).Unix(), Metadata: req.Metadata,
+		ExpiresAt: now.Add(window).Unix(), Metadata: req.Metadata,
 	}, Owner: owner}
 	data, _ := json.Marshal(&rec)
 	if _, err := m.st.Batches.Create(ctx, rec.ID, data); err != nil {
@@ -65,6 +66,23 @@ func (m *Manager) CreateBatch(ctx context.Context, owner string, req BatchReques
 	m.watch(rec.ID)
 	m.startEnqueue(rec.ID)
 	return &rec.Batch, nil
+}
+
+// Bounds of a completion_window other than OpenAI's "24h" (a Courier
+// extension).
+const (
+	minWindow = time.Minute
+	maxWindow = 7 * 24 * time.Hour
+)
+
+// parseWindow reads a completion_window: OpenAI's "24h", or any Go duration
+// from minWindow to maxWindow.
+func parseWindow(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil || d < minWindow || d > maxWindow {
+		return 0, invalid("completion_window", "completion_window must be \"24h\" or a duration from 1m to 168h such as \"1h\", got %q", s)
+	}
+	return d, nil
 }
 
 // watch adds id to the batches the monitor follows.
@@ -101,8 +119,9 @@ func (m *Manager) startEnqueue(id string) {
 
 // enqueue reads batch id's input file, stores an error result for every
 // malformed line and queues the others, then marks it in_progress. It is
-// idempotent: after a crash it runs again from the start (queue dedup by
-// line id and create-once results absorb the repeats).
+// idempotent: after a crash it runs again from the start, skipping the
+// lines that have a result (queue dedup by line id and create-once results
+// absorb the other repeats).
 func (m *Manager) enqueue(ctx context.Context, id string, exec Executor) error {
 	data, _, err := m.st.Batches.Get(ctx, id)
 	if err != nil {
@@ -123,9 +142,18 @@ func (m *Manager) enqueue(ctx context.Context, id string, exec Executor) error {
 	if fatal != nil {
 		return m.failBatch(ctx, id, *fatal)
 	}
+	// Lines answered before a crash are not queued again: past the queue's
+	// deduplication window they would run twice.
+	done, err := m.results(ctx, id)
+	if err != nil {
+		return err
+	}
 	var msgs []QueueMsg
 	var msgLine []int
 	for i, l := range lines {
+		if done[i] != nil {
+			continue
+		}
 		if l.err != nil {
 			m.storeResult(ctx, id, i, &OutputLine{CustomID: l.msg.CustomID, Error: l.err})
 			continue

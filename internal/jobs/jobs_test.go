@@ -14,18 +14,30 @@ import (
 
 	"go.uber.org/goleak"
 
-	"courier/internal/bus/natsbus"
 	"courier/internal/jobs"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// echo answers every line with its body; bodies with "fail" get a 400 and
-// "busy" a 503 on the first two tries.
-type echo struct{ busy atomic.Int32 }
+// echo answers every line with its body; bodies with "fail" get a 400,
+// "busy" a 503 on the first two tries, and "hold" wait for hold to close.
+type echo struct {
+	busy atomic.Int32
+	runs atomic.Int32 // calls of Execute
+	held atomic.Int32 // calls waiting on hold
+	hold chan struct{}
+}
 
 func (e *echo) Execute(ctx context.Context, url string, body []byte) (int, string, []byte) {
+	e.runs.Add(1)
 	switch {
+	case bytes.Contains(body, []byte("hold")):
+		e.held.Add(1)
+		select {
+		case <-e.hold:
+		case <-ctx.Done():
+		}
+		e.held.Add(-1)
 	case bytes.Contains(body, []byte("fail")):
 		return 400, "r", []byte(`{"error":{"message":"bad","type":"invalid_request_error","param":null,"code":"invalid_value"}}`)
 	case bytes.Contains(body, []byte("busy")) && e.busy.Add(1) <= 2:
@@ -48,34 +60,9 @@ func startManager(t *testing.T, dir string) (*jobs.Manager, func()) {
 
 func startManagerCfg(t *testing.T, dir string, cfg jobs.Config) (*jobs.Manager, func()) {
 	t.Helper()
-	srv, err := natsbus.StartServer(natsbus.ServerConfig{Name: "t", DataDir: dir}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := srv.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	st, err := natsbus.OpenJobStore(ctx, conn, natsbus.JobStoreConfig{AckWait: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := jobs.New(cfg, st, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(ctx, &echo{}, room(8)); err != nil {
-		t.Fatal(err)
-	}
-	stop := func() {
-		if err := m.Close(ctx); err != nil {
-			t.Error(err)
-		}
-		_ = conn.Close(ctx)
-		_ = srv.Shutdown(ctx)
-	}
-	return m, stop
+	h := startHarness(t, dir, cfg)
+	h.room.Store(8)
+	return h.m, h.stop
 }
 
 func waitBatch(t *testing.T, m *jobs.Manager, owner, id string) *jobs.Batch {
@@ -86,7 +73,8 @@ func waitBatch(t *testing.T, m *jobs.Manager, owner, id string) *jobs.Batch {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if b.Status == jobs.StatusCompleted || b.Status == jobs.StatusFailed || b.Status == jobs.StatusCancelled {
+		switch b.Status {
+		case jobs.StatusCompleted, jobs.StatusFailed, jobs.StatusCancelled, jobs.StatusExpired:
 			return b
 		}
 		if time.Now().After(deadline) {

@@ -110,8 +110,8 @@ func (m *Manager) flushCounts(ctx context.Context) {
 }
 
 // finalize writes batch id's output and error files and ends it, when every
-// line has a result or the batch is being cancelled. Otherwise it corrects
-// the batch's counts from the results. It is idempotent.
+// line has a result or the batch is being cancelled or expired. Otherwise
+// it corrects the batch's counts from the results. It is idempotent.
 func (m *Manager) finalize(ctx context.Context, id string) error {
 	data, _, err := m.st.Batches.Get(ctx, id)
 	if err != nil {
@@ -137,7 +137,7 @@ func (m *Manager) finalize(ctx context.Context, id string) error {
 		return err
 	}
 	cancelling := rec.Status == StatusCancelling
-	if !cancelling && len(res) < len(lines) {
+	if !cancelling && rec.ExpireMS == 0 && len(res) < len(lines) {
 		return m.recount(ctx, id, countOf(res, len(lines)))
 	}
 	if rec.Status != StatusFinalizing && !cancelling {
@@ -175,16 +175,29 @@ func (m *Manager) recount(ctx context.Context, id string, c Counts) error {
 	return err
 }
 
+// Errors of the lines a batch ended without.
+var (
+	errCancelled = LineError{Code: "batch_cancelled", Message: "the batch was cancelled before this line ran"}
+	errExpired   = LineError{Code: "batch_expired", Message: "This request could not be executed before the completion window expired."}
+)
+
 // writeFiles assembles and stores the output and error files of rec and
-// ends it. Lines without a result (a cancelled batch) get a
-// batch_cancelled error.
+// ends it: cancelled, expired (its window ran out with lines unanswered)
+// or completed. Lines without a result get a batch_cancelled or
+// batch_expired error.
 func (m *Manager) writeFiles(ctx context.Context, rec *batchRecord, lines []parsedLine, res map[int]*OutputLine) error {
+	missing := errExpired
+	if rec.Status == StatusCancelling {
+		missing = errCancelled
+	}
 	var out, errs bytes.Buffer
+	unanswered := 0
 	for i, pl := range lines {
 		l := res[i]
 		if l == nil {
-			l = &OutputLine{ID: fmt.Sprintf("batch_req_%s_%d", strings.TrimPrefix(rec.ID, "batch_"), i), CustomID: pl.msg.CustomID,
-				Error: &LineError{Code: "batch_cancelled", Message: "the batch was cancelled before this line ran"}}
+			e := missing
+			l = &OutputLine{ID: fmt.Sprintf("batch_req_%s_%d", strings.TrimPrefix(rec.ID, "batch_"), i), CustomID: pl.msg.CustomID, Error: &e}
+			unanswered++
 		}
 		b, _ := json.Marshal(l)
 		dst := &errs
@@ -221,9 +234,12 @@ func (m *Manager) writeFiles(ctx context.Context, rec *batchRecord, lines []pars
 		if terminal(r.Status) {
 			return false
 		}
-		if r.Status == StatusCancelling {
+		switch {
+		case r.Status == StatusCancelling:
 			r.Status, r.CancelledAt = StatusCancelled, now.Unix()
-		} else {
+		case r.ExpireMS > 0 && unanswered > 0:
+			r.Status, r.ExpiredAt = StatusExpired, now.Unix()
+		default:
 			r.Status, r.CompletedAt = StatusCompleted, now.Unix()
 		}
 		r.RequestCounts, r.OutputFileID, r.ErrorFileID, r.Purge = counts, outID, errID, purge

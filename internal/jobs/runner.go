@@ -136,8 +136,10 @@ func backoff(attempt int) time.Duration {
 func (r *runner) runLine(d Delivery, msg *lineMsg) {
 	ctx := r.m.ctx
 	switch r.m.batchStatus(ctx, msg.Batch) {
-	case StatusCancelling, StatusCancelled, StatusFailed, StatusExpired, StatusCompleted:
-		_ = d.Ack(ctx) // its file is (being) written without it
+	case StatusFinalizing, StatusCancelling, StatusCancelled, StatusFailed, StatusExpired, StatusCompleted:
+		// Its file is (being) written without it: a finalizing batch has
+		// an answer for every line, or its window expired.
+		_ = d.Ack(ctx)
 		return
 	}
 	if d.Attempt() > 1 {

@@ -62,6 +62,9 @@ type Queue interface {
 	Fetch(ctx context.Context, max int, wait time.Duration) ([]Delivery, error)
 	// Purge drops every queued message of group.
 	Purge(ctx context.Context, group string) error
+	// Pending reports whether a message of group is still on the queue:
+	// stored and not yet acked (waiting, or fetched and running).
+	Pending(ctx context.Context, group string) (bool, error)
 }
 
 // PublishError reports the messages a Publish could not store.

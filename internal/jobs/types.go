@@ -97,6 +97,9 @@ type batchRecord struct {
 	Owner string `json:"owner,omitempty"`
 	// CancelMS is when cancelling began, in Unix ms.
 	CancelMS int64 `json:"cancel_ms,omitempty"`
+	// ExpireMS is when the completion window ran out and the batch moved
+	// to finalizing without all its answers, in Unix ms.
+	ExpireMS int64 `json:"expire_ms,omitempty"`
 	// Purge is when the record and its files go, in Unix seconds.
 	Purge int64 `json:"purge,omitempty"`
 }
@@ -136,6 +139,9 @@ type Job struct {
 type jobRecord struct {
 	Job
 	Owner string `json:"owner,omitempty"`
+	// Request is the body to run, kept until the job ends so that a job
+	// whose queue message was lost can be queued again.
+	Request json.RawMessage `json:"request,omitempty"`
 }
 
 // lineMsg is one queued unit of background work: a batch line or a job.

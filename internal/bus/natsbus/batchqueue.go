@@ -103,6 +103,20 @@ func (q *workQueue) Purge(ctx context.Context, group string) error {
 	return mapErr(q.str.Purge(ctx, jetstream.WithPurgeSubject(workSubject(group))))
 }
 
+// Pending reports whether a message of group is still in the stream. On a
+// work-queue stream a message is deleted when it is acked, so this is true
+// from its publish until its ack, whether it waits or is being run.
+func (q *workQueue) Pending(ctx context.Context, group string) (bool, error) {
+	_, err := q.str.GetLastMsgForSubject(ctx, workSubject(group))
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return false, nil
+	}
+	return false, mapErr(err)
+}
+
 // delivery is a jobs.Delivery over a JetStream message.
 type delivery struct{ m jetstream.Msg }
 
