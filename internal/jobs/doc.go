@@ -19,6 +19,13 @@
 //     its result is stored, so a crash redelivers it) and a second result for
 //     the same line is dropped. Output and error files are assembled from
 //     the result records when every line has one.
+//   - An accepted async job is answered. Its record (holding the request
+//     until it ends) is stored before its queue message is published; the
+//     monitor's sweep publishes again the message of a job still queued
+//     whose message is no longer on the queue (a crash between the two).
+//   - A batch ends by its completion window: when it passes, lines without
+//     an answer are batch_expired and the files are written as for a
+//     finished batch (status expired).
 //   - Counts shown while a batch runs (request_counts) are kept in the batch
 //     record from in-memory deltas flushed every tick; after a crash they are
 //     recounted from the result records, and completion is always decided by
