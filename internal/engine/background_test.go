@@ -2,10 +2,13 @@ package engine
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"courier/internal/engine/model"
 	"courier/internal/testutil"
 )
 
@@ -44,5 +47,73 @@ func TestBackgroundYieldsToForeground(t *testing.T) {
 	}
 	if during > 5 {
 		t.Fatalf("the background sequence got %d tokens while a foreground one ran 60 steps", during)
+	}
+}
+
+// TestForegroundPreemptsPausedBackground fills most of a small KV cache
+// with a background generation, then runs foreground work that needs those
+// blocks — a generation, then a Score. The paused background sequence must
+// give them up (it would otherwise wait for the foreground work, which
+// waits for its blocks) and, recomputed afterwards, still produce the
+// tokens it produces alone.
+func TestForegroundPreemptsPausedBackground(t *testing.T) {
+	path := testutil.Model(t, "stories260K.gguf")
+	alone, err := Load(path, Options{Slots: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bgReq := Request{Prompt: []int32{1, 403}, MaxTokens: 560, IgnoreEOS: true, Background: true}
+	collect := func(e *Engine, ctx context.Context, req Request) ([]int32, error) {
+		var out []int32
+		_, err := e.Generate(ctx, req, func(tok Token) error { out = append(out, tok.ID); return nil })
+		return out, err
+	}
+	want, err := collect(alone, context.Background(), bgReq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perPos := int64(model.KVBytesPerPosition(&alone.model.Config))
+	alone.Close()
+
+	for _, fg := range []string{"generation", "score"} {
+		t.Run(fg, func(t *testing.T) {
+			// 40 blocks of 16; the background sequence grows to 36.
+			e, err := Load(path, Options{Slots: 2, KVBlockSize: 16, KVCacheBytes: 40 * 16 * perPos})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Close()
+			var got []int32
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				var err error
+				if got, err = collect(e, context.Background(), bgReq); err != nil {
+					t.Error(err)
+				}
+			})
+			waitBlocksInUse(t, e, 24)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			switch fg {
+			case "generation":
+				_, err = collect(e, ctx, Request{Prompt: []int32{1, 407}, MaxTokens: 300, IgnoreEOS: true})
+			case "score":
+				prompt := make([]int32, 300)
+				for i := range prompt {
+					prompt[i] = int32(300 + i%100)
+				}
+				_, err = e.Score(ctx, prompt, [][]int32{{403, 407}})
+			}
+			if err != nil {
+				t.Fatalf("foreground %s beside a paused background sequence: %v", fg, err)
+			}
+			wg.Wait()
+			if e.Capacity().Preemptions == 0 {
+				t.Fatal("the background sequence was not preempted")
+			}
+			if !slices.Equal(got, want) {
+				t.Fatalf("background tokens after a preemption differ from alone")
+			}
+		})
 	}
 }

@@ -125,46 +125,80 @@ func (s *scheduler) attach(sl *slot) {
 	}
 }
 
-// reserve backs sl's positions [0, n) with KV blocks, preempting, when
-// the pool is short, scoring jobs (which restart later) and then the
-// youngest sequences that are younger than sl, never what is in this
-// step's batch. It reports false if sl must wait; sl.err is set when it can
-// never fit.
+// reserve backs sl's positions [0, n) with KV blocks, preempting what
+// ranks below sl (see makeRoom) when the pool is short. It reports false if
+// sl must wait; sl.err is set when it can never fit.
 func (s *scheduler) reserve(sl *slot, n int) bool {
 	for !sl.cache.Reserve(n) {
-		if j := s.jobVictim(); j != nil {
-			s.preemptJob(j)
+		if s.makeRoom(sl, nil) {
 			continue
 		}
-		victim := -1
-		for i := len(s.active) - 1; i >= 0 && s.active[i] != sl; i-- {
-			if v := s.active[i]; !v.inBatch && v.cache.Blocks() > 0 {
-				victim = i
-				break
-			}
+		if s.othersHoldBlocks(sl, nil) {
+			return false // higher-ranked work will finish and free blocks
 		}
-		if victim < 0 {
-			if s.othersHoldBlocks(sl, nil) {
-				return false // older sequences will finish and free blocks
-			}
-			sl.err = fmt.Errorf("%w: %d positions do not fit a KV cache of %d blocks of %d",
-				ErrContextLength, n, s.e.kv.Blocks(), s.e.kv.BlockSize())
-			return false
-		}
-		s.preempt(s.active[victim])
+		sl.err = fmt.Errorf("%w: %d positions do not fit a KV cache of %d blocks of %d",
+			ErrContextLength, n, s.e.kv.Blocks(), s.e.kv.BlockSize())
+		return false
 	}
 	return true
 }
 
-// jobVictim returns the youngest scoring job holding blocks outside this
-// step's batch, or nil.
-func (s *scheduler) jobVictim() *scoreJob {
-	for i := len(s.jobs) - 1; i >= 0; i-- {
-		if j := s.jobs[i]; !j.inBatch && j.holdsBlocks() {
-			return j
+// claimTier ranks claims on KV blocks: foreground work above background
+// work (paused background work must never hold up foreground work),
+// sequences above scoring jobs (which restart cheaply); within a tier the
+// older claim ranks higher.
+func claimTier(background, sequence bool) int {
+	t := 0
+	if !background {
+		t += 2
+	}
+	if sequence {
+		t++
+	}
+	return t
+}
+
+// makeRoom preempts the lowest-ranked sequence or scoring job below the
+// claimant (sequence sl or job j, the other nil) that holds blocks and has
+// no rows in the step being built, and reports whether there was one.
+// Since each claimant preempts only what ranks below it, the highest-ranked
+// one always gets its blocks or learns it can never fit, so nothing waits
+// on work that waits on it.
+func (s *scheduler) makeRoom(sl *slot, j *scoreJob) bool {
+	top, at := 0, 0
+	if sl != nil {
+		top, at = claimTier(sl.background, true), s.indexOf(sl)
+	} else {
+		top, at = claimTier(j.background, false), s.jobIndex(j)
+	}
+	for t := 0; t <= top; t++ {
+		bg := t < 2
+		if t%2 == 1 {
+			for i := len(s.active) - 1; i >= 0 && (t < top || i > at); i-- {
+				if v := s.active[i]; v.background == bg && !v.inBatch && v.cache.Blocks() > 0 {
+					s.preempt(v)
+					return true
+				}
+			}
+			continue
+		}
+		for i := len(s.jobs) - 1; i >= 0 && (t < top || i > at); i-- {
+			if v := s.jobs[i]; v.background == bg && !v.inBatch && v.holdsBlocks() {
+				s.preemptJob(v)
+				return true
+			}
 		}
 	}
-	return nil
+	return false
+}
+
+func (s *scheduler) jobIndex(j *scoreJob) int {
+	for i, o := range s.jobs {
+		if o == j {
+			return i
+		}
+	}
+	return -1
 }
 
 // othersHoldBlocks reports whether a sequence other than sl or a scoring

@@ -230,27 +230,18 @@ func (s *scheduler) addScoreRows(j *scoreJob, budget int) {
 }
 
 // reserveScore runs alloc (an allocation of KV blocks for j) until it
-// succeeds, preempting younger scoring jobs that are not in this step's
-// batch. It reports false when j must wait; j.err is set when j can never
-// get the blocks. Scoring never preempts generation: sequences always make
-// progress, then finish and free their blocks.
+// succeeds, preempting what ranks below j (see makeRoom). It reports false
+// when j must wait; j.err is set when j can never get the blocks.
 func (s *scheduler) reserveScore(j *scoreJob, alloc func() bool) bool {
 	for !alloc() {
-		victim := -1
-		for i := len(s.jobs) - 1; i >= 0 && s.jobs[i] != j; i-- {
-			if v := s.jobs[i]; !v.inBatch && v.holdsBlocks() {
-				victim = i
-				break
-			}
+		if s.makeRoom(nil, j) {
+			continue
 		}
-		if victim < 0 {
-			if !s.othersHoldBlocks(nil, j) {
-				j.err = fmt.Errorf("%w: scoring %d prompt tokens does not fit a KV cache of %d blocks of %d",
-					ErrContextLength, len(j.prompt), s.e.kv.Blocks(), s.e.kv.BlockSize())
-			}
-			return false
+		if !s.othersHoldBlocks(nil, j) {
+			j.err = fmt.Errorf("%w: scoring %d prompt tokens does not fit a KV cache of %d blocks of %d",
+				ErrContextLength, len(j.prompt), s.e.kv.Blocks(), s.e.kv.BlockSize())
 		}
-		s.preemptJob(s.jobs[victim])
+		return false
 	}
 	return true
 }
