@@ -113,3 +113,26 @@ func TestCancelStopsWithinAStep(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestStepsCount: Capacity.Steps counts forward passes — one per decoded
+// token after the prompt's — and stands still while the engine is idle.
+func TestStepsCount(t *testing.T) {
+	e, err := Load(testutil.Model(t, "stories260K.gguf"), Options{Slots: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if n := e.Capacity().Steps; n != 0 {
+		t.Fatalf("%d steps before any work", n)
+	}
+	generateText(t, e, "Once upon a time", 10)
+	// One step for the prompt, one for each generated token but the last
+	// (it is sampled from the previous step's logits).
+	if n := e.Capacity().Steps; n != 10 {
+		t.Fatalf("%d steps for a short prompt and 10 tokens, want 10", n)
+	}
+	time.Sleep(10 * time.Millisecond)
+	if n := e.Capacity().Steps; n != 10 {
+		t.Fatalf("steps moved to %d while idle", n)
+	}
+}

@@ -83,6 +83,7 @@ type Engine struct {
 	closed  sync.Once
 
 	preemptions atomic.Int64 // sequences preempted for KV blocks
+	steps       atomic.Int64 // forward passes run
 }
 
 // MaxTopLogprobs bounds Request.TopLogprobs.
@@ -216,6 +217,9 @@ type Capacity struct {
 	KVBlockSize               int
 	PrefixLookups, PrefixHits int64 // in blocks, since Load
 	Preemptions               int64 // sequences preempted for KV blocks, since Load
+	// Steps counts forward passes since Load: while work is running it
+	// grows every step, so a count that stands still means a stuck engine.
+	Steps int64
 }
 
 // Capacity reports free sequence slots and KV blocks, for admission by the
@@ -227,6 +231,7 @@ func (e *Engine) Capacity() Capacity {
 		FreeKVBlocks: e.kv.FreeBlocks(), KVBlocks: e.kv.Blocks(), KVBlockSize: e.kv.BlockSize(),
 		PrefixLookups: st.LookupBlocks, PrefixHits: st.HitBlocks,
 		Preemptions: e.preemptions.Load(),
+		Steps:       e.steps.Load(),
 	}
 }
 

@@ -88,6 +88,7 @@ func (s *scheduler) loop() {
 			continue
 		}
 		logits, err := s.state.Forward(&s.batch)
+		s.e.steps.Add(1)
 		if err != nil {
 			s.failAll(err)
 			continue
