@@ -184,4 +184,11 @@ type Heartbeat struct {
 	FreeKVBlocks  int   `json:"free_kv_blocks,omitempty"`
 	PrefixLookups int64 `json:"prefix_lookups,omitempty"`
 	PrefixHits    int64 `json:"prefix_hits,omitempty"`
+	// Progress grows while the worker's engine makes progress: its forward
+	// passes (when the engine counts them) plus the chunks the worker sent.
+	// Only its changes mean something; it starts at 1, so 0 (absent) marks
+	// a worker that does not report it, which is never declared stalled.
+	// A gateway that sees Active non-empty while Progress stands still for
+	// its stall timeout treats the worker as stuck.
+	Progress int64 `json:"progress,omitempty"`
 }

@@ -88,6 +88,11 @@ type Node struct {
 	// HeartbeatTimeout declares a silent worker lost; 0 means three
 	// intervals.
 	HeartbeatTimeout time.Duration
+	// StallTimeout declares a worker stalled when its heartbeats list
+	// requests while its progress (engine steps, chunks sent) stands still
+	// this long: the gateway takes it out of rotation and re-dispatches its
+	// requests until it progresses again. 0 disables the check.
+	StallTimeout time.Duration
 	// DrainTimeout bounds a graceful stop; generations still running then
 	// are cancelled.
 	DrainTimeout time.Duration
@@ -119,6 +124,7 @@ func Default(role string) Node {
 		DataDir:           "courier-data",
 		QueueLimit:        64,
 		HeartbeatInterval: time.Second,
+		StallTimeout:      60 * time.Second,
 		DrainTimeout:      30 * time.Second,
 		BatchReserve:      1,
 	}
@@ -176,6 +182,9 @@ func (c Node) Validate() error {
 	if c.HeartbeatTimeout < 0 || (c.Role == RoleServe && c.HeartbeatTimeout > 0 && c.HeartbeatTimeout <= c.HeartbeatInterval) {
 		bad("--heartbeat-timeout %v must exceed the interval %v", c.HeartbeatTimeout, c.HeartbeatInterval)
 	}
+	if c.StallTimeout < 0 || (c.Role == RoleServe && c.StallTimeout > 0 && c.StallTimeout <= c.HeartbeatInterval) {
+		bad("--stall-timeout %v must be 0 (off) or exceed the interval %v", c.StallTimeout, c.HeartbeatInterval)
+	}
 	if c.Jobs.ResultsTTL < 0 || c.BatchAckWait < 0 || c.BatchReserve < 0 || c.Jobs.Concurrency < 0 {
 		bad("--results-ttl, --batch-ack-wait, --batch-reserve and --batch-concurrency must not be negative")
 	}
@@ -211,6 +220,8 @@ func Bind(fs *flag.FlagSet, c *Node) {
 		fs.IntVar(&c.BatchReserve, "batch-reserve", c.BatchReserve, "slots per worker kept free of batch work for interactive requests")
 		fs.IntVar(&c.Jobs.Concurrency, "batch-concurrency", c.Jobs.Concurrency, "batch lines this gateway runs at once (0: 16)")
 		fs.DurationVar(&c.HeartbeatTimeout, "heartbeat-timeout", c.HeartbeatTimeout, "silence after which a worker is lost (0: 3 heartbeats)")
+		fs.DurationVar(&c.StallTimeout, "stall-timeout", c.StallTimeout,
+			"a worker running requests whose engine makes no progress this long is taken out of rotation and its requests move elsewhere (0: never)")
 	}
 	if c.Role != RoleServe {
 		fs.StringVar(&c.NATSURL, "nats", c.NATSURL, "NATS server URL(s), comma-separated")

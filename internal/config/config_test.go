@@ -4,6 +4,7 @@ import (
 	"flag"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseModel(t *testing.T) {
@@ -30,7 +31,7 @@ func TestBindAndValidate(t *testing.T) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	Bind(fs, &c)
 	if err := fs.Parse([]string{"--model", "s=/x.gguf", "--addr", "127.0.0.1:0", "--api-key", "k1",
-		"--batch-size", "128", "--background-batch-size", "32"}); err != nil {
+		"--batch-size", "128", "--background-batch-size", "32", "--stall-timeout", "5s"}); err != nil {
 		t.Fatal(err)
 	}
 	ApplyEnv(&c, func(k string) (string, bool) { return " k2 , ,k3", k == "COURIER_API_KEYS" })
@@ -43,16 +44,20 @@ func TestBindAndValidate(t *testing.T) {
 	if c.BatchSize != 128 || c.BackgroundBatchSize != 32 {
 		t.Fatalf("batch sizes %d, %d", c.BatchSize, c.BackgroundBatchSize)
 	}
+	if c.StallTimeout != 5*time.Second || Default(RoleGateway).StallTimeout != time.Minute {
+		t.Fatalf("stall timeout %v, default %v", c.StallTimeout, Default(RoleGateway).StallTimeout)
+	}
 
 	bad := Default(RoleWorker)
 	bad.QueueLimit = -1
 	bad.BackgroundBatchSize = -1
 	bad.Models = []Model{{"a", "x"}, {"a", "y"}}
+	bad.StallTimeout = -time.Second
 	err := bad.Validate()
 	if err == nil {
 		t.Fatal("no error")
 	}
-	for _, want := range []string{"--nats", "given twice", "--queue-limit", "--background-batch-size"} {
+	for _, want := range []string{"--nats", "given twice", "--queue-limit", "--background-batch-size", "--stall-timeout"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %s", err, want)
 		}

@@ -181,3 +181,35 @@ func (f *Fleet) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(f.queueDepth, prometheus.GaugeValue, float64(n), m)
 	}
 }
+
+// Stalls is a collector that reads, at scrape time, how many workers a
+// gateway declared stalled (busy with no progress past its stall timeout)
+// as courier_worker_stalls_total, by model the worker serves.
+type Stalls struct {
+	counts func() map[string]int64
+	desc   *prometheus.Desc
+}
+
+var _ prometheus.Collector = (*Stalls)(nil)
+
+// NewStalls returns a collector over counts: stalls declared since the
+// gateway started, by model. counts must be cheap and safe for concurrent
+// use.
+func NewStalls(counts func() map[string]int64) *Stalls {
+	return &Stalls{
+		counts: counts,
+		desc: prometheus.NewDesc("courier_worker_stalls_total",
+			"Workers declared stalled (requests running, no progress for --stall-timeout; their requests were re-dispatched), by model.",
+			[]string{"model"}, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (s *Stalls) Describe(ch chan<- *prometheus.Desc) { ch <- s.desc }
+
+// Collect implements prometheus.Collector.
+func (s *Stalls) Collect(ch chan<- prometheus.Metric) {
+	for m, n := range s.counts() {
+		ch <- prometheus.MustNewConstMetric(s.desc, prometheus.CounterValue, float64(n), m)
+	}
+}

@@ -88,3 +88,17 @@ func TestGateway(t *testing.T) {
 		}
 	}
 }
+
+func TestStalls(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewStalls(func() map[string]int64 { return map[string]int64{"m1": 2, "m2": 0} }))
+	got := gather(t, reg)
+	for k, v := range map[string]float64{
+		"courier_worker_stalls_total,model=m1": 2,
+		"courier_worker_stalls_total,model=m2": 0,
+	} {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v", k, got[k], v)
+		}
+	}
+}

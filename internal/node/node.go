@@ -43,6 +43,7 @@ import (
 	"courier/internal/config"
 	"courier/internal/engine"
 	"courier/internal/jobs"
+	"courier/internal/metrics"
 	"courier/internal/worker"
 )
 
@@ -171,6 +172,7 @@ func (n *Node) startGateway(ctx context.Context, dial func(string) (*natsbus.Con
 	}
 	n.gateway, err = natsbus.NewGateway(n.gwConn, natsbus.GatewayConfig{
 		QueueLimit: n.cfg.QueueLimit, HeartbeatTimeout: n.cfg.HeartbeatTimeout,
+		StallTimeout: n.cfg.StallTimeout,
 	}, n.log)
 	if err != nil {
 		return err
@@ -185,7 +187,8 @@ func (n *Node) startGateway(ctx context.Context, dial func(string) (*natsbus.Con
 		}
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		metrics.NewStalls(n.gateway.Stalls))
 	h, err := n.startJobs(ctx, reg)
 	if err != nil {
 		return err

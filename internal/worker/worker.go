@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"courier/internal/bus"
@@ -25,7 +26,8 @@ type Engine interface {
 var _ Engine = (*engine.Engine)(nil)
 
 // capacityReporter is the optional capability of engines with a paged KV
-// cache: the worker reports it in heartbeats.
+// cache: the worker reports it in heartbeats, and its Steps (forward passes)
+// in Heartbeat.Progress.
 type capacityReporter interface {
 	Capacity() engine.Capacity
 }
@@ -60,6 +62,10 @@ type Worker struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // one per running generation
 
+	// sent counts the chunks sent, from 1: Heartbeat.Progress for engines
+	// that count no steps, and added to the steps of those that do.
+	sent atomic.Int64
+
 	mu       sync.Mutex
 	active   map[jobKey]context.CancelFunc // guarded by mu
 	draining bool                          // guarded by mu
@@ -90,10 +96,12 @@ func New(cfg Config, eng Engine, log *slog.Logger) (*Worker, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Worker{
+	w := &Worker{
 		cfg: cfg, eng: eng, info: eng.Info(), log: log.With("worker", cfg.ID, "model", cfg.Model),
 		ctx: ctx, cancel: cancel, active: map[jobKey]context.CancelFunc{},
-	}, nil
+	}
+	w.sent.Store(1) // Progress 0 would mean "not reported"
+	return w, nil
 }
 
 // Admit starts req now if a slot is free; its chunks go to send. It returns
@@ -117,6 +125,7 @@ func (w *Worker) Admit(req *bus.Request, send func(*bus.Chunk)) *bus.Error {
 	}
 	ctx, cancel := context.WithCancel(w.ctx)
 	key := jobKey{req.ID, req.Attempt}
+	send = w.counting(send)
 	w.active[key] = cancel
 	w.wg.Add(1)
 	go func() {
@@ -151,7 +160,19 @@ func (w *Worker) Cancel(id string, attempt int) {
 	}
 }
 
-// Heartbeat reports the worker's slots and the requests it holds.
+// counting wraps send so that every chunk counts as progress.
+func (w *Worker) counting(send func(*bus.Chunk)) func(*bus.Chunk) {
+	return func(c *bus.Chunk) {
+		w.sent.Add(1)
+		send(c)
+	}
+}
+
+// Heartbeat reports the worker's slots, the requests it holds and its
+// progress: the engine's forward passes, when it counts them, plus the
+// chunks sent. Both stand still only when nothing advances: a slow emit
+// lets the engine's steps pause (its event ring is full) while chunks still
+// flow, and an engine without a step count shows progress by its chunks.
 func (w *Worker) Heartbeat() bus.Heartbeat {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -166,7 +187,9 @@ func (w *Worker) Heartbeat() bus.Heartbeat {
 		cp := c.Capacity()
 		hb.KVBlocks, hb.FreeKVBlocks = cp.KVBlocks, cp.FreeKVBlocks
 		hb.PrefixLookups, hb.PrefixHits = cp.PrefixLookups, cp.PrefixHits
+		hb.Progress = cp.Steps
 	}
+	hb.Progress += w.sent.Load()
 	for k := range w.active {
 		if !slices.Contains(hb.Active, k.id) {
 			hb.Active = append(hb.Active, k.id)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -34,6 +35,11 @@ type GatewayConfig struct {
 	// RedispatchTimeout bounds finding a new worker for a request whose
 	// worker was lost; 0 means 30s.
 	RedispatchTimeout time.Duration
+	// StallTimeout declares a worker stalled when its heartbeats list
+	// requests while their Progress stands still this long: it takes no new
+	// work and its requests are re-dispatched, as for a lost worker, until
+	// its Progress moves again. 0 disables the check.
+	StallTimeout time.Duration
 }
 
 func (c *GatewayConfig) fill() {
@@ -75,6 +81,7 @@ type Gateway struct {
 	streams map[string]*stream      // guarded by mu; by request id
 	queues  map[string][]*waiter    // guarded by mu; by model, oldest first
 	seen    chan struct{}           // guarded by mu; closed and replaced when a worker appears
+	stalls  map[string]int64        // guarded by mu; stalls declared, by model of the worker
 }
 
 // workerState is what the gateway knows of one worker.
@@ -87,14 +94,22 @@ type workerState struct {
 	others  int                // slots busy with other gateways' requests at hb
 	refused int                // refusals (overloaded) since the last sweep or hb
 	suspect bool               // it failed to answer; no new work until its next hb
+
+	progress   int64     // hb.Progress when it last moved
+	progressAt time.Time // when progress last moved or the worker was idle
+	stalled    bool      // busy with progress standing still past the stall timeout
 }
 
+// live reports whether w may take new work at all: not draining, stopping
+// or stalled.
+func (w *workerState) live() bool { return !w.hb.Draining && !w.hb.Stopped && !w.stalled }
+
 func (w *workerState) serves(model string) bool {
-	return !w.hb.Draining && !w.hb.Stopped && slices.Contains(w.hb.Models, model)
+	return w.live() && slices.Contains(w.hb.Models, model)
 }
 
 func (w *workerState) free() int {
-	if w.suspect {
+	if w.suspect || w.stalled {
 		return 0
 	}
 	return w.hb.Slots - len(w.held) - w.others - w.refused
@@ -118,6 +133,7 @@ func NewGateway(conn *Conn, cfg GatewayConfig, log *slog.Logger) (*Gateway, erro
 		streams: map[string]*stream{},
 		queues:  map[string][]*waiter{},
 		seen:    make(chan struct{}),
+		stalls:  map[string]int64{},
 	}
 	for subj, fn := range map[string]nats.MsgHandler{
 		bus.SubjectHeartbeats:       g.onHeartbeat,
@@ -194,13 +210,14 @@ func (g *Gateway) Dispatch(ctx context.Context, req *bus.Request) (bus.Stream, e
 	return st, nil
 }
 
-// Models lists the models that some live, non-draining worker serves.
+// Models lists the models that some live, non-draining, non-stalled
+// worker serves.
 func (g *Gateway) Models() []string {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	var ms []string
 	for _, w := range g.workers {
-		if w.hb.Draining || w.hb.Stopped {
+		if !w.live() {
 			continue
 		}
 		for _, m := range w.hb.Models {
@@ -214,7 +231,7 @@ func (g *Gateway) Models() []string {
 }
 
 // Workers returns the latest heartbeat of every live worker, by name, with
-// FreeSlots as this gateway estimates them now.
+// FreeSlots as this gateway estimates them now (0 for a stalled worker).
 func (g *Gateway) Workers() []bus.Heartbeat {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -237,6 +254,21 @@ func (g *Gateway) Workers() []bus.Heartbeat {
 		return 0
 	})
 	return hbs
+}
+
+// Stalls counts the workers this gateway declared stalled since it
+// started, by model they serve (a worker counts once per stall); models of
+// the workers known now are present, with 0 when none stalled.
+func (g *Gateway) Stalls() map[string]int64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := maps.Clone(g.stalls)
+	for _, w := range g.workers {
+		for _, m := range w.hb.Models {
+			n[m] += 0
+		}
+	}
+	return n
 }
 
 // QueueDepth reports how many requests for model wait for a slot.

@@ -23,7 +23,8 @@ type Handler interface {
 	Admit(req *bus.Request, send func(*bus.Chunk)) *bus.Error
 	// Cancel stops request id (only its attempt, when attempt is not 0).
 	Cancel(id string, attempt int)
-	// Heartbeat reports the worker's capacity now.
+	// Heartbeat reports the worker's capacity now and its Progress (see
+	// bus.Heartbeat), which gateways watch to find a stuck engine.
 	Heartbeat() bus.Heartbeat
 }
 

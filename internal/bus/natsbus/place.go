@@ -231,7 +231,8 @@ func (g *Gateway) onHeartbeat(m *nats.Msg) {
 		g.seen = make(chan struct{})
 		g.log.Info("worker joined", "worker", hb.Worker, "models", hb.Models, "slots", hb.Slots)
 	}
-	w.hb, w.last, w.suspect = hb, time.Now(), false
+	now := time.Now()
+	w.hb, w.last, w.suspect = hb, now, false
 	w.timeout = g.cfg.HeartbeatTimeout
 	if w.timeout <= 0 {
 		w.timeout = 3 * time.Second
@@ -266,22 +267,73 @@ func (g *Gateway) onHeartbeat(m *nats.Msg) {
 			st.worker, st.placed = "", false
 		}
 	}
+	lost = append(lost, g.checkProgressLocked(w, now)...)
 	for _, model := range hb.Models {
 		g.wakeLocked(model)
 	}
 }
 
-// removeWorkerLocked forgets w and returns the requests it held.
-func (g *Gateway) removeWorkerLocked(w *workerState) []*stream {
-	delete(g.workers, w.hb.Worker)
-	lost := make([]*stream, 0, len(w.held))
-	for _, st := range w.held {
+// checkProgressLocked applies the stall rule to w's latest heartbeat, which
+// arrived at now: a worker listing requests whose Progress stood still for
+// the stall timeout is stalled. A stalled worker takes no new work and
+// gives up the requests this gateway placed there (returned, to be
+// re-dispatched), also those whose placement landed since; it is back in
+// rotation once its Progress moves (a restarted worker's does too). Idle
+// heartbeats restart the clock, so time spent without work never counts.
+func (g *Gateway) checkProgressLocked(w *workerState, now time.Time) []*stream {
+	hb := &w.hb
+	if g.cfg.StallTimeout <= 0 || hb.Progress == 0 {
+		return nil // disabled, or a worker that does not report progress
+	}
+	if hb.Progress != w.progress {
+		if w.stalled {
+			g.log.Info("stalled worker progressing again", "worker", hb.Worker, "since", now.Sub(w.progressAt))
+			close(g.seen) // WaitWorkers counts it again
+			g.seen = make(chan struct{})
+		}
+		w.progress, w.progressAt, w.stalled = hb.Progress, now, false
+		return nil
+	}
+	if w.stalled {
+		return g.releaseHeldLocked(w)
+	}
+	if len(hb.Active) == 0 {
+		w.progressAt = now
+		return nil
+	}
+	if now.Sub(w.progressAt) < g.cfg.StallTimeout {
+		return nil
+	}
+	w.stalled = true
+	for _, m := range hb.Models {
+		g.stalls[m]++
+	}
+	lost := g.releaseHeldLocked(w)
+	g.log.Warn("worker stalled: no progress with requests running; taking it out of rotation",
+		"worker", hb.Worker, "since", now.Sub(w.progressAt), "active", len(hb.Active), "redispatching", len(lost))
+	return lost
+}
+
+// releaseHeldLocked takes from w the requests this gateway placed there and
+// returns them for re-dispatch; their slots stay counted as busy (another
+// gateway's) while w's heartbeats still list them.
+func (g *Gateway) releaseHeldLocked(w *workerState) []*stream {
+	var lost []*stream
+	for id, st := range w.held {
 		if !st.placed {
 			continue // its send is in flight and will fail or succeed
 		}
+		delete(w.held, id)
 		st.worker, st.placed = "", false
 		lost = append(lost, st)
 	}
+	return lost
+}
+
+// removeWorkerLocked forgets w and returns the requests it held.
+func (g *Gateway) removeWorkerLocked(w *workerState) []*stream {
+	delete(g.workers, w.hb.Worker)
+	lost := g.releaseHeldLocked(w)
 	if len(lost) > 0 {
 		g.log.Warn("worker lost with requests", "worker", w.hb.Worker, "requests", len(lost))
 	}

@@ -1,0 +1,221 @@
+package natsbus
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"courier/internal/bus"
+)
+
+// progressing makes a fake worker report Progress: 1 plus every chunk it
+// sends plus whatever the test adds (engine steps that send nothing).
+func progressing(h *fakeWorker) *atomic.Int64 {
+	p := new(atomic.Int64)
+	p.Store(1)
+	admit, hb := h.admit, h.hb
+	h.admit = func(r *bus.Request, send func(*bus.Chunk)) *bus.Error {
+		return admit(r, func(c *bus.Chunk) { p.Add(1); send(c) })
+	}
+	h.hb = func() bus.Heartbeat {
+		b := hb()
+		b.Progress = p.Load()
+		return b
+	}
+	return p
+}
+
+// hangAfter sends the first n words of text and then hangs, ignoring
+// cancellation as a hung kernel would, until release is closed; then it
+// sends the rest of its attempt with wrong text, which must never reach the
+// client.
+func hangAfter(n int, release chan struct{}) func(ctx context.Context, r *bus.Request, send func(*bus.Chunk)) {
+	ws := strings.Fields(text)
+	return func(ctx context.Context, r *bus.Request, send func(*bus.Chunk)) {
+		seq := max(r.ResumeSeq, 1)
+		for i := len(r.Resume); i < len(ws); i++ {
+			word := ws[i]
+			if i == n {
+				<-release
+			}
+			if i >= n {
+				word = "STALE"
+			}
+			send(&bus.Chunk{ID: r.ID, Seq: seq, Attempt: r.Attempt, Text: word + " ", Tokens: []int32{int32(i)}})
+			seq++
+		}
+		send(&bus.Chunk{ID: r.ID, Seq: seq, Attempt: r.Attempt, FinishReason: "stop"})
+	}
+}
+
+func workerFree(g *Gateway, name string) int {
+	for _, hb := range g.Workers() {
+		if hb.Worker == name {
+			return hb.FreeSlots
+		}
+	}
+	return -1
+}
+
+// TestStalledWorkerResumesElsewhere: w1 keeps heartbeating but its
+// generation hangs after two words. After the stall timeout the gateway
+// takes w1 out of rotation and resumes the request on w2. w1 then wakes up
+// and sends the rest of its abandoned attempt while the client's stream is
+// still open: those chunks are dropped (their attempt is over), w2's
+// complete the text, and w1, progressing again, is back in rotation.
+func TestStalledWorkerResumesElsewhere(t *testing.T) {
+	b := startBus(t)
+	release, step2 := make(chan struct{}), make(chan struct{})
+	sw1, h1 := newSlotWorker("m", 2, hangAfter(2, release))
+	sw2, h2 := newSlotWorker("m", 2, words(text, step2))
+	var closed []chan struct{}
+	t.Cleanup(func() {
+		for _, c := range []chan struct{}{release, step2} {
+			if !slices.Contains(closed, c) {
+				close(c)
+			}
+		}
+		sw1.wg.Wait()
+		sw2.wg.Wait()
+	})
+	open := func(c chan struct{}) { close(c); closed = append(closed, c) }
+	progressing(h1)
+	progressing(h2)
+	var resumed atomic.Pointer[bus.Request]
+	admit2 := h2.admit
+	h2.admit = func(r *bus.Request, send func(*bus.Chunk)) *bus.Error {
+		if r.ID == "r" {
+			resumed.Store(r)
+		}
+		return admit2(r, send)
+	}
+	_, c1 := b.host("w1", h1, "m")
+	g := b.gateway(GatewayConfig{StallTimeout: time.Second})
+	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
+		t.Fatal(err)
+	}
+	s, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "r", Model: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for range 2 {
+		if _, err := s.Next(waitCtx(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.host("w2", h2, "m")
+	waitFor(t, func() bool { return resumed.Load() != nil })
+	if r := resumed.Load(); len(r.Resume) != 2 || r.ResumeSeq != 3 || r.Attempt != 2 {
+		t.Fatalf("resumed request: resume %v seq %d attempt %d", r.Resume, r.ResumeSeq, r.Attempt)
+	}
+	if n := g.Stalls()["m"]; n != 1 {
+		t.Fatalf("stalls %d, want 1", n)
+	}
+
+	// Out of rotation: new work goes to w2 although w1 has a slot left.
+	if f := workerFree(g, "w1"); f != 0 {
+		t.Fatalf("stalled w1 offers %d free slots", f)
+	}
+	s2, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "r2", Model: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+
+	// w1 wakes up and sends attempt 1's stale chunks, seq 3 on, before w2
+	// sends anything: the gateway must drop them.
+	open(release)
+	sw1.wg.Wait()
+	if err := c1.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	open(step2)
+	got, last := readFrom(t, s, 3)
+	if want := strings.Join(strings.Fields(text)[2:], " ") + " "; got != want || last.FinishReason != "stop" || last.Worker != "w2" {
+		t.Fatalf("after the stall got %q from %s, want %q from w2", got, last.Worker, want)
+	}
+	if _, last := readAll(t, s2); last.Worker != "w2" {
+		t.Fatalf("r2 served by %s while w1 was stalled", last.Worker)
+	}
+	waitFor(t, func() bool { return workerFree(g, "w1") == 2 })
+	if n := g.Stalls()["m"]; n != 1 {
+		t.Fatalf("stalls %d after recovery, want 1", n)
+	}
+}
+
+// TestSlowWorkerIsNotStalled: a worker whose engine advances without
+// sending anything (a long prefill) for several stall timeouts, after idling
+// longer than one, is not declared stalled; the request stays on it.
+func TestSlowWorkerIsNotStalled(t *testing.T) {
+	b := startBus(t)
+	const stall = 400 * time.Millisecond
+	var p *atomic.Int64
+	sw1, h1 := newSlotWorker("m", 1, func(ctx context.Context, r *bus.Request, send func(*bus.Chunk)) {
+		t := time.NewTicker(stall / 8)
+		defer t.Stop()
+		for end := time.Now().Add(3 * stall); time.Now().Before(end); {
+			select {
+			case <-t.C:
+				p.Add(1) // a prefill step
+			case <-ctx.Done():
+				return
+			}
+		}
+		words(text, nil)(ctx, r, send)
+	})
+	sw2, h2 := newSlotWorker("m", 1, words("wrong worker", nil))
+	t.Cleanup(func() { sw1.wg.Wait(); sw2.wg.Wait() })
+	p = progressing(h1)
+	progressing(h2)
+	b.host("w1", h1, "m")
+	g := b.gateway(GatewayConfig{StallTimeout: stall})
+	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * stall) // idle with progress standing still: not a stall
+	s, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "r", Model: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	b.host("w2", h2, "m")
+	got, last := readAll(t, s)
+	if got != text+" " || last.Worker != "w1" || last.Attempt != 1 {
+		t.Fatalf("got %q from %s attempt %d, want the whole text from w1 attempt 1", got, last.Worker, last.Attempt)
+	}
+	if n := g.Stalls()["m"]; n != 0 {
+		t.Fatalf("%d stalls for a progressing worker", n)
+	}
+}
+
+// TestWorkerWithoutProgressIsNeverStalled: a worker that does not report
+// Progress (from before the field) is left alone however long it runs.
+func TestWorkerWithoutProgressIsNeverStalled(t *testing.T) {
+	b := startBus(t)
+	step := make(chan struct{})
+	sw, h := newSlotWorker("m", 1, words("a b", step))
+	t.Cleanup(func() { close(step); sw.wg.Wait() })
+	b.host("w1", h, "m")
+	g := b.gateway(GatewayConfig{StallTimeout: 100 * time.Millisecond})
+	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
+		t.Fatal(err)
+	}
+	s, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "r", Model: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	time.Sleep(400 * time.Millisecond)
+	step <- struct{}{}
+	step <- struct{}{}
+	if got, last := readAll(t, s); got != "a b " || last.Attempt != 1 {
+		t.Fatalf("got %q attempt %d", got, last.Attempt)
+	}
+	if n := g.Stalls()["m"]; n != 0 {
+		t.Fatalf("%d stalls", n)
+	}
+}
