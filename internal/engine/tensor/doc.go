@@ -46,7 +46,8 @@
 // lane structure of ggml's AVX2/AVX-512 kernels: eight lanes of four
 // consecutive products, a fused multiply-add per block into each lane, and
 // hsum_float_8's reduction order (F32/F16: four 16-lane accumulators and
-// _mm512_reduce_add_ps's order). MatMul also picks the kernel llama.cpp
+// _mm512_reduce_add_ps's order; F32's leftover elements as GCC vectorizes
+// ggml's scalar loop, see f32Tail). MatMul also picks the kernel llama.cpp
 // picks (see job.plan): ggml_vec_dot_* for one activation row; llamafile's
 // tinyBLAS for two or more rows of F32/F16/BF16 weights (one 16-lane
 // accumulator per output; prompt.go); and, for Q4_0/Q4_K matrices with a
