@@ -47,6 +47,11 @@ import (
 	"courier/internal/worker"
 )
 
+// EmbeddedMaxPayload is the largest message of the embedded NATS server
+// `serve` runs: NATS's recommended ceiling, 8 MiB. An external cluster has
+// its own max_payload (1 MiB unless configured).
+const EmbeddedMaxPayload = 8 << 20
+
 var _ api.Dispatcher = (*natsbus.Gateway)(nil)
 var _ api.QueueDepther = (*natsbus.Gateway)(nil)
 var _ natsbus.Handler = (*worker.Worker)(nil)
@@ -106,7 +111,10 @@ func (n *Node) start(ctx context.Context) error {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return fmt.Errorf("node: data dir: %w", err)
 		}
-		srv, err := natsbus.StartServer(natsbus.ServerConfig{Name: "courier", DataDir: dir, Listen: cfg.NATSListen}, n.log)
+		// 8 MiB messages (NATS's default is 1 MiB): a request carries its
+		// prompt and, when resumed, the tokens already generated.
+		srv, err := natsbus.StartServer(natsbus.ServerConfig{Name: "courier", DataDir: dir, Listen: cfg.NATSListen,
+			MaxPayload: EmbeddedMaxPayload}, n.log)
 		if err != nil {
 			return err
 		}
