@@ -34,7 +34,9 @@ func TestServeCarriesLargeRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Body.Close()
-	var e struct{ Error struct{ Code, Message string } }
+	var e struct {
+		Error struct{ Code, Message string }
+	}
 	if err := json.NewDecoder(r.Body).Decode(&e); err != nil || r.StatusCode != http.StatusRequestEntityTooLarge || e.Error.Code != "prompt_too_long" {
 		t.Fatalf("1.5 MB prompt: status %d, error %+v (%v); want 413 prompt_too_long from the worker", r.StatusCode, e.Error, err)
 	}
