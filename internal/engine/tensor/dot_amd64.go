@@ -21,9 +21,6 @@ func dotQ4_0x8AVX2(w, a *byte, nb int, acc *float32)
 func dotQ4KAVX2(w, a *byte, nb int, acc *[8]float32, accm *[4]float32)
 
 //go:noescape
-func dotQ6KAVX2(w, a *byte, nb int, acc *[8]float32)
-
-//go:noescape
 func dotF32AVX2(w *byte, x *float32, n64 int, acc *[64]float32)
 
 //go:noescape
@@ -42,7 +39,6 @@ func init() {
 	fastKernels[gguf.TypeQ8_0] = kernel{act: gguf.TypeQ8_0, dot: dotQ8_0Fast}
 	fastKernels[gguf.TypeQ4_0] = kernel{act: gguf.TypeQ8_0, dot: dotQ4_0Fast}
 	fastKernels[gguf.TypeQ4_K] = kernel{act: gguf.TypeQ8_K, dot: dotQ4KFast}
-	fastKernels[gguf.TypeQ6_K] = kernel{act: gguf.TypeQ8_K, dot: dotQ6KFast}
 	g32, g16 := genericKernels[gguf.TypeF32], genericKernels[gguf.TypeF16]
 	fastKernels[gguf.TypeF32] = kernel{act: gguf.TypeF32, dot: dotF32Fast, gemm: g32.gemm, gemmK: g32.gemmK}
 	fastKernels[gguf.TypeF16] = kernel{act: gguf.TypeF16, dot: dotF16Fast, gemm: g16.gemm, gemmK: g16.gemmK}
@@ -87,14 +83,6 @@ func dotQ4KFast(w, a []byte, _ []float32, n int) float32 {
 	dotQ4KAVX2(&w[0], &a[0], nb, &acc, &accm)
 	m := (accm[0] + accm[2]) + (accm[1] + accm[3])
 	return hsum8(&acc) + m
-}
-
-func dotQ6KFast(w, a []byte, _ []float32, n int) float32 {
-	var acc [8]float32
-	nb := n / qkK
-	_, _ = w[210*nb-1], a[q8KB*nb-1]
-	dotQ6KAVX2(&w[0], &a[0], nb, &acc)
-	return hsum8(&acc)
 }
 
 // floatLanes reduces an F32/F16 dot: the 64 accumulator lanes as ggml's four

@@ -24,30 +24,6 @@ DATA eights<>+16(SB)/8, $0x0808080808080808
 DATA eights<>+24(SB)/8, $0x0808080808080808
 GLOBL eights<>(SB), RODATA|NOPTR, $32
 
-DATA m03<>+0(SB)/8, $0x0303030303030303
-DATA m03<>+8(SB)/8, $0x0303030303030303
-DATA m03<>+16(SB)/8, $0x0303030303030303
-DATA m03<>+24(SB)/8, $0x0303030303030303
-GLOBL m03<>(SB), RODATA|NOPTR, $32
-
-DATA m0c<>+0(SB)/8, $0x0c0c0c0c0c0c0c0c
-DATA m0c<>+8(SB)/8, $0x0c0c0c0c0c0c0c0c
-DATA m0c<>+16(SB)/8, $0x0c0c0c0c0c0c0c0c
-DATA m0c<>+24(SB)/8, $0x0c0c0c0c0c0c0c0c
-GLOBL m0c<>(SB), RODATA|NOPTR, $32
-
-DATA m30<>+0(SB)/8, $0x3030303030303030
-DATA m30<>+8(SB)/8, $0x3030303030303030
-DATA m30<>+16(SB)/8, $0x3030303030303030
-DATA m30<>+24(SB)/8, $0x3030303030303030
-GLOBL m30<>(SB), RODATA|NOPTR, $32
-
-DATA mc0<>+0(SB)/8, $0xc0c0c0c0c0c0c0c0
-DATA mc0<>+8(SB)/8, $0xc0c0c0c0c0c0c0c0
-DATA mc0<>+16(SB)/8, $0xc0c0c0c0c0c0c0c0
-DATA mc0<>+24(SB)/8, $0xc0c0c0c0c0c0c0c0
-GLOBL mc0<>(SB), RODATA|NOPTR, $32
-
 DATA signbit<>+0(SB)/4, $0x80000000
 GLOBL signbit<>(SB), RODATA|NOPTR, $4
 
@@ -359,81 +335,6 @@ sumdone:
 	VPADDQ X1, X0, X0
 	VMOVQ X0, AX
 	MOVQ AX, ret+16(FP)
-	VZEROUPPER
-	RET
-
-// One 32-element vector of Q6_K codes in Y11 against activation codes at
-// aoff(DI), with the vector's two scales (8 words each) at soff(SP).
-#define Q6K_VEC(aoff, soff) \
-	VMOVDQU aoff(DI), Y13 \
-	VPMADDUBSW Y13, Y11, Y11 \
-	VPBROADCASTW soff(SP), X9 \
-	VPBROADCASTW (soff+2)(SP), X10 \
-	VINSERTI128 $1, X10, Y9, Y9 \
-	VPMADDWD Y9, Y11, Y11 \
-	VPADDD Y11, Y15, Y15
-
-// One 128-element half h of a Q6_K block.
-#define Q6K_HALF(qloff, qhoff, aoff, soff) \
-	VMOVDQU qloff(SI), Y4 \
-	VMOVDQU (qloff+32)(SI), Y5 \
-	VMOVDQU qhoff(SI), Y6 \
-	VPAND Y14, Y4, Y11 \
-	VPAND m03<>(SB), Y6, Y12 \
-	VPSLLW $4, Y12, Y12 \
-	VPOR Y12, Y11, Y11 \
-	Q6K_VEC(aoff, soff) \
-	VPAND Y14, Y5, Y11 \
-	VPAND m0c<>(SB), Y6, Y12 \
-	VPSLLW $2, Y12, Y12 \
-	VPOR Y12, Y11, Y11 \
-	Q6K_VEC(aoff+32, soff+4) \
-	VPSRLW $4, Y4, Y11 \
-	VPAND Y14, Y11, Y11 \
-	VPAND m30<>(SB), Y6, Y12 \
-	VPOR Y12, Y11, Y11 \
-	Q6K_VEC(aoff+64, soff+8) \
-	VPSRLW $4, Y5, Y11 \
-	VPAND Y14, Y11, Y11 \
-	VPAND mc0<>(SB), Y6, Y12 \
-	VPSRLW $2, Y12, Y12 \
-	VPOR Y12, Y11, Y11 \
-	Q6K_VEC(aoff+96, soff+12)
-
-// func dotQ6KAVX2(w, a *byte, nb int, acc *[8]float32)
-TEXT ·dotQ6KAVX2(SB), NOSPLIT, $32-32
-	MOVQ w+0(FP), SI
-	MOVQ a+8(FP), DI
-	MOVQ nb+16(FP), CX
-	VXORPS Y0, Y0, Y0
-	VMOVDQU nib<>(SB), Y14
-	TESTQ CX, CX
-	JZ q6kdone
-q6kloop:
-	VMOVSS (DI), X1
-	VPBROADCASTW 208(SI), X2
-	VCVTPH2PS X2, X2
-	VMULSS X2, X1, X3
-	VBROADCASTSS X3, Y3
-	// 16 scales as words; 32*(scale*bsum) per pair of 16-element groups
-	VPMOVSXBW 192(SI), Y7
-	VMOVDQU Y7, 0(SP)
-	VMOVDQU 260(DI), Y8
-	VPMADDWD Y8, Y7, Y8
-	VPSLLD $5, Y8, Y8
-	VPXOR Y15, Y15, Y15
-	Q6K_HALF(0, 128, 4, 0)
-	Q6K_HALF(64, 160, 132, 16)
-	VPSUBD Y8, Y15, Y15
-	VCVTDQ2PS Y15, Y15
-	VFMADD231PS Y15, Y3, Y0
-	ADDQ $210, SI
-	ADDQ $292, DI
-	DECQ CX
-	JNZ q6kloop
-q6kdone:
-	MOVQ acc+24(FP), DX
-	VMOVUPS Y0, (DX)
 	VZEROUPPER
 	RET
 

@@ -11,7 +11,8 @@ import (
 // matrix that stays in cache (compute cost only), one thread.
 func BenchmarkKernelInCache(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 2))
-	for _, typ := range []gguf.Type{gguf.TypeQ8_0, gguf.TypeQ4_0, gguf.TypeQ4_K, gguf.TypeF32, gguf.TypeF16} {
+	for _, typ := range []gguf.Type{gguf.TypeQ8_0, gguf.TypeQ4_0, gguf.TypeQ4_K, gguf.TypeQ6_K, gguf.TypeQ5_K,
+		gguf.TypeF32, gguf.TypeF16, gguf.TypeBF16} {
 		for _, n := range []int{1, 4} {
 			b.Run(typ.String()+map[int]string{1: "/n=1", 4: "/n=4"}[n], func(b *testing.B) {
 				const rows, cols = 512, 2048

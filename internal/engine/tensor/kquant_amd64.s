@@ -1,0 +1,268 @@
+//go:build !noasm
+
+#include "textflag.h"
+#include "kscales_amd64.h"
+
+// AVX2 rows kernels of ggml_vec_dot_q6_K_q8_K and ggml_vec_dot_q5_K_q8_K:
+// one output per weight row, for a run of rows against one Q8_K activation
+// row. Per block the integer lanes are those of dotQ6K/dotQ5K (lane l holds
+// the scaled products of elements 4l..4l+3 of every 32-element vector;
+// integers are exact whatever the order they are added in), converted to
+// float32 and accumulated with one fused multiply-add by the block's scale;
+// the eight lanes are reduced in hsum8's order. While a row is computed,
+// the bytes pf ahead of it are prefetched: the rows of a decode step's
+// matrices are too short for the hardware prefetcher.
+
+DATA nibQ<>+0(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA nibQ<>+8(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA nibQ<>+16(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA nibQ<>+24(SB)/8, $0x0f0f0f0f0f0f0f0f
+GLOBL nibQ<>(SB), RODATA|NOPTR, $32
+
+DATA onesQ<>+0(SB)/8, $0x0101010101010101
+DATA onesQ<>+8(SB)/8, $0x0101010101010101
+DATA onesQ<>+16(SB)/8, $0x0101010101010101
+DATA onesQ<>+24(SB)/8, $0x0101010101010101
+GLOBL onesQ<>(SB), RODATA|NOPTR, $32
+
+DATA q6m03<>+0(SB)/8, $0x0303030303030303
+DATA q6m03<>+8(SB)/8, $0x0303030303030303
+DATA q6m03<>+16(SB)/8, $0x0303030303030303
+DATA q6m03<>+24(SB)/8, $0x0303030303030303
+GLOBL q6m03<>(SB), RODATA|NOPTR, $32
+
+DATA q6m0c<>+0(SB)/8, $0x0c0c0c0c0c0c0c0c
+DATA q6m0c<>+8(SB)/8, $0x0c0c0c0c0c0c0c0c
+DATA q6m0c<>+16(SB)/8, $0x0c0c0c0c0c0c0c0c
+DATA q6m0c<>+24(SB)/8, $0x0c0c0c0c0c0c0c0c
+GLOBL q6m0c<>(SB), RODATA|NOPTR, $32
+
+DATA q6m30<>+0(SB)/8, $0x3030303030303030
+DATA q6m30<>+8(SB)/8, $0x3030303030303030
+DATA q6m30<>+16(SB)/8, $0x3030303030303030
+DATA q6m30<>+24(SB)/8, $0x3030303030303030
+GLOBL q6m30<>(SB), RODATA|NOPTR, $32
+
+DATA q6mc0<>+0(SB)/8, $0xc0c0c0c0c0c0c0c0
+DATA q6mc0<>+8(SB)/8, $0xc0c0c0c0c0c0c0c0
+DATA q6mc0<>+16(SB)/8, $0xc0c0c0c0c0c0c0c0
+DATA q6mc0<>+24(SB)/8, $0xc0c0c0c0c0c0c0c0
+GLOBL q6mc0<>(SB), RODATA|NOPTR, $32
+
+// q6sc<>+32k: VPSHUFB controls that turn a register holding the same
+// eight scale words in both halves into scale word 2k in the low half and
+// 2k+1 in the high half (the scales of a 32-element vector's two groups).
+DATA q6sc<>+0(SB)/8, $0x0100010001000100
+DATA q6sc<>+8(SB)/8, $0x0100010001000100
+DATA q6sc<>+16(SB)/8, $0x0302030203020302
+DATA q6sc<>+24(SB)/8, $0x0302030203020302
+DATA q6sc<>+32(SB)/8, $0x0504050405040504
+DATA q6sc<>+40(SB)/8, $0x0504050405040504
+DATA q6sc<>+48(SB)/8, $0x0706070607060706
+DATA q6sc<>+56(SB)/8, $0x0706070607060706
+DATA q6sc<>+64(SB)/8, $0x0908090809080908
+DATA q6sc<>+72(SB)/8, $0x0908090809080908
+DATA q6sc<>+80(SB)/8, $0x0b0a0b0a0b0a0b0a
+DATA q6sc<>+88(SB)/8, $0x0b0a0b0a0b0a0b0a
+DATA q6sc<>+96(SB)/8, $0x0d0c0d0c0d0c0d0c
+DATA q6sc<>+104(SB)/8, $0x0d0c0d0c0d0c0d0c
+DATA q6sc<>+112(SB)/8, $0x0f0e0f0e0f0e0f0e
+DATA q6sc<>+120(SB)/8, $0x0f0e0f0e0f0e0f0e
+GLOBL q6sc<>(SB), RODATA|NOPTR, $128
+
+// HSUM8Q(Y, X, T) reduces the eight lanes of Y into X's lowest lane in
+// hsum8's order: (a4+a0), (a5+a1), ..., then (r0+r2)+(r1+r3).
+#define HSUM8Q(Y, X, T) \
+	VEXTRACTF128 $1, Y, T \
+	VADDPS T, X, X \
+	VPERMILPS $0x4e, X, T \
+	VADDPS T, X, X \
+	VPERMILPS $0xb1, X, T \
+	VADDSS T, X, X
+
+// Q6K_VEC adds to Y15 the lanes of the 32 codes in Y11 against the
+// activation codes at aoff(DI), scaled by the two scale words that the
+// control at ctl picks from SC.
+#define Q6K_VEC(aoff, SC, ctl) \
+	VPMADDUBSW aoff(DI), Y11, Y11 \
+	VPSHUFB ctl, SC, Y12 \
+	VPMADDWD Y12, Y11, Y11 \
+	VPADDD Y11, Y15, Y15
+
+// Q6K_HALF is one 128-element half of a Q6_K block: low bits at qloff,
+// high bits at qhoff, activation codes at aoff, scales in SC.
+#define Q6K_HALF(qloff, qhoff, aoff, SC) \
+	VMOVDQU qloff(SI), Y4 \
+	VMOVDQU (qloff+32)(SI), Y5 \
+	VMOVDQU qhoff(SI), Y6 \
+	VPAND Y14, Y4, Y11 \
+	VPAND q6m03<>(SB), Y6, Y12 \
+	VPSLLW $4, Y12, Y12 \
+	VPOR Y12, Y11, Y11 \
+	Q6K_VEC(aoff, SC, q6sc<>+0(SB)) \
+	VPAND Y14, Y5, Y11 \
+	VPAND q6m0c<>(SB), Y6, Y12 \
+	VPSLLW $2, Y12, Y12 \
+	VPOR Y12, Y11, Y11 \
+	Q6K_VEC(aoff+32, SC, q6sc<>+32(SB)) \
+	VPSRLW $4, Y4, Y11 \
+	VPAND Y14, Y11, Y11 \
+	VPAND q6m30<>(SB), Y6, Y12 \
+	VPOR Y12, Y11, Y11 \
+	Q6K_VEC(aoff+64, SC, q6sc<>+64(SB)) \
+	VPSRLW $4, Y5, Y11 \
+	VPAND Y14, Y11, Y11 \
+	VPAND q6mc0<>(SB), Y6, Y12 \
+	VPSRLW $2, Y12, Y12 \
+	VPOR Y12, Y11, Y11 \
+	Q6K_VEC(aoff+96, SC, q6sc<>+96(SB))
+
+// func dotQ6KRowsAVX2(w *byte, wrb, nw int, a *byte, nb int, out *float32, pf int)
+// out[q] = dotQ6K of weight row q (nw rows wrb bytes apart) with the Q8_K
+// row a of nb blocks.
+TEXT ·dotQ6KRowsAVX2(SB), NOSPLIT, $0-56
+	MOVQ w+0(FP), R15
+	MOVQ wrb+8(FP), R14
+	MOVQ nw+16(FP), R13
+	MOVQ out+40(FP), DX
+	MOVQ pf+48(FP), R12
+	VMOVDQU nibQ<>(SB), Y14
+	TESTQ R13, R13
+	JZ q6rdone
+q6rrow:
+	MOVQ R15, SI
+	MOVQ a+24(FP), DI
+	MOVQ nb+32(FP), CX
+	VXORPS Y0, Y0, Y0
+	TESTQ CX, CX
+	JZ q6rstore
+q6rloop:
+	PREFETCHT0 (SI)(R12*1)
+	PREFETCHT0 64(SI)(R12*1)
+	PREFETCHT0 128(SI)(R12*1)
+	PREFETCHT0 192(SI)(R12*1)
+	// d = y.d * x.d
+	VMOVSS (DI), X1
+	VPBROADCASTW 208(SI), X2
+	VCVTPH2PS X2, X2
+	VMULSS X2, X1, X3
+	VBROADCASTSS X3, Y3
+	// the 16 scales as words: 0-7 in both halves of Y8, 8-15 of Y9
+	VPMOVSXBW 192(SI), Y7
+	VPERMQ $0x44, Y7, Y8
+	VPERMQ $0xee, Y7, Y9
+	// lane l starts at -32*(sc[2l]*bsum[2l] + sc[2l+1]*bsum[2l+1])
+	VPMADDWD 260(DI), Y7, Y10
+	VPSLLD $5, Y10, Y10
+	VPXOR Y15, Y15, Y15
+	VPSUBD Y10, Y15, Y15
+	Q6K_HALF(0, 128, 4, Y8)
+	Q6K_HALF(64, 160, 132, Y9)
+	VCVTDQ2PS Y15, Y15
+	VFMADD231PS Y15, Y3, Y0
+	ADDQ $210, SI
+	ADDQ $292, DI
+	DECQ CX
+	JNZ q6rloop
+q6rstore:
+	HSUM8Q(Y0, X0, X12)
+	VMOVSS X0, (DX)
+	ADDQ $4, DX
+	ADDQ R14, R15
+	DECQ R13
+	JNZ q6rrow
+q6rdone:
+	VZEROUPPER
+	RET
+
+// Q5K_PAIR adds to Y15 the lanes of chunk c (64 elements): the low nibbles
+// of the 32 bytes at qoff with the fifth bits in bit 0 of Y6 (Y2: bytes 1; then Y6 is
+// shifted right by one) against the activation codes at aoff, times the
+// scale word at soff(SP); then the high nibbles likewise against the next
+// 32 codes with the scale at soff+2.
+#define Q5K_PAIR(qoff, aoff, soff) \
+	VMOVDQU qoff(SI), Y11 \
+	VPAND Y14, Y11, Y12 \
+	VPSRLW $4, Y11, Y11 \
+	VPAND Y14, Y11, Y11 \
+	VPAND Y2, Y6, Y13 \
+	VPSLLW $4, Y13, Y13 \
+	VPOR Y13, Y12, Y12 \
+	VPSRLW $1, Y6, Y6 \
+	VPAND Y2, Y6, Y13 \
+	VPSLLW $4, Y13, Y13 \
+	VPOR Y13, Y11, Y11 \
+	VPSRLW $1, Y6, Y6 \
+	VPMADDUBSW aoff(DI), Y12, Y12 \
+	VPBROADCASTW soff(SP), Y9 \
+	VPMADDWD Y9, Y12, Y12 \
+	VPMADDUBSW (aoff+32)(DI), Y11, Y11 \
+	VPBROADCASTW (soff+2)(SP), Y9 \
+	VPMADDWD Y9, Y11, Y11 \
+	VPADDD Y12, Y15, Y15 \
+	VPADDD Y11, Y15, Y15
+
+// func dotQ5KRowsAVX2(w *byte, wrb, nw int, a *byte, nb int, out *float32, pf int)
+// out[q] = dotQ5K of weight row q (nw rows wrb bytes apart) with the Q8_K
+// row a of nb blocks: hsum8 of the lanes plus the mins' scalar
+// accumulator (per block, one fused multiply-add of -y.d*x.dmin and the
+// exact integer sum of mins times 32-element sums).
+TEXT ·dotQ5KRowsAVX2(SB), NOSPLIT, $24-56
+	MOVQ w+0(FP), R15
+	MOVQ wrb+8(FP), R14
+	MOVQ nw+16(FP), R13
+	MOVQ out+40(FP), AX
+	MOVQ AX, 16(SP)
+	MOVQ pf+48(FP), DX
+	VMOVDQU nibQ<>(SB), Y14
+	TESTQ R13, R13
+	JZ q5rdone
+q5rrow:
+	MOVQ R15, SI
+	MOVQ a+24(FP), DI
+	MOVQ nb+32(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS X10, X10, X10
+	TESTQ CX, CX
+	JZ q5rstore
+q5rloop:
+	PREFETCHT0 (SI)(DX*1)
+	PREFETCHT0 64(SI)(DX*1)
+	PREFETCHT0 128(SI)(DX*1)
+	// scales at 0(SP), mins in X7, d in X3, x.dmin*y.d in X5
+	Q4K_SCALES
+	// summs = fma(-(y.d*x.dmin), sum of mins times sums, summs)
+	Q4K_MINS
+	VPSHUFD $0x4e, X8, X9
+	VPADDD X9, X8, X8
+	VPSHUFD $0xb1, X8, X9
+	VPADDD X9, X8, X8
+	VCVTDQ2PS X8, X8
+	VFNMADD231SS X5, X8, X10
+	VBROADCASTSS X3, Y3
+	VMOVDQU onesQ<>(SB), Y2
+	VMOVDQU 16(SI), Y6
+	VPXOR Y15, Y15, Y15
+	Q5K_PAIR(48, 4, 0)
+	Q5K_PAIR(80, 68, 4)
+	Q5K_PAIR(112, 132, 8)
+	Q5K_PAIR(144, 196, 12)
+	VCVTDQ2PS Y15, Y15
+	VFMADD231PS Y15, Y3, Y0
+	ADDQ $176, SI
+	ADDQ $292, DI
+	DECQ CX
+	JNZ q5rloop
+q5rstore:
+	HSUM8Q(Y0, X0, X12)
+	VADDSS X10, X0, X0
+	MOVQ 16(SP), AX
+	VMOVSS X0, (AX)
+	ADDQ $4, AX
+	MOVQ AX, 16(SP)
+	ADDQ R14, R15
+	DECQ R13
+	JNZ q5rrow
+q5rdone:
+	VZEROUPPER
+	RET

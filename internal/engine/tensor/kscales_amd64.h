@@ -1,0 +1,51 @@
+// Macros shared by the K-quant kernels (repack_amd64.s, kquant_amd64.s).
+
+// Q4K_SCALES unpacks the 6-bit scales of the block at SI into eight words
+// at 0(SP) and the mins into eight words in X7; it also leaves
+// d = x.d*y.d in X3 and dmin = x.dmin*y.d in X5.
+#define Q4K_SCALES \
+	VMOVSS (DI), X1 \
+	VPBROADCASTW (SI), X2 \
+	VCVTPH2PS X2, X2 \
+	VMULSS X1, X2, X3 \
+	VPBROADCASTW 2(SI), X4 \
+	VCVTPH2PS X4, X4 \
+	VMULSS X1, X4, X5 \
+	MOVL 4(SI), AX \
+	MOVL 8(SI), BX \
+	MOVL 12(SI), R8 \
+	MOVL R8, R9 \
+	SHRL $4, R9 \
+	ANDL $0x0f0f0f0f, R9 \
+	MOVL BX, R10 \
+	SHRL $6, R10 \
+	ANDL $0x03030303, R10 \
+	SHLL $4, R10 \
+	ORL R10, R9 \
+	MOVL BX, R11 \
+	ANDL $0x3f3f3f3f, R11 \
+	MOVL R8, R12 \
+	ANDL $0x0f0f0f0f, R12 \
+	MOVL AX, R10 \
+	SHRL $6, R10 \
+	ANDL $0x03030303, R10 \
+	SHLL $4, R10 \
+	ORL R10, R12 \
+	ANDL $0x3f3f3f3f, AX \
+	SHLQ $32, R12 \
+	ORQ R12, AX \
+	SHLQ $32, R9 \
+	ORQ R9, R11 \
+	VMOVQ AX, X6 \
+	VPMOVZXBW X6, X6 \
+	VMOVDQU X6, 0(SP) \
+	VMOVQ R11, X7 \
+	VPMOVZXBW X7, X7
+
+// Q4K_MINS leaves in X8 the four dwords m[2c]*b[2c] + m[2c+1]*b[2c+1]
+// (b: the 32-element sums of the activation block at DI).
+#define Q4K_MINS \
+	VMOVDQU 260(DI), X8 \
+	VMOVDQU 276(DI), X9 \
+	VPHADDW X9, X8, X8 \
+	VPMADDWD X8, X7, X8

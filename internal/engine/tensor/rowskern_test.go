@@ -1,0 +1,122 @@
+package tensor
+
+import (
+	"encoding/binary"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"courier/internal/engine/gguf"
+)
+
+// rawRow fills a row of n elements of type typ with random bytes that are
+// a valid row: every code and scale byte random (so extreme codes and
+// scales occur; Q8_0 codes exclude -128, which no quantizer makes), fp16/bf16 scales and values finite. extreme makes the
+// float fields large or tiny (products below float32's normal range).
+func rawRow(r *rand.Rand, typ gguf.Type, n int, extreme bool) []byte {
+	rb, _ := typ.RowBytes(n)
+	b := make([]byte, rb)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	// val is a normal sample scaled, when extreme, by 2^k for k in
+	// [lo, lo+span).
+	val := func(lo, span int) float32 {
+		v := float32(r.NormFloat64())
+		if extreme {
+			v *= float32(math.Pow(2, float64(r.IntN(span)+lo)))
+		}
+		return v
+	}
+	h16 := func(p []byte) { binary.LittleEndian.PutUint16(p, FP32ToFP16(val(-20, 30)*1e-2)) }
+	switch typ {
+	case gguf.TypeBF16:
+		for e := 0; e < n; e++ {
+			binary.LittleEndian.PutUint16(b[2*e:], FP32ToBF16(val(-70, 130)))
+		}
+	case gguf.TypeQ8_0: // codes in [-127, 127], as ggml's quantizers make them
+		for blk := 0; blk < n/qk; blk++ {
+			h16(b[34*blk:])
+			for i := 34*blk + 2; i < 34*blk+34; i++ {
+				if b[i] == 0x80 {
+					b[i] = 0x81
+				}
+			}
+		}
+	case gguf.TypeQ4_K:
+		for blk := 0; blk < n/qkK; blk++ {
+			h16(b[144*blk:])
+			h16(b[144*blk+2:])
+		}
+	case gguf.TypeQ5_K:
+		for blk := 0; blk < n/qkK; blk++ {
+			h16(b[176*blk:])
+			h16(b[176*blk+2:])
+		}
+	case gguf.TypeQ6_K:
+		for blk := 0; blk < n/qkK; blk++ {
+			h16(b[210*blk+208:])
+		}
+	case gguf.TypeQ8_K: // activations: d, codes, and their 16-element sums
+		for blk := 0; blk < n/qkK; blk++ {
+			ab := b[q8KB*blk : q8KB*(blk+1)]
+			binary.LittleEndian.PutUint32(ab, math.Float32bits(val(-60, 100)))
+			for g := 0; g < 16; g++ {
+				var s int16
+				for _, c := range ab[4+16*g : 4+16*g+16] {
+					s += int16(int8(c))
+				}
+				binary.LittleEndian.PutUint16(ab[4+qkK+2*g:], uint16(s))
+			}
+		}
+	}
+	return b
+}
+
+// TestRowsKernelsMatchGeneric compares every type's rows kernel (the
+// decode path: one activation row, a run of weight rows) and its single-row
+// kernel with the generic dot, bit for bit, on random raw rows (all code
+// and scale bytes, extreme codes like 63 against -128 included), for
+// column counts with and without tails and run lengths around the kernels'
+// groupings.
+func TestRowsKernelsMatchGeneric(t *testing.T) {
+	r := rand.New(rand.NewPCG(41, 42))
+	colsOf := map[int][]int{
+		1:   {64, 128, 768, 4096, 1, 17, 96, 130},
+		32:  {32, 256, 768, 4096},
+		256: {256, 512, 768, 4096},
+	}
+	for _, typ := range []gguf.Type{gguf.TypeQ6_K, gguf.TypeQ5_K, gguf.TypeBF16, gguf.TypeQ8_0} {
+		k := kernelFor(typ)
+		gen := genericKernels[typ]
+		at, _ := VecDotType(typ)
+		for _, cols := range colsOf[typ.BlockSize()] {
+			for _, extreme := range []bool{false, true} {
+				for _, nw := range []int{1, 2, 3, 4, 5, 7, 8, 9, 17} {
+					rb, _ := typ.RowBytes(cols)
+					w := make([]byte, 0, nw*rb)
+					for q := 0; q < nw; q++ {
+						w = append(w, rawRow(r, typ, cols, extreme)...)
+					}
+					a := rawRow(r, at, cols, extreme)
+					out := make([]float32, nw)
+					if k.dotRows != nil {
+						k.dotRows(w, rb, a, cols, out)
+					}
+					for q := 0; q < nw; q++ {
+						row := w[q*rb : (q+1)*rb]
+						want := gen.dot(row, a, nil, cols)
+						one := k.dot(row, a, nil, cols)
+						if k.dotRows == nil {
+							out[q] = one
+						}
+						if !sameBits(want, out[q], one) && !(want != want && out[q] != out[q] && one != one) {
+							t.Fatalf("%v cols=%d extreme=%v nw=%d row %d: rows %g (%#x) dot %g, generic %g (%#x)",
+								typ, cols, extreme, nw, q, out[q], math.Float32bits(out[q]), one, want, math.Float32bits(want))
+						}
+					}
+				}
+			}
+		}
+	}
+}
