@@ -27,6 +27,7 @@ func (g *Gateway) place(ctx context.Context, st *stream, deadline time.Time, fir
 		if wt != nil {
 			g.mu.Lock()
 			g.queues[model] = slices.DeleteFunc(g.queues[model], func(x *waiter) bool { return x == wt })
+			g.wakeLocked(model) // those behind it move up
 			g.mu.Unlock()
 		}
 	}()
@@ -47,6 +48,9 @@ func (g *Gateway) place(ctx context.Context, st *stream, deadline time.Time, fir
 			return ErrClosed
 		}
 		w, live := g.pickLocked(model)
+		if w != nil && first && !g.turnLocked(model, wt) {
+			w = nil // requests queued earlier go first
+		}
 		if w != nil {
 			sends++
 			w.held[st.req.ID] = st
@@ -86,6 +90,29 @@ func (g *Gateway) place(ctx context.Context, st *stream, deadline time.Time, fir
 		}
 	}
 	return fmt.Errorf("%w: %d workers refused %s", bus.ErrNotPlaced, maxSends, st.req.ID)
+}
+
+// turnLocked reports whether a new request (its waiter wt, nil while it
+// has not queued) may take one of model's free slots now: only when the
+// requests queued before it leave one for it. Queued requests are thus
+// placed in arrival order, and a newcomer never overtakes them. (Resumed
+// requests, whose clients are mid-stream, do not wait their turn.)
+func (g *Gateway) turnLocked(model string, wt *waiter) bool {
+	q := g.queues[model]
+	ahead := len(q)
+	if wt != nil {
+		ahead = slices.Index(q, wt)
+	}
+	if ahead <= 0 {
+		return true
+	}
+	free := 0
+	for _, w := range g.workers {
+		if w.serves(model) {
+			free += max(w.free(), 0)
+		}
+	}
+	return ahead < free
 }
 
 // pickLocked returns the worker serving model with the most free slots (nil

@@ -1,0 +1,92 @@
+package natsbus
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+
+	"courier/internal/bus"
+)
+
+// TestQueuedRequestsRunInArrivalOrder queues requests behind a worker's
+// one busy slot, one after another, and frees the slot again and again:
+// they must be admitted in the order they arrived, every round, however
+// the woken dispatches race for the slot.
+func TestQueuedRequestsRunInArrivalOrder(t *testing.T) {
+	b := startBus(t)
+	var mu sync.Mutex
+	var admitted []string
+	release := map[string]chan struct{}{}
+	gate := func(id string) chan struct{} {
+		mu.Lock()
+		defer mu.Unlock()
+		if release[id] == nil {
+			release[id] = make(chan struct{})
+		}
+		return release[id]
+	}
+	sw, h := newSlotWorker("m", 1, func(ctx context.Context, r *bus.Request, send func(*bus.Chunk)) {
+		mu.Lock()
+		admitted = append(admitted, r.ID)
+		mu.Unlock()
+		select {
+		case <-gate(r.ID):
+		case <-ctx.Done():
+			return
+		}
+		send(&bus.Chunk{ID: r.ID, Seq: 1, Attempt: r.Attempt, FinishReason: "stop"})
+	})
+	t.Cleanup(sw.wg.Wait)
+	b.host("w1", h, "m")
+	g := b.gateway(GatewayConfig{})
+	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
+		t.Fatal(err)
+	}
+	const waiting, rounds = 6, 5
+	for round := range rounds {
+		id := func(i int) string { return fmt.Sprintf("r%d-%d", round, i) }
+		s0, err := g.Dispatch(waitCtx(t), &bus.Request{ID: id(0), Model: "m"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for i := 1; i <= waiting; i++ {
+			wg.Go(func() {
+				s, err := g.Dispatch(waitCtx(t), &bus.Request{ID: id(i), Model: "m"})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				readAll(t, s)
+				_ = s.Close()
+			})
+			waitFor(t, func() bool { return g.QueueDepth("m") == i })
+		}
+		mu.Lock()
+		admitted = admitted[:0]
+		mu.Unlock()
+		close(gate(id(0)))
+		readAll(t, s0)
+		_ = s0.Close()
+		for i := 1; i <= waiting; i++ {
+			waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(admitted) == i })
+			mu.Lock()
+			next := admitted[i-1]
+			mu.Unlock()
+			close(gate(next))
+		}
+		wg.Wait()
+		want := make([]string, waiting)
+		for i := range want {
+			want[i] = id(i + 1)
+		}
+		mu.Lock()
+		got := slices.Clone(admitted)
+		mu.Unlock()
+		if !slices.Equal(got, want) {
+			t.Fatalf("round %d: admitted %v, want arrival order %v", round, got, want)
+		}
+	}
+}
