@@ -155,6 +155,7 @@ func (p *samplingParams) sampling(s *bus.Sampling) *Error {
 	s.RepetitionPenalty = f32(p.RepetitionPenalty)
 	s.FrequencyPenalty = f32(p.FrequencyPenalty)
 	s.PresencePenalty = f32(p.PresencePenalty)
+	s.IgnoreEOS = p.IgnoreEOS != nil && *p.IgnoreEOS
 	if p.Seed != nil {
 		seed := uint64(*p.Seed) // negative seeds are valid; keep their bits
 		s.Seed = &seed

@@ -22,7 +22,7 @@ func TestCompletionBody(t *testing.T) {
 	d, rec := scripted(helloChunks()...)
 	h := newTestServer(t, Config{}, d)
 	w := do(h, "POST", "/v1/completions", `{"model":"tiny","prompt":["Say hi"],"max_tokens":7,"temperature":0.5,"top_p":0.9,"seed":-1,
-		"stop":"\n","frequency_penalty":0.1,"presence_penalty":0.2,"user":"u1","top_k":40,"min_p":0.05,"repetition_penalty":1.1,"logprobs":2}`)
+		"stop":"\n","frequency_penalty":0.1,"presence_penalty":0.2,"user":"u1","top_k":40,"min_p":0.05,"repetition_penalty":1.1,"ignore_eos":true,"logprobs":2}`)
 	if w.Code != 200 {
 		t.Fatalf("status %d: %s", w.Code, w.Body)
 	}
@@ -33,7 +33,7 @@ func TestCompletionBody(t *testing.T) {
 	}
 	s := req.Sampling
 	if *s.Temperature != 0.5 || *s.TopP != 0.9 || *s.Seed != ^uint64(0) || s.TopK != 40 || s.MinP != 0.05 ||
-		s.RepetitionPenalty != 1.1 || s.FrequencyPenalty != 0.1 || s.PresencePenalty != 0.2 {
+		s.RepetitionPenalty != 1.1 || s.FrequencyPenalty != 0.1 || s.PresencePenalty != 0.2 || !s.IgnoreEOS {
 		t.Errorf("sampling %+v", s)
 	}
 	checkGolden(t, "completion.json", w.Body.Bytes())

@@ -25,6 +25,7 @@ type samplingParams struct {
 	TopK              *int            `json:"top_k"`
 	MinP              *float64        `json:"min_p"`
 	RepetitionPenalty *float64        `json:"repetition_penalty"`
+	IgnoreEOS         *bool           `json:"ignore_eos"`
 }
 
 // CompletionRequest is the body of POST /v1/completions.

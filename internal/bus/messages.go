@@ -39,6 +39,9 @@ type Sampling struct {
 	FrequencyPenalty  float32  `json:"frequency_penalty,omitempty"`
 	PresencePenalty   float32  `json:"presence_penalty,omitempty"`
 	Seed              *uint64  `json:"seed,omitempty"`
+	// IgnoreEOS keeps generating past end-of-generation tokens, up to
+	// max_tokens (vLLM's ignore_eos: fixed-length outputs for benchmarks).
+	IgnoreEOS bool `json:"ignore_eos,omitempty"`
 }
 
 // Request asks a worker of Model to generate. The gateway validates it; the

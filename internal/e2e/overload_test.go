@@ -76,7 +76,11 @@ func TestQueuedPastDeadlineIs504(t *testing.T) {
 		running <- err
 	}()
 	<-started
-	_, err := c.Completions.New(ctx, completionParams("One day", 5))
+	// The running request's own deadline frees the slot a few milliseconds
+	// before this one's: ask for more tokens than those milliseconds make.
+	p := completionParams("One day", 400)
+	p.SetExtraFields(map[string]any{"ignore_eos": true})
+	_, err := c.Completions.New(ctx, p)
 	var apiErr *openai.Error
 	if !errors.As(err, &apiErr) || apiErr.StatusCode != 504 {
 		t.Fatalf("queued request: %v, want 504", err)

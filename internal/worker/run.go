@@ -38,6 +38,7 @@ func (w *Worker) run(ctx context.Context, req *bus.Request, send func(*bus.Chunk
 		Stop:        req.Stop,
 		Logprobs:    req.Logprobs,
 		TopLogprobs: req.TopLogprobs,
+		IgnoreEOS:   req.Sampling.IgnoreEOS,
 		Background:  req.Background,
 	}
 	res, err := w.eng.Generate(ctx, er, func(t engine.Token) error {

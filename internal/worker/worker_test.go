@@ -272,3 +272,24 @@ func TestSamplingDefaults(t *testing.T) {
 		t.Fatalf("converted %+v", p)
 	}
 }
+
+// TestIgnoreEOSReachesEngine: the bus's ignore_eos becomes the engine
+// request's IgnoreEOS, and only when set.
+func TestIgnoreEOSReachesEngine(t *testing.T) {
+	for _, ignore := range []bool{false, true} {
+		var got engine.Request
+		gen := echo(nil)
+		w := newWorker(t, &fakeEngine{slots: 1, generate: func(ctx context.Context, req engine.Request, emit func(engine.Token) error) (engine.Result, error) {
+			got = req
+			return gen(ctx, req, emit)
+		}}, 0)
+		c := newCollector()
+		if e := w.Admit(&bus.Request{ID: "r", Model: "m", Prompt: "ab", Attempt: 1, Sampling: bus.Sampling{IgnoreEOS: ignore}}, c.send); e != nil {
+			t.Fatal(e)
+		}
+		c.wait(t)
+		if got.IgnoreEOS != ignore {
+			t.Fatalf("ignore_eos %v reached the engine as %v", ignore, got.IgnoreEOS)
+		}
+	}
+}
