@@ -32,6 +32,7 @@ func runBench(args []string) int {
 	requests := fs.Int("requests", bench.DefaultRequests, "requests per concurrency level")
 	maxTokens := fs.Int("max-tokens", bench.DefaultMaxTokens, "max_tokens of each request")
 	stream := fs.Bool("stream", false, "stream responses and measure time to first token and inter-token latency")
+	ignoreEOS := fs.Bool("ignore-eos", false, "send ignore_eos (vLLM, Courier) so that every request generates --max-tokens tokens")
 	shared := fs.Int("shared-prefix", 0, "words of prompt prefix shared by all requests")
 	promptWords := fs.Int("prompt-words", bench.DefaultPromptWords, "words of prompt after the shared prefix")
 	chat := fs.Bool("chat", false, "use /chat/completions instead of /completions")
@@ -51,7 +52,7 @@ func runBench(args []string) int {
 	}
 	cfg := bench.Config{
 		URL: *url, Model: *model, APIKey: *apiKey, Chat: *chat, Concurrency: levels,
-		Requests: *requests, MaxTokens: *maxTokens, Stream: *stream,
+		Requests: *requests, MaxTokens: *maxTokens, Stream: *stream, IgnoreEOS: *ignoreEOS,
 		SharedPrefix: *shared, PromptWords: *promptWords, Timeout: *timeout,
 	}
 	if err := bench.CheckURL(cfg.URL); err != nil {

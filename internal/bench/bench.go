@@ -24,6 +24,7 @@ type Config struct {
 	Requests     int           // requests per level (default 32)
 	MaxTokens    int           // max_tokens per request (default 64)
 	Stream       bool          // request SSE and measure TTFT and inter-token latency
+	IgnoreEOS    bool          // send vLLM's ignore_eos, so every request generates MaxTokens
 	SharedPrefix int           // words of prompt shared by every request (default 0: all prompts differ from the start)
 	PromptWords  int           // words of prompt after the shared prefix (default 32)
 	Timeout      time.Duration // per request (default 2 minutes)

@@ -119,6 +119,18 @@ func TestSharedPrefix(t *testing.T) {
 	}
 }
 
+func TestIgnoreEOSBody(t *testing.T) {
+	for _, ignore := range []bool{false, true} {
+		var req map[string]any
+		if err := json.Unmarshal(body(Config{Model: "m", MaxTokens: 8, IgnoreEOS: ignore}, 0), &req); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := req["ignore_eos"].(bool); got != ignore {
+			t.Errorf("IgnoreEOS %v: body has ignore_eos %v", ignore, req["ignore_eos"])
+		}
+	}
+}
+
 func TestCheckURL(t *testing.T) {
 	for _, ok := range []string{"http://127.0.0.1:8080/v1", "http://localhost/v1", "http://[::1]:80/v1", "https://127.0.0.2/v1"} {
 		if err := CheckURL(ok); err != nil {

@@ -52,11 +52,14 @@ func body(cfg Config, i int) []byte {
 	} else {
 		req["prompt"] = prompt(cfg, i)
 	}
+	if cfg.IgnoreEOS {
+		req["ignore_eos"] = true
+	}
 	if cfg.Stream {
 		req["stream"] = true
 		req["stream_options"] = map[string]bool{"include_usage": true}
 	}
-	b, _ := json.Marshal(req) // maps of strings and ints: cannot fail
+	b, _ := json.Marshal(req) // maps of plain values: cannot fail
 	return b
 }
 
