@@ -10,15 +10,27 @@ import "courier/internal/engine/gguf"
 //go:noescape
 func dotBF16RowsAVX2(w *byte, wrb, nw int, a *byte, n64 int, out *float32, pf int)
 
-// init installs the BF16 decode kernels (bf16_amd64.s); the prompt kernel
-// (tinyBLAS) stays generic.
+//go:noescape
+func gemmBF16AVX2(w, a *byte, n32 int) float32
+
+// init installs the BF16 kernels (bf16_amd64.s): decode (vec_dot, one
+// call per run of rows) and prompt (tinyBLAS, one call per output).
 func init() {
 	if !hasAVX2 {
 		return
 	}
 	k := genericKernels[gguf.TypeBF16]
-	k.dot, k.dotRows = dotBF16Fast, dotBF16Rows
+	k.dot, k.dotRows, k.gemm = dotBF16Fast, dotBF16Rows, gemmBF16Fast
 	fastKernels[gguf.TypeBF16] = k
+}
+
+// gemmBF16Fast is gemmBF16 (n a multiple of 32, as plan ensures).
+func gemmBF16Fast(w, a []byte, _ []float32, n int) float32 {
+	if n%32 != 0 || n == 0 {
+		return gemmBF16(w, a, n)
+	}
+	_, _ = w[2*n-1], a[2*n-1]
+	return gemmBF16AVX2(&w[0], &a[0], n/32)
 }
 
 // dotBF16Rows is the BF16 rowsFunc: one assembly call for every row when

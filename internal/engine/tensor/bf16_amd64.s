@@ -91,3 +91,29 @@ bfrstore:
 bfrdone:
 	VZEROUPPER
 	RET
+
+// func gemmBF16AVX2(w, a *byte, n32 int) float32
+// gemmBF16 (tinyBLAS's one 16-lane accumulator per output, VDPBF16PS per
+// 32 elements, reduced as reduce16) of one weight row and one activation
+// row of 32*n32 elements.
+TEXT ·gemmBF16AVX2(SB), NOSPLIT, $0-28
+	MOVQ w+0(FP), SI
+	MOVQ a+8(FP), DI
+	MOVQ n32+16(FP), CX
+	VMOVDQU bf16hi<>(SB), Y15
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	TESTQ CX, CX
+	JZ bfgdone
+bfgloop:
+	BF16_LANES(0, Y0)
+	BF16_LANES(32, Y1)
+	ADDQ $64, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNZ bfgloop
+bfgdone:
+	RED16(Y0, Y1, Y4, X4, X5)
+	VMOVSS X4, ret+24(FP)
+	VZEROUPPER
+	RET

@@ -75,7 +75,8 @@ func rawRow(r *rand.Rand, typ gguf.Type, n int, extreme bool) []byte {
 
 // TestRowsKernelsMatchGeneric compares every type's rows kernel (the
 // decode path: one activation row, a run of weight rows) and its single-row
-// kernel with the generic dot, bit for bit, on random raw rows (all code
+// kernel with the generic dot (and the prompt kernel, where there is one,
+// with the generic one), bit for bit, on random raw rows (all code
 // and scale bytes, extreme codes like 63 against -128 included), for
 // column counts with and without tails and run lengths around the kernels'
 // groupings.
@@ -113,6 +114,12 @@ func TestRowsKernelsMatchGeneric(t *testing.T) {
 						if !sameBits(want, out[q], one) && !(want != want && out[q] != out[q] && one != one) {
 							t.Fatalf("%v cols=%d extreme=%v nw=%d row %d: rows %g (%#x) dot %g, generic %g (%#x)",
 								typ, cols, extreme, nw, q, out[q], math.Float32bits(out[q]), one, want, math.Float32bits(want))
+						}
+						if gen.gemm != nil && cols%gen.gemmK == 0 && k.gemm != nil {
+							g, gw := k.gemm(row, a, nil, cols), gen.gemm(row, a, nil, cols)
+							if !sameBits(gw, g) && !(g != g && gw != gw) {
+								t.Fatalf("%v cols=%d extreme=%v row %d: gemm %g, generic %g", typ, cols, extreme, q, g, gw)
+							}
 						}
 					}
 				}
