@@ -19,12 +19,6 @@ DATA nibQ<>+16(SB)/8, $0x0f0f0f0f0f0f0f0f
 DATA nibQ<>+24(SB)/8, $0x0f0f0f0f0f0f0f0f
 GLOBL nibQ<>(SB), RODATA|NOPTR, $32
 
-DATA onesQ<>+0(SB)/8, $0x0101010101010101
-DATA onesQ<>+8(SB)/8, $0x0101010101010101
-DATA onesQ<>+16(SB)/8, $0x0101010101010101
-DATA onesQ<>+24(SB)/8, $0x0101010101010101
-GLOBL onesQ<>(SB), RODATA|NOPTR, $32
-
 DATA q6m03<>+0(SB)/8, $0x0303030303030303
 DATA q6m03<>+8(SB)/8, $0x0303030303030303
 DATA q6m03<>+16(SB)/8, $0x0303030303030303
@@ -175,29 +169,70 @@ q6rdone:
 	VZEROUPPER
 	RET
 
+// q5sc<>+32j: VPSHUFB controls that broadcast word j of a register's
+// halves (the scale of sub-block j, when both halves hold the eight).
+DATA q5sc<>+0(SB)/8, $0x0100010001000100
+DATA q5sc<>+8(SB)/8, $0x0100010001000100
+DATA q5sc<>+16(SB)/8, $0x0100010001000100
+DATA q5sc<>+24(SB)/8, $0x0100010001000100
+DATA q5sc<>+32(SB)/8, $0x0302030203020302
+DATA q5sc<>+40(SB)/8, $0x0302030203020302
+DATA q5sc<>+48(SB)/8, $0x0302030203020302
+DATA q5sc<>+56(SB)/8, $0x0302030203020302
+DATA q5sc<>+64(SB)/8, $0x0504050405040504
+DATA q5sc<>+72(SB)/8, $0x0504050405040504
+DATA q5sc<>+80(SB)/8, $0x0504050405040504
+DATA q5sc<>+88(SB)/8, $0x0504050405040504
+DATA q5sc<>+96(SB)/8, $0x0706070607060706
+DATA q5sc<>+104(SB)/8, $0x0706070607060706
+DATA q5sc<>+112(SB)/8, $0x0706070607060706
+DATA q5sc<>+120(SB)/8, $0x0706070607060706
+DATA q5sc<>+128(SB)/8, $0x0908090809080908
+DATA q5sc<>+136(SB)/8, $0x0908090809080908
+DATA q5sc<>+144(SB)/8, $0x0908090809080908
+DATA q5sc<>+152(SB)/8, $0x0908090809080908
+DATA q5sc<>+160(SB)/8, $0x0b0a0b0a0b0a0b0a
+DATA q5sc<>+168(SB)/8, $0x0b0a0b0a0b0a0b0a
+DATA q5sc<>+176(SB)/8, $0x0b0a0b0a0b0a0b0a
+DATA q5sc<>+184(SB)/8, $0x0b0a0b0a0b0a0b0a
+DATA q5sc<>+192(SB)/8, $0x0d0c0d0c0d0c0d0c
+DATA q5sc<>+200(SB)/8, $0x0d0c0d0c0d0c0d0c
+DATA q5sc<>+208(SB)/8, $0x0d0c0d0c0d0c0d0c
+DATA q5sc<>+216(SB)/8, $0x0d0c0d0c0d0c0d0c
+DATA q5sc<>+224(SB)/8, $0x0f0e0f0e0f0e0f0e
+DATA q5sc<>+232(SB)/8, $0x0f0e0f0e0f0e0f0e
+DATA q5sc<>+240(SB)/8, $0x0f0e0f0e0f0e0f0e
+DATA q5sc<>+248(SB)/8, $0x0f0e0f0e0f0e0f0e
+GLOBL q5sc<>(SB), RODATA|NOPTR, $256
+
+DATA q5m10<>+0(SB)/8, $0x1010101010101010
+DATA q5m10<>+8(SB)/8, $0x1010101010101010
+DATA q5m10<>+16(SB)/8, $0x1010101010101010
+DATA q5m10<>+24(SB)/8, $0x1010101010101010
+GLOBL q5m10<>(SB), RODATA|NOPTR, $32
+
 // Q5K_PAIR adds to Y15 the lanes of chunk c (64 elements): the low nibbles
-// of the 32 bytes at qoff with the fifth bits in bit 0 of Y6 (Y2: bytes 1; then Y6 is
-// shifted right by one) against the activation codes at aoff, times the
-// scale word at soff(SP); then the high nibbles likewise against the next
-// 32 codes with the scale at soff+2.
-#define Q5K_PAIR(qoff, aoff, soff) \
+// of the 32 bytes at qoff, with bit 2c of the qh bytes in Y6 moved to bit
+// 4 by SHL $NL (word shifts: after masking with 0x10 (Y2) no bit of the
+// other byte remains), against the activation codes at aoff, times scale
+// 2c (control CL on the scales in Y8); then the high nibbles with bit 2c+1
+// (SHH $NH) against the next 32 codes, times scale 2c+1 (control CH).
+#define Q5K_PAIR(qoff, aoff, SHL, NL, SHH, NH, CL, CH) \
 	VMOVDQU qoff(SI), Y11 \
 	VPAND Y14, Y11, Y12 \
 	VPSRLW $4, Y11, Y11 \
 	VPAND Y14, Y11, Y11 \
-	VPAND Y2, Y6, Y13 \
-	VPSLLW $4, Y13, Y13 \
+	SHL $NL, Y6, Y13 \
+	VPAND Y2, Y13, Y13 \
 	VPOR Y13, Y12, Y12 \
-	VPSRLW $1, Y6, Y6 \
-	VPAND Y2, Y6, Y13 \
-	VPSLLW $4, Y13, Y13 \
+	SHH $NH, Y6, Y13 \
+	VPAND Y2, Y13, Y13 \
 	VPOR Y13, Y11, Y11 \
-	VPSRLW $1, Y6, Y6 \
 	VPMADDUBSW aoff(DI), Y12, Y12 \
-	VPBROADCASTW soff(SP), Y9 \
+	VPSHUFB CL, Y8, Y9 \
 	VPMADDWD Y9, Y12, Y12 \
 	VPMADDUBSW (aoff+32)(DI), Y11, Y11 \
-	VPBROADCASTW (soff+2)(SP), Y9 \
+	VPSHUFB CH, Y8, Y9 \
 	VPMADDWD Y9, Y11, Y11 \
 	VPADDD Y12, Y15, Y15 \
 	VPADDD Y11, Y15, Y15
@@ -240,13 +275,14 @@ q5rloop:
 	VCVTDQ2PS X8, X8
 	VFNMADD231SS X5, X8, X10
 	VBROADCASTSS X3, Y3
-	VMOVDQU onesQ<>(SB), Y2
+	VPERMQ $0x44, Y6, Y8 // the eight scale words in both halves
+	VMOVDQU q5m10<>(SB), Y2
 	VMOVDQU 16(SI), Y6
 	VPXOR Y15, Y15, Y15
-	Q5K_PAIR(48, 4, 0)
-	Q5K_PAIR(80, 68, 4)
-	Q5K_PAIR(112, 132, 8)
-	Q5K_PAIR(144, 196, 12)
+	Q5K_PAIR(48, 4, VPSLLW, 4, VPSLLW, 3, q5sc<>+0(SB), q5sc<>+32(SB))
+	Q5K_PAIR(80, 68, VPSLLW, 2, VPSLLW, 1, q5sc<>+64(SB), q5sc<>+96(SB))
+	Q5K_PAIR(112, 132, VPSLLW, 0, VPSRLW, 1, q5sc<>+128(SB), q5sc<>+160(SB))
+	Q5K_PAIR(144, 196, VPSRLW, 2, VPSRLW, 3, q5sc<>+192(SB), q5sc<>+224(SB))
 	VCVTDQ2PS Y15, Y15
 	VFMADD231PS Y15, Y3, Y0
 	ADDQ $176, SI
