@@ -66,7 +66,8 @@ func benchModel(b *testing.B, typ gguf.Type) string {
 // reported against.
 var bandwidth = sync.OnceValue(func() float64 { return tensor.MeasureReadBandwidth(1<<30, 0) })
 
-var benchTypes = []gguf.Type{gguf.TypeF32, gguf.TypeQ8_0, gguf.TypeQ4_0, gguf.TypeQ4_K}
+var benchTypes = []gguf.Type{gguf.TypeF32, gguf.TypeQ8_0, gguf.TypeQ4_0, gguf.TypeQ4_K,
+	gguf.TypeQ6_K, gguf.TypeBF16, gguf.TypeQ5_K}
 
 // weightBytes is the bytes one decode step reads: every tensor once (the
 // tied embedding matrix is read as the output).

@@ -74,8 +74,15 @@
 // Each weight type has a generic (pure Go) kernel, the reference, and
 // possibly assembly ones (amd64) that must agree with it bit for bit; tests
 // compare both (FuzzVecDot, TestMatMulModesRowInvariant,
-// TestF16VecFastMatchesGeneric, TestQuantizeQ8_0FastMatchesGeneric).
-// AVX2+FMA+F16C: vec_dot Q8_0, Q4_0, Q4_K, Q6_K, F32, F16 (dot_amd64.s);
+// TestRowsKernelsMatchGeneric, TestF16VecFastMatchesGeneric,
+// TestQuantizeQ8_0FastMatchesGeneric).
+// AVX2+FMA+F16C: vec_dot Q8_0, Q4_0, Q4_K, F32, F16 (dot_amd64.s);
+// vec_dot Q6_K and Q5_K as rows kernels, one weight row per pass with
+// prefetching, which the single-row dot also calls (kquant_amd64.s);
+// BF16 vec_dot rows and tinyBLAS kernels (bf16_amd64.s: VDPBF16PS's
+// arithmetic, odd product then even product added per lane, emulated with
+// masks, shifts and float32 multiplies and adds, so subnormal products
+// round as in the generic body);
 // repacked Q4_K gemv/gemm and a gemv rows kernel (repack_amd64.s);
 // multi-row Q8_0 and four-outputs-in-lanes repacked Q4_0 (multi_amd64.s).
 // AVX-512F: four-row F32/F16 vec_dot, 2x4-output tinyBLAS F32/F16, a
@@ -89,8 +96,8 @@
 // enter as byte+128 and the lane starts at -128 times the other operand's
 // four-byte sum, which leaves the exact integer sums of the AVX2 kernels.
 // All are chosen at init with golang.org/x/sys/cpu and left out with the
-// build tag noasm; BF16, Q4_1, Q5_0, Q5_1, Q5_K and the Q8_1 quantizer
-// are generic everywhere.
+// build tag noasm; Q4_1, Q5_0, Q5_1 and the Q8_1 quantizer are generic
+// everywhere (legacy types; no decode-speed work was done on them).
 //
 // # Packed weights
 //
@@ -115,9 +122,9 @@
 // an atomic counter, and each group is applied to all activation rows
 // while it is in cache. A MatMul of one activation row (a decode step)
 // gives a whole chunk to one kernel call where the type has a rows kernel
-// (rowsFunc), which also prefetches the rows it reads next: a decode
-// step's matrices are small and their rows too short for the hardware
-// prefetcher. A Pool is a fixed set of worker goroutines started by
+// (rowsFunc: F32, Q8_0, Q6_K, Q5_K, BF16, packed Q4_0/Q4_K), which also
+// prefetches the rows it reads next: a decode step's matrices are small
+// and their rows too short for the hardware prefetcher. A Pool is a fixed set of worker goroutines started by
 // NewPool and stopped by Close; between jobs a worker spins for up to
 // spinWait before it sleeps, and the caller hands a job to a spinning
 // worker with an atomic claim, so the ~100 MatMuls of a decode step do not
