@@ -83,7 +83,23 @@ func TestStalledWorkerResumesElsewhere(t *testing.T) {
 	})
 	open := func(c chan struct{}) { close(c); closed = append(closed, c) }
 	progressing(h1)
-	progressing(h2)
+	// w2's engine steps while it waits for step2 (as a prefill would), so
+	// a slow run of this test cannot declare w2 stalled too.
+	p2 := progressing(h2)
+	stepping := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				p2.Add(1)
+			case <-stepping:
+				return
+			}
+		}
+	}()
+	defer close(stepping)
 	var resumed atomic.Pointer[bus.Request]
 	admit2 := h2.admit
 	h2.admit = func(r *bus.Request, send func(*bus.Chunk)) *bus.Error {
