@@ -175,6 +175,14 @@ type Heartbeat struct {
 	Draining  bool     `json:"draining,omitempty"`
 	// Active lists the ids of the requests the worker holds.
 	Active []string `json:"active,omitempty"`
+	// BackgroundSlots, when positive, are slots for background requests
+	// only (batch lines, async jobs), besides Slots, which are then for
+	// interactive requests only; FreeBackgroundSlots of them are free, and
+	// Background lists the ids of Active that hold them. Absent (0): the
+	// worker runs both kinds in Slots.
+	BackgroundSlots     int      `json:"background_slots,omitempty"`
+	FreeBackgroundSlots int      `json:"free_background_slots,omitempty"`
+	Background          []string `json:"background,omitempty"`
 	// IntervalMS is the period of the worker's heartbeats in milliseconds.
 	IntervalMS int64 `json:"interval_ms,omitempty"`
 	// Stopped marks the worker's last heartbeat: it holds nothing and

@@ -73,6 +73,9 @@ type Node struct {
 	// Slots bounds a worker's concurrent generations (the engine's
 	// sequence slots, batched together); 0 takes the engine's default.
 	Slots int
+	// BackgroundSlots are a worker's slots for background work (batch
+	// lines, async jobs) besides Slots; 0: as many as Slots.
+	BackgroundSlots int
 	// KVCacheBytes sizes each engine's paged KV cache; 0: every slot can
 	// fill the context.
 	KVCacheBytes int64
@@ -93,6 +96,15 @@ type Node struct {
 	// this long: the gateway takes it out of rotation and re-dispatches its
 	// requests until it progresses again. 0 disables the check.
 	StallTimeout time.Duration
+	// PrefixAffinity sends a new request to the worker that last ran the
+	// longest prefix of its text it shares with earlier requests (that
+	// worker's engine probably has it in its prefix cache), when the
+	// prefix is at least PrefixMinBytes long and the worker is not much
+	// more loaded than the least-loaded one (docs/fabric.md).
+	PrefixAffinity bool
+	// PrefixMinBytes is the shortest shared prefix, in bytes of text, that
+	// steers a request; 0 means 256.
+	PrefixMinBytes int
 	// DrainTimeout bounds a graceful stop; generations still running then
 	// are cancelled.
 	DrainTimeout time.Duration
@@ -125,6 +137,8 @@ func Default(role string) Node {
 		QueueLimit:        64,
 		HeartbeatInterval: time.Second,
 		StallTimeout:      60 * time.Second,
+		PrefixAffinity:    true,
+		PrefixMinBytes:    256,
 		DrainTimeout:      30 * time.Second,
 		BatchReserve:      1,
 	}
@@ -173,8 +187,8 @@ func (c Node) Validate() error {
 	if c.KVCacheBytes < 0 || c.BatchSize < 0 || c.BackgroundBatchSize < 0 {
 		bad("--kv-cache %d, --batch-size %d and --background-batch-size %d must not be negative", c.KVCacheBytes, c.BatchSize, c.BackgroundBatchSize)
 	}
-	if c.Slots < 0 {
-		bad("--slots %d is negative", c.Slots)
+	if c.Slots < 0 || c.BackgroundSlots < 0 {
+		bad("--slots %d and --background-slots %d must not be negative", c.Slots, c.BackgroundSlots)
 	}
 	if c.HeartbeatInterval <= 0 {
 		bad("--heartbeat %v must be positive", c.HeartbeatInterval)
@@ -184,6 +198,9 @@ func (c Node) Validate() error {
 	}
 	if c.StallTimeout < 0 || (c.Role == RoleServe && c.StallTimeout > 0 && c.StallTimeout <= c.HeartbeatInterval) {
 		bad("--stall-timeout %v must be 0 (off) or exceed the interval %v", c.StallTimeout, c.HeartbeatInterval)
+	}
+	if c.PrefixMinBytes < 0 {
+		bad("--prefix-min-bytes %d is negative", c.PrefixMinBytes)
 	}
 	if c.Jobs.ResultsTTL < 0 || c.BatchAckWait < 0 || c.BatchReserve < 0 || c.Jobs.Concurrency < 0 {
 		bad("--results-ttl, --batch-ack-wait, --batch-reserve and --batch-concurrency must not be negative")
@@ -222,6 +239,9 @@ func Bind(fs *flag.FlagSet, c *Node) {
 		fs.DurationVar(&c.HeartbeatTimeout, "heartbeat-timeout", c.HeartbeatTimeout, "silence after which a worker is lost (0: 3 heartbeats)")
 		fs.DurationVar(&c.StallTimeout, "stall-timeout", c.StallTimeout,
 			"a worker running requests whose engine makes no progress this long is taken out of rotation and its requests move elsewhere (0: never)")
+		fs.BoolVar(&c.PrefixAffinity, "prefix-affinity", c.PrefixAffinity,
+			"send a request to the worker that last ran the longest prompt prefix it shares with earlier ones, unless that worker is full or much busier")
+		fs.IntVar(&c.PrefixMinBytes, "prefix-min-bytes", c.PrefixMinBytes, "shortest shared prompt prefix, in bytes, that --prefix-affinity acts on (0: 256)")
 	}
 	if c.Role != RoleServe {
 		fs.StringVar(&c.NATSURL, "nats", c.NATSURL, "NATS server URL(s), comma-separated")
@@ -241,6 +261,8 @@ func Bind(fs *flag.FlagSet, c *Node) {
 		})
 		fs.StringVar(&c.WorkerID, "worker-id", c.WorkerID, "worker name on the bus (default host-pid-random)")
 		fs.IntVar(&c.Slots, "slots", c.Slots, "concurrent generations per worker, batched together (0: the engine's default, 4)")
+		fs.IntVar(&c.BackgroundSlots, "background-slots", c.BackgroundSlots,
+			"slots per worker for batch lines and async jobs, besides --slots, so a batch never takes an interactive slot (0: as many as --slots)")
 		fs.Func("kv-cache", "KV cache size per model, in bytes (suffixes KiB, MiB, GiB; 0: every slot can fill the context)", func(s string) error {
 			n, err := ParseBytes(s)
 			c.KVCacheBytes = n

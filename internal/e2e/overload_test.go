@@ -58,7 +58,7 @@ func TestQueuedPastDeadlineIs504(t *testing.T) {
 	cfg := serveConfig(t)
 	cfg.Slots = 1
 	cfg.HeartbeatInterval = 20 * time.Millisecond
-	cfg.API.RequestTimeout = 300 * time.Millisecond
+	cfg.API.RequestTimeout = 100 * time.Millisecond
 	n := startNode(t, cfg)
 	c := client(t, n.Addr())
 	ctx, cancel := context.WithCancel(testCtx(t))
@@ -76,9 +76,11 @@ func TestQueuedPastDeadlineIs504(t *testing.T) {
 		running <- err
 	}()
 	<-started
-	// The running request's own deadline frees the slot a few milliseconds
-	// before this one's: ask for more tokens than those milliseconds make.
-	p := completionParams("One day", 400)
+	// The deadline bounds the wait for a slot (the running stream goes on
+	// past it): the running request's 500 tokens take longer than the
+	// 100 ms, and should it end early, this one's 500 tokens cannot be done
+	// in what is left of them.
+	p := completionParams("One day", 500)
 	p.SetExtraFields(map[string]any{"ignore_eos": true})
 	_, err := c.Completions.New(ctx, p)
 	var apiErr *openai.Error

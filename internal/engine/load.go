@@ -38,6 +38,11 @@ type Options struct {
 	BackgroundBatchSize int
 	// Slots is how many sequences run at once; 0 means 4.
 	Slots int
+	// BackgroundSlots adds sequence slots for background work (batch
+	// lines), so that it never takes a slot interactive work could use; the
+	// default KV cache is still sized by Slots (background sequences rank
+	// below foreground ones for blocks and are preempted first).
+	BackgroundSlots int
 	// KVCacheBytes sizes the paged KV cache shared by all sequences; 0
 	// means enough for every slot to fill the context.
 	KVCacheBytes int64
@@ -128,6 +133,8 @@ func newEngine(f *gguf.File, path string, opts Options) (*Engine, error) {
 	if nslots <= 0 {
 		nslots = 4
 	}
+	kvSlots := nslots
+	nslots += max(opts.BackgroundSlots, 0)
 	batch = max(batch, nslots)
 	e := &Engine{file: f, model: m, tok: tok, batch: batch, free: make(chan *slot, nslots), closing: make(chan struct{})}
 	e.info = Info{
@@ -150,7 +157,7 @@ func newEngine(f *gguf.File, path string, opts Options) (*Engine, error) {
 	// multi-token continuations in one pass.
 	st, err := model.NewState(m, e.pool, batch, min(batch, max(nslots, 64)))
 	if err == nil {
-		e.kv, err = newKVPool(&m.Config, opts, nslots, ctxLen)
+		e.kv, err = newKVPool(&m.Config, opts, kvSlots, ctxLen)
 	}
 	if err != nil {
 		e.pool.Close()

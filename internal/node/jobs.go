@@ -46,8 +46,9 @@ func (n *Node) startJobs(ctx context.Context, reg *prometheus.Registry) (http.Ha
 	return h, nil
 }
 
-// batchCapacity lets batch work use the slots beyond reserve on each live
-// worker, and none while any interactive request waits for a slot.
+// batchCapacity lets batch work use the free background slots of each live
+// worker (on a worker without them, its free slots beyond reserve), and
+// none while any interactive request waits for a slot.
 type batchCapacity struct {
 	g       *natsbus.Gateway
 	reserve int
@@ -63,7 +64,11 @@ func (c batchCapacity) Room() int {
 	}
 	room := 0
 	for _, hb := range c.g.Workers() {
-		if !hb.Draining && !hb.Stopped {
+		switch {
+		case hb.Draining || hb.Stopped:
+		case hb.BackgroundSlots > 0:
+			room += max(0, hb.FreeBackgroundSlots)
+		default:
 			room += max(0, hb.FreeSlots-c.reserve)
 		}
 	}

@@ -148,10 +148,18 @@ func (n *Node) startWorker(m config.Model, dial func(string) (*natsbus.Conn, err
 	case len(n.cfg.Models) > 1:
 		id += "-" + m.Name
 	}
+	slots, bgSlots := n.cfg.Slots, n.cfg.BackgroundSlots
+	if slots == 0 {
+		slots = 4
+	}
+	if bgSlots == 0 {
+		bgSlots = slots
+	}
 	t0 := time.Now()
 	eng, err := engine.Load(m.Path, engine.Options{
 		ContextLength: n.cfg.ContextLength, Threads: n.cfg.Threads,
-		Slots: n.cfg.Slots, KVCacheBytes: n.cfg.KVCacheBytes, BatchSize: n.cfg.BatchSize, NoRepack: n.cfg.NoRepack,
+		Slots: slots, BackgroundSlots: bgSlots,
+		KVCacheBytes: n.cfg.KVCacheBytes, BatchSize: n.cfg.BatchSize, NoRepack: n.cfg.NoRepack,
 		BackgroundBatchSize: n.cfg.BackgroundBatchSize,
 	})
 	if err != nil {
@@ -160,7 +168,7 @@ func (n *Node) startWorker(m config.Model, dial func(string) (*natsbus.Conn, err
 	mw := &modelWorker{name: m.Name, engine: eng}
 	n.workers = append(n.workers, mw)
 	n.log.Info("model loaded", "model", m.Name, "path", m.Path, "took", time.Since(t0).Round(time.Millisecond))
-	mw.worker, err = worker.New(worker.Config{ID: id, Model: m.Name, Slots: n.cfg.Slots, Render: chatRenderer}, eng, n.log)
+	mw.worker, err = worker.New(worker.Config{ID: id, Model: m.Name, Slots: slots, BackgroundSlots: bgSlots, Render: chatRenderer}, eng, n.log)
 	if err != nil {
 		return err
 	}
@@ -178,9 +186,13 @@ func (n *Node) startGateway(ctx context.Context, dial func(string) (*natsbus.Con
 	if n.gwConn, err = dial("gateway"); err != nil {
 		return err
 	}
+	prefixMin := n.cfg.PrefixMinBytes
+	if !n.cfg.PrefixAffinity {
+		prefixMin = -1
+	}
 	n.gateway, err = natsbus.NewGateway(n.gwConn, natsbus.GatewayConfig{
 		QueueLimit: n.cfg.QueueLimit, HeartbeatTimeout: n.cfg.HeartbeatTimeout,
-		StallTimeout: n.cfg.StallTimeout,
+		StallTimeout: n.cfg.StallTimeout, PrefixMinBytes: prefixMin,
 	}, n.log)
 	if err != nil {
 		return err
@@ -196,7 +208,7 @@ func (n *Node) startGateway(ctx context.Context, dial func(string) (*natsbus.Con
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		metrics.NewStalls(n.gateway.Stalls))
+		metrics.NewStalls(n.gateway.Stalls), metrics.NewPrefixAffinity(n.gateway.PrefixAffinity))
 	h, err := n.startJobs(ctx, reg)
 	if err != nil {
 		return err

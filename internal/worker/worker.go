@@ -46,6 +46,12 @@ type Config struct {
 	Model string
 	// Slots bounds concurrent generations; 0 takes the engine's total.
 	Slots int
+	// BackgroundSlots, when positive, bounds background requests (batch
+	// lines, async jobs) separately: they then never take one of Slots, so
+	// interactive requests find a slot whatever a batch is doing (the
+	// engine gives background work only its idle steps). 0: background
+	// requests share Slots.
+	BackgroundSlots int
 	// Render renders chat requests; nil uses PlainChat.
 	Render Renderer
 }
@@ -67,15 +73,37 @@ type Worker struct {
 	sent atomic.Int64
 
 	mu       sync.Mutex
-	active   map[jobKey]context.CancelFunc // guarded by mu
-	draining bool                          // guarded by mu
-	idle     chan struct{}                 // guarded by mu; closed when active empties while draining
+	active   map[jobKey]running // guarded by mu
+	draining bool               // guarded by mu
+	idle     chan struct{}      // guarded by mu; closed when active empties while draining
 }
 
 type jobKey struct {
 	id      string
 	attempt int
 }
+
+// running is one admitted request.
+type running struct {
+	cancel     context.CancelFunc
+	background bool
+}
+
+// countLocked returns how many admitted requests are background work and
+// how many are not.
+func (w *Worker) countLocked() (fg, bg int) {
+	for _, r := range w.active {
+		if r.background {
+			bg++
+		} else {
+			fg++
+		}
+	}
+	return fg, bg
+}
+
+// separate reports whether background requests have slots of their own.
+func (w *Worker) separate() bool { return w.cfg.BackgroundSlots > 0 }
 
 // New returns a worker serving cfg.Model with eng.
 func New(cfg Config, eng Engine, log *slog.Logger) (*Worker, error) {
@@ -98,7 +126,7 @@ func New(cfg Config, eng Engine, log *slog.Logger) (*Worker, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &Worker{
 		cfg: cfg, eng: eng, info: eng.Info(), log: log.With("worker", cfg.ID, "model", cfg.Model),
-		ctx: ctx, cancel: cancel, active: map[jobKey]context.CancelFunc{},
+		ctx: ctx, cancel: cancel, active: map[jobKey]running{},
 	}
 	w.sent.Store(1) // Progress 0 would mean "not reported"
 	return w, nil
@@ -120,13 +148,23 @@ func (w *Worker) Admit(req *bus.Request, send func(*bus.Chunk)) *bus.Error {
 	if w.draining {
 		return &bus.Error{Code: bus.CodeOverloaded, Message: "worker is draining"}
 	}
-	if len(w.active) >= w.cfg.Slots {
+	fg, bg := w.countLocked()
+	switch {
+	case w.separate() && req.Background:
+		if bg >= w.cfg.BackgroundSlots {
+			return &bus.Error{Code: bus.CodeOverloaded, Message: fmt.Sprintf("all %d background slots busy", w.cfg.BackgroundSlots)}
+		}
+	case w.separate():
+		if fg >= w.cfg.Slots {
+			return &bus.Error{Code: bus.CodeOverloaded, Message: fmt.Sprintf("all %d slots busy", w.cfg.Slots)}
+		}
+	case fg+bg >= w.cfg.Slots:
 		return &bus.Error{Code: bus.CodeOverloaded, Message: fmt.Sprintf("all %d slots busy", w.cfg.Slots)}
 	}
 	ctx, cancel := context.WithCancel(w.ctx)
 	key := jobKey{req.ID, req.Attempt}
 	send = w.counting(send)
-	w.active[key] = cancel
+	w.active[key] = running{cancel: cancel, background: req.Background}
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
@@ -153,9 +191,9 @@ func (w *Worker) Admit(req *bus.Request, send func(*bus.Chunk)) *bus.Error {
 func (w *Worker) Cancel(id string, attempt int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for k, cancel := range w.active {
+	for k, r := range w.active {
 		if k.id == id && (attempt == 0 || k.attempt == attempt) {
-			cancel()
+			r.cancel()
 		}
 	}
 }
@@ -176,12 +214,17 @@ func (w *Worker) counting(send func(*bus.Chunk)) func(*bus.Chunk) {
 func (w *Worker) Heartbeat() bus.Heartbeat {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	fg, bg := w.countLocked()
 	hb := bus.Heartbeat{
 		V: bus.Version, Worker: w.cfg.ID, Models: []string{w.cfg.Model},
-		Slots: w.cfg.Slots, FreeSlots: w.cfg.Slots - len(w.active), Draining: w.draining,
+		Slots: w.cfg.Slots, FreeSlots: w.cfg.Slots - fg - bg, Draining: w.draining,
+	}
+	if w.separate() {
+		hb.FreeSlots = w.cfg.Slots - fg
+		hb.BackgroundSlots, hb.FreeBackgroundSlots = w.cfg.BackgroundSlots, w.cfg.BackgroundSlots-bg
 	}
 	if w.draining {
-		hb.FreeSlots = 0
+		hb.FreeSlots, hb.FreeBackgroundSlots = 0, 0
 	}
 	if c, ok := w.eng.(capacityReporter); ok {
 		cp := c.Capacity()
@@ -190,9 +233,12 @@ func (w *Worker) Heartbeat() bus.Heartbeat {
 		hb.Progress = cp.Steps
 	}
 	hb.Progress += w.sent.Load()
-	for k := range w.active {
+	for k, r := range w.active {
 		if !slices.Contains(hb.Active, k.id) {
 			hb.Active = append(hb.Active, k.id)
+			if r.background && w.separate() {
+				hb.Background = append(hb.Background, k.id)
+			}
 		}
 	}
 	return hb

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -291,5 +292,50 @@ func TestIgnoreEOSReachesEngine(t *testing.T) {
 		if got.IgnoreEOS != ignore {
 			t.Fatalf("ignore_eos %v reached the engine as %v", ignore, got.IgnoreEOS)
 		}
+	}
+}
+
+// TestBackgroundSlots: with background slots, batch work and interactive
+// work are admitted against their own slots and reported apart; without,
+// they share Slots.
+func TestBackgroundSlots(t *testing.T) {
+	gate := make(chan struct{})
+	defer close(gate)
+	eng := &fakeEngine{generate: echo(gate), slots: 2}
+	req := func(id string, bg bool) *bus.Request {
+		return &bus.Request{ID: id, Model: "m", Prompt: "ab", Attempt: 1, Background: bg}
+	}
+	w, err := New(Config{ID: "w1", Model: "m", Slots: 1, BackgroundSlots: 1}, eng, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Close)
+	sink := func(*bus.Chunk) {}
+	if e := w.Admit(req("b1", true), sink); e != nil {
+		t.Fatal(e)
+	}
+	if e := w.Admit(req("b2", true), sink); e == nil || e.Code != bus.CodeOverloaded {
+		t.Fatalf("second background request: %v, want overloaded", e)
+	}
+	hb := w.Heartbeat()
+	if hb.FreeSlots != 1 || hb.BackgroundSlots != 1 || hb.FreeBackgroundSlots != 0 || !slices.Equal(hb.Background, []string{"b1"}) {
+		t.Fatalf("heartbeat with a background request: %+v", hb)
+	}
+	if e := w.Admit(req("i1", false), sink); e != nil {
+		t.Fatalf("interactive request beside a full background slot: %v", e)
+	}
+	if e := w.Admit(req("i2", false), sink); e == nil || e.Code != bus.CodeOverloaded {
+		t.Fatalf("second interactive request: %v, want overloaded", e)
+	}
+
+	shared := newWorker(t, &fakeEngine{generate: echo(gate), slots: 1}, 1)
+	if e := shared.Admit(req("b1", true), sink); e != nil {
+		t.Fatal(e)
+	}
+	if e := shared.Admit(req("i1", false), sink); e == nil || e.Code != bus.CodeOverloaded {
+		t.Fatalf("shared slot taken by background work admitted an interactive request: %v", e)
+	}
+	if hb := shared.Heartbeat(); hb.FreeSlots != 0 || hb.BackgroundSlots != 0 || len(hb.Background) != 0 {
+		t.Fatalf("shared heartbeat %+v", hb)
 	}
 }
