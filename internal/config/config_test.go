@@ -63,3 +63,29 @@ func TestBindAndValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestPrefixAffinityFlags(t *testing.T) {
+	d := Default(RoleGateway)
+	if !d.PrefixAffinity || d.PrefixMinBytes != 256 {
+		t.Fatalf("defaults: affinity %v, min %d", d.PrefixAffinity, d.PrefixMinBytes)
+	}
+	c := Default(RoleServe)
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	Bind(fs, &c)
+	if err := fs.Parse([]string{"--model", "s=/x.gguf", "--prefix-affinity=false", "--prefix-min-bytes", "1024"}); err != nil {
+		t.Fatal(err)
+	}
+	if c.PrefixAffinity || c.PrefixMinBytes != 1024 {
+		t.Fatalf("parsed: affinity %v, min %d", c.PrefixAffinity, c.PrefixMinBytes)
+	}
+	c.PrefixMinBytes = -1
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--prefix-min-bytes") {
+		t.Fatalf("negative minimum: %v", err)
+	}
+	w := Default(RoleWorker)
+	wfs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	Bind(wfs, &w)
+	if wfs.Lookup("prefix-affinity") != nil {
+		t.Fatal("workers have no placement flags")
+	}
+}

@@ -213,3 +213,40 @@ func (s *Stalls) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(s.desc, prometheus.CounterValue, float64(n), m)
 	}
 }
+
+// PrefixAffinity is a collector that reads, at scrape time, how a gateway
+// placed new requests by prefix affinity, as
+// courier_prefix_affinity_total{model, result}: "hit" (sent to the worker
+// that last ran the longest prefix it shares with earlier requests),
+// "miss" (no such prefix remembered) or "busy" (that worker was full or
+// too loaded, so the least-loaded one took it).
+type PrefixAffinity struct {
+	counts func() map[string]map[string]int64
+	desc   *prometheus.Desc
+}
+
+var _ prometheus.Collector = (*PrefixAffinity)(nil)
+
+// NewPrefixAffinity returns a collector over counts: placements since the
+// gateway started, by model, then by result (nil or empty when prefix
+// affinity is off). counts must be cheap and safe for concurrent use.
+func NewPrefixAffinity(counts func() map[string]map[string]int64) *PrefixAffinity {
+	return &PrefixAffinity{
+		counts: counts,
+		desc: prometheus.NewDesc("courier_prefix_affinity_total",
+			"New requests placed by the gateway, by model and prefix affinity result: hit (to the worker that last ran their longest shared prefix), miss (none remembered) or busy (that worker was full or too loaded).",
+			[]string{"model", "result"}, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (p *PrefixAffinity) Describe(ch chan<- *prometheus.Desc) { ch <- p.desc }
+
+// Collect implements prometheus.Collector.
+func (p *PrefixAffinity) Collect(ch chan<- prometheus.Metric) {
+	for m, byResult := range p.counts() {
+		for r, n := range byResult {
+			ch <- prometheus.MustNewConstMetric(p.desc, prometheus.CounterValue, float64(n), m, r)
+		}
+	}
+}

@@ -102,3 +102,25 @@ func TestStalls(t *testing.T) {
 		}
 	}
 }
+
+func TestPrefixAffinity(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewPrefixAffinity(func() map[string]map[string]int64 {
+		return map[string]map[string]int64{"m1": {"hit": 5, "miss": 2, "busy": 1}}
+	}))
+	got := gather(t, reg)
+	for k, v := range map[string]float64{
+		"courier_prefix_affinity_total,model=m1,result=hit":  5,
+		"courier_prefix_affinity_total,model=m1,result=miss": 2,
+		"courier_prefix_affinity_total,model=m1,result=busy": 1,
+	} {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v", k, got[k], v)
+		}
+	}
+	off := prometheus.NewRegistry()
+	off.MustRegister(NewPrefixAffinity(func() map[string]map[string]int64 { return nil }))
+	if got := gather(t, off); len(got) != 0 {
+		t.Errorf("affinity off exports %v", got)
+	}
+}

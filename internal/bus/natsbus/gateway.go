@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"maps"
 	"slices"
@@ -40,6 +41,20 @@ type GatewayConfig struct {
 	// work and its requests are re-dispatched, as for a lost worker, until
 	// its Progress moves again. 0 disables the check.
 	StallTimeout time.Duration
+	// PrefixMinBytes turns on prefix affinity: a new request goes to the
+	// worker that last ran the longest prefix of its text it shares with
+	// an earlier request, when that prefix is at least this long and the
+	// worker is not much more loaded than the least-loaded one (see
+	// PrefixSlack). 0 means 256; negative turns prefix affinity off.
+	PrefixMinBytes int
+	// PrefixSlack is how many fewer free slots than the least-loaded
+	// worker the prefix's worker may have and still get the request; 0
+	// means 2, negative means none (it must have as many free slots).
+	PrefixSlack int
+	// PrefixEntries bounds the prefix chain links remembered per model
+	// (one per 64 bytes of a placed request's text, up to 16 KiB); 0
+	// means 65536.
+	PrefixEntries int
 }
 
 func (c *GatewayConfig) fill() {
@@ -59,6 +74,18 @@ func (c *GatewayConfig) fill() {
 	}
 	if c.RedispatchTimeout <= 0 {
 		c.RedispatchTimeout = 30 * time.Second
+	}
+	if c.PrefixMinBytes == 0 {
+		c.PrefixMinBytes = defaultPrefixMinBytes
+	}
+	switch {
+	case c.PrefixSlack == 0:
+		c.PrefixSlack = defaultPrefixSlack
+	case c.PrefixSlack < 0:
+		c.PrefixSlack = 0
+	}
+	if c.PrefixEntries <= 0 {
+		c.PrefixEntries = defaultPrefixEntries
 	}
 }
 
@@ -82,6 +109,11 @@ type Gateway struct {
 	queues  map[string][]*waiter    // guarded by mu; by model, oldest first
 	seen    chan struct{}           // guarded by mu; closed and replaced when a worker appears
 	stalls  map[string]int64        // guarded by mu; stalls declared, by model of the worker
+
+	prefixSeed maphash.Seed                          // hashes prefix chains
+	prefixes   map[string]*prefixTable               // guarded by mu; by model
+	affinity   map[string]*[len(affinityNames)]int64 // guarded by mu; new placements by affinity result, by model
+	epochs     uint64                                // guarded by mu; the last worker epoch handed out
 }
 
 // workerState is what the gateway knows of one worker.
@@ -92,12 +124,16 @@ type workerState struct {
 	held    map[string]*stream // this gateway's requests placed there
 	done    map[string]bool    // requests of held that ended, until a heartbeat no longer lists them
 	others  int                // slots busy with other gateways' requests at hb
-	refused int                // refusals (overloaded) since the last sweep or hb
-	suspect bool               // it failed to answer; no new work until its next hb
+	// othersBg are others' requests in the worker's background slots.
+	othersBg int
+	refused  int  // refusals (overloaded) since the last sweep or hb
+	suspect  bool // it failed to answer; no new work until its next hb
 
 	progress   int64     // hb.Progress when it last moved
 	progressAt time.Time // when progress last moved or the worker was idle
 	stalled    bool      // busy with progress standing still past the stall timeout
+
+	epoch uint64 // names this incarnation of the worker (and its prefix cache) in the prefix tables
 }
 
 // live reports whether w may take new work at all: not draining, stopping
@@ -108,15 +144,37 @@ func (w *workerState) serves(model string) bool {
 	return w.live() && slices.Contains(w.hb.Models, model)
 }
 
-func (w *workerState) free() int {
+// free returns w's free slots for interactive requests.
+func (w *workerState) free() int { return w.freeFor(false) }
+
+// freeFor returns w's free slots for a request of the given kind: on a
+// worker with background slots (Heartbeat.BackgroundSlots) each kind has
+// its own, so batch work never takes a slot from interactive requests; on
+// one without, both kinds share Slots.
+func (w *workerState) freeFor(background bool) int {
 	if w.suspect || w.stalled {
 		return 0
 	}
-	return w.hb.Slots - len(w.held) - w.others - w.refused
+	if w.hb.BackgroundSlots == 0 {
+		return w.hb.Slots - len(w.held) - w.others - w.refused
+	}
+	n := 0
+	for _, st := range w.held {
+		if st.req.Background == background {
+			n++
+		}
+	}
+	if background {
+		return w.hb.BackgroundSlots - n - w.othersBg - w.refused
+	}
+	return w.hb.Slots - n - w.others - w.refused
 }
 
-// waiter is a Dispatch waiting for a free slot.
-type waiter struct{ wake chan struct{} }
+// waiter is a Dispatch waiting for a free slot of its kind.
+type waiter struct {
+	wake       chan struct{}
+	background bool
+}
 
 // NewGateway subscribes to heartbeats and chunks on conn and asks every
 // worker for a heartbeat.
@@ -134,6 +192,10 @@ func NewGateway(conn *Conn, cfg GatewayConfig, log *slog.Logger) (*Gateway, erro
 		queues:  map[string][]*waiter{},
 		seen:    make(chan struct{}),
 		stalls:  map[string]int64{},
+
+		prefixSeed: maphash.MakeSeed(),
+		prefixes:   map[string]*prefixTable{},
+		affinity:   map[string]*[len(affinityNames)]int64{},
 	}
 	for subj, fn := range map[string]nats.MsgHandler{
 		bus.SubjectHeartbeats:       g.onHeartbeat,
@@ -239,8 +301,11 @@ func (g *Gateway) Workers() []bus.Heartbeat {
 	for _, w := range g.workers {
 		hb := w.hb
 		hb.FreeSlots = max(0, w.free())
+		if hb.BackgroundSlots > 0 {
+			hb.FreeBackgroundSlots = max(0, w.freeFor(true))
+		}
 		if hb.Draining {
-			hb.FreeSlots = 0
+			hb.FreeSlots, hb.FreeBackgroundSlots = 0, 0
 		}
 		hbs = append(hbs, hb)
 	}

@@ -41,14 +41,20 @@ func (g *Gateway) place(ctx context.Context, st *stream, deadline time.Time, fir
 		defer t.Stop()
 		timer = t.C
 	}
+	var links []uint64 // the request's prefix chain, for affinity
+	if first && g.affinityOn() {
+		if links = prefixChain(g.prefixSeed, &st.req); len(links) < g.minLinks() {
+			links = nil // too short to ever match
+		}
+	}
 	for sends := 0; sends < maxSends; {
 		g.mu.Lock()
 		if g.closed {
 			g.mu.Unlock()
 			return ErrClosed
 		}
-		w, live := g.pickLocked(model)
-		if w != nil && first && !g.turnLocked(model, wt) {
+		w, live, affinity := g.pickLocked(model, links, st.req.Background)
+		if w != nil && first && !g.turnLocked(model, wt, st.req.Background) {
 			w = nil // requests queued earlier go first
 		}
 		if w != nil {
@@ -58,6 +64,12 @@ func (g *Gateway) place(ctx context.Context, st *stream, deadline time.Time, fir
 			name := w.hb.Worker
 			g.mu.Unlock()
 			placed, err := g.send(ctx, st, w, name)
+			if placed && links != nil {
+				g.mu.Lock()
+				g.countAffinityLocked(model, affinity)
+				g.recordLocked(model, links, w)
+				g.mu.Unlock()
+			}
 			if placed || err != nil {
 				return err
 			}
@@ -72,7 +84,7 @@ func (g *Gateway) place(ctx context.Context, st *stream, deadline time.Time, fir
 				g.mu.Unlock()
 				return fmt.Errorf("%w: %s has %d waiting", bus.ErrQueueFull, model, len(g.queues[model]))
 			}
-			wt = &waiter{wake: make(chan struct{}, 1)}
+			wt = &waiter{wake: make(chan struct{}, 1), background: st.req.Background}
 			g.queues[model] = append(g.queues[model], wt)
 		}
 		g.mu.Unlock()
@@ -97,27 +109,40 @@ func (g *Gateway) place(ctx context.Context, st *stream, deadline time.Time, fir
 // requests queued before it leave one for it. Queued requests are thus
 // placed in arrival order, and a newcomer never overtakes them. (Resumed
 // requests, whose clients are mid-stream, do not wait their turn.)
-func (g *Gateway) turnLocked(model string, wt *waiter) bool {
-	q := g.queues[model]
-	ahead := len(q)
-	if wt != nil {
-		ahead = slices.Index(q, wt)
+func (g *Gateway) turnLocked(model string, wt *waiter, background bool) bool {
+	ahead := 0 // queued before it, of its kind (each kind has its own slots)
+	for _, x := range g.queues[model] {
+		if x == wt {
+			break
+		}
+		if x.background == background {
+			ahead++
+		}
 	}
-	if ahead <= 0 {
+	if ahead == 0 {
 		return true
 	}
 	free := 0
 	for _, w := range g.workers {
 		if w.serves(model) {
-			free += max(w.free(), 0)
+			free += max(w.freeFor(background), 0)
 		}
 	}
 	return ahead < free
 }
 
-// pickLocked returns the worker serving model with the most free slots (nil
-// when none has one) and whether any live worker serves model at all.
-func (g *Gateway) pickLocked(model string) (*workerState, bool) {
+// pickLocked returns the worker serving model that a placement should use
+// now (nil when none has a free slot), whether any live worker serves
+// model at all, and the prefix affinity result of the choice.
+//
+// The load rule takes the worker with the most free slots. With links (a
+// new request's prefix chain; nil for none) the worker holding the longest
+// remembered prefix of at least PrefixMinBytes is taken instead when it
+// has a free slot and at most PrefixSlack fewer free slots than that
+// least-loaded worker. So affinity never makes a request wait while some
+// worker has a free slot, and it lets one worker run at most PrefixSlack+1
+// more requests than another before the load rule takes over.
+func (g *Gateway) pickLocked(model string, links []uint64, background bool) (*workerState, bool, int) {
 	var best *workerState
 	live := false
 	for _, w := range g.workers {
@@ -125,11 +150,21 @@ func (g *Gateway) pickLocked(model string) (*workerState, bool) {
 			continue
 		}
 		live = true
-		if f := w.free(); f > 0 && (best == nil || f > best.free()) {
+		if f := w.freeFor(background); f > 0 && (best == nil || f > best.freeFor(background)) {
 			best = w
 		}
 	}
-	return best, live
+	if best == nil || links == nil {
+		return best, live, affinityNone
+	}
+	switch aff := g.affinityLocked(model, links); {
+	case aff == nil:
+		return best, live, affinityMiss
+	case aff.freeFor(background) > 0 && aff.freeFor(background) >= best.freeFor(background)-g.cfg.PrefixSlack:
+		return aff, live, affinityHit
+	default:
+		return best, live, affinityBusy
+	}
 }
 
 // send offers st's next attempt to w (named name), which st already holds a
@@ -252,11 +287,18 @@ func (g *Gateway) onHeartbeat(m *nats.Msg) {
 		return
 	}
 	if w == nil {
-		w = &workerState{held: map[string]*stream{}, done: map[string]bool{}}
+		g.epochs++
+		w = &workerState{held: map[string]*stream{}, done: map[string]bool{}, epoch: g.epochs}
 		g.workers[hb.Worker] = w
 		close(g.seen)
 		g.seen = make(chan struct{})
 		g.log.Info("worker joined", "worker", hb.Worker, "models", hb.Models, "slots", hb.Slots)
+	}
+	if hb.PrefixLookups < w.hb.PrefixLookups {
+		// Its engine restarted under the same name: its prefix cache is
+		// empty, so what the gateway remembers of it no longer holds.
+		g.epochs++
+		w.epoch = g.epochs
 	}
 	now := time.Now()
 	w.hb, w.last, w.suspect = hb, now, false
@@ -267,12 +309,16 @@ func (g *Gateway) onHeartbeat(m *nats.Msg) {
 			w.timeout = 3 * time.Duration(hb.IntervalMS) * time.Millisecond
 		}
 	}
-	w.others, w.refused = 0, 0
+	w.others, w.othersBg, w.refused = 0, 0, 0
 	listed := make(map[string]bool, len(hb.Active))
 	for _, id := range hb.Active {
 		listed[id] = true
 		if _, mine := w.held[id]; !mine && !w.done[id] {
-			w.others++
+			if slices.Contains(hb.Background, id) {
+				w.othersBg++
+			} else {
+				w.others++
+			}
 		}
 	}
 	for id := range w.done {
