@@ -56,7 +56,7 @@ func (f *affinityFleet) gate(id string) chan struct{} {
 // join starts worker name with 4 slots (a new incarnation if it ran before).
 func (f *affinityFleet) join(name string) {
 	sw, h := newSlotWorker("m", 4, func(ctx context.Context, r *bus.Request, send func(*bus.Chunk)) {
-			select {
+		select {
 		case <-f.gate(r.ID):
 		case <-ctx.Done():
 			return
