@@ -304,3 +304,20 @@ func TestPrefixTableBounded(t *testing.T) {
 		t.Fatal("the oldest link is still there")
 	}
 }
+
+// BenchmarkPrefixChain: hashing the longest text the gateway looks at
+// (16 KiB), and walking and recording its chain in a table that knows it.
+func BenchmarkPrefixChain(b *testing.B) {
+	g := &Gateway{cfg: GatewayConfig{PrefixMinBytes: 256, PrefixEntries: 1 << 16},
+		prefixSeed: maphash.MakeSeed(), prefixes: map[string]*prefixTable{},
+		workers: map[string]*workerState{"w": {hb: bus.Heartbeat{Models: []string{"m"}, Slots: 4}, epoch: 1}}}
+	req := &bus.Request{Prompt: strings.Repeat(longText("Alpha"), 10)}
+	b.SetBytes(prefixMaxBytes)
+	for b.Loop() {
+		links := prefixChain(g.prefixSeed, req)
+		if w := g.affinityLocked("m", links); w == nil && g.prefixes["m"] != nil {
+			b.Fatal("no match")
+		}
+		g.recordLocked("m", links, g.workers["w"])
+	}
+}
