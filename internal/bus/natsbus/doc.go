@@ -7,10 +7,14 @@
 //     Listen is set; JetStream file storage under DataDir; optional cluster
 //     routes) and its clean shutdown.
 //   - Gateway: the gateway side. It learns every worker's free slots from
-//     heartbeats, sends each request to one worker that can start it now
-//     (core NATS request-reply; the worker answers with an Accept), queues
-//     requests per model when no worker has room (bounded: a full queue is
-//     bus.ErrQueueFull at once), and relays the worker's chunks through a
+//     heartbeats (interactive and background slots apart), sends each
+//     request to one worker that can start it now (core NATS request-reply;
+//     the worker answers with an Accept), preferring the worker that last
+//     ran a long prefix of the request's text (prefix affinity,
+//     affinity.go), queues requests per model in arrival order when no
+//     worker has room (bounded: a full queue is bus.ErrQueueFull at once),
+//     takes a worker whose engine stopped making progress out of rotation
+//     (stall detection), and relays the worker's chunks through a
 //     Stream that reorders and drops duplicates by Seq. When a worker is lost
 //     (heartbeats stop, or it stops listing a request it held) the gateway
 //     sends the request to another worker with Resume set to the tokens
