@@ -22,7 +22,11 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	// nats.go's object-store Get hands chunks to its reader from the
+	// subscription's goroutine through a pipe; when a node stops while a
+	// read is in flight, that write can outlive the test run by a moment
+	// (seen once in a full run). It is nats.go's goroutine, not ours.
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/nats-io/nats.go/jetstream.(*obs).Get.func2"))
 }
 
 const modelName = "stories260K"
