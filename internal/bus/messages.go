@@ -84,6 +84,11 @@ type Request struct {
 	Background bool `json:"background,omitempty"`
 	// Attempt counts dispatches of this request, starting at 1.
 	Attempt int `json:"attempt,omitempty"`
+	// Tenant names who sent the request, for fair queueing between
+	// callers: 16 hex digits of the SHA-256 of the API key it was
+	// authenticated with (never the key itself); "" without API keys.
+	// Requests of one model wait in round-robin order between tenants.
+	Tenant string `json:"tenant,omitempty"`
 }
 
 // TokenLogprob is a token's log-probability and its top alternatives.

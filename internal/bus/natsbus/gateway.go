@@ -26,6 +26,10 @@ type GatewayConfig struct {
 	// QueueLimit bounds the requests per model waiting for a free slot;
 	// 0 means 64, negative means no waiting (no free slot → ErrQueueFull).
 	QueueLimit int
+	// QueueLimitPerTenant bounds the requests per model and tenant
+	// (bus.Request.Tenant) waiting for a free slot, under QueueLimit; 0 or
+	// negative means none.
+	QueueLimitPerTenant int
 	// HeartbeatTimeout declares a silent worker lost; 0 means three of the
 	// worker's own heartbeat intervals.
 	HeartbeatTimeout time.Duration
@@ -107,6 +111,7 @@ type Gateway struct {
 	workers map[string]*workerState // guarded by mu
 	streams map[string]*stream      // guarded by mu; by request id
 	queues  map[string][]*waiter    // guarded by mu; by model, oldest first
+	rounds  map[string]*[2]int64    // guarded by mu; by model, the current fair-queueing round of each kind (fair.go)
 	seen    chan struct{}           // guarded by mu; closed and replaced when a worker appears
 	stalls  map[string]int64        // guarded by mu; stalls declared, by model of the worker
 
@@ -174,6 +179,8 @@ func (w *workerState) freeFor(background bool) int {
 type waiter struct {
 	wake       chan struct{}
 	background bool
+	tenant     string // the request's bus.Request.Tenant
+	round      int64  // its fair-queueing round (fair.go)
 }
 
 // NewGateway subscribes to heartbeats and chunks on conn and asks every
@@ -190,6 +197,7 @@ func NewGateway(conn *Conn, cfg GatewayConfig, log *slog.Logger) (*Gateway, erro
 		workers: map[string]*workerState{},
 		streams: map[string]*stream{},
 		queues:  map[string][]*waiter{},
+		rounds:  map[string]*[2]int64{},
 		seen:    make(chan struct{}),
 		stalls:  map[string]int64{},
 

@@ -54,8 +54,11 @@ func (g *Gateway) place(ctx context.Context, st *stream, deadline time.Time, fir
 			return ErrClosed
 		}
 		w, live, affinity := g.pickLocked(model, links, st.req.Background)
-		if w != nil && first && !g.turnLocked(model, wt, st.req.Background) {
-			w = nil // requests queued earlier go first
+		if w != nil && first && !g.turnLocked(model, wt, st.req.Tenant, st.req.Background) {
+			w = nil // requests queued ahead of it go first
+		}
+		if w != nil && wt != nil {
+			g.passRoundLocked(model, wt)
 		}
 		if w != nil {
 			sends++
@@ -80,11 +83,12 @@ func (g *Gateway) place(ctx context.Context, st *stream, deadline time.Time, fir
 			return fmt.Errorf("%w: %s", bus.ErrNoWorkers, model)
 		}
 		if wt == nil {
-			if len(g.queues[model]) >= max(g.cfg.QueueLimit, 0) {
+			if err := g.queueFullLocked(model, st.req.Tenant); err != nil {
 				g.mu.Unlock()
-				return fmt.Errorf("%w: %s has %d waiting", bus.ErrQueueFull, model, len(g.queues[model]))
+				return err
 			}
-			wt = &waiter{wake: make(chan struct{}, 1), background: st.req.Background}
+			wt = &waiter{wake: make(chan struct{}, 1), background: st.req.Background, tenant: st.req.Tenant,
+				round: g.roundLocked(model, st.req.Tenant, st.req.Background)}
 			g.queues[model] = append(g.queues[model], wt)
 		}
 		g.mu.Unlock()
@@ -104,21 +108,14 @@ func (g *Gateway) place(ctx context.Context, st *stream, deadline time.Time, fir
 	return fmt.Errorf("%w: %d workers refused %s", bus.ErrNotPlaced, maxSends, st.req.ID)
 }
 
-// turnLocked reports whether a new request (its waiter wt, nil while it
-// has not queued) may take one of model's free slots now: only when the
-// requests queued before it leave one for it. Queued requests are thus
-// placed in arrival order, and a newcomer never overtakes them. (Resumed
-// requests, whose clients are mid-stream, do not wait their turn.)
-func (g *Gateway) turnLocked(model string, wt *waiter, background bool) bool {
-	ahead := 0 // queued before it, of its kind (each kind has its own slots)
-	for _, x := range g.queues[model] {
-		if x == wt {
-			break
-		}
-		if x.background == background {
-			ahead++
-		}
-	}
+// turnLocked reports whether a new request of tenant (its waiter wt, nil
+// while it has not queued) may take one of model's free slots now: only
+// when the waiters of its kind that rank ahead of it (rankLocked) leave one
+// for it. Queued requests are thus placed in fair order, and a newcomer
+// never overtakes those ranked ahead of it. (Resumed requests, whose
+// clients are mid-stream, do not wait their turn.)
+func (g *Gateway) turnLocked(model string, wt *waiter, tenant string, background bool) bool {
+	ahead := g.aheadLocked(model, wt, tenant, background)
 	if ahead == 0 {
 		return true
 	}
@@ -129,6 +126,29 @@ func (g *Gateway) turnLocked(model string, wt *waiter, background bool) bool {
 		}
 	}
 	return ahead < free
+}
+
+// queueFullLocked returns bus.ErrQueueFull when a new request of tenant
+// may not wait in model's queue: it holds QueueLimit requests, or
+// QueueLimitPerTenant of tenant's.
+func (g *Gateway) queueFullLocked(model, tenant string) error {
+	q := g.queues[model]
+	if len(q) >= max(g.cfg.QueueLimit, 0) {
+		return fmt.Errorf("%w: %s has %d waiting", bus.ErrQueueFull, model, len(q))
+	}
+	if g.cfg.QueueLimitPerTenant <= 0 {
+		return nil
+	}
+	mine := 0
+	for _, x := range q {
+		if x.tenant == tenant {
+			mine++
+		}
+	}
+	if mine >= g.cfg.QueueLimitPerTenant {
+		return fmt.Errorf("%w: %s has %d waiting from this tenant", bus.ErrQueueFull, model, mine)
+	}
+	return nil
 }
 
 // pickLocked returns the worker serving model that a placement should use
