@@ -102,6 +102,19 @@ func (s *server) owner(r *http.Request) string {
 	return hex.EncodeToString(sum[:12])
 }
 
+// tenant names the caller of r for fair queueing (bus.Request.Tenant):
+// the first 16 hex digits of its owner, which are those of the SHA-256 of
+// its API key, so the key never travels on the bus. A background request
+// (a batch line or job run by Execute) is its batch's or job's owner's.
+// "" without API keys.
+func (s *server) tenant(r *http.Request, background bool) string {
+	owner := s.owner(r)
+	if background {
+		owner = jobs.OwnerFromContext(r.Context())
+	}
+	return owner[:min(len(owner), 16)]
+}
+
 // jobRoute matches the Files, Batches and Jobs paths (nil manager: none).
 func (s *server) jobRoute(r *http.Request) (route, bool) {
 	if s.jobs == nil {

@@ -85,6 +85,7 @@ func (s *server) generate(w http.ResponseWriter, r *http.Request, req *bus.Reque
 	req.ID = s.newID()
 	req.Deadline = start.Add(s.cfg.RequestTimeout).UnixMilli()
 	req.Background, _ = r.Context().Value(backgroundKey{}).(bool)
+	req.Tenant = s.tenant(r, req.Background)
 	s.m.Inflight(req.Model, 1)
 	defer s.m.Inflight(req.Model, -1)
 

@@ -52,7 +52,7 @@ func (m *Manager) createJob(ctx context.Context, owner, url, model string, body 
 // publishJob queues rec's message; its id is the job id, so a second
 // publish within the queue's deduplication window is dropped.
 func (m *Manager) publishJob(ctx context.Context, rec *jobRecord) error {
-	msg, err := json.Marshal(lineMsg{Job: rec.ID, URL: rec.URL, Body: rec.Request})
+	msg, err := json.Marshal(lineMsg{Job: rec.ID, URL: rec.URL, Body: rec.Request, Owner: rec.Owner})
 	if err != nil {
 		return fmt.Errorf("jobs: encode job %s: %w", rec.ID, err)
 	}

@@ -158,7 +158,7 @@ func (m *Manager) enqueue(ctx context.Context, id string, exec Executor) error {
 			m.storeResult(ctx, id, i, &OutputLine{CustomID: l.msg.CustomID, Error: l.err})
 			continue
 		}
-		l.msg.Batch, l.msg.Index = id, i
+		l.msg.Batch, l.msg.Index, l.msg.Owner = id, i, rec.Owner
 		b, _ := json.Marshal(&l.msg)
 		msgs = append(msgs, QueueMsg{Group: id, ID: resultKey(id, i), Data: b})
 		msgLine = append(msgLine, i)

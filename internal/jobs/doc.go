@@ -34,7 +34,9 @@
 //     line only when the Capacity it is given reports room (free slots beyond
 //     a reserve and no interactive request waiting).
 //   - Every record carries its owner; a lookup by another owner is
-//     ErrNotFound.
+//     ErrNotFound. A line runs with its owner in the Executor's context
+//     (OwnerFromContext), so the gateway queues it fairly among that
+//     owner's other requests.
 //   - Goroutines (runner, monitor, enqueuers) are started by the Manager and
 //     waited for by Close.
 //

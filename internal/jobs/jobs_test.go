@@ -43,7 +43,7 @@ func (e *echo) Execute(ctx context.Context, url string, body []byte) (int, strin
 	case bytes.Contains(body, []byte("busy")) && e.busy.Add(1) <= 2:
 		return 503, "r", []byte(`{"error":{}}`)
 	}
-	return 200, "req-1", fmt.Appendf(nil, `{"url":%q,"echo":%s}`, url, body)
+	return 200, "req-1", fmt.Appendf(nil, `{"url":%q,"owner":%q,"echo":%s}`, url, jobs.OwnerFromContext(ctx), body)
 }
 
 func (e *echo) Executable(url string) bool {
@@ -153,6 +153,11 @@ func TestBatchLifecycle(t *testing.T) {
 	for _, l := range append(okLines, errLines...) {
 		seen[l.CustomID]++
 	}
+	for _, l := range okLines {
+		if !bytes.Contains(l.Response.Body, []byte(`"owner":"alice"`)) {
+			t.Fatalf("line %s ran without its owner: %s", l.CustomID, l.Response.Body)
+		}
+	}
 	for i := range n {
 		if seen[fmt.Sprintf("c%d", i)] != 1 {
 			t.Errorf("c%d appears %d times", i, seen[fmt.Sprintf("c%d", i)])
@@ -213,7 +218,7 @@ func TestAsyncJob(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if j.Response.StatusCode != 200 || !bytes.Contains(j.Response.Body, []byte(`"echo":{"model":"tiny"}`)) {
+	if j.Response.StatusCode != 200 || !bytes.Contains(j.Response.Body, []byte(`"owner":"alice","echo":{"model":"tiny"}`)) {
 		t.Fatalf("response %+v %s", j.Response, j.Response.Body)
 	}
 	if _, err := m.Job(ctx, "bob", j.ID); err == nil {

@@ -106,7 +106,7 @@ func (r *runner) execute(d Delivery, msg *lineMsg) (status int, reqID string, bo
 			}
 		}
 	}()
-	status, reqID, body = r.exec.Execute(ctx, msg.URL, msg.Body)
+	status, reqID, body = r.exec.Execute(ContextWithOwner(ctx, msg.Owner), msg.URL, msg.Body)
 	close(stop)
 	<-alive
 	if ctx.Err() != nil {

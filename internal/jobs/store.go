@@ -105,7 +105,9 @@ type Store struct {
 // Executor runs one request the way its synchronous endpoint would.
 type Executor interface {
 	// Execute runs a POST of body to url and returns the status, the
-	// request id and the response body the synchronous call returns.
+	// request id and the response body the synchronous call returns. ctx
+	// carries the owner of the batch or job the line belongs to
+	// (OwnerFromContext).
 	Execute(ctx context.Context, url string, body []byte) (status int, requestID string, resp []byte)
 	// Executable reports whether url names a route Execute can run.
 	Executable(url string) bool
@@ -115,4 +117,20 @@ type Executor interface {
 // now without delaying interactive ones.
 type Capacity interface {
 	Room() int
+}
+
+// ownerKey is the context key of a line's owner.
+type ownerKey struct{}
+
+// ContextWithOwner returns ctx carrying owner, the owner of the batch or
+// job whose line runs under it.
+func ContextWithOwner(ctx context.Context, owner string) context.Context {
+	return context.WithValue(ctx, ownerKey{}, owner)
+}
+
+// OwnerFromContext returns the owner ContextWithOwner put in ctx; "" when
+// none (no API keys, or a line queued before owners were carried).
+func OwnerFromContext(ctx context.Context) string {
+	o, _ := ctx.Value(ownerKey{}).(string)
+	return o
 }

@@ -152,6 +152,10 @@ type lineMsg struct {
 	Job      string          `json:"job,omitempty"`
 	URL      string          `json:"url"`
 	Body     json.RawMessage `json:"body"`
+	// Owner is the batch's or job's owner, handed to the Executor in the
+	// context (OwnerFromContext); absent in messages queued before it was
+	// added.
+	Owner string `json:"owner,omitempty"`
 }
 
 // LineError is the error of a line that produced no response.

@@ -11,8 +11,9 @@
 //     request to one worker that can start it now (core NATS request-reply;
 //     the worker answers with an Accept), preferring the worker that last
 //     ran a long prefix of the request's text (prefix affinity,
-//     affinity.go), queues requests per model in arrival order when no
-//     worker has room (bounded: a full queue is bus.ErrQueueFull at once),
+//     affinity.go), queues requests per model when no worker has room, in
+//     round-robin order between tenants and arrival order within one
+//     (fair.go; bounded: a full queue is bus.ErrQueueFull at once),
 //     takes a worker whose engine stopped making progress out of rotation
 //     (stall detection), and relays the worker's chunks through a
 //     Stream that reorders and drops duplicates by Seq. When a worker is lost
