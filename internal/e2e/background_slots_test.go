@@ -22,6 +22,7 @@ func TestBackgroundWorkKeepsInteractiveSlots(t *testing.T) {
 	cfg := serveConfig(t)
 	cfg.Slots, cfg.BackgroundSlots = 1, 1
 	cfg.HeartbeatInterval = 20 * time.Millisecond
+	cfg.HeartbeatTimeout = 5 * time.Second // fast heartbeats, but no loss under -race on a busy machine
 	n := startNode(t, cfg)
 	base := "http://" + n.Addr() + "/v1"
 	t.Cleanup(http.DefaultClient.CloseIdleConnections)
@@ -38,11 +39,15 @@ func TestBackgroundWorkKeepsInteractiveSlots(t *testing.T) {
 		t.Fatalf("async job: status %d", resp.StatusCode)
 	}
 	var job struct{ Data []jobs.Job }
+	var id string
 	waitUntil(t, "the job to hold the background slot", func() bool {
 		hbs := n.Gateway().Workers()
-		return len(hbs) == 1 && len(hbs[0].Background) == 1 && hbs[0].FreeBackgroundSlots == 0 && hbs[0].FreeSlots == 1
+		if len(hbs) == 1 && len(hbs[0].Background) == 1 && hbs[0].FreeBackgroundSlots == 0 && hbs[0].FreeSlots == 1 {
+			id = hbs[0].Background[0]
+			return true
+		}
+		return false
 	})
-	id := n.Gateway().Workers()[0].Background[0]
 
 	c := client(t, n.Addr())
 	if _, err := c.Completions.New(testCtx(t), completionParams("One day", 20)); err != nil {
@@ -55,7 +60,7 @@ func TestBackgroundWorkKeepsInteractiveSlots(t *testing.T) {
 	if len(job.Data) != 1 || job.Data[0].Status != jobs.JobQueued && job.Data[0].Status != jobs.JobInProgress {
 		t.Fatalf("the job (%s) ended before the interactive request: %+v", id, job.Data)
 	}
-	if hbs := n.Gateway().Workers(); !slices.Contains(hbs[0].Active, id) {
-		t.Fatalf("the job's request %s is no longer on the worker: %+v", id, hbs[0])
+	if hbs := n.Gateway().Workers(); len(hbs) != 1 || !slices.Contains(hbs[0].Active, id) {
+		t.Fatalf("the job's request %s is no longer on the worker: %+v", id, hbs)
 	}
 }
