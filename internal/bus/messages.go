@@ -160,6 +160,10 @@ type Accept struct {
 	Worker  string `json:"worker"`
 	Attempt int    `json:"attempt,omitempty"`
 	Error   *Error `json:"error,omitempty"`
+	// HeartbeatSeq is the Seq of the worker's latest heartbeat when it
+	// admitted the request: heartbeats numbered above it were taken after
+	// the admission and list the request while it runs. 0: not reported.
+	HeartbeatSeq uint64 `json:"heartbeat_seq,omitempty"`
 }
 
 // Cancel tells the worker holding request ID to stop it.
@@ -207,4 +211,7 @@ type Heartbeat struct {
 	// A gateway that sees Active non-empty while Progress stands still for
 	// its stall timeout treats the worker as stuck.
 	Progress int64 `json:"progress,omitempty"`
+	// Seq numbers the worker's heartbeats, from 1 (see
+	// Accept.HeartbeatSeq); 0: not reported.
+	Seq uint64 `json:"seq,omitempty"`
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -53,6 +54,11 @@ type Host struct {
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	// hbSeq numbers heartbeats. It is advanced before the handler's state
+	// is read, and an Accept carries its value after Admit returned, so a
+	// heartbeat numbered above an Accept's was read after that admission.
+	hbSeq atomic.Uint64
 }
 
 // NewHost subscribes h's subjects on conn and starts its heartbeats.
@@ -125,7 +131,9 @@ func (ho *Host) Close() {
 	ho.cancel()
 	ho.wg.Wait()
 	ho.unsubscribe()
+	seq := ho.hbSeq.Add(1)
 	hb := ho.h.Heartbeat()
+	hb.Seq = seq
 	hb.Stopped, hb.Draining, hb.FreeSlots = true, true, 0
 	ho.publishHeartbeat(hb)
 	_ = ho.conn.nc.Flush()
@@ -158,7 +166,9 @@ func (ho *Host) heartbeats(ctx context.Context) {
 // beat publishes the handler's heartbeat, marked draining once the host
 // stopped accepting.
 func (ho *Host) beat() {
+	seq := ho.hbSeq.Add(1)
 	hb := ho.h.Heartbeat()
+	hb.Seq = seq
 	ho.mu.Lock()
 	if ho.reqSubs == nil {
 		hb.Draining, hb.FreeSlots = true, 0
@@ -205,6 +215,7 @@ func (ho *Host) onRequest(m *nats.Msg) {
 	acc.ID, acc.Attempt = req.ID, req.Attempt
 	if acc.Error == nil {
 		acc.Error = ho.h.Admit(&req, ho.sender(req.ReplyTo))
+		acc.HeartbeatSeq = ho.hbSeq.Load()
 	}
 	data, err := json.Marshal(acc)
 	if err != nil {

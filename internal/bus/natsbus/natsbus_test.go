@@ -37,14 +37,14 @@ func (f *fakeWorker) Heartbeat() bus.Heartbeat { return f.hb() }
 type slotWorker struct {
 	mu       sync.Mutex
 	n        int
-	active   map[string]context.CancelFunc
+	active   map[string]slotRun
 	wg       sync.WaitGroup
 	model    string
 	canceled chan string
 }
 
 func newSlotWorker(model string, n int, gen func(ctx context.Context, r *bus.Request, send func(*bus.Chunk))) (*slotWorker, *fakeWorker) {
-	sw := &slotWorker{n: n, active: map[string]context.CancelFunc{}, model: model, canceled: make(chan string, 16)}
+	sw := &slotWorker{n: n, active: map[string]slotRun{}, model: model, canceled: make(chan string, 16)}
 	return sw, &fakeWorker{
 		admit: func(r *bus.Request, send func(*bus.Chunk)) *bus.Error {
 			sw.mu.Lock()
@@ -53,7 +53,7 @@ func newSlotWorker(model string, n int, gen func(ctx context.Context, r *bus.Req
 				return &bus.Error{Code: bus.CodeOverloaded, Message: "full"}
 			}
 			ctx, cancel := context.WithCancel(context.Background())
-			sw.active[r.ID] = cancel
+			sw.active[r.ID] = slotRun{cancel: cancel, attempt: r.Attempt}
 			sw.wg.Add(1)
 			go func() {
 				defer sw.wg.Done()
@@ -67,7 +67,11 @@ func newSlotWorker(model string, n int, gen func(ctx context.Context, r *bus.Req
 		},
 		cancel: func(id string, attempt int) {
 			sw.mu.Lock()
-			c := sw.active[id]
+			run, ok := sw.active[id]
+			var c context.CancelFunc
+			if ok && (attempt == 0 || attempt == run.attempt) {
+				c = run.cancel // as the real worker: only the attempt named
+			}
 			sw.mu.Unlock()
 			if c != nil {
 				c()
@@ -84,6 +88,12 @@ func newSlotWorker(model string, n int, gen func(ctx context.Context, r *bus.Req
 			return hb
 		},
 	}
+}
+
+// slotRun is one request a slotWorker runs.
+type slotRun struct {
+	cancel  context.CancelFunc
+	attempt int
 }
 
 // words sends one chunk per word of text, numbered from ResumeSeq, skipping

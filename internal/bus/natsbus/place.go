@@ -213,7 +213,7 @@ func (g *Gateway) send(ctx context.Context, st *stream, w *workerState, name str
 	if err == nil && acc.Error == nil {
 		g.mu.Lock()
 		if st.worker == name {
-			st.placed = true
+			st.placed, st.acceptSeq = true, acc.HeartbeatSeq
 			// The worker may have been declared lost while it answered:
 			// keep tracking it (the sweeper drops it again if it is silent).
 			switch cur := g.workers[name]; {
@@ -321,6 +321,9 @@ func (g *Gateway) onHeartbeat(m *nats.Msg) {
 		w.epoch = g.epochs
 	}
 	now := time.Now()
+	// A heartbeat numbered below the last one comes from a new incarnation
+	// of the worker (it restarted under the same name).
+	restarted := hb.Seq != 0 && hb.Seq < w.hb.Seq
 	w.hb, w.last, w.suspect = hb, now, false
 	w.timeout = g.cfg.HeartbeatTimeout
 	if w.timeout <= 0 {
@@ -353,6 +356,9 @@ func (g *Gateway) onHeartbeat(m *nats.Msg) {
 		if !st.placed || listed[id] {
 			st.missed = 0
 			continue
+		}
+		if !restarted && hb.Seq != 0 && hb.Seq <= st.acceptSeq {
+			continue // taken before the worker admitted it: it says nothing
 		}
 		if st.missed++; st.missed >= 2 {
 			lost = append(lost, st)

@@ -29,6 +29,9 @@ type stream struct {
 	worker string // worker holding the current attempt, "" while placing
 	placed bool   // worker accepted the current attempt
 	missed int    // consecutive heartbeats of worker not listing the request
+	// acceptSeq is the worker's heartbeat Seq when it admitted the current
+	// attempt (Accept.HeartbeatSeq): heartbeats up to it may not list it.
+	acceptSeq uint64
 
 	mu      sync.Mutex
 	attempt int                   // guarded by mu; chunks of other attempts are dropped

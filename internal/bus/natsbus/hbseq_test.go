@@ -1,0 +1,70 @@
+package natsbus
+
+import (
+	"encoding/json"
+	"sync"
+	"testing"
+	"time"
+
+	"courier/internal/bus"
+)
+
+// TestStaleHeartbeatsDoNotLoseARequest: heartbeats a worker took before it
+// admitted a request (numbered up to the Accept's HeartbeatSeq) can reach
+// the gateway after the Accept and, naturally, do not list the request.
+// Two of them must not make the gateway declare the request lost and run
+// it again; two later heartbeats that do not list it still do.
+func TestStaleHeartbeatsDoNotLoseARequest(t *testing.T) {
+	b := startBus(t)
+	step := make(chan struct{})
+	sw, h := newSlotWorker("m", 2, words("a b", step))
+	t.Cleanup(func() { close(step); sw.wg.Wait() })
+	var mu sync.Mutex
+	var attempts []int
+	admit := h.admit
+	h.admit = func(r *bus.Request, send func(*bus.Chunk)) *bus.Error {
+		mu.Lock()
+		attempts = append(attempts, r.Attempt)
+		mu.Unlock()
+		return admit(r, send)
+	}
+	// Real heartbeats only at the start, so the test's own decide.
+	c := b.conn("w1")
+	ho, err := NewHost(c, h, HostConfig{Worker: "w1", Models: []string{"m"}, HeartbeatInterval: time.Hour}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ho.Close)
+	g := b.gateway(GatewayConfig{})
+	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
+		t.Fatal(err)
+	}
+	s, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "r", Model: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	seq := ho.hbSeq.Load()
+	pub := b.conn("spoof")
+	beat := func(seq uint64) {
+		data, _ := json.Marshal(bus.Heartbeat{V: bus.Version, Worker: "w1", Models: []string{"m"}, Slots: 2, FreeSlots: 2, IntervalMS: 3_600_000, Seq: seq})
+		if err := pub.nc.Publish(bus.HeartbeatSubject("w1"), data); err != nil {
+			t.Fatal(err)
+		}
+		if err := pub.nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	beat(seq)
+	beat(seq)
+	time.Sleep(100 * time.Millisecond)
+	mu.Lock()
+	got := append([]int(nil), attempts...)
+	mu.Unlock()
+	if len(got) != 1 {
+		t.Fatalf("attempts %v after two heartbeats taken before the admission: the request ran again", got)
+	}
+	beat(seq + 1)
+	beat(seq + 2)
+	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(attempts) == 2 })
+}
