@@ -70,6 +70,9 @@ type Node struct {
 
 	// QueueLimit bounds the requests per model waiting for a slot.
 	QueueLimit int
+	// QueueLimitPerKey bounds the requests per model and API key waiting
+	// for a slot (under QueueLimit); 0: no bound of its own.
+	QueueLimitPerKey int
 	// Slots bounds a worker's concurrent generations (the engine's
 	// sequence slots, batched together); 0 takes the engine's default.
 	Slots int
@@ -181,8 +184,8 @@ func (c Node) Validate() error {
 		}
 		seen[m.Name] = true
 	}
-	if c.QueueLimit < 0 {
-		bad("--queue-limit %d is negative", c.QueueLimit)
+	if c.QueueLimit < 0 || c.QueueLimitPerKey < 0 {
+		bad("--queue-limit %d and --queue-limit-per-key %d must not be negative", c.QueueLimit, c.QueueLimitPerKey)
 	}
 	if c.KVCacheBytes < 0 || c.BatchSize < 0 || c.BackgroundBatchSize < 0 {
 		bad("--kv-cache %d, --batch-size %d and --background-batch-size %d must not be negative", c.KVCacheBytes, c.BatchSize, c.BackgroundBatchSize)
@@ -224,6 +227,8 @@ func Bind(fs *flag.FlagSet, c *Node) {
 	if c.Role != RoleWorker {
 		fs.StringVar(&c.Addr, "addr", c.Addr, "HTTP listen address")
 		fs.IntVar(&c.QueueLimit, "queue-limit", c.QueueLimit, "requests per model waiting for a free slot before 429")
+		fs.IntVar(&c.QueueLimitPerKey, "queue-limit-per-key", c.QueueLimitPerKey,
+			"requests per model and API key waiting for a free slot before 429, so one key cannot fill the queue (0: only --queue-limit)")
 		fs.Func("api-key", "accepted bearer key for /v1 (repeatable; also COURIER_API_KEYS, comma-separated)", func(s string) error {
 			c.API.APIKeys = append(c.API.APIKeys, s)
 			return nil

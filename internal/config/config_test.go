@@ -31,7 +31,7 @@ func TestBindAndValidate(t *testing.T) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	Bind(fs, &c)
 	if err := fs.Parse([]string{"--model", "s=/x.gguf", "--addr", "127.0.0.1:0", "--api-key", "k1",
-		"--batch-size", "128", "--background-batch-size", "32", "--stall-timeout", "5s"}); err != nil {
+		"--batch-size", "128", "--background-batch-size", "32", "--stall-timeout", "5s", "--queue-limit-per-key", "8"}); err != nil {
 		t.Fatal(err)
 	}
 	ApplyEnv(&c, func(k string) (string, bool) { return " k2 , ,k3", k == "COURIER_API_KEYS" })
@@ -41,8 +41,8 @@ func TestBindAndValidate(t *testing.T) {
 	if strings.Join(c.API.APIKeys, ",") != "k1,k2,k3" {
 		t.Fatalf("keys %v", c.API.APIKeys)
 	}
-	if c.BatchSize != 128 || c.BackgroundBatchSize != 32 {
-		t.Fatalf("batch sizes %d, %d", c.BatchSize, c.BackgroundBatchSize)
+	if c.BatchSize != 128 || c.BackgroundBatchSize != 32 || c.QueueLimitPerKey != 8 {
+		t.Fatalf("batch sizes %d, %d, queue limit per key %d", c.BatchSize, c.BackgroundBatchSize, c.QueueLimitPerKey)
 	}
 	if c.StallTimeout != 5*time.Second || Default(RoleGateway).StallTimeout != time.Minute {
 		t.Fatalf("stall timeout %v, default %v", c.StallTimeout, Default(RoleGateway).StallTimeout)

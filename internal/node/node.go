@@ -191,7 +191,7 @@ func (n *Node) startGateway(ctx context.Context, dial func(string) (*natsbus.Con
 		prefixMin = -1
 	}
 	n.gateway, err = natsbus.NewGateway(n.gwConn, natsbus.GatewayConfig{
-		QueueLimit: n.cfg.QueueLimit, HeartbeatTimeout: n.cfg.HeartbeatTimeout,
+		QueueLimit: n.cfg.QueueLimit, QueueLimitPerTenant: n.cfg.QueueLimitPerKey, HeartbeatTimeout: n.cfg.HeartbeatTimeout,
 		StallTimeout: n.cfg.StallTimeout, PrefixMinBytes: prefixMin,
 	}, n.log)
 	if err != nil {
