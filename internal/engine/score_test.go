@@ -80,7 +80,7 @@ func TestScoreMatchesGeneration(t *testing.T) {
 
 // TestScoreDoesNotStarveGeneration scores continuously from several
 // goroutines while a generation runs: the generation must still finish
-// (one exclusive scoring job per step at most).
+// (decode rows come first in every step, whatever scoring waits).
 func TestScoreDoesNotStarveGeneration(t *testing.T) {
 	e, err := Load(testutil.Model(t, "stories260K.gguf"), Options{Slots: 2})
 	if err != nil {

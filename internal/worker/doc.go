@@ -1,11 +1,14 @@
 // Package worker drives one model engine for the bus: it admits a request
-// only when it has a free slot (so the gateway never over-fills it), turns
+// only when it has a free slot of the request's kind — interactive slots,
+// and background slots for batch lines and async jobs, so that a batch
+// never takes an interactive slot — (so the gateway never over-fills it), turns
 // the request into an engine call (chat template, tokens, sampling), streams
 // every generated token back as a numbered bus.Chunk and ends with one final
 // chunk (finish reason and usage, or an error code). A classification
 // request (bus.KindClassification) generates nothing: each input's labels
-// are scored with the engine's Score and sent as one Scores chunk per
-// input, Seq k for input k-1 (classify.go).
+// are scored with the engine's Score (up to eight inputs at once) and sent
+// as one Scores chunk per input, in order, Seq k for input k-1
+// (classify.go).
 //
 // Promises:
 //   - Admit never blocks on generation; a full worker answers
