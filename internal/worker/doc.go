@@ -1,7 +1,7 @@
 // Package worker drives one model engine for the bus: it admits a request
-// only when it has a free slot of the request's kind — interactive slots,
-// and background slots for batch lines and async jobs, so that a batch
-// never takes an interactive slot — (so the gateway never over-fills it), turns
+// only when it has a free slot of the request's kind (so the gateway never
+// over-fills it; batch lines and async jobs have background slots of their
+// own, so a batch never takes an interactive slot), turns
 // the request into an engine call (chat template, tokens, sampling), streams
 // every generated token back as a numbered bus.Chunk and ends with one final
 // chunk (finish reason and usage, or an error code). A classification
