@@ -74,7 +74,10 @@ func TestRunStreaming(t *testing.T) {
 		if l.Succeeded != 8 || l.Errors["http_429"] != 2 || l.OutputTokens != 24 {
 			t.Errorf("level %+v", l)
 		}
-		if l.TTFT == nil || l.ITL == nil || l.E2E == nil || l.ITL.N != 16 || l.ITL.P50 < 0.5 {
+		// The server sleeps 1 ms between events, but on a loaded machine the
+		// client may read two events at once; only the largest of the 16
+		// gaps is sure to show the sleep.
+		if l.TTFT == nil || l.ITL == nil || l.E2E == nil || l.ITL.N != 16 || l.ITL.P99 < 0.5 {
 			t.Errorf("latencies ttft=%+v itl=%+v e2e=%+v", l.TTFT, l.ITL, l.E2E)
 		}
 		if l.RequestsPerSec <= 0 || l.OutputTokPerSec <= 0 {
