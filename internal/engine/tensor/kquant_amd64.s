@@ -302,3 +302,253 @@ q5rstore:
 q5rdone:
 	VZEROUPPER
 	RET
+
+// Four-activation-row kernels: one weight row against four Q8_K rows,
+// each weight vector decoded once and multiplied with the four rows'
+// codes. Each output keeps the single-row kernels' arithmetic: the same
+// exact integer lanes per block (int32 sums, so the order of the adds does
+// not matter), the same float32 multiply of the two scales and fused
+// multiply-add per block into the same accumulator, the same reduction.
+
+// MUL1(aoff, A, C, S, ACC) adds to the integer lanes ACC the products of
+// the 32 codes C with the activation codes at aoff(A), times the scale
+// words S (Y12 clobbered).
+#define MUL1(aoff, A, C, S, ACC) \
+	VPMADDUBSW aoff(A), C, Y12 \
+	VPMADDWD S, Y12, Y12 \
+	VPADDD Y12, ACC, ACC
+
+// MUL4(aoff, C, S) is MUL1 for the four activation rows (DI, R8, R9, R10)
+// into Y4-Y7.
+#define MUL4(aoff, C, S) \
+	MUL1(aoff, DI, C, S, Y4) \
+	MUL1(aoff, R8, C, S, Y5) \
+	MUL1(aoff, R9, C, S, Y6) \
+	MUL1(aoff, R10, C, S, Y7)
+
+// Q6K_HALF4 is Q6K_HALF for four activation rows: low bits at qloff (Y13,
+// Y15), high bits at qhoff (Y9), codes built in Y10, scales in Y8.
+#define Q6K_HALF4(qloff, qhoff, aoff) \
+	VMOVDQU qloff(SI), Y13 \
+	VMOVDQU (qloff+32)(SI), Y15 \
+	VMOVDQU qhoff(SI), Y9 \
+	VPAND Y14, Y13, Y10 \
+	VPAND q6m03<>(SB), Y9, Y11 \
+	VPSLLW $4, Y11, Y11 \
+	VPOR Y11, Y10, Y10 \
+	VPSHUFB q6sc<>+0(SB), Y8, Y11 \
+	MUL4(aoff, Y10, Y11) \
+	VPAND Y14, Y15, Y10 \
+	VPAND q6m0c<>(SB), Y9, Y11 \
+	VPSLLW $2, Y11, Y11 \
+	VPOR Y11, Y10, Y10 \
+	VPSHUFB q6sc<>+32(SB), Y8, Y11 \
+	MUL4(aoff+32, Y10, Y11) \
+	VPSRLW $4, Y13, Y10 \
+	VPAND Y14, Y10, Y10 \
+	VPAND q6m30<>(SB), Y9, Y11 \
+	VPOR Y11, Y10, Y10 \
+	VPSHUFB q6sc<>+64(SB), Y8, Y11 \
+	MUL4(aoff+64, Y10, Y11) \
+	VPSRLW $4, Y15, Y10 \
+	VPAND Y14, Y10, Y10 \
+	VPAND q6mc0<>(SB), Y9, Y11 \
+	VPSRLW $2, Y11, Y11 \
+	VPOR Y11, Y10, Y10 \
+	VPSHUFB q6sc<>+96(SB), Y8, Y11 \
+	MUL4(aoff+96, Y10, Y11)
+
+// Q6K_BSUM(A, ACC) starts ACC at -32*(sc[2l]*bsum[2l] + sc[2l+1]*bsum[2l+1])
+// for the activation row at A (scale words in Y12, Y11 clobbered).
+#define Q6K_BSUM(A, ACC) \
+	VPMADDWD 260(A), Y12, Y11 \
+	VPSLLD $5, Y11, Y11 \
+	VPXOR ACC, ACC, ACC \
+	VPSUBD Y11, ACC, ACC
+
+// KACC(A, IACC, FACC) adds the block's lanes IACC, converted to float32,
+// times y.d*x.d (y.d at A, x.d in X12's low lane) to FACC.
+#define KACC(A, IACC, FACC) \
+	VMOVSS (A), X11 \
+	VMULSS X12, X11, X11 \
+	VBROADCASTSS X11, Y11 \
+	VCVTDQ2PS IACC, IACC \
+	VFMADD231PS IACC, Y11, FACC
+
+// func dotQ6Kx4AVX2(w *byte, a *[4]*byte, nb int, out *[4]float32)
+// out[p] = dotQ6K of the weight row w (nb blocks) with activation row
+// a[p].
+TEXT ·dotQ6Kx4AVX2(SB), NOSPLIT, $0-32
+	MOVQ w+0(FP), SI
+	MOVQ a+8(FP), AX
+	MOVQ 0(AX), DI
+	MOVQ 8(AX), R8
+	MOVQ 16(AX), R9
+	MOVQ 24(AX), R10
+	MOVQ nb+16(FP), CX
+	MOVQ out+24(FP), DX
+	VMOVDQU nibQ<>(SB), Y14
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	TESTQ CX, CX
+	JZ q6x4store
+q6x4loop:
+	VPMOVSXBW 192(SI), Y12
+	Q6K_BSUM(DI, Y4)
+	Q6K_BSUM(R8, Y5)
+	Q6K_BSUM(R9, Y6)
+	Q6K_BSUM(R10, Y7)
+	VPERMQ $0x44, Y12, Y8
+	Q6K_HALF4(0, 128, 4)
+	VPMOVSXBW 192(SI), Y12
+	VPERMQ $0xee, Y12, Y8
+	Q6K_HALF4(64, 160, 132)
+	VPBROADCASTW 208(SI), X12
+	VCVTPH2PS X12, X12
+	KACC(DI, Y4, Y0)
+	KACC(R8, Y5, Y1)
+	KACC(R9, Y6, Y2)
+	KACC(R10, Y7, Y3)
+	ADDQ $210, SI
+	ADDQ $292, DI
+	ADDQ $292, R8
+	ADDQ $292, R9
+	ADDQ $292, R10
+	DECQ CX
+	JNZ q6x4loop
+q6x4store:
+	HSUM8Q(Y0, X0, X12)
+	VMOVSS X0, 0(DX)
+	HSUM8Q(Y1, X1, X12)
+	VMOVSS X1, 4(DX)
+	HSUM8Q(Y2, X2, X12)
+	VMOVSS X2, 8(DX)
+	HSUM8Q(Y3, X3, X12)
+	VMOVSS X3, 12(DX)
+	VZEROUPPER
+	RET
+
+// MUL4Q5 is MUL1 for the Q5_K kernel's four activation rows (DI, R13,
+// R14, R15) into Y0, Y1, Y3, Y4.
+#define MUL4Q5(aoff, C, S) \
+	MUL1(aoff, DI, C, S, Y0) \
+	MUL1(aoff, R13, C, S, Y1) \
+	MUL1(aoff, R14, C, S, Y3) \
+	MUL1(aoff, R15, C, S, Y4)
+
+// Q5K_PAIR4 is Q5K_PAIR for four activation rows: the 32 bytes at qoff in
+// Y13, codes built in Y9, the 0x10 mask in Y15, scales in Y8.
+#define Q5K_PAIR4(qoff, aoff, SHL, NL, SHH, NH, CL, CH) \
+	VMOVDQU qoff(SI), Y13 \
+	VPAND Y14, Y13, Y9 \
+	SHL $NL, Y6, Y10 \
+	VPAND Y15, Y10, Y10 \
+	VPOR Y10, Y9, Y9 \
+	VPSHUFB CL, Y8, Y11 \
+	MUL4Q5(aoff, Y9, Y11) \
+	VPSRLW $4, Y13, Y9 \
+	VPAND Y14, Y9, Y9 \
+	SHH $NH, Y6, Y10 \
+	VPAND Y15, Y10, Y10 \
+	VPOR Y10, Y9, Y9 \
+	VPSHUFB CH, Y8, Y11 \
+	MUL4Q5(aoff+32, Y9, Y11)
+
+// Q5K_MIN(A, soff) is the mins' step of the activation row at A: the
+// scalar accumulator at soff(SP) gets fma(-(y.d*x.dmin), sum of mins
+// times 32-element sums) (mins words in X7, x.dmin in X4).
+#define Q5K_MIN(A, soff) \
+	VMOVDQU 260(A), X9 \
+	VMOVDQU 276(A), X10 \
+	VPHADDW X10, X9, X9 \
+	VPMADDWD X9, X7, X9 \
+	VPSHUFD $0x4e, X9, X10 \
+	VPADDD X10, X9, X9 \
+	VPSHUFD $0xb1, X9, X10 \
+	VPADDD X10, X9, X9 \
+	VCVTDQ2PS X9, X9 \
+	VMOVSS (A), X1 \
+	VMULSS X1, X4, X10 \
+	VMOVSS soff(SP), X11 \
+	VFNMADD231SS X10, X9, X11 \
+	VMOVSS X11, soff(SP)
+
+// Q5K_ACC(A, IACC, foff) adds the block's lanes IACC, converted to
+// float32, times y.d*x.d (y.d at A, x.d in X2) to the accumulator at
+// foff(SP).
+#define Q5K_ACC(A, IACC, foff) \
+	VMOVSS (A), X5 \
+	VMULSS X5, X2, X10 \
+	VBROADCASTSS X10, Y10 \
+	VCVTDQ2PS IACC, IACC \
+	VMOVUPS foff(SP), Y11 \
+	VFMADD231PS IACC, Y10, Y11 \
+	VMOVUPS Y11, foff(SP)
+
+// Q5K_OUT(foff, soff, ooff) stores at ooff(DX) hsum8 of the accumulator
+// at foff(SP) plus the scalar one at soff(SP).
+#define Q5K_OUT(foff, soff, ooff) \
+	VMOVUPS foff(SP), Y0 \
+	HSUM8Q(Y0, X0, X12) \
+	VADDSS soff(SP), X0, X0 \
+	VMOVSS X0, ooff(DX)
+
+// func dotQ5Kx4AVX2(w *byte, a *[4]*byte, nb int, out *[4]float32)
+// out[p] = dotQ5K of the weight row w (nb blocks) with activation row
+// a[p]. Frame: scales at 0(SP) (Q4K_SCALES), the four rows' lane
+// accumulators at 32(SP)..159(SP), their scalar ones at 160(SP)..175(SP).
+TEXT ·dotQ5Kx4AVX2(SB), NOSPLIT, $176-32
+	MOVQ w+0(FP), SI
+	MOVQ a+8(FP), AX
+	MOVQ 0(AX), DI
+	MOVQ 8(AX), R13
+	MOVQ 16(AX), R14
+	MOVQ 24(AX), R15
+	MOVQ nb+16(FP), CX
+	MOVQ out+24(FP), DX
+	VMOVDQU nibQ<>(SB), Y14
+	VMOVDQU q5m10<>(SB), Y15
+	VXORPS Y0, Y0, Y0
+	VMOVUPS Y0, 32(SP)
+	VMOVUPS Y0, 64(SP)
+	VMOVUPS Y0, 96(SP)
+	VMOVUPS Y0, 128(SP)
+	VMOVUPS X0, 160(SP)
+	TESTQ CX, CX
+	JZ q5x4store
+q5x4loop:
+	Q4K_SCALES
+	VPERMQ $0x44, Y6, Y8 // the eight scale words in both halves
+	Q5K_MIN(DI, 160)
+	Q5K_MIN(R13, 164)
+	Q5K_MIN(R14, 168)
+	Q5K_MIN(R15, 172)
+	VMOVDQU 16(SI), Y6
+	VPXOR Y0, Y0, Y0
+	VPXOR Y1, Y1, Y1
+	VPXOR Y3, Y3, Y3
+	VPXOR Y4, Y4, Y4
+	Q5K_PAIR4(48, 4, VPSLLW, 4, VPSLLW, 3, q5sc<>+0(SB), q5sc<>+32(SB))
+	Q5K_PAIR4(80, 68, VPSLLW, 2, VPSLLW, 1, q5sc<>+64(SB), q5sc<>+96(SB))
+	Q5K_PAIR4(112, 132, VPSLLW, 0, VPSRLW, 1, q5sc<>+128(SB), q5sc<>+160(SB))
+	Q5K_PAIR4(144, 196, VPSRLW, 2, VPSRLW, 3, q5sc<>+192(SB), q5sc<>+224(SB))
+	Q5K_ACC(DI, Y0, 32)
+	Q5K_ACC(R13, Y1, 64)
+	Q5K_ACC(R14, Y3, 96)
+	Q5K_ACC(R15, Y4, 128)
+	ADDQ $176, SI
+	ADDQ $292, DI
+	ADDQ $292, R13
+	ADDQ $292, R14
+	ADDQ $292, R15
+	DECQ CX
+	JNZ q5x4loop
+q5x4store:
+	Q5K_OUT(32, 160, 0)
+	Q5K_OUT(64, 164, 4)
+	Q5K_OUT(96, 168, 8)
+	Q5K_OUT(128, 172, 12)
+	VZEROUPPER
+	RET

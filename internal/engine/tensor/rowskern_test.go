@@ -127,3 +127,85 @@ func TestRowsKernelsMatchGeneric(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupKernelsMatchGeneric compares the multi-row group kernels of the
+// K-quants (one weight row against up to four activation rows) with the
+// generic dot, bit for bit, on random raw rows, for every weight-row count
+// up to a group and every activation-row count up to groupA.
+func TestGroupKernelsMatchGeneric(t *testing.T) {
+	r := rand.New(rand.NewPCG(43, 44))
+	for _, typ := range []gguf.Type{gguf.TypeQ6_K, gguf.TypeQ5_K} {
+		k, gen := kernelFor(typ), genericKernels[typ]
+		if k.dotGroup == nil {
+			t.Logf("%v: no group kernel here", typ)
+			continue
+		}
+		at, _ := VecDotType(typ)
+		for _, cols := range []int{256, 768, 4096} {
+			rb, _ := typ.RowBytes(cols)
+			arb, _ := at.RowBytes(cols)
+			for _, extreme := range []bool{false, true} {
+				for nw := 1; nw <= groupW; nw++ {
+					for m := 1; m <= groupA; m++ {
+						var w, a []byte
+						for q := 0; q < nw; q++ {
+							w = append(w, rawRow(r, typ, cols, extreme)...)
+						}
+						for p := 0; p < m; p++ {
+							a = append(a, rawRow(r, at, cols, extreme)...)
+						}
+						var res [groupW * groupA]float32
+						k.dotGroup(w, rb, nw, a, arb, m, cols, &res)
+						for q := 0; q < nw; q++ {
+							for p := 0; p < m; p++ {
+								want := gen.dot(w[q*rb:(q+1)*rb], a[p*arb:(p+1)*arb], nil, cols)
+								got := res[q*m+p]
+								if !sameBits(want, got) && !(want != want && got != got) {
+									t.Fatalf("%v cols=%d extreme=%v nw=%d m=%d out (%d,%d): %g (%#x), generic %g (%#x)",
+										typ, cols, extreme, nw, m, q, p, got, math.Float32bits(got), want, math.Float32bits(want))
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestKQuantPromptRowsMatchVecDot runs Q6_K and Q5_K MatMuls of every
+// ubatch size 1..9 (so RowPrompt rows in groups of one to four) on two
+// threads and checks every output against VecDot of the converted row,
+// and against the generic kernels, bit for bit.
+func TestKQuantPromptRowsMatchVecDot(t *testing.T) {
+	r := rand.New(rand.NewPCG(45, 46))
+	p := NewPool(2)
+	defer p.Close()
+	ws := NewWorkspace(512, 1)
+	for _, typ := range []gguf.Type{gguf.TypeQ6_K, gguf.TypeQ5_K} {
+		rows, cols := 37, 512
+		w := randMatrix(t, r, typ, rows, cols)
+		at, _ := VecDotType(typ)
+		ab, _ := at.RowBytes(cols)
+		a := make([]byte, ab)
+		for n := 1; n <= 9; n++ {
+			x := randRow(r, n*cols, 1)
+			out := make([]float32, n*rows)
+			p.MatMul(out, w, x, n, ws)
+			useGeneric = true
+			gen := make([]float32, n*rows)
+			p.MatMul(gen, w, x, n, ws)
+			useGeneric = false
+			for i := 0; i < n; i++ {
+				must(t, QuantizeActivation(at, x[i*cols:(i+1)*cols], a))
+				for rr := 0; rr < rows; rr++ {
+					want, err := VecDot(typ, w.Row(rr), a, cols)
+					must(t, err)
+					if got, g := out[i*rows+rr], gen[i*rows+rr]; !sameBits(want, got, g) {
+						t.Fatalf("%v n=%d out[%d][%d] = %g, generic %g, VecDot %g", typ, n, i, rr, got, g, want)
+					}
+				}
+			}
+		}
+	}
+}
