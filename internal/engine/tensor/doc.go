@@ -78,7 +78,9 @@
 // TestQuantizeQ8_0FastMatchesGeneric).
 // AVX2+FMA+F16C: vec_dot Q8_0, Q4_0, Q4_K, F32, F16 (dot_amd64.s);
 // vec_dot Q6_K and Q5_K as rows kernels, one weight row per pass with
-// prefetching, which the single-row dot also calls (kquant_amd64.s);
+// prefetching, which the single-row dot also calls, and as group kernels
+// that decode each weight vector once for up to four activation rows
+// (prompt rows, batched decode rows) (kquant_amd64.s);
 // BF16 vec_dot rows and tinyBLAS kernels (bf16_amd64.s: VDPBF16PS's
 // arithmetic, odd product then even product added per lane, emulated with
 // masks, shifts and float32 multiplies and adds, so subnormal products
