@@ -112,6 +112,7 @@ type Fleet struct {
 	queues  func() map[string]int // may be nil
 
 	slots      *prometheus.Desc
+	bgSlots    *prometheus.Desc
 	perModel   *prometheus.Desc
 	queueDepth *prometheus.Desc
 	kvBlocks   *prometheus.Desc
@@ -128,7 +129,10 @@ func NewFleet(workers func() []bus.Heartbeat, queues func() map[string]int) *Fle
 		workers: workers,
 		queues:  queues,
 		slots: prometheus.NewDesc("courier_worker_slots",
-			"Generation slots of each live worker, by state (busy or free).",
+			"Generation slots of each live worker, by state (busy or free): its interactive slots when it has background slots.",
+			[]string{"worker", "state"}, nil),
+		bgSlots: prometheus.NewDesc("courier_worker_background_slots",
+			"Background slots (batch lines, async jobs) of each live worker that has them, by state (busy or free).",
 			[]string{"worker", "state"}, nil),
 		perModel: prometheus.NewDesc("courier_workers",
 			"Live workers serving each model.", []string{"model"}, nil),
@@ -146,6 +150,7 @@ func NewFleet(workers func() []bus.Heartbeat, queues func() map[string]int) *Fle
 // Describe implements prometheus.Collector.
 func (f *Fleet) Describe(ch chan<- *prometheus.Desc) {
 	ch <- f.slots
+	ch <- f.bgSlots
 	ch <- f.perModel
 	ch <- f.kvBlocks
 	ch <- f.prefix
@@ -161,6 +166,11 @@ func (f *Fleet) Collect(ch chan<- prometheus.Metric) {
 		free := min(max(hb.FreeSlots, 0), hb.Slots)
 		ch <- prometheus.MustNewConstMetric(f.slots, prometheus.GaugeValue, float64(hb.Slots-free), hb.Worker, "busy")
 		ch <- prometheus.MustNewConstMetric(f.slots, prometheus.GaugeValue, float64(free), hb.Worker, "free")
+		if hb.BackgroundSlots > 0 {
+			bg := min(max(hb.FreeBackgroundSlots, 0), hb.BackgroundSlots)
+			ch <- prometheus.MustNewConstMetric(f.bgSlots, prometheus.GaugeValue, float64(hb.BackgroundSlots-bg), hb.Worker, "busy")
+			ch <- prometheus.MustNewConstMetric(f.bgSlots, prometheus.GaugeValue, float64(bg), hb.Worker, "free")
+		}
 		for _, m := range hb.Models {
 			perModel[m]++
 		}

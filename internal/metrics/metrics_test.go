@@ -39,24 +39,29 @@ func gather(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 func TestFleet(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	hbs := []bus.Heartbeat{
-		{Worker: "a", Models: []string{"m1", "m2"}, Slots: 4, FreeSlots: 1},
+		{Worker: "a", Models: []string{"m1", "m2"}, Slots: 4, FreeSlots: 1, BackgroundSlots: 4, FreeBackgroundSlots: 3},
 		{Worker: "b", Models: []string{"m1"}, Slots: 2, FreeSlots: 9}, // clamped to Slots
 	}
 	reg.MustRegister(NewFleet(func() []bus.Heartbeat { return hbs }, func() map[string]int { return map[string]int{"m1": 3} }))
 	got := gather(t, reg)
 	want := map[string]float64{
-		"courier_worker_slots,state=busy,worker=a": 3,
-		"courier_worker_slots,state=free,worker=a": 1,
-		"courier_worker_slots,state=busy,worker=b": 0,
-		"courier_worker_slots,state=free,worker=b": 2,
-		"courier_workers,model=m1":                 2,
-		"courier_workers,model=m2":                 1,
-		"courier_queue_depth,model=m1":             3,
+		"courier_worker_slots,state=busy,worker=a":            3,
+		"courier_worker_slots,state=free,worker=a":            1,
+		"courier_worker_slots,state=busy,worker=b":            0,
+		"courier_worker_slots,state=free,worker=b":            2,
+		"courier_worker_background_slots,state=busy,worker=a": 1,
+		"courier_worker_background_slots,state=free,worker=a": 3,
+		"courier_workers,model=m1":                            2,
+		"courier_workers,model=m2":                            1,
+		"courier_queue_depth,model=m1":                        3,
 	}
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("%s = %v, want %v", k, got[k], v)
 		}
+	}
+	if _, ok := got["courier_worker_background_slots,state=free,worker=b"]; ok {
+		t.Error("a worker without background slots reports some")
 	}
 }
 
