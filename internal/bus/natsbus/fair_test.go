@@ -19,12 +19,13 @@ type oneSlot struct {
 
 	mu       sync.Mutex
 	admitted []string
+	placed   map[string]bool // Dispatch returned: the request left the queue
 	release  map[string]chan struct{}
 	wg       sync.WaitGroup // dispatches started by queue
 }
 
 func newOneSlot(t *testing.T, cfg GatewayConfig) *oneSlot {
-	o := &oneSlot{t: t, release: map[string]chan struct{}{}}
+	o := &oneSlot{t: t, release: map[string]chan struct{}{}, placed: map[string]bool{}}
 	b := startBus(t)
 	sw, h := newSlotWorker("m", 1, func(ctx context.Context, r *bus.Request, send func(*bus.Chunk)) {
 		o.mu.Lock()
@@ -69,6 +70,9 @@ func (o *oneSlot) queue(id, tenant string) {
 			o.t.Error(err)
 			return
 		}
+		o.mu.Lock()
+		o.placed[id] = true
+		o.mu.Unlock()
 		readAll(o.t, s)
 		_ = s.Close()
 	})
@@ -82,7 +86,9 @@ func (o *oneSlot) count() int {
 }
 
 // next releases the running request, waits for the next one to be
-// admitted and returns its id.
+// admitted and to have left the queue (its Dispatch returned: the worker
+// starts a request before its Accept reaches the gateway), and returns
+// its id.
 func (o *oneSlot) next() string {
 	o.t.Helper()
 	o.mu.Lock()
@@ -90,7 +96,11 @@ func (o *oneSlot) next() string {
 	running := o.admitted[n-1]
 	o.mu.Unlock()
 	close(o.gate(running))
-	waitFor(o.t, func() bool { return o.count() == n+1 })
+	waitFor(o.t, func() bool {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		return len(o.admitted) == n+1 && o.placed[o.admitted[n]]
+	})
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.admitted[n]
@@ -107,6 +117,10 @@ func (o *oneSlot) drain(want int) []string {
 	last := o.admitted[len(o.admitted)-1]
 	o.mu.Unlock()
 	close(o.gate(last))
+	// Every dispatch has its answer now; wait for them here, before the
+	// test's cleanups cancel the contexts of the ones whose Accept is
+	// still on its way.
+	o.wg.Wait()
 	return got
 }
 
