@@ -164,23 +164,25 @@ func (g *Gateway) queueFullLocked(model, tenant string) error {
 // more requests than another before the load rule takes over.
 func (g *Gateway) pickLocked(model string, links []uint64, background bool) (*workerState, bool, int) {
 	var best *workerState
-	live := false
+	bestFree, live := 0, false
 	for _, w := range g.workers {
 		if !w.serves(model) {
 			continue
 		}
 		live = true
-		if f := w.freeFor(background); f > 0 && (best == nil || f > best.freeFor(background)) {
-			best = w
+		if f := w.freeFor(background); f > bestFree {
+			best, bestFree = w, f
 		}
 	}
 	if best == nil || links == nil {
 		return best, live, affinityNone
 	}
-	switch aff := g.affinityLocked(model, links); {
-	case aff == nil:
+	aff := g.affinityLocked(model, links)
+	if aff == nil {
 		return best, live, affinityMiss
-	case aff.freeFor(background) > 0 && aff.freeFor(background) >= best.freeFor(background)-g.cfg.PrefixSlack:
+	}
+	switch f := aff.freeFor(background); {
+	case f > 0 && f >= bestFree-g.cfg.PrefixSlack:
 		return aff, live, affinityHit
 	default:
 		return best, live, affinityBusy
