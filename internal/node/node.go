@@ -1,10 +1,11 @@
 // Package node wires Courier's roles together and owns their start and stop
 // order. Only cmd/courier imports it.
 //
-// Start order (serve): embedded NATS server → one worker per model (engine,
-// worker, bus host) → gateway (waits until it has seen every local worker)
-// → jobs manager (JetStream buckets; unfinished batches recovered; its
-// runner starts) → HTTP listener.
+// Start order (serve): the exclusive lock on --data-dir (a second process
+// on the folder fails at once) → embedded NATS server → one worker per
+// model (engine, worker, bus host) → gateway (waits until it has seen every
+// local worker) → jobs manager (JetStream buckets; unfinished batches
+// recovered; its runner starts) → HTTP listener.
 //
 // Stop order, written once here and followed by every role:
 //  1. HTTP: stop accepting, wait for in-flight requests (workers still run,
@@ -20,6 +21,7 @@
 //  6. NATS connections drain and close.
 //  7. Engines close.
 //  8. The embedded NATS server shuts down (JetStream flushed).
+//  9. The --data-dir lock is released.
 package node
 
 import (
@@ -62,6 +64,7 @@ type Node struct {
 	cfg config.Node
 	log *slog.Logger
 
+	lock    *dirLock        // serve only: --data-dir held exclusively
 	server  *natsbus.Server // serve only
 	gwConn  *natsbus.Conn
 	gateway *natsbus.Gateway
@@ -107,6 +110,11 @@ func (n *Node) start(ctx context.Context) error {
 	cfg := n.cfg
 	dial := func(name string) (*natsbus.Conn, error) { return natsbus.Dial(cfg.NATSURL, name, n.log) }
 	if cfg.Role == config.RoleServe {
+		lock, err := lockDataDir(cfg.DataDir)
+		if err != nil {
+			return err
+		}
+		n.lock = lock
 		dir := filepath.Join(cfg.DataDir, "nats")
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return fmt.Errorf("node: data dir: %w", err)
@@ -312,6 +320,7 @@ func (n *Node) shutdown(ctx context.Context) error {
 	if n.server != nil { // 8
 		keep(n.server.Shutdown(closeCtx))
 	}
+	keep(n.lock.release()) // last: the store is flushed and closed
 	return errors.Join(errs...)
 }
 
