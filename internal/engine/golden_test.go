@@ -41,11 +41,7 @@ func (r *refRecord) robust() bool {
 }
 
 func loadRefs(t *testing.T) map[string][]refRecord {
-	dir := filepath.Join(testutil.DataDir(t), "refs")
-	files, err := filepath.Glob(filepath.Join(dir, "*-greedy.json"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no reference files in %s: %v", dir, err)
-	}
+	files := refFiles(t)
 	out := map[string][]refRecord{}
 	for _, f := range files {
 		data, err := os.ReadFile(f)
@@ -59,6 +55,26 @@ func loadRefs(t *testing.T) map[string][]refRecord {
 		out[strings.TrimSuffix(filepath.Base(f), "-greedy.json")] = recs
 	}
 	return out
+}
+
+// refFiles lists the greedy reference files: shared/refs and its
+// more-archs folder (Llama 3 with rope_freqs, Qwen3, Gemma 3, Phi-3).
+func refFiles(t *testing.T) []string {
+	t.Helper()
+	dir := filepath.Join(testutil.DataDir(t), "refs")
+	var files []string
+	for _, sub := range []string{"", "more-archs"} {
+		f, err := filepath.Glob(filepath.Join(dir, sub, "*-greedy.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f...)
+	}
+	if len(files) == 0 {
+		t.Fatalf("no reference files in %s", dir)
+	}
+	sort.Strings(files)
+	return files
 }
 
 // TestGreedyMatchesLlamaCpp tokenizes every reference prompt and generates

@@ -109,7 +109,7 @@ func Load(path string, opts Options) (*Engine, error) {
 }
 
 func newEngine(f *gguf.File, path string, opts Options) (*Engine, error) {
-	m, err := model.LoadWith(f, model.LoadOptions{NoRepack: opts.NoRepack})
+	m, err := model.LoadWith(f, model.LoadOptions{NoRepack: opts.NoRepack, ContextLength: opts.ContextLength})
 	if err != nil {
 		return nil, err
 	}

@@ -6,7 +6,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 
@@ -23,9 +22,7 @@ import (
 // per file is logged.
 func TestReferenceLogprobs(t *testing.T) {
 	const exactBound = 1e-4
-	dir := filepath.Join(testutil.DataDir(t), "refs")
-	files, _ := filepath.Glob(filepath.Join(dir, "*-greedy.json"))
-	sort.Strings(files)
+	files := refFiles(t)
 	for _, file := range files {
 		stem := strings.TrimSuffix(filepath.Base(file), "-greedy.json")
 		var recs []struct {

@@ -135,19 +135,28 @@ func (a *attnScratch) run(worker, i int) {
 	s := a.s
 	c := &s.m.Config
 	row, h := i/c.Heads, i%c.Heads
-	hd, dim := c.HeadDim, c.Dim
-	q := s.q[row*dim+h*hd:][:hd]
-	out := s.att[row*dim+h*hd:][:hd]
+	hd, qDim := c.HeadDim, c.QDim()
+	q := s.q[row*qDim+h*hd:][:hd]
+	out := s.att[row*qDim+h*hd:][:hd]
 	kvOff := (h / (c.Heads / c.KVHeads)) * hd
 	seq, pos := a.b.Seqs[row], int(a.b.Pos[row])
+	v := attnView{scale: c.AttnScale}
+	if c.QScale != 0 {
+		v.scale = 1 // Q was scaled before (ggml_scale), the kernel by 1
+	}
+	if c.LayerSlides(a.layer) {
+		// The sliding window masks positions p with pos - p >= window
+		// (llama_hparams::is_masked_swa, standard type).
+		v.lo = max(0, pos-c.SlidingWindow+1)
+	}
 	w := &a.workers[worker]
 	switch mode := attnRowMode(a.b, row, a.n); {
 	case mode&RowPromptTiledAttention != 0 && hd%f32Lanes == 0:
-		w.attendTiled(seq, a.layer, kvOff, pos, q, out)
+		w.attendTiled(seq, a.layer, kvOff, pos, q, out, v)
 	case mode&RowPrompt == 0 && kvLength(pos) >= splitKVMin:
-		w.attendSplitKV(seq, a.layer, kvOff, pos, q, out)
+		w.attendSplitKV(seq, a.layer, kvOff, pos, q, out, v)
 	default:
-		w.attendOneChunk(seq, a.layer, kvOff, pos, q, out)
+		w.attendOneChunk(seq, a.layer, kvOff, pos, q, out, v)
 	}
 }
 
@@ -174,14 +183,28 @@ func kvLength(pos int) int {
 	return max(kvPad, (pos+kvPad)/kvPad*kvPad)
 }
 
-// attnScale is the kq_scale llama.cpp passes: 1/sqrtf(head size).
+// attnScale is the kq_scale llama.cpp passes for most architectures:
+// 1/sqrtf(head size).
 func attnScale(hd int) float32 { return 1 / float32(math.Sqrt(float64(hd))) }
 
+// attnView is what a row's attention sees beyond causality: the scores'
+// scale (kq_scale) and the first position its mask leaves visible (a
+// sliding window's start; 0 otherwise).
+type attnView struct {
+	lo    int
+	scale float32
+}
+
+// fullView is the view of an architecture without a sliding window that
+// scales scores by 1/sqrt(hd).
+func fullView(hd int) attnView { return attnView{scale: attnScale(hd)} }
+
 // attendOneChunk is ggml_compute_forward_flash_attn_ext_f16_one_chunk for
-// one head over positions 0..pos, normalised.
-func (w *attnWorker) attendOneChunk(seq *KVCache, layer, kvOff, pos int, q, out []float32) {
+// one head over positions view.lo..pos, normalised.
+func (w *attnWorker) attendOneChunk(seq *KVCache, layer, kvOff, pos int, q, out []float32, view attnView) {
 	w.quantizeQ(q)
-	_, sum := w.oneChunk(seq, layer, kvOff, 0, pos+1, attnScale(len(q)))
+	// Masked cells are skipped (ggml: mv == -INFINITY, continue).
+	_, sum := w.oneChunk(seq, layer, kvOff, view.lo, pos+1, view.scale)
 	inv := float32(0)
 	if sum != 0 {
 		inv = 1 / sum

@@ -12,7 +12,7 @@ import (
 //
 // ggml cuts the n_kv cells into refThreads slices of ceil(n_kv/threads)
 // cells, one per thread; each thread runs the one-chunk kernel over the
-// unmasked cells of its slice (positions <= pos) and keeps its running
+// unmasked cells of its slice (view.lo <= position <= pos) and keeps its running
 // maximum M, sum S and F16 accumulator (as F32) unnormalised.
 // ggml_flash_attn_ext_reduce_partials then merges the slices in order,
 // skipping empty ones (S == 0):
@@ -24,17 +24,17 @@ import (
 // (the first product fused, as its widening-multiply pass does). The
 // result is scaled by 1/S. When only the first slice holds cells (pos <
 // n_kv/2) this equals the one-chunk kernel bit for bit.
-func (w *attnWorker) attendSplitKV(seq *KVCache, layer, kvOff, pos int, q, out []float32) {
+func (w *attnWorker) attendSplitKV(seq *KVCache, layer, kvOff, pos int, q, out []float32, view attnView) {
 	w.quantizeQ(q)
-	scale := attnScale(len(q))
+	scale := view.scale
 	nkv := kvLength(pos)
 	chunk := (nkv + refThreads - 1) / refThreads
 	vkq := w.vkq
 	clear(vkq)
 	mFinal, sFinal := float32(math.Inf(-1)), float32(0)
 	for c := 0; c < refThreads; c++ {
-		lo := c * chunk
-		hi := min(lo+chunk, nkv, pos+1) // cells after pos are masked
+		lo := max(c*chunk, view.lo)          // cells before view.lo are masked
+		hi := min(c*chunk+chunk, nkv, pos+1) // cells after pos are masked
 		if lo >= hi {
 			continue // no cells: M = -Inf, S = 0
 		}

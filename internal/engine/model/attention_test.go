@@ -27,7 +27,7 @@ type attnFixture struct {
 
 func newAttnFixture(t testing.TB, heads, kvHeads, hd, n int, seed uint64, spread float64) *attnFixture {
 	t.Helper()
-	cfg := Config{Dim: heads * hd, Layers: 1, Heads: heads, KVHeads: kvHeads, HeadDim: hd, Vocab: 8}
+	cfg := Config{Dim: heads * hd, Layers: 1, Heads: heads, KVHeads: kvHeads, HeadDim: hd, Vocab: 8, AttnScale: attnScale(hd)}
 	cache, err := NewPrivateKVCache(&cfg, n)
 	if err != nil {
 		t.Fatal(err)

@@ -43,15 +43,14 @@ import (
 // unmasked cells. (If a masked cell held an infinite value, llama.cpp's
 // 0*Inf would make NaN where this gives a number; F16 caches of models
 // that overflow F16 are out of scope.)
-func (w *attnWorker) attendTiled(seq *KVCache, layer, kvOff, pos int, q, out []float32) {
-	hd := len(q)
-	scale := attnScale(hd)
+func (w *attnWorker) attendTiled(seq *KVCache, layer, kvOff, pos int, q, out []float32, view attnView) {
+	hd, scale := len(q), view.scale
 	vkq := w.vkq
 	clear(vkq)
 	m, sum := float32(math.Inf(-1)), float32(0)
 	var kRows, vRows [faTileKV][]uint16 // the tile's rows of this head
-	for ic := 0; ic <= pos; ic += faTileKV {
-		nv := min(faTileKV, pos+1-ic) // unmasked cells of this tile
+	for ic := view.lo / faTileKV * faTileKV; ic <= pos; ic += faTileKV {
+		nv := min(faTileKV, pos+1-ic) // cells up to pos in this tile
 		for tk := range nv {
 			k, v := seq.row(layer, ic+tk)
 			kRows[tk], vRows[tk] = k[kvOff:kvOff+hd], v[kvOff:kvOff+hd]
@@ -61,6 +60,11 @@ func (w *attnWorker) attendTiled(seq *KVCache, layer, kvOff, pos int, q, out []f
 		tileMax := float32(math.Inf(-1))
 		for tk := range kq {
 			s := kq[tk] * scale
+			if ic+tk < view.lo {
+				// Before a sliding window: masked (weight 0 in the tile, as
+				// in ggml; the fused multiply-adds below add exact zeros).
+				s = float32(math.Inf(-1))
+			}
 			kq[tk] = s
 			if !(tileMax > s) { // ggml_vec_max_f32's MAX
 				tileMax = s

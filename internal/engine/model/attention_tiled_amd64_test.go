@@ -107,9 +107,9 @@ func TestTiledAttentionAVX512MatchesGeneric(t *testing.T) {
 			for h := range 2 {
 				q := f.q[pos*f.cfg.Dim+h*hd:][:hd]
 				tiledAVX512 = false
-				w.attendTiled(f.cache, 0, 0, pos, q, want)
+				w.attendTiled(f.cache, 0, 0, pos, q, want, fullView(hd))
 				tiledAVX512 = true
-				w.attendTiled(f.cache, 0, 0, pos, q, got)
+				w.attendTiled(f.cache, 0, 0, pos, q, got, fullView(hd))
 				equalBits(t, "attention", got, want)
 			}
 		}

@@ -2,7 +2,13 @@
 // from GGUF files, and the per-sequence KV cache it attends over.
 //
 // Each architecture registers itself by its general.architecture name
-// (llama.go, qwen2.go); an unknown architecture is an *UnsupportedArchError.
+// (llama.go, qwen2.go, qwen3.go, gemma3.go, phi3.go); an unknown
+// architecture is an *UnsupportedArchError. All share one forward pass
+// (block.go: the attention and feed-forward sub-layers) whose Config flags
+// switch on what an architecture adds. Loading refuses a file with a
+// tensor or an "<arch>." metadata key the forward pass would not use, and
+// names it: such a file would otherwise be computed wrongly without a
+// sign.
 // The forward pass works on a Batch of rows — (token, position, sequence)
 // triples — so one call serves a prompt chunk of one sequence or one decode
 // step of many: every weight matrix is read once per call.

@@ -39,12 +39,13 @@ type State struct {
 
 	x      []float32 // [rows][Dim] residual stream
 	xb     []float32 // [rows][Dim] normalised input of a sub-layer
-	q      []float32 // [rows][Dim] queries
+	q      []float32 // [rows][QDim] queries
 	k, v   []float32 // [rows][KVDim] keys and values of the batch
-	att    []float32 // [rows][Dim] attention output (per head concatenated)
+	qkv    []float32 // [rows][QDim+2*KVDim] fused Q, K, V product (phi3); nil otherwise
+	att    []float32 // [rows][QDim] attention output (per head concatenated)
 	proj   []float32 // [rows][Dim] output of Wo or WDown
 	gate   []float32 // [rows][FFN]
-	up     []float32 // [rows][FFN]
+	up     []float32 // [rows][FFN]; [rows][2*FFN] gate|up when fused (phi3)
 	xo     []float32 // [maxOut][Dim] final-normed rows that want logits
 	logits []float32 // [maxOut][Vocab]
 
@@ -63,19 +64,23 @@ func NewState(m *Model, pool *tensor.Pool, maxRows, maxOut int) (*State, error) 
 		return nil, fmt.Errorf("model: state for %d rows, %d outputs", maxRows, maxOut)
 	}
 	c := &m.Config
-	maxCols := max(c.Dim, c.FFN)
+	maxCols := max(c.Dim, c.FFN, c.QDim())
+	upRows := c.FFN
+	if archs[c.Arch].fusedGateUp {
+		upRows = 2 * c.FFN
+	}
 	s := &State{
 		m: m, pool: pool, maxRows: maxRows, maxOut: maxOut,
 		ws:     tensor.NewWorkspace(maxCols, maxRows),
 		x:      make([]float32, maxRows*c.Dim),
 		xb:     make([]float32, maxRows*c.Dim),
-		q:      make([]float32, maxRows*c.Dim),
+		q:      make([]float32, maxRows*c.QDim()),
 		k:      make([]float32, maxRows*c.KVDim()),
 		v:      make([]float32, maxRows*c.KVDim()),
-		att:    make([]float32, maxRows*c.Dim),
+		att:    make([]float32, maxRows*c.QDim()),
 		proj:   make([]float32, maxRows*c.Dim),
 		gate:   make([]float32, maxRows*c.FFN),
-		up:     make([]float32, maxRows*c.FFN),
+		up:     make([]float32, maxRows*upRows),
 		xo:     make([]float32, maxOut*c.Dim),
 		logits: make([]float32, maxOut*c.Vocab),
 		cos:    make([]float32, c.RopeDims/2),
@@ -83,6 +88,12 @@ func NewState(m *Model, pool *tensor.Pool, maxRows, maxOut int) (*State, error) 
 
 		modes:    make([]tensor.RowMode, maxRows),
 		outModes: make([]tensor.RowMode, maxOut),
+	}
+	for _, l := range m.Layers {
+		if l.Wqkv.Rows > 0 {
+			s.qkv = make([]float32, maxRows*(c.QDim()+2*c.KVDim()))
+			break
+		}
 	}
 	s.attn.init(c.HeadDim)
 	return s, nil
@@ -101,38 +112,19 @@ func (s *State) Forward(b *Batch) ([]float32, error) {
 	}
 	m, c := s.m, &s.m.Config
 	n := b.Len()
-	dim, kvDim := c.Dim, c.KVDim()
+	dim := c.Dim
 	s.setModes(b)
 	for i, tok := range b.Tokens {
 		if err := tensor.EmbeddingRow(m.TokEmbd, int(tok), s.x[i*dim:(i+1)*dim]); err != nil {
 			return nil, fmt.Errorf("model: embedding: %w", err)
 		}
 	}
+	if c.EmbedScale != 0 {
+		scaleInto(s.x[:n*dim], c.EmbedScale) // ggml_scale
+	}
 	for li := range m.Layers {
 		l := &m.Layers[li]
-		// Attention block.
-		s.rmsNormRows(s.xb, s.x, l.AttnNorm, n)
-		s.matmul(s.q[:n*dim], l.Wq, s.xb[:n*dim], n)
-		s.matmul(s.k[:n*kvDim], l.Wk, s.xb[:n*dim], n)
-		s.matmul(s.v[:n*kvDim], l.Wv, s.xb[:n*dim], n)
-		if c.QKVBias {
-			addBias(s.q[:n*dim], l.Bq)
-			addBias(s.k[:n*kvDim], l.Bk)
-			addBias(s.v[:n*kvDim], l.Bv)
-		}
-		for i := 0; i < n; i++ {
-			s.ropeAngles(int(b.Pos[i]))
-			for h := 0; h < c.Heads; h++ {
-				s.rotate(s.q[i*dim+h*c.HeadDim:][:c.HeadDim])
-			}
-			for h := 0; h < c.KVHeads; h++ {
-				s.rotate(s.k[i*kvDim+h*c.HeadDim:][:c.HeadDim])
-			}
-			b.Seqs[i].store(li, int(b.Pos[i]), s.k[i*kvDim:(i+1)*kvDim], s.v[i*kvDim:(i+1)*kvDim])
-		}
-		s.attendRows(li, b, n)
-		s.matmul(s.proj[:n*dim], l.Wo, s.att[:n*dim], n)
-		addInto(s.x[:n*dim], s.proj[:n*dim])
+		s.attention(li, l, b, n)
 		if li == len(m.Layers)-1 {
 			// As llama.cpp does, the last layer's feed-forward block runs
 			// only on the rows whose logits are wanted (which changes the
@@ -148,18 +140,7 @@ func (s *State) Forward(b *Batch) ([]float32, error) {
 				break
 			}
 		}
-
-		// Feed-forward block (SwiGLU).
-		s.rmsNormRows(s.xb, s.x, l.FFNNorm, n)
-		s.matmul(s.gate[:n*c.FFN], l.WGate, s.xb[:n*dim], n)
-		s.matmul(s.up[:n*c.FFN], l.WUp, s.xb[:n*dim], n)
-		// Row by row, as ggml does: the vector/leftover split of each row
-		// must not depend on the row's place in the batch.
-		for i := 0; i < n; i++ {
-			swiglu(s.gate[i*c.FFN:(i+1)*c.FFN], s.up[i*c.FFN:(i+1)*c.FFN])
-		}
-		s.matmul(s.proj[:n*dim], l.WDown, s.gate[:n*c.FFN], n)
-		addInto(s.x[:n*dim], s.proj[:n*dim])
+		s.feedForward(l, n)
 	}
 	for i := range b.Tokens {
 		if p := int(b.Pos[i]) + 1; p > b.Seqs[i].Len {
@@ -271,40 +252,6 @@ func rmsNorm(dst, x, w []float32, eps float32) {
 	dst = dst[:len(x)]
 	for i, v := range x {
 		dst[i] = (v * scale) * w[i]
-	}
-}
-
-// ropeAngles fills cos and sin for position pos the way ggml builds its
-// rope cache: theta starts at pos and is multiplied by base^(-2/d) per pair.
-func (s *State) ropeAngles(pos int) {
-	c := &s.m.Config
-	thetaScale := float32(math.Pow(float64(c.RopeBase), -2.0/float64(c.RopeDims)))
-	theta := float32(pos)
-	for i := range s.cos {
-		t := c.RopeScale * theta
-		s.cos[i] = tensor.Cosf(t) // glibc's cosf/sinf, bit for bit
-		s.sin[i] = tensor.Sinf(t)
-		theta *= thetaScale
-	}
-}
-
-// rotate applies the current rotation to one head vector. ggml computes
-// x0*cos - x1*sin and x0*sin + x1*cos, which GCC contracts to fused
-// multiply-adds on the first product.
-func (s *State) rotate(x []float32) {
-	half := len(s.cos)
-	if s.m.RopeStyle == RopeNeoX {
-		for i := 0; i < half; i++ {
-			x0, x1 := x[i], x[i+s.m.RopeDims/2]
-			x[i] = fma32(x0, s.cos[i], -float32(x1*s.sin[i]))
-			x[i+s.m.RopeDims/2] = fma32(x0, s.sin[i], float32(x1*s.cos[i]))
-		}
-		return
-	}
-	for i := 0; i < half; i++ {
-		x0, x1 := x[2*i], x[2*i+1]
-		x[2*i] = fma32(x0, s.cos[i], -float32(x1*s.sin[i]))
-		x[2*i+1] = fma32(x0, s.sin[i], float32(x1*s.cos[i]))
 	}
 }
 

@@ -11,17 +11,28 @@ import (
 )
 
 // Layer holds one transformer block's weights. Matrices are [rows][cols]
-// over the memory-mapped file; vectors are F32 views of it.
+// over the memory-mapped file; vectors are F32 views of it. Optional
+// tensors are nil (or a zero Matrix) when the architecture or the file
+// has none.
 type Layer struct {
-	AttnNorm   []float32     // [Dim]
-	Wq         tensor.Matrix // [Dim][Dim]
-	Wk, Wv     tensor.Matrix // [KVDim][Dim]
-	Bq         []float32     // [Dim], qwen2 only
-	Bk, Bv     []float32     // [KVDim], qwen2 only
-	Wo         tensor.Matrix // [Dim][Dim]
-	FFNNorm    []float32     // [Dim]
-	WGate, WUp tensor.Matrix // [FFN][Dim]
-	WDown      tensor.Matrix // [Dim][FFN]
+	AttnNorm []float32     // [Dim]
+	Wqkv     tensor.Matrix // [QDim+2*KVDim][Dim] when the file fuses Q, K and V (phi3)
+	Bqkv     []float32     // [QDim+2*KVDim], with Wqkv, optional
+	Wq       tensor.Matrix // [QDim][Dim]
+	Wk, Wv   tensor.Matrix // [KVDim][Dim]
+	Bq       []float32     // [QDim], optional (required by qwen2)
+	Bk, Bv   []float32     // [KVDim]
+	QNorm    []float32     // [HeadDim], QKNorm only
+	KNorm    []float32     // [HeadDim], QKNorm only
+	Wo       tensor.Matrix // [Dim][QDim]
+	PostAttn []float32     // [Dim], PostNorms only
+	FFNNorm  []float32     // [Dim]
+	WGate    tensor.Matrix // [FFN][Dim]; zero when fused into WUp
+	WUp      tensor.Matrix // [FFN][Dim], or [2*FFN][Dim]: gate rows then up rows (phi3)
+	WDown    tensor.Matrix // [Dim][FFN]
+	PostFFN  []float32     // [Dim], PostNorms only
+	Slides   bool          // sliding-window layer
+	rope     *ropeLayer
 }
 
 // Model is a loaded transformer: its config and weights. It is read-only
@@ -33,6 +44,11 @@ type Model struct {
 	Layers  []Layer
 	OutNorm []float32     // [Dim]
 	Output  tensor.Matrix // [Vocab][Dim]; TokEmbd when the output is tied
+	// RopeFactors divide each rotated pair's frequency ([RopeDims/2]):
+	// Llama 3's rope_freqs, or Phi-3's long or short factors; nil if none.
+	RopeFactors []float32
+
+	ropes [2]ropeLayer // full-attention and sliding-window layers
 }
 
 // LoadOptions tune Load. The zero value works.
@@ -40,18 +56,26 @@ type LoadOptions struct {
 	// NoRepack keeps every weight in the file's memory mapping: no packed
 	// heap copies of Q4_0/Q4_K matrices (slower decode, same results).
 	NoRepack bool
+	// ContextLength is the context the model will run with (0: the
+	// trained one). Phi-3's RoPE takes its long factors when it exceeds
+	// the original context, as llama.cpp decides from n_ctx.
+	ContextLength int
 }
 
 // Load builds a Model over f's tensors; f must stay open while it is used.
 func Load(f *gguf.File) (*Model, error) { return LoadWith(f, LoadOptions{}) }
 
-// LoadWith is Load with options.
+// LoadWith is Load with options. Like llama.cpp, it refuses a file that
+// lacks a tensor the architecture needs; unlike llama.cpp, which ignores
+// them, it also refuses a file holding a tensor the forward pass would not
+// use, naming it: such a file is not the model the forward pass computes.
 func LoadWith(f *gguf.File, opts LoadOptions) (*Model, error) {
 	cfg, err := ReadConfig(f)
 	if err != nil {
 		return nil, err
 	}
-	w := weights{f: f, newMatrix: tensor.NewMatrix}
+	spec := archs[cfg.Arch]
+	w := weights{f: f, newMatrix: tensor.NewMatrix, used: map[string]bool{}}
 	if opts.NoRepack {
 		w.newMatrix = tensor.NewMappedMatrix
 	}
@@ -61,42 +85,112 @@ func LoadWith(f *gguf.File, opts LoadOptions) (*Model, error) {
 		m.Vocab = m.TokEmbd.Rows
 	}
 	m.OutNorm = w.vector("output_norm.weight", cfg.Dim)
-	if _, err := f.Tensor("output.weight"); err == nil {
+	if w.has("output.weight") {
 		m.Output = w.matrix("output.weight", m.Vocab, cfg.Dim)
 	} else {
 		m.Output = m.TokEmbd
 	}
+	m.loadRopeFactors(&w, spec, opts.ContextLength)
+	m.ropes[0] = newRopeLayer(&m.Config, cfg.Rope.Base, cfg.Rope.Scale)
+	m.ropes[1] = newRopeLayer(&m.Config, cfg.Rope.BaseSWA, cfg.Rope.ScaleSWA)
 	m.Layers = make([]Layer, cfg.Layers)
-	kv := cfg.KVDim()
 	for i := range m.Layers {
-		p := fmt.Sprintf("blk.%d.", i)
-		l := &m.Layers[i]
-		l.AttnNorm = w.vector(p+"attn_norm.weight", cfg.Dim)
-		l.Wq = w.matrix(p+"attn_q.weight", cfg.Dim, cfg.Dim)
-		l.Wk = w.matrix(p+"attn_k.weight", kv, cfg.Dim)
-		l.Wv = w.matrix(p+"attn_v.weight", kv, cfg.Dim)
-		l.Wo = w.matrix(p+"attn_output.weight", cfg.Dim, cfg.Dim)
-		if cfg.QKVBias {
-			l.Bq = w.vector(p+"attn_q.bias", cfg.Dim)
-			l.Bk = w.vector(p+"attn_k.bias", kv)
-			l.Bv = w.vector(p+"attn_v.bias", kv)
-		}
-		l.FFNNorm = w.vector(p+"ffn_norm.weight", cfg.Dim)
-		l.WGate = w.matrix(p+"ffn_gate.weight", cfg.FFN, cfg.Dim)
-		l.WUp = w.matrix(p+"ffn_up.weight", cfg.FFN, cfg.Dim)
-		l.WDown = w.matrix(p+"ffn_down.weight", cfg.Dim, cfg.FFN)
+		m.loadLayer(&w, spec, i)
 	}
 	if w.err != nil {
 		return nil, w.err
 	}
+	for _, t := range f.Tensors {
+		if !w.used[t.Name] {
+			return nil, fmt.Errorf("model: %s: tensor %s is not used by the %s forward pass (refusing a file it would misread)", cfg.Arch, t.Name, cfg.Arch)
+		}
+	}
 	return m, nil
 }
 
-// weights fetches tensors, keeping the first error.
+// loadLayer reads block i's tensors. Q, K and V come fused (attn_qkv) or
+// apart, with optional biases, as llama.cpp's create_tensor_qkv accepts.
+func (m *Model) loadLayer(w *weights, spec archSpec, i int) {
+	c := &m.Config
+	p := fmt.Sprintf("blk.%d.", i)
+	l := &m.Layers[i]
+	q, kv := c.QDim(), c.KVDim()
+	l.Slides = c.LayerSlides(i)
+	l.rope = &m.ropes[0]
+	if l.Slides {
+		l.rope = &m.ropes[1]
+	}
+	l.AttnNorm = w.vector(p+"attn_norm.weight", c.Dim)
+	if w.has(p+"attn_qkv.weight") && !spec.qkvBias {
+		l.Wqkv = w.matrix(p+"attn_qkv.weight", q+2*kv, c.Dim)
+		l.Bqkv = w.optVector(p+"attn_qkv.bias", q+2*kv)
+	} else {
+		l.Wq = w.matrix(p+"attn_q.weight", q, c.Dim)
+		l.Wk = w.matrix(p+"attn_k.weight", kv, c.Dim)
+		l.Wv = w.matrix(p+"attn_v.weight", kv, c.Dim)
+		if spec.qkvBias {
+			l.Bq = w.vector(p+"attn_q.bias", q)
+			l.Bk = w.vector(p+"attn_k.bias", kv)
+			l.Bv = w.vector(p+"attn_v.bias", kv)
+		} else {
+			l.Bq = w.optVector(p+"attn_q.bias", q)
+			l.Bk = w.optVector(p+"attn_k.bias", kv)
+			l.Bv = w.optVector(p+"attn_v.bias", kv)
+		}
+	}
+	if c.QKNorm {
+		l.QNorm = w.vector(p+"attn_q_norm.weight", c.HeadDim)
+		l.KNorm = w.vector(p+"attn_k_norm.weight", c.HeadDim)
+	}
+	l.Wo = w.matrix(p+"attn_output.weight", c.Dim, q)
+	l.FFNNorm = w.vector(p+"ffn_norm.weight", c.Dim)
+	if spec.fusedGateUp {
+		l.WUp = w.matrix(p+"ffn_up.weight", 2*c.FFN, c.Dim)
+	} else {
+		l.WGate = w.matrix(p+"ffn_gate.weight", c.FFN, c.Dim)
+		l.WUp = w.matrix(p+"ffn_up.weight", c.FFN, c.Dim)
+	}
+	l.WDown = w.matrix(p+"ffn_down.weight", c.Dim, c.FFN)
+	if c.PostNorms {
+		l.PostAttn = w.vector(p+"post_attention_norm.weight", c.Dim)
+		l.PostFFN = w.vector(p+"post_ffw_norm.weight", c.Dim)
+	}
+}
+
+// loadRopeFactors reads Llama 3's rope_freqs.weight or Phi-3's
+// rope_factors_long/short.weight where the architecture uses them
+// (llama.cpp's get_rope_factors: the long factors when the context
+// exceeds the original one). Elsewhere they stay unread, so a file that
+// has them is refused as holding a tensor the forward pass ignores.
+func (m *Model) loadRopeFactors(w *weights, spec archSpec, ctx int) {
+	n := m.RopeDims / 2
+	switch {
+	case spec.ropeFreqs && w.has("rope_freqs.weight"):
+		m.RopeFactors = w.vector("rope_freqs.weight", n)
+	case spec.ropeLongShort && (w.has("rope_factors_long.weight") || w.has("rope_factors_short.weight")):
+		long := w.vector("rope_factors_long.weight", n)
+		short := w.vector("rope_factors_short.weight", n)
+		if ctx <= 0 || ctx > m.Context {
+			ctx = m.Context
+		}
+		m.RopeFactors = short
+		if ctx > m.Rope.OrigCtx {
+			m.RopeFactors = long
+		}
+	}
+}
+
+// weights fetches tensors, keeping the first error and the names used.
 type weights struct {
 	f         *gguf.File
 	newMatrix func(t gguf.Type, rows, cols int, data []byte) (tensor.Matrix, error)
 	err       error
+	used      map[string]bool
+}
+
+func (w *weights) has(name string) bool {
+	_, err := w.f.Tensor(name)
+	return err == nil
 }
 
 // matrix returns a 2-D tensor of shape [rows][cols]; rows < 0 accepts any.
@@ -104,6 +198,7 @@ func (w *weights) matrix(name string, rows, cols int) tensor.Matrix {
 	if w.err != nil {
 		return tensor.Matrix{}
 	}
+	w.used[name] = true
 	info, err := w.f.Tensor(name)
 	if err != nil {
 		w.err = fmt.Errorf("model: %w", err)
@@ -125,11 +220,20 @@ func (w *weights) matrix(name string, rows, cols int) tensor.Matrix {
 	return m
 }
 
+// optVector is vector for a tensor the file may omit (nil then).
+func (w *weights) optVector(name string, n int) []float32 {
+	if !w.has(name) {
+		return nil
+	}
+	return w.vector(name, n)
+}
+
 // vector returns a 1-D F32 tensor of length n as a view of the mapping.
 func (w *weights) vector(name string, n int) []float32 {
 	if w.err != nil {
 		return nil
 	}
+	w.used[name] = true
 	info, err := w.f.Tensor(name)
 	if err != nil {
 		w.err = fmt.Errorf("model: %w", err)

@@ -1,0 +1,100 @@
+package model
+
+import (
+	"math"
+
+	"courier/internal/engine/tensor"
+)
+
+// ropeLayer is what ggml_rope_ext computes a layer's rotation from: the
+// cache of cos and sin that ggml_rope_cache_init builds per position.
+type ropeLayer struct {
+	scale      float32    // freq_scale
+	thetaScale float32    // powf(freq_base, -2.0f/n_dims)
+	ext        float32    // ext_factor (YaRN; 0 otherwise)
+	mscale     float32    // attn_factor, times YaRN's 1 + 0.1 ln(1/freq_scale)
+	corr       [2]float32 // ggml_rope_yarn_corr_dims
+}
+
+// newRopeLayer computes the per-layer constants for freq_base base and
+// freq_scale scale, as ggml_compute_forward_rope_flt does once per call.
+func newRopeLayer(c *Config, base, scale float32) ropeLayer {
+	dims := c.RopeDims
+	r := ropeLayer{
+		scale:      scale,
+		thetaScale: float32(math.Pow(float64(base), float64(float32(-2)/float32(dims)))),
+		ext:        c.Rope.ExtFactor,
+		mscale:     c.Rope.AttnFactor,
+	}
+	r.corr = yarnCorrDims(dims, c.Rope.OrigCtx, base, c.Rope.BetaFast, c.Rope.BetaSlow)
+	if r.ext != 0 {
+		// rope_yarn: mscale *= 1.0f + 0.1f * logf(1.0f / freq_scale).
+		r.mscale *= fma32(0.1, logf(1/scale), 1)
+	}
+	return r
+}
+
+// yarnCorrDims is ggml_rope_yarn_corr_dims.
+func yarnCorrDims(nDims, nCtxOrig int, base, betaFast, betaSlow float32) [2]float32 {
+	corrDim := func(nRot float32) float32 {
+		return float32(nDims) * logf(float32(nCtxOrig)/(nRot*2*float32(math.Pi))) / (2 * logf(base))
+	}
+	start := float32(math.Floor(float64(corrDim(betaFast))))
+	end := float32(math.Ceil(float64(corrDim(betaSlow))))
+	return [2]float32{max(0, start), min(float32(nDims-1), end)}
+}
+
+// ropeAngles fills cos and sin for position pos the way ggml builds its
+// rope cache (ggml_rope_cache_init and rope_yarn): theta starts at pos and
+// is multiplied by thetaScale per pair; each pair's theta is divided by
+// its frequency factor (rope_freqs, or Phi-3's long/short factors) when
+// the model has them, scaled by freq_scale, mixed with the unscaled theta
+// by YaRN's ramp when ext_factor is set, and cos and sin are multiplied by
+// mscale.
+func (s *State) ropeAngles(pos int, r *ropeLayer) {
+	ff := s.m.RopeFactors
+	theta := float32(pos)
+	for i := range s.cos {
+		extrap := theta
+		if ff != nil {
+			extrap = theta / ff[i]
+		}
+		t := r.scale * extrap
+		if r.ext != 0 {
+			mix := yarnRamp(r.corr[0], r.corr[1], 2*i) * r.ext
+			t = fma32(t, 1-mix, extrap*mix)
+		}
+		c, sn := tensor.Cosf(t), tensor.Sinf(t) // glibc's cosf/sinf, bit for bit
+		if r.mscale != 1 {
+			c, sn = c*r.mscale, sn*r.mscale
+		}
+		s.cos[i], s.sin[i] = c, sn
+		theta *= r.thetaScale
+	}
+}
+
+// yarnRamp is rope_yarn_ramp.
+func yarnRamp(low, high float32, i0 int) float32 {
+	y := (float32(i0/2) - low) / max(0.001, high-low)
+	return 1 - min(1, max(0, y))
+}
+
+// rotate applies the current rotation to one head vector. ggml computes
+// x0*cos - x1*sin and x0*sin + x1*cos, which GCC contracts to fused
+// multiply-adds on the first product.
+func (s *State) rotate(x []float32) {
+	half := len(s.cos)
+	if s.m.RopeStyle == RopeNeoX {
+		for i := 0; i < half; i++ {
+			x0, x1 := x[i], x[i+half]
+			x[i] = fma32(x0, s.cos[i], -float32(x1*s.sin[i]))
+			x[i+half] = fma32(x0, s.sin[i], float32(x1*s.cos[i]))
+		}
+		return
+	}
+	for i := 0; i < half; i++ {
+		x0, x1 := x[2*i], x[2*i+1]
+		x[2*i] = fma32(x0, s.cos[i], -float32(x1*s.sin[i]))
+		x[2*i+1] = fma32(x0, s.sin[i], float32(x1*s.cos[i]))
+	}
+}
