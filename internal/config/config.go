@@ -61,6 +61,9 @@ type Node struct {
 	NATSListen string
 	// DataDir holds the embedded server's JetStream files (serve).
 	DataDir string
+	// NATS is how the process secures its NATS connections (gateway,
+	// worker) or its embedded server's listener (serve).
+	NATS NATSSecurity
 	// Models are the models to serve (serve, worker).
 	Models []Model
 
@@ -131,6 +134,28 @@ type Node struct {
 	BatchReserve int
 }
 
+// NATSSecurity is authentication and TLS on the bus. For gateway and
+// worker it is the client's side: at most one of CredsFile, TokenFile and
+// NkeyFile (or credentials in the --nats URL), and TLS files. For serve it
+// is the embedded server's side when it listens (--nats-listen): clients
+// must authenticate, with the users of AuthConfig or, without it, the
+// credentials serve writes to its data dir; TLS files secure the listener.
+type NATSSecurity struct {
+	// CredsFile is a .creds file (JWT and nkey seed) (gateway, worker).
+	CredsFile string
+	// TokenFile holds a token or user:password (gateway, worker).
+	TokenFile string
+	// NkeyFile holds an nkey seed (gateway, worker).
+	NkeyFile string
+	// AuthConfig is a nats-server configuration file whose authorization
+	// block lists the embedded server's users and permissions (serve).
+	AuthConfig string
+	// TLSCert and TLSKey are the certificate presented (serve: the
+	// server's; otherwise a client certificate); TLSCA is the CA that signs
+	// the other side's (serve: clients must then present one).
+	TLSCert, TLSKey, TLSCA string
+}
+
 // Default returns the defaults for role.
 func Default(role string) Node {
 	return Node{
@@ -173,6 +198,24 @@ func (c Node) Validate() error {
 				bad("--nats-listen %q: %v", c.NATSListen, err)
 			}
 		}
+	}
+	creds := 0
+	for _, f := range []string{c.NATS.CredsFile, c.NATS.TokenFile, c.NATS.NkeyFile} {
+		if f != "" {
+			creds++
+		}
+	}
+	if creds > 1 {
+		bad("give at most one of --nats-creds, --nats-token-file and --nats-nkey")
+	}
+	if (c.NATS.TLSCert == "") != (c.NATS.TLSKey == "") {
+		bad("--nats-tls-cert and --nats-tls-key go together")
+	}
+	if c.Role == RoleServe && c.NATSListen == "" && (c.NATS.AuthConfig != "" || c.NATS.TLSCert != "") {
+		bad("--nats-auth-config and --nats-tls-* secure --nats-listen, which is not set")
+	}
+	if c.Role == RoleServe && c.NATS.TLSCA != "" && c.NATS.TLSCert == "" {
+		bad("--nats-tls-ca needs --nats-tls-cert and --nats-tls-key (the server's certificate)")
 	}
 	if c.Role != RoleGateway && len(c.Models) == 0 {
 		bad("at least one --model NAME=PATH is required")
@@ -249,11 +292,25 @@ func Bind(fs *flag.FlagSet, c *Node) {
 		fs.IntVar(&c.PrefixMinBytes, "prefix-min-bytes", c.PrefixMinBytes, "shortest shared prompt prefix, in bytes, that --prefix-affinity acts on (0: 256)")
 	}
 	if c.Role != RoleServe {
-		fs.StringVar(&c.NATSURL, "nats", c.NATSURL, "NATS server URL(s), comma-separated")
+		fs.StringVar(&c.NATSURL, "nats", c.NATSURL, "NATS server URL(s), comma-separated (may hold user:password@ or token@)")
+		fs.StringVar(&c.NATS.CredsFile, "nats-creds", c.NATS.CredsFile, "NATS .creds file (user JWT and nkey seed)")
+		fs.StringVar(&c.NATS.TokenFile, "nats-token-file", c.NATS.TokenFile,
+			"file holding a NATS token or user:password (serve --nats-listen writes <data-dir>/nats.token for workers)")
+		fs.StringVar(&c.NATS.NkeyFile, "nats-nkey", c.NATS.NkeyFile, "file holding a NATS nkey seed")
+		fs.StringVar(&c.NATS.TLSCert, "nats-tls-cert", c.NATS.TLSCert, "client certificate (PEM) for NATS servers that verify clients")
+		fs.StringVar(&c.NATS.TLSKey, "nats-tls-key", c.NATS.TLSKey, "key (PEM) of --nats-tls-cert")
+		fs.StringVar(&c.NATS.TLSCA, "nats-tls-ca", c.NATS.TLSCA, "CA (PEM) that signed the NATS server's certificate")
 	}
 	if c.Role == RoleServe {
-		fs.StringVar(&c.NATSListen, "nats-listen", c.NATSListen, "also expose the embedded NATS server on host:port")
+		fs.StringVar(&c.NATSListen, "nats-listen", c.NATSListen,
+			"also expose the embedded NATS server on host:port; clients must authenticate (see --nats-auth-config)")
 		fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "folder for the embedded server's JetStream files")
+		fs.StringVar(&c.NATS.AuthConfig, "nats-auth-config", c.NATS.AuthConfig,
+			"nats-server config file whose authorization block lists the users (password or nkey) and permissions of --nats-listen; "+
+				"without it serve writes a worker credential to <data-dir>/nats.token and a gateway one to <data-dir>/nats-gateway.token")
+		fs.StringVar(&c.NATS.TLSCert, "nats-tls-cert", c.NATS.TLSCert, "server certificate (PEM): --nats-listen speaks TLS")
+		fs.StringVar(&c.NATS.TLSKey, "nats-tls-key", c.NATS.TLSKey, "key (PEM) of --nats-tls-cert")
+		fs.StringVar(&c.NATS.TLSCA, "nats-tls-ca", c.NATS.TLSCA, "CA (PEM): clients of --nats-listen must present a certificate it signed")
 	}
 	if c.Role != RoleGateway {
 		fs.Func("model", "model to serve, NAME=PATH or PATH (repeatable)", func(s string) error {

@@ -89,3 +89,37 @@ func TestPrefixAffinityFlags(t *testing.T) {
 		t.Fatal("workers have no placement flags")
 	}
 }
+
+func TestNATSSecurityFlags(t *testing.T) {
+	w := Default(RoleWorker)
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	Bind(fs, &w)
+	if err := fs.Parse([]string{"--nats", "tls://h:4222", "--model", "m=/x", "--nats-token-file", "t",
+		"--nats-tls-ca", "ca.pem", "--nats-tls-cert", "c.pem", "--nats-tls-key", "k.pem"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if w.NATS != (NATSSecurity{TokenFile: "t", TLSCA: "ca.pem", TLSCert: "c.pem", TLSKey: "k.pem"}) {
+		t.Fatalf("parsed %+v", w.NATS)
+	}
+	w.NATS = NATSSecurity{TokenFile: "t", NkeyFile: "n", TLSCert: "c.pem"}
+	err := w.Validate()
+	for _, want := range []string{"at most one of --nats-creds", "--nats-tls-key go together"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not mention %q", err, want)
+		}
+	}
+	s := Default(RoleServe)
+	s.Models = []Model{{"m", "/x"}}
+	s.NATS.TLSCert, s.NATS.TLSKey = "c", "k"
+	if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "--nats-listen") {
+		t.Errorf("TLS without --nats-listen: %v", err)
+	}
+	sfs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	Bind(sfs, &s)
+	if sfs.Lookup("nats-creds") != nil || sfs.Lookup("nats-auth-config") == nil {
+		t.Error("serve has server-side NATS flags only")
+	}
+}

@@ -1,12 +1,19 @@
 package e2e
 
 import (
+	"context"
 	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/openai/openai-go/v3"
 
+	"courier/internal/bus/natsbus"
 	"courier/internal/config"
+	"courier/internal/node"
+	"courier/internal/testutil"
 )
 
 func serveConfig(t testing.TB) config.Node {
@@ -98,31 +105,76 @@ func TestServeConcurrent(t *testing.T) {
 	}
 }
 
-// TestServeNATSListen: `serve --nats-listen` lets a worker elsewhere join
-// its embedded server; the gateway then serves that worker's model too.
+// TestServeNATSListen: `serve --nats-listen` requires authentication: a
+// client without credentials is refused; a worker elsewhere joins with the
+// worker token serve wrote (0600) and the gateway serves its model; a
+// gateway elsewhere joins with the gateway token.
 func TestServeNATSListen(t *testing.T) {
 	cfg := serveConfig(t)
 	cfg.NATSListen = "127.0.0.1:0"
 	n := startNode(t, cfg)
+	testJoinWithToken(t, n, cfg.DataDir, natsbus.ClientAuth{}, config.NATSSecurity{})
+}
+
+// TestServeNATSTLS: the same over TLS with client certificates, from a CA
+// made in the test.
+func TestServeNATSTLS(t *testing.T) {
+	tf := testutil.NewTLSFiles(t)
+	cfg := serveConfig(t)
+	cfg.NATSListen = "127.0.0.1:0"
+	cfg.NATS = config.NATSSecurity{TLSCert: tf.ServerCert, TLSKey: tf.ServerKey, TLSCA: tf.CA}
+	n := startNode(t, cfg)
+	tlsOnly := natsbus.ClientAuth{TLSCA: tf.CA, TLSCert: tf.ClientCert, TLSKey: tf.ClientKey}
+	testJoinWithToken(t, n, cfg.DataDir, tlsOnly, config.NATSSecurity{TLSCA: tf.CA, TLSCert: tf.ClientCert, TLSKey: tf.ClientKey})
+}
+
+func testJoinWithToken(t *testing.T, n *node.Node, dataDir string, anon natsbus.ClientAuth, sec config.NATSSecurity) {
+	t.Helper()
 	if n.NATSURL() == "" {
 		t.Fatal("embedded server does not listen")
 	}
+	if c, err := natsbus.Dial(n.NATSURL(), "anonymous", anon, nil); err == nil {
+		_ = c.Close(context.Background())
+		t.Fatal("a client without credentials connected")
+	} else if !strings.Contains(strings.ToLower(err.Error()), "authorization violation") {
+		t.Fatalf("anonymous client: %v, want an authorization violation", err)
+	}
+	tokens := map[string]string{}
+	for _, f := range []string{node.WorkerTokenFile, node.GatewayTokenFile} {
+		p := filepath.Join(dataDir, f)
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Fatalf("%s has mode %v, want 0600", f, fi.Mode().Perm())
+		}
+		tokens[f] = p
+	}
 	wc := config.Default(config.RoleWorker)
-	wc.NATSURL = n.NATSURL()
+	wc.NATSURL, wc.NATS = n.NATSURL(), sec
+	wc.NATS.TokenFile = tokens[node.WorkerTokenFile]
 	wc.Models = []config.Model{{Name: "remote", Path: modelPath(t)}}
 	startNode(t, wc)
+	gc := config.Default(config.RoleGateway)
+	gc.NATSURL, gc.NATS = n.NATSURL(), sec
+	gc.NATS.TokenFile = tokens[node.GatewayTokenFile]
+	gw := startNode(t, gc)
 	ctx := testCtx(t)
-	if err := n.Gateway().WaitWorkers(ctx, "remote", 1); err != nil {
-		t.Fatal(err)
-	}
-	p := completionParams("Once upon a time", 20)
-	p.Model = "remote"
-	c := client(t, n.Addr())
-	resp, err := c.Completions.New(ctx, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, want := resp.Choices[0].Text, greedy(t, "Once upon a time", 20); got != want {
-		t.Fatalf("remote worker: %q, want %q", got, want)
+	want := greedy(t, "Once upon a time", 20)
+	for _, g := range []*node.Node{n, gw} {
+		if err := g.Gateway().WaitWorkers(ctx, "remote", 1); err != nil {
+			t.Fatal(err)
+		}
+		p := completionParams("Once upon a time", 20)
+		p.Model = "remote"
+		c := client(t, g.Addr())
+		resp, err := c.Completions.New(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := resp.Choices[0].Text; got != want {
+			t.Fatalf("remote worker: %q, want %q", got, want)
+		}
 	}
 }

@@ -108,9 +108,12 @@ func Start(ctx context.Context, cfg config.Node, log *slog.Logger) (*Node, error
 
 func (n *Node) start(ctx context.Context) error {
 	cfg := n.cfg
-	dial := func(name string) (*natsbus.Conn, error) { return natsbus.Dial(cfg.NATSURL, name, n.log) }
+	dial := func(name string) (*natsbus.Conn, error) {
+		return natsbus.Dial(cfg.NATSURL, name, clientAuth(cfg), n.log)
+	}
 	if cfg.Role == config.RoleServe {
 		lock, err := lockDataDir(cfg.DataDir)
+
 		if err != nil {
 			return err
 		}
@@ -121,15 +124,26 @@ func (n *Node) start(ctx context.Context) error {
 		}
 		// 8 MiB messages (NATS's default is 1 MiB): a request carries its
 		// prompt and, when resumed, the tokens already generated.
-		srv, err := natsbus.StartServer(natsbus.ServerConfig{Name: "courier", DataDir: dir, Listen: cfg.NATSListen,
-			MaxPayload: EmbeddedMaxPayload}, n.log)
+		scfg := natsbus.ServerConfig{Name: "courier", DataDir: dir, Listen: cfg.NATSListen,
+			MaxPayload: EmbeddedMaxPayload}
+		var credFiles []string
+		if cfg.NATSListen != "" {
+			// Anyone who can reach the port would otherwise read prompts,
+			// files and results, and pose as a worker.
+			if scfg.Auth, credFiles, err = serverAuth(cfg); err != nil {
+				return err
+			}
+			scfg.TLSCert, scfg.TLSKey, scfg.TLSCA = cfg.NATS.TLSCert, cfg.NATS.TLSKey, cfg.NATS.TLSCA
+		}
+		srv, err := natsbus.StartServer(scfg, n.log)
 		if err != nil {
 			return err
 		}
 		n.server = srv
 		dial = srv.Connect
 		if u := srv.ClientURL(); u != "" {
-			n.log.Info("embedded NATS listening", "url", u)
+			n.log.Info("embedded NATS listening", "url", u, "tls", scfg.TLSCert != "")
+			n.announce(u, credFiles)
 		}
 	}
 	if cfg.Role != config.RoleGateway {
@@ -143,6 +157,23 @@ func (n *Node) start(ctx context.Context) error {
 		return nil
 	}
 	return n.startGateway(ctx, dial)
+}
+
+// announce logs how other processes join the embedded server.
+func (n *Node) announce(url string, credFiles []string) {
+	if len(credFiles) < 2 {
+		n.log.Info("NATS clients authenticate as --nats-auth-config says", "config", n.cfg.NATS.AuthConfig)
+		return
+	}
+	tlsFlag := ""
+	if n.cfg.NATS.TLSCA != "" {
+		tlsFlag = " --nats-tls-ca CA.pem --nats-tls-cert CLIENT.pem --nats-tls-key CLIENT-KEY.pem"
+	} else if n.cfg.NATS.TLSCert != "" {
+		tlsFlag = " --nats-tls-ca CA.pem"
+	}
+	n.log.Info("workers join with (copy the token file to their machine, keep it 0600)",
+		"command", fmt.Sprintf("courier worker --nats %s --nats-token-file %s%s --model NAME=PATH", url, credFiles[0], tlsFlag))
+	n.log.Info("gateways join with", "command", fmt.Sprintf("courier gateway --nats %s --nats-token-file %s%s", url, credFiles[1], tlsFlag))
 }
 
 func (n *Node) startWorker(m config.Model, dial func(string) (*natsbus.Conn, error)) error {

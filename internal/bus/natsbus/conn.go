@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -19,13 +21,96 @@ type Conn struct {
 	closed chan struct{}
 }
 
+// ClientAuth is how a client proves who it is to NATS and checks the
+// server's certificate. The zero value sends only what the URL holds
+// (nats://user:password@host or nats://token@host) and speaks TLS only when
+// the server asks for it or the URL is tls://.
+type ClientAuth struct {
+	// CredsFile is a .creds file (user JWT and nkey seed; decentralized
+	// auth with an operator).
+	CredsFile string
+	// TokenFile holds a token, or user:password (what `serve` writes to
+	// <data-dir>/nats.token).
+	TokenFile string
+	// NkeyFile holds an nkey seed (SU...).
+	NkeyFile string
+	// TLSCert and TLSKey are a client certificate (for servers that verify
+	// clients); TLSCA is the CA that signed the server's certificate.
+	TLSCert, TLSKey, TLSCA string
+}
+
+// Validate reports a ClientAuth that names more than one credential, or
+// half a client certificate.
+func (a ClientAuth) Validate() error {
+	n := 0
+	for _, f := range []string{a.CredsFile, a.TokenFile, a.NkeyFile} {
+		if f != "" {
+			n++
+		}
+	}
+	var errs []error
+	if n > 1 {
+		errs = append(errs, errors.New("natsbus: give at most one of a creds file, a token file and an nkey seed"))
+	}
+	if (a.TLSCert == "") != (a.TLSKey == "") {
+		errs = append(errs, errors.New("natsbus: a TLS client certificate needs both its file and its key"))
+	}
+	return errors.Join(errs...)
+}
+
+// options turns a into nats.go options.
+func (a ClientAuth) options() ([]nats.Option, error) {
+	if err := a.Validate(); err != nil {
+		return nil, err
+	}
+	var opts []nats.Option
+	switch {
+	case a.CredsFile != "":
+		if _, err := os.Stat(a.CredsFile); err != nil {
+			return nil, fmt.Errorf("natsbus: creds file: %w", err)
+		}
+		opts = append(opts, nats.UserCredentials(a.CredsFile))
+	case a.TokenFile != "":
+		b, err := os.ReadFile(a.TokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("natsbus: token file: %w", err)
+		}
+		tok := strings.TrimSpace(string(b))
+		if tok == "" {
+			return nil, fmt.Errorf("natsbus: token file %s is empty", a.TokenFile)
+		}
+		if user, pass, ok := strings.Cut(tok, ":"); ok {
+			opts = append(opts, nats.UserInfo(user, pass))
+		} else {
+			opts = append(opts, nats.Token(tok))
+		}
+	case a.NkeyFile != "":
+		o, err := nats.NkeyOptionFromSeed(a.NkeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("natsbus: nkey seed: %w", err)
+		}
+		opts = append(opts, o)
+	}
+	if a.TLSCert != "" {
+		opts = append(opts, nats.ClientCert(a.TLSCert, a.TLSKey))
+	}
+	if a.TLSCA != "" {
+		opts = append(opts, nats.RootCAs(a.TLSCA))
+	}
+	return opts, nil
+}
+
 // Dial connects to the NATS server(s) at url (comma-separated for a
-// cluster).
-func Dial(url, name string, log *slog.Logger) (*Conn, error) {
+// cluster) as auth says.
+func Dial(url, name string, auth ClientAuth, log *slog.Logger) (*Conn, error) {
 	if url == "" {
 		return nil, errors.New("natsbus: empty NATS URL")
 	}
-	return connect(url, name, log)
+	opts, err := auth.options()
+	if err != nil {
+		return nil, err
+	}
+	return connect(url, name, log, opts...)
 }
 
 func connect(url, name string, log *slog.Logger, extra ...nats.Option) (*Conn, error) {

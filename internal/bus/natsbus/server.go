@@ -2,6 +2,8 @@ package natsbus
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +14,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"courier/internal/bus"
 )
 
 // ServerConfig configures an embedded NATS server. The zero value is an
@@ -31,13 +35,80 @@ type ServerConfig struct {
 	ClusterName   string
 	ClusterListen string
 	Routes        []string
+
+	// Auth, when set, makes every client authenticate (see ServerAuth);
+	// nil lets anyone connect, which is only safe without Listen.
+	Auth *ServerAuth
+	// TLSCert and TLSKey (PEM files) make clients on Listen speak TLS;
+	// TLSCA, when set, also makes them present a certificate it signed.
+	TLSCert, TLSKey, TLSCA string
+}
+
+// Role is what a NATS user of Courier may do on the bus.
+type Role int
+
+const (
+	// RoleFull may do anything: gateways, tools, `serve` itself.
+	RoleFull Role = iota
+	// RoleWorker may only take requests, answer them and send heartbeats
+	// (workerPermissions): it cannot read files, jobs, batches, other
+	// requests' chunks or the JetStream API.
+	RoleWorker
+)
+
+// ServerUser is one user of an embedded server.
+type ServerUser struct {
+	Name, Password string
+	Role           Role
+}
+
+// ServerAuth is who may connect to an embedded server, by NATS's own
+// mechanisms (users with passwords or nkeys, and per-user permissions).
+// The owning process's in-process connections (Server.Connect) always have
+// full rights, as a user whose random password only they know.
+type ServerAuth struct {
+	// Users authenticate with a name and password.
+	Users []ServerUser
+	// ConfigFile is a nats-server configuration file whose `authorization`
+	// block adds users (password or nkey) with the permissions it gives
+	// them, and whose `tls` block, if any, applies to client connections.
+	// Accounts, operators and a bare token are refused: they cannot sit
+	// beside the in-process user.
+	ConfigFile string
+}
+
+// workerPermissions are a worker's rights for models (all models when
+// empty): subscribe to its models' request subjects, cancels and pings;
+// publish heartbeats and chunks, and one reply (the Accept) to each request
+// it received. Everything else is denied, so a worker cannot subscribe to
+// chunks, read or write work, files or key-value buckets, or call the
+// JetStream API.
+func workerPermissions(models []string) *server.Permissions {
+	reqs := []string{"courier.req.>"}
+	if len(models) > 0 {
+		reqs = reqs[:0]
+		for _, m := range models {
+			reqs = append(reqs, "courier.req."+bus.Token(m)+".*")
+		}
+	}
+	return &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: []string{"courier.hb.*", "courier.chunk.*.*"}},
+		Subscribe: &server.SubjectPermission{Allow: append(reqs, bus.SubjectCancels, bus.SubjectPing)},
+		Response:  &server.ResponsePermission{MaxMsgs: 1, Expires: time.Minute},
+	}
 }
 
 // Server is an embedded nats-server.
 type Server struct {
 	ns  *server.Server
 	log *slog.Logger
+	// user and pass are the in-process connections' credentials ("" when
+	// the server needs none).
+	user, pass string
 }
+
+// internalUser is the name of the in-process connections' user.
+const internalUser = "courier-internal"
 
 // StartServer starts an embedded NATS server and waits until it accepts
 // connections.
@@ -79,6 +150,24 @@ func StartServer(cfg ServerConfig, log *slog.Logger) (*Server, error) {
 			opts.Routes = append(opts.Routes, u)
 		}
 	}
+	srv := &Server{log: log}
+	if cfg.Auth != nil {
+		if err := srv.applyAuth(opts, cfg.Auth); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.TLSCert != "" || cfg.TLSKey != "" || cfg.TLSCA != "" {
+		if cfg.TLSCert == "" || cfg.TLSKey == "" {
+			return nil, errors.New("natsbus: TLS needs both a certificate and its key")
+		}
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{
+			CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey, CaFile: cfg.TLSCA, Verify: cfg.TLSCA != "",
+		})
+		if err != nil {
+			return nil, fmt.Errorf("natsbus: TLS: %w", err)
+		}
+		opts.TLSConfig, opts.TLSVerify, opts.TLSTimeout = tc, cfg.TLSCA != "", 2
+	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("natsbus: new server: %w", err)
@@ -89,7 +178,55 @@ func StartServer(cfg ServerConfig, log *slog.Logger) (*Server, error) {
 		ns.WaitForShutdown()
 		return nil, errors.New("natsbus: server not ready within 10s")
 	}
-	return &Server{ns: ns, log: log}, nil
+	srv.ns = ns
+	return srv, nil
+}
+
+// applyAuth puts a's users, and the in-process user, in opts.
+func (s *Server) applyAuth(opts *server.Options, a *ServerAuth) error {
+	var b [24]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return fmt.Errorf("natsbus: internal password: %w", err)
+	}
+	s.user, s.pass = internalUser, hex.EncodeToString(b[:])
+	opts.Users = append(opts.Users, &server.User{Username: s.user, Password: s.pass})
+	for _, u := range a.Users {
+		if u.Name == "" || u.Password == "" || u.Name == internalUser {
+			return fmt.Errorf("natsbus: user %q: a name (not %q) and a password are required", u.Name, internalUser)
+		}
+		su := &server.User{Username: u.Name, Password: u.Password}
+		if u.Role == RoleWorker {
+			su.Permissions = workerPermissions(nil)
+		}
+		opts.Users = append(opts.Users, su)
+	}
+	if a.ConfigFile == "" {
+		return nil
+	}
+	fo, err := server.ProcessConfigFile(a.ConfigFile)
+	if err != nil {
+		return fmt.Errorf("natsbus: %w", err)
+	}
+	switch {
+	case fo.Authorization != "" || fo.Username != "":
+		return fmt.Errorf("natsbus: %s: a token or single user cannot sit beside Courier's own user; list users = [...] in authorization", a.ConfigFile)
+	case len(fo.Accounts) > 0 || len(fo.TrustedOperators) > 0 || len(fo.TrustedKeys) > 0:
+		return fmt.Errorf("natsbus: %s: accounts and operators are not supported by the embedded server; run an external NATS cluster for them", a.ConfigFile)
+	}
+	for _, u := range fo.Users {
+		if u.Username == internalUser {
+			return fmt.Errorf("natsbus: %s: the user name %q is Courier's own", a.ConfigFile, internalUser)
+		}
+	}
+	opts.Users = append(opts.Users, fo.Users...)
+	opts.Nkeys = append(opts.Nkeys, fo.Nkeys...)
+	if fo.TLSConfig != nil {
+		opts.TLSConfig, opts.TLSVerify, opts.TLSMap, opts.TLSTimeout = fo.TLSConfig, fo.TLSVerify, fo.TLSMap, fo.TLSTimeout
+	}
+	if fo.AuthTimeout > 0 {
+		opts.AuthTimeout = fo.AuthTimeout
+	}
+	return nil
 }
 
 // ClientURL is the nats:// URL clients on other machines dial; "" when the
@@ -112,7 +249,11 @@ func (s *Server) JetStream() bool { return s.ns.JetStreamEnabled() }
 
 // Connect opens an in-process connection to the server.
 func (s *Server) Connect(name string) (*Conn, error) {
-	return connect("", name, s.log, nats.InProcessServer(s.ns))
+	extra := []nats.Option{nats.InProcessServer(s.ns)}
+	if s.user != "" {
+		extra = append(extra, nats.UserInfo(s.user, s.pass))
+	}
+	return connect("", name, s.log, extra...)
 }
 
 // Shutdown stops the server: it closes client and route connections,
