@@ -97,9 +97,3 @@ func parseLevels(s string) ([]int, error) {
 	}
 	return levels, nil
 }
-
-// isTerminal reports whether f is a character device (a terminal).
-func isTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}

@@ -17,7 +17,7 @@ var modelsCommands = map[string]command{
 }
 
 func init() {
-	commands["models"] = command{summary: "inspect and write GGUF model files", run: runModels}
+	commands["models"] = command{summary: "the model store (list, show, rm) and GGUF files (inspect, synth)", run: runModels}
 }
 
 func runModels(args []string) int {

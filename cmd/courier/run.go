@@ -28,7 +28,7 @@ func runRun(args []string) int {
 		fmt.Fprintln(fs.Output(), "usage: courier run --model PATH [flags] PROMPT")
 		fs.PrintDefaults()
 	}
-	modelPath := fs.String("model", "", "GGUF model file (required)")
+	modelPath := fs.String("model", "", "GGUF model file or model store name, e.g. ORG/REPO:Q8_0 (required)")
 	maxTokens := fs.Int("max-tokens", 128, "most tokens to generate (0: up to the context length)")
 	temp := fs.Float64("temperature", 0.8, "sampling temperature; 0 is greedy")
 	topK := fs.Int("top-k", 40, "keep the K most likely tokens (0: off)")
@@ -52,7 +52,12 @@ func runRun(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	e, err := engine.Load(*modelPath, engine.Options{ContextLength: *ctxLen, Threads: *threads, Slots: 1, NoRepack: *noRepack})
+	path, err := modelStore().Resolve(*modelPath)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "courier run: %v\n", err)
+		return 1
+	}
+	e, err := engine.Load(path, engine.Options{ContextLength: *ctxLen, Threads: *threads, Slots: 1, NoRepack: *noRepack})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "courier run: %v\n", err)
 		return 1

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,6 +19,7 @@ import (
 
 	"courier/internal/api"
 	"courier/internal/jobs"
+	"courier/internal/store"
 )
 
 // Roles.
@@ -34,12 +36,18 @@ type Model struct {
 }
 
 // ParseModel reads "NAME=PATH", or a bare PATH whose file name (without
-// .gguf) becomes the name.
+// .gguf) becomes the name. PATH may also be a model store name
+// (ORG/REPO:QUANT, see package store), resolved when the model loads; a bare
+// store name that is not an existing file is served under that name as
+// written.
 func ParseModel(s string) (Model, error) {
 	name, path, ok := strings.Cut(s, "=")
 	if !ok {
 		path = s
 		name = strings.TrimSuffix(filepath.Base(s), ".gguf")
+		if _, err := os.Stat(s); err != nil && !strings.HasSuffix(s, ".gguf") {
+			name = s
+		}
 	}
 	if name == "" || path == "" {
 		return Model{}, fmt.Errorf("config: model %q: want NAME=PATH or PATH", s)
@@ -66,6 +74,9 @@ type Node struct {
 	NATS NATSSecurity
 	// Models are the models to serve (serve, worker).
 	Models []Model
+	// ModelHome is the model store folder (package store) where model
+	// names that are not file paths are looked up; "" takes paths only.
+	ModelHome string
 
 	// WorkerID names the worker on the bus (suffixed with "-<model>" when
 	// the process serves several models); "" picks host-pid-random.
@@ -313,7 +324,7 @@ func Bind(fs *flag.FlagSet, c *Node) {
 		fs.StringVar(&c.NATS.TLSCA, "nats-tls-ca", c.NATS.TLSCA, "CA (PEM): clients of --nats-listen must present a certificate it signed")
 	}
 	if c.Role != RoleGateway {
-		fs.Func("model", "model to serve, NAME=PATH or PATH (repeatable)", func(s string) error {
+		fs.Func("model", "model to serve, NAME=PATH, PATH or a model store name such as ORG/REPO:Q8_0 (repeatable)", func(s string) error {
 			m, err := ParseModel(s)
 			if err != nil {
 				return err
@@ -341,9 +352,14 @@ func Bind(fs *flag.FlagSet, c *Node) {
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "grace period for running generations on SIGTERM")
 }
 
-// ApplyEnv merges the environment (read through lookup) into c: today only
-// COURIER_API_KEYS, comma-separated, added to the keys from flags.
+// ApplyEnv merges the environment (read through lookup) into c:
+// COURIER_API_KEYS, comma-separated, added to the keys from flags, and the
+// model store folder (COURIER_HOME, default ~/.cache/courier) when
+// ModelHome is unset.
 func ApplyEnv(c *Node, lookup func(string) (string, bool)) {
+	if c.ModelHome == "" {
+		c.ModelHome = store.Home(lookup)
+	}
 	if v, ok := lookup("COURIER_API_KEYS"); ok {
 		for _, k := range strings.Split(v, ",") {
 			if k = strings.TrimSpace(k); k != "" {

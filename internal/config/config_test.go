@@ -2,17 +2,27 @@ package config
 
 import (
 	"flag"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 )
 
 func TestParseModel(t *testing.T) {
+	existing := filepath.Join(t.TempDir(), "tiny")
+	if err := os.WriteFile(existing, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for in, want := range map[string]Model{
 		"a=/m/x.gguf":      {"a", "/m/x.gguf"},
 		"/m/stories.gguf":  {"stories", "/m/stories.gguf"},
-		"rel/tiny":         {"tiny", "rel/tiny"},
+		existing:           {"tiny", existing},
 		"n=/p=q/model.bin": {"n", "/p=q/model.bin"},
+		// Not a file: a model store name, served under the name as written.
+		"acme/tiny-GGUF:Q8_0":      {"acme/tiny-GGUF:Q8_0", "acme/tiny-GGUF:Q8_0"},
+		"hf.co/acme/tiny-GGUF":     {"hf.co/acme/tiny-GGUF", "hf.co/acme/tiny-GGUF"},
+		"tiny=acme/tiny-GGUF:Q8_0": {"tiny", "acme/tiny-GGUF:Q8_0"},
 	} {
 		got, err := ParseModel(in)
 		if err != nil || got != want {

@@ -46,6 +46,7 @@ import (
 	"courier/internal/engine"
 	"courier/internal/jobs"
 	"courier/internal/metrics"
+	"courier/internal/store"
 	"courier/internal/worker"
 )
 
@@ -194,8 +195,12 @@ func (n *Node) startWorker(m config.Model, dial func(string) (*natsbus.Conn, err
 	if bgSlots == 0 {
 		bgSlots = slots
 	}
+	path, err := store.Store{Dir: n.cfg.ModelHome}.Resolve(m.Path)
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
 	t0 := time.Now()
-	eng, err := engine.Load(m.Path, engine.Options{
+	eng, err := engine.Load(path, engine.Options{
 		ContextLength: n.cfg.ContextLength, Threads: n.cfg.Threads,
 		Slots: slots, BackgroundSlots: bgSlots,
 		KVCacheBytes: n.cfg.KVCacheBytes, BatchSize: n.cfg.BatchSize, NoRepack: n.cfg.NoRepack,
@@ -206,7 +211,7 @@ func (n *Node) startWorker(m config.Model, dial func(string) (*natsbus.Conn, err
 	}
 	mw := &modelWorker{name: m.Name, engine: eng}
 	n.workers = append(n.workers, mw)
-	n.log.Info("model loaded", "model", m.Name, "path", m.Path, "took", time.Since(t0).Round(time.Millisecond))
+	n.log.Info("model loaded", "model", m.Name, "path", path, "took", time.Since(t0).Round(time.Millisecond))
 	mw.worker, err = worker.New(worker.Config{ID: id, Model: m.Name, Slots: slots, BackgroundSlots: bgSlots, Render: chatRenderer}, eng, n.log)
 	if err != nil {
 		return err

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+
+	"courier/internal/store"
+)
+
+func init() {
+	modelsCommands["list"] = command{summary: "list the models in the model store", run: runModelsList}
+	modelsCommands["rm"] = command{summary: "remove models from the model store", run: runModelsRm}
+	modelsCommands["show"] = command{summary: "summarise a stored model (or a GGUF file): architecture, size, quant, context, template", run: runModelsShow}
+}
+
+// parseNoFlags parses a subcommand that takes only arguments.
+func parseNoFlags(name, usage string, args []string) (*flag.FlagSet, int) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprintln(fs.Output(), usage) }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, 0
+		}
+		return nil, 2
+	}
+	return fs, -1
+}
+
+func runModelsList(args []string) int {
+	fs, rc := parseNoFlags("courier models list", "usage: courier models list\n\nLists the models in the store ($COURIER_HOME, default ~/.cache/courier).", args)
+	if fs == nil {
+		return rc
+	}
+	if fs.NArg() != 0 {
+		fmt.Fprintf(os.Stderr, "courier models list: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	s := modelStore()
+	ms, err := s.List()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "courier models list: %v\n", err)
+		return 1
+	}
+	if len(ms) == 0 {
+		fmt.Fprintf(os.Stderr, "no models in %s (courier pull ORG/REPO:QUANT adds one)\n", s.Dir)
+		return 0
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSIZE\tFILES\tPULLED")
+	for _, m := range ms {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", m.Name, humanBytes(m.Size), len(m.Files), m.PulledAt.Local().Format("2006-01-02 15:04"))
+	}
+	tw.Flush()
+	return 0
+}
+
+func runModelsRm(args []string) int {
+	fs, rc := parseNoFlags("courier models rm", "usage: courier models rm NAME...\n\nRemoves models from the store.", args)
+	if fs == nil {
+		return rc
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprintln(os.Stderr, "courier models rm: name a model to remove (courier models list shows them)")
+		return 2
+	}
+	s := modelStore()
+	code := 0
+	for _, name := range fs.Args() {
+		m, err := s.Remove(name)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "courier models rm: %v\n", err)
+			code = 1
+			continue
+		}
+		fmt.Printf("removed %s (%s)\n", m.Name, humanBytes(m.Size))
+	}
+	return code
+}
+
+func runModelsShow(args []string) int {
+	fs, rc := parseNoFlags("courier models show", "usage: courier models show NAME|PATH\n\nPrints a model's summary (architecture, parameters, size, quantization,\ncontext length, chat template), then its files. courier models inspect PATH\nprints every metadata key and tensor.", args)
+	if fs == nil {
+		return rc
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(os.Stderr, "courier models show: name one model (a store name or a GGUF path)")
+		return 2
+	}
+	if err := showModel(os.Stdout, modelStore(), fs.Arg(0)); err != nil {
+		fmt.Fprintf(os.Stderr, "courier models show: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// showModel writes the summary of name (a store name or a path).
+func showModel(w io.Writer, s store.Store, name string) error {
+	path, err := s.Resolve(name)
+	if err != nil {
+		return err
+	}
+	in, err := store.Inspect(path)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	row := func(k, v string) { fmt.Fprintf(tw, "  %s\t%s\n", k, v) }
+	fmt.Fprintln(tw, "model")
+	if in.Name != "" {
+		row("name", in.Name)
+	}
+	row("architecture", in.Architecture)
+	row("parameters", store.ParameterSize(in.Parameters))
+	row("quantization", in.Quant)
+	if in.ContextLength > 0 {
+		row("context length", fmt.Sprint(in.ContextLength))
+	} else {
+		row("context length", "not set")
+	}
+	if in.Template != "" {
+		row("chat template", fmt.Sprintf("yes (%d bytes)", len(in.Template)))
+	} else {
+		row("chat template", "none (chat uses the plain User:/Assistant: format)")
+	}
+	ref, perr := store.ParseRef(name)
+	m, lerr := s.Lookup(ref)
+	if perr != nil || lerr != nil || m.Path != path {
+		row("file", path)
+		row("size", humanBytes(in.Size))
+		return tw.Flush()
+	}
+	row("size", humanBytes(m.Size))
+	fmt.Fprintln(tw, "\nstore")
+	row("name", m.Name)
+	row("source", m.Source)
+	row("pulled", m.PulledAt.Local().Format("2006-01-02 15:04:05"))
+	for _, f := range m.Files {
+		check := "verified"
+		if !f.Verified {
+			check = "not published by the source"
+		}
+		row("file", fmt.Sprintf("%s (%s, sha256 %s, %s)", f.Name, humanBytes(f.Size), f.SHA256, check))
+	}
+	row("folder", m.Dir)
+	return tw.Flush()
+}
