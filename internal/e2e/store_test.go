@@ -65,6 +65,7 @@ func TestServePulledModel(t *testing.T) {
 	// A name that is neither a file nor stored fails before anything
 	// starts, and says how to get it.
 	cfg.Models = []config.Model{{Name: "x", Path: "acme/stories-GGUF:Q6_K"}}
+	cfg.DataDir = t.TempDir()
 	cfg.Addr = "127.0.0.1:0"
 	bad, err := node.Start(ctx, cfg, testLog())
 	if err == nil {
