@@ -238,3 +238,50 @@ func TestBatchInvarianceOddFFN(t *testing.T) {
 		}
 	}
 }
+
+// TestBatchInvarianceArchs runs the invariance check on the shared
+// Llama 3 (rope_freqs), Qwen3, Gemma 3 and Phi-3 files: prompts of 70 and
+// 100 tokens take the tiled attention kernel alone and not when chunked,
+// and Gemma 3's sliding window (32) is crossed by prompts and decodes.
+func TestBatchInvarianceArchs(t *testing.T) {
+	prompt := func(n, base int32) []int32 {
+		p := []int32{1}
+		for i := int32(1); i < n; i++ {
+			p = append(p, base+i%97)
+		}
+		return p
+	}
+	prompts := [][]int32{prompt(9, 1000), prompt(2, 2000), prompt(70, 3000), prompt(40, 500), prompt(100, 4000)}
+	pool := tensor.NewPool(2)
+	defer pool.Close()
+	for _, name := range []string{"synth-llama3-Q8_0", "synth-qwen3-F16", "synth-gemma3-Q8_0", "synth-phi3-Q8_0"} {
+		t.Run(name, func(t *testing.T) {
+			gf, err := gguf.Open(testutil.Model(t, name+".gguf"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer gf.Close()
+			m, err := Load(gf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := NewState(m, pool, 256, 8)
+			if err != nil {
+				t.Fatal(err)
+			}
+			alone := newSeqRuns(t, m, prompts, 4)
+			for _, r := range alone {
+				runSteps(t, s, []*seqRun{r}, 256)
+			}
+			for _, budget := range []int{256, 7} {
+				shared := newSeqRuns(t, m, prompts, 4)
+				runSteps(t, s, shared, budget)
+				for i := range prompts {
+					if err := sameLogits(alone[i].logits, shared[i].logits); err != nil {
+						t.Errorf("budget %d, sequence %d: %v", budget, i, err)
+					}
+				}
+			}
+		})
+	}
+}
