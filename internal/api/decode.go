@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -159,6 +160,30 @@ func (p *samplingParams) sampling(s *bus.Sampling) *Error {
 	if p.Seed != nil {
 		seed := uint64(*p.Seed) // negative seeds are valid; keep their bits
 		s.Seed = &seed
+	}
+	return p.logitBias(s)
+}
+
+// logitBias checks logit_bias: keys are token ids written as decimal
+// strings, values in [-100, 100]. Whether an id is inside the vocabulary
+// only the worker knows; it answers 400 when one is not.
+func (p *samplingParams) logitBias(s *bus.Sampling) *Error {
+	if len(p.LogitBias) == 0 {
+		return nil
+	}
+	s.LogitBias = make(map[int32]float32, len(p.LogitBias))
+	for k, v := range p.LogitBias {
+		id, err := strconv.ParseInt(k, 10, 32)
+		if err != nil || id < 0 {
+			return errorf(CodeInvalidValue, "logit_bias", "logit_bias keys must be token ids (non-negative integers), got %q", k)
+		}
+		if math.IsNaN(v) || v < -100 || v > 100 {
+			return errorf(CodeInvalidValue, "logit_bias", "logit_bias values must be between -100 and 100, got %g for token %s", v, k)
+		}
+		if _, dup := s.LogitBias[int32(id)]; dup {
+			return errorf(CodeInvalidValue, "logit_bias", "logit_bias names token %d twice", id)
+		}
+		s.LogitBias[int32(id)] = float32(v)
 	}
 	return nil
 }

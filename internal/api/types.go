@@ -26,6 +26,8 @@ type samplingParams struct {
 	MinP              *float64        `json:"min_p"`
 	RepetitionPenalty *float64        `json:"repetition_penalty"`
 	IgnoreEOS         *bool           `json:"ignore_eos"`
+	// LogitBias maps token ids (as strings, OpenAI's shape) to a bias.
+	LogitBias map[string]float64 `json:"logit_bias"`
 }
 
 // CompletionRequest is the body of POST /v1/completions.

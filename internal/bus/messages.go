@@ -42,6 +42,10 @@ type Sampling struct {
 	// IgnoreEOS keeps generating past end-of-generation tokens, up to
 	// max_tokens (vLLM's ignore_eos: fixed-length outputs for benchmarks).
 	IgnoreEOS bool `json:"ignore_eos,omitempty"`
+	// LogitBias maps token ids to a bias in [-100, 100] added to their
+	// logits (OpenAI's logit_bias); the worker checks the ids against its
+	// vocabulary.
+	LogitBias map[int32]float32 `json:"logit_bias,omitempty"`
 }
 
 // Request asks a worker of Model to generate. The gateway validates it; the

@@ -136,6 +136,11 @@ func (e *Engine) check(req *Request) error {
 	if err := req.Sampling.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 	}
+	for _, b := range req.Sampling.LogitBias {
+		if int(b.ID) >= e.info.VocabSize {
+			return fmt.Errorf("%w: logit_bias token %d outside the vocabulary of %d tokens", ErrInvalidRequest, b.ID, e.info.VocabSize)
+		}
+	}
 	used := len(req.Prompt) + len(req.Resume)
 	if used >= e.info.ContextLength {
 		return fmt.Errorf("%w: %d prompt tokens leave no room in a context of %d", ErrContextLength, used, e.info.ContextLength)

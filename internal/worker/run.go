@@ -1,9 +1,11 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"courier/internal/bus"
@@ -119,6 +121,15 @@ func Sampling(s bus.Sampling) sampler.Params {
 	}
 	if s.Seed != nil {
 		p.Seed = *s.Seed
+	}
+	if len(s.LogitBias) > 0 {
+		p.LogitBias = make([]sampler.Bias, 0, len(s.LogitBias))
+		for id, v := range s.LogitBias {
+			p.LogitBias = append(p.LogitBias, sampler.Bias{ID: id, Value: v})
+		}
+		// Map order is random; a fixed order keeps the request's state
+		// the same on every attempt.
+		slices.SortFunc(p.LogitBias, func(a, b sampler.Bias) int { return cmp.Compare(a.ID, b.ID) })
 	}
 	return p
 }

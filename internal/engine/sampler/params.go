@@ -24,7 +24,20 @@ type Params struct {
 	PresencePenalty  float32 // subtracted once per token present; generated tokens only
 	RepeatLastN      int     // penalty window over accepted tokens; 0 = whole history
 	Seed             uint64  // 0 = random
+	// LogitBias is added to the logits of its tokens before every other
+	// stage (OpenAI's logit_bias: -100 in effect bans a token, +100 in
+	// effect forces it). Each ID at most once, biases in [-100, 100].
+	LogitBias []Bias
 }
+
+// Bias adds Value to token ID's logit.
+type Bias struct {
+	ID    int32
+	Value float32
+}
+
+// MaxBias bounds the magnitude of a Bias value, as OpenAI does.
+const MaxBias = 100
 
 // Validate reports every invalid field at once, each error naming its field
 // and wrapping ErrInvalidParams.
@@ -53,6 +66,22 @@ func (p Params) Validate() error {
 	}
 	if !finite(p.PresencePenalty) {
 		bad("PresencePenalty", p.PresencePenalty, "a finite value")
+	}
+	var seen map[int32]bool
+	if len(p.LogitBias) > 0 {
+		seen = make(map[int32]bool, len(p.LogitBias))
+	}
+	for _, b := range p.LogitBias {
+		if b.ID < 0 {
+			bad("LogitBias", b.ID, "token ids >= 0")
+		}
+		if seen[b.ID] {
+			bad("LogitBias", b.ID, "each token id at most once")
+		}
+		seen[b.ID] = true
+		if !finite(b.Value) || b.Value < -MaxBias || b.Value > MaxBias {
+			bad("LogitBias", b.Value, "a value in [-100, 100]")
+		}
 	}
 	if p.RepeatLastN < 0 {
 		bad("RepeatLastN", p.RepeatLastN, ">= 0 (0 = whole history)")

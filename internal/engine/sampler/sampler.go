@@ -20,6 +20,7 @@ type Sampler struct {
 	rng *rand.Rand
 
 	hist  history
+	bias  []float32      // [len(p.LogitBias)] logits before the bias, restored after
 	cands []TokenLogprob // [vocab] candidate ids and logits, best first when sorted
 	w     []float32      // [vocab] unnormalised probabilities for the draw
 }
@@ -51,6 +52,15 @@ func (s *Sampler) Reset(p Params) error {
 	if err := p.Validate(); err != nil {
 		return err
 	}
+	for _, b := range p.LogitBias {
+		if int(b.ID) >= s.vocab {
+			return fmt.Errorf("sampler: logit_bias token %d outside the vocabulary of %d tokens: %w", b.ID, s.vocab, ErrInvalidParams)
+		}
+	}
+	if cap(s.bias) < len(p.LogitBias) {
+		s.bias = make([]float32, len(p.LogitBias))
+	}
+	s.bias = s.bias[:len(p.LogitBias)]
 	s.p = p
 	s.seed = p.Seed
 	if s.seed == 0 {
@@ -101,6 +111,7 @@ func (s *Sampler) Sample(logits []float32) int32 {
 	if len(logits) == 0 {
 		return -1
 	}
+	s.applyBias(logits)
 	pen := s.p.penaltiesOn() && len(s.hist.distinct) > 0
 	if pen {
 		s.hist.apply(s.p, logits)
@@ -115,7 +126,28 @@ func (s *Sampler) Sample(logits []float32) int32 {
 	if pen {
 		s.hist.restore(logits)
 	}
+	s.restoreBias(logits)
 	return tok
+}
+
+// applyBias adds the logit bias, first in the chain as llama.cpp's
+// logit_bias sampler does, saving the logits it changes.
+func (s *Sampler) applyBias(logits []float32) {
+	for i, b := range s.p.LogitBias {
+		if int(b.ID) < len(logits) {
+			s.bias[i] = logits[b.ID]
+			logits[b.ID] += b.Value
+		}
+	}
+}
+
+// restoreBias undoes applyBias exactly (subtracting would round).
+func (s *Sampler) restoreBias(logits []float32) {
+	for i, b := range s.p.LogitBias {
+		if int(b.ID) < len(logits) {
+			logits[b.ID] = s.bias[i]
+		}
+	}
 }
 
 // sampleChain runs top-k → top-p → min-p → temperature → draw. cands == nil
