@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 
 	"courier/internal/engine/gguf"
 	"courier/internal/engine/synth"
@@ -22,17 +23,22 @@ func runSynth(args []string) int {
 		fs.PrintDefaults()
 	}
 	d := synth.Default
-	arch := fs.String("arch", d.Arch, "architecture: llama or qwen2")
+	arch := fs.String("arch", d.Arch, "architecture: "+strings.Join(synth.Archs, ", "))
 	dim := fs.Int("dim", d.Dim, "embedding length")
 	layers := fs.Int("layers", d.Layers, "transformer blocks")
 	heads := fs.Int("heads", d.Heads, "attention heads")
 	kvHeads := fs.Int("kv-heads", 0, "key/value heads (0: same as --heads)")
+	headDim := fs.Int("head-dim", 0, "head size (0: dim/heads; qwen3 and gemma3 may differ)")
 	ffn := fs.Int("ffn", d.FFN, "feed-forward hidden size")
 	vocab := fs.Int("vocab", d.Vocab, "vocabulary size (at least 259)")
 	ctx := fs.Int("ctx", d.Context, "context length")
 	typ := fs.String("type", d.Type.String(), "type of the 2-D weights (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k)")
 	tied := fs.Bool("tied", false, "tie the output to the token embedding")
 	seed := fs.Uint64("seed", d.Seed, "random seed")
+	ropeBase := fs.Float64("rope-base", 10000, "rope.freq_base")
+	ropeFreqs := fs.Bool("rope-freqs", false, "llama: add Llama 3.1's rope_freqs.weight (factor 8, original context 8192)")
+	swa := fs.Int("swa", 0, "gemma3: sliding window (0: none)")
+	swaPattern := fs.Int("swa-pattern", 6, "gemma3: every N-th layer is global, the others slide")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -45,8 +51,12 @@ func runSynth(args []string) int {
 		fmt.Fprintf(os.Stderr, "courier models synth: %v\n", err)
 		return 2
 	}
-	c := synth.Config{Arch: *arch, Dim: *dim, Layers: *layers, Heads: *heads, KVHeads: *kvHeads,
-		FFN: *ffn, Vocab: *vocab, Context: *ctx, Type: t, Tied: *tied, Seed: *seed}
+	c := synth.Config{Arch: *arch, Dim: *dim, Layers: *layers, Heads: *heads, KVHeads: *kvHeads, HeadDim: *headDim,
+		FFN: *ffn, Vocab: *vocab, Context: *ctx, Type: t, Tied: *tied, Seed: *seed,
+		RopeBase: float32(*ropeBase), RopeFreqs: *ropeFreqs}
+	if *swa > 0 {
+		c.SlidingWindow, c.SWAPattern = *swa, *swaPattern
+	}
 	if err := c.Validate(); err != nil {
 		fmt.Fprintf(os.Stderr, "courier models synth: %v\n", err)
 		return 2

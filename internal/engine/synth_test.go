@@ -34,10 +34,19 @@ func TestSynthModelsRunInEveryType(t *testing.T) {
 	types := []gguf.Type{gguf.TypeF32, gguf.TypeF16, gguf.TypeBF16, gguf.TypeQ8_0, gguf.TypeQ4_0,
 		gguf.TypeQ4_1, gguf.TypeQ5_0, gguf.TypeQ5_1, gguf.TypeQ4_K, gguf.TypeQ5_K, gguf.TypeQ6_K}
 	for _, typ := range types {
-		for _, arch := range []string{"llama", "qwen2"} {
+		for _, arch := range []string{"llama", "llama3", "qwen2", "qwen3", "gemma3", "phi3"} {
 			t.Run(arch+"/"+typ.String(), func(t *testing.T) {
-				path := writeSynth(t, synth.Config{Arch: arch, Dim: 256, Layers: 1, Heads: 4, KVHeads: 2,
-					FFN: 512, Vocab: 300, Context: 64, Type: typ, Tied: arch == "qwen2", Seed: 5})
+				c := synth.Config{Arch: arch, Dim: 256, Layers: 2, Heads: 4, KVHeads: 2,
+					FFN: 512, Vocab: 300, Context: 64, Type: typ, Tied: arch == "qwen2", Seed: 5}
+				switch arch {
+				case "llama3":
+					c.Arch, c.RopeFreqs, c.RopeBase = "llama", true, 500000
+				case "qwen3":
+					c.HeadDim = 128
+				case "gemma3":
+					c.SlidingWindow, c.SWAPattern = 4, 2
+				}
+				path := writeSynth(t, c)
 				e, err := Load(path, Options{})
 				if err != nil {
 					t.Fatal(err)
@@ -47,9 +56,9 @@ func TestSynthModelsRunInEveryType(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				res, err := e.Generate(context.Background(), Request{Prompt: prompt, MaxTokens: 8, IgnoreEOS: true},
+				res, err := e.Generate(context.Background(), Request{Prompt: prompt, MaxTokens: 12, IgnoreEOS: true},
 					func(Token) error { return nil })
-				if err != nil || res.CompletionTokens != 8 {
+				if err != nil || res.CompletionTokens != 12 {
 					t.Fatalf("generate: %+v, %v", res, err)
 				}
 			})

@@ -10,6 +10,7 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 
 	"courier/internal/engine/gguf"
@@ -19,17 +20,27 @@ import (
 // Config describes the model to write. Zero fields take the defaults of
 // Default.
 type Config struct {
-	Arch    string    // "llama" or "qwen2"
+	Arch    string    // "llama", "qwen2", "qwen3", "gemma3" or "phi3"
 	Dim     int       // embedding length
 	Layers  int       // transformer blocks
 	Heads   int       // attention heads
 	KVHeads int       // key/value heads (grouped-query attention)
+	HeadDim int       // head size (0: Dim/Heads); qwen3 and gemma3 may differ
 	FFN     int       // feed-forward hidden size
 	Vocab   int       // tokens, at least 259 (3 control tokens and 256 bytes)
 	Context int       // context length
 	Type    gguf.Type // type of the 2-D weights; norms and biases stay F32
 	Tied    bool      // no output.weight: the output reuses token_embd
 	Seed    uint64
+	// RopeBase is rope.freq_base (0: 10000).
+	RopeBase float32
+	// RopeFreqs (llama only) adds Llama 3.1's rope_freqs.weight: the
+	// factors of its rope_scaling (factor 8, low 1, high 4, original
+	// context 8192) for RopeBase, as convert_hf_to_gguf.py computes them.
+	RopeFreqs bool
+	// SlidingWindow and SWAPattern (gemma3 only) write
+	// attention.sliding_window and attention.sliding_window_pattern.
+	SlidingWindow, SWAPattern int
 }
 
 // Default is a ~110M-parameter Llama-shaped model in Q8_0.
@@ -37,6 +48,9 @@ var Default = Config{
 	Arch: "llama", Dim: 768, Layers: 12, Heads: 12, KVHeads: 12, FFN: 2048,
 	Vocab: 32000, Context: 2048, Type: gguf.TypeQ8_0, Seed: 1,
 }
+
+// Archs are the architectures Write can produce.
+var Archs = []string{"llama", "qwen2", "qwen3", "gemma3", "phi3"}
 
 func (c *Config) fill() {
 	d := Default
@@ -57,25 +71,41 @@ func (c *Config) fill() {
 	if c.KVHeads == 0 {
 		c.KVHeads = c.Heads
 	}
+	if c.HeadDim == 0 && c.Heads > 0 {
+		c.HeadDim = c.Dim / c.Heads
+	}
+	if c.RopeBase == 0 {
+		c.RopeBase = 10000
+	}
+	if c.Arch == "gemma3" && c.SlidingWindow > 0 && c.SWAPattern == 0 {
+		c.SWAPattern = 6
+	}
 }
 
 // Validate reports every problem with c (after defaults are filled).
 func (c Config) Validate() error {
 	c.fill()
 	var errs []error
-	if c.Arch != "llama" && c.Arch != "qwen2" {
-		errs = append(errs, fmt.Errorf("arch %q: want llama or qwen2", c.Arch))
+	if !slices.Contains(Archs, c.Arch) {
+		errs = append(errs, fmt.Errorf("arch %q: want one of %v", c.Arch, Archs))
 	}
-	if c.Heads <= 0 || c.KVHeads <= 0 || c.Heads%c.KVHeads != 0 || c.Dim%c.Heads != 0 || (c.Dim/c.Heads)%2 != 0 {
-		errs = append(errs, fmt.Errorf("dim %d, heads %d, kv heads %d: want dim = heads x even head size and heads a multiple of kv heads", c.Dim, c.Heads, c.KVHeads))
+	headsOK := c.Heads > 0 && c.KVHeads > 0 && c.Heads%c.KVHeads == 0 && c.HeadDim > 0 && c.HeadDim%2 == 0
+	if !headsOK || (c.HeadDim*c.Heads != c.Dim && c.Arch != "qwen3" && c.Arch != "gemma3") {
+		errs = append(errs, fmt.Errorf("dim %d, heads %d, kv heads %d, head dim %d: want dim = heads x even head size (qwen3 and gemma3 may set another head size) and heads a multiple of kv heads", c.Dim, c.Heads, c.KVHeads, c.HeadDim))
 	}
 	if c.Layers <= 0 || c.Context <= 0 || c.Vocab < 259 {
 		errs = append(errs, fmt.Errorf("layers %d, context %d, vocab %d: want positive, vocab at least 259", c.Layers, c.Context, c.Vocab))
 	}
+	if c.RopeFreqs && c.Arch != "llama" {
+		errs = append(errs, fmt.Errorf("rope_freqs: only llama uses them, not %s", c.Arch))
+	}
+	if c.SlidingWindow < 0 || (c.SlidingWindow > 0 && (c.Arch != "gemma3" || c.SWAPattern < 1)) {
+		errs = append(errs, fmt.Errorf("sliding window %d, pattern %d: gemma3 only, pattern at least 1", c.SlidingWindow, c.SWAPattern))
+	}
 	if !tensor.Supported(c.Type) {
 		errs = append(errs, fmt.Errorf("type %s is not supported", c.Type))
-	} else if bs := c.Type.BlockSize(); c.Dim%bs != 0 || c.FFN%bs != 0 {
-		errs = append(errs, fmt.Errorf("type %s needs dim %d and ffn %d to be multiples of its block of %d", c.Type, c.Dim, c.FFN, bs))
+	} else if bs := c.Type.BlockSize(); c.Dim%bs != 0 || c.FFN%bs != 0 || (c.Heads*c.HeadDim)%bs != 0 {
+		errs = append(errs, fmt.Errorf("type %s needs dim %d, ffn %d and heads x head dim %d to be multiples of its block of %d", c.Type, c.Dim, c.FFN, c.Heads*c.HeadDim, bs))
 	}
 	return errors.Join(errs...)
 }
@@ -83,14 +113,97 @@ func (c Config) Validate() error {
 // Params returns the number of weights the model will have.
 func (c Config) Params() int64 {
 	c.fill()
-	kv := int64(c.Dim / c.Heads * c.KVHeads)
-	d, f := int64(c.Dim), int64(c.FFN)
-	per := 2*d*d + 2*d*kv + 3*d*f + 2*d
-	n := int64(c.Layers)*per + int64(c.Vocab)*d + d
-	if !c.Tied {
-		n += int64(c.Vocab) * d
+	var n int64
+	for _, t := range c.tensors() {
+		n += int64(t.rows) * int64(t.cols)
 	}
 	return n
+}
+
+// tensorSpec is one tensor Write adds: a weight matrix of N(0, std²)
+// values, a norm near 1 (norm), or given F32 values (vals).
+type tensorSpec struct {
+	name       string
+	rows, cols int
+	std        float64
+	norm       bool
+	vals       []float32
+}
+
+// tensors lists the model's tensors in file order, as llama.cpp's
+// converter names and shapes them for c.Arch.
+func (c Config) tensors() []tensorSpec {
+	kv, q := c.HeadDim*c.KVHeads, c.HeadDim*c.Heads
+	sd, sf := 1/math.Sqrt(float64(c.Dim)), 1/math.Sqrt(float64(c.FFN))
+	mat := func(name string, rows, cols int, std float64) tensorSpec {
+		return tensorSpec{name: name, rows: rows, cols: cols, std: std}
+	}
+	norm := func(name string, n int) tensorSpec { return tensorSpec{name: name, rows: 1, cols: n, norm: true} }
+	ts := []tensorSpec{mat("token_embd.weight", c.Vocab, c.Dim, 0.02*16), norm("output_norm.weight", c.Dim)}
+	if !c.Tied {
+		ts = append(ts, mat("output.weight", c.Vocab, c.Dim, 0.02*16))
+	}
+	if c.RopeFreqs {
+		ts = append(ts, tensorSpec{name: "rope_freqs.weight", rows: 1, cols: c.HeadDim / 2, vals: llama3RopeFactors(c.RopeBase, c.HeadDim)})
+	}
+	for l := 0; l < c.Layers; l++ {
+		p := "blk." + strconv.Itoa(l) + "."
+		ts = append(ts, norm(p+"attn_norm.weight", c.Dim))
+		if c.Arch == "phi3" {
+			ts = append(ts, mat(p+"attn_qkv.weight", q+2*kv, c.Dim, 1.5*sd))
+		} else {
+			ts = append(ts,
+				mat(p+"attn_q.weight", q, c.Dim, 1.5*sd),
+				mat(p+"attn_k.weight", kv, c.Dim, 1.5*sd),
+				mat(p+"attn_v.weight", kv, c.Dim, sd))
+		}
+		if c.Arch == "qwen2" {
+			ts = append(ts,
+				tensorSpec{name: p + "attn_q.bias", rows: 1, cols: q, std: 0.1},
+				tensorSpec{name: p + "attn_k.bias", rows: 1, cols: kv, std: 0.1},
+				tensorSpec{name: p + "attn_v.bias", rows: 1, cols: kv, std: 0.02})
+		}
+		if c.Arch == "qwen3" || c.Arch == "gemma3" {
+			ts = append(ts, norm(p+"attn_q_norm.weight", c.HeadDim), norm(p+"attn_k_norm.weight", c.HeadDim))
+		}
+		ts = append(ts, mat(p+"attn_output.weight", c.Dim, q, 1/math.Sqrt(float64(q))))
+		if c.Arch == "gemma3" {
+			ts = append(ts, norm(p+"post_attention_norm.weight", c.Dim))
+		}
+		ts = append(ts, norm(p+"ffn_norm.weight", c.Dim))
+		if c.Arch == "phi3" {
+			ts = append(ts, mat(p+"ffn_up.weight", 2*c.FFN, c.Dim, sd))
+		} else {
+			ts = append(ts, mat(p+"ffn_gate.weight", c.FFN, c.Dim, sd), mat(p+"ffn_up.weight", c.FFN, c.Dim, sd))
+		}
+		ts = append(ts, mat(p+"ffn_down.weight", c.Dim, c.FFN, sf))
+		if c.Arch == "gemma3" {
+			ts = append(ts, norm(p+"post_ffw_norm.weight", c.Dim))
+		}
+	}
+	return ts
+}
+
+// llama3RopeFactors computes Llama 3.1's RoPE frequency factors the way
+// convert_hf_to_gguf.py does (in float64 here; the file stores float32).
+func llama3RopeFactors(base float32, headDim int) []float32 {
+	const factor, low, high, orig = 8.0, 1.0, 4.0, 8192.0
+	lowWavelen, highWavelen := orig/low, orig/high
+	out := make([]float32, headDim/2)
+	for i := range out {
+		freq := 1 / math.Pow(float64(base), float64(2*i)/float64(headDim))
+		wavelen := 2 * math.Pi / freq
+		switch {
+		case wavelen < highWavelen:
+			out[i] = 1
+		case wavelen > lowWavelen:
+			out[i] = factor
+		default:
+			smooth := (orig/wavelen - low) / (high - low)
+			out[i] = float32(1 / ((1-smooth)/factor + smooth))
+		}
+	}
+	return out
 }
 
 // Write writes the model to w. Weights are generated and quantized row by
@@ -104,36 +217,17 @@ func Write(w io.Writer, c Config) error {
 	if err := setMetadata(gw, c); err != nil {
 		return fmt.Errorf("synth: %w", err)
 	}
-	kv := c.Dim / c.Heads * c.KVHeads
-	add := func(name string, rows, cols int, std float64, typ gguf.Type) error {
-		return addTensor(gw, c.Seed, name, rows, cols, std, typ)
-	}
-	sd, sf := 1/math.Sqrt(float64(c.Dim)), 1/math.Sqrt(float64(c.FFN))
-	errs := []error{
-		add("token_embd.weight", c.Vocab, c.Dim, 0.02*16, c.Type),
-		addNorm(gw, c.Seed, "output_norm.weight", c.Dim),
-	}
-	if !c.Tied {
-		errs = append(errs, add("output.weight", c.Vocab, c.Dim, 0.02*16, c.Type))
-	}
-	for l := 0; l < c.Layers; l++ {
-		p := "blk." + strconv.Itoa(l) + "."
-		errs = append(errs,
-			addNorm(gw, c.Seed, p+"attn_norm.weight", c.Dim),
-			add(p+"attn_q.weight", c.Dim, c.Dim, 1.5*sd, c.Type),
-			add(p+"attn_k.weight", kv, c.Dim, 1.5*sd, c.Type),
-			add(p+"attn_v.weight", kv, c.Dim, sd, c.Type),
-			add(p+"attn_output.weight", c.Dim, c.Dim, sd, c.Type),
-			addNorm(gw, c.Seed, p+"ffn_norm.weight", c.Dim),
-			add(p+"ffn_gate.weight", c.FFN, c.Dim, sd, c.Type),
-			add(p+"ffn_up.weight", c.FFN, c.Dim, sd, c.Type),
-			add(p+"ffn_down.weight", c.Dim, c.FFN, sf, c.Type),
-		)
-		if c.Arch == "qwen2" {
-			errs = append(errs,
-				add(p+"attn_q.bias", 1, c.Dim, 0.1, gguf.TypeF32),
-				add(p+"attn_k.bias", 1, kv, 0.1, gguf.TypeF32),
-				add(p+"attn_v.bias", 1, kv, 0.02, gguf.TypeF32))
+	var errs []error
+	for _, t := range c.tensors() {
+		switch {
+		case t.vals != nil:
+			errs = append(errs, addValues(gw, t.name, t.vals))
+		case t.norm:
+			errs = append(errs, addNorm(gw, c.Seed, t.name, t.cols))
+		case t.rows == 1:
+			errs = append(errs, addTensor(gw, c.Seed, t.name, 1, t.cols, t.std, gguf.TypeF32))
+		default:
+			errs = append(errs, addTensor(gw, c.Seed, t.name, t.rows, t.cols, t.std, c.Type))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -147,10 +241,11 @@ func Write(w io.Writer, c Config) error {
 
 func setMetadata(gw *gguf.Writer, c Config) error {
 	a := c.Arch + "."
-	kvs := []struct {
+	type kv struct {
 		k string
 		v any
-	}{
+	}
+	kvs := []kv{
 		{"general.architecture", c.Arch},
 		{"general.name", fmt.Sprintf("synth-%s-%dx%d-%s", c.Arch, c.Layers, c.Dim, c.Type)},
 		{a + "context_length", uint32(c.Context)},
@@ -160,7 +255,13 @@ func setMetadata(gw *gguf.Writer, c Config) error {
 		{a + "attention.head_count", uint32(c.Heads)},
 		{a + "attention.head_count_kv", uint32(c.KVHeads)},
 		{a + "attention.layer_norm_rms_epsilon", float32(1e-5)},
-		{a + "rope.freq_base", float32(10000)},
+		{a + "rope.freq_base", c.RopeBase},
+	}
+	if c.HeadDim*c.Heads != c.Dim {
+		kvs = append(kvs, kv{a + "attention.key_length", uint32(c.HeadDim)}, kv{a + "attention.value_length", uint32(c.HeadDim)})
+	}
+	if c.SlidingWindow > 0 {
+		kvs = append(kvs, kv{a + "attention.sliding_window", uint32(c.SlidingWindow)}, kv{a + "attention.sliding_window_pattern", uint32(c.SWAPattern)})
 	}
 	for _, kv := range kvs {
 		if err := gw.SetKV(kv.k, kv.v); err != nil {
@@ -263,6 +364,15 @@ func addNorm(gw *gguf.Writer, seed uint64, name string, n int) error {
 		_, err := w.Write(buf)
 		return err
 	})
+}
+
+// addValues adds a 1-D F32 tensor holding vals.
+func addValues(gw *gguf.Writer, name string, vals []float32) error {
+	buf := make([]byte, 4*len(vals))
+	if err := tensor.QuantizeRow(gguf.TypeF32, vals, buf); err != nil {
+		return err
+	}
+	return gw.AddTensor(name, gguf.TypeF32, []uint64{uint64(len(vals))}, buf)
 }
 
 // hash is FNV-1a, to give every tensor its own random stream.

@@ -8,7 +8,18 @@ import (
 )
 
 func TestWriteIsDeterministicAndParses(t *testing.T) {
-	c := Config{Dim: 64, Layers: 2, Heads: 4, KVHeads: 2, FFN: 256, Vocab: 300, Context: 128, Type: gguf.TypeQ8_0, Seed: 3}
+	for _, c := range []Config{
+		{Dim: 64, Layers: 2, Heads: 4, KVHeads: 2, FFN: 256, Vocab: 300, Context: 128, Type: gguf.TypeQ8_0, Seed: 3},
+		{Dim: 64, Layers: 2, Heads: 4, KVHeads: 2, FFN: 256, Vocab: 300, Context: 128, Type: gguf.TypeF16, Seed: 3, RopeFreqs: true, RopeBase: 500000},
+		{Arch: "qwen3", Dim: 64, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 32, FFN: 256, Vocab: 300, Context: 128, Type: gguf.TypeQ8_0, Seed: 3},
+		{Arch: "gemma3", Dim: 128, Layers: 3, Heads: 4, KVHeads: 2, HeadDim: 64, FFN: 256, Vocab: 300, Context: 128, Type: gguf.TypeF32, Seed: 3, SlidingWindow: 16, SWAPattern: 3},
+		{Arch: "phi3", Dim: 256, Layers: 2, Heads: 4, KVHeads: 2, FFN: 256, Vocab: 300, Context: 128, Type: gguf.TypeQ4_K, Seed: 3},
+	} {
+		t.Run(c.Arch, func(t *testing.T) { checkWrite(t, c) })
+	}
+}
+
+func checkWrite(t *testing.T, c Config) {
 	var a, b bytes.Buffer
 	if err := Write(&a, c); err != nil {
 		t.Fatal(err)
