@@ -382,6 +382,17 @@ func (c *ChatRequest) chatOptions(req *bus.Request) *Error {
 	if c.ResponseFormat != nil && c.ResponseFormat.Type != "" && c.ResponseFormat.Type != "text" {
 		return errorf(CodeUnsupported, "response_format", "response_format %q is not supported; only \"text\"", c.ResponseFormat.Type)
 	}
+	cont := c.ContinueFinalMessage != nil && *c.ContinueFinalMessage
+	gen := c.AddGenerationPrompt == nil || *c.AddGenerationPrompt
+	switch {
+	case cont && gen && c.AddGenerationPrompt != nil:
+		return errorf(CodeInvalidValue, "add_generation_prompt", "continue_final_message and add_generation_prompt cannot both be true")
+	case cont && req.Messages[len(req.Messages)-1].Role != "assistant":
+		return errorf(CodeInvalidValue, "continue_final_message", "continue_final_message needs the last message to be the assistant's")
+	case !cont && !gen:
+		return errorf(CodeUnsupported, "add_generation_prompt", "add_generation_prompt false is supported only with continue_final_message true")
+	}
+	req.ContinueFinal = cont
 	return nil
 }
 

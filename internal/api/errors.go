@@ -146,6 +146,7 @@ var workerCodes = map[string]Code{
 	bus.CodeDeadline:       CodeDeadline,
 	bus.CodeOverloaded:     CodeQueueFull,
 	bus.CodeInternal:       CodeInternal,
+	bus.CodeUnavailable:    CodeNoWorkers,
 }
 
 // fromWorker maps an error a worker reported in a chunk to a catalog error,

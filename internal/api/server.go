@@ -186,19 +186,33 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// readyz is ready when at least one live worker is not draining.
+// readyz is ready when at least one live worker is not draining and its
+// engine is ready (an upstream worker's server answers).
 func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
+	type upstreamState struct {
+		Worker   string `json:"worker"`
+		Upstream string `json:"upstream"`
+		Ready    bool   `json:"ready"`
+	}
 	n := 0
+	var ups []upstreamState
 	for _, hb := range s.d.Workers() {
-		if !hb.Draining {
+		if !hb.Draining && !hb.Unready {
 			n++
+		}
+		if hb.Upstream != "" {
+			ups = append(ups, upstreamState{hb.Worker, hb.Upstream, !hb.Unready && !hb.Draining})
 		}
 	}
 	status, word := http.StatusOK, "ready"
 	if n == 0 {
 		status, word = http.StatusServiceUnavailable, "no workers"
 	}
-	writeJSON(w, status, map[string]any{"status": word, "workers": n})
+	body := map[string]any{"status": word, "workers": n}
+	if ups != nil {
+		body["upstreams"] = ups
+	}
+	writeJSON(w, status, body)
 }
 
 func (s *server) models(w http.ResponseWriter, r *http.Request) {

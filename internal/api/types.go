@@ -49,7 +49,12 @@ type ChatRequest struct {
 	Logprobs            *bool           `json:"logprobs"`
 	TopLogprobs         *int            `json:"top_logprobs"`
 	Tools               json.RawMessage `json:"tools"`
-	ResponseFormat      *struct {
+	// ContinueFinalMessage continues the final (assistant) message instead
+	// of opening a new turn (vLLM's continue_final_message); it needs
+	// AddGenerationPrompt false or absent.
+	ContinueFinalMessage *bool `json:"continue_final_message"`
+	AddGenerationPrompt  *bool `json:"add_generation_prompt"`
+	ResponseFormat       *struct {
 		Type string `json:"type"`
 	} `json:"response_format"`
 }

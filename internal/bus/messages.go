@@ -83,6 +83,16 @@ type Request struct {
 	// ResumeSeq.
 	Resume    []int32 `json:"resume,omitempty"`
 	ResumeSeq uint64  `json:"resume_seq,omitempty"`
+	// ResumeText is the text the client already received from earlier
+	// attempts, for workers that cannot use token ids (upstream engines:
+	// a completion continues from Prompt+ResumeText, a chat from an
+	// assistant message holding it). When Resume is absent but ResumeText
+	// is not, some of that text came from such a worker and has no ids.
+	ResumeText string `json:"resume_text,omitempty"`
+	// ContinueFinal makes a chat whose last message is the assistant's
+	// continue that message instead of opening a new turn (vLLM's
+	// continue_final_message): the rendered prompt ends with its content.
+	ContinueFinal bool `json:"continue_final,omitempty"`
 	// Background marks work nobody waits for (batch lines, async jobs):
 	// workers run it only while no interactive request needs the engine.
 	Background bool `json:"background,omitempty"`
@@ -218,4 +228,14 @@ type Heartbeat struct {
 	// Seq numbers the worker's heartbeats, from 1 (see
 	// Accept.HeartbeatSeq); 0: not reported.
 	Seq uint64 `json:"seq,omitempty"`
+	// Unready marks a worker whose engine cannot take work now (an
+	// upstream server that does not answer): it reports no free room, so
+	// requests wait for it or go elsewhere, and /readyz does not count it.
+	Unready bool `json:"unready,omitempty"`
+	// Upstream is the base URL of the upstream engine an upstream worker
+	// fronts (absent for the built-in engine), without credentials.
+	Upstream string `json:"upstream,omitempty"`
+	// UpstreamRefusals counts the upstream's 429/503 answers since the
+	// worker started (each paused the worker's room for a while).
+	UpstreamRefusals int64 `json:"upstream_refusals,omitempty"`
 }

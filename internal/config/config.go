@@ -78,6 +78,15 @@ type Node struct {
 	// names that are not file paths are looked up; "" takes paths only.
 	ModelHome string
 
+	// Upstreams are OpenAI-compatible servers fronted as workers (serve,
+	// worker; config/upstream.go); UpstreamKey is their bearer key, read
+	// from the variable UpstreamKeyEnv names; UpstreamTimeout bounds one
+	// request to them.
+	Upstreams       []Upstream
+	UpstreamKeyEnv  string
+	UpstreamKey     string
+	UpstreamTimeout time.Duration
+
 	// WorkerID names the worker on the bus (suffixed with "-<model>" when
 	// the process serves several models); "" picks host-pid-random.
 	WorkerID string
@@ -180,6 +189,7 @@ func Default(role string) Node {
 		PrefixMinBytes:    256,
 		DrainTimeout:      30 * time.Second,
 		BatchReserve:      1,
+		UpstreamTimeout:   upstreamDefaultTimeout,
 	}
 }
 
@@ -228,9 +238,10 @@ func (c Node) Validate() error {
 	if c.Role == RoleServe && c.NATS.TLSCA != "" && c.NATS.TLSCert == "" {
 		bad("--nats-tls-ca needs --nats-tls-cert and --nats-tls-key (the server's certificate)")
 	}
-	if c.Role != RoleGateway && len(c.Models) == 0 {
-		bad("at least one --model NAME=PATH is required")
+	if c.Role != RoleGateway && len(c.Models) == 0 && len(c.Upstreams) == 0 {
+		bad("at least one --model NAME=PATH or --upstream URL is required")
 	}
+	c.validateUpstreams(bad)
 	seen := map[string]bool{}
 	for _, m := range c.Models {
 		if seen[m.Name] {
@@ -333,6 +344,7 @@ func Bind(fs *flag.FlagSet, c *Node) {
 			return nil
 		})
 		fs.StringVar(&c.WorkerID, "worker-id", c.WorkerID, "worker name on the bus (default host-pid-random)")
+		bindUpstream(fs, c)
 		fs.IntVar(&c.Slots, "slots", c.Slots, "concurrent generations per worker, batched together (0: the engine's default, 4)")
 		fs.IntVar(&c.BackgroundSlots, "background-slots", c.BackgroundSlots,
 			"slots per worker for batch lines and async jobs, besides --slots, so a batch never takes an interactive slot (0: as many as --slots)")
@@ -355,11 +367,13 @@ func Bind(fs *flag.FlagSet, c *Node) {
 // ApplyEnv merges the environment (read through lookup) into c:
 // COURIER_API_KEYS, comma-separated, added to the keys from flags, and the
 // model store folder (COURIER_HOME, default ~/.cache/courier) when
-// ModelHome is unset.
+// ModelHome is unset, and the upstreams' key from the variable
+// --upstream-key-env names.
 func ApplyEnv(c *Node, lookup func(string) (string, bool)) {
 	if c.ModelHome == "" {
 		c.ModelHome = store.Home(lookup)
 	}
+	applyUpstreamEnv(c, lookup)
 	if v, ok := lookup("COURIER_API_KEYS"); ok {
 		for _, k := range strings.Split(v, ",") {
 			if k = strings.TrimSpace(k); k != "" {

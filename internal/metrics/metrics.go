@@ -117,6 +117,8 @@ type Fleet struct {
 	queueDepth *prometheus.Desc
 	kvBlocks   *prometheus.Desc
 	prefix     *prometheus.Desc
+	upReady    *prometheus.Desc
+	upRefusals *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*Fleet)(nil)
@@ -144,6 +146,12 @@ func NewFleet(workers func() []bus.Heartbeat, queues func() map[string]int) *Fle
 		prefix: prometheus.NewDesc("courier_prefix_cache_blocks_total",
 			"Prompt blocks looked up in each worker's prefix cache, by result (hit or miss); the hit rate is hit/(hit+miss).",
 			[]string{"worker", "result"}, nil),
+		upReady: prometheus.NewDesc("courier_worker_upstream_ready",
+			"1 while an upstream worker's server answers its probes and requests, else 0, by worker and upstream URL.",
+			[]string{"worker", "upstream"}, nil),
+		upRefusals: prometheus.NewDesc("courier_worker_upstream_refusals_total",
+			"429/503 answers of an upstream worker's server (each pauses the worker's room), by worker and upstream URL.",
+			[]string{"worker", "upstream"}, nil),
 	}
 }
 
@@ -154,6 +162,8 @@ func (f *Fleet) Describe(ch chan<- *prometheus.Desc) {
 	ch <- f.perModel
 	ch <- f.kvBlocks
 	ch <- f.prefix
+	ch <- f.upReady
+	ch <- f.upRefusals
 	if f.queues != nil {
 		ch <- f.queueDepth
 	}
@@ -173,6 +183,14 @@ func (f *Fleet) Collect(ch chan<- prometheus.Metric) {
 		}
 		for _, m := range hb.Models {
 			perModel[m]++
+		}
+		if hb.Upstream != "" {
+			ready := 1.0
+			if hb.Unready {
+				ready = 0
+			}
+			ch <- prometheus.MustNewConstMetric(f.upReady, prometheus.GaugeValue, ready, hb.Worker, hb.Upstream)
+			ch <- prometheus.MustNewConstMetric(f.upRefusals, prometheus.CounterValue, float64(hb.UpstreamRefusals), hb.Worker, hb.Upstream)
 		}
 		if hb.KVBlocks > 0 {
 			ch <- prometheus.MustNewConstMetric(f.kvBlocks, prometheus.GaugeValue, float64(hb.KVBlocks-hb.FreeKVBlocks), hb.Worker, "used")

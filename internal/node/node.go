@@ -47,6 +47,7 @@ import (
 	"courier/internal/jobs"
 	"courier/internal/metrics"
 	"courier/internal/store"
+	"courier/internal/upstream"
 	"courier/internal/worker"
 )
 
@@ -80,13 +81,15 @@ type Node struct {
 	stopErr  error
 }
 
-// modelWorker is one model's worker and what it runs on.
+// modelWorker is one model's worker and what it runs on: the built-in
+// engine, or an upstream server.
 type modelWorker struct {
-	name   string
-	engine *engine.Engine
-	worker *worker.Worker
-	conn   *natsbus.Conn
-	host   *natsbus.Host
+	name    string
+	engine  *engine.Engine    // nil for an upstream worker
+	backend *upstream.Backend // nil for the built-in engine
+	worker  *worker.Worker
+	conn    *natsbus.Conn
+	host    *natsbus.Host
 }
 
 // Start validates cfg and starts its role. On error everything started so
@@ -150,6 +153,11 @@ func (n *Node) start(ctx context.Context) error {
 	if cfg.Role != config.RoleGateway {
 		for _, m := range cfg.Models {
 			if err := n.startWorker(m, dial); err != nil {
+				return err
+			}
+		}
+		for i, u := range cfg.Upstreams {
+			if err := n.startUpstream(ctx, i, u, dial); err != nil {
 				return err
 			}
 		}
@@ -247,6 +255,16 @@ func (n *Node) startGateway(ctx context.Context, dial func(string) (*natsbus.Con
 		for _, m := range n.cfg.Models {
 			if err := n.gateway.WaitWorkers(wctx, m.Name, 1); err != nil {
 				return err
+			}
+		}
+		for _, w := range n.workers {
+			if w.backend == nil {
+				continue
+			}
+			for _, m := range w.backend.Models() {
+				if err := n.gateway.WaitWorkers(wctx, m, 1); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -351,7 +369,12 @@ func (n *Node) shutdown(ctx context.Context) error {
 		if w.worker != nil {
 			w.worker.Close()
 		}
-		keep(w.engine.Close())
+		if w.backend != nil {
+			w.backend.Close()
+		}
+		if w.engine != nil {
+			keep(w.engine.Close())
+		}
 	}
 	if n.server != nil { // 8
 		keep(n.server.Shutdown(closeCtx))

@@ -32,10 +32,24 @@ func (w *Worker) run(ctx context.Context, req *bus.Request, send func(*bus.Chunk
 	if err != nil {
 		return fail(bus.CodeInvalidRequest, err.Error())
 	}
+	resume, maxTokens := req.Resume, req.MaxTokens
+	if len(resume) == 0 && req.ResumeText != "" {
+		// Text delivered by a worker without token ids (an upstream
+		// engine): tokenize prompt and text together and resume after the
+		// part they share with the prompt alone.
+		if prompt, resume, err = w.textResume(req, prompt); err != nil {
+			return fail(bus.CodeInvalidRequest, err.Error())
+		}
+		if maxTokens > 0 {
+			// MaxTokens counts the tokens delivered (one per chunk), the
+			// engine the resumed ids.
+			maxTokens = max(maxTokens-int(max(req.ResumeSeq, 1)-1), 0) + len(resume)
+		}
+	}
 	er := engine.Request{
 		Prompt:      prompt,
-		Resume:      req.Resume,
-		MaxTokens:   req.MaxTokens,
+		Resume:      resume,
+		MaxTokens:   maxTokens,
 		Sampling:    Sampling(req.Sampling),
 		Stop:        req.Stop,
 		Logprobs:    req.Logprobs,
@@ -80,6 +94,69 @@ func (w *Worker) logprob(t engine.Token) bus.TokenLogprob {
 	return lp
 }
 
+// textResume returns the prompt and resume ids of a request resumed after
+// req.ResumeText (text without ids): the tokens of the prompt with the
+// text appended (a chat's as its assistant message's continuation), split
+// where they stop matching prompt's.
+func (w *Worker) textResume(req *bus.Request, prompt []int32) ([]int32, []int32, error) {
+	r := *req
+	if r.Kind == bus.KindChat {
+		r.Messages = ContinueWith(r.Messages, r.ContinueFinal, r.ResumeText)
+		r.ContinueFinal = true
+	} else {
+		r.Prompt += r.ResumeText
+	}
+	full, err := w.prompt(&r)
+	if err != nil {
+		return nil, nil, err
+	}
+	k := 0
+	for k < len(prompt) && k < len(full) && prompt[k] == full[k] {
+		k++
+	}
+	if k == 0 {
+		k = min(1, len(full))
+	}
+	return full[:k], full[k:], nil
+}
+
+// ContinueWith returns msgs with text appended to the assistant's final
+// message: to the last message when cont (it continues that one), else as
+// a new assistant message.
+func ContinueWith(msgs []bus.ChatMessage, cont bool, text string) []bus.ChatMessage {
+	out := slices.Clone(msgs)
+	if cont && len(out) > 0 {
+		out[len(out)-1].Content += text
+		return out
+	}
+	return append(out, bus.ChatMessage{Role: "assistant", Content: text})
+}
+
+// continueMark stands for the final message's content while a chat that
+// continues it is rendered: the prompt is cut where the mark lands.
+const continueMark = "\x00courier:continue\x00"
+
+// renderContinuing renders msgs so that the prompt ends with the last
+// message's content (an assistant prefix the model continues), as vLLM's
+// continue_final_message does.
+func (w *Worker) renderContinuing(msgs []bus.ChatMessage) (string, error) {
+	if len(msgs) == 0 || msgs[len(msgs)-1].Role != "assistant" {
+		return "", errors.New("continue_final_message needs the last message to be the assistant's")
+	}
+	m := slices.Clone(msgs)
+	content := m[len(m)-1].Content
+	m[len(m)-1].Content = continueMark
+	text, err := w.cfg.Render(w.info.ChatTemplate, m, w.info.BOSText, w.info.EOSText)
+	if err != nil {
+		return "", err
+	}
+	i := strings.LastIndex(text, continueMark)
+	if i < 0 {
+		return "", errors.New("continue_final_message: the chat template does not keep the final message's content as written")
+	}
+	return text[:i] + content, nil
+}
+
 // prompt renders and tokenizes req. Special-token text is recognised only
 // in a rendered chat (the template writes it); a completion prompt is plain
 // text, as `courier run` reads it. BOS is added as the model asks, unless
@@ -90,7 +167,11 @@ func (w *Worker) prompt(req *bus.Request) ([]int32, error) {
 	if req.Kind == bus.KindChat {
 		parseSpecial = true
 		var err error
-		text, err = w.cfg.Render(w.info.ChatTemplate, req.Messages, w.info.BOSText, w.info.EOSText)
+		if req.ContinueFinal {
+			text, err = w.renderContinuing(req.Messages)
+		} else {
+			text, err = w.cfg.Render(w.info.ChatTemplate, req.Messages, w.info.BOSText, w.info.EOSText)
+		}
 		if err != nil {
 			return nil, err
 		}

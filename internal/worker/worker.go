@@ -44,6 +44,10 @@ type Config struct {
 	ID string
 	// Model is the model name the worker serves.
 	Model string
+	// Models, when set, are all the model names the worker serves (an
+	// upstream worker fronting a server with several); Model is then the
+	// first.
+	Models []string
 	// Slots bounds concurrent generations; 0 takes the engine's total.
 	Slots int
 	// BackgroundSlots, when positive, bounds background requests (batch
@@ -54,15 +58,22 @@ type Config struct {
 	BackgroundSlots int
 	// Render renders chat requests; nil uses PlainChat.
 	Render Renderer
+	// OnChange, when set, is called when the worker's room changed in a
+	// way gateways must hear of before its next heartbeat: after a slot
+	// freed by a request its backend gave back (bus.CodeUnavailable, an
+	// upstream that refused or went away), before that final chunk goes
+	// out, so that the gateway placing it again sees the lowered room.
+	OnChange func()
 }
 
 // Worker runs requests on one engine. Its methods are safe for concurrent
 // use.
 type Worker struct {
-	cfg  Config
-	eng  Engine
-	info engine.Info
-	log  *slog.Logger
+	cfg     Config
+	backend Backend
+	eng     Engine // nil for a backend worker (NewBackend)
+	info    engine.Info
+	log     *slog.Logger
 
 	ctx    context.Context // parent of every generation; cancelled by a forced stop
 	cancel context.CancelFunc
@@ -120,16 +131,25 @@ func New(cfg Config, eng Engine, log *slog.Logger) (*Worker, error) {
 	if cfg.Render == nil {
 		cfg.Render = PlainChat
 	}
+	cfg.Models = []string{cfg.Model}
+	w := newBare(cfg, log)
+	w.eng, w.info = eng, eng.Info()
+	w.backend = engineBackend{w}
+	return w, nil
+}
+
+// newBare returns a worker without its backend.
+func newBare(cfg Config, log *slog.Logger) *Worker {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &Worker{
-		cfg: cfg, eng: eng, info: eng.Info(), log: log.With("worker", cfg.ID, "model", cfg.Model),
+		cfg: cfg, log: log.With("worker", cfg.ID, "model", cfg.Model),
 		ctx: ctx, cancel: cancel, active: map[jobKey]running{},
 	}
 	w.sent.Store(1) // Progress 0 would mean "not reported"
-	return w, nil
+	return w
 }
 
 // Admit starts req now if a slot is free; its chunks go to send. It returns
@@ -137,8 +157,8 @@ func New(cfg Config, eng Engine, log *slog.Logger) (*Worker, error) {
 // attempt whose deadline passed), bus.CodeOverloaded (no free slot, or
 // draining).
 func (w *Worker) Admit(req *bus.Request, send func(*bus.Chunk)) *bus.Error {
-	if req.Model != w.cfg.Model {
-		return &bus.Error{Code: bus.CodeModelNotFound, Message: fmt.Sprintf("worker %s serves %q, not %q", w.cfg.ID, w.cfg.Model, req.Model)}
+	if !w.serves(req.Model) {
+		return &bus.Error{Code: bus.CodeModelNotFound, Message: fmt.Sprintf("worker %s serves %q, not %q", w.cfg.ID, w.cfg.Models, req.Model)}
 	}
 	if req.Deadline > 0 && req.Attempt <= 1 && time.Now().UnixMilli() > req.Deadline {
 		return &bus.Error{Code: bus.CodeDeadline, Message: "deadline passed before the request started"}
@@ -155,11 +175,13 @@ func (w *Worker) Admit(req *bus.Request, send func(*bus.Chunk)) *bus.Error {
 			return &bus.Error{Code: bus.CodeOverloaded, Message: fmt.Sprintf("all %d background slots busy", w.cfg.BackgroundSlots)}
 		}
 	case w.separate():
-		if fg >= w.cfg.Slots {
-			return &bus.Error{Code: bus.CodeOverloaded, Message: fmt.Sprintf("all %d slots busy", w.cfg.Slots)}
+		if slots, ready := w.room(fg); fg >= slots {
+			return &bus.Error{Code: bus.CodeOverloaded, Message: fmt.Sprintf("all %d slots busy (ready: %v)", slots, ready)}
 		}
-	case fg+bg >= w.cfg.Slots:
-		return &bus.Error{Code: bus.CodeOverloaded, Message: fmt.Sprintf("all %d slots busy", w.cfg.Slots)}
+	default:
+		if slots, ready := w.room(fg + bg); fg+bg >= slots {
+			return &bus.Error{Code: bus.CodeOverloaded, Message: fmt.Sprintf("all %d slots busy (ready: %v)", slots, ready)}
+		}
 	}
 	ctx, cancel := context.WithCancel(w.ctx)
 	key := jobKey{req.ID, req.Attempt}
@@ -168,7 +190,7 @@ func (w *Worker) Admit(req *bus.Request, send func(*bus.Chunk)) *bus.Error {
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
-		final := w.run(ctx, req, send)
+		final := w.backend.Serve(ctx, req, send)
 		cancel()
 		// Free the slot before the final chunk goes out: a gateway that
 		// sends the next request as soon as it sees the final chunk must
@@ -180,6 +202,9 @@ func (w *Worker) Admit(req *bus.Request, send func(*bus.Chunk)) *bus.Error {
 			w.idle = nil
 		}
 		w.mu.Unlock()
+		if final != nil && final.Error != nil && final.Error.Code == bus.CodeUnavailable && w.cfg.OnChange != nil {
+			w.cfg.OnChange()
+		}
 		if final != nil {
 			send(final)
 		}
@@ -215,13 +240,21 @@ func (w *Worker) Heartbeat() bus.Heartbeat {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	fg, bg := w.countLocked()
+	// A backend with a room of its own (an upstream server's load, its
+	// 429s, its health) lowers Slots: gateways count free slots as Slots
+	// less the requests they see running.
+	slots, ready := w.room(fg + bg)
 	hb := bus.Heartbeat{
-		V: bus.Version, Worker: w.cfg.ID, Models: []string{w.cfg.Model},
-		Slots: w.cfg.Slots, FreeSlots: w.cfg.Slots - fg - bg, Draining: w.draining,
+		V: bus.Version, Worker: w.cfg.ID, Models: slices.Clone(w.cfg.Models),
+		Slots: slots, FreeSlots: slots - fg - bg, Draining: w.draining, Unready: !ready,
 	}
 	if w.separate() {
-		hb.FreeSlots = w.cfg.Slots - fg
+		slots, ready = w.room(fg)
+		hb.Slots, hb.FreeSlots, hb.Unready = slots, slots-fg, !ready
 		hb.BackgroundSlots, hb.FreeBackgroundSlots = w.cfg.BackgroundSlots, w.cfg.BackgroundSlots-bg
+	}
+	if d, ok := w.backend.(Describer); ok {
+		hb.Upstream, hb.UpstreamRefusals = d.Upstream(), d.Refusals()
 	}
 	if w.draining {
 		hb.FreeSlots, hb.FreeBackgroundSlots = 0, 0

@@ -163,6 +163,17 @@ func (ho *Host) heartbeats(ctx context.Context) {
 	}
 }
 
+// Beat publishes a heartbeat now, outside the period: for a worker whose
+// capacity changed (an upstream engine became unready, or answered 429).
+func (ho *Host) Beat() {
+	ho.mu.Lock()
+	stopped := ho.stopped
+	ho.mu.Unlock()
+	if !stopped {
+		ho.beat()
+	}
+}
+
 // beat publishes the handler's heartbeat, marked draining once the host
 // stopped accepting.
 func (ho *Host) beat() {

@@ -279,6 +279,24 @@ func (g *Gateway) onChunk(m *nats.Msg) {
 	if st == nil {
 		return // closed, finished, or another gateway's
 	}
+	if st.retryable(c) {
+		// The worker could not finish this attempt (its upstream engine
+		// refused or went away): place it again, resuming after what was
+		// delivered. Chunks of one attempt arrive in order, so every
+		// earlier one was delivered.
+		g.mu.Lock()
+		mine := st.worker == c.Worker && c.Worker != ""
+		if mine {
+			g.unholdLocked(st)
+		}
+		g.mu.Unlock()
+		if !mine {
+			return // already being placed again (its worker was declared lost)
+		}
+		g.log.Info("worker gave the request back", "worker", c.Worker, "id", c.ID, "reason", c.Error.Message)
+		g.redispatch([]*stream{st})
+		return
+	}
 	if st.deliver(c) {
 		g.mu.Lock()
 		g.unholdLocked(st)
@@ -490,7 +508,7 @@ func (g *Gateway) redispatch(lost []*stream) {
 		g.mu.Unlock()
 		go func() {
 			defer g.wg.Done()
-			if prev >= g.cfg.MaxAttempts {
+			if used, ok := st.attemptsUsed(); used >= g.cfg.MaxAttempts || !ok {
 				st.fail(fmt.Errorf("%w: %s after %d attempts", bus.ErrWorkerLost, st.req.ID, prev))
 				g.forget(st)
 				return

@@ -39,9 +39,17 @@ type stream struct {
 	pending map[uint64]*bus.Chunk // guarded by mu; chunks that arrived early
 	ready   []*bus.Chunk          // guarded by mu; in order, not yet read
 	tokens  []int32               // guarded by mu; token ids delivered in order
-	done    bool                  // guarded by mu; the final chunk is in ready or read
-	err     error                 // guarded by mu; terminal failure
-	closed  bool                  // guarded by mu
+	text    []byte                // guarded by mu; text delivered in order
+	// idless is set once a chunk delivered text without token ids (an
+	// upstream worker's): tokens then no longer spell text, and resumed
+	// attempts carry only the text.
+	idless bool // guarded by mu
+	// givenBack counts attempts their worker gave back (bus.CodeUnavailable):
+	// they do not count toward MaxAttempts, but are bounded by maxGiveBacks.
+	givenBack int   // guarded by mu
+	done      bool  // guarded by mu; the final chunk is in ready or read
+	err       error // guarded by mu; terminal failure
+	closed    bool  // guarded by mu
 }
 
 var _ bus.Stream = (*stream)(nil)
@@ -64,8 +72,11 @@ func (st *stream) beginAttempt() (bus.Request, bool) {
 	clear(st.pending)
 	r := st.req
 	r.Attempt = st.attempt
-	if len(st.tokens) > 0 {
+	if len(st.tokens) > 0 && !st.idless {
 		r.Resume = append([]int32(nil), st.tokens...)
+	}
+	if len(st.text) > 0 {
+		r.ResumeText = string(st.text)
 	}
 	if st.next > 1 {
 		r.ResumeSeq = st.next
@@ -78,6 +89,34 @@ func (st *stream) currentAttempt() int {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	return st.attempt
+}
+
+// retryable reports whether c ends the current attempt with
+// bus.CodeUnavailable (its worker's engine could not finish it: the request
+// is placed again) rather than ending the request.
+func (st *stream) retryable(c *bus.Chunk) bool {
+	if c.Error == nil || c.Error.Code != bus.CodeUnavailable {
+		return false
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.done || st.err != nil || st.closed || c.Attempt != st.attempt || c.Seq != st.next {
+		return false
+	}
+	st.givenBack++
+	return true
+}
+
+// maxGiveBacks bounds the attempts of one request that workers may give
+// back (an upstream engine answering 429 again and again).
+const maxGiveBacks = 8
+
+// attemptsUsed returns the attempts that count toward MaxAttempts and
+// whether the request may be given back again.
+func (st *stream) attemptsUsed() (int, bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.attempt - st.givenBack, st.givenBack <= maxGiveBacks
 }
 
 // deliver takes one chunk off the bus and reports whether the stream has now
@@ -113,6 +152,12 @@ func (st *stream) deliver(c *bus.Chunk) bool {
 func (st *stream) pushLocked(c *bus.Chunk) {
 	st.ready = append(st.ready, c)
 	st.tokens = append(st.tokens, c.Tokens...)
+	if c.Text != "" && len(c.Tokens) == 0 && c.Scores == nil {
+		st.idless = true
+	}
+	if c.Scores == nil && st.req.Kind != bus.KindClassification {
+		st.text = append(st.text, c.Text...)
+	}
 	st.next++
 	if c.Final() {
 		st.done = true

@@ -1,0 +1,404 @@
+package upstream
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"courier/internal/bus"
+	"courier/internal/worker"
+)
+
+// body is the JSON sent to the upstream: OpenAI's fields, plus the
+// extensions vLLM, llama-server and Courier share (top_k, min_p,
+// repetition_penalty, ignore_eos, continue_final_message), each only when
+// set, so strict servers see only what the client asked for.
+type body struct {
+	Model         string            `json:"model"`
+	Prompt        string            `json:"prompt,omitempty"`
+	Messages      []bus.ChatMessage `json:"messages,omitempty"`
+	MaxTokens     int               `json:"max_tokens,omitempty"`
+	Stream        bool              `json:"stream"`
+	StreamOptions *streamOptions    `json:"stream_options,omitempty"`
+	Stop          []string          `json:"stop,omitempty"`
+	Temperature   *float32          `json:"temperature,omitempty"`
+	TopP          *float32          `json:"top_p,omitempty"`
+	Seed          *uint64           `json:"seed,omitempty"`
+	TopK          int               `json:"top_k,omitempty"`
+	MinP          float32           `json:"min_p,omitempty"`
+	RepPenalty    float32           `json:"repetition_penalty,omitempty"`
+	FreqPenalty   float32           `json:"frequency_penalty,omitempty"`
+	PresPenalty   float32           `json:"presence_penalty,omitempty"`
+	IgnoreEOS     bool              `json:"ignore_eos,omitempty"`
+	User          string            `json:"user,omitempty"`
+	// Logprobs is an int for completions (the top count), a bool for chat.
+	Logprobs    any `json:"logprobs,omitempty"`
+	TopLogprobs int `json:"top_logprobs,omitempty"`
+	// ContinueFinal and AddGenerationPrompt continue a trailing assistant
+	// message (a resumed chat, or a client's own prefix).
+	ContinueFinal       bool  `json:"continue_final_message,omitempty"`
+	AddGenerationPrompt *bool `json:"add_generation_prompt,omitempty"`
+}
+
+type streamOptions struct {
+	IncludeUsage bool `json:"include_usage"`
+}
+
+// event is one server-sent event of a streamed completion or chat.
+type event struct {
+	Choices []struct {
+		Text  string `json:"text"`
+		Delta struct {
+			Content *string `json:"content"`
+		} `json:"delta"`
+		FinishReason *string         `json:"finish_reason"`
+		Logprobs     json.RawMessage `json:"logprobs"`
+	} `json:"choices"`
+	Usage *struct {
+		PromptTokens     int `json:"prompt_tokens"`
+		CompletionTokens int `json:"completion_tokens"`
+	} `json:"usage"`
+	Error json.RawMessage `json:"error"`
+}
+
+// Serve implements worker.Backend: one streamed request to the upstream,
+// its events re-chunked onto the bus.
+func (b *Backend) Serve(ctx context.Context, req *bus.Request, send func(*bus.Chunk)) *bus.Chunk {
+	seq := max(req.ResumeSeq, 1)
+	fail := func(code, format string, args ...any) *bus.Chunk {
+		return &bus.Chunk{ID: req.ID, Seq: seq, Attempt: req.Attempt, Error: &bus.Error{Code: code, Message: fmt.Sprintf(format, args...)}}
+	}
+	name, ok := b.cfg.Models[req.Model]
+	if !ok {
+		return fail(bus.CodeModelNotFound, "upstream worker does not serve %q", req.Model)
+	}
+	delivered := int(seq - 1) // chunks (about one token each) the client has
+	bd := body{
+		Model: name, Stream: true, StreamOptions: &streamOptions{IncludeUsage: true},
+		Stop: req.Stop, Temperature: req.Sampling.Temperature, TopP: req.Sampling.TopP, Seed: req.Sampling.Seed,
+		TopK: req.Sampling.TopK, MinP: req.Sampling.MinP, RepPenalty: req.Sampling.RepetitionPenalty,
+		FreqPenalty: req.Sampling.FrequencyPenalty, PresPenalty: req.Sampling.PresencePenalty,
+		IgnoreEOS: req.Sampling.IgnoreEOS, User: req.User,
+	}
+	if req.MaxTokens > 0 {
+		bd.MaxTokens = req.MaxTokens - delivered
+		if bd.MaxTokens <= 0 {
+			return &bus.Chunk{ID: req.ID, Seq: seq, Attempt: req.Attempt, FinishReason: "length",
+				Usage: &bus.Usage{CompletionTokens: delivered}}
+		}
+	}
+	path := "/completions"
+	switch req.Kind {
+	case bus.KindCompletion, "":
+		bd.Prompt = req.Prompt + req.ResumeText
+		if req.Logprobs || req.TopLogprobs > 0 {
+			bd.Logprobs = req.TopLogprobs
+		}
+	case bus.KindChat:
+		path = "/chat/completions"
+		bd.Messages = req.Messages
+		if req.ResumeText != "" {
+			bd.Messages = worker.ContinueWith(req.Messages, req.ContinueFinal, req.ResumeText)
+		}
+		if req.ContinueFinal || req.ResumeText != "" {
+			bd.ContinueFinal, bd.AddGenerationPrompt = true, new(bool)
+		}
+		if req.Logprobs {
+			bd.Logprobs, bd.TopLogprobs = true, req.TopLogprobs
+		}
+	case bus.KindClassification:
+		return fail(bus.CodeInvalidRequest, "classification needs a worker that can score prompts: this model's upstream worker (%s) relays generation only; "+
+			"serve the model with the built-in engine for /v1/classifications", b.shown)
+	default:
+		return fail(bus.CodeInvalidRequest, "unknown request kind %q", req.Kind)
+	}
+	data, err := json.Marshal(&bd)
+	if err != nil {
+		return fail(bus.CodeInternal, "upstream: encode request: %v", err)
+	}
+
+	b.inflight.Add(1)
+	defer b.inflight.Add(-1)
+	rctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	defer cancel()
+	hreq, err := b.request(rctx, http.MethodPost, b.base+path, bytes.NewReader(data))
+	if err != nil {
+		return fail(bus.CodeInternal, "upstream: %v", err)
+	}
+	hreq.Header.Set("Accept", "text/event-stream")
+	resp, err := b.client.Do(hreq)
+	switch {
+	case ctx.Err() != nil:
+		return nil
+	case err != nil && rctx.Err() != nil:
+		return fail(bus.CodeDeadline, "upstream %s did not answer within %v", b.shown, b.cfg.Timeout)
+	case err != nil:
+		err = redact(err)
+		if refused(err) {
+			b.setReady(false, err.Error())
+		}
+		return fail(bus.CodeUnavailable, "upstream %s: %v", b.shown, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return b.httpError(resp, fail)
+	}
+
+	n, finish, usage, err := b.relay(resp.Body, req, &seq, send)
+	switch {
+	case ctx.Err() != nil:
+		return nil
+	case rctx.Err() != nil:
+		return fail(bus.CodeDeadline, "upstream %s did not finish within %v", b.shown, b.cfg.Timeout)
+	case errors.As(err, new(*streamError)):
+		return fail(bus.CodeInternal, "upstream %s: %v", b.shown, err)
+	case err != nil || finish == "":
+		if err == nil {
+			err = errors.New("stream ended without a finish reason")
+		}
+		// It went away mid-answer: the gateway resumes after the text sent.
+		return fail(bus.CodeUnavailable, "upstream %s: %v", b.shown, redact(err))
+	}
+	b.succeeded()
+	u := &bus.Usage{CompletionTokens: delivered + n}
+	if usage != nil {
+		u.PromptTokens = usage.PromptTokens
+		u.CompletionTokens = delivered + usage.CompletionTokens
+		if delivered > 0 {
+			// The prompt sent held the text resumed; the client's
+			// prompt did not.
+			u.PromptTokens = max(usage.PromptTokens-delivered, 0)
+		}
+	}
+	return &bus.Chunk{ID: req.ID, Seq: seq, Attempt: req.Attempt, FinishReason: finish, Usage: u}
+}
+
+// streamError is an error the upstream reported inside its stream.
+type streamError struct{ msg string }
+
+func (e *streamError) Error() string { return e.msg }
+
+// relay reads the upstream's events and sends one chunk per event with
+// text or logprobs. It returns the chunks sent, the finish reason, the
+// usage (nil when the upstream sent none) and a read error.
+func (b *Backend) relay(r io.Reader, req *bus.Request, seq *uint64, send func(*bus.Chunk)) (int, string, *bus.Usage, error) {
+	br := bufio.NewReaderSize(r, 16<<10)
+	var (
+		n      int
+		finish string
+		usage  *bus.Usage
+		ev     event
+		data   []byte
+	)
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			// A long event: gather it whole.
+			data = append(data[:0], line...)
+			for errors.Is(err, bufio.ErrBufferFull) {
+				line, err = br.ReadSlice('\n')
+				data = append(data, line...)
+			}
+			line = data
+		}
+		if err != nil && len(line) == 0 {
+			if errors.Is(err, io.EOF) {
+				if finish != "" {
+					return n, finish, usage, nil
+				}
+				return n, "", usage, io.ErrUnexpectedEOF
+			}
+			return n, finish, usage, err
+		}
+		line = bytes.TrimRight(line, "\r\n")
+		payload, ok := bytes.CutPrefix(line, []byte("data:"))
+		if !ok {
+			continue // blank separator, comment, event: or id: line
+		}
+		payload = bytes.TrimSpace(payload)
+		if string(payload) == "[DONE]" {
+			return n, finish, usage, nil
+		}
+		ev = event{}
+		if err := json.Unmarshal(payload, &ev); err != nil {
+			return n, finish, usage, &streamError{fmt.Sprintf("bad event %.200q: %v", payload, err)}
+		}
+		if len(ev.Error) > 0 && string(ev.Error) != "null" {
+			return n, finish, usage, &streamError{"error in stream: " + errorMessage(payload)}
+		}
+		if ev.Usage != nil {
+			usage = &bus.Usage{PromptTokens: ev.Usage.PromptTokens, CompletionTokens: ev.Usage.CompletionTokens}
+		}
+		for _, ch := range ev.Choices {
+			text := ch.Text
+			if req.Kind == bus.KindChat {
+				text = ""
+				if ch.Delta.Content != nil {
+					text = *ch.Delta.Content
+				}
+			}
+			var lps []bus.TokenLogprob
+			if (req.Logprobs || req.TopLogprobs > 0) && len(ch.Logprobs) > 0 && string(ch.Logprobs) != "null" {
+				lps = parseLogprobs(ch.Logprobs, req.Kind == bus.KindChat)
+			}
+			if text != "" || len(lps) > 0 {
+				send(&bus.Chunk{ID: req.ID, Seq: *seq, Attempt: req.Attempt, Text: text, Logprobs: lps})
+				*seq++
+				n++
+			}
+			if ch.FinishReason != nil && *ch.FinishReason != "" {
+				finish = *ch.FinishReason
+			}
+		}
+	}
+}
+
+// parseLogprobs reads a choice's logprobs: chat's {"content": [{token,
+// logprob, top_logprobs: [{token, logprob}]}]} or the completions layout
+// {"tokens", "token_logprobs", "top_logprobs": [{token: logprob}]}.
+// Upstream token ids are unknown (0).
+func parseLogprobs(raw json.RawMessage, chat bool) []bus.TokenLogprob {
+	if chat {
+		var c struct {
+			Content []struct {
+				Token   string  `json:"token"`
+				Logprob float32 `json:"logprob"`
+				Top     []struct {
+					Token   string  `json:"token"`
+					Logprob float32 `json:"logprob"`
+				} `json:"top_logprobs"`
+			} `json:"content"`
+		}
+		if json.Unmarshal(raw, &c) != nil {
+			return nil
+		}
+		out := make([]bus.TokenLogprob, 0, len(c.Content))
+		for _, t := range c.Content {
+			lp := bus.TokenLogprob{Token: t.Token, Logprob: t.Logprob}
+			for _, a := range t.Top {
+				lp.Top = append(lp.Top, bus.TokenLogprob{Token: a.Token, Logprob: a.Logprob})
+			}
+			out = append(out, lp)
+		}
+		return out
+	}
+	var c struct {
+		Tokens        []string             `json:"tokens"`
+		TokenLogprobs []*float32           `json:"token_logprobs"`
+		TopLogprobs   []map[string]float32 `json:"top_logprobs"`
+	}
+	if json.Unmarshal(raw, &c) != nil {
+		return nil
+	}
+	out := make([]bus.TokenLogprob, 0, len(c.Tokens))
+	for i, t := range c.Tokens {
+		lp := bus.TokenLogprob{Token: t}
+		if i < len(c.TokenLogprobs) && c.TokenLogprobs[i] != nil {
+			lp.Logprob = *c.TokenLogprobs[i]
+		}
+		if i < len(c.TopLogprobs) {
+			for tok, v := range c.TopLogprobs[i] {
+				lp.Top = append(lp.Top, bus.TokenLogprob{Token: tok, Logprob: v})
+			}
+			slices.SortFunc(lp.Top, func(a, b bus.TokenLogprob) int {
+				if a.Logprob != b.Logprob {
+					if a.Logprob > b.Logprob {
+						return -1
+					}
+					return 1
+				}
+				return strings.Compare(a.Token, b.Token)
+			})
+		}
+		out = append(out, lp)
+	}
+	return out
+}
+
+// httpError maps an upstream's error answer to the final chunk: 429 and
+// 502/503/504 back off and give the request back; the rest keep the
+// upstream's message under the matching code.
+func (b *Backend) httpError(resp *http.Response, fail func(code, format string, args ...any) *bus.Chunk) *bus.Chunk {
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	msg := errorMessage(data)
+	st := resp.StatusCode
+	switch {
+	case st == http.StatusTooManyRequests || st == http.StatusServiceUnavailable || st == http.StatusBadGateway || st == http.StatusGatewayTimeout:
+		d := b.backoff(retryAfter(resp.Header.Get("Retry-After")))
+		b.log.Info("upstream refused; backing off", "status", st, "pause", d.Round(time.Millisecond), "msg", msg)
+		return fail(bus.CodeUnavailable, "upstream %s answered %d: %s", b.shown, st, msg)
+	case st == http.StatusNotFound:
+		return fail(bus.CodeModelNotFound, "upstream %s: %s", b.shown, msg)
+	case st == http.StatusRequestEntityTooLarge:
+		return fail(bus.CodePromptTooLong, "upstream %s: %s", b.shown, msg)
+	case st == http.StatusUnauthorized || st == http.StatusForbidden:
+		b.log.Error("upstream rejected the worker's credentials", "status", st)
+		return fail(bus.CodeInternal, "upstream %s rejected the worker's credentials (HTTP %d)", b.shown, st)
+	case st >= 400 && st < 500:
+		return fail(bus.CodeInvalidRequest, "upstream %s: %s", b.shown, msg)
+	default:
+		return fail(bus.CodeInternal, "upstream %s answered %d: %s", b.shown, st, msg)
+	}
+}
+
+// retryAfter reads a Retry-After header's seconds (0 when absent or a
+// date).
+func retryAfter(h string) time.Duration {
+	if s, err := strconv.Atoi(strings.TrimSpace(h)); err == nil && s > 0 {
+		return time.Duration(s) * time.Second
+	}
+	return 0
+}
+
+// errorMessage extracts the message of an error body: OpenAI's
+// {"error": {"message"}}, {"error": "..."}, vLLM's {"message"}, FastAPI's
+// {"detail"}, else the text itself (shortened).
+func errorMessage(data []byte) string {
+	var e struct {
+		Error   json.RawMessage `json:"error"`
+		Message string          `json:"message"`
+		Detail  any             `json:"detail"`
+	}
+	if json.Unmarshal(data, &e) == nil {
+		var inner struct {
+			Message string `json:"message"`
+		}
+		var s string
+		switch {
+		case json.Unmarshal(e.Error, &inner) == nil && inner.Message != "":
+			return inner.Message
+		case json.Unmarshal(e.Error, &s) == nil && s != "":
+			return s
+		case e.Message != "":
+			return e.Message
+		case e.Detail != nil:
+			return fmt.Sprint(e.Detail)
+		}
+	}
+	s := strings.TrimSpace(string(data))
+	if len(s) > 500 {
+		s = s[:500] + "…"
+	}
+	if s == "" {
+		s = "no message"
+	}
+	return s
+}
+
+// refused reports a connection that could not be made at all: the
+// upstream is down, not just slow.
+func refused(err error) bool {
+	var op *net.OpError
+	return errors.Is(err, syscall.ECONNREFUSED) || (errors.As(err, &op) && op.Op == "dial")
+}
