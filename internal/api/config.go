@@ -43,6 +43,9 @@ type Config struct {
 	// RetryAfter is the Retry-After advised with 429 (default
 	// DefaultRetryAfter, rounded up to whole seconds).
 	RetryAfter time.Duration
+	// ModelInfo describes served models, by name, for Ollama's /api/tags,
+	// /api/show and /api/ps; models absent from it are listed by name only.
+	ModelInfo map[string]ModelInfo
 }
 
 // Validate reports every problem in c, joined.

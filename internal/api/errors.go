@@ -163,8 +163,9 @@ func fromWorker(e *bus.Error) *Error {
 	return &Error{Code: code, Message: msg}
 }
 
-// writeError writes e as OpenAI's error JSON with its catalog status; a queue
-// full error carries Retry-After (whole seconds, at least 1).
+// writeError writes e as OpenAI's error JSON with its catalog status (on
+// Ollama's /api/ routes as Ollama's {"error": message}); a queue full error
+// carries Retry-After (whole seconds, at least 1).
 func writeError(w http.ResponseWriter, e *Error, retryAfterSec int) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
@@ -172,6 +173,11 @@ func writeError(w http.ResponseWriter, e *Error, retryAfterSec int) {
 		h.Set("Retry-After", fmt.Sprint(max(retryAfterSec, 1)))
 	}
 	w.WriteHeader(e.Code.Status())
-	b, _ := json.Marshal(e.body()) // plain structs of strings: cannot fail
+	var b []byte
+	if rec, ok := w.(*statusRecorder); ok && rec.ollama {
+		b, _ = json.Marshal(ollamaError{Error: e.Message}) // Ollama's shape on /api/
+	} else {
+		b, _ = json.Marshal(e.body()) // plain structs of strings: cannot fail
+	}
 	w.Write(append(b, '\n'))
 }

@@ -112,7 +112,7 @@ func (s *server) generate(w http.ResponseWriter, r *http.Request, req *bus.Reque
 	f.begin(idPrefix(req.Kind)+req.ID, req.Model, start.Unix())
 	w.Header().Set("X-Request-Id", req.ID)
 	if f.isStream() {
-		err = s.relaySSE(ctx, w, st, first, f, res)
+		err = s.relayStream(ctx, w, st, first, f, res)
 	} else {
 		err = s.collect(ctx, w, st, first, f, res)
 	}
@@ -195,14 +195,16 @@ func (s *server) next(ctx context.Context, st bus.Stream) (*bus.Chunk, error) {
 	return c, err
 }
 
-// relaySSE commits the response as an event stream and relays chunks.
-func (s *server) relaySSE(ctx context.Context, w http.ResponseWriter, st bus.Stream, c *bus.Chunk, f format, res *result) error {
+// relayStream commits the response as a stream (SSE, or the format's own
+// framing) and relays chunks.
+func (s *server) relayStream(ctx context.Context, w http.ResponseWriter, st bus.Stream, c *bus.Chunk, f format, res *result) error {
+	fr := framingOf(f)
 	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
+	h.Set("Content-Type", fr.contentType())
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	sse := &sseWriter{w: w, rc: http.NewResponseController(w)}
+	sse := &sseWriter{w: w, rc: http.NewResponseController(w), fr: fr}
 	for {
 		for _, ev := range f.events(c) {
 			sse.event(ev)
@@ -226,8 +228,7 @@ func (s *server) relaySSE(ctx context.Context, w http.ResponseWriter, st bus.Str
 			if ctx.Err() != nil {
 				return err
 			}
-			b, _ := jsonMarshal(toAPIError(err).body())
-			sse.event(b)
+			sse.event(fr.errorEvent(toAPIError(err)))
 			sse.done()
 			sse.flush()
 			return err
@@ -237,23 +238,61 @@ func (s *server) relaySSE(ctx context.Context, w http.ResponseWriter, st bus.Str
 	}
 }
 
-// sseWriter writes server-sent events, remembering the first write error.
+// framing is how a stream's events and errors go on the wire. Formats
+// without a framing method use OpenAI's SSE.
+type framing interface {
+	contentType() string
+	// event appends one event carrying payload.
+	event(b *strings.Builder, payload []byte)
+	// end appends the stream's terminator, if any.
+	end(b *strings.Builder)
+	// errorEvent is the payload of an error that ends a stream.
+	errorEvent(e *Error) []byte
+}
+
+// framer is implemented by formats with their own framing (Ollama's NDJSON).
+type framer interface{ framing() framing }
+
+func framingOf(f format) framing {
+	if fr, ok := f.(framer); ok {
+		return fr.framing()
+	}
+	return sseFraming{}
+}
+
+// sseFraming is OpenAI's: "data: JSON" events and a final "data: [DONE]".
+type sseFraming struct{}
+
+func (sseFraming) contentType() string { return "text/event-stream" }
+
+func (sseFraming) event(b *strings.Builder, payload []byte) {
+	b.WriteString("data: ")
+	b.Write(payload)
+	b.WriteString("\n\n")
+}
+
+func (sseFraming) end(b *strings.Builder) { b.WriteString("data: [DONE]\n\n") }
+
+func (sseFraming) errorEvent(e *Error) []byte {
+	b, _ := jsonMarshal(e.body())
+	return b
+}
+
+// sseWriter writes a stream's events in its framing, remembering the first
+// write error.
 type sseWriter struct {
 	w   http.ResponseWriter
 	rc  *http.ResponseController
+	fr  framing
 	buf strings.Builder
 	err error
 }
 
-// event queues one "data: PAYLOAD" event.
-func (s *sseWriter) event(payload []byte) {
-	s.buf.WriteString("data: ")
-	s.buf.Write(payload)
-	s.buf.WriteString("\n\n")
-}
+// event queues one event.
+func (s *sseWriter) event(payload []byte) { s.fr.event(&s.buf, payload) }
 
-// done queues the terminating [DONE] event.
-func (s *sseWriter) done() { s.buf.WriteString("data: [DONE]\n\n") }
+// done queues the stream's terminator.
+func (s *sseWriter) done() { s.fr.end(&s.buf) }
 
 // flush writes the queued events and flushes them to the client.
 func (s *sseWriter) flush() error {

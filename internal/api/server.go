@@ -124,13 +124,14 @@ func newServer(cfg Config, d Dispatcher, reg prometheus.Registerer, log *slog.Lo
 		"/v1/chat/completions": {http.MethodPost, "chat_completions", true, s.chatCompletions},
 		"/v1/classifications":  {http.MethodPost, "classifications", true, s.classifications},
 	}
+	s.addOllamaRoutes()
 	return s, nil
 }
 
 // ServeHTTP routes, authenticates and records metrics for every request.
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	rec := &statusRecorder{ResponseWriter: w}
+	rec := &statusRecorder{ResponseWriter: w, ollama: strings.HasPrefix(r.URL.Path, "/api/")}
 	rt, ok := s.routes[r.URL.Path]
 	if !ok && strings.HasPrefix(r.URL.Path, "/v1/models/") {
 		rt, ok = route{http.MethodGet, "model", true, s.model}, true
@@ -145,7 +146,7 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		s.m.ObserveHTTP(label, rec.statusOr200(), time.Since(start))
 	}()
-	if (!ok || rt.auth) && strings.HasPrefix(r.URL.Path, "/v1/") && !s.authorized(r) {
+	if (!ok || rt.auth) && (strings.HasPrefix(r.URL.Path, "/v1/") || rec.ollama) && !s.authorized(r) {
 		writeError(rec, errorf(CodeInvalidAPIKey, "", "missing or invalid API key; send Authorization: Bearer KEY"), 0)
 		return
 	}
@@ -273,6 +274,8 @@ func randomID() string {
 type statusRecorder struct {
 	http.ResponseWriter
 	status int
+	// ollama makes writeError use Ollama's error shape (/api/ routes).
+	ollama bool
 }
 
 func (s *statusRecorder) WriteHeader(code int) {

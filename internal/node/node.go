@@ -219,6 +219,7 @@ func (n *Node) startWorker(m config.Model, dial func(string) (*natsbus.Conn, err
 	}
 	mw := &modelWorker{name: m.Name, engine: eng}
 	n.workers = append(n.workers, mw)
+	n.describe(m, path, eng.Info())
 	n.log.Info("model loaded", "model", m.Name, "path", path, "took", time.Since(t0).Round(time.Millisecond))
 	mw.worker, err = worker.New(worker.Config{ID: id, Model: m.Name, Slots: slots, BackgroundSlots: bgSlots, Render: chatRenderer}, eng, n.log)
 	if err != nil {
@@ -390,4 +391,32 @@ func (n *Node) NATSConnect(name string) (*natsbus.Conn, error) {
 		return nil, errors.New("node: no embedded NATS server")
 	}
 	return n.server.Connect(name)
+}
+
+// describe records what Ollama's /api/tags and /api/show report about a
+// model this process loads: the file's summary and, for a model from the
+// store, its SHA-256.
+func (n *Node) describe(m config.Model, path string, ei engine.Info) {
+	in, err := store.Inspect(path)
+	if err != nil {
+		n.log.Warn("model summary", "model", m.Name, "err", err)
+		return
+	}
+	mi := api.ModelInfo{
+		Size: in.Size, Family: in.Architecture, ParameterSize: store.ParameterSize(in.Parameters),
+		Quantization: in.Quant, ContextLength: ei.ContextLength, Template: in.Template, Metadata: in.Metadata,
+	}
+	if st, err := os.Stat(path); err == nil {
+		mi.ModifiedAt = st.ModTime()
+	}
+	st := store.Store{Dir: n.cfg.ModelHome}
+	if ref, err := store.ParseRef(m.Path); err == nil && st.Dir != "" {
+		if sm, err := st.Lookup(ref); err == nil && sm.Path == path {
+			mi.Size, mi.Digest, mi.ModifiedAt = sm.Size, sm.Files[0].SHA256, sm.PulledAt
+		}
+	}
+	if n.cfg.API.ModelInfo == nil {
+		n.cfg.API.ModelInfo = map[string]api.ModelInfo{}
+	}
+	n.cfg.API.ModelInfo[m.Name] = mi
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"sort"
 
@@ -72,8 +73,19 @@ func Inspect(path string) (Info, error) {
 		}
 	}
 	for _, kv := range f.Metadata {
-		if kv.Value.Type != gguf.ValueArray {
-			in.Metadata[kv.Key] = kv.Value.V
+		switch v := kv.Value.V.(type) {
+		case float32:
+			if !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0) {
+				in.Metadata[kv.Key] = v
+			}
+		case float64:
+			if !math.IsNaN(v) && !math.IsInf(v, 0) {
+				in.Metadata[kv.Key] = v
+			}
+		default:
+			if kv.Value.Type != gguf.ValueArray {
+				in.Metadata[kv.Key] = v
+			}
 		}
 	}
 	return in, nil

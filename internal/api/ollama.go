@@ -1,0 +1,384 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"time"
+
+	"courier/internal/bus"
+)
+
+// Ollama's native API (https://github.com/ollama/ollama/blob/main/docs/api.md)
+// on the same gateway: /api/chat and /api/generate are built into the same
+// bus requests as /v1/chat/completions and /v1/completions (chatToBus,
+// completionToBus) and go through the same dispatch, keys, metrics and
+// relay; only the wire format differs (NDJSON streams, Ollama's field
+// names, {"error": "..."} errors). docs/api.md lists what is supported.
+
+// ModelInfo describes a served model for Ollama's /api/tags, /api/show and
+// /api/ps. The node fills Config.ModelInfo for the models its own workers
+// load; a gateway on its own knows only the names.
+type ModelInfo struct {
+	Size          int64     // bytes of the model file(s)
+	Digest        string    // SHA-256 of the file, hex; "" when unknown
+	ModifiedAt    time.Time // the file's modification time
+	Family        string    // general.architecture
+	ParameterSize string    // "260K", "1.1B"
+	Quantization  string    // "Q8_0", "Q4_K_M"
+	ContextLength int       // the context the engine runs with
+	Template      string    // the GGUF chat template
+	// Metadata holds the file's scalar GGUF metadata (Ollama's model_info).
+	Metadata map[string]any
+}
+
+// addOllamaRoutes registers Ollama's endpoints.
+func (s *server) addOllamaRoutes() {
+	s.routes["/api/chat"] = route{http.MethodPost, "ollama_chat", true, s.ollamaChat}
+	s.routes["/api/generate"] = route{http.MethodPost, "ollama_generate", true, s.ollamaGenerate}
+	s.routes["/api/tags"] = route{http.MethodGet, "ollama_tags", true, s.ollamaTags}
+	s.routes["/api/show"] = route{http.MethodPost, "ollama_show", true, s.ollamaShow}
+	s.routes["/api/ps"] = route{http.MethodGet, "ollama_ps", true, s.ollamaPS}
+	s.routes["/api/version"] = route{http.MethodGet, "ollama_version", true, s.ollamaVersion}
+}
+
+// ollamaError is Ollama's error body.
+type ollamaError struct {
+	Error string `json:"error"`
+}
+
+// ollamaMessage is one message of /api/chat, both ways.
+type ollamaMessage struct {
+	Role      string          `json:"role"`
+	Content   string          `json:"content"`
+	Images    []string        `json:"images,omitempty"`
+	ToolCalls json.RawMessage `json:"tool_calls,omitempty"`
+	Thinking  string          `json:"thinking,omitempty"`
+}
+
+// ollamaCommon are the fields /api/chat and /api/generate share.
+type ollamaCommon struct {
+	Model     string          `json:"model"`
+	Format    json.RawMessage `json:"format"`
+	Options   json.RawMessage `json:"options"`
+	Stream    *bool           `json:"stream"`
+	KeepAlive json.RawMessage `json:"keep_alive"` // accepted; models stay loaded while served
+	Think     json.RawMessage `json:"think"`
+}
+
+// ollamaChatRequest is the body of POST /api/chat.
+type ollamaChatRequest struct {
+	ollamaCommon
+	Messages []ollamaMessage `json:"messages"`
+	Tools    json.RawMessage `json:"tools"`
+}
+
+// ollamaGenerateRequest is the body of POST /api/generate.
+type ollamaGenerateRequest struct {
+	ollamaCommon
+	Prompt   string          `json:"prompt"`
+	Suffix   string          `json:"suffix"`
+	System   string          `json:"system"`
+	Template string          `json:"template"`
+	Raw      bool            `json:"raw"`
+	Images   []string        `json:"images"`
+	Context  json.RawMessage `json:"context"`
+}
+
+// stream is Ollama's default: on unless "stream": false.
+func (c *ollamaCommon) stream() bool { return c.Stream == nil || *c.Stream }
+
+// present reports whether raw holds a value other than null, false, "",
+// [] or {}.
+func present(raw json.RawMessage) bool {
+	switch string(bytes.TrimSpace(raw)) {
+	case "", "null", "false", `""`, "[]", "{}":
+		return false
+	}
+	return true
+}
+
+// check rejects the shared fields Courier does not implement.
+func (c *ollamaCommon) check() *Error {
+	if c.Model == "" {
+		return errorf(CodeMissingParameter, "model", "model is required")
+	}
+	if present(c.Format) {
+		return errorf(CodeUnsupported, "format", "format (JSON mode and schemas) is not supported yet; leave it out")
+	}
+	if present(c.Think) {
+		return errorf(CodeUnsupported, "think", "think is not supported")
+	}
+	return nil
+}
+
+// ollamaChat serves POST /api/chat.
+func (s *server) ollamaChat(w http.ResponseWriter, r *http.Request) {
+	var body ollamaChatRequest
+	if e := readJSON(r, s.cfg.MaxBodyBytes, &body); e != nil {
+		s.fail(w, e)
+		return
+	}
+	if e := body.check(); e != nil {
+		s.fail(w, e)
+		return
+	}
+	if present(body.Tools) {
+		s.fail(w, errorf(CodeUnsupported, "tools", "tools are not supported"))
+		return
+	}
+	if len(body.Messages) == 0 {
+		s.ollamaLoad(w, body.Model, true)
+		return
+	}
+	cr := ChatRequest{Messages: make([]ChatMessage, len(body.Messages))}
+	for i, m := range body.Messages {
+		switch {
+		case len(m.Images) > 0:
+			s.fail(w, errorf(CodeUnsupported, "messages", "messages[%d].images: images are not supported", i))
+			return
+		case present(m.ToolCalls):
+			s.fail(w, errorf(CodeUnsupported, "messages", "messages[%d].tool_calls: tools are not supported", i))
+			return
+		}
+		content, _ := json.Marshal(m.Content)
+		cr.Messages[i] = ChatMessage{Role: m.Role, Content: content}
+	}
+	cr.Model, cr.Stream = body.Model, ptr(false)
+	if e := parseOllamaOptions(body.Options, &cr.samplingParams); e != nil {
+		s.fail(w, e)
+		return
+	}
+	req, e := chatToBus(s.cfg, &cr)
+	if e != nil {
+		s.fail(w, ollamaParam(e))
+		return
+	}
+	s.generate(w, r, req, &ollamaFormat{chat: true, stream: body.stream(), now: s.now, start: s.now()})
+}
+
+// ollamaGenerate serves POST /api/generate. Unless raw is set the prompt
+// (and system) are rendered with the model's chat template as Ollama does,
+// so the request is a chat on the bus; raw prompts are plain completions.
+func (s *server) ollamaGenerate(w http.ResponseWriter, r *http.Request) {
+	var body ollamaGenerateRequest
+	if e := readJSON(r, s.cfg.MaxBodyBytes, &body); e != nil {
+		s.fail(w, e)
+		return
+	}
+	e := body.check()
+	switch {
+	case e != nil:
+	case body.Suffix != "":
+		e = errorf(CodeUnsupported, "suffix", "suffix (fill-in-the-middle) is not supported")
+	case len(body.Images) > 0:
+		e = errorf(CodeUnsupported, "images", "images are not supported")
+	case body.Template != "":
+		e = errorf(CodeUnsupported, "template", "template overrides are not supported; the model's own chat template is used (or raw: true)")
+	case present(body.Context):
+		e = errorf(CodeUnsupported, "context", "context (deprecated in Ollama) is not supported; send the conversation to /api/chat")
+	case body.Raw && body.System != "":
+		e = errorf(CodeInvalidValue, "system", "system cannot be combined with raw: true")
+	}
+	if e != nil {
+		s.fail(w, e)
+		return
+	}
+	if body.Prompt == "" && body.System == "" {
+		s.ollamaLoad(w, body.Model, false)
+		return
+	}
+	var sp samplingParams
+	sp.Model, sp.Stream = body.Model, ptr(false)
+	if e := parseOllamaOptions(body.Options, &sp); e != nil {
+		s.fail(w, e)
+		return
+	}
+	var req *bus.Request
+	if body.Raw {
+		prompt, _ := json.Marshal(body.Prompt)
+		req, e = completionToBus(s.cfg, &CompletionRequest{samplingParams: sp, Prompt: prompt})
+	} else {
+		cr := ChatRequest{samplingParams: sp}
+		if body.System != "" {
+			c, _ := json.Marshal(body.System)
+			cr.Messages = append(cr.Messages, ChatMessage{Role: "system", Content: c})
+		}
+		c, _ := json.Marshal(body.Prompt)
+		cr.Messages = append(cr.Messages, ChatMessage{Role: "user", Content: c})
+		req, e = chatToBus(s.cfg, &cr)
+	}
+	if e != nil {
+		s.fail(w, ollamaParam(e))
+		return
+	}
+	s.generate(w, r, req, &ollamaFormat{stream: body.stream(), now: s.now, start: s.now()})
+}
+
+// ollamaLoad answers a request without prompt or messages as Ollama does
+// (it loads the model): done at once with done_reason "load", once the model
+// is known to be served.
+func (s *server) ollamaLoad(w http.ResponseWriter, model string, chat bool) {
+	if e := s.checkModel(model); e != nil {
+		s.fail(w, e)
+		return
+	}
+	resp := ollamaResponse{Model: model, CreatedAt: s.now().UTC(), Done: true, DoneReason: "load"}
+	if chat {
+		resp.Message = &ollamaMessage{Role: "assistant"}
+	} else {
+		resp.Response = ptr("")
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// ollamaParam renames the OpenAI parameter an error names to the Ollama
+// option it came from.
+func ollamaParam(e *Error) *Error {
+	name, ok := openAIToOllama[e.Param]
+	if !ok {
+		return e
+	}
+	return &Error{Code: e.Code, Param: name, Message: strings.Replace(e.Message, e.Param, name, 1)}
+}
+
+var openAIToOllama = map[string]string{
+	"max_tokens":         "options.num_predict",
+	"temperature":        "options.temperature",
+	"top_p":              "options.top_p",
+	"top_k":              "options.top_k",
+	"min_p":              "options.min_p",
+	"repetition_penalty": "options.repeat_penalty",
+	"frequency_penalty":  "options.frequency_penalty",
+	"presence_penalty":   "options.presence_penalty",
+	"stop":               "options.stop",
+	"seed":               "options.seed",
+}
+
+// ollamaDetails is Ollama's model "details" object.
+type ollamaDetails struct {
+	ParentModel       string   `json:"parent_model"`
+	Format            string   `json:"format"`
+	Family            string   `json:"family"`
+	Families          []string `json:"families"`
+	ParameterSize     string   `json:"parameter_size"`
+	QuantizationLevel string   `json:"quantization_level"`
+}
+
+// ollamaModel is one entry of /api/tags and /api/ps.
+type ollamaModel struct {
+	Name       string        `json:"name"`
+	Model      string        `json:"model"`
+	ModifiedAt *time.Time    `json:"modified_at,omitempty"`
+	Size       int64         `json:"size"`
+	Digest     string        `json:"digest"`
+	Details    ollamaDetails `json:"details"`
+	ExpiresAt  *time.Time    `json:"expires_at,omitempty"`
+	SizeVRAM   *int64        `json:"size_vram,omitempty"`
+	// ContextLength is /api/ps's context_length.
+	ContextLength int `json:"context_length,omitempty"`
+}
+
+// servedModels returns the served model names, sorted and unique.
+func (s *server) servedModels() []string {
+	names := slices.Clone(s.d.Models())
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
+func (s *server) ollamaModel(name string) (ollamaModel, ModelInfo) {
+	info := s.cfg.ModelInfo[name]
+	m := ollamaModel{Name: name, Model: name, Size: info.Size, Digest: info.Digest,
+		Details: ollamaDetails{Format: "gguf", Family: info.Family, ParameterSize: info.ParameterSize, QuantizationLevel: info.Quantization}}
+	if info.Family != "" {
+		m.Details.Families = []string{info.Family}
+	}
+	return m, info
+}
+
+// ollamaTags serves GET /api/tags: the models some live worker serves.
+func (s *server) ollamaTags(w http.ResponseWriter, r *http.Request) {
+	list := struct {
+		Models []ollamaModel `json:"models"`
+	}{Models: []ollamaModel{}}
+	for _, n := range s.servedModels() {
+		m, info := s.ollamaModel(n)
+		mod := info.ModifiedAt.UTC()
+		m.ModifiedAt = &mod
+		list.Models = append(list.Models, m)
+	}
+	writeJSON(w, http.StatusOK, list)
+}
+
+// ollamaPS serves GET /api/ps: the same models, as running (they stay
+// loaded while served, so expires_at is far ahead).
+func (s *server) ollamaPS(w http.ResponseWriter, r *http.Request) {
+	list := struct {
+		Models []ollamaModel `json:"models"`
+	}{Models: []ollamaModel{}}
+	never := time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
+	var zero int64
+	for _, n := range s.servedModels() {
+		m, info := s.ollamaModel(n)
+		m.ExpiresAt, m.SizeVRAM, m.ContextLength = &never, &zero, info.ContextLength
+		list.Models = append(list.Models, m)
+	}
+	writeJSON(w, http.StatusOK, list)
+}
+
+// ollamaShow serves POST /api/show.
+func (s *server) ollamaShow(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Model   string `json:"model"`
+		Name    string `json:"name"` // older clients
+		Verbose bool   `json:"verbose"`
+	}
+	if e := readJSON(r, s.cfg.MaxBodyBytes, &body); e != nil {
+		s.fail(w, e)
+		return
+	}
+	if body.Model == "" {
+		body.Model = body.Name
+	}
+	if body.Model == "" {
+		s.fail(w, errorf(CodeMissingParameter, "model", "model is required"))
+		return
+	}
+	if e := s.checkModel(body.Model); e != nil {
+		s.fail(w, e)
+		return
+	}
+	m, info := s.ollamaModel(body.Model)
+	mi := info.Metadata
+	if mi == nil {
+		mi = map[string]any{}
+	}
+	var mod *time.Time
+	if !info.ModifiedAt.IsZero() {
+		t := info.ModifiedAt.UTC()
+		mod = &t
+	}
+	writeJSON(w, http.StatusOK, struct {
+		License      string         `json:"license"`
+		Modelfile    string         `json:"modelfile"`
+		Parameters   string         `json:"parameters"`
+		Template     string         `json:"template"`
+		Details      ollamaDetails  `json:"details"`
+		ModelInfo    map[string]any `json:"model_info"`
+		Capabilities []string       `json:"capabilities"`
+		ModifiedAt   *time.Time     `json:"modified_at,omitempty"`
+	}{Template: info.Template, Details: m.Details, ModelInfo: mi, Capabilities: []string{"completion"}, ModifiedAt: mod})
+}
+
+// ollamaVersion serves GET /api/version: Courier's own build version
+// ("0.0.0" for a development build).
+func (s *server) ollamaVersion(w http.ResponseWriter, r *http.Request) {
+	v := "0.0.0"
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v = strings.TrimPrefix(bi.Main.Version, "v")
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"version": v})
+}
