@@ -1,0 +1,188 @@
+package tensor
+
+import (
+	"encoding/binary"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"courier/internal/engine/gguf"
+)
+
+// floatRow is a row of n F32, F16 or BF16 values (normal samples; when
+// extreme, scaled by powers of two so that products overflow float32's
+// normal range downward and partial sums span many exponents).
+func floatRow(r *rand.Rand, typ gguf.Type, n int, extreme bool) []byte {
+	rb, _ := typ.RowBytes(n)
+	b := make([]byte, rb)
+	for e := 0; e < n; e++ {
+		v := float32(r.NormFloat64())
+		if extreme {
+			k := r.IntN(60) - 40
+			if typ == gguf.TypeF16 {
+				k = r.IntN(34) - 24 // F16 subnormals up to ~2^10
+			}
+			v *= float32(math.Pow(2, float64(k)))
+		}
+		switch typ {
+		case gguf.TypeF32:
+			binary.LittleEndian.PutUint32(b[4*e:], math.Float32bits(v))
+		case gguf.TypeF16:
+			binary.LittleEndian.PutUint16(b[2*e:], FP32ToFP16(v))
+		case gguf.TypeBF16:
+			binary.LittleEndian.PutUint16(b[2*e:], FP32ToBF16(v))
+		}
+	}
+	return b
+}
+
+// promptAct converts an activation row of typ's vec-dot type as MatMul
+// lays it out for a multi-row prompt job: the converted row, then the
+// kernel's side data (if any).
+func promptAct(t *testing.T, k kernel, typ gguf.Type, raw []byte, cols int) []byte {
+	t.Helper()
+	a := append([]byte(nil), raw...)
+	if k.side != nil && cols%32 == 0 {
+		a = append(a, make([]byte, k.side.bytes(cols))...)
+		k.side.fill(a, len(raw), cols)
+	}
+	return a
+}
+
+// TestGemmGroupKernelsMatchGeneric compares the tinyBLAS group kernels
+// (every assembly variant that can run here, each weight load applied to
+// several activation rows) with the generic tinyBLAS body, bit for bit, on
+// random rows with extreme values, for every weight-row count up to a
+// group and every activation-row count up to groupA.
+func TestGemmGroupKernelsMatchGeneric(t *testing.T) {
+	r := rand.New(rand.NewPCG(47, 48))
+	for _, tc := range gemmGroupVariants() {
+		gen := genericKernels[tc.typ]
+		at, _ := VecDotType(tc.typ)
+		for _, cols := range []int{16, 32, 48, 96, 768, 2048} {
+			if cols%gen.gemmK != 0 {
+				continue
+			}
+			rb, _ := tc.typ.RowBytes(cols)
+			for _, extreme := range []bool{false, true} {
+				for nw := 1; nw <= groupW; nw++ {
+					for m := 1; m <= groupA; m++ {
+						var w, a []byte
+						for q := 0; q < nw; q++ {
+							w = append(w, floatRow(r, tc.typ, cols, extreme)...)
+						}
+						arb := 0
+						for p := 0; p < m; p++ {
+							ap := promptAct(t, tc.k, at, floatRow(r, at, cols, extreme), cols)
+							arb = len(ap)
+							a = append(a, ap...)
+						}
+						var res [groupW * groupA]float32
+						tc.k.gemmGroup(w, rb, nw, a, arb, m, cols, &res)
+						for q := 0; q < nw; q++ {
+							for p := 0; p < m; p++ {
+								ap := a[p*arb : (p+1)*arb]
+								want := gen.gemm(w[q*rb:(q+1)*rb], ap, f32view(at, ap, cols), cols)
+								got := res[q*m+p]
+								if !sameBits(want, got) && !(want != want && got != got) {
+									t.Fatalf("%s cols=%d extreme=%v nw=%d m=%d out (%d,%d): %g (%#x), generic %g (%#x)",
+										tc.name, cols, extreme, nw, m, q, p, got, math.Float32bits(got), want, math.Float32bits(want))
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// f32view is the float32 view of an F32 activation row (nil otherwise).
+func f32view(at gguf.Type, a []byte, cols int) []float32 {
+	if at != gguf.TypeF32 {
+		return nil
+	}
+	return f32s(a, cols)
+}
+
+// TestGemmPromptRowsMatchGeneric runs F32/F16/BF16 MatMuls of every
+// ubatch size 1..9 on two threads and compares every output with the
+// generic kernels, bit for bit.
+func TestGemmPromptRowsMatchGeneric(t *testing.T) {
+	r := rand.New(rand.NewPCG(49, 50))
+	p := NewPool(2)
+	defer p.Close()
+	ws := NewWorkspace(512, 1)
+	for _, typ := range []gguf.Type{gguf.TypeF32, gguf.TypeF16, gguf.TypeBF16} {
+		for _, shape := range [][2]int{{40, 512}, {37, 96}, {16, 48}} {
+			rows, cols := shape[0], shape[1]
+			w := randMatrix(t, r, typ, rows, cols)
+			for n := 1; n <= 9; n++ {
+				x := randRow(r, n*cols, 1)
+				out := make([]float32, n*rows)
+				p.MatMul(out, w, x, n, ws)
+				useGeneric = true
+				gen := make([]float32, n*rows)
+				p.MatMul(gen, w, x, n, ws)
+				useGeneric = false
+				for i := range out {
+					if !sameBits(gen[i], out[i]) {
+						t.Fatalf("%v %dx%d n=%d out[%d] = %g, generic %g", typ, rows, cols, n, i, out[i], gen[i])
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestRepackGroupKernelsMatchGeneric compares the group kernels of the
+// repacked types' gemm and gemv arithmetic (one pass over a weight row
+// for several activation rows) with the generic bodies, bit for bit, on
+// random raw rows (every code and scale byte, extreme scales), for every
+// weight-row count up to a group and activation-row count up to groupA.
+func TestRepackGroupKernelsMatchGeneric(t *testing.T) {
+	r := rand.New(rand.NewPCG(51, 52))
+	for _, typ := range []gguf.Type{gguf.TypeQ4_K, gguf.TypeQ4_0} {
+		rk, gen := repackKernelFor(typ), repackKernels[typ]
+		at, _ := VecDotType(typ)
+		for _, kind := range []string{"gemm", "gemv"} {
+			group, want := rk.gemmGroup, gen.gemm
+			if kind == "gemv" {
+				group, want = rk.gemvGroup, gen.gemv
+			}
+			if group == nil {
+				t.Logf("%v %s: no group kernel here", typ, kind)
+				continue
+			}
+			for _, cols := range []int{256, 768, 2048} {
+				rb, _ := typ.RowBytes(cols)
+				arb, _ := at.RowBytes(cols)
+				for _, extreme := range []bool{false, true} {
+					for nw := 1; nw <= groupW; nw++ {
+						for m := 1; m <= groupA; m++ {
+							var w, a []byte
+							for q := 0; q < nw; q++ {
+								w = append(w, rawRow(r, typ, cols, extreme)...)
+							}
+							for p := 0; p < m; p++ {
+								a = append(a, rawRow(r, at, cols, extreme)...)
+							}
+							var res [groupW * groupA]float32
+							group(w, rb, nw, a, arb, m, cols, &res)
+							for q := 0; q < nw; q++ {
+								for p := 0; p < m; p++ {
+									want := want(w[q*rb:(q+1)*rb], a[p*arb:(p+1)*arb], nil, cols)
+									got := res[q*m+p]
+									if !sameBits(want, got) && !(want != want && got != got) {
+										t.Fatalf("%v %s cols=%d extreme=%v nw=%d m=%d out (%d,%d): %g (%#x), generic %g (%#x)",
+											typ, kind, cols, extreme, nw, m, q, p, got, math.Float32bits(got), want, math.Float32bits(want))
+									}
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
