@@ -85,7 +85,13 @@
 // arithmetic, odd product then even product added per lane, emulated with
 // masks, shifts and float32 multiplies and adds, so subnormal products
 // round as in the generic body);
-// repacked Q4_K gemv/gemm and a gemv rows kernel (repack_amd64.s);
+// repacked Q4_K gemv/gemm and a gemv rows kernel (repack_amd64.s), and a
+// gemm group kernel that unpacks each weight block once for four
+// activation rows, one row per lane of the float accumulators
+// (repack_q4kx4_amd64.s);
+// tinyBLAS F32/F16 group kernels for machines without AVX-512, three
+// weight rows by four activation rows in registers, one pass over the
+// columns per half of the 16-lane accumulator (float_avx2_amd64.s);
 // multi-row Q8_0 and four-outputs-in-lanes repacked Q4_0 (multi_amd64.s).
 // AVX-512F: four-row F32/F16 vec_dot, 2x4-output tinyBLAS F32/F16, a
 // one-activation-row F32 rows kernel (float_avx512_amd64.s), the F16
