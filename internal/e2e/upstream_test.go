@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/openai/openai-go/v3/option"
 
 	"courier/internal/config"
+	"courier/internal/jobs"
 	"courier/internal/node"
 )
 
@@ -273,5 +275,213 @@ func TestTwoUpstreamsShareLoad(t *testing.T) {
 	t.Logf("placements: upstream 1 served %d, upstream 2 served %d", a, b)
 	if a == 0 || b == 0 || a+b != n {
 		t.Errorf("upstreams served %d and %d of %d requests; want both used, %d in all", a, b, n, n)
+	}
+}
+
+// TestUpstreamBatchSurvivesUpstreamKill runs a 200-line batch through a
+// front Courier whose worker fronts a `courier serve` process, SIGKILLs
+// that process mid-batch and starts it again on the same address: every
+// line is answered exactly once, and none fails (lines in flight were
+// given back and resumed, the others waited for the upstream).
+func TestUpstreamBatchSurvivesUpstreamKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	modelPath(t)
+	bin, err := buildCourier()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(http.DefaultClient.CloseIdleConnections)
+	addr := freeAddr(t)
+	up := startServeProcess(t, bin, addr, t.TempDir())
+	front := startNode(t, frontConfig(t, up.base))
+	base := "http://" + front.Addr() + "/v1"
+	const n = 200
+	var in strings.Builder
+	for i := range n {
+		if i%3 == 1 {
+			fmt.Fprintf(&in, `{"custom_id":"req-%d","method":"POST","url":"/v1/chat/completions","body":{"model":"%s","messages":[{"role":"user","content":"Tell me about %d."}],"max_tokens":12,"temperature":0}}`+"\n", i, modelName, i)
+		} else {
+			fmt.Fprintf(&in, `{"custom_id":"req-%d","method":"POST","url":"/v1/completions","body":{"model":"%s","prompt":"Once upon a time %d","max_tokens":12,"temperature":0}}`+"\n", i, modelName, i)
+		}
+	}
+	id := uploadBatch(t, base, []byte(in.String()))
+	var b jobs.Batch
+	waitUntil(t, "a fifth of the batch done", func() bool {
+		httpJSON(t, "GET", base+"/batches/"+id, "", nil, &b)
+		return b.RequestCounts.Completed+b.RequestCounts.Failed >= n/5
+	})
+	if err := up.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killedAt := b.RequestCounts
+	waitUntil(t, "the front sees its upstream unready", func() bool {
+		ws := front.Gateway().Workers()
+		return len(ws) == 1 && ws[0].Unready
+	})
+	up = startServeProcess(t, bin, addr, t.TempDir())
+	deadline := time.Now().Add(time.Minute)
+	for b.Status != jobs.StatusCompleted {
+		if time.Now().After(deadline) || b.Status == jobs.StatusFailed {
+			t.Fatalf("batch %s, counts %+v", b.Status, b.RequestCounts)
+		}
+		time.Sleep(50 * time.Millisecond)
+		httpJSON(t, "GET", base+"/batches/"+id, "", nil, &b)
+	}
+	var all []jobs.OutputLine
+	for _, f := range []string{b.OutputFileID, b.ErrorFileID} {
+		if f == "" {
+			continue
+		}
+		resp, err := http.Get(base + "/files/" + f + "/content")
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		all = append(all, outputLines(t, data)...)
+	}
+	for _, l := range checkExactlyOnce(t, n, all) {
+		if l.Error != nil || l.Response.StatusCode != 200 {
+			t.Errorf("%s failed: %+v %+v", l.CustomID, l.Error, l.Response)
+		}
+	}
+	t.Logf("killed the upstream at %+v; all %d lines answered once", killedAt, n)
+}
+
+// cuttingProxy proxies to an upstream, but the first answer it relays is
+// cut off, as if the upstream died, after `after` server-sent events. It
+// records the body of every POST.
+type cuttingProxy struct {
+	after int
+	proxy *httputil.ReverseProxy
+
+	mu     sync.Mutex
+	bodies []string
+	cut    bool
+}
+
+func (p *cuttingProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost {
+		data, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(strings.NewReader(string(data)))
+		p.mu.Lock()
+		p.bodies = append(p.bodies, string(data))
+		first := !p.cut
+		p.cut = true
+		p.mu.Unlock()
+		if first {
+			w = &cuttingWriter{ResponseWriter: w, left: p.after}
+		}
+	}
+	p.proxy.ServeHTTP(w, r)
+}
+
+// cuttingWriter passes the first `left` events through, then aborts the
+// connection.
+type cuttingWriter struct {
+	http.ResponseWriter
+	left int
+	prev byte
+}
+
+func (c *cuttingWriter) Write(b []byte) (int, error) {
+	for i, x := range b {
+		if x == '\n' && c.prev == '\n' {
+			if c.left--; c.left == 0 {
+				_, _ = c.ResponseWriter.Write(b[:i+1])
+				c.Flush()
+				panic(http.ErrAbortHandler)
+			}
+		}
+		c.prev = x
+	}
+	return c.ResponseWriter.Write(b)
+}
+
+func (c *cuttingWriter) Flush() { c.ResponseWriter.(http.Flusher).Flush() }
+
+// TestUpstreamResumesMidAnswer: the upstream's answer breaks off after a
+// few events; the request is given back and continues on the worker (a
+// completion from prompt + the text sent, a chat from an assistant prefix
+// with continue_final_message), and the client's text, streamed and not,
+// equals the uninterrupted greedy answer: nothing lost, nothing repeated.
+func TestUpstreamResumesMidAnswer(t *testing.T) {
+	ucfg := serveConfig(t)
+	ucfg.HeartbeatInterval = 100 * time.Millisecond
+	direct := startNode(t, ucfg)
+	dc := client(t, direct.Addr())
+	ctx := testCtx(t)
+	target, _ := url.Parse("http://" + direct.Addr())
+	const prompt = "Once upon a time"
+	want, err := dc.Completions.New(ctx, completionParams(prompt, 30))
+	if err != nil {
+		t.Fatal(err)
+	}
+	chat := openai.ChatCompletionNewParams{
+		Model:       modelName,
+		Messages:    []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Tell me a story.")},
+		MaxTokens:   openai.Int(30),
+		Temperature: openai.Float(0),
+	}
+	wantChat, err := dc.Chat.Completions.New(ctx, chat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		run  func(c openai.Client) (string, error)
+		want string
+	}{
+		{"completion streamed", func(c openai.Client) (string, error) { return streamText(ctx, c, prompt, 30, nil) }, want.Choices[0].Text},
+		{"completion", func(c openai.Client) (string, error) {
+			r, err := c.Completions.New(ctx, completionParams(prompt, 30))
+			if err != nil {
+				return "", err
+			}
+			return r.Choices[0].Text, nil
+		}, want.Choices[0].Text},
+		{"chat streamed", func(c openai.Client) (string, error) {
+			s := c.Chat.Completions.NewStreaming(ctx, chat)
+			var acc openai.ChatCompletionAccumulator
+			for s.Next() {
+				acc.AddChunk(s.Current())
+			}
+			if len(acc.Choices) == 0 {
+				return "", s.Err()
+			}
+			return acc.Choices[0].Message.Content, s.Err()
+		}, wantChat.Choices[0].Message.Content},
+		{"chat", func(c openai.Client) (string, error) {
+			r, err := c.Chat.Completions.New(ctx, chat)
+			if err != nil {
+				return "", err
+			}
+			return r.Choices[0].Message.Content, nil
+		}, wantChat.Choices[0].Message.Content},
+	} {
+		for _, after := range []int{3, 6, 9} {
+			t.Run(fmt.Sprintf("%s cut after %d events", tc.name, after), func(t *testing.T) {
+				p := &cuttingProxy{after: after, proxy: httputil.NewSingleHostReverseProxy(target)}
+				p.proxy.FlushInterval = -1
+				srv := httptest.NewServer(p)
+				t.Cleanup(srv.Close)
+				front := startNode(t, frontConfig(t, srv.URL+"/v1"))
+				got, err := tc.run(client(t, front.Addr()))
+				if err != nil || got != tc.want {
+					t.Errorf("resumed answer %q, %v\nuninterrupted %q", got, err, tc.want)
+				}
+				p.mu.Lock()
+				defer p.mu.Unlock()
+				if len(p.bodies) != 2 {
+					t.Fatalf("%d POSTs reached the upstream, want 2 (cut, resumed)", len(p.bodies))
+				}
+				if !strings.Contains(p.bodies[1], "continue_final_message") && strings.Contains(tc.name, "chat") {
+					t.Errorf("resumed chat without continue_final_message: %s", p.bodies[1])
+				}
+				t.Logf("resumed with %s", p.bodies[1])
+			})
+		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
 
 	"courier/internal/bus"
 	"courier/internal/worker"
@@ -41,6 +42,7 @@ type body struct {
 	FreqPenalty   float32           `json:"frequency_penalty,omitempty"`
 	PresPenalty   float32           `json:"presence_penalty,omitempty"`
 	IgnoreEOS     bool              `json:"ignore_eos,omitempty"`
+	LogitBias     map[int32]float32 `json:"logit_bias,omitempty"`
 	User          string            `json:"user,omitempty"`
 	// Logprobs is an int for completions (the top count), a bool for chat.
 	Logprobs    any `json:"logprobs,omitempty"`
@@ -89,7 +91,7 @@ func (b *Backend) Serve(ctx context.Context, req *bus.Request, send func(*bus.Ch
 		Stop: req.Stop, Temperature: req.Sampling.Temperature, TopP: req.Sampling.TopP, Seed: req.Sampling.Seed,
 		TopK: req.Sampling.TopK, MinP: req.Sampling.MinP, RepPenalty: req.Sampling.RepetitionPenalty,
 		FreqPenalty: req.Sampling.FrequencyPenalty, PresPenalty: req.Sampling.PresencePenalty,
-		IgnoreEOS: req.Sampling.IgnoreEOS, User: req.User,
+		IgnoreEOS: req.Sampling.IgnoreEOS, LogitBias: req.Sampling.LogitBias, User: req.User,
 	}
 	if req.MaxTokens > 0 {
 		bd.MaxTokens = req.MaxTokens - delivered
@@ -98,20 +100,29 @@ func (b *Backend) Serve(ctx context.Context, req *bus.Request, send func(*bus.Ch
 				Usage: &bus.Usage{CompletionTokens: delivered}}
 		}
 	}
+	// Trailing whitespace of the text resumed is held back and expected
+	// again at the head of the continuation (then dropped): tokenizers
+	// that lead words with a space would read "text " + "word" as other
+	// tokens than the model wrote, and the continuation would differ.
+	resume := strings.TrimRightFunc(req.ResumeText, unicode.IsSpace)
+	skip := req.ResumeText[len(resume):]
+	if skip != "" && bd.MaxTokens > 0 {
+		bd.MaxTokens++ // the held-back whitespace is generated again
+	}
 	path := "/completions"
 	switch req.Kind {
 	case bus.KindCompletion, "":
-		bd.Prompt = req.Prompt + req.ResumeText
+		bd.Prompt = req.Prompt + resume
 		if req.Logprobs || req.TopLogprobs > 0 {
 			bd.Logprobs = req.TopLogprobs
 		}
 	case bus.KindChat:
 		path = "/chat/completions"
 		bd.Messages = req.Messages
-		if req.ResumeText != "" {
-			bd.Messages = worker.ContinueWith(req.Messages, req.ContinueFinal, req.ResumeText)
+		if resume != "" {
+			bd.Messages = worker.ContinueWith(req.Messages, req.ContinueFinal, resume)
 		}
-		if req.ContinueFinal || req.ResumeText != "" {
+		if req.ContinueFinal || resume != "" {
 			bd.ContinueFinal, bd.AddGenerationPrompt = true, new(bool)
 		}
 		if req.Logprobs {
@@ -155,7 +166,7 @@ func (b *Backend) Serve(ctx context.Context, req *bus.Request, send func(*bus.Ch
 		return b.httpError(resp, fail)
 	}
 
-	n, finish, usage, err := b.relay(resp.Body, req, &seq, send)
+	n, finish, usage, err := b.relay(resp.Body, req, skip, &seq, send)
 	switch {
 	case ctx.Err() != nil:
 		return nil
@@ -171,10 +182,14 @@ func (b *Backend) Serve(ctx context.Context, req *bus.Request, send func(*bus.Ch
 		return fail(bus.CodeUnavailable, "upstream %s: %v", b.shown, redact(err))
 	}
 	b.succeeded()
+	again := 0 // the held-back whitespace's token, counted in delivered
+	if skip != "" {
+		again = 1
+	}
 	u := &bus.Usage{CompletionTokens: delivered + n}
 	if usage != nil {
 		u.PromptTokens = usage.PromptTokens
-		u.CompletionTokens = delivered + usage.CompletionTokens
+		u.CompletionTokens = delivered + max(usage.CompletionTokens-again, 0)
 		if delivered > 0 {
 			// The prompt sent held the text resumed; the client's
 			// prompt did not.
@@ -190,9 +205,10 @@ type streamError struct{ msg string }
 func (e *streamError) Error() string { return e.msg }
 
 // relay reads the upstream's events and sends one chunk per event with
-// text or logprobs. It returns the chunks sent, the finish reason, the
+// text or logprobs, dropping skip (text the client already has) from the
+// head of the text. It returns the chunks sent, the finish reason, the
 // usage (nil when the upstream sent none) and a read error.
-func (b *Backend) relay(r io.Reader, req *bus.Request, seq *uint64, send func(*bus.Chunk)) (int, string, *bus.Usage, error) {
+func (b *Backend) relay(r io.Reader, req *bus.Request, skip string, seq *uint64, send func(*bus.Chunk)) (int, string, *bus.Usage, error) {
 	br := bufio.NewReaderSize(r, 16<<10)
 	var (
 		n      int
@@ -248,8 +264,20 @@ func (b *Backend) relay(r io.Reader, req *bus.Request, seq *uint64, send func(*b
 					text = *ch.Delta.Content
 				}
 			}
+			dropped := false // all of text was the held-back whitespace
+			if skip != "" && text != "" {
+				switch {
+				case strings.HasPrefix(text, skip):
+					text, skip = text[len(skip):], ""
+				case strings.HasPrefix(skip, text):
+					text, skip = "", skip[len(text):]
+				default:
+					skip = "" // it went another way: nothing of it was sent
+				}
+				dropped = text == ""
+			}
 			var lps []bus.TokenLogprob
-			if (req.Logprobs || req.TopLogprobs > 0) && len(ch.Logprobs) > 0 && string(ch.Logprobs) != "null" {
+			if !dropped && (req.Logprobs || req.TopLogprobs > 0) && len(ch.Logprobs) > 0 && string(ch.Logprobs) != "null" {
 				lps = parseLogprobs(ch.Logprobs, req.Kind == bus.KindChat)
 			}
 			if text != "" || len(lps) > 0 {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode"
 
 	"courier/internal/bus"
 	"courier/internal/engine"
@@ -154,7 +155,20 @@ func (w *Worker) renderContinuing(msgs []bus.ChatMessage) (string, error) {
 	if i < 0 {
 		return "", errors.New("continue_final_message: the chat template does not keep the final message's content as written")
 	}
-	return text[:i] + content, nil
+	prefix := text[:i]
+	if content == "" || unicode.IsSpace(rune(content[0])) {
+		// Text the model wrote after the generation prompt (a resumed
+		// answer) carries its own leading space; a template that puts a
+		// space between the role and the content (the plain fallback's
+		// "Assistant: ") would double it. Continue from the generation
+		// prompt itself when it differs from that prefix only by
+		// whitespace, so the prompt is what the model saw.
+		gen, err := w.cfg.Render(w.info.ChatTemplate, msgs[:len(msgs)-1], w.info.BOSText, w.info.EOSText)
+		if err == nil && strings.HasPrefix(prefix, gen) && strings.TrimSpace(prefix[len(gen):]) == "" {
+			prefix = gen
+		}
+	}
+	return prefix + content, nil
 }
 
 // prompt renders and tokenizes req. Special-token text is recognised only
