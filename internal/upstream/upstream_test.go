@@ -1,0 +1,275 @@
+package upstream
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"courier/internal/bus"
+)
+
+// sseServer is a loopback upstream that lists model "m" and answers every
+// POST with the given events (each "data: <e>\n\n"), recording the bodies.
+type sseServer struct {
+	events []string
+	status int    // non-200: answer this with body
+	body   string // for status
+	slots  string // GET /slots answer ("" = 404)
+	mets   string // GET /metrics answer ("" = 404)
+
+	mu    sync.Mutex
+	posts []string
+}
+
+func (s *sseServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.URL.Path == "/v1/models":
+		_, _ = io.WriteString(w, `{"object":"list","data":[{"id":"m"},{"id":"n"}]}`)
+	case r.URL.Path == "/slots" && s.slots != "":
+		_, _ = io.WriteString(w, s.slots)
+	case r.URL.Path == "/metrics" && s.mets != "":
+		_, _ = io.WriteString(w, s.mets)
+	case r.Method == http.MethodPost:
+		data, _ := io.ReadAll(r.Body)
+		s.mu.Lock()
+		s.posts = append(s.posts, string(data)+" auth="+r.Header.Get("Authorization"))
+		s.mu.Unlock()
+		if s.status != 0 {
+			w.Header().Set("Retry-After", "0")
+			w.WriteHeader(s.status)
+			_, _ = io.WriteString(w, s.body)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		for _, e := range s.events {
+			fmt.Fprintf(w, "data: %s\n\n", e)
+		}
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func newBackend(t *testing.T, s *sseServer, models map[string]string) *Backend {
+	return newBackendSlots(t, s, models, 2)
+}
+
+func newBackendSlots(t *testing.T, s *sseServer, models map[string]string, slots int) *Backend {
+	t.Helper()
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	b, err := New(context.Background(), Config{BaseURL: srv.URL + "/v1", Key: "sekret", Models: models, Slots: slots, ProbeInterval: 20 * time.Millisecond}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	return b
+}
+
+// collect serves req and returns the chunks sent and the final one.
+func collect(b *Backend, req *bus.Request) ([]*bus.Chunk, *bus.Chunk) {
+	var got []*bus.Chunk
+	final := b.Serve(context.Background(), req, func(c *bus.Chunk) { got = append(got, c) })
+	return got, final
+}
+
+func text(cs []*bus.Chunk) string {
+	var s strings.Builder
+	for _, c := range cs {
+		s.WriteString(c.Text)
+	}
+	return s.String()
+}
+
+func TestListsModels(t *testing.T) {
+	b := newBackend(t, &sseServer{}, nil)
+	if got := strings.Join(b.Models(), ","); got != "m,n" {
+		t.Fatalf("models %q, want m,n", got)
+	}
+	b = newBackend(t, &sseServer{}, map[string]string{"mine": "m"})
+	if got := strings.Join(b.Models(), ","); got != "mine" {
+		t.Fatalf("models %q, want mine", got)
+	}
+}
+
+func TestRelayCompletion(t *testing.T) {
+	s := &sseServer{events: []string{
+		`{"choices":[{"text":"Hello","index":0,"logprobs":{"tokens":["Hello"],"token_logprobs":[-0.5],"top_logprobs":[{"Hello":-0.5,"Hi":-1.5}]}}]}`,
+		`{"choices":[{"text":" world","index":0,"finish_reason":"length"}]}`,
+		`{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}`,
+		`[DONE]`,
+	}}
+	b := newBackend(t, s, map[string]string{"mine": "m"})
+	got, final := collect(b, &bus.Request{ID: "r", Model: "mine", Kind: bus.KindCompletion, Prompt: "Say", MaxTokens: 2, Logprobs: true, TopLogprobs: 2})
+	if text(got) != "Hello world" || len(got) != 2 || got[0].Seq != 1 || got[1].Seq != 2 {
+		t.Fatalf("chunks %+v", got)
+	}
+	if lp := got[0].Logprobs; len(lp) != 1 || lp[0].Token != "Hello" || lp[0].Logprob != -0.5 || len(lp[0].Top) != 2 || lp[0].Top[0].Token != "Hello" {
+		t.Errorf("logprobs %+v", lp)
+	}
+	if final.FinishReason != "length" || final.Usage.PromptTokens != 3 || final.Usage.CompletionTokens != 2 || final.Seq != 3 {
+		t.Errorf("final %+v %+v", final, final.Usage)
+	}
+	s.mu.Lock()
+	post := s.posts[0]
+	s.mu.Unlock()
+	for _, want := range []string{`"model":"m"`, `"prompt":"Say"`, `"stream":true`, `"logprobs":2`, "auth=Bearer sekret"} {
+		if !strings.Contains(post, want) {
+			t.Errorf("request %s lacks %s", post, want)
+		}
+	}
+}
+
+// TestResumeHoldsBackWhitespace: a resumed completion's prompt ends before
+// the trailing space of the text sent, and the continuation's copy of that
+// space is dropped, so the client sees it once.
+func TestResumeHoldsBackWhitespace(t *testing.T) {
+	s := &sseServer{events: []string{
+		`{"choices":[{"text":" "}]}`, `{"choices":[{"text":"world"}]}`, `{"choices":[{"text":"!","finish_reason":"stop"}]}`, `[DONE]`,
+	}}
+	b := newBackend(t, s, map[string]string{"m": "m"})
+	got, final := collect(b, &bus.Request{ID: "r", Model: "m", Prompt: "Say", ResumeText: " hello ", ResumeSeq: 3, MaxTokens: 10})
+	if text(got) != "world!" || got[0].Seq != 3 || final.FinishReason != "stop" {
+		t.Fatalf("continuation %q (seq %d), final %+v", text(got), got[0].Seq, final)
+	}
+	s.mu.Lock()
+	post := s.posts[0]
+	s.mu.Unlock()
+	if !strings.Contains(post, `"prompt":"Say hello"`) || !strings.Contains(post, `"max_tokens":9`) {
+		t.Errorf("resumed request %s: want the prompt without the trailing space and max_tokens 10-2+1", post)
+	}
+	// A chat resumes as a continued assistant message.
+	_, _ = collect(b, &bus.Request{ID: "c", Model: "m", Kind: bus.KindChat, Messages: []bus.ChatMessage{{Role: "user", Content: "hi"}}, ResumeText: "Hel", ResumeSeq: 2})
+	s.mu.Lock()
+	post = s.posts[1]
+	s.mu.Unlock()
+	if !strings.Contains(post, `{"role":"assistant","content":"Hel"}`) || !strings.Contains(post, `"continue_final_message":true`) || !strings.Contains(post, `"add_generation_prompt":false`) {
+		t.Errorf("resumed chat %s", post)
+	}
+}
+
+func TestBrokenStreamIsGivenBack(t *testing.T) {
+	s := &sseServer{events: []string{`{"choices":[{"text":"Hel"}]}`}} // no finish, no [DONE]
+	b := newBackend(t, s, map[string]string{"m": "m"})
+	got, final := collect(b, &bus.Request{ID: "r", Model: "m", Prompt: "x"})
+	if text(got) != "Hel" || final.Error == nil || final.Error.Code != bus.CodeUnavailable || final.Seq != 2 {
+		t.Fatalf("chunks %q, final %+v", text(got), final)
+	}
+}
+
+func TestUpstreamErrors(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		body   string
+		code   string
+		msg    string
+	}{
+		{400, `{"error":{"message":"temperature too hot","type":"invalid_request_error"}}`, bus.CodeInvalidRequest, "temperature too hot"},
+		{422, `{"detail":"bad field"}`, bus.CodeInvalidRequest, "bad field"},
+		{404, `{"object":"error","message":"The model x does not exist."}`, bus.CodeModelNotFound, "does not exist"},
+		{401, `{"error":"no"}`, bus.CodeInternal, "credentials"},
+		{500, `boom`, bus.CodeInternal, "boom"},
+		{429, `{"error":{"message":"slow down"}}`, bus.CodeUnavailable, "slow down"},
+		{503, `overloaded`, bus.CodeUnavailable, "overloaded"},
+	} {
+		s := &sseServer{status: tc.status, body: tc.body}
+		b := newBackend(t, s, map[string]string{"m": "m"})
+		_, final := collect(b, &bus.Request{ID: "r", Model: "m", Prompt: "x"})
+		if final.Error == nil || final.Error.Code != tc.code || !strings.Contains(final.Error.Message, tc.msg) || strings.Contains(final.Error.Message, "sekret") {
+			t.Errorf("HTTP %d: final %+v, want %s with %q", tc.status, final.Error, tc.code, tc.msg)
+		}
+		room, ready := b.Room()
+		if backoff := tc.code == bus.CodeUnavailable; backoff != (room == 0) || !ready {
+			t.Errorf("HTTP %d: room %d ready %v", tc.status, room, ready)
+		}
+	}
+}
+
+// TestBackoffGrowsAndIsBounded: each refusal in a row pauses at least half
+// of 100 ms·2^k, never more than MaxBackoff; a success resets the streak.
+func TestBackoffGrowsAndIsBounded(t *testing.T) {
+	b := &Backend{cfg: Config{MaxBackoff: time.Second}}
+	for k := range 8 {
+		d := b.backoff(0)
+		want := min(100*time.Millisecond<<k, time.Second)
+		if d < want/2 || d > want {
+			t.Errorf("refusal %d paused %v, want in [%v, %v]", k+1, d, want/2, want)
+		}
+	}
+	if d := b.backoff(time.Hour); d != time.Second {
+		t.Errorf("Retry-After of an hour paused %v, want the bound 1s", d)
+	}
+	b.succeeded()
+	if d := b.backoff(0); d > 100*time.Millisecond {
+		t.Errorf("after a success the pause is %v, want at most 100ms", d)
+	}
+	if b.Refusals() != 10 {
+		t.Errorf("refusals %d, want 10", b.Refusals())
+	}
+}
+
+// TestLoadProbes: llama-server's /slots and vLLM's /metrics lower the room
+// by the requests of others.
+func TestLoadProbes(t *testing.T) {
+	s := &sseServer{slots: `[{"id":0,"is_processing":true},{"id":1,"is_processing":false},{"id":2,"is_processing":false}]`}
+	b := newBackendSlots(t, s, map[string]string{"m": "m"}, 8)
+	waitRoom(t, b, 2) // 3 slots, one busy with someone else's request
+	s2 := &sseServer{mets: "# HELP x\nvllm:num_requests_running{model_name=\"m\"} 3.0\nvllm:num_requests_waiting{model_name=\"m\"} 2.0\n"}
+	b2 := newBackendSlots(t, s2, map[string]string{"m": "m"}, 8)
+	waitRoom(t, b2, 3) // 8 less 5 of others
+}
+
+func waitRoom(t *testing.T, b *Backend, want int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		room, ready := b.Room()
+		if room == want && ready {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("room %d ready %v, want %d", room, ready, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestDeadUpstreamIsUnready: a refused connection makes the backend
+// unready at once and gives the request back; the probe finds it again.
+func TestDeadUpstreamIsUnready(t *testing.T) {
+	s := &sseServer{events: []string{`{"choices":[{"text":"a","finish_reason":"stop"}]}`, "[DONE]"}}
+	srv := httptest.NewServer(s)
+	addr := srv.Listener.Addr().String()
+	changes := make(chan struct{}, 16)
+	b, err := New(context.Background(), Config{BaseURL: srv.URL + "/v1", Models: map[string]string{"m": "m"}, Slots: 2,
+		ProbeInterval: 20 * time.Millisecond, OnChange: func() { changes <- struct{}{} }}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	srv.Close()
+	_, final := collect(b, &bus.Request{ID: "r", Model: "m", Prompt: "x"})
+	if final.Error == nil || final.Error.Code != bus.CodeUnavailable {
+		t.Fatalf("final %+v", final)
+	}
+	if _, ready := b.Room(); ready {
+		t.Fatal("ready after a refused connection")
+	}
+	<-changes
+	srv2 := httptest.NewUnstartedServer(s)
+	srv2.Listener.Close()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("cannot listen on %s again: %v", addr, err)
+	}
+	srv2.Listener = ln
+	srv2.Start()
+	defer srv2.Close()
+	waitRoom(t, b, 2)
+}
