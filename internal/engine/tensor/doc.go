@@ -92,7 +92,9 @@
 // tinyBLAS F32/F16 group kernels for machines without AVX-512, three
 // weight rows by four activation rows in registers, one pass over the
 // columns per half of the 16-lane accumulator (float_avx2_amd64.s);
-// multi-row Q8_0 and four-outputs-in-lanes repacked Q4_0 (multi_amd64.s).
+// multi-row Q8_0 and four-outputs-in-lanes repacked Q4_0 (multi_amd64.s);
+// a repacked Q4_0 group kernel that decodes each weight block once for
+// four activation rows, one per lane (repack_q40x4_amd64.s).
 // AVX-512F: four-row F32/F16 vec_dot, 2x4-output tinyBLAS F32/F16, a
 // one-activation-row F32 rows kernel (float_avx512_amd64.s), the F16
 // vector operations of attention (f16vec_amd64.s), the Q8_0 activation

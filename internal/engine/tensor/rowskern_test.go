@@ -43,6 +43,10 @@ func rawRow(r *rand.Rand, typ gguf.Type, n int, extreme bool) []byte {
 				}
 			}
 		}
+	case gguf.TypeQ4_0:
+		for blk := 0; blk < n/qk; blk++ {
+			h16(b[18*blk:])
+		}
 	case gguf.TypeQ4_K:
 		for blk := 0; blk < n/qkK; blk++ {
 			h16(b[144*blk:])
