@@ -84,7 +84,8 @@
 // BF16 vec_dot rows and tinyBLAS kernels (bf16_amd64.s: VDPBF16PS's
 // arithmetic, odd product then even product added per lane, emulated with
 // masks, shifts and float32 multiplies and adds, so subnormal products
-// round as in the generic body);
+// round as in the generic body), and a tinyBLAS group kernel of two weight
+// rows by four activation rows (bf16group_amd64.s);
 // repacked Q4_K gemv/gemm and a gemv rows kernel (repack_amd64.s), and a
 // gemm group kernel that unpacks each weight block once for four
 // activation rows, one row per lane of the float accumulators

@@ -19,8 +19,11 @@ func floatRow(r *rand.Rand, typ gguf.Type, n int, extreme bool) []byte {
 		v := float32(r.NormFloat64())
 		if extreme {
 			k := r.IntN(60) - 40
-			if typ == gguf.TypeF16 {
+			switch typ {
+			case gguf.TypeF16:
 				k = r.IntN(34) - 24 // F16 subnormals up to ~2^10
+			case gguf.TypeBF16:
+				k = r.IntN(130) - 70 // products below float32's normal range
 			}
 			v *= float32(math.Pow(2, float64(k)))
 		}

@@ -1,0 +1,44 @@
+//go:build !noasm
+
+package tensor
+
+import "courier/internal/engine/gguf"
+
+// n32: 32-element steps; acc: [weight row][activation row][16 lanes].
+//
+//go:noescape
+func gemmBF16x2x4AVX2(w *[2]*byte, a *[4]*byte, n32 int, acc *[2][4][16]float32)
+
+// init adds the tinyBLAS group kernel to the BF16 entry made by
+// bf16_amd64.go's init (init functions run in file-name order).
+func init() {
+	if !hasAVX2 {
+		return
+	}
+	k := fastKernels[gguf.TypeBF16]
+	k.gemmGroup = groupGemmBF16AVX2
+	fastKernels[gguf.TypeBF16] = k
+}
+
+// groupGemmBF16AVX2 computes gemmBF16 for the group, two weight rows by
+// up to four activation rows per pass (missing rows repeat the first).
+// cols is a multiple of 32.
+func groupGemmBF16AVX2(w []byte, wrb, nw int, a []byte, arb, m, cols int, res *[groupW * groupA]float32) {
+	_, _ = w[(nw-1)*wrb+2*cols-1], a[(m-1)*arb+2*cols-1]
+	var rows [4]*byte
+	actRows(&rows, a, arb, m)
+	var wp [2]*byte
+	var acc [2][4][16]float32
+	for q0 := 0; q0 < nw; q0 += 2 {
+		wp[0], wp[1] = &w[q0*wrb], &w[q0*wrb]
+		if q0+1 < nw {
+			wp[1] = &w[(q0+1)*wrb]
+		}
+		gemmBF16x2x4AVX2(&wp, &rows, cols/32, &acc)
+		for h := 0; h < 2 && q0+h < nw; h++ {
+			for p := 0; p < m; p++ {
+				res[(q0+h)*m+p] = reduce16(&acc[h][p])
+			}
+		}
+	}
+}
