@@ -65,6 +65,10 @@ type Info struct {
 	EOSText       string
 	AddBOS        bool
 	Params        int64 // weights, counted from the tensor infos
+	// EmbeddingLength is the width of Embed's vectors (the hidden size).
+	EmbeddingLength int
+	// Pooling is how Embed pools hidden states (see poolingOf).
+	Pooling Pooling
 }
 
 // Engine is one loaded model. Its methods are safe for concurrent use:
@@ -140,6 +144,7 @@ func newEngine(f *gguf.File, path string, opts Options) (*Engine, error) {
 	e.info = Info{
 		Name: modelName(f, path), Arch: m.Arch, ContextLength: ctxLen, VocabSize: m.Vocab,
 		AddBOS: tok.AddBOS(), Params: countParams(f),
+		EmbeddingLength: m.Dim, Pooling: poolingOf(f, m.Arch),
 	}
 	e.info.ChatTemplate, _ = f.String("tokenizer.chat_template")
 	if id := tok.BOS(); id >= 0 {

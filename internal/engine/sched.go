@@ -28,7 +28,8 @@ type scheduler struct {
 	active []*slot     // owned by loop
 	jobs   []*scoreJob // owned by loop, oldest first
 	batch  model.Batch
-	outs   []rowOut // the owner of each logits row, in row order
+	outs   []rowOut   // the owner of each logits row, in row order
+	eouts  []embedOut // the owner of each hidden-state row, in row order
 }
 
 // rowOut is the owner of one logits row: a sequence that samples its next
@@ -55,8 +56,9 @@ func newScheduler(e *Engine, st *model.State, slots, bgBudget int) *scheduler {
 		batch: model.Batch{
 			Tokens: make([]int32, 0, b), Pos: make([]int32, 0, b),
 			Seqs: make([]*model.KVCache, 0, b), Logits: make([]bool, 0, b),
-			Modes: make([]model.RowMode, 0, b),
+			Modes: make([]model.RowMode, 0, b), Embd: make([]bool, 0, b),
 		},
+		eouts: make([]embedOut, 0, b),
 	}
 }
 
@@ -269,7 +271,7 @@ func (s *scheduler) foreground() bool {
 func (s *scheduler) build() bool {
 	b := &s.batch
 	resetBatch(b)
-	s.outs = s.outs[:0]
+	s.outs, s.eouts = s.outs[:0], s.eouts[:0]
 	fg := s.foreground()
 	budget := s.budget
 	if !fg {
@@ -343,6 +345,7 @@ func (s *scheduler) addRows(sl *slot, end int) {
 // next token, a scoring job adds to its scores. Jobs with every score in
 // are then answered.
 func (s *scheduler) sampleAll(logits []float32) {
+	s.takeHidden()
 	vocab := s.e.info.VocabSize
 	for i, r := range s.outs {
 		row := logits[i*vocab : (i+1)*vocab]

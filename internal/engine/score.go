@@ -61,24 +61,28 @@ func (e *Engine) scoreOn(ctx context.Context, prompt []int32, conts [][]int32, b
 		return nil, err
 	}
 	j := e.newScoreJob(ctx, prompt, conts, background)
-	select {
-	case e.sched.scores <- j:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-e.closing:
-		return nil, ErrClosed
-	}
-	var err error
-	select {
-	case err = <-j.done:
-	case <-ctx.Done():
-		e.sched.wake() // the scheduler drops the job at its next step
-		err = <-j.done
-	}
-	if err != nil {
+	if err := e.runJob(ctx, j); err != nil {
 		return nil, err
 	}
 	return j.out, nil
+}
+
+// runJob hands j to the scheduler and waits for its verdict.
+func (e *Engine) runJob(ctx context.Context, j *scoreJob) error {
+	select {
+	case e.sched.scores <- j:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-e.closing:
+		return ErrClosed
+	}
+	select {
+	case err := <-j.done:
+		return err
+	case <-ctx.Done():
+		e.sched.wake() // the scheduler drops the job at its next step
+		return <-j.done
+	}
 }
 
 // scoreJob is one Score call as the scheduler runs it. Its rows go into
@@ -104,6 +108,10 @@ type scoreJob struct {
 	fed     []int            // per continuation: its rows evaluated
 	inBatch bool             // has rows in the step being built
 	err     error            // set when the job can never run
+
+	// emb makes the job an Embed call: prompt holds its input, conts is
+	// nil, and its rows ask for hidden states (embed.go).
+	emb *embedState
 }
 
 func (e *Engine) newScoreJob(ctx context.Context, prompt []int32, conts [][]int32, background bool) *scoreJob {
@@ -124,6 +132,9 @@ func (e *Engine) newScoreJob(ctx context.Context, prompt []int32, conts [][]int3
 
 // complete reports whether every score is in out.
 func (j *scoreJob) complete() bool {
+	if j.emb != nil {
+		return j.emb.done
+	}
 	if !j.first {
 		return false
 	}
@@ -155,6 +166,9 @@ func (j *scoreJob) reset() {
 	j.nPast, j.first = 0, false
 	clear(j.fed)
 	clear(j.out)
+	if j.emb != nil {
+		j.emb.reset()
+	}
 }
 
 func (j *scoreJob) release() {
@@ -171,6 +185,10 @@ func (j *scoreJob) release() {
 // remaining rows and logits rows. Continuation rows start in the step after
 // the prompt's last row, whose logits they need.
 func (s *scheduler) addScoreRows(j *scoreJob, budget int) {
+	if j.emb != nil {
+		s.addEmbedRows(j, budget)
+		return
+	}
 	b := &s.batch
 	if j.nPast < len(j.prompt) {
 		left := budget - len(b.Tokens)
@@ -276,6 +294,7 @@ func (s *scheduler) finishJob(i int, err error) {
 
 func resetBatch(b *model.Batch) {
 	b.Tokens, b.Pos, b.Seqs, b.Logits, b.Modes = b.Tokens[:0], b.Pos[:0], b.Seqs[:0], b.Logits[:0], b.Modes[:0]
+	b.Embd = b.Embd[:0]
 }
 
 func addRow(b *model.Batch, tok int32, pos int, c *model.KVCache, logits bool, mode model.RowMode) {
@@ -284,6 +303,7 @@ func addRow(b *model.Batch, tok int32, pos int, c *model.KVCache, logits bool, m
 	b.Seqs = append(b.Seqs, c)
 	b.Logits = append(b.Logits, logits)
 	b.Modes = append(b.Modes, mode)
+	b.Embd = append(b.Embd, false)
 }
 
 // logSumExp is log(sum(exp(x))) in float64.

@@ -14,12 +14,15 @@ import (
 // Logits[i] asks for the row's next-token logits. Modes[i] is the row's
 // arithmetic (see RowMode); a nil Modes means every row is a prompt row of
 // one ubatch the size of the batch (single-sequence prompt evaluation).
+// Embd[i] asks for the row's final-normed hidden state instead of logits
+// (see State.Embeddings); a nil Embd asks for none.
 type Batch struct {
 	Tokens []int32
 	Pos    []int32
 	Seqs   []*KVCache
 	Logits []bool
 	Modes  []RowMode
+	Embd   []bool
 }
 
 // Len returns the number of rows.
@@ -48,12 +51,13 @@ type State struct {
 	up     []float32 // [rows][FFN]; [rows][2*FFN] gate|up when fused (phi3)
 	xo     []float32 // [maxOut][Dim] final-normed rows that want logits
 	logits []float32 // [maxOut][Vocab]
+	embd   embdRows  // rows that want hidden states (embed.go)
 
 	cos, sin []float32 // [RopeDims/2] rotation of the current position
 	attn     attnScratch
 
 	modes    []tensor.RowMode // [maxRows] matrix-kernel modes of the batch's rows
-	outModes []tensor.RowMode // [maxOut] RowDecode: the output rows' modes
+	outModes []tensor.RowMode // [maxRows] the output rows' modes: RowDecode, or an Embd row's own
 	nModes   int              // rows of modes in use; 0: one ubatch (Batch.Modes nil)
 }
 
@@ -87,7 +91,7 @@ func NewState(m *Model, pool *tensor.Pool, maxRows, maxOut int) (*State, error) 
 		sin:    make([]float32, c.RopeDims/2),
 
 		modes:    make([]tensor.RowMode, maxRows),
-		outModes: make([]tensor.RowMode, maxOut),
+		outModes: make([]tensor.RowMode, maxRows),
 	}
 	for _, l := range m.Layers {
 		if l.Wqkv.Rows > 0 {
@@ -95,6 +99,7 @@ func NewState(m *Model, pool *tensor.Pool, maxRows, maxOut int) (*State, error) 
 			break
 		}
 	}
+	s.embd.init(maxRows, c.Dim)
 	s.attn.init(c.HeadDim)
 	return s, nil
 }
@@ -147,11 +152,9 @@ func (s *State) Forward(b *Batch) ([]float32, error) {
 			b.Seqs[i].Len = p
 		}
 	}
+	s.finalNorm()
 	if nOut == 0 {
 		return s.logits[:0], nil
-	}
-	for o := 0; o < nOut; o++ {
-		rmsNorm(s.xo[o*dim:(o+1)*dim], s.x[o*dim:(o+1)*dim], m.OutNorm, c.NormEps)
 	}
 	out := s.logits[:nOut*c.Vocab]
 	s.matmul(out, m.Output, s.xo[:nOut*dim], nOut)
@@ -186,16 +189,24 @@ func (s *State) matmul(out []float32, w tensor.Matrix, x []float32, n int) {
 	}
 }
 
-// keepOutputRows moves the residual rows of b that want logits to the
-// front of s.x, in order, and returns their number.
+// keepOutputRows moves the residual rows of b that want logits or hidden
+// states to the front of s.x, in order, records their modes, and returns
+// their number.
 func (s *State) keepOutputRows(b *Batch, n int) int {
 	dim := s.m.Dim
 	o := 0
+	s.embd.reset()
 	for i := 0; i < n; i++ {
-		if b.Logits[i] {
+		emb := b.Embd != nil && b.Embd[i]
+		if b.Logits[i] || emb {
 			if o != i {
 				copy(s.x[o*dim:(o+1)*dim], s.x[i*dim:(i+1)*dim])
 			}
+			s.outModes[o] = tensor.RowDecode
+			if emb {
+				s.outModes[o] = s.modes[i]
+			}
+			s.embd.keep(o, emb)
 			o++
 		}
 	}
@@ -212,6 +223,9 @@ func (s *State) check(b *Batch) (int, error) {
 	if b.Modes != nil && len(b.Modes) != n {
 		return 0, fmt.Errorf("%w: %d rows, %d modes", ErrBatch, n, len(b.Modes))
 	}
+	if b.Embd != nil && len(b.Embd) != n {
+		return 0, fmt.Errorf("%w: %d rows, %d embedding flags", ErrBatch, n, len(b.Embd))
+	}
 	nOut := 0
 	for i := 0; i < n; i++ {
 		tok, pos, seq := b.Tokens[i], int(b.Pos[i]), b.Seqs[i]
@@ -223,6 +237,9 @@ func (s *State) check(b *Batch) (int, error) {
 		}
 		if b.Logits[i] {
 			nOut++
+			if b.Embd != nil && b.Embd[i] {
+				return 0, fmt.Errorf("%w: row %d wants both logits and its hidden state", ErrBatch, i)
+			}
 		}
 	}
 	if nOut > s.maxOut {
