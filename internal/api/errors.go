@@ -160,7 +160,7 @@ func fromWorker(e *bus.Error) *Error {
 	if msg == "" {
 		msg = string(code)
 	}
-	return &Error{Code: code, Message: msg}
+	return &Error{Code: code, Param: e.Param, Message: msg}
 }
 
 // writeError writes e as OpenAI's error JSON with its catalog status (on

@@ -123,6 +123,7 @@ func newServer(cfg Config, d Dispatcher, reg prometheus.Registerer, log *slog.Lo
 		"/v1/completions":      {http.MethodPost, "completions", true, s.completions},
 		"/v1/chat/completions": {http.MethodPost, "chat_completions", true, s.chatCompletions},
 		"/v1/classifications":  {http.MethodPost, "classifications", true, s.classifications},
+		"/v1/embeddings":       {http.MethodPost, "embeddings", true, s.embeddings},
 	}
 	s.addOllamaRoutes()
 	return s, nil

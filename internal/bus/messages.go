@@ -14,7 +14,15 @@ const (
 	// put into Template; it generates nothing. Its answer is one Chunk with
 	// Scores per input, then a final chunk with usage.
 	KindClassification = "classification"
+	// KindEmbedding asks for the embedding of each of Inputs, or of each
+	// token list of TokenInputs; it generates nothing. Its answer is one
+	// Chunk with Embedding per input, then a final chunk with usage.
+	KindEmbedding = "embedding"
 )
+
+// MaxEmbedInputs bounds the inputs of one embedding request (OpenAI's
+// limit), checked by the gateway and again by the worker.
+const MaxEmbedInputs = 2048
 
 // Classification bounds, checked by the gateway and again by the worker.
 const (
@@ -73,6 +81,13 @@ type Request struct {
 	Labels   []string `json:"labels,omitempty"`
 	Template string   `json:"template,omitempty"`
 
+	// TokenInputs are an embedding's inputs given as token ids (used as
+	// given: no BOS is added), instead of Inputs. Dimensions, when not 0,
+	// is the vector length the client asked for: the worker refuses it
+	// unless it is the model's.
+	TokenInputs [][]int32 `json:"token_inputs,omitempty"`
+	Dimensions  int       `json:"dimensions,omitempty"`
+
 	// Deadline is the Unix time in milliseconds after which the request
 	// must not start; 0 means none.
 	Deadline int64 `json:"deadline,omitempty"`
@@ -124,6 +139,8 @@ type Usage struct {
 type Error struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// Param names the request field at fault, when one is.
+	Param string `json:"param,omitempty"`
 }
 
 // Chunk carries one step of a generation back to the gateway. Seq numbers
@@ -142,6 +159,8 @@ type Chunk struct {
 	Error        *Error         `json:"error,omitempty"`
 	// Scores answers one input of a classification request.
 	Scores *Scores `json:"scores,omitempty"`
+	// Embedding answers one input of an embedding request.
+	Embedding *Embedding `json:"embedding,omitempty"`
 	// Attempt is the Request.Attempt this chunk answers; the gateway
 	// ignores chunks of attempts it has given up on.
 	Attempt int `json:"attempt,omitempty"`
@@ -158,6 +177,17 @@ type Scores struct {
 	Logprobs []float64 `json:"logprobs"`
 	// Tokens counts the tokens evaluated for this input: the prompt once
 	// and every label's continuation tokens.
+	Tokens int `json:"tokens"`
+}
+
+// Embedding is an embedding request's answer for one input. As with
+// Scores, chunk Seq k carries input k-1.
+type Embedding struct {
+	// Index is the input's position in Request.Inputs or TokenInputs.
+	Index int `json:"index"`
+	// Vector is the pooled, L2-normalised embedding.
+	Vector []float32 `json:"vector"`
+	// Tokens counts the input's tokens.
 	Tokens int `json:"tokens"`
 }
 

@@ -8,7 +8,8 @@
 // request (bus.KindClassification) generates nothing: each input's labels
 // are scored with the engine's Score (up to eight inputs at once) and sent
 // as one Scores chunk per input, in order, Seq k for input k-1
-// (classify.go).
+// (classify.go); an embedding request (bus.KindEmbedding) likewise sends one
+// Embedding chunk per input, from the engine's Embed (embed.go).
 //
 // Promises:
 //   - Admit never blocks on generation; a full worker answers

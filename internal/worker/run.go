@@ -25,6 +25,8 @@ func (w *Worker) run(ctx context.Context, req *bus.Request, send func(*bus.Chunk
 	switch req.Kind {
 	case bus.KindClassification:
 		return w.classify(ctx, req, send)
+	case bus.KindEmbedding:
+		return w.embed(ctx, req, send)
 	case bus.KindCompletion, bus.KindChat, "": // "": a completion, as before kinds were checked
 	default:
 		return fail(bus.CodeInvalidRequest, fmt.Sprintf("unknown request kind %q", req.Kind))
