@@ -115,7 +115,7 @@ func TestErrorTable(t *testing.T) {
 		{"wrong method", "GET", chat, ``, "", 405, CodeMethodNotAllowed, ""},
 		{"wrong method models", "POST", "/v1/models", `{}`, "", 405, CodeMethodNotAllowed, ""},
 		{"unknown path", "GET", "/v2/things", ``, "", 404, CodeNotFound, ""},
-		{"unknown v1 path", "GET", "/v1/embeddings", ``, "", 404, CodeNotFound, ""},
+		{"unknown v1 path", "GET", "/v1/moderations", ``, "", 404, CodeNotFound, ""},
 	}
 	d, _ := scripted(helloChunks()...)
 	cfg := Config{APIKeys: []string{"sekret"}, MaxBodyBytes: 4096, MaxPromptChars: 1024}
