@@ -189,19 +189,33 @@ func (c *batchClient) submit(ctx context.Context, file, url string, wait bool, o
 		return nil
 	}
 	start := time.Now()
+	// A bar redrawn with \r on a terminal; in a piped log a line per 10%.
+	tty := isTerminal(os.Stderr)
+	plain := newProgress(os.Stderr, "batch "+b.ID)
+	plain.unit = func(n int64) string { return fmt.Sprintf("%d lines", n) }
 	for !b.done() {
 		select {
 		case <-ctx.Done():
-			fmt.Fprintln(os.Stderr)
+			if tty {
+				fmt.Fprintln(os.Stderr)
+			}
 			return ctx.Err()
 		case <-time.After(500 * time.Millisecond):
 		}
 		if _, err := c.getJSON(ctx, "/batches/"+b.ID, &b); err != nil {
 			return err
 		}
-		drawBar(os.Stderr, b.Status, b.RequestCounts.Completed+b.RequestCounts.Failed, b.RequestCounts.Total, time.Since(start))
+		done := b.RequestCounts.Completed + b.RequestCounts.Failed
+		if tty {
+			drawBar(os.Stderr, b.Status, done, b.RequestCounts.Total, time.Since(start))
+		} else {
+			plain.update(int64(done), int64(b.RequestCounts.Total), false)
+		}
 	}
-	fmt.Fprintf(os.Stderr, "\n%s: %d completed, %d failed in %v\n", b.Status, b.RequestCounts.Completed, b.RequestCounts.Failed, time.Since(start).Round(time.Millisecond))
+	if tty {
+		fmt.Fprintln(os.Stderr)
+	}
+	fmt.Fprintf(os.Stderr, "%s: %d completed, %d failed in %v\n", b.Status, b.RequestCounts.Completed, b.RequestCounts.Failed, time.Since(start).Round(time.Millisecond))
 	if b.Status == "failed" && b.Errors != nil && len(b.Errors.Data) > 0 {
 		return fmt.Errorf("batch failed: %s", b.Errors.Data[0].Message)
 	}

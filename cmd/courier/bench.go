@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -65,11 +66,13 @@ func runBench(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	rep, err := bench.Run(ctx, cfg)
+	code := 0
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "courier: %v\n", err)
 		if rep == nil || len(rep.Levels) == 0 {
 			return 1
 		}
+		code = 1
 	}
 	if *asJSON {
 		enc := json.NewEncoder(os.Stdout)
@@ -82,7 +85,20 @@ func runBench(args []string) int {
 		fmt.Fprintf(os.Stderr, "courier bench: writing report: %v\n", err)
 		return 1
 	}
-	return 0
+	// A level where nothing succeeded measured nothing: fail, so scripts
+	// and CI do not take an empty report for a result.
+	for _, l := range rep.Levels {
+		if l.Succeeded == 0 {
+			kinds := make([]string, 0, len(l.Errors))
+			for k, n := range l.Errors {
+				kinds = append(kinds, fmt.Sprintf("%s: %d", k, n))
+			}
+			sort.Strings(kinds)
+			fmt.Fprintf(os.Stderr, "courier bench: concurrency %d: none of %d requests succeeded (%s)\n", l.Concurrency, l.Requests, strings.Join(kinds, ", "))
+			code = 1
+		}
+	}
+	return code
 }
 
 // parseLevels parses "1,4,16".

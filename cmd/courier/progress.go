@@ -21,6 +21,7 @@ type progress struct {
 	w     io.Writer
 	tty   bool
 	label string
+	unit  func(int64) string // renders an amount; humanBytes by default
 
 	lastDraw time.Time
 	lastTen  int  // the last tenth reported in plain mode
@@ -28,7 +29,7 @@ type progress struct {
 }
 
 func newProgress(f *os.File, label string) *progress {
-	return &progress{w: f, tty: isTerminal(f), label: label, lastTen: -1}
+	return &progress{w: f, tty: isTerminal(f), label: label, unit: humanBytes, lastTen: -1}
 }
 
 // update reports done of total; force draws even when throttled.
@@ -40,7 +41,7 @@ func (p *progress) update(done, total int64, force bool) {
 		ten := int(done * 10 / total)
 		if ten > p.lastTen {
 			p.lastTen = ten
-			fmt.Fprintf(p.w, "%s: %d%% (%s of %s)\n", p.label, ten*10, humanBytes(done), humanBytes(total))
+			fmt.Fprintf(p.w, "%s: %d%% (%s of %s)\n", p.label, ten*10, p.unit(done), p.unit(total))
 		}
 		return
 	}
@@ -51,13 +52,13 @@ func (p *progress) update(done, total int64, force bool) {
 	p.lastDraw = now
 	p.drawn = true
 	if total <= 0 {
-		fmt.Fprintf(p.w, "\r%s: %s\x1b[K", p.label, humanBytes(done))
+		fmt.Fprintf(p.w, "\r%s: %s\x1b[K", p.label, p.unit(done))
 		return
 	}
 	const width = 30
 	n := int(done * width / total)
 	fmt.Fprintf(p.w, "\r%s [%s%s] %3d%% %s/%s\x1b[K", p.label, strings.Repeat("=", n), strings.Repeat(" ", width-n),
-		done*100/total, humanBytes(done), humanBytes(total))
+		done*100/total, p.unit(done), p.unit(total))
 }
 
 // done ends the bar's line.
