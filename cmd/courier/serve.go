@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -56,6 +57,9 @@ func runRole(role string, args []string) int {
 		return 1
 	}
 	log.Info("ready", "addr", n.Addr(), "nats", n.NATSURL())
+	if u := openURL(n.Addr()); u != "" {
+		fmt.Fprintf(os.Stderr, "\nCourier is ready: %s  (OpenAI API %s/v1, Ollama API %s/api)\n\n", u, u, u)
+	}
 	code := 0
 	select {
 	case <-ctx.Done():
@@ -73,4 +77,20 @@ func runRole(role string, args []string) int {
 	}
 	log.Info("stopped")
 	return code
+}
+
+// openURL is the URL to open for a listen address, "" without one; an
+// unspecified host (0.0.0.0, ::) is shown as 127.0.0.1.
+func openURL(addr string) string {
+	if addr == "" {
+		return ""
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "http://" + addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }

@@ -150,6 +150,15 @@ func (n *Node) start(ctx context.Context) error {
 			n.announce(u, credFiles)
 		}
 	}
+	if cfg.Role != config.RoleWorker {
+		// Bound before any model loads, so a used port fails at once
+		// instead of after minutes of loading; served once ready.
+		ln, err := net.Listen("tcp", cfg.Addr)
+		if err != nil {
+			return fmt.Errorf("node: listen on %s: %w", cfg.Addr, err)
+		}
+		n.ln = ln
+	}
 	if cfg.Role != config.RoleGateway {
 		for _, m := range cfg.Models {
 			if err := n.startWorker(m, dial); err != nil {
@@ -208,12 +217,14 @@ func (n *Node) startWorker(m config.Model, dial func(string) (*natsbus.Conn, err
 		return fmt.Errorf("node: %w", err)
 	}
 	t0 := time.Now()
+	stopLoading := n.loadingProgress(m.Name, path, t0)
 	eng, err := engine.Load(path, engine.Options{
 		ContextLength: n.cfg.ContextLength, Threads: n.cfg.Threads,
 		Slots: slots, BackgroundSlots: bgSlots,
 		KVCacheBytes: n.cfg.KVCacheBytes, BatchSize: n.cfg.BatchSize, NoRepack: n.cfg.NoRepack,
 		BackgroundBatchSize: n.cfg.BackgroundBatchSize,
 	})
+	stopLoading()
 	if err != nil {
 		return fmt.Errorf("node: load %s: %w", m.Name, err)
 	}
@@ -276,9 +287,6 @@ func (n *Node) startGateway(ctx context.Context, dial func(string) (*natsbus.Con
 	if err != nil {
 		return err
 	}
-	if n.ln, err = net.Listen("tcp", n.cfg.Addr); err != nil {
-		return fmt.Errorf("node: listen: %w", err)
-	}
 	n.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelWarn)}
 	n.wg.Add(1)
 	go func() {
@@ -334,6 +342,8 @@ func (n *Node) shutdown(ctx context.Context) error {
 			_ = n.http.Close()
 		}
 		n.wg.Wait()
+	} else if n.ln != nil { // bound, but start failed before serving
+		_ = n.ln.Close()
 	}
 	if n.jobs != nil { // 1, jobs
 		keep(n.jobs.Close(ctx))
@@ -419,4 +429,35 @@ func (n *Node) describe(m config.Model, path string, ei engine.Info) {
 		n.cfg.API.ModelInfo = map[string]api.ModelInfo{}
 	}
 	n.cfg.API.ModelInfo[m.Name] = mi
+}
+
+// loadingProgress logs that a model starts loading and, every 5 s until the
+// returned stop is called, that it still is: a large model takes a while
+// and the operator should see why nothing answers yet.
+func (n *Node) loadingProgress(name, path string, t0 time.Time) (stop func()) {
+	attrs := []any{"model", name, "path", path}
+	if st, err := os.Stat(path); err == nil {
+		attrs = append(attrs, "bytes", st.Size())
+	}
+	n.log.Info("loading model", attrs...)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				n.log.Info("still loading model", "model", name, "elapsed", time.Since(t0).Round(time.Second))
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+	}
 }
