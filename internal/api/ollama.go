@@ -43,6 +43,7 @@ func (s *server) addOllamaRoutes() {
 	s.routes["/api/show"] = route{http.MethodPost, "ollama_show", true, s.ollamaShow}
 	s.routes["/api/ps"] = route{http.MethodGet, "ollama_ps", true, s.ollamaPS}
 	s.routes["/api/version"] = route{http.MethodGet, "ollama_version", true, s.ollamaVersion}
+	s.routes["/api/embed"] = route{http.MethodPost, "ollama_embed", true, s.ollamaEmbed}
 }
 
 // ollamaError is Ollama's error body.
@@ -381,4 +382,38 @@ func (s *server) ollamaVersion(w http.ResponseWriter, r *http.Request) {
 		v = strings.TrimPrefix(bi.Main.Version, "v")
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"version": v})
+}
+
+// ollamaEmbedRequest is the body of POST /api/embed.
+type ollamaEmbedRequest struct {
+	Model string `json:"model"`
+	// Input is a string or an array of strings (token-id arrays are
+	// accepted too, as on /v1/embeddings).
+	Input      json.RawMessage `json:"input"`
+	Truncate   *bool           `json:"truncate"`
+	Options    json.RawMessage `json:"options"`
+	KeepAlive  json.RawMessage `json:"keep_alive"`
+	Dimensions *int            `json:"dimensions"`
+}
+
+// ollamaEmbed serves POST /api/embed through the same bus request as
+// /v1/embeddings. Courier never truncates an input: one longer than the
+// context is a 413, whatever truncate says (docs/api.md).
+func (s *server) ollamaEmbed(w http.ResponseWriter, r *http.Request) {
+	var body ollamaEmbedRequest
+	if e := readJSON(r, s.cfg.MaxBodyBytes, &body); e != nil {
+		s.fail(w, e)
+		return
+	}
+	var sp samplingParams // sampling does not apply to embeddings; the options are still checked
+	if e := parseOllamaOptions(body.Options, &sp); e != nil {
+		s.fail(w, e)
+		return
+	}
+	req, _, e := embeddingToBus(s.cfg, &EmbeddingRequest{Model: body.Model, Input: body.Input, Dimensions: body.Dimensions})
+	if e != nil {
+		s.fail(w, e)
+		return
+	}
+	s.generate(w, r, req, &ollamaEmbedFormat{embedFormat: embedFormat{inputs: len(req.Inputs) + len(req.TokenInputs)}, now: s.now, start: s.now()})
 }

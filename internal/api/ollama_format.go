@@ -247,3 +247,31 @@ func parseOllamaOptions(raw json.RawMessage, p *samplingParams) *Error {
 	}
 	return nil
 }
+
+// ollamaEmbedFormat renders /api/embed answers: the vectors of
+// /v1/embeddings in Ollama's shape.
+type ollamaEmbedFormat struct {
+	embedFormat
+	now   func() time.Time
+	start time.Time
+}
+
+var _ format = (*ollamaEmbedFormat)(nil)
+
+func (f *ollamaEmbedFormat) body(finish string, u Usage) any {
+	e := f.embedFormat.body(finish, u).(Embeddings)
+	vecs := make([][]float32, len(e.Data))
+	for i, d := range e.Data {
+		vecs[i], _ = d.Embedding.([]float32)
+		if vecs[i] == nil {
+			vecs[i] = []float32{}
+		}
+	}
+	return struct {
+		Model           string      `json:"model"`
+		Embeddings      [][]float32 `json:"embeddings"`
+		TotalDuration   int64       `json:"total_duration"`
+		LoadDuration    int64       `json:"load_duration"`
+		PromptEvalCount int         `json:"prompt_eval_count"`
+	}{f.model, vecs, int64(f.now().Sub(f.start)), 0, e.Usage.PromptTokens}
+}

@@ -250,3 +250,34 @@ func TestOllamaModels(t *testing.T) {
 		t.Fatalf("version %d %s", w.Code, w.Body)
 	}
 }
+
+func TestOllamaEmbed(t *testing.T) {
+	d, rec := scripted(
+		bus.Chunk{Embedding: &bus.Embedding{Index: 0, Vector: []float32{0.6, 0.8}, Tokens: 3}},
+		bus.Chunk{Embedding: &bus.Embedding{Index: 1, Vector: []float32{1, 0}, Tokens: 2}},
+		bus.Chunk{FinishReason: "stop", Usage: &bus.Usage{PromptTokens: 5}},
+	)
+	s := newTestServer(t, Config{}, d)
+	s.now = tickingClock()
+	w := do(s, "POST", "/api/embed", `{"model":"tiny","input":["a b c","d e"],"truncate":true,"options":{"num_ctx":2048}}`)
+	var r struct {
+		Model           string
+		Embeddings      [][]float32
+		TotalDuration   int64 `json:"total_duration"`
+		PromptEvalCount int   `json:"prompt_eval_count"`
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &r); err != nil || w.Code != 200 {
+		t.Fatalf("%d %s", w.Code, w.Body)
+	}
+	if r.Model != "tiny" || len(r.Embeddings) != 2 || r.Embeddings[0][1] != 0.8 || r.Embeddings[1][0] != 1 || r.PromptEvalCount != 5 || r.TotalDuration <= 0 {
+		t.Fatalf("answer %s", w.Body)
+	}
+	if req := rec.last(); req.Kind != bus.KindEmbedding || len(req.Inputs) != 2 {
+		t.Fatalf("bus request %+v", req)
+	}
+	for _, body := range []string{`{"model":"tiny"}`, `{"model":"tiny","input":"x","options":{"foo":1}}`, `{"model":"tiny","input":[]}`} {
+		if w := do(s, "POST", "/api/embed", body); w.Code != 400 || !strings.HasPrefix(w.Body.String(), `{"error":`) {
+			t.Errorf("%s: %d %s", body, w.Code, w.Body)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -49,8 +50,8 @@ func installOllamaJS(t *testing.T, npm string) {
 }
 
 // TestOllamaJSClient runs the official ollama npm client (list, show, chat
-// streaming and not, generate, an unsupported option) against a real node
-// on loopback.
+// streaming and not, generate, embed, an unsupported option) against a real
+// node on loopback.
 func TestOllamaJSClient(t *testing.T) {
 	nodeBin, npm := needNode(t)
 	installOllamaJS(t, npm)
@@ -92,6 +93,12 @@ func TestOllamaJSClient(t *testing.T) {
 			Eval_count        int
 			Total_duration    int64
 		}
+		Embed struct {
+			Count             int
+			Dims              []int
+			Norms             []float64
+			Prompt_eval_count int
+		}
 		BadOption struct {
 			Status int
 			Error  string
@@ -115,6 +122,10 @@ func TestOllamaJSClient(t *testing.T) {
 	}
 	if want := greedy(t, "Once upon a time", 20); got.Generate.Text != want || !got.Generate.Done || got.Generate.Eval_count != 20 || got.Generate.Total_duration <= 0 {
 		t.Errorf("generate %+v\nwant text %q (the engine's greedy continuation)", got.Generate, want)
+	}
+	if e := got.Embed; e.Count != 2 || len(e.Dims) != 2 || e.Dims[0] != e.Dims[1] || e.Dims[0] == 0 || e.Prompt_eval_count == 0 ||
+		math.Abs(e.Norms[0]-1) > 1e-3 || math.Abs(e.Norms[1]-1) > 1e-3 {
+		t.Errorf("embed %+v (want two L2-normalised vectors of the model's width)", e)
 	}
 	if got.BadOption.Status != 400 || !strings.Contains(got.BadOption.Error, "options.mirostat") {
 		t.Errorf("unsupported option: %+v", got.BadOption)
