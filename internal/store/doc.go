@@ -9,7 +9,9 @@
 // beside it and is resumed with an HTTP Range request by the next pull of the
 // same model. A file whose SHA-256 differs from the Hub's is deleted with
 // everything else of that pull, so a failed pull leaves nothing behind but an
-// interrupted one can continue.
+// interrupted one can continue. A pull holds .pull.lock (flock) in the
+// model's folder, so a second pull of the same model fails at once
+// (ErrPullRunning) instead of writing the same .partial file.
 //
 // Names: "ORG/REPO:QUANT", "hf.co/ORG/REPO:QUANT" (the same), "ORG/REPO" (the
 // only quantization pulled, else Q4_K_M), and "STEM" for URL pulls. Tags are

@@ -236,6 +236,14 @@ func (s Store) Pull(ctx context.Context, h Hub, arg string, progress func(Progre
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return Model{}, fmt.Errorf("store: %w", err)
 	}
+	unlock, err := lockPull(dir, ref.String())
+	if err != nil {
+		return Model{}, err
+	}
+	defer unlock()
+	if m, err := s.Lookup(ref); err == nil { // the pull that held the lock finished it
+		return m, nil
+	}
 	man := Manifest{Name: ref.String(), Source: source}
 	for i, f := range files {
 		got, err := h.download(ctx, urls[i], dir, f, func(p Progress) {

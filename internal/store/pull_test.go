@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"courier/internal/store"
 	"courier/internal/store/hubtest"
 )
@@ -324,5 +326,31 @@ func TestHome(t *testing.T) {
 		if got := store.Home(tc.lookup); got != tc.want {
 			t.Errorf("Home = %q, want %q", got, tc.want)
 		}
+	}
+}
+
+// TestPullLocked: a second pull of a model whose pull is running fails at
+// once instead of writing the same .partial file.
+func TestPullLocked(t *testing.T) {
+	hubDir, home := t.TempDir(), t.TempDir()
+	writeRandom(t, filepath.Join(hubDir, "acme/m/m-Q8_0.gguf"), 100, 1)
+	hub := hubtest.New(t, hubDir)
+	dir := filepath.Join(home, "models/acme/m/Q8_0")
+	os.MkdirAll(dir, 0o755)
+	f, err := os.OpenFile(filepath.Join(dir, ".pull.lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	s := store.Store{Dir: home}
+	h := store.Hub{Endpoint: hub.URL}
+	if _, err := s.Pull(context.Background(), h, "acme/m:Q8_0", nil); !errors.Is(err, store.ErrPullRunning) {
+		t.Fatalf("err = %v, want ErrPullRunning", err)
+	}
+	f.Close()
+	if _, err := s.Pull(context.Background(), h, "acme/m:Q8_0", nil); err != nil {
+		t.Fatal(err)
 	}
 }
