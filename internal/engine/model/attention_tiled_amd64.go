@@ -9,6 +9,19 @@ import "golang.org/x/sys/cpu"
 // Tests switch it off to compare the two.
 var tiledAVX512 = cpu.X86.HasAVX512F
 
+// tiledAVX2 selects the AVX2 bodies (attention_tiled_avx2_amd64.s) where
+// there is no AVX-512; they give the generic bodies' bits too.
+var tiledAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C
+
+//go:noescape
+func tileScoresAVX2(kq *[faTileKV]float32, q *float32, rows *[faTileKV][]uint16, hd, groups int)
+
+//go:noescape
+func tileAccumulateAVX2(vkq *float32, p *[faTileKV]float32, rows *[faTileKV][]uint16, nv, hd int)
+
+//go:noescape
+func tileExpAVX2(kq *[faTileKV]float32, m float32)
+
 //go:noescape
 func tileScoresAVX512(kq *[faTileKV]float32, q *float32, rows *[faTileKV][]uint16, hd, groups int)
 
@@ -18,41 +31,57 @@ func tileAccumulateAVX512(vkq *float32, p *[faTileKV]float32, rows *[faTileKV][]
 //go:noescape
 func tileExpAVX512(kq *[faTileKV]float32, m float32)
 
-// tileScores is tileScoresGeneric, on AVX-512 when there is one. The
-// assembly computes whole groups of 16 keys, so the rows of the last
-// group after nv are pointed at row 0 (their scores are ignored).
+// tileScores is tileScoresGeneric, on AVX-512 or AVX2 when there is one.
+// The assembly computes whole groups of 16 (8) keys, so the rows of the
+// last group after nv are pointed at row 0 (their scores are ignored).
 func tileScores(kq *[faTileKV]float32, q []float32, rows *[faTileKV][]uint16, nv int, kt []float32) {
-	if !tiledAVX512 || len(q)%f32Lanes != 0 {
+	lanes := f32Lanes
+	if !tiledAVX512 {
+		lanes = 8
+	}
+	if !tiledAVX512 && !tiledAVX2 || len(q)%f32Lanes != 0 {
 		tileScoresGeneric(kq, q, rows, nv, kt)
 		return
 	}
-	groups := (nv + f32Lanes - 1) / f32Lanes
-	for tk := nv; tk < groups*f32Lanes; tk++ {
+	groups := (nv + lanes - 1) / lanes
+	for tk := nv; tk < groups*lanes; tk++ {
 		rows[tk] = rows[0]
 	}
-	for tk := range groups * f32Lanes {
+	for tk := range groups * lanes {
 		_ = rows[tk][len(q)-1] // every row the assembly reads holds hd values
 	}
-	tileScoresAVX512(kq, &q[0], rows, len(q), groups)
+	if tiledAVX512 {
+		tileScoresAVX512(kq, &q[0], rows, len(q), groups)
+		return
+	}
+	tileScoresAVX2(kq, &q[0], rows, len(q), groups)
 }
 
-// tileAccumulate is tileAccumulateGeneric, on AVX-512 when there is one.
+// tileAccumulate is tileAccumulateGeneric, on AVX-512 or AVX2 when there
+// is one.
 func tileAccumulate(vkq []float32, p *[faTileKV]float32, rows *[faTileKV][]uint16, nv int) {
-	if !tiledAVX512 || len(vkq)%f32Lanes != 0 || nv <= 0 {
+	if !tiledAVX512 && !tiledAVX2 || len(vkq)%f32Lanes != 0 || nv <= 0 {
 		tileAccumulateGeneric(vkq, p, rows, nv)
 		return
 	}
 	for tk := range nv {
 		_ = rows[tk][len(vkq)-1]
 	}
-	tileAccumulateAVX512(&vkq[0], p, rows, nv, len(vkq))
-}
-
-// tileExp is tileExpGeneric, on AVX-512 when there is one.
-func tileExp(kq *[faTileKV]float32, m float32) {
-	if !tiledAVX512 {
-		tileExpGeneric(kq, m)
+	if tiledAVX512 {
+		tileAccumulateAVX512(&vkq[0], p, rows, nv, len(vkq))
 		return
 	}
-	tileExpAVX512(kq, m)
+	tileAccumulateAVX2(&vkq[0], p, rows, nv, len(vkq))
+}
+
+// tileExp is tileExpGeneric, on AVX-512 or AVX2 when there is one.
+func tileExp(kq *[faTileKV]float32, m float32) {
+	switch {
+	case tiledAVX512:
+		tileExpAVX512(kq, m)
+	case tiledAVX2:
+		tileExpAVX2(kq, m)
+	default:
+		tileExpGeneric(kq, m)
+	}
 }

@@ -11,14 +11,32 @@ import (
 	"golang.org/x/sys/cpu"
 )
 
-// The AVX-512 bodies of the tiled kernel's loops against the generic ones,
-// bit for bit.
+// The AVX-512 and AVX2 bodies of the tiled kernel's loops against the
+// generic ones, bit for bit.
 
-func needTiledAVX512(t *testing.T) {
+// tiledLevel is one set of assembly bodies: the flags that select it.
+type tiledLevel struct {
+	name         string
+	avx512, avx2 bool
+}
+
+// tiledLevels returns the assembly bodies that can run here and sets the
+// flags back when the test ends.
+func tiledLevels(t *testing.T) []tiledLevel {
 	t.Helper()
-	if !cpu.X86.HasAVX512F {
-		t.Skip("no AVX-512F: the tiled kernel runs its generic bodies only")
+	v512, v2 := tiledAVX512, tiledAVX2
+	t.Cleanup(func() { tiledAVX512, tiledAVX2 = v512, v2 })
+	var l []tiledLevel
+	if cpu.X86.HasAVX512F {
+		l = append(l, tiledLevel{"avx512", true, false})
 	}
+	if cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C {
+		l = append(l, tiledLevel{"avx2", false, true})
+	}
+	if len(l) == 0 {
+		t.Skip("no AVX2 or AVX-512F: the tiled kernel runs its generic bodies only")
+	}
+	return l
 }
 
 // randF16 is a random F16 value: mostly normal of the given spread, some
@@ -33,8 +51,14 @@ func randF16(rng *rand.Rand, spread float64) uint16 {
 	return tensor.FP32ToFP16(float32(rng.NormFloat64() * spread))
 }
 
-func TestTileLoopsAVX512MatchGeneric(t *testing.T) {
-	needTiledAVX512(t)
+func TestTileLoopsAsmMatchGeneric(t *testing.T) {
+	for _, lv := range tiledLevels(t) {
+		tiledAVX512, tiledAVX2 = lv.avx512, lv.avx2
+		t.Run(lv.name, testTileLoops)
+	}
+}
+
+func testTileLoops(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for _, hd := range []int{16, 32, 48, 64, 80, 128, 256} {
 		kt := make([]float32, hd*faTileKV)
@@ -94,9 +118,13 @@ func TestTileLoopsAVX512MatchGeneric(t *testing.T) {
 	}
 }
 
-func TestTiledAttentionAVX512MatchesGeneric(t *testing.T) {
-	needTiledAVX512(t)
-	defer func(v bool) { tiledAVX512 = v }(tiledAVX512)
+func TestTiledAttentionAsmMatchesGeneric(t *testing.T) {
+	for _, lv := range tiledLevels(t) {
+		t.Run(lv.name, func(t *testing.T) { testTiledAttention(t, lv) })
+	}
+}
+
+func testTiledAttention(t *testing.T, lv tiledLevel) {
 	for _, hd := range []int{16, 32, 64, 80, 128} {
 		const n = 300 // five KV tiles, the last partial
 		f := newAttnFixture(t, 2, 1, hd, n, uint64(hd), 1.5)
@@ -106,9 +134,9 @@ func TestTiledAttentionAVX512MatchesGeneric(t *testing.T) {
 		for _, pos := range []int{0, 1, 15, 16, 17, 63, 64, 65, 127, 128, 200, 255, 256, 299} {
 			for h := range 2 {
 				q := f.q[pos*f.cfg.Dim+h*hd:][:hd]
-				tiledAVX512 = false
+				tiledAVX512, tiledAVX2 = false, false
 				w.attendTiled(f.cache, 0, 0, pos, q, want, fullView(hd))
-				tiledAVX512 = true
+				tiledAVX512, tiledAVX2 = lv.avx512, lv.avx2
 				w.attendTiled(f.cache, 0, 0, pos, q, got, fullView(hd))
 				equalBits(t, "attention", got, want)
 			}

@@ -1,0 +1,274 @@
+//go:build !noasm
+
+#include "textflag.h"
+
+// AVX2 bodies of the tiled flash-attention kernel's loops and of swiglu
+// (machines without AVX-512): every float32 result is the same chain of
+// single-rounded operations as the generic Go code, in the same order;
+// only independent chains run side by side in the eight lanes. Keys and
+// values are widened from F16 with VCVTPH2PS, the fused multiply-adds are
+// VFMADD231PS. ggml_v_expf's final j*2^n (one rounding, as
+// float32(math.Ldexp(float64(j), n))) is done in float64: j widened
+// exactly, n added to its exponent (exact: |n| <= 192 and j near 1), then
+// rounded once to float32 by VCVTPD2PS, subnormal results included.
+
+#define C8(name, v) \
+	DATA name<>+0(SB)/4, v \
+	DATA name<>+4(SB)/4, v \
+	DATA name<>+8(SB)/4, v \
+	DATA name<>+12(SB)/4, v \
+	DATA name<>+16(SB)/4, v \
+	DATA name<>+20(SB)/4, v \
+	DATA name<>+24(SB)/4, v \
+	DATA name<>+28(SB)/4, v \
+	GLOBL name<>(SB), RODATA|NOPTR, $32
+
+C8(xshift, $0x4b400000)
+C8(xinvln, $0x3fb8aa3b)
+C8(xln2hi, $0x3f317200)
+C8(xln2lo, $0x35bfbe8e)
+C8(xc0, $0x3c072010)
+C8(xc1, $0x3d2b9f17)
+C8(xc2, $0x3e2aaf33)
+C8(xc3, $0x3efffedb)
+C8(xc4, $0x3f7ffff6)
+C8(xone, $0x3f800000)
+C8(x192, $0x43400000)
+C8(xm192, $0xc3400000)
+C8(xinf, $0x7f800000)
+C8(xsign, $0x80000000)
+
+// VEXPF sets Y10 = ggml_v_expf(Y1) (vexpf in silu.go), lane by lane.
+// Scratch: Y2-Y9, Y11-Y14.
+#define VEXPF \
+	VMOVUPS xshift<>(SB), Y2 \
+	VFMADD231PS xinvln<>(SB), Y1, Y2 \
+	VSUBPS xshift<>(SB), Y2, Y3 \
+	VMOVAPS Y1, Y4 \
+	VFNMADD231PS xln2hi<>(SB), Y3, Y4 \
+	VFNMADD231PS xln2lo<>(SB), Y3, Y4 \
+	VMULPS Y4, Y4, Y5 \
+	VMOVUPS xc1<>(SB), Y6 \
+	VFMADD231PS xc0<>(SB), Y4, Y6 \
+	VMOVUPS xc3<>(SB), Y7 \
+	VFMADD231PS xc2<>(SB), Y4, Y7 \
+	VFMADD231PS Y5, Y6, Y7 \
+	VMOVUPS xone<>(SB), Y8 \
+	VFMADD231PS xc4<>(SB), Y4, Y8 \
+	VFMADD231PS Y5, Y7, Y8 \
+	VCVTTPS2DQ Y3, Y9 \
+	VCVTPS2PD X8, Y10 \
+	VPMOVSXDQ X9, Y11 \
+	VPSLLQ $52, Y11, Y11 \
+	VPADDQ Y11, Y10, Y10 \
+	VCVTPD2PSY Y10, X10 \
+	VEXTRACTF128 $1, Y8, X12 \
+	VCVTPS2PD X12, Y12 \
+	VEXTRACTI128 $1, Y9, X13 \
+	VPMOVSXDQ X13, Y13 \
+	VPSLLQ $52, Y13, Y13 \
+	VPADDQ Y13, Y12, Y12 \
+	VCVTPD2PSY Y12, X12 \
+	VINSERTF128 $1, X12, Y10, Y10 \
+	VCMPPS $0x1e, x192<>(SB), Y3, Y14 \
+	VBLENDVPS Y14, xinf<>(SB), Y10, Y10 \
+	VCMPPS $0x11, xm192<>(SB), Y3, Y14 \
+	VANDNPS Y10, Y14, Y10
+
+// func tileExpAVX2(kq *[64]float32, m float32)
+// kq[i] = vexpf(kq[i] - m) for the 64 scores.
+TEXT ·tileExpAVX2(SB), NOSPLIT, $0-12
+	MOVQ kq+0(FP), DI
+	VBROADCASTSS m+8(FP), Y15
+	MOVQ $8, CX
+teloop:
+	VMOVUPS (DI), Y1
+	VSUBPS Y15, Y1, Y1
+	VEXPF
+	VMOVUPS Y10, (DI)
+	ADDQ $32, DI
+	DECQ CX
+	JNZ teloop
+	VZEROUPPER
+	RET
+
+// func swigluAVX2(gate, up *float32, n8 int)
+// gate[i] = gate[i] / (1 + vexpf(-gate[i])) * up[i], eight at a time.
+TEXT ·swigluAVX2(SB), NOSPLIT, $0-24
+	MOVQ gate+0(FP), DI
+	MOVQ up+8(FP), SI
+	MOVQ n8+16(FP), CX
+	TESTQ CX, CX
+	JZ swdone
+swloop:
+	VMOVUPS (DI), Y15
+	VXORPS xsign<>(SB), Y15, Y1
+	VEXPF
+	VADDPS xone<>(SB), Y10, Y10
+	VDIVPS Y10, Y15, Y15
+	VMULPS (SI), Y15, Y15
+	VMOVUPS Y15, (DI)
+	ADDQ $32, DI
+	ADDQ $32, SI
+	DECQ CX
+	JNZ swloop
+swdone:
+	VZEROUPPER
+	RET
+
+// func tileAccumulateAVX2(vkq *float32, p *[64]float32, rows *[64][]uint16, nv, hd int)
+// vkq[d] = fma(p[tk], value[tk][d], vkq[d]) for tk = 0..nv-1 in order, for
+// every d: 32 dimensions at a time in four registers, then 8 at a time.
+TEXT ·tileAccumulateAVX2(SB), NOSPLIT, $0-40
+	MOVQ vkq+0(FP), DI
+	MOVQ p+8(FP), SI
+	MOVQ rows+16(FP), R10
+	MOVQ nv+24(FP), DX
+	MOVQ hd+32(FP), BX
+	XORQ R13, R13
+tacc32:
+	CMPQ BX, $32
+	JLT tacc8
+	VMOVUPS (DI), Y0
+	VMOVUPS 32(DI), Y1
+	VMOVUPS 64(DI), Y2
+	VMOVUPS 96(DI), Y3
+	MOVQ R10, R11
+	MOVQ SI, R12
+	MOVQ DX, CX
+tacc32key:
+	MOVQ (R11), R9
+	ADDQ R13, R9
+	VBROADCASTSS (R12), Y8
+	VCVTPH2PS (R9), Y4
+	VCVTPH2PS 16(R9), Y5
+	VCVTPH2PS 32(R9), Y6
+	VCVTPH2PS 48(R9), Y7
+	VFMADD231PS Y4, Y8, Y0
+	VFMADD231PS Y5, Y8, Y1
+	VFMADD231PS Y6, Y8, Y2
+	VFMADD231PS Y7, Y8, Y3
+	ADDQ $24, R11
+	ADDQ $4, R12
+	DECQ CX
+	JNZ tacc32key
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	VMOVUPS Y2, 64(DI)
+	VMOVUPS Y3, 96(DI)
+	ADDQ $128, DI
+	ADDQ $64, R13
+	SUBQ $32, BX
+	JMP tacc32
+tacc8:
+	CMPQ BX, $8
+	JLT taccdone
+	VMOVUPS (DI), Y0
+	MOVQ R10, R11
+	MOVQ SI, R12
+	MOVQ DX, CX
+tacc8key:
+	MOVQ (R11), R9
+	ADDQ R13, R9
+	VBROADCASTSS (R12), Y8
+	VCVTPH2PS (R9), Y4
+	VFMADD231PS Y4, Y8, Y0
+	ADDQ $24, R11
+	ADDQ $4, R12
+	DECQ CX
+	JNZ tacc8key
+	VMOVUPS Y0, (DI)
+	ADDQ $32, DI
+	ADDQ $16, R13
+	SUBQ $8, BX
+	JMP tacc8
+taccdone:
+	VZEROUPPER
+	RET
+
+// func tileScoresAVX2(kq *[64]float32, q *float32, rows *[64][]uint16, hd, groups int)
+//
+// For each group of 8 keys: kq[key] = fma chain over d = 0..hd-1 of
+// q[d]*key[d], from 0. Keys are read 8 dimensions at a time (Y0..Y7: keys
+// 0..7), transposed 8x8 so that a register holds one dimension of the 8
+// keys, and each dimension's broadcast query element is fused in, in
+// order. The scores stay in Y15 across the dimension blocks.
+TEXT ·tileScoresAVX2(SB), NOSPLIT, $0-40
+	MOVQ kq+0(FP), DI
+	MOVQ q+8(FP), SI
+	MOVQ rows+16(FP), R11
+	MOVQ hd+24(FP), CX
+	SHLQ $1, CX
+	MOVQ groups+32(FP), DX
+tsgroup:
+	VXORPS Y15, Y15, Y15
+	XORQ R13, R13
+	MOVQ SI, R14
+tsblock:
+	MOVQ 0(R11), R9
+	VCVTPH2PS (R9)(R13*1), Y0
+	MOVQ 24(R11), R9
+	VCVTPH2PS (R9)(R13*1), Y1
+	MOVQ 48(R11), R9
+	VCVTPH2PS (R9)(R13*1), Y2
+	MOVQ 72(R11), R9
+	VCVTPH2PS (R9)(R13*1), Y3
+	MOVQ 96(R11), R9
+	VCVTPH2PS (R9)(R13*1), Y4
+	MOVQ 120(R11), R9
+	VCVTPH2PS (R9)(R13*1), Y5
+	MOVQ 144(R11), R9
+	VCVTPH2PS (R9)(R13*1), Y6
+	MOVQ 168(R11), R9
+	VCVTPH2PS (R9)(R13*1), Y7
+	VUNPCKLPS Y1, Y0, Y8
+	VUNPCKHPS Y1, Y0, Y9
+	VUNPCKLPS Y3, Y2, Y10
+	VUNPCKHPS Y3, Y2, Y11
+	VSHUFPS $0x44, Y10, Y8, Y0
+	VSHUFPS $0xEE, Y10, Y8, Y1
+	VSHUFPS $0x44, Y11, Y9, Y2
+	VSHUFPS $0xEE, Y11, Y9, Y3
+	VUNPCKLPS Y5, Y4, Y8
+	VUNPCKHPS Y5, Y4, Y9
+	VUNPCKLPS Y7, Y6, Y10
+	VUNPCKHPS Y7, Y6, Y11
+	VSHUFPS $0x44, Y10, Y8, Y4
+	VSHUFPS $0xEE, Y10, Y8, Y5
+	VSHUFPS $0x44, Y11, Y9, Y6
+	VSHUFPS $0xEE, Y11, Y9, Y7
+	VPERM2F128 $0x20, Y4, Y0, Y8
+	VPERM2F128 $0x31, Y4, Y0, Y12
+	VPERM2F128 $0x20, Y5, Y1, Y9
+	VPERM2F128 $0x31, Y5, Y1, Y13
+	VPERM2F128 $0x20, Y6, Y2, Y10
+	VPERM2F128 $0x31, Y6, Y2, Y14
+	VPERM2F128 $0x20, Y7, Y3, Y11
+	VPERM2F128 $0x31, Y7, Y3, Y1
+	VBROADCASTSS 0(R14), Y2
+	VFMADD231PS Y2, Y8, Y15
+	VBROADCASTSS 4(R14), Y3
+	VFMADD231PS Y3, Y9, Y15
+	VBROADCASTSS 8(R14), Y4
+	VFMADD231PS Y4, Y10, Y15
+	VBROADCASTSS 12(R14), Y5
+	VFMADD231PS Y5, Y11, Y15
+	VBROADCASTSS 16(R14), Y6
+	VFMADD231PS Y6, Y12, Y15
+	VBROADCASTSS 20(R14), Y7
+	VFMADD231PS Y7, Y13, Y15
+	VBROADCASTSS 24(R14), Y2
+	VFMADD231PS Y2, Y14, Y15
+	VBROADCASTSS 28(R14), Y3
+	VFMADD231PS Y3, Y1, Y15
+	ADDQ $16, R13
+	ADDQ $32, R14
+	CMPQ R13, CX
+	JLT tsblock
+	VMOVUPS Y15, (DI)
+	ADDQ $32, DI
+	ADDQ $192, R11
+	DECQ DX
+	JNZ tsgroup
+	VZEROUPPER
+	RET
