@@ -353,6 +353,11 @@ func chatToBus(cfg Config, c *ChatRequest) (*bus.Request, *Error) {
 	if e := c.chatOptions(req); e != nil {
 		return nil, e
 	}
+	kw, e := templateKwargs(c.ChatTemplateKwargs)
+	if e != nil {
+		return nil, e
+	}
+	req.ChatTemplateKwargs = kw
 	n, e := maxTokens(cfg, namedInt{"max_completion_tokens", c.MaxCompletionTokens}, namedInt{"max_tokens", c.MaxTokens})
 	if e != nil {
 		return nil, e

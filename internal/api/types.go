@@ -54,7 +54,11 @@ type ChatRequest struct {
 	// AddGenerationPrompt false or absent.
 	ContinueFinalMessage *bool `json:"continue_final_message"`
 	AddGenerationPrompt  *bool `json:"add_generation_prompt"`
-	ResponseFormat       *struct {
+	// ChatTemplateKwargs are extra variables for the model's chat template
+	// (vLLM's and llama-server's chat_template_kwargs), e.g.
+	// {"enable_thinking": false} for Qwen3.
+	ChatTemplateKwargs map[string]json.RawMessage `json:"chat_template_kwargs"`
+	ResponseFormat     *struct {
 		Type string `json:"type"`
 	} `json:"response_format"`
 }

@@ -65,6 +65,9 @@ type Request struct {
 	Kind     string        `json:"kind"`
 	Prompt   string        `json:"prompt,omitempty"`
 	Messages []ChatMessage `json:"messages,omitempty"`
+	// ChatTemplateKwargs are extra variables for a chat's template
+	// (chat_template_kwargs), e.g. {"enable_thinking": false}.
+	ChatTemplateKwargs map[string]any `json:"chat_template_kwargs,omitempty"`
 
 	MaxTokens   int      `json:"max_tokens,omitempty"`
 	Stop        []string `json:"stop,omitempty"`

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/ardanlabs/jinja"
 )
@@ -29,6 +30,18 @@ type Options struct {
 	EOSToken string // text of the model's end-of-sequence token
 	// AddGenerationPrompt ends the prompt with an opened assistant turn.
 	AddGenerationPrompt bool
+	// Kwargs are extra template variables (a request's
+	// chat_template_kwargs, e.g. {"enable_thinking": false}); they are set
+	// after the others, so they win, as in llama.cpp and vLLM.
+	Kwargs map[string]any
+	// Now, when set, gives the templates that print today's date what
+	// llama.cpp gives them: date_string ("02 Jan 2006") and datetime
+	// ("Jan 02 2006").
+	Now time.Time
+	// AddBOS and AddEOS say the tokenizer adds BOS (EOS) itself: a leading
+	// BOSToken (trailing EOSToken) of the rendered text is then dropped, as
+	// llama.cpp does, so the prompt does not hold it twice.
+	AddBOS, AddEOS bool
 }
 
 // Template is a compiled chat template; its zero value is not usable.
@@ -36,6 +49,10 @@ type Options struct {
 type Template struct {
 	src  string
 	tmpl *jinja.Template // nil for the plain fallback
+	// noSystem marks a template that ignores a leading system message
+	// (Phi-3's, for one): Render merges it into the next message, as
+	// llama.cpp does for templates without a system role.
+	noSystem bool
 }
 
 // Compile compiles src; an empty src gives the plain fallback.
@@ -52,14 +69,67 @@ func Compile(src string) (t *Template, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCompile, err)
 	}
-	return &Template{src: src, tmpl: tmpl}, nil
+	t = &Template{src: src, tmpl: tmpl}
+	t.noSystem = !t.rendersSystem()
+	return t, nil
 }
 
-// Render renders msgs with t.
-func (t *Template) Render(msgs []Message, opts Options) (out string, err error) {
+// systemProbe is the system message of the probe conversation.
+const systemProbe = "System message \x01courier-probe"
+
+// rendersSystem reports whether t's output holds the content of a leading
+// system message. llama.cpp asks the same (its caps check: is
+// messages[0].content used when it is a system message?) and, when not,
+// merges the system message into the next one. A template that fails on
+// the probe (Gemma 1's raises "System role not supported") has not used
+// the content either, so llama.cpp merges for it too.
+func (t *Template) rendersSystem() bool {
+	out, err := t.execute([]Message{{"system", systemProbe}, {"user", "User message"}}, Options{AddGenerationPrompt: true})
+	return err == nil && strings.Contains(out, systemProbe)
+}
+
+// mergeSystem merges a leading system message into the next message
+// ("system\nnext"), or drops it when it is alone, as llama.cpp's
+// system_message_not_supported workaround does.
+func mergeSystem(msgs []Message) []Message {
+	if len(msgs) == 0 || msgs[0].Role != "system" {
+		return msgs
+	}
+	if len(msgs) == 1 {
+		return nil
+	}
+	out := make([]Message, len(msgs)-1)
+	copy(out, msgs[1:])
+	out[0].Content = msgs[0].Content + "\n" + msgs[1].Content
+	return out
+}
+
+// Render renders msgs with t, as llama-server's --jinja renders a chat: a
+// leading system message merged into the next one when the template has
+// no system role, enable_thinking true unless Kwargs say otherwise, and a
+// leading BOS (trailing EOS) dropped when the tokenizer adds it.
+func (t *Template) Render(msgs []Message, opts Options) (string, error) {
 	if t.tmpl == nil {
 		return PlainFallback(msgs, opts), nil
 	}
+	if t.noSystem {
+		msgs = mergeSystem(msgs)
+	}
+	out, err := t.execute(msgs, opts)
+	if err != nil {
+		return "", err
+	}
+	if opts.AddBOS && opts.BOSToken != "" {
+		out = strings.TrimPrefix(out, opts.BOSToken)
+	}
+	if opts.AddEOS && opts.EOSToken != "" {
+		out = strings.TrimSuffix(out, opts.EOSToken)
+	}
+	return out, nil
+}
+
+// execute runs the template on msgs.
+func (t *Template) execute(msgs []Message, opts Options) (out string, err error) {
 	list := make([]any, len(msgs))
 	for i, m := range msgs {
 		list[i] = map[string]any{"role": m.Role, "content": m.Content}
@@ -69,6 +139,16 @@ func (t *Template) Render(msgs []Message, opts Options) (out string, err error) 
 		"add_generation_prompt": opts.AddGenerationPrompt,
 		"bos_token":             opts.BOSToken,
 		"eos_token":             opts.EOSToken,
+		// llama-server's default for templates with a thinking switch;
+		// templates without one never read it.
+		"enable_thinking": true,
+	}
+	if !opts.Now.IsZero() {
+		data["date_string"] = opts.Now.Format("02 Jan 2006")
+		data["datetime"] = opts.Now.Format("Jan 02 2006")
+	}
+	for k, v := range opts.Kwargs {
+		data[k] = v
 	}
 	defer func() {
 		if r := recover(); r != nil {

@@ -105,6 +105,8 @@ func TestRealTemplates(t *testing.T) {
 			"<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are terse.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nHello!<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nSum 2+2?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"},
 		{"llama3 trims content", llama3Template, []Message{{"user", "  Hi \n"}}, withTokens("<|begin_of_text|>", "<|eot_id|>"),
 			"<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"},
+		{"mistral system merged", mistralTemplate, withSystem, withTokens("<s>", "</s>"),
+			"<s>[INST] You are terse.\nHi [/INST]Hello!</s>[INST] Sum 2+2? [/INST]"},
 		{"mistral", mistralTemplate, noSystem, withTokens("<s>", "</s>"),
 			"<s>[INST] Hi [/INST]Hello!</s>[INST] Sum 2+2? [/INST]"},
 		{"zephyr", zephyrTemplate, withSystem, withTokens("<s>", "</s>"),
@@ -117,8 +119,14 @@ func TestRealTemplates(t *testing.T) {
 			"<s>[INST] Hi [/INST] Hello! </s><s>[INST] Sum 2+2? [/INST]"},
 		{"smollm2", smolLMTemplate, noSystem[:1], gen,
 			"<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"},
+		// Phi-3's template ignores system messages: the system prompt is
+		// merged into the first user message, as llama.cpp does.
 		{"phi3", phi3Template, withSystem, withTokens("<s>", "<|endoftext|>"),
-			"<s><|user|>\nHi<|end|>\n<|assistant|>\nHello!<|end|>\n<|user|>\nSum 2+2?<|end|>\n<|assistant|>\n"},
+			"<s><|user|>\nYou are terse.\nHi<|end|>\n<|assistant|>\nHello!<|end|>\n<|user|>\nSum 2+2?<|end|>\n<|assistant|>\n"},
+		// Gemma 1's template raises on a system message; llama.cpp
+		// merges it into the first user message instead.
+		{"gemma system merged", gemmaTemplate, withSystem, withTokens("<bos>", "<eos>"),
+			"<bos><start_of_turn>user\nYou are terse.\nHi<end_of_turn>\n<start_of_turn>model\nHello!<end_of_turn>\n<start_of_turn>user\nSum 2+2?<end_of_turn>\n<start_of_turn>model\n"},
 		{"gemma", gemmaTemplate, noSystem, withTokens("<bos>", "<eos>"),
 			"<bos><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\nHello!<end_of_turn>\n<start_of_turn>user\nSum 2+2?<end_of_turn>\n<start_of_turn>model\n"},
 		{"deepseek namespace", deepseekTemplate, withSystem, withTokens("<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"),
@@ -146,9 +154,7 @@ func TestRaiseException(t *testing.T) {
 		msgs       []Message
 		want       string
 	}{
-		{"mistral system", mistralTemplate, withSystem, "Conversation roles must alternate"},
 		{"mistral two users", mistralTemplate, []Message{{"user", "a"}, {"user", "b"}}, "Conversation roles must alternate"},
-		{"gemma system", gemmaTemplate, withSystem, "System role not supported"},
 		{"llama2 assistant first", llama2Template, []Message{{"assistant", "a"}}, "Conversation roles must alternate"},
 	}
 	for _, tt := range tests {

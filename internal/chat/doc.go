@@ -10,7 +10,16 @@
 //	messages               list of {role, content} (roles: system, user, assistant)
 //	add_generation_prompt  whether to open an assistant turn at the end
 //	bos_token, eos_token   the model's special tokens as text
+//	enable_thinking        true, unless Options.Kwargs set it (Qwen3's switch)
+//	date_string, datetime  today's date, when Options.Now is set
 //	raise_exception(msg)   fails the render with msg
+//
+// plus Options.Kwargs (a request's chat_template_kwargs). Rendering follows
+// llama-server --jinja (llama.cpp common/chat.cpp): a template that does not
+// render a leading system message gets it merged into the next message,
+// and with Options.AddBOS a leading bos_token is dropped (the tokenizer
+// adds it). TestLlamaServerRendering checks prompts byte for byte against
+// llama-server's /apply-template.
 //
 // A model without a template gets the plain fallback (PlainFallback): one
 // "Role: content" line per message and, with AddGenerationPrompt, a final

@@ -142,14 +142,14 @@ const continueMark = "\x00courier:continue\x00"
 // renderContinuing renders msgs so that the prompt ends with the last
 // message's content (an assistant prefix the model continues), as vLLM's
 // continue_final_message does.
-func (w *Worker) renderContinuing(msgs []bus.ChatMessage) (string, error) {
+func (w *Worker) renderContinuing(msgs []bus.ChatMessage, kwargs map[string]any) (string, error) {
 	if len(msgs) == 0 || msgs[len(msgs)-1].Role != "assistant" {
 		return "", errors.New("continue_final_message needs the last message to be the assistant's")
 	}
 	m := slices.Clone(msgs)
 	content := m[len(m)-1].Content
 	m[len(m)-1].Content = continueMark
-	text, err := w.cfg.Render(w.info.ChatTemplate, m, w.info.BOSText, w.info.EOSText)
+	text, err := w.cfg.Render(w.info.ChatTemplate, m, w.info.BOSText, w.info.EOSText, kwargs)
 	if err != nil {
 		return "", err
 	}
@@ -165,7 +165,7 @@ func (w *Worker) renderContinuing(msgs []bus.ChatMessage) (string, error) {
 		// "Assistant: ") would double it. Continue from the generation
 		// prompt itself when it differs from that prefix only by
 		// whitespace, so the prompt is what the model saw.
-		gen, err := w.cfg.Render(w.info.ChatTemplate, msgs[:len(msgs)-1], w.info.BOSText, w.info.EOSText)
+		gen, err := w.cfg.Render(w.info.ChatTemplate, msgs[:len(msgs)-1], w.info.BOSText, w.info.EOSText, kwargs)
 		if err == nil && strings.HasPrefix(prefix, gen) && strings.TrimSpace(prefix[len(gen):]) == "" {
 			prefix = gen
 		}
@@ -184,9 +184,9 @@ func (w *Worker) prompt(req *bus.Request) ([]int32, error) {
 		parseSpecial = true
 		var err error
 		if req.ContinueFinal {
-			text, err = w.renderContinuing(req.Messages)
+			text, err = w.renderContinuing(req.Messages, req.ChatTemplateKwargs)
 		} else {
-			text, err = w.cfg.Render(w.info.ChatTemplate, req.Messages, w.info.BOSText, w.info.EOSText)
+			text, err = w.cfg.Render(w.info.ChatTemplate, req.Messages, w.info.BOSText, w.info.EOSText, req.ChatTemplateKwargs)
 		}
 		if err != nil {
 			return nil, err
@@ -233,7 +233,7 @@ func Sampling(s bus.Sampling) sampler.Params {
 
 // PlainChat is the fallback chat rendering for models without a template:
 // one "role: content" line per message, then "assistant:".
-func PlainChat(_ string, msgs []bus.ChatMessage, _, _ string) (string, error) {
+func PlainChat(_ string, msgs []bus.ChatMessage, _, _ string, _ map[string]any) (string, error) {
 	var b strings.Builder
 	for _, m := range msgs {
 		b.WriteString(m.Role)

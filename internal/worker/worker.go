@@ -35,8 +35,9 @@ type capacityReporter interface {
 var _ capacityReporter = (*engine.Engine)(nil)
 
 // Renderer renders a chat into a prompt with the model's template (tmpl may
-// be "", asking for a plain fallback).
-type Renderer func(tmpl string, msgs []bus.ChatMessage, bos, eos string) (string, error)
+// be "", asking for a plain fallback); kwargs are the request's extra
+// template variables (nil when none).
+type Renderer func(tmpl string, msgs []bus.ChatMessage, bos, eos string, kwargs map[string]any) (string, error)
 
 // Config configures a Worker.
 type Config struct {

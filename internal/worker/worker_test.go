@@ -245,7 +245,7 @@ func TestChatRendering(t *testing.T) {
 		tokenized, added = text, addSpecial
 		return []int32{'x'}, nil
 	}
-	w, err := New(Config{ID: "w", Model: "m", Render: func(tmpl string, msgs []bus.ChatMessage, bos, eos string) (string, error) {
+	w, err := New(Config{ID: "w", Model: "m", Render: func(tmpl string, msgs []bus.ChatMessage, bos, eos string, _ map[string]any) (string, error) {
 		return bos + tmpl + msgs[0].Content, nil
 	}}, eng, nil)
 	if err != nil {
