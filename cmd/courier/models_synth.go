@@ -37,6 +37,11 @@ func runSynth(args []string) int {
 	seed := fs.Uint64("seed", d.Seed, "random seed")
 	ropeBase := fs.Float64("rope-base", 10000, "rope.freq_base")
 	ropeFreqs := fs.Bool("rope-freqs", false, "llama: add Llama 3.1's rope_freqs.weight (factor 8, original context 8192)")
+	ropeScaling := fs.String("rope-scaling", "", "rope.scaling.type: linear or yarn (empty: none written)")
+	ropeFactor := fs.Float64("rope-factor", 0, "rope.scaling.factor")
+	ropeOrig := fs.Int("rope-orig-ctx", 0, "rope.scaling.original_context_length (0: not written)")
+	ropeLongShort := fs.Bool("rope-long-short", false, "phi3: add rope_factors_long/short.weight (made-up factors)")
+	ropeAttn := fs.Float64("rope-attn-factor", 0, "rope.scaling.attn_factor (0: not written)")
 	swa := fs.Int("swa", 0, "gemma3: sliding window (0: none)")
 	swaPattern := fs.Int("swa-pattern", 6, "gemma3: every N-th layer is global, the others slide")
 	if err := fs.Parse(args); err != nil {
@@ -53,7 +58,9 @@ func runSynth(args []string) int {
 	}
 	c := synth.Config{Arch: *arch, Dim: *dim, Layers: *layers, Heads: *heads, KVHeads: *kvHeads, HeadDim: *headDim,
 		FFN: *ffn, Vocab: *vocab, Context: *ctx, Type: t, Tied: *tied, Seed: *seed,
-		RopeBase: float32(*ropeBase), RopeFreqs: *ropeFreqs}
+		RopeBase: float32(*ropeBase), RopeFreqs: *ropeFreqs,
+		RopeScaling: *ropeScaling, RopeFactor: float32(*ropeFactor), RopeOrigCtx: *ropeOrig,
+		RopeLongShort: *ropeLongShort, RopeAttnFactor: float32(*ropeAttn)}
 	if *swa > 0 {
 		c.SlidingWindow, c.SWAPattern = *swa, *swaPattern
 	}

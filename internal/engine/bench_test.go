@@ -19,17 +19,38 @@ import (
 var benchModels = struct {
 	sync.Mutex
 	dir   string
-	paths map[gguf.Type]string
-}{paths: map[gguf.Type]string{}}
+	paths map[string]string
+}{paths: map[string]string{}}
 
 // benchModel returns the path of a synthetic model of type typ: the
 // Default shape (dim 768, 12 layers, ffn 2048, vocab 32000, ~110M weights
 // with a tied output). COURIER_BENCH_DIR keeps them between runs.
 func benchModel(b *testing.B, typ gguf.Type) string {
+	c := synth.Default
+	c.Type, c.Tied = typ, true
+	return benchModelOf(b, fmt.Sprintf("synth-110M-%s", typ), c)
+}
+
+// benchArchModel is benchModel's shape in architecture arch (Q8_0):
+// "llama3" is llama with rope_freqs (base 500000), gemma3 has Gemma 3's
+// sliding window of 512 on 5 layers of 6, phi3 fuses QKV and gate/up.
+func benchArchModel(b *testing.B, arch string) string {
+	c := synth.Default
+	c.Type, c.Tied, c.Arch = gguf.TypeQ8_0, true, arch
+	switch arch {
+	case "llama3":
+		c.Arch, c.RopeFreqs, c.RopeBase = "llama", true, 500000
+	case "gemma3":
+		c.SlidingWindow, c.SWAPattern = 512, 6
+	}
+	return benchModelOf(b, "synth-110M-Q8_0-"+arch, c)
+}
+
+func benchModelOf(b *testing.B, name string, c synth.Config) string {
 	b.Helper()
 	benchModels.Lock()
 	defer benchModels.Unlock()
-	if p, ok := benchModels.paths[typ]; ok {
+	if p, ok := benchModels.paths[name]; ok {
 		return p
 	}
 	dir := os.Getenv("COURIER_BENCH_DIR")
@@ -43,9 +64,7 @@ func benchModel(b *testing.B, typ gguf.Type) string {
 		}
 		dir = benchModels.dir
 	}
-	c := synth.Default
-	c.Type, c.Tied = typ, true
-	path := filepath.Join(dir, fmt.Sprintf("synth-110M-%s.gguf", typ))
+	path := filepath.Join(dir, name+".gguf")
 	if _, err := os.Stat(path); err != nil {
 		f, err := os.Create(path)
 		if err != nil {
@@ -58,7 +77,7 @@ func benchModel(b *testing.B, typ gguf.Type) string {
 			b.Fatal(err)
 		}
 	}
-	benchModels.paths[typ] = path
+	benchModels.paths[name] = path
 	return path
 }
 
@@ -84,35 +103,7 @@ func weightBytes(e *Engine) float64 {
 // measured in the same run.
 func BenchmarkDecode(b *testing.B) {
 	for _, typ := range benchTypes {
-		b.Run(typ.String(), func(b *testing.B) {
-			e, err := Load(benchModel(b, typ), Options{ContextLength: 1024})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer e.Close()
-			bw := bandwidth()
-			prompt := []int32{1, 300, 301, 302}
-			b.ReportAllocs()
-			b.ResetTimer()
-			tokens := 0
-			for b.Loop() {
-				res, err := e.Generate(context.Background(), Request{Prompt: prompt, MaxTokens: 32, IgnoreEOS: true},
-					func(Token) error { return nil })
-				if err != nil {
-					b.Fatal(err)
-				}
-				tokens += res.CompletionTokens - 1
-				b.StopTimer()
-				b.StartTimer()
-				_ = res
-			}
-			sec := b.Elapsed().Seconds()
-			tps := float64(tokens) / sec
-			b.ReportMetric(tps, "tok/s")
-			b.ReportMetric(tps*weightBytes(e)/1e9, "weightGB/s")
-			b.ReportMetric(bw/1e9, "bandwidthGB/s")
-			b.ReportMetric(tps*weightBytes(e)/bw, "ratio")
-		})
+		b.Run(typ.String(), func(b *testing.B) { benchDecode(b, benchModel(b, typ)) })
 	}
 }
 
@@ -120,26 +111,68 @@ func BenchmarkDecode(b *testing.B) {
 // prompt.
 func BenchmarkPrefill(b *testing.B) {
 	for _, typ := range benchTypes {
-		b.Run(typ.String(), func(b *testing.B) {
-			e, err := Load(benchModel(b, typ), Options{ContextLength: 1024})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer e.Close()
-			prompt := make([]int32, 256)
-			for i := range prompt {
-				prompt[i] = int32(259 + i*7%30000)
-			}
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := e.Generate(context.Background(), Request{Prompt: prompt, MaxTokens: 1, IgnoreEOS: true},
-					func(Token) error { return nil }); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(b.N*len(prompt))/b.Elapsed().Seconds(), "tok/s")
-		})
+		b.Run(typ.String(), func(b *testing.B) { benchPrefill(b, benchModel(b, typ)) })
 	}
+}
+
+// benchArchs are the architectures BenchmarkArchs compares with llama.
+var benchArchs = []string{"llama", "llama3", "qwen2", "qwen3", "gemma3", "phi3"}
+
+// BenchmarkArchs reports decode (with its ratio to the read bandwidth) and
+// 256-token prefill tokens/s of every architecture at the ~110M Q8_0
+// shape, llama first as the reference of the same run.
+func BenchmarkArchs(b *testing.B) {
+	for _, arch := range benchArchs {
+		b.Run("decode/"+arch, func(b *testing.B) { benchDecode(b, benchArchModel(b, arch)) })
+		b.Run("prefill/"+arch, func(b *testing.B) { benchPrefill(b, benchArchModel(b, arch)) })
+	}
+}
+
+func benchDecode(b *testing.B, path string) {
+	e, err := Load(path, Options{ContextLength: 1024})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	bw := bandwidth()
+	prompt := []int32{1, 300, 301, 302}
+	b.ReportAllocs()
+	b.ResetTimer()
+	tokens := 0
+	for b.Loop() {
+		res, err := e.Generate(context.Background(), Request{Prompt: prompt, MaxTokens: 32, IgnoreEOS: true},
+			func(Token) error { return nil })
+		if err != nil {
+			b.Fatal(err)
+		}
+		tokens += res.CompletionTokens - 1
+	}
+	sec := b.Elapsed().Seconds()
+	tps := float64(tokens) / sec
+	b.ReportMetric(tps, "tok/s")
+	b.ReportMetric(tps*weightBytes(e)/1e9, "weightGB/s")
+	b.ReportMetric(bw/1e9, "bandwidthGB/s")
+	b.ReportMetric(tps*weightBytes(e)/bw, "ratio")
+}
+
+func benchPrefill(b *testing.B, path string) {
+	e, err := Load(path, Options{ContextLength: 1024})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	prompt := make([]int32, 256)
+	for i := range prompt {
+		prompt[i] = int32(259 + i*7%30000)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := e.Generate(context.Background(), Request{Prompt: prompt, MaxTokens: 1, IgnoreEOS: true},
+			func(Token) error { return nil }); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*len(prompt))/b.Elapsed().Seconds(), "tok/s")
 }
 
 // BenchmarkBatchedDecode reports aggregate decode tokens/s with 1, 4, 8, 16

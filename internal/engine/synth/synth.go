@@ -38,6 +38,17 @@ type Config struct {
 	// factors of its rope_scaling (factor 8, low 1, high 4, original
 	// context 8192) for RopeBase, as convert_hf_to_gguf.py computes them.
 	RopeFreqs bool
+	// RopeLongShort (phi3 only) adds Phi-3's rope_factors_long.weight and
+	// rope_factors_short.weight (made-up factors rising from 1 to 4 and to
+	// 1.5 over the pairs); RopeAttnFactor, when not 0, writes
+	// rope.scaling.attn_factor.
+	RopeLongShort  bool
+	RopeAttnFactor float32
+	// RopeScaling ("linear" or "yarn"), RopeFactor and RopeOrigCtx write
+	// rope.scaling.type, .factor and .original_context_length.
+	RopeScaling string
+	RopeFactor  float32
+	RopeOrigCtx int
 	// SlidingWindow and SWAPattern (gemma3 only) write
 	// attention.sliding_window and attention.sliding_window_pattern.
 	SlidingWindow, SWAPattern int
@@ -99,6 +110,12 @@ func (c Config) Validate() error {
 	if c.RopeFreqs && c.Arch != "llama" {
 		errs = append(errs, fmt.Errorf("rope_freqs: only llama uses them, not %s", c.Arch))
 	}
+	if c.RopeLongShort && c.Arch != "phi3" {
+		errs = append(errs, fmt.Errorf("rope_factors_long/short: only phi3 uses them, not %s", c.Arch))
+	}
+	if c.RopeScaling != "" && (c.RopeScaling != "linear" && c.RopeScaling != "yarn" || c.RopeFactor <= 0) {
+		errs = append(errs, fmt.Errorf("rope scaling %q factor %g: want linear or yarn and a positive factor", c.RopeScaling, c.RopeFactor))
+	}
 	if c.SlidingWindow < 0 || (c.SlidingWindow > 0 && (c.Arch != "gemma3" || c.SWAPattern < 1)) {
 		errs = append(errs, fmt.Errorf("sliding window %d, pattern %d: gemma3 only, pattern at least 1", c.SlidingWindow, c.SWAPattern))
 	}
@@ -145,6 +162,16 @@ func (c Config) tensors() []tensorSpec {
 	}
 	if c.RopeFreqs {
 		ts = append(ts, tensorSpec{name: "rope_freqs.weight", rows: 1, cols: c.HeadDim / 2, vals: llama3RopeFactors(c.RopeBase, c.HeadDim)})
+	}
+	if c.RopeLongShort {
+		n := c.HeadDim / 2
+		long, short := make([]float32, n), make([]float32, n)
+		for i := range n {
+			long[i] = 1 + 3*float32(i)/float32(n)
+			short[i] = 1 + 0.5*float32(i)/float32(n)
+		}
+		ts = append(ts, tensorSpec{name: "rope_factors_long.weight", rows: 1, cols: n, vals: long},
+			tensorSpec{name: "rope_factors_short.weight", rows: 1, cols: n, vals: short})
 	}
 	for l := 0; l < c.Layers; l++ {
 		p := "blk." + strconv.Itoa(l) + "."
@@ -259,6 +286,15 @@ func setMetadata(gw *gguf.Writer, c Config) error {
 	}
 	if c.HeadDim*c.Heads != c.Dim {
 		kvs = append(kvs, kv{a + "attention.key_length", uint32(c.HeadDim)}, kv{a + "attention.value_length", uint32(c.HeadDim)})
+	}
+	if c.RopeScaling != "" {
+		kvs = append(kvs, kv{a + "rope.scaling.type", c.RopeScaling}, kv{a + "rope.scaling.factor", c.RopeFactor})
+	}
+	if c.RopeOrigCtx > 0 {
+		kvs = append(kvs, kv{a + "rope.scaling.original_context_length", uint32(c.RopeOrigCtx)})
+	}
+	if c.RopeAttnFactor != 0 {
+		kvs = append(kvs, kv{a + "rope.scaling.attn_factor", c.RopeAttnFactor})
 	}
 	if c.SlidingWindow > 0 {
 		kvs = append(kvs, kv{a + "attention.sliding_window", uint32(c.SlidingWindow)}, kv{a + "attention.sliding_window_pattern", uint32(c.SWAPattern)})
