@@ -147,6 +147,7 @@ var workerCodes = map[string]Code{
 	bus.CodeOverloaded:     CodeQueueFull,
 	bus.CodeInternal:       CodeInternal,
 	bus.CodeUnavailable:    CodeNoWorkers,
+	bus.CodeNonFinite:      CodeInternal,
 }
 
 // fromWorker maps an error a worker reported in a chunk to a catalog error,

@@ -36,6 +36,7 @@ type format interface {
 
 // result tracks a generation's progress for usage and metrics.
 type result struct {
+	model     string // for metrics
 	finish    string
 	usage     *bus.Usage
 	tokens    int
@@ -101,13 +102,13 @@ func (s *server) generate(w http.ResponseWriter, r *http.Request, req *bus.Reque
 	first, err := s.next(placeCtx, st)
 	cancelPlace()
 	if err == nil && first.Error != nil {
-		err = fromWorker(first.Error)
+		err = s.workerError(req.Model, first.Error)
 	}
 	if err != nil {
 		s.failBeforeCommit(w, ctx, req, err)
 		return
 	}
-	res := &result{}
+	res := &result{model: req.Model}
 	res.note(first, s.now())
 	f.begin(idPrefix(req.Kind)+req.ID, req.Model, start.Unix())
 	w.Header().Set("X-Request-Id", req.ID)
@@ -127,6 +128,12 @@ func (s *server) generate(w http.ResponseWriter, r *http.Request, req *bus.Reque
 		s.log.LogAttrs(ctx, slog.LevelDebug, "generation ended early",
 			slog.String("request", req.ID), slog.String("model", req.Model), slog.Any("err", err))
 	}
+}
+
+// workerError counts and maps an error a worker reported in a chunk.
+func (s *server) workerError(model string, e *bus.Error) *Error {
+	s.m.WorkerError(model, e.Code)
+	return fromWorker(e)
 }
 
 // idPrefix is OpenAI's id prefix for the response kind.
@@ -170,7 +177,7 @@ func (s *server) collect(ctx context.Context, w http.ResponseWriter, st bus.Stre
 		}
 		next, err := s.next(ctx, st)
 		if err == nil && next.Error != nil {
-			err = fromWorker(next.Error)
+			err = s.workerError(res.model, next.Error)
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -222,7 +229,7 @@ func (s *server) relayStream(ctx context.Context, w http.ResponseWriter, st bus.
 		}
 		next, err := s.next(ctx, st)
 		if err == nil && next.Error != nil {
-			err = fromWorker(next.Error)
+			err = s.workerError(res.model, next.Error)
 		}
 		if err != nil {
 			if ctx.Err() != nil {

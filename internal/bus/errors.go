@@ -32,6 +32,7 @@ const (
 	CodeDeadline       = "deadline_exceeded"     // 504: not started before its deadline
 	CodeOverloaded     = "overloaded"            // 429: the worker has no room after all
 	CodeInternal       = "internal_error"        // 500: the engine failed
+	CodeNonFinite      = "non_finite_logits"     // 500: the model produced NaN or Inf (corrupt weights, a numerical blow-up)
 	// CodeUnavailable ends an attempt its engine could not finish (an
 	// upstream server answered 429/503, or went away mid-answer): the
 	// gateway places the request again, resuming after what was delivered,

@@ -21,6 +21,11 @@ var ErrContextLength = errors.New("engine: context length exceeded")
 // ErrInvalidRequest reports a request the engine cannot run as given.
 var ErrInvalidRequest = errors.New("engine: invalid request")
 
+// ErrNonFinite reports logits holding NaN or ±Inf: the model's weights are
+// corrupt or its arithmetic blew up. The request fails at once (nothing
+// could be sampled from them); the engine goes on serving others.
+var ErrNonFinite = errors.New("engine: non-finite logits")
+
 // Options configure Load. The zero value works.
 type Options struct {
 	// ContextLength caps the context; 0 takes the model's own.

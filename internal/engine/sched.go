@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"courier/internal/engine/model"
+	"courier/internal/engine/sampler"
 )
 
 // scheduler runs the engine's one batching loop: every step it evaluates
@@ -354,6 +355,11 @@ func (s *scheduler) sampleAll(logits []float32) {
 			continue
 		}
 		sl := r.sl
+		if !sampler.Finite(row) {
+			// Before Commit: KV blocks that gave NaN are never shared.
+			s.finish(s.indexOf(sl), fmt.Errorf("%w (NaN or Inf) at position %d", ErrNonFinite, sl.nPast))
+			continue
+		}
 		if sl.result.Prefill == 0 {
 			sl.result.Prefill = time.Since(sl.startTime)
 			sl.decodeStart = time.Now()
@@ -366,8 +372,8 @@ func (s *scheduler) sampleAll(logits []float32) {
 		}
 	}
 	for i := 0; i < len(s.jobs); i++ {
-		if s.jobs[i].complete() {
-			s.finishJob(i, nil)
+		if j := s.jobs[i]; j.err != nil || j.complete() {
+			s.finishJob(i, j.err)
 			i--
 		}
 	}

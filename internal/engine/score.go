@@ -272,16 +272,23 @@ func (s *scheduler) preemptJob(j *scoreJob) {
 // takeScoreRow adds one logits row to its job's scores.
 func (s *scheduler) takeScoreRow(r rowOut, logits []float32) {
 	j := r.job
+	if j.err != nil {
+		return
+	}
+	lse := logSumExp(logits) // NaN when any logit is NaN or ±Inf
+	if math.IsNaN(lse) || math.IsInf(lse, 0) {
+		j.err = fmt.Errorf("%w (NaN or Inf) while scoring", ErrNonFinite)
+		return
+	}
 	if r.cont < 0 {
 		j.base.Commit(j.prompt, j.modes, len(j.prompt)) // shareable by later prompts
-		lse := logSumExp(logits)
 		for c, cont := range j.conts {
 			j.out[c] = float64(logits[cont[0]]) - lse
 		}
 		j.first = true
 		return
 	}
-	j.out[r.cont] += float64(logits[r.next]) - logSumExp(logits)
+	j.out[r.cont] += float64(logits[r.next]) - lse
 }
 
 // finishJob ends jobs[i] with err (nil: its scores are in out).

@@ -25,6 +25,7 @@ type Gateway struct {
 	e2e      *prometheus.HistogramVec // model
 	tokens   *prometheus.CounterVec   // model, kind
 	inflight *prometheus.GaugeVec     // model
+	wErrors  *prometheus.CounterVec   // model, code
 }
 
 // NewGateway creates the gateway's metrics and registers them with reg.
@@ -62,8 +63,12 @@ func NewGateway(reg prometheus.Registerer) (*Gateway, error) {
 			Name: "courier_requests_inflight",
 			Help: "Generation requests the gateway holds (queued or running), by model.",
 		}, []string{"model"}),
+		wErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "courier_worker_errors_total",
+			Help: "Requests a worker ended with an error, by model and the worker's error code (non_finite_logits: the model produced NaN or Inf).",
+		}, []string{"model", "code"}),
 	}
-	for _, c := range []prometheus.Collector{g.requests, g.duration, g.ttft, g.tpot, g.e2e, g.tokens, g.inflight} {
+	for _, c := range []prometheus.Collector{g.requests, g.duration, g.ttft, g.tpot, g.e2e, g.tokens, g.inflight, g.wErrors} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("metrics: registering gateway metrics: %w", err)
 		}
@@ -80,6 +85,12 @@ func (g *Gateway) ObserveHTTP(route string, status int, d time.Duration) {
 // Inflight adds delta to the model's in-flight gauge.
 func (g *Gateway) Inflight(model string, delta float64) {
 	g.inflight.WithLabelValues(model).Add(delta)
+}
+
+// WorkerError counts a request a worker ended with the error code (a
+// bus.Code* value).
+func (g *Gateway) WorkerError(model, code string) {
+	g.wErrors.WithLabelValues(model, code).Inc()
 }
 
 // Generation is the timing and token count of one finished generation.

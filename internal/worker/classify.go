@@ -161,6 +161,8 @@ func (w *Worker) classify(ctx context.Context, req *bus.Request, send func(*bus.
 			return fail(bus.CodePromptTooLong, fmt.Sprintf("input %d: %v", i, err))
 		case errors.Is(err, engine.ErrInvalidRequest):
 			return fail(bus.CodeInvalidRequest, fmt.Sprintf("input %d: %v", i, err))
+		case errors.Is(err, engine.ErrNonFinite):
+			return fail(bus.CodeNonFinite, fmt.Sprintf("input %d: %v", i, err))
 		case err != nil:
 			w.log.Error("classification failed", "id", req.ID, "input", i, "err", err)
 			return fail(bus.CodeInternal, fmt.Sprintf("input %d: %v", i, err))

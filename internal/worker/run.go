@@ -78,6 +78,9 @@ func (w *Worker) run(ctx context.Context, req *bus.Request, send func(*bus.Chunk
 		return fail(bus.CodePromptTooLong, err.Error())
 	case errors.Is(err, engine.ErrInvalidRequest), errors.Is(err, sampler.ErrInvalidParams):
 		return fail(bus.CodeInvalidRequest, err.Error())
+	case errors.Is(err, engine.ErrNonFinite):
+		w.log.Error("generation failed: the model produced non-finite logits", "id", req.ID, "err", err)
+		return fail(bus.CodeNonFinite, err.Error())
 	case err != nil:
 		w.log.Error("generation failed", "id", req.ID, "err", err)
 		return fail(bus.CodeInternal, err.Error())

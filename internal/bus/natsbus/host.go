@@ -246,8 +246,21 @@ func (ho *Host) sender(subject string) func(*bus.Chunk) {
 		c.Worker = ho.cfg.Worker
 		data, err := json.Marshal(c)
 		if err != nil {
+			// A chunk JSON cannot carry (a NaN that escaped the engine's
+			// check) must not vanish: the gateway would wait for it and
+			// re-dispatch. Send an error chunk in its place, which ends
+			// the request for the gateway, and cancel the generation.
+			defer ho.h.Cancel(c.ID, c.Attempt)
 			ho.log.Error("encode chunk", "id", c.ID, "err", err)
-			return
+			code := bus.CodeInternal
+			if uv := (*json.UnsupportedValueError)(nil); errors.As(err, &uv) {
+				code = bus.CodeNonFinite
+			}
+			data, err = json.Marshal(&bus.Chunk{V: c.V, ID: c.ID, Seq: c.Seq, Attempt: c.Attempt, Worker: c.Worker,
+				Error: &bus.Error{Code: code, Message: "worker: encode chunk: " + err.Error()}})
+			if err != nil {
+				return
+			}
 		}
 		if err := ho.conn.nc.Publish(subject, data); err != nil {
 			ho.log.Warn("publish chunk", "id", c.ID, "seq", c.Seq, "err", err)

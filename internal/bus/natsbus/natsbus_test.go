@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -482,5 +483,39 @@ func TestTwoGatewaysShareAWorker(t *testing.T) {
 	step <- struct{}{}
 	if got, _ := readAll(t, s2); got != "a b " {
 		t.Fatalf("r2 %q", got)
+	}
+}
+
+// TestUnencodableChunkBecomesError: a chunk JSON cannot carry (a NaN
+// logprob) is replaced by an error chunk at its place in the stream, so the
+// gateway ends the request at once instead of waiting for a chunk that
+// never comes and re-dispatching it.
+func TestUnencodableChunkBecomesError(t *testing.T) {
+	b := startBus(t)
+	gen := func(ctx context.Context, r *bus.Request, send func(*bus.Chunk)) {
+		send(&bus.Chunk{ID: r.ID, Seq: 1, Attempt: r.Attempt, Text: "a", Tokens: []int32{1}})
+		send(&bus.Chunk{ID: r.ID, Seq: 2, Attempt: r.Attempt, Text: "b", Tokens: []int32{2},
+			Logprobs: []bus.TokenLogprob{{ID: 2, Logprob: float32(math.NaN())}}})
+		<-ctx.Done() // the gateway's cancel ends it
+	}
+	sw, h := newSlotWorker("m", 1, gen)
+	t.Cleanup(sw.wg.Wait)
+	b.host("w1", h, "m")
+	g := b.gateway(GatewayConfig{})
+	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
+		t.Fatal(err)
+	}
+	s, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "r1", Model: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := waitCtx(t)
+	if c, err := s.Next(ctx); err != nil || c.Text != "a" {
+		t.Fatalf("first chunk %+v, %v", c, err)
+	}
+	c, err := s.Next(ctx)
+	if err != nil || c.Seq != 2 || c.Error == nil || c.Error.Code != bus.CodeNonFinite {
+		t.Fatalf("second chunk %+v (error %+v), %v; want a non_finite_logits error chunk", c, c.Error, err)
 	}
 }

@@ -134,3 +134,25 @@ func expfEdge(x float32) float32 {
 	}
 	return float32(math.Exp(float64(x)))
 }
+
+// Finite reports whether every value in logits is a finite number. A model
+// whose weights hold NaN, or whose activations blow up, produces NaN or
+// ±Inf logits, which no sampler can rank and no JSON can carry; the engine
+// checks each logits row with Finite before it samples. x·0 is 0 for every
+// finite x and NaN for NaN and ±Inf, so one pass of multiply-adds (four
+// independent sums, no branch) answers without allocating, at about the
+// cost of reading the row once.
+func Finite(logits []float32) bool {
+	var a, b, c, d float32
+	i := 0
+	for ; i+4 <= len(logits); i += 4 {
+		a += logits[i] * 0
+		b += logits[i+1] * 0
+		c += logits[i+2] * 0
+		d += logits[i+3] * 0
+	}
+	for ; i < len(logits); i++ {
+		a += logits[i] * 0
+	}
+	return a+b+c+d == 0
+}

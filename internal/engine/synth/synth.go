@@ -52,6 +52,10 @@ type Config struct {
 	// SlidingWindow and SWAPattern (gemma3 only) write
 	// attention.sliding_window and attention.sliding_window_pattern.
 	SlidingWindow, SWAPattern int
+	// NaN names tensors written as all NaN, as a corrupt file would hold
+	// them: tests of the engine's guard against non-finite logits
+	// (NaN: []string{"output.weight"}).
+	NaN []string
 }
 
 // Default is a ~110M-parameter Llama-shaped model in Q8_0.
@@ -246,6 +250,9 @@ func Write(w io.Writer, c Config) error {
 	}
 	var errs []error
 	for _, t := range c.tensors() {
+		if slices.Contains(c.NaN, t.name) {
+			t.std = math.NaN()
+		}
 		switch {
 		case t.vals != nil:
 			errs = append(errs, addValues(gw, t.name, t.vals))
