@@ -45,16 +45,25 @@ func runModelsList(args []string) int {
 		fmt.Fprintf(os.Stderr, "courier models list: %v\n", err)
 		return 1
 	}
+	partial, err := s.Incomplete()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "courier models list: %v\n", err)
+		return 1
+	}
 	if len(ms) == 0 {
 		fmt.Fprintf(os.Stderr, "no models in %s (courier pull ORG/REPO:QUANT adds one)\n", s.Dir)
-		return 0
+	} else {
+		tw := tabwriter.NewWriter(os.Stdout, 0, 8, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tSIZE\tFILES\tPULLED")
+		for _, m := range ms {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", m.Name, humanBytes(m.Size), len(m.Files), m.PulledAt.Local().Format("2006-01-02 15:04"))
+		}
+		tw.Flush()
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSIZE\tFILES\tPULLED")
-	for _, m := range ms {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", m.Name, humanBytes(m.Size), len(m.Files), m.PulledAt.Local().Format("2006-01-02 15:04"))
+	for _, p := range partial {
+		fmt.Fprintf(os.Stderr, "unfinished pull: %s (%s downloaded; courier pull %s resumes it, courier models rm %s deletes it)\n",
+			p.Name, humanBytes(p.Bytes), p.Name, p.Name)
 	}
-	tw.Flush()
 	return 0
 }
 
@@ -74,6 +83,10 @@ func runModelsRm(args []string) int {
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "courier models rm: %v\n", err)
 			code = 1
+			continue
+		}
+		if m.Path == "" {
+			fmt.Printf("removed the unfinished pull of %s\n", m.Name)
 			continue
 		}
 		fmt.Printf("removed %s (%s)\n", m.Name, humanBytes(m.Size))

@@ -81,6 +81,9 @@ func TestPullResume(t *testing.T) {
 	if ms, _ := s.List(); len(ms) != 0 {
 		t.Fatalf("an interrupted pull is listed: %+v", ms)
 	}
+	if inc, err := s.Incomplete(); err != nil || len(inc) != 1 || inc[0].Name != "acme/tiny-GGUF:Q8_0" || inc[0].Bytes != size/2 {
+		t.Fatalf("Incomplete = %+v, %v", inc, err)
+	}
 
 	var first store.Progress
 	m, err := s.Pull(context.Background(), h, "acme/tiny-GGUF:Q8_0", func(p store.Progress) {
@@ -106,6 +109,9 @@ func TestPullResume(t *testing.T) {
 	}
 	if _, err := os.Stat(partial); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf(".partial left behind: %v", err)
+	}
+	if inc, _ := s.Incomplete(); len(inc) != 0 {
+		t.Fatalf("a finished pull is incomplete: %+v", inc)
 	}
 	b, err := os.ReadFile(m.Path)
 	if err != nil {
@@ -352,5 +358,23 @@ func TestPullLocked(t *testing.T) {
 	f.Close()
 	if _, err := s.Pull(context.Background(), h, "acme/m:Q8_0", nil); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRemoveIncomplete deletes an unfinished pull by name.
+func TestRemoveIncomplete(t *testing.T) {
+	hubDir, home := t.TempDir(), t.TempDir()
+	writeRandom(t, filepath.Join(hubDir, "acme/m/m-Q8_0.gguf"), 5000, 1)
+	hub := hubtest.New(t, hubDir)
+	hub.CutNextDownload(1000)
+	s := store.Store{Dir: home}
+	if _, err := s.Pull(context.Background(), store.Hub{Endpoint: hub.URL}, "acme/m:Q8_0", nil); err == nil {
+		t.Fatal("cut pull succeeded")
+	}
+	if _, err := s.Remove("acme/m:Q8_0"); err != nil {
+		t.Fatal(err)
+	}
+	if files := storeFiles(t, home); len(files) != 0 {
+		t.Fatalf("left %q", files)
 	}
 }

@@ -220,13 +220,66 @@ func (s Store) List() ([]Model, error) {
 	return out, nil
 }
 
-// Remove deletes a stored model (name as for Lookup) and returns it.
+// Incomplete is a pull that did not finish: its folder has no manifest.
+type Incomplete struct {
+	Name  string // REPO:TAG, what pull resumes and Remove deletes
+	Bytes int64  // downloaded so far
+}
+
+// Incomplete lists unfinished pulls, sorted by name.
+func (s Store) Incomplete() ([]Incomplete, error) {
+	if s.Dir == "" {
+		return nil, nil
+	}
+	sizes := map[string]int64{}
+	err := filepath.WalkDir(s.modelsDir(), func(p string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) && p == s.modelsDir() {
+			return filepath.SkipAll
+		}
+		if err != nil || d.IsDir() || d.Name() == lockName || d.Name() == manifestName {
+			return err
+		}
+		dir := filepath.Dir(p)
+		if _, err := os.Stat(filepath.Join(dir, manifestName)); err == nil {
+			return nil
+		}
+		rel, err := filepath.Rel(s.modelsDir(), dir)
+		if err != nil {
+			return err
+		}
+		parts := strings.Split(filepath.ToSlash(rel), "/")
+		name := strings.Join(parts[:len(parts)-1], "/") + ":" + parts[len(parts)-1]
+		if st, err := d.Info(); err == nil {
+			sizes[name] += st.Size()
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	out := make([]Incomplete, 0, len(sizes))
+	for n, b := range sizes {
+		out = append(out, Incomplete{Name: n, Bytes: b})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// Remove deletes a stored model (name as for Lookup), or an unfinished pull
+// of REPO:TAG, and returns it.
 func (s Store) Remove(name string) (Model, error) {
 	r, err := ParseRef(name)
 	if err != nil {
 		return Model{}, err
 	}
 	m, err := s.Lookup(r)
+	if errors.Is(err, ErrNotFound) && r.Tag != "" {
+		dir := s.dirOf(r)
+		if _, serr := os.Stat(dir); serr == nil {
+			m = Model{Manifest: Manifest{Name: r.String()}, Dir: dir}
+			err = nil
+		}
+	}
 	if err != nil {
 		return Model{}, err
 	}
