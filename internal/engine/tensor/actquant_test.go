@@ -5,6 +5,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"courier/internal/engine/gguf"
 )
 
 // TestQuantizeQ8_0FastMatchesGeneric compares the Q8_0 activation
@@ -77,6 +79,12 @@ func TestQuantizeQ8KFastMatchesGeneric(t *testing.T) {
 		quantizeQ8K(x, want)
 		if !bytes.Equal(got, want) {
 			t.Fatalf("iter %d (%d blocks): fast and generic Q8_K differ", iter, nb)
+		}
+		// The repacked Q4_K gemm's quantizer (ties go to the positive sign).
+		repackKernelFor(gguf.TypeQ4_K).gemmAct(x, got)
+		quantizeQ8K4x8(x, want)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("iter %d (%d blocks): fast and generic Q8_K 4x8 differ", iter, nb)
 		}
 	}
 }

@@ -15,6 +15,9 @@ func init() {
 	}
 	rk := fastRepackKernels[gguf.TypeQ4_K]
 	rk.gemmGroup = groupGemmQ4K
+	if !hasAVX512 {
+		rk.gemmAct = quantizeQ8K4x8AVX2
+	}
 	fastRepackKernels[gguf.TypeQ4_K] = rk
 }
 
