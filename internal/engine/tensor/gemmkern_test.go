@@ -189,3 +189,33 @@ func TestRepackGroupKernelsMatchGeneric(t *testing.T) {
 		}
 	}
 }
+
+// TestMatMulActBlocksMatchGeneric runs prompt MatMuls with more
+// activation rows than one cache block (actBlockBytes) on two threads, so
+// that weight chunks pass over several blocks of rows, and compares every
+// output with the generic kernels, bit for bit.
+func TestMatMulActBlocksMatchGeneric(t *testing.T) {
+	r := rand.New(rand.NewPCG(53, 54))
+	p := NewPool(2)
+	defer p.Close()
+	ws := NewWorkspace(2048, 1)
+	for _, typ := range []gguf.Type{gguf.TypeF16, gguf.TypeQ8_0, gguf.TypeQ6_K} {
+		rows, cols, n := 24, 2048, 203
+		w := randMatrix(t, r, typ, rows, cols)
+		at, _ := VecDotType(typ)
+		if arb, _ := at.RowBytes(cols); n*arb <= 2*actBlockBytes {
+			t.Fatalf("%v: %d rows fit in two blocks", typ, n)
+		}
+		x := randRow(r, n*cols, 1)
+		out, gen := make([]float32, n*rows), make([]float32, n*rows)
+		p.MatMul(out, w, x, n, ws)
+		useGeneric = true
+		p.MatMul(gen, w, x, n, ws)
+		useGeneric = false
+		for i := range out {
+			if !sameBits(gen[i], out[i]) {
+				t.Fatalf("%v n=%d out[%d] = %g, generic %g", typ, n, i, out[i], gen[i])
+			}
+		}
+	}
+}

@@ -202,11 +202,22 @@ func (j *job) matmul(c, tid int) {
 			return
 		}
 	}
-	for r0 := lo; r0 < hi; r0 += groupW {
-		nw := min(groupW, hi-r0)
-		j.group(r0, nw, w.Data[r0*rb:(r0+nw)*rb], rb, &j.res[tid])
+	// Activation rows in blocks that stay in the core's cache while the
+	// chunk's weight groups pass over them (a prompt's rows may not fit:
+	// 256 F16 rows of 2048 columns are 2 MiB as float32).
+	blk := max(groupA, actBlockBytes/max(1, j.actRB)/groupA*groupA)
+	for a0 := 0; a0 < j.n; a0 += blk {
+		a1 := min(a0+blk, j.n)
+		for r0 := lo; r0 < hi; r0 += groupW {
+			nw := min(groupW, hi-r0)
+			j.groupClasses(r0, nw, w.Data[r0*rb:(r0+nw)*rb], rb, &j.res[tid], 1<<numClasses-1, a0, a1)
+		}
 	}
 }
+
+// actBlockBytes bounds the converted activation rows that matmul applies
+// a chunk of weight rows to at a time (about half a Zen 3 core's L2).
+const actBlockBytes = 192 << 10
 
 // matmulPacked is matmul over rows [lo, hi) (whole groups of eight) of a
 // packed matrix: each activation row whose class has a packed kernel (see
@@ -244,7 +255,7 @@ func (j *job) matmulPacked(lo, hi, rb, tid int) {
 	buf := j.wbuf[tid][:groupW*rb]
 	for r0 := lo; r0 < hi; r0 += groupW {
 		pk.unpack(buf, w.packed[r0/8*gb:(r0/8+1)*gb], nb)
-		j.groupClasses(r0, groupW, buf, rb, &j.res[tid], rest)
+		j.groupClasses(r0, groupW, buf, rb, &j.res[tid], rest, 0, j.n)
 	}
 }
 
@@ -261,23 +272,19 @@ func (j *job) packedKernel(ci int) packedRowsFunc {
 	return packedRows[j.w.Type]
 }
 
-// group applies the nw weight rows wg (rows r0.., rb bytes apart) to every
-// activation row with its class's kernel.
-func (j *job) group(r0, nw int, wg []byte, rb int, res *[groupW * groupA]float32) {
-	j.groupClasses(r0, nw, wg, rb, res, 1<<numClasses-1)
-}
-
-// groupClasses is group for the activation rows of the classes in the
-// bit set classes.
-func (j *job) groupClasses(r0, nw int, wg []byte, rb int, res *[groupW * groupA]float32, classes uint8) {
+// groupClasses applies the nw weight rows wg (rows r0.., rb bytes apart)
+// to the activation rows in slots [a0, a1) of the classes in the bit set
+// classes, each with its class's kernel.
+func (j *job) groupClasses(r0, nw int, wg []byte, rb int, res *[groupW * groupA]float32, classes uint8, a0, a1 int) {
 	w := j.w
 	for ci := range j.cls {
 		if classes&(1<<ci) == 0 {
 			continue
 		}
 		k := &j.cls[ci]
-		for s0 := k.lo; s0 < k.hi; s0 += groupA {
-			m := min(groupA, k.hi-s0)
+		lo, hi := max(k.lo, a0), min(k.hi, a1)
+		for s0 := lo; s0 < hi; s0 += groupA {
+			m := min(groupA, hi-s0)
 			a := j.act[s0*j.actRB : (s0+m)*j.actRB]
 			if k.group != nil {
 				k.group(wg, rb, nw, a, j.actRB, m, w.Cols, res)
