@@ -37,6 +37,7 @@ type ModelInfo struct {
 
 // addOllamaRoutes registers Ollama's endpoints.
 func (s *server) addOllamaRoutes() {
+	s.routes["/"] = route{http.MethodGet, "root", false, s.root}
 	s.routes["/api/chat"] = route{http.MethodPost, "ollama_chat", true, s.ollamaChat}
 	s.routes["/api/generate"] = route{http.MethodPost, "ollama_generate", true, s.ollamaGenerate}
 	s.routes["/api/tags"] = route{http.MethodGet, "ollama_tags", true, s.ollamaTags}
@@ -123,6 +124,7 @@ func (s *server) ollamaChat(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, e)
 		return
 	}
+	body.Model = s.ollamaName(body.Model)
 	if e := body.check(); e != nil {
 		s.fail(w, e)
 		return
@@ -170,6 +172,7 @@ func (s *server) ollamaGenerate(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, e)
 		return
 	}
+	body.Model = s.ollamaName(body.Model)
 	e := body.check()
 	switch {
 	case e != nil:
@@ -217,6 +220,27 @@ func (s *server) ollamaGenerate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.generate(w, r, req, &ollamaFormat{stream: body.stream(), now: s.now, start: s.now()})
+}
+
+// ollamaName maps Ollama's implicit tag: "NAME:latest" is NAME when only
+// NAME is served (Ollama clients add ":latest" to untagged names).
+func (s *server) ollamaName(model string) string {
+	base, ok := strings.CutSuffix(model, ":latest")
+	if !ok {
+		return model
+	}
+	served := s.d.Models()
+	if !slices.Contains(served, model) && slices.Contains(served, base) {
+		return base
+	}
+	return model
+}
+
+// root serves GET /: a plain answer that tools probing an Ollama server
+// for life (status 200) accept.
+func (s *server) root(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write([]byte("Courier is running (OpenAI API at /v1, Ollama API at /api)\n"))
 }
 
 // ollamaLoad answers a request without prompt or messages as Ollama does
@@ -344,6 +368,7 @@ func (s *server) ollamaShow(w http.ResponseWriter, r *http.Request) {
 	if body.Model == "" {
 		body.Model = body.Name
 	}
+	body.Model = s.ollamaName(body.Model)
 	if body.Model == "" {
 		s.fail(w, errorf(CodeMissingParameter, "model", "model is required"))
 		return
@@ -405,6 +430,7 @@ func (s *server) ollamaEmbed(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, e)
 		return
 	}
+	body.Model = s.ollamaName(body.Model)
 	var sp samplingParams // sampling does not apply to embeddings; the options are still checked
 	if e := parseOllamaOptions(body.Options, &sp); e != nil {
 		s.fail(w, e)

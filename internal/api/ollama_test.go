@@ -281,3 +281,22 @@ func TestOllamaEmbed(t *testing.T) {
 		}
 	}
 }
+
+// TestOllamaLatest: "NAME:latest" reaches NAME, as Ollama clients expect.
+func TestOllamaLatest(t *testing.T) {
+	d, rec := scripted(helloChunks()...)
+	s := newTestServer(t, Config{}, d)
+	w := do(s, "POST", "/api/chat", `{"model":"tiny:latest","stream":false,"messages":[{"role":"user","content":"hi"}]}`)
+	if w.Code != 200 || rec.last().Model != "tiny" {
+		t.Fatalf("%d %s", w.Code, w.Body)
+	}
+	if w := do(s, "POST", "/api/show", `{"model":"tiny:latest"}`); w.Code != 200 {
+		t.Fatalf("show: %d %s", w.Code, w.Body)
+	}
+	if w := do(s, "POST", "/api/chat", `{"model":"other:latest","messages":[{"role":"user","content":"hi"}]}`); w.Code != 404 {
+		t.Fatalf("unknown: %d %s", w.Code, w.Body)
+	}
+	if w := do(s, "GET", "/", ""); w.Code != 200 || !strings.Contains(w.Body.String(), "Courier is running") {
+		t.Fatalf("root: %d %s", w.Code, w.Body)
+	}
+}
