@@ -3,7 +3,8 @@
 //
 // Start order (serve): the exclusive lock on --data-dir (a second process
 // on the folder fails at once) → embedded NATS server → one worker per
-// model (engine, worker, bus host) → gateway (waits until it has seen every
+// model (engine, worker, bus host) and per --upstream (upstream backend,
+// worker, bus host; node/upstream.go) → gateway (waits until it has seen every
 // local worker) → jobs manager (JetStream buckets; unfinished batches
 // recovered; its runner starts) → HTTP listener.
 //
@@ -19,7 +20,7 @@
 //  4. Worker hosts close (last heartbeat marked stopped).
 //  5. Gateway closes (anything left is cancelled).
 //  6. NATS connections drain and close.
-//  7. Engines close.
+//  7. Engines close (upstream backends stop their probes).
 //  8. The embedded NATS server shuts down (JetStream flushed).
 //  9. The --data-dir lock is released.
 package node

@@ -24,5 +24,13 @@
 //     when its context ends. Every generation goroutine is owned and waited
 //     for.
 //
+// What runs an admitted request is a Backend (backend.go): the built-in
+// engine (New), or another server's (NewBackend; package upstream fronts
+// OpenAI-compatible servers). A Backend that is a Roomer lowers the slots
+// the worker admits into and reports (an upstream's load, its 429 back-off,
+// its health); a final chunk coded bus.CodeUnavailable gives the request
+// back to the gateway, and the worker calls Config.OnChange first so the
+// gateway hears of the lowered room before it places the request again.
+//
 // The package knows nothing of NATS: natsbus.Host serves a Worker on the bus.
 package worker
