@@ -93,6 +93,21 @@ func TestUpstreamMatchesDirect(t *testing.T) {
 		}
 	}
 
+	emb := openai.EmbeddingNewParams{Model: modelName, Input: openai.EmbeddingNewParamsInputUnion{OfArrayOfStrings: []string{"a cat", "Once upon a time", "a dog"}}}
+	wantEmb, err := dc.Embeddings.New(ctx, emb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotEmb, err := fc.Embeddings.New(ctx, emb)
+	if err != nil || len(gotEmb.Data) != len(wantEmb.Data) || gotEmb.Usage.PromptTokens != wantEmb.Usage.PromptTokens {
+		t.Fatalf("embeddings through the front: %+v, %v; direct usage %+v", gotEmb, err, wantEmb.Usage)
+	}
+	for i := range wantEmb.Data {
+		if !slices.Equal(gotEmb.Data[i].Embedding, wantEmb.Data[i].Embedding) || gotEmb.Data[i].Index != wantEmb.Data[i].Index {
+			t.Errorf("embedding %d differs from the upstream's", i)
+		}
+	}
+
 	chat := openai.ChatCompletionNewParams{
 		Model:       modelName,
 		Messages:    []openai.ChatCompletionMessageParamUnion{openai.SystemMessage("You tell stories."), openai.UserMessage("Tell me a story.")},

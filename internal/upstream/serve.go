@@ -29,6 +29,7 @@ type body struct {
 	Model         string            `json:"model"`
 	Prompt        string            `json:"prompt,omitempty"`
 	Messages      []bus.ChatMessage `json:"messages,omitempty"`
+	TemplateArgs  map[string]any    `json:"chat_template_kwargs,omitempty"`
 	MaxTokens     int               `json:"max_tokens,omitempty"`
 	Stream        bool              `json:"stream"`
 	StreamOptions *streamOptions    `json:"stream_options,omitempty"`
@@ -118,7 +119,7 @@ func (b *Backend) Serve(ctx context.Context, req *bus.Request, send func(*bus.Ch
 		}
 	case bus.KindChat:
 		path = "/chat/completions"
-		bd.Messages = req.Messages
+		bd.Messages, bd.TemplateArgs = req.Messages, req.ChatTemplateKwargs
 		if resume != "" {
 			bd.Messages = worker.ContinueWith(req.Messages, req.ContinueFinal, resume)
 		}
@@ -128,6 +129,8 @@ func (b *Backend) Serve(ctx context.Context, req *bus.Request, send func(*bus.Ch
 		if req.Logprobs {
 			bd.Logprobs, bd.TopLogprobs = true, req.TopLogprobs
 		}
+	case bus.KindEmbedding:
+		return b.embed(ctx, req, name, send, fail)
 	case bus.KindClassification:
 		return fail(bus.CodeInvalidRequest, "classification needs a worker that can score prompts: this model's upstream worker (%s) relays generation only; "+
 			"serve the model with the built-in engine for /v1/classifications", b.shown)
@@ -149,17 +152,11 @@ func (b *Backend) Serve(ctx context.Context, req *bus.Request, send func(*bus.Ch
 	}
 	hreq.Header.Set("Accept", "text/event-stream")
 	resp, err := b.client.Do(hreq)
-	switch {
-	case ctx.Err() != nil:
-		return nil
-	case err != nil && rctx.Err() != nil:
-		return fail(bus.CodeDeadline, "upstream %s did not answer within %v", b.shown, b.cfg.Timeout)
-	case err != nil:
-		err = redact(err)
-		if refused(err) {
-			b.setReady(false, err.Error())
+	if final := b.transportError(ctx, rctx, err, fail); final != nil || ctx.Err() != nil {
+		if err == nil {
+			resp.Body.Close()
 		}
-		return fail(bus.CodeUnavailable, "upstream %s: %v", b.shown, err)
+		return final
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
