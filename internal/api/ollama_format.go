@@ -184,13 +184,13 @@ func parseOllamaOptions(raw json.RawMessage, p *samplingParams) *Error {
 			e = num(k, &p.MinP)
 		case "repeat_penalty":
 			e = num(k, &p.RepetitionPenalty)
-			penalty = penalty || *p.RepetitionPenalty != 1
+			penalty = penalty || (e == nil && *p.RepetitionPenalty != 1)
 		case "presence_penalty":
 			e = num(k, &p.PresencePenalty)
-			penalty = penalty || *p.PresencePenalty != 0
+			penalty = penalty || (e == nil && *p.PresencePenalty != 0)
 		case "frequency_penalty":
 			e = num(k, &p.FrequencyPenalty)
-			penalty = penalty || *p.FrequencyPenalty != 0
+			penalty = penalty || (e == nil && *p.FrequencyPenalty != 0)
 		case "top_k":
 			var n int64
 			if n, e = integer(k); e == nil {
