@@ -6,6 +6,7 @@ package engine
 import (
 	"time"
 
+	"courier/internal/engine/grammar"
 	"courier/internal/engine/sampler"
 )
 
@@ -30,6 +31,11 @@ type Request struct {
 	TopLogprobs int
 	// IgnoreEOS keeps generating past end-of-generation tokens.
 	IgnoreEOS bool
+	// Grammar, when set, constrains the output (structured outputs): each
+	// step only tokens that keep the text a prefix of a sentence of the
+	// grammar may be drawn, end-of-generation only where it is complete,
+	// which ends the generation even with IgnoreEOS.
+	Grammar *grammar.Grammar
 	// Background marks work nobody waits for (batch lines): its rows are
 	// left out of every step that has a foreground sequence to run.
 	Background bool

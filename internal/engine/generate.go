@@ -51,6 +51,9 @@ func (e *Engine) prepare(ctx context.Context, sl *slot, req *Request) error {
 	if err := sl.smp.Reset(req.Sampling); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 	}
+	if err := e.startGrammar(sl, req); err != nil {
+		return err
+	}
 	sl.smp.AcceptPrompt(req.Prompt)
 	sl.text.Reset(req.Stop)
 	for _, t := range req.Resume {
@@ -157,9 +160,11 @@ func (e *Engine) check(req *Request) error {
 // the scheduler goroutine.
 func (e *Engine) sampleNext(sl *slot, logits []float32) (done bool, err error) {
 	req, res := sl.req, &sl.result
-	tok := sl.smp.Sample(logits)
-	sl.smp.Accept(tok)
-	if e.tok.IsEOG(tok) && !req.IgnoreEOS {
+	tok := e.sampleToken(sl, logits)
+	if tok >= 0 {
+		sl.smp.Accept(tok)
+	}
+	if tok < 0 || (e.tok.IsEOG(tok) && (!req.IgnoreEOS || sl.gm != nil)) {
 		res.FinishReason = FinishStop
 		if tail := sl.text.Flush(); len(tail) > 0 {
 			ev := sl.ring.next()

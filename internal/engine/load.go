@@ -96,6 +96,8 @@ type Engine struct {
 	closing chan struct{}
 	closed  sync.Once
 
+	grammars grammars // constrained decoding: vocabulary trie and machines
+
 	preemptions atomic.Int64 // sequences preempted for KV blocks
 	steps       atomic.Int64 // forward passes run
 }

@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"courier/internal/engine/grammar"
 	"courier/internal/engine/model"
 	"courier/internal/engine/sampler"
 )
@@ -58,6 +59,7 @@ type slot struct {
 	text  *sampler.TextStream
 	ring  eventRing
 	lbuf  []sampler.TokenLogprob // [MaxTopLogprobs] scratch for logprobs
+	gm    *grammar.Matcher       // the request's grammar position; nil when unconstrained
 
 	// Set by Generate before the slot is handed to the scheduler, then
 	// owned by the scheduler until the end event.

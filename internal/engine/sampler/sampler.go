@@ -21,6 +21,7 @@ type Sampler struct {
 
 	hist  history
 	bias  []float32      // [len(p.LogitBias)] logits before the bias, restored after
+	held  []float32      // [vocab] masked logits, restored after; or the allowed tokens' logits
 	cands []TokenLogprob // [vocab] candidate ids and logits, best first when sorted
 	w     []float32      // [vocab] unnormalised probabilities for the draw
 }
@@ -128,6 +129,72 @@ func (s *Sampler) Sample(logits []float32) int32 {
 	}
 	s.restoreBias(logits)
 	return tok
+}
+
+// SampleMasked is Sample restricted by a mask (a grammar's): with allow,
+// only the tokens in ids (sorted, distinct) may be drawn; without, every
+// token but those. Bias and penalties apply first; then the chain runs over
+// the allowed tokens only, exactly as if every other logit were -Inf. It
+// restores logits and allocates nothing after its first call. It returns
+// -1 when nothing is allowed.
+func (s *Sampler) SampleMasked(logits []float32, allow bool, ids []int32) int32 {
+	logits = logits[:min(len(logits), s.vocab)]
+	if len(logits) == 0 || (allow && len(ids) == 0) {
+		return -1
+	}
+	if s.held == nil {
+		s.held = make([]float32, s.vocab)
+	}
+	s.applyBias(logits)
+	pen := s.p.penaltiesOn() && len(s.hist.distinct) > 0
+	if pen {
+		s.hist.apply(s.p, logits)
+	}
+	var tok int32
+	if allow {
+		// Few allowed (the usual case outside free text): draw over a
+		// compact copy of their logits; ids are sorted, so ties still go
+		// to the lower id.
+		c := s.held[:0]
+		for _, id := range ids {
+			if int(id) < len(logits) {
+				c = append(c, logits[id])
+			}
+		}
+		if len(c) == 0 {
+			tok = -1
+		} else {
+			tok = ids[s.pick(c)]
+		}
+	} else {
+		inf := float32(math.Inf(-1))
+		for i, id := range ids {
+			if int(id) < len(logits) {
+				s.held[i] = logits[id]
+				logits[id] = inf
+			}
+		}
+		tok = s.pick(logits)
+		for i, id := range ids {
+			if int(id) < len(logits) {
+				logits[id] = s.held[i]
+			}
+		}
+	}
+	if pen {
+		s.hist.restore(logits)
+	}
+	s.restoreBias(logits)
+	return tok
+}
+
+// pick runs greedy or the sampling chain over logits (already biased and
+// penalised) and returns an index into them.
+func (s *Sampler) pick(logits []float32) int32 {
+	if s.p.greedy() {
+		return argmax(logits)
+	}
+	return s.sampleChain(logits)
 }
 
 // applyBias adds the logit bias, first in the chain as llama.cpp's
