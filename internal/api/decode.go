@@ -97,6 +97,9 @@ func (p *samplingParams) toBus(cfg Config, req *bus.Request) *Error {
 	if p.User != nil {
 		req.User = *p.User
 	}
+	if e := p.constraint(req); e != nil {
+		return e
+	}
 	return p.sampling(&req.Sampling)
 }
 
@@ -383,9 +386,6 @@ func (c *ChatRequest) chatOptions(req *bus.Request) *Error {
 	}
 	if t := bytes.TrimSpace(c.Tools); len(t) > 0 && string(t) != "null" && string(t) != "[]" {
 		return errorf(CodeUnsupported, "tools", "tools are not supported")
-	}
-	if c.ResponseFormat != nil && c.ResponseFormat.Type != "" && c.ResponseFormat.Type != "text" {
-		return errorf(CodeUnsupported, "response_format", "response_format %q is not supported; only \"text\"", c.ResponseFormat.Type)
 	}
 	cont := c.ContinueFinalMessage != nil && *c.ContinueFinalMessage
 	gen := c.AddGenerationPrompt == nil || *c.AddGenerationPrompt

@@ -28,6 +28,37 @@ type samplingParams struct {
 	IgnoreEOS         *bool           `json:"ignore_eos"`
 	// LogitBias maps token ids (as strings, OpenAI's shape) to a bias.
 	LogitBias map[string]float64 `json:"logit_bias"`
+
+	// Structured outputs: OpenAI's response_format, vLLM's guided_* and
+	// structured_outputs, llama.cpp's json_schema and grammar.
+	ResponseFormat    *ResponseFormat    `json:"response_format"`
+	GuidedJSON        json.RawMessage    `json:"guided_json"`
+	GuidedRegex       *string            `json:"guided_regex"`
+	GuidedChoice      []string           `json:"guided_choice"`
+	GuidedGrammar     *string            `json:"guided_grammar"`
+	StructuredOutputs *StructuredOutputs `json:"structured_outputs"`
+	JSONSchema        json.RawMessage    `json:"json_schema"`
+	Grammar           *string            `json:"grammar"`
+}
+
+// ResponseFormat is OpenAI's response_format.
+type ResponseFormat struct {
+	Type       string `json:"type"`
+	JSONSchema *struct {
+		Name        string          `json:"name"`
+		Description string          `json:"description"`
+		Schema      json.RawMessage `json:"schema"`
+		Strict      *bool           `json:"strict"`
+	} `json:"json_schema"`
+}
+
+// StructuredOutputs is vLLM's structured_outputs object.
+type StructuredOutputs struct {
+	JSON       json.RawMessage `json:"json"`
+	Regex      *string         `json:"regex"`
+	Choice     []string        `json:"choice"`
+	Grammar    *string         `json:"grammar"`
+	JSONObject *bool           `json:"json_object"`
 }
 
 // CompletionRequest is the body of POST /v1/completions.
@@ -58,9 +89,6 @@ type ChatRequest struct {
 	// (vLLM's and llama-server's chat_template_kwargs), e.g.
 	// {"enable_thinking": false} for Qwen3.
 	ChatTemplateKwargs map[string]json.RawMessage `json:"chat_template_kwargs"`
-	ResponseFormat     *struct {
-		Type string `json:"type"`
-	} `json:"response_format"`
 }
 
 // ChatMessage is one message of a chat request. Content is a string, null,

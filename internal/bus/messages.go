@@ -3,6 +3,8 @@
 // See docs/protocol.md for the wire formats.
 package bus
 
+import "encoding/json"
+
 // Version is the protocol version carried in every message as "v".
 const Version = 1
 
@@ -56,6 +58,17 @@ type Sampling struct {
 	LogitBias map[int32]float32 `json:"logit_bias,omitempty"`
 }
 
+// Constraint is a structured-output constraint: the output must be a JSON
+// object (Type "json_object"), a JSON document valid against Schema
+// ("json_schema"), a full match of the regular expression Pattern
+// ("regex", RE2 syntax), or exactly one of Choices ("choice").
+type Constraint struct {
+	Type    string          `json:"type"`
+	Schema  json.RawMessage `json:"schema,omitempty"`
+	Pattern string          `json:"pattern,omitempty"`
+	Choices []string        `json:"choices,omitempty"`
+}
+
 // Request asks a worker of Model to generate. The gateway validates it; the
 // worker renders chat templates and tokenizes, since only it has the model.
 type Request struct {
@@ -75,6 +88,9 @@ type Request struct {
 	TopLogprobs int      `json:"top_logprobs,omitempty"`
 	Sampling    Sampling `json:"sampling"`
 	User        string   `json:"user,omitempty"`
+	// Constraint restricts the output to a grammar (structured outputs);
+	// nil: free text.
+	Constraint *Constraint `json:"constraint,omitempty"`
 
 	// Inputs, Labels and Template are the classification's (Kind
 	// KindClassification): each input is put into Template in place of

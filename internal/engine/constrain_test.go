@@ -135,7 +135,7 @@ func TestConstrainedOutputsValidate(t *testing.T) {
 			runs := 0
 			schemas := 10
 			if raceEnabled {
-				schemas = 2
+				schemas = 1
 			}
 			for si := range schemas {
 				schema := gen.document()

@@ -11,6 +11,7 @@ import (
 
 	"courier/internal/bus"
 	"courier/internal/engine"
+	"courier/internal/engine/grammar"
 	"courier/internal/engine/sampler"
 )
 
@@ -49,7 +50,14 @@ func (w *Worker) run(ctx context.Context, req *bus.Request, send func(*bus.Chunk
 			maxTokens = max(maxTokens-int(max(req.ResumeSeq, 1)-1), 0) + len(resume)
 		}
 	}
+	var g *grammar.Grammar
+	if req.Constraint != nil {
+		if g, err = w.grammars.compile(req.Constraint); err != nil {
+			return fail(bus.CodeInvalidRequest, err.Error())
+		}
+	}
 	er := engine.Request{
+		Grammar:     g,
 		Prompt:      prompt,
 		Resume:      resume,
 		MaxTokens:   maxTokens,

@@ -84,6 +84,8 @@ type Worker struct {
 	// that count no steps, and added to the steps of those that do.
 	sent atomic.Int64
 
+	grammars grammarCache // compiled output constraints
+
 	mu       sync.Mutex
 	active   map[jobKey]running // guarded by mu
 	draining bool               // guarded by mu

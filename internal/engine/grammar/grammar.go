@@ -240,3 +240,27 @@ func (g *Grammar) seqNullable(p int32, nullable []bool) bool {
 	}
 	return true
 }
+
+// Spec names a constraint as requests carry it.
+type Spec struct {
+	// Type is "json_object", "json_schema", "regex" or "choice".
+	Type    string
+	Schema  []byte   // json_schema
+	Pattern string   // regex
+	Choices []string // choice
+}
+
+// Compile compiles a Spec.
+func Compile(s Spec) (*Grammar, error) {
+	switch s.Type {
+	case "json_object":
+		return JSONObject(), nil
+	case "json_schema":
+		return JSONSchema(s.Schema)
+	case "regex":
+		return Regex(s.Pattern)
+	case "choice":
+		return Choice(s.Choices)
+	}
+	return nil, fmt.Errorf("%w: constraint type %q", ErrUnsupported, s.Type)
+}

@@ -52,9 +52,9 @@ func TestJSONSchemaAcceptsAndRejects(t *testing.T) {
 		`{"name":"bob","age":3,"tags":[]}`,    // minItems
 		`{"name":"bob","age":3,"tags":["c"]}`, // enum
 		`{"name":"bob","age":3,"when":"2024-13-01"}`,
-		`{"name":"bob","age":3,"x":1}`, // additional
-		"{\"name\":\"\xff\",\"age\":3}",  // bad UTF-8
-		"{\"name\":\"a\nb\",\"age\":3}",  // raw control character
+		`{"name":"bob","age":3,"x":1}`,  // additional
+		"{\"name\":\"\xff\",\"age\":3}", // bad UTF-8
+		"{\"name\":\"a\nb\",\"age\":3}", // raw control character
 	} {
 		if matches(g, s) {
 			t.Errorf("accepts %s", s)
@@ -150,7 +150,7 @@ func TestMaskMatchesBruteForce(t *testing.T) {
 	}
 	m := NewMachine(g, v)
 	r := rand.New(rand.NewPCG(2, 2))
-	for run := range 200 {
+	for run := range 100 {
 		mt := m.NewMatcher()
 		for step := range 30 {
 			mask := mt.Mask()

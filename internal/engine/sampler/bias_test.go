@@ -2,6 +2,7 @@ package sampler
 
 import (
 	"errors"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -76,5 +77,49 @@ func TestLogitBiasAllocatesNothing(t *testing.T) {
 	s := mustNew(t, Params{Temperature: 0.8, Seed: 1, LogitBias: []Bias{{3, 5}, {9, -100}}}, 1000)
 	if n := testing.AllocsPerRun(100, func() { s.Sample(logits) }); n != 0 {
 		t.Errorf("Sample with a bias allocates %v times", n)
+	}
+}
+
+// TestSampleMaskedEqualsInfLogits: a masked draw is the draw over logits
+// whose banned entries are -Inf, for both mask forms, greedy and sampled,
+// with the full chain; and the logits come back unchanged.
+func TestSampleMaskedEqualsInfLogits(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	const vocab = 300
+	for trial := range 200 {
+		logits := randomLogits(r, vocab)
+		orig := slices.Clone(logits)
+		var allowed []int32
+		for i := range int32(vocab) {
+			if r.IntN(4) == 0 {
+				allowed = append(allowed, i)
+			}
+		}
+		if len(allowed) == 0 {
+			allowed = []int32{5}
+		}
+		var banned []int32
+		masked := slices.Clone(logits)
+		for i := range int32(vocab) {
+			if !slices.Contains(allowed, i) {
+				banned = append(banned, i)
+				masked[i] = float32(math.Inf(-1))
+			}
+		}
+		p := Params{Temperature: float32(trial%3) * 0.7, TopK: trial % 50, TopP: 0.9, MinP: 0.01, Seed: uint64(trial + 1), LogitBias: []Bias{{allowed[0], 2}}}
+		for _, allow := range []bool{true, false} {
+			ids := allowed
+			if !allow {
+				ids = banned
+			}
+			a, b := mustNew(t, p, vocab), mustNew(t, p, vocab)
+			got, want := a.SampleMasked(logits, allow, ids), b.Sample(masked)
+			if got != want {
+				t.Fatalf("trial %d allow %v: masked draw %d, -Inf draw %d", trial, allow, got, want)
+			}
+			if !slices.Equal(logits, orig) {
+				t.Fatal("SampleMasked changed the logits")
+			}
+		}
 	}
 }
