@@ -86,6 +86,12 @@ func (b *Backend) Serve(ctx context.Context, req *bus.Request, send func(*bus.Ch
 	if !ok {
 		return fail(bus.CodeModelNotFound, "upstream worker does not serve %q", req.Model)
 	}
+	if req.Constraint != nil {
+		// Forwarding it would not survive a resume (the upstream would
+		// restart the grammar inside a half-written document); never drop
+		// it silently.
+		return fail(bus.CodeInvalidRequest, "structured outputs (%s) are not supported by upstream workers", req.Constraint.Type)
+	}
 	delivered := int(seq - 1) // chunks (about one token each) the client has
 	bd := body{
 		Model: name, Stream: true, StreamOptions: &streamOptions{IncludeUsage: true},
