@@ -14,6 +14,11 @@ const (
 	DefaultMaxTokensLimit  = 1 << 20
 	DefaultRequestTimeout  = 60 * time.Second
 	DefaultRetryAfter      = time.Second
+	DefaultReadHeader      = 10 * time.Second
+	DefaultReadTimeout     = 60 * time.Second
+	DefaultUploadTimeout   = 10 * time.Minute
+	DefaultIdleTimeout     = 120 * time.Second
+	DefaultMaxConns        = 4096
 	maxStopSequences       = 4
 	maxTopLogprobs         = 20
 	maxCompletionsLogprobs = 20
@@ -46,6 +51,24 @@ type Config struct {
 	// ModelInfo describes served models, by name, for Ollama's /api/tags,
 	// /api/show and /api/ps; models absent from it are listed by name only.
 	ModelInfo map[string]ModelInfo
+
+	// ReadHeaderTimeout bounds reading a request's headers (default
+	// DefaultReadHeader): a client that sends them slower is disconnected.
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout bounds reading a request's body, from the end of its
+	// headers (default DefaultReadTimeout); uploads have UploadTimeout.
+	// It ends once the body is read, so it never cuts a streamed answer.
+	ReadTimeout time.Duration
+	// UploadTimeout bounds reading a POST /v1/files body (default
+	// DefaultUploadTimeout).
+	UploadTimeout time.Duration
+	// IdleTimeout closes a keep-alive connection idle this long (default
+	// DefaultIdleTimeout).
+	IdleTimeout time.Duration
+	// MaxConns caps the open connections (default DefaultMaxConns;
+	// negative: no cap). Connections beyond it wait in the listen
+	// backlog until one closes.
+	MaxConns int
 }
 
 // Validate reports every problem in c, joined.
@@ -77,6 +100,10 @@ func (c Config) Validate() error {
 	if c.RetryAfter < 0 {
 		errs = append(errs, fmt.Errorf("api config: RetryAfter %v is negative", c.RetryAfter))
 	}
+	if c.ReadHeaderTimeout < 0 || c.ReadTimeout < 0 || c.UploadTimeout < 0 || c.IdleTimeout < 0 {
+		errs = append(errs, fmt.Errorf("api config: timeouts must not be negative (read header %v, read %v, upload %v, idle %v)",
+			c.ReadHeaderTimeout, c.ReadTimeout, c.UploadTimeout, c.IdleTimeout))
+	}
 	return errors.Join(errs...)
 }
 
@@ -99,6 +126,21 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RetryAfter == 0 {
 		c.RetryAfter = DefaultRetryAfter
+	}
+	if c.ReadHeaderTimeout == 0 {
+		c.ReadHeaderTimeout = DefaultReadHeader
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = DefaultReadTimeout
+	}
+	if c.UploadTimeout == 0 {
+		c.UploadTimeout = DefaultUploadTimeout
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = DefaultMaxConns
 	}
 	return c
 }

@@ -27,7 +27,10 @@ const (
 	CodeMethodNotAllowed Code = "method_not_allowed"         // 405: wrong method for the path
 	CodeBodyTooLarge     Code = "request_too_large"          // 413: body over the byte limit
 	CodePromptTooLong    Code = "prompt_too_long"            // 413: prompt over the limit or the model's context
+	CodeQuotaExceeded    Code = "storage_quota_exceeded"     // 413: the key's stored files would pass their limit
+	CodeIdempotencyReuse Code = "idempotency_key_reused"     // 422: an Idempotency-Key sent again with another request
 	CodeQueueFull        Code = "queue_full"                 // 429: the model's queue is full; see Retry-After
+	CodeTooManyUploads   Code = "too_many_uploads"           // 429: the gateway streams its most uploads already; see Retry-After
 	CodeInternal         Code = "internal_error"             // 500: a worker or the gateway failed
 	CodeWorkerLost       Code = "worker_lost"                // 502: the worker died and retry was impossible
 	CodeNoWorkers        Code = "no_workers"                 // 503: no worker serves the model now
@@ -52,7 +55,10 @@ var catalog = map[Code]catalogEntry{
 	CodeMethodNotAllowed: {http.StatusMethodNotAllowed, "invalid_request_error"},
 	CodeBodyTooLarge:     {http.StatusRequestEntityTooLarge, "invalid_request_error"},
 	CodePromptTooLong:    {http.StatusRequestEntityTooLarge, "invalid_request_error"},
+	CodeQuotaExceeded:    {http.StatusRequestEntityTooLarge, "invalid_request_error"},
+	CodeIdempotencyReuse: {http.StatusUnprocessableEntity, "invalid_request_error"},
 	CodeQueueFull:        {http.StatusTooManyRequests, "rate_limit_error"},
+	CodeTooManyUploads:   {http.StatusTooManyRequests, "rate_limit_error"},
 	CodeInternal:         {http.StatusInternalServerError, "server_error"},
 	CodeWorkerLost:       {http.StatusBadGateway, "server_error"},
 	CodeNoWorkers:        {http.StatusServiceUnavailable, "server_error"},
@@ -170,7 +176,7 @@ func fromWorker(e *bus.Error) *Error {
 func writeError(w http.ResponseWriter, e *Error, retryAfterSec int) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
-	if e.Code == CodeQueueFull {
+	if e.Code == CodeQueueFull || e.Code == CodeTooManyUploads {
 		h.Set("Retry-After", fmt.Sprint(max(retryAfterSec, 1)))
 	}
 	w.WriteHeader(e.Code.Status())

@@ -8,18 +8,24 @@ import (
 	"courier/internal/jobs"
 )
 
-// uploadFile serves POST /v1/files (multipart: file, purpose).
+// uploadFile serves POST /v1/files (multipart: file, purpose). The file
+// part streams into the object store as it arrives, so an upload holds a
+// chunk of memory whatever its size.
 func (s *server) uploadFile(w http.ResponseWriter, r *http.Request) {
-	limit := s.jobs.MaxFileBytes() + 1<<20
-	r.Body = http.MaxBytesReader(w, r.Body, limit)
+	ctx := r.Context()
+	up, err := s.jobs.BeginUpload(ctx, s.owner(r))
+	if err != nil {
+		s.fail(w, jobsError(err, "file"))
+		return
+	}
+	defer up.Close(ctx)
+	r.Body = http.MaxBytesReader(w, r.Body, s.jobs.MaxFileBytes()+1<<20)
 	mr, err := r.MultipartReader()
 	if err != nil {
 		s.fail(w, errorf(CodeInvalidValue, "file", "expected a multipart/form-data body with file and purpose: %v", err))
 		return
 	}
 	var purpose, name string
-	var data []byte
-	gotFile := false
 	for {
 		p, err := mr.NextPart()
 		if errors.Is(err, io.EOF) {
@@ -29,28 +35,38 @@ func (s *server) uploadFile(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, uploadError(err))
 			return
 		}
-		b, err := io.ReadAll(p)
-		if err != nil {
-			s.fail(w, uploadError(err))
-			return
-		}
 		switch p.FormName() {
 		case "purpose":
+			b, err := io.ReadAll(io.LimitReader(p, 256))
+			if err != nil {
+				s.fail(w, uploadError(err))
+				return
+			}
 			purpose = string(b)
 		case "file":
-			data, name, gotFile = b, p.FileName(), true
+			name = p.FileName()
+			if err := up.Put(ctx, p); err != nil {
+				var mbe *http.MaxBytesError
+				if errors.As(err, &mbe) {
+					s.fail(w, uploadError(mbe))
+				} else {
+					s.fail(w, jobsError(err, "file"))
+				}
+				return
+			}
 		}
-	}
-	if !gotFile {
-		s.fail(w, errorf(CodeMissingParameter, "file", "the file part is required"))
-		return
+		// Other parts are skipped: NextPart discards what is left of them.
 	}
 	if purpose == "" {
 		s.fail(w, errorf(CodeMissingParameter, "purpose", "purpose is required"))
 		return
 	}
-	f, err := s.jobs.UploadFile(r.Context(), s.owner(r), name, purpose, data)
+	f, err := up.Finish(ctx, name, purpose)
 	if err != nil {
+		if inv := (*jobs.InvalidError)(nil); errors.As(err, &inv) && inv.Param == "file" {
+			s.fail(w, errorf(CodeMissingParameter, "file", "the file part is required"))
+			return
+		}
 		s.fail(w, jobsError(err, "file"))
 		return
 	}

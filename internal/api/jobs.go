@@ -173,6 +173,10 @@ func jobsError(err error, what string) *Error {
 		return errorf(CodeNotFound, "", "no such %s", what)
 	case errors.Is(err, jobs.ErrTooLarge):
 		return errorf(CodeBodyTooLarge, "", "%v", err)
+	case errors.Is(err, jobs.ErrQuota):
+		return errorf(CodeQuotaExceeded, "file", "%v", err)
+	case errors.Is(err, jobs.ErrBusy):
+		return errorf(CodeTooManyUploads, "", "%v", err)
 	}
 	return errorf(CodeInternal, "", "%s store: %v", what, err)
 }

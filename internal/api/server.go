@@ -160,6 +160,7 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(rec, errorf(CodeMethodNotAllowed, "", "%s %s: use %s", r.Method, r.URL.Path, rt.method), 0)
 		return
 	}
+	s.bodyDeadline(rec, r)
 	if s.respondAsync(rec, r) {
 		return
 	}

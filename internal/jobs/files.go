@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"slices"
 	"strings"
 )
@@ -44,6 +46,146 @@ func (m *Manager) UploadFile(ctx context.Context, owner, filename, purpose strin
 		Filename: filename, Purpose: purpose, Status: "processed",
 	}, Owner: owner}
 	return m.storeFile(ctx, rec, data)
+}
+
+// Upload is one file being streamed into the store (BeginUpload).
+type Upload struct {
+	m     *Manager
+	owner string
+	id    string
+	size  int64
+	room  int64 // bytes the owner may still store (math.MaxInt64: no quota)
+	put   bool  // the content is stored
+	done  bool
+}
+
+// BeginUpload starts an upload of owner: it takes one of the
+// MaxConcurrentUploads places (ErrBusy when none is left) and computes the
+// room the owner's quota leaves (ErrQuota when none). The caller streams
+// the content with Put, then calls Finish, and always Close.
+func (m *Manager) BeginUpload(ctx context.Context, owner string) (*Upload, error) {
+	m.mu.Lock()
+	if m.uploads >= m.cfg.MaxConcurrentUploads {
+		m.mu.Unlock()
+		return nil, fmt.Errorf("%w: %d uploads are running, the limit is %d; retry shortly", ErrBusy, m.uploads, m.cfg.MaxConcurrentUploads)
+	}
+	m.uploads++
+	m.mu.Unlock()
+	u := &Upload{m: m, owner: owner, id: newID("file-", m.now()), room: math.MaxInt64}
+	if limit := m.cfg.MaxStoredBytesPerOwner; limit > 0 {
+		used, err := m.storedBytes(ctx, owner)
+		if err != nil {
+			u.Close(ctx)
+			return nil, err
+		}
+		m.mu.Lock()
+		used += m.uploading[owner]
+		m.mu.Unlock()
+		if used >= limit {
+			u.Close(ctx)
+			return nil, fmt.Errorf("%w: this key stores %d bytes in files, the limit is %d; delete files first", ErrQuota, used, limit)
+		}
+		u.room = limit - used
+	}
+	return u, nil
+}
+
+// storedBytes sums the sizes of owner's files.
+func (m *Manager) storedBytes(ctx context.Context, owner string) (int64, error) {
+	var n int64
+	err := m.st.Files.Scan(ctx, "", func(_ string, val []byte) error {
+		var rec fileRecord
+		if json.Unmarshal(val, &rec) == nil && rec.Owner == owner {
+			n += rec.Bytes
+		}
+		return nil
+	})
+	return n, err
+}
+
+// Put streams r into the store (at most a chunk in memory). More than
+// MaxFileBytes is ErrTooLarge, more than the owner's room ErrQuota; then
+// nothing is kept.
+func (u *Upload) Put(ctx context.Context, r io.Reader) error {
+	if u.put {
+		return invalid("file", "only one file part is allowed")
+	}
+	lr := &limitReader{r: r, u: u}
+	n, err := u.m.st.Blobs.PutReader(ctx, u.id, lr)
+	if err != nil {
+		return fmt.Errorf("jobs: store file: %w", err)
+	}
+	u.size, u.put = n, true
+	return nil
+}
+
+// Finish validates purpose and stores the file's record.
+func (u *Upload) Finish(ctx context.Context, filename, purpose string) (*File, error) {
+	if purpose != PurposeBatch {
+		return nil, invalid("purpose", "purpose must be %q, got %q", PurposeBatch, purpose)
+	}
+	if !u.put {
+		return nil, invalid("file", "the file part is required")
+	}
+	if filename == "" {
+		filename = "upload.jsonl"
+	}
+	rec := fileRecord{File: File{
+		ID: u.id, Object: "file", Bytes: u.size, CreatedAt: u.m.now().Unix(),
+		Filename: filename, Purpose: purpose, Status: "processed",
+	}, Owner: u.owner}
+	meta, _ := json.Marshal(&rec)
+	if _, err := u.m.st.Files.Create(ctx, rec.ID, meta); err != nil && !errors.Is(err, ErrExists) {
+		return nil, fmt.Errorf("jobs: store file record: %w", err)
+	}
+	u.done = true
+	return &rec.File, nil
+}
+
+// Close gives the upload's place back and deletes content stored without
+// a record (a failed or abandoned upload).
+func (u *Upload) Close(ctx context.Context) {
+	m := u.m
+	m.mu.Lock()
+	m.uploads--
+	if m.uploading[u.owner] -= u.size; m.uploading[u.owner] <= 0 {
+		delete(m.uploading, u.owner)
+	}
+	m.mu.Unlock()
+	u.size = 0
+	if u.put && !u.done {
+		if err := m.st.Blobs.Delete(context.WithoutCancel(ctx), u.id); err != nil {
+			m.log.Warn("delete abandoned upload", "file", u.id, "err", err)
+		}
+	}
+}
+
+// limitReader counts an upload's bytes against MaxFileBytes and its
+// owner's room, and in the manager's in-flight total for the owner.
+type limitReader struct {
+	r io.Reader
+	u *Upload
+	n int64
+}
+
+func (l *limitReader) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	if n > 0 {
+		l.n += int64(n)
+		u := l.u
+		u.m.mu.Lock()
+		u.m.uploading[u.owner] += int64(n)
+		u.m.mu.Unlock()
+		u.size = l.n // counted in uploading until Close
+		switch {
+		case l.n > u.m.cfg.MaxFileBytes:
+			return 0, fmt.Errorf("%w: the file exceeds %d bytes", ErrTooLarge, u.m.cfg.MaxFileBytes)
+		case l.n > u.room:
+			return 0, fmt.Errorf("%w: the file would take this key's stored files past the limit of %d bytes (%d left); delete files first",
+				ErrQuota, u.m.cfg.MaxStoredBytesPerOwner, u.room)
+		}
+	}
+	return n, err
 }
 
 func (m *Manager) storeFile(ctx context.Context, rec fileRecord, data []byte) (*File, error) {

@@ -22,6 +22,15 @@ type Config struct {
 	MaxAttempts int
 	// MaxFileBytes caps an uploaded file; 0 means 100 MiB.
 	MaxFileBytes int64
+	// MaxStoredBytesPerOwner caps the bytes of the files one owner (API
+	// key) stores, uploads and batch outputs together, counted when an
+	// upload starts (uploads in flight in this process included); an
+	// upload that would pass it fails with ErrQuota. 0 means 10 GiB;
+	// negative, no limit.
+	MaxStoredBytesPerOwner int64
+	// MaxConcurrentUploads bounds the uploads this process streams at
+	// once; one more fails at once with ErrBusy. 0 means 4.
+	MaxConcurrentUploads int
 	// MaxLines caps the lines of one batch; 0 means 50,000.
 	MaxLines int
 	// Tick is the monitor's period (count flushes, completion checks);
@@ -51,6 +60,12 @@ func (c *Config) fill() {
 	}
 	if c.MaxFileBytes <= 0 {
 		c.MaxFileBytes = 100 << 20
+	}
+	if c.MaxStoredBytesPerOwner == 0 {
+		c.MaxStoredBytesPerOwner = 10 << 30
+	}
+	if c.MaxConcurrentUploads <= 0 {
+		c.MaxConcurrentUploads = 4
 	}
 	if c.MaxLines <= 0 {
 		c.MaxLines = 50_000
@@ -91,6 +106,8 @@ type Manager struct {
 	active    map[string]*batchWatch // guarded by mu; batches not yet terminal
 	enqueuing map[string]bool        // guarded by mu; batches being enqueued here
 	status    map[string]statusEntry // guarded by mu; cached batch status for the runner
+	uploading map[string]int64       // guarded by mu; bytes streamed so far by owner's uploads in flight
+	uploads   int                    // guarded by mu; uploads in flight
 }
 
 // batchWatch is what the monitor tracks of one unfinished batch.
@@ -119,6 +136,7 @@ func New(cfg Config, st Store, log *slog.Logger) (*Manager, error) {
 	return &Manager{
 		cfg: cfg, st: st, log: log, now: time.Now, ctx: ctx, cancel: cancel, stop: stop, stopFetch: stopFetch,
 		active: map[string]*batchWatch{}, enqueuing: map[string]bool{}, status: map[string]statusEntry{},
+		uploading: map[string]int64{},
 	}, nil
 }
 

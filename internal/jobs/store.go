@@ -3,15 +3,18 @@ package jobs
 import (
 	"context"
 	"errors"
+	"io"
 	"time"
 )
 
 // Store errors; implementations wrap them so that errors.Is matches.
 var (
-	ErrNotFound = errors.New("jobs: not found")         // no such key, object or record (or not the caller's)
-	ErrExists   = errors.New("jobs: already exists")    // Create on an existing key
-	ErrConflict = errors.New("jobs: revision conflict") // Update lost a race
-	ErrTooLarge = errors.New("jobs: too large")         // a value or message over the store's limit
+	ErrNotFound = errors.New("jobs: not found")              // no such key, object or record (or not the caller's)
+	ErrExists   = errors.New("jobs: already exists")         // Create on an existing key
+	ErrConflict = errors.New("jobs: revision conflict")      // Update lost a race
+	ErrTooLarge = errors.New("jobs: too large")              // a value or message over the store's limit
+	ErrQuota    = errors.New("jobs: storage quota exceeded") // an owner's stored files over MaxStoredBytesPerOwner
+	ErrBusy     = errors.New("jobs: too many uploads")       // MaxConcurrentUploads running already
 )
 
 // KV is one key-value bucket. Keys are dot-separated tokens of
@@ -35,6 +38,10 @@ type KV interface {
 // Blobs stores whole files by name.
 type Blobs interface {
 	Put(ctx context.Context, name string, data []byte) error
+	// PutReader stores what r yields until io.EOF, holding at most a chunk
+	// in memory, and returns its size; when r fails, nothing is stored and
+	// r's error is returned.
+	PutReader(ctx context.Context, name string, r io.Reader) (int64, error)
 	// Get returns the content of name, or ErrNotFound.
 	Get(ctx context.Context, name string) ([]byte, error)
 	// Delete removes name; a missing name is not an error.

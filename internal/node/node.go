@@ -288,11 +288,11 @@ func (n *Node) startGateway(ctx context.Context, dial func(string) (*natsbus.Con
 	if err != nil {
 		return err
 	}
-	n.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelWarn)}
+	n.http = api.NewHTTPServer(n.cfg.API, h, slog.NewLogLogger(n.log.Handler(), slog.LevelWarn))
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		if err := n.http.Serve(n.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := n.http.Serve(api.Listener(n.cfg.API, n.ln)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.httpErr <- err
 		}
 	}()

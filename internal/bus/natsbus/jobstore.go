@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -182,6 +183,14 @@ func (s *kvStore) Purge(ctx context.Context, filter string) error {
 type blobStore struct{ obs jetstream.ObjectStore }
 
 var _ jobs.Blobs = (*blobStore)(nil)
+
+func (b *blobStore) PutReader(ctx context.Context, name string, r io.Reader) (int64, error) {
+	info, err := b.obs.Put(ctx, jetstream.ObjectMeta{Name: name}, r)
+	if err != nil {
+		return 0, mapErr(err)
+	}
+	return int64(info.Size), nil
+}
 
 func (b *blobStore) Put(ctx context.Context, name string, data []byte) error {
 	_, err := b.obs.Put(ctx, jetstream.ObjectMeta{Name: name}, bytes.NewReader(data))
