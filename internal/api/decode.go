@@ -97,6 +97,9 @@ func (p *samplingParams) toBus(cfg Config, req *bus.Request) *Error {
 	if p.User != nil {
 		req.User = *p.User
 	}
+	if e := p.refusedParams.check(); e != nil {
+		return e
+	}
 	if e := p.constraint(req); e != nil {
 		return e
 	}

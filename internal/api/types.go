@@ -39,6 +39,8 @@ type samplingParams struct {
 	StructuredOutputs *StructuredOutputs `json:"structured_outputs"`
 	JSONSchema        json.RawMessage    `json:"json_schema"`
 	Grammar           *string            `json:"grammar"`
+
+	refusedParams
 }
 
 // ResponseFormat is OpenAI's response_format.
