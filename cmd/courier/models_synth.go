@@ -40,6 +40,7 @@ func runSynth(args []string) int {
 	ropeScaling := fs.String("rope-scaling", "", "rope.scaling.type: linear or yarn (empty: none written)")
 	ropeFactor := fs.Float64("rope-factor", 0, "rope.scaling.factor")
 	ropeOrig := fs.Int("rope-orig-ctx", 0, "rope.scaling.original_context_length (0: not written)")
+	quiet := fs.Bool("quiet-bytes", false, "scale the output rows of control and byte tokens by 0.05 (greedy text stays valid UTF-8)")
 	ropeLongShort := fs.Bool("rope-long-short", false, "phi3: add rope_factors_long/short.weight (made-up factors)")
 	ropeAttn := fs.Float64("rope-attn-factor", 0, "rope.scaling.attn_factor (0: not written)")
 	swa := fs.Int("swa", 0, "gemma3: sliding window (0: none)")
@@ -60,7 +61,7 @@ func runSynth(args []string) int {
 		FFN: *ffn, Vocab: *vocab, Context: *ctx, Type: t, Tied: *tied, Seed: *seed,
 		RopeBase: float32(*ropeBase), RopeFreqs: *ropeFreqs,
 		RopeScaling: *ropeScaling, RopeFactor: float32(*ropeFactor), RopeOrigCtx: *ropeOrig,
-		RopeLongShort: *ropeLongShort, RopeAttnFactor: float32(*ropeAttn)}
+		QuietBytes: *quiet, RopeLongShort: *ropeLongShort, RopeAttnFactor: float32(*ropeAttn)}
 	if *swa > 0 {
 		c.SlidingWindow, c.SWAPattern = *swa, *swaPattern
 	}

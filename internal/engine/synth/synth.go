@@ -38,6 +38,11 @@ type Config struct {
 	// factors of its rope_scaling (factor 8, low 1, high 4, original
 	// context 8192) for RopeBase, as convert_hf_to_gguf.py computes them.
 	RopeFreqs bool
+	// QuietBytes scales the output rows (token_embd's when tied) of the
+	// control and byte tokens by 0.05, so that greedy decoding keeps to
+	// word pieces: llama-server refuses to return text that is not valid
+	// UTF-8, which lone byte tokens make.
+	QuietBytes bool
 	// RopeLongShort (phi3 only) adds Phi-3's rope_factors_long.weight and
 	// rope_factors_short.weight (made-up factors rising from 1 to 4 and to
 	// 1.5 over the pairs); RopeAttnFactor, when not 0, writes
@@ -149,6 +154,7 @@ type tensorSpec struct {
 	std        float64
 	norm       bool
 	vals       []float32
+	quiet      int // rows [0, quiet) are scaled by 0.05
 }
 
 // tensors lists the model's tensors in file order, as llama.cpp's
@@ -163,6 +169,9 @@ func (c Config) tensors() []tensorSpec {
 	ts := []tensorSpec{mat("token_embd.weight", c.Vocab, c.Dim, 0.02*16), norm("output_norm.weight", c.Dim)}
 	if !c.Tied {
 		ts = append(ts, mat("output.weight", c.Vocab, c.Dim, 0.02*16))
+	}
+	if c.QuietBytes {
+		ts[len(ts)-1].quiet = 3 + 256 // control and byte tokens
 	}
 	if c.RopeFreqs {
 		ts = append(ts, tensorSpec{name: "rope_freqs.weight", rows: 1, cols: c.HeadDim / 2, vals: llama3RopeFactors(c.RopeBase, c.HeadDim)})
@@ -261,7 +270,7 @@ func Write(w io.Writer, c Config) error {
 		case t.rows == 1:
 			errs = append(errs, addTensor(gw, c.Seed, t.name, 1, t.cols, t.std, gguf.TypeF32))
 		default:
-			errs = append(errs, addTensor(gw, c.Seed, t.name, t.rows, t.cols, t.std, c.Type))
+			errs = append(errs, addTensorQuiet(gw, c.Seed, t.name, t.rows, t.cols, t.std, c.Type, t.quiet))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -311,12 +320,14 @@ func setMetadata(gw *gguf.Writer, c Config) error {
 			return err
 		}
 	}
-	return setVocab(gw, c.Vocab)
+	return setVocab(gw, c.Vocab, c.Arch)
 }
 
 // setVocab writes a SentencePiece vocabulary: <unk>, <s>, </s>, the 256
-// byte tokens, then made-up word pieces.
-func setVocab(gw *gguf.Writer, n int) error {
+// byte tokens, then made-up word pieces. For phi3 the last piece is the
+// control token <|endoftext|>, as in Phi-3's vocabulary: llama.cpp looks
+// it up in any model whose name says phi3.
+func setVocab(gw *gguf.Writer, n int, arch string) error {
 	tokens := make([]string, n)
 	scores := make([]float32, n)
 	types := make([]int32, n)
@@ -330,6 +341,9 @@ func setVocab(gw *gguf.Writer, n int) error {
 		tokens[i] = "\u2581" + word(i-259)
 		scores[i] = -float32(i)
 		types[i] = 1 // normal
+	}
+	if arch == "phi3" {
+		tokens[n-1], scores[n-1], types[n-1] = "<|endoftext|>", 0, 3
 	}
 	for _, kv := range []struct {
 		k string
@@ -365,6 +379,11 @@ func word(i int) string {
 // addTensor adds a [rows][cols] tensor of N(0, std²) values quantized to
 // typ, generated while the file is written.
 func addTensor(gw *gguf.Writer, seed uint64, name string, rows, cols int, std float64, typ gguf.Type) error {
+	return addTensorQuiet(gw, seed, name, rows, cols, std, typ, 0)
+}
+
+// addTensorQuiet is addTensor with rows [0, quiet) scaled by 0.05.
+func addTensorQuiet(gw *gguf.Writer, seed uint64, name string, rows, cols int, std float64, typ gguf.Type, quiet int) error {
 	dims := []uint64{uint64(cols), uint64(rows)}
 	if rows == 1 {
 		dims = dims[:1]
@@ -377,9 +396,13 @@ func addTensor(gw *gguf.Writer, seed uint64, name string, rows, cols int, std fl
 		r := rand.New(rand.NewPCG(seed, hash(name)))
 		x := make([]float32, cols)
 		buf := make([]byte, rowBytes)
-		for range rows {
+		for row := range rows {
+			sd := std
+			if row < quiet {
+				sd *= 0.05
+			}
 			for i := range x {
-				x[i] = float32(r.NormFloat64() * std)
+				x[i] = float32(r.NormFloat64() * sd)
 			}
 			if err := tensor.QuantizeRow(typ, x, buf); err != nil {
 				return err
