@@ -219,3 +219,39 @@ func TestMatMulActBlocksMatchGeneric(t *testing.T) {
 		}
 	}
 }
+
+// TestRepackRowsKernelsMatchGeneric compares the repacked types' gemv
+// rows kernels (a decode step's run of weight rows, unpacked matrices)
+// with the generic gemv, bit for bit, for run lengths around the kernels'
+// groupings.
+func TestRepackRowsKernelsMatchGeneric(t *testing.T) {
+	r := rand.New(rand.NewPCG(55, 56))
+	for _, typ := range []gguf.Type{gguf.TypeQ4_0, gguf.TypeQ4_K} {
+		rk, gen := repackKernelFor(typ), repackKernels[typ]
+		if rk.gemvRows == nil {
+			t.Logf("%v: no rows kernel here", typ)
+			continue
+		}
+		at, _ := VecDotType(typ)
+		for _, cols := range []int{256, 768, 2048} {
+			rb, _ := typ.RowBytes(cols)
+			for _, extreme := range []bool{false, true} {
+				for _, nw := range []int{1, 3, 4, 5, 8, 9, 17} {
+					var w []byte
+					for q := 0; q < nw; q++ {
+						w = append(w, rawRow(r, typ, cols, extreme)...)
+					}
+					a := rawRow(r, at, cols, extreme)
+					out := make([]float32, nw)
+					rk.gemvRows(w, rb, a, cols, out)
+					for q := range out {
+						want := gen.gemv(w[q*rb:(q+1)*rb], a, nil, cols)
+						if !sameBits(want, out[q]) && !(want != want && out[q] != out[q]) {
+							t.Fatalf("%v cols=%d extreme=%v nw=%d row %d: %g, generic %g", typ, cols, extreme, nw, q, out[q], want)
+						}
+					}
+				}
+			}
+		}
+	}
+}

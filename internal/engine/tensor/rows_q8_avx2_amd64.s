@@ -1,0 +1,194 @@
+//go:build !noasm
+
+#include "textflag.h"
+
+// AVX2 rows kernel of the Q8_0 vec_dot (machines without AVX512-VNNI):
+// dotQ8_0w4AVX2's arithmetic (per block, the exact integer sum in eight
+// lanes, converted and fused into the lane by d_w*d_a) over a whole run of
+// weight rows, four per pass over the activation row, with the next four
+// rows prefetched at the rate the current ones are read (as
+// dotQ8_0RowsVNNI): a decode step's rows are too short for the hardware
+// prefetcher.
+
+DATA onesR<>+0(SB)/8, $0x0001000100010001
+DATA onesR<>+8(SB)/8, $0x0001000100010001
+DATA onesR<>+16(SB)/8, $0x0001000100010001
+DATA onesR<>+24(SB)/8, $0x0001000100010001
+GLOBL onesR<>(SB), RODATA|NOPTR, $32
+
+// HSUM8R(Y, X, T) reduces the eight lanes of Y into X's lowest lane in
+// hsum8's order: (a4+a0), (a5+a1), ..., then (r0+r2)+(r1+r3).
+#define HSUM8R(Y, X, T) \
+	VEXTRACTF128 $1, Y, T \
+	VADDPS T, X, X \
+	VPERMILPS $0x4e, X, T \
+	VADDPS T, X, X \
+	VPERMILPS $0xb1, X, T \
+	VADDSS T, X, X
+
+// Q8ROWA(P, ACC): one weight row's block at P against the activation
+// block (codes in Y5, scale in Y8).
+#define Q8ROWA(P, ACC) \
+	VPBROADCASTW (P), X12 \
+	VCVTPH2PS X12, Y12 \
+	VMULPS Y8, Y12, Y9 \
+	VMOVDQU 2(P), Y4 \
+	VPSIGNB Y4, Y4, Y6 \
+	VPSIGNB Y4, Y5, Y7 \
+	VPMADDUBSW Y7, Y6, Y10 \
+	VPMADDWD Y15, Y10, Y10 \
+	VCVTDQ2PS Y10, Y10 \
+	VFMADD231PS Y10, Y9, ACC
+
+// func dotQ8_0RowsAVX2(w *byte, wrb, n4 int, a *byte, nb int, out *float32, pf int)
+TEXT ·dotQ8_0RowsAVX2(SB), NOSPLIT, $0-56
+	MOVQ w+0(FP), SI
+	MOVQ wrb+8(FP), BX
+	MOVQ n4+16(FP), R11
+	MOVQ out+40(FP), DX
+	MOVQ pf+48(FP), R12
+	VMOVDQU onesR<>(SB), Y15
+	TESTQ R11, R11
+	JZ r2done
+r2group:
+	LEAQ (SI)(BX*1), R8
+	LEAQ (R8)(BX*1), R9
+	LEAQ (R9)(BX*1), R10
+	LEAQ (R10)(BX*1), R13 // next group
+	MOVQ a+24(FP), DI
+	MOVQ nb+32(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	MOVQ SI, R14
+r2loop:
+	TESTQ R12, R12
+	JZ r2nopf
+	PREFETCHT0 (R13)
+	PREFETCHT0 45(R13)
+	PREFETCHT0 90(R13)
+r2nopf:
+	VPBROADCASTW (DI), X8
+	VCVTPH2PS X8, Y8
+	VMOVDQU 2(DI), Y5
+	Q8ROWA(R14, Y0)
+	Q8ROWA(R8, Y1)
+	Q8ROWA(R9, Y2)
+	Q8ROWA(R10, Y3)
+	ADDQ $34, R14
+	ADDQ $34, R8
+	ADDQ $34, R9
+	ADDQ $34, R10
+	ADDQ $136, R13
+	ADDQ $34, DI
+	DECQ CX
+	JNZ r2loop
+	HSUM8R(Y0, X0, X12)
+	HSUM8R(Y1, X1, X12)
+	HSUM8R(Y2, X2, X12)
+	HSUM8R(Y3, X3, X12)
+	VMOVSS X0, 0(DX)
+	VMOVSS X1, 4(DX)
+	VMOVSS X2, 8(DX)
+	VMOVSS X3, 12(DX)
+	ADDQ $16, DX
+	LEAQ (SI)(BX*4), SI
+	DECQ R11
+	JNZ r2group
+r2done:
+	VZEROUPPER
+	RET
+
+DATA nibR<>+0(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA nibR<>+8(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA nibR<>+16(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA nibR<>+24(SB)/8, $0x0f0f0f0f0f0f0f0f
+GLOBL nibR<>(SB), RODATA|NOPTR, $32
+
+DATA eightsR<>+0(SB)/8, $0x0808080808080808
+DATA eightsR<>+8(SB)/8, $0x0808080808080808
+DATA eightsR<>+16(SB)/8, $0x0808080808080808
+DATA eightsR<>+24(SB)/8, $0x0808080808080808
+GLOBL eightsR<>(SB), RODATA|NOPTR, $32
+
+// Q4ROWA(P, S): the eight dword partial sums of the Q4_0 block at P
+// (codes minus 8) times the activation codes in Y5.
+#define Q4ROWA(P, S) \
+	VMOVDQU 2(P), X4 \
+	VPSRLW $4, X4, X6 \
+	VINSERTI128 $1, X6, Y4, Y4 \
+	VPAND Y14, Y4, Y4 \
+	VPSUBB Y13, Y4, Y4 \
+	VPSIGNB Y4, Y4, Y6 \
+	VPSIGNB Y4, Y5, Y7 \
+	VPMADDUBSW Y7, Y6, S \
+	VPMADDWD Y15, S, S
+
+// func dotQ4_0RowsAVX2(w *byte, wrb, n4 int, a *byte, nb int, out *float32, pf int)
+// out[q] = dotQ4_0x8 (the repacked gemv arithmetic: per block, a fused
+// multiply-add of the exact integer sum by d_w*d_a into one float) of
+// weight row q with the Q8_0 activation row, for 4*n4 rows four at a
+// time, row p of a pass in lane p of X0; the next four rows prefetched.
+TEXT ·dotQ4_0RowsAVX2(SB), NOSPLIT, $0-56
+	MOVQ w+0(FP), SI
+	MOVQ wrb+8(FP), BX
+	MOVQ n4+16(FP), R11
+	MOVQ out+40(FP), DX
+	MOVQ pf+48(FP), R12
+	VMOVDQU onesR<>(SB), Y15
+	VMOVDQU nibR<>(SB), Y14
+	VMOVDQU eightsR<>(SB), Y13
+	TESTQ R11, R11
+	JZ q4rdone
+q4rgroup:
+	LEAQ (SI)(BX*1), R8
+	LEAQ (R8)(BX*1), R9
+	LEAQ (R9)(BX*1), R10
+	LEAQ (R10)(BX*1), R13 // next group
+	MOVQ a+24(FP), DI
+	MOVQ nb+32(FP), CX
+	VXORPS X0, X0, X0
+	MOVQ SI, R14
+q4rloop:
+	TESTQ R12, R12
+	JZ q4rnopf
+	PREFETCHT0 (R13)
+	PREFETCHT0 64(R13)
+q4rnopf:
+	VMOVDQU 2(DI), Y5
+	Q4ROWA(R14, Y8)
+	Q4ROWA(R8, Y9)
+	Q4ROWA(R9, Y10)
+	Q4ROWA(R10, Y11)
+	VPHADDD Y9, Y8, Y8
+	VPHADDD Y11, Y10, Y10
+	VPHADDD Y10, Y8, Y8
+	VEXTRACTI128 $1, Y8, X9
+	VPADDD X9, X8, X8
+	VCVTDQ2PS X8, X8
+	VPINSRW $0, (R14), X1, X1
+	VPINSRW $1, (R8), X1, X1
+	VPINSRW $2, (R9), X1, X1
+	VPINSRW $3, (R10), X1, X1
+	VCVTPH2PS X1, X1
+	VPBROADCASTW (DI), X2
+	VCVTPH2PS X2, X2
+	VMULPS X2, X1, X3
+	VFMADD231PS X8, X3, X0
+	ADDQ $18, R14
+	ADDQ $18, R8
+	ADDQ $18, R9
+	ADDQ $18, R10
+	ADDQ $72, R13
+	ADDQ $34, DI
+	DECQ CX
+	JNZ q4rloop
+	VMOVUPS X0, (DX)
+	ADDQ $16, DX
+	LEAQ (SI)(BX*4), SI
+	DECQ R11
+	JNZ q4rgroup
+q4rdone:
+	VZEROUPPER
+	RET
