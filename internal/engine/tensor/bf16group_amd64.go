@@ -4,10 +4,11 @@ package tensor
 
 import "courier/internal/engine/gguf"
 
-// n32: 32-element steps; acc: [weight row][activation row][16 lanes].
+// n32: 32-element steps; lo: scratch; out: [weight row][activation row]
+// the outputs (as gemmF16x3x4AVX2).
 //
 //go:noescape
-func gemmBF16x2x4AVX2(w *[2]*byte, a *[4]*byte, n32 int, acc *[2][4][16]float32)
+func gemmBF16x2x4AVX2(w *[2]*byte, a *[4]*byte, n32 int, lo *[2][4][8]float32, out *[2][4]float32)
 
 // init adds the tinyBLAS group kernel to the BF16 entry made by
 // bf16_amd64.go's init (init functions run in file-name order).
@@ -28,16 +29,17 @@ func groupGemmBF16AVX2(w []byte, wrb, nw int, a []byte, arb, m, cols int, res *[
 	var rows [4]*byte
 	actRows(&rows, a, arb, m)
 	var wp [2]*byte
-	var acc [2][4][16]float32
+	var lo [2][4][8]float32
+	var acc [2][4]float32
 	for q0 := 0; q0 < nw; q0 += 2 {
 		wp[0], wp[1] = &w[q0*wrb], &w[q0*wrb]
 		if q0+1 < nw {
 			wp[1] = &w[(q0+1)*wrb]
 		}
-		gemmBF16x2x4AVX2(&wp, &rows, cols/32, &acc)
+		gemmBF16x2x4AVX2(&wp, &rows, cols/32, &lo, &acc)
 		for h := 0; h < 2 && q0+h < nw; h++ {
 			for p := 0; p < m; p++ {
-				res[(q0+h)*m+p] = reduce16(&acc[h][p])
+				res[(q0+h)*m+p] = acc[h][p]
 			}
 		}
 	}

@@ -4,14 +4,15 @@ package tensor
 
 import "courier/internal/engine/gguf"
 
-// n16: 16-element steps; acc: [weight row][activation row][16 lanes], the
-// accumulator of one tinyBLAS output. The activation rows are float32.
+// n16: 16-element steps; lo: scratch (lanes 0-7 of each output's
+// accumulator); out: [weight row][activation row] the tinyBLAS outputs.
+// The activation rows are float32.
 //
 //go:noescape
-func gemmF16x3x4AVX2(w *[3]*byte, a *[4]*byte, n16 int, acc *[3][4][16]float32)
+func gemmF16x3x4AVX2(w *[3]*byte, a *[4]*byte, n16 int, lo *[3][4][8]float32, out *[3][4]float32)
 
 //go:noescape
-func gemmF32x3x4AVX2(w *[3]*byte, a *[4]*byte, n16 int, acc *[3][4][16]float32)
+func gemmF32x3x4AVX2(w *[3]*byte, a *[4]*byte, n16 int, lo *[3][4][8]float32, out *[3][4]float32)
 
 // init installs the AVX2 tinyBLAS group kernels for F32 and F16 (the
 // AVX-512 ones, float_avx512_amd64.go, replace them where they can run:
@@ -52,7 +53,8 @@ func groupGemm3x4(f16 bool, w []byte, wrb, nw int, a []byte, arb, m, cols int, r
 	var rows [4]*byte
 	actRows(&rows, a, arb, m)
 	var wp [3]*byte
-	var acc [3][4][16]float32
+	var lo [3][4][8]float32
+	var acc [3][4]float32
 	for q0 := 0; q0 < nw; q0 += 3 {
 		for h := range wp {
 			q := q0 + h
@@ -62,13 +64,13 @@ func groupGemm3x4(f16 bool, w []byte, wrb, nw int, a []byte, arb, m, cols int, r
 			wp[h] = &w[q*wrb]
 		}
 		if f16 {
-			gemmF16x3x4AVX2(&wp, &rows, cols/16, &acc)
+			gemmF16x3x4AVX2(&wp, &rows, cols/16, &lo, &acc)
 		} else {
-			gemmF32x3x4AVX2(&wp, &rows, cols/16, &acc)
+			gemmF32x3x4AVX2(&wp, &rows, cols/16, &lo, &acc)
 		}
 		for h := 0; h < 3 && q0+h < nw; h++ {
 			for p := 0; p < m; p++ {
-				res[(q0+h)*m+p] = reduce16(&acc[h][p])
+				res[(q0+h)*m+p] = acc[h][p]
 			}
 		}
 	}
