@@ -9,6 +9,8 @@
 // and 16-31 of every 32) in two passes over the columns, as
 // float_avx2_amd64.s. A dword holds elements 2l (low half) and 2l+1 (high
 // half): masking gives the odd element as float32, shifting the even one.
+// The first pass leaves lanes 0-7 in lo; the second reduces each output's
+// 16 lanes as reduce16 into out.
 
 DATA bf16hi4<>+0(SB)/8, $0xffff0000ffff0000
 DATA bf16hi4<>+8(SB)/8, $0xffff0000ffff0000
