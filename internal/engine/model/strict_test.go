@@ -14,6 +14,9 @@ func synthImage(t *testing.T, arch string) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	c := synth.Config{Arch: arch, Dim: 64, Layers: 2, Heads: 4, KVHeads: 2, FFN: 128, Vocab: 300, Context: 64, Type: gguf.TypeF32, Seed: 3}
+	if arch == "gemma3" {
+		c.SlidingWindow, c.SWAPattern = 8, 2
+	}
 	if err := synth.Write(&buf, c); err != nil {
 		t.Fatal(err)
 	}
@@ -86,6 +89,7 @@ func setKV(key string, v any) func(w *gguf.Writer) error {
 // the metadata key, and that the unmodified files load.
 func TestLoadRefusesWhatItWouldMisread(t *testing.T) {
 	llama, qwen2 := synthImage(t, "llama"), synthImage(t, "qwen2")
+	qwen3, gemma3, phi3 := synthImage(t, "qwen3"), synthImage(t, "gemma3"), synthImage(t, "phi3")
 	for _, tc := range []struct {
 		name string
 		f    *gguf.File
@@ -113,6 +117,17 @@ func TestLoadRefusesWhatItWouldMisread(t *testing.T) {
 			}
 			return w.SetKV("llama.rope.scaling.factor", float32(4))
 		}), ""},
+		{"qwen3 as written", rewrite(t, qwen3, nil), ""},
+		{"gemma3 as written", rewrite(t, gemma3, nil), ""},
+		{"phi3 as written", rewrite(t, phi3, nil), ""},
+		{"rope_freqs on qwen3", rewrite(t, qwen3, f32Tensor("rope_freqs.weight", 8)), "rope_freqs.weight"},
+		{"rope_freqs on gemma3", rewrite(t, gemma3, f32Tensor("rope_freqs.weight", 8)), "rope_freqs.weight"},
+		{"qwen3 without its K norm", rewrite(t, qwen3, nil, "blk.1.attn_k_norm.weight"), "blk.1.attn_k_norm.weight"},
+		{"gemma3 without a post-norm", rewrite(t, gemma3, nil, "blk.0.post_ffw_norm.weight"), "blk.0.post_ffw_norm.weight"},
+		{"gemma3 final soft-capping", rewrite(t, gemma3, setKV("gemma3.final_logit_softcapping", float32(30))), "final_logit_softcapping"},
+		{"gemma3 pattern as an array", rewrite(t, gemma3, setKV("gemma3.attention.sliding_window_pattern", []bool{true, false})), "sliding_window_pattern"},
+		{"phi3 sliding window (ignored, as llama.cpp does)", rewrite(t, phi3, setKV("phi3.attention.sliding_window", uint32(2047))), ""},
+		{"phi3 with a separate gate", rewrite(t, phi3, f32Tensor("blk.0.ffn_gate.weight", 64)), "blk.0.ffn_gate.weight"},
 		{"value length", rewrite(t, llama, setKV("llama.attention.value_length", uint32(32))), "value_length"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
