@@ -89,12 +89,19 @@ func TestLlamaServerUpstream(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := fc.Completions.New(ctx, completionParams(prompt, 24))
+		p := completionParams(prompt, 24)
+		p.Logprobs = openai.Int(2)
+		got, err := fc.Completions.New(ctx, p)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if got.Choices[0].Text != want.Choices[0].Text || got.Usage.CompletionTokens != want.Usage.CompletionTokens {
 			t.Errorf("completion %q: front %q %+v, llama-server %q %+v", prompt, got.Choices[0].Text, got.Usage, want.Choices[0].Text, want.Usage)
+		}
+		// llama-server sends completion logprobs in chat's layout; the
+		// front answers in the completions layout, one per token.
+		if lp := got.Choices[0].Logprobs; strings.Join(lp.Tokens, "") != want.Choices[0].Text || len(lp.TopLogprobs) != len(lp.Tokens) {
+			t.Errorf("logprobs through the front: tokens %q (want them to spell %q), %d top", lp.Tokens, want.Choices[0].Text, len(lp.TopLogprobs))
 		}
 		streamed, err := streamText(ctx, fc, prompt, 24, nil)
 		if err != nil || streamed != want.Choices[0].Text {

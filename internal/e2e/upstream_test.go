@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -106,6 +107,26 @@ func TestUpstreamMatchesDirect(t *testing.T) {
 		if !slices.Equal(gotEmb.Data[i].Embedding, wantEmb.Data[i].Embedding) || gotEmb.Data[i].Index != wantEmb.Data[i].Index {
 			t.Errorf("embedding %d differs from the upstream's", i)
 		}
+	}
+
+	// Classification needs scoring, which an upstream worker does not
+	// relay: a 400 that names the capability, never a guess.
+	var cerr struct {
+		Error struct {
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	req, _ := http.NewRequest("POST", "http://"+front.Addr()+"/v1/classifications",
+		strings.NewReader(`{"model":"`+modelName+`","input":"I loved it","labels":["positive","negative"]}`))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	_ = json.Unmarshal(data, &cerr)
+	if resp.StatusCode != 400 || !strings.Contains(cerr.Error.Message, "score prompts") {
+		t.Errorf("classification through an upstream worker: %d %s", resp.StatusCode, data)
 	}
 
 	chat := openai.ChatCompletionNewParams{

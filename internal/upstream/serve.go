@@ -296,11 +296,12 @@ func (b *Backend) relay(r io.Reader, req *bus.Request, skip string, seq *uint64,
 }
 
 // parseLogprobs reads a choice's logprobs: chat's {"content": [{token,
-// logprob, top_logprobs: [{token, logprob}]}]} or the completions layout
-// {"tokens", "token_logprobs", "top_logprobs": [{token: logprob}]}.
-// Upstream token ids are unknown (0).
+// logprob, top_logprobs: [{token, logprob}]}]} (which llama-server also
+// sends for completions) or the completions layout {"tokens",
+// "token_logprobs", "top_logprobs": [{token: logprob}]}. Upstream token ids
+// are unknown (0).
 func parseLogprobs(raw json.RawMessage, chat bool) []bus.TokenLogprob {
-	if chat {
+	if chat || bytes.Contains(raw, []byte(`"content"`)) {
 		var c struct {
 			Content []struct {
 				Token   string  `json:"token"`
