@@ -83,8 +83,8 @@ func (p *samplingParams) toBus(cfg Config, req *bus.Request) *Error {
 		return errorf(CodeMissingParameter, "model", "model is required")
 	}
 	req.Model = p.Model
-	if p.N != nil && *p.N != 1 {
-		return errorf(CodeUnsupported, "n", "n must be 1: Courier returns one choice per request")
+	if p.N != nil && (*p.N < 1 || *p.N > maxChoices) {
+		return errorf(CodeInvalidValue, "n", "n must be between 1 and %d, got %d", maxChoices, *p.N)
 	}
 	if p.StreamOptions != nil && !p.stream() {
 		return errorf(CodeInvalidValue, "stream_options", "stream_options is only allowed when stream is true")
@@ -104,6 +104,14 @@ func (p *samplingParams) toBus(cfg Config, req *bus.Request) *Error {
 		return e
 	}
 	return p.sampling(&req.Sampling)
+}
+
+// choicesPerPrompt is n (1 when absent).
+func (p *samplingParams) choicesPerPrompt() int {
+	if p.N == nil {
+		return 1
+	}
+	return *p.N
 }
 
 // stream reports whether the request asked for SSE.
@@ -275,14 +283,28 @@ func completionToBus(cfg Config, c *CompletionRequest) (*bus.Request, *Error) {
 	if e := c.toBus(cfg, req); e != nil {
 		return nil, e
 	}
-	prompt, e := parsePrompt(c.Prompt)
+	texts, ids, e := parsePrompts(c.Prompt)
 	if e != nil {
 		return nil, e
 	}
-	if n := utf8.RuneCountInString(prompt); n > cfg.MaxPromptChars {
-		return nil, errorf(CodePromptTooLong, "prompt", "prompt has %d characters; the limit is %d", n, cfg.MaxPromptChars)
+	for i, p := range texts {
+		if n := utf8.RuneCountInString(p); n > cfg.MaxPromptChars {
+			param := "prompt"
+			if len(texts) > 1 {
+				param = fmt.Sprintf("prompt[%d]", i)
+			}
+			return nil, errorf(CodePromptTooLong, param, "%s has %d characters; the limit is %d", param, n, cfg.MaxPromptChars)
+		}
 	}
-	req.Prompt = prompt
+	if len(texts) > 0 {
+		req.Prompt = texts[0]
+	} else {
+		req.PromptIDs = ids[0]
+	}
+	c.prompts, c.promptIDs = texts, ids
+	if k := max(len(texts), len(ids)) * c.choicesPerPrompt(); k > maxChoices {
+		return nil, errorf(CodeInvalidValue, "n", "prompts times n is %d choices; the limit is %d", k, maxChoices)
+	}
 	switch {
 	case c.Echo != nil && *c.Echo:
 		return nil, errorf(CodeUnsupported, "echo", "echo is not supported")
@@ -306,29 +328,48 @@ func completionToBus(cfg Config, c *CompletionRequest) (*bus.Request, *Error) {
 	return req, nil
 }
 
-// parsePrompt accepts a non-empty string or an array of one such string.
-func parsePrompt(raw json.RawMessage) (string, *Error) {
+// parsePrompts accepts OpenAI's prompt forms: a string, an array of
+// strings, an array of token ids, or an array of arrays of token ids; none
+// empty. It returns the texts or the token-id prompts.
+func parsePrompts(raw json.RawMessage) ([]string, [][]int32, *Error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
-		return "", errorf(CodeMissingParameter, "prompt", "prompt is required")
+		return nil, nil, errorf(CodeMissingParameter, "prompt", "prompt is required")
 	}
 	var one string
-	if json.Unmarshal(raw, &one) != nil {
-		var arr []json.RawMessage
-		if json.Unmarshal(raw, &arr) != nil {
-			return "", errorf(CodeInvalidType, "prompt", "prompt must be a string or an array of one string")
+	if json.Unmarshal(raw, &one) == nil {
+		if one == "" {
+			return nil, nil, errorf(CodeInvalidValue, "prompt", "prompt must not be empty")
 		}
-		if len(arr) != 1 {
-			return "", errorf(CodeUnsupported, "prompt", "prompt arrays must hold exactly one string (got %d); send one request per prompt", len(arr))
-		}
-		if json.Unmarshal(arr[0], &one) != nil {
-			return "", errorf(CodeUnsupported, "prompt", "token-id prompts are not supported; send the prompt as a string")
-		}
+		return []string{one}, nil, nil
 	}
-	if one == "" {
-		return "", errorf(CodeInvalidValue, "prompt", "prompt must not be empty")
+	var texts []string
+	if json.Unmarshal(raw, &texts) == nil && len(texts) > 0 {
+		for i, t := range texts {
+			if t == "" {
+				return nil, nil, errorf(CodeInvalidValue, fmt.Sprintf("prompt[%d]", i), "prompt[%d] must not be empty", i)
+			}
+		}
+		return texts, nil, nil
 	}
-	return one, nil
+	var ids []int32
+	if json.Unmarshal(raw, &ids) == nil && len(ids) > 0 {
+		return nil, [][]int32{ids}, nil
+	}
+	var many [][]int32
+	if json.Unmarshal(raw, &many) == nil && len(many) > 0 {
+		for i, p := range many {
+			if len(p) == 0 {
+				return nil, nil, errorf(CodeInvalidValue, fmt.Sprintf("prompt[%d]", i), "prompt[%d] must not be empty", i)
+			}
+		}
+		return nil, many, nil
+	}
+	var arr []json.RawMessage
+	if json.Unmarshal(raw, &arr) == nil && len(arr) == 0 {
+		return nil, nil, errorf(CodeInvalidValue, "prompt", "prompt must not be empty")
+	}
+	return nil, nil, errorf(CodeInvalidType, "prompt", "prompt must be a string, an array of strings, an array of token ids or an array of such arrays")
 }
 
 // chatToBus validates a chat request and builds its bus.Request.

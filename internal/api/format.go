@@ -56,6 +56,7 @@ func ptr[T any](v T) *T { return &v }
 // completionFormat renders /v1/completions responses.
 type completionFormat struct {
 	header
+	index        int // the choice's index (n > 1, prompt arrays)
 	logprobs     bool
 	stream       bool
 	includeUsage bool
@@ -85,6 +86,7 @@ func (f *completionFormat) events(c *bus.Chunk) [][]byte {
 }
 
 func (f *completionFormat) chunk(choice CompletionChoice) []byte {
+	choice.Index = f.index
 	return mustJSON(CompletionChunk{
 		ID: f.id, Object: "text_completion", Created: f.created, Model: f.model,
 		Choices: []CompletionChoice{choice}, Usage: usageJSON(f.includeUsage),
@@ -133,7 +135,7 @@ func (f *completionFormat) appendLogprobs(lp *CompletionLogprobs, tokens []bus.T
 }
 
 func (f *completionFormat) body(finish string, u Usage) any {
-	choice := CompletionChoice{Text: f.text.String(), FinishReason: ptr(finish)}
+	choice := CompletionChoice{Text: f.text.String(), Index: f.index, FinishReason: ptr(finish)}
 	if f.logprobs {
 		if f.lp == nil {
 			f.lp = f.appendLogprobs(&CompletionLogprobs{}, nil)
@@ -149,6 +151,7 @@ func (f *completionFormat) body(finish string, u Usage) any {
 // chatFormat renders /v1/chat/completions responses.
 type chatFormat struct {
 	header
+	index        int // the choice's index (n > 1)
 	logprobs     bool
 	stream       bool
 	includeUsage bool
@@ -183,6 +186,7 @@ func (f *chatFormat) events(c *bus.Chunk) [][]byte {
 }
 
 func (f *chatFormat) chunk(choice ChatChunkChoice) []byte {
+	choice.Index = f.index
 	return mustJSON(ChatChunk{
 		ID: f.id, Object: "chat.completion.chunk", Created: f.created, Model: f.model,
 		Choices: []ChatChunkChoice{choice}, Usage: usageJSON(f.includeUsage),
@@ -232,6 +236,7 @@ func tokenBytes(s string) []int {
 
 func (f *chatFormat) body(finish string, u Usage) any {
 	choice := ChatChoice{
+		Index:        f.index,
 		Message:      ChatReply{Role: "assistant", Content: f.text.String()},
 		FinishReason: finish,
 	}

@@ -16,11 +16,16 @@ func (s *server) completions(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, e)
 		return
 	}
-	s.generate(w, r, req, &completionFormat{
-		logprobs:     req.Logprobs,
-		stream:       body.stream(),
-		includeUsage: body.includeUsage(),
-	})
+	newFormat := func(i int) format {
+		return &completionFormat{index: i, logprobs: req.Logprobs, stream: body.stream(), includeUsage: body.includeUsage()}
+	}
+	n := body.choicesPerPrompt()
+	if n == 1 && len(body.prompts)+len(body.promptIDs) == 1 {
+		s.generate(w, r, req, newFormat(0))
+		return
+	}
+	reqs := expandChoices(req, body.prompts, body.promptIDs, n)
+	s.generateMulti(w, r, reqs, newFormat, len(body.prompts)+len(body.promptIDs) == 1)
 }
 
 // chatCompletions serves POST /v1/chat/completions.
@@ -35,11 +40,14 @@ func (s *server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, e)
 		return
 	}
-	s.generate(w, r, req, &chatFormat{
-		logprobs:     req.Logprobs,
-		stream:       body.stream(),
-		includeUsage: body.includeUsage(),
-	})
+	newFormat := func(i int) format {
+		return &chatFormat{index: i, logprobs: req.Logprobs, stream: body.stream(), includeUsage: body.includeUsage()}
+	}
+	if n := body.choicesPerPrompt(); n > 1 {
+		s.generateMulti(w, r, expandChoices(req, nil, nil, n), newFormat, true)
+		return
+	}
+	s.generate(w, r, req, newFormat(0))
 }
 
 // fail writes e, with Retry-After when it is a 429.

@@ -72,6 +72,11 @@ type CompletionRequest struct {
 	Echo     *bool           `json:"echo"`
 	BestOf   *int            `json:"best_of"`
 	Suffix   *string         `json:"suffix"`
+
+	// Set by completionToBus: the prompts (texts or token ids), one or
+	// more, the first already in the bus request.
+	prompts   []string
+	promptIDs [][]int32
 }
 
 // ChatRequest is the body of POST /v1/chat/completions.

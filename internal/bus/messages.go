@@ -72,12 +72,15 @@ type Constraint struct {
 // Request asks a worker of Model to generate. The gateway validates it; the
 // worker renders chat templates and tokenizes, since only it has the model.
 type Request struct {
-	V        int           `json:"v"`
-	ID       string        `json:"id"`
-	Model    string        `json:"model"`
-	Kind     string        `json:"kind"`
-	Prompt   string        `json:"prompt,omitempty"`
-	Messages []ChatMessage `json:"messages,omitempty"`
+	V      int    `json:"v"`
+	ID     string `json:"id"`
+	Model  string `json:"model"`
+	Kind   string `json:"kind"`
+	Prompt string `json:"prompt,omitempty"`
+	// PromptIDs is a completion prompt given as token ids (instead of
+	// Prompt); the worker checks them against its vocabulary.
+	PromptIDs []int32       `json:"prompt_ids,omitempty"`
+	Messages  []ChatMessage `json:"messages,omitempty"`
 	// ChatTemplateKwargs are extra variables for a chat's template
 	// (chat_template_kwargs), e.g. {"enable_thinking": false}.
 	ChatTemplateKwargs map[string]any `json:"chat_template_kwargs,omitempty"`

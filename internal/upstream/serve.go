@@ -86,6 +86,9 @@ func (b *Backend) Serve(ctx context.Context, req *bus.Request, send func(*bus.Ch
 	if !ok {
 		return fail(bus.CodeModelNotFound, "upstream worker does not serve %q", req.Model)
 	}
+	if len(req.PromptIDs) > 0 {
+		return fail(bus.CodeInvalidRequest, "token-id prompts are not supported by upstream workers")
+	}
 	if req.Constraint != nil {
 		// Forwarding it would not survive a resume (the upstream would
 		// restart the grammar inside a half-written document); never drop

@@ -189,6 +189,10 @@ func (w *Worker) renderContinuing(msgs []bus.ChatMessage, kwargs map[string]any)
 // text, as `courier run` reads it. BOS is added as the model asks, unless
 // the rendered chat already starts with it.
 func (w *Worker) prompt(req *bus.Request) ([]int32, error) {
+	if len(req.PromptIDs) > 0 && req.Kind != bus.KindChat {
+		// Token ids as given (no BOS added); the engine checks the range.
+		return append([]int32(nil), req.PromptIDs...), nil
+	}
 	text := req.Prompt
 	addSpecial, parseSpecial := true, false
 	if req.Kind == bus.KindChat {

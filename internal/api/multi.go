@@ -1,0 +1,291 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+
+	"courier/internal/bus"
+	"courier/internal/metrics"
+)
+
+// maxChoices bounds the choices of one request: n times the prompts.
+const maxChoices = 64
+
+// expandChoices turns one validated request into one bus request per
+// choice: for each prompt, n samples. With a seed, sample j of a prompt
+// uses seed+j, so a prompt array gives each prompt the answer it gets
+// alone and n samples differ from each other but repeat run to run.
+func expandChoices(req *bus.Request, prompts []string, promptIDs [][]int32, n int) []*bus.Request {
+	np := max(len(prompts), len(promptIDs), 1)
+	out := make([]*bus.Request, 0, np*n)
+	for p := range np {
+		for j := range n {
+			r := *req
+			if len(prompts) > 0 {
+				r.Prompt = prompts[p]
+			}
+			if len(promptIDs) > 0 {
+				r.PromptIDs = promptIDs[p]
+			}
+			if req.Sampling.Seed != nil {
+				seed := *req.Sampling.Seed + uint64(j)
+				r.Sampling.Seed = &seed
+			}
+			out = append(out, &r)
+		}
+	}
+	return out
+}
+
+// choiceStream is one choice's request, stream and rendering.
+type choiceStream struct {
+	req *bus.Request
+	st  bus.Stream
+	f   format
+	res *result
+}
+
+type choiceChunk struct {
+	i   int
+	c   *bus.Chunk
+	err error
+}
+
+// generateMulti answers a request of several choices (n > 1, prompt
+// arrays): one bus request per choice, each placed, resumed and cancelled
+// like a single request, their answers merged by index. When every
+// choice reads the same prompt, the first is placed and started before the
+// others, so the others find its prompt in the worker's prefix cache when
+// they land on the same worker.
+func (s *server) generateMulti(w http.ResponseWriter, r *http.Request, reqs []*bus.Request, newFormat func(index int) format, samePrompt bool) {
+	start := s.now()
+	model := reqs[0].Model
+	if e := s.checkModel(model); e != nil {
+		s.fail(w, e)
+		return
+	}
+	id := s.newID()
+	bg, _ := r.Context().Value(backgroundKey{}).(bool)
+	tenant := s.tenant(r, bg)
+	s.m.Inflight(model, 1)
+	defer s.m.Inflight(model, -1)
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	placeCtx, cancelPlace := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancelPlace()
+
+	cs := make([]*choiceStream, len(reqs))
+	defer func() {
+		for _, c := range cs {
+			if c != nil && c.st != nil {
+				c.st.Close()
+			}
+		}
+	}()
+	firsts := make([]*bus.Chunk, len(reqs))
+	startOne := func(i int) error {
+		req := reqs[i]
+		req.ID = fmt.Sprintf("%s-%d", id, i)
+		req.Deadline = start.Add(s.cfg.RequestTimeout).UnixMilli()
+		req.Background, req.Tenant = bg, tenant
+		st, err := s.d.Dispatch(placeCtx, req)
+		if err != nil {
+			return err
+		}
+		cs[i] = &choiceStream{req: req, st: st, f: newFormat(i), res: &result{model: model}}
+		return nil
+	}
+	wait := func(i int) error {
+		first, err := s.next(placeCtx, cs[i].st)
+		if err == nil && first.Error != nil {
+			err = s.workerError(model, first.Error)
+		}
+		if err == nil {
+			firsts[i] = first
+			cs[i].res.note(first, s.now())
+		}
+		return err
+	}
+	for i := range reqs {
+		err := startOne(i)
+		if err == nil && i == 0 && samePrompt {
+			err = wait(0) // its prompt is in the prefix cache before the others start
+		}
+		if err != nil {
+			s.failBeforeCommit(w, ctx, reqs[i], err)
+			return
+		}
+	}
+	for i := range reqs {
+		if firsts[i] != nil {
+			continue
+		}
+		if err := wait(i); err != nil {
+			s.failBeforeCommit(w, ctx, reqs[i], err)
+			return
+		}
+	}
+	cancelPlace()
+	for _, c := range cs {
+		c.f.begin(idPrefix(reqs[0].Kind)+id, model, start.Unix())
+	}
+	w.Header().Set("X-Request-Id", id)
+
+	// One reader per unfinished choice; the loop below owns the response.
+	chunks := make(chan choiceChunk, len(reqs))
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel() // runs before wg.Wait: readers blocked in Next return
+	for i, c := range cs {
+		if firsts[i].Final() {
+			continue
+		}
+		wg.Go(func() {
+			for {
+				next, err := s.next(ctx, c.st)
+				if err == nil && next.Error != nil {
+					err = s.workerError(model, next.Error)
+				}
+				select {
+				case chunks <- choiceChunk{i: i, c: next, err: err}:
+				case <-ctx.Done():
+					return
+				}
+				if err != nil || next.Final() {
+					return
+				}
+			}
+		})
+	}
+	err := s.mergeChoices(ctx, w, cs, firsts, chunks)
+	if err == nil {
+		u := mergedUsage(cs, samePromptOf(cs))
+		s.m.ObserveGeneration(metrics.Generation{
+			Model: model, TTFT: cs[0].res.firstAt.Sub(start), Total: s.now().Sub(start),
+			PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens,
+		})
+	} else if s.log.Enabled(ctx, slog.LevelDebug) {
+		s.log.LogAttrs(ctx, slog.LevelDebug, "generation ended early", slog.String("request", id), slog.Any("err", err))
+	}
+}
+
+// mergeChoices relays or collects the choices' chunks until every choice
+// has finished.
+func (s *server) mergeChoices(ctx context.Context, w http.ResponseWriter, cs []*choiceStream, firsts []*bus.Chunk, chunks <-chan choiceChunk) error {
+	f0 := cs[0].f
+	stream := f0.isStream()
+	var sse *sseWriter
+	var fr framing
+	if stream {
+		fr = framingOf(f0)
+		h := w.Header()
+		h.Set("Content-Type", fr.contentType())
+		h.Set("Cache-Control", "no-cache")
+		h.Set("X-Accel-Buffering", "no")
+		w.WriteHeader(http.StatusOK)
+		sse = &sseWriter{w: w, rc: http.NewResponseController(w), fr: fr}
+	}
+	left := len(cs)
+	take := func(i int, c *bus.Chunk) {
+		if stream {
+			for _, ev := range cs[i].f.events(c) {
+				sse.event(ev)
+			}
+		} else {
+			cs[i].f.add(c)
+		}
+		if c.Final() {
+			cs[i].res.completed = true
+			left--
+		}
+	}
+	for i, c := range firsts {
+		take(i, c)
+	}
+	for left > 0 {
+		if stream {
+			if err := sse.flush(); err != nil {
+				return err
+			}
+		}
+		var cc choiceChunk
+		select {
+		case cc = <-chunks:
+		case <-ctx.Done():
+			markStatus(w, statusClientClosed)
+			return ctx.Err()
+		}
+		if cc.err != nil {
+			if ctx.Err() != nil {
+				markStatus(w, statusClientClosed)
+				return cc.err
+			}
+			if stream {
+				sse.event(fr.errorEvent(toAPIError(cc.err)))
+				sse.done()
+				sse.flush()
+			} else {
+				s.fail(w, toAPIError(cc.err))
+			}
+			return cc.err
+		}
+		cs[cc.i].res.note(cc.c, s.now())
+		take(cc.i, cc.c)
+	}
+	u := mergedUsage(cs, samePromptOf(cs))
+	if stream {
+		if ev := f0.usageEvent(u); ev != nil {
+			sse.event(ev)
+		}
+		sse.done()
+		return sse.flush()
+	}
+	writeJSON(w, http.StatusOK, mergeBodies(cs, u))
+	return nil
+}
+
+// samePromptOf reports whether every choice reads the same prompt.
+func samePromptOf(cs []*choiceStream) bool {
+	for _, c := range cs[1:] {
+		if c.req.Prompt != cs[0].req.Prompt || fmt.Sprint(c.req.PromptIDs) != fmt.Sprint(cs[0].req.PromptIDs) {
+			return false
+		}
+	}
+	return true
+}
+
+// mergedUsage sums the choices' usage; a prompt shared by every choice is
+// counted once, as OpenAI counts it.
+func mergedUsage(cs []*choiceStream, samePrompt bool) Usage {
+	var u Usage
+	for i, c := range cs {
+		cu := c.res.apiUsage()
+		if i == 0 || !samePrompt {
+			u.PromptTokens += cu.PromptTokens
+		}
+		u.CompletionTokens += cu.CompletionTokens
+	}
+	u.TotalTokens = u.PromptTokens + u.CompletionTokens
+	return u
+}
+
+// mergeBodies puts every choice's rendered choice into one response.
+func mergeBodies(cs []*choiceStream, u Usage) any {
+	switch b := cs[0].f.body(cs[0].res.finish, u).(type) {
+	case Completion:
+		for _, c := range cs[1:] {
+			b.Choices = append(b.Choices, c.f.body(c.res.finish, u).(Completion).Choices...)
+		}
+		return b
+	case ChatCompletion:
+		for _, c := range cs[1:] {
+			b.Choices = append(b.Choices, c.f.body(c.res.finish, u).(ChatCompletion).Choices...)
+		}
+		return b
+	default:
+		return b
+	}
+}

@@ -1,0 +1,116 @@
+package e2e
+
+import (
+	"context"
+	"slices"
+	"testing"
+
+	"github.com/openai/openai-go/v3"
+
+	"courier/internal/engine"
+)
+
+// TestChoices: n > 1, prompt arrays and token-id prompts through the
+// official client: n = 4 at temperature 0 gives four identical greedy
+// choices; at temperature 1 with a seed the same four every time, streamed
+// or not; a prompt array answers each prompt as a request of its own; a
+// token-id prompt answers as its text.
+func TestChoices(t *testing.T) {
+	n := startNode(t, serveConfig(t))
+	c := client(t, n.Addr())
+	ctx := testCtx(t)
+	const prompt = "Once upon a time"
+	want := greedy(t, prompt, 16)
+
+	p := completionParams(prompt, 16)
+	p.N = openai.Int(4)
+	r, err := c.Completions.New(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Choices) != 4 {
+		t.Fatalf("%d choices", len(r.Choices))
+	}
+	for i, ch := range r.Choices {
+		if ch.Index != int64(i) || ch.Text != want {
+			t.Fatalf("choice %d: index %d text %q, want %q", i, ch.Index, ch.Text, want)
+		}
+	}
+	if r.Usage.CompletionTokens != 64 || r.Usage.PromptTokens > 8 {
+		t.Fatalf("usage %+v: want 64 completion tokens and the prompt counted once", r.Usage)
+	}
+
+	chat := openai.ChatCompletionNewParams{
+		Model:       modelName,
+		Messages:    []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Tell me a story.")},
+		MaxTokens:   openai.Int(12),
+		Temperature: openai.Float(1),
+		Seed:        openai.Int(7),
+		N:           openai.Int(3),
+	}
+	texts := func() []string {
+		cr, err := c.Chat.Completions.New(ctx, chat)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for i, ch := range cr.Choices {
+			if ch.Index != int64(i) {
+				t.Fatalf("chat choice %d has index %d", i, ch.Index)
+			}
+			out = append(out, ch.Message.Content)
+		}
+		return out
+	}
+	first := texts()
+	if len(first) != 3 || (first[0] == first[1] && first[1] == first[2]) {
+		t.Fatalf("n=3 at temperature 1: %q", first)
+	}
+	if again := texts(); !slices.Equal(first, again) {
+		t.Fatalf("same seed, other choices: %q then %q", first, again)
+	}
+	s := c.Chat.Completions.NewStreaming(ctx, chat)
+	var acc openai.ChatCompletionAccumulator
+	for s.Next() {
+		acc.AddChunk(s.Current())
+	}
+	if err := s.Err(); err != nil || len(acc.Choices) != 3 {
+		t.Fatalf("stream: %v, %d choices", err, len(acc.Choices))
+	}
+	for i, ch := range acc.Choices {
+		if ch.Message.Content != first[i] {
+			t.Fatalf("streamed choice %d %q, want %q", i, ch.Message.Content, first[i])
+		}
+	}
+	_ = s.Close()
+
+	prompts := []string{"Once upon a time", "The little dog", "One day"}
+	pa := completionParams("", 10)
+	pa.Prompt = openai.CompletionNewParamsPromptUnion{OfArrayOfStrings: prompts}
+	r, err = c.Completions.New(ctx, pa)
+	if err != nil || len(r.Choices) != 3 {
+		t.Fatalf("prompt array: %v, %+v", err, r)
+	}
+	for i, ch := range r.Choices {
+		if w := greedy(t, prompts[i], 10); ch.Text != w || ch.Index != int64(i) {
+			t.Fatalf("prompt %d: %q (index %d), want %q", i, ch.Text, ch.Index, w)
+		}
+	}
+
+	e, err := engine.Load(modelPath(t), engine.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, _ := e.Tokenize(prompt, true, false)
+	e.Close()
+	toks := make([]int64, len(ids))
+	for i, id := range ids {
+		toks[i] = int64(id)
+	}
+	pt := completionParams("", 16)
+	pt.Prompt = openai.CompletionNewParamsPromptUnion{OfArrayOfTokens: toks}
+	r, err = c.Completions.New(context.Background(), pt)
+	if err != nil || r.Choices[0].Text != want {
+		t.Fatalf("token-id prompt: %v, %+v; want %q", err, r, want)
+	}
+}
