@@ -13,8 +13,24 @@ import (
 // and a long generation: every extra token must cost zero allocations,
 // with sampling, stop strings and logprobs on.
 func TestDecodeAllocatesNothingPerToken(t *testing.T) {
-	path := writeSynth(t, synth.Config{Dim: 128, Layers: 2, Heads: 4, FFN: 256, Vocab: 400, Context: 256,
-		Type: gguf.TypeQ8_0, Seed: 2})
+	for _, c := range []synth.Config{
+		{Dim: 128, Layers: 2, Heads: 4, FFN: 256, Vocab: 400, Context: 256, Type: gguf.TypeQ8_0, Seed: 2},
+		{Arch: "llama", RopeFreqs: true, Dim: 128, Layers: 2, Heads: 4, FFN: 256, Vocab: 400, Context: 256, Type: gguf.TypeQ8_0, Seed: 2},
+		{Arch: "qwen3", HeadDim: 64, Dim: 128, Layers: 2, Heads: 4, FFN: 256, Vocab: 400, Context: 256, Type: gguf.TypeQ8_0, Seed: 2},
+		{Arch: "gemma3", SlidingWindow: 16, SWAPattern: 2, Dim: 128, Layers: 2, Heads: 4, FFN: 256, Vocab: 400, Context: 256, Type: gguf.TypeQ8_0, Seed: 2},
+		{Arch: "phi3", Dim: 128, Layers: 2, Heads: 4, FFN: 256, Vocab: 400, Context: 256, Type: gguf.TypeQ8_0, Seed: 2},
+	} {
+		name := c.Arch
+		if c.RopeFreqs {
+			name = "llama3"
+		} else if name == "" {
+			name = "llama"
+		}
+		t.Run(name, func(t *testing.T) { checkDecodeAllocs(t, writeSynth(t, c)) })
+	}
+}
+
+func checkDecodeAllocs(t *testing.T, path string) {
 	e, err := Load(path, Options{})
 	if err != nil {
 		t.Fatal(err)
