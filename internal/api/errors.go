@@ -28,6 +28,7 @@ const (
 	CodeBodyTooLarge     Code = "request_too_large"          // 413: body over the byte limit
 	CodePromptTooLong    Code = "prompt_too_long"            // 413: prompt over the limit or the model's context
 	CodeQuotaExceeded    Code = "storage_quota_exceeded"     // 413: the key's stored files would pass their limit
+	CodeIdempotencyBusy  Code = "idempotency_key_in_use"     // 409: the first request under this Idempotency-Key still runs
 	CodeIdempotencyReuse Code = "idempotency_key_reused"     // 422: an Idempotency-Key sent again with another request
 	CodeQueueFull        Code = "queue_full"                 // 429: the model's queue is full; see Retry-After
 	CodeTooManyUploads   Code = "too_many_uploads"           // 429: the gateway streams its most uploads already; see Retry-After
@@ -56,6 +57,7 @@ var catalog = map[Code]catalogEntry{
 	CodeBodyTooLarge:     {http.StatusRequestEntityTooLarge, "invalid_request_error"},
 	CodePromptTooLong:    {http.StatusRequestEntityTooLarge, "invalid_request_error"},
 	CodeQuotaExceeded:    {http.StatusRequestEntityTooLarge, "invalid_request_error"},
+	CodeIdempotencyBusy:  {http.StatusConflict, "invalid_request_error"},
 	CodeIdempotencyReuse: {http.StatusUnprocessableEntity, "invalid_request_error"},
 	CodeQueueFull:        {http.StatusTooManyRequests, "rate_limit_error"},
 	CodeTooManyUploads:   {http.StatusTooManyRequests, "rate_limit_error"},

@@ -1,7 +1,9 @@
 package api
 
 import (
+	"crypto/sha256"
 	"errors"
+	"hash"
 	"io"
 	"net/http"
 
@@ -19,38 +21,52 @@ func (s *server) uploadFile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer up.Close(ctx)
+	// The place is given back before the answer is written: a client that
+	// sends its next upload on seeing this answer must find it free.
+	fail := func(e *Error) {
+		up.Close(ctx)
+		s.fail(w, e)
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, s.jobs.MaxFileBytes()+1<<20)
 	mr, err := r.MultipartReader()
 	if err != nil {
-		s.fail(w, errorf(CodeInvalidValue, "file", "expected a multipart/form-data body with file and purpose: %v", err))
+		fail(errorf(CodeInvalidValue, "file", "expected a multipart/form-data body with file and purpose: %v", err))
 		return
 	}
 	var purpose, name string
+	var content hash.Hash // for an Idempotency-Key's fingerprint
+	if r.Header.Get("Idempotency-Key") != "" {
+		content = sha256.New()
+	}
 	for {
 		p, err := mr.NextPart()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			s.fail(w, uploadError(err))
+			fail(uploadError(err))
 			return
 		}
 		switch p.FormName() {
 		case "purpose":
 			b, err := io.ReadAll(io.LimitReader(p, 256))
 			if err != nil {
-				s.fail(w, uploadError(err))
+				fail(uploadError(err))
 				return
 			}
 			purpose = string(b)
 		case "file":
 			name = p.FileName()
-			if err := up.Put(ctx, p); err != nil {
+			var part io.Reader = p
+			if content != nil {
+				part = io.TeeReader(p, content)
+			}
+			if err := up.Put(ctx, part); err != nil {
 				var mbe *http.MaxBytesError
 				if errors.As(err, &mbe) {
-					s.fail(w, uploadError(mbe))
+					fail(uploadError(mbe))
 				} else {
-					s.fail(w, jobsError(err, "file"))
+					fail(jobsError(err, "file"))
 				}
 				return
 			}
@@ -58,18 +74,22 @@ func (s *server) uploadFile(w http.ResponseWriter, r *http.Request) {
 		// Other parts are skipped: NextPart discards what is left of them.
 	}
 	if purpose == "" {
-		s.fail(w, errorf(CodeMissingParameter, "purpose", "purpose is required"))
+		fail(errorf(CodeMissingParameter, "purpose", "purpose is required"))
 		return
 	}
 	f, err := up.Finish(ctx, name, purpose)
 	if err != nil {
 		if inv := (*jobs.InvalidError)(nil); errors.As(err, &inv) && inv.Param == "file" {
-			s.fail(w, errorf(CodeMissingParameter, "file", "the file part is required"))
+			fail(errorf(CodeMissingParameter, "file", "the file part is required"))
 			return
 		}
-		s.fail(w, jobsError(err, "file"))
+		fail(jobsError(err, "file"))
 		return
 	}
+	if content != nil {
+		setUploadFingerprint(w, uploadFingerprint(purpose, f.Filename, content))
+	}
+	up.Close(ctx)
 	writeJSON(w, http.StatusOK, f)
 }
 

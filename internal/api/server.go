@@ -161,6 +161,14 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.bodyDeadline(rec, r)
+	if s.idempotencyApplies(r) {
+		s.idempotent(rec, r, func(w http.ResponseWriter, r *http.Request) {
+			if !s.respondAsync(w, r) {
+				rt.handler(w, r)
+			}
+		})
+		return
+	}
 	if s.respondAsync(rec, r) {
 		return
 	}

@@ -50,13 +50,14 @@ func (m *Manager) UploadFile(ctx context.Context, owner, filename, purpose strin
 
 // Upload is one file being streamed into the store (BeginUpload).
 type Upload struct {
-	m     *Manager
-	owner string
-	id    string
-	size  int64
-	room  int64 // bytes the owner may still store (math.MaxInt64: no quota)
-	put   bool  // the content is stored
-	done  bool
+	m      *Manager
+	owner  string
+	id     string
+	size   int64
+	room   int64 // bytes the owner may still store (math.MaxInt64: no quota)
+	put    bool  // the content is stored
+	done   bool  // the record is stored
+	closed bool
 }
 
 // BeginUpload starts an upload of owner: it takes one of the
@@ -143,8 +144,13 @@ func (u *Upload) Finish(ctx context.Context, filename, purpose string) (*File, e
 }
 
 // Close gives the upload's place back and deletes content stored without
-// a record (a failed or abandoned upload).
+// a record (a failed or abandoned upload). Calls after the first do
+// nothing.
 func (u *Upload) Close(ctx context.Context) {
+	if u.closed {
+		return
+	}
+	u.closed = true
 	m := u.m
 	m.mu.Lock()
 	m.uploads--

@@ -312,3 +312,7 @@ func (m *Manager) executor() Executor {
 
 // MaxFileBytes is the largest file UploadFile takes.
 func (m *Manager) MaxFileBytes() int64 { return m.cfg.MaxFileBytes }
+
+// Idempotency returns the bucket of Idempotency-Key answers (nil when the
+// store has none).
+func (m *Manager) Idempotency() KV { return m.st.Idempotency }

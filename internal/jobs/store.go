@@ -107,7 +107,13 @@ type Store struct {
 	Results KV    // line results by "<batch>.<index>"
 	Blobs   Blobs // file contents by file id
 	Queue   Queue // batch lines and async jobs
+	// Idempotency holds the first answer to each Idempotency-Key, kept
+	// IdempotencyTTL after its last write; nil: the header is ignored.
+	Idempotency KV
 }
+
+// IdempotencyTTL is how long an Idempotency-Key's first answer is kept.
+const IdempotencyTTL = 24 * time.Hour
 
 // Executor runs one request the way its synchronous endpoint would.
 type Executor interface {

@@ -34,6 +34,7 @@ const (
 	bucketBatches = "courier_batches"
 	bucketJobs    = "courier_jobs"
 	bucketResults = "courier_results"
+	bucketIdem    = "courier_idempotency"
 	objectFiles   = "courier_files"
 	workStream    = "COURIER_WORK"
 	workConsumer  = "courier-runners"
@@ -73,6 +74,15 @@ func OpenJobStore(ctx context.Context, conn *Conn, cfg JobStoreConfig) (jobs.Sto
 		}
 		*b.dst = &kvStore{js: js, kv: kv, bucket: b.name}
 	}
+	// Idempotency-Key answers live 24 hours from their last write (the
+	// bucket's TTL), per jobs.IdempotencyTTL.
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: bucketIdem, History: 1, Storage: jetstream.FileStorage, Replicas: cfg.Replicas, TTL: jobs.IdempotencyTTL,
+	})
+	if err != nil {
+		return jobs.Store{}, fmt.Errorf("natsbus: bucket %s: %w", bucketIdem, err)
+	}
+	st.Idempotency = &kvStore{js: js, kv: kv, bucket: bucketIdem}
 	obs, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 		Bucket: objectFiles, Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
 	})
