@@ -37,17 +37,25 @@ func (w *Worker) run(ctx context.Context, req *bus.Request, send func(*bus.Chunk
 		return fail(bus.CodeInvalidRequest, err.Error())
 	}
 	resume, maxTokens := req.Resume, req.MaxTokens
+	skip := "" // text the client has that the engine will write again
 	if len(resume) == 0 && req.ResumeText != "" {
 		// Text delivered by a worker without token ids (an upstream
 		// engine): tokenize prompt and text together and resume after the
-		// part they share with the prompt alone.
-		if prompt, resume, err = w.textResume(req, prompt); err != nil {
+		// part they share with the prompt alone. Trailing whitespace is
+		// held back, as upstream.Backend does: tokenizers that lead words
+		// with a space would read it as a token of its own.
+		text := strings.TrimRightFunc(req.ResumeText, unicode.IsSpace)
+		skip = req.ResumeText[len(text):]
+		if prompt, resume, err = w.textResume(req, text, prompt); err != nil {
 			return fail(bus.CodeInvalidRequest, err.Error())
 		}
 		if maxTokens > 0 {
 			// MaxTokens counts the tokens delivered (one per chunk), the
-			// engine the resumed ids.
+			// engine the resumed ids (and the held-back whitespace again).
 			maxTokens = max(maxTokens-int(max(req.ResumeSeq, 1)-1), 0) + len(resume)
+			if skip != "" {
+				maxTokens++
+			}
 		}
 	}
 	var g *grammar.Grammar
@@ -69,7 +77,21 @@ func (w *Worker) run(ctx context.Context, req *bus.Request, send func(*bus.Chunk
 		Background:  req.Background,
 	}
 	res, err := w.eng.Generate(ctx, er, func(t engine.Token) error {
-		c := &bus.Chunk{ID: req.ID, Seq: seq, Attempt: req.Attempt, Text: string(t.Text), Tokens: []int32{t.ID}}
+		text := string(t.Text)
+		if skip != "" && text != "" {
+			switch {
+			case strings.HasPrefix(text, skip):
+				text, skip = text[len(skip):], ""
+			case strings.HasPrefix(skip, text):
+				text, skip = "", skip[len(text):]
+			default:
+				skip = "" // it went another way: nothing of it was sent
+			}
+			if text == "" {
+				return nil // the held-back whitespace, already delivered
+			}
+		}
+		c := &bus.Chunk{ID: req.ID, Seq: seq, Attempt: req.Attempt, Text: text, Tokens: []int32{t.ID}}
 		if req.Logprobs || req.TopLogprobs > 0 {
 			c.Logprobs = []bus.TokenLogprob{w.logprob(t)}
 		}
@@ -109,16 +131,16 @@ func (w *Worker) logprob(t engine.Token) bus.TokenLogprob {
 }
 
 // textResume returns the prompt and resume ids of a request resumed after
-// req.ResumeText (text without ids): the tokens of the prompt with the
-// text appended (a chat's as its assistant message's continuation), split
+// text (req.ResumeText without ids, less its trailing whitespace): the
+// tokens of the prompt with the text appended (a chat's as its assistant message's continuation), split
 // where they stop matching prompt's.
-func (w *Worker) textResume(req *bus.Request, prompt []int32) ([]int32, []int32, error) {
+func (w *Worker) textResume(req *bus.Request, text string, prompt []int32) ([]int32, []int32, error) {
 	r := *req
 	if r.Kind == bus.KindChat {
-		r.Messages = ContinueWith(r.Messages, r.ContinueFinal, r.ResumeText)
+		r.Messages = ContinueWith(r.Messages, r.ContinueFinal, text)
 		r.ContinueFinal = true
 	} else {
-		r.Prompt += r.ResumeText
+		r.Prompt += text
 	}
 	full, err := w.prompt(&r)
 	if err != nil {
@@ -168,18 +190,18 @@ func (w *Worker) renderContinuing(msgs []bus.ChatMessage, kwargs map[string]any)
 	if i < 0 {
 		return "", errors.New("continue_final_message: the chat template does not keep the final message's content as written")
 	}
+	// The message continued is usually text the model wrote after the
+	// generation prompt (a resumed answer), with whatever leading space
+	// it chose; a template that puts a space between the role and the
+	// content (the plain fallback's "Assistant: ") would add one the model
+	// never saw. Continue from the generation prompt itself when it
+	// differs from the template's prefix only by whitespace, so the prompt
+	// is what the model saw. (Real templates open the assistant's message
+	// exactly as their generation prompt does; there the two agree.)
 	prefix := text[:i]
-	if content == "" || unicode.IsSpace(rune(content[0])) {
-		// Text the model wrote after the generation prompt (a resumed
-		// answer) carries its own leading space; a template that puts a
-		// space between the role and the content (the plain fallback's
-		// "Assistant: ") would double it. Continue from the generation
-		// prompt itself when it differs from that prefix only by
-		// whitespace, so the prompt is what the model saw.
-		gen, err := w.cfg.Render(w.info.ChatTemplate, msgs[:len(msgs)-1], w.info.BOSText, w.info.EOSText, kwargs)
-		if err == nil && strings.HasPrefix(prefix, gen) && strings.TrimSpace(prefix[len(gen):]) == "" {
-			prefix = gen
-		}
+	gen, err := w.cfg.Render(w.info.ChatTemplate, msgs[:len(msgs)-1], w.info.BOSText, w.info.EOSText, kwargs)
+	if err == nil && strings.HasPrefix(prefix, gen) && strings.TrimSpace(prefix[len(gen):]) == "" {
+		prefix = gen
 	}
 	return prefix + content, nil
 }
