@@ -74,13 +74,6 @@ func (c Node) validateUpstreams(bad func(format string, args ...any)) {
 	if len(c.Upstreams) > 0 && c.Role == RoleGateway {
 		bad("--upstream is for serve and worker")
 	}
-	for _, u := range c.Upstreams {
-		for _, m := range c.Models {
-			if u.Name != "" && u.Name == m.Name {
-				bad("model %q is both a --model and an --upstream of this process", u.Name)
-			}
-		}
-	}
 	if c.UpstreamKeyEnv != "" && c.UpstreamKey == "" {
 		bad("--upstream-key-env %s: the variable is empty or unset", c.UpstreamKeyEnv)
 	}

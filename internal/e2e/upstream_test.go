@@ -521,3 +521,40 @@ func TestUpstreamResumesMidAnswer(t *testing.T) {
 		}
 	}
 }
+
+// TestBuiltinAndUpstreamShareAModel: one `serve` with its own stories260K
+// worker and an upstream worker for the same name (fronting another
+// Courier) spreads a burst over both, and every answer is the greedy one.
+func TestBuiltinAndUpstreamShareAModel(t *testing.T) {
+	ucfg := serveConfig(t)
+	ucfg.HeartbeatInterval = 100 * time.Millisecond
+	direct := startNode(t, ucfg)
+	cfg := frontConfig(t, modelName+"=http://"+direct.Addr()+"/v1")
+	cfg.Models = serveConfig(t).Models
+	front := startNode(t, cfg)
+	waitUntil(t, "two workers", func() bool { return len(front.Gateway().Workers()) == 2 })
+	c := client(t, front.Addr())
+	ctx := testCtx(t)
+	want := greedy(t, "Once upon a time", 16)
+	const n = 12
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			got, err := streamText(ctx, c, "Once upon a time", 16, nil)
+			if err == nil && got != want {
+				err = fmt.Errorf("got %q, want %q", got, want)
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if up := completionsServed(t, direct.Addr()); up == 0 || up == n {
+		t.Errorf("the upstream served %d of %d requests; want both workers used", up, n)
+	} else {
+		t.Logf("upstream worker served %d, built-in %d", up, n-up)
+	}
+}
