@@ -23,6 +23,10 @@ import (
 //     refThreads slices of the keys, merged. One-row ubatches (RowDecode)
 //     once the KV length llama.cpp pads to reaches splitKVMin.
 //
+// A sliding-window layer masks positions before the window (attnView.lo);
+// past the size of llama-server's sliding-window cache its rows take the
+// ring-order variants of these kernels (attention_ring.go).
+//
 // Every kernel computes a row from that row's query and the keys and
 // values at positions 0..pos of its sequence only, so a row's output does
 // not depend on the other rows of the batch (see attention_tiled.go for
@@ -144,13 +148,26 @@ func (a *attnScratch) run(worker, i int) {
 	if c.QScale != 0 {
 		v.scale = 1 // Q was scaled before (ggml_scale), the kernel by 1
 	}
+	w := &a.workers[worker]
+	mode := attnRowMode(a.b, row, a.n)
 	if c.LayerSlides(a.layer) {
 		// The sliding window masks positions p with pos - p >= window
 		// (llama_hparams::is_masked_swa, standard type).
 		v.lo = max(0, pos-c.SlidingWindow+1)
+		if ring := s.m.swaRing; ring > 0 && pos >= ring {
+			r := newRingView(ring, pos, v.lo)
+			switch {
+			case mode&RowPromptTiledAttention != 0 && hd%f32Lanes == 0:
+				w.attendRingTiled(seq, a.layer, kvOff, r, q, out, v.scale)
+			case mode&RowPrompt == 0: // n_kv = ring >= splitKVMin
+				w.attendRingSplitKV(seq, a.layer, kvOff, r, q, out, v.scale)
+			default:
+				w.attendRingOneChunk(seq, a.layer, kvOff, r, q, out, v.scale)
+			}
+			return
+		}
 	}
-	w := &a.workers[worker]
-	switch mode := attnRowMode(a.b, row, a.n); {
+	switch {
 	case mode&RowPromptTiledAttention != 0 && hd%f32Lanes == 0:
 		w.attendTiled(seq, a.layer, kvOff, pos, q, out, v)
 	case mode&RowPrompt == 0 && kvLength(pos) >= splitKVMin:
@@ -236,7 +253,12 @@ func (w *attnWorker) quantizeQ(q []float32) { tensor.RoundF16(w.qh, q) }
 // the bits are the same; only the calls are fewer.
 func (w *attnWorker) oneChunk(seq *KVCache, layer, kvOff, lo, hi int, scale float32) (maxScore, sum float32) {
 	clear(w.acc)
-	maxScore = float32(math.Inf(-1))
+	return w.oneChunkRun(seq, layer, kvOff, lo, hi, scale, float32(math.Inf(-1)), 0)
+}
+
+// oneChunkRun continues the one-chunk kernel's pass from running maximum
+// maxScore and sum over positions [lo, hi), accumulating into w.acc.
+func (w *attnWorker) oneChunkRun(seq *KVCache, layer, kvOff, lo, hi int, scale, maxScore, sum float32) (float32, float32) {
 	for t := lo; t < hi; {
 		k, v, stride, n := seq.span(layer, t, min(hi-t, len(w.kq)))
 		scores, ms, vs := w.kq[:n], w.ms[:n], w.vs[:n]

@@ -54,8 +54,12 @@ type seqRun struct {
 
 func newSeqRuns(t *testing.T, m *Model, prompts [][]int32, gen int) []*seqRun {
 	runs := make([]*seqRun, len(prompts))
+	capacity := 128
+	for _, p := range prompts {
+		capacity = max(capacity, len(p)+gen)
+	}
 	for i, p := range prompts {
-		c, err := NewPrivateKVCache(&m.Config, 128)
+		c, err := NewPrivateKVCache(&m.Config, capacity)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -283,5 +287,60 @@ func TestBatchInvarianceArchs(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestBatchInvarianceSWARing runs the invariance check on a Gemma 3 model
+// whose sliding-window cache wraps (window 32, context 1024: llama-server's
+// cache of 768 cells): prompts and decodes cross position 768, so rows take
+// the ring kernels (tiled, one-chunk and split-KV) alone and when chunked.
+func TestBatchInvarianceSWARing(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "g.gguf")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := synth.Config{Arch: "gemma3", Dim: 128, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 32, FFN: 256, Vocab: 512,
+		Context: 1024, Type: gguf.TypeQ8_0, Seed: 8, SlidingWindow: 32, SWAPattern: 2}
+	if err := synth.Write(f, c); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	gf, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gf.Close()
+	m, err := Load(gf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.swaRing != 768 {
+		t.Fatalf("ring of %d cells, want 768", m.swaRing)
+	}
+	prompt := func(n, base int32) []int32 {
+		p := []int32{1}
+		for i := int32(1); i < n; i++ {
+			p = append(p, base+i%211)
+		}
+		return p
+	}
+	prompts := [][]int32{prompt(790, 260), prompt(762, 280), prompt(40, 300)}
+	pool := tensor.NewPool(2)
+	defer pool.Close()
+	s, err := NewState(m, pool, 1024, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alone := newSeqRuns(t, m, prompts, 12)
+	for _, r := range alone {
+		runSteps(t, s, []*seqRun{r}, 1024)
+	}
+	shared := newSeqRuns(t, m, prompts, 12)
+	runSteps(t, s, shared, 100)
+	for i := range prompts {
+		if err := sameLogits(alone[i].logits, shared[i].logits); err != nil {
+			t.Errorf("sequence %d: %v", i, err)
+		}
 	}
 }

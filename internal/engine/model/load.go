@@ -49,6 +49,10 @@ type Model struct {
 	RopeFactors []float32
 
 	ropes [2]ropeLayer // full-attention and sliding-window layers
+	// swaRing is the size of llama-server's sliding-window KV cache when it
+	// is smaller than the context, so that it wraps (attention_ring.go);
+	// 0 otherwise.
+	swaRing int
 }
 
 // LoadOptions tune Load. The zero value works.
@@ -90,7 +94,12 @@ func LoadWith(f *gguf.File, opts LoadOptions) (*Model, error) {
 	} else {
 		m.Output = m.TokEmbd
 	}
-	m.loadRopeFactors(&w, spec, opts.ContextLength)
+	ctx := opts.ContextLength
+	if ctx <= 0 || ctx > cfg.Context {
+		ctx = cfg.Context
+	}
+	m.swaRing = swaRingSize(cfg.SlidingWindow, ctx)
+	m.loadRopeFactors(&w, spec, ctx)
 	m.ropes[0] = newRopeLayer(&m.Config, cfg.Rope.Base, cfg.Rope.Scale)
 	m.ropes[1] = newRopeLayer(&m.Config, cfg.Rope.BaseSWA, cfg.Rope.ScaleSWA)
 	m.Layers = make([]Layer, cfg.Layers)
@@ -170,9 +179,6 @@ func (m *Model) loadRopeFactors(w *weights, spec archSpec, ctx int) {
 	case spec.ropeLongShort && (w.has("rope_factors_long.weight") || w.has("rope_factors_short.weight")):
 		long := w.vector("rope_factors_long.weight", n)
 		short := w.vector("rope_factors_short.weight", n)
-		if ctx <= 0 || ctx > m.Context {
-			ctx = m.Context
-		}
 		m.RopeFactors = short
 		if ctx > m.Rope.OrigCtx {
 			m.RopeFactors = long
