@@ -35,6 +35,7 @@ const (
 	CodeInternal         Code = "internal_error"             // 500: a worker or the gateway failed
 	CodeWorkerLost       Code = "worker_lost"                // 502: the worker died and retry was impossible
 	CodeNoWorkers        Code = "no_workers"                 // 503: no worker serves the model now
+	CodeShuttingDown     Code = "server_shutting_down"       // 503: the gateway stopped while answering
 	CodeDeadline         Code = "deadline_exceeded"          // 504: not placed or started before the deadline
 )
 
@@ -64,6 +65,7 @@ var catalog = map[Code]catalogEntry{
 	CodeInternal:         {http.StatusInternalServerError, "server_error"},
 	CodeWorkerLost:       {http.StatusBadGateway, "server_error"},
 	CodeNoWorkers:        {http.StatusServiceUnavailable, "server_error"},
+	CodeShuttingDown:     {http.StatusServiceUnavailable, "server_error"},
 	CodeDeadline:         {http.StatusGatewayTimeout, "timeout_error"},
 }
 

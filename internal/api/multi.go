@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -217,6 +218,19 @@ func (s *server) mergeChoices(ctx context.Context, w http.ResponseWriter, cs []*
 		case <-ctx.Done():
 			markStatus(w, statusClientClosed)
 			return ctx.Err()
+		case <-s.stopping.Done(): // StopStreams
+			cc.err = errShuttingDown
+		}
+		if errors.Is(cc.err, errShuttingDown) {
+			e := errorf(CodeShuttingDown, "", "the server is shutting down; retry the request on another gateway")
+			if stream {
+				sse.event(fr.errorEvent(e))
+				sse.done()
+				sse.flush()
+			} else {
+				s.fail(w, e)
+			}
+			return cc.err
 		}
 		if cc.err != nil {
 			if ctx.Err() != nil {

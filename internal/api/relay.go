@@ -108,6 +108,11 @@ func (s *server) generate(w http.ResponseWriter, r *http.Request, req *bus.Reque
 		s.failBeforeCommit(w, ctx, req, err)
 		return
 	}
+	// From here the answer is committed: a gateway stopping (StopStreams)
+	// ends it with an error the client can read instead of a cut.
+	ctx, cancelRelay := context.WithCancelCause(ctx)
+	defer cancelRelay(nil)
+	defer context.AfterFunc(s.stopping, func() { cancelRelay(errShuttingDown) })()
 	res := &result{model: req.Model}
 	res.note(first, s.now())
 	f.begin(idPrefix(req.Kind)+req.ID, req.Model, start.Unix())
@@ -134,6 +139,34 @@ func (s *server) generate(w http.ResponseWriter, r *http.Request, req *bus.Reque
 func (s *server) workerError(model string, e *bus.Error) *Error {
 	s.m.WorkerError(model, e.Code)
 	return fromWorker(e)
+}
+
+// errShuttingDown is the cause of a relay ended by StopStreams.
+var errShuttingDown = errors.New("api: the gateway is shutting down")
+
+// relayError maps an error that ended a committed answer: gone is true
+// when the client left (nothing to write); a stopping gateway is 503
+// server_shutting_down.
+func relayError(ctx context.Context, err error) (e *Error, gone bool) {
+	if ctx.Err() != nil {
+		if errors.Is(context.Cause(ctx), errShuttingDown) {
+			return errorf(CodeShuttingDown, "", "the server is shutting down; retry the request on another gateway"), false
+		}
+		return nil, true
+	}
+	return toAPIError(err), false
+}
+
+// StopStreams ends every answer h (a handler from New or NewWithJobs) is
+// relaying: a stream gets an error event (503 server_shutting_down, in
+// OpenAI's error shape) and its end, a non-streamed answer the error JSON.
+// The node calls it on shutdown once --drain-timeout is nearly spent, so no
+// client sees its connection cut without a word. Later answers end the
+// same way at once.
+func StopStreams(h http.Handler) {
+	if s, ok := h.(*server); ok {
+		s.stop()
+	}
 }
 
 // idPrefix is OpenAI's id prefix for the response kind.
@@ -180,11 +213,12 @@ func (s *server) collect(ctx context.Context, w http.ResponseWriter, st bus.Stre
 			err = s.workerError(res.model, next.Error)
 		}
 		if err != nil {
-			if ctx.Err() != nil {
+			e, gone := relayError(ctx, err)
+			if gone {
 				markStatus(w, statusClientClosed)
 				return err
 			}
-			s.fail(w, toAPIError(err))
+			s.fail(w, e)
 			return err
 		}
 		res.note(next, s.now())
@@ -232,10 +266,11 @@ func (s *server) relayStream(ctx context.Context, w http.ResponseWriter, st bus.
 			err = s.workerError(res.model, next.Error)
 		}
 		if err != nil {
-			if ctx.Err() != nil {
+			e, gone := relayError(ctx, err)
+			if gone {
 				return err
 			}
-			sse.event(fr.errorEvent(toAPIError(err)))
+			sse.event(fr.errorEvent(e))
 			sse.done()
 			sse.flush()
 			return err

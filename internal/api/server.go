@@ -54,6 +54,9 @@ type server struct {
 	routes         map[string]route
 	jobs           *jobs.Manager // nil: no Files, Batches, Jobs or async (jobs.go)
 
+	stopping context.Context // cancelled by StopStreams
+	stop     context.CancelFunc
+
 	// Hooks replaced by golden tests for stable output.
 	now   func() time.Time
 	newID func() string
@@ -111,6 +114,7 @@ func newServer(cfg Config, d Dispatcher, reg prometheus.Registerer, log *slog.Lo
 		now:   time.Now,
 		newID: randomID,
 	}
+	s.stopping, s.stop = context.WithCancel(context.Background())
 	s.metricsHandler = http.NotFoundHandler()
 	if g, ok := reg.(prometheus.Gatherer); ok {
 		s.metricsHandler = promhttp.HandlerFor(g, promhttp.HandlerOpts{})

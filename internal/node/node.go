@@ -338,10 +338,7 @@ func (n *Node) shutdown(ctx context.Context) error {
 		}
 	}
 	if n.http != nil { // 1
-		if err := n.http.Shutdown(ctx); err != nil {
-			keep(fmt.Errorf("node: http shutdown: %w", err))
-			_ = n.http.Close()
-		}
+		keep(n.stopHTTP(ctx))
 		n.wg.Wait()
 	} else if n.ln != nil { // bound, but start failed before serving
 		_ = n.ln.Close()
@@ -393,6 +390,29 @@ func (n *Node) shutdown(ctx context.Context) error {
 	}
 	keep(n.lock.release()) // last: the store is flushed and closed
 	return errors.Join(errs...)
+}
+
+// stopHTTP stops the HTTP server: it lets running answers finish until
+// ctx's deadline is nearly reached (a tenth of the time left, at most 2 s,
+// is kept back), then ends those still open with an error event
+// (api.StopStreams) and waits for them to write it; only a handler still
+// running after that has its connection closed.
+func (n *Node) stopHTTP(ctx context.Context) error {
+	drain := ctx
+	if dl, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		drain, cancel = context.WithDeadline(ctx, dl.Add(-min(time.Until(dl)/10, 2*time.Second)))
+		defer cancel()
+	}
+	if err := n.http.Shutdown(drain); err == nil {
+		return nil
+	}
+	api.StopStreams(n.http.Handler)
+	if err := n.http.Shutdown(ctx); err != nil {
+		_ = n.http.Close()
+		return fmt.Errorf("node: http shutdown: %w", err)
+	}
+	return nil
 }
 
 // NATSConnect opens another in-process connection to the embedded server
