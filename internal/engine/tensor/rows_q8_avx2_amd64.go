@@ -8,9 +8,12 @@ import "courier/internal/engine/gguf"
 func dotQ8_0RowsAVX2(w *byte, wrb, n4 int, a *byte, nb int, out *float32, pf int)
 
 //go:noescape
+func dotF16RowsAVX2x(w *byte, wrb, nw int, a *byte, n64 int, out *float32, pf int)
+
+//go:noescape
 func dotQ4_0RowsAVX2(w *byte, wrb, n4 int, a *byte, nb int, out *float32, pf int)
 
-// init gives Q8_0 and (unpacked) repacked Q4_0 rows kernels (one call per
+// init gives Q8_0, F16 and (unpacked) repacked Q4_0 rows kernels (one call per
 // chunk of a decode step's weight rows) where vnni_amd64.go's init gives
 // none (init functions run in file-name order: this file's runs after
 // multi_amd64.go's and repack_amd64.go's, before vnni_amd64.go's, which
@@ -22,6 +25,9 @@ func init() {
 	k := fastKernels[gguf.TypeQ8_0]
 	k.dotRows = dotQ8_0RowsA2
 	fastKernels[gguf.TypeQ8_0] = k
+	k = fastKernels[gguf.TypeF16]
+	k.dotRows = dotF16RowsA2
+	fastKernels[gguf.TypeF16] = k
 	rk := fastRepackKernels[gguf.TypeQ4_0]
 	rk.gemvRows = dotQ4_0x8RowsA2
 	fastRepackKernels[gguf.TypeQ4_0] = rk
@@ -69,4 +75,21 @@ func dotQ8_0RowsA2(w []byte, wrb int, a []byte, cols int, out []float32) {
 	for q := nw &^ 3; q < nw; q++ {
 		out[q] = dotQ8_0Fast(w[q*wrb:(q+1)*wrb], a, nil, cols)
 	}
+}
+
+// dotF16RowsA2 is the F16 rowsFunc: one assembly call for every row when
+// the columns are a multiple of 64 (no tail), else dotF16Fast per row.
+func dotF16RowsA2(w []byte, wrb int, a []byte, cols int, out []float32) {
+	nw := len(out)
+	if nw == 0 {
+		return
+	}
+	if cols%64 != 0 {
+		for q := range out {
+			out[q] = dotF16Fast(w[q*wrb:(q+1)*wrb], a, nil, cols)
+		}
+		return
+	}
+	_, _ = w[(nw-1)*wrb+2*cols-1], a[2*cols-1]
+	dotF16RowsAVX2x(&w[0], wrb, nw, &a[0], cols/64, &out[0], prefetchAhead(wrb))
 }

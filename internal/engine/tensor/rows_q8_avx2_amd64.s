@@ -192,3 +192,81 @@ q4rnopf:
 q4rdone:
 	VZEROUPPER
 	RET
+
+// func dotF16RowsAVX2x(w *byte, wrb, nw int, a *byte, n64 int, out *float32, pf int)
+// out[q] = dotF16Fast of weight row q (nw rows wrb bytes apart) with the
+// F16 activation row of 64*n64 elements (no tail): dotF16AVX2's eight
+// 8-lane accumulators (ggml's four 16-lane ones), reduced as floatLanes,
+// r = (A+C)+(B+D), then reduce16. The bytes pf ahead are prefetched.
+TEXT ·dotF16RowsAVX2x(SB), NOSPLIT, $0-56
+	MOVQ w+0(FP), R15
+	MOVQ wrb+8(FP), R14
+	MOVQ nw+16(FP), R13
+	MOVQ out+40(FP), DX
+	MOVQ pf+48(FP), R12
+	TESTQ R13, R13
+	JZ f16rdone
+f16rrow:
+	MOVQ R15, SI
+	MOVQ a+24(FP), DI
+	MOVQ n64+32(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+f16rloop:
+	PREFETCHT0 (SI)(R12*1)
+	PREFETCHT0 64(SI)(R12*1)
+	VCVTPH2PS 0(SI), Y8
+	VCVTPH2PS 0(DI), Y12
+	VFMADD231PS Y12, Y8, Y0
+	VCVTPH2PS 16(SI), Y9
+	VCVTPH2PS 16(DI), Y13
+	VFMADD231PS Y13, Y9, Y1
+	VCVTPH2PS 32(SI), Y10
+	VCVTPH2PS 32(DI), Y14
+	VFMADD231PS Y14, Y10, Y2
+	VCVTPH2PS 48(SI), Y11
+	VCVTPH2PS 48(DI), Y15
+	VFMADD231PS Y15, Y11, Y3
+	VCVTPH2PS 64(SI), Y8
+	VCVTPH2PS 64(DI), Y12
+	VFMADD231PS Y12, Y8, Y4
+	VCVTPH2PS 80(SI), Y9
+	VCVTPH2PS 80(DI), Y13
+	VFMADD231PS Y13, Y9, Y5
+	VCVTPH2PS 96(SI), Y10
+	VCVTPH2PS 96(DI), Y14
+	VFMADD231PS Y14, Y10, Y6
+	VCVTPH2PS 112(SI), Y11
+	VCVTPH2PS 112(DI), Y15
+	VFMADD231PS Y15, Y11, Y7
+	ADDQ $128, SI
+	ADDQ $128, DI
+	DECQ CX
+	JNZ f16rloop
+	VADDPS Y4, Y0, Y0
+	VADDPS Y6, Y2, Y2
+	VADDPS Y2, Y0, Y0
+	VADDPS Y5, Y1, Y1
+	VADDPS Y7, Y3, Y3
+	VADDPS Y3, Y1, Y1
+	VADDPS Y0, Y1, Y1
+	VEXTRACTF128 $1, Y1, X2
+	VADDPS X2, X1, X1
+	VPERMILPS $0x4e, X1, X2
+	VADDPS X2, X1, X1
+	VPERMILPS $0xb1, X1, X2
+	VADDSS X2, X1, X1
+	VMOVSS X1, (DX)
+	ADDQ $4, DX
+	ADDQ R14, R15
+	DECQ R13
+	JNZ f16rrow
+f16rdone:
+	VZEROUPPER
+	RET

@@ -30,6 +30,10 @@ func rawRow(r *rand.Rand, typ gguf.Type, n int, extreme bool) []byte {
 	}
 	h16 := func(p []byte) { binary.LittleEndian.PutUint16(p, FP32ToFP16(val(-20, 30)*1e-2)) }
 	switch typ {
+	case gguf.TypeF16:
+		for e := 0; e < n; e++ {
+			binary.LittleEndian.PutUint16(b[2*e:], FP32ToFP16(val(-20, 30)))
+		}
 	case gguf.TypeBF16:
 		for e := 0; e < n; e++ {
 			binary.LittleEndian.PutUint16(b[2*e:], FP32ToBF16(val(-70, 130)))
@@ -91,7 +95,7 @@ func TestRowsKernelsMatchGeneric(t *testing.T) {
 		32:  {32, 256, 768, 4096},
 		256: {256, 512, 768, 4096},
 	}
-	for _, typ := range []gguf.Type{gguf.TypeQ6_K, gguf.TypeQ5_K, gguf.TypeBF16, gguf.TypeQ8_0} {
+	for _, typ := range []gguf.Type{gguf.TypeQ6_K, gguf.TypeQ5_K, gguf.TypeBF16, gguf.TypeQ8_0, gguf.TypeF16} {
 		k := kernelFor(typ)
 		gen := genericKernels[typ]
 		at, _ := VecDotType(typ)
