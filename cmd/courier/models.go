@@ -7,13 +7,14 @@ import (
 	"os"
 	"sort"
 
+	"courier/internal/engine"
 	"courier/internal/engine/gguf"
 )
 
 // modelsCommands are the subcommands of "courier models"; other files add to
 // it in their init (e.g. models_synth.go adds "synth").
 var modelsCommands = map[string]command{
-	"inspect": {summary: "print a GGUF file's metadata and tensor table", run: runModelsInspect},
+	"inspect": {summary: "print a GGUF file's summary, metadata and tensor table", run: runModelsInspect},
 }
 
 func init() {
@@ -52,7 +53,7 @@ func modelsUsage(w io.Writer) {
 func runModelsInspect(args []string) int {
 	fs := flag.NewFlagSet("courier models inspect", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: courier models inspect PATH...\n\nPrints each GGUF file's metadata (long arrays abbreviated), its tensors\n(name, type, dims in ggml order, bytes, offset in the data section) and\ntotals (parameters, bytes by type).")
+		fmt.Fprintln(fs.Output(), "usage: courier models inspect PATH...\n\nPrints a summary of each GGUF file (architecture, parameters, context,\ntensor types by share of the parameters, tokenizer, chat template,\nembedding pooling), then its metadata (long arrays abbreviated), its tensors\n(name, type, dims in ggml order, bytes, offset in the data section) and\ntotals (parameters, bytes by type).")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -87,5 +88,25 @@ func inspectFile(w io.Writer, path string, title bool) error {
 	if title {
 		fmt.Fprintf(w, "== %s\n", path)
 	}
+	if err := f.Summary().Write(w, poolingLine(f)); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
 	return f.Describe(w)
+}
+
+// poolingLine says how embeddings of the model in f are pooled: what the
+// file names, or the engine's default when it names none.
+func poolingLine(f *gguf.File) string {
+	p := engine.PoolingOf(f)
+	switch v := f.Summary().PoolingType; {
+	case v == -1:
+		return fmt.Sprintf("%s (the file names none: Courier's default for embeddings)", p)
+	case v == 0:
+		return fmt.Sprintf("%s (the file says none, which is not OpenAI's shape: Courier's default)", p)
+	case p == engine.PoolingMean || p == engine.PoolingCLS || p == engine.PoolingLast:
+		return fmt.Sprintf("%s (pooling_type %d)", p, v)
+	default:
+		return fmt.Sprintf("%s (pooling_type %d): no embeddings", gguf.PoolingName(v), v)
+	}
 }

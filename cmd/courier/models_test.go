@@ -25,7 +25,39 @@ func TestModelsInspect(t *testing.T) {
 	if err := inspectFile(&out, path, true); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"== " + path, `general.architecture  string  "llama"`, "token_embd.weight  F32   2x3   24     0", "parameters  6"} {
+	for _, want := range []string{"== " + path, "architecture:   llama\n", "parameters:     6 (6), 24 B", "context:        not in the file",
+		"tensor types:   F32 100.0%", "chat template:  no", "pooling:        mean (the file names none",
+		`general.architecture  string  "llama"`, "token_embd.weight  F32   2x3   24     0", "parameters  6"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if i := strings.Index(out.String(), "pooling:"); i < 0 || i > strings.Index(out.String(), "metadata:") {
+		t.Errorf("the summary does not come before the metadata:\n%s", out.String())
+	}
+
+	// A file that names its pooling and has a chat template.
+	w = gguf.NewWriter()
+	for _, kv := range []struct {
+		k string
+		v any
+	}{{"general.architecture", "qwen3"}, {"qwen3.pooling_type", uint32(3)}, {"qwen3.context_length", uint32(4096)},
+		{"tokenizer.chat_template", "{{ messages }}"}} {
+		if err := w.SetKV(kv.k, kv.v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.AddTensor("a.weight", gguf.TypeF16, []uint64{4}, make([]byte, 8)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteFile(path); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if err := inspectFile(&out, path, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"context:        4096 tokens", "tensor types:   F16 100.0%", "chat template:  yes (14 bytes)", "pooling:        last (pooling_type 3)"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}

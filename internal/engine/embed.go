@@ -43,6 +43,13 @@ func (p Pooling) String() string {
 	return fmt.Sprintf("pooling(%d)", int(p))
 }
 
+// PoolingOf returns the pooling Embed uses for the model in f (see
+// poolingOf).
+func PoolingOf(f *gguf.File) Pooling {
+	arch, _ := f.String("general.architecture")
+	return poolingOf(f, arch)
+}
+
 // poolingOf returns the pooling Embed uses for f: "<arch>.pooling_type"
 // when the file names mean, CLS or last; DefaultPooling when it names none
 // (or nothing: a generative model). Rank and unknown types are kept, and
