@@ -1,0 +1,69 @@
+package model
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"math"
+	"testing"
+
+	"courier/internal/engine/gguf"
+	"courier/internal/engine/synth"
+)
+
+// TestRopeCacheMatchesGgml pins the cos/sin caches of two RoPE variants,
+// read through ReadConfig from synthetic files, to what ggml's
+// ggml_rope_cache_init, rope_yarn and ggml_rope_yarn_corr_dims, with
+// llama_context's YaRN attention factor, compute when compiled as the CPU
+// backend is (g++ -O3 -march=native, glibc 2.36): the sha256 of the cache
+// words ("%08x\n" per float, cos then sin per pair) for positions 0, 7,
+// ..., 2996, from a C++ program holding those functions' code.
+//   - YaRN: rope.scaling.type yarn, factor 4, original context 128, base
+//     10000, 64 rotated dimensions (ext_factor 1, corr dims, mscale);
+//   - linear: rope.scaling.type linear, factor 2, base 500000;
+//   - Phi-3's attention factor: rope.scaling.attn_factor 1.1902380714, 96
+//     rotated dimensions (theta_scale = powf(base, -2.0f/96), not exact in
+//     binary), no YaRN.
+func TestRopeCacheMatchesGgml(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		c    synth.Config
+		want string
+	}{
+		{"yarn", synth.Config{Arch: "llama", Dim: 256, Heads: 4, Layers: 1, FFN: 256, Vocab: 300, Context: 512, Type: gguf.TypeF32,
+			RopeScaling: "yarn", RopeFactor: 4, RopeOrigCtx: 128},
+			"ff4d879d8dbf8c82b17ff06247500fbb3867afc8503787a6b54c1cd9424852ee"},
+		{"linear", synth.Config{Arch: "llama", Dim: 256, Heads: 4, Layers: 1, FFN: 256, Vocab: 300, Context: 512, Type: gguf.TypeF32,
+			RopeBase: 500000, RopeScaling: "linear", RopeFactor: 2},
+			"6144492a765081cbb1a30f2a16ec51a705e35cd52e473624179432ee6cf531e8"},
+		{"phi3 attn_factor", synth.Config{Arch: "phi3", Dim: 384, Heads: 4, Layers: 1, FFN: 256, Vocab: 300, Context: 512, Type: gguf.TypeF32,
+			RopeAttnFactor: 1.1902380714},
+			"3f84e75451e74497b0817b9a229bc46b47512618893bea9e3f4a9f116409127b"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			if err := synth.Write(&buf, tc.c); err != nil {
+				t.Fatal(err)
+			}
+			f, err := gguf.Parse(buf.Bytes())
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := Load(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := &State{m: m, cos: make([]float32, m.RopeDims/2), sin: make([]float32, m.RopeDims/2)}
+			h := sha256.New()
+			for p := 0; p < 3000; p += 7 {
+				s.ropeAngles(p, &m.ropes[0])
+				for i := range s.cos {
+					fmt.Fprintf(h, "%08x\n%08x\n", math.Float32bits(s.cos[i]), math.Float32bits(s.sin[i]))
+				}
+			}
+			if got := fmt.Sprintf("%x", h.Sum(nil)); got != tc.want {
+				t.Fatalf("rope cache sha256 %s, ggml's %s", got, tc.want)
+			}
+		})
+	}
+}
