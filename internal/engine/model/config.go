@@ -136,6 +136,10 @@ var commonKeys = []string{
 	"rope.scaling.type", "rope.scaling.factor", "rope.scale_linear",
 	"rope.scaling.original_context_length", "rope.scaling.finetuned", "rope.scaling.attn_factor",
 	"vocab_size", "pooling_type",
+	// Read by llama.cpp for other architectures only; harmless here.
+	"attention.layer_norm_epsilon", "tensor_data_layout",
+	// Checked in readRope: accepted only at the values llama.cpp uses.
+	"rope.scaling.yarn_ext_factor", "rope.scaling.yarn_beta_fast", "rope.scaling.yarn_beta_slow",
 }
 
 // ReadConfig reads the model's hyper-parameters from GGUF metadata, as
@@ -221,6 +225,18 @@ func (r *metaReader) readRope(c *Config) {
 		r.fail("rope.scaling.type %q is not implemented (none, linear and yarn are)", typ)
 	}
 	rc.AttnFactor *= float32(r.float("rope.scaling.attn_factor", 1))
+	// The converter may write YaRN's parameters; llama.cpp ignores them for
+	// these architectures and uses its defaults, so only those values are
+	// accepted (another would mean the model wants arithmetic that neither
+	// computes).
+	for _, k := range []struct {
+		key  string
+		want float32
+	}{{"rope.scaling.yarn_ext_factor", 1}, {"rope.scaling.yarn_beta_fast", rc.BetaFast}, {"rope.scaling.yarn_beta_slow", rc.BetaSlow}} {
+		if v := float32(r.float(k.key, float64(k.want))); v != k.want {
+			r.fail("%s %g is not implemented (llama.cpp uses %g)", k.key, v, k.want)
+		}
+	}
 }
 
 // logf is libm's logf for the few arguments RoPE metadata gives it.

@@ -128,6 +128,8 @@ func TestLoadRefusesWhatItWouldMisread(t *testing.T) {
 		{"gemma3 pattern as an array", rewrite(t, gemma3, setKV("gemma3.attention.sliding_window_pattern", []bool{true, false})), "sliding_window_pattern"},
 		{"phi3 sliding window (ignored, as llama.cpp does)", rewrite(t, phi3, setKV("phi3.attention.sliding_window", uint32(2047))), ""},
 		{"phi3 with a separate gate", rewrite(t, phi3, f32Tensor("blk.0.ffn_gate.weight", 64)), "blk.0.ffn_gate.weight"},
+		{"yarn beta_fast at llama.cpp's value", rewrite(t, llama, setKV("llama.rope.scaling.yarn_beta_fast", float32(32))), ""},
+		{"yarn beta_fast elsewhere", rewrite(t, llama, setKV("llama.rope.scaling.yarn_beta_fast", float32(16))), "yarn_beta_fast"},
 		{"value length", rewrite(t, llama, setKV("llama.attention.value_length", uint32(32))), "value_length"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
