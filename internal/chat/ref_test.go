@@ -55,8 +55,8 @@ func sharedRef(t *testing.T, name string) chatRef {
 	return r
 }
 
-// localRefs reads the references made here (testdata/llama-server-*.json;
-// testdata/README.md says how).
+// localRefs reads the references made for this package
+// (testdata/llama-server-*.json; testdata/README.md says how).
 func localRefs(t *testing.T) []chatRef {
 	t.Helper()
 	files, _ := filepath.Glob(filepath.Join("testdata", "llama-server-*.json"))

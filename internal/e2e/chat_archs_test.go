@@ -87,5 +87,21 @@ func TestChatTemplatesGreedyLikeLlamaServer(t *testing.T) {
 		if resp.Usage.PromptTokens != int64(want.Usage.PromptTokens) || resp.Usage.CompletionTokens != int64(want.Usage.CompletionTokens) {
 			t.Errorf("%s: usage %+v, llama-server %+v", r.Model, resp.Usage, want.Usage)
 		}
+		if !strings.Contains(r.Model, "qwen3") {
+			continue
+		}
+		// Thinking off: chat_template_kwargs reach the template, whose
+		// prompt then ends with an empty think block; llama-server's
+		// prompt has 63 tokens (internal/chat/testdata).
+		resp, err = c.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{
+			Model: strings.TrimSuffix(r.Model, ".gguf"), Messages: msgs,
+			MaxTokens: openai.Int(1), Temperature: openai.Float(0),
+		}, option.WithJSONSet("chat_template_kwargs", map[string]any{"enable_thinking": false}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Usage.PromptTokens != 63 {
+			t.Errorf("%s, thinking off: %d prompt tokens, llama-server 63", r.Model, resp.Usage.PromptTokens)
+		}
 	}
 }
