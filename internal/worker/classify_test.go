@@ -133,7 +133,7 @@ func TestClassifyErrors(t *testing.T) {
 	badTmpl := classifyReq("x")
 	badTmpl.Template = "no placeholder"
 	unknown := classifyReq("x")
-	unknown.Kind = "embedding"
+	unknown.Kind = "summarize"
 	for _, tc := range []struct {
 		name string
 		eng  Engine
