@@ -428,8 +428,8 @@ func (c *ChatRequest) chatOptions(req *bus.Request) *Error {
 		}
 		req.TopLogprobs = n
 	}
-	if t := bytes.TrimSpace(c.Tools); len(t) > 0 && string(t) != "null" && string(t) != "[]" {
-		return errorf(CodeUnsupported, "tools", "tools are not supported")
+	if e := c.tools(req); e != nil {
+		return e
 	}
 	cont := c.ContinueFinalMessage != nil && *c.ContinueFinalMessage
 	gen := c.AddGenerationPrompt == nil || *c.AddGenerationPrompt
@@ -451,6 +451,7 @@ var chatRoles = map[string]string{
 	"developer": "system",
 	"user":      "user",
 	"assistant": "assistant",
+	"tool":      "tool",
 }
 
 // chatMessage checks message i and converts it.
@@ -461,13 +462,30 @@ func chatMessage(i int, m ChatMessage) (bus.ChatMessage, *Error) {
 		if m.Role == "" {
 			return bus.ChatMessage{}, errorf(CodeMissingParameter, param, "%s is required", param)
 		}
-		return bus.ChatMessage{}, errorf(CodeInvalidValue, param, "%s %q is not one of system, developer, user, assistant", param, m.Role)
+		return bus.ChatMessage{}, errorf(CodeInvalidValue, param, "%s %q is not one of system, developer, user, assistant, tool", param, m.Role)
 	}
 	content, e := messageContent(i, role, m.Content)
-	if e != nil {
+	if e != nil && !(role == "assistant" && len(m.ToolCalls) > 0) {
 		return bus.ChatMessage{}, e
 	}
-	return bus.ChatMessage{Role: role, Content: content, Name: m.Name}, nil
+	bm := bus.ChatMessage{Role: role, Content: content, Name: m.Name}
+	if len(m.ToolCalls) > 0 {
+		if role != "assistant" {
+			p := fmt.Sprintf("messages[%d].tool_calls", i)
+			return bus.ChatMessage{}, errorf(CodeInvalidValue, p, "%s is only for assistant messages", p)
+		}
+		if bm.ToolCalls, e = toolCallsToBus(i, m.ToolCalls); e != nil {
+			return bus.ChatMessage{}, e
+		}
+	}
+	if role == "tool" {
+		if m.ToolCallID == "" {
+			p := fmt.Sprintf("messages[%d].tool_call_id", i)
+			return bus.ChatMessage{}, errorf(CodeMissingParameter, p, "%s is required", p)
+		}
+		bm.ToolCallID = m.ToolCallID
+	}
+	return bm, nil
 }
 
 // messageContent accepts a string, null (assistant only) or text parts.

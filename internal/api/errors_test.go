@@ -92,7 +92,7 @@ func TestErrorTable(t *testing.T) {
 		{"missing role", "POST", chat, `{"model":"tiny","messages":[{"content":"hi"}]}`, "", 400, CodeMissingParameter, "messages[0].role"},
 		{"content wrong type", "POST", chat, `{"model":"tiny","messages":[{"role":"user","content":5}]}`, "", 400, CodeInvalidType, "messages[0].content"},
 		{"image part", "POST", chat, `{"model":"tiny","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}`, "", 400, CodeUnsupported, "messages[0].content[0]"},
-		{"tools", "POST", chat, `{"model":"tiny","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function"}]}`, "", 400, CodeUnsupported, "tools"},
+		{"tools", "POST", chat, `{"model":"tiny","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function"}]}`, "", 400, CodeInvalidValue, "tools[0]"},
 		{"top_logprobs without logprobs", "POST", chat, `{"model":"tiny","messages":[{"role":"user","content":"hi"}],"top_logprobs":2}`, "", 400, CodeInvalidValue, "top_logprobs"},
 		{"top_logprobs too many", "POST", chat, `{"model":"tiny","messages":[{"role":"user","content":"hi"}],"logprobs":true,"top_logprobs":21}`, "", 400, CodeInvalidValue, "top_logprobs"},
 		{"chat logprobs int", "POST", chat, `{"model":"tiny","messages":[{"role":"user","content":"hi"}],"logprobs":3}`, "", 400, CodeInvalidType, "logprobs"},

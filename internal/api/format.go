@@ -156,9 +156,10 @@ type chatFormat struct {
 	stream       bool
 	includeUsage bool
 
-	sentRole bool
-	text     strings.Builder    // accumulated content (non-streaming)
-	lp       []ChatTokenLogprob // accumulated logprobs (non-streaming)
+	sentRole  bool
+	toolCalls []bus.ToolCall     // the final chunk's calls (non-streaming)
+	text      strings.Builder    // accumulated content (non-streaming)
+	lp        []ChatTokenLogprob // accumulated logprobs (non-streaming)
 }
 
 var _ format = (*chatFormat)(nil)
@@ -178,6 +179,10 @@ func (f *chatFormat) events(c *bus.Chunk) [][]byte {
 			choice.Logprobs = &ChatLogprobs{Content: chatLogprobs(nil, c.Logprobs)}
 		}
 		evs = append(evs, f.chunk(choice))
+	}
+	if len(c.ToolCalls) > 0 {
+		// Each call whole in one delta piece (id, name and all arguments).
+		evs = append(evs, f.chunk(ChatChunkChoice{Delta: ChatDelta{ToolCalls: apiToolCalls(c.ToolCalls, true)}}))
 	}
 	if c.FinishReason != "" {
 		evs = append(evs, f.chunk(ChatChunkChoice{FinishReason: ptr(c.FinishReason)}))
@@ -205,6 +210,7 @@ func (f *chatFormat) usageEvent(u Usage) []byte {
 
 func (f *chatFormat) add(c *bus.Chunk) {
 	f.text.WriteString(c.Text)
+	f.toolCalls = append(f.toolCalls, c.ToolCalls...)
 	if f.logprobs {
 		f.lp = chatLogprobs(f.lp, c.Logprobs)
 	}
@@ -242,6 +248,9 @@ func (f *chatFormat) body(finish string, u Usage) any {
 	}
 	if f.logprobs {
 		choice.Logprobs = &ChatLogprobs{Content: chatLogprobs(f.lp, nil)}
+	}
+	if len(f.toolCalls) > 0 {
+		choice.Message.ToolCalls = apiToolCalls(f.toolCalls, false)
 	}
 	return ChatCompletion{
 		ID: f.id, Object: "chat.completion", Created: f.created, Model: f.model,

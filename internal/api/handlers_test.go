@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -54,7 +55,7 @@ func TestChatBody(t *testing.T) {
 		t.Fatalf("bus request %+v", req)
 	}
 	for i := range want {
-		if req.Messages[i] != want[i] {
+		if !reflect.DeepEqual(req.Messages[i], want[i]) {
 			t.Errorf("message %d = %+v, want %+v", i, req.Messages[i], want[i])
 		}
 	}

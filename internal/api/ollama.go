@@ -109,12 +109,28 @@ func (c *ollamaCommon) check() *Error {
 		return errorf(CodeMissingParameter, "model", "model is required")
 	}
 	if present(c.Format) {
-		return errorf(CodeUnsupported, "format", "format (JSON mode and schemas) is not supported yet; leave it out")
+		var str string
+		if json.Unmarshal(c.Format, &str) == nil && str != "json" {
+			return errorf(CodeInvalidValue, "format", "format must be \"json\" or a JSON Schema object, got %q", str)
+		}
 	}
 	if present(c.Think) {
 		return errorf(CodeUnsupported, "think", "think is not supported")
 	}
 	return nil
+}
+
+// formatTo maps Ollama's format onto the structured-output parameters:
+// "json" is response_format json_object, a schema is json_schema.
+func (c *ollamaCommon) formatTo(sp *samplingParams) {
+	if !present(c.Format) {
+		return
+	}
+	if string(bytes.TrimSpace(c.Format)) == `"json"` {
+		sp.ResponseFormat = &ResponseFormat{Type: "json_object"}
+		return
+	}
+	sp.GuidedJSON = c.Format
 }
 
 // ollamaChat serves POST /api/chat.
@@ -155,6 +171,7 @@ func (s *server) ollamaChat(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, e)
 		return
 	}
+	body.formatTo(&cr.samplingParams)
 	req, e := chatToBus(s.cfg, &cr)
 	if e != nil {
 		s.fail(w, ollamaParam(e))
@@ -197,6 +214,7 @@ func (s *server) ollamaGenerate(w http.ResponseWriter, r *http.Request) {
 	}
 	var sp samplingParams
 	sp.Model, sp.Stream = body.Model, ptr(false)
+	body.formatTo(&sp)
 	if e := parseOllamaOptions(body.Options, &sp); e != nil {
 		s.fail(w, e)
 		return
@@ -271,6 +289,8 @@ func ollamaParam(e *Error) *Error {
 }
 
 var openAIToOllama = map[string]string{
+	"response_format":    "format",
+	"guided_json":        "format",
 	"max_tokens":         "options.num_predict",
 	"temperature":        "options.temperature",
 	"top_p":              "options.top_p",

@@ -167,8 +167,8 @@ func TestOllamaErrors(t *testing.T) {
 		want       string
 	}{
 		{"/api/chat", `{"model":"tiny","messages":[{"role":"user","content":"hi"}],"options":{"foo":1}}`, 400, `unknown option \"foo\"`},
-		{"/api/chat", `{"model":"tiny","messages":[{"role":"user","content":"hi"}],"format":"json"}`, 400, "format"},
-		{"/api/chat", `{"model":"tiny","messages":[{"role":"user","content":"hi"}],"format":{"type":"object"}}`, 400, "format"},
+		{"/api/chat", `{"model":"tiny","messages":[{"role":"user","content":"hi"}],"format":"yaml"}`, 400, "format"},
+		{"/api/chat", `{"model":"tiny","messages":[{"role":"user","content":"hi"}],"format":{"type":"integer","minimum":1}}`, 400, "minimum"},
 		{"/api/chat", `{"model":"tiny","messages":[{"role":"user","content":"hi"}],"options":{"typical_p":0.5}}`, 400, "options.typical_p is not supported"},
 		{"/api/chat", `{"model":"tiny","messages":[{"role":"user","content":"hi"}],"options":{"mirostat":2}}`, 400, "options.mirostat"},
 		{"/api/chat", `{"model":"tiny","messages":[{"role":"user","content":"hi"}],"options":{"repeat_penalty":1.2,"repeat_last_n":64}}`, 400, "options.repeat_last_n"},
@@ -182,7 +182,7 @@ func TestOllamaErrors(t *testing.T) {
 		{"/api/chat", `{"model":"tiny","messages":[{"role":"user","content":"hi"}],"options":[1]}`, 400, "options must be an object"},
 		{"/api/chat", `{"model":"tiny","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function"}]}`, 400, "tools"},
 		{"/api/chat", `{"model":"tiny","messages":[{"role":"user","content":"hi","images":["aGk="]}]}`, 400, "images"},
-		{"/api/chat", `{"model":"tiny","messages":[{"role":"tool","content":"hi"}]}`, 400, "messages[0].role"},
+		{"/api/chat", `{"model":"tiny","messages":[{"role":"tool","content":"hi"}]}`, 400, "messages[0].tool_call_id"},
 		{"/api/chat", `{"model":"tiny","messages":[{"role":"user","content":"hi"}],"think":true}`, 400, "think"},
 		{"/api/chat", `{"messages":[{"role":"user","content":"hi"}]}`, 400, "model is required"},
 		{"/api/chat", `{"model":"nope","messages":[{"role":"user","content":"hi"}]}`, 404, `model \"nope\" is not served`},

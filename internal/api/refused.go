@@ -56,7 +56,7 @@ func (r *refusedParams) check() *Error {
 	}{
 		{"functions", r.Functions, []string{"[]"}, "the legacy functions are not supported"},
 		{"function_call", r.FunctionCall, []string{`"none"`, `"auto"`}, "the legacy function_call is not supported"},
-		{"tool_choice", r.ToolChoice, []string{`"none"`, `"auto"`}, "tool calling is not supported; tool_choice may only be \"none\" or \"auto\""},
+		{"tool_choice", r.ToolChoice, []string{`"none"`, `"auto"`}, "tool_choice is for chat"},
 		{"prediction", r.Prediction, nil, "predicted outputs are not supported"},
 		{"audio", r.Audio, nil, "audio output is not supported"},
 		{"modalities", r.Modalities, []string{`["text"]`, "[]"}, "only text output is supported"},

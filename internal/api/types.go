@@ -87,6 +87,8 @@ type ChatRequest struct {
 	Logprobs            *bool           `json:"logprobs"`
 	TopLogprobs         *int            `json:"top_logprobs"`
 	Tools               json.RawMessage `json:"tools"`
+	ToolChoice          json.RawMessage `json:"tool_choice"`
+	ParallelToolCalls   *bool           `json:"parallel_tool_calls"`
 	// ContinueFinalMessage continues the final (assistant) message instead
 	// of opening a new turn (vLLM's continue_final_message); it needs
 	// AddGenerationPrompt false or absent.
@@ -101,9 +103,11 @@ type ChatRequest struct {
 // ChatMessage is one message of a chat request. Content is a string, null,
 // or an array of {"type":"text","text":...} parts.
 type ChatMessage struct {
-	Role    string          `json:"role"`
-	Content json.RawMessage `json:"content"`
-	Name    string          `json:"name,omitempty"`
+	Role       string          `json:"role"`
+	Content    json.RawMessage `json:"content"`
+	Name       string          `json:"name,omitempty"`
+	ToolCalls  []APIToolCall   `json:"tool_calls,omitempty"`
+	ToolCallID string          `json:"tool_call_id,omitempty"`
 }
 
 // Usage is OpenAI's token accounting.
@@ -184,9 +188,10 @@ type ChatChoice struct {
 
 // ChatReply is the assistant message of a ChatChoice.
 type ChatReply struct {
-	Role    string  `json:"role"`
-	Content string  `json:"content"`
-	Refusal *string `json:"refusal"`
+	Role      string        `json:"role"`
+	Content   string        `json:"content"`
+	Refusal   *string       `json:"refusal"`
+	ToolCalls []APIToolCall `json:"tool_calls,omitempty"`
 }
 
 // ChatLogprobs is the chat logprobs object.
@@ -232,6 +237,7 @@ type ChatChunkChoice struct {
 
 // ChatDelta is the increment a ChatChunk carries.
 type ChatDelta struct {
-	Role    string  `json:"role,omitempty"`
-	Content *string `json:"content,omitempty"`
+	Role      string        `json:"role,omitempty"`
+	Content   *string       `json:"content,omitempty"`
+	ToolCalls []APIToolCall `json:"tool_calls,omitempty"`
 }

@@ -37,6 +37,25 @@ type ChatMessage struct {
 	Role    string `json:"role"`
 	Content string `json:"content"`
 	Name    string `json:"name,omitempty"`
+	// ToolCalls are an assistant turn's calls; ToolCallID is the call a
+	// "tool" turn answers.
+	ToolCalls  []ToolCall `json:"tool_calls,omitempty"`
+	ToolCallID string     `json:"tool_call_id,omitempty"`
+}
+
+// ToolCall is one function call: Arguments is JSON text.
+type ToolCall struct {
+	ID        string `json:"id"`
+	Name      string `json:"name"`
+	Arguments string `json:"arguments"`
+}
+
+// Tool is a function a chat request offers the model: Parameters is its
+// JSON Schema.
+type Tool struct {
+	Name        string          `json:"name"`
+	Description string          `json:"description,omitempty"`
+	Parameters  json.RawMessage `json:"parameters,omitempty"`
 }
 
 // Sampling carries the sampling parameters of a request.
@@ -91,6 +110,13 @@ type Request struct {
 	TopLogprobs int      `json:"top_logprobs,omitempty"`
 	Sampling    Sampling `json:"sampling"`
 	User        string   `json:"user,omitempty"`
+	// Tools are the functions the model may call; ToolChoice is "auto"
+	// (the model decides; its output is parsed for calls), "required" (at
+	// least one call, enforced by the grammar) or a function's name (that
+	// call, enforced); ParallelToolCalls allows several calls.
+	Tools             []Tool `json:"tools,omitempty"`
+	ToolChoice        string `json:"tool_choice,omitempty"`
+	ParallelToolCalls bool   `json:"parallel_tool_calls,omitempty"`
 	// Constraint restricts the output to a grammar (structured outputs);
 	// nil: free text.
 	Constraint *Constraint `json:"constraint,omitempty"`
@@ -177,8 +203,11 @@ type Chunk struct {
 	Tokens       []int32        `json:"tokens,omitempty"`
 	Logprobs     []TokenLogprob `json:"logprobs,omitempty"`
 	FinishReason string         `json:"finish_reason,omitempty"`
-	Usage        *Usage         `json:"usage,omitempty"`
-	Error        *Error         `json:"error,omitempty"`
+	// ToolCalls, on a final chunk with FinishReason "tool_calls", are the
+	// calls the model made (its text was held back, not sent as Text).
+	ToolCalls []ToolCall `json:"tool_calls,omitempty"`
+	Usage     *Usage     `json:"usage,omitempty"`
+	Error     *Error     `json:"error,omitempty"`
 	// Scores answers one input of a classification request.
 	Scores *Scores `json:"scores,omitempty"`
 	// Embedding answers one input of an embedding request.

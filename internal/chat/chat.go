@@ -1,6 +1,7 @@
 package chat
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -20,8 +21,19 @@ var (
 
 // Message is one turn of a conversation.
 type Message struct {
-	Role    string // "system", "user" or "assistant"
+	Role    string // "system", "user", "assistant" or "tool"
 	Content string
+	// ToolCalls are an assistant turn's function calls; ToolCallID is the
+	// call a "tool" turn answers. Templates see them as HuggingFace's do:
+	// tool_calls[i].function.{name, arguments} (arguments parsed from JSON
+	// when they are JSON) and tool_call_id.
+	ToolCalls  []ToolCall
+	ToolCallID string
+}
+
+// ToolCall is one function call; Arguments is JSON text.
+type ToolCall struct {
+	ID, Name, Arguments string
 }
 
 // Options are the template variables besides the messages.
@@ -84,7 +96,7 @@ const systemProbe = "System message \x01courier-probe"
 // the probe (Gemma 1's raises "System role not supported") has not used
 // the content either, so llama.cpp merges for it too.
 func (t *Template) rendersSystem() bool {
-	out, err := t.execute([]Message{{"system", systemProbe}, {"user", "User message"}}, Options{AddGenerationPrompt: true})
+	out, err := t.execute([]Message{{Role: "system", Content: systemProbe}, {Role: "user", Content: "User message"}}, Options{AddGenerationPrompt: true})
 	return err == nil && strings.Contains(out, systemProbe)
 }
 
@@ -132,7 +144,24 @@ func (t *Template) Render(msgs []Message, opts Options) (string, error) {
 func (t *Template) execute(msgs []Message, opts Options) (out string, err error) {
 	list := make([]any, len(msgs))
 	for i, m := range msgs {
-		list[i] = map[string]any{"role": m.Role, "content": m.Content}
+		msg := map[string]any{"role": m.Role, "content": m.Content}
+		if len(m.ToolCalls) > 0 {
+			calls := make([]any, len(m.ToolCalls))
+			for j, c := range m.ToolCalls {
+				var args any = c.Arguments
+				var parsed map[string]any
+				if json.Unmarshal([]byte(c.Arguments), &parsed) == nil {
+					args = parsed
+				}
+				calls[j] = map[string]any{"id": c.ID, "type": "function",
+					"function": map[string]any{"name": c.Name, "arguments": args}}
+			}
+			msg["tool_calls"] = calls
+		}
+		if m.ToolCallID != "" {
+			msg["tool_call_id"] = m.ToolCallID
+		}
+		list[i] = msg
 	}
 	data := map[string]any{
 		"messages":              list,

@@ -72,7 +72,7 @@ const (
 
 var (
 	withSystem = []Message{
-		{"system", "You are terse."}, {"user", "Hi"}, {"assistant", "Hello!"}, {"user", "Sum 2+2?"},
+		{Role: "system", Content: "You are terse."}, {Role: "user", Content: "Hi"}, {Role: "assistant", Content: "Hello!"}, {Role: "user", Content: "Sum 2+2?"},
 	}
 	noSystem = withSystem[1:]
 	gen      = Options{AddGenerationPrompt: true}
@@ -103,7 +103,7 @@ func TestRealTemplates(t *testing.T) {
 			"<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"},
 		{"llama3", llama3Template, withSystem, withTokens("<|begin_of_text|>", "<|eot_id|>"),
 			"<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are terse.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nHello!<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nSum 2+2?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"},
-		{"llama3 trims content", llama3Template, []Message{{"user", "  Hi \n"}}, withTokens("<|begin_of_text|>", "<|eot_id|>"),
+		{"llama3 trims content", llama3Template, []Message{{Role: "user", Content: "  Hi \n"}}, withTokens("<|begin_of_text|>", "<|eot_id|>"),
 			"<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"},
 		{"mistral system merged", mistralTemplate, withSystem, withTokens("<s>", "</s>"),
 			"<s>[INST] You are terse.\nHi [/INST]Hello!</s>[INST] Sum 2+2? [/INST]"},
@@ -154,8 +154,8 @@ func TestRaiseException(t *testing.T) {
 		msgs       []Message
 		want       string
 	}{
-		{"mistral two users", mistralTemplate, []Message{{"user", "a"}, {"user", "b"}}, "Conversation roles must alternate"},
-		{"llama2 assistant first", llama2Template, []Message{{"assistant", "a"}}, "Conversation roles must alternate"},
+		{"mistral two users", mistralTemplate, []Message{{Role: "user", Content: "a"}, {Role: "user", Content: "b"}}, "Conversation roles must alternate"},
+		{"llama2 assistant first", llama2Template, []Message{{Role: "assistant", Content: "a"}}, "Conversation roles must alternate"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -209,6 +209,6 @@ func FuzzRender(f *testing.F) {
 		if err != nil {
 			return
 		}
-		tmpl.Render([]Message{{"user", content}}, gen) // must not panic
+		tmpl.Render([]Message{{Role: "user", Content: content}}, gen) // must not panic
 	})
 }

@@ -50,7 +50,7 @@ func sharedRef(t *testing.T, name string) chatRef {
 	}
 	r := chatRef{Model: raw.Model, Prompt: raw.ApplyTemplate.Prompt, Tokens: raw.Completion.Tokens}
 	for _, m := range raw.Messages {
-		r.Messages = append(r.Messages, Message{m.Role, m.Content})
+		r.Messages = append(r.Messages, Message{Role: m.Role, Content: m.Content})
 	}
 	return r
 }

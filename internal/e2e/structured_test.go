@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"errors"
+	"net/http"
 	"regexp"
 	"strings"
 	"testing"
@@ -117,6 +118,23 @@ func TestStructuredOutputs(t *testing.T) {
 	if !strings.HasPrefix(strings.TrimSpace(got), "{") || (json.Valid([]byte(got)) && json.Unmarshal([]byte(got), &obj) != nil) {
 		t.Fatalf("json_object gave %q", got)
 	}
+
+	// Ollama's format: a schema (and "json") through /api/chat.
+	body := `{"model":"` + modelName + `","stream":false,"format":` + personSchema + `,"options":{"seed":3,"num_predict":400},
+		"messages":[{"role":"user","content":"A person as JSON"}]}`
+	resp, err := http.Post("http://"+n.Addr()+"/api/chat", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var or struct {
+		Message struct{ Content string } `json:"message"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&or)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("ollama format: %d, %v", resp.StatusCode, err)
+	}
+	validates(t, v, or.Message.Content)
 
 	for _, tc := range []struct {
 		field string

@@ -86,6 +86,9 @@ func (b *Backend) Serve(ctx context.Context, req *bus.Request, send func(*bus.Ch
 	if !ok {
 		return fail(bus.CodeModelNotFound, "upstream worker does not serve %q", req.Model)
 	}
+	if len(req.Tools) > 0 && req.ToolChoice != "none" {
+		return fail(bus.CodeInvalidRequest, "tool calling is not supported by upstream workers")
+	}
 	if len(req.PromptIDs) > 0 {
 		return fail(bus.CodeInvalidRequest, "token-id prompts are not supported by upstream workers")
 	}

@@ -23,13 +23,20 @@ const maxGrammars = 64
 // compile returns the grammar of c, compiling it on first use.
 func (gc *grammarCache) compile(c *bus.Constraint) (*grammar.Grammar, error) {
 	key := c.Type + "\x00" + string(c.Schema) + "\x00" + c.Pattern + "\x00" + strings.Join(c.Choices, "\x00")
+	return gc.get(key, func() (*grammar.Grammar, error) {
+		return grammar.Compile(grammar.Spec{Type: c.Type, Schema: c.Schema, Pattern: c.Pattern, Choices: c.Choices})
+	})
+}
+
+// get returns the grammar cached under key, building it on first use.
+func (gc *grammarCache) get(key string, build func() (*grammar.Grammar, error)) (*grammar.Grammar, error) {
 	gc.mu.Lock()
 	if g, ok := gc.byKey[key]; ok {
 		gc.mu.Unlock()
 		return g, nil
 	}
 	gc.mu.Unlock()
-	g, err := grammar.Compile(grammar.Spec{Type: c.Type, Schema: c.Schema, Pattern: c.Pattern, Choices: c.Choices})
+	g, err := build()
 	if err != nil {
 		return nil, fmt.Errorf("constraint: %w", err)
 	}

@@ -64,6 +64,17 @@ func (w *Worker) run(ctx context.Context, req *bus.Request, send func(*bus.Chunk
 			return fail(bus.CodeInvalidRequest, err.Error())
 		}
 	}
+	tm := w.newToolMode(req)
+	if tm != nil {
+		if tm.forced {
+			if g, err = w.toolGrammar(tm, req.ParallelToolCalls); err != nil {
+				return fail(bus.CodeInvalidRequest, err.Error())
+			}
+		}
+		for _, id := range resume { // text the client has not seen: rebuild it
+			tm.buf.WriteString(w.eng.TokenText(id))
+		}
+	}
 	er := engine.Request{
 		Grammar:     g,
 		Prompt:      prompt,
@@ -92,6 +103,15 @@ func (w *Worker) run(ctx context.Context, req *bus.Request, send func(*bus.Chunk
 			}
 		}
 		c := &bus.Chunk{ID: req.ID, Seq: seq, Attempt: req.Attempt, Text: text, Tokens: []int32{t.ID}}
+		if tm != nil {
+			// Held back until the end decides between calls and content;
+			// the chunk still carries the token for usage and resume.
+			tm.buf.WriteString(c.Text)
+			c.Text = ""
+			if t.ID < 0 {
+				return nil
+			}
+		}
 		if req.Logprobs || req.TopLogprobs > 0 {
 			c.Logprobs = []bus.TokenLogprob{w.logprob(t)}
 		}
@@ -115,10 +135,18 @@ func (w *Worker) run(ctx context.Context, req *bus.Request, send func(*bus.Chunk
 		w.log.Error("generation failed", "id", req.ID, "err", err)
 		return fail(bus.CodeInternal, err.Error())
 	default:
-		return &bus.Chunk{
+		final := &bus.Chunk{
 			ID: req.ID, Seq: seq, Attempt: req.Attempt, FinishReason: res.FinishReason,
 			Usage: &bus.Usage{PromptTokens: res.PromptTokens, CompletionTokens: res.CompletionTokens},
 		}
+		if tm != nil {
+			if calls := tm.parse(tm.buf.String(), req.ID); len(calls) > 0 && res.FinishReason == engine.FinishStop {
+				final.ToolCalls, final.FinishReason = calls, "tool_calls"
+			} else {
+				final.Text = tm.buf.String() // not a call: the held-back text is the answer
+			}
+		}
+		return final
 	}
 }
 
@@ -223,7 +251,7 @@ func (w *Worker) prompt(req *bus.Request) ([]int32, error) {
 		if req.ContinueFinal {
 			text, err = w.renderContinuing(req.Messages, req.ChatTemplateKwargs)
 		} else {
-			text, err = w.cfg.Render(w.info.ChatTemplate, req.Messages, w.info.BOSText, w.info.EOSText, req.ChatTemplateKwargs)
+			text, err = w.cfg.Render(w.info.ChatTemplate, req.Messages, w.info.BOSText, w.info.EOSText, withTools(req))
 		}
 		if err != nil {
 			return nil, err

@@ -31,8 +31,7 @@ func JSONObject() *Grammar {
 // annotations title, description, default, examples, $schema, $id,
 // $comment. Any other keyword is an ErrUnsupported naming it.
 func JSONSchema(schema []byte) (*Grammar, error) {
-	d := json.NewDecoder(bytes.NewReader(schema))
-	d.UseNumber()
+	d := newJSONDecoder(schema)
 	root, err := decodeOrdered(d)
 	if err == nil {
 		if _, e := d.Token(); e != io.EOF {
@@ -703,4 +702,10 @@ func decodeValue(d *json.Decoder, depth int) (any, error) {
 		return arr, err
 	}
 	return t, nil
+}
+
+func newJSONDecoder(b []byte) *json.Decoder {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	return d
 }
