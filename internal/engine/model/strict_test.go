@@ -2,6 +2,7 @@ package model
 
 import (
 	"bytes"
+	"math"
 	"strings"
 	"testing"
 
@@ -143,5 +144,29 @@ func TestLoadRefusesWhatItWouldMisread(t *testing.T) {
 				t.Fatalf("Load: %v, want an error naming %s", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestGemma3QueryScale checks Gemma 3's Q scale as llama.cpp sets it:
+// 1/sqrt(head size), except for the 27B model (62 layers), whose scale is
+// 1/sqrt(embedding/heads).
+func TestGemma3QueryScale(t *testing.T) {
+	var buf bytes.Buffer
+	c := synth.Config{Arch: "gemma3", Dim: 128, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 64, FFN: 128, Vocab: 300, Context: 64, Type: gguf.TypeF32, Seed: 3}
+	if err := synth.Write(&buf, c); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		layers uint32
+		want   float32
+	}{{2, 0.125}, {62, float32(1 / math.Sqrt(32))}} {
+		f := rewrite(t, buf.Bytes(), setKV("gemma3.block_count", tc.layers))
+		cfg, err := ReadConfig(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.QScale != tc.want {
+			t.Errorf("%d layers: Q scale %g, want %g", tc.layers, cfg.QScale, tc.want)
+		}
 	}
 }
