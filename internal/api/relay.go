@@ -3,9 +3,11 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -205,6 +207,10 @@ func (s *server) collect(ctx context.Context, w http.ResponseWriter, st bus.Stre
 		f.add(c)
 		if c.FinishReason != "" {
 			res.completed = true
+			if c.Attempt > 1 { // re-dispatched: say who finished it (docs/api.md)
+				w.Header().Set("X-Courier-Attempt", strconv.Itoa(c.Attempt))
+				w.Header().Set("X-Courier-Worker", c.Worker)
+			}
 			writeJSON(w, http.StatusOK, f.body(res.finish, res.apiUsage()))
 			return nil
 		}
@@ -275,6 +281,9 @@ func (s *server) relayStream(ctx context.Context, w http.ResponseWriter, st bus.
 			sse.flush()
 			return err
 		}
+		if next.Attempt > c.Attempt && c.Attempt > 0 {
+			sse.resumed(next)
+		}
 		res.note(next, s.now())
 		c = next
 	}
@@ -335,6 +344,16 @@ func (s *sseWriter) event(payload []byte) { s.fr.event(&s.buf, payload) }
 
 // done queues the stream's terminator.
 func (s *sseWriter) done() { s.fr.end(&s.buf) }
+
+// resumed marks, in an SSE stream, where the chunks of a re-dispatched
+// request begin: a comment line (clients skip it) naming the attempt and
+// the worker that carries on. Tests use it to prove who answered; NDJSON
+// streams carry nothing.
+func (s *sseWriter) resumed(c *bus.Chunk) {
+	if _, ok := s.fr.(sseFraming); ok {
+		fmt.Fprintf(&s.buf, ": courier-resumed attempt=%d worker=%s\n\n", c.Attempt, c.Worker)
+	}
+}
 
 // flush writes the queued events and flushes them to the client.
 func (s *sseWriter) flush() error {

@@ -286,6 +286,7 @@ func TestClassifyKillWorker(t *testing.T) {
 	defer st.Close()
 	got := map[int][]float64{}
 	killed := ""
+	resumed := 0 // inputs answered by another worker on a later attempt
 	for {
 		c, err := st.Next(ctx)
 		if err == io.EOF {
@@ -304,6 +305,9 @@ func TestClassifyKillWorker(t *testing.T) {
 			t.Fatalf("input %d answered twice", c.Scores.Index)
 		}
 		got[c.Scores.Index] = c.Scores.Logprobs
+		if killed != "" && c.Worker != killed && c.Attempt > 1 {
+			resumed++
+		}
 		if len(got) == 5 && killed == "" {
 			killed = c.Worker
 			if err := procs[killed].Process.Signal(syscall.SIGKILL); err != nil {
@@ -313,6 +317,11 @@ func TestClassifyKillWorker(t *testing.T) {
 	}
 	if killed == "" || len(got) != len(texts) {
 		t.Fatalf("killed %q, %d of %d inputs answered", killed, len(got), len(texts))
+	}
+	// The rest must have come from the surviving worker: a fast worker
+	// answering everything before the kill would prove nothing.
+	if resumed == 0 {
+		t.Fatalf("no input was answered by a worker other than %s after the kill", killed)
 	}
 	e, err := engine.Load(modelPath(t), engine.Options{})
 	if err != nil {
@@ -325,5 +334,5 @@ func TestClassifyKillWorker(t *testing.T) {
 			t.Fatalf("input %d: %v, engine.Score says %v", i, got[i], want[i])
 		}
 	}
-	t.Logf("killed %s after 5 inputs; all %d answered once", killed, len(texts))
+	t.Logf("killed %s after 5 inputs; all %d answered once, %d by the surviving worker", killed, len(texts), resumed)
 }

@@ -1,11 +1,16 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -86,10 +91,9 @@ func TestKillWorkerMidStream(t *testing.T) {
 
 	const prompt, maxTokens = "Once upon a time", 400
 	want := greedy(t, prompt, maxTokens)
-	c := client(t, gw.Addr())
 	var killed string
 	var once sync.Once
-	got, err := streamText(ctx, c, prompt, maxTokens, func(text string) {
+	got, resumed, err := streamRaw(ctx, gw.Addr(), prompt, maxTokens, func(text string) {
 		if len(text) < 100 {
 			return
 		}
@@ -118,5 +122,79 @@ func TestKillWorkerMidStream(t *testing.T) {
 	if got != want {
 		t.Fatalf("after killing %s the client got\n%q\nwant\n%q", killed, got, want)
 	}
-	t.Logf("killed %s mid-stream; the answer is complete (%d bytes)", killed, len(got))
+	// The rest of the answer came from the surviving worker, resumed: a
+	// worker that finished before the kill would prove nothing.
+	if len(resumed) == 0 || resumed[len(resumed)-1].worker == killed || resumed[len(resumed)-1].attempt < 2 ||
+		resumed[len(resumed)-1].after == len(got) {
+		t.Fatalf("killed %s, but the stream shows no resume on another worker with text after it: %+v", killed, resumed)
+	}
+	r := resumed[len(resumed)-1]
+	t.Logf("killed %s mid-stream; attempt %d on %s carried on after byte %d; the answer is complete (%d bytes)",
+		killed, r.attempt, r.worker, r.after, len(got))
+}
+
+// resume is one `: courier-resumed` mark in a stream (docs/api.md): the
+// attempt and worker that carried on, and how many bytes of text came
+// before it.
+type resume struct {
+	attempt int
+	worker  string
+	after   int
+}
+
+// streamRaw streams a greedy completion over plain HTTP and returns its
+// text and the stream's resume marks; onText, if set, is called after every
+// event with the text so far.
+func streamRaw(ctx context.Context, addr, prompt string, maxTokens int, onText func(string)) (string, []resume, error) {
+	body := fmt.Sprintf(`{"model":%q,"prompt":%q,"max_tokens":%d,"temperature":0,"stream":true}`, modelName, prompt, maxTokens)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/v1/completions", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		return "", nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return "", nil, fmt.Errorf("status %d: %s", resp.StatusCode, b)
+	}
+	var text strings.Builder
+	var marks []resume
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if m, ok := strings.CutPrefix(line, ": courier-resumed "); ok {
+			var r resume
+			fmt.Sscanf(m, "attempt=%d worker=%s", &r.attempt, &r.worker)
+			r.after = text.Len()
+			marks = append(marks, r)
+			continue
+		}
+		data, ok := strings.CutPrefix(line, "data: ")
+		if !ok {
+			continue
+		}
+		if data == "[DONE]" {
+			return text.String(), marks, nil
+		}
+		var ev struct {
+			Choices []struct{ Text string }
+			Error   *struct{ Message string }
+		}
+		if err := json.Unmarshal([]byte(data), &ev); err != nil {
+			return text.String(), marks, err
+		}
+		if ev.Error != nil {
+			return text.String(), marks, fmt.Errorf("error event: %s", ev.Error.Message)
+		}
+		for _, c := range ev.Choices {
+			text.WriteString(c.Text)
+		}
+		if onText != nil {
+			onText(text.String())
+		}
+	}
+	return text.String(), marks, fmt.Errorf("stream ended without [DONE]: %v", sc.Err())
 }
