@@ -303,3 +303,26 @@ func TestOllamaLatest(t *testing.T) {
 		t.Fatalf("root: %d %s", w.Code, w.Body)
 	}
 }
+
+// TestOllamaFormat: format "json" and a schema reach the bus as the
+// structured-output constraints of /v1 (json_object, json_schema), on chat,
+// generate and raw generate.
+func TestOllamaFormat(t *testing.T) {
+	d, rec := scripted(helloChunks()...)
+	s := newTestServer(t, Config{}, d)
+	schema := `{"type":"object","properties":{"age":{"type":"integer"}},"required":["age"]}`
+	for _, tc := range []struct{ path, body, typ string }{
+		{"/api/chat", `{"model":"tiny","stream":false,"format":"json","messages":[{"role":"user","content":"hi"}]}`, "json_object"},
+		{"/api/chat", `{"model":"tiny","stream":false,"format":` + schema + `,"messages":[{"role":"user","content":"hi"}]}`, "json_schema"},
+		{"/api/generate", `{"model":"tiny","stream":false,"format":"json","prompt":"hi"}`, "json_object"},
+		{"/api/generate", `{"model":"tiny","stream":false,"format":` + schema + `,"prompt":"hi","raw":true}`, "json_schema"},
+	} {
+		if w := do(s, "POST", tc.path, tc.body); w.Code != 200 {
+			t.Fatalf("%s %s: %d %s", tc.path, tc.body, w.Code, w.Body)
+		}
+		c := rec.last().Constraint
+		if c == nil || c.Type != tc.typ || (tc.typ == "json_schema" && string(c.Schema) != schema) {
+			t.Fatalf("%s %s: constraint %+v", tc.path, tc.body, c)
+		}
+	}
+}

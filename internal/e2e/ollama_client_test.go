@@ -50,8 +50,8 @@ func installOllamaJS(t *testing.T, npm string) {
 }
 
 // TestOllamaJSClient runs the official ollama npm client (list, show, chat
-// streaming and not, generate, embed, an unsupported option) against a real
-// node on loopback.
+// streaming and not, generate, generate with a JSON Schema format, embed, an
+// unsupported option) against a real node on loopback.
 func TestOllamaJSClient(t *testing.T) {
 	nodeBin, npm := needNode(t)
 	installOllamaJS(t, npm)
@@ -99,6 +99,9 @@ func TestOllamaJSClient(t *testing.T) {
 			Norms             []float64
 			Prompt_eval_count int
 		}
+		Format struct {
+			Text, Done_reason string
+		}
 		BadOption struct {
 			Status int
 			Error  string
@@ -126,6 +129,10 @@ func TestOllamaJSClient(t *testing.T) {
 	if e := got.Embed; e.Count != 2 || len(e.Dims) != 2 || e.Dims[0] != e.Dims[1] || e.Dims[0] == 0 || e.Prompt_eval_count == 0 ||
 		math.Abs(e.Norms[0]-1) > 1e-3 || math.Abs(e.Norms[1]-1) > 1e-3 {
 		t.Errorf("embed %+v (want two L2-normalised vectors of the model's width)", e)
+	}
+	var ok struct{ Ok *bool }
+	if err := json.Unmarshal([]byte(got.Format.Text), &ok); err != nil || ok.Ok == nil || got.Format.Done_reason != "stop" {
+		t.Errorf("format (a JSON Schema): %+v, %v", got.Format, err)
 	}
 	if got.BadOption.Status != 400 || !strings.Contains(got.BadOption.Error, "options.mirostat") {
 		t.Errorf("unsupported option: %+v", got.BadOption)

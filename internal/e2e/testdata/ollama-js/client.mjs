@@ -31,6 +31,13 @@ out.chat = { text: whole.message.content, role: whole.message.role, done: whole.
 const gen = await ollama.generate({ model, prompt: 'Once upon a time', raw: true, options: { temperature: 0, num_predict: 20 } })
 out.generate = { text: gen.response, done: gen.done, done_reason: gen.done_reason, eval_count: gen.eval_count, total_duration: gen.total_duration }
 
+const structured = await ollama.generate({
+  model, prompt: 'Is the sky blue?', stream: false,
+  format: { type: 'object', properties: { ok: { type: 'boolean' } }, required: ['ok'], additionalProperties: false },
+  options: { temperature: 0, num_predict: 32 },
+})
+out.format = { text: structured.response, done_reason: structured.done_reason }
+
 const emb = await ollama.embed({ model, input: ['Once upon a time', 'The cat sat'] })
 out.embed = { count: emb.embeddings.length, dims: emb.embeddings.map((v) => v.length), norms: emb.embeddings.map((v) => Math.sqrt(v.reduce((a, x) => a + x * x, 0))), prompt_eval_count: emb.prompt_eval_count }
 
