@@ -95,7 +95,12 @@
 // columns per half of the 16-lane accumulator (float_avx2_amd64.s);
 // multi-row Q8_0 and four-outputs-in-lanes repacked Q4_0 (multi_amd64.s);
 // a repacked Q4_0 group kernel that decodes each weight block once for
-// four activation rows, one per lane (repack_q40x4_amd64.s).
+// four activation rows, one per lane (repack_q40x4_amd64.s); decode rows
+// kernels for Q8_0, unpacked repacked Q4_0 and F16, several weight rows
+// per pass with the next ones prefetched (rows_q8_avx2_amd64.s); the Q8_0
+// and Q8_K activation quantizers (actquant_avx2_amd64.s). On AVX2, F16
+// prompt rows run the F32 tile kernel on weight groups widened once per
+// block of activation rows (kernel.wide: the same fused multiply-adds).
 // AVX-512F: four-row F32/F16 vec_dot, 2x4-output tinyBLAS F32/F16, a
 // one-activation-row F32 rows kernel (float_avx512_amd64.s), the F16
 // vector operations of attention (f16vec_amd64.s), the Q8_0 activation
@@ -130,8 +135,9 @@
 // jobs a kernel may ask for side data after each converted row, e.g. F16
 // rows widened back to float32: actSide), then the pool's threads (the
 // caller included) take chunks of whole groups of eight weight rows from
-// an atomic counter, and each group is applied to all activation rows
-// while it is in cache. A MatMul of one activation row (a decode step)
+// an atomic counter; a chunk passes over the activation rows in blocks of
+// about 192 KiB of converted rows (actBlockBytes), each group of eight
+// weight rows applied to a whole block while both are in cache. A MatMul of one activation row (a decode step)
 // gives a whole chunk to one kernel call where the type has a rows kernel
 // (rowsFunc: F32, Q8_0, Q6_K, Q5_K, BF16, packed Q4_0/Q4_K), which also
 // prefetches the rows it reads next: a decode step's matrices are small
