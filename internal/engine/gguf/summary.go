@@ -12,18 +12,18 @@ import (
 // Summary is the short description of a model file that `courier models
 // inspect` prints before the full tables.
 type Summary struct {
-	Name, Arch    string
-	Params        uint64
-	Bytes         uint64
-	Context       uint64 // <arch>.context_length; 0 when absent
-	Layers        uint64 // <arch>.block_count; 0 when absent
-	Embedding     uint64 // <arch>.embedding_length; 0 when absent
-	Vocab         int    // tokens in tokenizer.ggml.tokens
-	Types         []TypeShare
-	ChatTemplate  int // bytes of tokenizer.chat_template; 0 when absent
-	PoolingType   int // <arch>.pooling_type (llama.cpp's values); -1 when absent, -2 when not an integer
-	Tokenizer     string
-	TokenizerPre  string
+	Name, Arch   string
+	Params       uint64
+	Bytes        uint64
+	Context      uint64 // <arch>.context_length; 0 when absent
+	Layers       uint64 // <arch>.block_count; 0 when absent
+	Embedding    uint64 // <arch>.embedding_length; 0 when absent
+	Vocab        int    // tokens in tokenizer.ggml.tokens
+	Types        []TypeShare
+	ChatTemplate int // bytes of tokenizer.chat_template; 0 when absent
+	PoolingType  int // <arch>.pooling_type (llama.cpp's values); -1 when absent, -2 when not an integer
+	Tokenizer    string
+	TokenizerPre string
 }
 
 // TypeShare is one tensor type's part of the file's parameters.
