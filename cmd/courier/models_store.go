@@ -8,6 +8,7 @@ import (
 	"os"
 	"text/tabwriter"
 
+	"courier/internal/engine/gguf"
 	"courier/internal/store"
 )
 
@@ -95,7 +96,7 @@ func runModelsRm(args []string) int {
 }
 
 func runModelsShow(args []string) int {
-	fs, rc := parseNoFlags("courier models show", "usage: courier models show NAME|PATH\n\nPrints a model's summary (architecture, parameters, size, quantization,\ncontext length, chat template), then its files. courier models inspect PATH\nprints every metadata key and tensor.", args)
+	fs, rc := parseNoFlags("courier models show", "usage: courier models show NAME|PATH\n\nPrints a model's summary (architecture, parameters, size, context, tensor\ntypes, tokenizer, chat template, pooling, quantization), then, for a stored\nmodel, its source and files. courier models inspect PATH prints every\nmetadata key and tensor.", args)
 	if fs == nil {
 		return rc
 	}
@@ -110,7 +111,9 @@ func runModelsShow(args []string) int {
 	return 0
 }
 
-// showModel writes the summary of name (a store name or a path).
+// showModel writes the summary of name (a store name or a path): the GGUF
+// summary `models inspect` prints first, the quantization, then where the
+// model came from when it is in the store.
 func showModel(w io.Writer, s store.Store, name string) error {
 	path, err := s.Resolve(name)
 	if err != nil {
@@ -120,35 +123,26 @@ func showModel(w io.Writer, s store.Store, name string) error {
 	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	row := func(k, v string) { fmt.Fprintf(tw, "  %s\t%s\n", k, v) }
-	fmt.Fprintln(tw, "model")
-	if in.Name != "" {
-		row("name", in.Name)
+	f, err := gguf.Open(path)
+	if err != nil {
+		return err
 	}
-	row("architecture", in.Architecture)
-	row("parameters", store.ParameterSize(in.Parameters))
-	row("quantization", in.Quant)
-	if in.ContextLength > 0 {
-		row("context length", fmt.Sprint(in.ContextLength))
-	} else {
-		row("context length", "not set")
+	defer f.Close()
+	if err := f.Summary().Write(w, poolingLine(f)); err != nil {
+		return err
 	}
-	if in.Template != "" {
-		row("chat template", fmt.Sprintf("yes (%d bytes)", len(in.Template)))
-	} else {
-		row("chat template", "none (chat uses the plain User:/Assistant: format)")
-	}
+	fmt.Fprintf(w, "quantization:   %s\n", in.Quant)
 	ref, perr := store.ParseRef(name)
 	m, lerr := s.Lookup(ref)
 	if perr != nil || lerr != nil || m.Path != path {
-		row("file", path)
-		row("size", humanBytes(in.Size))
-		return tw.Flush()
+		fmt.Fprintf(w, "file:           %s (%s)\n", path, humanBytes(in.Size))
+		return nil
 	}
-	row("size", humanBytes(m.Size))
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	row := func(k, v string) { fmt.Fprintf(tw, "  %s\t%s\n", k, v) }
 	fmt.Fprintln(tw, "\nstore")
 	row("name", m.Name)
+	row("size", humanBytes(m.Size))
 	row("source", m.Source)
 	row("pulled", m.PulledAt.Local().Format("2006-01-02 15:04:05"))
 	for _, f := range m.Files {

@@ -57,7 +57,7 @@ func TestPullCommand(t *testing.T) {
 		t.Fatalf("list: %d %q", code, out)
 	}
 	code, out, errOut = capture(t, func() int { return dispatch([]string{"models", "show", "acme/stories-GGUF"}) })
-	for _, want := range []string{"architecture    llama", "quantization    Q8_0", "context length  ", "chat template", "sha256", "verified"} {
+	for _, want := range []string{"architecture:   llama", "quantization:   Q8_0", "context:        ", "chat template:  ", "name    acme/stories-GGUF:Q8_0", "sha256", "verified"} {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Errorf("show lacks %q (code %d):\n%s%s", want, code, out, errOut)
 		}
