@@ -152,6 +152,11 @@ type Node struct {
 	// BatchReserve is the slots per worker kept free of batch work for
 	// interactive requests.
 	BatchReserve int
+	// Replicas is the replica count of every JetStream stream, bucket and
+	// object store behind files, batches and jobs (serve, gateway); 0: 3
+	// on a cluster of at least 3 servers, else 1. Existing assets are
+	// never lowered.
+	Replicas int
 }
 
 // NATSSecurity is authentication and TLS on the bus. For gateway and
@@ -273,6 +278,9 @@ func (c Node) Validate() error {
 	if c.Jobs.ResultsTTL < 0 || c.BatchAckWait < 0 || c.BatchReserve < 0 || c.Jobs.Concurrency < 0 {
 		bad("--results-ttl, --batch-ack-wait, --batch-reserve and --batch-concurrency must not be negative")
 	}
+	if c.Replicas < 0 || c.Replicas > 5 {
+		bad("--replicas %d: JetStream allows 1 to 5 (0: automatic)", c.Replicas)
+	}
 	if c.DrainTimeout < 0 {
 		bad("--drain-timeout %v is negative", c.DrainTimeout)
 	}
@@ -315,6 +323,8 @@ func Bind(fs *flag.FlagSet, c *Node) {
 		fs.DurationVar(&c.BatchAckWait, "batch-ack-wait", c.BatchAckWait, "a batch line unconfirmed this long runs again elsewhere (0: 30s)")
 		fs.IntVar(&c.BatchReserve, "batch-reserve", c.BatchReserve, "slots per worker kept free of batch work for interactive requests")
 		fs.IntVar(&c.Jobs.Concurrency, "batch-concurrency", c.Jobs.Concurrency, "batch lines this gateway runs at once (0: 16)")
+		fs.IntVar(&c.Replicas, "replicas", c.Replicas,
+			"replicas of the JetStream streams, buckets and object store holding files, batches and jobs; never lowers existing ones (0: 3 on a cluster of 3 or more servers, else 1)")
 		fs.DurationVar(&c.HeartbeatTimeout, "heartbeat-timeout", c.HeartbeatTimeout, "silence after which a worker is lost (0: 3 heartbeats)")
 		fs.DurationVar(&c.StallTimeout, "stall-timeout", c.StallTimeout,
 			"a worker running requests whose engine makes no progress this long is taken out of rotation and its requests move elsewhere (0: never)")

@@ -17,7 +17,7 @@ import (
 // jobs manager and returns the HTTP handler with the jobs endpoints. A bus
 // without JetStream serves the generation endpoints only.
 func (n *Node) startJobs(ctx context.Context, reg *prometheus.Registry) (http.Handler, error) {
-	st, err := natsbus.OpenJobStore(ctx, n.gwConn, natsbus.JobStoreConfig{AckWait: n.cfg.BatchAckWait})
+	st, err := natsbus.OpenJobStore(ctx, n.gwConn, natsbus.JobStoreConfig{AckWait: n.cfg.BatchAckWait, Replicas: n.cfg.Replicas})
 	if errors.Is(err, natsbus.ErrNoJetStream) {
 		n.log.Info("the bus has no JetStream: files, batches and async jobs are off")
 		h, err := api.New(n.cfg.API, n.gateway, reg, n.log)

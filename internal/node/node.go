@@ -118,7 +118,6 @@ func (n *Node) start(ctx context.Context) error {
 	}
 	if cfg.Role == config.RoleServe {
 		lock, err := lockDataDir(cfg.DataDir)
-
 		if err != nil {
 			return err
 		}

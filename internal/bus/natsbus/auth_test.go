@@ -86,17 +86,16 @@ func TestWorkerCredentialsAreConfined(t *testing.T) {
 	srv := startAuthServer(t, ServerConfig{})
 	ctx := waitCtx(t)
 
-	// The full-rights side: a job store holding a file, and a gateway.
+	// The full-rights side: the job store, and a gateway.
 	full, err := srv.Connect("gateway")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = full.Close(context.Background()) })
-	st, err := OpenJobStore(ctx, full, JobStoreConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Blobs.Put(ctx, "file-secret", []byte("a key holder's upload")); err != nil {
+	// (No file is put: the object store's async publishes leave a nats.go
+	// goroutine that outlives the connection by a moment, and the store
+	// existing is what the worker must not reach.)
+	if _, err := OpenJobStore(ctx, full, JobStoreConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	g, err := NewGateway(full, GatewayConfig{}, nil)
@@ -153,8 +152,8 @@ func TestWorkerCredentialsAreConfined(t *testing.T) {
 	jctx, cancel := context.WithTimeout(ctx, time.Second) // a denied request goes unanswered
 	defer cancel()
 	if obs, err := js.ObjectStore(jctx, objectFiles); err == nil {
-		data, err := obs.GetBytes(jctx, "file-secret")
-		t.Fatalf("worker credentials opened the object store: %q, %v", data, err)
+		_, err := obs.List(jctx)
+		t.Fatalf("worker credentials opened the object store (list: %v)", err)
 	}
 	if _, err := js.Stream(jctx, "OBJ_"+objectFiles); err == nil {
 		t.Fatal("worker credentials read the files' stream info")

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -22,26 +24,36 @@ type workQueue struct {
 
 var _ jobs.Queue = (*workQueue)(nil)
 
-func openWorkQueue(ctx context.Context, js jetstream.JetStream, cfg JobStoreConfig) (*workQueue, error) {
-	str, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        workStream,
-		Description: "Courier background work: batch lines and async jobs",
-		Subjects:    []string{workPrefix + ">"},
-		Retention:   jetstream.WorkQueuePolicy,
-		Storage:     jetstream.FileStorage,
-		Replicas:    cfg.Replicas,
-		Duplicates:  2 * time.Minute,
+func openWorkQueue(ctx context.Context, js jetstream.JetStream, cfg JobStoreConfig, auto bool, log *slog.Logger) (*workQueue, error) {
+	str, err := ensure(ctx, js, workStream, cfg.Replicas, auto, log, func(ctx context.Context, r int) (jetstream.Stream, error) {
+		return js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name:        workStream,
+			Description: "Courier background work: batch lines and async jobs",
+			Subjects:    []string{workPrefix + ">"},
+			Retention:   jetstream.WorkQueuePolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    r,
+			Duplicates:  2 * time.Minute,
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("natsbus: work stream: %w", err)
 	}
-	cons, err := str.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable:       workConsumer,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       cfg.AckWait,
-		MaxDeliver:    -1,
-		MaxAckPending: 100_000,
-		FilterSubject: workPrefix + ">",
+	// The consumer has as many replicas as the stream (Replicas 0: a
+	// work-queue stream's consumers follow its peers, also when it is
+	// scaled up later), so the runners' place in the queue survives what
+	// the stream survives.
+	var cons jetstream.Consumer
+	err = retryWithin(ctx, startupRetryFor, 10*time.Second, func(ctx context.Context, _ bool) (err error) {
+		cons, err = str.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+			Durable:       workConsumer,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       cfg.AckWait,
+			MaxDeliver:    -1,
+			MaxAckPending: 100_000,
+			FilterSubject: workPrefix + ">",
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("natsbus: work consumer: %w", err)
@@ -49,32 +61,64 @@ func openWorkQueue(ctx context.Context, js jetstream.JetStream, cfg JobStoreConf
 	return &workQueue{js: js, str: str, cons: cons}, nil
 }
 
-// Publish publishes msgs asynchronously and waits for every ack.
+// publishAttempt bounds one try of publishing up to a batch's 1,000
+// messages and collecting their acks.
+const publishAttempt = 30 * time.Second
+
+// Publish publishes msgs asynchronously and waits for every ack. Messages
+// refused for a transient reason (a leader change) are published again,
+// within retry's bounds; their ids make a repeat harmless.
 func (q *workQueue) Publish(ctx context.Context, msgs []jobs.QueueMsg) error {
-	futs := make([]jetstream.PubAckFuture, len(msgs))
-	failed := map[int]error{}
-	for i, m := range msgs {
-		f, err := q.js.PublishAsync(workSubject(m.Group), m.Data, jetstream.WithMsgID(m.ID))
-		if err != nil {
-			failed[i] = mapErr(err)
-			continue
-		}
-		futs[i] = f
+	todo := make([]int, len(msgs))
+	for i := range todo {
+		todo[i] = i
 	}
-	for i, f := range futs {
-		if f == nil {
-			continue
+	failed := map[int]error{}
+	err := retryWithin(ctx, retryFor, publishAttempt, func(ctx context.Context, _ bool) error {
+		for _, i := range todo {
+			delete(failed, i)
 		}
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			failed[i] = mapErr(err)
-		case <-ctx.Done():
-			return fmt.Errorf("natsbus: publish work: %w", ctx.Err())
+		futs := make([]jetstream.PubAckFuture, len(todo))
+		for k, i := range todo {
+			f, err := q.js.PublishAsync(workSubject(msgs[i].Group), msgs[i].Data, jetstream.WithMsgID(msgs[i].ID))
+			if err != nil {
+				failed[i] = err
+				continue
+			}
+			futs[k] = f
 		}
+		for k, f := range futs {
+			if f == nil {
+				continue
+			}
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				failed[todo[k]] = err
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		todo = todo[:0]
+		var again error
+		for i, err := range failed {
+			if transient(err) {
+				todo = append(todo, i)
+				again = err
+			}
+		}
+		slices.Sort(todo)
+		return again
+	})
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("natsbus: publish work: %w", err)
 	}
 	if len(failed) > 0 {
-		return &jobs.PublishError{Failed: failed}
+		pe := &jobs.PublishError{Failed: map[int]error{}}
+		for i, err := range failed {
+			pe.Failed[i] = mapErr(err)
+		}
+		return pe
 	}
 	return nil
 }
@@ -100,14 +144,19 @@ func (q *workQueue) Fetch(ctx context.Context, max int, wait time.Duration) ([]j
 
 // Purge drops group's queued messages.
 func (q *workQueue) Purge(ctx context.Context, group string) error {
-	return mapErr(q.str.Purge(ctx, jetstream.WithPurgeSubject(workSubject(group))))
+	return mapErr(retry(ctx, func(ctx context.Context, _ bool) error {
+		return q.str.Purge(ctx, jetstream.WithPurgeSubject(workSubject(group)))
+	}))
 }
 
 // Pending reports whether a message of group is still in the stream. On a
 // work-queue stream a message is deleted when it is acked, so this is true
 // from its publish until its ack, whether it waits or is being run.
 func (q *workQueue) Pending(ctx context.Context, group string) (bool, error) {
-	_, err := q.str.GetLastMsgForSubject(ctx, workSubject(group))
+	err := retry(ctx, func(ctx context.Context, _ bool) error {
+		_, err := q.str.GetLastMsgForSubject(ctx, workSubject(group))
+		return err
+	})
 	switch {
 	case err == nil:
 		return true, nil
@@ -130,7 +179,12 @@ func (d delivery) Attempt() int {
 	return int(md.NumDelivered)
 }
 
-func (d delivery) Ack(ctx context.Context) error { return mapErr(d.m.DoubleAck(ctx)) }
+// Ack is confirmed by the consumer's leader (a double ack), retried
+// through a leader change: an ack lost there would run the line again
+// after the ack wait.
+func (d delivery) Ack(ctx context.Context) error {
+	return mapErr(retry(ctx, func(ctx context.Context, _ bool) error { return d.m.DoubleAck(ctx) }))
+}
 
 func (d delivery) Nak(delay time.Duration) error {
 	if delay > 0 {

@@ -238,6 +238,9 @@ func (s *Server) ClientURL() string {
 	return s.ns.ClientURL()
 }
 
+// Name is the server's name (a stream's leader is named by it).
+func (s *Server) Name() string { return s.ns.Name() }
+
 // ClusterAddr is the address of the cluster listener, nil without one.
 func (s *Server) ClusterAddr() net.Addr { return s.ns.ClusterAddr() }
 
