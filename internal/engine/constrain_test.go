@@ -207,9 +207,10 @@ func TestConstrainedGreedyUnchanged(t *testing.T) {
 	}
 }
 
-// TestConstrainedResumeIsExact: a greedy generation resumed from its first
-// tokens continues exactly as the uninterrupted one (the grammar state is
-// replayed from the tokens).
+// TestConstrainedResumeIsExact: a sampled generation resumed from its
+// first tokens continues exactly as the uninterrupted one (the grammar
+// state is replayed from the tokens, the random stream skips their draws),
+// constrained or not.
 func TestConstrainedResumeIsExact(t *testing.T) {
 	e, err := Load(testutil.Model(t, "stories260K.gguf"), Options{})
 	if err != nil {
@@ -221,12 +222,23 @@ func TestConstrainedResumeIsExact(t *testing.T) {
 		t.Fatal(err)
 	}
 	ids, _ := e.Tokenize("Data:", true, false)
-	// Greedy: a resumed sampler does not replay its random draws (true of
-	// unconstrained requests too), so only greedy continuations compare.
-	p := sampler.Params{}
+	p := sampler.Params{Temperature: 1, Seed: 42, TopK: 40}
+	for _, g := range []*grammar.Grammar{g, nil} {
+		checkResume(t, e, ids, g, p)
+	}
+	// A resumed token the grammar forbids is an invalid request.
+	bad, _ := e.Tokenize("xyz", false, false)
+	_, err = e.Generate(context.Background(), Request{Prompt: ids, Resume: bad, Sampling: p, Grammar: g}, func(Token) error { return nil })
+	if err == nil {
+		t.Fatal("a resume the grammar forbids was accepted")
+	}
+}
+
+func checkResume(t *testing.T, e *Engine, ids []int32, g *grammar.Grammar, p sampler.Params) {
+	t.Helper()
 	var all []int32
 	var text strings.Builder
-	_, err = e.Generate(context.Background(), Request{Prompt: ids, Sampling: p, Grammar: g, MaxTokens: 300}, func(tok Token) error {
+	_, err := e.Generate(context.Background(), Request{Prompt: ids, Sampling: p, Grammar: g, MaxTokens: 120}, func(tok Token) error {
 		if tok.ID >= 0 {
 			all = append(all, tok.ID)
 		}
@@ -238,7 +250,7 @@ func TestConstrainedResumeIsExact(t *testing.T) {
 	}
 	cut := len(all) / 2
 	var rest []int32
-	_, err = e.Generate(context.Background(), Request{Prompt: ids, Resume: all[:cut], Sampling: p, Grammar: g, MaxTokens: 300}, func(tok Token) error {
+	_, err = e.Generate(context.Background(), Request{Prompt: ids, Resume: all[:cut], Sampling: p, Grammar: g, MaxTokens: 120}, func(tok Token) error {
 		if tok.ID >= 0 {
 			rest = append(rest, tok.ID)
 		}
@@ -248,12 +260,6 @@ func TestConstrainedResumeIsExact(t *testing.T) {
 		t.Fatal(err)
 	}
 	if fmt.Sprint(rest) != fmt.Sprint(all[cut:]) {
-		t.Fatalf("resumed at %d: %v\nuninterrupted: %v (text %q)", cut, rest, all[cut:], text.String())
-	}
-	// A resumed token the grammar forbids is an invalid request.
-	bad, _ := e.Tokenize("xyz", false, false)
-	_, err = e.Generate(context.Background(), Request{Prompt: ids, Resume: bad, Sampling: p, Grammar: g}, func(Token) error { return nil })
-	if err == nil {
-		t.Fatal("a resume the grammar forbids was accepted")
+		t.Fatalf("grammar %v, resumed at %d: %v\nuninterrupted: %v (text %q)", g != nil, cut, rest, all[cut:], text.String())
 	}
 }

@@ -58,6 +58,10 @@ func (e *Engine) prepare(ctx context.Context, sl *slot, req *Request) error {
 	sl.text.Reset(req.Stop)
 	for _, t := range req.Resume {
 		sl.smp.Accept(t)
+		// Each resumed token cost the earlier attempt one random draw:
+		// skipping as many continues that attempt's random stream, so a
+		// sampled generation resumes exactly as well as a greedy one.
+		sl.smp.SkipDraw()
 		sl.text.Push(e.tok.TokenPiece(t)) // delivered already: rebuild held-back text only
 	}
 	sl.ctx, sl.req = ctx, req

@@ -101,6 +101,16 @@ func (s *Sampler) Accept(tok int32) {
 	}
 }
 
+// SkipDraw advances the random stream past one token's draw, as Sample
+// at a temperature above 0 consumes exactly one (unless every logit is
+// -Inf): replaying a resumed token's draw keeps the continuation that of
+// the uninterrupted generation. Greedy sampling draws nothing.
+func (s *Sampler) SkipDraw() {
+	if !s.p.greedy() {
+		s.rng.Float64()
+	}
+}
+
 // Sample picks the next token from logits (one per vocabulary entry; entries
 // past the vocabulary size are ignored). It runs the chain described in the
 // package documentation. It modifies logits while it works but restores
