@@ -5,7 +5,11 @@
 //
 //   - Server: an embedded nats-server (in-process connections only unless
 //     Listen is set; JetStream file storage under DataDir; optional cluster
-//     routes) and its clean shutdown.
+//     routes) and its clean shutdown. When it listens, clients authenticate
+//     as NATS users (ServerAuth: passwords, or a nats-server config's users
+//     and nkeys) with per-role permissions (a worker only takes requests and
+//     answers them), optionally over TLS; Dial's ClientAuth is the client's
+//     side (creds, token or user:password, nkey, TLS).
 //   - Gateway: the gateway side. It learns every worker's free slots from
 //     heartbeats (interactive and background slots apart), sends each
 //     request to one worker that can start it now (core NATS request-reply;
@@ -25,7 +29,10 @@
 //   - OpenJobStore: package jobs' storage on JetStream — key-value buckets
 //     for file, batch, job and line-result records, an object store for
 //     file contents, and the COURIER_WORK work-queue stream for batch lines
-//     and async jobs (jobstore.go, batchqueue.go; docs/jobs.md).
+//     and async jobs (jobstore.go, batchqueue.go; docs/jobs.md). Every
+//     asset gets JobStoreConfig.Replicas (3 on a cluster of three servers
+//     by default; never lowered), and every store operation retries through
+//     a JetStream leader change (replicas.go).
 //
 // Ordering and ownership: every goroutine is started by the type that owns
 // it and is waited for by its Close. Chunks of one request are published by
