@@ -50,6 +50,7 @@ type attentionRefCase struct {
 // greedy decodes past a KV length of 512, which take its split-KV kernel.
 // Tokens must match exactly and the two top log-probabilities to 1e-4.
 func TestAttentionPathsMatchLlamaCpp(t *testing.T) {
+	skipArithmeticUnderRace(t)
 	data, err := os.ReadFile(filepath.Join("testdata", "attention-refs.json"))
 	if err != nil {
 		t.Fatal(err)

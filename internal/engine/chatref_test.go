@@ -19,6 +19,7 @@ import (
 // (stopping at end of generation, as llama-server did) its completion.
 // Rendering the chat template itself is tested with the templates.
 func TestChatRefsRenderedPrompt(t *testing.T) {
+	skipArithmeticUnderRace(t)
 	files, err := filepath.Glob(filepath.Join(testutil.DataDir(t), "refs", "more-archs", "chat-*.json"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no chat references: %v", err)

@@ -17,6 +17,7 @@ import (
 // cosine similarity of at least 0.9999 (the reference and its provenance
 // are in testdata/llama-server-embeddings.json).
 func TestEmbedMatchesLlamaServer(t *testing.T) {
+	skipArithmeticUnderRace(t)
 	data, err := os.ReadFile("testdata/llama-server-embeddings.json")
 	if err != nil {
 		t.Fatal(err)

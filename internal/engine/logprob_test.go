@@ -21,6 +21,7 @@ import (
 // to 2.1 on quantized ones) would let a token flip. The largest deviation
 // per file is logged.
 func TestReferenceLogprobs(t *testing.T) {
+	skipArithmeticUnderRace(t)
 	const exactBound = 1e-4
 	files := refFiles(t)
 	for _, file := range files {

@@ -13,6 +13,7 @@ import (
 // packed weight copies: outputs are identical, and without repacking the
 // heap does not grow by the weights' size.
 func TestNoRepackKeepsWeightsMapped(t *testing.T) {
+	skipArithmeticUnderRace(t)
 	c := synth.Config{Dim: 512, Layers: 12, Heads: 8, FFN: 1024, Vocab: 2000, Context: 64, Type: gguf.TypeQ4_0, Seed: 6}
 	path := writeSynth(t, c)
 	weights := uint64(c.Params()) * 18 / 32 // Q4_0: 18 bytes per 32 weights

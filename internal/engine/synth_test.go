@@ -31,6 +31,7 @@ func writeSynth(t testing.TB, c synth.Config) string {
 // architecture and generates from it: the writer, loader, kernels and
 // tokenizer agree on every layout.
 func TestSynthModelsRunInEveryType(t *testing.T) {
+	skipArithmeticUnderRace(t)
 	types := []gguf.Type{gguf.TypeF32, gguf.TypeF16, gguf.TypeBF16, gguf.TypeQ8_0, gguf.TypeQ4_0,
 		gguf.TypeQ4_1, gguf.TypeQ5_0, gguf.TypeQ5_1, gguf.TypeQ4_K, gguf.TypeQ5_K, gguf.TypeQ6_K}
 	for _, typ := range types {
