@@ -80,6 +80,10 @@ type Backend struct {
 	kind      loadKind  // guarded by mu
 	refusals  int64     // guarded by mu; 429/503 answers since start
 	lastError string    // guarded by mu; the last failure, for logs
+	// resumeAt reports the end of a pause at once (OnChange), so the
+	// gateway need not wait for the next heartbeat to place again.
+	resumeAt *time.Timer // guarded by mu
+	closed   bool        // guarded by mu
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -205,6 +209,12 @@ func (b *Backend) Room() (int, bool) {
 
 // Close stops the probes and closes idle connections.
 func (b *Backend) Close() {
+	b.mu.Lock()
+	b.closed = true
+	if b.resumeAt != nil {
+		b.resumeAt.Stop()
+	}
+	b.mu.Unlock()
 	b.cancel()
 	b.wg.Wait()
 	b.client.CloseIdleConnections()
@@ -251,6 +261,12 @@ func (b *Backend) backoff(retryAfter time.Duration) time.Duration {
 	}
 	if until := time.Now().Add(d); until.After(b.until) {
 		b.until = until
+		if b.resumeAt != nil {
+			b.resumeAt.Stop()
+		}
+		if !b.closed {
+			b.resumeAt = time.AfterFunc(d, b.changed)
+		}
 	}
 	b.mu.Unlock()
 	b.changed()

@@ -273,3 +273,21 @@ func TestDeadUpstreamIsUnready(t *testing.T) {
 	defer srv2.Close()
 	waitRoom(t, b, 2)
 }
+
+// TestPauseEndIsReported: the end of a back-off pause is reported at once
+// (OnChange), not at the next heartbeat.
+func TestPauseEndIsReported(t *testing.T) {
+	changes := make(chan time.Time, 4)
+	b := &Backend{cfg: Config{MaxBackoff: time.Second, OnChange: func() { changes <- time.Now() }}}
+	start := time.Now()
+	d := b.backoff(0)
+	<-changes // the pause began
+	select {
+	case at := <-changes:
+		if at.Sub(start) < d {
+			t.Errorf("pause of %v reported over after %v", d, at.Sub(start))
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the end of the pause was never reported")
+	}
+}
