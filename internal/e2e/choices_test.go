@@ -2,8 +2,12 @@ package e2e
 
 import (
 	"context"
+	"regexp"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/openai/openai-go/v3"
 
@@ -112,5 +116,42 @@ func TestChoices(t *testing.T) {
 	r, err = c.Completions.New(context.Background(), pt)
 	if err != nil || r.Choices[0].Text != want {
 		t.Fatalf("token-id prompt: %v, %+v; want %q", err, r, want)
+	}
+}
+
+// TestChoicesShareThePrompt: with n = 4 the prompt's full KV blocks are
+// evaluated once: the first choice reads the prompt, the other three
+// attach its blocks from the prefix cache (the worker's counters, through
+// /metrics, show three hits per full block).
+func TestChoicesShareThePrompt(t *testing.T) {
+	n := startNode(t, serveConfig(t))
+	c := client(t, n.Addr())
+	ctx := testCtx(t)
+	prompt := strings.Repeat("Once upon a time there was a little girl named Lily who loved to play in the park. ", 4)
+	e, err := engine.Load(modelPath(t), engine.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, _ := e.Tokenize(prompt, true, false)
+	e.Close()
+	full := len(ids) / 16 // engine.Options' default KV block size
+	p := completionParams(prompt, 4)
+	p.N = openai.Int(4)
+	if _, err := c.Completions.New(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	hit := regexp.MustCompile(`courier_prefix_cache_blocks_total\{result="hit",worker="[^"]*"\} (\d+)`)
+	for {
+		if m := hit.FindStringSubmatch(scrape(t, "http://"+n.Addr())); m != nil {
+			if h, _ := strconv.Atoi(m[1]); h >= 3*full {
+				t.Logf("%d prompt tokens, %d full blocks, %d block hits", len(ids), full, h)
+				return
+			}
+		}
+		select { // the counters arrive with the worker's next heartbeat
+		case <-ctx.Done():
+			t.Fatalf("prefix-cache hits never reached 3×%d: %v", full, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
