@@ -27,6 +27,7 @@ func runRole(role string, args []string) int {
 	fs := flag.NewFlagSet(role, flag.ContinueOnError)
 	config.Bind(fs, &cfg)
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	logFormat := fs.String("log-format", "text", "log format: text (key=value lines) or json (one JSON object per line)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -43,7 +44,18 @@ func runRole(role string, args []string) int {
 		fmt.Fprintf(os.Stderr, "courier %s: --log-level: %v\n", role, err)
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv})).With("role", role)
+	hopts := &slog.HandlerOptions{Level: lv}
+	var h slog.Handler
+	switch *logFormat {
+	case "text":
+		h = slog.NewTextHandler(os.Stderr, hopts)
+	case "json":
+		h = slog.NewJSONHandler(os.Stderr, hopts)
+	default:
+		fmt.Fprintf(os.Stderr, "courier %s: --log-format: %q is neither text nor json\n", role, *logFormat)
+		return 2
+	}
+	log := slog.New(h).With("role", role)
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(os.Stderr, "courier %s:\n%v\n", role, err)
 		return 2

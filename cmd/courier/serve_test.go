@@ -1,6 +1,10 @@
 package main
 
-import "testing"
+import (
+	"testing"
+
+	"courier/internal/config"
+)
 
 func TestOpenURL(t *testing.T) {
 	for in, want := range map[string]string{
@@ -13,5 +17,11 @@ func TestOpenURL(t *testing.T) {
 		if got := openURL(in); got != want {
 			t.Errorf("openURL(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestLogFormatFlag(t *testing.T) {
+	if code := runRole(config.RoleServe, []string{"--log-format", "xml"}); code != 2 {
+		t.Fatalf("--log-format xml: exit %d, want 2", code)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"context"
 
@@ -52,6 +53,9 @@ func (s *server) Execute(ctx context.Context, url string, body []byte) (int, str
 		b, _ := json.Marshal(e.body())
 		return e.Code.Status(), "", b
 	}
+	start := time.Now()
+	info := &reqInfo{id: s.newID(), route: rt.label}
+	ctx = context.WithValue(ctx, reqInfoKey{}, info)
 	r, err := http.NewRequestWithContext(context.WithValue(ctx, backgroundKey{}, true), http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		e := errorf(CodeInvalidValue, "url", "bad url %q", url)
@@ -64,6 +68,8 @@ func (s *server) Execute(ctx context.Context, url string, body []byte) (int, str
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
+	setRequestID(w, info.id) // a request that failed before generating has none yet
+	s.logRequest(ctx, info, w.status, time.Since(start))
 	return w.status, w.header.Get("X-Request-Id"), bytes.TrimSpace(w.buf.Bytes())
 }
 

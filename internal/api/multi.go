@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
+	"time"
 
 	"courier/internal/bus"
 	"courier/internal/metrics"
@@ -68,11 +70,22 @@ func (s *server) generateMulti(w http.ResponseWriter, r *http.Request, reqs []*b
 		s.fail(w, e)
 		return
 	}
-	id := s.newID()
+	id := s.busID(r)
 	bg, _ := r.Context().Value(backgroundKey{}).(bool)
 	tenant := s.tenant(r, bg)
 	s.m.Inflight(model, 1)
 	defer s.m.Inflight(model, -1)
+	// Waiting until every choice is placed, then running (vllm: gauges).
+	s.m.Waiting(model, 1)
+	waiting := true
+	defer func() {
+		if waiting {
+			s.m.Waiting(model, -1)
+		} else {
+			s.m.Running(model, -1)
+		}
+	}()
+	var placed time.Time
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	placeCtx, cancelPlace := context.WithTimeout(ctx, s.cfg.RequestTimeout)
@@ -86,6 +99,17 @@ func (s *server) generateMulti(w http.ResponseWriter, r *http.Request, reqs []*b
 			}
 		}
 	}()
+	defer func() {
+		for _, c := range cs {
+			if c != nil {
+				noteResult(r, c.res, start, placed, tenant, bg)
+			}
+		}
+		if i := infoOf(r); i != nil && !slices.Contains(cs, nil) {
+			u := mergedUsage(cs, samePromptOf(cs)) // a shared prompt counts once
+			i.prompt, i.completion = u.PromptTokens, u.CompletionTokens
+		}
+	}()
 	firsts := make([]*bus.Chunk, len(reqs))
 	startOne := func(i int) error {
 		req := reqs[i]
@@ -96,7 +120,7 @@ func (s *server) generateMulti(w http.ResponseWriter, r *http.Request, reqs []*b
 		if err != nil {
 			return err
 		}
-		cs[i] = &choiceStream{req: req, st: st, f: newFormat(i), res: &result{model: model}}
+		cs[i] = &choiceStream{req: req, st: st, f: newFormat(i), res: &result{model: model, itl: s.m.InterToken(model)}}
 		return nil
 	}
 	wait := func(i int) error {
@@ -130,10 +154,13 @@ func (s *server) generateMulti(w http.ResponseWriter, r *http.Request, reqs []*b
 		}
 	}
 	cancelPlace()
+	placed, waiting = s.now(), false
+	s.m.Waiting(model, -1)
+	s.m.Running(model, 1)
 	for _, c := range cs {
 		c.f.begin(idPrefix(reqs[0].Kind)+id, model, start.Unix())
 	}
-	w.Header().Set("X-Request-Id", id)
+	setRequestID(w, id)
 
 	// One reader per unfinished choice; the loop below owns the response.
 	chunks := make(chan choiceChunk, len(reqs))
@@ -167,6 +194,7 @@ func (s *server) generateMulti(w http.ResponseWriter, r *http.Request, reqs []*b
 		s.m.ObserveGeneration(metrics.Generation{
 			Model: model, TTFT: cs[0].res.firstAt.Sub(start), Total: s.now().Sub(start),
 			PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens,
+			FinishReason: cs[0].res.finish,
 		})
 	} else if s.log.Enabled(ctx, slog.LevelDebug) {
 		s.log.LogAttrs(ctx, slog.LevelDebug, "generation ended early", slog.String("request", id), slog.Any("err", err))

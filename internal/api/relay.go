@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"courier/internal/bus"
 	"courier/internal/metrics"
 )
@@ -45,19 +47,34 @@ type result struct {
 	firstAt   time.Time
 	gotFirst  bool
 	completed bool
+	// Who answered: workers in order (a resume adds one) and the highest
+	// attempt seen (addWorker).
+	workers  []string
+	attempts int
+	// itl observes the gap before each token after the first chunk
+	// (vllm:inter_token_latency_seconds); nil: not recorded. lastAt is
+	// the previous chunk's arrival.
+	itl    prometheus.Observer
+	lastAt time.Time
 }
 
 // note records chunk c.
 func (res *result) note(c *bus.Chunk, now time.Time) {
+	n := len(c.Tokens)
+	if n == 0 {
+		n = len(c.Logprobs)
+	}
 	if !res.gotFirst {
 		res.gotFirst, res.firstAt = true, now
+	} else if res.itl != nil && n > 0 {
+		gap := now.Sub(res.lastAt).Seconds() / float64(n)
+		for range n {
+			res.itl.Observe(gap)
+		}
 	}
-	switch {
-	case len(c.Tokens) > 0:
-		res.tokens += len(c.Tokens)
-	case len(c.Logprobs) > 0:
-		res.tokens += len(c.Logprobs)
-	}
+	res.lastAt = now
+	res.tokens += n
+	res.addWorker(c)
 	if c.Usage != nil {
 		res.usage = c.Usage
 	}
@@ -85,21 +102,29 @@ func (s *server) generate(w http.ResponseWriter, r *http.Request, req *bus.Reque
 		s.fail(w, e)
 		return
 	}
-	req.ID = s.newID()
+	req.ID = s.busID(r)
 	req.Deadline = start.Add(s.cfg.RequestTimeout).UnixMilli()
 	req.Background, _ = r.Context().Value(backgroundKey{}).(bool)
 	req.Tenant = s.tenant(r, req.Background)
 	s.m.Inflight(req.Model, 1)
 	defer s.m.Inflight(req.Model, -1)
+	res := &result{model: req.Model}
+	var placed time.Time
+	defer func() { noteResult(r, res, start, placed, req.Tenant, req.Background) }()
 
 	ctx := r.Context()
 	placeCtx, cancelPlace := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancelPlace()
+	s.m.Waiting(req.Model, 1)
 	st, err := s.d.Dispatch(placeCtx, req)
+	s.m.Waiting(req.Model, -1)
 	if err != nil {
 		s.failBeforeCommit(w, ctx, req, err)
 		return
 	}
+	placed = s.now()
+	s.m.Running(req.Model, 1)
+	defer s.m.Running(req.Model, -1)
 	defer st.Close() // cancels the request on its worker if it still runs
 	first, err := s.next(placeCtx, st)
 	cancelPlace()
@@ -115,10 +140,10 @@ func (s *server) generate(w http.ResponseWriter, r *http.Request, req *bus.Reque
 	ctx, cancelRelay := context.WithCancelCause(ctx)
 	defer cancelRelay(nil)
 	defer context.AfterFunc(s.stopping, func() { cancelRelay(errShuttingDown) })()
-	res := &result{model: req.Model}
+	res.itl = s.m.InterToken(req.Model)
 	res.note(first, s.now())
 	f.begin(idPrefix(req.Kind)+req.ID, req.Model, start.Unix())
-	w.Header().Set("X-Request-Id", req.ID)
+	setRequestID(w, req.ID)
 	if f.isStream() {
 		err = s.relayStream(ctx, w, st, first, f, res)
 	} else {
@@ -129,6 +154,7 @@ func (s *server) generate(w http.ResponseWriter, r *http.Request, req *bus.Reque
 		s.m.ObserveGeneration(metrics.Generation{
 			Model: req.Model, TTFT: res.firstAt.Sub(start), Total: s.now().Sub(start),
 			PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens,
+			FinishReason: res.finish,
 		})
 	}
 	if err != nil && s.log.Enabled(ctx, slog.LevelDebug) {

@@ -148,8 +148,20 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if ok {
 		label = rt.label
 	}
+	info := &reqInfo{id: r.Header.Get("X-Request-Id"), route: label}
+	if validRequestID(info.id) {
+		info.client = true
+	} else {
+		info.id = s.newID()
+	}
+	rec.Header().Set("X-Request-Id", info.id)
+	r = r.WithContext(context.WithValue(r.Context(), reqInfoKey{}, info))
 	defer func() {
-		s.m.ObserveHTTP(label, rec.statusOr200(), time.Since(start))
+		total := time.Since(start)
+		s.m.ObserveHTTP(label, rec.statusOr200(), total)
+		if !quietRoute(label) {
+			s.logRequest(r.Context(), info, rec.statusOr200(), total)
+		}
 	}()
 	if (!ok || rt.auth) && (strings.HasPrefix(r.URL.Path, "/v1/") || rec.ollama) && !s.authorized(r) {
 		writeError(rec, errorf(CodeInvalidAPIKey, "", "missing or invalid API key; send Authorization: Bearer KEY"), 0)
