@@ -299,6 +299,9 @@ type Heartbeat struct {
 	FreeKVBlocks  int   `json:"free_kv_blocks,omitempty"`
 	PrefixLookups int64 `json:"prefix_lookups,omitempty"`
 	PrefixHits    int64 `json:"prefix_hits,omitempty"`
+	// Preemptions counts the sequences the engine preempted to free KV
+	// blocks (they recompute later) since the worker started.
+	Preemptions int64 `json:"preemptions,omitempty"`
 	// Progress grows while the worker's engine makes progress: its forward
 	// passes (when the engine counts them) plus the chunks the worker sent.
 	// Only its changes mean something; it starts at 1, so 0 (absent) marks

@@ -26,6 +26,8 @@ type Gateway struct {
 	tokens   *prometheus.CounterVec   // model, kind
 	inflight *prometheus.GaugeVec     // model
 	wErrors  *prometheus.CounterVec   // model, code
+
+	vllm vllmGateway // the same measurements under vLLM's names (vllm.go)
 }
 
 // NewGateway creates the gateway's metrics and registers them with reg.
@@ -68,7 +70,8 @@ func NewGateway(reg prometheus.Registerer) (*Gateway, error) {
 			Help: "Requests a worker ended with an error, by model and the worker's error code (non_finite_logits: the model produced NaN or Inf).",
 		}, []string{"model", "code"}),
 	}
-	for _, c := range []prometheus.Collector{g.requests, g.duration, g.ttft, g.tpot, g.e2e, g.tokens, g.inflight, g.wErrors} {
+	g.vllm = newVLLMGateway()
+	for _, c := range append([]prometheus.Collector{g.requests, g.duration, g.ttft, g.tpot, g.e2e, g.tokens, g.inflight, g.wErrors}, g.vllm.collectors()...) {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("metrics: registering gateway metrics: %w", err)
 		}
@@ -100,6 +103,9 @@ type Generation struct {
 	Total            time.Duration // to the final chunk
 	PromptTokens     int
 	CompletionTokens int
+	// FinishReason is the final chunk's ("stop", "length", ...); a
+	// generation without one is not counted as a success.
+	FinishReason string
 }
 
 // ObserveGeneration records a finished (or failed after starting)
@@ -114,6 +120,7 @@ func (g *Gateway) ObserveGeneration(gen Generation) {
 	}
 	g.tokens.WithLabelValues(gen.Model, "prompt").Add(float64(gen.PromptTokens))
 	g.tokens.WithLabelValues(gen.Model, "generated").Add(float64(gen.CompletionTokens))
+	g.vllm.observe(gen)
 }
 
 // Fleet is a collector that reads the fleet's state at scrape time: worker
@@ -130,6 +137,8 @@ type Fleet struct {
 	prefix     *prometheus.Desc
 	upReady    *prometheus.Desc
 	upRefusals *prometheus.Desc
+	vKVUsage   *prometheus.Desc // vllm:kv_cache_usage_perc
+	vPreempt   *prometheus.Desc // vllm:num_preemptions_total
 }
 
 var _ prometheus.Collector = (*Fleet)(nil)
@@ -163,6 +172,12 @@ func NewFleet(workers func() []bus.Heartbeat, queues func() map[string]int) *Fle
 		upRefusals: prometheus.NewDesc("courier_worker_upstream_refusals_total",
 			"429/503 answers of an upstream worker's server (each pauses the worker's room), by worker and upstream URL.",
 			[]string{"worker", "upstream"}, nil),
+		vKVUsage: prometheus.NewDesc("vllm:kv_cache_usage_perc",
+			"Fraction (0 to 1) of KV cache blocks in use over the live workers serving each model (vLLM's name; courier_worker_kv_blocks per worker).",
+			[]string{"model_name"}, nil),
+		vPreempt: prometheus.NewDesc("vllm:num_preemptions_total",
+			"Sequences the engines of the live workers serving each model preempted to free KV blocks, since those workers started (vLLM's name).",
+			[]string{"model_name"}, nil),
 	}
 }
 
@@ -175,6 +190,8 @@ func (f *Fleet) Describe(ch chan<- *prometheus.Desc) {
 	ch <- f.prefix
 	ch <- f.upReady
 	ch <- f.upRefusals
+	ch <- f.vKVUsage
+	ch <- f.vPreempt
 	if f.queues != nil {
 		ch <- f.queueDepth
 	}
@@ -183,6 +200,8 @@ func (f *Fleet) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector.
 func (f *Fleet) Collect(ch chan<- prometheus.Metric) {
 	perModel := map[string]int{}
+	type kv struct{ used, all, preempt int64 }
+	kvs := map[string]*kv{}
 	for _, hb := range f.workers() {
 		free := min(max(hb.FreeSlots, 0), hb.Slots)
 		ch <- prometheus.MustNewConstMetric(f.slots, prometheus.GaugeValue, float64(hb.Slots-free), hb.Worker, "busy")
@@ -194,6 +213,16 @@ func (f *Fleet) Collect(ch chan<- prometheus.Metric) {
 		}
 		for _, m := range hb.Models {
 			perModel[m]++
+			if hb.KVBlocks > 0 {
+				k := kvs[m]
+				if k == nil {
+					k = &kv{}
+					kvs[m] = k
+				}
+				k.used += int64(hb.KVBlocks - hb.FreeKVBlocks)
+				k.all += int64(hb.KVBlocks)
+				k.preempt += hb.Preemptions
+			}
 		}
 		if hb.Upstream != "" {
 			ready := 1.0
@@ -212,6 +241,10 @@ func (f *Fleet) Collect(ch chan<- prometheus.Metric) {
 	}
 	for m, n := range perModel {
 		ch <- prometheus.MustNewConstMetric(f.perModel, prometheus.GaugeValue, float64(n), m)
+	}
+	for m, k := range kvs {
+		ch <- prometheus.MustNewConstMetric(f.vKVUsage, prometheus.GaugeValue, float64(k.used)/float64(k.all), m)
+		ch <- prometheus.MustNewConstMetric(f.vPreempt, prometheus.CounterValue, float64(k.preempt), m)
 	}
 	if f.queues == nil {
 		return

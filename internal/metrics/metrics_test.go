@@ -1,6 +1,9 @@
 package metrics
 
 import (
+	"os"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -127,5 +130,91 @@ func TestPrefixAffinity(t *testing.T) {
 	off.MustRegister(NewPrefixAffinity(func() map[string]map[string]int64 { return nil }))
 	if got := gather(t, off); len(got) != 0 {
 		t.Errorf("affinity off exports %v", got)
+	}
+}
+
+func TestVLLMNames(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	g, err := NewGateway(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hbs := []bus.Heartbeat{
+		{Worker: "a", Models: []string{"m"}, KVBlocks: 100, FreeKVBlocks: 75, Preemptions: 3},
+		{Worker: "b", Models: []string{"m"}, KVBlocks: 100, FreeKVBlocks: 25, Preemptions: 1},
+		{Worker: "c", Models: []string{"up"}}, // no KV cache reported: no vllm:kv_cache_usage_perc
+	}
+	reg.MustRegister(NewFleet(func() []bus.Heartbeat { return hbs }, nil))
+	g.Waiting("m", 1)
+	g.Waiting("m", 1)
+	g.Waiting("m", -1)
+	g.Running("m", 1)
+	g.InterToken("m").Observe(0.01)
+	g.ObserveGeneration(Generation{Model: "m", TTFT: 10 * time.Millisecond, Total: 50 * time.Millisecond, PromptTokens: 4, CompletionTokens: 5, FinishReason: "stop"})
+	g.ObserveGeneration(Generation{Model: "m", TTFT: time.Millisecond, Total: time.Millisecond, CompletionTokens: 1, FinishReason: "length"})
+	g.ObserveGeneration(Generation{Model: "m", CompletionTokens: 2}) // no finish reason: not a success
+	got := gather(t, reg)
+	want := map[string]float64{
+		"vllm:num_requests_waiting,model_name=m":                         1,
+		"vllm:num_requests_running,model_name=m":                         1,
+		"vllm:inter_token_latency_seconds,model_name=m":                  1,
+		"vllm:time_to_first_token_seconds,model_name=m":                  3,
+		"vllm:e2e_request_latency_seconds,model_name=m":                  3,
+		"vllm:request_prompt_tokens,model_name=m":                        3,
+		"vllm:request_generation_tokens,model_name=m":                    3,
+		"vllm:prompt_tokens_total,model_name=m":                          4,
+		"vllm:generation_tokens_total,model_name=m":                      8,
+		"vllm:request_success_total,finished_reason=stop,model_name=m":   1,
+		"vllm:request_success_total,finished_reason=length,model_name=m": 1,
+		"vllm:kv_cache_usage_perc,model_name=m":                          0.5,
+		"vllm:num_preemptions_total,model_name=m":                        4,
+		"courier_tokens_total,kind=generated,model=m":                    8,
+		"courier_e2e_request_latency_seconds,model=m":                    3,
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v", k, got[k], v)
+		}
+	}
+	if _, ok := got["vllm:kv_cache_usage_perc,model_name=up"]; ok {
+		t.Error("a model without KV cache reports its usage")
+	}
+}
+
+// TestGrafanaDashboard checks that every metric docs/grafana-courier.json
+// queries is one the gateway exports.
+func TestGrafanaDashboard(t *testing.T) {
+	b, err := os.ReadFile("../../docs/grafana-courier.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := map[string]bool{}
+	ch := make(chan *prometheus.Desc, 256)
+	for _, c := range []prometheus.Collector{NewFleet(func() []bus.Heartbeat { return nil }, func() map[string]int { return nil })} {
+		c.Describe(ch)
+	}
+	close(ch)
+	fq := regexp.MustCompile(`fqName: "([^"]+)"`)
+	for d := range ch {
+		known[fq.FindStringSubmatch(d.String())[1]] = true
+	}
+	dch := make(chan *prometheus.Desc, 256)
+	g, _ := NewGateway(prometheus.NewRegistry())
+	for _, c := range append([]prometheus.Collector{g.requests, g.duration, g.ttft, g.tpot, g.e2e, g.tokens, g.inflight, g.wErrors}, g.vllm.collectors()...) {
+		c.Describe(dch)
+	}
+	close(dch)
+	for d := range dch {
+		known[fq.FindStringSubmatch(d.String())[1]] = true
+	}
+	used := regexp.MustCompile(`(vllm:[a-z0-9_]+|courier_[a-z0-9_]+)`).FindAllString(string(b), -1)
+	if len(used) < 10 {
+		t.Fatalf("the dashboard queries only %d metrics", len(used))
+	}
+	for _, name := range used {
+		base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(name, "_bucket"), "_sum"), "_count")
+		if !known[base] {
+			t.Errorf("the dashboard queries %s, which Courier does not export", name)
+		}
 	}
 }
