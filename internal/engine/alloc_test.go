@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"courier/internal/engine/gguf"
+	"courier/internal/engine/grammar"
 	"courier/internal/engine/sampler"
 	"courier/internal/engine/synth"
 )
@@ -50,5 +51,39 @@ func checkDecodeAllocs(t *testing.T, path string) {
 	short, long := run(4), run(100)
 	if long > short {
 		t.Fatalf("%v allocations for 100 tokens, %v for 4: decode allocates per token", long, short)
+	}
+}
+
+// TestConstrainedDecodeAllocatesNothingPerToken: once a grammar's states
+// and masks are warm (a worker serving one constraint), a constrained
+// token costs no allocation either.
+func TestConstrainedDecodeAllocatesNothingPerToken(t *testing.T) {
+	path := writeSynth(t, synth.Config{Dim: 128, Layers: 2, Heads: 4, FFN: 256, Vocab: 400, Context: 256, Type: gguf.TypeQ8_0, Seed: 2})
+	e, err := Load(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	g, err := grammar.Regex(`[a-z ]{1000,}`) // never complete within the test's tokens
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(n int) float64 {
+		req := Request{Prompt: []int32{1, 300, 301}, MaxTokens: n, Grammar: g, Logprobs: true, TopLogprobs: 5,
+			Sampling: sampler.Params{Temperature: 0.8, TopK: 40, TopP: 0.9, Seed: 1, RepeatPenalty: 1.1, LogitBias: []sampler.Bias{{ID: 300, Value: 2}}}}
+		emit := func(Token) error { return nil }
+		return testing.AllocsPerRun(5, func() {
+			res, err := e.Generate(context.Background(), req, emit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.CompletionTokens != n {
+				t.Fatalf("%d tokens, want %d", res.CompletionTokens, n)
+			}
+		})
+	}
+	short, long := run(4), run(100)
+	if long > short {
+		t.Fatalf("%v allocations for 100 constrained tokens, %v for 4: constrained decode allocates per token", long, short)
 	}
 }
