@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -83,7 +84,9 @@ func TestKillWorkerMidStream(t *testing.T) {
 	gc := config.Default(config.RoleGateway)
 	gc.NATSURL = srv.ClientURL()
 	gc.HeartbeatTimeout = time.Second // tolerate a loaded machine
-	gw := startNode(t, gc)
+	gc.Addr = "127.0.0.1:0"
+	rl := newRequestLog()
+	gw := startNodeLog(t, gc, slog.New(rl))
 	ctx := testCtx(t)
 	if err := gw.Gateway().WaitWorkers(ctx, modelName, 2); err != nil {
 		t.Fatal(err)
@@ -129,6 +132,16 @@ func TestKillWorkerMidStream(t *testing.T) {
 		t.Fatalf("killed %s, but the stream shows no resume on another worker with text after it: %+v", killed, resumed)
 	}
 	r := resumed[len(resumed)-1]
+	// The request's log line names both workers, in order, and the attempts.
+	select {
+	case line := <-rl.lines:
+		ws, _ := line["workers"].([]any)
+		if len(ws) < 2 || ws[0] != killed || ws[len(ws)-1] != r.worker || line["attempts"] != float64(r.attempt) || line["status"] != float64(200) {
+			t.Fatalf("request line %v: want workers [%s … %s], attempts %d", line, killed, r.worker, r.attempt)
+		}
+	case <-ctx.Done():
+		t.Fatal("no request line logged")
+	}
 	t.Logf("killed %s mid-stream; attempt %d on %s carried on after byte %d; the answer is complete (%d bytes)",
 		killed, r.attempt, r.worker, r.after, len(got))
 }
