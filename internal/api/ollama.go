@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"runtime/debug"
 	"slices"
@@ -54,11 +55,40 @@ type ollamaError struct {
 
 // ollamaMessage is one message of /api/chat, both ways.
 type ollamaMessage struct {
-	Role      string          `json:"role"`
-	Content   string          `json:"content"`
-	Images    []string        `json:"images,omitempty"`
-	ToolCalls json.RawMessage `json:"tool_calls,omitempty"`
-	Thinking  string          `json:"thinking,omitempty"`
+	Role      string           `json:"role"`
+	Content   string           `json:"content"`
+	Images    []string         `json:"images,omitempty"`
+	ToolCalls []ollamaToolCall `json:"tool_calls,omitempty"`
+	// ToolName (Ollama) or ToolCallID names the call a "tool" message
+	// answers; without an id it answers the oldest unanswered call.
+	ToolName   string `json:"tool_name,omitempty"`
+	ToolCallID string `json:"tool_call_id,omitempty"`
+	Thinking   string `json:"thinking,omitempty"`
+}
+
+// ollamaToolCall is one function call in Ollama's shape: arguments are a
+// JSON object, not text.
+type ollamaToolCall struct {
+	ID       string `json:"id,omitempty"`
+	Function struct {
+		Index     *int            `json:"index,omitempty"`
+		Name      string          `json:"name"`
+		Arguments json.RawMessage `json:"arguments"`
+	} `json:"function"`
+}
+
+// toolArguments turns Ollama's arguments (an object, or a string holding
+// one) into the JSON text the bus carries.
+func toolArguments(raw json.RawMessage) string {
+	raw = bytes.TrimSpace(raw)
+	var text string
+	if json.Unmarshal(raw, &text) == nil {
+		return text
+	}
+	if len(raw) == 0 || string(raw) == "null" {
+		return "{}"
+	}
+	return string(raw)
 }
 
 // ollamaCommon are the fields /api/chat and /api/generate share.
@@ -145,26 +175,39 @@ func (s *server) ollamaChat(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, e)
 		return
 	}
-	if present(body.Tools) {
-		s.fail(w, errorf(CodeUnsupported, "tools", "tools are not supported"))
-		return
-	}
 	if len(body.Messages) == 0 {
 		s.ollamaLoad(w, body.Model, true)
 		return
 	}
-	cr := ChatRequest{Messages: make([]ChatMessage, len(body.Messages))}
+	cr := ChatRequest{Messages: make([]ChatMessage, len(body.Messages)), Tools: body.Tools}
+	var pending []string // ids of tool calls no tool message answered yet
 	for i, m := range body.Messages {
-		switch {
-		case len(m.Images) > 0:
+		if len(m.Images) > 0 {
 			s.fail(w, errorf(CodeUnsupported, "messages", "messages[%d].images: images are not supported", i))
-			return
-		case present(m.ToolCalls):
-			s.fail(w, errorf(CodeUnsupported, "messages", "messages[%d].tool_calls: tools are not supported", i))
 			return
 		}
 		content, _ := json.Marshal(m.Content)
-		cr.Messages[i] = ChatMessage{Role: m.Role, Content: content}
+		cm := ChatMessage{Role: m.Role, Content: content}
+		for j, c := range m.ToolCalls {
+			var tc APIToolCall
+			tc.ID, tc.Type = c.ID, "function"
+			if tc.ID == "" {
+				tc.ID = fmt.Sprintf("call_%d_%d", i, j)
+			}
+			tc.Function.Name, tc.Function.Arguments = c.Function.Name, toolArguments(c.Function.Arguments)
+			cm.ToolCalls = append(cm.ToolCalls, tc)
+			pending = append(pending, tc.ID)
+		}
+		if m.Role == "tool" {
+			cm.ToolCallID, cm.Name = m.ToolCallID, m.ToolName
+			if cm.ToolCallID == "" && len(pending) > 0 {
+				cm.ToolCallID = pending[0]
+			}
+		}
+		if k := slices.Index(pending, cm.ToolCallID); cm.ToolCallID != "" && k >= 0 {
+			pending = slices.Delete(pending, k, k+1)
+		}
+		cr.Messages[i] = cm
 	}
 	cr.Model, cr.Stream = body.Model, ptr(false)
 	if e := parseOllamaOptions(body.Options, &cr.samplingParams); e != nil {

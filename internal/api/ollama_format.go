@@ -41,9 +41,10 @@ type ollamaFormat struct {
 	now    func() time.Time
 	start  time.Time // when the request arrived
 
-	first  time.Time       // when the first chunk arrived (begin)
-	finish string          // the final chunk's finish reason
-	text   strings.Builder // accumulated text (non-streaming)
+	first  time.Time        // when the first chunk arrived (begin)
+	finish string           // the final chunk's finish reason
+	text   strings.Builder  // accumulated text (non-streaming)
+	calls  []ollamaToolCall // the final chunk's tool calls (non-streaming)
 }
 
 var (
@@ -73,6 +74,9 @@ func (f *ollamaFormat) line(text string) ollamaResponse {
 // final adds the statistics of the last line to r.
 func (f *ollamaFormat) final(r ollamaResponse, finish string, u Usage) ollamaResponse {
 	end := f.now()
+	if finish == "tool_calls" {
+		finish = "stop" // Ollama ends a turn with calls as "stop"
+	}
 	r.Done, r.DoneReason = true, finish
 	r.TotalDuration = int64(end.Sub(f.start))
 	r.PromptEvalCount, r.PromptEvalDuration = u.PromptTokens, int64(f.first.Sub(f.start))
@@ -83,12 +87,18 @@ func (f *ollamaFormat) final(r ollamaResponse, finish string, u Usage) ollamaRes
 func (f *ollamaFormat) events(c *bus.Chunk) [][]byte {
 	if c.FinishReason != "" {
 		// The relay sends the final line from usageEvent, which has the
-		// usage; a last piece of text goes out before it.
+		// usage; a last piece of text, or the tool calls, go out before it.
 		f.finish = c.FinishReason
+		var evs [][]byte
 		if c.Text != "" {
-			return [][]byte{mustJSON(f.line(c.Text))}
+			evs = append(evs, mustJSON(f.line(c.Text)))
 		}
-		return nil
+		if calls := ollamaToolCalls(c.ToolCalls); calls != nil {
+			l := f.line("")
+			l.Message.ToolCalls = calls
+			evs = append(evs, mustJSON(l))
+		}
+		return evs
 	}
 	if c.Text == "" {
 		return nil
@@ -102,10 +112,35 @@ func (f *ollamaFormat) usageEvent(u Usage) []byte {
 	return mustJSON(f.final(f.line(""), f.finish, u))
 }
 
-func (f *ollamaFormat) add(c *bus.Chunk) { f.text.WriteString(c.Text) }
+func (f *ollamaFormat) add(c *bus.Chunk) {
+	f.text.WriteString(c.Text)
+	f.calls = append(f.calls, ollamaToolCalls(c.ToolCalls)...)
+}
 
 func (f *ollamaFormat) body(finish string, u Usage) any {
-	return f.final(f.line(f.text.String()), finish, u)
+	r := f.line(f.text.String())
+	if r.Message != nil {
+		r.Message.ToolCalls = f.calls
+	}
+	return f.final(r, finish, u)
+}
+
+// ollamaToolCalls renders the bus's calls in Ollama's shape (arguments as
+// an object); nil for none.
+func ollamaToolCalls(calls []bus.ToolCall) []ollamaToolCall {
+	if len(calls) == 0 {
+		return nil
+	}
+	out := make([]ollamaToolCall, len(calls))
+	for i, c := range calls {
+		out[i].ID = c.ID
+		out[i].Function.Index, out[i].Function.Name = ptr(i), c.Name
+		out[i].Function.Arguments = json.RawMessage(c.Arguments)
+		if !json.Valid(out[i].Function.Arguments) {
+			out[i].Function.Arguments, _ = json.Marshal(c.Arguments)
+		}
+	}
+	return out
 }
 
 // ndjsonFraming is Ollama's stream: one JSON object per line, no

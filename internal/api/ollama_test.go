@@ -326,3 +326,44 @@ func TestOllamaFormat(t *testing.T) {
 		}
 	}
 }
+
+// TestOllamaTools: tools and a history with calls (arguments as objects,
+// no ids) and tool answers reach the bus as /v1's tool calling does; the
+// model's calls come back in Ollama's shape, streamed and not.
+func TestOllamaTools(t *testing.T) {
+	d, rec := scripted(bus.Chunk{FinishReason: "tool_calls", Usage: &bus.Usage{PromptTokens: 9, CompletionTokens: 4},
+		ToolCalls: []bus.ToolCall{{ID: "c1", Name: "get_weather", Arguments: `{"city":"Oslo"}`}}})
+	s := newTestServer(t, Config{}, d)
+	const tools = `[{"type":"function","function":{"name":"get_weather","description":"Weather","parameters":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}}]`
+	const msgs = `[{"role":"user","content":"Weather in Paris?"},
+		{"role":"assistant","content":"","tool_calls":[{"function":{"name":"get_weather","arguments":{"city":"Paris"}}}]},
+		{"role":"tool","content":"sunny","tool_name":"get_weather"},
+		{"role":"user","content":"And Oslo?"}]`
+	w := do(s, "POST", "/api/chat", `{"model":"tiny","stream":false,"tools":`+tools+`,"messages":`+msgs+`}`)
+	var r struct {
+		Message struct {
+			ToolCalls []struct {
+				Function struct {
+					Name      string
+					Arguments map[string]string
+				}
+			} `json:"tool_calls"`
+		}
+		DoneReason string `json:"done_reason"`
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &r); err != nil || w.Code != 200 || len(r.Message.ToolCalls) != 1 ||
+		r.Message.ToolCalls[0].Function.Name != "get_weather" || r.Message.ToolCalls[0].Function.Arguments["city"] != "Oslo" || r.DoneReason != "stop" {
+		t.Fatalf("%d %s", w.Code, w.Body)
+	}
+	req := rec.last()
+	if len(req.Tools) != 1 || len(req.Messages) != 4 || len(req.Messages[1].ToolCalls) != 1 ||
+		req.Messages[1].ToolCalls[0].ID != "call_1_0" || req.Messages[1].ToolCalls[0].Arguments != `{"city":"Paris"}` ||
+		req.Messages[2].ToolCallID != "call_1_0" || req.Messages[2].Role != "tool" {
+		t.Fatalf("bus request %+v", req)
+	}
+	w = do(s, "POST", "/api/chat", `{"model":"tiny","tools":`+tools+`,"messages":`+msgs+`}`)
+	lines := ndjson(t, w.Body.String())
+	if len(lines) != 2 || lines[0]["message"].(map[string]any)["tool_calls"] == nil || lines[1]["done"] != true || lines[1]["done_reason"] != "stop" {
+		t.Fatalf("stream %v", lines)
+	}
+}
