@@ -18,10 +18,11 @@ import (
 	"courier/internal/testutil"
 )
 
-// attentionRefModels are the models of testdata/attention-refs.json that
-// are not in shared/models: written by synth.Write (context 2048, head size
-// 32, so that prompts of more than one 512-row ubatch fit), with the
-// sha256 of the file llama.cpp read.
+// attentionRefModels are the models of testdata/attention-refs.json and
+// swa-prompt-refs.json that are not in shared/models: written by
+// synth.Write (synth2048-*: context 2048, head size 32, so that prompts of
+// more than one 512-row ubatch fit; synth-gemma3-F32: the gemma3-f32 model
+// of arch-refs.json), with the sha256 of the file llama.cpp read.
 var attentionRefModels = map[string]struct {
 	config synth.Config
 	sha256 string
@@ -30,6 +31,9 @@ var attentionRefModels = map[string]struct {
 		"e08607ca2a59ef632ef56c79c15e8b14af127d771054693306a536a78d74ff2e"},
 	"synth2048-Q8_0": {synth.Config{Dim: 256, Layers: 2, Heads: 8, KVHeads: 2, FFN: 512, Vocab: 512, Context: 2048, Type: gguf.TypeQ8_0, Seed: 5},
 		"44bebe1566dcc007e5883b0fe0d654c69a3295998ccfb114f30331c105675483"},
+	"synth-gemma3-F32": {synth.Config{Arch: "gemma3", Dim: 256, Layers: 3, Heads: 4, KVHeads: 2, HeadDim: 64, FFN: 512, Vocab: 512, Context: 512,
+		Type: gguf.TypeF32, Tied: true, Seed: 21, RopeBase: 1000000, SlidingWindow: 32, SWAPattern: 3},
+		"bce9f7d8b00fe1e4a4a68970f4350d7cab769568ecfe65d37b3d1d5f28fccac2"},
 }
 
 // attentionRefCase is one record of testdata/attention-refs.json: what
