@@ -12,9 +12,6 @@ import "courier/internal/engine/gguf"
 func gemmF16x3x4AVX2(w *[3]*byte, a *[4]*byte, n16 int, lo *[3][4][8]float32, out *[3][4]float32)
 
 //go:noescape
-func widenF16AVX2(dst *float32, src *byte, n16 int)
-
-//go:noescape
 func gemmF32x3x4AVX2(w *[3]*byte, a *[4]*byte, n16 int, lo *[3][4][8]float32, out *[3][4]float32)
 
 // init installs the AVX2 tinyBLAS group kernels for F32 and F16 (the
@@ -29,25 +26,7 @@ func init() {
 	fastKernels[gguf.TypeF32] = k
 	k = fastKernels[gguf.TypeF16]
 	k.gemmGroup, k.side = groupGemmF16AVX2, sideF16
-	k.wide, k.wideGroup = widenF16Rows, groupGemmF16Wide
 	fastKernels[gguf.TypeF16] = k
-}
-
-// widenF16Rows writes the nw F16 weight rows (wrb bytes apart) as float32
-// rows of cols elements into dst (cols a multiple of 16).
-func widenF16Rows(dst []float32, w []byte, wrb, nw, cols int) {
-	_, _ = dst[nw*cols-1], w[(nw-1)*wrb+2*cols-1]
-	for q := 0; q < nw; q++ {
-		widenF16AVX2(&dst[q*cols], &w[q*wrb], cols/16)
-	}
-}
-
-// groupGemmF16Wide is groupGemmF16AVX2 on weight rows already widened to
-// float32 (widenF16Rows) and activation rows with sideF16's float32 copy:
-// tinyBLAS's F16 arithmetic is fused multiply-adds of the widened values,
-// which the F32 kernel computes without converting the weights again.
-func groupGemmF16Wide(w []byte, wrb, nw int, a []byte, arb, m, cols int, res *[groupW * groupA]float32) {
-	groupGemm3x4(false, w, wrb, nw, a[2*cols:], arb, m, cols, res)
 }
 
 func groupGemmF32AVX2(w []byte, wrb, nw int, a []byte, arb, m, cols int, res *[groupW * groupA]float32) {

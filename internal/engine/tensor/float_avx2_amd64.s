@@ -463,24 +463,3 @@ gemmF32x3x4AVX2_store1:
 	VMOVSS X11, 44(R13)
 	VZEROUPPER
 	RET
-
-// func widenF16AVX2(dst *float32, src *byte, n16 int)
-// dst[i] = src[i] widened from F16 (exact), 16 elements per step.
-TEXT ·widenF16AVX2(SB), NOSPLIT, $0-24
-	MOVQ dst+0(FP), DI
-	MOVQ src+8(FP), SI
-	MOVQ n16+16(FP), CX
-	TESTQ CX, CX
-	JZ widendone
-widenloop:
-	VCVTPH2PS 0(SI), Y0
-	VCVTPH2PS 16(SI), Y1
-	VMOVUPS Y0, 0(DI)
-	VMOVUPS Y1, 32(DI)
-	ADDQ $32, SI
-	ADDQ $64, DI
-	DECQ CX
-	JNZ widenloop
-widendone:
-	VZEROUPPER
-	RET

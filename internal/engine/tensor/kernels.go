@@ -25,12 +25,6 @@ type kernel struct {
 	// dotRows, when set, computes dot for one activation row over a run
 	// of weight rows in one call (a MatMul of one activation row).
 	dotRows rowsFunc
-	// wide and wideGroup, when set, are gemmGroup on weight rows widened
-	// once to float32 (wide converts nw rows, wrb bytes apart, into dst,
-	// cols floats each), for activation rows carrying side's data: the
-	// conversion is then shared by every activation row in cache.
-	wide      func(dst []float32, w []byte, wrb, nw, cols int)
-	wideGroup groupFunc
 }
 
 // actSide describes extra per-row activation data for a multi-row kernel,

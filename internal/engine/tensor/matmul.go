@@ -163,7 +163,6 @@ func NewPool(threads int) *Pool {
 	p := &Pool{threads: threads}
 	p.job.res = make([][groupW * groupA]float32, threads)
 	p.job.wbuf = make([][]byte, threads)
-	p.job.fbuf = make([][]float32, threads)
 	for i := 1; i < threads; i++ {
 		w := &poolWorker{wake: make(chan struct{}, 1)}
 		p.workers = append(p.workers, w)

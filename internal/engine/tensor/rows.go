@@ -76,9 +76,6 @@ type rowClass struct {
 	group  groupFunc                     // nil: dot per output
 	act    func(x []float32, dst []byte) // converter (nil: quantizeActivation(actT))
 	rows   rowsFunc                      // nil: group or dot; a one-row MatMul's whole chunk
-	// wide, wideGroup: see kernel (nil: group on the weights as stored)
-	wide      func(dst []float32, w []byte, wrb, nw, cols int)
-	wideGroup groupFunc
 }
 
 // jobKind says what a job computes.
@@ -112,7 +109,6 @@ type job struct {
 	cls    [numClasses]rowClass
 	res    [][groupW * groupA]float32 // [threads] results of one group call
 	wbuf   [][]byte                   // [threads] a group of unpacked weight rows
-	fbuf   [][]float32                // [threads] a group of widened weight rows
 	fn     func(worker, i int)        // jobFor
 	buf    []byte
 	sumIdx atomic.Int64 // jobRead: a sum of what was read, to keep the reads live
@@ -214,7 +210,7 @@ func (j *job) matmul(c, tid int) {
 		a1 := min(a0+blk, j.n)
 		for r0 := lo; r0 < hi; r0 += groupW {
 			nw := min(groupW, hi-r0)
-			j.groupClasses(r0, nw, w.Data[r0*rb:(r0+nw)*rb], rb, tid, 1<<numClasses-1, a0, a1)
+			j.groupClasses(r0, nw, w.Data[r0*rb:(r0+nw)*rb], rb, &j.res[tid], 1<<numClasses-1, a0, a1)
 		}
 	}
 }
@@ -259,7 +255,7 @@ func (j *job) matmulPacked(lo, hi, rb, tid int) {
 	buf := j.wbuf[tid][:groupW*rb]
 	for r0 := lo; r0 < hi; r0 += groupW {
 		pk.unpack(buf, w.packed[r0/8*gb:(r0/8+1)*gb], nb)
-		j.groupClasses(r0, groupW, buf, rb, tid, rest, 0, j.n)
+		j.groupClasses(r0, groupW, buf, rb, &j.res[tid], rest, 0, j.n)
 	}
 }
 
@@ -278,33 +274,20 @@ func (j *job) packedKernel(ci int) packedRowsFunc {
 
 // groupClasses applies the nw weight rows wg (rows r0.., rb bytes apart)
 // to the activation rows in slots [a0, a1) of the classes in the bit set
-// classes, each with its class's kernel; tid selects the thread's scratch.
-func (j *job) groupClasses(r0, nw int, wg []byte, rb, tid int, classes uint8, a0, a1 int) {
+// classes, each with its class's kernel.
+func (j *job) groupClasses(r0, nw int, wg []byte, rb int, res *[groupW * groupA]float32, classes uint8, a0, a1 int) {
 	w := j.w
-	res := &j.res[tid]
 	for ci := range j.cls {
 		if classes&(1<<ci) == 0 {
 			continue
 		}
 		k := &j.cls[ci]
 		lo, hi := max(k.lo, a0), min(k.hi, a1)
-		if lo >= hi {
-			continue
-		}
-		group, gw, grb := k.group, wg, rb
-		if k.wideGroup != nil {
-			if len(j.fbuf[tid]) < groupW*w.Cols {
-				j.fbuf[tid] = make([]float32, groupW*w.Cols)
-			}
-			buf := j.fbuf[tid][:nw*w.Cols]
-			k.wide(buf, wg, rb, nw, w.Cols)
-			group, gw, grb = k.wideGroup, unsafe.Slice((*byte)(unsafe.Pointer(&buf[0])), 4*len(buf)), 4*w.Cols
-		}
 		for s0 := lo; s0 < hi; s0 += groupA {
 			m := min(groupA, hi-s0)
 			a := j.act[s0*j.actRB : (s0+m)*j.actRB]
-			if group != nil {
-				group(gw, grb, nw, a, j.actRB, m, w.Cols, res)
+			if k.group != nil {
+				k.group(wg, rb, nw, a, j.actRB, m, w.Cols, res)
 			} else {
 				dotGroup(k.dot, w.Type == gguf.TypeF32, wg, rb, nw, a, j.actRB, m, w.Cols, res)
 			}
@@ -440,8 +423,5 @@ func (j *job) plan(k kernel, modes []RowMode) {
 		j.cls[classGemm].rows = nil
 	case k.gemm != nil && w.Cols%k.gemmK == 0 && w.Rows%4 == 0:
 		j.cls[classPrompt].dot, j.cls[classPrompt].group, j.cls[classPrompt].rows = k.gemm, k.gemmGroup, nil
-		if k.wideGroup != nil && j.side == k.side && j.side != nil {
-			j.cls[classPrompt].wide, j.cls[classPrompt].wideGroup = k.wide, k.wideGroup
-		}
 	}
 }
