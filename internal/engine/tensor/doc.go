@@ -98,9 +98,7 @@
 // four activation rows, one per lane (repack_q40x4_amd64.s); decode rows
 // kernels for Q8_0, unpacked repacked Q4_0 and F16, several weight rows
 // per pass with the next ones prefetched (rows_q8_avx2_amd64.s); the Q8_0
-// and Q8_K activation quantizers (actquant_avx2_amd64.s). On AVX2, F16
-// prompt rows run the F32 tile kernel on weight groups widened once per
-// block of activation rows (kernel.wide: the same fused multiply-adds).
+// and Q8_K activation quantizers (actquant_avx2_amd64.s).
 // AVX-512F: four-row F32/F16 vec_dot, 2x4-output tinyBLAS F32/F16, a
 // one-activation-row F32 rows kernel (float_avx512_amd64.s), the F16
 // vector operations of attention (f16vec_amd64.s), the Q8_0 activation
