@@ -104,6 +104,8 @@ type stallFleet struct {
 	srv *natsbus.Server
 	gw  *natsbus.Gateway
 	url string // the HTTP API
+	// workerConns are the workers' bus connections, by worker id.
+	workerConns map[string]*natsbus.Conn
 }
 
 func newStallFleet(t *testing.T) *stallFleet {
@@ -162,7 +164,12 @@ func (f *stallFleet) addWorker(id string, eng worker.Engine) (*worker.Worker, *c
 	}
 	f.t.Cleanup(w.Close)
 	h := &countingHandler{Handler: w}
-	ho, err := natsbus.NewHost(f.conn(id), h, natsbus.HostConfig{Worker: id, Models: []string{modelName}, HeartbeatInterval: stallBeat}, testLog())
+	c := f.conn(id)
+	if f.workerConns == nil {
+		f.workerConns = map[string]*natsbus.Conn{}
+	}
+	f.workerConns[id] = c
+	ho, err := natsbus.NewHost(c, h, natsbus.HostConfig{Worker: id, Models: []string{modelName}, HeartbeatInterval: stallBeat}, testLog())
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -247,7 +254,11 @@ func TestStalledWorkerRequestMovesElsewhere(t *testing.T) {
 	if stale == 0 {
 		t.Fatal("w1 sent nothing after waking: the test checks nothing")
 	}
-	time.Sleep(200 * time.Millisecond) // let them cross the bus before w2's
+	// Barrier: a flush returns once the server has processed every chunk
+	// w1 published, so they reach the gateway before any of w2's later ones.
+	if err := f.workerConns["w1"].Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
 	release2()
 	a := <-done
 	if a.err != nil {

@@ -28,3 +28,6 @@ func (m *Manager) PublishJobAgain(ctx context.Context, id, url string, body []by
 	msg, _ := json.Marshal(lineMsg{Job: id, URL: url, Body: body})
 	return m.st.Queue.Publish(ctx, []QueueMsg{{Group: id, ID: msgID, Data: msg}})
 }
+
+// CheckBatch runs the monitor's per-tick check of batch id once, now.
+func (m *Manager) CheckBatch(ctx context.Context, id string) error { return m.check(ctx, id) }

@@ -148,6 +148,11 @@ func connect(url, name string, log *slog.Logger, extra ...nats.Option) (*Conn, e
 	return c, nil
 }
 
+// Flush returns once the server has processed everything published on c
+// so far: messages published afterwards on any connection reach their
+// subscribers after those.
+func (c *Conn) Flush(ctx context.Context) error { return c.nc.FlushWithContext(ctx) }
+
 // MaxPayload is the largest message the server accepts, in bytes.
 func (c *Conn) MaxPayload() int64 { return c.nc.MaxPayload() }
 

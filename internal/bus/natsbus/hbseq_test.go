@@ -2,6 +2,7 @@ package natsbus
 
 import (
 	"encoding/json"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -57,7 +58,24 @@ func TestStaleHeartbeatsDoNotLoseARequest(t *testing.T) {
 	}
 	beat(seq)
 	beat(seq)
-	time.Sleep(100 * time.Millisecond)
+	// Barrier: the gateway handles heartbeats in the order one connection
+	// published them, so once it knows w2, whose heartbeat follows the
+	// two, it has handled them (and published any cancel a re-dispatch
+	// starts with). Then the request must still be placed on w1.
+	data, _ := json.Marshal(bus.Heartbeat{V: bus.Version, Worker: "w2", Models: []string{"other"}, Slots: 1, FreeSlots: 1, IntervalMS: 3_600_000, Seq: 1})
+	if err := pub.nc.Publish(bus.HeartbeatSubject("w2"), data); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		return slices.ContainsFunc(g.Workers(), func(hb bus.Heartbeat) bool { return hb.Worker == "w2" })
+	})
+	g.mu.Lock()
+	st, held := g.workers["w1"].held["r"]
+	stillPlaced := held && st.placed
+	g.mu.Unlock()
+	if !stillPlaced {
+		t.Fatal("two heartbeats taken before the admission made the gateway give the request up")
+	}
 	mu.Lock()
 	got := append([]int(nil), attempts...)
 	mu.Unlock()
