@@ -1,6 +1,9 @@
 package api
 
 import (
+	"context"
+	"io"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -55,5 +58,19 @@ func TestNoteAllocatesNothing(t *testing.T) {
 	res.note(&bus.Chunk{Worker: "w2", Attempt: 2, Tokens: []int32{8}}, now.Add(time.Millisecond))
 	if len(res.workers) != 2 || res.workers[1] != "w2" || res.attempts != 2 || res.tokens != 1003 {
 		t.Fatalf("workers %v attempts %d tokens %d", res.workers, res.attempts, res.tokens)
+	}
+}
+
+// BenchmarkLogRequest is the cost of one generation's request line with
+// the JSON handler (--log-format json), written to io.Discard.
+func BenchmarkLogRequest(b *testing.B) {
+	s := &server{log: slog.New(slog.NewJSONHandler(io.Discard, nil))}
+	i := &reqInfo{id: "0123456789abcdef01234567", route: "chat_completions", generation: true, model: "m",
+		tenant: "0123456789abcdef", workers: []string{"w1"}, attempts: 1, finish: "stop", prompt: 12, completion: 100,
+		queueWait: time.Millisecond, ttft: 20 * time.Millisecond, hasFirst: true, choiceCount: 1}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		s.logRequest(ctx, i, 200, time.Second)
 	}
 }
