@@ -20,11 +20,11 @@ func (p *samplingParams) constraint(req *bus.Request) *Error {
 	}
 	var all []found
 	add := func(param string, c *bus.Constraint) { all = append(all, found{param, c}) }
-	if g := p.Grammar; g != nil {
-		return errorf(CodeUnsupported, "grammar", "grammar (GBNF) is not supported; use response_format json_schema, guided_json, guided_regex or guided_choice")
+	if g := p.Grammar; g != nil && *g != "" {
+		add("grammar", &bus.Constraint{Type: "gbnf", Grammar: *g})
 	}
 	if g := p.GuidedGrammar; g != nil {
-		return errorf(CodeUnsupported, "guided_grammar", "guided_grammar is not supported; use guided_json, guided_regex or guided_choice")
+		add("guided_grammar", &bus.Constraint{Type: "gbnf", Grammar: *g})
 	}
 	if rf := p.ResponseFormat; rf != nil {
 		switch rf.Type {
@@ -66,7 +66,7 @@ func (p *samplingParams) constraint(req *bus.Request) *Error {
 	}
 	if so := p.StructuredOutputs; so != nil {
 		if so.Grammar != nil {
-			return errorf(CodeUnsupported, "structured_outputs.grammar", "structured_outputs.grammar is not supported; use json, regex or choice")
+			add("structured_outputs.grammar", &bus.Constraint{Type: "gbnf", Grammar: *so.Grammar})
 		}
 		if e := jsonParam("structured_outputs.json", so.JSON); e != nil {
 			return e
@@ -102,7 +102,7 @@ func (p *samplingParams) constraint(req *bus.Request) *Error {
 			}
 		}
 	}
-	if _, err := grammar.Compile(grammar.Spec{Type: f.c.Type, Schema: f.c.Schema, Pattern: f.c.Pattern, Choices: f.c.Choices}); err != nil {
+	if _, err := grammar.Compile(grammar.Spec{Type: f.c.Type, Schema: f.c.Schema, Pattern: f.c.Pattern, Choices: f.c.Choices, Grammar: f.c.Grammar}); err != nil {
 		code := CodeInvalidValue
 		if errors.Is(err, grammar.ErrUnsupported) {
 			code = CodeUnsupported

@@ -80,12 +80,14 @@ type Sampling struct {
 // Constraint is a structured-output constraint: the output must be a JSON
 // object (Type "json_object"), a JSON document valid against Schema
 // ("json_schema"), a full match of the regular expression Pattern
-// ("regex", RE2 syntax), or exactly one of Choices ("choice").
+// ("regex", RE2 syntax), exactly one of Choices ("choice"), or a sentence
+// of the llama.cpp GBNF grammar Grammar ("gbnf").
 type Constraint struct {
 	Type    string          `json:"type"`
 	Schema  json.RawMessage `json:"schema,omitempty"`
 	Pattern string          `json:"pattern,omitempty"`
 	Choices []string        `json:"choices,omitempty"`
+	Grammar string          `json:"grammar,omitempty"`
 }
 
 // Request asks a worker of Model to generate. The gateway validates it; the

@@ -119,6 +119,12 @@ func TestStructuredOutputs(t *testing.T) {
 		t.Fatalf("json_object gave %q", got)
 	}
 
+	// llama.cpp's grammar (GBNF).
+	got, err = comp("grammar", "root ::= answer \"!\"\nanswer ::= \"yes\" | \"no\" # a comment\n")
+	if err != nil || (got != "yes!" && got != "no!") {
+		t.Fatalf("grammar gave %q, %v", got, err)
+	}
+
 	// Ollama's format: a schema (and "json") through /api/chat.
 	body := `{"model":"` + modelName + `","stream":false,"format":` + personSchema + `,"options":{"seed":3,"num_predict":400},
 		"messages":[{"role":"user","content":"A person as JSON"}]}`
@@ -143,7 +149,8 @@ func TestStructuredOutputs(t *testing.T) {
 	}{
 		{"guided_json", map[string]any{"type": "integer", "minimum": 3}, `"minimum"`},
 		{"guided_json", `{"type":"string","format":"hostname"}`, `"hostname"`},
-		{"grammar", `root ::= "a"`, "GBNF"},
+		{"grammar", `root ::= item
+item ::= "a" undefined`, "GBNF"},
 		{"guided_regex", `a\bb`, `\b`},
 	} {
 		_, err := comp(tc.field, tc.value)

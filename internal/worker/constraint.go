@@ -22,9 +22,9 @@ const maxGrammars = 64
 
 // compile returns the grammar of c, compiling it on first use.
 func (gc *grammarCache) compile(c *bus.Constraint) (*grammar.Grammar, error) {
-	key := c.Type + "\x00" + string(c.Schema) + "\x00" + c.Pattern + "\x00" + strings.Join(c.Choices, "\x00")
+	key := c.Type + "\x00" + string(c.Schema) + "\x00" + c.Pattern + "\x00" + c.Grammar + "\x00" + strings.Join(c.Choices, "\x00")
 	return gc.get(key, func() (*grammar.Grammar, error) {
-		return grammar.Compile(grammar.Spec{Type: c.Type, Schema: c.Schema, Pattern: c.Pattern, Choices: c.Choices})
+		return grammar.Compile(grammar.Spec{Type: c.Type, Schema: c.Schema, Pattern: c.Pattern, Choices: c.Choices, Grammar: c.Grammar})
 	})
 }
 

@@ -65,6 +65,9 @@ type builder struct {
 	setIDs map[byteSet]int32
 	rules  [][][]sym // rule -> alternatives -> sequence
 	memo   map[string]sym
+	// tooBig is set when a repetition would exceed maxElems; build then
+	// fails (checked as it goes, so nested repetitions cannot blow up).
+	tooBig bool
 }
 
 func newBuilder() *builder {
@@ -118,6 +121,10 @@ func (b *builder) star(seq []sym) sym {
 
 // rep is seq repeated min to max times (max < 0: no bound).
 func (b *builder) rep(seq []sym, lo, hi int) []sym {
+	if b.tooBig || len(seq)*(max(lo, hi)+1) > maxElems {
+		b.tooBig = true
+		return nil
+	}
 	var out []sym
 	for range lo {
 		out = append(out, seq...)
@@ -150,6 +157,9 @@ const maxElems = 1 << 20
 
 // build flattens the rules into a Grammar whose start is root.
 func (b *builder) build(root sym, key string) (*Grammar, error) {
+	if b.tooBig {
+		return nil, fmt.Errorf("%w: the constraint compiles to more than %d grammar elements", ErrUnsupported, maxElems)
+	}
 	if !root.ref {
 		root = b.rule([]sym{root})
 	}
@@ -243,11 +253,12 @@ func (g *Grammar) seqNullable(p int32, nullable []bool) bool {
 
 // Spec names a constraint as requests carry it.
 type Spec struct {
-	// Type is "json_object", "json_schema", "regex" or "choice".
+	// Type is "json_object", "json_schema", "regex", "choice" or "gbnf".
 	Type    string
 	Schema  []byte   // json_schema
 	Pattern string   // regex
 	Choices []string // choice
+	Grammar string   // gbnf
 }
 
 // Compile compiles a Spec.
@@ -261,6 +272,8 @@ func Compile(s Spec) (*Grammar, error) {
 		return Regex(s.Pattern)
 	case "choice":
 		return Choice(s.Choices)
+	case "gbnf":
+		return GBNF(s.Grammar)
 	}
 	return nil, fmt.Errorf("%w: constraint type %q", ErrUnsupported, s.Type)
 }
