@@ -66,6 +66,9 @@ type choiceChunk struct {
 func (s *server) generateMulti(w http.ResponseWriter, r *http.Request, reqs []*bus.Request, newFormat func(index int) format, samePrompt bool) {
 	start := s.now()
 	model := reqs[0].Model
+	if i := infoOf(r); i != nil {
+		i.model = model // logged even when the request fails here
+	}
 	if e := s.checkModel(model); e != nil {
 		s.fail(w, e)
 		return
@@ -197,7 +200,7 @@ func (s *server) generateMulti(w http.ResponseWriter, r *http.Request, reqs []*b
 			FinishReason: cs[0].res.finish,
 		})
 	} else if s.log.Enabled(ctx, slog.LevelDebug) {
-		s.log.LogAttrs(ctx, slog.LevelDebug, "generation ended early", slog.String("request", id), slog.Any("err", err))
+		s.log.LogAttrs(ctx, slog.LevelDebug, "generation ended early", requestIDAttr(ctx, id), slog.Any("err", err))
 	}
 }
 

@@ -98,6 +98,9 @@ func (res *result) apiUsage() Usage {
 // stream as SSE or collects it into one JSON body.
 func (s *server) generate(w http.ResponseWriter, r *http.Request, req *bus.Request, f format) {
 	start := s.now()
+	if i := infoOf(r); i != nil {
+		i.model = req.Model // logged even when the request fails here
+	}
 	if e := s.checkModel(req.Model); e != nil {
 		s.fail(w, e)
 		return
@@ -159,7 +162,7 @@ func (s *server) generate(w http.ResponseWriter, r *http.Request, req *bus.Reque
 	}
 	if err != nil && s.log.Enabled(ctx, slog.LevelDebug) {
 		s.log.LogAttrs(ctx, slog.LevelDebug, "generation ended early",
-			slog.String("request", req.ID), slog.String("model", req.Model), slog.Any("err", err))
+			requestIDAttr(ctx, req.ID), slog.String("model", req.Model), slog.Any("err", err))
 	}
 }
 
@@ -214,7 +217,7 @@ func (s *server) failBeforeCommit(w http.ResponseWriter, ctx context.Context, re
 	}
 	e := toAPIError(err)
 	if e.Code.Status() >= 500 {
-		s.log.LogAttrs(ctx, slog.LevelWarn, "request failed", slog.String("request", req.ID),
+		s.log.LogAttrs(ctx, slog.LevelWarn, "request failed", requestIDAttr(ctx, req.ID),
 			slog.String("model", req.Model), slog.String("code", string(e.Code)), slog.Any("err", err))
 	}
 	s.fail(w, e)

@@ -61,6 +61,15 @@ func infoOf(r *http.Request) *reqInfo {
 	return i
 }
 
+// requestIDAttr names a request in a diagnostic log line by the same
+// request_id as its request line (the bus id when it has no other).
+func requestIDAttr(ctx context.Context, busID string) slog.Attr {
+	if i, _ := ctx.Value(reqInfoKey{}).(*reqInfo); i != nil {
+		return slog.String("request_id", i.id)
+	}
+	return slog.String("request_id", busID)
+}
+
 // busID is the bus id for a generation of r: the request id when the
 // gateway made it (so the response id and X-Request-Id match), a fresh one
 // when the client sent it (a client's id need not be unique, and bus ids
@@ -120,8 +129,9 @@ func noteResult(r *http.Request, res *result, start, placed time.Time, tenant st
 }
 
 // logRequest writes the one line a finished request gets: at info level,
-// "request" with its id, route, status and total time, plus, for
-// generations, the model, tenant hash, workers, attempts, finish reason,
+// "request" with its id, route, status and total time, the model a
+// generation route asked for (even when it failed), and for generations
+// that were dispatched the tenant hash, workers, attempts, finish reason,
 // token counts, queue wait and time to first token.
 func (s *server) logRequest(ctx context.Context, i *reqInfo, status int, total time.Duration) {
 	if !s.log.Enabled(ctx, slog.LevelInfo) {
@@ -134,9 +144,11 @@ func (s *server) logRequest(ctx context.Context, i *reqInfo, status int, total t
 		slog.Int("status", status),
 		slog.Float64("total_ms", ms(total)),
 	)
+	if i.model != "" {
+		attrs = append(attrs, slog.String("model", i.model))
+	}
 	if i.generation {
 		attrs = append(attrs,
-			slog.String("model", i.model),
 			slog.String("tenant", i.tenant),
 			slog.Any("workers", i.workers),
 			slog.Int("attempts", i.attempts),

@@ -163,7 +163,7 @@ func TestRequestLogAndID(t *testing.T) {
 		if resp.StatusCode != 404 || !hexID.MatchString(got) {
 			t.Fatalf("X-Request-Id %q sent: got %q (status %d)", bad, got, resp.StatusCode)
 		}
-		if line = next(); line["request_id"] != got || num("status") != 404 {
+		if line = next(); line["request_id"] != got || num("status") != 404 || line["model"] != "nope" {
 			t.Fatalf("request line %v, want id %s status 404", line, got)
 		}
 	}
