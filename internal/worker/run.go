@@ -282,7 +282,7 @@ func Sampling(s bus.Sampling) sampler.Params {
 		p.TopP = *s.TopP
 	}
 	if s.Seed != nil {
-		p.Seed = *s.Seed
+		p.Seed, p.ExplicitSeed = *s.Seed, true
 	}
 	if len(s.LogitBias) > 0 {
 		p.LogitBias = make([]sampler.Bias, 0, len(s.LogitBias))

@@ -42,7 +42,8 @@
 //	PresencePenalty   0 = off (OpenAI presence_penalty, any finite value)
 //	RepeatLastN       0 = the whole history (vLLM); llama.cpp's default is 64,
 //	                  and its -1 (the context) maps to 0
-//	Seed              0 = a random seed; Sampler.Seed reports it
+//	Seed              0 = a random seed (Sampler.Seed reports it), unless
+//	                  ExplicitSeed: an API client's seed 0 is a fixed seed
 //
 // The gateway, not this package, maps API defaults (OpenAI's temperature 1,
 // llama.cpp's top_k 40) onto Params; invalid values are errors that name the

@@ -23,7 +23,11 @@ type Params struct {
 	FrequencyPenalty float32 // subtracted count times; generated tokens only
 	PresencePenalty  float32 // subtracted once per token present; generated tokens only
 	RepeatLastN      int     // penalty window over accepted tokens; 0 = whole history
-	Seed             uint64  // 0 = random
+	Seed             uint64  // 0 = random, unless ExplicitSeed
+	// ExplicitSeed makes Seed 0 a seed like any other: OpenAI, vLLM and
+	// llama.cpp treat a client's "seed": 0 as a fixed seed, not a request
+	// for a random one.
+	ExplicitSeed bool
 	// LogitBias is added to the logits of its tokens before every other
 	// stage (OpenAI's logit_bias: -100 in effect bans a token, +100 in
 	// effect forces it). Each ID at most once, biases in [-100, 100].

@@ -47,7 +47,8 @@ func New(p Params, vocabSize int) (*Sampler, error) {
 }
 
 // Reset prepares s for another request with p: it forgets the accepted
-// tokens and reseeds the RNG (a fresh random seed when p.Seed is 0). It
+// tokens and reseeds the RNG (a fresh random seed when p.Seed is 0 and
+// p.ExplicitSeed is false). It
 // allocates nothing. On error s keeps its previous configuration.
 func (s *Sampler) Reset(p Params) error {
 	if err := p.Validate(); err != nil {
@@ -64,7 +65,7 @@ func (s *Sampler) Reset(p Params) error {
 	s.bias = s.bias[:len(p.LogitBias)]
 	s.p = p
 	s.seed = p.Seed
-	if s.seed == 0 {
+	if s.seed == 0 && !p.ExplicitSeed {
 		s.seed = rand.Uint64() | 1 // never 0, so Seed() can be replayed
 	}
 	s.pcg.Seed(s.seed, s.seed^0x9e3779b97f4a7c15)

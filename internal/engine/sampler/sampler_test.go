@@ -340,6 +340,16 @@ func TestSeededReproducibility(t *testing.T) {
 	if f := run(mustNew(t, p, 1000)); !slices.Equal(e, f) {
 		t.Fatal("replaying Seed() did not reproduce")
 	}
+	// A client's explicit seed 0 is a fixed seed (OpenAI, vLLM), not a
+	// request for a random one: two samplers draw the same tokens.
+	p = Params{Temperature: 1, Seed: 0, ExplicitSeed: true}
+	z := mustNew(t, p, 1000)
+	if z.Seed() != 0 {
+		t.Fatalf("explicit seed 0: Seed() = %d", z.Seed())
+	}
+	if g, h := run(z), run(mustNew(t, p, 1000)); !slices.Equal(g, h) {
+		t.Fatal("explicit seed 0 did not reproduce")
+	}
 }
 
 func TestPenalties(t *testing.T) {
