@@ -174,8 +174,15 @@ type limitReader struct {
 	n int64
 }
 
+// Read fills p whole unless the content ends: the object store makes one
+// message of each Read, and a multipart part hands out a few KiB at a
+// time, which would make tens of thousands of small messages and stall the
+// store's window of unacknowledged publishes.
 func (l *limitReader) Read(p []byte) (int, error) {
-	n, err := l.r.Read(p)
+	n, err := io.ReadFull(l.r, p)
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		err = io.EOF
+	}
 	if n > 0 {
 		l.n += int64(n)
 		u := l.u
