@@ -84,7 +84,7 @@ func TestGatewayStopEndsStreamsWithError(t *testing.T) {
 	const streams = 4
 	var brs []*bufio.Reader
 	for range streams {
-		brs = append(brs, sseStream(t, n.Addr(), 480)) // far more than 0.5 s of tokens
+		brs = append(brs, sseStream(t, n.Addr(), 500)) // far more than 0.2 s of tokens
 	}
 	ends := make(chan string, streams)
 	var wg sync.WaitGroup
@@ -97,7 +97,7 @@ func TestGatewayStopEndsStreamsWithError(t *testing.T) {
 			ends <- how
 		})
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	if err := n.Shutdown(ctx); err != nil {
 		t.Logf("shutdown: %v", err) // the workers' drain runs out too
@@ -115,7 +115,7 @@ func TestGatewayStopEndsStreamsWithError(t *testing.T) {
 		}
 	}
 	if errs == 0 {
-		t.Fatalf("no stream got the shutdown error event (all %d finished within 0.5 s?)", streams)
+		t.Fatalf("no stream got the shutdown error event (all %d finished within 0.2 s?)", streams)
 	}
 }
 
