@@ -222,6 +222,14 @@ func TestSIGKILLGatewayEndsStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd, addr, exited := startGatewayProcess(t, bin, "gateway", "--nats", srv.ClientURL(), "--addr", "127.0.0.1:0")
+	waitUntil(t, "the gateway process to see the worker", func() bool {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 	var brs []*bufio.Reader
 	for range 3 {
 		brs = append(brs, sseStream(t, addr, 400))

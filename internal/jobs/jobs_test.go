@@ -290,3 +290,37 @@ func TestResultsExpire(t *testing.T) {
 		t.Errorf("the input file expired too: %v", err)
 	}
 }
+
+// TestUploadLimitsInManager: with MaxConcurrentUploads 1, a second upload
+// begun while one streams is ErrBusy at once, and begins once the first is
+// closed; an upload past the owner's quota is ErrQuota and leaves nothing.
+func TestUploadLimitsInManager(t *testing.T) {
+	m, stop := startManagerCfg(t, t.TempDir(), jobs.Config{MaxConcurrentUploads: 1, MaxStoredBytesPerOwner: 1000})
+	defer stop()
+	ctx := context.Background()
+	first, err := m.BeginUpload(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.BeginUpload(ctx, "b"); !errors.Is(err, jobs.ErrBusy) {
+		t.Fatalf("second concurrent upload: %v, want ErrBusy", err)
+	}
+	if err := first.Put(ctx, strings.NewReader(strings.Repeat("x", 600))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.Finish(ctx, "a.jsonl", jobs.PurposeBatch); err != nil {
+		t.Fatal(err)
+	}
+	first.Close(ctx)
+	second, err := m.BeginUpload(ctx, "a")
+	if err != nil {
+		t.Fatalf("after the first closed: %v", err)
+	}
+	defer second.Close(ctx)
+	if err := second.Put(ctx, strings.NewReader(strings.Repeat("x", 600))); !errors.Is(err, jobs.ErrQuota) {
+		t.Fatalf("upload past the quota: %v, want ErrQuota", err)
+	}
+	if files, _ := m.Files(ctx, "a", ""); len(files) != 1 {
+		t.Fatalf("owner has %d files, want 1", len(files))
+	}
+}
