@@ -36,7 +36,7 @@ type body struct {
 	Stop          []string          `json:"stop,omitempty"`
 	Temperature   *float32          `json:"temperature,omitempty"`
 	TopP          *float32          `json:"top_p,omitempty"`
-	Seed          *uint64           `json:"seed,omitempty"`
+	Seed          *int64            `json:"seed,omitempty"` // OpenAI's seed is a signed integer
 	TopK          int               `json:"top_k,omitempty"`
 	MinP          float32           `json:"min_p,omitempty"`
 	RepPenalty    float32           `json:"repetition_penalty,omitempty"`
@@ -101,7 +101,7 @@ func (b *Backend) Serve(ctx context.Context, req *bus.Request, send func(*bus.Ch
 	delivered := int(seq - 1) // chunks (about one token each) the client has
 	bd := body{
 		Model: name, Stream: true, StreamOptions: &streamOptions{IncludeUsage: true},
-		Stop: req.Stop, Temperature: req.Sampling.Temperature, TopP: req.Sampling.TopP, Seed: req.Sampling.Seed,
+		Stop: req.Stop, Temperature: req.Sampling.Temperature, TopP: req.Sampling.TopP, Seed: signedSeed(req.Sampling.Seed),
 		TopK: req.Sampling.TopK, MinP: req.Sampling.MinP, RepPenalty: req.Sampling.RepetitionPenalty,
 		FreqPenalty: req.Sampling.FrequencyPenalty, PresPenalty: req.Sampling.PresencePenalty,
 		IgnoreEOS: req.Sampling.IgnoreEOS, LogitBias: req.Sampling.LogitBias, User: req.User,
@@ -439,4 +439,15 @@ func errorMessage(data []byte) string {
 func refused(err error) bool {
 	var op *net.OpError
 	return errors.Is(err, syscall.ECONNREFUSED) || (errors.As(err, &op) && op.Op == "dial")
+}
+
+// signedSeed gives back the client's seed: the gateway keeps an int64 seed's
+// bits in the bus's uint64, so a negative seed must not reach the upstream as
+// a number above MaxInt64, which OpenAI-compatible servers refuse.
+func signedSeed(s *uint64) *int64 {
+	if s == nil {
+		return nil
+	}
+	v := int64(*s)
+	return &v
 }

@@ -106,7 +106,9 @@ func TestRelayCompletion(t *testing.T) {
 		`[DONE]`,
 	}}
 	b := newBackend(t, s, map[string]string{"mine": "m"})
-	got, final := collect(b, &bus.Request{ID: "r", Model: "mine", Kind: bus.KindCompletion, Prompt: "Say", MaxTokens: 2, Logprobs: true, TopLogprobs: 2})
+	seed := uint64(0xFFFFFFFFFFFFFFF9) // the bus's bits of the client's seed -7
+	got, final := collect(b, &bus.Request{ID: "r", Model: "mine", Kind: bus.KindCompletion, Prompt: "Say", MaxTokens: 2, Logprobs: true, TopLogprobs: 2,
+		Sampling: bus.Sampling{Seed: &seed}})
 	if text(got) != "Hello world" || len(got) != 2 || got[0].Seq != 1 || got[1].Seq != 2 {
 		t.Fatalf("chunks %+v", got)
 	}
@@ -119,7 +121,7 @@ func TestRelayCompletion(t *testing.T) {
 	s.mu.Lock()
 	post := s.posts[0]
 	s.mu.Unlock()
-	for _, want := range []string{`"model":"m"`, `"prompt":"Say"`, `"stream":true`, `"logprobs":2`, "auth=Bearer sekret"} {
+	for _, want := range []string{`"model":"m"`, `"prompt":"Say"`, `"stream":true`, `"logprobs":2`, `"seed":-7`, "auth=Bearer sekret"} {
 		if !strings.Contains(post, want) {
 			t.Errorf("request %s lacks %s", post, want)
 		}
