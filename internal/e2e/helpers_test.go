@@ -26,7 +26,8 @@ func TestMain(m *testing.M) {
 	// subscription's goroutine through a pipe; when a node stops while a
 	// read is in flight, that write can outlive the test run by a moment
 	// (seen once in a full run). It is nats.go's goroutine, not ours.
-	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/nats-io/nats.go/jetstream.(*obs).Get.func2"))
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/nats-io/nats.go/jetstream.(*obs).Get.func2"),
+		goleak.IgnoreTopFunction("github.com/nats-io/nats.go/jetstream.(*jetStream).resetPendingAcksOnReconnect")) // see jobs_test.go
 }
 
 const modelName = "stories260K"
