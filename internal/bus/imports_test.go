@@ -92,7 +92,7 @@ func TestImportGraph(t *testing.T) {
 			}
 		}
 		for _, below := range []string{"courier/internal/bus", "courier/internal/worker", "courier/internal/jobs",
-			"courier/internal/api", "courier/internal/chat", "courier/internal/metrics", "courier/internal/upstream", "courier/internal/store"} {
+			"courier/internal/completions", "courier/internal/api", "courier/internal/chat", "courier/internal/metrics", "courier/internal/upstream", "courier/internal/store"} {
 			if p.ImportPath == below {
 				for _, d := range deps {
 					if strings.HasPrefix(d, "github.com/nats-io/") || d == "courier/internal/bus/natsbus" {
@@ -103,7 +103,7 @@ func TestImportGraph(t *testing.T) {
 		}
 		// 3. Workers, the bus messages and the jobs logic never touch HTTP:
 		// requests reach them as bus messages, whatever the front door.
-		for _, noHTTP := range []string{"courier/internal/bus", "courier/internal/worker", "courier/internal/jobs", "courier/internal/chat"} {
+		for _, noHTTP := range []string{"courier/internal/bus", "courier/internal/worker", "courier/internal/jobs", "courier/internal/completions", "courier/internal/chat"} {
 			if p.ImportPath == noHTTP && slices.Contains(deps, "net/http") {
 				t.Errorf("%s depends on net/http: requests reach it as bus messages", p.ImportPath)
 			}

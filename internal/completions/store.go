@@ -1,0 +1,332 @@
+package completions
+
+import (
+	"cmp"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"courier/internal/jobs"
+)
+
+// OpenAI's limits on metadata: at most 16 pairs, keys up to 64 characters,
+// values up to 512.
+const (
+	MaxMetadataPairs    = 16
+	MaxMetadataKeyLen   = 64
+	MaxMetadataValueLen = 512
+)
+
+// Completion is one stored chat completion.
+type Completion struct {
+	ID    string `json:"id"` // the response's id, chatcmpl-…
+	Owner string `json:"owner"`
+	Model string `json:"model"`
+	// Stored is when it was first stored, in Unix nanoseconds: the list
+	// order.
+	Stored   int64             `json:"stored"`
+	Metadata map[string]string `json:"metadata,omitempty"`
+	// Response is the chat.completion object the client was sent.
+	Response json.RawMessage `json:"response"`
+}
+
+// messages is the record of a completion's request messages.
+type messages struct {
+	Owner    string            `json:"owner"`
+	Messages []json.RawMessage `json:"messages"`
+}
+
+// Store keeps stored chat completions in a KV bucket. Its methods are safe
+// for concurrent use; methods taking an owner see only that owner's
+// records.
+type Store struct {
+	kv  jobs.KV
+	now func() time.Time
+}
+
+// New returns a Store on kv.
+func New(kv jobs.KV) *Store { return &Store{kv: kv, now: time.Now} }
+
+// ValidateMetadata reports metadata over OpenAI's limits as a
+// *jobs.InvalidError naming param.
+func ValidateMetadata(param string, md map[string]string) error {
+	if len(md) > MaxMetadataPairs {
+		return &jobs.InvalidError{Param: param, Message: fmt.Sprintf("%s holds %d pairs; at most %d are allowed", param, len(md), MaxMetadataPairs)}
+	}
+	for _, k := range slices.Sorted(maps.Keys(md)) {
+		if n := utf8.RuneCountInString(k); n > MaxMetadataKeyLen {
+			return &jobs.InvalidError{Param: param, Message: fmt.Sprintf("%s key %.20q… is %d characters; at most %d are allowed", param, k, n, MaxMetadataKeyLen)}
+		}
+		if n := utf8.RuneCountInString(md[k]); n > MaxMetadataValueLen {
+			return &jobs.InvalidError{Param: param, Message: fmt.Sprintf("%s[%s] is %d characters; at most %d are allowed", param, k, n, MaxMetadataValueLen)}
+		}
+	}
+	return nil
+}
+
+// ownerToken is owner as a key token ("" is "_": no API keys).
+func ownerToken(owner string) string {
+	if owner == "" {
+		return "_"
+	}
+	return base64.RawURLEncoding.EncodeToString([]byte(owner))
+}
+
+// idToken is id as a key token: ids may hold dots (a client's
+// X-Request-Id), which separate key tokens.
+func idToken(id string) string { return base64.RawURLEncoding.EncodeToString([]byte(id)) }
+
+func recordKey(owner, id string) string   { return "c." + ownerToken(owner) + "." + idToken(id) }
+func messagesKey(owner, id string) string { return "m." + ownerToken(owner) + "." + idToken(id) }
+
+// MessageID is the id of message i of completion id, as OpenAI names them.
+func MessageID(id string, i int) string { return id + "-" + strconv.Itoa(i) }
+
+// Put stores c (with c.Owner, c.ID set) and its request messages msgs,
+// each a JSON object; a completion already stored under the same id (a
+// client that sent the same X-Request-Id twice) is replaced.
+func (s *Store) Put(ctx context.Context, c *Completion, msgs []json.RawMessage) error {
+	if c.ID == "" || c.Response == nil {
+		return errors.New("completions: Put needs an id and a response")
+	}
+	if err := ValidateMetadata("metadata", c.Metadata); err != nil {
+		return err
+	}
+	if c.Stored == 0 {
+		c.Stored = s.now().UnixNano()
+	}
+	if msgs == nil {
+		msgs = []json.RawMessage{}
+	}
+	mb, err := json.Marshal(messages{Owner: c.Owner, Messages: msgs})
+	if err != nil {
+		return fmt.Errorf("completions: %w", err)
+	}
+	cb, err := json.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("completions: %w", err)
+	}
+	if err := s.put(ctx, messagesKey(c.Owner, c.ID), mb); err != nil {
+		return err
+	}
+	return s.put(ctx, recordKey(c.Owner, c.ID), cb)
+}
+
+// put stores val under key, replacing what is there.
+func (s *Store) put(ctx context.Context, key string, val []byte) error {
+	for range 10 {
+		_, err := s.kv.Create(ctx, key, val)
+		if !errors.Is(err, jobs.ErrExists) {
+			return err
+		}
+		_, rev, err := s.kv.Get(ctx, key)
+		if errors.Is(err, jobs.ErrNotFound) {
+			continue // deleted meanwhile: create again
+		} else if err != nil {
+			return err
+		}
+		if _, err := s.kv.Update(ctx, key, val, rev); !errors.Is(err, jobs.ErrConflict) {
+			return err
+		}
+	}
+	return fmt.Errorf("completions: %s: %w", key, jobs.ErrConflict)
+}
+
+// Get returns owner's completion id, or jobs.ErrNotFound.
+func (s *Store) Get(ctx context.Context, owner, id string) (*Completion, error) {
+	c, _, err := s.get(ctx, owner, id)
+	return c, err
+}
+
+func (s *Store) get(ctx context.Context, owner, id string) (*Completion, uint64, error) {
+	if id == "" {
+		return nil, 0, jobs.ErrNotFound
+	}
+	data, rev, err := s.kv.Get(ctx, recordKey(owner, id))
+	if err != nil {
+		return nil, 0, err
+	}
+	var c Completion
+	if err := json.Unmarshal(data, &c); err != nil {
+		return nil, 0, fmt.Errorf("completions: record %s: %w", id, err)
+	}
+	if c.Owner != owner || c.ID != id { // keys are derived from both; never expected
+		return nil, 0, jobs.ErrNotFound
+	}
+	return &c, rev, nil
+}
+
+// Page selects a page of a list: up to Limit items after the one whose id
+// is After ("" from the start), in ascending or (Desc) descending order.
+type Page struct {
+	After string
+	Limit int
+	Desc  bool
+}
+
+// Filter selects owner's completions in List.
+type Filter struct {
+	Model    string            // "" for any
+	Metadata map[string]string // every pair must match
+	Page
+}
+
+// List returns a page of owner's completions matching f, ordered by the
+// time they were stored (then by id); more reports whether others follow.
+// An After naming no completion of owner is a *jobs.InvalidError.
+func (s *Store) List(ctx context.Context, owner string, f Filter) (list []Completion, more bool, err error) {
+	var cursor *Completion
+	err = s.kv.Scan(ctx, "c."+ownerToken(owner)+".*", func(_ string, val []byte) error {
+		var c Completion
+		if json.Unmarshal(val, &c) != nil || c.Owner != owner {
+			return nil
+		}
+		if f.After != "" && c.ID == f.After {
+			cursor = &c
+		}
+		if f.Model != "" && c.Model != f.Model {
+			return nil
+		}
+		for k, v := range f.Metadata {
+			if got, ok := c.Metadata[k]; !ok || got != v {
+				return nil
+			}
+		}
+		list = append(list, c)
+		return nil
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	if f.After != "" && cursor == nil {
+		return nil, false, &jobs.InvalidError{Param: "after", Message: fmt.Sprintf("after: no stored chat completion %q", f.After)}
+	}
+	order := func(a, b Completion) int {
+		if c := cmp.Compare(a.Stored, b.Stored); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.ID, b.ID)
+	}
+	if f.Desc {
+		slices.SortFunc(list, func(a, b Completion) int { return order(b, a) })
+	} else {
+		slices.SortFunc(list, order)
+	}
+	if cursor != nil {
+		i, _ := slices.BinarySearchFunc(list, *cursor, func(e, t Completion) int {
+			if f.Desc {
+				return order(t, e)
+			}
+			return order(e, t)
+		})
+		// Skip the cursor itself when it is in the list.
+		if i < len(list) && list[i].ID == cursor.ID {
+			i++
+		}
+		list = list[i:]
+	}
+	list, more = cut(list, f.Limit)
+	return list, more, nil
+}
+
+// cut returns at most limit items of list (all when limit ≤ 0) and whether
+// some were left out.
+func cut[T any](list []T, limit int) ([]T, bool) {
+	if limit > 0 && len(list) > limit {
+		return list[:limit], true
+	}
+	return list, false
+}
+
+// Messages returns a page of the request messages of owner's completion
+// id; the page's After is a message id (MessageID). A completion without
+// stored messages has none.
+func (s *Store) Messages(ctx context.Context, owner, id string, p Page) (list []json.RawMessage, more bool, err error) {
+	if _, err := s.Get(ctx, owner, id); err != nil {
+		return nil, false, err
+	}
+	var m messages
+	if data, _, err := s.kv.Get(ctx, messagesKey(owner, id)); errors.Is(err, jobs.ErrNotFound) {
+		return []json.RawMessage{}, false, nil
+	} else if err != nil {
+		return nil, false, err
+	} else if err := json.Unmarshal(data, &m); err != nil {
+		return nil, false, fmt.Errorf("completions: messages of %s: %w", id, err)
+	}
+	idx := make([]int, len(m.Messages))
+	for i := range idx {
+		idx[i] = i
+	}
+	if p.Desc {
+		slices.Reverse(idx)
+	}
+	if p.After != "" {
+		at := -1
+		for j, i := range idx {
+			if MessageID(id, i) == p.After {
+				at = j
+			}
+		}
+		if at < 0 {
+			return nil, false, &jobs.InvalidError{Param: "after", Message: fmt.Sprintf("after: no message %q in %s", p.After, id)}
+		}
+		idx = idx[at+1:]
+	}
+	idx, more = cut(idx, p.Limit)
+	list = make([]json.RawMessage, len(idx))
+	for j, i := range idx {
+		list[j] = m.Messages[i]
+	}
+	return list, more, nil
+}
+
+// UpdateMetadata replaces the metadata of owner's completion id (nil
+// clears it) and returns the completion as stored.
+func (s *Store) UpdateMetadata(ctx context.Context, owner, id string, md map[string]string) (*Completion, error) {
+	if err := ValidateMetadata("metadata", md); err != nil {
+		return nil, err
+	}
+	for range 20 {
+		c, rev, err := s.get(ctx, owner, id)
+		if err != nil {
+			return nil, err
+		}
+		c.Metadata = md
+		data, err := json.Marshal(c)
+		if err != nil {
+			return nil, fmt.Errorf("completions: %w", err)
+		}
+		if _, err := s.kv.Update(ctx, recordKey(owner, id), data, rev); errors.Is(err, jobs.ErrConflict) {
+			continue
+		} else if err != nil {
+			return nil, err
+		}
+		// Write the messages again, so that they expire with the record.
+		if mb, rev, err := s.kv.Get(ctx, messagesKey(owner, id)); err == nil {
+			_, _ = s.kv.Update(ctx, messagesKey(owner, id), mb, rev) // a lost race wrote them anyway
+		} else if !errors.Is(err, jobs.ErrNotFound) {
+			return nil, err
+		}
+		return c, nil
+	}
+	return nil, fmt.Errorf("completions: %s: %w", id, jobs.ErrConflict)
+}
+
+// Delete removes owner's completion id and its messages; jobs.ErrNotFound
+// when owner has none by that id.
+func (s *Store) Delete(ctx context.Context, owner, id string) error {
+	if _, err := s.Get(ctx, owner, id); err != nil {
+		return err
+	}
+	if err := s.kv.Delete(ctx, recordKey(owner, id)); err != nil {
+		return err
+	}
+	return s.kv.Delete(ctx, messagesKey(owner, id))
+}
