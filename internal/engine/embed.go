@@ -87,6 +87,9 @@ func (e *Engine) EmbedBackground(ctx context.Context, tokens []int32) ([]float32
 }
 
 func (e *Engine) embedOn(ctx context.Context, tokens []int32, background bool) ([]float32, error) {
+	if e.tail != nil {
+		return nil, fmt.Errorf("%w: embeddings are not served by a pipeline of stages yet", ErrInvalidRequest)
+	}
 	switch p := e.info.Pooling; p {
 	case PoolingMean, PoolingCLS, PoolingLast:
 	default:

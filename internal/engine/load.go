@@ -57,6 +57,13 @@ type Options struct {
 	// NoRepack keeps all weights in the memory mapping (see
 	// model.LoadOptions): no heap copies, slower Q4_0/Q4_K decode.
 	NoRepack bool
+	// Layers makes the engine the first stage of a pipeline: it loads only
+	// these blocks (with the token embedding) and runs the rest through
+	// Tail (see Tail). The zero value loads the whole model.
+	Layers model.LayerRange
+	// Tail runs the later stages; required when Layers is not the whole
+	// model.
+	Tail Tail
 }
 
 // Info describes a loaded model.
@@ -89,6 +96,7 @@ type Engine struct {
 
 	pieces []string // [Vocab] each token's text, for logprob alternatives
 
+	tail    Tail // the later stages of a pipeline; nil for a whole model
 	kv      *model.KVPool
 	slots   []*slot
 	free    chan *slot // slots not running a request
@@ -120,9 +128,17 @@ func Load(path string, opts Options) (*Engine, error) {
 }
 
 func newEngine(f *gguf.File, path string, opts Options) (*Engine, error) {
-	m, err := model.LoadWith(f, model.LoadOptions{NoRepack: opts.NoRepack, ContextLength: opts.ContextLength})
+	m, err := model.LoadWith(f, model.LoadOptions{NoRepack: opts.NoRepack, ContextLength: opts.ContextLength, Layers: opts.Layers})
 	if err != nil {
 		return nil, err
+	}
+	switch {
+	case !m.Stage.IsFirst():
+		return nil, fmt.Errorf("%w: layers %d-%d: an engine is a pipeline's first stage (see LoadStage)", ErrStage, m.Stage.First, m.Stage.End-1)
+	case !m.Stage.IsLast() && opts.Tail == nil:
+		return nil, fmt.Errorf("%w: layers %d-%d of %d need a tail to run the rest", ErrStage, m.Stage.First, m.Stage.End-1, m.Stage.Total)
+	case m.Stage.IsLast() && opts.Tail != nil:
+		return nil, fmt.Errorf("%w: a tail after the model's last layer", ErrStage)
 	}
 	tok, err := tokenizer.FromGGUF(f)
 	if err != nil {
@@ -147,7 +163,7 @@ func newEngine(f *gguf.File, path string, opts Options) (*Engine, error) {
 	kvSlots := nslots
 	nslots += max(opts.BackgroundSlots, 0)
 	batch = max(batch, nslots)
-	e := &Engine{file: f, model: m, tok: tok, batch: batch, free: make(chan *slot, nslots), closing: make(chan struct{})}
+	e := &Engine{file: f, model: m, tok: tok, batch: batch, tail: opts.Tail, free: make(chan *slot, nslots), closing: make(chan struct{})}
 	e.info = Info{
 		Name: modelName(f, path), Arch: m.Arch, ContextLength: ctxLen, VocabSize: m.Vocab,
 		AddBOS: tok.AddBOS(), Params: countParams(f),
@@ -174,6 +190,9 @@ func newEngine(f *gguf.File, path string, opts Options) (*Engine, error) {
 	if err != nil {
 		e.pool.Close()
 		return nil, err
+	}
+	if e.tail != nil {
+		e.kv.RecordCopies()
 	}
 	for i := 0; i < nslots; i++ {
 		sl, err := e.newSlot(i, ctxLen)

@@ -90,7 +90,7 @@ func (s *scheduler) loop() {
 			}
 			continue
 		}
-		logits, err := s.state.Forward(&s.batch)
+		logits, err := s.forward()
 		s.e.steps.Add(1)
 		if err != nil {
 			s.failAll(err)
@@ -98,6 +98,19 @@ func (s *scheduler) loop() {
 		}
 		s.sampleAll(logits)
 	}
+}
+
+// forward runs the step's batch through the whole model: the engine's own
+// layers and, in a pipeline's first stage, the tail's.
+func (s *scheduler) forward() ([]float32, error) {
+	if s.e.tail == nil {
+		return s.state.Forward(&s.batch)
+	}
+	h, err := s.state.ForwardStage(&s.batch, nil)
+	if err != nil {
+		return nil, err
+	}
+	return s.e.tail.Forward(&s.batch, h)
 }
 
 // admit takes every waiting request and Score call without blocking.

@@ -150,7 +150,7 @@ func (a *attnScratch) run(worker, i int) {
 	}
 	w := &a.workers[worker]
 	mode := attnRowMode(a.b, row, a.n)
-	if c.LayerSlides(a.layer) {
+	if c.LayerSlides(s.m.Stage.First + a.layer) { // the block's index in the whole model
 		// The sliding window masks positions p with pos - p >= window
 		// (llama_hparams::is_masked_swa, standard type).
 		v.lo = max(0, pos-c.SlidingWindow+1)

@@ -75,20 +75,19 @@ func NewState(m *Model, pool *tensor.Pool, maxRows, maxOut int) (*State, error) 
 	}
 	s := &State{
 		m: m, pool: pool, maxRows: maxRows, maxOut: maxOut,
-		ws:     tensor.NewWorkspace(maxCols, maxRows),
-		x:      make([]float32, maxRows*c.Dim),
-		xb:     make([]float32, maxRows*c.Dim),
-		q:      make([]float32, maxRows*c.QDim()),
-		k:      make([]float32, maxRows*c.KVDim()),
-		v:      make([]float32, maxRows*c.KVDim()),
-		att:    make([]float32, maxRows*c.QDim()),
-		proj:   make([]float32, maxRows*c.Dim),
-		gate:   make([]float32, maxRows*c.FFN),
-		up:     make([]float32, maxRows*upRows),
-		xo:     make([]float32, maxOut*c.Dim),
-		logits: make([]float32, maxOut*c.Vocab),
-		cos:    make([]float32, c.RopeDims/2),
-		sin:    make([]float32, c.RopeDims/2),
+		ws:   tensor.NewWorkspace(maxCols, maxRows),
+		x:    make([]float32, maxRows*c.Dim),
+		xb:   make([]float32, maxRows*c.Dim),
+		q:    make([]float32, maxRows*c.QDim()),
+		k:    make([]float32, maxRows*c.KVDim()),
+		v:    make([]float32, maxRows*c.KVDim()),
+		att:  make([]float32, maxRows*c.QDim()),
+		proj: make([]float32, maxRows*c.Dim),
+		gate: make([]float32, maxRows*c.FFN),
+		up:   make([]float32, maxRows*upRows),
+		xo:   make([]float32, maxOut*c.Dim),
+		cos:  make([]float32, c.RopeDims/2),
+		sin:  make([]float32, c.RopeDims/2),
 
 		modes:    make([]tensor.RowMode, maxRows),
 		outModes: make([]tensor.RowMode, maxRows),
@@ -98,6 +97,9 @@ func NewState(m *Model, pool *tensor.Pool, maxRows, maxOut int) (*State, error) 
 			s.qkv = make([]float32, maxRows*(c.QDim()+2*c.KVDim()))
 			break
 		}
+	}
+	if m.Stage.IsLast() {
+		s.logits = make([]float32, maxOut*c.Vocab) // only the last stage has the head
 	}
 	s.embd.init(maxRows, c.Dim)
 	s.attn.init(c.HeadDim)
@@ -110,7 +112,25 @@ func (s *State) MaxRows() int { return s.maxRows }
 // Forward evaluates b, appends every row's K and V to its sequence's cache,
 // and returns the logits of the rows that asked for them, [n][Vocab] in row
 // order. The returned slice is valid until the next call.
+// The model must be whole (see ForwardStage).
 func (s *State) Forward(b *Batch) ([]float32, error) {
+	if !s.m.Stage.Whole() {
+		return nil, fmt.Errorf("%w: Forward on layers %d-%d of %d (use ForwardStage)", ErrBatch, s.m.Stage.First, s.m.Stage.End-1, s.m.Stage.Total)
+	}
+	return s.ForwardStage(b, nil)
+}
+
+// ForwardStage evaluates b through the model's share of the layers (a
+// pipeline stage, LoadOptions.Layers) and appends every row's K and V of
+// those layers to its sequence's cache. The first stage embeds b.Tokens
+// and in must be nil; a later stage starts from in, the previous stage's
+// output rows, [n][Dim]. A stage that is not the last returns its output
+// rows, [n][Dim] (the residual stream after its last layer); the last
+// returns logits as Forward does. The returned slice is valid until the
+// next call. Chained over the stages of a model, it computes exactly what
+// Forward computes over the whole model: every row keeps its mode, and the
+// last layer's output-row selection happens in the last stage.
+func (s *State) ForwardStage(b *Batch, in []float32) ([]float32, error) {
 	nOut, err := s.check(b)
 	if err != nil {
 		return nil, err
@@ -119,18 +139,26 @@ func (s *State) Forward(b *Batch) ([]float32, error) {
 	n := b.Len()
 	dim := c.Dim
 	s.setModes(b)
-	for i, tok := range b.Tokens {
-		if err := tensor.EmbeddingRow(m.TokEmbd, int(tok), s.x[i*dim:(i+1)*dim]); err != nil {
-			return nil, fmt.Errorf("model: embedding: %w", err)
+	switch {
+	case m.Stage.IsFirst() && in != nil, !m.Stage.IsFirst() && len(in) != n*dim:
+		return nil, fmt.Errorf("%w: %d input values for %d rows of stage %d-%d", ErrBatch, len(in), n, m.Stage.First, m.Stage.End-1)
+	case in != nil:
+		copy(s.x[:n*dim], in)
+	default:
+		for i, tok := range b.Tokens {
+			if err := tensor.EmbeddingRow(m.TokEmbd, int(tok), s.x[i*dim:(i+1)*dim]); err != nil {
+				return nil, fmt.Errorf("model: embedding: %w", err)
+			}
+		}
+		if c.EmbedScale != 0 {
+			scaleInto(s.x[:n*dim], c.EmbedScale) // ggml_scale
 		}
 	}
-	if c.EmbedScale != 0 {
-		scaleInto(s.x[:n*dim], c.EmbedScale) // ggml_scale
-	}
+	last := m.Stage.IsLast()
 	for li := range m.Layers {
 		l := &m.Layers[li]
 		s.attention(li, l, b, n)
-		if li == len(m.Layers)-1 {
+		if last && li == len(m.Layers)-1 {
 			// As llama.cpp does, the last layer's feed-forward block runs
 			// only on the rows whose logits are wanted (which changes the
 			// matrix kernels used when that is a single row). With row
@@ -151,6 +179,9 @@ func (s *State) Forward(b *Batch) ([]float32, error) {
 		if p := int(b.Pos[i]) + 1; p > b.Seqs[i].Len {
 			b.Seqs[i].Len = p
 		}
+	}
+	if !last {
+		return s.x[:n*dim], nil
 	}
 	s.finalNorm()
 	if nOut == 0 {

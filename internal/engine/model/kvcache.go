@@ -33,6 +33,40 @@ type KVPool struct {
 	meta   []blockMeta      // [blocks]; guarded by mu
 	lru    lruList          // cached blocks with no users, oldest first; guarded by mu
 	stats  PrefixStats      // guarded by mu
+	// copies lists the block copies Fork made (source, destination
+	// pairs) since the last TakeCopies, when recording; guarded by mu.
+	copies    []int32
+	recording bool
+}
+
+// RecordCopies makes the pool list the block copies Fork makes, for a
+// pipeline's later stages to repeat (TakeCopies).
+func (p *KVPool) RecordCopies() {
+	p.mu.Lock()
+	p.recording = true
+	p.mu.Unlock()
+}
+
+// TakeCopies appends the block copies made since the last call, as
+// (source, destination) pairs, to dst and forgets them.
+func (p *KVPool) TakeCopies(dst []int32) []int32 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	dst = append(dst, p.copies...)
+	p.copies = p.copies[:0]
+	return dst
+}
+
+// CopyBlock copies block src's keys and values into block dst (a later
+// stage repeating its first stage's Fork).
+func (p *KVPool) CopyBlock(src, dst int32) error {
+	if src < 0 || dst < 0 || int(src) >= len(p.ref) || int(dst) >= len(p.ref) {
+		return fmt.Errorf("model: copy of block %d to %d in a pool of %d", src, dst, len(p.ref))
+	}
+	s, d := int(src)*p.blockStride, int(dst)*p.blockStride
+	copy(p.k[d:d+p.blockStride], p.k[s:s+p.blockStride])
+	copy(p.v[d:d+p.blockStride], p.v[s:s+p.blockStride])
+	return nil
 }
 
 // blockMeta records what a cached block holds, to verify hash matches.
@@ -207,6 +241,34 @@ func (c *KVCache) Release() {
 	p.mu.Unlock()
 	c.table = c.table[:0]
 	c.cap, c.Len = 0, 0
+}
+
+// Table returns the cache's block ids in position order; it is valid
+// until the cache changes.
+func (c *KVCache) Table() []int32 { return c.table }
+
+// Pool returns the pool the cache draws blocks from.
+func (c *KVCache) Pool() *KVPool { return c.pool }
+
+// SetView makes c a view of blocks table of its pool holding n
+// positions, taking no reference on them. A later pipeline stage mirrors
+// its first stage's block tables this way (the same ids in a pool of the
+// same geometry for its own layers), so the first stage's allocation,
+// prefix sharing and preemption decide the later stages' caches too, and
+// they keep no per-sequence state.
+func (c *KVCache) SetView(table []int32, n int) error {
+	if len(table) > cap(c.table) || n < 0 || n > len(table)*c.pool.blockSize {
+		return fmt.Errorf("model: view of %d blocks holding %d positions (at most %d blocks)", len(table), n, cap(c.table))
+	}
+	for _, b := range table {
+		if b < 0 || int(b) >= len(c.pool.ref) {
+			return fmt.Errorf("model: block %d outside a pool of %d", b, len(c.pool.ref))
+		}
+	}
+	c.table = append(c.table[:0], table...)
+	c.cap = len(c.table) * c.pool.blockSize
+	c.Len = n
+	return nil
 }
 
 // Blocks returns the number of blocks the cache holds.
@@ -416,6 +478,9 @@ func (c *KVCache) Fork(dst *KVCache, n int) bool {
 		copy(p.k[d:d+p.blockStride], p.k[src:src+p.blockStride])
 		copy(p.v[d:d+p.blockStride], p.v[src:src+p.blockStride])
 		dst.table = append(dst.table, b)
+		if p.recording {
+			p.copies = append(p.copies, c.table[full], b)
+		}
 	}
 	dst.cap = len(dst.table) * bs
 	dst.Len = n

@@ -47,6 +47,11 @@ type Model struct {
 	// RopeFactors divide each rotated pair's frequency ([RopeDims/2]):
 	// Llama 3's rope_freqs, or Phi-3's long or short factors; nil if none.
 	RopeFactors []float32
+	// Stage is the share of the model loaded (LoadOptions.Layers): Layers
+	// holds blocks Stage.First..Stage.End-1 of Stage.Total, Config.Layers
+	// their number. TokEmbd is loaded only by the first stage (and by the
+	// last when the output is tied), OutNorm and Output only by the last.
+	Stage LayerRange
 
 	ropes [2]ropeLayer // full-attention and sliding-window layers
 	// swaRing is the size of llama-server's sliding-window KV cache when it
@@ -64,7 +69,25 @@ type LoadOptions struct {
 	// trained one). Phi-3's RoPE takes its long factors when it exceeds
 	// the original context, as llama.cpp decides from n_ctx.
 	ContextLength int
+	// Layers loads only blocks [First, End) (a pipeline stage); the zero
+	// value loads the whole model.
+	Layers LayerRange
 }
+
+// LayerRange is a share of a model's transformer blocks: blocks
+// [First, End) of Total.
+type LayerRange struct{ First, End, Total int }
+
+// IsFirst reports whether the range starts at block 0: its stage embeds
+// tokens.
+func (r LayerRange) IsFirst() bool { return r.First == 0 }
+
+// IsLast reports whether the range ends at the last block: its stage
+// applies the final norm and the output head.
+func (r LayerRange) IsLast() bool { return r.End == r.Total }
+
+// Whole reports whether the range is the whole model.
+func (r LayerRange) Whole() bool { return r.IsFirst() && r.IsLast() }
 
 // Load builds a Model over f's tensors; f must stay open while it is used.
 func Load(f *gguf.File) (*Model, error) { return LoadWith(f, LoadOptions{}) }
@@ -83,16 +106,36 @@ func LoadWith(f *gguf.File, opts LoadOptions) (*Model, error) {
 	if opts.NoRepack {
 		w.newMatrix = tensor.NewMappedMatrix
 	}
-	m := &Model{Config: cfg}
-	m.TokEmbd = w.matrix("token_embd.weight", -1, cfg.Dim)
-	if w.err == nil {
-		m.Vocab = m.TokEmbd.Rows
+	r := opts.Layers
+	if r == (LayerRange{}) {
+		r = LayerRange{0, cfg.Layers, cfg.Layers}
 	}
-	m.OutNorm = w.vector("output_norm.weight", cfg.Dim)
-	if w.has("output.weight") {
-		m.Output = w.matrix("output.weight", m.Vocab, cfg.Dim)
+	if r.Total != cfg.Layers || r.First < 0 || r.End <= r.First || r.End > cfg.Layers {
+		return nil, fmt.Errorf("model: layers %d-%d of %d: the model has %d layers", r.First, r.End-1, r.Total, cfg.Layers)
+	}
+	m := &Model{Config: cfg, Stage: r}
+	m.Config.Layers = r.End - r.First
+	// Only the stages that use them read (and so touch the pages of) the
+	// embedding and the head; the others learn the vocabulary's size from
+	// the tensor's shape.
+	tied := !w.has("output.weight")
+	if r.IsFirst() || (r.IsLast() && tied) {
+		m.TokEmbd = w.matrix("token_embd.weight", -1, cfg.Dim)
+		if w.err == nil {
+			m.Vocab = m.TokEmbd.Rows
+		}
+	} else if info, err := f.Tensor("token_embd.weight"); err != nil || len(info.Dims) != 2 {
+		return nil, fmt.Errorf("model: token_embd.weight missing or not a matrix")
 	} else {
-		m.Output = m.TokEmbd
+		m.Vocab = int(info.Dims[1])
+	}
+	if r.IsLast() {
+		m.OutNorm = w.vector("output_norm.weight", cfg.Dim)
+		if !tied {
+			m.Output = w.matrix("output.weight", m.Vocab, cfg.Dim)
+		} else {
+			m.Output = m.TokEmbd
+		}
 	}
 	ctx := opts.ContextLength
 	if ctx <= 0 || ctx > cfg.Context {
@@ -102,27 +145,45 @@ func LoadWith(f *gguf.File, opts LoadOptions) (*Model, error) {
 	m.loadRopeFactors(&w, spec, ctx)
 	m.ropes[0] = newRopeLayer(&m.Config, cfg.Rope.Base, cfg.Rope.Scale)
 	m.ropes[1] = newRopeLayer(&m.Config, cfg.Rope.BaseSWA, cfg.Rope.ScaleSWA)
-	m.Layers = make([]Layer, cfg.Layers)
+	m.Layers = make([]Layer, r.End-r.First)
 	for i := range m.Layers {
-		m.loadLayer(&w, spec, i)
+		m.loadLayer(&w, spec, &m.Layers[i], r.First+i)
 	}
 	if w.err != nil {
 		return nil, w.err
 	}
 	for _, t := range f.Tensors {
-		if !w.used[t.Name] {
+		if !w.used[t.Name] && !otherStage(t.Name, r) {
 			return nil, fmt.Errorf("model: %s: tensor %s is not used by the %s forward pass (refusing a file it would misread)", cfg.Arch, t.Name, cfg.Arch)
 		}
 	}
 	return m, nil
 }
 
-// loadLayer reads block i's tensors. Q, K and V come fused (attn_qkv) or
-// apart, with optional biases, as llama.cpp's create_tensor_qkv accepts.
-func (m *Model) loadLayer(w *weights, spec archSpec, i int) {
+// otherStage reports whether tensor name belongs to a share of the model
+// outside r (a block outside it, or the embedding or head another stage
+// loads), so that its not being used here says nothing about the file.
+func otherStage(name string, r LayerRange) bool {
+	if r.Whole() {
+		return false
+	}
+	switch name {
+	case "token_embd.weight", "output_norm.weight", "output.weight":
+		return true
+	}
+	var blk int
+	if _, err := fmt.Sscanf(name, "blk.%d.", &blk); err == nil {
+		return blk < r.First || blk >= r.End
+	}
+	return false
+}
+
+// loadLayer reads block i's tensors into l. Q, K and V come fused
+// (attn_qkv) or apart, with optional biases, as llama.cpp's
+// create_tensor_qkv accepts.
+func (m *Model) loadLayer(w *weights, spec archSpec, l *Layer, i int) {
 	c := &m.Config
 	p := fmt.Sprintf("blk.%d.", i)
-	l := &m.Layers[i]
 	q, kv := c.QDim(), c.KVDim()
 	l.Slides = c.LayerSlides(i)
 	l.rope = &m.ropes[0]

@@ -1,0 +1,252 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+
+	"courier/internal/engine/gguf"
+	"courier/internal/engine/model"
+	"courier/internal/engine/tensor"
+)
+
+// A model can run as a pipeline of stages, each holding a share of its
+// transformer blocks (Options.Layers). The first stage is an Engine like
+// any other — tokenizer, scheduler, KV block allocation, sampling — whose
+// forward pass stops after its own layers and hands the step's hidden rows
+// to a Tail, which runs the later stages and brings back the logits. The
+// later stages are Stages: they keep no sequence state, only the K and V
+// of their layers in a pool mirrored block for block from the first
+// stage's (model.KVCache.SetView), so the first stage's decisions
+// (continuous batching, prefix sharing, preemption, forks) hold for every
+// stage, and a pipeline computes exactly what one engine computes.
+
+// Tail runs the stages after an engine's own layers.
+type Tail interface {
+	// Forward takes a step's batch and its rows' hidden states after the
+	// engine's layers, [n][Dim], and returns the logits of the rows that
+	// want them, [nOut][Vocab] in row order, valid until the next call.
+	// It is called by the scheduler goroutine only.
+	Forward(b *model.Batch, hidden []float32) ([]float32, error)
+}
+
+// ErrStage reports a step a stage cannot run as given (a pipeline whose
+// stages disagree on the model, its split or its context).
+var ErrStage = errors.New("engine: stage")
+
+// StageStep is one forward step as a later stage receives it: the rows of
+// the first stage's batch, the KV block tables of their sequences, and the
+// rows' hidden states after the previous stage.
+type StageStep struct {
+	// Context is the pipeline's context length (it selects RoPE factors
+	// and the sliding-window ring, so every stage must run the same).
+	Context int
+	// KVBlocks and KVBlockSize are the geometry of the first stage's KV
+	// pool, which the stage mirrors.
+	KVBlocks, KVBlockSize int
+	// Per row.
+	Tokens []int32
+	Pos    []int32
+	Modes  []model.RowMode
+	Logits []bool
+	Seq    []int32 // index into Tables
+	// Per sequence: its block ids in position order.
+	Tables [][]int32
+	// Copies lists block copies to make before the step, (source,
+	// destination) pairs: the first stage's forks since the last step.
+	Copies []int32
+	// Hidden holds the rows' hidden states, [rows][Dim].
+	Hidden []float32
+}
+
+// Rows returns the number of rows.
+func (s *StageStep) Rows() int { return len(s.Tokens) }
+
+// FillStageStep describes b as a StageStep for the stage after this
+// engine: per-row fields are copied, tables are views of the caches'. It
+// reuses st's slices.
+func FillStageStep(st *StageStep, b *model.Batch, hidden []float32, ctxLen int) {
+	st.Context = ctxLen
+	st.Tokens = append(st.Tokens[:0], b.Tokens...)
+	st.Pos = append(st.Pos[:0], b.Pos...)
+	st.Logits = append(st.Logits[:0], b.Logits...)
+	st.Modes = st.Modes[:0]
+	if b.Modes != nil {
+		st.Modes = append(st.Modes, b.Modes...)
+	}
+	st.Seq, st.Tables, st.Copies = st.Seq[:0], st.Tables[:0], st.Copies[:0]
+	for i, c := range b.Seqs {
+		j := 0
+		for ; j < i && b.Seqs[j] != c; j++ {
+		}
+		if j == i { // first row of this sequence
+			st.Tables = append(st.Tables, c.Table())
+			st.Seq = append(st.Seq, int32(len(st.Tables)-1))
+		} else {
+			st.Seq = append(st.Seq, st.Seq[j])
+		}
+		if i == 0 {
+			p := c.Pool()
+			st.KVBlocks, st.KVBlockSize = p.Blocks(), p.BlockSize()
+			st.Copies = p.TakeCopies(st.Copies)
+		}
+	}
+	st.Hidden = hidden
+}
+
+// StageOptions configure LoadStage.
+type StageOptions struct {
+	// Layers is the stage's share; it must not start at block 0 (the
+	// first stage is an Engine).
+	Layers model.LayerRange
+	// ContextLength is the context the pipeline runs with (0: the
+	// model's own, capped as Engine does).
+	ContextLength int
+	// Threads sizes the kernel worker pool; 0 means GOMAXPROCS.
+	Threads  int
+	NoRepack bool
+}
+
+// Stage is a later stage of a pipeline: a share of a model's layers that
+// turns a step's hidden rows into the next stage's (or, as the last
+// stage, into logits). It is used by one goroutine at a time.
+type Stage struct {
+	file   *gguf.File
+	model  *model.Model
+	pool   *tensor.Pool
+	ctxLen int
+
+	state *model.State  // sized by the largest step seen
+	kv    *model.KVPool // mirrors the first stage's geometry
+	views []*model.KVCache
+	batch model.Batch
+	modes []model.RowMode // backing store of batch.Modes
+}
+
+// LoadStage opens the GGUF model at path and maps opts.Layers of it.
+func LoadStage(path string, opts StageOptions) (*Stage, error) {
+	if opts.Layers.IsFirst() {
+		return nil, fmt.Errorf("%w: layers %d-%d: the first stage is an Engine", ErrStage, opts.Layers.First, opts.Layers.End-1)
+	}
+	f, err := gguf.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	m, err := model.LoadWith(f, model.LoadOptions{NoRepack: opts.NoRepack, ContextLength: opts.ContextLength, Layers: opts.Layers})
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	ctxLen := m.Context
+	if opts.ContextLength > 0 && opts.ContextLength < ctxLen {
+		ctxLen = opts.ContextLength
+	}
+	return &Stage{file: f, model: m, pool: tensor.NewPool(opts.Threads), ctxLen: ctxLen}, nil
+}
+
+// Layers returns the stage's share of the model.
+func (s *Stage) Layers() model.LayerRange { return s.model.Stage }
+
+// Dim returns the width of a hidden row.
+func (s *Stage) Dim() int { return s.model.Dim }
+
+// VocabSize returns the width of a logits row.
+func (s *Stage) VocabSize() int { return s.model.Vocab }
+
+// Step runs st through the stage's layers. It returns the output hidden
+// rows, [rows][Dim], or, from the last stage, the logits of the rows that
+// want them, [nOut][Vocab] in row order; valid until the next Step.
+func (s *Stage) Step(st *StageStep) ([]float32, error) {
+	n := st.Rows()
+	if st.Context != s.ctxLen {
+		return nil, fmt.Errorf("%w: the pipeline runs a context of %d, this stage was loaded for %d", ErrStage, st.Context, s.ctxLen)
+	}
+	if n == 0 || len(st.Pos) != n || len(st.Logits) != n || len(st.Seq) != n || (len(st.Modes) != 0 && len(st.Modes) != n) {
+		return nil, fmt.Errorf("%w: %d rows, %d positions, %d logit flags, %d sequence indexes, %d modes",
+			ErrStage, n, len(st.Pos), len(st.Logits), len(st.Seq), len(st.Modes))
+	}
+	if len(st.Hidden) != n*s.model.Dim {
+		return nil, fmt.Errorf("%w: %d hidden values for %d rows of width %d", ErrStage, len(st.Hidden), n, s.model.Dim)
+	}
+	if err := s.ensure(st); err != nil {
+		return nil, err
+	}
+	if len(st.Copies)%2 != 0 {
+		return nil, fmt.Errorf("%w: %d block copy ids (pairs)", ErrStage, len(st.Copies))
+	}
+	for i := 0; i < len(st.Copies); i += 2 {
+		if err := s.kv.CopyBlock(st.Copies[i], st.Copies[i+1]); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrStage, err)
+		}
+	}
+	b := &s.batch
+	resetBatch(b)
+	b.Tokens = append(b.Tokens, st.Tokens...)
+	b.Pos = append(b.Pos, st.Pos...)
+	b.Logits = append(b.Logits, st.Logits...)
+	b.Modes = nil
+	if len(st.Modes) > 0 {
+		b.Modes = append(s.modes[:0], st.Modes...)
+	}
+	b.Embd = nil
+	// A view starts at its sequence's first position in the step: the
+	// rows of one sequence are consecutive from there.
+	for j, t := range st.Tables {
+		start := -1
+		for i := 0; i < n; i++ {
+			if int(st.Seq[i]) == j {
+				start = int(st.Pos[i])
+				break
+			}
+		}
+		if start < 0 {
+			return nil, fmt.Errorf("%w: sequence %d has no rows", ErrStage, j)
+		}
+		if err := s.views[j].SetView(t, start); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrStage, err)
+		}
+	}
+	for i := 0; i < n; i++ {
+		q := int(st.Seq[i])
+		if q < 0 || q >= len(st.Tables) {
+			return nil, fmt.Errorf("%w: row %d names sequence %d of %d", ErrStage, i, q, len(st.Tables))
+		}
+		b.Seqs = append(b.Seqs, s.views[q])
+	}
+	return s.state.ForwardStage(b, st.Hidden)
+}
+
+// ensure sizes the KV pool, the views and the scratch state for st.
+func (s *Stage) ensure(st *StageStep) error {
+	if st.KVBlocks <= 0 || st.KVBlockSize <= 0 || int64(st.KVBlocks)*int64(st.KVBlockSize) > 1<<26 {
+		return fmt.Errorf("%w: KV pool of %d blocks of %d positions", ErrStage, st.KVBlocks, st.KVBlockSize)
+	}
+	if s.kv == nil || s.kv.Blocks() != st.KVBlocks || s.kv.BlockSize() != st.KVBlockSize {
+		kv, err := model.NewKVPool(&s.model.Config, st.KVBlockSize, st.KVBlocks)
+		if err != nil {
+			return err
+		}
+		s.kv, s.views = kv, nil
+	}
+	for len(s.views) < len(st.Tables) {
+		s.views = append(s.views, model.NewKVCache(s.kv, s.ctxLen))
+	}
+	if n := st.Rows(); s.state == nil || s.state.MaxRows() < n {
+		rows := max(n, 256)
+		state, err := model.NewState(s.model, s.pool, rows, rows)
+		if err != nil {
+			return err
+		}
+		s.state = state
+		b := &s.batch
+		b.Tokens, b.Pos = make([]int32, 0, rows), make([]int32, 0, rows)
+		b.Seqs, b.Logits = make([]*model.KVCache, 0, rows), make([]bool, 0, rows)
+		s.modes = make([]model.RowMode, 0, rows)
+	}
+	return nil
+}
+
+// Close stops the kernel threads and unmaps the model.
+func (s *Stage) Close() error {
+	s.pool.Close()
+	return s.file.Close()
+}

@@ -1,0 +1,255 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"courier/internal/engine/gguf"
+	"courier/internal/engine/model"
+	"courier/internal/engine/synth"
+	"courier/internal/testutil"
+)
+
+// localTail chains later stages in one process: what a pipeline over the
+// bus does, without the bus.
+type localTail struct {
+	stages []*Stage
+	step   StageStep
+	ctxLen int
+}
+
+func (t *localTail) Forward(b *model.Batch, hidden []float32) ([]float32, error) {
+	FillStageStep(&t.step, b, hidden, t.ctxLen)
+	for _, s := range t.stages {
+		out, err := s.Step(&t.step)
+		if err != nil {
+			return nil, err
+		}
+		t.step.Hidden = out
+	}
+	return t.step.Hidden, nil
+}
+
+// loadPipeline loads path as stages split at the given block boundaries
+// (e.g. 1 for two stages of a 2-layer model).
+func loadPipeline(t *testing.T, path string, opts Options, splits ...int) *Engine {
+	t.Helper()
+	total := blockCount(t, path)
+	bounds := append(append([]int{0}, splits...), total)
+	ctxLen := opts.ContextLength
+	tail := &localTail{}
+	for i := 1; i+1 < len(bounds); i++ {
+		s, err := LoadStage(path, StageOptions{Layers: model.LayerRange{First: bounds[i], End: bounds[i+1], Total: total}, ContextLength: ctxLen, Threads: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		tail.stages = append(tail.stages, s)
+		tail.ctxLen = s.ctxLen
+	}
+	opts.Layers = model.LayerRange{First: 0, End: bounds[1], Total: total}
+	opts.Tail = tail
+	e, err := Load(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
+// blockCount reads the model's number of transformer blocks.
+func blockCount(t *testing.T, path string) int {
+	t.Helper()
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cfg, err := model.ReadConfig(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg.Layers
+}
+
+// stageRun is what a set of concurrent requests produced: tokens and the
+// bits of every chosen token's and alternative's log-probability (which
+// depend on every bit of the logits), and the scores of a Score call.
+type stageRun struct {
+	toks   [][]int32
+	lps    [][]uint32
+	scores []float64
+}
+
+func runStageWorkload(t *testing.T, e *Engine) stageRun {
+	t.Helper()
+	// Prompts share a 20-token prefix (a shared KV block) and differ after.
+	prefix := "Once upon a time there was a little girl named Lily who liked to play"
+	prompts := []string{prefix + " in the park.", prefix + " with her dog", "The cat sat", prefix, "Tom and Ben were friends. One day"}
+	run := stageRun{toks: make([][]int32, len(prompts)), lps: make([][]uint32, len(prompts))}
+	var wg sync.WaitGroup
+	for i, p := range prompts {
+		wg.Go(func() {
+			toks, err := e.Tokenize(p, true, false)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			_, err = e.Generate(context.Background(), Request{Prompt: toks, MaxTokens: 12 + 4*i, IgnoreEOS: true, Logprobs: true, TopLogprobs: 3},
+				func(tok Token) error {
+					run.toks[i] = append(run.toks[i], tok.ID)
+					run.lps[i] = append(run.lps[i], math.Float32bits(tok.Logprob))
+					for _, a := range tok.Top {
+						run.lps[i] = append(run.lps[i], uint32(a.ID), math.Float32bits(a.Logprob))
+					}
+					return nil
+				})
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Go(func() {
+		p, _ := e.Tokenize(prefix+" and she said", true, false)
+		var conts [][]int32
+		for _, c := range []string{" yes", " no thank you", " maybe"} {
+			ct, _ := e.Tokenize(c, false, false)
+			conts = append(conts, ct)
+		}
+		s, err := e.Score(context.Background(), p, conts)
+		if err != nil {
+			t.Error(err)
+		}
+		run.scores = s
+	})
+	wg.Wait()
+	return run
+}
+
+// TestStagesMatchWholeModel splits models into 2 and 3 stages chained in
+// one process and checks that generation (tokens, and the bits of every
+// log-probability) and scoring equal the whole model's, with requests
+// batched together, sharing prefix blocks and, with a small KV cache,
+// preempted and recomputed: the later stages mirror the first stage's KV
+// blocks, so its decisions hold for them.
+func TestStagesMatchWholeModel(t *testing.T) {
+	models := map[string]string{
+		"stories260K": testutil.Model(t, "stories260K.gguf"),
+		"llama":       testutil.Model(t, "synth-llama-F32.gguf"),
+		"qwen2":       testutil.Model(t, "synth-qwen2-F32.gguf"),
+		"gemma3":      testutil.Model(t, "synth-gemma3-F16.gguf"), // sliding-window layers
+		"phi3":        testutil.Model(t, "synth-phi3-F16.gguf"),   // fused QKV and gate|up
+		"llama-tied-4": writeSynth(t, synth.Config{Dim: 64, Layers: 4, Heads: 4, KVHeads: 2, FFN: 128, Vocab: 300,
+			Context: 256, Type: gguf.TypeF32, Tied: true, Seed: 5}),
+		"qwen2-4": writeSynth(t, synth.Config{Arch: "qwen2", Dim: 64, Layers: 4, Heads: 4, KVHeads: 2, FFN: 128, Vocab: 300,
+			Context: 256, Type: gguf.TypeF32, Seed: 6}),
+	}
+	for name, path := range models {
+		layers := blockCount(t, path)
+		whole, err := Load(path, Options{Slots: 4, ContextLength: 256, Threads: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := runStageWorkload(t, whole)
+		whole.Close()
+		splits := [][]int{{layers / 2}}
+		if layers >= 3 {
+			splits = append(splits, []int{1, layers - 1})
+		}
+		for _, sp := range splits {
+			for _, small := range []bool{false, true} {
+				if small && strings.HasSuffix(name, "-4") {
+					continue // byte-level prompts too long for 7 blocks
+				}
+				t.Run(fmt.Sprintf("%s/split%v/smallkv=%v", name, sp, small), func(t *testing.T) {
+					opts := Options{Slots: 4, ContextLength: 256, Threads: 1}
+					if small {
+						opts.KVCacheBytes = smallKV(t, path, sp[0])
+					}
+					e := loadPipeline(t, path, opts, sp...)
+					got := runStageWorkload(t, e)
+					for i := range want.toks {
+						if !slices.Equal(got.toks[i], want.toks[i]) || !slices.Equal(got.lps[i], want.lps[i]) {
+							t.Errorf("request %d: staged %v, whole %v (or log-probabilities differ)", i, got.toks[i], want.toks[i])
+						}
+					}
+					if !slices.Equal(got.scores, want.scores) {
+						t.Errorf("scores: staged %v, whole %v", got.scores, want.scores)
+					}
+					if small && e.Capacity().Preemptions == 0 {
+						t.Errorf("no preemption with a KV cache of %d blocks", e.Capacity().KVBlocks)
+					}
+				})
+			}
+		}
+	}
+}
+
+// smallKV is a first-stage KV cache of 7 blocks, so that five requests
+// and a scoring job compete for blocks.
+func smallKV(t *testing.T, path string, layers int) int64 {
+	t.Helper()
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cfg, err := model.ReadConfig(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Layers = layers
+	return 7 * 16 * int64(model.KVBytesPerPosition(&cfg))
+}
+
+// TestStageRangesRefused checks the splits an engine or a stage refuses,
+// each with an error naming the problem.
+func TestStageRangesRefused(t *testing.T) {
+	path := testutil.Model(t, "stories260K.gguf")
+	total := blockCount(t, path)
+	r := func(first, end int) model.LayerRange { return model.LayerRange{First: first, End: end, Total: total} }
+	if _, err := Load(path, Options{Layers: r(0, 2)}); !errors.Is(err, ErrStage) {
+		t.Errorf("first stage without a tail: %v, want ErrStage", err)
+	}
+	if _, err := Load(path, Options{Layers: r(2, total), Tail: &localTail{}}); !errors.Is(err, ErrStage) {
+		t.Errorf("engine not at block 0: %v, want ErrStage", err)
+	}
+	if _, err := Load(path, Options{Tail: &localTail{}}); !errors.Is(err, ErrStage) {
+		t.Errorf("whole model with a tail: %v, want ErrStage", err)
+	}
+	if _, err := LoadStage(path, StageOptions{Layers: r(0, 2)}); !errors.Is(err, ErrStage) {
+		t.Errorf("stage at block 0: %v, want ErrStage", err)
+	}
+	for _, bad := range []model.LayerRange{r(2, 2), r(3, total+1), {First: 1, End: 2, Total: total + 1}} {
+		if s, err := LoadStage(path, StageOptions{Layers: bad}); err == nil {
+			s.Close()
+			t.Errorf("layers %+v accepted", bad)
+		}
+	}
+	s, err := LoadStage(path, StageOptions{Layers: r(2, total), ContextLength: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	step := StageStep{Context: 128, KVBlocks: 4, KVBlockSize: 16, Tokens: []int32{1}, Pos: []int32{0},
+		Logits: []bool{true}, Seq: []int32{0}, Tables: [][]int32{{0}}, Hidden: make([]float32, s.Dim())}
+	if _, err := s.Step(&step); !errors.Is(err, ErrStage) {
+		t.Errorf("step with another context: %v, want ErrStage", err)
+	}
+	step.Context = 64
+	step.Tables = [][]int32{{9}}
+	if _, err := s.Step(&step); !errors.Is(err, ErrStage) {
+		t.Errorf("step naming a block outside the pool: %v, want ErrStage", err)
+	}
+	step.Tables = [][]int32{{0}}
+	step.Hidden = step.Hidden[:1]
+	if _, err := s.Step(&step); !errors.Is(err, ErrStage) {
+		t.Errorf("step with a short hidden row: %v, want ErrStage", err)
+	}
+}
