@@ -115,8 +115,9 @@
 //
 // # Packed weights
 //
-// Where the packed gemv kernels can run (AVX512-VNNI), NewMatrix copies a
-// Q4_0 or Q4_K matrix with a multiple of 8 rows once into a packed,
+// Where the packed kernels can run (AVX512-VNNI: Q4_0 and Q4_K; AVX2
+// without it: Q4_0), NewMatrix copies a
+// matrix of such a type with a multiple of 8 rows once into a packed,
 // row-interleaved layout (packed.go: per group of eight rows and block,
 // the eight rows' scales, Q4_K's scales and mins unpacked to bytes, and
 // the codes as 4-byte runs, row q in lane q), so that a kernel computes
@@ -126,7 +127,12 @@
 // whole chunk of packed rows per call, and the other rows get groups of
 // eight rows unpacked (byte for byte the original) into per-thread
 // scratch. Every output keeps its arithmetic bit for bit
-// (TestPackedMatchesUnpacked). Data is still the original, read only by
+// (TestPackedMatchesUnpacked, TestPackedKernelsMatchGeneric). On AVX2,
+// prompt rows carry side data (sideQ4_0: 8 times each block's code sum,
+// and its scale as float32) so that packedGroupRows/packedGroupGemm
+// decode each packed block once for four activation rows, feeding the
+// unsigned codes to VPMADDUBSW and taking the -8 offset off the exact
+// integer sum (packed_q40_amd64.s). Data is still the original, read only by
 // Row and EmbeddingRow, and must not change after NewMatrix.
 //
 // MatMul converts the activation rows once into a Workspace (for multi-row

@@ -63,6 +63,18 @@ type packedRowsFunc func(p []byte, a []byte, cols int, out []float32)
 // files).
 var packedRows, packedGemm = map[gguf.Type]packedRowsFunc{}, map[gguf.Type]packedRowsFunc{}
 
+// packedGroupFunc is a packed kernel over m (1 to 4) activation rows at
+// once, each decoded weight block serving all of them: outs[i][q] = the
+// output of packed row q (whole groups of eight, len(outs[i]) rows) with
+// the slot acts[i] (a converted row followed by the kernel's side data).
+type packedGroupFunc func(p []byte, acts [4][]byte, m, cols int, outs [4][]float32)
+
+// packedGroupRows and packedGroupGemm, when set for a type, are its packed
+// kernels over several activation rows with the arithmetic of
+// packedRows and packedGemm; MatMul uses them when the rows carry the
+// type's side data (filled by architecture files).
+var packedGroupRows, packedGroupGemm = map[gguf.Type]packedGroupFunc{}, map[gguf.Type]packedGroupFunc{}
+
 // packMatrix returns m's packed copy, or nil if m is not packed.
 func packMatrix(m Matrix) []byte {
 	pk, ok := packers[m.Type]

@@ -237,6 +237,20 @@ func (j *job) matmulPacked(lo, hi, rb, tid int) {
 		if k.lo == k.hi {
 			continue
 		}
+		if pg := j.packedGroupKernel(ci); pg != nil {
+			var acts [4][]byte
+			var outs [4][]float32
+			for s0 := k.lo; s0 < k.hi; s0 += 4 {
+				m := min(4, k.hi-s0)
+				for i := 0; i < m; i++ {
+					s := s0 + i
+					acts[i] = j.act[s*j.actRB : (s+1)*j.actRB]
+					outs[i] = j.out[int(j.perm[s])*w.Rows+lo:][:hi-lo]
+				}
+				pg(run, acts, m, w.Cols, outs)
+			}
+			continue
+		}
 		pr := j.packedKernel(ci)
 		if pr == nil {
 			rest |= 1 << ci
@@ -270,6 +284,19 @@ func (j *job) packedKernel(ci int) packedRowsFunc {
 		return packedGemm[j.w.Type]
 	}
 	return packedRows[j.w.Type]
+}
+
+// packedGroupKernel returns the packed kernel over several activation
+// rows with the arithmetic of class ci, or nil (none, the rows lack its
+// side data, or the generic kernels are forced).
+func (j *job) packedGroupKernel(ci int) packedGroupFunc {
+	if useGeneric || j.side == nil {
+		return nil
+	}
+	if ci == classGemm {
+		return packedGroupGemm[j.w.Type]
+	}
+	return packedGroupRows[j.w.Type]
 }
 
 // groupClasses applies the nw weight rows wg (rows r0.., rb bytes apart)
