@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"mime/multipart"
@@ -16,10 +15,77 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
-func init() {
-	commands["batch"] = command{summary: "submit a JSONL batch, follow it, fetch its results (submit, status, results)", run: runBatch}
+func init() { addCommand(newBatchCmd) }
+
+// batchFlags are the flags of the batch subcommands.
+type batchFlags struct {
+	url, apiKey, endpoint, out string
+	server                     string // the deprecated spelling of url
+	wait                       bool
+}
+
+func newBatchCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "batch",
+		Short: "submit a JSONL batch, follow it, fetch its results (submit, status, results)",
+		Long: `Runs OpenAI Batch API jobs on a server: submit uploads a JSONL file (lines that
+are bare request bodies are wrapped, custom_id line-N) and creates the batch,
+status prints the batch object, results writes the output and error lines.`,
+		Args: groupArgs,
+		RunE: groupRun,
+	}
+	sub := func(use, short string, flags func(*pflag.FlagSet, *batchFlags)) {
+		var f batchFlags
+		name := strings.Fields(use)[0]
+		sc := &cobra.Command{
+			Use:   use,
+			Short: short,
+			Args:  cobra.ArbitraryArgs,
+			RunE: func(c *cobra.Command, args []string) error {
+				what := "one batch ID"
+				if name == "submit" {
+					what = "one FILE.jsonl"
+				}
+				if err := checkArgs(args, 1, 1, what); err != nil {
+					return err
+				}
+				// Before --url was the base URL, batch took it for the
+				// endpoint of submitted lines; a path is still read so.
+				if strings.HasPrefix(f.url, "/") {
+					fmt.Fprintf(os.Stderr, "courier batch: --url %s is read as --endpoint %s (--url is the API base URL now)\n", f.url, f.url)
+					f.endpoint, f.url = f.url, defaultURL
+				}
+				if f.server != "" {
+					f.url = f.server
+				}
+				return exitCode(runBatch(name, args[0], f))
+			},
+		}
+		fs := sc.Flags()
+		urlFlag(fs, &f.url, "")
+		fs.StringVar(&f.server, "server", "", "base URL of the API")
+		_ = fs.MarkDeprecated("server", "use --url")
+		apiKeyFlag(fs, &f.apiKey)
+		if flags != nil {
+			flags(fs, &f)
+		}
+		c.AddCommand(sc)
+	}
+	sub("submit FILE.jsonl", "upload a JSONL file and create a batch (--wait follows it and writes its results)", func(fs *pflag.FlagSet, f *batchFlags) {
+		fs.StringVar(&f.endpoint, "endpoint", "/v1/completions", "endpoint of lines that name none")
+		fs.BoolVar(&f.wait, "wait", false, "wait for the batch, with a progress bar, then write its results (--output)")
+		outputFlag(fs, &f.out, "with --wait: write the output and error lines here (default stdout)")
+	})
+	sub("status ID", "print a batch object", nil)
+	sub("results ID", "write a finished batch's output and error lines", func(fs *pflag.FlagSet, f *batchFlags) {
+		outputFlag(fs, &f.out, "write the output and error lines here (default stdout)")
+	})
+	return c
 }
 
 // batchClient talks to the Files and Batches API.
@@ -56,41 +122,23 @@ func (b *batchObj) done() bool {
 	return false
 }
 
-// runBatch implements `courier batch submit|status|results`.
-func runBatch(args []string) int {
-	if len(args) == 0 {
-		fmt.Fprintln(os.Stderr, "usage: courier batch submit FILE.jsonl [--url /v1/completions] [--wait] [-o out.jsonl]\n       courier batch status ID\n       courier batch results ID [-o out.jsonl]")
-		return 2
-	}
-	sub := args[0]
-	fs := flag.NewFlagSet("batch "+sub, flag.ContinueOnError)
-	server := fs.String("server", "http://127.0.0.1:8080/v1", "base URL of the API")
-	apiKey := fs.String("api-key", os.Getenv("COURIER_API_KEY"), "bearer key (default $COURIER_API_KEY)")
-	url := fs.String("url", "/v1/completions", "submit: endpoint of lines that name none")
-	wait := fs.Bool("wait", false, "submit: wait for the batch, with a progress bar, then write its results (-o)")
-	out := fs.String("o", "", "results (and submit --wait): write the output and error lines here (default stdout)")
-	pos, err := parseInterleaved(fs, args[1:])
-	if err != nil {
-		return 2
-	}
-	if len(pos) != 1 {
-		fmt.Fprintf(os.Stderr, "courier batch %s: want one argument, got %q\n", sub, pos)
-		return 2
-	}
+// runBatch implements `courier batch submit|status|results ARG`.
+func runBatch(sub, arg string, f batchFlags) int {
+	var err error
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	c := &batchClient{base: strings.TrimRight(*server, "/"), key: *apiKey, hc: &http.Client{Timeout: 5 * time.Minute}}
+	c := &batchClient{base: strings.TrimRight(f.url, "/"), key: f.apiKey, hc: &http.Client{Timeout: 5 * time.Minute}}
 	switch sub {
 	case "submit":
-		err = c.submit(ctx, pos[0], *url, *wait, *out)
+		err = c.submit(ctx, arg, f.endpoint, f.wait, f.out)
 	case "status":
 		var b batchObj
 		var raw json.RawMessage
-		if raw, err = c.getJSON(ctx, "/batches/"+pos[0], &b); err == nil {
+		if raw, err = c.getJSON(ctx, "/batches/"+arg, &b); err == nil {
 			fmt.Printf("%s\n", raw)
 		}
 	case "results":
-		err = c.results(ctx, pos[0], *out)
+		err = c.results(ctx, arg, f.out)
 	default:
 		fmt.Fprintf(os.Stderr, "courier batch: unknown subcommand %q\n", sub)
 		return 2
@@ -100,22 +148,6 @@ func runBatch(args []string) int {
 		return 1
 	}
 	return 0
-}
-
-// parseInterleaved parses flags that may come before or after positional
-// arguments and returns the positional ones.
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
 }
 
 func (c *batchClient) do(ctx context.Context, method, path, ctype string, body io.Reader) ([]byte, error) {

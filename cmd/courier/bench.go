@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -11,53 +10,66 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"courier/internal/bench"
+
+	"github.com/spf13/cobra"
 )
 
-func init() {
-	commands["bench"] = command{summary: "load-test an OpenAI-compatible server on this machine", run: runBench}
+func init() { addCommand(newBenchCmd) }
+
+func newBenchCmd() *cobra.Command {
+	var (
+		url, model, conc, apiKey                 string
+		requests, maxTokens, shared, promptWords int
+		stream, ignoreEOS, chat, asJSON          bool
+		timeout                                  time.Duration
+	)
+	c := &cobra.Command{
+		Use:   "bench --model NAME [flags]",
+		Short: "load-test an OpenAI-compatible server on this machine",
+		Long: `Sends completions (or chat completions) to a server at --url, sweeping the
+concurrency levels, and prints throughput and latency per level: a table, or
+JSON with --json. Exits 1 when a level had no successful request.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			if model == "" {
+				return usageError("--model is required (a model name the server lists)")
+			}
+			levels, err := parseLevels(conc)
+			if err != nil {
+				return usageError("%v", err)
+			}
+			return exitCode(runBench(bench.Config{
+				URL: url, Model: model, APIKey: apiKey, Chat: chat, Concurrency: levels,
+				Requests: requests, MaxTokens: maxTokens, Stream: stream, IgnoreEOS: ignoreEOS,
+				SharedPrefix: shared, PromptWords: promptWords, Timeout: timeout,
+			}, asJSON))
+		},
+	}
+	fs := c.Flags()
+	urlFlag(fs, &url, "loopback hosts only")
+	fs.StringVar(&model, "model", "", "model name (required)")
+	fs.StringVar(&conc, "concurrency", "1", "comma-separated concurrency levels to sweep, e.g. 1,4,16")
+	fs.IntVar(&requests, "requests", bench.DefaultRequests, "requests per concurrency level")
+	fs.IntVar(&maxTokens, "max-tokens", bench.DefaultMaxTokens, "max_tokens of each request")
+	fs.BoolVar(&stream, "stream", false, "stream responses and measure time to first token and inter-token latency")
+	fs.BoolVar(&ignoreEOS, "ignore-eos", false, "generate past end-of-generation tokens (sends ignore_eos, which vLLM and Courier take) so that every request makes --max-tokens tokens")
+	fs.IntVar(&shared, "shared-prefix", 0, "words of prompt prefix shared by all requests")
+	fs.IntVar(&promptWords, "prompt-words", bench.DefaultPromptWords, "words of prompt after the shared prefix")
+	fs.BoolVar(&chat, "chat", false, "use /chat/completions instead of /completions")
+	apiKeyFlag(fs, &apiKey)
+	fs.DurationVar(&timeout, "timeout", bench.DefaultTimeout, "per-request timeout")
+	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	return c
 }
 
 // runBench implements `courier bench`: the report goes to stdout (a table,
 // or JSON with --json), the progress bar to stderr when it is a terminal.
-func runBench(args []string) int {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: courier bench --model NAME [flags]")
-		fs.PrintDefaults()
-	}
-	url := fs.String("url", "http://127.0.0.1:8080/v1", "base URL of the API (loopback hosts only)")
-	model := fs.String("model", "", "model name (required)")
-	conc := fs.String("concurrency", "1", "comma-separated concurrency levels to sweep, e.g. 1,4,16")
-	requests := fs.Int("requests", bench.DefaultRequests, "requests per concurrency level")
-	maxTokens := fs.Int("max-tokens", bench.DefaultMaxTokens, "max_tokens of each request")
-	stream := fs.Bool("stream", false, "stream responses and measure time to first token and inter-token latency")
-	ignoreEOS := fs.Bool("ignore-eos", false, "send ignore_eos (vLLM, Courier) so that every request generates --max-tokens tokens")
-	shared := fs.Int("shared-prefix", 0, "words of prompt prefix shared by all requests")
-	promptWords := fs.Int("prompt-words", bench.DefaultPromptWords, "words of prompt after the shared prefix")
-	chat := fs.Bool("chat", false, "use /chat/completions instead of /completions")
-	apiKey := fs.String("api-key", os.Getenv("COURIER_API_KEY"), "bearer key (default $COURIER_API_KEY)")
-	timeout := fs.Duration("timeout", bench.DefaultTimeout, "per-request timeout")
-	asJSON := fs.Bool("json", false, "print the report as JSON")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	levels, err := parseLevels(*conc)
-	if err != nil || *model == "" || fs.NArg() != 0 {
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "courier: %v\n", err)
-		}
-		fs.Usage()
-		return 2
-	}
-	cfg := bench.Config{
-		URL: *url, Model: *model, APIKey: *apiKey, Chat: *chat, Concurrency: levels,
-		Requests: *requests, MaxTokens: *maxTokens, Stream: *stream, IgnoreEOS: *ignoreEOS,
-		SharedPrefix: *shared, PromptWords: *promptWords, Timeout: *timeout,
-	}
+func runBench(cfg bench.Config, asJSON bool) int {
 	if err := bench.CheckURL(cfg.URL); err != nil {
-		fmt.Fprintf(os.Stderr, "courier: %v\n", err)
+		fmt.Fprintf(os.Stderr, "courier bench: %v\n", err)
 		return 2
 	}
 	if isTerminal(os.Stderr) {
@@ -68,13 +80,13 @@ func runBench(args []string) int {
 	rep, err := bench.Run(ctx, cfg)
 	code := 0
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "courier: %v\n", err)
+		fmt.Fprintf(os.Stderr, "courier bench: %v\n", err)
 		if rep == nil || len(rep.Levels) == 0 {
 			return 1
 		}
 		code = 1
 	}
-	if *asJSON {
+	if asJSON {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
 		err = enc.Encode(rep)

@@ -7,7 +7,6 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -21,11 +20,11 @@ import (
 	"time"
 
 	"courier/internal/bench"
+
+	"github.com/spf13/cobra"
 )
 
-func init() {
-	commands["classify"] = command{summary: "classify each line of a text file with a served model (labels and probabilities as CSV or JSONL)", run: runClassify}
-}
+func init() { addCommand(newClassifyCmd) }
 
 // classifyConfig is what `courier classify` was asked to do.
 type classifyConfig struct {
@@ -45,47 +44,56 @@ type classifyLine struct {
 	Probs []float64
 }
 
-// runClassify implements `courier classify`: texts from FILE (one per line,
-// blank lines skipped, "-" for stdin) go to POST /v1/classifications in
-// requests of --batch texts; the results are written as CSV (or JSONL when
-// -o ends in .jsonl or --format jsonl) to stdout or -o, in file order.
-func runClassify(args []string) int {
-	fs := flag.NewFlagSet("classify", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: courier classify --labels A,B[,...] --model NAME [flags] FILE")
-		fs.PrintDefaults()
+func newClassifyCmd() *cobra.Command {
+	var (
+		url, model, labels, template, out, format, apiKey string
+		batch, conc                                       int
+		timeout                                           time.Duration
+	)
+	c := &cobra.Command{
+		Use:   "classify --model NAME --labels A,B[,...] [flags] FILE",
+		Short: "classify each line of a text file with a served model (labels and probabilities as CSV or JSONL)",
+		Long: `Sends the texts of FILE (one per line, blank lines skipped, - for stdin) to
+POST /v1/classifications in requests of --batch texts and writes each text's
+label and every label's probability, in file order: CSV, or JSONL when
+--output ends in .jsonl or --format jsonl.`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			if err := checkArgs(args, 1, 1, "one FILE (or - for stdin)"); err != nil {
+				return err
+			}
+			cfg := classifyConfig{URL: strings.TrimSuffix(url, "/"), Model: model, APIKey: apiKey, Template: template,
+				Labels: splitLabels(labels), Batch: batch, Concurrency: conc, Timeout: timeout}
+			fmtName, err := classifyFormatName(format, out)
+			if err == nil {
+				err = cfg.check()
+			}
+			if err != nil {
+				return usageError("%v", err)
+			}
+			return exitCode(runClassify(cfg, args[0], out, fmtName))
+		},
 	}
-	url := fs.String("url", "http://127.0.0.1:8080/v1", "base URL of the API (loopback hosts only)")
-	model := fs.String("model", "", "model name (required)")
-	labels := fs.String("labels", "", "comma-separated labels, e.g. positive,negative (required)")
-	template := fs.String("template", "", "prompt template with {input} (and optionally {labels}); empty takes the server's default")
-	out := fs.String("o", "", "output file (default stdout)")
-	format := fs.String("format", "", "csv or jsonl (default: from -o's extension, else csv)")
-	batch := fs.Int("batch", 32, "texts per request (at most 256)")
-	conc := fs.Int("concurrency", 2, "requests in flight")
-	apiKey := fs.String("api-key", os.Getenv("COURIER_API_KEY"), "bearer key (default $COURIER_API_KEY)")
-	timeout := fs.Duration("timeout", 5*time.Minute, "per-request timeout")
-	file, err := parseWithOneArg(fs, args)
-	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintf(os.Stderr, "courier: %v\n", err)
-			fs.Usage()
-		}
-		return 2
-	}
-	cfg := classifyConfig{URL: strings.TrimSuffix(*url, "/"), Model: *model, APIKey: *apiKey, Template: *template,
-		Labels: splitLabels(*labels), Batch: *batch, Concurrency: *conc, Timeout: *timeout}
-	fmtName, err := classifyFormatName(*format, *out)
-	if err == nil {
-		err = cfg.check()
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "courier: %v\n", err)
-		return 2
-	}
+	fs := c.Flags()
+	urlFlag(fs, &url, "loopback hosts only")
+	fs.StringVar(&model, "model", "", "model name (required)")
+	fs.StringVar(&labels, "labels", "", "comma-separated labels, e.g. positive,negative (required)")
+	fs.StringVar(&template, "template", "", "prompt template with {input} (and optionally {labels}); empty takes the server's default")
+	outputFlag(fs, &out, "write the results to this file (default stdout)")
+	fs.StringVar(&format, "format", "", "csv or jsonl (default: from --output's extension, else csv)")
+	fs.IntVar(&batch, "batch", 32, "texts per request (at most 256)")
+	fs.IntVar(&conc, "concurrency", 2, "requests in flight (concurrency)")
+	apiKeyFlag(fs, &apiKey)
+	fs.DurationVar(&timeout, "timeout", 5*time.Minute, "per-request timeout")
+	return c
+}
+
+// runClassify implements `courier classify`: the results go to stdout or
+// to out, as CSV or JSONL.
+func runClassify(cfg classifyConfig, file, out, fmtName string) int {
 	lines, err := readClassifyLines(file)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "courier: %v\n", err)
+		fmt.Fprintf(os.Stderr, "courier classify: %v\n", err)
 		return 1
 	}
 	if isTerminal(os.Stderr) {
@@ -99,38 +107,18 @@ func runClassify(args []string) int {
 		fmt.Fprintln(os.Stderr)
 	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "courier: %v\n", err)
+		fmt.Fprintf(os.Stderr, "courier classify: %v\n", err)
 		return 1
 	}
-	if err := writeClassified(*out, fmtName, cfg.Labels, lines); err != nil {
-		fmt.Fprintf(os.Stderr, "courier: %v\n", err)
+	if err := writeClassified(out, fmtName, cfg.Labels, lines); err != nil {
+		fmt.Fprintf(os.Stderr, "courier classify: %v\n", err)
 		return 1
 	}
-	if *out != "" {
+	if out != "" {
 		took := time.Since(start)
-		fmt.Fprintf(os.Stderr, "classified %d texts in %.1fs (%.1f/s) into %s\n", len(lines), took.Seconds(), float64(len(lines))/took.Seconds(), *out)
+		fmt.Fprintf(os.Stderr, "classified %d texts in %.1fs (%.1f/s) into %s\n", len(lines), took.Seconds(), float64(len(lines))/took.Seconds(), out)
 	}
 	return 0
-}
-
-// parseWithOneArg parses flags placed before or after the one positional
-// argument, which it returns.
-func parseWithOneArg(fs *flag.FlagSet, args []string) (string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return "", err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
-	if len(pos) != 1 {
-		return "", fmt.Errorf("want one FILE (or - for stdin), got %d arguments", len(pos))
-	}
-	return pos[0], nil
 }
 
 func splitLabels(s string) []string {
@@ -169,7 +157,7 @@ func (c classifyConfig) check() error {
 		return fmt.Errorf("--concurrency %d: want at least 1", c.Concurrency)
 	}
 	if err := bench.CheckURL(c.URL); err != nil {
-		return fmt.Errorf("classify: %w", err)
+		return err
 	}
 	return nil
 }
@@ -181,7 +169,7 @@ func readClassifyLines(path string) ([]*classifyLine, error) {
 	if path != "-" {
 		var err error
 		if f, err = os.Open(path); err != nil {
-			return nil, fmt.Errorf("classify: %w", err)
+			return nil, err
 		}
 		defer f.Close()
 	}
@@ -196,10 +184,10 @@ func readClassifyLines(path string) ([]*classifyLine, error) {
 		lines = append(lines, &classifyLine{Line: n, Text: text})
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("classify: reading %s: %w", path, err)
+		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
 	if len(lines) == 0 {
-		return nil, fmt.Errorf("classify: %s holds no text", path)
+		return nil, fmt.Errorf("%s holds no text", path)
 	}
 	return lines, nil
 }
@@ -224,7 +212,7 @@ func classifyAll(ctx context.Context, cfg classifyConfig, lines []*classifyLine)
 			defer wg.Done()
 			for b := range batches {
 				if err := classifyBatch(ctx, hc, cfg, b); err != nil {
-					cancel(fmt.Errorf("classify: lines %d..%d: %w", b[0].Line, b[len(b)-1].Line, err))
+					cancel(fmt.Errorf("lines %d..%d: %w", b[0].Line, b[len(b)-1].Line, err))
 					continue
 				}
 				mu.Lock()
@@ -366,11 +354,11 @@ func writeClassified(out, format string, labels []string, lines []*classifyLine)
 	if out != "" {
 		f, err := os.Create(out)
 		if err != nil {
-			return fmt.Errorf("classify: %w", err)
+			return err
 		}
 		defer func() {
 			if cerr := f.Close(); err == nil && cerr != nil {
-				err = fmt.Errorf("classify: %w", cerr)
+				err = cerr
 			}
 		}()
 		w = f

@@ -112,7 +112,7 @@ func TestClassifyCommandErrors(t *testing.T) {
 		{[]string{"--model", "m", "--labels", "a,b", "--url", srv.URL + "/v1", "/nonexistent"}, 1}, // no file
 		{[]string{"--model", "other", "--labels", "a,b", "--url", srv.URL + "/v1", "-o", os.DevNull, in}, 1},
 	} {
-		if rc := runClassify(tc.args); rc != tc.rc {
+		if rc := dispatch(append([]string{"classify"}, tc.args...)); rc != tc.rc {
 			t.Errorf("%v: exit %d, want %d", tc.args, rc, tc.rc)
 		}
 	}

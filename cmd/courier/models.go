@@ -1,82 +1,66 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"os"
-	"sort"
 
 	"courier/internal/engine"
 	"courier/internal/engine/gguf"
+
+	"github.com/spf13/cobra"
 )
 
-// modelsCommands are the subcommands of "courier models"; other files add to
-// it in their init (e.g. models_synth.go adds "synth").
-var modelsCommands = map[string]command{
-	"inspect": {summary: "print a GGUF file's summary, metadata and tensor table", run: runModelsInspect},
+// modelsCommands build the subcommands of "courier models"; other files add
+// to it in their init (models_store.go: list, show, rm; models_synth.go:
+// synth).
+var modelsCommands = []func() *cobra.Command{newModelsInspectCmd}
+
+func init() { addCommand(newModelsCmd) }
+
+func newModelsCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "models",
+		Short: "the model store (list, show, rm) and GGUF files (inspect, synth)",
+		Long: `Lists, shows and removes the models in the model store ($COURIER_HOME,
+default ~/.cache/courier; courier pull adds them), and inspects or writes
+GGUF files.`,
+		Args: groupArgs,
+		RunE: groupRun,
+	}
+	for _, f := range modelsCommands {
+		c.AddCommand(f())
+	}
+	return c
 }
 
-func init() {
-	commands["models"] = command{summary: "the model store (list, show, rm) and GGUF files (inspect, synth)", run: runModels}
-}
-
-func runModels(args []string) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		modelsUsage(os.Stderr)
-		if len(args) == 0 {
-			return 2
-		}
-		return 0
+func newModelsInspectCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "inspect PATH...",
+		Short: "print a GGUF file's summary, metadata and tensor table",
+		Long: `Prints a summary of each GGUF file (architecture, parameters, context,
+tensor types by share of the parameters, tokenizer, chat template, embedding
+pooling), then its metadata (long arrays abbreviated), its tensors (name,
+type, dims in ggml order, bytes, offset in the data section) and totals
+(parameters, bytes by type).`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			if err := checkArgs(args, 1, -1, "a GGUF file to inspect"); err != nil {
+				return err
+			}
+			rc := 0
+			for i, path := range args {
+				if i > 0 {
+					fmt.Println()
+				}
+				if err := inspectFile(os.Stdout, path, len(args) > 1); err != nil {
+					fmt.Fprintf(os.Stderr, "courier models inspect: %v\n", err)
+					rc = 1
+				}
+			}
+			return exitCode(rc)
+		},
 	}
-	sub, ok := modelsCommands[args[0]]
-	if !ok {
-		fmt.Fprintf(os.Stderr, "courier models: unknown subcommand %q\n\n", args[0])
-		modelsUsage(os.Stderr)
-		return 2
-	}
-	return sub.run(args[1:])
-}
-
-func modelsUsage(w io.Writer) {
-	fmt.Fprintln(w, "usage: courier models SUBCOMMAND [flags]\n\nsubcommands:")
-	names := make([]string, 0, len(modelsCommands))
-	for n := range modelsCommands {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-10s %s\n", n, modelsCommands[n].summary)
-	}
-}
-
-func runModelsInspect(args []string) int {
-	fs := flag.NewFlagSet("courier models inspect", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: courier models inspect PATH...\n\nPrints a summary of each GGUF file (architecture, parameters, context,\ntensor types by share of the parameters, tokenizer, chat template,\nembedding pooling), then its metadata (long arrays abbreviated), its tensors\n(name, type, dims in ggml order, bytes, offset in the data section) and\ntotals (parameters, bytes by type).")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() == 0 {
-		fs.Usage()
-		return 2
-	}
-	rc := 0
-	for i, path := range fs.Args() {
-		if i > 0 {
-			fmt.Println()
-		}
-		if err := inspectFile(os.Stdout, path, fs.NArg() > 1); err != nil {
-			fmt.Fprintf(os.Stderr, "courier models inspect: %v\n", err)
-			rc = 1
-		}
-	}
-	return rc
 }
 
 func inspectFile(w io.Writer, path string, title bool) error {

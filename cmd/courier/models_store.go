@@ -1,8 +1,6 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -10,36 +8,26 @@ import (
 
 	"courier/internal/engine/gguf"
 	"courier/internal/store"
+
+	"github.com/spf13/cobra"
 )
 
 func init() {
-	modelsCommands["list"] = command{summary: "list the models in the model store", run: runModelsList}
-	modelsCommands["rm"] = command{summary: "remove models from the model store", run: runModelsRm}
-	modelsCommands["show"] = command{summary: "summarise a stored model (or a GGUF file): architecture, size, quant, context, template", run: runModelsShow}
+	modelsCommands = append(modelsCommands, newModelsListCmd, newModelsRmCmd, newModelsShowCmd)
 }
 
-// parseNoFlags parses a subcommand that takes only arguments.
-func parseNoFlags(name, usage string, args []string) (*flag.FlagSet, int) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprintln(fs.Output(), usage) }
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, 0
-		}
-		return nil, 2
+func newModelsListCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls"},
+		Short:   "list the models in the model store",
+		Long:    "Lists the models in the store ($COURIER_HOME, default ~/.cache/courier) and unfinished pulls.",
+		Args:    noArgs,
+		RunE:    func(*cobra.Command, []string) error { return exitCode(listModels()) },
 	}
-	return fs, -1
 }
 
-func runModelsList(args []string) int {
-	fs, rc := parseNoFlags("courier models list", "usage: courier models list\n\nLists the models in the store ($COURIER_HOME, default ~/.cache/courier).", args)
-	if fs == nil {
-		return rc
-	}
-	if fs.NArg() != 0 {
-		fmt.Fprintf(os.Stderr, "courier models list: unexpected arguments %q\n", fs.Args())
-		return 2
-	}
+func listModels() int {
 	s := modelStore()
 	ms, err := s.List()
 	if err != nil {
@@ -68,18 +56,25 @@ func runModelsList(args []string) int {
 	return 0
 }
 
-func runModelsRm(args []string) int {
-	fs, rc := parseNoFlags("courier models rm", "usage: courier models rm NAME...\n\nRemoves models from the store.", args)
-	if fs == nil {
-		return rc
+func newModelsRmCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:               "rm NAME...",
+		Short:             "remove models from the model store",
+		Args:              cobra.ArbitraryArgs,
+		ValidArgsFunction: completeModels,
+		RunE: func(c *cobra.Command, args []string) error {
+			if err := checkArgs(args, 1, -1, "a model to remove (courier models list shows them)"); err != nil {
+				return err
+			}
+			return exitCode(removeModels(args))
+		},
 	}
-	if fs.NArg() == 0 {
-		fmt.Fprintln(os.Stderr, "courier models rm: name a model to remove (courier models list shows them)")
-		return 2
-	}
+}
+
+func removeModels(names []string) int {
 	s := modelStore()
 	code := 0
-	for _, name := range fs.Args() {
+	for _, name := range names {
 		m, err := s.Remove(name)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "courier models rm: %v\n", err)
@@ -95,20 +90,50 @@ func runModelsRm(args []string) int {
 	return code
 }
 
-func runModelsShow(args []string) int {
-	fs, rc := parseNoFlags("courier models show", "usage: courier models show NAME|PATH\n\nPrints a model's summary (architecture, parameters, size, context, tensor\ntypes, tokenizer, chat template, pooling, quantization), then, for a stored\nmodel, its source and files. courier models inspect PATH prints every\nmetadata key and tensor.", args)
-	if fs == nil {
-		return rc
+func newModelsShowCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "show NAME|PATH",
+		Short: "summarise a stored model (or a GGUF file): architecture, size, quant, context, template",
+		Long: `Prints a model's summary (architecture, parameters, size, context, tensor
+types, tokenizer, chat template, pooling, quantization), then, for a stored
+model, its source and files. courier models inspect PATH prints every
+metadata key and tensor.`,
+		Args:              cobra.ArbitraryArgs,
+		ValidArgsFunction: completeModels,
+		RunE: func(c *cobra.Command, args []string) error {
+			if err := checkArgs(args, 1, 1, "one model (a store name or a GGUF path)"); err != nil {
+				return err
+			}
+			if err := showModel(os.Stdout, modelStore(), args[0]); err != nil {
+				fmt.Fprintf(os.Stderr, "courier models show: %v\n", err)
+				return exitCode(1)
+			}
+			return nil
+		},
 	}
-	if fs.NArg() != 1 {
-		fmt.Fprintln(os.Stderr, "courier models show: name one model (a store name or a GGUF path)")
-		return 2
+}
+
+// noArgs refuses arguments with a clear message.
+func noArgs(_ *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageError("unexpected arguments %q", args)
 	}
-	if err := showModel(os.Stdout, modelStore(), fs.Arg(0)); err != nil {
-		fmt.Fprintf(os.Stderr, "courier models show: %v\n", err)
-		return 1
+	return nil
+}
+
+// completeModels completes model store names (shell completion of
+// --model and of models show/rm).
+func completeModels(*cobra.Command, []string, string) ([]cobra.Completion, cobra.ShellCompDirective) {
+	ms, err := modelStore().List()
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveDefault
 	}
-	return 0
+	names := make([]cobra.Completion, 0, len(ms))
+	for _, m := range ms {
+		names = append(names, m.Name)
+	}
+	// Paths complete too: --model also takes a GGUF file.
+	return names, cobra.ShellCompDirectiveDefault
 }
 
 // showModel writes the summary of name (a store name or a path): the GGUF

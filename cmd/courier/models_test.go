@@ -68,16 +68,18 @@ func TestModelsInspect(t *testing.T) {
 }
 
 func TestModelsDispatch(t *testing.T) {
-	if rc := runModels([]string{"nope"}); rc != 2 {
-		t.Errorf("unknown subcommand: rc %d, want 2", rc)
-	}
-	if rc := runModels(nil); rc != 2 {
-		t.Errorf("no subcommand: rc %d, want 2", rc)
-	}
-	if rc := runModels([]string{"inspect"}); rc != 2 {
-		t.Errorf("inspect without a path: rc %d, want 2", rc)
-	}
-	if _, ok := commands["models"]; !ok {
-		t.Error("models is not registered")
+	for _, tc := range []struct {
+		args []string
+		rc   int
+		msg  string
+	}{
+		{[]string{"models", "nope"}, 2, `courier models: unknown command "nope"`},
+		{[]string{"models"}, 2, "Available Commands:"},
+		{[]string{"models", "inspect"}, 2, "courier models inspect: missing a GGUF file to inspect"},
+	} {
+		rc, _, errOut := capture(t, func() int { return dispatch(tc.args) })
+		if rc != tc.rc || !strings.Contains(errOut, tc.msg) {
+			t.Errorf("%q: rc %d, want %d; stderr %q lacks %q", tc.args, rc, tc.rc, errOut, tc.msg)
+		}
 	}
 }

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"net/http"
 	"os"
@@ -12,10 +10,31 @@ import (
 	"time"
 
 	"courier/internal/store"
+
+	"github.com/spf13/cobra"
 )
 
-func init() {
-	commands["pull"] = command{summary: "download a GGUF model from Hugging Face (or a URL) into the model store", run: runPull}
+func init() { addCommand(newPullCmd) }
+
+func newPullCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "pull hf.co/ORG/REPO[:QUANT] | ORG/REPO[:QUANT] | https://.../FILE.gguf ...",
+		Short: "download a GGUF model from Hugging Face (or a URL) into the model store",
+		Long: `Downloads a GGUF model from the Hugging Face Hub into the model store
+($COURIER_HOME, default ~/.cache/courier). QUANT picks the file whose name
+contains it (Q4_K_M, Q8_0, ...; default: the only GGUF, else Q4_K_M). Split
+GGUFs are fetched whole. An interrupted pull resumes where it stopped; every
+file is checked against the SHA-256 the Hub lists. HF_ENDPOINT and HF_TOKEN
+are honoured as by huggingface_hub. The model is then usable by name:
+courier serve --model ORG/REPO:QUANT.`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			if err := checkArgs(args, 1, -1, "a model to pull (ORG/REPO[:QUANT])"); err != nil {
+				return err
+			}
+			return exitCode(runPull(args))
+		},
+	}
 }
 
 // modelStore is the store at $COURIER_HOME (default ~/.cache/courier).
@@ -36,31 +55,7 @@ func hubFromEnv() store.Hub {
 }
 
 // runPull implements `courier pull NAME...`.
-func runPull(args []string) int {
-	fs := flag.NewFlagSet("pull", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), `usage: courier pull hf.co/ORG/REPO[:QUANT] | ORG/REPO[:QUANT] | https://…/FILE.gguf ...
-
-Downloads a GGUF model from the Hugging Face Hub into the model store
-($COURIER_HOME, default ~/.cache/courier). QUANT picks the file whose name
-contains it (Q4_K_M, Q8_0, ...; default: the only GGUF, else Q4_K_M). Split
-GGUFs are fetched whole. An interrupted pull resumes where it stopped; every
-file is checked against the SHA-256 the Hub lists. HF_ENDPOINT and HF_TOKEN
-are honoured as by huggingface_hub. The model is then usable by name:
-courier serve --model ORG/REPO:QUANT.`)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() == 0 {
-		fmt.Fprintln(os.Stderr, "courier pull: name a model to pull")
-		fs.Usage()
-		return 2
-	}
+func runPull(names []string) int {
 	s := modelStore()
 	if s.Dir == "" {
 		fmt.Fprintln(os.Stderr, "courier pull: no model store: set COURIER_HOME (or HOME)")
@@ -69,7 +64,7 @@ courier serve --model ORG/REPO:QUANT.`)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	h := hubFromEnv()
-	for _, name := range fs.Args() {
+	for _, name := range names {
 		var bar *progress
 		cur := ""
 		m, err := s.Pull(ctx, h, name, func(p store.Progress) {

@@ -4,76 +4,93 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
 	"courier/internal/engine"
 	"courier/internal/engine/sampler"
+
+	"github.com/spf13/cobra"
 )
 
-func init() {
-	commands["run"] = command{summary: "generate text from a GGUF model locally", run: runRun}
+func init() { addCommand(newRunCmd) }
+
+// runOptions are the flags of `courier run`.
+type runOptions struct {
+	model               string
+	maxTokens, topK     int
+	temp, topP, minP    float64
+	repeat              float64
+	seed                uint64
+	ctxLen, threads     int
+	ignoreEOS, noRepack bool
+	stops               []string
 }
 
-// runRun implements `courier run`: the generated text goes to stdout, one
-// summary line to stderr.
-func runRun(args []string) int {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: courier run --model PATH [flags] PROMPT")
-		fs.PrintDefaults()
+func newRunCmd() *cobra.Command {
+	var o runOptions
+	c := &cobra.Command{
+		Use:   "run --model MODEL [PROMPT]",
+		Short: "generate text from a GGUF model locally",
+		Long: `Loads a model (a GGUF file or a model store name such as ORG/REPO:Q8_0) and
+generates from PROMPT: the text goes to stdout, one summary line to stderr.`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			if o.model == "" {
+				return usageError("--model is required (a GGUF file or a store name such as ORG/REPO:Q8_0)")
+			}
+			if err := checkArgs(args, 1, 1, "one PROMPT"); err != nil {
+				return err
+			}
+			return exitCode(runOnce(o, args[0]))
+		},
 	}
-	modelPath := fs.String("model", "", "GGUF model file or model store name, e.g. ORG/REPO:Q8_0 (required)")
-	maxTokens := fs.Int("max-tokens", 128, "most tokens to generate (0: up to the context length)")
-	temp := fs.Float64("temperature", 0.8, "sampling temperature; 0 is greedy")
-	topK := fs.Int("top-k", 40, "keep the K most likely tokens (0: off)")
-	topP := fs.Float64("top-p", 0.95, "keep the smallest set of tokens whose probability reaches P (1: off)")
-	minP := fs.Float64("min-p", 0.05, "drop tokens below P times the best token's probability (0: off)")
-	repeat := fs.Float64("repeat-penalty", 1, "penalise repeated tokens (1: off)")
-	seed := fs.Uint64("seed", 0, "random seed (0: random)")
-	ctxLen := fs.Int("ctx", 0, "context length (0: the model's)")
-	threads := fs.Int("threads", 0, "kernel threads (0: all cores)")
-	ignoreEOS := fs.Bool("ignore-eos", false, "keep generating past end-of-generation tokens")
-	noRepack := fs.Bool("no-repack", false, "keep all weights memory-mapped (no packed Q4_0/Q4_K copies; slower)")
-	var stops multiFlag
-	fs.Var(&stops, "stop", "stop string (repeatable)")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if *modelPath == "" || fs.NArg() != 1 {
-		fs.Usage()
-		return 2
-	}
+	fs := c.Flags()
+	fs.StringVar(&o.model, "model", "", "GGUF model file or model store name, e.g. ORG/REPO:Q8_0 (required)")
+	fs.IntVar(&o.maxTokens, "max-tokens", 128, "most tokens to generate; 0 generates up to the context length")
+	fs.Float64Var(&o.temp, "temperature", 0.8, "sampling temperature; 0 is greedy")
+	fs.IntVar(&o.topK, "top-k", 40, "keep the K most likely tokens; 0 turns it off")
+	fs.Float64Var(&o.topP, "top-p", 0.95, "keep the smallest set of tokens whose probability reaches P; 1 turns it off")
+	fs.Float64Var(&o.minP, "min-p", 0.05, "drop tokens below P times the best token's probability; 0 turns it off")
+	fs.Float64Var(&o.repeat, "repeat-penalty", 1, "penalise repeated tokens; 1 turns it off")
+	fs.Uint64Var(&o.seed, "seed", 0, "random seed; 0 picks one at random")
+	fs.IntVar(&o.ctxLen, "ctx-size", 0, "context length cap; 0 takes the model's")
+	fs.IntVar(&o.threads, "threads", 0, "kernel threads; 0 uses every core")
+	fs.BoolVar(&o.ignoreEOS, "ignore-eos", false, "keep generating past end-of-generation tokens")
+	fs.BoolVar(&o.noRepack, "no-repack", false, "keep all weights memory-mapped (no packed Q4_0/Q4_K copies; slower)")
+	fs.StringArrayVar(&o.stops, "stop", nil, "stop string (repeatable)")
+	alias(fs, "ctx", "ctx-size")
+	_ = c.RegisterFlagCompletionFunc("model", completeModels)
+	return c
+}
+
+// runOnce generates once from prompt and returns the exit status.
+func runOnce(o runOptions, promptText string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	path, err := modelStore().Resolve(*modelPath)
+	path, err := modelStore().Resolve(o.model)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "courier run: %v\n", err)
 		return 1
 	}
-	e, err := engine.Load(path, engine.Options{ContextLength: *ctxLen, Threads: *threads, Slots: 1, NoRepack: *noRepack})
+	e, err := engine.Load(path, engine.Options{ContextLength: o.ctxLen, Threads: o.threads, Slots: 1, NoRepack: o.noRepack})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "courier run: %v\n", err)
 		return 1
 	}
 	defer e.Close()
-	prompt, err := e.Tokenize(fs.Arg(0), true, false)
+	prompt, err := e.Tokenize(promptText, true, false)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "courier run: %v\n", err)
 		return 1
 	}
 	req := engine.Request{
-		Prompt: prompt, MaxTokens: *maxTokens, Stop: stops, IgnoreEOS: *ignoreEOS,
-		Sampling: sampler.Params{
-			Temperature: float32(*temp), TopK: *topK, TopP: float32(*topP), MinP: float32(*minP),
-			RepeatPenalty: float32(*repeat), Seed: *seed,
-		},
+		Prompt: prompt, MaxTokens: o.maxTokens, Stop: o.stops, IgnoreEOS: o.ignoreEOS,
+		Sampling: o.sampling(),
 	}
 	out := bufio.NewWriter(os.Stdout)
 	res, err := e.Generate(ctx, req, func(t engine.Token) error {
@@ -93,6 +110,14 @@ func runRun(args []string) int {
 	return 0
 }
 
+// sampling is the sampler's parameters from the flags.
+func (o runOptions) sampling() sampler.Params {
+	return sampler.Params{
+		Temperature: float32(o.temp), TopK: o.topK, TopP: float32(o.topP), MinP: float32(o.minP),
+		RepeatPenalty: float32(o.repeat), Seed: o.seed,
+	}
+}
+
 // rate returns n per second over d, 0 when d is zero.
 func rate(n int, d time.Duration) float64 {
 	if d <= 0 || n <= 0 {
@@ -100,9 +125,3 @@ func rate(n int, d time.Duration) float64 {
 	}
 	return float64(n) / d.Seconds()
 }
-
-// multiFlag collects a repeatable string flag.
-type multiFlag []string
-
-func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
-func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }

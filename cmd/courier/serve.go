@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -13,46 +12,75 @@ import (
 
 	"courier/internal/config"
 	"courier/internal/node"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 func init() {
-	commands["serve"] = command{"serve models over an OpenAI-compatible API (gateway + embedded NATS + workers)", func(a []string) int { return runRole(config.RoleServe, a) }}
-	commands["gateway"] = command{"run the HTTP gateway alone, joined to NATS with --nats", func(a []string) int { return runRole(config.RoleGateway, a) }}
-	commands["worker"] = command{"run model workers alone, joined to NATS with --nats", func(a []string) int { return runRole(config.RoleWorker, a) }}
+	addCommand(func() *cobra.Command {
+		return newRoleCmd(config.RoleServe, "serve models over an OpenAI- and Ollama-compatible API (gateway + embedded NATS + workers)")
+	})
+	addCommand(func() *cobra.Command {
+		return newRoleCmd(config.RoleGateway, "run the HTTP gateway alone, joined to NATS with --nats")
+	})
+	addCommand(func() *cobra.Command {
+		return newRoleCmd(config.RoleWorker, "run model workers alone, joined to NATS with --nats")
+	})
 }
 
-// runRole parses flags for role, starts it and stops it on SIGINT/SIGTERM.
-func runRole(role string, args []string) int {
+// newRoleCmd builds serve, gateway or worker. The node's flags are declared
+// on a standard library FlagSet by config.Bind (the config package knows
+// nothing of the CLI library) and carried over to pflag.
+func newRoleCmd(role, short string) *cobra.Command {
 	cfg := config.Default(role)
-	fs := flag.NewFlagSet(role, flag.ContinueOnError)
-	config.Bind(fs, &cfg)
-	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	logFormat := fs.String("log-format", "text", "log format: text (key=value lines) or json (one JSON object per line)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	var level, logFormat string
+	c := &cobra.Command{
+		Use:   role,
+		Short: short,
+		Long: short + `.
+
+Settings come from flags; COURIER_API_KEYS (comma-separated) adds accepted
+keys, COURIER_HOME names the model store.`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageError("unexpected arguments %q (every setting is a flag)", args)
+			}
+			return exitCode(runNode(role, cfg, level, logFormat))
+		},
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "courier %s: unexpected arguments %q\n", role, fs.Args())
-		return 2
+	gofs := flag.NewFlagSet(role, flag.ContinueOnError)
+	config.Bind(gofs, &cfg)
+	addGoFlags(c.Flags(), gofs)
+	c.Flags().StringVar(&level, "log-level", "info", "log level: debug, info, warn, error")
+	c.Flags().StringVar(&logFormat, "log-format", "text", "log format: text (key=value lines) or json (one JSON object per line)")
+	if c.Flags().Lookup("model") != nil {
+		_ = c.RegisterFlagCompletionFunc("model", completeModels)
 	}
+	return c
+}
+
+// runRole parses args as the flags of role and runs it (tests call it).
+func runRole(role string, args []string) int { return dispatch(append([]string{role}, args...)) }
+
+// runNode starts the node of role with cfg and stops it on SIGINT/SIGTERM.
+func runNode(role string, cfg config.Node, level, logFormat string) int {
 	config.ApplyEnv(&cfg, os.LookupEnv)
 	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(*level)); err != nil {
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		fmt.Fprintf(os.Stderr, "courier %s: --log-level: %v\n", role, err)
 		return 2
 	}
 	hopts := &slog.HandlerOptions{Level: lv}
 	var h slog.Handler
-	switch *logFormat {
+	switch logFormat {
 	case "text":
 		h = slog.NewTextHandler(os.Stderr, hopts)
 	case "json":
 		h = slog.NewJSONHandler(os.Stderr, hopts)
 	default:
-		fmt.Fprintf(os.Stderr, "courier %s: --log-format: %q is neither text nor json\n", role, *logFormat)
+		fmt.Fprintf(os.Stderr, "courier %s: --log-format: %q is neither text nor json\n", role, logFormat)
 		return 2
 	}
 	log := slog.New(h).With("role", role)
@@ -106,3 +134,35 @@ func openURL(addr string) string {
 	}
 	return "http://" + net.JoinHostPort(host, port)
 }
+
+// goFlagTypes name the value of the standard library flags that pflag
+// cannot type (flag.Func shows as "value") in help and completions.
+var goFlagTypes = map[string]string{
+	"model": "MODEL", "api-key": "KEY", "kv-cache": "BYTES", "upstream": "URL", "upstream-model": "NAME",
+}
+
+// addGoFlags carries gofs's flags over to fs: flag.Func values get a type
+// name, and a zero duration default is not shown as "(default 0s)" after a
+// usage text that already says what 0 means.
+func addGoFlags(fs *pflag.FlagSet, gofs *flag.FlagSet) {
+	gofs.VisitAll(func(gf *flag.Flag) {
+		pf := pflag.PFlagFromGoFlag(gf)
+		if t, ok := goFlagTypes[pf.Name]; ok {
+			pf.Value = typedValue{pf.Value, t}
+		} else if pf.Value.Type() == "func" {
+			pf.Value = typedValue{pf.Value, "string"}
+		}
+		if pf.DefValue == "0s" {
+			pf.DefValue = "0"
+		}
+		fs.AddFlag(pf)
+	})
+}
+
+// typedValue gives a pflag.Value another type name.
+type typedValue struct {
+	pflag.Value
+	typ string
+}
+
+func (v typedValue) Type() string { return v.typ }

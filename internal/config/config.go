@@ -330,7 +330,7 @@ func Bind(fs *flag.FlagSet, c *Node) {
 			"a worker running requests whose engine makes no progress this long is taken out of rotation and its requests move elsewhere (0: never)")
 		fs.BoolVar(&c.PrefixAffinity, "prefix-affinity", c.PrefixAffinity,
 			"send a request to the worker that last ran the longest prompt prefix it shares with earlier ones, unless that worker is full or much busier")
-		fs.IntVar(&c.PrefixMinBytes, "prefix-min-bytes", c.PrefixMinBytes, "shortest shared prompt prefix, in bytes, that --prefix-affinity acts on (0: 256)")
+		fs.IntVar(&c.PrefixMinBytes, "prefix-min-bytes", c.PrefixMinBytes, "shortest shared prompt prefix, in bytes, that --prefix-affinity acts on")
 	}
 	if c.Role != RoleServe {
 		fs.StringVar(&c.NATSURL, "nats", c.NATSURL, "NATS server URL(s), comma-separated (may hold user:password@ or token@)")

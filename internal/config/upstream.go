@@ -58,7 +58,7 @@ func bindUpstream(fs *flag.FlagSet, c *Node) {
 		return nil
 	})
 	fs.StringVar(&c.UpstreamKeyEnv, "upstream-key-env", c.UpstreamKeyEnv, "environment variable holding the upstreams' bearer key (never a flag)")
-	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", c.UpstreamTimeout, "bound on one request to an upstream, first byte to last (0: 10m)")
+	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", c.UpstreamTimeout, "bound on one request to an upstream, first byte to last")
 }
 
 // applyUpstreamEnv reads the upstreams' key from the variable named by
