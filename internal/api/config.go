@@ -69,6 +69,10 @@ type Config struct {
 	// negative: no cap). Connections beyond it wait in the listen
 	// backlog until one closes.
 	MaxConns int
+	// StoreAll keeps every interactive chat completion as if it had been
+	// sent with "store": true (store: false included), when the gateway
+	// has a completion store (SetCompletionStore).
+	StoreAll bool
 }
 
 // Validate reports every problem in c, joined.

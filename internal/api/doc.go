@@ -2,7 +2,8 @@
 // error catalog, request validation, the handlers for /v1/models,
 // /v1/completions and /v1/chat/completions (JSON and SSE),
 // /v1/classifications (label probabilities from the model's log-likelihood
-// of each label), and the health and metrics endpoints.
+// of each label), OpenAI's stored chat completions (stored.go: "store":
+// true, kept in a completions.Store), and the health and metrics endpoints.
 //
 // The gateway never runs a model. It validates and authenticates a request,
 // turns it into a bus.Request, hands it to a Dispatcher and relays the

@@ -156,6 +156,11 @@ type chatFormat struct {
 	stream       bool
 	includeUsage bool
 
+	// kept, when the answer is to be stored, also accumulates a streamed
+	// answer and is told when the answer is whole (stored.go).
+	kept   *keptChat
+	finish string // the final chunk's finish reason (add)
+
 	sentRole  bool
 	toolCalls []bus.ToolCall     // the final chunk's calls (non-streaming)
 	text      strings.Builder    // accumulated content (non-streaming)
@@ -167,6 +172,9 @@ var _ format = (*chatFormat)(nil)
 func (f *chatFormat) isStream() bool { return f.stream }
 
 func (f *chatFormat) events(c *bus.Chunk) [][]byte {
+	if f.kept != nil {
+		f.add(c) // the stored answer is assembled as for a non-streamed one
+	}
 	var evs [][]byte
 	if !f.sentRole {
 		// OpenAI opens every stream with the role and empty content.
@@ -199,6 +207,9 @@ func (f *chatFormat) chunk(choice ChatChunkChoice) []byte {
 }
 
 func (f *chatFormat) usageEvent(u Usage) []byte {
+	if f.kept != nil {
+		f.kept.store(u) // every choice has finished
+	}
 	if !f.includeUsage {
 		return nil
 	}
@@ -209,6 +220,9 @@ func (f *chatFormat) usageEvent(u Usage) []byte {
 }
 
 func (f *chatFormat) add(c *bus.Chunk) {
+	if c.FinishReason != "" {
+		f.finish = c.FinishReason
+	}
 	f.text.WriteString(c.Text)
 	f.toolCalls = append(f.toolCalls, c.ToolCalls...)
 	if f.logprobs {
@@ -241,6 +255,15 @@ func tokenBytes(s string) []int {
 }
 
 func (f *chatFormat) body(finish string, u Usage) any {
+	cc := f.completion(finish, u)
+	if f.kept != nil {
+		f.kept.bodyRendered(u)
+	}
+	return cc
+}
+
+// completion is the non-streamed response of the accumulated chunks.
+func (f *chatFormat) completion(finish string, u Usage) ChatCompletion {
 	choice := ChatChoice{
 		Index:        f.index,
 		Message:      ChatReply{Role: "assistant", Content: f.text.String()},

@@ -40,8 +40,17 @@ func (s *server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, e)
 		return
 	}
+	kept, e := s.storeRequest(r, &body)
+	if e != nil {
+		s.fail(w, e)
+		return
+	}
 	newFormat := func(i int) format {
-		return &chatFormat{index: i, logprobs: req.Logprobs, stream: body.stream(), includeUsage: body.includeUsage()}
+		f := &chatFormat{index: i, logprobs: req.Logprobs, stream: body.stream(), includeUsage: body.includeUsage(), kept: kept}
+		if kept != nil {
+			kept.register(f)
+		}
+		return f
 	}
 	if n := body.choicesPerPrompt(); n > 1 {
 		s.generateMulti(w, r, expandChoices(req, nil, nil, n), newFormat, true)

@@ -9,7 +9,7 @@ import (
 // implement. Each is read so that a value that would change the answer is
 // a 400 naming it rather than silently unused; its default (or off) value
 // is accepted, so clients that always send it keep working. Fields that
-// change nothing Courier does (store, metadata, service_tier, priority,
+// change nothing Courier does (service_tier, priority,
 // guided_decoding_backend, parallel_tool_calls, …) are simply not read;
 // docs/api.md lists them.
 type refusedParams struct {

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"courier/internal/bus"
+	"courier/internal/completions"
 	"courier/internal/jobs"
 	"courier/internal/metrics"
 )
@@ -53,6 +54,9 @@ type server struct {
 	metricsHandler http.Handler
 	routes         map[string]route
 	jobs           *jobs.Manager // nil: no Files, Batches, Jobs or async (jobs.go)
+	// stored keeps stored chat completions (stored.go); nil: store
+	// is refused and the stored-completions routes do not exist.
+	stored *completions.Store
 
 	stopping context.Context // cancelled by StopStreams
 	stop     context.CancelFunc
@@ -137,7 +141,10 @@ func newServer(cfg Config, d Dispatcher, reg prometheus.Registerer, log *slog.Lo
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &statusRecorder{ResponseWriter: w, ollama: strings.HasPrefix(r.URL.Path, "/api/")}
-	rt, ok := s.routes[r.URL.Path]
+	rt, ok := s.storedRoute(r)
+	if !ok {
+		rt, ok = s.routes[r.URL.Path]
+	}
 	if !ok && strings.HasPrefix(r.URL.Path, "/v1/models/") {
 		rt, ok = route{http.MethodGet, "model", true, s.model}, true
 	}

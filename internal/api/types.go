@@ -98,6 +98,11 @@ type ChatRequest struct {
 	// (vLLM's and llama-server's chat_template_kwargs), e.g.
 	// {"enable_thinking": false} for Qwen3.
 	ChatTemplateKwargs map[string]json.RawMessage `json:"chat_template_kwargs"`
+	// Store keeps the request and its answer for the stored-completions
+	// endpoints (stored.go); Metadata (up to 16 string pairs) is kept
+	// with it and filters lists.
+	Store    *bool           `json:"store"`
+	Metadata json.RawMessage `json:"metadata"`
 }
 
 // ChatMessage is one message of a chat request. Content is a string, null,

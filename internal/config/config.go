@@ -152,6 +152,10 @@ type Node struct {
 	// BatchReserve is the slots per worker kept free of batch work for
 	// interactive requests.
 	BatchReserve int
+	// StoreTTL is how long a stored chat completion is kept after its last
+	// write (serve, gateway; "store": true or --store-all); 0 means 30
+	// days.
+	StoreTTL time.Duration
 	// Replicas is the replica count of every JetStream stream, bucket and
 	// object store behind files, batches and jobs (serve, gateway); 0: 3
 	// on a cluster of at least 3 servers, else 1. Existing assets are
@@ -278,6 +282,9 @@ func (c Node) Validate() error {
 	if c.Jobs.ResultsTTL < 0 || c.BatchAckWait < 0 || c.BatchReserve < 0 || c.Jobs.Concurrency < 0 {
 		bad("--results-ttl, --batch-ack-wait, --batch-reserve and --batch-concurrency must not be negative")
 	}
+	if c.StoreTTL < 0 {
+		bad("--store-ttl %v is negative", c.StoreTTL)
+	}
 	if c.Replicas < 0 || c.Replicas > 5 {
 		bad("--replicas %d: JetStream allows 1 to 5 (0: automatic)", c.Replicas)
 	}
@@ -323,6 +330,9 @@ func Bind(fs *flag.FlagSet, c *Node) {
 		fs.DurationVar(&c.BatchAckWait, "batch-ack-wait", c.BatchAckWait, "a batch line unconfirmed this long runs again elsewhere (0: 30s)")
 		fs.IntVar(&c.BatchReserve, "batch-reserve", c.BatchReserve, "slots per worker kept free of batch work for interactive requests")
 		fs.IntVar(&c.Jobs.Concurrency, "batch-concurrency", c.Jobs.Concurrency, "batch lines this gateway runs at once (0: 16)")
+		fs.DurationVar(&c.StoreTTL, "store-ttl", c.StoreTTL, "how long a stored chat completion (store: true) is kept after its last write (0: 30 days)")
+		fs.BoolVar(&c.API.StoreAll, "store-all", c.API.StoreAll,
+			"keep every interactive chat completion as if sent with store: true (store: false too), for GET /v1/chat/completions")
 		fs.IntVar(&c.Replicas, "replicas", c.Replicas,
 			"replicas of the JetStream streams, buckets and object store holding files, batches and jobs; never lowers existing ones (0: 3 on a cluster of 3 or more servers, else 1)")
 		fs.DurationVar(&c.HeartbeatTimeout, "heartbeat-timeout", c.HeartbeatTimeout, "silence after which a worker is lost (0: 3 heartbeats)")

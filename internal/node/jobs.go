@@ -10,16 +10,18 @@ import (
 
 	"courier/internal/api"
 	"courier/internal/bus/natsbus"
+	"courier/internal/completions"
 	"courier/internal/jobs"
 )
 
-// startJobs opens the job store on the gateway's connection, starts the
-// jobs manager and returns the HTTP handler with the jobs endpoints. A bus
-// without JetStream serves the generation endpoints only.
+// startJobs opens the job store and the completion store on the gateway's
+// connection, starts the jobs manager and returns the HTTP handler with the
+// jobs and stored-completions endpoints. A bus without JetStream serves the
+// generation endpoints only.
 func (n *Node) startJobs(ctx context.Context, reg *prometheus.Registry) (http.Handler, error) {
 	st, err := natsbus.OpenJobStore(ctx, n.gwConn, natsbus.JobStoreConfig{AckWait: n.cfg.BatchAckWait, Replicas: n.cfg.Replicas})
 	if errors.Is(err, natsbus.ErrNoJetStream) {
-		n.log.Info("the bus has no JetStream: files, batches and async jobs are off")
+		n.log.Info("the bus has no JetStream: files, batches, async jobs and stored chat completions are off")
 		h, err := api.New(n.cfg.API, n.gateway, reg, n.log)
 		if err != nil {
 			return nil, fmt.Errorf("node: api: %w", err)
@@ -28,6 +30,10 @@ func (n *Node) startJobs(ctx context.Context, reg *prometheus.Registry) (http.Ha
 	}
 	if err != nil {
 		return nil, fmt.Errorf("node: job store: %w", err)
+	}
+	kv, err := natsbus.OpenCompletionStore(ctx, n.gwConn, natsbus.CompletionStoreConfig{TTL: n.cfg.StoreTTL, Replicas: n.cfg.Replicas})
+	if err != nil {
+		return nil, fmt.Errorf("node: completion store: %w", err)
 	}
 	jc := n.cfg.Jobs
 	if ack := n.cfg.BatchAckWait; ack > 0 && jc.KeepAlive == 0 {
@@ -40,6 +46,7 @@ func (n *Node) startJobs(ctx context.Context, reg *prometheus.Registry) (http.Ha
 	if err != nil {
 		return nil, fmt.Errorf("node: api: %w", err)
 	}
+	api.SetCompletionStore(h, completions.New(kv))
 	if err := n.jobs.Start(ctx, exec, batchCapacity{g: n.gateway, reserve: n.cfg.BatchReserve}); err != nil {
 		return nil, fmt.Errorf("node: jobs: %w", err)
 	}
