@@ -162,7 +162,7 @@ type chatFormat struct {
 	finish string // the final chunk's finish reason (add)
 
 	sentRole  bool
-	toolCalls []bus.ToolCall     // the final chunk's calls (non-streaming)
+	toolCalls []bus.ToolCall     // the calls joined from their pieces (non-streaming)
 	text      strings.Builder    // accumulated content (non-streaming)
 	lp        []ChatTokenLogprob // accumulated logprobs (non-streaming)
 }
@@ -188,9 +188,10 @@ func (f *chatFormat) events(c *bus.Chunk) [][]byte {
 		}
 		evs = append(evs, f.chunk(choice))
 	}
-	if len(c.ToolCalls) > 0 {
-		// Each call whole in one delta piece (id, name and all arguments).
-		evs = append(evs, f.chunk(ChatChunkChoice{Delta: ChatDelta{ToolCalls: apiToolCalls(c.ToolCalls, true)}}))
+	for _, d := range c.ToolCalls {
+		// One event per piece, as OpenAI streams them: a call's first
+		// piece has its id, type and name, later ones argument fragments.
+		evs = append(evs, f.chunk(ChatChunkChoice{Delta: ChatDelta{ToolCalls: []APIToolCallDelta{apiToolCallDelta(d)}}}))
 	}
 	if c.FinishReason != "" {
 		evs = append(evs, f.chunk(ChatChunkChoice{FinishReason: ptr(c.FinishReason)}))
@@ -224,7 +225,7 @@ func (f *chatFormat) add(c *bus.Chunk) {
 		f.finish = c.FinishReason
 	}
 	f.text.WriteString(c.Text)
-	f.toolCalls = append(f.toolCalls, c.ToolCalls...)
+	f.toolCalls = bus.AddToolCallDeltas(f.toolCalls, c.ToolCalls)
 	if f.logprobs {
 		f.lp = chatLogprobs(f.lp, c.Logprobs)
 	}
@@ -273,7 +274,7 @@ func (f *chatFormat) completion(finish string, u Usage) ChatCompletion {
 		choice.Logprobs = &ChatLogprobs{Content: chatLogprobs(f.lp, nil)}
 	}
 	if len(f.toolCalls) > 0 {
-		choice.Message.ToolCalls = apiToolCalls(f.toolCalls, false)
+		choice.Message.ToolCalls = apiToolCalls(f.toolCalls)
 	}
 	return ChatCompletion{
 		ID: f.id, Object: "chat.completion", Created: f.created, Model: f.model,

@@ -41,10 +41,10 @@ type ollamaFormat struct {
 	now    func() time.Time
 	start  time.Time // when the request arrived
 
-	first  time.Time        // when the first chunk arrived (begin)
-	finish string           // the final chunk's finish reason
-	text   strings.Builder  // accumulated text (non-streaming)
-	calls  []ollamaToolCall // the final chunk's tool calls (non-streaming)
+	first  time.Time       // when the first chunk arrived (begin)
+	finish string          // the final chunk's finish reason
+	text   strings.Builder // accumulated text (non-streaming)
+	calls  []bus.ToolCall  // the tool calls joined from their pieces
 }
 
 var (
@@ -85,6 +85,8 @@ func (f *ollamaFormat) final(r ollamaResponse, finish string, u Usage) ollamaRes
 }
 
 func (f *ollamaFormat) events(c *bus.Chunk) [][]byte {
+	// Ollama sends calls whole: their pieces are joined until the end.
+	f.calls = bus.AddToolCallDeltas(f.calls, c.ToolCalls)
 	if c.FinishReason != "" {
 		// The relay sends the final line from usageEvent, which has the
 		// usage; a last piece of text, or the tool calls, go out before it.
@@ -93,7 +95,7 @@ func (f *ollamaFormat) events(c *bus.Chunk) [][]byte {
 		if c.Text != "" {
 			evs = append(evs, mustJSON(f.line(c.Text)))
 		}
-		if calls := ollamaToolCalls(c.ToolCalls); calls != nil {
+		if calls := ollamaToolCalls(f.calls); calls != nil {
 			l := f.line("")
 			l.Message.ToolCalls = calls
 			evs = append(evs, mustJSON(l))
@@ -114,13 +116,13 @@ func (f *ollamaFormat) usageEvent(u Usage) []byte {
 
 func (f *ollamaFormat) add(c *bus.Chunk) {
 	f.text.WriteString(c.Text)
-	f.calls = append(f.calls, ollamaToolCalls(c.ToolCalls)...)
+	f.calls = bus.AddToolCallDeltas(f.calls, c.ToolCalls)
 }
 
 func (f *ollamaFormat) body(finish string, u Usage) any {
 	r := f.line(f.text.String())
 	if r.Message != nil {
-		r.Message.ToolCalls = f.calls
+		r.Message.ToolCalls = ollamaToolCalls(f.calls)
 	}
 	return f.final(r, finish, u)
 }

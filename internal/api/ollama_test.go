@@ -331,8 +331,9 @@ func TestOllamaFormat(t *testing.T) {
 // no ids) and tool answers reach the bus as /v1's tool calling does; the
 // model's calls come back in Ollama's shape, streamed and not.
 func TestOllamaTools(t *testing.T) {
-	d, rec := scripted(bus.Chunk{FinishReason: "tool_calls", Usage: &bus.Usage{PromptTokens: 9, CompletionTokens: 4},
-		ToolCalls: []bus.ToolCall{{ID: "c1", Name: "get_weather", Arguments: `{"city":"Oslo"}`}}})
+	d, rec := scripted(bus.Chunk{Tokens: []int32{5}, ToolCalls: []bus.ToolCallDelta{{ID: "c1", Name: "get_weather", Arguments: `{"city":`}}},
+		bus.Chunk{FinishReason: "tool_calls", Usage: &bus.Usage{PromptTokens: 9, CompletionTokens: 4},
+			ToolCalls: []bus.ToolCallDelta{{Arguments: `"Oslo"}`}}})
 	s := newTestServer(t, Config{}, d)
 	const tools = `[{"type":"function","function":{"name":"get_weather","description":"Weather","parameters":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}}]`
 	const msgs = `[{"role":"user","content":"Weather in Paris?"},

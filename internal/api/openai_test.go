@@ -9,6 +9,9 @@ import (
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
+	"github.com/openai/openai-go/v3/shared"
+
+	"courier/internal/bus"
 )
 
 // newOpenAIClient starts the gateway over the scripted hello generation on
@@ -102,5 +105,72 @@ func TestOpenAIClientErrors(t *testing.T) {
 	models, err := c.Models.List(context.Background())
 	if err != nil || len(models.Data) != 1 || models.Data[0].ID != "tiny" {
 		t.Fatalf("models %+v %v", models, err)
+	}
+}
+
+// TestOpenAIClientStreamedToolCalls: tool calls arrive piece by piece as
+// OpenAI streams them (a call's first delta has its id, type and name, the
+// next ones argument fragments, two calls by index), the official client's
+// accumulator joins them into the calls the non-streamed answer has, and
+// content before the calls stays content.
+func TestOpenAIClientStreamedToolCalls(t *testing.T) {
+	d, _ := scripted(
+		bus.Chunk{Text: "Let me check.", Tokens: []int32{1}},
+		bus.Chunk{Tokens: []int32{2}, ToolCalls: []bus.ToolCallDelta{{Index: 0, ID: "call_a", Name: "get_weather"}}},
+		bus.Chunk{Tokens: []int32{3}, ToolCalls: []bus.ToolCallDelta{{Index: 0, Arguments: `{"city":`}}},
+		bus.Chunk{Tokens: []int32{4}, ToolCalls: []bus.ToolCallDelta{{Index: 0, Arguments: `"Oslo"}`}, {Index: 1, ID: "call_b", Name: "get_time", Arguments: `{`}}},
+		bus.Chunk{Tokens: []int32{5}, ToolCalls: []bus.ToolCallDelta{{Index: 1, Arguments: `}`}}},
+		bus.Chunk{FinishReason: "tool_calls", Usage: &bus.Usage{PromptTokens: 3, CompletionTokens: 5}},
+	)
+	srv := httptest.NewServer(newTestServer(t, Config{}, d))
+	t.Cleanup(srv.Close)
+	c := openai.NewClient(option.WithBaseURL(srv.URL+"/v1"), option.WithAPIKey("k"), option.WithMaxRetries(0))
+	ctx := context.Background()
+	params := openai.ChatCompletionNewParams{
+		Model:    "tiny",
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")},
+		Tools: []openai.ChatCompletionToolUnionParam{
+			openai.ChatCompletionFunctionTool(shared.FunctionDefinitionParam{Name: "get_weather"}),
+			openai.ChatCompletionFunctionTool(shared.FunctionDefinitionParam{Name: "get_time"}),
+		},
+	}
+	resp, err := c.Chat.Completions.New(ctx, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := resp.Choices[0].Message
+	if resp.Choices[0].FinishReason != "tool_calls" || want.Content != "Let me check." || len(want.ToolCalls) != 2 ||
+		want.ToolCalls[0].ID != "call_a" || want.ToolCalls[0].Function.Arguments != `{"city":"Oslo"}` || want.ToolCalls[1].Function.Name != "get_time" {
+		t.Fatalf("response %+v", resp)
+	}
+	stream := c.Chat.Completions.NewStreaming(ctx, params)
+	var acc openai.ChatCompletionAccumulator
+	var pieces, heads int
+	for stream.Next() {
+		ch := stream.Current()
+		acc.AddChunk(ch)
+		for _, tc := range ch.Choices[0].Delta.ToolCalls {
+			pieces++
+			if tc.ID != "" {
+				heads++
+				if tc.Type != "function" || tc.Function.Name == "" {
+					t.Errorf("first piece %+v", tc)
+				}
+			} else if tc.Function.Name != "" || tc.Type != "" {
+				t.Errorf("later piece repeats the head: %+v", tc)
+			}
+		}
+	}
+	if err := stream.Err(); err != nil {
+		t.Fatal(err)
+	}
+	got := acc.Choices[0].Message
+	if pieces != 5 || heads != 2 || acc.Choices[0].FinishReason != "tool_calls" || got.Content != want.Content || len(got.ToolCalls) != 2 {
+		t.Fatalf("%d pieces, %d heads: %+v", pieces, heads, acc.ChatCompletion)
+	}
+	for i := range got.ToolCalls {
+		if got.ToolCalls[i].ID != want.ToolCalls[i].ID || got.ToolCalls[i].Function.Name != want.ToolCalls[i].Function.Name || got.ToolCalls[i].Function.Arguments != want.ToolCalls[i].Function.Arguments {
+			t.Fatalf("streamed call %d %+v, want %+v", i, got.ToolCalls[i], want.ToolCalls[i])
+		}
 	}
 }

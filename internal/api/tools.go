@@ -25,7 +25,6 @@ type apiTool struct {
 
 // APIToolCall is a function call in OpenAI's shape.
 type APIToolCall struct {
-	Index    *int   `json:"index,omitempty"` // stream deltas only
 	ID       string `json:"id"`
 	Type     string `json:"type"`
 	Function struct {
@@ -126,16 +125,33 @@ func toolCallsToBus(i int, calls []APIToolCall) ([]bus.ToolCall, *Error) {
 	return out, nil
 }
 
-// apiToolCalls renders calls in OpenAI's shape; withIndex for stream
-// deltas.
-func apiToolCalls(calls []bus.ToolCall, withIndex bool) []APIToolCall {
+// apiToolCalls renders calls in OpenAI's shape.
+func apiToolCalls(calls []bus.ToolCall) []APIToolCall {
 	out := make([]APIToolCall, len(calls))
 	for i, c := range calls {
 		out[i].ID, out[i].Type = c.ID, "function"
 		out[i].Function.Name, out[i].Function.Arguments = c.Name, c.Arguments
-		if withIndex {
-			out[i].Index = ptr(i)
-		}
 	}
+	return out
+}
+
+// APIToolCallDelta is a piece of a streamed tool call (delta.tool_calls):
+// the first piece of a call has its id, type and name.
+type APIToolCallDelta struct {
+	Index    int    `json:"index"`
+	ID       string `json:"id,omitempty"`
+	Type     string `json:"type,omitempty"`
+	Function struct {
+		Name      string `json:"name,omitempty"`
+		Arguments string `json:"arguments"`
+	} `json:"function"`
+}
+
+func apiToolCallDelta(d bus.ToolCallDelta) APIToolCallDelta {
+	out := APIToolCallDelta{Index: d.Index, ID: d.ID}
+	if d.ID != "" {
+		out.Type = "function"
+	}
+	out.Function.Name, out.Function.Arguments = d.Name, d.Arguments
 	return out
 }

@@ -242,7 +242,7 @@ type ChatChunkChoice struct {
 
 // ChatDelta is the increment a ChatChunk carries.
 type ChatDelta struct {
-	Role      string        `json:"role,omitempty"`
-	Content   *string       `json:"content,omitempty"`
-	ToolCalls []APIToolCall `json:"tool_calls,omitempty"`
+	Role      string             `json:"role,omitempty"`
+	Content   *string            `json:"content,omitempty"`
+	ToolCalls []APIToolCallDelta `json:"tool_calls,omitempty"`
 }

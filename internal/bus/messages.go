@@ -50,6 +50,38 @@ type ToolCall struct {
 	Arguments string `json:"arguments"`
 }
 
+// ToolCallDelta is a piece of a streamed tool call: the first piece of call
+// Index has ID and Name, and each piece may add to its Arguments (JSON text
+// once all pieces are joined).
+type ToolCallDelta struct {
+	Index     int    `json:"index"`
+	ID        string `json:"id,omitempty"`
+	Name      string `json:"name,omitempty"`
+	Arguments string `json:"arguments,omitempty"`
+}
+
+// AddToolCallDeltas joins pieces onto calls (indexed by ToolCallDelta.Index)
+// and returns the calls.
+func AddToolCallDeltas(calls []ToolCall, pieces []ToolCallDelta) []ToolCall {
+	for _, d := range pieces {
+		if d.Index < 0 || d.Index > len(calls) {
+			continue // out of order: a piece of a call never opened
+		}
+		if d.Index == len(calls) {
+			calls = append(calls, ToolCall{})
+		}
+		c := &calls[d.Index]
+		if d.ID != "" {
+			c.ID = d.ID
+		}
+		if d.Name != "" {
+			c.Name = d.Name
+		}
+		c.Arguments += d.Arguments
+	}
+	return calls
+}
+
 // Tool is a function a chat request offers the model: Parameters is its
 // JSON Schema.
 type Tool struct {
@@ -205,11 +237,14 @@ type Chunk struct {
 	Tokens       []int32        `json:"tokens,omitempty"`
 	Logprobs     []TokenLogprob `json:"logprobs,omitempty"`
 	FinishReason string         `json:"finish_reason,omitempty"`
-	// ToolCalls, on a final chunk with FinishReason "tool_calls", are the
-	// calls the model made (its text was held back, not sent as Text).
-	ToolCalls []ToolCall `json:"tool_calls,omitempty"`
-	Usage     *Usage     `json:"usage,omitempty"`
-	Error     *Error     `json:"error,omitempty"`
+	// ToolCalls are pieces of the tool calls the model is making, streamed
+	// as they are generated (OpenAI's delta.tool_calls): the first piece of
+	// a call carries its Index, ID and Name, later ones fragments of its
+	// Arguments. A request whose calls were made ends with FinishReason
+	// "tool_calls".
+	ToolCalls []ToolCallDelta `json:"tool_calls,omitempty"`
+	Usage     *Usage          `json:"usage,omitempty"`
+	Error     *Error          `json:"error,omitempty"`
 	// Scores answers one input of a classification request.
 	Scores *Scores `json:"scores,omitempty"`
 	// Embedding answers one input of an embedding request.

@@ -31,7 +31,8 @@ func toolParam(name, params string) openai.ChatCompletionToolUnionParam {
 // function's parameters — a model without a template (generic JSON calls)
 // and Qwen3's template (Hermes <tool_call> blocks) —, a streamed call
 // reassembles to the same call, and a tool result goes back through the
-// template.
+// template. The streamed calls arrive piece by piece (a call's first
+// delta, then fragments of its arguments).
 func TestToolCalls(t *testing.T) {
 	for _, m := range []struct {
 		name, file string
@@ -90,8 +91,15 @@ func TestToolCalls(t *testing.T) {
 				check(r.Choices[0].Message, r.Choices[0].FinishReason, "")
 				s := c.Chat.Completions.NewStreaming(ctx, params)
 				var acc openai.ChatCompletionAccumulator
+				fragments := 0 // events with a piece of arguments, the call opened already
 				for s.Next() {
-					acc.AddChunk(s.Current())
+					ch := s.Current()
+					acc.AddChunk(ch)
+					for _, tc := range ch.Choices[0].Delta.ToolCalls {
+						if tc.ID == "" && tc.Function.Arguments != "" {
+							fragments++
+						}
+					}
 				}
 				if err := s.Err(); err != nil {
 					t.Fatal(err)
@@ -100,6 +108,9 @@ func TestToolCalls(t *testing.T) {
 				got, want := acc.Choices[0].Message.ToolCalls, r.Choices[0].Message.ToolCalls
 				if len(got) != len(want) {
 					t.Fatalf("streamed %d calls, want %d", len(got), len(want))
+				}
+				if fragments < 3 {
+					t.Fatalf("the arguments came in %d pieces after the calls' first: not streamed", fragments)
 				}
 				for i := range got { // ids name the request, which differs
 					if got[i].Type != "function" || got[i].ID == "" || got[i].Function.Name != want[i].Function.Name || got[i].Function.Arguments != want[i].Function.Arguments {

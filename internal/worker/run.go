@@ -65,14 +65,21 @@ func (w *Worker) run(ctx context.Context, req *bus.Request, send func(*bus.Chunk
 		}
 	}
 	tm := w.newToolMode(req)
+	var ts *toolStream
 	if tm != nil {
 		if tm.forced {
 			if g, err = w.toolGrammar(tm, req.ParallelToolCalls); err != nil {
 				return fail(bus.CodeInvalidRequest, err.Error())
 			}
 		}
-		for _, id := range resume { // text the client has not seen: rebuild it
-			tm.buf.WriteString(w.eng.TokenText(id))
+		ts = newToolStream(tm, req.ID)
+		// Replay what the client has: the text the engine released for
+		// the resumed tokens (as the engine rebuilds it), so the reader
+		// stands where the earlier attempt left it.
+		text := sampler.NewTextStream(req.Stop)
+		for _, id := range resume {
+			rel, _ := text.Push([]byte(w.eng.TokenText(id)))
+			ts.feed(string(rel))
 		}
 	}
 	er := engine.Request{
@@ -103,12 +110,13 @@ func (w *Worker) run(ctx context.Context, req *bus.Request, send func(*bus.Chunk
 			}
 		}
 		c := &bus.Chunk{ID: req.ID, Seq: seq, Attempt: req.Attempt, Text: text, Tokens: []int32{t.ID}}
-		if tm != nil {
-			// Held back until the end decides between calls and content;
-			// the chunk still carries the token for usage and resume.
-			tm.buf.WriteString(c.Text)
-			c.Text = ""
-			if t.ID < 0 {
+		if ts != nil {
+			// Content and call pieces as far as they are known; the chunk
+			// carries the token for usage and resume even when the text
+			// is still held back.
+			content, deltas := ts.feed(text)
+			c.Text, c.ToolCalls = content, slices.Clone(deltas)
+			if t.ID < 0 && c.Text == "" && len(c.ToolCalls) == 0 {
 				return nil
 			}
 		}
@@ -139,11 +147,12 @@ func (w *Worker) run(ctx context.Context, req *bus.Request, send func(*bus.Chunk
 			ID: req.ID, Seq: seq, Attempt: req.Attempt, FinishReason: res.FinishReason,
 			Usage: &bus.Usage{PromptTokens: res.PromptTokens, CompletionTokens: res.CompletionTokens},
 		}
-		if tm != nil {
-			if calls := tm.parse(tm.buf.String(), req.ID); len(calls) > 0 && res.FinishReason == engine.FinishStop {
-				final.ToolCalls, final.FinishReason = calls, "tool_calls"
-			} else {
-				final.Text = tm.buf.String() // not a call: the held-back text is the answer
+		if ts != nil {
+			// Text still held back is the answer when it was no call.
+			content, calls := ts.finish()
+			final.Text = content
+			if calls > 0 && res.FinishReason == engine.FinishStop {
+				final.FinishReason = "tool_calls"
 			}
 		}
 		return final

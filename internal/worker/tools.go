@@ -1,10 +1,8 @@
 package worker
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"strings"
 
 	"courier/internal/bus"
@@ -12,12 +10,11 @@ import (
 )
 
 // toolMode is a chat request with tools the model may call: its output is
-// held back and parsed for calls at the end.
+// read as it is generated (toolStream) and split into content and calls.
 type toolMode struct {
 	format grammar.ToolFormat
 	forced bool // tool_choice "required" or a name: the grammar enforces a call
 	tools  []bus.Tool
-	buf    strings.Builder // the text generated so far (resumed text included)
 }
 
 // toolFormatOf picks the tool-call syntax of a model family from its chat
@@ -65,58 +62,6 @@ func (w *Worker) toolGrammar(tm *toolMode, parallel bool) (*grammar.Grammar, err
 		key += "\x00" + t.Name + "\x00" + string(t.Parameters)
 	}
 	return w.grammars.get(key, func() (*grammar.Grammar, error) { return grammar.ToolCalls(tm.format, gt, parallel) })
-}
-
-var hermesCall = regexp.MustCompile(`(?s)<tool_call>\s*(.*?)\s*(?:</tool_call>|$)`)
-
-// parse reads the calls in text for the request id; none when the text is
-// not a well-formed call of an offered tool (it is then the answer).
-func (tm *toolMode) parse(text, id string) []bus.ToolCall {
-	var objs []json.RawMessage
-	t := strings.TrimSpace(text)
-	switch tm.format.Name {
-	case "hermes":
-		for _, m := range hermesCall.FindAllStringSubmatch(t, -1) {
-			objs = append(objs, json.RawMessage(m[1]))
-		}
-	case "mistral":
-		i := strings.Index(t, "[TOOL_CALLS]")
-		if i < 0 || json.Unmarshal([]byte(strings.TrimSpace(t[i+len("[TOOL_CALLS]"):])), &objs) != nil {
-			return nil
-		}
-	default: // llama3, json: one object, an array of them, or ;-separated objects
-		t = strings.TrimSpace(strings.TrimPrefix(t, "<|python_tag|>"))
-		if json.Unmarshal([]byte(t), &objs) != nil {
-			for _, part := range strings.Split(t, ";") {
-				objs = append(objs, json.RawMessage(strings.TrimSpace(part)))
-			}
-		}
-	}
-	var calls []bus.ToolCall
-	for i, o := range objs {
-		var c struct {
-			Name       string          `json:"name"`
-			Arguments  json.RawMessage `json:"arguments"`
-			Parameters json.RawMessage `json:"parameters"`
-		}
-		if json.Unmarshal(o, &c) != nil || !tm.offers(c.Name) {
-			return nil
-		}
-		args := c.Arguments
-		if len(args) == 0 {
-			args = c.Parameters
-		}
-		var s string
-		if json.Unmarshal(args, &s) == nil {
-			args = json.RawMessage(s) // arguments written as a JSON string
-		}
-		var compact bytes.Buffer
-		if json.Compact(&compact, args) != nil {
-			return nil
-		}
-		calls = append(calls, bus.ToolCall{ID: fmt.Sprintf("call_%s_%d", id, i), Name: c.Name, Arguments: compact.String()})
-	}
-	return calls
 }
 
 func (tm *toolMode) offers(name string) bool {
