@@ -18,6 +18,11 @@ import (
 // ErrContextLength reports a prompt that leaves no room in the context.
 var ErrContextLength = errors.New("engine: context length exceeded")
 
+// ErrUnavailable reports a step the engine could not run for want of a
+// part outside it: a pipeline's later stage was lost. The request can run
+// again elsewhere (the worker gives it back to the gateway).
+var ErrUnavailable = errors.New("engine: unavailable")
+
 // ErrInvalidRequest reports a request the engine cannot run as given.
 var ErrInvalidRequest = errors.New("engine: invalid request")
 
@@ -303,6 +308,16 @@ func (e *Engine) Close() error {
 
 // Info describes the model.
 func (e *Engine) Info() Info { return e.info }
+
+// Ready reports whether the engine can run steps: always for a whole
+// model; for a pipeline's first stage, whether its Tail (when it says)
+// has a complete pipeline.
+func (e *Engine) Ready() bool {
+	if r, ok := e.tail.(interface{ Ready() bool }); ok {
+		return r.Ready()
+	}
+	return true
+}
 
 // Tokenize turns text into token ids; addSpecial adds BOS/EOS as the model
 // asks, parseSpecial recognises special-token text such as "<|im_start|>".

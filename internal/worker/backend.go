@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"courier/internal/bus"
+	"courier/internal/engine"
 )
 
 // Backend runs admitted requests for a Worker. The built-in engine is one
@@ -33,6 +34,13 @@ type Roomer interface {
 	// slots) and whether the backend can take work at all.
 	Room() (room int, ready bool)
 }
+
+// readier is the optional capability of engines that can be unable to
+// run steps for a while (a pipeline's first stage missing a later stage):
+// the worker then reports itself unready and takes nothing.
+type readier interface{ Ready() bool }
+
+var _ readier = (*engine.Engine)(nil)
 
 // Describer is the optional capability of backends that front another
 // server, for heartbeats (bus.Heartbeat.Upstream, UpstreamRefusals).
@@ -78,6 +86,9 @@ func (w *Worker) serves(model string) bool { return slices.Contains(w.cfg.Models
 // backend's room (beyond the running requests fg+bg), and whether the
 // backend is ready.
 func (w *Worker) room(running int) (int, bool) {
+	if r, ok := w.eng.(readier); ok && !r.Ready() {
+		return min(running, w.cfg.Slots), false
+	}
 	r, ok := w.backend.(Roomer)
 	if !ok {
 		return w.cfg.Slots, true

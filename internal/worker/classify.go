@@ -157,6 +157,8 @@ func (w *Worker) classify(ctx context.Context, req *bus.Request, send func(*bus.
 		switch err := r.err; {
 		case ctx.Err() != nil:
 			return nil // cancelled or force-stopped: no final chunk
+		case errors.Is(err, engine.ErrUnavailable):
+			return fail(bus.CodeUnavailable, fmt.Sprintf("input %d: %v", i, err))
 		case errors.Is(err, engine.ErrContextLength):
 			return fail(bus.CodePromptTooLong, fmt.Sprintf("input %d: %v", i, err))
 		case errors.Is(err, engine.ErrInvalidRequest):

@@ -132,6 +132,11 @@ func (w *Worker) run(ctx context.Context, req *bus.Request, send func(*bus.Chunk
 		// Cancelled by the client, or stopped by a forced drain: no final
 		// chunk; a gateway still waiting re-dispatches.
 		return nil
+	case errors.Is(err, engine.ErrUnavailable):
+		// A pipeline lost a stage: the gateway places the request again
+		// after what was delivered.
+		w.log.Warn("generation given back", "id", req.ID, "err", err)
+		return fail(bus.CodeUnavailable, err.Error())
 	case errors.Is(err, engine.ErrContextLength):
 		return fail(bus.CodePromptTooLong, err.Error())
 	case errors.Is(err, engine.ErrInvalidRequest), errors.Is(err, sampler.ErrInvalidParams):

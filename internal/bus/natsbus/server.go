@@ -79,7 +79,7 @@ type ServerAuth struct {
 
 // workerPermissions are a worker's rights for models (all models when
 // empty): subscribe to its models' request subjects, cancels and pings;
-// publish heartbeats and chunks, and one reply (the Accept) to each request
+// publish heartbeats and chunks; exchange stage messages; and one reply (the Accept) to each request
 // it received. Everything else is denied, so a worker cannot subscribe to
 // chunks, read or write work, files or key-value buckets, or call the
 // JetStream API.
@@ -92,8 +92,10 @@ func workerPermissions(models []string) *server.Permissions {
 		}
 	}
 	return &server.Permissions{
-		Publish:   &server.SubjectPermission{Allow: []string{"courier.hb.*", "courier.chunk.*.*"}},
-		Subscribe: &server.SubjectPermission{Allow: append(reqs, bus.SubjectCancels, bus.SubjectPing)},
+		// courier.stage.>: the stages of a pipeline pass steps, results and
+		// announcements among themselves (package stage).
+		Publish:   &server.SubjectPermission{Allow: []string{"courier.hb.*", "courier.chunk.*.*", "courier.stage.>"}},
+		Subscribe: &server.SubjectPermission{Allow: append(reqs, bus.SubjectCancels, bus.SubjectPing, "courier.stage.>")},
 		Response:  &server.ResponsePermission{MaxMsgs: 1, Expires: time.Minute},
 	}
 }

@@ -57,6 +57,25 @@ func (p *KVPool) TakeCopies(dst []int32) []int32 {
 	return dst
 }
 
+// ForgetCached makes every cached block unshareable: a pipeline's first
+// stage calls it when its later stages change, since the blocks' later
+// layers lived on the stages that are gone. Blocks in use stay with their
+// users; unused ones become free.
+func (p *KVPool) ForgetCached() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for b := range p.meta {
+		if !p.meta[b].isCached {
+			continue
+		}
+		p.uncacheLocked(int32(b))
+		if p.ref[b] == 0 {
+			p.lru.remove(int32(b))
+			p.free = append(p.free, int32(b))
+		}
+	}
+}
+
 // CopyBlock copies block src's keys and values into block dst (a later
 // stage repeating its first stage's Fork).
 func (p *KVPool) CopyBlock(src, dst int32) error {

@@ -1,0 +1,56 @@
+package stage
+
+import (
+	"courier/internal/bus"
+)
+
+// Bus is what stages need of the message bus: binary messages on subjects
+// (natsbus.Conn implements it).
+type Bus interface {
+	// Publish sends data on subject; data may be reused once it returns.
+	Publish(subject string, data []byte) error
+	// Subscribe calls handle with each message on subject, one at a time in
+	// arrival order; handle may keep data. stop ends the subscription.
+	Subscribe(subject string, handle func(data []byte)) (stop func(), err error)
+}
+
+// Subjects of the stage protocol (docs/protocol.md, "Stage messages"):
+//
+//	courier.stage.hb.<model>.<instance>  stage server → first stages: Announce (JSON)
+//	courier.stage.ping.<model>           first stage → stage servers: "announce now"
+//	courier.stage.step.<instance>        previous stage → stage server: a step (binary)
+//	courier.stage.out.<instance>         last (or failing) stage → first stage: result or error (binary)
+
+// AnnounceSubject is where stage instance of model announces itself.
+func AnnounceSubject(model, instance string) string {
+	return "courier.stage.hb." + bus.Token(model) + "." + bus.Token(instance)
+}
+
+// AnnounceSubjects matches every AnnounceSubject of model.
+func AnnounceSubjects(model string) string { return "courier.stage.hb." + bus.Token(model) + ".*" }
+
+// PingSubject asks model's stage servers to announce themselves now.
+func PingSubject(model string) string { return "courier.stage.ping." + bus.Token(model) }
+
+// StepSubject is where stage instance takes steps.
+func StepSubject(instance string) string { return "courier.stage.step." + bus.Token(instance) }
+
+// ReplySubject is where first stage instance takes results.
+func ReplySubject(instance string) string { return "courier.stage.out." + bus.Token(instance) }
+
+// Announce is a stage server's heartbeat: who it is and which layers of
+// which model it holds.
+type Announce struct {
+	V        int    `json:"v"`
+	Instance string `json:"instance"`
+	Model    string `json:"model"`
+	// First, End and Total: the server holds blocks [First, End) of Total.
+	First int `json:"first"`
+	End   int `json:"end"`
+	Total int `json:"total"`
+	// Epoch is the newest pipeline epoch the server has served (0: none);
+	// a first stage assembling a pipeline takes a larger one.
+	Epoch uint64 `json:"epoch,omitempty"`
+	// Stopping: the server is going away; do not route through it.
+	Stopping bool `json:"stopping,omitempty"`
+}

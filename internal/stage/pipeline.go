@@ -1,0 +1,291 @@
+package stage
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"courier/internal/engine"
+	"courier/internal/engine/model"
+)
+
+// PipelineConfig configures a Pipeline.
+type PipelineConfig struct {
+	// Instance names the first stage on the bus (its reply subject).
+	Instance string
+	// Model is the model's name as served.
+	Model string
+	// Layers is the first stage's share; the pipeline finds stages for
+	// the blocks after it.
+	Layers model.LayerRange
+	// ContextLength is the engine's context (engine.Info.ContextLength);
+	// set it with SetContextLength once the engine is loaded.
+	ContextLength int
+	// HeartbeatInterval is the stage servers' announcement period; a
+	// stage unheard for three of them is gone. 0 means 1s.
+	HeartbeatInterval time.Duration
+	// StepTimeout bounds one step's round trip through the later stages;
+	// 0 means 60s (a long prompt chunk on a slow stage).
+	StepTimeout time.Duration
+	// DType encodes the hidden rows the first stage sends.
+	DType DType
+}
+
+// Pipeline is a first stage's engine.Tail: it assembles a route of live
+// stage servers for the blocks after its own, and runs each step through
+// it. Forward is called by the engine's scheduler goroutine only; Ready
+// from any goroutine.
+type Pipeline struct {
+	bus Bus
+	cfg PipelineConfig
+	log *slog.Logger
+
+	replies chan []byte // results for this instance, cap 1 (one step in flight)
+	stops   []func()
+
+	mu      sync.Mutex
+	dir     map[string]*seen // live stage servers by instance; guarded by mu
+	route   []string         // step subjects of the assembled route; nil: none; guarded by mu
+	members []string         // their instances; guarded by mu
+	epoch   uint64           // the route's epoch; guarded by mu
+	// stale: a route broke between steps (Ready saw a member gone); the
+	// next step fails, so that no sequence goes on with K and V that lived
+	// on the lost stage. Guarded by mu.
+	stale bool
+
+	// Owned by Forward.
+	step uint64
+	msg  Message
+	res  Message
+	enc  []byte
+}
+
+// seen is a stage server's latest announcement and when it came.
+type seen struct {
+	a    Announce
+	when time.Time
+}
+
+var _ engine.Tail = (*Pipeline)(nil)
+
+// NewPipeline subscribes to model's stage announcements and to the
+// instance's results, and asks the stage servers to announce themselves.
+func NewPipeline(b Bus, cfg PipelineConfig, log *slog.Logger) (*Pipeline, error) {
+	if cfg.Instance == "" || cfg.Model == "" || cfg.Layers.IsLast() {
+		return nil, errors.New("stage: a pipeline needs an instance, a model and layers that leave some for later stages")
+	}
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = time.Second
+	}
+	if cfg.StepTimeout <= 0 {
+		cfg.StepTimeout = time.Minute
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	p := &Pipeline{bus: b, cfg: cfg, log: log.With("pipeline", cfg.Instance), replies: make(chan []byte, 1), dir: map[string]*seen{}}
+	for subj, h := range map[string]func([]byte){
+		AnnounceSubjects(cfg.Model): p.onAnnounce,
+		ReplySubject(cfg.Instance):  p.onReply,
+	} {
+		stop, err := b.Subscribe(subj, h)
+		if err != nil {
+			p.Close()
+			return nil, fmt.Errorf("stage: subscribe %s: %w", subj, err)
+		}
+		p.stops = append(p.stops, stop)
+	}
+	if err := b.Publish(PingSubject(cfg.Model), []byte("{}")); err != nil {
+		p.Close()
+		return nil, fmt.Errorf("stage: ping: %w", err)
+	}
+	return p, nil
+}
+
+// SetContextLength records the engine's context; call it before the
+// engine runs a step.
+func (p *Pipeline) SetContextLength(n int) { p.cfg.ContextLength = n }
+
+// Close stops listening.
+func (p *Pipeline) Close() {
+	for _, stop := range p.stops {
+		stop()
+	}
+	p.stops = nil
+}
+
+func (p *Pipeline) onAnnounce(data []byte) {
+	var a Announce
+	if err := json.Unmarshal(data, &a); err != nil || a.Instance == "" || a.Model != p.cfg.Model {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if a.Stopping {
+		delete(p.dir, a.Instance)
+		return
+	}
+	p.dir[a.Instance] = &seen{a: a, when: time.Now()}
+}
+
+func (p *Pipeline) onReply(data []byte) {
+	select {
+	case p.replies <- data:
+	default:
+		// A step's answer arrives once; a second one (a stale step's
+		// error racing its result) is dropped.
+	}
+}
+
+// aliveLocked reports whether instance announced itself recently.
+func (p *Pipeline) aliveLocked(instance string, now time.Time) bool {
+	s, ok := p.dir[instance]
+	return ok && now.Sub(s.when) <= 3*p.cfg.HeartbeatInterval
+}
+
+// assembleLocked picks a live server for each share after the first
+// stage's, in block order, and stamps the route with a new epoch. It
+// returns a description of what is missing when it cannot.
+func (p *Pipeline) assembleLocked(now time.Time) error {
+	var route, members []string
+	var maxEpoch uint64
+	at, total := p.cfg.Layers.End, p.cfg.Layers.Total
+	for at < total {
+		var best *seen
+		for id, s := range p.dir {
+			if s.a.First != at || s.a.Total != total || s.a.End <= at || !p.aliveLocked(id, now) {
+				continue
+			}
+			// Prefer the server that reaches furthest, then one no other
+			// pipeline has claimed lately (lowest epoch), then by name so
+			// that the choice is stable.
+			if best == nil || s.a.End > best.a.End || (s.a.End == best.a.End && (s.a.Epoch < best.a.Epoch ||
+				(s.a.Epoch == best.a.Epoch && s.a.Instance < best.a.Instance))) {
+				best = s
+			}
+		}
+		if best == nil {
+			return fmt.Errorf("no live stage holds layers from %d (of %d) of %s", at, total, p.cfg.Model)
+		}
+		route = append(route, StepSubject(best.a.Instance))
+		members = append(members, best.a.Instance)
+		maxEpoch = max(maxEpoch, best.a.Epoch)
+		at = best.a.End
+	}
+	p.route, p.members = route, members
+	p.epoch = max(uint64(now.UnixNano()), maxEpoch+1)
+	p.log.Info("pipeline assembled", "model", p.cfg.Model, "stages", members, "epoch", p.epoch)
+	return nil
+}
+
+// Ready reports whether a complete pipeline is assembled, or could be
+// now.
+func (p *Pipeline) Ready() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	if p.route != nil {
+		for _, m := range p.members {
+			if !p.aliveLocked(m, now) {
+				p.route, p.members, p.stale = nil, nil, true
+				return false
+			}
+		}
+		return true
+	}
+	if p.stale {
+		return false // until the next step has failed what it held
+	}
+	return p.assembleLocked(now) == nil
+}
+
+// Forward runs one step through the later stages and returns the logits
+// of the rows that want them. A broken route fails the step with
+// engine.ErrUnavailable and forgets the first stage's prefix cache.
+func (p *Pipeline) Forward(b *model.Batch, hidden []float32) ([]float32, error) {
+	p.mu.Lock()
+	if p.stale {
+		p.mu.Unlock()
+		return nil, p.broken(b, errors.New("a stage was lost between steps"))
+	}
+	if p.route == nil {
+		if err := p.assembleLocked(time.Now()); err != nil {
+			p.mu.Unlock()
+			return nil, fmt.Errorf("%w: %w", engine.ErrUnavailable, err)
+		}
+	}
+	route, members, epoch := p.route, p.members, p.epoch
+	p.mu.Unlock()
+
+	p.step++
+	m := &p.msg
+	m.Kind, m.DType, m.Epoch, m.Step = KindStep, p.cfg.DType, epoch, p.step
+	m.Reply, m.Route = ReplySubject(p.cfg.Instance), append(m.Route[:0], route[1:]...)
+	engine.FillStageStep(&m.StageStep, b, hidden, p.cfg.ContextLength)
+	m.Width = len(hidden) / max(b.Len(), 1)
+	p.enc = AppendEncode(p.enc[:0], m)
+	// Drain an answer left by a step that timed out.
+	select {
+	case <-p.replies:
+	default:
+	}
+	if err := p.bus.Publish(route[0], p.enc); err != nil {
+		return nil, p.broken(b, fmt.Errorf("sending step %d to %s: %w", p.step, members[0], err))
+	}
+	nOut := 0
+	for _, l := range b.Logits {
+		if l {
+			nOut++
+		}
+	}
+	timeout := time.NewTimer(p.cfg.StepTimeout)
+	defer timeout.Stop()
+	check := time.NewTicker(p.cfg.HeartbeatInterval / 2)
+	defer check.Stop()
+	for {
+		select {
+		case data := <-p.replies:
+			r := &p.res
+			if err := Decode(data, r); err != nil {
+				return nil, p.broken(b, err)
+			}
+			if r.Epoch != epoch || r.Step != p.step {
+				continue // an answer to an earlier step
+			}
+			if r.Kind == KindError {
+				return nil, p.broken(b, fmt.Errorf("step %d: %s", p.step, r.Err))
+			}
+			if r.Kind != KindResult || len(r.Rows) != nOut*r.Width {
+				return nil, p.broken(b, fmt.Errorf("step %d: %d logits of width %d for %d rows", p.step, len(r.Rows), r.Width, nOut))
+			}
+			return r.Rows, nil
+		case <-timeout.C:
+			return nil, p.broken(b, fmt.Errorf("step %d: no answer within %v", p.step, p.cfg.StepTimeout))
+		case now := <-check.C:
+			p.mu.Lock()
+			gone := slices.IndexFunc(members, func(id string) bool { return !p.aliveLocked(id, now) })
+			p.mu.Unlock()
+			if gone >= 0 {
+				return nil, p.broken(b, fmt.Errorf("step %d: stage %s stopped announcing itself", p.step, members[gone]))
+			}
+		}
+	}
+}
+
+// broken drops the route and the prefix cache (whose blocks' later layers
+// lived on the stages of this route) and wraps err as
+// engine.ErrUnavailable.
+func (p *Pipeline) broken(b *model.Batch, err error) error {
+	p.mu.Lock()
+	p.route, p.members, p.stale = nil, nil, false
+	p.mu.Unlock()
+	if b.Len() > 0 {
+		b.Seqs[0].Pool().ForgetCached()
+	}
+	p.log.Warn("pipeline broken", "model", p.cfg.Model, "err", err)
+	return fmt.Errorf("%w: pipeline of %s: %w", engine.ErrUnavailable, p.cfg.Model, err)
+}

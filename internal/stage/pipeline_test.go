@@ -1,0 +1,258 @@
+package stage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"testing"
+	"time"
+
+	"courier/internal/bus/natsbus"
+	"courier/internal/engine"
+	"courier/internal/engine/gguf"
+	"courier/internal/engine/model"
+	"courier/internal/testutil"
+)
+
+const testBeat = 50 * time.Millisecond
+
+func startNATS(t *testing.T) *natsbus.Server {
+	t.Helper()
+	srv, err := natsbus.StartServer(natsbus.ServerConfig{Name: "t", DataDir: t.TempDir()}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
+	return srv
+}
+
+func connect(t *testing.T, srv *natsbus.Server, name string) *natsbus.Conn {
+	t.Helper()
+	c, err := srv.Connect(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeConn(c) })
+	return c
+}
+
+func closeConn(c *natsbus.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = c.Close(ctx)
+}
+
+func layerCount(t *testing.T, path string) int {
+	t.Helper()
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cfg, err := model.ReadConfig(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg.Layers
+}
+
+// stageServer is a later stage on its own connection.
+type stageServer struct {
+	srv  *Server
+	st   *engine.Stage
+	conn *natsbus.Conn
+}
+
+func (s *stageServer) close() {
+	s.srv.Close()
+	closeConn(s.conn)
+	s.st.Close()
+}
+
+func startStage(t *testing.T, srv *natsbus.Server, path, modelName, instance string, r model.LayerRange, dt DType) *stageServer {
+	t.Helper()
+	st, err := engine.LoadStage(path, engine.StageOptions{Layers: r, ContextLength: 256, Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := srv.Connect(instance)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewServer(c, st, ServerConfig{Instance: instance, Model: modelName, HeartbeatInterval: testBeat, DType: dt}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss := &stageServer{srv: s, st: st, conn: c}
+	t.Cleanup(ss.close)
+	return ss
+}
+
+// startFirst loads the first stage (blocks [0, end)) with a Pipeline and
+// waits until the later stages have announced a complete pipeline.
+func startFirst(t *testing.T, srv *natsbus.Server, path, modelName string, end, total int, dt DType) (*engine.Engine, *Pipeline) {
+	t.Helper()
+	r := model.LayerRange{First: 0, End: end, Total: total}
+	p, err := NewPipeline(connect(t, srv, "first"), PipelineConfig{Instance: "first-" + modelName, Model: modelName, Layers: r,
+		HeartbeatInterval: testBeat, DType: dt}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	e, err := engine.Load(path, engine.Options{Slots: 4, ContextLength: 256, Threads: 1, Layers: r, Tail: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	p.SetContextLength(e.Info().ContextLength)
+	waitReady(t, e, true)
+	return e, p
+}
+
+// waitReady waits (bounded) for the engine's readiness to become want.
+func waitReady(t *testing.T, e *engine.Engine, want bool) {
+	t.Helper()
+	for i := 0; i < 400; i++ {
+		if e.Ready() == want {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("engine readiness did not become %v within 4s", want)
+}
+
+// greedy generates n tokens of prompt, recording each token and the bits
+// of its log-probability; stop, when set, is called after each token and
+// ends the generation with its error.
+func greedy(e *engine.Engine, prompt string, resume []int32, n int, stop func(int) error) ([]int32, []uint32, error) {
+	toks, err := e.Tokenize(prompt, true, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	var ids []int32
+	var lps []uint32
+	_, err = e.Generate(context.Background(), engine.Request{Prompt: toks, Resume: resume, MaxTokens: n, IgnoreEOS: true, Logprobs: true},
+		func(tok engine.Token) error {
+			ids = append(ids, tok.ID)
+			lps = append(lps, math.Float32bits(tok.Logprob))
+			if stop != nil {
+				return stop(len(ids))
+			}
+			return nil
+		})
+	return ids, lps, err
+}
+
+func wholeGreedy(t *testing.T, path, prompt string, n int) ([]int32, []uint32) {
+	t.Helper()
+	e, err := engine.Load(path, engine.Options{Slots: 4, ContextLength: 256, Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ids, lps, err := greedy(e, prompt, nil, n, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids, lps
+}
+
+// TestPipelineOverNATSMatchesWholeModel runs 2- and 3-stage pipelines whose
+// stages talk only through a NATS server and checks every greedy token and
+// the bits of its log-probability against the whole model.
+func TestPipelineOverNATSMatchesWholeModel(t *testing.T) {
+	const prompt = "Once upon a time there was a little girl named Lily"
+	for _, name := range []string{"stories260K.gguf", "synth-llama-F32.gguf", "synth-qwen2-F32.gguf"} {
+		path := testutil.Model(t, name)
+		total := layerCount(t, path)
+		wantIDs, wantLPs := wholeGreedy(t, path, prompt, 24)
+		splits := [][]int{{total / 2}}
+		if total >= 3 {
+			splits = append(splits, []int{1, total - 1})
+		}
+		for _, sp := range splits {
+			t.Run(fmt.Sprintf("%s/%v", name, sp), func(t *testing.T) {
+				srv := startNATS(t)
+				bounds := append(append([]int{0}, sp...), total)
+				for i := 1; i+1 < len(bounds); i++ {
+					startStage(t, srv, path, "m", fmt.Sprintf("s%d", i+1), model.LayerRange{First: bounds[i], End: bounds[i+1], Total: total}, F32)
+				}
+				e, _ := startFirst(t, srv, path, "m", bounds[1], total, F32)
+				ids, lps, err := greedy(e, prompt, nil, 24, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Equal(ids, wantIDs) || !slices.Equal(lps, wantLPs) {
+					t.Errorf("pipeline %v, whole model %v (or log-probabilities differ)", ids, wantIDs)
+				}
+			})
+		}
+	}
+}
+
+// TestPipelineF16Activations runs a 2-stage pipeline whose hidden rows
+// travel as F16: it must work; it need not be exact.
+func TestPipelineF16Activations(t *testing.T) {
+	path := testutil.Model(t, "stories260K.gguf")
+	total := layerCount(t, path)
+	srv := startNATS(t)
+	startStage(t, srv, path, "m", "s2", model.LayerRange{First: 2, End: total, Total: total}, F16)
+	e, _ := startFirst(t, srv, path, "m", 2, total, F16)
+	ids, _, err := greedy(e, "Once upon a time", nil, 16, nil)
+	if err != nil || len(ids) != 16 {
+		t.Fatalf("F16 pipeline: %d tokens, %v", len(ids), err)
+	}
+}
+
+// TestPipelineLosesStageAndResumes stops the second stage mid-generation:
+// the generation fails with engine.ErrUnavailable (the worker gives it
+// back), the first stage turns unready, a replica of the lost stage joins,
+// the pipeline is assembled again with a newer epoch, and the generation
+// resumed after the tokens already delivered ends with the text of an
+// uninterrupted run.
+func TestPipelineLosesStageAndResumes(t *testing.T) {
+	const prompt = "Once upon a time there was a little girl named Lily"
+	path := testutil.Model(t, "stories260K.gguf")
+	total := layerCount(t, path)
+	want, _ := wholeGreedy(t, path, prompt, 32)
+	srv := startNATS(t)
+	r2 := model.LayerRange{First: 2, End: total, Total: total}
+	s2 := startStage(t, srv, path, "m", "s2-a", r2, F32)
+	e, p := startFirst(t, srv, path, "m", 2, total, F32)
+	p.mu.Lock()
+	epoch1 := p.epoch
+	p.mu.Unlock()
+	got, _, err := greedy(e, prompt, nil, 32, func(n int) error {
+		if n == 10 {
+			closeConn(s2.conn) // the stage goes away without a word, as if killed
+		}
+		return nil
+	})
+	if !errors.Is(err, engine.ErrUnavailable) {
+		t.Fatalf("generation after the stage was lost: %v, want engine.ErrUnavailable", err)
+	}
+	if len(got) < 10 || len(got) >= 32 || !slices.Equal(got, want[:len(got)]) {
+		t.Fatalf("delivered before the loss: %v, want a prefix of %v", got, want)
+	}
+	waitReady(t, e, false)
+	startStage(t, srv, path, "m", "s2-b", r2, F32)
+	waitReady(t, e, true)
+	rest, _, err := greedy(e, prompt, got, 32, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if all := append(slices.Clone(got), rest...); !slices.Equal(all, want) {
+		t.Errorf("resumed text %v, uninterrupted %v", all, want)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.epoch <= epoch1 || !slices.Equal(p.members, []string{"s2-b"}) {
+		t.Errorf("pipeline after the loss: epoch %d (was %d), stages %v", p.epoch, epoch1, p.members)
+	}
+}

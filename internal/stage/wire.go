@@ -1,0 +1,317 @@
+package stage
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+
+	"courier/internal/engine"
+	"courier/internal/engine/model"
+	"courier/internal/engine/tensor"
+)
+
+// Message kinds.
+const (
+	KindStep   = 1 // rows on their way through the stages
+	KindResult = 2 // the last stage's logits, back to the first
+	KindError  = 3 // a stage could not run the step
+)
+
+// DType is how a message's float rows are stored.
+type DType uint8
+
+// Row encodings: F32 by default (exact); F16 halves the bytes of hidden
+// rows at the price of rounding them (logits always travel as F32).
+const (
+	F32 DType = 0
+	F16 DType = 1
+)
+
+const (
+	magic      = "CSTG"
+	version    = 1
+	headerSize = 4 + 4 + 8 + 8 + 4*8
+	// Bounds on what a message may declare, checked before anything is
+	// allocated: a message is hostile input.
+	maxRows    = 1 << 16
+	maxWidth   = 1 << 22
+	maxSeqs    = 1 << 16
+	maxBlocks  = 1 << 24
+	maxRoute   = 64
+	maxNameLen = 1024
+)
+
+// ErrMessage reports a malformed stage message.
+var ErrMessage = errors.New("stage: bad message")
+
+// Message is one stage message (docs/protocol.md, "Stage messages").
+type Message struct {
+	Kind  uint8
+	DType DType
+	Epoch uint64 // the pipeline's incarnation
+	Step  uint64 // the first stage's step number
+	// Reply is the subject the last stage (or a failing one) answers on;
+	// Route the step subjects of the stages still to run, next first.
+	Reply string
+	Route []string
+	// Step rows (KindStep): see engine.StageStep.
+	engine.StageStep
+	// Width is the length of each float row: the hidden size for a step,
+	// the vocabulary for a result.
+	Width int
+	// Rows holds the float rows (KindStep: Hidden; KindResult: logits).
+	Rows []float32
+	// Err is the failure of KindError.
+	Err string
+}
+
+// AppendEncode appends m's encoding to dst and returns it. For a step
+// m.Hidden is encoded (m.Rows is ignored); for a result, m.Rows.
+func AppendEncode(dst []byte, m *Message) []byte {
+	rows := m.Rows
+	if m.Kind == KindStep {
+		rows = m.Hidden
+	}
+	nRows := 0
+	if m.Width > 0 {
+		nRows = len(rows) / m.Width
+	}
+	if m.Kind == KindStep {
+		nRows = len(m.Tokens)
+	}
+	dst = append(dst, magic...)
+	dst = append(dst, version, m.Kind, byte(m.DType), 0)
+	dst = binary.LittleEndian.AppendUint64(dst, m.Epoch)
+	dst = binary.LittleEndian.AppendUint64(dst, m.Step)
+	for _, v := range []int{m.Context, m.KVBlocks, m.KVBlockSize, nRows, len(m.Tables), len(m.Copies) / 2, m.Width, len(m.Route)} {
+		dst = binary.LittleEndian.AppendUint32(dst, uint32(v))
+	}
+	dst = appendString(dst, m.Reply)
+	for _, r := range m.Route {
+		dst = appendString(dst, r)
+	}
+	if m.Kind == KindError {
+		return appendString(dst, m.Err)
+	}
+	if m.Kind == KindStep {
+		for i := 0; i < nRows; i++ {
+			dst = binary.LittleEndian.AppendUint32(dst, uint32(m.Tokens[i]))
+			dst = binary.LittleEndian.AppendUint32(dst, uint32(m.Pos[i]))
+			dst = binary.LittleEndian.AppendUint32(dst, uint32(m.Seq[i]))
+			var mode model.RowMode
+			if len(m.Modes) > 0 {
+				mode = m.Modes[i]
+			}
+			flags := byte(0)
+			if m.Logits[i] {
+				flags = 1
+			}
+			if len(m.Modes) > 0 {
+				flags |= 2
+			}
+			dst = append(dst, byte(mode), flags)
+		}
+		for _, t := range m.Tables {
+			dst = binary.LittleEndian.AppendUint32(dst, uint32(len(t)))
+			for _, b := range t {
+				dst = binary.LittleEndian.AppendUint32(dst, uint32(b))
+			}
+		}
+		for _, c := range m.Copies {
+			dst = binary.LittleEndian.AppendUint32(dst, uint32(c))
+		}
+	}
+	switch m.DType {
+	case F16:
+		for _, v := range rows {
+			dst = binary.LittleEndian.AppendUint16(dst, tensor.FP32ToFP16(v))
+		}
+	default:
+		for _, v := range rows {
+			dst = binary.LittleEndian.AppendUint32(dst, math.Float32bits(v))
+		}
+	}
+	return dst
+}
+
+func appendString(dst []byte, s string) []byte {
+	dst = binary.LittleEndian.AppendUint16(dst, uint16(len(s)))
+	return append(dst, s...)
+}
+
+// reader consumes a message, keeping the first error.
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) take(n int) []byte {
+	if r.err != nil {
+		return nil
+	}
+	if n < 0 || n > len(r.b) {
+		r.err = fmt.Errorf("%w: truncated (%d bytes wanted, %d left)", ErrMessage, n, len(r.b))
+		return nil
+	}
+	out := r.b[:n]
+	r.b = r.b[n:]
+	return out
+}
+
+func (r *reader) u32() uint32 {
+	if b := r.take(4); b != nil {
+		return binary.LittleEndian.Uint32(b)
+	}
+	return 0
+}
+
+func (r *reader) str() string {
+	b := r.take(2)
+	if b == nil {
+		return ""
+	}
+	n := int(binary.LittleEndian.Uint16(b))
+	if n > maxNameLen {
+		r.err = fmt.Errorf("%w: string of %d bytes", ErrMessage, n)
+		return ""
+	}
+	return string(r.take(n))
+}
+
+// Decode parses data into m, reusing m's slices. It refuses (ErrMessage)
+// anything malformed, truncated or out of bounds, without panicking and
+// before allocating what a message only claims to hold.
+func Decode(data []byte, m *Message) error {
+	r := reader{b: data}
+	h := r.take(8)
+	if h == nil || string(h[:4]) != magic {
+		return fmt.Errorf("%w: no stage message header", ErrMessage)
+	}
+	if h[4] != version {
+		return fmt.Errorf("%w: version %d (want %d)", ErrMessage, h[4], version)
+	}
+	m.Kind, m.DType = h[5], DType(h[6])
+	if m.Kind < KindStep || m.Kind > KindError || m.DType > F16 {
+		return fmt.Errorf("%w: kind %d, dtype %d", ErrMessage, m.Kind, m.DType)
+	}
+	e := r.take(16)
+	if e == nil {
+		return r.err
+	}
+	m.Epoch, m.Step = binary.LittleEndian.Uint64(e), binary.LittleEndian.Uint64(e[8:])
+	var f [8]uint32
+	for i := range f {
+		f[i] = r.u32()
+	}
+	if r.err != nil {
+		return r.err
+	}
+	nRows, nSeqs, nCopies, width, nRoute := f[3], f[4], f[5], f[6], f[7]
+	if f[0] > math.MaxInt32 || f[1] > maxBlocks || f[2] > maxBlocks || nRows > maxRows || nSeqs > maxSeqs ||
+		nCopies > maxBlocks || width > maxWidth || nRoute > maxRoute {
+		return fmt.Errorf("%w: header out of bounds (%v)", ErrMessage, f)
+	}
+	m.Context, m.KVBlocks, m.KVBlockSize, m.Width = int(f[0]), int(f[1]), int(f[2]), int(width)
+	m.Reply = r.str()
+	m.Route = m.Route[:0]
+	for i := uint32(0); i < nRoute && r.err == nil; i++ {
+		m.Route = append(m.Route, r.str())
+	}
+	if r.err != nil {
+		return r.err
+	}
+	m.Err = ""
+	if m.Kind == KindError {
+		m.Err = r.str()
+		return r.err
+	}
+	resetStep(&m.StageStep)
+	n := int(nRows)
+	if m.Kind == KindStep {
+		if len(r.b) < n*14 {
+			return fmt.Errorf("%w: %d rows in %d bytes", ErrMessage, n, len(r.b))
+		}
+		withModes := false
+		for i := 0; i < n; i++ {
+			b := r.take(14)
+			m.Tokens = append(m.Tokens, int32(binary.LittleEndian.Uint32(b)))
+			m.Pos = append(m.Pos, int32(binary.LittleEndian.Uint32(b[4:])))
+			m.Seq = append(m.Seq, int32(binary.LittleEndian.Uint32(b[8:])))
+			m.Modes = append(m.Modes, model.RowMode(b[12]))
+			m.Logits = append(m.Logits, b[13]&1 != 0)
+			withModes = withModes || b[13]&2 != 0
+		}
+		if !withModes {
+			m.Modes = m.Modes[:0]
+		}
+		for i := uint32(0); i < nSeqs && r.err == nil; i++ {
+			nb := r.u32()
+			if int64(nb)*4 > int64(len(r.b)) {
+				return fmt.Errorf("%w: table of %d blocks in %d bytes", ErrMessage, nb, len(r.b))
+			}
+			t := tableBuf(m, int(i), int(nb))
+			for j := range t {
+				t[j] = int32(r.u32())
+			}
+		}
+		if int64(nCopies)*8 > int64(len(r.b)) {
+			return fmt.Errorf("%w: %d block copies in %d bytes", ErrMessage, nCopies, len(r.b))
+		}
+		for i := uint32(0); i < 2*nCopies; i++ {
+			m.Copies = append(m.Copies, int32(r.u32()))
+		}
+		if r.err != nil {
+			return r.err
+		}
+	} else if width > 0 {
+		n = len(r.b) / (4 * int(width)) // a result's rows are what its data holds
+		if m.DType != F32 {
+			return fmt.Errorf("%w: a result in dtype %d", ErrMessage, m.DType)
+		}
+	}
+	size := 4
+	if m.DType == F16 {
+		size = 2
+	}
+	want := int64(n) * int64(width) * int64(size)
+	if int64(len(r.b)) != want {
+		return fmt.Errorf("%w: %d bytes of rows, want %d (%d rows of %d)", ErrMessage, len(r.b), want, n, width)
+	}
+	m.Rows = m.Rows[:0]
+	if m.DType == F16 {
+		for i := 0; i < len(r.b); i += 2 {
+			m.Rows = append(m.Rows, tensor.FP16ToFP32(binary.LittleEndian.Uint16(r.b[i:])))
+		}
+	} else {
+		for i := 0; i < len(r.b); i += 4 {
+			m.Rows = append(m.Rows, math.Float32frombits(binary.LittleEndian.Uint32(r.b[i:])))
+		}
+	}
+	if m.Kind == KindStep {
+		m.Hidden = m.Rows
+	}
+	return nil
+}
+
+// resetStep empties st's per-row and per-sequence slices for reuse.
+func resetStep(st *engine.StageStep) {
+	st.Tokens, st.Pos, st.Modes, st.Logits, st.Seq = st.Tokens[:0], st.Pos[:0], st.Modes[:0], st.Logits[:0], st.Seq[:0]
+	st.Tables, st.Copies, st.Hidden = st.Tables[:0], st.Copies[:0], nil
+}
+
+// tableBuf returns table i of m resized to n, reusing its backing array.
+func tableBuf(m *Message, i, n int) []int32 {
+	if i < cap(m.Tables) {
+		m.Tables = m.Tables[:i+1]
+	} else {
+		m.Tables = append(m.Tables, nil)
+	}
+	t := m.Tables[i]
+	if cap(t) < n {
+		t = make([]int32, n)
+	}
+	t = t[:n]
+	m.Tables[i] = t
+	return t
+}

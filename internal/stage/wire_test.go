@@ -1,0 +1,117 @@
+package stage
+
+import (
+	"errors"
+	"math"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"courier/internal/engine"
+	"courier/internal/engine/model"
+)
+
+func sampleStep() *Message {
+	return &Message{
+		Kind: KindStep, DType: F32, Epoch: 1733480000000000000, Step: 42,
+		Reply: "courier.stage.out.first", Route: []string{"courier.stage.step.s3"},
+		StageStep: engine.StageStep{
+			Context: 256, KVBlocks: 64, KVBlockSize: 16,
+			Tokens: []int32{1, 7, 9}, Pos: []int32{0, 1, 5},
+			Modes:  []model.RowMode{model.RowPrompt, model.RowPrompt, 0},
+			Logits: []bool{false, true, true}, Seq: []int32{0, 0, 1},
+			Tables: [][]int32{{3}, {5}}, Copies: []int32{2, 5},
+			Hidden: []float32{1, -2, 0.5, 3, 4, 5},
+		},
+		Width: 2,
+	}
+}
+
+// TestWireRoundTrip encodes and decodes each kind of message.
+func TestWireRoundTrip(t *testing.T) {
+	step := sampleStep()
+	var got Message
+	if err := Decode(AppendEncode(nil, step), &got); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.StageStep, step.StageStep) || got.Epoch != step.Epoch || got.Step != step.Step ||
+		got.Reply != step.Reply || !reflect.DeepEqual(got.Route, step.Route) || got.Width != 2 {
+		t.Errorf("step round trip:\n got %+v\nwant %+v", got, step)
+	}
+	half := sampleStep()
+	half.DType = F16
+	half.Hidden = []float32{1, -2, 0.5, 3, 4, 1.0 / 3}
+	if err := Decode(AppendEncode(nil, half), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Hidden[5] == float32(1.0/3) || math.Abs(float64(got.Hidden[5]-1.0/3)) > 1e-3 || got.Hidden[0] != 1 {
+		t.Errorf("F16 rows %v", got.Hidden)
+	}
+	res := &Message{Kind: KindResult, Epoch: 9, Step: 3, Width: 3, Rows: []float32{1, 2, 3, 4, 5, 6}}
+	if err := Decode(AppendEncode(nil, res), &got); err != nil || !reflect.DeepEqual(got.Rows, res.Rows) || got.Kind != KindResult {
+		t.Errorf("result round trip: %+v, %v", got.Rows, err)
+	}
+	em := &Message{Kind: KindError, Epoch: 9, Step: 3, Err: "stage s2: boom"}
+	if err := Decode(AppendEncode(nil, em), &got); err != nil || got.Err != em.Err || got.Kind != KindError {
+		t.Errorf("error round trip: %q, %v", got.Err, err)
+	}
+}
+
+// TestWireRefusesMalformed checks truncation and lies in the header.
+func TestWireRefusesMalformed(t *testing.T) {
+	good := AppendEncode(nil, sampleStep())
+	var m Message
+	for n := 0; n < len(good); n++ {
+		if err := Decode(good[:n], &m); !errors.Is(err, ErrMessage) {
+			t.Fatalf("truncated to %d bytes: %v, want ErrMessage", n, err)
+		}
+	}
+	bad := append([]byte(nil), good...)
+	bad[4] = 2 // version
+	if err := Decode(bad, &m); !errors.Is(err, ErrMessage) {
+		t.Errorf("version 2: %v", err)
+	}
+	bad = append([]byte(nil), good...)
+	bad[24+12] = 0xff // rows: far more than the bytes hold
+	bad[24+13] = 0xff
+	if err := Decode(bad, &m); !errors.Is(err, ErrMessage) {
+		t.Errorf("rows out of bounds: %v", err)
+	}
+	if err := Decode(append(good, 0), &m); !errors.Is(err, ErrMessage) {
+		t.Errorf("trailing byte: %v", err)
+	}
+}
+
+// FuzzDecode feeds Decode arbitrary bytes (seeds in testdata/fuzz): it
+// must refuse or accept without panicking, and what it accepts must
+// encode back to the same bytes.
+func FuzzDecode(f *testing.F) {
+	f.Add(AppendEncode(nil, sampleStep()))
+	f.Add(AppendEncode(nil, &Message{Kind: KindResult, Epoch: 1, Step: 1, Width: 2, Rows: []float32{1, 2}}))
+	f.Add(AppendEncode(nil, &Message{Kind: KindError, Err: "x"}))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var m Message
+		if err := Decode(data, &m); err != nil {
+			if !errors.Is(err, ErrMessage) {
+				t.Fatalf("error not ErrMessage: %v", err)
+			}
+			return
+		}
+		if m.Kind == KindStep {
+			m.Hidden = m.Rows
+		}
+		var again Message
+		if err := Decode(AppendEncode(nil, &m), &again); err != nil {
+			t.Fatalf("re-encoded message refused: %v", err)
+		}
+	})
+}
+
+// TestFuzzCorpusCommitted keeps the seed corpus in the repository.
+func TestFuzzCorpusCommitted(t *testing.T) {
+	ents, err := os.ReadDir(filepath.Join("testdata", "fuzz", "FuzzDecode"))
+	if err != nil || len(ents) < 3 {
+		t.Fatalf("seed corpus testdata/fuzz/FuzzDecode: %d files, %v", len(ents), err)
+	}
+}
