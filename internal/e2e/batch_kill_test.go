@@ -20,32 +20,36 @@ import (
 
 // serveProc is a `courier serve` process on a fixed address.
 type serveProc struct {
-	cmd  *exec.Cmd
-	base string // http://addr/v1
+	cmd    *exec.Cmd
+	base   string        // http://addr/v1
+	exited chan struct{} // closed when the process has exited
 }
 
-// startServeProcess runs `courier serve` on addr with dataDir and waits
-// until it is ready; the test's end stops it.
-func startServeProcess(t *testing.T, bin, addr, dataDir string) *serveProc {
+// stop sends SIGTERM and waits for the process to exit (SIGKILL after 15 s).
+func (p *serveProc) stop() {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(15 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+	}
+}
+
+// startServeProcess runs `courier serve` on addr with dataDir (and extra
+// flags) and waits until it is ready; the test's end stops it.
+func startServeProcess(t *testing.T, bin, addr, dataDir string, extra ...string) *serveProc {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--addr", addr, "--data-dir", dataDir,
-		"--model", modelName+"="+modelPath(t), "--heartbeat", "100ms", "--batch-ack-wait", "3s", "--log-level", "warn")
+	args := append([]string{"serve", "--addr", addr, "--data-dir", dataDir,
+		"--model", modelName + "=" + modelPath(t), "--heartbeat", "100ms", "--batch-ack-wait", "3s", "--log-level", "warn"}, extra...)
+	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &serveProc{cmd: cmd, base: "http://" + addr + "/v1"}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	})
+	p := &serveProc{cmd: cmd, base: "http://" + addr + "/v1", exited: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(p.exited) }()
+	t.Cleanup(p.stop)
 	waitUntil(t, "serve ready", func() bool {
 		resp, err := http.Get("http://" + addr + "/readyz")
 		if err != nil {
