@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -34,18 +36,44 @@ func newRunCmd() *cobra.Command {
 	var o runOptions
 	c := &cobra.Command{
 		Use:   "run --model MODEL [PROMPT]",
-		Short: "generate text from a GGUF model locally",
-		Long: `Loads a model (a GGUF file or a model store name such as ORG/REPO:Q8_0) and
-generates from PROMPT: the text goes to stdout, one summary line to stderr.`,
+		Short: "chat with a GGUF model on this terminal, or generate from a prompt",
+		Long: `Loads a model (a GGUF file or a model store name such as ORG/REPO:Q8_0).
+
+With no PROMPT on a terminal it opens a chat: messages are rendered with the
+model's chat template, the conversation is kept, Ctrl-C stops an answer,
+/set system TEXT sets the system message, /clear forgets the conversation,
+/bye or Ctrl-D leaves (/? lists the commands).
+
+With PROMPT (or a prompt piped on stdin) it generates once from the raw
+text: the text goes to stdout, one summary line to stderr.`,
+		Example: `  courier run --model ORG/REPO:Q4_K_M
+  courier run --model model.gguf --temperature 0 "Once upon a time"
+  echo "Once upon a time" | courier run --model model.gguf`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			if o.model == "" {
 				return usageError("--model is required (a GGUF file or a store name such as ORG/REPO:Q8_0)")
 			}
-			if err := checkArgs(args, 1, 1, "one PROMPT"); err != nil {
+			if err := checkArgs(args, 0, 1, "at most one PROMPT"); err != nil {
 				return err
 			}
-			return exitCode(runOnce(o, args[0]))
+			if len(args) == 1 {
+				return exitCode(runOnce(o, args[0]))
+			}
+			if isTerminal(os.Stdin) {
+				if !c.Flags().Changed("max-tokens") {
+					o.maxTokens = 0 // answers end where the model ends them
+				}
+				return exitCode(runChat(o))
+			}
+			data, err := io.ReadAll(os.Stdin)
+			if err != nil {
+				return exitCode(fail("reading stdin: %v", err))
+			}
+			if strings.TrimSpace(string(data)) == "" {
+				return usageError("no prompt: give PROMPT, pipe one on stdin, or run on a terminal to chat")
+			}
+			return exitCode(runOnce(o, strings.TrimSuffix(string(data), "\n")))
 		},
 	}
 	fs := c.Flags()
@@ -72,12 +100,7 @@ func runOnce(o runOptions, promptText string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	path, err := modelStore().Resolve(o.model)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "courier run: %v\n", err)
-		return 1
-	}
-	e, err := engine.Load(path, engine.Options{ContextLength: o.ctxLen, Threads: o.threads, Slots: 1, NoRepack: o.noRepack})
+	e, err := loadEngine(o)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "courier run: %v\n", err)
 		return 1
@@ -108,6 +131,22 @@ func runOnce(o runOptions, promptText string) int {
 		res.PromptTokens, res.CompletionTokens, rate(res.PromptTokens, res.Prefill),
 		rate(res.CompletionTokens-1, res.Decode), res.FinishReason)
 	return 0
+}
+
+// loadEngine loads the model of o (a path or a store name) for one
+// generation at a time.
+func loadEngine(o runOptions) (*engine.Engine, error) {
+	path, err := modelStore().Resolve(o.model)
+	if err != nil {
+		return nil, err
+	}
+	return engine.Load(path, engine.Options{ContextLength: o.ctxLen, Threads: o.threads, Slots: 1, NoRepack: o.noRepack})
+}
+
+// fail prints a failure of courier run and returns exit status 1.
+func fail(format string, args ...any) int {
+	fmt.Fprintf(os.Stderr, "courier run: "+format+"\n", args...)
+	return 1
 }
 
 // sampling is the sampler's parameters from the flags.
