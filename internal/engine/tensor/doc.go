@@ -115,8 +115,8 @@
 //
 // # Packed weights
 //
-// Where the packed kernels can run (AVX512-VNNI: Q4_0 and Q4_K; AVX2
-// without it: Q4_0), NewMatrix copies a
+// Where the packed kernels can run (AVX512-VNNI, or AVX2 with
+// packed_q40_amd64.s and packed_q4k_amd64.s), NewMatrix copies a
 // matrix of such a type with a multiple of 8 rows once into a packed,
 // row-interleaved layout (packed.go: per group of eight rows and block,
 // the eight rows' scales, Q4_K's scales and mins unpacked to bytes, and
@@ -132,7 +132,11 @@
 // and its scale as float32) so that packedGroupRows/packedGroupGemm
 // decode each packed block once for four activation rows, feeding the
 // unsigned codes to VPMADDUBSW and taking the -8 offset off the exact
-// integer sum (packed_q40_amd64.s). Data is still the original, read only by
+// integer sum (packed_q40_amd64.s); Q4_K's gemm rows need no side data
+// (its activation blocks carry their 16-element sums) and its kernel
+// decodes each packed block once for two rows, one int16 accumulator per
+// row and nibble half, VPMADDWD by the scales as word pairs
+// (packed_q4k_amd64.s). Data is still the original, read only by
 // Row and EmbeddingRow, and must not change after NewMatrix.
 //
 // MatMul converts the activation rows once into a Workspace (for multi-row

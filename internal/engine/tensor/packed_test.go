@@ -134,7 +134,7 @@ func TestPackedKernelsMatchGeneric(t *testing.T) {
 									}
 								}
 							}
-							if k.group != nil && side != nil {
+							if k.group != nil {
 								k.group(p, acts, m, cols, outs)
 								for i := 0; i < m; i++ {
 									check("group", i)

@@ -287,10 +287,10 @@ func (j *job) packedKernel(ci int) packedRowsFunc {
 }
 
 // packedGroupKernel returns the packed kernel over several activation
-// rows with the arithmetic of class ci, or nil (none, the rows lack its
-// side data, or the generic kernels are forced).
+// rows with the arithmetic of class ci, or nil (none, the rows lack the
+// side data of the type's kernel, or the generic kernels are forced).
 func (j *job) packedGroupKernel(ci int) packedGroupFunc {
-	if useGeneric || j.side == nil {
+	if useGeneric || j.side != kernelFor(j.w.Type).side {
 		return nil
 	}
 	if ci == classGemm {
