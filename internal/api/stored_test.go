@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -14,14 +15,15 @@ import (
 	"github.com/openai/openai-go/v3/option"
 	"github.com/openai/openai-go/v3/shared"
 
+	"courier/internal/bus"
 	"courier/internal/bus/natsbus"
 	"courier/internal/completions"
 )
 
-// storedServer is a gateway over the scripted hello generation with a
-// completion store on a real embedded NATS server (JetStream under dir),
-// on loopback; keys k1 and k2.
-func storedServer(t *testing.T, dir string, cfg Config) (*server, string) {
+// storedServer is a gateway over the scripted generation of chunks (the
+// hello generation when none) with a completion store on a real embedded
+// NATS server (JetStream under dir), on loopback; keys k1 and k2.
+func storedServer(t *testing.T, dir string, cfg Config, chunks ...bus.Chunk) (*server, string) {
 	t.Helper()
 	srv, err := natsbus.StartServer(natsbus.ServerConfig{Name: "t", DataDir: dir}, nil)
 	if err != nil {
@@ -39,7 +41,10 @@ func storedServer(t *testing.T, dir string, cfg Config) (*server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, _ := scripted(helloChunks()...)
+	if chunks == nil {
+		chunks = helloChunks()
+	}
+	d, _ := scripted(chunks...)
 	cfg.APIKeys = []string{"k1", "k2"}
 	s := newTestServer(t, cfg, d)
 	var n atomic.Int64
@@ -279,5 +284,47 @@ func TestStoreAll(t *testing.T) {
 	}
 	if w := do(plain, "GET", "/v1/chat/completions", ""); w.Code != 405 {
 		t.Errorf("list without a store: %d", w.Code)
+	}
+}
+
+// TestStoredStreamedToolCallsAndChoices: a streamed answer of two choices
+// whose tool calls arrive piece by piece is stored as the non-streamed
+// answer would be (every choice, the calls joined, usage), and a message
+// whose content was an array of parts keeps its parts.
+func TestStoredStreamedToolCallsAndChoices(t *testing.T) {
+	s, _ := storedServer(t, t.TempDir(), Config{},
+		bus.Chunk{Text: "Let me check.", Tokens: []int32{1}},
+		bus.Chunk{Tokens: []int32{2}, ToolCalls: []bus.ToolCallDelta{{Index: 0, ID: "call_a", Name: "get_weather"}}},
+		bus.Chunk{Tokens: []int32{3}, ToolCalls: []bus.ToolCallDelta{{Index: 0, Arguments: `{"city":`}}},
+		bus.Chunk{Tokens: []int32{4}, ToolCalls: []bus.ToolCallDelta{{Index: 0, Arguments: `"Oslo"}`}}},
+		bus.Chunk{FinishReason: "tool_calls", Usage: &bus.Usage{PromptTokens: 3, CompletionTokens: 4}},
+	)
+	auth := []string{"Authorization", "Bearer k1"}
+	body := `{"model":"tiny","stream":true,"n":2,"store":true,"metadata":{"run":"7"},
+		"tools":[{"type":"function","function":{"name":"get_weather"}}],
+		"messages":[{"role":"user","content":[{"type":"text","text":"Weather"},{"type":"text","text":"in Oslo?"}]}]}`
+	w := do(s, "POST", "/v1/chat/completions", body, auth...)
+	if w.Code != 200 || !strings.HasSuffix(w.Body.String(), "data: [DONE]\n\n") {
+		t.Fatalf("stream: %d %s", w.Code, w.Body)
+	}
+	id := "chatcmpl-" + w.Header().Get("X-Request-Id")
+	var got storedCompletion
+	if w := do(s, "GET", "/v1/chat/completions/"+id, "", auth...); w.Code != 200 || json.Unmarshal(w.Body.Bytes(), &got) != nil {
+		t.Fatalf("retrieve %s: %d %s", id, w.Code, w.Body)
+	}
+	if len(got.Choices) != 2 || got.Metadata["run"] != "7" || got.Usage.CompletionTokens != 8 || got.Object != "chat.completion" {
+		t.Fatalf("stored %+v", got)
+	}
+	for i, c := range got.Choices {
+		tc := c.Message.ToolCalls
+		if c.Index != i || c.FinishReason != "tool_calls" || c.Message.Content != "Let me check." || len(tc) != 1 ||
+			tc[0].ID != "call_a" || tc[0].Function.Name != "get_weather" || tc[0].Function.Arguments != `{"city":"Oslo"}` {
+			t.Errorf("stored choice %d: %+v", i, c)
+		}
+	}
+	w = do(s, "GET", "/v1/chat/completions/"+id+"/messages", "", auth...)
+	if w.Code != 200 || !strings.Contains(w.Body.String(), `"content":null`) ||
+		!strings.Contains(w.Body.String(), `"content_parts":[{"type":"text","text":"Weather"},{"type":"text","text":"in Oslo?"}]`) {
+		t.Errorf("messages: %d %s", w.Code, w.Body)
 	}
 }

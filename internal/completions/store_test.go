@@ -23,6 +23,12 @@ func TestMain(m *testing.M) {
 // openStore starts an embedded NATS server on dir and opens the store on
 // it; the returned func stops both.
 func openStore(t *testing.T, dir string, ttl time.Duration) (*completions.Store, func()) {
+	s, _, stop := openStoreKV(t, dir, ttl)
+	return s, stop
+}
+
+// openStoreKV is openStore, also returning the bucket.
+func openStoreKV(t *testing.T, dir string, ttl time.Duration) (*completions.Store, jobs.KV, func()) {
 	t.Helper()
 	srv, err := natsbus.StartServer(natsbus.ServerConfig{Name: "t", DataDir: dir}, nil)
 	if err != nil {
@@ -47,7 +53,7 @@ func openStore(t *testing.T, dir string, ttl time.Duration) (*completions.Store,
 		_ = srv.Shutdown(ctx)
 	}
 	t.Cleanup(stop)
-	return completions.New(kv), stop
+	return completions.New(kv), kv, stop
 }
 
 func put(t *testing.T, s *completions.Store, owner, id, model string, stored int64, md map[string]string, msgs ...string) {
@@ -216,10 +222,14 @@ func TestValidateMetadata(t *testing.T) {
 	}
 }
 
-// TestStoreTTL: a completion is gone once the bucket's TTL passed.
+// TestStoreTTL: a completion stored under the default TTL is gone once a
+// shorter --store-ttl, given at the next start, has passed.
 func TestStoreTTL(t *testing.T) {
-	s, _ := openStore(t, t.TempDir(), time.Second)
+	dir := t.TempDir()
+	s, stop := openStore(t, dir, 0)
 	put(t, s, "", "chatcmpl-x", "m", 0, nil, "hi")
+	stop()
+	s, _ = openStore(t, dir, time.Second)
 	if _, err := s.Get(t.Context(), "", "chatcmpl-x"); err != nil {
 		t.Fatal(err)
 	}
@@ -233,5 +243,29 @@ func TestStoreTTL(t *testing.T) {
 			t.Fatalf("still stored 15 s after a 1 s TTL: %v", err)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestUpdateRewritesBoth: an update writes the record and its messages
+// again, so both expire --store-ttl after it (the bucket's age counts from
+// a key's last write).
+func TestUpdateRewritesBoth(t *testing.T) {
+	s, kv, _ := openStoreKV(t, t.TempDir(), 0)
+	ctx := t.Context()
+	put(t, s, "o", "chatcmpl-u", "m", 0, nil, "hi")
+	revs := func() (uint64, uint64) {
+		_, r1, err1 := kv.Get(ctx, completions.RecordKey("o", "chatcmpl-u"))
+		_, r2, err2 := kv.Get(ctx, completions.MessagesKey("o", "chatcmpl-u"))
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		return r1, r2
+	}
+	c0, m0 := revs()
+	if _, err := s.UpdateMetadata(ctx, "o", "chatcmpl-u", map[string]string{"a": "b"}); err != nil {
+		t.Fatal(err)
+	}
+	if c1, m1 := revs(); c1 <= max(c0, m0) || m1 <= max(c0, m0) {
+		t.Errorf("revisions before the update %d, %d; after %d, %d: both must be written again", c0, m0, c1, m1)
 	}
 }

@@ -1,0 +1,7 @@
+package completions
+
+// Keys of owner's completion id, for tests that read the bucket directly.
+var (
+	RecordKey   = recordKey
+	MessagesKey = messagesKey
+)
