@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -14,8 +15,10 @@ import (
 	"time"
 
 	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
 
 	"courier/internal/jobs"
+	"courier/internal/testutil"
 )
 
 // llamaServer is a llama.cpp llama-server process serving stories260K as
@@ -29,9 +32,15 @@ type llamaServer struct {
 // startLlamaServer runs bin (llama-server) on addr with 2 slots and waits
 // until it answers /health; the test's end kills it.
 func startLlamaServer(t *testing.T, bin, addr string) *llamaServer {
+	return startLlamaServerModel(t, bin, addr, modelPath(t), modelName)
+}
+
+// startLlamaServerModel is startLlamaServer for the model at path, served
+// as name.
+func startLlamaServerModel(t *testing.T, bin, addr, path, name string) *llamaServer {
 	t.Helper()
 	host, port, _ := strings.Cut(addr, ":")
-	cmd := exec.Command(bin, "-m", modelPath(t), "--host", host, "--port", port, "--alias", modelName,
+	cmd := exec.Command(bin, "-m", path, "--host", host, "--port", port, "--alias", name,
 		"-np", "2", "-c", "1024", "-t", "1", "--log-disable")
 	if os.Getenv("COURIER_TEST_LOG") != "" {
 		cmd.Stderr = os.Stderr
@@ -131,6 +140,9 @@ func TestLlamaServerUpstream(t *testing.T) {
 		t.Errorf("streamed chat %+v, %v", acc.Choices, err)
 	}
 
+	t.Run("structured outputs and tools", func(t *testing.T) { llamaServerStructured(t, addr, front.Addr()) })
+	t.Run("tool calls", func(t *testing.T) { llamaServerToolCalls(t, bin) })
+
 	target, _ := url.Parse("http://" + addr)
 	t.Run("resume", func(t *testing.T) {
 		want, _ := direct.Completions.New(ctx, completionParams(prompts[0], 30))
@@ -225,4 +237,119 @@ func readAll(resp *http.Response) string {
 			return b.String()
 		}
 	}
+}
+
+// llamaServerStructured: output constraints sent to the front under
+// OpenAI's and vLLM's names reach llama-server under its own (json_schema,
+// grammar) and give the answers llama-server gives when asked directly;
+// forced tool calls come back as llama-server makes them; a regex, which
+// llama-server cannot enforce, is a 400 naming it.
+func llamaServerStructured(t *testing.T, direct, front string) {
+	const chat = `"messages":[{"role":"user","content":"Tell me about a cat."}],"temperature":0,"max_tokens":40`
+	const comp = `"prompt":"Once upon a time","temperature":0,"max_tokens":40`
+	const schema = `{"type":"object","properties":{"name":{"type":"string","maxLength":8},"age":{"type":"integer"}},"required":["name","age"]}`
+	for _, tc := range []struct{ path, base, front, direct string }{
+		{"/v1/chat/completions", chat, `"response_format":{"type":"json_object"}`, `"json_schema":{"type":"object"}`},
+		{"/v1/chat/completions", chat, `"response_format":{"type":"json_schema","json_schema":{"name":"cat","schema":` + schema + `}}`, `"json_schema":` + schema},
+		{"/v1/completions", comp, `"guided_json":` + schema, `"json_schema":` + schema},
+		{"/v1/chat/completions", chat, `"guided_choice":["happy","sad"]`, `"grammar":"root ::= \"happy\" | \"sad\""`},
+		{"/v1/completions", comp, `"grammar":"root ::= \" there was a \" [a-z]+"`, `"grammar":"root ::= \" there was a \" [a-z]+"`},
+		{"/v1/chat/completions", chat, `"tools":[{"type":"function","function":{"name":"get_weather","parameters":` + weatherParams + `}}],"tool_choice":"required","parallel_tool_calls":false`,
+			`"tools":[{"type":"function","function":{"name":"get_weather","parameters":` + weatherParams + `}}],"tool_choice":"required","parallel_tool_calls":false`},
+	} {
+		ws, want := postJSON(t, direct, tc.path, `{"model":"`+modelName+`",`+tc.base+`,`+tc.direct+`}`)
+		gs, got := postJSON(t, front, tc.path, `{"model":"`+modelName+`",`+tc.base+`,`+tc.front+`}`)
+		var w, g struct {
+			Choices []struct {
+				Text    string `json:"text"`
+				Message struct {
+					Content   string `json:"content"`
+					ToolCalls []struct {
+						Function struct{ Name, Arguments string } `json:"function"`
+					} `json:"tool_calls"`
+				} `json:"message"`
+				FinishReason string `json:"finish_reason"`
+			} `json:"choices"`
+		}
+		if ws != 200 || gs != 200 || json.Unmarshal(want, &w) != nil || json.Unmarshal(got, &g) != nil || len(w.Choices) != 1 || len(g.Choices) != 1 {
+			t.Fatalf("%s: llama-server %d %s\nfront %d %s", tc.front, ws, want, gs, got)
+		}
+		if fmt.Sprint(w.Choices[0]) != fmt.Sprint(g.Choices[0]) {
+			t.Errorf("%s: front %+v\nllama-server %+v", tc.front, g.Choices[0], w.Choices[0])
+		}
+		t.Logf("%s: %+v", tc.front, g.Choices[0])
+	}
+	st, data := postJSON(t, front, "/v1/completions", `{"model":"`+modelName+`",`+comp+`,"guided_regex":"a+"}`)
+	if st != 400 || !strings.Contains(string(data), "guided_regex") || !strings.Contains(string(data), "llama-server") {
+		t.Errorf("a regex through llama-server: %d %s", st, data)
+	}
+}
+
+// llamaServerToolCalls: with tools on a random-weight Qwen3 (its real
+// template, which llama-server reads as Hermes <tool_call> blocks), a chat
+// through the front answers as llama-server answers directly, streamed and
+// not (calls or content, whichever llama-server makes: at this llama.cpp
+// commit its required tool_choice does not force a call on this model);
+// and a history with an assistant's call and the tool's result reaches
+// llama-server's template as it does directly (equal prompt tokens).
+func llamaServerToolCalls(t *testing.T, bin string) {
+	addr := freeAddr(t)
+	startLlamaServerModel(t, bin, addr, testutil.Model(t, "synth-qwen3-Q8_0.gguf"), "qwen3")
+	front := startNode(t, frontConfig(t, "http://"+addr+"/v1"))
+	dc, fc := client(t, addr), client(t, front.Addr())
+	ctx := testCtx(t)
+	params := openai.ChatCompletionNewParams{
+		Model:       "qwen3",
+		Messages:    []openai.ChatCompletionMessageParamUnion{openai.UserMessage("What is the weather in Paris?")},
+		MaxTokens:   openai.Int(24),
+		Temperature: openai.Float(0),
+		Tools:       []openai.ChatCompletionToolUnionParam{toolParam("get_weather", weatherParams)},
+		ToolChoice:  openai.ChatCompletionToolChoiceOptionUnionParam{OfAuto: openai.String("required")},
+	}
+	params.ParallelToolCalls = openai.Bool(false)
+	noThink := option.WithJSONSet("chat_template_kwargs", map[string]any{"enable_thinking": false})
+	same := func(what string) {
+		t.Helper()
+		// The first answer evaluates the whole prompt, later ones reuse
+		// llama-server's prompt cache, which can tip a random model's
+		// near ties: compare answers that both reuse it.
+		if _, err := dc.Chat.Completions.New(ctx, params, noThink); err != nil {
+			t.Fatal(err)
+		}
+		want, err := dc.Chat.Completions.New(ctx, params, noThink)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := fc.Chat.Completions.New(ctx, params, noThink)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, g := want.Choices[0], got.Choices[0]
+		if g.Message.Content != w.Message.Content || g.FinishReason != w.FinishReason || len(g.Message.ToolCalls) != len(w.Message.ToolCalls) ||
+			got.Usage.PromptTokens != want.Usage.PromptTokens {
+			t.Fatalf("%s: front %s %+v\nllama-server %s %+v", what, g.RawJSON(), got.Usage, w.RawJSON(), want.Usage)
+		}
+		for i := range w.Message.ToolCalls {
+			if g.Message.ToolCalls[i].Function.Name != w.Message.ToolCalls[i].Function.Name || g.Message.ToolCalls[i].Function.Arguments != w.Message.ToolCalls[i].Function.Arguments {
+				t.Fatalf("%s: front %s\nllama-server %s", what, g.RawJSON(), w.RawJSON())
+			}
+		}
+		s := fc.Chat.Completions.NewStreaming(ctx, params, noThink)
+		var acc openai.ChatCompletionAccumulator
+		for s.Next() {
+			acc.AddChunk(s.Current())
+		}
+		if err := s.Err(); err != nil || len(acc.Choices) != 1 || acc.Choices[0].Message.Content != w.Message.Content ||
+			len(acc.Choices[0].Message.ToolCalls) != len(w.Message.ToolCalls) {
+			t.Fatalf("%s streamed through the front: %+v, %v", what, acc.Choices, err)
+		}
+		t.Logf("%s: %d prompt tokens, %d calls, finish %s", what, got.Usage.PromptTokens, len(g.Message.ToolCalls), g.FinishReason)
+	}
+	same("tools offered")
+	call := openai.ChatCompletionAssistantMessageParam{ToolCalls: []openai.ChatCompletionMessageToolCallUnionParam{{
+		OfFunction: &openai.ChatCompletionMessageFunctionToolCallParam{ID: "call_1",
+			Function: openai.ChatCompletionMessageFunctionToolCallFunctionParam{Name: "get_weather", Arguments: `{"city":"Paris","unit":"celsius"}`}}}}}
+	params.Messages = append(params.Messages, openai.ChatCompletionMessageParamUnion{OfAssistant: &call}, openai.ToolMessage(`{"temp":21}`, "call_1"))
+	params.ToolChoice = openai.ChatCompletionToolChoiceOptionUnionParam{OfAuto: openai.String("auto")}
+	same("after a call and its result")
 }

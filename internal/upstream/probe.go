@@ -74,7 +74,8 @@ func (b *Backend) probe(ctx context.Context, detected *bool) {
 }
 
 // detect finds how the upstream reports its load: llama-server's /slots,
-// then vLLM's /metrics; neither leaves --slots alone in charge.
+// then vLLM's /metrics; neither leaves --slots alone in charge. It also
+// identifies the engine (identify).
 func (b *Backend) detect(ctx context.Context) {
 	kind := loadNone
 	if _, _, ok := b.llamaSlots(ctx); ok {
@@ -85,6 +86,7 @@ func (b *Backend) detect(ctx context.Context) {
 	b.mu.Lock()
 	b.kind = kind
 	b.mu.Unlock()
+	b.identify(ctx, kind)
 	if kind != loadNone {
 		b.log.Info("upstream load reporting found", "kind", map[loadKind]string{loadLlamaCpp: "llama-server /slots", loadVLLM: "vLLM /metrics"}[kind])
 	}

@@ -28,7 +28,7 @@ import (
 type body struct {
 	Model         string            `json:"model"`
 	Prompt        string            `json:"prompt,omitempty"`
-	Messages      []bus.ChatMessage `json:"messages,omitempty"`
+	Messages      []upMessage       `json:"messages,omitempty"`
 	TemplateArgs  map[string]any    `json:"chat_template_kwargs,omitempty"`
 	MaxTokens     int               `json:"max_tokens,omitempty"`
 	Stream        bool              `json:"stream"`
@@ -52,6 +52,18 @@ type body struct {
 	// message (a resumed chat, or a client's own prefix).
 	ContinueFinal       bool  `json:"continue_final_message,omitempty"`
 	AddGenerationPrompt *bool `json:"add_generation_prompt,omitempty"`
+	// Tools in OpenAI's shape.
+	Tools             []upTool `json:"tools,omitempty"`
+	ToolChoice        any      `json:"tool_choice,omitempty"`
+	ParallelToolCalls *bool    `json:"parallel_tool_calls,omitempty"`
+	// An output constraint, under the names the upstream's engine takes
+	// (setConstraint).
+	ResponseFormat any             `json:"response_format,omitempty"`
+	JSONSchema     json.RawMessage `json:"json_schema,omitempty"`
+	Grammar        string          `json:"grammar,omitempty"`
+	GuidedRegex    string          `json:"guided_regex,omitempty"`
+	GuidedChoice   []string        `json:"guided_choice,omitempty"`
+	GuidedGrammar  string          `json:"guided_grammar,omitempty"`
 }
 
 type streamOptions struct {
@@ -63,7 +75,15 @@ type event struct {
 	Choices []struct {
 		Text  string `json:"text"`
 		Delta struct {
-			Content *string `json:"content"`
+			Content   *string `json:"content"`
+			ToolCalls []struct {
+				Index    int    `json:"index"`
+				ID       string `json:"id"`
+				Function struct {
+					Name      string `json:"name"`
+					Arguments string `json:"arguments"`
+				} `json:"function"`
+			} `json:"tool_calls"`
 		} `json:"delta"`
 		FinishReason *string         `json:"finish_reason"`
 		Logprobs     json.RawMessage `json:"logprobs"`
@@ -86,19 +106,16 @@ func (b *Backend) Serve(ctx context.Context, req *bus.Request, send func(*bus.Ch
 	if !ok {
 		return fail(bus.CodeModelNotFound, "upstream worker does not serve %q", req.Model)
 	}
-	if len(req.Tools) > 0 && req.ToolChoice != "none" {
-		return fail(bus.CodeInvalidRequest, "tool calling is not supported by upstream workers")
-	}
 	if len(req.PromptIDs) > 0 {
 		return fail(bus.CodeInvalidRequest, "token-id prompts are not supported by upstream workers")
 	}
-	if req.Constraint != nil {
-		// Forwarding it would not survive a resume (the upstream would
-		// restart the grammar inside a half-written document); never drop
-		// it silently.
-		return fail(bus.CodeInvalidRequest, "structured outputs (%s) are not supported by upstream workers", req.Constraint.Type)
-	}
 	delivered := int(seq - 1) // chunks (about one token each) the client has
+	if delivered > 0 && (req.Constraint != nil || (len(req.Tools) > 0 && req.ToolChoice != "none")) {
+		// An upstream would restart its grammar, or its tool-call parser,
+		// inside the half-written answer: the continuation could be
+		// invalid, and nothing says so. Fail rather than relay that.
+		return fail(bus.CodeInternal, "the worker answering was lost mid-answer, and a structured output or tool call cannot be continued by an upstream engine (%s); retry the request", b.shown)
+	}
 	bd := body{
 		Model: name, Stream: true, StreamOptions: &streamOptions{IncludeUsage: true},
 		Stop: req.Stop, Temperature: req.Sampling.Temperature, TopP: req.Sampling.TopP, Seed: signedSeed(req.Sampling.Seed),
@@ -131,10 +148,12 @@ func (b *Backend) Serve(ctx context.Context, req *bus.Request, send func(*bus.Ch
 		}
 	case bus.KindChat:
 		path = "/chat/completions"
-		bd.Messages, bd.TemplateArgs = req.Messages, req.ChatTemplateKwargs
+		msgs := req.Messages
 		if resume != "" {
-			bd.Messages = worker.ContinueWith(req.Messages, req.ContinueFinal, resume)
+			msgs = worker.ContinueWith(req.Messages, req.ContinueFinal, resume)
 		}
+		bd.Messages, bd.TemplateArgs = upMessages(msgs), req.ChatTemplateKwargs
+		setTools(&bd, req)
 		if req.ContinueFinal || resume != "" {
 			bd.ContinueFinal, bd.AddGenerationPrompt = true, new(bool)
 		}
@@ -148,6 +167,11 @@ func (b *Backend) Serve(ctx context.Context, req *bus.Request, send func(*bus.Ch
 			"serve the model with the built-in engine for /v1/classifications", b.shown)
 	default:
 		return fail(bus.CodeInvalidRequest, "unknown request kind %q", req.Kind)
+	}
+	if req.Constraint != nil {
+		if err := setConstraint(&bd, req.Constraint, b.engineOf(ctx)); err != nil {
+			return fail(bus.CodeInvalidRequest, "%v", err)
+		}
 	}
 	data, err := json.Marshal(&bd)
 	if err != nil {
@@ -289,8 +313,12 @@ func (b *Backend) relay(r io.Reader, req *bus.Request, skip string, seq *uint64,
 			if !dropped && (req.Logprobs || req.TopLogprobs > 0) && len(ch.Logprobs) > 0 && string(ch.Logprobs) != "null" {
 				lps = parseLogprobs(ch.Logprobs, req.Kind == bus.KindChat)
 			}
-			if text != "" || len(lps) > 0 {
-				send(&bus.Chunk{ID: req.ID, Seq: *seq, Attempt: req.Attempt, Text: text, Logprobs: lps})
+			var calls []bus.ToolCallDelta
+			for _, tc := range ch.Delta.ToolCalls {
+				calls = append(calls, bus.ToolCallDelta{Index: tc.Index, ID: tc.ID, Name: tc.Function.Name, Arguments: tc.Function.Arguments})
+			}
+			if text != "" || len(lps) > 0 || len(calls) > 0 {
+				send(&bus.Chunk{ID: req.ID, Seq: *seq, Attempt: req.Attempt, Text: text, Logprobs: lps, ToolCalls: calls})
 				*seq++
 				n++
 			}

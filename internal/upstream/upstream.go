@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -78,6 +79,9 @@ type Backend struct {
 	others    int       // guarded by mu; requests at the upstream that are not ours (load probe)
 	capacity  int       // guarded by mu; the upstream's own slot count (llama-server), 0 unknown
 	kind      loadKind  // guarded by mu
+	owner     string    // guarded by mu; owned_by of the upstream's models (its engine's name)
+	engine    engine    // guarded by mu; what the upstream is, for structured outputs
+	known     bool      // guarded by mu; engine was identified
 	refusals  int64     // guarded by mu; 429/503 answers since start
 	lastError string    // guarded by mu; the last failure, for logs
 	// resumeAt reports the end of a pause at once (OnChange), so the
@@ -312,18 +316,24 @@ func (b *Backend) listModels(ctx context.Context) ([]string, error) {
 	}
 	var list struct {
 		Data []struct {
-			ID string `json:"id"`
+			ID      string `json:"id"`
+			OwnedBy string `json:"owned_by"`
 		} `json:"data"`
 	}
 	if err := json.Unmarshal(data, &list); err != nil {
 		return nil, fmt.Errorf("upstream %s: list models: %w", b.shown, err)
 	}
 	var ids []string
+	owner := ""
 	for _, m := range list.Data {
 		if m.ID != "" && !slices.Contains(ids, m.ID) {
 			ids = append(ids, m.ID)
 		}
+		owner = cmp.Or(owner, m.OwnedBy)
 	}
+	b.mu.Lock()
+	b.owner = owner
+	b.mu.Unlock()
 	return ids, nil
 }
 

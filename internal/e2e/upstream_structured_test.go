@@ -1,0 +1,141 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/openai/openai-go/v3"
+)
+
+// postJSON posts body to addr's path and returns the status and the answer.
+func postJSON(t *testing.T, addr, path, body string) (int, []byte) {
+	t.Helper()
+	resp, err := http.Post("http://"+addr+path, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, data
+}
+
+// TestUpstreamStructuredOutputsAndTools: through a front Courier whose
+// worker fronts another Courier, every output constraint (response_format
+// json_object and json_schema, guided_regex, guided_choice, GBNF grammar)
+// and forced tool calls reach the upstream and give the upstream's own
+// greedy answers, byte for byte; streamed calls arrive piece by piece; a
+// history with calls and tool results reaches the upstream's template as it
+// reaches the direct one (equal prompt tokens).
+func TestUpstreamStructuredOutputsAndTools(t *testing.T) {
+	direct, front := startUpstreamPair(t)
+	const msgs = `"messages":[{"role":"user","content":"Tell me about a cat."}],"temperature":0,"max_tokens":40`
+	for _, tc := range []struct{ path, extra string }{
+		{"/v1/chat/completions", `"response_format":{"type":"json_object"}`},
+		{"/v1/chat/completions", `"response_format":{"type":"json_schema","json_schema":{"name":"cat","schema":{"type":"object","properties":{"name":{"type":"string","maxLength":8},"age":{"type":"integer"}},"required":["name","age"]}}}`},
+		{"/v1/chat/completions", `"guided_choice":["happy","sad","a \"quoted\" cat"]`},
+		{"/v1/completions", `"guided_regex":"[A-Z][a-z]{2,6} is [0-9]{1,2}"`},
+		{"/v1/completions", `"grammar":"root ::= \"The cat\" (\" is \" [a-z]+)?"`},
+		{"/v1/chat/completions", `"tools":[{"type":"function","function":{"name":"get_weather","parameters":` + weatherParams + `}}],"tool_choice":"required"`},
+	} {
+		body := `{"model":"` + modelName + `",` + msgs + `,` + tc.extra + `}`
+		if tc.path == "/v1/completions" {
+			body = `{"model":"` + modelName + `","prompt":"Once upon a time","temperature":0,"max_tokens":40,` + tc.extra + `}`
+		}
+		ws, want := postJSON(t, direct.Addr(), tc.path, body)
+		gs, got := postJSON(t, front.Addr(), tc.path, body)
+		var w, g struct {
+			Choices []struct {
+				Text    string `json:"text"`
+				Message struct {
+					Content   string `json:"content"`
+					ToolCalls []struct {
+						Function struct{ Name, Arguments string } `json:"function"`
+					} `json:"tool_calls"`
+				} `json:"message"`
+				FinishReason string `json:"finish_reason"`
+			} `json:"choices"`
+		}
+		if ws != 200 || gs != 200 || json.Unmarshal(want, &w) != nil || json.Unmarshal(got, &g) != nil {
+			t.Fatalf("%s: direct %d %s\nfront %d %s", tc.extra, ws, want, gs, got)
+		}
+		wc, gc := w.Choices[0], g.Choices[0]
+		if fmt.Sprint(wc) != fmt.Sprint(gc) {
+			t.Errorf("%s: front %+v\ndirect %+v", tc.extra, gc, wc)
+		}
+		t.Logf("%s: %q%q %v", tc.extra, gc.Text, gc.Message.Content, gc.Message.ToolCalls)
+	}
+
+	// Forced calls streamed through the front arrive piece by piece and
+	// join into the direct answer's call; a history with the call and its
+	// result renders upstream as it does directly.
+	fc, dc := client(t, front.Addr()), client(t, direct.Addr())
+	ctx := testCtx(t)
+	params := openai.ChatCompletionNewParams{
+		Model:       modelName,
+		Messages:    []openai.ChatCompletionMessageParamUnion{openai.UserMessage("What is the weather in Paris?")},
+		MaxTokens:   openai.Int(200),
+		Temperature: openai.Float(0),
+		Tools:       []openai.ChatCompletionToolUnionParam{toolParam("get_weather", weatherParams)},
+		ToolChoice:  openai.ChatCompletionToolChoiceOptionUnionParam{OfAuto: openai.String("required")},
+	}
+	params.ParallelToolCalls = openai.Bool(false)
+	want, err := dc.Chat.Completions.New(ctx, params)
+	if err != nil || len(want.Choices[0].Message.ToolCalls) != 1 || want.Choices[0].FinishReason != "tool_calls" {
+		t.Fatalf("direct call %v: %s", err, want.RawJSON())
+	}
+	s := fc.Chat.Completions.NewStreaming(ctx, params)
+	var acc openai.ChatCompletionAccumulator
+	fragments := 0
+	for s.Next() {
+		ch := s.Current()
+		acc.AddChunk(ch)
+		for _, tc := range ch.Choices[0].Delta.ToolCalls {
+			if tc.ID == "" && tc.Function.Arguments != "" {
+				fragments++
+			}
+		}
+	}
+	if err := s.Err(); err != nil {
+		t.Fatal(err)
+	}
+	wf, gotCalls := want.Choices[0].Message.ToolCalls[0].Function, acc.Choices[0].Message.ToolCalls
+	if len(gotCalls) != 1 || gotCalls[0].Function.Name != wf.Name || gotCalls[0].Function.Arguments != wf.Arguments ||
+		acc.Choices[0].FinishReason != "tool_calls" || fragments < 3 {
+		t.Fatalf("streamed through the front: %+v (%d fragments), direct %+v", acc.Choices, fragments, wf)
+	}
+	params.Messages = append(params.Messages, want.Choices[0].Message.ToParam(),
+		openai.ToolMessage(`{"temp":21}`, want.Choices[0].Message.ToolCalls[0].ID))
+	params.ToolChoice = openai.ChatCompletionToolChoiceOptionUnionParam{OfAuto: openai.String("none")}
+	params.MaxTokens = openai.Int(8)
+	w2, err1 := dc.Chat.Completions.New(ctx, params)
+	g2, err2 := fc.Chat.Completions.New(ctx, params)
+	if err1 != nil || err2 != nil || g2.Usage.PromptTokens != w2.Usage.PromptTokens || g2.Choices[0].Message.Content != w2.Choices[0].Message.Content {
+		t.Fatalf("after the tool result: front %+v %v, direct %+v %v", g2.Usage, err2, w2.Usage, err1)
+	}
+}
+
+// TestUpstreamStructuredOutputIsNotContinued: an upstream answer with an
+// output constraint that breaks off mid-answer is not continued (the
+// upstream would restart its grammar inside the half-written document):
+// the client gets an error saying so, never an invalid document.
+func TestUpstreamStructuredOutputIsNotContinued(t *testing.T) {
+	ucfg := serveConfig(t)
+	direct := startNode(t, ucfg)
+	target, _ := url.Parse("http://" + direct.Addr())
+	p := &cuttingProxy{after: 4, proxy: httputil.NewSingleHostReverseProxy(target)}
+	p.proxy.FlushInterval = -1
+	srv := httptest.NewServer(p)
+	t.Cleanup(srv.Close)
+	front := startNode(t, frontConfig(t, srv.URL+"/v1"))
+	st, data := postJSON(t, front.Addr(), "/v1/chat/completions", `{"model":"`+modelName+`","messages":[{"role":"user","content":"Hi"}],"temperature":0,"max_tokens":40,"response_format":{"type":"json_object"}}`)
+	if st != 500 || !strings.Contains(string(data), "cannot be continued by an upstream engine") {
+		t.Fatalf("%d %s", st, data)
+	}
+}
