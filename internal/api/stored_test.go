@@ -23,7 +23,7 @@ import (
 // storedServer is a gateway over the scripted generation of chunks (the
 // hello generation when none) with a completion store on a real embedded
 // NATS server (JetStream under dir), on loopback; keys k1 and k2.
-func storedServer(t *testing.T, dir string, cfg Config, chunks ...bus.Chunk) (*server, string) {
+func storedServer(t testing.TB, dir string, cfg Config, chunks ...bus.Chunk) (*server, string) {
 	t.Helper()
 	srv, err := natsbus.StartServer(natsbus.ServerConfig{Name: "t", DataDir: dir}, nil)
 	if err != nil {
