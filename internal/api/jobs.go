@@ -55,6 +55,7 @@ func (s *server) Execute(ctx context.Context, url string, body []byte) (int, str
 	}
 	start := time.Now()
 	info := &reqInfo{id: s.newID(), route: rt.label}
+	s.startTrace(ctx, info, start)
 	ctx = context.WithValue(ctx, reqInfoKey{}, info)
 	r, err := http.NewRequestWithContext(context.WithValue(ctx, backgroundKey{}, true), http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
@@ -69,7 +70,9 @@ func (s *server) Execute(ctx context.Context, url string, body []byte) (int, str
 		w.status = http.StatusOK
 	}
 	setRequestID(w, info.id) // a request that failed before generating has none yet
-	s.logRequest(ctx, info, w.status, time.Since(start))
+	total := time.Since(start)
+	s.recordTimeline(info, w.status, start.Add(total))
+	s.logRequest(ctx, info, w.status, total)
 	return w.status, w.header.Get("X-Request-Id"), bytes.TrimSpace(w.buf.Bytes())
 }
 

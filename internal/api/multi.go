@@ -119,7 +119,7 @@ func (s *server) generateMulti(w http.ResponseWriter, r *http.Request, reqs []*b
 		req.ID = fmt.Sprintf("%s-%d", id, i)
 		req.Deadline = start.Add(s.cfg.RequestTimeout).UnixMilli()
 		req.Background, req.Tenant = bg, tenant
-		st, err := s.d.Dispatch(placeCtx, req)
+		st, err := s.d.Dispatch(traced(r, placeCtx), req)
 		if err != nil {
 			return err
 		}

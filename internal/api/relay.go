@@ -56,6 +56,9 @@ type result struct {
 	// the previous chunk's arrival.
 	itl    prometheus.Observer
 	lastAt time.Time
+	// The worker's clock (Unix µs, 0: not sent) on the first and the
+	// final chunk, for the request's timeline.
+	firstWorkerAt, finalWorkerAt int64
 }
 
 // note records chunk c.
@@ -65,7 +68,7 @@ func (res *result) note(c *bus.Chunk, now time.Time) {
 		n = len(c.Logprobs)
 	}
 	if !res.gotFirst {
-		res.gotFirst, res.firstAt = true, now
+		res.gotFirst, res.firstAt, res.firstWorkerAt = true, now, c.At
 	} else if res.itl != nil && n > 0 {
 		gap := now.Sub(res.lastAt).Seconds() / float64(n)
 		for range n {
@@ -80,6 +83,9 @@ func (res *result) note(c *bus.Chunk, now time.Time) {
 	}
 	if c.FinishReason != "" {
 		res.finish = c.FinishReason
+	}
+	if c.Final() {
+		res.finalWorkerAt = c.At
 	}
 }
 
@@ -119,7 +125,7 @@ func (s *server) generate(w http.ResponseWriter, r *http.Request, req *bus.Reque
 	placeCtx, cancelPlace := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancelPlace()
 	s.m.Waiting(req.Model, 1)
-	st, err := s.d.Dispatch(placeCtx, req)
+	st, err := s.d.Dispatch(traced(r, placeCtx), req)
 	s.m.Waiting(req.Model, -1)
 	if err != nil {
 		s.failBeforeCommit(w, ctx, req, err)

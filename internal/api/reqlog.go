@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"courier/internal/bus"
+	"courier/internal/jobs"
 )
 
 // maxRequestIDLen bounds a client-sent X-Request-Id.
@@ -51,6 +52,12 @@ type reqInfo struct {
 	hasFirst    bool
 	background  bool
 	choiceCount int
+
+	// trace collects the request's timeline (nil: timelines are off);
+	// finalWorkerAt is the worker's clock on the last final chunk.
+	trace         *bus.Trace
+	finalWorkerAt int64
+	work          jobs.Work // the batch line or job it runs, if any
 }
 
 type reqInfoKey struct{}
@@ -125,6 +132,14 @@ func noteResult(r *http.Request, res *result, start, placed time.Time, tenant st
 	if res.gotFirst && (!i.hasFirst || res.firstAt.Sub(start) < i.ttft) {
 		i.hasFirst, i.ttft = true, res.firstAt.Sub(start)
 	}
+	if res.gotFirst && i.trace != nil {
+		e := bus.TimelineEvent{Phase: bus.PhaseFirstToken, At: res.firstAt.UnixMicro(), WorkerAt: res.firstWorkerAt}
+		if len(res.workers) > 0 {
+			e.Worker = res.workers[0]
+		}
+		i.trace.Add(e)
+	}
+	i.finalWorkerAt = max(i.finalWorkerAt, res.finalWorkerAt)
 	i.choiceCount++
 }
 

@@ -61,6 +61,8 @@ type server struct {
 	stopping context.Context // cancelled by StopStreams
 	stop     context.CancelFunc
 
+	gatewayID string // the dispatcher's ID() when it has one, for timelines
+
 	// Hooks replaced by golden tests for stable output.
 	now   func() time.Time
 	newID func() string
@@ -118,6 +120,9 @@ func newServer(cfg Config, d Dispatcher, reg prometheus.Registerer, log *slog.Lo
 		now:   time.Now,
 		newID: randomID,
 	}
+	if d, ok := d.(interface{ ID() string }); ok {
+		s.gatewayID = d.ID()
+	}
 	s.stopping, s.stop = context.WithCancel(context.Background())
 	s.metricsHandler = http.NotFoundHandler()
 	if g, ok := reg.(prometheus.Gatherer); ok {
@@ -132,6 +137,7 @@ func newServer(cfg Config, d Dispatcher, reg prometheus.Registerer, log *slog.Lo
 		"/v1/chat/completions": {http.MethodPost, "chat_completions", true, s.chatCompletions},
 		"/v1/classifications":  {http.MethodPost, "classifications", true, s.classifications},
 		"/v1/embeddings":       {http.MethodPost, "embeddings", true, s.embeddings},
+		"/v1/requests":         {http.MethodGet, "requests", true, s.listRequests},
 	}
 	s.addOllamaRoutes()
 	return s, nil
@@ -148,6 +154,9 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok && strings.HasPrefix(r.URL.Path, "/v1/models/") {
 		rt, ok = route{http.MethodGet, "model", true, s.model}, true
 	}
+	if !ok && strings.HasPrefix(r.URL.Path, "/v1/requests/") {
+		rt, ok = route{http.MethodGet, "request", true, s.getRequest}, true
+	}
 	if !ok {
 		rt, ok = s.jobRoute(r)
 	}
@@ -162,9 +171,11 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		info.id = s.newID()
 	}
 	rec.Header().Set("X-Request-Id", info.id)
+	s.startTrace(r.Context(), info, start)
 	r = r.WithContext(context.WithValue(r.Context(), reqInfoKey{}, info))
 	defer func() {
 		total := time.Since(start)
+		s.recordTimeline(info, rec.statusOr200(), start.Add(total))
 		s.m.ObserveHTTP(label, rec.statusOr200(), total)
 		if !quietRoute(label) {
 			s.logRequest(r.Context(), info, rec.statusOr200(), total)

@@ -252,6 +252,10 @@ type Chunk struct {
 	// Attempt is the Request.Attempt this chunk answers; the gateway
 	// ignores chunks of attempts it has given up on.
 	Attempt int `json:"attempt,omitempty"`
+	// At is the worker's clock when it sent the chunk, in Unix
+	// microseconds, on an attempt's first chunk and on the final one (0
+	// on the others), for request timelines.
+	At int64 `json:"at,omitempty"`
 }
 
 // Scores is a classification's answer for one input. Chunk Seq k carries
@@ -296,6 +300,9 @@ type Accept struct {
 	// admitted the request: heartbeats numbered above it were taken after
 	// the admission and list the request while it runs. 0: not reported.
 	HeartbeatSeq uint64 `json:"heartbeat_seq,omitempty"`
+	// At is the worker's clock when it answered, in Unix microseconds (0:
+	// not reported), for request timelines.
+	At int64 `json:"at,omitempty"`
 }
 
 // Cancel tells the worker holding request ID to stop it.

@@ -161,6 +161,9 @@ type Node struct {
 	// on a cluster of at least 3 servers, else 1. Existing assets are
 	// never lowered.
 	Replicas int
+	// TimelineTTL is how long each request's timeline is kept in
+	// JetStream for GET /v1/requests (gateway, serve); 0: none kept.
+	TimelineTTL time.Duration
 }
 
 // NATSSecurity is authentication and TLS on the bus. For gateway and
@@ -199,6 +202,7 @@ func Default(role string) Node {
 		DrainTimeout:      30 * time.Second,
 		BatchReserve:      1,
 		UpstreamTimeout:   upstreamDefaultTimeout,
+		TimelineTTL:       24 * time.Hour,
 	}
 }
 
@@ -285,6 +289,9 @@ func (c Node) Validate() error {
 	if c.StoreTTL < 0 {
 		bad("--store-ttl %v is negative", c.StoreTTL)
 	}
+	if c.TimelineTTL < 0 {
+		bad("--timeline-ttl %v is negative (0: keep no timelines)", c.TimelineTTL)
+	}
 	if c.Replicas < 0 || c.Replicas > 5 {
 		bad("--replicas %d: JetStream allows 1 to 5 (0: automatic)", c.Replicas)
 	}
@@ -335,6 +342,8 @@ func Bind(fs *flag.FlagSet, c *Node) {
 			"keep every interactive chat completion as if sent with store: true (store: false too), for GET /v1/chat/completions")
 		fs.IntVar(&c.Replicas, "replicas", c.Replicas,
 			"replicas of the JetStream streams, buckets and object store holding files, batches and jobs; never lowers existing ones (0: 3 on a cluster of 3 or more servers, else 1)")
+		fs.DurationVar(&c.TimelineTTL, "timeline-ttl", c.TimelineTTL,
+			"how long each request's timeline (GET /v1/requests/{id}) is kept in JetStream (0: none kept)")
 		fs.DurationVar(&c.HeartbeatTimeout, "heartbeat-timeout", c.HeartbeatTimeout, "silence after which a worker is lost (0: 3 heartbeats)")
 		fs.DurationVar(&c.StallTimeout, "stall-timeout", c.StallTimeout,
 			"a worker running requests whose engine makes no progress this long is taken out of rotation and its requests move elsewhere (0: never)")

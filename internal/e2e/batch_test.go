@@ -136,6 +136,11 @@ func TestBatchOpenAIClient(t *testing.T) {
 	if e := by["req-9"].Error; e == nil || e.Code != "invalid_json" || !strings.Contains(e.Message, "line 10") {
 		t.Errorf("req-9 error %+v", e)
 	}
+	// The line's request_id names its timeline, which names the batch.
+	tl := requestTimeline(t, n.Addr(), "", by["req-0"].Response.RequestID)
+	if tl["batch_id"] != b.ID || tl["custom_id"] != "req-0" || tl["background"] != true || tl["status"] != "succeeded" {
+		t.Errorf("timeline of req-0: %v", tl)
+	}
 	if _, err := c.Files.Delete(ctx, f.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -194,6 +199,13 @@ func TestRespondAsync(t *testing.T) {
 	}
 	if status, _ := do("GET", "/v1/jobs/"+j.ID, "bob", ""); status != http.StatusNotFound {
 		t.Errorf("bob reads alice's job: %d", status)
+	}
+	// The job's request_id names its timeline: alice's, not bob's.
+	if tl := requestTimeline(t, n.Addr(), "alice", j.Response.RequestID); tl["job_id"] != j.ID {
+		t.Errorf("timeline of the job's request: %v", tl)
+	}
+	if code, _ := getTimeline(t, n.Addr(), "bob", j.Response.RequestID); code != http.StatusNotFound {
+		t.Errorf("bob reads alice's timeline: %d", code)
 	}
 	status, b = do("GET", "/v1/jobs?status=completed&model="+modelName, "alice", "")
 	if status != 200 || !bytes.Contains(b, []byte(j.ID)) {

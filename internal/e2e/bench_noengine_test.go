@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"testing"
 	"time"
 
@@ -40,9 +41,12 @@ func (instantEngine) Generate(_ context.Context, req engine.Request, emit func(e
 // interleaved with the raw NATS hop on the same embedded server: a request
 // through the bus (Dispatch → worker → 2 chunks) and through the whole
 // gateway (HTTP /v1/completions, max_tokens 1). Here the engine's own
-// variance cannot hide the fabric's cost.
+// variance cannot hide the fabric's cost. http-timeline is the same
+// request through a second gateway handler that keeps request timelines
+// in JetStream; timeline-cost is the median of the paired differences
+// (docs/api.md, "Request timelines").
 func BenchmarkFabricOnly(b *testing.B) {
-	srv, err := natsbus.StartServer(natsbus.ServerConfig{Name: "bench"}, nil)
+	srv, err := natsbus.StartServer(natsbus.ServerConfig{Name: "bench", DataDir: b.TempDir()}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -80,6 +84,17 @@ func BenchmarkFabricOnly(b *testing.B) {
 	}
 	hs := httptest.NewServer(h)
 	defer hs.Close()
+	tls, err := natsbus.OpenTimelines(context.Background(), conns["gateway"], natsbus.TimelineConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tls.Close(context.Background())
+	ht, err := api.New(api.Config{Timelines: tls}, gw, prometheus.NewRegistry(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	hts := httptest.NewServer(ht)
+	defer hts.Close()
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr}
@@ -108,8 +123,8 @@ func BenchmarkFabricOnly(b *testing.B) {
 		_ = s.Close()
 	}
 	body := []byte(`{"model":"instant","prompt":"Once upon a time","max_tokens":1,"temperature":0}`)
-	viaHTTP := func() {
-		resp, err := hc.Post(hs.URL+"/v1/completions", "application/json", bytes.NewReader(body))
+	post := func(url string) {
+		resp, err := hc.Post(url+"/v1/completions", "application/json", bytes.NewReader(body))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -119,14 +134,19 @@ func BenchmarkFabricOnly(b *testing.B) {
 			b.Fatalf("status %d", resp.StatusCode)
 		}
 	}
+	viaHTTP := func() { post(hs.URL) }
+	viaTimeline := func() { post(hts.URL) }
 	timed := func(f func()) time.Duration { t0 := time.Now(); f(); return time.Since(t0) }
 	for range 50 {
 		viaBus()
 		viaHTTP()
+		viaTimeline()
 	}
 	hop := make([]time.Duration, 0, b.N)
 	bd := make([]time.Duration, 0, b.N)
 	hd := make([]time.Duration, 0, b.N)
+	td := make([]time.Duration, 0, b.N)
+	diff := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
 	for range b.N {
 		d, err := probe.RoundTrip(context.Background())
@@ -136,9 +156,14 @@ func BenchmarkFabricOnly(b *testing.B) {
 		hop = append(hop, d)
 		bd = append(bd, timed(viaBus))
 		hd = append(hd, timed(viaHTTP))
+		td = append(td, timed(viaTimeline))
+		diff = append(diff, td[len(td)-1]-hd[len(hd)-1])
 	}
 	b.StopTimer()
 	report(b, "hop", hop)
 	report(b, "bus", bd)
 	report(b, "http", hd)
+	report(b, "http-timeline", td)
+	slices.Sort(diff)
+	b.ReportMetric(float64(percentile(diff, 50).Nanoseconds())/1000, "timeline-cost-p50-µs")
 }

@@ -72,7 +72,8 @@ func TestKillWorkerMidStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := natsbus.StartServer(natsbus.ServerConfig{Name: "ext", Listen: "127.0.0.1:0"}, nil)
+	// JetStream keeps the request's timeline.
+	srv, err := natsbus.StartServer(natsbus.ServerConfig{Name: "ext", Listen: "127.0.0.1:0", DataDir: t.TempDir()}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,6 +97,8 @@ func TestKillWorkerMidStream(t *testing.T) {
 	want := greedy(t, prompt, maxTokens)
 	var killed string
 	var once sync.Once
+	var reqID string
+	t0 := time.Now()
 	got, resumed, err := streamRaw(ctx, gw.Addr(), prompt, maxTokens, func(text string) {
 		if len(text) < 100 {
 			return
@@ -115,7 +118,8 @@ func TestKillWorkerMidStream(t *testing.T) {
 				t.Error(err)
 			}
 		})
-	})
+	}, &reqID)
+	clientTotal := time.Since(t0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,6 +148,63 @@ func TestKillWorkerMidStream(t *testing.T) {
 	}
 	t.Logf("killed %s mid-stream; attempt %d on %s carried on after byte %d; the answer is complete (%d bytes)",
 		killed, r.attempt, r.worker, r.after, len(got))
+	checkResumedTimeline(t, gw.Addr(), reqID, killed, r.worker, clientTotal)
+}
+
+// checkResumedTimeline reads request id's timeline (GET /v1/requests/{id})
+// and checks that it shows the placement on killed, the resume and the
+// placement on survivor, and that its phases add up to the client's total
+// within 5 ms.
+func checkResumedTimeline(t *testing.T, addr, id, killed, survivor string, clientTotal time.Duration) {
+	t.Helper()
+	var tl struct {
+		ID      string  `json:"id"`
+		Status  string  `json:"status"`
+		TotalMS float64 `json:"total_ms"`
+		Events  []struct {
+			Phase, Worker, Reason string
+			At                    int64
+			WorkerAt              int64 `json:"worker_at"`
+			Attempt               int
+		} `json:"events"`
+	}
+	// The timeline is published as the request ends: wait for it.
+	waitUntil(t, "the request's timeline", func() bool {
+		resp, err := http.Get("http://" + addr + "/v1/requests/" + id)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&tl) == nil
+	})
+	var seq []string
+	var sum int64
+	for i, e := range tl.Events {
+		seq = append(seq, fmt.Sprintf("%s:%s:%d:%s", e.Phase, e.Worker, e.Attempt, e.Reason))
+		if i > 0 {
+			sum += e.At - tl.Events[i-1].At
+		}
+		if e.Phase == "placed" && e.WorkerAt == 0 {
+			t.Errorf("placement without the worker's clock: %+v", e)
+		}
+	}
+	got := strings.Join(seq, " ")
+	for _, want := range []string{
+		"received::0: queued::0: placed:" + killed + ":1:least_loaded first_token:" + killed + ":0:",
+		"resumed:" + killed + ":1: placed:" + survivor + ":2:resumed",
+	} {
+		if !strings.Contains(got, want) {
+			t.Fatalf("timeline of %s:\n%s\nlacks\n%s", id, got, want)
+		}
+	}
+	if last := tl.Events[len(tl.Events)-1]; last.Phase != "finished" || tl.Status != "succeeded" {
+		t.Fatalf("timeline ends with %+v, status %s", last, tl.Status)
+	}
+	phases := time.Duration(sum) * time.Microsecond
+	if d := (clientTotal - phases).Abs(); d > 5*time.Millisecond {
+		t.Fatalf("the timeline's phases add up to %v, the client measured %v (off by %v)", phases, clientTotal, d)
+	}
+	t.Logf("timeline %s: %s; phases %v, client %v", id, got, phases, clientTotal)
 }
 
 // resume is one `: courier-resumed` mark in a stream (docs/api.md): the
@@ -157,8 +218,9 @@ type resume struct {
 
 // streamRaw streams a greedy completion over plain HTTP and returns its
 // text and the stream's resume marks; onText, if set, is called after every
-// event with the text so far.
-func streamRaw(ctx context.Context, addr, prompt string, maxTokens int, onText func(string)) (string, []resume, error) {
+// event with the text so far. *id, when id is not nil, receives the
+// response's X-Request-Id.
+func streamRaw(ctx context.Context, addr, prompt string, maxTokens int, onText func(string), id *string) (string, []resume, error) {
 	body := fmt.Sprintf(`{"model":%q,"prompt":%q,"max_tokens":%d,"temperature":0,"stream":true}`, modelName, prompt, maxTokens)
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/v1/completions", strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
@@ -172,6 +234,9 @@ func streamRaw(ctx context.Context, addr, prompt string, maxTokens int, onText f
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(resp.Body)
 		return "", nil, fmt.Errorf("status %d: %s", resp.StatusCode, b)
+	}
+	if id != nil {
+		*id = resp.Header.Get("X-Request-Id")
 	}
 	var text strings.Builder
 	var marks []resume

@@ -106,7 +106,8 @@ func (r *runner) execute(d Delivery, msg *lineMsg) (status int, reqID string, bo
 			}
 		}
 	}()
-	status, reqID, body = r.exec.Execute(ContextWithOwner(ctx, msg.Owner), msg.URL, msg.Body)
+	wctx := ContextWithWork(ContextWithOwner(ctx, msg.Owner), Work{Batch: msg.Batch, CustomID: msg.CustomID, Job: msg.Job})
+	status, reqID, body = r.exec.Execute(wctx, msg.URL, msg.Body)
 	close(stop)
 	<-alive
 	if ctx.Err() != nil {

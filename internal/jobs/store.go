@@ -147,3 +147,25 @@ func OwnerFromContext(ctx context.Context) string {
 	o, _ := ctx.Value(ownerKey{}).(string)
 	return o
 }
+
+// Work names the batch line or async job an Executor runs, for the
+// request's timeline.
+type Work struct {
+	Batch    string // the batch id of a batch line
+	CustomID string // the line's custom_id
+	Job      string // the id of an async job
+}
+
+type workKey struct{}
+
+// ContextWithWork returns ctx carrying w, for Executor.Execute.
+func ContextWithWork(ctx context.Context, w Work) context.Context {
+	return context.WithValue(ctx, workKey{}, w)
+}
+
+// WorkFromContext returns the Work ContextWithWork put in ctx (zero when
+// none).
+func WorkFromContext(ctx context.Context) Work {
+	w, _ := ctx.Value(workKey{}).(Work)
+	return w
+}

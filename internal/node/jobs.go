@@ -81,3 +81,23 @@ func (c batchCapacity) Room() int {
 	}
 	return room
 }
+
+// startTimelines opens the request timeline stream on the gateway's
+// connection and gives it to the API (--timeline-ttl 0, or a bus without
+// JetStream: no timelines).
+func (n *Node) startTimelines(ctx context.Context) error {
+	if n.cfg.TimelineTTL <= 0 {
+		return nil
+	}
+	t, err := natsbus.OpenTimelines(ctx, n.gwConn, natsbus.TimelineConfig{TTL: n.cfg.TimelineTTL})
+	if errors.Is(err, natsbus.ErrNoJetStream) {
+		n.log.Info("the bus has no JetStream: request timelines are off")
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("node: request timelines: %w", err)
+	}
+	n.timelines = t
+	n.cfg.API.Timelines = t
+	return nil
+}

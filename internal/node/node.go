@@ -12,7 +12,8 @@
 //  1. HTTP: stop accepting, wait for in-flight requests (workers still run,
 //     so their streams finish). Then the jobs manager takes no new batch
 //     lines and waits for the running ones (when ctx ends first, they are
-//     left unacked and run again after a restart).
+//     left unacked and run again after a restart), and the request
+//     timelines still queued are published.
 //  2. Worker hosts stop accepting (request subjects unsubscribed, a draining
 //     heartbeat sent).
 //  3. Workers drain: held generations finish, or are cancelled when the
@@ -77,6 +78,10 @@ type Node struct {
 	httpErr chan error // receives Serve's error; capacity 1
 	wg      sync.WaitGroup
 	workers []*modelWorker
+
+	// timelines keeps request timelines; nil without JetStream or with
+	// --timeline-ttl 0.
+	timelines *natsbus.Timelines
 
 	stopOnce sync.Once
 	stopErr  error
@@ -283,6 +288,9 @@ func (n *Node) startGateway(ctx context.Context, dial func(string) (*natsbus.Con
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		metrics.NewStalls(n.gateway.Stalls), metrics.NewPrefixAffinity(n.gateway.PrefixAffinity))
+	if err := n.startTimelines(ctx); err != nil {
+		return err
+	}
 	h, err := n.startJobs(ctx, reg)
 	if err != nil {
 		return err
@@ -344,6 +352,9 @@ func (n *Node) shutdown(ctx context.Context) error {
 	}
 	if n.jobs != nil { // 1, jobs
 		keep(n.jobs.Close(ctx))
+	}
+	if n.timelines != nil { // 1, the last timelines are published
+		keep(n.timelines.Close(ctx))
 	}
 	for _, w := range n.workers { // 2
 		if w.host != nil {

@@ -256,6 +256,9 @@ func (g *Gateway) Dispatch(ctx context.Context, req *bus.Request) (bus.Stream, e
 			bus.ErrTooLarge, len(data), 11*r.MaxTokens, max)
 	}
 	st := newStream(g, r)
+	if st.trace = bus.TraceFrom(ctx); st.trace != nil {
+		st.trace.Add(bus.TimelineEvent{Phase: bus.PhaseQueued, At: time.Now().UnixMicro()})
+	}
 	g.mu.Lock()
 	if g.closed {
 		g.mu.Unlock()

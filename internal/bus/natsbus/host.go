@@ -227,6 +227,7 @@ func (ho *Host) onRequest(m *nats.Msg) {
 	if acc.Error == nil {
 		acc.Error = ho.h.Admit(&req, ho.sender(req.ReplyTo))
 		acc.HeartbeatSeq = ho.hbSeq.Load()
+		acc.At = time.Now().UnixMicro()
 	}
 	data, err := json.Marshal(acc)
 	if err != nil {
@@ -241,9 +242,13 @@ func (ho *Host) onRequest(m *nats.Msg) {
 // sender returns the function the handler publishes one request's chunks
 // with.
 func (ho *Host) sender(subject string) func(*bus.Chunk) {
+	var sent atomic.Bool // the attempt's first chunk is stamped (request timelines)
 	return func(c *bus.Chunk) {
 		c.V = bus.Version
 		c.Worker = ho.cfg.Worker
+		if !sent.Swap(true) || c.Final() {
+			c.At = time.Now().UnixMicro()
+		}
 		data, err := json.Marshal(c)
 		if err != nil {
 			// A chunk JSON cannot carry (a NaN that escaped the engine's

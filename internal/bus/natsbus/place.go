@@ -66,7 +66,14 @@ func (g *Gateway) place(ctx context.Context, st *stream, deadline time.Time, fir
 			st.worker, st.missed = w.hb.Worker, 0
 			name := w.hb.Worker
 			g.mu.Unlock()
-			placed, err := g.send(ctx, st, w, name)
+			reason := bus.ReasonLeastLoaded
+			switch {
+			case !first:
+				reason = bus.ReasonResumed
+			case affinity == affinityHit:
+				reason = bus.ReasonAffinity
+			}
+			placed, err := g.send(ctx, st, w, name, reason)
 			if placed && links != nil {
 				g.mu.Lock()
 				g.countAffinityLocked(model, affinity)
@@ -190,10 +197,11 @@ func (g *Gateway) pickLocked(model string, links []uint64, background bool) (*wo
 }
 
 // send offers st's next attempt to w (named name), which st already holds a
-// slot on. It reports whether w took it; a refusal frees the slot and marks
-// w so that the caller looks elsewhere. A non-nil error ends the placement.
-// w's fields are read only under g.mu.
-func (g *Gateway) send(ctx context.Context, st *stream, w *workerState, name string) (bool, error) {
+// slot on. It reports whether w took it (then the placement, for reason,
+// joins st's timeline); a refusal frees the slot and marks w so that the
+// caller looks elsewhere. A non-nil error ends the placement. w's fields
+// are read only under g.mu.
+func (g *Gateway) send(ctx context.Context, st *stream, w *workerState, name, reason string) (bool, error) {
 	req, ok := st.beginAttempt()
 	if !ok {
 		g.forget(st)
@@ -213,9 +221,13 @@ func (g *Gateway) send(ctx context.Context, st *stream, w *workerState, name str
 		}
 	}
 	if err == nil && acc.Error == nil {
+		if st.trace != nil {
+			st.trace.Add(bus.TimelineEvent{Phase: bus.PhasePlaced, At: time.Now().UnixMicro(), WorkerAt: acc.At,
+				Worker: name, Attempt: req.Attempt, Reason: reason})
+		}
 		g.mu.Lock()
 		if st.worker == name {
-			st.placed, st.acceptSeq = true, acc.HeartbeatSeq
+			st.placed, st.acceptSeq, st.lastWorker = true, acc.HeartbeatSeq, name
 			// The worker may have been declared lost while it answered:
 			// keep tracking it (the sweeper drops it again if it is silent).
 			switch cur := g.workers[name]; {
@@ -499,6 +511,10 @@ func (g *Gateway) redispatch(lost []*stream) {
 		prev := st.currentAttempt()
 		g.publishCancel(st.req.ID, prev) // in case it still runs somewhere
 		g.mu.Lock()
+		if st.trace != nil {
+			st.trace.Add(bus.TimelineEvent{Phase: bus.PhaseResumed, At: time.Now().UnixMicro(),
+				Worker: st.lastWorker, Attempt: prev})
+		}
 		if g.closed {
 			g.mu.Unlock()
 			st.fail(ErrClosed)

@@ -24,6 +24,7 @@ type stream struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	notify chan struct{} // capacity 1: "something changed"
+	trace  *bus.Trace    // the request's timeline (nil: not recorded); safe for concurrent use
 
 	// Guarded by Gateway.mu.
 	worker string // worker holding the current attempt, "" while placing
@@ -32,6 +33,9 @@ type stream struct {
 	// acceptSeq is the worker's heartbeat Seq when it admitted the current
 	// attempt (Accept.HeartbeatSeq): heartbeats up to it may not list it.
 	acceptSeq uint64
+	// lastWorker is the worker that admitted the latest attempt, named
+	// by the timeline's resume event.
+	lastWorker string
 
 	mu      sync.Mutex
 	attempt int                   // guarded by mu; chunks of other attempts are dropped

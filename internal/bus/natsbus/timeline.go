@@ -1,0 +1,294 @@
+package natsbus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"courier/internal/bus"
+)
+
+// Request timelines live in one JetStream stream, a message per finished
+// request on courier.timeline.<tenant>.<id> (one kept per subject), bounded
+// by age (TimelineConfig.TTL) and size. The tenant in the subject is what
+// makes a timeline its owner's: a lookup names it, so another key's lookup
+// finds nothing.
+const (
+	timelineStream = "COURIER_TIMELINE"
+	timelinePrefix = "courier.timeline."
+)
+
+// Defaults of TimelineConfig.
+const (
+	DefaultTimelineTTL      = 24 * time.Hour
+	DefaultTimelineMaxBytes = 1 << 30
+	defaultTimelineQueue    = 8192
+	// timelineFlushEvery is how often the publisher sends what is queued:
+	// a request only puts its record in a channel nobody waits on, so it
+	// wakes no goroutine, and the publisher and NATS handle a batch per
+	// wake-up.
+	timelineFlushEvery = 50 * time.Millisecond
+	// maxTimelineScan bounds the messages one List reads.
+	maxTimelineScan = 20000
+)
+
+// TimelineConfig configures OpenTimelines. The zero value works.
+type TimelineConfig struct {
+	// TTL is how long a timeline is kept (the stream's MaxAge); 0 means
+	// DefaultTimelineTTL.
+	TTL time.Duration
+	// MaxBytes bounds the stream (oldest dropped first); 0 means
+	// DefaultTimelineMaxBytes.
+	MaxBytes int64
+	// Replicas of the stream on a cluster; 0 means 1 (timelines are
+	// diagnostics, not results).
+	Replicas int
+	// Queue bounds the records waiting to be published (they are sent every
+	// 50 ms); a record finding it full is dropped (and counted) rather
+	// than make a request wait. 0 means 8192.
+	Queue int
+}
+
+// Timelines records request timelines into JetStream and reads them back.
+// Record never blocks; one goroutine, owned by Timelines, encodes and
+// publishes. All methods are safe for concurrent use.
+type Timelines struct {
+	conn   *Conn
+	stream jetstream.Stream
+	log    *slog.Logger
+
+	q       chan *bus.Timeline
+	dropped atomic.Int64
+
+	mu     sync.Mutex
+	closed bool // guarded by mu; Record drops once set
+	stop   chan struct{}
+	done   chan struct{}
+}
+
+// OpenTimelines creates (or updates) the timeline stream on conn's
+// JetStream and starts the publisher. ErrNoJetStream: the server has none.
+func OpenTimelines(ctx context.Context, conn *Conn, cfg TimelineConfig) (*Timelines, error) {
+	if cfg.TTL <= 0 {
+		cfg.TTL = DefaultTimelineTTL
+	}
+	if cfg.MaxBytes <= 0 {
+		cfg.MaxBytes = DefaultTimelineMaxBytes
+	}
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.Queue <= 0 {
+		cfg.Queue = defaultTimelineQueue
+	}
+	js, err := jetstream.New(conn.nc)
+	if err != nil {
+		return nil, fmt.Errorf("natsbus: jetstream: %w", err)
+	}
+	var s jetstream.Stream
+	err = retryWithin(ctx, startupRetryFor, 10*time.Second, func(ctx context.Context, _ bool) (err error) {
+		s, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name:              timelineStream,
+			Description:       "Courier request timelines (GET /v1/requests)",
+			Subjects:          []string{timelinePrefix + ">"},
+			Storage:           jetstream.FileStorage,
+			Replicas:          cfg.Replicas,
+			MaxAge:            cfg.TTL,
+			MaxBytes:          cfg.MaxBytes,
+			MaxMsgsPerSubject: 1,
+			Discard:           jetstream.DiscardOld,
+			AllowDirect:       true,
+		})
+		return err
+	})
+	if err != nil {
+		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
+			return nil, ErrNoJetStream
+		}
+		return nil, fmt.Errorf("natsbus: timeline stream: %w", err)
+	}
+	t := &Timelines{conn: conn, stream: s, log: conn.log, q: make(chan *bus.Timeline, cfg.Queue),
+		stop: make(chan struct{}), done: make(chan struct{})}
+	go t.publish()
+	return t, nil
+}
+
+// timelineSubject is the subject of tenant's timeline id ("*": all of
+// tenant's).
+func timelineSubject(tenant, id string) string {
+	if id != "*" {
+		id = bus.Token(id)
+	}
+	return timelinePrefix + bus.Token(tenant) + "." + id
+}
+
+// Record queues tl for publishing and returns at once; tl must not change
+// afterwards. A full queue or a closed Timelines drops it (Dropped).
+func (t *Timelines) Record(tl *bus.Timeline) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		t.dropped.Add(1)
+		return
+	}
+	select {
+	case t.q <- tl:
+	default:
+		t.dropped.Add(1)
+	}
+}
+
+// Dropped counts the timelines Record could not queue.
+func (t *Timelines) Dropped() int64 { return t.dropped.Load() }
+
+// publish sends the queued timelines every timelineFlushEvery until
+// Close, then what is left.
+func (t *Timelines) publish() {
+	defer close(t.done)
+	tick := time.NewTicker(timelineFlushEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			t.drain()
+		case <-t.stop:
+			t.drain()
+			return
+		}
+	}
+}
+
+// drain encodes and publishes every queued timeline.
+func (t *Timelines) drain() {
+	for {
+		var tl *bus.Timeline
+		select {
+		case tl = <-t.q:
+		default:
+			return
+		}
+		tl.V = bus.Version
+		data, err := json.Marshal(tl)
+		if err != nil {
+			t.log.Warn("encode request timeline", "id", tl.ID, "err", err)
+			continue
+		}
+		// A plain publish: the stream stores it, and no ack is awaited (a
+		// lost timeline costs nothing but itself).
+		if err := t.conn.nc.Publish(timelineSubject(tl.Tenant, tl.ID), data); err != nil {
+			t.log.Warn("publish request timeline", "id", tl.ID, "err", err)
+		}
+	}
+}
+
+// Close publishes what is queued and stops the publisher; it waits for it
+// or ctx. Close is idempotent.
+func (t *Timelines) Close(ctx context.Context) error {
+	t.mu.Lock()
+	if !t.closed {
+		t.closed = true
+		close(t.stop)
+	}
+	t.mu.Unlock()
+	select {
+	case <-t.done:
+	case <-ctx.Done():
+		return fmt.Errorf("natsbus: timelines close: %w", ctx.Err())
+	}
+	if err := t.conn.nc.FlushWithContext(ctx); err != nil {
+		return fmt.Errorf("natsbus: timelines flush: %w", err)
+	}
+	return nil
+}
+
+// Get returns tenant's timeline id, or bus.ErrTimelineNotFound.
+func (t *Timelines) Get(ctx context.Context, tenant, id string) (*bus.Timeline, error) {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	m, err := t.stream.GetLastMsgForSubject(ctx, timelineSubject(tenant, id))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, bus.ErrTimelineNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("natsbus: timeline %s: %w", id, err)
+	}
+	tl := new(bus.Timeline)
+	if err := json.Unmarshal(m.Data, tl); err != nil {
+		return nil, fmt.Errorf("natsbus: timeline %s: %w", id, err)
+	}
+	return tl, nil
+}
+
+// List returns tenant's timelines that f matches, newest first, at most
+// f.Limit (at least 1). It reads the stream backwards in growing windows
+// and stops once it has Limit, reaches timelines stored before f.Since,
+// or has read maxTimelineScan of tenant's.
+func (t *Timelines) List(ctx context.Context, tenant string, f bus.TimelineFilter) ([]*bus.Timeline, error) {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	limit := max(f.Limit, 1)
+	info, err := t.stream.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("natsbus: timeline stream: %w", err)
+	}
+	first, last := info.State.FirstSeq, info.State.LastSeq
+	if info.State.Msgs == 0 || last < first {
+		return []*bus.Timeline{}, nil
+	}
+	subj := timelineSubject(tenant, "*")
+	out := make([]*bus.Timeline, 0, min(limit, 256))
+	win := uint64(max(64, 4*limit))
+	scanned := 0
+	for end := last; len(out) < limit && scanned < maxTimelineScan; {
+		start := first
+		if end-first+1 > win {
+			start = end - win + 1
+		}
+		var batch []*bus.Timeline // oldest first
+		older := false
+		for seq := start; seq <= end && scanned < maxTimelineScan; {
+			m, err := t.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				break
+			}
+			if err != nil {
+				return nil, fmt.Errorf("natsbus: timeline list: %w", err)
+			}
+			if m.Sequence > end {
+				break
+			}
+			seq, scanned = m.Sequence+1, scanned+1
+			if !f.Since.IsZero() && m.Time.Before(f.Since) {
+				older = true // stored before since: received before it too
+				continue
+			}
+			tl := new(bus.Timeline)
+			if json.Unmarshal(m.Data, tl) == nil && f.Match(tl) {
+				batch = append(batch, tl)
+			}
+		}
+		for i := len(batch) - 1; i >= 0 && len(out) < limit; i-- {
+			out = append(out, batch[i])
+		}
+		if older || start == first {
+			break
+		}
+		end, win = start-1, win*2
+	}
+	return out, nil
+}
+
+// withDefaultTimeout bounds ctx by attemptTimeout when it has no deadline.
+func withDefaultTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, attemptTimeout)
+}

@@ -1,0 +1,140 @@
+package natsbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"courier/internal/bus"
+)
+
+func openTimelines(t *testing.T) *Timelines {
+	t.Helper()
+	srv, err := StartServer(ServerConfig{Name: "tl", DataDir: t.TempDir()}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	c, err := srv.Connect("gateway")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	tl, err := OpenTimelines(waitCtx(t), c, TimelineConfig{TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tl.Close(context.Background()) })
+	return tl
+}
+
+// waitStored waits until tenant's timeline id can be read back.
+func waitStored(t *testing.T, tl *Timelines, tenant, id string) *bus.Timeline {
+	t.Helper()
+	var got *bus.Timeline
+	waitFor(t, func() bool {
+		var err error
+		got, err = tl.Get(waitCtx(t), tenant, id)
+		return err == nil
+	})
+	return got
+}
+
+func TestTimelinesGetListAndOwners(t *testing.T) {
+	tl := openTimelines(t)
+	rec := func(tenant, id, model, status string) {
+		tl.Record(&bus.Timeline{ID: id, Tenant: tenant, Model: model, Status: status, Route: "completions",
+			Events: []bus.TimelineEvent{{Phase: bus.PhaseReceived, At: time.Now().UnixMicro()}}})
+	}
+	for i := range 6 {
+		model, status := "m1", bus.StatusSucceeded
+		if i%2 == 1 {
+			model, status = "m2", bus.StatusFailed
+		}
+		rec("aaaa", fmt.Sprint("a", i), model, status)
+		rec("bbbb", fmt.Sprint("b", i), model, status)
+	}
+	waitStored(t, tl, "bbbb", "b5")
+	waitStored(t, tl, "aaaa", "a5")
+	since := time.Now()
+	rec("aaaa", "a6", "m1", bus.StatusCancelled)
+	if got := waitStored(t, tl, "aaaa", "a6"); got.Status != bus.StatusCancelled || got.Model != "m1" || got.V != bus.Version {
+		t.Fatalf("a6 read back as %+v", got)
+	}
+	// Another tenant's id is not found, as a missing one.
+	for _, c := range [][2]string{{"bbbb", "a1"}, {"aaaa", "b1"}, {"aaaa", "nope"}} {
+		if _, err := tl.Get(waitCtx(t), c[0], c[1]); !errors.Is(err, bus.ErrTimelineNotFound) {
+			t.Errorf("Get(%s, %s): %v, want ErrTimelineNotFound", c[0], c[1], err)
+		}
+	}
+	ids := func(f bus.TimelineFilter) string {
+		t.Helper()
+		l, err := tl.List(waitCtx(t), "aaaa", f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s []string
+		for _, x := range l {
+			s = append(s, x.ID)
+		}
+		return strings.Join(s, ",")
+	}
+	for _, c := range []struct {
+		f    bus.TimelineFilter
+		want string
+	}{
+		{bus.TimelineFilter{Limit: 100}, "a6,a5,a4,a3,a2,a1,a0"},
+		{bus.TimelineFilter{Limit: 3}, "a6,a5,a4"},
+		{bus.TimelineFilter{Limit: 100, Model: "m2"}, "a5,a3,a1"},
+		{bus.TimelineFilter{Limit: 2, Status: bus.StatusSucceeded}, "a4,a2"},
+		{bus.TimelineFilter{Limit: 100, Since: since}, "a6"},
+		{bus.TimelineFilter{Limit: 100, Model: "none"}, ""},
+	} {
+		if got := ids(c.f); got != c.want {
+			t.Errorf("List(%+v) = %s, want %s", c.f, got, c.want)
+		}
+	}
+}
+
+// TestTraceRecordsPlacementsAndResume: a request whose worker is lost shows
+// its queueing, both placements (least-loaded, then resumed) with the
+// workers' clocks, and the resume naming the lost worker.
+func TestTraceRecordsPlacementsAndResume(t *testing.T) {
+	b := startBus(t)
+	step := make(chan struct{})
+	sw1, h1 := newSlotWorker("m", 1, words(text, step))
+	sw2, h2 := newSlotWorker("m", 1, words(text, nil))
+	t.Cleanup(func() { close(step); sw1.wg.Wait(); sw2.wg.Wait() })
+	_, c1 := b.host("w1", h1, "m")
+	g := b.gateway(GatewayConfig{})
+	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
+		t.Fatal(err)
+	}
+	tr := bus.NewTrace(time.Now())
+	s, err := g.Dispatch(bus.WithTrace(waitCtx(t), tr), &bus.Request{ID: "r", Model: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	step <- struct{}{}
+	if _, err := s.Next(waitCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	b.host("w2", h2, "m")
+	if err := g.WaitWorkers(waitCtx(t), "m", 2); err != nil {
+		t.Fatal(err)
+	}
+	c1.nc.Close()
+	readFrom(t, s, 2)
+	var got []string
+	for _, e := range tr.Events() {
+		got = append(got, fmt.Sprintf("%s/%s/%d/%s/%v", e.Phase, e.Worker, e.Attempt, e.Reason, e.WorkerAt > 0))
+	}
+	want := "received//0//false queued//0//false placed/w1/1/least_loaded/true resumed/w1/1//false placed/w2/2/resumed/true"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("events\n%s\nwant\n%s", strings.Join(got, " "), want)
+	}
+}
