@@ -80,6 +80,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"run", "hi"}, "courier run: --model is required"},
 		{[]string{"run", "--model", "m.gguf", "a", "b"}, `courier run: unexpected arguments ["b"]`},
 		{[]string{"run", "--bogus"}, "courier run: unknown flag: --bogus"},
+		{[]string{"run", "-model", "m.gguf"}, "courier run: -model: long flags take two dashes: --model"},
+		{[]string{"serve", "-addr=:1"}, "courier serve: -addr: long flags take two dashes: --addr"},
 		{[]string{"run", "--max-tokens", "many"}, `courier run: invalid argument "many" for "--max-tokens"`},
 		{[]string{"bench"}, "courier bench: --model is required"},
 		{[]string{"bench", "--model", "m", "--concurrency", "0"}, `courier bench: --concurrency: "0" is not a positive integer`},

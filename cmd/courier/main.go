@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -134,11 +135,29 @@ GGUF models with its own engine.
 // setup applies the house rules to every command of the tree: flag errors
 // are usage errors, and flags are sorted as declared.
 func setup(c *cobra.Command) {
-	c.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &exitError{code: 2, err: err} })
+	c.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &exitError{code: 2, err: singleDash(c, err)} })
 	c.Flags().SortFlags = false
 	for _, sub := range c.Commands() {
 		setup(sub)
 	}
+}
+
+// singleDashRE matches pflag's complaint about a long flag written with
+// one dash, as the standard library's flag package (and Courier before
+// cobra) took it: "unknown shorthand flag: 'm' in -model".
+var singleDashRE = regexp.MustCompile(`^unknown shorthand flag: '.' in -([a-z][a-z0-9-]+)`)
+
+// singleDash rewrites that complaint into what to type instead.
+func singleDash(c *cobra.Command, err error) error {
+	m := singleDashRE.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err
+	}
+	name, _, _ := strings.Cut(m[1], "=")
+	if c.Flags().Lookup(name) == nil {
+		return err
+	}
+	return fmt.Errorf("-%s: long flags take two dashes: --%s", m[1], name)
 }
 
 // groupArgs accepts anything; groupRun sorts it out with a clear message.
