@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"courier/internal/engine/gguf"
 	"courier/internal/store/hubtest"
 	"courier/internal/testutil"
 )
@@ -73,5 +74,38 @@ func TestPullCommand(t *testing.T) {
 	code, _, errOut = capture(t, func() int { return dispatch([]string{"run", "--model", "acme/stories-GGUF:Q8_0", "hi"}) })
 	if code != 1 || !strings.Contains(errOut, "courier pull acme/stories-GGUF:Q8_0") {
 		t.Fatalf("run of a removed model: %d %q", code, errOut)
+	}
+}
+
+// TestPullSplitModelAndRun: a model published as three parts
+// (-0000N-of-00003.gguf) is pulled whole and runs by its store name,
+// generating what the single file does.
+func TestPullSplitModelAndRun(t *testing.T) {
+	hubDir, home := t.TempDir(), t.TempDir()
+	src := testutil.Model(t, "stories260K-Q8_0.gguf")
+	f, err := gguf.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := filepath.Join(hubDir, "acme/split-GGUF")
+	os.MkdirAll(repo, 0o755)
+	err = gguf.WriteSplit(f, filepath.Join(repo, "stories260K-Q8_0"), 3)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub := hubtest.New(t, hubDir)
+	t.Setenv("COURIER_HOME", home)
+	t.Setenv("HF_ENDPOINT", hub.URL)
+	t.Setenv("HF_TOKEN", "")
+	code, out, errOut := capture(t, func() int { return dispatch([]string{"pull", "acme/split-GGUF:Q8_0"}) })
+	if code != 0 || !strings.Contains(out, "acme/split-GGUF:Q8_0") || !strings.Contains(errOut, "(3/3)") {
+		t.Fatalf("pull: %d\nstdout %q\nstderr %q", code, out, errOut)
+	}
+	run := []string{"run", "--temperature", "0", "--max-tokens", "16", "--model"}
+	_, want, _ := capture(t, func() int { return dispatch(append(run, src, "Once upon a time")) })
+	code, got, errOut := capture(t, func() int { return dispatch(append(run, "acme/split-GGUF:Q8_0", "Once upon a time")) })
+	if code != 0 || want == "" || got != want {
+		t.Fatalf("run of the split model: exit %d, %q, want %q; stderr %q", code, got, want, errOut)
 	}
 }

@@ -9,7 +9,24 @@ import (
 // Open memory-maps and parses the file at path. The mapping is read-only:
 // slices from TensorData must not be written to, and they stay valid until
 // Close. The file must not be truncated while mapped.
+//
+// The first part of a split model (PREFIX-00001-of-0000N.gguf, as
+// llama.cpp's gguf-split writes it) opens every part: the File then holds
+// the first part's metadata and the tensors of all parts (see split.go).
 func Open(path string) (*File, error) {
+	f, err := openOne(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.openParts(path); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// openOne memory-maps and parses one file.
+func openOne(path string) (*File, error) {
 	fh, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("gguf: %w", err)
@@ -49,15 +66,21 @@ func Open(path string) (*File, error) {
 // idempotent.
 func (f *File) Close() error {
 	f.data = nil
+	var perr error
+	for _, p := range f.parts {
+		if err := p.Close(); err != nil && perr == nil {
+			perr = err
+		}
+	}
 	if f.unmap == nil {
-		return nil
+		return perr
 	}
 	unmap := f.unmap
 	f.unmap = nil
 	if err := unmap(); err != nil {
 		return fmt.Errorf("gguf: unmap: %w", err)
 	}
-	return nil
+	return perr
 }
 
 // Lookup returns the metadata value for key.
@@ -241,15 +264,21 @@ func (f *File) Tensor(name string) (*TensorInfo, error) {
 // slice is read-only (writing to a mapped file's slice faults) and valid
 // until Close; its capacity ends with the tensor.
 func (f *File) TensorData(name string) ([]byte, error) {
-	t, err := f.Tensor(name)
-	if err != nil {
-		return nil, err
+	i, ok := f.byName[name]
+	if !ok {
+		return nil, fmt.Errorf("tensor %q: %w", name, ErrNotFound)
 	}
+	t := &f.Tensors[i]
 	if f.data == nil {
 		return nil, ErrClosed
 	}
-	// Parse checked DataOffset+Offset+Size against the image.
-	start := f.DataOffset + t.Offset
+	data, off := f.data, f.DataOffset
+	if part := f.partOf(i); part != nil {
+		data, off = part.data, part.DataOffset
+	}
+	// Parse checked DataOffset+Offset+Size against the image (of the part
+	// that holds the tensor).
+	start := off + t.Offset
 	end := start + t.Size
-	return f.data[start:end:end], nil
+	return data[start:end:end], nil
 }

@@ -74,6 +74,11 @@ type File struct {
 	unmap  func() error   // releases the mapping; nil for Parse
 	keys   map[string]int // key -> index in Metadata
 	byName map[string]int // tensor name -> index in Tensors
+
+	// A split model's later parts, and for each tensor the part that
+	// holds it (0: this file, i: parts[i-1]); both nil for one file.
+	parts      []*File
+	tensorPart []int32
 }
 
 // Parse parses a GGUF image held in memory (used by tests and the fuzzer).
