@@ -29,6 +29,7 @@ var flagMeanings = map[string]struct{ Meaning, Phrase string }{
 	"ignore-eos":  {"generate past end-of-generation tokens", "end-of-generation"},
 	"log-level":   {"log level", "log level"},
 	"log-format":  {"log format", "log format"},
+	"json":        {"print the command's report as JSON instead of text", "as JSON"},
 }
 
 // flagSynonyms are names that mean one of flagMeanings' settings: no

@@ -85,7 +85,7 @@ func (s *server) generateMulti(w http.ResponseWriter, r *http.Request, reqs []*b
 		if waiting {
 			s.m.Waiting(model, -1)
 		} else {
-			s.m.Running(model, -1)
+			s.running(model, -1)
 		}
 	}()
 	var placed time.Time
@@ -159,7 +159,7 @@ func (s *server) generateMulti(w http.ResponseWriter, r *http.Request, reqs []*b
 	cancelPlace()
 	placed, waiting = s.now(), false
 	s.m.Waiting(model, -1)
-	s.m.Running(model, 1)
+	s.running(model, 1)
 	for _, c := range cs {
 		c.f.begin(idPrefix(reqs[0].Kind)+id, model, start.Unix())
 	}
@@ -194,7 +194,7 @@ func (s *server) generateMulti(w http.ResponseWriter, r *http.Request, reqs []*b
 	err := s.mergeChoices(ctx, w, cs, firsts, chunks)
 	if err == nil {
 		u := mergedUsage(cs, samePromptOf(cs))
-		s.m.ObserveGeneration(metrics.Generation{
+		s.observeGeneration(metrics.Generation{
 			Model: model, TTFT: cs[0].res.firstAt.Sub(start), Total: s.now().Sub(start),
 			PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens,
 			FinishReason: cs[0].res.finish,

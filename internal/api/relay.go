@@ -132,8 +132,8 @@ func (s *server) generate(w http.ResponseWriter, r *http.Request, req *bus.Reque
 		return
 	}
 	placed = s.now()
-	s.m.Running(req.Model, 1)
-	defer s.m.Running(req.Model, -1)
+	s.running(req.Model, 1)
+	defer s.running(req.Model, -1)
 	defer st.Close() // cancels the request on its worker if it still runs
 	first, err := s.next(placeCtx, st)
 	cancelPlace()
@@ -160,7 +160,7 @@ func (s *server) generate(w http.ResponseWriter, r *http.Request, req *bus.Reque
 	}
 	if res.completed {
 		u := res.apiUsage()
-		s.m.ObserveGeneration(metrics.Generation{
+		s.observeGeneration(metrics.Generation{
 			Model: req.Model, TTFT: res.firstAt.Sub(start), Total: s.now().Sub(start),
 			PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens,
 			FinishReason: res.finish,

@@ -185,10 +185,14 @@ func (s *server) logRequest(ctx context.Context, i *reqInfo, status int, total t
 	s.log.LogAttrs(ctx, slog.LevelInfo, "request", attrs...)
 }
 
-// quietRoute reports routes that are not logged per request (probes and
-// scrapes, which would drown the log).
+// quietRoute reports routes that are not logged per request (probes,
+// scrapes and the dashboard's polls, which would drown the log).
 func quietRoute(label string) bool {
-	return label == "healthz" || label == "readyz" || label == "metrics"
+	switch label {
+	case "healthz", "readyz", "metrics", "status", "requests", "dashboard":
+		return true
+	}
+	return false
 }
 
 // ms is d in milliseconds, rounded to microseconds.

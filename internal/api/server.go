@@ -62,6 +62,7 @@ type server struct {
 	stop     context.CancelFunc
 
 	gatewayID string // the dispatcher's ID() when it has one, for timelines
+	recent    recentStats
 
 	// Hooks replaced by golden tests for stable output.
 	now   func() time.Time
@@ -138,6 +139,7 @@ func newServer(cfg Config, d Dispatcher, reg prometheus.Registerer, log *slog.Lo
 		"/v1/classifications":  {http.MethodPost, "classifications", true, s.classifications},
 		"/v1/embeddings":       {http.MethodPost, "embeddings", true, s.embeddings},
 		"/v1/requests":         {http.MethodGet, "requests", true, s.listRequests},
+		"/v1/status":           {http.MethodGet, "status", true, s.status},
 	}
 	s.addOllamaRoutes()
 	return s, nil

@@ -60,6 +60,7 @@ const EmbeddedMaxPayload = 8 << 20
 
 var _ api.Dispatcher = (*natsbus.Gateway)(nil)
 var _ api.QueueDepther = (*natsbus.Gateway)(nil)
+var _ api.QueueTenanter = (*natsbus.Gateway)(nil)
 var _ natsbus.Handler = (*worker.Worker)(nil)
 
 // Node is one running process: some of the roles, started by Start and

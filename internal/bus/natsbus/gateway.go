@@ -480,3 +480,22 @@ func (g *Gateway) QueueDepths() map[string]int {
 	}
 	return d
 }
+
+// QueueTenants reports, per model, how many requests of each tenant wait
+// for a slot (models with none waiting are absent).
+func (g *Gateway) QueueTenants() map[string]map[string]int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	d := make(map[string]map[string]int, len(g.queues))
+	for m, q := range g.queues {
+		if len(q) == 0 {
+			continue
+		}
+		byTenant := make(map[string]int)
+		for _, w := range q {
+			byTenant[w.tenant]++
+		}
+		d[m] = byTenant
+	}
+	return d
+}

@@ -1,0 +1,75 @@
+package api
+
+import (
+	"encoding/json"
+	"net/http"
+	"testing"
+	"time"
+
+	"courier/internal/bus"
+	"courier/internal/fleet"
+	"courier/internal/metrics"
+)
+
+func TestStatusSummarisesWorkers(t *testing.T) {
+	d, _ := scripted(helloChunks()...)
+	d.workers = func() []bus.Heartbeat {
+		return []bus.Heartbeat{
+			{Worker: "w1", Models: []string{"tiny"}, Slots: 4, FreeSlots: 1, BackgroundSlots: 2, FreeBackgroundSlots: 2,
+				KVBlocks: 100, FreeKVBlocks: 25, PrefixLookups: 10, PrefixHits: 4, Preemptions: 3, Active: []string{"a", "b", "c"}},
+			{Worker: "w2", Models: []string{"tiny"}, Slots: 2, FreeSlots: 0, Draining: true},
+		}
+	}
+	s := newTestServer(t, Config{}, d)
+	if w := do(s, http.MethodPost, "/v1/completions", `{"model":"tiny","prompt":"hi"}`); w.Code != http.StatusOK {
+		t.Fatalf("completion: %d %s", w.Code, w.Body)
+	}
+	w := do(s, http.MethodGet, "/v1/status", "")
+	var st fleet.Status
+	if err := json.Unmarshal(w.Body.Bytes(), &st); err != nil || w.Code != http.StatusOK {
+		t.Fatalf("status %d %s: %v", w.Code, w.Body, err)
+	}
+	w1, w2 := st.Workers[0], st.Workers[1]
+	if w1.Busy != 3 || w1.Free != 1 || w1.BackgroundBusy != 0 || w1.BackgroundFree != 2 || w1.KVUsage != 0.75 ||
+		w1.PrefixHitRate != 0.4 || w1.Preemptions != 3 || w1.Active != 3 || w1.State != "ready" {
+		t.Errorf("w1 %+v", w1)
+	}
+	if w2.State != "draining" || w2.Busy != 2 {
+		t.Errorf("w2 %+v", w2)
+	}
+	// A draining worker's slots are not counted as the fleet's.
+	if st.Slots != (fleet.Slots{Busy: 3, Free: 1, BackgroundFree: 2}) {
+		t.Errorf("slots %+v", st.Slots)
+	}
+	if n, tps, _ := st.Recent.Recently(1); n != 1 || tps != 3.0/5 {
+		t.Errorf("recent: %d requests, %v tokens/s (%+v)", n, tps, st.Recent)
+	}
+	if len(st.Queues) != 1 || st.Queues[0].Model != "tiny" || st.Queues[0].Running != 0 {
+		t.Errorf("queues %+v", st.Queues)
+	}
+}
+
+// TestRecentStatsWindow: buckets older than the window are forgotten, a
+// slot reused for a later bucket starts from zero, TTFT is a mean.
+func TestRecentStatsWindow(t *testing.T) {
+	var r recentStats
+	t0 := time.Unix(1_800_000_000, 0)
+	r.observe(t0, metrics.Generation{CompletionTokens: 10, TTFT: 10 * time.Millisecond})
+	r.observe(t0, metrics.Generation{CompletionTokens: 20, TTFT: 30 * time.Millisecond})
+	rc, _ := r.snapshot(t0)
+	last := len(rc.Requests) - 1
+	if rc.Requests[last] != 2 || rc.TokensPerSec[last] != 6 || rc.TTFTMS[last] != 20 {
+		t.Fatalf("bucket %d: %+v", last, rc)
+	}
+	later := t0.Add(recentBuckets * recentBucket) // the same slot, one window on
+	r.observe(later, metrics.Generation{CompletionTokens: 5})
+	rc, _ = r.snapshot(later)
+	if rc.Requests[last] != 1 || rc.TokensPerSec[last] != 1 || rc.TTFTMS[last] != 0 {
+		t.Fatalf("after a window: %+v", rc)
+	}
+	for i := range last {
+		if rc.Requests[i] != 0 {
+			t.Fatalf("bucket %d kept %d requests", i, rc.Requests[i])
+		}
+	}
+}
