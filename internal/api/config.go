@@ -51,6 +51,9 @@ type Config struct {
 	// ModelInfo describes served models, by name, for Ollama's /api/tags,
 	// /api/show and /api/ps; models absent from it are listed by name only.
 	ModelInfo map[string]ModelInfo
+	// Models, when set, pulls and deletes models for Ollama's /api/pull
+	// and /api/delete (serve --allow-pull); nil: those routes answer 404.
+	Models ModelManager
 	// Timelines, when set, keeps every generation's timeline and serves
 	// GET /v1/requests; nil: no timelines (those routes answer 404).
 	Timelines TimelineStore

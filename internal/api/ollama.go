@@ -46,6 +46,7 @@ func (s *server) addOllamaRoutes() {
 	s.routes["/api/ps"] = route{http.MethodGet, "ollama_ps", true, s.ollamaPS}
 	s.routes["/api/version"] = route{http.MethodGet, "ollama_version", true, s.ollamaVersion}
 	s.routes["/api/embed"] = route{http.MethodPost, "ollama_embed", true, s.ollamaEmbed}
+	s.addOllamaPullRoutes()
 }
 
 // ollamaError is Ollama's error body.
@@ -378,7 +379,10 @@ func (s *server) servedModels() []string {
 }
 
 func (s *server) ollamaModel(name string) (ollamaModel, ModelInfo) {
-	info := s.cfg.ModelInfo[name]
+	info, ok := s.cfg.ModelInfo[name]
+	if !ok && s.cfg.Models != nil {
+		info, _ = s.cfg.Models.Info(name) // a model /api/pull loaded
+	}
 	m := ollamaModel{Name: name, Model: name, Size: info.Size, Digest: info.Digest,
 		Details: ollamaDetails{Format: "gguf", Family: info.Family, ParameterSize: info.ParameterSize, QuantizationLevel: info.Quantization}}
 	if info.Family != "" {

@@ -77,6 +77,12 @@ type Node struct {
 	// ModelHome is the model store folder (package store) where model
 	// names that are not file paths are looked up; "" takes paths only.
 	ModelHome string
+	// AllowPull lets API clients pull models from the Hugging Face Hub into
+	// the store and serve them (Ollama's /api/pull), and delete stored
+	// models (/api/delete) (serve). Hub is where pulls go: HF_ENDPOINT
+	// (default https://huggingface.co) and HF_TOKEN.
+	AllowPull bool
+	Hub       store.Hub
 
 	// Upstreams are OpenAI-compatible servers fronted as workers (serve,
 	// worker; config/upstream.go); UpstreamKey is their bearer key, read
@@ -365,6 +371,8 @@ func Bind(fs *flag.FlagSet, c *Node) {
 		fs.StringVar(&c.NATSListen, "nats-listen", c.NATSListen,
 			"also expose the embedded NATS server on host:port; clients must authenticate (see --nats-auth-config)")
 		fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "folder for the embedded server's JetStream files")
+		fs.BoolVar(&c.AllowPull, "allow-pull", c.AllowPull,
+			"let API clients pull models from Hugging Face into the model store and serve them (Ollama's /api/pull) and delete stored ones (/api/delete)")
 		fs.StringVar(&c.NATS.AuthConfig, "nats-auth-config", c.NATS.AuthConfig,
 			"nats-server config file whose authorization block lists the users (password or nkey) and permissions of --nats-listen; "+
 				"without it serve writes a worker credential to <data-dir>/nats.token and a gateway one to <data-dir>/nats-gateway.token")
@@ -405,11 +413,18 @@ func Bind(fs *flag.FlagSet, c *Node) {
 // ApplyEnv merges the environment (read through lookup) into c:
 // COURIER_API_KEYS, comma-separated, added to the keys from flags, and the
 // model store folder (COURIER_HOME, default ~/.cache/courier) when
-// ModelHome is unset, and the upstreams' key from the variable
-// --upstream-key-env names.
+// ModelHome is unset, the upstreams' key from the variable
+// --upstream-key-env names, and the Hub of --allow-pull (HF_ENDPOINT,
+// HF_TOKEN, as huggingface_hub reads them).
 func ApplyEnv(c *Node, lookup func(string) (string, bool)) {
 	if c.ModelHome == "" {
 		c.ModelHome = store.Home(lookup)
+	}
+	if c.Hub.Endpoint == "" {
+		c.Hub.Endpoint, _ = lookup("HF_ENDPOINT")
+	}
+	if c.Hub.Token == "" {
+		c.Hub.Token, _ = lookup("HF_TOKEN")
 	}
 	applyUpstreamEnv(c, lookup)
 	if v, ok := lookup("COURIER_API_KEYS"); ok {

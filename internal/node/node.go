@@ -6,7 +6,10 @@
 // model (engine, worker, bus host) and per --upstream (upstream backend,
 // worker, bus host; node/upstream.go) → gateway (waits until it has seen every
 // local worker) → jobs manager (JetStream buckets; unfinished batches
-// recovered; its runner starts) → HTTP listener.
+// recovered; its runner starts) → HTTP listener. With --allow-pull,
+// Ollama's /api/pull adds model workers while the node runs (pull.go);
+// Shutdown takes Node.mu and sets closing before step 2, so none is added
+// after.
 //
 // Stop order, written once here and followed by every role:
 //  1. HTTP: stop accepting, wait for in-flight requests (workers still run,
@@ -78,7 +81,12 @@ type Node struct {
 	ln      net.Listener
 	httpErr chan error // receives Serve's error; capacity 1
 	wg      sync.WaitGroup
+	// mu guards workers once the node runs: /api/pull adds to them
+	// (pull.go); closing, set by Shutdown, stops that.
+	mu      sync.Mutex
+	closing bool
 	workers []*modelWorker
+	puller  *puller // serve --allow-pull; nil otherwise
 
 	// timelines keeps request timelines; nil without JetStream or with
 	// --timeline-ttl 0.
@@ -92,6 +100,7 @@ type Node struct {
 // engine, or an upstream server.
 type modelWorker struct {
 	name    string
+	path    string            // the GGUF file; "" for an upstream worker
 	engine  *engine.Engine    // nil for an upstream worker
 	backend *upstream.Backend // nil for the built-in engine
 	worker  *worker.Worker
@@ -208,7 +217,7 @@ func (n *Node) startWorker(m config.Model, dial func(string) (*natsbus.Conn, err
 		var b [3]byte
 		_, _ = rand.Read(b[:])
 		id = fmt.Sprintf("%s-%d-%x-%s", host, os.Getpid(), b, m.Name)
-	case len(n.cfg.Models) > 1:
+	case len(n.cfg.Models) > 1 || n.puller != nil: // several models, or one pulled beside them
 		id += "-" + m.Name
 	}
 	slots, bgSlots := n.cfg.Slots, n.cfg.BackgroundSlots
@@ -234,7 +243,7 @@ func (n *Node) startWorker(m config.Model, dial func(string) (*natsbus.Conn, err
 	if err != nil {
 		return fmt.Errorf("node: load %s: %w", m.Name, err)
 	}
-	mw := &modelWorker{name: m.Name, engine: eng}
+	mw := &modelWorker{name: m.Name, path: path, engine: eng}
 	n.workers = append(n.workers, mw)
 	n.describe(m, path, eng.Info())
 	n.log.Info("model loaded", "model", m.Name, "path", path, "took", time.Since(t0).Round(time.Millisecond))
@@ -289,6 +298,10 @@ func (n *Node) startGateway(ctx context.Context, dial func(string) (*natsbus.Con
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		metrics.NewStalls(n.gateway.Stalls), metrics.NewPrefixAffinity(n.gateway.PrefixAffinity))
+	if n.cfg.AllowPull && n.cfg.Role == config.RoleServe {
+		n.puller = newPuller(n, dial)
+		n.cfg.API.Models = n.puller
+	}
 	if err := n.startTimelines(ctx); err != nil {
 		return err
 	}
@@ -357,6 +370,9 @@ func (n *Node) shutdown(ctx context.Context) error {
 	if n.timelines != nil { // 1, the last timelines are published
 		keep(n.timelines.Close(ctx))
 	}
+	n.mu.Lock() // no model is added from here on (pull.go)
+	n.closing = true
+	defer n.mu.Unlock()
 	for _, w := range n.workers { // 2
 		if w.host != nil {
 			w.host.StopAccepting()
@@ -456,6 +472,10 @@ func (n *Node) describe(m config.Model, path string, ei engine.Info) {
 		if sm, err := st.Lookup(ref); err == nil && sm.Path == path {
 			mi.Size, mi.Digest, mi.ModifiedAt = sm.Size, sm.Files[0].SHA256, sm.PulledAt
 		}
+	}
+	if n.puller != nil { // a model pulled while the gateway runs
+		n.puller.setInfo(m.Name, mi)
+		return
 	}
 	if n.cfg.API.ModelInfo == nil {
 		n.cfg.API.ModelInfo = map[string]api.ModelInfo{}

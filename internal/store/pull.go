@@ -124,10 +124,17 @@ func httpError(what string, resp *http.Response) error {
 	case http.StatusUnauthorized, http.StatusForbidden:
 		hint = " (a gated or private repository needs HF_TOKEN)"
 	case http.StatusNotFound:
-		hint = " (no such repository or file)"
+		return notFound{fmt.Sprintf("store: %s: HTTP 404 (no such repository or file): %s", what, msg)}
 	}
 	return fmt.Errorf("store: %s: HTTP %d%s: %s", what, resp.StatusCode, hint, msg)
 }
+
+// notFound reads as its message and matches ErrNotFound: the Hub has no
+// such repository, file or quant.
+type notFound struct{ msg string }
+
+func (e notFound) Error() string        { return e.msg }
+func (e notFound) Is(target error) bool { return target == ErrNotFound }
 
 // listFiles returns every file of repo, following the Link header's pages.
 func (h Hub) listFiles(ctx context.Context, repo string) ([]hubFile, error) {

@@ -207,7 +207,7 @@ func pick(repo, quant string, cands []candidate) (candidate, string, error) {
 	case 1:
 		return hits[0], canonicalTag(quant), nil
 	case 0:
-		return candidate{}, "", fmt.Errorf("store: %s has no file matching %q; choices: %s", repo, quant, choices(repo, cands))
+		return candidate{}, "", notFound{fmt.Sprintf("store: %s has no file matching %q; choices: %s", repo, quant, choices(repo, cands))}
 	default:
 		return candidate{}, "", fmt.Errorf("store: %q matches several files of %s: %s", quant, repo, choices(repo, hits))
 	}

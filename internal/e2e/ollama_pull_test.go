@@ -1,0 +1,132 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"courier/internal/config"
+	"courier/internal/store"
+	"courier/internal/store/hubtest"
+	"courier/internal/testutil"
+)
+
+// ollamaCall sends method path body to the node and returns the status and
+// the body.
+func ollamaCall(t *testing.T, addr, method, path, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(testCtx(t), method, "http://"+addr+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestOllamaPullAndDelete: with serve --allow-pull, Ollama's /api/pull
+// downloads a model from a stand-in Hub into the store (progress as NDJSON
+// lines, ending with success), loads it in the running process and routes
+// to it at once (/api/tags lists it with its details, /api/chat answers);
+// a second pull of a served model succeeds at once (stream: false); a
+// model that is not on the Hub is a 404; /api/delete refuses a model the
+// process serves, removes a stored one it does not, and 404s an unknown
+// one. Without --allow-pull both routes answer 404 naming the flag.
+func TestOllamaPullAndDelete(t *testing.T) {
+	hubDir, home := t.TempDir(), t.TempDir()
+	copyFile(t, testutil.Model(t, "stories260K-Q8_0.gguf"), filepath.Join(hubDir, "acme", "stories-GGUF", "stories260K-Q8_0.gguf"))
+	copyFile(t, testutil.Model(t, "stories260K-Q4_0.gguf"), filepath.Join(hubDir, "acme", "other-GGUF", "stories260K-Q4_0.gguf"))
+	hub := hubtest.New(t, hubDir)
+	// A stored model that is not served, for /api/delete.
+	if _, err := (store.Store{Dir: home}).Pull(testCtx(t), store.Hub{Endpoint: hub.URL}, "acme/other-GGUF", nil); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg := config.Default(config.RoleServe)
+	cfg.DataDir = t.TempDir()
+	cfg.ModelHome = home
+	cfg.Models = []config.Model{{Name: "stories", Path: testutil.Model(t, "stories260K.gguf")}}
+	off := startNode(t, cfg)
+	for _, call := range [][2]string{{"POST", "/api/pull"}, {"DELETE", "/api/delete"}} {
+		code, body := ollamaCall(t, off.Addr(), call[0], call[1], `{"model":"acme/stories-GGUF:Q8_0"}`)
+		if code != 404 || !strings.Contains(body, "--allow-pull") {
+			t.Errorf("%s without --allow-pull: %d %s", call[1], code, body)
+		}
+	}
+
+	cfg.DataDir = t.TempDir()
+	cfg.AllowPull = true
+	cfg.Hub = store.Hub{Endpoint: hub.URL}
+	n := startNode(t, cfg)
+	const name = "acme/stories-GGUF:Q8_0"
+	code, body := ollamaCall(t, n.Addr(), "POST", "/api/pull", `{"model":"`+name+`"}`)
+	var lines []map[string]any
+	sc := bufio.NewScanner(strings.NewReader(body))
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("line %q: %v", sc.Text(), err)
+		}
+		lines = append(lines, m)
+	}
+	if code != 200 || len(lines) < 4 || lines[0]["status"] != "pulling manifest" || lines[len(lines)-1]["status"] != "success" {
+		t.Fatalf("pull: %d\n%s", code, body)
+	}
+	var sawBytes, sawLoad bool
+	for _, l := range lines {
+		if l["status"] == "pulling stories260K-Q8_0.gguf" && l["completed"] == l["total"] && l["total"] != nil {
+			sawBytes = true
+		}
+		sawLoad = sawLoad || l["status"] == "loading model"
+	}
+	if !sawBytes || !sawLoad {
+		t.Errorf("pull progress lacks the finished download or the load:\n%s", body)
+	}
+
+	code, body = ollamaCall(t, n.Addr(), "GET", "/api/tags", "")
+	if code != 200 || !strings.Contains(body, `"name":"`+name+`"`) || !strings.Contains(body, `"quantization_level":"Q8_0"`) {
+		t.Fatalf("tags: %d %s", code, body)
+	}
+	code, body = ollamaCall(t, n.Addr(), "POST", "/api/chat",
+		`{"model":"`+name+`","stream":false,"messages":[{"role":"user","content":"Hi"}],"options":{"num_predict":4,"temperature":0}}`)
+	if code != 200 || !strings.Contains(body, `"done":true`) {
+		t.Fatalf("chat with the pulled model: %d %s", code, body)
+	}
+	code, body = ollamaCall(t, n.Addr(), "POST", "/api/pull", `{"model":"`+name+`","stream":false}`)
+	if code != 200 || strings.TrimSpace(body) != `{"status":"success"}` {
+		t.Fatalf("second pull: %d %s", code, body)
+	}
+	code, body = ollamaCall(t, n.Addr(), "POST", "/api/pull", `{"model":"acme/missing-GGUF","stream":false}`)
+	if code != 404 || !strings.Contains(body, "no such repository") {
+		t.Errorf("pull of a missing repository: %d %s", code, body)
+	}
+	code, body = ollamaCall(t, n.Addr(), "POST", "/api/pull", `{"model":"https://example.com/m.gguf","stream":false}`)
+	if code != 400 {
+		t.Errorf("pull of a URL: %d %s", code, body)
+	}
+
+	code, body = ollamaCall(t, n.Addr(), "DELETE", "/api/delete", `{"model":"`+name+`"}`)
+	if code != 400 || !strings.Contains(body, "this process serves it") {
+		t.Errorf("delete of a served model: %d %s", code, body)
+	}
+	code, body = ollamaCall(t, n.Addr(), "DELETE", "/api/delete", `{"model":"acme/other-GGUF"}`)
+	if code != 200 {
+		t.Errorf("delete of a stored model: %d %s", code, body)
+	}
+	if ms, _ := (store.Store{Dir: home}).List(); len(ms) != 1 || ms[0].Name != name {
+		t.Errorf("the store after delete: %+v", ms)
+	}
+	code, body = ollamaCall(t, n.Addr(), "DELETE", "/api/delete", `{"model":"acme/other-GGUF"}`)
+	if code != 404 || !bytes.Contains([]byte(body), []byte("not in the model store")) {
+		t.Errorf("delete of a missing model: %d %s", code, body)
+	}
+}
