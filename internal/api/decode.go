@@ -305,9 +305,8 @@ func completionToBus(cfg Config, c *CompletionRequest) (*bus.Request, *Error) {
 	if k := max(len(texts), len(ids)) * c.choicesPerPrompt(); k > maxChoices {
 		return nil, errorf(CodeInvalidValue, "n", "prompts times n is %d choices; the limit is %d", k, maxChoices)
 	}
+	req.Echo = c.Echo != nil && *c.Echo
 	switch {
-	case c.Echo != nil && *c.Echo:
-		return nil, errorf(CodeUnsupported, "echo", "echo is not supported")
 	case c.BestOf != nil && *c.BestOf != 1:
 		return nil, errorf(CodeUnsupported, "best_of", "best_of must be 1")
 	case c.Suffix != nil && *c.Suffix != "":
@@ -319,6 +318,10 @@ func completionToBus(cfg Config, c *CompletionRequest) (*bus.Request, *Error) {
 			return nil, errorf(CodeInvalidValue, "logprobs", "logprobs must be between 0 and %d, got %d", maxCompletionsLogprobs, n)
 		}
 		req.Logprobs, req.TopLogprobs = true, n
+	}
+	if req.Echo && c.MaxTokens != nil && *c.MaxTokens == 0 {
+		req.MaxTokens = 0 // the prompt echoed (and scored), nothing generated
+		return req, nil
 	}
 	n, e := maxTokens(cfg, namedInt{"max_tokens", c.MaxTokens})
 	if e != nil {

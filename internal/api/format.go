@@ -118,17 +118,20 @@ func (f *completionFormat) add(c *bus.Chunk) {
 func (f *completionFormat) appendLogprobs(lp *CompletionLogprobs, tokens []bus.TokenLogprob) *CompletionLogprobs {
 	for _, t := range tokens {
 		lp.Tokens = append(lp.Tokens, t.Token)
-		lp.TokenLogprobs = append(lp.TokenLogprobs, t.Logprob)
-		top := make(map[string]float32, len(t.Top))
-		for _, alt := range t.Top {
-			top[alt.Token] = alt.Logprob
+		if t.None { // an echoed prompt's first token: null, as OpenAI and vLLM send it
+			lp.TokenLogprobs, lp.TopLogprobs = append(lp.TokenLogprobs, nil), append(lp.TopLogprobs, nil)
+		} else {
+			top := make(map[string]float32, len(t.Top))
+			for _, alt := range t.Top {
+				top[alt.Token] = alt.Logprob
+			}
+			lp.TokenLogprobs, lp.TopLogprobs = append(lp.TokenLogprobs, ptr(t.Logprob)), append(lp.TopLogprobs, top)
 		}
-		lp.TopLogprobs = append(lp.TopLogprobs, top)
 		lp.TextOffset = append(lp.TextOffset, f.offset)
 		f.offset += len(t.Token)
 	}
 	if lp.Tokens == nil {
-		lp.Tokens, lp.TokenLogprobs = []string{}, []float32{}
+		lp.Tokens, lp.TokenLogprobs = []string{}, []*float32{}
 		lp.TopLogprobs, lp.TextOffset = []map[string]float32{}, []int{}
 	}
 	return lp

@@ -64,7 +64,7 @@ type result struct {
 // note records chunk c.
 func (res *result) note(c *bus.Chunk, now time.Time) {
 	n := len(c.Tokens)
-	if n == 0 {
+	if n == 0 && !c.Echo { // an echoed prompt's logprobs are not tokens generated
 		n = len(c.Logprobs)
 	}
 	if !res.gotFirst {

@@ -168,7 +168,7 @@ type CompletionChoice struct {
 // CompletionLogprobs is the legacy completions logprobs object.
 type CompletionLogprobs struct {
 	Tokens        []string             `json:"tokens"`
-	TokenLogprobs []float32            `json:"token_logprobs"`
+	TokenLogprobs []*float32           `json:"token_logprobs"` // null: an echoed prompt's first token
 	TopLogprobs   []map[string]float32 `json:"top_logprobs"`
 	TextOffset    []int                `json:"text_offset"`
 }

@@ -138,7 +138,11 @@ type Request struct {
 	// (chat_template_kwargs), e.g. {"enable_thinking": false}.
 	ChatTemplateKwargs map[string]any `json:"chat_template_kwargs,omitempty"`
 
-	MaxTokens   int      `json:"max_tokens,omitempty"`
+	MaxTokens int `json:"max_tokens,omitempty"`
+	// Echo makes a completion's answer begin with its prompt (one chunk
+	// marked Echo; with logprobs, each prompt token's, the first one's
+	// absent); with Echo, MaxTokens 0 generates nothing.
+	Echo        bool     `json:"echo,omitempty"`
 	Stop        []string `json:"stop,omitempty"`
 	Logprobs    bool     `json:"logprobs,omitempty"`
 	TopLogprobs int      `json:"top_logprobs,omitempty"`
@@ -208,6 +212,9 @@ type TokenLogprob struct {
 	ID      int32          `json:"id"`
 	Logprob float32        `json:"logprob"`
 	Top     []TokenLogprob `json:"top,omitempty"`
+	// None marks a token without a log-probability: an echoed prompt's
+	// first token, which nothing precedes (Logprob and Top are empty).
+	None bool `json:"none,omitempty"`
 }
 
 // Usage counts the tokens of a request.
@@ -229,14 +236,17 @@ type Error struct {
 // the chunks of one request from 1; the gateway reorders and drops
 // duplicates by Seq. The last chunk has FinishReason or Error set, and Usage.
 type Chunk struct {
-	V            int            `json:"v"`
-	ID           string         `json:"id"`
-	Seq          uint64         `json:"seq"`
-	Worker       string         `json:"worker,omitempty"`
-	Text         string         `json:"text,omitempty"`
-	Tokens       []int32        `json:"tokens,omitempty"`
-	Logprobs     []TokenLogprob `json:"logprobs,omitempty"`
-	FinishReason string         `json:"finish_reason,omitempty"`
+	V        int            `json:"v"`
+	ID       string         `json:"id"`
+	Seq      uint64         `json:"seq"`
+	Worker   string         `json:"worker,omitempty"`
+	Text     string         `json:"text,omitempty"`
+	Tokens   []int32        `json:"tokens,omitempty"`
+	Logprobs []TokenLogprob `json:"logprobs,omitempty"`
+	// Echo marks the chunk that echoes a completion's prompt (Request.Echo):
+	// its Text and Logprobs are the prompt's, not generated.
+	Echo         bool   `json:"echo,omitempty"`
+	FinishReason string `json:"finish_reason,omitempty"`
 	// ToolCalls are pieces of the tool calls the model is making, streamed
 	// as they are generated (OpenAI's delta.tool_calls): the first piece of
 	// a call carries its Index, ID and Name, later ones fragments of its

@@ -112,6 +112,9 @@ type scoreJob struct {
 	// emb makes the job an Embed call: prompt holds its input, conts is
 	// nil, and its rows ask for hidden states (embed.go).
 	emb *embedState
+	// plp makes the job a PromptLogprobs call: conts is nil, and every
+	// prompt row asks for logits (promptlp.go).
+	plp *promptLP
 }
 
 func (e *Engine) newScoreJob(ctx context.Context, prompt []int32, conts [][]int32, background bool) *scoreJob {
@@ -195,19 +198,25 @@ func (s *scheduler) addScoreRows(j *scoreJob, budget int) {
 		if left <= 0 || len(s.outs) >= s.state.MaxOut() {
 			return
 		}
-		if j.nPast == 0 && j.base.Blocks() == 0 {
+		if j.nPast == 0 && j.base.Blocks() == 0 && j.plp == nil { // every row's logits are wanted
 			j.nPast = j.base.MatchPrefix(j.prompt, j.modes, len(j.prompt)-1)
 		}
 		end := min(len(j.prompt), j.nPast+left)
+		if j.plp != nil {
+			end = min(end, j.nPast+s.state.MaxOut()-len(s.outs))
+		}
 		if !s.reserveScore(j, func() bool { return j.base.Reserve(end) }) {
 			return
 		}
 		j.inBatch = true
 		for i := j.nPast; i < end; i++ {
 			last := i == len(j.prompt)-1
-			addRow(b, j.prompt[i], i, j.base, last, j.modes[i])
-			if last {
+			addRow(b, j.prompt[i], i, j.base, last || j.plp != nil, j.modes[i])
+			switch {
+			case last:
 				s.outs = append(s.outs, rowOut{job: j, cont: -1})
+			case j.plp != nil:
+				s.outs = append(s.outs, rowOut{job: j, cont: -2, next: int32(i)})
 			}
 		}
 		j.nPast = end
@@ -278,6 +287,10 @@ func (s *scheduler) takeScoreRow(r rowOut, logits []float32) {
 	lse := logSumExp(logits) // NaN when any logit is NaN or ±Inf
 	if math.IsNaN(lse) || math.IsInf(lse, 0) {
 		j.err = fmt.Errorf("%w (NaN or Inf) while scoring", ErrNonFinite)
+		return
+	}
+	if r.cont == -2 { // a PromptLogprobs row: next is its position
+		s.e.takePromptRow(j.plp, j.prompt, int(r.next), logits)
 		return
 	}
 	if r.cont < 0 {

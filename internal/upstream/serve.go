@@ -109,7 +109,22 @@ func (b *Backend) Serve(ctx context.Context, req *bus.Request, send func(*bus.Ch
 	if len(req.PromptIDs) > 0 {
 		return fail(bus.CodeInvalidRequest, "token-id prompts are not supported by upstream workers")
 	}
+	if req.Echo {
+		// The prompt is echoed here; the upstream only generates. Its
+		// prompt's log-probabilities would need the upstream to score
+		// prompts, which not every engine does (llama-server ignores echo).
+		if req.Logprobs || req.TopLogprobs > 0 || req.MaxTokens == 0 {
+			return fail(bus.CodeInvalidRequest, "echo with logprobs or max_tokens 0 (scoring a prompt) is not relayed to upstream engines (%s): serve the model with the built-in engine", b.shown)
+		}
+		if seq == 1 {
+			send(&bus.Chunk{ID: req.ID, Seq: seq, Attempt: req.Attempt, Echo: true, Text: req.Prompt})
+			seq++
+		}
+	}
 	delivered := int(seq - 1) // chunks (about one token each) the client has
+	if req.Echo {
+		delivered-- // the echo
+	}
 	if delivered > 0 && (req.Constraint != nil || (len(req.Tools) > 0 && req.ToolChoice != "none")) {
 		// An upstream would restart its grammar, or its tool-call parser,
 		// inside the half-written answer: the continuation could be

@@ -58,6 +58,18 @@ func (w *Worker) run(ctx context.Context, req *bus.Request, send func(*bus.Chunk
 			}
 		}
 	}
+	if req.Echo && seq == 1 {
+		c, err := w.echo(ctx, req, prompt)
+		if err != nil {
+			return w.engineFailure(ctx, req, seq, err)
+		}
+		send(c)
+		seq++
+	}
+	if req.Echo && req.MaxTokens == 0 { // the prompt alone (scoring it)
+		return &bus.Chunk{ID: req.ID, Seq: seq, Attempt: req.Attempt, FinishReason: engine.FinishLength,
+			Usage: &bus.Usage{PromptTokens: len(prompt)}}
+	}
 	var g *grammar.Grammar
 	if req.Constraint != nil {
 		if g, err = w.grammars.compile(req.Constraint); err != nil {
@@ -128,6 +140,32 @@ func (w *Worker) run(ctx context.Context, req *bus.Request, send func(*bus.Chunk
 		return nil
 	})
 	switch {
+	case ctx.Err() != nil || err != nil:
+		return w.engineFailure(ctx, req, seq, err)
+	default:
+		final := &bus.Chunk{
+			ID: req.ID, Seq: seq, Attempt: req.Attempt, FinishReason: res.FinishReason,
+			Usage: &bus.Usage{PromptTokens: res.PromptTokens, CompletionTokens: res.CompletionTokens},
+		}
+		if ts != nil {
+			// Text still held back is the answer when it was no call.
+			content, calls := ts.finish()
+			final.Text = content
+			if calls > 0 && res.FinishReason == engine.FinishStop {
+				final.FinishReason = "tool_calls"
+			}
+		}
+		return final
+	}
+}
+
+// engineFailure is the final chunk of a request the engine failed (nil
+// when it was cancelled: nothing more is sent).
+func (w *Worker) engineFailure(ctx context.Context, req *bus.Request, seq uint64, err error) *bus.Chunk {
+	fail := func(code, msg string) *bus.Chunk {
+		return &bus.Chunk{ID: req.ID, Seq: seq, Attempt: req.Attempt, Error: &bus.Error{Code: code, Message: msg}}
+	}
+	switch {
 	case ctx.Err() != nil:
 		// Cancelled by the client, or stopped by a forced drain: no final
 		// chunk; a gateway still waiting re-dispatches.
@@ -144,24 +182,54 @@ func (w *Worker) run(ctx context.Context, req *bus.Request, send func(*bus.Chunk
 	case errors.Is(err, engine.ErrNonFinite):
 		w.log.Error("generation failed: the model produced non-finite logits", "id", req.ID, "err", err)
 		return fail(bus.CodeNonFinite, err.Error())
-	case err != nil:
+	default:
 		w.log.Error("generation failed", "id", req.ID, "err", err)
 		return fail(bus.CodeInternal, err.Error())
-	default:
-		final := &bus.Chunk{
-			ID: req.ID, Seq: seq, Attempt: req.Attempt, FinishReason: res.FinishReason,
-			Usage: &bus.Usage{PromptTokens: res.PromptTokens, CompletionTokens: res.CompletionTokens},
-		}
-		if ts != nil {
-			// Text still held back is the answer when it was no call.
-			content, calls := ts.finish()
-			final.Text = content
-			if calls > 0 && res.FinishReason == engine.FinishStop {
-				final.FinishReason = "tool_calls"
-			}
-		}
-		return final
 	}
+}
+
+// PromptScorer is the optional capability of engines that report a
+// prompt's own log-probabilities (echo with logprobs).
+type PromptScorer interface {
+	PromptLogprobs(ctx context.Context, prompt []int32, top int) ([]engine.PromptLogprob, error)
+}
+
+var _ PromptScorer = (*engine.Engine)(nil)
+
+// echo returns the chunk that echoes req's prompt: its text as the client
+// sent it (token ids: their text), with each token's log-probability when
+// logprobs are asked (the first token has none).
+func (w *Worker) echo(ctx context.Context, req *bus.Request, prompt []int32) (*bus.Chunk, error) {
+	c := &bus.Chunk{ID: req.ID, Seq: 1, Attempt: req.Attempt, Echo: true, Text: req.Prompt}
+	if len(req.PromptIDs) > 0 {
+		var b strings.Builder
+		for _, id := range prompt {
+			b.WriteString(w.eng.TokenText(id))
+		}
+		c.Text = b.String()
+	}
+	if !req.Logprobs && req.TopLogprobs == 0 {
+		return c, nil
+	}
+	ps, ok := w.eng.(PromptScorer)
+	if !ok {
+		return nil, fmt.Errorf("%w: this worker's engine cannot score prompts (echo with logprobs)", engine.ErrInvalidRequest)
+	}
+	lps, err := ps.PromptLogprobs(ctx, prompt, req.TopLogprobs)
+	if err != nil {
+		return nil, err
+	}
+	c.Logprobs = make([]bus.TokenLogprob, len(prompt))
+	c.Logprobs[0] = bus.TokenLogprob{Token: w.eng.TokenText(prompt[0]), ID: prompt[0], None: true}
+	for i, lp := range lps {
+		id := prompt[i+1]
+		t := bus.TokenLogprob{Token: w.eng.TokenText(id), ID: id, Logprob: lp.Logprob}
+		for _, a := range lp.Top {
+			t.Top = append(t.Top, bus.TokenLogprob{Token: a.Text, ID: a.ID, Logprob: a.Logprob})
+		}
+		c.Logprobs[i+1] = t
+	}
+	return c, nil
 }
 
 func (w *Worker) logprob(t engine.Token) bus.TokenLogprob {

@@ -323,3 +323,21 @@ func BenchmarkPrefixChain(b *testing.B) {
 		g.recordLocked("m", links, g.workers["w"])
 	}
 }
+
+// TestEchoIsNotResumed: an echoed prompt's chunk counts in the chunk
+// sequence but is not generated text, so a re-dispatched attempt resumes
+// after the generated tokens alone (neither the prompt's text nor its
+// logprobs as tokens).
+func TestEchoIsNotResumed(t *testing.T) {
+	st := newStream(&Gateway{ctx: context.Background()}, bus.Request{ID: "r", Kind: bus.KindCompletion, Prompt: "Once", Echo: true})
+	defer st.cancel()
+	if _, ok := st.beginAttempt(); !ok {
+		t.Fatal("no first attempt")
+	}
+	st.deliver(&bus.Chunk{ID: "r", Seq: 1, Attempt: 1, Echo: true, Text: "Once", Logprobs: []bus.TokenLogprob{{Token: "Once", None: true}}})
+	st.deliver(&bus.Chunk{ID: "r", Seq: 2, Attempt: 1, Text: " upon", Tokens: []int32{7}})
+	r, ok := st.beginAttempt()
+	if !ok || len(r.Resume) != 1 || r.Resume[0] != 7 || r.ResumeText != " upon" || r.ResumeSeq != 3 {
+		t.Fatalf("resumed with %v %q seq %d", r.Resume, r.ResumeText, r.ResumeSeq)
+	}
+}

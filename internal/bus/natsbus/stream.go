@@ -155,6 +155,11 @@ func (st *stream) deliver(c *bus.Chunk) bool {
 
 func (st *stream) pushLocked(c *bus.Chunk) {
 	st.ready = append(st.ready, c)
+	if c.Echo {
+		// The prompt echoed: nothing generated, nothing to resume after.
+		st.next++
+		return
+	}
 	st.tokens = append(st.tokens, c.Tokens...)
 	if c.Text != "" && len(c.Tokens) == 0 && c.Scores == nil {
 		st.idless = true
