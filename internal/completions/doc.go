@@ -12,12 +12,16 @@
 //
 //   - Every record carries its owner (the hash of an API key); another
 //     owner's lookup, update or delete is ErrNotFound and its lists never
-//     show it. Keys are "c.OWNER.ID" (the record) and "m.OWNER.ID" (its
-//     request messages), so a list reads one owner's records only and
-//     never their messages.
-//   - The messages are written before the record, so a listed completion's
-//     messages are there; an update rewrites both, so they expire together
-//     (the bucket's age counts from the last write).
+//     show it. Keys are "c.OWNER.ID" (the record: the answer and its
+//     metadata), "m.OWNER.ID" (its request messages) and "i.OWNER.ID" (an
+//     index entry: id, model, time, metadata), so a list reads one owner's
+//     small index entries, then the records of its page only, whatever the
+//     size of the answers.
+//   - The messages are written first, the index entry last, so a listed
+//     completion's record and messages are there; an update rewrites all
+//     three, so they expire together (the bucket's age counts from a key's
+//     last write). A list skips an entry whose record is gone (deleted or
+//     expired meanwhile).
 //   - Lists are ordered by the time a completion was first stored, then by
 //     id; "after" is a cursor in that order, stable under inserts.
 //

@@ -4,4 +4,5 @@ package completions
 var (
 	RecordKey   = recordKey
 	MessagesKey = messagesKey
+	IndexKey    = indexKey
 )

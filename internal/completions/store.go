@@ -37,6 +37,19 @@ type Completion struct {
 	Response json.RawMessage `json:"response"`
 }
 
+// entry is a completion's index entry: what a list filters and orders by,
+// so that a list reads small entries and then only its page's records,
+// whatever the size of the answers. Rev is the record revision it
+// describes: an older one never replaces a newer one.
+type entry struct {
+	ID       string            `json:"id"`
+	Owner    string            `json:"owner"`
+	Model    string            `json:"model"`
+	Stored   int64             `json:"stored"`
+	Metadata map[string]string `json:"metadata,omitempty"`
+	Rev      uint64            `json:"rev"`
+}
+
 // messages is the record of a completion's request messages.
 type messages struct {
 	Owner    string            `json:"owner"`
@@ -85,6 +98,7 @@ func idToken(id string) string { return base64.RawURLEncoding.EncodeToString([]b
 
 func recordKey(owner, id string) string   { return "c." + ownerToken(owner) + "." + idToken(id) }
 func messagesKey(owner, id string) string { return "m." + ownerToken(owner) + "." + idToken(id) }
+func indexKey(owner, id string) string    { return "i." + ownerToken(owner) + "." + idToken(id) }
 
 // MessageID is the id of message i of completion id, as OpenAI names them.
 func MessageID(id string, i int) string { return id + "-" + strconv.Itoa(i) }
@@ -113,26 +127,60 @@ func (s *Store) Put(ctx context.Context, c *Completion, msgs []json.RawMessage) 
 	if err != nil {
 		return fmt.Errorf("completions: %w", err)
 	}
-	if err := s.put(ctx, messagesKey(c.Owner, c.ID), mb); err != nil {
+	if _, err := s.put(ctx, messagesKey(c.Owner, c.ID), mb); err != nil {
 		return err
 	}
-	return s.put(ctx, recordKey(c.Owner, c.ID), cb)
+	rev, err := s.put(ctx, recordKey(c.Owner, c.ID), cb)
+	if err != nil {
+		return err
+	}
+	return s.putIndex(ctx, c, rev)
 }
 
-// put stores val under key, replacing what is there.
-func (s *Store) put(ctx context.Context, key string, val []byte) error {
+// put stores val under key, replacing what is there, and returns its
+// revision.
+func (s *Store) put(ctx context.Context, key string, val []byte) (uint64, error) {
 	for range 10 {
-		_, err := s.kv.Create(ctx, key, val)
+		rev, err := s.kv.Create(ctx, key, val)
 		if !errors.Is(err, jobs.ErrExists) {
-			return err
+			return rev, err
 		}
-		_, rev, err := s.kv.Get(ctx, key)
+		_, old, err := s.kv.Get(ctx, key)
 		if errors.Is(err, jobs.ErrNotFound) {
 			continue // deleted meanwhile: create again
 		} else if err != nil {
+			return 0, err
+		}
+		if rev, err := s.kv.Update(ctx, key, val, old); !errors.Is(err, jobs.ErrConflict) {
+			return rev, err
+		}
+	}
+	return 0, fmt.Errorf("completions: %s: %w", key, jobs.ErrConflict)
+}
+
+// putIndex stores c's index entry for its record revision rev, unless an
+// entry for a later revision is there already (two updates racing).
+func (s *Store) putIndex(ctx context.Context, c *Completion, rev uint64) error {
+	key := indexKey(c.Owner, c.ID)
+	val, err := json.Marshal(entry{ID: c.ID, Owner: c.Owner, Model: c.Model, Stored: c.Stored, Metadata: c.Metadata, Rev: rev})
+	if err != nil {
+		return fmt.Errorf("completions: %w", err)
+	}
+	for range 10 {
+		data, old, err := s.kv.Get(ctx, key)
+		if errors.Is(err, jobs.ErrNotFound) {
+			if _, err := s.kv.Create(ctx, key, val); !errors.Is(err, jobs.ErrExists) {
+				return err
+			}
+			continue
+		} else if err != nil {
 			return err
 		}
-		if _, err := s.kv.Update(ctx, key, val, rev); !errors.Is(err, jobs.ErrConflict) {
+		var e entry
+		if json.Unmarshal(data, &e) == nil && e.Rev > rev {
+			return nil
+		}
+		if _, err := s.kv.Update(ctx, key, val, old); !errors.Is(err, jobs.ErrConflict) {
 			return err
 		}
 	}
@@ -180,26 +228,28 @@ type Filter struct {
 
 // List returns a page of owner's completions matching f, ordered by the
 // time they were stored (then by id); more reports whether others follow.
+// It reads the owner's index entries, then the records of the page only.
 // An After naming no completion of owner is a *jobs.InvalidError.
 func (s *Store) List(ctx context.Context, owner string, f Filter) (list []Completion, more bool, err error) {
-	var cursor *Completion
-	err = s.kv.Scan(ctx, "c."+ownerToken(owner)+".*", func(_ string, val []byte) error {
-		var c Completion
-		if json.Unmarshal(val, &c) != nil || c.Owner != owner {
+	var cursor *entry
+	var es []entry
+	err = s.kv.Scan(ctx, "i."+ownerToken(owner)+".*", func(_ string, val []byte) error {
+		var e entry
+		if json.Unmarshal(val, &e) != nil || e.Owner != owner {
 			return nil
 		}
-		if f.After != "" && c.ID == f.After {
-			cursor = &c
+		if f.After != "" && e.ID == f.After {
+			cursor = &e
 		}
-		if f.Model != "" && c.Model != f.Model {
+		if f.Model != "" && e.Model != f.Model {
 			return nil
 		}
 		for k, v := range f.Metadata {
-			if got, ok := c.Metadata[k]; !ok || got != v {
+			if got, ok := e.Metadata[k]; !ok || got != v {
 				return nil
 			}
 		}
-		list = append(list, c)
+		es = append(es, e)
 		return nil
 	})
 	if err != nil {
@@ -208,32 +258,43 @@ func (s *Store) List(ctx context.Context, owner string, f Filter) (list []Comple
 	if f.After != "" && cursor == nil {
 		return nil, false, &jobs.InvalidError{Param: "after", Message: fmt.Sprintf("after: no stored chat completion %q", f.After)}
 	}
-	order := func(a, b Completion) int {
+	order := func(a, b entry) int {
 		if c := cmp.Compare(a.Stored, b.Stored); c != 0 {
 			return c
 		}
 		return cmp.Compare(a.ID, b.ID)
 	}
 	if f.Desc {
-		slices.SortFunc(list, func(a, b Completion) int { return order(b, a) })
-	} else {
-		slices.SortFunc(list, order)
-	}
-	if cursor != nil {
-		i, _ := slices.BinarySearchFunc(list, *cursor, func(e, t Completion) int {
-			if f.Desc {
-				return order(t, e)
+		order = func(a, b entry) int {
+			if c := cmp.Compare(b.Stored, a.Stored); c != 0 {
+				return c
 			}
-			return order(e, t)
-		})
-		// Skip the cursor itself when it is in the list.
-		if i < len(list) && list[i].ID == cursor.ID {
-			i++
+			return cmp.Compare(b.ID, a.ID)
 		}
-		list = list[i:]
 	}
-	list, more = cut(list, f.Limit)
-	return list, more, nil
+	slices.SortFunc(es, order)
+	if cursor != nil {
+		i, found := slices.BinarySearchFunc(es, *cursor, order)
+		if found {
+			i++ // the cursor itself, when it matches the filter
+		}
+		es = es[i:]
+	}
+	// Read the page's records; one deleted or expired since its entry was
+	// read is left out, and the next entry takes its place.
+	for _, e := range es {
+		if f.Limit > 0 && len(list) == f.Limit {
+			return list, true, nil
+		}
+		c, _, err := s.get(ctx, owner, e.ID)
+		if errors.Is(err, jobs.ErrNotFound) {
+			continue
+		} else if err != nil {
+			return nil, false, err
+		}
+		list = append(list, *c)
+	}
+	return list, false, nil
 }
 
 // cut returns at most limit items of list (all when limit ≤ 0) and whether
@@ -303,12 +364,17 @@ func (s *Store) UpdateMetadata(ctx context.Context, owner, id string, md map[str
 		if err != nil {
 			return nil, fmt.Errorf("completions: %w", err)
 		}
-		if _, err := s.kv.Update(ctx, recordKey(owner, id), data, rev); errors.Is(err, jobs.ErrConflict) {
+		rev, err = s.kv.Update(ctx, recordKey(owner, id), data, rev)
+		if errors.Is(err, jobs.ErrConflict) {
 			continue
 		} else if err != nil {
 			return nil, err
 		}
-		// Write the messages again, so that they expire with the record.
+		if err := s.putIndex(ctx, c, rev); err != nil {
+			return nil, err
+		}
+		// Write the messages again, so that they expire with the record
+		// (the index entry was just written).
 		if mb, rev, err := s.kv.Get(ctx, messagesKey(owner, id)); err == nil {
 			_, _ = s.kv.Update(ctx, messagesKey(owner, id), mb, rev) // a lost race wrote them anyway
 		} else if !errors.Is(err, jobs.ErrNotFound) {
@@ -319,14 +385,16 @@ func (s *Store) UpdateMetadata(ctx context.Context, owner, id string, md map[str
 	return nil, fmt.Errorf("completions: %s: %w", id, jobs.ErrConflict)
 }
 
-// Delete removes owner's completion id and its messages; jobs.ErrNotFound
-// when owner has none by that id.
+// Delete removes owner's completion id, its messages and its index entry;
+// jobs.ErrNotFound when owner has none by that id.
 func (s *Store) Delete(ctx context.Context, owner, id string) error {
 	if _, err := s.Get(ctx, owner, id); err != nil {
 		return err
 	}
-	if err := s.kv.Delete(ctx, recordKey(owner, id)); err != nil {
-		return err
+	for _, key := range []string{indexKey(owner, id), recordKey(owner, id), messagesKey(owner, id)} {
+		if err := s.kv.Delete(ctx, key); err != nil {
+			return err
+		}
 	}
-	return s.kv.Delete(ctx, messagesKey(owner, id))
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -22,13 +23,13 @@ func TestMain(m *testing.M) {
 
 // openStore starts an embedded NATS server on dir and opens the store on
 // it; the returned func stops both.
-func openStore(t *testing.T, dir string, ttl time.Duration) (*completions.Store, func()) {
+func openStore(t testing.TB, dir string, ttl time.Duration) (*completions.Store, func()) {
 	s, _, stop := openStoreKV(t, dir, ttl)
 	return s, stop
 }
 
 // openStoreKV is openStore, also returning the bucket.
-func openStoreKV(t *testing.T, dir string, ttl time.Duration) (*completions.Store, jobs.KV, func()) {
+func openStoreKV(t testing.TB, dir string, ttl time.Duration) (*completions.Store, jobs.KV, func()) {
 	t.Helper()
 	srv, err := natsbus.StartServer(natsbus.ServerConfig{Name: "t", DataDir: dir}, nil)
 	if err != nil {
@@ -246,26 +247,53 @@ func TestStoreTTL(t *testing.T) {
 	}
 }
 
-// TestUpdateRewritesBoth: an update writes the record and its messages
-// again, so both expire --store-ttl after it (the bucket's age counts from
-// a key's last write).
+// TestUpdateRewritesBoth: an update writes the record, its messages and
+// its index entry again, so all expire --store-ttl after it (the bucket's
+// age counts from a key's last write).
 func TestUpdateRewritesBoth(t *testing.T) {
 	s, kv, _ := openStoreKV(t, t.TempDir(), 0)
 	ctx := t.Context()
 	put(t, s, "o", "chatcmpl-u", "m", 0, nil, "hi")
-	revs := func() (uint64, uint64) {
-		_, r1, err1 := kv.Get(ctx, completions.RecordKey("o", "chatcmpl-u"))
-		_, r2, err2 := kv.Get(ctx, completions.MessagesKey("o", "chatcmpl-u"))
-		if err1 != nil || err2 != nil {
-			t.Fatal(err1, err2)
+	revs := func() []uint64 {
+		var out []uint64
+		for _, key := range []string{completions.RecordKey("o", "chatcmpl-u"), completions.MessagesKey("o", "chatcmpl-u"), completions.IndexKey("o", "chatcmpl-u")} {
+			_, r, err := kv.Get(ctx, key)
+			if err != nil {
+				t.Fatal(key, err)
+			}
+			out = append(out, r)
 		}
-		return r1, r2
+		return out
 	}
-	c0, m0 := revs()
+	before := revs()
 	if _, err := s.UpdateMetadata(ctx, "o", "chatcmpl-u", map[string]string{"a": "b"}); err != nil {
 		t.Fatal(err)
 	}
-	if c1, m1 := revs(); c1 <= max(c0, m0) || m1 <= max(c0, m0) {
-		t.Errorf("revisions before the update %d, %d; after %d, %d: both must be written again", c0, m0, c1, m1)
+	for i, r := range revs() {
+		if r <= slices.Max(before) {
+			t.Errorf("key %d: revision %d after the update, %v before: all must be written again", i, r, before)
+		}
+	}
+}
+
+// TestListSkipsVanishedRecords: an index entry whose record is gone (a
+// delete or an expiry between the two reads) is left out, and the page is
+// filled from the next entries.
+func TestListSkipsVanishedRecords(t *testing.T) {
+	s, kv, _ := openStoreKV(t, t.TempDir(), 0)
+	ctx := t.Context()
+	for i := range 4 {
+		put(t, s, "o", fmt.Sprintf("chatcmpl-%d", i), "m", int64(i+1), nil)
+	}
+	if err := kv.Delete(ctx, completions.RecordKey("o", "chatcmpl-1")); err != nil {
+		t.Fatal(err)
+	}
+	list, more, err := s.List(ctx, "o", completions.Filter{Page: completions.Page{Limit: 2}})
+	if err != nil || ids(list) != "chatcmpl-0,chatcmpl-2" || !more {
+		t.Errorf("list: %s more=%v %v", ids(list), more, err)
+	}
+	list, more, err = s.List(ctx, "o", completions.Filter{Page: completions.Page{Limit: 2, After: "chatcmpl-2"}})
+	if err != nil || ids(list) != "chatcmpl-3" || more {
+		t.Errorf("next page: %s more=%v %v", ids(list), more, err)
 	}
 }
