@@ -30,6 +30,7 @@ var flagMeanings = map[string]struct{ Meaning, Phrase string }{
 	"log-level":   {"log level", "log level"},
 	"log-format":  {"log format", "log format"},
 	"json":        {"print the command's report as JSON instead of text", "as JSON"},
+	"layers":      {"transformer blocks: how many (models synth), or which, A-B (a worker's pipeline stage)", "blocks"},
 }
 
 // flagSynonyms are names that mean one of flagMeanings' settings: no

@@ -74,6 +74,9 @@ type Node struct {
 	NATS NATSSecurity
 	// Models are the models to serve (serve, worker).
 	Models []Model
+	// Stages runs one model's layers as a pipeline of stage workers
+	// (config/stage.go).
+	Stages Stages
 	// ModelHome is the model store folder (package store) where model
 	// names that are not file paths are looked up; "" takes paths only.
 	ModelHome string
@@ -257,10 +260,13 @@ func (c Node) Validate() error {
 	if c.Role == RoleServe && c.NATS.TLSCA != "" && c.NATS.TLSCert == "" {
 		bad("--nats-tls-ca needs --nats-tls-cert and --nats-tls-key (the server's certificate)")
 	}
-	if c.Role != RoleGateway && len(c.Models) == 0 && len(c.Upstreams) == 0 {
+	// serve without a model runs the gateway and the embedded NATS
+	// server alone, for workers (stage workers among them) to join.
+	if c.Role == RoleWorker && len(c.Models) == 0 && len(c.Upstreams) == 0 {
 		bad("at least one --model NAME=PATH or --upstream URL is required")
 	}
 	c.validateUpstreams(bad)
+	c.validateStages(bad)
 	seen := map[string]bool{}
 	for _, m := range c.Models {
 		if seen[m.Name] {
@@ -391,6 +397,7 @@ func Bind(fs *flag.FlagSet, c *Node) {
 		})
 		fs.StringVar(&c.WorkerID, "worker-id", c.WorkerID, "worker name on the bus (default host-pid-random)")
 		bindUpstream(fs, c)
+		bindStages(fs, c)
 		fs.IntVar(&c.Slots, "slots", c.Slots, "concurrent generations per worker, batched together (0: the engine's default, 4)")
 		fs.IntVar(&c.BackgroundSlots, "background-slots", c.BackgroundSlots,
 			"slots per worker for batch lines and async jobs, besides --slots, so a batch never takes an interactive slot (0: as many as --slots)")

@@ -93,6 +93,21 @@ func FillStageStep(st *StageStep, b *model.Batch, hidden []float32, ctxLen int) 
 	st.Hidden = hidden
 }
 
+// LayerCount returns the number of transformer blocks of the model at
+// path, to split it into stages.
+func LayerCount(path string) (int, error) {
+	f, err := gguf.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	cfg, err := model.ReadConfig(f)
+	if err != nil {
+		return 0, err
+	}
+	return cfg.Layers, nil
+}
+
 // StageOptions configure LoadStage.
 type StageOptions struct {
 	// Layers is the stage's share; it must not start at block 0 (the

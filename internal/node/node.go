@@ -40,6 +40,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,8 +50,10 @@ import (
 	"courier/internal/bus/natsbus"
 	"courier/internal/config"
 	"courier/internal/engine"
+	"courier/internal/engine/model"
 	"courier/internal/jobs"
 	"courier/internal/metrics"
+	"courier/internal/stage"
 	"courier/internal/store"
 	"courier/internal/upstream"
 	"courier/internal/worker"
@@ -106,6 +109,13 @@ type modelWorker struct {
 	worker  *worker.Worker
 	conn    *natsbus.Conn
 	host    *natsbus.Host
+
+	// A pipeline's first stage: the engine's tail and its connection.
+	pipeline *stage.Pipeline
+	pconn    *natsbus.Conn
+	// A pipeline's later stage (no worker, engine or host).
+	stage    *engine.Stage
+	stageSrv *stage.Server
 }
 
 // Start validates cfg and starts its role. On error everything started so
@@ -176,7 +186,11 @@ func (n *Node) start(ctx context.Context) error {
 	}
 	if cfg.Role != config.RoleGateway {
 		for _, m := range cfg.Models {
-			if err := n.startWorker(m, dial); err != nil {
+			start := n.startWorker
+			if cfg.Stages.Staged() || cfg.Stages.Count > 1 {
+				start = n.startStages
+			}
+			if err := start(m, dial); err != nil {
 				return err
 			}
 		}
@@ -210,6 +224,11 @@ func (n *Node) announce(url string, credFiles []string) {
 }
 
 func (n *Node) startWorker(m config.Model, dial func(string) (*natsbus.Conn, error)) error {
+	return n.startModelWorker(m, n.workerID(m), model.LayerRange{}, dial)
+}
+
+// workerID is the bus name of the worker serving m.
+func (n *Node) workerID(m config.Model) string {
 	id := n.cfg.WorkerID
 	switch {
 	case id == "":
@@ -220,6 +239,12 @@ func (n *Node) startWorker(m config.Model, dial func(string) (*natsbus.Conn, err
 	case len(n.cfg.Models) > 1 || n.puller != nil: // several models, or one pulled beside them
 		id += "-" + m.Name
 	}
+	return id
+}
+
+// startModelWorker loads m (blocks r of it, when r is not the zero value:
+// a pipeline's first stage, node/stage.go) and serves it as worker id.
+func (n *Node) startModelWorker(m config.Model, id string, r model.LayerRange, dial func(string) (*natsbus.Conn, error)) error {
 	slots, bgSlots := n.cfg.Slots, n.cfg.BackgroundSlots
 	if slots == 0 {
 		slots = 4
@@ -231,23 +256,39 @@ func (n *Node) startWorker(m config.Model, dial func(string) (*natsbus.Conn, err
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
-	t0 := time.Now()
-	stopLoading := n.loadingProgress(m.Name, path, t0)
-	eng, err := engine.Load(path, engine.Options{
+	opts := engine.Options{
 		ContextLength: n.cfg.ContextLength, Threads: n.cfg.Threads,
 		Slots: slots, BackgroundSlots: bgSlots,
 		KVCacheBytes: n.cfg.KVCacheBytes, BatchSize: n.cfg.BatchSize, NoRepack: n.cfg.NoRepack,
 		BackgroundBatchSize: n.cfg.BackgroundBatchSize,
-	})
+	}
+	mw := &modelWorker{name: m.Name}
+	n.workers = append(n.workers, mw)
+	var host atomic.Pointer[natsbus.Host]
+	if r != (model.LayerRange{}) && !r.Whole() {
+		if err := n.startPipeline(mw, m, id, r, &opts, dial); err != nil {
+			return err
+		}
+	}
+	t0 := time.Now()
+	stopLoading := n.loadingProgress(m.Name, path, t0)
+	eng, err := engine.Load(path, opts)
 	stopLoading()
 	if err != nil {
 		return fmt.Errorf("node: load %s: %w", m.Name, err)
 	}
-	mw := &modelWorker{name: m.Name, path: path, engine: eng}
-	n.workers = append(n.workers, mw)
+	mw.path, mw.engine = path, eng
+	if mw.pipeline != nil {
+		mw.pipeline.SetContextLength(eng.Info().ContextLength)
+	}
 	n.describe(m, path, eng.Info())
 	n.log.Info("model loaded", "model", m.Name, "path", path, "took", time.Since(t0).Round(time.Millisecond))
-	mw.worker, err = worker.New(worker.Config{ID: id, Model: m.Name, Slots: slots, BackgroundSlots: bgSlots, Render: chatRenderer}, eng, n.log)
+	mw.worker, err = worker.New(worker.Config{ID: id, Model: m.Name, Slots: slots, BackgroundSlots: bgSlots, Render: chatRenderer,
+		OnChange: func() {
+			if h := host.Load(); h != nil {
+				h.Beat() // a pipeline that lost a stage: gateways hear at once that it is unready
+			}
+		}}, eng, n.log)
 	if err != nil {
 		return err
 	}
@@ -257,6 +298,7 @@ func (n *Node) startWorker(m config.Model, dial func(string) (*natsbus.Conn, err
 	mw.host, err = natsbus.NewHost(mw.conn, mw.worker, natsbus.HostConfig{
 		Worker: id, Models: []string{m.Name}, HeartbeatInterval: n.cfg.HeartbeatInterval,
 	}, n.log)
+	host.Store(mw.host)
 	return err
 }
 
@@ -387,6 +429,12 @@ func (n *Node) shutdown(ctx context.Context) error {
 		if w.host != nil {
 			w.host.Close()
 		}
+		if w.pipeline != nil {
+			w.pipeline.Close()
+		}
+		if w.stageSrv != nil { // after every first stage in this process drained
+			w.stageSrv.Close()
+		}
 	}
 	if n.gateway != nil { // 5
 		keep(n.gateway.Close(ctx))
@@ -396,6 +444,9 @@ func (n *Node) shutdown(ctx context.Context) error {
 	for _, w := range n.workers { // 6
 		if w.conn != nil {
 			keep(w.conn.Close(closeCtx))
+		}
+		if w.pconn != nil {
+			keep(w.pconn.Close(closeCtx))
 		}
 	}
 	if n.gwConn != nil {
@@ -410,6 +461,9 @@ func (n *Node) shutdown(ctx context.Context) error {
 		}
 		if w.engine != nil {
 			keep(w.engine.Close())
+		}
+		if w.stage != nil {
+			keep(w.stage.Close())
 		}
 	}
 	if n.server != nil { // 8

@@ -135,7 +135,11 @@ func AppendEncode(dst []byte, m *Message) []byte {
 	return dst
 }
 
+// appendString appends s, cut to maxNameLen bytes (the most Decode takes).
 func appendString(dst []byte, s string) []byte {
+	if len(s) > maxNameLen {
+		s = s[:maxNameLen]
+	}
 	dst = binary.LittleEndian.AppendUint16(dst, uint16(len(s)))
 	return append(dst, s...)
 }

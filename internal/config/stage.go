@@ -1,0 +1,97 @@
+package config
+
+import (
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Stages splits one model's layers over several workers (a pipeline on
+// the bus, package stage).
+type Stages struct {
+	// Stage is "I/N": the worker runs share I (from 1) of N even shares of
+	// the model's blocks (worker).
+	Stage string
+	// Layers is "A-B": the worker runs blocks A..B (inclusive) instead of
+	// an even share (worker).
+	Layers string
+	// Count runs the model as this many stage workers in one process
+	// (serve; 0 or 1: one whole-model worker).
+	Count int
+	// DType is how hidden rows travel between stages: "f32" (exact, the
+	// default) or "f16" (half the bytes, a small drift).
+	DType string
+}
+
+// Staged reports whether the worker runs a share of a model.
+func (s Stages) Staged() bool { return s.Stage != "" || s.Layers != "" }
+
+// ParseStage reads "I/N" with 1 <= I <= N.
+func ParseStage(s string) (i, n int, err error) {
+	a, b, ok := strings.Cut(s, "/")
+	i, err1 := strconv.Atoi(a)
+	n, err2 := strconv.Atoi(b)
+	if !ok || err1 != nil || err2 != nil || n < 1 || i < 1 || i > n {
+		return 0, 0, fmt.Errorf("config: --stage %q: want I/N with 1 <= I <= N", s)
+	}
+	return i, n, nil
+}
+
+// ParseLayers reads "A-B" with 0 <= A <= B: blocks A..B inclusive.
+func ParseLayers(s string) (first, last int, err error) {
+	a, b, ok := strings.Cut(s, "-")
+	first, err1 := strconv.Atoi(a)
+	last, err2 := strconv.Atoi(b)
+	if !ok || err1 != nil || err2 != nil || first < 0 || last < first {
+		return 0, 0, fmt.Errorf("config: --layers %q: want A-B with 0 <= A <= B (blocks A..B)", s)
+	}
+	return first, last, nil
+}
+
+// StageShare returns blocks [first, end) of share i (from 1) of n even
+// shares of total blocks.
+func StageShare(i, n, total int) (first, end int) { return (i - 1) * total / n, i * total / n }
+
+func bindStages(fs *flag.FlagSet, c *Node) {
+	if c.Role == RoleWorker {
+		fs.StringVar(&c.Stages.Stage, "stage", c.Stages.Stage,
+			"run share I of N of the model's layers as a pipeline stage, I/N (stage 1 takes requests; the others join it over NATS)")
+		fs.StringVar(&c.Stages.Layers, "layers", c.Stages.Layers, "run blocks A-B (inclusive) of the model as a pipeline stage, instead of --stage's even share")
+	}
+	if c.Role == RoleServe {
+		fs.IntVar(&c.Stages.Count, "stages", c.Stages.Count, "run the --model as this many pipeline stages in one process, joined by the embedded NATS (0: one whole-model worker)")
+	}
+	if c.Role != RoleGateway {
+		fs.StringVar(&c.Stages.DType, "stage-dtype", c.Stages.DType, "hidden rows between pipeline stages: f32 (exact) or f16 (half the bytes, a tiny drift)")
+	}
+}
+
+// validateStages reports the stage settings' problems.
+func (c Node) validateStages(bad func(format string, args ...any)) {
+	s := c.Stages
+	if s.Stage != "" {
+		if _, _, err := ParseStage(s.Stage); err != nil {
+			bad("%v", strings.TrimPrefix(err.Error(), "config: "))
+		}
+	}
+	if s.Layers != "" {
+		if _, _, err := ParseLayers(s.Layers); err != nil {
+			bad("%v", strings.TrimPrefix(err.Error(), "config: "))
+		}
+	}
+	if s.Stage != "" && s.Layers != "" {
+		bad("give --stage or --layers, not both")
+	}
+	if s.Count < 0 {
+		bad("--stages %d is negative", s.Count)
+	}
+	if (s.Staged() || s.Count > 1) && (len(c.Models) != 1 || len(c.Upstreams) > 0) {
+		bad("a pipeline of stages runs exactly one --model (and no --upstream)")
+	}
+	switch s.DType {
+	case "", "f32", "f16":
+	default:
+		bad("--stage-dtype %q: want f32 or f16", s.DType)
+	}
+}

@@ -1,0 +1,51 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestStagesValidate checks the stage settings each bad combination is
+// refused for, by name.
+func TestStagesValidate(t *testing.T) {
+	worker := func(f func(*Node)) Node {
+		c := Default(RoleWorker)
+		c.NATSURL = "nats://127.0.0.1:4222"
+		c.Models = []Model{{Name: "m", Path: "m.gguf"}}
+		f(&c)
+		return c
+	}
+	for _, tc := range []struct {
+		c    Node
+		want string // "" accepted
+	}{
+		{worker(func(c *Node) { c.Stages.Stage = "2/3" }), ""},
+		{worker(func(c *Node) { c.Stages.Layers = "4-7"; c.Stages.DType = "f16" }), ""},
+		{worker(func(c *Node) { c.Stages.Stage = "0/3" }), "--stage"},
+		{worker(func(c *Node) { c.Stages.Stage = "4/3" }), "--stage"},
+		{worker(func(c *Node) { c.Stages.Stage = "x" }), "--stage"},
+		{worker(func(c *Node) { c.Stages.Layers = "7-4" }), "--layers"},
+		{worker(func(c *Node) { c.Stages.Stage = "1/2"; c.Stages.Layers = "0-3" }), "not both"},
+		{worker(func(c *Node) { c.Stages.Stage = "1/2"; c.Models = append(c.Models, Model{Name: "n", Path: "n"}) }), "exactly one --model"},
+		{worker(func(c *Node) { c.Stages.DType = "bf16" }), "--stage-dtype"},
+	} {
+		err := tc.c.Validate()
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%+v refused: %v", tc.c.Stages, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%+v: %v, want an error naming %s", tc.c.Stages, err, tc.want)
+		}
+	}
+	serve := Default(RoleServe)
+	if err := serve.Validate(); err != nil {
+		t.Errorf("serve without a model (gateway and NATS only): %v", err)
+	}
+	serve.Stages.Count = 2
+	if err := serve.Validate(); err == nil || !strings.Contains(err.Error(), "exactly one --model") {
+		t.Errorf("serve --stages 2 without a model: %v", err)
+	}
+	if first, end := StageShare(3, 3, 5); first != 3 || end != 5 {
+		t.Errorf("share 3/3 of 5 blocks: %d-%d", first, end)
+	}
+}

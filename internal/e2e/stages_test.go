@@ -1,0 +1,247 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/openai/openai-go/v3"
+
+	"courier/internal/bus/natsbus"
+	"courier/internal/config"
+	"courier/internal/engine"
+	"courier/internal/node"
+	"courier/internal/stage"
+	"courier/internal/testutil"
+)
+
+// startStageProcess runs `courier worker --stage` (or --layers) for model
+// name at path against natsURL until the test ends or kills it.
+func startStageProcess(t *testing.T, bin, natsURL, id, name, path string, share ...string) *exec.Cmd {
+	t.Helper()
+	args := append([]string{"worker", "--nats", natsURL, "--worker-id", id, "--model", name + "=" + path,
+		"--heartbeat", "100ms", "--log-level", "warn"}, share...)
+	cmd := exec.Command(bin, args...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	return cmd
+}
+
+// greedyOf is the whole model's greedy text of prompt, from the engine in
+// this process.
+func greedyOf(t *testing.T, path, prompt string, maxTokens int) string {
+	t.Helper()
+	e, err := engine.Load(path, engine.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ids, err := e.Tokenize(prompt, true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	if _, err := e.Generate(context.Background(), engine.Request{Prompt: ids, MaxTokens: maxTokens}, func(tok engine.Token) error {
+		b.Write(tok.Text)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// externalNATS starts a NATS server listening on loopback for worker
+// processes to join over TCP.
+func externalNATS(t *testing.T) *natsbus.Server {
+	t.Helper()
+	srv, err := natsbus.StartServer(natsbus.ServerConfig{Name: "ext", Listen: "127.0.0.1:0"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	return srv
+}
+
+// stageGateway starts a gateway on srv and waits until a worker serving
+// name is ready (a first stage is ready once its pipeline is complete).
+func stageGateway(t *testing.T, srv *natsbus.Server, name string) *node.Node {
+	t.Helper()
+	gc := config.Default(config.RoleGateway)
+	gc.NATSURL = srv.ClientURL()
+	gc.HeartbeatTimeout = time.Second
+	gc.Addr = "127.0.0.1:0"
+	gw := startNode(t, gc)
+	waitUntil(t, "a ready worker for "+name, func() bool {
+		for _, hb := range gw.Gateway().Workers() {
+			if len(hb.Models) > 0 && hb.Models[0] == name && !hb.Unready {
+				return true
+			}
+		}
+		return false
+	})
+	return gw
+}
+
+// TestStagesOverTCP serves models as 2- and 3-stage pipelines of separate
+// `courier worker --stage I/N` processes joined by a NATS server over TCP,
+// and checks that greedy text through the HTTP API equals the whole
+// model's.
+func TestStagesOverTCP(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin, err := buildCourier()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const prompt = "Once upon a time"
+	for _, tc := range []struct {
+		file   string
+		stages int
+	}{
+		{"stories260K.gguf", 2}, {"stories260K.gguf", 3},
+		{"synth-llama-F32.gguf", 2}, {"synth-qwen2-F32.gguf", 2},
+	} {
+		t.Run(fmt.Sprintf("%s/%d", tc.file, tc.stages), func(t *testing.T) {
+			path := testutil.Model(t, tc.file)
+			name := strings.TrimSuffix(tc.file, ".gguf")
+			want := greedyOf(t, path, prompt, 48)
+			srv := externalNATS(t)
+			for i := tc.stages; i >= 1; i-- {
+				startStageProcess(t, bin, srv.ClientURL(), fmt.Sprintf("s%d", i), name, path, "--stage", fmt.Sprintf("%d/%d", i, tc.stages))
+			}
+			gw := stageGateway(t, srv, name)
+			c := client(t, gw.Addr())
+			p := completionParams(prompt, 48)
+			p.Model = openai.CompletionNewParamsModel(name)
+			resp, err := c.Completions.New(testCtx(t), p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := resp.Choices[0].Text; got != want {
+				t.Errorf("%d-stage pipeline:\n%q\nwhole model:\n%q", tc.stages, got, want)
+			}
+		})
+	}
+}
+
+// TestKillStageMidStream SIGKILLs the later stage of a 2-stage pipeline
+// while it streams an answer: the first stage gives the request back, the
+// pipeline is assembled again with the other replica of that stage, the
+// gateway resumes the request after the text already sent, and the client's
+// text equals the uninterrupted greedy run.
+func TestKillStageMidStream(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	path := modelPath(t)
+	bin, err := buildCourier()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := externalNATS(t)
+	// The replica that will die serves alone until the pipeline has
+	// formed through it; then the spare joins.
+	victim := startStageProcess(t, bin, srv.ClientURL(), "s2-a", modelName, path, "--stage", "2/2")
+	startStageProcess(t, bin, srv.ClientURL(), "s1", modelName, path, "--stage", "1/2")
+	gw := stageGateway(t, srv, modelName)
+	spare := make(chan struct{})
+	var once sync.Once
+	conn, err := srv.Connect("watch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	stop, err := conn.Subscribe(stage.AnnounceSubject(modelName, "s2-b"), func([]byte) { once.Do(func() { close(spare) }) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	startStageProcess(t, bin, srv.ClientURL(), "s2-b", modelName, path, "--stage", "2/2")
+	ctx := testCtx(t)
+	select {
+	case <-spare:
+	case <-ctx.Done():
+		t.Fatal("the spare stage never announced itself")
+	}
+
+	const prompt, maxTokens = "Once upon a time", 400
+	want := greedy(t, prompt, maxTokens)
+	var killed bool
+	var kill sync.Once
+	got, resumed, err := streamRaw(ctx, gw.Addr(), prompt, maxTokens, func(text string) {
+		if len(text) < 100 {
+			return
+		}
+		kill.Do(func() {
+			killed = true
+			if err := victim.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Error(err)
+			}
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !killed {
+		t.Fatal("the stream ended before the stage was killed")
+	}
+	if got != want {
+		t.Fatalf("after killing stage s2-a the client got\n%q\nwant\n%q", got, want)
+	}
+	if len(resumed) == 0 || resumed[len(resumed)-1].attempt < 2 || resumed[len(resumed)-1].after == len(got) {
+		t.Fatalf("killed stage s2-a, but the stream shows no resumed attempt with text after it: %+v", resumed)
+	}
+	t.Logf("killed s2-a mid-stream; attempt %d carried on after byte %d; the answer is complete (%d bytes)",
+		resumed[len(resumed)-1].attempt, resumed[len(resumed)-1].after, len(got))
+}
+
+// TestServeStagesInOneProcess runs `serve --stages 3`: the model's three
+// stages in one process, joined by the embedded NATS server; the chat and
+// completion answers equal the whole model's.
+func TestServeStagesInOneProcess(t *testing.T) {
+	path := modelPath(t)
+	cfg := config.Default(config.RoleServe)
+	cfg.DataDir = t.TempDir()
+	cfg.Models = []config.Model{{Name: modelName, Path: path}}
+	cfg.Stages.Count = 3
+	cfg.HeartbeatInterval = 100 * time.Millisecond
+	n := startNode(t, cfg)
+	waitUntil(t, "a ready first stage", func() bool {
+		for _, hb := range n.Gateway().Workers() {
+			if !hb.Unready {
+				return true
+			}
+		}
+		return false
+	})
+	const prompt = "Lily and Ben went to the park"
+	want := greedy(t, prompt, 64)
+	c := client(t, n.Addr())
+	resp, err := c.Completions.New(testCtx(t), completionParams(prompt, 64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.Choices[0].Text; got != want {
+		t.Errorf("serve --stages 3:\n%q\nwhole model:\n%q", got, want)
+	}
+}

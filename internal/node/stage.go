@@ -1,0 +1,107 @@
+package node
+
+import (
+	"fmt"
+	"time"
+
+	"courier/internal/bus/natsbus"
+	"courier/internal/config"
+	"courier/internal/engine"
+	"courier/internal/engine/model"
+	"courier/internal/stage"
+	"courier/internal/store"
+)
+
+// startStages starts m as pipeline stages: the share --stage or --layers
+// names (worker), or all --stages shares in this process (serve), the
+// later ones first so that the first finds them when it starts.
+func (n *Node) startStages(m config.Model, dial func(string) (*natsbus.Conn, error)) error {
+	path, err := store.Store{Dir: n.cfg.ModelHome}.Resolve(m.Path)
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	total, err := engine.LayerCount(path)
+	if err != nil {
+		return fmt.Errorf("node: %s: %w", m.Name, err)
+	}
+	id := n.workerID(m)
+	s := n.cfg.Stages
+	if s.Count > 1 {
+		if s.Count > total {
+			return fmt.Errorf("node: %s has %d layers, too few for %d stages", m.Name, total, s.Count)
+		}
+		for i := s.Count; i >= 1; i-- {
+			first, end := config.StageShare(i, s.Count, total)
+			if err := n.startStage(m, path, fmt.Sprintf("%s-stage-%d-of-%d", id, i, s.Count), model.LayerRange{First: first, End: end, Total: total}, dial); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var r model.LayerRange
+	if s.Stage != "" {
+		i, cnt, _ := config.ParseStage(s.Stage)
+		if cnt > total {
+			return fmt.Errorf("node: %s has %d layers, too few for %d stages", m.Name, total, cnt)
+		}
+		first, end := config.StageShare(i, cnt, total)
+		r = model.LayerRange{First: first, End: end, Total: total}
+	} else {
+		a, b, _ := config.ParseLayers(s.Layers)
+		if b >= total {
+			return fmt.Errorf("node: --layers %s: %s has blocks 0-%d", s.Layers, m.Name, total-1)
+		}
+		r = model.LayerRange{First: a, End: b + 1, Total: total}
+	}
+	return n.startStage(m, path, id, r, dial)
+}
+
+// startStage starts one stage of m: the first as a worker whose engine
+// runs the rest through a Pipeline, a later one as a stage server.
+func (n *Node) startStage(m config.Model, path, id string, r model.LayerRange, dial func(string) (*natsbus.Conn, error)) error {
+	if r.IsFirst() {
+		return n.startModelWorker(m, id, r, dial)
+	}
+	t0 := time.Now()
+	st, err := engine.LoadStage(path, engine.StageOptions{Layers: r, ContextLength: n.cfg.ContextLength, Threads: n.cfg.Threads, NoRepack: n.cfg.NoRepack})
+	if err != nil {
+		return fmt.Errorf("node: load %s layers %d-%d: %w", m.Name, r.First, r.End-1, err)
+	}
+	mw := &modelWorker{name: m.Name, stage: st}
+	n.workers = append(n.workers, mw)
+	if mw.conn, err = dial("stage " + id); err != nil {
+		return err
+	}
+	mw.stageSrv, err = stage.NewServer(mw.conn, st, stage.ServerConfig{Instance: id, Model: m.Name,
+		HeartbeatInterval: n.cfg.HeartbeatInterval, DType: stageDType(n.cfg.Stages.DType)}, n.log)
+	if err != nil {
+		return err
+	}
+	n.log.Info("stage serving", "model", m.Name, "stage", id, "layers", fmt.Sprintf("%d-%d of %d", r.First, r.End-1, r.Total),
+		"took", time.Since(t0).Round(time.Millisecond))
+	return nil
+}
+
+// startPipeline makes mw a pipeline's first stage: opts load blocks r and
+// run the later ones through a Pipeline on a connection of its own.
+func (n *Node) startPipeline(mw *modelWorker, m config.Model, id string, r model.LayerRange, opts *engine.Options, dial func(string) (*natsbus.Conn, error)) error {
+	var err error
+	if mw.pconn, err = dial("pipeline " + id); err != nil {
+		return err
+	}
+	mw.pipeline, err = stage.NewPipeline(mw.pconn, stage.PipelineConfig{Instance: id, Model: m.Name, Layers: r,
+		HeartbeatInterval: n.cfg.HeartbeatInterval, DType: stageDType(n.cfg.Stages.DType)}, n.log)
+	if err != nil {
+		return err
+	}
+	opts.Layers, opts.Tail = r, mw.pipeline
+	n.log.Info("pipeline first stage", "model", m.Name, "layers", fmt.Sprintf("%d-%d of %d", r.First, r.End-1, r.Total))
+	return nil
+}
+
+func stageDType(s string) stage.DType {
+	if s == "f16" {
+		return stage.F16
+	}
+	return stage.F32
+}
