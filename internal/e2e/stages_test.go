@@ -73,7 +73,7 @@ func greedyOf(t *testing.T, path, prompt string, maxTokens int) string {
 // processes to join over TCP.
 func externalNATS(t *testing.T) *natsbus.Server {
 	t.Helper()
-	srv, err := natsbus.StartServer(natsbus.ServerConfig{Name: "ext", Listen: "127.0.0.1:0"}, nil)
+	srv, err := natsbus.StartServer(natsbus.ServerConfig{Name: "ext", Listen: "127.0.0.1:0", DataDir: t.TempDir()}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +198,7 @@ func TestKillStageMidStream(t *testing.T) {
 				t.Error(err)
 			}
 		})
-	})
+	}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
