@@ -106,6 +106,16 @@ func (p *samplingParams) toBus(cfg Config, req *bus.Request) *Error {
 	return p.sampling(&req.Sampling)
 }
 
+// candidatesPerPrompt is best_of (n when absent): the completions
+// generated per prompt, of which the n with the highest cumulative
+// log-probability are returned.
+func (c *CompletionRequest) candidatesPerPrompt() int {
+	if c.BestOf == nil {
+		return c.choicesPerPrompt()
+	}
+	return *c.BestOf
+}
+
 // choicesPerPrompt is n (1 when absent).
 func (p *samplingParams) choicesPerPrompt() int {
 	if p.N == nil {
@@ -305,10 +315,19 @@ func completionToBus(cfg Config, c *CompletionRequest) (*bus.Request, *Error) {
 	if k := max(len(texts), len(ids)) * c.choicesPerPrompt(); k > maxChoices {
 		return nil, errorf(CodeInvalidValue, "n", "prompts times n is %d choices; the limit is %d", k, maxChoices)
 	}
+	if c.BestOf != nil {
+		b := *c.BestOf
+		switch {
+		case b < c.choicesPerPrompt():
+			return nil, errorf(CodeInvalidValue, "best_of", "best_of must be at least n (%d), got %d", c.choicesPerPrompt(), b)
+		case b > c.choicesPerPrompt() && c.stream():
+			return nil, errorf(CodeInvalidValue, "best_of", "best_of greater than n cannot be streamed (the best are known only at the end)")
+		case max(len(texts), len(ids))*b > maxChoices:
+			return nil, errorf(CodeInvalidValue, "best_of", "prompts times best_of is %d candidates; the limit is %d", max(len(texts), len(ids))*b, maxChoices)
+		}
+	}
 	req.Echo = c.Echo != nil && *c.Echo
 	switch {
-	case c.BestOf != nil && *c.BestOf != 1:
-		return nil, errorf(CodeUnsupported, "best_of", "best_of must be 1")
 	case c.Suffix != nil && *c.Suffix != "":
 		return nil, errorf(CodeUnsupported, "suffix", "suffix is not supported")
 	}

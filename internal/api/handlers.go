@@ -16,16 +16,24 @@ func (s *server) completions(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, e)
 		return
 	}
+	logprobs := req.Logprobs
 	newFormat := func(i int) format {
-		return &completionFormat{index: i, logprobs: req.Logprobs, stream: body.stream(), includeUsage: body.includeUsage()}
+		return &completionFormat{index: i, logprobs: logprobs, stream: body.stream(), includeUsage: body.includeUsage()}
 	}
-	n := body.choicesPerPrompt()
-	if n == 1 && len(body.prompts)+len(body.promptIDs) == 1 {
+	n, best := body.choicesPerPrompt(), body.candidatesPerPrompt()
+	if best == 1 && len(body.prompts)+len(body.promptIDs) == 1 {
 		s.generate(w, r, req, newFormat(0))
 		return
 	}
-	reqs := expandChoices(req, body.prompts, body.promptIDs, n)
-	s.generateMulti(w, r, reqs, newFormat, len(body.prompts)+len(body.promptIDs) == 1)
+	var pick func([]*choiceStream) []*choiceStream
+	if best > n {
+		// Candidates carry their tokens' logprobs, to be ranked by; the
+		// answer shows them only when the client asked.
+		req.Logprobs = true
+		pick = func(cs []*choiceStream) []*choiceStream { return pickBest(cs, n, best) }
+	}
+	reqs := expandChoices(req, body.prompts, body.promptIDs, best)
+	s.generateMulti(w, r, reqs, newFormat, len(body.prompts)+len(body.promptIDs) == 1, pick)
 }
 
 // chatCompletions serves POST /v1/chat/completions.
@@ -53,7 +61,7 @@ func (s *server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		return f
 	}
 	if n := body.choicesPerPrompt(); n > 1 {
-		s.generateMulti(w, r, expandChoices(req, nil, nil, n), newFormat, true)
+		s.generateMulti(w, r, expandChoices(req, nil, nil, n), newFormat, true, nil)
 		return
 	}
 	s.generate(w, r, req, newFormat(0))

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -62,8 +63,9 @@ type choiceChunk struct {
 // like a single request, their answers merged by index. When every
 // choice reads the same prompt, the first is placed and started before the
 // others, so the others find its prompt in the worker's prefix cache when
-// they land on the same worker.
-func (s *server) generateMulti(w http.ResponseWriter, r *http.Request, reqs []*bus.Request, newFormat func(index int) format, samePrompt bool) {
+// they land on the same worker. pick, when set (best_of), chooses the
+// choices a non-streamed answer returns; usage counts them all.
+func (s *server) generateMulti(w http.ResponseWriter, r *http.Request, reqs []*bus.Request, newFormat func(index int) format, samePrompt bool, pick func([]*choiceStream) []*choiceStream) {
 	start := s.now()
 	model := reqs[0].Model
 	if i := infoOf(r); i != nil {
@@ -191,7 +193,7 @@ func (s *server) generateMulti(w http.ResponseWriter, r *http.Request, reqs []*b
 			}
 		})
 	}
-	err := s.mergeChoices(ctx, w, cs, firsts, chunks)
+	err := s.mergeChoices(ctx, w, cs, firsts, chunks, pick)
 	if err == nil {
 		u := mergedUsage(cs, samePromptOf(cs))
 		s.observeGeneration(metrics.Generation{
@@ -206,7 +208,7 @@ func (s *server) generateMulti(w http.ResponseWriter, r *http.Request, reqs []*b
 
 // mergeChoices relays or collects the choices' chunks until every choice
 // has finished.
-func (s *server) mergeChoices(ctx context.Context, w http.ResponseWriter, cs []*choiceStream, firsts []*bus.Chunk, chunks <-chan choiceChunk) error {
+func (s *server) mergeChoices(ctx context.Context, w http.ResponseWriter, cs []*choiceStream, firsts []*bus.Chunk, chunks <-chan choiceChunk, pick func([]*choiceStream) []*choiceStream) error {
 	f0 := cs[0].f
 	stream := f0.isStream()
 	var sse *sseWriter
@@ -288,8 +290,32 @@ func (s *server) mergeChoices(ctx context.Context, w http.ResponseWriter, cs []*
 		sse.done()
 		return sse.flush()
 	}
+	if pick != nil {
+		cs = pick(cs)
+	}
 	writeJSON(w, http.StatusOK, mergeBodies(cs, u))
 	return nil
+}
+
+// pickBest keeps, of each prompt's best candidates (cs holds them in
+// prompt order), the n with the highest cumulative log-probability of
+// their generated tokens (earlier candidates first on ties, as a stable
+// sort leaves them), renumbered as the prompt's choices.
+func pickBest(cs []*choiceStream, n, best int) []*choiceStream {
+	out := make([]*choiceStream, 0, len(cs)/best*n)
+	for p := 0; p+best <= len(cs); p += best {
+		group := slices.Clone(cs[p : p+best])
+		slices.SortStableFunc(group, func(a, b *choiceStream) int {
+			return cmp.Compare(b.res.cumLogprob, a.res.cumLogprob)
+		})
+		for k, c := range group[:n] {
+			if f, ok := c.f.(*completionFormat); ok {
+				f.index = p/best*n + k
+			}
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // samePromptOf reports whether every choice reads the same prompt.

@@ -59,6 +59,9 @@ type result struct {
 	// The worker's clock (Unix µs, 0: not sent) on the first and the
 	// final chunk, for the request's timeline.
 	firstWorkerAt, finalWorkerAt int64
+	// cumLogprob sums the generated tokens' log-probabilities (best_of
+	// ranks candidates by it).
+	cumLogprob float64
 }
 
 // note records chunk c.
@@ -66,6 +69,11 @@ func (res *result) note(c *bus.Chunk, now time.Time) {
 	n := len(c.Tokens)
 	if n == 0 && !c.Echo { // an echoed prompt's logprobs are not tokens generated
 		n = len(c.Logprobs)
+	}
+	if !c.Echo {
+		for _, lp := range c.Logprobs {
+			res.cumLogprob += float64(lp.Logprob)
+		}
 	}
 	if !res.gotFirst {
 		res.gotFirst, res.firstAt, res.firstWorkerAt = true, now, c.At
