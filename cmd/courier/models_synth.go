@@ -3,7 +3,9 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"courier/internal/engine/gguf"
@@ -90,20 +92,57 @@ func runSynth(path string, c synth.Config) int {
 	return 0
 }
 
-func writeSynth(path string, c synth.Config) error {
+// synthProgressBytes is the estimated size from which synth reports its
+// progress: a 1.1B model takes a minute to write.
+var synthProgressBytes int64 = 256 << 20 // a variable for the test
+
+// writeSynth writes the model c to path, with a progress bar on a terminal
+// (a line per 10% elsewhere) for a large one.
+func writeSynth(path string, c synth.Config) (err error) {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
-	w := bufio.NewWriterSize(f, 1<<20)
-	if err := synth.Write(w, c); err != nil {
+	var out io.Writer = f
+	// The size estimate: the 2-D weights dominate; norms and the rest are
+	// small next to them.
+	if est := c.Params() * int64(c.Type.BlockBytes()) / int64(max(c.Type.BlockSize(), 1)); est >= synthProgressBytes {
+		bar := newProgress(os.Stderr, filepath.Base(path))
+		defer bar.done()
+		cw := &countingWriter{w: f}
+		cw.report = func(n int64) { bar.update(min(n, est-1), est, false) }
+		out = cw
+		defer func() {
+			if err == nil {
+				bar.update(cw.n, cw.n, true)
+			}
+		}()
+	}
+	w := bufio.NewWriterSize(out, 1<<20)
+	if err = synth.Write(w, c); err != nil {
 		f.Close()
 		os.Remove(path)
 		return err
 	}
-	if err := w.Flush(); err != nil {
+	if err = w.Flush(); err != nil {
 		f.Close()
 		return err
 	}
-	return f.Close()
+	err = f.Close()
+	return err
+}
+
+// countingWriter counts the bytes written through it and reports the
+// count after each write.
+type countingWriter struct {
+	w      io.Writer
+	n      int64
+	report func(int64)
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	c.report(c.n)
+	return n, err
 }

@@ -83,3 +83,18 @@ func TestModelsDispatch(t *testing.T) {
 		}
 	}
 }
+
+// TestSynthProgress: writing a large model reports progress; into a log
+// (not a terminal) a plain line per 10%, ending at 100%.
+func TestSynthProgress(t *testing.T) {
+	old := synthProgressBytes
+	synthProgressBytes = 1 // every model counts as large
+	t.Cleanup(func() { synthProgressBytes = old })
+	out := filepath.Join(t.TempDir(), "m.gguf")
+	code, _, errOut := capture(t, func() int {
+		return dispatch([]string{"models", "synth", "--dim", "256", "--layers", "4", "--heads", "4", "--ffn", "512", "--type", "f32", out})
+	})
+	if code != 0 || !strings.Contains(errOut, "m.gguf: 0% (") || !strings.Contains(errOut, "m.gguf: 100% (") || strings.Contains(errOut, "\r") {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+}
