@@ -53,6 +53,13 @@ func TestPullCommand(t *testing.T) {
 	if strings.Contains(errOut, "\r") || !strings.Contains(errOut, "stories260K-Q8_0.gguf: 100%") {
 		t.Fatalf("progress on a non-terminal: %q", errOut)
 	}
+	// Shell completion offers store names for --model and models show/rm.
+	for _, args := range [][]string{{"run", "--model", ""}, {"serve", "--model", ""}, {"models", "show", ""}} {
+		code, out, _ = capture(t, func() int { return dispatch(append([]string{"__complete"}, args...)) })
+		if code != 0 || !strings.Contains(out, "acme/stories-GGUF:Q8_0\n") {
+			t.Errorf("completion of %q: %d %q", args, code, out)
+		}
+	}
 	code, out, _ = capture(t, func() int { return dispatch([]string{"models", "list"}) })
 	if code != 0 || !strings.Contains(out, "acme/stories-GGUF:Q8_0") {
 		t.Fatalf("list: %d %q", code, out)
