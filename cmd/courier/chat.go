@@ -24,6 +24,7 @@ const chatHelp = `Commands:
   /bye               leave (also Ctrl-D)
   /?, /help          this help
 Ctrl-C stops an answer. A message of several lines goes between """ and """.
+Up and Down recall earlier lines; arrows, Home/End and Ctrl-A/E/K/U/W edit.
 `
 
 // chatSession is an interactive chat with a loaded model: the history is
@@ -86,7 +87,11 @@ func runChat(o runOptions) int {
 		tmplName = "no chat template: plain User:/Assistant: turns"
 	}
 	fmt.Fprintf(os.Stderr, "%s (%s, %s). /? for help, /bye or Ctrl-D to leave.\n", e.Info().Name, e.Info().Arch, tmplName)
-	return s.loop(os.Stdin)
+	src, err := newTermSource(os.Stdin, os.Stdout)
+	if err != nil { // not a terminal after all: the terminal's own editing
+		return s.loop(os.Stdin)
+	}
+	return s.run(src)
 }
 
 // newChatSession compiles the model's template for a chat on e.
@@ -113,10 +118,40 @@ func (s *chatSession) interrupt() bool {
 // loop reads messages and commands from in until /bye or the end of in,
 // answering each message; it returns the exit status.
 func (s *chatSession) loop(in io.Reader) int {
-	r := bufio.NewReader(in)
+	return s.run(&bufioSource{r: bufio.NewReader(in), out: s.out})
+}
+
+// errInterrupted is a lineSource's answer to Ctrl-C at the prompt.
+var errInterrupted = errors.New("interrupted")
+
+// lineSource reads the user's lines: plain reads (a pipe, a test), or a
+// line editor on a terminal (chat_term.go).
+type lineSource interface {
+	// line shows prompt and reads one line, without its newline.
+	line(prompt string) (string, error)
+}
+
+// bufioSource reads lines from a reader, showing prompts on out.
+type bufioSource struct {
+	r   *bufio.Reader
+	out io.Writer
+}
+
+func (b *bufioSource) line(prompt string) (string, error) {
+	fmt.Fprint(b.out, prompt)
+	l, err := b.r.ReadString('\n')
+	return strings.TrimRight(l, "\r\n"), err
+}
+
+// run reads messages and commands from src until /bye or the end of the
+// input, answering each message; it returns the exit status.
+func (s *chatSession) run(src lineSource) int {
 	for {
-		fmt.Fprint(s.out, ">>> ")
-		line, err := readMessage(r, s.out)
+		line, err := readMessage(src)
+		if errors.Is(err, errInterrupted) {
+			fmt.Fprintln(s.out, "Use /bye or Ctrl-D to leave.")
+			continue
+		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
 				fmt.Fprintf(os.Stderr, "courier run: %v\n", err)
@@ -144,9 +179,8 @@ func (s *chatSession) loop(in io.Reader) int {
 }
 
 // readMessage reads one line, or the lines between """ and """.
-func readMessage(r *bufio.Reader, out io.Writer) (string, error) {
-	line, err := r.ReadString('\n')
-	line = strings.TrimRight(line, "\r\n")
+func readMessage(src lineSource) (string, error) {
+	line, err := src.line(">>> ")
 	rest, ok := strings.CutPrefix(strings.TrimSpace(line), `"""`)
 	if err != nil || !ok {
 		return line, err
@@ -159,9 +193,7 @@ func readMessage(r *bufio.Reader, out io.Writer) (string, error) {
 		}
 		b.WriteString(rest)
 		b.WriteByte('\n')
-		fmt.Fprint(out, "... ")
-		rest, err = r.ReadString('\n')
-		rest = strings.TrimRight(rest, "\r\n")
+		rest, err = src.line("... ")
 		if err != nil {
 			b.WriteString(rest)
 			return b.String(), err

@@ -168,8 +168,8 @@ func buildCourier(t *testing.T) string {
 
 // TestRunChatTerminal types into `courier run --model stories260K` on a
 // real terminal (tmux) and reads the chat back: an answer, a second
-// message, /set system, /clear, Ctrl-C at the prompt (a hint, the chat
-// goes on) and /bye. Then Ctrl-C during a long answer of a slower model
+// message, Up recalling an earlier one, /set system, /clear, Ctrl-C at
+// the prompt (the line dropped, a hint, the chat goes on) and /bye. Then Ctrl-C during a long answer of a slower model
 // stops the answer without leaving.
 func TestRunChatTerminal(t *testing.T) {
 	model := testutil.Model(t, "stories260K.gguf")
@@ -184,11 +184,15 @@ func TestRunChatTerminal(t *testing.T) {
 	}
 	m.send("What happened next?", "Enter")
 	m.waitText(">>> ", 3)
+	// Up recalls the last messages (the line editor's history).
+	m.send("Up", "Up", "Enter")
+	m.waitText(">>> Once upon a time", 2)
+	m.waitText(">>> ", 4)
 	m.send("/set system You tell stories.", "Enter")
 	m.waitText("Set the system message.", 1)
 	m.send("/clear", "Enter")
 	m.waitText("Cleared the conversation.", 1)
-	m.send("C-c")
+	m.send("half typed", "C-c") // Ctrl-C at the prompt drops the line
 	m.waitText("Use /bye or Ctrl-D to leave.", 1)
 	m.send("/bye", "Enter")
 	s = m.waitText("[exit ", 1)
