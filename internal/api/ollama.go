@@ -298,9 +298,14 @@ func (s *server) ollamaName(model string) string {
 	return model
 }
 
-// root serves GET /: a plain answer that tools probing an Ollama server
-// for life (status 200) accept.
+// root serves GET /: the dashboard to a browser (Accept: text/html),
+// otherwise a plain answer that tools probing an Ollama server for life
+// (status 200) accept.
 func (s *server) root(w http.ResponseWriter, r *http.Request) {
+	if wantsHTML(r) {
+		s.dashboardIndex(w, r)
+		return
+	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Write([]byte("Courier is running (OpenAI API at /v1, Ollama API at /api)\n"))
 }

@@ -156,6 +156,9 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok && strings.HasPrefix(r.URL.Path, "/v1/models/") {
 		rt, ok = route{http.MethodGet, "model", true, s.model}, true
 	}
+	if !ok && strings.HasPrefix(r.URL.Path, "/dashboard/") {
+		rt, ok = route{http.MethodGet, "dashboard", false, s.dashboardFile}, true
+	}
 	if !ok && strings.HasPrefix(r.URL.Path, "/v1/requests/") {
 		rt, ok = route{http.MethodGet, "request", true, s.getRequest}, true
 	}
