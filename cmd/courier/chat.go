@@ -292,8 +292,8 @@ func (s *chatSession) turn(text string) {
 	stopped := errors.Is(err, context.Canceled)
 	if err != nil && !stopped {
 		fmt.Fprintf(s.out, "\nError: %v\n", err)
-		if strings.Contains(err.Error(), "context") {
-			fmt.Fprintln(s.out, "(/clear starts a new conversation)")
+		if errors.Is(err, engine.ErrContextLength) {
+			fmt.Fprintln(s.out, "The conversation fills the model's context: /clear starts a new one (--ctx-size sets a longer one).")
 		}
 		return
 	}

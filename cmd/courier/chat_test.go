@@ -88,6 +88,26 @@ func TestChatSession(t *testing.T) {
 	}
 }
 
+// TestChatContextFull: a conversation longer than the context is refused
+// with a hint, the message is not kept, and /clear makes room again.
+func TestChatContextFull(t *testing.T) {
+	e, err := engine.Load(testutil.Model(t, "stories260K.gguf"), engine.Options{Slots: 1, ContextLength: 32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	var out bytes.Buffer
+	s, err := newChatSession(e, runOptions{maxTokens: 4}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("Once upon a time there was a cat. ", 8)
+	s.loop(strings.NewReader(long + "\n/clear\nHi\n"))
+	if !strings.Contains(out.String(), "fills the model's context: /clear starts a new one") || len(s.history) != 2 || s.history[0].Content != "Hi" {
+		t.Fatalf("history %+v\noutput %q", s.history, out.String())
+	}
+}
+
 // tmux drives a terminal on a private server socket.
 type tmux struct {
 	t      *testing.T
