@@ -34,7 +34,11 @@ func path(c *cobra.Command) []string { return strings.Fields(c.CommandPath())[1:
 func TestHelpEverywhere(t *testing.T) {
 	walk(newRootCmd(), func(c *cobra.Command) {
 		p := path(c)
-		for _, args := range [][]string{append(p, "--help"), append([]string{"help"}, p...)} {
+		forms := [][]string{append(p, "--help"), append([]string{"help"}, p...)}
+		if len(p) == 2 { // courier models help list
+			forms = append(forms, []string{p[0], "help", p[1]})
+		}
+		for _, args := range forms {
 			code, out, errOut := capture(t, func() int { return dispatch(args) })
 			if code != 0 || !strings.Contains(out, "Usage:") || !strings.Contains(out, c.CommandPath()) {
 				t.Errorf("%q: exit %d\nstdout %q\nstderr %q", args, code, out, errOut)
@@ -77,6 +81,8 @@ func TestUsageErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"nope"}, `courier: unknown command "nope"`},
+		{[]string{"help", "nope"}, `courier help: no help for "nope": courier --help lists the commands`},
+		{[]string{"completion", "nosh"}, `courier completion: unknown command "nosh"`},
 		{[]string{"run", "hi"}, "courier run: --model is required"},
 		{[]string{"run", "--model", "m.gguf", "a", "b"}, `courier run: unexpected arguments ["b"]`},
 		{[]string{"run", "--bogus"}, "courier run: unknown flag: --bogus"},

@@ -128,8 +128,50 @@ GGUF models with its own engine.
 	for _, f := range commandBuilders {
 		root.AddCommand(f())
 	}
+	root.SetHelpCommand(newHelpCmd())
+	// cobra adds `completion` when it runs; added now, it follows the house
+	// rules too (no shell named: help and exit 2; an unknown one: an error).
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		if c.Name() == "completion" {
+			c.Args, c.RunE = groupArgs, groupRun
+		}
+	}
 	setup(root)
 	return root
+}
+
+// newHelpCmd is `courier help [COMMAND...]`: cobra's, except that an
+// unknown topic is a usage error, not the top-level help.
+func newHelpCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [command]",
+		Short: "help about any command",
+		Args:  cobra.ArbitraryArgs,
+		ValidArgsFunction: func(c *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			cmd, rest, err := c.Root().Find(args)
+			if err != nil || len(rest) > 0 {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			var out []cobra.Completion
+			for _, sub := range cmd.Commands() {
+				if sub.IsAvailableCommand() && strings.HasPrefix(sub.Name(), toComplete) {
+					out = append(out, cobra.CompletionWithDesc(sub.Name(), sub.Short))
+				}
+			}
+			return out, cobra.ShellCompDirectiveNoFileComp
+		},
+		RunE: func(c *cobra.Command, args []string) error { return helpFor(c.Root(), args) },
+	}
+}
+
+// helpFor prints the help of the command at path under c.
+func helpFor(c *cobra.Command, path []string) error {
+	cmd, rest, err := c.Find(path)
+	if err != nil || len(rest) > 0 {
+		return usageError("no help for %q: %s --help lists the commands", strings.Join(path, " "), c.CommandPath())
+	}
+	return cmd.Help()
 }
 
 // setup applies the house rules to every command of the tree: flag errors
@@ -170,6 +212,9 @@ func groupRun(c *cobra.Command, args []string) error {
 		c.SetOut(os.Stderr)
 		_ = c.Help()
 		return exitCode(2)
+	}
+	if args[0] == "help" { // courier models help list
+		return helpFor(c, args[1:])
 	}
 	msg := fmt.Sprintf("unknown command %q", args[0])
 	if s := c.SuggestionsFor(args[0]); len(s) > 0 {
