@@ -119,6 +119,7 @@ func (s *server) generateMulti(w http.ResponseWriter, r *http.Request, reqs []*b
 	startOne := func(i int) error {
 		req := reqs[i]
 		req.ID = fmt.Sprintf("%s-%d", id, i)
+		req.Share = id // choices of one prompt on one worker evaluate it once
 		req.Deadline = start.Add(s.cfg.RequestTimeout).UnixMilli()
 		req.Background, req.Tenant = bg, tenant
 		st, err := s.d.Dispatch(traced(r, placeCtx), req)

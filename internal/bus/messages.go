@@ -155,6 +155,10 @@ type Request struct {
 	Tools             []Tool `json:"tools,omitempty"`
 	ToolChoice        string `json:"tool_choice,omitempty"`
 	ParallelToolCalls bool   `json:"parallel_tool_calls,omitempty"`
+	// Share names the choices of one client request (n > 1): on one
+	// worker, a choice with the same prompt as a running one forks that
+	// one's evaluated prompt instead of evaluating it again.
+	Share string `json:"share,omitempty"`
 	// Constraint restricts the output to a grammar (structured outputs);
 	// nil: free text.
 	Constraint *Constraint `json:"constraint,omitempty"`
@@ -356,6 +360,10 @@ type Heartbeat struct {
 	// Preemptions counts the sequences the engine preempted to free KV
 	// blocks (they recompute later) since the worker started.
 	Preemptions int64 `json:"preemptions,omitempty"`
+	// ForkedPositions counts the prompt positions choices of one request
+	// (Request.Share) took from another choice's KV cache instead of
+	// evaluating them, since the worker started.
+	ForkedPositions int64 `json:"forked_positions,omitempty"`
 	// Progress grows while the worker's engine makes progress: its forward
 	// passes (when the engine counts them) plus the chunks the worker sent.
 	// Only its changes mean something; it starts at 1, so 0 (absent) marks

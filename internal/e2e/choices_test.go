@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
 
 	"courier/internal/engine"
 )
@@ -119,10 +120,12 @@ func TestChoices(t *testing.T) {
 	}
 }
 
-// TestChoicesShareThePrompt: with n = 4 the prompt's full KV blocks are
-// evaluated once: the first choice reads the prompt, the other three
-// attach its blocks from the prefix cache (the worker's counters, through
-// /metrics, show three hits per full block).
+// TestChoicesShareThePrompt: with n = 4 the prompt is evaluated once: the
+// first choice reads it and each other choice, on the same worker, forks
+// its KV cache (every position but the last: the engine's fork) or, when it
+// starts after the first has finished, attaches its full blocks from the
+// prefix cache. The worker's counters, through /metrics, show every other
+// choice's prompt taken one way or the other, and forks among them.
 func TestChoicesShareThePrompt(t *testing.T) {
 	n := startNode(t, serveConfig(t))
 	c := client(t, n.Addr())
@@ -134,23 +137,31 @@ func TestChoicesShareThePrompt(t *testing.T) {
 	}
 	ids, _ := e.Tokenize(prompt, true, false)
 	e.Close()
-	full := len(ids) / 16 // engine.Options' default KV block size
-	p := completionParams(prompt, 4)
+	const bs = 16 // engine.Options' default KV block size
+	full := len(ids) / bs
+	// Long answers: the first choice still runs when the others start.
+	p := completionParams(prompt, 200)
 	p.N = openai.Int(4)
-	if _, err := c.Completions.New(ctx, p); err != nil {
+	if _, err := c.Completions.New(ctx, p, option.WithJSONSet("ignore_eos", true)); err != nil {
 		t.Fatal(err)
 	}
 	hit := regexp.MustCompile(`courier_prefix_cache_blocks_total\{result="hit",worker="[^"]*"\} (\d+)`)
+	forked := regexp.MustCompile(`courier_forked_prompt_positions_total\{worker="[^"]*"\} (\d+)`)
 	for {
-		if m := hit.FindStringSubmatch(scrape(t, "http://"+n.Addr())); m != nil {
-			if h, _ := strconv.Atoi(m[1]); h >= 3*full {
-				t.Logf("%d prompt tokens, %d full blocks, %d block hits", len(ids), full, h)
+		text := scrape(t, "http://"+n.Addr())
+		if m, f := hit.FindStringSubmatch(text), forked.FindStringSubmatch(text); m != nil && f != nil {
+			h, _ := strconv.Atoi(m[1])
+			fp, _ := strconv.Atoi(f[1])
+			// A fork covers len-1 positions, a prefix hit its full blocks.
+			covered := fp/(len(ids)-1)*full + h
+			if covered >= 3*full && fp > 0 {
+				t.Logf("%d prompt tokens, %d full blocks: %d positions forked, %d block hits", len(ids), full, fp, h)
 				return
 			}
 		}
 		select { // the counters arrive with the worker's next heartbeat
 		case <-ctx.Done():
-			t.Fatalf("prefix-cache hits never reached 3×%d: %v", full, ctx.Err())
+			t.Fatalf("the other choices' prompts were never all shared (3 x %d blocks, forks among them): %v", full, ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}

@@ -31,6 +31,14 @@ type Request struct {
 	TopLogprobs int
 	// IgnoreEOS keeps generating past end-of-generation tokens.
 	IgnoreEOS bool
+	// Share, when not empty, names a group of requests with one prompt
+	// (the n choices of a client's request). A request of the group that
+	// starts while another runs forks that one's evaluated prompt (its KV
+	// blocks shared, a partial last block copied) instead of evaluating it
+	// again, and evaluates only the prompt's last row for its own logits;
+	// one that starts while the group's first is still evaluating the
+	// prompt waits for it. Results are those of the request alone.
+	Share string
 	// Grammar, when set, constrains the output (structured outputs): each
 	// step only tokens that keep the text a prefix of a sentence of the
 	// grammar may be drawn, end-of-generation only where it is complete,

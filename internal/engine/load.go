@@ -113,6 +113,7 @@ type Engine struct {
 
 	preemptions atomic.Int64 // sequences preempted for KV blocks
 	steps       atomic.Int64 // forward passes run
+	forked      atomic.Int64 // prompt positions forked from a request of the same group (Request.Share)
 }
 
 // MaxTopLogprobs bounds Request.TopLogprobs.
@@ -263,6 +264,9 @@ type Capacity struct {
 	// Steps counts forward passes since Load: while work is running it
 	// grows every step, so a count that stands still means a stuck engine.
 	Steps int64
+	// ForkedPositions counts prompt positions requests took from another
+	// request of their group (Request.Share) instead of evaluating them.
+	ForkedPositions int64
 }
 
 // Capacity reports free sequence slots and KV blocks, for admission by the
@@ -273,8 +277,9 @@ func (e *Engine) Capacity() Capacity {
 		FreeSlots: len(e.free), Slots: len(e.slots),
 		FreeKVBlocks: e.kv.FreeBlocks(), KVBlocks: e.kv.Blocks(), KVBlockSize: e.kv.BlockSize(),
 		PrefixLookups: st.LookupBlocks, PrefixHits: st.HitBlocks,
-		Preemptions: e.preemptions.Load(),
-		Steps:       e.steps.Load(),
+		Preemptions:     e.preemptions.Load(),
+		Steps:           e.steps.Load(),
+		ForkedPositions: e.forked.Load(),
 	}
 }
 

@@ -138,6 +138,9 @@ func (s *scheduler) start(sl *slot) {
 // starts; at least the last input token is always evaluated, for logits.
 func (s *scheduler) attach(sl *slot) {
 	if sl.nPast == 0 && sl.cache.Blocks() == 0 {
+		if s.forkGroup(sl) {
+			return
+		}
 		sl.nPast = sl.cache.MatchPrefix(sl.tokens[:sl.nInput], sl.modes[:sl.nInput], sl.nInput-1)
 	}
 }
@@ -309,6 +312,9 @@ func (s *scheduler) build() bool {
 	for _, sl := range s.active {
 		left := budget - len(b.Tokens)
 		if left <= 0 || sl.nPast >= sl.nInput || sl.cancelled.Load() || sl.err != nil || (fg && sl.background) {
+			continue
+		}
+		if s.waitsForGroup(sl) {
 			continue
 		}
 		s.attach(sl)

@@ -135,6 +135,7 @@ type Fleet struct {
 	queueDepth *prometheus.Desc
 	kvBlocks   *prometheus.Desc
 	prefix     *prometheus.Desc
+	forked     *prometheus.Desc
 	upReady    *prometheus.Desc
 	upRefusals *prometheus.Desc
 	vKVUsage   *prometheus.Desc // vllm:kv_cache_usage_perc
@@ -166,6 +167,9 @@ func NewFleet(workers func() []bus.Heartbeat, queues func() map[string]int) *Fle
 		prefix: prometheus.NewDesc("courier_prefix_cache_blocks_total",
 			"Prompt blocks looked up in each worker's prefix cache, by result (hit or miss); the hit rate is hit/(hit+miss).",
 			[]string{"worker", "result"}, nil),
+		forked: prometheus.NewDesc("courier_forked_prompt_positions_total",
+			"Prompt positions the choices of one request (n > 1) took from another choice's KV cache instead of evaluating them, by worker.",
+			[]string{"worker"}, nil),
 		upReady: prometheus.NewDesc("courier_worker_upstream_ready",
 			"1 while an upstream worker's server answers its probes and requests, else 0, by worker and upstream URL.",
 			[]string{"worker", "upstream"}, nil),
@@ -188,6 +192,7 @@ func (f *Fleet) Describe(ch chan<- *prometheus.Desc) {
 	ch <- f.perModel
 	ch <- f.kvBlocks
 	ch <- f.prefix
+	ch <- f.forked
 	ch <- f.upReady
 	ch <- f.upRefusals
 	ch <- f.vKVUsage
@@ -237,6 +242,7 @@ func (f *Fleet) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(f.kvBlocks, prometheus.GaugeValue, float64(hb.FreeKVBlocks), hb.Worker, "free")
 			ch <- prometheus.MustNewConstMetric(f.prefix, prometheus.CounterValue, float64(hb.PrefixHits), hb.Worker, "hit")
 			ch <- prometheus.MustNewConstMetric(f.prefix, prometheus.CounterValue, float64(hb.PrefixLookups-hb.PrefixHits), hb.Worker, "miss")
+			ch <- prometheus.MustNewConstMetric(f.forked, prometheus.CounterValue, float64(hb.ForkedPositions), hb.Worker)
 		}
 	}
 	for m, n := range perModel {

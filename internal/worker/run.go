@@ -105,6 +105,7 @@ func (w *Worker) run(ctx context.Context, req *bus.Request, send func(*bus.Chunk
 		TopLogprobs: req.TopLogprobs,
 		IgnoreEOS:   req.Sampling.IgnoreEOS,
 		Background:  req.Background,
+		Share:       req.Share,
 	}
 	res, err := w.eng.Generate(ctx, er, func(t engine.Token) error {
 		text := string(t.Text)

@@ -266,7 +266,7 @@ func (w *Worker) Heartbeat() bus.Heartbeat {
 		cp := c.Capacity()
 		hb.KVBlocks, hb.FreeKVBlocks = cp.KVBlocks, cp.FreeKVBlocks
 		hb.PrefixLookups, hb.PrefixHits = cp.PrefixLookups, cp.PrefixHits
-		hb.Preemptions = cp.Preemptions
+		hb.Preemptions, hb.ForkedPositions = cp.Preemptions, cp.ForkedPositions
 		hb.Progress = cp.Steps
 	}
 	hb.Progress += w.sent.Load()

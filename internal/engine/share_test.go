@@ -1,0 +1,95 @@
+package engine
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+
+	"courier/internal/engine/sampler"
+	"courier/internal/testutil"
+)
+
+// TestSharedPromptForks: four sampled choices of one prompt (Request.Share)
+// run together evaluate the prompt once (the three others fork every
+// position but the last: ForkedPositions grows by 3 x (len-1)) and give
+// exactly the tokens and log-probabilities each gives alone; without Share
+// nothing is forked.
+func TestSharedPromptForks(t *testing.T) {
+	e, err := Load(testutil.Model(t, "stories260K.gguf"), Options{Slots: 4, KVBlockSize: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ctx := context.Background()
+	prompt, _ := e.Tokenize("Once upon a time, there was a little girl named Lily. She loved to play", true, false)
+	if len(prompt)%4 == 0 {
+		prompt = prompt[:len(prompt)-1] // a partial last block, to be copied
+	}
+	req := func(j int, share string) Request {
+		return Request{Prompt: prompt, MaxTokens: 24, IgnoreEOS: true, Logprobs: true, Share: share,
+			Sampling: sampler.Params{Temperature: 1, Seed: uint64(j), ExplicitSeed: true}}
+	}
+	type out struct {
+		ids []int32
+		lps []float32
+	}
+	alone := make([]out, 4)
+	for j := range alone {
+		if _, err := e.Generate(ctx, req(j, ""), func(tok Token) error {
+			if tok.ID >= 0 {
+				alone[j].ids, alone[j].lps = append(alone[j].ids, tok.ID), append(alone[j].lps, tok.Logprob)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if slices.Equal(alone[0].ids, alone[1].ids) {
+		t.Fatal("two seeds gave one answer: nothing to tell choices apart")
+	}
+	for _, share := range []string{"g", ""} {
+		before := e.Capacity().ForkedPositions
+		together := make([]out, 4)
+		// No choice may finish before all four have started: each waits
+		// at its first token until every one has one.
+		var started sync.WaitGroup
+		started.Add(4)
+		var wg sync.WaitGroup
+		errs := make([]error, 4)
+		for j := range together {
+			wg.Go(func() {
+				first := true
+				_, errs[j] = e.Generate(ctx, req(j, share), func(tok Token) error {
+					if first {
+						first = false
+						started.Done()
+						started.Wait()
+					}
+					if tok.ID >= 0 {
+						together[j].ids, together[j].lps = append(together[j].ids, tok.ID), append(together[j].lps, tok.Logprob)
+					}
+					return nil
+				})
+			})
+		}
+		wg.Wait()
+		for j := range together {
+			if errs[j] != nil {
+				t.Fatal(errs[j])
+			}
+			if !slices.Equal(together[j].ids, alone[j].ids) || !slices.Equal(together[j].lps, alone[j].lps) {
+				t.Errorf("share %q, choice %d: %v, alone %v", share, j, together[j].ids, alone[j].ids)
+			}
+		}
+		forked := e.Capacity().ForkedPositions - before
+		want := int64(0)
+		if share != "" {
+			want = 3 * int64(len(prompt)-1)
+		}
+		if forked != want {
+			t.Errorf("share %q: %d positions forked, want %d", share, forked, want)
+		}
+		t.Logf("share %q: %d prompt positions forked", share, forked)
+	}
+}
