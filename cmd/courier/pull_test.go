@@ -109,6 +109,18 @@ func TestPullSplitModelAndRun(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "acme/split-GGUF:Q8_0") || !strings.Contains(errOut, "(3/3)") {
 		t.Fatalf("pull: %d\nstdout %q\nstderr %q", code, out, errOut)
 	}
+	var parts int64
+	for i := range 3 {
+		st, err := os.Stat(gguf.SplitPath(filepath.Join(repo, "stories260K-Q8_0"), i, 3))
+		if err != nil {
+			t.Fatal(err)
+		}
+		parts += st.Size()
+	}
+	code, out, _ = capture(t, func() int { return dispatch([]string{"models", "show", gguf.SplitPath(filepath.Join(repo, "stories260K-Q8_0"), 0, 3)}) })
+	if code != 0 || !strings.Contains(out, "("+humanBytes(parts)+")") {
+		t.Errorf("show of a split model's first part does not give the size of all parts (%s):\n%s", humanBytes(parts), out)
+	}
 	run := []string{"run", "--temperature", "0", "--max-tokens", "16", "--model"}
 	_, want, _ := capture(t, func() int { return dispatch(append(run, src, "Once upon a time")) })
 	code, got, errOut := capture(t, func() int { return dispatch(append(run, "acme/split-GGUF:Q8_0", "Once upon a time")) })

@@ -47,6 +47,15 @@ func Inspect(path string) (Info, error) {
 	}
 	defer f.Close()
 	in := Info{Size: st.Size(), Metadata: map[string]any{}}
+	if n := f.Parts(); n > 1 { // a split model: every part's bytes
+		if m := splitRE.FindStringSubmatch(path); m != nil {
+			for i := 1; i < n; i++ {
+				if pst, err := os.Stat(gguf.SplitPath(m[1], i, n)); err == nil {
+					in.Size += pst.Size()
+				}
+			}
+		}
+	}
 	in.Architecture, _ = f.String("general.architecture")
 	in.Name, _ = f.String("general.name")
 	in.Template, _ = f.String("tokenizer.chat_template")
