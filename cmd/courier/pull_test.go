@@ -117,7 +117,9 @@ func TestPullSplitModelAndRun(t *testing.T) {
 		}
 		parts += st.Size()
 	}
-	code, out, _ = capture(t, func() int { return dispatch([]string{"models", "show", gguf.SplitPath(filepath.Join(repo, "stories260K-Q8_0"), 0, 3)}) })
+	code, out, _ = capture(t, func() int {
+		return dispatch([]string{"models", "show", gguf.SplitPath(filepath.Join(repo, "stories260K-Q8_0"), 0, 3)})
+	})
 	if code != 0 || !strings.Contains(out, "("+humanBytes(parts)+")") {
 		t.Errorf("show of a split model's first part does not give the size of all parts (%s):\n%s", humanBytes(parts), out)
 	}
