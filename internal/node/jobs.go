@@ -89,7 +89,7 @@ func (n *Node) startTimelines(ctx context.Context) error {
 	if n.cfg.TimelineTTL <= 0 {
 		return nil
 	}
-	t, err := natsbus.OpenTimelines(ctx, n.gwConn, natsbus.TimelineConfig{TTL: n.cfg.TimelineTTL})
+	t, err := natsbus.OpenTimelines(ctx, n.gwConn, natsbus.TimelineConfig{TTL: n.cfg.TimelineTTL, Replicas: n.cfg.Replicas})
 	if errors.Is(err, natsbus.ErrNoJetStream) {
 		n.log.Info("the bus has no JetStream: request timelines are off")
 		return nil

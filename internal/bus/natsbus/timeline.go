@@ -47,8 +47,9 @@ type TimelineConfig struct {
 	// MaxBytes bounds the stream (oldest dropped first); 0 means
 	// DefaultTimelineMaxBytes.
 	MaxBytes int64
-	// Replicas of the stream on a cluster; 0 means 1 (timelines are
-	// diagnostics, not results).
+	// Replicas of the stream; 0 means AutoReplicas when the connection
+	// sees at least that many servers in its cluster, else 1 (as the job
+	// store's).
 	Replicas int
 	// Queue bounds the records waiting to be published (they are sent every
 	// 50 ms); a record finding it full is dropped (and counted) rather
@@ -82,9 +83,6 @@ func OpenTimelines(ctx context.Context, conn *Conn, cfg TimelineConfig) (*Timeli
 	if cfg.MaxBytes <= 0 {
 		cfg.MaxBytes = DefaultTimelineMaxBytes
 	}
-	if cfg.Replicas <= 0 {
-		cfg.Replicas = 1
-	}
 	if cfg.Queue <= 0 {
 		cfg.Queue = defaultTimelineQueue
 	}
@@ -92,26 +90,38 @@ func OpenTimelines(ctx context.Context, conn *Conn, cfg TimelineConfig) (*Timeli
 	if err != nil {
 		return nil, fmt.Errorf("natsbus: jetstream: %w", err)
 	}
-	var s jetstream.Stream
-	err = retryWithin(ctx, startupRetryFor, 10*time.Second, func(ctx context.Context, _ bool) (err error) {
-		s, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	// A server without JetStream answers nothing on the stream API: ask
+	// the account first, as OpenJobStore does (a cluster that just
+	// started may still be electing its JetStream leader).
+	err = retryWithin(ctx, startupRetryFor, attemptTimeout, func(ctx context.Context, _ bool) error {
+		_, err := js.AccountInfo(ctx)
+		return err
+	})
+	if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
+		return nil, ErrNoJetStream
+	}
+	if err != nil {
+		return nil, fmt.Errorf("natsbus: jetstream account: %w", err)
+	}
+	auto := cfg.Replicas <= 0
+	if auto {
+		cfg.Replicas = defaultReplicas(conn.nc)
+	}
+	s, err := ensure(ctx, js, timelineStream, cfg.Replicas, auto, conn.log, func(ctx context.Context, r int) (jetstream.Stream, error) {
+		return js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 			Name:              timelineStream,
 			Description:       "Courier request timelines (GET /v1/requests)",
 			Subjects:          []string{timelinePrefix + ">"},
 			Storage:           jetstream.FileStorage,
-			Replicas:          cfg.Replicas,
+			Replicas:          r,
 			MaxAge:            cfg.TTL,
 			MaxBytes:          cfg.MaxBytes,
 			MaxMsgsPerSubject: 1,
 			Discard:           jetstream.DiscardOld,
 			AllowDirect:       true,
 		})
-		return err
 	})
 	if err != nil {
-		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
-			return nil, ErrNoJetStream
-		}
 		return nil, fmt.Errorf("natsbus: timeline stream: %w", err)
 	}
 	t := &Timelines{conn: conn, stream: s, log: conn.log, q: make(chan *bus.Timeline, cfg.Queue),

@@ -138,3 +138,16 @@ func TestTraceRecordsPlacementsAndResume(t *testing.T) {
 		t.Fatalf("events\n%s\nwant\n%s", strings.Join(got, " "), want)
 	}
 }
+
+// TestTimelinesWithoutJetStream: a bus without JetStream says so at once
+// (the gateway then serves without timelines).
+func TestTimelinesWithoutJetStream(t *testing.T) {
+	b := startBus(t)
+	start := time.Now()
+	if _, err := OpenTimelines(waitCtx(t), b.conn("gateway"), TimelineConfig{}); !errors.Is(err, ErrNoJetStream) {
+		t.Fatalf("OpenTimelines without JetStream: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("OpenTimelines took %v to find no JetStream", d)
+	}
+}
