@@ -19,6 +19,7 @@ import (
 // chatHelp is what /? prints.
 const chatHelp = `Commands:
   /set system TEXT   set the system message (/set system alone clears it)
+  /set verbose       print token counts and speeds after each answer (/set quiet: not)
   /show system       print the system message
   /clear             forget the conversation (the system message stays)
   /bye               leave (also Ctrl-D)
@@ -213,9 +214,15 @@ func (s *chatSession) command(text string) bool {
 		fmt.Fprintln(s.out, "Cleared the conversation.")
 	case "/set":
 		what, val, _ := strings.Cut(arg, " ")
-		if what != "system" {
-			fmt.Fprintf(s.out, "Unknown setting %q: /set system TEXT sets the system message.\n", what)
-			break
+		switch what {
+		case "verbose", "quiet":
+			s.opts.verbose = what == "verbose"
+			fmt.Fprintf(s.out, "Set %s mode.\n", what)
+			return false
+		case "system":
+		default:
+			fmt.Fprintf(s.out, "Unknown setting %q: /set system TEXT sets the system message, /set verbose and /set quiet the statistics.\n", what)
+			return false
 		}
 		s.system = strings.TrimSpace(val)
 		if s.system == "" {
@@ -278,7 +285,7 @@ func (s *chatSession) turn(text string) {
 		cancel()
 	}()
 	var reply strings.Builder
-	_, err = s.e.Generate(ctx, engine.Request{
+	res, err := s.e.Generate(ctx, engine.Request{
 		Prompt: toks, MaxTokens: s.opts.maxTokens, Stop: stops, IgnoreEOS: s.opts.ignoreEOS, Sampling: s.opts.sampling(),
 	}, func(t engine.Token) error {
 		text := t.Text
@@ -301,6 +308,10 @@ func (s *chatSession) turn(text string) {
 		fmt.Fprint(s.out, " [stopped]")
 	}
 	fmt.Fprint(s.out, "\n\n")
+	if s.opts.verbose {
+		fmt.Fprintln(s.out, summaryLine(res))
+		fmt.Fprintln(s.out)
+	}
 	s.history = append(s.history, chat.Message{Role: "user", Content: text},
 		chat.Message{Role: "assistant", Content: strings.TrimSpace(reply.String())})
 }

@@ -61,13 +61,14 @@ func TestChatSession(t *testing.T) {
 	}
 
 	w.buf.Reset()
-	in := "/set system You tell stories.\n/show system\n/clear\n/set colour red\n/frob\n\"\"\"Two\nlines\"\"\"\n/?\n/bye\nnever read\n"
+	in := "/set system You tell stories.\n/show system\n/clear\n/set colour red\n/frob\n/set verbose\n\"\"\"Two\nlines\"\"\"\n/set quiet\n/?\n/bye\nnever read\n"
 	if rc := s.loop(strings.NewReader(in)); rc != 0 {
 		t.Fatalf("exit %d", rc)
 	}
 	out := w.buf.String()
 	for _, want := range []string{"Set the system message.", "You tell stories.\n", "Cleared the conversation.",
-		`Unknown setting "colour"`, "Unknown command /frob.", ">>> ... ", "/set system TEXT"} {
+		`Unknown setting "colour"`, "Unknown command /frob.", ">>> ... ", "/set system TEXT", "Set verbose mode.",
+		"\n\nprompt ", " tokens/s, finish ", "Set quiet mode."} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

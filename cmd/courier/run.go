@@ -29,6 +29,7 @@ type runOptions struct {
 	seed                uint64
 	ctxLen, threads     int
 	ignoreEOS, noRepack bool
+	verbose             bool // chat: statistics after each answer
 	stops               []string
 }
 
@@ -90,6 +91,7 @@ text: the text goes to stdout, one summary line to stderr.`,
 	fs.BoolVar(&o.ignoreEOS, "ignore-eos", false, "keep generating past end-of-generation tokens")
 	fs.BoolVar(&o.noRepack, "no-repack", false, "keep all weights memory-mapped (no packed Q4_0/Q4_K copies; slower)")
 	fs.StringArrayVar(&o.stops, "stop", nil, "stop string (repeatable)")
+	fs.BoolVar(&o.verbose, "verbose", false, "chat: print token counts and speeds after each answer (/set verbose)")
 	alias(fs, "ctx", "ctx-size")
 	_ = c.RegisterFlagCompletionFunc("model", completeModels)
 	return c
@@ -127,10 +129,15 @@ func runOnce(o runOptions, promptText string) int {
 		fmt.Fprintf(os.Stderr, "\ncourier run: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(os.Stderr, "\nprompt %d tokens, generated %d tokens, prefill %.1f tokens/s, decode %.1f tokens/s, finish %s\n",
+	fmt.Fprintf(os.Stderr, "\n%s\n", summaryLine(res))
+	return 0
+}
+
+// summaryLine is a generation's token counts and speeds.
+func summaryLine(res engine.Result) string {
+	return fmt.Sprintf("prompt %d tokens, generated %d tokens, prefill %.1f tokens/s, decode %.1f tokens/s, finish %s",
 		res.PromptTokens, res.CompletionTokens, rate(res.PromptTokens, res.Prefill),
 		rate(res.CompletionTokens-1, res.Decode), res.FinishReason)
-	return 0
 }
 
 // loadEngine loads the model of o (a path or a store name) for one
