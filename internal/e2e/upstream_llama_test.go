@@ -283,6 +283,12 @@ func llamaServerStructured(t *testing.T, direct, front string) {
 	if st != 400 || !strings.Contains(string(data), "guided_regex") || !strings.Contains(string(data), "llama-server") {
 		t.Errorf("a regex through llama-server: %d %s", st, data)
 	}
+	// llama-server ignores echo, so it cannot score prompts: a 400 naming
+	// the capability, never a guess.
+	st, data = postJSON(t, front, "/v1/classifications", `{"model":"`+modelName+`","input":"I loved it","labels":["positive","negative"]}`)
+	if st != 400 || !strings.Contains(string(data), "score prompts") || !strings.Contains(string(data), "llama-server") {
+		t.Errorf("a classification through llama-server: %d %s", st, data)
+	}
 }
 
 // llamaServerToolCalls: with tools on a random-weight Qwen3 (its real

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -109,24 +110,40 @@ func TestUpstreamMatchesDirect(t *testing.T) {
 		}
 	}
 
-	// Classification needs scoring, which an upstream worker does not
-	// relay: a 400 that names the capability, never a guess.
-	var cerr struct {
-		Error struct {
-			Message string `json:"message"`
-		} `json:"error"`
+	// Classification through an upstream that scores prompts (echo with
+	// logprobs): the same labels and, within rounding (the prompt rows'
+	// modes differ from engine.Score's), the same log-likelihoods.
+	const cls = `{"model":"` + modelName + `","input":["The little girl was very happy and smiled","The boy cried"],"labels":["sad","happy"],"template":"Story: {input}\nThe child felt"}`
+	type classified struct {
+		Data []struct {
+			Label  string `json:"label"`
+			Scores []struct {
+				Label   string  `json:"label"`
+				Logprob float64 `json:"logprob"`
+			} `json:"scores"`
+		} `json:"data"`
+		Usage struct {
+			PromptTokens int `json:"prompt_tokens"`
+		} `json:"usage"`
 	}
-	req, _ := http.NewRequest("POST", "http://"+front.Addr()+"/v1/classifications",
-		strings.NewReader(`{"model":"`+modelName+`","input":"I loved it","labels":["positive","negative"]}`))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	var cw, cg classified
+	ws, wdata := postJSON(t, direct.Addr(), "/v1/classifications", cls)
+	gs, gdata := postJSON(t, front.Addr(), "/v1/classifications", cls)
+	if ws != 200 || gs != 200 || json.Unmarshal(wdata, &cw) != nil || json.Unmarshal(gdata, &cg) != nil || len(cg.Data) != len(cw.Data) {
+		t.Fatalf("classification: direct %d %s\nfront %d %s", ws, wdata, gs, gdata)
 	}
-	data, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	_ = json.Unmarshal(data, &cerr)
-	if resp.StatusCode != 400 || !strings.Contains(cerr.Error.Message, "score prompts") {
-		t.Errorf("classification through an upstream worker: %d %s", resp.StatusCode, data)
+	for i := range cw.Data {
+		if cg.Data[i].Label != cw.Data[i].Label {
+			t.Errorf("input %d: front %q, direct %q", i, cg.Data[i].Label, cw.Data[i].Label)
+		}
+		for k, sc := range cw.Data[i].Scores {
+			if d := math.Abs(cg.Data[i].Scores[k].Logprob - sc.Logprob); d > 1e-3 {
+				t.Errorf("input %d label %q: front %v, direct %v", i, sc.Label, cg.Data[i].Scores[k].Logprob, sc.Logprob)
+			}
+		}
+	}
+	if cg.Usage.PromptTokens != cw.Usage.PromptTokens {
+		t.Errorf("classification usage: front %d, direct %d", cg.Usage.PromptTokens, cw.Usage.PromptTokens)
 	}
 
 	chat := openai.ChatCompletionNewParams{

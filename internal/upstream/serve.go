@@ -178,8 +178,7 @@ func (b *Backend) Serve(ctx context.Context, req *bus.Request, send func(*bus.Ch
 	case bus.KindEmbedding:
 		return b.embed(ctx, req, name, send, fail)
 	case bus.KindClassification:
-		return fail(bus.CodeInvalidRequest, "classification needs a worker that can score prompts: this model's upstream worker (%s) relays generation only; "+
-			"serve the model with the built-in engine for /v1/classifications", b.shown)
+		return b.classify(ctx, req, name, send, fail)
 	default:
 		return fail(bus.CodeInvalidRequest, "unknown request kind %q", req.Kind)
 	}
