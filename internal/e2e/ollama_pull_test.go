@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"courier/internal/config"
 	"courier/internal/store"
@@ -39,8 +40,8 @@ func ollamaCall(t *testing.T, addr, method, path, body string) (int, string) {
 // to it at once (/api/tags lists it with its details, /api/chat answers);
 // a second pull of a served model succeeds at once (stream: false); a
 // model that is not on the Hub is a 404; /api/delete refuses a model the
-// process serves, removes a stored one it does not, and 404s an unknown
-// one. Without --allow-pull both routes answer 404 naming the flag.
+// command line serves, unloads and removes the pulled one (no longer
+// listed, a chat with it 404s), and 404s one not in the store. Without --allow-pull both routes answer 404 naming the flag.
 func TestOllamaPullAndDelete(t *testing.T) {
 	hubDir, home := t.TempDir(), t.TempDir()
 	copyFile(t, testutil.Model(t, "stories260K-Q8_0.gguf"), filepath.Join(hubDir, "acme", "stories-GGUF", "stories260K-Q8_0.gguf"))
@@ -54,7 +55,7 @@ func TestOllamaPullAndDelete(t *testing.T) {
 	cfg := config.Default(config.RoleServe)
 	cfg.DataDir = t.TempDir()
 	cfg.ModelHome = home
-	cfg.Models = []config.Model{{Name: "stories", Path: testutil.Model(t, "stories260K.gguf")}}
+	cfg.Models = []config.Model{{Name: "stories", Path: testutil.Model(t, "stories260K.gguf")}, {Name: "acme/other-GGUF", Path: "acme/other-GGUF"}}
 	off := startNode(t, cfg)
 	for _, call := range [][2]string{{"POST", "/api/pull"}, {"DELETE", "/api/delete"}} {
 		code, body := ollamaCall(t, off.Addr(), call[0], call[1], `{"model":"acme/stories-GGUF:Q8_0"}`)
@@ -114,18 +115,34 @@ func TestOllamaPullAndDelete(t *testing.T) {
 		t.Errorf("pull of a URL: %d %s", code, body)
 	}
 
-	code, body = ollamaCall(t, n.Addr(), "DELETE", "/api/delete", `{"model":"`+name+`"}`)
-	if code != 400 || !strings.Contains(body, "this process serves it") {
-		t.Errorf("delete of a served model: %d %s", code, body)
-	}
 	code, body = ollamaCall(t, n.Addr(), "DELETE", "/api/delete", `{"model":"acme/other-GGUF"}`)
-	if code != 200 {
-		t.Errorf("delete of a stored model: %d %s", code, body)
+	if code != 400 || !strings.Contains(body, "from its command line") {
+		t.Errorf("delete of a model served from the command line: %d %s", code, body)
 	}
-	if ms, _ := (store.Store{Dir: home}).List(); len(ms) != 1 || ms[0].Name != name {
+	code, body = ollamaCall(t, n.Addr(), "DELETE", "/api/delete", `{"model":"`+name+`"}`)
+	if code != 200 {
+		t.Fatalf("delete of the pulled model: %d %s", code, body)
+	}
+	if ms, _ := (store.Store{Dir: home}).List(); len(ms) != 1 || ms[0].Name != "acme/other-GGUF:Q4_0" {
 		t.Errorf("the store after delete: %+v", ms)
 	}
-	code, body = ollamaCall(t, n.Addr(), "DELETE", "/api/delete", `{"model":"acme/other-GGUF"}`)
+	// Unloaded: the gateway drops it once the worker's last heartbeat
+	// arrives (bounded wait).
+	for i := 0; ; i++ {
+		_, body = ollamaCall(t, n.Addr(), "GET", "/api/tags", "")
+		if !strings.Contains(body, name) {
+			break
+		}
+		if i == 200 {
+			t.Fatalf("the deleted model is still listed: %s", body)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	code, body = ollamaCall(t, n.Addr(), "POST", "/api/chat", `{"model":"`+name+`","stream":false,"messages":[{"role":"user","content":"Hi"}]}`)
+	if code != 404 {
+		t.Errorf("chat with the deleted model: %d %s", code, body)
+	}
+	code, body = ollamaCall(t, n.Addr(), "DELETE", "/api/delete", `{"model":"`+name+`"}`)
 	if code != 404 || !bytes.Contains([]byte(body), []byte("not in the model store")) {
 		t.Errorf("delete of a missing model: %d %s", code, body)
 	}

@@ -109,22 +109,39 @@ func (p *puller) Pull(ctx context.Context, name string, progress func(api.PullPr
 	return p.n.gateway.WaitWorkers(wctx, name, 1)
 }
 
-// Delete implements api.ModelManager.
+// Delete implements api.ModelManager: a model /api/pull loaded is
+// unloaded first (its running answers finish, up to --drain-timeout); one
+// served from the command line (--model) is refused.
 func (p *puller) Delete(name string) error {
 	ref, err := store.ParseRef(name)
 	if err != nil {
 		return fmt.Errorf("%w: %v", api.ErrBadModelName, err)
 	}
 	st := store.Store{Dir: p.n.cfg.ModelHome}
+	_, pulled := p.Info(name)
 	if m, err := st.Lookup(ref); err == nil {
 		p.n.mu.Lock()
-		served := slices.ContainsFunc(p.n.workers, func(w *modelWorker) bool {
+		configured := slices.ContainsFunc(p.n.workers, func(w *modelWorker) bool {
+			if pulled && w.name == name {
+				return false
+			}
 			return w.name == name || (w.path != "" && strings.HasPrefix(w.path, m.Dir+string(filepath.Separator)))
 		})
 		p.n.mu.Unlock()
-		if served {
-			return fmt.Errorf("%w: %s: this process serves it; delete it once serve runs without it", api.ErrModelInUse, name)
+		if configured {
+			return fmt.Errorf("%w: %s: this process serves it from its command line (--model); delete it once serve runs without it", api.ErrModelInUse, name)
 		}
+	}
+	if pulled {
+		ctx, cancel := context.WithTimeout(context.Background(), p.n.cfg.DrainTimeout)
+		err := p.n.removeWorker(ctx, name)
+		cancel()
+		if err != nil {
+			return err
+		}
+		p.mu.Lock()
+		delete(p.infos, name)
+		p.mu.Unlock()
 	}
 	if _, err := st.Remove(name); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
@@ -132,8 +149,36 @@ func (p *puller) Delete(name string) error {
 		}
 		return err
 	}
-	p.n.log.Info("model deleted from the store", "model", name)
+	p.n.log.Info("model deleted from the store", "model", name, "unloaded", pulled)
 	return nil
+}
+
+// removeWorker stops and closes the built-in engine worker serving name,
+// in the order Shutdown stops workers: stop accepting, drain (until ctx
+// ends), close the host (its last heartbeat tells gateways), the
+// connection, the worker and the engine.
+func (n *Node) removeWorker(ctx context.Context, name string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closing {
+		return errors.New("node: shutting down")
+	}
+	i := slices.IndexFunc(n.workers, func(w *modelWorker) bool { return w.name == name && w.engine != nil })
+	if i < 0 {
+		return nil
+	}
+	w := n.workers[i]
+	w.host.StopAccepting()
+	derr := w.worker.Drain(ctx) // past ctx, the answers left are cancelled and re-dispatched
+	w.host.Close()
+	cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cerr := w.conn.Close(cctx)
+	w.worker.Close()
+	eerr := w.engine.Close()
+	n.workers = slices.Delete(n.workers, i, i+1)
+	n.log.Info("model unloaded", "model", name, "drain", derr)
+	return errors.Join(cerr, eerr)
 }
 
 // addWorker starts a worker for m while the node runs (/api/pull); a
