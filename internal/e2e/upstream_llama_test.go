@@ -254,6 +254,7 @@ func llamaServerStructured(t *testing.T, direct, front string) {
 		{"/v1/completions", comp, `"guided_json":` + schema, `"json_schema":` + schema},
 		{"/v1/chat/completions", chat, `"guided_choice":["happy","sad"]`, `"grammar":"root ::= \"happy\" | \"sad\""`},
 		{"/v1/completions", comp, `"grammar":"root ::= \" there was a \" [a-z]+"`, `"grammar":"root ::= \" there was a \" [a-z]+"`},
+		{"/v1/completions", `"prompt":[1,403,407,261,378],"temperature":0,"max_tokens":16`, `"n":1`, `"n":1`}, // a token-id prompt
 		{"/v1/chat/completions", chat, `"tools":[{"type":"function","function":{"name":"get_weather","parameters":` + weatherParams + `}}],"tool_choice":"required","parallel_tool_calls":false`,
 			`"tools":[{"type":"function","function":{"name":"get_weather","parameters":` + weatherParams + `}}],"tool_choice":"required","parallel_tool_calls":false`},
 	} {

@@ -139,3 +139,34 @@ func TestUpstreamStructuredOutputIsNotContinued(t *testing.T) {
 		t.Fatalf("%d %s", st, data)
 	}
 }
+
+// TestUpstreamTokenIDPrompt: a completion prompt given as token ids goes to
+// the upstream as ids and gives its answer, streamed and not.
+func TestUpstreamTokenIDPrompt(t *testing.T) {
+	direct, front := startUpstreamPair(t)
+	body := `{"model":"` + modelName + `","prompt":[1,403,407,261,378],"max_tokens":16,"temperature":0}`
+	ws, want := postJSON(t, direct.Addr(), "/v1/completions", body)
+	gs, got := postJSON(t, front.Addr(), "/v1/completions", body)
+	var w, g struct {
+		Choices []struct{ Text string } `json:"choices"`
+	}
+	if ws != 200 || gs != 200 || json.Unmarshal(want, &w) != nil || json.Unmarshal(got, &g) != nil || g.Choices[0].Text != w.Choices[0].Text || w.Choices[0].Text == "" {
+		t.Fatalf("direct %d %s\nfront %d %s", ws, want, gs, got)
+	}
+	ss, stream := postJSON(t, front.Addr(), "/v1/completions", strings.TrimSuffix(body, "}")+`,"stream":true}`)
+	if ss != 200 || !strings.Contains(string(stream), "[DONE]") {
+		t.Fatalf("streamed: %d %s", ss, stream)
+	}
+	var text strings.Builder
+	for _, line := range strings.Split(string(stream), "\n") {
+		var ev struct {
+			Choices []struct{ Text string } `json:"choices"`
+		}
+		if p, ok := strings.CutPrefix(line, "data: "); ok && json.Unmarshal([]byte(p), &ev) == nil && len(ev.Choices) > 0 {
+			text.WriteString(ev.Choices[0].Text)
+		}
+	}
+	if text.String() != w.Choices[0].Text {
+		t.Errorf("streamed %q, want %q", text.String(), w.Choices[0].Text)
+	}
+}

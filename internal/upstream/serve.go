@@ -27,7 +27,7 @@ import (
 // set, so strict servers see only what the client asked for.
 type body struct {
 	Model         string            `json:"model"`
-	Prompt        string            `json:"prompt,omitempty"`
+	Prompt        any               `json:"prompt,omitempty"` // text, or token ids
 	Messages      []upMessage       `json:"messages,omitempty"`
 	TemplateArgs  map[string]any    `json:"chat_template_kwargs,omitempty"`
 	MaxTokens     int               `json:"max_tokens,omitempty"`
@@ -106,8 +106,13 @@ func (b *Backend) Serve(ctx context.Context, req *bus.Request, send func(*bus.Ch
 	if !ok {
 		return fail(bus.CodeModelNotFound, "upstream worker does not serve %q", req.Model)
 	}
-	if len(req.PromptIDs) > 0 {
-		return fail(bus.CodeInvalidRequest, "token-id prompts are not supported by upstream workers")
+	switch {
+	case len(req.PromptIDs) > 0 && req.Echo: // the echo needs the prompt's text
+		return fail(bus.CodeInvalidRequest, "a token-id prompt cannot be echoed by an upstream worker (%s)", b.shown)
+	case len(req.PromptIDs) > 0 && req.ResumeSeq > 1:
+		// A continuation would be the ids followed by text, which no
+		// prompt field carries.
+		return fail(bus.CodeInternal, "the worker answering was lost mid-answer, and a token-id prompt cannot be continued by an upstream engine (%s); retry the request", b.shown)
 	}
 	if req.Echo {
 		// The prompt is echoed here; the upstream only generates. Its
@@ -158,6 +163,12 @@ func (b *Backend) Serve(ctx context.Context, req *bus.Request, send func(*bus.Ch
 	switch req.Kind {
 	case bus.KindCompletion, "":
 		bd.Prompt = req.Prompt + resume
+		if len(req.PromptIDs) > 0 {
+			if b.engineOf(ctx) == engineOllama {
+				return fail(bus.CodeInvalidRequest, "token-id prompts cannot be sent to this model's upstream engine, Ollama")
+			}
+			bd.Prompt = req.PromptIDs
+		}
 		if req.Logprobs || req.TopLogprobs > 0 {
 			bd.Logprobs = req.TopLogprobs
 		}
