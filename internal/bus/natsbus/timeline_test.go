@@ -151,3 +151,81 @@ func TestTimelinesWithoutJetStream(t *testing.T) {
 		t.Fatalf("OpenTimelines took %v to find no JetStream", d)
 	}
 }
+
+// TestTraceNamesAffinity: a request sent to the worker holding its prefix
+// is placed for affinity; the first of the prefix for the load.
+func TestTraceNamesAffinity(t *testing.T) {
+	f := newAffinityFleet(t, GatewayConfig{PrefixSlack: 8}, "w1", "w2")
+	p := longText("Alpha")
+	reasons := make([]string, 0, 2)
+	for i := 1; i <= 2; i++ {
+		tr := bus.NewTrace(time.Now())
+		id := fmt.Sprint("traced", i)
+		s, err := f.g.Dispatch(bus.WithTrace(waitCtx(t), tr), &bus.Request{ID: id, Model: "m", Kind: bus.KindCompletion, Prompt: prefixed(p, i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.streams[id] = s
+		for _, e := range tr.Events() {
+			if e.Phase == bus.PhasePlaced {
+				reasons = append(reasons, e.Reason)
+			}
+		}
+	}
+	if got := strings.Join(reasons, " "); got != "least_loaded affinity" {
+		t.Fatalf("placement reasons %q, want least_loaded then affinity", got)
+	}
+}
+
+// BenchmarkTimelinesList lists the newest 20 of 10,000 timelines of one
+// tenant among 20,000 (GET /v1/requests?limit=20, what the dashboard
+// polls), and filtered by a model only every tenth request has.
+func BenchmarkTimelinesList(b *testing.B) {
+	srv, err := StartServer(ServerConfig{Name: "tl", DataDir: b.TempDir()}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Shutdown(context.Background())
+	c, err := srv.Connect("gateway")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	tl, err := OpenTimelines(context.Background(), c, TimelineConfig{Queue: 1 << 15})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tl.Close(context.Background())
+	now := time.Now().UnixMicro()
+	for i := range 20000 {
+		tenant, model := "aaaa", "m"
+		if i%2 == 1 {
+			tenant = "bbbb"
+		}
+		if i%20 == 0 {
+			model = "rare"
+		}
+		tl.Record(&bus.Timeline{ID: fmt.Sprint("r", i), Tenant: tenant, Model: model, Status: bus.StatusSucceeded,
+			Events: []bus.TimelineEvent{{Phase: bus.PhaseReceived, At: now}, {Phase: bus.PhaseFinished, At: now + 1000}}})
+	}
+	ctx := context.Background()
+	for {
+		if _, err := tl.Get(ctx, "bbbb", "r19999"); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, c := range []struct {
+		name string
+		f    bus.TimelineFilter
+	}{{"newest20", bus.TimelineFilter{Limit: 20}}, {"rare-model20", bus.TimelineFilter{Limit: 20, Model: "rare"}}} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				l, err := tl.List(ctx, "aaaa", c.f)
+				if err != nil || len(l) != 20 {
+					b.Fatalf("%d listed: %v", len(l), err)
+				}
+			}
+		})
+	}
+}
