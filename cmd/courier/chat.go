@@ -48,9 +48,14 @@ type chatSession struct {
 // answer (and at the prompt only says how to leave), Ctrl-D or /bye
 // leaves.
 func runChat(o runOptions) int {
+	clear := "" // erases the loading line on a terminal
+	if isTerminal(os.Stderr) {
+		fmt.Fprintf(os.Stderr, "loading %s ...\r", o.model)
+		clear = "\x1b[K"
+	}
 	e, err := loadEngine(o)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "courier run: %v\n", err)
+		fmt.Fprintf(os.Stderr, "%scourier run: %v\n", clear, err)
 		return 1
 	}
 	defer e.Close()
@@ -87,7 +92,7 @@ func runChat(o runOptions) int {
 	if info := e.Info(); info.ChatTemplate == "" {
 		tmplName = "no chat template: plain User:/Assistant: turns"
 	}
-	fmt.Fprintf(os.Stderr, "%s (%s, %s). /? for help, /bye or Ctrl-D to leave.\n", e.Info().Name, e.Info().Arch, tmplName)
+	fmt.Fprintf(os.Stderr, "%s%s (%s, %s). /? for help, /bye or Ctrl-D to leave.\n", clear, e.Info().Name, e.Info().Arch, tmplName)
 	src, err := newTermSource(os.Stdin, os.Stdout)
 	if err != nil { // not a terminal after all: the terminal's own editing
 		return s.loop(os.Stdin)
