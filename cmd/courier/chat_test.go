@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"courier/internal/chat"
 	"courier/internal/engine"
 	"courier/internal/testutil"
 )
@@ -86,6 +87,52 @@ func TestChatSession(t *testing.T) {
 	}
 	if out := w.buf.String(); !strings.Contains(out, " [stopped]\n") || strings.Count(out, ">>> ") != 2 || w.armed {
 		t.Fatalf("Ctrl-C during an answer: %q", out)
+	}
+}
+
+// TestChatUsesTemplateAndHistory: with a model that has a chat template
+// (synth Llama 3's), every turn's prompt is the template rendering of the
+// whole conversation so far: the prompt token counts --verbose prints are
+// those of rendering and tokenizing the kept history.
+func TestChatUsesTemplateAndHistory(t *testing.T) {
+	e, err := engine.Load(testutil.Model(t, "synth-llama3-Q8_0.gguf"), engine.Options{Slots: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	info := e.Info()
+	if info.ChatTemplate == "" {
+		t.Fatal("the model has no chat template")
+	}
+	var out bytes.Buffer
+	s, err := newChatSession(e, runOptions{maxTokens: 6, verbose: true}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.loop(strings.NewReader("/set system Be brief.\nHi\nAnd then?\n"))
+	if len(s.history) != 4 {
+		t.Fatalf("history %+v\n%s", s.history, out.String())
+	}
+	tmpl, err := chat.Compile(info.ChatTemplate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := func(msgs []chat.Message) string {
+		p, err := tmpl.Render(msgs, chat.Options{BOSToken: info.BOSText, EOSToken: info.EOSText, AddGenerationPrompt: true, Now: time.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		toks, err := e.Tokenize(p, !strings.HasPrefix(p, info.BOSText) || info.BOSText == "", true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("prompt %d tokens,", len(toks))
+	}
+	sys := chat.Message{Role: "system", Content: "Be brief."}
+	first := want([]chat.Message{sys, s.history[0]})
+	second := want(append([]chat.Message{sys}, s.history...)[:4])
+	if i, j := strings.Index(out.String(), first), strings.LastIndex(out.String(), second); i < 0 || j <= i {
+		t.Fatalf("want %q then %q in:\n%s", first, second, out.String())
 	}
 }
 
