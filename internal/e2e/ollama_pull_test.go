@@ -146,4 +146,17 @@ func TestOllamaPullAndDelete(t *testing.T) {
 	if code != 404 || !bytes.Contains([]byte(body), []byte("not in the model store")) {
 		t.Errorf("delete of a missing model: %d %s", code, body)
 	}
+
+	// serve with no --model at all: the first model comes from /api/pull.
+	cfg.DataDir = t.TempDir()
+	cfg.Models = nil
+	empty := startNode(t, cfg)
+	code, body = ollamaCall(t, empty.Addr(), "POST", "/api/pull", `{"model":"acme/other-GGUF","stream":false}`)
+	if code != 200 {
+		t.Fatalf("pull into a serve without models: %d %s", code, body)
+	}
+	code, body = ollamaCall(t, empty.Addr(), "POST", "/api/generate", `{"model":"acme/other-GGUF","stream":false,"prompt":"Once","options":{"num_predict":3}}`)
+	if code != 200 || !strings.Contains(body, `"done":true`) {
+		t.Fatalf("generate with the only, pulled, model: %d %s", code, body)
+	}
 }
