@@ -5,7 +5,7 @@
 //
 // The command tree is built with cobra and pflag: they give `help CMD`,
 // `--help` everywhere, `--version`, and shell completions for bash, zsh and
-// fish with no code of ours, are what kubectl, gh, hugo and the NATS tools
+// fish with no code of ours, are what kubectl, gh, Hugo and the Docker CLI
 // use (so users and contributors know their habits), and keep GNU-style
 // flags (--name value, --name=value, -o FILE). Flag names mean the same
 // thing in every command: flags_test.go walks the tree against the table in
