@@ -12,7 +12,7 @@ const defaultURL = "http://127.0.0.1:8080/v1"
 
 // flagMeanings is the one name of each setting that more than one command
 // takes, with a phrase its help text must contain, so that a flag of that
-// name cannot quietly mean something else in one command. flags_test.go
+// name cannot quietly mean something else in one command. cli_test.go (TestFlagNames)
 // walks the command tree against it and against flagSynonyms.
 var flagMeanings = map[string]struct{ Meaning, Phrase string }{
 	"url":         {"base URL of the API the command talks to", "base URL"},

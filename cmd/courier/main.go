@@ -8,7 +8,7 @@
 // fish with no code of ours, are what kubectl, gh, Hugo and the Docker CLI
 // use (so users and contributors know their habits), and keep GNU-style
 // flags (--name value, --name=value, -o FILE). Flag names mean the same
-// thing in every command: flags_test.go walks the tree against the table in
+// thing in every command: cli_test.go (TestFlagNames) walks the tree against the table in
 // flagnames.go.
 //
 // A new command is a file with `func init() { addCommand(newXCmd) }` (a
