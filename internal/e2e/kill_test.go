@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -97,8 +98,7 @@ func TestKillWorkerMidStream(t *testing.T) {
 	want := greedy(t, prompt, maxTokens)
 	var killed string
 	var once sync.Once
-	var reqID string
-	t0 := time.Now()
+	var sent streamSent
 	got, resumed, err := streamRaw(ctx, gw.Addr(), prompt, maxTokens, func(text string) {
 		if len(text) < 100 {
 			return
@@ -118,8 +118,8 @@ func TestKillWorkerMidStream(t *testing.T) {
 				t.Error(err)
 			}
 		})
-	}, &reqID)
-	clientTotal := time.Since(t0)
+	}, &sent)
+	clientTotal := time.Since(sent.at)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func TestKillWorkerMidStream(t *testing.T) {
 	}
 	t.Logf("killed %s mid-stream; attempt %d on %s carried on after byte %d; the answer is complete (%d bytes)",
 		killed, r.attempt, r.worker, r.after, len(got))
-	checkResumedTimeline(t, gw.Addr(), reqID, killed, r.worker, clientTotal)
+	checkResumedTimeline(t, gw.Addr(), sent.id, killed, r.worker, clientTotal)
 }
 
 // checkResumedTimeline reads request id's timeline (GET /v1/requests/{id})
@@ -216,12 +216,24 @@ type resume struct {
 	after   int
 }
 
+// streamSent is what the client knows of a streamed request: its
+// X-Request-Id, and when it began writing it (its connection open).
+type streamSent struct {
+	id string
+	at time.Time
+}
+
 // streamRaw streams a greedy completion over plain HTTP and returns its
 // text and the stream's resume marks; onText, if set, is called after every
-// event with the text so far. *id, when id is not nil, receives the
-// response's X-Request-Id.
-func streamRaw(ctx context.Context, addr, prompt string, maxTokens int, onText func(string), id *string) (string, []resume, error) {
+// event with the text so far. sent, when not nil, receives the request's
+// id and start.
+func streamRaw(ctx context.Context, addr, prompt string, maxTokens int, onText func(string), sent *streamSent) (string, []resume, error) {
 	body := fmt.Sprintf(`{"model":%q,"prompt":%q,"max_tokens":%d,"temperature":0,"stream":true}`, modelName, prompt, maxTokens)
+	if sent != nil {
+		// The client's clock starts once it has a connection: the dial is
+		// no part of the request the gateway sees.
+		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { sent.at = time.Now() }})
+	}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/v1/completions", strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	tr := &http.Transport{}
@@ -235,8 +247,8 @@ func streamRaw(ctx context.Context, addr, prompt string, maxTokens int, onText f
 		b, _ := io.ReadAll(resp.Body)
 		return "", nil, fmt.Errorf("status %d: %s", resp.StatusCode, b)
 	}
-	if id != nil {
-		*id = resp.Header.Get("X-Request-Id")
+	if sent != nil {
+		sent.id = resp.Header.Get("X-Request-Id")
 	}
 	var text strings.Builder
 	var marks []resume
