@@ -84,6 +84,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"help", "nope"}, `courier help: no help for "nope": courier --help lists the commands`},
 		{[]string{"completion", "nosh"}, `courier completion: unknown command "nosh"`},
 		{[]string{"run", "hi"}, "courier run: --model is required"},
+		{[]string{"run", "m.gguf"}, "courier run: --model is required: courier run --model m.gguf"},
 		{[]string{"run", "--model", "m.gguf", "a", "b"}, `courier run: unexpected arguments ["b"]`},
 		{[]string{"run", "--bogus"}, "courier run: unknown flag: --bogus"},
 		{[]string{"run", "-model", "m.gguf"}, "courier run: -model: long flags take two dashes: --model"},

@@ -74,6 +74,11 @@ func TestPullCommand(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "choices: acme/stories-GGUF:Q8_0") {
 		t.Fatalf("missing quant: %d %q", code, errOut)
 	}
+	// Ollama's habit, `run MODEL`, is answered with the flag to use.
+	code, _, errOut = capture(t, func() int { return dispatch([]string{"run", "acme/stories-GGUF:Q8_0"}) })
+	if code != 2 || !strings.HasPrefix(errOut, "courier run: --model is required: courier run --model acme/stories-GGUF:Q8_0") {
+		t.Errorf("run MODEL: %d %q", code, errOut)
+	}
 	code, out, _ = capture(t, func() int { return dispatch([]string{"models", "rm", "acme/stories-GGUF:Q8_0"}) })
 	if code != 0 || !strings.Contains(out, "removed acme/stories-GGUF:Q8_0") {
 		t.Fatalf("rm: %d %q", code, out)

@@ -53,6 +53,9 @@ text: the text goes to stdout, one summary line to stderr.`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			if o.model == "" {
+				if len(args) > 0 && looksLikeModel(args[0]) { // Ollama's habit: run MODEL
+					return usageError("--model is required: courier run --model %s", args[0])
+				}
 				return usageError("--model is required (a GGUF file or a store name such as ORG/REPO:Q8_0)")
 			}
 			if err := checkArgs(args, 0, 1, "at most one PROMPT"); err != nil {
@@ -138,6 +141,16 @@ func summaryLine(res engine.Result) string {
 	return fmt.Sprintf("prompt %d tokens, generated %d tokens, prefill %.1f tokens/s, decode %.1f tokens/s, finish %s",
 		res.PromptTokens, res.CompletionTokens, rate(res.PromptTokens, res.Prefill),
 		rate(res.CompletionTokens-1, res.Decode), res.FinishReason)
+}
+
+// looksLikeModel reports whether arg names a model rather than a prompt: a
+// .gguf file or a model in the store.
+func looksLikeModel(arg string) bool {
+	if strings.HasSuffix(strings.ToLower(arg), ".gguf") {
+		return true
+	}
+	_, err := modelStore().Resolve(arg)
+	return err == nil && !strings.ContainsAny(arg, " \n")
 }
 
 // loadEngine loads the model of o (a path or a store name) for one
