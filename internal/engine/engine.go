@@ -66,6 +66,10 @@ type Token struct {
 	Text    []byte
 	Logprob float32
 	Top     []TokenLogprob // valid only during the callback
+	// More reports that the next token of this generation is already
+	// computed and waits behind this one: the caller is behind the
+	// engine, and may send both together instead of this one alone.
+	More bool
 }
 
 // Finish reasons, as OpenAI names them.

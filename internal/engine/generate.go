@@ -104,7 +104,13 @@ func (e *Engine) consume(ctx context.Context, sl *slot, emit func(Token) error) 
 				return sl.result, sl.err
 			}
 			if emitErr == nil && !sl.cancelled.Load() {
-				if err := emit(ev.tok); err != nil {
+				tok := ev.tok
+				// The scheduler fills an event before it advances tail,
+				// so the one behind this is readable once tail passed it.
+				if h := r.head.Load() + 1; h < r.tail.Load() {
+					tok.More = !r.events[h%ringSize].end
+				}
+				if err := emit(tok); err != nil {
 					emitErr = err
 					sl.cancelled.Store(true)
 				}

@@ -1,0 +1,53 @@
+package engine
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"courier/internal/engine/gguf"
+	"courier/internal/engine/sampler"
+	"courier/internal/engine/synth"
+)
+
+// TestTokenMoreWhenBehind: a token is marked More exactly when the next
+// one is already computed: a caller that stalls on the first token finds
+// the rest marked, all but the last (the end follows it).
+func TestTokenMoreWhenBehind(t *testing.T) {
+	e, err := Load(writeSynth(t, synth.Config{Dim: 64, Layers: 1, Heads: 2, FFN: 128, Vocab: 300, Context: 128, Type: gguf.TypeQ8_0, Seed: 5}), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	const n = 6
+	var more []bool
+	var s0 int64
+	req := Request{Prompt: []int32{1, 100, 101}, MaxTokens: n, IgnoreEOS: true, Sampling: sampler.Params{Temperature: 0}}
+	_, err = e.Generate(context.Background(), req, func(tok Token) error {
+		more = append(more, tok.More)
+		if len(more) == 1 {
+			// Stall until the engine has computed every other token
+			// (one forward pass each).
+			s0 = e.Capacity().Steps
+			for deadline := time.Now().Add(10 * time.Second); e.Capacity().Steps < s0+n-1; {
+				if time.Now().After(deadline) {
+					t.Fatalf("the engine made %d steps in 10s, want %d", e.Capacity().Steps-s0, n-1)
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []bool{true, true, true, true, false}
+	if len(more) != n {
+		t.Fatalf("%d tokens, want %d", len(more), n)
+	}
+	for i, m := range more[1:] {
+		if m != want[i] {
+			t.Fatalf("More of tokens 2..%d = %v, want %v", n, more[1:], want)
+		}
+	}
+}
