@@ -23,6 +23,15 @@ type Stream interface {
 	Close() error
 }
 
+// Recycler is the optional capability of a Stream whose chunks may be
+// handed back once read: Recycle(c) lets the stream reuse c (and its
+// Tokens and Logprobs) for a later chunk, so a reader that recycles what
+// it read keeps the per-token path free of allocations. After Recycle the
+// caller must not touch c, its slices or its strings.
+type Recycler interface {
+	Recycle(c *Chunk)
+}
+
 // Stable error codes a worker puts in Chunk.Error.Code; the gateway's error
 // catalog maps each to an HTTP status.
 const (

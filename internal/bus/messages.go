@@ -208,6 +208,10 @@ type Request struct {
 	// authenticated with (never the key itself); "" without API keys.
 	// Requests of one model wait in round-robin order between tenants.
 	Tenant string `json:"tenant,omitempty"`
+	// ChunkFrames is the token-frame version the gateway reads (see
+	// FrameVersion): a worker that knows it sends step chunks as binary
+	// frames, coalescing steps that are ready at once. 0: JSON only.
+	ChunkFrames int `json:"chunk_frames,omitempty"`
 }
 
 // TokenLogprob is a token's log-probability and its top alternatives.
@@ -270,6 +274,12 @@ type Chunk struct {
 	// microseconds, on an attempt's first chunk and on the final one (0
 	// on the others), for request timelines.
 	At int64 `json:"at,omitempty"`
+	// More, never on the wire, tells the transport that the worker has
+	// the request's next chunk ready now: it may hold this one and send
+	// both in one message. A worker that marks a chunk More calls send
+	// again without waiting on anything, with the next chunk or with nil
+	// (nothing followed after all: send what is held).
+	More bool `json:"-"`
 }
 
 // Scores is a classification's answer for one input. Chunk Seq k carries

@@ -90,7 +90,12 @@ type countingHandler struct {
 }
 
 func (h *countingHandler) Admit(req *bus.Request, send func(*bus.Chunk)) *bus.Error {
-	e := h.Handler.Admit(req, func(c *bus.Chunk) { h.sent.Add(1); send(c) })
+	e := h.Handler.Admit(req, func(c *bus.Chunk) {
+		if c != nil { // nil releases a held chunk (bus.Chunk.More)
+			h.sent.Add(1)
+		}
+		send(c)
+	})
 	if e == nil {
 		h.admitted.Add(1)
 	}

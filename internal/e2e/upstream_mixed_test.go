@@ -15,7 +15,14 @@ import (
 func runWorker(t *testing.T, w *worker.Worker, req bus.Request) ([]string, *bus.Chunk) {
 	t.Helper()
 	chunks := make(chan *bus.Chunk, 1024)
-	if e := w.Admit(&req, func(c *bus.Chunk) { chunks <- c }); e != nil {
+	// Chunks are read after send returns: copy what the worker reuses.
+	if e := w.Admit(&req, func(c *bus.Chunk) {
+		if c != nil {
+			cc := *c
+			cc.Text = strings.Clone(c.Text)
+			chunks <- &cc
+		}
+	}); e != nil {
 		t.Fatal(e)
 	}
 	var texts []string

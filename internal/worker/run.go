@@ -107,8 +107,17 @@ func (w *Worker) run(ctx context.Context, req *bus.Request, send func(*bus.Chunk
 		Background:  req.Background,
 		Share:       req.Share,
 	}
+	// One chunk, its token and its logprobs are reused for every step:
+	// send does not keep them (bus.Chunk.More, natsbus.Handler), so the
+	// per-token path allocates nothing.
+	var (
+		c    bus.Chunk
+		tok  [1]int32
+		lps  [1]bus.TokenLogprob
+		held bool // the last chunk sent was marked More
+	)
 	res, err := w.eng.Generate(ctx, er, func(t engine.Token) error {
-		text := string(t.Text)
+		text := bus.AliasString(t.Text) // valid during the callback, as send needs it
 		if skip != "" && text != "" {
 			switch {
 			case strings.HasPrefix(text, skip):
@@ -119,10 +128,11 @@ func (w *Worker) run(ctx context.Context, req *bus.Request, send func(*bus.Chunk
 				skip = "" // it went another way: nothing of it was sent
 			}
 			if text == "" {
-				return nil // the held-back whitespace, already delivered
+				return w.release(send, &held, t.More) // the held-back whitespace, already delivered
 			}
 		}
-		c := &bus.Chunk{ID: req.ID, Seq: seq, Attempt: req.Attempt, Text: text, Tokens: []int32{t.ID}}
+		tok[0] = t.ID
+		c = bus.Chunk{ID: req.ID, Seq: seq, Attempt: req.Attempt, Text: text, Tokens: tok[:], More: t.More}
 		if ts != nil {
 			// Content and call pieces as far as they are known; the chunk
 			// carries the token for usage and resume even when the text
@@ -130,14 +140,16 @@ func (w *Worker) run(ctx context.Context, req *bus.Request, send func(*bus.Chunk
 			content, deltas := ts.feed(text)
 			c.Text, c.ToolCalls = content, slices.Clone(deltas)
 			if t.ID < 0 && c.Text == "" && len(c.ToolCalls) == 0 {
-				return nil
+				return w.release(send, &held, t.More)
 			}
 		}
 		if req.Logprobs || req.TopLogprobs > 0 {
-			c.Logprobs = []bus.TokenLogprob{w.logprob(t)}
+			w.logprob(&lps[0], t)
+			c.Logprobs = lps[:]
 		}
 		seq++
-		send(c)
+		held = t.More
+		send(&c)
 		return nil
 	})
 	switch {
@@ -233,12 +245,26 @@ func (w *Worker) echo(ctx context.Context, req *bus.Request, prompt []int32) (*b
 	return c, nil
 }
 
-func (w *Worker) logprob(t engine.Token) bus.TokenLogprob {
-	lp := bus.TokenLogprob{Token: w.eng.TokenText(t.ID), ID: t.ID, Logprob: t.Logprob}
+// logprob fills lp with t's logprob and alternatives, reusing lp.Top.
+func (w *Worker) logprob(lp *bus.TokenLogprob, t engine.Token) {
+	top := lp.Top[:0]
 	for _, a := range t.Top {
-		lp.Top = append(lp.Top, bus.TokenLogprob{Token: a.Text, ID: a.ID, Logprob: a.Logprob})
+		top = append(top, bus.TokenLogprob{Token: a.Text, ID: a.ID, Logprob: a.Logprob})
 	}
-	return lp
+	if len(top) == 0 {
+		top = nil
+	}
+	*lp = bus.TokenLogprob{Token: w.eng.TokenText(t.ID), ID: t.ID, Logprob: t.Logprob, Top: top}
+}
+
+// release is a step that sends nothing: when no token waits behind it,
+// whatever the last chunk's More let the transport hold goes out now.
+func (w *Worker) release(send func(*bus.Chunk), held *bool, more bool) error {
+	if *held && !more {
+		*held = false
+		send(nil)
+	}
+	return nil
 }
 
 // textResume returns the prompt and resume ids of a request resumed after

@@ -155,7 +155,10 @@ func newBare(cfg Config, log *slog.Logger) *Worker {
 	return w
 }
 
-// Admit starts req now if a slot is free; its chunks go to send. It returns
+// Admit starts req now if a slot is free; its chunks go to send, which
+// must not keep a chunk (or its slices) after it returns: the worker reuses
+// them for the next token. A chunk marked More may be followed by a nil
+// chunk (see bus.Chunk.More). It returns
 // why not otherwise: bus.CodeModelNotFound, bus.CodeDeadline (a first
 // attempt whose deadline passed), bus.CodeOverloaded (no free slot, or
 // draining).
@@ -229,7 +232,9 @@ func (w *Worker) Cancel(id string, attempt int) {
 // counting wraps send so that every chunk counts as progress.
 func (w *Worker) counting(send func(*bus.Chunk)) func(*bus.Chunk) {
 	return func(c *bus.Chunk) {
-		w.sent.Add(1)
+		if c != nil {
+			w.sent.Add(1)
+		}
 		send(c)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -35,7 +36,20 @@ func (f *fakeEngine) Tokenize(text string, a, p bool) ([]int32, error) {
 	}
 	return ids, nil
 }
-func (f *fakeEngine) TokenText(id int32) string { return string(rune(id)) }
+func (f *fakeEngine) TokenText(id int32) string {
+	if id >= 0 && int(id) < len(byteTexts) {
+		return byteTexts[id] // as a real vocabulary: no allocation
+	}
+	return string(rune(id))
+}
+
+var byteTexts = func() (t [128]string) {
+	for i := range t {
+		t[i] = string(rune(i))
+	}
+	return t
+}()
+
 func (f *fakeEngine) Generate(ctx context.Context, req engine.Request, emit func(engine.Token) error) (engine.Result, error) {
 	return f.generate(ctx, req, emit)
 }
@@ -73,12 +87,28 @@ type collector struct {
 func newCollector() *collector { return &collector{final: make(chan struct{})} }
 
 func (c *collector) send(ch *bus.Chunk) {
+	if ch == nil {
+		return // a flush: nothing is held here
+	}
+	ch = cloneChunk(ch) // the worker reuses its chunks
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.chunks = append(c.chunks, ch)
 	if ch.Final() {
 		close(c.final)
 	}
+}
+
+// cloneChunk copies what a worker's chunk holds that it reuses.
+func cloneChunk(ch *bus.Chunk) *bus.Chunk {
+	cc := *ch
+	cc.Text = strings.Clone(ch.Text)
+	cc.Tokens = slices.Clone(ch.Tokens)
+	cc.Logprobs = slices.Clone(ch.Logprobs)
+	for i := range cc.Logprobs {
+		cc.Logprobs[i].Top = slices.Clone(cc.Logprobs[i].Top)
+	}
+	return &cc
 }
 
 func (c *collector) wait(t *testing.T) []*bus.Chunk {
@@ -337,5 +367,41 @@ func TestBackgroundSlots(t *testing.T) {
 	}
 	if hb := shared.Heartbeat(); hb.FreeSlots != 0 || hb.BackgroundSlots != 0 || len(hb.Background) != 0 {
 		t.Fatalf("shared heartbeat %+v", hb)
+	}
+}
+
+// TestRunAllocatesNothingPerToken: the worker's side of a streamed token
+// (the chunk it fills, with logprobs and without) costs no allocation: a
+// long generation allocates no more than a short one.
+func TestRunAllocatesNothingPerToken(t *testing.T) {
+	top := []engine.TokenLogprob{{ID: 5, Text: "e", Logprob: -1}, {ID: 6, Text: "f", Logprob: -2}}
+	text := []byte("x")
+	n := 0
+	eng := &fakeEngine{slots: 1, generate: func(ctx context.Context, r engine.Request, emit func(engine.Token) error) (engine.Result, error) {
+		for i := range n {
+			if err := emit(engine.Token{ID: int32(i % 100), Text: text, Logprob: -0.5, Top: top, More: i%3 != 0}); err != nil {
+				return engine.Result{}, err
+			}
+		}
+		return engine.Result{FinishReason: engine.FinishLength, CompletionTokens: n}, nil
+	}}
+	w := newWorker(t, eng, 1)
+	sink := func(*bus.Chunk) {}
+	for _, lp := range []bool{false, true} {
+		req := &bus.Request{ID: "r", Model: "m", Prompt: "ab", Attempt: 1, Logprobs: lp}
+		if lp {
+			req.TopLogprobs = 2
+		}
+		allocs := func(tokens int) float64 {
+			n = tokens
+			return testing.AllocsPerRun(5, func() {
+				if final := w.run(context.Background(), req, sink); final == nil || final.FinishReason != engine.FinishLength {
+					t.Fatalf("final %+v", final)
+				}
+			})
+		}
+		if short, long := allocs(4), allocs(400); long > short {
+			t.Fatalf("logprobs %v: %v allocations for 400 tokens, %v for 4", lp, long, short)
+		}
 	}
 }

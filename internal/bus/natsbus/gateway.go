@@ -59,6 +59,9 @@ type GatewayConfig struct {
 	// (one per 64 bytes of a placed request's text, up to 16 KiB); 0
 	// means 65536.
 	PrefixEntries int
+	// JSONChunks asks workers for JSON chunks only, not token frames
+	// (docs/protocol.md): for comparing the two; frames cost less.
+	JSONChunks bool
 }
 
 func (c *GatewayConfig) fill() {
@@ -246,6 +249,9 @@ func (g *Gateway) Dispatch(ctx context.Context, req *bus.Request) (bus.Stream, e
 	r.V = bus.Version
 	r.ReplyTo = bus.ChunkSubject(g.cfg.ID, r.ID)
 	r.Attempt, r.Resume, r.ResumeSeq = 1, nil, 0
+	if !g.cfg.JSONChunks {
+		r.ChunkFrames = bus.FrameVersion
+	}
 	data, err := json.Marshal(&r)
 	if err != nil {
 		return nil, fmt.Errorf("natsbus: encode request: %w", err)

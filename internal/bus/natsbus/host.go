@@ -20,7 +20,10 @@ type Handler interface {
 	// Admit takes req if it can start now and returns nil, or says why not
 	// (bus.CodeOverloaded, bus.CodeDeadline, bus.CodeModelNotFound). It must
 	// not block on generation; the accepted request's chunks go to send, in
-	// order, the last one Final.
+	// order, the last one Final. send does not keep a chunk after it
+	// returns (it is encoded at once, so a worker may reuse it); a chunk
+	// marked More may be held until the next call, and send(nil) publishes
+	// what is held (bus.Chunk.More).
 	Admit(req *bus.Request, send func(*bus.Chunk)) *bus.Error
 	// Cancel stops request id (only its attempt, when attempt is not 0).
 	Cancel(id string, attempt int)
@@ -225,7 +228,7 @@ func (ho *Host) onRequest(m *nats.Msg) {
 	}
 	acc.ID, acc.Attempt = req.ID, req.Attempt
 	if acc.Error == nil {
-		acc.Error = ho.h.Admit(&req, ho.sender(req.ReplyTo))
+		acc.Error = ho.h.Admit(&req, ho.sender(&req))
 		acc.HeartbeatSeq = ho.hbSeq.Load()
 		acc.At = time.Now().UnixMicro()
 	}
@@ -240,35 +243,128 @@ func (ho *Host) onRequest(m *nats.Msg) {
 }
 
 // sender returns the function the handler publishes one request's chunks
-// with.
-func (ho *Host) sender(subject string) func(*bus.Chunk) {
-	var sent atomic.Bool // the attempt's first chunk is stamped (request timelines)
-	return func(c *bus.Chunk) {
-		c.V = bus.Version
-		c.Worker = ho.cfg.Worker
-		if !sent.Swap(true) || c.Final() {
-			c.At = time.Now().UnixMicro()
+// with. It is called from one goroutine at a time (the request's).
+func (ho *Host) sender(req *bus.Request) func(*bus.Chunk) {
+	s := &chunkSender{ho: ho, subject: req.ReplyTo, frames: req.ChunkFrames >= bus.FrameVersion}
+	return s.send
+}
+
+// maxFrameBytes bounds a coalesced frame well below any server's payload
+// limit (1 MiB by default).
+const maxFrameBytes = 64 << 10
+
+// framePool holds frame buffers between requests.
+var framePool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// chunkSender publishes one request's chunks: step chunks as token frames
+// when the gateway reads them (coalescing the steps its worker marks More,
+// which are ready at once), every other chunk as JSON.
+type chunkSender struct {
+	ho      *Host
+	subject string
+	frames  bool
+	buf     *[]byte // the frame being built, from framePool; nil before the first
+	held    int     // steps in *buf not yet published
+	next    uint64  // the Seq a step must have to join them
+	attempt int
+	sent    bool // a chunk was sent: the next is not the attempt's first
+}
+
+func (s *chunkSender) send(c *bus.Chunk) {
+	if c == nil {
+		s.flush()
+		return
+	}
+	c.V = bus.Version
+	c.Worker = s.ho.cfg.Worker
+	stamp := !s.sent || c.Final()
+	s.sent = true
+	if stamp {
+		// The attempt's first chunk and the final one carry the worker's
+		// clock (request timelines), which frames do not: they go as JSON.
+		c.At = time.Now().UnixMicro()
+	} else if s.frames && bus.Framable(c) {
+		s.step(c)
+		return
+	}
+	s.flush()
+	s.publishJSON(c)
+	if c.Final() && s.buf != nil {
+		framePool.Put(s.buf)
+		s.buf = nil
+	}
+}
+
+// step adds c to the frame, and publishes the frame unless c is marked
+// More: a step is never held when nothing is ready behind it.
+func (s *chunkSender) step(c *bus.Chunk) {
+	if s.held > 0 && (c.Seq != s.next || c.Attempt != s.attempt) {
+		s.flush()
+	}
+	if s.buf == nil {
+		s.buf = framePool.Get().(*[]byte)
+	}
+	b := *s.buf
+	if s.held == 0 {
+		b = bus.AppendFrameHeader(b[:0], c.ID, c.Worker, c.Attempt, c.Seq)
+		s.attempt = c.Attempt
+	}
+	b, err := bus.AppendFrameStep(b, c)
+	*s.buf = b
+	if err != nil {
+		// A logprob JSON could not carry: fail the request as JSON would.
+		s.flush()
+		s.fail(c, bus.CodeNonFinite, err)
+		return
+	}
+	s.held++
+	s.next = c.Seq + 1
+	if !c.More || s.held >= bus.MaxFrameSteps || len(b) >= maxFrameBytes {
+		s.flush()
+	}
+}
+
+// flush publishes the steps held.
+func (s *chunkSender) flush() {
+	if s.held == 0 {
+		return
+	}
+	s.held = 0
+	if err := s.ho.conn.nc.Publish(s.subject, *s.buf); err != nil {
+		s.ho.log.Warn("publish chunk frame", "subject", s.subject, "err", err)
+	}
+}
+
+func (s *chunkSender) publishJSON(c *bus.Chunk) {
+	data, err := json.Marshal(c)
+	if err != nil {
+		// A chunk JSON cannot carry (a NaN that escaped the engine's
+		// check) must not vanish: the gateway would wait for it and
+		// re-dispatch. Send an error chunk in its place, which ends
+		// the request for the gateway, and cancel the generation.
+		code := bus.CodeInternal
+		if uv := (*json.UnsupportedValueError)(nil); errors.As(err, &uv) {
+			code = bus.CodeNonFinite
 		}
-		data, err := json.Marshal(c)
-		if err != nil {
-			// A chunk JSON cannot carry (a NaN that escaped the engine's
-			// check) must not vanish: the gateway would wait for it and
-			// re-dispatch. Send an error chunk in its place, which ends
-			// the request for the gateway, and cancel the generation.
-			defer ho.h.Cancel(c.ID, c.Attempt)
-			ho.log.Error("encode chunk", "id", c.ID, "err", err)
-			code := bus.CodeInternal
-			if uv := (*json.UnsupportedValueError)(nil); errors.As(err, &uv) {
-				code = bus.CodeNonFinite
-			}
-			data, err = json.Marshal(&bus.Chunk{V: c.V, ID: c.ID, Seq: c.Seq, Attempt: c.Attempt, Worker: c.Worker,
-				Error: &bus.Error{Code: code, Message: "worker: encode chunk: " + err.Error()}})
-			if err != nil {
-				return
-			}
-		}
-		if err := ho.conn.nc.Publish(subject, data); err != nil {
-			ho.log.Warn("publish chunk", "id", c.ID, "seq", c.Seq, "err", err)
-		}
+		s.fail(c, code, err)
+		return
+	}
+	if err := s.ho.conn.nc.Publish(s.subject, data); err != nil {
+		s.ho.log.Warn("publish chunk", "id", c.ID, "seq", c.Seq, "err", err)
+	}
+}
+
+// fail sends an error chunk in place of c, which could not be encoded, and
+// cancels the generation.
+func (s *chunkSender) fail(c *bus.Chunk, code string, err error) {
+	defer s.ho.h.Cancel(c.ID, c.Attempt)
+	s.ho.log.Error("encode chunk", "id", c.ID, "err", err)
+	data, err := json.Marshal(&bus.Chunk{V: c.V, ID: c.ID, Seq: c.Seq, Attempt: c.Attempt, Worker: c.Worker,
+		Error: &bus.Error{Code: code, Message: "worker: encode chunk: " + err.Error()}})
+	if err != nil {
+		return
+	}
+	if err := s.ho.conn.nc.Publish(s.subject, data); err != nil {
+		s.ho.log.Warn("publish chunk", "id", c.ID, "seq", c.Seq, "err", err)
 	}
 }

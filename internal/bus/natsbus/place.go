@@ -280,6 +280,10 @@ func (g *Gateway) send(ctx context.Context, st *stream, w *workerState, name, re
 }
 
 func (g *Gateway) onChunk(m *nats.Msg) {
+	if bus.IsFrame(m.Data) {
+		g.onFrame(m)
+		return
+	}
 	c := new(bus.Chunk)
 	if err := json.Unmarshal(m.Data, c); err != nil {
 		g.log.Warn("bad chunk message", "subject", m.Subject, "err", err)
@@ -291,6 +295,39 @@ func (g *Gateway) onChunk(m *nats.Msg) {
 	if st == nil {
 		return // closed, finished, or another gateway's
 	}
+	g.onStreamChunk(st, c)
+}
+
+// onFrame takes a token frame: its steps are chunks seq, seq+1, …, decoded
+// into the stream's recycled chunks; their text aliases the message's
+// payload, which nothing writes again.
+func (g *Gateway) onFrame(m *nats.Msg) {
+	h, steps, err := bus.ReadFrameHeader(m.Data)
+	if err != nil {
+		g.log.Warn("bad chunk frame", "subject", m.Subject, "err", err)
+		return
+	}
+	g.mu.Lock()
+	st := g.streams[string(h.ID)] // no copy: a map lookup by converted bytes
+	g.mu.Unlock()
+	if st == nil {
+		return // closed, finished, or another gateway's
+	}
+	worker := bus.AliasString(h.Worker)
+	for seq := h.Seq; len(steps) > 0; seq++ {
+		c := st.newChunk()
+		if steps, err = bus.ReadFrameStep(steps, c); err != nil {
+			st.Recycle(c)
+			g.log.Warn("bad chunk frame", "subject", m.Subject, "seq", seq, "err", err)
+			return
+		}
+		c.V, c.ID, c.Seq, c.Worker, c.Attempt = bus.Version, st.req.ID, seq, worker, h.Attempt
+		g.onStreamChunk(st, c)
+	}
+}
+
+// onStreamChunk hands c, a chunk of st, to the stream.
+func (g *Gateway) onStreamChunk(st *stream, c *bus.Chunk) {
 	if st.retryable(c) {
 		// The worker could not finish this attempt (its upstream engine
 		// refused or went away): place it again, resuming after what was
@@ -312,8 +349,8 @@ func (g *Gateway) onChunk(m *nats.Msg) {
 	if st.deliver(c) {
 		g.mu.Lock()
 		g.unholdLocked(st)
-		if g.streams[c.ID] == st {
-			delete(g.streams, c.ID)
+		if g.streams[st.req.ID] == st {
+			delete(g.streams, st.req.ID)
 		}
 		g.mu.Unlock()
 	}

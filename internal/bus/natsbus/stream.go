@@ -41,7 +41,8 @@ type stream struct {
 	attempt int                   // guarded by mu; chunks of other attempts are dropped
 	next    uint64                // guarded by mu; Seq of the next chunk to hand out
 	pending map[uint64]*bus.Chunk // guarded by mu; chunks that arrived early
-	ready   []*bus.Chunk          // guarded by mu; in order, not yet read
+	ready   []*bus.Chunk          // guarded by mu; in order, not yet read from rhead on
+	rhead   int                   // guarded by mu
 	tokens  []int32               // guarded by mu; token ids delivered in order
 	text    []byte                // guarded by mu; text delivered in order
 	// idless is set once a chunk delivered text without token ids (an
@@ -56,11 +57,44 @@ type stream struct {
 	closed    bool  // guarded by mu
 }
 
-var _ bus.Stream = (*stream)(nil)
+var (
+	_ bus.Stream   = (*stream)(nil)
+	_ bus.Recycler = (*stream)(nil)
+)
+
+// chunkPool holds chunks readers handed back (Recycle), for any stream's
+// next frame steps: a stream whose reader fell behind needs more than it
+// has recycled itself.
+var chunkPool = sync.Pool{New: func() any { return new(bus.Chunk) }}
+
+// newChunk returns an empty chunk, recycled when one is free.
+func (st *stream) newChunk() *bus.Chunk { return chunkPool.Get().(*bus.Chunk) }
+
+// Recycle takes back c, which the reader is done with (bus.Recycler).
+func (st *stream) Recycle(c *bus.Chunk) {
+	if c != nil {
+		recycle(c)
+	}
+}
+
+// recycle resets c and pools it. It keeps the backing arrays a frame step
+// decodes into and drops the rest (strings alias old payloads, pointers
+// other chunks' data).
+func recycle(c *bus.Chunk) {
+	*c = bus.Chunk{Tokens: c.Tokens[:0], Logprobs: c.Logprobs[:0]}
+	chunkPool.Put(c)
+}
 
 func newStream(g *Gateway, req bus.Request) *stream {
 	ctx, cancel := context.WithCancel(g.ctx)
-	return &stream{g: g, req: req, ctx: ctx, cancel: cancel, notify: make(chan struct{}, 1), next: 1}
+	// The record of what was delivered (for resume) is sized for the
+	// answer up front, so it rarely grows token by token.
+	n := req.MaxTokens
+	if n <= 0 || n > 1024 {
+		n = 256
+	}
+	return &stream{g: g, req: req, ctx: ctx, cancel: cancel, notify: make(chan struct{}, 1), next: 1,
+		tokens: make([]int32, 0, n), text: make([]byte, 0, 8*n)}
 }
 
 // beginAttempt starts a new attempt and returns the request message to send
@@ -129,14 +163,17 @@ func (st *stream) deliver(c *bus.Chunk) bool {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.done || st.err != nil || st.closed || c.Attempt != st.attempt || c.Seq < st.next {
+		recycle(c)
 		return false
 	}
 	if c.Seq > st.next {
 		if st.pending == nil {
 			st.pending = make(map[uint64]*bus.Chunk)
 		}
-		if len(st.pending) < maxPending {
+		if _, dup := st.pending[c.Seq]; !dup && len(st.pending) < maxPending {
 			st.pending[c.Seq] = c
+		} else {
+			recycle(c)
 		}
 		return false
 	}
@@ -154,6 +191,13 @@ func (st *stream) deliver(c *bus.Chunk) bool {
 }
 
 func (st *stream) pushLocked(c *bus.Chunk) {
+	if st.rhead > 0 && len(st.ready) == cap(st.ready) {
+		// A reader that stays behind: move what is unread to the front
+		// instead of growing the array.
+		n := copy(st.ready, st.ready[st.rhead:])
+		clear(st.ready[n:])
+		st.ready, st.rhead = st.ready[:n], 0
+	}
 	st.ready = append(st.ready, c)
 	if c.Echo {
 		// The prompt echoed: nothing generated, nothing to resume after.
@@ -204,10 +248,12 @@ func (st *stream) Next(ctx context.Context) (*bus.Chunk, error) {
 	for {
 		st.mu.Lock()
 		switch {
-		case len(st.ready) > 0:
-			c := st.ready[0]
-			st.ready[0] = nil
-			st.ready = st.ready[1:]
+		case st.rhead < len(st.ready):
+			c := st.ready[st.rhead]
+			st.ready[st.rhead] = nil
+			if st.rhead++; st.rhead == len(st.ready) {
+				st.ready, st.rhead = st.ready[:0], 0 // reuse the array
+			}
 			st.mu.Unlock()
 			return c, nil
 		case st.done:

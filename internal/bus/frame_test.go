@@ -1,0 +1,228 @@
+package bus
+
+import (
+	"math"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+)
+
+// randomStep returns a step chunk with random text (invalid UTF-8
+// included), token ids (negative ones too) and sometimes logprobs.
+func randomStep(r *rand.Rand) Chunk {
+	text := make([]byte, r.IntN(12))
+	for i := range text {
+		text[i] = byte(r.IntN(256))
+	}
+	c := Chunk{Text: string(text)}
+	for range r.IntN(3) {
+		c.Tokens = append(c.Tokens, int32(r.Uint32()))
+	}
+	if r.IntN(2) == 0 {
+		for range 1 + r.IntN(2) {
+			lp := TokenLogprob{Token: string(text[:r.IntN(len(text)+1)]), ID: int32(r.Uint32()), Logprob: -r.Float32() * 20}
+			for range r.IntN(4) {
+				lp.Top = append(lp.Top, TokenLogprob{Token: "alt", ID: int32(r.IntN(1000)), Logprob: -r.Float32()})
+			}
+			c.Logprobs = append(c.Logprobs, lp)
+		}
+	}
+	return c
+}
+
+// same reports whether a decoded step carries what was encoded (empty and
+// nil slices alike: a recycled chunk keeps its arrays).
+func same(a, b Chunk) bool {
+	norm := func(c Chunk) Chunk {
+		if len(c.Tokens) == 0 {
+			c.Tokens = nil
+		}
+		if len(c.Logprobs) == 0 {
+			c.Logprobs = nil
+		}
+		for i := range c.Logprobs {
+			if len(c.Logprobs[i].Top) == 0 {
+				c.Logprobs[i].Top = nil
+			}
+		}
+		return c
+	}
+	return reflect.DeepEqual(norm(a), norm(b))
+}
+
+func TestFrameRoundTrip(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	var into Chunk // reused across frames, as a stream's recycled chunks are
+	for range 500 {
+		steps := make([]Chunk, 1+r.IntN(5))
+		attempt, seq := r.IntN(5), 1+r.Uint64N(1e6)
+		buf := AppendFrameHeader(nil, "cmpl-1", "worker-ü", attempt, seq)
+		for i := range steps {
+			steps[i] = randomStep(r)
+			var err error
+			if buf, err = AppendFrameStep(buf, &steps[i]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !IsFrame(buf) {
+			t.Fatal("not a frame")
+		}
+		h, rest, err := ReadFrameHeader(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(h.ID) != "cmpl-1" || string(h.Worker) != "worker-ü" || h.Attempt != attempt || h.Seq != seq {
+			t.Fatalf("header %+v", h)
+		}
+		for i := range steps {
+			if len(rest) == 0 {
+				t.Fatalf("frame ends after %d of %d steps", i, len(steps))
+			}
+			if rest, err = ReadFrameStep(rest, &into); err != nil {
+				t.Fatalf("step %d: %v", i, err)
+			}
+			if !same(into, steps[i]) {
+				t.Fatalf("step %d: got %+v, want %+v", i, into, steps[i])
+			}
+		}
+		if len(rest) != 0 {
+			t.Fatalf("%d bytes left", len(rest))
+		}
+	}
+}
+
+func TestFrameRefusesNonFiniteLogprobs(t *testing.T) {
+	for _, v := range []float32{float32(math.NaN()), float32(math.Inf(-1))} {
+		for _, c := range []Chunk{
+			{Text: "x", Logprobs: []TokenLogprob{{Token: "x", Logprob: v}}},
+			{Text: "x", Logprobs: []TokenLogprob{{Token: "x", Top: []TokenLogprob{{Token: "y", Logprob: v}}}}},
+		} {
+			buf := AppendFrameHeader(nil, "r", "w", 1, 1)
+			out, err := AppendFrameStep(buf, &c)
+			if err != ErrNonFiniteLogprob || len(out) != len(buf) {
+				t.Fatalf("%v: err %v, %d bytes appended", v, err, len(out)-len(buf))
+			}
+		}
+	}
+}
+
+func TestFrameRefusesMalformed(t *testing.T) {
+	good := AppendFrameHeader(nil, "r", "w", 1, 1)
+	good, _ = AppendFrameStep(good, &Chunk{Text: "hello", Tokens: []int32{7}})
+	for n := range len(good) {
+		h, rest, err := ReadFrameHeader(good[:n])
+		if err != nil {
+			continue
+		}
+		var c Chunk
+		if _, err := ReadFrameStep(rest, &c); err == nil {
+			t.Fatalf("a frame cut to %d of %d bytes decoded: %+v %+v", n, len(good), h, c)
+		}
+	}
+	for _, bad := range [][]byte{nil, {'{'}, {FrameMagic}, {FrameMagic, 1, 0, 1, 'r', 0, 0}} {
+		if _, _, err := ReadFrameHeader(bad); err == nil {
+			t.Fatalf("%q read as a header", bad)
+		}
+	}
+}
+
+// TestFrameStepAllocs: a step appended into a buffer with room and read
+// into a recycled chunk allocates nothing, with and without logprobs.
+func TestFrameStepAllocs(t *testing.T) {
+	for _, c := range []Chunk{
+		{Text: " once", Tokens: []int32{7}},
+		{Text: " once", Tokens: []int32{7}, Logprobs: []TokenLogprob{{Token: " once", ID: 7, Logprob: -0.5, Top: []TokenLogprob{{Token: " twice", ID: 8, Logprob: -1}}}}},
+	} {
+		buf := make([]byte, 0, 256)
+		var into Chunk
+		n := testing.AllocsPerRun(100, func() {
+			b := AppendFrameHeader(buf[:0], "cmpl-abc", "w1", 1, 42)
+			b, err := AppendFrameStep(b, &c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, rest, err := ReadFrameHeader(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := ReadFrameStep(rest, &into); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if n != 0 {
+			t.Fatalf("%d allocations per step (logprobs: %v)", int(n), len(c.Logprobs) > 0)
+		}
+	}
+}
+
+// FuzzReadFrame: a hostile frame is refused or read, never a panic; what
+// is read encodes back to a frame that reads the same.
+func FuzzReadFrame(f *testing.F) {
+	seed := AppendFrameHeader(nil, "cmpl-1", "w", 2, 9)
+	seed, _ = AppendFrameStep(seed, &Chunk{Text: "a", Tokens: []int32{1, -2}})
+	seed, _ = AppendFrameStep(seed, &Chunk{Text: "b", Logprobs: []TokenLogprob{{Token: "b", ID: 3, Logprob: -1, Top: []TokenLogprob{{Token: "c", ID: 4}}}}})
+	f.Add(seed)
+	f.Add([]byte{FrameMagic, 0, 1, 1, 'x', 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		h, rest, err := ReadFrameHeader(data)
+		if err != nil {
+			return
+		}
+		var steps []Chunk
+		for len(rest) > 0 {
+			var c Chunk
+			if rest, err = ReadFrameStep(rest, &c); err != nil {
+				return
+			}
+			steps = append(steps, c)
+		}
+		again := AppendFrameHeader(nil, string(h.ID), string(h.Worker), h.Attempt, h.Seq)
+		for i := range steps {
+			if again, err = AppendFrameStep(again, &steps[i]); err != nil {
+				return // a NaN logprob read from the fuzz bytes
+			}
+		}
+		h2, rest, err := ReadFrameHeader(again)
+		if err != nil || string(h2.ID) != string(h.ID) || string(h2.Worker) != string(h.Worker) || h2.Attempt != h.Attempt || h2.Seq != h.Seq {
+			t.Fatalf("re-encoded header %+v, %v; want %+v", h2, err, h)
+		}
+		for i := range steps {
+			var c Chunk
+			if rest, err = ReadFrameStep(rest, &c); err != nil || !same(c, steps[i]) {
+				t.Fatalf("re-encoded step %d: %+v, %v; want %+v", i, c, err, steps[i])
+			}
+		}
+	})
+}
+
+// TestFramableKnowsEveryChunkField: a frame carries a step's text, token
+// ids and logprobs and nothing else, so a field added to Chunk or
+// TokenLogprob must be either one Framable refuses or one frames carry.
+// This list fails the test until that choice is made.
+func TestFramableKnowsEveryChunkField(t *testing.T) {
+	known := map[string]string{
+		"V": "implied", "ID": "header", "Seq": "header", "Worker": "header", "Attempt": "header",
+		"Text": "step", "Tokens": "step", "Logprobs": "step", "More": "not on the wire",
+		"Echo": "refused", "FinishReason": "refused", "ToolCalls": "refused", "Usage": "refused",
+		"Error": "refused", "Scores": "refused", "Embedding": "refused", "At": "refused",
+	}
+	for f := range reflect.TypeFor[Chunk]().Fields() {
+		if _, ok := known[f.Name]; !ok {
+			t.Errorf("Chunk.%s: carry it in frames or refuse it in Framable, then list it here", f.Name)
+		}
+	}
+	lp := map[string]bool{"Token": true, "ID": true, "Logprob": true, "Top": true, "None": true}
+	for f := range reflect.TypeFor[TokenLogprob]().Fields() {
+		if !lp[f.Name] {
+			t.Errorf("TokenLogprob.%s: carry it in frames or refuse it in Framable, then list it here", f.Name)
+		}
+	}
+	for _, c := range []Chunk{
+		{Text: "x", Echo: true}, {Text: "x", At: 1}, {FinishReason: "stop"},
+		{Logprobs: []TokenLogprob{{None: true}}}, {Logprobs: []TokenLogprob{{Top: []TokenLogprob{{None: true}}}}},
+	} {
+		if Framable(&c) {
+			t.Errorf("%+v is framable", c)
+		}
+	}
+}
