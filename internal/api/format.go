@@ -64,6 +64,7 @@ type completionFormat struct {
 	text   strings.Builder     // accumulated text (non-streaming)
 	lp     *CompletionLogprobs // accumulated logprobs (non-streaming)
 	offset int                 // text offset of the next token
+	tok    tokenTemplate       // a plain token's event (sse_token.go)
 }
 
 var _ format = (*completionFormat)(nil)
@@ -168,6 +169,7 @@ type chatFormat struct {
 	toolCalls []bus.ToolCall     // the calls joined from their pieces (non-streaming)
 	text      strings.Builder    // accumulated content (non-streaming)
 	lp        []ChatTokenLogprob // accumulated logprobs (non-streaming)
+	tok       tokenTemplate      // a plain token's event (sse_token.go)
 }
 
 var _ format = (*chatFormat)(nil)

@@ -151,12 +151,12 @@ type ndjsonFraming struct{}
 
 func (ndjsonFraming) contentType() string { return "application/x-ndjson" }
 
-func (ndjsonFraming) event(b *strings.Builder, payload []byte) {
+func (ndjsonFraming) event(b *bytes.Buffer, payload []byte) {
 	b.Write(payload)
 	b.WriteByte('\n')
 }
 
-func (ndjsonFraming) end(*strings.Builder) {}
+func (ndjsonFraming) end(*bytes.Buffer) {}
 
 func (ndjsonFraming) errorEvent(e *Error) []byte { return mustJSON(ollamaError{Error: e.Message}) }
 

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -246,6 +246,7 @@ func markStatus(w http.ResponseWriter, status int) {
 
 // collect reads the stream to its end and writes one JSON body.
 func (s *server) collect(ctx context.Context, w http.ResponseWriter, st bus.Stream, c *bus.Chunk, f format, res *result) error {
+	recycler, _ := st.(bus.Recycler)
 	for {
 		f.add(c)
 		if c.FinishReason != "" {
@@ -256,6 +257,9 @@ func (s *server) collect(ctx context.Context, w http.ResponseWriter, st bus.Stre
 			}
 			writeJSON(w, http.StatusOK, f.body(res.finish, res.apiUsage()))
 			return nil
+		}
+		if recycler != nil {
+			recycler.Recycle(c) // added (copied): the stream may reuse it
 		}
 		next, err := s.next(ctx, st)
 		if err == nil && next.Error != nil {
@@ -295,10 +299,9 @@ func (s *server) relayStream(ctx context.Context, w http.ResponseWriter, st bus.
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	sse := &sseWriter{w: w, rc: http.NewResponseController(w), fr: fr}
+	recycler, _ := st.(bus.Recycler)
 	for {
-		for _, ev := range f.events(c) {
-			sse.event(ev)
-		}
+		sse.chunk(f, c)
 		if c.FinishReason != "" {
 			res.completed = true
 			if ev := f.usageEvent(res.apiUsage()); ev != nil {
@@ -327,6 +330,9 @@ func (s *server) relayStream(ctx context.Context, w http.ResponseWriter, st bus.
 		if next.Attempt > c.Attempt && c.Attempt > 0 {
 			sse.resumed(next)
 		}
+		if recycler != nil {
+			recycler.Recycle(c) // written: the stream may reuse it
+		}
 		res.note(next, s.now())
 		c = next
 	}
@@ -337,9 +343,9 @@ func (s *server) relayStream(ctx context.Context, w http.ResponseWriter, st bus.
 type framing interface {
 	contentType() string
 	// event appends one event carrying payload.
-	event(b *strings.Builder, payload []byte)
+	event(b *bytes.Buffer, payload []byte)
 	// end appends the stream's terminator, if any.
-	end(b *strings.Builder)
+	end(b *bytes.Buffer)
 	// errorEvent is the payload of an error that ends a stream.
 	errorEvent(e *Error) []byte
 }
@@ -359,13 +365,13 @@ type sseFraming struct{}
 
 func (sseFraming) contentType() string { return "text/event-stream" }
 
-func (sseFraming) event(b *strings.Builder, payload []byte) {
+func (sseFraming) event(b *bytes.Buffer, payload []byte) {
 	b.WriteString("data: ")
 	b.Write(payload)
 	b.WriteString("\n\n")
 }
 
-func (sseFraming) end(b *strings.Builder) { b.WriteString("data: [DONE]\n\n") }
+func (sseFraming) end(b *bytes.Buffer) { b.WriteString("data: [DONE]\n\n") }
 
 func (sseFraming) errorEvent(e *Error) []byte {
 	b, _ := jsonMarshal(e.body())
@@ -373,17 +379,35 @@ func (sseFraming) errorEvent(e *Error) []byte {
 }
 
 // sseWriter writes a stream's events in its framing, remembering the first
-// write error.
+// write error. Its buffer is reused from flush to flush.
 type sseWriter struct {
 	w   http.ResponseWriter
 	rc  *http.ResponseController
 	fr  framing
-	buf strings.Builder
+	buf bytes.Buffer
 	err error
 }
 
 // event queues one event.
 func (s *sseWriter) event(payload []byte) { s.fr.event(&s.buf, payload) }
+
+// chunk queues f's events for c: a plain token's through the format's
+// allocation-free path when it has one (tokenEventer), others as events
+// builds them.
+func (s *sseWriter) chunk(f format, c *bus.Chunk) {
+	if te, ok := f.(tokenEventer); ok {
+		if _, sse := s.fr.(sseFraming); sse {
+			b := s.buf.AvailableBuffer()
+			if b, ok := te.appendTokenEvent(b, c); ok {
+				s.buf.Write(b)
+				return
+			}
+		}
+	}
+	for _, ev := range f.events(c) {
+		s.event(ev)
+	}
+}
 
 // done queues the stream's terminator.
 func (s *sseWriter) done() { s.fr.end(&s.buf) }
@@ -404,7 +428,7 @@ func (s *sseWriter) flush() error {
 		return s.err
 	}
 	if s.buf.Len() > 0 {
-		_, s.err = io.WriteString(s.w, s.buf.String())
+		_, s.err = s.w.Write(s.buf.Bytes())
 		s.buf.Reset()
 	}
 	if s.err == nil {
