@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -20,8 +21,10 @@ import (
 	"courier/internal/worker"
 )
 
-// instantEngine is a worker.Engine whose generation costs nothing: one
-// token, at once. With it, a request's latency is the fabric's own.
+// instantEngine is a worker.Engine whose generation costs nothing:
+// max_tokens tokens (at least one), at once, each its own step (never
+// marked More, so every token is its own bus message: the fabric's worst
+// case per token). With it, a request's latency is the fabric's own.
 type instantEngine struct{}
 
 func (instantEngine) Info() engine.Info { return engine.Info{Name: "instant"} }
@@ -31,17 +34,27 @@ func (instantEngine) Tokenize(text string, _, _ bool) ([]int32, error) {
 func (instantEngine) TokenText(int32) string { return "x" }
 func (instantEngine) Slots() (int, int)      { return 64, 64 }
 func (instantEngine) Generate(_ context.Context, req engine.Request, emit func(engine.Token) error) (engine.Result, error) {
-	if err := emit(engine.Token{ID: 7, Text: []byte(" once")}); err != nil {
-		return engine.Result{}, err
+	n := max(req.MaxTokens, 1)
+	for range n {
+		if err := emit(engine.Token{ID: 7, Text: onceText}); err != nil {
+			return engine.Result{}, err
+		}
 	}
-	return engine.Result{PromptTokens: len(req.Prompt), CompletionTokens: 1, FinishReason: engine.FinishLength}, nil
+	return engine.Result{PromptTokens: len(req.Prompt), CompletionTokens: n, FinishReason: engine.FinishLength}, nil
 }
+
+var onceText = []byte(" once")
 
 // BenchmarkFabricOnly measures the fabric with an engine that costs nothing,
 // interleaved with the raw NATS hop on the same embedded server: a request
 // through the bus (Dispatch → worker → 2 chunks) and through the whole
-// gateway (HTTP /v1/completions, max_tokens 1). Here the engine's own
-// variance cannot hide the fabric's cost. http-timeline is the same
+// gateway (HTTP /v1/completions, max_tokens 1), each also as the latency it
+// adds to the hop (bus-added, http-added: p50 less the hop's p50, p99 less
+// the hop's p99); and a streamed HTTP completion of 64 tokens (stream:
+// µs per token, and allocations per token in the whole process — client,
+// HTTP server and NATS library included — measured apart from the timed
+// loop). Here the engine's own variance cannot hide the fabric's cost.
+// http-timeline is the same
 // request through a second gateway handler that keeps request timelines
 // in JetStream; timeline-cost is the median of the paired differences
 // (docs/api.md, "Request timelines").
@@ -136,19 +149,46 @@ func BenchmarkFabricOnly(b *testing.B) {
 	}
 	viaHTTP := func() { post(hs.URL) }
 	viaTimeline := func() { post(hts.URL) }
+	const streamTokens = 64
+	streamBody := []byte(fmt.Sprintf(`{"model":"instant","prompt":"Once upon a time","max_tokens":%d,"temperature":0,"stream":true}`, streamTokens))
+	viaStream := func() {
+		resp, err := hc.Post(hs.URL+"/v1/completions", "application/json", bytes.NewReader(streamBody))
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			b.Fatalf("status %d", resp.StatusCode)
+		}
+	}
 	timed := func(f func()) time.Duration { t0 := time.Now(); f(); return time.Since(t0) }
 	for range 50 {
 		viaBus()
 		viaHTTP()
 		viaTimeline()
+		viaStream()
 	}
+	// Allocations per streamed token: a 64-token stream less a 1-token
+	// request, over many of each, whatever runs meanwhile in the process.
+	mallocs := func(f func(), n int) float64 {
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		for range n {
+			f()
+		}
+		runtime.ReadMemStats(&m1)
+		return float64(m1.Mallocs-m0.Mallocs) / float64(n)
+	}
+	perToken := (mallocs(viaStream, 200) - mallocs(viaHTTP, 200)) / (streamTokens - 1)
 	hop := make([]time.Duration, 0, b.N)
 	bd := make([]time.Duration, 0, b.N)
 	hd := make([]time.Duration, 0, b.N)
 	td := make([]time.Duration, 0, b.N)
 	diff := make([]time.Duration, 0, b.N)
+	sd := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
-	for range b.N {
+	for i := range b.N {
 		d, err := probe.RoundTrip(context.Background())
 		if err != nil {
 			b.Fatal(err)
@@ -158,12 +198,24 @@ func BenchmarkFabricOnly(b *testing.B) {
 		hd = append(hd, timed(viaHTTP))
 		td = append(td, timed(viaTimeline))
 		diff = append(diff, td[len(td)-1]-hd[len(hd)-1])
+		if i%8 == 0 { // a stream is ~64 requests' worth of chunks
+			sd = append(sd, timed(viaStream)/streamTokens)
+		}
 	}
 	b.StopTimer()
-	report(b, "hop", hop)
-	report(b, "bus", bd)
-	report(b, "http", hd)
+	hop50, hop99 := report(b, "hop", hop)
+	for _, m := range []struct {
+		name string
+		ds   []time.Duration
+	}{{"bus", bd}, {"http", hd}} {
+		p50, p99 := report(b, m.name, m.ds)
+		b.ReportMetric(float64((p50 - hop50).Microseconds()), m.name+"-added-p50-µs")
+		b.ReportMetric(float64((p99 - hop99).Microseconds()), m.name+"-added-p99-µs")
+	}
 	report(b, "http-timeline", td)
+	slices.Sort(sd)
+	b.ReportMetric(float64(percentile(sd, 50).Nanoseconds())/1e3, "stream-p50-µs/token")
+	b.ReportMetric(perToken, "stream-allocs/token")
 	slices.Sort(diff)
 	b.ReportMetric(float64(percentile(diff, 50).Nanoseconds())/1000, "timeline-cost-p50-µs")
 }
