@@ -10,7 +10,8 @@ import (
 // tokenEventer is the optional capability of a format that writes the
 // event of a plain token chunk (text only: no logprobs, calls or finish)
 // by appending to a buffer, allocating nothing: the bytes are those
-// events would build. It reports false for any other chunk.
+// events would build, and what events records besides (a stored chat's
+// text) is recorded too. It reports false for any other chunk.
 type tokenEventer interface {
 	appendTokenEvent(dst []byte, c *bus.Chunk) ([]byte, bool)
 }
@@ -70,6 +71,9 @@ func (f *chatFormat) appendTokenEvent(dst []byte, c *bus.Chunk) ([]byte, bool) {
 	}
 	if f.tok.prefix == nil && !f.tok.split(f.chunk(ChatChunkChoice{Delta: ChatDelta{Content: ptr("")}}), `"content":`) {
 		return dst, false
+	}
+	if f.kept != nil {
+		f.add(c) // as events does: the stored answer is assembled as it streams
 	}
 	return f.tok.appendEvent(dst, c.Text), true
 }

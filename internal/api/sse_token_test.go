@@ -55,6 +55,17 @@ func TestTokenEventsMatchEvents(t *testing.T) {
 		}
 		for range 200 {
 			c := &bus.Chunk{Text: randomText(r), Tokens: []int32{7}}
+			if h, ok := f.(*chatFormat); ok {
+				// A stored chat keeps the text as it streams, on both
+				// paths.
+				h.kept = &keptChat{}
+				before := h.text.Len()
+				f.(tokenEventer).appendTokenEvent(nil, c)
+				if got := h.text.String()[before:]; got != c.Text {
+					t.Fatalf("a stored chat kept %q of %q", got, c.Text)
+				}
+				h.kept = nil
+			}
 			got, ok := f.(tokenEventer).appendTokenEvent(nil, c)
 			if !ok {
 				t.Fatalf("%T: a plain token did not take the token path", f)
