@@ -15,9 +15,22 @@ import (
 // chunk of memory whatever its size.
 func (s *server) uploadFile(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	up, err := s.jobs.BeginUpload(ctx, s.owner(r))
+	// A refused upload is refused on its headers: the place, the quota
+	// and the declared length are checked before any of the body is read,
+	// and the answer closes the connection, so net/http does not read up
+	// to 256 KiB of the unwanted body before answering (it does for a
+	// connection it would keep).
+	refuse := func(e *Error) {
+		w.Header().Set("Connection", "close")
+		s.fail(w, e)
+	}
+	var atLeast int64 // the file part's least size, from the declared length
+	if r.ContentLength > uploadFraming {
+		atLeast = r.ContentLength - uploadFraming
+	}
+	up, err := s.jobs.BeginUploadOf(ctx, s.owner(r), atLeast)
 	if err != nil {
-		s.fail(w, jobsError(err, "file"))
+		refuse(jobsError(err, "file"))
 		return
 	}
 	defer up.Close(ctx)
@@ -25,7 +38,7 @@ func (s *server) uploadFile(w http.ResponseWriter, r *http.Request) {
 	// sends its next upload on seeing this answer must find it free.
 	fail := func(e *Error) {
 		up.Close(ctx)
-		s.fail(w, e)
+		refuse(e)
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, s.jobs.MaxFileBytes()+1<<20)
 	mr, err := r.MultipartReader()
@@ -92,6 +105,11 @@ func (s *server) uploadFile(w http.ResponseWriter, r *http.Request) {
 	up.Close(ctx)
 	writeJSON(w, http.StatusOK, f)
 }
+
+// uploadFraming is what an upload's body may hold besides the file's
+// bytes (boundaries, part headers, purpose): a body that declares more
+// than the limits plus this is refused before it is read.
+const uploadFraming = 64 << 10
 
 func uploadError(err error) *Error {
 	var mbe *http.MaxBytesError

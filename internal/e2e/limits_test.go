@@ -335,3 +335,50 @@ func TestUploadLimits(t *testing.T) {
 	// The limit on concurrent uploads is tested where it is decided,
 	// without racing HTTP clients: TestUploadLimitsInManager (jobs).
 }
+
+// TestUploadRefusedBeforeItsBody: an upload refused on its headers — a
+// declared length past the file limit or the key's quota, or a key whose
+// quota is full — is answered without the server reading any of its
+// body. The bodies here never send a byte, so a server that read them
+// first (net/http reads up to 256 KiB of an unread body before answering
+// on a connection it keeps) would not answer at all.
+func TestUploadRefusedBeforeItsBody(t *testing.T) {
+	cfg := serveConfig(t)
+	cfg.API.APIKeys = []string{"ka", "kb"}
+	cfg.Jobs.MaxFileBytes = 4 << 20
+	cfg.Jobs.MaxStoredBytesPerOwner = 1 << 20
+	n := startNode(t, cfg)
+	ctx := testCtx(t)
+	addr := n.Addr()
+	if status, body, err := upload(ctx, addr, "kb", 1<<20); err != nil || status != http.StatusOK {
+		t.Fatalf("kb fills its quota: %d %s %v", status, body, err)
+	}
+	for _, c := range []struct {
+		name, key string
+		length    int64 // -1: chunked, no declared length
+		status    int
+		code      string
+	}{
+		{"past the file limit", "ka", 6 << 20, http.StatusRequestEntityTooLarge, "request_too_large"},
+		{"past the quota", "ka", 2 << 20, http.StatusRequestEntityTooLarge, "storage_quota_exceeded"},
+		{"quota full, no length", "kb", -1, http.StatusRequestEntityTooLarge, "storage_quota_exceeded"},
+	} {
+		pr, pw := io.Pipe() // never written: the body never comes
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(rctx, http.MethodPost, "http://"+addr+"/v1/files", pr)
+		req.Header.Set("Content-Type", "multipart/form-data; boundary=x")
+		req.Header.Set("Authorization", "Bearer "+c.key)
+		req.ContentLength = c.length
+		resp, err := http.DefaultClient.Do(req)
+		pw.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.status || !strings.Contains(string(b), c.code) {
+			t.Fatalf("%s: %d %s, want %d %s", c.name, resp.StatusCode, b, c.status, c.code)
+		}
+	}
+}

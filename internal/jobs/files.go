@@ -65,6 +65,17 @@ type Upload struct {
 // room the owner's quota leaves (ErrQuota when none). The caller streams
 // the content with Put, then calls Finish, and always Close.
 func (m *Manager) BeginUpload(ctx context.Context, owner string) (*Upload, error) {
+	return m.BeginUploadOf(ctx, owner, 0)
+}
+
+// BeginUploadOf is BeginUpload for a file known to be at least atLeast
+// bytes (an HTTP body's declared length less its framing; 0: unknown): it
+// is ErrTooLarge or ErrQuota at once, before any byte is read, when that
+// much would not fit.
+func (m *Manager) BeginUploadOf(ctx context.Context, owner string, atLeast int64) (*Upload, error) {
+	if atLeast > m.cfg.MaxFileBytes {
+		return nil, fmt.Errorf("%w: the file is at least %d bytes, the limit is %d", ErrTooLarge, atLeast, m.cfg.MaxFileBytes)
+	}
 	m.mu.Lock()
 	if m.uploads >= m.cfg.MaxConcurrentUploads {
 		m.mu.Unlock()
@@ -82,9 +93,10 @@ func (m *Manager) BeginUpload(ctx context.Context, owner string) (*Upload, error
 		m.mu.Lock()
 		used += m.uploading[owner]
 		m.mu.Unlock()
-		if used >= limit {
+		if used >= limit || atLeast > limit-used {
 			u.Close(ctx)
-			return nil, fmt.Errorf("%w: this key stores %d bytes in files, the limit is %d; delete files first", ErrQuota, used, limit)
+			return nil, fmt.Errorf("%w: this key stores %d bytes in files and this upload is at least %d, the limit is %d; delete files first",
+				ErrQuota, used, atLeast, limit)
 		}
 		u.room = limit - used
 	}
