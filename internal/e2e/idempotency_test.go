@@ -1,13 +1,17 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // post sends body to path with headers and returns status, headers and body.
@@ -110,5 +114,55 @@ func TestIdempotencyKey(t *testing.T) {
 	// It runs (and fails: the file is ka's) instead of replaying ka's batch.
 	if s, _, b := post(t, addr, "/v1/batches", "application/json", create, auth("kb", "batch-1")); s != http.StatusBadRequest || !strings.Contains(b, "no file") {
 		t.Fatalf("kb with ka's key and file: %d %s (want 400: the file is ka's)", s, b)
+	}
+}
+
+// TestIdempotencyKeyWhileRunning: a request sent again while the first
+// under its Idempotency-Key still runs is 409 (and runs nothing); once the
+// first has answered, the retry replays it. The first is an upload that
+// asks for 100-continue and holds its body: the server's "100 Continue"
+// is the barrier saying that its handler is reading the body, so the key
+// is taken.
+func TestIdempotencyKeyWhileRunning(t *testing.T) {
+	cfg := serveConfig(t)
+	cfg.API.APIKeys = []string{"ka"}
+	n := startNode(t, cfg)
+	addr := n.Addr()
+	ct, body := multipartFile(batchFile(2))
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	fmt.Fprintf(conn, "POST /v1/files HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer ka\r\nIdempotency-Key: up-1\r\n"+
+		"Content-Type: %s\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n", addr, ct, len(body))
+	br := bufio.NewReader(conn)
+	if line, err := br.ReadString('\n'); err != nil || !strings.Contains(line, " 100 ") {
+		t.Fatalf("waiting for 100 Continue: %q %v", line, err)
+	}
+	if _, err := br.ReadString('\n'); err != nil { // the blank line after it
+		t.Fatal(err)
+	}
+	hdr := map[string]string{"Authorization": "Bearer ka", "Idempotency-Key": "up-1"}
+	ct2, body2 := multipartFile(batchFile(2))
+	if s, _, b := post(t, addr, "/v1/files", ct2, body2, hdr); s != http.StatusConflict || !strings.Contains(b, "Idempotency-Key") {
+		t.Fatalf("retry while the first runs: %d %s, want 409", s, b)
+	}
+	if _, err := conn.Write(body); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("first upload: %d %s", resp.StatusCode, first)
+	}
+	s, h, b := post(t, addr, "/v1/files", ct2, body2, hdr)
+	if s != http.StatusOK || h.Get("Idempotent-Replayed") != "true" || strings.TrimSpace(b) != strings.TrimSpace(string(first)) {
+		t.Fatalf("retry after the first answered: %d %s (replayed %q), want %s", s, b, h.Get("Idempotent-Replayed"), first)
 	}
 }
