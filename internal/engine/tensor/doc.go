@@ -94,6 +94,8 @@
 // weight rows by four activation rows in registers, one pass over the
 // columns per half of the 16-lane accumulator (float_avx2_amd64.s);
 // multi-row Q8_0 and four-outputs-in-lanes repacked Q4_0 (multi_amd64.s);
+// a Q8_0 prompt tile of two weight rows by four activation rows whose
+// rows carry their scales as float32 side data (q8tile_amd64.s);
 // a repacked Q4_0 group kernel that decodes each weight block once for
 // four activation rows, one per lane (repack_q40x4_amd64.s); decode rows
 // kernels for Q8_0, unpacked repacked Q4_0 and F16, several weight rows
@@ -128,7 +130,7 @@
 // eight rows unpacked (byte for byte the original) into per-thread
 // scratch. Every output keeps its arithmetic bit for bit
 // (TestPackedMatchesUnpacked, TestPackedKernelsMatchGeneric). On AVX2,
-// prompt rows carry side data (sideQ4_0: 8 times each block's code sum,
+// prompt rows carry side data (sideQ8Sums: 8 times each block's code sum,
 // and its scale as float32) so that packedGroupRows/packedGroupGemm
 // decode each packed block once for four activation rows, feeding the
 // unsigned codes to VPMADDUBSW and taking the -8 offset off the exact

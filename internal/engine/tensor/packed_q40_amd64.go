@@ -29,14 +29,14 @@ func init() {
 	packedGroupRows[gguf.TypeQ4_0] = gemmQ4_0x8x4Packed
 	packedGroupGemm[gguf.TypeQ4_0] = gemmQ4_0x8x4Packed
 	k := fastKernels[gguf.TypeQ4_0]
-	k.side = sideQ4_0
+	k.side = sideQ8Sums
 	fastKernels[gguf.TypeQ4_0] = k
 }
 
-// sideQ4_0 follows a Q8_0 activation row with, per block, 8 times the sum
+// sideQ8Sums follows a Q8_0 activation row with, per block, 8 times the sum
 // of its codes (int32) and its scale (float32), what the packed Q4_0
 // kernels take.
-var sideQ4_0 = &actSide{
+var sideQ8Sums = &actSide{
 	bytes: func(cols int) int { return 8 * (cols / qk) },
 	fill: func(row []byte, base, cols int) {
 		nb := cols / qk
@@ -68,7 +68,7 @@ func gemvQ4_0x8PackedAVX2Rows(p []byte, a []byte, cols int, out []float32) {
 }
 
 // gemmQ4_0x8x4Packed is gemvQ4_0x8PackedAVX2Rows for m (1 to 4)
-// activation rows that carry sideQ4_0's data, each packed block decoded
+// activation rows that carry sideQ8Sums's data, each packed block decoded
 // once for all of them (missing rows repeat the last one).
 func gemmQ4_0x8x4Packed(p []byte, acts [4][]byte, m, cols int, outs [4][]float32) {
 	nb := cols / qk

@@ -137,12 +137,13 @@ func TestRowsKernelsMatchGeneric(t *testing.T) {
 }
 
 // TestGroupKernelsMatchGeneric compares the multi-row group kernels of the
-// K-quants (one weight row against up to four activation rows) with the
-// generic dot, bit for bit, on random raw rows, for every weight-row count
-// up to a group and every activation-row count up to groupA.
+// K-quants and Q8_0 (weight rows against up to four activation rows, with
+// the kernel's side data after each activation row when it has one) with
+// the generic dot, bit for bit, on random raw rows, for every weight-row
+// count up to a group and every activation-row count up to groupA.
 func TestGroupKernelsMatchGeneric(t *testing.T) {
 	r := rand.New(rand.NewPCG(43, 44))
-	for _, typ := range []gguf.Type{gguf.TypeQ6_K, gguf.TypeQ5_K} {
+	for _, typ := range []gguf.Type{gguf.TypeQ6_K, gguf.TypeQ5_K, gguf.TypeQ8_0} {
 		k, gen := kernelFor(typ), genericKernels[typ]
 		if k.dotGroup == nil {
 			t.Logf("%v: no group kernel here", typ)
@@ -151,7 +152,11 @@ func TestGroupKernelsMatchGeneric(t *testing.T) {
 		at, _ := VecDotType(typ)
 		for _, cols := range []int{256, 768, 4096} {
 			rb, _ := typ.RowBytes(cols)
-			arb, _ := at.RowBytes(cols)
+			base, _ := at.RowBytes(cols)
+			arb := base
+			if k.side != nil {
+				arb += k.side.bytes(cols)
+			}
 			for _, extreme := range []bool{false, true} {
 				for nw := 1; nw <= groupW; nw++ {
 					for m := 1; m <= groupA; m++ {
@@ -161,12 +166,16 @@ func TestGroupKernelsMatchGeneric(t *testing.T) {
 						}
 						for p := 0; p < m; p++ {
 							a = append(a, rawRow(r, at, cols, extreme)...)
+							if k.side != nil {
+								a = append(a, make([]byte, arb-base)...)
+								k.side.fill(a[p*arb:], base, cols)
+							}
 						}
 						var res [groupW * groupA]float32
 						k.dotGroup(w, rb, nw, a, arb, m, cols, &res)
 						for q := 0; q < nw; q++ {
 							for p := 0; p < m; p++ {
-								want := gen.dot(w[q*rb:(q+1)*rb], a[p*arb:(p+1)*arb], nil, cols)
+								want := gen.dot(w[q*rb:(q+1)*rb], a[p*arb:p*arb+base], nil, cols)
 								got := res[q*m+p]
 								if !sameBits(want, got) && !(want != want && got != got) {
 									t.Fatalf("%v cols=%d extreme=%v nw=%d m=%d out (%d,%d): %g (%#x), generic %g (%#x)",
