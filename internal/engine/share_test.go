@@ -5,7 +5,9 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
+	"courier/internal/engine/gguf"
 	"courier/internal/engine/sampler"
 	"courier/internal/testutil"
 )
@@ -92,4 +94,55 @@ func TestSharedPromptForks(t *testing.T) {
 		}
 		t.Logf("share %q: %d prompt positions forked", share, forked)
 	}
+}
+
+// BenchmarkSharedPromptChoices: four sampled choices of one 300-token
+// prompt (a partial last block), 8 tokens each, started together, without
+// and with Request.Share, interleaved in every iteration so that the
+// machine's drift hits both alike: the time for the four each way, their
+// ratio, and the prompt positions forked. A new prompt every iteration, so
+// the prefix cache shares nothing.
+func BenchmarkSharedPromptChoices(b *testing.B) {
+	e, err := Load(benchModel(b, gguf.TypeQ8_0), Options{ContextLength: 1024, Slots: 4})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	prompt := make([]int32, 300)
+	run := func(share string) time.Duration {
+		start := time.Now()
+		var wg sync.WaitGroup
+		for j := range 4 {
+			wg.Go(func() {
+				_, err := e.Generate(context.Background(), Request{Prompt: prompt, MaxTokens: 8, IgnoreEOS: true, Share: share,
+					Sampling: sampler.Params{Temperature: 1, Seed: uint64(j), ExplicitSeed: true}}, func(Token) error { return nil })
+				if err != nil {
+					b.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		return time.Since(start)
+	}
+	var alone, shared time.Duration
+	forked := e.Capacity().ForkedPositions
+	i := 0
+	for b.Loop() {
+		for _, share := range []string{"", "g"} {
+			i++
+			for k := range prompt {
+				prompt[k] = int32(259 + (k*13+i*7)%30000)
+			}
+			if share == "" {
+				alone += run(share)
+			} else {
+				shared += run(share)
+			}
+		}
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(alone.Milliseconds())/n, "alone_ms")
+	b.ReportMetric(float64(shared.Milliseconds())/n, "shared_ms")
+	b.ReportMetric(float64(shared)/float64(alone), "shared/alone")
+	b.ReportMetric(float64(e.Capacity().ForkedPositions-forked)/n, "forked/op")
 }
