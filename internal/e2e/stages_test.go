@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/openai/openai-go/v3"
 
+	"courier/internal/bus"
 	"courier/internal/bus/natsbus"
 	"courier/internal/config"
 	"courier/internal/engine"
@@ -69,9 +71,9 @@ func greedyOf(t *testing.T, path, prompt string, maxTokens int) string {
 	return b.String()
 }
 
-// externalNATS starts a NATS server listening on loopback for worker
-// processes to join over TCP.
-func externalNATS(t *testing.T) *natsbus.Server {
+// externalNATS starts a NATS server (with JetStream, which gateways use)
+// listening on loopback for worker processes to join over TCP.
+func externalNATS(t testing.TB) *natsbus.Server {
 	t.Helper()
 	srv, err := natsbus.StartServer(natsbus.ServerConfig{Name: "ext", Listen: "127.0.0.1:0", DataDir: t.TempDir()}, nil)
 	if err != nil {
@@ -81,23 +83,25 @@ func externalNATS(t *testing.T) *natsbus.Server {
 	return srv
 }
 
-// stageGateway starts a gateway on srv and waits until a worker serving
-// name is ready (a first stage is ready once its pipeline is complete).
-func stageGateway(t *testing.T, srv *natsbus.Server, name string) *node.Node {
+// stageGateway starts a gateway on srv and waits (bounded) until each of
+// names has a ready worker (a first stage is ready once its pipeline is
+// complete).
+func stageGateway(t testing.TB, srv *natsbus.Server, names ...string) *node.Node {
 	t.Helper()
 	gc := config.Default(config.RoleGateway)
 	gc.NATSURL = srv.ClientURL()
 	gc.HeartbeatTimeout = time.Second
 	gc.Addr = "127.0.0.1:0"
 	gw := startNode(t, gc)
-	waitUntil(t, "a ready worker for "+name, func() bool {
-		for _, hb := range gw.Gateway().Workers() {
-			if len(hb.Models) > 0 && hb.Models[0] == name && !hb.Unready {
-				return true
+	deadline := time.Now().Add(30 * time.Second)
+	for _, name := range names {
+		for !slices.ContainsFunc(gw.Gateway().Workers(), func(hb bus.Heartbeat) bool { return slices.Contains(hb.Models, name) && !hb.Unready }) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no ready worker for %s within 30s", name)
 			}
+			time.Sleep(10 * time.Millisecond)
 		}
-		return false
-	})
+	}
 	return gw
 }
 

@@ -12,6 +12,8 @@ type Bus interface {
 	// Subscribe calls handle with each message on subject, one at a time in
 	// arrival order; handle may keep data. stop ends the subscription.
 	Subscribe(subject string, handle func(data []byte)) (stop func(), err error)
+	// MaxPayload is the largest message the bus carries, in bytes.
+	MaxPayload() int64
 }
 
 // Subjects of the stage protocol (docs/protocol.md, "Stage messages"):

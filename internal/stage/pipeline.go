@@ -44,7 +44,7 @@ type Pipeline struct {
 	cfg PipelineConfig
 	log *slog.Logger
 
-	replies chan []byte // results for this instance, cap 1 (one step in flight)
+	replies chan []byte // results for this instance (the parts of one step in flight)
 	stops   []func()
 
 	mu      sync.Mutex
@@ -58,10 +58,11 @@ type Pipeline struct {
 	stale bool
 
 	// Owned by Forward.
-	step uint64
-	msg  Message
-	res  Message
-	enc  []byte
+	step   uint64
+	msg    Message
+	res    Message
+	enc    []byte
+	logits []float32 // a result assembled from its parts
 }
 
 // seen is a stage server's latest announcement and when it came.
@@ -87,7 +88,7 @@ func NewPipeline(b Bus, cfg PipelineConfig, log *slog.Logger) (*Pipeline, error)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	p := &Pipeline{bus: b, cfg: cfg, log: log.With("pipeline", cfg.Instance), replies: make(chan []byte, 1), dir: map[string]*seen{}}
+	p := &Pipeline{bus: b, cfg: cfg, log: log.With("pipeline", cfg.Instance), replies: make(chan []byte, 64), dir: map[string]*seen{}}
 	for subj, h := range map[string]func([]byte){
 		AnnounceSubjects(cfg.Model): p.onAnnounce,
 		ReplySubject(cfg.Instance):  p.onReply,
@@ -136,8 +137,8 @@ func (p *Pipeline) onReply(data []byte) {
 	select {
 	case p.replies <- data:
 	default:
-		// A step's answer arrives once; a second one (a stale step's
-		// error racing its result) is dropped.
+		// More parts than one step's result ever has: answers of stale
+		// steps; Forward would drop them anyway.
 	}
 }
 
@@ -228,10 +229,17 @@ func (p *Pipeline) Forward(b *model.Batch, hidden []float32) ([]float32, error) 
 	engine.FillStageStep(&m.StageStep, b, hidden, p.cfg.ContextLength)
 	m.Width = len(hidden) / max(b.Len(), 1)
 	p.enc = AppendEncode(p.enc[:0], m)
-	// Drain an answer left by a step that timed out.
-	select {
-	case <-p.replies:
-	default:
+	if max := p.bus.MaxPayload(); int64(len(p.enc)) > max {
+		// Not the stages' fault: giving the request back would not help.
+		return nil, fmt.Errorf("stage: a step of %d rows is %d bytes, above the bus's payload limit of %d (lower --batch-size)", b.Len(), len(p.enc), max)
+	}
+	// Drain answers left by a step that timed out.
+	for drained := false; !drained; {
+		select {
+		case <-p.replies:
+		default:
+			drained = true
+		}
 	}
 	if err := p.bus.Publish(route[0], p.enc); err != nil {
 		return nil, p.broken(b, fmt.Errorf("sending step %d to %s: %w", p.step, members[0], err))
@@ -242,6 +250,7 @@ func (p *Pipeline) Forward(b *model.Batch, hidden []float32) ([]float32, error) 
 			nOut++
 		}
 	}
+	got := 0 // result rows received
 	timeout := time.NewTimer(p.cfg.StepTimeout)
 	defer timeout.Stop()
 	check := time.NewTicker(p.cfg.HeartbeatInterval / 2)
@@ -259,10 +268,17 @@ func (p *Pipeline) Forward(b *model.Batch, hidden []float32) ([]float32, error) 
 			if r.Kind == KindError {
 				return nil, p.broken(b, fmt.Errorf("step %d: %s", p.step, r.Err))
 			}
-			if r.Kind != KindResult || len(r.Rows) != nOut*r.Width {
-				return nil, p.broken(b, fmt.Errorf("step %d: %d logits of width %d for %d rows", p.step, len(r.Rows), r.Width, nOut))
+			if r.Kind != KindResult || r.Total != nOut || r.Width == 0 {
+				return nil, p.broken(b, fmt.Errorf("step %d: a result of %d rows of width %d for %d rows", p.step, r.Total, r.Width, nOut))
 			}
-			return r.Rows, nil
+			if cap(p.logits) < nOut*r.Width {
+				p.logits = make([]float32, nOut*r.Width)
+			}
+			p.logits = p.logits[:nOut*r.Width]
+			copy(p.logits[r.First*r.Width:], r.Rows)
+			if got += len(r.Rows) / r.Width; got >= nOut {
+				return p.logits, nil
+			}
 		case <-timeout.C:
 			return nil, p.broken(b, fmt.Errorf("step %d: no answer within %v", p.step, p.cfg.StepTimeout))
 		case now := <-check.C:

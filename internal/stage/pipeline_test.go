@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -254,5 +256,60 @@ func TestPipelineLosesStageAndResumes(t *testing.T) {
 	defer p.mu.Unlock()
 	if p.epoch <= epoch1 || !slices.Equal(p.members, []string{"s2-b"}) {
 		t.Errorf("pipeline after the loss: epoch %d (was %d), stages %v", p.epoch, epoch1, p.members)
+	}
+}
+
+// TestPipelineResultInParts runs a pipeline over a NATS server whose
+// payload limit (8 KiB) holds two logits rows of stories260K: five
+// concurrent generations' results travel in parts, and every stream
+// equals the whole model's; a step too large for the bus fails with an
+// error naming --batch-size.
+func TestPipelineResultInParts(t *testing.T) {
+	path := testutil.Model(t, "stories260K.gguf")
+	total := layerCount(t, path)
+	srv, err := natsbus.StartServer(natsbus.ServerConfig{Name: "t", DataDir: t.TempDir(), MaxPayload: 8 << 10}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	prompts := []string{"Once upon a time", "Lily and Ben", "The cat sat", "Tom had a dog", "Sun"}
+	want := make([][]int32, len(prompts))
+	for i, p := range prompts {
+		want[i], _ = wholeGreedy(t, path, p, 20)
+	}
+	startStage(t, srv, path, "m", "s2", model.LayerRange{First: 2, End: total, Total: total}, F32)
+	r := model.LayerRange{First: 0, End: 2, Total: total}
+	p, err := NewPipeline(connect(t, srv, "first"), PipelineConfig{Instance: "first", Model: "m", Layers: r, HeartbeatInterval: testBeat}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	e, err := engine.Load(path, engine.Options{Slots: 5, BatchSize: 16, ContextLength: 256, Threads: 1, Layers: r, Tail: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	p.SetContextLength(e.Info().ContextLength)
+	waitReady(t, e, true)
+	got := make([][]int32, len(prompts))
+	errs := make([]error, len(prompts))
+	var wg sync.WaitGroup
+	for i, pr := range prompts {
+		wg.Go(func() { got[i], _, errs[i] = greedy(e, pr, nil, 20, nil) })
+	}
+	wg.Wait()
+	for i := range prompts {
+		if errs[i] != nil || !slices.Equal(got[i], want[i]) {
+			t.Errorf("stream %d: %v, %v; whole model %v", i, got[i], errs[i], want[i])
+		}
+	}
+	big, err := engine.Load(path, engine.Options{Slots: 1, BatchSize: 64, ContextLength: 256, Threads: 1, Layers: r, Tail: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer big.Close()
+	long := strings.Repeat("Once upon a time there was a girl. ", 8)
+	if _, _, err := greedy(big, long, nil, 2, nil); err == nil || !strings.Contains(err.Error(), "--batch-size") {
+		t.Errorf("a step above the payload limit: %v, want an error naming --batch-size", err)
 	}
 }

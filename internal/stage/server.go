@@ -137,10 +137,8 @@ func (s *Server) onStep(data []byte) {
 		return
 	}
 	if s.st.Layers().IsLast() {
-		res := Message{Kind: KindResult, DType: F32, Epoch: m.Epoch, Step: m.Step, Width: s.st.VocabSize(), Rows: out}
-		s.out = AppendEncode(s.out[:0], &res)
-		if err := s.bus.Publish(m.Reply, s.out); err != nil {
-			s.log.Warn("stage result not sent", "err", err)
+		if err := s.sendResult(m, out); err != nil {
+			s.fail(m, err)
 		}
 		return
 	}
@@ -155,6 +153,30 @@ func (s *Server) onStep(data []byte) {
 	if err := s.bus.Publish(next, s.out); err != nil {
 		s.fail(m, fmt.Errorf("stage %s: passing the step on: %w", s.cfg.Instance, err))
 	}
+}
+
+// sendResult sends the logits rows of step m to its first stage, in as
+// many parts as the bus's payload limit asks for.
+func (s *Server) sendResult(m *Message, logits []float32) error {
+	width := s.st.VocabSize()
+	total := len(logits) / width
+	per := int((s.bus.MaxPayload() - 4096) / int64(4*width))
+	if per < 1 {
+		return fmt.Errorf("stage %s: a logits row of %d bytes exceeds the bus's payload limit of %d", s.cfg.Instance, 4*width, s.bus.MaxPayload())
+	}
+	for first := 0; first < total || first == 0; first += per {
+		end := min(first+per, total)
+		res := Message{Kind: KindResult, DType: F32, Epoch: m.Epoch, Step: m.Step, Width: width,
+			Rows: logits[first*width : end*width], First: first, Total: total}
+		s.out = AppendEncode(s.out[:0], &res)
+		if err := s.bus.Publish(m.Reply, s.out); err != nil {
+			return fmt.Errorf("stage %s: sending the result: %w", s.cfg.Instance, err)
+		}
+		if end == total {
+			break
+		}
+	}
+	return nil
 }
 
 // fail answers m's first stage with err.

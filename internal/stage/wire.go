@@ -62,6 +62,9 @@ type Message struct {
 	Width int
 	// Rows holds the float rows (KindStep: Hidden; KindResult: logits).
 	Rows []float32
+	// A result travels in parts that each fit a bus message: this part
+	// holds rows [First, First+len(Rows)/Width) of Total.
+	First, Total int
 	// Err is the failure of KindError.
 	Err string
 }
@@ -84,7 +87,11 @@ func AppendEncode(dst []byte, m *Message) []byte {
 	dst = append(dst, version, m.Kind, byte(m.DType), 0)
 	dst = binary.LittleEndian.AppendUint64(dst, m.Epoch)
 	dst = binary.LittleEndian.AppendUint64(dst, m.Step)
-	for _, v := range []int{m.Context, m.KVBlocks, m.KVBlockSize, nRows, len(m.Tables), len(m.Copies) / 2, m.Width, len(m.Route)} {
+	seqs, copies := len(m.Tables), len(m.Copies)/2
+	if m.Kind == KindResult {
+		seqs, copies = m.First, m.Total // a result part's place in the whole
+	}
+	for _, v := range []int{m.Context, m.KVBlocks, m.KVBlockSize, nRows, seqs, copies, m.Width, len(m.Route)} {
 		dst = binary.LittleEndian.AppendUint32(dst, uint32(v))
 	}
 	dst = appendString(dst, m.Reply)
@@ -268,10 +275,10 @@ func Decode(data []byte, m *Message) error {
 		if r.err != nil {
 			return r.err
 		}
-	} else if width > 0 {
-		n = len(r.b) / (4 * int(width)) // a result's rows are what its data holds
-		if m.DType != F32 {
-			return fmt.Errorf("%w: a result in dtype %d", ErrMessage, m.DType)
+	} else {
+		m.First, m.Total = int(nSeqs), int(nCopies)
+		if m.DType != F32 || m.First+n > m.Total {
+			return fmt.Errorf("%w: a result part of rows %d-%d of %d in dtype %d", ErrMessage, m.First, m.First+n, m.Total, m.DType)
 		}
 	}
 	size := 4

@@ -48,8 +48,9 @@ func TestWireRoundTrip(t *testing.T) {
 	if got.Hidden[5] == float32(1.0/3) || math.Abs(float64(got.Hidden[5]-1.0/3)) > 1e-3 || got.Hidden[0] != 1 {
 		t.Errorf("F16 rows %v", got.Hidden)
 	}
-	res := &Message{Kind: KindResult, Epoch: 9, Step: 3, Width: 3, Rows: []float32{1, 2, 3, 4, 5, 6}}
-	if err := Decode(AppendEncode(nil, res), &got); err != nil || !reflect.DeepEqual(got.Rows, res.Rows) || got.Kind != KindResult {
+	res := &Message{Kind: KindResult, Epoch: 9, Step: 3, Width: 3, Rows: []float32{1, 2, 3, 4, 5, 6}, First: 1, Total: 4}
+	if err := Decode(AppendEncode(nil, res), &got); err != nil || !reflect.DeepEqual(got.Rows, res.Rows) || got.Kind != KindResult ||
+		got.First != 1 || got.Total != 4 {
 		t.Errorf("result round trip: %+v, %v", got.Rows, err)
 	}
 	em := &Message{Kind: KindError, Epoch: 9, Step: 3, Err: "stage s2: boom"}
@@ -81,6 +82,10 @@ func TestWireRefusesMalformed(t *testing.T) {
 	if err := Decode(append(good, 0), &m); !errors.Is(err, ErrMessage) {
 		t.Errorf("trailing byte: %v", err)
 	}
+	part := AppendEncode(nil, &Message{Kind: KindResult, Width: 1, Rows: []float32{1, 2}, First: 1, Total: 2})
+	if err := Decode(part, &m); !errors.Is(err, ErrMessage) {
+		t.Errorf("a result part past its total: %v", err)
+	}
 }
 
 // FuzzDecode feeds Decode arbitrary bytes (seeds in testdata/fuzz): it
@@ -88,7 +93,7 @@ func TestWireRefusesMalformed(t *testing.T) {
 // encode back to the same bytes.
 func FuzzDecode(f *testing.F) {
 	f.Add(AppendEncode(nil, sampleStep()))
-	f.Add(AppendEncode(nil, &Message{Kind: KindResult, Epoch: 1, Step: 1, Width: 2, Rows: []float32{1, 2}}))
+	f.Add(AppendEncode(nil, &Message{Kind: KindResult, Epoch: 1, Step: 1, Width: 2, Rows: []float32{1, 2}, Total: 1}))
 	f.Add(AppendEncode(nil, &Message{Kind: KindError, Err: "x"}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var m Message

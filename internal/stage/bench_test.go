@@ -1,0 +1,210 @@
+package stage
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"courier/internal/bus/natsbus"
+	"courier/internal/engine"
+	"courier/internal/engine/gguf"
+	"courier/internal/engine/model"
+	"courier/internal/engine/synth"
+)
+
+// benchModelPath writes (once; COURIER_BENCH_DIR keeps it) the 134M
+// synthetic model: synth.Default, Q8_0, untied output.
+func benchModelPath(b *testing.B) string {
+	b.Helper()
+	dir := os.Getenv("COURIER_BENCH_DIR")
+	if dir == "" {
+		dir = b.TempDir()
+	}
+	path := filepath.Join(dir, "synth-134M-Q8_0.gguf")
+	if _, err := os.Stat(path); err == nil {
+		return path
+	}
+	c := synth.Default
+	c.Type = gguf.TypeQ8_0
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := synth.Write(f, c); err != nil {
+		b.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		b.Fatal(err)
+	}
+	return path
+}
+
+// benchEngineOpts: one kernel thread per stage (the stages of one step
+// run one after another, so a whole-model engine with one thread is the
+// fair reference), 16 slots.
+var benchEngineOpts = engine.Options{ContextLength: 512, Slots: 16, BatchSize: 64, Threads: 1}
+
+// loadBenchPipeline starts the later stages of an n-stage split of path,
+// each on its own connection made by dial, and returns the first stage.
+func loadBenchPipeline(b *testing.B, path string, n int, dial func(name string) *natsbus.Conn) *engine.Engine {
+	b.Helper()
+	total, err := engine.LayerCount(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	share := func(i int) model.LayerRange {
+		return model.LayerRange{First: (i - 1) * total / n, End: i * total / n, Total: total}
+	}
+	for i := n; i >= 2; i-- {
+		st, err := engine.LoadStage(path, engine.StageOptions{Layers: share(i), ContextLength: 512, Threads: 1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		id := fmt.Sprintf("b%d", i)
+		s, err := NewServer(dial(id), st, ServerConfig{Instance: id, Model: "m", HeartbeatInterval: time.Second}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { s.Close(); st.Close() })
+	}
+	p, err := NewPipeline(dial("first"), PipelineConfig{Instance: "first", Model: "m", Layers: share(1), HeartbeatInterval: time.Second}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(p.Close)
+	opts := benchEngineOpts
+	opts.Layers, opts.Tail = share(1), p
+	e, err := engine.Load(path, opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { e.Close() })
+	p.SetContextLength(e.Info().ContextLength)
+	for i := 0; i < 500 && !e.Ready(); i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !e.Ready() {
+		b.Fatal("pipeline not ready")
+	}
+	return e
+}
+
+// generateConcurrent runs conc greedy generations of n tokens and returns
+// the tokens generated.
+func generateConcurrent(b *testing.B, e *engine.Engine, conc, n int) int {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	total := 0
+	for i := range conc {
+		wg.Go(func() {
+			prompt := []int32{1, int32(300 + i), int32(400 + i), int32(500 + i)}
+			res, err := e.Generate(context.Background(), engine.Request{Prompt: prompt, MaxTokens: n, IgnoreEOS: true},
+				func(engine.Token) error { return nil })
+			if err != nil {
+				b.Error(err)
+			}
+			mu.Lock()
+			total += res.CompletionTokens
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return total
+}
+
+// BenchmarkPipeline measures the 134M synthetic model (Q8_0) as one
+// engine, as 2 stages joined by an in-process NATS server and by NATS over
+// TCP on loopback, and as 3 stages (in-process), every setup loaded at once
+// and measured in turn within each round (so a busy moment of the machine
+// hits them alike): aggregate decode tokens/s at 1, 4, 8 and 16 streams,
+// as a ratio to the whole model's (x_whole_<setup>_s<streams>), and at 1
+// stream the time each stage boundary adds per token
+// (ms_per_boundary_<setup>). The tokens/s of every setup are logged. Run
+// it alone:
+//
+//	flock -x /tmp/courier-cpu.lock go test ./internal/stage/ -run XXX -bench Pipeline -benchtime 3x -v
+func BenchmarkPipeline(b *testing.B) {
+	path := benchModelPath(b)
+	inproc := func(b *testing.B) func(string) *natsbus.Conn {
+		srv, err := natsbus.StartServer(natsbus.ServerConfig{Name: "b", DataDir: b.TempDir(), MaxPayload: 8 << 20}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+		return func(name string) *natsbus.Conn {
+			c, err := srv.Connect(name)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { closeConn(c) })
+			return c
+		}
+	}
+	tcp := func(b *testing.B) func(string) *natsbus.Conn {
+		srv, err := natsbus.StartServer(natsbus.ServerConfig{Name: "b", DataDir: b.TempDir(), Listen: "127.0.0.1:0", MaxPayload: 8 << 20}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+		return func(name string) *natsbus.Conn {
+			c, err := natsbus.Dial(srv.ClientURL(), name, natsbus.ClientAuth{}, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { closeConn(c) })
+			return c
+		}
+	}
+	type setup struct {
+		name   string
+		stages int
+		e      *engine.Engine
+		secs   map[int]float64 // streams -> seconds spent
+		toks   map[int]int     // streams -> tokens generated
+	}
+	whole, err := engine.Load(path, benchEngineOpts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer whole.Close()
+	setups := []*setup{
+		{name: "whole", stages: 1, e: whole},
+		{name: "2stages-inproc", stages: 2, e: loadBenchPipeline(b, path, 2, inproc(b))},
+		{name: "2stages-tcp", stages: 2, e: loadBenchPipeline(b, path, 2, tcp(b))},
+		{name: "3stages-inproc", stages: 3, e: loadBenchPipeline(b, path, 3, inproc(b))},
+	}
+	streams := []int{1, 4, 8, 16}
+	for _, s := range setups {
+		s.secs, s.toks = map[int]float64{}, map[int]int{}
+		generateConcurrent(b, s.e, 1, 4) // warm: pages of the weights touched
+	}
+	const tokens = 32
+	for b.Loop() {
+		for _, conc := range streams {
+			for _, s := range setups {
+				t0 := time.Now()
+				s.toks[conc] += generateConcurrent(b, s.e, conc, tokens)
+				s.secs[conc] += time.Since(t0).Seconds()
+			}
+		}
+	}
+	tps := func(s *setup, conc int) float64 { return float64(s.toks[conc]) / s.secs[conc] }
+	for _, s := range setups {
+		line := s.name + ":"
+		for _, conc := range streams {
+			line += fmt.Sprintf(" %d streams %.1f tok/s;", conc, tps(s, conc))
+			if s.stages > 1 {
+				b.ReportMetric(tps(s, conc)/tps(setups[0], conc), fmt.Sprintf("x_whole_%s_s%d", s.name, conc))
+			}
+		}
+		if s.stages > 1 {
+			added := (1/tps(s, 1) - 1/tps(setups[0], 1)) * 1e3 / float64(s.stages-1)
+			b.ReportMetric(added, "ms_per_boundary_"+s.name)
+		}
+		b.Log(line)
+	}
+}
