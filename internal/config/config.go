@@ -189,8 +189,12 @@ type NATSSecurity struct {
 	// NkeyFile holds an nkey seed (gateway, worker).
 	NkeyFile string
 	// AuthConfig is a nats-server configuration file whose authorization
-	// block lists the embedded server's users and permissions (serve).
+	// block lists the embedded server's users and permissions (serve); or
+	// one with an operator (JWT mode), with InternalCreds.
 	AuthConfig string
+	// InternalCreds is the .creds file serve's own connections log in
+	// with when AuthConfig names an operator (serve).
+	InternalCreds string
 	// TLSCert and TLSKey are the certificate presented (serve: the
 	// server's; otherwise a client certificate); TLSCA is the CA that signs
 	// the other side's (serve: clients must then present one).
@@ -253,6 +257,9 @@ func (c Node) Validate() error {
 	}
 	if (c.NATS.TLSCert == "") != (c.NATS.TLSKey == "") {
 		bad("--nats-tls-cert and --nats-tls-key go together")
+	}
+	if c.NATS.InternalCreds != "" && c.NATS.AuthConfig == "" {
+		bad("--nats-internal-creds goes with a --nats-auth-config that names an operator")
 	}
 	if c.Role == RoleServe && c.NATSListen == "" && (c.NATS.AuthConfig != "" || c.NATS.TLSCert != "") {
 		bad("--nats-auth-config and --nats-tls-* secure --nats-listen, which is not set")
@@ -382,6 +389,9 @@ func Bind(fs *flag.FlagSet, c *Node) {
 		fs.StringVar(&c.NATS.AuthConfig, "nats-auth-config", c.NATS.AuthConfig,
 			"nats-server config file whose authorization block lists the users (password or nkey) and permissions of --nats-listen; "+
 				"without it serve writes a worker credential to <data-dir>/nats.token and a gateway one to <data-dir>/nats-gateway.token")
+		fs.StringVar(&c.NATS.InternalCreds, "nats-internal-creds", c.NATS.InternalCreds,
+			"with a --nats-auth-config that names an operator (JWT mode, as nsc generate config --mem-resolver writes): "+
+				"the .creds file of the user serve's own connections log in as (full rights, an account with JetStream)")
 		fs.StringVar(&c.NATS.TLSCert, "nats-tls-cert", c.NATS.TLSCert, "server certificate (PEM): --nats-listen speaks TLS")
 		fs.StringVar(&c.NATS.TLSKey, "nats-tls-key", c.NATS.TLSKey, "key (PEM) of --nats-tls-cert")
 		fs.StringVar(&c.NATS.TLSCA, "nats-tls-ca", c.NATS.TLSCA, "CA (PEM): clients of --nats-listen must present a certificate it signed")

@@ -127,9 +127,18 @@ func TestNATSSecurityFlags(t *testing.T) {
 	if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "--nats-listen") {
 		t.Errorf("TLS without --nats-listen: %v", err)
 	}
+	s.NATS = NATSSecurity{InternalCreds: "serve.creds"}
+	s.NATSListen = "127.0.0.1:4222"
+	if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "--nats-internal-creds goes with a --nats-auth-config") {
+		t.Errorf("--nats-internal-creds alone: %v", err)
+	}
+	s.NATS.AuthConfig = "operator.conf"
+	if err := s.Validate(); err != nil {
+		t.Errorf("operator mode: %v", err)
+	}
 	sfs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	Bind(sfs, &s)
-	if sfs.Lookup("nats-creds") != nil || sfs.Lookup("nats-auth-config") == nil {
+	if sfs.Lookup("nats-creds") != nil || sfs.Lookup("nats-auth-config") == nil || sfs.Lookup("nats-internal-creds") == nil {
 		t.Error("serve has server-side NATS flags only")
 	}
 }

@@ -31,7 +31,7 @@ const (
 // across restarts so that joined processes can reconnect).
 func serverAuth(cfg config.Node) (*natsbus.ServerAuth, []string, error) {
 	if cfg.NATS.AuthConfig != "" {
-		return &natsbus.ServerAuth{ConfigFile: cfg.NATS.AuthConfig}, nil, nil
+		return &natsbus.ServerAuth{ConfigFile: cfg.NATS.AuthConfig, Creds: cfg.NATS.InternalCreds}, nil, nil
 	}
 	a := &natsbus.ServerAuth{}
 	var files []string

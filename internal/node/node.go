@@ -208,6 +208,11 @@ func (n *Node) start(ctx context.Context) error {
 
 // announce logs how other processes join the embedded server.
 func (n *Node) announce(url string, credFiles []string) {
+	if n.cfg.NATS.InternalCreds != "" {
+		n.log.Info("NATS clients log in with a user JWT of the operator --nats-auth-config names",
+			"command", fmt.Sprintf("courier worker --nats %s --nats-creds WORKER.creds --model NAME=PATH", url))
+		return
+	}
 	if len(credFiles) < 2 {
 		n.log.Info("NATS clients authenticate as --nats-auth-config says", "config", n.cfg.NATS.AuthConfig)
 		return

@@ -9,9 +9,11 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/conf"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
@@ -72,9 +74,18 @@ type ServerAuth struct {
 	// ConfigFile is a nats-server configuration file whose `authorization`
 	// block adds users (password or nkey) with the permissions it gives
 	// them, and whose `tls` block, if any, applies to client connections.
-	// Accounts, operators and a bare token are refused: they cannot sit
-	// beside the in-process user.
+	// Accounts and a bare token are refused: they cannot sit beside the
+	// in-process user. A file with an `operator` puts the server in
+	// operator (decentralized JWT) mode instead: see Creds.
 	ConfigFile string
+	// Creds, in operator mode, is the .creds file (user JWT and seed) the
+	// owning process's in-process connections log in with: a user with
+	// full rights, of an account with JetStream. The operator mode file
+	// holds the operator, the system account and a MEMORY resolver with
+	// the account JWTs preloaded (as `nsc generate config --mem-resolver`
+	// writes it); every client then logs in with a user JWT (a .creds
+	// file), whose permissions it carries. Users is then empty.
+	Creds string
 }
 
 // workerPermissions are a worker's rights for models (all models when
@@ -105,8 +116,8 @@ type Server struct {
 	ns  *server.Server
 	log *slog.Logger
 	// user and pass are the in-process connections' credentials ("" when
-	// the server needs none).
-	user, pass string
+	// the server needs none); creds replaces them in operator mode.
+	user, pass, creds string
 }
 
 // internalUser is the name of the in-process connections' user.
@@ -184,8 +195,22 @@ func StartServer(cfg ServerConfig, log *slog.Logger) (*Server, error) {
 	return srv, nil
 }
 
-// applyAuth puts a's users, and the in-process user, in opts.
+// applyAuth puts a's users, and the in-process user, in opts; or, when
+// a's file names an operator, its operator, resolver and accounts.
 func (s *Server) applyAuth(opts *server.Options, a *ServerAuth) error {
+	var fo *server.Options
+	if a.ConfigFile != "" {
+		var err error
+		if fo, err = server.ProcessConfigFile(a.ConfigFile); err != nil {
+			return fmt.Errorf("natsbus: %w", err)
+		}
+		if len(fo.TrustedOperators) > 0 {
+			return s.applyOperator(opts, a, fo)
+		}
+	}
+	if a.Creds != "" {
+		return errors.New("natsbus: a .creds file for the in-process connections needs a config file with an operator")
+	}
 	var b [24]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return fmt.Errorf("natsbus: internal password: %w", err)
@@ -202,18 +227,14 @@ func (s *Server) applyAuth(opts *server.Options, a *ServerAuth) error {
 		}
 		opts.Users = append(opts.Users, su)
 	}
-	if a.ConfigFile == "" {
+	if fo == nil {
 		return nil
-	}
-	fo, err := server.ProcessConfigFile(a.ConfigFile)
-	if err != nil {
-		return fmt.Errorf("natsbus: %w", err)
 	}
 	switch {
 	case fo.Authorization != "" || fo.Username != "":
 		return fmt.Errorf("natsbus: %s: a token or single user cannot sit beside Courier's own user; list users = [...] in authorization", a.ConfigFile)
-	case len(fo.Accounts) > 0 || len(fo.TrustedOperators) > 0 || len(fo.TrustedKeys) > 0:
-		return fmt.Errorf("natsbus: %s: accounts and operators are not supported by the embedded server; run an external NATS cluster for them", a.ConfigFile)
+	case len(fo.Accounts) > 0 || len(fo.TrustedKeys) > 0:
+		return fmt.Errorf("natsbus: %s: accounts are not supported beside users; use an operator (JWTs) or an external NATS cluster", a.ConfigFile)
 	}
 	for _, u := range fo.Users {
 		if u.Username == internalUser {
@@ -222,6 +243,49 @@ func (s *Server) applyAuth(opts *server.Options, a *ServerAuth) error {
 	}
 	opts.Users = append(opts.Users, fo.Users...)
 	opts.Nkeys = append(opts.Nkeys, fo.Nkeys...)
+	if fo.TLSConfig != nil {
+		opts.TLSConfig, opts.TLSVerify, opts.TLSMap, opts.TLSTimeout = fo.TLSConfig, fo.TLSVerify, fo.TLSMap, fo.TLSTimeout
+	}
+	if fo.AuthTimeout > 0 {
+		opts.AuthTimeout = fo.AuthTimeout
+	}
+	return nil
+}
+
+// applyOperator puts the operator, system account and resolver of fo (the
+// file a names) in opts: every client, the in-process ones included (with
+// a.Creds), then logs in with a user JWT its account signed.
+func (s *Server) applyOperator(opts *server.Options, a *ServerAuth, fo *server.Options) error {
+	switch {
+	case len(a.Users) > 0 || len(fo.Users) > 0 || len(fo.Nkeys) > 0 || len(fo.Accounts) > 0 || fo.Authorization != "" || fo.Username != "":
+		return fmt.Errorf("natsbus: %s: with an operator, users are JWTs in .creds files: the file may list no users, accounts or token", a.ConfigFile)
+	case fo.AccountResolver == nil:
+		return fmt.Errorf("natsbus: %s: an operator needs a resolver (resolver: MEMORY with resolver_preload, as `nsc generate config --mem-resolver` writes)", a.ConfigFile)
+	case a.Creds == "":
+		return fmt.Errorf("natsbus: %s: with an operator, the in-process connections need a .creds file of a user with full rights in an account with JetStream", a.ConfigFile)
+	}
+	if _, err := os.Stat(a.Creds); err != nil {
+		return fmt.Errorf("natsbus: in-process credentials: %w", err)
+	}
+	// ProcessConfigFile keeps the preloaded account JWTs where only
+	// nats-server's own start-up reads them: store them in the resolver.
+	m, err := conf.ParseFile(a.ConfigFile)
+	if err != nil {
+		return fmt.Errorf("natsbus: %w", err)
+	}
+	if pre, ok := m["resolver_preload"].(map[string]any); ok {
+		for acc, v := range pre {
+			jwt, ok := v.(string)
+			if !ok {
+				return fmt.Errorf("natsbus: %s: resolver_preload %s is not a JWT string", a.ConfigFile, acc)
+			}
+			if err := fo.AccountResolver.Store(acc, jwt); err != nil {
+				return fmt.Errorf("natsbus: %s: preload account %s: %w", a.ConfigFile, acc, err)
+			}
+		}
+	}
+	opts.TrustedOperators, opts.SystemAccount, opts.AccountResolver = fo.TrustedOperators, fo.SystemAccount, fo.AccountResolver
+	s.creds = a.Creds
 	if fo.TLSConfig != nil {
 		opts.TLSConfig, opts.TLSVerify, opts.TLSMap, opts.TLSTimeout = fo.TLSConfig, fo.TLSVerify, fo.TLSMap, fo.TLSTimeout
 	}
@@ -255,7 +319,10 @@ func (s *Server) JetStream() bool { return s.ns.JetStreamEnabled() }
 // Connect opens an in-process connection to the server.
 func (s *Server) Connect(name string) (*Conn, error) {
 	extra := []nats.Option{nats.InProcessServer(s.ns)}
-	if s.user != "" {
+	switch {
+	case s.creds != "":
+		extra = append(extra, nats.UserCredentials(s.creds))
+	case s.user != "":
 		extra = append(extra, nats.UserInfo(s.user, s.pass))
 	}
 	return connect("", name, s.log, extra...)
