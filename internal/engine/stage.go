@@ -96,16 +96,23 @@ func FillStageStep(st *StageStep, b *model.Batch, hidden []float32, ctxLen int) 
 // LayerCount returns the number of transformer blocks of the model at
 // path, to split it into stages.
 func LayerCount(path string) (int, error) {
+	layers, _, err := ModelShape(path)
+	return layers, err
+}
+
+// ModelShape returns the number of transformer blocks and the hidden size
+// of the model at path.
+func ModelShape(path string) (layers, dim int, err error) {
 	f, err := gguf.Open(path)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer f.Close()
 	cfg, err := model.ReadConfig(f)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return cfg.Layers, nil
+	return cfg.Layers, cfg.Dim, nil
 }
 
 // StageOptions configure LoadStage.

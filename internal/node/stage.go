@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"fmt"
 	"time"
 
@@ -95,6 +96,19 @@ func (n *Node) startPipeline(mw *modelWorker, m config.Model, id string, r model
 		return err
 	}
 	opts.Layers, opts.Tail = r, mw.pipeline
+	// A step's hidden rows travel in one message: lower the step's row
+	// budget to what the bus's payload limit holds (4 bytes per value,
+	// 14 per row, room for block tables).
+	if path, err := (store.Store{Dir: n.cfg.ModelHome}).Resolve(m.Path); err == nil {
+		if _, dim, err := engine.ModelShape(path); err == nil {
+			fit := int((mw.pconn.MaxPayload() - 256<<10) / int64(4*dim+14))
+			if batch := cmp.Or(opts.BatchSize, 256); fit < batch {
+				opts.BatchSize = max(fit, opts.Slots, 1)
+				n.log.Info("step budget lowered to fit the bus's payload limit", "model", m.Name, "batch_size", opts.BatchSize,
+					"max_payload", mw.pconn.MaxPayload())
+			}
+		}
+	}
 	n.log.Info("pipeline first stage", "model", m.Name, "layers", fmt.Sprintf("%d-%d of %d", r.First, r.End-1, r.Total))
 	return nil
 }

@@ -55,4 +55,11 @@ type Announce struct {
 	Epoch uint64 `json:"epoch,omitempty"`
 	// Stopping: the server is going away; do not route through it.
 	Stopping bool `json:"stopping,omitempty"`
+	// Owner is the reply subject of the first stage whose steps the server
+	// ran last; Busy says it ran one within the last three heartbeat
+	// intervals. Another first stage leaves a busy server alone: two
+	// pipelines through one server would take turns refusing each other's
+	// steps (a server keeps only the newest epoch's).
+	Owner string `json:"owner,omitempty"`
+	Busy  bool   `json:"busy,omitempty"`
 }

@@ -158,8 +158,9 @@ func (p *Pipeline) assembleLocked(now time.Time) error {
 	for at < total {
 		var best *seen
 		for id, s := range p.dir {
-			if s.a.First != at || s.a.Total != total || s.a.End <= at || !p.aliveLocked(id, now) {
-				continue
+			if s.a.First != at || s.a.Total != total || s.a.End <= at || !p.aliveLocked(id, now) ||
+				(s.a.Busy && s.a.Owner != ReplySubject(p.cfg.Instance)) {
+				continue // another first stage's pipeline runs through it
 			}
 			// Prefer the server that reaches furthest, then one no other
 			// pipeline has claimed lately (lowest epoch), then by name so

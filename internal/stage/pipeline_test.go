@@ -313,3 +313,62 @@ func TestPipelineResultInParts(t *testing.T) {
 		t.Errorf("a step above the payload limit: %v, want an error naming --batch-size", err)
 	}
 }
+
+// TestTwoFirstStagesTakeSeparateReplicas runs two first stages of one
+// model beside two replicas of its later share: each pipeline runs
+// through its own replica (a server busy with one pipeline's steps is left
+// to it), and both answer exactly while generating at once.
+func TestTwoFirstStagesTakeSeparateReplicas(t *testing.T) {
+	const prompt = "Once upon a time there was a little girl named Lily"
+	path := testutil.Model(t, "stories260K.gguf")
+	total := layerCount(t, path)
+	want, _ := wholeGreedy(t, path, prompt, 48)
+	srv := startNATS(t)
+	r2 := model.LayerRange{First: 2, End: total, Total: total}
+	startStage(t, srv, path, "m", "s2-a", r2, F32)
+	startStage(t, srv, path, "m", "s2-b", r2, F32)
+	r := model.LayerRange{First: 0, End: 2, Total: total}
+	var engines []*engine.Engine
+	var pipes []*Pipeline
+	for _, id := range []string{"first-a", "first-b"} {
+		p, err := NewPipeline(connect(t, srv, id), PipelineConfig{Instance: id, Model: "m", Layers: r, HeartbeatInterval: testBeat}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(p.Close)
+		e, err := engine.Load(path, engine.Options{Slots: 2, ContextLength: 256, Threads: 1, Layers: r, Tail: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.Close() })
+		p.SetContextLength(e.Info().ContextLength)
+		waitReady(t, e, true)
+		if len(engines) == 0 {
+			// The first pipeline claims a replica before the second looks.
+			if _, _, err := greedy(e, prompt, nil, 4, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		engines, pipes = append(engines, e), append(pipes, p)
+	}
+	got := make([][]int32, 2)
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for i, e := range engines {
+		wg.Go(func() { got[i], _, errs[i] = greedy(e, prompt, nil, 48, nil) })
+	}
+	wg.Wait()
+	for i := range engines {
+		if errs[i] != nil || !slices.Equal(got[i], want) {
+			t.Errorf("pipeline %d: %v, %v; whole model %v", i, got[i], errs[i], want)
+		}
+	}
+	members := func(p *Pipeline) []string {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return slices.Clone(p.members)
+	}
+	if a, b := members(pipes[0]), members(pipes[1]); len(a) != 1 || len(b) != 1 || a[0] == b[0] {
+		t.Errorf("pipelines run through %v and %v, want one replica each", a, b)
+	}
+}

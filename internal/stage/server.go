@@ -39,8 +39,10 @@ type Server struct {
 	msg Message
 	out []byte
 
-	mu     sync.Mutex
-	epoch  uint64   // newest epoch served; guarded by mu
+	mu       sync.Mutex
+	epoch    uint64    // newest epoch served; guarded by mu
+	owner    string    // reply subject of the newest epoch's first stage; guarded by mu
+	lastStep time.Time // when a step of it last ran; guarded by mu
 	stops  []func() // subscriptions; guarded by mu
 	closed bool     // guarded by mu
 
@@ -97,7 +99,7 @@ func (s *Server) announce(stopping bool) {
 	r := s.st.Layers()
 	s.mu.Lock()
 	a := Announce{V: bus.Version, Instance: s.cfg.Instance, Model: s.cfg.Model, First: r.First, End: r.End, Total: r.Total,
-		Epoch: s.epoch, Stopping: stopping}
+		Epoch: s.epoch, Stopping: stopping, Owner: s.owner, Busy: time.Since(s.lastStep) < 3*s.cfg.HeartbeatInterval}
 	s.mu.Unlock()
 	data, _ := json.Marshal(a)
 	if err := s.bus.Publish(AnnounceSubject(s.cfg.Model, s.cfg.Instance), data); err != nil {
@@ -122,7 +124,7 @@ func (s *Server) onStep(data []byte) {
 	s.mu.Lock()
 	stale := m.Epoch < s.epoch
 	if !stale {
-		s.epoch = m.Epoch
+		s.epoch, s.owner, s.lastStep = m.Epoch, m.Reply, time.Now()
 	}
 	s.mu.Unlock()
 	if stale {
