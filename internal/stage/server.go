@@ -43,8 +43,8 @@ type Server struct {
 	epoch    uint64    // newest epoch served; guarded by mu
 	owner    string    // reply subject of the newest epoch's first stage; guarded by mu
 	lastStep time.Time // when a step of it last ran; guarded by mu
-	stops  []func() // subscriptions; guarded by mu
-	closed bool     // guarded by mu
+	stops    []func()  // subscriptions; guarded by mu
+	closed   bool      // guarded by mu
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
