@@ -286,6 +286,10 @@ func llamaServerStructured(t *testing.T, direct, front string) {
 	}
 	// llama-server ignores echo, so it cannot score prompts: a 400 naming
 	// the capability, never a guess.
+	st, data = postJSON(t, front, "/v1/completions", `{"model":"`+modelName+`",`+comp+`,"echo":true,"logprobs":1}`)
+	if st != 400 || !strings.Contains(string(data), "scores prompts") || !strings.Contains(string(data), "llama-server") {
+		t.Errorf("echo with logprobs through llama-server: %d %s", st, data)
+	}
 	st, data = postJSON(t, front, "/v1/classifications", `{"model":"`+modelName+`","input":"I loved it","labels":["positive","negative"]}`)
 	if st != 400 || !strings.Contains(string(data), "score prompts") || !strings.Contains(string(data), "llama-server") {
 		t.Errorf("a classification through llama-server: %d %s", st, data)

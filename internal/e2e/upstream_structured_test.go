@@ -170,3 +170,35 @@ func TestUpstreamTokenIDPrompt(t *testing.T) {
 		t.Errorf("streamed %q, want %q", text.String(), w.Choices[0].Text)
 	}
 }
+
+// TestUpstreamEchoLogprobs: echo with logprobs through a front Courier
+// whose upstream is a Courier (which scores prompts) gives the upstream's
+// own answer: the prompt, its tokens' logprobs (the first null), then the
+// completion's, and with max_tokens 0 the prompt scored alone.
+func TestUpstreamEchoLogprobs(t *testing.T) {
+	direct, front := startUpstreamPair(t)
+	for _, body := range []string{
+		`{"model":"` + modelName + `","prompt":"Once upon a time, there was","max_tokens":6,"temperature":0,"logprobs":2,"echo":true}`,
+		`{"model":"` + modelName + `","prompt":"Once upon a time, there was","max_tokens":0,"logprobs":0,"echo":true}`,
+		`{"model":"` + modelName + `","prompt":"Once upon a time, there was","max_tokens":0,"echo":true}`,
+	} {
+		ws, want := postJSON(t, direct.Addr(), "/v1/completions", body)
+		gs, got := postJSON(t, front.Addr(), "/v1/completions", body)
+		var w, g echoAnswer
+		if ws != 200 || gs != 200 || json.Unmarshal(want, &w) != nil || json.Unmarshal(got, &g) != nil {
+			t.Fatalf("%s: direct %d %s\nfront %d %s", body, ws, want, gs, got)
+		}
+		if fmt.Sprint(w.Choices[0].Text, w.Choices[0].FinishReason, w.Usage) != fmt.Sprint(g.Choices[0].Text, g.Choices[0].FinishReason, g.Usage) {
+			t.Errorf("%s: front %s\ndirect %s", body, got, want)
+		}
+		wl, gl := w.Choices[0].Logprobs, g.Choices[0].Logprobs
+		if strings.Join(wl.Tokens, "|") != strings.Join(gl.Tokens, "|") || len(wl.TokenLogprobs) != len(gl.TokenLogprobs) {
+			t.Fatalf("%s: front tokens %q, direct %q", body, gl.Tokens, wl.Tokens)
+		}
+		for i := range wl.TokenLogprobs {
+			if (wl.TokenLogprobs[i] == nil) != (gl.TokenLogprobs[i] == nil) || (wl.TokenLogprobs[i] != nil && *wl.TokenLogprobs[i] != *gl.TokenLogprobs[i]) {
+				t.Errorf("%s: token %d logprob front %v, direct %v", body, i, gl.TokenLogprobs[i], wl.TokenLogprobs[i])
+			}
+		}
+	}
+}

@@ -3,6 +3,7 @@ package upstream
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -50,7 +51,9 @@ type body struct {
 	TopLogprobs int `json:"top_logprobs,omitempty"`
 	// ContinueFinal and AddGenerationPrompt continue a trailing assistant
 	// message (a resumed chat, or a client's own prefix).
-	ContinueFinal       bool  `json:"continue_final_message,omitempty"`
+	ContinueFinal bool `json:"continue_final_message,omitempty"`
+	// Echo asks for the prompt and its logprobs before the completion.
+	Echo                bool  `json:"echo,omitempty"`
 	AddGenerationPrompt *bool `json:"add_generation_prompt,omitempty"`
 	// Tools in OpenAI's shape.
 	Tools             []upTool `json:"tools,omitempty"`
@@ -114,20 +117,25 @@ func (b *Backend) Serve(ctx context.Context, req *bus.Request, send func(*bus.Ch
 		// prompt field carries.
 		return fail(bus.CodeInternal, "the worker answering was lost mid-answer, and a token-id prompt cannot be continued by an upstream engine (%s); retry the request", b.shown)
 	}
-	if req.Echo {
-		// The prompt is echoed here; the upstream only generates. Its
-		// prompt's log-probabilities would need the upstream to score
-		// prompts, which not every engine does (llama-server ignores echo).
-		if req.Logprobs || req.TopLogprobs > 0 || req.MaxTokens == 0 {
-			return fail(bus.CodeInvalidRequest, "echo with logprobs or max_tokens 0 (scoring a prompt) is not relayed to upstream engines (%s): serve the model with the built-in engine", b.shown)
+	scoring := req.Echo && (req.Logprobs || req.TopLogprobs > 0 || req.MaxTokens == 0)
+	if scoring {
+		// The prompt's own log-probabilities come from the upstream: only
+		// engines that score prompts (llama-server ignores echo).
+		if e := b.engineOf(ctx); e != engineCourier && e != engineVLLM {
+			return fail(bus.CodeInvalidRequest, "echo with logprobs or max_tokens 0 (scoring a prompt) needs an engine that scores prompts: this model's upstream (%s) is %s; Courier and vLLM upstreams can", b.shown, e)
 		}
+		if seq > 1 {
+			return fail(bus.CodeInternal, "the worker answering was lost mid-answer, and an echo with logprobs is not continued by an upstream engine (%s); retry the request", b.shown)
+		}
+	} else if req.Echo {
+		// The prompt is echoed here; the upstream only generates.
 		if seq == 1 {
 			send(&bus.Chunk{ID: req.ID, Seq: seq, Attempt: req.Attempt, Echo: true, Text: req.Prompt})
 			seq++
 		}
 	}
 	delivered := int(seq - 1) // chunks (about one token each) the client has
-	if req.Echo {
+	if req.Echo && !scoring {
 		delivered-- // the echo
 	}
 	if delivered > 0 && (req.Constraint != nil || (len(req.Tools) > 0 && req.ToolChoice != "none")) {
@@ -172,6 +180,17 @@ func (b *Backend) Serve(ctx context.Context, req *bus.Request, send func(*bus.Ch
 		if req.Logprobs || req.TopLogprobs > 0 {
 			bd.Logprobs = req.TopLogprobs
 		}
+		if scoring {
+			// One answer, not streamed: the upstream's stream would mix
+			// the echo with the first generated text.
+			bd.Echo, bd.Stream, bd.StreamOptions = true, false, nil
+			// max_tokens 0 (the prompt alone) asks for one token, left
+			// out: not every engine takes 0.
+			bd.MaxTokens = max(req.MaxTokens, 1)
+			if bd.Logprobs == nil {
+				bd.Logprobs = 0 // to count the prompt's tokens; not relayed
+			}
+		}
 	case bus.KindChat:
 		path = "/chat/completions"
 		msgs := req.Messages
@@ -211,7 +230,11 @@ func (b *Backend) Serve(ctx context.Context, req *bus.Request, send func(*bus.Ch
 	if err != nil {
 		return fail(bus.CodeInternal, "upstream: %v", err)
 	}
-	hreq.Header.Set("Accept", "text/event-stream")
+	if !bd.Stream {
+		hreq.Header.Set("Accept", "application/json")
+	} else {
+		hreq.Header.Set("Accept", "text/event-stream")
+	}
 	resp, err := b.client.Do(hreq)
 	if final := b.transportError(ctx, rctx, err, fail); final != nil || ctx.Err() != nil {
 		if err == nil {
@@ -224,6 +247,9 @@ func (b *Backend) Serve(ctx context.Context, req *bus.Request, send func(*bus.Ch
 		return b.httpError(resp, fail)
 	}
 
+	if scoring {
+		return b.relayEcho(resp.Body, req, seq, send, fail)
+	}
 	n, finish, usage, err := b.relay(resp.Body, req, skip, &seq, send)
 	switch {
 	case ctx.Err() != nil:
@@ -503,4 +529,63 @@ func signedSeed(s *uint64) *int64 {
 	}
 	v := int64(*s)
 	return &v
+}
+
+// relayEcho reads a completion answered whole with echo and logprobs and
+// sends it as the built-in engine would: the echo chunk (the prompt's text
+// and its tokens' logprobs, the first without one), the generated text
+// with its logprobs, and the final chunk. The first usage.prompt_tokens
+// logprobs are the prompt's.
+func (b *Backend) relayEcho(r io.Reader, req *bus.Request, seq uint64, send func(*bus.Chunk),
+	fail func(code, format string, args ...any) *bus.Chunk) *bus.Chunk {
+	data, err := io.ReadAll(io.LimitReader(r, 64<<20))
+	if err != nil {
+		return fail(bus.CodeUnavailable, "upstream %s: %v", b.shown, redact(err))
+	}
+	var out struct {
+		Choices []struct {
+			Text         string          `json:"text"`
+			FinishReason string          `json:"finish_reason"`
+			Logprobs     json.RawMessage `json:"logprobs"`
+		} `json:"choices"`
+		Usage struct {
+			PromptTokens     int `json:"prompt_tokens"`
+			CompletionTokens int `json:"completion_tokens"`
+		} `json:"usage"`
+	}
+	if err := json.Unmarshal(data, &out); err != nil || len(out.Choices) != 1 {
+		return fail(bus.CodeInternal, "upstream %s: an echoed completion that does not parse: %.200s", b.shown, data)
+	}
+	ch := out.Choices[0]
+	text, ok := strings.CutPrefix(ch.Text, req.Prompt)
+	lps := parseLogprobs(ch.Logprobs, false)
+	n := out.Usage.PromptTokens
+	if !ok || n <= 0 || n > len(lps) {
+		return fail(bus.CodeInternal, "upstream %s did not echo the prompt and its %d tokens' logprobs", b.shown, n)
+	}
+	var nulls struct {
+		TokenLogprobs []*float32 `json:"token_logprobs"`
+	}
+	_ = json.Unmarshal(ch.Logprobs, &nulls)
+	for i := range n {
+		if i < len(nulls.TokenLogprobs) && nulls.TokenLogprobs[i] == nil {
+			lps[i] = bus.TokenLogprob{Token: lps[i].Token, None: true}
+		}
+	}
+	promptLPs, genLPs := lps[:n], lps[n:]
+	if !req.Logprobs && req.TopLogprobs == 0 {
+		promptLPs, genLPs = nil, nil
+	}
+	if req.MaxTokens == 0 { // the prompt alone: the token asked for is not the client's
+		text, genLPs, ch.FinishReason, out.Usage.CompletionTokens = "", nil, "length", 0
+	}
+	send(&bus.Chunk{ID: req.ID, Seq: seq, Attempt: req.Attempt, Echo: true, Text: req.Prompt, Logprobs: promptLPs})
+	seq++
+	if text != "" || len(genLPs) > 0 {
+		send(&bus.Chunk{ID: req.ID, Seq: seq, Attempt: req.Attempt, Text: text, Logprobs: genLPs})
+		seq++
+	}
+	b.succeeded()
+	return &bus.Chunk{ID: req.ID, Seq: seq, Attempt: req.Attempt, FinishReason: cmp.Or(ch.FinishReason, "length"),
+		Usage: &bus.Usage{PromptTokens: n, CompletionTokens: out.Usage.CompletionTokens}}
 }
