@@ -322,7 +322,7 @@ func completionToBus(cfg Config, c *CompletionRequest) (*bus.Request, *Error) {
 			return nil, errorf(CodeInvalidValue, "best_of", "best_of must be at least n (%d), got %d", c.choicesPerPrompt(), b)
 		case b > c.choicesPerPrompt() && c.stream():
 			return nil, errorf(CodeInvalidValue, "best_of", "best_of greater than n cannot be streamed (the best are known only at the end)")
-		case max(len(texts), len(ids))*b > maxChoices:
+		case b > maxChoices || max(len(texts), len(ids))*b > maxChoices: // b first: the product may wrap
 			return nil, errorf(CodeInvalidValue, "best_of", "prompts times best_of is %d candidates; the limit is %d", max(len(texts), len(ids))*b, maxChoices)
 		}
 	}

@@ -85,3 +85,24 @@ func TestMultiChoiceSeedsAndIndexes(t *testing.T) {
 		t.Errorf("usage: %s", w.Body)
 	}
 }
+
+// TestBestOfOverflowRefused: a best_of so large that prompts times best_of
+// wraps around an int is refused (400) before any request is dispatched,
+// not taken as a small number of candidates.
+func TestBestOfOverflowRefused(t *testing.T) {
+	d, rec := scripted(helloChunks()...)
+	h := newTestServer(t, Config{}, d)
+	for _, body := range []string{
+		`{"model":"tiny","prompt":["a","b"],"best_of":4611686018427387904}`,         // 2 × 2^62 wraps to -2^63
+		`{"model":"tiny","prompt":["a","b","c","d"],"best_of":4611686018427387904}`, // 4 × 2^62 wraps to 0
+		`{"model":"tiny","prompt":"a","best_of":-1}`,
+	} {
+		w := do(h, "POST", "/v1/completions", body)
+		if w.Code != 400 || !strings.Contains(w.Body.String(), `"param":"best_of"`) {
+			t.Errorf("%s: %d %s", body, w.Code, w.Body.String())
+		}
+	}
+	if n := len(rec.reqs); n != 0 {
+		t.Errorf("%d requests dispatched, want none", n)
+	}
+}
