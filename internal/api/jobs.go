@@ -38,11 +38,16 @@ func NewWithJobs(cfg Config, d Dispatcher, m *jobs.Manager, reg prometheus.Regis
 
 var _ jobs.Executor = (*server)(nil)
 
-// Executable reports whether url is a POST route a batch line may name.
+// Executable reports whether url is a POST route a batch line may name:
+// a generation route (docs/jobs.md), not one that manages models.
 func (s *server) Executable(url string) bool {
 	rt, ok := s.routes[url]
-	return ok && rt.method == http.MethodPost
+	return ok && rt.method == http.MethodPost && !notExecutable[url]
 }
+
+// notExecutable are the POST routes that generate nothing: a batch line
+// or an async job never pulls a model or describes one.
+var notExecutable = map[string]bool{"/api/pull": true, "/api/show": true}
 
 // Execute runs a POST of body to url through the route's handler, as the
 // synchronous call would, and returns its status, request id and body.

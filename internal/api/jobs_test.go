@@ -47,3 +47,21 @@ func TestNoJobsManager(t *testing.T) {
 		t.Errorf("Execute of a broken body: %d %s", status, body)
 	}
 }
+
+// TestExecutableGenerationRoutesOnly: a batch line or an async job runs a
+// generation route; /api/pull (a model download into the store) and
+// /api/show are POST routes that generate nothing, and are refused as
+// batch endpoints and with Prefer: respond-async.
+func TestExecutableGenerationRoutesOnly(t *testing.T) {
+	s := newTestServer(t, Config{}, &fakeDispatcher{})
+	for _, p := range []string{"/v1/completions", "/v1/chat/completions", "/v1/embeddings", "/v1/classifications", "/api/chat", "/api/generate", "/api/embed"} {
+		if !s.Executable(p) {
+			t.Errorf("Executable(%s) = false, want true", p)
+		}
+	}
+	for _, p := range []string{"/api/pull", "/api/show", "/api/delete", "/v1/status", "/v1/requests", "/v1/models"} {
+		if s.Executable(p) {
+			t.Errorf("Executable(%s) = true, want false", p)
+		}
+	}
+}
