@@ -33,7 +33,7 @@ func (s *server) completions(w http.ResponseWriter, r *http.Request) {
 		pick = func(cs []*choiceStream) []*choiceStream { return pickBest(cs, n, best) }
 	}
 	reqs := expandChoices(req, body.prompts, body.promptIDs, best)
-	s.generateMulti(w, r, reqs, newFormat, len(body.prompts)+len(body.promptIDs) == 1, pick)
+	s.generateMulti(w, r, reqs, newFormat, pick)
 }
 
 // chatCompletions serves POST /v1/chat/completions.
@@ -61,7 +61,7 @@ func (s *server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		return f
 	}
 	if n := body.choicesPerPrompt(); n > 1 {
-		s.generateMulti(w, r, expandChoices(req, nil, nil, n), newFormat, true, nil)
+		s.generateMulti(w, r, expandChoices(req, nil, nil, n), newFormat, nil)
 		return
 	}
 	s.generate(w, r, req, newFormat(0))

@@ -60,12 +60,12 @@ type choiceChunk struct {
 
 // generateMulti answers a request of several choices (n > 1, prompt
 // arrays): one bus request per choice, each placed, resumed and cancelled
-// like a single request, their answers merged by index. When every
-// choice reads the same prompt, the first is placed and started before the
-// others, so the others find its prompt in the worker's prefix cache when
-// they land on the same worker. pick, when set (best_of), chooses the
-// choices a non-streamed answer returns; usage counts them all.
-func (s *server) generateMulti(w http.ResponseWriter, r *http.Request, reqs []*bus.Request, newFormat func(index int) format, samePrompt bool, pick func([]*choiceStream) []*choiceStream) {
+// like a single request, their answers merged by index. All are placed at
+// once; choices of one prompt carry one Share name, so those that land on
+// one worker evaluate the prompt once (the engine forks it; a long prompt's
+// choices follow the first by prefix affinity). pick, when set (best_of),
+// chooses the choices a non-streamed answer returns; usage counts them all.
+func (s *server) generateMulti(w http.ResponseWriter, r *http.Request, reqs []*bus.Request, newFormat func(index int) format, pick func([]*choiceStream) []*choiceStream) {
 	start := s.now()
 	model := reqs[0].Model
 	if i := infoOf(r); i != nil {
@@ -141,19 +141,12 @@ func (s *server) generateMulti(w http.ResponseWriter, r *http.Request, reqs []*b
 		return err
 	}
 	for i := range reqs {
-		err := startOne(i)
-		if err == nil && i == 0 && samePrompt {
-			err = wait(0) // its prompt is in the prefix cache before the others start
-		}
-		if err != nil {
+		if err := startOne(i); err != nil {
 			s.failBeforeCommit(w, ctx, reqs[i], err)
 			return
 		}
 	}
 	for i := range reqs {
-		if firsts[i] != nil {
-			continue
-		}
 		if err := wait(i); err != nil {
 			s.failBeforeCommit(w, ctx, reqs[i], err)
 			return
