@@ -137,11 +137,18 @@ type Stage struct {
 	pool   *tensor.Pool
 	ctxLen int
 
-	state *model.State  // sized by the largest step seen
-	kv    *model.KVPool // mirrors the first stage's geometry
-	views []*model.KVCache
+	state *model.State // sized by the largest step seen
 	batch model.Batch
 	modes []model.RowMode // backing store of batch.Modes
+}
+
+// StageCache is one pipeline's K and V at a stage: a pool mirroring its
+// first stage's, block for block. Several pipelines (first stages) can
+// run through one Stage, each with its cache; the zero value is an empty
+// cache, sized by the first Step.
+type StageCache struct {
+	kv    *model.KVPool
+	views []*model.KVCache
 }
 
 // LoadStage opens the GGUF model at path and maps opts.Layers of it.
@@ -174,10 +181,11 @@ func (s *Stage) Dim() int { return s.model.Dim }
 // VocabSize returns the width of a logits row.
 func (s *Stage) VocabSize() int { return s.model.Vocab }
 
-// Step runs st through the stage's layers. It returns the output hidden
-// rows, [rows][Dim], or, from the last stage, the logits of the rows that
-// want them, [nOut][Vocab] in row order; valid until the next Step.
-func (s *Stage) Step(st *StageStep) ([]float32, error) {
+// Step runs st through the stage's layers with c, the K and V of st's
+// pipeline. It returns the output hidden rows, [rows][Dim], or, from the
+// last stage, the logits of the rows that want them, [nOut][Vocab] in row
+// order; valid until the next Step.
+func (s *Stage) Step(c *StageCache, st *StageStep) ([]float32, error) {
 	n := st.Rows()
 	if st.Context != s.ctxLen {
 		return nil, fmt.Errorf("%w: the pipeline runs a context of %d, this stage was loaded for %d", ErrStage, st.Context, s.ctxLen)
@@ -189,14 +197,14 @@ func (s *Stage) Step(st *StageStep) ([]float32, error) {
 	if len(st.Hidden) != n*s.model.Dim {
 		return nil, fmt.Errorf("%w: %d hidden values for %d rows of width %d", ErrStage, len(st.Hidden), n, s.model.Dim)
 	}
-	if err := s.ensure(st); err != nil {
+	if err := s.ensure(c, st); err != nil {
 		return nil, err
 	}
 	if len(st.Copies)%2 != 0 {
 		return nil, fmt.Errorf("%w: %d block copy ids (pairs)", ErrStage, len(st.Copies))
 	}
 	for i := 0; i < len(st.Copies); i += 2 {
-		if err := s.kv.CopyBlock(st.Copies[i], st.Copies[i+1]); err != nil {
+		if err := c.kv.CopyBlock(st.Copies[i], st.Copies[i+1]); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrStage, err)
 		}
 	}
@@ -223,7 +231,7 @@ func (s *Stage) Step(st *StageStep) ([]float32, error) {
 		if start < 0 {
 			return nil, fmt.Errorf("%w: sequence %d has no rows", ErrStage, j)
 		}
-		if err := s.views[j].SetView(t, start); err != nil {
+		if err := c.views[j].SetView(t, start); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrStage, err)
 		}
 	}
@@ -232,25 +240,25 @@ func (s *Stage) Step(st *StageStep) ([]float32, error) {
 		if q < 0 || q >= len(st.Tables) {
 			return nil, fmt.Errorf("%w: row %d names sequence %d of %d", ErrStage, i, q, len(st.Tables))
 		}
-		b.Seqs = append(b.Seqs, s.views[q])
+		b.Seqs = append(b.Seqs, c.views[q])
 	}
 	return s.state.ForwardStage(b, st.Hidden)
 }
 
-// ensure sizes the KV pool, the views and the scratch state for st.
-func (s *Stage) ensure(st *StageStep) error {
+// ensure sizes c's KV pool and views and the scratch state for st.
+func (s *Stage) ensure(c *StageCache, st *StageStep) error {
 	if st.KVBlocks <= 0 || st.KVBlockSize <= 0 || int64(st.KVBlocks)*int64(st.KVBlockSize) > 1<<26 {
 		return fmt.Errorf("%w: KV pool of %d blocks of %d positions", ErrStage, st.KVBlocks, st.KVBlockSize)
 	}
-	if s.kv == nil || s.kv.Blocks() != st.KVBlocks || s.kv.BlockSize() != st.KVBlockSize {
+	if c.kv == nil || c.kv.Blocks() != st.KVBlocks || c.kv.BlockSize() != st.KVBlockSize {
 		kv, err := model.NewKVPool(&s.model.Config, st.KVBlockSize, st.KVBlocks)
 		if err != nil {
 			return err
 		}
-		s.kv, s.views = kv, nil
+		c.kv, c.views = kv, nil
 	}
-	for len(s.views) < len(st.Tables) {
-		s.views = append(s.views, model.NewKVCache(s.kv, s.ctxLen))
+	for len(c.views) < len(st.Tables) {
+		c.views = append(c.views, model.NewKVCache(c.kv, s.ctxLen))
 	}
 	if n := st.Rows(); s.state == nil || s.state.MaxRows() < n {
 		rows := max(n, 256)

@@ -20,14 +20,18 @@ import (
 // bus does, without the bus.
 type localTail struct {
 	stages []*Stage
+	caches []StageCache
 	step   StageStep
 	ctxLen int
 }
 
 func (t *localTail) Forward(b *model.Batch, hidden []float32) ([]float32, error) {
 	FillStageStep(&t.step, b, hidden, t.ctxLen)
-	for _, s := range t.stages {
-		out, err := s.Step(&t.step)
+	for len(t.caches) < len(t.stages) {
+		t.caches = append(t.caches, StageCache{})
+	}
+	for i, s := range t.stages {
+		out, err := s.Step(&t.caches[i], &t.step)
 		if err != nil {
 			return nil, err
 		}
@@ -239,17 +243,17 @@ func TestStageRangesRefused(t *testing.T) {
 	defer s.Close()
 	step := StageStep{Context: 128, KVBlocks: 4, KVBlockSize: 16, Tokens: []int32{1}, Pos: []int32{0},
 		Logits: []bool{true}, Seq: []int32{0}, Tables: [][]int32{{0}}, Hidden: make([]float32, s.Dim())}
-	if _, err := s.Step(&step); !errors.Is(err, ErrStage) {
+	if _, err := s.Step(&StageCache{}, &step); !errors.Is(err, ErrStage) {
 		t.Errorf("step with another context: %v, want ErrStage", err)
 	}
 	step.Context = 64
 	step.Tables = [][]int32{{9}}
-	if _, err := s.Step(&step); !errors.Is(err, ErrStage) {
+	if _, err := s.Step(&StageCache{}, &step); !errors.Is(err, ErrStage) {
 		t.Errorf("step naming a block outside the pool: %v, want ErrStage", err)
 	}
 	step.Tables = [][]int32{{0}}
 	step.Hidden = step.Hidden[:1]
-	if _, err := s.Step(&step); !errors.Is(err, ErrStage) {
+	if _, err := s.Step(&StageCache{}, &step); !errors.Is(err, ErrStage) {
 		t.Errorf("step with a short hidden row: %v, want ErrStage", err)
 	}
 }

@@ -55,11 +55,8 @@ type Announce struct {
 	Epoch uint64 `json:"epoch,omitempty"`
 	// Stopping: the server is going away; do not route through it.
 	Stopping bool `json:"stopping,omitempty"`
-	// Owner is the reply subject of the first stage whose steps the server
-	// ran last; Busy says it ran one within the last three heartbeat
-	// intervals. Another first stage leaves a busy server alone: two
-	// pipelines through one server would take turns refusing each other's
-	// steps (a server keeps only the newest epoch's).
-	Owner string `json:"owner,omitempty"`
-	Busy  bool   `json:"busy,omitempty"`
+	// Pipelines counts the first stages whose steps the server ran within
+	// the last three heartbeat intervals: a first stage assembling a route
+	// prefers the least shared server.
+	Pipelines int `json:"pipelines,omitempty"`
 }

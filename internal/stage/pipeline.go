@@ -52,6 +52,7 @@ type Pipeline struct {
 	route   []string         // step subjects of the assembled route; nil: none; guarded by mu
 	members []string         // their instances; guarded by mu
 	epoch   uint64           // the route's epoch; guarded by mu
+	opened  bool             // a step of the epoch went through; guarded by mu
 	// stale: a route broke between steps (Ready saw a member gone); the
 	// next step fails, so that no sequence goes on with K and V that lived
 	// on the lost stage. Guarded by mu.
@@ -158,15 +159,10 @@ func (p *Pipeline) assembleLocked(now time.Time) error {
 	for at < total {
 		var best *seen
 		for id, s := range p.dir {
-			if s.a.First != at || s.a.Total != total || s.a.End <= at || !p.aliveLocked(id, now) ||
-				(s.a.Busy && s.a.Owner != ReplySubject(p.cfg.Instance)) {
-				continue // another first stage's pipeline runs through it
+			if s.a.First != at || s.a.Total != total || s.a.End <= at || !p.aliveLocked(id, now) {
+				continue
 			}
-			// Prefer the server that reaches furthest, then one no other
-			// pipeline has claimed lately (lowest epoch), then by name so
-			// that the choice is stable.
-			if best == nil || s.a.End > best.a.End || (s.a.End == best.a.End && (s.a.Epoch < best.a.Epoch ||
-				(s.a.Epoch == best.a.Epoch && s.a.Instance < best.a.Instance))) {
+			if best == nil || better(s.a, best.a) {
 				best = s
 			}
 		}
@@ -178,10 +174,26 @@ func (p *Pipeline) assembleLocked(now time.Time) error {
 		maxEpoch = max(maxEpoch, best.a.Epoch)
 		at = best.a.End
 	}
-	p.route, p.members = route, members
+	p.route, p.members, p.opened = route, members, false
 	p.epoch = max(uint64(now.UnixNano()), maxEpoch+1)
 	p.log.Info("pipeline assembled", "model", p.cfg.Model, "stages", members, "epoch", p.epoch)
 	return nil
+}
+
+// better reports whether server a is a better choice than b for the same
+// share: the one reaching furthest, then the least shared with other
+// pipelines, then the one no pipeline opened lately (lowest epoch), then
+// by name, so that the choice is stable.
+func better(a, b Announce) bool {
+	switch {
+	case a.End != b.End:
+		return a.End > b.End
+	case a.Pipelines != b.Pipelines:
+		return a.Pipelines < b.Pipelines
+	case a.Epoch != b.Epoch:
+		return a.Epoch < b.Epoch
+	}
+	return a.Instance < b.Instance
 }
 
 // Ready reports whether a complete pipeline is assembled, or could be
@@ -220,12 +232,12 @@ func (p *Pipeline) Forward(b *model.Batch, hidden []float32) ([]float32, error) 
 			return nil, fmt.Errorf("%w: %w", engine.ErrUnavailable, err)
 		}
 	}
-	route, members, epoch := p.route, p.members, p.epoch
+	route, members, epoch, opens := p.route, p.members, p.epoch, !p.opened
 	p.mu.Unlock()
 
 	p.step++
 	m := &p.msg
-	m.Kind, m.DType, m.Epoch, m.Step = KindStep, p.cfg.DType, epoch, p.step
+	m.Kind, m.DType, m.Epoch, m.Step, m.Opens = KindStep, p.cfg.DType, epoch, p.step, opens
 	m.Reply, m.Route = ReplySubject(p.cfg.Instance), append(m.Route[:0], route[1:]...)
 	engine.FillStageStep(&m.StageStep, b, hidden, p.cfg.ContextLength)
 	m.Width = len(hidden) / max(b.Len(), 1)
@@ -278,6 +290,11 @@ func (p *Pipeline) Forward(b *model.Batch, hidden []float32) ([]float32, error) 
 			p.logits = p.logits[:nOut*r.Width]
 			copy(p.logits[r.First*r.Width:], r.Rows)
 			if got += len(r.Rows) / r.Width; got >= nOut {
+				if opens {
+					p.mu.Lock()
+					p.opened = p.opened || p.epoch == epoch
+					p.mu.Unlock()
+				}
 				return p.logits, nil
 			}
 		case <-timeout.C:

@@ -314,23 +314,14 @@ func TestPipelineResultInParts(t *testing.T) {
 	}
 }
 
-// TestTwoFirstStagesTakeSeparateReplicas runs two first stages of one
-// model beside two replicas of its later share: each pipeline runs
-// through its own replica (a server busy with one pipeline's steps is left
-// to it), and both answer exactly while generating at once.
-func TestTwoFirstStagesTakeSeparateReplicas(t *testing.T) {
-	const prompt = "Once upon a time there was a little girl named Lily"
-	path := testutil.Model(t, "stories260K.gguf")
-	total := layerCount(t, path)
-	want, _ := wholeGreedy(t, path, prompt, 48)
-	srv := startNATS(t)
-	r2 := model.LayerRange{First: 2, End: total, Total: total}
-	startStage(t, srv, path, "m", "s2-a", r2, F32)
-	startStage(t, srv, path, "m", "s2-b", r2, F32)
+// startFirsts starts first stages with the given instance names (blocks
+// 0-1), each generating once before the next looks for stages.
+func startFirsts(t *testing.T, srv *natsbus.Server, path string, total int, ids ...string) ([]*engine.Engine, []*Pipeline) {
+	t.Helper()
 	r := model.LayerRange{First: 0, End: 2, Total: total}
 	var engines []*engine.Engine
 	var pipes []*Pipeline
-	for _, id := range []string{"first-a", "first-b"} {
+	for _, id := range ids {
 		p, err := NewPipeline(connect(t, srv, id), PipelineConfig{Instance: id, Model: "m", Layers: r, HeartbeatInterval: testBeat}, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -343,19 +334,29 @@ func TestTwoFirstStagesTakeSeparateReplicas(t *testing.T) {
 		t.Cleanup(func() { e.Close() })
 		p.SetContextLength(e.Info().ContextLength)
 		waitReady(t, e, true)
-		if len(engines) == 0 {
-			// The first pipeline claims a replica before the second looks.
-			if _, _, err := greedy(e, prompt, nil, 4, nil); err != nil {
-				t.Fatal(err)
-			}
+		if _, _, err := greedy(e, "Hi", nil, 2, nil); err != nil { // opens its pipeline
+			t.Fatal(err)
 		}
 		engines, pipes = append(engines, e), append(pipes, p)
 	}
-	got := make([][]int32, 2)
-	errs := make([]error, 2)
+	return engines, pipes
+}
+
+func members(p *Pipeline) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.members)
+}
+
+// generateAll runs prompt on every engine at once and checks each against
+// want.
+func generateAll(t *testing.T, engines []*engine.Engine, prompt string, want []int32) {
+	t.Helper()
+	got := make([][]int32, len(engines))
+	errs := make([]error, len(engines))
 	var wg sync.WaitGroup
 	for i, e := range engines {
-		wg.Go(func() { got[i], _, errs[i] = greedy(e, prompt, nil, 48, nil) })
+		wg.Go(func() { got[i], _, errs[i] = greedy(e, prompt, nil, len(want), nil) })
 	}
 	wg.Wait()
 	for i := range engines {
@@ -363,12 +364,72 @@ func TestTwoFirstStagesTakeSeparateReplicas(t *testing.T) {
 			t.Errorf("pipeline %d: %v, %v; whole model %v", i, got[i], errs[i], want)
 		}
 	}
-	members := func(p *Pipeline) []string {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		return slices.Clone(p.members)
-	}
+}
+
+// TestTwoFirstStagesTakeSeparateReplicas runs two first stages of one
+// model beside two replicas of its later share: each pipeline runs
+// through its own replica (the least shared), and both answer exactly
+// while generating at once.
+func TestTwoFirstStagesTakeSeparateReplicas(t *testing.T) {
+	const prompt = "Once upon a time there was a little girl named Lily"
+	path := testutil.Model(t, "stories260K.gguf")
+	total := layerCount(t, path)
+	want, _ := wholeGreedy(t, path, prompt, 48)
+	srv := startNATS(t)
+	r2 := model.LayerRange{First: 2, End: total, Total: total}
+	startStage(t, srv, path, "m", "s2-a", r2, F32)
+	startStage(t, srv, path, "m", "s2-b", r2, F32)
+	engines, pipes := startFirsts(t, srv, path, total, "first-a", "first-b")
+	generateAll(t, engines, prompt, want)
 	if a, b := members(pipes[0]), members(pipes[1]); len(a) != 1 || len(b) != 1 || a[0] == b[0] {
 		t.Errorf("pipelines run through %v and %v, want one replica each", a, b)
+	}
+}
+
+// TestFirstStagesShareAServer runs three first stages through one later
+// stage server: it keeps each pipeline's K and V apart, so their steps
+// interleave (several steps in flight at the server) and every answer is
+// exact.
+func TestFirstStagesShareAServer(t *testing.T) {
+	const prompt = "Once upon a time there was a little girl named Lily"
+	path := testutil.Model(t, "stories260K.gguf")
+	total := layerCount(t, path)
+	want, _ := wholeGreedy(t, path, prompt, 48)
+	srv := startNATS(t)
+	startStage(t, srv, path, "m", "s2", model.LayerRange{First: 2, End: total, Total: total}, F32)
+	engines, _ := startFirsts(t, srv, path, total, "first-a", "first-b", "first-c")
+	generateAll(t, engines, prompt, want)
+}
+
+// TestRestartedStageIsRefused replaces a stage by a fresh process under
+// the same name before the first stage notices: the fresh server never saw
+// the pipeline's epoch opened (its cache is empty), so it refuses the next
+// step instead of computing on empty K and V; the generation is given
+// back, and the next one, on a newly opened epoch, is exact.
+func TestRestartedStageIsRefused(t *testing.T) {
+	const prompt = "Once upon a time there was a little girl named Lily"
+	path := testutil.Model(t, "stories260K.gguf")
+	total := layerCount(t, path)
+	want, _ := wholeGreedy(t, path, prompt, 24)
+	srv := startNATS(t)
+	r2 := model.LayerRange{First: 2, End: total, Total: total}
+	old := startStage(t, srv, path, "m", "s2", r2, F32)
+	engines, _ := startFirsts(t, srv, path, total, "first")
+	e := engines[0]
+	closeConn(old.conn)                                   // gone without a word ...
+	fresh := startStage(t, srv, path, "m", "s2", r2, F32) // ... and back at once, empty
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := fresh.conn.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := greedy(e, prompt, nil, 24, nil)
+	if !errors.Is(err, engine.ErrUnavailable) || !strings.Contains(err.Error(), "not opened") {
+		t.Fatalf("generation through the restarted stage: %v, want engine.ErrUnavailable naming an epoch not opened", err)
+	}
+	waitReady(t, e, true)
+	got, _, err := greedy(e, prompt, nil, 24, nil)
+	if err != nil || !slices.Equal(got, want) {
+		t.Errorf("after reassembly: %v, %v; whole model %v", got, err, want)
 	}
 }

@@ -39,16 +39,26 @@ type Server struct {
 	msg Message
 	out []byte
 
-	mu       sync.Mutex
-	epoch    uint64    // newest epoch served; guarded by mu
-	owner    string    // reply subject of the newest epoch's first stage; guarded by mu
-	lastStep time.Time // when a step of it last ran; guarded by mu
-	stops    []func()  // subscriptions; guarded by mu
-	closed   bool      // guarded by mu
+	mu     sync.Mutex
+	epoch  uint64            // newest epoch opened; guarded by mu
+	owners map[string]*owner // pipelines by their first stage's reply subject; guarded by mu
+	stops  []func()          // subscriptions; guarded by mu
+	closed bool              // guarded by mu
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
+
+// owner is one pipeline through the server: its epoch and its K and V.
+type owner struct {
+	epoch uint64
+	cache engine.StageCache
+	last  time.Time // its latest step
+}
+
+// MaxPipelines bounds the pipelines (first stages) one server keeps K and
+// V for; a first stage beyond them is refused until one goes away.
+const MaxPipelines = 16
 
 // NewServer starts serving st on b.
 func NewServer(b Bus, st *engine.Stage, cfg ServerConfig, log *slog.Logger) (*Server, error) {
@@ -61,7 +71,7 @@ func NewServer(b Bus, st *engine.Stage, cfg ServerConfig, log *slog.Logger) (*Se
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{bus: b, st: st, cfg: cfg, log: log.With("stage", cfg.Instance)}
+	s := &Server{bus: b, st: st, cfg: cfg, log: log.With("stage", cfg.Instance), owners: map[string]*owner{}}
 	for subj, h := range map[string]func([]byte){
 		StepSubject(cfg.Instance): s.onStep,
 		PingSubject(cfg.Model):    func([]byte) { s.announce(false) },
@@ -98,8 +108,14 @@ func (s *Server) heartbeats(ctx context.Context) {
 func (s *Server) announce(stopping bool) {
 	r := s.st.Layers()
 	s.mu.Lock()
+	busy := 0
+	for _, o := range s.owners {
+		if time.Since(o.last) < 3*s.cfg.HeartbeatInterval {
+			busy++
+		}
+	}
 	a := Announce{V: bus.Version, Instance: s.cfg.Instance, Model: s.cfg.Model, First: r.First, End: r.End, Total: r.Total,
-		Epoch: s.epoch, Stopping: stopping, Owner: s.owner, Busy: time.Since(s.lastStep) < 3*s.cfg.HeartbeatInterval}
+		Epoch: s.epoch, Stopping: stopping, Pipelines: busy}
 	s.mu.Unlock()
 	data, _ := json.Marshal(a)
 	if err := s.bus.Publish(AnnounceSubject(s.cfg.Model, s.cfg.Instance), data); err != nil {
@@ -121,19 +137,12 @@ func (s *Server) onStep(data []byte) {
 		s.fail(m, fmt.Errorf("%w: kind %d on a step subject", ErrMessage, m.Kind))
 		return
 	}
-	s.mu.Lock()
-	stale := m.Epoch < s.epoch
-	if !stale {
-		s.epoch, s.owner, s.lastStep = m.Epoch, m.Reply, time.Now()
-	}
-	s.mu.Unlock()
-	if stale {
-		// A late step of an incarnation this server no longer serves: its
-		// KV blocks may already hold another pipeline's rows.
-		s.fail(m, fmt.Errorf("stage %s: epoch %d is older than %d", s.cfg.Instance, m.Epoch, s.epoch))
+	o, err := s.ownerOf(m)
+	if err != nil {
+		s.fail(m, err)
 		return
 	}
-	out, err := s.st.Step(&m.StageStep)
+	out, err := s.st.Step(&o.cache, &m.StageStep)
 	if err != nil {
 		s.fail(m, err)
 		return
@@ -155,6 +164,41 @@ func (s *Server) onStep(data []byte) {
 	if err := s.bus.Publish(next, s.out); err != nil {
 		s.fail(m, fmt.Errorf("stage %s: passing the step on: %w", s.cfg.Instance, err))
 	}
+}
+
+// ownerOf returns the pipeline m belongs to. A step that opens an epoch
+// starts its pipeline's cache afresh (the first stage forgot everything
+// its earlier epochs cached); any other step must belong to the epoch its
+// pipeline opened last: a late step of an older incarnation, or one that
+// reaches a server which never saw its epoch opened (it restarted under
+// the same name, so its cache is empty), is refused.
+func (s *Server) ownerOf(m *Message) (*owner, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o := s.owners[m.Reply]
+	switch {
+	case m.Opens && o != nil && m.Epoch < o.epoch:
+		return nil, fmt.Errorf("stage %s: epoch %d is older than %d", s.cfg.Instance, m.Epoch, o.epoch)
+	case m.Opens:
+		if o == nil && len(s.owners) >= MaxPipelines {
+			for k, x := range s.owners { // make room: forget a pipeline gone quiet
+				if time.Since(x.last) > 3*s.cfg.HeartbeatInterval {
+					delete(s.owners, k)
+					break
+				}
+			}
+			if len(s.owners) >= MaxPipelines {
+				return nil, fmt.Errorf("stage %s: already serving %d pipelines", s.cfg.Instance, MaxPipelines)
+			}
+		}
+		o = &owner{epoch: m.Epoch}
+		s.owners[m.Reply] = o
+		s.epoch = max(s.epoch, m.Epoch)
+	case o == nil || o.epoch != m.Epoch:
+		return nil, fmt.Errorf("stage %s: epoch %d was not opened here (restarted, or a late step)", s.cfg.Instance, m.Epoch)
+	}
+	o.last = time.Now()
+	return o, nil
 }
 
 // sendResult sends the logits rows of step m to its first stage, in as

@@ -51,6 +51,10 @@ type Message struct {
 	DType DType
 	Epoch uint64 // the pipeline's incarnation
 	Step  uint64 // the first stage's step number
+	// Opens marks a pipeline's first step of its epoch: a stage starts an
+	// empty cache for it, and refuses any other step of an epoch it has
+	// not seen opened (a stage that restarted under the same name).
+	Opens bool
 	// Reply is the subject the last stage (or a failing one) answers on;
 	// Route the step subjects of the stages still to run, next first.
 	Reply string
@@ -84,7 +88,11 @@ func AppendEncode(dst []byte, m *Message) []byte {
 		nRows = len(m.Tokens)
 	}
 	dst = append(dst, magic...)
-	dst = append(dst, version, m.Kind, byte(m.DType), 0)
+	flags := byte(0)
+	if m.Opens {
+		flags = 1
+	}
+	dst = append(dst, version, m.Kind, byte(m.DType), flags)
 	dst = binary.LittleEndian.AppendUint64(dst, m.Epoch)
 	dst = binary.LittleEndian.AppendUint64(dst, m.Step)
 	seqs, copies := len(m.Tables), len(m.Copies)/2
@@ -202,9 +210,9 @@ func Decode(data []byte, m *Message) error {
 	if h[4] != version {
 		return fmt.Errorf("%w: version %d (want %d)", ErrMessage, h[4], version)
 	}
-	m.Kind, m.DType = h[5], DType(h[6])
-	if m.Kind < KindStep || m.Kind > KindError || m.DType > F16 {
-		return fmt.Errorf("%w: kind %d, dtype %d", ErrMessage, m.Kind, m.DType)
+	m.Kind, m.DType, m.Opens = h[5], DType(h[6]), h[7]&1 != 0
+	if m.Kind < KindStep || m.Kind > KindError || m.DType > F16 || h[7] > 1 {
+		return fmt.Errorf("%w: kind %d, dtype %d, flags %d", ErrMessage, m.Kind, m.DType, h[7])
 	}
 	e := r.take(16)
 	if e == nil {

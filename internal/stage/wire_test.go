@@ -14,7 +14,7 @@ import (
 
 func sampleStep() *Message {
 	return &Message{
-		Kind: KindStep, DType: F32, Epoch: 1733480000000000000, Step: 42,
+		Kind: KindStep, DType: F32, Epoch: 1733480000000000000, Step: 42, Opens: true,
 		Reply: "courier.stage.out.first", Route: []string{"courier.stage.step.s3"},
 		StageStep: engine.StageStep{
 			Context: 256, KVBlocks: 64, KVBlockSize: 16,
@@ -35,7 +35,7 @@ func TestWireRoundTrip(t *testing.T) {
 	if err := Decode(AppendEncode(nil, step), &got); err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(got.StageStep, step.StageStep) || got.Epoch != step.Epoch || got.Step != step.Step ||
+	if !reflect.DeepEqual(got.StageStep, step.StageStep) || got.Epoch != step.Epoch || got.Step != step.Step || !got.Opens ||
 		got.Reply != step.Reply || !reflect.DeepEqual(got.Route, step.Route) || got.Width != 2 {
 		t.Errorf("step round trip:\n got %+v\nwant %+v", got, step)
 	}
