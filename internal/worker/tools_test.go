@@ -1,11 +1,15 @@
 package worker
 
 import (
+	"context"
+	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
 	"courier/internal/bus"
+	"courier/internal/engine"
 	"courier/internal/engine/grammar"
 )
 
@@ -132,4 +136,78 @@ func FuzzToolStream(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestToolCallResumesExactly: a chat with tools whose worker is lost
+// mid-answer resumes on another attempt with the very chunks the
+// uninterrupted answer has after the cut — content, call pieces and all —
+// wherever the cut falls (the reader replays the text the client has).
+func TestToolCallResumesExactly(t *testing.T) {
+	for _, tc := range []struct {
+		answer  string
+		calls   int
+		content string
+	}{
+		{`{"name": "get_time", "arguments": {"zone": "Europe/Paris", "n": [1, 2]}}`, 1, ""},
+		{`Sure. {"name": "get_time", "arguments": {}}`, 0, `Sure. {"name": "get_time", "arguments": {}}`}, // JSON calls only at the start
+	} {
+		answer := tc.answer
+		gen := func(ctx context.Context, req engine.Request, emit func(engine.Token) error) (engine.Result, error) {
+			for i := len(req.Resume); i < len(answer); i++ {
+				if err := emit(engine.Token{ID: int32(answer[i]), Text: []byte{answer[i]}}); err != nil {
+					return engine.Result{}, err
+				}
+			}
+			return engine.Result{CompletionTokens: len(answer), FinishReason: engine.FinishStop}, nil
+		}
+		w := newWorker(t, &fakeEngine{generate: gen, slots: 1}, 0)
+		run := func(resume int) []*bus.Chunk {
+			req := &bus.Request{ID: "r", Model: "m", Kind: bus.KindChat, Messages: []bus.ChatMessage{{Role: "user", Content: "time?"}},
+				Tools: []bus.Tool{{Name: "get_time"}}, ToolChoice: "auto", Attempt: 1}
+			if resume > 0 {
+				for i := range resume {
+					req.Resume = append(req.Resume, int32(answer[i]))
+				}
+				req.ResumeSeq, req.Attempt = uint64(resume+1), 2
+			}
+			c := newCollector()
+			if e := w.Admit(req, func(ch *bus.Chunk) {
+				if ch != nil {
+					cc := cloneChunk(ch)
+					cc.ToolCalls = slices.Clone(ch.ToolCalls)
+					ch = cc
+				}
+				c.send(ch)
+			}); e != nil {
+				t.Fatal(e)
+			}
+			return c.wait(t)
+		}
+		full := run(0)
+		var calls []bus.ToolCall
+		var content strings.Builder
+		for _, ch := range full {
+			calls = bus.AddToolCallDeltas(calls, ch.ToolCalls)
+			content.WriteString(ch.Text)
+		}
+		wantFinish := "stop"
+		if tc.calls > 0 {
+			wantFinish = "tool_calls"
+		}
+		if content.String() != tc.content || len(calls) != tc.calls || full[len(full)-1].FinishReason != wantFinish {
+			t.Fatalf("%q: content %q, calls %+v, finish %q", answer, content.String(), calls, full[len(full)-1].FinishReason)
+		}
+		for cut := 1; cut < len(answer); cut += 5 {
+			got, want := run(cut), full[cut:]
+			if len(got) != len(want) {
+				t.Fatalf("%q cut %d: %d chunks, want %d", answer, cut, len(got), len(want))
+			}
+			for i := range got {
+				if got[i].Text != want[i].Text || fmt.Sprint(got[i].ToolCalls) != fmt.Sprint(want[i].ToolCalls) || got[i].Seq != want[i].Seq ||
+					got[i].FinishReason != want[i].FinishReason {
+					t.Fatalf("%q cut %d, chunk %d: %+v, want %+v", answer, cut, i, got[i], want[i])
+				}
+			}
+		}
+	}
 }
