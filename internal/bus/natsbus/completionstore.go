@@ -2,7 +2,6 @@ package natsbus
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -38,18 +37,9 @@ func OpenCompletionStore(ctx context.Context, conn *Conn, cfg CompletionStoreCon
 	if auto {
 		cfg.Replicas = defaultReplicas(conn.nc)
 	}
-	js, err := jetstream.New(conn.nc)
+	js, err := openJetStream(ctx, conn)
 	if err != nil {
-		return nil, fmt.Errorf("natsbus: jetstream: %w", err)
-	}
-	err = retryWithin(ctx, startupRetryFor, attemptTimeout, func(ctx context.Context, _ bool) error {
-		_, err := js.AccountInfo(ctx)
-		return err
-	})
-	if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
-		return nil, ErrNoJetStream
-	} else if err != nil {
-		return nil, fmt.Errorf("natsbus: jetstream account: %w", err)
+		return nil, err
 	}
 	kv, err := ensure(ctx, js, "KV_"+bucketCompletions, cfg.Replicas, auto, conn.log, func(ctx context.Context, r int) (jetstream.KeyValue, error) {
 		return js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{

@@ -55,20 +55,9 @@ func OpenJobStore(ctx context.Context, conn *Conn, cfg JobStoreConfig) (jobs.Sto
 		cfg.Replicas = defaultReplicas(conn.nc)
 	}
 	log := conn.log
-	js, err := jetstream.New(conn.nc)
+	js, err := openJetStream(ctx, conn)
 	if err != nil {
-		return jobs.Store{}, fmt.Errorf("natsbus: jetstream: %w", err)
-	}
-	// A cluster that just started may have no JetStream leader yet.
-	err = retryWithin(ctx, startupRetryFor, attemptTimeout, func(ctx context.Context, _ bool) error {
-		_, err := js.AccountInfo(ctx)
-		return err
-	})
-	if err != nil {
-		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
-			return jobs.Store{}, ErrNoJetStream
-		}
-		return jobs.Store{}, fmt.Errorf("natsbus: jetstream account: %w", err)
+		return jobs.Store{}, err
 	}
 	var st jobs.Store
 	kvs := []struct {

@@ -256,3 +256,25 @@ func JobStoreAssets(ctx context.Context, conn *Conn) ([]StoreAsset, error) {
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
 }
+
+// openJetStream returns conn's JetStream once its account answers: a
+// server without JetStream answers nothing on the stream API, so the
+// account is asked first (ErrNoJetStream), retried for startupRetryFor
+// while a cluster that just started elects its JetStream leader.
+func openJetStream(ctx context.Context, conn *Conn) (jetstream.JetStream, error) {
+	js, err := jetstream.New(conn.nc)
+	if err != nil {
+		return nil, fmt.Errorf("natsbus: jetstream: %w", err)
+	}
+	err = retryWithin(ctx, startupRetryFor, attemptTimeout, func(ctx context.Context, _ bool) error {
+		_, err := js.AccountInfo(ctx)
+		return err
+	})
+	if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
+		return nil, ErrNoJetStream
+	}
+	if err != nil {
+		return nil, fmt.Errorf("natsbus: jetstream account: %w", err)
+	}
+	return js, nil
+}

@@ -86,22 +86,9 @@ func OpenTimelines(ctx context.Context, conn *Conn, cfg TimelineConfig) (*Timeli
 	if cfg.Queue <= 0 {
 		cfg.Queue = defaultTimelineQueue
 	}
-	js, err := jetstream.New(conn.nc)
+	js, err := openJetStream(ctx, conn)
 	if err != nil {
-		return nil, fmt.Errorf("natsbus: jetstream: %w", err)
-	}
-	// A server without JetStream answers nothing on the stream API: ask
-	// the account first, as OpenJobStore does (a cluster that just
-	// started may still be electing its JetStream leader).
-	err = retryWithin(ctx, startupRetryFor, attemptTimeout, func(ctx context.Context, _ bool) error {
-		_, err := js.AccountInfo(ctx)
-		return err
-	})
-	if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
-		return nil, ErrNoJetStream
-	}
-	if err != nil {
-		return nil, fmt.Errorf("natsbus: jetstream account: %w", err)
+		return nil, err
 	}
 	auto := cfg.Replicas <= 0
 	if auto {

@@ -152,6 +152,22 @@ func TestTimelinesWithoutJetStream(t *testing.T) {
 	}
 }
 
+// TestStoresWithoutJetStream: the job store and the stored-completions
+// bucket, opened as the timelines are (openJetStream), say so at once too.
+func TestStoresWithoutJetStream(t *testing.T) {
+	b := startBus(t)
+	start := time.Now()
+	if _, err := OpenCompletionStore(waitCtx(t), b.conn("gateway"), CompletionStoreConfig{}); !errors.Is(err, ErrNoJetStream) {
+		t.Errorf("OpenCompletionStore without JetStream: %v", err)
+	}
+	if _, err := OpenJobStore(waitCtx(t), b.conn("gateway"), JobStoreConfig{}); !errors.Is(err, ErrNoJetStream) {
+		t.Errorf("OpenJobStore without JetStream: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("the stores took %v to find no JetStream", d)
+	}
+}
+
 // TestTraceNamesAffinity: a request sent to the worker holding its prefix
 // is placed for affinity; the first of the prefix for the load.
 func TestTraceNamesAffinity(t *testing.T) {
