@@ -27,5 +27,13 @@
 //     has is never sent again.
 //   - A probe goroutine, owned by the Backend and stopped by Close, checks
 //     the upstream's health (GET /models) and, where it exposes one, its
-//     load (llama-server /slots, vLLM /metrics) every ProbeInterval.
+//     load (llama-server /slots, vLLM /metrics) every ProbeInterval, and
+//     identifies its engine (engine.go), under whose names tools and
+//     output constraints are sent; what an engine cannot enforce is a 400
+//     naming it, never dropped. An answer with a constraint, tools or a
+//     token-id prompt is not resumed (an upstream would restart its grammar
+//     inside it): a lost one is an error.
+//   - Classifications and completions with echo and logprobs go only to
+//     engines that score prompts (Courier, vLLM), as non-streamed echoes
+//     (classify.go).
 package upstream
