@@ -92,8 +92,8 @@ func ownerToken(owner string) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(owner))
 }
 
-// idToken is id as a key token: ids may hold dots (a client's
-// X-Request-Id), which separate key tokens.
+// idToken is id as a key token: an id a client looks up may hold dots,
+// which separate key tokens.
 func idToken(id string) string { return base64.RawURLEncoding.EncodeToString([]byte(id)) }
 
 func recordKey(owner, id string) string   { return "c." + ownerToken(owner) + "." + idToken(id) }
@@ -104,8 +104,8 @@ func indexKey(owner, id string) string    { return "i." + ownerToken(owner) + ".
 func MessageID(id string, i int) string { return id + "-" + strconv.Itoa(i) }
 
 // Put stores c (with c.Owner, c.ID set) and its request messages msgs,
-// each a JSON object; a completion already stored under the same id (a
-// client that sent the same X-Request-Id twice) is replaced.
+// each a JSON object; a completion already stored under the same id is
+// replaced (ids are the gateway's random request ids: not expected).
 func (s *Store) Put(ctx context.Context, c *Completion, msgs []json.RawMessage) error {
 	if c.ID == "" || c.Response == nil {
 		return errors.New("completions: Put needs an id and a response")
