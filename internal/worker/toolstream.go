@@ -194,7 +194,7 @@ func (s *toolStream) flushContent() {
 // hold keeps b back until it is known to be call syntax or content; after
 // a call was made, syntax between calls is simply dropped.
 func (s *toolStream) hold(b byte) {
-	if s.calls == 0 || s.mode == modeObject {
+	if s.calls == 0 {
 		s.pending = append(s.pending, b)
 	}
 }
