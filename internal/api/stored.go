@@ -20,8 +20,11 @@ import (
 // It is stored before the answer's last byte is written (the JSON body, or
 // the stream's [DONE]), so a client that got the answer finds it.
 
-// storeTimeout bounds writing one stored completion.
-const storeTimeout = 10 * time.Second
+// storeTimeout bounds writing one stored completion. It is longer than the
+// store's own retries of a write a leader change interrupts (20 s), so an
+// answer given while a cluster elects a new leader for the bucket waits for
+// it rather than lose the record (TestStoredCompletionsSurviveLeaderLoss).
+const storeTimeout = 30 * time.Second
 
 // SetCompletionStore makes h (a handler from New or NewWithJobs) keep chat
 // completions in st and serve OpenAI's stored-completions endpoints; call

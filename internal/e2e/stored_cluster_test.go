@@ -29,7 +29,8 @@ type storedChat struct {
 // clustered JetStream servers (separate processes), kills the server that
 // leads the stored-completions bucket for good (SIGKILL, its store
 // deleted), and checks that every completion stored before the kill is
-// still listed and retrieved whole, and that new ones are stored after it.
+// still listed and retrieved whole, that new ones are stored after it, and
+// that the requests' timelines (COURIER_TIMELINE, also replicated) are kept.
 func TestStoredCompletionsSurviveLeaderLoss(t *testing.T) {
 	modelPath(t)
 	nodes := startNATSProcs(t)
@@ -53,8 +54,21 @@ func TestStoredCompletionsSurviveLeaderLoss(t *testing.T) {
 
 	store := func(i int) (storedChat, int) {
 		body := fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":"Tell story %d"}],"max_tokens":6,"temperature":0,"store":true,"metadata":{"n":"%d"}}`, modelName, i, i)
+		req, _ := http.NewRequest("POST", base+"/chat/completions", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Request-Id", fmt.Sprint("cluster-", i))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
 		var c storedChat
-		st := httpJSON(t, "POST", base+"/chat/completions", "application/json", []byte(body), &c)
+		if resp.StatusCode == 200 {
+			if err := json.NewDecoder(resp.Body).Decode(&c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		st := resp.StatusCode
 		c.Metadata = map[string]string{"n": fmt.Sprint(i)} // kept with it, not echoed in the answer
 		return c, st
 	}
@@ -66,6 +80,14 @@ func TestStoredCompletionsSurviveLeaderLoss(t *testing.T) {
 			t.Fatalf("store %d: status %d", i, st)
 		}
 		made[c.ID] = c
+	}
+
+	// Their timelines are published in the background: wait until each
+	// is kept before the kill.
+	for i := range before {
+		waitUntil(t, fmt.Sprintf("timeline of cluster-%d", i), func() bool {
+			return httpJSON(t, "GET", base+"/requests/"+fmt.Sprint("cluster-", i), "", nil, nil) == 200
+		})
 	}
 
 	probe, err := natsbus.Dial(urls, "probe", natsbus.ClientAuth{}, nil)
@@ -103,15 +125,12 @@ func TestStoredCompletionsSurviveLeaderLoss(t *testing.T) {
 	// New completions are stored once the bucket has a new leader (the
 	// answer itself never waits on the store; a failed write is logged).
 	for i := before; i < before+after; i++ {
-		var c storedChat
-		waitUntil(t, fmt.Sprintf("completion %d stored after the kill", i), func() bool {
-			var st int
-			c, st = store(i)
-			if st != 200 {
-				t.Fatalf("chat %d after the kill: status %d", i, st)
-			}
-			var got storedChat
-			return httpJSON(t, "GET", base+"/chat/completions/"+c.ID, "", nil, &got) == 200
+		c, st := store(i)
+		if st != 200 || c.ID == "" {
+			t.Fatalf("chat %d after the kill: status %d", i, st)
+		}
+		waitUntil(t, fmt.Sprintf("completion %d retrievable after the kill", i), func() bool {
+			return httpJSON(t, "GET", base+"/chat/completions/"+c.ID, "", nil, nil) == 200
 		})
 		made[c.ID] = c
 	}
@@ -127,6 +146,21 @@ func TestStoredCompletionsSurviveLeaderLoss(t *testing.T) {
 		gj, _ := json.Marshal(got)
 		if string(wj) != string(gj) {
 			t.Errorf("retrieve %s:\n got %s\nwant %s", id, gj, wj)
+		}
+	}
+	for i := range before + after {
+		var tl struct {
+			ID     string `json:"id"`
+			Status string `json:"status"`
+		}
+		id := fmt.Sprint("cluster-", i)
+		if i >= before { // published after the kill: may still be on its way
+			waitUntil(t, "timeline of "+id, func() bool {
+				return httpJSON(t, "GET", base+"/requests/"+id, "", nil, nil) == 200
+			})
+		}
+		if st := httpJSON(t, "GET", base+"/requests/"+id, "", nil, &tl); st != 200 || tl.ID != id || tl.Status != "succeeded" {
+			t.Errorf("timeline %s after the kill: status %d, %+v", id, st, tl)
 		}
 	}
 	var list struct {

@@ -35,6 +35,12 @@ const (
 	// wakes no goroutine, and the publisher and NATS handle a batch per
 	// wake-up.
 	timelineFlushEvery = 50 * time.Millisecond
+	// timelineAckWait bounds how long one flush waits for the stream's
+	// acknowledgements; timelineRetryFor how long a timeline the stream did
+	// not take (no leader during an election, a lost server) is sent again
+	// at each flush before it is dropped.
+	timelineAckWait  = 5 * time.Second
+	timelineRetryFor = time.Minute
 	// maxTimelineScan bounds the messages one List reads.
 	maxTimelineScan = 20000
 )
@@ -62,11 +68,13 @@ type TimelineConfig struct {
 // publishes. All methods are safe for concurrent use.
 type Timelines struct {
 	conn   *Conn
+	js     jetstream.JetStream
 	stream jetstream.Stream
 	log    *slog.Logger
 
 	q       chan *bus.Timeline
 	dropped atomic.Int64
+	retry   []pendingTimeline // not acknowledged yet; only the publisher touches it
 
 	mu     sync.Mutex
 	closed bool // guarded by mu; Record drops once set
@@ -111,7 +119,7 @@ func OpenTimelines(ctx context.Context, conn *Conn, cfg TimelineConfig) (*Timeli
 	if err != nil {
 		return nil, fmt.Errorf("natsbus: timeline stream: %w", err)
 	}
-	t := &Timelines{conn: conn, stream: s, log: conn.log, q: make(chan *bus.Timeline, cfg.Queue),
+	t := &Timelines{conn: conn, js: js, stream: s, log: conn.log, q: make(chan *bus.Timeline, cfg.Queue),
 		stop: make(chan struct{}), done: make(chan struct{})}
 	go t.publish()
 	return t, nil
@@ -142,7 +150,8 @@ func (t *Timelines) Record(tl *bus.Timeline) {
 	}
 }
 
-// Dropped counts the timelines Record could not queue.
+// Dropped counts the timelines Record could not queue and those the
+// stream did not acknowledge within timelineRetryFor.
 func (t *Timelines) Dropped() int64 { return t.dropped.Load() }
 
 // publish sends the queued timelines every timelineFlushEvery until
@@ -162,26 +171,68 @@ func (t *Timelines) publish() {
 	}
 }
 
-// drain encodes and publishes every queued timeline.
+// pendingTimeline is an encoded timeline on its way to the stream.
+type pendingTimeline struct {
+	subject string
+	data    []byte
+	first   time.Time // first sent
+}
+
+// drain encodes the queued timelines and publishes them with those not yet
+// acknowledged, then waits (at most timelineAckWait) for the stream's
+// acknowledgements: a timeline the stream did not take — no leader while a
+// cluster elects one after losing a server — is kept to be sent again at
+// the next flush, for up to timelineRetryFor. Sending one twice is
+// harmless: the stream keeps one message per timeline's subject.
 func (t *Timelines) drain() {
-	for {
-		var tl *bus.Timeline
+	batch := t.retry
+	t.retry = nil
+	now := time.Now()
+	for queued := true; queued; {
 		select {
-		case tl = <-t.q:
+		case tl := <-t.q:
+			tl.V = bus.Version
+			data, err := json.Marshal(tl)
+			if err != nil {
+				t.log.Warn("encode request timeline", "id", tl.ID, "err", err)
+				continue
+			}
+			batch = append(batch, pendingTimeline{subject: timelineSubject(tl.Tenant, tl.ID), data: data, first: now})
 		default:
-			return
+			queued = false
 		}
-		tl.V = bus.Version
-		data, err := json.Marshal(tl)
-		if err != nil {
-			t.log.Warn("encode request timeline", "id", tl.ID, "err", err)
+	}
+	if len(batch) == 0 {
+		return
+	}
+	acks := make([]jetstream.PubAckFuture, len(batch))
+	for i, p := range batch {
+		acks[i], _ = t.js.PublishAsync(p.subject, p.data) // nil on error: sent again below
+	}
+	wait := time.NewTimer(timelineAckWait)
+	select {
+	case <-t.js.PublishAsyncComplete():
+	case <-wait.C:
+	}
+	wait.Stop()
+	var lost int
+	for i, p := range batch {
+		if acks[i] != nil {
+			select {
+			case <-acks[i].Ok():
+				continue
+			default:
+			}
+		}
+		if now.Sub(p.first) >= timelineRetryFor || len(t.retry) >= cap(t.q) {
+			lost++
 			continue
 		}
-		// A plain publish: the stream stores it, and no ack is awaited (a
-		// lost timeline costs nothing but itself).
-		if err := t.conn.nc.Publish(timelineSubject(tl.Tenant, tl.ID), data); err != nil {
-			t.log.Warn("publish request timeline", "id", tl.ID, "err", err)
-		}
+		t.retry = append(t.retry, p)
+	}
+	if lost > 0 {
+		t.dropped.Add(int64(lost))
+		t.log.Warn("request timelines not stored", "count", lost, "retried_for", timelineRetryFor)
 	}
 }
 
