@@ -128,14 +128,18 @@ func actBytes(n int) int { return 6*n + 64 }
 // waking a sleeping goroutine per job would cost about as much as the job.
 // A worker that finishes a job therefore spins for up to spinWait before
 // it sleeps, and a job is handed to a spinning worker by an atomic claim
-// instead of a channel send; the caller likewise spins (yielding) while it
-// waits for the workers' shares.
+// instead of a channel send; the caller likewise polls for up to spinWait
+// while it waits for the workers' shares, then parks until the last one
+// signals (waitWorkers), so neither side spins for long against another
+// process holding a core.
 type Pool struct {
 	mu      sync.Mutex // serializes MatMul and MeasureReadBandwidth; guards job
 	threads int
 	workers []*poolWorker
-	pending atomic.Int32 // workers still running the current job
-	job     job          // guarded by mu; read by workers while claimed
+	pending atomic.Int32  // workers still running the current job
+	waiter  atomic.Bool   // the caller is parked (or about to be) on done
+	done    chan struct{} // the last worker's signal to a parked caller (cap 1)
+	job     job           // guarded by mu; read by workers while claimed
 	closed  atomic.Bool
 }
 
@@ -160,7 +164,7 @@ func NewPool(threads int) *Pool {
 	if threads <= 0 {
 		threads = runtime.GOMAXPROCS(0)
 	}
-	p := &Pool{threads: threads}
+	p := &Pool{threads: threads, done: make(chan struct{}, 1)}
 	p.job.res = make([][groupW * groupA]float32, threads)
 	p.job.wbuf = make([][]byte, threads)
 	for i := 1; i < threads; i++ {
@@ -194,7 +198,7 @@ func (p *Pool) worker(w *poolWorker, tid int) {
 		for {
 			p.job.run(tid)
 			w.state.Store(workerSpinning) // before pending: the next claim may follow at once
-			p.pending.Add(-1)
+			p.finish()
 			if !w.spin() {
 				break
 			}
@@ -257,9 +261,47 @@ func (p *Pool) runJobLocked(parallel bool) {
 		}
 	}
 	p.job.run(0)
+	p.waitWorkers()
+}
+
+// waitWorkers returns once every worker has finished the current job. It
+// polls for up to spinWait (a worker usually finishes its last chunk
+// within microseconds of the caller), then parks until the last worker
+// signals: when another process holds a worker's core, the caller does
+// not spin against it for a whole time slice.
+func (p *Pool) waitWorkers() {
+	var t0 time.Time
 	for i := 0; p.pending.Load() != 0; i++ {
-		if i&15 == 15 {
-			runtime.Gosched()
+		if i&63 != 63 {
+			continue
 		}
+		if t0.IsZero() {
+			t0 = time.Now()
+			continue
+		}
+		if time.Since(t0) > spinWait {
+			p.park()
+			return
+		}
+	}
+}
+
+// park sleeps until the job's last worker is done. The caller announces
+// itself (waiter) before it looks at pending again; a worker that takes
+// pending to zero and then finds the announcement takes it back and sends,
+// so exactly one side ends the wait.
+func (p *Pool) park() {
+	p.waiter.Store(true)
+	if p.pending.Load() == 0 && p.waiter.CompareAndSwap(true, false) {
+		return // done meanwhile; nobody sends
+	}
+	<-p.done
+}
+
+// finish marks one worker's share of the job done, waking a parked caller
+// after the last one.
+func (p *Pool) finish() {
+	if p.pending.Add(-1) == 0 && p.waiter.CompareAndSwap(true, false) {
+		p.done <- struct{}{}
 	}
 }
