@@ -49,8 +49,9 @@ func benchModelPath(b *testing.B) string {
 var benchEngineOpts = engine.Options{ContextLength: 512, Slots: 16, BatchSize: 64, Threads: 1}
 
 // loadBenchPipeline starts the later stages of an n-stage split of path,
-// each on its own connection made by dial, and returns the first stage.
-func loadBenchPipeline(b *testing.B, path string, n int, dial func(name string) *natsbus.Conn) *engine.Engine {
+// each on its own connection made by dial, and lanes first stages through
+// them (slots shared out), and returns the first stages.
+func loadBenchPipeline(b *testing.B, path string, n, lanes int, dial func(name string) *natsbus.Conn) []*engine.Engine {
 	b.Helper()
 	total, err := engine.LayerCount(path)
 	if err != nil {
@@ -71,38 +72,43 @@ func loadBenchPipeline(b *testing.B, path string, n int, dial func(name string) 
 		}
 		b.Cleanup(func() { s.Close(); st.Close() })
 	}
-	p, err := NewPipeline(dial("first"), PipelineConfig{Instance: "first", Model: "m", Layers: share(1), HeartbeatInterval: time.Second}, nil)
-	if err != nil {
-		b.Fatal(err)
+	var firsts []*engine.Engine
+	for l := range lanes {
+		id := fmt.Sprintf("first-%d", l)
+		p, err := NewPipeline(dial(id), PipelineConfig{Instance: id, Model: "m", Layers: share(1), HeartbeatInterval: time.Second}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(p.Close)
+		opts := benchEngineOpts
+		opts.Layers, opts.Tail, opts.Slots = share(1), p, opts.Slots/lanes
+		e, err := engine.Load(path, opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { e.Close() })
+		p.SetContextLength(e.Info().ContextLength)
+		for i := 0; i < 500 && !e.Ready(); i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if !e.Ready() {
+			b.Fatal("pipeline not ready")
+		}
+		firsts = append(firsts, e)
 	}
-	b.Cleanup(p.Close)
-	opts := benchEngineOpts
-	opts.Layers, opts.Tail = share(1), p
-	e, err := engine.Load(path, opts)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { e.Close() })
-	p.SetContextLength(e.Info().ContextLength)
-	for i := 0; i < 500 && !e.Ready(); i++ {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if !e.Ready() {
-		b.Fatal("pipeline not ready")
-	}
-	return e
+	return firsts
 }
 
-// generateConcurrent runs conc greedy generations of n tokens and returns
-// the tokens generated.
-func generateConcurrent(b *testing.B, e *engine.Engine, conc, n int) int {
+// generateConcurrent runs conc greedy generations of n tokens, spread
+// over the engines, and returns the tokens generated.
+func generateConcurrent(b *testing.B, es []*engine.Engine, conc, n int) int {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	total := 0
 	for i := range conc {
 		wg.Go(func() {
 			prompt := []int32{1, int32(300 + i), int32(400 + i), int32(500 + i)}
-			res, err := e.Generate(context.Background(), engine.Request{Prompt: prompt, MaxTokens: n, IgnoreEOS: true},
+			res, err := es[i%len(es)].Generate(context.Background(), engine.Request{Prompt: prompt, MaxTokens: n, IgnoreEOS: true},
 				func(engine.Token) error { return nil })
 			if err != nil {
 				b.Error(err)
@@ -118,15 +124,16 @@ func generateConcurrent(b *testing.B, e *engine.Engine, conc, n int) int {
 
 // BenchmarkPipeline measures the 134M synthetic model (Q8_0) as one
 // engine, as 2 stages joined by an in-process NATS server and by NATS over
-// TCP on loopback, and as 3 stages (in-process), every setup loaded at once
+// TCP on loopback, as 3 stages (in-process), and as 2 stages with two first
+// stages sharing the second (two steps in flight), every setup loaded at once
 // and measured in turn within each round (so a busy moment of the machine
 // hits them alike): aggregate decode tokens/s at 1, 4, 8 and 16 streams,
-// as a ratio to the whole model's (x_whole_<setup>_s<streams>), and at 1
+// (32 tokens a stream; 96 at 1 stream), as a ratio to the whole model's (x_whole_<setup>_s<streams>), and at 1
 // stream the time each stage boundary adds per token
 // (ms_per_boundary_<setup>). The tokens/s of every setup are logged. Run
 // it alone:
 //
-//	flock -x /tmp/courier-cpu.lock go test ./internal/stage/ -run XXX -bench Pipeline -benchtime 3x -v
+//	flock -x /tmp/courier-cpu.lock go test ./internal/stage/ -run XXX -bench Pipeline -benchtime 5x -v
 func BenchmarkPipeline(b *testing.B) {
 	path := benchModelPath(b)
 	inproc := func(b *testing.B) func(string) *natsbus.Conn {
@@ -162,7 +169,7 @@ func BenchmarkPipeline(b *testing.B) {
 	type setup struct {
 		name   string
 		stages int
-		e      *engine.Engine
+		e      []*engine.Engine
 		secs   map[int]float64 // streams -> seconds spent
 		toks   map[int]int     // streams -> tokens generated
 	}
@@ -172,19 +179,25 @@ func BenchmarkPipeline(b *testing.B) {
 	}
 	defer whole.Close()
 	setups := []*setup{
-		{name: "whole", stages: 1, e: whole},
-		{name: "2stages-inproc", stages: 2, e: loadBenchPipeline(b, path, 2, inproc(b))},
-		{name: "2stages-tcp", stages: 2, e: loadBenchPipeline(b, path, 2, tcp(b))},
-		{name: "3stages-inproc", stages: 3, e: loadBenchPipeline(b, path, 3, inproc(b))},
+		{name: "whole", stages: 1, e: []*engine.Engine{whole}},
+		{name: "2stages-inproc", stages: 2, e: loadBenchPipeline(b, path, 2, 1, inproc(b))},
+		{name: "2stages-tcp", stages: 2, e: loadBenchPipeline(b, path, 2, 1, tcp(b))},
+		{name: "3stages-inproc", stages: 3, e: loadBenchPipeline(b, path, 3, 1, inproc(b))},
+		// Two first stages (8 slots each) through one second stage: two
+		// steps in flight.
+		{name: "2stages-2firsts-inproc", stages: 2, e: loadBenchPipeline(b, path, 2, 2, inproc(b))},
 	}
 	streams := []int{1, 4, 8, 16}
 	for _, s := range setups {
 		s.secs, s.toks = map[int]float64{}, map[int]int{}
 		generateConcurrent(b, s.e, 1, 4) // warm: pages of the weights touched
 	}
-	const tokens = 32
 	for b.Loop() {
 		for _, conc := range streams {
+			tokens := 32
+			if conc == 1 {
+				tokens = 96 // the latency figure: a longer run
+			}
 			for _, s := range setups {
 				t0 := time.Now()
 				s.toks[conc] += generateConcurrent(b, s.e, conc, tokens)
