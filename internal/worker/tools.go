@@ -23,6 +23,8 @@ func toolFormatOf(tmpl string) grammar.ToolFormat {
 	switch {
 	case strings.Contains(tmpl, "<tool_call>"):
 		return grammar.ToolsHermes // Qwen 2/2.5/3, Hermes
+	case strings.Contains(tmpl, "[TOOL_CALLS]") && strings.Contains(tmpl, "[ARGS]"):
+		return grammar.ToolsMistralArgs // Mistral Small 3.2, Magistral, Devstral
 	case strings.Contains(tmpl, "[TOOL_CALLS]"):
 		return grammar.ToolsMistral
 	case strings.Contains(tmpl, "<|python_tag|>"), strings.Contains(tmpl, "ipython"):

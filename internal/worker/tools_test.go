@@ -58,6 +58,13 @@ func TestToolStream(t *testing.T) {
 			[]bus.ToolCall{{Name: "get_time", Arguments: `{"zone":[1,2.5,true]}`}}},
 		{grammar.ToolsMistral, `[TOOL_CALLS][{"name": "get_time", "arguments": {"zone": "Europe/Paris"}}]`, "",
 			[]bus.ToolCall{{Name: "get_time", Arguments: `{"zone":"Europe/Paris"}`}}},
+		{grammar.ToolsMistralArgs, `[TOOL_CALLS]get_weather[ARGS]{"city": "Paris"}[TOOL_CALLS]get_time[ARGS]{}`, "",
+			[]bus.ToolCall{{Name: "get_weather", Arguments: `{"city":"Paris"}`}, {Name: "get_time", Arguments: `{}`}}},
+		{grammar.ToolsMistralArgs, `Let me see.[TOOL_CALLS]get_time[ARGS] {"zone": "UTC"}`, "Let me see.",
+			[]bus.ToolCall{{Name: "get_time", Arguments: `{"zone":"UTC"}`}}},
+		{grammar.ToolsMistralArgs, `[TOOL_CALLS]rm_rf[ARGS]{}`, `[TOOL_CALLS]rm_rf[ARGS]{}`, nil},
+		{grammar.ToolsMistralArgs, `[TOOL_CALLS]get time[ARGS]{}`, `[TOOL_CALLS]get time[ARGS]{}`, nil},
+		{grammar.ToolsMistralArgs, `[TOOL_CALLS][ARGS]{}`, `[TOOL_CALLS][ARGS]{}`, nil},
 		{grammar.ToolsLlama3, `<|python_tag|>{"name": "get_weather", "parameters": {"city": "Oslo"}}`, "",
 			[]bus.ToolCall{{Name: "get_weather", Arguments: `{"city":"Oslo"}`}}},
 		{grammar.ToolsLlama3, `{"name": "get_weather", "parameters": {"city": "Oslo"}}; {"name": "get_time", "parameters": {}}`, "",
@@ -118,7 +125,8 @@ func FuzzToolStream(f *testing.F) {
 	f.Add(`[{"name":"get_time","arguments":{}},{"name":"get_weather","arguments":"{}"}]`, uint8(3))
 	f.Add(`[TOOL_CALLS][{"name": "get_time", "arguments": {"a": [1, {"b": "}"}]}}]`, uint8(1))
 	f.Add(`<|python_tag|>{"name": "get_time", "parameters": null}`, uint8(2))
-	formats := []grammar.ToolFormat{grammar.ToolsHermes, grammar.ToolsMistral, grammar.ToolsLlama3, grammar.ToolsJSON}
+	f.Add(`ok[TOOL_CALLS]get_time[ARGS]{"a": "[ARGS]"}[TOOL_CALLS]ping[ARGS]7`, uint8(4))
+	formats := []grammar.ToolFormat{grammar.ToolsHermes, grammar.ToolsMistral, grammar.ToolsLlama3, grammar.ToolsJSON, grammar.ToolsMistralArgs}
 	f.Fuzz(func(t *testing.T, text string, fm uint8) {
 		tm := &toolMode{format: formats[int(fm)%len(formats)], tools: []bus.Tool{{Name: "get_weather"}, {Name: "get_time"}}}
 		var byByte []int
@@ -208,6 +216,22 @@ func TestToolCallResumesExactly(t *testing.T) {
 					t.Fatalf("%q cut %d, chunk %d: %+v, want %+v", answer, cut, i, got[i], want[i])
 				}
 			}
+		}
+	}
+}
+
+// TestToolFormatOf: the call syntax follows the template's family.
+func TestToolFormatOf(t *testing.T) {
+	for tmpl, want := range map[string]string{
+		`{% for t in tools %}<tool_call>{{ t }}</tool_call>{% endfor %}`:             "hermes",
+		`[TOOL_CALLS][{"name": "{{ c.name }}", "arguments": {{ c.arguments }}}]`:     "mistral",
+		`{{ '[TOOL_CALLS]' + tool_call.function.name + '[ARGS]' + arguments }}`:      "mistral-args",
+		`{{- '<|python_tag|>' }}{"name": "{{ tool_call.name }}", "parameters": ...}`: "llama3",
+		`{% for m in messages %}{{ m.role }}: {{ m.content }}{% endfor %}assistant:`: "json",
+		``: "json",
+	} {
+		if got := toolFormatOf(tmpl).Name; got != want {
+			t.Errorf("%q: %s, want %s", tmpl, got, want)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"courier/internal/bus"
 )
@@ -24,6 +25,7 @@ import (
 //
 //	hermes   content <tool_call> {call} </tool_call> <tool_call> {call} ...
 //	mistral  content [TOOL_CALLS] [{call}, {call}]
+//	mistral-args  content [TOOL_CALLS]NAME[ARGS]ARGS [TOOL_CALLS]NAME[ARGS]ARGS
 //	llama3   <|python_tag|>{call}; {call}  or {call} or [{call}, ...] at the start
 //	json     {call} or [{call}, ...] at the start
 //
@@ -34,6 +36,7 @@ type toolStream struct {
 	opener  string // the literal that opens calls after content; "" none
 	atStart bool   // calls may open with a bare { or [ at the start
 	hermes  bool   // </tool_call> and <tool_call> separate calls
+	named   bool   // mistral-args: the opener is followed by NAME[ARGS], then the arguments
 	offers  func(string) bool
 
 	mode    streamMode
@@ -67,6 +70,7 @@ const (
 	modeContent                   // content (watching for the opener)
 	modeCalls                     // between calls
 	modeObject                    // inside a call object
+	modeName                      // mistral-args: reading NAME[ARGS]
 )
 
 type objState uint8
@@ -96,6 +100,8 @@ func newToolStream(tm *toolMode, id string) *toolStream {
 		s.opener, s.hermes = "<tool_call>", true
 	case "mistral":
 		s.opener = "[TOOL_CALLS]"
+	case "mistral-args":
+		s.opener, s.named = "[TOOL_CALLS]", true
 	case "llama3":
 		s.opener, s.atStart = "<|python_tag|>", true
 	default:
@@ -148,7 +154,42 @@ func (s *toolStream) step(b byte) {
 		s.stepCalls(b)
 	case modeObject:
 		s.stepObject(b)
+	case modeName:
+		s.stepName(b)
 	}
+}
+
+// argsMarker ends a call's name in the mistral-args syntax.
+const argsMarker = "[ARGS]"
+
+// stepName reads NAME[ARGS] after the opener (mistral-args); the
+// arguments then read as an object's "arguments" value.
+func (s *toolStream) stepName(b byte) {
+	s.pending = append(s.pending, b)
+	s.raw = append(s.raw, b)
+	name, ok := strings.CutSuffix(string(s.raw), argsMarker)
+	switch {
+	case ok && name != "":
+		s.mode, s.obj, s.key = modeObject, objVal0, "arguments"
+		s.name, s.haveName, s.open, s.haveArgs, s.argsStr = name, true, false, false, false
+		s.args = s.args[:0]
+	case len(s.raw) > 64+len(argsMarker) || !(isNameByte(b) || strings.HasPrefix(argsMarker, lastPart(s.raw))):
+		s.notCallsHeld()
+	}
+}
+
+// isNameByte reports whether b may be in a function's name.
+func isNameByte(b byte) bool {
+	return b == '_' || b == '-' || '0' <= b && b <= '9' || 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z'
+}
+
+// lastPart is the tail of raw from its last '[' (the [ARGS] marker being
+// read), or "" when there is none.
+func lastPart(raw []byte) string {
+	if i := bytes.LastIndexByte(raw, '['); i >= 0 {
+		return string(raw[i:])
+	}
+	return ""
 }
 
 // stepContent emits content, holding back what could begin the opener.
@@ -166,6 +207,9 @@ func (s *toolStream) stepContent(b byte) {
 			s.pending = append(s.pending, s.lit...)
 			s.lit = s.lit[:0]
 			s.mode = modeCalls
+			if s.named {
+				s.mode, s.raw = modeName, s.raw[:0]
+			}
 			return
 		case len(s.lit) <= len(s.opener) && s.opener[:len(s.lit)] == string(s.lit):
 			return
@@ -343,6 +387,18 @@ func (s *toolStream) stepValue(b byte) {
 		return
 	}
 	s.obj = objAfter
+	if s.named && s.valKind == valArgs {
+		// mistral-args: the call ends with its arguments.
+		s.haveArgs = true
+		if !s.open {
+			s.args = append(s.args[:0], s.raw...)
+		}
+		s.endObject()
+		if !consumed {
+			s.step(b)
+		}
+		return
+	}
 	switch s.valKind {
 	case valName:
 		if json.Unmarshal(s.raw, &s.name) != nil {
@@ -382,6 +438,9 @@ func (s *toolStream) addArgs(frag []byte) {
 // arguments came whole (before its name, or as a string) opens now.
 func (s *toolStream) endObject() {
 	s.mode = modeCalls
+	if s.named {
+		s.mode = modeContent // the next call opens with the opener again
+	}
 	if s.open {
 		s.pending = s.pending[:0]
 		return

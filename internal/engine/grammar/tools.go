@@ -21,8 +21,12 @@ type ToolFormat struct {
 var (
 	ToolsHermes  = ToolFormat{Name: "hermes", Open: "<tool_call>\n", Sep: "\n</tool_call>\n<tool_call>\n", Close: "\n</tool_call>", ArgsKey: "arguments", Parallel: true}
 	ToolsMistral = ToolFormat{Name: "mistral", Open: "[TOOL_CALLS][", Sep: ", ", Close: "]", ArgsKey: "arguments", Parallel: true}
-	ToolsLlama3  = ToolFormat{Name: "llama3", ArgsKey: "parameters"}
-	ToolsJSON    = ToolFormat{Name: "json", ArgsKey: "arguments"}
+	// ToolsMistralArgs is newer Mistral templates' syntax (Mistral Small
+	// 3.2, Magistral, Devstral): each call is [TOOL_CALLS]NAME[ARGS]ARGUMENTS,
+	// several calls one after another.
+	ToolsMistralArgs = ToolFormat{Name: "mistral-args", Parallel: true}
+	ToolsLlama3      = ToolFormat{Name: "llama3", ArgsKey: "parameters"}
+	ToolsJSON        = ToolFormat{Name: "json", ArgsKey: "arguments"}
 	// toolsJSONMany is ToolsJSON with several calls: a JSON array.
 	toolsJSONMany = ToolFormat{Name: "json", Open: "[", Sep: ", ", Close: "]", ArgsKey: "arguments", Parallel: true}
 )
@@ -52,6 +56,21 @@ func ToolCalls(f ToolFormat, tools []Tool, parallel bool) (*Grammar, error) {
 		params := t.Parameters
 		if len(params) == 0 || string(params) == "null" {
 			params = json.RawMessage(`{"type":"object"}`)
+		}
+		if f == ToolsMistralArgs {
+			// No JSON around the call: the name between two markers,
+			// then the arguments.
+			root, err := decodeOrdered(newJSONDecoder(params))
+			if err != nil {
+				return nil, fmt.Errorf("%w: tool %q parameters are not JSON: %v", ErrInvalid, t.Name, err)
+			}
+			v, err := newJSONc(b, root).value(root, fmt.Sprintf("tools[%d].parameters", i))
+			if err != nil {
+				return nil, err
+			}
+			alts[i] = cat(b.lit("[TOOL_CALLS]"+t.Name+"[ARGS]"), []sym{v})
+			key = append(append(append(key, t.Name...), params...), 0)
+			continue
 		}
 		name, _ := json.Marshal(t.Name)
 		call := fmt.Sprintf(`{"type":"object","properties":{"name":{"const":%s},%q:%s},"required":["name",%q]}`, name, f.ArgsKey, params, f.ArgsKey)
