@@ -19,6 +19,10 @@ type Stages struct {
 	// Count runs the model as this many stage workers in one process
 	// (serve; 0 or 1: one whole-model worker).
 	Count int
+	// Firsts runs that many first stages (workers) through the later
+	// stages of Count (serve; 0: one): each keeps a step in flight, so the
+	// stages work at once.
+	Firsts int
 	// DType is how hidden rows travel between stages: "f32" (exact, the
 	// default) or "f16" (half the bytes, a small drift).
 	DType string
@@ -61,6 +65,8 @@ func bindStages(fs *flag.FlagSet, c *Node) {
 	}
 	if c.Role == RoleServe {
 		fs.IntVar(&c.Stages.Count, "stages", c.Stages.Count, "run the --model as this many pipeline stages in one process, joined by the embedded NATS (0: one whole-model worker)")
+		fs.IntVar(&c.Stages.Firsts, "first-stages", c.Stages.Firsts,
+			"with --stages: this many first stages (workers, --slots each) share the later stages, each keeping a step in flight (0: one)")
 	}
 	if c.Role != RoleGateway {
 		fs.StringVar(&c.Stages.DType, "stage-dtype", c.Stages.DType, "hidden rows between pipeline stages: f32 (exact) or f16 (half the bytes, a tiny drift)")
@@ -85,6 +91,9 @@ func (c Node) validateStages(bad func(format string, args ...any)) {
 	}
 	if s.Count < 0 {
 		bad("--stages %d is negative", s.Count)
+	}
+	if s.Firsts < 0 || s.Firsts > 16 || (s.Firsts > 1 && s.Count < 2) {
+		bad("--first-stages %d: want 0..16, with --stages 2 or more", s.Firsts)
 	}
 	if (s.Staged() || s.Count > 1) && (len(c.Models) != 1 || len(c.Upstreams) > 0) {
 		bad("a pipeline of stages runs exactly one --model (and no --upstream)")

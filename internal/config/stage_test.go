@@ -45,6 +45,15 @@ func TestStagesValidate(t *testing.T) {
 	if err := serve.Validate(); err == nil || !strings.Contains(err.Error(), "exactly one --model") {
 		t.Errorf("serve --stages 2 without a model: %v", err)
 	}
+	serve.Models = []Model{{Name: "m", Path: "m.gguf"}}
+	serve.Stages.Firsts = 2
+	if err := serve.Validate(); err != nil {
+		t.Errorf("serve --stages 2 --first-stages 2: %v", err)
+	}
+	serve.Stages.Count = 0
+	if err := serve.Validate(); err == nil || !strings.Contains(err.Error(), "--first-stages") {
+		t.Errorf("--first-stages without --stages: %v", err)
+	}
 	if first, end := StageShare(3, 3, 5); first != 3 || end != 5 {
 		t.Errorf("share 3/3 of 5 blocks: %d-%d", first, end)
 	}

@@ -219,33 +219,42 @@ func TestKillStageMidStream(t *testing.T) {
 		resumed[len(resumed)-1].attempt, resumed[len(resumed)-1].after, len(got))
 }
 
-// TestServeStagesInOneProcess runs `serve --stages 3`: the model's three
-// stages in one process, joined by the embedded NATS server; the chat and
-// completion answers equal the whole model's.
+// TestServeStagesInOneProcess runs `serve --stages 3 --first-stages 2`:
+// the model's three stages in one process, two first stages sharing the
+// later ones, joined by the embedded NATS server; concurrent answers equal
+// the whole model's.
 func TestServeStagesInOneProcess(t *testing.T) {
 	path := modelPath(t)
 	cfg := config.Default(config.RoleServe)
 	cfg.DataDir = t.TempDir()
 	cfg.Models = []config.Model{{Name: modelName, Path: path}}
-	cfg.Stages.Count = 3
+	cfg.Stages.Count, cfg.Stages.Firsts = 3, 2
 	cfg.HeartbeatInterval = 100 * time.Millisecond
 	n := startNode(t, cfg)
-	waitUntil(t, "a ready first stage", func() bool {
+	waitUntil(t, "two ready first stages", func() bool {
+		ready := 0
 		for _, hb := range n.Gateway().Workers() {
 			if !hb.Unready {
-				return true
+				ready++
 			}
 		}
-		return false
+		return ready == 2
 	})
 	const prompt = "Lily and Ben went to the park"
 	want := greedy(t, prompt, 64)
 	c := client(t, n.Addr())
-	resp, err := c.Completions.New(testCtx(t), completionParams(prompt, 64))
-	if err != nil {
-		t.Fatal(err)
+	var wg sync.WaitGroup
+	for range 4 { // spread over both first stages
+		wg.Go(func() {
+			resp, err := c.Completions.New(testCtx(t), completionParams(prompt, 64))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if got := resp.Choices[0].Text; got != want {
+				t.Errorf("serve --stages 3 --first-stages 2:\n%q\nwhole model:\n%q", got, want)
+			}
+		})
 	}
-	if got := resp.Choices[0].Text; got != want {
-		t.Errorf("serve --stages 3:\n%q\nwhole model:\n%q", got, want)
-	}
+	wg.Wait()
 }

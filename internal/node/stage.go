@@ -31,9 +31,19 @@ func (n *Node) startStages(m config.Model, dial func(string) (*natsbus.Conn, err
 		if s.Count > total {
 			return fmt.Errorf("node: %s has %d layers, too few for %d stages", m.Name, total, s.Count)
 		}
-		for i := s.Count; i >= 1; i-- {
+		for i := s.Count; i >= 2; i-- {
 			first, end := config.StageShare(i, s.Count, total)
 			if err := n.startStage(m, path, fmt.Sprintf("%s-stage-%d-of-%d", id, i, s.Count), model.LayerRange{First: first, End: end, Total: total}, dial); err != nil {
+				return err
+			}
+		}
+		_, end := config.StageShare(1, s.Count, total)
+		for j := range max(s.Firsts, 1) {
+			fid := fmt.Sprintf("%s-stage-1-of-%d", id, s.Count)
+			if s.Firsts > 1 {
+				fid += fmt.Sprintf("-%d", j+1)
+			}
+			if err := n.startStage(m, path, fid, model.LayerRange{First: 0, End: end, Total: total}, dial); err != nil {
 				return err
 			}
 		}

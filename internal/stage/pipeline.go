@@ -64,6 +64,10 @@ type Pipeline struct {
 	res    Message
 	enc    []byte
 	logits []float32 // a result assembled from its parts
+	// timeout bounds a step; check looks at the route's liveness while
+	// one waits. Stopped between steps (reused: no timer per step).
+	timeout *time.Timer
+	check   *time.Ticker
 }
 
 // seen is a stage server's latest announcement and when it came.
@@ -89,7 +93,10 @@ func NewPipeline(b Bus, cfg PipelineConfig, log *slog.Logger) (*Pipeline, error)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	p := &Pipeline{bus: b, cfg: cfg, log: log.With("pipeline", cfg.Instance), replies: make(chan []byte, 64), dir: map[string]*seen{}}
+	p := &Pipeline{bus: b, cfg: cfg, log: log.With("pipeline", cfg.Instance), replies: make(chan []byte, 64), dir: map[string]*seen{},
+		timeout: time.NewTimer(time.Hour), check: time.NewTicker(time.Hour)}
+	p.timeout.Stop()
+	p.check.Stop()
 	for subj, h := range map[string]func([]byte){
 		AnnounceSubjects(cfg.Model): p.onAnnounce,
 		ReplySubject(cfg.Instance):  p.onReply,
@@ -264,10 +271,10 @@ func (p *Pipeline) Forward(b *model.Batch, hidden []float32) ([]float32, error) 
 		}
 	}
 	got := 0 // result rows received
-	timeout := time.NewTimer(p.cfg.StepTimeout)
-	defer timeout.Stop()
-	check := time.NewTicker(p.cfg.HeartbeatInterval / 2)
-	defer check.Stop()
+	p.timeout.Reset(p.cfg.StepTimeout)
+	defer p.timeout.Stop()
+	p.check.Reset(p.cfg.HeartbeatInterval / 2)
+	defer p.check.Stop()
 	for {
 		select {
 		case data := <-p.replies:
@@ -297,9 +304,9 @@ func (p *Pipeline) Forward(b *model.Batch, hidden []float32) ([]float32, error) 
 				}
 				return p.logits, nil
 			}
-		case <-timeout.C:
+		case <-p.timeout.C:
 			return nil, p.broken(b, fmt.Errorf("step %d: no answer within %v", p.step, p.cfg.StepTimeout))
-		case now := <-check.C:
+		case now := <-p.check.C:
 			p.mu.Lock()
 			gone := slices.IndexFunc(members, func(id string) bool { return !p.aliveLocked(id, now) })
 			p.mu.Unlock()
