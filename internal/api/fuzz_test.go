@@ -23,6 +23,10 @@ func FuzzChatCompletions(f *testing.F) {
 		`{"model":"tiny","messages":[1]}`,
 		`{"model":"tiny","prompt":[[1]],"stop":null}`,
 		`{"model":"\u0000","max_tokens":-0}`,
+		`{"model":"tiny","prompt":["a","b"],"n":2,"best_of":4611686018427387904}`,
+		`{"model":"tiny","prompt":"a","echo":true,"max_tokens":0,"logprobs":1}`,
+		`{"model":"tiny","messages":[{"role":"user","content":"hi"}],"store":true,"metadata":{"k":"v"}}`,
+		`{"model":"tiny","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],"tool_choice":"required","stream":true}`,
 		`[]`, `null`, `{`, ``, `{"model":"tiny","prompt":"a"}{}`,
 	} {
 		f.Add([]byte(s))
