@@ -1,8 +1,10 @@
 package api
 
 import (
+	"maps"
 	"net/http"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -140,7 +142,7 @@ func (s *server) status(w http.ResponseWriter, r *http.Request) {
 	}
 	var running map[string]int
 	st.Recent, running = s.recent.snapshot(now)
-	s.queueStatus(&st, running)
+	s.queueStatus(&st, running, s.tenant(r, false))
 	if s.jobs != nil {
 		st.Batches = s.batchStatus(r)
 	}
@@ -181,8 +183,9 @@ func workerStatus(hb bus.Heartbeat) fleet.Worker {
 }
 
 // queueStatus fills st.Queues: every model served or waited for, with
-// this gateway's waiting (by tenant) and running requests.
-func (s *server) queueStatus(st *fleet.Status, running map[string]int) {
+// this gateway's waiting (by tenant, own naming the caller's) and running
+// requests.
+func (s *server) queueStatus(st *fleet.Status, running map[string]int, own string) {
 	depth := map[string]int{}
 	if q, ok := s.d.(QueueDepther); ok {
 		depth = q.QueueDepths()
@@ -200,8 +203,29 @@ func (s *server) queueStatus(st *fleet.Status, running map[string]int) {
 	}
 	slices.Sort(models)
 	for _, m := range slices.Compact(models) {
-		st.Queues = append(st.Queues, fleet.Queue{Model: m, Waiting: depth[m], Running: running[m], Tenants: tenants[m]})
+		st.Queues = append(st.Queues, fleet.Queue{Model: m, Waiting: depth[m], Running: running[m], Tenants: hideTenants(tenants[m], own)})
 	}
+}
+
+// hideTenants renames the tenants of byTenant other than own "other-N"
+// (in the order of their hashes): a tenant is a truncated, unsalted hash
+// of its API key, which a key holder must not learn of another key (a
+// weak key would be found from it).
+func hideTenants(byTenant map[string]int, own string) map[string]int {
+	if len(byTenant) == 0 {
+		return nil
+	}
+	out := make(map[string]int, len(byTenant))
+	n := 0
+	for _, t := range slices.Sorted(maps.Keys(byTenant)) {
+		if t == own {
+			out[t] = byTenant[t]
+			continue
+		}
+		n++
+		out["other-"+strconv.Itoa(n)] = byTenant[t]
+	}
+	return out
 }
 
 // batchStatus lists the caller's batches that have not ended (at most

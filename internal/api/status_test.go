@@ -73,3 +73,45 @@ func TestRecentStatsWindow(t *testing.T) {
 		}
 	}
 }
+
+// tenantQueues is a dispatcher whose queues hold waiting requests of
+// several tenants.
+type tenantQueues struct {
+	*fakeDispatcher
+	tenants map[string]map[string]int
+}
+
+func (q tenantQueues) QueueTenants() map[string]map[string]int { return q.tenants }
+
+// TestStatusHidesOtherTenants: a key sees its own waiting requests under
+// its tenant hash and every other key's under a name that is not that
+// key's hash (a hash of a weak key would give the key away).
+func TestStatusHidesOtherTenants(t *testing.T) {
+	s := newTestServer(t, Config{APIKeys: []string{"ka", "kb", "kc"}}, &fakeDispatcher{})
+	hash := func(key string) string {
+		r, _ := http.NewRequest(http.MethodGet, "/", nil)
+		r.Header.Set("Authorization", "Bearer "+key)
+		return s.tenant(r, false)
+	}
+	a, b, c := hash("ka"), hash("kb"), hash("kc")
+	s.d = tenantQueues{&fakeDispatcher{}, map[string]map[string]int{"tiny": {a: 2, b: 1, c: 4}}}
+	w := do(s, http.MethodGet, "/v1/status", "", "Authorization", "Bearer ka")
+	var st fleet.Status
+	if err := json.Unmarshal(w.Body.Bytes(), &st); err != nil || w.Code != http.StatusOK || len(st.Queues) != 1 {
+		t.Fatalf("status %d %s: %v", w.Code, w.Body, err)
+	}
+	got := st.Queues[0].Tenants
+	if len(got) != 3 || got[a] != 2 {
+		t.Fatalf("tenants %v: want the caller's %s: 2 and two others", got, a)
+	}
+	counts := 0
+	for k, n := range got {
+		if k == b || k == c {
+			t.Errorf("another key's tenant hash %s is shown", k)
+		}
+		counts += n
+	}
+	if counts != 7 {
+		t.Errorf("tenants %v count %d waiting requests, want 7", got, counts)
+	}
+}

@@ -81,8 +81,9 @@ type Queue struct {
 	Model   string `json:"model"`
 	Waiting int    `json:"waiting"`
 	Running int    `json:"running"`
-	// Tenants counts the waiting requests by tenant (the first 16 hex
-	// digits of the SHA-256 of the API key; "" without keys).
+	// Tenants counts the waiting requests by tenant: the caller's under
+	// its tenant (the first 16 hex digits of the SHA-256 of its API key;
+	// "" without keys), every other key's as "other-N".
 	Tenants map[string]int `json:"tenants,omitempty"`
 }
 
