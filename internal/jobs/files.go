@@ -58,6 +58,11 @@ type Upload struct {
 	put    bool  // the content is stored
 	done   bool  // the record is stored
 	closed bool
+	// With Store.Quota (quota.go): the bytes reserved so far and the view
+	// the next reservation builds on.
+	quota    bool
+	reserved int64
+	view     quotaView
 }
 
 // BeginUpload starts an upload of owner: it takes one of the
@@ -84,7 +89,16 @@ func (m *Manager) BeginUploadOf(ctx context.Context, owner string, atLeast int64
 	m.uploads++
 	m.mu.Unlock()
 	u := &Upload{m: m, owner: owner, id: newID("file-", m.now()), room: math.MaxInt64}
-	if limit := m.cfg.MaxStoredBytesPerOwner; limit > 0 {
+	if limit := m.cfg.MaxStoredBytesPerOwner; limit > 0 && m.st.Quota != nil {
+		// Exact across gateways: reserve what the body declares (at
+		// least a byte, so a full quota refuses at once), then each
+		// chunk as it comes (limitReader).
+		u.quota = true
+		if err := u.reserveTo(ctx, max(atLeast, 1)); err != nil {
+			u.Close(ctx)
+			return nil, err
+		}
+	} else if limit > 0 {
 		used, err := m.storedBytes(ctx, owner)
 		if err != nil {
 			u.Close(ctx)
@@ -116,6 +130,18 @@ func (m *Manager) storedBytes(ctx context.Context, owner string) (int64, error) 
 	return n, err
 }
 
+// reserveTo makes u's reservation at least n bytes.
+func (u *Upload) reserveTo(ctx context.Context, n int64) error {
+	if n <= u.reserved {
+		return nil
+	}
+	if err := u.m.reserve(ctx, u.owner, n-u.reserved, true, &u.view); err != nil {
+		return err
+	}
+	u.reserved = n
+	return nil
+}
+
 // Put streams r into the store (at most a chunk in memory). More than
 // MaxFileBytes is ErrTooLarge, more than the owner's room ErrQuota; then
 // nothing is kept.
@@ -123,7 +149,7 @@ func (u *Upload) Put(ctx context.Context, r io.Reader) error {
 	if u.put {
 		return invalid("file", "only one file part is allowed")
 	}
-	lr := &limitReader{r: r, u: u}
+	lr := &limitReader{ctx: ctx, r: r, u: u}
 	n, err := u.m.st.Blobs.PutReader(ctx, u.id, lr)
 	if err != nil {
 		return fmt.Errorf("jobs: store file: %w", err)
@@ -164,6 +190,11 @@ func (u *Upload) Close(ctx context.Context) {
 	}
 	u.closed = true
 	m := u.m
+	if u.quota {
+		// After the record (Finish) or instead of it: the bytes are
+		// counted by the record now, or not stored at all.
+		defer m.release(context.WithoutCancel(ctx), u.owner, u.reserved)
+	}
 	m.mu.Lock()
 	m.uploads--
 	if m.uploading[u.owner] -= u.size; m.uploading[u.owner] <= 0 {
@@ -181,9 +212,10 @@ func (u *Upload) Close(ctx context.Context) {
 // limitReader counts an upload's bytes against MaxFileBytes and its
 // owner's room, and in the manager's in-flight total for the owner.
 type limitReader struct {
-	r io.Reader
-	u *Upload
-	n int64
+	ctx context.Context
+	r   io.Reader
+	u   *Upload
+	n   int64
 }
 
 // Read fills p whole unless the content ends: the object store makes one
@@ -205,6 +237,18 @@ func (l *limitReader) Read(p []byte) (int, error) {
 		switch {
 		case l.n > u.m.cfg.MaxFileBytes:
 			return 0, fmt.Errorf("%w: the file exceeds %d bytes", ErrTooLarge, u.m.cfg.MaxFileBytes)
+		case u.quota && l.n > u.reserved:
+			// Reserve ahead, so that concurrent uploads of one key meet
+			// in the quota bucket every few MiB rather than every chunk;
+			// near the limit, exactly what arrived.
+			if err := u.reserveTo(l.ctx, (l.n+quotaStep-1)/quotaStep*quotaStep); err != nil {
+				if !errors.Is(err, ErrQuota) {
+					return 0, err
+				}
+				if err := u.reserveTo(l.ctx, l.n); err != nil {
+					return 0, err
+				}
+			}
 		case l.n > u.room:
 			return 0, fmt.Errorf("%w: the file would take this key's stored files past the limit of %d bytes (%d left); delete files first",
 				ErrQuota, u.m.cfg.MaxStoredBytesPerOwner, u.room)
@@ -214,6 +258,16 @@ func (l *limitReader) Read(p []byte) (int, error) {
 }
 
 func (m *Manager) storeFile(ctx context.Context, rec fileRecord, data []byte) (*File, error) {
+	if m.st.Quota != nil && m.cfg.MaxStoredBytesPerOwner > 0 {
+		// Counted while on its way, as an upload is (quota.go), but never
+		// refused: a batch's output is written whatever the quota.
+		var v quotaView
+		n := int64(len(data))
+		if err := m.reserve(ctx, rec.Owner, n, false, &v); err != nil {
+			return nil, err
+		}
+		defer m.release(context.WithoutCancel(ctx), rec.Owner, n)
+	}
 	if err := m.st.Blobs.Put(ctx, rec.ID, data); err != nil {
 		return nil, fmt.Errorf("jobs: store file: %w", err)
 	}

@@ -110,7 +110,17 @@ type Store struct {
 	// Idempotency holds the first answer to each Idempotency-Key, kept
 	// IdempotencyTTL after its last write; nil: the header is ignored.
 	Idempotency KV
+	// Quota holds each owner's bytes reserved by uploads (and batch
+	// outputs) in flight on any gateway, changed only by compare-and-set,
+	// so MaxStoredBytesPerOwner is exact across gateways (quota.go); an
+	// entry lasts QuotaTTL after its last change. nil: each manager counts
+	// only its own uploads in flight.
+	Quota KV
 }
+
+// QuotaTTL is how long an owner's reservation outlives its last change:
+// what a gateway that died mid-upload had reserved is given back then.
+const QuotaTTL = time.Hour
 
 // IdempotencyTTL is how long an Idempotency-Key's first answer is kept.
 const IdempotencyTTL = 24 * time.Hour

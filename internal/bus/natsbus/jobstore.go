@@ -38,6 +38,7 @@ const (
 	bucketJobs    = "courier_jobs"
 	bucketResults = "courier_results"
 	bucketIdem    = "courier_idempotency"
+	bucketQuota   = "courier_quota"
 	objectFiles   = "courier_files"
 	workStream    = "COURIER_WORK"
 	workConsumer  = "courier-runners"
@@ -83,23 +84,30 @@ func OpenJobStore(ctx context.Context, conn *Conn, cfg JobStoreConfig) (jobs.Sto
 		*b.dst = &kvStore{js: js, kv: kv, bucket: b.name}
 	}
 	// Idempotency-Key answers live 24 hours from their last write (the
-	// bucket's TTL), per jobs.IdempotencyTTL.
-	kv, err := ensure(ctx, js, "KV_"+bucketIdem, cfg.Replicas, auto, log, func(ctx context.Context, r int) (jetstream.KeyValue, error) {
-		return js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket: bucketIdem, History: 1, Storage: jetstream.FileStorage, Replicas: r, TTL: jobs.IdempotencyTTL,
+	// bucket's TTL), per jobs.IdempotencyTTL; upload reservations
+	// jobs.QuotaTTL.
+	for _, b := range []struct {
+		dst  *jobs.KV
+		name string
+		ttl  time.Duration
+	}{{&st.Idempotency, bucketIdem, jobs.IdempotencyTTL}, {&st.Quota, bucketQuota, jobs.QuotaTTL}} {
+		kv, err := ensure(ctx, js, "KV_"+b.name, cfg.Replicas, auto, log, func(ctx context.Context, r int) (jetstream.KeyValue, error) {
+			return js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+				Bucket: b.name, History: 1, Storage: jetstream.FileStorage, Replicas: r, TTL: b.ttl,
+			})
 		})
-	})
-	if err != nil {
-		return jobs.Store{}, fmt.Errorf("natsbus: bucket %s: %w", bucketIdem, err)
-	}
-	if changed, err := leaderReads(ctx, js, "KV_"+bucketIdem); err != nil {
-		return jobs.Store{}, fmt.Errorf("natsbus: bucket %s: %w", bucketIdem, err)
-	} else if changed {
-		if kv, err = js.KeyValue(ctx, bucketIdem); err != nil {
-			return jobs.Store{}, fmt.Errorf("natsbus: bucket %s: %w", bucketIdem, err)
+		if err != nil {
+			return jobs.Store{}, fmt.Errorf("natsbus: bucket %s: %w", b.name, err)
 		}
+		if changed, err := leaderReads(ctx, js, "KV_"+b.name); err != nil {
+			return jobs.Store{}, fmt.Errorf("natsbus: bucket %s: %w", b.name, err)
+		} else if changed {
+			if kv, err = js.KeyValue(ctx, b.name); err != nil {
+				return jobs.Store{}, fmt.Errorf("natsbus: bucket %s: %w", b.name, err)
+			}
+		}
+		*b.dst = &kvStore{js: js, kv: kv, bucket: b.name}
 	}
-	st.Idempotency = &kvStore{js: js, kv: kv, bucket: bucketIdem}
 	obs, err := ensure(ctx, js, "OBJ_"+objectFiles, cfg.Replicas, auto, log, func(ctx context.Context, r int) (jetstream.ObjectStore, error) {
 		return js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 			Bucket: objectFiles, Storage: jetstream.FileStorage, Replicas: r,
