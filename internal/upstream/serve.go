@@ -283,7 +283,13 @@ func (b *Backend) Serve(ctx context.Context, req *bus.Request, send func(*bus.Ch
 	return &bus.Chunk{ID: req.ID, Seq: seq, Attempt: req.Attempt, FinishReason: finish, Usage: u}
 }
 
-// streamError is an error the upstream reported inside its stream.
+// maxEventBytes bounds one event of an upstream's stream: a chunk is a
+// token or a few, so anything near it is a broken upstream, not to be
+// buffered without end.
+const maxEventBytes = 16 << 20
+
+// streamError is an error the upstream reported inside its stream, or a
+// stream that breaks its form.
 type streamError struct{ msg string }
 
 func (e *streamError) Error() string { return e.msg }
@@ -304,10 +310,13 @@ func (b *Backend) relay(r io.Reader, req *bus.Request, skip string, seq *uint64,
 	for {
 		line, err := br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
-			// A long event: gather it whole.
+			// A long event: gather it whole, up to maxEventBytes.
 			data = append(data[:0], line...)
 			for errors.Is(err, bufio.ErrBufferFull) {
 				line, err = br.ReadSlice('\n')
+				if len(data)+len(line) > maxEventBytes {
+					return n, finish, usage, &streamError{fmt.Sprintf("an event of more than %d bytes", maxEventBytes)}
+				}
 				data = append(data, line...)
 			}
 			line = data

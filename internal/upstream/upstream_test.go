@@ -293,3 +293,14 @@ func TestPauseEndIsReported(t *testing.T) {
 		t.Fatal("the end of the pause was never reported")
 	}
 }
+
+// TestOversizedEventRefused: an upstream event without an end (here one
+// over maxEventBytes) fails the request instead of being buffered whole.
+func TestOversizedEventRefused(t *testing.T) {
+	s := &sseServer{events: []string{`{"choices":[{"text":"` + strings.Repeat("a", maxEventBytes+1) + `"}]}`}}
+	b := newBackend(t, s, map[string]string{"m": "m"})
+	got, final := collect(b, &bus.Request{ID: "r", Model: "m", Prompt: "x"})
+	if len(got) != 0 || final.Error == nil || final.Error.Code != bus.CodeInternal || !strings.Contains(final.Error.Message, "bytes") {
+		t.Fatalf("%d chunks, final %+v", len(got), final.Error)
+	}
+}
