@@ -117,6 +117,14 @@ func (p *puller) Delete(name string) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", api.ErrBadModelName, err)
 	}
+	// Not while a pull runs: it may be writing or loading the files this
+	// would remove.
+	select {
+	case p.sem <- struct{}{}:
+		defer func() { <-p.sem }()
+	default:
+		return fmt.Errorf("%w: a pull is running; delete %s once it is done", api.ErrModelInUse, name)
+	}
 	st := store.Store{Dir: p.n.cfg.ModelHome}
 	_, pulled := p.Info(name)
 	if m, err := st.Lookup(ref); err == nil {
