@@ -87,9 +87,6 @@ func (e *Engine) EmbedBackground(ctx context.Context, tokens []int32) ([]float32
 }
 
 func (e *Engine) embedOn(ctx context.Context, tokens []int32, background bool) ([]float32, error) {
-	if e.tail != nil {
-		return nil, fmt.Errorf("%w: embeddings are not served by a pipeline of stages yet", ErrInvalidRequest)
-	}
 	switch p := e.info.Pooling; p {
 	case PoolingMean, PoolingCLS, PoolingLast:
 	default:
@@ -228,6 +225,9 @@ func (s *scheduler) takeHidden() {
 	}
 	dim := s.e.info.EmbeddingLength
 	h := s.state.Embeddings()
+	if s.e.tail != nil {
+		h = s.e.tail.Embeddings() // computed by the pipeline's last stage
+	}
 	for k, o := range s.eouts {
 		o.job.emb.take(h[k*dim : (k+1)*dim])
 	}

@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"courier/internal/engine/gguf"
 	"courier/internal/engine/model"
@@ -27,6 +28,9 @@ type Tail interface {
 	// want them, [nOut][Vocab] in row order, valid until the next call.
 	// It is called by the scheduler goroutine only.
 	Forward(b *model.Batch, hidden []float32) ([]float32, error)
+	// Embeddings returns the last Forward's final-normed hidden states of
+	// the rows that asked for them (Batch.Embd), [n][Dim] in row order.
+	Embeddings() []float32
 }
 
 // ErrStage reports a step a stage cannot run as given (a pipeline whose
@@ -48,7 +52,10 @@ type StageStep struct {
 	Pos    []int32
 	Modes  []model.RowMode
 	Logits []bool
-	Seq    []int32 // index into Tables
+	// Embd marks rows that want their final-normed hidden state (an
+	// embedding) instead of logits; empty when none does.
+	Embd []bool
+	Seq  []int32 // index into Tables
 	// Per sequence: its block ids in position order.
 	Tables [][]int32
 	// Copies lists block copies to make before the step, (source,
@@ -69,6 +76,10 @@ func FillStageStep(st *StageStep, b *model.Batch, hidden []float32, ctxLen int) 
 	st.Tokens = append(st.Tokens[:0], b.Tokens...)
 	st.Pos = append(st.Pos[:0], b.Pos...)
 	st.Logits = append(st.Logits[:0], b.Logits...)
+	st.Embd = st.Embd[:0]
+	if slices.Contains(b.Embd, true) {
+		st.Embd = append(st.Embd, b.Embd...)
+	}
 	st.Modes = st.Modes[:0]
 	if b.Modes != nil {
 		st.Modes = append(st.Modes, b.Modes...)
@@ -140,6 +151,7 @@ type Stage struct {
 	state *model.State // sized by the largest step seen
 	batch model.Batch
 	modes []model.RowMode // backing store of batch.Modes
+	embd  []bool          // backing store of batch.Embd
 }
 
 // StageCache is one pipeline's K and V at a stage: a pool mirroring its
@@ -190,7 +202,8 @@ func (s *Stage) Step(c *StageCache, st *StageStep) ([]float32, error) {
 	if st.Context != s.ctxLen {
 		return nil, fmt.Errorf("%w: the pipeline runs a context of %d, this stage was loaded for %d", ErrStage, st.Context, s.ctxLen)
 	}
-	if n == 0 || len(st.Pos) != n || len(st.Logits) != n || len(st.Seq) != n || (len(st.Modes) != 0 && len(st.Modes) != n) {
+	if n == 0 || len(st.Pos) != n || len(st.Logits) != n || len(st.Seq) != n || (len(st.Modes) != 0 && len(st.Modes) != n) ||
+		(len(st.Embd) != 0 && len(st.Embd) != n) {
 		return nil, fmt.Errorf("%w: %d rows, %d positions, %d logit flags, %d sequence indexes, %d modes",
 			ErrStage, n, len(st.Pos), len(st.Logits), len(st.Seq), len(st.Modes))
 	}
@@ -218,6 +231,9 @@ func (s *Stage) Step(c *StageCache, st *StageStep) ([]float32, error) {
 		b.Modes = append(s.modes[:0], st.Modes...)
 	}
 	b.Embd = nil
+	if len(st.Embd) > 0 {
+		b.Embd = append(s.embd[:0], st.Embd...)
+	}
 	// A view starts at its sequence's first position in the step: the
 	// rows of one sequence are consecutive from there.
 	for j, t := range st.Tables {
@@ -271,8 +287,19 @@ func (s *Stage) ensure(c *StageCache, st *StageStep) error {
 		b.Tokens, b.Pos = make([]int32, 0, rows), make([]int32, 0, rows)
 		b.Seqs, b.Logits = make([]*model.KVCache, 0, rows), make([]bool, 0, rows)
 		s.modes = make([]model.RowMode, 0, rows)
+		s.embd = make([]bool, 0, rows)
 	}
 	return nil
+}
+
+// Embeddings returns the last Step's final-normed hidden states of the
+// rows that asked for them (StageStep.Embd), [n][Dim] in row order, when
+// the stage is the last; valid until the next Step.
+func (s *Stage) Embeddings() []float32 {
+	if s.state == nil || !s.model.Stage.IsLast() {
+		return nil
+	}
+	return s.state.Embeddings()
 }
 
 // Close stops the kernel threads and unmaps the model.

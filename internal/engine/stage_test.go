@@ -40,6 +40,8 @@ func (t *localTail) Forward(b *model.Batch, hidden []float32) ([]float32, error)
 	return t.step.Hidden, nil
 }
 
+func (t *localTail) Embeddings() []float32 { return t.stages[len(t.stages)-1].Embeddings() }
+
 // loadPipeline loads path as stages split at the given block boundaries
 // (e.g. 1 for two stages of a 2-layer model).
 func loadPipeline(t *testing.T, path string, opts Options, splits ...int) *Engine {
@@ -89,6 +91,7 @@ type stageRun struct {
 	toks   [][]int32
 	lps    [][]uint32
 	scores []float64
+	embd   []float32
 }
 
 func runStageWorkload(t *testing.T, e *Engine) stageRun {
@@ -133,12 +136,21 @@ func runStageWorkload(t *testing.T, e *Engine) stageRun {
 		run.scores = s
 	})
 	wg.Wait()
+	// Alone: an embedding's rows in a step with a scoring job's and a
+	// generation's change the score's last bits in the whole model too
+	// (an engine batch-invariance bug outside the pipeline).
+	p, _ := e.Tokenize("Lily liked to play in the park with her friends", true, false)
+	v, err := e.Embed(context.Background(), p)
+	if err != nil {
+		t.Error(err)
+	}
+	run.embd = v
 	return run
 }
 
 // TestStagesMatchWholeModel splits models into 2 and 3 stages chained in
 // one process and checks that generation (tokens, and the bits of every
-// log-probability) and scoring equal the whole model's, with requests
+// log-probability), scoring and embeddings equal the whole model's, with requests
 // batched together, sharing prefix blocks and, with a small KV cache,
 // preempted and recomputed: the later stages mirror the first stage's KV
 // blocks, so its decisions hold for them.
@@ -185,6 +197,9 @@ func TestStagesMatchWholeModel(t *testing.T) {
 					}
 					if !slices.Equal(got.scores, want.scores) {
 						t.Errorf("scores: staged %v, whole %v", got.scores, want.scores)
+					}
+					if len(want.embd) == 0 || !slices.Equal(got.embd, want.embd) {
+						t.Errorf("embedding: staged %v, whole %v", got.embd[:min(4, len(got.embd))], want.embd[:min(4, len(want.embd))])
 					}
 					if small && e.Capacity().Preemptions == 0 {
 						t.Errorf("no preemption with a KV cache of %d blocks", e.Capacity().KVBlocks)

@@ -64,6 +64,7 @@ type Pipeline struct {
 	res    Message
 	enc    []byte
 	logits []float32 // a result assembled from its parts
+	embd   []float32 // the last step's embedding rows, assembled likewise
 	// timeout bounds a step; check looks at the route's liveness while
 	// one waits. Stopped between steps (reused: no timer per step).
 	timeout *time.Timer
@@ -264,13 +265,17 @@ func (p *Pipeline) Forward(b *model.Batch, hidden []float32) ([]float32, error) 
 	if err := p.bus.Publish(route[0], p.enc); err != nil {
 		return nil, p.broken(b, fmt.Errorf("sending step %d to %s: %w", p.step, members[0], err))
 	}
-	nOut := 0
-	for _, l := range b.Logits {
+	nOut, nEmb := 0, 0
+	for i, l := range b.Logits {
 		if l {
 			nOut++
 		}
+		if b.Embd != nil && b.Embd[i] {
+			nEmb++
+		}
 	}
-	got := 0 // result rows received
+	got, gotEmb := 0, 0 // logits and embedding rows received
+	p.embd = p.embd[:0]
 	p.timeout.Reset(p.cfg.StepTimeout)
 	defer p.timeout.Stop()
 	p.check.Reset(p.cfg.HeartbeatInterval / 2)
@@ -288,6 +293,18 @@ func (p *Pipeline) Forward(b *model.Batch, hidden []float32) ([]float32, error) 
 			if r.Kind == KindError {
 				return nil, p.broken(b, fmt.Errorf("step %d: %s", p.step, r.Err))
 			}
+			if r.Kind == KindEmbd {
+				if r.Total != nEmb || r.Width != len(hidden)/max(b.Len(), 1) {
+					return nil, p.broken(b, fmt.Errorf("step %d: %d embedding rows of width %d for %d rows", p.step, r.Total, r.Width, nEmb))
+				}
+				if cap(p.embd) < nEmb*r.Width {
+					p.embd = make([]float32, 0, nEmb*r.Width)
+				}
+				p.embd = p.embd[:nEmb*r.Width]
+				copy(p.embd[r.First*r.Width:], r.Rows)
+				gotEmb += len(r.Rows) / r.Width
+				continue
+			}
 			if r.Kind != KindResult || r.Total != nOut || r.Width == 0 {
 				return nil, p.broken(b, fmt.Errorf("step %d: a result of %d rows of width %d for %d rows", p.step, r.Total, r.Width, nOut))
 			}
@@ -297,6 +314,9 @@ func (p *Pipeline) Forward(b *model.Batch, hidden []float32) ([]float32, error) 
 			p.logits = p.logits[:nOut*r.Width]
 			copy(p.logits[r.First*r.Width:], r.Rows)
 			if got += len(r.Rows) / r.Width; got >= nOut {
+				if gotEmb != nEmb { // they come first: some were lost
+					return nil, p.broken(b, fmt.Errorf("step %d: %d of %d embedding rows", p.step, gotEmb, nEmb))
+				}
 				if opens {
 					p.mu.Lock()
 					p.opened = p.opened || p.epoch == epoch
@@ -316,6 +336,10 @@ func (p *Pipeline) Forward(b *model.Batch, hidden []float32) ([]float32, error) 
 		}
 	}
 }
+
+// Embeddings returns the last Forward's embedding rows (the final-normed
+// hidden states of the rows that asked for them), [n][Dim] in row order.
+func (p *Pipeline) Embeddings() []float32 { return p.embd }
 
 // broken drops the route and the prefix cache (whose blocks' later layers
 // lived on the stages of this route) and wraps err as

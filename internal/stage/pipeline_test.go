@@ -165,15 +165,40 @@ func wholeGreedy(t *testing.T, path, prompt string, n int) ([]int32, []uint32) {
 	return ids, lps
 }
 
+func embedOf(t *testing.T, e *engine.Engine, text string) []float32 {
+	t.Helper()
+	toks, err := e.Tokenize(text, true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := e.Embed(context.Background(), toks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func wholeEmbed(t *testing.T, path, text string) []float32 {
+	t.Helper()
+	e, err := engine.Load(path, engine.Options{Slots: 4, ContextLength: 256, Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	return embedOf(t, e, text)
+}
+
 // TestPipelineOverNATSMatchesWholeModel runs 2- and 3-stage pipelines whose
 // stages talk only through a NATS server and checks every greedy token and
-// the bits of its log-probability against the whole model.
+// the bits of its log-probability, and an embedding, against the whole
+// model.
 func TestPipelineOverNATSMatchesWholeModel(t *testing.T) {
 	const prompt = "Once upon a time there was a little girl named Lily"
 	for _, name := range []string{"stories260K.gguf", "synth-llama-F32.gguf", "synth-qwen2-F32.gguf"} {
 		path := testutil.Model(t, name)
 		total := layerCount(t, path)
 		wantIDs, wantLPs := wholeGreedy(t, path, prompt, 24)
+		wantEmb := wholeEmbed(t, path, prompt)
 		splits := [][]int{{total / 2}}
 		if total >= 3 {
 			splits = append(splits, []int{1, total - 1})
@@ -192,6 +217,9 @@ func TestPipelineOverNATSMatchesWholeModel(t *testing.T) {
 				}
 				if !slices.Equal(ids, wantIDs) || !slices.Equal(lps, wantLPs) {
 					t.Errorf("pipeline %v, whole model %v (or log-probabilities differ)", ids, wantIDs)
+				}
+				if got := embedOf(t, e, prompt); !slices.Equal(got, wantEmb) {
+					t.Errorf("embedding through the pipeline differs from the whole model's")
 				}
 			})
 		}

@@ -148,7 +148,14 @@ func (s *Server) onStep(data []byte) {
 		return
 	}
 	if s.st.Layers().IsLast() {
-		if err := s.sendResult(m, out); err != nil {
+		// Embeddings first: the first stage has the whole answer once the
+		// logits (always sent, perhaps as one empty part) are complete, as
+		// one publisher's messages on one subject arrive in order.
+		err := s.sendRows(m, KindEmbd, s.st.Embeddings(), s.st.Dim(), false)
+		if err == nil {
+			err = s.sendRows(m, KindResult, out, s.st.VocabSize(), true)
+		}
+		if err != nil {
 			s.fail(m, err)
 		}
 		return
@@ -201,19 +208,22 @@ func (s *Server) ownerOf(m *Message) (*owner, error) {
 	return o, nil
 }
 
-// sendResult sends the logits rows of step m to its first stage, in as
-// many parts as the bus's payload limit asks for.
-func (s *Server) sendResult(m *Message, logits []float32) error {
-	width := s.st.VocabSize()
-	total := len(logits) / width
+// sendRows sends rows of width (kind KindResult: logits; KindEmbd:
+// hidden states) of step m to its first stage, in as many parts as the
+// bus's payload limit asks for; none when there are none, unless always.
+func (s *Server) sendRows(m *Message, kind uint8, rows []float32, width int, always bool) error {
+	total := len(rows) / width
+	if total == 0 && !always {
+		return nil
+	}
 	per := int((s.bus.MaxPayload() - 4096) / int64(4*width))
 	if per < 1 {
-		return fmt.Errorf("stage %s: a logits row of %d bytes exceeds the bus's payload limit of %d", s.cfg.Instance, 4*width, s.bus.MaxPayload())
+		return fmt.Errorf("stage %s: a row of %d bytes exceeds the bus's payload limit of %d", s.cfg.Instance, 4*width, s.bus.MaxPayload())
 	}
 	for first := 0; first < total || first == 0; first += per {
 		end := min(first+per, total)
-		res := Message{Kind: KindResult, DType: F32, Epoch: m.Epoch, Step: m.Step, Width: width,
-			Rows: logits[first*width : end*width], First: first, Total: total}
+		res := Message{Kind: kind, DType: F32, Epoch: m.Epoch, Step: m.Step, Width: width,
+			Rows: rows[first*width : end*width], First: first, Total: total}
 		s.out = AppendEncode(s.out[:0], &res)
 		if err := s.bus.Publish(m.Reply, s.out); err != nil {
 			return fmt.Errorf("stage %s: sending the result: %w", s.cfg.Instance, err)

@@ -16,6 +16,7 @@ const (
 	KindStep   = 1 // rows on their way through the stages
 	KindResult = 2 // the last stage's logits, back to the first
 	KindError  = 3 // a stage could not run the step
+	KindEmbd   = 4 // the last stage's final-normed hidden states of the rows that want them, back to the first
 )
 
 // DType is how a message's float rows are stored.
@@ -96,7 +97,7 @@ func AppendEncode(dst []byte, m *Message) []byte {
 	dst = binary.LittleEndian.AppendUint64(dst, m.Epoch)
 	dst = binary.LittleEndian.AppendUint64(dst, m.Step)
 	seqs, copies := len(m.Tables), len(m.Copies)/2
-	if m.Kind == KindResult {
+	if m.Kind == KindResult || m.Kind == KindEmbd {
 		seqs, copies = m.First, m.Total // a result part's place in the whole
 	}
 	for _, v := range []int{m.Context, m.KVBlocks, m.KVBlockSize, nRows, seqs, copies, m.Width, len(m.Route)} {
@@ -124,6 +125,9 @@ func AppendEncode(dst []byte, m *Message) []byte {
 			}
 			if len(m.Modes) > 0 {
 				flags |= 2
+			}
+			if len(m.Embd) > 0 && m.Embd[i] {
+				flags |= 4
 			}
 			dst = append(dst, byte(mode), flags)
 		}
@@ -211,7 +215,7 @@ func Decode(data []byte, m *Message) error {
 		return fmt.Errorf("%w: version %d (want %d)", ErrMessage, h[4], version)
 	}
 	m.Kind, m.DType, m.Opens = h[5], DType(h[6]), h[7]&1 != 0
-	if m.Kind < KindStep || m.Kind > KindError || m.DType > F16 || h[7] > 1 {
+	if m.Kind < KindStep || m.Kind > KindEmbd || m.DType > F16 || h[7] > 1 {
 		return fmt.Errorf("%w: kind %d, dtype %d, flags %d", ErrMessage, m.Kind, m.DType, h[7])
 	}
 	e := r.take(16)
@@ -251,7 +255,7 @@ func Decode(data []byte, m *Message) error {
 		if len(r.b) < n*14 {
 			return fmt.Errorf("%w: %d rows in %d bytes", ErrMessage, n, len(r.b))
 		}
-		withModes := false
+		withModes, withEmbd := false, false
 		for i := 0; i < n; i++ {
 			b := r.take(14)
 			m.Tokens = append(m.Tokens, int32(binary.LittleEndian.Uint32(b)))
@@ -259,10 +263,18 @@ func Decode(data []byte, m *Message) error {
 			m.Seq = append(m.Seq, int32(binary.LittleEndian.Uint32(b[8:])))
 			m.Modes = append(m.Modes, model.RowMode(b[12]))
 			m.Logits = append(m.Logits, b[13]&1 != 0)
+			m.Embd = append(m.Embd, b[13]&4 != 0)
 			withModes = withModes || b[13]&2 != 0
+			withEmbd = withEmbd || b[13]&4 != 0
+			if b[13] > 7 || b[13]&5 == 5 {
+				return fmt.Errorf("%w: row %d flags %d", ErrMessage, i, b[13])
+			}
 		}
 		if !withModes {
 			m.Modes = m.Modes[:0]
+		}
+		if !withEmbd {
+			m.Embd = m.Embd[:0]
 		}
 		for i := uint32(0); i < nSeqs && r.err == nil; i++ {
 			nb := r.u32()
@@ -316,6 +328,7 @@ func Decode(data []byte, m *Message) error {
 // resetStep empties st's per-row and per-sequence slices for reuse.
 func resetStep(st *engine.StageStep) {
 	st.Tokens, st.Pos, st.Modes, st.Logits, st.Seq = st.Tokens[:0], st.Pos[:0], st.Modes[:0], st.Logits[:0], st.Seq[:0]
+	st.Embd = st.Embd[:0]
 	st.Tables, st.Copies, st.Hidden = st.Tables[:0], st.Copies[:0], nil
 }
 

@@ -35,6 +35,9 @@ func TestWireRoundTrip(t *testing.T) {
 	if err := Decode(AppendEncode(nil, step), &got); err != nil {
 		t.Fatal(err)
 	}
+	if len(got.Embd) == 0 {
+		got.Embd = nil // no row wants an embedding: none sent
+	}
 	if !reflect.DeepEqual(got.StageStep, step.StageStep) || got.Epoch != step.Epoch || got.Step != step.Step || !got.Opens ||
 		got.Reply != step.Reply || !reflect.DeepEqual(got.Route, step.Route) || got.Width != 2 {
 		t.Errorf("step round trip:\n got %+v\nwant %+v", got, step)
@@ -52,6 +55,16 @@ func TestWireRoundTrip(t *testing.T) {
 	if err := Decode(AppendEncode(nil, res), &got); err != nil || !reflect.DeepEqual(got.Rows, res.Rows) || got.Kind != KindResult ||
 		got.First != 1 || got.Total != 4 {
 		t.Errorf("result round trip: %+v, %v", got.Rows, err)
+	}
+	emb := &Message{Kind: KindEmbd, Epoch: 9, Step: 3, Width: 2, Rows: []float32{1, 2}, First: 0, Total: 1}
+	if err := Decode(AppendEncode(nil, emb), &got); err != nil || !reflect.DeepEqual(got.Rows, emb.Rows) || got.Kind != KindEmbd {
+		t.Errorf("embedding round trip: %+v, %v", got.Rows, err)
+	}
+	withEmbd := sampleStep()
+	withEmbd.Embd = []bool{false, false, true}
+	withEmbd.Logits = []bool{false, true, false}
+	if err := Decode(AppendEncode(nil, withEmbd), &got); err != nil || !reflect.DeepEqual(got.Embd, withEmbd.Embd) {
+		t.Errorf("step with embedding rows: %v, %v", got.Embd, err)
 	}
 	em := &Message{Kind: KindError, Epoch: 9, Step: 3, Err: "stage s2: boom"}
 	if err := Decode(AppendEncode(nil, em), &got); err != nil || got.Err != em.Err || got.Kind != KindError {
