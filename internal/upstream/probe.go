@@ -35,6 +35,9 @@ func (b *Backend) probeLoop(ctx context.Context) {
 func (b *Backend) probe(ctx context.Context, detected *bool) {
 	pctx, cancel := context.WithTimeout(ctx, max(2*b.cfg.ProbeInterval, 2*time.Second))
 	defer cancel()
+	b.mu.Lock()
+	downs := b.downs
+	b.mu.Unlock()
 	if _, err := b.listModels(pctx); err != nil {
 		if ctx.Err() == nil {
 			b.setReady(false, err.Error())
@@ -42,7 +45,7 @@ func (b *Backend) probe(ctx context.Context, detected *bool) {
 		*detected = false
 		return
 	}
-	b.setReady(true, "")
+	b.setReadySince(true, "", downs) // unless a request found it down meanwhile
 	if !*detected {
 		*detected = true
 		b.detect(pctx)

@@ -84,6 +84,7 @@ type Backend struct {
 	known     bool      // guarded by mu; engine was identified
 	refusals  int64     // guarded by mu; 429/503 answers since start
 	lastError string    // guarded by mu; the last failure, for logs
+	downs     int64     // guarded by mu; times the upstream was found down
 	// resumeAt reports the end of a pause at once (OnChange), so the
 	// gateway need not wait for the next heartbeat to place again.
 	resumeAt *time.Timer // guarded by mu
@@ -225,12 +226,22 @@ func (b *Backend) Close() {
 }
 
 // setReady records the upstream's health and reports a change.
-func (b *Backend) setReady(ok bool, why string) {
+func (b *Backend) setReady(ok bool, why string) { b.setReadySince(ok, why, -1) }
+
+// setReadySince is setReady for a probe that began when the upstream had
+// been found down downs times (-1: any): a failure seen since, by a
+// request, wins over the probe's older success.
+func (b *Backend) setReadySince(ok bool, why string, downs int64) {
 	b.mu.Lock()
+	if ok && downs >= 0 && downs != b.downs {
+		b.mu.Unlock()
+		return
+	}
 	changed := b.ready != ok
 	b.ready = ok
 	if !ok {
 		b.lastError = why
+		b.downs++
 	}
 	b.mu.Unlock()
 	if !changed {
