@@ -258,3 +258,65 @@ func TestServeStagesInOneProcess(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestKillFirstStageMidStream runs two first stages through one second
+// stage and SIGKILLs the first stage streaming an answer: the gateway
+// resumes the request on the other first stage (the ordinary lost-worker
+// path), whose pipeline through the same second stage carries on, and the
+// client's text equals the uninterrupted greedy run.
+func TestKillFirstStageMidStream(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	path := modelPath(t)
+	bin, err := buildCourier()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := externalNATS(t)
+	startStageProcess(t, bin, srv.ClientURL(), "s2", modelName, path, "--stage", "2/2")
+	firsts := map[string]*exec.Cmd{
+		"s1-a": startStageProcess(t, bin, srv.ClientURL(), "s1-a", modelName, path, "--stage", "1/2"),
+		"s1-b": startStageProcess(t, bin, srv.ClientURL(), "s1-b", modelName, path, "--stage", "1/2"),
+	}
+	gw := stageGateway(t, srv, modelName)
+	ctx := testCtx(t)
+	if err := gw.Gateway().WaitWorkers(ctx, modelName, 2); err != nil {
+		t.Fatal(err)
+	}
+	const prompt, maxTokens = "Once upon a time", 400
+	want := greedy(t, prompt, maxTokens)
+	var killed string
+	var once sync.Once
+	got, resumed, err := streamRaw(ctx, gw.Addr(), prompt, maxTokens, func(text string) {
+		if len(text) < 100 {
+			return
+		}
+		once.Do(func() {
+			waitUntil(t, "a heartbeat listing the request", func() bool {
+				for _, hb := range gw.Gateway().Workers() {
+					if len(hb.Active) > 0 {
+						killed = hb.Worker
+						return true
+					}
+				}
+				return false
+			})
+			if err := firsts[killed].Process.Signal(syscall.SIGKILL); err != nil {
+				t.Error(err)
+			}
+		})
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if killed == "" {
+		t.Fatal("the stream ended before a first stage was killed")
+	}
+	if got != want {
+		t.Fatalf("after killing %s the client got\n%q\nwant\n%q", killed, got, want)
+	}
+	if len(resumed) == 0 || resumed[len(resumed)-1].worker == killed || resumed[len(resumed)-1].after == len(got) {
+		t.Fatalf("killed %s, but the stream shows no resume on the other first stage with text after it: %+v", killed, resumed)
+	}
+}
