@@ -90,6 +90,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"run", "-model", "m.gguf"}, "courier run: -model: long flags take two dashes: --model"},
 		{[]string{"serve", "-addr=:1"}, "courier serve: -addr: long flags take two dashes: --addr"},
 		{[]string{"run", "--max-tokens", "many"}, `courier run: invalid argument "many" for "--max-tokens"`},
+		{[]string{"run", "--model", "m.gguf", "--ctx-size", "-1", "hi"}, "courier run: --ctx-size -1, --threads 0: neither may be negative"},
+		{[]string{"run", "--model", "m.gguf", "--threads", "-2", "hi"}, "courier run: --ctx-size 0, --threads -2: neither may be negative"},
 		{[]string{"bench"}, "courier bench: --model is required"},
 		{[]string{"bench", "--model", "m", "--concurrency", "0"}, `courier bench: --concurrency: "0" is not a positive integer`},
 		{[]string{"batch", "submit"}, "courier batch submit: missing one FILE.jsonl"},

@@ -61,6 +61,9 @@ text: the text goes to stdout, one summary line to stderr.`,
 			if err := checkArgs(args, 0, 1, "at most one PROMPT"); err != nil {
 				return err
 			}
+			if o.ctxLen < 0 || o.threads < 0 { // the engine would take either as 0
+				return usageError("--ctx-size %d, --threads %d: neither may be negative (0: the model's context, every core)", o.ctxLen, o.threads)
+			}
 			if len(args) == 1 {
 				return exitCode(runOnce(o, args[0]))
 			}
