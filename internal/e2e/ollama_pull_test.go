@@ -106,6 +106,13 @@ func TestOllamaPullAndDelete(t *testing.T) {
 	if code != 200 || strings.TrimSpace(body) != `{"status":"success"}` {
 		t.Fatalf("second pull: %d %s", code, body)
 	}
+	// Another spelling of a served model is not loaded a second time.
+	for _, other := range []string{"hf.co/acme/stories-GGUF:q8_0", "hf.co/acme/other-GGUF"} {
+		code, body = ollamaCall(t, n.Addr(), "POST", "/api/pull", `{"model":"`+other+`","stream":false}`)
+		if code != 400 || !strings.Contains(body, "is served as") {
+			t.Errorf("pull of %s: %d %s", other, code, body)
+		}
+	}
 	code, body = ollamaCall(t, n.Addr(), "POST", "/api/pull", `{"model":"acme/missing-GGUF","stream":false}`)
 	if code != 404 || !strings.Contains(body, "no such repository") {
 		t.Errorf("pull of a missing repository: %d %s", code, body)

@@ -74,6 +74,9 @@ func (p *puller) Pull(ctx context.Context, name string, progress func(api.PullPr
 	if slices.Contains(p.n.gateway.Models(), name) {
 		return nil
 	}
+	if err := p.servedAs(name, ref); err != nil {
+		return err
+	}
 	select {
 	case p.sem <- struct{}{}:
 		defer func() { <-p.sem }()
@@ -82,6 +85,9 @@ func (p *puller) Pull(ctx context.Context, name string, progress func(api.PullPr
 	}
 	if slices.Contains(p.n.gateway.Models(), name) { // pulled while this one waited
 		return nil
+	}
+	if err := p.servedAs(name, ref); err != nil {
+		return err
 	}
 	st := store.Store{Dir: p.n.cfg.ModelHome}
 	if st.Dir == "" {
@@ -107,6 +113,18 @@ func (p *puller) Pull(ctx context.Context, name string, progress func(api.PullPr
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	return p.n.gateway.WaitWorkers(wctx, name, 1)
+}
+
+// servedAs refuses name when the same model (ref) is served under another
+// spelling (a lower-case quant, hf.co/…): loading it again under this one
+// would hold a second copy in memory.
+func (p *puller) servedAs(name string, ref store.Ref) error {
+	for _, m := range p.n.gateway.Models() {
+		if r, err := store.ParseRef(m); err == nil && m != name && r == ref {
+			return fmt.Errorf("%w: %s is served as %s: use that name", api.ErrBadModelName, name, m)
+		}
+	}
+	return nil
 }
 
 // Delete implements api.ModelManager: a model /api/pull loaded is
