@@ -113,7 +113,7 @@ func (r *recentStats) snapshot(now time.Time) (fleet.Recent, map[string]int) {
 // recent activity.
 func (s *server) observeGeneration(g metrics.Generation) {
 	s.m.ObserveGeneration(g)
-	s.recent.observe(time.Now(), g)
+	s.recent.observe(s.now(), g) // s.now: one clock with status, so a test can fix it
 }
 
 // running counts a request of model that began or ended its answer.
@@ -124,7 +124,7 @@ func (s *server) running(model string, d int) {
 
 // status serves GET /v1/status: the fleet as this gateway sees it.
 func (s *server) status(w http.ResponseWriter, r *http.Request) {
-	now := time.Now()
+	now := s.now()
 	st := fleet.Status{Object: "status", Gateway: s.gatewayID, Time: now.UnixMilli(), Models: s.d.Models(),
 		Timelines: s.cfg.Timelines != nil, Workers: []fleet.Worker{}, Queues: []fleet.Queue{}, Batches: []fleet.Batch{}}
 	if st.Models == nil {
