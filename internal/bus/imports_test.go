@@ -92,7 +92,7 @@ func TestImportGraph(t *testing.T) {
 			}
 		}
 		for _, below := range []string{"courier/internal/bus", "courier/internal/worker", "courier/internal/jobs",
-			"courier/internal/completions", "courier/internal/api", "courier/internal/chat", "courier/internal/metrics", "courier/internal/upstream", "courier/internal/store", "courier/internal/stage"} {
+			"courier/internal/completions", "courier/internal/api", "courier/internal/chat", "courier/internal/metrics", "courier/internal/upstream", "courier/internal/store", "courier/internal/stage", "courier/internal/fleet"} {
 			if p.ImportPath == below {
 				for _, d := range deps {
 					if strings.HasPrefix(d, "github.com/nats-io/") || d == "courier/internal/bus/natsbus" {
