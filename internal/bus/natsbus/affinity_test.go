@@ -341,3 +341,22 @@ func TestEchoIsNotResumed(t *testing.T) {
 		t.Fatalf("resumed with %v %q seq %d", r.Resume, r.ResumeText, r.ResumeSeq)
 	}
 }
+
+// TestRefusedOffersUseNoAttempt: offers a worker refuses (an upstream
+// worker paused after a 429 while the gateway's view of it is a heartbeat
+// old) do not count toward MaxAttempts; TestUpstream429IsBackedOff (e2e)
+// failed with 502 when three give-backs met such refusals.
+func TestRefusedOffersUseNoAttempt(t *testing.T) {
+	st := newStream(&Gateway{ctx: context.Background()}, bus.Request{ID: "r", Kind: bus.KindCompletion, Prompt: "x"})
+	defer st.cancel()
+	for range 5 {
+		if _, ok := st.beginAttempt(); !ok {
+			t.Fatal("no attempt")
+		}
+		st.notPlaced()
+	}
+	st.beginAttempt() // taken
+	if used, ok := st.attemptsUsed(); used != 1 || !ok {
+		t.Fatalf("%d attempts used, want 1", used)
+	}
+}

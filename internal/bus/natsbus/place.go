@@ -241,6 +241,7 @@ func (g *Gateway) send(ctx context.Context, st *stream, w *workerState, name, re
 		return true, nil
 	}
 
+	st.notPlaced() // an offer refused is no attempt at the request
 	g.mu.Lock()
 	g.unholdLocked(st)
 	switch {

@@ -52,6 +52,10 @@ type stream struct {
 	// givenBack counts attempts their worker gave back (bus.CodeUnavailable):
 	// they do not count toward MaxAttempts, but are bounded by maxGiveBacks.
 	givenBack int   // guarded by mu
+	// unplaced counts attempts no worker took (offers refused as
+	// overloaded, or unanswered): they do not count toward MaxAttempts
+	// either; placement bounds them itself (maxSends).
+	unplaced int // guarded by mu
 	done      bool  // guarded by mu; the final chunk is in ready or read
 	err       error // guarded by mu; terminal failure
 	closed    bool  // guarded by mu
@@ -154,7 +158,15 @@ const maxGiveBacks = 8
 func (st *stream) attemptsUsed() (int, bool) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	return st.attempt - st.givenBack, st.givenBack <= maxGiveBacks
+	return st.attempt - st.givenBack - st.unplaced, st.givenBack <= maxGiveBacks
+}
+
+// notPlaced records that the current attempt was offered to a worker that
+// did not take it.
+func (st *stream) notPlaced() {
+	st.mu.Lock()
+	st.unplaced++
+	st.mu.Unlock()
 }
 
 // deliver takes one chunk off the bus and reports whether the stream has now
