@@ -51,14 +51,14 @@ type stream struct {
 	idless bool // guarded by mu
 	// givenBack counts attempts their worker gave back (bus.CodeUnavailable):
 	// they do not count toward MaxAttempts, but are bounded by maxGiveBacks.
-	givenBack int   // guarded by mu
+	givenBack int // guarded by mu
 	// unplaced counts attempts no worker took (offers refused as
 	// overloaded, or unanswered): they do not count toward MaxAttempts
 	// either; placement bounds them itself (maxSends).
-	unplaced int // guarded by mu
-	done      bool  // guarded by mu; the final chunk is in ready or read
-	err       error // guarded by mu; terminal failure
-	closed    bool  // guarded by mu
+	unplaced int   // guarded by mu
+	done     bool  // guarded by mu; the final chunk is in ready or read
+	err      error // guarded by mu; terminal failure
+	closed   bool  // guarded by mu
 }
 
 var (
