@@ -15,10 +15,15 @@
 // as any worker does, so gateways see one worker.
 //
 // Ordering: a Server handles its subscription's messages one at a time in
-// arrival order, and the first stage sends a step only after the last one
-// came back, so every stage sees the steps in the first stage's order (a
-// block's contents are written by the step that allocated it before any
-// later step reads them).
+// arrival order, and a first stage sends a step only after the last one
+// came back, so every stage sees each pipeline's steps in its first
+// stage's order (a block's contents are written by the step that
+// allocated it before any later step reads them). A Server keeps each
+// pipeline's K and V apart (engine.StageCache per first stage), so several
+// first stages share the later stages and their steps interleave: that is
+// how several steps are in flight. The last stage answers with the logits
+// (and embeddings) of the rows that want them, in parts that each fit the
+// bus's payload limit.
 //
 // Failures: stage servers announce themselves every heartbeat interval; a
 // Pipeline assembles a route from live announcements and stamps it with a
@@ -27,7 +32,9 @@
 // back to the gateway, which resumes them elsewhere after the tokens
 // already sent), the first stage forgets its prefix cache (the blocks'
 // contents on a new replica are not there) and reports itself unready
-// until a route can be assembled again. A Server refuses steps of an epoch
-// older than the newest it has served, so late activations of a dead
-// incarnation are dropped.
+// until a route can be assembled again. A route's first step opens its
+// epoch on every server; a Server refuses steps of an epoch its pipeline
+// did not open last, so late activations of a dead incarnation, and steps
+// reaching a server restarted under the same name (its cache empty), are
+// refused instead of computed.
 package stage

@@ -133,3 +133,23 @@ func TestFuzzCorpusCommitted(t *testing.T) {
 		t.Fatalf("seed corpus testdata/fuzz/FuzzDecode: %d files, %v", len(ents), err)
 	}
 }
+
+// BenchmarkWireResult encodes and decodes a 16-row result of a 32000-token
+// vocabulary (what a 16-stream decode step sends back).
+func BenchmarkWireResult(b *testing.B) {
+	rows := make([]float32, 16*32000)
+	for i := range rows {
+		rows[i] = float32(i) * 0.001
+	}
+	m := &Message{Kind: KindResult, Epoch: 1, Step: 1, Width: 32000, Rows: rows, Total: 16}
+	var buf []byte
+	var got Message
+	b.SetBytes(int64(4 * len(rows)))
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = AppendEncode(buf[:0], m)
+		if err := Decode(buf, &got); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
