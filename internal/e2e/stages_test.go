@@ -28,7 +28,7 @@ import (
 func startStageProcess(t *testing.T, bin, natsURL, id, name, path string, share ...string) *exec.Cmd {
 	t.Helper()
 	args := append([]string{"worker", "--nats", natsURL, "--worker-id", id, "--model", name + "=" + path,
-		"--heartbeat", "100ms", "--log-level", "warn"}, share...)
+		"--heartbeat", "200ms", "--log-level", "warn"}, share...)
 	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -229,7 +229,7 @@ func TestServeStagesInOneProcess(t *testing.T) {
 	cfg.DataDir = t.TempDir()
 	cfg.Models = []config.Model{{Name: modelName, Path: path}}
 	cfg.Stages.Count, cfg.Stages.Firsts = 3, 2
-	cfg.HeartbeatInterval = 100 * time.Millisecond
+	cfg.HeartbeatInterval = 200 * time.Millisecond
 	n := startNode(t, cfg)
 	waitUntil(t, "two ready first stages", func() bool {
 		ready := 0
