@@ -262,6 +262,7 @@ func (g *Gateway) Dispatch(ctx context.Context, req *bus.Request) (bus.Stream, e
 			bus.ErrTooLarge, len(data), 11*r.MaxTokens, max)
 	}
 	st := newStream(g, r)
+	st.first = data // the first attempt's message, as send would encode it
 	if st.trace = bus.TraceFrom(ctx); st.trace != nil {
 		st.trace.Add(bus.TimelineEvent{Phase: bus.PhaseQueued, At: time.Now().UnixMicro()})
 	}

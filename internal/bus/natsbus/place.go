@@ -207,9 +207,12 @@ func (g *Gateway) send(ctx context.Context, st *stream, w *workerState, name, re
 		g.forget(st)
 		return false, ErrClosed
 	}
-	data, err := json.Marshal(&req)
-	if err != nil {
-		return false, fmt.Errorf("natsbus: encode request: %w", err)
+	data := st.first
+	if req.Attempt != 1 || data == nil {
+		var err error
+		if data, err = json.Marshal(&req); err != nil {
+			return false, fmt.Errorf("natsbus: encode request: %w", err)
+		}
 	}
 	actx, cancel := context.WithTimeout(ctx, g.cfg.AcceptTimeout)
 	msg, err := g.conn.nc.RequestWithContext(actx, bus.RequestSubject(req.Model, name), data)

@@ -25,6 +25,7 @@ type stream struct {
 	cancel context.CancelFunc
 	notify chan struct{} // capacity 1: "something changed"
 	trace  *bus.Trace    // the request's timeline (nil: not recorded); safe for concurrent use
+	first  []byte        // the encoded request of attempt 1 (Dispatch made it to check its size)
 
 	// Guarded by Gateway.mu.
 	worker string // worker holding the current attempt, "" while placing
