@@ -123,8 +123,8 @@ func TestEmbedPooling(t *testing.T) {
 // TestEmbedSharesSteps embeds inputs concurrently with generations and
 // scoring, on an engine with small steps and a KV cache too small for
 // all of them (so embedding jobs are preempted and restarted): every
-// vector equals, bit for bit, the vector of the input embedded alone, and
-// every generation its text alone.
+// vector equals, bit for bit, the vector of the input embedded alone,
+// every generation its text alone, and every score its score alone.
 func TestEmbedSharesSteps(t *testing.T) {
 	path := testutil.Model(t, "stories260K.gguf")
 	alone, err := Load(path, Options{Slots: 1})
@@ -148,6 +148,12 @@ func TestEmbedSharesSteps(t *testing.T) {
 		wantText[i] = generateText(t, alone, p, 40)
 	}
 	cases := scoreCases(t, alone)[:3]
+	wantScores := make([][]float64, len(cases))
+	for i, c := range cases {
+		if wantScores[i], err = alone.Score(context.Background(), c.prompt, c.conts); err != nil {
+			t.Fatal(err)
+		}
+	}
 	perPos := int64(model.KVBytesPerPosition(&alone.model.Config))
 	alone.Close()
 
@@ -180,10 +186,15 @@ func TestEmbedSharesSteps(t *testing.T) {
 			}
 		})
 	}
-	for _, c := range cases {
+	for i, c := range cases {
 		wg.Go(func() {
-			if _, err := e.Score(context.Background(), c.prompt, c.conts); err != nil {
+			got, err := e.Score(context.Background(), c.prompt, c.conts)
+			if err != nil {
 				t.Error(err)
+				return
+			}
+			if !slices.Equal(got, wantScores[i]) {
+				t.Errorf("score %d: %v beside embedding, %v alone", i, got, wantScores[i])
 			}
 		})
 	}

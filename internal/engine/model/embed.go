@@ -28,7 +28,9 @@ func (e *embdRows) keep(o int, emb bool) {
 
 // finalNorm applies the final norm to the kept output rows of s.x: rows
 // that want logits go to s.xo in order, rows that want
-// hidden states to the embedding rows.
+// hidden states to the embedding rows. The logits rows' modes move with
+// them (s.outModes[:lo]), so the output matrix runs on each row in its
+// own mode, never in that of an Embd row that preceded it in the batch.
 func (s *State) finalNorm() {
 	m, dim := s.m, s.m.Dim
 	e := &s.embd
@@ -41,6 +43,7 @@ func (s *State) finalNorm() {
 			continue
 		}
 		rmsNorm(s.xo[lo*dim:(lo+1)*dim], src, m.OutNorm, m.NormEps)
+		s.outModes[lo] = s.outModes[k] // lo <= k: compacts in place
 		lo++
 	}
 }
