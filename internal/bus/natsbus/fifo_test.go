@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"courier/internal/bus"
 )
@@ -40,7 +41,10 @@ func TestQueuedRequestsRunInArrivalOrder(t *testing.T) {
 	})
 	t.Cleanup(sw.wg.Wait)
 	b.host("w1", h, "m")
-	g := b.gateway(GatewayConfig{})
+	// A worker declared lost (three 20 ms heartbeats missed on a loaded
+	// machine) would have its request dispatched again and admitted
+	// twice: this test is about order, not loss.
+	g := b.gateway(GatewayConfig{HeartbeatTimeout: 5 * time.Second})
 	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +78,11 @@ func TestQueuedRequestsRunInArrivalOrder(t *testing.T) {
 			waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(admitted) == i })
 			mu.Lock()
 			next := admitted[i-1]
+			again := slices.Index(admitted, next) != i-1
 			mu.Unlock()
+			if again {
+				t.Fatalf("round %d: %s admitted twice: %v", round, next, admitted)
+			}
 			close(gate(next))
 		}
 		wg.Wait()
