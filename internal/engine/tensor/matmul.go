@@ -136,8 +136,12 @@ type Pool struct {
 	mu      sync.Mutex // serializes MatMul and MeasureReadBandwidth; guards job
 	threads int
 	workers []*poolWorker
-	pending atomic.Int32  // workers still running the current job
-	waiter  atomic.Bool   // the caller is parked (or about to be) on done
+	// pending counts the workers still running the current job, plus
+	// parkedBit while the caller is parked on done: one word, so the last
+	// worker learns whether to signal in the same atomic step that ends
+	// its share (two steps let a worker delayed between them take the
+	// next job's parked caller for this one's).
+	pending atomic.Int32
 	done    chan struct{} // the last worker's signal to a parked caller (cap 1)
 	job     job           // guarded by mu; read by workers while claimed
 	closed  atomic.Bool
@@ -286,13 +290,16 @@ func (p *Pool) waitWorkers() {
 	}
 }
 
-// park sleeps until the job's last worker is done. The caller announces
-// itself (waiter) before it looks at pending again; a worker that takes
-// pending to zero and then finds the announcement takes it back and sends,
-// so exactly one side ends the wait.
+// parkedBit is set in Pool.pending while the caller is parked.
+const parkedBit = 1 << 30
+
+// park sleeps until the job's last worker is done. Setting parkedBit and
+// reading the count are one step, as are a worker's decrement and its
+// look at the bit, so exactly one side ends the wait: the caller, when
+// the count was already zero, or else the worker that takes it to zero.
+// The bit stays set until the next job's count replaces the word.
 func (p *Pool) park() {
-	p.waiter.Store(true)
-	if p.pending.Load() == 0 && p.waiter.CompareAndSwap(true, false) {
+	if p.pending.Add(parkedBit) == parkedBit {
 		return // done meanwhile; nobody sends
 	}
 	<-p.done
@@ -301,7 +308,7 @@ func (p *Pool) park() {
 // finish marks one worker's share of the job done, waking a parked caller
 // after the last one.
 func (p *Pool) finish() {
-	if p.pending.Add(-1) == 0 && p.waiter.CompareAndSwap(true, false) {
+	if p.pending.Add(-1) == parkedBit {
 		p.done <- struct{}{}
 	}
 }
