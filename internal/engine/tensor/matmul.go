@@ -287,6 +287,10 @@ func (p *Pool) waitWorkers() {
 			p.park()
 			return
 		}
+		// Yield while polling, as the workers do: without it the engine's
+		// goroutine held its core against the process's own goroutines
+		// (the readers of its tokens, HTTP, NATS) for whole steps.
+		runtime.Gosched()
 	}
 }
 
