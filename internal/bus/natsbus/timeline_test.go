@@ -129,6 +129,9 @@ func TestTraceRecordsPlacementsAndResume(t *testing.T) {
 	}
 	c1.nc.Close()
 	readFrom(t, s, 2)
+	// The second placement is recorded when w2's accept reply is handled,
+	// which can come after its chunks have reached the reader.
+	waitFor(t, func() bool { return len(tr.Events()) >= 5 })
 	var got []string
 	for _, e := range tr.Events() {
 		got = append(got, fmt.Sprintf("%s/%s/%d/%s/%v", e.Phase, e.Worker, e.Attempt, e.Reason, e.WorkerAt > 0))
