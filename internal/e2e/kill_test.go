@@ -40,8 +40,16 @@ var buildCourier = sync.OnceValues(func() (string, error) {
 // ends (or the test kills it).
 func startWorkerProcess(t *testing.T, bin, natsURL, id string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(bin, "worker", "--nats", natsURL, "--worker-id", id,
+	return startProcess(t, bin, "worker", "--nats", natsURL, "--worker-id", id,
 		"--model", modelName+"="+modelPath(t), "--heartbeat", "100ms", "--log-level", "warn")
+}
+
+// startProcess starts bin with args; at the end of the test it is sent
+// SIGTERM and, if still running 10 s later, killed (a test may kill it
+// first).
+func startProcess(t *testing.T, bin string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

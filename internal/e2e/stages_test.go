@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -29,23 +28,7 @@ func startStageProcess(t *testing.T, bin, natsURL, id, name, path string, share 
 	t.Helper()
 	args := append([]string{"worker", "--nats", natsURL, "--worker-id", id, "--model", name + "=" + path,
 		"--heartbeat", "200ms", "--log-level", "warn"}, share...)
-	cmd := exec.Command(bin, args...)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
-	return cmd
+	return startProcess(t, bin, args...)
 }
 
 // greedyOf is the whole model's greedy text of prompt, from the engine in
