@@ -17,7 +17,8 @@ const (
 	// model's queue while no worker has a free slot of its kind.
 	PhaseQueued = "queued"
 	// PhasePlaced: a worker admitted an attempt (Worker, Attempt, Reason;
-	// WorkerAt is the worker's clock at admission).
+	// WorkerAt is the worker's clock at admission, or at the attempt's
+	// first chunk when that was handled before the worker's accept).
 	PhasePlaced = "placed"
 	// PhaseFirstToken: the gateway received the first chunk (WorkerAt: the
 	// worker sent it).

@@ -331,12 +331,12 @@ func BenchmarkPrefixChain(b *testing.B) {
 func TestEchoIsNotResumed(t *testing.T) {
 	st := newStream(&Gateway{ctx: context.Background()}, bus.Request{ID: "r", Kind: bus.KindCompletion, Prompt: "Once", Echo: true})
 	defer st.cancel()
-	if _, ok := st.beginAttempt(); !ok {
+	if _, ok := st.beginAttempt("w", bus.ReasonLeastLoaded); !ok {
 		t.Fatal("no first attempt")
 	}
 	st.deliver(&bus.Chunk{ID: "r", Seq: 1, Attempt: 1, Echo: true, Text: "Once", Logprobs: []bus.TokenLogprob{{Token: "Once", None: true}}})
 	st.deliver(&bus.Chunk{ID: "r", Seq: 2, Attempt: 1, Text: " upon", Tokens: []int32{7}})
-	r, ok := st.beginAttempt()
+	r, ok := st.beginAttempt("w", bus.ReasonLeastLoaded)
 	if !ok || len(r.Resume) != 1 || r.Resume[0] != 7 || r.ResumeText != " upon" || r.ResumeSeq != 3 {
 		t.Fatalf("resumed with %v %q seq %d", r.Resume, r.ResumeText, r.ResumeSeq)
 	}
@@ -350,12 +350,12 @@ func TestRefusedOffersUseNoAttempt(t *testing.T) {
 	st := newStream(&Gateway{ctx: context.Background()}, bus.Request{ID: "r", Kind: bus.KindCompletion, Prompt: "x"})
 	defer st.cancel()
 	for range 5 {
-		if _, ok := st.beginAttempt(); !ok {
+		if _, ok := st.beginAttempt("w", bus.ReasonLeastLoaded); !ok {
 			t.Fatal("no attempt")
 		}
 		st.notPlaced()
 	}
-	st.beginAttempt() // taken
+	st.beginAttempt("w", bus.ReasonLeastLoaded) // taken
 	if used, ok := st.attemptsUsed(); used != 1 || !ok {
 		t.Fatalf("%d attempts used, want 1", used)
 	}

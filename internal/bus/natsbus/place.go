@@ -202,7 +202,7 @@ func (g *Gateway) pickLocked(model string, links []uint64, background bool) (*wo
 // caller looks elsewhere. A non-nil error ends the placement. w's fields
 // are read only under g.mu.
 func (g *Gateway) send(ctx context.Context, st *stream, w *workerState, name, reason string) (bool, error) {
-	req, ok := st.beginAttempt()
+	req, ok := st.beginAttempt(name, reason)
 	if !ok {
 		g.forget(st)
 		return false, ErrClosed
@@ -224,10 +224,7 @@ func (g *Gateway) send(ctx context.Context, st *stream, w *workerState, name, re
 		}
 	}
 	if err == nil && acc.Error == nil {
-		if st.trace != nil {
-			st.trace.Add(bus.TimelineEvent{Phase: bus.PhasePlaced, At: time.Now().UnixMicro(), WorkerAt: acc.At,
-				Worker: name, Attempt: req.Attempt, Reason: reason})
-		}
+		st.accepted(req.Attempt, acc.At)
 		g.mu.Lock()
 		if st.worker == name {
 			st.placed, st.acceptSeq, st.lastWorker = true, acc.HeartbeatSeq, name

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"courier/internal/bus"
 )
@@ -56,10 +57,18 @@ type stream struct {
 	// unplaced counts attempts no worker took (offers refused as
 	// overloaded, or unanswered): they do not count toward MaxAttempts
 	// either; placement bounds them itself (maxSends).
-	unplaced int   // guarded by mu
-	done     bool  // guarded by mu; the final chunk is in ready or read
-	err      error // guarded by mu; terminal failure
-	closed   bool  // guarded by mu
+	unplaced int // guarded by mu
+	// offerWorker and offerReason name the worker the current attempt was
+	// offered to and why; tracedAttempt is the latest attempt whose
+	// placement is in trace. The placement is recorded once, by whichever
+	// comes first: the worker's accept, or the attempt's first chunk
+	// (the worker starts before it answers, and the two arrive on
+	// different subscriptions, so its chunks can be handled first).
+	offerWorker, offerReason string // guarded by mu
+	tracedAttempt            int    // guarded by mu
+	done                     bool   // guarded by mu; the final chunk is in ready or read
+	err                      error  // guarded by mu; terminal failure
+	closed                   bool   // guarded by mu
 }
 
 var (
@@ -105,13 +114,15 @@ func newStream(g *Gateway, req bus.Request) *stream {
 // beginAttempt starts a new attempt and returns the request message to send
 // for it: Resume holds the tokens delivered so far, ResumeSeq the next Seq.
 // Chunks still in flight from earlier attempts will be ignored.
-func (st *stream) beginAttempt() (bus.Request, bool) {
+// The attempt is offered to worker for reason (its timeline placement).
+func (st *stream) beginAttempt(worker, reason string) (bus.Request, bool) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.done || st.err != nil || st.closed {
 		return bus.Request{}, false
 	}
 	st.attempt++
+	st.offerWorker, st.offerReason = worker, reason
 	clear(st.pending)
 	r := st.req
 	r.Attempt = st.attempt
@@ -170,6 +181,24 @@ func (st *stream) notPlaced() {
 	st.mu.Unlock()
 }
 
+// accepted records in the timeline that the worker admitted attempt, at
+// workerAt on its clock, unless the attempt's first chunk recorded it.
+func (st *stream) accepted(attempt int, workerAt int64) {
+	st.mu.Lock()
+	st.tracePlacedLocked(attempt, workerAt)
+	st.mu.Unlock()
+}
+
+// tracePlacedLocked adds attempt's placement to the timeline once.
+func (st *stream) tracePlacedLocked(attempt int, workerAt int64) {
+	if st.trace == nil || attempt != st.attempt || st.tracedAttempt >= attempt {
+		return
+	}
+	st.tracedAttempt = attempt
+	st.trace.Add(bus.TimelineEvent{Phase: bus.PhasePlaced, At: time.Now().UnixMicro(), WorkerAt: workerAt,
+		Worker: st.offerWorker, Attempt: attempt, Reason: st.offerReason})
+}
+
 // deliver takes one chunk off the bus and reports whether the stream has now
 // received its final chunk.
 func (st *stream) deliver(c *bus.Chunk) bool {
@@ -179,6 +208,10 @@ func (st *stream) deliver(c *bus.Chunk) bool {
 		recycle(c)
 		return false
 	}
+	// A chunk of the attempt proves its admission: the placement enters
+	// the timeline before the reader can see the chunk (with the
+	// worker's clock of the first chunk, which carries it).
+	st.tracePlacedLocked(c.Attempt, c.At)
 	if c.Seq > st.next {
 		if st.pending == nil {
 			st.pending = make(map[uint64]*bus.Chunk)

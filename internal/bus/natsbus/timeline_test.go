@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -101,13 +102,24 @@ func TestTimelinesGetListAndOwners(t *testing.T) {
 
 // TestTraceRecordsPlacementsAndResume: a request whose worker is lost shows
 // its queueing, both placements (least-loaded, then resumed) with the
-// workers' clocks, and the resume naming the lost worker.
+// workers' clocks, and the resume naming the lost worker. The second worker
+// streams its whole answer before it answers the offer, so the timeline
+// must take the placement from the attempt's first chunk: the reader finds
+// it there as soon as the stream ends.
 func TestTraceRecordsPlacementsAndResume(t *testing.T) {
 	b := startBus(t)
 	step := make(chan struct{})
 	sw1, h1 := newSlotWorker("m", 1, words(text, step))
-	sw2, h2 := newSlotWorker("m", 1, words(text, nil))
-	t.Cleanup(func() { close(step); sw1.wg.Wait(); sw2.wg.Wait() })
+	release := make(chan struct{})
+	h2 := &fakeWorker{
+		admit: func(r *bus.Request, send func(*bus.Chunk)) *bus.Error {
+			words(text, nil)(context.Background(), r, send)
+			<-release // the accept goes out after every chunk was read
+			return nil
+		},
+		hb: func() bus.Heartbeat { return bus.Heartbeat{Models: []string{"m"}, Slots: 1, FreeSlots: 1} },
+	}
+	t.Cleanup(func() { close(step); sw1.wg.Wait() })
 	_, c1 := b.host("w1", h1, "m")
 	g := b.gateway(GatewayConfig{})
 	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
@@ -124,21 +136,56 @@ func TestTraceRecordsPlacementsAndResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.host("w2", h2, "m")
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock) // before w2's host closes
 	if err := g.WaitWorkers(waitCtx(t), "m", 2); err != nil {
 		t.Fatal(err)
 	}
 	c1.nc.Close()
 	readFrom(t, s, 2)
-	// The second placement is recorded when w2's accept reply is handled,
-	// which can come after its chunks have reached the reader.
-	waitFor(t, func() bool { return len(tr.Events()) >= 5 })
 	var got []string
 	for _, e := range tr.Events() {
 		got = append(got, fmt.Sprintf("%s/%s/%d/%s/%v", e.Phase, e.Worker, e.Attempt, e.Reason, e.WorkerAt > 0))
 	}
+	unblock()
 	want := "received//0//false queued//0//false placed/w1/1/least_loaded/true resumed/w1/1//false placed/w2/2/resumed/true"
 	if strings.Join(got, " ") != want {
 		t.Fatalf("events\n%s\nwant\n%s", strings.Join(got, " "), want)
+	}
+}
+
+// TestPlacementTracedOnce: an attempt's placement enters the timeline once,
+// from whichever of its accept and its first chunk is handled first, with
+// that one's worker clock; a chunk of an older attempt records nothing.
+func TestPlacementTracedOnce(t *testing.T) {
+	for _, chunkFirst := range []bool{true, false} {
+		tr := bus.NewTrace(time.Now())
+		st := newStream(&Gateway{ctx: context.Background()}, bus.Request{ID: "r"})
+		defer st.cancel()
+		st.trace = tr
+		st.beginAttempt("w1", bus.ReasonLeastLoaded)
+		st.beginAttempt("w2", bus.ReasonResumed)
+		st.deliver(&bus.Chunk{ID: "r", Seq: 1, Attempt: 1, At: 7}) // attempt 1 was given up
+		if chunkFirst {
+			st.deliver(&bus.Chunk{ID: "r", Seq: 1, Attempt: 2, At: 11})
+			st.accepted(2, 10)
+		} else {
+			st.accepted(2, 10)
+			st.deliver(&bus.Chunk{ID: "r", Seq: 1, Attempt: 2, At: 11})
+		}
+		st.deliver(&bus.Chunk{ID: "r", Seq: 2, Attempt: 2, At: 12, FinishReason: "stop"})
+		var got []string
+		for _, e := range tr.Events() {
+			got = append(got, fmt.Sprintf("%s/%s/%d/%s/%d", e.Phase, e.Worker, e.Attempt, e.Reason, e.WorkerAt))
+		}
+		want := "received//0//0 placed/w2/2/resumed/10"
+		if chunkFirst {
+			want = "received//0//0 placed/w2/2/resumed/11"
+		}
+		if strings.Join(got, " ") != want {
+			t.Errorf("chunk first %v: events %s, want %s", chunkFirst, strings.Join(got, " "), want)
+		}
 	}
 }
 
