@@ -12,6 +12,7 @@ import (
 //	courier.req.<model>.<worker>        gateway → one worker: Request; reply: Accept
 //	courier.chunk.<gateway>.<request>   worker → gateway: Chunk, in Seq order
 //	courier.cancel.<request>            gateway → workers: Cancel
+//	courier.stage.<model>.…             a model's pipeline stages among themselves (package stage)
 const (
 	SubjectPing       = "courier.ping"
 	SubjectHeartbeats = "courier.hb.*"
@@ -22,6 +23,11 @@ const (
 func RequestSubject(model, worker string) string {
 	return "courier.req." + Token(model) + "." + Token(worker)
 }
+
+// StageSubjects matches every stage message of model's pipelines
+// (package stage): the grant that lets a worker run stages of model and
+// no other's.
+func StageSubjects(model string) string { return "courier.stage." + Token(model) + ".>" }
 
 // ChunkSubject is the subject on which gateway receives the chunks of
 // request id; it is what the gateway puts in Request.ReplyTo.

@@ -1,6 +1,8 @@
 package stage
 
 import (
+	"strings"
+
 	"courier/internal/bus"
 )
 
@@ -16,29 +18,39 @@ type Bus interface {
 	MaxPayload() int64
 }
 
-// Subjects of the stage protocol (docs/protocol.md, "Stage messages"):
+// Subjects of the stage protocol (docs/protocol.md, "Stage messages").
+// Every one starts with the model's token, so that one grant,
+// bus.StageSubjects(model) = courier.stage.<model>.>, confines a worker to the
+// pipelines of its models: it can neither read nor forge another model's
+// hidden rows, results or announcements.
 //
-//	courier.stage.hb.<model>.<instance>  stage server → first stages: Announce (JSON)
-//	courier.stage.ping.<model>           first stage → stage servers: "announce now"
-//	courier.stage.step.<instance>        previous stage → stage server: a step (binary)
-//	courier.stage.out.<instance>         last (or failing) stage → first stage: result or error (binary)
+//	courier.stage.<model>.hb.<instance>    stage server → first stages: Announce (JSON)
+//	courier.stage.<model>.ping             first stage → stage servers: "announce now"
+//	courier.stage.<model>.step.<instance>  previous stage → stage server: a step (binary)
+//	courier.stage.<model>.out.<instance>   last (or failing) stage → first stage: result or error (binary)
+
+// prefix is the start of every stage subject of model.
+func prefix(model string) string { return strings.TrimSuffix(bus.StageSubjects(model), ">") }
 
 // AnnounceSubject is where stage instance of model announces itself.
 func AnnounceSubject(model, instance string) string {
-	return "courier.stage.hb." + bus.Token(model) + "." + bus.Token(instance)
+	return prefix(model) + "hb." + bus.Token(instance)
 }
 
 // AnnounceSubjects matches every AnnounceSubject of model.
-func AnnounceSubjects(model string) string { return "courier.stage.hb." + bus.Token(model) + ".*" }
+func AnnounceSubjects(model string) string { return prefix(model) + "hb.*" }
 
 // PingSubject asks model's stage servers to announce themselves now.
-func PingSubject(model string) string { return "courier.stage.ping." + bus.Token(model) }
+func PingSubject(model string) string { return prefix(model) + "ping" }
 
-// StepSubject is where stage instance takes steps.
-func StepSubject(instance string) string { return "courier.stage.step." + bus.Token(instance) }
+// StepSubject is where stage instance of model takes steps.
+func StepSubject(model, instance string) string { return prefix(model) + "step." + bus.Token(instance) }
 
-// ReplySubject is where first stage instance takes results.
-func ReplySubject(instance string) string { return "courier.stage.out." + bus.Token(instance) }
+// ReplySubject is where first stage instance of model takes results.
+func ReplySubject(model, instance string) string { return prefix(model) + "out." + bus.Token(instance) }
+
+// ofModel reports whether subject is one of model's stage subjects.
+func ofModel(model, subject string) bool { return strings.HasPrefix(subject, prefix(model)) }
 
 // Announce is a stage server's heartbeat: who it is and which layers of
 // which model it holds.

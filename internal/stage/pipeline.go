@@ -99,8 +99,8 @@ func NewPipeline(b Bus, cfg PipelineConfig, log *slog.Logger) (*Pipeline, error)
 	p.timeout.Stop()
 	p.check.Stop()
 	for subj, h := range map[string]func([]byte){
-		AnnounceSubjects(cfg.Model): p.onAnnounce,
-		ReplySubject(cfg.Instance):  p.onReply,
+		AnnounceSubjects(cfg.Model):           p.onAnnounce,
+		ReplySubject(cfg.Model, cfg.Instance): p.onReply,
 	} {
 		stop, err := b.Subscribe(subj, h)
 		if err != nil {
@@ -177,7 +177,7 @@ func (p *Pipeline) assembleLocked(now time.Time) error {
 		if best == nil {
 			return fmt.Errorf("no live stage holds layers from %d (of %d) of %s", at, total, p.cfg.Model)
 		}
-		route = append(route, StepSubject(best.a.Instance))
+		route = append(route, StepSubject(p.cfg.Model, best.a.Instance))
 		members = append(members, best.a.Instance)
 		maxEpoch = max(maxEpoch, best.a.Epoch)
 		at = best.a.End
@@ -246,7 +246,7 @@ func (p *Pipeline) Forward(b *model.Batch, hidden []float32) ([]float32, error) 
 	p.step++
 	m := &p.msg
 	m.Kind, m.DType, m.Epoch, m.Step, m.Opens = KindStep, p.cfg.DType, epoch, p.step, opens
-	m.Reply, m.Route = ReplySubject(p.cfg.Instance), append(m.Route[:0], route[1:]...)
+	m.Reply, m.Route = ReplySubject(p.cfg.Model, p.cfg.Instance), append(m.Route[:0], route[1:]...)
 	engine.FillStageStep(&m.StageStep, b, hidden, p.cfg.ContextLength)
 	m.Width = len(hidden) / max(b.Len(), 1)
 	p.enc = AppendEncode(p.enc[:0], m)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -73,8 +74,8 @@ func NewServer(b Bus, st *engine.Stage, cfg ServerConfig, log *slog.Logger) (*Se
 	}
 	s := &Server{bus: b, st: st, cfg: cfg, log: log.With("stage", cfg.Instance), owners: map[string]*owner{}}
 	for subj, h := range map[string]func([]byte){
-		StepSubject(cfg.Instance): s.onStep,
-		PingSubject(cfg.Model):    func([]byte) { s.announce(false) },
+		StepSubject(cfg.Model, cfg.Instance): s.onStep,
+		PingSubject(cfg.Model):               func([]byte) { s.announce(false) },
 	} {
 		stop, err := b.Subscribe(subj, h)
 		if err != nil {
@@ -128,13 +129,19 @@ func (s *Server) onStep(data []byte) {
 	m := &s.msg
 	if err := Decode(data, m); err != nil {
 		s.log.Warn("stage message refused", "err", err)
-		if m.Reply != "" {
-			s.fail(m, err)
-		}
+		s.fail(m, err)
 		return
 	}
 	if m.Kind != KindStep {
 		s.fail(m, fmt.Errorf("%w: kind %d on a step subject", ErrMessage, m.Kind))
+		return
+	}
+	if i := slices.IndexFunc(m.Route, func(r string) bool { return !ofModel(s.cfg.Model, r) }); i >= 0 || !ofModel(s.cfg.Model, m.Reply) {
+		// A step of this model names only this model's subjects: the
+		// server passes nothing to another model's pipeline (its bus
+		// grants may allow it; they should not have to stop it).
+		s.log.Warn("stage step refused: it names another model's subject", "reply", m.Reply, "route", m.Route)
+		s.fail(m, fmt.Errorf("%w: the step names a subject outside %s", ErrMessage, prefix(s.cfg.Model)+">"))
 		return
 	}
 	o, err := s.ownerOf(m)
@@ -237,8 +244,8 @@ func (s *Server) sendRows(m *Message, kind uint8, rows []float32, width int, alw
 
 // fail answers m's first stage with err.
 func (s *Server) fail(m *Message, err error) {
-	if m.Reply == "" {
-		return
+	if !ofModel(s.cfg.Model, m.Reply) {
+		return // nobody of this model to tell
 	}
 	e := Message{Kind: KindError, Epoch: m.Epoch, Step: m.Step, Err: err.Error()}
 	s.out = AppendEncode(s.out[:0], &e)

@@ -15,7 +15,7 @@ import (
 func sampleStep() *Message {
 	return &Message{
 		Kind: KindStep, DType: F32, Epoch: 1733480000000000000, Step: 42, Opens: true,
-		Reply: "courier.stage.out.first", Route: []string{"courier.stage.step.s3"},
+		Reply: "courier.stage.m.out.first", Route: []string{"courier.stage.m.step.s3"},
 		StageStep: engine.StageStep{
 			Context: 256, KVBlocks: 64, KVBlockSize: 16,
 			Tokens: []int32{1, 7, 9}, Pos: []int32{0, 1, 5},

@@ -62,6 +62,9 @@ const (
 type ServerUser struct {
 	Name, Password string
 	Role           Role
+	// Models confines a RoleWorker user to these models' requests and
+	// stage messages; empty: every model.
+	Models []string
 }
 
 // ServerAuth is who may connect to an embedded server, by NATS's own
@@ -90,23 +93,23 @@ type ServerAuth struct {
 
 // workerPermissions are a worker's rights for models (all models when
 // empty): subscribe to its models' request subjects, cancels and pings;
-// publish heartbeats and chunks; exchange stage messages; and one reply (the Accept) to each request
-// it received. Everything else is denied, so a worker cannot subscribe to
-// chunks, read or write work, files or key-value buckets, or call the
-// JetStream API.
+// publish heartbeats and chunks; exchange its models' stage messages
+// (bus.StageSubjects); and one reply (the Accept) to each request it
+// received. Everything else is denied, so a worker cannot subscribe to
+// chunks, read or write work, files or key-value buckets, call the
+// JetStream API, or see another model's requests or pipeline traffic.
 func workerPermissions(models []string) *server.Permissions {
-	reqs := []string{"courier.req.>"}
+	reqs, stages := []string{"courier.req.>"}, []string{"courier.stage.>"}
 	if len(models) > 0 {
-		reqs = reqs[:0]
+		reqs, stages = reqs[:0], stages[:0]
 		for _, m := range models {
 			reqs = append(reqs, "courier.req."+bus.Token(m)+".*")
+			stages = append(stages, bus.StageSubjects(m))
 		}
 	}
 	return &server.Permissions{
-		// courier.stage.>: the stages of a pipeline pass steps, results and
-		// announcements among themselves (package stage).
-		Publish:   &server.SubjectPermission{Allow: []string{"courier.hb.*", "courier.chunk.*.*", "courier.stage.>"}},
-		Subscribe: &server.SubjectPermission{Allow: append(reqs, bus.SubjectCancels, bus.SubjectPing, "courier.stage.>")},
+		Publish:   &server.SubjectPermission{Allow: append([]string{"courier.hb.*", "courier.chunk.*.*"}, stages...)},
+		Subscribe: &server.SubjectPermission{Allow: append(append(reqs, bus.SubjectCancels, bus.SubjectPing), stages...)},
 		Response:  &server.ResponsePermission{MaxMsgs: 1, Expires: time.Minute},
 	}
 }
@@ -223,7 +226,7 @@ func (s *Server) applyAuth(opts *server.Options, a *ServerAuth) error {
 		}
 		su := &server.User{Username: u.Name, Password: u.Password}
 		if u.Role == RoleWorker {
-			su.Permissions = workerPermissions(nil)
+			su.Permissions = workerPermissions(u.Models)
 		}
 		opts.Users = append(opts.Users, su)
 	}
