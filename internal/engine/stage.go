@@ -137,6 +137,11 @@ type StageOptions struct {
 	// Threads sizes the kernel worker pool; 0 means GOMAXPROCS.
 	Threads  int
 	NoRepack bool
+	// MaxRows is the most rows one step may have: the first stage's step
+	// budget (its Options.BatchSize, at least its slots). The stage sizes
+	// its scratch state for at most this many rows and refuses larger
+	// steps, whatever a message declares. 0 means 256 (Engine's default).
+	MaxRows int
 }
 
 // Stage is a later stage of a pipeline: a share of a model's layers that
@@ -147,6 +152,8 @@ type Stage struct {
 	model  *model.Model
 	pool   *tensor.Pool
 	ctxLen int
+	// maxRows bounds a step's rows (StageOptions.MaxRows).
+	maxRows int
 
 	state *model.State // sized by the largest step seen
 	batch model.Batch
@@ -181,11 +188,18 @@ func LoadStage(path string, opts StageOptions) (*Stage, error) {
 	if opts.ContextLength > 0 && opts.ContextLength < ctxLen {
 		ctxLen = opts.ContextLength
 	}
-	return &Stage{file: f, model: m, pool: tensor.NewPool(opts.Threads), ctxLen: ctxLen}, nil
+	maxRows := opts.MaxRows
+	if maxRows <= 0 {
+		maxRows = 256
+	}
+	return &Stage{file: f, model: m, pool: tensor.NewPool(opts.Threads), ctxLen: ctxLen, maxRows: maxRows}, nil
 }
 
 // Layers returns the stage's share of the model.
 func (s *Stage) Layers() model.LayerRange { return s.model.Stage }
+
+// MaxRows returns the most rows a step may have.
+func (s *Stage) MaxRows() int { return s.maxRows }
 
 // Dim returns the width of a hidden row.
 func (s *Stage) Dim() int { return s.model.Dim }
@@ -206,6 +220,10 @@ func (s *Stage) Step(c *StageCache, st *StageStep) ([]float32, error) {
 		(len(st.Embd) != 0 && len(st.Embd) != n) {
 		return nil, fmt.Errorf("%w: %d rows, %d positions, %d logit flags, %d sequence indexes, %d modes",
 			ErrStage, n, len(st.Pos), len(st.Logits), len(st.Seq), len(st.Modes))
+	}
+	if n > s.maxRows {
+		return nil, fmt.Errorf("%w: a step of %d rows; this stage takes at most %d (give it a --batch-size no smaller than the first stage's)",
+			ErrStage, n, s.maxRows)
 	}
 	if len(st.Hidden) != n*s.model.Dim {
 		return nil, fmt.Errorf("%w: %d hidden values for %d rows of width %d", ErrStage, len(st.Hidden), n, s.model.Dim)
@@ -277,7 +295,7 @@ func (s *Stage) ensure(c *StageCache, st *StageStep) error {
 		c.views = append(c.views, model.NewKVCache(c.kv, s.ctxLen))
 	}
 	if n := st.Rows(); s.state == nil || s.state.MaxRows() < n {
-		rows := max(n, 256)
+		rows := min(max(n, 256), s.maxRows)
 		state, err := model.NewState(s.model, s.pool, rows, rows)
 		if err != nil {
 			return err

@@ -74,7 +74,10 @@ func (n *Node) startStage(m config.Model, path, id string, r model.LayerRange, d
 		return n.startModelWorker(m, id, r, dial)
 	}
 	t0 := time.Now()
-	st, err := engine.LoadStage(path, engine.StageOptions{Layers: r, ContextLength: n.cfg.ContextLength, Threads: n.cfg.Threads, NoRepack: n.cfg.NoRepack})
+	st, err := engine.LoadStage(path, engine.StageOptions{Layers: r, ContextLength: n.cfg.ContextLength, Threads: n.cfg.Threads, NoRepack: n.cfg.NoRepack,
+		// A first stage's steps hold at most its batch, which is at least
+		// its slots (engine.Load): the same flags bound this stage's.
+		MaxRows: max(cmp.Or(n.cfg.BatchSize, 256), n.cfg.Slots+n.cfg.BackgroundSlots)})
 	if err != nil {
 		return fmt.Errorf("node: load %s layers %d-%d: %w", m.Name, r.First, r.End-1, err)
 	}

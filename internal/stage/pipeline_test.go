@@ -53,7 +53,7 @@ func closeConn(c *natsbus.Conn) {
 	_ = c.Close(ctx)
 }
 
-func layerCount(t *testing.T, path string) int {
+func layerCount(t testing.TB, path string) int {
 	t.Helper()
 	f, err := gguf.Open(path)
 	if err != nil {

@@ -36,9 +36,16 @@ type Server struct {
 	cfg ServerConfig
 	log *slog.Logger
 
-	// Owned by the step handler (one message at a time).
-	msg Message
-	out []byte
+	// stepMu is held while a step runs, so Close can wait for one: the
+	// caller closes the engine.Stage once Close returns. It guards
+	// stopped, msg and out.
+	stepMu  sync.Mutex
+	stopped bool // Close has waited: later deliveries are dropped
+	msg     Message
+	out     []byte
+	// Test hooks: closeWaits is called when Close is about to wait for a
+	// running step; stepRuns when a step starts, stepEnds when it ends.
+	closeWaits, stepRuns, stepEnds func()
 
 	mu     sync.Mutex
 	epoch  uint64            // newest epoch opened; guarded by mu
@@ -126,6 +133,17 @@ func (s *Server) announce(stopping bool) {
 
 // onStep runs one step message and passes its output on.
 func (s *Server) onStep(data []byte) {
+	s.stepMu.Lock()
+	defer s.stepMu.Unlock()
+	if s.stopped {
+		return
+	}
+	if s.stepRuns != nil {
+		s.stepRuns()
+	}
+	if s.stepEnds != nil {
+		defer s.stepEnds()
+	}
 	m := &s.msg
 	if err := Decode(data, m); err != nil {
 		s.log.Warn("stage message refused", "err", err)
@@ -254,8 +272,10 @@ func (s *Server) fail(m *Message, err error) {
 	}
 }
 
-// Close stops announcing, tells first stages the server is going away and
-// unsubscribes. The engine.Stage stays its caller's.
+// Close stops announcing, tells first stages the server is going away,
+// unsubscribes, and waits for a step that is running to end: once it
+// returns the server no longer touches the engine.Stage, which stays its
+// caller's (to close).
 func (s *Server) Close() {
 	s.mu.Lock()
 	if s.closed {
@@ -274,4 +294,10 @@ func (s *Server) Close() {
 	for _, stop := range stops {
 		stop()
 	}
+	if s.closeWaits != nil {
+		s.closeWaits()
+	}
+	s.stepMu.Lock()
+	s.stopped = true
+	s.stepMu.Unlock()
 }
