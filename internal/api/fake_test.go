@@ -108,18 +108,35 @@ func (r *recorder) last() *bus.Request {
 }
 
 // scripted returns a dispatcher answering every request with a fresh
-// stream over chunks (ids filled in), and the recorder of its requests.
+// stream over chunks (ids filled in), and the recorder of its requests. A
+// request of several choices gets each chunk once per choice, interleaved
+// (an echo chunk once), as a worker that runs them as one sends them.
 func scripted(chunks ...bus.Chunk) (*fakeDispatcher, *recorder) {
+	return scriptedChoices(false, chunks...)
+}
+
+// scriptedChoices is scripted; with split it refuses requests of several
+// choices (bus.ErrChoicesUnsupported, unrecorded), as a fleet of workers
+// that run one choice per request does.
+func scriptedChoices(split bool, chunks ...bus.Chunk) (*fakeDispatcher, *recorder) {
 	rec := &recorder{}
 	d := &fakeDispatcher{dispatch: func(ctx context.Context, req *bus.Request) (bus.Stream, error) {
+		if split && req.Choices > 1 {
+			return nil, bus.ErrChoicesUnsupported
+		}
 		rec.mu.Lock()
 		rec.reqs = append(rec.reqs, req)
 		rec.mu.Unlock()
-		cs := make([]*bus.Chunk, len(chunks))
+		var cs []*bus.Chunk
 		for i := range chunks {
-			c := chunks[i]
-			c.ID, c.Seq, c.V = req.ID, uint64(i+1), bus.Version
-			cs[i] = &c
+			for j := range max(req.Choices, 1) {
+				if chunks[i].Echo && j > 0 {
+					break
+				}
+				c := chunks[i]
+				c.ID, c.Seq, c.V, c.Choice = req.ID, uint64(len(cs)+1), bus.Version, j
+				cs = append(cs, &c)
+			}
 		}
 		return newFakeStream(false, cs...), nil
 	}}

@@ -16,55 +16,102 @@ import (
 )
 
 // maxChoices bounds the choices of one request: n times the prompts.
-const maxChoices = 64
+const maxChoices = bus.MaxChoices
 
 // expandChoices turns one validated request into one bus request per
-// choice: for each prompt, n samples. With a seed, sample j of a prompt
-// uses seed+j, so a prompt array gives each prompt the answer it gets
-// alone and n samples differ from each other but repeat run to run.
+// prompt, each carrying the prompt's n choices (bus.Request.Choices, when
+// n > 1): the worker evaluates the prompt once and forks it n ways, choice
+// j sampling with seed+j, so a prompt array gives each prompt the answer
+// it gets alone and n samples differ from each other but repeat run to
+// run.
 func expandChoices(req *bus.Request, prompts []string, promptIDs [][]int32, n int) []*bus.Request {
 	np := max(len(prompts), len(promptIDs), 1)
-	out := make([]*bus.Request, 0, np*n)
+	out := make([]*bus.Request, 0, np)
 	for p := range np {
-		for j := range n {
-			r := *req
-			if len(prompts) > 0 {
-				r.Prompt = prompts[p]
-			}
-			if len(promptIDs) > 0 {
-				r.PromptIDs = promptIDs[p]
-			}
-			if req.Sampling.Seed != nil {
-				seed := *req.Sampling.Seed + uint64(j)
-				r.Sampling.Seed = &seed
-			}
-			out = append(out, &r)
+		r := *req
+		if len(prompts) > 0 {
+			r.Prompt = prompts[p]
 		}
+		if len(promptIDs) > 0 {
+			r.PromptIDs = promptIDs[p]
+		}
+		if n > 1 {
+			r.Choices = n
+		}
+		out = append(out, &r)
 	}
 	return out
 }
 
-// choiceStream is one choice's request, stream and rendering.
+// splitChoices returns the choices of r as requests of one choice each,
+// for a fleet whose workers do not run several as one
+// (bus.ErrChoicesUnsupported): choice j is r.ID-j and samples with seed+j,
+// as it would in r. They share one Share name, so those that land on one
+// worker still evaluate the prompt once.
+func splitChoices(r *bus.Request) []*bus.Request {
+	out := make([]*bus.Request, r.Choices)
+	for j := range out {
+		c := *r
+		c.Choices = 0
+		c.ID = fmt.Sprintf("%s-%d", r.ID, j)
+		if r.Sampling.Seed != nil {
+			seed := *r.Sampling.Seed + uint64(j)
+			c.Sampling.Seed = &seed
+		}
+		out[j] = &c
+	}
+	return out
+}
+
+// choiceStream is one choice's rendering and progress.
 type choiceStream struct {
-	req *bus.Request
-	st  bus.Stream
+	req *bus.Request // the bus request that carries it
 	f   format
 	res *result
 }
 
+// dispatched is one bus request of an answer of several choices and the
+// choices it carries: cs[base] to cs[base+n-1] (its Chunk.Choice 0..n-1).
+type dispatched struct {
+	req     *bus.Request
+	st      bus.Stream
+	base, n int
+	first   *bus.Chunk
+	attempt int // the highest attempt relayed so far (read by the merging loop only)
+}
+
+// choicesOf returns the choices chunk c of u is for: its Chunk.Choice, or
+// every choice for the echo of a request of several (one chunk echoes the
+// prompt for all).
+func (u *dispatched) choicesOf(c *bus.Chunk) ([]int, error) {
+	if c.Echo && u.n > 1 {
+		all := make([]int, u.n)
+		for j := range all {
+			all[j] = u.base + j
+		}
+		return all, nil
+	}
+	if c.Choice < 0 || c.Choice >= u.n {
+		return nil, fmt.Errorf("%w: a chunk of choice %d of a request of %d", bus.ErrWorkerLost, c.Choice, u.n)
+	}
+	return []int{u.base + c.Choice}, nil
+}
+
 type choiceChunk struct {
-	i   int
+	u   *dispatched
 	c   *bus.Chunk
 	err error
 }
 
-// generateMulti answers a request of several choices (n > 1, prompt
-// arrays): one bus request per choice, each placed, resumed and cancelled
-// like a single request, their answers merged by index. All are placed at
-// once; choices of one prompt carry one Share name, so those that land on
-// one worker evaluate the prompt once (the engine forks it; a long prompt's
-// choices follow the first by prefix affinity). pick, when set (best_of),
-// chooses the choices a non-streamed answer returns; usage counts them all.
+// generateMulti answers a request of several choices (n > 1, best_of,
+// prompt arrays): one bus request per prompt carrying its choices, which
+// one worker runs as sequences forked from one evaluated prompt, their
+// chunks tagged by choice and merged here by index (streamed: interleaved
+// as they come, as OpenAI does). Where no worker of the model runs several
+// choices as one request (bus.ErrChoicesUnsupported), each choice goes as
+// a request of its own, placed, resumed and cancelled like a single one.
+// pick, when set (best_of), chooses the choices a non-streamed answer
+// returns; usage counts them all.
 func (s *server) generateMulti(w http.ResponseWriter, r *http.Request, reqs []*bus.Request, newFormat func(index int) format, pick func([]*choiceStream) []*choiceStream) {
 	start := s.now()
 	model := reqs[0].Model
@@ -96,61 +143,75 @@ func (s *server) generateMulti(w http.ResponseWriter, r *http.Request, reqs []*b
 	placeCtx, cancelPlace := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancelPlace()
 
-	cs := make([]*choiceStream, len(reqs))
+	var cs []*choiceStream
+	for _, req := range reqs {
+		for range max(req.Choices, 1) {
+			cs = append(cs, &choiceStream{req: req, f: newFormat(len(cs)), res: &result{model: model, itl: s.m.InterToken(model)}})
+		}
+	}
+	var units []*dispatched
 	defer func() {
-		for _, c := range cs {
-			if c != nil && c.st != nil {
-				c.st.Close()
-			}
+		for _, u := range units {
+			u.st.Close()
 		}
 	}()
 	defer func() {
 		for _, c := range cs {
-			if c != nil {
-				noteResult(r, c.res, start, placed, tenant, bg)
-			}
+			noteResult(r, c.res, start, placed, tenant, bg)
 		}
-		if i := infoOf(r); i != nil && !slices.Contains(cs, nil) {
+		if i := infoOf(r); i != nil && !placed.IsZero() {
 			u := mergedUsage(cs, samePromptOf(cs)) // a shared prompt counts once
 			i.prompt, i.completion = u.PromptTokens, u.CompletionTokens
 		}
 	}()
-	firsts := make([]*bus.Chunk, len(reqs))
-	startOne := func(i int) error {
-		req := reqs[i]
-		req.ID = fmt.Sprintf("%s-%d", id, i)
-		req.Share = id // choices of one prompt on one worker evaluate it once
+	var dispatch func(req *bus.Request, base int) error
+	dispatch = func(req *bus.Request, base int) error {
+		req.Share = id // split choices of one prompt on one worker evaluate it once
 		req.Deadline = start.Add(s.cfg.RequestTimeout).UnixMilli()
 		req.Background, req.Tenant = bg, tenant
 		st, err := s.d.Dispatch(traced(r, placeCtx), req)
+		if errors.Is(err, bus.ErrChoicesUnsupported) && req.Choices > 1 {
+			for j, one := range splitChoices(req) {
+				if err := dispatch(one, base+j); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
 		if err != nil {
 			return err
 		}
-		cs[i] = &choiceStream{req: req, st: st, f: newFormat(i), res: &result{model: model, itl: s.m.InterToken(model)}}
+		units = append(units, &dispatched{req: req, st: st, base: base, n: max(req.Choices, 1)})
+		for j := range max(req.Choices, 1) {
+			cs[base+j].req = req
+		}
 		return nil
 	}
-	wait := func(i int) error {
-		first, err := s.next(placeCtx, cs[i].st)
+	base := 0
+	for p, req := range reqs {
+		req.ID = id
+		if len(reqs) > 1 {
+			req.ID = fmt.Sprintf("%s-%d", id, p)
+		}
+		if err := dispatch(req, base); err != nil {
+			s.failBeforeCommit(w, ctx, req, err)
+			return
+		}
+		base += max(req.Choices, 1)
+	}
+	for _, u := range units {
+		first, err := s.next(placeCtx, u.st)
 		if err == nil && first.Error != nil {
 			err = s.workerError(model, first.Error)
 		}
 		if err == nil {
-			firsts[i] = first
-			cs[i].res.note(first, s.now())
+			_, err = u.choicesOf(first)
 		}
-		return err
-	}
-	for i := range reqs {
-		if err := startOne(i); err != nil {
-			s.failBeforeCommit(w, ctx, reqs[i], err)
+		if err != nil {
+			s.failBeforeCommit(w, ctx, u.req, err)
 			return
 		}
-	}
-	for i := range reqs {
-		if err := wait(i); err != nil {
-			s.failBeforeCommit(w, ctx, reqs[i], err)
-			return
-		}
+		u.first, u.attempt = first, first.Attempt
 	}
 	cancelPlace()
 	placed, waiting = s.now(), false
@@ -161,33 +222,42 @@ func (s *server) generateMulti(w http.ResponseWriter, r *http.Request, reqs []*b
 	}
 	setRequestID(w, id)
 
-	// One reader per unfinished choice; the loop below owns the response.
-	chunks := make(chan choiceChunk, len(reqs))
+	// One reader per bus request; the loop below owns the response.
+	chunks := make(chan choiceChunk, len(cs))
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel() // runs before wg.Wait: readers blocked in Next return
-	for i, c := range cs {
-		if firsts[i].Final() {
+	for _, u := range units {
+		ends := 0
+		if u.first.Final() {
+			ends++
+		}
+		if ends == u.n {
 			continue
 		}
 		wg.Go(func() {
 			for {
-				next, err := s.next(ctx, c.st)
+				next, err := s.next(ctx, u.st)
 				if err == nil && next.Error != nil {
 					err = s.workerError(model, next.Error)
 				}
 				select {
-				case chunks <- choiceChunk{i: i, c: next, err: err}:
+				case chunks <- choiceChunk{u: u, c: next, err: err}:
 				case <-ctx.Done():
 					return
 				}
-				if err != nil || next.Final() {
+				if err != nil {
 					return
+				}
+				if next.Final() && !next.Echo {
+					if ends++; ends == u.n {
+						return
+					}
 				}
 			}
 		})
 	}
-	err := s.mergeChoices(ctx, w, cs, firsts, chunks, pick)
+	err := s.mergeChoices(ctx, w, cs, units, chunks, pick)
 	if err == nil {
 		u := mergedUsage(cs, samePromptOf(cs))
 		s.observeGeneration(metrics.Generation{
@@ -201,8 +271,9 @@ func (s *server) generateMulti(w http.ResponseWriter, r *http.Request, reqs []*b
 }
 
 // mergeChoices relays or collects the choices' chunks until every choice
-// has finished.
-func (s *server) mergeChoices(ctx context.Context, w http.ResponseWriter, cs []*choiceStream, firsts []*bus.Chunk, chunks <-chan choiceChunk, pick func([]*choiceStream) []*choiceStream) error {
+// has finished: the first chunk of every bus request, then what its
+// reader sends on chunks.
+func (s *server) mergeChoices(ctx context.Context, w http.ResponseWriter, cs []*choiceStream, units []*dispatched, chunks <-chan choiceChunk, pick func([]*choiceStream) []*choiceStream) error {
 	f0 := cs[0].f
 	stream := f0.isStream()
 	var sse *sseWriter
@@ -217,21 +288,54 @@ func (s *server) mergeChoices(ctx context.Context, w http.ResponseWriter, cs []*
 		sse = &sseWriter{w: w, rc: http.NewResponseController(w), fr: fr}
 	}
 	left := len(cs)
-	take := func(i int, c *bus.Chunk) {
-		if stream {
-			for _, ev := range cs[i].f.events(c) {
-				sse.event(ev)
+	// take relays c to the choices it is for; an error ends the answer.
+	take := func(u *dispatched, c *bus.Chunk) error {
+		to, err := u.choicesOf(c)
+		if err != nil {
+			return err
+		}
+		if stream && c.Attempt > u.attempt && u.attempt > 0 {
+			sse.resumed(c) // re-dispatched: say who carries on (docs/api.md)
+		}
+		u.attempt = max(u.attempt, c.Attempt)
+		for _, i := range to {
+			cs[i].res.note(c, s.now())
+			if stream {
+				for _, ev := range cs[i].f.events(c) {
+					sse.event(ev)
+				}
+			} else {
+				cs[i].f.add(c)
 			}
-		} else {
-			cs[i].f.add(c)
+			if c.Final() && !cs[i].res.completed {
+				cs[i].res.completed = true
+				left--
+			}
 		}
-		if c.Final() {
-			cs[i].res.completed = true
-			left--
-		}
+		return nil
 	}
-	for i, c := range firsts {
-		take(i, c)
+	fail := func(err error) error {
+		if ctx.Err() != nil {
+			markStatus(w, statusClientClosed)
+			return err
+		}
+		e := toAPIError(err)
+		if errors.Is(err, errShuttingDown) {
+			e = errorf(CodeShuttingDown, "", "the server is shutting down; retry the request on another gateway")
+		}
+		if stream {
+			sse.event(fr.errorEvent(e))
+			sse.done()
+			sse.flush()
+		} else {
+			s.fail(w, e)
+		}
+		return err
+	}
+	for _, u := range units {
+		if err := take(u, u.first); err != nil {
+			return fail(err)
+		}
 	}
 	for left > 0 {
 		if stream {
@@ -248,33 +352,12 @@ func (s *server) mergeChoices(ctx context.Context, w http.ResponseWriter, cs []*
 		case <-s.stopping.Done(): // StopStreams
 			cc.err = errShuttingDown
 		}
-		if errors.Is(cc.err, errShuttingDown) {
-			e := errorf(CodeShuttingDown, "", "the server is shutting down; retry the request on another gateway")
-			if stream {
-				sse.event(fr.errorEvent(e))
-				sse.done()
-				sse.flush()
-			} else {
-				s.fail(w, e)
-			}
-			return cc.err
+		if cc.err == nil {
+			cc.err = take(cc.u, cc.c)
 		}
 		if cc.err != nil {
-			if ctx.Err() != nil {
-				markStatus(w, statusClientClosed)
-				return cc.err
-			}
-			if stream {
-				sse.event(fr.errorEvent(toAPIError(cc.err)))
-				sse.done()
-				sse.flush()
-			} else {
-				s.fail(w, toAPIError(cc.err))
-			}
-			return cc.err
+			return fail(cc.err)
 		}
-		cs[cc.i].res.note(cc.c, s.now())
-		take(cc.i, cc.c)
 	}
 	u := mergedUsage(cs, samePromptOf(cs))
 	if stream {

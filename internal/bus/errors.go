@@ -13,6 +13,10 @@ var (
 	ErrNotPlaced  = errors.New("bus: request not placed before deadline") // 504
 	ErrWorkerLost = errors.New("bus: worker lost and no retry possible")  // 502
 	ErrShutdown   = errors.New("bus: shutting down")                      // 503
+	// ErrChoicesUnsupported: no live worker of the model runs as many
+	// choices as one request (Request.Choices, Heartbeat.Choices), though
+	// some serve it: the caller sends one request per choice instead.
+	ErrChoicesUnsupported = errors.New("bus: no worker of this model runs several choices as one request")
 )
 
 // Stream yields the chunks of one dispatched request in Seq order, without

@@ -18,7 +18,8 @@ import (
 // allocates nothing.
 //
 //	frame  = 0xC1 uvarint(attempt) uvarint(seq) str(id) str(worker) step+
-//	step   = flags str(text) uvarint(n) n×varint(token) [lps]   (flags bit 0: lps present)
+//	step   = flags [uvarint(choice)] str(text) uvarint(n) n×varint(token) [lps]
+//	         (flags bit 0: lps present; bit 1: choice present, Chunk.Choice, only when not 0)
 //	lps    = uvarint(n) n×lp
 //	lp     = str(token) varint(id) float32le(logprob) uvarint(m) m×(str(token) varint(id) float32le(logprob))
 //	str    = uvarint(len) bytes
@@ -87,7 +88,13 @@ func AppendFrameStep(dst []byte, c *Chunk) ([]byte, error) {
 	if len(c.Logprobs) > 0 {
 		flags |= 1
 	}
+	if c.Choice > 0 {
+		flags |= 2 // only a request of several choices has them: its gateway reads them
+	}
 	dst = append(dst, flags)
+	if flags&2 != 0 {
+		dst = binary.AppendUvarint(dst, uint64(c.Choice))
+	}
 	dst = appendStr(dst, c.Text)
 	dst = binary.AppendUvarint(dst, uint64(len(c.Tokens)))
 	for _, t := range c.Tokens {
@@ -171,6 +178,14 @@ func ReadFrameHeader(data []byte) (FrameHeader, []byte, error) {
 func ReadFrameStep(steps []byte, c *Chunk) ([]byte, error) {
 	r := frameReader{b: steps}
 	flags := r.byte()
+	c.Choice = 0
+	if flags&2 != 0 {
+		if v := r.uvarint(); v < MaxChoices {
+			c.Choice = int(v)
+		} else {
+			r.fail()
+		}
+	}
 	c.Text = r.str()
 	n := r.count(1)
 	c.Tokens = c.Tokens[:0]
@@ -197,7 +212,8 @@ func ReadFrameStep(steps []byte, c *Chunk) ([]byte, error) {
 			}
 			c.Logprobs = append(c.Logprobs, lp)
 		}
-	} else if flags != 0 {
+	}
+	if flags&^3 != 0 {
 		r.fail()
 	}
 	if r.err != nil {

@@ -15,6 +15,9 @@ func randomStep(r *rand.Rand) Chunk {
 		text[i] = byte(r.IntN(256))
 	}
 	c := Chunk{Text: string(text)}
+	if r.IntN(3) == 0 {
+		c.Choice = r.IntN(MaxChoices)
+	}
 	for range r.IntN(3) {
 		c.Tokens = append(c.Tokens, int32(r.Uint32()))
 	}
@@ -119,6 +122,16 @@ func TestFrameRefusesMalformed(t *testing.T) {
 			t.Fatalf("a frame cut to %d of %d bytes decoded: %+v %+v", n, len(good), h, c)
 		}
 	}
+	head := AppendFrameHeader(nil, "r", "w", 1, 1)
+	for _, step := range [][]byte{{4, 0, 0}, {2, MaxChoices, 0, 0}} { // an unknown flag; a choice past MaxChoices
+		var c Chunk
+		if _, err := ReadFrameStep(step, &c); err == nil {
+			t.Fatalf("step %v decoded: %+v", step, c)
+		}
+		if _, _, err := ReadFrameHeader(append(head, step...)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, bad := range [][]byte{nil, {'{'}, {FrameMagic}, {FrameMagic, 1, 0, 1, 'r', 0, 0}} {
 		if _, _, err := ReadFrameHeader(bad); err == nil {
 			t.Fatalf("%q read as a header", bad)
@@ -131,6 +144,7 @@ func TestFrameRefusesMalformed(t *testing.T) {
 func TestFrameStepAllocs(t *testing.T) {
 	for _, c := range []Chunk{
 		{Text: " once", Tokens: []int32{7}},
+		{Choice: 3, Text: " once", Tokens: []int32{7}},
 		{Text: " once", Tokens: []int32{7}, Logprobs: []TokenLogprob{{Token: " once", ID: 7, Logprob: -0.5, Top: []TokenLogprob{{Token: " twice", ID: 8, Logprob: -1}}}}},
 	} {
 		buf := make([]byte, 0, 256)
@@ -160,6 +174,7 @@ func TestFrameStepAllocs(t *testing.T) {
 func FuzzReadFrame(f *testing.F) {
 	seed := AppendFrameHeader(nil, "cmpl-1", "w", 2, 9)
 	seed, _ = AppendFrameStep(seed, &Chunk{Text: "a", Tokens: []int32{1, -2}})
+	seed, _ = AppendFrameStep(seed, &Chunk{Choice: 3, Text: "c", Tokens: []int32{5}})
 	seed, _ = AppendFrameStep(seed, &Chunk{Text: "b", Logprobs: []TokenLogprob{{Token: "b", ID: 3, Logprob: -1, Top: []TokenLogprob{{Token: "c", ID: 4}}}}})
 	f.Add(seed)
 	f.Add([]byte{FrameMagic, 0, 1, 1, 'x', 0, 0, 0, 0})
@@ -202,7 +217,7 @@ func FuzzReadFrame(f *testing.F) {
 func TestFramableKnowsEveryChunkField(t *testing.T) {
 	known := map[string]string{
 		"V": "implied", "ID": "header", "Seq": "header", "Worker": "header", "Attempt": "header",
-		"Text": "step", "Tokens": "step", "Logprobs": "step", "More": "not on the wire",
+		"Text": "step", "Choice": "step", "Tokens": "step", "Logprobs": "step", "More": "not on the wire",
 		"Echo": "refused", "FinishReason": "refused", "ToolCalls": "refused", "Usage": "refused",
 		"Error": "refused", "Scores": "refused", "Embedding": "refused", "At": "refused",
 	}

@@ -22,6 +22,10 @@ const (
 	KindEmbedding = "embedding"
 )
 
+// MaxChoices bounds the choices one request carries (Request.Choices):
+// the gateway's limit on n (or best_of) times the prompts.
+const MaxChoices = 64
+
 // MaxEmbedInputs bounds the inputs of one embedding request (OpenAI's
 // limit), checked by the gateway and again by the worker.
 const MaxEmbedInputs = 2048
@@ -155,10 +159,18 @@ type Request struct {
 	Tools             []Tool `json:"tools,omitempty"`
 	ToolChoice        string `json:"tool_choice,omitempty"`
 	ParallelToolCalls bool   `json:"parallel_tool_calls,omitempty"`
-	// Share names the choices of one client request (n > 1): on one
+	// Share names the choices of one client request (n > 1) sent as
+	// separate requests (to workers without Heartbeat.Choices): on one
 	// worker, a choice with the same prompt as a running one forks that
 	// one's evaluated prompt instead of evaluating it again.
 	Share string `json:"share,omitempty"`
+	// Choices, when above 1, is the number of choices this one request
+	// asks for (n, or best_of): the worker evaluates the prompt once and
+	// runs Choices sequences forked from it, choice j sampling with
+	// Sampling.Seed+j (when a seed is set), and tags every chunk with its
+	// Chunk.Choice. Only workers whose heartbeat offers as many
+	// (Heartbeat.Choices) are sent one.
+	Choices int `json:"choices,omitempty"`
 	// Constraint restricts the output to a grammar (structured outputs);
 	// nil: free text.
 	Constraint *Constraint `json:"constraint,omitempty"`
@@ -188,6 +200,11 @@ type Request struct {
 	// ResumeSeq.
 	Resume    []int32 `json:"resume,omitempty"`
 	ResumeSeq uint64  `json:"resume_seq,omitempty"`
+	// ResumeChoices is Resume for a request of several Choices: entry j
+	// is choice j's progress (its tokens delivered, or Done once its
+	// final chunk was). It has Choices entries, or none on a first
+	// attempt.
+	ResumeChoices []ChoiceResume `json:"resume_choices,omitempty"`
 	// ResumeText is the text the client already received from earlier
 	// attempts, for workers that cannot use token ids (upstream engines:
 	// a completion continues from Prompt+ResumeText, a chat from an
@@ -212,6 +229,14 @@ type Request struct {
 	// FrameVersion): a worker that knows it sends step chunks as binary
 	// frames, coalescing steps that are ready at once. 0: JSON only.
 	ChunkFrames int `json:"chunk_frames,omitempty"`
+}
+
+// ChoiceResume is one choice's progress when a request of several choices
+// is resumed: the token ids its client already received, or Done when its
+// final chunk was delivered (the worker does not run it again).
+type ChoiceResume struct {
+	Tokens []int32 `json:"tokens,omitempty"`
+	Done   bool    `json:"done,omitempty"`
 }
 
 // TokenLogprob is a token's log-probability and its top alternatives.
@@ -244,10 +269,16 @@ type Error struct {
 // the chunks of one request from 1; the gateway reorders and drops
 // duplicates by Seq. The last chunk has FinishReason or Error set, and Usage.
 type Chunk struct {
-	V        int            `json:"v"`
-	ID       string         `json:"id"`
-	Seq      uint64         `json:"seq"`
-	Worker   string         `json:"worker,omitempty"`
+	V      int    `json:"v"`
+	ID     string `json:"id"`
+	Seq    uint64 `json:"seq"`
+	Worker string `json:"worker,omitempty"`
+	// Choice is the choice this chunk belongs to, in a request of
+	// several (Request.Choices; 0 otherwise). Each choice ends with a
+	// chunk with FinishReason (Final); the request ends when every choice
+	// has, or with the first Error. An Echo chunk of such a request
+	// echoes the prompt for every choice.
+	Choice   int            `json:"choice,omitempty"`
 	Text     string         `json:"text,omitempty"`
 	Tokens   []int32        `json:"tokens,omitempty"`
 	Logprobs []TokenLogprob `json:"logprobs,omitempty"`
@@ -307,7 +338,8 @@ type Embedding struct {
 	Tokens int `json:"tokens"`
 }
 
-// Final reports whether c is the last chunk of its request.
+// Final reports whether c is the last chunk of its request, or, in a
+// request of several choices, of its choice (an Error ends them all).
 func (c *Chunk) Final() bool { return c.FinishReason != "" || c.Error != nil }
 
 // Accept is a worker's immediate reply to a Request: Error is nil when the
@@ -381,6 +413,10 @@ type Heartbeat struct {
 	// A gateway that sees Active non-empty while Progress stands still for
 	// its stall timeout treats the worker as stuck.
 	Progress int64 `json:"progress,omitempty"`
+	// Choices is the most choices the worker runs as one request
+	// (Request.Choices), forking one evaluated prompt; 0: one choice per
+	// request, so a gateway sends it n requests for n choices.
+	Choices int `json:"choices,omitempty"`
 	// Seq numbers the worker's heartbeats, from 1 (see
 	// Accept.HeartbeatSeq); 0: not reported.
 	Seq uint64 `json:"seq,omitempty"`

@@ -296,3 +296,161 @@ func streamRaw(ctx context.Context, addr, prompt string, maxTokens int, onText f
 	}
 	return text.String(), marks, fmt.Errorf("stream ended without [DONE]: %v", sc.Err())
 }
+
+// TestKillWorkerMidStreamChoices kills, with SIGKILL, the worker process
+// streaming a request of three sampled choices (one bus request); the
+// gateway resumes it on the other worker with each choice's own tokens,
+// and every choice's streamed text equals the uninterrupted answer's.
+func TestKillWorkerMidStreamChoices(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	modelPath(t) // skip early without the model
+	bin, err := buildCourier()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := natsbus.StartServer(natsbus.ServerConfig{Name: "ext", Listen: "127.0.0.1:0"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	procs := map[string]*exec.Cmd{
+		"wa": startWorkerProcess(t, bin, srv.ClientURL(), "wa"),
+		"wb": startWorkerProcess(t, bin, srv.ClientURL(), "wb"),
+	}
+	gc := config.Default(config.RoleGateway)
+	gc.NATSURL = srv.ClientURL()
+	gc.HeartbeatTimeout = time.Second // tolerate a loaded machine
+	gc.Addr = "127.0.0.1:0"
+	gw := startNode(t, gc)
+	ctx := testCtx(t)
+	if err := gw.Gateway().WaitWorkers(ctx, modelName, 2); err != nil {
+		t.Fatal(err)
+	}
+	body := fmt.Sprintf(`{"model":%q,"prompt":"Once upon a time","max_tokens":150,"temperature":1,"seed":11,"n":3,"ignore_eos":true`, modelName)
+	want, _, err := choicesRaw(ctx, gw.Addr(), body+"}", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var killed string
+	var once sync.Once
+	got, resumed, err := choicesRaw(ctx, gw.Addr(), body+`,"stream":true}`, func(texts []string) {
+		for _, s := range texts {
+			if len(s) < 60 {
+				return
+			}
+		}
+		once.Do(func() {
+			waitUntil(t, "a heartbeat listing the request", func() bool {
+				for _, hb := range gw.Gateway().Workers() {
+					if len(hb.Active) > 0 {
+						killed = hb.Worker
+						return true
+					}
+				}
+				return false
+			})
+			if err := procs[killed].Process.Signal(syscall.SIGKILL); err != nil {
+				t.Error(err)
+			}
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if killed == "" {
+		t.Fatal("the stream ended before a worker was killed")
+	}
+	for j := range want {
+		if got[j] != want[j] {
+			t.Fatalf("after killing %s, choice %d got\n%q\nwant\n%q", killed, j, got[j], want[j])
+		}
+	}
+	total := 0
+	for _, s := range got {
+		total += len(s)
+	}
+	if len(resumed) == 0 || resumed[len(resumed)-1].worker == killed || resumed[len(resumed)-1].attempt < 2 ||
+		resumed[len(resumed)-1].after == total {
+		t.Fatalf("killed %s, but the stream shows no resume on another worker with text after it: %+v", killed, resumed)
+	}
+	r := resumed[len(resumed)-1]
+	t.Logf("killed %s mid-stream; attempt %d on %s carried on after byte %d of %d in all", killed, r.attempt, r.worker, r.after, total)
+}
+
+// choicesRaw posts a completion of several choices over plain HTTP and
+// returns each choice's text; a streamed one also returns its resume marks
+// (after: the bytes of text of every choice before the mark) and calls
+// onText after every event with the texts so far.
+func choicesRaw(ctx context.Context, addr, body string, onText func([]string)) ([]string, []resume, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/v1/completions", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return nil, nil, fmt.Errorf("status %d: %s", resp.StatusCode, b)
+	}
+	type event struct {
+		Choices []struct {
+			Index int
+			Text  string
+		}
+		Error *struct{ Message string }
+	}
+	if !strings.Contains(body, `"stream":true`) {
+		var ev event
+		if err := json.NewDecoder(resp.Body).Decode(&ev); err != nil {
+			return nil, nil, err
+		}
+		texts := make([]string, len(ev.Choices))
+		for _, c := range ev.Choices {
+			texts[c.Index] = c.Text
+		}
+		return texts, nil, nil
+	}
+	texts := make([]string, 3)
+	total := 0
+	var marks []resume
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if m, ok := strings.CutPrefix(line, ": courier-resumed "); ok {
+			r := resume{after: total}
+			fmt.Sscanf(m, "attempt=%d worker=%s", &r.attempt, &r.worker)
+			marks = append(marks, r)
+			continue
+		}
+		data, ok := strings.CutPrefix(line, "data: ")
+		if !ok {
+			continue
+		}
+		if data == "[DONE]" {
+			return texts, marks, nil
+		}
+		var ev event
+		if err := json.Unmarshal([]byte(data), &ev); err != nil {
+			return texts, marks, err
+		}
+		if ev.Error != nil {
+			return texts, marks, fmt.Errorf("error event: %s", ev.Error.Message)
+		}
+		for _, c := range ev.Choices {
+			if c.Index < 0 || c.Index >= len(texts) {
+				return texts, marks, fmt.Errorf("choice index %d", c.Index)
+			}
+			texts[c.Index] += c.Text
+			total += len(c.Text)
+		}
+		if onText != nil {
+			onText(texts)
+		}
+	}
+	return texts, marks, fmt.Errorf("stream ended without [DONE]: %v", sc.Err())
+}

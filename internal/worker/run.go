@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"unicode"
 
 	"courier/internal/bus"
@@ -32,33 +33,37 @@ func (w *Worker) run(ctx context.Context, req *bus.Request, send func(*bus.Chunk
 	default:
 		return fail(bus.CodeInvalidRequest, fmt.Sprintf("unknown request kind %q", req.Kind))
 	}
+	if req.Choices > 1 && len(req.ResumeChoices) != 0 && len(req.ResumeChoices) != req.Choices {
+		return fail(bus.CodeInvalidRequest, fmt.Sprintf("resume_choices has %d entries for %d choices", len(req.ResumeChoices), req.Choices))
+	}
 	prompt, err := w.prompt(req)
 	if err != nil {
 		return fail(bus.CodeInvalidRequest, err.Error())
 	}
-	resume, maxTokens := req.Resume, req.MaxTokens
-	skip := "" // text the client has that the engine will write again
-	if len(resume) == 0 && req.ResumeText != "" {
+	gen := generation{req: req, prompt: prompt, resume: req.Resume, maxTokens: req.MaxTokens}
+	if len(gen.resume) == 0 && req.ResumeText != "" && req.Choices <= 1 {
 		// Text delivered by a worker without token ids (an upstream
 		// engine): tokenize prompt and text together and resume after the
 		// part they share with the prompt alone. Trailing whitespace is
 		// held back, as upstream.Backend does: tokenizers that lead words
 		// with a space would read it as a token of its own.
 		text := strings.TrimRightFunc(req.ResumeText, unicode.IsSpace)
-		skip = req.ResumeText[len(text):]
-		if prompt, resume, err = w.textResume(req, text, prompt); err != nil {
+		gen.skip = req.ResumeText[len(text):]
+		if gen.prompt, gen.resume, err = w.textResume(req, text, prompt); err != nil {
 			return fail(bus.CodeInvalidRequest, err.Error())
 		}
-		if maxTokens > 0 {
+		if gen.maxTokens > 0 {
 			// MaxTokens counts the tokens delivered (one per chunk), the
 			// engine the resumed ids (and the held-back whitespace again).
-			maxTokens = max(maxTokens-int(max(req.ResumeSeq, 1)-1), 0) + len(resume)
-			if skip != "" {
-				maxTokens++
+			gen.maxTokens = max(gen.maxTokens-int(max(req.ResumeSeq, 1)-1), 0) + len(gen.resume)
+			if gen.skip != "" {
+				gen.maxTokens++
 			}
 		}
 	}
 	if req.Echo && seq == 1 {
+		// One chunk echoes the prompt, for every choice of a request of
+		// several.
 		c, err := w.echo(ctx, req, prompt)
 		if err != nil {
 			return w.engineFailure(ctx, req, seq, err)
@@ -66,25 +71,181 @@ func (w *Worker) run(ctx context.Context, req *bus.Request, send func(*bus.Chunk
 		send(c)
 		seq++
 	}
+	out := &chunkOut{seq: seq, send: send}
 	if req.Echo && req.MaxTokens == 0 { // the prompt alone (scoring it)
-		return &bus.Chunk{ID: req.ID, Seq: seq, Attempt: req.Attempt, FinishReason: engine.FinishLength,
-			Usage: &bus.Usage{PromptTokens: len(prompt)}}
+		return out.finishAll(req, func(int) *bus.Chunk {
+			return &bus.Chunk{ID: req.ID, Attempt: req.Attempt, FinishReason: engine.FinishLength,
+				Usage: &bus.Usage{PromptTokens: len(prompt)}}
+		})
 	}
-	var g *grammar.Grammar
 	if req.Constraint != nil {
-		if g, err = w.grammars.compile(req.Constraint); err != nil {
+		if gen.g, err = w.grammars.compile(req.Constraint); err != nil {
 			return fail(bus.CodeInvalidRequest, err.Error())
 		}
 	}
-	tm := w.newToolMode(req)
-	var ts *toolStream
-	if tm != nil {
-		if tm.forced {
-			if g, err = w.toolGrammar(tm, req.ParallelToolCalls); err != nil {
-				return fail(bus.CodeInvalidRequest, err.Error())
-			}
+	if gen.tm = w.newToolMode(req); gen.tm != nil && gen.tm.forced {
+		if gen.g, err = w.toolGrammar(gen.tm, req.ParallelToolCalls); err != nil {
+			return fail(bus.CodeInvalidRequest, err.Error())
 		}
-		ts = newToolStream(tm, req.ID)
+	}
+	if req.Choices > 1 {
+		return w.runChoices(ctx, &gen, out)
+	}
+	final, err := w.generate(ctx, &gen, 0, gen.resume, out)
+	if err != nil {
+		return w.engineFailure(ctx, req, out.seq, err)
+	}
+	final.Seq = out.seq
+	return final
+}
+
+// generation is what every choice of one request shares: the request, its
+// tokenized prompt and compiled constraint.
+type generation struct {
+	req       *bus.Request
+	prompt    []int32
+	resume    []int32 // a single choice's tokens delivered (Request.Resume, or from ResumeText)
+	maxTokens int
+	skip      string // text the client has that the engine will write again
+	g         *grammar.Grammar
+	tm        *toolMode
+}
+
+// chunkOut numbers one request's chunks and sends them. The choices of a
+// request of several share it, each from its own goroutine: a chunk is
+// numbered and sent under mu, so chunks leave in Seq order.
+type chunkOut struct {
+	mu     sync.Mutex
+	seq    uint64 // guarded by mu; the next chunk's Seq
+	send   func(*bus.Chunk)
+	failed bool // guarded by mu; a choice failed: nothing more is sent
+}
+
+// put numbers c and sends it; false once the request failed.
+func (o *chunkOut) put(c *bus.Chunk) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.failed {
+		return false
+	}
+	c.Seq = o.seq
+	o.seq++
+	o.send(c)
+	return true
+}
+
+// flush publishes what the transport holds (bus.Chunk.More).
+func (o *chunkOut) flush() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.failed {
+		o.send(nil)
+	}
+}
+
+// fail stops every later put and returns the Seq the error chunk takes.
+func (o *chunkOut) fail() uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.failed = true
+	return o.seq
+}
+
+// finishAll sends the final chunk of every choice of a request (finish(j)
+// makes choice j's) and returns the last, for the caller to send.
+func (o *chunkOut) finishAll(req *bus.Request, finish func(choice int) *bus.Chunk) *bus.Chunk {
+	var last *bus.Chunk
+	for j := range max(req.Choices, 1) {
+		if j < len(req.ResumeChoices) && req.ResumeChoices[j].Done {
+			continue
+		}
+		if last != nil {
+			o.put(last)
+		}
+		last = finish(j)
+		last.Choice = j
+	}
+	if last == nil {
+		return nil
+	}
+	o.mu.Lock()
+	last.Seq = o.seq
+	o.mu.Unlock()
+	return last
+}
+
+// runChoices runs the unfinished choices of a request of several, each a
+// sequence of its own forked from the prompt the first evaluates
+// (engine.Request.Share), and returns the request's final chunk: the last
+// choice's end, or the first error (the other choices are then stopped).
+func (w *Worker) runChoices(ctx context.Context, gen *generation, out *chunkOut) *bus.Chunk {
+	req := gen.req
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu     sync.Mutex
+		left   int        // guarded by mu; choices still running
+		last   *bus.Chunk // guarded by mu; the final chunk of the choice that ended last
+		errSeq uint64     // guarded by mu
+		first  error      // guarded by mu; the first choice's failure
+		wg     sync.WaitGroup
+	)
+	todo := make([]int, 0, req.Choices)
+	for j := range req.Choices {
+		if len(req.ResumeChoices) == 0 || !req.ResumeChoices[j].Done {
+			todo = append(todo, j)
+		}
+	}
+	if len(todo) == 0 {
+		return &bus.Chunk{ID: req.ID, Seq: out.seq, Attempt: req.Attempt,
+			Error: &bus.Error{Code: bus.CodeInvalidRequest, Message: "resume_choices: every choice is done"}}
+	}
+	left = len(todo)
+	for _, j := range todo {
+		var resume []int32
+		if len(req.ResumeChoices) > 0 {
+			resume = req.ResumeChoices[j].Tokens
+		}
+		wg.Go(func() {
+			final, err := w.generate(cctx, gen, j, resume, out)
+			mu.Lock()
+			defer mu.Unlock()
+			if err == nil && cctx.Err() == nil {
+				if left--; left > 0 {
+					out.put(final) // a choice's end; the others go on
+				} else {
+					last = final
+				}
+				return
+			}
+			if first == nil {
+				first, errSeq = cmp.Or(err, cctx.Err()), out.fail()
+				cancel()
+			}
+		})
+	}
+	wg.Wait()
+	if first != nil {
+		return w.engineFailure(ctx, req, errSeq, first)
+	}
+	out.mu.Lock()
+	last.Seq = out.seq
+	out.mu.Unlock()
+	return last
+}
+
+// generate runs choice j of gen (resumed after the tokens resume), sending
+// a chunk per token through out, and returns its final chunk without a
+// Seq, or the engine's error.
+func (w *Worker) generate(ctx context.Context, gen *generation, j int, resume []int32, out *chunkOut) (*bus.Chunk, error) {
+	req := gen.req
+	var ts *toolStream
+	if gen.tm != nil {
+		id := req.ID
+		if req.Choices > 1 {
+			id = fmt.Sprintf("%s-%d", req.ID, j) // as when each choice was a request of its own
+		}
+		ts = newToolStream(gen.tm, id)
 		// Replay what the client has: the text the engine released for
 		// the resumed tokens (as the engine rebuilds it), so the reader
 		// stands where the earlier attempt left it.
@@ -95,10 +256,10 @@ func (w *Worker) run(ctx context.Context, req *bus.Request, send func(*bus.Chunk
 		}
 	}
 	er := engine.Request{
-		Grammar:     g,
-		Prompt:      prompt,
+		Grammar:     gen.g,
+		Prompt:      gen.prompt,
 		Resume:      resume,
-		MaxTokens:   maxTokens,
+		MaxTokens:   gen.maxTokens,
 		Sampling:    Sampling(req.Sampling),
 		Stop:        req.Stop,
 		Logprobs:    req.Logprobs,
@@ -107,6 +268,14 @@ func (w *Worker) run(ctx context.Context, req *bus.Request, send func(*bus.Chunk
 		Background:  req.Background,
 		Share:       req.Share,
 	}
+	if req.Choices > 1 {
+		// Choice j's own stream: seed+j, as the gateway gave each choice
+		// when it sent them as requests of their own.
+		if er.Share = req.ID; req.Sampling.Seed != nil {
+			er.Sampling.Seed += uint64(j)
+		}
+	}
+	skip := gen.skip
 	// One chunk, its token and its logprobs are reused for every step:
 	// send does not keep them (bus.Chunk.More, natsbus.Handler), so the
 	// per-token path allocates nothing.
@@ -128,11 +297,11 @@ func (w *Worker) run(ctx context.Context, req *bus.Request, send func(*bus.Chunk
 				skip = "" // it went another way: nothing of it was sent
 			}
 			if text == "" {
-				return w.release(send, &held, t.More) // the held-back whitespace, already delivered
+				return release(out, &held, t.More) // the held-back whitespace, already delivered
 			}
 		}
 		tok[0] = t.ID
-		c = bus.Chunk{ID: req.ID, Seq: seq, Attempt: req.Attempt, Text: text, Tokens: tok[:], More: t.More}
+		c = bus.Chunk{ID: req.ID, Choice: j, Attempt: req.Attempt, Text: text, Tokens: tok[:], More: t.More}
 		if ts != nil {
 			// Content and call pieces as far as they are known; the chunk
 			// carries the token for usage and resume even when the text
@@ -140,37 +309,39 @@ func (w *Worker) run(ctx context.Context, req *bus.Request, send func(*bus.Chunk
 			content, deltas := ts.feed(text)
 			c.Text, c.ToolCalls = content, slices.Clone(deltas)
 			if t.ID < 0 && c.Text == "" && len(c.ToolCalls) == 0 {
-				return w.release(send, &held, t.More)
+				return release(out, &held, t.More)
 			}
 		}
 		if req.Logprobs || req.TopLogprobs > 0 {
 			w.logprob(&lps[0], t)
 			c.Logprobs = lps[:]
 		}
-		seq++
 		held = t.More
-		send(&c)
+		if !out.put(&c) {
+			return errChoiceStopped
+		}
 		return nil
 	})
-	switch {
-	case ctx.Err() != nil || err != nil:
-		return w.engineFailure(ctx, req, seq, err)
-	default:
-		final := &bus.Chunk{
-			ID: req.ID, Seq: seq, Attempt: req.Attempt, FinishReason: res.FinishReason,
-			Usage: &bus.Usage{PromptTokens: res.PromptTokens, CompletionTokens: res.CompletionTokens},
-		}
-		if ts != nil {
-			// Text still held back is the answer when it was no call.
-			content, calls := ts.finish()
-			final.Text = content
-			if calls > 0 && res.FinishReason == engine.FinishStop {
-				final.FinishReason = "tool_calls"
-			}
-		}
-		return final
+	if err != nil {
+		return nil, err
 	}
+	final := &bus.Chunk{
+		ID: req.ID, Choice: j, Attempt: req.Attempt, FinishReason: res.FinishReason,
+		Usage: &bus.Usage{PromptTokens: res.PromptTokens, CompletionTokens: res.CompletionTokens},
+	}
+	if ts != nil {
+		// Text still held back is the answer when it was no call.
+		content, calls := ts.finish()
+		final.Text = content
+		if calls > 0 && res.FinishReason == engine.FinishStop {
+			final.FinishReason = "tool_calls"
+		}
+	}
+	return final, nil
 }
+
+// errChoiceStopped stops a choice whose request failed in another choice.
+var errChoiceStopped = errors.New("worker: another choice of the request failed")
 
 // engineFailure is the final chunk of a request the engine failed (nil
 // when it was cancelled: nothing more is sent).
@@ -259,10 +430,10 @@ func (w *Worker) logprob(lp *bus.TokenLogprob, t engine.Token) {
 
 // release is a step that sends nothing: when no token waits behind it,
 // whatever the last chunk's More let the transport hold goes out now.
-func (w *Worker) release(send func(*bus.Chunk), held *bool, more bool) error {
+func release(out *chunkOut, held *bool, more bool) error {
 	if *held && !more {
 		*held = false
-		send(nil)
+		out.flush()
 	}
 	return nil
 }

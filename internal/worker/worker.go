@@ -166,6 +166,11 @@ func (w *Worker) Admit(req *bus.Request, send func(*bus.Chunk)) *bus.Error {
 	if !w.serves(req.Model) {
 		return &bus.Error{Code: bus.CodeModelNotFound, Message: fmt.Sprintf("worker %s serves %q, not %q", w.cfg.ID, w.cfg.Models, req.Model)}
 	}
+	if req.Choices > 1 && (w.eng == nil || req.Choices > bus.MaxChoices) {
+		// Gateways send several choices only to workers whose heartbeat
+		// offers them (Heartbeat.Choices).
+		return &bus.Error{Code: bus.CodeInvalidRequest, Message: fmt.Sprintf("worker %s does not run %d choices as one request", w.cfg.ID, req.Choices)}
+	}
 	if req.Deadline > 0 && req.Attempt <= 1 && time.Now().UnixMilli() > req.Deadline {
 		return &bus.Error{Code: bus.CodeDeadline, Message: "deadline passed before the request started"}
 	}
@@ -266,6 +271,9 @@ func (w *Worker) Heartbeat() bus.Heartbeat {
 	}
 	if w.draining {
 		hb.FreeSlots, hb.FreeBackgroundSlots = 0, 0
+	}
+	if w.eng != nil {
+		hb.Choices = bus.MaxChoices // the built-in engine forks them (run.go)
 	}
 	if c, ok := w.eng.(capacityReporter); ok {
 		cp := c.Capacity()

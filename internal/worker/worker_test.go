@@ -387,8 +387,12 @@ func TestRunAllocatesNothingPerToken(t *testing.T) {
 	}}
 	w := newWorker(t, eng, 1)
 	sink := func(*bus.Chunk) {}
-	for _, lp := range []bool{false, true} {
-		req := &bus.Request{ID: "r", Model: "m", Prompt: "ab", Attempt: 1, Logprobs: lp}
+	for _, tc := range []struct {
+		lp      bool
+		choices int // several choices: one request, their chunks numbered under a lock
+	}{{false, 0}, {true, 0}, {true, 3}} {
+		lp := tc.lp
+		req := &bus.Request{ID: "r", Model: "m", Prompt: "ab", Attempt: 1, Logprobs: lp, Choices: tc.choices}
 		if lp {
 			req.TopLogprobs = 2
 		}
@@ -401,7 +405,7 @@ func TestRunAllocatesNothingPerToken(t *testing.T) {
 			})
 		}
 		if short, long := allocs(4), allocs(400); long > short {
-			t.Fatalf("logprobs %v: %v allocations for 400 tokens, %v for 4", lp, long, short)
+			t.Fatalf("logprobs %v, %d choices: %v allocations for 400 tokens, %v for 4", lp, tc.choices, long, short)
 		}
 	}
 }

@@ -152,6 +152,12 @@ func (w *workerState) serves(model string) bool {
 	return w.live() && slices.Contains(w.hb.Models, model)
 }
 
+// runs reports whether w runs a request of that many choices
+// (bus.Request.Choices) as one: a worker that does not say so in its
+// heartbeat (one from before them, an upstream) is sent only requests of
+// one choice.
+func (w *workerState) runs(choices int) bool { return choices <= 1 || w.hb.Choices >= choices }
+
 // free returns w's free slots for interactive requests.
 func (w *workerState) free() int { return w.freeFor(false) }
 
@@ -256,10 +262,11 @@ func (g *Gateway) Dispatch(ctx context.Context, req *bus.Request) (bus.Stream, e
 	if err != nil {
 		return nil, fmt.Errorf("natsbus: encode request: %w", err)
 	}
-	// Resumed attempts grow by up to MaxTokens ids of at most 11 bytes.
-	if max := g.conn.MaxPayload(); int64(len(data)+11*r.MaxTokens) > max {
+	// Resumed attempts grow by up to MaxTokens ids of at most 11 bytes
+	// (per choice).
+	if grow := 11 * r.MaxTokens * max(r.Choices, 1); int64(len(data)+grow) > g.conn.MaxPayload() {
 		return nil, fmt.Errorf("%w: request is %d bytes (+%d for resume), the bus carries %d",
-			bus.ErrTooLarge, len(data), 11*r.MaxTokens, max)
+			bus.ErrTooLarge, len(data), grow, g.conn.MaxPayload())
 	}
 	st := newStream(g, r)
 	st.first = data // the first attempt's message, as send would encode it

@@ -53,7 +53,7 @@ func (g *Gateway) place(ctx context.Context, st *stream, deadline time.Time, fir
 			g.mu.Unlock()
 			return ErrClosed
 		}
-		w, live, affinity := g.pickLocked(model, links, st.req.Background)
+		w, live, affinity := g.pickLocked(model, links, st.req.Background, st.req.Choices)
 		if w != nil && first && !g.turnLocked(model, wt, st.req.Tenant, st.req.Background) {
 			w = nil // requests queued ahead of it go first
 		}
@@ -86,8 +86,12 @@ func (g *Gateway) place(ctx context.Context, st *stream, deadline time.Time, fir
 			continue
 		}
 		if !live && first {
+			err := fmt.Errorf("%w: %s", bus.ErrNoWorkers, model)
+			if st.req.Choices > 1 && g.servedLocked(model) {
+				err = fmt.Errorf("%w: %s, %d choices", bus.ErrChoicesUnsupported, model, st.req.Choices)
+			}
 			g.mu.Unlock()
-			return fmt.Errorf("%w: %s", bus.ErrNoWorkers, model)
+			return err
 		}
 		if wt == nil {
 			if err := g.queueFullLocked(model, st.req.Tenant); err != nil {
@@ -158,9 +162,20 @@ func (g *Gateway) queueFullLocked(model, tenant string) error {
 	return nil
 }
 
-// pickLocked returns the worker serving model that a placement should use
-// now (nil when none has a free slot), whether any live worker serves
-// model at all, and the prefix affinity result of the choice.
+// servedLocked reports whether some live worker serves model.
+func (g *Gateway) servedLocked(model string) bool {
+	for _, w := range g.workers {
+		if w.serves(model) {
+			return true
+		}
+	}
+	return false
+}
+
+// pickLocked returns the worker serving model, and running that many
+// choices as one request, that a placement should use now (nil when none
+// has a free slot), whether any live worker serves model (and runs them)
+// at all, and the prefix affinity result of the choice.
 //
 // The load rule takes the worker with the most free slots. With links (a
 // new request's prefix chain; nil for none) the worker holding the longest
@@ -169,11 +184,11 @@ func (g *Gateway) queueFullLocked(model, tenant string) error {
 // least-loaded worker. So affinity never makes a request wait while some
 // worker has a free slot, and it lets one worker run at most PrefixSlack+1
 // more requests than another before the load rule takes over.
-func (g *Gateway) pickLocked(model string, links []uint64, background bool) (*workerState, bool, int) {
+func (g *Gateway) pickLocked(model string, links []uint64, background bool, choices int) (*workerState, bool, int) {
 	var best *workerState
 	bestFree, live := 0, false
 	for _, w := range g.workers {
-		if !w.serves(model) {
+		if !w.serves(model) || !w.runs(choices) {
 			continue
 		}
 		live = true
@@ -185,7 +200,7 @@ func (g *Gateway) pickLocked(model string, links []uint64, background bool) (*wo
 		return best, live, affinityNone
 	}
 	aff := g.affinityLocked(model, links)
-	if aff == nil {
+	if aff == nil || !aff.runs(choices) {
 		return best, live, affinityMiss
 	}
 	switch f := aff.freeFor(background); {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
@@ -47,6 +48,10 @@ type stream struct {
 	rhead   int                   // guarded by mu
 	tokens  []int32               // guarded by mu; token ids delivered in order
 	text    []byte                // guarded by mu; text delivered in order
+	// choices is each choice's progress in a request of several
+	// (Request.Choices); nil for one. left counts those unfinished.
+	choices []choiceProgress // guarded by mu
+	left    int              // guarded by mu
 	// idless is set once a chunk delivered text without token ids (an
 	// upstream worker's): tokens then no longer spell text, and resumed
 	// attempts carry only the text.
@@ -69,6 +74,13 @@ type stream struct {
 	done                     bool   // guarded by mu; the final chunk is in ready or read
 	err                      error  // guarded by mu; terminal failure
 	closed                   bool   // guarded by mu
+}
+
+// choiceProgress is what one choice of a request of several delivered: a
+// resumed attempt continues each unfinished choice after its tokens.
+type choiceProgress struct {
+	tokens []int32
+	done   bool
 }
 
 var (
@@ -107,8 +119,16 @@ func newStream(g *Gateway, req bus.Request) *stream {
 	if n <= 0 || n > 1024 {
 		n = 256
 	}
-	return &stream{g: g, req: req, ctx: ctx, cancel: cancel, notify: make(chan struct{}, 1), next: 1,
-		tokens: make([]int32, 0, n), text: make([]byte, 0, 8*n)}
+	st := &stream{g: g, req: req, ctx: ctx, cancel: cancel, notify: make(chan struct{}, 1), next: 1}
+	if req.Choices > 1 {
+		st.choices, st.left = make([]choiceProgress, req.Choices), req.Choices
+		for i := range st.choices {
+			st.choices[i].tokens = make([]int32, 0, n)
+		}
+		return st
+	}
+	st.tokens, st.text = make([]int32, 0, n), make([]byte, 0, 8*n)
+	return st
 }
 
 // beginAttempt starts a new attempt and returns the request message to send
@@ -134,6 +154,12 @@ func (st *stream) beginAttempt(worker, reason string) (bus.Request, bool) {
 	}
 	if st.next > 1 {
 		r.ResumeSeq = st.next
+		if st.choices != nil {
+			r.ResumeChoices = make([]bus.ChoiceResume, len(st.choices))
+			for i, p := range st.choices {
+				r.ResumeChoices[i] = bus.ChoiceResume{Tokens: slices.Clone(p.tokens), Done: p.done}
+			}
+		}
 	}
 	return r, true
 }
@@ -208,6 +234,13 @@ func (st *stream) deliver(c *bus.Chunk) bool {
 		recycle(c)
 		return false
 	}
+	if st.choices != nil && (c.Choice < 0 || c.Choice >= len(st.choices)) {
+		// A worker that breaks the protocol: the answer cannot be trusted.
+		st.err = fmt.Errorf("%w: worker %s sent choice %d of a request of %d", bus.ErrWorkerLost, c.Worker, c.Choice, len(st.choices))
+		recycle(c)
+		st.signal()
+		return true
+	}
 	// A chunk of the attempt proves its admission: the placement enters
 	// the timeline before the reader can see the chunk (with the
 	// worker's clock of the first chunk, which carries it).
@@ -250,6 +283,24 @@ func (st *stream) pushLocked(c *bus.Chunk) {
 		st.next++
 		return
 	}
+	st.next++
+	if st.choices != nil {
+		p := &st.choices[c.Choice]
+		p.tokens = append(p.tokens, c.Tokens...)
+		switch {
+		case c.Error != nil:
+			st.done = true // an error ends every choice
+		case c.Final() && !p.done:
+			p.done = true
+			if st.left--; st.left == 0 {
+				st.done = true
+			}
+		}
+		if st.done {
+			clear(st.pending)
+		}
+		return
+	}
 	st.tokens = append(st.tokens, c.Tokens...)
 	if c.Text != "" && len(c.Tokens) == 0 && c.Scores == nil {
 		st.idless = true
@@ -257,7 +308,6 @@ func (st *stream) pushLocked(c *bus.Chunk) {
 	if c.Scores == nil && st.req.Kind != bus.KindClassification {
 		st.text = append(st.text, c.Text...)
 	}
-	st.next++
 	if c.Final() {
 		st.done = true
 		clear(st.pending)

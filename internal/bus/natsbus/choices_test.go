@@ -1,0 +1,162 @@
+package natsbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+
+	"courier/internal/bus"
+)
+
+// choiceText is what choiceWords makes choice j say: 3+2j words.
+func choiceText(j int) string {
+	var b strings.Builder
+	for i := range 3 + 2*j {
+		fmt.Fprintf(&b, "%d.%d ", j, i)
+	}
+	return b.String()
+}
+
+// choiceWords runs a request of several choices as a worker does: one word
+// of each unfinished choice in turn (choiceText), each choice ending with a
+// chunk of its own, all numbered from ResumeSeq; a resumed attempt
+// continues each choice after its ResumeChoices tokens and skips the done.
+func choiceWords(step chan struct{}) func(ctx context.Context, r *bus.Request, send func(*bus.Chunk)) {
+	return func(ctx context.Context, r *bus.Request, send func(*bus.Chunk)) {
+		seq := max(r.ResumeSeq, 1)
+		pos, done := make([]int, r.Choices), make([]bool, r.Choices)
+		left := r.Choices
+		for j, p := range r.ResumeChoices {
+			pos[j], done[j] = len(p.Tokens), p.Done
+			if p.Done {
+				left--
+			}
+		}
+		for left > 0 {
+			for j := range pos {
+				if done[j] {
+					continue
+				}
+				if step != nil {
+					select {
+					case <-step:
+					case <-ctx.Done():
+						return
+					}
+				}
+				c := &bus.Chunk{ID: r.ID, Seq: seq, Attempt: r.Attempt, Choice: j}
+				if pos[j] == 3+2*j {
+					c.FinishReason, c.Usage = "stop", &bus.Usage{CompletionTokens: pos[j]}
+					done[j] = true
+					left--
+				} else {
+					c.Text, c.Tokens = fmt.Sprintf("%d.%d ", j, pos[j]), []int32{int32(pos[j])}
+					pos[j]++
+				}
+				send(c)
+				seq++
+			}
+		}
+	}
+}
+
+// readChoices reads s to its end from chunk want and returns each choice's
+// text and how many choices ended.
+func readChoices(t *testing.T, s bus.Stream, want uint64, texts []string) int {
+	t.Helper()
+	ends := 0
+	for range 10000 {
+		c, err := s.Next(waitCtx(t))
+		if errors.Is(err, io.EOF) {
+			return ends
+		}
+		if err != nil {
+			t.Fatalf("Next: %v (after %q)", err, texts)
+		}
+		if c.Seq != want {
+			t.Fatalf("chunk seq %d, want %d", c.Seq, want)
+		}
+		want++
+		texts[c.Choice] += c.Text
+		if c.Final() {
+			ends++
+		}
+	}
+	t.Fatal("stream too long")
+	return 0
+}
+
+// TestChoicesResumeEachAfterWorkerLoss: a request of three choices goes to
+// the worker that offers them (not to one that does not; with only such a
+// worker Dispatch says so), its chunks come back as frames tagged by
+// choice, and when its worker dies mid-answer the request resumes on
+// another with each choice's own progress: the finished choice is not run
+// again, the others continue after their own words, and every choice's
+// text is whole, without a gap or a word twice.
+func TestChoicesResumeEachAfterWorkerLoss(t *testing.T) {
+	b := startBus(t)
+	old, hOld := newSlotWorker("m", 4, choiceWords(nil)) // offers no choices
+	step := make(chan struct{})
+	sw1, h1 := newSlotWorker("m", 1, choiceWords(step))
+	sw2, h2 := newSlotWorker("m", 1, choiceWords(nil))
+	t.Cleanup(func() { close(step); old.wg.Wait(); sw1.wg.Wait(); sw2.wg.Wait() })
+	for _, h := range []*fakeWorker{h1, h2} {
+		hb := h.hb
+		h.hb = func() bus.Heartbeat { x := hb(); x.Choices = bus.MaxChoices; return x }
+	}
+	resumed := make(chan bus.Request, 1)
+	admit2 := h2.admit
+	h2.admit = func(r *bus.Request, send func(*bus.Chunk)) *bus.Error {
+		resumed <- *r
+		return admit2(r, send)
+	}
+	b.host("old", hOld, "m")
+	g := b.gateway(GatewayConfig{})
+	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "x", Model: "m", Choices: 3}); !errors.Is(err, bus.ErrChoicesUnsupported) {
+		t.Fatalf("only a worker without choices: %v, want ErrChoicesUnsupported", err)
+	}
+	_, c1 := b.host("w1", h1, "m")
+	if err := g.WaitWorkers(waitCtx(t), "m", 2); err != nil {
+		t.Fatal(err)
+	}
+	s, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "r", Model: "m", Choices: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// Three rounds and choice 0's end (chunk 10), and one more word.
+	texts := make([]string, 3)
+	for i := range 11 {
+		step <- struct{}{}
+		c, err := s.Next(waitCtx(t))
+		if err != nil || c.Seq != uint64(i+1) || c.Worker != "w1" {
+			t.Fatalf("chunk %d: %+v, %v", i+1, c, err)
+		}
+		texts[c.Choice] += c.Text
+	}
+	b.host("w2", h2, "m")
+	if err := g.WaitWorkers(waitCtx(t), "m", 3); err != nil {
+		t.Fatal(err)
+	}
+	c1.nc.Close() // w1 dies without a word
+	if ends := readChoices(t, s, 12, texts); ends != 2 {
+		t.Fatalf("%d choices ended after the resume, want 2", ends)
+	}
+	for j, got := range texts {
+		if want := choiceText(j); got != want {
+			t.Fatalf("choice %d: %q, want %q", j, got, want)
+		}
+	}
+	r := <-resumed
+	if r.Attempt != 2 || r.ResumeSeq != 12 || len(r.ResumeChoices) != 3 || len(r.Resume) != 0 ||
+		!r.ResumeChoices[0].Done || len(r.ResumeChoices[0].Tokens) != 3 ||
+		r.ResumeChoices[1].Done || len(r.ResumeChoices[1].Tokens) != 4 || len(r.ResumeChoices[2].Tokens) != 3 {
+		t.Fatalf("resumed request: attempt %d seq %d choices %+v resume %v", r.Attempt, r.ResumeSeq, r.ResumeChoices, r.Resume)
+	}
+}
