@@ -101,6 +101,30 @@ func TestChoicesAreOneRequest(t *testing.T) {
 		t.Fatalf("choices not interleaved: %v", order)
 	}
 
+	// One echo chunk opens every choice.
+	ep := completionParams(prompt, 6)
+	ep.Temperature, ep.Seed, ep.N, ep.Echo = openai.Float(1), openai.Int(5), openai.Int(2), openai.Bool(true)
+	er, err := c.Completions.New(ctx, ep)
+	if err != nil || len(er.Choices) != 2 {
+		t.Fatalf("echo, n = 2: %v, %+v", err, er)
+	}
+	es := c.Completions.NewStreaming(ctx, ep)
+	etexts := make([]string, 2)
+	for es.Next() {
+		for _, ch := range es.Current().Choices {
+			etexts[ch.Index] += ch.Text
+		}
+	}
+	if err := es.Err(); err != nil {
+		t.Fatal(err)
+	}
+	_ = es.Close()
+	for j, ch := range er.Choices {
+		if !strings.HasPrefix(ch.Text, prompt) || ch.Text != prompt+r.Choices[j].Text[:len(ch.Text)-len(prompt)] || etexts[j] != ch.Text {
+			t.Fatalf("echoed choice %d %q (streamed %q), want the prompt, then choice %d's start %q", j, ch.Text, etexts[j], j, r.Choices[j].Text)
+		}
+	}
+
 	v := compileSchema(t, personSchema)
 	chat := openai.ChatCompletionNewParams{
 		Model:       modelName,
