@@ -22,6 +22,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if dir := os.Getenv(natsProcessEnv); dir != "" {
+		os.Exit(runNATSProcess(dir))
+	}
 	// nats.go's object-store Get hands chunks to its reader from the
 	// subscription's goroutine through a pipe; when a node stops while a
 	// read is in flight, that write can outlive the test run by a moment
