@@ -218,17 +218,14 @@ func (s *scheduler) addEmbedRows(j *scoreJob, budget int) {
 // embedOut is the owner of one hidden-state row of a step.
 type embedOut struct{ job *scoreJob }
 
-// takeHidden hands each hidden-state row of the last step to its job.
-func (s *scheduler) takeHidden() {
-	if len(s.eouts) == 0 {
+// takeHidden hands each hidden-state row of a step, h, to its job (eouts
+// are their owners).
+func (s *scheduler) takeHidden(eouts []embedOut, h []float32) {
+	if len(eouts) == 0 {
 		return
 	}
 	dim := s.e.info.EmbeddingLength
-	h := s.state.Embeddings()
-	if s.e.tail != nil {
-		h = s.e.tail.Embeddings() // computed by the pipeline's last stage
-	}
-	for k, o := range s.eouts {
+	for k, o := range eouts {
 		o.job.emb.take(h[k*dim : (k+1)*dim])
 	}
 }

@@ -31,6 +31,24 @@ type scheduler struct {
 	batch  model.Batch
 	outs   []rowOut   // the owner of each logits row, in row order
 	eouts  []embedOut // the owner of each hidden-state row, in row order
+
+	// A pipeline's first stage keeps up to Tail.Depth steps in flight:
+	// sent holds them, oldest first; spare holds flights to reuse.
+	sent, spare []*flight
+}
+
+// flight is a step sent down a pipeline whose answer is not back: the
+// owners of its answer's rows and the sequences and jobs with rows in it,
+// which nothing touches until the answer is back.
+type flight struct {
+	outs  []rowOut
+	eouts []embedOut
+	slots []*slot
+	jobs  []*scoreJob
+	// dead: its sequences and jobs were failed while it was in flight
+	// (their slots may be running other requests now); its answer is
+	// dropped.
+	dead bool
 }
 
 // rowOut is the owner of one logits row: a sequence that samples its next
@@ -77,40 +95,117 @@ func (s *scheduler) loop() {
 	for {
 		s.admit()
 		s.dropCancelled()
-		if !s.build() {
-			select {
-			case sl := <-s.incoming:
-				s.start(sl)
-			case j := <-s.scores:
-				s.jobs = append(s.jobs, j)
-			case <-s.kick:
-			case <-s.quit:
-				s.failJobs(ErrClosed)
-				return
-			}
+		if s.takeAnswers() {
 			continue
 		}
-		logits, err := s.forward()
-		s.e.steps.Add(1)
-		if err != nil {
-			s.failAll(err)
+		if len(s.sent) < s.depth() && s.build() {
+			s.run()
 			continue
 		}
-		s.sampleAll(logits)
+		var answered <-chan struct{}
+		if len(s.sent) > 0 {
+			answered = s.e.tail.Answered()
+		}
+		select {
+		case sl := <-s.incoming:
+			s.start(sl)
+		case j := <-s.scores:
+			s.jobs = append(s.jobs, j)
+		case <-s.kick:
+		case <-answered:
+		case <-s.quit:
+			s.failJobs(ErrClosed)
+			return
+		}
 	}
 }
 
-// forward runs the step's batch through the whole model: the engine's own
-// layers and, in a pipeline's first stage, the tail's.
-func (s *scheduler) forward() ([]float32, error) {
+// depth is the most steps in flight at once: 1 for a whole model.
+func (s *scheduler) depth() int {
 	if s.e.tail == nil {
-		return s.state.Forward(&s.batch)
+		return 1
+	}
+	return max(s.e.tail.Depth(), 1)
+}
+
+// run evaluates the step built: through the whole model, or through the
+// engine's own layers, then sent down the pipeline (its answer is taken
+// later, by takeAnswers).
+func (s *scheduler) run() {
+	s.e.steps.Add(1)
+	if s.e.tail == nil {
+		logits, err := s.state.Forward(&s.batch)
+		if err != nil {
+			s.failAll(err)
+			return
+		}
+		s.takeHidden(s.eouts, s.state.Embeddings())
+		s.sampleAll(s.outs, logits)
+		return
 	}
 	h, err := s.state.ForwardStage(&s.batch, nil)
-	if err != nil {
-		return nil, err
+	if err == nil {
+		err = s.e.tail.Send(&s.batch, h)
 	}
-	return s.e.tail.Forward(&s.batch, h)
+	if err != nil {
+		s.failAll(err)
+		return
+	}
+	var f *flight
+	if n := len(s.spare); n > 0 {
+		f, s.spare = s.spare[n-1], s.spare[:n-1]
+	} else {
+		f = &flight{}
+	}
+	f.dead = false
+	f.outs, s.outs = s.outs, f.outs[:0]
+	f.eouts, s.eouts = s.eouts, f.eouts[:0]
+	f.slots, f.jobs = f.slots[:0], f.jobs[:0]
+	for _, sl := range s.active {
+		if sl.inBatch {
+			sl.inFlight = true
+			f.slots = append(f.slots, sl)
+		}
+	}
+	for _, j := range s.jobs {
+		if j.inBatch {
+			j.inFlight = true
+			f.jobs = append(f.jobs, j)
+		}
+	}
+	s.sent = append(s.sent, f)
+}
+
+// takeAnswers takes every answer of the pipeline that is back, oldest
+// first, hands its rows to their owners, and reports whether it took any.
+func (s *scheduler) takeAnswers() bool {
+	took := false
+	for len(s.sent) > 0 {
+		a, ok := s.e.tail.Take()
+		if !ok {
+			break
+		}
+		took = true
+		f := s.sent[0]
+		s.sent = append(s.sent[:0], s.sent[1:]...)
+		s.spare = append(s.spare, f)
+		if f.dead {
+			continue
+		}
+		for _, sl := range f.slots {
+			sl.inFlight = false
+		}
+		for _, j := range f.jobs {
+			j.inFlight = false
+		}
+		if a.Err != nil {
+			s.failAll(a.Err)
+			continue
+		}
+		s.takeHidden(f.eouts, a.Embd)
+		s.sampleAll(f.outs, a.Logits)
+	}
+	return took
 }
 
 // admit takes every waiting request and Score call without blocking.
@@ -131,6 +226,7 @@ func (s *scheduler) start(sl *slot) {
 	sl.cache.Release()
 	sl.nPast = 0
 	sl.result.Prefill = 0
+	sl.inFlight = false
 	s.active = append(s.active, sl)
 }
 
@@ -180,7 +276,8 @@ func claimTier(background, sequence bool) int {
 
 // makeRoom preempts the lowest-ranked sequence or scoring job below the
 // claimant (sequence sl or job j, the other nil) that holds blocks and has
-// no rows in the step being built, and reports whether there was one.
+// no rows in the step being built or in flight, and reports whether there
+// was one.
 // Since each claimant preempts only what ranks below it, the highest-ranked
 // one always gets its blocks or learns it can never fit, so nothing waits
 // on work that waits on it.
@@ -195,7 +292,7 @@ func (s *scheduler) makeRoom(sl *slot, j *scoreJob) bool {
 		bg := t < 2
 		if t%2 == 1 {
 			for i := len(s.active) - 1; i >= 0 && (t < top || i > at); i-- {
-				if v := s.active[i]; v.background == bg && !v.inBatch && v.cache.Blocks() > 0 {
+				if v := s.active[i]; v.background == bg && !v.inBatch && !v.inFlight && v.cache.Blocks() > 0 {
 					s.preempt(v)
 					return true
 				}
@@ -203,7 +300,7 @@ func (s *scheduler) makeRoom(sl *slot, j *scoreJob) bool {
 			continue
 		}
 		for i := len(s.jobs) - 1; i >= 0 && (t < top || i > at); i-- {
-			if v := s.jobs[i]; v.background == bg && !v.inBatch && v.holdsBlocks() {
+			if v := s.jobs[i]; v.background == bg && !v.inBatch && !v.inFlight && v.holdsBlocks() {
 				s.preemptJob(v)
 				return true
 			}
@@ -250,13 +347,13 @@ func (s *scheduler) preempt(v *slot) {
 // scoring jobs whose callers did.
 func (s *scheduler) dropCancelled() {
 	for i := 0; i < len(s.active); i++ {
-		if sl := s.active[i]; sl.cancelled.Load() && !sl.ring.full() {
+		if sl := s.active[i]; sl.cancelled.Load() && !sl.ring.full() && !sl.inFlight {
 			s.finish(i, sl.ctx.Err())
 			i--
 		}
 	}
 	for i := 0; i < len(s.jobs); i++ {
-		if err := s.jobs[i].ctx.Err(); err != nil {
+		if err := s.jobs[i].ctx.Err(); err != nil && !s.jobs[i].inFlight {
 			s.finishJob(i, err)
 			i--
 		}
@@ -285,6 +382,11 @@ func (s *scheduler) foreground() bool {
 // Background work gets rows only in steps without foreground work, and
 // those steps take at most bgBudget rows, so foreground work that arrives
 // meanwhile waits for a short step only.
+//
+// Sequences and jobs with a step in flight get no rows. With room for k
+// more steps in flight, a step takes at most a k-th of the sequences that
+// could run (rounded up), so that the sequences split into as many groups
+// as a pipeline has room for, each with a step in flight.
 func (s *scheduler) build() bool {
 	b := &s.batch
 	resetBatch(b)
@@ -300,18 +402,30 @@ func (s *scheduler) build() bool {
 	for _, j := range s.jobs {
 		j.inBatch = false
 	}
+	taken, limit := 0, len(s.active)
+	if room := s.depth() - len(s.sent); room > 1 {
+		n := 0
+		for _, sl := range s.active {
+			if s.canRun(sl, fg) {
+				n++
+			}
+		}
+		limit = (n + room - 1) / room
+	}
 	for _, sl := range s.active {
-		if fg && sl.background {
+		if (fg && sl.background) || sl.inFlight || taken >= limit {
 			continue
 		}
 		if sl.nPast >= sl.nInput && sl.nPast < len(sl.tokens) && !sl.ring.full() && !sl.cancelled.Load() &&
 			s.reserve(sl, sl.nPast+1) {
 			s.addRows(sl, sl.nPast+1)
+			taken++
 		}
 	}
 	for _, sl := range s.active {
 		left := budget - len(b.Tokens)
-		if left <= 0 || sl.nPast >= sl.nInput || sl.cancelled.Load() || sl.err != nil || (fg && sl.background) {
+		if left <= 0 || sl.nPast >= sl.nInput || sl.cancelled.Load() || sl.err != nil || (fg && sl.background) ||
+			sl.inFlight || taken >= limit {
 			continue
 		}
 		if s.waitsForGroup(sl) {
@@ -324,26 +438,36 @@ func (s *scheduler) build() bool {
 		}
 		if end > sl.nPast && s.reserve(sl, end) {
 			s.addRows(sl, end)
+			taken++
 		}
 	}
 	for _, j := range s.jobs {
-		if !(fg && j.background) && j.err == nil {
+		if !(fg && j.background) && j.err == nil && !j.inFlight {
 			s.addScoreRows(j, budget)
 		}
 	}
 	for i := 0; i < len(s.active); i++ {
-		if sl := s.active[i]; sl.err != nil && !sl.inBatch && !sl.ring.full() {
+		if sl := s.active[i]; sl.err != nil && !sl.inBatch && !sl.inFlight && !sl.ring.full() {
 			s.finish(i, sl.err)
 			i--
 		}
 	}
 	for i := 0; i < len(s.jobs); i++ {
-		if j := s.jobs[i]; j.err != nil && !j.inBatch {
+		if j := s.jobs[i]; j.err != nil && !j.inBatch && !j.inFlight {
 			s.finishJob(i, j.err)
 			i--
 		}
 	}
 	return len(b.Tokens) > 0
+}
+
+// canRun reports whether sl could have rows in the next step (a guess:
+// the KV blocks it needs are not looked at).
+func (s *scheduler) canRun(sl *slot, fg bool) bool {
+	if sl.inFlight || sl.cancelled.Load() || sl.err != nil || (fg && sl.background) {
+		return false
+	}
+	return sl.nPast < sl.nInput || (sl.nPast < len(sl.tokens) && !sl.ring.full())
 }
 
 // addRows adds sl's tokens [nPast, end) to the batch; the row of the last
@@ -361,13 +485,12 @@ func (s *scheduler) addRows(sl *slot, end int) {
 	sl.nPast = end
 }
 
-// sampleAll hands each logits row to its owner: a sequence samples its
-// next token, a scoring job adds to its scores. Jobs with every score in
-// are then answered.
-func (s *scheduler) sampleAll(logits []float32) {
-	s.takeHidden()
+// sampleAll hands each logits row of a step (outs are their owners) to
+// its owner: a sequence samples its next token, a scoring job adds to its
+// scores. Jobs with every score in are then answered.
+func (s *scheduler) sampleAll(outs []rowOut, logits []float32) {
 	vocab := s.e.info.VocabSize
-	for i, r := range s.outs {
+	for i, r := range outs {
 		row := logits[i*vocab : (i+1)*vocab]
 		if r.job != nil {
 			s.takeScoreRow(r, row)
@@ -391,7 +514,7 @@ func (s *scheduler) sampleAll(logits []float32) {
 		}
 	}
 	for i := 0; i < len(s.jobs); i++ {
-		if j := s.jobs[i]; j.err != nil || j.complete() {
+		if j := s.jobs[i]; !j.inFlight && (j.err != nil || j.complete()) {
 			s.finishJob(i, j.err)
 			i--
 		}
@@ -411,6 +534,7 @@ func (s *scheduler) indexOf(sl *slot) int {
 func (s *scheduler) finish(i int, err error) {
 	sl := s.active[i]
 	s.active = append(s.active[:i], s.active[i+1:]...)
+	sl.inFlight = false
 	sl.cache.Release()
 	if !sl.decodeStart.IsZero() {
 		sl.result.Decode = time.Since(sl.decodeStart)
@@ -421,7 +545,12 @@ func (s *scheduler) finish(i int, err error) {
 	sl.ring.publish()
 }
 
+// failAll ends every sequence and job with err; the steps in flight
+// are dead: their answers are dropped.
 func (s *scheduler) failAll(err error) {
+	for _, f := range s.sent {
+		f.dead = true
+	}
 	for len(s.active) > 0 {
 		s.finish(0, err)
 	}

@@ -101,13 +101,14 @@ type scoreJob struct {
 	done       chan error // cap 1: the scheduler's verdict
 
 	// Owned by the scheduler.
-	base    *model.KVCache   // the prompt's positions
-	nPast   int              // prompt rows evaluated
-	first   bool             // the prompt's last row's logits are in out
-	forks   []*model.KVCache // per continuation: the prompt's blocks, then its own rows
-	fed     []int            // per continuation: its rows evaluated
-	inBatch bool             // has rows in the step being built
-	err     error            // set when the job can never run
+	base     *model.KVCache   // the prompt's positions
+	nPast    int              // prompt rows evaluated
+	first    bool             // the prompt's last row's logits are in out
+	forks    []*model.KVCache // per continuation: the prompt's blocks, then its own rows
+	fed      []int            // per continuation: its rows evaluated
+	inBatch  bool             // has rows in the step being built
+	inFlight bool             // has rows in a step in flight (see flight)
+	err      error            // set when the job can never run
 
 	// emb makes the job an Embed call: prompt holds its input, conts is
 	// nil, and its rows ask for hidden states (embed.go).

@@ -74,12 +74,13 @@ type slot struct {
 	nPast  int             // tokens evaluated into the cache
 	// background: rows only in steps without foreground work.
 	background bool
-	// inBatch marks a slot with rows in the step being built.
-	inBatch     bool
-	result      Result
-	err         error
-	startTime   time.Time
-	decodeStart time.Time
+	// inBatch marks a slot with rows in the step being built; inFlight
+	// one with rows in a step sent down a pipeline and not answered yet.
+	inBatch, inFlight bool
+	result            Result
+	err               error
+	startTime         time.Time
+	decodeStart       time.Time
 	// cancelled is set by the consumer when it stops reading (its ctx is
 	// done or emit failed); the scheduler then drops the sequence.
 	cancelled atomic.Bool

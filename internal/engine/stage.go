@@ -20,17 +20,48 @@ import (
 // stage's (model.KVCache.SetView), so the first stage's decisions
 // (continuous batching, prefix sharing, preemption, forks) hold for every
 // stage, and a pipeline computes exactly what one engine computes.
+//
+// Several steps are in flight at once (micro-batches): the scheduler sends
+// a step, builds the next from other sequences while the later stages work
+// on the first, and takes each step's answer in the order it sent them. A
+// sequence (or scoring job) has at most one step in flight, since its next
+// rows depend on its last answer, and nothing frees, preempts or finishes
+// it until that answer is back. Every stage runs a pipeline's steps in the
+// order they were sent, so a block's contents are still written by the
+// step that allocated it before any later step reads them: a step may read
+// blocks an earlier step still in flight writes (a shared prefix, a fork's
+// source), as the later stages run that one first.
 
-// Tail runs the stages after an engine's own layers.
+// Tail runs the stages after an engine's own layers. Its methods are
+// called by the scheduler goroutine only.
 type Tail interface {
-	// Forward takes a step's batch and its rows' hidden states after the
-	// engine's layers, [n][Dim], and returns the logits of the rows that
-	// want them, [nOut][Vocab] in row order, valid until the next call.
-	// It is called by the scheduler goroutine only.
-	Forward(b *model.Batch, hidden []float32) ([]float32, error)
-	// Embeddings returns the last Forward's final-normed hidden states of
-	// the rows that asked for them (Batch.Embd), [n][Dim] in row order.
-	Embeddings() []float32
+	// Depth is the most steps the engine keeps in flight at once (at
+	// least 1).
+	Depth() int
+	// Send starts a step: b's rows with their hidden states after the
+	// engine's layers, [n][Dim]. b and hidden may be reused once it
+	// returns. An error means the step was not sent (and no answer will
+	// come for it); the engine then fails every running sequence, as
+	// their K and V at the later stages can no longer be trusted.
+	Send(b *model.Batch, hidden []float32) error
+	// Answered is ready when an answer may be there to Take.
+	Answered() <-chan struct{}
+	// Take returns the answer of the oldest step sent and not yet
+	// taken, or false when it is not back yet. Each step Send accepted
+	// gets exactly one answer. Its slices are valid until the next Send.
+	Take() (TailAnswer, bool)
+}
+
+// TailAnswer is a step's answer from the later stages.
+type TailAnswer struct {
+	// Logits of the rows that want them, [nOut][Vocab] in row order.
+	Logits []float32
+	// Embd holds the final-normed hidden states of the rows that asked
+	// for them (Batch.Embd), [n][Dim] in row order.
+	Embd []float32
+	// Err fails the step: the pipeline lost a stage. Once a step fails,
+	// the answers of every step sent after it fail too.
+	Err error
 }
 
 // ErrStage reports a step a stage cannot run as given (a pipeline whose

@@ -12,44 +12,101 @@ import (
 
 	"courier/internal/engine/gguf"
 	"courier/internal/engine/model"
+	"courier/internal/engine/sampler"
 	"courier/internal/engine/synth"
 	"courier/internal/testutil"
 )
 
 // localTail chains later stages in one process: what a pipeline over the
-// bus does, without the bus.
+// bus does, without the bus. It keeps up to depth steps in flight: Send
+// copies the step, and Take runs the oldest through the later stages only
+// once the engine asked for it depth times, so the engine builds
+// (allocates, shares, preempts for) later steps before the earlier ones
+// have run past its own layers, as deterministically as it can.
 type localTail struct {
-	stages []*Stage
-	caches []StageCache
-	step   StageStep
-	ctxLen int
+	stages   []*Stage
+	caches   []StageCache
+	ctxLen   int
+	depth    int
+	queue    []*StageStep // sent, oldest first
+	asks     int          // Takes of the oldest that answered false
+	most     int          // the most steps in flight at once
+	logits   []float32
+	embd     []float32
+	answered chan struct{}
 }
 
-func (t *localTail) Forward(b *model.Batch, hidden []float32) ([]float32, error) {
-	FillStageStep(&t.step, b, hidden, t.ctxLen)
+func (t *localTail) Depth() int { return max(t.depth, 1) }
+
+func (t *localTail) Send(b *model.Batch, hidden []float32) error {
+	var st StageStep
+	FillStageStep(&st, b, hidden, t.ctxLen)
+	// Deep copies: the tables are views of the caches', the hidden rows
+	// the engine's scratch.
+	for i, tb := range st.Tables {
+		st.Tables[i] = slices.Clone(tb)
+	}
+	st.Hidden = slices.Clone(hidden)
+	t.queue = append(t.queue, &st)
+	t.most = max(t.most, len(t.queue))
+	t.signal()
+	return nil
+}
+
+func (t *localTail) signal() {
+	if t.answered == nil {
+		t.answered = make(chan struct{}, 1)
+	}
+	select {
+	case t.answered <- struct{}{}:
+	default:
+	}
+}
+
+func (t *localTail) Answered() <-chan struct{} { return t.answered }
+
+func (t *localTail) Take() (TailAnswer, bool) {
+	if len(t.queue) == 0 {
+		return TailAnswer{}, false
+	}
+	if t.asks < t.Depth()-1 {
+		t.asks++
+		t.signal() // ask again (the engine waits on Answered when it has nothing to build)
+		return TailAnswer{}, false
+	}
+	t.asks = 0
+	st := t.queue[0]
+	t.queue = t.queue[1:]
 	for len(t.caches) < len(t.stages) {
 		t.caches = append(t.caches, StageCache{})
 	}
 	for i, s := range t.stages {
-		out, err := s.Step(&t.caches[i], &t.step)
+		out, err := s.Step(&t.caches[i], st)
 		if err != nil {
-			return nil, err
+			return TailAnswer{Err: err}, true
 		}
-		t.step.Hidden = out
+		st.Hidden = out
 	}
-	return t.step.Hidden, nil
+	t.logits = append(t.logits[:0], st.Hidden...)
+	t.embd = append(t.embd[:0], t.stages[len(t.stages)-1].Embeddings()...)
+	return TailAnswer{Logits: t.logits, Embd: t.embd}, true
 }
-
-func (t *localTail) Embeddings() []float32 { return t.stages[len(t.stages)-1].Embeddings() }
 
 // loadPipeline loads path as stages split at the given block boundaries
 // (e.g. 1 for two stages of a 2-layer model).
 func loadPipeline(t *testing.T, path string, opts Options, splits ...int) *Engine {
 	t.Helper()
+	e, _ := loadPipelineDepth(t, path, opts, 1, splits...)
+	return e
+}
+
+// loadPipelineDepth is loadPipeline with up to depth steps in flight.
+func loadPipelineDepth(t *testing.T, path string, opts Options, depth int, splits ...int) (*Engine, *localTail) {
+	t.Helper()
 	total := blockCount(t, path)
 	bounds := append(append([]int{0}, splits...), total)
 	ctxLen := opts.ContextLength
-	tail := &localTail{}
+	tail := &localTail{depth: depth}
 	for i := 1; i+1 < len(bounds); i++ {
 		s, err := LoadStage(path, StageOptions{Layers: model.LayerRange{First: bounds[i], End: bounds[i+1], Total: total}, ContextLength: ctxLen, Threads: 1})
 		if err != nil {
@@ -66,7 +123,7 @@ func loadPipeline(t *testing.T, path string, opts Options, splits ...int) *Engin
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.Close() })
-	return e
+	return e, tail
 }
 
 // blockCount reads the model's number of transformer blocks.
@@ -98,7 +155,10 @@ func runStageWorkload(t *testing.T, e *Engine) stageRun {
 	t.Helper()
 	// Prompts share a 20-token prefix (a shared KV block) and differ after.
 	prefix := "Once upon a time there was a little girl named Lily who liked to play"
-	prompts := []string{prefix + " in the park.", prefix + " with her dog", "The cat sat", prefix, "Tom and Ben were friends. One day"}
+	// The last two are seeded sampling (with penalties) and two choices
+	// of one prompt (a group: the second forks the first's blocks).
+	prompts := []string{prefix + " in the park.", prefix + " with her dog", "The cat sat", prefix, "Tom and Ben were friends. One day",
+		"The sun was hot", "A big red ball", "A big red ball"}
 	run := stageRun{toks: make([][]int32, len(prompts)), lps: make([][]uint32, len(prompts))}
 	var wg sync.WaitGroup
 	for i, p := range prompts {
@@ -108,7 +168,15 @@ func runStageWorkload(t *testing.T, e *Engine) stageRun {
 				t.Error(err)
 				return
 			}
-			_, err = e.Generate(context.Background(), Request{Prompt: toks, MaxTokens: 12 + 4*i, IgnoreEOS: true, Logprobs: true, TopLogprobs: 3},
+			req := Request{Prompt: toks, MaxTokens: 12 + 4*(i%5), IgnoreEOS: true, Logprobs: true, TopLogprobs: 3}
+			switch i {
+			case 5:
+				req.Sampling = sampler.Params{Temperature: 0.9, TopK: 40, TopP: 0.95, RepeatPenalty: 1.1, Seed: 42, ExplicitSeed: true}
+			case 6, 7:
+				req.Share = "choices"
+				req.Sampling = sampler.Params{Temperature: 1, Seed: uint64(i), ExplicitSeed: true}
+			}
+			_, err = e.Generate(context.Background(), req,
 				func(tok Token) error {
 					run.toks[i] = append(run.toks[i], tok.ID)
 					run.lps[i] = append(run.lps[i], math.Float32bits(tok.Logprob))
@@ -183,28 +251,35 @@ func TestStagesMatchWholeModel(t *testing.T) {
 				if small && strings.HasSuffix(name, "-4") {
 					continue // byte-level prompts too long for 7 blocks
 				}
-				t.Run(fmt.Sprintf("%s/split%v/smallkv=%v", name, sp, small), func(t *testing.T) {
-					opts := Options{Slots: 4, ContextLength: 256, Threads: 1}
-					if small {
-						opts.KVCacheBytes = smallKV(t, path, sp[0])
-					}
-					e := loadPipeline(t, path, opts, sp...)
-					got := runStageWorkload(t, e)
-					for i := range want.toks {
-						if !slices.Equal(got.toks[i], want.toks[i]) || !slices.Equal(got.lps[i], want.lps[i]) {
-							t.Errorf("request %d: staged %v, whole %v (or log-probabilities differ)", i, got.toks[i], want.toks[i])
+				// One step in flight, and as many as stages (micro-batches).
+				for _, depth := range []int{1, len(sp) + 1} {
+					t.Run(fmt.Sprintf("%s/split%v/smallkv=%v/depth=%d", name, sp, small, depth), func(t *testing.T) {
+						opts := Options{Slots: 8, ContextLength: 256, Threads: 1} // every request at once
+						if small {
+							opts.KVCacheBytes = smallKV(t, path, sp[0])
 						}
-					}
-					if !slices.Equal(got.scores, want.scores) {
-						t.Errorf("scores: staged %v, whole %v", got.scores, want.scores)
-					}
-					if len(want.embd) == 0 || !slices.Equal(got.embd, want.embd) {
-						t.Errorf("embedding: staged %v, whole %v", got.embd[:min(4, len(got.embd))], want.embd[:min(4, len(want.embd))])
-					}
-					if small && e.Capacity().Preemptions == 0 {
-						t.Errorf("no preemption with a KV cache of %d blocks", e.Capacity().KVBlocks)
-					}
-				})
+						e, tail := loadPipelineDepth(t, path, opts, depth, sp...)
+						got := runStageWorkload(t, e)
+						for i := range want.toks {
+							if !slices.Equal(got.toks[i], want.toks[i]) || !slices.Equal(got.lps[i], want.lps[i]) {
+								t.Errorf("request %d: staged %v, whole %v (or log-probabilities differ)", i, got.toks[i], want.toks[i])
+							}
+						}
+						if !slices.Equal(got.scores, want.scores) {
+							t.Errorf("scores: staged %v, whole %v", got.scores, want.scores)
+						}
+						if len(want.embd) == 0 || !slices.Equal(got.embd, want.embd) {
+							t.Errorf("embedding: staged %v, whole %v", got.embd[:min(4, len(got.embd))], want.embd[:min(4, len(want.embd))])
+						}
+						if small && e.Capacity().Preemptions == 0 {
+							t.Errorf("no preemption with a KV cache of %d blocks", e.Capacity().KVBlocks)
+						}
+						// Seven KV blocks need not hold three groups' sequences.
+						if want := depth; tail.most > depth || tail.most < min(want, 2) || (!small && tail.most != want) {
+							t.Errorf("at most %d steps in flight, want %d", tail.most, want)
+						}
+					})
+				}
 			}
 		}
 	}

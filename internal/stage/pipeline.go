@@ -1,6 +1,7 @@
 package stage
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,42 +34,69 @@ type PipelineConfig struct {
 	StepTimeout time.Duration
 	// DType encodes the hidden rows the first stage sends.
 	DType DType
+	// Microbatches is the most steps in flight at once (each from other
+	// sequences); 0 means as many as the route has stages, which keeps
+	// every stage busy when they take about as long.
+	Microbatches int
 }
 
 // Pipeline is a first stage's engine.Tail: it assembles a route of live
-// stage servers for the blocks after its own, and runs each step through
-// it. Forward is called by the engine's scheduler goroutine only; Ready
-// from any goroutine.
+// stage servers for the blocks after its own, sends each step down it and
+// collects the answers, with up to Depth steps in flight. Send, Take and
+// Depth are called by the engine's scheduler goroutine only; Ready from
+// any goroutine. A goroutine of its own (collect, from NewPipeline to
+// Close) assembles the answers, times steps out and watches the route's
+// liveness while steps are in flight.
 type Pipeline struct {
 	bus Bus
 	cfg PipelineConfig
 	log *slog.Logger
 
-	replies chan []byte // results for this instance (the parts of one step in flight)
-	stops   []func()
+	replies  chan []byte   // answer parts for this instance
+	answered chan struct{} // cap 1: a step's answer is complete (or failed)
+	stops    []func()
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
 
 	mu      sync.Mutex
 	dir     map[string]*seen // live stage servers by instance; guarded by mu
 	route   []string         // step subjects of the assembled route; nil: none; guarded by mu
 	members []string         // their instances; guarded by mu
 	epoch   uint64           // the route's epoch; guarded by mu
-	opened  bool             // a step of the epoch went through; guarded by mu
-	// stale: a route broke between steps (Ready saw a member gone); the
-	// next step fails, so that no sequence goes on with K and V that lived
-	// on the lost stage. Guarded by mu.
+	opened  bool             // a step of the epoch was sent; guarded by mu
+	// stale: the route broke and the scheduler has not heard yet (no
+	// failed Send, no failed answer taken since): the next Send fails, so
+	// that no sequence goes on with K and V that lived on the lost stage.
+	// Guarded by mu.
 	stale bool
+	// flights holds the steps sent and not taken, oldest first; spare,
+	// flights to reuse (their buffers hold answers until the next Send).
+	// Guarded by mu.
+	flights, spare []*flight
+	closed         bool          // guarded by mu
+	kv             *model.KVPool // the first stage's KV pool; guarded by mu
 
-	// Owned by Forward.
-	step   uint64
-	msg    Message
-	res    Message
-	enc    []byte
-	logits []float32 // a result assembled from its parts
-	embd   []float32 // the last step's embedding rows, assembled likewise
-	// timeout bounds a step; check looks at the route's liveness while
-	// one waits. Stopped between steps (reused: no timer per step).
-	timeout *time.Timer
-	check   *time.Ticker
+	// Owned by Send.
+	step uint64
+	msg  Message
+	enc  []byte
+	// Owned by collect.
+	res Message
+}
+
+// flight is a step sent and not taken: what its answer must hold, and
+// the answer as it comes in.
+type flight struct {
+	step, epoch uint64
+	members     []string // the route it was sent down
+	deadline    time.Time
+	nOut, nEmb  int // logits and embedding rows expected
+	width       int // the hidden rows' width
+	got, gotEmb int // logits and embedding rows received
+	logits      []float32
+	embd        []float32
+	done        bool  // answered (err nil) or failed
+	err         error // set when failed
 }
 
 // seen is a stage server's latest announcement and when it came.
@@ -94,10 +122,12 @@ func NewPipeline(b Bus, cfg PipelineConfig, log *slog.Logger) (*Pipeline, error)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	p := &Pipeline{bus: b, cfg: cfg, log: log.With("pipeline", cfg.Instance), replies: make(chan []byte, 64), dir: map[string]*seen{},
-		timeout: time.NewTimer(time.Hour), check: time.NewTicker(time.Hour)}
-	p.timeout.Stop()
-	p.check.Stop()
+	p := &Pipeline{bus: b, cfg: cfg, log: log.With("pipeline", cfg.Instance), replies: make(chan []byte, 256),
+		answered: make(chan struct{}, 1), dir: map[string]*seen{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	p.wg.Add(1)
+	go p.collect(ctx)
 	for subj, h := range map[string]func([]byte){
 		AnnounceSubjects(cfg.Model):           p.onAnnounce,
 		ReplySubject(cfg.Model, cfg.Instance): p.onReply,
@@ -120,12 +150,20 @@ func NewPipeline(b Bus, cfg PipelineConfig, log *slog.Logger) (*Pipeline, error)
 // engine runs a step.
 func (p *Pipeline) SetContextLength(n int) { p.cfg.ContextLength = n }
 
-// Close stops listening.
+// Close stops listening; the steps in flight fail.
 func (p *Pipeline) Close() {
 	for _, stop := range p.stops {
 		stop()
 	}
 	p.stops = nil
+	p.cancel()
+	p.wg.Wait()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.closed {
+		p.closed = true
+		p.failLocked(nil, errors.New("the pipeline was closed"))
+	}
 }
 
 func (p *Pipeline) onAnnounce(data []byte) {
@@ -146,8 +184,8 @@ func (p *Pipeline) onReply(data []byte) {
 	select {
 	case p.replies <- data:
 	default:
-		// More parts than one step's result ever has: answers of stale
-		// steps; Forward would drop them anyway.
+		// Far more parts than the steps in flight have: answers of stale
+		// steps, which collect would drop anyway.
 	}
 }
 
@@ -205,7 +243,7 @@ func better(a, b Announce) bool {
 }
 
 // Ready reports whether a complete pipeline is assembled, or could be
-// now.
+// now. A member gone breaks the route: the steps in flight fail.
 func (p *Pipeline) Ready() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -213,32 +251,51 @@ func (p *Pipeline) Ready() bool {
 	if p.route != nil {
 		for _, m := range p.members {
 			if !p.aliveLocked(m, now) {
-				p.route, p.members, p.stale = nil, nil, true
+				p.failLocked(p.members, fmt.Errorf("stage %s stopped announcing itself", m))
 				return false
 			}
 		}
 		return true
 	}
 	if p.stale {
-		return false // until the next step has failed what it held
+		return false // until the scheduler has failed what it held
 	}
-	return p.assembleLocked(now) == nil
+	return !p.closed && p.assembleLocked(now) == nil
 }
 
-// Forward runs one step through the later stages and returns the logits
-// of the rows that want them. A broken route fails the step with
-// engine.ErrUnavailable and forgets the first stage's prefix cache.
-func (p *Pipeline) Forward(b *model.Batch, hidden []float32) ([]float32, error) {
-	p.mu.Lock()
-	if p.stale {
-		p.mu.Unlock()
-		return nil, p.broken(b, errors.New("a stage was lost between steps"))
+// Depth is the most steps in flight at once: PipelineConfig.Microbatches,
+// or as many as the route has stages.
+func (p *Pipeline) Depth() int {
+	if p.cfg.Microbatches > 0 {
+		return p.cfg.Microbatches
 	}
-	if p.route == nil {
-		if err := p.assembleLocked(time.Now()); err != nil {
-			p.mu.Unlock()
-			return nil, fmt.Errorf("%w: %w", engine.ErrUnavailable, err)
-		}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return max(len(p.members)+1, 2)
+}
+
+// Answered is ready when a step's answer may be there to Take.
+func (p *Pipeline) Answered() <-chan struct{} { return p.answered }
+
+func (p *Pipeline) signal() {
+	select {
+	case p.answered <- struct{}{}:
+	default:
+	}
+}
+
+// Send encodes b's step and sends it to the route's first stage server,
+// assembling a route when there is none. Its answer comes to Take. A
+// route that broke since the last step fails it with
+// engine.ErrUnavailable and forgets the first stage's prefix cache.
+func (p *Pipeline) Send(b *model.Batch, hidden []float32) error {
+	p.mu.Lock()
+	if len(b.Seqs) > 0 {
+		p.kv = b.Seqs[0].Pool()
+	}
+	if err := p.checkLocked(); err != nil {
+		p.mu.Unlock()
+		return err
 	}
 	route, members, epoch, opens := p.route, p.members, p.epoch, !p.opened
 	p.mu.Unlock()
@@ -252,18 +309,7 @@ func (p *Pipeline) Forward(b *model.Batch, hidden []float32) ([]float32, error) 
 	p.enc = AppendEncode(p.enc[:0], m)
 	if max := p.bus.MaxPayload(); int64(len(p.enc)) > max {
 		// Not the stages' fault: giving the request back would not help.
-		return nil, fmt.Errorf("stage: a step of %d rows is %d bytes, above the bus's payload limit of %d (lower --batch-size)", b.Len(), len(p.enc), max)
-	}
-	// Drain answers left by a step that timed out.
-	for drained := false; !drained; {
-		select {
-		case <-p.replies:
-		default:
-			drained = true
-		}
-	}
-	if err := p.bus.Publish(route[0], p.enc); err != nil {
-		return nil, p.broken(b, fmt.Errorf("sending step %d to %s: %w", p.step, members[0], err))
+		return fmt.Errorf("stage: a step of %d rows is %d bytes, above the bus's payload limit of %d (lower --batch-size)", b.Len(), len(p.enc), max)
 	}
 	nOut, nEmb := 0, 0
 	for i, l := range b.Logits {
@@ -274,83 +320,190 @@ func (p *Pipeline) Forward(b *model.Batch, hidden []float32) ([]float32, error) 
 			nEmb++
 		}
 	}
-	got, gotEmb := 0, 0 // logits and embedding rows received
-	p.embd = p.embd[:0]
-	p.timeout.Reset(p.cfg.StepTimeout)
-	defer p.timeout.Stop()
-	p.check.Reset(p.cfg.HeartbeatInterval / 2)
-	defer p.check.Stop()
+
+	p.mu.Lock()
+	if p.epoch != epoch || p.route == nil { // broke while encoding
+		err := p.checkLocked()
+		p.mu.Unlock()
+		if err == nil {
+			err = fmt.Errorf("%w: pipeline of %s: the route changed while step %d was encoded", engine.ErrUnavailable, p.cfg.Model, p.step)
+		}
+		return err
+	}
+	p.opened = true
+	var f *flight
+	if n := len(p.spare); n > 0 {
+		f, p.spare = p.spare[n-1], p.spare[:n-1]
+	} else {
+		f = &flight{}
+	}
+	*f = flight{step: p.step, epoch: epoch, members: members, deadline: time.Now().Add(p.cfg.StepTimeout),
+		nOut: nOut, nEmb: nEmb, width: m.Width, logits: f.logits[:0], embd: f.embd[:0]}
+	p.flights = append(p.flights, f)
+	p.mu.Unlock()
+
+	if err := p.bus.Publish(route[0], p.enc); err != nil {
+		p.mu.Lock()
+		p.flights = p.flights[:len(p.flights)-1] // this one: no answer will come
+		p.spare = append(p.spare, f)
+		err = fmt.Errorf("sending step %d to %s: %w", p.step, members[0], err)
+		p.failLocked(members, err)
+		p.stale = false // the engine hears of it from this error
+		p.forgetLocked()
+		p.mu.Unlock()
+		return fmt.Errorf("%w: pipeline of %s: %w", engine.ErrUnavailable, p.cfg.Model, err)
+	}
+	return nil
+}
+
+// checkLocked returns the error a step sent now fails with, assembling a
+// route when there is none.
+func (p *Pipeline) checkLocked() error {
+	switch {
+	case p.closed:
+		return fmt.Errorf("%w: pipeline of %s: closed", engine.ErrUnavailable, p.cfg.Model)
+	case p.stale:
+		p.stale = false // the engine hears of it from this error
+		p.forgetLocked()
+		return fmt.Errorf("%w: pipeline of %s: a stage was lost", engine.ErrUnavailable, p.cfg.Model)
+	case p.route == nil:
+		if err := p.assembleLocked(time.Now()); err != nil {
+			return fmt.Errorf("%w: %w", engine.ErrUnavailable, err)
+		}
+	}
+	return nil
+}
+
+// Take returns the answer of the oldest step sent and not taken, or false
+// while it is not complete. The first failed answer the engine takes
+// forgets the first stage's prefix cache: its blocks' later layers lived
+// on the stages of the broken route, and every answer taken before it has
+// committed its blocks already.
+func (p *Pipeline) Take() (engine.TailAnswer, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.flights) == 0 || !p.flights[0].done {
+		return engine.TailAnswer{}, false
+	}
+	f := p.flights[0]
+	p.flights = append(p.flights[:0], p.flights[1:]...)
+	p.spare = append(p.spare, f) // its buffers are reused from the next Send on
+	if f.err != nil {
+		if p.stale {
+			p.stale = false
+			p.forgetLocked()
+		}
+		return engine.TailAnswer{Err: fmt.Errorf("%w: pipeline of %s: %w", engine.ErrUnavailable, p.cfg.Model, f.err)}, true
+	}
+	return engine.TailAnswer{Logits: f.logits, Embd: f.embd}, true
+}
+
+// forgetLocked forgets the first stage's prefix cache.
+func (p *Pipeline) forgetLocked() {
+	if p.kv != nil {
+		p.kv.ForgetCached()
+	}
+}
+
+// failLocked breaks the route when members are its members (nil: whatever
+// the route) and fails every step in flight with err; the engine hears of
+// it from its next Send or the failed answers.
+func (p *Pipeline) failLocked(members []string, err error) {
+	if p.route != nil && (members == nil || slices.Equal(members, p.members)) {
+		p.route, p.members, p.stale = nil, nil, true
+		p.log.Warn("pipeline broken", "model", p.cfg.Model, "err", err)
+	}
+	failed := false
+	for _, f := range p.flights {
+		if !f.done {
+			f.done, f.err, failed = true, err, true
+		}
+	}
+	if failed {
+		p.stale = true
+		p.signal()
+	}
+}
+
+// collect runs until ctx is done: it assembles the answers of the steps
+// in flight from their parts, and fails them when one times out or a
+// stage of their route stops announcing itself.
+func (p *Pipeline) collect(ctx context.Context) {
+	defer p.wg.Done()
+	check := time.NewTicker(p.cfg.HeartbeatInterval / 2)
+	defer check.Stop()
 	for {
 		select {
+		case <-ctx.Done():
+			return
 		case data := <-p.replies:
-			r := &p.res
-			if err := Decode(data, r); err != nil {
-				return nil, p.broken(b, err)
-			}
-			if r.Epoch != epoch || r.Step != p.step {
-				continue // an answer to an earlier step
-			}
-			if r.Kind == KindError {
-				return nil, p.broken(b, fmt.Errorf("step %d: %s", p.step, r.Err))
-			}
-			if r.Kind == KindEmbd {
-				if r.Total != nEmb || r.Width != len(hidden)/max(b.Len(), 1) {
-					return nil, p.broken(b, fmt.Errorf("step %d: %d embedding rows of width %d for %d rows", p.step, r.Total, r.Width, nEmb))
-				}
-				if cap(p.embd) < nEmb*r.Width {
-					p.embd = make([]float32, 0, nEmb*r.Width)
-				}
-				p.embd = p.embd[:nEmb*r.Width]
-				copy(p.embd[r.First*r.Width:], r.Rows)
-				gotEmb += len(r.Rows) / r.Width
-				continue
-			}
-			if r.Kind != KindResult || r.Total != nOut || r.Width == 0 {
-				return nil, p.broken(b, fmt.Errorf("step %d: a result of %d rows of width %d for %d rows", p.step, r.Total, r.Width, nOut))
-			}
-			if cap(p.logits) < nOut*r.Width {
-				p.logits = make([]float32, nOut*r.Width)
-			}
-			p.logits = p.logits[:nOut*r.Width]
-			copy(p.logits[r.First*r.Width:], r.Rows)
-			if got += len(r.Rows) / r.Width; got >= nOut {
-				if gotEmb != nEmb { // they come first: some were lost
-					return nil, p.broken(b, fmt.Errorf("step %d: %d of %d embedding rows", p.step, gotEmb, nEmb))
-				}
-				if opens {
-					p.mu.Lock()
-					p.opened = p.opened || p.epoch == epoch
-					p.mu.Unlock()
-				}
-				return p.logits, nil
-			}
-		case <-p.timeout.C:
-			return nil, p.broken(b, fmt.Errorf("step %d: no answer within %v", p.step, p.cfg.StepTimeout))
-		case now := <-p.check.C:
+			p.take(data)
+		case now := <-check.C:
 			p.mu.Lock()
-			gone := slices.IndexFunc(members, func(id string) bool { return !p.aliveLocked(id, now) })
-			p.mu.Unlock()
-			if gone >= 0 {
-				return nil, p.broken(b, fmt.Errorf("step %d: stage %s stopped announcing itself", p.step, members[gone]))
+			for _, f := range p.flights {
+				if f.done {
+					continue
+				}
+				if now.After(f.deadline) {
+					p.failLocked(f.members, fmt.Errorf("step %d: no answer within %v", f.step, p.cfg.StepTimeout))
+					break
+				}
+				if gone := slices.IndexFunc(f.members, func(id string) bool { return !p.aliveLocked(id, now) }); gone >= 0 {
+					p.failLocked(f.members, fmt.Errorf("step %d: stage %s stopped announcing itself", f.step, f.members[gone]))
+					break
+				}
 			}
+			p.mu.Unlock()
 		}
 	}
 }
 
-// Embeddings returns the last Forward's embedding rows (the final-normed
-// hidden states of the rows that asked for them), [n][Dim] in row order.
-func (p *Pipeline) Embeddings() []float32 { return p.embd }
-
-// broken drops the route and the prefix cache (whose blocks' later layers
-// lived on the stages of this route) and wraps err as
-// engine.ErrUnavailable.
-func (p *Pipeline) broken(b *model.Batch, err error) error {
+// take adds one answer part to its step in flight; parts of steps not in
+// flight (late answers of failed ones) are dropped.
+func (p *Pipeline) take(data []byte) {
+	r := &p.res
+	err := Decode(data, r)
 	p.mu.Lock()
-	p.route, p.members, p.stale = nil, nil, false
-	p.mu.Unlock()
-	if b.Len() > 0 {
-		b.Seqs[0].Pool().ForgetCached()
+	defer p.mu.Unlock()
+	if err != nil {
+		p.failLocked(nil, err)
+		return
 	}
-	p.log.Warn("pipeline broken", "model", p.cfg.Model, "err", err)
-	return fmt.Errorf("%w: pipeline of %s: %w", engine.ErrUnavailable, p.cfg.Model, err)
+	i := slices.IndexFunc(p.flights, func(f *flight) bool { return f.step == r.Step && f.epoch == r.Epoch && !f.done })
+	if i < 0 {
+		return
+	}
+	f := p.flights[i]
+	switch {
+	case r.Kind == KindError:
+		p.failLocked(f.members, fmt.Errorf("step %d: %s", f.step, r.Err))
+	case r.Kind == KindEmbd:
+		if r.Total != f.nEmb || r.Width != f.width || r.First < 0 || r.First+len(r.Rows)/max(r.Width, 1) > f.nEmb {
+			p.failLocked(f.members, fmt.Errorf("step %d: %d embedding rows of width %d for %d rows", f.step, r.Total, r.Width, f.nEmb))
+			return
+		}
+		if cap(f.embd) < f.nEmb*r.Width {
+			f.embd = make([]float32, 0, f.nEmb*r.Width)
+		}
+		f.embd = f.embd[:f.nEmb*r.Width]
+		copy(f.embd[r.First*r.Width:], r.Rows)
+		f.gotEmb += len(r.Rows) / r.Width
+	case r.Kind != KindResult || r.Total != f.nOut || r.Width == 0 || r.First < 0 || r.First+len(r.Rows)/r.Width > f.nOut:
+		p.failLocked(f.members, fmt.Errorf("step %d: a result of %d rows of width %d for %d rows", f.step, r.Total, r.Width, f.nOut))
+	default:
+		if cap(f.logits) < f.nOut*r.Width {
+			f.logits = make([]float32, 0, f.nOut*r.Width)
+		}
+		f.logits = f.logits[:f.nOut*r.Width]
+		copy(f.logits[r.First*r.Width:], r.Rows)
+		if f.got += len(r.Rows) / r.Width; f.got < f.nOut {
+			return
+		}
+		if f.gotEmb != f.nEmb { // they come first: some were lost
+			p.failLocked(f.members, fmt.Errorf("step %d: %d of %d embedding rows", f.step, f.gotEmb, f.nEmb))
+			return
+		}
+		f.done = true
+		p.signal()
+	}
 }
