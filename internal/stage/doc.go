@@ -15,20 +15,31 @@
 // as any worker does, so gateways see one worker.
 //
 // Ordering: a Server handles its subscription's messages one at a time in
-// arrival order, and a first stage sends a step only after the last one
-// came back, so every stage sees each pipeline's steps in its first
-// stage's order (a block's contents are written by the step that
-// allocated it before any later step reads them). A Server keeps each
+// arrival order, and one publisher's messages on a subject arrive in the
+// order sent, so every stage sees each pipeline's steps in the order its
+// first stage sent them. That order is all exactness needs: a block's
+// contents are written by the step that allocated it before any later
+// step reads them, at every stage. A first stage keeps several steps in
+// flight (micro-batches; Pipeline.Depth, by default as many as the route
+// has stages): its scheduler sends a step, then builds and sends the next
+// from other sequences while the later stages compute the first, so with
+// enough sequences every stage works at once. A sequence has at most one
+// step in flight (its next token depends on its last), and nothing frees,
+// preempts or finishes it until that step's answer is back, so no block
+// an in-flight step writes is handed to another sequence before it ran;
+// a later step may read blocks an earlier one in flight writes (a shared
+// prefix, a fork's source), which every stage computes first. The answers
+// come back in the order sent (the last stage answers steps in the order
+// it runs them) and are taken in that order. A Server also keeps each
 // pipeline's K and V apart (engine.StageCache per first stage), so several
-// first stages share the later stages and their steps interleave: that is
-// how several steps are in flight. The last stage answers with the logits
-// (and embeddings) of the rows that want them, in parts that each fit the
-// bus's payload limit.
+// first stages can share the later stages and their steps interleave.
+// The last stage answers with the logits (and embeddings) of the rows
+// that want them, in parts that each fit the bus's payload limit.
 //
 // Failures: stage servers announce themselves every heartbeat interval; a
 // Pipeline assembles a route from live announcements and stamps it with a
 // new epoch. A stage that stops answering or announcing breaks the route:
-// the step fails with engine.ErrUnavailable (the worker gives its requests
+// every step in flight fails with engine.ErrUnavailable (the worker gives its requests
 // back to the gateway, which resumes them elsewhere after the tokens
 // already sent), the first stage forgets its prefix cache (the blocks'
 // contents on a new replica are not there) and reports itself unready
