@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -26,15 +27,19 @@ func newPsCmd() *cobra.Command {
 		RunE: func(*cobra.Command, []string) error {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			st, err := fleet.Fetch(ctx, http.DefaultClient, url, key)
+			st, raw, err := fleet.Fetch(ctx, http.DefaultClient, url, key)
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "courier ps: %s/status: %v\n", url, err)
 				return exitCode(1)
 			}
 			if asJSON {
-				enc := json.NewEncoder(os.Stdout)
-				enc.SetIndent("", "  ")
-				err = enc.Encode(st)
+				// The answer as received, only indented: a gateway newer
+				// than this build may report fields it does not know.
+				var out bytes.Buffer
+				if err = json.Indent(&out, raw, "", "  "); err == nil {
+					out.WriteByte('\n')
+					_, err = out.WriteTo(os.Stdout)
+				}
 			} else {
 				err = fleet.Print(os.Stdout, st)
 			}

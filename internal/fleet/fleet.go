@@ -111,38 +111,40 @@ type Batch struct {
 }
 
 // Fetch gets GET {base}/status with key ("" for none); base is the API's
-// base URL, e.g. http://127.0.0.1:8080/v1.
-func Fetch(ctx context.Context, hc *http.Client, base, key string) (*Status, error) {
+// base URL, e.g. http://127.0.0.1:8080/v1. It returns the status decoded
+// and the body as the gateway sent it, fields this build does not know
+// included (`courier ps --json` prints it).
+func Fetch(ctx context.Context, hc *http.Client, base, key string) (*Status, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+"/status", nil)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e struct {
 			Error struct{ Message string } `json:"error"`
 		}
 		if json.Unmarshal(body, &e) == nil && e.Error.Message != "" {
-			return nil, fmt.Errorf("%s: %s", resp.Status, e.Error.Message)
+			return nil, nil, fmt.Errorf("%s: %s", resp.Status, e.Error.Message)
 		}
-		return nil, fmt.Errorf("%s", resp.Status)
+		return nil, nil, fmt.Errorf("%s", resp.Status)
 	}
 	var st Status
 	if err := json.Unmarshal(body, &st); err != nil {
-		return nil, fmt.Errorf("decoding the status: %w", err)
+		return nil, nil, fmt.Errorf("decoding the status: %w", err)
 	}
-	return &st, nil
+	return &st, body, nil
 }
 
 // Recently sums the last n buckets of r: requests, tokens per second over
