@@ -75,12 +75,12 @@ func (s *seenRequests) add(r engine.Request) {
 func TestChoicesRunAsOneRequest(t *testing.T) {
 	var seen seenRequests
 	gen := echo(nil)
-	w := newWorker(t, &fakeEngine{slots: 1, generate: func(ctx context.Context, r engine.Request, emit func(engine.Token) error) (engine.Result, error) {
+	w := newWorker(t, &fakeEngine{slots: 3, generate: func(ctx context.Context, r engine.Request, emit func(engine.Token) error) (engine.Result, error) {
 		seen.add(r)
 		return gen(ctx, r, emit)
 	}}, 0)
-	if hb := w.Heartbeat(); hb.Choices != bus.MaxChoices {
-		t.Fatalf("heartbeat offers %d choices", hb.Choices)
+	if hb := w.Heartbeat(); hb.Choices != 3 {
+		t.Fatalf("heartbeat offers %d choices, want one per slot", hb.Choices)
 	}
 	seed := uint64(10)
 	c := newChoiceCollector(3)
@@ -127,7 +127,7 @@ func TestChoicesRunAsOneRequest(t *testing.T) {
 func TestChoicesResumeEach(t *testing.T) {
 	var seen seenRequests
 	gen := echo(nil)
-	w := newWorker(t, &fakeEngine{slots: 1, generate: func(ctx context.Context, r engine.Request, emit func(engine.Token) error) (engine.Result, error) {
+	w := newWorker(t, &fakeEngine{slots: 3, generate: func(ctx context.Context, r engine.Request, emit func(engine.Token) error) (engine.Result, error) {
 		seen.add(r)
 		return gen(ctx, r, emit)
 	}}, 0)
@@ -165,7 +165,7 @@ func TestChoicesResumeEach(t *testing.T) {
 // request ends with one error chunk numbered after everything sent.
 func TestChoicesFailTogether(t *testing.T) {
 	boom := errors.New("boom")
-	w := newWorker(t, &fakeEngine{slots: 1, generate: func(ctx context.Context, r engine.Request, emit func(engine.Token) error) (engine.Result, error) {
+	w := newWorker(t, &fakeEngine{slots: 2, generate: func(ctx context.Context, r engine.Request, emit func(engine.Token) error) (engine.Result, error) {
 		if r.Sampling.Seed == 1 {
 			if err := emit(engine.Token{ID: 'x', Text: []byte("x")}); err != nil {
 				return engine.Result{}, err
@@ -198,5 +198,48 @@ func TestChoicesFailTogether(t *testing.T) {
 		if ch.Seq != uint64(i+1) || (ch.Final() && ch != last) {
 			t.Fatalf("chunk %d: %+v", i, ch)
 		}
+	}
+}
+
+// TestChoicesTakeASlotEach: a request of several choices holds a slot per
+// choice, so a worker never runs more sequences than its slots of that
+// kind: the heartbeat offers as many choices as the smaller kind has
+// slots, counts a request's choices as busy slots, and a request whose
+// choices do not fit the free slots is refused as overloaded (more than
+// the worker could ever hold: invalid).
+func TestChoicesTakeASlotEach(t *testing.T) {
+	gate := make(chan struct{})
+	defer close(gate)
+	w, err := New(Config{ID: "w1", Model: "m", Slots: 4, BackgroundSlots: 2}, &fakeEngine{slots: 6, generate: echo(gate)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if hb := w.Heartbeat(); hb.Choices != 2 {
+		t.Fatalf("heartbeat offers %d choices, want 2 (the background slots)", hb.Choices)
+	}
+	admit := func(id string, choices int, bg bool) *bus.Error {
+		return w.Admit(&bus.Request{ID: id, Model: "m", Prompt: "ab", Attempt: 1, Choices: choices, Background: bg}, func(*bus.Chunk) {})
+	}
+	if e := admit("big", 3, false); e == nil || e.Code != bus.CodeInvalidRequest {
+		t.Fatalf("3 choices on a worker offering 2: %+v", e)
+	}
+	if e := admit("a", 2, false); e != nil {
+		t.Fatal(e)
+	}
+	if e := admit("b", 2, true); e != nil {
+		t.Fatal(e)
+	}
+	if e := admit("c", 2, true); e == nil || e.Code != bus.CodeOverloaded {
+		t.Fatalf("2 more background choices in 0 free background slots: %+v", e)
+	}
+	if e := admit("d", 1, false); e != nil {
+		t.Fatal(e)
+	}
+	if e := admit("e", 2, false); e == nil || e.Code != bus.CodeOverloaded {
+		t.Fatalf("2 choices in 1 free slot: %+v", e)
+	}
+	if hb := w.Heartbeat(); hb.FreeSlots != 1 || hb.FreeBackgroundSlots != 0 || len(hb.Active) != 3 {
+		t.Fatalf("heartbeat: %d free, %d free background, active %v", hb.FreeSlots, hb.FreeBackgroundSlots, hb.Active)
 	}
 }

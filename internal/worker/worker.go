@@ -101,19 +101,35 @@ type jobKey struct {
 type running struct {
 	cancel     context.CancelFunc
 	background bool
+	slots      int // one per choice (bus.Request.Choices): each runs a sequence of its own
 }
 
-// countLocked returns how many admitted requests are background work and
-// how many are not.
+// countLocked returns how many slots admitted background requests hold
+// and how many the others do.
 func (w *Worker) countLocked() (fg, bg int) {
 	for _, r := range w.active {
 		if r.background {
-			bg++
+			bg += r.slots
 		} else {
-			fg++
+			fg += r.slots
 		}
 	}
 	return fg, bg
+}
+
+// maxChoices is the most choices the worker runs as one request: as many
+// as slots of either kind hold (a choice takes a slot, so that a request
+// of several never runs more sequences than the engine has for its kind),
+// and none for a backend worker.
+func (w *Worker) maxChoices() int {
+	if w.eng == nil {
+		return 0
+	}
+	n := min(bus.MaxChoices, w.cfg.Slots)
+	if w.separate() {
+		n = min(n, w.cfg.BackgroundSlots)
+	}
+	return n
 }
 
 // separate reports whether background requests have slots of their own.
@@ -166,11 +182,12 @@ func (w *Worker) Admit(req *bus.Request, send func(*bus.Chunk)) *bus.Error {
 	if !w.serves(req.Model) {
 		return &bus.Error{Code: bus.CodeModelNotFound, Message: fmt.Sprintf("worker %s serves %q, not %q", w.cfg.ID, w.cfg.Models, req.Model)}
 	}
-	if req.Choices > 1 && (w.eng == nil || req.Choices > bus.MaxChoices) {
+	if req.Choices > 1 && req.Choices > w.maxChoices() {
 		// Gateways send several choices only to workers whose heartbeat
 		// offers them (Heartbeat.Choices).
-		return &bus.Error{Code: bus.CodeInvalidRequest, Message: fmt.Sprintf("worker %s does not run %d choices as one request", w.cfg.ID, req.Choices)}
+		return &bus.Error{Code: bus.CodeInvalidRequest, Message: fmt.Sprintf("worker %s runs at most %d choices as one request, not %d", w.cfg.ID, w.maxChoices(), req.Choices)}
 	}
+	need := max(req.Choices, 1)
 	if req.Deadline > 0 && req.Attempt <= 1 && time.Now().UnixMilli() > req.Deadline {
 		return &bus.Error{Code: bus.CodeDeadline, Message: "deadline passed before the request started"}
 	}
@@ -182,22 +199,22 @@ func (w *Worker) Admit(req *bus.Request, send func(*bus.Chunk)) *bus.Error {
 	fg, bg := w.countLocked()
 	switch {
 	case w.separate() && req.Background:
-		if bg >= w.cfg.BackgroundSlots {
-			return &bus.Error{Code: bus.CodeOverloaded, Message: fmt.Sprintf("all %d background slots busy", w.cfg.BackgroundSlots)}
+		if bg+need > w.cfg.BackgroundSlots {
+			return &bus.Error{Code: bus.CodeOverloaded, Message: fmt.Sprintf("%d of %d background slots busy, %d wanted", bg, w.cfg.BackgroundSlots, need)}
 		}
 	case w.separate():
-		if slots, ready := w.room(fg); fg >= slots {
-			return &bus.Error{Code: bus.CodeOverloaded, Message: fmt.Sprintf("all %d slots busy (ready: %v)", slots, ready)}
+		if slots, ready := w.room(fg); fg+need > slots {
+			return &bus.Error{Code: bus.CodeOverloaded, Message: fmt.Sprintf("%d of %d slots busy, %d wanted (ready: %v)", fg, slots, need, ready)}
 		}
 	default:
-		if slots, ready := w.room(fg + bg); fg+bg >= slots {
-			return &bus.Error{Code: bus.CodeOverloaded, Message: fmt.Sprintf("all %d slots busy (ready: %v)", slots, ready)}
+		if slots, ready := w.room(fg + bg); fg+bg+need > slots {
+			return &bus.Error{Code: bus.CodeOverloaded, Message: fmt.Sprintf("%d of %d slots busy, %d wanted (ready: %v)", fg+bg, slots, need, ready)}
 		}
 	}
 	ctx, cancel := context.WithCancel(w.ctx)
 	key := jobKey{req.ID, req.Attempt}
 	send = w.counting(send)
-	w.active[key] = running{cancel: cancel, background: req.Background}
+	w.active[key] = running{cancel: cancel, background: req.Background, slots: need}
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
@@ -272,8 +289,8 @@ func (w *Worker) Heartbeat() bus.Heartbeat {
 	if w.draining {
 		hb.FreeSlots, hb.FreeBackgroundSlots = 0, 0
 	}
-	if w.eng != nil {
-		hb.Choices = bus.MaxChoices // the built-in engine forks them (run.go)
+	if n := w.maxChoices(); n > 1 {
+		hb.Choices = n // the built-in engine forks them (run.go)
 	}
 	if c, ok := w.eng.(capacityReporter); ok {
 		cp := c.Capacity()

@@ -169,14 +169,14 @@ func (w *workerState) freeFor(background bool) int {
 	if w.suspect || w.stalled {
 		return 0
 	}
-	if w.hb.BackgroundSlots == 0 {
-		return w.hb.Slots - len(w.held) - w.others - w.refused
-	}
 	n := 0
 	for _, st := range w.held {
-		if st.req.Background == background {
-			n++
+		if w.hb.BackgroundSlots == 0 || st.req.Background == background {
+			n += max(st.req.Choices, 1) // a choice takes a slot
 		}
+	}
+	if w.hb.BackgroundSlots == 0 {
+		return w.hb.Slots - n - w.others - w.refused
 	}
 	if background {
 		return w.hb.BackgroundSlots - n - w.othersBg - w.refused

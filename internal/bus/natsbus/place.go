@@ -192,7 +192,8 @@ func (g *Gateway) pickLocked(model string, links []uint64, background bool, choi
 			continue
 		}
 		live = true
-		if f := w.freeFor(background); f > bestFree {
+		// A request of several choices takes a slot per choice.
+		if f := w.freeFor(background); f >= max(choices, 1) && f > bestFree {
 			best, bestFree = w, f
 		}
 	}
@@ -204,7 +205,7 @@ func (g *Gateway) pickLocked(model string, links []uint64, background bool, choi
 		return best, live, affinityMiss
 	}
 	switch f := aff.freeFor(background); {
-	case f > 0 && f >= bestFree-g.cfg.PrefixSlack:
+	case f >= max(choices, 1) && f >= bestFree-g.cfg.PrefixSlack:
 		return aff, live, affinityHit
 	default:
 		return best, live, affinityBusy
