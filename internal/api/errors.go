@@ -22,6 +22,7 @@ const (
 	CodeInvalidValue     Code = "invalid_value"              // 400: a field's value is out of range
 	CodeUnsupported      Code = "unsupported_parameter"      // 400: a valid OpenAI parameter Courier does not support
 	CodeInvalidAPIKey    Code = "invalid_api_key"            // 401: missing or wrong bearer key
+	CodePermissionDenied Code = "permission_denied"          // 403: the key may not do this to the resource
 	CodeNotFound         Code = "not_found"                  // 404: no such path
 	CodeModelNotFound    Code = "model_not_found"            // 404: no live worker serves the model
 	CodeMethodNotAllowed Code = "method_not_allowed"         // 405: wrong method for the path
@@ -52,6 +53,7 @@ var catalog = map[Code]catalogEntry{
 	CodeInvalidValue:     {http.StatusBadRequest, "invalid_request_error"},
 	CodeUnsupported:      {http.StatusBadRequest, "invalid_request_error"},
 	CodeInvalidAPIKey:    {http.StatusUnauthorized, "authentication_error"},
+	CodePermissionDenied: {http.StatusForbidden, "permission_error"},
 	CodeNotFound:         {http.StatusNotFound, "invalid_request_error"},
 	CodeModelNotFound:    {http.StatusNotFound, "invalid_request_error"},
 	CodeMethodNotAllowed: {http.StatusMethodNotAllowed, "invalid_request_error"},

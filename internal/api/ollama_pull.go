@@ -15,12 +15,16 @@ import (
 type ModelManager interface {
 	// Pull makes name served: downloads it into the model store unless it
 	// is there, loads it and waits until the gateway can route to it.
+	// owner is the caller (its API key's hash, "" without API keys); the
+	// owner of the Pull that loads the model is the one that may delete it.
 	// progress is called from Pull's goroutine.
-	Pull(ctx context.Context, name string, progress func(PullProgress)) error
-	// Delete removes name from the model store. It fails with
-	// ErrModelNotFound when the store does not hold it and ErrModelInUse
-	// when this process serves it.
-	Delete(name string) error
+	Pull(ctx context.Context, name, owner string, progress func(PullProgress)) error
+	// Delete removes name from the model store for owner. It fails with
+	// ErrNotOwner unless owner's Pull loaded it (with API keys, a model
+	// pulled by another key or not through Pull at all is not the
+	// caller's), ErrModelNotFound when the store does not hold it and
+	// ErrModelInUse when this process serves it from its command line.
+	Delete(name, owner string) error
 	// Info describes a model Pull loaded; false for others.
 	Info(name string) (ModelInfo, bool)
 }
@@ -37,6 +41,8 @@ type PullProgress struct {
 var (
 	ErrModelNotFound = errors.New("model not found")
 	ErrModelInUse    = errors.New("model is being served")
+	// ErrNotOwner: the caller may not delete the model (ModelManager.Delete).
+	ErrNotOwner = errors.New("model not pulled by this API key")
 	// ErrBadModelName: the name is not one Pull can fetch (the message
 	// says what is).
 	ErrBadModelName = errors.New("bad model name")
@@ -82,7 +88,7 @@ func (s *server) ollamaPull(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if body.Stream != nil && !*body.Stream {
-		if err := s.cfg.Models.Pull(r.Context(), body.Model, func(PullProgress) {}); err != nil {
+		if err := s.cfg.Models.Pull(r.Context(), body.Model, s.owner(r), func(PullProgress) {}); err != nil {
 			s.fail(w, pullError(err))
 			return
 		}
@@ -107,7 +113,7 @@ func (s *server) ollamaPull(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	send(PullProgress{Status: "pulling manifest"}, true)
-	if err := s.cfg.Models.Pull(r.Context(), body.Model, func(p PullProgress) { send(p, p.Total == 0) }); err != nil {
+	if err := s.cfg.Models.Pull(r.Context(), body.Model, s.owner(r), func(p PullProgress) { send(p, p.Total == 0) }); err != nil {
 		mu.Lock()
 		w.Write(append(mustJSON(ollamaError{Error: pullError(err).Message}), '\n'))
 		mu.Unlock()
@@ -121,6 +127,8 @@ func pullError(err error) *Error {
 	switch {
 	case errors.Is(err, ErrModelNotFound):
 		return errorf(CodeModelNotFound, "model", "%v", err)
+	case errors.Is(err, ErrNotOwner):
+		return errorf(CodePermissionDenied, "model", "%v", err)
 	case errors.Is(err, ErrBadModelName), errors.Is(err, ErrModelInUse):
 		return errorf(CodeInvalidValue, "model", "%v", err)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
@@ -130,7 +138,11 @@ func pullError(err error) *Error {
 }
 
 // ollamaDelete serves DELETE /api/delete: {"model": NAME} removes a
-// stored model that this process does not serve.
+// stored model that this process does not serve from its command line,
+// unloading it first when /api/pull loaded it. With API keys, only the key
+// whose pull loaded the model may delete it (403 otherwise): another
+// tenant could stop a model everyone uses, and models the operator stored
+// are deleted with courier models rm.
 func (s *server) ollamaDelete(w http.ResponseWriter, r *http.Request) {
 	if s.pullOff(w, r) {
 		return
@@ -150,7 +162,7 @@ func (s *server) ollamaDelete(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, errorf(CodeMissingParameter, "model", "model is required"))
 		return
 	}
-	if err := s.cfg.Models.Delete(body.Model); err != nil {
+	if err := s.cfg.Models.Delete(body.Model, s.owner(r)); err != nil {
 		s.fail(w, pullError(err))
 		return
 	}

@@ -21,9 +21,18 @@ import (
 // the body.
 func ollamaCall(t *testing.T, addr, method, path, body string) (int, string) {
 	t.Helper()
+	return ollamaCallAs(t, "", addr, method, path, body)
+}
+
+// ollamaCallAs is ollamaCall with API key key ("" for none).
+func ollamaCallAs(t *testing.T, key, addr, method, path, body string) (int, string) {
+	t.Helper()
 	req, err := http.NewRequestWithContext(testCtx(t), method, "http://"+addr+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -165,5 +174,50 @@ func TestOllamaPullAndDelete(t *testing.T) {
 	code, body = ollamaCall(t, empty.Addr(), "POST", "/api/generate", `{"model":"acme/other-GGUF","stream":false,"prompt":"Once","options":{"num_predict":3}}`)
 	if code != 200 || !strings.Contains(body, `"done":true`) {
 		t.Fatalf("generate with the only, pulled, model: %d %s", code, body)
+	}
+}
+
+// TestOllamaDeleteOnlyByThePullingKey: with API keys, /api/delete of a
+// model /api/pull loaded is the pulling key's alone: another key gets 403
+// and the model stays served (pulling it again does not make it that
+// key's), and a model the operator stored (not pulled through the API) is
+// no key's to delete; the pulling key deletes its model.
+func TestOllamaDeleteOnlyByThePullingKey(t *testing.T) {
+	hubDir, home := t.TempDir(), t.TempDir()
+	copyFile(t, testutil.Model(t, "stories260K-Q8_0.gguf"), filepath.Join(hubDir, "acme", "stories-GGUF", "stories260K-Q8_0.gguf"))
+	copyFile(t, testutil.Model(t, "stories260K-Q4_0.gguf"), filepath.Join(hubDir, "acme", "other-GGUF", "stories260K-Q4_0.gguf"))
+	hub := hubtest.New(t, hubDir)
+	if _, err := (store.Store{Dir: home}).Pull(testCtx(t), store.Hub{Endpoint: hub.URL}, "acme/other-GGUF", nil); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default(config.RoleServe)
+	cfg.DataDir, cfg.ModelHome = t.TempDir(), home
+	cfg.AllowPull, cfg.Hub = true, store.Hub{Endpoint: hub.URL}
+	cfg.API.APIKeys = []string{"ka", "kb"}
+	n := startNode(t, cfg)
+	const name = "acme/stories-GGUF:Q8_0"
+	if code, body := ollamaCallAs(t, "ka", n.Addr(), "POST", "/api/pull", `{"model":"`+name+`","stream":false}`); code != 200 {
+		t.Fatalf("pull by ka: %d %s", code, body)
+	}
+	if code, body := ollamaCallAs(t, "kb", n.Addr(), "POST", "/api/pull", `{"model":"`+name+`","stream":false}`); code != 200 {
+		t.Fatalf("second pull, by kb: %d %s", code, body)
+	}
+	code, body := ollamaCallAs(t, "kb", n.Addr(), "DELETE", "/api/delete", `{"model":"`+name+`"}`)
+	if code != 403 || !strings.Contains(body, "pulled by another API key") {
+		t.Errorf("delete by kb of ka's model: %d %s", code, body)
+	}
+	code, body = ollamaCallAs(t, "kb", n.Addr(), "POST", "/api/generate", `{"model":"`+name+`","stream":false,"prompt":"Once","options":{"num_predict":2}}`)
+	if code != 200 {
+		t.Errorf("ka's model after kb's refused delete: %d %s", code, body)
+	}
+	code, body = ollamaCallAs(t, "ka", n.Addr(), "DELETE", "/api/delete", `{"model":"acme/other-GGUF"}`)
+	if code != 403 || !strings.Contains(body, "courier models rm") {
+		t.Errorf("delete of the operator's stored model: %d %s", code, body)
+	}
+	if code, body = ollamaCallAs(t, "ka", n.Addr(), "DELETE", "/api/delete", `{"model":"`+name+`"}`); code != 200 {
+		t.Fatalf("delete by ka of its model: %d %s", code, body)
+	}
+	if ms, _ := (store.Store{Dir: home}).List(); len(ms) != 1 || ms[0].Name != "acme/other-GGUF:Q4_0" {
+		t.Errorf("the store after the deletes: %+v", ms)
 	}
 }

@@ -29,6 +29,10 @@ type puller struct {
 
 	mu    sync.Mutex
 	infos map[string]api.ModelInfo // models this puller loaded
+	// owners maps each model this puller loaded to the owner (API key
+	// hash, "" without keys) whose Pull loaded it: the one that may
+	// delete it.
+	owners map[string]string // guarded by mu
 }
 
 var _ api.ModelManager = (*puller)(nil)
@@ -43,7 +47,7 @@ func newPuller(n *Node, dial func(string) (*natsbus.Conn, error)) *puller {
 			ResponseHeaderTimeout: 60 * time.Second,
 		}}
 	}
-	return &puller{n: n, dial: dial, hub: hub, sem: make(chan struct{}, 1), infos: map[string]api.ModelInfo{}}
+	return &puller{n: n, dial: dial, hub: hub, sem: make(chan struct{}, 1), infos: map[string]api.ModelInfo{}, owners: map[string]string{}}
 }
 
 func (p *puller) setInfo(name string, mi api.ModelInfo) {
@@ -63,7 +67,7 @@ func (p *puller) Info(name string) (api.ModelInfo, bool) {
 // Pull implements api.ModelManager: a model some worker already serves is
 // done at once; otherwise it is pulled unless stored, loaded under name,
 // and routable when Pull returns.
-func (p *puller) Pull(ctx context.Context, name string, progress func(api.PullProgress)) error {
+func (p *puller) Pull(ctx context.Context, name, owner string, progress func(api.PullProgress)) error {
 	if store.IsURL(name) {
 		return fmt.Errorf("%w: %q: name a Hugging Face model (ORG/REPO[:QUANT] or hf.co/ORG/REPO[:QUANT]); courier pull takes URLs", api.ErrBadModelName, name)
 	}
@@ -110,6 +114,9 @@ func (p *puller) Pull(ctx context.Context, name string, progress func(api.PullPr
 	if err := p.n.addWorker(config.Model{Name: name, Path: name}, p.dial); err != nil {
 		return err
 	}
+	p.mu.Lock()
+	p.owners[name] = owner
+	p.mu.Unlock()
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	return p.n.gateway.WaitWorkers(wctx, name, 1)
@@ -129,8 +136,11 @@ func (p *puller) servedAs(name string, ref store.Ref) error {
 
 // Delete implements api.ModelManager: a model /api/pull loaded is
 // unloaded first (its running answers finish, up to --drain-timeout); one
-// served from the command line (--model) is refused.
-func (p *puller) Delete(name string) error {
+// served from the command line (--model) is refused. Only the owner whose
+// Pull loaded a model may delete it; a stored model no Pull of this
+// process loaded only without API keys (owner "": every caller is the
+// same one).
+func (p *puller) Delete(name, owner string) error {
 	ref, err := store.ParseRef(name)
 	if err != nil {
 		return fmt.Errorf("%w: %v", api.ErrBadModelName, err)
@@ -143,8 +153,16 @@ func (p *puller) Delete(name string) error {
 	default:
 		return fmt.Errorf("%w: a pull is running; delete %s once it is done", api.ErrModelInUse, name)
 	}
+	p.mu.Lock()
+	by, pulled := p.owners[name]
+	p.mu.Unlock()
+	if by != owner {
+		if pulled {
+			return fmt.Errorf("%w: %s was pulled by another API key; only that key may delete it", api.ErrNotOwner, name)
+		}
+		return fmt.Errorf("%w: %s was not pulled through /api/pull by this key; the operator deletes it with courier models rm", api.ErrNotOwner, name)
+	}
 	st := store.Store{Dir: p.n.cfg.ModelHome}
-	_, pulled := p.Info(name)
 	if m, err := st.Lookup(ref); err == nil {
 		p.n.mu.Lock()
 		configured := slices.ContainsFunc(p.n.workers, func(w *modelWorker) bool {
@@ -167,6 +185,7 @@ func (p *puller) Delete(name string) error {
 		}
 		p.mu.Lock()
 		delete(p.infos, name)
+		delete(p.owners, name)
 		p.mu.Unlock()
 	}
 	if _, err := st.Remove(name); err != nil {

@@ -13,7 +13,7 @@ import (
 func TestDeleteWaitsForNoPull(t *testing.T) {
 	p := &puller{sem: make(chan struct{}, 1)}
 	p.sem <- struct{}{} // a pull runs
-	if err := p.Delete("acme/model-GGUF:Q4_0"); !errors.Is(err, api.ErrModelInUse) {
+	if err := p.Delete("acme/model-GGUF:Q4_0", ""); !errors.Is(err, api.ErrModelInUse) {
 		t.Fatalf("Delete during a pull: %v, want ErrModelInUse", err)
 	}
 	if len(p.sem) != 1 {
