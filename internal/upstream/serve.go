@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 	"unicode"
@@ -294,20 +295,83 @@ type streamError struct{ msg string }
 
 func (e *streamError) Error() string { return e.msg }
 
+// relayBuffers is what a relay reuses between requests: its buffered
+// reader and its parser's buffer.
+type relayBuffers struct {
+	br *bufio.Reader
+	q  quickEvent
+}
+
+var relayPool = sync.Pool{New: func() any { return &relayBuffers{br: bufio.NewReaderSize(nil, 16<<10)} }}
+
 // relay reads the upstream's events and sends one chunk per event with
 // text or logprobs, dropping skip (text the client already has) from the
 // head of the text. It returns the chunks sent, the finish reason, the
 // usage (nil when the upstream sent none) and a read error.
-func (b *Backend) relay(r io.Reader, req *bus.Request, skip string, seq *uint64, send func(*bus.Chunk)) (int, string, *bus.Usage, error) {
-	br := bufio.NewReaderSize(r, 16<<10)
+//
+// Per event it allocates nothing in the common case (quickEvent; one
+// chunk reused, as send does not keep it; TestRelayAllocatesNothingPerEvent),
+// and it marks each chunk More: the host may hold it and publish it with
+// the next in one message, which the relay sends before it would wait on
+// the upstream (send(nil) when no whole line is buffered), so events that
+// arrived together leave together and none waits for a later one.
+func (b *Backend) relay(r io.Reader, req *bus.Request, skip string, seq *uint64, send func(*bus.Chunk)) (n int, finish string, usage *bus.Usage, err error) {
+	rb := relayPool.Get().(*relayBuffers)
+	br, q := rb.br, &rb.q
+	br.Reset(r)
 	var (
-		n      int
-		finish string
-		usage  *bus.Usage
+		c      bus.Chunk // every event's chunk: send does not keep it
 		ev     event
 		data   []byte
+		held   bool // the last chunk sent was marked More
+		hasUse bool
+		use    bus.Usage
 	)
+	defer func() {
+		if held {
+			send(nil)
+		}
+		br.Reset(nil)
+		q.text = ""
+		relayPool.Put(rb)
+		if hasUse && usage == nil {
+			usage = &use
+		}
+	}()
+	chat := req.Kind == bus.KindChat
+	wantLP := req.Logprobs || req.TopLogprobs > 0
+	// deliver sends one choice's text (logprobs, calls) as the next chunk,
+	// less what skip holds of it.
+	deliver := func(text string, rawLP json.RawMessage, calls []bus.ToolCallDelta) {
+		dropped := false // all of text was the held-back whitespace
+		if skip != "" && text != "" {
+			switch {
+			case strings.HasPrefix(text, skip):
+				text, skip = text[len(skip):], ""
+			case strings.HasPrefix(skip, text):
+				text, skip = "", skip[len(text):]
+			default:
+				skip = "" // it went another way: nothing of it was sent
+			}
+			dropped = text == ""
+		}
+		var lps []bus.TokenLogprob
+		if !dropped && wantLP && len(rawLP) > 0 && string(rawLP) != "null" {
+			lps = parseLogprobs(rawLP, chat)
+		}
+		if text != "" || len(lps) > 0 || len(calls) > 0 {
+			c = bus.Chunk{ID: req.ID, Seq: *seq, Attempt: req.Attempt, Text: text, Logprobs: lps, ToolCalls: calls, More: true}
+			send(&c)
+			held = true
+			*seq++
+			n++
+		}
+	}
 	for {
+		if held && !lineBuffered(br) {
+			send(nil) // the next read may wait: what is held goes now
+			held = false
+		}
 		line, err := br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
 			// A long event: gather it whole, up to maxEventBytes.
@@ -315,7 +379,7 @@ func (b *Backend) relay(r io.Reader, req *bus.Request, skip string, seq *uint64,
 			for errors.Is(err, bufio.ErrBufferFull) {
 				line, err = br.ReadSlice('\n')
 				if len(data)+len(line) > maxEventBytes {
-					return n, finish, usage, &streamError{fmt.Sprintf("an event of more than %d bytes", maxEventBytes)}
+					return n, finish, nil, &streamError{fmt.Sprintf("an event of more than %d bytes", maxEventBytes)}
 				}
 				data = append(data, line...)
 			}
@@ -324,11 +388,11 @@ func (b *Backend) relay(r io.Reader, req *bus.Request, skip string, seq *uint64,
 		if err != nil && len(line) == 0 {
 			if errors.Is(err, io.EOF) {
 				if finish != "" {
-					return n, finish, usage, nil
+					return n, finish, nil, nil
 				}
-				return n, "", usage, io.ErrUnexpectedEOF
+				return n, "", nil, io.ErrUnexpectedEOF
 			}
-			return n, finish, usage, err
+			return n, finish, nil, err
 		}
 		line = bytes.TrimRight(line, "\r\n")
 		payload, ok := bytes.CutPrefix(line, []byte("data:"))
@@ -337,56 +401,55 @@ func (b *Backend) relay(r io.Reader, req *bus.Request, skip string, seq *uint64,
 		}
 		payload = bytes.TrimSpace(payload)
 		if string(payload) == "[DONE]" {
-			return n, finish, usage, nil
+			return n, finish, nil, nil
+		}
+		if q.parse(payload, chat, wantLP) {
+			if q.usage {
+				hasUse, use = true, bus.Usage{PromptTokens: q.prompt, CompletionTokens: q.complete}
+			}
+			if q.choices > 0 {
+				deliver(q.text, nil, nil)
+				if q.finish != "" {
+					finish = q.finish
+				}
+			}
+			continue
 		}
 		ev = event{}
 		if err := json.Unmarshal(payload, &ev); err != nil {
-			return n, finish, usage, &streamError{fmt.Sprintf("bad event %.200q: %v", payload, err)}
+			return n, finish, nil, &streamError{fmt.Sprintf("bad event %.200q: %v", payload, err)}
 		}
 		if len(ev.Error) > 0 && string(ev.Error) != "null" {
-			return n, finish, usage, &streamError{"error in stream: " + errorMessage(payload)}
+			return n, finish, nil, &streamError{"error in stream: " + errorMessage(payload)}
 		}
 		if ev.Usage != nil {
-			usage = &bus.Usage{PromptTokens: ev.Usage.PromptTokens, CompletionTokens: ev.Usage.CompletionTokens}
+			hasUse, use = true, bus.Usage{PromptTokens: ev.Usage.PromptTokens, CompletionTokens: ev.Usage.CompletionTokens}
 		}
 		for _, ch := range ev.Choices {
 			text := ch.Text
-			if req.Kind == bus.KindChat {
+			if chat {
 				text = ""
 				if ch.Delta.Content != nil {
 					text = *ch.Delta.Content
 				}
 			}
-			dropped := false // all of text was the held-back whitespace
-			if skip != "" && text != "" {
-				switch {
-				case strings.HasPrefix(text, skip):
-					text, skip = text[len(skip):], ""
-				case strings.HasPrefix(skip, text):
-					text, skip = "", skip[len(text):]
-				default:
-					skip = "" // it went another way: nothing of it was sent
-				}
-				dropped = text == ""
-			}
-			var lps []bus.TokenLogprob
-			if !dropped && (req.Logprobs || req.TopLogprobs > 0) && len(ch.Logprobs) > 0 && string(ch.Logprobs) != "null" {
-				lps = parseLogprobs(ch.Logprobs, req.Kind == bus.KindChat)
-			}
 			var calls []bus.ToolCallDelta
 			for _, tc := range ch.Delta.ToolCalls {
 				calls = append(calls, bus.ToolCallDelta{Index: tc.Index, ID: tc.ID, Name: tc.Function.Name, Arguments: tc.Function.Arguments})
 			}
-			if text != "" || len(lps) > 0 || len(calls) > 0 {
-				send(&bus.Chunk{ID: req.ID, Seq: *seq, Attempt: req.Attempt, Text: text, Logprobs: lps, ToolCalls: calls})
-				*seq++
-				n++
-			}
+			deliver(text, ch.Logprobs, calls)
 			if ch.FinishReason != nil && *ch.FinishReason != "" {
 				finish = *ch.FinishReason
 			}
 		}
 	}
+}
+
+// lineBuffered reports whether a whole line waits in br: reading it will
+// not wait on the upstream.
+func lineBuffered(br *bufio.Reader) bool {
+	p, _ := br.Peek(br.Buffered())
+	return bytes.IndexByte(p, '\n') >= 0
 }
 
 // parseLogprobs reads a choice's logprobs: chat's {"content": [{token,

@@ -73,9 +73,18 @@ func newBackendSlots(t *testing.T, s *sseServer, models map[string]string, slots
 }
 
 // collect serves req and returns the chunks sent and the final one.
+// collect serves req and returns copies of its chunks (send must not keep
+// them: the relay reuses one, its text valid only during the call) and
+// the final one.
 func collect(b *Backend, req *bus.Request) ([]*bus.Chunk, *bus.Chunk) {
 	var got []*bus.Chunk
-	final := b.Serve(context.Background(), req, func(c *bus.Chunk) { got = append(got, c) })
+	final := b.Serve(context.Background(), req, func(c *bus.Chunk) {
+		if c != nil { // nil: publish what is held (bus.Chunk.More)
+			cc := *c
+			cc.Text, cc.More = strings.Clone(c.Text), false
+			got = append(got, &cc)
+		}
+	})
 	return got, final
 }
 

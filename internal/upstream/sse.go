@@ -1,0 +1,489 @@
+package upstream
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"unicode"
+	"unicode/utf16"
+	"unicode/utf8"
+
+	"courier/internal/bus"
+)
+
+// quickEvent reads the common streamed event — one choice with text or a
+// content delta, perhaps a finish reason or usage, nothing else the relay
+// needs — without allocating: text aliases the payload (or buf, when it
+// had escapes) until the next parse. It declines everything else (several
+// choices, tool calls, logprobs asked for, an error, a key that only
+// encoding/json's case-insensitive matching would take, a type the event
+// struct would refuse, invalid UTF-8), which then goes to json.Unmarshal
+// into event as before; on what it takes, it reads what json.Unmarshal
+// would (FuzzQuickEvent).
+type quickEvent struct {
+	text     string // the choice's text (chat: delta.content)
+	finish   string // "" when null or absent; interned or copied, so it outlives the payload
+	choices  int    // 0 or 1
+	logprobs bool   // the choice's logprobs were not null
+	usage    bool
+	prompt   int // usage.prompt_tokens
+	complete int // usage.completion_tokens
+	buf      []byte
+}
+
+// Keys the relay reads, at each level of an event. encoding/json matches
+// keys case-insensitively (and folds some non-ASCII letters onto ASCII
+// ones): the quick parser declines any key that could fold onto one of
+// these without being it.
+var (
+	topKeys    = [...]string{"choices", "usage", "error"}
+	choiceKeys = [...]string{"text", "delta", "finish_reason", "logprobs"}
+	deltaKeys  = [...]string{"content", "tool_calls"}
+	usageKeys  = [...]string{"prompt_tokens", "completion_tokens"}
+)
+
+// parse reads payload (one event's JSON) for a chat or a completion; false
+// means: decode it with json.Unmarshal instead. wantLogprobs declines a
+// choice that carries logprobs (they are parsed the slow way).
+func (q *quickEvent) parse(payload []byte, chat, wantLogprobs bool) bool {
+	*q = quickEvent{buf: q.buf[:0]}
+	if !json.Valid(payload) { // what json.Unmarshal accepts, so the scan below can trust the form
+		return false
+	}
+	s := scanner{b: payload}
+	s.ws()
+	if s.peek() != '{' {
+		return false
+	}
+	var seen [len(topKeys)]bool
+	return s.object(func(key []byte) bool {
+		i := keyIndex(key, topKeys[:])
+		if i < 0 {
+			return i == -1 && s.skip()
+		}
+		if seen[i] {
+			return false // encoding/json takes the last, merged into the first: not ours
+		}
+		seen[i] = true
+		switch i {
+		case 0: // choices
+			if s.null() {
+				return true
+			}
+			if s.peek() != '[' {
+				return false
+			}
+			return s.array(func() bool {
+				q.choices++
+				return q.choices == 1 && s.peek() == '{' && q.choice(&s, chat, wantLogprobs)
+			})
+		case 1: // usage
+			if s.null() {
+				return true
+			}
+			if s.peek() != '{' {
+				return false
+			}
+			q.usage = true
+			var seenU [len(usageKeys)]bool
+			return s.object(func(key []byte) bool {
+				j := keyIndex(key, usageKeys[:])
+				if j < 0 {
+					return j == -1 && s.skip()
+				}
+				if seenU[j] {
+					return false
+				}
+				seenU[j] = true
+				if s.null() {
+					return true
+				}
+				n, ok := s.int()
+				if j == 0 {
+					q.prompt = n
+				} else {
+					q.complete = n
+				}
+				return ok
+			})
+		default: // error: anything but null is the slow path's error
+			return s.null()
+		}
+	})
+}
+
+// choice reads one choice object.
+func (q *quickEvent) choice(s *scanner, chat, wantLogprobs bool) bool {
+	var seen [len(choiceKeys)]bool
+	return s.object(func(key []byte) bool {
+		i := keyIndex(key, choiceKeys[:])
+		if i < 0 {
+			return i == -1 && s.skip()
+		}
+		if seen[i] {
+			return false
+		}
+		seen[i] = true
+		switch i {
+		case 0: // text
+			raw, ok := s.str()
+			if !ok || chat {
+				return ok
+			}
+			return q.setText(raw)
+		case 1: // delta
+			if s.null() {
+				return true
+			}
+			if s.peek() != '{' {
+				return false
+			}
+			var seenD [len(deltaKeys)]bool
+			return s.object(func(key []byte) bool {
+				j := keyIndex(key, deltaKeys[:])
+				if j < 0 {
+					return j == -1 && s.skip()
+				}
+				if seenD[j] {
+					return false
+				}
+				seenD[j] = true
+				if j == 1 { // tool_calls: only none
+					if s.null() {
+						return true
+					}
+					return s.peek() == '[' && s.array(func() bool { return false })
+				}
+				raw, ok := s.str()
+				if !ok || !chat {
+					return ok
+				}
+				return q.setText(raw)
+			})
+		case 2: // finish_reason
+			raw, ok := s.str()
+			if !ok || bytes.IndexByte(raw, '\\') >= 0 || !utf8.Valid(raw) {
+				return false // escapes or bad bytes: the slow path decodes them
+			}
+			q.finish = internFinish(raw)
+			return true
+		default: // logprobs
+			if s.null() {
+				return true
+			}
+			q.logprobs = true
+			return !wantLogprobs && s.skip()
+		}
+	})
+}
+
+// setText sets the text from a string's raw bytes (between its quotes).
+func (q *quickEvent) setText(raw []byte) bool {
+	if bytes.IndexByte(raw, '\\') < 0 {
+		if !utf8.Valid(raw) {
+			return false // json.Unmarshal would replace the bad bytes
+		}
+		q.text = bus.AliasString(raw)
+		return true
+	}
+	start := len(q.buf)
+	var ok bool
+	q.buf, ok = appendUnescaped(q.buf, raw)
+	q.text = bus.AliasString(q.buf[start:])
+	return ok
+}
+
+// internFinish returns the finish reason raw names without allocating for
+// the usual ones (a copy otherwise: it outlives the payload).
+func internFinish(raw []byte) string {
+	for _, s := range [...]string{"stop", "length", "tool_calls", "content_filter", "eos", "function_call"} {
+		if string(raw) == s {
+			return s
+		}
+	}
+	return string(raw)
+}
+
+// keyIndex returns key's index in keys; -1 for a key the event struct
+// ignores; -2 for one that json.Unmarshal might match to one of keys by
+// folding case, or an escaped key (both declined).
+func keyIndex(key []byte, keys []string) int {
+	for i, k := range keys {
+		if string(key) == k {
+			return i
+		}
+	}
+	for _, c := range key {
+		if c == '\\' || c >= utf8.RuneSelf {
+			return -2
+		}
+	}
+	for _, k := range keys {
+		if strings.EqualFold(bus.AliasString(key), k) {
+			return -2
+		}
+	}
+	return -1
+}
+
+// scanner walks JSON already checked by json.Valid: it trusts the form
+// and only guards its bounds.
+type scanner struct {
+	b []byte
+	i int
+}
+
+func (s *scanner) ws() {
+	for s.i < len(s.b) && (s.b[s.i] == ' ' || s.b[s.i] == '\t' || s.b[s.i] == '\n' || s.b[s.i] == '\r') {
+		s.i++
+	}
+}
+
+func (s *scanner) peek() byte {
+	if s.i < len(s.b) {
+		return s.b[s.i]
+	}
+	return 0
+}
+
+// null consumes a null.
+func (s *scanner) null() bool {
+	if bytes.HasPrefix(s.b[s.i:], []byte("null")) {
+		s.i += 4
+		return true
+	}
+	return false
+}
+
+// str consumes a string and returns its raw bytes between the quotes;
+// null reads as the empty string (json.Unmarshal leaves the field
+// alone). Any other value is not a string: false.
+func (s *scanner) str() ([]byte, bool) {
+	if s.null() {
+		return nil, true
+	}
+	if s.peek() != '"' {
+		return nil, false
+	}
+	s.i++
+	start := s.i
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case '"':
+			s.i++
+			return s.b[start : s.i-1], true
+		case '\\':
+			s.i += 2
+		default:
+			s.i++
+		}
+	}
+	return nil, false
+}
+
+// int consumes a number that json.Unmarshal takes into an int.
+func (s *scanner) int() (int, bool) {
+	start := s.i
+	neg := s.peek() == '-'
+	if neg {
+		s.i++
+	}
+	n := 0
+	digits := 0
+	for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
+		d := int(s.b[s.i] - '0')
+		if n > (1<<62)/5 { // n*10+d could overflow
+			return 0, false
+		}
+		n = n*10 + d
+		s.i++
+		digits++
+	}
+	if digits == 0 || s.i < len(s.b) && (s.b[s.i] == '.' || s.b[s.i] == 'e' || s.b[s.i] == 'E') {
+		s.i = start
+		return 0, false
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
+}
+
+// skip consumes any value.
+func (s *scanner) skip() bool {
+	switch s.peek() {
+	case '"':
+		_, ok := s.str()
+		return ok
+	case '{', '[':
+		depth := 0
+		for s.i < len(s.b) {
+			switch s.b[s.i] {
+			case '"':
+				if _, ok := s.str(); !ok {
+					return false
+				}
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					s.i++
+					return true
+				}
+			}
+			s.i++
+		}
+		return false
+	default: // number, true, false, null
+		for s.i < len(s.b) {
+			switch s.b[s.i] {
+			case ',', '}', ']', ' ', '\t', '\n', '\r':
+				return true
+			}
+			s.i++
+		}
+		return true
+	}
+}
+
+// object consumes an object, calling member with the scanner at each
+// member's value (which member must consume) until it returns false.
+func (s *scanner) object(member func(key []byte) bool) bool {
+	s.i++ // {
+	for {
+		s.ws()
+		switch s.peek() {
+		case '}':
+			s.i++
+			return true
+		case ',':
+			s.i++
+			continue
+		}
+		if s.peek() != '"' {
+			return false
+		}
+		key, ok := s.str()
+		if !ok {
+			return false
+		}
+		s.ws()
+		if s.peek() != ':' {
+			return false
+		}
+		s.i++
+		s.ws()
+		if !member(key) {
+			return false
+		}
+	}
+}
+
+// array consumes an array, calling elem with the scanner at each element
+// (which elem must consume) until it returns false.
+func (s *scanner) array(elem func() bool) bool {
+	s.i++ // [
+	for {
+		s.ws()
+		switch s.peek() {
+		case ']':
+			s.i++
+			return true
+		case ',':
+			s.i++
+			continue
+		case 0:
+			return false
+		}
+		if !elem() {
+			return false
+		}
+	}
+}
+
+// appendUnescaped appends the JSON string raw (between its quotes,
+// checked by json.Valid) unescaped as encoding/json does it: \uXXXX
+// surrogate pairs joined, a lone surrogate U+FFFD. False for invalid
+// UTF-8, which encoding/json would replace.
+func appendUnescaped(dst, raw []byte) ([]byte, bool) {
+	if !utf8.Valid(raw) {
+		return dst, false
+	}
+	for i := 0; i < len(raw); {
+		c := raw[i]
+		if c != '\\' {
+			j := i + 1
+			for j < len(raw) && raw[j] != '\\' {
+				j++
+			}
+			dst = append(dst, raw[i:j]...)
+			i = j
+			continue
+		}
+		if i+1 >= len(raw) {
+			return dst, false
+		}
+		switch raw[i+1] {
+		case '"', '\\', '/':
+			dst = append(dst, raw[i+1])
+		case 'b':
+			dst = append(dst, '\b')
+		case 'f':
+			dst = append(dst, '\f')
+		case 'n':
+			dst = append(dst, '\n')
+		case 'r':
+			dst = append(dst, '\r')
+		case 't':
+			dst = append(dst, '\t')
+		case 'u':
+			r := hex4(raw[i+2:])
+			if r < 0 {
+				return dst, false
+			}
+			i += 6
+			if utf16.IsSurrogate(r) {
+				if raw2 := raw[i:]; len(raw2) >= 6 && raw2[0] == '\\' && raw2[1] == 'u' {
+					if r2 := hex4(raw2[2:]); r2 >= 0 {
+						if d := utf16.DecodeRune(r, r2); d != unicode.ReplacementChar {
+							dst = utf8.AppendRune(dst, d)
+							i += 6
+							continue
+						}
+					}
+				}
+				r = unicode.ReplacementChar
+			}
+			dst = utf8.AppendRune(dst, r)
+			continue
+		default:
+			return dst, false
+		}
+		i += 2
+	}
+	return dst, true
+}
+
+// hex4 reads four hex digits (-1 if they are not).
+func hex4(b []byte) rune {
+	if len(b) < 4 {
+		return -1
+	}
+	var r rune
+	for _, c := range b[:4] {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c = c - 'a' + 10
+		case 'A' <= c && c <= 'F':
+			c = c - 'A' + 10
+		default:
+			return -1
+		}
+		r = r*16 + rune(c)
+	}
+	return r
+}
