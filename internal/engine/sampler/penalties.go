@@ -97,20 +97,25 @@ func (h *history) apply(p Params, logits []float32) {
 		if int(t) >= len(logits) {
 			continue
 		}
-		l := logits[t]
-		h.saved[i] = l
-		if repeat {
-			if l <= 0 {
-				l *= p.RepeatPenalty
-			} else {
-				l /= p.RepeatPenalty
-			}
-		}
-		if c := h.gen[t]; c > 0 {
-			l -= float32(c)*p.FrequencyPenalty + p.PresencePenalty
-		}
-		logits[t] = l
+		h.saved[i] = logits[t]
+		logits[t] = penalize(p, repeat, logits[t], h.gen[t])
 	}
+}
+
+// penalize returns logit l of a token in the penalty window, gen of whose
+// occurrences there were generated, after the penalties.
+func penalize(p Params, repeat bool, l float32, gen int32) float32 {
+	if repeat {
+		if l <= 0 {
+			l *= p.RepeatPenalty
+		} else {
+			l /= p.RepeatPenalty
+		}
+	}
+	if gen > 0 {
+		l -= float32(gen)*p.FrequencyPenalty + p.PresencePenalty
+	}
+	return l
 }
 
 // restore undoes apply.

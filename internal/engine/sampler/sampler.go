@@ -24,6 +24,11 @@ type Sampler struct {
 	held  []float32      // [vocab] masked logits, restored after; or the allowed tokens' logits
 	cands []TokenLogprob // [vocab] candidate ids and logits, best first when sorted
 	w     []float32      // [vocab] unnormalised probabilities for the draw
+
+	// fixed makes the draw use u instead of the random stream (SampleWith).
+	fixed bool
+	u     float64
+	saved []float32 // logits before SampleWith's penalties, restored after
 }
 
 // New returns a Sampler for a vocabulary of vocabSize tokens, configured by
@@ -334,7 +339,7 @@ func (s *Sampler) draw(logits []float32, cands []TokenLogprob) int32 {
 			w[i] = expf((l - m) * invT)
 			total += float64(w[i])
 		}
-		if i, ok := pick(w, total, s.rng.Float64()); ok {
+		if i, ok := pick(w, total, s.uniform()); ok {
 			return int32(i)
 		}
 		return argmax(logits)
@@ -354,7 +359,7 @@ func (s *Sampler) draw(logits []float32, cands []TokenLogprob) int32 {
 		w[i] = expf((c.Logprob - m) * invT)
 		total += float64(w[i])
 	}
-	if i, ok := pick(w, total, s.rng.Float64()); ok {
+	if i, ok := pick(w, total, s.uniform()); ok {
 		return cands[i].ID
 	}
 	best := cands[0]
@@ -364,6 +369,15 @@ func (s *Sampler) draw(logits []float32, cands []TokenLogprob) int32 {
 		}
 	}
 	return best.ID
+}
+
+// uniform is the draw's number in [0, 1): the next of the random stream,
+// or SampleWith's.
+func (s *Sampler) uniform() float64 {
+	if s.fixed {
+		return s.u
+	}
+	return s.rng.Float64()
 }
 
 // pick returns the index where the running sum of w first exceeds u·total.
