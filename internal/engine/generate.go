@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"courier/internal/engine/model"
+	"courier/internal/engine/sampler"
 )
 
 // ErrClosed reports a Generate call on a closed engine.
@@ -165,12 +166,18 @@ func (e *Engine) check(req *Request) error {
 	return nil
 }
 
-// sampleNext draws sl's next token from logits and publishes it. It
-// reports whether the generation is over (and with which error). It runs on
-// the scheduler goroutine.
-func (e *Engine) sampleNext(sl *slot, logits []float32) (done bool, err error) {
+// sampleNext draws sl's next token from logits, or takes it from pick
+// (a pipeline's last stage drew it: logits are not there), and publishes
+// it. It reports whether the generation is over (and with which error). It
+// runs on the scheduler goroutine.
+func (e *Engine) sampleNext(sl *slot, logits []float32, pick *Pick) (done bool, err error) {
 	req, res := sl.req, &sl.result
-	tok := e.sampleToken(sl, logits)
+	var tok int32
+	if pick != nil {
+		tok = pick.Token
+	} else {
+		tok = e.sampleToken(sl, logits)
+	}
 	if tok >= 0 {
 		sl.smp.Accept(tok)
 	}
@@ -191,7 +198,13 @@ func (e *Engine) sampleNext(sl *slot, logits []float32) (done bool, err error) {
 	ev.end = false
 	ev.tok = Token{ID: tok}
 	if req.Logprobs || req.TopLogprobs > 0 {
-		lp, top := sampleLogprobs(logits, tok, req.TopLogprobs, sl.lbuf)
+		var lp float32
+		var top []sampler.TokenLogprob
+		if pick != nil {
+			lp, top = pick.Logprob, pick.Top[:min(len(pick.Top), req.TopLogprobs)]
+		} else {
+			lp, top = sampleLogprobs(logits, tok, req.TopLogprobs, sl.lbuf)
+		}
 		ev.tok.Logprob = lp
 		for i, t := range top {
 			ev.top[i] = TokenLogprob{ID: t.ID, Logprob: t.Logprob, Text: e.pieces[t.ID]}

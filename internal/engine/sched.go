@@ -35,6 +35,9 @@ type scheduler struct {
 	// A pipeline's first stage keeps up to Tail.Depth steps in flight:
 	// sent holds them, oldest first; spare holds flights to reuse.
 	sent, spare []*flight
+
+	// The rows a SamplingTail's last stage samples in the step being sent.
+	samples []RowSample
 }
 
 // flight is a step sent down a pipeline whose answer is not back: the
@@ -140,12 +143,17 @@ func (s *scheduler) run() {
 			return
 		}
 		s.takeHidden(s.eouts, s.state.Embeddings())
-		s.sampleAll(s.outs, logits)
+		s.sampleAll(s.outs, logits, nil)
 		return
 	}
 	h, err := s.state.ForwardStage(&s.batch, nil)
 	if err == nil {
-		err = s.e.tail.Send(&s.batch, h)
+		if st, ok := s.e.tail.(SamplingTail); ok {
+			s.prepareSamples()
+			err = st.SendSampled(&s.batch, h, s.samples)
+		} else {
+			err = s.e.tail.Send(&s.batch, h)
+		}
 	}
 	if err != nil {
 		s.failAll(err)
@@ -203,7 +211,7 @@ func (s *scheduler) takeAnswers() bool {
 			continue
 		}
 		s.takeHidden(f.eouts, a.Embd)
-		s.sampleAll(f.outs, a.Logits)
+		s.sampleAll(f.outs, a.Logits, a.Picks)
 	}
 	return took
 }
@@ -486,9 +494,11 @@ func (s *scheduler) addRows(sl *slot, end int) {
 }
 
 // sampleAll hands each logits row of a step (outs are their owners) to
-// its owner: a sequence samples its next token, a scoring job adds to its
-// scores. Jobs with every score in are then answered.
-func (s *scheduler) sampleAll(outs []rowOut, logits []float32) {
+// its owner: a sequence samples its next token (or takes the one a
+// pipeline's last stage picked: picks, when not nil, has an entry per
+// row), a scoring job adds to its scores. Jobs with every score in are
+// then answered.
+func (s *scheduler) sampleAll(outs []rowOut, logits []float32, picks []Pick) {
 	vocab := s.e.info.VocabSize
 	for i, r := range outs {
 		row := logits[i*vocab : (i+1)*vocab]
@@ -497,7 +507,15 @@ func (s *scheduler) sampleAll(outs []rowOut, logits []float32) {
 			continue
 		}
 		sl := r.sl
-		if !sampler.Finite(row) {
+		var pick *Pick
+		if i < len(picks) && picks[i].Sampled {
+			pick = &picks[i] // the pipeline's last stage sampled it
+			if !pick.NonFinite && !pick.valid(vocab) {
+				s.finish(s.indexOf(sl), fmt.Errorf("%w: the last stage picked token %d of a vocabulary of %d", ErrStage, pick.Token, vocab))
+				continue
+			}
+		}
+		if pick != nil && pick.NonFinite || pick == nil && !sampler.Finite(row) {
 			// Before Commit: KV blocks that gave NaN are never shared.
 			s.finish(s.indexOf(sl), fmt.Errorf("%w (NaN or Inf) at position %d", ErrNonFinite, sl.nPast))
 			continue
@@ -509,7 +527,7 @@ func (s *scheduler) sampleAll(outs []rowOut, logits []float32) {
 		if sl.nPast == sl.nInput {
 			sl.cache.Commit(sl.tokens, sl.modes, sl.nInput) // prompt blocks become shareable
 		}
-		if done, err := s.e.sampleNext(sl, row); done {
+		if done, err := s.e.sampleNext(sl, row, pick); done {
 			s.finish(s.indexOf(sl), err)
 		}
 	}

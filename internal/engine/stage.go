@@ -59,6 +59,10 @@ type TailAnswer struct {
 	// Embd holds the final-normed hidden states of the rows that asked
 	// for them (Batch.Embd), [n][Dim] in row order.
 	Embd []float32
+	// Picks, when not nil, has an entry per logits row: the tokens a
+	// SamplingTail's last stage picked for the rows it was asked to
+	// sample (their rows of Logits are not filled).
+	Picks []Pick
 	// Err fails the step: the pipeline lost a stage. Once a step fails,
 	// the answers of every step sent after it fail too.
 	Err error

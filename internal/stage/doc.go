@@ -10,8 +10,12 @@
 // chain. Every later stage is a Server around an engine.Stage: it runs
 // the step through its layers, keeping the K and V of those layers in a
 // pool mirrored block for block from the first stage's, and passes the
-// output rows on to the next stage named in the message's route; the last
-// stage sends the logits back to the first, which samples and emits chunks
+// output rows on to the next stage named in the message's route. The last
+// stage samples: the first stage keeps each generation's sampler state and
+// sends with each row what its next draw needs (engine.RowSample), and the
+// last stage answers with the token and the log-probabilities asked for
+// (sample.go); logits travel back only for rows it cannot sample
+// (grammar-constrained generations, scoring). The first stage emits chunks
 // as any worker does, so gateways see one worker.
 //
 // Ordering: a Server handles its subscription's messages one at a time in

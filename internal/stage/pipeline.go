@@ -12,6 +12,7 @@ import (
 
 	"courier/internal/engine"
 	"courier/internal/engine/model"
+	"courier/internal/engine/sampler"
 )
 
 // PipelineConfig configures a Pipeline.
@@ -95,8 +96,18 @@ type flight struct {
 	got, gotEmb int // logits and embedding rows received
 	logits      []float32
 	embd        []float32
-	done        bool  // answered (err nil) or failed
-	err         error // set when failed
+	// The rows the last stage samples: nPicks of them, the logits row of
+	// each (sampleOut); picks has an entry per logits row (their top
+	// tokens in tops); restOut is the logits row of each row the result
+	// carries (nil: every one, in order).
+	nPicks    int
+	gotPicks  bool
+	sampleOut []int32
+	picks     []engine.Pick
+	tops      []sampler.TokenLogprob
+	restOut   []int32
+	done      bool  // answered (err nil) or failed
+	err       error // set when failed
 }
 
 // seen is a stage server's latest announcement and when it came.
@@ -105,7 +116,7 @@ type seen struct {
 	when time.Time
 }
 
-var _ engine.Tail = (*Pipeline)(nil)
+var _ engine.SamplingTail = (*Pipeline)(nil)
 
 // NewPipeline subscribes to model's stage announcements and to the
 // instance's results, and asks the stage servers to announce themselves.
@@ -289,6 +300,13 @@ func (p *Pipeline) signal() {
 // route that broke since the last step fails it with
 // engine.ErrUnavailable and forgets the first stage's prefix cache.
 func (p *Pipeline) Send(b *model.Batch, hidden []float32) error {
+	return p.SendSampled(b, hidden, nil)
+}
+
+// SendSampled is Send where the last stage samples the rows in samples
+// and answers with their picks instead of their logits
+// (engine.SamplingTail).
+func (p *Pipeline) SendSampled(b *model.Batch, hidden []float32, samples []engine.RowSample) error {
 	p.mu.Lock()
 	if len(b.Seqs) > 0 {
 		p.kv = b.Seqs[0].Pool()
@@ -305,6 +323,7 @@ func (p *Pipeline) Send(b *model.Batch, hidden []float32) error {
 	m.Kind, m.DType, m.Epoch, m.Step, m.Opens = KindStep, p.cfg.DType, epoch, p.step, opens
 	m.Reply, m.Route = ReplySubject(p.cfg.Model, p.cfg.Instance), append(m.Route[:0], route[1:]...)
 	engine.FillStageStep(&m.StageStep, b, hidden, p.cfg.ContextLength)
+	m.Samples = samples
 	m.Width = len(hidden) / max(b.Len(), 1)
 	p.enc = AppendEncode(p.enc[:0], m)
 	if max := p.bus.MaxPayload(); int64(len(p.enc)) > max {
@@ -338,7 +357,9 @@ func (p *Pipeline) Send(b *model.Batch, hidden []float32) error {
 		f = &flight{}
 	}
 	*f = flight{step: p.step, epoch: epoch, members: members, deadline: time.Now().Add(p.cfg.StepTimeout),
-		nOut: nOut, nEmb: nEmb, width: m.Width, logits: f.logits[:0], embd: f.embd[:0]}
+		nOut: nOut, nEmb: nEmb, width: m.Width, logits: f.logits[:0], embd: f.embd[:0],
+		sampleOut: f.sampleOut[:0], picks: f.picks[:0], tops: f.tops[:0], restOut: f.restOut[:0]}
+	f.expectPicks(b, samples)
 	p.flights = append(p.flights, f)
 	p.mu.Unlock()
 
@@ -395,7 +416,66 @@ func (p *Pipeline) Take() (engine.TailAnswer, bool) {
 		}
 		return engine.TailAnswer{Err: fmt.Errorf("%w: pipeline of %s: %w", engine.ErrUnavailable, p.cfg.Model, f.err)}, true
 	}
-	return engine.TailAnswer{Logits: f.logits, Embd: f.embd}, true
+	a := engine.TailAnswer{Logits: f.logits, Embd: f.embd}
+	if f.nPicks > 0 {
+		a.Picks = f.picks
+	}
+	return a, true
+}
+
+// expectPicks prepares f for the picks of samples, rows of b.
+func (f *flight) expectPicks(b *model.Batch, samples []engine.RowSample) {
+	f.nPicks = len(samples)
+	if f.nPicks == 0 {
+		return
+	}
+	for _, rs := range samples {
+		o := 0 // the row's logits row: the logits rows before it
+		for _, l := range b.Logits[:rs.Row] {
+			if l {
+				o++
+			}
+		}
+		f.sampleOut = append(f.sampleOut, int32(o))
+	}
+	if cap(f.picks) < f.nOut {
+		f.picks = make([]engine.Pick, f.nOut)
+	}
+	f.picks = f.picks[:f.nOut]
+	for i := range f.picks {
+		f.picks[i].Sampled = false
+	}
+	for _, o := range f.sampleOut {
+		f.picks[o].Sampled = true
+	}
+	for o := range f.nOut {
+		if !f.picks[o].Sampled {
+			f.restOut = append(f.restOut, int32(o))
+		}
+	}
+	if cap(f.tops) < f.nPicks*engine.MaxTopLogprobs {
+		f.tops = make([]sampler.TokenLogprob, 0, f.nPicks*engine.MaxTopLogprobs)
+	}
+}
+
+// nRest is the number of logits rows the result carries.
+func (f *flight) nRest() int { return f.nOut - f.nPicks }
+
+// takePicks puts the picks of r in their logits rows, copying their top
+// tokens (r is reused for the next part).
+func (f *flight) takePicks(r *Message) error {
+	if f.gotPicks || len(r.Picks) != f.nPicks {
+		return fmt.Errorf("step %d: %d picks for %d samples", f.step, len(r.Picks), f.nPicks)
+	}
+	for i := range r.Picks {
+		pk := r.Picks[i]
+		n := len(f.tops)
+		f.tops = append(f.tops, pk.Top...) // within its capacity: earlier picks' tops stay put
+		pk.Top = f.tops[n:len(f.tops):len(f.tops)]
+		f.picks[f.sampleOut[i]] = pk
+	}
+	f.gotPicks = true
+	return nil
 }
 
 // forgetLocked forgets the first stage's prefix cache.
@@ -488,19 +568,31 @@ func (p *Pipeline) take(data []byte) {
 		f.embd = f.embd[:f.nEmb*r.Width]
 		copy(f.embd[r.First*r.Width:], r.Rows)
 		f.gotEmb += len(r.Rows) / r.Width
-	case r.Kind != KindResult || r.Total != f.nOut || r.Width == 0 || r.First < 0 || r.First+len(r.Rows)/r.Width > f.nOut:
-		p.failLocked(f.members, fmt.Errorf("step %d: a result of %d rows of width %d for %d rows", f.step, r.Total, r.Width, f.nOut))
+	case r.Kind == KindPicks:
+		if err := f.takePicks(r); err != nil {
+			p.failLocked(f.members, err)
+		}
+	case r.Kind != KindResult || r.Total != f.nRest() || r.Width == 0 || r.First < 0 || r.First+len(r.Rows)/r.Width > f.nRest():
+		p.failLocked(f.members, fmt.Errorf("step %d: a result of %d rows of width %d for %d rows", f.step, r.Total, r.Width, f.nRest()))
 	default:
 		if cap(f.logits) < f.nOut*r.Width {
 			f.logits = make([]float32, 0, f.nOut*r.Width)
 		}
 		f.logits = f.logits[:f.nOut*r.Width]
-		copy(f.logits[r.First*r.Width:], r.Rows)
-		if f.got += len(r.Rows) / r.Width; f.got < f.nOut {
+		n := len(r.Rows) / r.Width
+		if f.nPicks == 0 {
+			copy(f.logits[r.First*r.Width:], r.Rows)
+		} else {
+			for j := range n { // each to its logits row, between the sampled ones
+				o := int(f.restOut[r.First+j])
+				copy(f.logits[o*r.Width:(o+1)*r.Width], r.Rows[j*r.Width:(j+1)*r.Width])
+			}
+		}
+		if f.got += n; f.got < f.nRest() {
 			return
 		}
-		if f.gotEmb != f.nEmb { // they come first: some were lost
-			p.failLocked(f.members, fmt.Errorf("step %d: %d of %d embedding rows", f.step, f.gotEmb, f.nEmb))
+		if f.gotEmb != f.nEmb || f.gotPicks != (f.nPicks > 0) { // they come first: some were lost
+			p.failLocked(f.members, fmt.Errorf("step %d: %d of %d embedding rows, picks %v", f.step, f.gotEmb, f.nEmb, f.gotPicks))
 			return
 		}
 		f.done = true

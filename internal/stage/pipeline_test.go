@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -14,7 +15,9 @@ import (
 	"courier/internal/bus/natsbus"
 	"courier/internal/engine"
 	"courier/internal/engine/gguf"
+	"courier/internal/engine/grammar"
 	"courier/internal/engine/model"
+	"courier/internal/engine/sampler"
 	"courier/internal/testutil"
 )
 
@@ -462,5 +465,123 @@ func TestRestartedStageIsRefused(t *testing.T) {
 	got, _, err := greedy(e, prompt, nil, 24, nil)
 	if err != nil || !slices.Equal(got, want) {
 		t.Errorf("after reassembly: %v, %v; whole model %v", got, err, want)
+	}
+}
+
+// run is one generation's record: tokens, the bits of their
+// log-probabilities and of their top alternatives.
+type run struct {
+	ids []int32
+	lps []uint32
+	top []string
+}
+
+func generate(e *engine.Engine, prompt string, req engine.Request) (run, error) {
+	var r run
+	toks, err := e.Tokenize(prompt, true, false)
+	if err != nil {
+		return r, err
+	}
+	req.Prompt = toks
+	_, err = e.Generate(context.Background(), req, func(tok engine.Token) error {
+		if tok.ID < 0 {
+			return nil
+		}
+		r.ids = append(r.ids, tok.ID)
+		r.lps = append(r.lps, math.Float32bits(tok.Logprob))
+		var b strings.Builder
+		for _, t := range tok.Top {
+			fmt.Fprintf(&b, "%d:%08x ", t.ID, math.Float32bits(t.Logprob))
+		}
+		r.top = append(r.top, b.String())
+		return nil
+	})
+	return r, err
+}
+
+// samplingRequests are generations of every kind a last stage samples
+// (greedy, seeded chains, penalties, logit bias, log-probabilities with
+// alternatives) beside one it cannot (a grammar's: its logits come back).
+func samplingRequests(t *testing.T) []engine.Request {
+	t.Helper()
+	g, err := grammar.Regex(`[a-z ]{4,40}\.`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []engine.Request{
+		{MaxTokens: 24, IgnoreEOS: true, Logprobs: true, TopLogprobs: 5},
+		{MaxTokens: 24, IgnoreEOS: true, Logprobs: true, TopLogprobs: 3, Sampling: sampler.Params{Temperature: 0.9, TopK: 40, TopP: 0.95, Seed: 42}},
+		{MaxTokens: 24, IgnoreEOS: true, Logprobs: true, Sampling: sampler.Params{Temperature: 1.2, MinP: 0.05, Seed: 7,
+			RepeatPenalty: 1.3, RepeatLastN: 16, FrequencyPenalty: 0.5, PresencePenalty: 0.4, LogitBias: []sampler.Bias{{ID: 13, Value: 5}, {ID: 29, Value: -100}}}},
+		{MaxTokens: 24, IgnoreEOS: true, Sampling: sampler.Params{Temperature: 0.7, Seed: 1}},
+		{MaxTokens: 24, Logprobs: true, Grammar: g, Sampling: sampler.Params{Temperature: 0.8, Seed: 3}},
+	}
+}
+
+// TestPipelineSamplesLikeWholeModel runs greedy and seeded sampled
+// generations (penalties, logit bias, log-probabilities and alternatives)
+// at once through 2- and 3-stage pipelines, whose last stage samples them,
+// beside a grammar-constrained one (sampled by the first stage from the
+// logits): every token and the bits of every log-probability equal the
+// whole model's, and the resumed tail of a sampled generation is the
+// uninterrupted one's.
+func TestPipelineSamplesLikeWholeModel(t *testing.T) {
+	const prompt = "Once upon a time there was a little girl named Lily"
+	path := testutil.Model(t, "stories260K.gguf")
+	total := layerCount(t, path)
+	reqs := samplingRequests(t)
+	whole, err := engine.Load(path, engine.Options{Slots: len(reqs), ContextLength: 256, Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]run, len(reqs))
+	for i, r := range reqs {
+		if want[i], err = generate(whole, prompt, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resumed := reqs[1]
+	resumed.Resume = want[1].ids[:10]
+	wantTail, err := generate(whole, prompt, resumed)
+	whole.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sp := range [][]int{{2}, {1, 3}} {
+		t.Run(fmt.Sprint(sp), func(t *testing.T) {
+			srv := startNATS(t)
+			bounds := append(append([]int{0}, sp...), total)
+			for i := 1; i+1 < len(bounds); i++ {
+				startStage(t, srv, path, "m", fmt.Sprintf("s%d", i+1), model.LayerRange{First: bounds[i], End: bounds[i+1], Total: total}, F32)
+			}
+			r := model.LayerRange{First: 0, End: bounds[1], Total: total}
+			p, err := NewPipeline(connect(t, srv, "first"), PipelineConfig{Instance: "first", Model: "m", Layers: r, HeartbeatInterval: testBeat}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(p.Close)
+			e, err := engine.Load(path, engine.Options{Slots: len(reqs), ContextLength: 256, Threads: 1, Layers: r, Tail: p})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { e.Close() })
+			p.SetContextLength(e.Info().ContextLength)
+			waitReady(t, e, true)
+			got := make([]run, len(reqs))
+			errs := make([]error, len(reqs))
+			var wg sync.WaitGroup
+			for i, rq := range reqs {
+				wg.Go(func() { got[i], errs[i] = generate(e, prompt, rq) })
+			}
+			wg.Wait()
+			for i := range reqs {
+				if errs[i] != nil || !reflect.DeepEqual(got[i], want[i]) {
+					t.Errorf("request %d: %v\n got %v\nwant %v", i, errs[i], got[i], want[i])
+				}
+			}
+			if tail, err := generate(e, prompt, resumed); err != nil || !reflect.DeepEqual(tail, wantTail) {
+				t.Errorf("resumed after 10 tokens: %v\n got %v\nwant %v", err, tail, wantTail)
+			}
+		})
 	}
 }

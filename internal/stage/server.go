@@ -12,6 +12,7 @@ import (
 
 	"courier/internal/bus"
 	"courier/internal/engine"
+	"courier/internal/engine/sampler"
 )
 
 // ServerConfig configures a Server.
@@ -43,6 +44,12 @@ type Server struct {
 	stopped bool // Close has waited: later deliveries are dropped
 	msg     Message
 	out     []byte
+	// The last stage's sampling (sample.go).
+	smp     *sampler.Sampler
+	picks   []engine.Pick
+	rest    []float32 // the logits rows not sampled
+	outRow  []int32   // a step's logits row of each of its rows (-1: none)
+	sampled []bool    // per logits row: sampled here
 	// Test hooks: closeWaits is called when Close is about to wait for a
 	// running step; stepRuns when a step starts, stepEnds when it ends.
 	closeWaits, stepRuns, stepEnds func()
@@ -173,10 +180,19 @@ func (s *Server) onStep(data []byte) {
 		return
 	}
 	if s.st.Layers().IsLast() {
-		// Embeddings first: the first stage has the whole answer once the
-		// logits (always sent, perhaps as one empty part) are complete, as
-		// one publisher's messages on one subject arrive in order.
+		// Embeddings and picks first: the first stage has the whole answer
+		// once the logits (always sent, perhaps as one empty part) are
+		// complete, as one publisher's messages on one subject arrive in
+		// order.
 		err := s.sendRows(m, KindEmbd, s.st.Embeddings(), s.st.Dim(), false)
+		if err == nil && len(m.Samples) > 0 {
+			if out, err = s.sample(m, out); err == nil {
+				s.out = AppendEncode(s.out[:0], &Message{Kind: KindPicks, Epoch: m.Epoch, Step: m.Step, Picks: s.picks})
+				if perr := s.bus.Publish(m.Reply, s.out); perr != nil {
+					err = fmt.Errorf("stage %s: sending the picks: %w", s.cfg.Instance, perr)
+				}
+			}
+		}
 		if err == nil {
 			err = s.sendRows(m, KindResult, out, s.st.VocabSize(), true)
 		}

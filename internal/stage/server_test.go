@@ -117,6 +117,7 @@ func FuzzStageStep(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { st.Close() })
+	srv := &Server{st: st}
 	for _, rows := range []int{1, 8, 9} {
 		f.Add(AppendEncode(nil, fuzzStep(rows, st.Dim())))
 	}
@@ -132,9 +133,12 @@ func FuzzStageStep(f *testing.F) {
 			return
 		}
 		var c engine.StageCache
-		_, err := st.Step(&c, &m.StageStep)
+		out, err := st.Step(&c, &m.StageStep)
 		if len(m.Tokens) > st.MaxRows() && !errors.Is(err, engine.ErrStage) {
 			t.Fatalf("a step of %d rows on a stage of %d: %v, want engine.ErrStage", len(m.Tokens), st.MaxRows(), err)
+		}
+		if err == nil && len(m.Samples) > 0 { // the last stage samples: refuse or pick, never panic
+			srv.sample(&m, out)
 		}
 	})
 }

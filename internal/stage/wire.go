@@ -17,6 +17,7 @@ const (
 	KindResult = 2 // the last stage's logits, back to the first
 	KindError  = 3 // a stage could not run the step
 	KindEmbd   = 4 // the last stage's final-normed hidden states of the rows that want them, back to the first
+	KindPicks  = 5 // the last stage's tokens (and log-probabilities) of the rows it sampled, back to the first
 )
 
 // DType is how a message's float rows are stored.
@@ -31,7 +32,7 @@ const (
 
 const (
 	magic      = "CSTG"
-	version    = 1
+	version    = 2
 	headerSize = 4 + 4 + 8 + 8 + 4*8
 	// Bounds on what a message may declare, checked before anything is
 	// allocated: a message is hostile input.
@@ -41,6 +42,7 @@ const (
 	maxBlocks  = 1 << 24
 	maxRoute   = 64
 	maxNameLen = 1024
+	maxBias    = 1 << 16 // logit biases of a sampled row
 )
 
 // ErrMessage reports a malformed stage message.
@@ -72,6 +74,10 @@ type Message struct {
 	First, Total int
 	// Err is the failure of KindError.
 	Err string
+	// Samples (KindStep) are the rows the last stage samples; Picks
+	// (KindPicks) its answers, one per sample in the same order.
+	Samples []engine.RowSample
+	Picks   []engine.Pick
 }
 
 // AppendEncode appends m's encoding to dst and returns it. For a step
@@ -110,6 +116,9 @@ func AppendEncode(dst []byte, m *Message) []byte {
 	if m.Kind == KindError {
 		return appendString(dst, m.Err)
 	}
+	if m.Kind == KindPicks {
+		return appendPicks(dst, m.Picks)
+	}
 	if m.Kind == KindStep {
 		for i := 0; i < nRows; i++ {
 			dst = binary.LittleEndian.AppendUint32(dst, uint32(m.Tokens[i]))
@@ -140,6 +149,7 @@ func AppendEncode(dst []byte, m *Message) []byte {
 		for _, c := range m.Copies {
 			dst = binary.LittleEndian.AppendUint32(dst, uint32(c))
 		}
+		dst = appendSamples(dst, m.Samples)
 	}
 	switch m.DType {
 	case F16:
@@ -215,7 +225,7 @@ func Decode(data []byte, m *Message) error {
 		return fmt.Errorf("%w: version %d (want %d)", ErrMessage, h[4], version)
 	}
 	m.Kind, m.DType, m.Opens = h[5], DType(h[6]), h[7]&1 != 0
-	if m.Kind < KindStep || m.Kind > KindEmbd || m.DType > F16 || h[7] > 1 {
+	if m.Kind < KindStep || m.Kind > KindPicks || m.DType > F16 || h[7] > 1 {
 		return fmt.Errorf("%w: kind %d, dtype %d, flags %d", ErrMessage, m.Kind, m.DType, h[7])
 	}
 	e := r.take(16)
@@ -248,6 +258,16 @@ func Decode(data []byte, m *Message) error {
 	if m.Kind == KindError {
 		m.Err = r.str()
 		return r.err
+	}
+	m.Samples, m.Picks = m.Samples[:0], m.Picks[:0]
+	if m.Kind == KindPicks {
+		if err := readPicks(&r, m); err != nil {
+			return err
+		}
+		if len(r.b) != 0 {
+			return fmt.Errorf("%w: %d bytes after the picks", ErrMessage, len(r.b))
+		}
+		return nil
 	}
 	resetStep(&m.StageStep)
 	n := int(nRows)
@@ -292,8 +312,8 @@ func Decode(data []byte, m *Message) error {
 		for i := uint32(0); i < 2*nCopies; i++ {
 			m.Copies = append(m.Copies, int32(r.u32()))
 		}
-		if r.err != nil {
-			return r.err
+		if err := readSamples(&r, m); err != nil {
+			return err
 		}
 	} else {
 		m.First, m.Total = int(nSeqs), int(nCopies)

@@ -10,6 +10,7 @@ import (
 
 	"courier/internal/engine"
 	"courier/internal/engine/model"
+	"courier/internal/engine/sampler"
 )
 
 func sampleStep() *Message {
@@ -82,9 +83,9 @@ func TestWireRefusesMalformed(t *testing.T) {
 		}
 	}
 	bad := append([]byte(nil), good...)
-	bad[4] = 2 // version
+	bad[4] = 1 // version 1 (before the samples section)
 	if err := Decode(bad, &m); !errors.Is(err, ErrMessage) {
-		t.Errorf("version 2: %v", err)
+		t.Errorf("version 1: %v", err)
 	}
 	bad = append([]byte(nil), good...)
 	bad[24+12] = 0xff // rows: far more than the bytes hold
@@ -108,6 +109,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add(AppendEncode(nil, sampleStep()))
 	f.Add(AppendEncode(nil, &Message{Kind: KindResult, Epoch: 1, Step: 1, Width: 2, Rows: []float32{1, 2}, Total: 1}))
 	f.Add(AppendEncode(nil, &Message{Kind: KindError, Err: "x"}))
+	f.Add(AppendEncode(nil, sampledStep()))
+	f.Add(AppendEncode(nil, samplePicks()))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var m Message
 		if err := Decode(data, &m); err != nil {
@@ -150,6 +153,53 @@ func BenchmarkWireResult(b *testing.B) {
 		buf = AppendEncode(buf[:0], m)
 		if err := Decode(buf, &got); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// sampledStep is sampleStep with its two logits rows sampled at the last
+// stage, one greedy, one with every parameter.
+func sampledStep() *Message {
+	m := sampleStep()
+	m.Samples = []engine.RowSample{
+		{Row: 1},
+		{Row: 2, Params: sampler.Params{Temperature: 0.8, TopK: 40, TopP: 0.9, MinP: 0.05, RepeatPenalty: 1.1, FrequencyPenalty: 0.5,
+			PresencePenalty: -0.5, LogitBias: []sampler.Bias{{ID: 3, Value: -100}, {ID: 7, Value: 2.5}}},
+			Draw: sampler.Draw{U: 0.625, Penalties: []sampler.Penalty{{ID: 1, Gen: 0}, {ID: 9, Gen: 2}}}, Logprobs: true, Top: 5},
+	}
+	return m
+}
+
+func samplePicks() *Message {
+	return &Message{Kind: KindPicks, Epoch: 9, Step: 3, Picks: []engine.Pick{
+		{Sampled: true, Token: 7, Logprob: -0.25, Top: []sampler.TokenLogprob{{ID: 7, Logprob: -0.25}, {ID: 1, Logprob: -2}}},
+		{Sampled: true, Token: -1, NonFinite: true},
+	}}
+}
+
+// TestWireSamplesRoundTrip encodes and decodes a step with samples and a
+// picks message.
+func TestWireSamplesRoundTrip(t *testing.T) {
+	step := sampledStep()
+	var got Message
+	if err := Decode(AppendEncode(nil, step), &got); err != nil {
+		t.Fatal(err)
+	}
+	got.Samples[0].Draw.Penalties = nil // decoded empty
+	if !reflect.DeepEqual(got.Samples, step.Samples) {
+		t.Errorf("samples round trip:\n got %+v\nwant %+v", got.Samples, step.Samples)
+	}
+	picks := samplePicks()
+	if err := Decode(AppendEncode(nil, picks), &got); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.Picks, picks.Picks) || got.Kind != KindPicks || got.Step != 3 {
+		t.Errorf("picks round trip:\n got %+v\nwant %+v", got.Picks, picks.Picks)
+	}
+	enc := AppendEncode(nil, picks)
+	for n := 0; n < len(enc); n++ {
+		if err := Decode(enc[:n], &got); !errors.Is(err, ErrMessage) {
+			t.Fatalf("picks truncated to %d bytes: %v, want ErrMessage", n, err)
 		}
 	}
 }

@@ -1,0 +1,171 @@
+package stage
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+
+	"courier/internal/engine"
+	"courier/internal/engine/sampler"
+)
+
+// Sections of the stage messages that carry sampling (docs/protocol.md,
+// "Stage messages"): a step's samples, after its copies, and a picks
+// message's picks.
+
+const (
+	sampleFixed = 4 + 1 + 1 + 7*4 + 8 + 2 + 4 // a sample without its biases and penalties
+	pickFixed   = 4 + 4 + 1 + 4 + 1           // a pick without its top tokens
+)
+
+func appendF32(dst []byte, v float32) []byte {
+	return binary.LittleEndian.AppendUint32(dst, math.Float32bits(v))
+}
+
+// appendSamples appends a step's samples section.
+func appendSamples(dst []byte, samples []engine.RowSample) []byte {
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(samples)))
+	for i := range samples {
+		s := &samples[i]
+		p := &s.Params
+		flags := byte(0)
+		if s.Logprobs {
+			flags = 1
+		}
+		dst = binary.LittleEndian.AppendUint32(dst, uint32(s.Row))
+		dst = append(dst, flags, byte(s.Top))
+		dst = appendF32(dst, p.Temperature)
+		dst = binary.LittleEndian.AppendUint32(dst, uint32(p.TopK))
+		for _, v := range []float32{p.TopP, p.MinP, p.RepeatPenalty, p.FrequencyPenalty, p.PresencePenalty} {
+			dst = appendF32(dst, v)
+		}
+		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(s.Draw.U))
+		dst = binary.LittleEndian.AppendUint16(dst, uint16(len(p.LogitBias)))
+		dst = binary.LittleEndian.AppendUint32(dst, uint32(len(s.Draw.Penalties)))
+		for _, b := range p.LogitBias {
+			dst = binary.LittleEndian.AppendUint32(dst, uint32(b.ID))
+			dst = appendF32(dst, b.Value)
+		}
+		for _, e := range s.Draw.Penalties {
+			dst = binary.LittleEndian.AppendUint32(dst, uint32(e.ID))
+			dst = binary.LittleEndian.AppendUint32(dst, uint32(e.Gen))
+		}
+	}
+	return dst
+}
+
+// readSamples reads a step's samples section into m.Samples, reusing its
+// slices. It checks sizes against the bytes left before growing anything;
+// the values are checked where they are used (Server).
+func readSamples(r *reader, m *Message) error {
+	n := r.u32()
+	if r.err != nil {
+		return r.err
+	}
+	if int64(n)*sampleFixed > int64(len(r.b)) || n > maxRows {
+		return fmt.Errorf("%w: %d samples in %d bytes", ErrMessage, n, len(r.b))
+	}
+	for i := uint32(0); i < n; i++ {
+		b := r.take(sampleFixed)
+		if b == nil {
+			return r.err
+		}
+		k := len(m.Samples)
+		if k < cap(m.Samples) {
+			m.Samples = m.Samples[:k+1]
+		} else {
+			m.Samples = append(m.Samples, engine.RowSample{})
+		}
+		s := &m.Samples[k]
+		le := binary.LittleEndian
+		f32 := func(at int) float32 { return math.Float32frombits(le.Uint32(b[at:])) }
+		s.Row, s.Logprobs, s.Top = int32(le.Uint32(b)), b[4]&1 != 0, int(b[5])
+		if b[4] > 1 || s.Top > engine.MaxTopLogprobs {
+			return fmt.Errorf("%w: sample %d flags %d, top %d", ErrMessage, i, b[4], s.Top)
+		}
+		bias := s.Params.LogitBias[:0]
+		s.Params = sampler.Params{Temperature: f32(6), TopK: int(int32(le.Uint32(b[10:]))), TopP: f32(14), MinP: f32(18),
+			RepeatPenalty: f32(22), FrequencyPenalty: f32(26), PresencePenalty: f32(30)}
+		s.Draw.U = math.Float64frombits(le.Uint64(b[34:]))
+		nb, np := int64(le.Uint16(b[42:])), int64(le.Uint32(b[44:]))
+		if nb > maxBias || np > maxWidth || (nb+np)*8 > int64(len(r.b)) {
+			return fmt.Errorf("%w: sample %d with %d biases and %d penalties in %d bytes", ErrMessage, i, nb, np, len(r.b))
+		}
+		for range nb {
+			e := r.take(8)
+			bias = append(bias, sampler.Bias{ID: int32(le.Uint32(e)), Value: math.Float32frombits(le.Uint32(e[4:]))})
+		}
+		if nb > 0 {
+			s.Params.LogitBias = bias
+		}
+		s.Draw.Penalties = s.Draw.Penalties[:0]
+		for range np {
+			e := r.take(8)
+			s.Draw.Penalties = append(s.Draw.Penalties, sampler.Penalty{ID: int32(le.Uint32(e)), Gen: int32(le.Uint32(e[4:]))})
+		}
+	}
+	return r.err
+}
+
+// appendPicks appends a picks message's section.
+func appendPicks(dst []byte, picks []engine.Pick) []byte {
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(picks)))
+	for i := range picks {
+		p := &picks[i]
+		flags := byte(0)
+		if p.NonFinite {
+			flags = 1
+		}
+		dst = binary.LittleEndian.AppendUint32(dst, uint32(i))
+		dst = binary.LittleEndian.AppendUint32(dst, uint32(p.Token))
+		dst = append(dst, flags)
+		dst = appendF32(dst, p.Logprob)
+		dst = append(dst, byte(len(p.Top)))
+		for _, t := range p.Top {
+			dst = binary.LittleEndian.AppendUint32(dst, uint32(t.ID))
+			dst = appendF32(dst, t.Logprob)
+		}
+	}
+	return dst
+}
+
+// readPicks reads a picks message's section into m.Picks, reusing its
+// slices; the picks must come in sample order.
+func readPicks(r *reader, m *Message) error {
+	n := r.u32()
+	if r.err != nil {
+		return r.err
+	}
+	if int64(n)*pickFixed > int64(len(r.b)) || n > maxRows {
+		return fmt.Errorf("%w: %d picks in %d bytes", ErrMessage, n, len(r.b))
+	}
+	le := binary.LittleEndian
+	for i := uint32(0); i < n; i++ {
+		b := r.take(pickFixed)
+		if b == nil {
+			return r.err
+		}
+		nt := int(b[13])
+		if le.Uint32(b) != i || b[8] > 1 || nt > engine.MaxTopLogprobs {
+			return fmt.Errorf("%w: pick %d names sample %d, flags %d, %d top tokens", ErrMessage, i, le.Uint32(b), b[8], nt)
+		}
+		k := len(m.Picks)
+		if k < cap(m.Picks) {
+			m.Picks = m.Picks[:k+1]
+		} else {
+			m.Picks = append(m.Picks, engine.Pick{})
+		}
+		p := &m.Picks[k]
+		p.Sampled, p.Token, p.NonFinite = true, int32(le.Uint32(b[4:])), b[8] == 1
+		p.Logprob = math.Float32frombits(le.Uint32(b[9:]))
+		p.Top = p.Top[:0]
+		for range nt {
+			e := r.take(8)
+			if e == nil {
+				return r.err
+			}
+			p.Top = append(p.Top, sampler.TokenLogprob{ID: int32(le.Uint32(e)), Logprob: math.Float32frombits(le.Uint32(e[4:]))})
+		}
+	}
+	return r.err
+}
