@@ -391,10 +391,12 @@ func (s *scheduler) foreground() bool {
 // those steps take at most bgBudget rows, so foreground work that arrives
 // meanwhile waits for a short step only.
 //
-// Sequences and jobs with a step in flight get no rows. With room for k
-// more steps in flight, a step takes at most a k-th of the sequences that
-// could run (rounded up), so that the sequences split into as many groups
-// as a pipeline has room for, each with a step in flight.
+// Sequences and jobs with a step in flight get no rows. With up to d
+// steps in flight, a step takes at most a d-th (rounded up) of the
+// sequences that run or could run, so that the sequences split into d
+// groups of about the same size, each with a step in flight, whatever the
+// order they came in (a sequence that arrives alone takes a step of its
+// own, and the next step makes up the group).
 func (s *scheduler) build() bool {
 	b := &s.batch
 	resetBatch(b)
@@ -411,14 +413,14 @@ func (s *scheduler) build() bool {
 		j.inBatch = false
 	}
 	taken, limit := 0, len(s.active)
-	if room := s.depth() - len(s.sent); room > 1 {
+	if d := s.depth(); d > 1 {
 		n := 0
 		for _, sl := range s.active {
-			if s.canRun(sl, fg) {
+			if sl.inFlight || s.canRun(sl, fg) {
 				n++
 			}
 		}
-		limit = (n + room - 1) / room
+		limit = (n + d - 1) / d
 	}
 	for _, sl := range s.active {
 		if (fg && sl.background) || sl.inFlight || taken >= limit {

@@ -50,8 +50,9 @@ var benchEngineOpts = engine.Options{ContextLength: 512, Slots: 16, BatchSize: 6
 
 // loadBenchPipeline starts the later stages of an n-stage split of path,
 // each on its own connection made by dial, and lanes first stages through
-// them (slots shared out), and returns the first stages.
-func loadBenchPipeline(b *testing.B, path string, n, lanes int, dial func(name string) *natsbus.Conn) []*engine.Engine {
+// them (slots shared out), each keeping up to depth steps in flight (0:
+// the default, one per stage), and returns the first stages.
+func loadBenchPipeline(b *testing.B, path string, n, lanes, depth int, dial func(name string) *natsbus.Conn) []*engine.Engine {
 	b.Helper()
 	total, err := engine.LayerCount(path)
 	if err != nil {
@@ -75,7 +76,7 @@ func loadBenchPipeline(b *testing.B, path string, n, lanes int, dial func(name s
 	var firsts []*engine.Engine
 	for l := range lanes {
 		id := fmt.Sprintf("first-%d", l)
-		p, err := NewPipeline(dial(id), PipelineConfig{Instance: id, Model: "m", Layers: share(1), HeartbeatInterval: time.Second}, nil)
+		p, err := NewPipeline(dial(id), PipelineConfig{Instance: id, Model: "m", Layers: share(1), HeartbeatInterval: time.Second, Microbatches: depth}, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -123,9 +124,11 @@ func generateConcurrent(b *testing.B, es []*engine.Engine, conc, n int) int {
 }
 
 // BenchmarkPipeline measures the 134M synthetic model (Q8_0) as one
-// engine, as 2 stages joined by an in-process NATS server and by NATS over
-// TCP on loopback, as 3 stages (in-process), and as 2 stages with two first
-// stages sharing the second (two steps in flight), every setup loaded at once
+// engine, as 2 stages joined by an in-process NATS server (with one step
+// in flight, and with the default two micro-batches) and by NATS over TCP
+// on loopback, as 3 stages (in-process; one step in flight, and three
+// micro-batches), and as 2 stages with two first stages (one step in
+// flight each) sharing the second, every setup loaded at once
 // and measured in turn within each round (so a busy moment of the machine
 // hits them alike): aggregate decode tokens/s at 1, 4, 8 and 16 streams,
 // (32 tokens a stream; 96 at 1 stream), as a ratio to the whole model's (x_whole_<setup>_s<streams>), and at 1
@@ -180,12 +183,14 @@ func BenchmarkPipeline(b *testing.B) {
 	defer whole.Close()
 	setups := []*setup{
 		{name: "whole", stages: 1, e: []*engine.Engine{whole}},
-		{name: "2stages-inproc", stages: 2, e: loadBenchPipeline(b, path, 2, 1, inproc(b))},
-		{name: "2stages-tcp", stages: 2, e: loadBenchPipeline(b, path, 2, 1, tcp(b))},
-		{name: "3stages-inproc", stages: 3, e: loadBenchPipeline(b, path, 3, 1, inproc(b))},
-		// Two first stages (8 slots each) through one second stage: two
-		// steps in flight.
-		{name: "2stages-2firsts-inproc", stages: 2, e: loadBenchPipeline(b, path, 2, 2, inproc(b))},
+		{name: "2stages-inproc-1inflight", stages: 2, e: loadBenchPipeline(b, path, 2, 1, 1, inproc(b))},
+		{name: "2stages-inproc", stages: 2, e: loadBenchPipeline(b, path, 2, 1, 0, inproc(b))},
+		{name: "2stages-tcp", stages: 2, e: loadBenchPipeline(b, path, 2, 1, 0, tcp(b))},
+		{name: "3stages-inproc-1inflight", stages: 3, e: loadBenchPipeline(b, path, 3, 1, 1, inproc(b))},
+		{name: "3stages-inproc", stages: 3, e: loadBenchPipeline(b, path, 3, 1, 0, inproc(b))},
+		// Two first stages (8 slots each, one step in flight each)
+		// through one second stage.
+		{name: "2stages-2firsts-inproc", stages: 2, e: loadBenchPipeline(b, path, 2, 2, 1, inproc(b))},
 	}
 	streams := []int{1, 4, 8, 16}
 	for _, s := range setups {
