@@ -170,6 +170,8 @@ type chatFormat struct {
 	text      strings.Builder    // accumulated content (non-streaming)
 	lp        []ChatTokenLogprob // accumulated logprobs (non-streaming)
 	tok       tokenTemplate      // a plain token's event (sse_token.go)
+	args      tokenTemplate      // a tool call's argument fragment's event, for call argsIndex
+	argsIndex int
 }
 
 var _ format = (*chatFormat)(nil)

@@ -241,6 +241,8 @@ func (s *server) generateMulti(w http.ResponseWriter, r *http.Request, reqs []*b
 				if err == nil && next.Error != nil {
 					err = s.workerError(model, next.Error)
 				}
+				// Read before it is handed over: the loop recycles it.
+				end := err == nil && next.Final() && !next.Echo
 				select {
 				case chunks <- choiceChunk{u: u, c: next, err: err}:
 				case <-ctx.Done():
@@ -249,7 +251,7 @@ func (s *server) generateMulti(w http.ResponseWriter, r *http.Request, reqs []*b
 				if err != nil {
 					return
 				}
-				if next.Final() && !next.Echo {
+				if end {
 					if ends++; ends == u.n {
 						return
 					}
@@ -301,9 +303,7 @@ func (s *server) mergeChoices(ctx context.Context, w http.ResponseWriter, cs []*
 		for _, i := range to {
 			cs[i].res.note(c, s.now())
 			if stream {
-				for _, ev := range cs[i].f.events(c) {
-					sse.event(ev)
-				}
+				sse.chunk(cs[i].f, c) // a plain token's event allocates nothing
 			} else {
 				cs[i].f.add(c)
 			}
@@ -311,6 +311,9 @@ func (s *server) mergeChoices(ctx context.Context, w http.ResponseWriter, cs []*
 				cs[i].res.completed = true
 				left--
 			}
+		}
+		if r, ok := u.st.(bus.Recycler); ok {
+			r.Recycle(c) // written or added (copied): the stream may reuse it
 		}
 		return nil
 	}

@@ -65,7 +65,30 @@ func (f *completionFormat) appendTokenEvent(dst []byte, c *bus.Chunk) ([]byte, b
 	return f.tok.appendEvent(dst, c.Text), true
 }
 
+// argsPiece reports whether c is a fragment of a tool call's arguments
+// and nothing else a format would render (a call's first piece, with its
+// id and name, goes through events).
+func argsPiece(c *bus.Chunk) bool {
+	return c.Text == "" && len(c.Logprobs) == 0 && len(c.ToolCalls) == 1 && c.ToolCalls[0].ID == "" &&
+		c.ToolCalls[0].Name == "" && c.ToolCalls[0].Arguments != "" && c.FinishReason == "" && c.Error == nil
+}
+
 func (f *chatFormat) appendTokenEvent(dst []byte, c *bus.Chunk) ([]byte, bool) {
+	if f.sentRole && argsPiece(c) {
+		d := &c.ToolCalls[0]
+		if f.args.prefix == nil || f.argsIndex != d.Index {
+			// Built once per call: the template holds the call's index.
+			f.args = tokenTemplate{}
+			if !f.args.split(f.chunk(ChatChunkChoice{Delta: ChatDelta{ToolCalls: []APIToolCallDelta{{Index: d.Index}}}}), `"arguments":`) {
+				return dst, false
+			}
+			f.argsIndex = d.Index
+		}
+		if f.kept != nil {
+			f.add(c) // as events does
+		}
+		return f.args.appendEvent(dst, d.Arguments), true
+	}
 	if !f.sentRole || f.logprobs || !plainToken(c) {
 		return dst, false
 	}

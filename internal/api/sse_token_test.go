@@ -78,10 +78,31 @@ func TestTokenEventsMatchEvents(t *testing.T) {
 				t.Fatalf("%T: text %q:\n got %s\nwant %s", f, c.Text, got, want.Bytes())
 			}
 		}
+		if _, chat := f.(*chatFormat); chat {
+			// A tool call's argument fragments, of calls 0 and 2, take the
+			// token path and write what events writes.
+			for i := range 100 {
+				c := &bus.Chunk{Tokens: []int32{7}, ToolCalls: []bus.ToolCallDelta{{Index: i / 50 * 2, Arguments: randomText(r)}}}
+				got, ok := f.(tokenEventer).appendTokenEvent(nil, c)
+				if !ok {
+					t.Fatalf("an argument fragment did not take the token path")
+				}
+				var want bytes.Buffer
+				for _, ev := range f.events(c) {
+					sseFraming{}.event(&want, ev)
+				}
+				if !bytes.Equal(got, want.Bytes()) {
+					t.Fatalf("arguments %q:\n got %s\nwant %s", c.ToolCalls[0].Arguments, got, want.Bytes())
+				}
+			}
+		}
 		for _, c := range []*bus.Chunk{
 			{Text: "x", Logprobs: []bus.TokenLogprob{{Token: "x"}}},
 			{Text: "x", FinishReason: "stop"},
 			{Text: ""},
+			{ToolCalls: []bus.ToolCallDelta{{Index: 0, ID: "call_1", Name: "f", Arguments: "{"}}}, // a call's first piece
+			{ToolCalls: []bus.ToolCallDelta{{Index: 0, Arguments: "a"}, {Index: 1, ID: "call_2", Name: "g"}}},
+			{Text: "x", ToolCalls: []bus.ToolCallDelta{{Index: 0, Arguments: "a"}}},
 		} {
 			if _, ok := f.(tokenEventer).appendTokenEvent(nil, c); ok {
 				t.Fatalf("%T: %+v took the token path", f, c)
@@ -116,15 +137,21 @@ func (d *discardWriter) WriteHeader(int)             {}
 func (d *discardWriter) Flush()                      {}
 
 // TestRelayTokenAllocatesNothing: writing a streamed token's SSE event and
-// flushing it allocates nothing, for completions and chats.
+// flushing it allocates nothing, for completions and chats, and for a tool
+// call's argument fragments.
 func TestRelayTokenAllocatesNothing(t *testing.T) {
-	for _, f := range []format{
+	for i, f := range []format{
 		&completionFormat{header: header{"cmpl-1", "m", 1}, stream: true, includeUsage: true},
+		&chatFormat{header: header{"chatcmpl-1", "m", 1}, stream: true},
 		&chatFormat{header: header{"chatcmpl-1", "m", 1}, stream: true},
 	} {
 		w := &discardWriter{h: http.Header{}}
 		sse := &sseWriter{w: w, rc: http.NewResponseController(w), fr: sseFraming{}}
 		c := &bus.Chunk{Text: " once \"upon\" a time", Tokens: []int32{7}}
+		if i == 2 {
+			sse.chunk(f, c) // the role event
+			c = &bus.Chunk{Tokens: []int32{7}, ToolCalls: []bus.ToolCallDelta{{Index: 1, Arguments: `"Par\"is`}}}
+		}
 		sse.chunk(f, c) // the chat's role event, the templates
 		if err := sse.flush(); err != nil {
 			t.Fatal(err)

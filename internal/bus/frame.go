@@ -18,8 +18,10 @@ import (
 // allocates nothing.
 //
 //	frame  = 0xC1 uvarint(attempt) uvarint(seq) str(id) str(worker) step+
-//	step   = flags [uvarint(choice)] str(text) uvarint(n) n×varint(token) [lps]
-//	         (flags bit 0: lps present; bit 1: choice present, Chunk.Choice, only when not 0)
+//	step   = flags [uvarint(choice)] str(text) uvarint(n) n×varint(token) [lps] [calls]
+//	         (flags bit 0: lps present; bit 1: choice present, Chunk.Choice, only when not 0;
+//	          bit 2: calls present, version 2)
+//	calls  = uvarint(n) n×(uvarint(index) str(id) str(name) str(arguments))
 //	lps    = uvarint(n) n×lp
 //	lp     = str(token) varint(id) float32le(logprob) uvarint(m) m×(str(token) varint(id) float32le(logprob))
 //	str    = uvarint(len) bytes
@@ -31,8 +33,10 @@ import (
 const FrameMagic = 0xC1
 
 // FrameVersion is the token-frame version this build reads and writes; a
-// gateway puts it in Request.ChunkFrames.
-const FrameVersion = 1
+// gateway puts it in Request.ChunkFrames. Version 2 adds tool-call pieces
+// to steps: a worker frames a step with ToolCalls only for a gateway that
+// reads version 2 (an older one gets it as JSON).
+const FrameVersion = 2
 
 // MaxFrameSteps bounds the steps a worker coalesces into one frame.
 const MaxFrameSteps = 256
@@ -40,13 +44,14 @@ const MaxFrameSteps = 256
 // IsFrame reports whether data is a token frame rather than JSON.
 func IsFrame(data []byte) bool { return len(data) > 0 && data[0] == FrameMagic }
 
-// Framable reports whether c can travel in a token frame: a step that is
-// not final and carries nothing but text, token ids and logprobs (none
-// marked None). A field added to Chunk must be added here
+// Framable reports whether c can travel in a token frame of the given
+// version: a step that is not final and carries nothing but text, token
+// ids and logprobs (none marked None), and from version 2 tool-call
+// pieces. A field added to Chunk must be added here
 // (TestFramableKnowsEveryChunkField).
-func Framable(c *Chunk) bool {
+func Framable(c *Chunk, version int) bool {
 	if c.FinishReason != "" || c.Error != nil || c.Usage != nil || c.Scores != nil ||
-		c.Embedding != nil || len(c.ToolCalls) > 0 || c.Echo || c.At != 0 {
+		c.Embedding != nil || (len(c.ToolCalls) > 0 && version < 2) || c.Echo || c.At != 0 || version < 1 {
 		return false
 	}
 	for i := range c.Logprobs {
@@ -91,6 +96,9 @@ func AppendFrameStep(dst []byte, c *Chunk) ([]byte, error) {
 	if c.Choice > 0 {
 		flags |= 2 // only a request of several choices has them: its gateway reads them
 	}
+	if len(c.ToolCalls) > 0 {
+		flags |= 4 // version 2
+	}
 	dst = append(dst, flags)
 	if flags&2 != 0 {
 		dst = binary.AppendUvarint(dst, uint64(c.Choice))
@@ -109,6 +117,16 @@ func AppendFrameStep(dst []byte, c *Chunk) ([]byte, error) {
 			for j := range lp.Top {
 				dst = appendLogprob(dst, &lp.Top[j])
 			}
+		}
+	}
+	if flags&4 != 0 {
+		dst = binary.AppendUvarint(dst, uint64(len(c.ToolCalls)))
+		for i := range c.ToolCalls {
+			d := &c.ToolCalls[i]
+			dst = binary.AppendUvarint(dst, uint64(max(d.Index, 0)))
+			dst = appendStr(dst, d.ID)
+			dst = appendStr(dst, d.Name)
+			dst = appendStr(dst, d.Arguments)
 		}
 	}
 	return dst, nil
@@ -147,6 +165,9 @@ type FrameHeader struct {
 	Worker  []byte
 }
 
+// maxFrameCalls bounds a tool-call piece's call index in a frame.
+const maxFrameCalls = 1 << 16
+
 // errFrame reports a malformed frame.
 var errFrame = errors.New("bus: malformed token frame")
 
@@ -169,12 +190,13 @@ func ReadFrameHeader(data []byte) (FrameHeader, []byte, error) {
 	return h, r.b, nil
 }
 
-// ReadFrameStep decodes the next step of steps into c's Text, Tokens and
-// Logprobs and returns the rest. Text and the logprobs' Token strings
-// alias steps, which must therefore never be written again (a NATS
-// message's payload is not); Tokens and Logprobs reuse c's backing
-// arrays, so decoding into a recycled chunk allocates nothing. Other
-// fields of c are left as they are.
+// ReadFrameStep decodes the next step of steps into c's Choice, Text,
+// Tokens, Logprobs and ToolCalls and returns the rest. Text and the
+// logprobs' and tool calls' strings alias steps, which must therefore
+// never be written again (a NATS message's payload is not); Tokens,
+// Logprobs and ToolCalls reuse c's backing arrays, so decoding into a
+// recycled chunk allocates nothing. Other fields of c are left as they
+// are.
 func ReadFrameStep(steps []byte, c *Chunk) ([]byte, error) {
 	r := frameReader{b: steps}
 	flags := r.byte()
@@ -213,7 +235,21 @@ func ReadFrameStep(steps []byte, c *Chunk) ([]byte, error) {
 			c.Logprobs = append(c.Logprobs, lp)
 		}
 	}
-	if flags&^3 != 0 {
+	c.ToolCalls = c.ToolCalls[:0]
+	if flags&4 != 0 {
+		n := r.count(4)
+		for range n {
+			var d ToolCallDelta
+			if v := r.uvarint(); v < maxFrameCalls {
+				d.Index = int(v)
+			} else {
+				r.fail()
+			}
+			d.ID, d.Name, d.Arguments = r.str(), r.str(), r.str()
+			c.ToolCalls = append(c.ToolCalls, d)
+		}
+	}
+	if flags&^7 != 0 {
 		r.fail()
 	}
 	if r.err != nil {

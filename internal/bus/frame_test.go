@@ -18,6 +18,15 @@ func randomStep(r *rand.Rand) Chunk {
 	if r.IntN(3) == 0 {
 		c.Choice = r.IntN(MaxChoices)
 	}
+	if r.IntN(3) == 0 {
+		for k := range 1 + r.IntN(2) {
+			d := ToolCallDelta{Index: r.IntN(5), Arguments: string(text[:r.IntN(len(text)+1)])}
+			if k == 0 {
+				d.ID, d.Name = "call_1", "get_weather"
+			}
+			c.ToolCalls = append(c.ToolCalls, d)
+		}
+	}
 	for range r.IntN(3) {
 		c.Tokens = append(c.Tokens, int32(r.Uint32()))
 	}
@@ -42,6 +51,9 @@ func same(a, b Chunk) bool {
 		}
 		if len(c.Logprobs) == 0 {
 			c.Logprobs = nil
+		}
+		if len(c.ToolCalls) == 0 {
+			c.ToolCalls = nil
 		}
 		for i := range c.Logprobs {
 			if len(c.Logprobs[i].Top) == 0 {
@@ -145,6 +157,7 @@ func TestFrameStepAllocs(t *testing.T) {
 	for _, c := range []Chunk{
 		{Text: " once", Tokens: []int32{7}},
 		{Choice: 3, Text: " once", Tokens: []int32{7}},
+		{Tokens: []int32{7}, ToolCalls: []ToolCallDelta{{Index: 1, Arguments: `ris"`}}},
 		{Text: " once", Tokens: []int32{7}, Logprobs: []TokenLogprob{{Token: " once", ID: 7, Logprob: -0.5, Top: []TokenLogprob{{Token: " twice", ID: 8, Logprob: -1}}}}},
 	} {
 		buf := make([]byte, 0, 256)
@@ -164,7 +177,7 @@ func TestFrameStepAllocs(t *testing.T) {
 			}
 		})
 		if n != 0 {
-			t.Fatalf("%d allocations per step (logprobs: %v)", int(n), len(c.Logprobs) > 0)
+			t.Fatalf("%d allocations per step (logprobs: %v, calls: %v)", int(n), len(c.Logprobs) > 0, len(c.ToolCalls) > 0)
 		}
 	}
 }
@@ -175,6 +188,7 @@ func FuzzReadFrame(f *testing.F) {
 	seed := AppendFrameHeader(nil, "cmpl-1", "w", 2, 9)
 	seed, _ = AppendFrameStep(seed, &Chunk{Text: "a", Tokens: []int32{1, -2}})
 	seed, _ = AppendFrameStep(seed, &Chunk{Choice: 3, Text: "c", Tokens: []int32{5}})
+	seed, _ = AppendFrameStep(seed, &Chunk{Tokens: []int32{6}, ToolCalls: []ToolCallDelta{{Index: 0, ID: "call_r_0", Name: "f", Arguments: `{"a":`}}})
 	seed, _ = AppendFrameStep(seed, &Chunk{Text: "b", Logprobs: []TokenLogprob{{Token: "b", ID: 3, Logprob: -1, Top: []TokenLogprob{{Token: "c", ID: 4}}}}})
 	f.Add(seed)
 	f.Add([]byte{FrameMagic, 0, 1, 1, 'x', 0, 0, 0, 0})
@@ -218,7 +232,7 @@ func TestFramableKnowsEveryChunkField(t *testing.T) {
 	known := map[string]string{
 		"V": "implied", "ID": "header", "Seq": "header", "Worker": "header", "Attempt": "header",
 		"Text": "step", "Choice": "step", "Tokens": "step", "Logprobs": "step", "More": "not on the wire",
-		"Echo": "refused", "FinishReason": "refused", "ToolCalls": "refused", "Usage": "refused",
+		"Echo": "refused", "FinishReason": "refused", "ToolCalls": "step (version 2)", "Usage": "refused",
 		"Error": "refused", "Scores": "refused", "Embedding": "refused", "At": "refused",
 	}
 	for f := range reflect.TypeFor[Chunk]().Fields() {
@@ -236,8 +250,12 @@ func TestFramableKnowsEveryChunkField(t *testing.T) {
 		{Text: "x", Echo: true}, {Text: "x", At: 1}, {FinishReason: "stop"},
 		{Logprobs: []TokenLogprob{{None: true}}}, {Logprobs: []TokenLogprob{{Top: []TokenLogprob{{None: true}}}}},
 	} {
-		if Framable(&c) {
+		if Framable(&c, FrameVersion) {
 			t.Errorf("%+v is framable", c)
 		}
+	}
+	calls := Chunk{Tokens: []int32{1}, ToolCalls: []ToolCallDelta{{Arguments: "x"}}}
+	if Framable(&calls, 1) || !Framable(&calls, 2) || Framable(&Chunk{Text: "x"}, 0) {
+		t.Error("tool-call pieces travel in frames from version 2 only, and nothing without frames")
 	}
 }

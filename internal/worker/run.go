@@ -306,8 +306,8 @@ func (w *Worker) generate(ctx context.Context, gen *generation, j int, resume []
 			// Content and call pieces as far as they are known; the chunk
 			// carries the token for usage and resume even when the text
 			// is still held back.
-			content, deltas := ts.feed(text)
-			c.Text, c.ToolCalls = content, slices.Clone(deltas)
+			content, deltas := ts.feed(text) // valid until the next feed: send keeps nothing
+			c.Text, c.ToolCalls = content, deltas
 			if t.ID < 0 && c.Text == "" && len(c.ToolCalls) == 0 {
 				return release(out, &held, t.More)
 			}

@@ -28,7 +28,10 @@ func readTools(tm *toolMode, text string, cuts []int) (string, []bus.ToolCall, i
 		if len(deltas) > 0 {
 			pieces++
 		}
-		calls = bus.AddToolCallDeltas(calls, deltas)
+		for _, d := range deltas { // they alias the stream's buffers
+			d.Arguments = strings.Clone(d.Arguments)
+			calls = bus.AddToolCallDeltas(calls, []bus.ToolCallDelta{d})
+		}
 		at = c
 	}
 	tail, n := s.finish()
@@ -233,5 +236,52 @@ func TestToolFormatOf(t *testing.T) {
 		if got := toolFormatOf(tmpl).Name; got != want {
 			t.Errorf("%q: %s, want %s", tmpl, got, want)
 		}
+	}
+}
+
+// TestToolCallStreamAllocatesNothingPerToken: a streamed tool call's
+// pieces cost the worker no allocation per token: its arguments' fragments
+// alias the tool stream's buffers until the chunk is sent, so a call with
+// long arguments allocates no more than one with short ones.
+func TestToolCallStreamAllocatesNothingPerToken(t *testing.T) {
+	var pieces []string
+	var texts [][]byte // the pieces as the engine hands them over, made once
+	eng := &fakeEngine{slots: 1, generate: func(ctx context.Context, r engine.Request, emit func(engine.Token) error) (engine.Result, error) {
+		for i, p := range texts {
+			if err := emit(engine.Token{ID: int32(i % 100), Text: p, More: i%2 == 0}); err != nil {
+				return engine.Result{}, err
+			}
+		}
+		return engine.Result{FinishReason: engine.FinishStop, CompletionTokens: len(pieces)}, nil
+	}}
+	w := newWorker(t, eng, 1)
+	req := &bus.Request{ID: "r", Model: "m", Kind: bus.KindChat, Attempt: 1, Messages: []bus.ChatMessage{{Role: "user", Content: "weather?"}},
+		Tools: []bus.Tool{{Name: "get_weather"}}, ToolChoice: "auto"}
+	calls := 0
+	sink := func(c *bus.Chunk) {
+		if c != nil && len(c.ToolCalls) > 0 {
+			calls++
+		}
+	}
+	allocs := func(args int) float64 {
+		pieces = append(pieces[:0], `{"name": "get_weather", `, `"arguments": {"city": "`)
+		for range args {
+			pieces = append(pieces, "Pa", "ris ")
+		}
+		pieces = append(pieces, `"}}`)
+		texts = texts[:0]
+		for _, p := range pieces {
+			texts = append(texts, []byte(p))
+		}
+		return testing.AllocsPerRun(5, func() {
+			calls = 0
+			final := w.run(context.Background(), req, sink)
+			if final == nil || final.FinishReason != "tool_calls" || calls < args {
+				t.Fatalf("final %+v after %d call pieces", final, calls)
+			}
+		})
+	}
+	if short, long := allocs(4), allocs(400); long > short {
+		t.Fatalf("%v allocations for a call of 800 argument tokens, %v for 8", long, short)
 	}
 }

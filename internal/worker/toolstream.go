@@ -58,9 +58,12 @@ type toolStream struct {
 	valKind   valueKind
 	skipValue bool
 
-	// This feed's output.
+	// This feed's output: deltas[i]'s arguments are argBuf[spans[i][0]:spans[i][1]]
+	// (joined in feed, aliasing argBuf: nothing is allocated per token).
 	content []byte
 	deltas  []bus.ToolCallDelta
+	argBuf  []byte
+	spans   [][2]int
 }
 
 type streamMode uint8
@@ -110,14 +113,19 @@ func newToolStream(tm *toolMode, id string) *toolStream {
 	return s
 }
 
-// feed reads text and returns the content and call pieces it releases. The
-// results are valid until the next call.
+// feed reads text and returns the content and call pieces it releases.
+// The results alias the stream's buffers: they are valid until the next
+// call (a chunk carries them to send, which keeps nothing), and a caller
+// that keeps them copies them.
 func (s *toolStream) feed(text string) (content string, deltas []bus.ToolCallDelta) {
-	s.content, s.deltas = s.content[:0], s.deltas[:0]
+	s.content, s.deltas, s.argBuf, s.spans = s.content[:0], s.deltas[:0], s.argBuf[:0], s.spans[:0]
 	for i := 0; i < len(text); i++ {
 		s.step(text[i])
 	}
-	return string(s.content), s.deltas
+	for i, sp := range s.spans {
+		s.deltas[i].Arguments = bus.AliasString(s.argBuf[sp[0]:sp[1]])
+	}
+	return bus.AliasString(s.content), s.deltas
 }
 
 // finish ends the answer: text still held back is content when no call
@@ -422,16 +430,20 @@ func (s *toolStream) openCall() {
 	s.open = true
 	s.pending = s.pending[:0]
 	s.deltas = append(s.deltas, bus.ToolCallDelta{Index: s.calls, ID: fmt.Sprintf("call_%s_%d", s.id, s.calls), Name: s.name})
+	s.spans = append(s.spans, [2]int{len(s.argBuf), len(s.argBuf)})
 	s.calls++
 }
 
-// addArgs emits a fragment of the open call's arguments.
+// addArgs emits a fragment of the open call's arguments. Only the last
+// delta grows, so its span ends where argBuf does.
 func (s *toolStream) addArgs(frag []byte) {
+	s.argBuf = append(s.argBuf, frag...)
 	if n := len(s.deltas); n > 0 && s.deltas[n-1].Index == s.calls-1 {
-		s.deltas[n-1].Arguments += string(frag)
+		s.spans[n-1][1] = len(s.argBuf)
 		return
 	}
-	s.deltas = append(s.deltas, bus.ToolCallDelta{Index: s.calls - 1, Arguments: string(frag)})
+	s.deltas = append(s.deltas, bus.ToolCallDelta{Index: s.calls - 1})
+	s.spans = append(s.spans, [2]int{len(s.argBuf) - len(frag), len(s.argBuf)})
 }
 
 // endObject ends a call object: an open call is complete; one whose

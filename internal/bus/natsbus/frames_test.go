@@ -154,6 +154,12 @@ func TestFramesAndJSONCarryTheSameChunks(t *testing.T) {
 			if i%3 == 1 {
 				c.Logprobs = []bus.TokenLogprob{{Token: "é", ID: int32(i), Logprob: -0.25, Top: []bus.TokenLogprob{{Token: "x", ID: 9, Logprob: -2}}}}
 			}
+			if i >= 4 { // tool-call pieces (frames version 2)
+				c.ToolCalls = []bus.ToolCallDelta{{Index: 0, Arguments: `{"a":"é`}}
+				if i == 4 {
+					c.ToolCalls[0].ID, c.ToolCalls[0].Name = "call_r_0", "f"
+				}
+			}
 			send(&c)
 		}
 		send(&bus.Chunk{ID: r.ID, Seq: 7, Attempt: r.Attempt, FinishReason: "length", Usage: &bus.Usage{PromptTokens: 3, CompletionTokens: 6}})
@@ -182,6 +188,7 @@ func TestFramesAndJSONCarryTheSameChunks(t *testing.T) {
 			cc.At = 0 // the worker's clock, on the first and final chunks
 			cc.Tokens = append([]int32(nil), c.Tokens...)
 			cc.Logprobs = append([]bus.TokenLogprob(nil), c.Logprobs...)
+			cc.ToolCalls = append([]bus.ToolCallDelta(nil), c.ToolCalls...)
 			out = append(out, cc)
 			s.(bus.Recycler).Recycle(c)
 		}
@@ -195,34 +202,40 @@ func TestFramesAndJSONCarryTheSameChunks(t *testing.T) {
 
 // TestHostSendAllocatesNothingPerToken: the worker side of a streamed
 // token — a step chunk framed and published on a real NATS connection —
-// allocates nothing, coalesced or not.
+// allocates nothing, coalesced or not, text or a tool call's piece.
 func TestHostSendAllocatesNothingPerToken(t *testing.T) {
 	if raceEnabled {
 		t.Skip("sync.Pool drops items under -race; scripts/test runs this without it")
 	}
 	b := startBus(t)
 	ho, _ := b.host("w1", &fakeWorker{hb: func() bus.Heartbeat { return bus.Heartbeat{Models: []string{"m"}} }}, "m")
-	for _, more := range []bool{false, true} {
-		send := ho.sender(&bus.Request{ID: "cmpl-abc", ReplyTo: bus.ChunkSubject("gw", "cmpl-abc"), ChunkFrames: bus.FrameVersion})
-		tok := [1]int32{}
-		var c bus.Chunk
-		seq := uint64(1)
-		step := func() {
-			tok[0] = int32(seq)
-			c = bus.Chunk{ID: "cmpl-abc", Seq: seq, Attempt: 1, Text: " once", Tokens: tok[:], More: more && seq%8 != 0}
-			send(&c)
-			seq++
-		}
-		step() // takes the frame buffer
-		if n := testing.AllocsPerRun(1000, step); n != 0 {
-			t.Fatalf("more=%v: %v allocations per token", more, n)
+	for _, calls := range []bool{false, true} {
+		for _, more := range []bool{false, true} {
+			send := ho.sender(&bus.Request{ID: "cmpl-abc", ReplyTo: bus.ChunkSubject("gw", "cmpl-abc"), ChunkFrames: bus.FrameVersion})
+			tok := [1]int32{}
+			piece := [1]bus.ToolCallDelta{{Index: 0, Arguments: "ris"}} // a call's arguments, streamed
+			var c bus.Chunk
+			seq := uint64(1)
+			step := func() {
+				tok[0] = int32(seq)
+				c = bus.Chunk{ID: "cmpl-abc", Seq: seq, Attempt: 1, Text: " once", Tokens: tok[:], More: more && seq%8 != 0}
+				if calls {
+					c.Text, c.ToolCalls = "", piece[:]
+				}
+				send(&c)
+				seq++
+			}
+			step() // takes the frame buffer
+			if n := testing.AllocsPerRun(1000, step); n != 0 {
+				t.Fatalf("more=%v, tool calls %v: %v allocations per token", more, calls, n)
+			}
 		}
 	}
 }
 
 // TestGatewayChunkAllocatesNothingPerToken: the gateway side — a frame
 // decoded into a recycled chunk, ordered by its stream and read with Next
-// — allocates nothing per token (the stream's record of delivered tokens
+// — allocates nothing per token, a text step or a tool-call piece (the stream's record of delivered tokens
 // and text, kept for resume, grows by doubling: amortized to zero).
 func TestGatewayChunkAllocatesNothingPerToken(t *testing.T) {
 	if raceEnabled {
@@ -240,7 +253,11 @@ func TestGatewayChunkAllocatesNothingPerToken(t *testing.T) {
 	msgs := make([]*nats.Msg, runs+2) // built beforehand: NATS's own message, not ours
 	for i := range msgs {
 		f := bus.AppendFrameHeader(nil, "cmpl-abc", "w1", 1, uint64(i+1))
-		f, _ = bus.AppendFrameStep(f, &bus.Chunk{Text: " once", Tokens: []int32{int32(i)}})
+		c := &bus.Chunk{Text: " once", Tokens: []int32{int32(i)}}
+		if i%2 == 1 { // a tool call's arguments, streamed
+			c.Text, c.ToolCalls = "", []bus.ToolCallDelta{{Index: 0, Arguments: "ris"}}
+		}
+		f, _ = bus.AppendFrameStep(f, c)
 		msgs[i] = &nats.Msg{Subject: "courier.chunk.gw.cmpl-abc", Data: f}
 	}
 	ctx := context.Background()
@@ -249,7 +266,7 @@ func TestGatewayChunkAllocatesNothingPerToken(t *testing.T) {
 		g.onChunk(msgs[i])
 		i++
 		c, err := st.Next(ctx)
-		if err != nil || c.Seq != uint64(i) || c.Text != " once" {
+		if err != nil || c.Seq != uint64(i) || (c.Text != " once" && (len(c.ToolCalls) != 1 || c.ToolCalls[0].Arguments != "ris")) {
 			t.Fatalf("chunk %d: %+v, %v", i, c, err)
 		}
 		st.Recycle(c)

@@ -245,7 +245,7 @@ func (ho *Host) onRequest(m *nats.Msg) {
 // sender returns the function the handler publishes one request's chunks
 // with. It is called from one goroutine at a time (the request's).
 func (ho *Host) sender(req *bus.Request) func(*bus.Chunk) {
-	s := &chunkSender{ho: ho, subject: req.ReplyTo, frames: req.ChunkFrames >= bus.FrameVersion}
+	s := &chunkSender{ho: ho, subject: req.ReplyTo, frames: min(req.ChunkFrames, bus.FrameVersion)}
 	return s.send
 }
 
@@ -262,7 +262,7 @@ var framePool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &
 type chunkSender struct {
 	ho      *Host
 	subject string
-	frames  bool
+	frames  int     // the token-frame version the gateway reads; 0: JSON only
 	buf     *[]byte // the frame being built, from framePool; nil before the first
 	held    int     // steps in *buf not yet published
 	next    uint64  // the Seq a step must have to join them
@@ -283,7 +283,7 @@ func (s *chunkSender) send(c *bus.Chunk) {
 		// The attempt's first chunk and the final one carry the worker's
 		// clock (request timelines), which frames do not: they go as JSON.
 		c.At = time.Now().UnixMicro()
-	} else if s.frames && bus.Framable(c) {
+	} else if bus.Framable(c, s.frames) {
 		s.step(c)
 		return
 	}

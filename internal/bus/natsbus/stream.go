@@ -107,7 +107,7 @@ func (st *stream) Recycle(c *bus.Chunk) {
 // decodes into and drops the rest (strings alias old payloads, pointers
 // other chunks' data).
 func recycle(c *bus.Chunk) {
-	*c = bus.Chunk{Tokens: c.Tokens[:0], Logprobs: c.Logprobs[:0]}
+	*c = bus.Chunk{Tokens: c.Tokens[:0], Logprobs: c.Logprobs[:0], ToolCalls: c.ToolCalls[:0]}
 	chunkPool.Put(c)
 }
 
