@@ -202,3 +202,47 @@ func TestUpstreamEchoLogprobs(t *testing.T) {
 		}
 	}
 }
+
+// TestUpstreamEchoStreamsAsDirect: a streamed completion with echo and
+// logprobs, through the official client, comes through a front Courier
+// event for event as from the upstream Courier itself: the prompt's echo,
+// then one event per generated token with its logprob (the upstream is
+// asked for one non-streamed answer, which the worker splits at its
+// tokens), then the finish — also with max_tokens 0 and echo alone.
+func TestUpstreamEchoStreamsAsDirect(t *testing.T) {
+	direct, front := startUpstreamPair(t)
+	ctx := testCtx(t)
+	events := func(addr string, p openai.CompletionNewParams) []string {
+		c := client(t, addr)
+		s := c.Completions.NewStreaming(ctx, p)
+		defer s.Close()
+		var out []string
+		for s.Next() {
+			for _, ch := range s.Current().Choices {
+				lp := ch.Logprobs
+				out = append(out, fmt.Sprintf("%q %q %v %q", ch.Text, lp.Tokens, lp.TokenLogprobs, ch.FinishReason))
+			}
+		}
+		if err := s.Err(); err != nil {
+			t.Fatalf("%s: %v", addr, err)
+		}
+		return out
+	}
+	for _, c := range []struct {
+		max      int
+		logprobs bool
+	}{{8, true}, {0, true}, {5, false}} {
+		p := completionParams("Once upon a time, there was", c.max)
+		p.Echo = openai.Bool(true)
+		if c.logprobs {
+			p.Logprobs = openai.Int(2)
+		}
+		want, got := events(direct.Addr(), p), events(front.Addr(), p)
+		if len(want) < 2+c.max {
+			t.Fatalf("max_tokens %d: the upstream sent only %d events: %q", c.max, len(want), want)
+		}
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("max_tokens %d, logprobs %v: through the front\n%s\nfrom the upstream\n%s", c.max, c.logprobs, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	}
+}

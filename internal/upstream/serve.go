@@ -645,19 +645,50 @@ func (b *Backend) relayEcho(r io.Reader, req *bus.Request, seq uint64, send func
 		}
 	}
 	promptLPs, genLPs := lps[:n], lps[n:]
+	tokens := genLPs // the generated tokens, whose texts split the text
 	if !req.Logprobs && req.TopLogprobs == 0 {
 		promptLPs, genLPs = nil, nil
 	}
 	if req.MaxTokens == 0 { // the prompt alone: the token asked for is not the client's
-		text, genLPs, ch.FinishReason, out.Usage.CompletionTokens = "", nil, "length", 0
+		text, tokens, genLPs, ch.FinishReason, out.Usage.CompletionTokens = "", nil, nil, "length", 0
 	}
 	send(&bus.Chunk{ID: req.ID, Seq: seq, Attempt: req.Attempt, Echo: true, Text: req.Prompt, Logprobs: promptLPs})
 	seq++
-	if text != "" || len(genLPs) > 0 {
+	// The completion goes one chunk per token, as the built-in worker
+	// streams it (and as resume and usage count chunks), when its tokens'
+	// texts make up the text; else (an engine whose token texts are not
+	// the text's pieces) as one chunk.
+	if splits(text, tokens) {
+		off := 0
+		for i, t := range tokens {
+			c := &bus.Chunk{ID: req.ID, Seq: seq, Attempt: req.Attempt, Text: text[off : off+len(t.Token)]}
+			if genLPs != nil {
+				c.Logprobs = genLPs[i : i+1]
+			}
+			off += len(t.Token)
+			send(c)
+			seq++
+		}
+	} else if text != "" || len(genLPs) > 0 {
 		send(&bus.Chunk{ID: req.ID, Seq: seq, Attempt: req.Attempt, Text: text, Logprobs: genLPs})
 		seq++
 	}
 	b.succeeded()
 	return &bus.Chunk{ID: req.ID, Seq: seq, Attempt: req.Attempt, FinishReason: cmp.Or(ch.FinishReason, "length"),
 		Usage: &bus.Usage{PromptTokens: n, CompletionTokens: out.Usage.CompletionTokens}}
+}
+
+// splits reports whether the texts of tokens, in order, are text.
+func splits(text string, tokens []bus.TokenLogprob) bool {
+	if len(tokens) == 0 {
+		return false
+	}
+	rest := text
+	for _, t := range tokens {
+		var ok bool
+		if rest, ok = strings.CutPrefix(rest, t.Token); !ok || t.Token == "" {
+			return false
+		}
+	}
+	return rest == ""
 }
