@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -177,6 +178,14 @@ type StageOptions struct {
 	// its scratch state for at most this many rows and refuses larger
 	// steps, whatever a message declares. 0 means 256 (Engine's default).
 	MaxRows int
+	// Slots and KVCacheBytes are the first stage's (Options.Slots,
+	// Options.KVCacheBytes): they bound the KV pool a pipeline's steps
+	// may have the stage mirror, which it refuses past what a first stage
+	// so configured could hold (Slots contexts, rounded up to 256
+	// positions each; or, with KVCacheBytes, what those bytes hold of one
+	// layer). 0 Slots means 16.
+	Slots        int
+	KVCacheBytes int64
 }
 
 // Stage is a later stage of a pipeline: a share of a model's layers that
@@ -187,8 +196,10 @@ type Stage struct {
 	model  *model.Model
 	pool   *tensor.Pool
 	ctxLen int
-	// maxRows bounds a step's rows (StageOptions.MaxRows).
+	// maxRows bounds a step's rows (StageOptions.MaxRows), maxKV the
+	// positions of a pipeline's KV pool.
 	maxRows int
+	maxKV   int64
 
 	state *model.State // sized by the largest step seen
 	batch model.Batch
@@ -227,7 +238,11 @@ func LoadStage(path string, opts StageOptions) (*Stage, error) {
 	if maxRows <= 0 {
 		maxRows = 256
 	}
-	return &Stage{file: f, model: m, pool: tensor.NewPool(opts.Threads), ctxLen: ctxLen, maxRows: maxRows}, nil
+	maxKV := int64(cmp.Or(opts.Slots, 16)) * int64((ctxLen+255)/256*256)
+	if opts.KVCacheBytes > 0 {
+		maxKV = opts.KVCacheBytes / int64(2*2*m.KVDim()) // one layer's K and V, F16
+	}
+	return &Stage{file: f, model: m, pool: tensor.NewPool(opts.Threads), ctxLen: ctxLen, maxRows: maxRows, maxKV: maxKV}, nil
 }
 
 // Layers returns the stage's share of the model.
@@ -318,6 +333,10 @@ func (s *Stage) Step(c *StageCache, st *StageStep) ([]float32, error) {
 func (s *Stage) ensure(c *StageCache, st *StageStep) error {
 	if st.KVBlocks <= 0 || st.KVBlockSize <= 0 || int64(st.KVBlocks)*int64(st.KVBlockSize) > 1<<26 {
 		return fmt.Errorf("%w: KV pool of %d blocks of %d positions", ErrStage, st.KVBlocks, st.KVBlockSize)
+	}
+	if n := int64(st.KVBlocks) * int64(st.KVBlockSize); n > s.maxKV {
+		return fmt.Errorf("%w: the first stage's KV pool of %d positions is more than this stage takes (%d: start it with the first stage's --slots and --kv-cache)",
+			ErrStage, n, s.maxKV)
 	}
 	if c.kv == nil || c.kv.Blocks() != st.KVBlocks || c.kv.BlockSize() != st.KVBlockSize {
 		kv, err := model.NewKVPool(&s.model.Config, st.KVBlockSize, st.KVBlocks)

@@ -77,7 +77,9 @@ func (n *Node) startStage(m config.Model, path, id string, r model.LayerRange, d
 	st, err := engine.LoadStage(path, engine.StageOptions{Layers: r, ContextLength: n.cfg.ContextLength, Threads: n.cfg.Threads, NoRepack: n.cfg.NoRepack,
 		// A first stage's steps hold at most its batch, which is at least
 		// its slots (engine.Load): the same flags bound this stage's.
-		MaxRows: max(cmp.Or(n.cfg.BatchSize, 256), n.cfg.Slots+n.cfg.BackgroundSlots)})
+		MaxRows: max(cmp.Or(n.cfg.BatchSize, 256), n.cfg.Slots+n.cfg.BackgroundSlots),
+		// and its KV pool holds its (foreground) slots' contexts, or --kv-cache.
+		Slots: cmp.Or(n.cfg.Slots, 4), KVCacheBytes: n.cfg.KVCacheBytes})
 	if err != nil {
 		return fmt.Errorf("node: load %s layers %d-%d: %w", m.Name, r.First, r.End-1, err)
 	}

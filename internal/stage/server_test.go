@@ -104,6 +104,31 @@ func TestStageRefusesStepAboveMaxRows(t *testing.T) {
 	}
 }
 
+// TestStageRefusesKVPoolAboveBound: a stage mirrors the KV pool a step
+// names only up to what a first stage of its --slots and --kv-cache holds;
+// a step naming a larger pool is refused before anything is allocated.
+func TestStageRefusesKVPoolAboveBound(t *testing.T) {
+	path := testutil.Model(t, "stories260K.gguf")
+	total := layerCount(t, path)
+	st, err := engine.LoadStage(path, engine.StageOptions{Layers: model.LayerRange{First: 2, End: total, Total: total},
+		ContextLength: 256, Threads: 1, Slots: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var c engine.StageCache
+	big := fuzzStep(1, st.Dim())
+	big.KVBlocks, big.KVBlockSize = 1<<20, 16 // 2^24 positions: gigabytes
+	if _, err := st.Step(&c, &big.StageStep); !errors.Is(err, engine.ErrStage) || !strings.Contains(err.Error(), "--kv-cache") {
+		t.Errorf("a step naming a pool of 2^24 positions: %v, want engine.ErrStage naming --slots and --kv-cache", err)
+	}
+	fits := fuzzStep(1, st.Dim())
+	fits.KVBlocks, fits.KVBlockSize = 32, 16 // 2 slots of 256
+	if _, err := st.Step(&c, &fits.StageStep); err != nil {
+		t.Errorf("a step naming 2 slots' pool: %v", err)
+	}
+}
+
 // FuzzStageStep runs decoded step messages through a stage of stories260K
 // that takes at most 8 rows (seeds in testdata/fuzz, among them a step of
 // 9 rows): a stage must refuse what it cannot run with engine.ErrStage,
@@ -126,16 +151,13 @@ func FuzzStageStep(f *testing.F) {
 		if Decode(data, &m) != nil || m.Kind != KindStep {
 			return
 		}
-		if m.KVBlocks*m.KVBlockSize > 1<<14 {
-			// A stage allocates the KV pool a step's geometry names, up to
-			// 2^26 positions: not bounded by its configuration yet (see
-			// docs/protocol.md), and too slow to fuzz.
-			return
-		}
 		var c engine.StageCache
 		out, err := st.Step(&c, &m.StageStep)
 		if len(m.Tokens) > st.MaxRows() && !errors.Is(err, engine.ErrStage) {
 			t.Fatalf("a step of %d rows on a stage of %d: %v, want engine.ErrStage", len(m.Tokens), st.MaxRows(), err)
+		}
+		if m.KVBlocks*m.KVBlockSize > 16*256 && !errors.Is(err, engine.ErrStage) {
+			t.Fatalf("a KV pool of %d positions on a stage of 16 slots of 256: %v, want engine.ErrStage", m.KVBlocks*m.KVBlockSize, err)
 		}
 		if err == nil && len(m.Samples) > 0 { // the last stage samples: refuse or pick, never panic
 			srv.sample(&m, out)
