@@ -52,7 +52,9 @@ var benchEngineOpts = engine.Options{ContextLength: 512, Slots: 16, BatchSize: 6
 // each on its own connection made by dial, and lanes first stages through
 // them (slots shared out), each keeping up to depth steps in flight (0:
 // the default, one per stage), and returns the first stages.
-func loadBenchPipeline(b *testing.B, path string, n, lanes, depth int, dial func(name string) *natsbus.Conn) []*engine.Engine {
+// With logits, the first stages sample from logits the last stage sends
+// back (as before the last stage sampled), for comparison.
+func loadBenchPipeline(b *testing.B, path string, n, lanes, depth int, logits bool, dial func(name string) *natsbus.Conn) []*engine.Engine {
 	b.Helper()
 	total, err := engine.LayerCount(path)
 	if err != nil {
@@ -83,6 +85,9 @@ func loadBenchPipeline(b *testing.B, path string, n, lanes, depth int, dial func
 		b.Cleanup(p.Close)
 		opts := benchEngineOpts
 		opts.Layers, opts.Tail, opts.Slots = share(1), p, opts.Slots/lanes
+		if logits {
+			opts.Tail = logitsTail{p}
+		}
 		e, err := engine.Load(path, opts)
 		if err != nil {
 			b.Fatal(err)
@@ -99,6 +104,16 @@ func loadBenchPipeline(b *testing.B, path string, n, lanes, depth int, dial func
 	}
 	return firsts
 }
+
+// logitsTail is a Pipeline that is not an engine.SamplingTail: every
+// logits row comes back to the first stage, which samples.
+type logitsTail struct{ p *Pipeline }
+
+func (t logitsTail) Depth() int                                  { return t.p.Depth() }
+func (t logitsTail) Send(b *model.Batch, hidden []float32) error { return t.p.Send(b, hidden) }
+func (t logitsTail) Answered() <-chan struct{}                   { return t.p.Answered() }
+func (t logitsTail) Take() (engine.TailAnswer, bool)             { return t.p.Take() }
+func (t logitsTail) Ready() bool                                 { return t.p.Ready() }
 
 // generateConcurrent runs conc greedy generations of n tokens, spread
 // over the engines, and returns the tokens generated.
@@ -128,7 +143,8 @@ func generateConcurrent(b *testing.B, es []*engine.Engine, conc, n int) int {
 // in flight, and with the default two micro-batches) and by NATS over TCP
 // on loopback, as 3 stages (in-process; one step in flight, and three
 // micro-batches), and as 2 stages with two first stages (one step in
-// flight each) sharing the second, every setup loaded at once
+// flight each) sharing the second, and 2 stages whose first stage samples
+// from the logits sent back (-logits), every setup loaded at once
 // and measured in turn within each round (so a busy moment of the machine
 // hits them alike): aggregate decode tokens/s at 1, 4, 8 and 16 streams,
 // (32 tokens a stream; 96 at 1 stream), as a ratio to the whole model's (x_whole_<setup>_s<streams>), and at 1
@@ -183,14 +199,18 @@ func BenchmarkPipeline(b *testing.B) {
 	defer whole.Close()
 	setups := []*setup{
 		{name: "whole", stages: 1, e: []*engine.Engine{whole}},
-		{name: "2stages-inproc-1inflight", stages: 2, e: loadBenchPipeline(b, path, 2, 1, 1, inproc(b))},
-		{name: "2stages-inproc", stages: 2, e: loadBenchPipeline(b, path, 2, 1, 0, inproc(b))},
-		{name: "2stages-tcp", stages: 2, e: loadBenchPipeline(b, path, 2, 1, 0, tcp(b))},
-		{name: "3stages-inproc-1inflight", stages: 3, e: loadBenchPipeline(b, path, 3, 1, 1, inproc(b))},
-		{name: "3stages-inproc", stages: 3, e: loadBenchPipeline(b, path, 3, 1, 0, inproc(b))},
+		{name: "2stages-inproc-1inflight", stages: 2, e: loadBenchPipeline(b, path, 2, 1, 1, false, inproc(b))},
+		{name: "2stages-inproc", stages: 2, e: loadBenchPipeline(b, path, 2, 1, 0, false, inproc(b))},
+		{name: "2stages-tcp", stages: 2, e: loadBenchPipeline(b, path, 2, 1, 0, false, tcp(b))},
+		{name: "3stages-inproc-1inflight", stages: 3, e: loadBenchPipeline(b, path, 3, 1, 1, false, inproc(b))},
+		{name: "3stages-inproc", stages: 3, e: loadBenchPipeline(b, path, 3, 1, 0, false, inproc(b))},
 		// Two first stages (8 slots each, one step in flight each)
 		// through one second stage.
-		{name: "2stages-2firsts-inproc", stages: 2, e: loadBenchPipeline(b, path, 2, 2, 1, inproc(b))},
+		{name: "2stages-2firsts-inproc", stages: 2, e: loadBenchPipeline(b, path, 2, 2, 1, false, inproc(b))},
+		// The first stage samples from the logits sent back: the cost of
+		// the logits path (before the last stage sampled), in the same run.
+		{name: "2stages-inproc-logits", stages: 2, e: loadBenchPipeline(b, path, 2, 1, 0, true, inproc(b))},
+		{name: "2stages-tcp-logits", stages: 2, e: loadBenchPipeline(b, path, 2, 1, 0, true, tcp(b))},
 	}
 	streams := []int{1, 4, 8, 16}
 	for _, s := range setups {
