@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"courier/internal/bus"
 )
@@ -161,5 +162,83 @@ func TestChoicesResumeEachAfterWorkerLoss(t *testing.T) {
 		!r.ResumeChoices[0].Done || len(r.ResumeChoices[0].Tokens) != 3 ||
 		r.ResumeChoices[1].Done || len(r.ResumeChoices[1].Tokens) != 4 || len(r.ResumeChoices[2].Tokens) != 3 {
 		t.Fatalf("resumed request: attempt %d seq %d choices %+v resume %v", r.Attempt, r.ResumeSeq, r.ResumeChoices, r.Resume)
+	}
+}
+
+// TestChoicesAreNotStarved: a request of three choices waiting for three
+// free slots is not overtaken by requests of one choice arriving after it
+// (they would keep taking the slots it waits for): a newcomer queues
+// behind it although two slots are free, and both run once the slots are.
+func TestChoicesAreNotStarved(t *testing.T) {
+	b := startBus(t)
+	step := make(chan struct{})
+	gen := func(ctx context.Context, r *bus.Request, send func(*bus.Chunk)) {
+		if r.Choices > 1 {
+			choiceWords(nil)(ctx, r, send)
+			return
+		}
+		words(text, step)(ctx, r, send)
+	}
+	sw, h := newSlotWorker("m", 3, gen)
+	released := false
+	t.Cleanup(func() {
+		if !released {
+			close(step)
+		}
+		sw.wg.Wait()
+	})
+	hb := h.hb
+	h.hb = func() bus.Heartbeat { x := hb(); x.Choices = 3; return x }
+	b.host("w1", h, "m")
+	g := b.gateway(GatewayConfig{})
+	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
+		t.Fatal(err)
+	}
+	s1, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "one", Model: "m"}) // holds a slot until step closes
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s1.Close()
+	type placed struct {
+		s   bus.Stream
+		err error
+	}
+	dispatch := func(r *bus.Request) chan placed {
+		c := make(chan placed, 1)
+		go func() {
+			s, err := g.Dispatch(waitCtx(t), r)
+			c <- placed{s, err}
+		}()
+		return c
+	}
+	many := dispatch(&bus.Request{ID: "many", Model: "m", Choices: 3})
+	waitFor(t, func() bool { return g.QueueDepth("m") == 1 })
+	late := dispatch(&bus.Request{ID: "late", Model: "m"})
+	for g.QueueDepth("m") != 2 {
+		select {
+		case p := <-late:
+			t.Fatalf("a request of one choice took a slot ahead of the queued request of three (%v)", p.err)
+		case <-waitCtx(t).Done():
+			t.Fatal("the newcomer never queued")
+		case <-time.After(time.Millisecond):
+		}
+	}
+	close(step)
+	released = true
+	readAll(t, s1)
+	for _, c := range []chan placed{many, late} {
+		p := <-c
+		if p.err != nil {
+			t.Fatal(p.err)
+		}
+		for {
+			if _, err := p.s.Next(waitCtx(t)); err != nil {
+				if !errors.Is(err, io.EOF) {
+					t.Fatal(err)
+				}
+				break
+			}
+		}
+		_ = p.s.Close()
 	}
 }

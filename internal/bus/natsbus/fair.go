@@ -54,8 +54,8 @@ func (g *Gateway) passRoundLocked(model string, wt *waiter) {
 	}
 }
 
-// aheadLocked counts model's waiters of the kind that rank ahead of a new
-// request of tenant: of an earlier round, or of its round and queued
+// aheadLocked counts the slots needed by model's waiters of the kind that
+// rank ahead of a new request of tenant (one each, or one per choice): of an earlier round, or of its round and queued
 // before it. wt is the request's waiter; nil before it queues, when it
 // would join the queue's end in the round roundLocked gives.
 func (g *Gateway) aheadLocked(model string, wt *waiter, tenant string, background bool) int {
@@ -76,7 +76,7 @@ func (g *Gateway) aheadLocked(model string, wt *waiter, tenant string, backgroun
 			before = false
 		case x.background != background:
 		case x.round < round, before && x.round == round:
-			ahead++
+			ahead += max(x.slots, 1)
 		}
 	}
 	return ahead

@@ -190,6 +190,7 @@ type waiter struct {
 	background bool
 	tenant     string // the request's bus.Request.Tenant
 	round      int64  // its fair-queueing round (fair.go)
+	slots      int    // the slots it needs: one per choice
 }
 
 // NewGateway subscribes to heartbeats and chunks on conn and asks every

@@ -56,11 +56,11 @@ func newSlotWorker(model string, n int, gen func(ctx context.Context, r *bus.Req
 		admit: func(r *bus.Request, send func(*bus.Chunk)) *bus.Error {
 			sw.mu.Lock()
 			defer sw.mu.Unlock()
-			if len(sw.active) >= sw.n {
+			if sw.busyLocked()+max(r.Choices, 1) > sw.n { // a slot per choice, as a worker counts them
 				return &bus.Error{Code: bus.CodeOverloaded, Message: "full"}
 			}
 			ctx, cancel := context.WithCancel(context.Background())
-			sw.active[r.ID] = slotRun{cancel: cancel, attempt: r.Attempt}
+			sw.active[r.ID] = slotRun{cancel: cancel, attempt: r.Attempt, slots: max(r.Choices, 1)}
 			sw.wg.Add(1)
 			go func() {
 				defer sw.wg.Done()
@@ -88,7 +88,7 @@ func newSlotWorker(model string, n int, gen func(ctx context.Context, r *bus.Req
 		hb: func() bus.Heartbeat {
 			sw.mu.Lock()
 			defer sw.mu.Unlock()
-			hb := bus.Heartbeat{Models: []string{sw.model}, Slots: sw.n, FreeSlots: sw.n - len(sw.active)}
+			hb := bus.Heartbeat{Models: []string{sw.model}, Slots: sw.n, FreeSlots: sw.n - sw.busyLocked()}
 			for id := range sw.active {
 				hb.Active = append(hb.Active, id)
 			}
@@ -101,6 +101,16 @@ func newSlotWorker(model string, n int, gen func(ctx context.Context, r *bus.Req
 type slotRun struct {
 	cancel  context.CancelFunc
 	attempt int
+	slots   int
+}
+
+// busyLocked counts the slots the worker's requests hold.
+func (sw *slotWorker) busyLocked() int {
+	n := 0
+	for _, r := range sw.active {
+		n += r.slots
+	}
+	return n
 }
 
 // words sends one chunk per word of text, numbered from ResumeSeq, skipping

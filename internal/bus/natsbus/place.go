@@ -54,7 +54,7 @@ func (g *Gateway) place(ctx context.Context, st *stream, deadline time.Time, fir
 			return ErrClosed
 		}
 		w, live, affinity := g.pickLocked(model, links, st.req.Background, st.req.Choices)
-		if w != nil && first && !g.turnLocked(model, wt, st.req.Tenant, st.req.Background) {
+		if w != nil && first && !g.turnLocked(model, wt, st.req.Tenant, st.req.Background, max(st.req.Choices, 1)) {
 			w = nil // requests queued ahead of it go first
 		}
 		if w != nil && wt != nil {
@@ -98,7 +98,7 @@ func (g *Gateway) place(ctx context.Context, st *stream, deadline time.Time, fir
 				g.mu.Unlock()
 				return err
 			}
-			wt = &waiter{wake: make(chan struct{}, 1), background: st.req.Background, tenant: st.req.Tenant,
+			wt = &waiter{wake: make(chan struct{}, 1), background: st.req.Background, tenant: st.req.Tenant, slots: max(st.req.Choices, 1),
 				round: g.roundLocked(model, st.req.Tenant, st.req.Background)}
 			g.queues[model] = append(g.queues[model], wt)
 		}
@@ -120,12 +120,14 @@ func (g *Gateway) place(ctx context.Context, st *stream, deadline time.Time, fir
 }
 
 // turnLocked reports whether a new request of tenant (its waiter wt, nil
-// while it has not queued) may take one of model's free slots now: only
-// when the waiters of its kind that rank ahead of it (rankLocked) leave one
-// for it. Queued requests are thus placed in fair order, and a newcomer
-// never overtakes those ranked ahead of it. (Resumed requests, whose
-// clients are mid-stream, do not wait their turn.)
-func (g *Gateway) turnLocked(model string, wt *waiter, tenant string, background bool) bool {
+// while it has not queued) that needs need slots (one per choice) may take
+// them now: only when the waiters of its kind that rank ahead of it
+// (rankLocked) leave them, counting the slots each of those needs. Queued
+// requests are thus placed in fair order, and a newcomer never overtakes
+// those ranked ahead of it — nor starves a request of several choices
+// waiting for as many slots. (Resumed requests, whose clients are
+// mid-stream, do not wait their turn.)
+func (g *Gateway) turnLocked(model string, wt *waiter, tenant string, background bool, need int) bool {
 	ahead := g.aheadLocked(model, wt, tenant, background)
 	if ahead == 0 {
 		return true
@@ -136,7 +138,7 @@ func (g *Gateway) turnLocked(model string, wt *waiter, tenant string, background
 			free += max(w.freeFor(background), 0)
 		}
 	}
-	return ahead < free
+	return ahead+need <= free
 }
 
 // queueFullLocked returns bus.ErrQueueFull when a new request of tenant
