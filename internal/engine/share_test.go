@@ -28,8 +28,16 @@ func TestSharedPromptForks(t *testing.T) {
 	if len(prompt)%4 == 0 {
 		prompt = prompt[:len(prompt)-1] // a partial last block, to be copied
 	}
+	// More tokens than a slot's ring holds: a choice whose reader waits
+	// at the barrier below cannot finish (its ring fills), so the group's
+	// first choice is still running when the last one starts, however
+	// late that one's goroutine gets to run. With fewer, the engine could
+	// compute a whole answer before a slow goroutine started, and that
+	// choice would find no leader to fork (it failed 6 of 30 runs at
+	// GOMAXPROCS=1).
+	maxTokens := ringSize + 8
 	req := func(j int, share string) Request {
-		return Request{Prompt: prompt, MaxTokens: 24, IgnoreEOS: true, Logprobs: true, Share: share,
+		return Request{Prompt: prompt, MaxTokens: maxTokens, IgnoreEOS: true, Logprobs: true, Share: share,
 			Sampling: sampler.Params{Temperature: 1, Seed: uint64(j), ExplicitSeed: true}}
 	}
 	type out struct {
