@@ -2,10 +2,13 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/openai/openai-go/v3/option"
 
 	"courier/internal/bus"
 	"courier/internal/bus/natsbus"
@@ -36,7 +39,9 @@ func newAffinityFleet(t testing.TB, affinity bool) *affinityFleet {
 	}
 	gc := config.Default(config.RoleGateway)
 	gc.NATSURL = srv.ClientURL()
-	gc.HeartbeatTimeout = 2 * time.Second // tolerate a loaded machine
+	// Tolerate a loaded machine: no test of this fleet loses a worker,
+	// and one declared lost would move its requests to the other.
+	gc.HeartbeatTimeout = 10 * time.Second
 	gc.PrefixAffinity = affinity
 	f := &affinityFleet{gw: startNode(t, gc)}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -45,6 +50,24 @@ func newAffinityFleet(t testing.TB, affinity bool) *affinityFleet {
 		t.Fatal(err)
 	}
 	return f
+}
+
+// idle waits until every worker's heartbeat lists no request (a cancelled
+// one has left its slot).
+func (f *affinityFleet) idle(t testing.TB) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		busy := false
+		for _, hb := range f.gw.Gateway().Workers() {
+			busy = busy || len(hb.Active) > 0
+		}
+		if !busy {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("workers still busy after 20s")
+		}
+	}
 }
 
 // cache returns each worker's prefix cache lookups and hits (in KV
@@ -92,6 +115,11 @@ func sharedPrefix(seed string) string {
 // prefix cache serves the prefix from the second request on; without it,
 // the second of each pair goes to the idle worker, so both workers
 // compute the prefix.
+//
+// The first of a pair is made to run until the test stops it (ignore_eos,
+// a long max_tokens) once the second has finished, so the second is always
+// placed beside a running first, however slow the machine; and each pair
+// starts with both workers idle.
 func TestPrefixAffinityReusesCache(t *testing.T) {
 	const pairs = 4
 	prefix := sharedPrefix("Lily")
@@ -103,27 +131,40 @@ func TestPrefixAffinityReusesCache(t *testing.T) {
 			first, second := prefix+fmt.Sprintf("Then Tom said %d.", 2*i), prefix+fmt.Sprintf("Then Sue said %d.", 2*i+1)
 			started := make(chan struct{})
 			done := make(chan error, 1)
+			fctx, stop := context.WithCancel(ctx)
 			go func() {
+				s := c.Completions.NewStreaming(fctx, completionParams(first, 1024), option.WithJSONSet("ignore_eos", true))
+				defer s.Close()
 				once := false
-				_, err := streamText(ctx, c, first, 24, func(string) {
+				for s.Next() {
 					if !once {
 						once = true
 						close(started)
 					}
-				})
-				done <- err
+				}
+				done <- s.Err()
 			}()
 			select {
 			case <-started:
 			case err := <-done:
+				stop()
 				t.Fatalf("first of pair %d ended before streaming: %v", i, err)
 			}
 			if _, err := streamText(ctx, c, second, 4, nil); err != nil {
+				stop()
 				t.Fatal(err)
 			}
-			if err := <-done; err != nil {
-				t.Fatal(err)
+			select {
+			case err := <-done:
+				stop()
+				t.Fatalf("first of pair %d ended (%v) before the test stopped it: the second may not have run beside it", i, err)
+			default:
 			}
+			stop()
+			if err := <-done; !errors.Is(err, context.Canceled) {
+				t.Fatalf("first of pair %d: %v, want it cancelled", i, err)
+			}
+			f.idle(t)
 		}
 		hbs := f.cache(t)
 		body := scrape(t, "http://"+f.gw.Addr())
