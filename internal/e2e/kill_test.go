@@ -51,6 +51,14 @@ func startProcess(t *testing.T, bin string, args ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
+	startCmd(t, cmd)
+	return cmd
+}
+
+// startCmd starts cmd, prepared by the caller, and stops it at the end of
+// the test as startProcess does.
+func startCmd(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +73,6 @@ func startProcess(t *testing.T, bin string, args ...string) *exec.Cmd {
 			<-done
 		}
 	})
-	return cmd
 }
 
 // TestKillWorkerMidStream kills the worker process that streams a request

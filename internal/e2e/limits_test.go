@@ -12,9 +12,11 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -294,24 +296,12 @@ func startNATSProcess(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stdin, err := cmd.StdinPipe() // closed when the test ends: the child's signal to stop
-	if err != nil {
+	// The child also stops when its stdin closes: when this process
+	// ends without the test's cleanup.
+	if _, err := cmd.StdinPipe(); err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = stdin.Close()
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
+	startCmd(t, cmd)
 	line, err := bufio.NewReader(out).ReadString('\n')
 	if err != nil {
 		t.Fatalf("NATS process: %v", err)
@@ -320,7 +310,7 @@ func startNATSProcess(t *testing.T) string {
 }
 
 // runNATSProcess serves NATS with JetStream in dir on a loopback port,
-// prints its URL, and shuts down when stdin closes.
+// prints its URL, and shuts down on SIGTERM or when stdin closes.
 func runNATSProcess(dir string) int {
 	srv, err := natsbus.StartServer(natsbus.ServerConfig{Name: "uploads", DataDir: dir, Listen: "127.0.0.1:0"}, nil)
 	if err != nil {
@@ -328,10 +318,16 @@ func runNATSProcess(dir string) int {
 		return 1
 	}
 	fmt.Println(srv.ClientURL())
-	_, _ = io.Copy(io.Discard, os.Stdin)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	go func() { // ends with the process
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		stop()
+	}()
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
+	if err := srv.Shutdown(sctx); err != nil {
 		fmt.Fprintln(os.Stderr, "NATS process:", err)
 		return 1
 	}

@@ -43,6 +43,20 @@ func ollamaCallAs(t *testing.T, key, addr, method, path, body string) (int, stri
 	return resp.StatusCode, string(b)
 }
 
+// pullFixture returns a stand-in Hub holding acme/stories-GGUF (Q8_0) and
+// acme/other-GGUF (Q4_0), and a model store that holds the second.
+func pullFixture(t *testing.T) (hub *hubtest.Hub, home string) {
+	t.Helper()
+	hubDir, home := t.TempDir(), t.TempDir()
+	copyFile(t, testutil.Model(t, "stories260K-Q8_0.gguf"), filepath.Join(hubDir, "acme", "stories-GGUF", "stories260K-Q8_0.gguf"))
+	copyFile(t, testutil.Model(t, "stories260K-Q4_0.gguf"), filepath.Join(hubDir, "acme", "other-GGUF", "stories260K-Q4_0.gguf"))
+	hub = hubtest.New(t, hubDir)
+	if _, err := (store.Store{Dir: home}).Pull(testCtx(t), store.Hub{Endpoint: hub.URL}, "acme/other-GGUF", nil); err != nil {
+		t.Fatal(err)
+	}
+	return hub, home
+}
+
 // TestOllamaPullAndDelete: with serve --allow-pull, Ollama's /api/pull
 // downloads a model from a stand-in Hub into the store (progress as NDJSON
 // lines, ending with success), loads it in the running process and routes
@@ -52,14 +66,7 @@ func ollamaCallAs(t *testing.T, key, addr, method, path, body string) (int, stri
 // command line serves, unloads and removes the pulled one (no longer
 // listed, a chat with it 404s), and 404s one not in the store. Without --allow-pull both routes answer 404 naming the flag.
 func TestOllamaPullAndDelete(t *testing.T) {
-	hubDir, home := t.TempDir(), t.TempDir()
-	copyFile(t, testutil.Model(t, "stories260K-Q8_0.gguf"), filepath.Join(hubDir, "acme", "stories-GGUF", "stories260K-Q8_0.gguf"))
-	copyFile(t, testutil.Model(t, "stories260K-Q4_0.gguf"), filepath.Join(hubDir, "acme", "other-GGUF", "stories260K-Q4_0.gguf"))
-	hub := hubtest.New(t, hubDir)
-	// A stored model that is not served, for /api/delete.
-	if _, err := (store.Store{Dir: home}).Pull(testCtx(t), store.Hub{Endpoint: hub.URL}, "acme/other-GGUF", nil); err != nil {
-		t.Fatal(err)
-	}
+	hub, home := pullFixture(t) // acme/other-GGUF stored, for /api/delete
 
 	cfg := config.Default(config.RoleServe)
 	cfg.DataDir = t.TempDir()
@@ -183,13 +190,7 @@ func TestOllamaPullAndDelete(t *testing.T) {
 // key's), and a model the operator stored (not pulled through the API) is
 // no key's to delete; the pulling key deletes its model.
 func TestOllamaDeleteOnlyByThePullingKey(t *testing.T) {
-	hubDir, home := t.TempDir(), t.TempDir()
-	copyFile(t, testutil.Model(t, "stories260K-Q8_0.gguf"), filepath.Join(hubDir, "acme", "stories-GGUF", "stories260K-Q8_0.gguf"))
-	copyFile(t, testutil.Model(t, "stories260K-Q4_0.gguf"), filepath.Join(hubDir, "acme", "other-GGUF", "stories260K-Q4_0.gguf"))
-	hub := hubtest.New(t, hubDir)
-	if _, err := (store.Store{Dir: home}).Pull(testCtx(t), store.Hub{Endpoint: hub.URL}, "acme/other-GGUF", nil); err != nil {
-		t.Fatal(err)
-	}
+	hub, home := pullFixture(t)
 	cfg := config.Default(config.RoleServe)
 	cfg.DataDir, cfg.ModelHome = t.TempDir(), home
 	cfg.AllowPull, cfg.Hub = true, store.Hub{Endpoint: hub.URL}
