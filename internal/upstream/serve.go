@@ -345,14 +345,7 @@ func (b *Backend) relay(r io.Reader, req *bus.Request, skip string, seq *uint64,
 	deliver := func(text string, rawLP json.RawMessage, calls []bus.ToolCallDelta) {
 		dropped := false // all of text was the held-back whitespace
 		if skip != "" && text != "" {
-			switch {
-			case strings.HasPrefix(text, skip):
-				text, skip = text[len(skip):], ""
-			case strings.HasPrefix(skip, text):
-				text, skip = "", skip[len(text):]
-			default:
-				skip = "" // it went another way: nothing of it was sent
-			}
+			text, skip = bus.SkipDelivered(text, skip)
 			dropped = text == ""
 		}
 		var lps []bus.TokenLogprob

@@ -288,15 +288,7 @@ func (w *Worker) generate(ctx context.Context, gen *generation, j int, resume []
 	res, err := w.eng.Generate(ctx, er, func(t engine.Token) error {
 		text := bus.AliasString(t.Text) // valid during the callback, as send needs it
 		if skip != "" && text != "" {
-			switch {
-			case strings.HasPrefix(text, skip):
-				text, skip = text[len(skip):], ""
-			case strings.HasPrefix(skip, text):
-				text, skip = "", skip[len(text):]
-			default:
-				skip = "" // it went another way: nothing of it was sent
-			}
-			if text == "" {
+			if text, skip = bus.SkipDelivered(text, skip); text == "" {
 				return release(out, &held, t.More) // the held-back whitespace, already delivered
 			}
 		}
