@@ -109,7 +109,10 @@ func TestStalledWorkerResumesElsewhere(t *testing.T) {
 		return admit2(r, send)
 	}
 	_, c1 := b.host("w1", h1, "m")
-	g := b.gateway(GatewayConfig{StallTimeout: time.Second})
+	// Heartbeats every 20 ms would declare a worker lost after 60 ms of
+	// silence, which a loaded machine gives (then r moved by loss, not by
+	// the stall: "stalls 0", 1 of 15 runs under -race and two CPU hogs).
+	g := b.gateway(GatewayConfig{StallTimeout: time.Second, HeartbeatTimeout: 5 * time.Second})
 	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +191,7 @@ func TestSlowWorkerIsNotStalled(t *testing.T) {
 	p = progressing(h1)
 	progressing(h2)
 	b.host("w1", h1, "m")
-	g := b.gateway(GatewayConfig{StallTimeout: stall})
+	g := b.gateway(GatewayConfig{StallTimeout: stall, HeartbeatTimeout: 5 * time.Second}) // no loss on a loaded machine
 	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +219,7 @@ func TestWorkerWithoutProgressIsNeverStalled(t *testing.T) {
 	sw, h := newSlotWorker("m", 1, words("a b", step))
 	t.Cleanup(func() { close(step); sw.wg.Wait() })
 	b.host("w1", h, "m")
-	g := b.gateway(GatewayConfig{StallTimeout: 100 * time.Millisecond})
+	g := b.gateway(GatewayConfig{StallTimeout: 100 * time.Millisecond, HeartbeatTimeout: 5 * time.Second}) // no loss on a loaded machine
 	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
 		t.Fatal(err)
 	}
