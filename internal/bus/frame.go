@@ -10,18 +10,23 @@ import (
 // Token frames are the compact binary form of the chunks that stream an
 // answer token by token (docs/protocol.md, "Token frames"). A gateway asks
 // for them with Request.ChunkFrames; a worker then sends every step chunk
-// (text, token ids, logprobs, nothing else) as a frame, and every other
-// chunk (final, error, scores, embedding) as JSON. One frame carries one or
-// more consecutive steps: a worker that fell behind its engine coalesces
-// the steps ready at once into one message. Frames are appended into a
-// caller's buffer and read without copying, so the per-token path
-// allocates nothing.
+// (text, token ids, logprobs; from version 2 tool-call pieces; from
+// version 3 the worker's clock, and the final chunk's finish reason and
+// usage) as a frame, and every other chunk (error, scores, embedding) as
+// JSON. One frame carries one or more consecutive steps: a worker that
+// fell behind its engine coalesces the steps ready at once into one
+// message, and an answer's last token travels with its final chunk.
+// Frames are appended into a caller's buffer and read without copying, so
+// the per-token path allocates nothing.
 //
 //	frame  = 0xC1 uvarint(attempt) uvarint(seq) str(id) str(worker) step+
-//	step   = flags [uvarint(choice)] str(text) uvarint(n) n×varint(token) [lps] [calls]
+//	step   = flags [uvarint(choice)] str(text) uvarint(n) n×varint(token) [lps] [calls] [at] [finish] [usage]
 //	         (flags bit 0: lps present; bit 1: choice present, Chunk.Choice, only when not 0;
-//	          bit 2: calls present, version 2)
+//	          bit 2: calls present, version 2; bits 3, 4, 5: at, finish, usage present, version 3)
 //	calls  = uvarint(n) n×(uvarint(index) str(id) str(name) str(arguments))
+//	at     = varint(the worker's clock, Unix µs)
+//	finish = str(finish reason), not empty: the step is the final chunk
+//	usage  = uvarint(prompt tokens) uvarint(completion tokens)
 //	lps    = uvarint(n) n×lp
 //	lp     = str(token) varint(id) float32le(logprob) uvarint(m) m×(str(token) varint(id) float32le(logprob))
 //	str    = uvarint(len) bytes
@@ -35,8 +40,23 @@ const FrameMagic = 0xC1
 // FrameVersion is the token-frame version this build reads and writes; a
 // gateway puts it in Request.ChunkFrames. Version 2 adds tool-call pieces
 // to steps: a worker frames a step with ToolCalls only for a gateway that
-// reads version 2 (an older one gets it as JSON).
-const FrameVersion = 2
+// reads version 2 (an older one gets it as JSON). Version 3 adds the
+// worker's clock and the final chunk's finish reason and usage: a worker
+// frames an attempt's first chunk and its final one only for a gateway
+// that reads version 3, and answers its offer with an accept frame
+// (acceptframe.go).
+const FrameVersion = 3
+
+// Step flags.
+const (
+	stepLogprobs = 1 << iota
+	stepChoice
+	stepCalls  // version 2
+	stepAt     // version 3
+	stepFinish // version 3
+	stepUsage  // version 3
+	stepKnown  = stepLogprobs | stepChoice | stepCalls | stepAt | stepFinish | stepUsage
+)
 
 // MaxFrameSteps bounds the steps a worker coalesces into one frame.
 const MaxFrameSteps = 256
@@ -45,13 +65,19 @@ const MaxFrameSteps = 256
 func IsFrame(data []byte) bool { return len(data) > 0 && data[0] == FrameMagic }
 
 // Framable reports whether c can travel in a token frame of the given
-// version: a step that is not final and carries nothing but text, token
-// ids and logprobs (none marked None), and from version 2 tool-call
-// pieces. A field added to Chunk must be added here
+// version: a step that carries nothing but text, token ids and logprobs
+// (none marked None), from version 2 tool-call pieces, and from version 3
+// the worker's clock and a final chunk's finish reason and usage (never
+// an error). A field added to Chunk must be added here
 // (TestFramableKnowsEveryChunkField).
 func Framable(c *Chunk, version int) bool {
-	if c.FinishReason != "" || c.Error != nil || c.Usage != nil || c.Scores != nil ||
-		c.Embedding != nil || (len(c.ToolCalls) > 0 && version < 2) || c.Echo || c.At != 0 || version < 1 {
+	if c.Error != nil || c.Scores != nil || c.Embedding != nil || (len(c.ToolCalls) > 0 && version < 2) || c.Echo || version < 1 {
+		return false
+	}
+	if (c.FinishReason != "" || c.Usage != nil || c.At != 0) && version < 3 {
+		return false
+	}
+	if c.Usage != nil && (c.Usage.PromptTokens < 0 || c.Usage.CompletionTokens < 0) {
 		return false
 	}
 	for i := range c.Logprobs {
@@ -99,6 +125,15 @@ func AppendFrameStep(dst []byte, c *Chunk) ([]byte, error) {
 	if len(c.ToolCalls) > 0 {
 		flags |= 4 // version 2
 	}
+	if c.At != 0 {
+		flags |= stepAt // version 3, as the two below
+	}
+	if c.FinishReason != "" {
+		flags |= stepFinish
+	}
+	if c.Usage != nil {
+		flags |= stepUsage
+	}
 	dst = append(dst, flags)
 	if flags&2 != 0 {
 		dst = binary.AppendUvarint(dst, uint64(c.Choice))
@@ -128,6 +163,16 @@ func AppendFrameStep(dst []byte, c *Chunk) ([]byte, error) {
 			dst = appendStr(dst, d.Name)
 			dst = appendStr(dst, d.Arguments)
 		}
+	}
+	if flags&stepAt != 0 {
+		dst = binary.AppendVarint(dst, c.At)
+	}
+	if flags&stepFinish != 0 {
+		dst = appendStr(dst, c.FinishReason)
+	}
+	if flags&stepUsage != 0 {
+		dst = binary.AppendUvarint(dst, uint64(c.Usage.PromptTokens))
+		dst = binary.AppendUvarint(dst, uint64(c.Usage.CompletionTokens))
 	}
 	return dst, nil
 }
@@ -191,12 +236,13 @@ func ReadFrameHeader(data []byte) (FrameHeader, []byte, error) {
 }
 
 // ReadFrameStep decodes the next step of steps into c's Choice, Text,
-// Tokens, Logprobs and ToolCalls and returns the rest. Text and the
-// logprobs' and tool calls' strings alias steps, which must therefore
-// never be written again (a NATS message's payload is not); Tokens,
-// Logprobs and ToolCalls reuse c's backing arrays, so decoding into a
-// recycled chunk allocates nothing. Other fields of c are left as they
-// are.
+// Tokens, Logprobs, ToolCalls, At, FinishReason and Usage and returns the
+// rest. Text, the finish reason and the logprobs' and tool calls' strings
+// alias steps, which must therefore never be written again (a NATS
+// message's payload is not); Tokens, Logprobs and ToolCalls reuse c's
+// backing arrays, so decoding a step into a recycled chunk allocates
+// nothing (a final step's usage is allocated). Other fields of c are left
+// as they are.
 func ReadFrameStep(steps []byte, c *Chunk) ([]byte, error) {
 	r := frameReader{b: steps}
 	flags := r.byte()
@@ -249,7 +295,23 @@ func ReadFrameStep(steps []byte, c *Chunk) ([]byte, error) {
 			c.ToolCalls = append(c.ToolCalls, d)
 		}
 	}
-	if flags&^7 != 0 {
+	c.At, c.FinishReason, c.Usage = 0, "", nil
+	if flags&stepAt != 0 {
+		c.At = r.varint()
+	}
+	if flags&stepFinish != 0 {
+		if c.FinishReason = r.str(); c.FinishReason == "" {
+			r.fail()
+		}
+	}
+	if flags&stepUsage != 0 {
+		p, n := r.uvarint(), r.uvarint()
+		if p > math.MaxInt32 || n > math.MaxInt32 {
+			r.fail()
+		}
+		c.Usage = &Usage{PromptTokens: int(p), CompletionTokens: int(n)}
+	}
+	if flags&^stepKnown != 0 {
 		r.fail()
 	}
 	if r.err != nil {
@@ -285,6 +347,16 @@ func (r *frameReader) byte() byte {
 
 func (r *frameReader) uvarint() uint64 {
 	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.fail()
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *frameReader) varint() int64 {
+	v, n := binary.Varint(r.b)
 	if n <= 0 {
 		r.fail()
 		return 0

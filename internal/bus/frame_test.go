@@ -27,6 +27,15 @@ func randomStep(r *rand.Rand) Chunk {
 			c.ToolCalls = append(c.ToolCalls, d)
 		}
 	}
+	if r.IntN(3) == 0 { // version 3: the clock, a final step
+		c.At = r.Int64N(2e15) - 1e15
+	}
+	if r.IntN(3) == 0 {
+		c.FinishReason = []string{"stop", "length", "tool_calls"}[r.IntN(3)]
+	}
+	if r.IntN(3) == 0 {
+		c.Usage = &Usage{PromptTokens: r.IntN(1 << 20), CompletionTokens: r.IntN(1 << 20)}
+	}
 	for range r.IntN(3) {
 		c.Tokens = append(c.Tokens, int32(r.Uint32()))
 	}
@@ -149,6 +158,57 @@ func TestFrameRefusesMalformed(t *testing.T) {
 			t.Fatalf("%q read as a header", bad)
 		}
 	}
+	// Version 3 steps with an unknown flag, an empty finish reason, usage
+	// beyond int32.
+	for _, step := range [][]byte{
+		{1 << 6, 0, 0},
+		{stepFinish, 0, 0, 0},
+		{stepUsage, 0, 0, 0x80, 0x80, 0x80, 0x80, 0x10, 0},
+	} {
+		var c Chunk
+		if _, err := ReadFrameStep(step, &c); err == nil {
+			t.Fatalf("step % x decoded: %+v", step, c)
+		}
+	}
+}
+
+// TestFrameVersions: versions 1 and 2 frame plain steps only; version 3
+// also an attempt's first step (its clock) and the final chunk, but never
+// an error.
+func TestFrameVersions(t *testing.T) {
+	first := Chunk{Text: "a", Tokens: []int32{1}, At: 1700000000000000}
+	final := Chunk{Text: "b", FinishReason: "length", Usage: &Usage{PromptTokens: 5, CompletionTokens: 1}, At: 1700000000000001}
+	failed := Chunk{Error: &Error{Code: "internal_error", Message: "x"}}
+	for _, tc := range []struct {
+		c      Chunk
+		v2, v3 bool
+	}{
+		{Chunk{Text: "a", Tokens: []int32{1}}, true, true},
+		{first, false, true},
+		{final, false, true},
+		{failed, false, false},
+	} {
+		if Framable(&tc.c, 2) != tc.v2 || Framable(&tc.c, 3) != tc.v3 || Framable(&tc.c, 0) {
+			t.Errorf("%+v: framable v2 %v v3 %v, want %v %v", tc.c, Framable(&tc.c, 2), Framable(&tc.c, 3), tc.v2, tc.v3)
+		}
+	}
+	buf := AppendFrameHeader(nil, "r", "w", 1, 1)
+	for _, c := range []*Chunk{&first, &final} {
+		buf, _ = AppendFrameStep(buf, c)
+	}
+	_, rest, err := ReadFrameHeader(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []Chunk{first, final} {
+		var c Chunk
+		if rest, err = ReadFrameStep(rest, &c); err != nil || !same(c, want) {
+			t.Fatalf("got %+v, %v; want %+v", c, err, want)
+		}
+		if c.Final() != want.Final() {
+			t.Fatalf("final %v, want %v", c.Final(), want.Final())
+		}
+	}
 }
 
 // TestFrameStepAllocs: a step appended into a buffer with room and read
@@ -191,6 +251,10 @@ func FuzzReadFrame(f *testing.F) {
 	seed, _ = AppendFrameStep(seed, &Chunk{Tokens: []int32{6}, ToolCalls: []ToolCallDelta{{Index: 0, ID: "call_r_0", Name: "f", Arguments: `{"a":`}}})
 	seed, _ = AppendFrameStep(seed, &Chunk{Text: "b", Logprobs: []TokenLogprob{{Token: "b", ID: 3, Logprob: -1, Top: []TokenLogprob{{Token: "c", ID: 4}}}}})
 	f.Add(seed)
+	v3 := AppendFrameHeader(nil, "cmpl-2", "w", 1, 1)
+	v3, _ = AppendFrameStep(v3, &Chunk{Text: "a", Tokens: []int32{5}, At: 1700000000000000})
+	v3, _ = AppendFrameStep(v3, &Chunk{Text: "z", FinishReason: "length", Usage: &Usage{PromptTokens: 3, CompletionTokens: 2}, At: -1})
+	f.Add(v3)
 	f.Add([]byte{FrameMagic, 0, 1, 1, 'x', 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		h, rest, err := ReadFrameHeader(data)
@@ -232,8 +296,8 @@ func TestFramableKnowsEveryChunkField(t *testing.T) {
 	known := map[string]string{
 		"V": "implied", "ID": "header", "Seq": "header", "Worker": "header", "Attempt": "header",
 		"Text": "step", "Choice": "step", "Tokens": "step", "Logprobs": "step", "More": "not on the wire",
-		"Echo": "refused", "FinishReason": "refused", "ToolCalls": "step (version 2)", "Usage": "refused",
-		"Error": "refused", "Scores": "refused", "Embedding": "refused", "At": "refused",
+		"Echo": "refused", "FinishReason": "step (version 3)", "ToolCalls": "step (version 2)", "Usage": "step (version 3)",
+		"Error": "refused", "Scores": "refused", "Embedding": "refused", "At": "step (version 3)",
 	}
 	for f := range reflect.TypeFor[Chunk]().Fields() {
 		if _, ok := known[f.Name]; !ok {
@@ -247,15 +311,63 @@ func TestFramableKnowsEveryChunkField(t *testing.T) {
 		}
 	}
 	for _, c := range []Chunk{
-		{Text: "x", Echo: true}, {Text: "x", At: 1}, {FinishReason: "stop"},
+		{Text: "x", Echo: true}, {Error: &Error{Code: "x"}}, {Scores: &Scores{}}, {Embedding: &Embedding{}},
+		{Usage: &Usage{PromptTokens: -1}},
 		{Logprobs: []TokenLogprob{{None: true}}}, {Logprobs: []TokenLogprob{{Top: []TokenLogprob{{None: true}}}}},
 	} {
 		if Framable(&c, FrameVersion) {
 			t.Errorf("%+v is framable", c)
 		}
 	}
+	for _, c := range []Chunk{{Text: "x", At: 1}, {FinishReason: "stop"}, {Usage: &Usage{}}} {
+		if Framable(&c, 2) {
+			t.Errorf("%+v is framable in version 2", c)
+		}
+	}
 	calls := Chunk{Tokens: []int32{1}, ToolCalls: []ToolCallDelta{{Arguments: "x"}}}
 	if Framable(&calls, 1) || !Framable(&calls, 2) || Framable(&Chunk{Text: "x"}, 0) {
 		t.Error("tool-call pieces travel in frames from version 2 only, and nothing without frames")
 	}
+}
+
+// TestAcceptFrame: an accept frame reads back as the Accept it was made
+// from; JSON still reads; a cut or padded frame is refused.
+func TestAcceptFrame(t *testing.T) {
+	want := Accept{V: Version, ID: "cmpl-1", Worker: "w-ü", Attempt: 3, HeartbeatSeq: 1 << 40, At: 1700000000000000}
+	b := AppendAcceptFrame(nil, &want)
+	var got Accept
+	if err := DecodeAccept(b, &got); err != nil || got != want {
+		t.Fatalf("got %+v, %v; want %+v", got, err, want)
+	}
+	for n := range len(b) {
+		if err := DecodeAccept(b[:n], &got); err == nil {
+			t.Fatalf("a frame cut to %d of %d bytes decoded: %+v", n, len(b), got)
+		}
+	}
+	if err := DecodeAccept(append(b, 0), &got); err == nil {
+		t.Fatal("a padded frame decoded")
+	}
+	got = Accept{}
+	if err := DecodeAccept([]byte(`{"v":1,"id":"r","worker":"w","error":{"code":"overloaded","message":"full"}}`), &got); err != nil ||
+		got.Error == nil || got.Error.Code != CodeOverloaded {
+		t.Fatalf("JSON accept: %+v, %v", got, err)
+	}
+}
+
+// FuzzDecodeAccept: a hostile accept is refused or read, never a panic;
+// what is read encodes back to a frame that reads the same.
+func FuzzDecodeAccept(f *testing.F) {
+	f.Add(AppendAcceptFrame(nil, &Accept{ID: "cmpl-1", Worker: "w", Attempt: 1, HeartbeatSeq: 7, At: 1700000000000000}))
+	f.Add([]byte(`{"v":1,"id":"r","worker":"w","attempt":1}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var a Accept
+		if err := DecodeAccept(data, &a); err != nil || a.Error != nil {
+			return
+		}
+		var again Accept
+		if err := DecodeAccept(AppendAcceptFrame(nil, &a), &again); err != nil || again.ID != a.ID || again.Worker != a.Worker ||
+			again.Attempt != max(a.Attempt, 0) || again.HeartbeatSeq != a.HeartbeatSeq || again.At != a.At {
+			t.Fatalf("re-encoded %+v, %v; want %+v", again, err, a)
+		}
+	})
 }

@@ -70,6 +70,11 @@ type Token struct {
 	// computed and waits behind this one: the caller is behind the
 	// engine, and may send both together instead of this one alone.
 	More bool
+	// Last reports that this is the generation's last event: Generate
+	// returns its Result right after this callback, without computing
+	// anything more, so the caller may send the token together with the
+	// answer's end.
+	Last bool
 }
 
 // Finish reasons, as OpenAI names them.

@@ -186,7 +186,7 @@ func (e *Engine) sampleNext(sl *slot, logits []float32, pick *Pick) (done bool, 
 		if tail := sl.text.Flush(); len(tail) > 0 {
 			ev := sl.ring.next()
 			ev.end = false
-			ev.tok = Token{ID: -1}
+			ev.tok = Token{ID: -1, Last: true}
 			ev.text = append(ev.text[:0], tail...)
 			ev.tok.Text = ev.text
 			sl.ring.publish()
@@ -218,6 +218,7 @@ func (e *Engine) sampleNext(sl *slot, logits []float32, pick *Pick) (done bool, 
 		ev.text = append(ev.text, sl.text.Flush()...)
 	}
 	ev.tok.Text = ev.text
+	ev.tok.Last = last // the scheduler ends the sequence in this same step (finish)
 	sl.ring.publish()
 	switch {
 	case stopped:

@@ -53,3 +53,32 @@ func TestTokenMoreWhenBehind(t *testing.T) {
 		}
 	}
 }
+
+// TestTokenLastEndsTheGeneration: only the last token of a generation
+// that ends at max_tokens is marked Last (one token and several).
+func TestTokenLastEndsTheGeneration(t *testing.T) {
+	e, err := Load(writeSynth(t, synth.Config{Dim: 64, Layers: 1, Heads: 2, FFN: 128, Vocab: 300, Context: 128, Type: gguf.TypeQ8_0, Seed: 5}), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	for _, n := range []int{1, 4} {
+		var last []bool
+		req := Request{Prompt: []int32{1, 100, 101}, MaxTokens: n, IgnoreEOS: true, Sampling: sampler.Params{Temperature: 0}}
+		res, err := e.Generate(context.Background(), req, func(tok Token) error {
+			last = append(last, tok.Last)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(last) != n || res.FinishReason != FinishLength {
+			t.Fatalf("max_tokens %d: %d events, finish %q", n, len(last), res.FinishReason)
+		}
+		for i, l := range last {
+			if l != (i == n-1) {
+				t.Fatalf("max_tokens %d: Last = %v", n, last)
+			}
+		}
+	}
+}

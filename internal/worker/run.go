@@ -99,6 +99,15 @@ func (w *Worker) run(ctx context.Context, req *bus.Request, send func(*bus.Chunk
 	return final
 }
 
+// stepState is what generate's emit callback keeps from token to token.
+type stepState struct {
+	c    bus.Chunk
+	tok  [1]int32
+	lps  [1]bus.TokenLogprob
+	skip string // text the client has that the engine will write again
+	held bool   // the last chunk sent was marked More
+}
+
 // generation is what every choice of one request shares: the request, its
 // tokenized prompt and compiled constraint.
 type generation struct {
@@ -275,41 +284,40 @@ func (w *Worker) generate(ctx context.Context, gen *generation, j int, resume []
 			er.Sampling.Seed += uint64(j)
 		}
 	}
-	skip := gen.skip
 	// One chunk, its token and its logprobs are reused for every step:
 	// send does not keep them (bus.Chunk.More, natsbus.Handler), so the
-	// per-token path allocates nothing.
-	var (
-		c    bus.Chunk
-		tok  [1]int32
-		lps  [1]bus.TokenLogprob
-		held bool // the last chunk sent was marked More
-	)
+	// per-token path allocates nothing. They live in one struct: the
+	// callback's captured variables would each be allocated on their own.
+	st := &stepState{skip: gen.skip}
 	res, err := w.eng.Generate(ctx, er, func(t engine.Token) error {
+		// A token with another behind it, or the answer's last (its final
+		// chunk follows at once), may wait for what follows: the
+		// transport sends them in one message.
+		more := t.More || t.Last
 		text := bus.AliasString(t.Text) // valid during the callback, as send needs it
-		if skip != "" && text != "" {
-			if text, skip = bus.SkipDelivered(text, skip); text == "" {
-				return release(out, &held, t.More) // the held-back whitespace, already delivered
+		if st.skip != "" && text != "" {
+			if text, st.skip = bus.SkipDelivered(text, st.skip); text == "" {
+				return release(out, &st.held, more) // the held-back whitespace, already delivered
 			}
 		}
-		tok[0] = t.ID
-		c = bus.Chunk{ID: req.ID, Choice: j, Attempt: req.Attempt, Text: text, Tokens: tok[:], More: t.More}
+		st.tok[0] = t.ID
+		st.c = bus.Chunk{ID: req.ID, Choice: j, Attempt: req.Attempt, Text: text, Tokens: st.tok[:], More: more}
 		if ts != nil {
 			// Content and call pieces as far as they are known; the chunk
 			// carries the token for usage and resume even when the text
 			// is still held back.
 			content, deltas := ts.feed(text) // valid until the next feed: send keeps nothing
-			c.Text, c.ToolCalls = content, deltas
-			if t.ID < 0 && c.Text == "" && len(c.ToolCalls) == 0 {
-				return release(out, &held, t.More)
+			st.c.Text, st.c.ToolCalls = content, deltas
+			if t.ID < 0 && st.c.Text == "" && len(st.c.ToolCalls) == 0 {
+				return release(out, &st.held, more)
 			}
 		}
 		if req.Logprobs || req.TopLogprobs > 0 {
-			w.logprob(&lps[0], t)
-			c.Logprobs = lps[:]
+			w.logprob(&st.lps[0], t)
+			st.c.Logprobs = st.lps[:]
 		}
-		held = t.More
-		if !out.put(&c) {
+		st.held = more
+		if !out.put(&st.c) {
 			return errChoiceStopped
 		}
 		return nil

@@ -43,8 +43,8 @@ func recv(t *testing.T, ch chan *nats.Msg) *nats.Msg {
 
 // TestFramesCoalesceWhenBehind: steps a worker marks More (its engine had
 // the next token ready) travel in one frame; the gateway hands them out as
-// the chunks they were, in order. (An attempt's first chunk goes as JSON:
-// it carries the worker's clock for request timelines.)
+// the chunks they were, in order. The attempt's first chunk, which carries
+// the worker's clock, and the final chunk are frames too (version 3).
 func TestFramesCoalesceWhenBehind(t *testing.T) {
 	b := startBus(t)
 	gen := func(ctx context.Context, r *bus.Request, send func(*bus.Chunk)) {
@@ -76,17 +76,86 @@ func TestFramesCoalesceWhenBehind(t *testing.T) {
 	if got != "0 1 2 3 4 5 6 7 8 9 " || last.FinishReason != "stop" {
 		t.Fatalf("got %q, finish %q", got, last.FinishReason)
 	}
-	first, frame, final := recv(t, msgs), recv(t, msgs), recv(t, msgs)
-	if bus.IsFrame(first.Data) || !bus.IsFrame(frame.Data) || bus.IsFrame(final.Data) {
-		t.Fatalf("messages are frames: %v %v %v, want false true false", bus.IsFrame(first.Data), bus.IsFrame(frame.Data), bus.IsFrame(final.Data))
+	if last.At == 0 {
+		t.Fatal("the final chunk lost the worker's clock")
 	}
-	h0, steps, err := bus.ReadFrameHeader(frame.Data)
+	frame, final := recv(t, msgs), recv(t, msgs)
+	if n, seq := frameSteps(t, frame); n != 10 || seq != 1 {
+		t.Fatalf("the frame holds %d steps from seq %d, want 10 from 1", n, seq)
+	}
+	if n, seq := frameSteps(t, final); n != 1 || seq != 11 {
+		t.Fatalf("the final frame holds %d steps from seq %d, want 1 from 11", n, seq)
+	}
+}
+
+// frameSteps returns the steps of frame message m and its first seq; a
+// message that is not a frame fails t.
+func frameSteps(t *testing.T, m *nats.Msg) (int, uint64) {
+	t.Helper()
+	h, steps, err := bus.ReadFrameHeader(m.Data)
 	n := 0
 	for ; err == nil && len(steps) > 0; n++ {
 		steps, err = bus.ReadFrameStep(steps, new(bus.Chunk))
 	}
-	if err != nil || n != 9 || h0.Seq != 2 {
-		t.Fatalf("the frame holds %d steps from seq %d (%v), want 9 from 2", n, h0.Seq, err)
+	if err != nil {
+		t.Fatalf("%q: %v", m.Data, err)
+	}
+	return n, h.Seq
+}
+
+// TestLastTokenTravelsWithFinal: an answer's last token marked More (the
+// engine ends the generation with it) and its final chunk go as one
+// message; a gateway that reads version-2 frames gets the attempt's first
+// chunk and the final one as JSON instead, with the worker's clock.
+func TestLastTokenTravelsWithFinal(t *testing.T) {
+	b := startBus(t)
+	gen := func(ctx context.Context, r *bus.Request, send func(*bus.Chunk)) {
+		send(&bus.Chunk{ID: r.ID, Seq: 1, Attempt: r.Attempt, Text: " once", Tokens: []int32{7}, More: true})
+		send(&bus.Chunk{ID: r.ID, Seq: 2, Attempt: r.Attempt, FinishReason: "length", Usage: &bus.Usage{PromptTokens: 3, CompletionTokens: 1}})
+	}
+	sw, h := newSlotWorker("m", 1, gen)
+	t.Cleanup(sw.wg.Wait)
+	ho, _ := b.host("w1", h, "m")
+	g := b.gateway(GatewayConfig{})
+	msgs := chunkMessages(t, b, g)
+	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
+		t.Fatal(err)
+	}
+	s, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "r", Model: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	first, err := s.Next(waitCtx(t))
+	if err != nil || first.Text != " once" || first.At == 0 || first.Final() {
+		t.Fatalf("first chunk %+v, %v", first, err)
+	}
+	final, err := s.Next(waitCtx(t))
+	if err != nil || final.FinishReason != "length" || final.Usage == nil || *final.Usage != (bus.Usage{PromptTokens: 3, CompletionTokens: 1}) ||
+		final.At == 0 || final.Worker != "w1" || final.Seq != 2 {
+		t.Fatalf("final chunk %+v, %v", final, err)
+	}
+	if n, seq := frameSteps(t, recv(t, msgs)); n != 2 || seq != 1 {
+		t.Fatalf("one message with %d steps from seq %d, want 2 from 1", n, seq)
+	}
+
+	// A gateway from before version 3 asks for version 2.
+	send := ho.sender(&bus.Request{ID: "old", ReplyTo: bus.ChunkSubject(g.ID(), "old"), ChunkFrames: 2})
+	send(&bus.Chunk{ID: "old", Seq: 1, Attempt: 1, Text: "a", Tokens: []int32{1}})
+	send(&bus.Chunk{ID: "old", Seq: 2, Attempt: 1, Text: "b", Tokens: []int32{2}})
+	send(&bus.Chunk{ID: "old", Seq: 3, Attempt: 1, FinishReason: "stop", Usage: &bus.Usage{}})
+	for i, frame := range []bool{false, true, false} {
+		m := recv(t, msgs)
+		if bus.IsFrame(m.Data) != frame {
+			t.Fatalf("version 2, message %d: %q", i, m.Data)
+		}
+		if frame {
+			if _, steps, err := bus.ReadFrameHeader(m.Data); err != nil || steps[0] != 0 {
+				t.Fatalf("version 2 step with flags: % x, %v", steps, err)
+			}
+		} else if !strings.Contains(string(m.Data), `"at":`) {
+			t.Fatalf("version 2, message %d without the clock: %s", i, m.Data)
+		}
 	}
 }
 
@@ -131,9 +200,9 @@ func TestFramesNeverHoldAStepAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	for i := range 2 {
-		if m := recv(t, msgs); i == 1 && !bus.IsFrame(m.Data) {
-			t.Fatalf("a step as %q", m.Data) // the first one is JSON: it carries the worker's clock
+	for range 2 {
+		if m := recv(t, msgs); !bus.IsFrame(m.Data) {
+			t.Fatalf("a step as %q", m.Data)
 		}
 		seen <- struct{}{}
 	}

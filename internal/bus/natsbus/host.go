@@ -232,10 +232,17 @@ func (ho *Host) onRequest(m *nats.Msg) {
 		acc.HeartbeatSeq = ho.hbSeq.Load()
 		acc.At = time.Now().UnixMicro()
 	}
-	data, err := json.Marshal(acc)
-	if err != nil {
-		ho.log.Error("encode accept", "err", err)
-		return
+	var data []byte
+	if acc.Error == nil && req.ChunkFrames >= 3 {
+		// The gateway reads version-3 frames: the binary accept.
+		var buf [64]byte
+		data = bus.AppendAcceptFrame(buf[:0], &acc)
+	} else {
+		var err error
+		if data, err = json.Marshal(acc); err != nil {
+			ho.log.Error("encode accept", "err", err)
+			return
+		}
 	}
 	if err := m.Respond(data); err != nil {
 		ho.log.Warn("reply accept", "id", req.ID, "err", err)
@@ -256,9 +263,10 @@ const maxFrameBytes = 64 << 10
 // framePool holds frame buffers between requests.
 var framePool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
-// chunkSender publishes one request's chunks: step chunks as token frames
-// when the gateway reads them (coalescing the steps its worker marks More,
-// which are ready at once), every other chunk as JSON.
+// chunkSender publishes one request's chunks: step chunks (and from frame
+// version 3 an attempt's first chunk and its final ones) as token frames
+// when the gateway reads them, coalescing the steps its worker marks More,
+// which are ready at once; every other chunk as JSON.
 type chunkSender struct {
 	ho      *Host
 	subject string
@@ -277,18 +285,19 @@ func (s *chunkSender) send(c *bus.Chunk) {
 	}
 	c.V = bus.Version
 	c.Worker = s.ho.cfg.Worker
-	stamp := !s.sent || c.Final()
-	s.sent = true
-	if stamp {
+	if !s.sent || c.Final() {
 		// The attempt's first chunk and the final one carry the worker's
-		// clock (request timelines), which frames do not: they go as JSON.
+		// clock (request timelines), which frames carry from version 3:
+		// for an older gateway they go as JSON.
 		c.At = time.Now().UnixMicro()
-	} else if bus.Framable(c, s.frames) {
-		s.step(c)
-		return
 	}
-	s.flush()
-	s.publishJSON(c)
+	s.sent = true
+	if bus.Framable(c, s.frames) {
+		s.step(c)
+	} else {
+		s.flush()
+		s.publishJSON(c)
+	}
 	if c.Final() && s.buf != nil {
 		framePool.Put(s.buf)
 		s.buf = nil
@@ -319,7 +328,7 @@ func (s *chunkSender) step(c *bus.Chunk) {
 	}
 	s.held++
 	s.next = c.Seq + 1
-	if !c.More || s.held >= bus.MaxFrameSteps || len(b) >= maxFrameBytes {
+	if !c.More || c.Final() || s.held >= bus.MaxFrameSteps || len(b) >= maxFrameBytes {
 		s.flush()
 	}
 }

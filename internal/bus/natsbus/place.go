@@ -237,7 +237,7 @@ func (g *Gateway) send(ctx context.Context, st *stream, w *workerState, name, re
 	cancel()
 	var acc bus.Accept
 	if err == nil {
-		if err = json.Unmarshal(msg.Data, &acc); err != nil {
+		if err = bus.DecodeAccept(msg.Data, &acc); err != nil {
 			err = fmt.Errorf("natsbus: bad accept from %s: %w", name, err)
 		}
 	}
