@@ -1,6 +1,7 @@
 package api
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -58,5 +59,34 @@ func TestRefusedParams(t *testing.T) {
 	req, e := completionToBus(cfg, &c)
 	if e != nil || req.Constraint == nil || req.Constraint.Type != "choice" || strings.Join(req.Constraint.Choices, ",") != "a,b" {
 		t.Fatalf("completion guided_choice: %+v, %v", req, e)
+	}
+}
+
+// TestRefusedFieldsCoverTheStruct: every field of refusedParams has its
+// entry in the table check walks, read from that field, and check
+// allocates nothing for a request that sets none of them.
+func TestRefusedFieldsCoverTheStruct(t *testing.T) {
+	names := map[string]bool{}
+	for _, f := range refusedFields {
+		names[f.name] = true
+	}
+	typ := reflect.TypeFor[refusedParams]()
+	if typ.NumField() != len(refusedFields) {
+		t.Fatalf("%d fields, %d table entries", typ.NumField(), len(refusedFields))
+	}
+	for i := range typ.NumField() {
+		tag := strings.Split(typ.Field(i).Tag.Get("json"), ",")[0]
+		if !names[tag] {
+			t.Errorf("field %s (%s) has no table entry", typ.Field(i).Name, tag)
+		}
+		var r refusedParams
+		reflect.ValueOf(&r).Elem().Field(i).SetBytes([]byte(`"x"`))
+		if e := r.check(); e == nil || e.Param != tag {
+			t.Errorf("%s set: %+v, want a refusal naming it", tag, e)
+		}
+	}
+	var r refusedParams
+	if n := testing.AllocsPerRun(100, func() { _ = r.check() }); n != 0 {
+		t.Errorf("check allocates %v times", n)
 	}
 }

@@ -153,10 +153,14 @@ func (s *server) generate(w http.ResponseWriter, r *http.Request, req *bus.Reque
 		return
 	}
 	// From here the answer is committed: a gateway stopping (StopStreams)
-	// ends it with an error the client can read instead of a cut.
-	ctx, cancelRelay := context.WithCancelCause(ctx)
-	defer cancelRelay(nil)
-	defer context.AfterFunc(s.stopping, func() { cancelRelay(errShuttingDown) })()
+	// ends it with an error the client can read instead of a cut. An
+	// answer whose first chunk is its last waits for nothing more.
+	if !first.Final() {
+		var cancelRelay context.CancelCauseFunc
+		ctx, cancelRelay = context.WithCancelCause(ctx)
+		defer cancelRelay(nil)
+		defer context.AfterFunc(s.stopping, func() { cancelRelay(errShuttingDown) })()
+	}
 	res.itl = s.m.InterToken(req.Model)
 	res.note(first, s.now())
 	f.begin(idPrefix(req.Kind)+req.ID, req.Model, start.Unix())
