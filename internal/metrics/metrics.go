@@ -3,6 +3,7 @@ package metrics
 import (
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,6 +29,50 @@ type Gateway struct {
 	wErrors  *prometheus.CounterVec   // model, code
 
 	vllm vllmGateway // the same measurements under vLLM's names (vllm.go)
+
+	// The children of the vectors above, looked up once per model and per
+	// route and status: a lookup hashes its labels, and a request makes
+	// about twenty.
+	models sync.Map // model → *modelMetrics
+	routes sync.Map // routeStatus → *routeMetrics
+}
+
+// modelMetrics are one model's children.
+type modelMetrics struct {
+	inflight, running, waiting          prometheus.Gauge
+	ttft, tpot, e2e, vTTFT, vE2E, itl   prometheus.Observer
+	promptReq, genReq                   prometheus.Observer
+	prompt, generated, vPrompt, vGenTot prometheus.Counter
+}
+
+// model returns name's children, made at its first use.
+func (g *Gateway) model(name string) *modelMetrics {
+	if m, ok := g.models.Load(name); ok {
+		return m.(*modelMetrics)
+	}
+	v := &g.vllm
+	m := &modelMetrics{
+		inflight: g.inflight.WithLabelValues(name), running: v.running.WithLabelValues(name), waiting: v.waiting.WithLabelValues(name),
+		ttft: g.ttft.WithLabelValues(name), tpot: g.tpot.WithLabelValues(name), e2e: g.e2e.WithLabelValues(name),
+		vTTFT: v.ttft.WithLabelValues(name), vE2E: v.e2e.WithLabelValues(name), itl: v.itl.WithLabelValues(name),
+		promptReq: v.promptReq.WithLabelValues(name), genReq: v.genReq.WithLabelValues(name),
+		prompt: g.tokens.WithLabelValues(name, "prompt"), generated: g.tokens.WithLabelValues(name, "generated"),
+		vPrompt: v.promptTot.WithLabelValues(name), vGenTot: v.genTot.WithLabelValues(name),
+	}
+	got, _ := g.models.LoadOrStore(name, m)
+	return got.(*modelMetrics)
+}
+
+// routeStatus keys routeMetrics.
+type routeStatus struct {
+	route  string
+	status int
+}
+
+// routeMetrics are one route's children for one status.
+type routeMetrics struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
 }
 
 // NewGateway creates the gateway's metrics and registers them with reg.
@@ -81,13 +126,20 @@ func NewGateway(reg prometheus.Registerer) (*Gateway, error) {
 
 // ObserveHTTP records one answered HTTP request.
 func (g *Gateway) ObserveHTTP(route string, status int, d time.Duration) {
-	g.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
-	g.duration.WithLabelValues(route).Observe(d.Seconds())
+	key := routeStatus{route, status}
+	r, ok := g.routes.Load(key)
+	if !ok {
+		r, _ = g.routes.LoadOrStore(key, &routeMetrics{
+			requests: g.requests.WithLabelValues(route, strconv.Itoa(status)), duration: g.duration.WithLabelValues(route)})
+	}
+	rm := r.(*routeMetrics)
+	rm.requests.Inc()
+	rm.duration.Observe(d.Seconds())
 }
 
 // Inflight adds delta to the model's in-flight gauge.
 func (g *Gateway) Inflight(model string, delta float64) {
-	g.inflight.WithLabelValues(model).Add(delta)
+	g.model(model).inflight.Add(delta)
 }
 
 // WorkerError counts a request a worker ended with the error code (a
@@ -112,15 +164,16 @@ type Generation struct {
 // generation. Time per output token is (Total-TTFT)/(CompletionTokens-1)
 // and is recorded only with at least two tokens.
 func (g *Gateway) ObserveGeneration(gen Generation) {
-	g.ttft.WithLabelValues(gen.Model).Observe(gen.TTFT.Seconds())
-	g.e2e.WithLabelValues(gen.Model).Observe(gen.Total.Seconds())
+	m := g.model(gen.Model)
+	m.ttft.Observe(gen.TTFT.Seconds())
+	m.e2e.Observe(gen.Total.Seconds())
 	if gen.CompletionTokens > 1 {
 		per := (gen.Total - gen.TTFT).Seconds() / float64(gen.CompletionTokens-1)
-		g.tpot.WithLabelValues(gen.Model).Observe(per)
+		m.tpot.Observe(per)
 	}
-	g.tokens.WithLabelValues(gen.Model, "prompt").Add(float64(gen.PromptTokens))
-	g.tokens.WithLabelValues(gen.Model, "generated").Add(float64(gen.CompletionTokens))
-	g.vllm.observe(gen)
+	m.prompt.Add(float64(gen.PromptTokens))
+	m.generated.Add(float64(gen.CompletionTokens))
+	g.vllm.observe(m, gen)
 }
 
 // Fleet is a collector that reads the fleet's state at scrape time: worker

@@ -83,13 +83,14 @@ func (v *vllmGateway) collectors() []prometheus.Collector {
 	return []prometheus.Collector{v.running, v.waiting, v.ttft, v.itl, v.e2e, v.promptReq, v.genReq, v.promptTot, v.genTot, v.successTot}
 }
 
-func (v *vllmGateway) observe(gen Generation) {
-	v.ttft.WithLabelValues(gen.Model).Observe(gen.TTFT.Seconds())
-	v.e2e.WithLabelValues(gen.Model).Observe(gen.Total.Seconds())
-	v.promptReq.WithLabelValues(gen.Model).Observe(float64(gen.PromptTokens))
-	v.genReq.WithLabelValues(gen.Model).Observe(float64(gen.CompletionTokens))
-	v.promptTot.WithLabelValues(gen.Model).Add(float64(gen.PromptTokens))
-	v.genTot.WithLabelValues(gen.Model).Add(float64(gen.CompletionTokens))
+// observe records gen, whose model's children are m.
+func (v *vllmGateway) observe(m *modelMetrics, gen Generation) {
+	m.vTTFT.Observe(gen.TTFT.Seconds())
+	m.vE2E.Observe(gen.Total.Seconds())
+	m.promptReq.Observe(float64(gen.PromptTokens))
+	m.genReq.Observe(float64(gen.CompletionTokens))
+	m.vPrompt.Add(float64(gen.PromptTokens))
+	m.vGenTot.Add(float64(gen.CompletionTokens))
 	if gen.FinishReason != "" {
 		v.successTot.WithLabelValues(gen.Model, gen.FinishReason).Inc()
 	}
@@ -98,18 +99,18 @@ func (v *vllmGateway) observe(gen Generation) {
 // Waiting adds delta to the model's requests waiting for a worker
 // (vllm:num_requests_waiting); with Running it splits courier_requests_inflight.
 func (g *Gateway) Waiting(model string, delta float64) {
-	g.vllm.waiting.WithLabelValues(model).Add(delta)
+	g.model(model).waiting.Add(delta)
 }
 
 // Running adds delta to the model's requests placed on a worker
 // (vllm:num_requests_running).
 func (g *Gateway) Running(model string, delta float64) {
-	g.vllm.running.WithLabelValues(model).Add(delta)
+	g.model(model).running.Add(delta)
 }
 
 // InterToken returns the observer of the model's inter-token latency in
 // seconds (vllm:inter_token_latency_seconds); the caller keeps it for the
 // request, so observing allocates nothing.
 func (g *Gateway) InterToken(model string) prometheus.Observer {
-	return g.vllm.itl.WithLabelValues(model)
+	return g.model(model).itl
 }
