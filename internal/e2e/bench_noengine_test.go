@@ -24,7 +24,8 @@ import (
 // instantEngine is a worker.Engine whose generation costs nothing:
 // max_tokens tokens (at least one), at once, each its own step (never
 // marked More, so every token is its own bus message: the fabric's worst
-// case per token). With it, a request's latency is the fabric's own.
+// case per token), the last marked Last as the engine marks it. With it, a
+// request's latency is the fabric's own.
 type instantEngine struct{}
 
 func (instantEngine) Info() engine.Info { return engine.Info{Name: "instant"} }
@@ -35,8 +36,8 @@ func (instantEngine) TokenText(int32) string { return "x" }
 func (instantEngine) Slots() (int, int)      { return 64, 64 }
 func (instantEngine) Generate(_ context.Context, req engine.Request, emit func(engine.Token) error) (engine.Result, error) {
 	n := max(req.MaxTokens, 1)
-	for range n {
-		if err := emit(engine.Token{ID: 7, Text: onceText}); err != nil {
+	for i := range n {
+		if err := emit(engine.Token{ID: 7, Text: onceText, Last: i == n-1}); err != nil {
 			return engine.Result{}, err
 		}
 	}
@@ -46,11 +47,12 @@ func (instantEngine) Generate(_ context.Context, req engine.Request, emit func(e
 var onceText = []byte(" once")
 
 // BenchmarkFabricOnly measures the fabric with an engine that costs nothing,
-// interleaved with the raw NATS hop on the same embedded server: a request
-// through the bus (Dispatch → worker → 2 chunks) and through the whole
-// gateway (HTTP /v1/completions, max_tokens 1), each also as the latency it
-// adds to the hop (bus-added, http-added: p50 less the hop's p50, p99 less
-// the hop's p99); and a streamed HTTP completion of 64 tokens (stream:
+// interleaved with the raw NATS hop on the same embedded server and with
+// the engine called directly (engine): a request through the bus (Dispatch
+// → worker → its one-token answer) and through the whole gateway (HTTP
+// /v1/completions, max_tokens 1), each also as the latency it adds to the
+// engine's own (bus-added, http-added: p50 less the engine's p50, p99 less
+// the engine's p99); and a streamed HTTP completion of 64 tokens (stream:
 // µs per token, and allocations per token in the whole process — client,
 // HTTP server and NATS library included — measured apart from the timed
 // loop). Here the engine's own variance cannot hide the fabric's cost.
@@ -162,6 +164,13 @@ func BenchmarkFabricOnly(b *testing.B) {
 			b.Fatalf("status %d", resp.StatusCode)
 		}
 	}
+	direct := func() {
+		_, err := instantEngine{}.Generate(context.Background(), engine.Request{Prompt: []int32{1, 2, 3}, MaxTokens: 1},
+			func(engine.Token) error { return nil })
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
 	timed := func(f func()) time.Duration { t0 := time.Now(); f(); return time.Since(t0) }
 	for range 50 {
 		viaBus()
@@ -182,6 +191,7 @@ func BenchmarkFabricOnly(b *testing.B) {
 	}
 	perToken := (mallocs(viaStream, 200) - mallocs(viaHTTP, 200)) / (streamTokens - 1)
 	hop := make([]time.Duration, 0, b.N)
+	ed := make([]time.Duration, 0, b.N)
 	bd := make([]time.Duration, 0, b.N)
 	hd := make([]time.Duration, 0, b.N)
 	td := make([]time.Duration, 0, b.N)
@@ -194,6 +204,7 @@ func BenchmarkFabricOnly(b *testing.B) {
 			b.Fatal(err)
 		}
 		hop = append(hop, d)
+		ed = append(ed, timed(direct))
 		bd = append(bd, timed(viaBus))
 		// Alternate which handler goes first, so that neither gains from
 		// its place in the pair.
@@ -209,14 +220,15 @@ func BenchmarkFabricOnly(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	hop50, hop99 := report(b, "hop", hop)
+	report(b, "hop", hop)
+	e50, e99 := report(b, "engine", ed)
 	for _, m := range []struct {
 		name string
 		ds   []time.Duration
 	}{{"bus", bd}, {"http", hd}} {
 		p50, p99 := report(b, m.name, m.ds)
-		b.ReportMetric(float64((p50 - hop50).Microseconds()), m.name+"-added-p50-µs")
-		b.ReportMetric(float64((p99 - hop99).Microseconds()), m.name+"-added-p99-µs")
+		b.ReportMetric(float64((p50 - e50).Microseconds()), m.name+"-added-p50-µs")
+		b.ReportMetric(float64((p99 - e99).Microseconds()), m.name+"-added-p99-µs")
 	}
 	report(b, "http-timeline", td)
 	slices.Sort(sd)
