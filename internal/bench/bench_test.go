@@ -193,3 +193,20 @@ func TestPercentiles(t *testing.T) {
 		t.Error("empty not nil")
 	}
 }
+
+// TestStreamErrorCodes: an error event's code is named whether it is a
+// string (OpenAI, Courier) or a number (llama-server sends its HTTP
+// status), never taken for a decoding failure.
+func TestStreamErrorCodes(t *testing.T) {
+	for _, tc := range []struct{ event, kind string }{
+		{`{"error":{"code":"internal_error","message":"x"}}`, "stream_internal_error"},
+		{`{"error":{"code":500,"message":"The model produced output that does not match the expected Content-only format","type":"server_error"}}`, "stream_500"},
+		{`{"error":{"message":"x"}}`, "stream_unknown"},
+		{`{"choices":[{"text":1}]}`, "decode"},
+	} {
+		r := readStream(strings.NewReader("data: "+tc.event+"\n\n"), time.Now())
+		if r.errKind != tc.kind {
+			t.Errorf("%s: %q, want %q", tc.event, r.errKind, tc.kind)
+		}
+	}
+}

@@ -129,8 +129,24 @@ type apiResponse struct {
 		CompletionTokens int `json:"completion_tokens"`
 	} `json:"usage"`
 	Error *struct {
-		Code string `json:"code"`
+		// Code is a string (OpenAI, Courier) or a number (llama-server
+		// sends the HTTP status): kept raw.
+		Code json.RawMessage `json:"code"`
 	} `json:"error"`
+}
+
+// errorCode is an error event's code as a word: a string code unquoted, a
+// number as it is, "unknown" when absent or of another kind.
+func errorCode(raw json.RawMessage) string {
+	var s string
+	if json.Unmarshal(raw, &s) == nil && s != "" {
+		return s
+	}
+	var n json.Number
+	if json.Unmarshal(raw, &n) == nil {
+		return n.String()
+	}
+	return "unknown"
 }
 
 // readBody reads a non-streaming response.
@@ -174,7 +190,7 @@ func readStream(r io.Reader, start time.Time) result {
 			return result{errKind: "decode"}
 		}
 		if ev.Error != nil {
-			return result{errKind: "stream_" + ev.Error.Code}
+			return result{errKind: "stream_" + errorCode(ev.Error.Code)}
 		}
 		if ev.Usage != nil {
 			res.tokens = ev.Usage.CompletionTokens
