@@ -121,7 +121,9 @@ func TestTraceRecordsPlacementsAndResume(t *testing.T) {
 	}
 	t.Cleanup(func() { close(step); sw1.wg.Wait() })
 	_, c1 := b.host("w1", h1, "m")
-	g := b.gateway(GatewayConfig{})
+	// Loss after 500 ms of silence, not 3 heartbeats (60 ms), which a
+	// loaded machine can give a live worker.
+	g := b.gateway(GatewayConfig{HeartbeatTimeout: 500 * time.Millisecond})
 	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
 		t.Fatal(err)
 	}
