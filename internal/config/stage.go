@@ -20,12 +20,14 @@ type Stages struct {
 	// (serve; 0 or 1: one whole-model worker).
 	Count int
 	// Firsts runs that many first stages (workers) through the later
-	// stages of Count (serve; 0: one): each keeps a step in flight, so the
-	// stages work at once.
+	// stages of Count (serve; 0: one), each with its own steps in flight.
 	Firsts int
 	// DType is how hidden rows travel between stages: "f32" (exact, the
 	// default) or "f16" (half the bytes, a small drift).
 	DType string
+	// Microbatches is the most steps a first stage keeps in flight, each
+	// from other sequences (0: as many as the pipeline has stages).
+	Microbatches int
 }
 
 // Staged reports whether the worker runs a share of a model.
@@ -66,10 +68,12 @@ func bindStages(fs *flag.FlagSet, c *Node) {
 	if c.Role == RoleServe {
 		fs.IntVar(&c.Stages.Count, "stages", c.Stages.Count, "run the --model as this many pipeline stages in one process, joined by the embedded NATS (0: one whole-model worker)")
 		fs.IntVar(&c.Stages.Firsts, "first-stages", c.Stages.Firsts,
-			"with --stages: this many first stages (workers, --slots each) share the later stages, each keeping a step in flight (0: one)")
+			"with --stages: this many first stages (workers, --slots each) share the later stages, each with its own steps in flight (0: one)")
 	}
 	if c.Role != RoleGateway {
 		fs.StringVar(&c.Stages.DType, "stage-dtype", c.Stages.DType, "hidden rows between pipeline stages: f32 (exact) or f16 (half the bytes, a tiny drift)")
+		fs.IntVar(&c.Stages.Microbatches, "stage-microbatches", c.Stages.Microbatches,
+			"steps a pipeline's first stage keeps in flight at once, each from other sequences, so its stages compute at once (0: as many as stages)")
 	}
 }
 
@@ -97,6 +101,9 @@ func (c Node) validateStages(bad func(format string, args ...any)) {
 	}
 	if (s.Staged() || s.Count > 1) && (len(c.Models) != 1 || len(c.Upstreams) > 0) {
 		bad("a pipeline of stages runs exactly one --model (and no --upstream)")
+	}
+	if s.Microbatches < 0 || s.Microbatches > 16 {
+		bad("--stage-microbatches %d: want 0..16", s.Microbatches)
 	}
 	switch s.DType {
 	case "", "f32", "f16":

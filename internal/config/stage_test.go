@@ -28,6 +28,8 @@ func TestStagesValidate(t *testing.T) {
 		{worker(func(c *Node) { c.Stages.Stage = "1/2"; c.Stages.Layers = "0-3" }), "not both"},
 		{worker(func(c *Node) { c.Stages.Stage = "1/2"; c.Models = append(c.Models, Model{Name: "n", Path: "n"}) }), "exactly one --model"},
 		{worker(func(c *Node) { c.Stages.DType = "bf16" }), "--stage-dtype"},
+		{worker(func(c *Node) { c.Stages.Microbatches = -1 }), "--stage-microbatches"},
+		{worker(func(c *Node) { c.Stages.Microbatches = 17 }), "--stage-microbatches"},
 	} {
 		err := tc.c.Validate()
 		switch {

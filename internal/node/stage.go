@@ -106,7 +106,7 @@ func (n *Node) startPipeline(mw *modelWorker, m config.Model, id string, r model
 		return err
 	}
 	mw.pipeline, err = stage.NewPipeline(mw.pconn, stage.PipelineConfig{Instance: id, Model: m.Name, Layers: r,
-		HeartbeatInterval: n.cfg.HeartbeatInterval, DType: stageDType(n.cfg.Stages.DType)}, n.log)
+		HeartbeatInterval: n.cfg.HeartbeatInterval, DType: stageDType(n.cfg.Stages.DType), Microbatches: n.cfg.Stages.Microbatches}, n.log)
 	if err != nil {
 		return err
 	}
