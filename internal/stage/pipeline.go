@@ -74,6 +74,7 @@ type Pipeline struct {
 	// flights to reuse (their buffers hold answers until the next Send).
 	// Guarded by mu.
 	flights, spare []*flight
+	most           int           // the most steps in flight at once (for tests); guarded by mu
 	closed         bool          // guarded by mu
 	kv             *model.KVPool // the first stage's KV pool; guarded by mu
 
@@ -361,6 +362,7 @@ func (p *Pipeline) SendSampled(b *model.Batch, hidden []float32, samples []engin
 		sampleOut: f.sampleOut[:0], picks: f.picks[:0], tops: f.tops[:0], restOut: f.restOut[:0]}
 	f.expectPicks(b, samples)
 	p.flights = append(p.flights, f)
+	p.most = max(p.most, len(p.flights))
 	p.mu.Unlock()
 
 	if err := p.bus.Publish(route[0], p.enc); err != nil {

@@ -585,3 +585,71 @@ func TestPipelineSamplesLikeWholeModel(t *testing.T) {
 		})
 	}
 }
+
+// TestPipelineLosesStageWithStepsInFlight loses the second stage while
+// four generations run as two micro-batches (two steps in flight): every
+// generation fails with engine.ErrUnavailable after a prefix of its
+// uninterrupted text, or finished before, and once a replica joins each
+// resumes to exactly that text.
+func TestPipelineLosesStageWithStepsInFlight(t *testing.T) {
+	path := testutil.Model(t, "stories260K.gguf")
+	total := layerCount(t, path)
+	prompts := []string{"Once upon a time", "Lily and Ben", "The cat sat", "Tom had a dog"}
+	want := make([][]int32, len(prompts))
+	for i, pr := range prompts {
+		want[i], _ = wholeGreedy(t, path, pr, 40)
+	}
+	srv := startNATS(t)
+	r2 := model.LayerRange{First: 2, End: total, Total: total}
+	s2 := startStage(t, srv, path, "m", "s2-a", r2, F32)
+	e, p := startFirst(t, srv, path, "m", 2, total, F32)
+	var lose sync.Once
+	got := make([][]int32, len(prompts))
+	errs := make([]error, len(prompts))
+	var wg sync.WaitGroup
+	for i, pr := range prompts {
+		wg.Go(func() {
+			got[i], _, errs[i] = greedy(e, pr, nil, 40, func(n int) error {
+				if n == 12 {
+					lose.Do(func() { closeConn(s2.conn) }) // gone without a word, as if killed
+				}
+				return nil
+			})
+		})
+	}
+	wg.Wait()
+	p.mu.Lock()
+	most := p.most
+	p.mu.Unlock()
+	if most < 2 {
+		t.Errorf("at most %d steps in flight, want 2", most)
+	}
+	lost := 0
+	for i := range prompts {
+		switch {
+		case errs[i] == nil && slices.Equal(got[i], want[i]):
+		case errors.Is(errs[i], engine.ErrUnavailable) && len(got[i]) < len(want[i]) && slices.Equal(got[i], want[i][:len(got[i])]):
+			lost++
+		default:
+			t.Fatalf("stream %d after the loss: %v, %v; want a prefix of %v and engine.ErrUnavailable", i, got[i], errs[i], want[i])
+		}
+	}
+	if lost == 0 {
+		t.Fatal("no generation was running when the stage was lost")
+	}
+	waitReady(t, e, false)
+	startStage(t, srv, path, "m", "s2-b", r2, F32)
+	waitReady(t, e, true)
+	for i, pr := range prompts {
+		if errs[i] == nil {
+			continue
+		}
+		wg.Go(func() {
+			rest, _, err := greedy(e, pr, got[i], 40, nil)
+			if all := append(slices.Clone(got[i]), rest...); err != nil || !slices.Equal(all, want[i]) {
+				t.Errorf("stream %d resumed: %v, %v; uninterrupted %v", i, all, err, want[i])
+			}
+		})
+	}
+	wg.Wait()
+}
