@@ -527,11 +527,17 @@ func TestUpstreamResumesMidAnswer(t *testing.T) {
 				}
 				p.mu.Lock()
 				defer p.mu.Unlock()
-				if len(p.bodies) != 2 {
+				// At least two: the cut one and its continuation. A loaded
+				// machine can add more (a 100 ms heartbeat missed three
+				// times makes the gateway resume the continuation too);
+				// the text above shows none of them lost or repeated text.
+				if len(p.bodies) < 2 {
 					t.Fatalf("%d POSTs reached the upstream, want 2 (cut, resumed)", len(p.bodies))
 				}
-				if !strings.Contains(p.bodies[1], "continue_final_message") && strings.Contains(tc.name, "chat") {
-					t.Errorf("resumed chat without continue_final_message: %s", p.bodies[1])
+				for _, b := range p.bodies[1:] {
+					if !strings.Contains(b, "continue_final_message") && strings.Contains(tc.name, "chat") {
+						t.Errorf("resumed chat without continue_final_message: %s", b)
+					}
 				}
 				t.Logf("resumed with %s", p.bodies[1])
 			})
