@@ -154,7 +154,7 @@ func (s *server) status(w http.ResponseWriter, r *http.Request) {
 func workerStatus(hb bus.Heartbeat) fleet.Worker {
 	wk := fleet.Worker{
 		Name: hb.Worker, Models: hb.Models, State: "ready", Slots: hb.Slots, Free: max(hb.FreeSlots, 0),
-		Active: len(hb.Active), Upstream: hb.Upstream,
+		Active: len(hb.Active), Upstream: hb.Upstream, UpstreamLoad: hb.UpstreamLoad, UpstreamUnloaded: hb.UpstreamUnloaded,
 		KVBlocks: hb.KVBlocks, FreeKVBlocks: hb.FreeKVBlocks,
 		PrefixLookups: hb.PrefixLookups, PrefixHits: hb.PrefixHits, Preemptions: hb.Preemptions,
 	}

@@ -430,4 +430,15 @@ type Heartbeat struct {
 	// UpstreamRefusals counts the upstream's 429/503 answers since the
 	// worker started (each paused the worker's room for a while).
 	UpstreamRefusals int64 `json:"upstream_refusals,omitempty"`
+	// UpstreamLoad names where an upstream worker's Slots come from: the
+	// upstream's own load report ("llama-server /slots", "vllm /metrics":
+	// requests of other clients lower the room), or only the worker's
+	// --slots less its own requests ("slots": the upstream tells no load;
+	// "ollama /api/ps": Ollama tells which models are loaded, not how many
+	// requests it runs, so other clients' requests are not seen).
+	UpstreamLoad string `json:"upstream_load,omitempty"`
+	// UpstreamUnloaded lists the worker's models that the upstream reports
+	// as not loaded (Ollama's /api/ps): a request for one waits while the
+	// upstream loads it. Placement does not use it.
+	UpstreamUnloaded []string `json:"upstream_unloaded,omitempty"`
 }

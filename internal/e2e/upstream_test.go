@@ -22,6 +22,7 @@ import (
 	"github.com/openai/openai-go/v3/option"
 
 	"courier/internal/config"
+	"courier/internal/fleet"
 	"courier/internal/jobs"
 	"courier/internal/node"
 )
@@ -579,5 +580,80 @@ func TestBuiltinAndUpstreamShareAModel(t *testing.T) {
 		t.Errorf("the upstream served %d of %d requests; want both workers used", up, n)
 	} else {
 		t.Logf("upstream worker served %d, built-in %d", up, n-up)
+	}
+}
+
+// ollamaProxy speaks to the worker as an Ollama server does, in front of a
+// Courier: Courier's own implementation of Ollama's API (/api/ps,
+// /api/version) and its /v1, whose /v1/models says owned_by "library" as
+// Ollama's does; /metrics and /slots, which Ollama does not serve, are 404.
+type ollamaProxy struct {
+	target string
+	proxy  *httputil.ReverseProxy
+}
+
+func (p *ollamaProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/metrics", "/slots":
+		http.NotFound(w, r)
+	case "/v1/models":
+		resp, err := http.Get(p.target + "/v1/models")
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		data, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(strings.ReplaceAll(string(data), `"owned_by":"courier"`, `"owned_by":"library"`)))
+	default:
+		p.proxy.ServeHTTP(w, r)
+	}
+}
+
+// TestOllamaUpstreamLoad: an upstream that answers as Ollama does (its
+// /api/ps lists loaded models and no request counts) is identified as
+// Ollama; the worker's slots are its --slots, its heartbeat, GET
+// /v1/status and `courier ps` say they come from "ollama /api/ps" with
+// nothing unloaded, and answers through it equal the upstream's own.
+func TestOllamaUpstreamLoad(t *testing.T) {
+	ucfg := serveConfig(t)
+	ucfg.HeartbeatInterval = 100 * time.Millisecond
+	direct := startNode(t, ucfg)
+	target, _ := url.Parse("http://" + direct.Addr())
+	p := &ollamaProxy{target: target.String(), proxy: httputil.NewSingleHostReverseProxy(target)}
+	p.proxy.FlushInterval = -1
+	srv := httptest.NewServer(p)
+	t.Cleanup(srv.Close)
+	fcfg := frontConfig(t, modelName+"="+srv.URL+"/v1")
+	fcfg.Slots = 3
+	front := startNode(t, fcfg)
+	waitUntil(t, "the Ollama load source in a heartbeat", func() bool {
+		ws := front.Gateway().Workers()
+		return len(ws) == 1 && ws[0].UpstreamLoad == "ollama /api/ps" && len(ws[0].UpstreamUnloaded) == 0 && ws[0].Slots == 3
+	})
+	code, st := getStatus(t, front.Addr(), "")
+	if code != http.StatusOK || len(st.Workers) != 1 || st.Workers[0].UpstreamLoad != "ollama /api/ps" {
+		t.Fatalf("status %d %+v", code, st)
+	}
+	var out strings.Builder
+	if err := fleet.Print(&out, st); err != nil || !strings.Contains(out.String(), "ollama /api/ps") {
+		t.Errorf("courier ps: %v\n%s", err, out.String())
+	}
+	ctx := testCtx(t)
+	dc := client(t, direct.Addr())
+	want, err := dc.Completions.New(ctx, completionParams("Once upon a time", 16))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := streamText(ctx, client(t, front.Addr()), "Once upon a time", 16, nil)
+	if err != nil || got != want.Choices[0].Text {
+		t.Fatalf("through the Ollama-shaped upstream: %q, %v; want %q", got, err, want.Choices[0].Text)
+	}
+	// Identified as Ollama: token-id prompts, which Ollama takes none of,
+	// are refused naming it.
+	status, body := postJSON(t, front.Addr(), "/v1/completions", `{"model":"`+modelName+`","prompt":[1,403,407],"max_tokens":4}`)
+	if status != http.StatusBadRequest || !strings.Contains(string(body), "Ollama") {
+		t.Errorf("token-id prompt through Ollama: %d %s", status, body)
 	}
 }

@@ -63,6 +63,11 @@ type Worker struct {
 	// Active counts the requests the worker's heartbeat lists.
 	Active   int    `json:"active"`
 	Upstream string `json:"upstream,omitempty"`
+	// UpstreamLoad and UpstreamUnloaded: where an upstream worker's slots
+	// come from, and its models the upstream has not loaded
+	// (bus.Heartbeat).
+	UpstreamLoad     string   `json:"upstream_load,omitempty"`
+	UpstreamUnloaded []string `json:"upstream_unloaded,omitempty"`
 	// KV cache (built-in engine only): blocks in all and free; Usage is
 	// the used fraction, 0 to 1.
 	KVBlocks     int     `json:"kv_blocks,omitempty"`
@@ -192,6 +197,17 @@ func Print(w io.Writer, st *Status) error {
 			fmt.Sprint(wk.Preemptions))
 	}
 	p.table(t, "no live workers")
+	// Upstream workers: what their slots are measured by, and what their
+	// server has not loaded.
+	t = newTable("UPSTREAM WORKER", "SERVER", "SLOTS FROM", "NOT LOADED")
+	for _, wk := range st.Workers {
+		if wk.Upstream != "" {
+			t.row(wk.Name, wk.Upstream, orDash(wk.UpstreamLoad), orDash(strings.Join(wk.UpstreamUnloaded, ",")))
+		}
+	}
+	if len(t.rows) > 1 { // none: no section
+		p.table(t, "")
+	}
 	t = newTable("MODEL", "RUNNING", "WAITING", "WAITING BY TENANT")
 	for _, q := range st.Queues {
 		var ts []string

@@ -27,7 +27,7 @@ func (e engine) String() string {
 
 // identify names the upstream's engine from the owner its model list gives
 // (llama-server "llamacpp", vLLM "vllm", Courier "courier"), its load
-// report, or Ollama's /api/version.
+// report (Ollama's /api/ps), or Ollama's /api/version.
 func (b *Backend) identify(ctx context.Context, kind loadKind) {
 	b.mu.Lock()
 	owner := strings.ToLower(b.owner)
@@ -40,6 +40,8 @@ func (b *Backend) identify(ctx context.Context, kind loadKind) {
 		e = engineLlamaCpp
 	case owner == "vllm" || kind == loadVLLM:
 		e = engineVLLM
+	case kind == loadOllama:
+		e = engineOllama
 	default:
 		if data, ok := b.get(ctx, "/api/version"); ok && json.Valid(data) && strings.Contains(string(data), `"version"`) {
 			e = engineOllama

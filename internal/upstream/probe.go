@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -60,6 +61,13 @@ func (b *Backend) probe(ctx context.Context, detected *bool) {
 		running, capacity, ok = b.llamaSlots(pctx)
 	case loadVLLM:
 		running, ok = b.vllmLoad(pctx)
+	case loadOllama:
+		// No request counts: the room stays --slots less ours; what is
+		// known is which models are loaded.
+		if loaded, ok := b.ollamaLoaded(pctx); ok {
+			b.setUnloaded(loaded, true)
+		}
+		return
 	default:
 		return
 	}
@@ -77,21 +85,30 @@ func (b *Backend) probe(ctx context.Context, detected *bool) {
 }
 
 // detect finds how the upstream reports its load: llama-server's /slots,
-// then vLLM's /metrics; neither leaves --slots alone in charge. It also
+// then vLLM's /metrics (which Courier serves too), then Ollama's /api/ps
+// (loaded models only); none leaves --slots alone in charge. It also
 // identifies the engine (identify).
 func (b *Backend) detect(ctx context.Context) {
 	kind := loadNone
+	var loaded []string
 	if _, _, ok := b.llamaSlots(ctx); ok {
 		kind = loadLlamaCpp
 	} else if _, ok := b.vllmLoad(ctx); ok {
 		kind = loadVLLM
+	} else if loaded, ok = b.ollamaLoaded(ctx); ok {
+		kind = loadOllama
 	}
 	b.mu.Lock()
+	changed := b.kind != kind
 	b.kind = kind
 	b.mu.Unlock()
+	b.setUnloaded(loaded, kind == loadOllama)
+	if changed {
+		b.changed() // the heartbeat's upstream_load
+	}
 	b.identify(ctx, kind)
 	if kind != loadNone {
-		b.log.Info("upstream load reporting found", "kind", map[loadKind]string{loadLlamaCpp: "llama-server /slots", loadVLLM: "vLLM /metrics"}[kind])
+		b.log.Info("upstream load reporting found", "kind", kind.String())
 	}
 }
 
@@ -153,4 +170,59 @@ func (b *Backend) vllmLoad(ctx context.Context) (int, bool) {
 		}
 	}
 	return int(n), found
+}
+
+// ollamaLoaded reads Ollama's GET /api/ps: the names of the models it has
+// loaded ({"models": [{"name", "model", ...}]}; an empty list when none).
+func (b *Backend) ollamaLoaded(ctx context.Context) ([]string, bool) {
+	data, ok := b.get(ctx, "/api/ps")
+	if !ok {
+		return nil, false
+	}
+	var ps struct {
+		Models *[]struct {
+			Name  string `json:"name"`
+			Model string `json:"model"`
+		} `json:"models"`
+	}
+	if json.Unmarshal(data, &ps) != nil || ps.Models == nil {
+		return nil, false
+	}
+	var names []string
+	for _, m := range *ps.Models {
+		names = append(names, m.Name, m.Model)
+	}
+	return names, true
+}
+
+// setUnloaded records which served models are not among loaded (Ollama
+// names: "llama3.2" is "llama3.2:latest"), reporting a change; when the
+// upstream does not tell (known false), none.
+func (b *Backend) setUnloaded(loaded []string, known bool) {
+	var unloaded []string
+	for _, served := range b.models {
+		if !known {
+			break
+		}
+		up := ollamaTag(b.cfg.Models[served])
+		if !slices.ContainsFunc(loaded, func(l string) bool { return ollamaTag(l) == up }) {
+			unloaded = append(unloaded, served)
+		}
+	}
+	b.mu.Lock()
+	changed := !slices.Equal(unloaded, b.unloaded)
+	b.unloaded = unloaded
+	b.mu.Unlock()
+	if changed {
+		b.log.Info("upstream models not loaded", "models", unloaded)
+		b.changed()
+	}
+}
+
+// ollamaTag gives an Ollama model name its tag: "latest" when it has none.
+func ollamaTag(name string) string {
+	if i := strings.LastIndexByte(name, '/'); strings.IndexByte(name[i+1:], ':') < 0 {
+		return name + ":latest"
+	}
+	return name
 }

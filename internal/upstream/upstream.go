@@ -57,7 +57,13 @@ const (
 	loadNone     loadKind = iota // nothing known: --slots alone
 	loadLlamaCpp                 // llama-server GET /slots
 	loadVLLM                     // vLLM GET /metrics
+	loadOllama                   // Ollama GET /api/ps: which models are loaded, no request counts
 )
+
+// String names the load source for heartbeats (bus.Heartbeat.UpstreamLoad).
+func (k loadKind) String() string {
+	return [...]string{"slots", "llama-server /slots", "vllm /metrics", "ollama /api/ps"}[k]
+}
 
 // Backend is an upstream server as a worker.Backend. Its methods are safe
 // for concurrent use.
@@ -85,6 +91,7 @@ type Backend struct {
 	refusals  int64     // guarded by mu; 429/503 answers since start
 	lastError string    // guarded by mu; the last failure, for logs
 	downs     int64     // guarded by mu; times the upstream was found down
+	unloaded  []string  // guarded by mu; served models the upstream has not loaded (Ollama), sorted
 	// resumeAt reports the end of a pause at once (OnChange), so the
 	// gateway need not wait for the next heartbeat to place again.
 	resumeAt *time.Timer // guarded by mu
@@ -190,6 +197,16 @@ func (b *Backend) Refusals() int64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.refusals
+}
+
+// Load implements worker.Describer: where the room comes from (the
+// upstream's load report, or "slots": --slots and our own requests alone)
+// and the served models the upstream reports as not loaded (Ollama's
+// /api/ps: the next request for one waits for it to load).
+func (b *Backend) Load() (source string, unloaded []string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.kind.String(), slices.Clone(b.unloaded)
 }
 
 // Room implements worker.Roomer: no room while the upstream is unready or

@@ -23,9 +23,17 @@ type sseServer struct {
 	body   string // for status
 	slots  string // GET /slots answer ("" = 404)
 	mets   string // GET /metrics answer ("" = 404)
+	hold   chan struct{} // non-nil: each POST waits for a receive from it
 
 	mu    sync.Mutex
 	posts []string
+	ps    string // GET /api/ps answer ("" = 404), Ollama's
+}
+
+func (s *sseServer) setPS(ps string) {
+	s.mu.Lock()
+	s.ps = ps
+	s.mu.Unlock()
 }
 
 func (s *sseServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -36,11 +44,25 @@ func (s *sseServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, s.slots)
 	case r.URL.Path == "/metrics" && s.mets != "":
 		_, _ = io.WriteString(w, s.mets)
+	case r.URL.Path == "/api/ps" || r.URL.Path == "/api/version":
+		s.mu.Lock()
+		ps := s.ps
+		s.mu.Unlock()
+		if ps == "" {
+			http.NotFound(w, r)
+		} else if r.URL.Path == "/api/ps" {
+			_, _ = io.WriteString(w, ps)
+		} else {
+			_, _ = io.WriteString(w, `{"version":"0.12.3"}`)
+		}
 	case r.Method == http.MethodPost:
 		data, _ := io.ReadAll(r.Body)
 		s.mu.Lock()
 		s.posts = append(s.posts, string(data)+" auth="+r.Header.Get("Authorization"))
 		s.mu.Unlock()
+		if s.hold != nil {
+			<-s.hold
+		}
 		if s.status != 0 {
 			w.Header().Set("Retry-After", "0")
 			w.WriteHeader(s.status)
@@ -234,6 +256,65 @@ func TestLoadProbes(t *testing.T) {
 	s2 := &sseServer{mets: "# HELP x\nvllm:num_requests_running{model_name=\"m\"} 3.0\nvllm:num_requests_waiting{model_name=\"m\"} 2.0\n"}
 	b2 := newBackendSlots(t, s2, map[string]string{"m": "m"}, 8)
 	waitRoom(t, b2, 3) // 8 less 5 of others
+}
+
+// TestOllamaLoad: an upstream answering Ollama's GET /api/ps (in its
+// documented shape) has no request counts to give, so the room is --slots
+// less the worker's own requests; the worker reports that source and the
+// served models /api/ps does not list as loaded ("m" is "m:latest"), and a
+// change of either is reported at once.
+func TestOllamaLoad(t *testing.T) {
+	const one = `{"models":[{"name":"m:latest","model":"m:latest","size":5137025024,"digest":"2ae6f6dd7a3dd734790bbbf58b8909a606e0e7e97e94b7604e0aa7ae4490e6d8","details":{"parent_model":"","format":"gguf","family":"llama","families":["llama"],"parameter_size":"7.2B","quantization_level":"Q4_0"},"expires_at":"2026-12-06T14:38:31.83753-07:00","size_vram":5137025024,"context_length":4096}]}`
+	s := &sseServer{ps: one, hold: make(chan struct{}), events: []string{`{"choices":[{"text":"a","finish_reason":"stop"}]}`, "[DONE]"}}
+	changes := make(chan struct{}, 64)
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	b, err := New(context.Background(), Config{BaseURL: srv.URL + "/v1", Models: map[string]string{"m": "m", "x": "n:7b"}, Slots: 3,
+		ProbeInterval: 10 * time.Millisecond, OnChange: func() {
+			select {
+			case changes <- struct{}{}:
+			default:
+			}
+		}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	waitLoad := func(want string) {
+		t.Helper()
+		for range 500 {
+			src, unloaded := b.Load()
+			if got := src + " " + fmt.Sprint(unloaded); got == want {
+				return
+			}
+			select {
+			case <-changes:
+			case <-time.After(10 * time.Second):
+			}
+		}
+		src, unloaded := b.Load()
+		t.Fatalf("load %q %q, want %s", src, unloaded, want)
+	}
+	waitLoad("ollama /api/ps [x]")
+	if e := b.engineOf(context.Background()); e != engineOllama {
+		t.Errorf("engine %v, want Ollama", e)
+	}
+	waitRoom(t, b, 3)
+	done := make(chan *bus.Chunk)
+	go func() {
+		_, final := collect(b, &bus.Request{ID: "r", Model: "m", Prompt: "x"})
+		done <- final
+	}()
+	waitRoom(t, b, 2) // our request at Ollama
+	s.hold <- struct{}{}
+	if final := <-done; final.Error != nil || final.FinishReason != "stop" {
+		t.Fatalf("final %+v", final)
+	}
+	waitRoom(t, b, 3)
+	s.setPS(strings.Replace(one, `"model":"m:latest"`, `"model":"m:latest"},{"name":"n:7b","model":"n:7b"`, 1))
+	waitLoad("ollama /api/ps []")
+	s.setPS(`{"models":[]}`)
+	waitLoad("ollama /api/ps [m x]")
 }
 
 func waitRoom(t *testing.T, b *Backend, want int) {

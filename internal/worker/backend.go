@@ -43,12 +43,17 @@ type readier interface{ Ready() bool }
 var _ readier = (*engine.Engine)(nil)
 
 // Describer is the optional capability of backends that front another
-// server, for heartbeats (bus.Heartbeat.Upstream, UpstreamRefusals).
+// server, for heartbeats (bus.Heartbeat.Upstream, UpstreamRefusals,
+// UpstreamLoad, UpstreamUnloaded).
 type Describer interface {
 	// Upstream names the server (its URL without credentials).
 	Upstream() string
 	// Refusals counts its 429/503 answers since the backend started.
 	Refusals() int64
+	// Load names where the worker's room comes from (the server's own load
+	// report, or "slots": the worker's slots and its own requests alone)
+	// and the models the server reports as not loaded.
+	Load() (source string, unloaded []string)
 }
 
 // NewBackend returns a worker serving cfg.Models (or cfg.Model) with b.

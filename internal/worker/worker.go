@@ -285,6 +285,7 @@ func (w *Worker) Heartbeat() bus.Heartbeat {
 	}
 	if d, ok := w.backend.(Describer); ok {
 		hb.Upstream, hb.UpstreamRefusals = d.Upstream(), d.Refusals()
+		hb.UpstreamLoad, hb.UpstreamUnloaded = d.Load()
 	}
 	if w.draining {
 		hb.FreeSlots, hb.FreeBackgroundSlots = 0, 0
