@@ -19,10 +19,10 @@ import (
 // POST with the given events (each "data: <e>\n\n"), recording the bodies.
 type sseServer struct {
 	events []string
-	status int    // non-200: answer this with body
-	body   string // for status
-	slots  string // GET /slots answer ("" = 404)
-	mets   string // GET /metrics answer ("" = 404)
+	status int           // non-200: answer this with body
+	body   string        // for status
+	slots  string        // GET /slots answer ("" = 404)
+	mets   string        // GET /metrics answer ("" = 404)
 	hold   chan struct{} // non-nil: each POST waits for a receive from it
 
 	mu    sync.Mutex
