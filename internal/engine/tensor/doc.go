@@ -91,10 +91,10 @@
 // activation rows, one row per lane of the float accumulators
 // (repack_q4kx4_amd64.s);
 // tinyBLAS F32/F16 group kernels for machines without AVX-512, three
-// weight rows by four activation rows in registers, one pass over the
-// columns per half of the 16-lane accumulator (float_avx2_amd64.s; F16
-// rows' float32 side data is stored half by half, sideF16Halves, so each
-// pass streams whole cache lines);
+// weight rows by four activation rows in registers (F16: the last two of
+// a group of eight in a two-row tile), one pass over the columns per half
+// of the 16-lane accumulator (float_avx2_amd64.s; F16 activation rows are
+// read as F16 and widened in the kernel, which keeps a tile's rows in L1);
 // multi-row Q8_0 and four-outputs-in-lanes repacked Q4_0 (multi_amd64.s);
 // a Q8_0 prompt tile of two weight rows by four activation rows whose
 // rows carry their scales as float32 side data (q8tile_amd64.s);
