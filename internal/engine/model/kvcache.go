@@ -376,10 +376,8 @@ func (c *KVCache) span(layer, pos, limit int) (k, v []uint16, stride, n int) {
 // store writes K and V of one layer and position, rounding to F16.
 func (c *KVCache) store(layer, pos int, k, v []float32) {
 	kd, vd := c.row(layer, pos)
-	for i := range kd {
-		kd[i] = tensor.FP32ToFP16(k[i])
-		vd[i] = tensor.FP32ToFP16(v[i])
-	}
+	tensor.RoundF16(kd, k[:len(kd)])
+	tensor.RoundF16(vd, v[:len(vd)])
 }
 
 // chainHash hashes a block's tokens and row modes together with its
