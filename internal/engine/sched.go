@@ -40,6 +40,13 @@ type scheduler struct {
 	samples []RowSample
 }
 
+// microbatchRows is the row tile of the matrix kernels (tensor's groupA):
+// they take activation rows four at a time, so a step of 2 decode rows
+// costs what one of 4 does (2 stages at 4 streams: 0.83× the whole model
+// as two groups of 2). Micro-batches are made of multiples of it. Tests
+// lower it to split a few sequences.
+var microbatchRows = 4
+
 // flight is a step sent down a pipeline whose answer is not back: the
 // owners of its answer's rows and the sequences and jobs with rows in it,
 // which nothing touches until the answer is back.
@@ -392,11 +399,12 @@ func (s *scheduler) foreground() bool {
 // meanwhile waits for a short step only.
 //
 // Sequences and jobs with a step in flight get no rows. With up to d
-// steps in flight, a step takes at most a d-th (rounded up) of the
-// sequences that run or could run, so that the sequences split into d
-// groups of about the same size, each with a step in flight, whatever the
-// order they came in (a sequence that arrives alone takes a step of its
-// own, and the next step makes up the group).
+// steps in flight, a step takes at most a d-th of the sequences that run
+// or could run, rounded up to a multiple of microbatchRows, so that the
+// sequences split into up to d groups of about the same size, each with a
+// step in flight, whatever the order they came in (a sequence that
+// arrives alone takes a step of its own, and the next step makes up the
+// group).
 func (s *scheduler) build() bool {
 	b := &s.batch
 	resetBatch(b)
@@ -421,6 +429,7 @@ func (s *scheduler) build() bool {
 			}
 		}
 		limit = (n + d - 1) / d
+		limit = (limit + microbatchRows - 1) / microbatchRows * microbatchRows
 	}
 	for _, sl := range s.active {
 		if (fg && sl.background) || sl.inFlight || taken >= limit {

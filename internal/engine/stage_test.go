@@ -223,6 +223,9 @@ func runStageWorkload(t *testing.T, e *Engine) stageRun {
 // preempted and recomputed: the later stages mirror the first stage's KV
 // blocks, so its decisions hold for them.
 func TestStagesMatchWholeModel(t *testing.T) {
+	// Split eight requests into as many micro-batches as stages.
+	defer func(n int) { microbatchRows = n }(microbatchRows)
+	microbatchRows = 1
 	models := map[string]string{
 		"stories260K": testutil.Model(t, "stories260K.gguf"),
 		"llama":       testutil.Model(t, "synth-llama-F32.gguf"),
