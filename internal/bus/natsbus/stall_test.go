@@ -28,17 +28,34 @@ func progressing(h *fakeWorker) *atomic.Int64 {
 	return p
 }
 
+// stepsWhileBusy makes h's engine take a step (p moves) before every
+// heartbeat that lists requests, while stepping reports true: every such
+// heartbeat then shows Progress moving however late the machine runs it,
+// so the stall rule cannot fire on it, whatever the scheduling. Wrap after
+// progressing.
+func stepsWhileBusy(h *fakeWorker, p *atomic.Int64, stepping func() bool) {
+	hb := h.hb
+	h.hb = func() bus.Heartbeat {
+		b := hb()
+		if len(b.Active) > 0 && stepping() {
+			b.Progress = p.Add(1)
+		}
+		return b
+	}
+}
+
 // hangAfter sends the first n words of text and then hangs, ignoring
 // cancellation as a hung kernel would, until release is closed; then it
 // sends the rest of its attempt with wrong text, which must never reach the
 // client.
-func hangAfter(n int, release chan struct{}) func(ctx context.Context, r *bus.Request, send func(*bus.Chunk)) {
+func hangAfter(n int, release chan struct{}, hung *atomic.Bool) func(ctx context.Context, r *bus.Request, send func(*bus.Chunk)) {
 	ws := strings.Fields(text)
 	return func(ctx context.Context, r *bus.Request, send func(*bus.Chunk)) {
 		seq := max(r.ResumeSeq, 1)
 		for i := len(r.Resume); i < len(ws); i++ {
 			word := ws[i]
 			if i == n {
+				hung.Store(true)
 				<-release
 			}
 			if i >= n {
@@ -69,7 +86,8 @@ func workerFree(g *Gateway, name string) int {
 func TestStalledWorkerResumesElsewhere(t *testing.T) {
 	b := startBus(t)
 	release, step2 := make(chan struct{}), make(chan struct{})
-	sw1, h1 := newSlotWorker("m", 2, hangAfter(2, release))
+	var hung atomic.Bool
+	sw1, h1 := newSlotWorker("m", 2, hangAfter(2, release, &hung))
 	sw2, h2 := newSlotWorker("m", 2, words(text, step2))
 	var closed []chan struct{}
 	t.Cleanup(func() {
@@ -82,24 +100,11 @@ func TestStalledWorkerResumesElsewhere(t *testing.T) {
 		sw2.wg.Wait()
 	})
 	open := func(c chan struct{}) { close(c); closed = append(closed, c) }
-	progressing(h1)
-	// w2's engine steps while it waits for step2 (as a prefill would), so
-	// a slow run of this test cannot declare w2 stalled too.
-	p2 := progressing(h2)
-	stepping := make(chan struct{})
-	go func() {
-		tick := time.NewTicker(50 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-tick.C:
-				p2.Add(1)
-			case <-stepping:
-				return
-			}
-		}
-	}()
-	defer close(stepping)
+	// w1's engine steps until its kernel hangs, so only the hang can
+	// stall it; w2's steps all along while it waits for step2 (as a
+	// prefill would), so it never stalls, however slowly this runs.
+	stepsWhileBusy(h1, progressing(h1), func() bool { return !hung.Load() })
+	stepsWhileBusy(h2, progressing(h2), func() bool { return true })
 	var resumed atomic.Pointer[bus.Request]
 	admit2 := h2.admit
 	h2.admit = func(r *bus.Request, send func(*bus.Chunk)) *bus.Error {
@@ -112,7 +117,7 @@ func TestStalledWorkerResumesElsewhere(t *testing.T) {
 	// Heartbeats every 20 ms would declare a worker lost after 60 ms of
 	// silence, which a loaded machine gives (then r moved by loss, not by
 	// the stall: "stalls 0", 1 of 15 runs under -race and two CPU hogs).
-	g := b.gateway(GatewayConfig{StallTimeout: time.Second, HeartbeatTimeout: 5 * time.Second})
+	g := b.gateway(GatewayConfig{StallTimeout: 200 * time.Millisecond, HeartbeatTimeout: 5 * time.Second})
 	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
 		t.Fatal(err)
 	}
@@ -169,33 +174,60 @@ func TestStalledWorkerResumesElsewhere(t *testing.T) {
 // TestSlowWorkerIsNotStalled: a worker whose engine advances without
 // sending anything (a long prefill) for several stall timeouts, after idling
 // longer than one, is not declared stalled; the request stays on it.
+//
+// Its engine steps before each heartbeat it sends while busy, so the
+// outcome does not depend on how the machine schedules a ticker: the test
+// waits on heartbeats, not on sleeps. A rule that ignored Progress (no
+// chunk for the stall timeout means stalled) would fail it, since the
+// prefill lasts three stall timeouts of heartbeats.
 func TestSlowWorkerIsNotStalled(t *testing.T) {
 	b := startBus(t)
-	const stall = 400 * time.Millisecond
-	var p *atomic.Int64
+	const stall = 100 * time.Millisecond
+	// idled closes once w1 has sent idle heartbeats spanning two stall
+	// timeouts; prefilled once it has sent busy ones spanning three.
+	idled, prefilled := make(chan struct{}), make(chan struct{})
+	var idleFrom, busyFrom time.Time // owned by w1's heartbeat goroutine
 	sw1, h1 := newSlotWorker("m", 1, func(ctx context.Context, r *bus.Request, send func(*bus.Chunk)) {
-		t := time.NewTicker(stall / 8)
-		defer t.Stop()
-		for end := time.Now().Add(3 * stall); time.Now().Before(end); {
-			select {
-			case <-t.C:
-				p.Add(1) // a prefill step
-			case <-ctx.Done():
-				return
-			}
+		select {
+		case <-prefilled: // a prefill that sends nothing
+		case <-ctx.Done():
+			return
 		}
 		words(text, nil)(ctx, r, send)
 	})
 	sw2, h2 := newSlotWorker("m", 1, words("wrong worker", nil))
 	t.Cleanup(func() { sw1.wg.Wait(); sw2.wg.Wait() })
-	p = progressing(h1)
+	stepsWhileBusy(h1, progressing(h1), func() bool { return true })
 	progressing(h2)
+	hb1 := h1.hb
+	h1.hb = func() bus.Heartbeat {
+		hb := hb1()
+		now := time.Now()
+		switch {
+		case len(hb.Active) == 0 && idleFrom.IsZero():
+			idleFrom = now
+		case len(hb.Active) == 0 && now.Sub(idleFrom) >= 2*stall && !closedChan(idled):
+			close(idled)
+		case len(hb.Active) > 0 && busyFrom.IsZero():
+			busyFrom = now
+		case len(hb.Active) > 0 && now.Sub(busyFrom) >= 3*stall && !closedChan(prefilled):
+			close(prefilled)
+		}
+		return hb
+	}
 	b.host("w1", h1, "m")
 	g := b.gateway(GatewayConfig{StallTimeout: stall, HeartbeatTimeout: 5 * time.Second}) // no loss on a loaded machine
 	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * stall) // idle with progress standing still: not a stall
+	// Idle with progress standing still for two stall timeouts: not a
+	// stall. The gateway gets those heartbeats before any busy one (one
+	// connection, in order).
+	select {
+	case <-idled:
+	case <-waitCtx(t).Done():
+		t.Fatal("w1 sent no idle heartbeats for two stall timeouts")
+	}
 	s, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "r", Model: "m"})
 	if err != nil {
 		t.Fatal(err)
@@ -208,6 +240,15 @@ func TestSlowWorkerIsNotStalled(t *testing.T) {
 	}
 	if n := g.Stalls()["m"]; n != 0 {
 		t.Fatalf("%d stalls for a progressing worker", n)
+	}
+}
+
+func closedChan(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
 	}
 }
 
