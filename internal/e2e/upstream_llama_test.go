@@ -364,3 +364,80 @@ func llamaServerToolCalls(t *testing.T, bin string) {
 	params.ToolChoice = openai.ChatCompletionToolChoiceOptionUnionParam{OfAuto: openai.String("auto")}
 	same("after a call and its result")
 }
+
+// TestLlamaServerUpstreamsShareLoad: two llama-servers (2 slots each),
+// fronted by two upstream workers of one front Courier for one model: 12
+// concurrent streamed completions through the front all succeed, and the
+// front's placements (each request's timeline: the worker of its last
+// placement) show both workers answered some — each worker's room is its
+// server's 2 slots, so placement must use both. Set LLAMA_SERVER as for
+// TestLlamaServerUpstream.
+func TestLlamaServerUpstreamsShareLoad(t *testing.T) {
+	bin := os.Getenv("LLAMA_SERVER")
+	if bin == "" {
+		t.Skip("set LLAMA_SERVER to a llama-server binary")
+	}
+	t.Cleanup(http.DefaultClient.CloseIdleConnections)
+	var urls []string
+	for range 2 {
+		addr := freeAddr(t)
+		startLlamaServer(t, bin, addr)
+		urls = append(urls, "http://"+addr+"/v1")
+	}
+	cfg := frontConfig(t, urls...)
+	cfg.Slots = 4
+	front := startNode(t, cfg)
+	waitUntil(t, "two workers, each with its llama-server's 2 slots", func() bool {
+		ws := front.Gateway().Workers()
+		return len(ws) == 2 && ws[0].Slots == 2 && ws[1].Slots == 2
+	})
+	c := client(t, front.Addr())
+	ctx := testCtx(t)
+	const n = 12
+	type answer struct {
+		id  string
+		err error
+	}
+	answers := make(chan answer, n)
+	for range n {
+		go func() {
+			var resp *http.Response
+			s := c.Completions.NewStreaming(ctx, completionParams("Once upon a time", 16), option.WithResponseInto(&resp))
+			text := ""
+			for s.Next() {
+				for _, ch := range s.Current().Choices {
+					text += ch.Text
+				}
+			}
+			err := s.Err()
+			s.Close()
+			if err == nil && text == "" {
+				err = fmt.Errorf("an empty answer")
+			}
+			a := answer{err: err}
+			if resp != nil {
+				a.id = resp.Header.Get("X-Request-Id")
+			}
+			answers <- a
+		}()
+	}
+	by := map[string]int{} // worker → requests whose last placement it had
+	for range n {
+		a := <-answers
+		if a.err != nil || a.id == "" {
+			t.Fatalf("request %q: %v", a.id, a.err)
+		}
+		events, _ := requestTimeline(t, front.Addr(), "", a.id)["events"].([]any)
+		last := ""
+		for _, e := range events {
+			if m, _ := e.(map[string]any); m["phase"] == "placed" {
+				last, _ = m["worker"].(string)
+			}
+		}
+		by[last]++
+	}
+	t.Logf("placements: %v", by)
+	if len(by) != 2 || by[""] != 0 {
+		t.Errorf("requests answered by workers %v; want both workers used", by)
+	}
+}
