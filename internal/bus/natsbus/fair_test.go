@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"courier/internal/bus"
 )
@@ -40,6 +41,12 @@ func newOneSlot(t *testing.T, cfg GatewayConfig) *oneSlot {
 	})
 	t.Cleanup(sw.wg.Wait)
 	b.host("w1", h, "m")
+	if cfg.HeartbeatTimeout == 0 {
+		// The default, three 20 ms heartbeats, loses the worker on a
+		// loaded machine: its requests then move by loss, out of the
+		// order under test.
+		cfg.HeartbeatTimeout = 5 * time.Second
+	}
 	o.g = b.gateway(cfg)
 	if err := o.g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
 		t.Fatal(err)
