@@ -210,3 +210,34 @@ func TestStreamErrorCodes(t *testing.T) {
 		}
 	}
 }
+
+// TestRequestsSurviveClosedIdleConnections: a server that closes a
+// kept-alive connection when the next request arrives on it (llama-server
+// closes idle connections, and the client may pick one in that moment)
+// costs no request: the transport sends it again on a new connection.
+func TestRequestsSurviveClosedIdleConnections(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		const body = `{"choices":[{"text":"a","finish_reason":"length"}],"usage":{"prompt_tokens":1,"completion_tokens":1}}`
+		w.Header().Set("Content-Length", fmt.Sprint(len(body))) // complete without a chunked trailer: the connection is reused
+		fmt.Fprint(w, body)
+		w.(http.Flusher).Flush()
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		// Wait for the client's next request on this connection, then
+		// close it unanswered.
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		brw.Reader.ReadByte()
+	}))
+	t.Cleanup(srv.Close)
+	rep, err := Run(context.Background(), Config{URL: srv.URL + "/v1", Model: "m", Concurrency: []int{1}, Requests: 20, MaxTokens: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := rep.Levels[0]; l.Succeeded != 20 {
+		t.Fatalf("%d of 20 succeeded, errors %v", l.Succeeded, l.Errors)
+	}
+}

@@ -76,6 +76,11 @@ func doRequest(ctx context.Context, cfg Config, i int) result {
 		return result{errKind: "request"}
 	}
 	req.Header.Set("Content-Type", "application/json")
+	// Replayable, though a POST: the transport resends it when the server
+	// closed the kept-alive connection it picked (llama-server does so
+	// between requests: "server closed idle connection" failed 1 to 4
+	// requests in 16). A key with no value is not sent.
+	req.Header["X-Idempotency-Key"] = nil
 	if cfg.APIKey != "" {
 		req.Header.Set("Authorization", "Bearer "+cfg.APIKey)
 	}
