@@ -349,8 +349,11 @@ func TestPipelineResultInParts(t *testing.T) {
 }
 
 // startFirsts starts first stages with the given instance names (blocks
-// 0-1), each generating once before the next looks for stages.
-func startFirsts(t *testing.T, srv *natsbus.Server, path string, total int, ids ...string) ([]*engine.Engine, []*Pipeline) {
+// 0-1), each generating once before the next looks for stages. Each
+// chooses its route only once it has heard every later stage server in
+// stages say what the earlier ones opened on it (waitHeard), not from
+// whichever announcement came first.
+func startFirsts(t *testing.T, srv *natsbus.Server, path string, total int, stages []string, ids ...string) ([]*engine.Engine, []*Pipeline) {
 	t.Helper()
 	r := model.LayerRange{First: 0, End: 2, Total: total}
 	var engines []*engine.Engine
@@ -361,6 +364,7 @@ func startFirsts(t *testing.T, srv *natsbus.Server, path string, total int, ids 
 			t.Fatal(err)
 		}
 		t.Cleanup(p.Close)
+		waitHeard(t, p, stages, pipes)
 		e, err := engine.Load(path, engine.Options{Slots: 2, ContextLength: 256, Threads: 1, Layers: r, Tail: p})
 		if err != nil {
 			t.Fatal(err)
@@ -374,6 +378,44 @@ func startFirsts(t *testing.T, srv *natsbus.Server, path string, total int, ids 
 		engines, pipes = append(engines, e), append(pipes, p)
 	}
 	return engines, pipes
+}
+
+// waitHeard waits (bounded) until p has heard every stage server in
+// stages announce itself after the pipelines in opened went through it:
+// the announcement of each of their members carries an epoch no older
+// than theirs (a server keeps the newest epoch opened on it). p has not
+// chosen a route yet (nothing called Ready or Send), so it will choose
+// knowing every server and what each already serves.
+func waitHeard(t *testing.T, p *Pipeline, stages []string, opened []*Pipeline) {
+	t.Helper()
+	need := map[string]uint64{}
+	for _, s := range stages {
+		need[s] = 0
+	}
+	for _, o := range opened {
+		o.mu.Lock()
+		for _, m := range o.members {
+			need[m] = max(need[m], o.epoch)
+		}
+		o.mu.Unlock()
+	}
+	heard := func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for id, epoch := range need {
+			if s, ok := p.dir[id]; !ok || s.a.Epoch < epoch {
+				return false
+			}
+		}
+		return true
+	}
+	for i := 0; i < 400; i++ {
+		if heard() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("%s did not hear %v announce the epochs %v within 4s", p.cfg.Instance, stages, need)
 }
 
 func members(p *Pipeline) []string {
@@ -403,7 +445,9 @@ func generateAll(t *testing.T, engines []*engine.Engine, prompt string, want []i
 // TestTwoFirstStagesTakeSeparateReplicas runs two first stages of one
 // model beside two replicas of its later share: each pipeline runs
 // through its own replica (the least shared), and both answer exactly
-// while generating at once.
+// while generating at once. The second chooses once it has heard both
+// replicas, the first's since it opened its pipeline (startFirsts): a
+// rule that ignored what a replica serves would then put both on s2-a.
 func TestTwoFirstStagesTakeSeparateReplicas(t *testing.T) {
 	const prompt = "Once upon a time there was a little girl named Lily"
 	path := testutil.Model(t, "stories260K.gguf")
@@ -413,7 +457,7 @@ func TestTwoFirstStagesTakeSeparateReplicas(t *testing.T) {
 	r2 := model.LayerRange{First: 2, End: total, Total: total}
 	startStage(t, srv, path, "m", "s2-a", r2, F32)
 	startStage(t, srv, path, "m", "s2-b", r2, F32)
-	engines, pipes := startFirsts(t, srv, path, total, "first-a", "first-b")
+	engines, pipes := startFirsts(t, srv, path, total, []string{"s2-a", "s2-b"}, "first-a", "first-b")
 	generateAll(t, engines, prompt, want)
 	if a, b := members(pipes[0]), members(pipes[1]); len(a) != 1 || len(b) != 1 || a[0] == b[0] {
 		t.Errorf("pipelines run through %v and %v, want one replica each", a, b)
@@ -431,7 +475,7 @@ func TestFirstStagesShareAServer(t *testing.T) {
 	want, _ := wholeGreedy(t, path, prompt, 48)
 	srv := startNATS(t)
 	startStage(t, srv, path, "m", "s2", model.LayerRange{First: 2, End: total, Total: total}, F32)
-	engines, _ := startFirsts(t, srv, path, total, "first-a", "first-b", "first-c")
+	engines, _ := startFirsts(t, srv, path, total, []string{"s2"}, "first-a", "first-b", "first-c")
 	generateAll(t, engines, prompt, want)
 }
 
@@ -448,7 +492,7 @@ func TestRestartedStageIsRefused(t *testing.T) {
 	srv := startNATS(t)
 	r2 := model.LayerRange{First: 2, End: total, Total: total}
 	old := startStage(t, srv, path, "m", "s2", r2, F32)
-	engines, _ := startFirsts(t, srv, path, total, "first")
+	engines, _ := startFirsts(t, srv, path, total, []string{"s2"}, "first")
 	e := engines[0]
 	closeConn(old.conn)                                   // gone without a word ...
 	fresh := startStage(t, srv, path, "m", "s2", r2, F32) // ... and back at once, empty
