@@ -254,13 +254,32 @@ func closedChan(c chan struct{}) bool {
 
 // TestWorkerWithoutProgressIsNeverStalled: a worker that does not report
 // Progress (from before the field) is left alone however long it runs.
+//
+// The request runs until w1 has sent busy heartbeats spanning four stall
+// timeouts, whatever the machine's speed: a rule that read the missing
+// Progress as standing still would have stalled it on them.
 func TestWorkerWithoutProgressIsNeverStalled(t *testing.T) {
+	const stall = 100 * time.Millisecond
 	b := startBus(t)
 	step := make(chan struct{})
 	sw, h := newSlotWorker("m", 1, words("a b", step))
 	t.Cleanup(func() { close(step); sw.wg.Wait() })
+	busy := make(chan struct{}) // closed once busy heartbeats span 4 stall timeouts
+	var busyFrom time.Time      // owned by w1's heartbeat goroutine
+	hb := h.hb
+	h.hb = func() bus.Heartbeat {
+		x := hb()
+		switch now := time.Now(); {
+		case len(x.Active) == 0:
+		case busyFrom.IsZero():
+			busyFrom = now
+		case now.Sub(busyFrom) >= 4*stall && !closedChan(busy):
+			close(busy)
+		}
+		return x
+	}
 	b.host("w1", h, "m")
-	g := b.gateway(GatewayConfig{StallTimeout: 100 * time.Millisecond, HeartbeatTimeout: 5 * time.Second}) // no loss on a loaded machine
+	g := b.gateway(GatewayConfig{StallTimeout: stall, HeartbeatTimeout: 5 * time.Second}) // no loss on a loaded machine
 	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +288,12 @@ func TestWorkerWithoutProgressIsNeverStalled(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	time.Sleep(400 * time.Millisecond)
+	select {
+	case <-busy:
+	case <-waitCtx(t).Done():
+		// A stall gives the request up: w1 is no longer busy.
+		t.Fatalf("w1 sent no busy heartbeats for four stall timeouts (stalls %d)", g.Stalls()["m"])
+	}
 	step <- struct{}{}
 	step <- struct{}{}
 	if got, last := readAll(t, s); got != "a b " || last.Attempt != 1 {
