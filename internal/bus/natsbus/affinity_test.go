@@ -34,6 +34,9 @@ func newAffinityFleet(t *testing.T, cfg GatewayConfig, workers ...string) *affin
 	f := &affinityFleet{t: t, b: startBus(t), where: map[string]string{}, gates: map[string]chan struct{}{},
 		streams: map[string]bus.Stream{}, hosts: map[string]*Host{}, stopped: make(chan struct{})}
 	f.stop = sync.OnceFunc(func() { close(f.stopped) })
+	if cfg.HeartbeatTimeout == 0 {
+		cfg.HeartbeatTimeout = noLoss // workers leave by Close, never by silence
+	}
 	f.g = f.b.gateway(cfg)
 	for _, w := range workers {
 		f.join(w)

@@ -98,7 +98,7 @@ func TestWorkerCredentialsAreConfined(t *testing.T) {
 	if _, err := OpenJobStore(ctx, full, JobStoreConfig{}); err != nil {
 		t.Fatal(err)
 	}
-	g, err := NewGateway(full, GatewayConfig{}, nil)
+	g, err := NewGateway(full, GatewayConfig{HeartbeatTimeout: noLoss}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -190,7 +190,7 @@ func TestChoicesAreNotStarved(t *testing.T) {
 	hb := h.hb
 	h.hb = func() bus.Heartbeat { x := hb(); x.Choices = 3; return x }
 	b.host("w1", h, "m")
-	g := b.gateway(GatewayConfig{})
+	g := b.gateway(GatewayConfig{HeartbeatTimeout: noLoss})
 	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
 		t.Fatal(err)
 	}

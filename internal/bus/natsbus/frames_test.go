@@ -62,7 +62,7 @@ func TestFramesCoalesceWhenBehind(t *testing.T) {
 	sw, h := newSlotWorker("m", 1, gen)
 	t.Cleanup(sw.wg.Wait)
 	b.host("w1", h, "m")
-	g := b.gateway(GatewayConfig{})
+	g := b.gateway(GatewayConfig{HeartbeatTimeout: noLoss})
 	msgs := chunkMessages(t, b, g)
 	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
 		t.Fatal(err)
@@ -116,7 +116,7 @@ func TestLastTokenTravelsWithFinal(t *testing.T) {
 	sw, h := newSlotWorker("m", 1, gen)
 	t.Cleanup(sw.wg.Wait)
 	ho, _ := b.host("w1", h, "m")
-	g := b.gateway(GatewayConfig{})
+	g := b.gateway(GatewayConfig{HeartbeatTimeout: noLoss})
 	msgs := chunkMessages(t, b, g)
 	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
 		t.Fatal(err)
@@ -190,7 +190,7 @@ func TestFramesNeverHoldAStepAlone(t *testing.T) {
 	sw, h := newSlotWorker("m", 1, gen)
 	t.Cleanup(sw.wg.Wait)
 	b.host("w1", h, "m")
-	g := b.gateway(GatewayConfig{})
+	g := b.gateway(GatewayConfig{HeartbeatTimeout: noLoss})
 	msgs = chunkMessages(t, b, g)
 	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
 		t.Fatal(err)
@@ -238,6 +238,7 @@ func TestFramesAndJSONCarryTheSameChunks(t *testing.T) {
 		sw, h := newSlotWorker("m", 1, gen)
 		t.Cleanup(sw.wg.Wait)
 		b.host("w1", h, "m")
+		cfg.HeartbeatTimeout = noLoss
 		g := b.gateway(cfg)
 		if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
 			t.Fatal(err)

@@ -130,7 +130,7 @@ func TestServerOperatorMode(t *testing.T) {
 	if _, err := OpenJobStore(ctx, full, JobStoreConfig{}); err != nil {
 		t.Fatalf("JetStream in the operator's account: %v", err)
 	}
-	g, err := NewGateway(full, GatewayConfig{}, nil)
+	g, err := NewGateway(full, GatewayConfig{HeartbeatTimeout: noLoss}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
