@@ -263,6 +263,7 @@ func TestToolCallStreamAllocatesNothingPerToken(t *testing.T) {
 			calls++
 		}
 	}
+	withoutGC(t)
 	allocs := func(args int) float64 {
 		pieces = append(pieces[:0], `{"name": "get_weather", `, `"arguments": {"city": "`)
 		for range args {
