@@ -21,10 +21,10 @@ func init() { addCommand(newBenchCmd) }
 
 func newBenchCmd() *cobra.Command {
 	var (
-		url, model, conc, apiKey                 string
-		requests, maxTokens, shared, promptWords int
-		stream, ignoreEOS, chat, asJSON          bool
-		timeout                                  time.Duration
+		url, model, conc, apiKey                              string
+		requests, maxTokens, shared, promptWords, firstPrompt int
+		stream, ignoreEOS, chat, asJSON                       bool
+		timeout                                               time.Duration
 	)
 	c := &cobra.Command{
 		Use:   "bench --model NAME [flags]",
@@ -44,7 +44,7 @@ JSON with --json. Exits 1 when a level had no successful request.`,
 			return exitCode(runBench(bench.Config{
 				URL: url, Model: model, APIKey: apiKey, Chat: chat, Concurrency: levels,
 				Requests: requests, MaxTokens: maxTokens, Stream: stream, IgnoreEOS: ignoreEOS,
-				SharedPrefix: shared, PromptWords: promptWords, Timeout: timeout,
+				SharedPrefix: shared, PromptWords: promptWords, FirstPrompt: firstPrompt, Timeout: timeout,
 			}, asJSON))
 		},
 	}
@@ -58,6 +58,7 @@ JSON with --json. Exits 1 when a level had no successful request.`,
 	fs.BoolVar(&ignoreEOS, "ignore-eos", false, "generate past end-of-generation tokens (sends ignore_eos, which vLLM and Courier take) so that every request makes --max-tokens tokens")
 	fs.IntVar(&shared, "shared-prefix", 0, "words of prompt prefix shared by all requests")
 	fs.IntVar(&promptWords, "prompt-words", bench.DefaultPromptWords, "words of prompt after the shared prefix")
+	fs.IntVar(&firstPrompt, "first-prompt", 0, "number of the first request's prompt (request i sends prompt N+i): warm up with another N so that a server's prompt cache does not serve the measured run")
 	fs.BoolVar(&chat, "chat", false, "use /chat/completions instead of /completions")
 	apiKeyFlag(fs, &apiKey)
 	fs.DurationVar(&timeout, "timeout", bench.DefaultTimeout, "per-request timeout")

@@ -16,18 +16,25 @@ import (
 
 // Config describes one benchmark run. Zero fields take the defaults noted.
 type Config struct {
-	URL          string        // base URL, e.g. http://127.0.0.1:8080/v1 (required, loopback only)
-	Model        string        // model name (required)
-	APIKey       string        // sent as Authorization: Bearer when set
-	Chat         bool          // use /chat/completions instead of /completions
-	Concurrency  []int         // levels to sweep (default [1])
-	Requests     int           // requests per level (default 32)
-	MaxTokens    int           // max_tokens per request (default 64)
-	Stream       bool          // request SSE and measure TTFT and inter-token latency
-	IgnoreEOS    bool          // send vLLM's ignore_eos, so every request generates MaxTokens
-	SharedPrefix int           // words of prompt shared by every request (default 0: all prompts differ from the start)
-	PromptWords  int           // words of prompt after the shared prefix (default 32)
-	Timeout      time.Duration // per request (default 2 minutes)
+	URL          string // base URL, e.g. http://127.0.0.1:8080/v1 (required, loopback only)
+	Model        string // model name (required)
+	APIKey       string // sent as Authorization: Bearer when set
+	Chat         bool   // use /chat/completions instead of /completions
+	Concurrency  []int  // levels to sweep (default [1])
+	Requests     int    // requests per level (default 32)
+	MaxTokens    int    // max_tokens per request (default 64)
+	Stream       bool   // request SSE and measure TTFT and inter-token latency
+	IgnoreEOS    bool   // send vLLM's ignore_eos, so every request generates MaxTokens
+	SharedPrefix int    // words of prompt shared by every request (default 0: all prompts differ from the start)
+	PromptWords  int    // words of prompt after the shared prefix (default 32)
+	// FirstPrompt is the number of the first request's prompt: request i
+	// of every level sends prompt FirstPrompt+i. A warm-up run with
+	// another FirstPrompt shares no prompt with the measured run, so that
+	// a server's prompt cache (llama-server keeps the prompts it saw and
+	// then evaluates only their last token) does not answer the measured
+	// prompts.
+	FirstPrompt int
+	Timeout     time.Duration // per request (default 2 minutes)
 	// Progress, when set, is called after each finished request with the
 	// level's count so far and its total; it must be quick.
 	Progress func(level, done, total int)
@@ -125,8 +132,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
 	}
-	if c.Requests < 0 || c.MaxTokens < 0 || c.PromptWords < 0 || c.SharedPrefix < 0 || c.Timeout < 0 {
-		return c, errors.New("bench: requests, max tokens, prompt words, shared prefix and timeout must not be negative")
+	if c.Requests < 0 || c.MaxTokens < 0 || c.PromptWords < 0 || c.SharedPrefix < 0 || c.FirstPrompt < 0 || c.Timeout < 0 {
+		return c, errors.New("bench: requests, max tokens, prompt words, shared prefix, first prompt and timeout must not be negative")
 	}
 	if c.Client == nil {
 		c.Client = &http.Client{Transport: &http.Transport{

@@ -241,3 +241,41 @@ func TestRequestsSurviveClosedIdleConnections(t *testing.T) {
 		t.Fatalf("%d of 20 succeeded, errors %v", l.Succeeded, l.Errors)
 	}
 }
+
+// A run with another FirstPrompt sends none of the prompts a run with the
+// default sends (a warm-up that leaves a server's prompt cache cold for
+// the measured run), and request i sends prompt FirstPrompt+i.
+func TestFirstPromptShiftsPrompts(t *testing.T) {
+	sent := func(first int) map[string]bool {
+		var seen atomic.Int64
+		prompts := make(chan string, 8)
+		srv := fakeServer(t, &seen, prompts)
+		_, err := Run(context.Background(), Config{URL: srv.URL + "/v1", Model: "m", APIKey: "k", Requests: 4, MaxTokens: 3, FirstPrompt: first})
+		if err != nil {
+			t.Fatal(err)
+		}
+		close(prompts)
+		got := map[string]bool{}
+		for p := range prompts {
+			got[p] = true
+		}
+		return got
+	}
+	warm, measured := sent(1000), sent(0)
+	if len(warm) != 4 || len(measured) != 4 {
+		t.Fatalf("distinct prompts: %d warm-up, %d measured; want 4 each", len(warm), len(measured))
+	}
+	for p := range measured {
+		if warm[p] {
+			t.Errorf("the warm-up (FirstPrompt 1000) sent the measured run's prompt %q", p)
+		}
+	}
+	for i := range 4 {
+		if p := prompt(Config{PromptWords: DefaultPromptWords}, 1000+i); !warm[p] {
+			t.Errorf("FirstPrompt 1000 did not send prompt %d, %q", 1000+i, p)
+		}
+	}
+	if _, err := Run(context.Background(), Config{URL: "http://127.0.0.1:1/v1", Model: "m", FirstPrompt: -1}); err == nil {
+		t.Error("a negative FirstPrompt was accepted")
+	}
+}

@@ -44,8 +44,9 @@ func prompt(cfg Config, i int) string {
 	return b.String()
 }
 
-// body is request i's JSON body.
+// body is request i's JSON body (prompt FirstPrompt+i).
 func body(cfg Config, i int) []byte {
+	i += cfg.FirstPrompt
 	req := map[string]any{"model": cfg.Model, "max_tokens": cfg.MaxTokens, "temperature": 0}
 	if cfg.Chat {
 		req["messages"] = []map[string]string{{"role": "user", "content": prompt(cfg, i)}}
