@@ -20,6 +20,7 @@ import (
 
 	"courier/internal/bus/natsbus"
 	"courier/internal/config"
+	"courier/internal/node"
 )
 
 // buildCourier builds the courier binary once per test run.
@@ -42,6 +43,27 @@ func startWorkerProcess(t *testing.T, bin, natsURL, id string) *exec.Cmd {
 	t.Helper()
 	return startProcess(t, bin, "worker", "--nats", natsURL, "--worker-id", id,
 		"--model", modelName+"="+modelPath(t), "--heartbeat", "100ms", "--log-level", "warn")
+}
+
+// killStreamingWorker waits for the worker whose heartbeat lists a
+// request (the one streaming it), kills its process with SIGKILL and
+// returns its id.
+func killStreamingWorker(t *testing.T, gw *node.Node, procs map[string]*exec.Cmd) string {
+	t.Helper()
+	var killed string
+	waitUntil(t, "a heartbeat listing the request", func() bool {
+		for _, hb := range gw.Gateway().Workers() {
+			if len(hb.Active) > 0 {
+				killed = hb.Worker
+				return true
+			}
+		}
+		return false
+	})
+	if err := procs[killed].Process.Signal(syscall.SIGKILL); err != nil {
+		t.Error(err)
+	}
+	return killed
 }
 
 // startProcess starts bin with args; at the end of the test it is sent
@@ -119,19 +141,7 @@ func TestKillWorkerMidStream(t *testing.T) {
 			return
 		}
 		once.Do(func() {
-			// The streaming worker is the one whose heartbeat lists a request.
-			waitUntil(t, "a heartbeat listing the request", func() bool {
-				for _, hb := range gw.Gateway().Workers() {
-					if len(hb.Active) > 0 {
-						killed = hb.Worker
-						return true
-					}
-				}
-				return false
-			})
-			if err := procs[killed].Process.Signal(syscall.SIGKILL); err != nil {
-				t.Error(err)
-			}
+			killed = killStreamingWorker(t, gw, procs)
 		})
 	}, &sent)
 	clientTotal := time.Since(sent.at)
@@ -349,18 +359,7 @@ func TestKillWorkerMidStreamChoices(t *testing.T) {
 			}
 		}
 		once.Do(func() {
-			waitUntil(t, "a heartbeat listing the request", func() bool {
-				for _, hb := range gw.Gateway().Workers() {
-					if len(hb.Active) > 0 {
-						killed = hb.Worker
-						return true
-					}
-				}
-				return false
-			})
-			if err := procs[killed].Process.Signal(syscall.SIGKILL); err != nil {
-				t.Error(err)
-			}
+			killed = killStreamingWorker(t, gw, procs)
 		})
 	})
 	if err != nil {

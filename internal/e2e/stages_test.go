@@ -276,18 +276,7 @@ func TestKillFirstStageMidStream(t *testing.T) {
 			return
 		}
 		once.Do(func() {
-			waitUntil(t, "a heartbeat listing the request", func() bool {
-				for _, hb := range gw.Gateway().Workers() {
-					if len(hb.Active) > 0 {
-						killed = hb.Worker
-						return true
-					}
-				}
-				return false
-			})
-			if err := firsts[killed].Process.Signal(syscall.SIGKILL); err != nil {
-				t.Error(err)
-			}
+			killed = killStreamingWorker(t, gw, firsts)
 		})
 	}, nil)
 	if err != nil {
