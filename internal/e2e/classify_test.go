@@ -21,8 +21,6 @@ import (
 
 	"courier/internal/api"
 	"courier/internal/bus"
-	"courier/internal/bus/natsbus"
-	"courier/internal/config"
 	"courier/internal/engine"
 	"courier/internal/worker"
 )
@@ -253,22 +251,7 @@ func TestClassifyKillWorker(t *testing.T) {
 		t.Skip("builds the binary")
 	}
 	modelPath(t)
-	bin, err := buildCourier()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := natsbus.StartServer(natsbus.ServerConfig{Name: "ext", Listen: "127.0.0.1:0"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	procs := map[string]*exec.Cmd{
-		"wa": startWorkerProcess(t, bin, srv.ClientURL(), "wa"),
-		"wb": startWorkerProcess(t, bin, srv.ClientURL(), "wb"),
-	}
-	gc := config.Default(config.RoleGateway)
-	gc.NATSURL = srv.ClientURL()
-	gc.HeartbeatTimeout = time.Second
+	procs, gc := twoWorkerProcesses(t, false)
 	gw := startNode(t, gc)
 	ctx := testCtx(t)
 	if err := gw.Gateway().WaitWorkers(ctx, modelName, 2); err != nil {

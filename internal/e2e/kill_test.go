@@ -45,6 +45,35 @@ func startWorkerProcess(t *testing.T, bin, natsURL, id string) *exec.Cmd {
 		"--model", modelName+"="+modelPath(t), "--heartbeat", "100ms", "--log-level", "warn")
 }
 
+// twoWorkerProcesses starts a NATS server (with JetStream on disk when
+// jetstream is set) and two `courier worker` processes, wa and wb, against
+// it, and returns them with a gateway config for that server that
+// tolerates a loaded machine (a second of heartbeat silence).
+func twoWorkerProcesses(t *testing.T, jetstream bool) (map[string]*exec.Cmd, config.Node) {
+	t.Helper()
+	bin, err := buildCourier()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := natsbus.ServerConfig{Name: "ext", Listen: "127.0.0.1:0"}
+	if jetstream {
+		sc.DataDir = t.TempDir()
+	}
+	srv, err := natsbus.StartServer(sc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	procs := map[string]*exec.Cmd{
+		"wa": startWorkerProcess(t, bin, srv.ClientURL(), "wa"),
+		"wb": startWorkerProcess(t, bin, srv.ClientURL(), "wb"),
+	}
+	gc := config.Default(config.RoleGateway)
+	gc.NATSURL = srv.ClientURL()
+	gc.HeartbeatTimeout = time.Second
+	return procs, gc
+}
+
 // killStreamingWorker waits for the worker whose heartbeat lists a
 // request (the one streaming it), kills its process with SIGKILL and
 // returns its id.
@@ -106,23 +135,8 @@ func TestKillWorkerMidStream(t *testing.T) {
 		t.Skip("builds the binary")
 	}
 	modelPath(t) // skip early without the model
-	bin, err := buildCourier()
-	if err != nil {
-		t.Fatal(err)
-	}
 	// JetStream keeps the request's timeline.
-	srv, err := natsbus.StartServer(natsbus.ServerConfig{Name: "ext", Listen: "127.0.0.1:0", DataDir: t.TempDir()}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	procs := map[string]*exec.Cmd{
-		"wa": startWorkerProcess(t, bin, srv.ClientURL(), "wa"),
-		"wb": startWorkerProcess(t, bin, srv.ClientURL(), "wb"),
-	}
-	gc := config.Default(config.RoleGateway)
-	gc.NATSURL = srv.ClientURL()
-	gc.HeartbeatTimeout = time.Second // tolerate a loaded machine
+	procs, gc := twoWorkerProcesses(t, true)
 	gc.Addr = "127.0.0.1:0"
 	rl := newRequestLog()
 	gw := startNodeLog(t, gc, slog.New(rl))
@@ -323,22 +337,7 @@ func TestKillWorkerMidStreamChoices(t *testing.T) {
 		t.Skip("builds the binary")
 	}
 	modelPath(t) // skip early without the model
-	bin, err := buildCourier()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := natsbus.StartServer(natsbus.ServerConfig{Name: "ext", Listen: "127.0.0.1:0"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	procs := map[string]*exec.Cmd{
-		"wa": startWorkerProcess(t, bin, srv.ClientURL(), "wa"),
-		"wb": startWorkerProcess(t, bin, srv.ClientURL(), "wb"),
-	}
-	gc := config.Default(config.RoleGateway)
-	gc.NATSURL = srv.ClientURL()
-	gc.HeartbeatTimeout = time.Second // tolerate a loaded machine
+	procs, gc := twoWorkerProcesses(t, false)
 	gc.Addr = "127.0.0.1:0"
 	gw := startNode(t, gc)
 	ctx := testCtx(t)
