@@ -349,6 +349,16 @@ func TestKillWorkerMidStreamChoices(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The worker that answered want may still list it in a heartbeat; the
+	// kill below must find the worker streaming the next request.
+	waitUntil(t, "heartbeats listing no request", func() bool {
+		for _, hb := range gw.Gateway().Workers() {
+			if len(hb.Active) > 0 {
+				return false
+			}
+		}
+		return true
+	})
 	var killed string
 	var once sync.Once
 	got, resumed, err := choicesRaw(ctx, gw.Addr(), body+`,"stream":true}`, func(texts []string) {
