@@ -31,3 +31,7 @@ func (m *Manager) PublishJobAgain(ctx context.Context, id, url string, body []by
 
 // CheckBatch runs the monitor's per-tick check of batch id once, now.
 func (m *Manager) CheckBatch(ctx context.Context, id string) error { return m.check(ctx, id) }
+
+// CancelGrace is how long lines running at a cancel or an expiry may take
+// before the batch's files are written.
+const CancelGrace = cancelGrace

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -32,11 +33,21 @@ type gate struct{ atomic.Int32 }
 
 func (g *gate) Room() int { return int(g.Load()) }
 
-// clock is wall time moved forward by the test.
-type clock struct{ off atomic.Int64 }
+// clock is wall time moved forward by the test, or, once frozen, a moment
+// that moves only when the test advances it.
+type clock struct {
+	off    atomic.Int64
+	frozen atomic.Int64 // Unix ns of the moment frozen; 0: wall time
+}
 
-func (c *clock) now() time.Time          { return time.Now().Add(time.Duration(c.off.Load())) }
+func (c *clock) now() time.Time {
+	if f := c.frozen.Load(); f != 0 {
+		return time.Unix(0, f+c.off.Load())
+	}
+	return time.Now().Add(time.Duration(c.off.Load()))
+}
 func (c *clock) advance(d time.Duration) { c.off.Add(int64(d)) }
+func (c *clock) freeze()                 { c.frozen.Store(time.Now().UnixNano()) }
 
 // countingQueue is the real JetStream queue, counting published messages.
 type countingQueue struct {
@@ -206,11 +217,16 @@ func TestSweepKeepsPendingJob(t *testing.T) {
 
 // A batch not done within its completion window expires: lines answered
 // stay, lines running or still queued become batch_expired, the counts add
-// up and both files are written.
+// up and both files are written. The test is the monitor here: the clock
+// moves only when the test advances it and the monitor's ticker never
+// fires, so each check below sees exactly the time it is given.
 func TestBatchExpires(t *testing.T) {
-	h := startHarness(t, t.TempDir(), jobs.Config{Tick: 20 * time.Millisecond, Concurrency: 2, KeepAlive: 500 * time.Millisecond})
-	defer h.stop()
-	defer close(h.exec.hold) // before stop: lets the held lines end
+	h := startHarness(t, t.TempDir(), jobs.Config{Tick: time.Hour, SweepEvery: time.Hour, Concurrency: 2, KeepAlive: 500 * time.Millisecond})
+	stop := sync.OnceFunc(h.stop)
+	defer stop()
+	release := sync.OnceFunc(func() { close(h.exec.hold) })
+	defer release() // before stop: lets the held lines end
+	h.clock.freeze()
 	h.room.Store(8)
 	ctx := context.Background()
 	var in strings.Builder
@@ -241,19 +257,51 @@ func TestBatchExpires(t *testing.T) {
 		b, err := h.m.Batch(ctx, "", b.ID)
 		return err == nil && b.RequestCounts.Completed == 3 && b.RequestCounts.Failed == 1 && h.exec.held.Load() == 2
 	})
-	if st, _ := h.m.Batch(ctx, "", b.ID); st.Status != jobs.StatusInProgress {
+	status := func() *jobs.Batch {
+		t.Helper()
+		b, err := h.m.Batch(ctx, "", b.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	// The window's last second: the batch runs on.
+	h.clock.advance(time.Hour - time.Second)
+	if err := h.m.CheckBatch(ctx, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	if st := status(); st.Status != jobs.StatusInProgress {
 		t.Fatalf("before the window ends: %s", st.Status)
 	}
-	h.clock.advance(time.Hour + time.Second)
-	b = waitBatch(t, h.m, "", b.ID)
+	// Past the window: the batch is finalizing, its queued lines are
+	// dropped, and the lines running get cancelGrace to end.
+	h.clock.advance(2 * time.Second)
+	if err := h.m.CheckBatch(ctx, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	if st := status(); st.Status != jobs.StatusFinalizing || st.FinalizingAt == 0 || st.OutputFileID != "" {
+		t.Fatalf("at the window's end: %+v", st)
+	}
+	if pending, err := h.st.Queue.Pending(ctx, b.ID); err != nil || pending {
+		t.Fatalf("the expired batch's lines are still queued: %v, %v", pending, err)
+	}
+	h.clock.advance(jobs.CancelGrace - time.Millisecond)
+	if err := h.m.CheckBatch(ctx, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	if st := status(); st.Status != jobs.StatusFinalizing {
+		t.Fatalf("within the grace for running lines: %s", st.Status)
+	}
+	h.clock.advance(time.Millisecond)
+	if err := h.m.CheckBatch(ctx, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	b = status()
 	if b.Status != jobs.StatusExpired || b.ExpiredAt == 0 || b.FinalizingAt == 0 || b.CompletedAt != 0 {
 		t.Fatalf("batch %+v", b)
 	}
 	if want := (jobs.Counts{Total: 8, Completed: 3, Failed: 5}); b.RequestCounts != want {
 		t.Errorf("counts %+v, want %+v", b.RequestCounts, want)
-	}
-	if runs := h.exec.runs.Load(); runs != 5 {
-		t.Errorf("%d lines ran, want 5 (c6 and c7 dropped)", runs)
 	}
 	out, err := h.m.FileContent(ctx, "", b.OutputFileID)
 	if err != nil {
@@ -279,6 +327,13 @@ func TestBatchExpires(t *testing.T) {
 	}
 	if want := "c3:invalid_json c4:batch_expired c5:batch_expired c6:batch_expired c7:batch_expired"; strings.Join(got, " ") != want {
 		t.Errorf("error file has %v, want %s", got, want)
+	}
+	// The held lines end now; with the queue empty, nothing else runs
+	// before stop has waited for every line.
+	release()
+	stop()
+	if runs := h.exec.runs.Load(); runs != 5 {
+		t.Errorf("%d lines ran, want 5 (c6 and c7 dropped)", runs)
 	}
 }
 
