@@ -402,6 +402,12 @@ type Heartbeat struct {
 	// Preemptions counts the sequences the engine preempted to free KV
 	// blocks (they recompute later) since the worker started.
 	Preemptions int64 `json:"preemptions,omitempty"`
+	// PrefixPositions counts the prompt positions the engine took from
+	// its prefix cache instead of evaluating them since the worker
+	// started: whole blocks shared, and PrefixCopiedPositions, the
+	// matching rows of a partly matching block copied.
+	PrefixPositions       int64 `json:"prefix_positions,omitempty"`
+	PrefixCopiedPositions int64 `json:"prefix_copied_positions,omitempty"`
 	// ForkedPositions counts the prompt positions choices of one request
 	// (Request.Share) took from another choice's KV cache instead of
 	// evaluating them, since the worker started.

@@ -114,6 +114,7 @@ type Engine struct {
 	preemptions atomic.Int64 // sequences preempted for KV blocks
 	steps       atomic.Int64 // forward passes run
 	forked      atomic.Int64 // prompt positions forked from a request of the same group (Request.Share)
+	rows        atomic.Int64 // rows evaluated (this engine's layers), for tests
 }
 
 // MaxTopLogprobs bounds Request.TopLogprobs.
@@ -260,7 +261,12 @@ type Capacity struct {
 	FreeKVBlocks, KVBlocks    int
 	KVBlockSize               int
 	PrefixLookups, PrefixHits int64 // in blocks, since Load
-	Preemptions               int64 // sequences preempted for KV blocks, since Load
+	// PrefixPositions counts the prompt positions sequences and scoring
+	// jobs took from the prefix cache since Load instead of evaluating
+	// them: whole blocks shared, and PrefixCopiedPositions, the rows of a
+	// partly matching block copied into a block of their own.
+	PrefixPositions, PrefixCopiedPositions int64
+	Preemptions                            int64 // sequences preempted for KV blocks, since Load
 	// Steps counts forward passes since Load: while work is running it
 	// grows every step, so a count that stands still means a stuck engine.
 	Steps int64
@@ -277,6 +283,7 @@ func (e *Engine) Capacity() Capacity {
 		FreeSlots: len(e.free), Slots: len(e.slots),
 		FreeKVBlocks: e.kv.FreeBlocks(), KVBlocks: e.kv.Blocks(), KVBlockSize: e.kv.BlockSize(),
 		PrefixLookups: st.LookupBlocks, PrefixHits: st.HitBlocks,
+		PrefixPositions: st.HitPositions, PrefixCopiedPositions: st.CopiedPositions,
 		Preemptions:     e.preemptions.Load(),
 		Steps:           e.steps.Load(),
 		ForkedPositions: e.forked.Load(),

@@ -143,6 +143,7 @@ func (s *scheduler) depth() int {
 // later, by takeAnswers).
 func (s *scheduler) run() {
 	s.e.steps.Add(1)
+	s.e.rows.Add(int64(len(s.batch.Tokens)))
 	if s.e.tail == nil {
 		logits, err := s.state.Forward(&s.batch)
 		if err != nil {
@@ -246,7 +247,8 @@ func (s *scheduler) start(sl *slot) {
 }
 
 // attach shares cached blocks of sl's input prefix before its prefill
-// starts; at least the last input token is always evaluated, for logits.
+// starts (whole blocks, then the matching rows of a partly matching block,
+// copied); at least the last input token is always evaluated, for logits.
 func (s *scheduler) attach(sl *slot) {
 	if sl.nPast == 0 && sl.cache.Blocks() == 0 {
 		if s.forkGroup(sl) {

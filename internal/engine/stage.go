@@ -95,7 +95,8 @@ type StageStep struct {
 	// Per sequence: its block ids in position order.
 	Tables [][]int32
 	// Copies lists block copies to make before the step, (source,
-	// destination) pairs: the first stage's forks since the last step.
+	// destination) pairs: the first stage's forks and prefix-cache copies
+	// of partly matching blocks since the last step.
 	Copies []int32
 	// Hidden holds the rows' hidden states, [rows][Dim].
 	Hidden []float32

@@ -350,3 +350,56 @@ func TestStageRangesRefused(t *testing.T) {
 		t.Errorf("step with a short hidden row: %v, want ErrStage", err)
 	}
 }
+
+// TestStagesSharePartialBlock: in a pipeline, a repeat of a cached prompt
+// and a prompt diverging inside its partly filled last block copy that
+// block on the first stage, and every later stage repeats the copy for its
+// own layers (StageStep.Copies): tokens and the bits of every
+// log-probability equal the whole model's.
+func TestStagesSharePartialBlock(t *testing.T) {
+	for name, file := range map[string]string{"stories260K": "stories260K.gguf", "gemma3": "synth-gemma3-F16.gguf"} {
+		path := testutil.Model(t, file)
+		layers := blockCount(t, path)
+		run := func(e *Engine) [][]uint32 {
+			a, b := partialPrompts(e.Info().VocabSize)
+			var out [][]uint32
+			for _, p := range [][]int32{a, a, b} {
+				var got []uint32
+				if _, err := e.Generate(context.Background(), Request{Prompt: p, MaxTokens: 12, IgnoreEOS: true, Logprobs: true, TopLogprobs: 3},
+					func(tok Token) error {
+						got = append(got, uint32(tok.ID), math.Float32bits(tok.Logprob))
+						for _, a := range tok.Top {
+							got = append(got, uint32(a.ID), math.Float32bits(a.Logprob))
+						}
+						return nil
+					}); err != nil {
+					t.Fatal(err)
+				}
+				out = append(out, got)
+			}
+			return out
+		}
+		whole, err := Load(path, Options{Slots: 2, ContextLength: 256, Threads: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := run(whole)
+		whole.Close()
+		for _, sp := range [][]int{{layers / 2}, {1, layers - 1}} {
+			for _, depth := range []int{1, len(sp) + 1} {
+				t.Run(fmt.Sprintf("%s/split%v/depth=%d", name, sp, depth), func(t *testing.T) {
+					e, _ := loadPipelineDepth(t, path, Options{Slots: 2, ContextLength: 256, Threads: 1}, depth, sp...)
+					got := run(e)
+					for i := range want {
+						if !slices.Equal(got[i], want[i]) {
+							t.Errorf("request %d: staged and whole model differ", i)
+						}
+					}
+					if c := e.Capacity(); c.PrefixCopiedPositions != 12+8 {
+						t.Errorf("%d positions copied, want 20", c.PrefixCopiedPositions)
+					}
+				})
+			}
+		}
+	}
+}

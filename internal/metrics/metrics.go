@@ -188,6 +188,7 @@ type Fleet struct {
 	queueDepth *prometheus.Desc
 	kvBlocks   *prometheus.Desc
 	prefix     *prometheus.Desc
+	prefixPos  *prometheus.Desc
 	forked     *prometheus.Desc
 	upReady    *prometheus.Desc
 	upRefusals *prometheus.Desc
@@ -220,6 +221,9 @@ func NewFleet(workers func() []bus.Heartbeat, queues func() map[string]int) *Fle
 		prefix: prometheus.NewDesc("courier_prefix_cache_blocks_total",
 			"Prompt blocks looked up in each worker's prefix cache, by result (hit or miss); the hit rate is hit/(hit+miss).",
 			[]string{"worker", "result"}, nil),
+		prefixPos: prometheus.NewDesc("courier_prefix_cache_positions_total",
+			"Prompt positions each worker took from its prefix cache instead of evaluating them, by how: shared (whole KV blocks shared) or copied (the matching rows of a partly matching block, copied into a block of the sequence's own).",
+			[]string{"worker", "how"}, nil),
 		forked: prometheus.NewDesc("courier_forked_prompt_positions_total",
 			"Prompt positions the choices of one request (n > 1) took from another choice's KV cache instead of evaluating them, by worker.",
 			[]string{"worker"}, nil),
@@ -245,6 +249,7 @@ func (f *Fleet) Describe(ch chan<- *prometheus.Desc) {
 	ch <- f.perModel
 	ch <- f.kvBlocks
 	ch <- f.prefix
+	ch <- f.prefixPos
 	ch <- f.forked
 	ch <- f.upReady
 	ch <- f.upRefusals
@@ -295,6 +300,8 @@ func (f *Fleet) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(f.kvBlocks, prometheus.GaugeValue, float64(hb.FreeKVBlocks), hb.Worker, "free")
 			ch <- prometheus.MustNewConstMetric(f.prefix, prometheus.CounterValue, float64(hb.PrefixHits), hb.Worker, "hit")
 			ch <- prometheus.MustNewConstMetric(f.prefix, prometheus.CounterValue, float64(hb.PrefixLookups-hb.PrefixHits), hb.Worker, "miss")
+			ch <- prometheus.MustNewConstMetric(f.prefixPos, prometheus.CounterValue, float64(hb.PrefixPositions-hb.PrefixCopiedPositions), hb.Worker, "shared")
+			ch <- prometheus.MustNewConstMetric(f.prefixPos, prometheus.CounterValue, float64(hb.PrefixCopiedPositions), hb.Worker, "copied")
 			ch <- prometheus.MustNewConstMetric(f.forked, prometheus.CounterValue, float64(hb.ForkedPositions), hb.Worker)
 		}
 	}

@@ -68,6 +68,24 @@ func TestFleet(t *testing.T) {
 	}
 }
 
+// TestFleetPrefixPositions: the prefix cache's shared and copied
+// positions come from a built-in engine's heartbeat, shared counting
+// whole blocks only.
+func TestFleetPrefixPositions(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	hbs := []bus.Heartbeat{{Worker: "a", Models: []string{"m"}, Slots: 1, KVBlocks: 8, PrefixPositions: 90, PrefixCopiedPositions: 26}}
+	reg.MustRegister(NewFleet(func() []bus.Heartbeat { return hbs }, nil))
+	got := gather(t, reg)
+	for k, v := range map[string]float64{
+		"courier_prefix_cache_positions_total,how=shared,worker=a": 64,
+		"courier_prefix_cache_positions_total,how=copied,worker=a": 26,
+	} {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v", k, got[k], v)
+		}
+	}
+}
+
 func TestGateway(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	g, err := NewGateway(reg)

@@ -297,6 +297,7 @@ func (w *Worker) Heartbeat() bus.Heartbeat {
 		cp := c.Capacity()
 		hb.KVBlocks, hb.FreeKVBlocks = cp.KVBlocks, cp.FreeKVBlocks
 		hb.PrefixLookups, hb.PrefixHits = cp.PrefixLookups, cp.PrefixHits
+		hb.PrefixPositions, hb.PrefixCopiedPositions = cp.PrefixPositions, cp.PrefixCopiedPositions
 		hb.Preemptions, hb.ForkedPositions = cp.Preemptions, cp.ForkedPositions
 		hb.Progress = cp.Steps
 	}

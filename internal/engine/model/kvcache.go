@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 
 	"courier/internal/engine/tensor"
@@ -15,8 +16,12 @@ import (
 // Full blocks evaluated from a prompt can be registered by content (the
 // tokens of the block and of every block before it), so a later sequence
 // with the same prefix shares them instead of recomputing them (prefix
-// caching). Blocks are reference-counted; cached blocks nobody uses are
-// evicted least recently used first when the pool runs out.
+// caching). A prompt's partly filled last block is registered too, by its
+// parent chain and the rows it holds: a later sequence whose prompt goes
+// on matching past its last whole shared block copies that block into one
+// of its own (copy on write) and starts after the matching rows. Blocks
+// are reference-counted; cached blocks nobody uses are evicted least
+// recently used first when the pool runs out.
 //
 // KVPool is safe for concurrent use; the forward pass reads block contents
 // without locking, which is safe because a block is written only by the
@@ -29,18 +34,23 @@ type KVPool struct {
 	mu     sync.Mutex
 	ref    []int32          // [blocks] users of each block; guarded by mu
 	free   []int32          // blocks with no users and no cached content; guarded by mu
-	cached map[uint64]int32 // content hash -> block; guarded by mu
-	meta   []blockMeta      // [blocks]; guarded by mu
-	lru    lruList          // cached blocks with no users, oldest first; guarded by mu
-	stats  PrefixStats      // guarded by mu
-	// copies lists the block copies Fork made (source, destination
-	// pairs) since the last TakeCopies, when recording; guarded by mu.
+	cached map[uint64]int32 // content hash -> full block; guarded by mu
+	// children lists the cached blocks, full or partial, by their
+	// parent's hash (0 for a first block), where a prompt that matches
+	// part of a block finds the rows to copy; guarded by mu.
+	children map[uint64][]int32
+	meta     []blockMeta // [blocks]; guarded by mu
+	lru      lruList     // cached blocks with no users, oldest first; guarded by mu
+	stats    PrefixStats // guarded by mu
+	// copies lists the block copies Fork and MatchPrefix made (source,
+	// destination pairs) since the last TakeCopies, when recording;
+	// guarded by mu.
 	copies    []int32
 	recording bool
 }
 
-// RecordCopies makes the pool list the block copies Fork makes, for a
-// pipeline's later stages to repeat (TakeCopies).
+// RecordCopies makes the pool list the block copies Fork and MatchPrefix
+// make, for a pipeline's later stages to repeat (TakeCopies).
 func (p *KVPool) RecordCopies() {
 	p.mu.Lock()
 	p.recording = true
@@ -77,7 +87,7 @@ func (p *KVPool) ForgetCached() {
 }
 
 // CopyBlock copies block src's keys and values into block dst (a later
-// stage repeating its first stage's Fork).
+// stage repeating its first stage's Fork or partial prefix match).
 func (p *KVPool) CopyBlock(src, dst int32) error {
 	if src < 0 || dst < 0 || int(src) >= len(p.ref) || int(dst) >= len(p.ref) {
 		return fmt.Errorf("model: copy of block %d to %d in a pool of %d", src, dst, len(p.ref))
@@ -90,16 +100,21 @@ func (p *KVPool) CopyBlock(src, dst int32) error {
 
 // blockMeta records what a cached block holds, to verify hash matches.
 type blockMeta struct {
-	hash, parent uint64
+	hash, parent uint64    // hash: of a full block only
 	tokens       []int32   // [blockSize]
 	modes        []RowMode // [blockSize] the arithmetic each row was computed with
+	rows         int       // rows registered: blockSize, or fewer for a prompt's partial last block
 	isCached     bool
 }
 
-// PrefixStats counts prefix-cache lookups, in blocks.
+// PrefixStats counts prefix-cache lookups.
 type PrefixStats struct {
 	LookupBlocks int64 // full prompt blocks looked up
 	HitBlocks    int64 // of which were found cached
+	// HitPositions counts the positions sequences took from the cache:
+	// those of whole blocks shared, and the matching rows of blocks
+	// copied (CopiedPositions of them).
+	HitPositions, CopiedPositions int64
 }
 
 // NewKVPool allocates a pool of blocks blocks of blockSize positions.
@@ -113,6 +128,7 @@ func NewKVPool(cfg *Config, blockSize, blocks int) (*KVPool, error) {
 		ref:         make([]int32, blocks),
 		free:        make([]int32, 0, blocks),
 		cached:      make(map[uint64]int32, blocks),
+		children:    make(map[uint64][]int32),
 		meta:        make([]blockMeta, blocks),
 		lru:         newLRU(blocks),
 	}
@@ -171,10 +187,54 @@ func (p *KVPool) allocLocked() (int32, bool) {
 
 func (p *KVPool) uncacheLocked(b int32) {
 	m := &p.meta[b]
-	if m.isCached {
-		delete(p.cached, m.hash)
-		m.isCached = false
+	if !m.isCached {
+		return
 	}
+	if m.rows == p.blockSize {
+		delete(p.cached, m.hash)
+	}
+	kids := p.children[m.parent]
+	if i := slices.Index(kids, b); i >= 0 {
+		kids[i] = kids[len(kids)-1]
+		kids = kids[:len(kids)-1]
+	}
+	if len(kids) == 0 {
+		delete(p.children, m.parent)
+	} else {
+		p.children[m.parent] = kids
+	}
+	m.isCached = false
+}
+
+// cacheLocked registers b as holding rows tokens computed with modes,
+// after the blocks whose chain hash is parent (hash: its own chain hash,
+// used when it is full).
+func (p *KVPool) cacheLocked(b int32, hash, parent uint64, tokens []int32, modes []RowMode) {
+	m := &p.meta[b]
+	m.hash, m.parent, m.rows, m.isCached = hash, parent, len(tokens), true
+	copy(m.tokens, tokens)
+	copy(m.modes, modes)
+	if m.rows == p.blockSize {
+		p.cached[hash] = b
+	}
+	p.children[parent] = append(p.children[parent], b)
+}
+
+// bestChildLocked returns the cached block after parent whose rows match
+// the longest prefix of tokens (with the same modes), and that length.
+func (p *KVPool) bestChildLocked(parent uint64, tokens []int32, modes []RowMode) (int32, int) {
+	best, n := int32(-1), 0
+	for _, b := range p.children[parent] {
+		m := &p.meta[b]
+		k := 0
+		for k < m.rows && k < len(tokens) && m.tokens[k] == tokens[k] && m.modes[k] == modes[k] {
+			k++
+		}
+		if k > n {
+			best, n = b, k
+		}
+	}
+	return best, n
 }
 
 // releaseLocked drops one user of b; an unused block becomes evictable if
@@ -294,25 +354,29 @@ func (c *KVCache) SetView(table []int32, n int) error {
 func (c *KVCache) Blocks() int { return len(c.table) }
 
 // MatchPrefix attaches cached blocks holding the longest prefix of tokens
-// made of whole blocks, computed with the same row modes, and returns how
-// many positions they cover (Len is set to it). The cache must be empty. At
-// most limit positions are matched.
+// made of whole blocks, computed with the same row modes, then, when a
+// cached block (full, or a prompt's partial last block) after them holds
+// the next tokens in its first rows, copies it into a block of the cache's
+// own and counts those rows too. It returns how many positions are shared
+// (Len is set to it). The cache must be empty. At most limit positions are
+// matched.
 func (c *KVCache) MatchPrefix(tokens []int32, modes []RowMode, limit int) int {
 	p := c.pool
 	bs := p.blockSize
-	full := min(len(tokens), limit) / bs
+	limit = min(len(tokens), limit)
+	full := limit / bs
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.stats.LookupBlocks += int64(full)
 	var h uint64
 	for i := 0; i < full && len(c.table) < cap(c.table); i++ {
 		blk, bm := tokens[i*bs:(i+1)*bs], modes[i*bs:(i+1)*bs]
-		parent := h
-		h = chainHash(parent, blk, bm)
-		b, ok := p.cached[h]
-		if !ok || p.meta[b].parent != parent || !equal(p.meta[b].tokens, blk) || !equal(p.meta[b].modes, bm) {
+		next := chainHash(h, blk, bm)
+		b, ok := p.cached[next]
+		if !ok || p.meta[b].parent != h || !equal(p.meta[b].tokens, blk) || !equal(p.meta[b].modes, bm) {
 			break
 		}
+		h = next
 		if p.ref[b] == 0 {
 			p.lru.remove(b)
 		}
@@ -322,16 +386,51 @@ func (c *KVCache) MatchPrefix(tokens []int32, modes []RowMode, limit int) int {
 	}
 	c.cap = len(c.table) * bs
 	c.Len = c.cap
+	if at := c.Len; at < limit && len(c.table) < cap(c.table) {
+		end := min(limit, at+bs)
+		if src, n := p.bestChildLocked(h, tokens[at:end], modes[at:end]); n > 0 && p.copyLocked(c, src) {
+			c.Len += n
+			p.stats.CopiedPositions += int64(n)
+		}
+	}
+	p.stats.HitPositions += int64(c.Len)
 	return c.Len
 }
 
-// Commit registers the cache's full blocks among positions [0, upto) as
+// copyLocked appends a new block to c holding a copy of block src. It
+// reports false when no block is free but src.
+func (p *KVPool) copyLocked(c *KVCache, src int32) bool {
+	// Hold src while taking a block: it may be the oldest evictable one.
+	if p.ref[src] == 0 {
+		p.lru.remove(src)
+	}
+	p.ref[src]++
+	defer p.releaseLocked(src)
+	b, ok := p.allocLocked()
+	if !ok {
+		return false
+	}
+	s, d := int(src)*p.blockStride, int(b)*p.blockStride
+	copy(p.k[d:d+p.blockStride], p.k[s:s+p.blockStride])
+	copy(p.v[d:d+p.blockStride], p.v[s:s+p.blockStride])
+	if p.recording {
+		p.copies = append(p.copies, src, b)
+	}
+	c.table = append(c.table, b)
+	c.cap = len(c.table) * p.blockSize
+	return true
+}
+
+// Commit registers the cache's blocks among positions [0, upto) as
 // holding tokens[:upto] computed with modes[:upto], so later sequences can
-// share them.
+// share them: full blocks by content, a partly filled last block by its
+// parent and rows (later positions of that block may be written after,
+// by this cache; they are never shared).
 func (c *KVCache) Commit(tokens []int32, modes []RowMode, upto int) {
 	p := c.pool
 	bs := p.blockSize
-	full := min(upto, c.Len, len(tokens)) / bs
+	upto = min(upto, c.Len, len(tokens))
+	full := upto / bs
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var h uint64
@@ -341,17 +440,28 @@ func (c *KVCache) Commit(tokens []int32, modes []RowMode, upto int) {
 		h = chainHash(parent, blk, bm)
 		b := c.table[i]
 		m := &p.meta[b]
-		if m.isCached {
+		if m.isCached && m.rows == bs {
 			continue // shared from the cache, or committed before
 		}
 		if _, taken := p.cached[h]; taken {
 			continue // another sequence committed the same content first
 		}
-		m.hash, m.parent, m.isCached = h, parent, true
-		copy(m.tokens, blk)
-		copy(m.modes, bm)
-		p.cached[h] = b
+		p.uncacheLocked(b) // registered as partial before
+		p.cacheLocked(b, h, parent, blk, bm)
 	}
+	rows := upto - full*bs
+	if rows == 0 || full >= len(c.table) {
+		return
+	}
+	b := c.table[full]
+	blk, bm := tokens[full*bs:upto], modes[full*bs:upto]
+	if p.meta[b].isCached {
+		return
+	}
+	if _, n := p.bestChildLocked(h, blk, bm); n == rows {
+		return // a block cached before holds these rows already
+	}
+	p.cacheLocked(b, 0, h, blk, bm)
 }
 
 // row returns the K and V slots of one layer and position.
