@@ -54,7 +54,8 @@ func (h *holdBackground) Generate(ctx context.Context, req engine.Request, emit 
 // lets it do. Released, the job then ends with its full greedy answer.
 func TestBackgroundWorkKeepsInteractiveSlots(t *testing.T) {
 	cfg := serveConfig(t)
-	cfg.Models = nil // the worker is added below, on the node's bus
+	// The worker is added below, on the node's bus.
+	cfg.Models = nil
 	cfg.HeartbeatTimeout = 5 * time.Second // no loss under -race on a busy machine
 	cfg.StallTimeout = 0                   // the held job makes no progress on purpose
 	n := startNode(t, cfg)
