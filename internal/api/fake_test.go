@@ -42,19 +42,21 @@ func (f *fakeDispatcher) Workers() []bus.Heartbeat {
 }
 
 // fakeStream yields chunks, then io.EOF, or blocks until ctx ends when hang
-// is set. Close is recorded.
+// is set. Close is recorded, and so is the first time Next blocks.
 type fakeStream struct {
 	chunks []*bus.Chunk
 	hang   bool
 
-	mu     sync.Mutex
-	i      int
-	closed chan struct{}
-	once   sync.Once
+	mu       sync.Mutex
+	i        int
+	closed   chan struct{}
+	once     sync.Once
+	waiting  chan struct{} // closed when Next first blocks (hang, every chunk taken)
+	waitOnce sync.Once
 }
 
 func newFakeStream(hang bool, chunks ...*bus.Chunk) *fakeStream {
-	return &fakeStream{chunks: chunks, hang: hang, closed: make(chan struct{})}
+	return &fakeStream{chunks: chunks, hang: hang, closed: make(chan struct{}), waiting: make(chan struct{})}
 }
 
 func (s *fakeStream) Next(ctx context.Context) (*bus.Chunk, error) {
@@ -67,6 +69,7 @@ func (s *fakeStream) Next(ctx context.Context) (*bus.Chunk, error) {
 	}
 	s.mu.Unlock()
 	if s.hang {
+		s.waitOnce.Do(func() { close(s.waiting) })
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
@@ -82,8 +85,16 @@ func (s *fakeStream) Close() error {
 	return nil
 }
 
-// wasClosed reports whether Close was called within d.
+// wasClosed reports whether Close was called within d (0: by now).
 func (s *fakeStream) wasClosed(d time.Duration) bool {
+	if d == 0 {
+		select {
+		case <-s.closed:
+			return true
+		default:
+			return false
+		}
+	}
 	select {
 	case <-s.closed:
 		return true

@@ -174,7 +174,14 @@ func TestDisconnectClosesStream(t *testing.T) {
 	if err != nil || !strings.HasPrefix(line, "data: ") {
 		t.Fatalf("first line %q, %v", line, err)
 	}
-	if st.wasClosed(50 * time.Millisecond) {
+	// The handler sent the chunk and waits for the next one: the stream
+	// is open while the client still reads.
+	select {
+	case <-st.waiting:
+	case <-st.closed:
+		t.Fatal("stream closed while the client still reads")
+	}
+	if st.wasClosed(0) {
 		t.Fatal("stream closed while the client still reads")
 	}
 	cancel()
@@ -194,7 +201,12 @@ func TestDisconnectNonStreaming(t *testing.T) {
 		h.ServeHTTP(httptest.NewRecorder(), r)
 		close(done)
 	}()
-	time.Sleep(20 * time.Millisecond)
+	// The client leaves while the handler waits for the answer's end.
+	select {
+	case <-st.waiting:
+	case <-done:
+		t.Fatal("handler returned before the client left")
+	}
 	cancel()
 	select {
 	case <-done:
