@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -20,11 +21,20 @@ import (
 // latency of the hop, p50 and p99), then streams 64-token answers at
 // concurrency 1, 8 and 32 through each (courier bench's client), and
 // reports the front's output tokens/s as a fraction of direct.
+//
+// COURIER_HOP_UPSTREAM=HOST:PORT uses a stories260K server already running
+// there (another process, e.g. `taskset -c 0 courier serve --slots 32
+// --model stories260K=...`) as the upstream instead, so that the upstream
+// and the front can be pinned to cores of their own (`taskset -c 1` on
+// this benchmark).
 func BenchmarkUpstreamHop(b *testing.B) {
-	ucfg := serveConfig(b)
-	ucfg.Slots = 32
-	direct := startNode(b, ucfg)
-	fcfg := frontConfig(b, "http://"+direct.Addr()+"/v1")
+	directAddr := os.Getenv("COURIER_HOP_UPSTREAM")
+	if directAddr == "" {
+		ucfg := serveConfig(b)
+		ucfg.Slots = 32
+		directAddr = startNode(b, ucfg).Addr()
+	}
+	fcfg := frontConfig(b, "http://"+directAddr+"/v1")
 	fcfg.Slots = 32
 	front := startNode(b, fcfg)
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
@@ -44,7 +54,7 @@ func BenchmarkUpstreamHop(b *testing.B) {
 		return time.Since(t0)
 	}
 	for range 20 { // warm both paths and their connection pools
-		one(direct.Addr())
+		one(directAddr)
 		one(front.Addr())
 	}
 	b.ResetTimer()
@@ -53,9 +63,9 @@ func BenchmarkUpstreamHop(b *testing.B) {
 		var d, f []time.Duration
 		for i := range n {
 			if i%2 == 0 {
-				d, f = append(d, one(direct.Addr())), append(f, one(front.Addr()))
+				d, f = append(d, one(directAddr)), append(f, one(front.Addr()))
 			} else {
-				f, d = append(f, one(front.Addr())), append(d, one(direct.Addr()))
+				f, d = append(f, one(front.Addr())), append(d, one(directAddr))
 			}
 		}
 		slices.Sort(d)
@@ -84,10 +94,10 @@ func BenchmarkUpstreamHop(b *testing.B) {
 			}
 			return l
 		}
-		run(direct.Addr(), 8)
+		run(directAddr, 8)
 		run(front.Addr(), 8)
 		for _, conc := range []int{1, 8, 32} {
-			d1, f1, f2, d2 := run(direct.Addr(), conc), run(front.Addr(), conc), run(front.Addr(), conc), run(direct.Addr(), conc)
+			d1, f1, f2, d2 := run(directAddr, conc), run(front.Addr(), conc), run(front.Addr(), conc), run(directAddr, conc)
 			dt := (d1.OutputTokPerSec + d2.OutputTokPerSec) / 2
 			ft := (f1.OutputTokPerSec + f2.OutputTokPerSec) / 2
 			b.Logf("streamed, concurrency %2d: direct %.0f tok/s (%.0f, %.0f; ITL p50 %.2f ms), front %.0f tok/s (%.0f, %.0f; ITL p50 %.2f ms): %.1f%%",
