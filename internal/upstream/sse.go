@@ -2,7 +2,7 @@ package upstream
 
 import (
 	"bytes"
-	"encoding/json"
+	"math"
 	"strings"
 	"unicode"
 	"unicode/utf16"
@@ -13,13 +13,14 @@ import (
 
 // quickEvent reads the common streamed event — one choice with text or a
 // content delta, perhaps a finish reason or usage, nothing else the relay
-// needs — without allocating: text aliases the payload (or buf, when it
-// had escapes) until the next parse. It declines everything else (several
-// choices, tool calls, logprobs asked for, an error, a key that only
-// encoding/json's case-insensitive matching would take, a type the event
-// struct would refuse, invalid UTF-8), which then goes to json.Unmarshal
-// into event as before; on what it takes, it reads what json.Unmarshal
-// would (FuzzQuickEvent).
+// needs — without allocating, in one pass that also checks the JSON's
+// form: text aliases the payload (or buf, when it had escapes) until the
+// next parse. It declines everything else (JSON that is not valid,
+// several choices, tool calls, logprobs asked for, an error, a key that
+// only encoding/json's case-insensitive matching would take, a type the
+// event struct would refuse, invalid UTF-8, nesting deeper than
+// maxQuickDepth), which then goes to json.Unmarshal into event as before;
+// on what it takes, it reads what json.Unmarshal would (FuzzQuickEvent).
 type quickEvent struct {
 	text     string // the choice's text (chat: delta.content)
 	finish   string // "" when null or absent; interned or copied, so it outlives the payload
@@ -47,16 +48,13 @@ var (
 // choice that carries logprobs (they are parsed the slow way).
 func (q *quickEvent) parse(payload []byte, chat, wantLogprobs bool) bool {
 	*q = quickEvent{buf: q.buf[:0]}
-	if !json.Valid(payload) { // what json.Unmarshal accepts, so the scan below can trust the form
-		return false
-	}
 	s := scanner{b: payload}
 	s.ws()
 	if s.peek() != '{' {
 		return false
 	}
 	var seen [len(topKeys)]bool
-	return s.object(func(key []byte) bool {
+	ok := s.object(func(key []byte) bool {
 		i := keyIndex(key, topKeys[:])
 		if i < 0 {
 			return i == -1 && s.skip()
@@ -110,6 +108,8 @@ func (q *quickEvent) parse(payload []byte, chat, wantLogprobs bool) bool {
 			return s.null()
 		}
 	})
+	s.ws()
+	return ok && s.i == len(s.b) // nothing but white space after the object
 }
 
 // choice reads one choice object.
@@ -226,11 +226,19 @@ func keyIndex(key []byte, keys []string) int {
 	return -1
 }
 
-// scanner walks JSON already checked by json.Valid: it trusts the form
-// and only guards its bounds.
+// maxQuickDepth bounds the nesting the scanner follows (encoding/json's
+// own bound is 10000): anything deeper is declined, so json.Unmarshal
+// decides.
+const maxQuickDepth = 64
+
+// scanner walks one JSON value, checking its form as json.Valid would
+// (strings, escapes, numbers, literals, commas and colons): every method
+// that consumes a value returns false where the JSON is not valid there.
+// Nothing it accepts is JSON that encoding/json refuses.
 type scanner struct {
-	b []byte
-	i int
+	b     []byte
+	i     int
+	depth int // objects and arrays open
 }
 
 func (s *scanner) ws() {
@@ -246,18 +254,22 @@ func (s *scanner) peek() byte {
 	return 0
 }
 
-// null consumes a null.
-func (s *scanner) null() bool {
-	if bytes.HasPrefix(s.b[s.i:], []byte("null")) {
-		s.i += 4
+// literal consumes lit (null, true or false) if it is next.
+func (s *scanner) literal(lit string) bool {
+	if len(s.b)-s.i >= len(lit) && string(s.b[s.i:s.i+len(lit)]) == lit {
+		s.i += len(lit)
 		return true
 	}
 	return false
 }
 
+// null consumes a null.
+func (s *scanner) null() bool { return s.literal("null") }
+
 // str consumes a string and returns its raw bytes between the quotes;
 // null reads as the empty string (json.Unmarshal leaves the field
-// alone). Any other value is not a string: false.
+// alone). Any other value, or a string JSON does not allow (a control
+// character, an unknown escape), is false.
 func (s *scanner) str() ([]byte, bool) {
 	if s.null() {
 		return nil, true
@@ -268,12 +280,27 @@ func (s *scanner) str() ([]byte, bool) {
 	s.i++
 	start := s.i
 	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case '"':
+		switch c := s.b[s.i]; {
+		case c == '"':
 			s.i++
 			return s.b[start : s.i-1], true
-		case '\\':
-			s.i += 2
+		case c == '\\':
+			if s.i+1 >= len(s.b) {
+				return nil, false
+			}
+			switch s.b[s.i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				s.i += 2
+			case 'u':
+				if hex4(s.b[s.i+2:]) < 0 {
+					return nil, false
+				}
+				s.i += 6
+			default:
+				return nil, false
+			}
+		case c < 0x20:
+			return nil, false
 		default:
 			s.i++
 		}
@@ -292,14 +319,15 @@ func (s *scanner) int() (int, bool) {
 	digits := 0
 	for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
 		d := int(s.b[s.i] - '0')
-		if n > (1<<62)/5 { // n*10+d could overflow
+		if n > (math.MaxInt-d)/10 { // n*10+d would overflow: json.Unmarshal refuses it too
 			return 0, false
 		}
 		n = n*10 + d
 		s.i++
 		digits++
 	}
-	if digits == 0 || s.i < len(s.b) && (s.b[s.i] == '.' || s.b[s.i] == 'e' || s.b[s.i] == 'E') {
+	if digits == 0 || (digits > 1 && s.b[start+b2i(neg)] == '0') || // JSON has no leading zeros
+		s.i < len(s.b) && (s.b[s.i] == '.' || s.b[s.i] == 'e' || s.b[s.i] == 'E') {
 		s.i = start
 		return 0, false
 	}
@@ -309,59 +337,88 @@ func (s *scanner) int() (int, bool) {
 	return n, true
 }
 
-// skip consumes any value.
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// number consumes a JSON number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
+func (s *scanner) number() bool {
+	if s.peek() == '-' {
+		s.i++
+	}
+	switch c := s.peek(); {
+	case c == '0':
+		s.i++
+	case '1' <= c && c <= '9':
+		s.digits()
+	default:
+		return false
+	}
+	if s.peek() == '.' {
+		s.i++
+		if !s.digits() {
+			return false
+		}
+	}
+	if c := s.peek(); c == 'e' || c == 'E' {
+		s.i++
+		if c := s.peek(); c == '+' || c == '-' {
+			s.i++
+		}
+		if !s.digits() {
+			return false
+		}
+	}
+	return true
+}
+
+// digits consumes one digit or more.
+func (s *scanner) digits() bool {
+	start := s.i
+	for s.i < len(s.b) && '0' <= s.b[s.i] && s.b[s.i] <= '9' {
+		s.i++
+	}
+	return s.i > start
+}
+
+// skip consumes any value, checking its form.
 func (s *scanner) skip() bool {
-	switch s.peek() {
+	switch c := s.peek(); c {
 	case '"':
 		_, ok := s.str()
 		return ok
-	case '{', '[':
-		depth := 0
-		for s.i < len(s.b) {
-			switch s.b[s.i] {
-			case '"':
-				if _, ok := s.str(); !ok {
-					return false
-				}
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					s.i++
-					return true
-				}
-			}
-			s.i++
-		}
-		return false
-	default: // number, true, false, null
-		for s.i < len(s.b) {
-			switch s.b[s.i] {
-			case ',', '}', ']', ' ', '\t', '\n', '\r':
-				return true
-			}
-			s.i++
-		}
-		return true
+	case '{':
+		return s.object(func([]byte) bool { return s.skip() })
+	case '[':
+		return s.array(s.skip)
+	case 'n':
+		return s.literal("null")
+	case 't':
+		return s.literal("true")
+	case 'f':
+		return s.literal("false")
+	default:
+		return s.number()
 	}
 }
 
 // object consumes an object, calling member with the scanner at each
 // member's value (which member must consume) until it returns false.
 func (s *scanner) object(member func(key []byte) bool) bool {
+	if s.depth++; s.depth > maxQuickDepth {
+		return false
+	}
 	s.i++ // {
+	s.ws()
+	if s.peek() == '}' {
+		s.i++
+		s.depth--
+		return true
+	}
 	for {
-		s.ws()
-		switch s.peek() {
-		case '}':
-			s.i++
-			return true
-		case ',':
-			s.i++
-			continue
-		}
 		if s.peek() != '"' {
 			return false
 		}
@@ -378,33 +435,55 @@ func (s *scanner) object(member func(key []byte) bool) bool {
 		if !member(key) {
 			return false
 		}
+		s.ws()
+		switch s.peek() {
+		case ',':
+			s.i++
+			s.ws()
+		case '}':
+			s.i++
+			s.depth--
+			return true
+		default:
+			return false
+		}
 	}
 }
 
 // array consumes an array, calling elem with the scanner at each element
 // (which elem must consume) until it returns false.
 func (s *scanner) array(elem func() bool) bool {
+	if s.depth++; s.depth > maxQuickDepth {
+		return false
+	}
 	s.i++ // [
+	s.ws()
+	if s.peek() == ']' {
+		s.i++
+		s.depth--
+		return true
+	}
 	for {
-		s.ws()
-		switch s.peek() {
-		case ']':
-			s.i++
-			return true
-		case ',':
-			s.i++
-			continue
-		case 0:
+		if !elem() {
 			return false
 		}
-		if !elem() {
+		s.ws()
+		switch s.peek() {
+		case ',':
+			s.i++
+			s.ws()
+		case ']':
+			s.i++
+			s.depth--
+			return true
+		default:
 			return false
 		}
 	}
 }
 
 // appendUnescaped appends the JSON string raw (between its quotes,
-// checked by json.Valid) unescaped as encoding/json does it: \uXXXX
+// checked by scanner.str) unescaped as encoding/json does it: \uXXXX
 // surrogate pairs joined, a lone surrogate U+FFFD. False for invalid
 // UTF-8, which encoding/json would replace.
 func appendUnescaped(dst, raw []byte) ([]byte, bool) {

@@ -46,6 +46,29 @@ var quickSeeds = []string{
 	`{"choices":[{"text":"a"}],"usage":{"prompt_tokens":99999999999999999999}}`,
 	` {"choices" : [ { "text" : "spaced" , "finish_reason" : "length" } ] } `,
 	`{"choices":[{"text":"x","delta":null,"extra":{"a":[1,{"b":"]}"}],"c":"\"}"}}]}`,
+	// Not JSON, in ways only a check of the form finds (the scanner reads
+	// them in the same pass).
+	`{"choices":[{"text":"x"}] "usage":null}`,
+	`{,"choices":[{"text":"x"}]}`,
+	`{"choices":[{"text":"x",}]}`,
+	`{"choices":[{"text":"x"},]}`,
+	`{"choices":[{"text":"x"}],"a":tru}`,
+	`{"choices":[{"text":"x"}],"a":nul}`,
+	`{"choices":[{"text":"x"}],"a":01}`,
+	`{"choices":[{"text":"x"}],"a":-}`,
+	`{"choices":[{"text":"x"}],"a":1.}`,
+	`{"choices":[{"text":"x"}],"a":1e+}`,
+	`{"choices":[{"text":"x"}],"a":[1 2]}`,
+	`{"choices":[{"text":"x"}],"a":{"b" 1}}`,
+	`{"choices":[{"text":"x"}],"a":"\u12G4"}`,
+	`{"choices":[{"text":"x\q"}]}`,
+	"{\"choices\":[{\"text\":\"a\tb\"}]}",
+	`{"usage":{"prompt_tokens":01}}`,
+	`{"usage":{"prompt_tokens":9223372036854775807,"completion_tokens":9223372036854775808}}`,
+	`{"usage":{"prompt_tokens":-0,"completion_tokens":1E2}}`,
+	`{"choices":[{"text":"x"}],"a":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}`,
+	`{"choices":[{"text":"x"}]}{}`,
+	`{"choices":[{"text":"x"}],"a":true,"b":false,"c":-1.5e-3,"d":[],"e":{}}`,
 }
 
 // slowEvent is what relay's json.Unmarshal path makes of payload.
@@ -118,6 +141,9 @@ func TestQuickEventMatchesUnmarshal(t *testing.T) {
 		if !q.parse([]byte(s), chat, false) {
 			t.Errorf("seed %d declined: %s", i, s)
 		}
+	}
+	if last := quickSeeds[len(quickSeeds)-1]; !q.parse([]byte(last), false, false) || q.text != "x" {
+		t.Errorf("declined (or misread) %s", last)
 	}
 	for _, s := range []string{`{"choices":[{"text":"x"},{"text":"y"}]}`, `{"error":{"message":"boom"}}`,
 		`{"choices":[{"text":"x","text":"y"}]}`, `{"choices":[{"TEXT":"x","text":"y"}]}`} {
