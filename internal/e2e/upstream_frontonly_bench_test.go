@@ -1,0 +1,136 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// instantUpstream is an OpenAI-compatible server whose answers cost
+// nothing: a completion of max_tokens " once" tokens, streamed as
+// Courier's own gateway streams it (an event per token, flushed, then
+// the finish event, the usage event and [DONE]) or answered whole.
+func instantUpstream() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/models", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, `{"object":"list","data":[{"id":"instant","object":"model","created":0,"owned_by":"instant"}]}`)
+	})
+	mux.HandleFunc("POST /v1/completions", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			MaxTokens int  `json:"max_tokens"`
+			Stream    bool `json:"stream"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		n := max(req.MaxTokens, 1)
+		const head = `{"id":"cmpl-1","object":"text_completion","created":1,"model":"instant","choices":[`
+		if !req.Stream {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, head+`{"text":%q,"index":0,"logprobs":null,"finish_reason":"length"}],"usage":{"prompt_tokens":5,"completion_tokens":%d,"total_tokens":%d}}`,
+				string(bytes.Repeat([]byte(" once"), n)), n, n+5)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		f := w.(http.Flusher)
+		var buf []byte
+		for range n {
+			buf = append(buf[:0], "data: "+head+`{"text":" once","index":0,"logprobs":null,"finish_reason":null}],"usage":null}`+"\n\n"...)
+			_, _ = w.Write(buf)
+			f.Flush()
+		}
+		buf = append(buf[:0], "data: "+head+`{"text":"","index":0,"logprobs":null,"finish_reason":"length"}],"usage":null}`+"\n\n"...)
+		buf = append(buf, "data: "+head+`],"usage":{"prompt_tokens":5,"completion_tokens":`+strconv.Itoa(n)+`,"total_tokens":`+strconv.Itoa(n+5)+"}}\n\ndata: [DONE]\n\n"...)
+		_, _ = w.Write(buf)
+	})
+	return mux
+}
+
+// BenchmarkUpstreamFrontOnly measures a front Courier (a `serve` whose only
+// worker fronts an upstream) with an upstream that costs nothing
+// (instantUpstream), interleaved with calling that upstream directly: the
+// non-streamed max_tokens-1 completion's p50 and p99 through each and
+// their difference (what the front adds to any upstream's latency), and a
+// streamed 64-token completion through the front (µs per token beyond a
+// one-token request, and allocations per token in the whole process,
+// client and upstream included, less the same through the upstream
+// alone). Unlike BenchmarkUpstreamHop, no engine's variance hides the
+// front's cost.
+func BenchmarkUpstreamFrontOnly(b *testing.B) {
+	up := httptest.NewServer(instantUpstream())
+	b.Cleanup(up.Close)
+	fcfg := frontConfig(b, "instant="+up.URL+"/v1")
+	fcfg.Slots = 32
+	front := startNode(b, fcfg)
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	b.Cleanup(hc.CloseIdleConnections)
+	post := func(url string, body []byte) {
+		resp, err := hc.Post(url+"/v1/completions", "application/json", bytes.NewReader(body))
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			b.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	const streamTokens = 64
+	one := []byte(`{"model":"instant","prompt":"Once upon a time","max_tokens":1,"temperature":0}`)
+	stream := []byte(fmt.Sprintf(`{"model":"instant","prompt":"Once upon a time","max_tokens":%d,"temperature":0,"stream":true}`, streamTokens))
+	frontURL := "http://" + front.Addr()
+	direct := func() { post(up.URL, one) }
+	viaFront := func() { post(frontURL, one) }
+	directStream := func() { post(up.URL, stream) }
+	frontStream := func() { post(frontURL, stream) }
+	for range 50 {
+		direct()
+		viaFront()
+		directStream()
+		frontStream()
+	}
+	mallocs := func(f func(), n int) float64 {
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		for range n {
+			f()
+		}
+		runtime.ReadMemStats(&m1)
+		return float64(m1.Mallocs-m0.Mallocs) / float64(n)
+	}
+	frontAllocs := mallocs(viaFront, 200)
+	perToken := ((mallocs(frontStream, 200) - frontAllocs) - (mallocs(directStream, 200) - mallocs(direct, 200))) / (streamTokens - 1)
+	timed := func(f func()) time.Duration { t0 := time.Now(); f(); return time.Since(t0) }
+	var dd, fd, sd []time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		if i%2 == 0 {
+			dd, fd = append(dd, timed(direct)), append(fd, timed(viaFront))
+		} else {
+			fd, dd = append(fd, timed(viaFront)), append(dd, timed(direct))
+		}
+		sd = append(sd, timed(frontStream)-fd[len(fd)-1])
+	}
+	b.StopTimer()
+	for _, s := range [][]time.Duration{dd, fd, sd} {
+		slices.Sort(s)
+	}
+	us := func(s []time.Duration, q float64) float64 {
+		return float64(s[int(q*float64(len(s)-1))].Nanoseconds()) / 1000
+	}
+	b.ReportMetric(us(fd, 0.5)-us(dd, 0.5), "added-p50-µs")
+	b.ReportMetric(us(fd, 0.99)-us(dd, 0.99), "added-p99-µs")
+	b.ReportMetric(us(sd, 0.5)/(streamTokens-1), "stream-µs/token")
+	b.ReportMetric(frontAllocs, "front-allocs/req")
+	b.ReportMetric(perToken, "stream-allocs/token")
+	b.Logf("max_tokens 1: direct p50 %.0f p99 %.0f µs; front p50 %.0f p99 %.0f µs", us(dd, 0.5), us(dd, 0.99), us(fd, 0.5), us(fd, 0.99))
+}
