@@ -259,7 +259,7 @@ func (g *Gateway) Dispatch(ctx context.Context, req *bus.Request) (bus.Stream, e
 	if !g.cfg.JSONChunks {
 		r.ChunkFrames = bus.FrameVersion
 	}
-	data, err := json.Marshal(&r)
+	data, err := bus.EncodeRequest(&r)
 	if err != nil {
 		return nil, fmt.Errorf("natsbus: encode request: %w", err)
 	}

@@ -219,7 +219,7 @@ func (ho *Host) onCancel(m *nats.Msg) {
 func (ho *Host) onRequest(m *nats.Msg) {
 	var req bus.Request
 	acc := bus.Accept{V: bus.Version, Worker: ho.cfg.Worker}
-	if err := json.Unmarshal(m.Data, &req); err != nil {
+	if err := bus.DecodeRequest(m.Data, &req); err != nil {
 		acc.Error = &bus.Error{Code: bus.CodeInvalidRequest, Message: "natsbus: bad request message: " + err.Error()}
 	} else if req.V != bus.Version {
 		acc.Error = &bus.Error{Code: bus.CodeInvalidRequest, Message: fmt.Sprintf("natsbus: request version %d, want %d", req.V, bus.Version)}

@@ -228,7 +228,7 @@ func (g *Gateway) send(ctx context.Context, st *stream, w *workerState, name, re
 	data := st.first
 	if req.Attempt != 1 || data == nil {
 		var err error
-		if data, err = json.Marshal(&req); err != nil {
+		if data, err = bus.EncodeRequest(&req); err != nil {
 			return false, fmt.Errorf("natsbus: encode request: %w", err)
 		}
 	}
