@@ -40,8 +40,8 @@ func groupDotQ8_0(w []byte, wrb, nw int, a []byte, arb, m, cols int, res *[group
 		groupDotQ8_0Side(w, wrb, nw, a, arb, m, cols, res)
 		return
 	}
-	if !hasVNNI && arb == 42*(cols/qk) { // the rows carry sideQ8Sums' data
-		groupDotQ8_0Sums(w, wrb, nw, a, arb, m, cols, res)
+	if !hasVNNI && arb == 38*(cols/qk) { // the rows carry sideQ8Scales' data
+		groupDotQ8_0Scales(w, wrb, nw, a, arb, m, cols, res)
 		return
 	}
 	nb := cols / qk

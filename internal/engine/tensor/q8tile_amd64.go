@@ -9,40 +9,70 @@ import (
 )
 
 //go:noescape
-func dotQ8_0w2x4SideAVX2(w0, w1 *byte, a *[4]*byte, s *[4]*uint32, nb int, out *[8]float32)
+func q8TileAVX2(w *byte, wrb, nw int, a *[4]*byte, s *[4]*float32, nb int, outs *[4]*float32)
+
+// q8Chunk is the most blocks one q8TileAVX2 call takes (its
+// scale products for eight outputs stay in 2 KiB of L1).
+const q8Chunk = 64
 
 // init gives Q8_0 prompt rows on AVX2 machines without AVX512-VNNI (which
-// have their own side data, vnni_amd64.go) their float32 scales as side
-// data, for the two-by-four tile kernel.
+// have their own side data, vnni_amd64.go) their block scales as float32
+// side data, for the two-by-four tile kernel.
 func init() {
 	if !hasAVX2 || hasVNNI {
 		return
 	}
 	k := fastKernels[gguf.TypeQ8_0]
-	k.side = sideQ8Sums
+	k.side = sideQ8Scales
+	k.dotGroupOut = groupOutQ8_0Scales
 	fastKernels[gguf.TypeQ8_0] = k
 }
 
-// groupDotQ8_0Sums is groupDotQ8_0 for two to four activation rows that
-// carry sideQ8Sums' data: two weight rows per pass (the last repeated
-// when nw is odd, missing activation rows repeat the first).
-func groupDotQ8_0Sums(w []byte, wrb, nw int, a []byte, arb, m, cols int, res *[groupW * groupA]float32) {
-	nb := cols / qk
-	_, _ = w[nw*wrb-1], a[m*arb-1]
-	var rows [4]*byte
-	var sides [4]*uint32
-	actRows(&rows, a, arb, m)
-	for i, r := range rows {
-		sides[i] = (*uint32)(unsafe.Add(unsafe.Pointer(r), 34*nb))
+// sideQ8Scales follows a Q8_0 activation row with its block scales as
+// float32, so that the tile kernel forms eight blocks' scale products
+// with one multiply.
+var sideQ8Scales = &actSide{
+	bytes: func(cols int) int { return 4 * (cols / qk) },
+	fill: func(row []byte, base, cols int) {
+		nb := cols / qk
+		_, _ = row[34*nb-1], row[base+4*nb-1]
+		dst := f32s(row[base:], nb)
+		for b := range dst {
+			dst[b] = FP16ToFP32(uint16(row[34*b]) | uint16(row[34*b+1])<<8)
+		}
+	},
+}
+
+// groupDotQ8_0Scales is groupDotQ8_0 for two to four activation rows
+// that carry sideQ8Scales' data (missing rows repeat the first).
+func groupDotQ8_0Scales(w []byte, wrb, nw int, a []byte, arb, m, cols int, res *[groupW * groupA]float32) {
+	var outs [groupA][groupW]float32
+	var po [groupA]*float32
+	for p := range po {
+		po[p] = &outs[p][0]
 	}
-	var out [8]float32
-	for q := 0; q < nw; q += 2 {
-		q1 := min(q+1, nw-1)
-		dotQ8_0w2x4SideAVX2(&w[q*wrb], &w[q1*wrb], &rows, &sides, nb, &out)
-		for h := 0; h < 2 && q+h < nw; h++ {
-			for p := 0; p < m; p++ {
-				res[(q+h)*m+p] = out[4*h+p]
-			}
+	groupOutQ8_0Scales(w, wrb, nw, a, arb, m, cols, &po)
+	for q := 0; q < nw; q++ {
+		for p := 0; p < m; p++ {
+			res[q*m+p] = outs[p][q]
 		}
 	}
+}
+
+// groupOutQ8_0Scales is the groupOutFunc of Q8_0 rows that carry
+// sideQ8Scales' data, two to four at a time.
+func groupOutQ8_0Scales(w []byte, wrb, nw int, a []byte, arb, m, cols int, outs *[groupA]*float32) bool {
+	nb := cols / qk
+	if m < 2 || arb != 38*nb {
+		return false
+	}
+	_, _ = w[nw*wrb-1], a[m*arb-1]
+	var rows [4]*byte
+	var sides [4]*float32
+	actRows(&rows, a, arb, m)
+	for i, r := range rows {
+		sides[i] = (*float32)(unsafe.Add(unsafe.Pointer(r), 34*nb))
+	}
+	q8TileAVX2(&w[0], wrb, nw, &rows, &sides, nb, outs)
+	return true
 }

@@ -5,11 +5,16 @@
 // AVX2 tile kernel of the Q8_0 prompt arithmetic (dotQ8_0, which
 // llamafile's tinyBLAS_Q0_AVX also computes): two weight rows against four
 // activation rows, eight outputs each with its own eight-lane accumulator.
-// Per block, an output takes sign(w, a) against |a| (VPMADDUBSW, then
-// VPMADDWD into lanes of four products), converts, and multiply-adds by
-// the product of its scales; the activation scales come as float32 from
-// the rows' side data (sumsQ8_0AVX2), so no fp16 conversion is repeated
-// per weight row. Each output ends with hsum8's reduction order.
+//
+// A first pass forms every block's eight scale products (weight scale
+// times activation scale, float32, as vec_dot rounds them) eight blocks
+// at a time, one VMULPS per output per eight blocks, into buf; the main
+// pass then broadcasts them from memory (a load, no vector ALU operation)
+// instead of multiplying per block and output. Per block an output takes
+// |w| against sign(a, w) (VPMADDUBSW, then VPMADDWD into lanes of four
+// products: ggml's mul_sum_i8_pairs_float, so a weight code -128 is
+// exact), converts, and multiply-adds by its scale product. |w| is formed
+// once per weight row and block for the four activation rows.
 
 DATA onesQ8t<>+0(SB)/8, $0x0001000100010001
 DATA onesQ8t<>+8(SB)/8, $0x0001000100010001
@@ -17,51 +22,202 @@ DATA onesQ8t<>+16(SB)/8, $0x0001000100010001
 DATA onesQ8t<>+24(SB)/8, $0x0001000100010001
 GLOBL onesQ8t<>(SB), RODATA|NOPTR, $32
 
-// OUT(A, S, ACC0, ACC1): one activation row (codes at 2(A), scale at
-// 4(S)) against both weight rows (Y8, Y9; scales Y10, Y11).
-#define OUT(A, S, ACC0, ACC1) \
-	VPABSB 2(A), Y12 \
-	VBROADCASTSS 4(S), Y14 \
-	VPSIGNB 2(A), Y8, Y15 \
-	VPMADDUBSW Y15, Y12, Y15 \
-	VPMADDWD onesQ8t<>(SB), Y15, Y15 \
-	VCVTDQ2PS Y15, Y15 \
-	VMULPS Y14, Y10, Y13 \
-	VFMADD231PS Y13, Y15, ACC0 \
-	VPSIGNB 2(A), Y9, Y15 \
-	VPMADDUBSW Y15, Y12, Y15 \
-	VPMADDWD onesQ8t<>(SB), Y15, Y15 \
-	VCVTDQ2PS Y15, Y15 \
-	VMULPS Y14, Y11, Y13 \
-	VFMADD231PS Y13, Y15, ACC1
+// GATHER8(R, Y, X): the fp16 scales of eight blocks of the row at R
+// (from R12, the first block's offset) as float32 in Y.
+#define GATHER8(R, Y, X) \
+	MOVWLZX 0(R)(R12*1), AX \
+	MOVWLZX 34(R)(R12*1), DX \
+	SHLQ $16, DX \
+	ORQ DX, AX \
+	MOVWLZX 68(R)(R12*1), DX \
+	SHLQ $32, DX \
+	ORQ DX, AX \
+	MOVWLZX 102(R)(R12*1), DX \
+	SHLQ $48, DX \
+	ORQ DX, AX \
+	VMOVQ AX, X \
+	MOVWLZX 136(R)(R12*1), AX \
+	MOVWLZX 170(R)(R12*1), DX \
+	SHLQ $16, DX \
+	ORQ DX, AX \
+	MOVWLZX 204(R)(R12*1), DX \
+	SHLQ $32, DX \
+	ORQ DX, AX \
+	MOVWLZX 238(R)(R12*1), DX \
+	SHLQ $48, DX \
+	ORQ DX, AX \
+	VPINSRQ $1, AX, X, X \
+	VCVTPH2PS X, Y
 
-// HSUM(Y, X, OFF): hsum8 of Y's lanes to OFF(DX).
-#define HSUM(Y, X, OFF) \
+// PROD8(P, O0, O1): the products of the scales of activation row P/8
+// (its scales' pointer at P(DX); eight blocks from R13) with both weight
+// rows' (Y8, Y9), to buf outputs P/8 and 4+P/8 (byte offsets O0, O1).
+#define PROD8(P, O0, O1) \
+	MOVQ P(DX), AX \
+	VMULPS (AX)(R13*1), Y8, Y10 \
+	VMOVUPS Y10, O0(R11)(R13*1) \
+	VMULPS (AX)(R13*1), Y9, Y11 \
+	VMOVUPS Y11, O1(R11)(R13*1)
+
+// PROD1(P, O0, O1): PROD8 for one block.
+#define PROD1(P, O0, O1) \
+	MOVQ P(DX), AX \
+	VMOVSS (AX)(R13*1), X10 \
+	VMULSS X10, X8, X11 \
+	VMOVSS X11, O0(R11)(R13*1) \
+	VMULSS X10, X9, X11 \
+	VMOVSS X11, O1(R11)(R13*1)
+
+// OUT(A, O0, O1, ACC0, ACC1): one activation row (codes at 2(A)(R12))
+// against both weight rows (Y8, Y9; |w| in Y10, Y11), scale products at
+// O0(R13) and O1(R13).
+#define OUT(A, O0, O1, ACC0, ACC1) \
+	VMOVDQU 2(A)(R12*1), Y13 \
+	VPSIGNB Y8, Y13, Y14 \
+	VPMADDUBSW Y14, Y10, Y14 \
+	VPMADDWD Y12, Y14, Y14 \
+	VCVTDQ2PS Y14, Y14 \
+	VBROADCASTSS O0(R13), Y15 \
+	VFMADD231PS Y15, Y14, ACC0 \
+	VPSIGNB Y9, Y13, Y14 \
+	VPMADDUBSW Y14, Y11, Y14 \
+	VPMADDWD Y12, Y14, Y14 \
+	VCVTDQ2PS Y14, Y14 \
+	VBROADCASTSS O1(R13), Y15 \
+	VFMADD231PS Y15, Y14, ACC1
+
+// HSUMP(Y, X, P): hsum8 of Y's lanes to output row P/8's element at AX
+// (the rows' pointers at P(DX), AX = 4 times the weight row's index).
+#define HSUMP(Y, X, P) \
 	VEXTRACTF128 $1, Y, X15 \
 	VADDPS X15, X, X \
 	VMOVHLPS X, X, X15 \
 	VADDPS X15, X, X \
 	VMOVSHDUP X, X15 \
 	VADDSS X15, X, X \
-	VMOVSS X, OFF(DX)
+	MOVQ P(DX), R12 \
+	VMOVSS X, (R12)(AX*1)
 
-// func dotQ8_0w2x4SideAVX2(w0, w1 *byte, a *[4]*byte, s *[4]*uint32, nb int, out *[8]float32)
-// out[4q+p] = dotQ8_0 of weight row wq with activation row a[p].
-TEXT ·dotQ8_0w2x4SideAVX2(SB), NOSPLIT, $0-48
-	MOVQ w0+0(FP), SI
-	MOVQ w1+8(FP), BX
-	MOVQ a+16(FP), AX
+// Frame of q8TileAVX2: the scale products of one pair of weight rows and
+// one chunk of blocks, the pairs' accumulators between chunks, and the
+// loop state.
+#define BUF 0
+#define ACC 2048
+#define PAIR 3072
+#define CB 3080
+#define CN 3088
+
+// func q8TileAVX2(w *byte, wrb, nw int, a *[4]*byte, s *[4]*float32, nb int, outs *[4]*float32)
+// Sets outs[p][q] (q < nw) to dotQ8_0 of weight row q (from w, wrb bytes
+// apart) with activation row a[p] (nb blocks; scales as float32 at s[p]).
+// Weight rows go in pairs 2h, 2h+1 (the second repeating row nw-1 when nw
+// is odd) over chunks of up to q8Chunk blocks, the accumulators kept in
+// the frame between chunks.
+TEXT ·q8TileAVX2(SB), 0, $3096-56
+	MOVQ $0, CB(SP)
+q8chunk:
+	MOVQ nb+40(FP), CX
+	SUBQ CB(SP), CX
+	JLE q8end
+	MOVQ $64, AX // q8Chunk
+	CMPQ CX, AX
+	CMOVQGT AX, CX
+	MOVQ CX, CN(SP)
+	MOVQ $0, PAIR(SP)
+q8pair:
+	MOVQ PAIR(SP), AX
+	CMPQ AX, nw+16(FP)
+	JGE q8next
+	// Rows and activation pointers at the chunk's first block.
+	MOVQ CB(SP), R13
+	IMULQ $34, R13
+	MOVQ wrb+8(FP), DX
+	MOVQ AX, CX
+	IMULQ DX, CX
+	MOVQ w+0(FP), SI
+	ADDQ CX, SI
+	ADDQ R13, SI
+	LEAQ 1(AX), CX
+	MOVQ nw+16(FP), R14
+	DECQ R14
+	CMPQ CX, R14
+	CMOVQGT R14, CX
+	IMULQ DX, CX
+	MOVQ w+0(FP), BX
+	ADDQ CX, BX
+	ADDQ R13, BX
+	MOVQ a+24(FP), AX
 	MOVQ 0(AX), DI
+	ADDQ R13, DI
 	MOVQ 8(AX), R8
+	ADDQ R13, R8
 	MOVQ 16(AX), R9
+	ADDQ R13, R9
 	MOVQ 24(AX), R10
-	MOVQ s+24(FP), AX
-	MOVQ 0(AX), R11
-	MOVQ 8(AX), R12
-	MOVQ 16(AX), R13
-	MOVQ 24(AX), R14
-	MOVQ nb+32(FP), CX
-	MOVQ out+40(FP), DX
+	ADDQ R13, R10
+	LEAQ BUF(SP), R11
+
+	// Scale products, eight blocks at a time, then one at a time; R13
+	// indexes the scales from the chunk's first one (R11 is the buffer
+	// less that offset).
+	MOVQ CN(SP), R14
+	MOVQ CB(SP), CX
+	SHLQ $2, CX
+	SUBQ CX, R11
+	XORQ R12, R12
+	MOVQ CX, R13
+	SHRQ $3, R14
+	JZ q8ptail
+q8ploop:
+	GATHER8(SI, Y8, X8)
+	GATHER8(BX, Y9, X9)
+	MOVQ s+32(FP), DX
+	PROD8(0, 0, 1024)
+	PROD8(8, 256, 1280)
+	PROD8(16, 512, 1536)
+	PROD8(24, 768, 1792)
+	ADDQ $272, R12
+	ADDQ $32, R13
+	DECQ R14
+	JNZ q8ploop
+q8ptail:
+	MOVQ CN(SP), R14
+	ANDQ $7, R14
+	JZ q8main
+q8tloop:
+	MOVWLZX 0(SI)(R12*1), AX
+	VMOVD AX, X8
+	VCVTPH2PS X8, X8
+	MOVWLZX 0(BX)(R12*1), AX
+	VMOVD AX, X9
+	VCVTPH2PS X9, X9
+	MOVQ s+32(FP), DX
+	PROD1(0, 0, 1024)
+	PROD1(8, 256, 1280)
+	PROD1(16, 512, 1536)
+	PROD1(24, 768, 1792)
+	ADDQ $34, R12
+	ADDQ $4, R13
+	DECQ R14
+	JNZ q8tloop
+
+q8main:
+	// The pair's accumulators: zero in the first chunk, else from ACC.
+	MOVQ PAIR(SP), AX
+	SHLQ $7, AX
+	LEAQ ACC(SP)(AX*1), DX
+	CMPQ CB(SP), $0
+	JE q8zero
+	VMOVUPS 0(DX), Y0
+	VMOVUPS 32(DX), Y1
+	VMOVUPS 64(DX), Y2
+	VMOVUPS 96(DX), Y3
+	VMOVUPS 128(DX), Y4
+	VMOVUPS 160(DX), Y5
+	VMOVUPS 192(DX), Y6
+	VMOVUPS 224(DX), Y7
+	JMP q8go
+q8zero:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -70,39 +226,63 @@ TEXT ·dotQ8_0w2x4SideAVX2(SB), NOSPLIT, $0-48
 	VXORPS Y5, Y5, Y5
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
-	TESTQ CX, CX
-	JZ q8tdone
-q8tloop:
-	VMOVDQU 2(SI), Y8
-	VMOVDQU 2(BX), Y9
-	VPBROADCASTW 0(SI), X10
-	VCVTPH2PS X10, Y10
-	VPBROADCASTW 0(BX), X11
-	VCVTPH2PS X11, Y11
-	OUT(DI, R11, Y0, Y4)
-	OUT(R8, R12, Y1, Y5)
-	OUT(R9, R13, Y2, Y6)
-	OUT(R10, R14, Y3, Y7)
-	ADDQ $34, SI
-	ADDQ $34, BX
-	ADDQ $34, DI
-	ADDQ $34, R8
-	ADDQ $34, R9
-	ADDQ $34, R10
-	ADDQ $8, R11
-	ADDQ $8, R12
-	ADDQ $8, R13
-	ADDQ $8, R14
+q8go:
+	VMOVDQU onesQ8t<>(SB), Y12
+	MOVQ CN(SP), CX
+	XORQ R12, R12
+	LEAQ BUF(SP), R13
+q8loop:
+	VMOVDQU 2(SI)(R12*1), Y8
+	VMOVDQU 2(BX)(R12*1), Y9
+	VPABSB Y8, Y10
+	VPABSB Y9, Y11
+	OUT(DI, 0, 1024, Y0, Y4)
+	OUT(R8, 256, 1280, Y1, Y5)
+	OUT(R9, 512, 1536, Y2, Y6)
+	OUT(R10, 768, 1792, Y3, Y7)
+	ADDQ $34, R12
+	ADDQ $4, R13
 	DECQ CX
-	JNZ q8tloop
-q8tdone:
-	HSUM(Y0, X0, 0)
-	HSUM(Y1, X1, 4)
-	HSUM(Y2, X2, 8)
-	HSUM(Y3, X3, 12)
-	HSUM(Y4, X4, 16)
-	HSUM(Y5, X5, 20)
-	HSUM(Y6, X6, 24)
-	HSUM(Y7, X7, 28)
+	JNZ q8loop
+
+	// Not the last chunk: keep the accumulators; else the outputs.
+	MOVQ CB(SP), AX
+	ADDQ CN(SP), AX
+	CMPQ AX, nb+40(FP)
+	JGE q8sums
+	VMOVUPS Y0, 0(DX)
+	VMOVUPS Y1, 32(DX)
+	VMOVUPS Y2, 64(DX)
+	VMOVUPS Y3, 96(DX)
+	VMOVUPS Y4, 128(DX)
+	VMOVUPS Y5, 160(DX)
+	VMOVUPS Y6, 192(DX)
+	VMOVUPS Y7, 224(DX)
+	JMP q8pairdone
+q8sums:
+	MOVQ outs+48(FP), DX
+	MOVQ PAIR(SP), AX
+	SHLQ $2, AX
+	HSUMP(Y0, X0, 0)
+	HSUMP(Y1, X1, 8)
+	HSUMP(Y2, X2, 16)
+	HSUMP(Y3, X3, 24)
+	MOVQ PAIR(SP), CX
+	INCQ CX
+	CMPQ CX, nw+16(FP)
+	JGE q8pairdone
+	ADDQ $4, AX
+	HSUMP(Y4, X4, 0)
+	HSUMP(Y5, X5, 8)
+	HSUMP(Y6, X6, 16)
+	HSUMP(Y7, X7, 24)
+q8pairdone:
+	ADDQ $2, PAIR(SP)
+	JMP q8pair
+q8next:
+	MOVQ CN(SP), AX
+	ADDQ AX, CB(SP)
+	JMP q8chunk
+q8end:
 	VZEROUPPER
 	RET

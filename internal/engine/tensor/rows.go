@@ -63,6 +63,13 @@ const (
 // only shares weight loads between rows.
 type groupFunc func(w []byte, wrb, nw int, a []byte, arb, m, cols int, res *[groupW * groupA]float32)
 
+// groupOutFunc is a groupFunc that stores output (q, p) at outs[p][q]
+// itself (the outputs of the group's weight rows in activation row p's
+// result row; outs[p] for p >= m repeats outs[0]), saving the copy
+// through res. It reports false, having done nothing, where it does not
+// take such rows (then the class's groupFunc runs).
+type groupOutFunc func(w []byte, wrb, nw int, a []byte, arb, m, cols int, outs *[groupA]*float32) bool
+
 // Group sizes of the multi-row kernels.
 const (
 	groupW = 8 // weight rows per call
@@ -74,6 +81,7 @@ type rowClass struct {
 	lo, hi int                           // slots [lo, hi) of the permuted activations
 	dot    dotFunc                       // one output
 	group  groupFunc                     // nil: dot per output
+	out    groupOutFunc                  // nil: group
 	act    func(x []float32, dst []byte) // converter (nil: quantizeActivation(actT))
 	rows   rowsFunc                      // nil: group or dot; a one-row MatMul's whole chunk
 }
@@ -108,6 +116,7 @@ type job struct {
 	perm   []int32 // slot -> activation row
 	cls    [numClasses]rowClass
 	res    [][groupW * groupA]float32 // [threads] results of one group call
+	outs   [][groupA]*float32         // [threads] a groupOutFunc's output rows
 	wbuf   [][]byte                   // [threads] a group of unpacked weight rows
 	fn     func(worker, i int)        // jobFor
 	buf    []byte
@@ -210,7 +219,7 @@ func (j *job) matmul(c, tid int) {
 		a1 := min(a0+blk, j.n)
 		for r0 := lo; r0 < hi; r0 += groupW {
 			nw := min(groupW, hi-r0)
-			j.groupClasses(r0, nw, w.Data[r0*rb:(r0+nw)*rb], rb, &j.res[tid], 1<<numClasses-1, a0, a1)
+			j.groupClasses(r0, nw, w.Data[r0*rb:(r0+nw)*rb], rb, tid, 1<<numClasses-1, a0, a1)
 		}
 	}
 }
@@ -269,7 +278,7 @@ func (j *job) matmulPacked(lo, hi, rb, tid int) {
 	buf := j.wbuf[tid][:groupW*rb]
 	for r0 := lo; r0 < hi; r0 += groupW {
 		pk.unpack(buf, w.packed[r0/8*gb:(r0/8+1)*gb], nb)
-		j.groupClasses(r0, groupW, buf, rb, &j.res[tid], rest, 0, j.n)
+		j.groupClasses(r0, groupW, buf, rb, tid, rest, 0, j.n)
 	}
 }
 
@@ -301,9 +310,11 @@ func (j *job) packedGroupKernel(ci int) packedGroupFunc {
 
 // groupClasses applies the nw weight rows wg (rows r0.., rb bytes apart)
 // to the activation rows in slots [a0, a1) of the classes in the bit set
-// classes, each with its class's kernel.
-func (j *job) groupClasses(r0, nw int, wg []byte, rb int, res *[groupW * groupA]float32, classes uint8, a0, a1 int) {
+// classes, each with its class's kernel (tid: the thread, whose scratch
+// it uses).
+func (j *job) groupClasses(r0, nw int, wg []byte, rb, tid int, classes uint8, a0, a1 int) {
 	w := j.w
+	res, outs := &j.res[tid], &j.outs[tid]
 	for ci := range j.cls {
 		if classes&(1<<ci) == 0 {
 			continue
@@ -313,6 +324,18 @@ func (j *job) groupClasses(r0, nw int, wg []byte, rb int, res *[groupW * groupA]
 		for s0 := lo; s0 < hi; s0 += groupA {
 			m := min(groupA, hi-s0)
 			a := j.act[s0*j.actRB : (s0+m)*j.actRB]
+			if k.out != nil {
+				for p := range outs {
+					s := s0 // missing rows repeat the first
+					if p < m {
+						s += p
+					}
+					outs[p] = &j.out[int(j.perm[s])*w.Rows+r0]
+				}
+				if k.out(wg, rb, nw, a, j.actRB, m, w.Cols, outs) {
+					continue
+				}
+			}
 			if k.group != nil {
 				k.group(wg, rb, nw, a, j.actRB, m, w.Cols, res)
 			} else {
@@ -432,7 +455,7 @@ func (j *job) plan(k kernel, modes []RowMode) {
 	}
 	var at [numClasses]int
 	for c, s := 0, 0; c < numClasses; c++ {
-		j.cls[c] = rowClass{lo: s, hi: s + count[c], dot: k.dot, group: k.dotGroup, rows: k.dotRows}
+		j.cls[c] = rowClass{lo: s, hi: s + count[c], dot: k.dot, group: k.dotGroup, out: k.dotGroupOut, rows: k.dotRows}
 		at[c] = s
 		s += count[c]
 	}
@@ -448,7 +471,11 @@ func (j *job) plan(k kernel, modes []RowMode) {
 		j.cls[classPrompt].dot, j.cls[classPrompt].group, j.cls[classPrompt].rows = rk.gemv, rk.gemvGroup, rk.gemvRows
 		j.cls[classGemm].dot, j.cls[classGemm].group, j.cls[classGemm].act = rk.gemm, rk.gemmGroup, rk.gemmAct
 		j.cls[classGemm].rows = nil
+		for c := range j.cls {
+			j.cls[c].out = nil
+		}
 	case k.gemm != nil && w.Cols%k.gemmK == 0 && w.Rows%4 == 0:
 		j.cls[classPrompt].dot, j.cls[classPrompt].group, j.cls[classPrompt].rows = k.gemm, k.gemmGroup, nil
+		j.cls[classPrompt].out = nil
 	}
 }
