@@ -196,8 +196,8 @@ func wholeEmbed(t *testing.T, path, text string) []float32 {
 
 // TestPipelineOverNATSMatchesWholeModel runs 2- and 3-stage pipelines whose
 // stages talk only through a NATS server and checks every greedy token and
-// the bits of its log-probability, and an embedding, against the whole
-// model.
+// the bits of its log-probability (the prompt evaluated, then shared from
+// the prefix cache), and an embedding, against the whole model.
 func TestPipelineOverNATSMatchesWholeModel(t *testing.T) {
 	const prompt = "Once upon a time there was a little girl named Lily"
 	for _, name := range []string{"stories260K.gguf", "synth-llama-F32.gguf", "synth-qwen2-F32.gguf"} {
@@ -223,6 +223,19 @@ func TestPipelineOverNATSMatchesWholeModel(t *testing.T) {
 				}
 				if !slices.Equal(ids, wantIDs) || !slices.Equal(lps, wantLPs) {
 					t.Errorf("pipeline %v, whole model %v (or log-probabilities differ)", ids, wantIDs)
+				}
+				// Again: the prompt's partly filled block is copied from the
+				// prefix cache, on every stage (the step's copies).
+				before := e.Capacity().PrefixCopiedPositions
+				ids, lps, err = greedy(e, prompt, nil, 24, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Equal(ids, wantIDs) || !slices.Equal(lps, wantLPs) {
+					t.Errorf("repeated through the pipeline %v, whole model %v (or log-probabilities differ)", ids, wantIDs)
+				}
+				if e.Capacity().PrefixCopiedPositions == before {
+					t.Error("the repeated prompt copied no partial block from the prefix cache")
 				}
 				if got := embedOf(t, e, prompt); !slices.Equal(got, wantEmb) {
 					t.Errorf("embedding through the pipeline differs from the whole model's")
