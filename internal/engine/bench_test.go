@@ -231,7 +231,8 @@ func runConcurrent(b *testing.B, e *Engine, conc, n int) int {
 }
 
 // BenchmarkPrefixCacheTTFT reports time to first token for prompts that
-// share a 448-token prefix, with the prefix cache warm and cold.
+// share a 448-token prefix, with the prefix cache warm and cold, and for a
+// 442-token prompt sent twice (repeat).
 func BenchmarkPrefixCacheTTFT(b *testing.B) {
 	e, err := Load(benchModel(b, gguf.TypeQ8_0), Options{ContextLength: 1024, Slots: 4})
 	if err != nil {
@@ -250,20 +251,24 @@ func BenchmarkPrefixCacheTTFT(b *testing.B) {
 		}
 		return res.Prefill
 	}
-	for _, warm := range []bool{false, true} {
-		name := "cold"
-		if warm {
-			name = "warm"
-		}
+	for _, name := range []string{"cold", "warm", "repeat"} {
 		b.Run(name, func(b *testing.B) {
 			var total time.Duration
 			i := 0
 			for b.Loop() {
 				i++
-				if !warm {
+				switch name {
+				case "cold":
 					shared[0] = int32(259 + i) // a new prefix every time: nothing to share
-				} else {
+				case "warm":
 					ttft(prompt(-1)) // make sure the prefix is cached
+				case "repeat":
+					// A prompt of 27 blocks and 10 positions, sent before:
+					// its partly filled last block is copied too, and only
+					// its last token is evaluated.
+					ttft(shared[:442])
+					total += ttft(shared[:442])
+					continue
 				}
 				total += ttft(prompt(i))
 			}
