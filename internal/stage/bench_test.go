@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -153,6 +155,10 @@ func generateConcurrent(b *testing.B, es []*engine.Engine, conc, n int) int {
 // it alone:
 //
 //	flock -x /tmp/courier-cpu.lock go test ./internal/stage/ -run XXX -bench Pipeline -benchtime 5x -v
+//
+// COURIER_BENCH_DIR keeps the model between runs; COURIER_BENCH_SETUPS
+// (comma-separated names, as in the metrics) runs only those setups
+// beside the whole model.
 func BenchmarkPipeline(b *testing.B) {
 	path := benchModelPath(b)
 	inproc := func(b *testing.B) func(string) *natsbus.Conn {
@@ -188,6 +194,7 @@ func BenchmarkPipeline(b *testing.B) {
 	type setup struct {
 		name   string
 		stages int
+		load   func() []*engine.Engine
 		e      []*engine.Engine
 		secs   map[int]float64 // streams -> seconds spent
 		toks   map[int]int     // streams -> tokens generated
@@ -197,20 +204,33 @@ func BenchmarkPipeline(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer whole.Close()
-	setups := []*setup{
-		{name: "whole", stages: 1, e: []*engine.Engine{whole}},
-		{name: "2stages-inproc-1inflight", stages: 2, e: loadBenchPipeline(b, path, 2, 1, 1, false, inproc(b))},
-		{name: "2stages-inproc", stages: 2, e: loadBenchPipeline(b, path, 2, 1, 0, false, inproc(b))},
-		{name: "2stages-tcp", stages: 2, e: loadBenchPipeline(b, path, 2, 1, 0, false, tcp(b))},
-		{name: "3stages-inproc-1inflight", stages: 3, e: loadBenchPipeline(b, path, 3, 1, 1, false, inproc(b))},
-		{name: "3stages-inproc", stages: 3, e: loadBenchPipeline(b, path, 3, 1, 0, false, inproc(b))},
+	pipe := func(n, lanes, depth int, logits bool, dial func(*testing.B) func(string) *natsbus.Conn) func() []*engine.Engine {
+		return func() []*engine.Engine { return loadBenchPipeline(b, path, n, lanes, depth, logits, dial(b)) }
+	}
+	all := []*setup{
+		{name: "whole", stages: 1, load: func() []*engine.Engine { return []*engine.Engine{whole} }},
+		{name: "2stages-inproc-1inflight", stages: 2, load: pipe(2, 1, 1, false, inproc)},
+		{name: "2stages-inproc", stages: 2, load: pipe(2, 1, 0, false, inproc)},
+		{name: "2stages-tcp", stages: 2, load: pipe(2, 1, 0, false, tcp)},
+		{name: "3stages-inproc-1inflight", stages: 3, load: pipe(3, 1, 1, false, inproc)},
+		{name: "3stages-inproc", stages: 3, load: pipe(3, 1, 0, false, inproc)},
 		// Two first stages (8 slots each, one step in flight each)
 		// through one second stage.
-		{name: "2stages-2firsts-inproc", stages: 2, e: loadBenchPipeline(b, path, 2, 2, 1, false, inproc(b))},
+		{name: "2stages-2firsts-inproc", stages: 2, load: pipe(2, 2, 1, false, inproc)},
 		// The first stage samples from the logits sent back: the cost of
 		// the logits path (before the last stage sampled), in the same run.
-		{name: "2stages-inproc-logits", stages: 2, e: loadBenchPipeline(b, path, 2, 1, 0, true, inproc(b))},
-		{name: "2stages-tcp-logits", stages: 2, e: loadBenchPipeline(b, path, 2, 1, 0, true, tcp(b))},
+		{name: "2stages-inproc-logits", stages: 2, load: pipe(2, 1, 0, true, inproc)},
+		{name: "2stages-tcp-logits", stages: 2, load: pipe(2, 1, 0, true, tcp)},
+	}
+	// COURIER_BENCH_SETUPS names the setups to run, comma-separated (the
+	// whole model always runs: it is the reference); empty: all.
+	var setups []*setup
+	only := strings.Split(os.Getenv("COURIER_BENCH_SETUPS"), ",")
+	for _, s := range all {
+		if s.stages == 1 || only[0] == "" || slices.Contains(only, s.name) {
+			s.e = s.load()
+			setups = append(setups, s)
+		}
 	}
 	streams := []int{1, 4, 8, 16}
 	for _, s := range setups {
