@@ -514,19 +514,31 @@ func (s *scheduler) addRows(sl *slot, end int) {
 func (s *scheduler) sampleAll(outs []rowOut, logits []float32, picks []Pick) {
 	vocab := s.e.info.VocabSize
 	for i, r := range outs {
-		row := logits[i*vocab : (i+1)*vocab]
+		var row []float32 // nil: a picked row whose logits stayed at the last stage
+		if len(logits) >= (i+1)*vocab {
+			row = logits[i*vocab : (i+1)*vocab]
+		}
+		var pick *Pick
+		if r.job == nil && i < len(picks) && picks[i].Sampled {
+			pick = &picks[i] // the pipeline's last stage sampled it
+		}
+		if row == nil && pick == nil {
+			err := fmt.Errorf("%w: the pipeline answered %d logits rows for row %d", ErrStage, len(logits)/max(vocab, 1), i)
+			if r.job != nil {
+				r.job.err = err
+			} else {
+				s.finish(s.indexOf(r.sl), err)
+			}
+			continue
+		}
 		if r.job != nil {
 			s.takeScoreRow(r, row)
 			continue
 		}
 		sl := r.sl
-		var pick *Pick
-		if i < len(picks) && picks[i].Sampled {
-			pick = &picks[i] // the pipeline's last stage sampled it
-			if !pick.NonFinite && !pick.valid(vocab) {
-				s.finish(s.indexOf(sl), fmt.Errorf("%w: the last stage picked token %d of a vocabulary of %d", ErrStage, pick.Token, vocab))
-				continue
-			}
+		if pick != nil && !pick.NonFinite && !pick.valid(vocab) {
+			s.finish(s.indexOf(sl), fmt.Errorf("%w: the last stage picked token %d of a vocabulary of %d", ErrStage, pick.Token, vocab))
+			continue
 		}
 		if pick != nil && pick.NonFinite || pick == nil && !sampler.Finite(row) {
 			// Before Commit: KV blocks that gave NaN are never shared.

@@ -62,7 +62,8 @@ type TailAnswer struct {
 	Embd []float32
 	// Picks, when not nil, has an entry per logits row: the tokens a
 	// SamplingTail's last stage picked for the rows it was asked to
-	// sample (their rows of Logits are not filled).
+	// sample (their rows of Logits are not filled; Logits may be empty
+	// when every logits row was picked).
 	Picks []Pick
 	// Err fails the step: the pipeline lost a stage. Once a step fails,
 	// the answers of every step sent after it fail too.

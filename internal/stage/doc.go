@@ -37,8 +37,12 @@
 // it runs them) and are taken in that order. A Server also keeps each
 // pipeline's K and V apart (engine.StageCache per first stage), so several
 // first stages can share the later stages and their steps interleave.
-// The last stage answers with the logits (and embeddings) of the rows
-// that want them, in parts that each fit the bus's payload limit.
+// The last stage answers with the picks of the rows it sampled, then the
+// logits (and embeddings) of the rows that want them, in parts that each
+// fit the bus's payload limit; a step whose logits rows were all sampled
+// is answered by its picks alone. The first stage takes the answer parts
+// on the reply subscription's own goroutine, with no hop between it and
+// the scheduler.
 //
 // Failures: stage servers announce themselves every heartbeat interval; a
 // Pipeline assembles a route from live announcements and stamps it with a

@@ -45,15 +45,16 @@ type PipelineConfig struct {
 // stage servers for the blocks after its own, sends each step down it and
 // collects the answers, with up to Depth steps in flight. Send, Take and
 // Depth are called by the engine's scheduler goroutine only; Ready from
-// any goroutine. A goroutine of its own (collect, from NewPipeline to
-// Close) assembles the answers, times steps out and watches the route's
-// liveness while steps are in flight.
+// any goroutine. The reply subscription's handler assembles the answers
+// as their parts arrive (no other goroutine between the bus and the
+// scheduler: each handoff to a parked thread costs tens of microseconds);
+// a goroutine of its own (watch, from NewPipeline to Close) times steps
+// out and watches the route's liveness while steps are in flight.
 type Pipeline struct {
 	bus Bus
 	cfg PipelineConfig
 	log *slog.Logger
 
-	replies  chan []byte   // answer parts for this instance
 	answered chan struct{} // cap 1: a step's answer is complete (or failed)
 	stops    []func()
 	cancel   context.CancelFunc
@@ -82,7 +83,7 @@ type Pipeline struct {
 	step uint64
 	msg  Message
 	enc  []byte
-	// Owned by collect.
+	// Owned by the reply subscription's handler (onReply).
 	res Message
 }
 
@@ -134,12 +135,12 @@ func NewPipeline(b Bus, cfg PipelineConfig, log *slog.Logger) (*Pipeline, error)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	p := &Pipeline{bus: b, cfg: cfg, log: log.With("pipeline", cfg.Instance), replies: make(chan []byte, 256),
+	p := &Pipeline{bus: b, cfg: cfg, log: log.With("pipeline", cfg.Instance),
 		answered: make(chan struct{}, 1), dir: map[string]*seen{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	p.cancel = cancel
 	p.wg.Add(1)
-	go p.collect(ctx)
+	go p.watch(ctx)
 	for subj, h := range map[string]func([]byte){
 		AnnounceSubjects(cfg.Model):           p.onAnnounce,
 		ReplySubject(cfg.Model, cfg.Instance): p.onReply,
@@ -190,15 +191,6 @@ func (p *Pipeline) onAnnounce(data []byte) {
 		return
 	}
 	p.dir[a.Instance] = &seen{a: a, when: time.Now()}
-}
-
-func (p *Pipeline) onReply(data []byte) {
-	select {
-	case p.replies <- data:
-	default:
-		// Far more parts than the steps in flight have: answers of stale
-		// steps, which collect would drop anyway.
-	}
 }
 
 // aliveLocked reports whether instance announced itself recently.
@@ -507,10 +499,9 @@ func (p *Pipeline) failLocked(members []string, err error) {
 	}
 }
 
-// collect runs until ctx is done: it assembles the answers of the steps
-// in flight from their parts, and fails them when one times out or a
-// stage of their route stops announcing itself.
-func (p *Pipeline) collect(ctx context.Context) {
+// watch runs until ctx is done: it fails the steps in flight when one
+// times out or a stage of their route stops announcing itself.
+func (p *Pipeline) watch(ctx context.Context) {
 	defer p.wg.Done()
 	check := time.NewTicker(p.cfg.HeartbeatInterval / 2)
 	defer check.Stop()
@@ -518,8 +509,6 @@ func (p *Pipeline) collect(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case data := <-p.replies:
-			p.take(data)
 		case now := <-check.C:
 			p.mu.Lock()
 			for _, f := range p.flights {
@@ -540,9 +529,10 @@ func (p *Pipeline) collect(ctx context.Context) {
 	}
 }
 
-// take adds one answer part to its step in flight; parts of steps not in
-// flight (late answers of failed ones) are dropped.
-func (p *Pipeline) take(data []byte) {
+// onReply adds one answer part to its step in flight; parts of steps not
+// in flight (late answers of failed ones) are dropped. The bus calls it
+// one part at a time, in arrival order.
+func (p *Pipeline) onReply(data []byte) {
 	r := &p.res
 	err := Decode(data, r)
 	p.mu.Lock()
@@ -573,6 +563,10 @@ func (p *Pipeline) take(data []byte) {
 	case r.Kind == KindPicks:
 		if err := f.takePicks(r); err != nil {
 			p.failLocked(f.members, err)
+			return
+		}
+		if f.nRest() == 0 { // no logits part follows
+			p.completeLocked(f)
 		}
 	case r.Kind != KindResult || r.Total != f.nRest() || r.Width == 0 || r.First < 0 || r.First+len(r.Rows)/r.Width > f.nRest():
 		p.failLocked(f.members, fmt.Errorf("step %d: a result of %d rows of width %d for %d rows", f.step, r.Total, r.Width, f.nRest()))
@@ -593,11 +587,19 @@ func (p *Pipeline) take(data []byte) {
 		if f.got += n; f.got < f.nRest() {
 			return
 		}
-		if f.gotEmb != f.nEmb || f.gotPicks != (f.nPicks > 0) { // they come first: some were lost
-			p.failLocked(f.members, fmt.Errorf("step %d: %d of %d embedding rows, picks %v", f.step, f.gotEmb, f.nEmb, f.gotPicks))
-			return
-		}
-		f.done = true
-		p.signal()
+		p.completeLocked(f)
 	}
+}
+
+// completeLocked ends f once its last part came: the logits rows nobody
+// sampled, or the picks when every logits row was sampled (the last
+// stage then sends no logits part). The embedding rows and picks come
+// before the logits, so any still missing were lost.
+func (p *Pipeline) completeLocked(f *flight) {
+	if f.gotEmb != f.nEmb || f.gotPicks != (f.nPicks > 0) {
+		p.failLocked(f.members, fmt.Errorf("step %d: %d of %d embedding rows, picks %v", f.step, f.gotEmb, f.nEmb, f.gotPicks))
+		return
+	}
+	f.done = true
+	p.signal()
 }

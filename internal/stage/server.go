@@ -181,20 +181,23 @@ func (s *Server) onStep(data []byte) {
 	}
 	if s.st.Layers().IsLast() {
 		// Embeddings and picks first: the first stage has the whole answer
-		// once the logits (always sent, perhaps as one empty part) are
-		// complete, as one publisher's messages on one subject arrive in
+		// once the logits are complete (sent, perhaps as one empty part,
+		// unless every logits row was sampled: then the picks end the
+		// answer), as one publisher's messages on one subject arrive in
 		// order.
 		err := s.sendRows(m, KindEmbd, s.st.Embeddings(), s.st.Dim(), false)
+		picked := false
 		if err == nil && len(m.Samples) > 0 {
 			if out, err = s.sample(m, out); err == nil {
 				s.out = AppendEncode(s.out[:0], &Message{Kind: KindPicks, Epoch: m.Epoch, Step: m.Step, Picks: s.picks})
 				if perr := s.bus.Publish(m.Reply, s.out); perr != nil {
 					err = fmt.Errorf("stage %s: sending the picks: %w", s.cfg.Instance, perr)
 				}
+				picked = true
 			}
 		}
 		if err == nil {
-			err = s.sendRows(m, KindResult, out, s.st.VocabSize(), true)
+			err = s.sendRows(m, KindResult, out, s.st.VocabSize(), !picked)
 		}
 		if err != nil {
 			s.fail(m, err)

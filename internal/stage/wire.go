@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	"courier/internal/engine"
 	"courier/internal/engine/model"
@@ -32,7 +33,7 @@ const (
 
 const (
 	magic      = "CSTG"
-	version    = 2
+	version    = 3
 	headerSize = 4 + 4 + 8 + 8 + 4*8
 	// Bounds on what a message may declare, checked before anything is
 	// allocated: a message is hostile input.
@@ -151,14 +152,22 @@ func AppendEncode(dst []byte, m *Message) []byte {
 		}
 		dst = appendSamples(dst, m.Samples)
 	}
+	// The rows are most of a message: grown once, then filled.
+	size := 4
+	if m.DType == F16 {
+		size = 2
+	}
+	n := len(dst)
+	dst = slices.Grow(dst, size*len(rows))[:n+size*len(rows)]
+	b := dst[n:]
 	switch m.DType {
 	case F16:
-		for _, v := range rows {
-			dst = binary.LittleEndian.AppendUint16(dst, tensor.FP32ToFP16(v))
+		for i, v := range rows {
+			binary.LittleEndian.PutUint16(b[2*i:], tensor.FP32ToFP16(v))
 		}
 	default:
-		for _, v := range rows {
-			dst = binary.LittleEndian.AppendUint32(dst, math.Float32bits(v))
+		for i, v := range rows {
+			binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(v))
 		}
 	}
 	return dst
@@ -329,14 +338,15 @@ func Decode(data []byte, m *Message) error {
 	if int64(len(r.b)) != want {
 		return fmt.Errorf("%w: %d bytes of rows, want %d (%d rows of %d)", ErrMessage, len(r.b), want, n, width)
 	}
-	m.Rows = m.Rows[:0]
+	nv := len(r.b) / size
+	m.Rows = slices.Grow(m.Rows[:0], nv)[:nv]
 	if m.DType == F16 {
-		for i := 0; i < len(r.b); i += 2 {
-			m.Rows = append(m.Rows, tensor.FP16ToFP32(binary.LittleEndian.Uint16(r.b[i:])))
+		for i := range m.Rows {
+			m.Rows[i] = tensor.FP16ToFP32(binary.LittleEndian.Uint16(r.b[2*i:]))
 		}
 	} else {
-		for i := 0; i < len(r.b); i += 4 {
-			m.Rows = append(m.Rows, math.Float32frombits(binary.LittleEndian.Uint32(r.b[i:])))
+		for i := range m.Rows {
+			m.Rows[i] = math.Float32frombits(binary.LittleEndian.Uint32(r.b[4*i:]))
 		}
 	}
 	if m.Kind == KindStep {
