@@ -266,3 +266,87 @@ func BenchmarkPipeline(b *testing.B) {
 		b.Log(line)
 	}
 }
+
+// BenchmarkBusRoundTrip measures the floor under a stage boundary: a bare
+// NATS round trip between two connections of one process, a 3 KB message
+// out (one decode row of the 134M model's hidden state) and 100 bytes
+// back, over an in-process server and over TCP on loopback, hot (round
+// trips back to back) and after a 3 ms pause before each (as between the
+// steps of one stream, when the threads of the bus's goroutines park).
+// It reports the median microseconds per round trip (us_rtt_<bus>_<hot|idle>):
+//
+//	flock -x /tmp/courier-cpu.lock go test ./internal/stage/ -run XXX -bench BusRoundTrip -benchtime 300x
+func BenchmarkBusRoundTrip(b *testing.B) {
+	for _, bus := range []string{"inproc", "tcp"} {
+		cfg := natsbus.ServerConfig{Name: "b", DataDir: b.TempDir(), MaxPayload: 8 << 20}
+		if bus == "tcp" {
+			cfg.Listen = "127.0.0.1:0"
+		}
+		srv, err := natsbus.StartServer(cfg, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		dial := func(name string) *natsbus.Conn {
+			var c *natsbus.Conn
+			if bus == "tcp" {
+				c, err = natsbus.Dial(srv.ClientURL(), name, natsbus.ClientAuth{}, nil)
+			} else {
+				c, err = srv.Connect(name)
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			return c
+		}
+		a, z := dial("a"), dial("z")
+		back := make(chan struct{}, 1)
+		stopZ, err := z.Subscribe("out", func(d []byte) {
+			if err := z.Publish("back", d[:100]); err != nil {
+				b.Error(err)
+			}
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		stopA, err := a.Subscribe("back", func([]byte) { back <- struct{}{} })
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, c := range []*natsbus.Conn{a, z} {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := c.Flush(ctx)
+			cancel()
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		msg := make([]byte, 3*1024)
+		for _, gap := range []time.Duration{0, 3 * time.Millisecond} {
+			var us []float64
+			for range b.N {
+				time.Sleep(gap)
+				t0 := time.Now()
+				if err := a.Publish("out", msg); err != nil {
+					b.Fatal(err)
+				}
+				select {
+				case <-back:
+				case <-time.After(10 * time.Second):
+					b.Fatal("no answer within 10s")
+				}
+				us = append(us, float64(time.Since(t0).Nanoseconds())/1e3)
+			}
+			slices.Sort(us)
+			name := "hot"
+			if gap > 0 {
+				name = "idle"
+			}
+			b.ReportMetric(us[len(us)/2], "us_rtt_"+bus+"_"+name)
+		}
+		stopA()
+		stopZ()
+		closeConn(a)
+		closeConn(z)
+		_ = srv.Shutdown(context.Background())
+	}
+}
