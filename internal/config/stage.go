@@ -10,11 +10,13 @@ import (
 // Stages splits one model's layers over several workers (a pipeline on
 // the bus, package stage).
 type Stages struct {
-	// Stage is "I/N": the worker runs share I (from 1) of N even shares of
-	// the model's blocks (worker).
+	// Stage is "I/N": the worker runs share I (from 1) of the N shares of
+	// the model's blocks that engine.StageShares computes, each about an
+	// equal part of the compute per token, the output head included
+	// (worker).
 	Stage string
 	// Layers is "A-B": the worker runs blocks A..B (inclusive) instead of
-	// an even share (worker).
+	// a computed share (worker).
 	Layers string
 	// Count runs the model as this many stage workers in one process
 	// (serve; 0 or 1: one whole-model worker).
@@ -55,15 +57,11 @@ func ParseLayers(s string) (first, last int, err error) {
 	return first, last, nil
 }
 
-// StageShare returns blocks [first, end) of share i (from 1) of n even
-// shares of total blocks.
-func StageShare(i, n, total int) (first, end int) { return (i - 1) * total / n, i * total / n }
-
 func bindStages(fs *flag.FlagSet, c *Node) {
 	if c.Role == RoleWorker {
 		fs.StringVar(&c.Stages.Stage, "stage", c.Stages.Stage,
-			"run share I of N of the model's layers as a pipeline stage, I/N (stage 1 takes requests; the others join it over NATS)")
-		fs.StringVar(&c.Stages.Layers, "layers", c.Stages.Layers, "run blocks A-B (inclusive) of the model as a pipeline stage, instead of --stage's even share")
+			"run share I of N of the model's layers as a pipeline stage, I/N: shares of about equal compute, the last with fewer blocks as it also runs the output head (stage 1 takes requests; the others join it over NATS)")
+		fs.StringVar(&c.Stages.Layers, "layers", c.Stages.Layers, "run blocks A-B (inclusive) of the model as a pipeline stage, instead of --stage's computed share")
 	}
 	if c.Role == RoleServe {
 		fs.IntVar(&c.Stages.Count, "stages", c.Stages.Count, "run the --model as this many pipeline stages in one process, joined by the embedded NATS (0: one whole-model worker)")

@@ -56,7 +56,4 @@ func TestStagesValidate(t *testing.T) {
 	if err := serve.Validate(); err == nil || !strings.Contains(err.Error(), "--first-stages") {
 		t.Errorf("--first-stages without --stages: %v", err)
 	}
-	if first, end := StageShare(3, 3, 5); first != 3 || end != 5 {
-		t.Errorf("share 3/3 of 5 blocks: %d-%d", first, end)
-	}
 }

@@ -4,7 +4,10 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
+	"strconv"
+	"strings"
 
 	"courier/internal/engine/gguf"
 	"courier/internal/engine/model"
@@ -147,6 +150,100 @@ func FillStageStep(st *StageStep, b *model.Batch, hidden []float32, ctxLen int) 
 func LayerCount(path string) (int, error) {
 	layers, _, err := ModelShape(path)
 	return layers, err
+}
+
+// StageShares splits the blocks of the model at path into n shares of
+// consecutive blocks (stage i runs share i), so that no stage has much
+// more to compute per token than the others: each block weighs the
+// elements of its tensors (the multiply-adds a row costs), and the last
+// share also carries the output head (the output matrix, or the token
+// embedding when the output is tied: often several blocks' worth); the
+// first share's token embedding is a lookup and weighs nothing. Of the
+// splits with the lightest heaviest share, the one whose boundaries come
+// last is taken (the last stage also samples), so every worker started
+// with --stage I/N computes the same split from the same file. n must be between 1 and the number of
+// blocks.
+func StageShares(path string, n int) ([]model.LayerRange, error) {
+	f, err := gguf.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	cfg, err := model.ReadConfig(f)
+	if err != nil {
+		return nil, err
+	}
+	if n < 1 || n > cfg.Layers {
+		return nil, fmt.Errorf("engine: %d stages of a model of %d blocks: want 1 to %d", n, cfg.Layers, cfg.Layers)
+	}
+	blocks := make([]uint64, cfg.Layers)
+	var head, embd uint64
+	for i := range f.Tensors {
+		t := &f.Tensors[i]
+		switch rest, ok := strings.CutPrefix(t.Name, "blk."); {
+		case ok:
+			num, _, _ := strings.Cut(rest, ".")
+			if b, err := strconv.Atoi(num); err == nil && b >= 0 && b < len(blocks) {
+				blocks[b] += t.NumElements()
+			}
+		case t.Name == "output.weight":
+			head = t.NumElements()
+		case t.Name == "token_embd.weight":
+			embd = t.NumElements()
+		}
+	}
+	if head == 0 {
+		head = embd // tied: the last stage multiplies by the token embedding
+	}
+	return balanceShares(blocks, head, n), nil
+}
+
+// balanceShares splits blocks (the cost of each) into n shares of
+// consecutive blocks, at least one each, the last also costing head,
+// minimising the costliest share (ties: the latest boundaries).
+func balanceShares(blocks []uint64, head uint64, n int) []model.LayerRange {
+	total := len(blocks)
+	sum := make([]uint64, total+1) // sum[j]: blocks [0, j)
+	for i, c := range blocks {
+		sum[i+1] = sum[i] + c
+	}
+	cost := func(i, j int) uint64 {
+		c := sum[j] - sum[i]
+		if j == total {
+			c += head
+		}
+		return c
+	}
+	// best[k][j]: the costliest share of the best split of blocks [0, j)
+	// into k+1 shares; from[k][j] where its last share starts.
+	best := make([][]uint64, n)
+	from := make([][]int, n)
+	for k := range n {
+		best[k], from[k] = make([]uint64, total+1), make([]int, total+1)
+		for j := k + 1; j <= total; j++ {
+			if k == 0 {
+				best[0][j] = cost(0, j)
+				continue
+			}
+			best[k][j] = math.MaxUint64
+			for i := k; i < j; i++ {
+				if c := max(best[k-1][i], cost(i, j)); c <= best[k][j] {
+					best[k][j], from[k][j] = c, i
+				}
+			}
+		}
+	}
+	shares := make([]model.LayerRange, n)
+	end := total
+	for k := n - 1; k >= 0; k-- {
+		first := 0
+		if k > 0 {
+			first = from[k][end]
+		}
+		shares[k] = model.LayerRange{First: first, End: end, Total: total}
+		end = first
+	}
+	return shares
 }
 
 // ModelShape returns the number of transformer blocks and the hidden size

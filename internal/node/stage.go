@@ -25,19 +25,31 @@ func (n *Node) startStages(m config.Model, dial func(string) (*natsbus.Conn, err
 	if err != nil {
 		return fmt.Errorf("node: %s: %w", m.Name, err)
 	}
+	// shares splits the model into cnt shares of about equal compute (the
+	// last one's blocks fewer: it also runs the output head).
+	shares := func(cnt int) ([]model.LayerRange, error) {
+		if cnt > total {
+			return nil, fmt.Errorf("node: %s has %d layers, too few for %d stages", m.Name, total, cnt)
+		}
+		r, err := engine.StageShares(path, cnt)
+		if err != nil {
+			return nil, fmt.Errorf("node: %s: %w", m.Name, err)
+		}
+		return r, nil
+	}
 	id := n.workerID(m)
 	s := n.cfg.Stages
 	if s.Count > 1 {
-		if s.Count > total {
-			return fmt.Errorf("node: %s has %d layers, too few for %d stages", m.Name, total, s.Count)
+		split, err := shares(s.Count)
+		if err != nil {
+			return err
 		}
 		for i := s.Count; i >= 2; i-- {
-			first, end := config.StageShare(i, s.Count, total)
-			if err := n.startStage(m, path, fmt.Sprintf("%s-stage-%d-of-%d", id, i, s.Count), model.LayerRange{First: first, End: end, Total: total}, dial); err != nil {
+			if err := n.startStage(m, path, fmt.Sprintf("%s-stage-%d-of-%d", id, i, s.Count), split[i-1], dial); err != nil {
 				return err
 			}
 		}
-		_, end := config.StageShare(1, s.Count, total)
+		end := split[0].End
 		for j := range max(s.Firsts, 1) {
 			fid := fmt.Sprintf("%s-stage-1-of-%d", id, s.Count)
 			if s.Firsts > 1 {
@@ -52,11 +64,11 @@ func (n *Node) startStages(m config.Model, dial func(string) (*natsbus.Conn, err
 	var r model.LayerRange
 	if s.Stage != "" {
 		i, cnt, _ := config.ParseStage(s.Stage)
-		if cnt > total {
-			return fmt.Errorf("node: %s has %d layers, too few for %d stages", m.Name, total, cnt)
+		split, err := shares(cnt)
+		if err != nil {
+			return err
 		}
-		first, end := config.StageShare(i, cnt, total)
-		r = model.LayerRange{First: first, End: end, Total: total}
+		r = split[i-1]
 	} else {
 		a, b, _ := config.ParseLayers(s.Layers)
 		if b >= total {

@@ -53,17 +53,25 @@ var benchEngineOpts = engine.Options{ContextLength: 512, Slots: 16, BatchSize: 6
 // loadBenchPipeline starts the later stages of an n-stage split of path,
 // each on its own connection made by dial, and lanes first stages through
 // them (slots shared out), each keeping up to depth steps in flight (0:
-// the default, one per stage), and returns the first stages.
+// the default, one per stage), and returns the first stages. The split
+// is --stage's (engine.StageShares), or with even as many blocks a stage.
 // With logits, the first stages sample from logits the last stage sends
 // back (as before the last stage sampled), for comparison.
-func loadBenchPipeline(b *testing.B, path string, n, lanes, depth int, logits bool, dial func(name string) *natsbus.Conn) []*engine.Engine {
+func loadBenchPipeline(b *testing.B, path string, n, lanes, depth int, logits, even bool, dial func(name string) *natsbus.Conn) []*engine.Engine {
 	b.Helper()
 	total, err := engine.LayerCount(path)
 	if err != nil {
 		b.Fatal(err)
 	}
+	split, err := engine.StageShares(path, n)
+	if err != nil {
+		b.Fatal(err)
+	}
 	share := func(i int) model.LayerRange {
-		return model.LayerRange{First: (i - 1) * total / n, End: i * total / n, Total: total}
+		if even { // as many blocks each, the head on the last
+			return model.LayerRange{First: (i - 1) * total / n, End: i * total / n, Total: total}
+		}
+		return split[i-1]
 	}
 	for i := n; i >= 2; i-- {
 		st, err := engine.LoadStage(path, engine.StageOptions{Layers: share(i), ContextLength: 512, Threads: 1})
@@ -145,8 +153,10 @@ func generateConcurrent(b *testing.B, es []*engine.Engine, conc, n int) int {
 // in flight, and with the default two micro-batches) and by NATS over TCP
 // on loopback, as 3 stages (in-process; one step in flight, and three
 // micro-batches), and as 2 stages with two first stages (one step in
-// flight each) sharing the second, and 2 stages whose first stage samples
-// from the logits sent back (-logits), every setup loaded at once
+// flight each) sharing the second, 2 stages whose first stage samples
+// from the logits sent back (-logits), and 2 and 3 stages split into as
+// many blocks each (-even) instead of --stage's compute-weighted shares,
+// every setup loaded at once
 // and measured in turn within each round (so a busy moment of the machine
 // hits them alike): aggregate decode tokens/s at 1, 4, 8 and 16 streams,
 // (32 tokens a stream; 96 at 1 stream), as a ratio to the whole model's (x_whole_<setup>_s<streams>), and at 1
@@ -205,7 +215,10 @@ func BenchmarkPipeline(b *testing.B) {
 	}
 	defer whole.Close()
 	pipe := func(n, lanes, depth int, logits bool, dial func(*testing.B) func(string) *natsbus.Conn) func() []*engine.Engine {
-		return func() []*engine.Engine { return loadBenchPipeline(b, path, n, lanes, depth, logits, dial(b)) }
+		return func() []*engine.Engine { return loadBenchPipeline(b, path, n, lanes, depth, logits, false, dial(b)) }
+	}
+	even := func(n int) func() []*engine.Engine {
+		return func() []*engine.Engine { return loadBenchPipeline(b, path, n, 1, 0, false, true, inproc(b)) }
 	}
 	all := []*setup{
 		{name: "whole", stages: 1, load: func() []*engine.Engine { return []*engine.Engine{whole} }},
@@ -221,6 +234,10 @@ func BenchmarkPipeline(b *testing.B) {
 		// the logits path (before the last stage sampled), in the same run.
 		{name: "2stages-inproc-logits", stages: 2, load: pipe(2, 1, 0, true, inproc)},
 		{name: "2stages-tcp-logits", stages: 2, load: pipe(2, 1, 0, true, tcp)},
+		// As many blocks a stage (the split before --stage weighed the
+		// output head), default micro-batches.
+		{name: "2stages-inproc-even", stages: 2, load: even(2)},
+		{name: "3stages-inproc-even", stages: 3, load: even(3)},
 	}
 	// COURIER_BENCH_SETUPS names the setups to run, comma-separated (the
 	// whole model always runs: it is the reference); empty: all.
