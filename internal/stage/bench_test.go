@@ -367,3 +367,117 @@ func BenchmarkBusRoundTrip(b *testing.B) {
 		_ = srv.Shutdown(context.Background())
 	}
 }
+
+// BenchmarkBoundary measures one stage boundary directly, and what
+// emitting the chunks from the last stage would save (docs/architecture.md,
+// "Who emits the chunks"): one stream through 2 stages of the 134M model
+// (Q8_0, --stage's split) over an in-process NATS server and over TCP on
+// loopback. Per token it takes, at the first stage, the time from handing
+// a step to the Pipeline to taking its answer, less the last stage's own
+// work on it (its layers, the head and the sampling): what the boundary
+// adds, both ways (us_boundary_<bus>); and the time from the last stage's
+// sample of a token to the first stage's engine handing that token to its
+// caller, the worker, which then publishes the chunk as a last stage would
+// have to (us_sample_to_emit_<bus>). It reports the medians, and the time
+// per token (us_per_token_<bus>):
+//
+//	flock -x /tmp/courier-cpu.lock go test ./internal/stage/ -run XXX -bench Boundary -benchtime 3x
+func BenchmarkBoundary(b *testing.B) {
+	path := benchModelPath(b)
+	split, err := engine.StageShares(path, 2)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bus := range []string{"inproc", "tcp"} {
+		cfg := natsbus.ServerConfig{Name: "b", DataDir: b.TempDir(), MaxPayload: 8 << 20}
+		if bus == "tcp" {
+			cfg.Listen = "127.0.0.1:0"
+		}
+		srv, err := natsbus.StartServer(cfg, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+		dial := func(name string) *natsbus.Conn {
+			var c *natsbus.Conn
+			if bus == "tcp" {
+				c, err = natsbus.Dial(srv.ClientURL(), name, natsbus.ClientAuth{}, nil)
+			} else {
+				c, err = srv.Connect(name)
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { closeConn(c) })
+			return c
+		}
+		st, err := engine.LoadStage(path, engine.StageOptions{Layers: split[1], ContextLength: 512, Threads: 1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		s, err := NewServer(dial("last"), st, ServerConfig{Instance: "last", Model: "m", HeartbeatInterval: time.Second}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		p, err := NewPipeline(dial("first"), PipelineConfig{Instance: "first", Model: "m", Layers: split[0], HeartbeatInterval: time.Second}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		// The times of each step's events, in step order (one stream: one
+		// step at a time, each sampling one token).
+		var mu sync.Mutex
+		var sending, computing, sampled, taken, emitted []time.Time
+		at := func(ts *[]time.Time) func() {
+			return func() {
+				now := time.Now()
+				mu.Lock()
+				*ts = append(*ts, now)
+				mu.Unlock()
+			}
+		}
+		p.sending, s.computing, s.picked, p.taken = at(&sending), at(&computing), at(&sampled), at(&taken)
+		opts := benchEngineOpts
+		opts.Layers, opts.Tail = split[0], p
+		e, err := engine.Load(path, opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		p.SetContextLength(e.Info().ContextLength)
+		for i := 0; i < 500 && !e.Ready(); i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
+		generateConcurrent(b, []*engine.Engine{e}, 1, 4) // warm
+		mu.Lock()
+		sending, computing, sampled, taken = sending[:0], computing[:0], sampled[:0], taken[:0]
+		mu.Unlock()
+		t0 := time.Now()
+		for range b.N {
+			_, err := e.Generate(context.Background(), engine.Request{Prompt: []int32{1, 300, 400, 500}, MaxTokens: 96, IgnoreEOS: true},
+				func(engine.Token) error { at(&emitted)(); return nil })
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		perToken := float64(time.Since(t0).Microseconds()) / float64(len(emitted))
+		mu.Lock()
+		n := len(emitted)
+		if len(sending) != n || len(computing) != n || len(sampled) != n || len(taken) != n {
+			b.Fatalf("%s: %d tokens emitted, %d %d %d %d steps sent, computed, sampled, taken", bus, n, len(sending), len(computing), len(sampled), len(taken))
+		}
+		boundary, toEmit := make([]float64, n), make([]float64, n)
+		for i := range n {
+			boundary[i] = float64((taken[i].Sub(sending[i]) - sampled[i].Sub(computing[i])).Nanoseconds()) / 1e3
+			toEmit[i] = float64(emitted[i].Sub(sampled[i]).Nanoseconds()) / 1e3
+		}
+		mu.Unlock()
+		slices.Sort(boundary)
+		slices.Sort(toEmit)
+		b.ReportMetric(boundary[n/2], "us_boundary_"+bus)
+		b.ReportMetric(toEmit[n/2], "us_sample_to_emit_"+bus)
+		b.ReportMetric(perToken, "us_per_token_"+bus)
+		e.Close()
+		p.Close()
+		s.Close()
+		st.Close()
+	}
+}

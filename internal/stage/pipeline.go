@@ -85,6 +85,9 @@ type Pipeline struct {
 	enc  []byte
 	// Owned by the reply subscription's handler (onReply).
 	res Message
+	// Test hooks: sending is called when a step is handed over, taken when
+	// its answer is taken.
+	sending, taken func()
 }
 
 // flight is a step sent and not taken: what its answer must hold, and
@@ -300,6 +303,9 @@ func (p *Pipeline) Send(b *model.Batch, hidden []float32) error {
 // and answers with their picks instead of their logits
 // (engine.SamplingTail).
 func (p *Pipeline) SendSampled(b *model.Batch, hidden []float32, samples []engine.RowSample) error {
+	if p.sending != nil {
+		p.sending()
+	}
 	p.mu.Lock()
 	if len(b.Seqs) > 0 {
 		p.kv = b.Seqs[0].Pool()
@@ -399,6 +405,9 @@ func (p *Pipeline) Take() (engine.TailAnswer, bool) {
 	defer p.mu.Unlock()
 	if len(p.flights) == 0 || !p.flights[0].done {
 		return engine.TailAnswer{}, false
+	}
+	if p.taken != nil {
+		p.taken()
 	}
 	f := p.flights[0]
 	p.flights = append(p.flights[:0], p.flights[1:]...)

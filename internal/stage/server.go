@@ -51,8 +51,10 @@ type Server struct {
 	outRow  []int32   // a step's logits row of each of its rows (-1: none)
 	sampled []bool    // per logits row: sampled here
 	// Test hooks: closeWaits is called when Close is about to wait for a
-	// running step; stepRuns when a step starts, stepEnds when it ends.
-	closeWaits, stepRuns, stepEnds func()
+	// running step; stepRuns when a step starts, stepEnds when it ends;
+	// computing when its layers start, picked when the last stage has
+	// sampled its rows.
+	closeWaits, stepRuns, stepEnds, computing, picked func()
 
 	mu     sync.Mutex
 	epoch  uint64            // newest epoch opened; guarded by mu
@@ -174,6 +176,9 @@ func (s *Server) onStep(data []byte) {
 		s.fail(m, err)
 		return
 	}
+	if s.computing != nil {
+		s.computing()
+	}
 	out, err := s.st.Step(&o.cache, &m.StageStep)
 	if err != nil {
 		s.fail(m, err)
@@ -189,6 +194,9 @@ func (s *Server) onStep(data []byte) {
 		picked := false
 		if err == nil && len(m.Samples) > 0 {
 			if out, err = s.sample(m, out); err == nil {
+				if s.picked != nil {
+					s.picked()
+				}
 				s.out = AppendEncode(s.out[:0], &Message{Kind: KindPicks, Epoch: m.Epoch, Step: m.Step, Picks: s.picks})
 				if perr := s.bus.Publish(m.Reply, s.out); perr != nil {
 					err = fmt.Errorf("stage %s: sending the picks: %w", s.cfg.Instance, perr)
