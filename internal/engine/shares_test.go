@@ -17,9 +17,9 @@ func TestStageSharesWeighTheHead(t *testing.T) {
 	for _, tied := range []bool{false, true} {
 		path := writeSynth(t, synth.Config{Dim: 64, Layers: 12, Heads: 4, FFN: 192, Vocab: 2667, Context: 256, Type: gguf.TypeQ8_0, Seed: 1, Tied: tied})
 		for n, want := range map[int][]model.LayerRange{
-			1: {{0, 12, 12}},
-			2: {{0, 8, 12}, {8, 12, 12}},
-			3: {{0, 5, 12}, {5, 10, 12}, {10, 12, 12}},
+			1: {lr(0, 12, 12)},
+			2: {lr(0, 8, 12), lr(8, 12, 12)},
+			3: {lr(0, 5, 12), lr(5, 10, 12), lr(10, 12, 12)},
 			12: func() (r []model.LayerRange) {
 				for i := range 12 {
 					r = append(r, model.LayerRange{First: i, End: i + 1, Total: 12})
@@ -70,7 +70,7 @@ func TestBalanceSharesIsOptimal(t *testing.T) {
 		}
 	}
 	// No head: equal blocks split evenly.
-	if got := balanceShares(slices.Repeat([]uint64{7}, 12), 0, 3); !slices.Equal(got, []model.LayerRange{{0, 4, 12}, {4, 8, 12}, {8, 12, 12}}) {
+	if got := balanceShares(slices.Repeat([]uint64{7}, 12), 0, 3); !slices.Equal(got, []model.LayerRange{lr(0, 4, 12), lr(4, 8, 12), lr(8, 12, 12)}) {
 		t.Errorf("12 equal blocks, no head, 3 shares: %v", got)
 	}
 }
@@ -106,4 +106,8 @@ func bestSplit(blocks []uint64, head uint64, n int) uint64 {
 	}
 	try(0, 0, nil)
 	return best
+}
+
+func lr(first, end, total int) model.LayerRange {
+	return model.LayerRange{First: first, End: end, Total: total}
 }
