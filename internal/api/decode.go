@@ -38,6 +38,9 @@ func decodeJSON(body []byte, v any) *Error {
 	if trimmed[0] != '{' {
 		return errorf(CodeInvalidJSON, "", "request body must be a JSON object")
 	}
+	if quickBody(trimmed, v) {
+		return nil
+	}
 	err := json.Unmarshal(trimmed, v)
 	if err == nil {
 		return nil

@@ -4,9 +4,9 @@ import (
 	"encoding/json"
 	"math"
 	"strconv"
-	"unicode"
-	"unicode/utf16"
 	"unicode/utf8"
+
+	"courier/internal/jsonread"
 )
 
 // DecodeRequest reads a Request from its JSON message into r, which it
@@ -21,443 +21,99 @@ import (
 // unquotes them.
 func DecodeRequest(data []byte, r *Request) error {
 	*r = Request{}
-	d := reqReader{b: data}
-	if d.request(r) && d.end() {
+	d := reqReader{jsonread.Reader{B: data}}
+	if d.request(r) && d.End() {
 		return nil
 	}
 	*r = Request{}
 	return json.Unmarshal(data, r)
 }
 
-// reqReader reads JSON for DecodeRequest. Each method reports whether it
-// read what it expected; false sends the whole message to json.Unmarshal,
-// so the reader never needs to say why.
-type reqReader struct {
-	b []byte
-	i int
-}
-
-func (d *reqReader) ws() {
-	for d.i < len(d.b) {
-		switch d.b[d.i] {
-		case ' ', '\t', '\n', '\r':
-			d.i++
-		default:
-			return
-		}
-	}
-}
-
-// end reports whether only whitespace is left.
-func (d *reqReader) end() bool {
-	d.ws()
-	return d.i == len(d.b)
-}
-
-// next skips whitespace and reports whether the next byte is c, taking it.
-func (d *reqReader) next(c byte) bool {
-	d.ws()
-	if d.i < len(d.b) && d.b[d.i] == c {
-		d.i++
-		return true
-	}
-	return false
-}
-
-// object reads an object whose keys field handles: field reads the value
-// of a key (which aliases the message) and reports whether it could. The
-// callers leave a key seen twice to encoding/json (keys.first), which
-// merges repeated objects and arrays in ways not worth copying.
-func (d *reqReader) object(field func(key []byte) bool) bool {
-	if !d.next('{') {
-		return false
-	}
-	if d.next('}') {
-		return true
-	}
-	for {
-		key, ok := d.key()
-		if !ok || !d.next(':') {
-			return false
-		}
-		d.ws()
-		if !field(key) {
-			return false
-		}
-		if d.next(',') {
-			continue
-		}
-		return d.next('}')
-	}
-}
-
-// key reads an object key without escapes.
-func (d *reqReader) key() ([]byte, bool) {
-	if !d.next('"') {
-		return nil, false
-	}
-	start := d.i
-	for d.i < len(d.b) {
-		c := d.b[d.i]
-		if c == '"' {
-			d.i++
-			return d.b[start : d.i-1], true
-		}
-		if c == '\\' || c < 0x20 || c >= utf8.RuneSelf {
-			return nil, false
-		}
-		d.i++
-	}
-	return nil, false
-}
-
-// str reads a string. One without escapes that is valid UTF-8 is copied
-// as it is; otherwise it is unquoted as encoding/json does.
-func (d *reqReader) str() (string, bool) {
-	if d.i >= len(d.b) || d.b[d.i] != '"' {
-		return "", false
-	}
-	d.i++
-	start := d.i
-	plain, ascii := true, true
-	for d.i < len(d.b) {
-		c := d.b[d.i]
-		switch {
-		case c == '"':
-			d.i++
-			s := d.b[start : d.i-1]
-			if plain && (ascii || utf8.Valid(s)) {
-				return string(s), true
-			}
-			return unquote(s)
-		case c == '\\':
-			plain = false
-			d.i += 2
-			continue
-		case c < 0x20:
-			return "", false
-		case c >= utf8.RuneSelf:
-			ascii = false
-		}
-		d.i++
-	}
-	return "", false
-}
-
-// unquote is encoding/json's unquoteBytes for the inside of a string
-// whose end was found, with its scanner's checks: only JSON's escapes;
-// a \u escape of a surrogate joins the next one when they make a pair,
-// and is U+FFFD otherwise; bytes that are not UTF-8 become U+FFFD each.
-func unquote(s []byte) (string, bool) {
-	b := make([]byte, 0, len(s)+utf8.UTFMax)
-	for r := 0; r < len(s); {
-		c := s[r]
-		switch {
-		case c == '\\':
-			if r+1 >= len(s) {
-				return "", false
-			}
-			switch e := s[r+1]; e {
-			case '"', '\\', '/':
-				b = append(b, e)
-			case 'b':
-				b = append(b, '\b')
-			case 'f':
-				b = append(b, '\f')
-			case 'n':
-				b = append(b, '\n')
-			case 'r':
-				b = append(b, '\r')
-			case 't':
-				b = append(b, '\t')
-			case 'u':
-				rr := getu4(s[r:])
-				if rr < 0 {
-					return "", false
-				}
-				r += 6
-				if utf16.IsSurrogate(rr) {
-					if dec := utf16.DecodeRune(rr, getu4(s[r:])); dec != unicode.ReplacementChar {
-						r += 6
-						b = utf8.AppendRune(b, dec)
-						continue
-					}
-					rr = unicode.ReplacementChar
-				}
-				b = utf8.AppendRune(b, rr)
-				continue
-			default:
-				return "", false
-			}
-			r += 2
-		case c < utf8.RuneSelf:
-			b = append(b, c)
-			r++
-		default:
-			rr, size := utf8.DecodeRune(s[r:])
-			r += size
-			b = utf8.AppendRune(b, rr)
-		}
-	}
-	return string(b), true
-}
-
-// getu4 reads the \uXXXX escape at the start of s; -1 when there is none.
-func getu4(s []byte) rune {
-	if len(s) < 6 || s[0] != '\\' || s[1] != 'u' {
-		return -1
-	}
-	var r rune
-	for _, c := range s[2:6] {
-		switch {
-		case '0' <= c && c <= '9':
-			c -= '0'
-		case 'a' <= c && c <= 'f':
-			c = c - 'a' + 10
-		case 'A' <= c && c <= 'F':
-			c = c - 'A' + 10
-		default:
-			return -1
-		}
-		r = r*16 + rune(c)
-	}
-	return r
-}
-
-// number reads a JSON number's text, checked against JSON's grammar.
-func (d *reqReader) number() ([]byte, bool) {
-	b, i := d.b, d.i
-	start := i
-	if i < len(b) && b[i] == '-' {
-		i++
-	}
-	switch {
-	case i < len(b) && b[i] == '0':
-		i++
-	case i < len(b) && b[i] >= '1' && b[i] <= '9':
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-	default:
-		return nil, false
-	}
-	if i < len(b) && b[i] == '.' {
-		i++
-		if i >= len(b) || b[i] < '0' || b[i] > '9' {
-			return nil, false
-		}
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-	}
-	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
-		i++
-		if i < len(b) && (b[i] == '+' || b[i] == '-') {
-			i++
-		}
-		if i >= len(b) || b[i] < '0' || b[i] > '9' {
-			return nil, false
-		}
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-	}
-	d.i = i
-	return b[start:i], true
-}
-
-// integer reads a number into an integer of the given bits, as
-// encoding/json does (strconv on the number's text; a fraction, an
-// exponent or an overflow is its error to report).
-func (d *reqReader) integer(bits int) (int64, bool) {
-	t, ok := d.number()
-	if !ok {
-		return 0, false
-	}
-	n, err := strconv.ParseInt(string(t), 10, bits)
-	return n, err == nil
-}
-
-func (d *reqReader) int(p *int) bool {
-	n, ok := d.integer(strconv.IntSize)
-	*p = int(n)
-	return ok
-}
-
-func (d *reqReader) uint64() (uint64, bool) {
-	t, ok := d.number()
-	if !ok {
-		return 0, false
-	}
-	n, err := strconv.ParseUint(string(t), 10, 64)
-	return n, err == nil
-}
-
-func (d *reqReader) float32() (float32, bool) {
-	t, ok := d.number()
-	if !ok {
-		return 0, false
-	}
-	f, err := strconv.ParseFloat(string(t), 32)
-	if err != nil || math.IsInf(f, 0) {
-		return 0, false
-	}
-	return float32(f), true
-}
-
-func (d *reqReader) bool(p *bool) bool {
-	switch {
-	case len(d.b)-d.i >= 4 && string(d.b[d.i:d.i+4]) == "true":
-		*p = true
-		d.i += 4
-	case len(d.b)-d.i >= 5 && string(d.b[d.i:d.i+5]) == "false":
-		*p = false
-		d.i += 5
-	default:
-		return false
-	}
-	return true
-}
-
-func (d *reqReader) string(p *string) bool {
-	s, ok := d.str()
-	*p = s
-	return ok
-}
-
-// array reads an array, each element by elem. An empty array still sets
-// a non-nil slice (as encoding/json does); elem appends.
-func (d *reqReader) array(elem func() bool) bool {
-	if !d.next('[') {
-		return false
-	}
-	if d.next(']') {
-		return true
-	}
-	for {
-		d.ws()
-		if !elem() {
-			return false
-		}
-		if d.next(',') {
-			continue
-		}
-		return d.next(']')
-	}
-}
-
-func (d *reqReader) strings(p *[]string) bool {
-	*p = make([]string, 0, 4)
-	return d.array(func() bool {
-		s, ok := d.str()
-		*p = append(*p, s)
-		return ok
-	})
-}
-
-func (d *reqReader) int32s(p *[]int32) bool {
-	*p = make([]int32, 0, 16)
-	return d.array(func() bool {
-		n, ok := d.integer(32)
-		*p = append(*p, int32(n))
-		return ok
-	})
-}
-
-// keys tracks the keys an object has had, by a bit each: a key seen twice
-// is left to encoding/json.
-type keys uint64
-
-func (k *keys) first(bit uint) bool {
-	if *k&(1<<bit) != 0 {
-		return false
-	}
-	*k |= 1 << bit
-	return true
-}
+// reqReader reads a Request's JSON for DecodeRequest.
+type reqReader struct{ jsonread.Reader }
 
 func (d *reqReader) request(r *Request) bool {
-	var seen keys
-	return d.object(func(key []byte) bool {
+	var seen jsonread.Keys
+	return d.Object(func(key []byte) bool {
 		switch string(key) {
 		case "v":
-			return seen.first(0) && d.int(&r.V)
+			return seen.First(0) && d.Int(&r.V)
 		case "id":
-			return seen.first(1) && d.string(&r.ID)
+			return seen.First(1) && d.StrTo(&r.ID)
 		case "model":
-			return seen.first(2) && d.string(&r.Model)
+			return seen.First(2) && d.StrTo(&r.Model)
 		case "kind":
-			return seen.first(3) && d.string(&r.Kind)
+			return seen.First(3) && d.StrTo(&r.Kind)
 		case "prompt":
-			return seen.first(4) && d.string(&r.Prompt)
+			return seen.First(4) && d.StrTo(&r.Prompt)
 		case "prompt_ids":
-			return seen.first(5) && d.int32s(&r.PromptIDs)
+			return seen.First(5) && d.Int32s(&r.PromptIDs)
 		case "messages":
-			return seen.first(6) && d.messages(&r.Messages)
+			return seen.First(6) && d.messages(&r.Messages)
 		case "max_tokens":
-			return seen.first(7) && d.int(&r.MaxTokens)
+			return seen.First(7) && d.Int(&r.MaxTokens)
 		case "echo":
-			return seen.first(8) && d.bool(&r.Echo)
+			return seen.First(8) && d.Bool(&r.Echo)
 		case "stop":
-			return seen.first(9) && d.strings(&r.Stop)
+			return seen.First(9) && d.Strings(&r.Stop)
 		case "logprobs":
-			return seen.first(10) && d.bool(&r.Logprobs)
+			return seen.First(10) && d.Bool(&r.Logprobs)
 		case "top_logprobs":
-			return seen.first(11) && d.int(&r.TopLogprobs)
+			return seen.First(11) && d.Int(&r.TopLogprobs)
 		case "sampling":
-			return seen.first(12) && d.sampling(&r.Sampling)
+			return seen.First(12) && d.sampling(&r.Sampling)
 		case "user":
-			return seen.first(13) && d.string(&r.User)
+			return seen.First(13) && d.StrTo(&r.User)
 		case "tool_choice":
-			return seen.first(14) && d.string(&r.ToolChoice)
+			return seen.First(14) && d.StrTo(&r.ToolChoice)
 		case "parallel_tool_calls":
-			return seen.first(15) && d.bool(&r.ParallelToolCalls)
+			return seen.First(15) && d.Bool(&r.ParallelToolCalls)
 		case "share":
-			return seen.first(16) && d.string(&r.Share)
+			return seen.First(16) && d.StrTo(&r.Share)
 		case "choices":
-			return seen.first(17) && d.int(&r.Choices)
+			return seen.First(17) && d.Int(&r.Choices)
 		case "inputs":
-			return seen.first(18) && d.strings(&r.Inputs)
+			return seen.First(18) && d.Strings(&r.Inputs)
 		case "labels":
-			return seen.first(19) && d.strings(&r.Labels)
+			return seen.First(19) && d.Strings(&r.Labels)
 		case "template":
-			return seen.first(20) && d.string(&r.Template)
+			return seen.First(20) && d.StrTo(&r.Template)
 		case "token_inputs":
-			return seen.first(21) && d.tokenInputs(&r.TokenInputs)
+			return seen.First(21) && d.tokenInputs(&r.TokenInputs)
 		case "dimensions":
-			return seen.first(22) && d.int(&r.Dimensions)
+			return seen.First(22) && d.Int(&r.Dimensions)
 		case "deadline":
-			if !seen.first(23) {
+			if !seen.First(23) {
 				return false
 			}
-			n, ok := d.integer(64)
+			n, ok := d.Integer(64)
 			r.Deadline = n
 			return ok
 		case "reply_to":
-			return seen.first(24) && d.string(&r.ReplyTo)
+			return seen.First(24) && d.StrTo(&r.ReplyTo)
 		case "resume":
-			return seen.first(25) && d.int32s(&r.Resume)
+			return seen.First(25) && d.Int32s(&r.Resume)
 		case "resume_seq":
-			if !seen.first(26) {
+			if !seen.First(26) {
 				return false
 			}
-			n, ok := d.uint64()
+			n, ok := d.Uint64()
 			r.ResumeSeq = n
 			return ok
 		case "resume_choices":
-			return seen.first(27) && d.resumeChoices(&r.ResumeChoices)
+			return seen.First(27) && d.resumeChoices(&r.ResumeChoices)
 		case "resume_text":
-			return seen.first(28) && d.string(&r.ResumeText)
+			return seen.First(28) && d.StrTo(&r.ResumeText)
 		case "continue_final":
-			return seen.first(29) && d.bool(&r.ContinueFinal)
+			return seen.First(29) && d.Bool(&r.ContinueFinal)
 		case "background":
-			return seen.first(30) && d.bool(&r.Background)
+			return seen.First(30) && d.Bool(&r.Background)
 		case "attempt":
-			return seen.first(31) && d.int(&r.Attempt)
+			return seen.First(31) && d.Int(&r.Attempt)
 		case "tenant":
-			return seen.first(32) && d.string(&r.Tenant)
+			return seen.First(32) && d.StrTo(&r.Tenant)
 		case "chunk_frames":
-			return seen.first(33) && d.int(&r.ChunkFrames)
+			return seen.First(33) && d.Int(&r.ChunkFrames)
 		}
 		// chat_template_kwargs, tools, constraint, or a key only
 		// encoding/json's rules would place.
@@ -466,71 +122,71 @@ func (d *reqReader) request(r *Request) bool {
 }
 
 func (d *reqReader) sampling(s *Sampling) bool {
-	var seen keys
-	return d.object(func(key []byte) bool {
+	var seen jsonread.Keys
+	return d.Object(func(key []byte) bool {
 		switch string(key) {
 		case "temperature":
-			if !seen.first(0) {
+			if !seen.First(0) {
 				return false
 			}
-			f, ok := d.float32()
+			f, ok := d.Float32()
 			s.Temperature = &f
 			return ok
 		case "top_p":
-			if !seen.first(1) {
+			if !seen.First(1) {
 				return false
 			}
-			f, ok := d.float32()
+			f, ok := d.Float32()
 			s.TopP = &f
 			return ok
 		case "top_k":
-			return seen.first(2) && d.int(&s.TopK)
+			return seen.First(2) && d.Int(&s.TopK)
 		case "min_p":
-			return seen.first(3) && d.float32To(&s.MinP)
+			return seen.First(3) && d.float32To(&s.MinP)
 		case "repetition_penalty":
-			return seen.first(4) && d.float32To(&s.RepetitionPenalty)
+			return seen.First(4) && d.float32To(&s.RepetitionPenalty)
 		case "frequency_penalty":
-			return seen.first(5) && d.float32To(&s.FrequencyPenalty)
+			return seen.First(5) && d.float32To(&s.FrequencyPenalty)
 		case "presence_penalty":
-			return seen.first(6) && d.float32To(&s.PresencePenalty)
+			return seen.First(6) && d.float32To(&s.PresencePenalty)
 		case "seed":
-			if !seen.first(7) {
+			if !seen.First(7) {
 				return false
 			}
-			n, ok := d.uint64()
+			n, ok := d.Uint64()
 			s.Seed = &n
 			return ok
 		case "ignore_eos":
-			return seen.first(8) && d.bool(&s.IgnoreEOS)
+			return seen.First(8) && d.Bool(&s.IgnoreEOS)
 		}
 		return false // logit_bias, or another key
 	})
 }
 
 func (d *reqReader) float32To(p *float32) bool {
-	f, ok := d.float32()
+	f, ok := d.Float32()
 	*p = f
 	return ok
 }
 
 func (d *reqReader) messages(p *[]ChatMessage) bool {
 	*p = make([]ChatMessage, 0, 4)
-	return d.array(func() bool {
+	return d.Array(func() bool {
 		*p = append(*p, ChatMessage{})
 		m := &(*p)[len(*p)-1]
-		var seen keys
-		return d.object(func(key []byte) bool {
+		var seen jsonread.Keys
+		return d.Object(func(key []byte) bool {
 			switch string(key) {
 			case "role":
-				return seen.first(0) && d.string(&m.Role)
+				return seen.First(0) && d.StrTo(&m.Role)
 			case "content":
-				return seen.first(1) && d.string(&m.Content)
+				return seen.First(1) && d.StrTo(&m.Content)
 			case "name":
-				return seen.first(2) && d.string(&m.Name)
+				return seen.First(2) && d.StrTo(&m.Name)
 			case "tool_calls":
-				return seen.first(3) && d.toolCalls(&m.ToolCalls)
+				return seen.First(3) && d.toolCalls(&m.ToolCalls)
 			case "tool_call_id":
-				return seen.first(4) && d.string(&m.ToolCallID)
+				return seen.First(4) && d.StrTo(&m.ToolCallID)
 			}
 			return false
 		})
@@ -539,18 +195,18 @@ func (d *reqReader) messages(p *[]ChatMessage) bool {
 
 func (d *reqReader) toolCalls(p *[]ToolCall) bool {
 	*p = make([]ToolCall, 0, 1)
-	return d.array(func() bool {
+	return d.Array(func() bool {
 		*p = append(*p, ToolCall{})
 		c := &(*p)[len(*p)-1]
-		var seen keys
-		return d.object(func(key []byte) bool {
+		var seen jsonread.Keys
+		return d.Object(func(key []byte) bool {
 			switch string(key) {
 			case "id":
-				return seen.first(0) && d.string(&c.ID)
+				return seen.First(0) && d.StrTo(&c.ID)
 			case "name":
-				return seen.first(1) && d.string(&c.Name)
+				return seen.First(1) && d.StrTo(&c.Name)
 			case "arguments":
-				return seen.first(2) && d.string(&c.Arguments)
+				return seen.First(2) && d.StrTo(&c.Arguments)
 			}
 			return false
 		})
@@ -559,9 +215,9 @@ func (d *reqReader) toolCalls(p *[]ToolCall) bool {
 
 func (d *reqReader) tokenInputs(p *[][]int32) bool {
 	*p = make([][]int32, 0, 1)
-	return d.array(func() bool {
+	return d.Array(func() bool {
 		var ids []int32
-		ok := d.int32s(&ids)
+		ok := d.Int32s(&ids)
 		*p = append(*p, ids)
 		return ok
 	})
@@ -569,16 +225,16 @@ func (d *reqReader) tokenInputs(p *[][]int32) bool {
 
 func (d *reqReader) resumeChoices(p *[]ChoiceResume) bool {
 	*p = make([]ChoiceResume, 0, 2)
-	return d.array(func() bool {
+	return d.Array(func() bool {
 		*p = append(*p, ChoiceResume{})
 		c := &(*p)[len(*p)-1]
-		var seen keys
-		return d.object(func(key []byte) bool {
+		var seen jsonread.Keys
+		return d.Object(func(key []byte) bool {
 			switch string(key) {
 			case "tokens":
-				return seen.first(0) && d.int32s(&c.Tokens)
+				return seen.First(0) && d.Int32s(&c.Tokens)
 			case "done":
-				return seen.first(1) && d.bool(&c.Done)
+				return seen.First(1) && d.Bool(&c.Done)
 			}
 			return false
 		})

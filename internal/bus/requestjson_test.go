@@ -7,6 +7,8 @@ import (
 	"math"
 	"reflect"
 	"testing"
+
+	"courier/internal/jsonread"
 )
 
 // sampleRequests are messages as gateways send them, of every kind the
@@ -106,9 +108,9 @@ func TestDecodeRequestReadsGatewayMessagesQuickly(t *testing.T) {
 		equivalent(t, data)
 		// The quick reader itself took it: encoding/json was not asked.
 		var got Request
-		d := reqReader{b: data}
-		if !d.request(&got) || !d.end() {
-			t.Fatalf("the quick reader gave up on %s at byte %d", data, d.i)
+		d := reqReader{jsonread.Reader{B: data}}
+		if !d.request(&got) || !d.End() {
+			t.Fatalf("the quick reader gave up on %s at byte %d", data, d.I)
 		}
 		var want Request
 		if err := json.Unmarshal(data, &want); err != nil || !reflect.DeepEqual(got, want) {

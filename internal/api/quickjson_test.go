@@ -1,0 +1,110 @@
+package api
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+)
+
+// typicalBodies are request bodies as clients send them, which quickBody
+// reads itself.
+var typicalBodies = []string{
+	`{"model":"instant","prompt":"Once upon a time","max_tokens":1,"temperature":0}`,
+	`{"model":"m","prompt":["a","b\n\"c\""],"max_tokens":16,"temperature":0.7,"top_p":0.95,"n":2,"stream":true,` +
+		`"stream_options":{"include_usage":true},"stop":["\n\n","User:"],"seed":-42,"frequency_penalty":0.5,` +
+		`"presence_penalty":-0.25,"user":"u\u00e9","top_k":40,"min_p":0.05,"repetition_penalty":1.1,"ignore_eos":false,` +
+		`"logprobs":3,"echo":true,"best_of":3,"suffix":"end"}`,
+	`{"model":"m","messages":[{"role":"system","content":"Be \"brief\".\n"},{"role":"user","content":"hi 🙂","name":"ann"}],` +
+		`"max_completion_tokens":64,"logprobs":true,"top_logprobs":2,"stop":"\n","stream":false,"temperature":1e-3}`,
+	` { "model" : "m" , "messages" : [ ] , "stop" : [ ] } `,
+}
+
+// sameBody fails t unless decoding body into a T by quickBody (through
+// decodeJSON) gives what json.Unmarshal gives.
+func sameBody[T any](t *testing.T, body []byte) {
+	t.Helper()
+	var want, got T
+	werr := json.Unmarshal(body, &want)
+	if len(body) == 0 || body[0] != '{' {
+		return // decodeJSON refuses it before either
+	}
+	quick := quickBody(body, &got)
+	if !quick {
+		var zero T
+		if !reflect.DeepEqual(got, zero) {
+			t.Fatalf("%q: quickBody gave up but left %+v", body, got)
+		}
+		return
+	}
+	if werr != nil {
+		t.Fatalf("%q: quickBody took it, json.Unmarshal: %v", body, werr)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("%q:\n got %+v\nwant %+v", body, got, want)
+	}
+}
+
+func TestQuickBodyTakesTypicalRequests(t *testing.T) {
+	for i, s := range typicalBodies {
+		sameBody[CompletionRequest](t, []byte(s))
+		sameBody[ChatRequest](t, []byte(s))
+		var c CompletionRequest
+		var ch ChatRequest
+		if !quickBody([]byte(s), &c) && !quickBody([]byte(s), &ch) {
+			t.Errorf("body %d: quickBody read it as neither request", i)
+		}
+	}
+}
+
+func TestQuickBodyMatchesJSON(t *testing.T) {
+	for _, s := range []string{
+		`{"model":"m","prompt":[1,2,3]}`, `{"model":"m","prompt":[[1],[2]]}`, `{"model":null}`, `{"Model":"m"}`,
+		`{"model":"m","model":"n"}`, `{"stop":["a",]}`, `{"stop":"a\x"}`, `{"stop":"\u12"}`, "{\"stop\":\"\x01\"}",
+		"{\"stop\":\"\xff\"}", `{"prompt":"a\ud800b"}`, `{"user":"a\ud800b"}`, `{"messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}]}`,
+		`{"messages":[{"role":"user","content":null}]}`, `{"messages":[{"role":"user","content":"x","tool_calls":[]}]}`,
+		`{"tools":[],"tool_choice":"auto"}`, `{"echo":true}`, `{"logprobs":true}`, `{"logprobs":1}`,
+		`{"max_tokens":1.5}`, `{"max_tokens":1e3}`, `{"max_tokens":-0}`, `{"seed":9223372036854775808}`,
+		`{"temperature":1e400}`, `{"temperature":-0}`, `{"temperature":01}`, `{"stream_options":{}}`,
+		`{"stream_options":{"include_usage":true,"include_usage":false}}`, `{"stream_options":{"x":1}}`,
+		`{"response_format":{"type":"json_object"}}`, `{"logit_bias":{"1":2}}`, `{"n":2}x`, `{"n":2,}`, `{`, `{"n"`,
+		`{"stop":["a","b"],"stop":"c"}`, `{"suffix":"s","best_of":2,"echo":false}`,
+	} {
+		sameBody[CompletionRequest](t, []byte(s))
+		sameBody[ChatRequest](t, []byte(s))
+	}
+}
+
+func FuzzQuickBody(f *testing.F) {
+	for _, s := range typicalBodies {
+		f.Add([]byte(s))
+	}
+	f.Add([]byte(`{"model":"m","prompt":[1,2],"stop":null,"functions":[]}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		sameBody[CompletionRequest](t, body)
+		sameBody[ChatRequest](t, body)
+	})
+}
+
+// BenchmarkQuickBody decodes a one-token completion's body through
+// decodeJSON, with json.Unmarshal as the reference in the same run.
+func BenchmarkQuickBody(b *testing.B) {
+	body := []byte(typicalBodies[0])
+	b.Run("quick", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var r CompletionRequest
+			if e := decodeJSON(body, &r); e != nil {
+				b.Fatal(e)
+			}
+		}
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var r CompletionRequest
+			if err := json.Unmarshal(body, &r); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
