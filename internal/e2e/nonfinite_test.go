@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -34,10 +36,11 @@ func nanModel(t *testing.T) string {
 }
 
 // TestNonFiniteModelFailsFast: a model producing NaN logits answers 500
-// naming the cause within a second (no re-dispatch, no 502 after
-// seconds), streaming or not; the failure is counted; a good model served
-// by the same node keeps answering, and so does the NaN model's worker
-// (it stays in rotation: the next request fails the same way at once).
+// naming the cause on its first attempt (its timeline shows one placement
+// and no resume: no re-dispatch, no 502 after seconds), streaming or not;
+// the failure is counted; a good model served by the same node keeps
+// answering, and so does the NaN model's worker (it stays in rotation:
+// the next request fails the same way).
 func TestNonFiniteModelFailsFast(t *testing.T) {
 	cfg := serveConfig(t)
 	cfg.Models = append(cfg.Models, config.Model{Name: "nan", Path: nanModel(t)})
@@ -67,9 +70,27 @@ func TestNonFiniteModelFailsFast(t *testing.T) {
 			!strings.Contains(apiErr.Message, "non-finite logits") {
 			t.Fatalf("request %d: %v, want 500 naming non-finite logits", i, err)
 		}
-		if took > time.Second {
-			t.Fatalf("request %d: the 500 took %v, want under a second", i, took)
+		if apiErr.Response == nil {
+			t.Fatalf("request %d: no response with the error", i)
 		}
+		id := apiErr.Response.Header.Get("X-Request-Id")
+		tl := requestTimeline(t, n.Addr(), "", id)
+		var phases []string
+		evs, _ := tl["events"].([]any)
+		for _, ev := range evs {
+			e, _ := ev.(map[string]any)
+			phases = append(phases, fmt.Sprint(e["phase"]))
+		}
+		placed := 0
+		for _, p := range phases {
+			if p == "placed" {
+				placed++
+			}
+		}
+		if placed != 1 || slices.Contains(phases, "resumed") {
+			t.Fatalf("request %d (%s): timeline %v, want one placement and no resume", i, id, phases)
+		}
+		t.Logf("request %d: 500 after %v, timeline %v", i, took.Round(time.Millisecond), phases)
 		got, err := c.Completions.New(ctx, completionParams("Once upon a time", 16))
 		if err != nil || got.Choices[0].Text != want {
 			t.Fatalf("good model beside it: %v, %+v", err, got)
