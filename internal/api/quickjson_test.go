@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"reflect"
 	"testing"
@@ -105,6 +106,62 @@ func BenchmarkQuickBody(b *testing.B) {
 			if err := json.Unmarshal(body, &r); err != nil {
 				b.Fatal(err)
 			}
+		}
+	})
+}
+
+// referenceJSON is jsonMarshal's encoder without appendCompletion.
+func referenceJSON(t testing.TB, v any) []byte {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		t.Fatal(err)
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+}
+
+func completionOf(id, model, text, finish string, n int) Completion {
+	c := Completion{ID: id, Object: "text_completion", Created: 1765000000, Model: model,
+		Choices: []CompletionChoice{{Text: text, Index: n}}, Usage: Usage{PromptTokens: n, CompletionTokens: 2 * n, TotalTokens: 3 * n}}
+	if finish != "" {
+		c.Choices[0].FinishReason = &finish
+	}
+	return c
+}
+
+func TestCompletionBodyMatchesJSON(t *testing.T) {
+	for _, c := range []Completion{
+		completionOf("cmpl-1", "instant", " once", "length", 1),
+		completionOf("", "", "", "", 0),
+		completionOf("c<&>", "m\u2028", "a\"b\\c\n\t\x00\x7f\xff é 🙂 \u2029", "stop", -7),
+	} {
+		got, err := jsonMarshal(c)
+		if want := referenceJSON(t, c); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("jsonMarshal:\n got %s (%v)\nwant %s", got, err, want)
+		}
+		if !bytes.Equal(appendCompletion(nil, &c), referenceJSON(t, c)) {
+			t.Fatal("appendCompletion differs")
+		}
+	}
+	// With logprobs or several choices the encoder writes it.
+	c := completionOf("a", "m", "t", "stop", 1)
+	c.Choices[0].Logprobs = &CompletionLogprobs{Tokens: []string{"t"}}
+	if plainCompletion(&c) {
+		t.Fatal("a completion with logprobs is not plain")
+	}
+	if got, _ := jsonMarshal(c); !bytes.Equal(got, referenceJSON(t, c)) {
+		t.Fatalf("jsonMarshal with logprobs: %s", got)
+	}
+}
+
+func FuzzCompletionBody(f *testing.F) {
+	f.Add("cmpl-1", "instant", " once", "length", 1)
+	f.Add("c<&>", "m\u2028", "a\"b\\c\n\t\x00\x7f\xff é", "", -1)
+	f.Fuzz(func(t *testing.T, id, model, text, finish string, n int) {
+		c := completionOf(id, model, text, finish, n)
+		if got, want := appendCompletion(nil, &c), referenceJSON(t, c); !bytes.Equal(got, want) {
+			t.Fatalf("\n got %s\nwant %s", got, want)
 		}
 	})
 }
