@@ -51,9 +51,15 @@ func (w *attnWorker) attendTiled(seq *KVCache, layer, kvOff, pos int, q, out []f
 	var kRows, vRows [faTileKV][]uint16 // the tile's rows of this head
 	for ic := view.lo / faTileKV * faTileKV; ic <= pos; ic += faTileKV {
 		nv := min(faTileKV, pos+1-ic) // cells up to pos in this tile
-		for tk := range nv {
-			k, v := seq.row(layer, ic+tk)
-			kRows[tk], vRows[tk] = k[kvOff:kvOff+hd], v[kvOff:kvOff+hd]
+		// The tile's rows by runs within a KV block: one table lookup
+		// (and division) per run instead of per row.
+		for tk := 0; tk < nv; {
+			k, v, stride, n := seq.span(layer, ic+tk, nv-tk)
+			for j := range n {
+				o := j*stride + kvOff
+				kRows[tk+j], vRows[tk+j] = k[o:o+hd], v[o:o+hd]
+			}
+			tk += n
 		}
 		tileScores(&w.kq, q, &kRows, nv, w.kt)
 		kq := w.kq[:nv]
