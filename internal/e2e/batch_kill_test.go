@@ -159,7 +159,7 @@ func TestBatchSurvivesSIGKILL(t *testing.T) {
 		t.Fatal(err)
 	}
 	killedAt := b.RequestCounts
-	time.Sleep(200 * time.Millisecond)
+	<-p.exited // its address and data folder are free only once it is gone
 	p = startServeProcess(t, bin, addr, dir)
 	deadline := time.Now().Add(2 * time.Minute)
 	for b.Status != jobs.StatusCompleted {
