@@ -252,7 +252,11 @@ func EncodeRequest(r *Request) ([]byte, error) {
 			&r.Sampling.FrequencyPenalty, &r.Sampling.PresencePenalty) {
 		return json.Marshal(r)
 	}
-	return appendRequest(make([]byte, 0, 256+len(r.Prompt)), r), nil
+	n := 256 + len(r.Prompt) + len(r.ResumeText) + 11*(len(r.PromptIDs)+len(r.Resume))
+	for i := range r.Messages {
+		n += 32 + len(r.Messages[i].Content)
+	}
+	return appendRequest(make([]byte, 0, n), r), nil
 }
 
 func finite32(fs ...*float32) bool {
