@@ -47,6 +47,18 @@ type scheduler struct {
 // lower it to split a few sequences.
 var microbatchRows = 4
 
+// firstTokenRows is how many rows a step must hold before it ends its
+// prompt rows at a prompt that completes in it. Prompts take the step's
+// budget oldest first; stopping at the first that completes (once the step
+// is this big) gives that prompt its first token a step earlier than
+// packing the next prompts behind it would, so first tokens of prompts that
+// arrive together come one by one instead of all at the end, while steps
+// stay big enough for the kernels' row tiles and for a weight read each to
+// be cheap beside the rows' arithmetic (see docs/engine.md, "Serving
+// against llama-server"). Short prompts (a cached prefix leaves a row or
+// two) still share one step.
+var firstTokenRows = 64
+
 // flight is a step sent down a pipeline whose answer is not back: the
 // owners of its answer's rows and the sequences and jobs with rows in it,
 // which nothing touches until the answer is back.
@@ -395,7 +407,9 @@ func (s *scheduler) foreground() bool {
 
 // build fills the batch for one step and reports whether it has rows.
 // Decode rows come first so running streams never wait behind a prompt,
-// then prompt chunks, then scoring rows, under the step's row budget.
+// then prompt chunks, oldest sequence first, up to the first prompt that
+// completes once the step holds firstTokenRows rows, then scoring rows,
+// under the step's row budget.
 // Background work gets rows only in steps without foreground work, and
 // those steps take at most bgBudget rows, so foreground work that arrives
 // meanwhile waits for a short step only.
@@ -460,6 +474,9 @@ func (s *scheduler) build() bool {
 		if end > sl.nPast && s.reserve(sl, end) {
 			s.addRows(sl, end)
 			taken++
+			if end == sl.nInput && len(b.Tokens) >= min(firstTokenRows, budget) {
+				break // its first token comes after this step, not after the next prompts'
+			}
 		}
 	}
 	for _, j := range s.jobs {
