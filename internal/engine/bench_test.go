@@ -156,21 +156,45 @@ func benchDecode(b *testing.B, path string) {
 }
 
 func benchPrefill(b *testing.B, path string) {
-	e, err := Load(path, Options{ContextLength: 1024})
+	benchPrefillOf(b, path, 256, 0)
+}
+
+// BenchmarkPrefillStep reports prompt tokens/s for one 512-token prompt
+// read in steps of 32 to 256 rows (--batch-size): how big a step must be
+// for the matrix kernels to run at their prompt rate (the scheduler ends a
+// step at a completed prompt only once it holds firstTokenRows rows).
+func BenchmarkPrefillStep(b *testing.B) {
+	path := benchModel(b, gguf.TypeQ8_0)
+	for _, rows := range []int{32, 64, 128, 256} {
+		b.Run(fmt.Sprintf("rows=%d", rows), func(b *testing.B) { benchPrefillOf(b, path, 512, rows) })
+	}
+}
+
+// benchPrefillOf evaluates an n-token prompt per iteration in steps of
+// batch rows (0: the default). Each iteration's prompt begins with another
+// token, so the prefix cache shares none of it.
+func benchPrefillOf(b *testing.B, path string, n, batch int) {
+	e, err := Load(path, Options{ContextLength: 1024, BatchSize: batch})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer e.Close()
-	prompt := make([]int32, 256)
+	prompt := make([]int32, n)
 	for i := range prompt {
 		prompt[i] = int32(259 + i*7%30000)
 	}
 	b.ReportAllocs()
+	iter := 0
 	for b.Loop() {
+		prompt[0] = int32(259 + iter%30000) // a fresh prompt: nothing cached
+		iter++
 		if _, err := e.Generate(context.Background(), Request{Prompt: prompt, MaxTokens: 1, IgnoreEOS: true},
 			func(Token) error { return nil }); err != nil {
 			b.Fatal(err)
 		}
+	}
+	if p := e.Capacity().PrefixPositions; p != 0 {
+		b.Fatalf("%d prompt positions came from the prefix cache: not a prefill", p)
 	}
 	b.ReportMetric(float64(b.N*len(prompt))/b.Elapsed().Seconds(), "tok/s")
 }
