@@ -11,8 +11,15 @@ import (
 
 // jsonMarshal encodes v without HTML escaping, as OpenAI's servers do.
 func jsonMarshal(v any) ([]byte, error) {
-	if c, ok := v.(Completion); ok && plainCompletion(&c) {
-		return appendCompletion(make([]byte, 0, 192+len(c.Choices[0].Text)), &c), nil
+	switch c := v.(type) {
+	case Completion:
+		if plainCompletion(&c) {
+			return appendCompletion(make([]byte, 0, 192+len(c.Choices[0].Text)), &c), nil
+		}
+	case ChatCompletion:
+		if plainChat(&c) {
+			return appendChatCompletion(make([]byte, 0, 224+len(c.Choices[0].Message.Content)), &c), nil
+		}
 	}
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
@@ -53,12 +60,49 @@ func appendCompletion(b []byte, c *Completion) []byte {
 	} else {
 		b = appendJSONString(b, *ch.FinishReason)
 	}
+	return appendUsage(b, &c.Usage)
+}
+
+// plainChat reports whether c is the usual chat answer of one choice
+// without logprobs, tool calls or a refusal, which appendChatCompletion
+// writes.
+func plainChat(c *ChatCompletion) bool {
+	return len(c.Choices) == 1 && c.Choices[0].Logprobs == nil && c.Choices[0].Message.Refusal == nil &&
+		len(c.Choices[0].Message.ToolCalls) == 0
+}
+
+// appendChatCompletion writes a plain chat answer (plainChat) byte for
+// byte as jsonMarshal's encoder would (TestCompletionBodyMatchesJSON,
+// FuzzCompletionBody).
+func appendChatCompletion(b []byte, c *ChatCompletion) []byte {
+	ch := &c.Choices[0]
+	b = append(b, `{"id":`...)
+	b = appendJSONString(b, c.ID)
+	b = append(b, `,"object":`...)
+	b = appendJSONString(b, c.Object)
+	b = append(b, `,"created":`...)
+	b = strconv.AppendInt(b, c.Created, 10)
+	b = append(b, `,"model":`...)
+	b = appendJSONString(b, c.Model)
+	b = append(b, `,"choices":[{"index":`...)
+	b = strconv.AppendInt(b, int64(ch.Index), 10)
+	b = append(b, `,"message":{"role":`...)
+	b = appendJSONString(b, ch.Message.Role)
+	b = append(b, `,"content":`...)
+	b = appendJSONString(b, ch.Message.Content)
+	b = append(b, `,"refusal":null},"logprobs":null,"finish_reason":`...)
+	b = appendJSONString(b, ch.FinishReason)
+	return appendUsage(b, &c.Usage)
+}
+
+// appendUsage ends a plain answer with its usage.
+func appendUsage(b []byte, u *Usage) []byte {
 	b = append(b, `}],"usage":{"prompt_tokens":`...)
-	b = strconv.AppendInt(b, int64(c.Usage.PromptTokens), 10)
+	b = strconv.AppendInt(b, int64(u.PromptTokens), 10)
 	b = append(b, `,"completion_tokens":`...)
-	b = strconv.AppendInt(b, int64(c.Usage.CompletionTokens), 10)
+	b = strconv.AppendInt(b, int64(u.CompletionTokens), 10)
 	b = append(b, `,"total_tokens":`...)
-	b = strconv.AppendInt(b, int64(c.Usage.TotalTokens), 10)
+	b = strconv.AppendInt(b, int64(u.TotalTokens), 10)
 	return append(b, "}}"...)
 }
 

@@ -130,6 +130,12 @@ func completionOf(id, model, text, finish string, n int) Completion {
 	return c
 }
 
+func chatOf(id, model, text, finish string, n int) ChatCompletion {
+	return ChatCompletion{ID: id, Object: "chat.completion", Created: 1765000000, Model: model,
+		Choices: []ChatChoice{{Index: n, Message: ChatReply{Role: "assistant", Content: text}, FinishReason: finish}},
+		Usage:   Usage{PromptTokens: n, CompletionTokens: 2 * n, TotalTokens: 3 * n}}
+}
+
 func TestCompletionBodyMatchesJSON(t *testing.T) {
 	for _, c := range []Completion{
 		completionOf("cmpl-1", "instant", " once", "length", 1),
@@ -140,9 +146,35 @@ func TestCompletionBodyMatchesJSON(t *testing.T) {
 		if want := referenceJSON(t, c); err != nil || !bytes.Equal(got, want) {
 			t.Fatalf("jsonMarshal:\n got %s (%v)\nwant %s", got, err, want)
 		}
+		if !plainCompletion(&c) {
+			t.Fatalf("%+v is a plain completion", c)
+		}
 		if !bytes.Equal(appendCompletion(nil, &c), referenceJSON(t, c)) {
 			t.Fatal("appendCompletion differs")
 		}
+	}
+	for _, c := range []ChatCompletion{
+		chatOf("chatcmpl-1", "m", "Hi!", "stop", 0),
+		chatOf("c<&>", "m\u2028", "a\"b\\c\n\t\x00\x7f\xff é 🙂 \u2029", "", -3),
+	} {
+		got, err := jsonMarshal(c)
+		if want := referenceJSON(t, c); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("jsonMarshal:\n got %s (%v)\nwant %s", got, err, want)
+		}
+		if !plainChat(&c) {
+			t.Fatalf("%+v is a plain chat answer", c)
+		}
+		if !bytes.Equal(appendChatCompletion(nil, &c), referenceJSON(t, c)) {
+			t.Fatal("appendChatCompletion differs")
+		}
+	}
+	ch := chatOf("a", "m", "t", "tool_calls", 1)
+	ch.Choices[0].Message.ToolCalls = []APIToolCall{{}}
+	if plainChat(&ch) {
+		t.Fatal("a chat answer with tool calls is not plain")
+	}
+	if got, _ := jsonMarshal(ch); !bytes.Equal(got, referenceJSON(t, ch)) {
+		t.Fatalf("jsonMarshal with tool calls: %s", got)
 	}
 	// With logprobs or several choices the encoder writes it.
 	c := completionOf("a", "m", "t", "stop", 1)
@@ -162,6 +194,10 @@ func FuzzCompletionBody(f *testing.F) {
 		c := completionOf(id, model, text, finish, n)
 		if got, want := appendCompletion(nil, &c), referenceJSON(t, c); !bytes.Equal(got, want) {
 			t.Fatalf("\n got %s\nwant %s", got, want)
+		}
+		ch := chatOf(id, model, text, finish, n)
+		if got, want := appendChatCompletion(nil, &ch), referenceJSON(t, ch); !bytes.Equal(got, want) {
+			t.Fatalf("chat:\n got %s\nwant %s", got, want)
 		}
 	})
 }
