@@ -153,6 +153,29 @@ func connect(url, name string, log *slog.Logger, extra ...nats.Option) (*Conn, e
 // subscribers after those.
 func (c *Conn) Flush(ctx context.Context) error { return c.nc.FlushWithContext(ctx) }
 
+// closeFlushTimeout bounds the flush with which a closing Host or
+// Timelines sees its last messages reach the server. A connected server
+// answers in milliseconds; a gone one never does, and without a bound
+// nats.go waits its default 10 s, which a worker whose bus died added to its
+// shutdown.
+const closeFlushTimeout = time.Second
+
+// errNotConnected reports a flush skipped because the connection is down:
+// what was published waits in the reconnect buffer, and no server can
+// confirm it.
+var errNotConnected = errors.New("natsbus: not connected")
+
+// flushOnClose flushes c for a closing user, bounded by closeFlushTimeout
+// and ctx; it returns errNotConnected at once when c is not connected.
+func (c *Conn) flushOnClose(ctx context.Context) error {
+	if !c.nc.IsConnected() {
+		return errNotConnected
+	}
+	ctx, cancel := context.WithTimeout(ctx, closeFlushTimeout)
+	defer cancel()
+	return c.nc.FlushWithContext(ctx)
+}
+
 // MaxPayload is the largest message the server accepts, in bytes.
 func (c *Conn) MaxPayload() int64 { return c.nc.MaxPayload() }
 

@@ -121,7 +121,9 @@ func (ho *Host) StopAccepting() {
 
 // Close stops accepting, stops heartbeats and cancel handling, and
 // publishes a last heartbeat marked Stopped. Call it after the worker has
-// drained. It waits for the heartbeat goroutine.
+// drained. It waits for the heartbeat goroutine and, at most
+// closeFlushTimeout, for the server to take the last heartbeat (not at all
+// when the connection is down).
 func (ho *Host) Close() {
 	ho.StopAccepting()
 	ho.mu.Lock()
@@ -139,7 +141,8 @@ func (ho *Host) Close() {
 	hb.Seq = seq
 	hb.Stopped, hb.Draining, hb.FreeSlots = true, true, 0
 	ho.publishHeartbeat(hb)
-	_ = ho.conn.nc.Flush()
+	// Bounded: a bus that died must not hold the worker's shutdown.
+	_ = ho.conn.flushOnClose(context.Background())
 }
 
 func (ho *Host) unsubscribe() {

@@ -237,7 +237,8 @@ func (t *Timelines) drain() {
 }
 
 // Close publishes what is queued and stops the publisher; it waits for it
-// or ctx. Close is idempotent.
+// or ctx. Its last flush waits at most closeFlushTimeout and fails at once
+// when the connection is down. Close is idempotent.
 func (t *Timelines) Close(ctx context.Context) error {
 	t.mu.Lock()
 	if !t.closed {
@@ -250,7 +251,7 @@ func (t *Timelines) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("natsbus: timelines close: %w", ctx.Err())
 	}
-	if err := t.conn.nc.FlushWithContext(ctx); err != nil {
+	if err := t.conn.flushOnClose(ctx); err != nil {
 		return fmt.Errorf("natsbus: timelines flush: %w", err)
 	}
 	return nil
