@@ -170,7 +170,7 @@ func NewPool(threads int) *Pool {
 	}
 	p := &Pool{threads: threads, done: make(chan struct{}, 1)}
 	p.job.res = make([][groupW * groupA]float32, threads)
-	p.job.outs = make([][groupA]*float32, threads)
+	p.job.gout = make([]groupOut, threads)
 	p.job.wbuf = make([][]byte, threads)
 	for i := 1; i < threads; i++ {
 		w := &poolWorker{wake: make(chan struct{}, 1)}

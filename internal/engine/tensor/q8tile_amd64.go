@@ -9,9 +9,9 @@ import (
 )
 
 //go:noescape
-func q8TileAVX2(w *byte, wrb, nw int, a *[4]*byte, s *[4]*float32, nb int, outs *[4]*float32)
+func q8TileWsAVX2(w *byte, wrb, nw int, a *[4]*byte, s *[4]*float32, nb int, outs *[4]*float32, ws *float32)
 
-// q8Chunk is the most blocks one q8TileAVX2 call takes (its
+// q8Chunk is the most blocks one q8TileWsAVX2 call takes (its
 // scale products for eight outputs stay in 2 KiB of L1).
 const q8Chunk = 64
 
@@ -47,11 +47,11 @@ var sideQ8Scales = &actSide{
 // that carry sideQ8Scales' data (missing rows repeat the first).
 func groupDotQ8_0Scales(w []byte, wrb, nw int, a []byte, arb, m, cols int, res *[groupW * groupA]float32) {
 	var outs [groupA][groupW]float32
-	var po [groupA]*float32
-	for p := range po {
-		po[p] = &outs[p][0]
+	var g groupOut
+	for p := range g.outs {
+		g.outs[p] = &outs[p][0]
 	}
-	groupOutQ8_0Scales(w, wrb, nw, a, arb, m, cols, &po)
+	groupOutQ8_0Scales(w, wrb, nw, a, arb, m, cols, &g)
 	for q := 0; q < nw; q++ {
 		for p := 0; p < m; p++ {
 			res[q*m+p] = outs[p][q]
@@ -61,7 +61,7 @@ func groupDotQ8_0Scales(w []byte, wrb, nw int, a []byte, arb, m, cols int, res *
 
 // groupOutQ8_0Scales is the groupOutFunc of Q8_0 rows that carry
 // sideQ8Scales' data, two to four at a time.
-func groupOutQ8_0Scales(w []byte, wrb, nw int, a []byte, arb, m, cols int, outs *[groupA]*float32) bool {
+func groupOutQ8_0Scales(w []byte, wrb, nw int, a []byte, arb, m, cols int, g *groupOut) bool {
 	nb := cols / qk
 	if m < 2 || arb != 38*nb {
 		return false
@@ -73,6 +73,22 @@ func groupOutQ8_0Scales(w []byte, wrb, nw int, a []byte, arb, m, cols int, outs 
 	for i, r := range rows {
 		sides[i] = (*float32)(unsafe.Add(unsafe.Pointer(r), 34*nb))
 	}
-	q8TileAVX2(&w[0], wrb, nw, &rows, &sides, nb, outs)
+	if len(g.ws) < groupW*nb {
+		g.ws = make([]float32, groupW*nb) // once per thread and width
+		g.wkey = nil
+	}
+	if g.wkey != &w[0] {
+		// The group's block scales as float32, for every four activation
+		// rows it meets in this groupClasses call (the kernel reads rows
+		// below nw only).
+		for q := 0; q < nw; q++ {
+			wq, sq := w[q*wrb:q*wrb+34*nb], g.ws[q*nb:(q+1)*nb]
+			for b := range sq {
+				sq[b] = FP16ToFP32(uint16(wq[34*b]) | uint16(wq[34*b+1])<<8)
+			}
+		}
+		g.wkey = &w[0]
+	}
+	q8TileWsAVX2(&w[0], wrb, nw, &rows, &sides, nb, &g.outs, &g.ws[0])
 	return true
 }

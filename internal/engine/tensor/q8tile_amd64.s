@@ -22,33 +22,6 @@ DATA onesQ8t<>+16(SB)/8, $0x0001000100010001
 DATA onesQ8t<>+24(SB)/8, $0x0001000100010001
 GLOBL onesQ8t<>(SB), RODATA|NOPTR, $32
 
-// GATHER8(R, Y, X): the fp16 scales of eight blocks of the row at R
-// (from R12, the first block's offset) as float32 in Y.
-#define GATHER8(R, Y, X) \
-	MOVWLZX 0(R)(R12*1), AX \
-	MOVWLZX 34(R)(R12*1), DX \
-	SHLQ $16, DX \
-	ORQ DX, AX \
-	MOVWLZX 68(R)(R12*1), DX \
-	SHLQ $32, DX \
-	ORQ DX, AX \
-	MOVWLZX 102(R)(R12*1), DX \
-	SHLQ $48, DX \
-	ORQ DX, AX \
-	VMOVQ AX, X \
-	MOVWLZX 136(R)(R12*1), AX \
-	MOVWLZX 170(R)(R12*1), DX \
-	SHLQ $16, DX \
-	ORQ DX, AX \
-	MOVWLZX 204(R)(R12*1), DX \
-	SHLQ $32, DX \
-	ORQ DX, AX \
-	MOVWLZX 238(R)(R12*1), DX \
-	SHLQ $48, DX \
-	ORQ DX, AX \
-	VPINSRQ $1, AX, X, X \
-	VCVTPH2PS X, Y
-
 // PROD8(P, O0, O1): the products of the scales of activation row P/8
 // (its scales' pointer at P(DX); eight blocks from R13) with both weight
 // rows' (Y8, Y9), to buf outputs P/8 and 4+P/8 (byte offsets O0, O1).
@@ -98,36 +71,40 @@ GLOBL onesQ8t<>(SB), RODATA|NOPTR, $32
 	MOVQ P(DX), R12 \
 	VMOVSS X, (R12)(AX*1)
 
-// Frame of q8TileAVX2: the scale products of one pair of weight rows and
-// one chunk of blocks, the pairs' accumulators between chunks, and the
-// loop state.
+// Frame of q8TileWsAVX2: the scale products of one pair of weight rows and
+// one chunk of blocks, the pairs' accumulators between chunks, the loop
+// state and the pair's rows of weight scales.
 #define BUF 0
 #define ACC 2048
 #define PAIR 3072
 #define CB 3080
 #define CN 3088
+#define WS0 3096
+#define WS1 3104
 
-// func q8TileAVX2(w *byte, wrb, nw int, a *[4]*byte, s *[4]*float32, nb int, outs *[4]*float32)
+// func q8TileWsAVX2(w *byte, wrb, nw int, a *[4]*byte, s *[4]*float32, nb int, outs *[4]*float32, ws *float32)
 // Sets outs[p][q] (q < nw) to dotQ8_0 of weight row q (from w, wrb bytes
 // apart) with activation row a[p] (nb blocks; scales as float32 at s[p]).
-// Weight rows go in pairs 2h, 2h+1 (the second repeating row nw-1 when nw
-// is odd) over chunks of up to q8Chunk blocks, the accumulators kept in
-// the frame between chunks.
-TEXT ·q8TileAVX2(SB), 0, $3096-56
+// The weight rows' block scales come as float32 in ws (row q's nb scales
+// from ws[q*nb]), made once for the many activation rows a weight group
+// meets. Weight rows go in pairs 2h, 2h+1 (the second repeating row nw-1
+// when nw is odd) over chunks of up to q8Chunk blocks, the accumulators
+// kept in the frame between chunks.
+TEXT ·q8TileWsAVX2(SB), 0, $3112-64
 	MOVQ $0, CB(SP)
-q8chunk:
+q8wchunk:
 	MOVQ nb+40(FP), CX
 	SUBQ CB(SP), CX
-	JLE q8end
+	JLE q8wend
 	MOVQ $64, AX // q8Chunk
 	CMPQ CX, AX
 	CMOVQGT AX, CX
 	MOVQ CX, CN(SP)
 	MOVQ $0, PAIR(SP)
-q8pair:
+q8wpair:
 	MOVQ PAIR(SP), AX
 	CMPQ AX, nw+16(FP)
-	JGE q8next
+	JGE q8wnext
 	// Rows and activation pointers at the chunk's first block.
 	MOVQ CB(SP), R13
 	IMULQ $34, R13
@@ -155,6 +132,22 @@ q8pair:
 	ADDQ R13, R9
 	MOVQ 24(AX), R10
 	ADDQ R13, R10
+	// The pair's rows of weight scales in ws.
+	MOVQ nb+40(FP), R13
+	SHLQ $2, R13
+	MOVQ PAIR(SP), AX
+	IMULQ R13, AX
+	ADDQ ws+56(FP), AX
+	MOVQ AX, WS0(SP)
+	MOVQ PAIR(SP), AX
+	INCQ AX
+	MOVQ nw+16(FP), DX
+	DECQ DX
+	CMPQ AX, DX
+	CMOVQGT DX, AX
+	IMULQ R13, AX
+	ADDQ ws+56(FP), AX
+	MOVQ AX, WS1(SP)
 	LEAQ BUF(SP), R11
 
 	// Scale products, eight blocks at a time, then one at a time; R13
@@ -167,10 +160,12 @@ q8pair:
 	XORQ R12, R12
 	MOVQ CX, R13
 	SHRQ $3, R14
-	JZ q8ptail
-q8ploop:
-	GATHER8(SI, Y8, X8)
-	GATHER8(BX, Y9, X9)
+	JZ q8wptail
+q8wploop:
+	MOVQ WS0(SP), AX
+	VMOVUPS (AX)(R13*1), Y8
+	MOVQ WS1(SP), AX
+	VMOVUPS (AX)(R13*1), Y9
 	MOVQ s+32(FP), DX
 	PROD8(0, 0, 1024)
 	PROD8(8, 256, 1280)
@@ -179,18 +174,16 @@ q8ploop:
 	ADDQ $272, R12
 	ADDQ $32, R13
 	DECQ R14
-	JNZ q8ploop
-q8ptail:
+	JNZ q8wploop
+q8wptail:
 	MOVQ CN(SP), R14
 	ANDQ $7, R14
-	JZ q8main
-q8tloop:
-	MOVWLZX 0(SI)(R12*1), AX
-	VMOVD AX, X8
-	VCVTPH2PS X8, X8
-	MOVWLZX 0(BX)(R12*1), AX
-	VMOVD AX, X9
-	VCVTPH2PS X9, X9
+	JZ q8wmain
+q8wtloop:
+	MOVQ WS0(SP), AX
+	VMOVSS (AX)(R13*1), X8
+	MOVQ WS1(SP), AX
+	VMOVSS (AX)(R13*1), X9
 	MOVQ s+32(FP), DX
 	PROD1(0, 0, 1024)
 	PROD1(8, 256, 1280)
@@ -199,15 +192,15 @@ q8tloop:
 	ADDQ $34, R12
 	ADDQ $4, R13
 	DECQ R14
-	JNZ q8tloop
+	JNZ q8wtloop
 
-q8main:
+q8wmain:
 	// The pair's accumulators: zero in the first chunk, else from ACC.
 	MOVQ PAIR(SP), AX
 	SHLQ $7, AX
 	LEAQ ACC(SP)(AX*1), DX
 	CMPQ CB(SP), $0
-	JE q8zero
+	JE q8wzero
 	VMOVUPS 0(DX), Y0
 	VMOVUPS 32(DX), Y1
 	VMOVUPS 64(DX), Y2
@@ -216,8 +209,8 @@ q8main:
 	VMOVUPS 160(DX), Y5
 	VMOVUPS 192(DX), Y6
 	VMOVUPS 224(DX), Y7
-	JMP q8go
-q8zero:
+	JMP q8wgo
+q8wzero:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -226,12 +219,12 @@ q8zero:
 	VXORPS Y5, Y5, Y5
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
-q8go:
+q8wgo:
 	VMOVDQU onesQ8t<>(SB), Y12
 	MOVQ CN(SP), CX
 	XORQ R12, R12
 	LEAQ BUF(SP), R13
-q8loop:
+q8wloop:
 	VMOVDQU 2(SI)(R12*1), Y8
 	VMOVDQU 2(BX)(R12*1), Y9
 	VPABSB Y8, Y10
@@ -243,13 +236,13 @@ q8loop:
 	ADDQ $34, R12
 	ADDQ $4, R13
 	DECQ CX
-	JNZ q8loop
+	JNZ q8wloop
 
 	// Not the last chunk: keep the accumulators; else the outputs.
 	MOVQ CB(SP), AX
 	ADDQ CN(SP), AX
 	CMPQ AX, nb+40(FP)
-	JGE q8sums
+	JGE q8wsums
 	VMOVUPS Y0, 0(DX)
 	VMOVUPS Y1, 32(DX)
 	VMOVUPS Y2, 64(DX)
@@ -258,8 +251,8 @@ q8loop:
 	VMOVUPS Y5, 160(DX)
 	VMOVUPS Y6, 192(DX)
 	VMOVUPS Y7, 224(DX)
-	JMP q8pairdone
-q8sums:
+	JMP q8wpairdone
+q8wsums:
 	MOVQ outs+48(FP), DX
 	MOVQ PAIR(SP), AX
 	SHLQ $2, AX
@@ -270,19 +263,19 @@ q8sums:
 	MOVQ PAIR(SP), CX
 	INCQ CX
 	CMPQ CX, nw+16(FP)
-	JGE q8pairdone
+	JGE q8wpairdone
 	ADDQ $4, AX
 	HSUMP(Y4, X4, 0)
 	HSUMP(Y5, X5, 8)
 	HSUMP(Y6, X6, 16)
 	HSUMP(Y7, X7, 24)
-q8pairdone:
+q8wpairdone:
 	ADDQ $2, PAIR(SP)
-	JMP q8pair
-q8next:
+	JMP q8wpair
+q8wnext:
 	MOVQ CN(SP), AX
 	ADDQ AX, CB(SP)
-	JMP q8chunk
-q8end:
+	JMP q8wchunk
+q8wend:
 	VZEROUPPER
 	RET

@@ -63,12 +63,21 @@ const (
 // only shares weight loads between rows.
 type groupFunc func(w []byte, wrb, nw int, a []byte, arb, m, cols int, res *[groupW * groupA]float32)
 
-// groupOutFunc is a groupFunc that stores output (q, p) at outs[p][q]
+// groupOutFunc is a groupFunc that stores output (q, p) at g.outs[p][q]
 // itself (the outputs of the group's weight rows in activation row p's
-// result row; outs[p] for p >= m repeats outs[0]), saving the copy
+// result row; g.outs[p] for p >= m repeats g.outs[0]), saving the copy
 // through res. It reports false, having done nothing, where it does not
 // take such rows (then the class's groupFunc runs).
-type groupOutFunc func(w []byte, wrb, nw int, a []byte, arb, m, cols int, outs *[groupA]*float32) bool
+type groupOutFunc func(w []byte, wrb, nw int, a []byte, arb, m, cols int, g *groupOut) bool
+
+// groupOut is a thread's scratch for groupOutFuncs: the output rows and a
+// cache of what a kernel derives from the weight group alone (valid for
+// one groupClasses call, in which the group does not change).
+type groupOut struct {
+	outs [groupA]*float32
+	wkey *byte     // the group whose data ws holds (nil: none)
+	ws   []float32 // e.g. the group's block scales as float32
+}
 
 // Group sizes of the multi-row kernels.
 const (
@@ -116,7 +125,7 @@ type job struct {
 	perm   []int32 // slot -> activation row
 	cls    [numClasses]rowClass
 	res    [][groupW * groupA]float32 // [threads] results of one group call
-	outs   [][groupA]*float32         // [threads] a groupOutFunc's output rows
+	gout   []groupOut                 // [threads] a groupOutFunc's scratch
 	wbuf   [][]byte                   // [threads] a group of unpacked weight rows
 	fn     func(worker, i int)        // jobFor
 	buf    []byte
@@ -314,7 +323,8 @@ func (j *job) packedGroupKernel(ci int) packedGroupFunc {
 // it uses).
 func (j *job) groupClasses(r0, nw int, wg []byte, rb, tid int, classes uint8, a0, a1 int) {
 	w := j.w
-	res, outs := &j.res[tid], &j.outs[tid]
+	res, g := &j.res[tid], &j.gout[tid]
+	g.wkey = nil // wg is new
 	for ci := range j.cls {
 		if classes&(1<<ci) == 0 {
 			continue
@@ -325,14 +335,14 @@ func (j *job) groupClasses(r0, nw int, wg []byte, rb, tid int, classes uint8, a0
 			m := min(groupA, hi-s0)
 			a := j.act[s0*j.actRB : (s0+m)*j.actRB]
 			if k.out != nil {
-				for p := range outs {
+				for p := range g.outs {
 					s := s0 // missing rows repeat the first
 					if p < m {
 						s += p
 					}
-					outs[p] = &j.out[int(j.perm[s])*w.Rows+r0]
+					g.outs[p] = &j.out[int(j.perm[s])*w.Rows+r0]
 				}
-				if k.out(wg, rb, nw, a, j.actRB, m, w.Cols, outs) {
+				if k.out(wg, rb, nw, a, j.actRB, m, w.Cols, g) {
 					continue
 				}
 			}
