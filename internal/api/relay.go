@@ -120,6 +120,7 @@ func (s *server) generate(w http.ResponseWriter, r *http.Request, req *bus.Reque
 		return
 	}
 	req.ID = s.busID(r)
+	req.Whole = !f.isStream()
 	req.Deadline = start.Add(s.cfg.RequestTimeout).UnixMilli()
 	req.Background, _ = r.Context().Value(backgroundKey{}).(bool)
 	req.Tenant = s.tenant(r, req.Background)

@@ -229,6 +229,11 @@ type Request struct {
 	// FrameVersion): a worker that knows it sends step chunks as binary
 	// frames, coalescing steps that are ready at once. 0: JSON only.
 	ChunkFrames int `json:"chunk_frames,omitempty"`
+	// Whole says the client takes the answer whole (it does not stream):
+	// no chunk reaches it before the final one, so a worker may produce
+	// the text in fewer, larger chunks. An upstream worker asks its
+	// server for a short answer unstreamed (package upstream).
+	Whole bool `json:"whole,omitempty"`
 }
 
 // ChoiceResume is one choice's progress when a request of several choices

@@ -117,6 +117,7 @@ func TestLlamaServerUpstream(t *testing.T) {
 			t.Errorf("streamed %q, %v; llama-server %q", streamed, err, want.Choices[0].Text)
 		}
 	}
+	shortAnswersMatch(t, direct, fc)
 	chat := openai.ChatCompletionNewParams{
 		Model:       modelName,
 		Messages:    []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Tell me a story.")},

@@ -96,6 +96,8 @@ func TestUpstreamMatchesDirect(t *testing.T) {
 		}
 	}
 
+	shortAnswersMatch(t, dc, fc)
+
 	emb := openai.EmbeddingNewParams{Model: modelName, Input: openai.EmbeddingNewParamsInputUnion{OfArrayOfStrings: []string{"a cat", "Once upon a time", "a dog"}}}
 	wantEmb, err := dc.Embeddings.New(ctx, emb)
 	if err != nil {
@@ -655,5 +657,44 @@ func TestOllamaUpstreamLoad(t *testing.T) {
 	status, body := postJSON(t, front.Addr(), "/v1/completions", `{"model":"`+modelName+`","prompt":[1,403,407],"max_tokens":4}`)
 	if status != http.StatusBadRequest || !strings.Contains(string(body), "Ollama") {
 		t.Errorf("token-id prompt through Ollama: %d %s", status, body)
+	}
+}
+
+// shortAnswersMatch: short greedy completions and chats that the client
+// takes whole (which the front asks of its upstream unstreamed) equal the
+// upstream's own answers: text, finish reason and usage.
+func shortAnswersMatch(t *testing.T, direct, front openai.Client) {
+	t.Helper()
+	ctx := testCtx(t)
+	for _, n := range []int{1, 16} {
+		want, err := direct.Completions.New(ctx, completionParams("The little dog", n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := front.Completions.New(ctx, completionParams("The little dog", n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, g := want.Choices[0], got.Choices[0]
+		if g.Text != w.Text || g.FinishReason != w.FinishReason || got.Usage.CompletionTokens != want.Usage.CompletionTokens ||
+			got.Usage.PromptTokens != want.Usage.PromptTokens {
+			t.Errorf("short completion, max_tokens %d: front %q %s %+v\ndirect %q %s %+v", n, g.Text, g.FinishReason, got.Usage, w.Text, w.FinishReason, want.Usage)
+		}
+		chat := openai.ChatCompletionNewParams{Model: modelName, Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Tell me a story.")},
+			MaxTokens: openai.Int(int64(n)), Temperature: openai.Float(0)}
+		wantChat, err := direct.Chat.Completions.New(ctx, chat)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gotChat, err := front.Chat.Completions.New(ctx, chat)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wc, gc := wantChat.Choices[0], gotChat.Choices[0]
+		if gc.Message.Content != wc.Message.Content || gc.FinishReason != wc.FinishReason || gotChat.Usage.CompletionTokens != wantChat.Usage.CompletionTokens ||
+			gotChat.Usage.PromptTokens != wantChat.Usage.PromptTokens {
+			t.Errorf("short chat, max_tokens %d: front %q %s %+v\ndirect %q %s %+v", n, gc.Message.Content, gc.FinishReason, gotChat.Usage,
+				wc.Message.Content, wc.FinishReason, wantChat.Usage)
+		}
 	}
 }

@@ -218,6 +218,10 @@ func (b *Backend) Serve(ctx context.Context, req *bus.Request, send func(*bus.Ch
 			return fail(bus.CodeInvalidRequest, "%v", err)
 		}
 	}
+	whole := asksWhole(req)
+	if whole {
+		bd.Stream, bd.StreamOptions = false, nil
+	}
 	data, err := json.Marshal(&bd)
 	if err != nil {
 		return fail(bus.CodeInternal, "upstream: encode request: %v", err)
@@ -251,9 +255,19 @@ func (b *Backend) Serve(ctx context.Context, req *bus.Request, send func(*bus.Ch
 	if scoring {
 		return b.relayEcho(resp.Body, req, seq, send, fail)
 	}
-	n, finish, usage, err := b.relay(resp.Body, req, skip, &seq, send)
+	var (
+		n      int
+		finish string
+		usage  *bus.Usage
+	)
+	if whole {
+		n, finish, usage, err = b.relayWhole(resp.Body, req, &seq, send)
+	} else {
+		n, finish, usage, err = b.relay(resp.Body, req, skip, &seq, send)
+	}
 	switch {
 	case ctx.Err() != nil:
+		send(nil) // a chunk held for the final one (nothing follows now)
 		return nil
 	case rctx.Err() != nil:
 		return fail(bus.CodeDeadline, "upstream %s did not finish within %v", b.shown, b.cfg.Timeout)
@@ -282,6 +296,89 @@ func (b *Backend) Serve(ctx context.Context, req *bus.Request, send func(*bus.Ch
 		}
 	}
 	return &bus.Chunk{ID: req.ID, Seq: seq, Attempt: req.Attempt, FinishReason: finish, Usage: u}
+}
+
+// wholeMaxTokens bounds the answers asked of the upstream whole (asksWhole).
+const wholeMaxTokens = 16
+
+// asksWhole reports whether req's answer is asked of the upstream
+// unstreamed: the client takes it whole (bus.Request.Whole), it is plain
+// text (a completion or a chat, no echo, logprobs or tools) on its first
+// attempt, and it is short. A stream costs the upstream more than one
+// answer (a write per event, about 0.1 ms for a one-token Courier
+// answer), and the front reads it in as many wake-ups and publishes as
+// many chunks; for a short answer that is a visible share of its time.
+// A long one is streamed all the same: its chunks are the worker's
+// progress (a worker without any is declared stalled) and what a resume
+// continues after.
+func asksWhole(req *bus.Request) bool {
+	return req.Whole && (req.Kind == bus.KindCompletion || req.Kind == "" || req.Kind == bus.KindChat) &&
+		req.MaxTokens > 0 && req.MaxTokens <= wholeMaxTokens &&
+		!req.Echo && !req.Logprobs && req.TopLogprobs == 0 && len(req.Tools) == 0 &&
+		req.ResumeSeq <= 1 && req.ResumeText == "" && len(req.Resume) == 0
+}
+
+// wholeAnswer is the fields of an unstreamed completion or chat the
+// relay reads.
+type wholeAnswer struct {
+	Choices []struct {
+		Text    string `json:"text"`
+		Message struct {
+			Content *string `json:"content"`
+		} `json:"message"`
+		FinishReason *string `json:"finish_reason"`
+	} `json:"choices"`
+	Usage *struct {
+		PromptTokens     int `json:"prompt_tokens"`
+		CompletionTokens int `json:"completion_tokens"`
+	} `json:"usage"`
+	Error json.RawMessage `json:"error"`
+}
+
+// relayWhole reads an answer the upstream gave unstreamed (asksWhole) and
+// sends its text as one chunk, marked More: the worker sends the final
+// chunk right after Serve returns, and both leave in one message. It
+// returns what relay returns.
+func (b *Backend) relayWhole(r io.Reader, req *bus.Request, seq *uint64, send func(*bus.Chunk)) (n int, finish string, usage *bus.Usage, err error) {
+	data, err := io.ReadAll(io.LimitReader(r, maxEventBytes+1))
+	if err != nil {
+		return 0, "", nil, err
+	}
+	if len(data) > maxEventBytes {
+		return 0, "", nil, &streamError{fmt.Sprintf("an answer of more than %d bytes", maxEventBytes)}
+	}
+	var out wholeAnswer
+	if err := json.Unmarshal(data, &out); err != nil {
+		return 0, "", nil, &streamError{fmt.Sprintf("bad answer %.200q: %v", data, err)}
+	}
+	if len(out.Error) > 0 && string(out.Error) != "null" {
+		return 0, "", nil, &streamError{"error in answer: " + errorMessage(data)}
+	}
+	if len(out.Choices) != 1 {
+		return 0, "", nil, &streamError{fmt.Sprintf("an answer with %d choices, not 1", len(out.Choices))}
+	}
+	ch := out.Choices[0]
+	if ch.FinishReason == nil || *ch.FinishReason == "" {
+		// Streamed, a missing finish means a cut stream (given back to
+		// the gateway); whole, the upstream said all it will say.
+		return 0, "", nil, &streamError{"an answer without a finish reason"}
+	}
+	text := ch.Text
+	if req.Kind == bus.KindChat {
+		text = ""
+		if ch.Message.Content != nil {
+			text = *ch.Message.Content
+		}
+	}
+	if text != "" {
+		send(&bus.Chunk{ID: req.ID, Seq: *seq, Attempt: req.Attempt, Text: text, More: true})
+		*seq++
+		n = 1
+	}
+	if out.Usage != nil {
+		usage = &bus.Usage{PromptTokens: out.Usage.PromptTokens, CompletionTokens: out.Usage.CompletionTokens}
+	}
+	return n, *ch.FinishReason, usage, nil
 }
 
 // maxEventBytes bounds one event of an upstream's stream: a chunk is a
@@ -314,7 +411,9 @@ var relayPool = sync.Pool{New: func() any { return &relayBuffers{br: bufio.NewRe
 // and it marks each chunk More: the host may hold it and publish it with
 // the next in one message, which the relay sends before it would wait on
 // the upstream (send(nil) when no whole line is buffered), so events that
-// arrived together leave together and none waits for a later one.
+// arrived together leave together and none waits for a later one. The
+// last chunk sent may still be held when it returns: Serve's final chunk
+// (or its send(nil)) releases it.
 func (b *Backend) relay(r io.Reader, req *bus.Request, skip string, seq *uint64, send func(*bus.Chunk)) (n int, finish string, usage *bus.Usage, err error) {
 	rb := relayPool.Get().(*relayBuffers)
 	br, q := rb.br, &rb.q
@@ -328,9 +427,9 @@ func (b *Backend) relay(r io.Reader, req *bus.Request, skip string, seq *uint64,
 		use    bus.Usage
 	)
 	defer func() {
-		if held {
-			send(nil)
-		}
+		// A chunk still held (marked More) leaves with the final chunk,
+		// which Serve returns for the worker to send at once (or Serve
+		// sends nil).
 		br.Reset(nil)
 		q.text = ""
 		relayPool.Put(rb)

@@ -24,6 +24,7 @@ type sseServer struct {
 	slots  string        // GET /slots answer ("" = 404)
 	mets   string        // GET /metrics answer ("" = 404)
 	hold   chan struct{} // non-nil: each POST waits for a receive from it
+	whole  string        // the answer to a POST with "stream":false ("" = the events)
 
 	mu    sync.Mutex
 	posts []string
@@ -67,6 +68,11 @@ func (s *sseServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Retry-After", "0")
 			w.WriteHeader(s.status)
 			_, _ = io.WriteString(w, s.body)
+			return
+		}
+		if s.whole != "" && strings.Contains(string(data), `"stream":false`) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, s.whole)
 			return
 		}
 		w.Header().Set("Content-Type", "text/event-stream")
@@ -155,6 +161,65 @@ func TestRelayCompletion(t *testing.T) {
 	for _, want := range []string{`"model":"m"`, `"prompt":"Say"`, `"stream":true`, `"logprobs":2`, `"seed":-7`, "auth=Bearer sekret"} {
 		if !strings.Contains(post, want) {
 			t.Errorf("request %s lacks %s", post, want)
+		}
+	}
+}
+
+// TestShortAnswerAskedWhole: a short answer the client takes whole is
+// asked of the upstream unstreamed and sent as one chunk, completions and
+// chat alike; a longer one, one with logprobs, a resume or a streaming
+// client's is streamed as before; an unstreamed answer that is not one
+// finished choice is an error, not a cut to resume.
+func TestShortAnswerAskedWhole(t *testing.T) {
+	s := &sseServer{
+		events: []string{`{"choices":[{"text":"Hel"}]}`, `{"choices":[{"text":"lo","finish_reason":"stop"}]}`, `[DONE]`},
+		whole:  `{"choices":[{"text":"Hello","message":{"content":"Hi there"},"finish_reason":"length"}],"usage":{"prompt_tokens":4,"completion_tokens":2}}`,
+	}
+	b := newBackend(t, s, map[string]string{"m": "m"})
+	lastPost := func() string {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.posts[len(s.posts)-1]
+	}
+	for _, tc := range []struct {
+		kind, want string
+	}{{bus.KindCompletion, "Hello"}, {bus.KindChat, "Hi there"}} {
+		req := &bus.Request{ID: "r", Model: "m", Kind: tc.kind, Prompt: "Say", Messages: []bus.ChatMessage{{Role: "user", Content: "hi"}},
+			MaxTokens: wholeMaxTokens, Whole: true}
+		got, final := collect(b, req)
+		if len(got) != 1 || got[0].Text != tc.want || got[0].Seq != 1 || final.FinishReason != "length" || final.Seq != 2 ||
+			final.Usage == nil || *final.Usage != (bus.Usage{PromptTokens: 4, CompletionTokens: 2}) {
+			t.Fatalf("%s: chunks %+v, final %+v", tc.kind, got, final)
+		}
+		if post := lastPost(); !strings.Contains(post, `"stream":false`) || strings.Contains(post, "stream_options") {
+			t.Errorf("%s: request %s: want it unstreamed", tc.kind, post)
+		}
+	}
+	for _, req := range []*bus.Request{
+		{ID: "long", Model: "m", Prompt: "Say", MaxTokens: wholeMaxTokens + 1, Whole: true},
+		{ID: "unbounded", Model: "m", Prompt: "Say", Whole: true},
+		{ID: "logprobs", Model: "m", Prompt: "Say", MaxTokens: 4, Whole: true, Logprobs: true},
+		{ID: "resumed", Model: "m", Prompt: "Say", MaxTokens: 4, Whole: true, ResumeText: "x", ResumeSeq: 2},
+		{ID: "streaming", Model: "m", Prompt: "Say", MaxTokens: 4},
+	} {
+		got, final := collect(b, req)
+		if text(got) != "Hello" || len(got) != 2 || final.FinishReason != "stop" {
+			t.Errorf("%s: chunks %+v, final %+v: want the stream relayed", req.ID, got, final)
+		}
+		if post := lastPost(); !strings.Contains(post, `"stream":true`) {
+			t.Errorf("%s: request %s: want it streamed", req.ID, post)
+		}
+	}
+	for _, bad := range []string{
+		`{"choices":[{"text":"Hello","finish_reason":null}]}`,
+		`{"choices":[]}`,
+		`{"error":{"message":"boom"}}`,
+		`{"choices":[{"text":"Hel`,
+	} {
+		s.whole = bad
+		got, final := collect(b, &bus.Request{ID: "bad", Model: "m", Prompt: "Say", MaxTokens: 4, Whole: true})
+		if len(got) != 0 || final.Error == nil || final.Error.Code != bus.CodeInternal {
+			t.Errorf("answer %s: chunks %+v, final %+v: want an internal error", bad, got, final)
 		}
 	}
 }
