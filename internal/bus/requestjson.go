@@ -114,6 +114,8 @@ func (d *reqReader) request(r *Request) bool {
 			return seen.First(32) && d.StrTo(&r.Tenant)
 		case "chunk_frames":
 			return seen.First(33) && d.Int(&r.ChunkFrames)
+		case "whole":
+			return seen.First(34) && d.Bool(&r.Whole)
 		}
 		// chat_template_kwargs, tools, constraint, or a key only
 		// encoding/json's rules would place.
@@ -431,6 +433,7 @@ func appendRequest(b []byte, r *Request) []byte {
 	w.intOmit("attempt", int64(r.Attempt))
 	w.strOmit("tenant", r.Tenant)
 	w.intOmit("chunk_frames", int64(r.ChunkFrames))
+	w.boolOmit("whole", r.Whole)
 	return append(w.b, '}')
 }
 

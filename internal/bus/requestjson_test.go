@@ -17,7 +17,7 @@ func sampleRequests() []Request {
 	temp, topP, seed := float32(0.7), float32(0.95), uint64(42)
 	return []Request{
 		{V: 1, ID: "cmpl-1", Model: "instant", Kind: KindCompletion, Prompt: "Once upon a time", MaxTokens: 1,
-			Sampling: Sampling{Temperature: new(float32)}, ReplyTo: "courier.chunk.gw.cmpl-1", Attempt: 1, ChunkFrames: 3},
+			Sampling: Sampling{Temperature: new(float32)}, ReplyTo: "courier.chunk.gw.cmpl-1", Attempt: 1, ChunkFrames: 3, Whole: true},
 		{V: 1, ID: "chat-2", Model: "llama-3%2E2", Kind: KindChat, MaxTokens: 128,
 			Messages: []ChatMessage{
 				{Role: "system", Content: "You are \"helpful\".\nBe brief\t— très brief 🙂"},
