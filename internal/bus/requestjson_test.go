@@ -8,11 +8,10 @@ import (
 	"reflect"
 	"testing"
 
-	"courier/internal/jsonread"
+	gojson "github.com/goccy/go-json"
 )
 
-// sampleRequests are messages as gateways send them, of every kind the
-// quick reader takes.
+// sampleRequests are messages as gateways send them, of every kind.
 func sampleRequests() []Request {
 	temp, topP, seed := float32(0.7), float32(0.95), uint64(42)
 	return []Request{
@@ -59,6 +58,13 @@ func equivalent(t *testing.T, data []byte) {
 	}
 }
 
+func must(b []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
 // sameEncoding fails t unless EncodeRequest writes r as json.Marshal does.
 func sameEncoding(t *testing.T, r *Request) {
 	t.Helper()
@@ -73,9 +79,9 @@ func TestEncodeRequestMatchesJSON(t *testing.T) {
 	rs := sampleRequests()
 	for i := range rs {
 		sameEncoding(t, &rs[i])
-		// The hand-written writer itself wrote it.
-		if want, _ := json.Marshal(&rs[i]); !bytes.Equal(appendRequest(nil, &rs[i]), want) {
-			t.Fatalf("appendRequest(%+v) differs from json.Marshal", rs[i])
+		// go-json itself wrote it.
+		if want, _ := json.Marshal(&rs[i]); !bytes.Equal(must(gojson.Marshal(&rs[i])), want) {
+			t.Fatalf("go-json's %+v differs from json.Marshal", rs[i])
 		}
 	}
 	nan, inf := float32(math.NaN()), float32(math.Inf(1))
@@ -106,15 +112,14 @@ func TestDecodeRequestReadsGatewayMessagesQuickly(t *testing.T) {
 			t.Fatal(err)
 		}
 		equivalent(t, data)
-		// The quick reader itself took it: encoding/json was not asked.
+		// go-json itself took it: encoding/json was not asked.
 		var got Request
-		d := reqReader{jsonread.Reader{B: data}}
-		if !d.request(&got) || !d.End() {
-			t.Fatalf("the quick reader gave up on %s at byte %d", data, d.I)
+		if err := gojson.Unmarshal(data, &got); err != nil {
+			t.Fatalf("go-json refused %s: %v", data, err)
 		}
 		var want Request
 		if err := json.Unmarshal(data, &want); err != nil || !reflect.DeepEqual(got, want) {
-			t.Fatalf("quick reader:\n got %+v\nwant %+v (%v)", got, want, err)
+			t.Fatalf("go-json:\n got %+v\nwant %+v (%v)", got, want, err)
 		}
 	}
 }
@@ -179,7 +184,7 @@ func FuzzDecodeRequest(f *testing.F) {
 	})
 }
 
-// BenchmarkDecodeRequest reads (quick) and writes (encode) a one-token
+// BenchmarkDecodeRequest reads (go-json) and writes (encode) a one-token
 // completion's request and a chat's, with json.Unmarshal (encoding-json)
 // and json.Marshal (encode-json) as the references in the same run.
 func BenchmarkDecodeRequest(b *testing.B) {
@@ -192,7 +197,7 @@ func BenchmarkDecodeRequest(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.Run(c.name+"/quick", func(b *testing.B) {
+		b.Run(c.name+"/go-json", func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				var r Request
