@@ -134,3 +134,42 @@ func BenchmarkUpstreamFrontOnly(b *testing.B) {
 	b.ReportMetric(perToken, "stream-allocs/token")
 	b.Logf("max_tokens 1: direct p50 %.0f p99 %.0f µs; front p50 %.0f p99 %.0f µs", us(dd, 0.5), us(dd, 0.99), us(fd, 0.5), us(fd, 0.99))
 }
+
+// TestShortAnswerAskedWholeThroughFront: the gateway marks an unstreamed
+// request whole and the bus carries the mark to the upstream worker, which
+// asks its upstream for a short answer unstreamed; a streamed request, or
+// a longer one, is streamed from the upstream.
+func TestShortAnswerAskedWholeThroughFront(t *testing.T) {
+	streamed := make(chan bool, 4)
+	inner := instantUpstream()
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			data, _ := io.ReadAll(r.Body)
+			var req struct {
+				Stream bool `json:"stream"`
+			}
+			_ = json.Unmarshal(data, &req)
+			streamed <- req.Stream
+			r.Body = io.NopCloser(bytes.NewReader(data))
+		}
+		inner.ServeHTTP(w, r)
+	}))
+	t.Cleanup(up.Close)
+	front := startNode(t, frontConfig(t, "instant="+up.URL+"/v1"))
+	for _, tc := range []struct {
+		body   string
+		stream bool
+	}{
+		{`{"model":"instant","prompt":"Once","max_tokens":1}`, false},
+		{`{"model":"instant","prompt":"Once","max_tokens":1,"stream":true}`, true},
+		{`{"model":"instant","prompt":"Once","max_tokens":17}`, true},
+	} {
+		status, body := postJSON(t, front.Addr(), "/v1/completions", tc.body)
+		if status != http.StatusOK || !bytes.Contains(body, []byte(" once")) {
+			t.Fatalf("%s: %d %s", tc.body, status, body)
+		}
+		if got := <-streamed; got != tc.stream {
+			t.Errorf("%s: the upstream was asked with stream %v, want %v", tc.body, got, tc.stream)
+		}
+	}
+}
