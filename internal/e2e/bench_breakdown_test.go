@@ -16,7 +16,6 @@ import (
 	"courier/internal/api"
 	"courier/internal/bus"
 	"courier/internal/bus/natsbus"
-	"courier/internal/worker"
 )
 
 // memTimelines keeps timelines in memory, for BenchmarkFabricBreakdown.
@@ -52,38 +51,7 @@ func (m *memTimelines) List(context.Context, string, bus.TimelineFilter) ([]*bus
 // the raw NATS hop are measured in the same run, interleaved: they are
 // what no change to Courier's code can remove.
 func BenchmarkFabricBreakdown(b *testing.B) {
-	srv, err := natsbus.StartServer(natsbus.ServerConfig{Name: "bench"}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer srv.Shutdown(context.Background())
-	conns := map[string]*natsbus.Conn{}
-	for _, name := range []string{"gateway", "worker", "probe"} {
-		c, err := srv.Connect(name)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer c.Close(context.Background())
-		conns[name] = c
-	}
-	w, err := worker.New(worker.Config{ID: "w", Model: "instant"}, instantEngine{}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer w.Close()
-	host, err := natsbus.NewHost(conns["worker"], w, natsbus.HostConfig{Worker: "w", Models: []string{"instant"}}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer host.Close()
-	gw, err := natsbus.NewGateway(conns["gateway"], natsbus.GatewayConfig{}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer gw.Close(context.Background())
-	if err := gw.WaitWorkers(context.Background(), "instant", 1); err != nil {
-		b.Fatal(err)
-	}
+	conns, gw := instantFabric(b)
 	tl := &memTimelines{}
 	h, err := api.New(api.Config{Timelines: tl}, gw, prometheus.NewRegistry(), nil)
 	if err != nil {

@@ -61,38 +61,7 @@ var onceText = []byte(" once")
 // in JetStream; timeline-cost is the median of the paired differences
 // (docs/api.md, "Request timelines").
 func BenchmarkFabricOnly(b *testing.B) {
-	srv, err := natsbus.StartServer(natsbus.ServerConfig{Name: "bench", DataDir: b.TempDir()}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer srv.Shutdown(context.Background())
-	conns := map[string]*natsbus.Conn{}
-	for _, name := range []string{"gateway", "worker", "probe"} {
-		c, err := srv.Connect(name)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer c.Close(context.Background())
-		conns[name] = c
-	}
-	w, err := worker.New(worker.Config{ID: "w", Model: "instant"}, instantEngine{}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer w.Close()
-	host, err := natsbus.NewHost(conns["worker"], w, natsbus.HostConfig{Worker: "w", Models: []string{"instant"}}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer host.Close()
-	gw, err := natsbus.NewGateway(conns["gateway"], natsbus.GatewayConfig{}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer gw.Close(context.Background())
-	if err := gw.WaitWorkers(context.Background(), "instant", 1); err != nil {
-		b.Fatal(err)
-	}
+	conns, gw := instantFabric(b)
 	h, err := api.New(api.Config{}, gw, prometheus.NewRegistry(), nil)
 	if err != nil {
 		b.Fatal(err)
@@ -180,16 +149,7 @@ func BenchmarkFabricOnly(b *testing.B) {
 	}
 	// Allocations per streamed token: a 64-token stream less a 1-token
 	// request, over many of each, whatever runs meanwhile in the process.
-	mallocs := func(f func(), n int) float64 {
-		var m0, m1 runtime.MemStats
-		runtime.ReadMemStats(&m0)
-		for range n {
-			f()
-		}
-		runtime.ReadMemStats(&m1)
-		return float64(m1.Mallocs-m0.Mallocs) / float64(n)
-	}
-	perToken := (mallocs(viaStream, 200) - mallocs(viaHTTP, 200)) / (streamTokens - 1)
+	perToken := (mallocsPer(viaStream, 200) - mallocsPer(viaHTTP, 200)) / (streamTokens - 1)
 	hop := make([]time.Duration, 0, b.N)
 	ed := make([]time.Duration, 0, b.N)
 	bd := make([]time.Duration, 0, b.N)
@@ -236,4 +196,57 @@ func BenchmarkFabricOnly(b *testing.B) {
 	b.ReportMetric(perToken, "stream-allocs/token")
 	slices.Sort(diff)
 	b.ReportMetric(float64(percentile(diff, 50).Nanoseconds())/1000, "timeline-cost-p50-µs")
+}
+
+// instantFabric starts the benchmarks' fabric without an engine: an
+// embedded NATS server with JetStream, a worker hosting instantEngine,
+// and a gateway that has seen it. It returns the connections by name
+// (gateway, worker, probe) and the gateway; b's cleanups stop them all.
+func instantFabric(b *testing.B) (map[string]*natsbus.Conn, *natsbus.Gateway) {
+	b.Helper()
+	srv, err := natsbus.StartServer(natsbus.ServerConfig{Name: "bench", DataDir: b.TempDir()}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { srv.Shutdown(context.Background()) })
+	conns := map[string]*natsbus.Conn{}
+	for _, name := range []string{"gateway", "worker", "probe"} {
+		c, err := srv.Connect(name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { c.Close(context.Background()) })
+		conns[name] = c
+	}
+	w, err := worker.New(worker.Config{ID: "w", Model: "instant"}, instantEngine{}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(w.Close)
+	host, err := natsbus.NewHost(conns["worker"], w, natsbus.HostConfig{Worker: "w", Models: []string{"instant"}}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { host.Close() })
+	gw, err := natsbus.NewGateway(conns["gateway"], natsbus.GatewayConfig{}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { gw.Close(context.Background()) })
+	if err := gw.WaitWorkers(context.Background(), "instant", 1); err != nil {
+		b.Fatal(err)
+	}
+	return conns, gw
+}
+
+// mallocsPer is the heap allocations per call of f over n calls, whatever
+// else runs meanwhile in the process.
+func mallocsPer(f func(), n int) float64 {
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	for range n {
+		f()
+	}
+	runtime.ReadMemStats(&m1)
+	return float64(m1.Mallocs-m0.Mallocs) / float64(n)
 }

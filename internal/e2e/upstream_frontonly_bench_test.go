@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"slices"
 	"strconv"
 	"testing"
@@ -98,17 +97,8 @@ func BenchmarkUpstreamFrontOnly(b *testing.B) {
 		directStream()
 		frontStream()
 	}
-	mallocs := func(f func(), n int) float64 {
-		var m0, m1 runtime.MemStats
-		runtime.ReadMemStats(&m0)
-		for range n {
-			f()
-		}
-		runtime.ReadMemStats(&m1)
-		return float64(m1.Mallocs-m0.Mallocs) / float64(n)
-	}
-	frontAllocs := mallocs(viaFront, 200)
-	perToken := ((mallocs(frontStream, 200) - frontAllocs) - (mallocs(directStream, 200) - mallocs(direct, 200))) / (streamTokens - 1)
+	frontAllocs := mallocsPer(viaFront, 200)
+	perToken := ((mallocsPer(frontStream, 200) - frontAllocs) - (mallocsPer(directStream, 200) - mallocsPer(direct, 200))) / (streamTokens - 1)
 	timed := func(f func()) time.Duration { t0 := time.Now(); f(); return time.Since(t0) }
 	var dd, fd, sd []time.Duration
 	b.ResetTimer()
