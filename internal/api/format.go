@@ -42,14 +42,7 @@ func plainCompletion(c *Completion) bool {
 // answer body.
 func appendCompletion(b []byte, c *Completion) []byte {
 	ch := &c.Choices[0]
-	b = append(b, `{"id":`...)
-	b = appendJSONString(b, c.ID)
-	b = append(b, `,"object":`...)
-	b = appendJSONString(b, c.Object)
-	b = append(b, `,"created":`...)
-	b = strconv.AppendInt(b, c.Created, 10)
-	b = append(b, `,"model":`...)
-	b = appendJSONString(b, c.Model)
+	b = appendHead(b, c.ID, c.Object, c.Created, c.Model)
 	b = append(b, `,"choices":[{"text":`...)
 	b = appendJSONString(b, ch.Text)
 	b = append(b, `,"index":`...)
@@ -76,14 +69,7 @@ func plainChat(c *ChatCompletion) bool {
 // FuzzCompletionBody).
 func appendChatCompletion(b []byte, c *ChatCompletion) []byte {
 	ch := &c.Choices[0]
-	b = append(b, `{"id":`...)
-	b = appendJSONString(b, c.ID)
-	b = append(b, `,"object":`...)
-	b = appendJSONString(b, c.Object)
-	b = append(b, `,"created":`...)
-	b = strconv.AppendInt(b, c.Created, 10)
-	b = append(b, `,"model":`...)
-	b = appendJSONString(b, c.Model)
+	b = appendHead(b, c.ID, c.Object, c.Created, c.Model)
 	b = append(b, `,"choices":[{"index":`...)
 	b = strconv.AppendInt(b, int64(ch.Index), 10)
 	b = append(b, `,"message":{"role":`...)
@@ -93,6 +79,19 @@ func appendChatCompletion(b []byte, c *ChatCompletion) []byte {
 	b = append(b, `,"refusal":null},"logprobs":null,"finish_reason":`...)
 	b = appendJSONString(b, ch.FinishReason)
 	return appendUsage(b, &c.Usage)
+}
+
+// appendHead begins a plain answer with the fields every answer opens
+// with.
+func appendHead(b []byte, id, object string, created int64, model string) []byte {
+	b = append(b, `{"id":`...)
+	b = appendJSONString(b, id)
+	b = append(b, `,"object":`...)
+	b = appendJSONString(b, object)
+	b = append(b, `,"created":`...)
+	b = strconv.AppendInt(b, created, 10)
+	b = append(b, `,"model":`...)
+	return appendJSONString(b, model)
 }
 
 // appendUsage ends a plain answer with its usage.
