@@ -284,6 +284,35 @@ func BenchmarkPipeline(b *testing.B) {
 	}
 }
 
+// benchBus starts a NATS server for a benchmark, in-process ("inproc")
+// or listening on loopback TCP ("tcp"), and returns how to connect to it
+// by name; b's cleanups close the connections, then the server.
+func benchBus(b *testing.B, bus string) func(name string) *natsbus.Conn {
+	cfg := natsbus.ServerConfig{Name: "b", DataDir: b.TempDir(), MaxPayload: 8 << 20}
+	if bus == "tcp" {
+		cfg.Listen = "127.0.0.1:0"
+	}
+	srv, err := natsbus.StartServer(cfg, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	return func(name string) *natsbus.Conn {
+		var c *natsbus.Conn
+		var err error
+		if bus == "tcp" {
+			c, err = natsbus.Dial(srv.ClientURL(), name, natsbus.ClientAuth{}, nil)
+		} else {
+			c, err = srv.Connect(name)
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { closeConn(c) })
+		return c
+	}
+}
+
 // BenchmarkBusRoundTrip measures the floor under a stage boundary: a bare
 // NATS round trip between two connections of one process, a 3 KB message
 // out (one decode row of the 134M model's hidden state) and 100 bytes
@@ -295,26 +324,7 @@ func BenchmarkPipeline(b *testing.B) {
 //	flock -x /tmp/courier-cpu.lock go test ./internal/stage/ -run XXX -bench BusRoundTrip -benchtime 300x
 func BenchmarkBusRoundTrip(b *testing.B) {
 	for _, bus := range []string{"inproc", "tcp"} {
-		cfg := natsbus.ServerConfig{Name: "b", DataDir: b.TempDir(), MaxPayload: 8 << 20}
-		if bus == "tcp" {
-			cfg.Listen = "127.0.0.1:0"
-		}
-		srv, err := natsbus.StartServer(cfg, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		dial := func(name string) *natsbus.Conn {
-			var c *natsbus.Conn
-			if bus == "tcp" {
-				c, err = natsbus.Dial(srv.ClientURL(), name, natsbus.ClientAuth{}, nil)
-			} else {
-				c, err = srv.Connect(name)
-			}
-			if err != nil {
-				b.Fatal(err)
-			}
-			return c
-		}
+		dial := benchBus(b, bus)
 		a, z := dial("a"), dial("z")
 		back := make(chan struct{}, 1)
 		stopZ, err := z.Subscribe("out", func(d []byte) {
@@ -362,9 +372,6 @@ func BenchmarkBusRoundTrip(b *testing.B) {
 		}
 		stopA()
 		stopZ()
-		closeConn(a)
-		closeConn(z)
-		_ = srv.Shutdown(context.Background())
 	}
 }
 
@@ -389,28 +396,7 @@ func BenchmarkBoundary(b *testing.B) {
 		b.Fatal(err)
 	}
 	for _, bus := range []string{"inproc", "tcp"} {
-		cfg := natsbus.ServerConfig{Name: "b", DataDir: b.TempDir(), MaxPayload: 8 << 20}
-		if bus == "tcp" {
-			cfg.Listen = "127.0.0.1:0"
-		}
-		srv, err := natsbus.StartServer(cfg, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-		dial := func(name string) *natsbus.Conn {
-			var c *natsbus.Conn
-			if bus == "tcp" {
-				c, err = natsbus.Dial(srv.ClientURL(), name, natsbus.ClientAuth{}, nil)
-			} else {
-				c, err = srv.Connect(name)
-			}
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { closeConn(c) })
-			return c
-		}
+		dial := benchBus(b, bus)
 		st, err := engine.LoadStage(path, engine.StageOptions{Layers: split[1], ContextLength: 512, Threads: 1})
 		if err != nil {
 			b.Fatal(err)
