@@ -92,10 +92,7 @@ type event struct {
 		FinishReason *string         `json:"finish_reason"`
 		Logprobs     json.RawMessage `json:"logprobs"`
 	} `json:"choices"`
-	Usage *struct {
-		PromptTokens     int `json:"prompt_tokens"`
-		CompletionTokens int `json:"completion_tokens"`
-	} `json:"usage"`
+	Usage *answerUsage    `json:"usage"`
 	Error json.RawMessage `json:"error"`
 }
 
@@ -318,6 +315,12 @@ func asksWhole(req *bus.Request) bool {
 		req.ResumeSeq <= 1 && req.ResumeText == "" && len(req.Resume) == 0
 }
 
+// answerUsage is the usage an upstream's answer or last event carries.
+type answerUsage struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+}
+
 // wholeAnswer is the fields of an unstreamed completion or chat the
 // relay reads.
 type wholeAnswer struct {
@@ -328,10 +331,7 @@ type wholeAnswer struct {
 		} `json:"message"`
 		FinishReason *string `json:"finish_reason"`
 	} `json:"choices"`
-	Usage *struct {
-		PromptTokens     int `json:"prompt_tokens"`
-		CompletionTokens int `json:"completion_tokens"`
-	} `json:"usage"`
+	Usage *answerUsage    `json:"usage"`
 	Error json.RawMessage `json:"error"`
 }
 
