@@ -50,24 +50,32 @@ func TestNewArchsKeepGuarantees(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer tight.Close()
-			generateTokens(t, tight, prompts[0], 2) // warms the prefix cache
-			got := make([][]int32, len(prompts))
-			var wg sync.WaitGroup
-			for i, p := range prompts {
-				wg.Go(func() { got[i] = generateTokens(t, tight, p, gen) })
-			}
-			wg.Wait()
-			for i := range prompts {
-				if !slices.Equal(got[i], want[i]) {
-					t.Errorf("prompt %d: %v, alone %v", i, got[i], want[i])
-				}
-			}
-			c := tight.Capacity()
+			c := generateAtOnce(t, tight, prompts[0], prompts, want, gen)
 			if c.Preemptions == 0 || c.PrefixHits == 0 {
 				t.Fatalf("preemptions %d, prefix hits %d: the test did not exercise both", c.Preemptions, c.PrefixHits)
 			}
 		})
 	}
+}
+
+// generateAtOnce warms e's prefix cache with warm, then generates gen
+// tokens of every prompt at once, fails t unless each equals want (the
+// prompt run alone), and returns e's capacity after.
+func generateAtOnce(t *testing.T, e *Engine, warm []int32, prompts, want [][]int32, gen int) Capacity {
+	t.Helper()
+	generateTokens(t, e, warm, 2)
+	got := make([][]int32, len(prompts))
+	var wg sync.WaitGroup
+	for i, p := range prompts {
+		wg.Go(func() { got[i] = generateTokens(t, e, p, gen) })
+	}
+	wg.Wait()
+	for i := range prompts {
+		if !slices.Equal(got[i], want[i]) {
+			t.Errorf("prompt %d: at once %v, alone %v", i, got[i], want[i])
+		}
+	}
+	return e.Capacity()
 }
 
 func generateTokens(t *testing.T, e *Engine, prompt []int32, n int) []int32 {

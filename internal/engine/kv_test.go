@@ -203,19 +203,7 @@ func TestPartialPrefixUnderPressure(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tight.Close()
-	generateTokens(t, tight, a, 2) // warms the prefix cache
-	got := make([][]int32, len(prompts))
-	var wg sync.WaitGroup
-	for i, p := range prompts {
-		wg.Go(func() { got[i] = generateTokens(t, tight, p, gen) })
-	}
-	wg.Wait()
-	for i := range prompts {
-		if !slices.Equal(got[i], want[i]) {
-			t.Errorf("prompt %d: under pressure %v, alone %v", i, got[i], want[i])
-		}
-	}
-	c := tight.Capacity()
+	c := generateAtOnce(t, tight, a, prompts, want, gen)
 	if c.Preemptions == 0 || c.PrefixCopiedPositions == 0 {
 		t.Fatalf("preemptions %d, copied positions %d: the test did not exercise both", c.Preemptions, c.PrefixCopiedPositions)
 	}
