@@ -406,11 +406,21 @@ func TestRunAllocatesNothingPerToken(t *testing.T) {
 				}
 			})
 		}
-		if short, long := allocs(4), allocs(400); long > short {
-			t.Fatalf("logprobs %v, %d choices: %v allocations for 400 tokens, %v for 4", lp, tc.choices, long, short)
+		short, long := allocs(4), allocs(400)
+		if perToken := (long - short) / (400 - 4); perToken >= maxAllocsPerToken {
+			t.Fatalf("logprobs %v, %d choices: %v allocations for 400 tokens, %v for 4: %.3f per token", lp, tc.choices, long, short, perToken)
 		}
 	}
 }
+
+// maxAllocsPerToken bounds the allocations per token the zero-allocation
+// tests allow between a short and a long run: AllocsPerRun counts every
+// allocation in the process, so a background goroutine's can add one to
+// the long run (the suite saw 46 allocations for 800 tokens against 45
+// for 8 with the collector off), while anything the token path allocates
+// adds at least one per chunk, and a chunk here holds one or two tokens:
+// 0.5 per token or more.
+const maxAllocsPerToken = 0.1
 
 // withoutGC turns the collector off for the rest of t: a collection during
 // an allocation count empties the sync.Pools the token path reuses, and
