@@ -107,17 +107,7 @@ func BenchmarkFabricOnly(b *testing.B) {
 		_ = s.Close()
 	}
 	body := []byte(`{"model":"instant","prompt":"Once upon a time","max_tokens":1,"temperature":0}`)
-	post := func(url string) {
-		resp, err := hc.Post(url+"/v1/completions", "application/json", bytes.NewReader(body))
-		if err != nil {
-			b.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			b.Fatalf("status %d", resp.StatusCode)
-		}
-	}
+	post := func(url string) { postCompletion(b, hc, url, body) }
 	viaHTTP := func() { post(hs.URL) }
 	viaTimeline := func() { post(hts.URL) }
 	const streamTokens = 64
@@ -237,6 +227,20 @@ func instantFabric(b *testing.B) (map[string]*natsbus.Conn, *natsbus.Gateway) {
 		b.Fatal(err)
 	}
 	return conns, gw
+}
+
+// postCompletion posts body to url's /v1/completions with hc, reads the
+// whole answer and fails b unless it is a 200.
+func postCompletion(b *testing.B, hc *http.Client, url string, body []byte) {
+	resp, err := hc.Post(url+"/v1/completions", "application/json", bytes.NewReader(body))
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b.Fatalf("status %d", resp.StatusCode)
+	}
 }
 
 // mallocsPer is the heap allocations per call of f over n calls, whatever

@@ -110,17 +110,7 @@ func BenchmarkFabricOverhead(b *testing.B) {
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr}
 	body := []byte(`{"model":"` + modelName + `","prompt":"` + prompt + `","max_tokens":1,"temperature":0}`)
-	viaHTTP := func() {
-		resp, err := hc.Post("http://"+n.Addr()+"/v1/completions", "application/json", bytes.NewReader(body))
-		if err != nil {
-			b.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			b.Fatalf("status %d", resp.StatusCode)
-		}
-	}
+	viaHTTP := func() { postCompletion(b, hc, "http://"+n.Addr(), body) }
 	conn, err := natsbusConn(b, n)
 	if err != nil {
 		b.Fatal(err)

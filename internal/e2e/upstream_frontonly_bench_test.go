@@ -72,17 +72,7 @@ func BenchmarkUpstreamFrontOnly(b *testing.B) {
 	front := startNode(b, fcfg)
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	b.Cleanup(hc.CloseIdleConnections)
-	post := func(url string, body []byte) {
-		resp, err := hc.Post(url+"/v1/completions", "application/json", bytes.NewReader(body))
-		if err != nil {
-			b.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			b.Fatalf("status %d", resp.StatusCode)
-		}
-	}
+	post := func(url string, body []byte) { postCompletion(b, hc, url, body) }
 	const streamTokens = 64
 	one := []byte(`{"model":"instant","prompt":"Once upon a time","max_tokens":1,"temperature":0}`)
 	stream := []byte(fmt.Sprintf(`{"model":"instant","prompt":"Once upon a time","max_tokens":%d,"temperature":0,"stream":true}`, streamTokens))
