@@ -112,17 +112,7 @@ func BenchmarkFabricOnly(b *testing.B) {
 	viaTimeline := func() { post(hts.URL) }
 	const streamTokens = 64
 	streamBody := []byte(fmt.Sprintf(`{"model":"instant","prompt":"Once upon a time","max_tokens":%d,"temperature":0,"stream":true}`, streamTokens))
-	viaStream := func() {
-		resp, err := hc.Post(hs.URL+"/v1/completions", "application/json", bytes.NewReader(streamBody))
-		if err != nil {
-			b.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			b.Fatalf("status %d", resp.StatusCode)
-		}
-	}
+	viaStream := func() { postCompletion(b, hc, hs.URL, streamBody) }
 	direct := func() {
 		_, err := instantEngine{}.Generate(context.Background(), engine.Request{Prompt: []int32{1, 2, 3}, MaxTokens: 1},
 			func(engine.Token) error { return nil })

@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"slices"
@@ -42,15 +40,7 @@ func BenchmarkUpstreamHop(b *testing.B) {
 	body := []byte(`{"model":"` + modelName + `","prompt":"Once upon a time","max_tokens":1,"temperature":0}`)
 	one := func(addr string) time.Duration {
 		t0 := time.Now()
-		resp, err := hc.Post("http://"+addr+"/v1/completions", "application/json", bytes.NewReader(body))
-		if err != nil {
-			b.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			b.Fatalf("status %d", resp.StatusCode)
-		}
+		postCompletion(b, hc, "http://"+addr, body)
 		return time.Since(t0)
 	}
 	for range 20 { // warm both paths and their connection pools
