@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os/exec"
 	"slices"
@@ -88,10 +89,50 @@ func stageGateway(t testing.TB, srv *natsbus.Server, names ...string) *node.Node
 	return gw
 }
 
+// lastStageEmitted watches the announcements of stage instance of model;
+// the function it returns waits (bounded) until one counts at least n
+// chunks emitted (stage.Announce.Emitted), and fails the test otherwise.
+func lastStageEmitted(t *testing.T, srv *natsbus.Server, model, instance string) func(n uint64) {
+	t.Helper()
+	conn, err := srv.Connect("watch-" + instance)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	var mu sync.Mutex
+	var most uint64
+	stop, err := conn.Subscribe(stage.AnnounceSubject(model, instance), func(data []byte) {
+		var a stage.Announce
+		if json.Unmarshal(data, &a) == nil {
+			mu.Lock()
+			most = max(most, a.Emitted)
+			mu.Unlock()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	return func(n uint64) {
+		t.Helper()
+		var got uint64
+		for range 500 { // 5s: the stages announce every 200ms
+			mu.Lock()
+			got = most
+			mu.Unlock()
+			if got >= n {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Errorf("stage %s announced %d chunks emitted, want at least %d", instance, got, n)
+	}
+}
+
 // TestStagesOverTCP serves models as 2- and 3-stage pipelines of separate
 // `courier worker --stage I/N` processes joined by a NATS server over TCP,
 // and checks that greedy text through the HTTP API equals the whole
-// model's.
+// model's, streamed by the last stage.
 func TestStagesOverTCP(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
@@ -117,6 +158,7 @@ func TestStagesOverTCP(t *testing.T) {
 				startStageProcess(t, bin, srv.ClientURL(), fmt.Sprintf("s%d", i), name, path, "--stage", fmt.Sprintf("%d/%d", i, tc.stages))
 			}
 			gw := stageGateway(t, srv, name)
+			emitted := lastStageEmitted(t, srv, name, fmt.Sprintf("s%d", tc.stages))
 			c := client(t, gw.Addr())
 			p := completionParams(prompt, 48)
 			p.Model = openai.CompletionNewParamsModel(name)
@@ -127,6 +169,8 @@ func TestStagesOverTCP(t *testing.T) {
 			if got := resp.Choices[0].Text; got != want {
 				t.Errorf("%d-stage pipeline:\n%q\nwhole model:\n%q", tc.stages, got, want)
 			}
+			// The last stage sent the chunks: 48 tokens and the final one.
+			emitted(49)
 		})
 	}
 }
@@ -163,6 +207,7 @@ func TestKillStageMidStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stop()
+	emittedB := lastStageEmitted(t, srv, modelName, "s2-b")
 	startStageProcess(t, bin, srv.ClientURL(), "s2-b", modelName, path, "--stage", "2/2")
 	ctx := testCtx(t)
 	select {
@@ -200,6 +245,8 @@ func TestKillStageMidStream(t *testing.T) {
 	}
 	t.Logf("killed s2-a mid-stream; attempt %d carried on after byte %d; the answer is complete (%d bytes)",
 		resumed[len(resumed)-1].attempt, resumed[len(resumed)-1].after, len(got))
+	// The spare last stage sent the chunks after the kill.
+	emittedB(1)
 }
 
 // TestServeStagesInOneProcess runs `serve --stages 3 --first-stages 2`:

@@ -47,6 +47,10 @@ type Request struct {
 	// Background marks work nobody waits for (batch lines): its rows are
 	// left out of every step that has a foreground sequence to run.
 	Background bool
+	// Out, when set, has a pipeline's last stage emit the generation's
+	// chunks (StreamOut): Generate's emit still sees every token, with no
+	// text. It needs a tail that samples (Engine.TailEmits) and no Grammar.
+	Out *StreamOut
 }
 
 // TokenLogprob is a token with its log-probability.

@@ -65,7 +65,7 @@ func (e *Engine) prepare(ctx context.Context, sl *slot, req *Request) error {
 		sl.smp.SkipDraw()
 		sl.text.Push(e.tok.TokenPiece(t)) // delivered already: rebuild held-back text only
 	}
-	sl.ctx, sl.req = ctx, req
+	sl.ctx, sl.req, sl.opened = ctx, req, false
 	sl.background = req.Background
 	sl.tokens = append(append(sl.tokens[:0], req.Prompt...), req.Resume...)
 	sl.nInput = len(sl.tokens)
@@ -144,6 +144,9 @@ func (e *Engine) check(req *Request) error {
 	if req.TopLogprobs < 0 || req.TopLogprobs > MaxTopLogprobs {
 		return fmt.Errorf("%w: top_logprobs %d outside 0..%d", ErrInvalidRequest, req.TopLogprobs, MaxTopLogprobs)
 	}
+	if req.Out != nil && (req.Grammar != nil || !e.TailEmits()) {
+		return fmt.Errorf("%w: a last stage emits the chunks only of an unconstrained generation through a pipeline that samples", ErrInvalidRequest)
+	}
 	if req.MaxTokens < 0 {
 		return fmt.Errorf("%w: max_tokens %d is negative", ErrInvalidRequest, req.MaxTokens)
 	}
@@ -183,7 +186,7 @@ func (e *Engine) sampleNext(sl *slot, logits []float32, pick *Pick) (done bool, 
 	}
 	if tok < 0 || (e.tok.IsEOG(tok) && (!req.IgnoreEOS || sl.gm != nil)) {
 		res.FinishReason = FinishStop
-		if tail := sl.text.Flush(); len(tail) > 0 {
+		if tail := sl.text.Flush(); len(tail) > 0 && req.Out == nil {
 			ev := sl.ring.next()
 			ev.end = false
 			ev.tok = Token{ID: -1, Last: true}
@@ -211,10 +214,16 @@ func (e *Engine) sampleNext(sl *slot, logits []float32, pick *Pick) (done bool, 
 		}
 		ev.tok.Top = ev.top[:len(top)]
 	}
-	release, stopped := sl.text.Push(e.tok.TokenPiece(tok))
+	var release []byte
+	var stopped bool
+	if req.Out == nil {
+		release, stopped = sl.text.Push(e.tok.TokenPiece(tok))
+	} else {
+		stopped = pick != nil && pick.Stopped // the last stage holds the text
+	}
 	last := stopped || res.CompletionTokens >= req.MaxTokens
 	ev.text = append(ev.text[:0], release...)
-	if last && !stopped {
+	if last && !stopped && req.Out == nil {
 		ev.text = append(ev.text, sl.text.Flush()...)
 	}
 	ev.tok.Text = ev.text

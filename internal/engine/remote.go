@@ -14,6 +14,40 @@ import (
 // the logits path: grammar-constrained ones (the grammar's state lives with
 // the first stage's sequence) and scoring rows (they want the logits).
 
+// A sequence whose Request has Out emits its chunks from the last stage:
+// the first stage keeps the generation (scheduling, KV blocks, sampler,
+// cancellation, max_tokens and EOS, all decided from the tokens picked)
+// and the last stage the stream's output (detokenizer, stop strings, the
+// chunks and the final one with usage). The first row the last stage
+// samples for such a sequence carries a StreamOpen; every one carries
+// Emit and the sequence's Key. A stop string the last stage finds comes
+// back as Pick.Stopped, and the first stage ends the sequence.
+
+// StreamOut says where a sequence's chunks go when the last stage emits
+// them: the bus's reply subject and the chunk header fields a worker
+// would send (docs/protocol.md, "Token frames").
+type StreamOut struct {
+	Subject string // the gateway's chunk subject (bus.ChunkSubject)
+	ID      string // the request's id
+	Worker  string // the first stage's worker name: the gateway's liveness and resume follow it
+	Attempt int
+	Seq     uint64 // the Seq of the first chunk the last stage sends
+	Frames  int    // the token-frame version the gateway reads (3 or more)
+}
+
+// StreamOpen is what the last stage needs to emit a sequence's chunks,
+// sent once, with the sequence's first sampled row.
+type StreamOpen struct {
+	StreamOut
+	Stop         []string
+	MaxTokens    int     // the generation's bound (Resume included), as the first stage ends it
+	PromptTokens int     // for usage
+	Resume       []int32 // tokens delivered by an earlier attempt: they count, and rebuild held-back text
+	IgnoreEOS    bool
+	Logprobs     bool
+	TopLogprobs  int
+}
+
 // RowSample asks a Tail's last stage to sample a row of the step.
 type RowSample struct {
 	Row      int32 // the row in the step; it wants logits
@@ -21,6 +55,12 @@ type RowSample struct {
 	Draw     sampler.Draw
 	Logprobs bool // answer with the token's log-probability
 	Top      int  // and the Top most likely tokens' (at most MaxTopLogprobs)
+	// Emit: the last stage emits the row's token as a chunk of the
+	// sequence Key (the first stage's slot); Open, on the sequence's first
+	// such row, starts its stream there (replacing any earlier one of Key).
+	Emit bool
+	Key  uint32
+	Open *StreamOpen
 }
 
 // Pick is a last stage's answer to a RowSample.
@@ -32,6 +72,9 @@ type Pick struct {
 	Token     int32
 	Logprob   float32
 	Top       []sampler.TokenLogprob
+	// Stopped: the last stage, emitting the sequence, found a stop string
+	// in its text; the first stage ends it.
+	Stopped bool
 }
 
 // SamplingTail is a Tail whose last stage samples the rows it is asked to.
@@ -68,6 +111,13 @@ func (s *scheduler) prepareSamples() {
 		rs := &s.samples[n]
 		rs.Row, rs.Params = int32(row), r.sl.smp.Params()
 		rs.Logprobs, rs.Top = r.sl.req.Logprobs, r.sl.req.TopLogprobs
+		rs.Emit, rs.Key, rs.Open = false, 0, nil
+		if out := r.sl.req.Out; out != nil {
+			rs.Emit, rs.Key = true, uint32(r.sl.id)
+			if !r.sl.opened {
+				rs.Open, r.sl.opened = r.sl.open(), true
+			}
+		}
 		r.sl.smp.Prepare(&rs.Draw)
 	}
 }
@@ -83,4 +133,20 @@ func (p *Pick) valid(vocab int) bool {
 		}
 	}
 	return true
+}
+
+// TailEmits reports whether the engine's tail samples, so that a
+// Request's Out can have its last stage emit the chunks.
+func (e *Engine) TailEmits() bool {
+	_, ok := e.tail.(SamplingTail)
+	return ok
+}
+
+// open fills and returns the slot's StreamOpen from its request (after
+// check: MaxTokens is the effective bound).
+func (sl *slot) open() *StreamOpen {
+	r := sl.req
+	sl.stream = StreamOpen{StreamOut: *r.Out, Stop: r.Stop, MaxTokens: r.MaxTokens, PromptTokens: len(r.Prompt),
+		Resume: r.Resume, IgnoreEOS: r.IgnoreEOS, Logprobs: r.Logprobs, TopLogprobs: r.TopLogprobs}
+	return &sl.stream
 }

@@ -77,10 +77,14 @@ type slot struct {
 	// inBatch marks a slot with rows in the step being built; inFlight
 	// one with rows in a step sent down a pipeline and not answered yet.
 	inBatch, inFlight bool
-	result            Result
-	err               error
-	startTime         time.Time
-	decodeStart       time.Time
+	// opened: the sequence's StreamOpen (stream) went to the last stage
+	// (Request.Out).
+	opened      bool
+	stream      StreamOpen
+	result      Result
+	err         error
+	startTime   time.Time
+	decodeStart time.Time
 	// cancelled is set by the consumer when it stops reading (its ctx is
 	// done or emit failed); the scheduler then drops the sequence.
 	cancelled atomic.Bool

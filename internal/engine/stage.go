@@ -12,6 +12,7 @@ import (
 	"courier/internal/engine/gguf"
 	"courier/internal/engine/model"
 	"courier/internal/engine/tensor"
+	"courier/internal/engine/tokenizer"
 )
 
 // A model can run as a pipeline of stages, each holding a share of its
@@ -300,6 +301,11 @@ type Stage struct {
 	maxRows int
 	maxKV   int64
 
+	// The last stage's vocabulary, to emit chunks (StreamOpen): each
+	// token's text, and the end-of-generation tokens.
+	tok    *tokenizer.Tokenizer
+	pieces []string
+
 	state *model.State // sized by the largest step seen
 	batch model.Batch
 	modes []model.RowMode // backing store of batch.Modes
@@ -341,8 +347,46 @@ func LoadStage(path string, opts StageOptions) (*Stage, error) {
 	if opts.KVCacheBytes > 0 {
 		maxKV = opts.KVCacheBytes / int64(2*2*m.KVDim()) // one layer's K and V, F16
 	}
-	return &Stage{file: f, model: m, pool: tensor.NewPool(opts.Threads), ctxLen: ctxLen, maxRows: maxRows, maxKV: maxKV}, nil
+	s := &Stage{file: f, model: m, ctxLen: ctxLen, maxRows: maxRows, maxKV: maxKV}
+	if opts.Layers.IsLast() {
+		if s.tok, err = tokenizer.FromGGUF(f); err != nil {
+			f.Close()
+			return nil, err
+		}
+		if s.tok.VocabSize() != m.Vocab {
+			f.Close()
+			return nil, fmt.Errorf("engine: tokenizer has %d tokens but the model %d", s.tok.VocabSize(), m.Vocab)
+		}
+		s.pieces = make([]string, m.Vocab)
+		for i := range s.pieces {
+			s.pieces[i] = string(s.tok.TokenPiece(int32(i)))
+		}
+	}
+	s.pool = tensor.NewPool(opts.Threads)
+	return s, nil
 }
+
+// TokenText returns token id's text ("" outside the vocabulary, or on a
+// stage that is not the last).
+func (s *Stage) TokenText(id int32) string {
+	if id < 0 || int(id) >= len(s.pieces) {
+		return ""
+	}
+	return s.pieces[id]
+}
+
+// TokenPiece returns token id's bytes (nil outside the vocabulary, or on
+// a stage that is not the last); they must not be modified.
+func (s *Stage) TokenPiece(id int32) []byte {
+	if s.tok == nil || id < 0 || int(id) >= len(s.pieces) {
+		return nil
+	}
+	return s.tok.TokenPiece(id)
+}
+
+// IsEOG reports whether id ends a generation (false on a stage that is
+// not the last).
+func (s *Stage) IsEOG(id int32) bool { return s.tok != nil && s.tok.IsEOG(id) }
 
 // Layers returns the stage's share of the model.
 func (s *Stage) Layers() model.LayerRange { return s.model.Stage }

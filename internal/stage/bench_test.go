@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	cbus "courier/internal/bus"
 	"courier/internal/bus/natsbus"
 	"courier/internal/engine"
 	"courier/internal/engine/gguf"
@@ -375,26 +376,41 @@ func BenchmarkBusRoundTrip(b *testing.B) {
 	}
 }
 
-// BenchmarkBoundary measures one stage boundary directly, and what
-// emitting the chunks from the last stage would save (docs/architecture.md,
-// "Who emits the chunks"): one stream through 2 stages of the 134M model
-// (Q8_0, --stage's split) over an in-process NATS server and over TCP on
-// loopback. Per token it takes, at the first stage, the time from handing
-// a step to the Pipeline to taking its answer, less the last stage's own
-// work on it (its layers, the head and the sampling): what the boundary
-// adds, both ways (us_boundary_<bus>); and the time from the last stage's
-// sample of a token to the first stage's engine handing that token to its
-// caller, the worker, which then publishes the chunk as a last stage would
-// have to (us_sample_to_emit_<bus>). It reports the medians, and the time
-// per token (us_per_token_<bus>):
+// BenchmarkBoundary measures one stage boundary directly, and who emits
+// the chunks (docs/architecture.md, "Who emits the chunks"): one stream
+// through 2 stages of the 134M model (Q8_0, --stage's split) over an
+// in-process NATS server and over TCP on loopback, each request run twice
+// in turn: with the first stage emitting (its caller publishes each
+// token's chunk frame on the first stage's connection, then the final
+// one, as a worker does: -first) and with the last stage emitting
+// (engine.Request.Out: -last). A third connection stands for the gateway
+// and takes the frames. Per token it takes, at the first stage, the time
+// from handing a step to the Pipeline to taking its answer, less the last
+// stage's own work on it (its layers, the head, the sampling and, with
+// -last, the chunk): what the boundary adds, both ways
+// (us_boundary_<bus>_<who>); and the time from the last stage's sample
+// of a token to its chunk reaching the gateway (us_sample_to_gw_<bus>_<who>).
+// Per request: the time to the first chunk at the gateway
+// (us_ttft_<bus>_<who>) and between chunks (us_gap_<bus>_<who>, the
+// median), and the time per token to the final chunk
+// (us_per_token_<bus>_<who>). Medians over every token (or request):
 //
 //	flock -x /tmp/courier-cpu.lock go test ./internal/stage/ -run XXX -bench Boundary -benchtime 3x
 func BenchmarkBoundary(b *testing.B) {
+	const tokens = 96
 	path := benchModelPath(b)
 	split, err := engine.StageShares(path, 2)
 	if err != nil {
 		b.Fatal(err)
 	}
+	median := func(v []float64) float64 {
+		if len(v) == 0 {
+			return 0
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
 	for _, bus := range []string{"inproc", "tcp"} {
 		dial := benchBus(b, bus)
 		st, err := engine.LoadStage(path, engine.StageOptions{Layers: split[1], ContextLength: 512, Threads: 1})
@@ -405,14 +421,17 @@ func BenchmarkBoundary(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		p, err := NewPipeline(dial("first"), PipelineConfig{Instance: "first", Model: "m", Layers: split[0], HeartbeatInterval: time.Second}, nil)
+		firstConn := dial("first")
+		p, err := NewPipeline(firstConn, PipelineConfig{Instance: "first", Model: "m", Layers: split[0], HeartbeatInterval: time.Second}, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
 		// The times of each step's events, in step order (one stream: one
-		// step at a time, each sampling one token).
+		// step at a time, each sampling one token), and of each chunk
+		// frame's arrival at the gateway.
 		var mu sync.Mutex
-		var sending, computing, sampled, taken, emitted []time.Time
+		var sending, computing, sampled, taken, arrived []time.Time
+		final := make(chan struct{}, 1)
 		at := func(ts *[]time.Time) func() {
 			return func() {
 				now := time.Now()
@@ -422,6 +441,36 @@ func BenchmarkBoundary(b *testing.B) {
 			}
 		}
 		p.sending, s.computing, s.picked, p.taken = at(&sending), at(&computing), at(&sampled), at(&taken)
+		gw := dial("gw")
+		stopGW, err := gw.Subscribe("courier.chunk.gw.*", func(data []byte) {
+			now := time.Now()
+			_, steps, err := cbus.ReadFrameHeader(data)
+			var c cbus.Chunk
+			for err == nil && len(steps) > 0 {
+				if steps, err = cbus.ReadFrameStep(steps, &c); err == nil && len(c.Tokens) > 0 {
+					mu.Lock()
+					arrived = append(arrived, now)
+					mu.Unlock()
+				}
+				if err == nil && c.Final() {
+					final <- struct{}{}
+				}
+			}
+			if err != nil {
+				b.Error(err)
+			}
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, c := range []*natsbus.Conn{firstConn, gw} {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := c.Flush(ctx)
+			cancel()
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
 		opts := benchEngineOpts
 		opts.Layers, opts.Tail = split[0], p
 		e, err := engine.Load(path, opts)
@@ -433,34 +482,85 @@ func BenchmarkBoundary(b *testing.B) {
 			time.Sleep(10 * time.Millisecond)
 		}
 		generateConcurrent(b, []*engine.Engine{e}, 1, 4) // warm
-		mu.Lock()
-		sending, computing, sampled, taken = sending[:0], computing[:0], sampled[:0], taken[:0]
-		mu.Unlock()
-		t0 := time.Now()
+		type figures struct{ boundary, toGW, ttft, gap, perToken []float64 }
+		fig := map[string]*figures{"first": {}, "last": {}}
+		var frame []byte
+		n := 0
 		for range b.N {
-			_, err := e.Generate(context.Background(), engine.Request{Prompt: []int32{1, 300, 400, 500}, MaxTokens: 96, IgnoreEOS: true},
-				func(engine.Token) error { at(&emitted)(); return nil })
-			if err != nil {
-				b.Fatal(err)
+			for _, who := range []string{"first", "last"} {
+				n++
+				id := fmt.Sprintf("cmpl-%d", n)
+				subject := cbus.ChunkSubject("gw", id)
+				req := engine.Request{Prompt: []int32{1, 300, 400, 500}, MaxTokens: tokens, IgnoreEOS: true}
+				var emit func(engine.Token) error
+				seq := uint64(1)
+				// As a worker's chunk sender: a frame per token, the final
+				// chunk after.
+				publish := func(c *cbus.Chunk) {
+					frame = cbus.AppendFrameHeader(frame[:0], id, "first", 1, seq)
+					if frame, err = cbus.AppendFrameStep(frame, c); err != nil {
+						b.Fatal(err)
+					}
+					seq++
+					if err := firstConn.Publish(subject, frame); err != nil {
+						b.Fatal(err)
+					}
+				}
+				var tok [1]int32
+				if who == "first" {
+					emit = func(t engine.Token) error {
+						tok[0] = t.ID
+						publish(&cbus.Chunk{Text: cbus.AliasString(t.Text), Tokens: tok[:]})
+						return nil
+					}
+				} else {
+					req.Out = &engine.StreamOut{Subject: subject, ID: id, Worker: "first", Attempt: 1, Seq: 1, Frames: 3}
+					emit = func(engine.Token) error { return nil }
+				}
+				mu.Lock()
+				sending, computing, sampled, taken, arrived = sending[:0], computing[:0], sampled[:0], taken[:0], arrived[:0]
+				mu.Unlock()
+				t0 := time.Now()
+				res, err := e.Generate(context.Background(), req, emit)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if who == "first" {
+					publish(&cbus.Chunk{FinishReason: res.FinishReason, Usage: &cbus.Usage{PromptTokens: res.PromptTokens, CompletionTokens: res.CompletionTokens}})
+				}
+				select {
+				case <-final:
+				case <-time.After(10 * time.Second):
+					b.Fatalf("%s, %s emits: no final chunk within 10s", bus, who)
+				}
+				end := time.Now()
+				mu.Lock()
+				if len(sending) != tokens || len(computing) != tokens || len(sampled) != tokens || len(taken) != tokens || len(arrived) != tokens {
+					b.Fatalf("%s, %s emits: %d %d %d %d steps sent, computed, sampled, taken, %d chunks arrived; want %d",
+						bus, who, len(sending), len(computing), len(sampled), len(taken), len(arrived), tokens)
+				}
+				f := fig[who]
+				for i := range tokens {
+					f.boundary = append(f.boundary, us(taken[i].Sub(sending[i])-sampled[i].Sub(computing[i])))
+					f.toGW = append(f.toGW, us(arrived[i].Sub(sampled[i])))
+					if i > 0 {
+						f.gap = append(f.gap, us(arrived[i].Sub(arrived[i-1])))
+					}
+				}
+				f.ttft = append(f.ttft, us(arrived[0].Sub(t0)))
+				f.perToken = append(f.perToken, us(end.Sub(t0))/tokens)
+				mu.Unlock()
 			}
 		}
-		perToken := float64(time.Since(t0).Microseconds()) / float64(len(emitted))
-		mu.Lock()
-		n := len(emitted)
-		if len(sending) != n || len(computing) != n || len(sampled) != n || len(taken) != n {
-			b.Fatalf("%s: %d tokens emitted, %d %d %d %d steps sent, computed, sampled, taken", bus, n, len(sending), len(computing), len(sampled), len(taken))
+		for _, who := range []string{"first", "last"} {
+			f := fig[who]
+			b.ReportMetric(median(f.boundary), "us_boundary_"+bus+"_"+who)
+			b.ReportMetric(median(f.toGW), "us_sample_to_gw_"+bus+"_"+who)
+			b.ReportMetric(median(f.ttft), "us_ttft_"+bus+"_"+who)
+			b.ReportMetric(median(f.gap), "us_gap_"+bus+"_"+who)
+			b.ReportMetric(median(f.perToken), "us_per_token_"+bus+"_"+who)
 		}
-		boundary, toEmit := make([]float64, n), make([]float64, n)
-		for i := range n {
-			boundary[i] = float64((taken[i].Sub(sending[i]) - sampled[i].Sub(computing[i])).Nanoseconds()) / 1e3
-			toEmit[i] = float64(emitted[i].Sub(sampled[i]).Nanoseconds()) / 1e3
-		}
-		mu.Unlock()
-		slices.Sort(boundary)
-		slices.Sort(toEmit)
-		b.ReportMetric(boundary[n/2], "us_boundary_"+bus)
-		b.ReportMetric(toEmit[n/2], "us_sample_to_emit_"+bus)
-		b.ReportMetric(perToken, "us_per_token_"+bus)
+		stopGW()
 		e.Close()
 		p.Close()
 		s.Close()

@@ -71,4 +71,7 @@ type Announce struct {
 	// the last three heartbeat intervals: a first stage assembling a route
 	// prefers the least shared server.
 	Pipelines int `json:"pipelines,omitempty"`
+	// Emitted counts the chunks the server published as a pipeline's last
+	// stage (engine.Request.Out) since it started.
+	Emitted uint64 `json:"emitted,omitempty"`
 }

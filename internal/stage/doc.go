@@ -15,8 +15,14 @@
 // sends with each row what its next draw needs (engine.RowSample), and the
 // last stage answers with the token and the log-probabilities asked for
 // (sample.go); logits travel back only for rows it cannot sample
-// (grammar-constrained generations, scoring). The first stage emits chunks
-// as any worker does, so gateways see one worker.
+// (grammar-constrained generations, scoring). For the generations whose
+// worker asks it to (engine.Request.Out), the last stage also emits the
+// chunks (emit.go): it keeps each stream's detokenizer, stop strings and
+// counts, publishes the same token frames a worker sends to the gateway's
+// subject under the first stage's worker name, and tells the first stage
+// of a stop string in the pick; the first stage keeps the generation
+// (scheduling, cancellation, max_tokens and end-of-generation), so
+// gateways still see one worker.
 //
 // Ordering: a Server handles its subscription's messages one at a time in
 // arrival order, and one publisher's messages on a subject arrive in the

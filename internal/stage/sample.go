@@ -53,7 +53,7 @@ func (s *Server) sample(m *Message, out []float32) ([]float32, error) {
 			s.picks = append(s.picks, engine.Pick{})
 		}
 		p := &s.picks[k]
-		p.Sampled, p.NonFinite, p.Token, p.Logprob, p.Top = true, false, -1, 0, p.Top[:0]
+		p.Sampled, p.NonFinite, p.Stopped, p.Token, p.Logprob, p.Top = true, false, false, -1, 0, p.Top[:0]
 		if !sampler.Finite(row) {
 			p.NonFinite = true // the first stage ends the sequence, as it would
 			continue

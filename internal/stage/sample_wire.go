@@ -14,8 +14,24 @@ import (
 // message's picks.
 
 const (
-	sampleFixed = 4 + 1 + 1 + 7*4 + 8 + 2 + 4 // a sample without its biases and penalties
-	pickFixed   = 4 + 4 + 1 + 4 + 1           // a pick without its top tokens
+	sampleFixed = 4 + 1 + 1 + 7*4 + 8 + 2 + 4 + 4 // a sample without its biases, penalties and stream
+	pickFixed   = 4 + 4 + 1 + 4 + 1               // a pick without its top tokens
+	maxStops    = 64                              // stop strings of a stream
+)
+
+// Sample flags.
+const (
+	sampleLogprobs = 1 << iota // answer with the token's log-probability
+	sampleEmit                 // the last stage emits the row's chunk
+	sampleOpens                // a stream record follows (the sequence's first emitted row)
+	sampleKnown    = sampleLogprobs | sampleEmit | sampleOpens
+)
+
+// Pick flags.
+const (
+	pickNonFinite = 1 << iota
+	pickStopped   // a stop string ended the sequence's text at the last stage
+	pickKnown     = pickNonFinite | pickStopped
 )
 
 func appendF32(dst []byte, v float32) []byte {
@@ -30,7 +46,13 @@ func appendSamples(dst []byte, samples []engine.RowSample) []byte {
 		p := &s.Params
 		flags := byte(0)
 		if s.Logprobs {
-			flags = 1
+			flags |= sampleLogprobs
+		}
+		if s.Emit {
+			flags |= sampleEmit
+			if s.Open != nil {
+				flags |= sampleOpens
+			}
 		}
 		dst = binary.LittleEndian.AppendUint32(dst, uint32(s.Row))
 		dst = append(dst, flags, byte(s.Top))
@@ -42,6 +64,7 @@ func appendSamples(dst []byte, samples []engine.RowSample) []byte {
 		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(s.Draw.U))
 		dst = binary.LittleEndian.AppendUint16(dst, uint16(len(p.LogitBias)))
 		dst = binary.LittleEndian.AppendUint32(dst, uint32(len(s.Draw.Penalties)))
+		dst = binary.LittleEndian.AppendUint32(dst, s.Key)
 		for _, b := range p.LogitBias {
 			dst = binary.LittleEndian.AppendUint32(dst, uint32(b.ID))
 			dst = appendF32(dst, b.Value)
@@ -50,8 +73,74 @@ func appendSamples(dst []byte, samples []engine.RowSample) []byte {
 			dst = binary.LittleEndian.AppendUint32(dst, uint32(e.ID))
 			dst = binary.LittleEndian.AppendUint32(dst, uint32(e.Gen))
 		}
+		if flags&sampleOpens != 0 {
+			dst = appendOpen(dst, s.Open)
+		}
 	}
 	return dst
+}
+
+// appendOpen appends a sample's stream record.
+func appendOpen(dst []byte, o *engine.StreamOpen) []byte {
+	le := binary.LittleEndian
+	dst = appendString(dst, o.Subject)
+	dst = appendString(dst, o.ID)
+	dst = appendString(dst, o.Worker)
+	dst = le.AppendUint32(dst, uint32(o.Attempt))
+	dst = le.AppendUint64(dst, o.Seq)
+	flags := byte(0)
+	if o.IgnoreEOS {
+		flags |= 1
+	}
+	if o.Logprobs {
+		flags |= 2
+	}
+	dst = append(dst, byte(o.Frames), flags, byte(o.TopLogprobs))
+	dst = le.AppendUint32(dst, uint32(o.MaxTokens))
+	dst = le.AppendUint32(dst, uint32(o.PromptTokens))
+	dst = le.AppendUint16(dst, uint16(len(o.Stop)))
+	for _, st := range o.Stop {
+		dst = appendString(dst, st)
+	}
+	dst = le.AppendUint32(dst, uint32(len(o.Resume)))
+	for _, t := range o.Resume {
+		dst = le.AppendUint32(dst, uint32(t))
+	}
+	return dst
+}
+
+// readOpen reads a sample's stream record (a sequence's first emitted
+// row: once per stream, so it allocates).
+func readOpen(r *reader) (*engine.StreamOpen, error) {
+	le := binary.LittleEndian
+	o := &engine.StreamOpen{}
+	o.Subject, o.ID, o.Worker = r.str(), r.str(), r.str()
+	b := r.take(4 + 8 + 3 + 4 + 4 + 2)
+	if b == nil {
+		return nil, r.err
+	}
+	o.Attempt, o.Seq = int(int32(le.Uint32(b))), le.Uint64(b[4:])
+	o.Frames, o.IgnoreEOS, o.Logprobs, o.TopLogprobs = int(b[12]), b[13]&1 != 0, b[13]&2 != 0, int(b[14])
+	o.MaxTokens, o.PromptTokens = int(int32(le.Uint32(b[15:]))), int(int32(le.Uint32(b[19:])))
+	ns := int(le.Uint16(b[23:]))
+	if b[13] > 3 || o.TopLogprobs > engine.MaxTopLogprobs || ns > maxStops || o.MaxTokens < 0 || o.PromptTokens < 0 || o.Attempt < 0 {
+		return nil, fmt.Errorf("%w: stream record flags %d, top %d, %d stops, max %d, prompt %d", ErrMessage, b[13], o.TopLogprobs, ns, o.MaxTokens, o.PromptTokens)
+	}
+	for range ns {
+		o.Stop = append(o.Stop, r.str())
+	}
+	n := r.u32()
+	if r.err != nil {
+		return nil, r.err
+	}
+	if int64(n)*4 > int64(len(r.b)) {
+		return nil, fmt.Errorf("%w: %d resumed tokens in %d bytes", ErrMessage, n, len(r.b))
+	}
+	o.Resume = make([]int32, n)
+	for i := range o.Resume {
+		o.Resume[i] = int32(r.u32())
+	}
+	return o, r.err
 }
 
 // readSamples reads a step's samples section into m.Samples, reusing its
@@ -79,8 +168,9 @@ func readSamples(r *reader, m *Message) error {
 		s := &m.Samples[k]
 		le := binary.LittleEndian
 		f32 := func(at int) float32 { return math.Float32frombits(le.Uint32(b[at:])) }
-		s.Row, s.Logprobs, s.Top = int32(le.Uint32(b)), b[4]&1 != 0, int(b[5])
-		if b[4] > 1 || s.Top > engine.MaxTopLogprobs {
+		s.Row, s.Logprobs, s.Top = int32(le.Uint32(b)), b[4]&sampleLogprobs != 0, int(b[5])
+		s.Emit, s.Open = b[4]&sampleEmit != 0, nil
+		if b[4]&^sampleKnown != 0 || (b[4]&sampleOpens != 0 && !s.Emit) || s.Top > engine.MaxTopLogprobs {
 			return fmt.Errorf("%w: sample %d flags %d, top %d", ErrMessage, i, b[4], s.Top)
 		}
 		bias := s.Params.LogitBias[:0]
@@ -88,6 +178,7 @@ func readSamples(r *reader, m *Message) error {
 			RepeatPenalty: f32(22), FrequencyPenalty: f32(26), PresencePenalty: f32(30)}
 		s.Draw.U = math.Float64frombits(le.Uint64(b[34:]))
 		nb, np := int64(le.Uint16(b[42:])), int64(le.Uint32(b[44:]))
+		s.Key = le.Uint32(b[48:])
 		if nb > maxBias || np > maxWidth || (nb+np)*8 > int64(len(r.b)) {
 			return fmt.Errorf("%w: sample %d with %d biases and %d penalties in %d bytes", ErrMessage, i, nb, np, len(r.b))
 		}
@@ -103,6 +194,13 @@ func readSamples(r *reader, m *Message) error {
 			e := r.take(8)
 			s.Draw.Penalties = append(s.Draw.Penalties, sampler.Penalty{ID: int32(le.Uint32(e)), Gen: int32(le.Uint32(e[4:]))})
 		}
+		if b[4]&sampleOpens != 0 {
+			o, err := readOpen(r)
+			if err != nil {
+				return err
+			}
+			s.Open = o
+		}
 	}
 	return r.err
 }
@@ -114,7 +212,10 @@ func appendPicks(dst []byte, picks []engine.Pick) []byte {
 		p := &picks[i]
 		flags := byte(0)
 		if p.NonFinite {
-			flags = 1
+			flags |= pickNonFinite
+		}
+		if p.Stopped {
+			flags |= pickStopped
 		}
 		dst = binary.LittleEndian.AppendUint32(dst, uint32(i))
 		dst = binary.LittleEndian.AppendUint32(dst, uint32(p.Token))
@@ -146,7 +247,7 @@ func readPicks(r *reader, m *Message) error {
 			return r.err
 		}
 		nt := int(b[13])
-		if le.Uint32(b) != i || b[8] > 1 || nt > engine.MaxTopLogprobs {
+		if le.Uint32(b) != i || b[8]&^pickKnown != 0 || nt > engine.MaxTopLogprobs {
 			return fmt.Errorf("%w: pick %d names sample %d, flags %d, %d top tokens", ErrMessage, i, le.Uint32(b), b[8], nt)
 		}
 		k := len(m.Picks)
@@ -156,7 +257,7 @@ func readPicks(r *reader, m *Message) error {
 			m.Picks = append(m.Picks, engine.Pick{})
 		}
 		p := &m.Picks[k]
-		p.Sampled, p.Token, p.NonFinite = true, int32(le.Uint32(b[4:])), b[8] == 1
+		p.Sampled, p.Token, p.NonFinite, p.Stopped = true, int32(le.Uint32(b[4:])), b[8]&pickNonFinite != 0, b[8]&pickStopped != 0
 		p.Logprob = math.Float32frombits(le.Uint32(b[9:]))
 		p.Top = p.Top[:0]
 		for range nt {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"courier/internal/bus"
@@ -47,9 +48,11 @@ type Server struct {
 	// The last stage's sampling (sample.go).
 	smp     *sampler.Sampler
 	picks   []engine.Pick
-	rest    []float32 // the logits rows not sampled
-	outRow  []int32   // a step's logits row of each of its rows (-1: none)
-	sampled []bool    // per logits row: sampled here
+	rest    []float32     // the logits rows not sampled
+	outRow  []int32       // a step's logits row of each of its rows (-1: none)
+	sampled []bool        // per logits row: sampled here
+	em      emitter       // the last stage's chunks (emit.go)
+	emitted atomic.Uint64 // chunks published (Announce.Emitted)
 	// Test hooks: closeWaits is called when Close is about to wait for a
 	// running step; stepRuns when a step starts, stepEnds when it ends;
 	// computing when its layers start, picked when the last stage has
@@ -71,6 +74,9 @@ type owner struct {
 	epoch uint64
 	cache engine.StageCache
 	last  time.Time // its latest step
+	// streams are the sequences whose chunks this (last) stage emits, by
+	// the first stage's slot (emit.go); touched by the step handler only.
+	streams map[uint32]*stream
 }
 
 // MaxPipelines bounds the pipelines (first stages) one server keeps K and
@@ -132,7 +138,7 @@ func (s *Server) announce(stopping bool) {
 		}
 	}
 	a := Announce{V: bus.Version, Instance: s.cfg.Instance, Model: s.cfg.Model, First: r.First, End: r.End, Total: r.Total,
-		Epoch: s.epoch, Stopping: stopping, Pipelines: busy}
+		Epoch: s.epoch, Stopping: stopping, Pipelines: busy, Emitted: s.emitted.Load()}
 	s.mu.Unlock()
 	data, _ := json.Marshal(a)
 	if err := s.bus.Publish(AnnounceSubject(s.cfg.Model, s.cfg.Instance), data); err != nil {
@@ -197,10 +203,16 @@ func (s *Server) onStep(data []byte) {
 				if s.picked != nil {
 					s.picked()
 				}
+				err = s.emit(o, m)
+			}
+			if err == nil {
 				s.out = AppendEncode(s.out[:0], &Message{Kind: KindPicks, Epoch: m.Epoch, Step: m.Step, Picks: s.picks})
 				if perr := s.bus.Publish(m.Reply, s.out); perr != nil {
 					err = fmt.Errorf("stage %s: sending the picks: %w", s.cfg.Instance, perr)
 				}
+				// The chunks after the picks: the first stage builds its
+				// next step while the gateway is told.
+				s.publishFrames()
 				picked = true
 			}
 		}

@@ -165,7 +165,10 @@ func sampledStep() *Message {
 		{Row: 1},
 		{Row: 2, Params: sampler.Params{Temperature: 0.8, TopK: 40, TopP: 0.9, MinP: 0.05, RepeatPenalty: 1.1, FrequencyPenalty: 0.5,
 			PresencePenalty: -0.5, LogitBias: []sampler.Bias{{ID: 3, Value: -100}, {ID: 7, Value: 2.5}}},
-			Draw: sampler.Draw{U: 0.625, Penalties: []sampler.Penalty{{ID: 1, Gen: 0}, {ID: 9, Gen: 2}}}, Logprobs: true, Top: 5},
+			Draw: sampler.Draw{U: 0.625, Penalties: []sampler.Penalty{{ID: 1, Gen: 0}, {ID: 9, Gen: 2}}}, Logprobs: true, Top: 5,
+			Emit: true, Key: 3, Open: &engine.StreamOpen{
+				StreamOut: engine.StreamOut{Subject: "courier.chunk.gw.cmpl-1", ID: "cmpl-1", Worker: "first", Attempt: 2, Seq: 7, Frames: 3},
+				Stop:      []string{"\n\n", "END"}, MaxTokens: 64, PromptTokens: 12, Resume: []int32{5, 6, 7}, Logprobs: true, TopLogprobs: 5}},
 	}
 	return m
 }
@@ -174,6 +177,7 @@ func samplePicks() *Message {
 	return &Message{Kind: KindPicks, Epoch: 9, Step: 3, Picks: []engine.Pick{
 		{Sampled: true, Token: 7, Logprob: -0.25, Top: []sampler.TokenLogprob{{ID: 7, Logprob: -0.25}, {ID: 1, Logprob: -2}}},
 		{Sampled: true, Token: -1, NonFinite: true},
+		{Sampled: true, Token: 9, Stopped: true},
 	}}
 }
 

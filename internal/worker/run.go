@@ -93,10 +93,44 @@ func (w *Worker) run(ctx context.Context, req *bus.Request, send func(*bus.Chunk
 	}
 	final, err := w.generate(ctx, &gen, 0, gen.resume, out)
 	if err != nil {
+		if gen.remote {
+			// The last stage emitted the chunks: it ended the stream
+			// itself on non-finite logits, and a request given back
+			// resumes after what the gateway received, which is at most
+			// one chunk past the tokens this stage heard of (a sequence
+			// has one step in flight).
+			if errors.Is(err, engine.ErrNonFinite) {
+				return nil
+			}
+			return w.engineFailure(ctx, req, out.seq+1, err)
+		}
 		return w.engineFailure(ctx, req, out.seq, err)
+	}
+	if final == nil { // the last stage sent it
+		return nil
 	}
 	final.Seq = out.seq
 	return final
+}
+
+// tailEmitter is the optional capability of engines whose pipeline's last
+// stage can emit a generation's chunks (engine.Request.Out).
+type tailEmitter interface {
+	TailEmits() bool
+}
+
+var _ tailEmitter = (*engine.Engine)(nil)
+
+// emitsAtTail reports whether the last stage of the engine's pipeline
+// emits gen's chunks: a single unconstrained completion or chat whose
+// gateway reads version-3 frames, resumed (if at all) after token ids, not
+// text. The rest (tools, grammars, several choices, a text resume) need
+// the worker's emit path.
+func (w *Worker) emitsAtTail(gen *generation) bool {
+	te, ok := w.eng.(tailEmitter)
+	req := gen.req
+	return ok && te.TailEmits() && gen.g == nil && gen.tm == nil && req.Choices <= 1 && gen.skip == "" &&
+		req.ChunkFrames >= 3 && req.ReplyTo != ""
 }
 
 // stepState is what generate's emit callback keeps from token to token.
@@ -118,6 +152,9 @@ type generation struct {
 	skip      string // text the client has that the engine will write again
 	g         *grammar.Grammar
 	tm        *toolMode
+	// remote: the pipeline's last stage emits the chunks (emitsAtTail);
+	// set by generate.
+	remote bool
 }
 
 // chunkOut numbers one request's chunks and sends them. The choices of a
@@ -141,6 +178,13 @@ func (o *chunkOut) put(c *bus.Chunk) bool {
 	o.seq++
 	o.send(c)
 	return true
+}
+
+// skip numbers a chunk someone else sent (a pipeline's last stage).
+func (o *chunkOut) skip() {
+	o.mu.Lock()
+	o.seq++
+	o.mu.Unlock()
 }
 
 // flush publishes what the transport holds (bus.Chunk.More).
@@ -283,6 +327,18 @@ func (w *Worker) generate(ctx context.Context, gen *generation, j int, resume []
 		if er.Share = req.ID; req.Sampling.Seed != nil {
 			er.Sampling.Seed += uint64(j)
 		}
+	}
+	if j == 0 && req.Choices <= 1 && w.emitsAtTail(gen) {
+		gen.remote = true
+		er.Out = &engine.StreamOut{Subject: req.ReplyTo, ID: req.ID, Worker: w.cfg.ID, Attempt: req.Attempt,
+			Seq: out.seq, Frames: min(req.ChunkFrames, bus.FrameVersion)}
+		// The tokens are the last stage's to send; each one heard of here
+		// stands for a chunk sent (for the Seq a give-back takes).
+		_, err := w.eng.Generate(ctx, er, func(engine.Token) error {
+			out.skip()
+			return nil
+		})
+		return nil, err
 	}
 	// One chunk, its token and its logprobs are reused for every step:
 	// send does not keep them (bus.Chunk.More, natsbus.Handler), so the

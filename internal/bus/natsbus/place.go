@@ -350,8 +350,10 @@ func (g *Gateway) onStreamChunk(st *stream, c *bus.Chunk) {
 	if st.retryable(c) {
 		// The worker could not finish this attempt (its upstream engine
 		// refused or went away): place it again, resuming after what was
-		// delivered. Chunks of one attempt arrive in order, so every
-		// earlier one was delivered.
+		// delivered. A worker's chunks of one attempt arrive in order, so
+		// every earlier one was delivered; a pipeline whose last stage
+		// sent them may give back ahead of some still in flight, which
+		// the new attempt then drops and sends again.
 		g.mu.Lock()
 		mine := st.worker == c.Worker && c.Worker != ""
 		if mine {

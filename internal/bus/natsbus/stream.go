@@ -180,7 +180,10 @@ func (st *stream) retryable(c *bus.Chunk) bool {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.done || st.err != nil || st.closed || c.Attempt != st.attempt || c.Seq != st.next {
+	// Seq past next: a pipeline's first stage gives back a request whose
+	// chunks its last stage sent (engine.StreamOut), counting one chunk
+	// more than it heard of; the request resumes after what arrived.
+	if st.done || st.err != nil || st.closed || c.Attempt != st.attempt || c.Seq < st.next {
 		return false
 	}
 	st.givenBack++

@@ -1,0 +1,222 @@
+package stage
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"courier/internal/bus"
+	"courier/internal/engine"
+	"courier/internal/engine/sampler"
+)
+
+// The last stage emits the chunks of the sequences whose rows ask it to
+// (engine.RowSample.Emit): it keeps each one's stream — the text released
+// so far and held back (the detokenizer and stop strings), the tokens
+// counted for max_tokens and usage, the next chunk's Seq — from the stream
+// record that comes with the sequence's first emitted row, and publishes
+// the same chunk frames a worker sends, to the gateway's reply subject,
+// with the first stage's worker name, so the gateway cannot tell who sent
+// them. The first stage keeps the generation and ends it as the whole
+// model would, from the tokens picked: both apply the same rules
+// (end-of-generation unless ignored, max_tokens), and a stop string found
+// here comes back as Pick.Stopped.
+
+// maxStreams bounds the streams one pipeline keeps at the last stage (a
+// stream per first-stage slot).
+const maxStreams = 4096
+
+// stream is one sequence's output at the last stage.
+type stream struct {
+	open  *engine.StreamOpen
+	text  *sampler.TextStream
+	count int    // completion tokens, the resumed ones included
+	seq   uint64 // the next chunk's Seq
+	sent  bool   // a chunk went out: the next is not the attempt's first
+	done  bool   // the final chunk (or an error) went out
+}
+
+// emitter is what the last stage keeps to emit chunks; owned by the step
+// handler (Server.stepMu).
+type emitter struct {
+	// frames holds the step's chunk frames one after another, cuts where
+	// each ends and where it goes: they are published after the step's
+	// picks, so the first stage goes on while the gateway is told.
+	frames []byte
+	cuts   []frameCut
+	text   []byte
+	tok    [1]int32
+	lps    [1]bus.TokenLogprob
+	c      [2]bus.Chunk
+}
+
+// frameCut is one frame of emitter.frames: it ends at end and goes to
+// subject, carrying n chunks.
+type frameCut struct {
+	subject string
+	end, n  int
+}
+
+// startStream starts (or restarts) the stream of key from o.
+func (s *Server) startStream(own *owner, key uint32, o *engine.StreamOpen) error {
+	if !strings.HasPrefix(o.Subject, "courier.chunk.") || o.ID == "" || o.Worker == "" || o.Frames < 3 {
+		return fmt.Errorf("%w: a stream to %q (frames %d) is not a gateway's chunk subject", ErrMessage, o.Subject, o.Frames)
+	}
+	if own.streams == nil {
+		own.streams = map[uint32]*stream{}
+	}
+	st := own.streams[key]
+	if st == nil {
+		if len(own.streams) >= maxStreams {
+			return fmt.Errorf("%w: more than %d streams", ErrMessage, maxStreams)
+		}
+		st = &stream{text: sampler.NewTextStream(nil)}
+		own.streams[key] = st
+	}
+	*st = stream{open: o, text: st.text, count: len(o.Resume), seq: o.Seq}
+	st.text.Reset(o.Stop)
+	for _, t := range o.Resume {
+		st.text.Push(s.st.TokenPiece(t)) // delivered already: rebuild the held-back text only
+	}
+	return nil
+}
+
+// emit makes the chunk frames of step m's emitted rows (their picks in
+// s.picks, one per sample), for publishFrames to send, and marks the picks
+// whose stream a stop string ended.
+func (s *Server) emit(own *owner, m *Message) error {
+	s.em.frames, s.em.cuts = s.em.frames[:0], s.em.cuts[:0]
+	for i := range m.Samples {
+		rs := &m.Samples[i]
+		if !rs.Emit {
+			continue
+		}
+		if rs.Open != nil {
+			if err := s.startStream(own, rs.Key, rs.Open); err != nil {
+				return err
+			}
+		}
+		st := own.streams[rs.Key]
+		if st == nil || st.done {
+			return fmt.Errorf("%w: sample %d emits on stream %d, which is not open", ErrMessage, i, rs.Key)
+		}
+		s.emitPick(st, &s.picks[i])
+	}
+	return nil
+}
+
+// emitPick publishes the chunk of one picked token of st, and its final
+// chunk when the token ends the generation: what the first stage's
+// engine and worker would have sent for it.
+func (s *Server) emitPick(st *stream, p *engine.Pick) {
+	o, e := st.open, &s.em
+	if p.NonFinite {
+		st.done = true
+		s.emitError(st, bus.CodeNonFinite, fmt.Sprintf("%v (NaN or Inf)", engine.ErrNonFinite))
+		return
+	}
+	chunks := e.c[:0]
+	finish := ""
+	var text []byte
+	switch {
+	case s.st.IsEOG(p.Token) && !o.IgnoreEOS:
+		finish = engine.FinishStop
+		if text = st.text.Flush(); len(text) > 0 {
+			// The held-back tail, as a worker sends it: with no token.
+			e.tok[0] = -1
+			chunks = append(chunks, bus.Chunk{Text: bus.AliasString(text), Tokens: e.tok[:]})
+		}
+	default:
+		st.count++
+		release, stopped := st.text.Push(s.st.TokenPiece(p.Token))
+		last := stopped || st.count >= o.MaxTokens
+		e.text = append(e.text[:0], release...)
+		if last && !stopped {
+			e.text = append(e.text, st.text.Flush()...)
+		}
+		text = e.text
+		e.tok[0] = p.Token
+		c := bus.Chunk{Text: bus.AliasString(text), Tokens: e.tok[:]}
+		if o.Logprobs || o.TopLogprobs > 0 {
+			s.logprob(&e.lps[0], p)
+			c.Logprobs = e.lps[:]
+		}
+		chunks = append(chunks, c)
+		switch {
+		case stopped:
+			finish, p.Stopped = engine.FinishStop, true
+		case last:
+			finish = engine.FinishLength
+		}
+	}
+	if finish != "" {
+		chunks = append(chunks, bus.Chunk{FinishReason: finish,
+			Usage: &bus.Usage{PromptTokens: o.PromptTokens, CompletionTokens: st.count}})
+		st.done = true
+	}
+	if len(chunks) == 0 {
+		return
+	}
+	start := len(e.frames)
+	e.frames = bus.AppendFrameHeader(e.frames, o.ID, o.Worker, o.Attempt, st.seq)
+	for i := range chunks {
+		c := &chunks[i]
+		c.V, c.ID, c.Worker, c.Attempt, c.Seq = bus.Version, o.ID, o.Worker, o.Attempt, st.seq
+		if !st.sent || c.Final() {
+			c.At = time.Now().UnixMicro() // the request's timeline, as a worker's
+		}
+		st.sent = true
+		var err error
+		if e.frames, err = bus.AppendFrameStep(e.frames, c); err != nil {
+			// A logprob a chunk cannot carry: end the request as a worker
+			// would, and the generation with it.
+			e.frames = e.frames[:start]
+			p.Stopped, st.done = true, true
+			s.emitError(st, bus.CodeNonFinite, "worker: encode chunk: "+err.Error())
+			return
+		}
+		st.seq++
+	}
+	e.cuts = append(e.cuts, frameCut{subject: o.Subject, end: len(e.frames), n: len(chunks)})
+}
+
+// publishFrames publishes the chunk frames emit made for the last step.
+func (s *Server) publishFrames() {
+	start := 0
+	for _, c := range s.em.cuts {
+		if err := s.bus.Publish(c.subject, s.em.frames[start:c.end]); err != nil {
+			s.log.Warn("publish chunk frame", "subject", c.subject, "err", err)
+		} else {
+			s.emitted.Add(uint64(c.n))
+		}
+		start = c.end
+	}
+	s.em.frames, s.em.cuts = s.em.frames[:0], s.em.cuts[:0]
+}
+
+// emitError publishes an error chunk of st (JSON: frames carry no errors).
+func (s *Server) emitError(st *stream, code, msg string) {
+	o := st.open
+	data, err := json.Marshal(&bus.Chunk{V: bus.Version, ID: o.ID, Seq: st.seq, Attempt: o.Attempt, Worker: o.Worker,
+		Error: &bus.Error{Code: code, Message: msg}})
+	if err != nil {
+		return
+	}
+	if err := s.bus.Publish(o.Subject, data); err != nil {
+		s.log.Warn("publish chunk", "subject", o.Subject, "err", err)
+	}
+}
+
+// logprob fills lp with p's log-probability and alternatives, reusing
+// lp.Top, as a worker's chunk carries them.
+func (s *Server) logprob(lp *bus.TokenLogprob, p *engine.Pick) {
+	top := lp.Top[:0]
+	for _, a := range p.Top {
+		top = append(top, bus.TokenLogprob{Token: s.st.TokenText(a.ID), ID: a.ID, Logprob: a.Logprob})
+	}
+	if len(top) == 0 {
+		top = nil
+	}
+	*lp = bus.TokenLogprob{Token: s.st.TokenText(p.Token), ID: p.Token, Logprob: p.Logprob, Top: top}
+}

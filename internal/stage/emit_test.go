@@ -1,0 +1,273 @@
+package stage
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"courier/internal/bus"
+	"courier/internal/engine"
+	"courier/internal/engine/model"
+	"courier/internal/engine/sampler"
+	"courier/internal/testutil"
+)
+
+// streamed is what a gateway receives of one stream, in Seq order.
+type streamed struct {
+	text   string
+	ids    []int32 // the tokens of the chunks, -1 (a held-back tail) left out
+	lps    []uint32
+	top    []string
+	finish string
+	usage  bus.Usage
+	err    string // an error chunk's code
+}
+
+// wholeStream runs req on the whole model as a worker streams it: the
+// text, tokens and log-probabilities of its chunks, and its final chunk.
+func wholeStream(e *engine.Engine, prompt []int32, req engine.Request) (streamed, error) {
+	var s streamed
+	var b strings.Builder
+	req.Prompt = prompt
+	res, err := e.Generate(context.Background(), req, func(tok engine.Token) error {
+		b.Write(tok.Text)
+		if tok.ID >= 0 {
+			s.ids = append(s.ids, tok.ID)
+			if req.Logprobs || req.TopLogprobs > 0 {
+				s.lps = append(s.lps, math.Float32bits(tok.Logprob))
+				var t strings.Builder
+				for _, a := range tok.Top {
+					fmt.Fprintf(&t, "%q:%08x ", a.Text, math.Float32bits(a.Logprob))
+				}
+				s.top = append(s.top, t.String())
+			}
+		}
+		return nil
+	})
+	s.text, s.finish = b.String(), res.FinishReason
+	s.usage = bus.Usage{PromptTokens: res.PromptTokens, CompletionTokens: res.CompletionTokens}
+	return s, err
+}
+
+// chunkSink collects the chunks published to gateway "gw", as a gateway
+// reads them (frames and JSON), by request id.
+type chunkSink struct {
+	mu     sync.Mutex
+	chunks map[string][]bus.Chunk // guarded by mu
+	final  map[string]chan struct{}
+	bad    []string // guarded by mu
+}
+
+func newChunkSink(t *testing.T, b Bus, ids []string) *chunkSink {
+	t.Helper()
+	k := &chunkSink{chunks: map[string][]bus.Chunk{}, final: map[string]chan struct{}{}}
+	for _, id := range ids {
+		k.final[id] = make(chan struct{})
+	}
+	stop, err := b.Subscribe("courier.chunk.gw.*", k.take)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	return k
+}
+
+func (k *chunkSink) take(data []byte) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var got []bus.Chunk
+	if bus.IsFrame(data) {
+		h, steps, err := bus.ReadFrameHeader(data)
+		for seq := h.Seq; err == nil && len(steps) > 0; seq++ {
+			var c bus.Chunk
+			if steps, err = bus.ReadFrameStep(steps, &c); err == nil {
+				c.ID, c.Seq, c.Worker, c.Attempt = string(h.ID), seq, string(h.Worker), h.Attempt
+				c.Text, c.Tokens, c.Logprobs = strings.Clone(c.Text), append([]int32(nil), c.Tokens...), deepLogprobs(c.Logprobs)
+				got = append(got, c)
+			}
+		}
+		if err != nil {
+			k.bad = append(k.bad, err.Error())
+			return
+		}
+	} else {
+		var c bus.Chunk
+		if err := json.Unmarshal(data, &c); err != nil {
+			k.bad = append(k.bad, err.Error())
+			return
+		}
+		got = append(got, c)
+	}
+	for _, c := range got {
+		k.chunks[c.ID] = append(k.chunks[c.ID], c)
+		if ch := k.final[c.ID]; ch != nil && (c.Final() || c.Error != nil) {
+			close(ch)
+			k.final[c.ID] = nil
+		}
+	}
+}
+
+func deepLogprobs(lps []bus.TokenLogprob) []bus.TokenLogprob {
+	out := make([]bus.TokenLogprob, len(lps))
+	for i, lp := range lps {
+		out[i] = lp
+		out[i].Token = strings.Clone(lp.Token)
+		out[i].Top = nil
+		for _, a := range lp.Top {
+			out[i].Top = append(out[i].Top, bus.TokenLogprob{Token: strings.Clone(a.Token), ID: a.ID, Logprob: a.Logprob})
+		}
+	}
+	return out
+}
+
+// stream waits (bounded) for id's final chunk and returns what came, or
+// fails unless the chunks are numbered from seq on, in order, with
+// worker's name and attempt.
+func (k *chunkSink) stream(t *testing.T, id, worker string, attempt int, seq uint64) streamed {
+	t.Helper()
+	k.mu.Lock()
+	ch := k.final[id]
+	k.mu.Unlock()
+	if ch != nil {
+		select {
+		case <-ch:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: no final chunk within 10s", id)
+		}
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if len(k.bad) > 0 {
+		t.Fatalf("unreadable chunks: %v", k.bad)
+	}
+	var s streamed
+	var b strings.Builder
+	for i, c := range k.chunks[id] {
+		if c.Seq != seq+uint64(i) || c.Worker != worker || c.Attempt != attempt {
+			t.Fatalf("%s: chunk %d numbered %d by %q attempt %d; want %d by %q attempt %d", id, i, c.Seq, c.Worker, c.Attempt, seq+uint64(i), worker, attempt)
+		}
+		b.WriteString(c.Text)
+		for j, id := range c.Tokens {
+			if id < 0 {
+				continue
+			}
+			s.ids = append(s.ids, id)
+			if j < len(c.Logprobs) {
+				lp := c.Logprobs[j]
+				s.lps = append(s.lps, math.Float32bits(lp.Logprob))
+				var t strings.Builder
+				for _, a := range lp.Top {
+					fmt.Fprintf(&t, "%q:%08x ", a.Token, math.Float32bits(a.Logprob))
+				}
+				s.top = append(s.top, t.String())
+			}
+		}
+		if c.Final() {
+			s.finish = c.FinishReason
+			if c.Usage != nil {
+				s.usage = *c.Usage
+			}
+		}
+		if c.Error != nil {
+			s.err = c.Error.Code
+		}
+	}
+	s.text = b.String()
+	return s
+}
+
+// TestLastStageEmitsChunks runs generations whose chunks the last stage
+// of a 2-stage pipeline emits (engine.Request.Out), at once: what the
+// gateway's subject receives — text, tokens, log-probabilities with
+// alternatives, the finish reason and usage of the final chunk, numbered
+// from the Seq given, with the first stage's name — equals what the whole
+// model streams, for a length finish, a stop string (found by the last
+// stage, which ends the first stage's sequence in the same step), an
+// end-of-generation token, a seeded sampled run and a resumed one; the
+// first stage's caller sees each token without text, and its result
+// agrees on the finish.
+func TestLastStageEmitsChunks(t *testing.T) {
+	const prompt = "Once upon a time there was a little girl named Lily"
+	path := testutil.Model(t, "stories260K.gguf")
+	total := layerCount(t, path)
+	whole, err := engine.Load(path, engine.Options{Slots: 6, ContextLength: 256, Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	toks, err := whole.Tokenize(prompt, true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := wholeStream(whole, toks, engine.Request{MaxTokens: 40, IgnoreEOS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := strings.TrimSpace(plain.text[len(plain.text)/2:])[:4] // cuts the text mid-way
+	eos, err := whole.Tokenize(whole.Info().EOSText, false, true)
+	if err != nil || len(eos) != 1 {
+		t.Fatalf("the end-of-generation token: %v, %v", eos, err)
+	}
+	reqs := []engine.Request{
+		{MaxTokens: 40, IgnoreEOS: true, Logprobs: true, TopLogprobs: 3},
+		{MaxTokens: 60, IgnoreEOS: true, Stop: []string{"zzz", stop}},
+		// The model never ends a story by itself within the context: a
+		// bias makes it end at once.
+		{MaxTokens: 20, Sampling: sampler.Params{LogitBias: []sampler.Bias{{ID: eos[0], Value: 100}}}},
+		{MaxTokens: 30, Logprobs: true, Sampling: sampler.Params{Temperature: 0.9, TopK: 40, Seed: 42}},
+		{MaxTokens: 40, IgnoreEOS: true, Logprobs: true, TopLogprobs: 3, Resume: plain.ids[:10]},
+	}
+	want := make([]streamed, len(reqs))
+	for i, r := range reqs {
+		if want[i], err = wholeStream(whole, toks, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	whole.Close()
+	if want[1].finish != engine.FinishStop || want[2].finish != engine.FinishStop {
+		t.Fatalf("the references do not end as meant: %q (stop %q), %q", want[1].finish, stop, want[2].finish)
+	}
+
+	srv := startNATS(t)
+	startStage(t, srv, path, "m", "s2", model.LayerRange{First: 2, End: total, Total: total}, F32)
+	e, _ := startFirst(t, srv, path, "m", 2, total, F32)
+	ids := make([]string, len(reqs))
+	for i := range reqs {
+		ids[i] = fmt.Sprintf("cmpl-%d", i)
+	}
+	sink := newChunkSink(t, connect(t, srv, "gw"), ids)
+	results := make([]engine.Result, len(reqs))
+	errs := make([]error, len(reqs))
+	texts := make([]int, len(reqs))
+	var wg sync.WaitGroup
+	for i, r := range reqs {
+		r.Prompt = toks
+		r.Out = &engine.StreamOut{Subject: bus.ChunkSubject("gw", ids[i]), ID: ids[i], Worker: "first", Attempt: 1 + i%2,
+			Seq: uint64(1 + len(r.Resume)), Frames: bus.FrameVersion}
+		wg.Go(func() {
+			results[i], errs[i] = e.Generate(context.Background(), r, func(tok engine.Token) error {
+				texts[i] += len(tok.Text)
+				return nil
+			})
+		})
+	}
+	wg.Wait()
+	for i, r := range reqs {
+		if errs[i] != nil {
+			t.Fatalf("request %d: %v", i, errs[i])
+		}
+		got := sink.stream(t, ids[i], "first", 1+i%2, uint64(1+len(r.Resume)))
+		if !reflect.DeepEqual(got, want[i]) {
+			t.Errorf("request %d, streamed by the last stage:\n got %+v\nwant %+v", i, got, want[i])
+		}
+		if texts[i] != 0 || results[i].FinishReason != want[i].finish || results[i].CompletionTokens != want[i].usage.CompletionTokens {
+			t.Errorf("request %d at the first stage: %d bytes of text, finish %q after %d tokens; want none, %q after %d",
+				i, texts[i], results[i].FinishReason, results[i].CompletionTokens, want[i].finish, want[i].usage.CompletionTokens)
+		}
+	}
+}
