@@ -542,3 +542,48 @@ func TestUnencodableChunkBecomesError(t *testing.T) {
 		t.Fatalf("second chunk %+v (error %+v), %v; want a non_finite_logits error chunk", c, c.Error, err)
 	}
 }
+
+// TestGiveBackPastNextResumes: a worker gives its attempt back with a Seq
+// one past the next the gateway expects (a pipeline's first stage, whose
+// last stage sent the chunks, counts one more than arrived): the gateway
+// takes it as a give-back — not an attempt used, so it resumes under a
+// MaxAttempts of 1 — and the next attempt continues after what arrived.
+func TestGiveBackPastNextResumes(t *testing.T) {
+	b := startBus(t)
+	ws := strings.Fields(text)
+	var mu sync.Mutex
+	var resumed bus.Request
+	sw, h := newSlotWorker("m", 1, func(ctx context.Context, r *bus.Request, send func(*bus.Chunk)) {
+		if r.Attempt == 1 {
+			for i := range 2 {
+				send(&bus.Chunk{ID: r.ID, Seq: uint64(i + 1), Attempt: r.Attempt, Text: ws[i] + " ", Tokens: []int32{int32(i)}})
+			}
+			send(&bus.Chunk{ID: r.ID, Seq: 4, Attempt: r.Attempt, Error: &bus.Error{Code: bus.CodeUnavailable, Message: "a stage was lost"}})
+			return
+		}
+		mu.Lock()
+		resumed = *r
+		mu.Unlock()
+		words(text, nil)(ctx, r, send)
+	})
+	t.Cleanup(sw.wg.Wait)
+	b.host("w1", h, "m")
+	g := b.gateway(GatewayConfig{MaxAttempts: 1, HeartbeatTimeout: noLoss})
+	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
+		t.Fatal(err)
+	}
+	s, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "r", Model: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got, last := readAll(t, s)
+	if want := text + " "; got != want || last.FinishReason != "stop" {
+		t.Fatalf("got %q (%+v), want %q", got, last, want)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(resumed.Resume) != 2 || resumed.ResumeSeq != 3 || resumed.Attempt != 2 {
+		t.Fatalf("resumed request: resume %v seq %d attempt %d", resumed.Resume, resumed.ResumeSeq, resumed.Attempt)
+	}
+}
