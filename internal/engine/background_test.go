@@ -109,21 +109,25 @@ func TestForegroundPreemptsPausedBackground(t *testing.T) {
 
 	for _, fg := range []string{"generation", "score"} {
 		t.Run(fg, func(t *testing.T) {
-			// 40 blocks of 16; the background sequence grows to 36.
-			e, err := Load(path, Options{Slots: 2, KVBlockSize: 16, KVCacheBytes: 40 * 16 * perPos})
+			// 40 blocks of 16; the background sequence grows to 36. The
+			// scheduler is held once it has 24, until the foreground
+			// request arrives.
+			hold := newHoldAt(t, 24, 1)
+			e, err := Load(path, Options{Slots: 2, KVBlockSize: 16, KVCacheBytes: 40 * 16 * perPos, stepHook: hold.hook})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer e.Close()
 			var got []int32
-			var wg sync.WaitGroup
-			wg.Go(func() {
+			finished := make(chan struct{})
+			go func() {
+				defer close(finished)
 				var err error
 				if got, err = collect(e, context.Background(), bgReq); err != nil {
 					t.Error(err)
 				}
-			})
-			waitBlocksInUse(t, e, 24)
+			}()
+			hold.wait(finished)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			switch fg {
@@ -139,7 +143,7 @@ func TestForegroundPreemptsPausedBackground(t *testing.T) {
 			if err != nil {
 				t.Fatalf("foreground %s beside a paused background sequence: %v", fg, err)
 			}
-			wg.Wait()
+			<-finished
 			if e.Capacity().Preemptions == 0 {
 				t.Fatal("the background sequence was not preempted")
 			}

@@ -69,6 +69,11 @@ type Options struct {
 	// Tail runs the later stages; required when Layers is not the whole
 	// model.
 	Tail Tail
+
+	// stepHook, when set (by tests), runs on the scheduler's goroutine
+	// after every step it evaluates: a test holds the scheduler there to
+	// look at or change its state at a known point.
+	stepHook func(*scheduler)
 }
 
 // Info describes a loaded model.
@@ -215,6 +220,7 @@ func newEngine(f *gguf.File, path string, opts Options) (*Engine, error) {
 		bg = 16
 	}
 	e.sched = newScheduler(e, st, nslots, bg)
+	e.sched.stepHook = opts.stepHook
 	go e.sched.loop()
 	return e, nil
 }

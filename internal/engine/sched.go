@@ -38,6 +38,8 @@ type scheduler struct {
 
 	// The rows a SamplingTail's last stage samples in the step being sent.
 	samples []RowSample
+
+	stepHook func(*scheduler) // Options.stepHook
 }
 
 // microbatchRows is the row tile of the matrix kernels (tensor's groupA):
@@ -122,6 +124,9 @@ func (s *scheduler) loop() {
 		}
 		if len(s.sent) < s.depth() && s.build() {
 			s.run()
+			if s.stepHook != nil {
+				s.stepHook(s)
+			}
 			continue
 		}
 		var answered <-chan struct{}

@@ -201,17 +201,54 @@ func TestScoreSharesSteps(t *testing.T) {
 	}
 }
 
-// waitBlocksInUse waits until at least n of e's KV blocks are in use: a
-// call started in another goroutine has got that far.
-func waitBlocksInUse(t *testing.T, e *Engine, n int) {
-	t.Helper()
-	for range 100_000 {
-		if c := e.Capacity(); c.FreeKVBlocks <= c.KVBlocks-n {
+// holdAt is an Options.stepHook and what it does: after the first step
+// that leaves at least blocks of the engine's KV blocks in use, it closes
+// held and keeps the scheduler there until arrivals more generations or
+// Score calls have come, which it admits on the spot. They join the work
+// running at that known point, however fast that work would otherwise end
+// (a poll of Capacity from the test could miss the point, or admit them
+// after the work ended).
+type holdAt struct {
+	t        *testing.T
+	blocks   int
+	arrivals int
+	held     chan struct{}
+	fired    bool // the scheduler's
+}
+
+func newHoldAt(t *testing.T, blocks, arrivals int) *holdAt {
+	return &holdAt{t: t, blocks: blocks, arrivals: arrivals, held: make(chan struct{})}
+}
+
+func (h *holdAt) hook(s *scheduler) {
+	if c := s.e.Capacity(); h.fired || c.FreeKVBlocks > c.KVBlocks-h.blocks {
+		return
+	}
+	h.fired = true
+	close(h.held)
+	timeout := time.After(time.Minute)
+	for range h.arrivals {
+		select {
+		case sl := <-s.incoming:
+			s.start(sl)
+		case j := <-s.scores:
+			s.jobs = append(s.jobs, j)
+		case <-timeout:
+			h.t.Error("the held scheduler waited a minute for the test's requests")
 			return
 		}
-		time.Sleep(50 * time.Microsecond)
 	}
-	t.Fatalf("%d KV blocks were not taken in five seconds", n)
+}
+
+// wait waits until the scheduler is held, failing the test if done (the
+// held work's end) comes first.
+func (h *holdAt) wait(done <-chan struct{}) {
+	h.t.Helper()
+	select {
+	case <-h.held:
+	case <-done:
+		h.t.Fatalf("the work ended before %d KV blocks were in use", h.blocks)
+	}
 }
 
 // TestBackgroundScoreYieldsToForeground starts a background Score of a
@@ -243,23 +280,27 @@ func TestBackgroundScoreYieldsToForeground(t *testing.T) {
 	alone.Close()
 
 	// 40 blocks of 16: the job's 25 and the generation's 19 do not fit.
-	e, err := Load(path, Options{Slots: 2, BackgroundBatchSize: 16, KVBlockSize: 16, KVCacheBytes: 40 * 16 * perPos})
+	// The scheduler is held once the job has 22 blocks, until the
+	// generation and a second Score arrive.
+	hold := newHoldAt(t, 22, 2)
+	e, err := Load(path, Options{Slots: 2, BackgroundBatchSize: 16, KVBlockSize: 16, KVCacheBytes: 40 * 16 * perPos, stepHook: hold.hook})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer e.Close()
 	var scored atomic.Bool
 	var got []float64
-	var wg sync.WaitGroup
-	wg.Go(func() {
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
 		var err error
 		got, err = e.ScoreBackground(context.Background(), long, conts)
 		if err != nil {
 			t.Error(err)
 		}
 		scored.Store(true)
-	})
-	waitBlocksInUse(t, e, 22) // of the prompt's 25
+	}()
+	hold.wait(finished)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	cancelled := make(chan error, 1)
@@ -287,7 +328,7 @@ func TestBackgroundScoreYieldsToForeground(t *testing.T) {
 	if scored.Load() {
 		t.Fatal("the background score finished before the foreground generation")
 	}
-	wg.Wait()
+	<-finished
 	if e.Capacity().Preemptions == 0 {
 		t.Fatal("the generation did not preempt the paused scoring job")
 	}
