@@ -2,6 +2,7 @@ package natsbus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"maps"
@@ -361,5 +362,29 @@ func TestRefusedOffersUseNoAttempt(t *testing.T) {
 	st.beginAttempt("w", bus.ReasonLeastLoaded) // taken
 	if used, ok := st.attemptsUsed(); used != 1 || !ok {
 		t.Fatalf("%d attempts used, want 1", used)
+	}
+}
+
+// TestNextSeesCancelBeforeReadyChunks: a reader whose context is done gets
+// its error from Next even with chunks ready. A relay behind a fast worker
+// always has one ready; had Next returned them first, a stopping gateway's
+// relay would have gone on relaying the backlog until its connection was
+// cut, instead of ending the stream with an error event.
+func TestNextSeesCancelBeforeReadyChunks(t *testing.T) {
+	st := newStream(&Gateway{ctx: context.Background()}, bus.Request{ID: "r", Kind: bus.KindCompletion, Prompt: "x"})
+	defer st.cancel()
+	if _, ok := st.beginAttempt("w", bus.ReasonLeastLoaded); !ok {
+		t.Fatal("no attempt")
+	}
+	for seq := range uint64(3) {
+		st.deliver(&bus.Chunk{ID: "r", Seq: seq + 1, Attempt: 1, Text: "a", Tokens: []int32{7}})
+	}
+	if c, err := st.Next(context.Background()); err != nil || c.Seq != 1 {
+		t.Fatalf("first chunk: %+v, %v", c, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if c, err := st.Next(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Next with a cancelled context and 2 chunks ready: %+v, %v; want context.Canceled", c, err)
 	}
 }

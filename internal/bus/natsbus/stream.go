@@ -343,8 +343,15 @@ func (st *stream) finished() bool {
 
 // Next returns the next chunk in Seq order, io.EOF after the final one, or
 // the error that ended the stream (bus.ErrWorkerLost, ErrClosed, ctx's).
+// A done ctx wins over chunks ready: a reader that falls behind a fast
+// worker always has one ready, and a gateway stopping (which cancels its
+// relays' contexts) must end such a stream with an error event before its
+// drain deadline rather than relay the backlog until it is cut.
 func (st *stream) Next(ctx context.Context) (*bus.Chunk, error) {
 	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		st.mu.Lock()
 		switch {
 		case st.rhead < len(st.ready):
