@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -98,6 +99,7 @@ type Manager struct {
 	stopFetch context.CancelFunc
 	wg        sync.WaitGroup // runner, monitor, enqueuers, line executions
 	lines     sync.WaitGroup // line executions
+	running   atomic.Int64   // line executions not done: lines' count, readable
 
 	mu        sync.Mutex
 	exec      Executor               // guarded by mu; set by Start
@@ -178,12 +180,21 @@ func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Unlock()
 	m.stopFetch()
 	var err error
-	if !waitCtx(ctx, &m.lines) {
+	if !waitCtx(ctx, &m.lines) && m.running.Load() > 0 { // a spent ctx with none running is no error
 		err = fmt.Errorf("jobs: close: running lines: %w", ctx.Err())
 	}
 	m.cancel()
 	if !waitCtx(ctx, &m.wg) {
-		return fmt.Errorf("jobs: close: %w", ctx.Err())
+		// Cancelled, every goroutine ends within a queue fetch's wait (the
+		// runner's fetch cannot be interrupted): they get closeGrace beyond
+		// ctx, so a Close whose ctx was spent before it began (a node's
+		// drain used up on HTTP) leaves no goroutine behind it, fetching on
+		// a connection about to close.
+		gctx, cancel := context.WithTimeout(context.Background(), closeGrace)
+		defer cancel()
+		if !waitCtx(gctx, &m.wg) {
+			return fmt.Errorf("jobs: close: %w", ctx.Err())
+		}
 	}
 	fctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -200,8 +211,12 @@ func (m *Manager) addLines(n int) bool {
 	}
 	m.wg.Add(n)
 	m.lines.Add(n)
+	m.running.Add(int64(n))
 	return true
 }
+
+// closeGrace bounds Close's wait for its cancelled goroutines.
+const closeGrace = 2 * time.Second
 
 // waitCtx waits for wg or ctx and reports whether wg finished.
 func waitCtx(ctx context.Context, wg *sync.WaitGroup) bool {

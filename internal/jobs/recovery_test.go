@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"courier/internal/bus/natsbus"
 	"courier/internal/jobs"
 )
@@ -49,10 +51,17 @@ func (c *clock) now() time.Time {
 func (c *clock) advance(d time.Duration) { c.off.Add(int64(d)) }
 func (c *clock) freeze()                 { c.frozen.Store(time.Now().UnixNano()) }
 
-// countingQueue is the real JetStream queue, counting published messages.
+// countingQueue is the real JetStream queue, counting published messages
+// and fetches begun.
 type countingQueue struct {
 	jobs.Queue
 	published atomic.Int32
+	fetches   atomic.Int32
+}
+
+func (q *countingQueue) Fetch(ctx context.Context, max int, wait time.Duration) ([]jobs.Delivery, error) {
+	q.fetches.Add(1)
+	return q.Queue.Fetch(ctx, max, wait)
 }
 
 func (q *countingQueue) Publish(ctx context.Context, msgs []jobs.QueueMsg) error {
@@ -393,4 +402,31 @@ func TestCompletionWindowValues(t *testing.T) {
 			t.Errorf("%q: expires %d s after creation, want %d", tc.window, got, tc.secs)
 		}
 	}
+}
+
+// TestCloseWithSpentContextLeavesNoGoroutine: Close with a context that has
+// already ended (a node whose drain deadline went on HTTP) still waits for
+// its goroutines, which end within a fetch's wait of being cancelled. It
+// returned at once, and the runner's fetch in flight outlived the
+// connection closed after it by a second (nats.go ends a fetch the server
+// can no longer expire a second after its wait), which goleak reported
+// after internal/e2e's TestGatewayStopEndsStreamsWithError.
+func TestCloseWithSpentContextLeavesNoGoroutine(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	h := startHarness(t, t.TempDir(), jobs.Config{Tick: 20 * time.Millisecond})
+	h.room.Store(8)
+	for i := 0; h.q.fetches.Load() < 2; i++ { // the second fetch is in flight
+		if i == 10_000 {
+			t.Fatal("the runner did not fetch twice in 10 s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	spent, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := h.m.Close(spent); err != nil {
+		t.Fatalf("close with a spent context and nothing running: %v", err)
+	}
+	h.stop() // the connection and the server
+	goleak.VerifyNone(t, before, goleak.IgnoreTopFunction("github.com/nats-io/nats.go/jetstream.(*jetStream).resetPendingAcksOnReconnect"),
+		goleak.IgnoreAnyFunction("github.com/nats-io/nats.go/jetstream.(*obs).Get.func2"))
 }

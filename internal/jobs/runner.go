@@ -70,6 +70,7 @@ func (r *runner) handle(d Delivery) {
 		case r.done <- struct{}{}:
 		default:
 		}
+		r.m.running.Add(-1)
 		r.m.lines.Done()
 		r.m.wg.Done()
 	}()
