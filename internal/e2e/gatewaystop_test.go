@@ -5,17 +5,19 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"courier/internal/bus/natsbus"
 	"courier/internal/config"
+	"courier/internal/engine"
 	"courier/internal/node"
+	"courier/internal/worker"
 )
 
 // sseStream opens a streamed completion of maxTokens tokens (ignore_eos)
@@ -68,54 +70,120 @@ func streamEnd(br *bufio.Reader) (how, last string) {
 	return "cut", last
 }
 
+// holdStreams is the real engine with every generation held before its
+// second token, until the channel release gives for its max_tokens is
+// closed or the generation is cancelled: its stream's first event has
+// reached the client, and nothing more comes meanwhile. The test decides
+// which streams can finish, where unheld ones would race the drain.
+type holdStreams struct {
+	*engine.Engine
+	release func(maxTokens int) <-chan struct{}
+}
+
+func (h *holdStreams) Generate(ctx context.Context, req engine.Request, emit func(engine.Token) error) (engine.Result, error) {
+	n := 0
+	return h.Engine.Generate(ctx, req, func(tok engine.Token) error {
+		if n++; n == 2 {
+			select {
+			case <-h.release(req.MaxTokens):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return emit(tok)
+	})
+}
+
 // TestGatewayStopEndsStreamsWithError: a gateway stopping while streams
-// run lets them finish until its drain deadline is nearly spent, then ends
-// each one still open with an error event in OpenAI's shape (503
-// server_shutting_down) and [DONE]: no stream is cut without a word.
+// run lets them finish until its drain deadline is nearly spent — a held
+// stream released once the stop has begun ends with its finish_reason and
+// [DONE] — then ends each one still open with an error event in OpenAI's
+// shape (503 server_shutting_down) and [DONE]: no stream is cut without a
+// word. The streams are held on the worker, so which ones finish is known.
 func TestGatewayStopEndsStreamsWithError(t *testing.T) {
 	cfg := serveConfig(t)
 	cfg.Addr = "127.0.0.1:0"
+	cfg.Models = nil // the held worker is added below, on the node's bus
+	cfg.StallTimeout = 0
 	// Not startNode: its cleanup would report this test's short shutdown's
 	// error again.
 	n, err := node.Start(context.Background(), cfg, testLog())
 	if err != nil {
 		t.Fatal(err)
 	}
-	const streams = 4
-	var brs []*bufio.Reader
-	for range streams {
-		brs = append(brs, sseStream(t, n.Addr(), 500)) // far more than 0.2 s of tokens
+	t.Cleanup(func() { _ = n.Shutdown(context.Background()) })
+	const finishing, held = 8, 500 // max_tokens of the released stream and of the held ones
+	releaseFinishing := make(chan struct{})
+	never := make(chan struct{})
+	eng, err := engine.Load(modelPath(t), engine.Options{Slots: 4})
+	if err != nil {
+		t.Fatal(err)
 	}
-	ends := make(chan string, streams)
-	var wg sync.WaitGroup
-	for _, br := range brs {
-		wg.Go(func() {
+	t.Cleanup(func() { _ = eng.Close() })
+	hold := &holdStreams{Engine: eng, release: func(maxTokens int) <-chan struct{} {
+		if maxTokens == finishing {
+			return releaseFinishing
+		}
+		return never
+	}}
+	w, err := worker.New(worker.Config{ID: "w", Model: modelName, Slots: 4}, hold, testLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Close)
+	conn, err := n.NATSConnect("w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	host, err := natsbus.NewHost(conn, w, natsbus.HostConfig{Worker: "w", Models: []string{modelName}, HeartbeatInterval: 20 * time.Millisecond}, testLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(host.Close)
+	if err := n.Gateway().WaitWorkers(testCtx(t), modelName, 1); err != nil {
+		t.Fatal(err)
+	}
+
+	brs := []*bufio.Reader{sseStream(t, n.Addr(), finishing)}
+	for range 3 {
+		brs = append(brs, sseStream(t, n.Addr(), held))
+	}
+	ends := make([]chan string, len(brs))
+	for i, br := range brs {
+		ends[i] = make(chan string, 1)
+		go func() {
 			how, last := streamEnd(br)
 			if how == "error" && !strings.Contains(last, `"code":"server_shutting_down"`) {
 				how = "wrong error: " + last
 			}
-			ends <- how
-		})
+			ends[i] <- how
+		}()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	// A second apiece for the drain; a tenth of it, 0.1 s, is kept for
+	// the error events.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	if err := n.Shutdown(ctx); err != nil {
-		t.Logf("shutdown: %v", err) // the workers' drain runs out too
+	stopped := make(chan error, 1)
+	go func() { stopped <- n.Shutdown(ctx) }()
+	waitUntil(t, "the gateway to stop listening", func() bool {
+		c, err := net.Dial("tcp", n.Addr())
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	close(releaseFinishing)
+	if how := <-ends[0]; how != "done" {
+		t.Errorf("the stream released during the drain ended %s, want done", how)
 	}
-	wg.Wait()
-	close(ends)
-	errs := 0
-	for how := range ends {
-		switch how {
-		case "error":
-			errs++
-		case "done":
-		default:
-			t.Errorf("a stream ended %s", how)
+	for _, end := range ends[1:] {
+		if how := <-end; how != "error" {
+			t.Errorf("a held stream ended %s, want the shutdown error event", how)
 		}
 	}
-	if errs == 0 {
-		t.Fatalf("no stream got the shutdown error event (all %d finished within 0.2 s?)", streams)
+	if err := <-stopped; err != nil {
+		t.Logf("shutdown: %v", err) // the workers' drain runs out too
 	}
 }
 
