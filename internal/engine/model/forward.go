@@ -53,8 +53,8 @@ type State struct {
 	logits []float32 // [maxOut][Vocab]
 	embd   embdRows  // rows that want hidden states (embed.go)
 
-	cos, sin []float32 // [RopeDims/2] rotation of the current position
-	attn     attnScratch
+	attn attnScratch
+	rows rowPass // the per-row step in flight (rowpass.go)
 
 	modes    []tensor.RowMode // [maxRows] matrix-kernel modes of the batch's rows
 	outModes []tensor.RowMode // [maxRows] the output rows' modes: RowDecode, or an Embd row's own
@@ -86,8 +86,6 @@ func NewState(m *Model, pool *tensor.Pool, maxRows, maxOut int) (*State, error) 
 		gate: make([]float32, maxRows*c.FFN),
 		up:   make([]float32, maxRows*upRows),
 		xo:   make([]float32, maxOut*c.Dim),
-		cos:  make([]float32, c.RopeDims/2),
-		sin:  make([]float32, c.RopeDims/2),
 
 		modes:    make([]tensor.RowMode, maxRows),
 		outModes: make([]tensor.RowMode, maxRows),
@@ -277,14 +275,6 @@ func (s *State) check(b *Batch) (int, error) {
 		return 0, fmt.Errorf("%w: %d rows want logits (max %d)", ErrBatch, nOut, s.maxOut)
 	}
 	return nOut, nil
-}
-
-// rmsNormRows normalises n rows of src into dst with weight w.
-func (s *State) rmsNormRows(dst, src, w []float32, n int) {
-	dim := s.m.Dim
-	for i := 0; i < n; i++ {
-		rmsNorm(dst[i*dim:(i+1)*dim], src[i*dim:(i+1)*dim], w, s.m.NormEps)
-	}
 }
 
 // rmsNorm is ggml's rms_norm followed by the weight multiply: the sum of

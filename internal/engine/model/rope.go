@@ -44,17 +44,24 @@ func yarnCorrDims(nDims, nCtxOrig int, base, betaFast, betaSlow float32) [2]floa
 	return [2]float32{max(0, start), min(float32(nDims-1), end)}
 }
 
-// ropeAngles fills cos and sin for position pos the way ggml builds its
+// ropeBuf holds the rotation of one position: cos and sin per pair.
+type ropeBuf struct{ cos, sin []float32 }
+
+func newRopeBuf(dims int) ropeBuf {
+	return ropeBuf{cos: make([]float32, dims/2), sin: make([]float32, dims/2)}
+}
+
+// angles fills cos and sin for position pos the way ggml builds its
 // rope cache (ggml_rope_cache_init and rope_yarn): theta starts at pos and
 // is multiplied by thetaScale per pair; each pair's theta is divided by
 // its frequency factor (rope_freqs, or Phi-3's long/short factors) when
 // the model has them, scaled by freq_scale, mixed with the unscaled theta
 // by YaRN's ramp when ext_factor is set, and cos and sin are multiplied by
 // mscale.
-func (s *State) ropeAngles(pos int, r *ropeLayer) {
-	ff := s.m.RopeFactors
+func (rb *ropeBuf) angles(m *Model, pos int, r *ropeLayer) {
+	ff := m.RopeFactors
 	theta := float32(pos)
-	for i := range s.cos {
+	for i := range rb.cos {
 		extrap := theta
 		if ff != nil {
 			extrap = theta / ff[i]
@@ -68,7 +75,7 @@ func (s *State) ropeAngles(pos int, r *ropeLayer) {
 		if r.mscale != 1 {
 			c, sn = c*r.mscale, sn*r.mscale
 		}
-		s.cos[i], s.sin[i] = c, sn
+		rb.cos[i], rb.sin[i] = c, sn
 		theta *= r.thetaScale
 	}
 }
@@ -79,22 +86,23 @@ func yarnRamp(low, high float32, i0 int) float32 {
 	return 1 - min(1, max(0, y))
 }
 
-// rotate applies the current rotation to one head vector. ggml computes
-// x0*cos - x1*sin and x0*sin + x1*cos, which GCC contracts to fused
-// multiply-adds on the first product.
-func (s *State) rotate(x []float32) {
-	half := len(s.cos)
-	if s.m.RopeStyle == RopeNeoX {
+// rotate applies the rotation to one head vector (pairs half a head apart
+// when neox, else adjacent). ggml computes x0*cos - x1*sin and x0*sin +
+// x1*cos, which GCC contracts to fused multiply-adds on the first product.
+func (rb *ropeBuf) rotate(x []float32, neox bool) {
+	cos, sin := rb.cos, rb.sin
+	half := len(cos)
+	if neox {
 		for i := 0; i < half; i++ {
 			x0, x1 := x[i], x[i+half]
-			x[i] = fma32(x0, s.cos[i], -float32(x1*s.sin[i]))
-			x[i+half] = fma32(x0, s.sin[i], float32(x1*s.cos[i]))
+			x[i] = fma32(x0, cos[i], -float32(x1*sin[i]))
+			x[i+half] = fma32(x0, sin[i], float32(x1*cos[i]))
 		}
 		return
 	}
 	for i := 0; i < half; i++ {
 		x0, x1 := x[2*i], x[2*i+1]
-		x[2*i] = fma32(x0, s.cos[i], -float32(x1*s.sin[i]))
-		x[2*i+1] = fma32(x0, s.sin[i], float32(x1*s.cos[i]))
+		x[2*i] = fma32(x0, cos[i], -float32(x1*sin[i]))
+		x[2*i+1] = fma32(x0, sin[i], float32(x1*cos[i]))
 	}
 }

@@ -53,12 +53,12 @@ func TestRopeCacheMatchesGgml(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s := &State{m: m, cos: make([]float32, m.RopeDims/2), sin: make([]float32, m.RopeDims/2)}
+			rb := newRopeBuf(m.RopeDims)
 			h := sha256.New()
 			for p := 0; p < 3000; p += 7 {
-				s.ropeAngles(p, &m.ropes[0])
-				for i := range s.cos {
-					fmt.Fprintf(h, "%08x\n%08x\n", math.Float32bits(s.cos[i]), math.Float32bits(s.sin[i]))
+				rb.angles(m, p, &m.ropes[0])
+				for i := range rb.cos {
+					fmt.Fprintf(h, "%08x\n%08x\n", math.Float32bits(rb.cos[i]), math.Float32bits(rb.sin[i]))
 				}
 			}
 			if got := fmt.Sprintf("%x", h.Sum(nil)); got != tc.want {
