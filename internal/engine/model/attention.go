@@ -71,10 +71,11 @@ type attnScratch struct {
 	task    func(worker, i int)
 
 	// The job of the current attendRows call.
-	s     *State
-	layer int
-	b     *Batch
-	n     int
+	s      *State
+	layer  int
+	b      *Batch
+	n      int
+	groups []int32 // [maxRows+1] first row of each group of rows, then n
 }
 
 // attnWorker is one thread's working vectors.
@@ -86,6 +87,14 @@ type attnWorker struct {
 	ms  [faTileKV]float32 // accumulator multipliers of a run of keys (one chunk)
 	vs  [faTileKV]float32 // value weights of a run of keys (one chunk)
 	kt  []float32         // [HeadDim][faTileKV] one key tile in F32, transposed (tiled)
+
+	// attendTiledRows' rows: the rows, scores of one key tile,
+	// accumulators, running maxima and sums.
+	tr   tiledRows
+	kqR  [faRows][faTileKV]float32
+	vkqR [faRows][]float32 // [HeadDim] each
+	mR   [faRows]float32
+	sumR [faRows]float32
 }
 
 func (a *attnScratch) init(headDim int) { a.headDim = headDim }
@@ -105,6 +114,7 @@ func (a *attnScratch) setup(s *State) {
 	for i := range a.workers {
 		a.workers[i].init(a.headDim)
 	}
+	a.groups = make([]int32, s.maxRows+1)
 	a.task = a.run
 }
 
@@ -113,17 +123,21 @@ func (w *attnWorker) init(hd int) {
 	w.acc = make([]uint16, hd)
 	w.vkq = make([]float32, hd)
 	w.kt = make([]float32, hd*faTileKV)
+	for j := range w.vkqR {
+		w.vkqR[j] = make([]float32, hd)
+	}
 }
 
 // attendRows computes causal attention for the first n rows of b in layer
 // layer (their K and V already stored in their caches), writing each row's
-// heads to s.att. Each (row, head) pair is independent; they are spread
-// over the pool's threads when it can run them.
+// heads to s.att. Rows are grouped (groupRows) and each (group, head) pair
+// is independent; the pairs are spread over the pool's threads when it can
+// run them.
 func (s *State) attendRows(layer int, b *Batch, n int) {
 	a := &s.attn
 	a.setup(s)
 	a.s, a.layer, a.b, a.n = s, layer, b, n
-	pairs := n * s.m.Heads
+	pairs := a.groupRows() * s.m.Heads
 	if a.par != nil && pairs > 1 {
 		a.par.For(pairs, a.task)
 	} else {
@@ -134,11 +148,76 @@ func (s *State) attendRows(layer int, b *Batch, n int) {
 	a.s, a.b = nil, nil
 }
 
-// run computes pair i (row i/Heads, head i%Heads) of the current job.
+// groupRows splits the current job's rows into groups, a.groups[:g+1],
+// and returns g: up to faRows rows of one sequence at consecutive
+// positions that all take the tiled kernel in cell order (which then
+// gathers and widens each key tile once for the group: attendTiledRows);
+// every other row is a group of its own.
+func (a *attnScratch) groupRows() int {
+	b, n := a.b, a.n
+	g := 0
+	for i := 0; i < n; {
+		a.groups[g] = int32(i)
+		g++
+		j := i + 1
+		if a.tiledInOrder(i) {
+			for j < n && j-i < faRows && b.Seqs[j] == b.Seqs[i] && b.Pos[j] == b.Pos[i]+int32(j-i) && a.tiledInOrder(j) {
+				j++
+			}
+		}
+		i = j
+	}
+	a.groups[g] = int32(n)
+	return g
+}
+
+// tiledInOrder reports whether row i of the current job takes the tiled
+// kernel over cells in position order (not a sliding-window ring's).
+func (a *attnScratch) tiledInOrder(i int) bool {
+	c := &a.s.m.Config
+	if attnRowMode(a.b, i, a.n)&RowPromptTiledAttention == 0 || c.HeadDim%f32Lanes != 0 {
+		return false
+	}
+	ring := a.s.m.swaRing
+	return !(ring > 0 && int(a.b.Pos[i]) >= ring && c.LayerSlides(a.s.m.Stage.First+a.layer))
+}
+
+// run computes pair i (group i/Heads, head i%Heads) of the current job.
 func (a *attnScratch) run(worker, i int) {
+	c := &a.s.m.Config
+	g, h := i/c.Heads, i%c.Heads
+	r0, r1 := int(a.groups[g]), int(a.groups[g+1])
+	if r1-r0 == 1 {
+		a.runRow(worker, r0, h)
+		return
+	}
+	s := a.s
+	hd, qDim := c.HeadDim, c.QDim()
+	kvOff := (h / (c.Heads / c.KVHeads)) * hd
+	scale := c.AttnScale
+	if c.QScale != 0 {
+		scale = 1 // Q was scaled before (ggml_scale), the kernel by 1
+	}
+	slides := c.LayerSlides(s.m.Stage.First + a.layer)
+	w := &a.workers[worker]
+	t := &w.tr
+	t.n, t.pos0 = r1-r0, int(a.b.Pos[r0])
+	for j := range t.n {
+		row := r0 + j
+		t.q[j] = s.q[row*qDim+h*hd:][:hd]
+		t.out[j] = s.att[row*qDim+h*hd:][:hd]
+		t.lo[j] = 0
+		if slides {
+			t.lo[j] = max(0, int(a.b.Pos[row])-c.SlidingWindow+1)
+		}
+	}
+	w.attendTiledRows(a.b.Seqs[r0], a.layer, kvOff, t, scale)
+}
+
+// runRow computes head h of row row of the current job.
+func (a *attnScratch) runRow(worker, row, h int) {
 	s := a.s
 	c := &s.m.Config
-	row, h := i/c.Heads, i%c.Heads
 	hd, qDim := c.HeadDim, c.QDim()
 	q := s.q[row*qDim+h*hd:][:hd]
 	out := s.att[row*qDim+h*hd:][:hd]

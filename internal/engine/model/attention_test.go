@@ -494,6 +494,48 @@ func TestOneChunkMatchesPerKeyKernel(t *testing.T) {
 	}
 }
 
+// TestTiledRowsMatchOneRow checks that attendTiledRows gives each row of a
+// run of rows exactly what attendTiled gives it alone: runs of one to
+// faRows rows starting before, at and across KV tile boundaries, in KV
+// blocks shorter and longer than a tile, with and without a sliding window
+// (whose first visible position differs per row).
+func TestTiledRowsMatchOneRow(t *testing.T) {
+	const n = 300
+	for _, hd := range []int{16, 32, 64, 80, 128} {
+		f := newAttnFixture(t, 2, 1, hd, n, uint64(hd)+11, 1.5)
+		var w attnWorker
+		w.init(hd)
+		want := make([]float32, hd)
+		for _, bs := range []int{16, 100} {
+			cache := withBlockSize(t, f, bs)
+			for _, window := range []int{0, 40, 70} {
+				for _, pos0 := range []int{0, 1, 57, 60, 63, 64, 120, 250, n - faRows} {
+					for rows := 1; rows <= faRows; rows++ {
+						h := (pos0 + rows) % 2
+						g := &tiledRows{n: rows, pos0: pos0}
+						outs := make([]float32, rows*hd)
+						for j := range rows {
+							g.q[j] = f.q[(pos0+j)*f.cfg.Dim+h*hd:][:hd]
+							g.out[j] = outs[j*hd : (j+1)*hd]
+							if window > 0 {
+								g.lo[j] = max(0, pos0+j-window+1)
+							}
+						}
+						view := fullView(hd)
+						w.attendTiledRows(cache, 0, 0, g, view.scale)
+						for j := range rows {
+							view.lo = g.lo[j]
+							w.attendTiled(cache, 0, 0, pos0+j, g.q[j], want, view)
+							equalBits(t, fmt.Sprintf("hd %d block %d window %d pos %d row %d of %d", hd, bs, window, pos0, j, rows),
+								outs[j*hd:(j+1)*hd], want)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
 // TestAttentionRowIndependentOfBatch evaluates the same rows in batches of
 // different shapes — a whole prompt, chunks of it, rows mixed with rows of
 // another sequence, in reverse order — and requires the same bits for each

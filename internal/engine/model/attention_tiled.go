@@ -44,63 +44,110 @@ import (
 // 0*Inf would make NaN where this gives a number; F16 caches of models
 // that overflow F16 are out of scope.)
 func (w *attnWorker) attendTiled(seq *KVCache, layer, kvOff, pos int, q, out []float32, view attnView) {
-	hd, scale := len(q), view.scale
-	vkq := w.vkq
-	clear(vkq)
-	m, sum := float32(math.Inf(-1)), float32(0)
+	g := &w.tr
+	g.n, g.pos0 = 1, pos
+	g.q[0], g.out[0], g.lo[0] = q, out, view.lo
+	w.attendTiledRows(seq, layer, kvOff, g, view.scale)
+}
+
+// faRows is the most query rows attendTiledRows takes at once: rows of
+// one sequence and head that share every KV tile's keys and values.
+const faRows = 8
+
+// tiledRows is a run of n <= faRows rows of one sequence at positions
+// pos0, pos0+1, ..., for one head: their queries, outputs and first
+// visible positions (a sliding window's start, nondecreasing; else 0).
+type tiledRows struct {
+	n      int
+	pos0   int
+	q, out [faRows][]float32
+	lo     [faRows]int
+}
+
+// attendTiledRows is attendTiled for each row of g: the KV tiles are
+// gathered, and (tileScoresRows) widened and transposed, once for all the
+// rows, and each row's scores, softmax and values then follow attendTiled
+// exactly, over the cells up to its own position, so every row gets the
+// bits it gets alone.
+func (w *attnWorker) attendTiledRows(seq *KVCache, layer, kvOff int, g *tiledRows, scale float32) {
+	hd := len(g.q[0])
+	for j := range g.n {
+		clear(w.vkqR[j][:hd])
+		w.mR[j], w.sumR[j] = float32(math.Inf(-1)), 0
+	}
+	posMax := g.pos0 + g.n - 1
 	var kRows, vRows [faTileKV][]uint16 // the tile's rows of this head
-	for ic := view.lo / faTileKV * faTileKV; ic <= pos; ic += faTileKV {
-		nv := min(faTileKV, pos+1-ic) // cells up to pos in this tile
+	for ic := g.lo[0] / faTileKV * faTileKV; ic <= posMax; ic += faTileKV {
+		nvMax := min(faTileKV, posMax+1-ic) // cells up to the last row's position
 		// The tile's rows by runs within a KV block: one table lookup
 		// (and division) per run instead of per row.
-		for tk := 0; tk < nv; {
-			k, v, stride, n := seq.span(layer, ic+tk, nv-tk)
+		for tk := 0; tk < nvMax; {
+			k, v, stride, n := seq.span(layer, ic+tk, nvMax-tk)
 			for j := range n {
 				o := j*stride + kvOff
 				kRows[tk+j], vRows[tk+j] = k[o:o+hd], v[o:o+hd]
 			}
 			tk += n
 		}
-		tileScores(&w.kq, q, &kRows, nv, w.kt)
-		kq := w.kq[:nv]
-		tileMax := float32(math.Inf(-1))
-		for tk := range kq {
-			s := kq[tk] * scale
-			if ic+tk < view.lo {
-				// Before a sliding window: masked (weight 0 in the tile, as
-				// in ggml; the fused multiply-adds below add exact zeros).
-				s = float32(math.Inf(-1))
+		tileScoresRows(&w.kqR, &g.q, g.n, &kRows, nvMax, w.kt)
+		for j := range g.n {
+			nv := min(faTileKV, g.pos0+j+1-ic) // cells up to this row's position
+			if nv <= 0 {
+				continue // the tile lies after the row's position
 			}
-			kq[tk] = s
-			if !(tileMax > s) { // ggml_vec_max_f32's MAX
-				tileMax = s
-			}
+			w.tileRow(j, ic, nv, g.lo[j], scale, &vRows)
 		}
-		for tk := nv; tk < faTileKV; tk++ {
-			w.kq[tk] = float32(math.Inf(-1)) // masked
-		}
-		if tileMax == float32(math.Inf(-1)) {
-			continue // skip[]: the row's weights in this tile are zeroed
-		}
-		mNew := fmaxf(m, tileMax)
-		if mNew > m {
-			ms := expf(m - mNew)
-			for d := range vkq {
-				vkq[d] *= ms
-			}
-			sum *= ms
-		}
-		m = mNew
-		sum = float32(float64(sum) + softMaxTile(&w.kq, mNew))
-		tileAccumulate(vkq, &w.kq, &vRows, nv)
 	}
-	inv := float32(0)
-	if sum != 0 {
-		inv = 1 / sum
+	for j := range g.n {
+		inv := float32(0)
+		if w.sumR[j] != 0 {
+			inv = 1 / w.sumR[j]
+		}
+		out := g.out[j]
+		for d, v := range w.vkqR[j][:hd] {
+			out[d] = v * inv
+		}
 	}
-	for d, v := range vkq {
-		out[d] = v * inv
+}
+
+// tileRow applies one KV tile to row j of attendTiledRows, whose scores
+// before scaling are in w.kqR[j][:nv] (nv cells from ic up to the row's
+// position; lo is the row's first visible position).
+func (w *attnWorker) tileRow(j, ic, nv, lo int, scale float32, vRows *[faTileKV][]uint16) {
+	kqa := &w.kqR[j]
+	kq := kqa[:nv]
+	tileMax := float32(math.Inf(-1))
+	for tk := range kq {
+		s := kq[tk] * scale
+		if ic+tk < lo {
+			// Before a sliding window: masked (weight 0 in the tile, as
+			// in ggml; the fused multiply-adds below add exact zeros).
+			s = float32(math.Inf(-1))
+		}
+		kq[tk] = s
+		if !(tileMax > s) { // ggml_vec_max_f32's MAX
+			tileMax = s
+		}
 	}
+	for tk := nv; tk < faTileKV; tk++ {
+		kqa[tk] = float32(math.Inf(-1)) // masked
+	}
+	if tileMax == float32(math.Inf(-1)) {
+		return // skip[]: the row's weights in this tile are zeroed
+	}
+	vkq := w.vkqR[j][:len(w.vkq)]
+	m, sum := w.mR[j], w.sumR[j]
+	mNew := fmaxf(m, tileMax)
+	if mNew > m {
+		ms := expf(m - mNew)
+		for d := range vkq {
+			vkq[d] *= ms
+		}
+		sum *= ms
+	}
+	w.mR[j] = mNew
+	w.sumR[j] = float32(float64(sum) + softMaxTile(kqa, mNew))
+	tileAccumulate(vkq, kqa, vRows, nv)
 }
 
 // tileScoresGeneric sets kq[tk] for the first nv keys of a tile (rows[tk],
@@ -109,11 +156,31 @@ func (w *attnWorker) attendTiled(seq *KVCache, layer, kvOff, pos int, q, out []f
 // side by side, as simd_gemm's lanes). The key tile is transposed to F32
 // in kt ([len(q)][faTileKV]) first. kq[nv:] is left unspecified.
 func tileScoresGeneric(kq *[faTileKV]float32, q []float32, rows *[faTileKV][]uint16, nv int, kt []float32) {
+	tileKtGeneric(kt, rows, nv, len(q))
+	tileScoresKtGeneric(kq, q, nv, kt)
+}
+
+// tileScoresRowsGeneric is tileScoresGeneric for the queries qs[:n],
+// sharing one transposed key tile.
+func tileScoresRowsGeneric(kq *[faRows][faTileKV]float32, qs *[faRows][]float32, n int, rows *[faTileKV][]uint16, nv int, kt []float32) {
+	tileKtGeneric(kt, rows, nv, len(qs[0]))
+	for j := range n {
+		tileScoresKtGeneric(&kq[j], qs[j], nv, kt)
+	}
+}
+
+// tileKtGeneric widens the first nv keys of a tile (hd values each) into
+// kt, transposed: kt[d*faTileKV+tk] = rows[tk][d].
+func tileKtGeneric(kt []float32, rows *[faTileKV][]uint16, nv, hd int) {
 	for tk, krow := range rows[:nv] {
-		for d, v := range krow[:len(q)] {
+		for d, v := range krow[:hd] {
 			kt[d*faTileKV+tk] = tensor.FP16ToFP32(v)
 		}
 	}
+}
+
+// tileScoresKtGeneric sets kq[:nv] from the transposed key tile kt.
+func tileScoresKtGeneric(kq *[faTileKV]float32, q []float32, nv int, kt []float32) {
 	acc := kq[:nv]
 	clear(acc)
 	for d, x := range q {

@@ -23,6 +23,12 @@ func tileAccumulateAVX2(vkq *float32, p *[faTileKV]float32, rows *[faTileKV][]ui
 func tileExpAVX2(kq *[faTileKV]float32, m float32)
 
 //go:noescape
+func tileKtAVX2(kt *float32, rows *[faTileKV][]uint16, hd, groups int)
+
+//go:noescape
+func tileScoresKtAVX2(kq *float32, qs *[4]*float32, kt *float32, hd, blocks int)
+
+//go:noescape
 func tileScoresAVX512(kq *[faTileKV]float32, q *float32, rows *[faTileKV][]uint16, hd, groups int)
 
 //go:noescape
@@ -55,6 +61,44 @@ func tileScores(kq *[faTileKV]float32, q []float32, rows *[faTileKV][]uint16, nv
 		return
 	}
 	tileScoresAVX2(kq, &q[0], rows, len(q), groups)
+}
+
+// tileScoresRows is tileScoresRowsGeneric. On AVX2 the key tile is
+// widened and transposed once (tileKtAVX2) and four rows' scores are
+// computed at a time (tileScoresKtAVX2): one row's chain of fused
+// multiply-adds over the dimensions is a chain of dependent operations,
+// four rows' are independent, and share the key loads. Elsewhere, and for
+// a single row, each row takes tileScores.
+func tileScoresRows(kq *[faRows][faTileKV]float32, qs *[faRows][]float32, n int, rows *[faTileKV][]uint16, nv int, kt []float32) {
+	hd := len(qs[0])
+	if n == 1 || tiledAVX512 || !tiledAVX2 || hd%f32Lanes != 0 {
+		for j := range n {
+			tileScores(&kq[j], qs[j], rows, nv, kt)
+		}
+		return
+	}
+	groups := (nv + 7) / 8
+	for tk := nv; tk < groups*8; tk++ {
+		rows[tk] = rows[0]
+	}
+	for tk := range groups * 8 {
+		_ = rows[tk][hd-1] // every row the assembly reads holds hd values
+	}
+	_ = kt[hd*faTileKV-1]
+	tileKtAVX2(&kt[0], rows, hd, groups)
+	blocks := (nv + 15) / 16 // kt's columns past the groups' are stale; their scores are not read
+	for j0 := 0; j0 < n; j0 += 4 {
+		var qp [4]*float32
+		for k := range qp {
+			j := j0 + k
+			if j >= n {
+				j = j0 // a missing row repeats the first; its scores are not read
+			}
+			_ = qs[j][hd-1]
+			qp[k] = &qs[j][0]
+		}
+		tileScoresKtAVX2(&kq[j0][0], &qp, &kt[0], hd, blocks)
+	}
 }
 
 // tileAccumulate is tileAccumulateGeneric, on AVX-512 or AVX2 when there

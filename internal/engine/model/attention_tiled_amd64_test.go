@@ -3,6 +3,7 @@
 package model
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -115,6 +116,51 @@ func testTileLoops(t *testing.T) {
 		tileExpGeneric(&want, m)
 		tileExp(&got, m)
 		equalBits(t, "exp", got[:], want[:])
+	}
+}
+
+// TestTileScoresRowsAsmMatchesGeneric checks the several-row scores
+// (tileKtAVX2 and tileScoresKtAVX2 on AVX2) against the generic chains,
+// for one to faRows rows, every tile fill and several head sizes.
+func TestTileScoresRowsAsmMatchesGeneric(t *testing.T) {
+	for _, lv := range tiledLevels(t) {
+		tiledAVX512, tiledAVX2 = lv.avx512, lv.avx2
+		t.Run(lv.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(5, 6))
+			for _, hd := range []int{16, 32, 48, 64, 80, 128, 256} {
+				kt := make([]float32, hd*faTileKV)
+				var qs [faRows][]float32
+				for j := range qs {
+					qs[j] = make([]float32, hd+rng.IntN(3)*16) // a row of the batch's Q may go on
+					for d := range qs[j] {
+						qs[j][d] = float32(rng.NormFloat64() * math.Exp2(float64(rng.IntN(20)-10)))
+					}
+					qs[j] = qs[j][:hd]
+				}
+				for trial := range 60 {
+					nv := 1 + rng.IntN(faTileKV)
+					n := 1 + trial%faRows
+					if trial < 2 {
+						nv = faTileKV - 63*trial
+					}
+					var rows [faTileKV][]uint16
+					for tk := range rows {
+						rows[tk] = make([]uint16, hd+rng.IntN(3))
+						for d := range rows[tk] {
+							rows[tk][d] = randF16(rng, 1)
+						}
+					}
+					var got, want [faRows][faTileKV]float32
+					r2 := rows
+					tileScoresRowsGeneric(&want, &qs, n, &rows, nv, kt)
+					clear(kt) // the assembly's transposition must not rely on the generic one's
+					tileScoresRows(&got, &qs, n, &r2, nv, kt)
+					for j := range n {
+						equalBits(t, fmt.Sprintf("hd %d nv %d row %d of %d", hd, nv, j, n), got[j][:nv], want[j][:nv])
+					}
+				}
+			}
+		})
 	}
 }
 

@@ -272,3 +272,141 @@ tsblock:
 	JNZ tsgroup
 	VZEROUPPER
 	RET
+
+// func tileKtAVX2(kt *float32, rows *[64][]uint16, hd, groups int)
+//
+// kt[d*64+key] = the F16 rows[key][d] widened, for the first 8*groups keys
+// and every d < hd (a multiple of 8): the key tile transposed once for all
+// the query rows that share it. Eight keys by eight dimensions at a time,
+// transposed in registers as in tileScoresAVX2.
+TEXT ·tileKtAVX2(SB), NOSPLIT, $0-32
+	MOVQ kt+0(FP), DI
+	MOVQ rows+8(FP), R11
+	MOVQ hd+16(FP), CX
+	SHLQ $1, CX
+	MOVQ groups+24(FP), DX
+ktgroup:
+	XORQ R13, R13
+	MOVQ DI, R14
+ktblock:
+	MOVQ 0(R11), R9
+	VCVTPH2PS (R9)(R13*1), Y0
+	MOVQ 24(R11), R9
+	VCVTPH2PS (R9)(R13*1), Y1
+	MOVQ 48(R11), R9
+	VCVTPH2PS (R9)(R13*1), Y2
+	MOVQ 72(R11), R9
+	VCVTPH2PS (R9)(R13*1), Y3
+	MOVQ 96(R11), R9
+	VCVTPH2PS (R9)(R13*1), Y4
+	MOVQ 120(R11), R9
+	VCVTPH2PS (R9)(R13*1), Y5
+	MOVQ 144(R11), R9
+	VCVTPH2PS (R9)(R13*1), Y6
+	MOVQ 168(R11), R9
+	VCVTPH2PS (R9)(R13*1), Y7
+	VUNPCKLPS Y1, Y0, Y8
+	VUNPCKHPS Y1, Y0, Y9
+	VUNPCKLPS Y3, Y2, Y10
+	VUNPCKHPS Y3, Y2, Y11
+	VSHUFPS $0x44, Y10, Y8, Y0
+	VSHUFPS $0xEE, Y10, Y8, Y1
+	VSHUFPS $0x44, Y11, Y9, Y2
+	VSHUFPS $0xEE, Y11, Y9, Y3
+	VUNPCKLPS Y5, Y4, Y8
+	VUNPCKHPS Y5, Y4, Y9
+	VUNPCKLPS Y7, Y6, Y10
+	VUNPCKHPS Y7, Y6, Y11
+	VSHUFPS $0x44, Y10, Y8, Y4
+	VSHUFPS $0xEE, Y10, Y8, Y5
+	VSHUFPS $0x44, Y11, Y9, Y6
+	VSHUFPS $0xEE, Y11, Y9, Y7
+	VPERM2F128 $0x20, Y4, Y0, Y8
+	VPERM2F128 $0x31, Y4, Y0, Y12
+	VPERM2F128 $0x20, Y5, Y1, Y9
+	VPERM2F128 $0x31, Y5, Y1, Y13
+	VPERM2F128 $0x20, Y6, Y2, Y10
+	VPERM2F128 $0x31, Y6, Y2, Y14
+	VPERM2F128 $0x20, Y7, Y3, Y11
+	VPERM2F128 $0x31, Y7, Y3, Y1
+	VMOVUPS Y8, 0(R14)
+	VMOVUPS Y9, 256(R14)
+	VMOVUPS Y10, 512(R14)
+	VMOVUPS Y11, 768(R14)
+	VMOVUPS Y12, 1024(R14)
+	VMOVUPS Y13, 1280(R14)
+	VMOVUPS Y14, 1536(R14)
+	VMOVUPS Y1, 1792(R14)
+	ADDQ $2048, R14
+	ADDQ $16, R13
+	CMPQ R13, CX
+	JLT ktblock
+	ADDQ $32, DI
+	ADDQ $192, R11
+	DECQ DX
+	JNZ ktgroup
+	VZEROUPPER
+	RET
+
+// func tileScoresKtAVX2(kq *float32, qs *[4]*float32, kt *float32, hd, blocks int)
+//
+// kq[r*64+key] = fma chain over d = 0..hd-1 of qs[r][d]*kt[d*64+key], from
+// 0, for the four query rows r and keys 0..16*blocks-1 (kt as tileKtAVX2
+// leaves it). Per 16 keys, eight independent chains (four rows by two
+// groups of eight keys) side by side: each dimension's two key vectors
+// are loaded once for the four rows.
+TEXT ·tileScoresKtAVX2(SB), NOSPLIT, $0-40
+	MOVQ kq+0(FP), DI
+	MOVQ qs+8(FP), SI
+	MOVQ 0(SI), R8
+	MOVQ 8(SI), R9
+	MOVQ 16(SI), R10
+	MOVQ 24(SI), R11
+	MOVQ kt+16(FP), BX
+	MOVQ hd+24(FP), CX
+	MOVQ blocks+32(FP), DX
+tskblock:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	MOVQ BX, R12
+	XORQ R13, R13
+	MOVQ CX, R14
+tskdim:
+	VMOVUPS (R12), Y8
+	VMOVUPS 32(R12), Y9
+	VBROADCASTSS (R8)(R13*1), Y10
+	VFMADD231PS Y8, Y10, Y0
+	VFMADD231PS Y9, Y10, Y4
+	VBROADCASTSS (R9)(R13*1), Y11
+	VFMADD231PS Y8, Y11, Y1
+	VFMADD231PS Y9, Y11, Y5
+	VBROADCASTSS (R10)(R13*1), Y12
+	VFMADD231PS Y8, Y12, Y2
+	VFMADD231PS Y9, Y12, Y6
+	VBROADCASTSS (R11)(R13*1), Y13
+	VFMADD231PS Y8, Y13, Y3
+	VFMADD231PS Y9, Y13, Y7
+	ADDQ $256, R12
+	ADDQ $4, R13
+	DECQ R14
+	JNZ tskdim
+	VMOVUPS Y0, 0(DI)
+	VMOVUPS Y4, 32(DI)
+	VMOVUPS Y1, 256(DI)
+	VMOVUPS Y5, 288(DI)
+	VMOVUPS Y2, 512(DI)
+	VMOVUPS Y6, 544(DI)
+	VMOVUPS Y3, 768(DI)
+	VMOVUPS Y7, 800(DI)
+	ADDQ $64, DI
+	ADDQ $64, BX
+	DECQ DX
+	JNZ tskblock
+	VZEROUPPER
+	RET

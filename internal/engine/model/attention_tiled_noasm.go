@@ -13,3 +13,7 @@ func tileAccumulate(vkq []float32, p *[faTileKV]float32, rows *[faTileKV][]uint1
 }
 
 func tileExp(kq *[faTileKV]float32, m float32) { tileExpGeneric(kq, m) }
+
+func tileScoresRows(kq *[faRows][faTileKV]float32, qs *[faRows][]float32, n int, rows *[faTileKV][]uint16, nv int, kt []float32) {
+	tileScoresRowsGeneric(kq, qs, n, rows, nv, kt)
+}
