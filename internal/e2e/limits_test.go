@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -135,18 +136,18 @@ func TestMaxConnsCapsOpenConnections(t *testing.T) {
 		}
 		got <- err
 	}()
-	// The third is not served while two are open. A connection is
-	// accepted or not: after this pause it would have been served long ago.
-	// The pause stays because netutil.LimitListener waits for a slot inside
-	// Accept, on a semaphore nothing outside it can observe, and the node's
-	// real TCP listener cannot run in a synctest bubble; it checks only the
-	// node's wiring of --max-conns. The cap itself is proved without a pause
-	// by api.TestListenerCapsOpenConnections.
-	select {
-	case err := <-got:
-		t.Fatalf("third connection served while two were open (%v)", err)
-	case <-time.After(300 * time.Millisecond):
-	}
+	// The third is not served while two are open: the node's accept loop
+	// waits for a slot in netutil.LimitListener before it accepts anything,
+	// which its goroutine's stack shows. Were the cap not wired, the third
+	// would be served instead.
+	waitUntil(t, "the accept loop to wait for a connection slot, or the third connection to be served", func() bool {
+		select {
+		case err := <-got:
+			t.Fatalf("third connection served while two were open (%v)", err)
+		default:
+		}
+		return waitsForConnSlot()
+	})
 	held[0].Close()
 	select {
 	case err := <-got:
@@ -155,6 +156,22 @@ func TestMaxConnsCapsOpenConnections(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("third connection not served after one closed")
+	}
+}
+
+// waitsForConnSlot reports whether a goroutine of this process waits in
+// netutil.LimitListener's Accept for a connection to close: the accept
+// loop of a node whose --max-conns connections are all open. The limit
+// listener's semaphore is not observable otherwise, and the node's real TCP
+// listener cannot run in a synctest bubble.
+func waitsForConnSlot() bool {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return bytes.Contains(buf[:n], []byte("netutil.(*limitListener).acquire"))
+		}
+		buf = make([]byte, 2*len(buf))
 	}
 }
 
