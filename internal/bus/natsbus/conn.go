@@ -181,11 +181,21 @@ func (c *Conn) MaxPayload() int64 { return c.nc.MaxPayload() }
 
 // Close drains the connection (pending messages are delivered and handled)
 // and waits until it is closed or ctx is done, then closes it for good.
+// A connection whose server is gone (reconnecting) has nothing it could
+// drain: Close closes it and reports nothing, so a node stopping after its
+// bus died says so once, not again for every connection. A drain that
+// fails on a live connection is an error.
 func (c *Conn) Close(ctx context.Context) error {
 	if c.nc.IsClosed() {
 		return nil
 	}
-	if err := c.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+	err := c.nc.Drain()
+	if errors.Is(err, nats.ErrConnectionReconnecting) { // Drain closed it
+		<-c.closed
+		c.log.Debug("closed a NATS connection whose server is gone")
+		return nil
+	}
+	if err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 		c.nc.Close()
 		<-c.closed
 		return fmt.Errorf("natsbus: drain: %w", err)

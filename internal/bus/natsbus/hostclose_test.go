@@ -2,6 +2,7 @@ package natsbus
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -87,4 +88,60 @@ func TestTimelinesClosePromptlyWhenBusIsGone(t *testing.T) {
 			t.Error("Timelines.Close reported success with its bus gone")
 		}
 	})
+}
+
+// TestConnCloseOnLostBusIsQuiet: closing a connection whose server is gone
+// reports nothing (there is nothing it could drain) and closes it at once;
+// it reported nats.go's "connection reconnecting" as a drain error, noise
+// in a node's Shutdown after its bus died.
+func TestConnCloseOnLostBusIsQuiet(t *testing.T) {
+	var c *Conn
+	lostBus(t, "c", func(conn *Conn) { c = conn })
+	closesWithin(t, "Conn.Close", func() {
+		if err := c.Close(waitCtx(t)); err != nil {
+			t.Errorf("closing a connection whose server is gone: %v", err)
+		}
+	})
+	if !c.nc.IsClosed() {
+		t.Fatal("the connection is not closed")
+	}
+}
+
+// TestConnCloseReportsDrainFailure: a drain that cannot finish on a live
+// connection (a message handler still busy when ctx ends) is reported, and
+// the connection is closed all the same.
+func TestConnCloseReportsDrainFailure(t *testing.T) {
+	srv, err := StartServer(ServerConfig{Name: "live", DataDir: t.TempDir()}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	c, err := srv.Connect("c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	entered, release := make(chan struct{}), make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	if _, err := c.nc.Subscribe("busy", func(*nats.Msg) {
+		close(entered)
+		<-release
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.nc.Publish("busy", nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-entered:
+	case <-waitCtx(t).Done():
+		t.Fatal("the handler never ran")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the drain waits for the handler, which waits for release
+	if err := c.Close(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("closing a live connection whose drain cannot finish: %v, want the drain's context error", err)
+	}
+	if !c.nc.IsClosed() {
+		t.Fatal("the connection is not closed")
+	}
 }
