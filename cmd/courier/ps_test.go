@@ -13,11 +13,12 @@ import (
 // the gateway answered it: fields this build does not know (from a newer
 // gateway), at the top and inside a worker, survive, and nothing is added
 // (no zero values of fields the gateway left out). Without --json the
-// same answer prints as tables.
+// same answer prints as tables, the prefix cache's positions included.
 func TestPsJSONPrintsTheAnswer(t *testing.T) {
 	const status = `{"object":"status","time":1796544534,"models":["m"],` +
 		`"workers":[{"name":"w1","models":["m"],"state":"ready","slots":4,"busy":1,"free":3,"active":1,` +
-		`"kv_cache_usage":0.25,"prefix_lookups":10,"prefix_hits":4,"prefix_hit_rate":0.4,"preemptions":0,` +
+		`"kv_blocks":100,"free_kv_blocks":75,"kv_cache_usage":0.25,"prefix_lookups":10,"prefix_hits":4,"prefix_hit_rate":0.4,` +
+		`"prefix_positions":40,"prefix_copied_positions":7,"preemptions":0,` +
 		`"gpu":{"name":"future accelerator","memory_bytes":80000000000}}],` +
 		`"slots":{"busy":1,"free":3},"queues":[{"model":"m","waiting":0,"running":1}],` +
 		`"recent":{"bucket_seconds":10,"start":1796544500,"requests":[1],"tokens_per_second":[12.5],"ttft_ms":[30]},` +
@@ -49,7 +50,7 @@ func TestPsJSONPrintsTheAnswer(t *testing.T) {
 	}
 
 	code, out, errOut = capture(t, func() int { return dispatch([]string{"ps", "--url", srv.URL + "/v1"}) })
-	if code != 0 || !strings.Contains(out, "w1") {
+	if code != 0 || !strings.Contains(out, "w1") || !strings.Contains(out, "40 (7)") {
 		t.Fatalf("ps: exit %d\nstdout %q\nstderr %q", code, out, errOut)
 	}
 }

@@ -157,6 +157,7 @@ func workerStatus(hb bus.Heartbeat) fleet.Worker {
 		Active: len(hb.Active), Upstream: hb.Upstream, UpstreamLoad: hb.UpstreamLoad, UpstreamUnloaded: hb.UpstreamUnloaded,
 		KVBlocks: hb.KVBlocks, FreeKVBlocks: hb.FreeKVBlocks,
 		PrefixLookups: hb.PrefixLookups, PrefixHits: hb.PrefixHits, Preemptions: hb.Preemptions,
+		PrefixPositions: hb.PrefixPositions, PrefixCopiedPositions: hb.PrefixCopiedPositions,
 	}
 	switch {
 	case hb.Draining:

@@ -16,7 +16,8 @@ func TestStatusSummarisesWorkers(t *testing.T) {
 	d.workers = func() []bus.Heartbeat {
 		return []bus.Heartbeat{
 			{Worker: "w1", Models: []string{"tiny"}, Slots: 4, FreeSlots: 1, BackgroundSlots: 2, FreeBackgroundSlots: 2,
-				KVBlocks: 100, FreeKVBlocks: 25, PrefixLookups: 10, PrefixHits: 4, Preemptions: 3, Active: []string{"a", "b", "c"}},
+				KVBlocks: 100, FreeKVBlocks: 25, PrefixLookups: 10, PrefixHits: 4, Preemptions: 3, Active: []string{"a", "b", "c"},
+				PrefixPositions: 70, PrefixCopiedPositions: 6},
 			{Worker: "w2", Models: []string{"tiny"}, Slots: 2, FreeSlots: 0, Draining: true},
 		}
 	}
@@ -31,7 +32,8 @@ func TestStatusSummarisesWorkers(t *testing.T) {
 	}
 	w1, w2 := st.Workers[0], st.Workers[1]
 	if w1.Busy != 3 || w1.Free != 1 || w1.BackgroundBusy != 0 || w1.BackgroundFree != 2 || w1.KVUsage != 0.75 ||
-		w1.PrefixHitRate != 0.4 || w1.Preemptions != 3 || w1.Active != 3 || w1.State != "ready" {
+		w1.PrefixHitRate != 0.4 || w1.Preemptions != 3 || w1.Active != 3 || w1.State != "ready" ||
+		w1.PrefixPositions != 70 || w1.PrefixCopiedPositions != 6 {
 		t.Errorf("w1 %+v", w1)
 	}
 	if w2.State != "draining" || w2.Busy != 2 {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"courier/internal/fleet"
 )
 
 // chromium finds a headless-capable Chromium: Debian's chromium package
@@ -49,7 +51,8 @@ func runChromium(t *testing.T, bin string, args ...string) string {
 
 // TestDashboardInChromium loads the dashboard at / in headless Chromium:
 // with the API key (given in the URL's fragment) it shows the live worker
-// and a request made a moment before, each found in the DOM; without a key
+// (with the prompt positions its prefix cache gave a repeated prompt) and a
+// request made a moment before, each found in the DOM; without a key
 // it asks for one. A screenshot is kept in $COURIER_TEST_ARTIFACTS (or the
 // test's temporary folder).
 func TestDashboardInChromium(t *testing.T) {
@@ -61,21 +64,34 @@ func TestDashboardInChromium(t *testing.T) {
 	base := "http://" + n.Addr()
 
 	body := fmt.Sprintf(`{"model":%q,"prompt":"Once upon a time","max_tokens":8,"temperature":0}`, modelName)
-	req, _ := http.NewRequest(http.MethodPost, base+"/v1/completions", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer alice")
-	req.Header.Set("X-Request-Id", "dash-req-1")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("completion: %s", resp.Status)
+	for _, id := range []string{"dash-req-0", "dash-req-1"} { // the second takes the prompt from the prefix cache
+		req, _ := http.NewRequest(http.MethodPost, base+"/v1/completions", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer alice")
+		req.Header.Set("X-Request-Id", id)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("completion: %s", resp.Status)
+		}
 	}
 	requestTimeline(t, n.Addr(), "alice", "dash-req-1") // stored: the page will list it
+	var w fleet.Worker
+	waitUntil(t, "a heartbeat counting the prefix cache's positions", func() bool {
+		code, st := getStatus(t, n.Addr(), "alice")
+		if code != http.StatusOK || len(st.Workers) != 1 {
+			t.Fatalf("status: %d %+v", code, st)
+		}
+		w = st.Workers[0]
+		return w.PrefixPositions > 0
+	})
 
 	dom := runChromium(t, bin, "--dump-dom", base+"/#key=alice")
-	for _, want := range []string{`data-worker="w-dash"`, `data-request="dash-req-1"`, `data-model="` + modelName + `"`} {
+	for _, want := range []string{`data-worker="w-dash"`, `data-request="dash-req-1"`, `data-model="` + modelName + `"`,
+		fmt.Sprintf(`data-prefix-positions="%d" data-prefix-copied-positions="%d"`, w.PrefixPositions, w.PrefixCopiedPositions),
+		fmt.Sprintf(`>%d (%d copied)</td>`, w.PrefixPositions, w.PrefixCopiedPositions)} {
 		if !strings.Contains(dom, want) {
 			t.Errorf("the dashboard's DOM lacks %s:\n%s", want, dom)
 		}

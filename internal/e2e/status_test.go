@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 
 	"github.com/openai/openai-go/v3"
@@ -13,8 +14,9 @@ import (
 	"courier/internal/fleet"
 )
 
-// TestStatusAndPs: after a request, GET /v1/status (with a key) names the
-// live worker with its slots and KV cache, and counts the request and its
+// TestStatusAndPs: after two requests, GET /v1/status (with a key) names
+// the live worker with its slots, KV cache and the prompt positions the
+// second took from the prefix cache, and counts the requests and their
 // tokens; `courier ps` prints the same.
 func TestStatusAndPs(t *testing.T) {
 	if testing.Short() {
@@ -30,21 +32,28 @@ func TestStatusAndPs(t *testing.T) {
 		t.Fatal("a completion without the key was answered")
 	}
 	ca := clientKey(t, n.Addr(), "alice")
-	if _, err := ca.Completions.New(ctx, completionParams("Once upon a time", 7)); err != nil {
-		t.Fatal(err)
+	for range 2 { // the second takes the prompt from the prefix cache
+		if _, err := ca.Completions.New(ctx, completionParams("Once upon a time", 7)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if code, _ := getStatus(t, n.Addr(), ""); code != http.StatusUnauthorized {
 		t.Fatalf("status without a key: %d", code)
 	}
-	code, st := getStatus(t, n.Addr(), "alice")
-	if code != http.StatusOK || len(st.Workers) != 1 {
-		t.Fatalf("status: %d %+v", code, st)
-	}
+	var st *fleet.Status
+	waitUntil(t, "a heartbeat counting the prefix cache's positions", func() bool {
+		var code int
+		code, st = getStatus(t, n.Addr(), "alice")
+		if code != http.StatusOK || len(st.Workers) != 1 {
+			t.Fatalf("status: %d %+v", code, st)
+		}
+		return st.Workers[0].PrefixPositions > 0
+	})
 	w := st.Workers[0]
 	if w.Name != "w-status" || w.State != "ready" || w.Slots != 4 || w.Free != 4 || w.KVBlocks == 0 {
 		t.Fatalf("worker %+v", w)
 	}
-	if reqs, tps, ttft := st.Recent.Recently(len(st.Recent.Requests)); reqs != 1 || tps <= 0 || ttft <= 0 {
+	if reqs, tps, ttft := st.Recent.Recently(len(st.Recent.Requests)); reqs != 2 || tps <= 0 || ttft <= 0 {
 		t.Fatalf("recent: %d requests, %.2f tokens/s, ttft %.2f ms: %+v", reqs, tps, ttft, st.Recent)
 	}
 	if len(st.Queues) != 1 || st.Queues[0].Model != modelName || !st.Timelines {
@@ -59,7 +68,8 @@ func TestStatusAndPs(t *testing.T) {
 	if err != nil {
 		t.Fatalf("courier ps: %v\n%s", err, out)
 	}
-	for _, want := range []string{"w-status", modelName, "ready", "0/4", "last minute on this gateway: 1 requests"} {
+	reused := fmt.Sprintf("%d (%d)", w.PrefixPositions, w.PrefixCopiedPositions)
+	for _, want := range []string{"w-status", modelName, "ready", "0/4", reused, "last minute on this gateway: 2 requests"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("courier ps lacks %q:\n%s", want, out)
 		}

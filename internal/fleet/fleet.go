@@ -78,7 +78,13 @@ type Worker struct {
 	PrefixLookups int64   `json:"prefix_lookups"`
 	PrefixHits    int64   `json:"prefix_hits"`
 	PrefixHitRate float64 `json:"prefix_hit_rate"`
-	Preemptions   int64   `json:"preemptions"`
+	// PrefixPositions counts the prompt positions the engine took from its
+	// prefix cache instead of evaluating them, since the worker started;
+	// PrefixCopiedPositions, the part of them copied from a cached partial
+	// block (the rest were whole blocks shared). See bus.Heartbeat.
+	PrefixPositions       int64 `json:"prefix_positions"`
+	PrefixCopiedPositions int64 `json:"prefix_copied_positions"`
+	Preemptions           int64 `json:"preemptions"`
 }
 
 // Queue is the requests of one model waiting for a slot on this gateway.
@@ -180,21 +186,23 @@ func Print(w io.Writer, st *Status) error {
 	p.line("slots: %d busy, %d free; background: %d busy, %d free",
 		st.Slots.Busy, st.Slots.Free, st.Slots.BackgroundBusy, st.Slots.BackgroundFree)
 	p.line("")
-	t := newTable("WORKER", "MODELS", "STATE", "SLOTS BUSY/ALL", "BACKGROUND BUSY/ALL", "KV USED", "PREFIX HITS", "PREEMPTED")
+	t := newTable("WORKER", "MODELS", "STATE", "SLOTS BUSY/ALL", "BACKGROUND BUSY/ALL", "KV USED", "PREFIX HITS",
+		"PREFIX POSITIONS (COPIED)", "PREEMPTED")
 	for _, wk := range st.Workers {
 		bg := "-"
 		if wk.BackgroundSlots > 0 {
 			bg = fmt.Sprintf("%d/%d", wk.BackgroundBusy, wk.BackgroundSlots)
 		}
-		kv, hits := "-", "-"
-		if wk.KVBlocks > 0 {
+		kv, hits, reused := "-", "-", "-"
+		if wk.KVBlocks > 0 { // an engine of its own: upstream workers have no cache to count
 			kv = pct(wk.KVUsage)
+			reused = fmt.Sprintf("%d (%d)", wk.PrefixPositions, wk.PrefixCopiedPositions)
 		}
 		if wk.PrefixLookups > 0 {
 			hits = pct(wk.PrefixHitRate)
 		}
 		t.row(wk.Name, strings.Join(wk.Models, ","), wk.State, fmt.Sprintf("%d/%d", wk.Busy, wk.Slots), bg, kv, hits,
-			fmt.Sprint(wk.Preemptions))
+			reused, fmt.Sprint(wk.Preemptions))
 	}
 	p.table(t, "no live workers")
 	// Upstream workers: what their slots are measured by, and what their

@@ -70,14 +70,21 @@ function drawWorkers(st) {
       ? el("td", {}, bar(w.kv_cache_usage, `${w.kv_blocks - w.free_kv_blocks} of ${w.kv_blocks} blocks`), pct(w.kv_cache_usage))
       : el("td", { class: "muted" }, "-");
     const hits = el("td", { class: "num" }, w.prefix_lookups > 0 ? pct(w.prefix_hit_rate) : "-");
+    // Prompt positions taken from the prefix cache, not evaluated (the
+    // copied ones from a cached partial block); upstream workers have none.
+    const reused = w.kv_blocks > 0
+      ? el("td", { class: "num", "data-prefix-positions": w.prefix_positions, "data-prefix-copied-positions": w.prefix_copied_positions,
+          title: `${w.prefix_positions - w.prefix_copied_positions} in shared blocks, ${w.prefix_copied_positions} copied from partial blocks` },
+          `${w.prefix_positions} (${w.prefix_copied_positions} copied)`)
+      : el("td", { class: "muted" }, "-");
     return el("tr", { "data-worker": w.name },
       el("td", {}, w.name + (w.upstream ? " → " + w.upstream : "")),
       el("td", {}, w.models.join(", ")),
       el("td", { class: "state-" + w.state }, w.state),
-      slots, bg, kv, hits,
+      slots, bg, kv, hits, reused,
       el("td", { class: "num" }, w.preemptions));
   }));
-  if (st.workers.length === 0) fill($("workers"), [el("tr", {}, el("td", { colspan: 8, class: "muted" }, "no live workers"))]);
+  if (st.workers.length === 0) fill($("workers"), [el("tr", {}, el("td", { colspan: 9, class: "muted" }, "no live workers"))]);
 }
 
 function drawQueues(st) {
