@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -129,14 +130,28 @@ func (t logitsTail) Ready() bool                                 { return t.p.Re
 // generateConcurrent runs conc greedy generations of n tokens, spread
 // over the engines, and returns the tokens generated.
 func generateConcurrent(b *testing.B, es []*engine.Engine, conc, n int) int {
+	return generateEmitting(b, es, conc, n, false)
+}
+
+// benchRequests numbers the requests whose last stage emits the chunks.
+var benchRequests atomic.Int64
+
+// generateEmitting is generateConcurrent where, with emit, the last stage
+// emits each generation's chunks (engine.Request.Out) to gateway "gw"'s
+// subject.
+func generateEmitting(b *testing.B, es []*engine.Engine, conc, n int, emit bool) int {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	total := 0
 	for i := range conc {
 		wg.Go(func() {
 			prompt := []int32{1, int32(300 + i), int32(400 + i), int32(500 + i)}
-			res, err := es[i%len(es)].Generate(context.Background(), engine.Request{Prompt: prompt, MaxTokens: n, IgnoreEOS: true},
-				func(engine.Token) error { return nil })
+			req := engine.Request{Prompt: prompt, MaxTokens: n, IgnoreEOS: true}
+			if emit {
+				id := fmt.Sprintf("cmpl-%d", benchRequests.Add(1))
+				req.Out = &engine.StreamOut{Subject: cbus.ChunkSubject("gw", id), ID: id, Worker: "first", Attempt: 1, Seq: 1, Frames: 3}
+			}
+			res, err := es[i%len(es)].Generate(context.Background(), req, func(engine.Token) error { return nil })
 			if err != nil {
 				b.Error(err)
 			}
@@ -157,6 +172,8 @@ func generateConcurrent(b *testing.B, es []*engine.Engine, conc, n int) int {
 // flight each) sharing the second, 2 stages whose first stage samples
 // from the logits sent back (-logits), and 2 and 3 stages split into as
 // many blocks each (-even) instead of --stage's compute-weighted shares,
+// and 2 stages (in-process and TCP) whose last stage emits the chunks
+// (-emit, engine.Request.Out, to a gateway's connection on the bus),
 // every setup loaded at once
 // and measured in turn within each round (so a busy moment of the machine
 // hits them alike): aggregate decode tokens/s at 1, 4, 8 and 16 streams,
@@ -206,6 +223,7 @@ func BenchmarkPipeline(b *testing.B) {
 		name   string
 		stages int
 		load   func() []*engine.Engine
+		emit   bool // the last stage emits the chunks (to a gateway's connection that drops them)
 		e      []*engine.Engine
 		secs   map[int]float64 // streams -> seconds spent
 		toks   map[int]int     // streams -> tokens generated
@@ -218,6 +236,20 @@ func BenchmarkPipeline(b *testing.B) {
 	pipe := func(n, lanes, depth int, logits bool, dial func(*testing.B) func(string) *natsbus.Conn) func() []*engine.Engine {
 		return func() []*engine.Engine { return loadBenchPipeline(b, path, n, lanes, depth, logits, false, dial(b)) }
 	}
+	// emitting is pipe with a gateway's connection on the bus that takes
+	// the chunks the last stage emits.
+	emitting := func(n int, dial func(*testing.B) func(string) *natsbus.Conn) func() []*engine.Engine {
+		return func() []*engine.Engine {
+			d := dial(b)
+			es := loadBenchPipeline(b, path, n, 1, 0, false, false, d)
+			stop, err := d("gw").Subscribe("courier.chunk.gw.*", func([]byte) {})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(stop)
+			return es
+		}
+	}
 	even := func(n int) func() []*engine.Engine {
 		return func() []*engine.Engine { return loadBenchPipeline(b, path, n, 1, 0, false, true, inproc(b)) }
 	}
@@ -226,6 +258,10 @@ func BenchmarkPipeline(b *testing.B) {
 		{name: "2stages-inproc-1inflight", stages: 2, load: pipe(2, 1, 1, false, inproc)},
 		{name: "2stages-inproc", stages: 2, load: pipe(2, 1, 0, false, inproc)},
 		{name: "2stages-tcp", stages: 2, load: pipe(2, 1, 0, false, tcp)},
+		// The last stage emits the chunks (engine.Request.Out), as a
+		// worker has it do for plain completions and chats.
+		{name: "2stages-inproc-emit", stages: 2, load: emitting(2, inproc), emit: true},
+		{name: "2stages-tcp-emit", stages: 2, load: emitting(2, tcp), emit: true},
 		{name: "3stages-inproc-1inflight", stages: 3, load: pipe(3, 1, 1, false, inproc)},
 		{name: "3stages-inproc", stages: 3, load: pipe(3, 1, 0, false, inproc)},
 		// Two first stages (8 slots each, one step in flight each)
@@ -263,7 +299,7 @@ func BenchmarkPipeline(b *testing.B) {
 			}
 			for _, s := range setups {
 				t0 := time.Now()
-				s.toks[conc] += generateConcurrent(b, s.e, conc, tokens)
+				s.toks[conc] += generateEmitting(b, s.e, conc, tokens, s.emit)
 				s.secs[conc] += time.Since(t0).Seconds()
 			}
 		}
@@ -386,8 +422,8 @@ func BenchmarkBusRoundTrip(b *testing.B) {
 // (engine.Request.Out: -last). A third connection stands for the gateway
 // and takes the frames. Per token it takes, at the first stage, the time
 // from handing a step to the Pipeline to taking its answer, less the last
-// stage's own work on it (its layers, the head, the sampling and, with
-// -last, the chunk): what the boundary adds, both ways
+// stage's own work on it (its layers, the head and the sampling; with
+// -last the chunk frames it makes count in): what the boundary adds, both ways
 // (us_boundary_<bus>_<who>); and the time from the last stage's sample
 // of a token to its chunk reaching the gateway (us_sample_to_gw_<bus>_<who>).
 // Per request: the time to the first chunk at the gateway
