@@ -322,11 +322,17 @@ func BenchmarkPipeline(b *testing.B) {
 }
 
 // benchBus starts a NATS server for a benchmark, in-process ("inproc")
-// or listening on loopback TCP ("tcp"), and returns how to connect to it
-// by name; b's cleanups close the connections, then the server.
+// or listening on loopback TCP ("tcp"; "tcp-wt": connections that write
+// through, natsbus.WriteThrough, but for "gw", a gateway's), and returns
+// how to connect to it by name; b's cleanups close the connections, then
+// the server.
 func benchBus(b *testing.B, bus string) func(name string) *natsbus.Conn {
 	cfg := natsbus.ServerConfig{Name: "b", DataDir: b.TempDir(), MaxPayload: 8 << 20}
-	if bus == "tcp" {
+	var opts []natsbus.DialOption
+	if bus == "tcp-wt" {
+		opts = append(opts, natsbus.WriteThrough())
+	}
+	if bus != "inproc" {
 		cfg.Listen = "127.0.0.1:0"
 	}
 	srv, err := natsbus.StartServer(cfg, nil)
@@ -337,8 +343,12 @@ func benchBus(b *testing.B, bus string) func(name string) *natsbus.Conn {
 	return func(name string) *natsbus.Conn {
 		var c *natsbus.Conn
 		var err error
-		if bus == "tcp" {
-			c, err = natsbus.Dial(srv.ClientURL(), name, natsbus.ClientAuth{}, nil)
+		if bus != "inproc" {
+			o := opts
+			if name == "gw" {
+				o = nil // a gateway dials as before
+			}
+			c, err = natsbus.Dial(srv.ClientURL(), name, natsbus.ClientAuth{}, nil, o...)
 		} else {
 			c, err = srv.Connect(name)
 		}
@@ -353,14 +363,15 @@ func benchBus(b *testing.B, bus string) func(name string) *natsbus.Conn {
 // BenchmarkBusRoundTrip measures the floor under a stage boundary: a bare
 // NATS round trip between two connections of one process, a 3 KB message
 // out (one decode row of the 134M model's hidden state) and 100 bytes
-// back, over an in-process server and over TCP on loopback, hot (round
+// back, over an in-process server and over TCP on loopback (tcp-wt:
+// connections that write through, natsbus.WriteThrough), hot (round
 // trips back to back) and after a 3 ms pause before each (as between the
 // steps of one stream, when the threads of the bus's goroutines park).
 // It reports the median microseconds per round trip (us_rtt_<bus>_<hot|idle>):
 //
 //	flock -x /tmp/courier-cpu.lock go test ./internal/stage/ -run XXX -bench BusRoundTrip -benchtime 300x
 func BenchmarkBusRoundTrip(b *testing.B) {
-	for _, bus := range []string{"inproc", "tcp"} {
+	for _, bus := range []string{"inproc", "tcp", "tcp-wt"} {
 		dial := benchBus(b, bus)
 		a, z := dial("a"), dial("z")
 		back := make(chan struct{}, 1)
@@ -415,7 +426,9 @@ func BenchmarkBusRoundTrip(b *testing.B) {
 // BenchmarkBoundary measures one stage boundary directly, and who emits
 // the chunks (docs/architecture.md, "Who emits the chunks"): one stream
 // through 2 stages of the 134M model (Q8_0, --stage's split) over an
-// in-process NATS server and over TCP on loopback, each request run twice
+// in-process NATS server and over TCP on loopback (tcp; tcp-wt with
+// connections that write through, natsbus.WriteThrough, as stage workers
+// dial), each request run twice
 // in turn: with the first stage emitting (its caller publishes each
 // token's chunk frame on the first stage's connection, then the final
 // one, as a worker does: -first) and with the last stage emitting
@@ -447,7 +460,7 @@ func BenchmarkBoundary(b *testing.B) {
 		return v[len(v)/2]
 	}
 	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
-	for _, bus := range []string{"inproc", "tcp"} {
+	for _, bus := range []string{"inproc", "tcp", "tcp-wt"} {
 		dial := benchBus(b, bus)
 		st, err := engine.LoadStage(path, engine.StageOptions{Layers: split[1], ContextLength: 512, Threads: 1})
 		if err != nil {

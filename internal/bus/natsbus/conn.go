@@ -100,17 +100,39 @@ func (a ClientAuth) options() ([]nats.Option, error) {
 	return opts, nil
 }
 
+// DialOption adjusts a connection Dial makes.
+type DialOption func(*[]nats.Option)
+
+// WriteThrough has every publish on the connection write the socket at
+// once, from the publishing goroutine (nats.go's WriteBufferSize(1)),
+// instead of waking nats.go's flusher goroutine to write it. After a
+// pause the flusher's thread has parked, and waking it is about half of a
+// bus round trip over TCP (BenchmarkRoundTripTCP, and BenchmarkBoundary's
+// tcp-wt in internal/stage). The node does not dial with it yet: in
+// BenchmarkBoundary chunks from write-through stages reached a gateway's
+// connection 1.4–2.1 ms after their sample instead of 0.24–0.56 ms, which
+// the bare benchmark does not show (docs/architecture.md, "Where a
+// boundary's time goes"). It costs a write system call per message, and
+// is for network connections only: on an in-process connection a write
+// waits for the server to read it.
+func WriteThrough() DialOption {
+	return func(o *[]nats.Option) { *o = append(*o, nats.WriteBufferSize(1)) }
+}
+
 // Dial connects to the NATS server(s) at url (comma-separated for a
 // cluster) as auth says.
-func Dial(url, name string, auth ClientAuth, log *slog.Logger) (*Conn, error) {
+func Dial(url, name string, auth ClientAuth, log *slog.Logger, opts ...DialOption) (*Conn, error) {
 	if url == "" {
 		return nil, errors.New("natsbus: empty NATS URL")
 	}
-	opts, err := auth.options()
+	nopts, err := auth.options()
 	if err != nil {
 		return nil, err
 	}
-	return connect(url, name, log, opts...)
+	for _, o := range opts {
+		o(&nopts)
+	}
+	return connect(url, name, log, nopts...)
 }
 
 func connect(url, name string, log *slog.Logger, extra ...nats.Option) (*Conn, error) {
