@@ -15,6 +15,17 @@ func gemmF16x3x4AVX2(w *[3]*byte, a *[4]*byte, n16 int, lo *[3][4][8]float32, ou
 //go:noescape
 func gemmF16x2x4AVX2(w *[3]*byte, a *[4]*byte, n16 int, lo *[3][4][8]float32, out *[3][4]float32)
 
+// gemmF16G8x4AVX2 runs the F16 tiles of a whole group of eight weight
+// rows (wrb bytes apart from w) against four activation rows and stores
+// output (q, p) at outs[p][q]; buf is zeroed scratch.
+//
+//go:noescape
+func gemmF16G8x4AVX2(w *byte, wrb int, a *[4]*byte, n16 int, buf *[f16GroupBuf]float32, outs *[4]*float32)
+
+// f16GroupBuf is the accumulator scratch of gemmF16G8x4AVX2: [tile][pass]
+// twelve eight-lane accumulators (the two-row tile uses eight).
+const f16GroupBuf = 3 * 2 * 12 * 8
+
 //go:noescape
 func gemmF32x3x4AVX2(w *[3]*byte, a *[4]*byte, n16 int, lo *[3][4][8]float32, out *[3][4]float32)
 
@@ -30,6 +41,7 @@ func init() {
 	fastKernels[gguf.TypeF32] = k
 	k = fastKernels[gguf.TypeF16]
 	k.gemmGroup = groupGemmF16AVX2
+	k.gemmGroupOut = groupOutGemmF16AVX2
 	fastKernels[gguf.TypeF16] = k
 }
 
@@ -43,6 +55,20 @@ func groupGemmF32AVX2(w []byte, wrb, nw int, a []byte, arb, m, cols int, res *[g
 // tile, so no tile computes a row twice for a group of eight.
 func groupGemmF16AVX2(w []byte, wrb, nw int, a []byte, arb, m, cols int, res *[groupW * groupA]float32) {
 	_, _ = w[(nw-1)*wrb+2*cols-1], a[(m-1)*arb+2*cols-1]
+	if nw == groupW {
+		var outs [groupA][groupW]float32
+		var g groupOut
+		for p := range g.outs {
+			g.outs[p] = &outs[p][0]
+		}
+		groupOutGemmF16AVX2(w, wrb, nw, a, arb, m, cols, &g)
+		for q := 0; q < nw; q++ {
+			for p := 0; p < m; p++ {
+				res[q*m+p] = outs[p][q]
+			}
+		}
+		return
+	}
 	var rows [4]*byte
 	actRows(&rows, a, arb, m)
 	var wp [3]*byte
@@ -95,4 +121,19 @@ func groupGemm3x4(w []byte, wrb, nw int, a []byte, arb, m, cols int, res *[group
 			}
 		}
 	}
+}
+
+// groupOutGemmF16AVX2 is the groupOutFunc of F16 prompt rows: whole
+// groups of eight weight rows in one gemmF16G8x4AVX2 call (other groups
+// go to groupGemmF16AVX2).
+func groupOutGemmF16AVX2(w []byte, wrb, nw int, a []byte, arb, m, cols int, g *groupOut) bool {
+	if nw != groupW {
+		return false
+	}
+	_, _ = w[(nw-1)*wrb+2*cols-1], a[(m-1)*arb+2*cols-1]
+	var rows [4]*byte
+	actRows(&rows, a, arb, m)
+	var buf [f16GroupBuf]float32
+	gemmF16G8x4AVX2(&w[0], wrb, &rows, cols/16, &buf, &g.outs)
+	return true
 }

@@ -423,3 +423,135 @@ gemmF16x2x4AVX2_store1:
 	REDUCE16(224, Y7, X7, 28)
 	VZEROUPPER
 	RET
+
+// gemmF16G8x4AVX2: the F16 tile loop of a whole group, eight weight rows
+// (tiles of three, three and two) by four activation rows, in one call.
+// The columns go in chunks of F16CHUNK bytes of every row (512 columns):
+// for each chunk, each tile runs both passes (lanes 0-7, then 8-15 of
+// every 16 elements) with its accumulators loaded from and stored back to
+// buf, so the chunk's twelve rows (12 KiB) are read from L2 once and both
+// passes find them in L1; each lane still adds its products in column
+// order, so every output is gemmF16's. At the end each output's two
+// halves are reduced as reduce16 and stored at outs[p][q].
+//
+// buf: [tile][pass][4*h+p][8]float32 at byte ((2*tile+pass)*12+4*h+p)*32;
+// zero on entry.
+
+#define F16CHUNK 1024
+
+// F16T3(OFF, B, L): one pass (element offset OFF bytes into each 32-byte
+// group) of the three-row tile at SI, R11, R12 over bytes [R13, CX) of
+// the rows; accumulators at B(DX).
+#define F16T3(OFF, B, L) \
+	VMOVUPS B+0(DX), Y0; VMOVUPS B+32(DX), Y1; VMOVUPS B+64(DX), Y2; VMOVUPS B+96(DX), Y3; \
+	VMOVUPS B+128(DX), Y4; VMOVUPS B+160(DX), Y5; VMOVUPS B+192(DX), Y6; VMOVUPS B+224(DX), Y7; \
+	VMOVUPS B+256(DX), Y8; VMOVUPS B+288(DX), Y9; VMOVUPS B+320(DX), Y10; VMOVUPS B+352(DX), Y11; \
+	MOVQ R13, BX; \
+L: \
+	VCVTPH2PS OFF(SI)(BX*1), Y12; \
+	VCVTPH2PS OFF(R11)(BX*1), Y13; \
+	VCVTPH2PS OFF(R12)(BX*1), Y14; \
+	VCVTPH2PS OFF(DI)(BX*1), Y15; \
+	VFMADD231PS Y15, Y12, Y0; VFMADD231PS Y15, Y13, Y4; VFMADD231PS Y15, Y14, Y8; \
+	VCVTPH2PS OFF(R8)(BX*1), Y15; \
+	VFMADD231PS Y15, Y12, Y1; VFMADD231PS Y15, Y13, Y5; VFMADD231PS Y15, Y14, Y9; \
+	VCVTPH2PS OFF(R9)(BX*1), Y15; \
+	VFMADD231PS Y15, Y12, Y2; VFMADD231PS Y15, Y13, Y6; VFMADD231PS Y15, Y14, Y10; \
+	VCVTPH2PS OFF(R10)(BX*1), Y15; \
+	VFMADD231PS Y15, Y12, Y3; VFMADD231PS Y15, Y13, Y7; VFMADD231PS Y15, Y14, Y11; \
+	ADDQ $32, BX; \
+	CMPQ BX, CX; \
+	JB L; \
+	VMOVUPS Y0, B+0(DX); VMOVUPS Y1, B+32(DX); VMOVUPS Y2, B+64(DX); VMOVUPS Y3, B+96(DX); \
+	VMOVUPS Y4, B+128(DX); VMOVUPS Y5, B+160(DX); VMOVUPS Y6, B+192(DX); VMOVUPS Y7, B+224(DX); \
+	VMOVUPS Y8, B+256(DX); VMOVUPS Y9, B+288(DX); VMOVUPS Y10, B+320(DX); VMOVUPS Y11, B+352(DX)
+
+// F16T2(OFF, B, L): F16T3 for the two-row tile at SI, R11.
+#define F16T2(OFF, B, L) \
+	VMOVUPS B+0(DX), Y0; VMOVUPS B+32(DX), Y1; VMOVUPS B+64(DX), Y2; VMOVUPS B+96(DX), Y3; \
+	VMOVUPS B+128(DX), Y4; VMOVUPS B+160(DX), Y5; VMOVUPS B+192(DX), Y6; VMOVUPS B+224(DX), Y7; \
+	MOVQ R13, BX; \
+L: \
+	VCVTPH2PS OFF(SI)(BX*1), Y12; \
+	VCVTPH2PS OFF(R11)(BX*1), Y13; \
+	VCVTPH2PS OFF(DI)(BX*1), Y15; \
+	VFMADD231PS Y15, Y12, Y0; VFMADD231PS Y15, Y13, Y4; \
+	VCVTPH2PS OFF(R8)(BX*1), Y15; \
+	VFMADD231PS Y15, Y12, Y1; VFMADD231PS Y15, Y13, Y5; \
+	VCVTPH2PS OFF(R9)(BX*1), Y15; \
+	VFMADD231PS Y15, Y12, Y2; VFMADD231PS Y15, Y13, Y6; \
+	VCVTPH2PS OFF(R10)(BX*1), Y15; \
+	VFMADD231PS Y15, Y12, Y3; VFMADD231PS Y15, Y13, Y7; \
+	ADDQ $32, BX; \
+	CMPQ BX, CX; \
+	JB L; \
+	VMOVUPS Y0, B+0(DX); VMOVUPS Y1, B+32(DX); VMOVUPS Y2, B+64(DX); VMOVUPS Y3, B+96(DX); \
+	VMOVUPS Y4, B+128(DX); VMOVUPS Y5, B+160(DX); VMOVUPS Y6, B+192(DX); VMOVUPS Y7, B+224(DX)
+
+// RED16(LO, HI, P, Q): reduce the output whose lanes 0-7 are at LO(DX)
+// and 8-15 at HI(DX) as reduce16 (REDUCE16's instructions) and store it
+// at element Q of output row P (outs in R13).
+#define RED16(LO, HI, P, Q) \
+	VMOVUPS 0+HI(DX), Y0; \
+	VADDPS 0+LO(DX), Y0, Y0; \
+	VEXTRACTF128 $1, Y0, X15; \
+	VADDPS X15, X0, X0; \
+	VPERMILPS $0x4e, X0, X15; \
+	VADDPS X15, X0, X0; \
+	VPERMILPS $0xb1, X0, X15; \
+	VADDSS X15, X0, X0; \
+	MOVQ 0+8*P(R13), AX; \
+	VMOVSS X0, 0+4*Q(AX)
+
+// RED4(T, H, Q): the four outputs of weight row Q (row H of tile T).
+#define RED4(T, H, Q) \
+	RED16((2*T*12+4*H)*32, ((2*T+1)*12+4*H)*32, 0, Q); \
+	RED16((2*T*12+4*H+1)*32, ((2*T+1)*12+4*H+1)*32, 1, Q); \
+	RED16((2*T*12+4*H+2)*32, ((2*T+1)*12+4*H+2)*32, 2, Q); \
+	RED16((2*T*12+4*H+3)*32, ((2*T+1)*12+4*H+3)*32, 3, Q)
+
+// func gemmF16G8x4AVX2(w *byte, wrb int, a *[4]*byte, n16 int, buf *[576]float32, outs *[4]*float32)
+TEXT ·gemmF16G8x4AVX2(SB), NOSPLIT, $0-48
+	MOVQ a+16(FP), AX
+	MOVQ 0(AX), DI
+	MOVQ 8(AX), R8
+	MOVQ 16(AX), R9
+	MOVQ 24(AX), R10
+	MOVQ buf+32(FP), DX
+	MOVQ n16+24(FP), R15
+	SHLQ $5, R15
+	XORQ R13, R13
+f16g_chunk:
+	MOVQ R13, CX
+	ADDQ $F16CHUNK, CX
+	CMPQ CX, R15
+	CMOVQHI R15, CX
+	MOVQ w+0(FP), SI
+	MOVQ wrb+8(FP), AX
+	LEAQ (SI)(AX*1), R11
+	LEAQ (R11)(AX*1), R12
+	F16T3(0, 0, f16g_t0p0)
+	F16T3(16, 384, f16g_t0p1)
+	LEAQ (R12)(AX*1), SI
+	LEAQ (SI)(AX*1), R11
+	LEAQ (R11)(AX*1), R12
+	F16T3(0, 768, f16g_t1p0)
+	F16T3(16, 1152, f16g_t1p1)
+	LEAQ (R12)(AX*1), SI
+	LEAQ (SI)(AX*1), R11
+	F16T2(0, 1536, f16g_t2p0)
+	F16T2(16, 1920, f16g_t2p1)
+	MOVQ CX, R13
+	CMPQ R13, R15
+	JB f16g_chunk
+	MOVQ outs+40(FP), R13
+	RED4(0, 0, 0)
+	RED4(0, 1, 1)
+	RED4(0, 2, 2)
+	RED4(1, 0, 3)
+	RED4(1, 1, 4)
+	RED4(1, 2, 5)
+	RED4(2, 0, 6)
+	RED4(2, 1, 7)
+	VZEROUPPER
+	RET

@@ -19,9 +19,9 @@ type kernel struct {
 	// exactly what dot and gemm compute per output (nil: dot/gemm per
 	// output).
 	dotGroup, gemmGroup groupFunc
-	// dotGroupOut, when set, is dotGroup writing straight to the output
-	// rows (see groupOutFunc).
-	dotGroupOut groupOutFunc
+	// dotGroupOut and gemmGroupOut, when set, are dotGroup and gemmGroup
+	// writing straight to the output rows (see groupOutFunc).
+	dotGroupOut, gemmGroupOut groupOutFunc
 	// side, when set, is data that the multi-row kernel reads after each
 	// converted activation row (MatMuls of two or more rows).
 	side *actSide

@@ -486,6 +486,6 @@ func (j *job) plan(k kernel, modes []RowMode) {
 		}
 	case k.gemm != nil && w.Cols%k.gemmK == 0 && w.Rows%4 == 0:
 		j.cls[classPrompt].dot, j.cls[classPrompt].group, j.cls[classPrompt].rows = k.gemm, k.gemmGroup, nil
-		j.cls[classPrompt].out = nil
+		j.cls[classPrompt].out = k.gemmGroupOut
 	}
 }
