@@ -35,9 +35,10 @@ type Request struct {
 	// (the n choices of a client's request). A request of the group that
 	// starts while another runs forks that one's evaluated prompt (its KV
 	// blocks shared, a partial last block copied) instead of evaluating it
-	// again, and evaluates only the prompt's last row for its own logits;
-	// one that starts while the group's first is still evaluating the
-	// prompt waits for it. Results are those of the request alone.
+	// again, and evaluates only the prompt's last row for its own logits
+	// (a resumed one, only its Resume tokens); one that starts while the
+	// group's first is still evaluating the prompt waits for it. Results
+	// are those of the request alone.
 	Share string
 	// Grammar, when set, constrains the output (structured outputs): each
 	// step only tokens that keep the text a prefix of a sentence of the

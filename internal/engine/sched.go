@@ -517,7 +517,7 @@ func (s *scheduler) canRun(sl *slot, fg bool) bool {
 // input token and every generated token want logits.
 func (s *scheduler) addRows(sl *slot, end int) {
 	b := &s.batch
-	sl.inBatch = true
+	sl.inBatch, sl.batchFrom = true, sl.nPast
 	for i := sl.nPast; i < end; i++ {
 		want := i >= sl.nInput-1
 		addRow(b, sl.tokens[i], i, sl.cache, want, sl.modes[i])

@@ -154,3 +154,77 @@ func BenchmarkSharedPromptChoices(b *testing.B) {
 	b.ReportMetric(float64(shared)/float64(alone), "shared/alone")
 	b.ReportMetric(float64(e.Capacity().ForkedPositions-forked)/n, "forked/op")
 }
+
+// TestResumedChoicesForkThePrompt: the four choices of a request resumed
+// after a lost worker (each with Resume, the tokens its client has, and
+// Share) evaluate the prompt once: three fork all of it from the first
+// (ForkedPositions grows by 3 x len) and evaluate only their own resumed
+// tokens, and each continues exactly as it did uninterrupted. They
+// evaluated the prompt four times before resumed requests could fork.
+func TestResumedChoicesForkThePrompt(t *testing.T) {
+	e, err := Load(testutil.Model(t, "stories260K.gguf"), Options{Slots: 4, KVBlockSize: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ctx := context.Background()
+	prompt, _ := e.Tokenize("Once upon a time, there was a little girl named Lily. She loved to play", true, false)
+	if len(prompt)%4 == 0 {
+		prompt = prompt[:len(prompt)-1] // a partial last block, to be copied
+	}
+	// As in TestSharedPromptForks, more tokens after the resumed ones than
+	// a slot's ring holds, so the first choice still runs when the last
+	// starts; the choices were cut after 1 to 4 tokens.
+	const cut = 4
+	maxTokens := cut + ringSize + 8
+	req := func(j int, resume []int32) Request {
+		return Request{Prompt: prompt, Resume: resume, MaxTokens: maxTokens, IgnoreEOS: true, Share: "g",
+			Sampling: sampler.Params{Temperature: 1, Seed: uint64(j), ExplicitSeed: true}}
+	}
+	alone := make([][]int32, 4)
+	for j := range alone {
+		if _, err := e.Generate(ctx, req(j, nil), func(tok Token) error {
+			if tok.ID >= 0 {
+				alone[j] = append(alone[j], tok.ID)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := e.Capacity().ForkedPositions
+	together := make([][]int32, 4)
+	var started sync.WaitGroup // no choice finishes before all four have started
+	started.Add(4)
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for j := range together {
+		resume := alone[j][:1+j%cut]
+		wg.Go(func() {
+			first := true
+			_, errs[j] = e.Generate(ctx, req(j, resume), func(tok Token) error {
+				if first {
+					first = false
+					started.Done()
+					started.Wait()
+				}
+				if tok.ID >= 0 {
+					together[j] = append(together[j], tok.ID)
+				}
+				return nil
+			})
+		})
+	}
+	wg.Wait()
+	for j := range together {
+		if errs[j] != nil {
+			t.Fatal(errs[j])
+		}
+		if want := alone[j][1+j%cut:]; !slices.Equal(together[j], want) {
+			t.Errorf("choice %d resumed after %d tokens: %v, uninterrupted %v", j, 1+j%cut, together[j], want)
+		}
+	}
+	if forked, want := e.Capacity().ForkedPositions-before, 3*int64(len(prompt)); forked != want {
+		t.Errorf("%d positions forked, want %d (the whole prompt, for three of the four choices)", forked, want)
+	}
+}

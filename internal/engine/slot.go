@@ -77,6 +77,9 @@ type slot struct {
 	// inBatch marks a slot with rows in the step being built; inFlight
 	// one with rows in a step sent down a pipeline and not answered yet.
 	inBatch, inFlight bool
+	// batchFrom is the first position of its rows in the step being built
+	// (with inBatch).
+	batchFrom int
 	// opened: the sequence's StreamOpen (stream) went to the last stage
 	// (Request.Out).
 	opened      bool
