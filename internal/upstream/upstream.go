@@ -143,7 +143,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Backend, error) {
 	b.log = log.With("upstream", b.shown)
 	b.root = strings.TrimSuffix(b.base, "/v1")
 	if b.client == nil {
-		b.client = newClient(cfg.Slots)
+		b.client = newClient(u, cfg.Slots)
 	}
 	if len(cfg.Models) == 0 {
 		names, err := b.listModels(ctx)
@@ -170,13 +170,26 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Backend, error) {
 	return b, nil
 }
 
-// newClient returns a pooled client: keep-alive connections for slots
-// requests at once, HTTP/2 where the server offers it (TLS with ALPN).
-func newClient(slots int) *http.Client {
+// newClient returns a pooled client: for a plain-HTTP upstream reached
+// without a proxy, h1Transport's keep-alive connections; else net/http's
+// Transport, with HTTP/2 where the server offers it (TLS with ALPN). Both
+// keep slots+8 idle connections and ask for no compression: an event
+// stream must not wait in a compressor, and the upstream is near.
+func newClient(u *url.URL, slots int) *http.Client {
+	if u.Scheme == "http" {
+		if p, err := http.ProxyFromEnvironment(&http.Request{URL: u}); err == nil && p == nil {
+			port := u.Port()
+			if port == "" {
+				port = "80"
+			}
+			return &http.Client{Transport: newH1Transport(net.JoinHostPort(u.Hostname(), port), slots+8)}
+		}
+	}
 	tr := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		ForceAttemptHTTP2:     true,
+		DisableCompression:    true,
 		MaxIdleConns:          slots + 8,
 		MaxIdleConnsPerHost:   slots + 8,
 		IdleConnTimeout:       90 * time.Second,
@@ -239,6 +252,9 @@ func (b *Backend) Close() {
 	b.mu.Unlock()
 	b.cancel()
 	b.wg.Wait()
+	if t, ok := b.client.Transport.(*h1Transport); ok {
+		t.close() // and the connections of requests still finishing
+	}
 	b.client.CloseIdleConnections()
 }
 
