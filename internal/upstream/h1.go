@@ -210,7 +210,7 @@ func (b *h1Body) Close() error {
 		b.mu.Lock()
 	}
 	defer b.mu.Unlock()
-	b.release(false)
+	b.release(b.body == http.NoBody) // an empty body is at its end unread
 	return nil
 }
 
