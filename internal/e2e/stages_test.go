@@ -339,3 +339,40 @@ func TestKillFirstStageMidStream(t *testing.T) {
 		t.Fatalf("killed %s, but the stream shows no resume on the other first stage with text after it: %+v", killed, resumed)
 	}
 }
+
+// TestStagesBackToBack runs `serve --stages 2 --slots 1`, whose last stage
+// emits the chunks, and sends completions one after another, each as soon
+// as the previous answer came (the gateway sees a final chunk a hop
+// before the first stage frees its one slot): every one is answered with
+// the whole model's text, every other one cut at a stop string, which the
+// last stage finds and the first stage ends the generation on.
+func TestStagesBackToBack(t *testing.T) {
+	cfg := config.Default(config.RoleServe)
+	cfg.DataDir = t.TempDir()
+	cfg.Models = []config.Model{{Name: modelName, Path: modelPath(t)}}
+	cfg.Stages.Count, cfg.Slots = 2, 1
+	cfg.HeartbeatInterval = 200 * time.Millisecond
+	n := startNode(t, cfg)
+	waitUntil(t, "a ready first stage", func() bool {
+		return slices.ContainsFunc(n.Gateway().Workers(), func(hb bus.Heartbeat) bool { return !hb.Unready })
+	})
+	const prompt = "Once upon a time"
+	want := greedy(t, prompt, 48)
+	stop := want[len(want)/2 : len(want)/2+3]
+	cut := want[:strings.Index(want, stop)]
+	c := client(t, n.Addr())
+	for i := range 6 {
+		p, wantText, wantFinish := completionParams(prompt, 48), want, openai.CompletionChoiceFinishReasonLength
+		if i%2 == 1 {
+			p.Stop = openai.CompletionNewParamsStopUnion{OfString: openai.String(stop)}
+			wantText, wantFinish = cut, openai.CompletionChoiceFinishReasonStop
+		}
+		resp, err := c.Completions.New(testCtx(t), p)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if got := resp.Choices[0]; got.Text != wantText || got.FinishReason != wantFinish {
+			t.Fatalf("request %d (stop string: %v): %q, %s\nwant %q, %s", i, i%2 == 1, got.Text, got.FinishReason, wantText, wantFinish)
+		}
+	}
+}
