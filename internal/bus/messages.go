@@ -384,6 +384,11 @@ type Heartbeat struct {
 	Draining  bool     `json:"draining,omitempty"`
 	// Active lists the ids of the requests the worker holds.
 	Active []string `json:"active,omitempty"`
+	// ActiveSlots gives, for the requests of Active that hold more than
+	// one slot (a request of several choices holds one per choice), how
+	// many they hold; the others hold one. A gateway counts other
+	// gateways' requests by it.
+	ActiveSlots map[string]int `json:"active_slots,omitempty"`
 	// BackgroundSlots, when positive, are slots for background requests
 	// only (batch lines, async jobs), besides Slots, which are then for
 	// interactive requests only; FreeBackgroundSlots of them are free, and

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -239,7 +240,13 @@ func TestChoicesTakeASlotEach(t *testing.T) {
 	if e := admit("e", 2, false); e == nil || e.Code != bus.CodeOverloaded {
 		t.Fatalf("2 choices in 1 free slot: %+v", e)
 	}
-	if hb := w.Heartbeat(); hb.FreeSlots != 1 || hb.FreeBackgroundSlots != 0 || len(hb.Active) != 3 {
+	hb := w.Heartbeat()
+	if hb.FreeSlots != 1 || hb.FreeBackgroundSlots != 0 || len(hb.Active) != 3 {
 		t.Fatalf("heartbeat: %d free, %d free background, active %v", hb.FreeSlots, hb.FreeBackgroundSlots, hb.Active)
+	}
+	// The requests of several choices are listed with their slots, which
+	// other gateways count them by; a request of one is not.
+	if !maps.Equal(hb.ActiveSlots, map[string]int{"a": 2, "b": 2}) {
+		t.Fatalf("heartbeat's active_slots %v, want a and b holding 2 each", hb.ActiveSlots)
 	}
 }

@@ -303,11 +303,20 @@ func (w *Worker) Heartbeat() bus.Heartbeat {
 	}
 	hb.Progress += w.sent.Load()
 	for k, r := range w.active {
-		if !slices.Contains(hb.Active, k.id) {
+		n := r.slots
+		if slices.Contains(hb.Active, k.id) { // another attempt of it: their slots add up
+			n += max(hb.ActiveSlots[k.id], 1)
+		} else {
 			hb.Active = append(hb.Active, k.id)
 			if r.background && w.separate() {
 				hb.Background = append(hb.Background, k.id)
 			}
+		}
+		if n > 1 { // a request of several choices: a slot per choice
+			if hb.ActiveSlots == nil {
+				hb.ActiveSlots = map[string]int{}
+			}
+			hb.ActiveSlots[k.id] = n
 		}
 	}
 	return hb

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -240,5 +241,63 @@ func TestChoicesAreNotStarved(t *testing.T) {
 			}
 		}
 		_ = p.s.Close()
+	}
+}
+
+// TestOtherGatewaysChoicesTakeASlotEach: a request of three choices that
+// another gateway placed on a worker of four slots leaves this gateway's
+// estimate one free slot, not three: it counts another gateway's request
+// by the slots the heartbeat lists for it (active_slots), as it counts its
+// own. It counted one per request listed, offered the worker requests it
+// had no room for, and learned only from the refusals.
+func TestOtherGatewaysChoicesTakeASlotEach(t *testing.T) {
+	b := startBus(t)
+	step := make(chan struct{})
+	sw, h := newSlotWorker("m", 4, choiceWords(step))
+	released := false
+	t.Cleanup(func() {
+		if !released {
+			close(step)
+		}
+		sw.wg.Wait()
+	})
+	hb := h.hb
+	h.hb = func() bus.Heartbeat { x := hb(); x.Choices = 4; return x }
+	b.host("w1", h, "m")
+	g1, g2 := b.gateway(GatewayConfig{HeartbeatTimeout: noLoss}), b.gateway(GatewayConfig{HeartbeatTimeout: noLoss})
+	for _, g := range []*Gateway{g1, g2} {
+		if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := g1.Dispatch(waitCtx(t), &bus.Request{ID: "many", Model: "m", Choices: 3}) // held until step closes
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var seen bus.Heartbeat
+	waitFor(t, func() bool {
+		hbs := g2.Workers()
+		if len(hbs) == 1 && slices.Contains(hbs[0].Active, "many") {
+			seen = hbs[0]
+			return true
+		}
+		return false
+	})
+	if seen.FreeSlots != 1 {
+		t.Fatalf("the other gateway estimates %d free slots beside a request of 3 choices on a worker of 4, want 1", seen.FreeSlots)
+	}
+	if hbs := g1.Workers(); len(hbs) != 1 || hbs[0].FreeSlots != 1 {
+		t.Fatalf("the placing gateway estimates %+v, want 1 free slot", hbs)
+	}
+	close(step)
+	released = true
+	for {
+		if _, err := s.Next(waitCtx(t)); err != nil {
+			if !errors.Is(err, io.EOF) {
+				t.Fatal(err)
+			}
+			break
+		}
 	}
 }

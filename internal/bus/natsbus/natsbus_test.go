@@ -89,8 +89,14 @@ func newSlotWorker(model string, n int, gen func(ctx context.Context, r *bus.Req
 			sw.mu.Lock()
 			defer sw.mu.Unlock()
 			hb := bus.Heartbeat{Models: []string{sw.model}, Slots: sw.n, FreeSlots: sw.n - sw.busyLocked()}
-			for id := range sw.active {
+			for id, r := range sw.active {
 				hb.Active = append(hb.Active, id)
+				if r.slots > 1 { // as a worker lists a request of several choices
+					if hb.ActiveSlots == nil {
+						hb.ActiveSlots = map[string]int{}
+					}
+					hb.ActiveSlots[id] = r.slots
+				}
 			}
 			return hb
 		},

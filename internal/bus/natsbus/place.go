@@ -427,10 +427,11 @@ func (g *Gateway) onHeartbeat(m *nats.Msg) {
 	for _, id := range hb.Active {
 		listed[id] = true
 		if _, mine := w.held[id]; !mine && !w.done[id] {
+			n := max(hb.ActiveSlots[id], 1) // a request of several choices holds a slot per choice
 			if slices.Contains(hb.Background, id) {
-				w.othersBg++
+				w.othersBg += n
 			} else {
-				w.others++
+				w.others += n
 			}
 		}
 	}
