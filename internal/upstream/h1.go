@@ -140,19 +140,27 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	// Write closes req.Body.
-	if err := req.Write(pc.bw); err != nil {
-		return fail(err)
+	werr := req.Write(pc.bw)
+	if werr == nil {
+		werr = pc.bw.Flush()
 	}
-	if err := pc.bw.Flush(); err != nil {
-		return fail(err)
+	if werr != nil && ctx.Err() == nil {
+		// A server may answer before it has read the whole request (a
+		// 413 for a body over its limit) and close: its answer is the
+		// one to give, when it came.
+		_ = pc.c.SetReadDeadline(time.Now().Add(time.Second))
 	}
 	resp, err := http.ReadResponse(pc.br, req)
 	if err != nil {
+		if werr != nil {
+			err = werr
+		}
 		return fail(err)
 	}
 	// Only a body with a known end leaves the connection ready for the
-	// next request; one read to the close is read to the close.
-	reuse := !resp.Close && (resp.ContentLength >= 0 || slices.Contains(resp.TransferEncoding, "chunked"))
+	// next request; one read to the close is read to the close, and one
+	// whose request was not all written is closed.
+	reuse := werr == nil && !resp.Close && (resp.ContentLength >= 0 || slices.Contains(resp.TransferEncoding, "chunked"))
 	resp.Body = &h1Body{t: t, pc: pc, body: resp.Body, stop: stop, ctx: ctx, reuse: reuse}
 	return resp, nil
 }

@@ -259,3 +259,29 @@ func BenchmarkRoundTrip(b *testing.B) {
 	b.ReportMetric(float64(s.Nanoseconds())/1000, "net/http-p50-µs")
 	b.ReportMetric(100*float64(h)/float64(s), "h1/net/http-%")
 }
+
+// TestH1AnswerBeforeTheWholeRequest: a server that answers 413 before it
+// has read a large request's body, and closes, is heard: the client gets
+// the 413 (an upstream's "prompt too long"), not a broken connection.
+func TestH1AnswerBeforeTheWholeRequest(t *testing.T) {
+	srv, _, _ := h1Server(t, func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<10)); err != nil {
+			http.Error(w, `{"error":{"message":"too long"}}`, http.StatusRequestEntityTooLarge)
+			return
+		}
+		answer(w, r)
+	})
+	c := h1Client(t, srv)
+	resp, err := c.Post(srv.URL, "application/json", strings.NewReader(strings.Repeat("x", 64<<20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(data), "too long") {
+		t.Fatalf("%d %q, want the server's 413", resp.StatusCode, data)
+	}
+	if got := h1Post(t, c, srv.URL); got != `{"ok":true}` {
+		t.Fatalf("next request: %q", got)
+	}
+}
