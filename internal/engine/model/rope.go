@@ -92,17 +92,24 @@ func yarnRamp(low, high float32, i0 int) float32 {
 func (rb *ropeBuf) rotate(x []float32, neox bool) {
 	cos, sin := rb.cos, rb.sin
 	half := len(cos)
-	if neox {
-		for i := 0; i < half; i++ {
-			x0, x1 := x[i], x[i+half]
-			x[i] = fma32(x0, cos[i], -float32(x1*sin[i]))
-			x[i+half] = fma32(x0, sin[i], float32(x1*cos[i]))
-		}
-		return
+	// i0, i1: the pair's indices.
+	i0, i1, step := 0, half, 1
+	if !neox {
+		i0, i1, step = 0, 1, 2
 	}
-	for i := 0; i < half; i++ {
-		x0, x1 := x[2*i], x[2*i+1]
-		x[2*i] = fma32(x0, cos[i], -float32(x1*sin[i]))
-		x[2*i+1] = fma32(x0, sin[i], float32(x1*cos[i]))
+	x = x[:max(i0, i1)+step*(half-1)+1]
+	for i := range half {
+		x0, x1 := x[i0], x[i1]
+		c, s := cos[i], sin[i]
+		// fma32 with fmaf's fast path inlined: the exact path's calls
+		// were most of a prompt's RoPE time.
+		r0, ok0 := fmaFast(x0, c, -float32(x1*s))
+		r1, ok1 := fmaFast(x0, s, float32(x1*c))
+		if !ok0 || !ok1 {
+			r0, r1 = fma32(x0, c, -float32(x1*s)), fma32(x0, s, float32(x1*c))
+		}
+		x[i0], x[i1] = r0, r1
+		i0 += step
+		i1 += step
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"testing"
 
 	"courier/internal/engine/gguf"
@@ -65,5 +66,44 @@ func TestRopeCacheMatchesGgml(t *testing.T) {
 				t.Fatalf("rope cache sha256 %s, ggml's %s", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestRotateMatchesFMA32 checks rotate, whose fused multiply-adds take
+// fmaf's inlined fast path, against the formula with fma32 itself, for
+// both pair layouts and a partial rotation.
+func TestRotateMatchesFMA32(t *testing.T) {
+	rng := rand.New(rand.NewPCG(12, 13))
+	for _, neox := range []bool{false, true} {
+		for _, dims := range []int{64, 32, 2} {
+			rb := newRopeBuf(dims)
+			x := make([]float32, 64)
+			for range 2000 {
+				for i := range rb.cos {
+					rb.cos[i] = float32(rng.NormFloat64())
+					rb.sin[i] = float32(rng.NormFloat64())
+				}
+				for i := range x {
+					x[i] = float32(rng.NormFloat64() * math.Exp2(float64(rng.IntN(40)-20)))
+				}
+				want := append([]float32(nil), x...)
+				half := dims / 2
+				for i := range half {
+					i0, i1 := 2*i, 2*i+1
+					if neox {
+						i0, i1 = i, i+half
+					}
+					x0, x1 := want[i0], want[i1]
+					want[i0] = fma32(x0, rb.cos[i], -float32(x1*rb.sin[i]))
+					want[i1] = fma32(x0, rb.sin[i], float32(x1*rb.cos[i]))
+				}
+				rb.rotate(x, neox)
+				for i := range x {
+					if math.Float32bits(x[i]) != math.Float32bits(want[i]) {
+						t.Fatalf("neox %v dims %d: x[%d] = %g, want %g", neox, dims, i, x[i], want[i])
+					}
+				}
+			}
+		}
 	}
 }
