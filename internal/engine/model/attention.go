@@ -91,6 +91,7 @@ type attnWorker struct {
 	// attendTiledRows' rows: the rows, scores of one key tile,
 	// accumulators, running maxima and sums.
 	tr   tiledRows
+	vt   []float32 // [faTileKV][HeadDim] one value tile in F32
 	kqR  [faRows][faTileKV]float32
 	vkqR [faRows][]float32 // [HeadDim] each
 	mR   [faRows]float32
@@ -123,6 +124,7 @@ func (w *attnWorker) init(hd int) {
 	w.acc = make([]uint16, hd)
 	w.vkq = make([]float32, hd)
 	w.kt = make([]float32, hd*faTileKV)
+	w.vt = make([]float32, hd*faTileKV)
 	for j := range w.vkqR {
 		w.vkqR[j] = make([]float32, hd)
 	}

@@ -90,12 +90,17 @@ func (w *attnWorker) attendTiledRows(seq *KVCache, layer, kvOff int, g *tiledRow
 			tk += n
 		}
 		tileScoresRows(&w.kqR, &g.q, g.n, &kRows, nvMax, w.kt)
+		var vt []float32 // the value tile widened once for the rows, or nil
+		if g.n > 1 && tileVtShared {
+			vt = w.vt[:nvMax*hd]
+			tileValues(vt, &vRows, nvMax, hd)
+		}
 		for j := range g.n {
 			nv := min(faTileKV, g.pos0+j+1-ic) // cells up to this row's position
 			if nv <= 0 {
 				continue // the tile lies after the row's position
 			}
-			w.tileRow(j, ic, nv, g.lo[j], scale, &vRows)
+			w.tileRow(j, ic, nv, g.lo[j], scale, &vRows, vt)
 		}
 	}
 	for j := range g.n {
@@ -112,8 +117,9 @@ func (w *attnWorker) attendTiledRows(seq *KVCache, layer, kvOff int, g *tiledRow
 
 // tileRow applies one KV tile to row j of attendTiledRows, whose scores
 // before scaling are in w.kqR[j][:nv] (nv cells from ic up to the row's
-// position; lo is the row's first visible position).
-func (w *attnWorker) tileRow(j, ic, nv, lo int, scale float32, vRows *[faTileKV][]uint16) {
+// position; lo is the row's first visible position). The values are
+// vRows, or vt (widened, [nv'][hd], nv' >= nv) when it is not nil.
+func (w *attnWorker) tileRow(j, ic, nv, lo int, scale float32, vRows *[faTileKV][]uint16, vt []float32) {
 	kqa := &w.kqR[j]
 	kq := kqa[:nv]
 	tileMax := float32(math.Inf(-1))
@@ -147,6 +153,10 @@ func (w *attnWorker) tileRow(j, ic, nv, lo int, scale float32, vRows *[faTileKV]
 	}
 	w.mR[j] = mNew
 	w.sumR[j] = float32(float64(sum) + softMaxTile(kqa, mNew))
+	if vt != nil {
+		tileAccumulateVt(vkq, kqa, vt, nv)
+		return
+	}
 	tileAccumulate(vkq, kqa, vRows, nv)
 }
 
@@ -202,6 +212,32 @@ func tileAccumulateGeneric(vkq []float32, p *[faTileKV]float32, rows *[faTileKV]
 		w := p[tk]
 		for d, v := range vrow[:len(vkq)] {
 			vf := tensor.FP16ToFP32(v)
+			r, ok := fmaFast(w, vf, vkq[d])
+			if !ok {
+				r = tensor.FMA32(w, vf, vkq[d])
+			}
+			vkq[d] = r
+		}
+	}
+}
+
+// tileValuesGeneric widens the first nv values of a tile (hd each) into
+// vt, vt[tk*hd+d] = rows[tk][d].
+func tileValuesGeneric(vt []float32, rows *[faTileKV][]uint16, nv, hd int) {
+	for tk, vrow := range rows[:nv] {
+		for d, v := range vrow[:hd] {
+			vt[tk*hd+d] = tensor.FP16ToFP32(v)
+		}
+	}
+}
+
+// tileAccumulateVtGeneric is tileAccumulateGeneric on values widened by
+// tileValues.
+func tileAccumulateVtGeneric(vkq []float32, p *[faTileKV]float32, vt []float32, nv int) {
+	hd := len(vkq)
+	for tk := range nv {
+		w := p[tk]
+		for d, vf := range vt[tk*hd : (tk+1)*hd] {
 			r, ok := fmaFast(w, vf, vkq[d])
 			if !ok {
 				r = tensor.FMA32(w, vf, vkq[d])

@@ -29,6 +29,12 @@ func tileKtAVX2(kt *float32, rows *[faTileKV][]uint16, hd, groups int)
 func tileScoresKtAVX2(kq *float32, qs *[4]*float32, kt *float32, hd, blocks int)
 
 //go:noescape
+func tileVtAVX2(vt *float32, rows *[faTileKV][]uint16, nv, hd int)
+
+//go:noescape
+func tileAccumulateVtAVX2(vkq *float32, p *[faTileKV]float32, vt *float32, nv, hd int)
+
+//go:noescape
 func tileScoresAVX512(kq *[faTileKV]float32, q *float32, rows *[faTileKV][]uint16, hd, groups int)
 
 //go:noescape
@@ -128,4 +134,34 @@ func tileExp(kq *[faTileKV]float32, m float32) {
 	default:
 		tileExpGeneric(kq, m)
 	}
+}
+
+// tileVtShared reports whether attendTiledRows widens each value tile once
+// for its rows (tileValues, tileAccumulateVt): on AVX2, where the
+// accumulation then runs eight independent chains from float32 values.
+// The AVX-512 body of tileAccumulate keeps its own conversions.
+var tileVtShared = tiledAVX2 && !tiledAVX512
+
+// tileValues is tileValuesGeneric, on AVX2 (without AVX-512).
+func tileValues(vt []float32, rows *[faTileKV][]uint16, nv, hd int) {
+	if !tiledAVX2 || tiledAVX512 || hd%f32Lanes != 0 || nv <= 0 {
+		tileValuesGeneric(vt, rows, nv, hd)
+		return
+	}
+	_ = vt[nv*hd-1]
+	for tk := range nv {
+		_ = rows[tk][hd-1]
+	}
+	tileVtAVX2(&vt[0], rows, nv, hd)
+}
+
+// tileAccumulateVt is tileAccumulateVtGeneric, on AVX2 (without AVX-512).
+func tileAccumulateVt(vkq []float32, p *[faTileKV]float32, vt []float32, nv int) {
+	hd := len(vkq)
+	if !tiledAVX2 || tiledAVX512 || hd%f32Lanes != 0 || nv <= 0 {
+		tileAccumulateVtGeneric(vkq, p, vt, nv)
+		return
+	}
+	_ = vt[nv*hd-1]
+	tileAccumulateVtAVX2(&vkq[0], p, &vt[0], nv, hd)
 }

@@ -164,6 +164,58 @@ func TestTileScoresRowsAsmMatchesGeneric(t *testing.T) {
 	}
 }
 
+// TestTileValuesAsmMatchesGeneric checks the shared value tile's widening
+// and accumulation (tileVtAVX2, tileAccumulateVtAVX2 on AVX2) against the
+// generic bodies and against tileAccumulate on the F16 rows, bit for bit.
+func TestTileValuesAsmMatchesGeneric(t *testing.T) {
+	for _, lv := range tiledLevels(t) {
+		tiledAVX512, tiledAVX2 = lv.avx512, lv.avx2
+		t.Run(lv.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(7, 8))
+			for _, hd := range []int{16, 32, 48, 64, 80, 128, 256} {
+				got, want := make([]float32, hd*faTileKV), make([]float32, hd*faTileKV)
+				for trial := range 40 {
+					nv := 1 + rng.IntN(faTileKV)
+					if trial < 2 {
+						nv = faTileKV - 63*trial
+					}
+					var rows [faTileKV][]uint16
+					for tk := range rows {
+						rows[tk] = make([]uint16, hd+rng.IntN(3))
+						for d := range rows[tk] {
+							rows[tk][d] = randF16(rng, 1)
+						}
+					}
+					tileValuesGeneric(want, &rows, nv, hd)
+					tileValues(got, &rows, nv, hd)
+					equalBits(t, "widened values", got[:nv*hd], want[:nv*hd])
+
+					var p [faTileKV]float32
+					for i := range p {
+						p[i] = float32(rng.Float64())
+						if rng.IntN(8) == 0 {
+							p[i] = 0 // a masked cell
+						}
+					}
+					vg, vw, vr := make([]float32, hd), make([]float32, hd), make([]float32, hd)
+					for d := range vg {
+						vg[d] = float32(rng.NormFloat64())
+						if d%7 == 0 {
+							vg[d] = float32(math.Copysign(0, -1)) // the sign of a zero must survive
+						}
+						vw[d], vr[d] = vg[d], vg[d]
+					}
+					tileAccumulateVtGeneric(vw, &p, want, nv)
+					tileAccumulateVt(vg, &p, got, nv)
+					tileAccumulate(vr, &p, &rows, nv)
+					equalBits(t, fmt.Sprintf("hd %d nv %d accumulated", hd, nv), vg, vw)
+					equalBits(t, fmt.Sprintf("hd %d nv %d accumulated from F16", hd, nv), vg, vr)
+				}
+			}
+		})
+	}
+}
+
 func TestTiledAttentionAsmMatchesGeneric(t *testing.T) {
 	for _, lv := range tiledLevels(t) {
 		t.Run(lv.name, func(t *testing.T) { testTiledAttention(t, lv) })

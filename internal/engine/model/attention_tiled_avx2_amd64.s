@@ -410,3 +410,106 @@ tskdim:
 	JNZ tskblock
 	VZEROUPPER
 	RET
+
+// func tileVtAVX2(vt *float32, rows *[64][]uint16, nv, hd int)
+// vt[tk*hd+d] = the F16 rows[tk][d] widened, for tk < nv and d < hd (a
+// multiple of 8): a value tile widened once for the query rows sharing it.
+TEXT ·tileVtAVX2(SB), NOSPLIT, $0-32
+	MOVQ vt+0(FP), DI
+	MOVQ rows+8(FP), R11
+	MOVQ nv+16(FP), DX
+	MOVQ hd+24(FP), BX
+	SHRQ $3, BX
+tvtrow:
+	MOVQ (R11), SI
+	MOVQ BX, CX
+tvtblk:
+	VCVTPH2PS (SI), Y0
+	VMOVUPS Y0, (DI)
+	ADDQ $16, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ tvtblk
+	ADDQ $24, R11
+	DECQ DX
+	JNZ tvtrow
+	VZEROUPPER
+	RET
+
+// func tileAccumulateVtAVX2(vkq *float32, p *[64]float32, vt *float32, nv, hd int)
+// vkq[d] = fma(p[tk], vt[tk*hd+d], vkq[d]) for tk = 0..nv-1 in order, for
+// every d: 64 dimensions at a time in eight independent chains, then 16
+// at a time.
+TEXT ·tileAccumulateVtAVX2(SB), NOSPLIT, $0-40
+	MOVQ vkq+0(FP), DI
+	MOVQ p+8(FP), SI
+	MOVQ vt+16(FP), R10
+	MOVQ nv+24(FP), DX
+	MOVQ hd+32(FP), BX
+	MOVQ BX, R8
+	SHLQ $2, R8 // bytes per value row
+tav64:
+	CMPQ BX, $64
+	JLT tav16
+	VMOVUPS (DI), Y0
+	VMOVUPS 32(DI), Y1
+	VMOVUPS 64(DI), Y2
+	VMOVUPS 96(DI), Y3
+	VMOVUPS 128(DI), Y4
+	VMOVUPS 160(DI), Y5
+	VMOVUPS 192(DI), Y6
+	VMOVUPS 224(DI), Y7
+	MOVQ R10, R11
+	MOVQ SI, R12
+	MOVQ DX, CX
+tav64key:
+	VBROADCASTSS (R12), Y8
+	VFMADD231PS (R11), Y8, Y0
+	VFMADD231PS 32(R11), Y8, Y1
+	VFMADD231PS 64(R11), Y8, Y2
+	VFMADD231PS 96(R11), Y8, Y3
+	VFMADD231PS 128(R11), Y8, Y4
+	VFMADD231PS 160(R11), Y8, Y5
+	VFMADD231PS 192(R11), Y8, Y6
+	VFMADD231PS 224(R11), Y8, Y7
+	ADDQ R8, R11
+	ADDQ $4, R12
+	DECQ CX
+	JNZ tav64key
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	VMOVUPS Y2, 64(DI)
+	VMOVUPS Y3, 96(DI)
+	VMOVUPS Y4, 128(DI)
+	VMOVUPS Y5, 160(DI)
+	VMOVUPS Y6, 192(DI)
+	VMOVUPS Y7, 224(DI)
+	ADDQ $256, DI
+	ADDQ $256, R10
+	SUBQ $64, BX
+	JMP tav64
+tav16:
+	CMPQ BX, $16
+	JLT tavdone
+	VMOVUPS (DI), Y0
+	VMOVUPS 32(DI), Y1
+	MOVQ R10, R11
+	MOVQ SI, R12
+	MOVQ DX, CX
+tav16key:
+	VBROADCASTSS (R12), Y8
+	VFMADD231PS (R11), Y8, Y0
+	VFMADD231PS 32(R11), Y8, Y1
+	ADDQ R8, R11
+	ADDQ $4, R12
+	DECQ CX
+	JNZ tav16key
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	ADDQ $64, DI
+	ADDQ $64, R10
+	SUBQ $16, BX
+	JMP tav16
+tavdone:
+	VZEROUPPER
+	RET

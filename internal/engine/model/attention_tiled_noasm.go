@@ -17,3 +17,15 @@ func tileExp(kq *[faTileKV]float32, m float32) { tileExpGeneric(kq, m) }
 func tileScoresRows(kq *[faRows][faTileKV]float32, qs *[faRows][]float32, n int, rows *[faTileKV][]uint16, nv int, kt []float32) {
 	tileScoresRowsGeneric(kq, qs, n, rows, nv, kt)
 }
+
+// tileVtShared: without assembly, widening a value tile once for several
+// rows saves the generic accumulation's conversions.
+const tileVtShared = true
+
+func tileValues(vt []float32, rows *[faTileKV][]uint16, nv, hd int) {
+	tileValuesGeneric(vt, rows, nv, hd)
+}
+
+func tileAccumulateVt(vkq []float32, p *[faTileKV]float32, vt []float32, nv int) {
+	tileAccumulateVtGeneric(vkq, p, vt, nv)
+}
