@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math"
 	"reflect"
 	"strings"
@@ -269,5 +270,57 @@ func TestLastStageEmitsChunks(t *testing.T) {
 			t.Errorf("request %d at the first stage: %d bytes of text, finish %q after %d tokens; want none, %q after %d",
 				i, texts[i], results[i].FinishReason, results[i].CompletionTokens, want[i].finish, want[i].usage.CompletionTokens)
 		}
+	}
+}
+
+// countingBus is a Bus that counts what is published and delivers nothing.
+type countingBus struct{ n int }
+
+func (b *countingBus) Publish(string, []byte) error { b.n++; return nil }
+func (b *countingBus) Subscribe(string, func([]byte)) (func(), error) {
+	return func() {}, nil
+}
+func (b *countingBus) MaxPayload() int64 { return 1 << 20 }
+
+// TestLastStageEmitsAllocatesNothingPerToken: once a stream is open, the
+// last stage makes and publishes each token's chunk frame — text through
+// the stop strings, the token, its log-probability with alternatives —
+// without allocating.
+func TestLastStageEmitsAllocatesNothingPerToken(t *testing.T) {
+	path := testutil.Model(t, "stories260K.gguf")
+	total := layerCount(t, path)
+	st, err := engine.LoadStage(path, engine.StageOptions{Layers: model.LayerRange{First: 2, End: total, Total: total}, ContextLength: 256, Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	b := &countingBus{}
+	s := &Server{bus: b, st: st, log: slog.New(slog.DiscardHandler)}
+	own := &owner{}
+	open := &engine.StreamOpen{StreamOut: engine.StreamOut{Subject: "courier.chunk.gw.cmpl-1", ID: "cmpl-1", Worker: "first", Attempt: 1, Seq: 1, Frames: 3},
+		Stop: []string{"zzzz"}, MaxTokens: 1 << 30, PromptTokens: 4, IgnoreEOS: true, Logprobs: true, TopLogprobs: 3}
+	m := &Message{Samples: []engine.RowSample{{Row: 0, Emit: true, Key: 1, Open: open}}}
+	top := []sampler.TokenLogprob{{ID: 7, Logprob: -0.5}, {ID: 9, Logprob: -1}, {ID: 11, Logprob: -2}}
+	s.picks = []engine.Pick{{Sampled: true, Token: 7, Logprob: -0.5, Top: top}}
+	tok := int32(7)
+	step := func() {
+		tok = 300 + (tok+13)%200 // word pieces (not byte tokens), a different one each time
+		s.picks[0].Token = tok
+		if err := s.emit(own, m); err != nil {
+			t.Fatal(err)
+		}
+		s.publishFrames()
+	}
+	step() // opens the stream
+	m.Samples[0].Open = nil
+	for range 64 {
+		step() // grows the buffers to their size
+	}
+	sent := b.n
+	if allocs := testing.AllocsPerRun(200, step); allocs != 0 {
+		t.Errorf("%.1f allocations per token emitted", allocs)
+	}
+	if b.n <= sent {
+		t.Fatal("no chunk frames published")
 	}
 }
