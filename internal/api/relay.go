@@ -131,10 +131,8 @@ func (s *server) generate(w http.ResponseWriter, r *http.Request, req *bus.Reque
 	defer func() { noteResult(r, res, start, placed, req.Tenant, req.Background) }()
 
 	ctx := r.Context()
-	placeCtx, cancelPlace := context.WithTimeout(ctx, s.cfg.RequestTimeout)
-	defer cancelPlace()
 	s.m.Waiting(req.Model, 1)
-	st, err := s.d.Dispatch(traced(r, placeCtx), req)
+	st, err := s.d.Dispatch(traced(r, ctx), req) // placement ends at req.Deadline
 	s.m.Waiting(req.Model, -1)
 	if err != nil {
 		s.failBeforeCommit(w, ctx, req, err)
@@ -144,8 +142,7 @@ func (s *server) generate(w http.ResponseWriter, r *http.Request, req *bus.Reque
 	s.running(req.Model, 1)
 	defer s.running(req.Model, -1)
 	defer st.Close() // cancels the request on its worker if it still runs
-	first, err := s.next(placeCtx, st)
-	cancelPlace()
+	first, err := s.firstChunk(ctx, st, start.Add(s.cfg.RequestTimeout))
 	if err == nil && first.Error != nil {
 		err = s.workerError(req.Model, first.Error)
 	}
@@ -283,6 +280,32 @@ func (s *server) collect(ctx context.Context, w http.ResponseWriter, st bus.Stre
 		c = next
 	}
 }
+
+// firstChunk returns the stream's first chunk, waiting for it until
+// deadline. A chunk already there (the worker's answer came with its
+// accept) costs no timer.
+func (s *server) firstChunk(ctx context.Context, st bus.Stream, deadline time.Time) (*bus.Chunk, error) {
+	c, err := s.next(polling{ctx}, st)
+	if err != errNotYet {
+		return c, err
+	}
+	wait, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	return s.next(wait, st)
+}
+
+// polling is a context that has ended (with errNotYet) while its parent
+// has not: a Next called with it returns what the stream holds now
+// without waiting.
+type polling struct{ context.Context }
+
+// errNotYet is polling's error: nothing was ready.
+var errNotYet = errors.New("api: nothing ready yet")
+
+var closedDone = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+func (polling) Done() <-chan struct{} { return closedDone }
+func (polling) Err() error            { return errNotYet }
 
 // next returns the stream's next chunk; an io.EOF before a final chunk
 // means the worker vanished.

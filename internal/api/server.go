@@ -25,9 +25,9 @@ import (
 type Dispatcher interface {
 	// Dispatch sends req to a worker and returns its chunk stream (Seq
 	// order, no duplicates, io.EOF after the final chunk; Close cancels a
-	// running request). ctx bounds placement only: the gateway cancels it
-	// once the first chunk arrived, and the stream must live on until
-	// Close. Errors: bus.ErrNoWorkers (503), bus.ErrQueueFull (429 +
+	// running request). ctx ends placement early (the client left; it
+	// lives on after the first chunk), req.Deadline bounds it, and the
+	// stream must live on until Close. Errors: bus.ErrNoWorkers (503), bus.ErrQueueFull (429 +
 	// Retry-After), bus.ErrTooLarge (413), bus.ErrNotPlaced or a context
 	// deadline (504).
 	Dispatch(ctx context.Context, req *bus.Request) (bus.Stream, error)

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"math"
+	"strings"
 )
 
 // An accept frame is the binary form of an Accept without an error, which
@@ -43,4 +44,84 @@ func DecodeAccept(data []byte, a *Accept) error {
 	}
 	*a = Accept{V: Version, ID: string(id), Worker: string(worker), Attempt: int(attempt), HeartbeatSeq: seq, At: at}
 	return nil
+}
+
+// An accepting frame (version 4) is a token frame that doubles as the
+// accept: a worker answering a Request whose ChunkFrames is 4 or more
+// holds its accept until the attempt's first message, and when that is a
+// token frame, puts the accept's fields in front of it instead of sending
+// the accept on its own (docs/protocol.md, "Accept"). The frame's header
+// names the request, the attempt and the worker.
+//
+//	accepting = 0xC3 uvarint(heartbeat_seq) varint(at) frame
+
+// AcceptingMagic is the first byte of an accepting frame; it never starts
+// JSON.
+const AcceptingMagic = 0xC3
+
+// AppendAcceptingPrefix appends what an accepting frame puts before its
+// frame (AppendFrameHeader follows).
+func AppendAcceptingPrefix(dst []byte, heartbeatSeq uint64, at int64) []byte {
+	dst = append(dst, AcceptingMagic)
+	dst = binary.AppendUvarint(dst, heartbeatSeq)
+	return binary.AppendVarint(dst, at)
+}
+
+// IsAccepting reports whether data is an accepting frame.
+func IsAccepting(data []byte) bool { return len(data) > 0 && data[0] == AcceptingMagic }
+
+// ReadAcceptingPrefix reads an accepting frame's accept fields and returns
+// them with the token frame that follows.
+func ReadAcceptingPrefix(data []byte) (heartbeatSeq uint64, at int64, frame []byte, err error) {
+	if !IsAccepting(data) {
+		return 0, 0, nil, errFrame
+	}
+	r := frameReader{b: data[1:]}
+	heartbeatSeq = r.uvarint()
+	at = r.varint()
+	if r.err != nil || !IsFrame(r.b) {
+		return 0, 0, nil, errFrame
+	}
+	return heartbeatSeq, at, r.b, nil
+}
+
+// Untoken reverses Token: the name a subject token was made from. A token
+// that Token cannot have made (a bad %XX) is returned as it is.
+func Untoken(tok string) string {
+	if tok == "%00" {
+		return ""
+	}
+	i := strings.IndexByte(tok, '%')
+	if i < 0 {
+		return tok
+	}
+	b := make([]byte, 0, len(tok))
+	b = append(b, tok[:i]...)
+	for ; i < len(tok); i++ {
+		c := tok[i]
+		if c != '%' {
+			b = append(b, c)
+			continue
+		}
+		if i+2 >= len(tok) {
+			return tok
+		}
+		hi, lo := unhex(tok[i+1]), unhex(tok[i+2])
+		if hi < 0 || lo < 0 {
+			return tok
+		}
+		b = append(b, byte(hi<<4|lo))
+		i += 2
+	}
+	return string(b)
+}
+
+func unhex(c byte) int {
+	switch {
+	case c >= '0' && c <= '9':
+		return int(c - '0')
+	case c >= 'A' && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
 }

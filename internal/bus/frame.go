@@ -44,8 +44,10 @@ const FrameMagic = 0xC1
 // worker's clock and the final chunk's finish reason and usage: a worker
 // frames an attempt's first chunk and its final one only for a gateway
 // that reads version 3, and answers its offer with an accept frame
-// (acceptframe.go).
-const FrameVersion = 3
+// (acceptframe.go). Version 4 lets the attempt's first frame carry the
+// accept (an accepting frame, acceptframe.go): a gateway that asks for it
+// reads the answer to its offer on the chunk subject.
+const FrameVersion = 4
 
 // Step flags.
 const (

@@ -371,3 +371,41 @@ func FuzzDecodeAccept(f *testing.F) {
 		}
 	})
 }
+
+// FuzzReadAcceptingPrefix: an accepting frame's accept fields read back
+// as written, and what follows them is always a frame's first byte;
+// hostile input is an error, never a panic.
+func FuzzReadAcceptingPrefix(f *testing.F) {
+	frame := AppendFrameHeader(nil, "cmpl-1", "w", 1, 1)
+	frame, _ = AppendFrameStep(frame, &Chunk{Text: "a", Tokens: []int32{1}, At: 5})
+	f.Add(append(AppendAcceptingPrefix(nil, 7, 1700000000000000), frame...))
+	f.Add([]byte{AcceptingMagic, 0, 0, FrameMagic})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		seq, at, rest, err := ReadAcceptingPrefix(data)
+		if err != nil {
+			return
+		}
+		if !IsFrame(rest) {
+			t.Fatalf("rest %q is no frame", rest)
+		}
+		again := append(AppendAcceptingPrefix(nil, seq, at), rest...)
+		if s2, a2, r2, err := ReadAcceptingPrefix(again); err != nil || s2 != seq || a2 != at || string(r2) != string(rest) {
+			t.Fatalf("re-encoded: %d %d %q %v; want %d %d %q", s2, a2, r2, err, seq, at, rest)
+		}
+	})
+}
+
+// TestUntoken: Untoken reverses Token, and leaves what Token cannot have
+// made as it is.
+func TestUntoken(t *testing.T) {
+	for _, s := range []string{"", "cmpl-1", "a.b*c>d e%f\x00", "llama-3.2", "%", "ü"} {
+		if got := Untoken(Token(s)); got != s {
+			t.Errorf("Untoken(Token(%q)) = %q", s, got)
+		}
+	}
+	for _, tok := range []string{"%", "%4", "%zz", "a%g0"} {
+		if got := Untoken(tok); got != tok {
+			t.Errorf("Untoken(%q) = %q, want it unchanged", tok, got)
+		}
+	}
+}

@@ -334,7 +334,7 @@ func BenchmarkPrefixChain(b *testing.B) {
 // logprobs as tokens).
 func TestEchoIsNotResumed(t *testing.T) {
 	st := newStream(&Gateway{ctx: context.Background()}, bus.Request{ID: "r", Kind: bus.KindCompletion, Prompt: "Once", Echo: true})
-	defer st.cancel()
+	defer st.release()
 	if _, ok := st.beginAttempt("w", bus.ReasonLeastLoaded); !ok {
 		t.Fatal("no first attempt")
 	}
@@ -352,7 +352,7 @@ func TestEchoIsNotResumed(t *testing.T) {
 // failed with 502 when three give-backs met such refusals.
 func TestRefusedOffersUseNoAttempt(t *testing.T) {
 	st := newStream(&Gateway{ctx: context.Background()}, bus.Request{ID: "r", Kind: bus.KindCompletion, Prompt: "x"})
-	defer st.cancel()
+	defer st.release()
 	for range 5 {
 		if _, ok := st.beginAttempt("w", bus.ReasonLeastLoaded); !ok {
 			t.Fatal("no attempt")

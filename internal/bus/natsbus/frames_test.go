@@ -30,14 +30,28 @@ func chunkMessages(t *testing.T, b *testBus, g *Gateway) chan *nats.Msg {
 	return ch
 }
 
+// recv returns the next chunk message: accept frames (answers to offers)
+// are skipped, and an accepting frame comes back as the frame it carries.
 func recv(t *testing.T, ch chan *nats.Msg) *nats.Msg {
 	t.Helper()
-	select {
-	case m := <-ch:
-		return m
-	case <-time.After(10 * time.Second):
-		t.Fatal("no chunk message in 10s")
-		return nil
+	for {
+		select {
+		case m := <-ch:
+			if len(m.Data) > 0 && m.Data[0] == bus.AcceptMagic {
+				continue
+			}
+			if bus.IsAccepting(m.Data) {
+				_, _, frame, err := bus.ReadAcceptingPrefix(m.Data)
+				if err != nil {
+					t.Fatalf("%q: %v", m.Data, err)
+				}
+				m = &nats.Msg{Subject: m.Subject, Data: frame}
+			}
+			return m
+		case <-time.After(10 * time.Second):
+			t.Fatal("no chunk message in 10s")
+			return nil
+		}
 	}
 }
 

@@ -291,7 +291,7 @@ func (g *Gateway) Dispatch(ctx context.Context, req *bus.Request) (bus.Stream, e
 		deadline = time.UnixMilli(r.Deadline)
 	}
 	if err := g.place(ctx, st, deadline, true); err != nil {
-		st.cancel()
+		st.release()
 		g.forget(st)
 		return nil, err
 	}

@@ -231,9 +231,21 @@ func (ho *Host) onRequest(m *nats.Msg) {
 	}
 	acc.ID, acc.Attempt = req.ID, req.Attempt
 	if acc.Error == nil {
-		acc.Error = ho.h.Admit(&req, ho.sender(&req))
+		s := ho.newSender(&req)
+		if req.ChunkFrames >= 4 && m.Reply != "" {
+			// The gateway reads version-4 frames: the accept waits for
+			// the attempt's first message (holdAccept), which usually
+			// carries it.
+			s.acceptTo, s.acceptHeld = m.Reply, true
+			s.acceptID, s.acceptAttempt = req.ID, req.Attempt
+		}
+		s.acceptAt = time.Now().UnixMicro()
+		acc.Error = ho.h.Admit(&req, s.send)
+		if acc.Error == nil && s.holdAccept() {
+			return
+		}
 		acc.HeartbeatSeq = ho.hbSeq.Load()
-		acc.At = time.Now().UnixMicro()
+		acc.At = s.acceptAt
 	}
 	var data []byte
 	if acc.Error == nil && req.ChunkFrames >= 3 {
@@ -254,10 +266,18 @@ func (ho *Host) onRequest(m *nats.Msg) {
 
 // sender returns the function the handler publishes one request's chunks
 // with. It is called from one goroutine at a time (the request's).
-func (ho *Host) sender(req *bus.Request) func(*bus.Chunk) {
-	s := &chunkSender{ho: ho, subject: req.ReplyTo, frames: min(req.ChunkFrames, bus.FrameVersion)}
-	return s.send
+func (ho *Host) sender(req *bus.Request) func(*bus.Chunk) { return ho.newSender(req).send }
+
+func (ho *Host) newSender(req *bus.Request) *chunkSender {
+	return &chunkSender{ho: ho, subject: req.ReplyTo, frames: min(req.ChunkFrames, bus.FrameVersion)}
 }
+
+// acceptHold bounds how long a worker holds a version-4 gateway's accept
+// for the attempt's first message: an engine that answers at once (a
+// cached or an instant one) sends one message instead of two, and a
+// prefill that takes longer leaves the gateway without news no longer
+// than this.
+const acceptHold = time.Millisecond
 
 // maxFrameBytes bounds a coalesced frame well below any server's payload
 // limit (1 MiB by default).
@@ -269,7 +289,9 @@ var framePool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &
 // chunkSender publishes one request's chunks: step chunks (and from frame
 // version 3 an attempt's first chunk and its final ones) as token frames
 // when the gateway reads them, coalescing the steps its worker marks More,
-// which are ready at once; every other chunk as JSON.
+// which are ready at once; every other chunk as JSON. For a version-4
+// gateway it also sends the accept, held until the attempt's first
+// message or acceptHold, whichever comes first.
 type chunkSender struct {
 	ho      *Host
 	subject string
@@ -279,6 +301,71 @@ type chunkSender struct {
 	next    uint64  // the Seq a step must have to join them
 	attempt int
 	sent    bool // a chunk was sent: the next is not the attempt's first
+
+	// The held accept. acceptTo and acceptAt are set before Admit, so the
+	// request's goroutine reads them without the lock.
+	acceptTo      string // the offer's reply subject; "" when the accept went with the offer's reply
+	acceptID      string // the request's id and attempt, for an accept sent on its own
+	acceptAttempt int
+	acceptAt      int64      // the worker's clock when it took the offer (Unix µs)
+	acceptMu      sync.Mutex // orders the accept before the attempt's first chunk
+	acceptHeld    bool       // guarded by acceptMu; the accept is still to be sent
+	acceptTimer   *time.Timer
+}
+
+// holdAccept arms the accept's deadline after a successful Admit and
+// reports whether the accept is the sender's to send (false: it goes as
+// the offer's reply now).
+func (s *chunkSender) holdAccept() bool {
+	if s.acceptTo == "" {
+		return false
+	}
+	s.acceptMu.Lock()
+	defer s.acceptMu.Unlock()
+	if s.acceptHeld {
+		s.acceptTimer = time.AfterFunc(acceptHold, s.acceptLate)
+	}
+	return true
+}
+
+// acceptLate sends the held accept on its own: the attempt's first
+// message did not come within acceptHold.
+func (s *chunkSender) acceptLate() {
+	s.acceptMu.Lock()
+	defer s.acceptMu.Unlock()
+	if !s.acceptHeld {
+		return
+	}
+	s.acceptHeld = false
+	s.publishAccept()
+}
+
+// takeAccept, called with the attempt's first chunk, reports whether that
+// chunk's message must carry the accept (nobody sent it yet).
+func (s *chunkSender) takeAccept() bool {
+	if s.acceptTo == "" {
+		return false
+	}
+	s.acceptMu.Lock()
+	defer s.acceptMu.Unlock()
+	if !s.acceptHeld {
+		return false
+	}
+	s.acceptHeld = false
+	if s.acceptTimer != nil {
+		s.acceptTimer.Stop()
+	}
+	return true
+}
+
+// publishAccept sends the accept frame on the offer's reply subject.
+func (s *chunkSender) publishAccept() {
+	var buf [64]byte
+	acc := bus.Accept{V: bus.Version, Worker: s.ho.cfg.Worker, HeartbeatSeq: s.ho.hbSeq.Load(), At: s.acceptAt}
+	acc.ID, acc.Attempt = s.acceptID, s.acceptAttempt
+	if err := s.ho.conn.nc.Publish(s.acceptTo, bus.AppendAcceptFrame(buf[:0], &acc)); err != nil {
+		s.ho.log.Warn("publish accept", "subject", s.acceptTo, "err", err)
+	}
 }
 
 func (s *chunkSender) send(c *bus.Chunk) {
@@ -288,16 +375,21 @@ func (s *chunkSender) send(c *bus.Chunk) {
 	}
 	c.V = bus.Version
 	c.Worker = s.ho.cfg.Worker
-	if !s.sent || c.Final() {
+	first := !s.sent
+	if first || c.Final() {
 		// The attempt's first chunk and the final one carry the worker's
 		// clock (request timelines), which frames carry from version 3:
 		// for an older gateway they go as JSON.
 		c.At = time.Now().UnixMicro()
 	}
 	s.sent = true
+	accept := first && s.takeAccept()
 	if bus.Framable(c, s.frames) {
-		s.step(c)
+		s.step(c, accept)
 	} else {
+		if accept {
+			s.publishAccept()
+		}
 		s.flush()
 		s.publishJSON(c)
 	}
@@ -309,7 +401,9 @@ func (s *chunkSender) send(c *bus.Chunk) {
 
 // step adds c to the frame, and publishes the frame unless c is marked
 // More: a step is never held when nothing is ready behind it.
-func (s *chunkSender) step(c *bus.Chunk) {
+// accept puts the held accept in front of the frame (an accepting frame,
+// version 4); c is then the attempt's first chunk.
+func (s *chunkSender) step(c *bus.Chunk, accept bool) {
 	if s.held > 0 && (c.Seq != s.next || c.Attempt != s.attempt) {
 		s.flush()
 	}
@@ -318,7 +412,11 @@ func (s *chunkSender) step(c *bus.Chunk) {
 	}
 	b := *s.buf
 	if s.held == 0 {
-		b = bus.AppendFrameHeader(b[:0], c.ID, c.Worker, c.Attempt, c.Seq)
+		b = b[:0]
+		if accept {
+			b = bus.AppendAcceptingPrefix(b, s.ho.hbSeq.Load(), s.acceptAt)
+		}
+		b = bus.AppendFrameHeader(b, c.ID, c.Worker, c.Attempt, c.Seq)
 		s.attempt = c.Attempt
 	}
 	b, err := bus.AppendFrameStep(b, c)

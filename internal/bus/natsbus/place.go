@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -31,16 +32,15 @@ func (g *Gateway) place(ctx context.Context, st *stream, deadline time.Time, fir
 			g.mu.Unlock()
 		}
 	}()
-	var timer <-chan time.Time
-	if !deadline.IsZero() {
-		d := time.Until(deadline)
-		if d <= 0 {
-			return fmt.Errorf("%w: deadline passed before dispatch", bus.ErrNotPlaced)
-		}
-		t := time.NewTimer(d)
-		defer t.Stop()
-		timer = t.C
+	if !deadline.IsZero() && time.Until(deadline) <= 0 {
+		return fmt.Errorf("%w: deadline passed before dispatch", bus.ErrNotPlaced)
 	}
+	var timer *time.Timer // the deadline's, made when the request first waits
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	var links []uint64 // the request's prefix chain, for affinity
 	if first && g.affinityOn() {
 		if links = prefixChain(g.prefixSeed, &st.req); len(links) < g.minLinks() {
@@ -64,6 +64,7 @@ func (g *Gateway) place(ctx context.Context, st *stream, deadline time.Time, fir
 			sends++
 			w.held[st.req.ID] = st
 			st.worker, st.missed = w.hb.Worker, 0
+			st.offerBy = time.Now().Add(g.cfg.AcceptTimeout)
 			name := w.hb.Worker
 			g.mu.Unlock()
 			reason := bus.ReasonLeastLoaded
@@ -101,11 +102,18 @@ func (g *Gateway) place(ctx context.Context, st *stream, deadline time.Time, fir
 			wt = &waiter{wake: make(chan struct{}, 1), background: st.req.Background, tenant: st.req.Tenant, slots: max(st.req.Choices, 1),
 				round: g.roundLocked(model, st.req.Tenant, st.req.Background)}
 			g.queues[model] = append(g.queues[model], wt)
+			if !deadline.IsZero() {
+				timer = time.NewTimer(time.Until(deadline))
+			}
 		}
 		g.mu.Unlock()
+		var expired <-chan time.Time
+		if timer != nil {
+			expired = timer.C
+		}
 		select {
 		case <-wt.wake:
-		case <-timer:
+		case <-expired:
 			return fmt.Errorf("%w: no free slot for %s before the deadline", bus.ErrNotPlaced, model)
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
@@ -232,20 +240,11 @@ func (g *Gateway) send(ctx context.Context, st *stream, w *workerState, name, re
 			return false, fmt.Errorf("natsbus: encode request: %w", err)
 		}
 	}
-	actx, cancel := context.WithTimeout(ctx, g.cfg.AcceptTimeout)
-	msg, err := g.conn.nc.RequestWithContext(actx, bus.RequestSubject(req.Model, name), data)
-	cancel()
-	var acc bus.Accept
-	if err == nil {
-		if err = bus.DecodeAccept(msg.Data, &acc); err != nil {
-			err = fmt.Errorf("natsbus: bad accept from %s: %w", name, err)
-		}
-	}
-	if err == nil && acc.Error == nil {
-		st.accepted(req.Attempt, acc.At)
+	acc, err := g.offer(ctx, st, &req, name, data)
+	if err == nil && acc.refusal == nil {
 		g.mu.Lock()
 		if st.worker == name {
-			st.placed, st.acceptSeq, st.lastWorker = true, acc.HeartbeatSeq, name
+			st.placed, st.acceptSeq, st.lastWorker = true, acc.heartbeatSeq, name
 			// The worker may have been declared lost while it answered:
 			// keep tracking it (the sweeper drops it again if it is silent).
 			switch cur := g.workers[name]; {
@@ -262,16 +261,21 @@ func (g *Gateway) send(ctx context.Context, st *stream, w *workerState, name, re
 	st.notPlaced() // an offer refused is no attempt at the request
 	g.mu.Lock()
 	g.unholdLocked(st)
+	if errors.Is(err, ErrClosed) {
+		g.mu.Unlock()
+		g.publishCancel(req.ID, req.Attempt) // it may have started
+		return false, ErrClosed
+	}
 	switch {
 	case err != nil:
 		// No responder (it stopped listening) or no answer in time: take
 		// nothing more there until it sends a heartbeat again.
 		w.suspect = true
-	case acc.Error.Code == bus.CodeOverloaded:
+	case acc.refusal.Code == bus.CodeOverloaded:
 		// Our estimate was off (another gateway, or a slot not yet
 		// freed): look elsewhere, and here again after the next sweep.
 		w.refused++
-	case acc.Error.Code == bus.CodeModelNotFound:
+	case acc.refusal.Code == bus.CodeModelNotFound:
 		w.hb.Models = slices.DeleteFunc(slices.Clone(w.hb.Models), func(m string) bool { return m == req.Model })
 	}
 	g.mu.Unlock()
@@ -289,23 +293,94 @@ func (g *Gateway) send(ctx context.Context, st *stream, w *workerState, name, re
 			g.log.Warn("worker did not accept", "worker", name, "id", req.ID, "err", err)
 		}
 		return false, nil
-	case acc.Error.Code == bus.CodeOverloaded || acc.Error.Code == bus.CodeModelNotFound:
+	case acc.refusal.Code == bus.CodeOverloaded || acc.refusal.Code == bus.CodeModelNotFound:
 		return false, nil
-	case acc.Error.Code == bus.CodeDeadline:
-		return false, fmt.Errorf("%w: %s", bus.ErrNotPlaced, acc.Error.Message)
+	case acc.refusal.Code == bus.CodeDeadline:
+		return false, fmt.Errorf("%w: %s", bus.ErrNotPlaced, acc.refusal.Message)
 	default:
-		return false, fmt.Errorf("natsbus: worker %s refused %s: %s: %s", name, req.ID, acc.Error.Code, acc.Error.Message)
+		return false, fmt.Errorf("natsbus: worker %s refused %s: %s: %s", name, req.ID, acc.refusal.Code, acc.refusal.Message)
 	}
 }
 
+// errAcceptTimeout reports an offer no worker answered within
+// AcceptTimeout.
+var errAcceptTimeout = fmt.Errorf("natsbus: no answer to the offer: %w", nats.ErrTimeout)
+
+// offer publishes req (encoded: data) to worker name and waits for its
+// answer, which comes on st's chunk subject (the offer's reply subject):
+// an accept frame, an accepting frame (the attempt's first chunk carries
+// the accept), a chunk of the attempt, a JSON Accept (a refusal, or an
+// older worker's accept), or the server's "no responders". The sweeper
+// ends the wait after AcceptTimeout, so an offer costs no timer.
+func (g *Gateway) offer(ctx context.Context, st *stream, req *bus.Request, name string, data []byte) (offerAnswer, error) {
+	st.offer(req.Attempt)
+	if err := g.conn.nc.PublishRequest(bus.RequestSubject(req.Model, name), req.ReplyTo, data); err != nil {
+		st.withdraw()
+		return offerAnswer{}, err
+	}
+	select {
+	case a := <-st.answers:
+		return a, a.err
+	case <-ctx.Done():
+		st.withdraw()
+		return offerAnswer{}, ctx.Err()
+	case <-g.ctx.Done():
+		st.withdraw()
+		return offerAnswer{}, ErrClosed
+	}
+}
+
+// onChunk takes a message on the gateway's chunk subjects: a chunk (a
+// token frame or JSON), or the answer to an offer, whose reply subject is
+// the request's chunk subject (an accept frame, an accepting frame, a
+// JSON Accept, or the server's "no responders").
 func (g *Gateway) onChunk(m *nats.Msg) {
-	if bus.IsFrame(m.Data) {
-		g.onFrame(m)
+	switch {
+	case bus.IsFrame(m.Data):
+		g.onFrame(m, m.Data, nil)
+		return
+	case bus.IsAccepting(m.Data):
+		seq, at, frame, err := bus.ReadAcceptingPrefix(m.Data)
+		if err != nil {
+			g.log.Warn("bad chunk frame", "subject", m.Subject, "err", err)
+			return
+		}
+		g.onFrame(m, frame, &offerAnswer{heartbeatSeq: seq, at: at})
+		return
+	case len(m.Data) > 0 && m.Data[0] == bus.AcceptMagic:
+		var acc bus.Accept
+		if err := bus.DecodeAccept(m.Data, &acc); err != nil {
+			g.log.Warn("bad accept", "subject", m.Subject, "err", err)
+			return
+		}
+		g.onAccept(&acc)
+		return
+	case len(m.Data) == 0:
+		if m.Header.Get("Status") == "503" { // no responders to the offer
+			if st := g.streamOf(m.Subject); st != nil {
+				st.answer(offerAnswer{err: nats.ErrNoResponders})
+			}
+		}
 		return
 	}
 	c := new(bus.Chunk)
 	if err := json.Unmarshal(m.Data, c); err != nil {
 		g.log.Warn("bad chunk message", "subject", m.Subject, "err", err)
+		return
+	}
+	if c.Seq == 0 {
+		// Chunks count from 1: this is an Accept (a refusal, or a worker
+		// that sends JSON accepts).
+		acc := bus.Accept{ID: c.ID, Worker: c.Worker, Attempt: c.Attempt, Error: c.Error, At: c.At}
+		var hb struct {
+			HeartbeatSeq uint64 `json:"heartbeat_seq"`
+		}
+		_ = json.Unmarshal(m.Data, &hb)
+		acc.HeartbeatSeq = hb.HeartbeatSeq
+		if acc.ID == "" { // a request the worker could not read
+			acc.ID = bus.Untoken(m.Subject[strings.LastIndexByte(m.Subject, '.')+1:])
+		}
+		g.onAccept(&acc)
 		return
 	}
 	g.mu.Lock()
@@ -314,14 +389,41 @@ func (g *Gateway) onChunk(m *nats.Msg) {
 	if st == nil {
 		return // closed, finished, or another gateway's
 	}
+	answer := offerAnswer{attempt: c.Attempt, at: c.At} // c is the stream's once delivered
 	g.onStreamChunk(st, c)
+	st.answer(answer) // a chunk of the attempt proves its admission
 }
 
-// onFrame takes a token frame: its steps are chunks seq, seq+1, …, decoded
-// into the stream's recycled chunks; their text aliases the message's
-// payload, which nothing writes again.
-func (g *Gateway) onFrame(m *nats.Msg) {
-	h, steps, err := bus.ReadFrameHeader(m.Data)
+// streamOf returns the stream whose chunk subject is subject, or nil.
+func (g *Gateway) streamOf(subject string) *stream {
+	id := bus.Untoken(subject[strings.LastIndexByte(subject, '.')+1:])
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.streams[id]
+}
+
+// onAccept takes a worker's answer to an offer of acc's request.
+func (g *Gateway) onAccept(acc *bus.Accept) {
+	g.mu.Lock()
+	st := g.streams[acc.ID]
+	if st != nil && acc.Error == nil && st.placed && st.worker == acc.Worker && acc.HeartbeatSeq > st.acceptSeq {
+		// A chunk answered the offer first: the accept brings the
+		// heartbeat number that chunk could not.
+		st.acceptSeq = acc.HeartbeatSeq
+	}
+	g.mu.Unlock()
+	if st == nil {
+		return // closed, finished, or another gateway's
+	}
+	st.answer(offerAnswer{attempt: acc.Attempt, heartbeatSeq: acc.HeartbeatSeq, at: acc.At, refusal: acc.Error})
+}
+
+// onFrame takes a token frame (data: m's payload, or what follows an
+// accepting frame's accept, then acc): its steps are chunks seq, seq+1, …,
+// decoded into the stream's recycled chunks; their text aliases the
+// message's payload, which nothing writes again.
+func (g *Gateway) onFrame(m *nats.Msg, data []byte, acc *offerAnswer) {
+	h, steps, err := bus.ReadFrameHeader(data)
 	if err != nil {
 		g.log.Warn("bad chunk frame", "subject", m.Subject, "err", err)
 		return
@@ -332,6 +434,17 @@ func (g *Gateway) onFrame(m *nats.Msg) {
 	if st == nil {
 		return // closed, finished, or another gateway's
 	}
+	// The frame answers the offer of its attempt if nothing did (an
+	// accepting frame with the accept's fields, another with its first
+	// step's clock), once its steps are delivered: the placing goroutine
+	// then finds them there.
+	answer := offerAnswer{attempt: h.Attempt}
+	if acc != nil {
+		answer = *acc
+		answer.attempt = h.Attempt
+		st.traceAccepted(h.Attempt, acc.at)
+	}
+	defer func() { st.answer(answer) }()
 	worker := bus.AliasString(h.Worker)
 	for seq := h.Seq; len(steps) > 0; seq++ {
 		c := st.newChunk()
@@ -341,6 +454,9 @@ func (g *Gateway) onFrame(m *nats.Msg) {
 			return
 		}
 		c.V, c.ID, c.Seq, c.Worker, c.Attempt = bus.Version, st.req.ID, seq, worker, h.Attempt
+		if answer.at == 0 {
+			answer.at = c.At
+		}
 		g.onStreamChunk(st, c)
 	}
 }
@@ -552,6 +668,11 @@ func (g *Gateway) sweep() {
 						g.wakeLocked(m)
 					}
 				}
+				for _, st := range w.held {
+					if !st.placed && now.After(st.offerBy) {
+						st.answer(offerAnswer{err: errAcceptTimeout}) // no timer per offer
+					}
+				}
 				if now.Sub(w.last) > w.timeout {
 					g.log.Warn("worker silent", "worker", w.hb.Worker, "since", now.Sub(w.last))
 					lost = append(lost, g.removeWorkerLocked(w)...)
@@ -589,7 +710,7 @@ func (g *Gateway) redispatch(lost []*stream) {
 				return
 			}
 			g.log.Info("re-dispatching", "id", st.req.ID, "attempt", prev+1)
-			err := g.place(st.ctx, st, time.Now().Add(g.cfg.RedispatchTimeout), false)
+			err := g.place(st.context(), st, time.Now().Add(g.cfg.RedispatchTimeout), false)
 			if err != nil {
 				st.fail(fmt.Errorf("%w: %w", bus.ErrWorkerLost, err))
 				g.forget(st)

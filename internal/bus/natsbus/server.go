@@ -321,7 +321,12 @@ func (s *Server) JetStream() bool { return s.ns.JetStreamEnabled() }
 
 // Connect opens an in-process connection to the server.
 func (s *Server) Connect(name string) (*Conn, error) {
-	extra := []nats.Option{nats.InProcessServer(s.ns)}
+	// No write deadline: on an in-process connection (a net.Pipe) each
+	// deadline set arms and stops a timer, twice per flush, and the
+	// deadline guards against a peer that stopped reading, which the
+	// server in this process never does (a server that closes the
+	// connection ends the write with an error).
+	extra := []nats.Option{nats.InProcessServer(s.ns), nats.FlusherTimeout(0)}
 	switch {
 	case s.creds != "":
 		extra = append(extra, nats.UserCredentials(s.creds))

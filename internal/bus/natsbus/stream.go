@@ -22,9 +22,7 @@ const maxPending = 4096
 // one reader (Next). Lock order: Gateway.mu before stream.mu.
 type stream struct {
 	g      *Gateway
-	req    bus.Request // immutable after Dispatch; each send copies it
-	ctx    context.Context
-	cancel context.CancelFunc
+	req    bus.Request   // immutable after Dispatch; each send copies it
 	notify chan struct{} // capacity 1: "something changed"
 	trace  *bus.Trace    // the request's timeline (nil: not recorded); safe for concurrent use
 	first  []byte        // the encoded request of attempt 1 (Dispatch made it to check its size)
@@ -39,6 +37,13 @@ type stream struct {
 	// lastWorker is the worker that admitted the latest attempt, named
 	// by the timeline's resume event.
 	lastWorker string
+	// offerBy is when the offer in flight (worker set, placed false)
+	// times out: the sweeper answers it then (AcceptTimeout).
+	offerBy time.Time
+
+	// answers carries the answer to the offer in flight (offering) from
+	// the chunk subscription to the placing goroutine (send).
+	answers chan offerAnswer
 
 	mu      sync.Mutex
 	attempt int                   // guarded by mu; chunks of other attempts are dropped
@@ -71,9 +76,16 @@ type stream struct {
 	// different subscriptions, so its chunks can be handled first).
 	offerWorker, offerReason string // guarded by mu
 	tracedAttempt            int    // guarded by mu
-	done                     bool   // guarded by mu; the final chunk is in ready or read
-	err                      error  // guarded by mu; terminal failure
-	closed                   bool   // guarded by mu
+	// offering is the attempt whose offer awaits its answer (0: none);
+	// the first answer clears it.
+	offering int // guarded by mu
+	// ctx ends when the stream is closed or the gateway ends; made on
+	// first use (a re-dispatch), as most requests never need it.
+	ctx    context.Context    // guarded by mu
+	cancel context.CancelFunc // guarded by mu
+	done   bool               // guarded by mu; the final chunk is in ready or read
+	err    error              // guarded by mu; terminal failure
+	closed bool               // guarded by mu
 }
 
 // choiceProgress is what one choice of a request of several delivered: a
@@ -112,14 +124,14 @@ func recycle(c *bus.Chunk) {
 }
 
 func newStream(g *Gateway, req bus.Request) *stream {
-	ctx, cancel := context.WithCancel(g.ctx)
 	// The record of what was delivered (for resume) is sized for the
 	// answer up front, so it rarely grows token by token.
 	n := req.MaxTokens
 	if n <= 0 || n > 1024 {
 		n = 256
 	}
-	st := &stream{g: g, req: req, ctx: ctx, cancel: cancel, notify: make(chan struct{}, 1), next: 1}
+	st := &stream{g: g, req: req, notify: make(chan struct{}, 1), next: 1,
+		answers: make(chan offerAnswer, 1)}
 	if req.Choices > 1 {
 		st.choices, st.left = make([]choiceProgress, req.Choices), req.Choices
 		for i := range st.choices {
@@ -129,6 +141,32 @@ func newStream(g *Gateway, req bus.Request) *stream {
 	}
 	st.tokens, st.text = make([]int32, 0, n), make([]byte, 0, 8*n)
 	return st
+}
+
+// context returns the stream's context, which ends when the stream is
+// closed or the gateway ends.
+func (st *stream) context() context.Context {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.ctx == nil {
+		st.ctx, st.cancel = context.WithCancel(st.g.ctx)
+		if st.closed {
+			st.cancel()
+		}
+	}
+	return st.ctx
+}
+
+// release marks the stream closed and ends its context, without the
+// cancel and the bookkeeping of Close: for a stream Dispatch gives up.
+func (st *stream) release() {
+	st.mu.Lock()
+	st.closed = true
+	cancel := st.cancel
+	st.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
 }
 
 // beginAttempt starts a new attempt and returns the request message to send
@@ -210,11 +248,67 @@ func (st *stream) notPlaced() {
 	st.mu.Unlock()
 }
 
-// accepted records in the timeline that the worker admitted attempt, at
-// workerAt on its clock, unless the attempt's first chunk recorded it.
-func (st *stream) accepted(attempt int, workerAt int64) {
+// offerAnswer is a worker's answer to an offer: it took the attempt
+// (refusal and err nil; heartbeatSeq and at as in bus.Accept), refused it
+// (refusal), or nothing answered (err: no responder, or no answer within
+// AcceptTimeout).
+type offerAnswer struct {
+	attempt      int
+	heartbeatSeq uint64
+	at           int64
+	refusal      *bus.Error
+	err          error
+}
+
+// offer marks attempt's offer as in flight: the next answer for it goes
+// to answers.
+func (st *stream) offer(attempt int) {
+	select { // an answer left by an earlier offer that gave up waiting
+	case <-st.answers:
+	default:
+	}
+	st.mu.Lock()
+	st.offering = attempt
+	st.mu.Unlock()
+}
+
+// answer hands a to the offer in flight when it is a's attempt's (attempt
+// 0: whichever is in flight) and reports whether it did. An acceptance
+// enters the timeline here, before any chunk of the attempt can.
+func (st *stream) answer(a offerAnswer) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.answerLocked(a)
+}
+
+func (st *stream) answerLocked(a offerAnswer) bool {
+	if st.offering == 0 || (a.attempt != 0 && a.attempt != st.offering) {
+		return false
+	}
+	a.attempt, st.offering = st.offering, 0
+	if a.refusal == nil && a.err == nil {
+		st.tracePlacedLocked(a.attempt, a.at)
+	}
+	select {
+	case st.answers <- a: // capacity 1, emptied before each offer, one answer per offer
+	default:
+	}
+	return true
+}
+
+// traceAccepted enters attempt's placement in the timeline, at workerAt
+// on the worker's clock, unless something did already.
+func (st *stream) traceAccepted(attempt int, workerAt int64) {
 	st.mu.Lock()
 	st.tracePlacedLocked(attempt, workerAt)
+	st.mu.Unlock()
+}
+
+// withdraw ends the offer in flight without an answer (the placing
+// goroutine gave up waiting).
+func (st *stream) withdraw() {
+	st.mu.Lock()
+	st.offering = 0
 	st.mu.Unlock()
 }
 
@@ -244,9 +338,11 @@ func (st *stream) deliver(c *bus.Chunk) bool {
 		st.signal()
 		return true
 	}
-	// A chunk of the attempt proves its admission: the placement enters
-	// the timeline before the reader can see the chunk (with the
-	// worker's clock of the first chunk, which carries it).
+	// A chunk of the attempt proves its admission (the gateway's chunk
+	// handler answers the offer with it once the message is delivered):
+	// the placement enters the timeline before the reader can see the
+	// chunk, with the worker's clock of the first chunk, which carries
+	// it, unless an accept came first.
 	st.tracePlacedLocked(c.Attempt, c.At)
 	if c.Seq > st.next {
 		if st.pending == nil {
@@ -392,8 +488,11 @@ func (st *stream) Close() error {
 	}
 	st.closed = true
 	running := !st.done && st.err == nil
+	cancel := st.cancel
 	st.mu.Unlock()
-	st.cancel()
+	if cancel != nil {
+		cancel()
+	}
 	st.signal()
 	if running {
 		st.g.publishCancel(st.req.ID, 0)

@@ -164,16 +164,17 @@ func TestPlacementTracedOnce(t *testing.T) {
 	for _, chunkFirst := range []bool{true, false} {
 		tr := bus.NewTrace(time.Now())
 		st := newStream(&Gateway{ctx: context.Background()}, bus.Request{ID: "r"})
-		defer st.cancel()
+		defer st.release()
 		st.trace = tr
 		st.beginAttempt("w1", bus.ReasonLeastLoaded)
 		st.beginAttempt("w2", bus.ReasonResumed)
+		st.offer(2)
 		st.deliver(&bus.Chunk{ID: "r", Seq: 1, Attempt: 1, At: 7}) // attempt 1 was given up
 		if chunkFirst {
 			st.deliver(&bus.Chunk{ID: "r", Seq: 1, Attempt: 2, At: 11})
-			st.accepted(2, 10)
+			st.answer(offerAnswer{attempt: 2, at: 10})
 		} else {
-			st.accepted(2, 10)
+			st.answer(offerAnswer{attempt: 2, at: 10})
 			st.deliver(&bus.Chunk{ID: "r", Seq: 1, Attempt: 2, At: 11})
 		}
 		st.deliver(&bus.Chunk{ID: "r", Seq: 2, Attempt: 2, At: 12, FinishReason: "stop"})
