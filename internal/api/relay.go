@@ -285,27 +285,13 @@ func (s *server) collect(ctx context.Context, w http.ResponseWriter, st bus.Stre
 // deadline. A chunk already there (the worker's answer came with its
 // accept) costs no timer.
 func (s *server) firstChunk(ctx context.Context, st bus.Stream, deadline time.Time) (*bus.Chunk, error) {
-	c, err := s.next(polling{ctx}, st)
-	if err != errNotYet {
-		return c, err
+	if r, ok := st.(bus.Readier); ok && r.Ready() {
+		return s.next(ctx, st)
 	}
 	wait, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	return s.next(wait, st)
 }
-
-// polling is a context that has ended (with errNotYet) while its parent
-// has not: a Next called with it returns what the stream holds now
-// without waiting.
-type polling struct{ context.Context }
-
-// errNotYet is polling's error: nothing was ready.
-var errNotYet = errors.New("api: nothing ready yet")
-
-var closedDone = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
-
-func (polling) Done() <-chan struct{} { return closedDone }
-func (polling) Err() error            { return errNotYet }
 
 // next returns the stream's next chunk; an io.EOF before a final chunk
 // means the worker vanished.

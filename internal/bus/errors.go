@@ -36,6 +36,13 @@ type Recycler interface {
 	Recycle(c *Chunk)
 }
 
+// Readier is an optional Stream capability: Ready reports whether Next
+// would return without waiting (a chunk, the end or an error is there),
+// so a caller can skip arming a timer for a wait that will not happen.
+type Readier interface {
+	Ready() bool
+}
+
 // Stable error codes a worker puts in Chunk.Error.Code; the gateway's error
 // catalog maps each to an HTTP status.
 const (

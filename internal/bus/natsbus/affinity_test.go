@@ -372,7 +372,7 @@ func TestRefusedOffersUseNoAttempt(t *testing.T) {
 // cut, instead of ending the stream with an error event.
 func TestNextSeesCancelBeforeReadyChunks(t *testing.T) {
 	st := newStream(&Gateway{ctx: context.Background()}, bus.Request{ID: "r", Kind: bus.KindCompletion, Prompt: "x"})
-	defer st.cancel()
+	defer st.release()
 	if _, ok := st.beginAttempt("w", bus.ReasonLeastLoaded); !ok {
 		t.Fatal("no attempt")
 	}

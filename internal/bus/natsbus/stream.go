@@ -98,6 +98,7 @@ type choiceProgress struct {
 var (
 	_ bus.Stream   = (*stream)(nil)
 	_ bus.Recycler = (*stream)(nil)
+	_ bus.Readier  = (*stream)(nil)
 )
 
 // chunkPool holds chunks readers handed back (Recycle), for any stream's
@@ -476,6 +477,13 @@ func (st *stream) Next(ctx context.Context) (*bus.Chunk, error) {
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// Ready reports whether Next would return without waiting (bus.Readier).
+func (st *stream) Ready() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.rhead < len(st.ready) || st.done || st.err != nil || st.closed
 }
 
 // Close releases the stream; a request still running is cancelled on its
