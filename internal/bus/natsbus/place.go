@@ -313,19 +313,19 @@ var errAcceptTimeout = fmt.Errorf("natsbus: no answer to the offer: %w", nats.Er
 // older worker's accept), or the server's "no responders". The sweeper
 // ends the wait after AcceptTimeout, so an offer costs no timer.
 func (g *Gateway) offer(ctx context.Context, st *stream, req *bus.Request, name string, data []byte) (offerAnswer, error) {
-	st.offer(req.Attempt)
+	answer := st.offer(req.Attempt)
 	if err := g.conn.nc.PublishRequest(bus.RequestSubject(req.Model, name), req.ReplyTo, data); err != nil {
-		st.withdraw()
+		st.withdraw(req.Attempt)
 		return offerAnswer{}, err
 	}
 	select {
-	case a := <-st.answers:
+	case a := <-answer:
 		return a, a.err
 	case <-ctx.Done():
-		st.withdraw()
+		st.withdraw(req.Attempt)
 		return offerAnswer{}, ctx.Err()
 	case <-g.ctx.Done():
-		st.withdraw()
+		st.withdraw(req.Attempt)
 		return offerAnswer{}, ErrClosed
 	}
 }

@@ -41,8 +41,8 @@ type stream struct {
 	// times out: the sweeper answers it then (AcceptTimeout).
 	offerBy time.Time
 
-	// answers carries the answer to the offer in flight (offering) from
-	// the chunk subscription to the placing goroutine (send).
+	// answers carries the answer to an offer from the chunk subscription
+	// to the placing goroutine (send); reused while offers do not overlap.
 	answers chan offerAnswer
 
 	mu      sync.Mutex
@@ -76,9 +76,9 @@ type stream struct {
 	// different subscriptions, so its chunks can be handled first).
 	offerWorker, offerReason string // guarded by mu
 	tracedAttempt            int    // guarded by mu
-	// offering is the attempt whose offer awaits its answer (0: none);
-	// the first answer clears it.
-	offering int // guarded by mu
+	// offers are the offers awaiting their answers, oldest first
+	// (usually none or one); an answer takes its offer out.
+	offers []pendingOffer // guarded by mu
 	// ctx ends when the stream is closed or the gateway ends; made on
 	// first use (a re-dispatch), as most requests never need it.
 	ctx    context.Context    // guarded by mu
@@ -261,21 +261,35 @@ type offerAnswer struct {
 	err          error
 }
 
-// offer marks attempt's offer as in flight: the next answer for it goes
-// to answers.
-func (st *stream) offer(attempt int) {
-	select { // an answer left by an earlier offer that gave up waiting
-	case <-st.answers:
-	default:
-	}
-	st.mu.Lock()
-	st.offering = attempt
-	st.mu.Unlock()
+// pendingOffer is an offer waiting for its answer. Offers of one stream
+// may overlap: a worker can give an attempt back (and the request be
+// placed again) before the placement that sent it has read its answer.
+type pendingOffer struct {
+	attempt int
+	ch      chan offerAnswer // capacity 1
 }
 
-// answer hands a to the offer in flight when it is a's attempt's (attempt
-// 0: whichever is in flight) and reports whether it did. An acceptance
-// enters the timeline here, before any chunk of the attempt can.
+// offer marks attempt's offer as in flight and returns the channel its
+// answer will come on: the stream's own when no other offer waits.
+func (st *stream) offer(attempt int) chan offerAnswer {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	ch := st.answers
+	if len(st.offers) == 0 {
+		select { // left by an offer whose placement gave up waiting
+		case <-ch:
+		default:
+		}
+	} else {
+		ch = make(chan offerAnswer, 1)
+	}
+	st.offers = append(st.offers, pendingOffer{attempt: attempt, ch: ch})
+	return ch
+}
+
+// answer hands a to the offer in flight of a's attempt (attempt 0: the
+// latest) and reports whether one took it. An acceptance enters the
+// timeline here, before any chunk of the attempt can.
 func (st *stream) answer(a offerAnswer) bool {
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -283,15 +297,23 @@ func (st *stream) answer(a offerAnswer) bool {
 }
 
 func (st *stream) answerLocked(a offerAnswer) bool {
-	if st.offering == 0 || (a.attempt != 0 && a.attempt != st.offering) {
+	i := len(st.offers) - 1
+	if a.attempt != 0 {
+		for i >= 0 && st.offers[i].attempt != a.attempt {
+			i--
+		}
+	}
+	if i < 0 {
 		return false
 	}
-	a.attempt, st.offering = st.offering, 0
+	o := st.offers[i]
+	st.offers = slices.Delete(st.offers, i, i+1)
+	a.attempt = o.attempt
 	if a.refusal == nil && a.err == nil {
 		st.tracePlacedLocked(a.attempt, a.at)
 	}
 	select {
-	case st.answers <- a: // capacity 1, emptied before each offer, one answer per offer
+	case o.ch <- a: // capacity 1, emptied before reuse, one answer per offer
 	default:
 	}
 	return true
@@ -305,11 +327,11 @@ func (st *stream) traceAccepted(attempt int, workerAt int64) {
 	st.mu.Unlock()
 }
 
-// withdraw ends the offer in flight without an answer (the placing
-// goroutine gave up waiting).
-func (st *stream) withdraw() {
+// withdraw ends attempt's offer without an answer (its placement gave up
+// waiting).
+func (st *stream) withdraw(attempt int) {
 	st.mu.Lock()
-	st.offering = 0
+	st.offers = slices.DeleteFunc(st.offers, func(o pendingOffer) bool { return o.attempt == attempt })
 	st.mu.Unlock()
 }
 
