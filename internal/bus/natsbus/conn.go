@@ -110,9 +110,10 @@ type DialOption func(*[]nats.Option)
 // bus round trip over TCP (BenchmarkRoundTripTCP, and BenchmarkBoundary's
 // tcp-wt in internal/stage). The node does not dial with it yet: in
 // BenchmarkBoundary chunks from write-through stages reached a gateway's
-// connection 1.4–2.1 ms after their sample instead of 0.24–0.56 ms, which
-// the bare benchmark does not show (docs/architecture.md, "Where a
-// boundary's time goes"). It costs a write system call per message, and
+// connection 1.4–2.1 ms after their sample instead of 0.24–0.56 ms, as
+// messages that used to leave in one write now leave in two, and the
+// second waits for a P of the one process that benchmark runs in
+// (docs/architecture.md, "Writing through"). It costs a write system call per message, and
 // is for network connections only: on an in-process connection a write
 // waits for the server to read it.
 func WriteThrough() DialOption {
