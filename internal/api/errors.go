@@ -143,6 +143,8 @@ func toAPIError(err error) *Error {
 		return errorf(CodeDeadline, "", "the request could not be started before its deadline")
 	case errors.Is(err, bus.ErrWorkerLost):
 		return errorf(CodeWorkerLost, "", "the worker running this request was lost")
+	case errors.Is(err, errShuttingDown):
+		return errorf(CodeShuttingDown, "", "the server is shutting down; retry the request on another gateway")
 	case errors.Is(err, bus.ErrShutdown):
 		return errorf(CodeNoWorkers, "", "the server is shutting down; retry on another one")
 	default:

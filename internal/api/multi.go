@@ -140,7 +140,9 @@ func (s *server) generateMulti(w http.ResponseWriter, r *http.Request, reqs []*b
 	var placed time.Time
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	placeCtx, cancelPlace := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	stopCtx, release := s.stoppable(ctx) // see generate
+	defer release()
+	placeCtx, cancelPlace := context.WithTimeout(stopCtx, s.cfg.RequestTimeout)
 	defer cancelPlace()
 
 	var cs []*choiceStream
@@ -194,7 +196,7 @@ func (s *server) generateMulti(w http.ResponseWriter, r *http.Request, reqs []*b
 			req.ID = fmt.Sprintf("%s-%d", id, p)
 		}
 		if err := dispatch(req, base); err != nil {
-			s.failBeforeCommit(w, ctx, req, err)
+			s.failBeforeCommit(w, ctx, req, placeError(placeCtx, err))
 			return
 		}
 		base += max(req.Choices, 1)
@@ -208,7 +210,7 @@ func (s *server) generateMulti(w http.ResponseWriter, r *http.Request, reqs []*b
 			_, err = u.choicesOf(first)
 		}
 		if err != nil {
-			s.failBeforeCommit(w, ctx, u.req, err)
+			s.failBeforeCommit(w, ctx, u.req, placeError(placeCtx, err))
 			return
 		}
 		u.first, u.attempt = first, first.Attempt

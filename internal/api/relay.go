@@ -130,12 +130,17 @@ func (s *server) generate(w http.ResponseWriter, r *http.Request, req *bus.Reque
 	var placed time.Time
 	defer func() { noteResult(r, res, start, placed, req.Tenant, req.Background) }()
 
-	ctx := r.Context()
+	// A gateway stopping (StopStreams) ends the request with an error the
+	// client can read instead of a cut: 503 server_shutting_down while it
+	// waits for a worker or its first chunk, an error event or the error
+	// JSON once its answer is committed.
+	ctx, release := s.stoppable(r.Context())
+	defer release()
 	s.m.Waiting(req.Model, 1)
 	st, err := s.d.Dispatch(traced(r, ctx), req) // placement ends at req.Deadline
 	s.m.Waiting(req.Model, -1)
 	if err != nil {
-		s.failBeforeCommit(w, ctx, req, err)
+		s.failBeforeCommit(w, r.Context(), req, placeError(ctx, err))
 		return
 	}
 	placed = s.now()
@@ -147,17 +152,8 @@ func (s *server) generate(w http.ResponseWriter, r *http.Request, req *bus.Reque
 		err = s.workerError(req.Model, first.Error)
 	}
 	if err != nil {
-		s.failBeforeCommit(w, ctx, req, err)
+		s.failBeforeCommit(w, r.Context(), req, placeError(ctx, err))
 		return
-	}
-	// From here the answer is committed: a gateway stopping (StopStreams)
-	// ends it with an error the client can read instead of a cut. An
-	// answer whose first chunk is its last waits for nothing more.
-	if !first.Final() {
-		var cancelRelay context.CancelCauseFunc
-		ctx, cancelRelay = context.WithCancelCause(ctx)
-		defer cancelRelay(nil)
-		defer context.AfterFunc(s.stopping, func() { cancelRelay(errShuttingDown) })()
 	}
 	res.itl = s.m.InterToken(req.Model)
 	res.note(first, s.now())
@@ -188,8 +184,31 @@ func (s *server) workerError(model string, e *bus.Error) *Error {
 	return fromWorker(e)
 }
 
-// errShuttingDown is the cause of a relay ended by StopStreams.
+// errShuttingDown is the cause of a request ended by StopStreams.
 var errShuttingDown = errors.New("api: the gateway is shutting down")
+
+// stoppable returns ctx ended by StopStreams, with errShuttingDown as its
+// cause, and its release.
+func (s *server) stoppable(ctx context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	unhook := context.AfterFunc(s.stopping, func() { cancel(errShuttingDown) })
+	return ctx, func() {
+		unhook()
+		cancel(nil)
+	}
+}
+
+// placeError is err, a request's failure before its answer was committed,
+// or errShuttingDown when StopStreams ended ctx (see stoppable): a request
+// still waiting for a worker when the gateway stops gets 503
+// server_shutting_down, where it waited until the node closed its
+// connection at the drain deadline without a word.
+func placeError(ctx context.Context, err error) error {
+	if errors.Is(context.Cause(ctx), errShuttingDown) {
+		return errShuttingDown
+	}
+	return err
+}
 
 // relayError maps an error that ended a committed answer: gone is true
 // when the client left (nothing to write); a stopping gateway is 503

@@ -94,13 +94,13 @@ func (h *holdStreams) Generate(ctx context.Context, req engine.Request, emit fun
 	})
 }
 
-// TestGatewayStopEndsStreamsWithError: a gateway stopping while streams
-// run lets them finish until its drain deadline is nearly spent — a held
-// stream released once the stop has begun ends with its finish_reason and
-// [DONE] — then ends each one still open with an error event in OpenAI's
-// shape (503 server_shutting_down) and [DONE]: no stream is cut without a
-// word. The streams are held on the worker, so which ones finish is known.
-func TestGatewayStopEndsStreamsWithError(t *testing.T) {
+// startHeldNode starts a gateway with an embedded NATS server and no
+// worker of its own, and adds a worker of slots slots whose engine holds
+// every generation before its second token until release(max_tokens) is
+// closed (holdStreams). The test stops the node itself (Shutdown is
+// idempotent; the cleanup's is for a failed test).
+func startHeldNode(t *testing.T, slots int, release func(maxTokens int) <-chan struct{}) *node.Node {
+	t.Helper()
 	cfg := serveConfig(t)
 	cfg.Addr = "127.0.0.1:0"
 	cfg.Models = nil // the held worker is added below, on the node's bus
@@ -112,21 +112,12 @@ func TestGatewayStopEndsStreamsWithError(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = n.Shutdown(context.Background()) })
-	const finishing, held = 8, 500 // max_tokens of the released stream and of the held ones
-	releaseFinishing := make(chan struct{})
-	never := make(chan struct{})
-	eng, err := engine.Load(modelPath(t), engine.Options{Slots: 4})
+	eng, err := engine.Load(modelPath(t), engine.Options{Slots: slots})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = eng.Close() })
-	hold := &holdStreams{Engine: eng, release: func(maxTokens int) <-chan struct{} {
-		if maxTokens == finishing {
-			return releaseFinishing
-		}
-		return never
-	}}
-	w, err := worker.New(worker.Config{ID: "w", Model: modelName, Slots: 4}, hold, testLog())
+	w, err := worker.New(worker.Config{ID: "w", Model: modelName, Slots: slots}, &holdStreams{Engine: eng, release: release}, testLog())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +135,44 @@ func TestGatewayStopEndsStreamsWithError(t *testing.T) {
 	if err := n.Gateway().WaitWorkers(testCtx(t), modelName, 1); err != nil {
 		t.Fatal(err)
 	}
+	return n
+}
 
+// shutdownStarted stops n with a drain of d in the background and returns
+// once its gateway has stopped listening, with the channel Shutdown's
+// error comes on.
+func shutdownStarted(t *testing.T, n *node.Node, d time.Duration) <-chan error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	stopped := make(chan error, 1)
+	go func() { stopped <- n.Shutdown(ctx) }()
+	waitUntil(t, "the gateway to stop listening", func() bool {
+		c, err := net.Dial("tcp", n.Addr())
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	return stopped
+}
+
+// TestGatewayStopEndsStreamsWithError: a gateway stopping while streams
+// run lets them finish until its drain deadline is nearly spent — a held
+// stream released once the stop has begun ends with its finish_reason and
+// [DONE] — then ends each one still open with an error event in OpenAI's
+// shape (503 server_shutting_down) and [DONE]: no stream is cut without a
+// word. The streams are held on the worker, so which ones finish is known.
+func TestGatewayStopEndsStreamsWithError(t *testing.T) {
+	const finishing, held = 8, 500 // max_tokens of the released stream and of the held ones
+	releaseFinishing := make(chan struct{})
+	never := make(chan struct{})
+	n := startHeldNode(t, 4, func(maxTokens int) <-chan struct{} {
+		if maxTokens == finishing {
+			return releaseFinishing
+		}
+		return never
+	})
 	brs := []*bufio.Reader{sseStream(t, n.Addr(), finishing)}
 	for range 3 {
 		brs = append(brs, sseStream(t, n.Addr(), held))
@@ -160,19 +188,9 @@ func TestGatewayStopEndsStreamsWithError(t *testing.T) {
 			ends[i] <- how
 		}()
 	}
-	// A second apiece for the drain; a tenth of it, 0.1 s, is kept for
-	// the error events.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	stopped := make(chan error, 1)
-	go func() { stopped <- n.Shutdown(ctx) }()
-	waitUntil(t, "the gateway to stop listening", func() bool {
-		c, err := net.Dial("tcp", n.Addr())
-		if err == nil {
-			c.Close()
-		}
-		return err != nil
-	})
+	// A second for the drain; a tenth of it, 0.1 s, is kept for the error
+	// events.
+	stopped := shutdownStarted(t, n, time.Second)
 	close(releaseFinishing)
 	if how := <-ends[0]; how != "done" {
 		t.Errorf("the stream released during the drain ended %s, want done", how)
@@ -184,6 +202,60 @@ func TestGatewayStopEndsStreamsWithError(t *testing.T) {
 	}
 	if err := <-stopped; err != nil {
 		t.Logf("shutdown: %v", err) // the workers' drain runs out too
+	}
+}
+
+// TestGatewayStopAnswersQueuedRequests: requests still waiting for a slot
+// when the gateway stops — one of one choice, one of two (sent as a
+// request per choice: the one-slot worker runs no more) — get 503
+// server_shutting_down at the drain's end, as the stream holding the slot
+// gets its error event; they waited until the node closed their
+// connections at the deadline, without a word.
+func TestGatewayStopAnswersQueuedRequests(t *testing.T) {
+	never := make(chan struct{})
+	n := startHeldNode(t, 1, func(int) <-chan struct{} { return never })
+	br := sseStream(t, n.Addr(), 500)
+	streamEnded := make(chan string, 1)
+	go func() {
+		how, last := streamEnd(br)
+		if how == "error" && !strings.Contains(last, `"code":"server_shutting_down"`) {
+			how = "wrong error: " + last
+		}
+		streamEnded <- how
+	}()
+	type answer struct {
+		status int
+		body   string
+		err    error
+	}
+	queued := make(chan answer, 2)
+	for _, choices := range []int{1, 2} {
+		go func() {
+			body := fmt.Sprintf(`{"model":%q,"prompt":"Once upon a time","max_tokens":5,"n":%d}`, modelName, choices)
+			resp, err := http.Post("http://"+n.Addr()+"/v1/completions", "application/json", strings.NewReader(body))
+			if err != nil {
+				queued <- answer{err: err}
+				return
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			queued <- answer{resp.StatusCode, string(b), err}
+		}()
+	}
+	// The choices of the second go one after another: its first waits.
+	waitUntil(t, "both requests queued", func() bool { return n.Gateway().QueueDepth(modelName) == 2 })
+	stopped := shutdownStarted(t, n, time.Second)
+	for range 2 {
+		a := <-queued
+		if a.err != nil || a.status != http.StatusServiceUnavailable || !strings.Contains(a.body, `"code":"server_shutting_down"`) {
+			t.Errorf("a queued request when the gateway stopped: %d %s (%v), want 503 server_shutting_down", a.status, a.body, a.err)
+		}
+	}
+	if how := <-streamEnded; how != "error" {
+		t.Errorf("the held stream ended %s, want the shutdown error event", how)
+	}
+	if err := <-stopped; err != nil {
+		t.Logf("shutdown: %v", err)
 	}
 }
 
