@@ -19,8 +19,8 @@ import (
 // fronts it (--upstream, 32 slots), both in this process. In one run it
 // interleaves 1000 non-streamed max_tokens-1 completions to each (the
 // added latency of the hop: the front's p50 and p99 less direct's, and the
-// median of the pairs' differences with its 95 % confidence interval) and
-// 1000 of the same streamed,
+// median of the pairs' differences with its 95 % confidence interval),
+// 1000 of the same streamed and 300 streamed 64-token answers,
 // then streams 64-token answers at concurrency 1, 8 and 32 through each
 // (courier bench's client) in paired rounds, a direct and a front run of
 // one wave each (hopRounds, hopRequests), and
@@ -47,6 +47,7 @@ func BenchmarkUpstreamHop(b *testing.B) {
 	b.Cleanup(hc.CloseIdleConnections)
 	whole := []byte(`{"model":"` + modelName + `","prompt":"Once upon a time","max_tokens":1,"temperature":0}`)
 	streamed := []byte(`{"model":"` + modelName + `","prompt":"Once upon a time","max_tokens":1,"temperature":0,"stream":true}`)
+	streamed64 := []byte(`{"model":"` + modelName + `","prompt":"Once upon a time","max_tokens":64,"ignore_eos":true,"temperature":0,"stream":true}`)
 	one := func(addr string, body []byte) time.Duration {
 		t0 := time.Now()
 		postCompletion(b, hc, "http://"+addr, body)
@@ -61,8 +62,7 @@ func BenchmarkUpstreamHop(b *testing.B) {
 	// added interleaves n requests of body to each and reports what the
 	// front adds: its p50 and p99 less direct's, and the median of the
 	// pairs' differences with its 95 % confidence interval.
-	added := func(name string, body []byte, metrics bool) {
-		const n = 1000
+	added := func(name string, n int, body []byte, metrics bool) {
 		var d, f []time.Duration
 		diffs := make([]float64, 0, n) // front less direct, each pair one after the other
 		for i := range n {
@@ -94,10 +94,12 @@ func BenchmarkUpstreamHop(b *testing.B) {
 	}
 	b.ResetTimer()
 	for range b.N {
-		added("max_tokens 1", whole, true)
+		added("max_tokens 1", 1000, whole, true)
 		// The same answer streamed: what a streamed request pays beyond
-		// its tokens (the upstream's stream and the front's own).
-		added("streamed", streamed, false)
+		// its tokens (the upstream's stream and the front's own); and a
+		// 64-token one, what concurrency 1's throughput loses per answer.
+		added("streamed", 1000, streamed, false)
+		added("streamed-64", 300, streamed64, false)
 
 		// Both servers share one engine and its prefix cache: warm it with
 		// every prompt first. Then each level is measured in rounds, a
