@@ -44,11 +44,23 @@ func yarnCorrDims(nDims, nCtxOrig int, base, betaFast, betaSlow float32) [2]floa
 	return [2]float32{max(0, start), min(float32(nDims-1), end)}
 }
 
-// ropeBuf holds the rotation of one position: cos and sin per pair.
-type ropeBuf struct{ cos, sin []float32 }
+// ropeBuf holds the rotation of one position: cos and sin per pair, and
+// the same interleaved for the assembly's adjacent pairs (cs: cos, sin;
+// sc: sin, cos; see interleave).
+type ropeBuf struct{ cos, sin, cs, sc []float32 }
 
 func newRopeBuf(dims int) ropeBuf {
-	return ropeBuf{cos: make([]float32, dims/2), sin: make([]float32, dims/2)}
+	h := dims / 2
+	return ropeBuf{cos: make([]float32, h), sin: make([]float32, h), cs: make([]float32, 2*h), sc: make([]float32, 2*h)}
+}
+
+// interleave fills cs and sc from cos and sin.
+func (rb *ropeBuf) interleave() {
+	for i, c := range rb.cos {
+		s := rb.sin[i]
+		rb.cs[2*i], rb.cs[2*i+1] = c, s
+		rb.sc[2*i], rb.sc[2*i+1] = s, c
+	}
 }
 
 // angles fills cos and sin for position pos the way ggml builds its
@@ -78,6 +90,7 @@ func (rb *ropeBuf) angles(m *Model, pos int, r *ropeLayer) {
 		rb.cos[i], rb.sin[i] = c, sn
 		theta *= r.thetaScale
 	}
+	rb.interleave()
 }
 
 // yarnRamp is rope_yarn_ramp.
@@ -92,13 +105,14 @@ func yarnRamp(low, high float32, i0 int) float32 {
 func (rb *ropeBuf) rotate(x []float32, neox bool) {
 	cos, sin := rb.cos, rb.sin
 	half := len(cos)
+	x = x[:2*half]
+	done := rb.rotateVec(x, neox) // pairs [0, done) on AVX2
 	// i0, i1: the pair's indices.
-	i0, i1, step := 0, half, 1
+	i0, i1, step := done, done+half, 1
 	if !neox {
-		i0, i1, step = 0, 1, 2
+		i0, i1, step = 2*done, 2*done+1, 2
 	}
-	x = x[:max(i0, i1)+step*(half-1)+1]
-	for i := range half {
+	for i := done; i < half; i++ {
 		x0, x1 := x[i0], x[i1]
 		c, s := cos[i], sin[i]
 		// fma32 with fmaf's fast path inlined: the exact path's calls

@@ -69,13 +69,15 @@ func TestRopeCacheMatchesGgml(t *testing.T) {
 	}
 }
 
-// TestRotateMatchesFMA32 checks rotate, whose fused multiply-adds take
-// fmaf's inlined fast path, against the formula with fma32 itself, for
-// both pair layouts and a partial rotation.
+// TestRotateMatchesFMA32 checks rotate (on AVX2 its assembly, which takes
+// whole groups of pairs, then the generic body's inlined fmaf fast path
+// for the rest; under -tags noasm the generic body alone) against the
+// formula with fma32 itself, for both pair layouts, partial rotations and
+// pair counts with and without leftovers.
 func TestRotateMatchesFMA32(t *testing.T) {
 	rng := rand.New(rand.NewPCG(12, 13))
 	for _, neox := range []bool{false, true} {
-		for _, dims := range []int{64, 32, 2} {
+		for _, dims := range []int{64, 32, 20, 6, 2} {
 			rb := newRopeBuf(dims)
 			x := make([]float32, 64)
 			for range 2000 {
@@ -83,6 +85,7 @@ func TestRotateMatchesFMA32(t *testing.T) {
 					rb.cos[i] = float32(rng.NormFloat64())
 					rb.sin[i] = float32(rng.NormFloat64())
 				}
+				rb.interleave()
 				for i := range x {
 					x[i] = float32(rng.NormFloat64() * math.Exp2(float64(rng.IntN(40)-20)))
 				}
