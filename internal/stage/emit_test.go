@@ -317,7 +317,10 @@ func TestLastStageEmitsAllocatesNothingPerToken(t *testing.T) {
 		step() // grows the buffers to their size
 	}
 	sent := b.n
-	if allocs := testing.AllocsPerRun(200, step); allocs != 0 {
+	// AllocsPerRun counts the whole process and truncates the mean: a
+	// stray allocation of another goroutine does not fail it, one per
+	// token does.
+	if allocs := testing.AllocsPerRun(1000, step); allocs != 0 {
 		t.Errorf("%.1f allocations per token emitted", allocs)
 	}
 	if b.n <= sent {
