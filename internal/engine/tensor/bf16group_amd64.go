@@ -10,6 +10,14 @@ import "courier/internal/engine/gguf"
 //go:noescape
 func gemmBF16x2x4AVX2(w *[2]*byte, a *[4]*byte, n32 int, lo *[2][4][8]float32, out *[2][4]float32)
 
+// gemmBF16G8x4AVX2 runs the BF16 tiles of a whole group of eight weight
+// rows (wrb bytes apart from w) against four activation rows and stores
+// output (q, p) at outs[p][q]; buf is zeroed scratch ([tile][pass] eight
+// eight-lane accumulators).
+//
+//go:noescape
+func gemmBF16G8x4AVX2(w *byte, wrb int, a *[4]*byte, n32 int, buf *[512]float32, outs *[4]*float32)
+
 // init adds the tinyBLAS group kernel to the BF16 entry made by
 // bf16_amd64.go's init (init functions run in file-name order).
 func init() {
@@ -18,6 +26,7 @@ func init() {
 	}
 	k := fastKernels[gguf.TypeBF16]
 	k.gemmGroup = groupGemmBF16AVX2
+	k.gemmGroupOut = groupOutGemmBF16AVX2
 	fastKernels[gguf.TypeBF16] = k
 }
 
@@ -26,6 +35,20 @@ func init() {
 // cols is a multiple of 32.
 func groupGemmBF16AVX2(w []byte, wrb, nw int, a []byte, arb, m, cols int, res *[groupW * groupA]float32) {
 	_, _ = w[(nw-1)*wrb+2*cols-1], a[(m-1)*arb+2*cols-1]
+	if nw == groupW {
+		var outs [groupA][groupW]float32
+		var g groupOut
+		for p := range g.outs {
+			g.outs[p] = &outs[p][0]
+		}
+		groupOutGemmBF16AVX2(w, wrb, nw, a, arb, m, cols, &g)
+		for q := 0; q < nw; q++ {
+			for p := 0; p < m; p++ {
+				res[q*m+p] = outs[p][q]
+			}
+		}
+		return
+	}
 	var rows [4]*byte
 	actRows(&rows, a, arb, m)
 	var wp [2]*byte
@@ -43,4 +66,19 @@ func groupGemmBF16AVX2(w []byte, wrb, nw int, a []byte, arb, m, cols int, res *[
 			}
 		}
 	}
+}
+
+// groupOutGemmBF16AVX2 is the groupOutFunc of BF16 prompt rows: whole
+// groups of eight weight rows in one gemmBF16G8x4AVX2 call (other groups
+// go to groupGemmBF16AVX2).
+func groupOutGemmBF16AVX2(w []byte, wrb, nw int, a []byte, arb, m, cols int, g *groupOut) bool {
+	if nw != groupW {
+		return false
+	}
+	_, _ = w[(nw-1)*wrb+2*cols-1], a[(m-1)*arb+2*cols-1]
+	var rows [4]*byte
+	actRows(&rows, a, arb, m)
+	var buf [512]float32
+	gemmBF16G8x4AVX2(&w[0], wrb, &rows, cols/32, &buf, &g.outs)
+	return true
 }

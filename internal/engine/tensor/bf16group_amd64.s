@@ -257,3 +257,127 @@ bfg_store1:
 	VMOVSS X7, 28(R13)
 	VZEROUPPER
 	RET
+
+// gemmBF16G8x4AVX2: the BF16 tile loop of a whole group, eight weight
+// rows (four two-row tiles) by four activation rows, in one call, over
+// chunks of BF16CHUNK bytes of every row (768 columns) as
+// gemmF16G8x4AVX2 (float_avx2_amd64.s) goes: per chunk each tile runs
+// both passes with its accumulators loaded from and stored back to buf,
+// so both find the chunk's rows in L1; every lane still adds its products
+// in column order. At the end the outputs are reduced as reduce16 and
+// stored at outs[p][q].
+//
+// buf: [tile][pass][4*h+p][8]float32 at byte ((2*tile+pass)*8+4*h+p)*32;
+// zero on entry.
+
+#define BF16CHUNK 1536
+
+// BF16STEP(OFF, A, ACC0, ACC1): activation row A (at OFF(A)(BX*1)) against
+// both weight rows (odd elements Y8, Y10; even Y9, Y11).
+#define BF16STEP(OFF, A, ACC0, ACC1) \
+	VMOVDQU OFF(A)(BX*1), Y13; \
+	VPAND Y15, Y13, Y12; \
+	VPSLLD $16, Y13, Y13; \
+	VMULPS Y12, Y8, Y14; \
+	VADDPS Y14, ACC0, ACC0; \
+	VMULPS Y13, Y9, Y14; \
+	VADDPS Y14, ACC0, ACC0; \
+	VMULPS Y12, Y10, Y14; \
+	VADDPS Y14, ACC1, ACC1; \
+	VMULPS Y13, Y11, Y14; \
+	VADDPS Y14, ACC1, ACC1
+
+// BF16T2(OFF, B, L): one pass (byte offset OFF into each 64-byte group)
+// of the two-row tile at SI, R11 over bytes [R13, CX) of the rows;
+// accumulators at B(DX).
+#define BF16T2(OFF, B, L) \
+	VMOVUPS B+0(DX), Y0; VMOVUPS B+32(DX), Y1; VMOVUPS B+64(DX), Y2; VMOVUPS B+96(DX), Y3; \
+	VMOVUPS B+128(DX), Y4; VMOVUPS B+160(DX), Y5; VMOVUPS B+192(DX), Y6; VMOVUPS B+224(DX), Y7; \
+	MOVQ R13, BX; \
+L: \
+	VMOVDQU OFF(SI)(BX*1), Y9; \
+	VPAND Y15, Y9, Y8; \
+	VPSLLD $16, Y9, Y9; \
+	VMOVDQU OFF(R11)(BX*1), Y11; \
+	VPAND Y15, Y11, Y10; \
+	VPSLLD $16, Y11, Y11; \
+	BF16STEP(OFF, DI, Y0, Y4); \
+	BF16STEP(OFF, R8, Y1, Y5); \
+	BF16STEP(OFF, R9, Y2, Y6); \
+	BF16STEP(OFF, R10, Y3, Y7); \
+	ADDQ $64, BX; \
+	CMPQ BX, CX; \
+	JB L; \
+	VMOVUPS Y0, B+0(DX); VMOVUPS Y1, B+32(DX); VMOVUPS Y2, B+64(DX); VMOVUPS Y3, B+96(DX); \
+	VMOVUPS Y4, B+128(DX); VMOVUPS Y5, B+160(DX); VMOVUPS Y6, B+192(DX); VMOVUPS Y7, B+224(DX)
+
+// BRED16(LO, HI, P, Q): reduce the output whose lanes 0-7 are at LO(DX)
+// and 8-15 at HI(DX) as reduce16 and store it at element Q of output row
+// P (outs in R13).
+#define BRED16(LO, HI, P, Q) \
+	VMOVUPS 0+HI(DX), Y0; \
+	VADDPS 0+LO(DX), Y0, Y0; \
+	VEXTRACTF128 $1, Y0, X12; \
+	VADDPS X12, X0, X0; \
+	VPERMILPS $0x4e, X0, X12; \
+	VADDPS X12, X0, X0; \
+	VPERMILPS $0xb1, X0, X12; \
+	VADDSS X12, X0, X0; \
+	MOVQ 0+8*P(R13), AX; \
+	VMOVSS X0, 0+4*Q(AX)
+
+// BRED4(T, H, Q): the four outputs of weight row Q (row H of tile T).
+#define BRED4(T, H, Q) \
+	BRED16((2*T*8+4*H)*32, ((2*T+1)*8+4*H)*32, 0, Q); \
+	BRED16((2*T*8+4*H+1)*32, ((2*T+1)*8+4*H+1)*32, 1, Q); \
+	BRED16((2*T*8+4*H+2)*32, ((2*T+1)*8+4*H+2)*32, 2, Q); \
+	BRED16((2*T*8+4*H+3)*32, ((2*T+1)*8+4*H+3)*32, 3, Q)
+
+// func gemmBF16G8x4AVX2(w *byte, wrb int, a *[4]*byte, n32 int, buf *[512]float32, outs *[4]*float32)
+TEXT ·gemmBF16G8x4AVX2(SB), NOSPLIT, $0-48
+	VMOVDQU bf16hi4<>(SB), Y15
+	MOVQ a+16(FP), AX
+	MOVQ 0(AX), DI
+	MOVQ 8(AX), R8
+	MOVQ 16(AX), R9
+	MOVQ 24(AX), R10
+	MOVQ buf+32(FP), DX
+	MOVQ n32+24(FP), R15
+	SHLQ $6, R15
+	XORQ R13, R13
+bf16g_chunk:
+	MOVQ R13, CX
+	ADDQ $BF16CHUNK, CX
+	CMPQ CX, R15
+	CMOVQHI R15, CX
+	MOVQ w+0(FP), SI
+	MOVQ wrb+8(FP), AX
+	LEAQ (SI)(AX*1), R11
+	BF16T2(0, 0, bf16g_t0p0)
+	BF16T2(32, 256, bf16g_t0p1)
+	LEAQ (R11)(AX*1), SI
+	LEAQ (SI)(AX*1), R11
+	BF16T2(0, 512, bf16g_t1p0)
+	BF16T2(32, 768, bf16g_t1p1)
+	LEAQ (R11)(AX*1), SI
+	LEAQ (SI)(AX*1), R11
+	BF16T2(0, 1024, bf16g_t2p0)
+	BF16T2(32, 1280, bf16g_t2p1)
+	LEAQ (R11)(AX*1), SI
+	LEAQ (SI)(AX*1), R11
+	BF16T2(0, 1536, bf16g_t3p0)
+	BF16T2(32, 1792, bf16g_t3p1)
+	MOVQ CX, R13
+	CMPQ R13, R15
+	JB bf16g_chunk
+	MOVQ outs+40(FP), R13
+	BRED4(0, 0, 0)
+	BRED4(0, 1, 1)
+	BRED4(1, 0, 2)
+	BRED4(1, 1, 3)
+	BRED4(2, 0, 4)
+	BRED4(2, 1, 5)
+	BRED4(3, 0, 6)
+	BRED4(3, 1, 7)
+	VZEROUPPER
+	RET

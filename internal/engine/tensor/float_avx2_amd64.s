@@ -426,10 +426,11 @@ gemmF16x2x4AVX2_store1:
 
 // gemmF16G8x4AVX2: the F16 tile loop of a whole group, eight weight rows
 // (tiles of three, three and two) by four activation rows, in one call.
-// The columns go in chunks of F16CHUNK bytes of every row (512 columns):
-// for each chunk, each tile runs both passes (lanes 0-7, then 8-15 of
+// The columns go in chunks of F16CHUNK bytes of every row (768 columns,
+// so a 768-wide matrix is one chunk): for each chunk, each tile runs both
+// passes (lanes 0-7, then 8-15 of
 // every 16 elements) with its accumulators loaded from and stored back to
-// buf, so the chunk's twelve rows (12 KiB) are read from L2 once and both
+// buf, so the chunk's twelve rows (18 KiB) are read from L2 once and both
 // passes find them in L1; each lane still adds its products in column
 // order, so every output is gemmF16's. At the end each output's two
 // halves are reduced as reduce16 and stored at outs[p][q].
@@ -437,7 +438,7 @@ gemmF16x2x4AVX2_store1:
 // buf: [tile][pass][4*h+p][8]float32 at byte ((2*tile+pass)*12+4*h+p)*32;
 // zero on entry.
 
-#define F16CHUNK 1024
+#define F16CHUNK 1536
 
 // F16T3(OFF, B, L): one pass (element offset OFF bytes into each 32-byte
 // group) of the three-row tile at SI, R11, R12 over bytes [R13, CX) of
