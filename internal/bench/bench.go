@@ -149,9 +149,15 @@ func (c Config) withDefaults() (Config, error) {
 // Run benchmarks the server level by level. It stops early, returning the
 // levels finished so far, when ctx ends.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
+	ownClient := cfg.Client == nil
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
+	}
+	if ownClient {
+		// The client is Run's own: leave no idle connections behind in a
+		// caller that lives on (benchmarks, tests, an embedding program).
+		defer cfg.Client.CloseIdleConnections()
 	}
 	rep := &Report{URL: cfg.URL, Model: cfg.Model, Stream: cfg.Stream, Chat: cfg.Chat}
 	for _, conc := range cfg.Concurrency {

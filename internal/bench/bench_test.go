@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -18,7 +19,14 @@ import (
 // three text events 1 ms apart when asked to stream.
 func fakeServer(t *testing.T, seen *atomic.Int64, prompts chan<- string) *httptest.Server {
 	t.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(fakeHandler(seen, prompts))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// fakeHandler is fakeServer's handler.
+func fakeHandler(seen *atomic.Int64, prompts chan<- string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			Prompt   string `json:"prompt"`
 			Stream   bool   `json:"stream"`
@@ -51,9 +59,7 @@ func fakeServer(t *testing.T, seen *atomic.Int64, prompts chan<- string) *httpte
 		}
 		fmt.Fprint(w, "data: {\"choices\":[{\"text\":\"\",\"finish_reason\":\"length\"}]}\n\n")
 		fmt.Fprint(w, "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":3}}\n\ndata: [DONE]\n\n")
-	}))
-	t.Cleanup(srv.Close)
-	return srv
+	})
 }
 
 func TestRunStreaming(t *testing.T) {
@@ -277,5 +283,41 @@ func TestFirstPromptShiftsPrompts(t *testing.T) {
 	}
 	if _, err := Run(context.Background(), Config{URL: "http://127.0.0.1:1/v1", Model: "m", FirstPrompt: -1}); err == nil {
 		t.Error("a negative FirstPrompt was accepted")
+	}
+}
+
+// TestRunClosesItsConnections checks that Run leaves no keep-alive
+// connection open when it made the client itself: the server sees every
+// connection closed once Run returns, long before the idle timeout.
+func TestRunClosesItsConnections(t *testing.T) {
+	var seen atomic.Int64
+	srv := httptest.NewUnstartedServer(fakeHandler(&seen, nil))
+	var open atomic.Int64
+	allClosed := make(chan struct{}, 1)
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			open.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			if open.Add(-1) == 0 {
+				select {
+				case allClosed <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	if _, err := Run(context.Background(), Config{URL: srv.URL + "/v1", Model: "m", APIKey: "k", Concurrency: []int{4}, Requests: 8}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(10 * time.Second) // the idle timeout is 30 s
+	for open.Load() != 0 {
+		select {
+		case <-allClosed: // may be stale from the run; the loop looks again
+		case <-deadline:
+			t.Fatalf("%d connections still open after Run returned", open.Load())
+		}
 	}
 }
