@@ -24,7 +24,15 @@ type rowPass struct {
 	l           *Layer
 	li          int
 	b           *Batch
-	ropes       []ropeBuf // [threads] each thread's rotation of one position
+
+	// The rotation of each row of the batch, [maxRows], computed by the
+	// first layer that needs it and kept while the row's position and
+	// the layer's RoPE constants stay the same (every layer of most
+	// models: the angles' sinf/cosf were 2% of a prompt when each layer
+	// recomputed them).
+	ropes   []ropeBuf
+	ropeKey []*ropeLayer
+	ropePos []int32
 }
 
 // forRows calls fn(s, worker, lo, hi) over the rows [0, n) in chunks, on
@@ -37,10 +45,12 @@ func (s *State) forRows(n int, fn func(s *State, worker, lo, hi int)) {
 	p := &s.rows
 	if p.task == nil {
 		p.s, p.task = s, p.runChunk
-		p.ropes = make([]ropeBuf, len(a.workers))
+		p.ropes = make([]ropeBuf, s.maxRows)
 		for i := range p.ropes {
 			p.ropes[i] = newRopeBuf(s.m.RopeDims)
 		}
+		p.ropeKey = make([]*ropeLayer, s.maxRows)
+		p.ropePos = make([]int32, s.maxRows)
 	}
 	if a.par == nil || n < rowPassMin {
 		fn(s, 0, 0, n)
@@ -106,12 +116,11 @@ func (s *State) qkvRows(li int, l *Layer, b *Batch, n int) {
 	p.l, p.b = nil, nil
 }
 
-func qkvRowsPass(s *State, worker, lo, hi int) {
+func qkvRowsPass(s *State, _, lo, hi int) {
 	c := &s.m.Config
 	p := &s.rows
 	l, b, li := p.l, p.b, p.li
 	qDim, kvDim, hd := c.QDim(), c.KVDim(), c.HeadDim
-	rope := &p.ropes[worker]
 	for i := lo; i < hi; i++ {
 		q := s.q[i*qDim : (i+1)*qDim]
 		k := s.k[i*kvDim : (i+1)*kvDim]
@@ -139,7 +148,11 @@ func qkvRowsPass(s *State, worker, lo, hi int) {
 				rmsNorm(k[h:h+hd], k[h:h+hd], l.KNorm, c.NormEps)
 			}
 		}
-		rope.angles(s.m, int(b.Pos[i]), l.rope)
+		rope := &p.ropes[i]
+		if p.ropeKey[i] != l.rope || p.ropePos[i] != b.Pos[i] {
+			rope.angles(s.m, int(b.Pos[i]), l.rope)
+			p.ropeKey[i], p.ropePos[i] = l.rope, b.Pos[i]
+		}
 		neox := s.m.RopeStyle == RopeNeoX
 		for h := 0; h < qDim; h += hd {
 			rope.rotate(q[h:h+hd], neox)
