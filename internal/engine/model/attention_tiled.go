@@ -52,7 +52,7 @@ func (w *attnWorker) attendTiled(seq *KVCache, layer, kvOff, pos int, q, out []f
 
 // faRows is the most query rows attendTiledRows takes at once: rows of
 // one sequence and head that share every KV tile's keys and values.
-const faRows = 8
+const faRows = 16
 
 // tiledRows is a run of n <= faRows rows of one sequence at positions
 // pos0, pos0+1, ..., for one head: their queries, outputs and first
