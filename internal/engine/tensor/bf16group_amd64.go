@@ -12,7 +12,7 @@ func gemmBF16x2x4AVX2(w *[2]*byte, a *[4]*byte, n32 int, lo *[2][4][8]float32, o
 
 // gemmBF16G8x4AVX2 runs the BF16 tiles of a whole group of eight weight
 // rows (wrb bytes apart from w) against four activation rows and stores
-// output (q, p) at outs[p][q]; buf is zeroed scratch ([tile][pass] eight
+// output (q, p) at outs[p][q]; buf is scratch ([tile][pass] eight
 // eight-lane accumulators).
 //
 //go:noescape
@@ -78,7 +78,6 @@ func groupOutGemmBF16AVX2(w []byte, wrb, nw int, a []byte, arb, m, cols int, g *
 	_, _ = w[(nw-1)*wrb+2*cols-1], a[(m-1)*arb+2*cols-1]
 	var rows [4]*byte
 	actRows(&rows, a, arb, m)
-	var buf [512]float32
-	gemmBF16G8x4AVX2(&w[0], wrb, &rows, cols/32, &buf, &g.outs)
+	gemmBF16G8x4AVX2(&w[0], wrb, &rows, cols/32, (*[512]float32)(g.tile[:]), &g.outs)
 	return true
 }

@@ -267,8 +267,8 @@ bfg_store1:
 // in column order. At the end the outputs are reduced as reduce16 and
 // stored at outs[p][q].
 //
-// buf: [tile][pass][4*h+p][8]float32 at byte ((2*tile+pass)*8+4*h+p)*32;
-// zero on entry.
+// buf: [tile][pass][4*h+p][8]float32 at byte ((2*tile+pass)*8+4*h+p)*32
+// (any contents on entry: the first chunk starts from zero registers).
 
 #define BF16CHUNK 1536
 
@@ -287,12 +287,19 @@ bfg_store1:
 	VMULPS Y13, Y11, Y14; \
 	VADDPS Y14, ACC1, ACC1
 
-// BF16T2(OFF, B, L): one pass (byte offset OFF into each 64-byte group)
-// of the two-row tile at SI, R11 over bytes [R13, CX) of the rows;
-// accumulators at B(DX).
-#define BF16T2(OFF, B, L) \
+// BF16T2(OFF, B, L, LZ, LS): one pass (byte offset OFF into each 64-byte
+// group) of the two-row tile at SI, R11 over bytes [R13, CX) of the rows;
+// accumulators at B(DX) (zero when R13 is 0).
+#define BF16T2(OFF, B, L, LZ, LS) \
+	TESTQ R13, R13; \
+	JZ LZ; \
 	VMOVUPS B+0(DX), Y0; VMOVUPS B+32(DX), Y1; VMOVUPS B+64(DX), Y2; VMOVUPS B+96(DX), Y3; \
 	VMOVUPS B+128(DX), Y4; VMOVUPS B+160(DX), Y5; VMOVUPS B+192(DX), Y6; VMOVUPS B+224(DX), Y7; \
+	JMP LS; \
+LZ: \
+	VXORPS Y0, Y0, Y0; VXORPS Y1, Y1, Y1; VXORPS Y2, Y2, Y2; VXORPS Y3, Y3, Y3; \
+	VXORPS Y4, Y4, Y4; VXORPS Y5, Y5, Y5; VXORPS Y6, Y6, Y6; VXORPS Y7, Y7, Y7; \
+LS: \
 	MOVQ R13, BX; \
 L: \
 	VMOVDQU OFF(SI)(BX*1), Y9; \
@@ -353,20 +360,20 @@ bf16g_chunk:
 	MOVQ w+0(FP), SI
 	MOVQ wrb+8(FP), AX
 	LEAQ (SI)(AX*1), R11
-	BF16T2(0, 0, bf16g_t0p0)
-	BF16T2(32, 256, bf16g_t0p1)
+	BF16T2(0, 0, bf16g_t0p0, bf16g_t0p0z, bf16g_t0p0s)
+	BF16T2(32, 256, bf16g_t0p1, bf16g_t0p1z, bf16g_t0p1s)
 	LEAQ (R11)(AX*1), SI
 	LEAQ (SI)(AX*1), R11
-	BF16T2(0, 512, bf16g_t1p0)
-	BF16T2(32, 768, bf16g_t1p1)
+	BF16T2(0, 512, bf16g_t1p0, bf16g_t1p0z, bf16g_t1p0s)
+	BF16T2(32, 768, bf16g_t1p1, bf16g_t1p1z, bf16g_t1p1s)
 	LEAQ (R11)(AX*1), SI
 	LEAQ (SI)(AX*1), R11
-	BF16T2(0, 1024, bf16g_t2p0)
-	BF16T2(32, 1280, bf16g_t2p1)
+	BF16T2(0, 1024, bf16g_t2p0, bf16g_t2p0z, bf16g_t2p0s)
+	BF16T2(32, 1280, bf16g_t2p1, bf16g_t2p1z, bf16g_t2p1s)
 	LEAQ (R11)(AX*1), SI
 	LEAQ (SI)(AX*1), R11
-	BF16T2(0, 1536, bf16g_t3p0)
-	BF16T2(32, 1792, bf16g_t3p1)
+	BF16T2(0, 1536, bf16g_t3p0, bf16g_t3p0z, bf16g_t3p0s)
+	BF16T2(32, 1792, bf16g_t3p1, bf16g_t3p1z, bf16g_t3p1s)
 	MOVQ CX, R13
 	CMPQ R13, R15
 	JB bf16g_chunk

@@ -17,7 +17,7 @@ func gemmF16x2x4AVX2(w *[3]*byte, a *[4]*byte, n16 int, lo *[3][4][8]float32, ou
 
 // gemmF16G8x4AVX2 runs the F16 tiles of a whole group of eight weight
 // rows (wrb bytes apart from w) against four activation rows and stores
-// output (q, p) at outs[p][q]; buf is zeroed scratch.
+// output (q, p) at outs[p][q]; buf is scratch.
 //
 //go:noescape
 func gemmF16G8x4AVX2(w *byte, wrb int, a *[4]*byte, n16 int, buf *[f16GroupBuf]float32, outs *[4]*float32)
@@ -133,7 +133,6 @@ func groupOutGemmF16AVX2(w []byte, wrb, nw int, a []byte, arb, m, cols int, g *g
 	_, _ = w[(nw-1)*wrb+2*cols-1], a[(m-1)*arb+2*cols-1]
 	var rows [4]*byte
 	actRows(&rows, a, arb, m)
-	var buf [f16GroupBuf]float32
-	gemmF16G8x4AVX2(&w[0], wrb, &rows, cols/16, &buf, &g.outs)
+	gemmF16G8x4AVX2(&w[0], wrb, &rows, cols/16, (*[f16GroupBuf]float32)(g.tile[:]), &g.outs)
 	return true
 }

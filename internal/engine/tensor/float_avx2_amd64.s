@@ -435,18 +435,26 @@ gemmF16x2x4AVX2_store1:
 // order, so every output is gemmF16's. At the end each output's two
 // halves are reduced as reduce16 and stored at outs[p][q].
 //
-// buf: [tile][pass][4*h+p][8]float32 at byte ((2*tile+pass)*12+4*h+p)*32;
-// zero on entry.
+// buf: [tile][pass][4*h+p][8]float32 at byte ((2*tile+pass)*12+4*h+p)*32
+// (any contents on entry: the first chunk starts from zero registers).
 
 #define F16CHUNK 1536
 
-// F16T3(OFF, B, L): one pass (element offset OFF bytes into each 32-byte
-// group) of the three-row tile at SI, R11, R12 over bytes [R13, CX) of
-// the rows; accumulators at B(DX).
-#define F16T3(OFF, B, L) \
+// F16T3(OFF, B, L, LZ, LS): one pass (element offset OFF bytes into each
+// 32-byte group) of the three-row tile at SI, R11, R12 over bytes
+// [R13, CX) of the rows; accumulators at B(DX) (zero when R13 is 0).
+#define F16T3(OFF, B, L, LZ, LS) \
+	TESTQ R13, R13; \
+	JZ LZ; \
 	VMOVUPS B+0(DX), Y0; VMOVUPS B+32(DX), Y1; VMOVUPS B+64(DX), Y2; VMOVUPS B+96(DX), Y3; \
 	VMOVUPS B+128(DX), Y4; VMOVUPS B+160(DX), Y5; VMOVUPS B+192(DX), Y6; VMOVUPS B+224(DX), Y7; \
 	VMOVUPS B+256(DX), Y8; VMOVUPS B+288(DX), Y9; VMOVUPS B+320(DX), Y10; VMOVUPS B+352(DX), Y11; \
+	JMP LS; \
+LZ: \
+	VXORPS Y0, Y0, Y0; VXORPS Y1, Y1, Y1; VXORPS Y2, Y2, Y2; VXORPS Y3, Y3, Y3; \
+	VXORPS Y4, Y4, Y4; VXORPS Y5, Y5, Y5; VXORPS Y6, Y6, Y6; VXORPS Y7, Y7, Y7; \
+	VXORPS Y8, Y8, Y8; VXORPS Y9, Y9, Y9; VXORPS Y10, Y10, Y10; VXORPS Y11, Y11, Y11; \
+LS: \
 	MOVQ R13, BX; \
 L: \
 	VCVTPH2PS OFF(SI)(BX*1), Y12; \
@@ -467,10 +475,17 @@ L: \
 	VMOVUPS Y4, B+128(DX); VMOVUPS Y5, B+160(DX); VMOVUPS Y6, B+192(DX); VMOVUPS Y7, B+224(DX); \
 	VMOVUPS Y8, B+256(DX); VMOVUPS Y9, B+288(DX); VMOVUPS Y10, B+320(DX); VMOVUPS Y11, B+352(DX)
 
-// F16T2(OFF, B, L): F16T3 for the two-row tile at SI, R11.
-#define F16T2(OFF, B, L) \
+// F16T2(OFF, B, L, LZ, LS): F16T3 for the two-row tile at SI, R11.
+#define F16T2(OFF, B, L, LZ, LS) \
+	TESTQ R13, R13; \
+	JZ LZ; \
 	VMOVUPS B+0(DX), Y0; VMOVUPS B+32(DX), Y1; VMOVUPS B+64(DX), Y2; VMOVUPS B+96(DX), Y3; \
 	VMOVUPS B+128(DX), Y4; VMOVUPS B+160(DX), Y5; VMOVUPS B+192(DX), Y6; VMOVUPS B+224(DX), Y7; \
+	JMP LS; \
+LZ: \
+	VXORPS Y0, Y0, Y0; VXORPS Y1, Y1, Y1; VXORPS Y2, Y2, Y2; VXORPS Y3, Y3, Y3; \
+	VXORPS Y4, Y4, Y4; VXORPS Y5, Y5, Y5; VXORPS Y6, Y6, Y6; VXORPS Y7, Y7, Y7; \
+LS: \
 	MOVQ R13, BX; \
 L: \
 	VCVTPH2PS OFF(SI)(BX*1), Y12; \
@@ -531,17 +546,17 @@ f16g_chunk:
 	MOVQ wrb+8(FP), AX
 	LEAQ (SI)(AX*1), R11
 	LEAQ (R11)(AX*1), R12
-	F16T3(0, 0, f16g_t0p0)
-	F16T3(16, 384, f16g_t0p1)
+	F16T3(0, 0, f16g_t0p0, f16g_t0p0z, f16g_t0p0s)
+	F16T3(16, 384, f16g_t0p1, f16g_t0p1z, f16g_t0p1s)
 	LEAQ (R12)(AX*1), SI
 	LEAQ (SI)(AX*1), R11
 	LEAQ (R11)(AX*1), R12
-	F16T3(0, 768, f16g_t1p0)
-	F16T3(16, 1152, f16g_t1p1)
+	F16T3(0, 768, f16g_t1p0, f16g_t1p0z, f16g_t1p0s)
+	F16T3(16, 1152, f16g_t1p1, f16g_t1p1z, f16g_t1p1s)
 	LEAQ (R12)(AX*1), SI
 	LEAQ (SI)(AX*1), R11
-	F16T2(0, 1536, f16g_t2p0)
-	F16T2(16, 1920, f16g_t2p1)
+	F16T2(0, 1536, f16g_t2p0, f16g_t2p0z, f16g_t2p0s)
+	F16T2(16, 1920, f16g_t2p1, f16g_t2p1z, f16g_t2p1s)
 	MOVQ CX, R13
 	CMPQ R13, R15
 	JB f16g_chunk

@@ -77,6 +77,9 @@ type groupOut struct {
 	outs [groupA]*float32
 	wkey *byte     // the group whose data ws holds (nil: none)
 	ws   []float32 // e.g. the group's block scales as float32
+	// tile is the accumulator scratch of the F16/BF16 group kernels
+	// (they need no zeroed scratch: it is not cleared between calls).
+	tile [576]float32
 }
 
 // Group sizes of the multi-row kernels.
