@@ -601,3 +601,67 @@ func TestGiveBackPastNextResumes(t *testing.T) {
 		t.Fatalf("resumed request: resume %v seq %d attempt %d", resumed.Resume, resumed.ResumeSeq, resumed.Attempt)
 	}
 }
+
+// TestOverlappingOffersKeepTheirAnswers replays, step by step, the race
+// behind a rare hang of TestGiveBackPastNextResumes: attempt 1's accept is
+// handed to its placement, the attempt is given back and offered again
+// before that placement read the accept, and the second offer is refused.
+// Each placement must read its own answer: when the second offer reused
+// (and emptied) the first one's channel, the first placement read the
+// refusal and the second waited for an answer that never came.
+func TestOverlappingOffersKeepTheirAnswers(t *testing.T) {
+	st := newStream(&Gateway{ctx: context.Background()}, bus.Request{ID: "r"})
+	defer st.release()
+	st.beginAttempt("w1", bus.ReasonLeastLoaded)
+	first := st.offer(1)
+	if !st.answer(offerAnswer{attempt: 1, heartbeatSeq: 7}) { // the worker took attempt 1
+		t.Fatal("attempt 1's answer found no offer")
+	}
+	// Its placement has not read the accept yet when a give-back of
+	// attempt 1 places the request again on the same worker.
+	st.beginAttempt("w1", bus.ReasonResumed)
+	second := st.offer(2)
+	if !st.answer(offerAnswer{attempt: 2, refusal: &bus.Error{Code: bus.CodeOverloaded}}) {
+		t.Fatal("attempt 2's answer found no offer")
+	}
+	read := func(name string, ch chan offerAnswer) offerAnswer {
+		t.Helper()
+		select {
+		case a := <-ch:
+			return a
+		default:
+			t.Fatalf("%s placement has no answer to read", name)
+			return offerAnswer{}
+		}
+	}
+	if a := read("attempt 1's", first); a.attempt != 1 || a.refusal != nil || a.heartbeatSeq != 7 {
+		t.Fatalf("attempt 1's placement read %+v, want its accept", a)
+	}
+	if a := read("attempt 2's", second); a.attempt != 2 || a.refusal == nil {
+		t.Fatalf("attempt 2's placement read %+v, want its refusal", a)
+	}
+	st.offerDone(first)
+	st.offerDone(second)
+
+	// A placement that gives up as its answer arrives leaves that answer
+	// behind: the next offer must not read it.
+	st.beginAttempt("w1", bus.ReasonResumed)
+	third := st.offer(3)
+	st.answer(offerAnswer{attempt: 3, err: errAcceptTimeout})
+	st.offerDone(third) // gave up waiting (its context ended)
+	st.beginAttempt("w1", bus.ReasonResumed)
+	fourth := st.offer(4)
+	select {
+	case a := <-fourth:
+		t.Fatalf("attempt 4's placement read %+v before any answer", a)
+	default:
+	}
+	st.answer(offerAnswer{attempt: 4})
+	if a := read("attempt 4's", fourth); a.attempt != 4 || a.err != nil {
+		t.Fatalf("attempt 4's placement read %+v, want its accept", a)
+	}
+	st.offerDone(fourth)
+	if len(st.offers) != 0 {
+		t.Fatalf("offers left in flight: %+v", st.offers)
+	}
+}

@@ -314,18 +314,16 @@ var errAcceptTimeout = fmt.Errorf("natsbus: no answer to the offer: %w", nats.Er
 // ends the wait after AcceptTimeout, so an offer costs no timer.
 func (g *Gateway) offer(ctx context.Context, st *stream, req *bus.Request, name string, data []byte) (offerAnswer, error) {
 	answer := st.offer(req.Attempt)
+	defer st.offerDone(answer)
 	if err := g.conn.nc.PublishRequest(bus.RequestSubject(req.Model, name), req.ReplyTo, data); err != nil {
-		st.withdraw(req.Attempt)
 		return offerAnswer{}, err
 	}
 	select {
 	case a := <-answer:
 		return a, a.err
 	case <-ctx.Done():
-		st.withdraw(req.Attempt)
 		return offerAnswer{}, ctx.Err()
 	case <-g.ctx.Done():
-		st.withdraw(req.Attempt)
 		return offerAnswer{}, ErrClosed
 	}
 }

@@ -42,7 +42,7 @@ type stream struct {
 	offerBy time.Time
 
 	// answers carries the answer to an offer from the chunk subscription
-	// to the placing goroutine (send); reused while offers do not overlap.
+	// to the placing goroutine (send); reused while no placement reads it.
 	answers chan offerAnswer
 
 	mu      sync.Mutex
@@ -79,6 +79,11 @@ type stream struct {
 	// offers are the offers awaiting their answers, oldest first
 	// (usually none or one); an answer takes its offer out.
 	offers []pendingOffer // guarded by mu
+	// answersTaken is set while a placement owns answers: from its offer
+	// until it read the answer or gave up waiting (offerDone). An answered
+	// offer leaves offers before its placement reads the answer, so
+	// offers alone cannot tell whether the channel is free.
+	answersTaken bool // guarded by mu
 	// ctx ends when the stream is closed or the gateway ends; made on
 	// first use (a re-dispatch), as most requests never need it.
 	ctx    context.Context    // guarded by mu
@@ -270,21 +275,38 @@ type pendingOffer struct {
 }
 
 // offer marks attempt's offer as in flight and returns the channel its
-// answer will come on: the stream's own when no other offer waits.
+// answer will come on: the stream's own unless another placement still
+// owns it (its offer waits, or its answer came and is not yet read), so
+// an answer never lands on, or is drained from, another offer's channel.
+// The placement calls offerDone with it when it stops waiting.
 func (st *stream) offer(attempt int) chan offerAnswer {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	ch := st.answers
-	if len(st.offers) == 0 {
-		select { // left by an offer whose placement gave up waiting
-		case <-ch:
-		default:
-		}
-	} else {
+	if st.answersTaken {
 		ch = make(chan offerAnswer, 1)
+	} else {
+		st.answersTaken = true
 	}
 	st.offers = append(st.offers, pendingOffer{attempt: attempt, ch: ch})
 	return ch
+}
+
+// offerDone ends the wait on ch, an offer's channel: its placement read
+// the answer or gave up waiting (then its offer, if still in flight, takes
+// no answer). The stream's own channel is emptied of an answer that came
+// as the placement gave up, and free for the next offer.
+func (st *stream) offerDone(ch chan offerAnswer) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.offers = slices.DeleteFunc(st.offers, func(o pendingOffer) bool { return o.ch == ch })
+	if ch == st.answers {
+		select {
+		case <-ch:
+		default:
+		}
+		st.answersTaken = false
+	}
 }
 
 // answer hands a to the offer in flight of a's attempt (attempt 0: the
@@ -324,14 +346,6 @@ func (st *stream) answerLocked(a offerAnswer) bool {
 func (st *stream) traceAccepted(attempt int, workerAt int64) {
 	st.mu.Lock()
 	st.tracePlacedLocked(attempt, workerAt)
-	st.mu.Unlock()
-}
-
-// withdraw ends attempt's offer without an answer (its placement gave up
-// waiting).
-func (st *stream) withdraw(attempt int) {
-	st.mu.Lock()
-	st.offers = slices.DeleteFunc(st.offers, func(o pendingOffer) bool { return o.attempt == attempt })
 	st.mu.Unlock()
 }
 
