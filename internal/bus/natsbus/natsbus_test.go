@@ -665,3 +665,41 @@ func TestOverlappingOffersKeepTheirAnswers(t *testing.T) {
 		t.Fatalf("offers left in flight: %+v", st.offers)
 	}
 }
+
+// TestLateAcceptAfterGiveBack: a placement that reads its attempt's accept
+// only after the worker gave that attempt back, and the request was
+// offered to the same worker again, must leave the new offer in flight
+// (not placed: the sweeper still times it out); the new attempt's own
+// accept places it.
+func TestLateAcceptAfterGiveBack(t *testing.T) {
+	g := &Gateway{ctx: context.Background(), workers: map[string]*workerState{}}
+	w := &workerState{held: map[string]*stream{}, done: map[string]bool{}}
+	g.workers["w1"] = w
+	st := newStream(g, bus.Request{ID: "r", Model: "m"})
+	defer st.release()
+	g.mu.Lock()
+	w.held["r"], st.worker = st, "w1" // attempt 1 offered to w1
+	g.mu.Unlock()
+	st.beginAttempt("w1", bus.ReasonLeastLoaded)
+	// Its accept is not read yet when the attempt is given back...
+	if !st.retryable(&bus.Chunk{ID: "r", Seq: 1, Attempt: 1, Worker: "w1", Error: &bus.Error{Code: bus.CodeUnavailable}}) {
+		t.Fatal("give-back not taken")
+	}
+	g.mu.Lock()
+	g.unholdLocked(st)
+	w.held["r"], st.worker = st, "w1" // ...and the request offered to w1 again
+	g.tookLocked(st, w, "w1", 1, 5)   // attempt 1's accept, read late
+	placed, seq := st.placed, st.acceptSeq
+	g.mu.Unlock()
+	if placed || seq != 0 {
+		t.Fatalf("attempt 1's late accept: placed %v, accept seq %d; want the new offer in flight", placed, seq)
+	}
+	st.beginAttempt("w1", bus.ReasonResumed)
+	g.mu.Lock()
+	g.tookLocked(st, w, "w1", 2, 9)
+	placed, seq = st.placed, st.acceptSeq
+	g.mu.Unlock()
+	if !placed || seq != 9 {
+		t.Fatalf("attempt 2's accept: placed %v, accept seq %d; want placed at 9", placed, seq)
+	}
+}

@@ -243,17 +243,7 @@ func (g *Gateway) send(ctx context.Context, st *stream, w *workerState, name, re
 	acc, err := g.offer(ctx, st, &req, name, data)
 	if err == nil && acc.refusal == nil {
 		g.mu.Lock()
-		if st.worker == name {
-			st.placed, st.acceptSeq, st.lastWorker = true, acc.heartbeatSeq, name
-			// The worker may have been declared lost while it answered:
-			// keep tracking it (the sweeper drops it again if it is silent).
-			switch cur := g.workers[name]; {
-			case cur == nil:
-				g.workers[name] = w
-			case cur != w:
-				cur.held[st.req.ID] = st
-			}
-		}
+		g.tookLocked(st, w, name, req.Attempt, acc.heartbeatSeq)
 		g.mu.Unlock()
 		return true, nil
 	}
@@ -299,6 +289,26 @@ func (g *Gateway) send(ctx context.Context, st *stream, w *workerState, name, re
 		return false, fmt.Errorf("%w: %s", bus.ErrNotPlaced, acc.refusal.Message)
 	default:
 		return false, fmt.Errorf("natsbus: worker %s refused %s: %s: %s", name, req.ID, acc.refusal.Code, acc.refusal.Message)
+	}
+}
+
+// tookLocked records that worker name (w) took st's attempt, admitted at
+// its heartbeat hbSeq, unless that attempt no longer holds st's worker
+// fields: given back before the accept was read, the request is being
+// offered again, and a late accept must not mark that offer as taken
+// (the sweeper would never time it out).
+func (g *Gateway) tookLocked(st *stream, w *workerState, name string, attempt int, hbSeq uint64) {
+	if st.worker != name || !st.holding(attempt) {
+		return
+	}
+	st.placed, st.acceptSeq, st.lastWorker = true, hbSeq, name
+	// The worker may have been declared lost while it answered: keep
+	// tracking it (the sweeper drops it again if it is silent).
+	switch cur := g.workers[name]; {
+	case cur == nil:
+		g.workers[name] = w
+	case cur != w:
+		cur.held[st.req.ID] = st
 	}
 }
 

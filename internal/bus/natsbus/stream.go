@@ -64,6 +64,8 @@ type stream struct {
 	// givenBack counts attempts their worker gave back (bus.CodeUnavailable):
 	// they do not count toward MaxAttempts, but are bounded by maxGiveBacks.
 	givenBack int // guarded by mu
+	// returned is the latest attempt its worker gave back.
+	returned int // guarded by mu
 	// unplaced counts attempts no worker took (offers refused as
 	// overloaded, or unanswered): they do not count toward MaxAttempts
 	// either; placement bounds them itself (maxSends).
@@ -231,7 +233,18 @@ func (st *stream) retryable(c *bus.Chunk) bool {
 		return false
 	}
 	st.givenBack++
+	st.returned = c.Attempt
 	return true
+}
+
+// holding reports whether attempt is the current one and its worker has
+// not given it back. A placement can read its accept after the attempt
+// was given back and the request offered again (on the same worker):
+// what it learned then describes no offer in flight.
+func (st *stream) holding(attempt int) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.attempt == attempt && st.returned != attempt
 }
 
 // maxGiveBacks bounds the attempts of one request that workers may give
