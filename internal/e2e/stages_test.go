@@ -343,7 +343,9 @@ func TestKillFirstStageMidStream(t *testing.T) {
 // TestStagesBackToBack runs `serve --stages 2 --slots 1`, whose last stage
 // emits the chunks, and sends completions one after another, each as soon
 // as the previous answer came (the gateway sees a final chunk a hop
-// before the first stage frees its one slot): every one is answered with
+// before the first stage frees its one slot; an offer refused then is
+// placed on the heartbeat the worker sends when it frees the slot,
+// TestSlotFreedAfterRefusalPlaces in natsbus): every one is answered with
 // the whole model's text, every other one cut at a stop string, which the
 // last stage finds and the first stage ends the generation on.
 func TestStagesBackToBack(t *testing.T) {

@@ -291,7 +291,7 @@ func (n *Node) startModelWorker(m config.Model, id string, r model.LayerRange, d
 	mw.worker, err = worker.New(worker.Config{ID: id, Model: m.Name, Slots: slots, BackgroundSlots: bgSlots, Render: chatRenderer,
 		OnChange: func() {
 			if h := host.Load(); h != nil {
-				h.Beat() // a pipeline that lost a stage: gateways hear at once that it is unready
+				h.Beat() // a pipeline that lost a stage, or a slot freed after a refusal: gateways hear at once
 			}
 		}}, eng, n.log)
 	if err != nil {

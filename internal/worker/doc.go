@@ -31,6 +31,9 @@
 // its health); a final chunk coded bus.CodeUnavailable gives the request
 // back to the gateway, and the worker calls Config.OnChange first so the
 // gateway hears of the lowered room before it places the request again.
+// After Admit refused a request for want of a slot, the next slot freed
+// calls Config.OnChange too (a heartbeat at once): the gateway refused
+// offers it again then, not on its next sweep.
 //
 // The package knows nothing of NATS: natsbus.Host serves a Worker on the bus.
 package worker

@@ -63,7 +63,11 @@ type Config struct {
 	// way gateways must hear of before its next heartbeat: after a slot
 	// freed by a request its backend gave back (bus.CodeUnavailable, an
 	// upstream that refused or went away), before that final chunk goes
-	// out, so that the gateway placing it again sees the lowered room.
+	// out, so that the gateway placing it again sees the lowered room; and
+	// after the first slot freed since Admit refused a request for want of
+	// one, so that the gateway it refused offers it again at once (a
+	// staged model's last stage sends the final chunk a hop before the
+	// first stage frees the slot: the next request can arrive first).
 	OnChange func()
 }
 
@@ -89,6 +93,7 @@ type Worker struct {
 	mu       sync.Mutex
 	active   map[jobKey]running // guarded by mu
 	draining bool               // guarded by mu
+	refused  bool               // guarded by mu; Admit refused a request for want of a slot since one last freed
 	idle     chan struct{}      // guarded by mu; closed when active empties while draining
 }
 
@@ -200,14 +205,17 @@ func (w *Worker) Admit(req *bus.Request, send func(*bus.Chunk)) *bus.Error {
 	switch {
 	case w.separate() && req.Background:
 		if bg+need > w.cfg.BackgroundSlots {
+			w.refused = true
 			return &bus.Error{Code: bus.CodeOverloaded, Message: fmt.Sprintf("%d of %d background slots busy, %d wanted", bg, w.cfg.BackgroundSlots, need)}
 		}
 	case w.separate():
 		if slots, ready := w.room(fg); fg+need > slots {
+			w.refused = true
 			return &bus.Error{Code: bus.CodeOverloaded, Message: fmt.Sprintf("%d of %d slots busy, %d wanted (ready: %v)", fg, slots, need, ready)}
 		}
 	default:
 		if slots, ready := w.room(fg + bg); fg+bg+need > slots {
+			w.refused = true
 			return &bus.Error{Code: bus.CodeOverloaded, Message: fmt.Sprintf("%d of %d slots busy, %d wanted (ready: %v)", fg+bg, slots, need, ready)}
 		}
 	}
@@ -229,8 +237,11 @@ func (w *Worker) Admit(req *bus.Request, send func(*bus.Chunk)) *bus.Error {
 			close(w.idle)
 			w.idle = nil
 		}
+		refused := w.refused
+		w.refused = false
 		w.mu.Unlock()
-		if final != nil && final.Error != nil && final.Error.Code == bus.CodeUnavailable && w.cfg.OnChange != nil {
+		gaveBack := final != nil && final.Error != nil && final.Error.Code == bus.CodeUnavailable
+		if (refused || gaveBack) && w.cfg.OnChange != nil {
 			w.cfg.OnChange()
 		}
 		if final != nil {

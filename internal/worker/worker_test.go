@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -429,4 +430,45 @@ const maxAllocsPerToken = 0.1
 func withoutGC(t *testing.T) {
 	old := debug.SetGCPercent(-1)
 	t.Cleanup(func() { debug.SetGCPercent(old) })
+}
+
+// TestSlotFreedAfterRefusalCallsOnChange: a worker that refused a request
+// for want of a slot announces (Config.OnChange) the next slot it frees,
+// once, so that the gateway it refused places the request again at once; a
+// slot freed with no refusal before it announces nothing.
+func TestSlotFreedAfterRefusalCallsOnChange(t *testing.T) {
+	gate := make(chan struct{})
+	var changes atomic.Int32
+	w, err := New(Config{ID: "w1", Model: "m", Slots: 1, OnChange: func() { changes.Add(1) }}, &fakeEngine{generate: echo(gate), slots: 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Close)
+	run := func(id string, refuse bool) {
+		t.Helper()
+		c := newCollector()
+		if e := w.Admit(&bus.Request{ID: id, Model: "m", Prompt: "x", Attempt: 1}, c.send); e != nil {
+			t.Fatal(e)
+		}
+		if refuse {
+			if e := w.Admit(&bus.Request{ID: id + "-refused", Model: "m", Prompt: "x", Attempt: 1}, c.send); e == nil || e.Code != bus.CodeOverloaded {
+				t.Fatalf("second admit: %v, want overloaded", e)
+			}
+		}
+		gate <- struct{}{}
+		c.wait(t)
+		w.wg.Wait() // the request's goroutine is done: OnChange was called or never will be
+	}
+	run("a", false)
+	if n := changes.Load(); n != 0 {
+		t.Fatalf("OnChange called %d times without a refusal", n)
+	}
+	run("b", true)
+	if n := changes.Load(); n != 1 {
+		t.Fatalf("OnChange called %d times after a refusal and a freed slot, want 1", n)
+	}
+	run("c", false)
+	if n := changes.Load(); n != 1 {
+		t.Fatalf("OnChange called %d times in all, want 1 (one freed slot announces one refusal)", n)
+	}
 }

@@ -62,6 +62,10 @@ type GatewayConfig struct {
 	// JSONChunks asks workers for JSON chunks only, not token frames
 	// (docs/protocol.md): for comparing the two; frames cost less.
 	JSONChunks bool
+
+	// sweepEvery is the sweeper's period; 0 means 50ms. Tests in the
+	// package set it to hours to show what does not wait on a sweep.
+	sweepEvery time.Duration
 }
 
 func (c *GatewayConfig) fill() {
@@ -72,6 +76,9 @@ func (c *GatewayConfig) fill() {
 	}
 	if c.QueueLimit == 0 {
 		c.QueueLimit = 64
+	}
+	if c.sweepEvery <= 0 {
+		c.sweepEvery = 50 * time.Millisecond
 	}
 	if c.AcceptTimeout <= 0 {
 		c.AcceptTimeout = 2 * time.Second

@@ -263,8 +263,15 @@ func (g *Gateway) send(ctx context.Context, st *stream, w *workerState, name, re
 		w.suspect = true
 	case acc.refusal.Code == bus.CodeOverloaded:
 		// Our estimate was off (another gateway, or a slot not yet
-		// freed): look elsewhere, and here again after the next sweep.
-		w.refused++
+		// freed): look elsewhere, and here again after its next heartbeat
+		// (a worker that refused beats when it frees a slot) or sweep. A
+		// heartbeat numbered past the refusal was taken after it and
+		// already told the room: the refusal counts for nothing then (it
+		// may be handled after that heartbeat, which would never wake
+		// the queue again).
+		if acc.heartbeatSeq == 0 || w.hb.Seq <= acc.heartbeatSeq {
+			w.refused++
+		}
 	case acc.refusal.Code == bus.CodeModelNotFound:
 		w.hb.Models = slices.DeleteFunc(slices.Clone(w.hb.Models), func(m string) bool { return m == req.Model })
 	}
@@ -660,7 +667,7 @@ func (g *Gateway) removeWorkerLocked(w *workerState) []*stream {
 // sweep declares workers lost whose heartbeats stopped.
 func (g *Gateway) sweep() {
 	defer g.wg.Done()
-	t := time.NewTicker(50 * time.Millisecond)
+	t := time.NewTicker(g.cfg.sweepEvery)
 	defer t.Stop()
 	for {
 		select {
