@@ -240,11 +240,19 @@ func (ho *Host) onRequest(m *nats.Msg) {
 			s.acceptID, s.acceptAttempt = req.ID, req.Attempt
 		}
 		s.acceptAt = time.Now().UnixMicro()
+		before := ho.hbSeq.Load()
 		acc.Error = ho.h.Admit(&req, s.send)
 		if acc.Error == nil && s.holdAccept() {
 			return
 		}
 		acc.HeartbeatSeq = ho.hbSeq.Load()
+		if acc.Error != nil {
+			// A refusal names the last heartbeat before it looked at its
+			// slots: every later one was taken after, the one a slot
+			// freed since sends included, so the gateway may let such a
+			// heartbeat undo the refusal whichever it reads first.
+			acc.HeartbeatSeq = before
+		}
 		acc.At = s.acceptAt
 	}
 	var data []byte
