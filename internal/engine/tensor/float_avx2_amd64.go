@@ -56,17 +56,10 @@ func groupGemmF32AVX2(w []byte, wrb, nw int, a []byte, arb, m, cols int, res *[g
 func groupGemmF16AVX2(w []byte, wrb, nw int, a []byte, arb, m, cols int, res *[groupW * groupA]float32) {
 	_, _ = w[(nw-1)*wrb+2*cols-1], a[(m-1)*arb+2*cols-1]
 	if nw == groupW {
-		var outs [groupA][groupW]float32
-		var g groupOut
-		for p := range g.outs {
-			g.outs[p] = &outs[p][0]
-		}
+		var outs groupOuts
+		g := groupOut{outs: outs.rows()}
 		groupOutGemmF16AVX2(w, wrb, nw, a, arb, m, cols, &g)
-		for q := 0; q < nw; q++ {
-			for p := 0; p < m; p++ {
-				res[q*m+p] = outs[p][q]
-			}
-		}
+		outs.toRes(res, nw, m)
 		return
 	}
 	var rows [4]*byte

@@ -46,17 +46,10 @@ var sideQ8Scales = &actSide{
 // groupDotQ8_0Scales is groupDotQ8_0 for two to four activation rows
 // that carry sideQ8Scales' data (missing rows repeat the first).
 func groupDotQ8_0Scales(w []byte, wrb, nw int, a []byte, arb, m, cols int, res *[groupW * groupA]float32) {
-	var outs [groupA][groupW]float32
-	var g groupOut
-	for p := range g.outs {
-		g.outs[p] = &outs[p][0]
-	}
+	var outs groupOuts
+	g := groupOut{outs: outs.rows()}
 	groupOutQ8_0Scales(w, wrb, nw, a, arb, m, cols, &g)
-	for q := 0; q < nw; q++ {
-		for p := 0; p < m; p++ {
-			res[q*m+p] = outs[p][q]
-		}
-	}
+	outs.toRes(res, nw, m)
 }
 
 // groupOutQ8_0Scales is the groupOutFunc of Q8_0 rows that carry

@@ -82,6 +82,28 @@ type groupOut struct {
 	tile [576]float32
 }
 
+// groupOuts is the output block of a groupOutFunc run for a groupFunc:
+// output (q, p) at [p][q].
+type groupOuts [groupA][groupW]float32
+
+// rows is the output rows of o, for groupOut.outs.
+func (o *groupOuts) rows() (r [groupA]*float32) {
+	for p := range r {
+		r[p] = &o[p][0]
+	}
+	return r
+}
+
+// toRes copies the outputs of nw weight rows by m activation rows to a
+// groupFunc's res (output (q, p) at res[q*m+p]).
+func (o *groupOuts) toRes(res *[groupW * groupA]float32, nw, m int) {
+	for q := 0; q < nw; q++ {
+		for p := 0; p < m; p++ {
+			res[q*m+p] = o[p][q]
+		}
+	}
+}
+
 // Group sizes of the multi-row kernels.
 const (
 	groupW = 8 // weight rows per call
