@@ -22,6 +22,18 @@
 	HSUM8(y, x, t); \
 	VMOVSS x, out(R13)
 
+// REDUCE8(t) ends the outputs of the accumulators Y0-Y7 (lo at 0(DX)
+// on, out at 0(R13) on) as REDUCE16.
+#define REDUCE8(t) \
+	REDUCE16(0, Y0, X0, 0, t); \
+	REDUCE16(32, Y1, X1, 4, t); \
+	REDUCE16(64, Y2, X2, 8, t); \
+	REDUCE16(96, Y3, X3, 12, t); \
+	REDUCE16(128, Y4, X4, 16, t); \
+	REDUCE16(160, Y5, X5, 20, t); \
+	REDUCE16(192, Y6, X6, 24, t); \
+	REDUCE16(224, Y7, X7, 28, t)
+
 // RED16(LO, HI, P, Q, T): reduce the output whose lanes 0-7 are at LO(DX)
 // and 8-15 at HI(DX) as reduce16 and store it at element Q of output row
 // P (outs in R13). T is scratch.
