@@ -16,7 +16,7 @@ import (
 func rawMessages(t *testing.T, b *testBus, subject string) chan *nats.Msg {
 	t.Helper()
 	c := b.conn("spy")
-	ch := make(chan *nats.Msg, 64)
+	ch := make(chan *nats.Msg, 1024)
 	sub, err := c.nc.ChanSubscribe(subject, ch)
 	if err != nil {
 		t.Fatal(err)
@@ -125,13 +125,8 @@ func TestAcceptGoesAloneWhenTheFirstTokenWaits(t *testing.T) {
 	t.Cleanup(sw.wg.Wait)
 	b.host("w1", h, "m")
 	g := b.gateway(GatewayConfig{HeartbeatTimeout: noLoss})
-	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
-		t.Fatal(err)
-	}
-	s, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "r", Model: "m"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	waitWorkers(t, g, "m", 1)
+	s := dispatch(t, g, &bus.Request{ID: "r", Model: "m"})
 	defer s.Close()
 	close(step)
 	if got, last := readAll(t, s); got != "a b " || last.FinishReason == "" {
@@ -149,9 +144,7 @@ func TestOfferWithoutResponderMovesOn(t *testing.T) {
 	t.Cleanup(sw.wg.Wait)
 	b.host("w1", h, "m")
 	g := b.gateway(GatewayConfig{HeartbeatTimeout: noLoss, AcceptTimeout: time.Hour})
-	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
-		t.Fatal(err)
-	}
+	waitWorkers(t, g, "m", 1)
 	// A worker the gateway believes in, with more free slots than w1, and
 	// nothing listening on its request subject.
 	ghost := b.conn("ghost")
@@ -159,9 +152,7 @@ func TestOfferWithoutResponderMovesOn(t *testing.T) {
 	if err := ghost.nc.Publish(bus.HeartbeatSubject("ghost"), hb); err != nil {
 		t.Fatal(err)
 	}
-	if err := g.WaitWorkers(waitCtx(t), "m", 2); err != nil {
-		t.Fatal(err)
-	}
+	waitWorkers(t, g, "m", 2)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s, err := g.Dispatch(ctx, &bus.Request{ID: "r", Model: "m"})

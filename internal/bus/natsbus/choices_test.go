@@ -7,6 +7,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -106,8 +107,7 @@ func TestChoicesResumeEachAfterWorkerLoss(t *testing.T) {
 	sw2, h2 := newSlotWorker("m", 3, choiceWords(nil))
 	t.Cleanup(func() { close(step); old.wg.Wait(); sw1.wg.Wait(); sw2.wg.Wait() })
 	for _, h := range []*fakeWorker{h1, h2} {
-		hb := h.hb
-		h.hb = func() bus.Heartbeat { x := hb(); x.Choices = 3; return x }
+		offerChoices(h, 3)
 	}
 	resumed := make(chan bus.Request, 1)
 	admit2 := h2.admit
@@ -120,20 +120,13 @@ func TestChoicesResumeEachAfterWorkerLoss(t *testing.T) {
 	}
 	b.host("old", hOld, "m")
 	g := b.gateway(GatewayConfig{})
-	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
-		t.Fatal(err)
-	}
+	waitWorkers(t, g, "m", 1)
 	if _, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "x", Model: "m", Choices: 3}); !errors.Is(err, bus.ErrChoicesUnsupported) {
 		t.Fatalf("only a worker without choices: %v, want ErrChoicesUnsupported", err)
 	}
 	_, c1 := b.host("w1", h1, "m")
-	if err := g.WaitWorkers(waitCtx(t), "m", 2); err != nil {
-		t.Fatal(err)
-	}
-	s, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "r", Model: "m", Choices: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
+	waitWorkers(t, g, "m", 2)
+	s := dispatch(t, g, &bus.Request{ID: "r", Model: "m", Choices: 3})
 	defer s.Close()
 	// Three rounds and choice 0's end (chunk 10), and one more word.
 	texts := make([]string, 3)
@@ -146,9 +139,7 @@ func TestChoicesResumeEachAfterWorkerLoss(t *testing.T) {
 		texts[c.Choice] += c.Text
 	}
 	b.host("w2", h2, "m")
-	if err := g.WaitWorkers(waitCtx(t), "m", 3); err != nil {
-		t.Fatal(err)
-	}
+	waitWorkers(t, g, "m", 3)
 	c1.nc.Close() // w1 dies without a word
 	if ends := readChoices(t, s, 12, texts); ends != 2 {
 		t.Fatalf("%d choices ended after the resume, want 2", ends)
@@ -181,30 +172,17 @@ func TestChoicesAreNotStarved(t *testing.T) {
 		words(text, step)(ctx, r, send)
 	}
 	sw, h := newSlotWorker("m", 3, gen)
-	released := false
-	t.Cleanup(func() {
-		if !released {
-			close(step)
-		}
-		sw.wg.Wait()
-	})
-	hb := h.hb
-	h.hb = func() bus.Heartbeat { x := hb(); x.Choices = 3; return x }
+	release := heldChoices(t, sw, h, 3, step)
 	b.host("w1", h, "m")
 	g := b.gateway(GatewayConfig{HeartbeatTimeout: noLoss})
-	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
-		t.Fatal(err)
-	}
-	s1, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "one", Model: "m"}) // holds a slot until step closes
-	if err != nil {
-		t.Fatal(err)
-	}
+	waitWorkers(t, g, "m", 1)
+	s1 := dispatch(t, g, &bus.Request{ID: "one", Model: "m"}) // holds a slot until step closes
 	defer s1.Close()
 	type placed struct {
 		s   bus.Stream
 		err error
 	}
-	dispatch := func(r *bus.Request) chan placed {
+	place := func(r *bus.Request) chan placed {
 		c := make(chan placed, 1)
 		go func() {
 			s, err := g.Dispatch(waitCtx(t), r)
@@ -212,9 +190,9 @@ func TestChoicesAreNotStarved(t *testing.T) {
 		}()
 		return c
 	}
-	many := dispatch(&bus.Request{ID: "many", Model: "m", Choices: 3})
+	many := place(&bus.Request{ID: "many", Model: "m", Choices: 3})
 	waitFor(t, func() bool { return g.QueueDepth("m") == 1 })
-	late := dispatch(&bus.Request{ID: "late", Model: "m"})
+	late := place(&bus.Request{ID: "late", Model: "m"})
 	for g.QueueDepth("m") != 2 {
 		select {
 		case p := <-late:
@@ -224,8 +202,7 @@ func TestChoicesAreNotStarved(t *testing.T) {
 		case <-time.After(time.Millisecond):
 		}
 	}
-	close(step)
-	released = true
+	release()
 	readAll(t, s1)
 	for _, c := range []chan placed{many, late} {
 		p := <-c
@@ -254,26 +231,13 @@ func TestOtherGatewaysChoicesTakeASlotEach(t *testing.T) {
 	b := startBus(t)
 	step := make(chan struct{})
 	sw, h := newSlotWorker("m", 4, choiceWords(step))
-	released := false
-	t.Cleanup(func() {
-		if !released {
-			close(step)
-		}
-		sw.wg.Wait()
-	})
-	hb := h.hb
-	h.hb = func() bus.Heartbeat { x := hb(); x.Choices = 4; return x }
+	release := heldChoices(t, sw, h, 4, step)
 	b.host("w1", h, "m")
 	g1, g2 := b.gateway(GatewayConfig{HeartbeatTimeout: noLoss}), b.gateway(GatewayConfig{HeartbeatTimeout: noLoss})
 	for _, g := range []*Gateway{g1, g2} {
-		if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
-			t.Fatal(err)
-		}
+		waitWorkers(t, g, "m", 1)
 	}
-	s, err := g1.Dispatch(waitCtx(t), &bus.Request{ID: "many", Model: "m", Choices: 3}) // held until step closes
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := dispatch(t, g1, &bus.Request{ID: "many", Model: "m", Choices: 3}) // held until step closes
 	defer s.Close()
 	var seen bus.Heartbeat
 	waitFor(t, func() bool {
@@ -290,8 +254,7 @@ func TestOtherGatewaysChoicesTakeASlotEach(t *testing.T) {
 	if hbs := g1.Workers(); len(hbs) != 1 || hbs[0].FreeSlots != 1 {
 		t.Fatalf("the placing gateway estimates %+v, want 1 free slot", hbs)
 	}
-	close(step)
-	released = true
+	release()
 	for {
 		if _, err := s.Next(waitCtx(t)); err != nil {
 			if !errors.Is(err, io.EOF) {
@@ -300,4 +263,20 @@ func TestOtherGatewaysChoicesTakeASlotEach(t *testing.T) {
 			break
 		}
 	}
+}
+
+// offerChoices makes h's heartbeats say it takes requests of up to n choices.
+func offerChoices(h *fakeWorker, n int) {
+	hb := h.hb
+	h.hb = func() bus.Heartbeat { x := hb(); x.Choices = n; return x }
+}
+
+// heldChoices offers n choices on h and returns the release that closes
+// step, the gate sw's requests hold on: once, by the test or else at its
+// cleanup, which then waits for sw's requests to end.
+func heldChoices(t *testing.T, sw *slotWorker, h *fakeWorker, n int, step chan struct{}) (release func()) {
+	offerChoices(h, n)
+	release = sync.OnceFunc(func() { close(step) })
+	t.Cleanup(func() { release(); sw.wg.Wait() })
+	return release
 }

@@ -45,16 +45,11 @@ func TestQueuedRequestsRunInArrivalOrder(t *testing.T) {
 	// machine) would have its request dispatched again and admitted
 	// twice: this test is about order, not loss.
 	g := b.gateway(GatewayConfig{HeartbeatTimeout: 5 * time.Second})
-	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
-		t.Fatal(err)
-	}
+	waitWorkers(t, g, "m", 1)
 	const waiting, rounds = 6, 5
 	for round := range rounds {
 		id := func(i int) string { return fmt.Sprintf("r%d-%d", round, i) }
-		s0, err := g.Dispatch(waitCtx(t), &bus.Request{ID: id(0), Model: "m"})
-		if err != nil {
-			t.Fatal(err)
-		}
+		s0 := dispatch(t, g, &bus.Request{ID: id(0), Model: "m"})
 		var wg sync.WaitGroup
 		for i := 1; i <= waiting; i++ {
 			wg.Go(func() {

@@ -17,17 +17,7 @@ import (
 // channel of the raw messages, to count what the worker published.
 func chunkMessages(t *testing.T, b *testBus, g *Gateway) chan *nats.Msg {
 	t.Helper()
-	c := b.conn("spy")
-	ch := make(chan *nats.Msg, 1024)
-	sub, err := c.nc.ChanSubscribe(bus.ChunkSubjects(g.ID()), ch)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
-	if err := c.nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	return ch
+	return rawMessages(t, b, bus.ChunkSubjects(g.ID()))
 }
 
 // recv returns the next chunk message: accept frames (answers to offers)
@@ -78,13 +68,8 @@ func TestFramesCoalesceWhenBehind(t *testing.T) {
 	b.host("w1", h, "m")
 	g := b.gateway(GatewayConfig{HeartbeatTimeout: noLoss})
 	msgs := chunkMessages(t, b, g)
-	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
-		t.Fatal(err)
-	}
-	s, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "r", Model: "m"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	waitWorkers(t, g, "m", 1)
+	s := dispatch(t, g, &bus.Request{ID: "r", Model: "m"})
 	defer s.Close()
 	got, last := readAll(t, s)
 	if got != "0 1 2 3 4 5 6 7 8 9 " || last.FinishReason != "stop" {
@@ -132,13 +117,8 @@ func TestLastTokenTravelsWithFinal(t *testing.T) {
 	ho, _ := b.host("w1", h, "m")
 	g := b.gateway(GatewayConfig{HeartbeatTimeout: noLoss})
 	msgs := chunkMessages(t, b, g)
-	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
-		t.Fatal(err)
-	}
-	s, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "r", Model: "m"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	waitWorkers(t, g, "m", 1)
+	s := dispatch(t, g, &bus.Request{ID: "r", Model: "m"})
 	defer s.Close()
 	first, err := s.Next(waitCtx(t))
 	if err != nil || first.Text != " once" || first.At == 0 || first.Final() {
@@ -206,13 +186,8 @@ func TestFramesNeverHoldAStepAlone(t *testing.T) {
 	b.host("w1", h, "m")
 	g := b.gateway(GatewayConfig{HeartbeatTimeout: noLoss})
 	msgs = chunkMessages(t, b, g)
-	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
-		t.Fatal(err)
-	}
-	s, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "r", Model: "m"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	waitWorkers(t, g, "m", 1)
+	s := dispatch(t, g, &bus.Request{ID: "r", Model: "m"})
 	defer s.Close()
 	for range 2 {
 		if m := recv(t, msgs); !bus.IsFrame(m.Data) {
@@ -254,13 +229,8 @@ func TestFramesAndJSONCarryTheSameChunks(t *testing.T) {
 		b.host("w1", h, "m")
 		cfg.HeartbeatTimeout = noLoss
 		g := b.gateway(cfg)
-		if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
-			t.Fatal(err)
-		}
-		s, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "r", Model: "m"})
-		if err != nil {
-			t.Fatal(err)
-		}
+		waitWorkers(t, g, "m", 1)
+		s := dispatch(t, g, &bus.Request{ID: "r", Model: "m"})
 		defer s.Close()
 		var out []bus.Chunk
 		for range 20 {

@@ -30,20 +30,10 @@ func TestStaleHeartbeatsDoNotLoseARequest(t *testing.T) {
 		return admit(r, send)
 	}
 	// Real heartbeats only at the start, so the test's own decide.
-	c := b.conn("w1")
-	ho, err := NewHost(c, h, HostConfig{Worker: "w1", Models: []string{"m"}, HeartbeatInterval: time.Hour}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ho.Close)
+	ho, _ := b.hostEvery("w1", h, "m", time.Hour)
 	g := b.gateway(GatewayConfig{})
-	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
-		t.Fatal(err)
-	}
-	s, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "r", Model: "m"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	waitWorkers(t, g, "m", 1)
+	s := dispatch(t, g, &bus.Request{ID: "r", Model: "m"})
 	defer s.Close()
 	seq := ho.hbSeq.Load()
 	pub := b.conn("spoof")

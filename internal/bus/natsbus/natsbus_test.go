@@ -188,8 +188,15 @@ func (b *testBus) gateway(cfg GatewayConfig) *Gateway {
 
 func (b *testBus) host(name string, h Handler, model string) (*Host, *Conn) {
 	b.t.Helper()
+	return b.hostEvery(name, h, model, 20*time.Millisecond)
+}
+
+// hostEvery is host with heartbeats every beat; a test that sends its own
+// heartbeats passes an hour, so the host's own beat only at the start.
+func (b *testBus) hostEvery(name string, h Handler, model string, beat time.Duration) (*Host, *Conn) {
+	b.t.Helper()
 	c := b.conn(name)
-	ho, err := NewHost(c, h, HostConfig{Worker: name, Models: []string{model}, HeartbeatInterval: 20 * time.Millisecond}, nil)
+	ho, err := NewHost(c, h, HostConfig{Worker: name, Models: []string{model}, HeartbeatInterval: beat}, nil)
 	if err != nil {
 		b.t.Fatal(err)
 	}
@@ -237,6 +244,24 @@ func waitCtx(t *testing.T) context.Context {
 	return ctx
 }
 
+// waitWorkers waits until g has seen n workers of model.
+func waitWorkers(t *testing.T, g *Gateway, model string, n int) {
+	t.Helper()
+	if err := g.WaitWorkers(waitCtx(t), model, n); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// dispatch sends r through g; the caller closes the stream.
+func dispatch(t *testing.T, g *Gateway, r *bus.Request) bus.Stream {
+	t.Helper()
+	s, err := g.Dispatch(waitCtx(t), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 const text = "once upon a time there was a little fox"
 
 func TestDispatchStreamsInOrder(t *testing.T) {
@@ -245,17 +270,12 @@ func TestDispatchStreamsInOrder(t *testing.T) {
 	t.Cleanup(sw.wg.Wait)
 	b.host("w1", h, "m")
 	g := b.gateway(GatewayConfig{HeartbeatTimeout: noLoss})
-	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
-		t.Fatal(err)
-	}
+	waitWorkers(t, g, "m", 1)
 	if got := g.Models(); len(got) != 1 || got[0] != "m" {
 		t.Fatalf("Models = %v", got)
 	}
 	for i := range 3 {
-		s, err := g.Dispatch(waitCtx(t), &bus.Request{ID: fmt.Sprint("r", i), Model: "m"})
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := dispatch(t, g, &bus.Request{ID: fmt.Sprint("r", i), Model: "m"})
 		got, last := readAll(t, s)
 		_ = s.Close()
 		if got != text+" " || last.FinishReason != "stop" {
@@ -280,13 +300,8 @@ func TestStreamReordersAndDropsDuplicates(t *testing.T) {
 	t.Cleanup(sw.wg.Wait)
 	b.host("w1", h, "m")
 	g := b.gateway(GatewayConfig{HeartbeatTimeout: noLoss})
-	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
-		t.Fatal(err)
-	}
-	s, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "r", Model: "m"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	waitWorkers(t, g, "m", 1)
+	s := dispatch(t, g, &bus.Request{ID: "r", Model: "m"})
 	defer s.Close()
 	if got, _ := readAll(t, s); got != "12345" {
 		t.Fatalf("got %q, want 12345", got)
@@ -300,9 +315,7 @@ func TestDispatchErrors(t *testing.T) {
 	t.Cleanup(func() { close(step); sw.wg.Wait() })
 	b.host("w1", h, "m")
 	g := b.gateway(GatewayConfig{QueueLimit: 1, HeartbeatTimeout: noLoss})
-	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
-		t.Fatal(err)
-	}
+	waitWorkers(t, g, "m", 1)
 	if _, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "x", Model: "nope"}); !errors.Is(err, bus.ErrNoWorkers) {
 		t.Fatalf("unknown model: %v, want ErrNoWorkers", err)
 	}
@@ -311,10 +324,7 @@ func TestDispatchErrors(t *testing.T) {
 		t.Fatalf("huge prompt: %v, want ErrTooLarge", err)
 	}
 	// The only slot is taken by r1, which waits on step.
-	s1, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "r1", Model: "m"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s1 := dispatch(t, g, &bus.Request{ID: "r1", Model: "m"})
 	defer s1.Close()
 	// r2 waits in the queue (limit 1) until its deadline.
 	errc := make(chan error, 1)
@@ -348,13 +358,8 @@ func TestQueuedRequestRunsWhenSlotFrees(t *testing.T) {
 	t.Cleanup(func() { close(step); sw.wg.Wait() })
 	b.host("w1", h, "m")
 	g := b.gateway(GatewayConfig{HeartbeatTimeout: noLoss})
-	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
-		t.Fatal(err)
-	}
-	s1, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "r1", Model: "m"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	waitWorkers(t, g, "m", 1)
+	s1 := dispatch(t, g, &bus.Request{ID: "r1", Model: "m"})
 	type res struct {
 		s   bus.Stream
 		err error
@@ -397,13 +402,8 @@ func TestLostWorkerResumesElsewhere(t *testing.T) {
 	}
 	_, c1 := b.host("w1", h1, "m")
 	g := b.gateway(GatewayConfig{})
-	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
-		t.Fatal(err)
-	}
-	s, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "r", Model: "m"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	waitWorkers(t, g, "m", 1)
+	s := dispatch(t, g, &bus.Request{ID: "r", Model: "m"})
 	defer s.Close()
 	step <- struct{}{}
 	step <- struct{}{}
@@ -414,9 +414,7 @@ func TestLostWorkerResumesElsewhere(t *testing.T) {
 	}
 	// w2 joins; w1's connection dies without a word.
 	b.host("w2", h2, "m")
-	if err := g.WaitWorkers(waitCtx(t), "m", 2); err != nil {
-		t.Fatal(err)
-	}
+	waitWorkers(t, g, "m", 2)
 	c1.nc.Close()
 	got, last := readFrom(t, s, 3)
 	if want := strings.Join(strings.Fields(text)[2:], " ") + " "; got != want || last.FinishReason != "stop" {
@@ -451,16 +449,9 @@ func TestBackToBackNeedsNoHeartbeat(t *testing.T) {
 	b := startBus(t)
 	sw, h := newSlotWorker("m", 1, words("a b c", nil))
 	t.Cleanup(sw.wg.Wait)
-	c := b.conn("w1")
-	ho, err := NewHost(c, h, HostConfig{Worker: "w1", Models: []string{"m"}, HeartbeatInterval: time.Hour}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ho.Close)
+	b.hostEvery("w1", h, "m", time.Hour)
 	g := b.gateway(GatewayConfig{HeartbeatTimeout: time.Hour})
-	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
-		t.Fatal(err)
-	}
+	waitWorkers(t, g, "m", 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for i := range 50 {
@@ -485,14 +476,9 @@ func TestTwoGatewaysShareAWorker(t *testing.T) {
 	b.host("w1", h, "m")
 	g1, g2 := b.gateway(GatewayConfig{HeartbeatTimeout: noLoss}), b.gateway(GatewayConfig{HeartbeatTimeout: noLoss})
 	for _, g := range []*Gateway{g1, g2} {
-		if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
-			t.Fatal(err)
-		}
+		waitWorkers(t, g, "m", 1)
 	}
-	s1, err := g1.Dispatch(waitCtx(t), &bus.Request{ID: "r1", Model: "m"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s1 := dispatch(t, g1, &bus.Request{ID: "r1", Model: "m"})
 	defer s1.Close()
 	rc := make(chan error, 1)
 	var s2 bus.Stream
@@ -535,13 +521,8 @@ func TestUnencodableChunkBecomesError(t *testing.T) {
 	t.Cleanup(sw.wg.Wait)
 	b.host("w1", h, "m")
 	g := b.gateway(GatewayConfig{HeartbeatTimeout: noLoss})
-	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
-		t.Fatal(err)
-	}
-	s, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "r1", Model: "m"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	waitWorkers(t, g, "m", 1)
+	s := dispatch(t, g, &bus.Request{ID: "r1", Model: "m"})
 	defer s.Close()
 	ctx := waitCtx(t)
 	if c, err := s.Next(ctx); err != nil || c.Text != "a" {
@@ -579,13 +560,8 @@ func TestGiveBackPastNextResumes(t *testing.T) {
 	t.Cleanup(sw.wg.Wait)
 	b.host("w1", h, "m")
 	g := b.gateway(GatewayConfig{MaxAttempts: 1, HeartbeatTimeout: noLoss})
-	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
-		t.Fatal(err)
-	}
-	s, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "r", Model: "m"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	waitWorkers(t, g, "m", 1)
+	s := dispatch(t, g, &bus.Request{ID: "r", Model: "m"})
 	defer s.Close()
 	got, last := readAll(t, s)
 	if want := text + " "; got != want || last.FinishReason != "stop" {

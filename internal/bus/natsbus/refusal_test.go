@@ -59,20 +59,11 @@ func TestSlotFreedAfterRefusalPlaces(t *testing.T) {
 	}
 	t.Cleanup(w.Close)
 	h := refusals{w, make(chan string, 4)}
-	ho, err := NewHost(b.conn("w1"), h, HostConfig{Worker: "w1", Models: []string{"m"}, HeartbeatInterval: time.Hour}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ho, _ := b.hostEvery("w1", h, "m", time.Hour)
 	host.Store(ho)
-	t.Cleanup(ho.Close)
 	g := b.gateway(GatewayConfig{HeartbeatTimeout: time.Hour, sweepEvery: time.Hour})
-	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
-		t.Fatal(err)
-	}
-	s, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "a", Model: "m", Prompt: "a"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	waitWorkers(t, g, "m", 1)
+	s := dispatch(t, g, &bus.Request{ID: "a", Model: "m", Prompt: "a"})
 	if got, _ := readAll(t, s); got != "a" {
 		t.Fatalf("first answer %q", got)
 	}
@@ -137,17 +128,11 @@ func TestRefusalOlderThanHeartbeatHoldsNoRoom(t *testing.T) {
 		}
 		return &bus.Error{Code: bus.CodeInvalidRequest, Message: "the gateway never took the heartbeat"}
 	}
-	ho, err := NewHost(b.conn("w1"), h, HostConfig{Worker: "w1", Models: []string{"m"}, HeartbeatInterval: time.Hour}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ho, _ := b.hostEvery("w1", h, "m", time.Hour)
 	hp.Store(ho)
-	t.Cleanup(ho.Close)
 	g := b.gateway(GatewayConfig{HeartbeatTimeout: time.Hour, sweepEvery: time.Hour})
 	gp.Store(g)
-	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
-		t.Fatal(err)
-	}
+	waitWorkers(t, g, "m", 1)
 	s, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "r", Model: "m"})
 	if err != nil {
 		t.Fatalf("refused once, then: %v", err)

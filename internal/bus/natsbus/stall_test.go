@@ -118,13 +118,8 @@ func TestStalledWorkerResumesElsewhere(t *testing.T) {
 	// silence, which a loaded machine gives (then r moved by loss, not by
 	// the stall: "stalls 0", 1 of 15 runs under -race and two CPU hogs).
 	g := b.gateway(GatewayConfig{StallTimeout: 200 * time.Millisecond, HeartbeatTimeout: 5 * time.Second})
-	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
-		t.Fatal(err)
-	}
-	s, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "r", Model: "m"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	waitWorkers(t, g, "m", 1)
+	s := dispatch(t, g, &bus.Request{ID: "r", Model: "m"})
 	defer s.Close()
 	for range 2 {
 		if _, err := s.Next(waitCtx(t)); err != nil {
@@ -144,10 +139,7 @@ func TestStalledWorkerResumesElsewhere(t *testing.T) {
 	if f := workerFree(g, "w1"); f != 0 {
 		t.Fatalf("stalled w1 offers %d free slots", f)
 	}
-	s2, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "r2", Model: "m"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s2 := dispatch(t, g, &bus.Request{ID: "r2", Model: "m"})
 	defer s2.Close()
 
 	// w1 wakes up and sends attempt 1's stale chunks, seq 3 on, before w2
@@ -217,9 +209,7 @@ func TestSlowWorkerIsNotStalled(t *testing.T) {
 	}
 	b.host("w1", h1, "m")
 	g := b.gateway(GatewayConfig{StallTimeout: stall, HeartbeatTimeout: 5 * time.Second}) // no loss on a loaded machine
-	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
-		t.Fatal(err)
-	}
+	waitWorkers(t, g, "m", 1)
 	// Idle with progress standing still for two stall timeouts: not a
 	// stall. The gateway gets those heartbeats before any busy one (one
 	// connection, in order).
@@ -228,10 +218,7 @@ func TestSlowWorkerIsNotStalled(t *testing.T) {
 	case <-waitCtx(t).Done():
 		t.Fatal("w1 sent no idle heartbeats for two stall timeouts")
 	}
-	s, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "r", Model: "m"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := dispatch(t, g, &bus.Request{ID: "r", Model: "m"})
 	defer s.Close()
 	b.host("w2", h2, "m")
 	got, last := readAll(t, s)
@@ -280,13 +267,8 @@ func TestWorkerWithoutProgressIsNeverStalled(t *testing.T) {
 	}
 	b.host("w1", h, "m")
 	g := b.gateway(GatewayConfig{StallTimeout: stall, HeartbeatTimeout: 5 * time.Second}) // no loss on a loaded machine
-	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
-		t.Fatal(err)
-	}
-	s, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "r", Model: "m"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	waitWorkers(t, g, "m", 1)
+	s := dispatch(t, g, &bus.Request{ID: "r", Model: "m"})
 	defer s.Close()
 	select {
 	case <-busy:

@@ -124,9 +124,7 @@ func TestTraceRecordsPlacementsAndResume(t *testing.T) {
 	// Loss after 500 ms of silence, not 3 heartbeats (60 ms), which a
 	// loaded machine can give a live worker.
 	g := b.gateway(GatewayConfig{HeartbeatTimeout: 500 * time.Millisecond})
-	if err := g.WaitWorkers(waitCtx(t), "m", 1); err != nil {
-		t.Fatal(err)
-	}
+	waitWorkers(t, g, "m", 1)
 	tr := bus.NewTrace(time.Now())
 	s, err := g.Dispatch(bus.WithTrace(waitCtx(t), tr), &bus.Request{ID: "r", Model: "m"})
 	if err != nil {
@@ -141,9 +139,7 @@ func TestTraceRecordsPlacementsAndResume(t *testing.T) {
 	var once sync.Once
 	unblock := func() { once.Do(func() { close(release) }) }
 	t.Cleanup(unblock) // before w2's host closes
-	if err := g.WaitWorkers(waitCtx(t), "m", 2); err != nil {
-		t.Fatal(err)
-	}
+	waitWorkers(t, g, "m", 2)
 	c1.nc.Close()
 	readFrom(t, s, 2)
 	var got []string
