@@ -387,14 +387,7 @@ func BenchmarkBusRoundTrip(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		for _, c := range []*natsbus.Conn{a, z} {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			err := c.Flush(ctx)
-			cancel()
-			if err != nil {
-				b.Fatal(err)
-			}
-		}
+		flushConns(b, a, z)
 		msg := make([]byte, 3*1024)
 		for _, gap := range []time.Duration{0, 3 * time.Millisecond} {
 			var us []float64
@@ -512,14 +505,7 @@ func BenchmarkBoundary(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		for _, c := range []*natsbus.Conn{firstConn, gw} {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			err := c.Flush(ctx)
-			cancel()
-			if err != nil {
-				b.Fatal(err)
-			}
-		}
+		flushConns(b, firstConn, gw)
 		opts := benchEngineOpts
 		opts.Layers, opts.Tail = split[0], p
 		e, err := engine.Load(path, opts)
@@ -614,5 +600,19 @@ func BenchmarkBoundary(b *testing.B) {
 		p.Close()
 		s.Close()
 		st.Close()
+	}
+}
+
+// flushConns waits until the server has every subscription each of conns
+// made, so a benchmark's first message finds them.
+func flushConns(b *testing.B, conns ...*natsbus.Conn) {
+	b.Helper()
+	for _, c := range conns {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := c.Flush(ctx)
+		cancel()
+		if err != nil {
+			b.Fatal(err)
+		}
 	}
 }
