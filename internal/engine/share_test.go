@@ -12,22 +12,31 @@ import (
 	"courier/internal/testutil"
 )
 
+// shareEngine loads a four-slot engine of four-token KV blocks (closed at
+// the test's end) and a prompt for its choices to share, whose last block
+// is partial, to be copied.
+func shareEngine(t *testing.T) (*Engine, []int32) {
+	t.Helper()
+	e, err := Load(testutil.Model(t, "stories260K.gguf"), Options{Slots: 4, KVBlockSize: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	prompt, _ := e.Tokenize("Once upon a time, there was a little girl named Lily. She loved to play", true, false)
+	if len(prompt)%4 == 0 {
+		prompt = prompt[:len(prompt)-1]
+	}
+	return e, prompt
+}
+
 // TestSharedPromptForks: four sampled choices of one prompt (Request.Share)
 // run together evaluate the prompt once (the three others fork every
 // position but the last: ForkedPositions grows by 3 x (len-1)) and give
 // exactly the tokens and log-probabilities each gives alone; without Share
 // nothing is forked.
 func TestSharedPromptForks(t *testing.T) {
-	e, err := Load(testutil.Model(t, "stories260K.gguf"), Options{Slots: 4, KVBlockSize: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e, prompt := shareEngine(t)
 	ctx := context.Background()
-	prompt, _ := e.Tokenize("Once upon a time, there was a little girl named Lily. She loved to play", true, false)
-	if len(prompt)%4 == 0 {
-		prompt = prompt[:len(prompt)-1] // a partial last block, to be copied
-	}
 	// More tokens than a slot's ring holds: a choice whose reader waits
 	// at the barrier below cannot finish (its ring fills), so the group's
 	// first choice is still running when the last one starts, however
@@ -162,16 +171,8 @@ func BenchmarkSharedPromptChoices(b *testing.B) {
 // tokens, and each continues exactly as it did uninterrupted. They
 // evaluated the prompt four times before resumed requests could fork.
 func TestResumedChoicesForkThePrompt(t *testing.T) {
-	e, err := Load(testutil.Model(t, "stories260K.gguf"), Options{Slots: 4, KVBlockSize: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e, prompt := shareEngine(t)
 	ctx := context.Background()
-	prompt, _ := e.Tokenize("Once upon a time, there was a little girl named Lily. She loved to play", true, false)
-	if len(prompt)%4 == 0 {
-		prompt = prompt[:len(prompt)-1] // a partial last block, to be copied
-	}
 	// As in TestSharedPromptForks, more tokens after the resumed ones than
 	// a slot's ring holds, so the first choice still runs when the last
 	// starts; the choices were cut after 1 to 4 tokens.
