@@ -173,16 +173,8 @@ func (w *attnWorker) attendRingTiled(seq *KVCache, layer, kvOff int, r ringView,
 				tileMax = s
 			}
 		}
-		mNew := fmaxf(m, tileMax)
-		if mNew > m {
-			ms := expf(m - mNew)
-			for d := range vkq {
-				vkq[d] *= ms
-			}
-			sum *= ms
-		}
-		m = mNew
-		sum = float32(float64(sum) + softMaxTile(&w.kq, mNew))
+		m, sum = raiseMax(vkq, m, sum, tileMax)
+		sum = float32(float64(sum) + softMaxTile(&w.kq, m))
 		tileAccumulate(vkq, &w.kq, &vRows, faTileKV)
 	}
 	inv := float32(0)

@@ -59,6 +59,22 @@ func (w *attnWorker) attendSplitKV(seq *KVCache, layer, kvOff, pos int, q, out [
 	copy(out, vkq)
 }
 
+// raiseMax is the online softmax's step for a tile whose largest score is
+// tileMax: the running maximum m becomes mNew = fmaxf(m, tileMax), and when
+// it grew, the accumulator vkq and the running sum are scaled by
+// exp(m - mNew), in ggml's order (the scale of each value, then the sum).
+func raiseMax(vkq []float32, m, sum, tileMax float32) (mNew, sumNew float32) {
+	mNew = fmaxf(m, tileMax)
+	if mNew > m {
+		ms := expf(m - mNew)
+		for d := range vkq {
+			vkq[d] *= ms
+		}
+		sum *= ms
+	}
+	return mNew, sum
+}
+
 // fmaxf is C's fmaxf for the values attention meets (no NaN).
 func fmaxf(a, b float32) float32 {
 	if b > a {

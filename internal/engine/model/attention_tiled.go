@@ -143,14 +143,7 @@ func (w *attnWorker) tileRow(j, ic, nv, lo int, scale float32, vRows *[faTileKV]
 	}
 	vkq := w.vkqR[j][:len(w.vkq)]
 	m, sum := w.mR[j], w.sumR[j]
-	mNew := fmaxf(m, tileMax)
-	if mNew > m {
-		ms := expf(m - mNew)
-		for d := range vkq {
-			vkq[d] *= ms
-		}
-		sum *= ms
-	}
+	mNew, sum := raiseMax(vkq, m, sum, tileMax)
 	w.mR[j] = mNew
 	w.sumR[j] = float32(float64(sum) + softMaxTile(kqa, mNew))
 	if vt != nil {
