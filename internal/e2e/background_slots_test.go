@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"courier/internal/bus/natsbus"
 	"courier/internal/engine"
 	"courier/internal/jobs"
 	"courier/internal/worker"
@@ -68,21 +67,7 @@ func TestBackgroundWorkKeepsInteractiveSlots(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = eng.Close() })
 	hold := &holdBackground{Engine: eng, held: make(chan struct{}), release: make(chan struct{})}
-	w, err := worker.New(worker.Config{ID: "w", Model: modelName, Slots: 1, BackgroundSlots: 1}, hold, testLog())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Close)
-	conn, err := n.NATSConnect("w")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close(context.Background()) })
-	host, err := natsbus.NewHost(conn, w, natsbus.HostConfig{Worker: "w", Models: []string{modelName}, HeartbeatInterval: 20 * time.Millisecond}, testLog())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(host.Close)
+	hostOnNode(t, n, worker.Config{ID: "w", Model: modelName, Slots: 1, BackgroundSlots: 1}, hold)
 	release := sync.OnceFunc(func() { close(hold.release) })
 	t.Cleanup(release) // first: the held job ends before the worker closes
 	ctx := testCtx(t)

@@ -94,6 +94,27 @@ func (h *holdStreams) Generate(ctx context.Context, req engine.Request, emit fun
 	})
 }
 
+// hostOnNode serves eng as the worker cfg on n's bus, with heartbeats every
+// 20 ms, until the test ends.
+func hostOnNode(t *testing.T, n *node.Node, cfg worker.Config, eng worker.Engine) {
+	t.Helper()
+	w, err := worker.New(cfg, eng, testLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Close)
+	conn, err := n.NATSConnect(cfg.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	host, err := natsbus.NewHost(conn, w, natsbus.HostConfig{Worker: cfg.ID, Models: []string{cfg.Model}, HeartbeatInterval: 20 * time.Millisecond}, testLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(host.Close)
+}
+
 // startHeldNode starts a gateway with an embedded NATS server and no
 // worker of its own, and adds a worker of slots slots whose engine holds
 // every generation before its second token until release(max_tokens) is
@@ -117,21 +138,7 @@ func startHeldNode(t *testing.T, slots int, release func(maxTokens int) <-chan s
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = eng.Close() })
-	w, err := worker.New(worker.Config{ID: "w", Model: modelName, Slots: slots}, &holdStreams{Engine: eng, release: release}, testLog())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Close)
-	conn, err := n.NATSConnect("w")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close(context.Background()) })
-	host, err := natsbus.NewHost(conn, w, natsbus.HostConfig{Worker: "w", Models: []string{modelName}, HeartbeatInterval: 20 * time.Millisecond}, testLog())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(host.Close)
+	hostOnNode(t, n, worker.Config{ID: "w", Model: modelName, Slots: slots}, &holdStreams{Engine: eng, release: release})
 	if err := n.Gateway().WaitWorkers(testCtx(t), modelName, 1); err != nil {
 		t.Fatal(err)
 	}
