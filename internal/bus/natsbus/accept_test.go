@@ -28,6 +28,18 @@ func rawMessages(t *testing.T, b *testBus, subject string) chan *nats.Msg {
 	return ch
 }
 
+// frameThenMarker reads the rest of a burst: one frame, then the marker,
+// so the worker published nothing else between.
+func frameThenMarker(t *testing.T, msgs chan *nats.Msg, after string) {
+	t.Helper()
+	if m := next(t, msgs); !bus.IsFrame(m) {
+		t.Fatalf("after %s: %q, want a frame", after, m)
+	}
+	if m := next(t, msgs); string(m) != "marker" {
+		t.Fatalf("after %s: %q, want the marker", after, m)
+	}
+}
+
 func next(t *testing.T, ch chan *nats.Msg) []byte {
 	t.Helper()
 	select {
@@ -78,12 +90,7 @@ func TestFirstFrameCarriesTheAccept(t *testing.T) {
 	if h, _, err := bus.ReadFrameHeader(frame); err != nil || h.Attempt != 2 || h.Seq != 1 || string(h.ID) != "r" {
 		t.Fatalf("accepting frame's frame: %+v, %v", h, err)
 	}
-	if m := next(t, msgs); !bus.IsFrame(m) {
-		t.Fatalf("second message %q, want the final frame", m)
-	}
-	if m := next(t, msgs); string(m) != "marker" {
-		t.Fatalf("third message %q, want the marker", m)
-	}
+	frameThenMarker(t, msgs, "the accepting frame") // the final chunk
 
 	s = held()
 	s.acceptLate() // the hold ran out before the first chunk
@@ -93,12 +100,7 @@ func TestFirstFrameCarriesTheAccept(t *testing.T) {
 	if err := bus.DecodeAccept(next(t, msgs), &acc); err != nil || acc.ID != "r" || acc.Attempt != 2 || acc.Worker != "w1" || acc.At != 42 || acc.Error != nil {
 		t.Fatalf("late accept %+v, %v", acc, err)
 	}
-	if m := next(t, msgs); !bus.IsFrame(m) {
-		t.Fatalf("after a late accept %q, want a plain frame", m)
-	}
-	if m := next(t, msgs); string(m) != "marker" {
-		t.Fatalf("%q, want the marker", m)
-	}
+	frameThenMarker(t, msgs, "a late accept")
 
 	s = held()
 	s.send(&bus.Chunk{ID: "r", Seq: 1, Attempt: 2, Error: &bus.Error{Code: bus.CodeInvalidRequest, Message: "no"}})
