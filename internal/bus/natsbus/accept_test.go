@@ -123,11 +123,7 @@ func TestFirstFrameCarriesTheAccept(t *testing.T) {
 func TestAcceptGoesAloneWhenTheFirstTokenWaits(t *testing.T) {
 	b := startBus(t)
 	step := make(chan struct{})
-	sw, h := newSlotWorker("m", 1, words("a b", step))
-	t.Cleanup(sw.wg.Wait)
-	b.host("w1", h, "m")
-	g := b.gateway(GatewayConfig{HeartbeatTimeout: noLoss})
-	waitWorkers(t, g, "m", 1)
+	g := b.serveOne(1, words("a b", step))
 	s := dispatch(t, g, &bus.Request{ID: "r", Model: "m"})
 	defer s.Close()
 	close(step)

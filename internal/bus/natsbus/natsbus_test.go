@@ -191,6 +191,19 @@ func (b *testBus) host(name string, h Handler, model string) (*Host, *Conn) {
 	return b.hostEvery(name, h, model, 20*time.Millisecond)
 }
 
+// serveOne hosts one worker, w1, of model m with slots slots that run gen,
+// and returns a gateway that has seen it (and would declare it lost only
+// after noLoss).
+func (b *testBus) serveOne(slots int, gen func(ctx context.Context, r *bus.Request, send func(*bus.Chunk))) *Gateway {
+	b.t.Helper()
+	sw, h := newSlotWorker("m", slots, gen)
+	b.t.Cleanup(sw.wg.Wait)
+	b.host("w1", h, "m")
+	g := b.gateway(GatewayConfig{HeartbeatTimeout: noLoss})
+	waitWorkers(b.t, g, "m", 1)
+	return g
+}
+
 // hostEvery is host with heartbeats every beat; a test that sends its own
 // heartbeats passes an hour, so the host's own beat only at the start.
 func (b *testBus) hostEvery(name string, h Handler, model string, beat time.Duration) (*Host, *Conn) {
@@ -266,11 +279,7 @@ const text = "once upon a time there was a little fox"
 
 func TestDispatchStreamsInOrder(t *testing.T) {
 	b := startBus(t)
-	sw, h := newSlotWorker("m", 2, words(text, nil))
-	t.Cleanup(sw.wg.Wait)
-	b.host("w1", h, "m")
-	g := b.gateway(GatewayConfig{HeartbeatTimeout: noLoss})
-	waitWorkers(t, g, "m", 1)
+	g := b.serveOne(2, words(text, nil))
 	if got := g.Models(); len(got) != 1 || got[0] != "m" {
 		t.Fatalf("Models = %v", got)
 	}
@@ -296,11 +305,7 @@ func TestStreamReordersAndDropsDuplicates(t *testing.T) {
 		}
 		send(&bus.Chunk{ID: r.ID, Seq: 3, Attempt: r.Attempt + 1, Text: "stale"})
 	}
-	sw, h := newSlotWorker("m", 1, gen)
-	t.Cleanup(sw.wg.Wait)
-	b.host("w1", h, "m")
-	g := b.gateway(GatewayConfig{HeartbeatTimeout: noLoss})
-	waitWorkers(t, g, "m", 1)
+	g := b.serveOne(1, gen)
 	s := dispatch(t, g, &bus.Request{ID: "r", Model: "m"})
 	defer s.Close()
 	if got, _ := readAll(t, s); got != "12345" {
@@ -517,11 +522,7 @@ func TestUnencodableChunkBecomesError(t *testing.T) {
 			Logprobs: []bus.TokenLogprob{{ID: 2, Logprob: float32(math.NaN())}}})
 		<-ctx.Done() // the gateway's cancel ends it
 	}
-	sw, h := newSlotWorker("m", 1, gen)
-	t.Cleanup(sw.wg.Wait)
-	b.host("w1", h, "m")
-	g := b.gateway(GatewayConfig{HeartbeatTimeout: noLoss})
-	waitWorkers(t, g, "m", 1)
+	g := b.serveOne(1, gen)
 	s := dispatch(t, g, &bus.Request{ID: "r1", Model: "m"})
 	defer s.Close()
 	ctx := waitCtx(t)
