@@ -78,13 +78,9 @@ func TestSharedPromptForks(t *testing.T) {
 		errs := make([]error, 4)
 		for j := range together {
 			wg.Go(func() {
-				first := true
+				meet := sync.OnceFunc(func() { started.Done(); started.Wait() }) // at the first token
 				_, errs[j] = e.Generate(ctx, req(j, share), func(tok Token) error {
-					if first {
-						first = false
-						started.Done()
-						started.Wait()
-					}
+					meet()
 					if tok.ID >= 0 {
 						together[j].ids, together[j].lps = append(together[j].ids, tok.ID), append(together[j].lps, tok.Logprob)
 					}
@@ -202,13 +198,9 @@ func TestResumedChoicesForkThePrompt(t *testing.T) {
 	for j := range together {
 		resume := alone[j][:1+j%cut]
 		wg.Go(func() {
-			first := true
+			meet := sync.OnceFunc(func() { started.Done(); started.Wait() }) // at the first token
 			_, errs[j] = e.Generate(ctx, req(j, resume), func(tok Token) error {
-				if first {
-					first = false
-					started.Done()
-					started.Wait()
-				}
+				meet()
 				if tok.ID >= 0 {
 					together[j] = append(together[j], tok.ID)
 				}
