@@ -52,6 +52,19 @@ func randF16(rng *rand.Rand, spread float64) uint16 {
 	return tensor.FP32ToFP16(float32(rng.NormFloat64() * spread))
 }
 
+// randF16Tile makes a KV tile of random F16 rows of at least hd values
+// (rows may be longer than the head, as cache rows are).
+func randF16Tile(rng *rand.Rand, hd int) [faTileKV][]uint16 {
+	var rows [faTileKV][]uint16
+	for tk := range rows {
+		rows[tk] = make([]uint16, hd+rng.IntN(3))
+		for d := range rows[tk] {
+			rows[tk][d] = randF16(rng, 1)
+		}
+	}
+	return rows
+}
+
 func TestTileLoopsAsmMatchGeneric(t *testing.T) {
 	for _, lv := range tiledLevels(t) {
 		tiledAVX512, tiledAVX2 = lv.avx512, lv.avx2
@@ -69,13 +82,7 @@ func testTileLoops(t *testing.T) {
 			if trial < 2 {
 				nv = faTileKV - 63*trial // 64, then 1
 			}
-			var rows [faTileKV][]uint16
-			for tk := range rows {
-				rows[tk] = make([]uint16, hd+rng.IntN(3)) // rows may be longer
-				for d := range rows[tk] {
-					rows[tk][d] = randF16(rng, 1)
-				}
-			}
+			rows := randF16Tile(rng, hd)
 			for d := range q {
 				q[d] = float32(rng.NormFloat64() * math.Exp2(float64(rng.IntN(20)-10)))
 			}
@@ -143,13 +150,7 @@ func TestTileScoresRowsAsmMatchesGeneric(t *testing.T) {
 					if trial < 2 {
 						nv = faTileKV - 63*trial
 					}
-					var rows [faTileKV][]uint16
-					for tk := range rows {
-						rows[tk] = make([]uint16, hd+rng.IntN(3))
-						for d := range rows[tk] {
-							rows[tk][d] = randF16(rng, 1)
-						}
-					}
+					rows := randF16Tile(rng, hd)
 					var got, want [faRows][faTileKV]float32
 					r2 := rows
 					tileScoresRowsGeneric(&want, &qs, n, &rows, nv, kt)
@@ -179,13 +180,7 @@ func TestTileValuesAsmMatchesGeneric(t *testing.T) {
 					if trial < 2 {
 						nv = faTileKV - 63*trial
 					}
-					var rows [faTileKV][]uint16
-					for tk := range rows {
-						rows[tk] = make([]uint16, hd+rng.IntN(3))
-						for d := range rows[tk] {
-							rows[tk][d] = randF16(rng, 1)
-						}
-					}
+					rows := randF16Tile(rng, hd)
 					tileValuesGeneric(want, &rows, nv, hd)
 					tileValues(got, &rows, nv, hd)
 					equalBits(t, "widened values", got[:nv*hd], want[:nv*hd])
