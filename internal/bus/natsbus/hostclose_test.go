@@ -3,10 +3,13 @@ package natsbus
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"courier/internal/bus"
 )
 
 // closePromptly is how long a close whose bus is gone may take in these
@@ -81,13 +84,64 @@ func TestTimelinesClosePromptlyWhenBusIsGone(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+	tl.Record(&bus.Timeline{ID: "r1", Tenant: "aaaa"})
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	closesWithin(t, "Timelines.Close", func() {
 		if err := tl.Close(ctx); err == nil {
-			t.Error("Timelines.Close reported success with its bus gone")
+			t.Error("Timelines.Close reported success with a timeline queued and its bus gone")
 		}
 	})
+}
+
+// TestTimelinesCloseWithSpentContextStopsPublisher: Close with a context
+// already spent (a node whose drain grace went on HTTP) still stops the
+// publisher and waits for it, even while it waits for acknowledgements a
+// gone bus will never send, and reports the timeline it lost. It returned
+// the context's error at once and left the publisher waiting out its 5 s.
+func TestTimelinesCloseWithSpentContextStopsPublisher(t *testing.T) {
+	var tl *Timelines
+	lostBus(t, "gateway", func(c *Conn) {
+		var err error
+		tl, err = OpenTimelines(waitCtx(t), c, TimelineConfig{TTL: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+	tl.Record(&bus.Timeline{ID: "r1", Tenant: "aaaa"})
+	waitFor(t, func() bool { return tl.js.PublishAsyncPending() > 0 }) // sent, awaiting an ack
+	spent, cancel := context.WithCancel(context.Background())
+	cancel()
+	closesWithin(t, "Timelines.Close", func() {
+		if err := tl.Close(spent); err == nil || !strings.Contains(err.Error(), "1 request timelines not stored") {
+			t.Errorf("Timelines.Close: %v, want the lost timeline reported", err)
+		}
+	})
+	if !closedChan(tl.done) {
+		t.Fatal("the publisher is still running after Close returned")
+	}
+	if n := tl.Dropped(); n != 1 {
+		t.Fatalf("Dropped() = %d, want 1", n)
+	}
+}
+
+// TestTimelinesCloseWithSpentContextStoresQueued: a spent context does not
+// cost the last flush on a live bus: the queued timeline is stored and
+// Close reports no error (it reported the context's).
+func TestTimelinesCloseWithSpentContextStoresQueued(t *testing.T) {
+	tl := openTimelines(t)
+	tl.Record(&bus.Timeline{ID: "r1", Tenant: "aaaa", Status: bus.StatusSucceeded})
+	spent, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := tl.Close(spent); err != nil {
+		t.Fatalf("Timelines.Close with a spent context on a live bus: %v", err)
+	}
+	if !closedChan(tl.done) {
+		t.Fatal("the publisher is still running after Close returned")
+	}
+	if got, err := tl.Get(waitCtx(t), "aaaa", "r1"); err != nil || got.Status != bus.StatusSucceeded {
+		t.Fatalf("the timeline queued before Close: %+v, %v", got, err)
+	}
 }
 
 // TestConnCloseOnLostBusIsQuiet: closing a connection whose server is gone

@@ -80,6 +80,7 @@ type Timelines struct {
 	closed bool // guarded by mu; Record drops once set
 	stop   chan struct{}
 	done   chan struct{}
+	lost   int // timelines the last flush did not store; written before done closes
 }
 
 // OpenTimelines creates (or updates) the timeline stream on conn's
@@ -163,9 +164,9 @@ func (t *Timelines) publish() {
 	for {
 		select {
 		case <-tick.C:
-			t.drain()
+			t.drain(false)
 		case <-t.stop:
-			t.drain()
+			t.lost = t.drain(true)
 			return
 		}
 	}
@@ -179,12 +180,17 @@ type pendingTimeline struct {
 }
 
 // drain encodes the queued timelines and publishes them with those not yet
-// acknowledged, then waits (at most timelineAckWait) for the stream's
-// acknowledgements: a timeline the stream did not take — no leader while a
-// cluster elects one after losing a server — is kept to be sent again at
-// the next flush, for up to timelineRetryFor. Sending one twice is
-// harmless: the stream keeps one message per timeline's subject.
-func (t *Timelines) drain() {
+// acknowledged, then waits (at most timelineAckWait, or until Close) for
+// the stream's acknowledgements: a timeline the stream did not take — no
+// leader while a cluster elects one after losing a server — is kept to be
+// sent again at the next flush, for up to timelineRetryFor. Sending one
+// twice is harmless: the stream keeps one message per timeline's subject.
+//
+// The final drain, Close's, waits at most closeFlushTimeout and sends
+// nothing when the connection is down (no server could take it, and the
+// reconnect buffer dies with the connection); it returns how many
+// timelines it did not see stored.
+func (t *Timelines) drain(final bool) (lost int) {
 	batch := t.retry
 	t.retry = nil
 	now := time.Now()
@@ -203,28 +209,24 @@ func (t *Timelines) drain() {
 		}
 	}
 	if len(batch) == 0 {
-		return
+		return 0
 	}
 	acks := make([]jetstream.PubAckFuture, len(batch))
-	for i, p := range batch {
-		acks[i], _ = t.js.PublishAsync(p.subject, p.data) // nil on error: sent again below
-	}
-	wait := time.NewTimer(timelineAckWait)
-	select {
-	case <-t.js.PublishAsyncComplete():
-	case <-wait.C:
-	}
-	wait.Stop()
-	var lost int
-	for i, p := range batch {
-		if acks[i] != nil {
-			select {
-			case <-acks[i].Ok():
-				continue
-			default:
+	if !final || t.conn.nc.IsConnected() {
+		for i, p := range batch {
+			var err error
+			acks[i], err = t.js.PublishAsync(p.subject, p.data) // nil on error: sent again below
+			if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+				break // each further one would stall as long: the rest wait for the next flush
 			}
 		}
-		if now.Sub(p.first) >= timelineRetryFor || len(t.retry) >= cap(t.q) {
+	}
+	stored := t.awaitAcks(acks, final)
+	for i, p := range batch {
+		if stored[i] {
+			continue
+		}
+		if final || now.Sub(p.first) >= timelineRetryFor || len(t.retry) >= cap(t.q) {
 			lost++
 			continue
 		}
@@ -232,13 +234,62 @@ func (t *Timelines) drain() {
 	}
 	if lost > 0 {
 		t.dropped.Add(int64(lost))
-		t.log.Warn("request timelines not stored", "count", lost, "retried_for", timelineRetryFor)
+		t.log.Warn("request timelines not stored", "count", lost, "closing", final, "retried_for", timelineRetryFor)
 	}
+	return lost
 }
 
-// Close publishes what is queued and stops the publisher; it waits for it
-// or ctx. Its last flush waits at most closeFlushTimeout and fails at once
-// when the connection is down. Close is idempotent.
+// awaitAcks waits until each of acks (nil: not sent) is answered, for at
+// most timelineAckWait — closeFlushTimeout for the final drain — and, but
+// for the final drain, no longer than until Close: a publisher stuck on a
+// bus that does not answer must not hold Close up. It reports which the
+// stream stored (an ack's Ok channel yields its answer once).
+func (t *Timelines) awaitAcks(acks []jetstream.PubAckFuture, final bool) []bool {
+	stored := make([]bool, len(acks))
+	wait, stop := timelineAckWait, t.stop
+	if final {
+		wait, stop = closeFlushTimeout, nil
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	waiting := true
+	for i, a := range acks {
+		if a == nil {
+			continue
+		}
+		if waiting {
+			select {
+			case <-a.Ok():
+				stored[i] = true
+				continue
+			case <-a.Err():
+				continue
+			case <-timer.C:
+				waiting = false
+			case <-stop:
+				waiting = false
+			}
+		}
+		select {
+		case <-a.Ok():
+			stored[i] = true
+		default:
+		}
+	}
+	return stored
+}
+
+// timelineCloseGrace bounds how long Close waits for its publisher beyond
+// a spent ctx; stopped, the publisher ends within closeFlushTimeout (and a
+// stalled publish's 200 ms).
+const timelineCloseGrace = 2 * time.Second
+
+// Close stops the publisher, which sends what is queued or awaits an
+// answer in one last flush (at most closeFlushTimeout, nothing sent when
+// the connection is down), and waits for it — beyond a spent ctx by up to
+// timelineCloseGrace, so a node whose drain went on HTTP leaves no
+// publisher behind. It returns an error only when timelines were lost
+// (not seen stored) or the publisher did not end. Close is idempotent.
 func (t *Timelines) Close(ctx context.Context) error {
 	t.mu.Lock()
 	if !t.closed {
@@ -249,10 +300,16 @@ func (t *Timelines) Close(ctx context.Context) error {
 	select {
 	case <-t.done:
 	case <-ctx.Done():
-		return fmt.Errorf("natsbus: timelines close: %w", ctx.Err())
+		grace := time.NewTimer(timelineCloseGrace)
+		defer grace.Stop()
+		select {
+		case <-t.done:
+		case <-grace.C:
+			return fmt.Errorf("natsbus: timelines close: publisher still running: %w", ctx.Err())
+		}
 	}
-	if err := t.conn.flushOnClose(ctx); err != nil {
-		return fmt.Errorf("natsbus: timelines flush: %w", err)
+	if t.lost > 0 {
+		return fmt.Errorf("natsbus: timelines close: %d request timelines not stored", t.lost)
 	}
 	return nil
 }
