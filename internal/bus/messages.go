@@ -236,6 +236,21 @@ type Request struct {
 	Whole bool `json:"whole,omitempty"`
 }
 
+// Slots is the number of worker slots r takes: one per choice it still
+// runs — a resumed request's finished choices (ResumeChoices Done) take
+// none — and at least one. Gateways and workers count a request by it.
+func (r *Request) Slots() int {
+	n := max(r.Choices, 1)
+	if r.Choices > 1 && len(r.ResumeChoices) == r.Choices {
+		for _, c := range r.ResumeChoices {
+			if c.Done {
+				n--
+			}
+		}
+	}
+	return max(n, 1)
+}
+
 // ChoiceResume is one choice's progress when a request of several choices
 // is resumed: the token ids its client already received, or Done when its
 // final chunk was delivered (the worker does not run it again).

@@ -250,3 +250,33 @@ func TestChoicesTakeASlotEach(t *testing.T) {
 		t.Fatalf("heartbeat's active_slots %v, want a and b holding 2 each", hb.ActiveSlots)
 	}
 }
+
+// TestResumedChoicesTakeSlotsOnlyForUnfinished: a resumed request of
+// several choices takes a slot per choice it still runs, not per choice:
+// with one of a worker's three slots busy, a resume of three choices whose
+// first is done fits the two free ones (it was refused as overloaded), and
+// the heartbeat lists it with those two.
+func TestResumedChoicesTakeSlotsOnlyForUnfinished(t *testing.T) {
+	gate := make(chan struct{})
+	defer close(gate)
+	w, err := New(Config{ID: "w1", Model: "m", Slots: 3}, &fakeEngine{slots: 3, generate: echo(gate)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if e := w.Admit(&bus.Request{ID: "one", Model: "m", Prompt: "ab", Attempt: 1}, func(*bus.Chunk) {}); e != nil {
+		t.Fatal(e)
+	}
+	resumed := &bus.Request{ID: "r", Model: "m", Prompt: "abcd", Attempt: 2, Choices: 3, ResumeSeq: 5,
+		ResumeChoices: []bus.ChoiceResume{{Tokens: []int32{'a', 'b'}, Done: true}, {Tokens: []int32{'a'}}, {}}}
+	if n := resumed.Slots(); n != 2 {
+		t.Fatalf("Slots() = %d, want 2", n)
+	}
+	if e := w.Admit(resumed, func(*bus.Chunk) {}); e != nil {
+		t.Fatalf("a resume of 2 unfinished choices in 2 free slots: %+v", e)
+	}
+	hb := w.Heartbeat()
+	if hb.FreeSlots != 0 || !maps.Equal(hb.ActiveSlots, map[string]int{"r": 2}) {
+		t.Fatalf("heartbeat: %d free, active_slots %v, want 0 free and r holding 2", hb.FreeSlots, hb.ActiveSlots)
+	}
+}

@@ -192,7 +192,7 @@ func (w *Worker) Admit(req *bus.Request, send func(*bus.Chunk)) *bus.Error {
 		// offers them (Heartbeat.Choices).
 		return &bus.Error{Code: bus.CodeInvalidRequest, Message: fmt.Sprintf("worker %s runs at most %d choices as one request, not %d", w.cfg.ID, w.maxChoices(), req.Choices)}
 	}
-	need := max(req.Choices, 1)
+	need := req.Slots() // a resumed request's finished choices take none
 	if req.Deadline > 0 && req.Attempt <= 1 && time.Now().UnixMilli() > req.Deadline {
 		return &bus.Error{Code: bus.CodeDeadline, Message: "deadline passed before the request started"}
 	}

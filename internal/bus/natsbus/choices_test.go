@@ -157,6 +157,60 @@ func TestChoicesResumeEachAfterWorkerLoss(t *testing.T) {
 	}
 }
 
+// TestResumedChoicesNeedSlotsOnlyForUnfinished: a request of three
+// choices whose worker dies after its first choice ended resumes on a
+// worker with two free slots of three: it needs a slot only for each of
+// its two unfinished choices. It waited for three, which the busy worker
+// never had.
+func TestResumedChoicesNeedSlotsOnlyForUnfinished(t *testing.T) {
+	b := startBus(t)
+	step, hold := make(chan struct{}), make(chan struct{})
+	sw1, h1 := newSlotWorker("m", 3, choiceWords(step))
+	rest := choiceWords(nil)
+	sw2, h2 := newSlotWorker("m", 3, func(ctx context.Context, r *bus.Request, send func(*bus.Chunk)) {
+		if r.ID == "busy" { // holds one slot until the test ends
+			select {
+			case <-hold:
+			case <-ctx.Done():
+			}
+			return
+		}
+		rest(ctx, r, send)
+	})
+	t.Cleanup(func() { close(step); close(hold); sw1.wg.Wait(); sw2.wg.Wait() })
+	for _, h := range []*fakeWorker{h1, h2} {
+		offerChoices(h, 3)
+	}
+	_, c1 := b.host("w1", h1, "m")
+	g := b.gateway(GatewayConfig{})
+	waitWorkers(t, g, "m", 1)
+	s := dispatch(t, g, &bus.Request{ID: "r", Model: "m", Choices: 3})
+	defer s.Close()
+	texts := make([]string, 3)
+	for i := range 11 { // three rounds, choice 0's end (chunk 10), one more word
+		step <- struct{}{}
+		c, err := s.Next(waitCtx(t))
+		if err != nil || c.Seq != uint64(i+1) || c.Worker != "w1" {
+			t.Fatalf("chunk %d: %+v, %v", i+1, c, err)
+		}
+		texts[c.Choice] += c.Text
+	}
+	b.host("w2", h2, "m")
+	waitWorkers(t, g, "m", 2)
+	busy := dispatch(t, g, &bus.Request{ID: "busy", Model: "m"}) // w1 is full: on w2
+	defer busy.Close()
+	waitFor(t, func() bool { sw2.mu.Lock(); defer sw2.mu.Unlock(); return sw2.busyLocked() == 1 })
+	c1.nc.Close() // w1 dies without a word
+	if ends := readChoices(t, s, 12, texts); ends != 2 {
+		t.Fatalf("%d choices ended after the resume, want 2", ends)
+	}
+	for j, got := range texts {
+		if want := choiceText(j); got != want {
+			t.Fatalf("choice %d: %q, want %q", j, got, want)
+		}
+	}
+}
+
 // TestChoicesAreNotStarved: a request of three choices waiting for three
 // free slots is not overtaken by requests of one choice arriving after it
 // (they would keep taking the slots it waits for): a newcomer queues

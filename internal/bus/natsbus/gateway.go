@@ -179,7 +179,7 @@ func (w *workerState) freeFor(background bool) int {
 	n := 0
 	for _, st := range w.held {
 		if w.hb.BackgroundSlots == 0 || st.req.Background == background {
-			n += max(st.req.Choices, 1) // a choice takes a slot
+			n += max(st.slots, 1) // an unfinished choice takes a slot
 		}
 	}
 	if w.hb.BackgroundSlots == 0 {

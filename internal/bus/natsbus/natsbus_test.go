@@ -56,11 +56,11 @@ func newSlotWorker(model string, n int, gen func(ctx context.Context, r *bus.Req
 		admit: func(r *bus.Request, send func(*bus.Chunk)) *bus.Error {
 			sw.mu.Lock()
 			defer sw.mu.Unlock()
-			if sw.busyLocked()+max(r.Choices, 1) > sw.n { // a slot per choice, as a worker counts them
+			if sw.busyLocked()+r.Slots() > sw.n { // a slot per unfinished choice, as a worker counts them
 				return &bus.Error{Code: bus.CodeOverloaded, Message: "full"}
 			}
 			ctx, cancel := context.WithCancel(context.Background())
-			sw.active[r.ID] = slotRun{cancel: cancel, attempt: r.Attempt, slots: max(r.Choices, 1)}
+			sw.active[r.ID] = slotRun{cancel: cancel, attempt: r.Attempt, slots: r.Slots()}
 			sw.wg.Add(1)
 			go func() {
 				defer sw.wg.Done()

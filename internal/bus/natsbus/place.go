@@ -47,14 +47,15 @@ func (g *Gateway) place(ctx context.Context, st *stream, deadline time.Time, fir
 			links = nil // too short to ever match
 		}
 	}
+	need := st.slotsNeeded() // a resumed request's finished choices take none
 	for sends := 0; sends < maxSends; {
 		g.mu.Lock()
 		if g.closed {
 			g.mu.Unlock()
 			return ErrClosed
 		}
-		w, live, affinity := g.pickLocked(model, links, st.req.Background, st.req.Choices)
-		if w != nil && first && !g.turnLocked(model, wt, st.req.Tenant, st.req.Background, max(st.req.Choices, 1)) {
+		w, live, affinity := g.pickLocked(model, links, st.req.Background, st.req.Choices, need)
+		if w != nil && first && !g.turnLocked(model, wt, st.req.Tenant, st.req.Background, need) {
 			w = nil // requests queued ahead of it go first
 		}
 		if w != nil && wt != nil {
@@ -63,7 +64,7 @@ func (g *Gateway) place(ctx context.Context, st *stream, deadline time.Time, fir
 		if w != nil {
 			sends++
 			w.held[st.req.ID] = st
-			st.worker, st.missed = w.hb.Worker, 0
+			st.worker, st.missed, st.slots = w.hb.Worker, 0, need
 			st.offerBy = time.Now().Add(g.cfg.AcceptTimeout)
 			name := w.hb.Worker
 			g.mu.Unlock()
@@ -99,7 +100,7 @@ func (g *Gateway) place(ctx context.Context, st *stream, deadline time.Time, fir
 				g.mu.Unlock()
 				return err
 			}
-			wt = &waiter{wake: make(chan struct{}, 1), background: st.req.Background, tenant: st.req.Tenant, slots: max(st.req.Choices, 1),
+			wt = &waiter{wake: make(chan struct{}, 1), background: st.req.Background, tenant: st.req.Tenant, slots: need,
 				round: g.roundLocked(model, st.req.Tenant, st.req.Background)}
 			g.queues[model] = append(g.queues[model], wt)
 			if !deadline.IsZero() {
@@ -184,7 +185,7 @@ func (g *Gateway) servedLocked(model string) bool {
 
 // pickLocked returns the worker serving model, and running that many
 // choices as one request, that a placement should use now (nil when none
-// has a free slot), whether any live worker serves model (and runs them)
+// has need free slots: one per unfinished choice), whether any live worker serves model (and runs them)
 // at all, and the prefix affinity result of the choice.
 //
 // The load rule takes the worker with the most free slots. With links (a
@@ -194,7 +195,7 @@ func (g *Gateway) servedLocked(model string) bool {
 // least-loaded worker. So affinity never makes a request wait while some
 // worker has a free slot, and it lets one worker run at most PrefixSlack+1
 // more requests than another before the load rule takes over.
-func (g *Gateway) pickLocked(model string, links []uint64, background bool, choices int) (*workerState, bool, int) {
+func (g *Gateway) pickLocked(model string, links []uint64, background bool, choices, need int) (*workerState, bool, int) {
 	var best *workerState
 	bestFree, live := 0, false
 	for _, w := range g.workers {
@@ -202,8 +203,8 @@ func (g *Gateway) pickLocked(model string, links []uint64, background bool, choi
 			continue
 		}
 		live = true
-		// A request of several choices takes a slot per choice.
-		if f := w.freeFor(background); f >= max(choices, 1) && f > bestFree {
+		// A request of several choices takes a slot per unfinished choice (need).
+		if f := w.freeFor(background); f >= need && f > bestFree {
 			best, bestFree = w, f
 		}
 	}
@@ -215,7 +216,7 @@ func (g *Gateway) pickLocked(model string, links []uint64, background bool, choi
 		return best, live, affinityMiss
 	}
 	switch f := aff.freeFor(background); {
-	case f >= max(choices, 1) && f >= bestFree-g.cfg.PrefixSlack:
+	case f >= need && f >= bestFree-g.cfg.PrefixSlack:
 		return aff, live, affinityHit
 	default:
 		return best, live, affinityBusy

@@ -31,6 +31,9 @@ type stream struct {
 	worker string // worker holding the current attempt, "" while placing
 	placed bool   // worker accepted the current attempt
 	missed int    // consecutive heartbeats of worker not listing the request
+	// slots is what the current attempt takes on worker: the Slots of
+	// the request its placement sends (slotsNeeded).
+	slots int
 	// acceptSeq is the worker's heartbeat Seq when it admitted the current
 	// attempt (Accept.HeartbeatSeq): heartbeats up to it may not list it.
 	acceptSeq uint64
@@ -208,6 +211,25 @@ func (st *stream) beginAttempt(worker, reason string) (bus.Request, bool) {
 		}
 	}
 	return r, true
+}
+
+// slotsNeeded is the slots st's next attempt takes on a worker: the
+// bus.Request.Slots of the request resumeRequest builds now, one per
+// choice not finished. Choices finishing before that request is built only
+// lower what the worker counts, never raise it above this.
+func (st *stream) slotsNeeded() int {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.choices == nil || st.next <= 1 {
+		return max(st.req.Choices, 1)
+	}
+	n := 0
+	for _, p := range st.choices {
+		if !p.done {
+			n++
+		}
+	}
+	return max(n, 1)
 }
 
 // currentAttempt returns the attempt chunks are accepted from.
