@@ -128,16 +128,7 @@ func TestChoicesResumeEachAfterWorkerLoss(t *testing.T) {
 	waitWorkers(t, g, "m", 2)
 	s := dispatch(t, g, &bus.Request{ID: "r", Model: "m", Choices: 3})
 	defer s.Close()
-	// Three rounds and choice 0's end (chunk 10), and one more word.
-	texts := make([]string, 3)
-	for i := range 11 {
-		step <- struct{}{}
-		c, err := s.Next(waitCtx(t))
-		if err != nil || c.Seq != uint64(i+1) || c.Worker != "w1" {
-			t.Fatalf("chunk %d: %+v, %v", i+1, c, err)
-		}
-		texts[c.Choice] += c.Text
-	}
+	texts := firstRounds(t, s, step) // three rounds, choice 0's end (chunk 10), one more word
 	b.host("w2", h2, "m")
 	waitWorkers(t, g, "m", 3)
 	c1.nc.Close() // w1 dies without a word
@@ -186,15 +177,7 @@ func TestResumedChoicesNeedSlotsOnlyForUnfinished(t *testing.T) {
 	waitWorkers(t, g, "m", 1)
 	s := dispatch(t, g, &bus.Request{ID: "r", Model: "m", Choices: 3})
 	defer s.Close()
-	texts := make([]string, 3)
-	for i := range 11 { // three rounds, choice 0's end (chunk 10), one more word
-		step <- struct{}{}
-		c, err := s.Next(waitCtx(t))
-		if err != nil || c.Seq != uint64(i+1) || c.Worker != "w1" {
-			t.Fatalf("chunk %d: %+v, %v", i+1, c, err)
-		}
-		texts[c.Choice] += c.Text
-	}
+	texts := firstRounds(t, s, step) // three rounds, choice 0's end (chunk 10), one more word
 	b.host("w2", h2, "m")
 	waitWorkers(t, g, "m", 2)
 	busy := dispatch(t, g, &bus.Request{ID: "busy", Model: "m"}) // w1 is full: on w2
@@ -333,4 +316,21 @@ func heldChoices(t *testing.T, sw *slotWorker, h *fakeWorker, n int, step chan s
 	release = sync.OnceFunc(func() { close(step) })
 	t.Cleanup(func() { release(); sw.wg.Wait() })
 	return release
+}
+
+// firstRounds lets choiceWords' worker w1 send a request's first 11
+// chunks of three choices (three rounds, choice 0's end at chunk 10, and
+// one more word) and returns each choice's text so far.
+func firstRounds(t *testing.T, s bus.Stream, step chan<- struct{}) []string {
+	t.Helper()
+	texts := make([]string, 3)
+	for i := range 11 {
+		step <- struct{}{}
+		c, err := s.Next(waitCtx(t))
+		if err != nil || c.Seq != uint64(i+1) || c.Worker != "w1" {
+			t.Fatalf("chunk %d: %+v, %v", i+1, c, err)
+		}
+		texts[c.Choice] += c.Text
+	}
+	return texts
 }

@@ -72,10 +72,10 @@ func TestHostClosesPromptlyWhenBusIsGone(t *testing.T) {
 	closesWithin(t, "Host.Close", ho.Close)
 }
 
-// TestTimelinesClosePromptlyWhenBusIsGone: the gateway's timeline
-// publisher, closed with the node's whole drain grace as ctx, must not
-// spend that grace on a flush no server will answer.
-func TestTimelinesClosePromptlyWhenBusIsGone(t *testing.T) {
+// lostBusTimelines opens a gateway's timeline publisher on a connection
+// whose server is then gone (lostBus).
+func lostBusTimelines(t *testing.T) *Timelines {
+	t.Helper()
 	var tl *Timelines
 	lostBus(t, "gateway", func(c *Conn) {
 		var err error
@@ -84,6 +84,14 @@ func TestTimelinesClosePromptlyWhenBusIsGone(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+	return tl
+}
+
+// TestTimelinesClosePromptlyWhenBusIsGone: the gateway's timeline
+// publisher, closed with the node's whole drain grace as ctx, must not
+// spend that grace on a flush no server will answer.
+func TestTimelinesClosePromptlyWhenBusIsGone(t *testing.T) {
+	tl := lostBusTimelines(t)
 	tl.Record(&bus.Timeline{ID: "r1", Tenant: "aaaa"})
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -100,14 +108,7 @@ func TestTimelinesClosePromptlyWhenBusIsGone(t *testing.T) {
 // gone bus will never send, and reports the timeline it lost. It returned
 // the context's error at once and left the publisher waiting out its 5 s.
 func TestTimelinesCloseWithSpentContextStopsPublisher(t *testing.T) {
-	var tl *Timelines
-	lostBus(t, "gateway", func(c *Conn) {
-		var err error
-		tl, err = OpenTimelines(waitCtx(t), c, TimelineConfig{TTL: time.Hour})
-		if err != nil {
-			t.Fatal(err)
-		}
-	})
+	tl := lostBusTimelines(t)
 	tl.Record(&bus.Timeline{ID: "r1", Tenant: "aaaa"})
 	waitFor(t, func() bool { return tl.js.PublishAsyncPending() > 0 }) // sent, awaiting an ack
 	spent, cancel := context.WithCancel(context.Background())
