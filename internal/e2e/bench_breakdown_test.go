@@ -15,7 +15,6 @@ import (
 
 	"courier/internal/api"
 	"courier/internal/bus"
-	"courier/internal/bus/natsbus"
 )
 
 // memTimelines keeps timelines in memory, for BenchmarkFabricBreakdown.
@@ -69,11 +68,7 @@ func BenchmarkFabricBreakdown(b *testing.B) {
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr}
-	probe, err := natsbus.NewHopProbe(conns["probe"], 512)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer probe.Close()
+	probe := hopProbe(b, conns["probe"])
 
 	body := []byte(`{"model":"instant","prompt":"Once upon a time","max_tokens":1,"temperature":0}`)
 	post := func(url string) (t0, t1 time.Time) {

@@ -82,11 +82,7 @@ func BenchmarkFabricOnly(b *testing.B) {
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr}
-	probe, err := natsbus.NewHopProbe(conns["probe"], 512)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer probe.Close()
+	probe := hopProbe(b, conns["probe"])
 
 	zero := float32(0)
 	n := 0

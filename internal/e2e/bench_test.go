@@ -48,11 +48,7 @@ func BenchmarkNATSHop(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer conn.Close(context.Background())
-	p, err := natsbus.NewHopProbe(conn, 512)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer p.Close()
+	p := hopProbe(b, conn)
 	ds := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
 	for range b.N {
@@ -115,11 +111,7 @@ func BenchmarkFabricOverhead(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	probe, err := natsbus.NewHopProbe(conn, 512)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer probe.Close()
+	probe := hopProbe(b, conn)
 	timed := func(f func()) time.Duration { t0 := time.Now(); f(); return time.Since(t0) }
 	for range 20 { // warm up
 		direct()
@@ -207,4 +199,16 @@ func BenchmarkRequestsPerSecond(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(b.N)/el.Seconds(), "req/s")
+}
+
+// hopProbe answers raw NATS round trips on conn, the hop a benchmark
+// reports beside its own figures; it stops answering when b ends.
+func hopProbe(b *testing.B, conn *natsbus.Conn) *natsbus.HopProbe {
+	b.Helper()
+	p, err := natsbus.NewHopProbe(conn, 512)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = p.Close() })
+	return p
 }

@@ -132,14 +132,7 @@ func TestChoicesResumeEachAfterWorkerLoss(t *testing.T) {
 	b.host("w2", h2, "m")
 	waitWorkers(t, g, "m", 3)
 	c1.nc.Close() // w1 dies without a word
-	if ends := readChoices(t, s, 12, texts); ends != 2 {
-		t.Fatalf("%d choices ended after the resume, want 2", ends)
-	}
-	for j, got := range texts {
-		if want := choiceText(j); got != want {
-			t.Fatalf("choice %d: %q, want %q", j, got, want)
-		}
-	}
+	resumedRounds(t, s, texts)
 	r := <-resumed
 	if r.Attempt != 2 || r.ResumeSeq != 12 || len(r.ResumeChoices) != 3 || len(r.Resume) != 0 ||
 		!r.ResumeChoices[0].Done || len(r.ResumeChoices[0].Tokens) != 3 ||
@@ -184,14 +177,7 @@ func TestResumedChoicesNeedSlotsOnlyForUnfinished(t *testing.T) {
 	defer busy.Close()
 	waitFor(t, func() bool { sw2.mu.Lock(); defer sw2.mu.Unlock(); return sw2.busyLocked() == 1 })
 	c1.nc.Close() // w1 dies without a word
-	if ends := readChoices(t, s, 12, texts); ends != 2 {
-		t.Fatalf("%d choices ended after the resume, want 2", ends)
-	}
-	for j, got := range texts {
-		if want := choiceText(j); got != want {
-			t.Fatalf("choice %d: %q, want %q", j, got, want)
-		}
-	}
+	resumedRounds(t, s, texts)
 }
 
 // TestChoicesAreNotStarved: a request of three choices waiting for three
@@ -333,4 +319,19 @@ func firstRounds(t *testing.T, s bus.Stream, step chan<- struct{}) []string {
 		texts[c.Choice] += c.Text
 	}
 	return texts
+}
+
+// resumedRounds reads the rest of firstRounds' request after its resume
+// (from chunk 12): its two unfinished choices end, and every choice's
+// text is whole.
+func resumedRounds(t *testing.T, s bus.Stream, texts []string) {
+	t.Helper()
+	if ends := readChoices(t, s, 12, texts); ends != 2 {
+		t.Fatalf("%d choices ended after the resume, want 2", ends)
+	}
+	for j, got := range texts {
+		if want := choiceText(j); got != want {
+			t.Fatalf("choice %d: %q, want %q", j, got, want)
+		}
+	}
 }
