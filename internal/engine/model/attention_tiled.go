@@ -121,36 +121,71 @@ func (w *attnWorker) attendTiledRows(seq *KVCache, layer, kvOff int, g *tiledRow
 // vRows, or vt (widened, [nv'][hd], nv' >= nv) when it is not nil.
 func (w *attnWorker) tileRow(j, ic, nv, lo int, scale float32, vRows *[faTileKV][]uint16, vt []float32) {
 	kqa := &w.kqR[j]
-	kq := kqa[:nv]
-	tileMax := float32(math.Inf(-1))
-	for tk := range kq {
-		s := kq[tk] * scale
-		if ic+tk < lo {
-			// Before a sliding window: masked (weight 0 in the tile, as
-			// in ggml; the fused multiply-adds below add exact zeros).
-			s = float32(math.Inf(-1))
-		}
-		kq[tk] = s
-		if !(tileMax > s) { // ggml_vec_max_f32's MAX
-			tileMax = s
-		}
-	}
-	for tk := nv; tk < faTileKV; tk++ {
-		kqa[tk] = float32(math.Inf(-1)) // masked
-	}
+	// Before a sliding window (cells under lo) and after the row's
+	// position: masked (weight 0 in the tile, as in ggml; the fused
+	// multiply-adds below add exact zeros).
+	tileMax := tileMaskMax(kqa, scale, min(max(lo-ic, 0), faTileKV), nv)
 	if tileMax == float32(math.Inf(-1)) {
 		return // skip[]: the row's weights in this tile are zeroed
 	}
 	vkq := w.vkqR[j][:len(w.vkq)]
-	m, sum := w.mR[j], w.sumR[j]
-	mNew, sum := raiseMax(vkq, m, sum, tileMax)
+	// raiseMax with its scaling folded into the accumulation: a factor of
+	// 1 when the maximum did not grow leaves the bits as they are.
+	m := w.mR[j]
+	mNew := fmaxf(m, tileMax)
+	ms := float32(1)
+	if mNew > m {
+		ms = expf(m - mNew)
+	}
 	w.mR[j] = mNew
-	w.sumR[j] = float32(float64(sum) + softMaxTile(kqa, mNew))
+	sum := w.sumR[j] * ms
 	if vt != nil {
-		tileAccumulateVt(vkq, kqa, vt, nv)
+		w.sumR[j] = float32(float64(sum) + tileSoftmaxVt(vkq, kqa, vt, mNew, ms, nv))
 		return
 	}
+	if ms != 1 {
+		for d := range vkq {
+			vkq[d] *= ms
+		}
+	}
+	w.sumR[j] = float32(float64(sum) + softMaxTile(kqa, mNew))
 	tileAccumulate(vkq, kqa, vRows, nv)
+}
+
+// tileMaskMaxGeneric scales the scores kq[lo:nv] (0 <= lo, nv <= faTileKV)
+// by scale, masks the other cells (-Inf), and returns the largest score:
+// the first step of ggml's per-tile softmax, ggml_vec_max_f32's MAX.
+func tileMaskMaxGeneric(kq *[faTileKV]float32, scale float32, lo, nv int) float32 {
+	tileMax := float32(math.Inf(-1))
+	for tk := range kq {
+		s := kq[tk] * scale
+		if tk < lo || tk >= nv {
+			s = float32(math.Inf(-1))
+		}
+		kq[tk] = s
+		if !(tileMax > s) {
+			tileMax = s
+		}
+	}
+	return tileMax
+}
+
+// tileSoftmaxVtGeneric is the rest of one row's step over a KV tile, on
+// values widened by tileValues: the accumulator is rescaled by ms (when
+// the running maximum grew to m; 1 otherwise), the masked scores kq become
+// their weights (softMaxTile, whose sum it returns) and the weighted
+// values are added (tileAccumulateVtGeneric).
+func tileSoftmaxVtGeneric(vkq []float32, kq *[faTileKV]float32, vt []float32, m, ms float32, nv int) float64 {
+	for d := range vkq {
+		vkq[d] *= ms
+	}
+	tileExpGeneric(kq, m)
+	var sum float64
+	for g := 0; g < faTileKV; g += f32Lanes {
+		sum += float64(reduceAdd16((*[f32Lanes]float32)(kq[g : g+f32Lanes])))
+	}
+	tileAccumulateVtGeneric(vkq, kq, vt, nv)
+	return sum
 }
 
 // tileScoresGeneric sets kq[tk] for the first nv keys of a tile (rows[tk],

@@ -35,6 +35,12 @@ func tileVtAVX2(vt *float32, rows *[faTileKV][]uint16, nv, hd int)
 func tileAccumulateVtAVX2(vkq *float32, p *[faTileKV]float32, vt *float32, nv, hd int)
 
 //go:noescape
+func tileMaskMaxAVX2(kq *[faTileKV]float32, scale float32, lo, nv int) float32
+
+//go:noescape
+func tileSoftmaxVtAVX2(vkq *float32, kq *[faTileKV]float32, vt *float32, m, ms float32, nv, hd int) float64
+
+//go:noescape
 func tileScoresAVX512(kq *[faTileKV]float32, q *float32, rows *[faTileKV][]uint16, hd, groups int)
 
 //go:noescape
@@ -164,4 +170,24 @@ func tileAccumulateVt(vkq []float32, p *[faTileKV]float32, vt []float32, nv int)
 	}
 	_ = vt[nv*hd-1]
 	tileAccumulateVtAVX2(&vkq[0], p, &vt[0], nv, hd)
+}
+
+// tileMaskMax is tileMaskMaxGeneric, on AVX2 when there is one (AVX-512
+// machines have it too).
+func tileMaskMax(kq *[faTileKV]float32, scale float32, lo, nv int) float32 {
+	if !tiledAVX2 {
+		return tileMaskMaxGeneric(kq, scale, lo, nv)
+	}
+	return tileMaskMaxAVX2(kq, scale, lo, nv)
+}
+
+// tileSoftmaxVt is tileSoftmaxVtGeneric, on AVX2 when there is one: one
+// call for the row's exponentials, sum and accumulation.
+func tileSoftmaxVt(vkq []float32, kq *[faTileKV]float32, vt []float32, m, ms float32, nv int) float64 {
+	hd := len(vkq)
+	if !tiledAVX2 || hd%f32Lanes != 0 || nv <= 0 {
+		return tileSoftmaxVtGeneric(vkq, kq, vt, m, ms, nv)
+	}
+	_ = vt[nv*hd-1]
+	return tileSoftmaxVtAVX2(&vkq[0], kq, &vt[0], m, ms, nv, hd)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"testing"
 
 	"courier/internal/engine/tensor"
@@ -235,4 +236,141 @@ func testTiledAttention(t *testing.T, lv tiledLevel) {
 			}
 		}
 	}
+}
+
+// randScores is a tile of scores before scaling: mostly normal, some
+// large, zero of either sign or infinite.
+func randScores(rng *rand.Rand) [faTileKV]float32 {
+	var kq [faTileKV]float32
+	for i := range kq {
+		switch rng.IntN(12) {
+		case 0:
+			kq[i] = float32(rng.NormFloat64() * 3000)
+		case 1:
+			kq[i] = float32(math.Copysign(0, float64(rng.IntN(2)*2-1)))
+		case 2:
+			kq[i] = float32(math.Inf(-1))
+		default:
+			kq[i] = float32(rng.NormFloat64() * 30)
+		}
+	}
+	return kq
+}
+
+// TestTileSoftmaxAsmMatchesGeneric checks one row's step of the tiled
+// softmax (tileMaskMaxAVX2, tileSoftmaxVtAVX2) against the generic bodies,
+// bit for bit: masks at every window start and row end, grown and
+// unchanged maxima, accumulators with signed zeros.
+func TestTileSoftmaxAsmMatchesGeneric(t *testing.T) {
+	if !tiledAVX2 {
+		t.Skip("no AVX2: the generic bodies only")
+	}
+	rng := rand.New(rand.NewPCG(9, 10))
+	for _, hd := range []int{16, 32, 48, 64, 80, 128, 256} {
+		vt := make([]float32, faTileKV*hd)
+		for i := range vt {
+			vt[i] = tensor.FP16ToFP32(randF16(rng, 1))
+		}
+		vg, vw := make([]float32, hd), make([]float32, hd)
+		for trial := range 300 {
+			nv := 1 + rng.IntN(faTileKV)
+			lo := 0
+			if trial%3 == 0 {
+				lo = rng.IntN(faTileKV + 1)
+			}
+			scale := float32(rng.Float64() + 0.01)
+			got := randScores(rng)
+			want := got
+			mg := tileMaskMaxAVX2(&got, scale, lo, nv)
+			mw := tileMaskMaxGeneric(&want, scale, lo, nv)
+			equalBits(t, fmt.Sprintf("hd %d lo %d nv %d masked scores", hd, lo, nv), got[:], want[:])
+			if mg != mw { // +0 and -0 are the same maximum (the softmax's bits do not depend on its sign)
+				t.Fatalf("lo %d nv %d: max %v, want %v", lo, nv, mg, mw)
+			}
+			if mw == float32(math.Inf(-1)) {
+				continue
+			}
+			m, ms := mw, float32(1)
+			if trial%2 == 0 { // the maximum grew from an earlier tile's
+				ms = float32(rng.Float64())
+			} else if rng.IntN(2) == 0 {
+				m = mw + float32(rng.Float64()*5) // an earlier tile's larger maximum
+			}
+			for d := range vg {
+				vg[d] = float32(rng.NormFloat64())
+				if d%7 == 0 {
+					vg[d] = float32(math.Copysign(0, -1))
+				}
+				vw[d] = vg[d]
+			}
+			sg := tileSoftmaxVtAVX2(&vg[0], &got, &vt[0], m, ms, nv, hd)
+			sw := tileSoftmaxVtGeneric(vw, &want, vt, m, ms, nv)
+			what := fmt.Sprintf("hd %d lo %d nv %d m %v ms %v", hd, lo, nv, m, ms)
+			equalBits(t, what+" weights", got[:], want[:])
+			equalBits(t, what+" accumulated", vg, vw)
+			if math.Float64bits(sg) != math.Float64bits(sw) {
+				t.Fatalf("%s: sum %v, want %v", what, sg, sw)
+			}
+		}
+	}
+}
+
+// TestTileSoftmaxExpSweep checks the exponential of tileSoftmaxVtAVX2
+// against vexpf (ggml_v_expf) for the arguments the softmax gives it:
+// score - max, from -Inf to +0 and -0. Every 257th float32 of the range
+// (with both zeros, the smallest subnormals, -Inf and the ends of the
+// ranges where the result underflows or is subnormal); every one of the
+// 2^31 with COURIER_EXHAUSTIVE=1 (about a minute).
+func TestTileSoftmaxExpSweep(t *testing.T) {
+	if !tiledAVX2 {
+		t.Skip("no AVX2: the generic bodies only")
+	}
+	step := uint64(257)
+	if os.Getenv("COURIER_EXHAUSTIVE") != "" {
+		step = 1
+	}
+	var kq [faTileKV]float32
+	var vkq [16]float32
+	vt := make([]float32, 16)
+	var in [faTileKV]float32
+	n := 0
+	flush := func() {
+		for i := n; i < faTileKV; i++ {
+			in[i] = 0
+		}
+		kq = in
+		tileSoftmaxVtAVX2(&vkq[0], &kq, &vt[0], 0, 1, 1, 16)
+		for i := range n {
+			want := float32(0) // a masked score's weight (tileExpGeneric)
+			if in[i] != float32(math.Inf(-1)) {
+				want = vexpf(in[i])
+			}
+			if math.Float32bits(kq[i]) != math.Float32bits(want) {
+				t.Fatalf("vexpf(%v) (bits %#x) = %v, want %v", in[i], math.Float32bits(in[i]), kq[i], want)
+			}
+		}
+		n = 0
+	}
+	add := func(bits uint32) {
+		in[n] = math.Float32frombits(bits)
+		n++
+		if n == faTileKV {
+			flush()
+		}
+	}
+	// -0 .. -Inf: the sign bit set, then every magnitude up to Inf's.
+	for b := uint64(0x80000000); b <= 0xff800000; b += step {
+		add(uint32(b))
+	}
+	edges := []uint32{0, 0x80000000, 0x80000001, 0x80000002, 0xff800000, 0xff7fffff}
+	for _, x := range []float32{-87.33655, -88.72283, -103.97208, -104, -126 * 0.6931472, -149 * 0.6931472, -192 * 0.6931472, -133.08} {
+		b := math.Float32bits(x)
+		for d := range uint32(2048) {
+			edges = append(edges, b-1024+d)
+		}
+	}
+	for _, b := range edges {
+		add(b)
+	}
+	flush()
 }

@@ -481,3 +481,172 @@ tav16key:
 tavdone:
 	VZEROUPPER
 	RET
+
+DATA xiota<>+0(SB)/4, $0
+DATA xiota<>+4(SB)/4, $1
+DATA xiota<>+8(SB)/4, $2
+DATA xiota<>+12(SB)/4, $3
+DATA xiota<>+16(SB)/4, $4
+DATA xiota<>+20(SB)/4, $5
+DATA xiota<>+24(SB)/4, $6
+DATA xiota<>+28(SB)/4, $7
+GLOBL xiota<>(SB), RODATA|NOPTR, $32
+
+C8(xeight, $8)
+C8(xminf, $0xff800000)
+
+// func tileMaskMaxAVX2(kq *[64]float32, scale float32, lo, nv int) float32
+//
+// kq[tk] = kq[tk]*scale for lo <= tk < nv and -Inf for the other cells
+// (0 <= lo, nv <= 64), and returns the largest. Only a zero's sign can
+// depend on the order in which a maximum is taken (VMAXPS keeps either
+// zero); the online softmax gives the same bits for +0 and -0 as its
+// maximum.
+TEXT ·tileMaskMaxAVX2(SB), NOSPLIT, $0-36
+	MOVQ kq+0(FP), DI
+	VBROADCASTSS scale+8(FP), Y15
+	VPBROADCASTD lo+16(FP), Y14
+	VPBROADCASTD nv+24(FP), Y13
+	VMOVDQU xiota<>(SB), Y12
+	VMOVDQU xeight<>(SB), Y11
+	VMOVUPS xminf<>(SB), Y9
+	VMOVUPS Y9, Y10
+	MOVQ $8, CX
+tmmloop:
+	VMULPS (DI), Y15, Y0
+	VPCMPGTD Y12, Y14, Y1 // lo > tk: before the window
+	VPCMPGTD Y12, Y13, Y2 // nv > tk: up to the row's position
+	VPANDN Y2, Y1, Y3     // visible
+	VBLENDVPS Y3, Y0, Y9, Y0
+	VMOVUPS Y0, (DI)
+	VMAXPS Y0, Y10, Y10
+	VPADDD Y11, Y12, Y12
+	ADDQ $32, DI
+	DECQ CX
+	JNZ tmmloop
+	VEXTRACTF128 $1, Y10, X11
+	VMAXPS X11, X10, X10
+	VMOVHLPS X10, X10, X11
+	VMAXPS X11, X10, X10
+	VMOVSHDUP X10, X11
+	VMAXPS X11, X10, X10
+	VMOVSS X10, ret+32(FP)
+	VZEROUPPER
+	RET
+
+// func tileSoftmaxVtAVX2(vkq *float32, kq *[64]float32, vt *float32, m, ms float32, nv, hd int) float64
+//
+// One row's step of the online softmax over a KV tile whose scaled and
+// masked scores are kq and whose running maximum is now m: kq[i] =
+// vexpf(kq[i] - m) (tileExpAVX2), the returned sum is softMaxTile's (each
+// group of 16 weights reduced as reduceAdd16, the four added in float64
+// from 0), and vkq[d] = fma chain over tk < nv of kq[tk]*vt[tk*hd+d] from
+// vkq[d]*ms (raiseMax's rescaling; ms = 1 leaves vkq as it is), as
+// tileAccumulateVtAVX2.
+TEXT ·tileSoftmaxVtAVX2(SB), NOSPLIT, $0-56
+	MOVQ kq+8(FP), SI
+	VBROADCASTSS m+24(FP), Y15
+	MOVQ SI, R9
+	MOVQ $8, CX
+tsvexp:
+	VMOVUPS (R9), Y1
+	VSUBPS Y15, Y1, Y1
+	VEXPF
+	VMOVUPS Y10, (R9)
+	ADDQ $32, R9
+	DECQ CX
+	JNZ tsvexp
+
+	// The sum: per 16 weights, the upper eight added to the lower, the
+	// upper four of those to the lower, then (0+2)+(1+3); in float64.
+	VXORPD X7, X7, X7
+	MOVQ SI, R9
+	MOVQ $4, CX
+tsvsum:
+	VMOVUPS (R9), Y0
+	VADDPS 32(R9), Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS X1, X0, X0
+	VMOVHLPS X0, X0, X1
+	VADDPS X1, X0, X0
+	VMOVSHDUP X0, X1
+	VADDSS X1, X0, X0
+	VCVTSS2SD X0, X0, X0
+	VADDSD X0, X7, X7
+	ADDQ $64, R9
+	DECQ CX
+	JNZ tsvsum
+	VMOVSD X7, ret+48(FP)
+
+	MOVQ vkq+0(FP), DI
+	MOVQ vt+16(FP), R10
+	VBROADCASTSS ms+28(FP), Y9
+	MOVQ nv+32(FP), DX
+	MOVQ hd+40(FP), BX
+	MOVQ BX, R8
+	SHLQ $2, R8 // bytes per value row
+tsv64:
+	CMPQ BX, $64
+	JLT tsv16
+	VMULPS (DI), Y9, Y0
+	VMULPS 32(DI), Y9, Y1
+	VMULPS 64(DI), Y9, Y2
+	VMULPS 96(DI), Y9, Y3
+	VMULPS 128(DI), Y9, Y4
+	VMULPS 160(DI), Y9, Y5
+	VMULPS 192(DI), Y9, Y6
+	VMULPS 224(DI), Y9, Y7
+	MOVQ R10, R11
+	MOVQ SI, R12
+	MOVQ DX, CX
+tsv64key:
+	VBROADCASTSS (R12), Y8
+	VFMADD231PS (R11), Y8, Y0
+	VFMADD231PS 32(R11), Y8, Y1
+	VFMADD231PS 64(R11), Y8, Y2
+	VFMADD231PS 96(R11), Y8, Y3
+	VFMADD231PS 128(R11), Y8, Y4
+	VFMADD231PS 160(R11), Y8, Y5
+	VFMADD231PS 192(R11), Y8, Y6
+	VFMADD231PS 224(R11), Y8, Y7
+	ADDQ R8, R11
+	ADDQ $4, R12
+	DECQ CX
+	JNZ tsv64key
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	VMOVUPS Y2, 64(DI)
+	VMOVUPS Y3, 96(DI)
+	VMOVUPS Y4, 128(DI)
+	VMOVUPS Y5, 160(DI)
+	VMOVUPS Y6, 192(DI)
+	VMOVUPS Y7, 224(DI)
+	ADDQ $256, DI
+	ADDQ $256, R10
+	SUBQ $64, BX
+	JMP tsv64
+tsv16:
+	CMPQ BX, $16
+	JLT tsvdone
+	VMULPS (DI), Y9, Y0
+	VMULPS 32(DI), Y9, Y1
+	MOVQ R10, R11
+	MOVQ SI, R12
+	MOVQ DX, CX
+tsv16key:
+	VBROADCASTSS (R12), Y8
+	VFMADD231PS (R11), Y8, Y0
+	VFMADD231PS 32(R11), Y8, Y1
+	ADDQ R8, R11
+	ADDQ $4, R12
+	DECQ CX
+	JNZ tsv16key
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	ADDQ $64, DI
+	ADDQ $64, R10
+	SUBQ $16, BX
+	JMP tsv16
+tsvdone:
+	VZEROUPPER
+	RET

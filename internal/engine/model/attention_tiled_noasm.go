@@ -29,3 +29,11 @@ func tileValues(vt []float32, rows *[faTileKV][]uint16, nv, hd int) {
 func tileAccumulateVt(vkq []float32, p *[faTileKV]float32, vt []float32, nv int) {
 	tileAccumulateVtGeneric(vkq, p, vt, nv)
 }
+
+func tileMaskMax(kq *[faTileKV]float32, scale float32, lo, nv int) float32 {
+	return tileMaskMaxGeneric(kq, scale, lo, nv)
+}
+
+func tileSoftmaxVt(vkq []float32, kq *[faTileKV]float32, vt []float32, m, ms float32, nv int) float64 {
+	return tileSoftmaxVtGeneric(vkq, kq, vt, m, ms, nv)
+}
