@@ -17,8 +17,12 @@ func (s *State) attention(li int, l *Layer, b *Batch, n int) {
 		w := qDim + 2*kvDim
 		s.matmul(s.qkv[:n*w], l.Wqkv, s.xb[:n*dim], n)
 	} else {
+		// One input: K and V reuse Q's conversion of it where their
+		// kernels read the same format (ReuseInput).
 		s.matmul(s.q[:n*qDim], l.Wq, s.xb[:n*dim], n)
+		s.ws.ReuseInput()
 		s.matmul(s.k[:n*kvDim], l.Wk, s.xb[:n*dim], n)
+		s.ws.ReuseInput()
 		s.matmul(s.v[:n*kvDim], l.Wv, s.xb[:n*dim], n)
 	}
 	s.qkvRows(li, l, b, n)
@@ -37,6 +41,7 @@ func (s *State) feedForward(l *Layer, n int) {
 		s.matmul(s.up[:n*2*ffn], l.WUp, s.xb[:n*dim], n) // fused gate|up (phi3)
 	} else {
 		s.matmul(s.gate[:n*ffn], l.WGate, s.xb[:n*dim], n)
+		s.ws.ReuseInput()
 		s.matmul(s.up[:n*ffn], l.WUp, s.xb[:n*dim], n)
 	}
 	s.gluRows(l, n)

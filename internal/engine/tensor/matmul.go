@@ -90,7 +90,36 @@ type Workspace struct {
 	act   []byte    // [maxBatch][row bytes of the widest vec-dot type]
 	perm  []int32   // [maxBatch] slot -> activation row
 	modes []RowMode // [maxBatch] MatMul's modes (one ubatch of n rows)
+
+	// last describes what act and perm hold (the last conversion), and
+	// reuse is ReuseInput's promise for the next MatMul.
+	last  actKey
+	reuse bool
 }
+
+// actKey is what a MatMul's converted activation rows depend on besides
+// the values of x and modes, which ReuseInput promises unchanged: the
+// slices, the row format (vec-dot type, side data, slot size) and, for a
+// repacked matrix, the type whose interleaved format its gemm rows take.
+type actKey struct {
+	x       *float32
+	modes   *RowMode
+	n, cols int
+	actT    gguf.Type
+	actRB   int
+	side    *actSide
+	rep     bool
+	repT    gguf.Type
+}
+
+// ReuseInput promises that the next MatMul or MatMulModes on ws has the
+// same x and modes as the previous one (the same slices, their values
+// unchanged since): if that call converted them to the format the next
+// matrix's kernels read, the conversion is reused instead of redone. The
+// products of one input (Q, K and V; gate and up) convert it once; a
+// matrix of another type (a K-quant file's Q6_K beside Q4_K) converts
+// again. The promise covers one call.
+func (ws *Workspace) ReuseInput() { ws.reuse = true }
 
 // NewWorkspace returns scratch for MatMul with up to maxCols columns and
 // maxBatch activation rows.

@@ -448,11 +448,21 @@ func (p *Pool) MatMulModes(out []float32, w Matrix, x []float32, modes []RowMode
 	}
 	ws.grow(n, j.actRB)
 	j.act, j.perm = ws.act, ws.perm[:n]
-	j.plan(k, modes)
-	j.kind, j.chunk = jobQuantize, 4
-	j.chunks = int64((n + j.chunk - 1) / j.chunk)
-	j.next.Store(0)
-	p.runJobLocked(n >= 8)
+	rep := repacked(w)
+	key := actKey{x: &x[0], modes: &modes[0], n: n, cols: w.Cols, actT: k.act, actRB: j.actRB, side: j.side, rep: rep}
+	if rep {
+		key.repT = w.Type
+	}
+	j.plan(k, modes) // for a reused conversion, the order it was made in
+	if !ws.reuse || ws.last != key {
+		ws.last = actKey{}
+		j.kind, j.chunk = jobQuantize, 4
+		j.chunks = int64((n + j.chunk - 1) / j.chunk)
+		j.next.Store(0)
+		p.runJobLocked(n >= 8)
+		ws.last = key
+	}
+	ws.reuse = false
 	// Chunks of whole weight-row groups: enough for balance, large enough
 	// to amortize.
 	work := int64(w.Rows) * int64(w.Cols) * int64(n)

@@ -5,6 +5,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"courier/internal/engine/gguf"
 )
 
 // mixedModes returns n modes cycling through every kind of row.
@@ -158,5 +160,79 @@ func TestPoolFor(t *testing.T) {
 	fn := func(worker, i int) {}
 	if allocs := testing.AllocsPerRun(10, func() { p.For(8, fn) }); allocs != 0 {
 		t.Errorf("%v allocs per For", allocs)
+	}
+}
+
+// TestReuseInputSharesConversion checks ReuseInput: after a MatMul, a
+// second product of the same x and modes reuses the converted rows when
+// its kernels read the same format, and converts again otherwise (another
+// vec-dot type, side data or interleaved gemm format), or when the promise
+// is not made or names other slices. x is changed between the calls on
+// purpose, so a reused conversion shows as the old x's result.
+func TestReuseInputSharesConversion(t *testing.T) {
+	r := rand.New(rand.NewPCG(23, 24))
+	p := NewPool(2)
+	defer p.Close()
+	const cols, n = 256, 9
+	ws, fresh := NewWorkspace(cols, n), NewWorkspace(cols, n)
+	type mat struct {
+		typ  gguf.Type
+		rows int
+	}
+	var mats []mat
+	for _, typ := range allTypes {
+		mats = append(mats, mat{typ, 40}, mat{typ, 36}) // repacked where the type is, and not
+	}
+	modes := mixedModes(r, n)
+	shared := 0
+	for _, ma := range mats {
+		a := randMatrix(t, r, ma.typ, ma.rows, cols)
+		for _, mb := range mats {
+			b := randMatrix(t, r, mb.typ, mb.rows, cols)
+			x := randRow(r, n*cols, 1)
+			old := append([]float32(nil), x...)
+			outA := make([]float32, n*a.Rows)
+			p.MatMulModes(outA, a, x, modes, ws)
+			for i := range x {
+				x[i] += float32(r.NormFloat64())
+			}
+			got := make([]float32, n*b.Rows)
+			ws.ReuseInput()
+			p.MatMulModes(got, b, x, modes, ws)
+			wantOld, wantNew := make([]float32, n*b.Rows), make([]float32, n*b.Rows)
+			p.MatMulModes(wantOld, b, old, modes, fresh)
+			p.MatMulModes(wantNew, b, x, modes, fresh)
+			ka, kb := kernelFor(a.Type), kernelFor(b.Type)
+			same := ka.act == kb.act && ka.side == kb.side && repacked(a) == repacked(b) && (!repacked(a) || a.Type == b.Type)
+			want := wantNew
+			if same {
+				want, shared = wantOld, shared+1
+			}
+			for i := range want {
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("%v %dx%d after %v %dx%d (shared %v): output %d = %g, want %g",
+						b.Type, b.Rows, cols, a.Type, a.Rows, cols, same, i, got[i], want[i])
+				}
+			}
+			// The promise covers one call; other slices are converted.
+			p.MatMulModes(got, b, x, modes, ws)
+			equalOut(t, "after the reusing call", got, wantNew)
+			y := append([]float32(nil), x...)
+			ws.ReuseInput()
+			p.MatMulModes(got, b, y, modes, ws)
+			equalOut(t, "another slice", got, wantNew)
+		}
+	}
+	if shared < len(mats) {
+		t.Fatalf("only %d pairs shared a conversion", shared)
+	}
+}
+
+func equalOut(t *testing.T, what string, got, want []float32) {
+	t.Helper()
+	for i := range want {
+		if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+			t.Fatalf("%s: output %d = %g, want %g", what, i, got[i], want[i])
+		}
 	}
 }
