@@ -80,9 +80,10 @@ type Worker struct {
 	info    engine.Info
 	log     *slog.Logger
 
-	ctx    context.Context // parent of every generation; cancelled by a forced stop
-	cancel context.CancelFunc
-	wg     sync.WaitGroup // one per running generation
+	ctx     context.Context // parent of every generation; cancelled by a forced stop
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup // one per running generation
+	runners *runners       // the goroutines generations run on
 
 	// sent counts the chunks sent, from 1: Heartbeat.Progress for engines
 	// that count no steps, and added to the steps of those that do.
@@ -171,6 +172,7 @@ func newBare(cfg Config, log *slog.Logger) *Worker {
 	w := &Worker{
 		cfg: cfg, log: log.With("worker", cfg.ID, "model", cfg.Model),
 		ctx: ctx, cancel: cancel, active: map[jobKey]running{},
+		runners: newRunners(),
 	}
 	w.sent.Store(1) // Progress 0 would mean "not reported"
 	return w
@@ -224,7 +226,7 @@ func (w *Worker) Admit(req *bus.Request, send func(*bus.Chunk)) *bus.Error {
 	send = w.counting(send)
 	w.active[key] = running{cancel: cancel, background: req.Background, slots: need}
 	w.wg.Add(1)
-	go func() {
+	w.runners.run(func() {
 		defer w.wg.Done()
 		final := w.backend.Serve(ctx, req, send)
 		cancel()
@@ -247,7 +249,7 @@ func (w *Worker) Admit(req *bus.Request, send func(*bus.Chunk)) *bus.Error {
 		if final != nil {
 			send(final)
 		}
-	}()
+	})
 	return nil
 }
 
@@ -336,6 +338,7 @@ func (w *Worker) Heartbeat() bus.Heartbeat {
 // Drain stops admitting and waits for the generations held to finish. When
 // ctx ends first it cancels them (they send no final chunk, so gateways
 // re-dispatch them), waits for their goroutines, and returns ctx's error.
+// Either way the goroutines generations ran on have ended when it returns.
 func (w *Worker) Drain(ctx context.Context) error {
 	w.mu.Lock()
 	w.draining = true
@@ -353,18 +356,22 @@ func (w *Worker) Drain(ctx context.Context) error {
 		case <-ctx.Done():
 			w.cancel()
 			w.wg.Wait()
+			w.runners.close()
 			return fmt.Errorf("worker: drain: %w", ctx.Err())
 		}
 	}
 	w.wg.Wait()
+	w.runners.close()
 	return nil
 }
 
-// Close cancels every generation and waits for them.
+// Close cancels every generation and waits for them and the goroutines
+// they ran on.
 func (w *Worker) Close() {
 	w.mu.Lock()
 	w.draining = true
 	w.mu.Unlock()
 	w.cancel()
 	w.wg.Wait()
+	w.runners.close()
 }
