@@ -58,6 +58,8 @@ type Host struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	holds acceptHolds // the held accepts of version-4 gateways' offers
+
 	// hbSeq numbers heartbeats. It is advanced before the handler's state
 	// is read, and an Accept carries its value after Admit returned, so a
 	// heartbeat numbered above an Accept's was read after that admission.
@@ -318,10 +320,9 @@ type chunkSender struct {
 	acceptAt      int64      // the worker's clock when it took the offer (Unix µs)
 	acceptMu      sync.Mutex // orders the accept before the attempt's first chunk
 	acceptHeld    bool       // guarded by acceptMu; the accept is still to be sent
-	acceptTimer   *time.Timer
 }
 
-// holdAccept arms the accept's deadline after a successful Admit and
+// holdAccept starts the accept's hold (Host.holds) after a successful Admit and
 // reports whether the accept is the sender's to send (false: it goes as
 // the offer's reply now).
 func (s *chunkSender) holdAccept() bool {
@@ -329,9 +330,10 @@ func (s *chunkSender) holdAccept() bool {
 		return false
 	}
 	s.acceptMu.Lock()
-	defer s.acceptMu.Unlock()
-	if s.acceptHeld {
-		s.acceptTimer = time.AfterFunc(acceptHold, s.acceptLate)
+	held := s.acceptHeld
+	s.acceptMu.Unlock()
+	if held {
+		s.ho.holds.add(s) // not under acceptMu: expire takes it after holds.mu
 	}
 	return true
 }
@@ -360,9 +362,6 @@ func (s *chunkSender) takeAccept() bool {
 		return false
 	}
 	s.acceptHeld = false
-	if s.acceptTimer != nil {
-		s.acceptTimer.Stop()
-	}
 	return true
 }
 
