@@ -17,6 +17,23 @@ import (
 	"courier/internal/bus"
 )
 
+// floorServer starts a trivial net/http handler on loopback, closed by b's
+// cleanups: it reads the body and writes a one-token completion's answer
+// (200 bytes). A request to it is what the same client and loopback cost
+// with no gateway at all: the floor under every HTTP figure, and what a
+// gateway's added latency is measured from (the request straight to the
+// server behind it).
+func floorServer(b *testing.B) *httptest.Server {
+	answer := []byte(`{"id":"cmpl-1","object":"text_completion","created":1,"model":"instant","choices":[{"text":" once","index":0,"logprobs":null,"finish_reason":"length"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}` + "\n")
+	floor := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(answer)
+	}))
+	b.Cleanup(floor.Close)
+	return floor
+}
+
 // memTimelines keeps timelines in memory, for BenchmarkFabricBreakdown.
 type memTimelines struct {
 	mu sync.Mutex
@@ -58,13 +75,7 @@ func BenchmarkFabricBreakdown(b *testing.B) {
 	}
 	hs := httptest.NewServer(h)
 	defer hs.Close()
-	answer := []byte(`{"id":"cmpl-1","object":"text_completion","created":1,"model":"instant","choices":[{"text":" once","index":0,"logprobs":null,"finish_reason":"length"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}` + "\n")
-	floor := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(answer)
-	}))
-	defer floor.Close()
+	floor := floorServer(b)
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr}

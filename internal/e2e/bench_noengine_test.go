@@ -56,6 +56,10 @@ var onceText = []byte(" once")
 // µs per token, and allocations per token in the whole process — client,
 // HTTP server and NATS library included — measured apart from the timed
 // loop). Here the engine's own variance cannot hide the fabric's cost.
+// floor-http is the same client's request to a trivial handler on the
+// same loopback (floorServer), interleaved: http-over-floor (p50 less its
+// p50, p99 less its p99) is what the gateway adds to a request sent
+// straight to the server behind it, the measure published gateways quote.
 // http-timeline is the same
 // request through a second gateway handler that keeps request timelines
 // in JetStream; timeline-cost is the median of the paired differences
@@ -83,6 +87,7 @@ func BenchmarkFabricOnly(b *testing.B) {
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr}
 	probe := hopProbe(b, conns["probe"])
+	floor := floorServer(b)
 
 	zero := float32(0)
 	n := 0
@@ -106,6 +111,7 @@ func BenchmarkFabricOnly(b *testing.B) {
 	post := func(url string) { postCompletion(b, hc, url, body) }
 	viaHTTP := func() { post(hs.URL) }
 	viaTimeline := func() { post(hts.URL) }
+	viaFloor := func() { post(floor.URL) }
 	const streamTokens = 64
 	streamBody := []byte(fmt.Sprintf(`{"model":"instant","prompt":"Once upon a time","max_tokens":%d,"temperature":0,"stream":true}`, streamTokens))
 	viaStream := func() { postCompletion(b, hc, hs.URL, streamBody) }
@@ -122,6 +128,7 @@ func BenchmarkFabricOnly(b *testing.B) {
 		viaHTTP()
 		viaTimeline()
 		viaStream()
+		viaFloor()
 	}
 	// Allocations per streamed token: a 64-token stream less a 1-token
 	// request, over many of each, whatever runs meanwhile in the process.
@@ -133,6 +140,7 @@ func BenchmarkFabricOnly(b *testing.B) {
 	td := make([]time.Duration, 0, b.N)
 	diff := make([]time.Duration, 0, b.N)
 	sd := make([]time.Duration, 0, b.N)
+	fd := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
 	for i := range b.N {
 		d, err := probe.RoundTrip(context.Background())
@@ -151,6 +159,7 @@ func BenchmarkFabricOnly(b *testing.B) {
 			tl, h = timed(viaTimeline), timed(viaHTTP)
 		}
 		hd, td, diff = append(hd, h), append(td, tl), append(diff, tl-h)
+		fd = append(fd, timed(viaFloor))
 		if i%8 == 0 { // a stream is ~64 requests' worth of chunks
 			sd = append(sd, timed(viaStream)/streamTokens)
 		}
@@ -158,6 +167,7 @@ func BenchmarkFabricOnly(b *testing.B) {
 	b.StopTimer()
 	report(b, "hop", hop)
 	e50, e99 := report(b, "engine", ed)
+	var h50, h99 time.Duration
 	for _, m := range []struct {
 		name string
 		ds   []time.Duration
@@ -165,7 +175,11 @@ func BenchmarkFabricOnly(b *testing.B) {
 		p50, p99 := report(b, m.name, m.ds)
 		b.ReportMetric(float64((p50 - e50).Microseconds()), m.name+"-added-p50-µs")
 		b.ReportMetric(float64((p99 - e99).Microseconds()), m.name+"-added-p99-µs")
+		h50, h99 = p50, p99
 	}
+	f50, f99 := report(b, "floor-http", fd)
+	b.ReportMetric(float64((h50 - f50).Microseconds()), "http-over-floor-p50-µs")
+	b.ReportMetric(float64((h99 - f99).Microseconds()), "http-over-floor-p99-µs")
 	report(b, "http-timeline", td)
 	slices.Sort(sd)
 	b.ReportMetric(float64(percentile(sd, 50).Nanoseconds())/1e3, "stream-p50-µs/token")
