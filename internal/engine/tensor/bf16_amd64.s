@@ -30,6 +30,18 @@ GLOBL bf16hi<>(SB), RODATA|NOPTR, $32
 	VMULPS Y5, Y4, Y4 \
 	VADDPS Y4, ACC, ACC
 
+// BF16_FMA_LANES is BF16_LANES with a fused multiply-add per product
+// (gemmBF16's arithmetic).
+#define BF16_FMA_LANES(off, ACC) \
+	VMOVDQU off(SI), Y4 \
+	VMOVDQU off(DI), Y5 \
+	VPAND Y15, Y4, Y6 \
+	VPAND Y15, Y5, Y7 \
+	VFMADD231PS Y7, Y6, ACC \
+	VPSLLD $16, Y4, Y4 \
+	VPSLLD $16, Y5, Y5 \
+	VFMADD231PS Y5, Y4, ACC
+
 // RED16 reduces the 16 lanes LO (0-7) and HI (8-15) into X's lowest lane
 // in reduce16's order (halves 8, 4, then (u0+u2)+(u1+u3)); T: scratch.
 #define RED16(LO, HI, Y, X, T) \
@@ -94,8 +106,8 @@ bfrdone:
 
 // func gemmBF16AVX2(w, a *byte, n32 int) float32
 // gemmBF16 (tinyBLAS's one 16-lane accumulator per output, VDPBF16PS per
-// 32 elements, reduced as reduce16) of one weight row and one activation
-// row of 32*n32 elements.
+// 32 elements as two fused multiply-adds, reduced as reduce16) of one
+// weight row and one activation row of 32*n32 elements.
 TEXT ·gemmBF16AVX2(SB), NOSPLIT, $0-28
 	MOVQ w+0(FP), SI
 	MOVQ a+8(FP), DI
@@ -106,8 +118,8 @@ TEXT ·gemmBF16AVX2(SB), NOSPLIT, $0-28
 	TESTQ CX, CX
 	JZ bfgdone
 bfgloop:
-	BF16_LANES(0, Y0)
-	BF16_LANES(32, Y1)
+	BF16_FMA_LANES(0, Y0)
+	BF16_FMA_LANES(32, Y1)
 	ADDQ $64, SI
 	ADDQ $64, DI
 	DECQ CX

@@ -255,3 +255,85 @@ func TestRepackRowsKernelsMatchGeneric(t *testing.T) {
 		}
 	}
 }
+
+// TestGemmBF16FusedProducts pins the BF16 prompt arithmetic where a fused
+// multiply-add per product (gemmBF16, as VDPBF16PS defines its two steps)
+// differs from rounding each product first, and where it differs from
+// VDPBF16PS itself (which reads subnormal inputs as zero and flushes
+// subnormal results): one lane (elements 0, 1, 32, 33 of a 64-column row)
+// holds the case, every other product is zero, so the output is that
+// lane's sum. Every kernel that computes gemmBF16 here (generic, the
+// one-output and group kernels) must give the pinned bits.
+func TestGemmBF16FusedProducts(t *testing.T) {
+	bf := func(f float64) uint16 {
+		b := FP32ToBF16(float32(f))
+		if float64(BF16ToFP32(b)) != f {
+			t.Fatalf("%g is not a bf16 value", f)
+		}
+		return b
+	}
+	// Each case: (w, a) for elements 1 (the lane's first product), 0, 33
+	// and 32, in that (VDPBF16PS's) order; the result; VDPBF16PS's result.
+	cases := []struct {
+		name      string
+		w, a      [4]float64
+		want, dp  float64
+		unrounded float64 // the earlier multiply-then-add result
+	}{
+		// 2^-125, then 1.25*2^-149: rounding the product to the subnormal
+		// grid first (2^-149) makes a tie that rounds down to 2^-125; the
+		// fused sum rounds up. VDPBF16PS agrees (normal inputs and result).
+		{"subnormal product, normal sum", [4]float64{0x1p-62, 0, 1.25 * 0x1p-75, 0}, [4]float64{0x1p-63, 0, 0x1p-74, 0},
+			0x1p-125 + 0x1p-148, 0x1p-125 + 0x1p-148, 0x1p-125},
+		// -1.5*2^127, then 2^128: the product alone overflows float32; the
+		// fused sum is 2^126.
+		{"product beyond float32", [4]float64{-1.5 * 0x1p64, 0, 0x1p64, 0}, [4]float64{0x1p63, 0, 0x1p64, 0},
+			0x1p126, 0x1p126, math.Inf(1)},
+		// 2^-140 alone: a subnormal sum, kept (VDPBF16PS flushes it to 0).
+		{"subnormal sum", [4]float64{0x1p-70, 0, 0, 0}, [4]float64{0x1p-70, 0, 0, 0},
+			0x1p-140, 0, 0x1p-140},
+		// A subnormal bf16 element (2^-130) times 2^100: 2^-30, kept
+		// (VDPBF16PS reads the element as 0).
+		{"subnormal input", [4]float64{0x1p-130, 0, 0, 0}, [4]float64{0x1p100, 0, 0, 0},
+			0x1p-30, 0, 0x1p-30},
+	}
+	const cols = 64
+	idx := [4]int{1, 0, 33, 32}
+	for _, tc := range cases {
+		w, a := make([]byte, 2*cols), make([]byte, 2*cols)
+		for i, e := range idx {
+			binary.LittleEndian.PutUint16(w[2*e:], bf(tc.w[i]))
+			binary.LittleEndian.PutUint16(a[2*e:], bf(tc.a[i]))
+		}
+		want := float32(tc.want)
+		check := func(kernel string, got float32) {
+			t.Helper()
+			if !sameBits(want, got) {
+				t.Errorf("%s: %s = %g (%#x), want %g (VDPBF16PS: %g; multiply, then add: %g)",
+					tc.name, kernel, got, math.Float32bits(got), want, tc.dp, tc.unrounded)
+			}
+		}
+		check("gemmBF16", gemmBF16(w, a, cols))
+		check("fast gemm", kernelFor(gguf.TypeBF16).gemm(w, a, nil, cols))
+		for _, v := range gemmGroupVariants() {
+			if v.typ != gguf.TypeBF16 {
+				continue
+			}
+			for _, shape := range [][2]int{{groupW, groupA}, {3, 2}} {
+				nw, m := shape[0], shape[1]
+				var ws, as []byte
+				for range nw {
+					ws = append(ws, w...)
+				}
+				for range m {
+					as = append(as, a...)
+				}
+				var res [groupW * groupA]float32
+				v.k.gemmGroup(ws, len(w), nw, as, len(a), m, cols, &res)
+				for i := range nw * m {
+					check(v.name, res[i])
+				}
+			}
+		}
+	}
+}

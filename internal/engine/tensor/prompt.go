@@ -42,15 +42,20 @@ func gemmF16(w, a []byte, n int) float32 {
 }
 
 // gemmBF16 is tinyBLAS<32> over BF16 with AVX512-BF16: per 32 elements,
-// lane l adds the product of pair element 2l+1, then of 2l (VDPBF16PS).
-// n must be a multiple of 32.
+// lane l adds the product of pair element 2l+1, then of 2l, each with a
+// fused multiply-add, as VDPBF16PS defines them (two FMAs, round to
+// nearest even). VDPBF16PS also reads subnormal inputs (BF16 elements,
+// the accumulator) as zero and flushes subnormal results to zero; this
+// keeps IEEE gradual underflow, so the two differ only where an element
+// or a lane's sum is nonzero and below 2^-126 in magnitude (docs/engine.md,
+// "BF16 products"). n must be a multiple of 32.
 func gemmBF16(w, a []byte, n int) float32 {
 	var c [16]float32
 	for i := 0; i < n; i += 32 {
 		for l := range c {
 			e := i + 2*l
-			t := c[l] + float32(bf16at(w, e+1)*bf16at(a, e+1))
-			c[l] = t + float32(bf16at(w, e)*bf16at(a, e))
+			t := fma32(bf16at(w, e+1), bf16at(a, e+1), c[l])
+			c[l] = fma32(bf16at(w, e), bf16at(a, e), t)
 		}
 	}
 	return reduce16(&c)
