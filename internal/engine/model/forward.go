@@ -284,8 +284,39 @@ func rmsNorm(dst, x, w []float32, eps float32) {
 	for _, v := range x {
 		sum += float64(v * v)
 	}
-	mean := float32(sum / float64(len(x)))
-	scale := 1 / float32(math.Sqrt(float64(mean+eps)))
+	normMul(dst, x, w, rmsScale(sum, len(x), eps))
+}
+
+// rmsNorm4 is rmsNorm of four rows of n values at x[i*stride:] into
+// dst[i*stride:] (i < 4): each row's sum is the same chain of float64
+// additions, the four chains side by side (one is bound by the latency
+// of its additions).
+func rmsNorm4(dst, x []float32, stride, n int, w []float32, eps float32) {
+	x0, x1, x2, x3 := x[:n], x[stride:][:n], x[2*stride:][:n], x[3*stride:][:n]
+	var s0, s1, s2, s3 float64
+	for i, v := range x0 {
+		v1, v2, v3 := x1[i], x2[i], x3[i]
+		s0 += float64(v * v)
+		s1 += float64(v1 * v1)
+		s2 += float64(v2 * v2)
+		s3 += float64(v3 * v3)
+	}
+	normMul(dst[:n], x0, w, rmsScale(s0, n, eps))
+	normMul(dst[stride:][:n], x1, w, rmsScale(s1, n, eps))
+	normMul(dst[2*stride:][:n], x2, w, rmsScale(s2, n, eps))
+	normMul(dst[3*stride:][:n], x3, w, rmsScale(s3, n, eps))
+}
+
+// rmsScale is rms_norm's scale for a row of n values whose squares sum
+// to sum: 1/sqrtf(mean + eps).
+func rmsScale(sum float64, n int, eps float32) float32 {
+	mean := float32(sum / float64(n))
+	return 1 / float32(math.Sqrt(float64(mean+eps)))
+}
+
+// normMulGeneric sets dst[i] = (x[i]*scale)*w[i]: ggml_vec_scale_f32,
+// then the weight's ggml_mul, each product rounded.
+func normMulGeneric(dst, x, w []float32, scale float32) {
 	w = w[:len(x)]
 	dst = dst[:len(x)]
 	for i, v := range x {
@@ -303,8 +334,8 @@ func addBias(x, bias []float32) {
 	}
 }
 
-// addInto adds src to dst element-wise (the residual connection).
-func addInto(dst, src []float32) {
+// addIntoGeneric adds src to dst element-wise (the residual connection).
+func addIntoGeneric(dst, src []float32) {
 	src = src[:len(dst)]
 	for i := range dst {
 		dst[i] += src[i]

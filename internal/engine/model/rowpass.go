@@ -80,7 +80,11 @@ func (s *State) normRows(dst, src, w []float32, n int) {
 func normRowsPass(s *State, _, lo, hi int) {
 	p := &s.rows
 	dim := s.m.Dim
-	for i := lo; i < hi; i++ {
+	i := lo
+	for ; i+4 <= hi; i += 4 {
+		rmsNorm4(p.dst[i*dim:(i+4)*dim], p.src[i*dim:(i+4)*dim], dim, dim, p.w, s.m.NormEps)
+	}
+	for ; i < hi; i++ {
 		rmsNorm(p.dst[i*dim:(i+1)*dim], p.src[i*dim:(i+1)*dim], p.w, s.m.NormEps)
 	}
 }
@@ -97,7 +101,15 @@ func (s *State) residualRows(post []float32, n int) {
 func residualRowsPass(s *State, _, lo, hi int) {
 	dim := s.m.Dim
 	post := s.rows.w
-	for i := lo; i < hi; i++ {
+	i := lo
+	if post != nil {
+		for ; i+4 <= hi; i += 4 {
+			proj := s.proj[i*dim : (i+4)*dim]
+			rmsNorm4(proj, proj, dim, dim, post, s.m.NormEps)
+			addInto(s.x[i*dim:(i+4)*dim], proj)
+		}
+	}
+	for ; i < hi; i++ {
 		proj := s.proj[i*dim : (i+1)*dim]
 		if post != nil {
 			rmsNorm(proj, proj, post, s.m.NormEps)
