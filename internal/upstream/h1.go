@@ -36,6 +36,8 @@ type h1Transport struct {
 	mu     sync.Mutex
 	idle   []*h1Conn // guarded by mu; the most recently used last
 	closed bool      // guarded by mu
+
+	drained func(kept bool) // tests: called when a drain ends
 }
 
 // h1Conn is one keep-alive connection.
@@ -207,8 +209,12 @@ func (b *h1Body) Read(p []byte) (int, error) {
 }
 
 // Close releases the connection: to the pool when the body was read to
-// its end, else closed (what is left unread would be read as the next
-// response).
+// its end; closed when its request's context ended; otherwise the rest is
+// read on in the background (drain) and the connection kept if it ends
+// soon. A streamed answer's reader stops at its "[DONE]" event, before
+// the chunked body's terminator, which the server writes after it: closing
+// such a connection cost every streamed request a new connection to the
+// upstream (a dial here, an accept there).
 func (b *h1Body) Close() error {
 	if !b.mu.TryLock() {
 		// A Read is under way: end it by closing the connection (should
@@ -218,8 +224,48 @@ func (b *h1Body) Close() error {
 		b.mu.Lock()
 	}
 	defer b.mu.Unlock()
-	b.release(b.body == http.NoBody) // an empty body is at its end unread
+	if b.body == http.NoBody || !b.reuse || b.ctx.Err() != nil {
+		b.release(b.body == http.NoBody) // an empty body is at its end unread
+		return nil
+	}
+	b.once.Do(func() {
+		b.done = true
+		if !b.stop() { // the context ended after all: the connection may have a past deadline
+			b.pc.c.Close()
+			return
+		}
+		go b.t.drain(b.pc, b.body)
+	})
 	return nil
+}
+
+// A body closed before its end is read on for at most h1DrainBytes and
+// h1DrainTimeout: the rest of a finished answer (a chunked body's
+// terminator) is a few bytes already sent; anything longer is an answer
+// abandoned, whose connection is closed.
+const (
+	h1DrainBytes   = 4 << 10
+	h1DrainTimeout = 100 * time.Millisecond
+)
+
+// drain reads the rest of a closed body and gives its connection back
+// when the body ends within the bounds above; else it closes it. It owns
+// pc; the read deadline bounds it.
+func (t *h1Transport) drain(pc *h1Conn, body io.Reader) {
+	if err := pc.c.SetReadDeadline(time.Now().Add(h1DrainTimeout)); err != nil {
+		pc.c.Close()
+		return
+	}
+	n, err := io.Copy(io.Discard, io.LimitReader(body, h1DrainBytes+1))
+	kept := err == nil && n <= h1DrainBytes && pc.c.SetReadDeadline(time.Time{}) == nil
+	if kept {
+		t.put(pc)
+	} else {
+		pc.c.Close()
+	}
+	if t.drained != nil {
+		t.drained(kept)
+	}
 }
 
 // release gives the connection back (clean: the body was read to its end)

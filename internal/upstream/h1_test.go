@@ -170,12 +170,31 @@ func TestH1CancelEndsTheRequest(t *testing.T) {
 	}
 }
 
-// TestH1BodyClosedEarly: a body closed before its end closes its
-// connection (its unread rest would be read as the next answer).
+// TestH1BodyClosedEarly: a body closed before its end while its server
+// keeps writing is read on no further than h1DrainBytes and then closed
+// (its unread rest would be read as the next answer): the server sees its
+// request gone, and the next request gets its own answer on a new
+// connection.
 func TestH1BodyClosedEarly(t *testing.T) {
-	srv, conns, _ := h1Server(t, answer)
+	gone := make(chan struct{})
+	srv, conns, _ := h1Server(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/endless" {
+			answer(w, r)
+			return
+		}
+		defer close(gone)
+		event := []byte("data: " + strings.Repeat("x", 100) + "\n\n")
+		for r.Context().Err() == nil {
+			if _, err := w.Write(event); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+		}
+	})
 	c := h1Client(t, srv)
-	resp, err := c.Post(srv.URL+"?stream", "application/json", strings.NewReader("{}"))
+	drained := make(chan bool, 1)
+	c.Transport.(*h1Transport).drained = func(kept bool) { drained <- kept }
+	resp, err := c.Post(srv.URL+"/endless", "application/json", strings.NewReader("{}"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,11 +203,66 @@ func TestH1BodyClosedEarly(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
+	if <-drained {
+		t.Fatal("an endless body's connection was kept")
+	}
+	<-gone
 	if got := h1Post(t, c, srv.URL); got != `{"ok":true}` {
 		t.Fatalf("%q", got)
 	}
 	if n := conns.Load(); n != 2 {
 		t.Errorf("%d connections, want 2", n)
+	}
+}
+
+// TestH1StreamClosedAtDone: a streamed answer whose reader stops at its
+// [DONE] event, before the chunked body's terminator (as the relay
+// does), keeps its connection: the next requests reuse it.
+func TestH1StreamClosedAtDone(t *testing.T) {
+	closedAtDone := make(chan struct{}, 1) // never waits: a handler whose client left is gone
+	srv, conns, closed := h1Server(t, func(w http.ResponseWriter, r *http.Request) {
+		answer(w, r)
+		if r.URL.Query().Has("stream") {
+			select { // the terminator follows once the client closed the body
+			case <-closedAtDone:
+			case <-r.Context().Done(): // the client closed the connection
+			}
+		}
+	})
+	c := h1Client(t, srv)
+	drained := make(chan bool, 1)
+	c.Transport.(*h1Transport).drained = func(kept bool) { drained <- kept }
+	for range 3 {
+		resp, err := c.Post(srv.URL+"?stream", "application/json", strings.NewReader("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(resp.Body)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatalf("%q %v", line, err)
+			}
+			if line == "data: [DONE]\n" {
+				break
+			}
+		}
+		resp.Body.Close()
+		closedAtDone <- struct{}{}
+		select {
+		case kept := <-drained:
+			if !kept {
+				t.Fatal("the connection of a stream read to its [DONE] was closed after reading on")
+			}
+		case <-closed:
+			t.Fatal("the connection of a stream read to its [DONE] was closed")
+		}
+	}
+	if got := h1Post(t, c, srv.URL); got != `{"ok":true}` {
+		t.Fatalf("%q", got)
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("%d connections for 4 sequential requests, want 1", n)
 	}
 }
 
