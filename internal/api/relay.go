@@ -333,6 +333,7 @@ func (s *server) relayStream(ctx context.Context, w http.ResponseWriter, st bus.
 	w.WriteHeader(http.StatusOK)
 	sse := &sseWriter{w: w, rc: http.NewResponseController(w), fr: fr}
 	recycler, _ := st.(bus.Recycler)
+	readier, _ := st.(bus.Readier)
 	for {
 		sse.chunk(f, c)
 		if c.FinishReason != "" {
@@ -343,8 +344,15 @@ func (s *server) relayStream(ctx context.Context, w http.ResponseWriter, st bus.
 			sse.done()
 			return sse.flush()
 		}
-		if err := sse.flush(); err != nil {
-			return err // the client is gone; the deferred Close cancels
+		// Chunks that came together (a worker's coalesced frame, a
+		// reader behind its worker) go out in one write: the flush waits
+		// only while the next chunk is already here, so no event is
+		// later for it, and a burst of n chunks costs one write and one
+		// wake-up of the client instead of n.
+		if readier == nil || !readier.Ready() || sse.buf.Len() >= maxHeldEvents {
+			if err := sse.flush(); err != nil {
+				return err // the client is gone; the deferred Close cancels
+			}
 		}
 		next, err := s.next(ctx, st)
 		if err == nil && next.Error != nil {
@@ -370,6 +378,11 @@ func (s *server) relayStream(ctx context.Context, w http.ResponseWriter, st bus.
 		c = next
 	}
 }
+
+// maxHeldEvents bounds the bytes of events relayStream writes at once
+// when chunks keep coming ready: a reader that stays behind a fast worker
+// still writes, and finds a client gone, every so often.
+const maxHeldEvents = 32 << 10
 
 // framing is how a stream's events and errors go on the wire. Formats
 // without a framing method use OpenAI's SSE.

@@ -1,0 +1,131 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"courier/internal/bus"
+)
+
+// gatedStream hands out its chunks in batches: Next returns the chunks
+// released so far and waits for the next release; Ready says whether a
+// released chunk waits (bus.Readier).
+type gatedStream struct {
+	mu       sync.Mutex
+	chunks   []*bus.Chunk
+	released int
+	i        int
+	more     chan struct{}
+}
+
+func (s *gatedStream) release(n int) {
+	s.mu.Lock()
+	s.released = min(s.released+n, len(s.chunks))
+	s.mu.Unlock()
+	s.more <- struct{}{}
+}
+
+func (s *gatedStream) Next(ctx context.Context) (*bus.Chunk, error) {
+	for {
+		s.mu.Lock()
+		if s.i < s.released {
+			c := s.chunks[s.i]
+			s.i++
+			s.mu.Unlock()
+			return c, nil
+		}
+		done := s.i == len(s.chunks)
+		s.mu.Unlock()
+		if done {
+			return nil, io.EOF
+		}
+		select {
+		case <-s.more:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (s *gatedStream) Ready() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.i < s.released
+}
+
+func (s *gatedStream) Close() error { return nil }
+
+// flushLog records what each flush sent the client.
+type flushLog struct {
+	*httptest.ResponseRecorder
+	mu      sync.Mutex
+	sent    int           // bytes of the body already flushed
+	flushes []string      // the body each flush sent
+	flushed chan struct{} // buffered: the server may flush once more when the handler ends
+}
+
+func (w *flushLog) Flush() {
+	w.mu.Lock()
+	body := w.Body.String()
+	w.flushes = append(w.flushes, body[w.sent:])
+	w.sent = len(body)
+	w.mu.Unlock()
+	w.flushed <- struct{}{}
+}
+
+// TestStreamWritesReadyChunksTogether: chunks that are already there when
+// the relay has written one (a worker's coalesced frame) leave in one
+// flush; a chunk is flushed before the relay waits for the next, so none
+// is delayed by one that has not come (the test releases the next chunk
+// only after it saw the last flushed).
+func TestStreamWritesReadyChunksTogether(t *testing.T) {
+	var chunks []*bus.Chunk
+	for i, text := range []string{"a", "b", "c", "d", "e", ""} {
+		c := &bus.Chunk{V: bus.Version, Seq: uint64(i + 1), Text: text, Tokens: []int32{int32(i)}}
+		if text == "" { // the final chunk
+			c.Tokens, c.FinishReason = nil, "length"
+		}
+		chunks = append(chunks, c)
+	}
+	st := &gatedStream{chunks: chunks, more: make(chan struct{})}
+	d := &fakeDispatcher{dispatch: func(_ context.Context, req *bus.Request) (bus.Stream, error) {
+		for _, c := range chunks {
+			c.ID = req.ID
+		}
+		return st, nil
+	}}
+	h := newTestServer(t, Config{}, d)
+	w := &flushLog{ResponseRecorder: httptest.NewRecorder(), flushed: make(chan struct{}, 16)}
+	r := httptest.NewRequest("POST", "/v1/completions", strings.NewReader(`{"model":"tiny","prompt":"x","stream":true}`))
+	r.Header.Set("Content-Type", "application/json")
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		h.ServeHTTP(w, r)
+	}()
+	// One chunk, then three that come together, then two.
+	for _, n := range []int{1, 3, 2} {
+		st.release(n)
+		<-w.flushed
+	}
+	<-served
+	want := [][]string{{`"a"`}, {`"b"`, `"c"`, `"d"`}, {`"e"`, `"length"`, "[DONE]"}}
+	if len(w.flushes) != len(want) {
+		t.Fatalf("%d flushes, want %d (one per batch of chunks that came together): %q", len(w.flushes), len(want), w.flushes)
+	}
+	for i, parts := range want {
+		for _, p := range parts {
+			if !strings.Contains(w.flushes[i], p) {
+				t.Errorf("flush %d lacks %s: %q", i, p, w.flushes[i])
+			}
+		}
+		if got := bytes.Count([]byte(w.flushes[i]), []byte("data: ")); got != len(parts) {
+			t.Errorf("flush %d has %d events, want %d: %q", i, got, len(parts), w.flushes[i])
+		}
+	}
+}
