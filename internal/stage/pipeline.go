@@ -75,7 +75,6 @@ type Pipeline struct {
 	// flights to reuse (their buffers hold answers until the next Send).
 	// Guarded by mu.
 	flights, spare []*flight
-	most           int           // the most steps in flight at once (for tests); guarded by mu
 	closed         bool          // guarded by mu
 	kv             *model.KVPool // the first stage's KV pool; guarded by mu
 
@@ -86,8 +85,10 @@ type Pipeline struct {
 	// Owned by the reply subscription's handler (onReply).
 	res Message
 	// Test hooks: sending is called when a step is handed over, taken when
-	// its answer is taken.
+	// its answer is taken; sent with the step's number once it is published
+	// (in flight), on the scheduler's goroutine.
 	sending, taken func()
+	sent           func(step uint64)
 }
 
 // flight is a step sent and not taken: what its answer must hold, and
@@ -360,7 +361,6 @@ func (p *Pipeline) SendSampled(b *model.Batch, hidden []float32, samples []engin
 		sampleOut: f.sampleOut[:0], picks: f.picks[:0], tops: f.tops[:0], restOut: f.restOut[:0]}
 	f.expectPicks(b, samples)
 	p.flights = append(p.flights, f)
-	p.most = max(p.most, len(p.flights))
 	p.mu.Unlock()
 
 	if err := p.bus.Publish(route[0], p.enc); err != nil {
@@ -373,6 +373,9 @@ func (p *Pipeline) SendSampled(b *model.Batch, hidden []float32, samples []engin
 		p.forgetLocked()
 		p.mu.Unlock()
 		return fmt.Errorf("%w: pipeline of %s: %w", engine.ErrUnavailable, p.cfg.Model, err)
+	}
+	if p.sent != nil {
+		p.sent(p.step)
 	}
 	return nil
 }

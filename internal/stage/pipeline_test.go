@@ -56,6 +56,14 @@ func closeConn(c *natsbus.Conn) {
 	_ = c.Close(ctx)
 }
 
+// killConn closes c at once, as if its process were killed: no message
+// still queued for a subscription is handled (closeConn drains them).
+func killConn(c *natsbus.Conn) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = c.Close(ctx)
+}
+
 func layerCount(t testing.TB, path string) int {
 	t.Helper()
 	f, err := gguf.Open(path)
@@ -106,6 +114,12 @@ func startStage(t *testing.T, srv *natsbus.Server, path, modelName, instance str
 // waits until the later stages have announced a complete pipeline.
 func startFirst(t *testing.T, srv *natsbus.Server, path, modelName string, end, total int, dt DType) (*engine.Engine, *Pipeline) {
 	t.Helper()
+	return startFirstSlots(t, srv, path, modelName, end, total, dt, 4)
+}
+
+// startFirstSlots is startFirst with an engine of the given slots.
+func startFirstSlots(t *testing.T, srv *natsbus.Server, path, modelName string, end, total int, dt DType, slots int) (*engine.Engine, *Pipeline) {
+	t.Helper()
 	r := model.LayerRange{First: 0, End: end, Total: total}
 	p, err := NewPipeline(connect(t, srv, "first"), PipelineConfig{Instance: "first-" + modelName, Model: modelName, Layers: r,
 		HeartbeatInterval: testBeat, DType: dt}, nil)
@@ -113,7 +127,7 @@ func startFirst(t *testing.T, srv *natsbus.Server, path, modelName string, end, 
 		t.Fatal(err)
 	}
 	t.Cleanup(p.Close)
-	e, err := engine.Load(path, engine.Options{Slots: 4, ContextLength: 256, Threads: 1, Layers: r, Tail: p})
+	e, err := engine.Load(path, engine.Options{Slots: slots, ContextLength: 256, Threads: 1, Layers: r, Tail: p})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -644,14 +658,25 @@ func TestPipelineSamplesLikeWholeModel(t *testing.T) {
 }
 
 // TestPipelineLosesStageWithStepsInFlight loses the second stage while
-// four generations run as two micro-batches (two steps in flight): every
-// generation fails with engine.ErrUnavailable after a prefix of its
-// uninterrupted text, or finished before, and once a replica joins each
+// eight generations run as two micro-batches and two steps are in flight,
+// neither answered: every generation fails with engine.ErrUnavailable
+// after a prefix of its uninterrupted text, and once a replica joins each
 // resumes to exactly that text.
+//
+// Eight streams, not four: micro-batches are made of multiples of four
+// sequences (engine's microbatchRows), so with two steps in flight four
+// sequences form one group when they are admitted together and two (of 1
+// and 3) only when the first is alone in the first step — which a loaded
+// machine decided. Eight always split into two groups of four. The loss
+// waits on events, not on timing: once a stream is 12 tokens in, the second
+// stage holds the next step it starts computing until the first stage has
+// published another one (the second stage runs steps one at a time, in
+// order, so neither is answered), and the test kills it there.
 func TestPipelineLosesStageWithStepsInFlight(t *testing.T) {
 	path := testutil.Model(t, "stories260K.gguf")
 	total := layerCount(t, path)
-	prompts := []string{"Once upon a time", "Lily and Ben", "The cat sat", "Tom had a dog"}
+	prompts := []string{"Once upon a time", "Lily and Ben", "The cat sat", "Tom had a dog",
+		"One day a bird", "The sun was", "Sam and Mia", "A little girl"}
 	want := make([][]int32, len(prompts))
 	for i, pr := range prompts {
 		want[i], _ = wholeGreedy(t, path, pr, 40)
@@ -659,48 +684,110 @@ func TestPipelineLosesStageWithStepsInFlight(t *testing.T) {
 	srv := startNATS(t)
 	r2 := model.LayerRange{First: 2, End: total, Total: total}
 	s2 := startStage(t, srv, path, "m", "s2-a", r2, F32)
-	e, p := startFirst(t, srv, path, "m", 2, total, F32)
-	var lose sync.Once
+	e, p := startFirstSlots(t, srv, path, "m", 2, total, F32, len(prompts))
+
+	// The hold: armed at the 12th token of a stream, it stops the second
+	// stage as its next step starts computing, until the test has lost
+	// it. The second stage runs steps one at a time, in order, so no step
+	// from the held one on is answered while it holds; answers to earlier
+	// steps may still be on their way. unanswered counts the steps
+	// published from the held one on that have no answer (under p.mu);
+	// check, under hm from both sides, sees when there are two.
+	var (
+		hm        sync.Mutex
+		armed     bool
+		held      uint64 // the step held; 0: none yet
+		published uint64 // the newest step published
+		atLoss    int    // unanswered steps when the stage was lost
+	)
+	twoInFlight, release := make(chan struct{}), make(chan struct{})
+	var releaseOnce sync.Once
+	unhold := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(unhold) // a failed test must not leave the stage's handler held
+	unanswered := func(held, published uint64) int {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		n := 0
+		for _, f := range p.flights {
+			if !f.done && f.step >= held && f.step <= published {
+				n++
+			}
+		}
+		return n
+	}
+	check := func() { // with hm held
+		if held == 0 || atLoss > 0 {
+			return
+		}
+		if n := unanswered(held, published); n >= 2 {
+			atLoss = n
+			close(twoInFlight)
+		}
+	}
+	p.sent = func(step uint64) {
+		hm.Lock()
+		defer hm.Unlock()
+		published = step
+		check()
+	}
+	s2.srv.stepMu.Lock()
+	s2.srv.computing = func() { // in the step's handler, under stepMu
+		hm.Lock()
+		if !armed || held != 0 {
+			hm.Unlock()
+			return
+		}
+		held = s2.srv.msg.Step
+		check()
+		hm.Unlock()
+		<-release
+	}
+	s2.srv.stepMu.Unlock()
+
 	got := make([][]int32, len(prompts))
 	errs := make([]error, len(prompts))
 	var wg sync.WaitGroup
+	ended := make(chan struct{})
 	for i, pr := range prompts {
 		wg.Go(func() {
 			got[i], _, errs[i] = greedy(e, pr, nil, 40, func(n int) error {
 				if n == 12 {
-					lose.Do(func() { closeConn(s2.conn) }) // gone without a word, as if killed
+					hm.Lock()
+					armed = true
+					hm.Unlock()
 				}
 				return nil
 			})
 		})
 	}
-	wg.Wait()
-	p.mu.Lock()
-	most := p.most
-	p.mu.Unlock()
-	if most < 2 {
-		t.Errorf("at most %d steps in flight, want 2", most)
+	go func() { wg.Wait(); close(ended) }()
+	select {
+	case <-twoInFlight:
+	case <-ended:
+		t.Fatal("the generations ended before two steps were in flight at once")
+	case <-time.After(60 * time.Second):
+		unhold()
+		t.Fatal("no second step was sent while the second stage held one: the sequences never split into two micro-batches")
 	}
-	lost := 0
+	// Still unanswered: the second stage holds the first of them.
+	hm.Lock()
+	stillIn := unanswered(held, published)
+	hm.Unlock()
+	killConn(s2.conn) // gone without a word, as if killed
+	unhold()          // its held step finds its connection closed
+	<-ended
+	if atLoss < 2 || stillIn < 2 {
+		t.Errorf("%d steps in flight, %d of them unanswered, when the stage was lost; want 2", atLoss, stillIn)
+	}
 	for i := range prompts {
-		switch {
-		case errs[i] == nil && slices.Equal(got[i], want[i]):
-		case errors.Is(errs[i], engine.ErrUnavailable) && len(got[i]) < len(want[i]) && slices.Equal(got[i], want[i][:len(got[i])]):
-			lost++
-		default:
+		if !errors.Is(errs[i], engine.ErrUnavailable) || len(got[i]) >= len(want[i]) || !slices.Equal(got[i], want[i][:len(got[i])]) {
 			t.Fatalf("stream %d after the loss: %v, %v; want a prefix of %v and engine.ErrUnavailable", i, got[i], errs[i], want[i])
 		}
-	}
-	if lost == 0 {
-		t.Fatal("no generation was running when the stage was lost")
 	}
 	waitReady(t, e, false)
 	startStage(t, srv, path, "m", "s2-b", r2, F32)
 	waitReady(t, e, true)
 	for i, pr := range prompts {
-		if errs[i] == nil {
-			continue
-		}
 		wg.Go(func() {
 			rest, _, err := greedy(e, pr, got[i], 40, nil)
 			if all := append(slices.Clone(got[i]), rest...); err != nil || !slices.Equal(all, want[i]) {
