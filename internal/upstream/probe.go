@@ -56,6 +56,11 @@ func (b *Backend) probe(ctx context.Context, detected *bool) {
 	b.mu.Unlock()
 	var running, capacity int
 	var ok bool
+	// Ours are the requests in flight when the upstream counted; that
+	// moment is somewhere in the probe's round trip, and ours that ended
+	// meanwhile would otherwise be counted as others' (and hold the room
+	// until the next probe).
+	before := b.inflight.Load()
 	switch kind {
 	case loadLlamaCpp:
 		running, capacity, ok = b.llamaSlots(pctx)
@@ -74,7 +79,7 @@ func (b *Backend) probe(ctx context.Context, detected *bool) {
 	if !ok {
 		return
 	}
-	others := max(running-int(b.inflight.Load()), 0)
+	others := max(running-int(max(before, b.inflight.Load())), 0)
 	b.mu.Lock()
 	changed := others != b.others || capacity != b.capacity
 	b.others, b.capacity = others, capacity

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -457,5 +458,64 @@ func TestOversizedEventRefused(t *testing.T) {
 	got, final := collect(b, &bus.Request{ID: "r", Model: "m", Prompt: "x"})
 	if len(got) != 0 || final.Error == nil || final.Error.Code != bus.CodeInternal || !strings.Contains(final.Error.Message, "bytes") {
 		t.Fatalf("%d chunks, final %+v", len(got), final.Error)
+	}
+}
+
+// TestProbeCountsOursWhenTheUpstreamCounted: a request of ours running
+// when the upstream counted its load, and finished before the count came
+// back, is not taken for someone else's (which would hold its room until
+// the next probe).
+func TestProbeCountsOursWhenTheUpstreamCounted(t *testing.T) {
+	s := &sseServer{hold: make(chan struct{}), events: []string{`{"choices":[{"text":"a","finish_reason":"stop"}]}`, "[DONE]"}}
+	var counting atomic.Bool
+	counted, answer := make(chan struct{}), make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/metrics" {
+			s.ServeHTTP(w, r)
+			return
+		}
+		running := 0
+		if counting.Load() {
+			running = 1 // ours, counted now
+			counted <- struct{}{}
+			<-answer
+		}
+		fmt.Fprintf(w, "vllm:num_requests_running{model_name=\"m\"} %d\n", running)
+	}))
+	t.Cleanup(srv.Close)
+	b, err := New(context.Background(), Config{BaseURL: srv.URL + "/v1", Models: map[string]string{"m": "m"}, Slots: 4, ProbeInterval: time.Hour}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	for range 1000 { // the first probe finds the load report
+		if src, _ := b.Load(); src == loadVLLM.String() {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if src, _ := b.Load(); src != loadVLLM.String() {
+		t.Fatalf("load source %q", src)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		collect(b, &bus.Request{ID: "r", Model: "m", Prompt: "x"})
+	}()
+	waitRoom(t, b, 3) // ours in flight
+	counting.Store(true)
+	probed := make(chan struct{})
+	go func() {
+		defer close(probed)
+		detected := true
+		b.probe(context.Background(), &detected)
+	}()
+	<-counted
+	s.hold <- struct{}{} // ours ends while the count is on its way
+	<-done
+	close(answer)
+	<-probed
+	if room, _ := b.Room(); room != 4 {
+		t.Errorf("room %d after ours ended, want 4 (ours counted as another's)", room)
 	}
 }
