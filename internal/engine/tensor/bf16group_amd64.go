@@ -2,7 +2,11 @@
 
 package tensor
 
-import "courier/internal/engine/gguf"
+import (
+	"unsafe"
+
+	"courier/internal/engine/gguf"
+)
 
 // n32: 32-element steps; lo: scratch; out: [weight row][activation row]
 // the outputs (as gemmF16x3x4AVX2).
@@ -18,6 +22,30 @@ func gemmBF16x2x4AVX2(w *[2]*byte, a *[4]*byte, n32 int, lo *[2][4][8]float32, o
 //go:noescape
 func gemmBF16G8x4AVX2(w *byte, wrb int, a *[4]*byte, n32 int, buf *[512]float32, outs *[4]*float32)
 
+// gemmBF16G8x4SAVX2 is gemmBF16G8x4AVX2 for activation rows given by their
+// sideBF16 data (a[p] points at it).
+//
+//go:noescape
+func gemmBF16G8x4SAVX2(w *byte, wrb int, a *[4]*byte, n32 int, buf *[512]float32, outs *[4]*float32)
+
+// bf16SplitAVX2 writes sideBF16's data of 32*n32 bf16 elements.
+//
+//go:noescape
+func bf16SplitAVX2(dst *float32, src *byte, n32 int)
+
+// sideBF16 follows a BF16 activation row (a multiple of 32 elements) with
+// its values as float32, per 32 elements the odd elements of the first 16,
+// the even ones, then the same for the second 16: the group kernel's
+// activation vectors as they are, so that only the weights are widened in
+// its loop.
+var sideBF16 = &actSide{
+	bytes: func(cols int) int { return 4 * cols },
+	fill: func(row []byte, base, cols int) {
+		_, _ = row[2*cols-1], row[base+4*cols-1]
+		bf16SplitAVX2((*float32)(unsafe.Pointer(&row[base])), &row[0], cols/32)
+	},
+}
+
 // init adds the tinyBLAS group kernel to the BF16 entry made by
 // bf16_amd64.go's init (init functions run in file-name order).
 func init() {
@@ -27,6 +55,7 @@ func init() {
 	k := fastKernels[gguf.TypeBF16]
 	k.gemmGroup = groupGemmBF16AVX2
 	k.gemmGroupOut = groupOutGemmBF16AVX2
+	k.side = sideBF16
 	fastKernels[gguf.TypeBF16] = k
 }
 
@@ -70,6 +99,13 @@ func groupOutGemmBF16AVX2(w []byte, wrb, nw int, a []byte, arb, m, cols int, g *
 	}
 	_, _ = w[(nw-1)*wrb+2*cols-1], a[(m-1)*arb+2*cols-1]
 	var rows [4]*byte
+	if arb == 6*cols {
+		// The rows carry sideBF16's data.
+		_ = a[(m-1)*arb+6*cols-1]
+		actRows(&rows, a[2*cols:], arb, m)
+		gemmBF16G8x4SAVX2(&w[0], wrb, &rows, cols/32, (*[512]float32)(g.tile[:]), &g.outs)
+		return true
+	}
 	actRows(&rows, a, arb, m)
 	gemmBF16G8x4AVX2(&w[0], wrb, &rows, cols/32, (*[512]float32)(g.tile[:]), &g.outs)
 	return true

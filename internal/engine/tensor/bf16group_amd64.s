@@ -244,3 +244,125 @@ bf16g_chunk:
 	RED4(8, 3, 1, 7, X12)
 	VZEROUPPER
 	RET
+
+// gemmBF16G8x4SAVX2 is gemmBF16G8x4AVX2 for activation rows that carry
+// sideBF16's data: a[p] points at row p's float32 elements, odd and even
+// apart (per 32 elements: 1, 3, .., 15; 0, 2, .., 14; 17, .., 31; 16, ..,
+// 30), so only the weights are widened in the loop (the activation
+// vectors are loads) and each step is 4 integer operations and 16 fused
+// multiply-adds instead of 12 and 16. Same lanes, same order of pairs.
+
+// BF16SSTEP(SOFF, A, ACC0, ACC1): activation row A's odd and even floats
+// (at SOFF(A)(BX*2)) against both weight rows.
+#define BF16SSTEP(SOFF, A, ACC0, ACC1) \
+	VMOVUPS SOFF(A)(BX*2), Y12; \
+	VMOVUPS 32+SOFF(A)(BX*2), Y13; \
+	VFMADD231PS Y12, Y8, ACC0; \
+	VFMADD231PS Y12, Y10, ACC1; \
+	VFMADD231PS Y13, Y9, ACC0; \
+	VFMADD231PS Y13, Y11, ACC1
+
+// BF16S2 is BF16T2 with BF16SSTEP.
+#define BF16S2(OFF, B, L, LZ, LS) \
+	TESTQ R13, R13; \
+	JZ LZ; \
+	ACC8_LOAD(B); \
+	JMP LS; \
+LZ: \
+	ACC8_ZERO; \
+LS: \
+	MOVQ R13, BX; \
+L: \
+	VMOVDQU OFF(SI)(BX*1), Y9; \
+	VPAND Y15, Y9, Y8; \
+	VPSLLD $16, Y9, Y9; \
+	VMOVDQU OFF(R11)(BX*1), Y11; \
+	VPAND Y15, Y11, Y10; \
+	VPSLLD $16, Y11, Y11; \
+	BF16SSTEP(2*OFF, DI, Y0, Y4); \
+	BF16SSTEP(2*OFF, R8, Y1, Y5); \
+	BF16SSTEP(2*OFF, R9, Y2, Y6); \
+	BF16SSTEP(2*OFF, R10, Y3, Y7); \
+	ADDQ $64, BX; \
+	CMPQ BX, CX; \
+	JB L; \
+	ACC8_STORE(B)
+
+// func gemmBF16G8x4SAVX2(w *byte, wrb int, a *[4]*byte, n32 int, buf *[512]float32, outs *[4]*float32)
+TEXT ·gemmBF16G8x4SAVX2(SB), NOSPLIT, $0-48
+	VMOVDQU bf16hi4<>(SB), Y15
+	MOVQ a+16(FP), AX
+	MOVQ 0(AX), DI
+	MOVQ 8(AX), R8
+	MOVQ 16(AX), R9
+	MOVQ 24(AX), R10
+	MOVQ buf+32(FP), DX
+	MOVQ n32+24(FP), R15
+	SHLQ $6, R15
+	XORQ R13, R13
+bf16s_chunk:
+	MOVQ R13, CX
+	ADDQ $BF16CHUNK, CX
+	CMPQ CX, R15
+	CMOVQHI R15, CX
+	MOVQ w+0(FP), SI
+	MOVQ wrb+8(FP), AX
+	LEAQ (SI)(AX*1), R11
+	BF16S2(0, 0, bf16s_t0p0, bf16s_t0p0z, bf16s_t0p0s)
+	BF16S2(32, 256, bf16s_t0p1, bf16s_t0p1z, bf16s_t0p1s)
+	LEAQ (R11)(AX*1), SI
+	LEAQ (SI)(AX*1), R11
+	BF16S2(0, 512, bf16s_t1p0, bf16s_t1p0z, bf16s_t1p0s)
+	BF16S2(32, 768, bf16s_t1p1, bf16s_t1p1z, bf16s_t1p1s)
+	LEAQ (R11)(AX*1), SI
+	LEAQ (SI)(AX*1), R11
+	BF16S2(0, 1024, bf16s_t2p0, bf16s_t2p0z, bf16s_t2p0s)
+	BF16S2(32, 1280, bf16s_t2p1, bf16s_t2p1z, bf16s_t2p1s)
+	LEAQ (R11)(AX*1), SI
+	LEAQ (SI)(AX*1), R11
+	BF16S2(0, 1536, bf16s_t3p0, bf16s_t3p0z, bf16s_t3p0s)
+	BF16S2(32, 1792, bf16s_t3p1, bf16s_t3p1z, bf16s_t3p1s)
+	MOVQ CX, R13
+	CMPQ R13, R15
+	JB bf16s_chunk
+	MOVQ outs+40(FP), R13
+	RED4(8, 0, 0, 0, X12)
+	RED4(8, 0, 1, 1, X12)
+	RED4(8, 1, 0, 2, X12)
+	RED4(8, 1, 1, 3, X12)
+	RED4(8, 2, 0, 4, X12)
+	RED4(8, 2, 1, 5, X12)
+	RED4(8, 3, 0, 6, X12)
+	RED4(8, 3, 1, 7, X12)
+	VZEROUPPER
+	RET
+
+// func bf16SplitAVX2(dst *float32, src *byte, n32 int)
+// sideBF16's layout of 32*n32 bf16 elements at src: per 32, the odd
+// elements of the first 16 as float32, the even ones, then the same for
+// the second 16.
+TEXT ·bf16SplitAVX2(SB), NOSPLIT, $0-24
+	VMOVDQU bf16hi4<>(SB), Y15
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n32+16(FP), CX
+	TESTQ CX, CX
+	JZ bf16split_done
+bf16split_loop:
+	VMOVDQU 0(SI), Y0
+	VMOVDQU 32(SI), Y2
+	VPAND Y15, Y0, Y1
+	VPSLLD $16, Y0, Y0
+	VPAND Y15, Y2, Y3
+	VPSLLD $16, Y2, Y2
+	VMOVDQU Y1, 0(DI)
+	VMOVDQU Y0, 32(DI)
+	VMOVDQU Y3, 64(DI)
+	VMOVDQU Y2, 96(DI)
+	ADDQ $64, SI
+	ADDQ $128, DI
+	DECQ CX
+	JNZ bf16split_loop
+bf16split_done:
+	VZEROUPPER
+	RET

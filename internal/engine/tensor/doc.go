@@ -82,10 +82,12 @@
 // that decode each weight vector once for up to four activation rows
 // (prompt rows, batched decode rows) (kquant_amd64.s);
 // BF16 vec_dot rows and tinyBLAS kernels (bf16_amd64.s: VDPBF16PS's
-// arithmetic, odd product then even product added per lane, emulated with
-// masks, shifts and float32 multiplies and adds, so subnormal products
-// round as in the generic body), and a tinyBLAS group kernel of two weight
-// rows by four activation rows (bf16group_amd64.s);
+// order, odd product then even product added per lane, with masks and
+// shifts to widen; vec_dot rounds each product and adds it, tinyBLAS adds
+// it with a fused multiply-add, as VDPBF16PS's two steps are defined), and
+// tinyBLAS group kernels of two weight rows by four activation rows
+// (bf16group_amd64.s; one takes the activation rows already widened, odd
+// and even elements apart, as side data);
 // repacked Q4_K gemv/gemm and a gemv rows kernel (repack_amd64.s), and a
 // gemm group kernel that unpacks each weight block once for four
 // activation rows, one row per lane of the float accumulators

@@ -19,6 +19,7 @@ func gemmGroupVariants() []gemmVariant {
 			gemmVariant{"F16/avx2", gguf.TypeF16, kernel{gemmGroup: groupGemmF16AVX2}},
 			gemmVariant{"F16/avx2-side", gguf.TypeF16, kernel{gemmGroup: groupGemmF16AVX2, side: sideF16}}, // rows that carry side data
 			gemmVariant{"BF16/avx2", gguf.TypeBF16, kernel{gemmGroup: groupGemmBF16AVX2}},
+			gemmVariant{"BF16/avx2-side", gguf.TypeBF16, kernel{gemmGroup: groupGemmBF16AVX2, side: sideBF16}},
 		)
 	}
 	if hasAVX512 {

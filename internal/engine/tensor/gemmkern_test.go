@@ -325,11 +325,12 @@ func TestGemmBF16FusedProducts(t *testing.T) {
 				for range nw {
 					ws = append(ws, w...)
 				}
+				ap := promptAct(t, v.k, gguf.TypeBF16, a, cols)
 				for range m {
-					as = append(as, a...)
+					as = append(as, ap...)
 				}
 				var res [groupW * groupA]float32
-				v.k.gemmGroup(ws, len(w), nw, as, len(a), m, cols, &res)
+				v.k.gemmGroup(ws, len(w), nw, as, len(ap), m, cols, &res)
 				for i := range nw * m {
 					check(v.name, res[i])
 				}
