@@ -262,6 +262,23 @@ bf16g_chunk:
 	VFMADD231PS Y13, Y9, ACC0; \
 	VFMADD231PS Y13, Y11, ACC1
 
+// BF16SHALF(SOFF, W0, W1): the odd (SOFF 0) or even (SOFF 32) floats of
+// the four activation rows against both weight rows' (W0, W1): each
+// accumulator's two fused multiply-adds of a step are eight apart.
+#define BF16SHALF(SOFF, W0, W1) \
+	VMOVUPS SOFF(DI)(BX*2), Y12; \
+	VFMADD231PS Y12, W0, Y0; \
+	VFMADD231PS Y12, W1, Y4; \
+	VMOVUPS SOFF(R8)(BX*2), Y13; \
+	VFMADD231PS Y13, W0, Y1; \
+	VFMADD231PS Y13, W1, Y5; \
+	VMOVUPS SOFF(R9)(BX*2), Y14; \
+	VFMADD231PS Y14, W0, Y2; \
+	VFMADD231PS Y14, W1, Y6; \
+	VMOVUPS SOFF(R10)(BX*2), Y12; \
+	VFMADD231PS Y12, W0, Y3; \
+	VFMADD231PS Y12, W1, Y7
+
 // BF16S2 is BF16T2 with BF16SSTEP.
 #define BF16S2(OFF, B, L, LZ, LS) \
 	TESTQ R13, R13; \
@@ -279,10 +296,8 @@ L: \
 	VMOVDQU OFF(R11)(BX*1), Y11; \
 	VPAND Y15, Y11, Y10; \
 	VPSLLD $16, Y11, Y11; \
-	BF16SSTEP(2*OFF, DI, Y0, Y4); \
-	BF16SSTEP(2*OFF, R8, Y1, Y5); \
-	BF16SSTEP(2*OFF, R9, Y2, Y6); \
-	BF16SSTEP(2*OFF, R10, Y3, Y7); \
+	BF16SHALF(2*OFF, Y8, Y10); \
+	BF16SHALF(32+2*OFF, Y9, Y11); \
 	ADDQ $64, BX; \
 	CMPQ BX, CX; \
 	JB L; \
