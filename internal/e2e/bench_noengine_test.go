@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -133,6 +134,10 @@ func BenchmarkFabricOnly(b *testing.B) {
 	// Allocations per streamed token: a 64-token stream less a 1-token
 	// request, over many of each, whatever runs meanwhile in the process.
 	perToken := (mallocsPer(viaStream, 200) - mallocsPer(viaHTTP, 200)) / (streamTokens - 1)
+	// CPU time per request of the whole process (client, HTTP server,
+	// NATS server, gateway, worker): steadier than latency on a shared
+	// machine, since waiting for a core costs none.
+	cpuHTTP, cpuFloor := cpuPer(viaHTTP, 500), cpuPer(viaFloor, 500)
 	hop := make([]time.Duration, 0, b.N)
 	ed := make([]time.Duration, 0, b.N)
 	bd := make([]time.Duration, 0, b.N)
@@ -184,6 +189,8 @@ func BenchmarkFabricOnly(b *testing.B) {
 	slices.Sort(sd)
 	b.ReportMetric(float64(percentile(sd, 50).Nanoseconds())/1e3, "stream-p50-µs/token")
 	b.ReportMetric(perToken, "stream-allocs/token")
+	b.ReportMetric(cpuHTTP, "http-cpu-µs/req")
+	b.ReportMetric(cpuHTTP-cpuFloor, "http-cpu-over-floor-µs/req")
 	slices.Sort(diff)
 	b.ReportMetric(float64(percentile(diff, 50).Nanoseconds())/1000, "timeline-cost-p50-µs")
 }
@@ -241,6 +248,19 @@ func postCompletion(b *testing.B, hc *http.Client, url string, body []byte) {
 	if resp.StatusCode != 200 {
 		b.Fatalf("status %d", resp.StatusCode)
 	}
+}
+
+// cpuPer is the process's CPU time (user and system, all threads) per
+// call of f over n calls, in µs.
+func cpuPer(f func(), n int) float64 {
+	var r0, r1 syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &r0)
+	for range n {
+		f()
+	}
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &r1)
+	us := func(r *syscall.Rusage) int64 { return r.Utime.Nano()/1e3 + r.Stime.Nano()/1e3 }
+	return float64(us(&r1)-us(&r0)) / float64(n)
 }
 
 // mallocsPer is the heap allocations per call of f over n calls, whatever

@@ -11,8 +11,10 @@ import "sync"
 // bus.AppendFrameStep). A parked runner keeps its grown stack (the garbage
 // collector may halve an idle one; it then grows once).
 //
-// There are never more runners than generations that ran at once, and
-// they stop when the worker stops (stop): the Worker owns them.
+// There are about as many runners as generations that ran at once (one
+// still finishing its last generation is not waiting yet, so a new one
+// may start beside it), and they stop when the worker stops (stop): the
+// Worker owns them.
 type runners struct {
 	jobs chan func() // unbuffered: a send succeeds only when a runner waits
 	stop chan struct{}
