@@ -16,8 +16,7 @@ func gemmGroupVariants() []gemmVariant {
 	if hasAVX2 {
 		v = append(v,
 			gemmVariant{"F32/avx2", gguf.TypeF32, kernel{gemmGroup: groupGemmF32AVX2}},
-			gemmVariant{"F16/avx2", gguf.TypeF16, kernel{gemmGroup: groupGemmF16AVX2}},
-			gemmVariant{"F16/avx2-side", gguf.TypeF16, kernel{gemmGroup: groupGemmF16AVX2, side: sideF16}}, // rows that carry side data
+			gemmVariant{"F16/avx2", gguf.TypeF16, kernel{gemmGroup: groupGemmF16AVX2, gemmAct: roundF16Deint, side: sidePad}}, // deinterleaved rows
 			gemmVariant{"BF16/avx2", gguf.TypeBF16, kernel{gemmGroup: groupGemmBF16AVX2}},
 			gemmVariant{"BF16/avx2-side", gguf.TypeBF16, kernel{gemmGroup: groupGemmBF16AVX2, side: sideBF16}},
 		)

@@ -45,6 +45,13 @@ func floatRow(r *rand.Rand, typ gguf.Type, n int, extreme bool) []byte {
 func promptAct(t *testing.T, k kernel, typ gguf.Type, raw []byte, cols int) []byte {
 	t.Helper()
 	a := append([]byte(nil), raw...)
+	if k.gemmAct != nil { // the kernel's own layout of the same values
+		x := make([]float32, cols)
+		for e := range x {
+			x[e] = FP16ToFP32(binary.LittleEndian.Uint16(raw[2*e:]))
+		}
+		k.gemmAct(x, a)
+	}
 	if k.side != nil && cols%32 == 0 {
 		a = append(a, make([]byte, k.side.bytes(cols))...)
 		k.side.fill(a, len(raw), cols)
@@ -75,8 +82,11 @@ func TestGemmGroupKernelsMatchGeneric(t *testing.T) {
 							w = append(w, floatRow(r, tc.typ, cols, extreme)...)
 						}
 						arb := 0
+						var raws [][]byte
 						for p := 0; p < m; p++ {
-							ap := promptAct(t, tc.k, at, floatRow(r, at, cols, extreme), cols)
+							raw := floatRow(r, at, cols, extreme)
+							raws = append(raws, raw)
+							ap := promptAct(t, tc.k, at, raw, cols)
 							arb = len(ap)
 							a = append(a, ap...)
 						}
@@ -85,6 +95,9 @@ func TestGemmGroupKernelsMatchGeneric(t *testing.T) {
 						for q := 0; q < nw; q++ {
 							for p := 0; p < m; p++ {
 								ap := a[p*arb : (p+1)*arb]
+								if tc.k.gemmAct != nil {
+									ap = raws[p]
+								}
 								want := gen.gemm(w[q*rb:(q+1)*rb], ap, f32view(at, ap, cols), cols)
 								got := res[q*m+p]
 								if !sameBits(want, got) && !(want != want && got != got) {

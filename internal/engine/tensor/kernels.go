@@ -22,6 +22,11 @@ type kernel struct {
 	// dotGroupOut and gemmGroupOut, when set, are dotGroup and gemmGroup
 	// writing straight to the output rows (see groupOutFunc).
 	dotGroupOut, gemmGroupOut groupOutFunc
+	// gemmAct, when set, converts the activation rows of the gemm class
+	// (nil: as the other rows), for gemmGroup and gemmGroupOut alone: the
+	// gemm dotFunc reads rows in the vec-dot type's layout, so a kernel
+	// with its own layout must take every group of the class.
+	gemmAct func(x []float32, dst []byte)
 	// side, when set, is data that the multi-row kernel reads after each
 	// converted activation row (MatMuls of two or more rows).
 	side *actSide

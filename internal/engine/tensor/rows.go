@@ -74,9 +74,10 @@ type groupOutFunc func(w []byte, wrb, nw int, a []byte, arb, m, cols int, g *gro
 // cache of what a kernel derives from the weight group alone (valid for
 // one groupClasses call, in which the group does not change).
 type groupOut struct {
-	outs [groupA]*float32
-	wkey *byte     // the group whose data ws holds (nil: none)
-	ws   []float32 // e.g. the group's block scales as float32
+	outs  [groupA]*float32
+	wkey  *byte     // the group whose data ws or deint holds (nil: none)
+	ws    []float32 // e.g. the group's block scales as float32
+	deint []byte    // e.g. the group's F16 rows deinterleaved
 	// tile is the accumulator scratch of the F16/BF16 group kernels
 	// (they need no zeroed scratch: it is not cleared between calls).
 	tile [576]float32
@@ -522,5 +523,6 @@ func (j *job) plan(k kernel, modes []RowMode) {
 	case k.gemm != nil && w.Cols%k.gemmK == 0 && w.Rows%4 == 0:
 		j.cls[classPrompt].dot, j.cls[classPrompt].group, j.cls[classPrompt].rows = k.gemm, k.gemmGroup, nil
 		j.cls[classPrompt].out = k.gemmGroupOut
+		j.cls[classPrompt].act = k.gemmAct
 	}
 }

@@ -1,0 +1,118 @@
+//go:build !noasm
+
+package tensor
+
+import (
+	"unsafe"
+
+	"courier/internal/engine/gguf"
+)
+
+// deintF16AVX2 writes the n16 16-element groups of the F16 row at src
+// deinterleaved at dst (see f16deint_amd64.s).
+//
+//go:noescape
+func deintF16AVX2(dst, src *byte, n16 int)
+
+// roundF16DeintAVX2 rounds 16*n16 float32 values to F16 (as RoundF16) and
+// writes them deinterleaved at dst.
+//
+//go:noescape
+func roundF16DeintAVX2(dst *byte, x *float32, n16 int)
+
+// gemmF16D8x4AVX2 runs the F16 tiles of a group of eight deinterleaved
+// weight rows (wrb bytes apart from w) against four deinterleaved
+// activation rows and stores output (q, p) at outs[p][q]; buf is scratch.
+//
+//go:noescape
+func gemmF16D8x4AVX2(w *byte, wrb int, a *[4]*byte, n16 int, buf *[f16GroupBuf]float32, outs *[4]*float32)
+
+// f16GroupBuf is the accumulator scratch of gemmF16D8x4AVX2: [tile][pass]
+// twelve eight-lane accumulators (the two-row tile uses eight).
+const f16GroupBuf = 3 * 2 * 12 * 8
+
+// f16DeintPad is added to a deinterleaved weight row's bytes, and to an
+// activation row's slot (sidePad), so that the rows a tile reads together
+// are not a multiple of 4 KiB apart (ffn_down's 2048 columns are): four
+// activation rows at 4 KiB strides took the kernel about twice as long
+// per call as the same rows 64 bytes further apart (a micro-benchmark
+// with the rows in L1), the weight rows the same.
+const f16DeintPad = 64
+
+// sidePad is "side data" of f16DeintPad bytes that nothing writes or
+// reads: it only spaces the activation slots.
+var sidePad = &actSide{
+	bytes: func(int) int { return f16DeintPad },
+	fill:  func([]byte, int, int) {},
+}
+
+// init installs the AVX2 F16 prompt path: activation rows of the tinyBLAS
+// class converted deinterleaved, and the group kernel over them (where the
+// AVX-512 kernels of float_avx512_amd64.go run, they take F16 prompts
+// instead, over rows in the model's layout).
+func init() {
+	if !hasAVX2 || hasAVX512 {
+		return
+	}
+	k := fastKernels[gguf.TypeF16]
+	k.gemmGroup = groupGemmF16AVX2
+	k.gemmGroupOut = groupOutGemmF16AVX2
+	k.gemmAct = roundF16Deint
+	k.side = sidePad
+	fastKernels[gguf.TypeF16] = k
+}
+
+// roundF16Deint is the tinyBLAS F16 class's activation converter: x
+// rounded to F16 and deinterleaved (len(x) a multiple of 16).
+func roundF16Deint(x []float32, dst []byte) {
+	n16 := len(x) / 16
+	_ = dst[32*n16-1]
+	roundF16DeintAVX2(&dst[0], &x[0], n16)
+}
+
+// groupGemmF16AVX2 is groupOutGemmF16AVX2 for a groupFunc's res (the
+// activation rows deinterleaved, as roundF16Deint writes them).
+func groupGemmF16AVX2(w []byte, wrb, nw int, a []byte, arb, m, cols int, res *[groupW * groupA]float32) {
+	var outs groupOuts
+	g := groupOut{outs: outs.rows()}
+	groupOutGemmF16AVX2(w, wrb, nw, a, arb, m, cols, &g)
+	outs.toRes(res, nw, m)
+}
+
+// groupOutGemmF16AVX2 is the groupOutFunc of F16 prompt rows
+// (deinterleaved by roundF16Deint): the group's weight rows are
+// deinterleaved into the thread's buffer once per group (a smaller group
+// repeats its last row to fill eight), then one gemmF16D8x4AVX2 call
+// computes the outputs.
+func groupOutGemmF16AVX2(w []byte, wrb, nw int, a []byte, arb, m, cols int, g *groupOut) bool {
+	_, _ = w[(nw-1)*wrb+2*cols-1], a[(m-1)*arb+2*cols-1]
+	n16 := cols / 16
+	drb := 2*cols + f16DeintPad
+	if g.wkey != &w[0] {
+		if len(g.deint) < groupW*drb {
+			g.deint = make([]byte, groupW*drb)
+		}
+		for q := 0; q < groupW; q++ {
+			deintF16AVX2(&g.deint[q*drb], &w[min(q, nw-1)*wrb], n16)
+		}
+		g.wkey = &w[0]
+	}
+	var rows [4]*byte
+	actRows(&rows, a, arb, m)
+	outs := &g.outs
+	var spare groupOuts // outputs of the padding rows (nw < 8)
+	if nw < groupW {
+		var o [groupA]*float32
+		for p := range o {
+			o[p] = &spare[p][0]
+		}
+		outs = &o
+	}
+	gemmF16D8x4AVX2(&g.deint[0], drb, &rows, n16, (*[f16GroupBuf]float32)(g.tile[:]), outs)
+	if nw < groupW {
+		for p := 0; p < m; p++ {
+			copy(unsafe.Slice(g.outs[p], nw), spare[p][:nw])
+		}
+	}
+	return true
+}

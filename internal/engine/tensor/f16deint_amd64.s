@@ -1,0 +1,182 @@
+//go:build !noasm
+
+#include "textflag.h"
+#include "avx2acc_amd64.h"
+
+// The F16 prompt kernel over deinterleaved rows. A tinyBLAS F16 output
+// adds, in lane l of a 16-lane accumulator, the products of elements
+// 16i+l in order; the AVX2 kernels run lanes 0-7 and 8-15 as two passes.
+// In the model's layout a pass reads 16 bytes of every 32, so each pass
+// touches every cache line of its rows (half of each), and a chunk of
+// rows is fetched for both; this core fetches at most about one new line
+// per two cycles from L1 once the rows outgrow a few KiB, which left the
+// tile short of its multiply-adds. Deinterleaved, a row of n elements
+// holds the lanes 0-7 of its 16-element groups first (n bytes: group i at
+// byte 16i) and their lanes 8-15 after (group i at n+16i): each pass reads
+// a contiguous half of every row. The weight rows are deinterleaved into
+// a per-thread buffer once per group (deintF16AVX2), the activation rows
+// when they are converted (roundF16DeintAVX2); the arithmetic is that of
+// gemmF16, lane for lane.
+
+// func deintF16AVX2(dst, src *byte, n16 int)
+TEXT ·deintF16AVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n16+16(FP), CX
+	MOVQ CX, DX
+	SHLQ $4, DX
+	ADDQ DI, DX
+deint_loop:
+	VMOVDQU (SI), X0
+	VMOVDQU 16(SI), X1
+	VMOVDQU X0, (DI)
+	VMOVDQU X1, (DX)
+	ADDQ $32, SI
+	ADDQ $16, DI
+	ADDQ $16, DX
+	DECQ CX
+	JNZ deint_loop
+	RET
+
+// func roundF16DeintAVX2(dst *byte, x *float32, n16 int)
+TEXT ·roundF16DeintAVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ n16+16(FP), CX
+	MOVQ CX, DX
+	SHLQ $4, DX
+	ADDQ DI, DX
+rdeint_loop:
+	VMOVUPS (SI), Y0
+	VMOVUPS 32(SI), Y1
+	VCVTPS2PH $0, Y0, (DI)
+	VCVTPS2PH $0, Y1, (DX)
+	ADDQ $64, SI
+	ADDQ $16, DI
+	ADDQ $16, DX
+	DECQ CX
+	JNZ rdeint_loop
+	VZEROUPPER
+	RET
+
+// gemmF16D8x4AVX2: a group of eight deinterleaved weight rows (tiles of
+// three, three and two) by four deinterleaved activation rows. The
+// columns go in chunks of F16DCHUNK elements: for each chunk, each tile
+// runs pass 0 over bytes [R13, CX) of the rows and pass 1 over the same
+// range of the second half (R15 bytes on), with its accumulators kept in
+// buf between chunks (the layout of gemmF16G8x4AVX2's, which this
+// replaces); the reduction is the same.
+
+#define F16DCHUNK 768
+
+// F16DT3(B, L, LZ, LS): one pass of the three-row tile at SI, R11, R12
+// over bytes [BX, R14); accumulators at B(DX) (zero when R13 is 0).
+#define F16DT3(B, L, LZ, LS) \
+	TESTQ R13, R13; \
+	JZ LZ; \
+	ACC8_LOAD(B); \
+	VMOVUPS B+256(DX), Y8; VMOVUPS B+288(DX), Y9; VMOVUPS B+320(DX), Y10; VMOVUPS B+352(DX), Y11; \
+	JMP LS; \
+LZ: \
+	ACC8_ZERO; \
+	VXORPS Y8, Y8, Y8; VXORPS Y9, Y9, Y9; VXORPS Y10, Y10, Y10; VXORPS Y11, Y11, Y11; \
+LS: \
+L: \
+	VCVTPH2PS (SI)(BX*1), Y12; \
+	VCVTPH2PS (R11)(BX*1), Y13; \
+	VCVTPH2PS (R12)(BX*1), Y14; \
+	VCVTPH2PS (DI)(BX*1), Y15; \
+	VFMADD231PS Y15, Y12, Y0; VFMADD231PS Y15, Y13, Y4; VFMADD231PS Y15, Y14, Y8; \
+	VCVTPH2PS (R8)(BX*1), Y15; \
+	VFMADD231PS Y15, Y12, Y1; VFMADD231PS Y15, Y13, Y5; VFMADD231PS Y15, Y14, Y9; \
+	VCVTPH2PS (R9)(BX*1), Y15; \
+	VFMADD231PS Y15, Y12, Y2; VFMADD231PS Y15, Y13, Y6; VFMADD231PS Y15, Y14, Y10; \
+	VCVTPH2PS (R10)(BX*1), Y15; \
+	VFMADD231PS Y15, Y12, Y3; VFMADD231PS Y15, Y13, Y7; VFMADD231PS Y15, Y14, Y11; \
+	ADDQ $16, BX; \
+	CMPQ BX, R14; \
+	JB L; \
+	ACC8_STORE(B); \
+	VMOVUPS Y8, B+256(DX); VMOVUPS Y9, B+288(DX); VMOVUPS Y10, B+320(DX); VMOVUPS Y11, B+352(DX)
+
+// F16DT2(B, L, LZ, LS): F16DT3 for the two-row tile at SI, R11.
+#define F16DT2(B, L, LZ, LS) \
+	TESTQ R13, R13; \
+	JZ LZ; \
+	ACC8_LOAD(B); \
+	JMP LS; \
+LZ: \
+	ACC8_ZERO; \
+LS: \
+L: \
+	VCVTPH2PS (SI)(BX*1), Y12; \
+	VCVTPH2PS (R11)(BX*1), Y13; \
+	VCVTPH2PS (DI)(BX*1), Y15; \
+	VFMADD231PS Y15, Y12, Y0; VFMADD231PS Y15, Y13, Y4; \
+	VCVTPH2PS (R8)(BX*1), Y15; \
+	VFMADD231PS Y15, Y12, Y1; VFMADD231PS Y15, Y13, Y5; \
+	VCVTPH2PS (R9)(BX*1), Y15; \
+	VFMADD231PS Y15, Y12, Y2; VFMADD231PS Y15, Y13, Y6; \
+	VCVTPH2PS (R10)(BX*1), Y15; \
+	VFMADD231PS Y15, Y12, Y3; VFMADD231PS Y15, Y13, Y7; \
+	ADDQ $16, BX; \
+	CMPQ BX, R14; \
+	JB L; \
+	ACC8_STORE(B)
+
+// PASS0 and PASS1 set [BX, R14) to the chunk's bytes of the first and the
+// second half of the rows.
+#define PASS0 MOVQ R13, BX; MOVQ CX, R14
+#define PASS1 LEAQ (R13)(R15*1), BX; LEAQ (CX)(R15*1), R14
+
+// func gemmF16D8x4AVX2(w *byte, wrb int, a *[4]*byte, n16 int, buf *[576]float32, outs *[4]*float32)
+TEXT ·gemmF16D8x4AVX2(SB), NOSPLIT, $0-48
+	MOVQ a+16(FP), AX
+	MOVQ 0(AX), DI
+	MOVQ 8(AX), R8
+	MOVQ 16(AX), R9
+	MOVQ 24(AX), R10
+	MOVQ buf+32(FP), DX
+	MOVQ n16+24(FP), R15
+	SHLQ $4, R15
+	XORQ R13, R13
+f16d_chunk:
+	MOVQ R13, CX
+	ADDQ $F16DCHUNK, CX
+	CMPQ CX, R15
+	CMOVQHI R15, CX
+	MOVQ w+0(FP), SI
+	MOVQ wrb+8(FP), AX
+	LEAQ (SI)(AX*1), R11
+	LEAQ (R11)(AX*1), R12
+	PASS0
+	F16DT3(0, f16d_t0p0, f16d_t0p0z, f16d_t0p0s)
+	PASS1
+	F16DT3(384, f16d_t0p1, f16d_t0p1z, f16d_t0p1s)
+	LEAQ (R12)(AX*1), SI
+	LEAQ (SI)(AX*1), R11
+	LEAQ (R11)(AX*1), R12
+	PASS0
+	F16DT3(768, f16d_t1p0, f16d_t1p0z, f16d_t1p0s)
+	PASS1
+	F16DT3(1152, f16d_t1p1, f16d_t1p1z, f16d_t1p1s)
+	LEAQ (R12)(AX*1), SI
+	LEAQ (SI)(AX*1), R11
+	PASS0
+	F16DT2(1536, f16d_t2p0, f16d_t2p0z, f16d_t2p0s)
+	PASS1
+	F16DT2(1920, f16d_t2p1, f16d_t2p1z, f16d_t2p1s)
+	MOVQ CX, R13
+	CMPQ R13, R15
+	JB f16d_chunk
+	MOVQ outs+40(FP), R13
+	RED4(12, 0, 0, 0, X15)
+	RED4(12, 0, 1, 1, X15)
+	RED4(12, 0, 2, 2, X15)
+	RED4(12, 1, 0, 3, X15)
+	RED4(12, 1, 1, 4, X15)
+	RED4(12, 1, 2, 5, X15)
+	RED4(12, 2, 0, 6, X15)
+	RED4(12, 2, 1, 7, X15)
+	VZEROUPPER
+	RET
