@@ -18,6 +18,24 @@
 // when they are converted (roundF16DeintAVX2); the arithmetic is that of
 // gemmF16, lane for lane.
 
+// PF8 prefetches eight lines of the next weight group at pf (advancing
+// it) when pf is not zero: the next group's rows then come from L2 when
+// they are deinterleaved, not from memory (the copy cannot overlap them
+// with arithmetic as a kernel reading the matrix did). Only the first
+// chunk's passes prefetch (3 KiB per call).
+#define PF8(LN) \
+	TESTQ R13, R13; \
+	JNZ LN; \
+	MOVQ pf+48(FP), AX; \
+	TESTQ AX, AX; \
+	JZ LN; \
+	PREFETCHT0 0(AX); PREFETCHT0 64(AX); PREFETCHT0 128(AX); PREFETCHT0 192(AX); \
+	PREFETCHT0 256(AX); PREFETCHT0 320(AX); PREFETCHT0 384(AX); PREFETCHT0 448(AX); \
+	ADDQ $512, AX; \
+	MOVQ AX, pf+48(FP); \
+LN: \
+	MOVQ wrb+8(FP), AX
+
 // func deintF16AVX2(dst, src *byte, n16 int)
 TEXT ·deintF16AVX2(SB), NOSPLIT, $0-24
 	MOVQ dst+0(FP), DI
@@ -168,8 +186,8 @@ DATA f16dOrder<>+24(SB)/4, $3
 DATA f16dOrder<>+28(SB)/4, $7
 GLOBL f16dOrder<>(SB), RODATA|NOPTR, $32
 
-// func gemmF16D8x4AVX2(w *byte, wrb int, a *[4]*byte, n16 int, buf *[576]float32, outs *[4]*float32)
-TEXT ·gemmF16D8x4AVX2(SB), NOSPLIT, $0-48
+// func gemmF16D8x4AVX2(w *byte, wrb int, a *[4]*byte, n16 int, buf *[576]float32, outs *[4]*float32, pf uintptr)
+TEXT ·gemmF16D8x4AVX2(SB), NOSPLIT, $0-56
 	MOVQ a+16(FP), AX
 	MOVQ 0(AX), DI
 	MOVQ 8(AX), R8
@@ -189,21 +207,27 @@ f16d_chunk:
 	LEAQ (SI)(AX*1), R11
 	LEAQ (R11)(AX*1), R12
 	PASS0
+	PF8(f16d_pf1)
 	F16DT3(0, f16d_t0p0, f16d_t0p0z, f16d_t0p0s)
 	PASS1
+	PF8(f16d_pf2)
 	F16DT3(384, f16d_t0p1, f16d_t0p1z, f16d_t0p1s)
 	LEAQ (R12)(AX*1), SI
 	LEAQ (SI)(AX*1), R11
 	LEAQ (R11)(AX*1), R12
 	PASS0
+	PF8(f16d_pf3)
 	F16DT3(768, f16d_t1p0, f16d_t1p0z, f16d_t1p0s)
 	PASS1
+	PF8(f16d_pf4)
 	F16DT3(1152, f16d_t1p1, f16d_t1p1z, f16d_t1p1s)
 	LEAQ (R12)(AX*1), SI
 	LEAQ (SI)(AX*1), R11
 	PASS0
+	PF8(f16d_pf5)
 	F16DT2(1536, f16d_t2p0, f16d_t2p0z, f16d_t2p0s)
 	PASS1
+	PF8(f16d_pf6)
 	F16DT2(1920, f16d_t2p1, f16d_t2p1z, f16d_t2p1s)
 	MOVQ CX, R13
 	CMPQ R13, R15

@@ -27,6 +27,9 @@ type kernel struct {
 	// gemm dotFunc reads rows in the vec-dot type's layout, so a kernel
 	// with its own layout must take every group of the class.
 	gemmAct func(x []float32, dst []byte)
+	// actBlock, when set, replaces actBlockBytes as the bound on the
+	// activation rows that a chunk's weight groups pass over at a time.
+	actBlock int
 	// side, when set, is data that the multi-row kernel reads after each
 	// converted activation row (MatMuls of two or more rows).
 	side *actSide
@@ -59,6 +62,9 @@ type repackKernel struct {
 	// gemmAct converts the activation rows that go through gemm (nil: as
 	// the other rows).
 	gemmAct func(x []float32, dst []byte)
+	// actBlock, when set, replaces actBlockBytes as the bound on the
+	// activation rows that a chunk's weight groups pass over at a time.
+	actBlock int
 	// gemvRows, when set, is gemv over a run of weight rows for one
 	// activation row (see rowsFunc).
 	gemvRows rowsFunc

@@ -1,6 +1,7 @@
 package tensor
 
 import (
+	"cmp"
 	"fmt"
 	"sync/atomic"
 	"unsafe"
@@ -78,6 +79,7 @@ type groupOut struct {
 	wkey  *byte     // the group whose data ws or deint holds (nil: none)
 	ws    []float32 // e.g. the group's block scales as float32
 	deint []byte    // e.g. the group's F16 rows deinterleaved
+	pf    int       // bytes of the next group prefetched (F16)
 	// tile is the accumulator scratch of the F16/BF16 group kernels
 	// (they need no zeroed scratch: it is not cleared between calls).
 	tile [576]float32
@@ -144,6 +146,7 @@ type job struct {
 	n      int
 	act    []byte
 	actRB  int      // bytes per converted activation row (slot)
+	ablk   int      // bound on the activation bytes of a block (see matmul)
 	baseRB int      // of which the converted row proper
 	side   *actSide // what follows it in the slot (nil: nothing)
 	actT   gguf.Type
@@ -249,7 +252,7 @@ func (j *job) matmul(c, tid int) {
 	// Activation rows in blocks that stay in the core's cache while the
 	// chunk's weight groups pass over them (a prompt's rows may not fit:
 	// 256 F16 rows of 2048 columns are 2 MiB as float32).
-	blk := max(groupA, actBlockBytes/max(1, j.actRB)/groupA*groupA)
+	blk := max(groupA, j.ablk/max(1, j.actRB)/groupA*groupA)
 	for a0 := 0; a0 < j.n; a0 += blk {
 		a1 := min(a0+blk, j.n)
 		for r0 := lo; r0 < hi; r0 += groupW {
@@ -442,6 +445,7 @@ func (p *Pool) MatMulModes(out []float32, w Matrix, x []float32, modes []RowMode
 	j := &p.job
 	j.w, j.x, j.n, j.out, j.actT = w, x, n, out, k.act
 	j.actRB = w.Cols / k.act.BlockSize() * k.act.BlockBytes()
+	j.ablk = cmp.Or(k.actBlock, actBlockBytes)
 	j.baseRB, j.side = j.actRB, nil
 	if k.side != nil && n > 1 && w.Cols%32 == 0 {
 		j.side = k.side
