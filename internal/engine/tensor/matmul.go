@@ -99,8 +99,9 @@ type Workspace struct {
 
 // actKey is what a MatMul's converted activation rows depend on besides
 // the values of x and modes, which ReuseInput promises unchanged: the
-// slices, the row format (vec-dot type, side data, slot size) and, for a
-// repacked matrix, the type whose interleaved format its gemm rows take.
+// slices, the row format (vec-dot type, side data, slot size, the prompt
+// rows' layout) and, for a repacked matrix, the type whose interleaved
+// format its gemm rows take.
 type actKey struct {
 	x       *float32
 	modes   *RowMode
@@ -110,6 +111,9 @@ type actKey struct {
 	side    *actSide
 	rep     bool
 	repT    gguf.Type
+	// promptAct: the tinyBLAS rows were converted to the kernel's own
+	// layout (kernel.gemmAct; F16 on AVX2), which depends on the shape.
+	promptAct bool
 }
 
 // ReuseInput promises that the next MatMul or MatMulModes on ws has the

@@ -459,6 +459,7 @@ func (p *Pool) MatMulModes(out []float32, w Matrix, x []float32, modes []RowMode
 		key.repT = w.Type
 	}
 	j.plan(k, modes) // for a reused conversion, the order it was made in
+	key.promptAct = j.cls[classPrompt].act != nil
 	if !ws.reuse || ws.last != key {
 		ws.last = actKey{}
 		j.kind, j.chunk = jobQuantize, 4

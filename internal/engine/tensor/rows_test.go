@@ -183,6 +183,7 @@ func TestReuseInputSharesConversion(t *testing.T) {
 	for _, typ := range allTypes {
 		mats = append(mats, mat{typ, 40}, mat{typ, 36}) // repacked where the type is, and not
 	}
+	mats = append(mats, mat{gguf.TypeF16, 38}) // no tinyBLAS rows: F16 rows in the model's layout
 	modes := mixedModes(r, n)
 	shared := 0
 	for _, ma := range mats {
@@ -204,6 +205,7 @@ func TestReuseInputSharesConversion(t *testing.T) {
 			p.MatMulModes(wantNew, b, x, modes, fresh)
 			ka, kb := kernelFor(a.Type), kernelFor(b.Type)
 			same := ka.act == kb.act && ka.side == kb.side && repacked(a) == repacked(b) && (!repacked(a) || a.Type == b.Type)
+			same = same && ownLayout(a) == ownLayout(b)
 			want := wantNew
 			if same {
 				want, shared = wantOld, shared+1
@@ -226,6 +228,13 @@ func TestReuseInputSharesConversion(t *testing.T) {
 	if shared < len(mats) {
 		t.Fatalf("only %d pairs shared a conversion", shared)
 	}
+}
+
+// ownLayout reports whether w's tinyBLAS rows are converted to a layout
+// of the kernel's own (kernel.gemmAct).
+func ownLayout(w Matrix) bool {
+	k := kernelFor(w.Type)
+	return k.gemmAct != nil && k.gemm != nil && w.Cols%k.gemmK == 0 && w.Rows%4 == 0
 }
 
 func equalOut(t *testing.T, what string, got, want []float32) {
