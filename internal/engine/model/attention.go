@@ -76,6 +76,7 @@ type attnScratch struct {
 	b      *Batch
 	n      int
 	groups []int32 // [maxRows+1] first row of each group of rows, then n
+	ng     int     // groups in use
 }
 
 // attnWorker is one thread's working vectors.
@@ -139,7 +140,8 @@ func (s *State) attendRows(layer int, b *Batch, n int) {
 	a := &s.attn
 	a.setup(s)
 	a.s, a.layer, a.b, a.n = s, layer, b, n
-	pairs := a.groupRows() * s.m.Heads
+	a.ng = a.groupRows()
+	pairs := a.ng * s.m.Heads
 	if a.par != nil && pairs > 1 {
 		a.par.For(pairs, a.task)
 	} else {
@@ -184,10 +186,12 @@ func (a *attnScratch) tiledInOrder(i int) bool {
 	return !(ring > 0 && int(a.b.Pos[i]) >= ring && c.LayerSlides(a.s.m.Stage.First+a.layer))
 }
 
-// run computes pair i (group i/Heads, head i%Heads) of the current job.
+// run computes pair i of the current job: head i%Heads of a group, the
+// last group first (a prompt's later rows see more cells: the longest
+// tasks are handed out first, so the threads finish together).
 func (a *attnScratch) run(worker, i int) {
 	c := &a.s.m.Config
-	g, h := i/c.Heads, i%c.Heads
+	g, h := a.ng-1-i/c.Heads, i%c.Heads
 	r0, r1 := int(a.groups[g]), int(a.groups[g+1])
 	if r1-r0 == 1 {
 		a.runRow(worker, r0, h)

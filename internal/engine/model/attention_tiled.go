@@ -51,8 +51,10 @@ func (w *attnWorker) attendTiled(seq *KVCache, layer, kvOff, pos int, q, out []f
 }
 
 // faRows is the most query rows attendTiledRows takes at once: rows of
-// one sequence and head that share every KV tile's keys and values.
-const faRows = 16
+// one sequence and head that share every KV tile's keys and values, which
+// are gathered and widened once for them (faTileQ, as llama.cpp's query
+// tiles: a prompt's tiles are widened a quarter as often as with 16 rows).
+const faRows = 64
 
 // tiledRows is a run of n <= faRows rows of one sequence at positions
 // pos0, pos0+1, ..., for one head: their queries, outputs and first
