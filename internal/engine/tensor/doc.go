@@ -95,8 +95,14 @@
 // tinyBLAS F32/F16 group kernels for machines without AVX-512, three
 // weight rows by four activation rows in registers (F16: the last two of
 // a group of eight in a two-row tile), one pass over the columns per half
-// of the 16-lane accumulator (float_avx2_amd64.s; F16 activation rows are
-// read as F16 and widened in the kernel, which keeps a tile's rows in L1);
+// of the 16-lane accumulator (float_avx2_amd64.s; F16 in f16deint_amd64.s:
+// the F16 rows are read deinterleaved, lanes 0-7 of every 16-element group
+// first and lanes 8-15 after, so each pass reads a contiguous half of its
+// rows; the activation rows are converted that way (kernel.gemmAct), each
+// group of weight rows is copied that way into per-thread scratch once per
+// MatMul, all activation rows in one block (kernel.actBlock), and rows are
+// spaced so that none a tile reads together are a multiple of 4 KiB
+// apart);
 // multi-row Q8_0 and four-outputs-in-lanes repacked Q4_0 (multi_amd64.s);
 // a Q8_0 prompt tile of two weight rows by four activation rows whose
 // rows carry their scales as float32 side data (q8tile_amd64.s);
@@ -150,7 +156,8 @@
 // rows widened back to float32: actSide), then the pool's threads (the
 // caller included) take chunks of whole groups of eight weight rows from
 // an atomic counter; a chunk passes over the activation rows in blocks of
-// about 192 KiB of converted rows (actBlockBytes), each group of eight
+// about 192 KiB of converted rows (actBlockBytes, or the kernel's
+// actBlock), each group of eight
 // weight rows applied to a whole block while both are in cache. A MatMul of one activation row (a decode step)
 // gives a whole chunk to one kernel call where the type has a rows kernel
 // (rowsFunc: F32, Q8_0, Q6_K, Q5_K, BF16, packed Q4_0/Q4_K), which also
