@@ -30,6 +30,11 @@ type Stages struct {
 	// Microbatches is the most steps a first stage keeps in flight, each
 	// from other sequences (0: as many as the pipeline has stages).
 	Microbatches int
+	// WriteThrough has a stage worker's stage connections (a first
+	// stage's pipeline, a later stage's server) write each message to the
+	// socket at once (natsbus.WriteThrough) instead of waking NATS's
+	// flusher (worker).
+	WriteThrough bool
 }
 
 // Staged reports whether the worker runs a share of a model.
@@ -62,6 +67,8 @@ func bindStages(fs *flag.FlagSet, c *Node) {
 		fs.StringVar(&c.Stages.Stage, "stage", c.Stages.Stage,
 			"run share I of N of the model's layers as a pipeline stage, I/N: shares of about equal compute, the last with fewer blocks as it also runs the output head (stage 1 takes requests; the others join it over NATS)")
 		fs.StringVar(&c.Stages.Layers, "layers", c.Stages.Layers, "run blocks A-B (inclusive) of the model as a pipeline stage, instead of --stage's computed share")
+		fs.BoolVar(&c.Stages.WriteThrough, "stage-write-through", c.Stages.WriteThrough,
+			"a stage's NATS connection writes each message to the socket at once instead of waking a flusher (less latency per stage boundary, a system call per message)")
 	}
 	if c.Role == RoleServe {
 		fs.IntVar(&c.Stages.Count, "stages", c.Stages.Count, "run the --model as this many pipeline stages in one process, joined by the embedded NATS (0: one whole-model worker)")
@@ -99,6 +106,9 @@ func (c Node) validateStages(bad func(format string, args ...any)) {
 	}
 	if (s.Staged() || s.Count > 1) && (len(c.Models) != 1 || len(c.Upstreams) > 0) {
 		bad("a pipeline of stages runs exactly one --model (and no --upstream)")
+	}
+	if s.WriteThrough && !s.Staged() {
+		bad("--stage-write-through needs --stage or --layers")
 	}
 	if s.Microbatches < 0 || s.Microbatches > 16 {
 		bad("--stage-microbatches %d: want 0..16", s.Microbatches)

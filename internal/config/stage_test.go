@@ -25,6 +25,8 @@ func TestStagesValidate(t *testing.T) {
 		{worker(func(c *Node) { c.Stages.Stage = "4/3" }), "--stage"},
 		{worker(func(c *Node) { c.Stages.Stage = "x" }), "--stage"},
 		{worker(func(c *Node) { c.Stages.Layers = "7-4" }), "--layers"},
+		{worker(func(c *Node) { c.Stages.WriteThrough = true }), "--stage-write-through"},
+		{worker(func(c *Node) { c.Stages.Stage = "2/3"; c.Stages.WriteThrough = true }), ""},
 		{worker(func(c *Node) { c.Stages.Stage = "1/2"; c.Stages.Layers = "0-3" }), "not both"},
 		{worker(func(c *Node) { c.Stages.Stage = "1/2"; c.Models = append(c.Models, Model{Name: "n", Path: "n"}) }), "exactly one --model"},
 		{worker(func(c *Node) { c.Stages.DType = "bf16" }), "--stage-dtype"},

@@ -37,6 +37,33 @@ func rssMiB(b *testing.B, pid int) float64 {
 	return 0
 }
 
+// benchSynthModel writes the 134M synthetic model (Q8_0) to
+// $COURIER_BENCH_DIR (kept between runs) or a temporary directory, and
+// returns its path.
+func benchSynthModel(b *testing.B) string {
+	dir := os.Getenv("COURIER_BENCH_DIR")
+	if dir == "" {
+		dir = b.TempDir()
+	}
+	path := filepath.Join(dir, "synth-134M-Q8_0.gguf")
+	if _, err := os.Stat(path); err == nil {
+		return path
+	}
+	c := synth.Default
+	c.Type = gguf.TypeQ8_0
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := synth.Write(f, c); err != nil {
+		b.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		b.Fatal(err)
+	}
+	return path
+}
+
 // BenchmarkStageMemory starts the 134M synthetic model (Q8_0, 143 MB of
 // weights) as one worker process and as 2 and 3 stage processes, runs a
 // request through each, and reports every process's resident memory
@@ -48,23 +75,7 @@ func BenchmarkStageMemory(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	dir := os.Getenv("COURIER_BENCH_DIR")
-	if dir == "" {
-		dir = b.TempDir()
-	}
-	path := filepath.Join(dir, "synth-134M-Q8_0.gguf")
-	if _, err := os.Stat(path); err != nil {
-		c := synth.Default
-		c.Type = gguf.TypeQ8_0
-		f, err := os.Create(path)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := synth.Write(f, c); err != nil {
-			b.Fatal(err)
-		}
-		f.Close()
-	}
+	path := benchSynthModel(b)
 	srv := externalNATS(b)
 	type proc struct {
 		setup, stage string

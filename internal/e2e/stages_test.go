@@ -155,7 +155,11 @@ func TestStagesOverTCP(t *testing.T) {
 			want := greedyOf(t, path, prompt, 48)
 			srv := externalNATS(t)
 			for i := tc.stages; i >= 1; i-- {
-				startStageProcess(t, bin, srv.ClientURL(), fmt.Sprintf("s%d", i), name, path, "--stage", fmt.Sprintf("%d/%d", i, tc.stages))
+				args := []string{"--stage", fmt.Sprintf("%d/%d", i, tc.stages)}
+				if tc.stages == 3 {
+					args = append(args, "--stage-write-through") // the stage connections write through
+				}
+				startStageProcess(t, bin, srv.ClientURL(), fmt.Sprintf("s%d", i), name, path, args...)
 			}
 			gw := stageGateway(t, srv, name)
 			emitted := lastStageEmitted(t, srv, name, fmt.Sprintf("s%d", tc.stages))

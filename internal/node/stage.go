@@ -97,7 +97,7 @@ func (n *Node) startStage(m config.Model, path, id string, r model.LayerRange, d
 	}
 	mw := &modelWorker{name: m.Name, stage: st}
 	n.workers = append(n.workers, mw)
-	if mw.conn, err = dial("stage " + id); err != nil {
+	if mw.conn, err = n.stageDial(dial)("stage " + id); err != nil {
 		return err
 	}
 	mw.stageSrv, err = stage.NewServer(mw.conn, st, stage.ServerConfig{Instance: id, Model: m.Name,
@@ -114,7 +114,7 @@ func (n *Node) startStage(m config.Model, path, id string, r model.LayerRange, d
 // run the later ones through a Pipeline on a connection of its own.
 func (n *Node) startPipeline(mw *modelWorker, m config.Model, id string, r model.LayerRange, opts *engine.Options, dial func(string) (*natsbus.Conn, error)) error {
 	var err error
-	if mw.pconn, err = dial("pipeline " + id); err != nil {
+	if mw.pconn, err = n.stageDial(dial)("pipeline " + id); err != nil {
 		return err
 	}
 	mw.pipeline, err = stage.NewPipeline(mw.pconn, stage.PipelineConfig{Instance: id, Model: m.Name, Layers: r,
@@ -138,6 +138,19 @@ func (n *Node) startPipeline(mw *modelWorker, m config.Model, id string, r model
 	}
 	n.log.Info("pipeline first stage", "model", m.Name, "layers", fmt.Sprintf("%d-%d of %d", r.First, r.End-1, r.Total))
 	return nil
+}
+
+// stageDial is how a stage's own connection is dialed: as dial, or with
+// --stage-write-through over the network, writing through
+// (natsbus.WriteThrough). An in-process connection (serve --stages) never
+// writes through: its writes would wait for the server to read them.
+func (n *Node) stageDial(dial func(string) (*natsbus.Conn, error)) func(string) (*natsbus.Conn, error) {
+	if !n.cfg.Stages.WriteThrough || n.server != nil {
+		return dial
+	}
+	return func(name string) (*natsbus.Conn, error) {
+		return natsbus.Dial(n.cfg.NATSURL, name, clientAuth(n.cfg), n.log, natsbus.WriteThrough())
+	}
 }
 
 func stageDType(s string) stage.DType {

@@ -108,12 +108,15 @@ type DialOption func(*[]nats.Option)
 // instead of waking nats.go's flusher goroutine to write it. After a
 // pause the flusher's thread has parked, and waking it is about half of a
 // bus round trip over TCP (BenchmarkRoundTripTCP, and BenchmarkBoundary's
-// tcp-wt in internal/stage). The node does not dial with it yet: in
+// tcp-wt in internal/stage). The node dials with it only the stage
+// connections of a worker given --stage-write-through: in
 // BenchmarkBoundary chunks from write-through stages reached a gateway's
 // connection 1.4–2.1 ms after their sample instead of 0.24–0.56 ms, as
 // messages that used to leave in one write now leave in two, and the
-// second waits for a P of the one process that benchmark runs in
-// (docs/architecture.md, "Writing through"). It costs a write system call per message, and
+// second waits for a P of the one process that benchmark runs in; and
+// between processes (BenchmarkProcessRoundTrip, BenchmarkStageBoundary in
+// internal/e2e) it gained nothing (docs/architecture.md, "Writing
+// through", "Across processes"). It costs a write system call per message, and
 // is for network connections only: on an in-process connection a write
 // waits for the server to read it.
 func WriteThrough() DialOption {

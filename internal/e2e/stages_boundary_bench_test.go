@@ -1,0 +1,265 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+
+	"courier/internal/bus/natsbus"
+)
+
+// BenchmarkStageBoundary measures what a stage boundary adds per token
+// across processes, as stages run: the 134M synthetic model (Q8_0) as one
+// worker process ("whole") and as two 2-stage pipelines of worker
+// processes (--stage 1/2 and 2/2), one with the stage connections as
+// dialed by default ("2stages") and one with --stage-write-through
+// ("2stages-wt"), one kernel thread each, all joined over TCP on loopback
+// to one NATS server and gateway (this process, as a `courier serve`
+// holds both). Each round streams one greedy answer of 96 tokens
+// (ignore_eos) through every setup in turn, the order rotating, and times
+// at the client: the first chunk (us_ttft_<setup>), the median gap
+// between chunks (us_gap_<setup>), and the decode time per token, from
+// the first chunk to the end of the stream (us_per_token_<setup>); and
+// what the boundary adds per token against the whole model in the same
+// round (us_added_<setup>: the median over rounds of the difference).
+// Medians over rounds; the texts must equal the whole model's.
+//
+//	COURIER_BENCH_DIR=/tmp/x flock -x /tmp/courier-cpu.lock go test ./internal/e2e/ -run XXX -bench StageBoundary -benchtime 20x
+func BenchmarkStageBoundary(b *testing.B) {
+	const tokens = 96
+	bin, err := buildCourier()
+	if err != nil {
+		b.Fatal(err)
+	}
+	path := benchSynthModel(b)
+	srv := externalNATS(b)
+	start := func(setup, id string, extra ...string) {
+		args := append([]string{"worker", "--nats", srv.ClientURL(), "--worker-id", setup + "-" + id, "--model", setup + "=" + path,
+			"--heartbeat", "200ms", "--log-level", "warn", "--ctx-size", "512", "--threads", "1"}, extra...)
+		cmd := exec.Command(bin, args...)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	}
+	setups := []string{"whole", "2stages", "2stages-wt"}
+	start("whole", "1")
+	for _, s := range setups[1:] {
+		var wt []string
+		if strings.HasSuffix(s, "-wt") {
+			wt = []string{"--stage-write-through"}
+		}
+		start(s, "2", append([]string{"--stage", "2/2"}, wt...)...)
+		start(s, "1", append([]string{"--stage", "1/2"}, wt...)...)
+	}
+	gw := stageGateway(b, srv, setups...)
+	c := client(b, gw.Addr())
+	type times struct{ ttft, gap, perToken, added []float64 }
+	fig := map[string]*times{}
+	for _, s := range setups {
+		fig[s] = &times{}
+	}
+	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
+	run := func(setup string) (text string, ttft, gap, perToken float64) {
+		p := completionParams("Once upon a time", tokens)
+		p.Model = openai.CompletionNewParamsModel(setup)
+		t0 := time.Now()
+		st := c.Completions.NewStreaming(testCtx(b), p, option.WithJSONSet("ignore_eos", true))
+		defer st.Close()
+		var sb strings.Builder
+		var at []time.Time
+		for st.Next() {
+			now := time.Now()
+			for _, ch := range st.Current().Choices {
+				if ch.Text != "" {
+					sb.WriteString(ch.Text)
+					at = append(at, now)
+				}
+			}
+		}
+		end := time.Now()
+		if err := st.Err(); err != nil {
+			b.Fatalf("%s: %v", setup, err)
+		}
+		if len(at) < 2 {
+			b.Fatalf("%s: %d chunks with text", setup, len(at))
+		}
+		var gaps []float64
+		for i := 1; i < len(at); i++ {
+			gaps = append(gaps, us(at[i].Sub(at[i-1])))
+		}
+		return sb.String(), us(at[0].Sub(t0)), median(gaps), us(end.Sub(at[0])) / (tokens - 1)
+	}
+	for _, s := range setups { // warm: the first request opens each pipeline
+		run(s)
+	}
+	round := 0
+	for b.Loop() {
+		texts := map[string]string{}
+		per := map[string]float64{}
+		for i := range setups {
+			s := setups[(i+round)%len(setups)]
+			text, ttft, gap, pt := run(s)
+			texts[s], per[s] = text, pt
+			f := fig[s]
+			f.ttft, f.gap, f.perToken = append(f.ttft, ttft), append(f.gap, gap), append(f.perToken, pt)
+		}
+		for _, s := range setups[1:] {
+			if texts[s] != texts["whole"] {
+				b.Fatalf("round %d: %s answered %q, the whole model %q", round, s, texts[s], texts["whole"])
+			}
+			fig[s].added = append(fig[s].added, per[s]-per["whole"])
+		}
+		round++
+	}
+	for _, s := range setups {
+		f := fig[s]
+		b.ReportMetric(median(f.ttft), "us_ttft_"+s)
+		b.ReportMetric(median(f.gap), "us_gap_"+s)
+		b.ReportMetric(median(f.perToken), "us_per_token_"+s)
+		if s != "whole" {
+			b.ReportMetric(median(f.added), "us_added_"+s)
+		}
+		b.Log(fmt.Sprintf("%s: per token %.0f µs, ttft %.0f µs, gap %.0f µs", s, median(f.perToken), median(f.ttft), median(f.gap)))
+	}
+}
+
+// median is the middle value of v (sorted in place); 0 when empty.
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
+}
+
+// TestEchoProcess is BenchmarkProcessRoundTrip's other process, not a
+// test: with COURIER_ECHO_NATS set it answers every message on
+// $COURIER_ECHO_SUBJECT.out with its first 100 bytes on
+// $COURIER_ECHO_SUBJECT.back (writing through when COURIER_ECHO_WT is set)
+// until its standard input closes.
+func TestEchoProcess(t *testing.T) {
+	url, subj := os.Getenv("COURIER_ECHO_NATS"), os.Getenv("COURIER_ECHO_SUBJECT")
+	if url == "" {
+		t.Skip("BenchmarkProcessRoundTrip's echo process")
+	}
+	var opts []natsbus.DialOption
+	if os.Getenv("COURIER_ECHO_WT") != "" {
+		opts = append(opts, natsbus.WriteThrough())
+	}
+	c, err := natsbus.Dial(url, "echo", natsbus.ClientAuth{}, nil, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	stop, err := c.Subscribe(subj+".out", func(d []byte) { _ = c.Publish(subj+".back", d[:100]) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println("ready")
+	_, _ = io.Copy(io.Discard, os.Stdin)
+}
+
+// BenchmarkProcessRoundTrip is the floor under a stage boundary between
+// processes: a bare NATS round trip from this process to an echo process
+// (this test binary, TestEchoProcess) through a NATS server in this
+// process over TCP on loopback, a 3 KB message out (one decode row of the
+// 134M model's hidden state) and 100 bytes back, after a 3 ms pause
+// before each (as between one stream's tokens), with both ends' connections
+// as dialed by default ("default") and both writing through
+// (natsbus.WriteThrough: "wt"), the two interleaved round by round. It
+// reports the median microseconds per round trip (us_rtt_<dial>):
+//
+//	flock -x /tmp/courier-cpu.lock go test ./internal/e2e/ -run XXX -bench ProcessRoundTrip -benchtime 300x
+func BenchmarkProcessRoundTrip(b *testing.B) {
+	srv := externalNATS(b)
+	type side struct {
+		name string
+		a    *natsbus.Conn
+		back chan struct{}
+		us   []float64
+	}
+	var sides []*side
+	for _, name := range []string{"default", "wt"} {
+		cmd := exec.Command(os.Args[0], "-test.run", "^TestEchoProcess$")
+		cmd.Env = append(os.Environ(), "COURIER_ECHO_NATS="+srv.ClientURL(), "COURIER_ECHO_SUBJECT="+name)
+		var opts []natsbus.DialOption
+		if name == "wt" {
+			cmd.Env = append(cmd.Env, "COURIER_ECHO_WT=1")
+			opts = append(opts, natsbus.WriteThrough())
+		}
+		cmd.Stderr = os.Stderr
+		in, err := cmd.StdinPipe()
+		if err != nil {
+			b.Fatal(err)
+		}
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = in.Close(); _ = cmd.Wait() })
+		r := bufio.NewReader(out)
+		if line, err := r.ReadString('\n'); err != nil || line != "ready\n" {
+			rest, _ := io.ReadAll(r)
+			b.Fatalf("echo process: %s%s (%v)", line, rest, err)
+		}
+		go func() { _, _ = io.Copy(io.Discard, r) }()
+		a, err := natsbus.Dial(srv.ClientURL(), "bench-"+name, natsbus.ClientAuth{}, nil, opts...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = a.Close(context.Background()) })
+		s := &side{name: name, a: a, back: make(chan struct{}, 1)}
+		stop, err := a.Subscribe(name+".back", func([]byte) { s.back <- struct{}{} })
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(stop)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err = a.Flush(ctx)
+		cancel()
+		if err != nil {
+			b.Fatal(err)
+		}
+		sides = append(sides, s)
+	}
+	msg := make([]byte, 3*1024)
+	for range b.N {
+		for _, s := range sides {
+			time.Sleep(3 * time.Millisecond)
+			t0 := time.Now()
+			if err := s.a.Publish(s.name+".out", msg); err != nil {
+				b.Fatal(err)
+			}
+			select {
+			case <-s.back:
+			case <-time.After(10 * time.Second):
+				b.Fatalf("%s: no answer within 10s", s.name)
+			}
+			s.us = append(s.us, float64(time.Since(t0).Nanoseconds())/1e3)
+		}
+	}
+	for _, s := range sides {
+		b.ReportMetric(median(s.us), "us_rtt_"+s.name)
+	}
+}
