@@ -44,20 +44,23 @@ GLOBL onesQ8t<>(SB), RODATA|NOPTR, $32
 // OUT(A, O0, O1, ACC0, ACC1): one activation row (codes at 2(A)(R12))
 // against both weight rows (Y8, Y9; |w| in Y10, Y11), scale products at
 // O0(R13) and O1(R13).
+// The two outputs' steps are interleaved (each instruction has the other
+// output's beside it: on Zen 3 this ran the in-L1 tile 4-30% faster than
+// one output after the other, in three interleaved pairs).
 #define OUT(A, O0, O1, ACC0, ACC1) \
 	VMOVDQU 2(A)(R12*1), Y13 \
 	VPSIGNB Y8, Y13, Y14 \
+	VPSIGNB Y9, Y13, Y13 \
 	VPMADDUBSW Y14, Y10, Y14 \
+	VPMADDUBSW Y13, Y11, Y13 \
 	VPMADDWD Y12, Y14, Y14 \
+	VPMADDWD Y12, Y13, Y13 \
 	VCVTDQ2PS Y14, Y14 \
+	VCVTDQ2PS Y13, Y13 \
 	VBROADCASTSS O0(R13), Y15 \
 	VFMADD231PS Y15, Y14, ACC0 \
-	VPSIGNB Y9, Y13, Y14 \
-	VPMADDUBSW Y14, Y11, Y14 \
-	VPMADDWD Y12, Y14, Y14 \
-	VCVTDQ2PS Y14, Y14 \
 	VBROADCASTSS O1(R13), Y15 \
-	VFMADD231PS Y15, Y14, ACC1
+	VFMADD231PS Y15, Y13, ACC1
 
 // HSUMP(Y, X, P): hsum8 of Y's lanes to output row P/8's element at AX
 // (the rows' pointers at P(DX), AX = 4 times the weight row's index).
