@@ -11,6 +11,12 @@ import (
 //go:noescape
 func q8TileWsAVX2(w *byte, wrb, nw int, a *[4]*byte, s *[4]*float32, nb int, outs *[4]*float32, ws *float32)
 
+// q8WScalesAVX2 widens the nb F16 block scales of the Q8_0 row at w into
+// dst (VCVTPH2PS: exact, as FP16ToFP32).
+//
+//go:noescape
+func q8WScalesAVX2(dst *float32, w *byte, nb int)
+
 // q8Chunk is the most blocks one q8TileWsAVX2 call takes (its
 // scale products for eight outputs stay in 2 KiB of L1).
 const q8Chunk = 64
@@ -56,7 +62,7 @@ func groupDotQ8_0Scales(w []byte, wrb, nw int, a []byte, arb, m, cols int, res *
 // sideQ8Scales' data, two to four at a time.
 func groupOutQ8_0Scales(w []byte, wrb, nw int, a []byte, arb, m, cols int, g *groupOut) bool {
 	nb := cols / qk
-	if m < 2 || arb != 38*nb {
+	if m < 2 || nb == 0 || arb != 38*nb {
 		return false
 	}
 	_, _ = w[nw*wrb-1], a[m*arb-1]
@@ -76,9 +82,7 @@ func groupOutQ8_0Scales(w []byte, wrb, nw int, a []byte, arb, m, cols int, g *gr
 		// below nw only).
 		for q := 0; q < nw; q++ {
 			wq, sq := w[q*wrb:q*wrb+34*nb], g.ws[q*nb:(q+1)*nb]
-			for b := range sq {
-				sq[b] = FP16ToFP32(uint16(wq[34*b]) | uint16(wq[34*b+1])<<8)
-			}
+			q8WScalesAVX2(&sq[0], &wq[0], nb)
 		}
 		g.wkey = &w[0]
 	}
