@@ -29,6 +29,19 @@ func roundF16DeintAVX2(dst *byte, x *float32, n16 int)
 //go:noescape
 func gemmF16D8x4AVX2(w *byte, wrb int, a *[4]*byte, n16 int, buf *[f16GroupBuf]float32, outs *[4]*float32, pf uintptr)
 
+// gemmF16N8x4AVX2 is gemmF16D8x4AVX2 over weight rows in the model's
+// layout (the activation rows deinterleaved).
+//
+//go:noescape
+func gemmF16N8x4AVX2(w *byte, wrb int, a *[4]*byte, n16 int, buf *[f16GroupBuf]float32, outs *[4]*float32)
+
+// f16NaturalCalls is how many calls on a whole group read its rows in
+// place (gemmF16N8x4AVX2) before the group is deinterleaved for the rest:
+// a group applied to a few activation rows would spend more on the copy
+// than the kernel saves (a short prompt ran up to 2-3x slower with a copy
+// per group).
+const f16NaturalCalls = 3
+
 // f16PrefetchBytes is what one gemmF16D8x4AVX2 call prefetches (PF8).
 const f16PrefetchBytes = 6 * 512
 
@@ -90,23 +103,37 @@ func groupGemmF16AVX2(w []byte, wrb, nw int, a []byte, arb, m, cols int, res *[g
 }
 
 // groupOutGemmF16AVX2 is the groupOutFunc of F16 prompt rows
-// (deinterleaved by roundF16Deint): the group's weight rows are
-// deinterleaved into the thread's buffer once per group (a smaller group
-// repeats its last row to fill eight), then one gemmF16D8x4AVX2 call
-// computes the outputs.
+// (deinterleaved by roundF16Deint). A whole group's first f16NaturalCalls
+// calls read its weight rows in place; then the rows are deinterleaved
+// into the thread's buffer (a smaller group at once, repeating its last
+// row to fill eight) and gemmF16D8x4AVX2 computes the outputs, the next
+// group prefetched a few KiB per call.
 func groupOutGemmF16AVX2(w []byte, wrb, nw int, a []byte, arb, m, cols int, g *groupOut) bool {
 	_, _ = w[(nw-1)*wrb+2*cols-1], a[(m-1)*arb+2*cols-1]
 	n16 := cols / 16
-	drb := 2*cols + f16DeintPad
 	if g.wkey != &w[0] {
+		g.wkey, g.pf, g.calls = &w[0], 0, 0
+	}
+	g.calls++
+	var rows [4]*byte
+	actRows(&rows, a, arb, m)
+	tile := (*[f16GroupBuf]float32)(g.tile[:])
+	natural := f16NaturalCalls // calls that read the rows in place
+	if nw < groupW {
+		natural = 0
+	}
+	if g.calls <= natural {
+		gemmF16N8x4AVX2(&w[0], wrb, &rows, n16, tile, &g.outs)
+		return true
+	}
+	drb := 2*cols + f16DeintPad
+	if g.calls == natural+1 {
 		if len(g.deint) < groupW*drb {
 			g.deint = make([]byte, groupW*drb)
 		}
 		for q := 0; q < groupW; q++ {
 			deintF16AVX2(&g.deint[q*drb], &w[min(q, nw-1)*wrb], n16)
 		}
-		g.wkey = &w[0]
-		g.pf = 0
 	}
 	// The next group of the matrix (its rows follow) is prefetched a few
 	// KiB per call while this one is applied to the activation rows.
@@ -115,8 +142,6 @@ func groupOutGemmF16AVX2(w []byte, wrb, nw int, a []byte, arb, m, cols int, g *g
 		pf = uintptr(unsafe.Pointer(&w[0])) + uintptr(groupW*wrb+g.pf)
 		g.pf += f16PrefetchBytes
 	}
-	var rows [4]*byte
-	actRows(&rows, a, arb, m)
 	outs := &g.outs
 	var spare groupOuts // outputs of the padding rows (nw < 8)
 	if nw < groupW {
@@ -126,7 +151,7 @@ func groupOutGemmF16AVX2(w []byte, wrb, nw int, a []byte, arb, m, cols int, g *g
 		}
 		outs = &o
 	}
-	gemmF16D8x4AVX2(&g.deint[0], drb, &rows, n16, (*[f16GroupBuf]float32)(g.tile[:]), outs, pf)
+	gemmF16D8x4AVX2(&g.deint[0], drb, &rows, n16, tile, outs, pf)
 	if nw < groupW {
 		for p := 0; p < m; p++ {
 			copy(unsafe.Slice(g.outs[p], nw), spare[p][:nw])

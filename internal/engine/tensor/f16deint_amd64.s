@@ -240,3 +240,123 @@ f16d_chunk:
 	F16DRED(3)
 	VZEROUPPER
 	RET
+
+// gemmF16N8x4AVX2: gemmF16D8x4AVX2 with the weight rows in the model's
+// layout (wrb bytes apart, read 16 bytes of every 32 per pass) and the
+// activation rows deinterleaved: for a group applied to few activation
+// rows, where copying the group would cost more than it saves. The same
+// chunks, buf layout and ending (F16DRED).
+
+// N16T3(B, WO, L, LZ, LS) and N16T2: F16DT3 and F16DT2 reading weight
+// element group i at WO+32i (WO: 0 in pass 0, 16 in pass 1), activation
+// group i at 16i of pointers moved to the pass's half (NPASS1, NPASSEND).
+#define N16T3(B, WO, L, LZ, LS) \
+	TESTQ R13, R13; \
+	JZ LZ; \
+	ACC8_LOAD(B); \
+	VMOVUPS B+256(DX), Y8; VMOVUPS B+288(DX), Y9; VMOVUPS B+320(DX), Y10; VMOVUPS B+352(DX), Y11; \
+	JMP LS; \
+LZ: \
+	ACC8_ZERO; \
+	VXORPS Y8, Y8, Y8; VXORPS Y9, Y9, Y9; VXORPS Y10, Y10, Y10; VXORPS Y11, Y11, Y11; \
+LS: \
+L: \
+	VCVTPH2PS WO(SI)(BX*2), Y12; \
+	VCVTPH2PS WO(R11)(BX*2), Y13; \
+	VCVTPH2PS WO(R12)(BX*2), Y14; \
+	VCVTPH2PS (DI)(BX*1), Y15; \
+	VFMADD231PS Y15, Y12, Y0; VFMADD231PS Y15, Y13, Y4; VFMADD231PS Y15, Y14, Y8; \
+	VCVTPH2PS (R8)(BX*1), Y15; \
+	VFMADD231PS Y15, Y12, Y1; VFMADD231PS Y15, Y13, Y5; VFMADD231PS Y15, Y14, Y9; \
+	VCVTPH2PS (R9)(BX*1), Y15; \
+	VFMADD231PS Y15, Y12, Y2; VFMADD231PS Y15, Y13, Y6; VFMADD231PS Y15, Y14, Y10; \
+	VCVTPH2PS (R10)(BX*1), Y15; \
+	VFMADD231PS Y15, Y12, Y3; VFMADD231PS Y15, Y13, Y7; VFMADD231PS Y15, Y14, Y11; \
+	ADDQ $16, BX; \
+	CMPQ BX, R14; \
+	JB L; \
+	ACC8_STORE(B); \
+	VMOVUPS Y8, B+256(DX); VMOVUPS Y9, B+288(DX); VMOVUPS Y10, B+320(DX); VMOVUPS Y11, B+352(DX)
+
+// N16T2(B, L, LZ, LS): N16T3 for the two-row tile at SI, R11.
+#define N16T2(B, WO, L, LZ, LS) \
+	TESTQ R13, R13; \
+	JZ LZ; \
+	ACC8_LOAD(B); \
+	JMP LS; \
+LZ: \
+	ACC8_ZERO; \
+LS: \
+L: \
+	VCVTPH2PS WO(SI)(BX*2), Y12; \
+	VCVTPH2PS WO(R11)(BX*2), Y13; \
+	VCVTPH2PS (DI)(BX*1), Y15; \
+	VFMADD231PS Y15, Y12, Y0; VFMADD231PS Y15, Y13, Y4; \
+	VCVTPH2PS (R8)(BX*1), Y15; \
+	VFMADD231PS Y15, Y12, Y1; VFMADD231PS Y15, Y13, Y5; \
+	VCVTPH2PS (R9)(BX*1), Y15; \
+	VFMADD231PS Y15, Y12, Y2; VFMADD231PS Y15, Y13, Y6; \
+	VCVTPH2PS (R10)(BX*1), Y15; \
+	VFMADD231PS Y15, Y12, Y3; VFMADD231PS Y15, Y13, Y7; \
+	ADDQ $16, BX; \
+	CMPQ BX, R14; \
+	JB L; \
+	ACC8_STORE(B)
+
+// PASS0 and PASS1 set [BX, R14) to the chunk's bytes of the first and the
+// second half of the rows.
+#define NPASS0 MOVQ R13, BX; MOVQ CX, R14
+#define NPASS1 MOVQ R13, BX; MOVQ CX, R14; ADDQ R15, DI; ADDQ R15, R8; ADDQ R15, R9; ADDQ R15, R10
+#define NPASSEND SUBQ R15, DI; SUBQ R15, R8; SUBQ R15, R9; SUBQ R15, R10
+
+// func gemmF16N8x4AVX2(w *byte, wrb int, a *[4]*byte, n16 int, buf *[576]float32, outs *[4]*float32)
+TEXT ·gemmF16N8x4AVX2(SB), NOSPLIT, $0-48
+	MOVQ a+16(FP), AX
+	MOVQ 0(AX), DI
+	MOVQ 8(AX), R8
+	MOVQ 16(AX), R9
+	MOVQ 24(AX), R10
+	MOVQ buf+32(FP), DX
+	MOVQ n16+24(FP), R15
+	SHLQ $4, R15
+	XORQ R13, R13
+n16_chunk:
+	MOVQ R13, CX
+	ADDQ $F16DCHUNK, CX
+	CMPQ CX, R15
+	CMOVQHI R15, CX
+	MOVQ w+0(FP), SI
+	MOVQ wrb+8(FP), AX
+	LEAQ (SI)(AX*1), R11
+	LEAQ (R11)(AX*1), R12
+	NPASS0
+	N16T3(0, 0, n16_t0p0, n16_t0p0z, n16_t0p0s)
+	NPASS1
+	N16T3(384, 16, n16_t0p1, n16_t0p1z, n16_t0p1s)
+	NPASSEND
+	LEAQ (R12)(AX*1), SI
+	LEAQ (SI)(AX*1), R11
+	LEAQ (R11)(AX*1), R12
+	NPASS0
+	N16T3(768, 0, n16_t1p0, n16_t1p0z, n16_t1p0s)
+	NPASS1
+	N16T3(1152, 16, n16_t1p1, n16_t1p1z, n16_t1p1s)
+	NPASSEND
+	LEAQ (R12)(AX*1), SI
+	LEAQ (SI)(AX*1), R11
+	NPASS0
+	N16T2(1536, 0, n16_t2p0, n16_t2p0z, n16_t2p0s)
+	NPASS1
+	N16T2(1920, 16, n16_t2p1, n16_t2p1z, n16_t2p1s)
+	NPASSEND
+	MOVQ CX, R13
+	CMPQ R13, R15
+	JB n16_chunk
+	MOVQ outs+40(FP), R13
+	VMOVDQU f16dOrder<>(SB), Y15
+	F16DRED(0)
+	F16DRED(1)
+	F16DRED(2)
+	F16DRED(3)
+	VZEROUPPER
+	RET

@@ -80,6 +80,7 @@ type groupOut struct {
 	ws    []float32 // e.g. the group's block scales as float32
 	deint []byte    // e.g. the group's F16 rows deinterleaved
 	pf    int       // bytes of the next group prefetched (F16)
+	calls int       // calls on the group so far (F16)
 	// tile is the accumulator scratch of the F16/BF16 group kernels
 	// (they need no zeroed scratch: it is not cleared between calls).
 	tile [576]float32
