@@ -154,12 +154,20 @@ func (b *Backend) llamaSlots(ctx context.Context) (running, total int, ok bool) 
 	return running, len(slots), true
 }
 
-// vllmLoad reads vLLM's GET /metrics: requests running plus waiting.
+// vllmLoad reads vLLM's GET /metrics: requests running plus waiting. A
+// Courier upstream serves the same series, but only once it has served a
+// request (they are labelled by model): until then it runs none. Without
+// that, a front started before its Courier upstream's first request fell
+// through to Ollama's /api/ps (Courier serves it too), which has no
+// request counts, and never counted the requests of others.
 func (b *Backend) vllmLoad(ctx context.Context) (int, bool) {
 	data, ok := b.get(ctx, "/metrics")
 	if !ok {
 		return 0, false
 	}
+	b.mu.Lock()
+	courier := strings.EqualFold(b.owner, "courier")
+	b.mu.Unlock()
 	n, found := 0.0, false
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(nil, 1<<20)
@@ -174,7 +182,7 @@ func (b *Backend) vllmLoad(ctx context.Context) (int, bool) {
 			found = true
 		}
 	}
-	return int(n), found
+	return int(n), found || courier
 }
 
 // ollamaLoaded reads Ollama's GET /api/ps: the names of the models it has

@@ -519,3 +519,46 @@ func TestProbeCountsOursWhenTheUpstreamCounted(t *testing.T) {
 		t.Errorf("room %d after ours ended, want 4 (ours counted as another's)", room)
 	}
 }
+
+// TestFreshCourierLoad: a Courier upstream that has served nothing yet has
+// no vllm:num_requests_* series on its /metrics (they come with its first
+// request) but does serve Ollama's /api/ps; the worker still reads its load
+// from /metrics (none running until the series appear), so the requests of
+// others lower the room once they come.
+func TestFreshCourierLoad(t *testing.T) {
+	var running atomic.Int64
+	running.Store(-1) // no series yet
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/v1/models":
+			_, _ = io.WriteString(w, `{"object":"list","data":[{"id":"m","object":"model","created":0,"owned_by":"courier"}]}`)
+		case "/metrics":
+			_, _ = io.WriteString(w, "# HELP courier_requests_inflight x\ncourier_requests_inflight{model=\"m\"} 0\n")
+			if n := running.Load(); n >= 0 {
+				fmt.Fprintf(w, "vllm:num_requests_running{model_name=\"m\"} %d\nvllm:num_requests_waiting{model_name=\"m\"} 0\n", n)
+			}
+		case "/api/ps":
+			_, _ = io.WriteString(w, `{"models":[]}`)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	b, err := New(context.Background(), Config{BaseURL: srv.URL + "/v1", Models: map[string]string{"m": "m"}, Slots: 8, ProbeInterval: 10 * time.Millisecond}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	for range 1000 { // the first probe finds the load report
+		if src, _ := b.Load(); src != loadNone.String() {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	waitRoom(t, b, 8)
+	if src, _ := b.Load(); src != loadVLLM.String() {
+		t.Fatalf("load read from %q, want %q", src, loadVLLM.String())
+	}
+	running.Store(3) // others' requests
+	waitRoom(t, b, 5)
+}
