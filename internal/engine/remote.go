@@ -33,6 +33,10 @@ type StreamOut struct {
 	Attempt int
 	Seq     uint64 // the Seq of the first chunk the last stage sends
 	Frames  int    // the token-frame version the gateway reads (3 or more)
+	// Choice is the sequence's choice in a request of several (the
+	// chunks' Choice); the choices of one request (the same Subject, ID
+	// and Attempt) share one Seq order at the last stage, as a worker's.
+	Choice int
 }
 
 // StreamOpen is what the last stage needs to emit a sequence's chunks,

@@ -31,10 +31,26 @@ const maxStreams = 4096
 type stream struct {
 	open  *engine.StreamOpen
 	text  *sampler.TextStream
-	count int    // completion tokens, the resumed ones included
-	seq   uint64 // the next chunk's Seq
-	sent  bool   // a chunk went out: the next is not the attempt's first
-	done  bool   // the final chunk (or an error) went out
+	count int // completion tokens, the resumed ones included
+	out   *attemptOut
+	done  bool // the final chunk (or an error) went out
+}
+
+// attemptOut numbers the chunks of one attempt of a request: the
+// choices of a request of several are sequences (streams) of their own
+// that share it, so their chunks take one Seq order, interleaved as
+// generated, as a worker's do (docs/protocol.md, "Several choices").
+type attemptOut struct {
+	seq    uint64 // the next chunk's Seq
+	sent   bool   // a chunk went out: the next is not the attempt's first
+	failed bool   // an error chunk went out: it ended every choice
+	refs   int    // the streams that share it
+}
+
+// attemptKey names an attempt of a request at the last stage.
+type attemptKey struct {
+	subject, id string
+	attempt     int
 }
 
 // emitter is what the last stage keeps to emit chunks; owned by the step
@@ -74,12 +90,37 @@ func (s *Server) startStream(own *owner, key uint32, o *engine.StreamOpen) error
 		st = &stream{text: sampler.NewTextStream(nil)}
 		own.streams[key] = st
 	}
-	*st = stream{open: o, text: st.text, count: len(o.Resume), seq: o.Seq}
+	if st.out != nil {
+		own.release(st)
+	}
+	// The attempt's other choices may have numbered chunks already: a
+	// choice joins their order (its record's Seq is where the first
+	// stage stood when it started, before their tokens).
+	ak := attemptKey{o.Subject, o.ID, o.Attempt}
+	out := own.outs[ak]
+	if out == nil {
+		if own.outs == nil {
+			own.outs = map[attemptKey]*attemptOut{}
+		}
+		out = &attemptOut{seq: o.Seq}
+		own.outs[ak] = out
+	}
+	out.refs++
+	*st = stream{open: o, text: st.text, count: len(o.Resume), out: out}
 	st.text.Reset(o.Stop)
 	for _, t := range o.Resume {
 		st.text.Push(s.st.TokenPiece(t)) // delivered already: rebuild the held-back text only
 	}
 	return nil
+}
+
+// release drops st's share of its attempt's numbering.
+func (own *owner) release(st *stream) {
+	if st.out.refs--; st.out.refs <= 0 {
+		o := st.open
+		delete(own.outs, attemptKey{o.Subject, o.ID, o.Attempt})
+	}
+	st.out = nil
 }
 
 // emit makes the chunk frames of step m's emitted rows (their picks in
@@ -98,6 +139,12 @@ func (s *Server) emit(own *owner, m *Message) error {
 			}
 		}
 		st := own.streams[rs.Key]
+		if st != nil && st.out.failed {
+			// Another choice's error chunk ended the request: nothing
+			// more goes out, as from a worker, while the first stage
+			// stops the other choices.
+			continue
+		}
 		if st == nil || st.done {
 			return fmt.Errorf("%w: sample %d emits on stream %d, which is not open", ErrMessage, i, rs.Key)
 		}
@@ -110,7 +157,7 @@ func (s *Server) emit(own *owner, m *Message) error {
 // chunk when the token ends the generation: what the first stage's
 // engine and worker would have sent for it.
 func (s *Server) emitPick(st *stream, p *engine.Pick) {
-	o, e := st.open, &s.em
+	o, out, e := st.open, st.out, &s.em
 	if p.NonFinite {
 		st.done = true
 		s.emitError(st, bus.CodeNonFinite, fmt.Sprintf("%v (NaN or Inf)", engine.ErrNonFinite))
@@ -159,14 +206,14 @@ func (s *Server) emitPick(st *stream, p *engine.Pick) {
 		return
 	}
 	start := len(e.frames)
-	e.frames = bus.AppendFrameHeader(e.frames, o.ID, o.Worker, o.Attempt, st.seq)
+	e.frames = bus.AppendFrameHeader(e.frames, o.ID, o.Worker, o.Attempt, out.seq)
 	for i := range chunks {
 		c := &chunks[i]
-		c.V, c.ID, c.Worker, c.Attempt, c.Seq = bus.Version, o.ID, o.Worker, o.Attempt, st.seq
-		if !st.sent || c.Final() {
+		c.V, c.ID, c.Worker, c.Attempt, c.Seq, c.Choice = bus.Version, o.ID, o.Worker, o.Attempt, out.seq, o.Choice
+		if !out.sent || c.Final() {
 			c.At = time.Now().UnixMicro() // the request's timeline, as a worker's
 		}
-		st.sent = true
+		out.sent = true
 		var err error
 		if e.frames, err = bus.AppendFrameStep(e.frames, c); err != nil {
 			// A logprob a chunk cannot carry: end the request as a worker
@@ -176,7 +223,7 @@ func (s *Server) emitPick(st *stream, p *engine.Pick) {
 			s.emitError(st, bus.CodeNonFinite, "worker: encode chunk: "+err.Error())
 			return
 		}
-		st.seq++
+		out.seq++
 	}
 	e.cuts = append(e.cuts, frameCut{subject: o.Subject, end: len(e.frames), n: len(chunks)})
 }
@@ -195,10 +242,14 @@ func (s *Server) publishFrames() {
 	s.em.frames, s.em.cuts = s.em.frames[:0], s.em.cuts[:0]
 }
 
-// emitError publishes an error chunk of st (JSON: frames carry no errors).
+// emitError publishes an error chunk of st (JSON: frames carry no
+// errors), numbered after everything sent; it ends every choice of the
+// request.
 func (s *Server) emitError(st *stream, code, msg string) {
 	o := st.open
-	data, err := json.Marshal(&bus.Chunk{V: bus.Version, ID: o.ID, Seq: st.seq, Attempt: o.Attempt, Worker: o.Worker,
+	st.out.failed = true
+	s.publishFrames() // the step's chunks numbered before it go first
+	data, err := json.Marshal(&bus.Chunk{V: bus.Version, ID: o.ID, Seq: st.out.seq, Attempt: o.Attempt, Worker: o.Worker,
 		Error: &bus.Error{Code: code, Message: msg}})
 	if err != nil {
 		return

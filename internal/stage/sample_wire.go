@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 
+	"courier/internal/bus"
 	"courier/internal/engine"
 	"courier/internal/engine/sampler"
 )
@@ -95,7 +96,7 @@ func appendOpen(dst []byte, o *engine.StreamOpen) []byte {
 	if o.Logprobs {
 		flags |= 2
 	}
-	dst = append(dst, byte(o.Frames), flags, byte(o.TopLogprobs))
+	dst = append(dst, byte(o.Frames), flags, byte(o.TopLogprobs), byte(o.Choice))
 	dst = le.AppendUint32(dst, uint32(o.MaxTokens))
 	dst = le.AppendUint32(dst, uint32(o.PromptTokens))
 	dst = le.AppendUint16(dst, uint16(len(o.Stop)))
@@ -115,16 +116,17 @@ func readOpen(r *reader) (*engine.StreamOpen, error) {
 	le := binary.LittleEndian
 	o := &engine.StreamOpen{}
 	o.Subject, o.ID, o.Worker = r.str(), r.str(), r.str()
-	b := r.take(4 + 8 + 3 + 4 + 4 + 2)
+	b := r.take(4 + 8 + 4 + 4 + 4 + 2)
 	if b == nil {
 		return nil, r.err
 	}
 	o.Attempt, o.Seq = int(int32(le.Uint32(b))), le.Uint64(b[4:])
 	o.Frames, o.IgnoreEOS, o.Logprobs, o.TopLogprobs = int(b[12]), b[13]&1 != 0, b[13]&2 != 0, int(b[14])
-	o.MaxTokens, o.PromptTokens = int(int32(le.Uint32(b[15:]))), int(int32(le.Uint32(b[19:])))
-	ns := int(le.Uint16(b[23:]))
-	if b[13] > 3 || o.TopLogprobs > engine.MaxTopLogprobs || ns > maxStops || o.MaxTokens < 0 || o.PromptTokens < 0 || o.Attempt < 0 {
-		return nil, fmt.Errorf("%w: stream record flags %d, top %d, %d stops, max %d, prompt %d", ErrMessage, b[13], o.TopLogprobs, ns, o.MaxTokens, o.PromptTokens)
+	o.Choice = int(b[15])
+	o.MaxTokens, o.PromptTokens = int(int32(le.Uint32(b[16:]))), int(int32(le.Uint32(b[20:])))
+	ns := int(le.Uint16(b[24:]))
+	if b[13] > 3 || o.TopLogprobs > engine.MaxTopLogprobs || o.Choice >= bus.MaxChoices || ns > maxStops || o.MaxTokens < 0 || o.PromptTokens < 0 || o.Attempt < 0 {
+		return nil, fmt.Errorf("%w: stream record flags %d, top %d, choice %d, %d stops, max %d, prompt %d", ErrMessage, b[13], o.TopLogprobs, o.Choice, ns, o.MaxTokens, o.PromptTokens)
 	}
 	for range ns {
 		o.Stop = append(o.Stop, r.str())

@@ -77,6 +77,9 @@ type owner struct {
 	// streams are the sequences whose chunks this (last) stage emits, by
 	// the first stage's slot (emit.go); touched by the step handler only.
 	streams map[uint32]*stream
+	// outs number the chunks of each request's attempt, shared by its
+	// choices' streams.
+	outs map[attemptKey]*attemptOut
 }
 
 // MaxPipelines bounds the pipelines (first stages) one server keeps K and

@@ -167,7 +167,7 @@ func sampledStep() *Message {
 			PresencePenalty: -0.5, LogitBias: []sampler.Bias{{ID: 3, Value: -100}, {ID: 7, Value: 2.5}}},
 			Draw: sampler.Draw{U: 0.625, Penalties: []sampler.Penalty{{ID: 1, Gen: 0}, {ID: 9, Gen: 2}}}, Logprobs: true, Top: 5,
 			Emit: true, Key: 3, Open: &engine.StreamOpen{
-				StreamOut: engine.StreamOut{Subject: "courier.chunk.gw.cmpl-1", ID: "cmpl-1", Worker: "first", Attempt: 2, Seq: 7, Frames: 3},
+				StreamOut: engine.StreamOut{Subject: "courier.chunk.gw.cmpl-1", ID: "cmpl-1", Worker: "first", Attempt: 2, Seq: 7, Frames: 3, Choice: 2},
 				Stop:      []string{"\n\n", "END"}, MaxTokens: 64, PromptTokens: 12, Resume: []int32{5, 6, 7}, Logprobs: true, TopLogprobs: 5}},
 	}
 	return m

@@ -88,6 +88,7 @@ func (w *Worker) run(ctx context.Context, req *bus.Request, send func(*bus.Chunk
 			return fail(bus.CodeInvalidRequest, err.Error())
 		}
 	}
+	gen.remote = w.emitsAtTail(&gen)
 	if req.Choices > 1 {
 		return w.runChoices(ctx, &gen, out)
 	}
@@ -122,14 +123,14 @@ type tailEmitter interface {
 var _ tailEmitter = (*engine.Engine)(nil)
 
 // emitsAtTail reports whether the last stage of the engine's pipeline
-// emits gen's chunks: a single unconstrained completion or chat whose
-// gateway reads version-3 frames, resumed (if at all) after token ids, not
-// text. The rest (tools, grammars, several choices, a text resume) need
-// the worker's emit path.
+// emits gen's chunks: an unconstrained completion or chat (of one choice
+// or several) whose gateway reads version-3 frames, resumed (if at all)
+// after token ids, not text. The rest (tools, grammars, a text resume)
+// need the worker's emit path.
 func (w *Worker) emitsAtTail(gen *generation) bool {
 	te, ok := w.eng.(tailEmitter)
 	req := gen.req
-	return ok && te.TailEmits() && gen.g == nil && gen.tm == nil && req.Choices <= 1 && gen.skip == "" &&
+	return ok && te.TailEmits() && gen.g == nil && gen.tm == nil && gen.skip == "" &&
 		req.ChunkFrames >= 3 && req.ReplyTo != ""
 }
 
@@ -152,8 +153,8 @@ type generation struct {
 	skip      string // text the client has that the engine will write again
 	g         *grammar.Grammar
 	tm        *toolMode
-	// remote: the pipeline's last stage emits the chunks (emitsAtTail);
-	// set by generate.
+	// remote: the pipeline's last stage emits the chunks (emitsAtTail),
+	// every choice's.
 	remote bool
 }
 
@@ -185,6 +186,13 @@ func (o *chunkOut) skip() {
 	o.mu.Lock()
 	o.seq++
 	o.mu.Unlock()
+}
+
+// next returns the next chunk's Seq.
+func (o *chunkOut) next() uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.seq
 }
 
 // flush publishes what the transport holds (bus.Chunk.More).
@@ -265,7 +273,11 @@ func (w *Worker) runChoices(ctx context.Context, gen *generation, out *chunkOut)
 			defer mu.Unlock()
 			if err == nil && cctx.Err() == nil {
 				if left--; left > 0 {
-					out.put(final) // a choice's end; the others go on
+					if final == nil {
+						out.skip() // the last stage sent the choice's end
+					} else {
+						out.put(final) // a choice's end; the others go on
+					}
 				} else {
 					last = final
 				}
@@ -279,7 +291,22 @@ func (w *Worker) runChoices(ctx context.Context, gen *generation, out *chunkOut)
 	}
 	wg.Wait()
 	if first != nil {
+		if gen.remote {
+			// The last stage emitted the chunks: as for one choice, it
+			// ended the request itself on non-finite logits, and a give-
+			// back is numbered past what it may have sent unheard of
+			// here — each running choice's step in flight (a token and
+			// its final chunk, or a held-back tail and the final chunk)
+			// and a finished choice's held-back tail.
+			if errors.Is(first, engine.ErrNonFinite) {
+				return nil
+			}
+			return w.engineFailure(ctx, req, errSeq+3*uint64(len(todo)), first)
+		}
 		return w.engineFailure(ctx, req, errSeq, first)
+	}
+	if last == nil { // the last stage sent it
+		return nil
 	}
 	out.mu.Lock()
 	last.Seq = out.seq
@@ -328,10 +355,12 @@ func (w *Worker) generate(ctx context.Context, gen *generation, j int, resume []
 			er.Sampling.Seed += uint64(j)
 		}
 	}
-	if j == 0 && req.Choices <= 1 && w.emitsAtTail(gen) {
-		gen.remote = true
+	if gen.remote {
 		er.Out = &engine.StreamOut{Subject: req.ReplyTo, ID: req.ID, Worker: w.cfg.ID, Attempt: req.Attempt,
-			Seq: out.seq, Frames: min(req.ChunkFrames, bus.FrameVersion)}
+			Seq: out.next(), Frames: min(req.ChunkFrames, bus.FrameVersion)}
+		if req.Choices > 1 {
+			er.Out.Choice = j
+		}
 		// The tokens are the last stage's to send; each one heard of here
 		// stands for a chunk sent (for the Seq a give-back takes).
 		_, err := w.eng.Generate(ctx, er, func(engine.Token) error {
