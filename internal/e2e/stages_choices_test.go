@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -166,4 +168,80 @@ func TestStagesEmitChoices(t *testing.T) {
 	if got := emitted(before+chunks) - before; got < chunks {
 		t.Fatalf("the last stage announced %d chunks emitted, want %d", got, chunks)
 	}
+}
+
+// TestKillStageMidStreamChoices SIGKILLs the last stage of a 2-stage
+// pipeline of worker processes while it streams a request of three greedy
+// choices: the first stage gives the request back numbered past what the
+// last stage may have sent, the gateway resumes every choice after the
+// text its client has on the pipeline through the spare replica, and each
+// choice's text equals the uninterrupted greedy run.
+func TestKillStageMidStreamChoices(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	path := modelPath(t)
+	bin, err := buildCourier()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := externalNATS(t)
+	victim := startStageProcess(t, bin, srv.ClientURL(), "s2-a", modelName, path, "--stage", "2/2")
+	startStageProcess(t, bin, srv.ClientURL(), "s1", modelName, path, "--stage", "1/2", "--slots", "4")
+	gw := stageGateway(t, srv, modelName)
+	spare := make(chan struct{})
+	var once sync.Once
+	conn, err := srv.Connect("watch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	stop, err := conn.Subscribe(stage.AnnounceSubject(modelName, "s2-b"), func([]byte) { once.Do(func() { close(spare) }) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	emittedA := lastStageEmitted(t, srv, modelName, "s2-a")
+	emittedB := lastStageEmitted(t, srv, modelName, "s2-b")
+	startStageProcess(t, bin, srv.ClientURL(), "s2-b", modelName, path, "--stage", "2/2", "--slots", "4")
+	ctx := testCtx(t)
+	select {
+	case <-spare:
+	case <-ctx.Done():
+		t.Fatal("the spare stage never announced itself")
+	}
+
+	const prompt, maxTokens = "Once upon a time", 300
+	want := greedy(t, prompt, maxTokens)
+	p := completionParams(prompt, maxTokens)
+	p.N = openai.Int(3)
+	c := client(t, gw.Addr())
+	s := c.Completions.NewStreaming(ctx, p)
+	texts := make([]string, 3)
+	killed := false
+	for s.Next() {
+		for _, ch := range s.Current().Choices {
+			texts[ch.Index] += ch.Text
+		}
+		if !killed && len(texts[0])+len(texts[1])+len(texts[2]) >= 200 {
+			killed = true
+			emittedA(1) // the victim emitted the chunks so far
+			if err := victim.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := s.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if !killed {
+		t.Fatal("the stream ended before the stage was killed")
+	}
+	for j, got := range texts {
+		if got != want {
+			t.Fatalf("after killing stage s2-a, choice %d got\n%q\nwant\n%q", j, got, want)
+		}
+	}
+	// The spare last stage sent the chunks after the kill.
+	emittedB(1)
 }
