@@ -327,3 +327,90 @@ func TestLastStageEmitsAllocatesNothingPerToken(t *testing.T) {
 		t.Fatal("no chunk frames published")
 	}
 }
+
+// sinkBus is a Bus whose publications go straight to a chunkSink.
+type sinkBus struct{ k *chunkSink }
+
+func (b *sinkBus) Publish(_ string, data []byte) error { b.k.take(data); return nil }
+func (b *sinkBus) Subscribe(string, func([]byte)) (func(), error) {
+	return func() {}, nil
+}
+func (b *sinkBus) MaxPayload() int64 { return 1 << 20 }
+
+// TestLastStageChoicesShareOneOrder: the streams of one attempt's choices
+// (records with the same subject, id and attempt) number their chunks in
+// one Seq order from the first record's seq, each carrying its choice; a
+// non-finite pick of one choice publishes the step's chunks numbered
+// before it, then the error chunk after them, and ends every choice —
+// later picks of the others send nothing and fail no step; a new attempt
+// of the request numbers from its own seq, and the old numbering goes
+// with the streams that shared it.
+func TestLastStageChoicesShareOneOrder(t *testing.T) {
+	path := testutil.Model(t, "stories260K.gguf")
+	total := layerCount(t, path)
+	st, err := engine.LoadStage(path, engine.StageOptions{Layers: model.LayerRange{First: 2, End: total, Total: total}, ContextLength: 256, Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	k := &chunkSink{chunks: map[string][]bus.Chunk{}, final: map[string]chan struct{}{}}
+	s := &Server{bus: &sinkBus{k}, st: st, log: slog.New(slog.DiscardHandler)}
+	own := &owner{}
+	opens := func(attempt int, seq uint64) []engine.RowSample {
+		var rs []engine.RowSample
+		for j := range 3 {
+			rs = append(rs, engine.RowSample{Row: int32(j), Emit: true, Key: uint32(10 + j), Open: &engine.StreamOpen{
+				StreamOut: engine.StreamOut{Subject: "courier.chunk.gw.cmpl-1", ID: "cmpl-1", Worker: "first", Attempt: attempt, Seq: seq, Frames: 3, Choice: j},
+				MaxTokens: 100, PromptTokens: 4, IgnoreEOS: true}})
+		}
+		return rs
+	}
+	step := func(m *Message, picks ...engine.Pick) {
+		t.Helper()
+		s.picks = picks
+		if err := s.emit(own, m); err != nil {
+			t.Fatal(err)
+		}
+		s.publishFrames()
+	}
+	tok := func(id int32) engine.Pick { return engine.Pick{Sampled: true, Token: id} }
+	m := &Message{Samples: opens(1, 5)}
+	step(m, tok(300), tok(301), tok(302))
+	m.Samples[0].Open, m.Samples[1].Open, m.Samples[2].Open = nil, nil, nil
+	// Choice 1's token, choice 0's non-finite logits, choice 2's token.
+	m.Samples = []engine.RowSample{m.Samples[1], m.Samples[0], m.Samples[2]}
+	step(m, tok(303), engine.Pick{Sampled: true, NonFinite: true, Token: -1}, tok(304))
+	step(&Message{Samples: m.Samples[1:]}, tok(305)) // choice 2 again: nothing
+	type sent struct {
+		seq    uint64
+		choice int
+		tok    int32
+		err    string
+	}
+	var got []sent
+	for _, c := range k.chunks["cmpl-1"] {
+		x := sent{seq: c.Seq, choice: c.Choice, tok: -1}
+		if len(c.Tokens) > 0 {
+			x.tok = c.Tokens[0]
+		}
+		if c.Error != nil {
+			x.err = c.Error.Code
+		}
+		got = append(got, x)
+	}
+	want := []sent{{5, 0, 300, ""}, {6, 1, 301, ""}, {7, 2, 302, ""}, {8, 1, 303, ""}, {9, 0, -1, bus.CodeNonFinite}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("published\n%+v\nwant\n%+v", got, want)
+	}
+	// The request's next attempt, on the same slots.
+	k.chunks = map[string][]bus.Chunk{}
+	step(&Message{Samples: opens(2, 4)}, tok(306), tok(307), tok(308))
+	for i, c := range k.chunks["cmpl-1"] {
+		if c.Attempt != 2 || c.Seq != uint64(4+i) || c.Choice != i || c.Error != nil {
+			t.Fatalf("attempt 2, chunk %d: %+v", i, c)
+		}
+	}
+	if len(k.chunks["cmpl-1"]) != 3 || len(own.outs) != 1 {
+		t.Fatalf("attempt 2: %d chunks, %d numberings kept; want 3 and 1", len(k.chunks["cmpl-1"]), len(own.outs))
+	}
+}
