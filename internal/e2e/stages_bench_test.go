@@ -3,9 +3,9 @@ package e2e
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,6 +14,7 @@ import (
 
 	"courier/internal/engine/gguf"
 	"courier/internal/engine/synth"
+	"courier/internal/testutil"
 )
 
 // rssMiB reads a process's resident memory from /proc.
@@ -41,27 +42,12 @@ func rssMiB(b *testing.B, pid int) float64 {
 // $COURIER_BENCH_DIR (kept between runs) or a temporary directory, and
 // returns its path.
 func benchSynthModel(b *testing.B) string {
-	dir := os.Getenv("COURIER_BENCH_DIR")
-	if dir == "" {
-		dir = b.TempDir()
-	}
-	path := filepath.Join(dir, "synth-134M-Q8_0.gguf")
-	if _, err := os.Stat(path); err == nil {
-		return path
-	}
-	c := synth.Default
-	c.Type = gguf.TypeQ8_0
-	f, err := os.Create(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := synth.Write(f, c); err != nil {
-		b.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		b.Fatal(err)
-	}
-	return path
+	b.Helper()
+	return testutil.BenchFile(b, "synth-134M-Q8_0.gguf", func(w io.Writer) error {
+		c := synth.Default
+		c.Type = gguf.TypeQ8_0
+		return synth.Write(w, c)
+	})
 }
 
 // BenchmarkStageMemory starts the 134M synthetic model (Q8_0, 143 MB of

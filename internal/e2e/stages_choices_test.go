@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"slices"
 	"strings"
 	"sync"
@@ -17,46 +16,6 @@ import (
 	"courier/internal/node"
 	"courier/internal/stage"
 )
-
-// emittedBy counts the chunks stage instance of model announces it
-// emitted (stage.Announce.Emitted), through n's embedded NATS server;
-// the function it returns waits (bounded) until the count reaches want
-// and returns it.
-func emittedBy(t *testing.T, n *node.Node, model, instance string) func(want uint64) uint64 {
-	t.Helper()
-	conn, err := n.NATSConnect("watch-" + instance)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close(testCtx(t)) })
-	var mu sync.Mutex
-	var most uint64
-	stop, err := conn.Subscribe(stage.AnnounceSubject(model, instance), func(data []byte) {
-		var a stage.Announce
-		if json.Unmarshal(data, &a) == nil {
-			mu.Lock()
-			most = max(most, a.Emitted)
-			mu.Unlock()
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(stop)
-	return func(want uint64) uint64 {
-		var got uint64
-		for range 500 { // 5s: the stages announce every 200ms
-			mu.Lock()
-			got = most
-			mu.Unlock()
-			if got >= want {
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		return got
-	}
-}
 
 // choiceResult is what a client gets of one choice.
 type choiceResult struct {
@@ -86,7 +45,7 @@ func TestStagesEmitChoices(t *testing.T) {
 	waitUntil(t, "a ready first stage", func() bool {
 		return slices.ContainsFunc(sn.Gateway().Workers(), func(hb bus.Heartbeat) bool { return !hb.Unready && hb.Choices >= 3 })
 	})
-	emitted := emittedBy(t, sn, modelName, "st-stage-2-of-2")
+	emitted := announcedEmitted(t, sn.NATSConnect, modelName, "st-stage-2-of-2")
 	before := emitted(0)
 	ctx := testCtx(t)
 	const prompt = "Once upon a time"

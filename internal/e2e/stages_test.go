@@ -94,7 +94,22 @@ func stageGateway(t testing.TB, srv *natsbus.Server, names ...string) *node.Node
 // chunks emitted (stage.Announce.Emitted), and fails the test otherwise.
 func lastStageEmitted(t *testing.T, srv *natsbus.Server, model, instance string) func(n uint64) {
 	t.Helper()
-	conn, err := srv.Connect("watch-" + instance)
+	count := announcedEmitted(t, srv.Connect, model, instance)
+	return func(n uint64) {
+		t.Helper()
+		if got := count(n); got < n {
+			t.Errorf("stage %s announced %d chunks emitted, want at least %d", instance, got, n)
+		}
+	}
+}
+
+// announcedEmitted counts the chunks stage instance of model announces it
+// emitted (stage.Announce.Emitted), on a connection made by connect; the
+// function it returns waits (bounded) until the count reaches want and
+// returns it.
+func announcedEmitted(t *testing.T, connect func(name string) (*natsbus.Conn, error), model, instance string) func(want uint64) uint64 {
+	t.Helper()
+	conn, err := connect("watch-" + instance)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,19 +128,18 @@ func lastStageEmitted(t *testing.T, srv *natsbus.Server, model, instance string)
 		t.Fatal(err)
 	}
 	t.Cleanup(stop)
-	return func(n uint64) {
-		t.Helper()
+	return func(want uint64) uint64 {
 		var got uint64
 		for range 500 { // 5s: the stages announce every 200ms
 			mu.Lock()
 			got = most
 			mu.Unlock()
-			if got >= n {
-				return
+			if got >= want {
+				break
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
-		t.Errorf("stage %s announced %d chunks emitted, want at least %d", instance, got, n)
+		return got
 	}
 }
 

@@ -4,9 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,6 +14,7 @@ import (
 
 	"courier/internal/engine/gguf"
 	"courier/internal/engine/synth"
+	"courier/internal/testutil"
 )
 
 // BenchmarkVsLlamaCpp measures Courier's engine and llama.cpp's llama-bench
@@ -74,29 +75,11 @@ func envList(name, def string) []string {
 // --type typ`.
 func synthFile(b *testing.B, typ gguf.Type) string {
 	b.Helper()
-	dir := os.Getenv("COURIER_BENCH_DIR")
-	if dir == "" {
-		dir = b.TempDir()
-	}
-	path := filepath.Join(dir, fmt.Sprintf("synth-vs-%s.gguf", typ))
-	if _, err := os.Stat(path); err == nil {
-		return path
-	}
-	c := synth.Default
-	c.Type = typ
-	f, err := os.Create(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := synth.Write(f, c); err != nil {
-		f.Close()
-		os.Remove(path)
-		b.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		b.Fatal(err)
-	}
-	return path
+	return testutil.BenchFile(b, fmt.Sprintf("synth-vs-%s.gguf", typ), func(w io.Writer) error {
+		c := synth.Default
+		c.Type = typ
+		return synth.Write(w, c)
+	})
 }
 
 // vsLlamaCpp runs one test ("pp256", "tg128", "tg128@d1024") b.N times on

@@ -3,8 +3,8 @@ package stage
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -18,33 +18,18 @@ import (
 	"courier/internal/engine/gguf"
 	"courier/internal/engine/model"
 	"courier/internal/engine/synth"
+	"courier/internal/testutil"
 )
 
 // benchModelPath writes (once; COURIER_BENCH_DIR keeps it) the 134M
 // synthetic model: synth.Default, Q8_0, untied output.
 func benchModelPath(b *testing.B) string {
 	b.Helper()
-	dir := os.Getenv("COURIER_BENCH_DIR")
-	if dir == "" {
-		dir = b.TempDir()
-	}
-	path := filepath.Join(dir, "synth-134M-Q8_0.gguf")
-	if _, err := os.Stat(path); err == nil {
-		return path
-	}
-	c := synth.Default
-	c.Type = gguf.TypeQ8_0
-	f, err := os.Create(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := synth.Write(f, c); err != nil {
-		b.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		b.Fatal(err)
-	}
-	return path
+	return testutil.BenchFile(b, "synth-134M-Q8_0.gguf", func(w io.Writer) error {
+		c := synth.Default
+		c.Type = gguf.TypeQ8_0
+		return synth.Write(w, c)
+	})
 }
 
 // benchEngineOpts: one kernel thread per stage (the stages of one step

@@ -3,6 +3,7 @@
 package testutil
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -61,4 +62,32 @@ func repoRoot() (string, error) {
 		}
 		dir = parent
 	}
+}
+
+// BenchFile returns the path of a generated benchmark input named name in
+// $COURIER_BENCH_DIR (kept between runs) or a temporary folder, calling
+// write to create it when it is not there yet.
+func BenchFile(tb testing.TB, name string, write func(io.Writer) error) string {
+	tb.Helper()
+	dir := os.Getenv("COURIER_BENCH_DIR")
+	if dir == "" {
+		dir = tb.TempDir()
+	}
+	path := filepath.Join(dir, name)
+	if _, err := os.Stat(path); err == nil {
+		return path
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	err = write(f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path) // never leave a half-written file for the next run
+		tb.Fatalf("testutil: writing %s: %v", path, err)
+	}
+	return path
 }
