@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"context"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -14,7 +12,6 @@ import (
 
 	"courier/internal/bus"
 	"courier/internal/node"
-	"courier/internal/stage"
 )
 
 // choiceResult is what a client gets of one choice.
@@ -148,18 +145,7 @@ func TestKillStageMidStreamChoices(t *testing.T) {
 	victim := startStageProcess(t, bin, srv.ClientURL(), "s2-a", modelName, path, "--stage", "2/2")
 	startStageProcess(t, bin, srv.ClientURL(), "s1", modelName, path, "--stage", "1/2", "--slots", "4")
 	gw := stageGateway(t, srv, modelName)
-	spare := make(chan struct{})
-	var once sync.Once
-	conn, err := srv.Connect("watch")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close(context.Background()) })
-	stop, err := conn.Subscribe(stage.AnnounceSubject(modelName, "s2-b"), func([]byte) { once.Do(func() { close(spare) }) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
+	spare := announced(t, srv, modelName, "s2-b")
 	emittedA := lastStageEmitted(t, srv, modelName, "s2-a")
 	emittedB := lastStageEmitted(t, srv, modelName, "s2-b")
 	startStageProcess(t, bin, srv.ClientURL(), "s2-b", modelName, path, "--stage", "2/2", "--slots", "4")

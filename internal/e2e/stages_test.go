@@ -103,6 +103,25 @@ func lastStageEmitted(t *testing.T, srv *natsbus.Server, model, instance string)
 	}
 }
 
+// announced returns a channel closed when stage instance of model first
+// announces itself.
+func announced(t *testing.T, srv *natsbus.Server, model, instance string) <-chan struct{} {
+	t.Helper()
+	conn, err := srv.Connect("watch-join-" + instance)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	up := make(chan struct{})
+	var once sync.Once
+	stop, err := conn.Subscribe(stage.AnnounceSubject(model, instance), func([]byte) { once.Do(func() { close(up) }) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	return up
+}
+
 // announcedEmitted counts the chunks stage instance of model announces it
 // emitted (stage.Announce.Emitted), on a connection made by connect; the
 // function it returns waits (bounded) until the count reaches want and
@@ -213,18 +232,7 @@ func TestKillStageMidStream(t *testing.T) {
 	victim := startStageProcess(t, bin, srv.ClientURL(), "s2-a", modelName, path, "--stage", "2/2")
 	startStageProcess(t, bin, srv.ClientURL(), "s1", modelName, path, "--stage", "1/2")
 	gw := stageGateway(t, srv, modelName)
-	spare := make(chan struct{})
-	var once sync.Once
-	conn, err := srv.Connect("watch")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close(context.Background()) })
-	stop, err := conn.Subscribe(stage.AnnounceSubject(modelName, "s2-b"), func([]byte) { once.Do(func() { close(spare) }) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
+	spare := announced(t, srv, modelName, "s2-b")
 	emittedB := lastStageEmitted(t, srv, modelName, "s2-b")
 	startStageProcess(t, bin, srv.ClientURL(), "s2-b", modelName, path, "--stage", "2/2")
 	ctx := testCtx(t)

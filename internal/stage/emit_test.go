@@ -273,14 +273,15 @@ func TestLastStageEmitsChunks(t *testing.T) {
 	}
 }
 
-// countingBus is a Bus that counts what is published and delivers nothing.
-type countingBus struct{ n int }
+// publishBus is a Bus whose publications go to a function and that
+// delivers nothing.
+type publishBus func(data []byte)
 
-func (b *countingBus) Publish(string, []byte) error { b.n++; return nil }
-func (b *countingBus) Subscribe(string, func([]byte)) (func(), error) {
+func (f publishBus) Publish(_ string, data []byte) error { f(data); return nil }
+func (publishBus) Subscribe(string, func([]byte)) (func(), error) {
 	return func() {}, nil
 }
-func (b *countingBus) MaxPayload() int64 { return 1 << 20 }
+func (publishBus) MaxPayload() int64 { return 1 << 20 }
 
 // TestLastStageEmitsAllocatesNothingPerToken: once a stream is open, the
 // last stage makes and publishes each token's chunk frame — text through
@@ -294,8 +295,8 @@ func TestLastStageEmitsAllocatesNothingPerToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	b := &countingBus{}
-	s := &Server{bus: b, st: st, log: slog.New(slog.DiscardHandler)}
+	published := 0
+	s := &Server{bus: publishBus(func([]byte) { published++ }), st: st, log: slog.New(slog.DiscardHandler)}
 	own := &owner{}
 	open := &engine.StreamOpen{StreamOut: engine.StreamOut{Subject: "courier.chunk.gw.cmpl-1", ID: "cmpl-1", Worker: "first", Attempt: 1, Seq: 1, Frames: 3},
 		Stop: []string{"zzzz"}, MaxTokens: 1 << 30, PromptTokens: 4, IgnoreEOS: true, Logprobs: true, TopLogprobs: 3}
@@ -316,26 +317,17 @@ func TestLastStageEmitsAllocatesNothingPerToken(t *testing.T) {
 	for range 64 {
 		step() // grows the buffers to their size
 	}
-	sent := b.n
+	sent := published
 	// AllocsPerRun counts the whole process and truncates the mean: a
 	// stray allocation of another goroutine does not fail it, one per
 	// token does.
 	if allocs := testing.AllocsPerRun(1000, step); allocs != 0 {
 		t.Errorf("%.1f allocations per token emitted", allocs)
 	}
-	if b.n <= sent {
+	if published <= sent {
 		t.Fatal("no chunk frames published")
 	}
 }
-
-// sinkBus is a Bus whose publications go straight to a chunkSink.
-type sinkBus struct{ k *chunkSink }
-
-func (b *sinkBus) Publish(_ string, data []byte) error { b.k.take(data); return nil }
-func (b *sinkBus) Subscribe(string, func([]byte)) (func(), error) {
-	return func() {}, nil
-}
-func (b *sinkBus) MaxPayload() int64 { return 1 << 20 }
 
 // TestLastStageChoicesShareOneOrder: the streams of one attempt's choices
 // (records with the same subject, id and attempt) number their chunks in
@@ -354,7 +346,7 @@ func TestLastStageChoicesShareOneOrder(t *testing.T) {
 	}
 	defer st.Close()
 	k := &chunkSink{chunks: map[string][]bus.Chunk{}, final: map[string]chan struct{}{}}
-	s := &Server{bus: &sinkBus{k}, st: st, log: slog.New(slog.DiscardHandler)}
+	s := &Server{bus: publishBus(k.take), st: st, log: slog.New(slog.DiscardHandler)}
 	own := &owner{}
 	opens := func(attempt int, seq uint64) []engine.RowSample {
 		var rs []engine.RowSample
