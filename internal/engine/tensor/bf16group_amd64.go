@@ -9,7 +9,7 @@ import (
 )
 
 // n32: 32-element steps; lo: scratch; out: [weight row][activation row]
-// the outputs (as gemmF16x3x4AVX2).
+// the outputs (reduced as reduce16).
 //
 //go:noescape
 func gemmBF16x2x4AVX2(w *[2]*byte, a *[4]*byte, n32 int, lo *[2][4][8]float32, out *[2][4]float32)

@@ -146,7 +146,7 @@ bfg_store1:
 // gemmBF16G8x4AVX2: the BF16 tile loop of a whole group, eight weight
 // rows (four two-row tiles) by four activation rows, in one call, over
 // chunks of BF16CHUNK bytes of every row (768 columns) as
-// gemmF16G8x4AVX2 (float_avx2_amd64.s) goes: per chunk each tile runs
+// the first F16 group kernel went: per chunk each tile runs
 // both passes with its accumulators loaded from and stored back to buf,
 // so both find the chunk's rows in L1; every lane still adds its products
 // in column order. At the end the outputs are reduced as reduce16 and
