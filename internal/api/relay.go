@@ -276,7 +276,11 @@ func (s *server) collect(ctx context.Context, w http.ResponseWriter, st bus.Stre
 				w.Header().Set("X-Courier-Attempt", strconv.Itoa(c.Attempt))
 				w.Header().Set("X-Courier-Worker", c.Worker)
 			}
-			writeJSON(w, http.StatusOK, f.body(res.finish, res.apiUsage()))
+			body := f.body(res.finish, res.apiUsage())
+			// Closed before the answer leaves: it frees the worker's slot
+			// at the gateway, which a client's next request may want.
+			st.Close()
+			sendWhole(w, body)
 			return nil
 		}
 		if recycler != nil {
@@ -297,6 +301,31 @@ func (s *server) collect(ctx context.Context, w http.ResponseWriter, st bus.Stre
 		}
 		res.note(next, s.now())
 		c = next
+	}
+}
+
+// sendWhole writes v as a 200 JSON answer of known length and flushes it,
+// so the client has the whole answer while the request's bookkeeping
+// (metrics, the /v1/status counts, the request log line, the timeline)
+// runs after it: at concurrency 1 that bookkeeping was latency.
+// An idempotent request's answer is not flushed early: its key must hold
+// the answer before a retry can see it (idempotent stores it on return).
+func sendWhole(w http.ResponseWriter, v any) {
+	b, err := jsonMarshal(v)
+	if err != nil {
+		writeError(w, errorf(CodeInternal, "", "encoding response"), 0)
+		return
+	}
+	b = append(b, '\n')
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(http.StatusOK)
+	w.Write(b)
+	if _, idem := w.(*idemWriter); !idem {
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
 	}
 }
 

@@ -1,9 +1,13 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,5 +76,69 @@ func BenchmarkLogRequest(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		s.logRequest(ctx, i, 200, time.Second)
+	}
+}
+
+// TestAnswerBeforeBookkeeping: a non-streamed answer reaches the client
+// whole (its length set, flushed) before the request's bookkeeping runs:
+// the hook holds the bookkeeping until the client has read every byte,
+// which it could not if the answer left only when the handler returned.
+// Once the hook says the bookkeeping is done, the request's log line is
+// there.
+func TestAnswerBeforeBookkeeping(t *testing.T) {
+	st := newFakeStream(false, &bus.Chunk{Seq: 1, Text: "Hello", Tokens: []int32{1}, FinishReason: "stop",
+		Usage: &bus.Usage{PromptTokens: 2, CompletionTokens: 1}})
+	d := &fakeDispatcher{dispatch: func(context.Context, *bus.Request) (bus.Stream, error) { return st, nil }}
+	var logged bytes.Buffer
+	s, err := newServer(Config{}, d, prometheus.NewRegistry(), slog.New(slog.NewJSONHandler(&logged, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	answered, began, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	s.bookkeeping = func(_ *reqInfo, end bool) {
+		if end {
+			close(done)
+			return
+		}
+		close(began)
+		<-answered
+	}
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	type answer struct {
+		code int
+		body string
+		err  error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		resp, err := http.Post(srv.URL+"/v1/completions", "application/json",
+			strings.NewReader(`{"model":"tiny","prompt":"hi","max_tokens":1}`))
+		if err != nil {
+			got <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		got <- answer{resp.StatusCode, string(b), err}
+	}()
+	<-began
+	var a answer
+	select {
+	case a = <-got:
+	case <-time.After(10 * time.Second):
+		close(answered)
+		t.Fatal("the client had no whole answer while the bookkeeping waited")
+	}
+	if logged.Len() != 0 {
+		t.Errorf("logged before the bookkeeping: %s", logged.String())
+	}
+	close(answered)
+	if a.err != nil || a.code != http.StatusOK || !strings.Contains(a.body, `"text":"Hello"`) {
+		t.Fatalf("answer %d %q: %v", a.code, a.body, a.err)
+	}
+	<-done
+	if !strings.Contains(logged.String(), `"msg":"request"`) {
+		t.Fatalf("no request line once the bookkeeping was done: %s", logged.String())
 	}
 }

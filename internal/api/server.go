@@ -67,6 +67,12 @@ type server struct {
 	// Hooks replaced by golden tests for stable output.
 	now   func() time.Time
 	newID func() string
+	// bookkeeping, when set (tests), is called with false as a request's
+	// last bookkeeping (timeline, HTTP metrics, log line) begins and with
+	// true when it is done: a non-streamed answer has reached the client
+	// by then (sendWhole), so tests that read what the bookkeeping writes
+	// wait for it.
+	bookkeeping func(info *reqInfo, done bool)
 }
 
 // route is one path's handler, method and metrics label.
@@ -179,6 +185,10 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.startTrace(r.Context(), info, start)
 	r = r.WithContext(context.WithValue(r.Context(), reqInfoKey{}, info))
 	defer func() {
+		if s.bookkeeping != nil {
+			s.bookkeeping(info, false)
+			defer s.bookkeeping(info, true)
+		}
 		total := time.Since(start)
 		s.recordTimeline(info, rec.statusOr200(), start.Add(total))
 		s.m.ObserveHTTP(label, rec.statusOr200(), total)

@@ -40,14 +40,19 @@ func TestStatusAndPs(t *testing.T) {
 	if code, _ := getStatus(t, n.Addr(), ""); code != http.StatusUnauthorized {
 		t.Fatalf("status without a key: %d", code)
 	}
+	// The gateway counts a request after its client has the answer
+	// (docs/fabric.md): wait for both requests' counts, their slots back
+	// and a heartbeat counting the prefix cache's positions.
 	var st *fleet.Status
-	waitUntil(t, "a heartbeat counting the prefix cache's positions", func() bool {
+	waitUntil(t, "the requests counted and a heartbeat counting the prefix cache's positions", func() bool {
 		var code int
 		code, st = getStatus(t, n.Addr(), "alice")
 		if code != http.StatusOK || len(st.Workers) != 1 {
 			t.Fatalf("status: %d %+v", code, st)
 		}
-		return st.Workers[0].PrefixPositions > 0
+		reqs, _, _ := st.Recent.Recently(len(st.Recent.Requests))
+		idle := len(st.Queues) == 1 && st.Queues[0].Running == 0
+		return st.Workers[0].PrefixPositions > 0 && reqs == 2 && st.Workers[0].Free == 4 && idle
 	})
 	w := st.Workers[0]
 	if w.Name != "w-status" || w.State != "ready" || w.Slots != 4 || w.Free != 4 || w.KVBlocks == 0 {
