@@ -283,18 +283,26 @@ func (publishBus) Subscribe(string, func([]byte)) (func(), error) {
 }
 func (publishBus) MaxPayload() int64 { return 1 << 20 }
 
-// TestLastStageEmitsAllocatesNothingPerToken: once a stream is open, the
-// last stage makes and publishes each token's chunk frame — text through
-// the stop strings, the token, its log-probability with alternatives —
-// without allocating.
-func TestLastStageEmitsAllocatesNothingPerToken(t *testing.T) {
+// lastStageOfStories loads the layers of stories260K from the third on,
+// with the output head, as a last stage (closed when the test ends).
+func lastStageOfStories(t *testing.T) *engine.Stage {
+	t.Helper()
 	path := testutil.Model(t, "stories260K.gguf")
 	total := layerCount(t, path)
 	st, err := engine.LoadStage(path, engine.StageOptions{Layers: model.LayerRange{First: 2, End: total, Total: total}, ContextLength: 256, Threads: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// TestLastStageEmitsAllocatesNothingPerToken: once a stream is open, the
+// last stage makes and publishes each token's chunk frame — text through
+// the stop strings, the token, its log-probability with alternatives —
+// without allocating.
+func TestLastStageEmitsAllocatesNothingPerToken(t *testing.T) {
+	st := lastStageOfStories(t)
 	published := 0
 	s := &Server{bus: publishBus(func([]byte) { published++ }), st: st, log: slog.New(slog.DiscardHandler)}
 	own := &owner{}
@@ -338,13 +346,7 @@ func TestLastStageEmitsAllocatesNothingPerToken(t *testing.T) {
 // of the request numbers from its own seq, and the old numbering goes
 // with the streams that shared it.
 func TestLastStageChoicesShareOneOrder(t *testing.T) {
-	path := testutil.Model(t, "stories260K.gguf")
-	total := layerCount(t, path)
-	st, err := engine.LoadStage(path, engine.StageOptions{Layers: model.LayerRange{First: 2, End: total, Total: total}, ContextLength: 256, Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := lastStageOfStories(t)
 	k := &chunkSink{chunks: map[string][]bus.Chunk{}, final: map[string]chan struct{}{}}
 	s := &Server{bus: publishBus(k.take), st: st, log: slog.New(slog.DiscardHandler)}
 	own := &owner{}
