@@ -65,10 +65,7 @@ func init() {
 func groupGemmBF16AVX2(w []byte, wrb, nw int, a []byte, arb, m, cols int, res *[groupW * groupA]float32) {
 	_, _ = w[(nw-1)*wrb+2*cols-1], a[(m-1)*arb+2*cols-1]
 	if nw == groupW {
-		var outs groupOuts
-		g := groupOut{outs: outs.rows()}
-		groupOutGemmBF16AVX2(w, wrb, nw, a, arb, m, cols, &g)
-		outs.toRes(res, nw, m)
+		runGroupOut(groupOutGemmBF16AVX2, w, wrb, nw, a, arb, m, cols, res)
 		return
 	}
 	var rows [4]*byte

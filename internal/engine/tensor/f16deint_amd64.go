@@ -96,10 +96,7 @@ func roundF16Deint(x []float32, dst []byte) {
 // groupGemmF16AVX2 is groupOutGemmF16AVX2 for a groupFunc's res (the
 // activation rows deinterleaved, as roundF16Deint writes them).
 func groupGemmF16AVX2(w []byte, wrb, nw int, a []byte, arb, m, cols int, res *[groupW * groupA]float32) {
-	var outs groupOuts
-	g := groupOut{outs: outs.rows()}
-	groupOutGemmF16AVX2(w, wrb, nw, a, arb, m, cols, &g)
-	outs.toRes(res, nw, m)
+	runGroupOut(groupOutGemmF16AVX2, w, wrb, nw, a, arb, m, cols, res)
 }
 
 // groupOutGemmF16AVX2 is the groupOutFunc of F16 prompt rows

@@ -52,10 +52,7 @@ var sideQ8Scales = &actSide{
 // groupDotQ8_0Scales is groupDotQ8_0 for two to four activation rows
 // that carry sideQ8Scales' data (missing rows repeat the first).
 func groupDotQ8_0Scales(w []byte, wrb, nw int, a []byte, arb, m, cols int, res *[groupW * groupA]float32) {
-	var outs groupOuts
-	g := groupOut{outs: outs.rows()}
-	groupOutQ8_0Scales(w, wrb, nw, a, arb, m, cols, &g)
-	outs.toRes(res, nw, m)
+	runGroupOut(groupOutQ8_0Scales, w, wrb, nw, a, arb, m, cols, res)
 }
 
 // groupOutQ8_0Scales is the groupOutFunc of Q8_0 rows that carry

@@ -108,6 +108,15 @@ func (o *groupOuts) toRes(res *[groupW * groupA]float32, nw, m int) {
 	}
 }
 
+// runGroupOut runs the groupOutFunc f as a groupFunc: its outputs of nw
+// weight rows by m activation rows go to res (output (q, p) at res[q*m+p]).
+func runGroupOut(f groupOutFunc, w []byte, wrb, nw int, a []byte, arb, m, cols int, res *[groupW * groupA]float32) {
+	var outs groupOuts
+	g := groupOut{outs: outs.rows()}
+	f(w, wrb, nw, a, arb, m, cols, &g)
+	outs.toRes(res, nw, m)
+}
+
 // Group sizes of the multi-row kernels.
 const (
 	groupW = 8 // weight rows per call
