@@ -381,3 +381,88 @@ bf16split_loop:
 bf16split_done:
 	VZEROUPPER
 	RET
+
+DATA bf16rnd<>+0(SB)/4, $0x00007fff // rounding bias
+DATA bf16rnd<>+4(SB)/4, $0x00000001 // the kept half's lowest bit
+DATA bf16rnd<>+8(SB)/4, $0x7fffffff // magnitude
+DATA bf16rnd<>+12(SB)/4, $0x7f800000 // infinity: above it, NaN
+DATA bf16rnd<>+16(SB)/4, $0x00400000 // FP32ToBF16's quiet bit (64 << 16)
+GLOBL bf16rnd<>(SB), RODATA|NOPTR, $20
+
+// BF16RND(V, T, U): V (eight float32) rounded to BF16 as FP32ToBF16, kept
+// as the float32 of the rounded value (low halves zero); T and U are
+// clobbered. Y15: bf16hi4; Y10-Y14: the bf16rnd constants broadcast.
+#define BF16RND(V, T, U) \
+	VPSRLD $16, V, T \
+	VPAND Y11, T, T \
+	VPADDD Y10, T, T \
+	VPADDD V, T, T \
+	VPAND Y15, T, T \
+	VPAND Y12, V, U \
+	VPCMPGTD Y13, U, U \
+	VPAND Y15, V, V \
+	VPOR Y14, V, V \
+	VPBLENDVB U, V, T, V
+
+// func bf16ActAVX2(dst *byte, side *float32, x *float32, n32 int)
+// The BF16 prompt rows' converter: 32*n32 floats at x rounded to BF16 as
+// FP32ToBF16 into dst, and, unless side is nil, the rounded values as
+// sideBF16 lays them out (what bf16SplitAVX2 makes of dst) at side, from
+// the same registers.
+TEXT ·bf16ActAVX2(SB), NOSPLIT, $0-32
+	VMOVDQU bf16hi4<>(SB), Y15
+	VPBROADCASTD bf16rnd<>+0(SB), Y10
+	VPBROADCASTD bf16rnd<>+4(SB), Y11
+	VPBROADCASTD bf16rnd<>+8(SB), Y12
+	VPBROADCASTD bf16rnd<>+12(SB), Y13
+	VPBROADCASTD bf16rnd<>+16(SB), Y14
+	MOVQ dst+0(FP), DI
+	MOVQ side+8(FP), DX
+	MOVQ x+16(FP), SI
+	MOVQ n32+24(FP), CX
+	TESTQ CX, CX
+	JZ bf16act_done
+bf16act_loop:
+	VMOVUPS 0(SI), Y0
+	VMOVUPS 32(SI), Y1
+	VMOVUPS 64(SI), Y2
+	VMOVUPS 96(SI), Y3
+	BF16RND(Y0, Y4, Y5)
+	BF16RND(Y1, Y4, Y5)
+	BF16RND(Y2, Y4, Y5)
+	BF16RND(Y3, Y4, Y5)
+	// The BF16 row: the high halves, packed in order.
+	VPSRLD $16, Y0, Y4
+	VPSRLD $16, Y1, Y5
+	VPACKUSDW Y5, Y4, Y4
+	VPERMQ $0xd8, Y4, Y4
+	VMOVDQU Y4, 0(DI)
+	VPSRLD $16, Y2, Y6
+	VPSRLD $16, Y3, Y7
+	VPACKUSDW Y7, Y6, Y6
+	VPERMQ $0xd8, Y6, Y6
+	VMOVDQU Y6, 32(DI)
+	TESTQ DX, DX
+	JZ bf16act_next
+	// Per 16 elements the odd ones, then the even ones.
+	VSHUFPS $0xdd, Y1, Y0, Y4
+	VPERMPD $0xd8, Y4, Y4
+	VSHUFPS $0x88, Y1, Y0, Y5
+	VPERMPD $0xd8, Y5, Y5
+	VSHUFPS $0xdd, Y3, Y2, Y6
+	VPERMPD $0xd8, Y6, Y6
+	VSHUFPS $0x88, Y3, Y2, Y7
+	VPERMPD $0xd8, Y7, Y7
+	VMOVUPS Y4, 0(DX)
+	VMOVUPS Y5, 32(DX)
+	VMOVUPS Y6, 64(DX)
+	VMOVUPS Y7, 96(DX)
+	ADDQ $128, DX
+bf16act_next:
+	ADDQ $128, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNZ bf16act_loop
+bf16act_done:
+	VZEROUPPER
+	RET

@@ -20,6 +20,7 @@ func gemmGroupVariants() []gemmVariant {
 			gemmVariant{"F16/avx2-copied", gguf.TypeF16, kernel{gemmGroup: groupGemmF16CopiedAVX2, gemmAct: roundF16Deint, side: sidePad}},
 			gemmVariant{"BF16/avx2", gguf.TypeBF16, kernel{gemmGroup: groupGemmBF16AVX2}},
 			gemmVariant{"BF16/avx2-side", gguf.TypeBF16, kernel{gemmGroup: groupGemmBF16AVX2, side: sideBF16}},
+			gemmVariant{"BF16/avx2-act", gguf.TypeBF16, kernel{gemmGroup: groupGemmBF16AVX2, gemmAct: bf16PromptAct, side: sideBF16}},
 		)
 	}
 	if hasAVX512 {

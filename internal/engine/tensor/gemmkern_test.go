@@ -48,7 +48,11 @@ func promptAct(t *testing.T, k kernel, typ gguf.Type, raw []byte, cols int) []by
 	if k.gemmAct != nil { // the kernel's own layout of the same values
 		x := make([]float32, cols)
 		for e := range x {
-			x[e] = FP16ToFP32(binary.LittleEndian.Uint16(raw[2*e:]))
+			h := binary.LittleEndian.Uint16(raw[2*e:])
+			x[e] = FP16ToFP32(h)
+			if typ == gguf.TypeBF16 {
+				x[e] = BF16ToFP32(h)
+			}
 		}
 		k.gemmAct(x, a)
 	}
