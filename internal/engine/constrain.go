@@ -7,9 +7,9 @@ import (
 	"courier/internal/engine/grammar"
 )
 
-// grammars holds the engine's vocabulary trie (built on the first
-// constrained request) and one grammar.Machine per constraint, so requests
-// with the same schema share their cached masks.
+// grammars holds an engine's (or a last stage's) vocabulary trie (built
+// on the first constrained request) and one grammar.Machine per
+// constraint, so requests with the same schema share their cached masks.
 type grammars struct {
 	once  sync.Once
 	vocab *grammar.Vocab
@@ -17,6 +17,10 @@ type grammars struct {
 	mu       sync.Mutex
 	machines map[string]*grammar.Machine // by Grammar.Key; guarded by mu
 	order    []string                    // insertion order, for eviction; guarded by mu
+	// built: the grammars a last stage compiled, by Source.Key, so the
+	// streams of one constraint compile it once; guarded by mu.
+	built      map[string]*grammar.Grammar
+	builtOrder []string
 }
 
 // maxMachines bounds the constraints whose masks an engine keeps.
@@ -24,14 +28,23 @@ const maxMachines = 64
 
 // machine returns the Machine of g for this engine's vocabulary.
 func (e *Engine) machine(g *grammar.Grammar) *grammar.Machine {
-	gs := &e.grammars
+	return e.grammars.machine(g, e.model.Vocab, e.tok)
+}
+
+// vocabulary is what a grammar's vocabulary trie reads of a tokenizer.
+type vocabulary interface {
+	TokenPiece(id int32) []byte
+	IsEOG(id int32) bool
+}
+
+// machine returns the Machine of g for the vocabulary of n tokens of tok.
+func (gs *grammars) machine(g *grammar.Grammar, n int, tok vocabulary) *grammar.Machine {
 	gs.once.Do(func() {
-		n := e.model.Vocab
 		pieces := make([][]byte, n)
 		eog := make([]bool, n)
 		for i := range n {
-			pieces[i] = e.tok.TokenPiece(int32(i))
-			eog[i] = e.tok.IsEOG(int32(i))
+			pieces[i] = tok.TokenPiece(int32(i))
+			eog[i] = tok.IsEOG(int32(i))
 		}
 		gs.vocab = grammar.NewVocab(pieces, eog)
 	})
@@ -53,18 +66,53 @@ func (e *Engine) machine(g *grammar.Grammar) *grammar.Machine {
 	return m
 }
 
+// build returns the grammar compiled from src, compiling it on first use.
+func (gs *grammars) build(src *grammar.Source) (*grammar.Grammar, error) {
+	key := src.Key()
+	gs.mu.Lock()
+	g, ok := gs.built[key]
+	gs.mu.Unlock()
+	if ok {
+		return g, nil
+	}
+	g, err := src.Build()
+	if err != nil {
+		return nil, err
+	}
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	if gs.built == nil {
+		gs.built = map[string]*grammar.Grammar{}
+	}
+	if _, ok := gs.built[key]; !ok {
+		if len(gs.builtOrder) >= maxMachines {
+			delete(gs.built, gs.builtOrder[0])
+			gs.builtOrder = gs.builtOrder[1:]
+		}
+		gs.builtOrder = append(gs.builtOrder, key)
+	}
+	gs.built[key] = g
+	return g, nil
+}
+
 // startGrammar gives sl a matcher for req.Grammar and replays the resumed
-// tokens through it: the grammar state is a function of the tokens.
+// tokens through it: the grammar state is a function of the tokens. When
+// the last stage emits the chunks (req.Out), its stream keeps the
+// grammar and samples with it; the first stage only checks the resumed
+// tokens here and keeps no matcher.
 func (e *Engine) startGrammar(sl *slot, req *Request) error {
 	sl.gm = nil
 	if req.Grammar == nil {
 		return nil
 	}
-	sl.gm = e.machine(req.Grammar).NewMatcher()
+	gm := e.machine(req.Grammar).NewMatcher()
 	for i, t := range req.Resume {
-		if !sl.gm.Accept(t) {
+		if !gm.Accept(t) {
 			return fmt.Errorf("%w: resumed token %d (#%d) is not allowed by the request's grammar", ErrInvalidRequest, t, i)
 		}
+	}
+	if req.Out == nil {
+		sl.gm = gm
 	}
 	return nil
 }

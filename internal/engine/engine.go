@@ -50,7 +50,9 @@ type Request struct {
 	Background bool
 	// Out, when set, has a pipeline's last stage emit the generation's
 	// chunks (StreamOut): Generate's emit still sees every token, with no
-	// text. It needs a tail that samples (Engine.TailEmits) and no Grammar.
+	// text. It needs a tail that samples (Engine.TailEmits), and a Grammar,
+	// if any, that records its Source: the last stage's stream then keeps
+	// the grammar and samples with it.
 	Out *StreamOut
 }
 

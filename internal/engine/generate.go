@@ -144,8 +144,8 @@ func (e *Engine) check(req *Request) error {
 	if req.TopLogprobs < 0 || req.TopLogprobs > MaxTopLogprobs {
 		return fmt.Errorf("%w: top_logprobs %d outside 0..%d", ErrInvalidRequest, req.TopLogprobs, MaxTopLogprobs)
 	}
-	if req.Out != nil && (req.Grammar != nil || !e.TailEmits()) {
-		return fmt.Errorf("%w: a last stage emits the chunks only of an unconstrained generation through a pipeline that samples", ErrInvalidRequest)
+	if req.Out != nil && (!e.TailEmits() || req.Grammar != nil && req.Grammar.Source() == nil) {
+		return fmt.Errorf("%w: a last stage emits the chunks only through a pipeline that samples, of a generation whose grammar it can compile (grammar.Source)", ErrInvalidRequest)
 	}
 	if req.MaxTokens < 0 {
 		return fmt.Errorf("%w: max_tokens %d is negative", ErrInvalidRequest, req.MaxTokens)
@@ -177,14 +177,14 @@ func (e *Engine) sampleNext(sl *slot, logits []float32, pick *Pick) (done bool, 
 	req, res := sl.req, &sl.result
 	var tok int32
 	if pick != nil {
-		tok = pick.Token
+		tok = pick.Token // -1 when Ended: the grammar allows nothing more
 	} else {
 		tok = e.sampleToken(sl, logits)
 	}
 	if tok >= 0 {
 		sl.smp.Accept(tok)
 	}
-	if tok < 0 || (e.tok.IsEOG(tok) && (!req.IgnoreEOS || sl.gm != nil)) {
+	if tok < 0 || (e.tok.IsEOG(tok) && (!req.IgnoreEOS || req.Grammar != nil)) {
 		res.FinishReason = FinishStop
 		if tail := sl.text.Flush(); len(tail) > 0 && req.Out == nil {
 			ev := sl.ring.next()

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"courier/internal/engine/grammar"
 	"courier/internal/engine/model"
 	"courier/internal/engine/sampler"
 )
@@ -11,8 +12,9 @@ import (
 // (sampler.Prepare); the last stage picks the token with the same chain
 // (sampler.SampleWith) and answers with the token and the log-probabilities
 // asked for, instead of a vocabulary of logits. Rows it cannot sample keep
-// the logits path: grammar-constrained ones (the grammar's state lives with
-// the first stage's sequence) and scoring rows (they want the logits).
+// the logits path: grammar-constrained ones whose chunks the first stage's
+// worker emits (the grammar's state then lives with the first stage's
+// sequence) and scoring rows (they want the logits).
 
 // A sequence whose Request has Out emits its chunks from the last stage:
 // the first stage keeps the generation (scheduling, KV blocks, sampler,
@@ -21,7 +23,11 @@ import (
 // chunks and the final one with usage). The first row the last stage
 // samples for such a sequence carries a StreamOpen; every one carries
 // Emit and the sequence's Key. A stop string the last stage finds comes
-// back as Pick.Stopped, and the first stage ends the sequence.
+// back as Pick.Stopped, and the first stage ends the sequence. A
+// constrained sequence's grammar lives with its stream there: the record
+// carries its source (grammar.Source), the last stage compiles it and
+// samples through its masks, and a grammar that allows nothing more comes
+// back as Pick.Ended.
 
 // StreamOut says where a sequence's chunks go when the last stage emits
 // them: the bus's reply subject and the chunk header fields a worker
@@ -37,6 +43,19 @@ type StreamOut struct {
 	// chunks' Choice); the choices of one request (the same Subject, ID
 	// and Attempt) share one Seq order at the last stage, as a worker's.
 	Choice int
+	// Tools, when set, has the last stage read the text as a tool-mode
+	// answer (content and tool-call pieces), as the worker's emit path
+	// does.
+	Tools *ToolsOut
+}
+
+// ToolsOut is what the last stage needs to read a tool-mode answer as the
+// worker does (internal/toolcall): the model family's call syntax, the
+// functions offered, and the id the call ids are made from.
+type ToolsOut struct {
+	Format string   // grammar.ToolFormat's Name
+	Names  []string // the offered functions
+	CallID string   // the request's id (with its choice's suffix)
 }
 
 // StreamOpen is what the last stage needs to emit a sequence's chunks,
@@ -50,6 +69,10 @@ type StreamOpen struct {
 	IgnoreEOS    bool
 	Logprobs     bool
 	TopLogprobs  int
+	// Grammar, when set, constrains the sequence: the last stage
+	// compiles it (as the first stage's worker did), keeps the matcher
+	// with the stream, and samples the sequence's rows through its masks.
+	Grammar *grammar.Source
 }
 
 // RowSample asks a Tail's last stage to sample a row of the step.
@@ -79,6 +102,10 @@ type Pick struct {
 	// Stopped: the last stage, emitting the sequence, found a stop string
 	// in its text; the first stage ends it.
 	Stopped bool
+	// Ended: the sequence's grammar (kept by the last stage) allows no
+	// token more; Token is -1, and the first stage ends the sequence as
+	// its own grammar would have (FinishStop).
+	Ended bool
 }
 
 // SamplingTail is a Tail whose last stage samples the rows it is asked to.
@@ -91,7 +118,8 @@ type SamplingTail interface {
 }
 
 // prepareSamples lists the step's rows the tail samples: every logits row
-// of a sequence without a grammar, with its sampler's next draw. It runs
+// of a sequence whose grammar, if any, is not kept here (sl.gm: its
+// chunks are the worker's to emit), with its sampler's next draw. It runs
 // after build, before the step is sent; the sequences' samplers advance
 // past the draws (a sequence has one step in flight at a time).
 func (s *scheduler) prepareSamples() {
@@ -152,5 +180,8 @@ func (sl *slot) open() *StreamOpen {
 	r := sl.req
 	sl.stream = StreamOpen{StreamOut: *r.Out, Stop: r.Stop, MaxTokens: r.MaxTokens, PromptTokens: len(r.Prompt),
 		Resume: r.Resume, IgnoreEOS: r.IgnoreEOS, Logprobs: r.Logprobs, TopLogprobs: r.TopLogprobs}
+	if r.Grammar != nil {
+		sl.stream.Grammar = r.Grammar.Source()
+	}
 	return &sl.stream
 }

@@ -558,7 +558,7 @@ func (s *scheduler) sampleAll(outs []rowOut, logits []float32, picks []Pick) {
 			continue
 		}
 		sl := r.sl
-		if pick != nil && !pick.NonFinite && !pick.valid(vocab) {
+		if pick != nil && !pick.NonFinite && !(pick.Ended && pick.Token < 0 && sl.req.Grammar != nil) && !pick.valid(vocab) {
 			s.finish(s.indexOf(sl), fmt.Errorf("%w: the last stage picked token %d of a vocabulary of %d", ErrStage, pick.Token, vocab))
 			continue
 		}

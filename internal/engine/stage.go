@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"courier/internal/engine/gguf"
+	"courier/internal/engine/grammar"
 	"courier/internal/engine/model"
 	"courier/internal/engine/tensor"
 	"courier/internal/engine/tokenizer"
@@ -305,6 +306,8 @@ type Stage struct {
 	// token's text, and the end-of-generation tokens.
 	tok    *tokenizer.Tokenizer
 	pieces []string
+	// grammars: the constraints of the streams it emits (Matcher).
+	grammars grammars
 
 	state *model.State // sized by the largest step seen
 	batch model.Batch
@@ -387,6 +390,21 @@ func (s *Stage) TokenPiece(id int32) []byte {
 // IsEOG reports whether id ends a generation (false on a stage that is
 // not the last).
 func (s *Stage) IsEOG(id int32) bool { return s.tok != nil && s.tok.IsEOG(id) }
+
+// Matcher returns a new matcher of the grammar compiled from src (as the
+// first stage's worker compiled it) over the last stage's vocabulary:
+// the grammar and its masks are built once per constraint and shared by
+// the streams that use it. Safe for concurrent use.
+func (s *Stage) Matcher(src *grammar.Source) (*grammar.Matcher, error) {
+	if s.tok == nil {
+		return nil, fmt.Errorf("%w: a grammar needs the last stage's vocabulary", ErrInvalidRequest)
+	}
+	g, err := s.grammars.build(src)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+	}
+	return s.grammars.machine(g, s.model.Vocab, s).NewMatcher(), nil
+}
 
 // Layers returns the stage's share of the model.
 func (s *Stage) Layers() model.LayerRange { return s.model.Stage }

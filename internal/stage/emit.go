@@ -8,6 +8,7 @@ import (
 
 	"courier/internal/bus"
 	"courier/internal/engine"
+	"courier/internal/engine/grammar"
 	"courier/internal/engine/sampler"
 )
 
@@ -30,6 +31,7 @@ const maxStreams = 4096
 // stream is one sequence's output at the last stage.
 type stream struct {
 	open  *engine.StreamOpen
+	gm    *grammar.Matcher // the sequence's grammar, when constrained: its rows are sampled through it
 	text  *sampler.TextStream
 	count int // completion tokens, the resumed ones included
 	out   *attemptOut
@@ -111,6 +113,23 @@ func (s *Server) startStream(own *owner, key uint32, o *engine.StreamOpen) error
 	for _, t := range o.Resume {
 		st.text.Push(s.st.TokenPiece(t)) // delivered already: rebuild the held-back text only
 	}
+	if o.Grammar != nil {
+		// The grammar the first stage's worker compiled, from its source;
+		// its state is a function of the tokens, so the resumed ones
+		// replay it (the first stage checked they are allowed).
+		gm, err := s.st.Matcher(o.Grammar)
+		if err != nil {
+			st.done = true
+			return fmt.Errorf("%w: stream %d: %w", ErrMessage, key, err)
+		}
+		for i, t := range o.Resume {
+			if !gm.Accept(t) {
+				st.done = true
+				return fmt.Errorf("%w: stream %d: resumed token %d (#%d) is not allowed by its grammar", ErrMessage, key, t, i)
+			}
+		}
+		st.gm = gm
+	}
 	return nil
 }
 
@@ -123,20 +142,30 @@ func (own *owner) release(st *stream) {
 	st.out = nil
 }
 
+// openStreams starts the streams whose records step m's samples carry,
+// before they are sampled (a constrained stream samples through its
+// grammar) and emitted.
+func (s *Server) openStreams(own *owner, m *Message) error {
+	for i := range m.Samples {
+		if rs := &m.Samples[i]; rs.Emit && rs.Open != nil {
+			if err := s.startStream(own, rs.Key, rs.Open); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // emit makes the chunk frames of step m's emitted rows (their picks in
-// s.picks, one per sample), for publishFrames to send, and marks the picks
-// whose stream a stop string ended.
+// s.picks, one per sample; sample opened their streams), for
+// publishFrames to send, and marks the picks whose stream a stop string
+// ended.
 func (s *Server) emit(own *owner, m *Message) error {
 	s.em.frames, s.em.cuts = s.em.frames[:0], s.em.cuts[:0]
 	for i := range m.Samples {
 		rs := &m.Samples[i]
 		if !rs.Emit {
 			continue
-		}
-		if rs.Open != nil {
-			if err := s.startStream(own, rs.Key, rs.Open); err != nil {
-				return err
-			}
 		}
 		st := own.streams[rs.Key]
 		if st != nil && st.out.failed {
@@ -167,7 +196,10 @@ func (s *Server) emitPick(st *stream, p *engine.Pick) {
 	finish := ""
 	var text []byte
 	switch {
-	case s.st.IsEOG(p.Token) && !o.IgnoreEOS:
+	case p.Ended || s.st.IsEOG(p.Token) && (!o.IgnoreEOS || o.Grammar != nil):
+		// End-of-generation, or a grammar that allows nothing more (or
+		// ends the text: its end-of-generation token ends it even with
+		// IgnoreEOS), as the whole model's engine ends it.
 		finish = engine.FinishStop
 		if text = st.text.Flush(); len(text) > 0 {
 			// The held-back tail, as a worker sends it: with no token.

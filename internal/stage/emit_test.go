@@ -14,6 +14,7 @@ import (
 
 	"courier/internal/bus"
 	"courier/internal/engine"
+	"courier/internal/engine/grammar"
 	"courier/internal/engine/model"
 	"courier/internal/engine/sampler"
 	"courier/internal/testutil"
@@ -214,6 +215,15 @@ func TestLastStageEmitsChunks(t *testing.T) {
 	if err != nil || len(eos) != 1 {
 		t.Fatalf("the end-of-generation token: %v, %v", eos, err)
 	}
+	schema, err := grammar.Compile(grammar.Spec{Type: "json_schema", Schema: []byte(`{"type":"object","properties":{"name":{"type":"string","maxLength":12},"age":{"enum":[3,7,12]},"kind":{"enum":["cat","dog","girl"]}},"required":["name","age","kind"]}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	constrained, err := wholeStream(whole, toks, engine.Request{MaxTokens: 100, Grammar: schema})
+	if err != nil || constrained.finish != engine.FinishStop || len(constrained.ids) < 8 {
+		t.Fatalf("the constrained reference: %+v, %v", constrained, err)
+	}
+	schemaIDs := constrained.ids
 	reqs := []engine.Request{
 		{MaxTokens: 40, IgnoreEOS: true, Logprobs: true, TopLogprobs: 3},
 		{MaxTokens: 60, IgnoreEOS: true, Stop: []string{"zzz", stop}},
@@ -222,6 +232,13 @@ func TestLastStageEmitsChunks(t *testing.T) {
 		{MaxTokens: 20, Sampling: sampler.Params{LogitBias: []sampler.Bias{{ID: eos[0], Value: 100}}}},
 		{MaxTokens: 30, Logprobs: true, Sampling: sampler.Params{Temperature: 0.9, TopK: 40, Seed: 42}},
 		{MaxTokens: 40, IgnoreEOS: true, Logprobs: true, TopLogprobs: 3, Resume: plain.ids[:10]},
+		// Constrained (the last stage compiles the grammar from its
+		// source and samples through its masks): greedy, seeded sampled
+		// with penalties, and resumed; the grammar's end-of-generation ends
+		// them even with IgnoreEOS.
+		{MaxTokens: 100, IgnoreEOS: true, Grammar: schema, Logprobs: true, TopLogprobs: 2},
+		{MaxTokens: 100, Grammar: schema, Sampling: sampler.Params{Temperature: 1.3, TopK: 50, Seed: 7, RepeatPenalty: 1.2, RepeatLastN: 16}},
+		{MaxTokens: 100, Grammar: schema, Resume: schemaIDs[:6]},
 	}
 	want := make([]streamed, len(reqs))
 	for i, r := range reqs {
@@ -230,6 +247,15 @@ func TestLastStageEmitsChunks(t *testing.T) {
 		}
 	}
 	whole.Close()
+	for i := 5; i < 8; i++ {
+		text := want[i].text
+		if i == 7 {
+			text = constrained.text // the resumed one's text is after the resumed tokens
+		}
+		if want[i].finish != engine.FinishStop || !json.Valid([]byte(text)) {
+			t.Fatalf("constrained reference %d: %q ends %q", i, text, want[i].finish)
+		}
+	}
 	if want[1].finish != engine.FinishStop || want[2].finish != engine.FinishStop {
 		t.Fatalf("the references do not end as meant: %q (stop %q), %q", want[1].finish, stop, want[2].finish)
 	}
@@ -315,6 +341,9 @@ func TestLastStageEmitsAllocatesNothingPerToken(t *testing.T) {
 	step := func() {
 		tok = 300 + (tok+13)%200 // word pieces (not byte tokens), a different one each time
 		s.picks[0].Token = tok
+		if err := s.openStreams(own, m); err != nil {
+			t.Fatal(err)
+		}
 		if err := s.emit(own, m); err != nil {
 			t.Fatal(err)
 		}
@@ -362,6 +391,9 @@ func TestLastStageChoicesShareOneOrder(t *testing.T) {
 	step := func(m *Message, picks ...engine.Pick) {
 		t.Helper()
 		s.picks = picks
+		if err := s.openStreams(own, m); err != nil {
+			t.Fatal(err)
+		}
 		if err := s.emit(own, m); err != nil {
 			t.Fatal(err)
 		}

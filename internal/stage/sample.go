@@ -4,13 +4,16 @@ import (
 	"fmt"
 
 	"courier/internal/engine"
+	"courier/internal/engine/grammar"
 	"courier/internal/engine/sampler"
 )
 
 // sample runs, at the last stage, the samples of step m over its logits
 // (out: [nOut][Vocab] in row order) and fills s.picks, one per sample. It
 // returns the logits rows nobody sampled, in row order, for the result.
-func (s *Server) sample(m *Message, out []float32) ([]float32, error) {
+// A constrained stream's rows are sampled through its grammar (the
+// streams are opened first: openStreams).
+func (s *Server) sample(own *owner, m *Message, out []float32) ([]float32, error) {
 	vocab := s.st.VocabSize()
 	if s.smp == nil {
 		smp, err := sampler.New(sampler.Params{}, vocab)
@@ -43,6 +46,12 @@ func (s *Server) sample(m *Message, out []float32) ([]float32, error) {
 		if err := checkParams(&rs.Params, vocab); err != nil {
 			return nil, fmt.Errorf("%w: sample %d: %w", ErrMessage, i, err)
 		}
+		var gm *grammar.Matcher
+		if rs.Emit {
+			if st := own.streams[rs.Key]; st != nil && !st.done && !st.out.failed {
+				gm = st.gm
+			}
+		}
 		o := int(s.outRow[rs.Row])
 		s.sampled[o] = true
 		row := out[o*vocab : (o+1)*vocab]
@@ -53,12 +62,23 @@ func (s *Server) sample(m *Message, out []float32) ([]float32, error) {
 			s.picks = append(s.picks, engine.Pick{})
 		}
 		p := &s.picks[k]
-		p.Sampled, p.NonFinite, p.Stopped, p.Token, p.Logprob, p.Top = true, false, false, -1, 0, p.Top[:0]
+		p.Sampled, p.NonFinite, p.Stopped, p.Ended, p.Token, p.Logprob, p.Top = true, false, false, false, -1, 0, p.Top[:0]
 		if !sampler.Finite(row) {
 			p.NonFinite = true // the first stage ends the sequence, as it would
 			continue
 		}
-		p.Token = s.smp.SampleWith(rs.Params, &rs.Draw, row)
+		if gm != nil {
+			// As the whole model's engine samples a constrained row
+			// (Engine.sampleToken): through the grammar's mask, then the
+			// grammar takes the token.
+			k := gm.Mask()
+			if p.Token = s.smp.SampleMaskedWith(rs.Params, &rs.Draw, row, k.Allow, k.Tokens); p.Token < 0 || !gm.Accept(p.Token) {
+				p.Token, p.Ended = -1, true // the grammar allows nothing more
+				continue
+			}
+		} else {
+			p.Token = s.smp.SampleWith(rs.Params, &rs.Draw, row)
+		}
 		if rs.Logprobs || rs.Top > 0 {
 			if cap(p.Top) < rs.Top {
 				p.Top = make([]sampler.TokenLogprob, 0, engine.MaxTopLogprobs)

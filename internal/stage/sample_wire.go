@@ -7,6 +7,7 @@ import (
 
 	"courier/internal/bus"
 	"courier/internal/engine"
+	"courier/internal/engine/grammar"
 	"courier/internal/engine/sampler"
 )
 
@@ -18,6 +19,17 @@ const (
 	sampleFixed = 4 + 1 + 1 + 7*4 + 8 + 2 + 4 + 4 // a sample without its biases, penalties and stream
 	pickFixed   = 4 + 4 + 1 + 4 + 1               // a pick without its top tokens
 	maxStops    = 64                              // stop strings of a stream
+	maxSource   = 1 << 20                         // bytes of a stream's grammar source
+	maxListed   = 4096                            // a grammar's choices or tools, a stream's offered functions
+)
+
+// Stream record flags.
+const (
+	openIgnoreEOS = 1 << iota
+	openLogprobs
+	openGrammar // the grammar's source follows (version 6)
+	openTools   // the tool-mode reading follows (version 6)
+	openKnown   = openIgnoreEOS | openLogprobs | openGrammar | openTools
 )
 
 // Sample flags.
@@ -32,7 +44,8 @@ const (
 const (
 	pickNonFinite = 1 << iota
 	pickStopped   // a stop string ended the sequence's text at the last stage
-	pickKnown     = pickNonFinite | pickStopped
+	pickEnded     // the sequence's grammar allows nothing more (version 6)
+	pickKnown     = pickNonFinite | pickStopped | pickEnded
 )
 
 func appendF32(dst []byte, v float32) []byte {
@@ -91,10 +104,16 @@ func appendOpen(dst []byte, o *engine.StreamOpen) []byte {
 	dst = le.AppendUint64(dst, o.Seq)
 	flags := byte(0)
 	if o.IgnoreEOS {
-		flags |= 1
+		flags |= openIgnoreEOS
 	}
 	if o.Logprobs {
-		flags |= 2
+		flags |= openLogprobs
+	}
+	if o.Grammar != nil {
+		flags |= openGrammar
+	}
+	if o.Tools != nil {
+		flags |= openTools
 	}
 	dst = append(dst, byte(o.Frames), flags, byte(o.TopLogprobs), byte(o.Choice))
 	dst = le.AppendUint32(dst, uint32(o.MaxTokens))
@@ -107,7 +126,112 @@ func appendOpen(dst []byte, o *engine.StreamOpen) []byte {
 	for _, t := range o.Resume {
 		dst = le.AppendUint32(dst, uint32(t))
 	}
+	if g := o.Grammar; g != nil {
+		dst = appendString(dst, g.Spec.Type)
+		dst = appendBlob(dst, g.Spec.Schema)
+		dst = appendBlob(dst, []byte(g.Spec.Pattern))
+		dst = appendBlob(dst, []byte(g.Spec.Grammar))
+		dst = le.AppendUint32(dst, uint32(len(g.Spec.Choices)))
+		for _, c := range g.Spec.Choices {
+			dst = appendBlob(dst, []byte(c))
+		}
+		dst = appendString(dst, g.Format)
+		par := byte(0)
+		if g.Parallel {
+			par = 1
+		}
+		dst = append(dst, par)
+		dst = le.AppendUint32(dst, uint32(len(g.Tools)))
+		for _, t := range g.Tools {
+			dst = appendString(dst, t.Name)
+			dst = appendBlob(dst, t.Parameters)
+		}
+	}
+	if t := o.Tools; t != nil {
+		dst = appendString(dst, t.Format)
+		dst = appendString(dst, t.CallID)
+		dst = le.AppendUint32(dst, uint32(len(t.Names)))
+		for _, n := range t.Names {
+			dst = appendString(dst, n)
+		}
+	}
 	return dst
+}
+
+// appendBlob appends b with a u32 length (a grammar source's parts may be
+// longer than a string's 1024 bytes).
+func appendBlob(dst, b []byte) []byte {
+	return append(binary.LittleEndian.AppendUint32(dst, uint32(len(b))), b...)
+}
+
+// blob reads what appendBlob wrote, counting its bytes against *budget.
+func (r *reader) blob(budget *int) []byte {
+	n := r.u32()
+	if r.err != nil {
+		return nil
+	}
+	if int64(n) > int64(*budget) {
+		r.err = fmt.Errorf("%w: a grammar source over %d bytes", ErrMessage, maxSource)
+		return nil
+	}
+	*budget -= int(n)
+	return r.take(int(n))
+}
+
+// count reads a u32 count of at most maxListed entries of at least min
+// bytes each.
+func (r *reader) count(min int) int {
+	n := r.u32()
+	if r.err == nil && (n > maxListed || int64(n)*int64(min) > int64(len(r.b))) {
+		r.err = fmt.Errorf("%w: %d entries in %d bytes", ErrMessage, n, len(r.b))
+	}
+	if r.err != nil {
+		return 0
+	}
+	return int(n)
+}
+
+// readSource reads a stream record's grammar source (once per stream: it
+// allocates).
+func readSource(r *reader) (*grammar.Source, error) {
+	budget := maxSource
+	g := &grammar.Source{}
+	g.Spec.Type = r.str()
+	if b := r.blob(&budget); len(b) > 0 {
+		g.Spec.Schema = append([]byte(nil), b...)
+	}
+	g.Spec.Pattern = string(r.blob(&budget))
+	g.Spec.Grammar = string(r.blob(&budget))
+	n := r.count(4)
+	for range n {
+		g.Spec.Choices = append(g.Spec.Choices, string(r.blob(&budget)))
+	}
+	g.Format = r.str()
+	if p := r.take(1); p != nil {
+		if p[0] > 1 {
+			return nil, fmt.Errorf("%w: grammar source parallel %d", ErrMessage, p[0])
+		}
+		g.Parallel = p[0] == 1
+	}
+	n = r.count(2 + 4)
+	for range n {
+		t := grammar.Tool{Name: r.str()}
+		if b := r.blob(&budget); len(b) > 0 {
+			t.Parameters = append([]byte(nil), b...)
+		}
+		g.Tools = append(g.Tools, t)
+	}
+	return g, r.err
+}
+
+// readTools reads a stream record's tool-mode reading.
+func readTools(r *reader) (*engine.ToolsOut, error) {
+	t := &engine.ToolsOut{Format: r.str(), CallID: r.str()}
+	n := r.count(2)
+	for range n {
+		t.Names = append(t.Names, r.str())
+	}
+	return t, r.err
 }
 
 // readOpen reads a sample's stream record (a sequence's first emitted
@@ -121,11 +245,11 @@ func readOpen(r *reader) (*engine.StreamOpen, error) {
 		return nil, r.err
 	}
 	o.Attempt, o.Seq = int(int32(le.Uint32(b))), le.Uint64(b[4:])
-	o.Frames, o.IgnoreEOS, o.Logprobs, o.TopLogprobs = int(b[12]), b[13]&1 != 0, b[13]&2 != 0, int(b[14])
+	o.Frames, o.IgnoreEOS, o.Logprobs, o.TopLogprobs = int(b[12]), b[13]&openIgnoreEOS != 0, b[13]&openLogprobs != 0, int(b[14])
 	o.Choice = int(b[15])
 	o.MaxTokens, o.PromptTokens = int(int32(le.Uint32(b[16:]))), int(int32(le.Uint32(b[20:])))
 	ns := int(le.Uint16(b[24:]))
-	if b[13] > 3 || o.TopLogprobs > engine.MaxTopLogprobs || o.Choice >= bus.MaxChoices || ns > maxStops || o.MaxTokens < 0 || o.PromptTokens < 0 || o.Attempt < 0 {
+	if b[13]&^openKnown != 0 || o.TopLogprobs > engine.MaxTopLogprobs || o.Choice >= bus.MaxChoices || ns > maxStops || o.MaxTokens < 0 || o.PromptTokens < 0 || o.Attempt < 0 {
 		return nil, fmt.Errorf("%w: stream record flags %d, top %d, choice %d, %d stops, max %d, prompt %d", ErrMessage, b[13], o.TopLogprobs, o.Choice, ns, o.MaxTokens, o.PromptTokens)
 	}
 	for range ns {
@@ -141,6 +265,17 @@ func readOpen(r *reader) (*engine.StreamOpen, error) {
 	o.Resume = make([]int32, n)
 	for i := range o.Resume {
 		o.Resume[i] = int32(r.u32())
+	}
+	var err error
+	if b[13]&openGrammar != 0 {
+		if o.Grammar, err = readSource(r); err != nil {
+			return nil, err
+		}
+	}
+	if b[13]&openTools != 0 {
+		if o.Tools, err = readTools(r); err != nil {
+			return nil, err
+		}
 	}
 	return o, r.err
 }
@@ -219,6 +354,9 @@ func appendPicks(dst []byte, picks []engine.Pick) []byte {
 		if p.Stopped {
 			flags |= pickStopped
 		}
+		if p.Ended {
+			flags |= pickEnded
+		}
 		dst = binary.LittleEndian.AppendUint32(dst, uint32(i))
 		dst = binary.LittleEndian.AppendUint32(dst, uint32(p.Token))
 		dst = append(dst, flags)
@@ -260,6 +398,7 @@ func readPicks(r *reader, m *Message) error {
 		}
 		p := &m.Picks[k]
 		p.Sampled, p.Token, p.NonFinite, p.Stopped = true, int32(le.Uint32(b[4:])), b[8]&pickNonFinite != 0, b[8]&pickStopped != 0
+		p.Ended = b[8]&pickEnded != 0
 		p.Logprob = math.Float32frombits(le.Uint32(b[9:]))
 		p.Top = p.Top[:0]
 		for range nt {

@@ -202,7 +202,10 @@ func (s *Server) onStep(data []byte) {
 		err := s.sendRows(m, KindEmbd, s.st.Embeddings(), s.st.Dim(), false)
 		picked := false
 		if err == nil && len(m.Samples) > 0 {
-			if out, err = s.sample(m, out); err == nil {
+			if err = s.openStreams(o, m); err == nil {
+				out, err = s.sample(o, m, out)
+			}
+			if err == nil {
 				if s.picked != nil {
 					s.picked()
 				}

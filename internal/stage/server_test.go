@@ -160,7 +160,7 @@ func FuzzStageStep(f *testing.F) {
 			t.Fatalf("a KV pool of %d positions on a stage of 16 slots of 256: %v, want engine.ErrStage", m.KVBlocks*m.KVBlockSize, err)
 		}
 		if err == nil && len(m.Samples) > 0 { // the last stage samples: refuse or pick, never panic
-			srv.sample(&m, out)
+			srv.sample(&owner{}, &m, out)
 		}
 	})
 }

@@ -33,7 +33,7 @@ const (
 
 const (
 	magic      = "CSTG"
-	version    = 5
+	version    = 6
 	headerSize = 4 + 4 + 8 + 8 + 4*8
 	// Bounds on what a message may declare, checked before anything is
 	// allocated: a message is hostile input.

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"courier/internal/engine"
+	"courier/internal/engine/grammar"
 	"courier/internal/engine/model"
 	"courier/internal/engine/sampler"
 )
@@ -111,6 +112,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(AppendEncode(nil, &Message{Kind: KindError, Err: "x"}))
 	f.Add(AppendEncode(nil, sampledStep()))
 	f.Add(AppendEncode(nil, samplePicks()))
+	f.Add(AppendEncode(nil, constrainedStep()))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var m Message
 		if err := Decode(data, &m); err != nil {
@@ -173,25 +175,51 @@ func sampledStep() *Message {
 	return m
 }
 
+// constrainedStep is sampledStep whose emitted row's stream is
+// constrained by a forced tool call's grammar and read as a tool-mode
+// answer (version 6), and whose greedy row's by a JSON Schema.
+func constrainedStep() *Message {
+	m := sampledStep()
+	o := m.Samples[1].Open
+	o.Grammar = &grammar.Source{Format: "hermes", Parallel: true, Tools: []grammar.Tool{
+		{Name: "get_weather", Parameters: []byte(`{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}`)},
+		{Name: "now"}}}
+	o.Tools = &engine.ToolsOut{Format: "hermes", Names: []string{"get_weather", "now"}, CallID: "chatcmpl-1-2"}
+	m.Samples[0] = engine.RowSample{Row: 1, Emit: true, Key: 4, Open: &engine.StreamOpen{
+		StreamOut: engine.StreamOut{Subject: "courier.chunk.gw.cmpl-2", ID: "cmpl-2", Worker: "first", Frames: 4},
+		MaxTokens: 32, PromptTokens: 3, IgnoreEOS: true, Resume: []int32{},
+		Grammar: &grammar.Source{Spec: grammar.Spec{Type: "json_schema", Schema: []byte(`{"type":"object","properties":{"a":{"enum":["x","y"]}}}`),
+			Choices: []string{"unused"}, Pattern: "p", Grammar: "g"}}}}
+	return m
+}
+
 func samplePicks() *Message {
 	return &Message{Kind: KindPicks, Epoch: 9, Step: 3, Picks: []engine.Pick{
 		{Sampled: true, Token: 7, Logprob: -0.25, Top: []sampler.TokenLogprob{{ID: 7, Logprob: -0.25}, {ID: 1, Logprob: -2}}},
 		{Sampled: true, Token: -1, NonFinite: true},
 		{Sampled: true, Token: 9, Stopped: true},
+		{Sampled: true, Token: -1, Ended: true},
 	}}
 }
 
 // TestWireSamplesRoundTrip encodes and decodes a step with samples and a
 // picks message.
 func TestWireSamplesRoundTrip(t *testing.T) {
-	step := sampledStep()
 	var got Message
-	if err := Decode(AppendEncode(nil, step), &got); err != nil {
-		t.Fatal(err)
-	}
-	got.Samples[0].Draw.Penalties = nil // decoded empty
-	if !reflect.DeepEqual(got.Samples, step.Samples) {
-		t.Errorf("samples round trip:\n got %+v\nwant %+v", got.Samples, step.Samples)
+	for _, step := range []*Message{sampledStep(), constrainedStep()} {
+		enc := AppendEncode(nil, step)
+		if err := Decode(enc, &got); err != nil {
+			t.Fatal(err)
+		}
+		got.Samples[0].Draw.Penalties = nil // decoded empty
+		if !reflect.DeepEqual(got.Samples, step.Samples) {
+			t.Errorf("samples round trip:\n got %+v\nwant %+v", got.Samples, step.Samples)
+		}
+		for n := 0; n < len(enc); n++ {
+			if err := Decode(enc[:n], &got); !errors.Is(err, ErrMessage) {
+				t.Fatalf("step truncated to %d bytes: %v, want ErrMessage", n, err)
+			}
+		}
 	}
 	picks := samplePicks()
 	if err := Decode(AppendEncode(nil, picks), &got); err != nil {

@@ -123,14 +123,15 @@ type tailEmitter interface {
 var _ tailEmitter = (*engine.Engine)(nil)
 
 // emitsAtTail reports whether the last stage of the engine's pipeline
-// emits gen's chunks: an unconstrained completion or chat (of one choice
-// or several) whose gateway reads version-3 frames, resumed (if at all)
-// after token ids, not text. The rest (tools, grammars, a text resume)
-// need the worker's emit path.
+// emits gen's chunks: a completion or chat (of one choice or several),
+// constrained or not (the last stage compiles the grammar from its
+// source), whose gateway reads version-3 frames, resumed (if at all)
+// after token ids, not text. The rest (tools, a text resume) need the
+// worker's emit path.
 func (w *Worker) emitsAtTail(gen *generation) bool {
 	te, ok := w.eng.(tailEmitter)
 	req := gen.req
-	return ok && te.TailEmits() && gen.g == nil && gen.tm == nil && gen.skip == "" &&
+	return ok && te.TailEmits() && (gen.g == nil || gen.g.Source() != nil) && gen.tm == nil && gen.skip == "" &&
 		req.ChunkFrames >= 3 && req.ReplyTo != ""
 }
 

@@ -1,6 +1,7 @@
 package grammar
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 
@@ -110,4 +111,51 @@ func runDoc(m *Machine, r *rand.Rand, limit int) int {
 		}
 	}
 	return n
+}
+
+// largeSchema is an extraction schema of n objects of eight typed fields
+// each (about 420 bytes per object): what a large response_format looks
+// like.
+func largeSchema(n int) []byte {
+	var b []byte
+	b = append(b, `{"type":"object","properties":{`...)
+	for i := range n {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = fmt.Appendf(b, `"item%d":{"type":"object","properties":{"name":{"type":"string","maxLength":40},"id":{"type":"integer"},
+			"score":{"type":"number"},"kind":{"enum":["a%d","b%d","c%d","d%d"]},"when":{"type":"string","format":"date-time"},
+			"tags":{"type":"array","items":{"type":"string","maxLength":12},"maxItems":4},"ok":{"type":"boolean"},
+			"note":{"anyOf":[{"type":"string"},{"type":"null"}]}},"required":["name","id","kind"]}`, i, i, i, i, i)
+	}
+	return append(b, `}}`...)
+}
+
+// BenchmarkSourceBuild is what a pipeline's last stage pays to compile a
+// constrained stream's grammar from the source in its record (once per
+// distinct constraint: the stage caches it), for the benchmark schema and
+// a large one (100 objects, 42 KB); run it beside BenchmarkMask (the warm
+// per-token cost every constrained token pays) for a reference. vocab32k
+// is the one-time vocabulary of a stage's first constraint (loading the
+// tokenizer from the GGUF file included, an upper bound).
+func BenchmarkSourceBuild(b *testing.B) {
+	for _, c := range []struct {
+		name   string
+		schema []byte
+	}{{"bench", []byte(benchSchema)}, {"large100", largeSchema(100)}} {
+		src := &Source{Spec: Spec{Type: "json_schema", Schema: c.schema}}
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(c.schema)))
+			for b.Loop() {
+				if _, err := src.Build(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	b.Run("vocab32k", func(b *testing.B) {
+		for b.Loop() {
+			loadVocab(b, "synth-llama-F32.gguf")
+		}
+	})
 }

@@ -51,6 +51,7 @@ type Grammar struct {
 	root  int32
 	// Key identifies the constraint it was compiled from (for caches).
 	Key string
+	src *Source // what it was compiled from (Source); nil when unknown
 }
 
 // sym is an element while building: a byte set or a rule reference.
@@ -261,8 +262,16 @@ type Spec struct {
 	Grammar string   // gbnf
 }
 
-// Compile compiles a Spec.
+// Compile compiles a Spec; the Grammar records it (Source).
 func Compile(s Spec) (*Grammar, error) {
+	g, err := compileSpec(s)
+	if err != nil {
+		return nil, err
+	}
+	return withSource(g, &Source{Spec: s}), nil
+}
+
+func compileSpec(s Spec) (*Grammar, error) {
 	switch s.Type {
 	case "json_object":
 		return JSONObject(), nil

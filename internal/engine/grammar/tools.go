@@ -42,6 +42,14 @@ type Tool struct {
 // call of one of tools (or, with parallel and a format that allows it,
 // one or more), arguments valid against the tool's parameters.
 func ToolCalls(f ToolFormat, tools []Tool, parallel bool) (*Grammar, error) {
+	g, err := toolCalls(f, tools, parallel)
+	if err != nil {
+		return nil, err
+	}
+	return withSource(g, &Source{Format: f.Name, Tools: tools, Parallel: parallel}), nil
+}
+
+func toolCalls(f ToolFormat, tools []Tool, parallel bool) (*Grammar, error) {
 	if len(tools) == 0 {
 		return nil, fmt.Errorf("%w: no tools", ErrInvalid)
 	}

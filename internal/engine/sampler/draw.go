@@ -44,9 +44,27 @@ func (s *Sampler) Prepare(d *Draw) {
 // (Params.Validate) and its bias ids inside the vocabulary. It restores
 // logits and allocates nothing once its scratch has grown.
 func (s *Sampler) SampleWith(p Params, d *Draw, logits []float32) int32 {
+	return s.sampleWith(p, d, logits, false, false, nil)
+}
+
+// SampleMaskedWith is SampleWith restricted by a mask, as SampleMasked is
+// Sample: it picks the token SampleMasked would have picked with the
+// Sampler whose Prepare gave d (a pipeline's last stage samples a
+// grammar-constrained row with the mask of the grammar it keeps).
+func (s *Sampler) SampleMaskedWith(p Params, d *Draw, logits []float32, allow bool, ids []int32) int32 {
+	if allow && len(ids) == 0 {
+		return -1
+	}
+	return s.sampleWith(p, d, logits, true, allow, ids)
+}
+
+func (s *Sampler) sampleWith(p Params, d *Draw, logits []float32, masked, allow bool, ids []int32) int32 {
 	logits = logits[:min(len(logits), s.vocab)]
 	if len(logits) == 0 {
 		return -1
+	}
+	if masked && s.held == nil {
+		s.held = make([]float32, s.vocab)
 	}
 	keep := s.p
 	s.p, s.fixed, s.u = p, true, d.U
@@ -69,7 +87,12 @@ func (s *Sampler) SampleWith(p Params, d *Draw, logits []float32) int32 {
 			logits[e.ID] = penalize(p, repeat, logits[e.ID], e.Gen)
 		}
 	}
-	tok := s.pick(logits)
+	var tok int32
+	if masked {
+		tok = s.pickMasked(logits, allow, ids)
+	} else {
+		tok = s.pick(logits)
+	}
 	if pen {
 		for i := len(d.Penalties) - 1; i >= 0; i-- { // backwards: a repeated id gets its first value back
 			if id := d.Penalties[i].ID; id >= 0 && int(id) < len(logits) {

@@ -166,6 +166,18 @@ func (s *Sampler) SampleMasked(logits []float32, allow bool, ids []int32) int32 
 	if pen {
 		s.hist.apply(s.p, logits)
 	}
+	tok := s.pickMasked(logits, allow, ids)
+	if pen {
+		s.hist.restore(logits)
+	}
+	s.restoreBias(logits)
+	return tok
+}
+
+// pickMasked runs pick over the tokens a mask allows (logits already
+// biased and penalised) and returns a token id, or -1 when nothing is
+// allowed. It restores logits.
+func (s *Sampler) pickMasked(logits []float32, allow bool, ids []int32) int32 {
 	var tok int32
 	if allow {
 		// Few allowed (the usual case outside free text): draw over a
@@ -197,10 +209,6 @@ func (s *Sampler) SampleMasked(logits []float32, allow bool, ids []int32) int32 
 			}
 		}
 	}
-	if pen {
-		s.hist.restore(logits)
-	}
-	s.restoreBias(logits)
 	return tok
 }
 
