@@ -31,46 +31,55 @@ func jsonSchemaFormat(name, schema string) openai.ChatCompletionNewParamsRespons
 
 // callIDs matches the request's id inside a tool call's id
 // (call_<request>_<n>): two servers name their requests differently.
-var callIDs = regexp.MustCompile(`call_.*_(\d+)$`)
+var callIDs = regexp.MustCompile(`call_.*?((-\d+)?_\d+)$`)
 
 // chatAnswer is what a client gets of a chat completion, with the call
 // ids' request part taken out.
 func chatAnswer(r *openai.ChatCompletion) string {
-	m := r.Choices[0].Message
 	var b strings.Builder
-	fmt.Fprintf(&b, "content %q finish %q usage %d/%d", m.Content, r.Choices[0].FinishReason, r.Usage.PromptTokens, r.Usage.CompletionTokens)
-	for _, c := range m.ToolCalls {
-		fmt.Fprintf(&b, " call[%s %q %q]", callIDs.ReplaceAllString(c.ID, "call_$1"), c.Function.Name, c.Function.Arguments)
+	fmt.Fprintf(&b, "usage %d/%d", r.Usage.PromptTokens, r.Usage.CompletionTokens)
+	for _, ch := range r.Choices {
+		m := ch.Message
+		fmt.Fprintf(&b, "; %d: content %q finish %q", ch.Index, m.Content, ch.FinishReason)
+		for _, c := range m.ToolCalls {
+			fmt.Fprintf(&b, " call[%s %q %q]", callIDs.ReplaceAllString(c.ID, "call_$1"), c.Function.Name, c.Function.Arguments)
+		}
 	}
 	return b.String()
 }
 
 // chatChunks is a streamed chat completion chunk by chunk: each chunk's
-// content, tool-call pieces, finish reason and usage.
+// content, tool-call pieces and finish reason, choice by choice (the
+// choices' chunks interleave as they were generated, which two servers
+// need not share), then the usage.
 func chatChunks(t *testing.T, c openai.Client, p openai.ChatCompletionNewParams) []string {
 	t.Helper()
 	p.StreamOptions = openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)}
 	s := c.Chat.Completions.NewStreaming(testCtx(t), p)
-	var out []string
+	var byChoice [][]string
+	var usage string
 	for s.Next() {
 		ch := s.Current()
-		var b strings.Builder
 		for _, x := range ch.Choices {
+			var b strings.Builder
 			fmt.Fprintf(&b, "%d %q %q", x.Index, x.Delta.Content, x.FinishReason)
 			for _, tc := range x.Delta.ToolCalls {
 				fmt.Fprintf(&b, " call[%d %s %q %q]", tc.Index, callIDs.ReplaceAllString(tc.ID, "call_$1"), tc.Function.Name, tc.Function.Arguments)
 			}
+			for int(x.Index) >= len(byChoice) {
+				byChoice = append(byChoice, nil)
+			}
+			byChoice[x.Index] = append(byChoice[x.Index], b.String())
 		}
 		if ch.Usage.TotalTokens > 0 {
-			fmt.Fprintf(&b, " usage %d/%d", ch.Usage.PromptTokens, ch.Usage.CompletionTokens)
+			usage = fmt.Sprintf("usage %d/%d", ch.Usage.PromptTokens, ch.Usage.CompletionTokens)
 		}
-		out = append(out, b.String())
 	}
 	if err := s.Err(); err != nil {
 		t.Fatal(err)
 	}
 	_ = s.Close()
-	return out
+	return append(slices.Concat(byChoice...), usage)
 }
 
 // constrainedCase is a chat request of TestStagesEmitConstrained.
@@ -109,6 +118,42 @@ func TestStagesEmitConstrained(t *testing.T) {
 	runConstrained(t, cases)
 }
 
+// TestStagesEmitToolCalls: chat requests offering tools, served by a
+// 2-stage pipeline, get from the last stage — which reads the text as a
+// tool-mode answer as the worker does, and samples a forced call through
+// its grammar — the whole-model worker's answer: the same tool calls
+// (ids, names, arguments), content, finish reason "tool_calls" and usage,
+// plain and streamed delta for delta, for tool_choice "required" (seeded,
+// greedy, two choices), a named function and "auto" (the model answers in
+// text); and the last stage announces those chunks emitted.
+func TestStagesEmitToolCalls(t *testing.T) {
+	base := openai.ChatCompletionNewParams{
+		Model:       modelName,
+		Messages:    []openai.ChatCompletionMessageParamUnion{openai.UserMessage("What is the weather in Paris?")},
+		MaxTokens:   openai.Int(300),
+		Temperature: openai.Float(1),
+		Seed:        openai.Int(2),
+		Tools:       []openai.ChatCompletionToolUnionParam{toolParam("get_weather", weatherParams), toolParam("get_time", timeParams)},
+		ToolChoice:  openai.ChatCompletionToolChoiceOptionUnionParam{OfAuto: openai.String("required")},
+	}
+	base.ParallelToolCalls = openai.Bool(false)
+	greedyP := base
+	greedyP.Temperature = openai.Float(0)
+	two := base
+	two.N = openai.Int(2)
+	named := base
+	named.Seed = openai.Int(4)
+	named.ToolChoice = openai.ChatCompletionToolChoiceOptionUnionParam{OfFunctionToolChoice: &openai.ChatCompletionNamedToolChoiceParam{
+		Function: openai.ChatCompletionNamedToolChoiceFunctionParam{Name: "get_time"}}}
+	auto := base
+	auto.MaxTokens = openai.Int(40)
+	auto.ToolChoice = openai.ChatCompletionToolChoiceOptionUnionParam{OfAuto: openai.String("auto")}
+	runConstrained(t, []constrainedCase{
+		{"required seeded", base}, {"required greedy", greedyP}, {"required, two choices", two},
+		{"named", named}, {"auto", auto},
+	})
+}
+
 // runConstrained serves cases from a whole-model node and a 2-stage one
 // and compares them; the last stage must announce their chunks emitted.
 func runConstrained(t *testing.T, cases []constrainedCase) {
@@ -145,7 +190,7 @@ func runConstrained(t *testing.T, cases []constrainedCase) {
 		if got := chatChunks(t, clients[sn], c.p); !slices.Equal(got, wantChunks) {
 			t.Fatalf("%s streamed, from 2 stages:\n%q\nwhole model:\n%q", c.name, got, wantChunks)
 		}
-		chunks += 2 * (uint64(tokens) + 1)
+		chunks += 2 * (uint64(tokens) + uint64(max(c.p.N.Value, 1)))
 	}
 	if got := emitted(before+chunks) - before; got < chunks {
 		t.Fatalf("the last stage announced %d chunks emitted, want at least %d", got, chunks)

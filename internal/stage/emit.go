@@ -3,6 +3,7 @@ package stage
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"courier/internal/engine"
 	"courier/internal/engine/grammar"
 	"courier/internal/engine/sampler"
+	"courier/internal/toolcall"
 )
 
 // The last stage emits the chunks of the sequences whose rows ask it to
@@ -32,6 +34,7 @@ const maxStreams = 4096
 type stream struct {
 	open  *engine.StreamOpen
 	gm    *grammar.Matcher // the sequence's grammar, when constrained: its rows are sampled through it
+	tools *toolcall.Stream // the tool-mode reading of its text, when the request offers tools
 	text  *sampler.TextStream
 	count int // completion tokens, the resumed ones included
 	out   *attemptOut
@@ -64,6 +67,7 @@ type emitter struct {
 	frames []byte
 	cuts   []frameCut
 	text   []byte
+	called []byte // a token chunk's content, kept while the tool reading finishes
 	tok    [1]int32
 	lps    [1]bus.TokenLogprob
 	c      [2]bus.Chunk
@@ -110,8 +114,18 @@ func (s *Server) startStream(own *owner, key uint32, o *engine.StreamOpen) error
 	out.refs++
 	*st = stream{open: o, text: st.text, count: len(o.Resume), out: out}
 	st.text.Reset(o.Stop)
+	if t := o.Tools; t != nil {
+		names := t.Names
+		st.tools = toolcall.New(t.Format, func(name string) bool { return slices.Contains(names, name) }, t.CallID)
+	}
 	for _, t := range o.Resume {
-		st.text.Push(s.st.TokenPiece(t)) // delivered already: rebuild the held-back text only
+		// Delivered already: rebuild the held-back text, and the tool
+		// reading where the earlier attempt left it, as the worker
+		// replays them.
+		release, _ := st.text.Push(s.st.TokenPiece(t))
+		if st.tools != nil {
+			st.tools.Feed(bus.AliasString(release))
+		}
 	}
 	if o.Grammar != nil {
 		// The grammar the first stage's worker compiled, from its source;
@@ -202,9 +216,13 @@ func (s *Server) emitPick(st *stream, p *engine.Pick) {
 		// IgnoreEOS), as the whole model's engine ends it.
 		finish = engine.FinishStop
 		if text = st.text.Flush(); len(text) > 0 {
-			// The held-back tail, as a worker sends it: with no token.
+			// The held-back tail, as a worker sends it: with no token
+			// (and nothing when a tool reading holds all of it).
 			e.tok[0] = -1
-			chunks = append(chunks, bus.Chunk{Text: bus.AliasString(text), Tokens: e.tok[:]})
+			c := bus.Chunk{Text: bus.AliasString(text), Tokens: e.tok[:]}
+			if st.tools == nil || s.readTools(st, &c) {
+				chunks = append(chunks, c)
+			}
 		}
 	default:
 		st.count++
@@ -221,6 +239,9 @@ func (s *Server) emitPick(st *stream, p *engine.Pick) {
 			s.logprob(&e.lps[0], p)
 			c.Logprobs = e.lps[:]
 		}
+		if st.tools != nil {
+			s.readTools(st, &c) // the chunk carries its token even when all its text is held
+		}
 		chunks = append(chunks, c)
 		switch {
 		case stopped:
@@ -230,8 +251,17 @@ func (s *Server) emitPick(st *stream, p *engine.Pick) {
 		}
 	}
 	if finish != "" {
-		chunks = append(chunks, bus.Chunk{FinishReason: finish,
-			Usage: &bus.Usage{PromptTokens: o.PromptTokens, CompletionTokens: st.count}})
+		c := bus.Chunk{FinishReason: finish, Usage: &bus.Usage{PromptTokens: o.PromptTokens, CompletionTokens: st.count}}
+		if st.tools != nil {
+			// Text still held back is the answer when it was no call, as
+			// the worker's final chunk carries it.
+			content, calls := st.tools.Finish()
+			c.Text = content
+			if calls > 0 && finish == engine.FinishStop {
+				c.FinishReason = "tool_calls"
+			}
+		}
+		chunks = append(chunks, c)
 		st.done = true
 	}
 	if len(chunks) == 0 {
@@ -258,6 +288,17 @@ func (s *Server) emitPick(st *stream, p *engine.Pick) {
 		out.seq++
 	}
 	e.cuts = append(e.cuts, frameCut{subject: o.Subject, end: len(e.frames), n: len(chunks)})
+}
+
+// readTools passes c's text through st's tool reading, as the worker's
+// emit path does: c then carries the content and call pieces released
+// (its text kept in the emitter, as the reading's buffers are reused
+// when it finishes). It reports whether c carries anything.
+func (s *Server) readTools(st *stream, c *bus.Chunk) bool {
+	content, deltas := st.tools.Feed(c.Text)
+	s.em.called = append(s.em.called[:0], content...)
+	c.Text, c.ToolCalls = bus.AliasString(s.em.called), deltas
+	return len(content) > 0 || len(deltas) > 0
 }
 
 // publishFrames publishes the chunk frames emit made for the last step.

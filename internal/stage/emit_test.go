@@ -91,6 +91,13 @@ func (k *chunkSink) take(data []byte) {
 			if steps, err = bus.ReadFrameStep(steps, &c); err == nil {
 				c.ID, c.Seq, c.Worker, c.Attempt = string(h.ID), seq, string(h.Worker), h.Attempt
 				c.Text, c.Tokens, c.Logprobs = strings.Clone(c.Text), append([]int32(nil), c.Tokens...), deepLogprobs(c.Logprobs)
+				c.FinishReason = strings.Clone(c.FinishReason)
+				calls := c.ToolCalls
+				c.ToolCalls = nil
+				for _, d := range calls {
+					c.ToolCalls = append(c.ToolCalls, bus.ToolCallDelta{Index: d.Index, ID: strings.Clone(d.ID),
+						Name: strings.Clone(d.Name), Arguments: strings.Clone(d.Arguments)})
+				}
 				got = append(got, c)
 			}
 		}
@@ -438,5 +445,97 @@ func TestLastStageChoicesShareOneOrder(t *testing.T) {
 	}
 	if len(k.chunks["cmpl-1"]) != 3 || len(own.outs) != 1 {
 		t.Fatalf("attempt 2: %d chunks, %d numberings kept; want 3 and 1", len(k.chunks["cmpl-1"]), len(own.outs))
+	}
+}
+
+// TestLastStageReadsToolCalls: a stream whose record carries a tool
+// reading has the last stage split its text into content and call pieces
+// as the worker's emit path does (toolcall.Stream): the call's first
+// piece with its id and name, then its arguments, compacted, the final
+// chunk's finish "tool_calls"; and a later attempt resumed after some of
+// the tokens (its record's resume) sends exactly the chunks the first
+// attempt sent after them — the reading replays the resumed text.
+func TestLastStageReadsToolCalls(t *testing.T) {
+	st := lastStageOfStories(t)
+	const answer = `{"name": "get_time", "arguments": {"zone": "Europe/Paris"}}`
+	// The answer as tokens: the longest piece that fits at each point.
+	var toks []int32
+	for rest := answer; rest != ""; {
+		best, n := int32(-1), 0
+		for id := range int32(st.VocabSize()) {
+			if p := st.TokenText(id); len(p) > n && strings.HasPrefix(rest, p) && !st.IsEOG(id) {
+				best, n = id, len(p)
+			}
+		}
+		if best < 0 {
+			t.Fatalf("no token for %q", rest)
+		}
+		toks, rest = append(toks, best), rest[n:]
+	}
+	eog := int32(-1)
+	for id := range int32(st.VocabSize()) {
+		if st.IsEOG(id) {
+			eog = id
+			break
+		}
+	}
+	run := func(attempt int, resume []int32) []bus.Chunk {
+		k := &chunkSink{chunks: map[string][]bus.Chunk{}, final: map[string]chan struct{}{}}
+		s := &Server{bus: publishBus(k.take), st: st, log: slog.New(slog.DiscardHandler)}
+		own := &owner{}
+		open := &engine.StreamOpen{StreamOut: engine.StreamOut{Subject: "courier.chunk.gw.chat-1", ID: "chat-1", Worker: "first",
+			Attempt: attempt, Seq: uint64(1 + len(resume)), Frames: 3,
+			Tools: &engine.ToolsOut{Format: "json", Names: []string{"get_weather", "get_time"}, CallID: "chat-1"}},
+			MaxTokens: 100, PromptTokens: 4, Resume: resume}
+		m := &Message{Samples: []engine.RowSample{{Row: 0, Emit: true, Key: 1, Open: open}}}
+		for _, tok := range append(toks[len(resume):], eog) {
+			s.picks = []engine.Pick{{Sampled: true, Token: tok}}
+			if err := s.openStreams(own, m); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.emit(own, m); err != nil {
+				t.Fatal(err)
+			}
+			s.publishFrames()
+			m.Samples[0].Open = nil
+		}
+		if len(k.bad) > 0 {
+			t.Fatal(k.bad)
+		}
+		return k.chunks["chat-1"]
+	}
+	first := run(1, nil)
+	var args strings.Builder
+	var content strings.Builder
+	calls := 0
+	for _, c := range first {
+		content.WriteString(c.Text)
+		for _, d := range c.ToolCalls {
+			if d.ID != "" {
+				calls++
+				if d.ID != "call_chat-1_0" || d.Name != "get_time" {
+					t.Fatalf("the call's first piece %+v", d)
+				}
+			}
+			args.WriteString(d.Arguments)
+		}
+	}
+	last := first[len(first)-1]
+	if calls != 1 || args.String() != `{"zone":"Europe/Paris"}` || content.String() != "" || last.FinishReason != "tool_calls" ||
+		last.Usage == nil || last.Usage.CompletionTokens != len(toks) || len(first) != len(toks)+1 {
+		t.Fatalf("%d calls, arguments %q, content %q, %d chunks; the last %+v", calls, args.String(), content.String(), len(first), last)
+	}
+	for _, k := range []int{3, len(toks) / 2, len(toks) - 1} {
+		again := run(2, toks[:k])
+		want := first[k:]
+		for i := range again {
+			again[i].Attempt, again[i].At = 1, 0
+		}
+		for i := range want {
+			want[i].At = 0
+		}
+		if !reflect.DeepEqual(again, want) {
+			t.Fatalf("resumed after %d tokens:\n got %+v\nwant %+v", k, again, want)
+		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"courier/internal/engine"
 	"courier/internal/engine/grammar"
 	"courier/internal/engine/sampler"
+	"courier/internal/toolcall"
 )
 
 // run generates req, sends its token chunks and returns the final chunk
@@ -125,13 +126,14 @@ var _ tailEmitter = (*engine.Engine)(nil)
 // emitsAtTail reports whether the last stage of the engine's pipeline
 // emits gen's chunks: a completion or chat (of one choice or several),
 // constrained or not (the last stage compiles the grammar from its
-// source), whose gateway reads version-3 frames, resumed (if at all)
-// after token ids, not text. The rest (tools, a text resume) need the
-// worker's emit path.
+// source), offering tools or not (it reads the calls as toolcall.Stream
+// does here), whose gateway reads version-3 frames, resumed (if at all)
+// after token ids, not text. A resume after text needs the worker's emit
+// path.
 func (w *Worker) emitsAtTail(gen *generation) bool {
 	te, ok := w.eng.(tailEmitter)
 	req := gen.req
-	return ok && te.TailEmits() && (gen.g == nil || gen.g.Source() != nil) && gen.tm == nil && gen.skip == "" &&
+	return ok && te.TailEmits() && (gen.g == nil || gen.g.Source() != nil) && gen.skip == "" &&
 		req.ChunkFrames >= 3 && req.ReplyTo != ""
 }
 
@@ -320,20 +322,20 @@ func (w *Worker) runChoices(ctx context.Context, gen *generation, out *chunkOut)
 // Seq, or the engine's error.
 func (w *Worker) generate(ctx context.Context, gen *generation, j int, resume []int32, out *chunkOut) (*bus.Chunk, error) {
 	req := gen.req
-	var ts *toolStream
-	if gen.tm != nil {
-		id := req.ID
-		if req.Choices > 1 {
-			id = fmt.Sprintf("%s-%d", req.ID, j) // as when each choice was a request of its own
-		}
-		ts = newToolStream(gen.tm, id)
+	var ts *toolcall.Stream
+	callID := req.ID
+	if req.Choices > 1 {
+		callID = fmt.Sprintf("%s-%d", req.ID, j) // as when each choice was a request of its own
+	}
+	if gen.tm != nil && !gen.remote {
+		ts = newToolStream(gen.tm, callID)
 		// Replay what the client has: the text the engine released for
 		// the resumed tokens (as the engine rebuilds it), so the reader
 		// stands where the earlier attempt left it.
 		text := sampler.NewTextStream(req.Stop)
 		for _, id := range resume {
 			rel, _ := text.Push([]byte(w.eng.TokenText(id)))
-			ts.feed(string(rel))
+			ts.Feed(string(rel))
 		}
 	}
 	er := engine.Request{
@@ -361,6 +363,9 @@ func (w *Worker) generate(ctx context.Context, gen *generation, j int, resume []
 			Seq: out.next(), Frames: min(req.ChunkFrames, bus.FrameVersion)}
 		if req.Choices > 1 {
 			er.Out.Choice = j
+		}
+		if gen.tm != nil {
+			er.Out.Tools = &engine.ToolsOut{Format: gen.tm.format.Name, Names: gen.tm.names(), CallID: callID}
 		}
 		// The tokens are the last stage's to send; each one heard of here
 		// stands for a chunk sent (for the Seq a give-back takes).
@@ -392,7 +397,7 @@ func (w *Worker) generate(ctx context.Context, gen *generation, j int, resume []
 			// Content and call pieces as far as they are known; the chunk
 			// carries the token for usage and resume even when the text
 			// is still held back.
-			content, deltas := ts.feed(text) // valid until the next feed: send keeps nothing
+			content, deltas := ts.Feed(text) // valid until the next feed: send keeps nothing
 			st.c.Text, st.c.ToolCalls = content, deltas
 			if t.ID < 0 && st.c.Text == "" && len(st.c.ToolCalls) == 0 {
 				return release(out, &st.held, more)
@@ -417,7 +422,7 @@ func (w *Worker) generate(ctx context.Context, gen *generation, j int, resume []
 	}
 	if ts != nil {
 		// Text still held back is the answer when it was no call.
-		content, calls := ts.finish()
+		content, calls := ts.Finish()
 		final.Text = content
 		if calls > 0 && res.FinishReason == engine.FinishStop {
 			final.FinishReason = "tool_calls"

@@ -7,6 +7,7 @@ import (
 
 	"courier/internal/bus"
 	"courier/internal/engine/grammar"
+	"courier/internal/toolcall"
 )
 
 // toolMode is a chat request with tools the model may call: its output is
@@ -64,6 +65,20 @@ func (w *Worker) toolGrammar(tm *toolMode, parallel bool) (*grammar.Grammar, err
 		key += "\x00" + t.Name + "\x00" + string(t.Parameters)
 	}
 	return w.grammars.get(key, func() (*grammar.Grammar, error) { return grammar.ToolCalls(tm.format, gt, parallel) })
+}
+
+// newToolStream returns the reader of tm's answers for request id.
+func newToolStream(tm *toolMode, id string) *toolcall.Stream {
+	return toolcall.New(tm.format.Name, tm.offers, id)
+}
+
+// names lists the functions tm offers.
+func (tm *toolMode) names() []string {
+	out := make([]string, len(tm.tools))
+	for i, t := range tm.tools {
+		out[i] = t.Name
+	}
+	return out
 }
 
 func (tm *toolMode) offers(name string) bool {

@@ -23,7 +23,7 @@ func readTools(tm *toolMode, text string, cuts []int) (string, []bus.ToolCall, i
 	pieces, at := 0, 0
 	for _, c := range append(cuts, len(text)) {
 		c = min(max(c, at), len(text))
-		got, deltas := s.feed(text[at:c])
+		got, deltas := s.Feed(text[at:c])
 		content.WriteString(got)
 		if len(deltas) > 0 {
 			pieces++
@@ -34,7 +34,7 @@ func readTools(tm *toolMode, text string, cuts []int) (string, []bus.ToolCall, i
 		}
 		at = c
 	}
-	tail, n := s.finish()
+	tail, n := s.Finish()
 	content.WriteString(tail)
 	if n != len(calls) {
 		panic("finish counts other calls than were streamed")

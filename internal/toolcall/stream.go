@@ -1,4 +1,4 @@
-package worker
+package toolcall
 
 import (
 	"bytes"
@@ -9,7 +9,7 @@ import (
 	"courier/internal/bus"
 )
 
-// toolStream reads a tool-mode answer as it is generated and splits it
+// Stream reads a tool-mode answer as it is generated and splits it
 // into content and tool-call pieces, so calls stream as OpenAI's
 // delta.tool_calls: a call's first piece (id and name) goes out once its
 // name is known to be an offered function and its arguments have begun,
@@ -31,7 +31,7 @@ import (
 //
 // where a call is {"name": NAME, "arguments"|"parameters": ARGS}. Text that
 // turns out not to be a call of an offered function is content.
-type toolStream struct {
+type Stream struct {
 	id      string // the request's, for call ids
 	opener  string // the literal that opens calls after content; "" none
 	atStart bool   // calls may open with a bare { or [ at the start
@@ -95,10 +95,12 @@ const (
 	valArgs
 )
 
-// newToolStream returns the reader of tm's answers for request id.
-func newToolStream(tm *toolMode, id string) *toolStream {
-	s := &toolStream{id: id, offers: tm.offers}
-	switch tm.format.Name {
+// New returns the reader of the answers of a model family whose tool-call
+// syntax is format (grammar.ToolFormat's Name) to a request id offering
+// the functions offers accepts; call ids are made from id.
+func New(format string, offers func(name string) bool, id string) *Stream {
+	s := &Stream{id: id, offers: offers}
+	switch format {
 	case "hermes":
 		s.opener, s.hermes = "<tool_call>", true
 	case "mistral":
@@ -113,11 +115,11 @@ func newToolStream(tm *toolMode, id string) *toolStream {
 	return s
 }
 
-// feed reads text and returns the content and call pieces it releases.
+// Feed reads text and returns the content and call pieces it releases.
 // The results alias the stream's buffers: they are valid until the next
 // call (a chunk carries them to send, which keeps nothing), and a caller
 // that keeps them copies them.
-func (s *toolStream) feed(text string) (content string, deltas []bus.ToolCallDelta) {
+func (s *Stream) Feed(text string) (content string, deltas []bus.ToolCallDelta) {
 	s.content, s.deltas, s.argBuf, s.spans = s.content[:0], s.deltas[:0], s.argBuf[:0], s.spans[:0]
 	for i := 0; i < len(text); i++ {
 		s.step(text[i])
@@ -128,10 +130,10 @@ func (s *toolStream) feed(text string) (content string, deltas []bus.ToolCallDel
 	return bus.AliasString(s.content), s.deltas
 }
 
-// finish ends the answer: text still held back is content when no call
+// Finish ends the answer: text still held back is content when no call
 // was made (the answer was not a call), and dropped after calls (an
 // unfinished call's syntax). It reports the calls made.
-func (s *toolStream) finish() (content string, calls int) {
+func (s *Stream) Finish() (content string, calls int) {
 	s.content = s.content[:0]
 	switch {
 	case s.mode == modeContent || s.calls == 0:
@@ -143,7 +145,7 @@ func (s *toolStream) finish() (content string, calls int) {
 
 func isSpace(b byte) bool { return b == ' ' || b == '\n' || b == '\t' || b == '\r' }
 
-func (s *toolStream) step(b byte) {
+func (s *Stream) step(b byte) {
 	switch s.mode {
 	case modeStart:
 		switch {
@@ -172,7 +174,7 @@ const argsMarker = "[ARGS]"
 
 // stepName reads NAME[ARGS] after the opener (mistral-args); the
 // arguments then read as an object's "arguments" value.
-func (s *toolStream) stepName(b byte) {
+func (s *Stream) stepName(b byte) {
 	s.pending = append(s.pending, b)
 	s.raw = append(s.raw, b)
 	name, ok := strings.CutSuffix(string(s.raw), argsMarker)
@@ -201,7 +203,7 @@ func lastPart(raw []byte) string {
 }
 
 // stepContent emits content, holding back what could begin the opener.
-func (s *toolStream) stepContent(b byte) {
+func (s *Stream) stepContent(b byte) {
 	if s.opener == "" {
 		s.emitContent(b)
 		return
@@ -232,34 +234,34 @@ func (s *toolStream) stepContent(b byte) {
 	s.emitContent(b)
 }
 
-func (s *toolStream) emitContent(b byte) {
+func (s *Stream) emitContent(b byte) {
 	s.flushContent()
 	s.content = append(s.content, b)
 }
 
 // flushContent releases the held-back text as content.
-func (s *toolStream) flushContent() {
+func (s *Stream) flushContent() {
 	s.content = append(append(s.content, s.pending...), s.lit...)
 	s.pending, s.lit = s.pending[:0], s.lit[:0]
 }
 
 // hold keeps b back until it is known to be call syntax or content; after
 // a call was made, syntax between calls is simply dropped.
-func (s *toolStream) hold(b byte) {
+func (s *Stream) hold(b byte) {
 	if s.calls == 0 {
 		s.pending = append(s.pending, b)
 	}
 }
 
 // notCalls turns the held-back text into content and reads b as content.
-func (s *toolStream) notCalls(b byte) {
+func (s *Stream) notCalls(b byte) {
 	s.mode = modeContent
 	s.flushContent()
 	s.stepContent(b)
 }
 
 // stepCalls reads between calls: separators, then a call object.
-func (s *toolStream) stepCalls(b byte) {
+func (s *Stream) stepCalls(b byte) {
 	if len(s.lit) > 0 || (s.hermes && b == '<') {
 		s.lit = append(s.lit, b)
 		for _, tag := range [...]string{"<tool_call>", "</tool_call>"} {
@@ -295,14 +297,14 @@ func (s *toolStream) stepCalls(b byte) {
 }
 
 // stepObject reads a call object {"name": ..., "arguments": ...}.
-func (s *toolStream) stepObject(b byte) {
+func (s *Stream) stepObject(b byte) {
 	if !s.open {
 		s.pending = append(s.pending, b)
 	}
 	s.objectByte(b)
 }
 
-func (s *toolStream) objectByte(b byte) {
+func (s *Stream) objectByte(b byte) {
 	switch s.obj {
 	case objKey0:
 		switch {
@@ -353,7 +355,7 @@ func (s *toolStream) objectByte(b byte) {
 }
 
 // startValue begins the value of s.key with its first byte b.
-func (s *toolStream) startValue(b byte) {
+func (s *Stream) startValue(b byte) {
 	s.obj = objVal
 	s.val = valueScan{}
 	s.val.start(b)
@@ -379,7 +381,7 @@ func (s *toolStream) startValue(b byte) {
 }
 
 // stepValue reads one byte of the current value.
-func (s *toolStream) stepValue(b byte) {
+func (s *Stream) stepValue(b byte) {
 	inString := s.val.inStr
 	consumed, done := s.val.feed(b)
 	if consumed {
@@ -426,7 +428,7 @@ func (s *toolStream) stepValue(b byte) {
 }
 
 // openCall emits the first piece of a new call.
-func (s *toolStream) openCall() {
+func (s *Stream) openCall() {
 	s.open = true
 	s.pending = s.pending[:0]
 	s.deltas = append(s.deltas, bus.ToolCallDelta{Index: s.calls, ID: fmt.Sprintf("call_%s_%d", s.id, s.calls), Name: s.name})
@@ -436,7 +438,7 @@ func (s *toolStream) openCall() {
 
 // addArgs emits a fragment of the open call's arguments. Only the last
 // delta grows, so its span ends where argBuf does.
-func (s *toolStream) addArgs(frag []byte) {
+func (s *Stream) addArgs(frag []byte) {
 	s.argBuf = append(s.argBuf, frag...)
 	if n := len(s.deltas); n > 0 && s.deltas[n-1].Index == s.calls-1 {
 		s.spans[n-1][1] = len(s.argBuf)
@@ -448,7 +450,7 @@ func (s *toolStream) addArgs(frag []byte) {
 
 // endObject ends a call object: an open call is complete; one whose
 // arguments came whole (before its name, or as a string) opens now.
-func (s *toolStream) endObject() {
+func (s *Stream) endObject() {
 	s.mode = modeCalls
 	if s.named {
 		s.mode = modeContent // the next call opens with the opener again
@@ -482,7 +484,7 @@ func (s *toolStream) endObject() {
 // objectFailed ends a call object that is not a call: an open call stays
 // made (its pieces are out) and what follows is content; otherwise the
 // held-back text is content.
-func (s *toolStream) objectFailed() {
+func (s *Stream) objectFailed() {
 	s.mode = modeContent
 	if s.open {
 		s.pending = s.pending[:0]
@@ -493,7 +495,7 @@ func (s *toolStream) objectFailed() {
 
 // notCallsHeld makes the held-back text content after a complete object
 // that is not a call.
-func (s *toolStream) notCallsHeld() {
+func (s *Stream) notCallsHeld() {
 	s.mode = modeContent
 	s.flushContent()
 }
