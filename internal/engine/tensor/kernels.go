@@ -22,6 +22,9 @@ type kernel struct {
 	// dotGroupOut and gemmGroupOut, when set, are dotGroup and gemmGroup
 	// writing straight to the output rows (see groupOutFunc).
 	dotGroupOut, gemmGroupOut groupOutFunc
+	// dotGroupBlock, when set, is dotGroupOut over the activation rows of
+	// a whole block in one call (see groupBlockFunc).
+	dotGroupBlock groupBlockFunc
 	// gemmAct, when set, converts the activation rows of the gemm class
 	// (nil: as the other rows), for gemmGroup and gemmGroupOut alone: the
 	// gemm dotFunc reads rows in the vec-dot type's layout, so a kernel

@@ -71,6 +71,14 @@ type groupFunc func(w []byte, wrb, nw int, a []byte, arb, m, cols int, res *[gro
 // take such rows (then the class's groupFunc runs).
 type groupOutFunc func(w []byte, wrb, nw int, a []byte, arb, m, cols int, g *groupOut) bool
 
+// groupBlockFunc is a groupOutFunc over m activation rows at once (any
+// count; a from a, arb bytes apart), saving a call through groupClasses per
+// four rows: activation row p's outputs go to out[int(perm[p])*orb:] (out
+// begins at the group's first weight row). It returns how many of the
+// rows, from the first, it took; groupClasses gives the others to the
+// class's groupOutFunc or groupFunc.
+type groupBlockFunc func(w []byte, wrb, nw int, a []byte, arb, m, cols int, out []float32, orb int, perm []int32, g *groupOut) int
+
 // groupOut is a thread's scratch for groupOutFuncs: the output rows and a
 // cache of what a kernel derives from the weight group alone (valid for
 // one groupClasses call, in which the group does not change).
@@ -129,6 +137,7 @@ type rowClass struct {
 	dot    dotFunc                       // one output
 	group  groupFunc                     // nil: dot per output
 	out    groupOutFunc                  // nil: group
+	block  groupBlockFunc                // nil: out per four rows
 	act    func(x []float32, dst []byte) // converter (nil: quantizeActivation(actT))
 	rows   rowsFunc                      // nil: group or dot; a one-row MatMul's whole chunk
 }
@@ -399,6 +408,9 @@ func (j *job) groupClasses(r0, nw int, wg []byte, rb, tid int, classes uint8, a0
 		}
 		k := &j.cls[ci]
 		lo, hi := max(k.lo, a0), min(k.hi, a1)
+		if k.block != nil && lo < hi {
+			lo += k.block(wg, rb, nw, j.act[lo*j.actRB:hi*j.actRB], j.actRB, hi-lo, w.Cols, j.out[r0:], w.Rows, j.perm[lo:hi], g)
+		}
 		for s0 := lo; s0 < hi; s0 += groupA {
 			m := min(groupA, hi-s0)
 			a := j.act[s0*j.actRB : (s0+m)*j.actRB]
@@ -545,7 +557,7 @@ func (j *job) plan(k kernel, modes []RowMode) {
 	}
 	var at [numClasses]int
 	for c, s := 0, 0; c < numClasses; c++ {
-		j.cls[c] = rowClass{lo: s, hi: s + count[c], dot: k.dot, group: k.dotGroup, out: k.dotGroupOut, rows: k.dotRows}
+		j.cls[c] = rowClass{lo: s, hi: s + count[c], dot: k.dot, group: k.dotGroup, out: k.dotGroupOut, block: k.dotGroupBlock, rows: k.dotRows}
 		at[c] = s
 		s += count[c]
 	}
@@ -562,11 +574,11 @@ func (j *job) plan(k kernel, modes []RowMode) {
 		j.cls[classGemm].dot, j.cls[classGemm].group, j.cls[classGemm].act = rk.gemm, rk.gemmGroup, rk.gemmAct
 		j.cls[classGemm].rows = nil
 		for c := range j.cls {
-			j.cls[c].out = nil
+			j.cls[c].out, j.cls[c].block = nil, nil
 		}
 	case k.gemm != nil && w.Cols%k.gemmK == 0 && w.Rows%4 == 0:
 		j.cls[classPrompt].dot, j.cls[classPrompt].group, j.cls[classPrompt].rows = k.gemm, k.gemmGroup, nil
-		j.cls[classPrompt].out = k.gemmGroupOut
+		j.cls[classPrompt].out, j.cls[classPrompt].block = k.gemmGroupOut, nil
 		j.cls[classPrompt].act = k.gemmAct
 	}
 }
