@@ -47,6 +47,11 @@ type StreamOut struct {
 	// answer (content and tool-call pieces), as the worker's emit path
 	// does.
 	Tools *ToolsOut
+	// Skip is text the client has that the generation writes again (the
+	// whitespace a resume after text held back): the last stage drops it
+	// from the text it emits, as the worker does (bus.SkipDelivered). At
+	// most 1024 bytes (a stage message's string).
+	Skip string
 }
 
 // ToolsOut is what the last stage needs to read a tool-mode answer as the

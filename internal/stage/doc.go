@@ -14,13 +14,16 @@
 // stage samples: the first stage keeps each generation's sampler state and
 // sends with each row what its next draw needs (engine.RowSample), and the
 // last stage answers with the token and the log-probabilities asked for
-// (sample.go); logits travel back only for rows it cannot sample
-// (grammar-constrained generations, scoring). For the generations whose
-// worker asks it to (engine.Request.Out), the last stage also emits the
-// chunks (emit.go): it keeps each stream's detokenizer, stop strings and
-// counts, publishes the same token frames a worker sends to the gateway's
-// subject under the first stage's worker name, and tells the first stage
-// of a stop string in the pick; the first stage keeps the generation
+// (sample.go); logits travel back only for scoring rows and for the
+// grammar-constrained rows of generations whose chunks the first stage's
+// worker emits. For the generations whose worker asks it to
+// (engine.Request.Out), the last stage also emits the chunks (emit.go):
+// it keeps each stream's detokenizer, stop strings, counts, grammar
+// (compiled from the source the stream record carries, sampled through)
+// and tool-call reading, publishes the same token frames a worker sends
+// to the gateway's subject under the first stage's worker name, and tells
+// the first stage of a stop string (or a grammar that allows nothing
+// more) in the pick; the first stage keeps the generation
 // (scheduling, cancellation, max_tokens and end-of-generation), so
 // gateways still see one worker.
 //

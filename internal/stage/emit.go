@@ -36,7 +36,8 @@ type stream struct {
 	gm    *grammar.Matcher // the sequence's grammar, when constrained: its rows are sampled through it
 	tools *toolcall.Stream // the tool-mode reading of its text, when the request offers tools
 	text  *sampler.TextStream
-	count int // completion tokens, the resumed ones included
+	skip  string // text the client has that the generation writes again (StreamOut.Skip)
+	count int    // completion tokens, the resumed ones included
 	out   *attemptOut
 	done  bool // the final chunk (or an error) went out
 }
@@ -112,7 +113,7 @@ func (s *Server) startStream(own *owner, key uint32, o *engine.StreamOpen) error
 		own.outs[ak] = out
 	}
 	out.refs++
-	*st = stream{open: o, text: st.text, count: len(o.Resume), out: out}
+	*st = stream{open: o, text: st.text, skip: o.Skip, count: len(o.Resume), out: out}
 	st.text.Reset(o.Stop)
 	if t := o.Tools; t != nil {
 		names := t.Names
@@ -217,10 +218,11 @@ func (s *Server) emitPick(st *stream, p *engine.Pick) {
 		finish = engine.FinishStop
 		if text = st.text.Flush(); len(text) > 0 {
 			// The held-back tail, as a worker sends it: with no token
-			// (and nothing when a tool reading holds all of it).
+			// (and nothing when what the client has or a tool reading
+			// holds all of it).
 			e.tok[0] = -1
 			c := bus.Chunk{Text: bus.AliasString(text), Tokens: e.tok[:]}
-			if st.tools == nil || s.readTools(st, &c) {
+			if s.skipDelivered(st, &c) && (st.tools == nil || s.readTools(st, &c)) {
 				chunks = append(chunks, c)
 			}
 		}
@@ -239,10 +241,16 @@ func (s *Server) emitPick(st *stream, p *engine.Pick) {
 			s.logprob(&e.lps[0], p)
 			c.Logprobs = e.lps[:]
 		}
-		if st.tools != nil {
+		switch {
+		case !s.skipDelivered(st, &c):
+			// All of its text was delivered already: no chunk, as from
+			// the worker (the final chunk, if any, still goes).
+		case st.tools != nil:
 			s.readTools(st, &c) // the chunk carries its token even when all its text is held
+			chunks = append(chunks, c)
+		default:
+			chunks = append(chunks, c)
 		}
-		chunks = append(chunks, c)
 		switch {
 		case stopped:
 			finish, p.Stopped = engine.FinishStop, true
@@ -288,6 +296,17 @@ func (s *Server) emitPick(st *stream, p *engine.Pick) {
 		out.seq++
 	}
 	e.cuts = append(e.cuts, frameCut{subject: o.Subject, end: len(e.frames), n: len(chunks)})
+}
+
+// skipDelivered drops from c's text what the client has already (the
+// stream's skip), as the worker's emit path does; it reports whether c
+// is still to be sent: false when its text, not empty, was all skipped.
+func (s *Server) skipDelivered(st *stream, c *bus.Chunk) bool {
+	if st.skip == "" || c.Text == "" {
+		return true
+	}
+	c.Text, st.skip = bus.SkipDelivered(c.Text, st.skip)
+	return c.Text != ""
 }
 
 // readTools passes c's text through st's tool reading, as the worker's

@@ -29,7 +29,8 @@ const (
 	openLogprobs
 	openGrammar // the grammar's source follows (version 6)
 	openTools   // the tool-mode reading follows (version 6)
-	openKnown   = openIgnoreEOS | openLogprobs | openGrammar | openTools
+	openSkip    // the text to skip follows (version 6)
+	openKnown   = openIgnoreEOS | openLogprobs | openGrammar | openTools | openSkip
 )
 
 // Sample flags.
@@ -115,6 +116,9 @@ func appendOpen(dst []byte, o *engine.StreamOpen) []byte {
 	if o.Tools != nil {
 		flags |= openTools
 	}
+	if o.Skip != "" {
+		flags |= openSkip
+	}
 	dst = append(dst, byte(o.Frames), flags, byte(o.TopLogprobs), byte(o.Choice))
 	dst = le.AppendUint32(dst, uint32(o.MaxTokens))
 	dst = le.AppendUint32(dst, uint32(o.PromptTokens))
@@ -154,6 +158,9 @@ func appendOpen(dst []byte, o *engine.StreamOpen) []byte {
 		for _, n := range t.Names {
 			dst = appendString(dst, n)
 		}
+	}
+	if o.Skip != "" {
+		dst = appendString(dst, o.Skip)
 	}
 	return dst
 }
@@ -275,6 +282,11 @@ func readOpen(r *reader) (*engine.StreamOpen, error) {
 	if b[13]&openTools != 0 {
 		if o.Tools, err = readTools(r); err != nil {
 			return nil, err
+		}
+	}
+	if b[13]&openSkip != 0 {
+		if o.Skip = r.str(); o.Skip == "" && r.err == nil {
+			return nil, fmt.Errorf("%w: an empty text to skip", ErrMessage)
 		}
 	}
 	return o, r.err

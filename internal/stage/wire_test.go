@@ -185,6 +185,7 @@ func constrainedStep() *Message {
 		{Name: "get_weather", Parameters: []byte(`{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}`)},
 		{Name: "now"}}}
 	o.Tools = &engine.ToolsOut{Format: "hermes", Names: []string{"get_weather", "now"}, CallID: "chatcmpl-1-2"}
+	o.Skip = " \n"
 	m.Samples[0] = engine.RowSample{Row: 1, Emit: true, Key: 4, Open: &engine.StreamOpen{
 		StreamOut: engine.StreamOut{Subject: "courier.chunk.gw.cmpl-2", ID: "cmpl-2", Worker: "first", Frames: 4},
 		MaxTokens: 32, PromptTokens: 3, IgnoreEOS: true, Resume: []int32{},

@@ -127,13 +127,14 @@ var _ tailEmitter = (*engine.Engine)(nil)
 // emits gen's chunks: a completion or chat (of one choice or several),
 // constrained or not (the last stage compiles the grammar from its
 // source), offering tools or not (it reads the calls as toolcall.Stream
-// does here), whose gateway reads version-3 frames, resumed (if at all)
-// after token ids, not text. A resume after text needs the worker's emit
-// path.
+// does here), resumed or not (after token ids, or after text: the worker
+// re-tokenizes the text here and the last stage skips the whitespace
+// held back, gen.skip, up to a stage message string's 1024 bytes), whose
+// gateway reads version-3 frames.
 func (w *Worker) emitsAtTail(gen *generation) bool {
 	te, ok := w.eng.(tailEmitter)
 	req := gen.req
-	return ok && te.TailEmits() && (gen.g == nil || gen.g.Source() != nil) && gen.skip == "" &&
+	return ok && te.TailEmits() && (gen.g == nil || gen.g.Source() != nil) && len(gen.skip) <= 1024 &&
 		req.ChunkFrames >= 3 && req.ReplyTo != ""
 }
 
@@ -367,6 +368,7 @@ func (w *Worker) generate(ctx context.Context, gen *generation, j int, resume []
 		if gen.tm != nil {
 			er.Out.Tools = &engine.ToolsOut{Format: gen.tm.format.Name, Names: gen.tm.names(), CallID: callID}
 		}
+		er.Out.Skip = gen.skip
 		// The tokens are the last stage's to send; each one heard of here
 		// stands for a chunk sent (for the Seq a give-back takes).
 		_, err := w.eng.Generate(ctx, er, func(engine.Token) error {
