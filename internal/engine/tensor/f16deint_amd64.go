@@ -35,6 +35,15 @@ func gemmF16D8x4AVX2(w *byte, wrb int, a *[4]*byte, n16 int, buf *[f16GroupBuf]f
 //go:noescape
 func gemmF16N8x4AVX2(w *byte, wrb int, a *[4]*byte, n16 int, buf *[f16GroupBuf]float32, outs *[4]*float32)
 
+// gemmF16DAllAVX2 applies eight deinterleaved weight rows (wrb bytes
+// apart from w) to m >= 3 deinterleaved activation rows (arb bytes apart
+// from a) of 16*n16 elements, n16 a multiple of 8, storing output q of
+// activation row p at out + perm[p]*orb + 4q; buf is scratch. It
+// prefetches pfn bytes from pf on, 512 per three activation rows.
+//
+//go:noescape
+func gemmF16DAllAVX2(w *byte, wrb int, a *byte, arb, m, n16 int, out *float32, perm *int32, orb int, buf *[f16GroupBuf]float32, pf uintptr, pfn int)
+
 // f16NaturalCalls is how many calls on a whole group read its rows in
 // place (gemmF16N8x4AVX2) before the group is deinterleaved for the rest:
 // a group applied to a few activation rows would spend more on the copy
@@ -75,6 +84,7 @@ func init() {
 	k := fastKernels[gguf.TypeF16]
 	k.gemmGroup = groupGemmF16AVX2
 	k.gemmGroupOut = groupOutGemmF16AVX2
+	k.gemmGroupBlock = blockGemmF16AVX2
 	k.gemmAct = roundF16Deint
 	k.side = sidePad
 	// One block of activation rows: each weight group is deinterleaved
@@ -155,4 +165,32 @@ func groupOutGemmF16AVX2(w []byte, wrb, nw int, a []byte, arb, m, cols int, g *g
 		}
 	}
 	return true
+}
+
+// blockGemmF16AVX2 is the groupBlockFunc of F16 prompt rows: a whole
+// group of eight weight rows, deinterleaved into the thread's buffer,
+// against all m activation rows in one gemmF16DAllAVX2 call (tiles of
+// four weight rows by three activation rows), the next group prefetched
+// meanwhile. Blocks of up to f16NaturalCalls*groupA rows, partial groups
+// and columns not a multiple of 128 go to groupOutGemmF16AVX2 (it takes
+// none of the rows).
+func blockGemmF16AVX2(w []byte, wrb, nw int, a []byte, arb, m, cols int, out []float32, orb int, perm []int32, g *groupOut) int {
+	if nw != groupW || m <= f16NaturalCalls*groupA || cols%128 != 0 {
+		return 0
+	}
+	_, _ = w[(nw-1)*wrb+2*cols-1], a[(m-1)*arb+2*cols-1]
+	_, _ = perm[m-1], out[groupW-1]
+	n16 := cols / 16
+	drb := 2*cols + f16DeintPad
+	if len(g.deint) < groupW*drb {
+		g.deint = make([]byte, groupW*drb)
+	}
+	for q := 0; q < groupW; q++ {
+		deintF16AVX2(&g.deint[q*drb], &w[q*wrb], n16)
+	}
+	g.wkey = nil // the buffer no longer holds what groupOutGemmF16AVX2 put there
+	pf := uintptr(unsafe.Pointer(&w[0])) + uintptr(groupW*wrb)
+	gemmF16DAllAVX2(&g.deint[0], drb, &a[0], arb, m, n16, &out[0], &perm[0], 4*orb,
+		(*[f16GroupBuf]float32)(g.tile[:]), pf, groupW*wrb)
+	return m
 }

@@ -36,6 +36,89 @@
 LN: \
 	MOVQ wrb+8(FP), AX
 
+// gemmF16DAllAVX2: eight deinterleaved weight rows against all m (>= 3)
+// deinterleaved activation rows of a block, in tiles of four weight rows
+// by three activation rows: per step, four weight and three activation
+// conversions feed twelve fused multiply-adds (the group kernel's tiles
+// of three weight rows by four activation rows left a two-row tile that
+// waited on its six conversions per eight multiply-adds). Each pass runs
+// over a whole half of the rows (n = 16*n16 bytes, a multiple of 128:
+// eight steps per iteration), the first pass's accumulators kept in buf;
+// F16A3RED ends the outputs. The last tile of activation rows is moved
+// back to end at row m-1 (m not a multiple of three recomputes a row or
+// two, to the same bits). Output q of activation row s is stored at out +
+// perm[s]*orb + 4q.
+
+// F16ASTEP(O): one step at byte BX+O of the activation rows DI, R8, R9
+// and the weight rows SI, R10, R11, R12; accumulator Y(3i+p) is weight
+// row i by activation row p.
+#define F16ASTEP(O) \
+	VCVTPH2PS O(DI)(BX*1), Y12; \
+	VCVTPH2PS O(R8)(BX*1), Y13; \
+	VCVTPH2PS O(R9)(BX*1), Y14; \
+	VCVTPH2PS O(SI)(BX*1), Y15; \
+	VFMADD231PS Y15, Y12, Y0; VFMADD231PS Y15, Y13, Y1; VFMADD231PS Y15, Y14, Y2; \
+	VCVTPH2PS O(R10)(BX*1), Y15; \
+	VFMADD231PS Y15, Y12, Y3; VFMADD231PS Y15, Y13, Y4; VFMADD231PS Y15, Y14, Y5; \
+	VCVTPH2PS O(R11)(BX*1), Y15; \
+	VFMADD231PS Y15, Y12, Y6; VFMADD231PS Y15, Y13, Y7; VFMADD231PS Y15, Y14, Y8; \
+	VCVTPH2PS O(R12)(BX*1), Y15; \
+	VFMADD231PS Y15, Y12, Y9; VFMADD231PS Y15, Y13, Y10; VFMADD231PS Y15, Y14, Y11
+
+#define F16AZERO \
+	VXORPS Y0, Y0, Y0; VXORPS Y1, Y1, Y1; VXORPS Y2, Y2, Y2; VXORPS Y3, Y3, Y3; \
+	VXORPS Y4, Y4, Y4; VXORPS Y5, Y5, Y5; VXORPS Y6, Y6, Y6; VXORPS Y7, Y7, Y7; \
+	VXORPS Y8, Y8, Y8; VXORPS Y9, Y9, Y9; VXORPS Y10, Y10, Y10; VXORPS Y11, Y11, Y11
+
+// F16APASS(L): a pass over bytes [BX, R14) of the rows, from zero
+// accumulators.
+#define F16APASS(L) \
+	F16AZERO; \
+L: \
+	F16ASTEP(0); F16ASTEP(16); F16ASTEP(32); F16ASTEP(48); \
+	F16ASTEP(64); F16ASTEP(80); F16ASTEP(96); F16ASTEP(112); \
+	ADDQ $128, BX; \
+	CMPQ BX, R14; \
+	JB L
+
+// F16A3RED(P, YA, YB, YC, YD, OA, OB, OC, OD, OFF) ends the four outputs
+// of activation row P of the tile (second-pass accumulators YA-YD, the
+// first pass's at OA-OD of DX): lanes i and i+8 added, then each reduced
+// as reduce16 does (halves, pairs, the last two), four at a time, and
+// stored with one store at byte OFF of the output row.
+#define F16A3RED(P, YA, YB, YC, YD, OA, OB, OC, OD, OFF) \
+	VADDPS OA(DX), YA, YA; VADDPS OB(DX), YB, YB; VADDPS OC(DX), YC, YC; VADDPS OD(DX), YD, YD; \
+	VPERM2F128 $0x20, YB, YA, Y12; VPERM2F128 $0x31, YB, YA, Y13; VADDPS Y13, Y12, Y12; \
+	VPERM2F128 $0x20, YD, YC, Y14; VPERM2F128 $0x31, YD, YC, Y15; VADDPS Y15, Y14, Y14; \
+	VSHUFPS $0x44, Y14, Y12, Y13; VSHUFPS $0xEE, Y14, Y12, Y15; VADDPS Y15, Y13, Y13; \
+	VSHUFPS $0x88, Y13, Y13, Y14; VSHUFPS $0xDD, Y13, Y13, Y15; VADDPS Y15, Y14, Y14; \
+	VEXTRACTF128 $1, Y14, X15; \
+	VUNPCKLPS X15, X14, X14; \
+	MOVQ perm+56(FP), AX; \
+	MOVLQSX (P*4)(AX)(R13*4), AX; \
+	IMULQ orb+64(FP), AX; \
+	ADDQ out+48(FP), AX; \
+	VMOVUPS X14, OFF(AX)
+
+// F16ATILE(T, L0, L1): weight rows 4T..4T+3 (the first at SI, wrb in
+// CX) by the activation tile.
+#define F16ATILE(T, L0, L1) \
+	LEAQ (SI)(CX*1), R10; \
+	LEAQ (R10)(CX*1), R11; \
+	LEAQ (R11)(CX*1), R12; \
+	XORQ BX, BX; \
+	MOVQ R15, R14; \
+	F16APASS(L0); \
+	VMOVUPS Y0, 0(DX); VMOVUPS Y1, 32(DX); VMOVUPS Y2, 64(DX); VMOVUPS Y3, 96(DX); \
+	VMOVUPS Y4, 128(DX); VMOVUPS Y5, 160(DX); VMOVUPS Y6, 192(DX); VMOVUPS Y7, 224(DX); \
+	VMOVUPS Y8, 256(DX); VMOVUPS Y9, 288(DX); VMOVUPS Y10, 320(DX); VMOVUPS Y11, 352(DX); \
+	MOVQ R15, BX; \
+	LEAQ (R15)(R15*1), R14; \
+	F16APASS(L1); \
+	F16A3RED(0, Y0, Y3, Y6, Y9, 0, 96, 192, 288, 16*T); \
+	F16A3RED(1, Y1, Y4, Y7, Y10, 32, 128, 224, 320, 16*T); \
+	F16A3RED(2, Y2, Y5, Y8, Y11, 64, 160, 256, 352, 16*T)
+
 // func deintF16AVX2(dst, src *byte, n16 int)
 TEXT ·deintF16AVX2(SB), NOSPLIT, $0-24
 	MOVQ dst+0(FP), DI
@@ -358,5 +441,45 @@ n16_chunk:
 	F16DRED(1)
 	F16DRED(2)
 	F16DRED(3)
+	VZEROUPPER
+	RET
+
+// func gemmF16DAllAVX2(w *byte, wrb int, a *byte, arb, m, n16 int, out *float32, perm *int32, orb int, buf *[576]float32, pf uintptr, pfn int)
+TEXT ·gemmF16DAllAVX2(SB), NOSPLIT, $0-96
+	MOVQ buf+72(FP), DX
+	MOVQ n16+40(FP), R15
+	SHLQ $4, R15
+	XORQ R13, R13
+f16a_tile:
+	MOVQ m+32(FP), AX
+	SUBQ $3, AX
+	CMPQ R13, AX
+	CMOVQGT AX, R13
+	MOVQ arb+24(FP), CX
+	MOVQ R13, DI
+	IMULQ CX, DI
+	ADDQ a+16(FP), DI
+	LEAQ (DI)(CX*1), R8
+	LEAQ (R8)(CX*1), R9
+	// Prefetch 512 bytes of the next group per tile while pfn lasts.
+	MOVQ pfn+88(FP), AX
+	TESTQ AX, AX
+	JLE f16a_nopf
+	SUBQ $512, AX
+	MOVQ AX, pfn+88(FP)
+	MOVQ pf+80(FP), AX
+	PREFETCHT0 0(AX); PREFETCHT0 64(AX); PREFETCHT0 128(AX); PREFETCHT0 192(AX)
+	PREFETCHT0 256(AX); PREFETCHT0 320(AX); PREFETCHT0 384(AX); PREFETCHT0 448(AX)
+	ADDQ $512, AX
+	MOVQ AX, pf+80(FP)
+f16a_nopf:
+	MOVQ wrb+8(FP), CX
+	MOVQ w+0(FP), SI
+	F16ATILE(0, f16a_t0p0, f16a_t0p1)
+	LEAQ (R12)(CX*1), SI
+	F16ATILE(1, f16a_t1p0, f16a_t1p1)
+	ADDQ $3, R13
+	CMPQ R13, m+32(FP)
+	JLT f16a_tile
 	VZEROUPPER
 	RET

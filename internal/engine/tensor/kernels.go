@@ -25,6 +25,9 @@ type kernel struct {
 	// dotGroupBlock, when set, is dotGroupOut over the activation rows of
 	// a whole block in one call (see groupBlockFunc).
 	dotGroupBlock groupBlockFunc
+	// gemmGroupBlock, when set, is gemmGroupOut over the activation rows
+	// of a whole block in one call (see groupBlockFunc).
+	gemmGroupBlock groupBlockFunc
 	// gemmAct, when set, converts the activation rows of the gemm class
 	// (nil: as the other rows), for gemmGroup and gemmGroupOut alone: the
 	// gemm dotFunc reads rows in the vec-dot type's layout, so a kernel

@@ -578,7 +578,7 @@ func (j *job) plan(k kernel, modes []RowMode) {
 		}
 	case k.gemm != nil && w.Cols%k.gemmK == 0 && w.Rows%4 == 0:
 		j.cls[classPrompt].dot, j.cls[classPrompt].group, j.cls[classPrompt].rows = k.gemm, k.gemmGroup, nil
-		j.cls[classPrompt].out, j.cls[classPrompt].block = k.gemmGroupOut, nil
+		j.cls[classPrompt].out, j.cls[classPrompt].block = k.gemmGroupOut, k.gemmGroupBlock
 		j.cls[classPrompt].act = k.gemmAct
 	}
 }
