@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"courier/internal/engine"
+	"courier/internal/engine/grammar"
 	"courier/internal/engine/model"
 	"courier/internal/testutil"
 )
@@ -82,6 +83,18 @@ func fuzzStep(rows, dim int) *Message {
 	return m
 }
 
+// fuzzConstrainedStep is fuzzStep(2, dim) whose logits row is sampled
+// for a stream constrained by a JSON Schema and read for tool calls.
+func fuzzConstrainedStep(dim int) *Message {
+	m := fuzzStep(2, dim)
+	m.Samples = []engine.RowSample{{Row: 1, Emit: true, Key: 1, Open: &engine.StreamOpen{
+		StreamOut: engine.StreamOut{Subject: "courier.chunk.gw.chat-1", ID: "chat-1", Worker: "first", Attempt: 1, Seq: 1, Frames: 3,
+			Tools: &engine.ToolsOut{Format: "json", Names: []string{"f"}, CallID: "chat-1"}, Skip: " "},
+		MaxTokens: 8, PromptTokens: 2,
+		Grammar: &grammar.Source{Spec: grammar.Spec{Type: "json_schema", Schema: []byte(`{"type":"object","properties":{"a":{"enum":[1,2]}}}`)}}}}}
+	return m
+}
+
 // TestStageRefusesStepAboveMaxRows: a stage sizes its state by its own
 // MaxRows, not by what a step declares: a step of more rows is refused with
 // an error naming the bound and --batch-size; one at the bound runs.
@@ -131,8 +144,9 @@ func TestStageRefusesKVPoolAboveBound(t *testing.T) {
 
 // FuzzStageStep runs decoded step messages through a stage of stories260K
 // that takes at most 8 rows (seeds in testdata/fuzz, among them a step of
-// 9 rows): a stage must refuse what it cannot run with engine.ErrStage,
-// never panic, and never run a step above its bound.
+// 9 rows and one whose streams carry grammars and a tool reading): a stage
+// must refuse what it cannot run with engine.ErrStage, never panic, and
+// never run a step above its bound.
 func FuzzStageStep(f *testing.F) {
 	path := testutil.Model(f, "stories260K.gguf")
 	total := layerCount(f, path)
@@ -146,6 +160,7 @@ func FuzzStageStep(f *testing.F) {
 	for _, rows := range []int{1, 8, 9} {
 		f.Add(AppendEncode(nil, fuzzStep(rows, st.Dim())))
 	}
+	f.Add(AppendEncode(nil, fuzzConstrainedStep(st.Dim())))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var m Message
 		if Decode(data, &m) != nil || m.Kind != KindStep {
@@ -159,8 +174,11 @@ func FuzzStageStep(f *testing.F) {
 		if m.KVBlocks*m.KVBlockSize > 16*256 && !errors.Is(err, engine.ErrStage) {
 			t.Fatalf("a KV pool of %d positions on a stage of 16 slots of 256: %v, want engine.ErrStage", m.KVBlocks*m.KVBlockSize, err)
 		}
-		if err == nil && len(m.Samples) > 0 { // the last stage samples: refuse or pick, never panic
-			srv.sample(&owner{}, &m, out)
+		if err == nil && len(m.Samples) > 0 { // the last stage opens streams and samples: refuse or pick, never panic
+			own := &owner{}
+			if srv.openStreams(own, &m) == nil {
+				srv.sample(own, &m, out)
+			}
 		}
 	})
 }
