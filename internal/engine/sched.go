@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"runtime"
 	"time"
 
 	"courier/internal/engine/model"
@@ -120,6 +121,7 @@ func (s *scheduler) loop() {
 		s.admit()
 		s.dropCancelled()
 		if s.takeAnswers() {
+			s.yieldOneP()
 			continue
 		}
 		if len(s.sent) < s.depth() && s.build() {
@@ -127,6 +129,7 @@ func (s *scheduler) loop() {
 			if s.stepHook != nil {
 				s.stepHook(s)
 			}
+			s.yieldOneP()
 			continue
 		}
 		var answered <-chan struct{}
@@ -145,6 +148,46 @@ func (s *scheduler) loop() {
 			return
 		}
 	}
+}
+
+// maxYields bounds the yields of yieldOneP after one step: a consumer
+// that is slow for its own reasons (its emit blocked) must not hold the
+// step after it.
+const maxYields = 8
+
+// yieldOneP lets the goroutines a step woke run before the next forward
+// pass, when the process has one P (GOMAXPROCS 1, as a one-CPU container
+// gives Go). The step handed tokens to their Generate calls (and through
+// them to the bus's writer) or a step to a pipeline's bus writer; with one
+// P those goroutines run only when the scheduler blocks or the runtime
+// preempts it, and a forward pass does not block: a whole-model worker's
+// token frames left in pairs and triples, when preemption came 10–20 ms
+// later (TestOneProcessorStreamsEachStep). With more Ps an idle one takes
+// them and the scheduler does not wait. The scheduler yields until every
+// running sequence's consumer has taken its events, at most maxYields
+// times; each yield is also the bus writer's turn (woken by a consumer's
+// publish, it runs before the scheduler, which queues behind it).
+func (s *scheduler) yieldOneP() {
+	if runtime.GOMAXPROCS(0) != 1 {
+		return
+	}
+	for range maxYields {
+		runtime.Gosched()
+		if !s.consumersBehind() {
+			return
+		}
+	}
+}
+
+// consumersBehind reports whether a running sequence has events its
+// Generate call has not taken.
+func (s *scheduler) consumersBehind() bool {
+	for _, sl := range s.active {
+		if sl.ring.head.Load() < sl.ring.tail.Load() {
+			return true
+		}
+	}
+	return false
 }
 
 // depth is the most steps in flight at once: 1 for a whole model.

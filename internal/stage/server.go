@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -151,6 +152,7 @@ func (s *Server) announce(stopping bool) {
 
 // onStep runs one step message and passes its output on.
 func (s *Server) onStep(data []byte) {
+	defer yieldOneP()
 	s.stepMu.Lock()
 	defer s.stepMu.Unlock()
 	if s.stopped {
@@ -240,6 +242,19 @@ func (s *Server) onStep(data []byte) {
 	s.out = AppendEncode(s.out[:0], m)
 	if err := s.bus.Publish(next, s.out); err != nil {
 		s.fail(m, fmt.Errorf("stage %s: passing the step on: %w", s.cfg.Instance, err))
+	}
+}
+
+// yieldOneP gives the bus's writer its turn after a step's messages were
+// published, when the process has one P (GOMAXPROCS 1): nats.go hands a
+// publish to a writer goroutine, which with one P runs only when the
+// publisher blocks, and with the next step already queued the handler
+// goes on computing it, so the answer would leave a step late (as the
+// engine's scheduler yields after its steps; TestOneProcessorEmitsEachStep
+// in internal/engine). With more Ps an idle one runs the writer.
+func yieldOneP() {
+	if runtime.GOMAXPROCS(0) == 1 {
+		runtime.Gosched()
 	}
 }
 
