@@ -39,10 +39,11 @@ func gemmF16N8x4AVX2(w *byte, wrb int, a *[4]*byte, n16 int, buf *[f16GroupBuf]f
 // apart from w) to m >= 3 deinterleaved activation rows (arb bytes apart
 // from a) of 16*n16 elements, n16 a multiple of 8, storing output q of
 // activation row p at out + perm[p]*orb + 4q; buf is scratch. It
-// prefetches pfn bytes from pf on, 512 per three activation rows.
+// prefetches pfn bytes from pf on, 512 per three activation rows after
+// the first 3*pfskip.
 //
 //go:noescape
-func gemmF16DAllAVX2(w *byte, wrb int, a *byte, arb, m, n16 int, out *float32, perm *int32, orb int, buf *[f16GroupBuf]float32, pf uintptr, pfn int)
+func gemmF16DAllAVX2(w *byte, wrb int, a *byte, arb, m, n16 int, out *float32, perm *int32, orb int, buf *[f16GroupBuf]float32, pf uintptr, pfn, pfskip int)
 
 // f16NaturalCalls is how many calls on a whole group read its rows in
 // place (gemmF16N8x4AVX2) before the group is deinterleaved for the rest:
@@ -50,6 +51,10 @@ func gemmF16DAllAVX2(w *byte, wrb int, a *byte, arb, m, n16 int, out *float32, p
 // than the kernel saves (with a copy per group, MatMuls of 2-4 prompt
 // rows ran at 0.6-0.75x the rate of the kernel before).
 const f16NaturalCalls = 3
+
+// f16PrefetchLead is how many tiles of three activation rows before the
+// last ones that prefetch the next group blockGemmF16AVX2 starts.
+const f16PrefetchLead = 4
 
 // f16PrefetchBytes is what one gemmF16D8x4AVX2 call prefetches (PF8).
 const f16PrefetchBytes = 6 * 512
@@ -189,8 +194,13 @@ func blockGemmF16AVX2(w []byte, wrb, nw int, a []byte, arb, m, cols int, out []f
 		deintF16AVX2(&g.deint[q*drb], &w[q*wrb], n16)
 	}
 	g.wkey = nil // the buffer no longer holds what groupOutGemmF16AVX2 put there
-	pf := uintptr(unsafe.Pointer(&w[0])) + uintptr(groupW*wrb)
+	// The next group (its rows follow) is prefetched over the last tiles
+	// of the call, so that the activation rows passing through L2 do not
+	// push it out before it is copied (the copy is 3-4% of a one-thread
+	// pp256 profile either way, on a loaded machine: not told apart).
+	pf, pfn := uintptr(unsafe.Pointer(&w[0]))+uintptr(groupW*wrb), groupW*wrb
+	pfskip := max(0, (m+2)/3-(pfn+511)/512-f16PrefetchLead)
 	gemmF16DAllAVX2(&g.deint[0], drb, &a[0], arb, m, n16, &out[0], &perm[0], 4*orb,
-		(*[f16GroupBuf]float32)(g.tile[:]), pf, groupW*wrb)
+		(*[f16GroupBuf]float32)(g.tile[:]), pf, pfn, pfskip)
 	return m
 }

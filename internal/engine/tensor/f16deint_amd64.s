@@ -444,8 +444,8 @@ n16_chunk:
 	VZEROUPPER
 	RET
 
-// func gemmF16DAllAVX2(w *byte, wrb int, a *byte, arb, m, n16 int, out *float32, perm *int32, orb int, buf *[576]float32, pf uintptr, pfn int)
-TEXT ·gemmF16DAllAVX2(SB), NOSPLIT, $0-96
+// func gemmF16DAllAVX2(w *byte, wrb int, a *byte, arb, m, n16 int, out *float32, perm *int32, orb int, buf *[576]float32, pf uintptr, pfn, pfskip int)
+TEXT ·gemmF16DAllAVX2(SB), NOSPLIT, $0-104
 	MOVQ buf+72(FP), DX
 	MOVQ n16+40(FP), R15
 	SHLQ $4, R15
@@ -461,7 +461,12 @@ f16a_tile:
 	ADDQ a+16(FP), DI
 	LEAQ (DI)(CX*1), R8
 	LEAQ (R8)(CX*1), R9
-	// Prefetch 512 bytes of the next group per tile while pfn lasts.
+	// Prefetch 512 bytes of the next group per tile while pfn lasts,
+	// after pfskip tiles.
+	MOVQ pfskip+96(FP), AX
+	DECQ AX
+	MOVQ AX, pfskip+96(FP)
+	JGE f16a_nopf
 	MOVQ pfn+88(FP), AX
 	TESTQ AX, AX
 	JLE f16a_nopf
