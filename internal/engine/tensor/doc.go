@@ -155,10 +155,13 @@
 // jobs a kernel may ask for side data after each converted row, e.g. F16
 // rows widened back to float32: actSide), then the pool's threads (the
 // caller included) take chunks of whole groups of eight weight rows from
-// an atomic counter; a chunk passes over the activation rows in blocks of
+// an atomic counter, smaller as the rows run out so that the threads end
+// together (job.claimRows); a chunk passes over the activation rows in blocks of
 // about 192 KiB of converted rows (actBlockBytes, or the kernel's
 // actBlock), each group of eight
-// weight rows applied to a whole block while both are in cache. A MatMul of one activation row (a decode step)
+// weight rows applied to a whole block while both are in cache (a class
+// whose kernel takes a whole block in one call, groupBlockFunc, gets it so:
+// Q8_0's tile, F16's). A MatMul of one activation row (a decode step)
 // gives a whole chunk to one kernel call where the type has a rows kernel
 // (rowsFunc: F32, Q8_0, Q6_K, Q5_K, BF16, packed Q4_0/Q4_K), which also
 // prefetches the rows it reads next: a decode step's matrices are small
