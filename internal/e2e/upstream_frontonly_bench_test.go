@@ -17,7 +17,12 @@ import (
 // nothing: a completion of max_tokens " once" tokens, streamed as
 // Courier's own gateway streams it (an event per token, flushed, then
 // the finish event, the usage event and [DONE]) or answered whole.
-func instantUpstream() http.Handler {
+func instantUpstream() http.Handler { return instantUpstreamBursts(false) }
+
+// instantUpstreamBursts is instantUpstream; with burst, a streamed answer's
+// events are written and flushed together, as an engine pinned to one core
+// sends them (its request goroutine runs when its decoding loop yields).
+func instantUpstreamBursts(burst bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/models", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, `{"object":"list","data":[{"id":"instant","object":"model","created":0,"owned_by":"instant"}]}`)
@@ -43,11 +48,19 @@ func instantUpstream() http.Handler {
 		f := w.(http.Flusher)
 		var buf []byte
 		for range n {
-			buf = append(buf[:0], "data: "+head+`{"text":" once","index":0,"logprobs":null,"finish_reason":null}],"usage":null}`+"\n\n"...)
-			_, _ = w.Write(buf)
-			f.Flush()
+			if !burst {
+				buf = buf[:0]
+			}
+			buf = append(buf, "data: "+head+`{"text":" once","index":0,"logprobs":null,"finish_reason":null}],"usage":null}`+"\n\n"...)
+			if !burst {
+				_, _ = w.Write(buf)
+				f.Flush()
+			}
 		}
-		buf = append(buf[:0], "data: "+head+`{"text":"","index":0,"logprobs":null,"finish_reason":"length"}],"usage":null}`+"\n\n"...)
+		if !burst {
+			buf = buf[:0]
+		}
+		buf = append(buf, "data: "+head+`{"text":"","index":0,"logprobs":null,"finish_reason":"length"}],"usage":null}`+"\n\n"...)
 		buf = append(buf, "data: "+head+`],"usage":{"prompt_tokens":5,"completion_tokens":`+strconv.Itoa(n)+`,"total_tokens":`+strconv.Itoa(n+5)+"}}\n\ndata: [DONE]\n\n"...)
 		_, _ = w.Write(buf)
 	})
@@ -152,4 +165,47 @@ func TestShortAnswerAskedWholeThroughFront(t *testing.T) {
 			t.Errorf("%s: the upstream was asked with stream %v, want %v", tc.body, got, tc.stream)
 		}
 	}
+}
+
+// BenchmarkUpstreamBurst measures what the front adds to a streamed answer
+// whose events reach it together (instantUpstreamBursts): a 64-token
+// answer and a one-token one, each through the front and straight from
+// the upstream, interleaved; the front's per-event cost is its 64-token
+// answer's time less its one-token answer's, less the same straight from
+// the upstream, per event after the first. An engine pinned to a core
+// sends its tokens in one or two such bursts (docs/fabric.md), so this is
+// work in series with the answer's end.
+func BenchmarkUpstreamBurst(b *testing.B) {
+	up := httptest.NewServer(instantUpstreamBursts(true))
+	b.Cleanup(up.Close)
+	fcfg := frontConfig(b, "instant="+up.URL+"/v1")
+	fcfg.Slots = 32
+	front := startNode(b, fcfg)
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	b.Cleanup(hc.CloseIdleConnections)
+	const tokens = 64
+	one := []byte(`{"model":"instant","prompt":"Once upon a time","max_tokens":1,"temperature":0,"stream":true}`)
+	long := []byte(fmt.Sprintf(`{"model":"instant","prompt":"Once upon a time","max_tokens":%d,"temperature":0,"stream":true}`, tokens))
+	frontURL := "http://" + front.Addr()
+	timed := func(url string, body []byte) time.Duration {
+		t0 := time.Now()
+		postCompletion(b, hc, url, body)
+		return time.Since(t0)
+	}
+	for range 50 {
+		timed(up.URL, one)
+		timed(up.URL, long)
+		timed(frontURL, one)
+		timed(frontURL, long)
+	}
+	var added []time.Duration // per round: the front's 64-token excess less direct's
+	b.ResetTimer()
+	for range b.N {
+		d := timed(up.URL, long) - timed(up.URL, one)
+		f := timed(frontURL, long) - timed(frontURL, one)
+		added = append(added, f-d)
+	}
+	b.StopTimer()
+	slices.Sort(added)
+	b.ReportMetric(float64(added[len(added)/2].Nanoseconds())/1000/(tokens-1), "front-µs/event")
 }

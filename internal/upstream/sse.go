@@ -30,7 +30,34 @@ type quickEvent struct {
 	prompt   int // usage.prompt_tokens
 	complete int // usage.completion_tokens
 	buf      []byte
+
+	// textAt and textEnd bound the string literal the text was read
+	// from (quotes included; textEnd 0: none) in the payload parsed last.
+	textAt, textEnd int
+	// last is the event taken last whose text came from a string, kept
+	// for the next event of the same shape (sameShape).
+	last shape
 }
+
+// shape is an event the quick parser took, with what it read there: an
+// event whose bytes equal it outside its text's string literal reads the
+// same but for the text. An upstream's text events differ only in their
+// text (id, created and model are the request's), so each is checked
+// against the last by two comparisons of bytes and a scan of its text
+// instead of a walk through every key.
+type shape struct {
+	payload         []byte // a copy
+	textAt, textEnd int    // the text's string literal in payload, quotes included
+	chat, wantLP    bool   // how it was parsed
+	// What was read there besides the text.
+	finish           string
+	choices          int
+	logprobs, usage  bool
+	prompt, complete int
+}
+
+// maxShapeBytes bounds the event kept as a shape.
+const maxShapeBytes = 4 << 10
 
 // Keys the relay reads, at each level of an event. encoding/json matches
 // keys case-insensitively (and folds some non-ASCII letters onto ASCII
@@ -47,7 +74,44 @@ var (
 // means: decode it with json.Unmarshal instead. wantLogprobs declines a
 // choice that carries logprobs (they are parsed the slow way).
 func (q *quickEvent) parse(payload []byte, chat, wantLogprobs bool) bool {
-	*q = quickEvent{buf: q.buf[:0]}
+	if q.sameShape(payload, chat, wantLogprobs) {
+		return true
+	}
+	last := q.last
+	*q = quickEvent{buf: q.buf[:0], last: last}
+	if !q.walk(payload, chat, wantLogprobs) {
+		return false
+	}
+	if q.textEnd > 0 && len(payload) <= maxShapeBytes {
+		l := &q.last
+		l.payload = append(l.payload[:0], payload...)
+		l.textAt, l.textEnd, l.chat, l.wantLP = q.textAt, q.textEnd, chat, wantLogprobs
+		l.finish, l.choices, l.logprobs, l.usage, l.prompt, l.complete = q.finish, q.choices, q.logprobs, q.usage, q.prompt, q.complete
+	}
+	return true
+}
+
+// sameShape reads payload as the last shape read, when it equals it
+// outside the text's string literal and that literal is one the walk
+// would take (sets everything as parse does).
+func (q *quickEvent) sameShape(payload []byte, chat, wantLogprobs bool) bool {
+	l := &q.last
+	if l.textEnd == 0 || l.chat != chat || l.wantLP != wantLogprobs ||
+		!bytes.HasPrefix(payload, l.payload[:l.textAt+1]) {
+		return false
+	}
+	s := scanner{b: payload, i: l.textAt}
+	raw, ok := s.str() // payload[textAt] is the opening quote
+	if !ok || !bytes.Equal(payload[s.i:], l.payload[l.textEnd:]) {
+		return false
+	}
+	*q = quickEvent{buf: q.buf[:0], last: q.last, textAt: l.textAt, textEnd: s.i,
+		finish: l.finish, choices: l.choices, logprobs: l.logprobs, usage: l.usage, prompt: l.prompt, complete: l.complete}
+	return q.setText(raw)
+}
+
+// walk reads payload key by key for parse.
+func (q *quickEvent) walk(payload []byte, chat, wantLogprobs bool) bool {
 	s := scanner{b: payload}
 	s.ws()
 	if s.peek() != '{' {
@@ -126,10 +190,12 @@ func (q *quickEvent) choice(s *scanner, chat, wantLogprobs bool) bool {
 		seen[i] = true
 		switch i {
 		case 0: // text
+			at := s.i
 			raw, ok := s.str()
 			if !ok || chat {
 				return ok
 			}
+			q.literal(at, s)
 			return q.setText(raw)
 		case 1: // delta
 			if s.null() {
@@ -154,10 +220,12 @@ func (q *quickEvent) choice(s *scanner, chat, wantLogprobs bool) bool {
 					}
 					return s.peek() == '[' && s.array(func() bool { return false })
 				}
+				at := s.i
 				raw, ok := s.str()
 				if !ok || !chat {
 					return ok
 				}
+				q.literal(at, s)
 				return q.setText(raw)
 			})
 		case 2: // finish_reason
@@ -175,6 +243,15 @@ func (q *quickEvent) choice(s *scanner, chat, wantLogprobs bool) bool {
 			return !wantLogprobs && s.skip()
 		}
 	})
+}
+
+// literal records where the text's string literal lies in s: from at
+// to where s is now, unless the text was a null.
+func (q *quickEvent) literal(at int, s *scanner) {
+	q.textAt, q.textEnd = 0, 0
+	if s.b[at] == '"' {
+		q.textAt, q.textEnd = at, s.i
+	}
 }
 
 // setText sets the text from a string's raw bytes (between its quotes).

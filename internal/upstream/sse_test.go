@@ -165,6 +165,82 @@ func FuzzQuickEvent(f *testing.F) {
 	})
 }
 
+// shapeSeeds are pairs of events, the second read after the first: the
+// same shape with other texts (escapes, non-ASCII, empty), and texts or
+// bytes that change the shape or are not JSON the walk would take.
+var shapeSeeds = [][2]string{
+	{quickSeeds[0], `{"id":"cmpl-1","object":"text_completion","created":1,"model":"m","choices":[{"text":" upon","index":0,"logprobs":null,"finish_reason":null}]}`},
+	{quickSeeds[0], `{"id":"cmpl-1","object":"text_completion","created":1,"model":"m","choices":[{"text":"a\n\"b\" \u00e9\ud83d\ude00","index":0,"logprobs":null,"finish_reason":null}]}`},
+	{quickSeeds[0], `{"id":"cmpl-1","object":"text_completion","created":1,"model":"m","choices":[{"text":"","index":0,"logprobs":null,"finish_reason":null}]}`},
+	{quickSeeds[0], `{"id":"cmpl-1","object":"text_completion","created":1,"model":"m","choices":[{"text":"日本","index":0,"logprobs":null,"finish_reason":null}]}`},
+	{quickSeeds[0], "{\"id\":\"cmpl-1\",\"object\":\"text_completion\",\"created\":1,\"model\":\"m\",\"choices\":[{\"text\":\"bad \xff\",\"index\":0,\"logprobs\":null,\"finish_reason\":null}]}"},
+	{quickSeeds[0], "{\"id\":\"cmpl-1\",\"object\":\"text_completion\",\"created\":1,\"model\":\"m\",\"choices\":[{\"text\":\"tab\there\",\"index\":0,\"logprobs\":null,\"finish_reason\":null}]}"},
+	{quickSeeds[0], `{"id":"cmpl-1","object":"text_completion","created":1,"model":"m","choices":[{"text":"\q","index":0,"logprobs":null,"finish_reason":null}]}`},
+	{quickSeeds[0], `{"id":"cmpl-1","object":"text_completion","created":1,"model":"m","choices":[{"text":" there","index":0,"logprobs":null,"finish_reason":"length"}]}`},
+	{quickSeeds[0], `{"id":"cmpl-1","object":"text_completion","created":1,"model":"m","choices":[{"text":"","text":"x","index":0,"logprobs":null,"finish_reason":null}]}`},
+	{quickSeeds[0], `{"id":"cmpl-1","object":"text_completion","created":1,"model":"m","choices":[{"text":"x","index":0,"logprobs":null,"finish_reason":null}]} `},
+	{quickSeeds[0], `{"id":"cmpl-1","object":"text_completion","created":1,"model":"m","choices":[{"text":"x","index":0,"logprobs":null,"finish_reason":null}]}x`},
+	{quickSeeds[0], `{"id":"cmpl-1","object":"text_completion","created":1,"model":"m","choices":[{"text":null,"index":0,"logprobs":null,"finish_reason":null}]}`},
+	{quickSeeds[0], `{"id":"cmpl-1","object":"text_completion","created":1,"model":"m","choices":[{"text":"`},
+	{quickSeeds[9], `{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":" there"},"logprobs":null,"finish_reason":null}]}`},
+	{quickSeeds[9], `{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"x"},"logprobs":{"content":[]},"finish_reason":null}]}`},
+	{quickSeeds[7], `{"choices":[{"finish_reason":null,"index":0,"delta":{"content":"\"}"}}],"created":1,"id":"chatcmpl-x","model":"m","object":"chat.completion.chunk"}`},
+	{`{"choices":[{"text":"a"}],"usage":{"prompt_tokens":5,"completion_tokens":1}}`, `{"choices":[{"text":"bc"}],"usage":{"prompt_tokens":5,"completion_tokens":1}}`},
+	{`{"choices":[{"text":"a","finish_reason":"stop"}]}`, `{"choices":[{"text":"b","finish_reason":"stop"}]}`},
+}
+
+// checkShape fails when the quick parser, having read prev, reads next
+// otherwise than a parser that read nothing before (which checkQuick
+// holds to json.Unmarshal).
+func checkShape(t *testing.T, prev, next []byte) {
+	for _, chat := range []bool{false, true} {
+		for _, want := range []bool{false, true} {
+			var q, fresh quickEvent
+			q.parse(prev, chat, want)
+			took, freshTook := q.parse(next, chat, want), fresh.parse(next, chat, want)
+			if took != freshTook || took && (q.text != fresh.text || q.finish != fresh.finish || q.choices != fresh.choices ||
+				q.logprobs != fresh.logprobs || q.usage != fresh.usage || q.prompt != fresh.prompt || q.complete != fresh.complete) {
+				t.Fatalf("%q after %q (chat %v, logprobs %v): took %v %q %q %d %v %v %d %d; fresh %v %q %q %d %v %v %d %d",
+					next, prev, chat, want, took, q.text, q.finish, q.choices, q.logprobs, q.usage, q.prompt, q.complete,
+					freshTook, fresh.text, fresh.finish, fresh.choices, fresh.logprobs, fresh.usage, fresh.prompt, fresh.complete)
+			}
+		}
+	}
+	var q quickEvent
+	checkQuick(t, &q, prev)
+	checkQuick(t, &q, next)
+}
+
+// TestQuickEventShapes: an event read after another reads as it would
+// alone, and an upstream's next text event of the same shape is read by
+// comparing it with the last (sameShape), not by walking its keys.
+func TestQuickEventShapes(t *testing.T) {
+	for _, p := range shapeSeeds {
+		checkShape(t, []byte(p[0]), []byte(p[1]))
+	}
+	for i, p := range shapeSeeds[:4] {
+		var q quickEvent
+		if !q.parse([]byte(p[0]), false, false) || !q.sameShape([]byte(p[1]), false, false) {
+			t.Errorf("pair %d: the second event was not read as the first's shape", i)
+		}
+	}
+	var q quickEvent
+	if !q.parse([]byte(shapeSeeds[13][0]), true, false) || !q.sameShape([]byte(shapeSeeds[13][1]), true, false) || q.text != " there" {
+		t.Errorf("chat: the next delta was not read as the last's shape (%q)", q.text)
+	}
+}
+
+// FuzzQuickEventShapes: whatever the quick parser reads after another
+// event, it reads as it would alone (seeds above and in testdata/fuzz).
+func FuzzQuickEventShapes(f *testing.F) {
+	for _, p := range shapeSeeds {
+		f.Add([]byte(p[0]), []byte(p[1]))
+	}
+	f.Fuzz(func(t *testing.T, prev, next []byte) {
+		checkShape(t, prev, next)
+	})
+}
+
 // eventStream is an upstream's stream of n text events (a completion's or
 // a chat's, as Courier sends them; some texts with escapes), a finish
 // event and [DONE].
