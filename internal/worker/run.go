@@ -405,7 +405,10 @@ func (w *Worker) generate(ctx context.Context, gen *generation, j int, resume []
 				return release(out, &st.held, more)
 			}
 		}
-		if req.Logprobs || req.TopLogprobs > 0 {
+		if (req.Logprobs || req.TopLogprobs > 0) && t.ID >= 0 {
+			// The held-back tail (ID -1) is text, not a token: it has no
+			// log-probability, so the entries stay one per completion
+			// token, as the last stage of a pipeline sends them.
 			w.logprob(&st.lps[0], t)
 			st.c.Logprobs = st.lps[:]
 		}
