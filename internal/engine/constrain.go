@@ -21,6 +21,10 @@ type grammars struct {
 	// streams of one constraint compile it once; guarded by mu.
 	built      map[string]*grammar.Grammar
 	builtOrder []string
+	// building: the compiles under way, by Source.Key, closed when each
+	// ends, so a stream whose grammar a compile ahead is building waits
+	// for it instead of compiling it again; guarded by mu.
+	building map[string]chan struct{}
 }
 
 // maxMachines bounds the constraints whose masks an engine keeps.
@@ -66,21 +70,38 @@ func (gs *grammars) machine(g *grammar.Grammar, n int, tok vocabulary) *grammar.
 	return m
 }
 
-// build returns the grammar compiled from src, compiling it on first use.
+// build returns the grammar compiled from src, compiling it on first use
+// (or waiting for the compile of it already under way).
 func (gs *grammars) build(src *grammar.Source) (*grammar.Grammar, error) {
 	key := src.Key()
 	gs.mu.Lock()
-	g, ok := gs.built[key]
-	gs.mu.Unlock()
-	if ok {
-		return g, nil
+	for {
+		if g, ok := gs.built[key]; ok {
+			gs.mu.Unlock()
+			return g, nil
+		}
+		done, ok := gs.building[key]
+		if !ok {
+			break
+		}
+		gs.mu.Unlock()
+		<-done // then built, or failed: compile it here to have its error
+		gs.mu.Lock()
 	}
+	if gs.building == nil {
+		gs.building = map[string]chan struct{}{}
+	}
+	done := make(chan struct{})
+	gs.building[key] = done
+	gs.mu.Unlock()
 	g, err := src.Build()
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	delete(gs.building, key)
+	close(done)
 	if err != nil {
 		return nil, err
 	}
-	gs.mu.Lock()
-	defer gs.mu.Unlock()
 	if gs.built == nil {
 		gs.built = map[string]*grammar.Grammar{}
 	}

@@ -122,6 +122,15 @@ type SamplingTail interface {
 	SendSampled(b *model.Batch, hidden []float32, samples []RowSample) error
 }
 
+// GrammarPreparer is the optional capability of a SamplingTail whose
+// last stage can compile a stream's grammar ahead of the stream's first
+// sampled row: the scheduler hands it the source when such a sequence
+// starts, so the compile overlaps the prompt's evaluation instead of
+// holding the last stage's step that first samples it.
+type GrammarPreparer interface {
+	PrepareGrammar(src *grammar.Source)
+}
+
 // prepareSamples lists the step's rows the tail samples: every logits row
 // of a sequence whose grammar, if any, is not kept here (sl.gm: its
 // chunks are the worker's to emit), with its sampler's next draw. It runs

@@ -304,6 +304,11 @@ func (s *scheduler) start(sl *slot) {
 	sl.result.Prefill = 0
 	sl.inFlight = false
 	s.active = append(s.active, sl)
+	if gp, ok := s.e.tail.(GrammarPreparer); ok && sl.req.Out != nil && sl.req.Grammar != nil {
+		if src := sl.req.Grammar.Source(); src != nil {
+			gp.PrepareGrammar(src) // the last stage compiles it while the prompt is evaluated
+		}
+	}
 }
 
 // attach shares cached blocks of sl's input prefix before its prefill

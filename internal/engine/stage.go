@@ -406,6 +406,16 @@ func (s *Stage) Matcher(src *grammar.Source) (*grammar.Matcher, error) {
 	return s.grammars.machine(g, s.model.Vocab, s).NewMatcher(), nil
 }
 
+// Prepare compiles the grammar of src ahead of the first Matcher of it
+// (a stream whose prompt is still being evaluated), and builds its
+// machine: a later Matcher finds them, or waits for a compile under way
+// rather than starting another. Safe for concurrent use; for a stage's
+// background compile, not its step handler.
+func (s *Stage) Prepare(src *grammar.Source) error {
+	_, err := s.Matcher(src)
+	return err
+}
+
 // Layers returns the stage's share of the model.
 func (s *Stage) Layers() model.LayerRange { return s.model.Stage }
 

@@ -19,7 +19,9 @@
 // worker emits. For the generations whose worker asks it to
 // (engine.Request.Out), the last stage also emits the chunks (emit.go):
 // it keeps each stream's detokenizer, stop strings, counts, grammar
-// (compiled from the source the stream record carries, sampled through)
+// (compiled from the source the stream record carries, sampled through;
+// compiled ahead, off the step handler, when the prompt's first step asks:
+// Message.Prepare)
 // and tool-call reading, publishes the same token frames a worker sends
 // to the gateway's subject under the first stage's worker name, and tells
 // the first stage of a stop string (or a grammar that allows nothing

@@ -268,7 +268,7 @@ func TestLastStageEmitsChunks(t *testing.T) {
 	}
 
 	srv := startNATS(t)
-	startStage(t, srv, path, "m", "s2", model.LayerRange{First: 2, End: total, Total: total}, F32)
+	last := startStage(t, srv, path, "m", "s2", model.LayerRange{First: 2, End: total, Total: total}, F32)
 	e, _ := startFirst(t, srv, path, "m", 2, total, F32)
 	ids := make([]string, len(reqs))
 	for i := range reqs {
@@ -291,6 +291,11 @@ func TestLastStageEmitsChunks(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	// Each constrained generation's first step asked the last stage to
+	// compile its grammar ahead (TestCompileAheadHoldsNoStep).
+	if n := last.srv.askedAhead.Load(); n != 3 {
+		t.Errorf("the steps asked for %d grammars to compile ahead, want one per constrained generation (3)", n)
+	}
 	for i, r := range reqs {
 		if errs[i] != nil {
 			t.Fatalf("request %d: %v", i, errs[i])

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"courier/internal/engine"
+	"courier/internal/engine/grammar"
 	"courier/internal/engine/model"
 	"courier/internal/engine/sampler"
 )
@@ -77,6 +78,9 @@ type Pipeline struct {
 	flights, spare []*flight
 	closed         bool          // guarded by mu
 	kv             *model.KVPool // the first stage's KV pool; guarded by mu
+	// prepare: grammar sources the next step asks the last stage to
+	// compile ahead (PrepareGrammar); guarded by mu.
+	prepare []*grammar.Source
 
 	// Owned by Send.
 	step uint64
@@ -316,16 +320,26 @@ func (p *Pipeline) SendSampled(b *model.Batch, hidden []float32, samples []engin
 		return err
 	}
 	route, members, epoch, opens := p.route, p.members, p.epoch, !p.opened
+	m := &p.msg
+	m.Prepare = append(m.Prepare[:0], p.prepare...)
+	clear(p.prepare)
+	p.prepare = p.prepare[:0]
 	p.mu.Unlock()
 
 	p.step++
-	m := &p.msg
 	m.Kind, m.DType, m.Epoch, m.Step, m.Opens = KindStep, p.cfg.DType, epoch, p.step, opens
 	m.Reply, m.Route = ReplySubject(p.cfg.Model, p.cfg.Instance), append(m.Route[:0], route[1:]...)
 	engine.FillStageStep(&m.StageStep, b, hidden, p.cfg.ContextLength)
 	m.Samples = samples
 	m.Width = len(hidden) / max(b.Len(), 1)
 	p.enc = AppendEncode(p.enc[:0], m)
+	if int64(len(p.enc)) > p.bus.MaxPayload() && len(m.Prepare) > 0 {
+		// The compiles ahead are an optimisation: the stream records
+		// carry the sources again.
+		m.Prepare = m.Prepare[:0]
+		p.enc = AppendEncode(p.enc[:0], m)
+	}
+	clear(m.Prepare)
 	if max := p.bus.MaxPayload(); int64(len(p.enc)) > max {
 		// Not the stages' fault: giving the request back would not help.
 		return fmt.Errorf("stage: a step of %d rows is %d bytes, above the bus's payload limit of %d (lower --batch-size)", b.Len(), len(p.enc), max)
@@ -379,6 +393,21 @@ func (p *Pipeline) SendSampled(b *model.Batch, hidden []float32, samples []engin
 	}
 	return nil
 }
+
+// PrepareGrammar has the next step ask the last stage to compile src
+// ahead, off its step handler (Message.Prepare): the scheduler calls it
+// when a constrained sequence whose chunks the last stage emits starts,
+// so the compile overlaps its prompt's evaluation
+// (engine.GrammarPreparer).
+func (p *Pipeline) PrepareGrammar(src *grammar.Source) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.prepare) < maxPrepare {
+		p.prepare = append(p.prepare, src)
+	}
+}
+
+var _ engine.GrammarPreparer = (*Pipeline)(nil)
 
 // checkLocked returns the error a step sent now fails with, assembling a
 // route when there is none.

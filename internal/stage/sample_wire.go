@@ -131,25 +131,7 @@ func appendOpen(dst []byte, o *engine.StreamOpen) []byte {
 		dst = le.AppendUint32(dst, uint32(t))
 	}
 	if g := o.Grammar; g != nil {
-		dst = appendString(dst, g.Spec.Type)
-		dst = appendBlob(dst, g.Spec.Schema)
-		dst = appendBlob(dst, []byte(g.Spec.Pattern))
-		dst = appendBlob(dst, []byte(g.Spec.Grammar))
-		dst = le.AppendUint32(dst, uint32(len(g.Spec.Choices)))
-		for _, c := range g.Spec.Choices {
-			dst = appendBlob(dst, []byte(c))
-		}
-		dst = appendString(dst, g.Format)
-		par := byte(0)
-		if g.Parallel {
-			par = 1
-		}
-		dst = append(dst, par)
-		dst = le.AppendUint32(dst, uint32(len(g.Tools)))
-		for _, t := range g.Tools {
-			dst = appendString(dst, t.Name)
-			dst = appendBlob(dst, t.Parameters)
-		}
+		dst = appendSource(dst, g)
 	}
 	if t := o.Tools; t != nil {
 		dst = appendString(dst, t.Format)
@@ -161,6 +143,32 @@ func appendOpen(dst []byte, o *engine.StreamOpen) []byte {
 	}
 	if o.Skip != "" {
 		dst = appendString(dst, o.Skip)
+	}
+	return dst
+}
+
+// appendSource appends a grammar source (a stream record's, or one a step
+// asks the last stage to compile ahead).
+func appendSource(dst []byte, g *grammar.Source) []byte {
+	le := binary.LittleEndian
+	dst = appendString(dst, g.Spec.Type)
+	dst = appendBlob(dst, g.Spec.Schema)
+	dst = appendBlob(dst, []byte(g.Spec.Pattern))
+	dst = appendBlob(dst, []byte(g.Spec.Grammar))
+	dst = le.AppendUint32(dst, uint32(len(g.Spec.Choices)))
+	for _, c := range g.Spec.Choices {
+		dst = appendBlob(dst, []byte(c))
+	}
+	dst = appendString(dst, g.Format)
+	par := byte(0)
+	if g.Parallel {
+		par = 1
+	}
+	dst = append(dst, par)
+	dst = le.AppendUint32(dst, uint32(len(g.Tools)))
+	for _, t := range g.Tools {
+		dst = appendString(dst, t.Name)
+		dst = appendBlob(dst, t.Parameters)
 	}
 	return dst
 }

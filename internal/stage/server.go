@@ -14,6 +14,7 @@ import (
 
 	"courier/internal/bus"
 	"courier/internal/engine"
+	"courier/internal/engine/grammar"
 	"courier/internal/engine/sampler"
 )
 
@@ -59,6 +60,18 @@ type Server struct {
 	// computing when its layers start, picked when the last stage has
 	// sampled its rows.
 	closeWaits, stepRuns, stepEnds, computing, picked func()
+	// compiling is a test hook: a compile ahead of src starts, on
+	// compileAhead's goroutine.
+	compiling func(src *grammar.Source)
+
+	// compiles queues the grammar sources the last stage compiles ahead
+	// (Message.Prepare, and the stream records of a step before its
+	// layers run), for compileAhead; bounded, a source that finds it full
+	// is compiled when its stream first samples.
+	compiles chan *grammar.Source
+	// askedAhead counts the sources steps asked to compile ahead
+	// (Message.Prepare) that were queued.
+	askedAhead atomic.Uint64
 
 	mu     sync.Mutex
 	epoch  uint64            // newest epoch opened; guarded by mu
@@ -114,7 +127,58 @@ func NewServer(b Bus, st *engine.Stage, cfg ServerConfig, log *slog.Logger) (*Se
 	s.cancel = cancel
 	s.wg.Add(1)
 	go s.heartbeats(ctx)
+	if st.Layers().IsLast() {
+		s.compiles = make(chan *grammar.Source, maxPrepare)
+		s.wg.Go(func() { s.compileAhead(ctx) })
+	}
 	return s, nil
+}
+
+// compileAhead compiles the grammar sources queued on s.compiles, one at a
+// time, until ctx is done (Close waits for the compile under way): the
+// step handler goes on with other pipelines' steps meanwhile, and the
+// stream that needs a grammar waits only for what is left of its compile
+// (engine.Stage.Matcher). A source that fails is reported when its stream
+// record compiles it again.
+func (s *Server) compileAhead(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case src := <-s.compiles:
+			if s.compiling != nil {
+				s.compiling(src)
+			}
+			if err := s.st.Prepare(src); err != nil {
+				s.log.Debug("grammar compiled ahead failed", "err", err)
+			}
+		}
+	}
+}
+
+// prepareGrammars queues the grammars step m names for compileAhead: the
+// sources it asks for (Message.Prepare) and those of the stream records
+// it carries, which this step samples once its layers ran (the compile
+// overlaps them). It never blocks.
+func (s *Server) prepareGrammars(m *Message) {
+	queue := func(src *grammar.Source) bool {
+		select {
+		case s.compiles <- src:
+			return true
+		default: // full (or no queue): the record compiles it
+			return false
+		}
+	}
+	for _, src := range m.Prepare {
+		if queue(src) {
+			s.askedAhead.Add(1)
+		}
+	}
+	for i := range m.Samples {
+		if o := m.Samples[i].Open; o != nil && o.Grammar != nil {
+			queue(o.Grammar)
+		}
+	}
 }
 
 func (s *Server) heartbeats(ctx context.Context) {
@@ -186,6 +250,9 @@ func (s *Server) onStep(data []byte) {
 	if err != nil {
 		s.fail(m, err)
 		return
+	}
+	if s.st.Layers().IsLast() {
+		s.prepareGrammars(m)
 	}
 	if s.computing != nil {
 		s.computing()

@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"courier/internal/engine"
+	"courier/internal/engine/grammar"
 	"courier/internal/engine/model"
 	"courier/internal/engine/tensor"
 )
@@ -33,7 +34,7 @@ const (
 
 const (
 	magic      = "CSTG"
-	version    = 6
+	version    = 7
 	headerSize = 4 + 4 + 8 + 8 + 4*8
 	// Bounds on what a message may declare, checked before anything is
 	// allocated: a message is hostile input.
@@ -79,7 +80,15 @@ type Message struct {
 	// (KindPicks) its answers, one per sample in the same order.
 	Samples []engine.RowSample
 	Picks   []engine.Pick
+	// Prepare (KindStep, version 7) lists grammar sources the last stage
+	// compiles ahead, off its step handler: a constrained stream's whose
+	// prompt starts in this step, so the compile overlaps its prefill and
+	// the step that first samples it finds the grammar built.
+	Prepare []*grammar.Source
 }
+
+// maxPrepare bounds the grammar sources one step asks to compile ahead.
+const maxPrepare = 64
 
 // AppendEncode appends m's encoding to dst and returns it. For a step
 // m.Hidden is encoded (m.Rows is ignored); for a result, m.Rows.
@@ -99,6 +108,9 @@ func AppendEncode(dst []byte, m *Message) []byte {
 	flags := byte(0)
 	if m.Opens {
 		flags = 1
+	}
+	if m.Kind == KindStep && len(m.Prepare) > 0 {
+		flags |= 2
 	}
 	dst = append(dst, version, m.Kind, byte(m.DType), flags)
 	dst = binary.LittleEndian.AppendUint64(dst, m.Epoch)
@@ -151,6 +163,12 @@ func AppendEncode(dst []byte, m *Message) []byte {
 			dst = binary.LittleEndian.AppendUint32(dst, uint32(c))
 		}
 		dst = appendSamples(dst, m.Samples)
+		if len(m.Prepare) > 0 {
+			dst = binary.LittleEndian.AppendUint32(dst, uint32(len(m.Prepare)))
+			for _, g := range m.Prepare {
+				dst = appendSource(dst, g)
+			}
+		}
 	}
 	// The rows are most of a message: grown once, then filled.
 	size := 4
@@ -234,7 +252,7 @@ func Decode(data []byte, m *Message) error {
 		return fmt.Errorf("%w: version %d (want %d)", ErrMessage, h[4], version)
 	}
 	m.Kind, m.DType, m.Opens = h[5], DType(h[6]), h[7]&1 != 0
-	if m.Kind < KindStep || m.Kind > KindPicks || m.DType > F16 || h[7] > 1 {
+	if m.Kind < KindStep || m.Kind > KindPicks || m.DType > F16 || h[7] > 3 || h[7]&2 != 0 && m.Kind != KindStep {
 		return fmt.Errorf("%w: kind %d, dtype %d, flags %d", ErrMessage, m.Kind, m.DType, h[7])
 	}
 	e := r.take(16)
@@ -269,6 +287,8 @@ func Decode(data []byte, m *Message) error {
 		return r.err
 	}
 	m.Samples, m.Picks = m.Samples[:0], m.Picks[:0]
+	clear(m.Prepare)
+	m.Prepare = m.Prepare[:0]
 	if m.Kind == KindPicks {
 		if err := readPicks(&r, m); err != nil {
 			return err
@@ -323,6 +343,19 @@ func Decode(data []byte, m *Message) error {
 		}
 		if err := readSamples(&r, m); err != nil {
 			return err
+		}
+		if h[7]&2 != 0 {
+			n := r.u32()
+			if r.err == nil && (n == 0 || n > maxPrepare) {
+				return fmt.Errorf("%w: %d grammar sources to prepare", ErrMessage, n)
+			}
+			for range n {
+				g, err := readSource(&r)
+				if err != nil {
+					return err
+				}
+				m.Prepare = append(m.Prepare, g)
+			}
 		}
 	} else {
 		m.First, m.Total = int(nSeqs), int(nCopies)

@@ -113,6 +113,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(AppendEncode(nil, sampledStep()))
 	f.Add(AppendEncode(nil, samplePicks()))
 	f.Add(AppendEncode(nil, constrainedStep()))
+	f.Add(AppendEncode(nil, preparedStep()))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var m Message
 		if err := Decode(data, &m); err != nil {
@@ -194,6 +195,14 @@ func constrainedStep() *Message {
 	return m
 }
 
+// preparedStep is constrainedStep asking the last stage to compile two
+// grammars ahead (version 7).
+func preparedStep() *Message {
+	m := constrainedStep()
+	m.Prepare = []*grammar.Source{m.Samples[0].Open.Grammar, {Spec: grammar.Spec{Type: "regex", Pattern: "[a-z]+"}}}
+	return m
+}
+
 func samplePicks() *Message {
 	return &Message{Kind: KindPicks, Epoch: 9, Step: 3, Picks: []engine.Pick{
 		{Sampled: true, Token: 7, Logprob: -0.25, Top: []sampler.TokenLogprob{{ID: 7, Logprob: -0.25}, {ID: 1, Logprob: -2}}},
@@ -207,7 +216,7 @@ func samplePicks() *Message {
 // picks message.
 func TestWireSamplesRoundTrip(t *testing.T) {
 	var got Message
-	for _, step := range []*Message{sampledStep(), constrainedStep()} {
+	for _, step := range []*Message{sampledStep(), constrainedStep(), preparedStep(), constrainedStep()} {
 		enc := AppendEncode(nil, step)
 		if err := Decode(enc, &got); err != nil {
 			t.Fatal(err)
@@ -215,6 +224,9 @@ func TestWireSamplesRoundTrip(t *testing.T) {
 		got.Samples[0].Draw.Penalties = nil // decoded empty
 		if !reflect.DeepEqual(got.Samples, step.Samples) {
 			t.Errorf("samples round trip:\n got %+v\nwant %+v", got.Samples, step.Samples)
+		}
+		if len(got.Prepare) != len(step.Prepare) || len(step.Prepare) > 0 && !reflect.DeepEqual(got.Prepare, step.Prepare) {
+			t.Errorf("grammars to prepare round trip:\n got %+v\nwant %+v", got.Prepare, step.Prepare)
 		}
 		for n := 0; n < len(enc); n++ {
 			if err := Decode(enc[:n], &got); !errors.Is(err, ErrMessage) {
