@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 
 	"courier/internal/config"
@@ -87,6 +88,10 @@ func runNode(role string, cfg config.Node, level, logFormat string) int {
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(os.Stderr, "courier %s:\n%v\n", role, err)
 		return 2
+	}
+	if n := cfg.StageProcs(os.Getenv("GOMAXPROCS") != "", runtime.GOMAXPROCS(0)); n > 0 {
+		runtime.GOMAXPROCS(n)
+		log.Info("a stage worker takes as many Ps as --threads (set GOMAXPROCS to choose)", "gomaxprocs", n)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -421,7 +421,7 @@ func Bind(fs *flag.FlagSet, c *Node) {
 			"tokens per engine step while only batch work runs: an interactive request arriving then waits for one such step (0: 16)")
 		fs.BoolVar(&c.NoRepack, "no-repack", c.NoRepack, "keep all weights memory-mapped: no packed copies of Q4_0/Q4_K weights (less memory, slower decode)")
 		fs.IntVar(&c.ContextLength, "ctx-size", c.ContextLength, "context length cap (0: the model's)")
-		fs.IntVar(&c.Threads, "threads", c.Threads, "kernel threads per engine (0: GOMAXPROCS)")
+		fs.IntVar(&c.Threads, "threads", c.Threads, "kernel threads per engine (0: GOMAXPROCS); a stage worker (--stage, --layers) also runs with that many Ps when fewer than the cores, unless GOMAXPROCS is set")
 	}
 	fs.DurationVar(&c.HeartbeatInterval, "heartbeat", c.HeartbeatInterval, "worker heartbeat period")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "grace period for running generations on SIGTERM")

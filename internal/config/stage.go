@@ -119,3 +119,21 @@ func (c Node) validateStages(bad func(format string, args ...any)) {
 		bad("--stage-dtype %q: want f32 or f16", s.DType)
 	}
 }
+
+// StageProcs is the GOMAXPROCS a stage worker process takes: its
+// --threads, when that is given and below procs (the GOMAXPROCS Go chose)
+// and the GOMAXPROCS environment variable is not set (envSet); 0 leaves
+// Go's choice. Two stage processes on one machine, each with as many Ps
+// as cores, computed a token's share 1 ms slower than one process
+// (BenchmarkStageBoundary in internal/e2e: the boundary added 1.6–2.2 ms
+// per token at GOMAXPROCS 2 on two cores, 1.0–1.4 ms at 1): the idle Ps'
+// threads are woken for every hand-off and the garbage collector's
+// workers take the other core. With as many Ps as kernel threads the
+// engine still streams each token when its step ends (it yields to the
+// bus's goroutines after a step with one P; docs/fabric.md, "One P").
+func (c Node) StageProcs(envSet bool, procs int) int {
+	if c.Role != RoleWorker || !c.Stages.Staged() || envSet || c.Threads <= 0 || c.Threads >= procs {
+		return 0
+	}
+	return c.Threads
+}

@@ -59,3 +59,36 @@ func TestStagesValidate(t *testing.T) {
 		t.Errorf("--first-stages without --stages: %v", err)
 	}
 }
+
+// TestStageProcs: a stage worker given --threads below the machine's
+// GOMAXPROCS takes that many Ps, unless GOMAXPROCS is set; nothing else
+// changes Go's choice.
+func TestStageProcs(t *testing.T) {
+	stage := func(role, share string, threads int) Node {
+		c := Default(role)
+		c.Stages.Stage, c.Threads = share, threads
+		return c
+	}
+	layers := Default(RoleWorker)
+	layers.Stages.Layers, layers.Threads = "0-3", 2
+	for _, tc := range []struct {
+		name   string
+		c      Node
+		envSet bool
+		procs  int
+		want   int
+	}{
+		{"stage worker, one thread of two", stage(RoleWorker, "1/2", 1), false, 2, 1},
+		{"--layers worker", layers, false, 4, 2},
+		{"GOMAXPROCS set", stage(RoleWorker, "1/2", 1), true, 2, 0},
+		{"threads as many as procs", stage(RoleWorker, "2/2", 2), false, 2, 0},
+		{"threads beyond procs", stage(RoleWorker, "2/2", 4), false, 2, 0},
+		{"threads not given", stage(RoleWorker, "1/2", 0), false, 2, 0},
+		{"whole-model worker", stage(RoleWorker, "", 1), false, 2, 0},
+		{"serve", stage(RoleServe, "", 1), false, 2, 0},
+	} {
+		if got := tc.c.StageProcs(tc.envSet, tc.procs); got != tc.want {
+			t.Errorf("%s: StageProcs = %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}

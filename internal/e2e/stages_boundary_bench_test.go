@@ -20,11 +20,11 @@ import (
 
 // BenchmarkStageBoundary measures what a stage boundary adds per token
 // across processes, as stages run: the 134M synthetic model (Q8_0) as one
-// worker process ("whole") and as two 2-stage pipelines of worker
-// processes (--stage 1/2 and 2/2), one with the stage connections as
-// dialed by default ("2stages") and one with --stage-write-through
-// ("2stages-wt"), one kernel thread each, all joined over TCP on loopback
-// to one NATS server and gateway (this process, as a `courier serve`
+// worker process ("whole"; "whole-p1" with GOMAXPROCS=1) and as 2-stage
+// pipelines of worker processes (--stage 1/2 and 2/2): with the stage
+// workers' own GOMAXPROCS ("2stages"), and with GOMAXPROCS=1 and 2 set
+// ("2stages-p1", "2stages-p2"), one kernel thread each, all joined over
+// TCP on loopback to one NATS server and gateway (this process, as a `courier serve`
 // holds both). Each round streams one greedy answer of 96 tokens
 // (ignore_eos) through every setup in turn, the order rotating, and times
 // at the client: the first chunk (us_ttft_<setup>), the median gap
@@ -47,21 +47,24 @@ func BenchmarkStageBoundary(b *testing.B) {
 		args := append([]string{"worker", "--nats", srv.ClientURL(), "--worker-id", setup + "-" + id, "--model", setup + "=" + path,
 			"--heartbeat", "200ms", "--log-level", "warn", "--ctx-size", "512", "--threads", "1"}, extra...)
 		cmd := exec.Command(bin, args...)
+		cmd.Env = os.Environ()
+		if _, p, ok := strings.Cut(setup, "-p"); ok {
+			cmd.Env = append(cmd.Env, "GOMAXPROCS="+p)
+		}
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	}
-	setups := []string{"whole", "2stages", "2stages-wt"}
-	start("whole", "1")
-	for _, s := range setups[1:] {
-		var wt []string
-		if strings.HasSuffix(s, "-wt") {
-			wt = []string{"--stage-write-through"}
+	setups := []string{"whole", "whole-p1", "2stages", "2stages-p1", "2stages-p2"}
+	for _, s := range setups {
+		if strings.HasPrefix(s, "whole") {
+			start(s, "1")
+			continue
 		}
-		start(s, "2", append([]string{"--stage", "2/2"}, wt...)...)
-		start(s, "1", append([]string{"--stage", "1/2"}, wt...)...)
+		start(s, "2", "--stage", "2/2")
+		start(s, "1", "--stage", "1/2")
 	}
 	gw := stageGateway(b, srv, setups...)
 	c := client(b, gw.Addr())
