@@ -1,9 +1,12 @@
 package e2e
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,7 +25,9 @@ import (
 // later: the chunks of synth-llama3 (about 1 ms a step) reached the client
 // in bunches, the median gap between chunks 10–30 µs against a mean of
 // about 1 ms. The worker's pace is the mean gap (decode time over tokens);
-// streamed step by step, the median gap is near it.
+// streamed step by step, the median gap is near it. A 2-stage pipeline of
+// `--threads 1` stage processes, which take one P by default
+// (config.StageProcs), must stream as promptly and answer the same text.
 func TestOneProcessorStreamsEachStep(t *testing.T) {
 	const tokens = 64
 	bin, err := buildCourier()
@@ -30,39 +35,76 @@ func TestOneProcessorStreamsEachStep(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := externalNATS(t)
-	cmd := exec.Command(bin, "worker", "--nats", srv.ClientURL(), "--worker-id", "one-p",
-		"--model", "one-p="+testutil.Model(t, "synth-llama3-F16.gguf"),
-		"--heartbeat", "200ms", "--log-level", "warn", "--ctx-size", "256", "--threads", "1")
-	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
-	cmd.Stderr = os.Stderr
-	startCmd(t, cmd)
-	gw := stageGateway(t, srv, "one-p")
+	path := testutil.Model(t, "synth-llama3-F16.gguf")
+	var logs lockedBuffer
+	start := func(name, id string, env []string, extra ...string) {
+		cmd := exec.Command(bin, append([]string{"worker", "--nats", srv.ClientURL(), "--worker-id", id,
+			"--model", name + "=" + path, "--heartbeat", "200ms", "--log-level", "info", "--ctx-size", "256", "--threads", "1"}, extra...)...)
+		cmd.Env = append(os.Environ(), env...)
+		cmd.Stderr = &logs
+		startCmd(t, cmd)
+	}
+	start("one-p", "one-p", []string{"GOMAXPROCS=1"})
+	start("staged", "staged-2", nil, "--stage", "2/2")
+	start("staged", "staged-1", nil, "--stage", "1/2")
+	gw := stageGateway(t, srv, "one-p", "staged")
+	if n := strings.Count(logs.String(), "gomaxprocs=1"); n != 2 {
+		t.Errorf("%d stage processes logged taking one P, want 2; their log:\n%s", n, logs.String())
+	}
 	c := client(t, gw.Addr())
-	p := completionParams("Once upon a time", tokens)
-	p.Model = openai.CompletionNewParamsModel("one-p")
-	st := c.Completions.NewStreaming(testCtx(t), p, option.WithJSONSet("ignore_eos", true))
-	defer st.Close()
-	var at []time.Time
-	for st.Next() {
-		for _, ch := range st.Current().Choices {
-			if ch.Text != "" {
-				at = append(at, time.Now())
+	texts := map[string]string{}
+	for _, model := range []string{"one-p", "staged"} {
+		p := completionParams("Once upon a time", tokens)
+		p.Model = openai.CompletionNewParamsModel(model)
+		st := c.Completions.NewStreaming(testCtx(t), p, option.WithJSONSet("ignore_eos", true))
+		var at []time.Time
+		var text strings.Builder
+		for st.Next() {
+			for _, ch := range st.Current().Choices {
+				if ch.Text != "" {
+					at = append(at, time.Now())
+					text.WriteString(ch.Text)
+				}
 			}
 		}
+		st.Close()
+		if err := st.Err(); err != nil {
+			t.Fatalf("%s: %v", model, err)
+		}
+		texts[model] = text.String()
+		if len(at) < tokens/2 {
+			t.Fatalf("%s: %d chunks with text, want about %d", model, len(at), tokens)
+		}
+		gaps := make([]time.Duration, 0, len(at))
+		for i := 1; i < len(at); i++ {
+			gaps = append(gaps, at[i].Sub(at[i-1]))
+		}
+		mean := at[len(at)-1].Sub(at[0]) / time.Duration(len(gaps))
+		slices.Sort(gaps)
+		if med := gaps[len(gaps)/2]; med < mean/4 {
+			t.Errorf("%s: chunks came in bunches: median gap %v, mean %v (gaps sorted: %v)", model, med, mean, gaps)
+		}
 	}
-	if err := st.Err(); err != nil {
-		t.Fatal(err)
+	if texts["staged"] != texts["one-p"] {
+		t.Errorf("the pipeline answered %q, the whole model %q", texts["staged"], texts["one-p"])
 	}
-	if len(at) < tokens/2 {
-		t.Fatalf("%d chunks with text, want about %d", len(at), tokens)
-	}
-	gaps := make([]time.Duration, 0, len(at))
-	for i := 1; i < len(at); i++ {
-		gaps = append(gaps, at[i].Sub(at[i-1]))
-	}
-	mean := at[len(at)-1].Sub(at[0]) / time.Duration(len(gaps))
-	slices.Sort(gaps)
-	if med := gaps[len(gaps)/2]; med < mean/4 {
-		t.Errorf("chunks came in bunches: median gap %v, mean %v (gaps sorted: %v)", med, mean, gaps)
-	}
+}
+
+// lockedBuffer is a bytes.Buffer several processes' output may be copied
+// into at once.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
