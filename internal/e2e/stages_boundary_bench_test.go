@@ -43,29 +43,8 @@ func BenchmarkStageBoundary(b *testing.B) {
 	}
 	path := benchSynthModel(b)
 	srv := externalNATS(b)
-	start := func(setup, id string, extra ...string) {
-		args := append([]string{"worker", "--nats", srv.ClientURL(), "--worker-id", setup + "-" + id, "--model", setup + "=" + path,
-			"--heartbeat", "200ms", "--log-level", "warn", "--ctx-size", "512", "--threads", "1"}, extra...)
-		cmd := exec.Command(bin, args...)
-		cmd.Env = os.Environ()
-		if _, p, ok := strings.Cut(setup, "-p"); ok {
-			cmd.Env = append(cmd.Env, "GOMAXPROCS="+p)
-		}
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	}
 	setups := []string{"whole", "whole-p1", "2stages", "2stages-p1", "2stages-p2"}
-	for _, s := range setups {
-		if strings.HasPrefix(s, "whole") {
-			start(s, "1")
-			continue
-		}
-		start(s, "2", "--stage", "2/2")
-		start(s, "1", "--stage", "1/2")
-	}
+	startSetups(b, bin, srv, path, setups)
 	gw := stageGateway(b, srv, setups...)
 	c := client(b, gw.Addr())
 	type times struct{ ttft, gap, perToken, added []float64 }
@@ -135,6 +114,35 @@ func BenchmarkStageBoundary(b *testing.B) {
 			b.ReportMetric(median(f.added), "us_added_"+s)
 		}
 		b.Log(fmt.Sprintf("%s: per token %.0f µs, ttft %.0f µs, gap %.0f µs", s, median(f.perToken), median(f.ttft), median(f.gap)))
+	}
+}
+
+// startSetups starts the worker processes of each setup of path's model
+// (one thread each) on srv until the benchmark ends: "whole…" one
+// whole-model worker, "2stages…" the two stages of a 2-stage pipeline; a
+// name ending in -pN runs them with GOMAXPROCS=N.
+func startSetups(b *testing.B, bin string, srv *natsbus.Server, path string, setups []string) {
+	for _, s := range setups {
+		start := func(id string, extra ...string) {
+			args := append([]string{"worker", "--nats", srv.ClientURL(), "--worker-id", s + "-" + id, "--model", s + "=" + path,
+				"--heartbeat", "200ms", "--log-level", "warn", "--ctx-size", "512", "--threads", "1"}, extra...)
+			cmd := exec.Command(bin, args...)
+			cmd.Env = os.Environ()
+			if _, p, ok := strings.Cut(s, "-p"); ok {
+				cmd.Env = append(cmd.Env, "GOMAXPROCS="+p)
+			}
+			cmd.Stderr = os.Stderr
+			if err := cmd.Start(); err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		}
+		if strings.HasPrefix(s, "whole") {
+			start("1")
+			continue
+		}
+		start("2", "--stage", "2/2")
+		start("1", "--stage", "1/2")
 	}
 }
 
