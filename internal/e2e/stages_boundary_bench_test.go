@@ -22,8 +22,9 @@ import (
 // across processes, as stages run: the 134M synthetic model (Q8_0) as one
 // worker process ("whole"; "whole-p1" with GOMAXPROCS=1) and as 2-stage
 // pipelines of worker processes (--stage 1/2 and 2/2): with the stage
-// workers' own GOMAXPROCS ("2stages"), and with GOMAXPROCS=1 and 2 set
-// ("2stages-p1", "2stages-p2"), one kernel thread each, all joined over
+// workers' own GOMAXPROCS ("2stages": one, config.StageProcs), the same
+// writing through ("2stages-wt", --stage-write-through), and with
+// GOMAXPROCS=2 ("2stages-p2"), one kernel thread each, all joined over
 // TCP on loopback to one NATS server and gateway (this process, as a `courier serve`
 // holds both). Each round streams one greedy answer of 96 tokens
 // (ignore_eos) through every setup in turn, the order rotating, and times
@@ -43,7 +44,7 @@ func BenchmarkStageBoundary(b *testing.B) {
 	}
 	path := benchSynthModel(b)
 	srv := externalNATS(b)
-	setups := []string{"whole", "whole-p1", "2stages", "2stages-p1", "2stages-p2"}
+	setups := []string{"whole", "whole-p1", "2stages", "2stages-wt", "2stages-p2"}
 	startSetups(b, bin, srv, path, setups)
 	gw := stageGateway(b, srv, setups...)
 	c := client(b, gw.Addr())
@@ -120,7 +121,8 @@ func BenchmarkStageBoundary(b *testing.B) {
 // startSetups starts the worker processes of each setup of path's model
 // (one thread each) on srv until the benchmark ends: "whole…" one
 // whole-model worker, "2stages…" the two stages of a 2-stage pipeline; a
-// name ending in -pN runs them with GOMAXPROCS=N.
+// name with -wt gives the stages --stage-write-through, one ending in -pN
+// runs them with GOMAXPROCS=N.
 func startSetups(b *testing.B, bin string, srv *natsbus.Server, path string, setups []string) {
 	for _, s := range setups {
 		start := func(id string, extra ...string) {
@@ -141,8 +143,12 @@ func startSetups(b *testing.B, bin string, srv *natsbus.Server, path string, set
 			start("1")
 			continue
 		}
-		start("2", "--stage", "2/2")
-		start("1", "--stage", "1/2")
+		var wt []string
+		if strings.Contains(s, "-wt") {
+			wt = []string{"--stage-write-through"}
+		}
+		start("2", append([]string{"--stage", "2/2"}, wt...)...)
+		start("1", append([]string{"--stage", "1/2"}, wt...)...)
 	}
 }
 
