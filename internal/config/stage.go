@@ -68,7 +68,7 @@ func bindStages(fs *flag.FlagSet, c *Node) {
 			"run share I of N of the model's layers as a pipeline stage, I/N: shares of about equal compute, the last with fewer blocks as it also runs the output head (stage 1 takes requests; the others join it over NATS)")
 		fs.StringVar(&c.Stages.Layers, "layers", c.Stages.Layers, "run blocks A-B (inclusive) of the model as a pipeline stage, instead of --stage's computed share")
 		fs.BoolVar(&c.Stages.WriteThrough, "stage-write-through", c.Stages.WriteThrough,
-			"a stage's NATS connection writes each message to the socket at once instead of waking a flusher (a system call per message; measured no faster across processes on loopback, see docs/architecture.md)")
+			"a stage's NATS connection writes each message to the socket at once instead of waking a flusher (a system call per message; across processes on loopback no faster with two Ps, 0.1-0.3 ms a token faster with one, see docs/architecture.md)")
 	}
 	if c.Role == RoleServe {
 		fs.IntVar(&c.Stages.Count, "stages", c.Stages.Count, "run the --model as this many pipeline stages in one process, joined by the embedded NATS (0: one whole-model worker)")

@@ -115,8 +115,10 @@ type DialOption func(*[]nats.Option)
 // messages that used to leave in one write now leave in two, and the
 // second waits for a P of the one process that benchmark runs in; and
 // between processes (BenchmarkProcessRoundTrip, BenchmarkStageBoundary in
-// internal/e2e) it gained nothing (docs/architecture.md, "Writing
-// through", "Across processes"). It costs a write system call per message, and
+// internal/e2e) it gained nothing with two Ps, and 0.1–0.3 ms a token in
+// two runs with one, as stage workers of one thread now run
+// (docs/architecture.md, "Writing through", "Across processes", "One P
+// per kernel thread"). It costs a write system call per message, and
 // is for network connections only: on an in-process connection a write
 // waits for the server to read it.
 func WriteThrough() DialOption {
