@@ -9,7 +9,7 @@ import (
 )
 
 //go:noescape
-func q8TileWsAVX2(w *byte, wrb, nw int, a *[4]*byte, s *[4]*float32, nb int, outs *[4]*float32, ws *float32)
+func q8TileWsAVX2(w *byte, wrb, nw int, a *[4]*byte, s *[4]*float32, nb int, outs *[4]*float32, ws *float32, pf int)
 
 // q8WScalesAVX2 widens the nb F16 block scales of the Q8_0 row at w into
 // dst (VCVTPH2PS: exact, as FP16ToFP32).
@@ -71,7 +71,7 @@ func groupOutQ8_0Scales(w []byte, wrb, nw int, a []byte, arb, m, cols int, g *gr
 		sides[i] = (*float32)(unsafe.Add(unsafe.Pointer(r), 34*nb))
 	}
 	q8GroupScales(w, wrb, nw, nb, g)
-	q8TileWsAVX2(&w[0], wrb, nw, &rows, &sides, nb, &g.outs, &g.ws[0])
+	q8TileWsAVX2(&w[0], wrb, nw, &rows, &sides, nb, &g.outs, &g.ws[0], nw*wrb)
 	return true
 }
 
@@ -124,7 +124,7 @@ func groupBlockQ8_0Scales(w []byte, wrb, nw int, a []byte, arb, m, cols int, out
 			sides[i] = (*float32)(unsafe.Add(r, 34*nb))
 			outs[i] = (*float32)(unsafe.Add(ob, 4*int(perm[s])*orb))
 		}
-		q8TileWsAVX2(&w[0], wrb, nw, &rows, &sides, nb, &outs, &g.ws[0])
+		q8TileWsAVX2(&w[0], wrb, nw, &rows, &sides, nb, &outs, &g.ws[0], nw*wrb) // the next group
 	}
 	return min(p, m)
 }

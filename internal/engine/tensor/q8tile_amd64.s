@@ -85,15 +85,18 @@ GLOBL onesQ8t<>(SB), RODATA|NOPTR, $32
 #define WS0 3096
 #define WS1 3104
 
-// func q8TileWsAVX2(w *byte, wrb, nw int, a *[4]*byte, s *[4]*float32, nb int, outs *[4]*float32, ws *float32)
+// func q8TileWsAVX2(w *byte, wrb, nw int, a *[4]*byte, s *[4]*float32, nb int, outs *[4]*float32, ws *float32, pf int)
 // Sets outs[p][q] (q < nw) to dotQ8_0 of weight row q (from w, wrb bytes
 // apart) with activation row a[p] (nb blocks; scales as float32 at s[p]).
 // The weight rows' block scales come as float32 in ws (row q's nb scales
 // from ws[q*nb]), made once for the many activation rows a weight group
 // meets. Weight rows go in pairs 2h, 2h+1 (the second repeating row nw-1
 // when nw is odd) over chunks of up to q8Chunk blocks, the accumulators
-// kept in the frame between chunks.
-TEXT ·q8TileWsAVX2(SB), 0, $3112-64
+// kept in the frame between chunks. While it works on a pair it
+// prefetches the pair's bytes pf bytes further on (the next weight group:
+// in decode steps of 8-16 rows, loading a group from memory when its
+// scales were widened took a seventh of the step).
+TEXT ·q8TileWsAVX2(SB), 0, $3112-72
 	MOVQ $0, CB(SP)
 q8wchunk:
 	MOVQ nb+40(FP), CX
@@ -227,7 +230,12 @@ q8wgo:
 	MOVQ CN(SP), CX
 	XORQ R12, R12
 	LEAQ BUF(SP), R13
+	MOVQ pf+64(FP), AX
+	LEAQ (SI)(AX*1), R11
+	ADDQ BX, AX
 q8wloop:
+	PREFETCHT0 (R11)(R12*1)
+	PREFETCHT0 (AX)(R12*1)
 	VMOVDQU 2(SI)(R12*1), Y8
 	VMOVDQU 2(BX)(R12*1), Y9
 	VPABSB Y8, Y10
