@@ -71,7 +71,7 @@ func groupOutQ8_0Scales(w []byte, wrb, nw int, a []byte, arb, m, cols int, g *gr
 		sides[i] = (*float32)(unsafe.Add(unsafe.Pointer(r), 34*nb))
 	}
 	q8GroupScales(w, wrb, nw, nb, g)
-	q8TileWsAVX2(&w[0], wrb, nw, &rows, &sides, nb, &g.outs, &g.ws[0], nw*wrb)
+	q8TileWsAVX2(&w[0], wrb, nw, &rows, &sides, nb, &g.outs, &g.ws[0], 0)
 	return true
 }
 
@@ -112,7 +112,7 @@ func groupBlockQ8_0Scales(w []byte, wrb, nw int, a []byte, arb, m, cols int, out
 	var rows [4]*byte
 	var sides [4]*float32
 	var outs [4]*float32
-	p := 0
+	p, pf := 0, nw*wrb // the first tile prefetches the next group
 	for ; p < m-1; p += 4 {
 		for i := range 4 {
 			s := p
@@ -124,7 +124,8 @@ func groupBlockQ8_0Scales(w []byte, wrb, nw int, a []byte, arb, m, cols int, out
 			sides[i] = (*float32)(unsafe.Add(r, 34*nb))
 			outs[i] = (*float32)(unsafe.Add(ob, 4*int(perm[s])*orb))
 		}
-		q8TileWsAVX2(&w[0], wrb, nw, &rows, &sides, nb, &outs, &g.ws[0], nw*wrb) // the next group
+		q8TileWsAVX2(&w[0], wrb, nw, &rows, &sides, nb, &outs, &g.ws[0], pf)
+		pf = 0
 	}
 	return min(p, m)
 }

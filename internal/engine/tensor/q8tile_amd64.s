@@ -62,6 +62,21 @@ GLOBL onesQ8t<>(SB), RODATA|NOPTR, $32
 	VBROADCASTSS O1(R13), Y15 \
 	VFMADD231PS Y15, Y13, ACC1
 
+// BLOCK: one block of the pair against the four activation rows, then
+// the loop's steps (the flags are those of its count's decrement).
+#define BLOCK \
+	VMOVDQU 2(SI)(R12*1), Y8 \
+	VMOVDQU 2(BX)(R12*1), Y9 \
+	VPABSB Y8, Y10 \
+	VPABSB Y9, Y11 \
+	OUT(DI, 0, 1024, Y0, Y4) \
+	OUT(R8, 256, 1280, Y1, Y5) \
+	OUT(R9, 512, 1536, Y2, Y6) \
+	OUT(R10, 768, 1792, Y3, Y7) \
+	ADDQ $34, R12 \
+	ADDQ $4, R13 \
+	DECQ CX
+
 // HSUMP(Y, X, P): hsum8 of Y's lanes to output row P/8's element at AX
 // (the rows' pointers at P(DX), AX = 4 times the weight row's index).
 #define HSUMP(Y, X, P) \
@@ -92,10 +107,10 @@ GLOBL onesQ8t<>(SB), RODATA|NOPTR, $32
 // from ws[q*nb]), made once for the many activation rows a weight group
 // meets. Weight rows go in pairs 2h, 2h+1 (the second repeating row nw-1
 // when nw is odd) over chunks of up to q8Chunk blocks, the accumulators
-// kept in the frame between chunks. While it works on a pair it
-// prefetches the pair's bytes pf bytes further on (the next weight group:
-// in decode steps of 8-16 rows, loading a group from memory when its
-// scales were widened took a seventh of the step).
+// kept in the frame between chunks. Unless pf is 0, while it works on a
+// pair it prefetches the pair's bytes pf bytes further on (the next
+// weight group: in decode steps of 8-16 rows, loading a group from memory
+// when its scales were widened took a seventh of the step).
 TEXT ·q8TileWsAVX2(SB), 0, $3112-72
 	MOVQ $0, CB(SP)
 q8wchunk:
@@ -231,23 +246,20 @@ q8wgo:
 	XORQ R12, R12
 	LEAQ BUF(SP), R13
 	MOVQ pf+64(FP), AX
+	TESTQ AX, AX
+	JZ q8wloop
 	LEAQ (SI)(AX*1), R11
 	ADDQ BX, AX
-q8wloop:
+q8wlooppf:
 	PREFETCHT0 (R11)(R12*1)
 	PREFETCHT0 (AX)(R12*1)
-	VMOVDQU 2(SI)(R12*1), Y8
-	VMOVDQU 2(BX)(R12*1), Y9
-	VPABSB Y8, Y10
-	VPABSB Y9, Y11
-	OUT(DI, 0, 1024, Y0, Y4)
-	OUT(R8, 256, 1280, Y1, Y5)
-	OUT(R9, 512, 1536, Y2, Y6)
-	OUT(R10, 768, 1792, Y3, Y7)
-	ADDQ $34, R12
-	ADDQ $4, R13
-	DECQ CX
+	BLOCK
+	JNZ q8wlooppf
+	JMP q8wloopdone
+q8wloop:
+	BLOCK
 	JNZ q8wloop
+q8wloopdone:
 
 	// Not the last chunk: keep the accumulators; else the outputs.
 	MOVQ CB(SP), AX
