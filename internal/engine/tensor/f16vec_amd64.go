@@ -42,6 +42,9 @@ func dotF16RowsAsm(dst []float32, q, k []uint16, stride int) {
 // the accumulator at acc (stride in bytes, rows > 0).
 //
 //go:noescape
+func madF16RowsAVX2x64(acc, v *uint16, stride int, ms, vs *float32, rows int)
+
+//go:noescape
 func madF16RowsAVX2x32(acc, v *uint16, stride int, ms, vs *float32, rows int)
 
 //go:noescape
@@ -56,12 +59,15 @@ func madF16RowsAVX2x4(acc, v *uint16, stride int, ms, vs *float32, rows int)
 //go:noescape
 func madF16RowsAVX2x1(acc, v *uint16, stride int, ms, vs *float32, rows int)
 
-// madF16RowsAVX2 runs MadF16Rows as strips of 32, 16, 8, 4 and 1 lanes,
+// madF16RowsAVX2 runs MadF16Rows as strips of 64, 32, 16, 8, 4 and 1 lanes,
 // each over all the rows with its lanes in registers. The callers cut v
 // to hold the last row.
 func madF16RowsAVX2(acc, v []uint16, stride int, ms, vs []float32) {
 	hd, n, bs := len(acc), len(vs), 2*stride
 	c := 0
+	for ; hd-c >= 64; c += 64 {
+		madF16RowsAVX2x64(&acc[c], &v[c], bs, &ms[0], &vs[0], n)
+	}
 	for ; hd-c >= 32; c += 32 {
 		madF16RowsAVX2x32(&acc[c], &v[c], bs, &ms[0], &vs[0], n)
 	}

@@ -218,6 +218,8 @@ lmad: \
 
 #define Y4SCALE YSCALE(Y0, X0); YSCALE(Y1, X1); YSCALE(Y2, X2); YSCALE(Y3, X3)
 #define Y4MAD YMAD(0, Y0, X0); YMAD(16, Y1, X1); YMAD(32, Y2, X2); YMAD(48, Y3, X3)
+#define Y8SCALE Y4SCALE; YSCALE(Y4, X4); YSCALE(Y5, X5); YSCALE(Y6, X6); YSCALE(Y7, X7)
+#define Y8MAD Y4MAD; YMAD(64, Y4, X4); YMAD(80, Y5, X5); YMAD(96, Y6, X6); YMAD(112, Y7, X7)
 #define Y2SCALE YSCALE(Y0, X0); YSCALE(Y1, X1)
 #define Y2MAD YMAD(0, Y0, X0); YMAD(16, Y1, X1)
 #define Y1SCALE YSCALE(Y0, X0)
@@ -506,6 +508,35 @@ dotoneloop:
 dotdone:
 	VCVTSD2SS X0, X0, X0
 	VMOVSS X0, ret+48(FP)
+	VZEROUPPER
+	RET
+
+// func madF16RowsAVX2x64(acc, v *uint16, stride int, ms, vs *float32, rows int)
+// Eight strips: each row's steps are a chain of dependent operations per
+// strip (multiply-add, rounding to F16 and back), so 64 lanes at once
+// keep twice the chains in flight of two 32-lane passes over the rows.
+TEXT ·madF16RowsAVX2x64(SB), NOSPLIT, $0-48
+	CHAINARGS
+	VCVTPH2PS 0(DI), Y0
+	VCVTPH2PS 16(DI), Y1
+	VCVTPH2PS 32(DI), Y2
+	VCVTPH2PS 48(DI), Y3
+	VCVTPH2PS 64(DI), Y4
+	VCVTPH2PS 80(DI), Y5
+	VCVTPH2PS 96(DI), Y6
+	VCVTPH2PS 112(DI), Y7
+c64loop:
+	CHAINSTEP(Y8SCALE, Y8MAD, c64scale, c64mad)
+	DECQ CX
+	JNZ c64loop
+	VCVTPS2PH $0, Y0, 0(DI)
+	VCVTPS2PH $0, Y1, 16(DI)
+	VCVTPS2PH $0, Y2, 32(DI)
+	VCVTPS2PH $0, Y3, 48(DI)
+	VCVTPS2PH $0, Y4, 64(DI)
+	VCVTPS2PH $0, Y5, 80(DI)
+	VCVTPS2PH $0, Y6, 96(DI)
+	VCVTPS2PH $0, Y7, 112(DI)
 	VZEROUPPER
 	RET
 
