@@ -3,11 +3,9 @@ package e2e
 import (
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/openai/openai-go/v3"
 
-	"courier/internal/bus"
 	"courier/internal/node"
 )
 
@@ -19,15 +17,7 @@ import (
 // completion (`logprobs`) and a chat (`logprobs`, `top_logprobs`),
 // streamed and not.
 func TestLogprobsTailAtEOS(t *testing.T) {
-	whole := serveConfig(t)
-	staged := serveConfig(t)
-	staged.WorkerID = "st"
-	staged.Stages.Count = 2
-	staged.HeartbeatInterval = 200 * time.Millisecond
-	wn, sn := startNode(t, whole), startNode(t, staged)
-	waitUntil(t, "a ready first stage", func() bool {
-		return slices.ContainsFunc(sn.Gateway().Workers(), func(hb bus.Heartbeat) bool { return !hb.Unready })
-	})
+	wn, sn := wholeAndStaged(t, 0, nil)
 	ctx := testCtx(t)
 	const prompt = "Once upon a time"
 	const maxTokens = 64

@@ -5,7 +5,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
@@ -31,17 +30,8 @@ type choiceResult struct {
 // seeded sampled ones, a stop string and a streamed answer — and the last
 // stage announces it emitted every one of those chunks.
 func TestStagesEmitChoices(t *testing.T) {
-	whole := serveConfig(t)
-	whole.Slots = 4
-	staged := serveConfig(t)
-	staged.WorkerID = "st"
-	staged.Stages.Count, staged.Slots = 2, 4
-	staged.HeartbeatInterval = 200 * time.Millisecond
-	wn, sn := startNode(t, whole), startNode(t, staged)
+	wn, sn := wholeAndStaged(t, 4, func(hb bus.Heartbeat) bool { return hb.Choices >= 3 })
 	clients := map[*node.Node]openai.Client{wn: client(t, wn.Addr()), sn: client(t, sn.Addr())}
-	waitUntil(t, "a ready first stage", func() bool {
-		return slices.ContainsFunc(sn.Gateway().Workers(), func(hb bus.Heartbeat) bool { return !hb.Unready && hb.Choices >= 3 })
-	})
 	emitted := announcedEmitted(t, sn.NATSConnect, modelName, "st-stage-2-of-2")
 	before := emitted(0)
 	ctx := testCtx(t)

@@ -8,12 +8,10 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/shared"
 
-	"courier/internal/bus"
 	"courier/internal/node"
 )
 
@@ -157,16 +155,8 @@ func TestStagesEmitToolCalls(t *testing.T) {
 // runConstrained serves cases from a whole-model node and a 2-stage one
 // and compares them; the last stage must announce their chunks emitted.
 func runConstrained(t *testing.T, cases []constrainedCase) {
-	whole := serveConfig(t)
-	staged := serveConfig(t)
-	staged.WorkerID = "st"
-	staged.Stages.Count = 2
-	staged.HeartbeatInterval = 200 * time.Millisecond
-	wn, sn := startNode(t, whole), startNode(t, staged)
+	wn, sn := wholeAndStaged(t, 0, nil)
 	clients := map[*node.Node]openai.Client{wn: client(t, wn.Addr()), sn: client(t, sn.Addr())}
-	waitUntil(t, "a ready first stage", func() bool {
-		return slices.ContainsFunc(sn.Gateway().Workers(), func(hb bus.Heartbeat) bool { return !hb.Unready })
-	})
 	emitted := announcedEmitted(t, sn.NATSConnect, modelName, "st-stage-2-of-2")
 	before := emitted(0)
 	ctx := testCtx(t)

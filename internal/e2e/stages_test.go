@@ -122,6 +122,29 @@ func announced(t *testing.T, srv *natsbus.Server, model, instance string) <-chan
 	return up
 }
 
+// wholeAndStaged starts a whole-model node and a 2-stage one ("st") of the
+// test model, each with slots generations at once (0: the default), and
+// returns once the staged node's first stage is ready and its heartbeat
+// satisfies ready (nil: nothing more).
+func wholeAndStaged(t *testing.T, slots int, ready func(bus.Heartbeat) bool) (wn, sn *node.Node) {
+	t.Helper()
+	whole := serveConfig(t)
+	staged := serveConfig(t)
+	staged.WorkerID = "st"
+	staged.Stages.Count = 2
+	staged.HeartbeatInterval = 200 * time.Millisecond
+	if slots > 0 {
+		whole.Slots, staged.Slots = slots, slots
+	}
+	wn, sn = startNode(t, whole), startNode(t, staged)
+	waitUntil(t, "a ready first stage", func() bool {
+		return slices.ContainsFunc(sn.Gateway().Workers(), func(hb bus.Heartbeat) bool {
+			return !hb.Unready && (ready == nil || ready(hb))
+		})
+	})
+	return wn, sn
+}
+
 // announcedEmitted counts the chunks stage instance of model announces it
 // emitted (stage.Announce.Emitted), on a connection made by connect; the
 // function it returns waits (bounded) until the count reaches want and
