@@ -132,14 +132,8 @@ func mixedLine(i int, classify bool) string {
 // with SIGKILL while it runs, starts it again on the same data folder and
 // finds every custom_id exactly once across the output and error files.
 func TestBatchSurvivesSIGKILL(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
 	modelPath(t)
-	bin, err := buildCourier()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := courierBinary(t)
 	t.Cleanup(http.DefaultClient.CloseIdleConnections)
 	addr, dir := freeAddr(t), t.TempDir()
 	p := startServeProcess(t, bin, addr, dir)

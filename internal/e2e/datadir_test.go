@@ -15,13 +15,7 @@ import (
 // serve holds exits non-zero within 5 s, naming the holder's pid, without
 // touching its JetStream store.
 func TestDataDirLock(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	bin, err := buildCourier()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := courierBinary(t)
 	cfg := serveConfig(t)
 	startNode(t, cfg) // holds cfg.DataDir in this process
 
@@ -31,7 +25,7 @@ func TestDataDirLock(t *testing.T) {
 	cmd := exec.CommandContext(ctx, bin, "serve", "--data-dir", cfg.DataDir, "--addr", "127.0.0.1:0",
 		"--model", modelName+"="+modelPath(t))
 	cmd.Stderr = &stderr
-	err = cmd.Run()
+	err := cmd.Run()
 	if ctx.Err() != nil {
 		t.Fatalf("second serve still running after 5s; stderr:\n%s", stderr.String())
 	}

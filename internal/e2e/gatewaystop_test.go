@@ -308,13 +308,7 @@ func startGatewayProcess(t *testing.T, bin string, args ...string) (*exec.Cmd, s
 // with a short --drain-timeout while streams run: every stream ends with
 // [DONE], after its finish or after an error event; none is cut.
 func TestSIGTERMServeStreamsEndWithDoneOrError(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	bin, err := buildCourier()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := courierBinary(t)
 	cmd, addr, exited := startGatewayProcess(t, bin, "serve", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir(),
 		"--drain-timeout", "1s", "--model", modelName+"="+modelPath(t))
 	const streams = 6
@@ -349,13 +343,7 @@ func TestSIGTERMServeStreamsEndWithDoneOrError(t *testing.T) {
 // SIGKILL cannot say a word, but its clients' streams end (a connection
 // error) instead of hanging, and a gateway beside it keeps serving.
 func TestSIGKILLGatewayEndsStreams(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	bin, err := buildCourier()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := courierBinary(t)
 	srv, err := natsbus.StartServer(natsbus.ServerConfig{Name: "ext", Listen: "127.0.0.1:0"}, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -37,6 +37,20 @@ var buildCourier = sync.OnceValues(func() (string, error) {
 	return bin, nil
 })
 
+// courierBinary skips t under -short (building the binary takes a while)
+// and returns the courier binary, built once per test run.
+func courierBinary(t testing.TB) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin, err := buildCourier()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
 // startWorkerProcess runs `courier worker` against natsURL until the test
 // ends (or the test kills it).
 func startWorkerProcess(t *testing.T, bin, natsURL, id string) *exec.Cmd {

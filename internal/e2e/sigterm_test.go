@@ -18,14 +18,8 @@ import (
 // TestSIGTERMWorkerFinishes sends SIGTERM to the only worker process while
 // it streams: it takes no new work but finishes the answer, then exits 0.
 func TestSIGTERMWorkerFinishes(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
 	modelPath(t)
-	bin, err := buildCourier()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := courierBinary(t)
 	srv, err := natsbus.StartServer(natsbus.ServerConfig{Name: "ext", Listen: "127.0.0.1:0"}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -63,13 +57,7 @@ var listenRe = regexp.MustCompile(`msg="gateway listening".* addr=(\S+)`)
 // TestSIGTERMServe sends SIGTERM to `courier serve` while it streams: the
 // answer completes, and the process exits 0 after a clean shutdown.
 func TestSIGTERMServe(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	bin, err := buildCourier()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := courierBinary(t)
 	cmd := exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--model", modelName+"="+modelPath(t))
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

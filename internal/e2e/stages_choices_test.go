@@ -123,14 +123,8 @@ func TestStagesEmitChoices(t *testing.T) {
 // text its client has on the pipeline through the spare replica, and each
 // choice's text equals the uninterrupted greedy run.
 func TestKillStageMidStreamChoices(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
 	path := modelPath(t)
-	bin, err := buildCourier()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := courierBinary(t)
 	srv := externalNATS(t)
 	victim := startStageProcess(t, bin, srv.ClientURL(), "s2-a", modelName, path, "--stage", "2/2")
 	startStageProcess(t, bin, srv.ClientURL(), "s1", modelName, path, "--stage", "1/2", "--slots", "4")

@@ -193,14 +193,8 @@ func runConstrained(t *testing.T, cases []constrainedCase) {
 // the grammar's state from the resumed tokens, and the client's text
 // equals the uninterrupted answer of a whole-model worker.
 func TestKillStageMidStreamConstrained(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
 	path := modelPath(t)
-	bin, err := buildCourier()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := courierBinary(t)
 	p := openai.ChatCompletionNewParams{
 		Model:          modelName,
 		Messages:       []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Tell me a story as JSON.")},

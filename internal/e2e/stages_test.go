@@ -190,13 +190,7 @@ func announcedEmitted(t *testing.T, connect func(name string) (*natsbus.Conn, er
 // and checks that greedy text through the HTTP API equals the whole
 // model's, streamed by the last stage.
 func TestStagesOverTCP(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	bin, err := buildCourier()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := courierBinary(t)
 	const prompt = "Once upon a time"
 	for _, tc := range []struct {
 		file   string
@@ -241,14 +235,8 @@ func TestStagesOverTCP(t *testing.T) {
 // gateway resumes the request after the text already sent, and the client's
 // text equals the uninterrupted greedy run.
 func TestKillStageMidStream(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
 	path := modelPath(t)
-	bin, err := buildCourier()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := courierBinary(t)
 	srv := externalNATS(t)
 	// The replica that will die serves alone until the pipeline has
 	// formed through it; then the spare joins.
@@ -344,14 +332,8 @@ func TestServeStagesInOneProcess(t *testing.T) {
 // path), whose pipeline through the same second stage carries on, and the
 // client's text equals the uninterrupted greedy run.
 func TestKillFirstStageMidStream(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
 	path := modelPath(t)
-	bin, err := buildCourier()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := courierBinary(t)
 	srv := externalNATS(t)
 	startStageProcess(t, bin, srv.ClientURL(), "s2", modelName, path, "--stage", "2/2")
 	firsts := map[string]*exec.Cmd{

@@ -340,14 +340,8 @@ func TestTwoUpstreamsShareLoad(t *testing.T) {
 // line is answered exactly once, and none fails (lines in flight were
 // given back and resumed, the others waited for the upstream).
 func TestUpstreamBatchSurvivesUpstreamKill(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
 	modelPath(t)
-	bin, err := buildCourier()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := courierBinary(t)
 	t.Cleanup(http.DefaultClient.CloseIdleConnections)
 	addr := freeAddr(t)
 	up := startServeProcess(t, bin, addr, t.TempDir())
