@@ -27,8 +27,11 @@ import (
 // (courier bench's client) in paired rounds, a direct and a front run of
 // one wave each (hopRounds, hopRequests), and
 // reports the median of the rounds' front/direct output tokens/s with its
-// 95 % confidence interval: the aim of 98 % is met where the interval's
-// low end is above it, missed where its high end is below.
+// 95 % confidence interval. A level stops, and the aim of 98 % is judged
+// met or missed, by hopPlan: a sign test at each of the level's planned
+// looks, at levels (O'Brien–Fleming's boundary) that keep false decisions
+// over all the looks at 5 %
+// (verdict-cN: 1 met, −1 missed, 0 undecided).
 //
 // COURIER_HOP_UPSTREAM=HOST:PORT uses a stories260K server already running
 // there (another process, e.g. `taskset -c 0 courier serve --slots 32
@@ -167,6 +170,8 @@ func BenchmarkUpstreamHop(b *testing.B) {
 			var ratios, direct, viaFront, dTTFT, fTTFT, dE2E, fE2E []float64
 			waits = 0
 			maxRounds := rounds * max(8/conc, 1)
+			plan := newHopPlan(maxRounds)
+			verdict := hopGoOn
 			for r := range maxRounds {
 				var d, f bench.Level
 				if r%2 == 0 {
@@ -178,7 +183,7 @@ func BenchmarkUpstreamHop(b *testing.B) {
 				direct, viaFront = append(direct, d.OutputTokPerSec), append(viaFront, f.OutputTokPerSec)
 				dTTFT, fTTFT = append(dTTFT, d.TTFT.P50), append(fTTFT, f.TTFT.P50)
 				dE2E, fE2E = append(dE2E, d.E2E.P50), append(fE2E, f.E2E.P50)
-				if hopDecided(ratios, maxRounds) {
+				if verdict = plan.decide(ratios); verdict != hopGoOn {
 					break
 				}
 			}
@@ -188,6 +193,9 @@ func BenchmarkUpstreamHop(b *testing.B) {
 			hl, hlLo, hlHi := hodgesLehmannRatio(ratios, 1.96)
 			q := quartiles(ratios)
 			lo, hi := medianCI(ratios)
+			alo, ahi := plan.interval(ratios)
+			b.Logf("streamed, concurrency %2d: %s at %d rounds (looks at %v, O'Brien-Fleming boundary C %.3f, cuts %v: 5%% false decisions in all over the looks; the median's interval at the last look's level %.1f–%.1f%%)",
+				conc, verdict, len(ratios), plan.looks, plan.c, plan.cuts, 100*alo, 100*ahi)
 			dq, fq := quartiles(direct), quartiles(viaFront)
 			b.Logf("streamed, concurrency %2d, %d rounds of %d requests: front/direct median %.1f%% (95%% CI %.1f–%.1f%%, quartiles %.1f–%.1f%%, range %.1f–%.1f%%; Hodges-Lehmann %.1f%%, 95%% CI %.1f–%.1f%%); direct median %.0f tok/s (%.0f–%.0f), front %.0f (%.0f–%.0f)",
 				conc, len(ratios), hopRequests(conc), 100*q[1], 100*lo, 100*hi, 100*q[0], 100*q[2], 100*ratios[0], 100*ratios[len(ratios)-1], 100*hl, 100*hlLo, 100*hlHi, dq[1], dq[0], dq[2], fq[1], fq[0], fq[2])
@@ -197,6 +205,7 @@ func BenchmarkUpstreamHop(b *testing.B) {
 			b.ReportMetric(100*lo, fmt.Sprintf("ci-low-%%-c%d", conc))
 			b.ReportMetric(100*hi, fmt.Sprintf("ci-high-%%-c%d", conc))
 			b.ReportMetric(float64(len(ratios)), fmt.Sprintf("rounds-c%d", conc))
+			b.ReportMetric(verdict.sign(), fmt.Sprintf("verdict-c%d", conc))
 		}
 	}
 }
@@ -204,23 +213,6 @@ func BenchmarkUpstreamHop(b *testing.B) {
 // hopAim is the throughput aim: the front's tokens/s at least 98 % of
 // direct's.
 const hopAim = 0.98
-
-// hopDecided reports whether the rounds so far decide the aim, so that a
-// level stops early: from 40 rounds (or all of maxRounds when fewer),
-// every 20th round, when the median's interval at 99 % — stricter than
-// the 95 % reported, because looking at the data every 20 rounds and
-// stopping at the first look that decides would otherwise decide wrongly
-// more often than 5 % — lies wholly above or below 98 %.
-func hopDecided(ratios []float64, maxRounds int) bool {
-	n := len(ratios)
-	if n < min(40, maxRounds) || n%20 != 0 {
-		return false
-	}
-	v := slices.Clone(ratios)
-	slices.Sort(v)
-	lo, hi := medianCIz(v, 2.576)
-	return lo >= hopAim || hi < hopAim
-}
 
 // hodgesLehmannRatio estimates the centre of paired ratios r as the
 // Hodges-Lehmann estimator of their logarithms — the median of the n(n+1)/2
