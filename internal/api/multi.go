@@ -128,11 +128,11 @@ func (s *server) generateMulti(w http.ResponseWriter, r *http.Request, reqs []*b
 	s.m.Inflight(model, 1)
 	defer s.m.Inflight(model, -1)
 	// Waiting until every choice is placed, then running (vllm: gauges).
-	s.m.Waiting(model, 1)
+	s.waiting(model, 1)
 	waiting := true
 	defer func() {
 		if waiting {
-			s.m.Waiting(model, -1)
+			s.waiting(model, -1)
 		} else {
 			s.running(model, -1)
 		}
@@ -217,7 +217,7 @@ func (s *server) generateMulti(w http.ResponseWriter, r *http.Request, reqs []*b
 	}
 	cancelPlace()
 	placed, waiting = s.now(), false
-	s.m.Waiting(model, -1)
+	s.waiting(model, -1)
 	s.running(model, 1)
 	for _, c := range cs {
 		c.f.begin(idPrefix(reqs[0].Kind)+id, model, start.Unix())

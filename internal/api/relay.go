@@ -136,9 +136,9 @@ func (s *server) generate(w http.ResponseWriter, r *http.Request, req *bus.Reque
 	// JSON once its answer is committed.
 	ctx, release := s.stoppable(r.Context())
 	defer release()
-	s.m.Waiting(req.Model, 1)
+	s.waiting(req.Model, 1)
 	st, err := s.d.Dispatch(traced(r, ctx), req) // placement ends at req.Deadline
-	s.m.Waiting(req.Model, -1)
+	s.waiting(req.Model, -1)
 	if err != nil {
 		s.failBeforeCommit(w, r.Context(), req, placeError(ctx, err))
 		return

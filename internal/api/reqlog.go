@@ -189,7 +189,7 @@ func (s *server) logRequest(ctx context.Context, i *reqInfo, status int, total t
 // scrapes and the dashboard's polls, which would drown the log).
 func quietRoute(label string) bool {
 	switch label {
-	case "healthz", "readyz", "metrics", "status", "requests", "dashboard":
+	case "healthz", "readyz", "metrics", "load", "status", "requests", "dashboard":
 		return true
 	}
 	return false

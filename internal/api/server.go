@@ -146,6 +146,7 @@ func newServer(cfg Config, d Dispatcher, reg prometheus.Registerer, log *slog.Lo
 		"/v1/embeddings":       {http.MethodPost, "embeddings", true, s.embeddings},
 		"/v1/requests":         {http.MethodGet, "requests", true, s.listRequests},
 		"/v1/status":           {http.MethodGet, "status", true, s.status},
+		"/v1/load":             {http.MethodGet, "load", true, s.load},
 	}
 	s.addOllamaRoutes()
 	return s, nil

@@ -34,6 +34,7 @@ type recentStats struct {
 	idx     [recentBuckets]int64 // guarded by mu; the bucket number (Unix time / recentBucket) slot i holds
 	b       [recentBuckets]recentCount
 	running map[string]int // guarded by mu
+	waiting map[string]int // guarded by mu; requests waiting for a worker, per model
 }
 
 type recentCount struct {
@@ -73,6 +74,43 @@ func (r *recentStats) addRunning(model string, d int) {
 		delete(r.running, model)
 	}
 	r.mu.Unlock()
+}
+
+// addWaiting counts a request of model that began (+1) or ended (-1)
+// waiting for a worker.
+func (r *recentStats) addWaiting(model string, d int) {
+	r.mu.Lock()
+	if r.waiting == nil {
+		r.waiting = map[string]int{}
+	}
+	if r.waiting[model] += d; r.waiting[model] <= 0 {
+		delete(r.waiting, model)
+	}
+	r.mu.Unlock()
+}
+
+// load returns the requests running and waiting for the models named, or
+// for every model when none is.
+func (r *recentStats) load(models []string) (running, waiting int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(models) == 0 {
+		for _, n := range r.running {
+			running += n
+		}
+		for _, n := range r.waiting {
+			waiting += n
+		}
+		return running, waiting
+	}
+	for i, m := range models {
+		if slices.Contains(models[:i], m) {
+			continue
+		}
+		running += r.running[m]
+		waiting += r.waiting[m]
+	}
+	return running, waiting
 }
 
 // snapshot returns the buckets up to now, oldest first, and the running
@@ -120,6 +158,43 @@ func (s *server) observeGeneration(g metrics.Generation) {
 func (s *server) running(model string, d int) {
 	s.m.Running(model, float64(d))
 	s.recent.addRunning(model, d)
+}
+
+// waiting counts a request of model that began or ended waiting for a
+// worker.
+func (s *server) waiting(model string, d int) {
+	s.m.Waiting(model, float64(d))
+	s.recent.addWaiting(model, d)
+}
+
+// loadReport is GET /v1/load's answer.
+type loadReport struct {
+	Object  string `json:"object"`  // "load"
+	Running int    `json:"running"` // requests placed on a worker and not finished (vllm:num_requests_running)
+	Waiting int    `json:"waiting"` // requests waiting for a worker (vllm:num_requests_waiting)
+	Slots   int    `json:"slots"`   // the slots of the ready workers serving the models
+}
+
+// load serves GET /v1/load[?model=A&model=B]: this gateway's requests
+// running and waiting and the slots of the ready workers it sees, for the
+// models named (every model when none is). It is what a front Courier's
+// upstream worker probes every heartbeat interval: the same counts as
+// /metrics' vllm:num_requests_* series in a few dozen bytes, where
+// /metrics renders every series (tens of KB) on the upstream's CPU.
+func (s *server) load(w http.ResponseWriter, r *http.Request) {
+	models := r.URL.Query()["model"]
+	rep := loadReport{Object: "load"}
+	rep.Running, rep.Waiting = s.recent.load(models)
+	for _, hb := range s.d.Workers() {
+		if hb.Draining || hb.Unready {
+			continue
+		}
+		if len(models) > 0 && !slices.ContainsFunc(hb.Models, func(m string) bool { return slices.Contains(models, m) }) {
+			continue
+		}
+		rep.Slots += hb.Slots
+	}
+	writeJSON(w, http.StatusOK, rep)
 }
 
 // status serves GET /v1/status: the fleet as this gateway sees it.

@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -115,5 +116,58 @@ func TestStatusHidesOtherTenants(t *testing.T) {
 	}
 	if counts != 7 {
 		t.Errorf("tenants %v count %d waiting requests, want 7", got, counts)
+	}
+}
+
+// TestLoadReport: GET /v1/load counts the requests running and waiting as
+// /metrics' vllm:num_requests_* series do, for the models named or all,
+// and the slots of the ready workers serving them.
+func TestLoadReport(t *testing.T) {
+	d := &fakeDispatcher{workers: func() []bus.Heartbeat {
+		return []bus.Heartbeat{
+			{Worker: "w1", Models: []string{"tiny"}, Slots: 4},
+			{Worker: "w2", Models: []string{"other", "tiny"}, Slots: 2},
+			{Worker: "w3", Models: []string{"other"}, Slots: 3},
+			{Worker: "w4", Models: []string{"tiny"}, Slots: 8, Draining: true},
+			{Worker: "w5", Models: []string{"tiny"}, Slots: 16, Unready: true},
+		}
+	}}
+	s := newTestServer(t, Config{APIKeys: []string{"k"}}, d)
+	s.running("tiny", 1)
+	s.running("tiny", 1)
+	s.running("other", 1)
+	s.waiting("tiny", 1)
+	s.waiting("other", 1)
+	s.waiting("other", 1)
+	s.waiting("other", -1)
+	for _, tc := range []struct {
+		query string
+		want  loadReport
+	}{
+		{"", loadReport{"load", 3, 2, 9}},
+		{"?model=tiny", loadReport{"load", 2, 1, 6}},
+		{"?model=other&model=other", loadReport{"load", 1, 1, 5}},
+		{"?model=tiny&model=other", loadReport{"load", 3, 2, 9}},
+		{"?model=none", loadReport{"load", 0, 0, 0}},
+	} {
+		w := do(s, http.MethodGet, "/v1/load"+tc.query, "", "Authorization", "Bearer k")
+		var got loadReport
+		if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil || w.Code != http.StatusOK || got != tc.want {
+			t.Errorf("%q: %d %s (%v), want %+v", tc.query, w.Code, w.Body, err, tc.want)
+		}
+	}
+	if w := do(s, http.MethodGet, "/v1/load", ""); w.Code != http.StatusUnauthorized {
+		t.Errorf("without a key: %d", w.Code)
+	}
+	m := do(s, http.MethodGet, "/metrics", "").Body.String()
+	for _, line := range []string{`vllm:num_requests_running{model_name="tiny"} 2`, `vllm:num_requests_waiting{model_name="other"} 1`} {
+		if !strings.Contains(m, line+"\n") {
+			t.Errorf("/metrics lacks %s", line)
+		}
+	}
+	s.running("tiny", -2)
+	s.waiting("tiny", -1)
+	if got, _ := s.recent.load([]string{"tiny"}); got != 0 {
+		t.Errorf("running %d after both ended", got)
 	}
 }

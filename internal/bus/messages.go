@@ -462,8 +462,9 @@ type Heartbeat struct {
 	// worker started (each paused the worker's room for a while).
 	UpstreamRefusals int64 `json:"upstream_refusals,omitempty"`
 	// UpstreamLoad names where an upstream worker's Slots come from: the
-	// upstream's own load report ("llama-server /slots", "vllm /metrics":
-	// requests of other clients lower the room), or only the worker's
+	// upstream's own load report ("courier /v1/load", "llama-server
+	// /slots", "vllm /metrics": requests of other clients lower the room),
+	// or only the worker's
 	// --slots less its own requests ("slots": the upstream tells no load;
 	// "ollama /api/ps": Ollama tells which models are loaded, not how many
 	// requests it runs, so other clients' requests are not seen).

@@ -279,6 +279,13 @@ func TestUpstream429IsBackedOff(t *testing.T) {
 // completionsServed reads how many completions an upstream answered with
 // 200 from its /metrics.
 func completionsServed(t *testing.T, addr string) int {
+	return routeServed(t, addr, "completions", "200")
+}
+
+// routeServed returns how many requests of an HTTP route the server at
+// addr answered with status (courier_http_requests_total), before this
+// scrape of its /metrics.
+func routeServed(t *testing.T, addr, route, status string) int {
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -286,12 +293,44 @@ func completionsServed(t *testing.T, addr string) int {
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(resp.Body)
 	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, `courier_http_requests_total{route="completions",status="200"} `) {
+		if strings.HasPrefix(line, `courier_http_requests_total{route="`+route+`",status="`+status+`"} `) {
 			n, _ := strconv.Atoi(strings.Fields(line)[1])
 			return n
 		}
 	}
 	return 0
+}
+
+// TestCourierUpstreamLoad: a front over a Courier reads the upstream's
+// load from its small GET /v1/load, never its /metrics: the heartbeat
+// says so, and the upstream's 3 slots cap the front's 8.
+func TestCourierUpstreamLoad(t *testing.T) {
+	ucfg := serveConfig(t)
+	ucfg.HeartbeatInterval = 100 * time.Millisecond
+	ucfg.Slots = 3
+	direct := startNode(t, ucfg)
+	fcfg := frontConfig(t, "http://"+direct.Addr()+"/v1")
+	fcfg.Slots = 8
+	front := startNode(t, fcfg)
+	waitUntil(t, "the Courier load source in a heartbeat", func() bool {
+		ws := front.Gateway().Workers()
+		return len(ws) == 1 && ws[0].UpstreamLoad == "courier /v1/load" && ws[0].Slots == 3
+	})
+	ctx := testCtx(t)
+	want := greedy(t, "Once upon a time", 16)
+	if got, err := streamText(ctx, client(t, front.Addr()), "Once upon a time", 16, nil); err != nil || got != want {
+		t.Fatalf("through the front: %q, %v; want %q", got, err, want)
+	}
+	// Probes every 100 ms; wait for a few after the request. Each scrape
+	// here counts in the next one's courier_http_requests_total.
+	scrapes := 0
+	waitUntil(t, "load probes", func() bool {
+		scrapes++
+		return routeServed(t, direct.Addr(), "load", "200") >= 5
+	})
+	if n := routeServed(t, direct.Addr(), "metrics", "200"); n != scrapes {
+		t.Errorf("the upstream's /metrics was read %d times besides this test's %d scrapes", n-scrapes, scrapes)
+	}
 }
 
 // TestTwoUpstreamsShareLoad: two upstream workers for one model (each

@@ -27,11 +27,11 @@
 //     has is never sent again.
 //   - A probe goroutine, owned by the Backend and stopped by Close, checks
 //     the upstream's health (GET /models) and, where it exposes one, its
-//     load (llama-server /slots, vLLM /metrics; Ollama's /api/ps tells
-//     only which models are loaded, so an Ollama upstream's room counts
-//     the worker's own requests alone, and heartbeats say so:
-//     Backend.Load) every ProbeInterval, and
-//     identifies its engine (engine.go), under whose names tools and
+//     load (Courier /v1/load, llama-server /slots, vLLM /metrics;
+//     Ollama's /api/ps tells only which models are loaded, so an Ollama
+//     upstream's room counts the worker's own requests alone, and
+//     heartbeats say so: Backend.Load) every ProbeInterval (the worker's
+//     heartbeat interval), and identifies its engine (engine.go), under whose names tools and
 //     output constraints are sent; what an engine cannot enforce is a 400
 //     naming it, never dropped. An answer with a constraint, tools or a
 //     token-id prompt is not resumed (an upstream would restart its grammar

@@ -58,11 +58,12 @@ const (
 	loadLlamaCpp                 // llama-server GET /slots
 	loadVLLM                     // vLLM GET /metrics
 	loadOllama                   // Ollama GET /api/ps: which models are loaded, no request counts
+	loadCourier                  // Courier GET /v1/load: requests running and waiting, and slots, for our models
 )
 
 // String names the load source for heartbeats (bus.Heartbeat.UpstreamLoad).
 func (k loadKind) String() string {
-	return [...]string{"slots", "llama-server /slots", "vllm /metrics", "ollama /api/ps"}[k]
+	return [...]string{"slots", "llama-server /slots", "vllm /metrics", "ollama /api/ps", "courier /v1/load"}[k]
 }
 
 // Backend is an upstream server as a worker.Backend. Its methods are safe
@@ -71,6 +72,7 @@ type Backend struct {
 	cfg    Config
 	base   string // BaseURL without a trailing slash
 	root   string // base without its /v1, for /slots and /metrics
+	load   string // base + "/load?model=…": a Courier upstream's load report for our models
 	shown  string // base with any credentials removed, for logs and heartbeats
 	client *http.Client
 	log    *slog.Logger
@@ -83,7 +85,7 @@ type Backend struct {
 	failures  int       // guarded by mu; consecutive 429/503s
 	until     time.Time // guarded by mu; no room before this (backoff)
 	others    int       // guarded by mu; requests at the upstream that are not ours (load probe)
-	capacity  int       // guarded by mu; the upstream's own slot count (llama-server), 0 unknown
+	capacity  int       // guarded by mu; the upstream's own slot count (llama-server, Courier), 0 unknown
 	kind      loadKind  // guarded by mu
 	owner     string    // guarded by mu; owned_by of the upstream's models (its engine's name)
 	engine    engine    // guarded by mu; what the upstream is, for structured outputs
@@ -163,6 +165,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Backend, error) {
 		b.models = append(b.models, n)
 	}
 	slices.Sort(b.models)
+	q := url.Values{}
+	for _, n := range b.models {
+		if up := cfg.Models[n]; !slices.Contains(q["model"], up) {
+			q.Add("model", up)
+		}
+	}
+	b.load = b.base + "/load?" + q.Encode()
 	pctx, cancel := context.WithCancel(context.Background())
 	b.cancel = cancel
 	b.wg.Add(1)

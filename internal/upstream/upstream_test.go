@@ -562,3 +562,61 @@ func TestFreshCourierLoad(t *testing.T) {
 	running.Store(3) // others' requests
 	waitRoom(t, b, 5)
 }
+
+// TestCourierLoad: a Courier upstream's load is read from its small GET
+// /v1/load for the upstream's names of our models (never /metrics): its
+// requests running and waiting less ours lower the room, and its ready
+// workers' slots cap it.
+func TestCourierLoad(t *testing.T) {
+	var running, waiting, slots atomic.Int64
+	slots.Store(6)
+	var metricsHits, loadHits atomic.Int64
+	queries := make(chan string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/v1/models":
+			_, _ = io.WriteString(w, `{"object":"list","data":[{"id":"up-m","object":"model","created":0,"owned_by":"courier"},{"id":"n","object":"model","created":0,"owned_by":"courier"}]}`)
+		case "/v1/load":
+			loadHits.Add(1)
+			select {
+			case queries <- r.URL.RawQuery:
+			default:
+			}
+			fmt.Fprintf(w, `{"object":"load","running":%d,"waiting":%d,"slots":%d}`, running.Load(), waiting.Load(), slots.Load())
+		case "/metrics":
+			metricsHits.Add(1)
+			_, _ = io.WriteString(w, "vllm:num_requests_running{model_name=\"up-m\"} 0\n")
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	b, err := New(context.Background(), Config{BaseURL: srv.URL + "/v1", Models: map[string]string{"m": "up-m", "m2": "up-m"}, Slots: 8, ProbeInterval: 10 * time.Millisecond}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	select {
+	case q := <-queries:
+		if q != "model=up-m" {
+			t.Errorf("load query %q, want model=up-m (the upstream's name, once)", q)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("GET /v1/load was never asked")
+	}
+	waitRoom(t, b, 6) // its 6 slots cap our 8
+	if src, _ := b.Load(); src != "courier /v1/load" {
+		t.Fatalf("load read from %q", src)
+	}
+	running.Store(2)
+	waiting.Store(1)
+	waitRoom(t, b, 3) // 6 less 3 of others
+	slots.Store(0)    // no ready worker: nothing caps the room
+	waitRoom(t, b, 5)
+	if e := b.engineOf(context.Background()); e != engineCourier {
+		t.Errorf("engine %v, want Courier", e)
+	}
+	if n := metricsHits.Load(); n != 0 || loadHits.Load() < 3 {
+		t.Errorf("/metrics read %d times, /v1/load %d: want the load read from /v1/load only", n, loadHits.Load())
+	}
+}
