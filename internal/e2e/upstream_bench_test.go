@@ -171,24 +171,42 @@ func BenchmarkUpstreamHop(b *testing.B) {
 				time.Sleep(time.Duration(rng.Int64N(int64(fcfg.HeartbeatInterval))))
 			}
 		}
+		// With COURIER_HOP_UPSTREAM_PID, the upstream process's CPU time
+		// over each run (its threads' schedstat): what a front run costs
+		// the upstream's core against a direct run of the same wave.
+		upPID, _ := strconv.Atoi(os.Getenv("COURIER_HOP_UPSTREAM_PID"))
+		var lastCPU, lastBusy float64 // the upstream's CPU during the last run: ms, and a share of its wall time
 		measure := func(addr string, conc int) bench.Level {
 			settle(conc, addr == front.Addr())
-			return run(addr, conc)
+			c0, t0 := procCPU(upPID), time.Now()
+			l := run(addr, conc)
+			lastCPU = float64(procCPU(upPID)-c0) / 1e6
+			lastBusy = lastCPU / (float64(time.Since(t0).Microseconds()) / 1000)
+			return l
 		}
 		rounds := hopRounds(b)
 		for _, conc := range hopLevels(b) {
-			var ratios, direct, viaFront, dTTFT, fTTFT, dE2E, fE2E []float64
+			var ratios, direct, viaFront, dTTFT, fTTFT, dE2E, fE2E, dCPU, fCPU, cpuDiff, dBusy, fBusy []float64
 			waits = 0
 			maxRounds := rounds * max(8/conc, 1)
 			plan := newHopPlan(maxRounds)
 			verdict := hopGoOn
 			for r := range maxRounds {
 				var d, f bench.Level
+				var dc, fc, db, fb float64
 				if r%2 == 0 {
-					d, f = measure(directAddr, conc), measure(front.Addr(), conc)
+					d = measure(directAddr, conc)
+					dc, db = lastCPU, lastBusy
+					f = measure(front.Addr(), conc)
+					fc, fb = lastCPU, lastBusy
 				} else {
-					f, d = measure(front.Addr(), conc), measure(directAddr, conc)
+					f = measure(front.Addr(), conc)
+					fc, fb = lastCPU, lastBusy
+					d = measure(directAddr, conc)
+					dc, db = lastCPU, lastBusy
 				}
+				dCPU, fCPU, cpuDiff = append(dCPU, dc), append(fCPU, fc), append(cpuDiff, fc-dc)
+				dBusy, fBusy = append(dBusy, db), append(fBusy, fb)
 				ratios = append(ratios, f.OutputTokPerSec/d.OutputTokPerSec)
 				direct, viaFront = append(direct, d.OutputTokPerSec), append(viaFront, f.OutputTokPerSec)
 				dTTFT, fTTFT = append(dTTFT, d.TTFT.P50), append(fTTFT, f.TTFT.P50)
@@ -211,6 +229,14 @@ func BenchmarkUpstreamHop(b *testing.B) {
 				conc, len(ratios), hopRequests(conc), 100*q[1], 100*lo, 100*hi, 100*q[0], 100*q[2], 100*ratios[0], 100*ratios[len(ratios)-1], 100*hl, 100*hlLo, 100*hlHi, dq[1], dq[0], dq[2], fq[1], fq[0], fq[2])
 			b.Logf("  medians of the runs' p50s: TTFT direct %.2f ms, front %.2f ms; whole answer direct %.2f ms, front %.2f ms; front runs that waited for the upstream's load report: %d",
 				quartiles(dTTFT)[1], quartiles(fTTFT)[1], quartiles(dE2E)[1], quartiles(fE2E)[1], waits)
+			if upPID > 0 {
+				cq := quartiles(cpuDiff)
+				clo, chi := medianCI(cpuDiff)
+				b.Logf("  the upstream's CPU per run (pid %d): direct median %.2f ms (mean %.2f), front %.2f ms (mean %.2f); front less direct, paired: median %.2f ms (95%% CI %.2f–%.2f, quartiles %.2f–%.2f), mean %.2f ms",
+					upPID, quartiles(dCPU)[1], mean(dCPU), quartiles(fCPU)[1], mean(fCPU), cq[1], clo, chi, cq[0], cq[2], mean(cpuDiff))
+				b.Logf("  the upstream's CPU as a share of the run's wall time: direct median %.1f%% (quartiles %.1f–%.1f%%), front %.1f%% (%.1f–%.1f%%)",
+					100*quartiles(dBusy)[1], 100*quartiles(dBusy)[0], 100*quartiles(dBusy)[2], 100*quartiles(fBusy)[1], 100*quartiles(fBusy)[0], 100*quartiles(fBusy)[2])
+			}
 			b.ReportMetric(100*q[1], fmt.Sprintf("front-tok/s-%%-c%d", conc))
 			b.ReportMetric(100*lo, fmt.Sprintf("ci-low-%%-c%d", conc))
 			b.ReportMetric(100*hi, fmt.Sprintf("ci-high-%%-c%d", conc))
@@ -301,6 +327,41 @@ func hopLevels(b *testing.B) []int {
 		levels = append(levels, n)
 	}
 	return levels
+}
+
+// mean is v's arithmetic mean.
+func mean(v []float64) float64 {
+	t := 0.0
+	for _, x := range v {
+		t += x
+	}
+	return t / float64(len(v))
+}
+
+// procCPU returns the CPU time process pid's threads have run, in ns
+// (the first field of each /proc/pid/task/*/schedstat); 0 for pid 0 or
+// when it cannot be read.
+func procCPU(pid int) int64 {
+	if pid <= 0 {
+		return 0
+	}
+	dir := "/proc/" + strconv.Itoa(pid) + "/task"
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return 0
+	}
+	var ns int64
+	for _, t := range tasks {
+		data, err := os.ReadFile(dir + "/" + t.Name() + "/schedstat")
+		if err != nil {
+			continue // a thread that ended
+		}
+		if f := strings.Fields(string(data)); len(f) > 0 {
+			n, _ := strconv.ParseInt(f[0], 10, 64)
+			ns += n
+		}
+	}
+	return ns
 }
 
 // quartiles returns the lower quartile, median and upper quartile of v
