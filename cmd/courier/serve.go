@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"courier/internal/config"
+	"courier/internal/engine"
 	"courier/internal/node"
 
 	"github.com/spf13/cobra"
@@ -116,7 +117,11 @@ func runNode(role string, cfg config.Node, level, logFormat string) int {
 	stop() // a second signal now kills the process
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
 	defer cancel()
-	if err := n.Shutdown(sctx); err != nil {
+	err = n.Shutdown(sctx)
+	if terr := engine.WriteStepTrace(); terr != nil { // COURIER_STEP_TRACE
+		log.Warn("step trace not written", "err", terr)
+	}
+	if err != nil {
 		log.Error("unclean stop", "err", err)
 		return 1
 	}

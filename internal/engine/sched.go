@@ -122,6 +122,7 @@ func (s *scheduler) loop() {
 		s.dropCancelled()
 		if s.takeAnswers() {
 			s.yieldOneP()
+			StepTrace(TraceYielded, 0)
 			continue
 		}
 		if len(s.sent) < s.depth() && s.build() {
@@ -130,6 +131,7 @@ func (s *scheduler) loop() {
 				s.stepHook(s)
 			}
 			s.yieldOneP()
+			StepTrace(TraceYielded, 0)
 			continue
 		}
 		var answered <-chan struct{}
@@ -204,17 +206,21 @@ func (s *scheduler) depth() int {
 func (s *scheduler) run() {
 	s.e.steps.Add(1)
 	s.e.rows.Add(int64(len(s.batch.Tokens)))
+	StepTrace(TraceForward, 0)
 	if s.e.tail == nil {
 		logits, err := s.state.Forward(&s.batch)
+		StepTrace(TraceForwardEnd, 0)
 		if err != nil {
 			s.failAll(err)
 			return
 		}
 		s.takeHidden(s.eouts, s.state.Embeddings())
 		s.sampleAll(s.outs, logits, nil)
+		StepTrace(TraceHanded, 0)
 		return
 	}
 	h, err := s.state.ForwardStage(&s.batch, nil)
+	StepTrace(TraceForwardEnd, 0)
 	if err == nil {
 		if st, ok := s.e.tail.(SamplingTail); ok {
 			s.prepareSamples()
@@ -262,6 +268,7 @@ func (s *scheduler) takeAnswers() bool {
 			break
 		}
 		took = true
+		StepTrace(TraceTaken, 0)
 		f := s.sent[0]
 		s.sent = append(s.sent[:0], s.sent[1:]...)
 		s.spare = append(s.spare, f)
@@ -280,6 +287,7 @@ func (s *scheduler) takeAnswers() bool {
 		}
 		s.takeHidden(f.eouts, a.Embd)
 		s.sampleAll(f.outs, a.Logits, a.Picks)
+		StepTrace(TraceHanded, 0)
 	}
 	return took
 }

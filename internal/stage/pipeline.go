@@ -308,6 +308,7 @@ func (p *Pipeline) Send(b *model.Batch, hidden []float32) error {
 // and answers with their picks instead of their logits
 // (engine.SamplingTail).
 func (p *Pipeline) SendSampled(b *model.Batch, hidden []float32, samples []engine.RowSample) error {
+	engine.StepTrace(engine.TraceSend, p.step+1)
 	if p.sending != nil {
 		p.sending()
 	}
@@ -388,6 +389,7 @@ func (p *Pipeline) SendSampled(b *model.Batch, hidden []float32, samples []engin
 		p.mu.Unlock()
 		return fmt.Errorf("%w: pipeline of %s: %w", engine.ErrUnavailable, p.cfg.Model, err)
 	}
+	engine.StepTrace(engine.TracePublished, p.step)
 	if p.sent != nil {
 		p.sent(p.step)
 	}
@@ -574,8 +576,12 @@ func (p *Pipeline) watch(ctx context.Context) {
 // in flight (late answers of failed ones) are dropped. The bus calls it
 // one part at a time, in arrival order.
 func (p *Pipeline) onReply(data []byte) {
+	at := time.Now()
 	r := &p.res
 	err := Decode(data, r)
+	if err == nil {
+		engine.StepTraceAt(engine.TraceReply, r.Step, at)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err != nil {
@@ -642,5 +648,6 @@ func (p *Pipeline) completeLocked(f *flight) {
 		return
 	}
 	f.done = true
+	engine.StepTrace(engine.TraceAnswered, f.step)
 	p.signal()
 }

@@ -216,7 +216,8 @@ func (s *Server) announce(stopping bool) {
 
 // onStep runs one step message and passes its output on.
 func (s *Server) onStep(data []byte) {
-	defer yieldOneP()
+	at := time.Now()
+	defer func() { yieldOneP(); engine.StepTrace(engine.TraceStepDone, 0) }()
 	s.stepMu.Lock()
 	defer s.stepMu.Unlock()
 	if s.stopped {
@@ -234,6 +235,7 @@ func (s *Server) onStep(data []byte) {
 		s.fail(m, err)
 		return
 	}
+	engine.StepTraceAt(engine.TraceStep, m.Step, at)
 	if m.Kind != KindStep {
 		s.fail(m, fmt.Errorf("%w: kind %d on a step subject", ErrMessage, m.Kind))
 		return
@@ -257,7 +259,9 @@ func (s *Server) onStep(data []byte) {
 	if s.computing != nil {
 		s.computing()
 	}
+	engine.StepTrace(engine.TraceCompute, m.Step)
 	out, err := s.st.Step(&o.cache, &m.StageStep)
+	engine.StepTrace(engine.TraceComputed, m.Step)
 	if err != nil {
 		s.fail(m, err)
 		return
@@ -285,9 +289,11 @@ func (s *Server) onStep(data []byte) {
 				if perr := s.bus.Publish(m.Reply, s.out); perr != nil {
 					err = fmt.Errorf("stage %s: sending the picks: %w", s.cfg.Instance, perr)
 				}
+				engine.StepTrace(engine.TracePicks, m.Step)
 				// The chunks after the picks: the first stage builds its
 				// next step while the gateway is told.
 				s.publishFrames()
+				engine.StepTrace(engine.TraceFrames, m.Step)
 				picked = true
 			}
 		}

@@ -27,3 +27,13 @@ func (c *Conn) Subscribe(subject string, handle func(data []byte)) (stop func(),
 	_ = sub.SetPendingLimits(-1, 256<<20)
 	return func() { _ = sub.Unsubscribe() }, nil
 }
+
+// Buffered is the number of bytes published on c that nats.go's writer
+// has not yet written to the server; -1 once c is closed.
+func (c *Conn) Buffered() int {
+	n, err := c.nc.Buffered()
+	if err != nil {
+		return -1
+	}
+	return n
+}

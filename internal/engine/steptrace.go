@@ -1,0 +1,128 @@
+package engine
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// TraceEvent names a moment of a step that StepTrace records.
+type TraceEvent uint8
+
+// The events of a step, in the order a token of a 2-stage pipeline meets
+// them (docs/architecture.md, "Where a stage boundary's time goes").
+const (
+	// The scheduler (a whole model's or a first stage's).
+	TraceForward    TraceEvent = iota + 1 // a forward pass starts
+	TraceForwardEnd                       // it ended (a first stage: its layers)
+	TraceTaken                            // a pipeline's answer was taken
+	TraceHanded                           // its tokens were handed to their consumers
+	TraceYielded                          // the one-P yield after a step or answer ended
+	// A first stage's Pipeline (package stage).
+	TraceSend      // the step is handed to the pipeline
+	TracePublished // its message was published
+	TraceReply     // a part of its answer reached the reply handler
+	TraceAnswered  // its answer is complete
+	// A stage server (package stage).
+	TraceStep     // a step reached the server's handler
+	TraceCompute  // its layers start
+	TraceComputed // they (and the head) ended
+	TracePicks    // the picks were published
+	TraceFrames   // the chunks were published
+	TraceStepDone // the handler returned (after its yield)
+	traceEvents
+)
+
+var traceNames = [traceEvents]string{"", "forward", "forward_end", "taken", "handed", "yielded",
+	"send", "published", "reply", "answered", "step", "compute", "computed", "picks", "frames", "step_done"}
+
+func (e TraceEvent) String() string {
+	if e < traceEvents {
+		return traceNames[e]
+	}
+	return fmt.Sprintf("event%d", e)
+}
+
+// stepTrace is the process's trace, nil unless COURIER_STEP_TRACE names a
+// file: a fixed array of events, filled once (a measurement, not a log),
+// written by WriteStepTrace.
+var stepTrace = newStepTrace(os.Getenv("COURIER_STEP_TRACE"))
+
+type traceRec struct {
+	at   int64 // wall clock, ns: the processes of one machine share it
+	step uint64
+	ev   TraceEvent
+}
+
+type stepTraceBuf struct {
+	path string
+	n    atomic.Int64
+	recs []traceRec
+	once sync.Once
+}
+
+// maxTraceEvents bounds a process's trace (24 bytes an event).
+const maxTraceEvents = 1 << 18
+
+func newStepTrace(path string) *stepTraceBuf {
+	if path == "" {
+		return nil
+	}
+	return &stepTraceBuf{path: path, recs: make([]traceRec, maxTraceEvents)}
+}
+
+// StepTrace records ev of step (0 where the caller does not know its
+// step number) with the wall clock, when the process was started with
+// COURIER_STEP_TRACE set: BenchmarkStageBreakdown (internal/e2e) joins
+// the traces of a pipeline's processes to split a token's time into its
+// hops. Otherwise it does nothing (one load and a branch).
+func StepTrace(ev TraceEvent, step uint64) {
+	if stepTrace != nil {
+		StepTraceAt(ev, step, time.Now())
+	}
+}
+
+// StepTraceAt is StepTrace of an event that happened at at.
+func StepTraceAt(ev TraceEvent, step uint64, at time.Time) {
+	t := stepTrace
+	if t == nil {
+		return
+	}
+	i := t.n.Add(1) - 1
+	if i < int64(len(t.recs)) {
+		t.recs[i] = traceRec{at: at.UnixNano(), step: step, ev: ev}
+	}
+}
+
+// WriteStepTrace writes the events StepTrace recorded to the file
+// COURIER_STEP_TRACE names, one "event step unix_ns" line each, once; a
+// process calls it as it stops. Without the variable it does nothing.
+func WriteStepTrace() error {
+	t := stepTrace
+	if t == nil {
+		return nil
+	}
+	var err error
+	t.once.Do(func() {
+		var f *os.File
+		if f, err = os.Create(t.path); err != nil {
+			return
+		}
+		w := bufio.NewWriter(f)
+		n := min(t.n.Load(), int64(len(t.recs)))
+		for _, r := range t.recs[:n] {
+			if r.ev != 0 {
+				fmt.Fprintf(w, "%s %d %d\n", r.ev, r.step, r.at)
+			}
+		}
+		if err = w.Flush(); err == nil {
+			err = f.Close()
+		} else {
+			f.Close()
+		}
+	})
+	return err
+}
