@@ -119,11 +119,13 @@ func BenchmarkStageBoundary(b *testing.B) {
 }
 
 // startSetups starts the worker processes of each setup of path's model
-// (one thread each) on srv until the benchmark ends: "whole…" one
+// (one thread each) on srv until the benchmark ends, and returns their
+// process ids by setup: "whole…" one
 // whole-model worker, "2stages…" the two stages of a 2-stage pipeline; a
 // name with -wt gives the stages --stage-write-through, one ending in -pN
 // runs them with GOMAXPROCS=N.
-func startSetups(b *testing.B, bin string, srv *natsbus.Server, path string, setups []string) {
+func startSetups(b *testing.B, bin string, srv *natsbus.Server, path string, setups []string) map[string][]int {
+	pids := map[string][]int{}
 	for _, s := range setups {
 		start := func(id string, extra ...string) {
 			args := append([]string{"worker", "--nats", srv.ClientURL(), "--worker-id", s + "-" + id, "--model", s + "=" + path,
@@ -137,6 +139,7 @@ func startSetups(b *testing.B, bin string, srv *natsbus.Server, path string, set
 			if err := cmd.Start(); err != nil {
 				b.Fatal(err)
 			}
+			pids[s] = append(pids[s], cmd.Process.Pid)
 			b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 		}
 		if strings.HasPrefix(s, "whole") {
@@ -150,6 +153,7 @@ func startSetups(b *testing.B, bin string, srv *natsbus.Server, path string, set
 		start("2", append([]string{"--stage", "2/2"}, wt...)...)
 		start("1", append([]string{"--stage", "1/2"}, wt...)...)
 	}
+	return pids
 }
 
 // median is the middle value of v (sorted in place); 0 when empty.

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/binary"
 	"io"
 	"os"
@@ -37,7 +38,8 @@ import (
 // joined by step number, and each segment's median over every decode
 // step is reported in µs (us_<segment>), with the bare round trip
 // (us_rtt) and each setup's time per token (us_per_token_<setup>).
-// Setting COURIER_BENCH_STAGE_ARGS adds its words to the stage workers'
+// COURIER_BENCH_TRACE_DIR keeps the traces there. Setting
+// COURIER_BENCH_STAGE_ARGS adds its words to the stage workers'
 // flags (e.g. --stage-write-through).
 //
 //	COURIER_BENCH_DIR=/tmp/x flock -x /tmp/courier-cpu.lock go test ./internal/e2e/ -run XXX -bench StageBreakdown -benchtime 10x
@@ -49,7 +51,7 @@ func BenchmarkStageBreakdown(b *testing.B) {
 	}
 	path := benchSynthModel(b)
 	srv := externalNATS(b)
-	dir := b.TempDir()
+	dir := cmp.Or(os.Getenv("COURIER_BENCH_TRACE_DIR"), b.TempDir())
 	var procs []*exec.Cmd
 	start := func(setup, id string, extra ...string) string {
 		trace := filepath.Join(dir, setup+"-"+id+".trace")

@@ -2,7 +2,11 @@ package e2e
 
 import (
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -20,7 +24,10 @@ import (
 // concurrent greedy completions of 32 tokens (ignore_eos) to every setup
 // in turn, the order rotating, and reports the median over rounds of
 // each setup's tokens/s (tok_s_<streams>_<setup>) and of its ratio to the
-// whole model's in the same round (x_whole_<streams>_<setup>):
+// whole model's in the same round (x_whole_<streams>_<setup>), and the
+// CPU the run took, in cores (CPU seconds per second of the run), of this
+// process (gateway, NATS server and client: cores_bench_<streams>_<setup>)
+// and of the setup's worker processes (cores_workers_<streams>_<setup>):
 //
 //	COURIER_BENCH_DIR=/tmp/x flock -x /tmp/courier-cpu.lock go test ./internal/e2e/ -run XXX -bench StageStreams -benchtime 5x
 func BenchmarkStageStreams(b *testing.B) {
@@ -32,11 +39,16 @@ func BenchmarkStageStreams(b *testing.B) {
 	path := benchSynthModel(b)
 	srv := externalNATS(b)
 	setups := []string{"whole", "2stages", "2stages-p2"}
-	startSetups(b, bin, srv, path, setups)
+	pids := startSetups(b, bin, srv, path, setups)
 	gw := stageGateway(b, srv, setups...)
 	c := client(b, gw.Addr())
+	// cores[k]: CPU seconds per second of the run, of this process (the
+	// gateway, the NATS server and the client: "bench") and of the setup's
+	// worker processes ("workers").
+	cores := map[string][]float64{}
 	run := func(setup string, streams int) float64 {
 		var wg sync.WaitGroup
+		self0, work0 := selfCPU(), procsCPU(pids[setup])
 		t0 := time.Now()
 		for i := range streams {
 			wg.Go(func() {
@@ -48,7 +60,11 @@ func BenchmarkStageStreams(b *testing.B) {
 			})
 		}
 		wg.Wait()
-		return float64(streams*tokens) / time.Since(t0).Seconds()
+		wall := time.Since(t0).Seconds()
+		k := fmt.Sprintf("%d_%s", streams, setup)
+		cores["bench_"+k] = append(cores["bench_"+k], (selfCPU()-self0)/wall)
+		cores["workers_"+k] = append(cores["workers_"+k], (procsCPU(pids[setup])-work0)/wall)
+		return float64(streams*tokens) / wall
 	}
 	counts := []int{1, 8}
 	for _, s := range setups { // warm: the first request opens each pipeline
@@ -79,6 +95,40 @@ func BenchmarkStageStreams(b *testing.B) {
 			if s != "whole" {
 				b.ReportMetric(median(ratio[k]), "x_whole_"+k)
 			}
+			b.ReportMetric(median(cores["bench_"+k]), "cores_bench_"+k)
+			b.ReportMetric(median(cores["workers_"+k]), "cores_workers_"+k)
 		}
 	}
+}
+
+// selfCPU is this process's CPU time so far, in seconds.
+func selfCPU() float64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+}
+
+// procsCPU is the CPU time so far of the processes pids, in seconds
+// (/proc/<pid>/stat, in clock ticks of 10 ms).
+func procsCPU(pids []int) float64 {
+	total := 0.0
+	for _, pid := range pids {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// Fields after the command's closing parenthesis: state is the
+		// 3rd field of the line, utime the 14th and stime the 15th.
+		s := string(data)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(f) < 13 {
+			continue
+		}
+		ut, _ := strconv.ParseFloat(f[11], 64)
+		st, _ := strconv.ParseFloat(f[12], 64)
+		total += (ut + st) / 100
+	}
+	return total
 }

@@ -30,6 +30,7 @@ const (
 	TraceStep     // a step reached the server's handler
 	TraceCompute  // its layers start
 	TraceComputed // they (and the head) ended
+	TraceSampled  // the last stage sampled the step's rows
 	TracePicks    // the picks were published
 	TraceFrames   // the chunks were published
 	TraceStepDone // the handler returned (after its yield)
@@ -37,7 +38,7 @@ const (
 )
 
 var traceNames = [traceEvents]string{"", "forward", "forward_end", "taken", "handed", "yielded",
-	"send", "published", "reply", "answered", "step", "compute", "computed", "picks", "frames", "step_done"}
+	"send", "published", "reply", "answered", "step", "compute", "computed", "sampled", "picks", "frames", "step_done"}
 
 func (e TraceEvent) String() string {
 	if e < traceEvents {

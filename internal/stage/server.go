@@ -277,6 +277,7 @@ func (s *Server) onStep(data []byte) {
 		if err == nil && len(m.Samples) > 0 {
 			if err = s.openStreams(o, m); err == nil {
 				out, err = s.sample(o, m, out)
+				engine.StepTrace(engine.TraceSampled, m.Step)
 			}
 			if err == nil {
 				if s.picked != nil {
