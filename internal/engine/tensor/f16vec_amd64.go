@@ -34,7 +34,31 @@ func dotF16AVX2Full(a, b []uint16) float32
 //go:noescape
 func dotF16RowsAVX2(dst *float32, q, k *uint16, n, stride, rows int)
 
+// dotF16RowsWideAVX2 is DotF16Rows's body for queries with 64 to
+// maxWideQuery elements in whole blocks of 64 (n&^63), widened into qw
+// once for all the rows (stride in bytes, rows > 0).
+//
+//go:noescape
+func dotF16RowsWideAVX2(dst *float32, qw *float32, q, k *uint16, n, stride, rows int)
+
+// maxWideQuery is the most block elements dotF16RowsWideAVX2 widens (head
+// sizes up to 256 and their leftovers; longer queries take the row-by-row
+// body).
+const maxWideQuery = 256
+
 func dotF16RowsAsm(dst []float32, q, k []uint16, stride int) {
+	n := len(q)
+	if b := n &^ 63; b == 0 || b > maxWideQuery {
+		dotF16RowsAVX2(&dst[0], &q[0], &k[0], n, 2*stride, len(dst))
+		return
+	}
+	var qw [maxWideQuery]float32
+	dotF16RowsWideAVX2(&dst[0], &qw[0], &q[0], &k[0], n, 2*stride, len(dst))
+}
+
+// dotF16RowsOld is DotF16Rows row by row, each row widening the query
+// again (the body before dotF16RowsWideAVX2; benchmarks compare the two).
+func dotF16RowsOld(dst []float32, q, k []uint16, stride int) {
 	dotF16RowsAVX2(&dst[0], &q[0], &k[0], len(q), 2*stride, len(dst))
 }
 

@@ -608,6 +608,152 @@ c1loop:
 	VZEROUPPER
 	RET
 
+// func dotF16RowsWideAVX2(dst *float32, qw *float32, q, k *uint16, n, stride, rows int)
+//
+// DotF16Rows with the query widened once: its whole 64-element blocks
+// (n&^63 > 0 elements) are converted into qw first, so each row converts
+// only its key (the multiply-adds take the query from memory: the loads
+// are cheaper than the conversions, which this core runs one a cycle).
+// Each row is then dotF16AVX2Full's arithmetic in the same order: the
+// same eight accumulators, the same reduction, and the leftover elements
+// (the query's taken from q) added in float64 in element order.
+TEXT ·dotF16RowsWideAVX2(SB), NOSPLIT, $0-56
+	MOVQ dst+0(FP), R8
+	MOVQ qw+8(FP), R9
+	MOVQ q+16(FP), SI
+	MOVQ k+24(FP), R10
+	MOVQ n+32(FP), R11
+	MOVQ stride+40(FP), R12
+	MOVQ rows+48(FP), R13
+	// Widen the query's blocks into qw; CX is left at its tail.
+	MOVQ R11, BX
+	SHRQ $6, BX
+	MOVQ R9, DI
+widenloop:
+	VCVTPH2PS 0(SI), Y0
+	VCVTPH2PS 16(SI), Y1
+	VCVTPH2PS 32(SI), Y2
+	VCVTPH2PS 48(SI), Y3
+	VCVTPH2PS 64(SI), Y4
+	VCVTPH2PS 80(SI), Y5
+	VCVTPH2PS 96(SI), Y6
+	VCVTPH2PS 112(SI), Y7
+	VMOVUPS Y0, 0(DI)
+	VMOVUPS Y1, 32(DI)
+	VMOVUPS Y2, 64(DI)
+	VMOVUPS Y3, 96(DI)
+	VMOVUPS Y4, 128(DI)
+	VMOVUPS Y5, 160(DI)
+	VMOVUPS Y6, 192(DI)
+	VMOVUPS Y7, 224(DI)
+	ADDQ $128, SI
+	ADDQ $256, DI
+	DECQ BX
+	JNZ widenloop
+	MOVQ SI, CX
+widerow:
+	MOVQ R9, SI
+	MOVQ R10, DI
+	MOVQ R11, BX
+	SHRQ $6, BX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+wideloop:
+	VCVTPH2PS 0(DI), Y8
+	VFMADD231PS 0(SI), Y8, Y0
+	VCVTPH2PS 16(DI), Y9
+	VFMADD231PS 32(SI), Y9, Y1
+	VCVTPH2PS 32(DI), Y10
+	VFMADD231PS 64(SI), Y10, Y2
+	VCVTPH2PS 48(DI), Y11
+	VFMADD231PS 96(SI), Y11, Y3
+	VCVTPH2PS 64(DI), Y12
+	VFMADD231PS 128(SI), Y12, Y4
+	VCVTPH2PS 80(DI), Y13
+	VFMADD231PS 160(SI), Y13, Y5
+	VCVTPH2PS 96(DI), Y14
+	VFMADD231PS 192(SI), Y14, Y6
+	VCVTPH2PS 112(DI), Y15
+	VFMADD231PS 224(SI), Y15, Y7
+	ADDQ $128, DI
+	ADDQ $256, SI
+	DECQ BX
+	JNZ wideloop
+	// floatLanes and reduce16, as in dotF16AVX2Full.
+	VADDPS Y4, Y0, Y0
+	VADDPS Y6, Y2, Y2
+	VADDPS Y2, Y0, Y0
+	VADDPS Y5, Y1, Y1
+	VADDPS Y7, Y3, Y3
+	VADDPS Y3, Y1, Y1
+	VADDPS Y0, Y1, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS X0, X1, X0
+	VMOVHLPS X0, X0, X1
+	VADDPS X1, X0, X0
+	VMOVSHDUP X0, X1
+	VADDSS X1, X0, X0
+	VCVTSS2SD X0, X0, X0
+	// The leftover elements: the query's from its tail in q.
+	MOVQ CX, SI
+	MOVQ R11, DX
+	ANDQ $63, DX
+	JZ widedone
+	MOVQ DX, BX
+	SHRQ $3, BX
+	JZ widefour
+wideeight:
+	VCVTPH2PS (SI), Y8
+	VCVTPH2PS (DI), Y9
+	VMULPS Y9, Y8, Y8
+	VCVTPS2PD X8, Y9
+	VEXTRACTF128 $1, Y8, X10
+	VCVTPS2PD X10, Y10
+	ADDPD4(Y9, X9)
+	ADDPD4(Y10, X10)
+	ADDQ $16, SI
+	ADDQ $16, DI
+	DECQ BX
+	JNZ wideeight
+widefour:
+	TESTQ $4, DX
+	JZ wideone
+	VCVTPH2PS (SI), X8
+	VCVTPH2PS (DI), X9
+	VMULPS X9, X8, X8
+	VCVTPS2PD X8, Y9
+	ADDPD4(Y9, X9)
+	ADDQ $8, SI
+	ADDQ $8, DI
+wideone:
+	ANDQ $3, DX
+	JZ widedone
+wideoneloop:
+	LOADH1((SI), X8)
+	LOADH1((DI), X9)
+	VMULSS X9, X8, X8
+	VCVTSS2SD X8, X8, X8
+	VADDSD X8, X0, X0
+	ADDQ $2, SI
+	ADDQ $2, DI
+	DECQ DX
+	JNZ wideoneloop
+widedone:
+	VCVTSD2SS X0, X0, X0
+	VMOVSS X0, (R8)
+	ADDQ $4, R8
+	ADDQ R12, R10
+	DECQ R13
+	JNZ widerow
+	VZEROUPPER
+	RET
+
 // func dotF16RowsAVX2(dst *float32, q, k *uint16, n, stride, rows int)
 //
 // DotF16 of q with rows rows of k (n elements each, stride bytes apart;

@@ -2,15 +2,89 @@
 
 package tensor
 
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
 // asmF16Bodies returns the assembly bodies of the F16 vector operations
 // that this CPU can run.
 func asmF16Bodies() []f16Bodies {
 	var b []f16Bodies
 	if hasAVX2 {
-		b = append(b, f16Bodies{"avx2", dotF16AVX2Full, madF16AVX2, scaleF16AVX2, roundF16AVX2, madF16RowsAVX2, dotF16RowsAsm})
+		b = append(b, f16Bodies{"avx2", dotF16AVX2Full, madF16AVX2, scaleF16AVX2, roundF16AVX2, madF16RowsAVX2, dotF16RowsAsm},
+			f16Bodies{"avx2-rowwise", dotF16AVX2Full, madF16AVX2, scaleF16AVX2, roundF16AVX2, nil, dotF16RowsOld})
 	}
 	if hasAVX512 {
 		b = append(b, f16Bodies{"avx512", dotF16AVX2Full, madF16AVX512, scaleF16AVX512, roundF16AVX512, nil, nil})
 	}
 	return b
+}
+
+// TestDotF16RowsWideMatchesGeneric compares DotF16Rows with the query
+// widened once (dotF16RowsWideAVX2) with the generic body, bit for bit
+// (any NaN for a NaN), at every query length from 64 to 330: whole blocks
+// with leftovers of every size, and past maxWideQuery, where the row-wise
+// body takes over; queries and keys with edge values (infinities, NaNs,
+// subnormals), 1 to 40 rows with gaps between them, and a guard after
+// the last score.
+func TestDotF16RowsWideMatchesGeneric(t *testing.T) {
+	if !hasAVX2 {
+		t.Skip("no AVX2")
+	}
+	r := rand.New(rand.NewPCG(77, 78))
+	for n := 64; n <= 330; n++ {
+		for iter := range 3 {
+			rows := 1 + r.IntN(40)
+			stride := n + r.IntN(3)*8
+			k := edgyF16(r, (rows-1)*stride+n)
+			q := edgyF16(r, n)
+			if iter == 0 {
+				k, q = randF16(r, len(k)), randF16(r, n)
+			}
+			want, got := make([]float32, rows), make([]float32, rows+1)
+			dotF16RowsGeneric(want, q, k, stride)
+			got[rows] = 42
+			dotF16RowsAsm(got[:rows], q, k, stride)
+			for i := range want {
+				g, w := got[i], want[i]
+				if math.Float32bits(g) != math.Float32bits(w) && !(g != g && w != w) {
+					t.Fatalf("n=%d stride=%d row %d of %d: %g (%#x), generic %g (%#x)", n, stride, i, rows, g, math.Float32bits(g), w, math.Float32bits(w))
+				}
+			}
+			if got[rows] != 42 {
+				t.Fatalf("n=%d: wrote past its %d rows", n, rows)
+			}
+		}
+	}
+}
+
+// BenchmarkDotF16Rows times the attention's K dots over one KV block of
+// 16 positions (a query against 16 keys of a head): the query widened once
+// for all of them against widened again for each.
+func BenchmarkDotF16Rows(b *testing.B) {
+	if !hasAVX2 {
+		b.Skip("no AVX2")
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, hd := range []int{64, 128} {
+		const rows, heads = 16, 8
+		stride := hd * heads
+		k := randF16(r, rows*stride)
+		q := randF16(r, hd)
+		dst := make([]float32, rows)
+		for _, body := range []struct {
+			name string
+			f    func(dst []float32, q, k []uint16, stride int)
+		}{{"rowwise", dotF16RowsOld}, {"wide", dotF16RowsAsm}} {
+			b.Run(fmt.Sprintf("hd%d/%s", hd, body.name), func(b *testing.B) {
+				for b.Loop() {
+					body.f(dst, q, k, stride)
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows), "ns/row")
+			})
+		}
+	}
 }
