@@ -37,6 +37,10 @@ type scheduler struct {
 	// sent holds them, oldest first; spare holds flights to reuse.
 	sent, spare []*flight
 
+	// decodeYields counts the steps in a row whose decode rows gave way to
+	// a prompt's last rows (see build); at most slots-1.
+	decodeYields int
+
 	// The rows a SamplingTail's last stage samples in the step being sent.
 	samples []RowSample
 
@@ -508,16 +512,12 @@ func (s *scheduler) build() bool {
 		limit = (n + d - 1) / d
 		limit = (limit + microbatchRows - 1) / microbatchRows * microbatchRows
 	}
-	for _, sl := range s.active {
-		if (fg && sl.background) || sl.inFlight || taken >= limit {
-			continue
-		}
-		if sl.nPast >= sl.nInput && sl.nPast < len(sl.tokens) && !sl.ring.full() && !sl.cancelled.Load() &&
-			s.reserve(sl, sl.nPast+1) {
-			s.addRows(sl, sl.nPast+1)
-			taken++
-		}
-	}
+	// A step that gives a prompt its first token leaves out the decode
+	// rows (for at most slots-1 steps in a row): they would cost it as much
+	// as a step of their own (decode rows take their own kernels), so
+	// prompts that arrive together would each wait for a decode pass.
+	give := s.depth() == 1 && s.decodeYields < cap(s.incoming)-1 && s.firstTokenStep(fg, budget)
+	gave := s.addDecodeRows(fg, limit, &taken, give)
 	for _, sl := range s.active {
 		left := budget - len(b.Tokens)
 		if left <= 0 || sl.nPast >= sl.nInput || sl.cancelled.Load() || sl.err != nil || (fg && sl.background) ||
@@ -540,6 +540,14 @@ func (s *scheduler) build() bool {
 			}
 		}
 	}
+	if gave && len(b.Tokens) == 0 {
+		gave = s.addDecodeRows(fg, limit, &taken, false) // the prompt did not get its rows after all
+	}
+	if gave {
+		s.decodeYields++
+	} else if len(b.Tokens) > 0 {
+		s.decodeYields = 0
+	}
 	for _, j := range s.jobs {
 		if !(fg && j.background) && j.err == nil && !j.inFlight {
 			s.addScoreRows(j, budget)
@@ -558,6 +566,47 @@ func (s *scheduler) build() bool {
 		}
 	}
 	return len(b.Tokens) > 0
+}
+
+// addDecodeRows adds a decode row for each sequence that can take one
+// (counting them in taken, up to limit), or, when give is set, only
+// reports whether one could have.
+func (s *scheduler) addDecodeRows(fg bool, limit int, taken *int, give bool) bool {
+	waiting := false
+	for _, sl := range s.active {
+		if (fg && sl.background) || sl.inFlight || *taken >= limit {
+			continue
+		}
+		if sl.nPast >= sl.nInput && sl.nPast < len(sl.tokens) && !sl.ring.full() && !sl.cancelled.Load() {
+			if give {
+				waiting = true
+				continue
+			}
+			if s.reserve(sl, sl.nPast+1) {
+				s.addRows(sl, sl.nPast+1)
+				*taken++
+			}
+		}
+	}
+	return waiting
+}
+
+// firstTokenStep reports whether the step being built gives a prompt its
+// first token: the prompt that takes the step's first prompt rows (the
+// oldest one that can run) fits in it whole. (Its prefix is not looked up
+// yet: a prompt that fits only once its cached prefix is shared is not
+// counted.)
+func (s *scheduler) firstTokenStep(fg bool, budget int) bool {
+	for _, sl := range s.active {
+		if sl.nPast >= sl.nInput || sl.cancelled.Load() || sl.err != nil || (fg && sl.background) || sl.inFlight {
+			continue
+		}
+		if s.waitsForGroup(sl) {
+			continue
+		}
+		return sl.nInput-sl.nPast <= budget
+	}
+	return false
 }
 
 // canRun reports whether sl could have rows in the next step (a guess:

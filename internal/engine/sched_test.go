@@ -8,75 +8,121 @@ import (
 	"courier/internal/testutil"
 )
 
-// TestFirstTokenBeforeLaterPrompts drives the scheduler step by step with
-// four fresh 70-token prompts that arrive together, under a budget that
-// holds three of them: each step evaluates the oldest waiting prompt to its
-// end (and the decode rows of those before it) and stops there, so the
-// first arrival has its first token before any later prompt is evaluated,
-// the second before the third starts, and so on. Every sequence's greedy
-// tokens still equal the same request run alone.
-func TestFirstTokenBeforeLaterPrompts(t *testing.T) {
+// steppedEngine loads stories260K with opts and stops its scheduler's loop,
+// so that steps run exactly when the test calls build and run. It also
+// loads a one-slot engine for the tokens each request makes alone.
+func steppedEngine(t *testing.T, opts Options) (e, alone *Engine) {
+	t.Helper()
 	path := testutil.Model(t, "stories260K.gguf")
 	alone, err := Load(path, Options{Slots: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer alone.Close()
-	e, err := Load(path, Options{Slots: 4, BatchSize: 256})
+	t.Cleanup(func() { alone.Close() })
+	e, err = Load(path, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The test owns the scheduler from here: its loop is stopped, so steps
-	// run exactly when the test calls them.
-	s := e.sched
-	close(s.quit)
-	<-s.done
-	defer func() {
+	close(e.sched.quit)
+	<-e.sched.done
+	t.Cleanup(func() {
 		e.pool.Close()
 		e.file.Close()
-	}()
+	})
+	return e, alone
+}
 
+// steppedSlot prepares a request for prompt in one of e's slots (not yet
+// started) and returns it with the tokens the request makes alone.
+func steppedSlot(t *testing.T, e, alone *Engine, prompt []int32, maxTokens int) (*slot, []int32) {
+	t.Helper()
+	req := Request{Prompt: prompt, MaxTokens: maxTokens, IgnoreEOS: true}
+	if err := e.check(&req); err != nil {
+		t.Fatal(err)
+	}
+	want := generateTokens(t, alone, prompt, maxTokens)
+	sl := <-e.free
+	if err := e.prepare(context.Background(), sl, &req); err != nil {
+		t.Fatal(err)
+	}
+	return sl, want
+}
+
+// testPrompt is a prompt of n tokens that shares no first token with
+// another seed's: nothing is cached.
+func testPrompt(seed, n int) []int32 {
+	p := make([]int32, n)
+	for j := range p {
+		p[j] = int32(1 + (seed*131+j*17)%500)
+	}
+	return p
+}
+
+// slotTokens returns the tokens sl's ring holds.
+func slotTokens(sl *slot) []int32 {
+	var got []int32
+	for k := uint64(0); k < sl.ring.tail.Load(); k++ {
+		if ev := &sl.ring.events[k%ringSize]; !ev.end {
+			got = append(got, ev.tok.ID)
+		}
+	}
+	return got
+}
+
+// stepRows builds and runs one step and returns its rows and decode rows.
+func stepRows(t *testing.T, s *scheduler) (rows, decode int) {
+	t.Helper()
+	if !s.build() {
+		t.Fatal("nothing to run")
+	}
+	for _, sl := range s.active {
+		if sl.inBatch && sl.batchFrom >= sl.nInput {
+			decode++
+		}
+	}
+	rows = len(s.batch.Tokens)
+	s.run()
+	return rows, decode
+}
+
+// TestFirstTokenBeforeLaterPrompts drives the scheduler step by step with
+// four fresh 70-token prompts that arrive together, under a budget that
+// holds three of them: each step evaluates the oldest waiting prompt to its
+// end and stops there, so the first arrival has its first token before any
+// later prompt is evaluated, the second before the third starts, and so on.
+// The sequences that have their first token make no decode rows in those
+// steps (decode rows would cost each later first token a decode pass):
+// they continue once every prompt has its first token. Every sequence's
+// greedy tokens still equal the same request run alone.
+func TestFirstTokenBeforeLaterPrompts(t *testing.T) {
+	e, alone := steppedEngine(t, Options{Slots: 4, BatchSize: 256})
+	s := e.sched
 	const n, promptLen, maxTokens = 4, 70, 8
 	slots := make([]*slot, n)
 	want := make([][]int32, n)
 	for i := range slots {
-		prompt := make([]int32, promptLen)
-		for j := range prompt {
-			prompt[j] = int32(1 + (i*131+j*17)%500) // no prompt shares a first token: nothing cached
-		}
-		req := Request{Prompt: prompt, MaxTokens: maxTokens, IgnoreEOS: true}
-		if err := e.check(&req); err != nil {
-			t.Fatal(err)
-		}
-		want[i] = generateTokens(t, alone, prompt, maxTokens)
-		slots[i] = <-e.free
-		if err := e.prepare(context.Background(), slots[i], &req); err != nil {
-			t.Fatal(err)
-		}
+		slots[i], want[i] = steppedSlot(t, e, alone, testPrompt(i, promptLen), maxTokens)
 	}
 	for _, sl := range slots {
 		s.start(sl) // all four wait before the first step
 	}
 	for step := 0; step < n; step++ {
-		if !s.build() {
-			t.Fatalf("step %d: nothing to run", step)
+		if rows, decode := stepRows(t, s); rows != promptLen || decode != 0 {
+			t.Errorf("step %d has %d rows, %d of them decode rows; want prompt %d alone (%d rows)", step, rows, decode, step, promptLen)
 		}
-		// The step holds prompt `step` whole and one decode row of each
-		// earlier sequence.
-		if rows := len(s.batch.Tokens); rows != promptLen+step {
-			t.Errorf("step %d has %d rows, want %d (prompt %d and %d decode rows)", step, rows, promptLen+step, step, step)
-		}
-		s.run()
 		for i, sl := range slots {
 			started, tokens := sl.nPast > 0, sl.ring.tail.Load()
 			switch {
-			case i <= step && tokens != uint64(step-i+1):
-				t.Errorf("after step %d sequence %d has %d tokens, want %d", step, i, tokens, step-i+1)
+			case i <= step && tokens != 1:
+				t.Errorf("after step %d sequence %d has %d tokens, want 1", step, i, tokens)
 			case i > step && (started || tokens != 0):
 				t.Errorf("after step %d sequence %d, which arrived after the first %d, has %d rows evaluated and %d tokens: it ran before their first tokens",
 					step, i, step+1, sl.nPast, tokens)
 			}
 		}
+	}
+	if rows, decode := stepRows(t, s); rows != n || decode != n {
+		t.Errorf("the step after the prompts has %d rows, %d decode rows; want %d decode rows", rows, decode, n)
 	}
 	for range 2 * maxTokens {
 		if !s.build() {
@@ -85,13 +131,7 @@ func TestFirstTokenBeforeLaterPrompts(t *testing.T) {
 		s.run()
 	}
 	for i, sl := range slots {
-		var got []int32
-		for k := uint64(0); k < sl.ring.tail.Load(); k++ {
-			if ev := &sl.ring.events[k%ringSize]; !ev.end {
-				got = append(got, ev.tok.ID)
-			}
-		}
-		if !slices.Equal(got, want[i]) {
+		if got := slotTokens(sl); !slices.Equal(got, want[i]) {
 			t.Errorf("sequence %d: %v, alone %v", i, got, want[i])
 		}
 	}
@@ -101,4 +141,67 @@ func TestFirstTokenBeforeLaterPrompts(t *testing.T) {
 	for _, sl := range slots {
 		e.free <- sl
 	}
+}
+
+// TestDecodeRowsGiveWayBounded checks the limits of decode rows giving way
+// to first tokens. A long prompt's chunks that do not end it carry the
+// decode rows of running sequences (only its last chunk gives a first
+// token); and decode rows give way for at most slots-1 steps in a row: with
+// two slots, one step, so when prompts that end at their first token keep
+// taking the other slot, the running sequence still advances every other
+// step. Tokens equal each request's alone.
+func TestDecodeRowsGiveWayBounded(t *testing.T) {
+	e, alone := steppedEngine(t, Options{Slots: 2, BatchSize: 64})
+	s := e.sched
+	a, wantA := steppedSlot(t, e, alone, testPrompt(0, 20), 16)
+	s.start(a)
+	if rows, decode := stepRows(t, s); rows != 20 || decode != 0 {
+		t.Fatalf("first step: %d rows, %d decode rows; want a's 20 prompt rows", rows, decode)
+	}
+
+	// A 150-token prompt in steps of 64 rows: 63 rows and a's decode row,
+	// twice, then its last 24 rows alone.
+	long, wantLong := steppedSlot(t, e, alone, testPrompt(1, 150), 1)
+	s.start(long)
+	for i, want := range [][2]int{{64, 1}, {64, 1}, {24, 0}} {
+		if rows, decode := stepRows(t, s); rows != want[0] || decode != want[1] {
+			t.Errorf("long prompt, step %d: %d rows, %d decode rows; want %d, %d", i, rows, decode, want[0], want[1])
+		}
+	}
+	if got := slotTokens(long); !slices.Equal(got, wantLong) {
+		t.Errorf("long prompt: %v, alone %v", got, wantLong)
+	}
+	if len(s.active) != 1 {
+		t.Fatalf("%d sequences running after the long one-token request, want 1", len(s.active))
+	}
+	e.free <- long
+	if rows, decode := stepRows(t, s); rows != 1 || decode != 1 {
+		t.Errorf("after the long prompt: %d rows, %d decode rows; want a's decode row", rows, decode)
+	}
+
+	// One-token requests, each started as soon as the one before ends (at
+	// its first token): a's decode row gives way to the first, rides with
+	// the second (the limit: one step in a row), gives way to the third...
+	for i := range 4 {
+		sl, want := steppedSlot(t, e, alone, testPrompt(2+i, 10), 1)
+		s.start(sl)
+		wantDecode := i % 2
+		if rows, decode := stepRows(t, s); rows != 10+wantDecode || decode != wantDecode {
+			t.Errorf("one-token request %d: %d rows, %d decode rows; want %d decode rows", i, rows, decode, wantDecode)
+		}
+		if got := slotTokens(sl); !slices.Equal(got, want) {
+			t.Errorf("one-token request %d: %v, alone %v", i, got, want)
+		}
+		e.free <- sl
+	}
+	for range 32 {
+		if !s.build() {
+			break
+		}
+		s.run()
+	}
+	if got := slotTokens(a); !slices.Equal(got, wantA) {
+		t.Errorf("running sequence: %v, alone %v", got, wantA)
+	}
+	e.free <- a
 }
