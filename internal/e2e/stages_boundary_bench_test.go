@@ -123,13 +123,17 @@ func BenchmarkStageBoundary(b *testing.B) {
 // process ids by setup: "whole…" one
 // whole-model worker, "2stages…" the two stages of a 2-stage pipeline; a
 // name with -wt gives the stages --stage-write-through, one ending in -pN
-// runs them with GOMAXPROCS=N.
+// runs them with GOMAXPROCS=N. COURIER_BENCH_SLOTS sets every worker's
+// --slots (the default, 4, runs at most 4 streams at once).
 func startSetups(b *testing.B, bin string, srv *natsbus.Server, path string, setups []string) map[string][]int {
 	pids := map[string][]int{}
 	for _, s := range setups {
 		start := func(id string, extra ...string) {
 			args := append([]string{"worker", "--nats", srv.ClientURL(), "--worker-id", s + "-" + id, "--model", s + "=" + path,
 				"--heartbeat", "200ms", "--log-level", "warn", "--ctx-size", "512", "--threads", "1"}, extra...)
+			if slots := os.Getenv("COURIER_BENCH_SLOTS"); slots != "" {
+				args = append(args, "--slots", slots)
+			}
 			cmd := exec.Command(bin, args...)
 			cmd.Env = os.Environ()
 			if _, p, ok := strings.Cut(s, "-p"); ok {
