@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -123,17 +124,17 @@ func BenchmarkStageBoundary(b *testing.B) {
 // process ids by setup: "whole…" one
 // whole-model worker, "2stages…" the two stages of a 2-stage pipeline; a
 // name with -wt gives the stages --stage-write-through, one ending in -pN
-// runs them with GOMAXPROCS=N. COURIER_BENCH_SLOTS sets every worker's
-// --slots (the default, 4, runs at most 4 streams at once).
+// runs them with GOMAXPROCS=N. Every worker has 8 slots (--slots;
+// COURIER_BENCH_SLOTS to choose), so that 8 streams run at once: with a
+// worker's default of 4 the last 4 waited, and a pipeline never had two
+// groups of 4 in flight.
 func startSetups(b *testing.B, bin string, srv *natsbus.Server, path string, setups []string) map[string][]int {
 	pids := map[string][]int{}
 	for _, s := range setups {
 		start := func(id string, extra ...string) {
 			args := append([]string{"worker", "--nats", srv.ClientURL(), "--worker-id", s + "-" + id, "--model", s + "=" + path,
 				"--heartbeat", "200ms", "--log-level", "warn", "--ctx-size", "512", "--threads", "1"}, extra...)
-			if slots := os.Getenv("COURIER_BENCH_SLOTS"); slots != "" {
-				args = append(args, "--slots", slots)
-			}
+			args = append(args, "--slots", cmp.Or(os.Getenv("COURIER_BENCH_SLOTS"), "8"))
 			cmd := exec.Command(bin, args...)
 			cmd.Env = os.Environ()
 			if _, p, ok := strings.Cut(s, "-p"); ok {
