@@ -38,7 +38,9 @@ import (
 // joined by step number, and each segment's median over every decode
 // step is reported in µs (us_<segment>), with the bare round trip
 // (us_rtt) and each setup's time per token (us_per_token_<setup>).
-// COURIER_BENCH_TRACE_DIR keeps the traces there. Setting
+// COURIER_BENCH_TRACE_DIR keeps the traces there; COURIER_BENCH_PIN pins
+// the first stage and the whole model to CPU 0 and the second stage to
+// CPU 1 (taskset). Setting
 // COURIER_BENCH_STAGE_ARGS adds its words to the stage workers'
 // flags (e.g. --stage-write-through).
 //
@@ -53,11 +55,19 @@ func BenchmarkStageBreakdown(b *testing.B) {
 	srv := externalNATS(b)
 	dir := cmp.Or(os.Getenv("COURIER_BENCH_TRACE_DIR"), b.TempDir())
 	var procs []*exec.Cmd
+	pin := os.Getenv("COURIER_BENCH_PIN") != ""
 	start := func(setup, id string, extra ...string) string {
 		trace := filepath.Join(dir, setup+"-"+id+".trace")
 		args := append([]string{"worker", "--nats", srv.ClientURL(), "--worker-id", setup + "-" + id, "--model", setup + "=" + path,
 			"--heartbeat", "200ms", "--log-level", "warn", "--ctx-size", "512", "--threads", "1"}, extra...)
 		cmd := exec.Command(bin, args...)
+		if pin { // stage 1 and the whole model on CPU 0, stage 2 on CPU 1
+			cpu := "0"
+			if id == "2" {
+				cpu = "1"
+			}
+			cmd = exec.Command("taskset", append([]string{"-c", cpu, bin}, args...)...)
+		}
 		cmd.Env = append(os.Environ(), "GOMAXPROCS=1", "COURIER_STEP_TRACE="+trace)
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
