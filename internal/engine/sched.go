@@ -38,7 +38,8 @@ type scheduler struct {
 	sent, spare []*flight
 
 	// decodeYields counts the steps in a row whose decode rows gave way to
-	// a prompt's last rows (see build); at most slots-1.
+	// a prompt's last rows (see build); at most slots-1, background slots
+	// included (cap(incoming)).
 	decodeYields int
 
 	// The rows a SamplingTail's last stage samples in the step being sent.
