@@ -1,6 +1,7 @@
 // Macros shared by the AVX2 tinyBLAS kernels (float_avx2_amd64.s,
-// bf16group_amd64.s): the reduce16 ending of an output and the eight
-// 8-lane accumulators Y0-Y7 of a tile kept at B(DX) between chunks.
+// bf16group_amd64.s, f16deint_amd64.s): the reduce16 ending of an output,
+// the eight 8-lane accumulators Y0-Y7 of a tile kept at B(DX) between
+// chunks, and the four-by-three tile's accumulators and ending.
 
 // HSUM8(y, x, t) sums the eight lanes of y into lane 0 of x (y's low
 // half) as reduce16 does: lanes i+4 and i, then (u0+u2)+(u1+u3). t is an
@@ -34,16 +35,6 @@
 	REDUCE16(192, Y6, X6, 24, t); \
 	REDUCE16(224, Y7, X7, 28, t)
 
-// RED16(LO, HI, P, Q, T): reduce the output whose lanes 0-7 are at LO(DX)
-// and 8-15 at HI(DX) as reduce16 and store it at element Q of output row
-// P (outs in R13). T is scratch.
-#define RED16(LO, HI, P, Q, T) \
-	VMOVUPS 0+HI(DX), Y0; \
-	VADDPS 0+LO(DX), Y0, Y0; \
-	HSUM8(Y0, X0, T); \
-	MOVQ 0+8*P(R13), AX; \
-	VMOVSS X0, 0+4*Q(AX)
-
 // ACC8_LOAD(B), ACC8_ZERO, ACC8_STORE(B): the accumulators Y0-Y7 from
 // B(DX), from zero, and back to B(DX).
 #define ACC8_LOAD(B) \
@@ -58,11 +49,30 @@
 	VMOVUPS Y0, B+0(DX); VMOVUPS Y1, B+32(DX); VMOVUPS Y2, B+64(DX); VMOVUPS Y3, B+96(DX); \
 	VMOVUPS Y4, B+128(DX); VMOVUPS Y5, B+160(DX); VMOVUPS Y6, B+192(DX); VMOVUPS Y7, B+224(DX)
 
-// RED4(N, T, H, Q, S): the four outputs of weight row Q (row H of tile T)
-// of a group kernel whose buf holds N 8-lane rows per tile and pass, as
-// RED16 with scratch S.
-#define RED4(N, T, H, Q, S) \
-	RED16((2*T*N+4*H)*32, ((2*T+1)*N+4*H)*32, 0, Q, S); \
-	RED16((2*T*N+4*H+1)*32, ((2*T+1)*N+4*H+1)*32, 1, Q, S); \
-	RED16((2*T*N+4*H+2)*32, ((2*T+1)*N+4*H+2)*32, 2, Q, S); \
-	RED16((2*T*N+4*H+3)*32, ((2*T+1)*N+4*H+3)*32, 3, Q, S)
+// F16AZERO zeroes the twelve accumulators Y0-Y11 of a four-by-three tile.
+#define F16AZERO \
+	VXORPS Y0, Y0, Y0; VXORPS Y1, Y1, Y1; VXORPS Y2, Y2, Y2; VXORPS Y3, Y3, Y3; \
+	VXORPS Y4, Y4, Y4; VXORPS Y5, Y5, Y5; VXORPS Y6, Y6, Y6; VXORPS Y7, Y7, Y7; \
+	VXORPS Y8, Y8, Y8; VXORPS Y9, Y9, Y9; VXORPS Y10, Y10, Y10; VXORPS Y11, Y11, Y11
+
+// F16A3RED(P, YA, YB, YC, YD, OA, OB, OC, OD, OFF) ends the four outputs
+// of activation row P of a tile of four weight rows by three activation
+// rows whose first row is R13 (second-pass accumulators YA-YD, the first
+// pass's at OA-OD of DX): lanes i and i+8 added, then each reduced as
+// reduce16 does (halves, pairs, the last two), four at a time, and stored
+// with one store at byte OFF of the output row. For gemmF16DAllAVX2 and
+// gemmBF16SAllAVX2, whose frames both hold out, perm and orb at 48, 56
+// and 64.
+#define F16A3RED(P, YA, YB, YC, YD, OA, OB, OC, OD, OFF) \
+	VADDPS OA(DX), YA, YA; VADDPS OB(DX), YB, YB; VADDPS OC(DX), YC, YC; VADDPS OD(DX), YD, YD; \
+	VPERM2F128 $0x20, YB, YA, Y12; VPERM2F128 $0x31, YB, YA, Y13; VADDPS Y13, Y12, Y12; \
+	VPERM2F128 $0x20, YD, YC, Y14; VPERM2F128 $0x31, YD, YC, Y15; VADDPS Y15, Y14, Y14; \
+	VSHUFPS $0x44, Y14, Y12, Y13; VSHUFPS $0xEE, Y14, Y12, Y15; VADDPS Y15, Y13, Y13; \
+	VSHUFPS $0x88, Y13, Y13, Y14; VSHUFPS $0xDD, Y13, Y13, Y15; VADDPS Y15, Y14, Y14; \
+	VEXTRACTF128 $1, Y14, X15; \
+	VUNPCKLPS X15, X14, X14; \
+	MOVQ perm+56(FP), AX; \
+	MOVLQSX (P*4)(AX)(R13*4), AX; \
+	IMULQ orb+64(FP), AX; \
+	ADDQ out+48(FP), AX; \
+	VMOVUPS X14, OFF(AX)

@@ -28,6 +28,16 @@ func gemmBF16G8x4AVX2(w *byte, wrb int, a *[4]*byte, n32 int, buf *[512]float32,
 //go:noescape
 func gemmBF16G8x4SAVX2(w *byte, wrb int, a *[4]*byte, n32 int, buf *[512]float32, outs *[4]*float32)
 
+// gemmBF16SAllAVX2 applies eight BF16 weight rows (wrb bytes apart from
+// w) to m >= 3 activation rows given by their sideBF16 data (arb bytes
+// apart from a) of 32*n32 elements, n32 a multiple of 4, storing output q
+// of activation row p at out + perm[p]*orb + 4q; buf is scratch. It
+// prefetches pfn bytes from pf on, 1 KiB per three activation rows after
+// the first 3*pfskip.
+//
+//go:noescape
+func gemmBF16SAllAVX2(w *byte, wrb int, a *byte, arb, m, n32 int, out *float32, perm *int32, orb int, buf *[f16GroupBuf]float32, pf uintptr, pfn, pfskip int)
+
 // bf16SplitAVX2 writes sideBF16's data of 32*n32 bf16 elements.
 //
 //go:noescape
@@ -78,6 +88,8 @@ func init() {
 	k.gemmGroupOut = groupOutGemmBF16AVX2
 	k.side = sideBF16
 	k.gemmAct = bf16PromptAct
+	k.gemmGroupBlock = blockGemmBF16AVX2
+	k.actUnit = bf16BlockUnit
 	fastKernels[gguf.TypeBF16] = k
 }
 
@@ -128,4 +140,35 @@ func groupOutGemmBF16AVX2(w []byte, wrb, nw int, a []byte, arb, m, cols int, g *
 	actRows(&rows, a, arb, m)
 	gemmBF16G8x4AVX2(&w[0], wrb, &rows, cols/32, (*[512]float32)(g.tile[:]), &g.outs)
 	return true
+}
+
+// bf16BlockUnit is what BF16 prompt rows' activation blocks are a multiple
+// of: whole tiles of blockGemmBF16AVX2 (three rows) and of the group
+// kernels (four), so that only a prompt's last block recomputes rows.
+const bf16BlockUnit = 12
+
+// bf16PrefetchLead is how many tiles of three activation rows before the
+// last ones that prefetch the next group blockGemmBF16AVX2 starts.
+const bf16PrefetchLead = 2
+
+// blockGemmBF16AVX2 is the groupBlockFunc of BF16 prompt rows that carry
+// sideBF16's data: a whole group of eight weight rows against all m >= 3
+// activation rows in one gemmBF16SAllAVX2 call (tiles of four weight rows
+// by three activation rows), the next group prefetched over its last
+// tiles. Partial groups and columns not a multiple of 128 go to
+// groupOutGemmBF16AVX2 (it takes none of the rows).
+func blockGemmBF16AVX2(w []byte, wrb, nw int, a []byte, arb, m, cols int, out []float32, orb int, perm []int32, g *groupOut) int {
+	if nw != groupW || m < 3 || cols%128 != 0 || arb != 6*cols {
+		return 0
+	}
+	_, _ = w[(nw-1)*wrb+2*cols-1], a[(m-1)*arb+6*cols-1]
+	_, _ = perm[m-1], out[groupW-1]
+	for _, i := range perm[:m] {
+		_ = out[int(i)*orb+groupW-1] // the outputs the tiles write
+	}
+	pf, pfn := uintptr(unsafe.Pointer(&w[0]))+uintptr(groupW*wrb), groupW*wrb
+	pfskip := max(0, (m+2)/3-(pfn+1023)/1024-bf16PrefetchLead)
+	gemmBF16SAllAVX2(&w[0], wrb, &a[2*cols], arb, m, cols/32, &out[0], &perm[0], 4*orb,
+		(*[f16GroupBuf]float32)(g.tile[:]), pf, pfn, pfskip)
+	return m
 }

@@ -150,7 +150,7 @@ bfg_store1:
 // both passes with its accumulators loaded from and stored back to buf,
 // so both find the chunk's rows in L1; every lane still adds its products
 // in column order. At the end the outputs are reduced as reduce16 and
-// stored at outs[p][q].
+// stored at outs[p][q] (BF16GRED).
 //
 // buf: [tile][pass][4*h+p][8]float32 at byte ((2*tile+pass)*8+4*h+p)*32
 // (any contents on entry: the first chunk starts from zero registers).
@@ -196,6 +196,46 @@ L: \
 	JB L; \
 	ACC8_STORE(B)
 
+// BF16GRED(P) ends the eight outputs of activation row P, as F16DRED
+// (f16deint_amd64.s) does, with this kernel's buf layout: output q = 2T+H
+// (row H of tile T) has lanes 0-7 at ((2T*8)+4H+P)*32 and 8-15 at
+// (((2T+1)*8)+4H+P)*32 of DX. Each output's lanes i and i+8 are added,
+// then its eight lanes are reduced as reduce16 does,
+// ((y0+y4)+(y2+y6))+((y1+y5)+(y3+y7)), eight outputs at a time (the same
+// additions of the same operands as HSUM8 per output), and the eight sums
+// are stored with one store at outs[P][0:8]: four vector reductions in
+// place of 32 horizontal ones (HSUM8 per output). Y15 holds bf16gOrder.
+#define BF16GRED(P) \
+	VMOVUPS 0+(8+P)*32(DX), Y0; VADDPS 0+(0+P)*32(DX), Y0, Y0; \
+	VMOVUPS 0+(12+P)*32(DX), Y1; VADDPS 0+(4+P)*32(DX), Y1, Y1; \
+	VMOVUPS 0+(24+P)*32(DX), Y2; VADDPS 0+(16+P)*32(DX), Y2, Y2; \
+	VMOVUPS 0+(28+P)*32(DX), Y3; VADDPS 0+(20+P)*32(DX), Y3, Y3; \
+	VMOVUPS 0+(40+P)*32(DX), Y4; VADDPS 0+(32+P)*32(DX), Y4, Y4; \
+	VMOVUPS 0+(44+P)*32(DX), Y5; VADDPS 0+(36+P)*32(DX), Y5, Y5; \
+	VMOVUPS 0+(56+P)*32(DX), Y6; VADDPS 0+(48+P)*32(DX), Y6, Y6; \
+	VMOVUPS 0+(60+P)*32(DX), Y7; VADDPS 0+(52+P)*32(DX), Y7, Y7; \
+	VPERM2F128 $0x20, Y1, Y0, Y8; VPERM2F128 $0x31, Y1, Y0, Y9; VADDPS Y9, Y8, Y8; \
+	VPERM2F128 $0x20, Y3, Y2, Y10; VPERM2F128 $0x31, Y3, Y2, Y11; VADDPS Y11, Y10, Y10; \
+	VPERM2F128 $0x20, Y5, Y4, Y12; VPERM2F128 $0x31, Y5, Y4, Y13; VADDPS Y13, Y12, Y12; \
+	VPERM2F128 $0x20, Y7, Y6, Y14; VPERM2F128 $0x31, Y7, Y6, Y0; VADDPS Y0, Y14, Y14; \
+	VSHUFPS $0x44, Y10, Y8, Y1; VSHUFPS $0xEE, Y10, Y8, Y2; VADDPS Y2, Y1, Y1; \
+	VSHUFPS $0x44, Y14, Y12, Y3; VSHUFPS $0xEE, Y14, Y12, Y4; VADDPS Y4, Y3, Y3; \
+	VSHUFPS $0x88, Y3, Y1, Y5; VSHUFPS $0xDD, Y3, Y1, Y6; VADDPS Y6, Y5, Y5; \
+	VPERMPS Y5, Y15, Y5; \
+	MOVQ 0+8*P(R13), AX; \
+	VMOVUPS Y5, (AX)
+
+// bf16gOrder puts BF16GRED's sums (outputs 0 2 4 6 1 3 5 7) in order.
+DATA bf16gOrder<>+0(SB)/4, $0
+DATA bf16gOrder<>+4(SB)/4, $4
+DATA bf16gOrder<>+8(SB)/4, $1
+DATA bf16gOrder<>+12(SB)/4, $5
+DATA bf16gOrder<>+16(SB)/4, $2
+DATA bf16gOrder<>+20(SB)/4, $6
+DATA bf16gOrder<>+24(SB)/4, $3
+DATA bf16gOrder<>+28(SB)/4, $7
+GLOBL bf16gOrder<>(SB), RODATA|NOPTR, $32
+
 // func gemmBF16G8x4AVX2(w *byte, wrb int, a *[4]*byte, n32 int, buf *[512]float32, outs *[4]*float32)
 TEXT ·gemmBF16G8x4AVX2(SB), NOSPLIT, $0-48
 	VMOVDQU bf16hi4<>(SB), Y15
@@ -234,14 +274,11 @@ bf16g_chunk:
 	CMPQ R13, R15
 	JB bf16g_chunk
 	MOVQ outs+40(FP), R13
-	RED4(8, 0, 0, 0, X12)
-	RED4(8, 0, 1, 1, X12)
-	RED4(8, 1, 0, 2, X12)
-	RED4(8, 1, 1, 3, X12)
-	RED4(8, 2, 0, 4, X12)
-	RED4(8, 2, 1, 5, X12)
-	RED4(8, 3, 0, 6, X12)
-	RED4(8, 3, 1, 7, X12)
+	VMOVDQU bf16gOrder<>(SB), Y15
+	BF16GRED(0)
+	BF16GRED(1)
+	BF16GRED(2)
+	BF16GRED(3)
 	VZEROUPPER
 	RET
 
@@ -341,14 +378,11 @@ bf16s_chunk:
 	CMPQ R13, R15
 	JB bf16s_chunk
 	MOVQ outs+40(FP), R13
-	RED4(8, 0, 0, 0, X12)
-	RED4(8, 0, 1, 1, X12)
-	RED4(8, 1, 0, 2, X12)
-	RED4(8, 1, 1, 3, X12)
-	RED4(8, 2, 0, 4, X12)
-	RED4(8, 2, 1, 5, X12)
-	RED4(8, 3, 0, 6, X12)
-	RED4(8, 3, 1, 7, X12)
+	VMOVDQU bf16gOrder<>(SB), Y15
+	BF16GRED(0)
+	BF16GRED(1)
+	BF16GRED(2)
+	BF16GRED(3)
 	VZEROUPPER
 	RET
 
@@ -464,5 +498,132 @@ bf16act_next:
 	DECQ CX
 	JNZ bf16act_loop
 bf16act_done:
+	VZEROUPPER
+	RET
+
+// gemmBF16SAllAVX2: eight BF16 weight rows in the model's layout (wrb
+// bytes apart) against all m (>= 3) activation rows of a block that carry
+// sideBF16's data (a points at the first row's, arb bytes apart), in tiles
+// of four weight rows by three activation rows, the shape of
+// gemmF16DAllAVX2 (f16deint_amd64.s): one call per weight group and
+// block, so the group stays in L1 while the activation rows stream
+// through it, three rows at a time, and twelve accumulators give each
+// accumulator's two chained multiply-adds of a step room. Per step (32
+// elements of a pass) the three rows' odd floats are loaded, each weight
+// row's dwords are loaded and masked to its odd elements for three fused
+// multiply-adds, then the same with the even floats and the weight dwords
+// shifted: per lane the product of element 2l+1, then 2l, as gemmBF16.
+// Each pass runs over a whole row (64*n32 bytes of weights, n32 a
+// multiple of 4: four steps per iteration), the first pass's accumulators
+// kept in buf; F16A3RED ends the outputs (as reduce16). The last tile of
+// activation rows is moved back to end at row m-1 (m not a multiple of
+// three recomputes a row or two, to the same bits). Output q of
+// activation row s is stored at out + perm[s]*orb + 4q.
+
+// BF16AODD(WO, SO) and BF16AEVEN(WO, SO): one half of a step: the
+// activation rows' floats at SO (odd: 0, even: 32, plus 64 in pass 1) of
+// each row's 128 bytes against the four weight rows' dwords at WO, masked
+// to the odd elements or shifted to the even ones; accumulator Y(3i+p) is
+// weight row i by activation row p.
+#define BF16AODD(WO, SO) \
+	VMOVUPS SO(DI)(BX*2), Y12; \
+	VMOVUPS SO(R8)(BX*2), Y13; \
+	VMOVUPS SO(R9)(BX*2), Y14; \
+	VMOVDQU WO(SI)(BX*1), Y15; VPAND bf16hi4<>(SB), Y15, Y15; \
+	VFMADD231PS Y15, Y12, Y0; VFMADD231PS Y15, Y13, Y1; VFMADD231PS Y15, Y14, Y2; \
+	VMOVDQU WO(R10)(BX*1), Y15; VPAND bf16hi4<>(SB), Y15, Y15; \
+	VFMADD231PS Y15, Y12, Y3; VFMADD231PS Y15, Y13, Y4; VFMADD231PS Y15, Y14, Y5; \
+	VMOVDQU WO(R11)(BX*1), Y15; VPAND bf16hi4<>(SB), Y15, Y15; \
+	VFMADD231PS Y15, Y12, Y6; VFMADD231PS Y15, Y13, Y7; VFMADD231PS Y15, Y14, Y8; \
+	VMOVDQU WO(R12)(BX*1), Y15; VPAND bf16hi4<>(SB), Y15, Y15; \
+	VFMADD231PS Y15, Y12, Y9; VFMADD231PS Y15, Y13, Y10; VFMADD231PS Y15, Y14, Y11
+
+#define BF16AEVEN(WO, SO) \
+	VMOVUPS SO(DI)(BX*2), Y12; \
+	VMOVUPS SO(R8)(BX*2), Y13; \
+	VMOVUPS SO(R9)(BX*2), Y14; \
+	VMOVDQU WO(SI)(BX*1), Y15; VPSLLD $16, Y15, Y15; \
+	VFMADD231PS Y15, Y12, Y0; VFMADD231PS Y15, Y13, Y1; VFMADD231PS Y15, Y14, Y2; \
+	VMOVDQU WO(R10)(BX*1), Y15; VPSLLD $16, Y15, Y15; \
+	VFMADD231PS Y15, Y12, Y3; VFMADD231PS Y15, Y13, Y4; VFMADD231PS Y15, Y14, Y5; \
+	VMOVDQU WO(R11)(BX*1), Y15; VPSLLD $16, Y15, Y15; \
+	VFMADD231PS Y15, Y12, Y6; VFMADD231PS Y15, Y13, Y7; VFMADD231PS Y15, Y14, Y8; \
+	VMOVDQU WO(R12)(BX*1), Y15; VPSLLD $16, Y15, Y15; \
+	VFMADD231PS Y15, Y12, Y9; VFMADD231PS Y15, Y13, Y10; VFMADD231PS Y15, Y14, Y11
+
+// BF16ASTEP(O, P): step O (0-3) of an iteration, pass P (0, 1).
+#define BF16ASTEP(O, P) \
+	BF16AODD(64*O+32*P, 128*O+64*P); \
+	BF16AEVEN(64*O+32*P, 128*O+64*P+32)
+
+// BF16APASS(P, L): pass P over the whole rows from zero accumulators.
+#define BF16APASS(P, L) \
+	F16AZERO; \
+	XORQ BX, BX; \
+L: \
+	BF16ASTEP(0, P); BF16ASTEP(1, P); BF16ASTEP(2, P); BF16ASTEP(3, P); \
+	ADDQ $256, BX; \
+	CMPQ BX, R15; \
+	JB L
+
+// BF16ATILE(T, L0, L1): weight rows 4T..4T+3 (the first at SI, wrb in
+// CX) by the activation tile.
+#define BF16ATILE(T, L0, L1) \
+	LEAQ (SI)(CX*1), R10; \
+	LEAQ (R10)(CX*1), R11; \
+	LEAQ (R11)(CX*1), R12; \
+	BF16APASS(0, L0); \
+	VMOVUPS Y0, 0(DX); VMOVUPS Y1, 32(DX); VMOVUPS Y2, 64(DX); VMOVUPS Y3, 96(DX); \
+	VMOVUPS Y4, 128(DX); VMOVUPS Y5, 160(DX); VMOVUPS Y6, 192(DX); VMOVUPS Y7, 224(DX); \
+	VMOVUPS Y8, 256(DX); VMOVUPS Y9, 288(DX); VMOVUPS Y10, 320(DX); VMOVUPS Y11, 352(DX); \
+	BF16APASS(1, L1); \
+	F16A3RED(0, Y0, Y3, Y6, Y9, 0, 96, 192, 288, 16*T); \
+	F16A3RED(1, Y1, Y4, Y7, Y10, 32, 128, 224, 320, 16*T); \
+	F16A3RED(2, Y2, Y5, Y8, Y11, 64, 160, 256, 352, 16*T)
+
+// func gemmBF16SAllAVX2(w *byte, wrb int, a *byte, arb, m, n32 int, out *float32, perm *int32, orb int, buf *[f16GroupBuf]float32, pf uintptr, pfn, pfskip int)
+TEXT ·gemmBF16SAllAVX2(SB), NOSPLIT, $0-104
+	MOVQ buf+72(FP), DX
+	MOVQ n32+40(FP), R15
+	SHLQ $6, R15
+	XORQ R13, R13
+bf16a_tile:
+	MOVQ m+32(FP), AX
+	SUBQ $3, AX
+	CMPQ R13, AX
+	CMOVQGT AX, R13
+	MOVQ arb+24(FP), CX
+	MOVQ R13, DI
+	IMULQ CX, DI
+	ADDQ a+16(FP), DI
+	LEAQ (DI)(CX*1), R8
+	LEAQ (R8)(CX*1), R9
+	// Prefetch 1 KiB of the next group per tile while pfn lasts, after
+	// pfskip tiles.
+	MOVQ pfskip+96(FP), AX
+	DECQ AX
+	MOVQ AX, pfskip+96(FP)
+	JGE bf16a_nopf
+	MOVQ pfn+88(FP), AX
+	TESTQ AX, AX
+	JLE bf16a_nopf
+	SUBQ $1024, AX
+	MOVQ AX, pfn+88(FP)
+	MOVQ pf+80(FP), AX
+	PREFETCHT0 0(AX); PREFETCHT0 64(AX); PREFETCHT0 128(AX); PREFETCHT0 192(AX)
+	PREFETCHT0 256(AX); PREFETCHT0 320(AX); PREFETCHT0 384(AX); PREFETCHT0 448(AX)
+	PREFETCHT0 512(AX); PREFETCHT0 576(AX); PREFETCHT0 640(AX); PREFETCHT0 704(AX)
+	PREFETCHT0 768(AX); PREFETCHT0 832(AX); PREFETCHT0 896(AX); PREFETCHT0 960(AX)
+	ADDQ $1024, AX
+	MOVQ AX, pf+80(FP)
+bf16a_nopf:
+	MOVQ wrb+8(FP), CX
+	MOVQ w+0(FP), SI
+	BF16ATILE(0, bf16a_t0p0, bf16a_t0p1)
+	LEAQ (R12)(CX*1), SI
+	BF16ATILE(1, bf16a_t1p0, bf16a_t1p1)
+	ADDQ $3, R13
+	CMPQ R13, m+32(FP)
+	JLT bf16a_tile
 	VZEROUPPER
 	RET

@@ -65,11 +65,6 @@ LN: \
 	VCVTPH2PS O(R12)(BX*1), Y15; \
 	VFMADD231PS Y15, Y12, Y9; VFMADD231PS Y15, Y13, Y10; VFMADD231PS Y15, Y14, Y11
 
-#define F16AZERO \
-	VXORPS Y0, Y0, Y0; VXORPS Y1, Y1, Y1; VXORPS Y2, Y2, Y2; VXORPS Y3, Y3, Y3; \
-	VXORPS Y4, Y4, Y4; VXORPS Y5, Y5, Y5; VXORPS Y6, Y6, Y6; VXORPS Y7, Y7, Y7; \
-	VXORPS Y8, Y8, Y8; VXORPS Y9, Y9, Y9; VXORPS Y10, Y10, Y10; VXORPS Y11, Y11, Y11
-
 // F16APASS(L): a pass over bytes [BX, R14) of the rows, from zero
 // accumulators.
 #define F16APASS(L) \
@@ -80,25 +75,6 @@ L: \
 	ADDQ $128, BX; \
 	CMPQ BX, R14; \
 	JB L
-
-// F16A3RED(P, YA, YB, YC, YD, OA, OB, OC, OD, OFF) ends the four outputs
-// of activation row P of the tile (second-pass accumulators YA-YD, the
-// first pass's at OA-OD of DX): lanes i and i+8 added, then each reduced
-// as reduce16 does (halves, pairs, the last two), four at a time, and
-// stored with one store at byte OFF of the output row.
-#define F16A3RED(P, YA, YB, YC, YD, OA, OB, OC, OD, OFF) \
-	VADDPS OA(DX), YA, YA; VADDPS OB(DX), YB, YB; VADDPS OC(DX), YC, YC; VADDPS OD(DX), YD, YD; \
-	VPERM2F128 $0x20, YB, YA, Y12; VPERM2F128 $0x31, YB, YA, Y13; VADDPS Y13, Y12, Y12; \
-	VPERM2F128 $0x20, YD, YC, Y14; VPERM2F128 $0x31, YD, YC, Y15; VADDPS Y15, Y14, Y14; \
-	VSHUFPS $0x44, Y14, Y12, Y13; VSHUFPS $0xEE, Y14, Y12, Y15; VADDPS Y15, Y13, Y13; \
-	VSHUFPS $0x88, Y13, Y13, Y14; VSHUFPS $0xDD, Y13, Y13, Y15; VADDPS Y15, Y14, Y14; \
-	VEXTRACTF128 $1, Y14, X15; \
-	VUNPCKLPS X15, X14, X14; \
-	MOVQ perm+56(FP), AX; \
-	MOVLQSX (P*4)(AX)(R13*4), AX; \
-	IMULQ orb+64(FP), AX; \
-	ADDQ out+48(FP), AX; \
-	VMOVUPS X14, OFF(AX)
 
 // F16ATILE(T, L0, L1): weight rows 4T..4T+3 (the first at SI, wrb in
 // CX) by the activation tile.

@@ -36,6 +36,9 @@ type kernel struct {
 	// actBlock, when set, replaces actBlockBytes as the bound on the
 	// activation rows that a chunk's weight groups pass over at a time.
 	actBlock int
+	// actUnit, when set, replaces groupA as what such a block's row count
+	// is a multiple of (a block kernel's tile rows).
+	actUnit int
 	// side, when set, is data that the multi-row kernel reads after each
 	// converted activation row (MatMuls of two or more rows).
 	side *actSide

@@ -167,6 +167,7 @@ type job struct {
 	act    []byte
 	actRB  int      // bytes per converted activation row (slot)
 	ablk   int      // bound on the activation bytes of a block (see matmul)
+	aunit  int      // what a block's row count is a multiple of
 	baseRB int      // of which the converted row proper
 	side   *actSide // what follows it in the slot (nil: nothing)
 	actT   gguf.Type
@@ -300,7 +301,7 @@ func (j *job) matmul(lo, hi, tid int) {
 	// Activation rows in blocks that stay in the core's cache while the
 	// chunk's weight groups pass over them (a prompt's rows may not fit:
 	// 256 F16 rows of 2048 columns are 2 MiB as float32).
-	blk := max(groupA, j.ablk/max(1, j.actRB)/groupA*groupA)
+	blk := max(j.aunit, j.ablk/max(1, j.actRB)/j.aunit*j.aunit)
 	for a0 := 0; a0 < j.n; a0 += blk {
 		a1 := min(a0+blk, j.n)
 		for r0 := lo; r0 < hi; r0 += groupW {
@@ -497,6 +498,7 @@ func (p *Pool) MatMulModes(out []float32, w Matrix, x []float32, modes []RowMode
 	j.w, j.x, j.n, j.out, j.actT = w, x, n, out, k.act
 	j.actRB = w.Cols / k.act.BlockSize() * k.act.BlockBytes()
 	j.ablk = cmp.Or(k.actBlock, actBlockBytes)
+	j.aunit = cmp.Or(k.actUnit, groupA)
 	j.baseRB, j.side = j.actRB, nil
 	if k.side != nil && n > 1 && w.Cols%32 == 0 {
 		j.side = k.side
