@@ -49,11 +49,20 @@
 	VMOVUPS Y0, B+0(DX); VMOVUPS Y1, B+32(DX); VMOVUPS Y2, B+64(DX); VMOVUPS Y3, B+96(DX); \
 	VMOVUPS Y4, B+128(DX); VMOVUPS Y5, B+160(DX); VMOVUPS Y6, B+192(DX); VMOVUPS Y7, B+224(DX)
 
-// F16AZERO zeroes the twelve accumulators Y0-Y11 of a four-by-three tile.
-#define F16AZERO \
-	VXORPS Y0, Y0, Y0; VXORPS Y1, Y1, Y1; VXORPS Y2, Y2, Y2; VXORPS Y3, Y3, Y3; \
-	VXORPS Y4, Y4, Y4; VXORPS Y5, Y5, Y5; VXORPS Y6, Y6, Y6; VXORPS Y7, Y7, Y7; \
+// ACC12_LOAD(B), ACC12_ZERO, ACC12_STORE(B): the twelve accumulators
+// Y0-Y11 of a four-by-three or three-by-four tile from B(DX), from zero,
+// and back to B(DX).
+#define ACC12_LOAD(B) \
+	ACC8_LOAD(B); \
+	VMOVUPS B+256(DX), Y8; VMOVUPS B+288(DX), Y9; VMOVUPS B+320(DX), Y10; VMOVUPS B+352(DX), Y11
+
+#define ACC12_ZERO \
+	ACC8_ZERO; \
 	VXORPS Y8, Y8, Y8; VXORPS Y9, Y9, Y9; VXORPS Y10, Y10, Y10; VXORPS Y11, Y11, Y11
+
+#define ACC12_STORE(B) \
+	ACC8_STORE(B); \
+	VMOVUPS Y8, B+256(DX); VMOVUPS Y9, B+288(DX); VMOVUPS Y10, B+320(DX); VMOVUPS Y11, B+352(DX)
 
 // F16A3RED(P, YA, YB, YC, YD, OA, OB, OC, OD, OFF) ends the four outputs
 // of activation row P of a tile of four weight rows by three activation

@@ -68,7 +68,7 @@ LN: \
 // F16APASS(L): a pass over bytes [BX, R14) of the rows, from zero
 // accumulators.
 #define F16APASS(L) \
-	F16AZERO; \
+	ACC12_ZERO; \
 L: \
 	F16ASTEP(0); F16ASTEP(16); F16ASTEP(32); F16ASTEP(48); \
 	F16ASTEP(64); F16ASTEP(80); F16ASTEP(96); F16ASTEP(112); \
@@ -85,9 +85,7 @@ L: \
 	XORQ BX, BX; \
 	MOVQ R15, R14; \
 	F16APASS(L0); \
-	VMOVUPS Y0, 0(DX); VMOVUPS Y1, 32(DX); VMOVUPS Y2, 64(DX); VMOVUPS Y3, 96(DX); \
-	VMOVUPS Y4, 128(DX); VMOVUPS Y5, 160(DX); VMOVUPS Y6, 192(DX); VMOVUPS Y7, 224(DX); \
-	VMOVUPS Y8, 256(DX); VMOVUPS Y9, 288(DX); VMOVUPS Y10, 320(DX); VMOVUPS Y11, 352(DX); \
+	ACC12_STORE(0); \
 	MOVQ R15, BX; \
 	LEAQ (R15)(R15*1), R14; \
 	F16APASS(L1); \
@@ -147,22 +145,23 @@ rdeint_loop:
 
 #define F16DCHUNK 768
 
-// F16DT3(B, L, LZ, LS): one pass of the three-row tile at SI, R11, R12
-// over bytes [BX, R14); accumulators at B(DX) (zero when R13 is 0).
-#define F16DT3(B, L, LZ, LS) \
+// F16T3(B, W0, W1, W2, L, LZ, LS): one pass of a three-row tile over
+// bytes [BX, R14) of the activation rows DI, R8, R9, R10, the weight rows'
+// eight elements of a step at addresses W0, W1, W2; accumulators at B(DX)
+// (zero when R13 is 0). F16T2(B, W0, W1, L, LZ, LS): the same for a
+// two-row tile.
+#define F16T3(B, W0, W1, W2, L, LZ, LS) \
 	TESTQ R13, R13; \
 	JZ LZ; \
-	ACC8_LOAD(B); \
-	VMOVUPS B+256(DX), Y8; VMOVUPS B+288(DX), Y9; VMOVUPS B+320(DX), Y10; VMOVUPS B+352(DX), Y11; \
+	ACC12_LOAD(B); \
 	JMP LS; \
 LZ: \
-	ACC8_ZERO; \
-	VXORPS Y8, Y8, Y8; VXORPS Y9, Y9, Y9; VXORPS Y10, Y10, Y10; VXORPS Y11, Y11, Y11; \
+	ACC12_ZERO; \
 LS: \
 L: \
-	VCVTPH2PS (SI)(BX*1), Y12; \
-	VCVTPH2PS (R11)(BX*1), Y13; \
-	VCVTPH2PS (R12)(BX*1), Y14; \
+	VCVTPH2PS W0, Y12; \
+	VCVTPH2PS W1, Y13; \
+	VCVTPH2PS W2, Y14; \
 	VCVTPH2PS (DI)(BX*1), Y15; \
 	VFMADD231PS Y15, Y12, Y0; VFMADD231PS Y15, Y13, Y4; VFMADD231PS Y15, Y14, Y8; \
 	VCVTPH2PS (R8)(BX*1), Y15; \
@@ -174,11 +173,9 @@ L: \
 	ADDQ $16, BX; \
 	CMPQ BX, R14; \
 	JB L; \
-	ACC8_STORE(B); \
-	VMOVUPS Y8, B+256(DX); VMOVUPS Y9, B+288(DX); VMOVUPS Y10, B+320(DX); VMOVUPS Y11, B+352(DX)
+	ACC12_STORE(B)
 
-// F16DT2(B, L, LZ, LS): F16DT3 for the two-row tile at SI, R11.
-#define F16DT2(B, L, LZ, LS) \
+#define F16T2(B, W0, W1, L, LZ, LS) \
 	TESTQ R13, R13; \
 	JZ LZ; \
 	ACC8_LOAD(B); \
@@ -187,8 +184,8 @@ LZ: \
 	ACC8_ZERO; \
 LS: \
 L: \
-	VCVTPH2PS (SI)(BX*1), Y12; \
-	VCVTPH2PS (R11)(BX*1), Y13; \
+	VCVTPH2PS W0, Y12; \
+	VCVTPH2PS W1, Y13; \
 	VCVTPH2PS (DI)(BX*1), Y15; \
 	VFMADD231PS Y15, Y12, Y0; VFMADD231PS Y15, Y13, Y4; \
 	VCVTPH2PS (R8)(BX*1), Y15; \
@@ -201,6 +198,11 @@ L: \
 	CMPQ BX, R14; \
 	JB L; \
 	ACC8_STORE(B)
+
+// F16DT3(B, L, LZ, LS) and F16DT2: F16T3 and F16T2 over the deinterleaved
+// rows at SI, R11, R12 (the pass's byte range of each).
+#define F16DT3(B, L, LZ, LS) F16T3(B, (SI)(BX*1), (R11)(BX*1), (R12)(BX*1), L, LZ, LS)
+#define F16DT2(B, L, LZ, LS) F16T2(B, (SI)(BX*1), (R11)(BX*1), L, LZ, LS)
 
 // PASS0 and PASS1 set [BX, R14) to the chunk's bytes of the first and the
 // second half of the rows.
@@ -306,61 +308,11 @@ f16d_chunk:
 // rows, where copying the group would cost more than it saves. The same
 // chunks, buf layout and ending (F16DRED).
 
-// N16T3(B, WO, L, LZ, LS) and N16T2: F16DT3 and F16DT2 reading weight
+// N16T3(B, WO, L, LZ, LS) and N16T2: F16T3 and F16T2 reading weight
 // element group i at WO+32i (WO: 0 in pass 0, 16 in pass 1), activation
 // group i at 16i of pointers moved to the pass's half (NPASS1, NPASSEND).
-#define N16T3(B, WO, L, LZ, LS) \
-	TESTQ R13, R13; \
-	JZ LZ; \
-	ACC8_LOAD(B); \
-	VMOVUPS B+256(DX), Y8; VMOVUPS B+288(DX), Y9; VMOVUPS B+320(DX), Y10; VMOVUPS B+352(DX), Y11; \
-	JMP LS; \
-LZ: \
-	ACC8_ZERO; \
-	VXORPS Y8, Y8, Y8; VXORPS Y9, Y9, Y9; VXORPS Y10, Y10, Y10; VXORPS Y11, Y11, Y11; \
-LS: \
-L: \
-	VCVTPH2PS WO(SI)(BX*2), Y12; \
-	VCVTPH2PS WO(R11)(BX*2), Y13; \
-	VCVTPH2PS WO(R12)(BX*2), Y14; \
-	VCVTPH2PS (DI)(BX*1), Y15; \
-	VFMADD231PS Y15, Y12, Y0; VFMADD231PS Y15, Y13, Y4; VFMADD231PS Y15, Y14, Y8; \
-	VCVTPH2PS (R8)(BX*1), Y15; \
-	VFMADD231PS Y15, Y12, Y1; VFMADD231PS Y15, Y13, Y5; VFMADD231PS Y15, Y14, Y9; \
-	VCVTPH2PS (R9)(BX*1), Y15; \
-	VFMADD231PS Y15, Y12, Y2; VFMADD231PS Y15, Y13, Y6; VFMADD231PS Y15, Y14, Y10; \
-	VCVTPH2PS (R10)(BX*1), Y15; \
-	VFMADD231PS Y15, Y12, Y3; VFMADD231PS Y15, Y13, Y7; VFMADD231PS Y15, Y14, Y11; \
-	ADDQ $16, BX; \
-	CMPQ BX, R14; \
-	JB L; \
-	ACC8_STORE(B); \
-	VMOVUPS Y8, B+256(DX); VMOVUPS Y9, B+288(DX); VMOVUPS Y10, B+320(DX); VMOVUPS Y11, B+352(DX)
-
-// N16T2(B, L, LZ, LS): N16T3 for the two-row tile at SI, R11.
-#define N16T2(B, WO, L, LZ, LS) \
-	TESTQ R13, R13; \
-	JZ LZ; \
-	ACC8_LOAD(B); \
-	JMP LS; \
-LZ: \
-	ACC8_ZERO; \
-LS: \
-L: \
-	VCVTPH2PS WO(SI)(BX*2), Y12; \
-	VCVTPH2PS WO(R11)(BX*2), Y13; \
-	VCVTPH2PS (DI)(BX*1), Y15; \
-	VFMADD231PS Y15, Y12, Y0; VFMADD231PS Y15, Y13, Y4; \
-	VCVTPH2PS (R8)(BX*1), Y15; \
-	VFMADD231PS Y15, Y12, Y1; VFMADD231PS Y15, Y13, Y5; \
-	VCVTPH2PS (R9)(BX*1), Y15; \
-	VFMADD231PS Y15, Y12, Y2; VFMADD231PS Y15, Y13, Y6; \
-	VCVTPH2PS (R10)(BX*1), Y15; \
-	VFMADD231PS Y15, Y12, Y3; VFMADD231PS Y15, Y13, Y7; \
-	ADDQ $16, BX; \
-	CMPQ BX, R14; \
-	JB L; \
-	ACC8_STORE(B)
+#define N16T3(B, WO, L, LZ, LS) F16T3(B, WO(SI)(BX*2), WO(R11)(BX*2), WO(R12)(BX*2), L, LZ, LS)
+#define N16T2(B, WO, L, LZ, LS) F16T2(B, WO(SI)(BX*2), WO(R11)(BX*2), L, LZ, LS)
 
 // PASS0 and PASS1 set [BX, R14) to the chunk's bytes of the first and the
 // second half of the rows.
