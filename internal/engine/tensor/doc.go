@@ -87,7 +87,9 @@
 // it with a fused multiply-add, as VDPBF16PS's two steps are defined), and
 // tinyBLAS group kernels of two weight rows by four activation rows
 // (bf16group_amd64.s; one takes the activation rows already widened, odd
-// and even elements apart, as side data);
+// and even elements apart, as side data) and a block kernel of the same
+// rows, a group of eight weight rows against a whole block of activation
+// rows in tiles of four weight rows by three activation rows;
 // repacked Q4_K gemv/gemm and a gemv rows kernel (repack_amd64.s), and a
 // gemm group kernel that unpacks each weight block once for four
 // activation rows, one row per lane of the float accumulators
@@ -161,7 +163,8 @@
 // actBlock), each group of eight
 // weight rows applied to a whole block while both are in cache (a class
 // whose kernel takes a whole block in one call, groupBlockFunc, gets it so:
-// Q8_0's tile, F16's). A MatMul of one activation row (a decode step)
+// Q8_0's tile, F16's, BF16's; a block's row count is a multiple of the
+// kernel's actUnit, BF16's whole tiles). A MatMul of one activation row (a decode step)
 // gives a whole chunk to one kernel call where the type has a rows kernel
 // (rowsFunc: F32, Q8_0, Q6_K, Q5_K, BF16, packed Q4_0/Q4_K), which also
 // prefetches the rows it reads next: a decode step's matrices are small
