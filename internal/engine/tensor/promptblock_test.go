@@ -8,8 +8,9 @@ import (
 )
 
 // TestGemmPromptBlockMatchesGeneric compares MatMul over more prompt rows
-// than a group kernel call takes (where F16 runs its kernel over the whole
-// block at once, blockGemmF16AVX2) with the generic kernels, bit for bit:
+// than a group kernel call takes (where F16 and BF16 run their kernels
+// over the whole block at once, blockGemmF16AVX2 and blockGemmBF16AVX2)
+// with the generic kernels, bit for bit:
 // whole and partial weight groups, column counts that the block kernel
 // takes and that it leaves to the group kernels, row counts that are and
 // are not multiples of its tile, and prompt rows mixed with decode rows
