@@ -13,7 +13,7 @@ import (
 type TraceEvent uint8
 
 // The events of a step, in the order a token of a 2-stage pipeline meets
-// them (docs/architecture.md, "Where a stage boundary's time goes").
+// them (docs/architecture.md, "Where a token's time goes across processes").
 const (
 	// The scheduler (a whole model's or a first stage's).
 	TraceForward    TraceEvent = iota + 1 // a forward pass starts
