@@ -86,6 +86,16 @@ func StepTrace(ev TraceEvent, step uint64) {
 	}
 }
 
+// TraceNow is the wall clock when steps are traced, and the zero time
+// otherwise: a caller that notes when a message arrived, before it knows
+// the message's step, reads the clock only for a trace.
+func TraceNow() time.Time {
+	if stepTrace == nil {
+		return time.Time{}
+	}
+	return time.Now()
+}
+
 // StepTraceAt is StepTrace of an event that happened at at.
 func StepTraceAt(ev TraceEvent, step uint64, at time.Time) {
 	t := stepTrace

@@ -576,7 +576,7 @@ func (p *Pipeline) watch(ctx context.Context) {
 // in flight (late answers of failed ones) are dropped. The bus calls it
 // one part at a time, in arrival order.
 func (p *Pipeline) onReply(data []byte) {
-	at := time.Now()
+	at := engine.TraceNow()
 	r := &p.res
 	err := Decode(data, r)
 	if err == nil {

@@ -216,7 +216,7 @@ func (s *Server) announce(stopping bool) {
 
 // onStep runs one step message and passes its output on.
 func (s *Server) onStep(data []byte) {
-	at := time.Now()
+	at := engine.TraceNow()
 	defer func() { yieldOneP(); engine.StepTrace(engine.TraceStepDone, 0) }()
 	s.stepMu.Lock()
 	defer s.stepMu.Unlock()
