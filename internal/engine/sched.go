@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"runtime"
+	"slices"
 	"time"
 
 	"courier/internal/engine/model"
@@ -517,8 +518,10 @@ func (s *scheduler) build() bool {
 	// rows (for at most slots-1 steps in a row): they would cost it as much
 	// as a step of their own (decode rows take their own kernels), so
 	// prompts that arrive together would each wait for a decode pass.
-	give := s.depth() == 1 && s.decodeYields < cap(s.incoming)-1 && s.firstTokenStep(fg, budget)
-	gave := s.addDecodeRows(fg, limit, &taken, give)
+	give := s.depth() == 1 && s.decodeYields < cap(s.incoming)-1 && s.firstTokenStep(fg, budget) && s.decodeWaiting(fg)
+	if !give {
+		s.addDecodeRows(fg, limit, &taken)
+	}
 	for _, sl := range s.active {
 		left := budget - len(b.Tokens)
 		if left <= 0 || sl.nPast >= sl.nInput || sl.cancelled.Load() || sl.err != nil || (fg && sl.background) ||
@@ -541,10 +544,11 @@ func (s *scheduler) build() bool {
 			}
 		}
 	}
-	if gave && len(b.Tokens) == 0 {
-		gave = s.addDecodeRows(fg, limit, &taken, false) // the prompt did not get its rows after all
+	if give && len(b.Tokens) == 0 {
+		s.addDecodeRows(fg, limit, &taken) // the prompt did not get its rows after all
+		give = false
 	}
-	if gave {
+	if give {
 		s.decodeYields++
 	} else if len(b.Tokens) > 0 {
 		s.decodeYields = 0
@@ -569,27 +573,31 @@ func (s *scheduler) build() bool {
 	return len(b.Tokens) > 0
 }
 
-// addDecodeRows adds a decode row for each sequence that can take one
-// (counting them in taken, up to limit), or, when give is set, only
-// reports whether one could have.
-func (s *scheduler) addDecodeRows(fg bool, limit int, taken *int, give bool) bool {
-	waiting := false
+// decodeReady reports whether sl could take a decode row in the step
+// being built (its KV blocks aside).
+func decodeReady(sl *slot, fg bool) bool {
+	return !(fg && sl.background) && !sl.inFlight && sl.nPast >= sl.nInput && sl.nPast < len(sl.tokens) &&
+		!sl.ring.full() && !sl.cancelled.Load()
+}
+
+// decodeWaiting reports whether a sequence could take a decode row in the
+// step being built.
+func (s *scheduler) decodeWaiting(fg bool) bool {
+	return slices.ContainsFunc(s.active, func(sl *slot) bool { return decodeReady(sl, fg) })
+}
+
+// addDecodeRows adds a decode row for each sequence that can take one,
+// counting them in taken, up to limit.
+func (s *scheduler) addDecodeRows(fg bool, limit int, taken *int) {
 	for _, sl := range s.active {
-		if (fg && sl.background) || sl.inFlight || *taken >= limit {
-			continue
+		if *taken >= limit {
+			return
 		}
-		if sl.nPast >= sl.nInput && sl.nPast < len(sl.tokens) && !sl.ring.full() && !sl.cancelled.Load() {
-			if give {
-				waiting = true
-				continue
-			}
-			if s.reserve(sl, sl.nPast+1) {
-				s.addRows(sl, sl.nPast+1)
-				*taken++
-			}
+		if decodeReady(sl, fg) && s.reserve(sl, sl.nPast+1) {
+			s.addRows(sl, sl.nPast+1)
+			*taken++
 		}
 	}
-	return waiting
 }
 
 // firstTokenStep reports whether the step being built gives a prompt its
