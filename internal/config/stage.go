@@ -63,10 +63,15 @@ func ParseLayers(s string) (first, last int, err error) {
 }
 
 func bindStages(fs *flag.FlagSet, c *Node) {
-	if c.Role == RoleWorker {
-		fs.StringVar(&c.Stages.Stage, "stage", c.Stages.Stage,
-			"run share I of N of the model's layers as a pipeline stage, I/N: shares of about equal compute, the last with fewer blocks as it also runs the output head (stage 1 takes requests; the others join it over NATS)")
+	if c.Role == RoleWorker || c.Role == RoleServe {
+		usage := "run share I of N of the model's layers as a pipeline stage, I/N: shares of about equal compute, the last with fewer blocks as it also runs the output head (stage 1 takes requests; the others join it over NATS)"
+		if c.Role == RoleServe {
+			usage += "; serve runs it beside the gateway and the embedded NATS server (--nats-listen), which the other stages' workers join: half of each boundary's bus legs stay in this process"
+		}
+		fs.StringVar(&c.Stages.Stage, "stage", c.Stages.Stage, usage)
 		fs.StringVar(&c.Stages.Layers, "layers", c.Stages.Layers, "run blocks A-B (inclusive) of the model as a pipeline stage, instead of --stage's computed share")
+	}
+	if c.Role == RoleWorker {
 		fs.BoolVar(&c.Stages.WriteThrough, "stage-write-through", c.Stages.WriteThrough,
 			"a stage's NATS connection writes each message to the socket at once instead of waking a flusher (a system call per message; across processes on loopback no faster with two Ps, 0.1-0.3 ms a token faster with one, see docs/architecture.md)")
 	}
@@ -97,6 +102,14 @@ func (c Node) validateStages(bad func(format string, args ...any)) {
 	}
 	if s.Stage != "" && s.Layers != "" {
 		bad("give --stage or --layers, not both")
+	}
+	if c.Role == RoleServe && s.Staged() {
+		if s.Count > 1 {
+			bad("give --stage (or --layers) or --stages, not both")
+		}
+		if c.NATSListen == "" {
+			bad("serve --stage or --layers needs --nats-listen: the pipeline's other stages join this process's NATS server")
+		}
 	}
 	if s.Count < 0 {
 		bad("--stages %d is negative", s.Count)

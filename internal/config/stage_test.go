@@ -58,6 +58,25 @@ func TestStagesValidate(t *testing.T) {
 	if err := serve.Validate(); err == nil || !strings.Contains(err.Error(), "--first-stages") {
 		t.Errorf("--first-stages without --stages: %v", err)
 	}
+	// serve --stage I/N: one share beside the gateway and NATS server,
+	// which the other stages' workers join.
+	serve.Stages.Firsts = 0
+	serve.Stages.Stage = "1/2"
+	if err := serve.Validate(); err == nil || !strings.Contains(err.Error(), "--nats-listen") {
+		t.Errorf("serve --stage 1/2 without --nats-listen: %v", err)
+	}
+	serve.NATSListen = "127.0.0.1:4222"
+	if err := serve.Validate(); err != nil {
+		t.Errorf("serve --stage 1/2 --nats-listen: %v", err)
+	}
+	serve.Stages.Count = 2
+	if err := serve.Validate(); err == nil || !strings.Contains(err.Error(), "not both") {
+		t.Errorf("serve --stage 1/2 --stages 2: %v", err)
+	}
+	serve.Stages.Count, serve.Stages.Stage, serve.Stages.Layers = 0, "", "0-3"
+	if err := serve.Validate(); err != nil {
+		t.Errorf("serve --layers 0-3 --nats-listen: %v", err)
+	}
 }
 
 // TestStageProcs: a stage worker given --threads below the machine's

@@ -62,7 +62,7 @@ func startServeProcess(t *testing.T, bin, addr, dataDir string, extra ...string)
 	return p
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -122,7 +122,7 @@ func startProcess(t *testing.T, bin string, args ...string) *exec.Cmd {
 
 // startCmd starts cmd, prepared by the caller, and stops it at the end of
 // the test as startProcess does.
-func startCmd(t *testing.T, cmd *exec.Cmd) {
+func startCmd(t testing.TB, cmd *exec.Cmd) {
 	t.Helper()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

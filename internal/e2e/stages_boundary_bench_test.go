@@ -34,7 +34,14 @@ import (
 // the first chunk to the end of the stream (us_per_token_<setup>); and
 // what the boundary adds per token against the whole model in the same
 // round (us_added_<setup>: the median over rounds of the difference).
-// Medians over rounds; the texts must equal the whole model's.
+// Medians over rounds; the texts must equal the whole model's. Each round
+// also times 20 bare round trips (3 KB out, 100 bytes back, after a 3 ms
+// pause) to an echo process through the benchmark's NATS server from a
+// TCP connection (us_rtt_tcp: four crossings between processes, as a
+// boundary between stage workers has) and from an in-process one
+// (us_rtt_inproc: two, as a boundary between `serve --stage 1/2` and its
+// joined worker has). COURIER_BENCH_SETUPS picks the setups, whole first
+// (startSetups names them; e.g. whole,2stages,serve1,serve1-p1,servewhole).
 //
 //	COURIER_BENCH_DIR=/tmp/x flock -x /tmp/courier-cpu.lock go test ./internal/e2e/ -run XXX -bench StageBoundary -benchtime 20x
 func BenchmarkStageBoundary(b *testing.B) {
@@ -46,9 +53,23 @@ func BenchmarkStageBoundary(b *testing.B) {
 	path := benchSynthModel(b)
 	srv := externalNATS(b)
 	setups := []string{"whole", "whole-p1", "2stages", "2stages-wt", "2stages-p2"}
-	startSetups(b, bin, srv, path, setups)
-	gw := stageGateway(b, srv, setups...)
-	c := client(b, gw.Addr())
+	if v := os.Getenv("COURIER_BENCH_SETUPS"); v != "" {
+		setups = strings.Split(v, ",")
+	}
+	if setups[0] != "whole" {
+		b.Fatalf("COURIER_BENCH_SETUPS=%s: the first setup must be whole", strings.Join(setups, ","))
+	}
+	_, served := startSetups(b, bin, srv, path, setups)
+	gw := stageGateway(b, srv, onBus(setups)...)
+	clients := setupClients(b, gw.Addr(), setups, served)
+	// The floors: a bare round trip to an echo process through the NATS
+	// server, from a TCP connection of this process (four crossings
+	// between processes, as between two stage workers and a server of
+	// their own) and from an in-process one (two, as between a served
+	// first stage and a worker joined to it).
+	echoTCP := startEcho(b, srv, "rtt", false)
+	echoIn := echoInProcess(b, srv, "rtt-in")
+	var rttTCP, rttIn []float64
 	type times struct{ ttft, gap, perToken, added []float64 }
 	fig := map[string]*times{}
 	for _, s := range setups {
@@ -58,6 +79,7 @@ func BenchmarkStageBoundary(b *testing.B) {
 	run := func(setup string) (text string, ttft, gap, perToken float64) {
 		p := completionParams("Once upon a time", tokens)
 		p.Model = openai.CompletionNewParamsModel(setup)
+		c := clients[setup]
 		t0 := time.Now()
 		st := c.Completions.NewStreaming(testCtx(b), p, option.WithJSONSet("ignore_eos", true))
 		defer st.Close()
@@ -99,6 +121,10 @@ func BenchmarkStageBoundary(b *testing.B) {
 			f := fig[s]
 			f.ttft, f.gap, f.perToken = append(f.ttft, ttft), append(f.gap, gap), append(f.perToken, pt)
 		}
+		for range 20 {
+			rttTCP = append(rttTCP, echoTCP.roundTrip(b))
+			rttIn = append(rttIn, echoIn.roundTrip(b))
+		}
 		for _, s := range setups[1:] {
 			if texts[s] != texts["whole"] {
 				b.Fatalf("round %d: %s answered %q, the whole model %q", round, s, texts[s], texts["whole"])
@@ -117,6 +143,8 @@ func BenchmarkStageBoundary(b *testing.B) {
 		}
 		b.Log(fmt.Sprintf("%s: per token %.0f µs, ttft %.0f µs, gap %.0f µs", s, median(f.perToken), median(f.ttft), median(f.gap)))
 	}
+	b.ReportMetric(median(rttTCP), "us_rtt_tcp")
+	b.ReportMetric(median(rttIn), "us_rtt_inproc")
 }
 
 // startSetups starts the worker processes of each setup of path's model
@@ -128,9 +156,35 @@ func BenchmarkStageBoundary(b *testing.B) {
 // COURIER_BENCH_SLOTS to choose), so that 8 streams run at once: with a
 // worker's default of 4 the last 4 waited, and a pipeline never had two
 // groups of 4 in flight.
-func startSetups(b *testing.B, bin string, srv *natsbus.Server, path string, setups []string) map[string][]int {
+//
+// A setup named serve… is a `courier serve` process of its own, with its
+// own gateway and NATS server listening on loopback (served, by setup):
+// "servewhole" the whole model in it, "serve1" stage 1/2 in it and a
+// worker process of stage 2/2 joined to its NATS server (-pN: the serve
+// process at GOMAXPROCS=N; the stage worker keeps its own default).
+func startSetups(b *testing.B, bin string, srv *natsbus.Server, path string, setups []string) (map[string][]int, map[string]*servedStage) {
 	pids := map[string][]int{}
+	served := map[string]*servedStage{}
+	flags := []string{"--ctx-size", "512", "--threads", "1", "--slots", cmp.Or(os.Getenv("COURIER_BENCH_SLOTS"), "8")}
 	for _, s := range setups {
+		if strings.HasPrefix(s, "serve") {
+			var env []string
+			if _, p, ok := strings.Cut(s, "-p"); ok {
+				env = append(env, "GOMAXPROCS="+p)
+			}
+			share := append([]string(nil), flags...)
+			if strings.HasPrefix(s, "serve1") {
+				share = append(share, "--stage", "1/2")
+			}
+			st := startServedStage(b, bin, s, path, env, share...)
+			pids[s] = append(pids[s], st.cmd.Process.Pid)
+			if strings.HasPrefix(s, "serve1") {
+				w := st.joinStage(b, bin, s+"-2", s, path, nil, append([]string{"--stage", "2/2"}, flags...)...)
+				pids[s] = append(pids[s], w.Process.Pid)
+			}
+			served[s] = st
+			continue
+		}
 		start := func(id string, extra ...string) {
 			args := append([]string{"worker", "--nats", srv.ClientURL(), "--worker-id", s + "-" + id, "--model", s + "=" + path,
 				"--heartbeat", "200ms", "--log-level", "warn", "--ctx-size", "512", "--threads", "1"}, extra...)
@@ -158,7 +212,36 @@ func startSetups(b *testing.B, bin string, srv *natsbus.Server, path string, set
 		start("2", append([]string{"--stage", "2/2"}, wt...)...)
 		start("1", append([]string{"--stage", "1/2"}, wt...)...)
 	}
-	return pids
+	for _, st := range served {
+		st.waitReady(b)
+	}
+	return pids, served
+}
+
+// onBus is the setups of setups that join the benchmark's own NATS
+// server and gateway (not serve…).
+func onBus(setups []string) []string {
+	var out []string
+	for _, s := range setups {
+		if !strings.HasPrefix(s, "serve") {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// setupClients is a client for each setup: of its own gateway for a
+// served setup, else of gw.
+func setupClients(b *testing.B, gw string, setups []string, served map[string]*servedStage) map[string]openai.Client {
+	c := client(b, gw)
+	out := map[string]openai.Client{}
+	for _, s := range setups {
+		out[s] = c
+		if st := served[s]; st != nil {
+			out[s] = client(b, st.addr)
+		}
+	}
+	return out
 }
 
 // median is the middle value of v (sorted in place); 0 when empty.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"cmp"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -55,16 +56,25 @@ func BenchmarkStageBreakdown(b *testing.B) {
 	srv := externalNATS(b)
 	dir := cmp.Or(os.Getenv("COURIER_BENCH_TRACE_DIR"), b.TempDir())
 	var procs []*exec.Cmd
-	pin := os.Getenv("COURIER_BENCH_PIN") != ""
+	// pins: the CPUs of the whole model, the first stage and the second.
+	var pins []string
+	switch v := os.Getenv("COURIER_BENCH_PIN"); {
+	case v == "1":
+		pins = []string{"0", "0", "1"}
+	case v != "":
+		if pins = strings.Split(v, ","); len(pins) != 3 {
+			b.Fatalf("COURIER_BENCH_PIN=%q: want 1 or three CPUs, W,S1,S2", v)
+		}
+	}
 	start := func(setup, id string, extra ...string) string {
 		trace := filepath.Join(dir, setup+"-"+id+".trace")
 		args := append([]string{"worker", "--nats", srv.ClientURL(), "--worker-id", setup + "-" + id, "--model", setup + "=" + path,
 			"--heartbeat", "200ms", "--log-level", "warn", "--ctx-size", "512", "--threads", "1"}, extra...)
 		cmd := exec.Command(bin, args...)
-		if pin { // stage 1 and the whole model on CPU 0, stage 2 on CPU 1
-			cpu := "0"
-			if id == "2" {
-				cpu = "1"
+		if pins != nil {
+			cpu := pins[0]
+			if setup == "2stages" {
+				cpu = pins[map[string]int{"1": 1, "2": 2}[id]]
 			}
 			cmd = exec.Command("taskset", append([]string{"-c", cpu, bin}, args...)...)
 		}
@@ -138,6 +148,10 @@ func BenchmarkStageBreakdown(b *testing.B) {
 	per := map[string][]float64{}
 	stream("whole")
 	stream("2stages")
+	sched0 := make([]schedStats, len(procs))
+	for i, cmd := range procs {
+		sched0[i] = readSchedStats(cmd.Process.Pid)
+	}
 	round := 0
 	for b.Loop() {
 		texts := map[string]string{}
@@ -161,6 +175,18 @@ func BenchmarkStageBreakdown(b *testing.B) {
 		round++
 	}
 	b.StopTimer()
+	// What the kernel says of each process over the rounds, per token of
+	// its setup: time on a CPU, time runnable but waiting for one, moves
+	// between CPUs, and switches away from the CPU (blocking or preempted).
+	toks := float64(round * (tokens - 1))
+	for i, name := range []string{"whole", "s2", "s1"} { // the order started
+		d := readSchedStats(procs[i].Process.Pid).sub(sched0[i])
+		b.ReportMetric(float64(d.run)/1e3/toks, "us_run_"+name)
+		b.ReportMetric(float64(d.wait)/1e3/toks, "us_wait_"+name)
+		b.ReportMetric(float64(d.migrations)/toks, "migr_"+name)
+		b.ReportMetric(float64(d.vol)/toks, "vcsw_"+name)
+		b.ReportMetric(float64(d.invol)/toks, "icsw_"+name)
+	}
 	for _, cmd := range procs {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 	}
@@ -189,7 +215,7 @@ var breakdownOrder = []string{
 	"s2_step_to_compute", "s2_compute", "s2_sample_emit_picks", "s2_picks_to_frames", "s2_frames_to_done",
 	"leg_back", "leg_back_to_tap", "leg_back_from_tap",
 	"s1_reply_to_answered", "s1_answered_to_taken", "s1_taken_to_handed", "s1_handed_to_yielded", "s1_yielded_to_forward",
-	"per_token_2stages", "compute_excess", "rtt", "per_token_whole_client", "per_token_2stages_client",
+	"per_token_2stages", "compute_excess", "whole_forward_cpu", "s1_forward_cpu", "s2_compute_cpu", "compute_excess_cpu", "rtt", "per_token_whole_client", "per_token_2stages_client",
 }
 
 // traceLine is one event of a process's step trace.
@@ -242,6 +268,7 @@ func breakdown(whole, s1, s2 []traceLine, tapStep, tapPicks map[uint64]int64) ma
 		if prev != nil && cur["forward"]-prev["forward"] < gap {
 			add("per_token_whole", prev["forward"], cur["forward"])
 			add("whole_forward", prev["forward"], prev["forward_end"])
+			add("whole_forward_cpu", prev["cpu_forward"], prev["cpu_forward_end"])
 			add("whole_forward_to_handed", prev["forward_end"], prev["handed"])
 			add("whole_handed_to_yielded", prev["handed"], prev["yielded"])
 			add("whole_yielded_to_forward", prev["yielded"], cur["forward"])
@@ -272,7 +299,7 @@ func breakdown(whole, s1, s2 []traceLine, tapStep, tapPicks map[uint64]int64) ma
 	afterTake := false
 	for _, l := range s1 {
 		switch l.ev {
-		case "forward", "forward_end":
+		case "forward", "forward_end", "cpu_forward", "cpu_forward_end":
 			get(sent + 1)[l.ev] = l.at
 		case "send":
 			sent = l.step
@@ -323,6 +350,11 @@ func breakdown(whole, s1, s2 []traceLine, tapStep, tapPicks map[uint64]int64) ma
 		}
 		add("per_token_2stages", a["forward"], n["forward"])
 		add("s1_forward", a["forward"], a["forward_end"])
+		add("s1_forward_cpu", a["cpu_forward"], a["cpu_forward_end"])
+		add("s2_compute_cpu", c["cpu_compute"], c["cpu_computed"])
+		if a["cpu_forward_end"] != 0 && c["cpu_computed"] != 0 {
+			seg["stage_compute_cpu"] = append(seg["stage_compute_cpu"], float64(a["cpu_forward_end"]-a["cpu_forward"]+c["cpu_computed"]-c["cpu_compute"])/1e3)
+		}
 		add("s1_forward_end_to_send", a["forward_end"], a["send"])
 		add("s1_encode_publish", a["send"], a["published"])
 		add("s1_published_to_yielded", a["published"], a["yielded_send"])
@@ -349,6 +381,9 @@ func breakdown(whole, s1, s2 []traceLine, tapStep, tapPicks map[uint64]int64) ma
 	if w, s := seg["whole_forward"], seg["stage_compute"]; len(w) > 0 && len(s) > 0 {
 		seg["compute_excess"] = []float64{median(append([]float64(nil), s...)) - median(append([]float64(nil), w...))}
 	}
+	if w, s := seg["whole_forward_cpu"], seg["stage_compute_cpu"]; len(w) > 0 && len(s) > 0 {
+		seg["compute_excess_cpu"] = []float64{median(append([]float64(nil), s...)) - median(append([]float64(nil), w...))}
+	}
 	return seg
 }
 
@@ -364,6 +399,17 @@ type echoSide struct {
 // through when wt) and a connection of this process to it, dialed the
 // same way.
 func startEcho(b *testing.B, srv *natsbus.Server, name string, wt bool) *echoSide {
+	return startEchoConn(b, srv, name, wt, false)
+}
+
+// echoInProcess is startEcho with this process's side on an in-process
+// connection to srv (no socket): a round trip crosses between processes
+// twice, not four times.
+func echoInProcess(b *testing.B, srv *natsbus.Server, name string) *echoSide {
+	return startEchoConn(b, srv, name, false, true)
+}
+
+func startEchoConn(b *testing.B, srv *natsbus.Server, name string, wt, inProcess bool) *echoSide {
 	cmd := exec.Command(os.Args[0], "-test.run", "^TestEchoProcess$")
 	cmd.Env = append(os.Environ(), "COURIER_ECHO_NATS="+srv.ClientURL(), "COURIER_ECHO_SUBJECT="+name)
 	var opts []natsbus.DialOption
@@ -390,7 +436,12 @@ func startEcho(b *testing.B, srv *natsbus.Server, name string, wt bool) *echoSid
 		b.Fatalf("echo process: %s%s (%v)", line, rest, err)
 	}
 	go func() { _, _ = io.Copy(io.Discard, r) }()
-	a, err := natsbus.Dial(srv.ClientURL(), "bench-"+name, natsbus.ClientAuth{}, nil, opts...)
+	var a *natsbus.Conn
+	if inProcess {
+		a, err = srv.Connect("bench-" + name)
+	} else {
+		a, err = natsbus.Dial(srv.ClientURL(), "bench-"+name, natsbus.ClientAuth{}, nil, opts...)
+	}
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -422,4 +473,46 @@ func (s *echoSide) roundTrip(b *testing.B) float64 {
 		b.Fatalf("%s: no answer within 10s", s.name)
 	}
 	return float64(time.Since(t0).Nanoseconds()) / 1e3
+}
+
+// schedStats is what the kernel counts of a process, summed over its
+// threads (/proc/PID/task/TID/schedstat and sched).
+type schedStats struct{ run, wait, migrations, vol, invol int64 }
+
+func (a schedStats) sub(b schedStats) schedStats {
+	return schedStats{a.run - b.run, a.wait - b.wait, a.migrations - b.migrations, a.vol - b.vol, a.invol - b.invol}
+}
+
+// readSchedStats reads pid's threads' counts; a thread gone between the
+// listing and the read counts nothing.
+func readSchedStats(pid int) schedStats {
+	var s schedStats
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	tasks, _ := os.ReadDir(dir)
+	for _, t := range tasks {
+		if d, err := os.ReadFile(filepath.Join(dir, t.Name(), "schedstat")); err == nil {
+			if f := strings.Fields(string(d)); len(f) >= 2 {
+				r, _ := strconv.ParseInt(f[0], 10, 64)
+				w, _ := strconv.ParseInt(f[1], 10, 64)
+				s.run, s.wait = s.run+r, s.wait+w
+			}
+		}
+		d, _ := os.ReadFile(filepath.Join(dir, t.Name(), "sched"))
+		for _, line := range strings.Split(string(d), "\n") {
+			k, v, ok := strings.Cut(line, ":")
+			if !ok {
+				continue
+			}
+			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			switch strings.TrimSpace(k) {
+			case "se.nr_migrations":
+				s.migrations += n
+			case "nr_voluntary_switches":
+				s.vol += n
+			case "nr_involuntary_switches":
+				s.invol += n
+			}
+		}
+	}
+	return s
 }

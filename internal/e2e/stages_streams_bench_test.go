@@ -27,7 +27,10 @@ import (
 // whole model's in the same round (x_whole_<streams>_<setup>), and the
 // CPU the run took, in cores (CPU seconds per second of the run), of this
 // process (gateway, NATS server and client: cores_bench_<streams>_<setup>)
-// and of the setup's worker processes (cores_workers_<streams>_<setup>):
+// and of the setup's worker processes (cores_workers_<streams>_<setup>;
+// a served setup's serve process counts there, its gateway and NATS
+// server included). COURIER_BENCH_SETUPS picks the setups, whole first
+// (BenchmarkStageBoundary's startSetups names them):
 //
 //	COURIER_BENCH_DIR=/tmp/x flock -x /tmp/courier-cpu.lock go test ./internal/e2e/ -run XXX -bench StageStreams -benchtime 5x
 func BenchmarkStageStreams(b *testing.B) {
@@ -39,9 +42,15 @@ func BenchmarkStageStreams(b *testing.B) {
 	path := benchSynthModel(b)
 	srv := externalNATS(b)
 	setups := []string{"whole", "2stages", "2stages-p2"}
-	pids := startSetups(b, bin, srv, path, setups)
-	gw := stageGateway(b, srv, setups...)
-	c := client(b, gw.Addr())
+	if v := os.Getenv("COURIER_BENCH_SETUPS"); v != "" {
+		setups = strings.Split(v, ",")
+	}
+	if setups[0] != "whole" {
+		b.Fatalf("COURIER_BENCH_SETUPS=%s: the first setup must be whole", strings.Join(setups, ","))
+	}
+	pids, served := startSetups(b, bin, srv, path, setups)
+	gw := stageGateway(b, srv, onBus(setups)...)
+	clients := setupClients(b, gw.Addr(), setups, served)
 	// cores[k]: CPU seconds per second of the run, of this process (the
 	// gateway, the NATS server and the client: "bench") and of the setup's
 	// worker processes ("workers").
@@ -54,6 +63,7 @@ func BenchmarkStageStreams(b *testing.B) {
 			wg.Go(func() {
 				p := completionParams(fmt.Sprintf("Once upon a time %d", i), tokens)
 				p.Model = openai.CompletionNewParamsModel(setup)
+				c := clients[setup]
 				if _, err := c.Completions.New(testCtx(b), p, option.WithJSONSet("ignore_eos", true)); err != nil {
 					b.Errorf("%s: %v", setup, err)
 				}

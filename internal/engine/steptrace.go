@@ -34,11 +34,20 @@ const (
 	TracePicks    // the picks were published
 	TraceFrames   // the chunks were published
 	TraceStepDone // the handler returned (after its yield)
+	// The calling thread's CPU time (not the wall clock) at a forward's
+	// and a stage's compute's start and end, recorded with those events:
+	// a forward's wall time less its CPU time is the time its thread was
+	// not running (preempted, or waiting for a core).
+	TraceForwardCPU
+	TraceForwardEndCPU
+	TraceComputeCPU
+	TraceComputedCPU
 	traceEvents
 )
 
 var traceNames = [traceEvents]string{"", "forward", "forward_end", "taken", "handed", "yielded",
-	"send", "published", "reply", "answered", "step", "compute", "computed", "sampled", "picks", "frames", "step_done"}
+	"send", "published", "reply", "answered", "step", "compute", "computed", "sampled", "picks", "frames", "step_done",
+	"cpu_forward", "cpu_forward_end", "cpu_compute", "cpu_computed"}
 
 func (e TraceEvent) String() string {
 	if e < traceEvents {
@@ -49,7 +58,8 @@ func (e TraceEvent) String() string {
 
 // stepTrace is the process's trace, nil unless COURIER_STEP_TRACE names a
 // file: a fixed array of events, filled once (a measurement, not a log),
-// written by WriteStepTrace.
+// written by WriteStepTrace. Events of the thread's CPU time (cpuEvent)
+// hold that in at instead of the wall clock.
 var stepTrace = newStepTrace(os.Getenv("COURIER_STEP_TRACE"))
 
 type traceRec struct {
@@ -83,7 +93,26 @@ func newStepTrace(path string) *stepTraceBuf {
 func StepTrace(ev TraceEvent, step uint64) {
 	if stepTrace != nil {
 		StepTraceAt(ev, step, time.Now())
+		if c := cpuEvent(ev); c != 0 {
+			stepTrace.add(traceRec{at: threadCPU(), step: step, ev: c})
+		}
 	}
+}
+
+// cpuEvent is the event that notes the thread's CPU time with ev; 0 if
+// none does.
+func cpuEvent(ev TraceEvent) TraceEvent {
+	switch ev {
+	case TraceForward:
+		return TraceForwardCPU
+	case TraceForwardEnd:
+		return TraceForwardEndCPU
+	case TraceCompute:
+		return TraceComputeCPU
+	case TraceComputed:
+		return TraceComputedCPU
+	}
+	return 0
 }
 
 // TraceNow is the wall clock when steps are traced, and the zero time
@@ -102,9 +131,13 @@ func StepTraceAt(ev TraceEvent, step uint64, at time.Time) {
 	if t == nil {
 		return
 	}
+	t.add(traceRec{at: at.UnixNano(), step: step, ev: ev})
+}
+
+func (t *stepTraceBuf) add(r traceRec) {
 	i := t.n.Add(1) - 1
 	if i < int64(len(t.recs)) {
-		t.recs[i] = traceRec{at: at.UnixNano(), step: step, ev: ev}
+		t.recs[i] = r
 	}
 }
 
