@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -26,8 +27,9 @@ type servedStage struct {
 
 // startServedStage starts `courier serve` with share (e.g. "--stage",
 // "1/2") of path's model, named name, with env added to its environment,
-// until tb ends; it returns once the worker credential is written (the
-// embedded server is up), before the pipeline is complete.
+// until tb ends; it returns once the embedded server takes connections
+// and the worker credential is written, before the pipeline is complete
+// (a worker that dials earlier fails: its first dial is not retried).
 func startServedStage(tb testing.TB, bin, name, path string, env []string, share ...string) *servedStage {
 	tb.Helper()
 	dir := tb.TempDir()
@@ -42,13 +44,14 @@ func startServedStage(tb testing.TB, bin, name, path string, env []string, share
 	startCmd(tb, s.cmd)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if _, err := os.Stat(s.tokenFile); err == nil {
-			// The file is written before the server starts; a dial
-			// refused below is retried by the worker's own reconnects.
-			return s
+		if c, err := net.Dial("tcp", natsAddr); err == nil {
+			c.Close()
+			if _, err := os.Stat(s.tokenFile); err == nil {
+				return s
+			}
 		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("serve %s: no %s within 30s", strings.Join(share, " "), s.tokenFile)
+			tb.Fatalf("serve %s: NATS not listening on %s with %s within 30s", strings.Join(share, " "), natsAddr, s.tokenFile)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
