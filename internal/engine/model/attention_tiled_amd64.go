@@ -2,7 +2,11 @@
 
 package model
 
-import "golang.org/x/sys/cpu"
+import (
+	"golang.org/x/sys/cpu"
+
+	"courier/internal/engine/kerneltrace"
+)
 
 // tiledAVX512 selects the AVX-512 bodies of the tiled kernel's inner
 // loops (attention_tiled_amd64.s), which give the generic bodies' bits.
@@ -69,6 +73,9 @@ func tileScores(kq *[faTileKV]float32, q []float32, rows *[faTileKV][]uint16, nv
 		_ = rows[tk][len(q)-1] // every row the assembly reads holds hd values
 	}
 	if tiledAVX512 {
+		if kerneltrace.On {
+			kerneltrace.Ran("tileScoresAVX512")
+		}
 		tileScoresAVX512(kq, &q[0], rows, len(q), groups)
 		return
 	}
@@ -124,6 +131,9 @@ func tileAccumulate(vkq []float32, p *[faTileKV]float32, rows *[faTileKV][]uint1
 		_ = rows[tk][len(vkq)-1]
 	}
 	if tiledAVX512 {
+		if kerneltrace.On {
+			kerneltrace.Ran("tileAccumulateAVX512")
+		}
 		tileAccumulateAVX512(&vkq[0], p, rows, nv, len(vkq))
 		return
 	}
@@ -134,6 +144,9 @@ func tileAccumulate(vkq []float32, p *[faTileKV]float32, rows *[faTileKV][]uint1
 func tileExp(kq *[faTileKV]float32, m float32) {
 	switch {
 	case tiledAVX512:
+		if kerneltrace.On {
+			kerneltrace.Ran("tileExpAVX512")
+		}
 		tileExpAVX512(kq, m)
 	case tiledAVX2:
 		tileExpAVX2(kq, m)

@@ -67,6 +67,7 @@ func randF16Tile(rng *rand.Rand, hd int) [faTileKV][]uint16 {
 }
 
 func TestTileLoopsAsmMatchGeneric(t *testing.T) {
+	defer expectAVX512(t, "tileScoresAVX512", "tileAccumulateAVX512", "tileExpAVX512")()
 	for _, lv := range tiledLevels(t) {
 		tiledAVX512, tiledAVX2 = lv.avx512, lv.avx2
 		t.Run(lv.name, testTileLoops)
@@ -213,6 +214,7 @@ func TestTileValuesAsmMatchesGeneric(t *testing.T) {
 }
 
 func TestTiledAttentionAsmMatchesGeneric(t *testing.T) {
+	defer expectAVX512(t, "tileScoresAVX512", "tileAccumulateAVX512", "tileExpAVX512")()
 	for _, lv := range tiledLevels(t) {
 		t.Run(lv.name, func(t *testing.T) { testTiledAttention(t, lv) })
 	}

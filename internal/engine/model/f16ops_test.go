@@ -112,6 +112,7 @@ func reduce4x16(acc *[4][16]float32) float32 {
 // (assembly where available) with the generic one, bit for bit, over
 // inputs from tiny to beyond exp's range.
 func TestSwigluFastMatchesGeneric(t *testing.T) {
+	defer expectAVX512(t, "swigluAVX512")()
 	r := rand.New(rand.NewPCG(43, 44))
 	for iter := 0; iter < 500; iter++ {
 		n := 16 * (1 + r.IntN(20))

@@ -2,7 +2,11 @@
 
 package model
 
-import "golang.org/x/sys/cpu"
+import (
+	"golang.org/x/sys/cpu"
+
+	"courier/internal/engine/kerneltrace"
+)
 
 //go:noescape
 func swigluAVX512(gate, up *float32, n16 int)
@@ -15,6 +19,9 @@ func init() {
 		swigluVec = func(gate, up []float32) {
 			if n := len(gate) &^ 15; n > 0 {
 				_ = up[n-1]
+				if kerneltrace.On {
+					kerneltrace.Ran("swigluAVX512")
+				}
 				swigluAVX512(&gate[0], &up[0], n/16)
 			}
 		}

@@ -2,7 +2,11 @@
 
 package tensor
 
-import "math"
+import (
+	"math"
+
+	"courier/internal/engine/kerneltrace"
+)
 
 //go:noescape
 func quantQ8_0AVX512(x *float32, dst *byte, nb int) (bad int)
@@ -25,6 +29,9 @@ func init() {
 func quantizeQ8KFast(x []float32, dst []byte) {
 	for b := 0; b < len(x)/qkK; b++ {
 		xb, blk := x[qkK*b:qkK*b+qkK], dst[q8KB*b:q8KB*b+q8KB]
+		if kerneltrace.On {
+			kerneltrace.Ran("absMaxQ8KAVX512")
+		}
 		amax, idx := absMaxQ8KAVX512(&xb[0])
 		switch {
 		case amax == 0:
@@ -35,6 +42,9 @@ func quantizeQ8KFast(x []float32, dst []byte) {
 			continue
 		}
 		iscale := -127 / xb[idx]
+		if kerneltrace.On {
+			kerneltrace.Ran("quantQ8KCodesAVX512")
+		}
 		quantQ8KCodesAVX512(&xb[0], &blk[4], iscale)
 		finishQ8K(blk, iscale)
 	}
@@ -48,6 +58,9 @@ func quantizeQ8_0Fast(x []float32, dst []byte) {
 		return
 	}
 	_ = dst[34*nb-1]
+	if kerneltrace.On {
+		kerneltrace.Ran("quantQ8_0AVX512")
+	}
 	if quantQ8_0AVX512(&x[0], &dst[0], nb) != 0 {
 		quantizeQ8_0(x, dst)
 	}

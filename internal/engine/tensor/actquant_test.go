@@ -14,8 +14,9 @@ import (
 // for byte, on rows with zero blocks, ties, tiny and huge values, and
 // infinities and NaNs (which the fast path hands to the generic one).
 func TestQuantizeQ8_0FastMatchesGeneric(t *testing.T) {
+	defer expectAVX512(t, "quantQ8_0AVX512")()
 	r := rand.New(rand.NewPCG(51, 52))
-	for iter := 0; iter < 2000; iter++ {
+	for iter := 0; iter < pick(t, 2000, 300); iter++ {
 		nb := 1 + r.IntN(8)
 		x := make([]float32, 32*nb)
 		sc := math.Exp2(float64(r.IntN(80) - 40))
@@ -51,8 +52,9 @@ func TestQuantizeQ8_0FastMatchesGeneric(t *testing.T) {
 // quantizer (blocks of 256), with ties for the largest magnitude of both
 // signs, all-zero and all-NaN blocks, and infinities.
 func TestQuantizeQ8KFastMatchesGeneric(t *testing.T) {
+	defer expectAVX512(t, "absMaxQ8KAVX512", "quantQ8KCodesAVX512")()
 	r := rand.New(rand.NewPCG(53, 54))
-	for iter := 0; iter < 1000; iter++ {
+	for iter := 0; iter < pick(t, 1000, 100); iter++ {
 		nb := 1 + r.IntN(4)
 		x := make([]float32, 256*nb)
 		sc := math.Exp2(float64(r.IntN(80) - 40))

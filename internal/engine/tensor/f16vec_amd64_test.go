@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"reflect"
+	"runtime"
 	"testing"
 )
 
@@ -85,6 +87,27 @@ func BenchmarkDotF16Rows(b *testing.B) {
 				}
 				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows), "ns/row")
 			})
+		}
+	}
+}
+
+// TestF16VecDispatch checks that MadF16, ScaleF16 and RoundF16 take the
+// bodies the CPU calls for (TestF16VecMatchesGeneric runs each body
+// directly as well): on AVX-512F the AVX-512 ones, so that a pass under
+// scripts/avx512-emu covers the dispatch, not only the bodies.
+func TestF16VecDispatch(t *testing.T) {
+	defer expectAVX512(t)() // fails under COURIER_REQUIRE_AVX512 without AVX-512F
+	want := [3]any{madF16AVX2, scaleF16AVX2, roundF16AVX2}
+	switch {
+	case hasAVX512:
+		want = [3]any{madF16AVX512, scaleF16AVX512, roundF16AVX512}
+	case !hasAVX2:
+		t.Skip("no AVX2: generic bodies")
+	}
+	got := [3]any{madF16Vec, scaleF16Vec, roundF16Vec}
+	for i, name := range []string{"MadF16", "ScaleF16", "RoundF16"} {
+		if g, w := reflect.ValueOf(got[i]).Pointer(), reflect.ValueOf(want[i]).Pointer(); g != w {
+			t.Errorf("%s dispatches to %s, want %s", name, runtime.FuncForPC(g).Name(), runtime.FuncForPC(w).Name())
 		}
 	}
 }

@@ -114,7 +114,7 @@ func TestF16VecMatchesGeneric(t *testing.T) {
 	bodies := append([]f16Bodies{{"dispatch", DotF16, MadF16, ScaleF16, RoundF16, MadF16Rows, DotF16Rows}}, asmF16Bodies()...)
 	r := rand.New(rand.NewPCG(31, 32))
 	lengths := []int{256, 320, 1000, 4096 + 63}
-	for n := 0; n <= 200; n++ {
+	for n := 0; n <= pick(t, 200, 80); n++ {
 		lengths = append(lengths, n, n, n)
 	}
 	const guard = 40

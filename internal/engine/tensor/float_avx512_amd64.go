@@ -6,6 +6,7 @@ import (
 	"golang.org/x/sys/cpu"
 
 	"courier/internal/engine/gguf"
+	"courier/internal/engine/kerneltrace"
 )
 
 // n64: 64-element steps; acc: per row, ggml's four 16-lane accumulators
@@ -73,6 +74,9 @@ func groupDotF32(w []byte, wrb, nw int, a []byte, arb, m, cols int, res *[groupW
 	for q := 0; q < nw; q++ {
 		wq := w[q*wrb : (q+1)*wrb]
 		_ = wq[4*np-1]
+		if kerneltrace.On {
+			kerneltrace.Ran("dotF32x4AVX512")
+		}
 		dotF32x4AVX512(&wq[0], &rows, np/64, &acc)
 		for p := 0; p < m; p++ {
 			if np == cols {
@@ -102,8 +106,14 @@ func groupDotF16(w []byte, wrb, nw int, a []byte, arb, m, cols int, res *[groupW
 		wq := w[q*wrb : (q+1)*wrb]
 		_ = wq[2*np-1]
 		if wide {
+			if kerneltrace.On {
+				kerneltrace.Ran("dotF16x4F32AVX512")
+			}
 			dotF16x4F32AVX512(&wq[0], &rows, np/64, &acc)
 		} else {
+			if kerneltrace.On {
+				kerneltrace.Ran("dotF16x4AVX512")
+			}
 			dotF16x4AVX512(&wq[0], &rows, np/64, &acc)
 		}
 		for p := 0; p < m; p++ {
@@ -134,8 +144,14 @@ func groupGemm(f16 bool, w []byte, wrb, nw int, a []byte, arb, m, cols int, res 
 		}
 		_ = w[(q+1)*wrb-1]
 		if f16 {
+			if kerneltrace.On {
+				kerneltrace.Ran("gemmF16x4AVX512")
+			}
 			gemmF16x4AVX512(&w[q*wrb], &rows, cols/16, &acc, step)
 		} else {
+			if kerneltrace.On {
+				kerneltrace.Ran("gemmF32x4AVX512")
+			}
 			gemmF32x4AVX512(&w[q*wrb], &rows, cols/16, &acc, step)
 		}
 		for h := 0; h < 2 && q+h < nw; h++ {
@@ -169,5 +185,8 @@ func rowsDotF32(w []byte, wrb int, a []byte, cols int, out []float32) {
 		return
 	}
 	_ = w[nw*wrb-1]
+	if kerneltrace.On {
+		kerneltrace.Ran("dotF32RowsAVX512")
+	}
 	dotF32RowsAVX512(&w[0], wrb, nw, &x[0], cols/64, &out[0])
 }

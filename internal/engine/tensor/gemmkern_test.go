@@ -69,17 +69,24 @@ func promptAct(t *testing.T, k kernel, typ gguf.Type, raw []byte, cols int) []by
 // random rows with extreme values, for every weight-row count up to a
 // group and every activation-row count up to groupA.
 func TestGemmGroupKernelsMatchGeneric(t *testing.T) {
+	defer expectAVX512(t, "gemmF32x4AVX512", "gemmF16x4AVX512")()
 	r := rand.New(rand.NewPCG(47, 48))
+	colsList := pick(t, []int{16, 32, 48, 96, 768, 2048}, []int{16, 48, 96})
+	var nws []int
+	for nw := 1; nw <= groupW; nw++ {
+		nws = append(nws, nw)
+	}
+	nws = pick(t, nws, []int{1, 2, 3, groupW})
 	for _, tc := range gemmGroupVariants() {
 		gen := genericKernels[tc.typ]
 		at, _ := VecDotType(tc.typ)
-		for _, cols := range []int{16, 32, 48, 96, 768, 2048} {
+		for _, cols := range colsList {
 			if cols%gen.gemmK != 0 {
 				continue
 			}
 			rb, _ := tc.typ.RowBytes(cols)
 			for _, extreme := range []bool{false, true} {
-				for nw := 1; nw <= groupW; nw++ {
+				for _, nw := range nws {
 					for m := 1; m <= groupA; m++ {
 						var w, a []byte
 						for q := 0; q < nw; q++ {
@@ -129,15 +136,18 @@ func f32view(at gguf.Type, a []byte, cols int) []float32 {
 // ubatch size 1..9 on two threads and compares every output with the
 // generic kernels, bit for bit.
 func TestGemmPromptRowsMatchGeneric(t *testing.T) {
+	defer expectAVX512(t, "gemmF32x4AVX512", "gemmF16x4AVX512")()
 	r := rand.New(rand.NewPCG(49, 50))
 	p := NewPool(2)
 	defer p.Close()
 	ws := NewWorkspace(512, 1)
+	shapes := pick(t, [][2]int{{40, 512}, {37, 96}, {16, 48}}, [][2]int{{37, 96}, {16, 48}})
+	ns := pick(t, []int{1, 2, 3, 4, 5, 6, 7, 8, 9}, []int{1, 2, 4, 5, 9})
 	for _, typ := range []gguf.Type{gguf.TypeF32, gguf.TypeF16, gguf.TypeBF16} {
-		for _, shape := range [][2]int{{40, 512}, {37, 96}, {16, 48}} {
+		for _, shape := range shapes {
 			rows, cols := shape[0], shape[1]
 			w := randMatrix(t, r, typ, rows, cols)
-			for n := 1; n <= 9; n++ {
+			for _, n := range ns {
 				x := randRow(r, n*cols, 1)
 				out := make([]float32, n*rows)
 				p.MatMul(out, w, x, n, ws)
@@ -162,6 +172,7 @@ func TestGemmPromptRowsMatchGeneric(t *testing.T) {
 // weight-row count up to a group and activation-row count up to groupA.
 func TestRepackGroupKernelsMatchGeneric(t *testing.T) {
 	r := rand.New(rand.NewPCG(51, 52))
+	colsList := pick(t, []int{256, 768, 2048}, []int{256})
 	for _, typ := range []gguf.Type{gguf.TypeQ4_K, gguf.TypeQ4_0} {
 		rk, gen := repackKernelFor(typ), repackKernels[typ]
 		at, _ := VecDotType(typ)
@@ -174,7 +185,7 @@ func TestRepackGroupKernelsMatchGeneric(t *testing.T) {
 				t.Logf("%v %s: no group kernel here", typ, kind)
 				continue
 			}
-			for _, cols := range []int{256, 768, 2048} {
+			for _, cols := range colsList {
 				rb, _ := typ.RowBytes(cols)
 				arb, _ := at.RowBytes(cols)
 				for _, extreme := range []bool{false, true} {
@@ -242,7 +253,9 @@ func TestMatMulActBlocksMatchGeneric(t *testing.T) {
 // with the generic gemv, bit for bit, for run lengths around the kernels'
 // groupings.
 func TestRepackRowsKernelsMatchGeneric(t *testing.T) {
+	defer expectVNNI(t, "dotQ4_0x8RowsVNNI", "gemvQ4KRowsVNNI")()
 	r := rand.New(rand.NewPCG(55, 56))
+	colsList := pick(t, []int{256, 768, 2048}, []int{256})
 	for _, typ := range []gguf.Type{gguf.TypeQ4_0, gguf.TypeQ4_K} {
 		rk, gen := repackKernelFor(typ), repackKernels[typ]
 		if rk.gemvRows == nil {
@@ -250,7 +263,7 @@ func TestRepackRowsKernelsMatchGeneric(t *testing.T) {
 			continue
 		}
 		at, _ := VecDotType(typ)
-		for _, cols := range []int{256, 768, 2048} {
+		for _, cols := range colsList {
 			rb, _ := typ.RowBytes(cols)
 			for _, extreme := range []bool{false, true} {
 				for _, nw := range []int{1, 3, 4, 5, 8, 9, 17} {

@@ -2,7 +2,10 @@
 
 package tensor
 
-import "courier/internal/engine/gguf"
+import (
+	"courier/internal/engine/gguf"
+	"courier/internal/engine/kerneltrace"
+)
 
 //go:noescape
 func gemvQ4_0x8PackedVNNI(p *byte, n8 int, a *byte, nb int, out *float32, sums *int32)
@@ -49,6 +52,9 @@ func gemvQ4Kx8Packed(p []byte, a []byte, cols int, out []float32) {
 		return
 	}
 	_, _, _ = p[q4Kx8B*nb*n8-1], a[q8KB*nb-1], out[8*n8-1]
+	if kerneltrace.On {
+		kerneltrace.Ran("gemvQ4Kx8PackedVNNI")
+	}
 	gemvQ4Kx8PackedVNNI(&p[0], n8, &a[0], nb, &out[0])
 }
 
@@ -66,6 +72,9 @@ func gemvQ4_0x8Packed(p []byte, a []byte, cols int, out []float32) {
 	if nb > len(buf) {
 		sums = make([]int32, nb)
 	}
+	if kerneltrace.On {
+		kerneltrace.Ran("gemvQ4_0x8PackedVNNI")
+	}
 	gemvQ4_0x8PackedVNNI(&p[0], n8, &a[0], nb, &out[0], &sums[0])
 }
 
@@ -78,5 +87,8 @@ func gemmQ4Kx8Packed(p []byte, a []byte, cols int, out []float32) {
 		return
 	}
 	_, _, _ = p[q4Kx8B*nb*n8-1], a[q8KB*nb-1], out[8*n8-1]
+	if kerneltrace.On {
+		kerneltrace.Ran("gemmQ4Kx8PackedVNNI")
+	}
 	gemmQ4Kx8PackedVNNI(&p[0], n8, &a[0], nb, &out[0])
 }

@@ -34,9 +34,11 @@ func TestPackRoundTrip(t *testing.T) {
 // bit, the outputs of the same matrix in the row layout (the previous
 // kernels), for every mode mix and thread count.
 func TestPackedMatchesUnpacked(t *testing.T) {
+	defer expectVNNI(t, "gemvQ4_0x8PackedVNNI", "gemvQ4Kx8PackedVNNI", "gemmQ4Kx8PackedVNNI")()
 	r := rand.New(rand.NewPCG(33, 34))
+	shapes := pick(t, [][2]int{{8, 32 * 8}, {64, 512}, {136, 1024}}, [][2]int{{8, 32 * 8}, {64, 512}})
 	for _, typ := range []gguf.Type{gguf.TypeQ4_0, gguf.TypeQ4_K} {
-		for _, shape := range [][2]int{{8, 32 * 8}, {64, 512}, {136, 1024}} {
+		for _, shape := range shapes {
 			rows, cols := shape[0], shape[1]
 			if cols%typ.BlockSize() != 0 {
 				continue
@@ -79,7 +81,9 @@ func TestPackedMatchesUnpacked(t *testing.T) {
 // scale byte, extreme scales) for run lengths of one to three groups and
 // one to four activation rows.
 func TestPackedKernelsMatchGeneric(t *testing.T) {
+	defer expectVNNI(t, "gemvQ4_0x8PackedVNNI", "gemvQ4Kx8PackedVNNI", "gemmQ4Kx8PackedVNNI")()
 	r := rand.New(rand.NewPCG(35, 36))
+	colsList := pick(t, []int{256, 768, 2048}, []int{256})
 	for _, typ := range []gguf.Type{gguf.TypeQ4_0, gguf.TypeQ4_K} {
 		pk := packers[typ]
 		gen := repackKernels[typ]
@@ -99,7 +103,7 @@ func TestPackedKernelsMatchGeneric(t *testing.T) {
 				t.Logf("%v %s: no packed kernel here", typ, k.name)
 				continue
 			}
-			for _, cols := range []int{256, 768, 2048} {
+			for _, cols := range colsList {
 				nb := cols / typ.BlockSize()
 				rb, _ := typ.RowBytes(cols)
 				arb, _ := at.RowBytes(cols)

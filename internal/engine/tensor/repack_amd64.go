@@ -2,7 +2,10 @@
 
 package tensor
 
-import "courier/internal/engine/gguf"
+import (
+	"courier/internal/engine/gguf"
+	"courier/internal/engine/kerneltrace"
+)
 
 //go:noescape
 func gemvQ4KAVX2(w, a *byte, nb int, acc *[2]float32)
@@ -33,6 +36,9 @@ func gemvQ4KRows(w []byte, wrb int, a []byte, cols int, out []float32) {
 	}
 	_, _ = w[nw*wrb-1], a[q8KB*nb-1]
 	if hasVNNI {
+		if kerneltrace.On {
+			kerneltrace.Ran("gemvQ4KRowsVNNI")
+		}
 		gemvQ4KRowsVNNI(&w[0], wrb, nw, &a[0], nb, &out[0])
 		return
 	}

@@ -30,6 +30,10 @@ func rawRow(r *rand.Rand, typ gguf.Type, n int, extreme bool) []byte {
 	}
 	h16 := func(p []byte) { binary.LittleEndian.PutUint16(p, FP32ToFP16(val(-20, 30)*1e-2)) }
 	switch typ {
+	case gguf.TypeF32:
+		for e := 0; e < n; e++ {
+			binary.LittleEndian.PutUint32(b[4*e:], math.Float32bits(val(-40, 60)))
+		}
 	case gguf.TypeF16:
 		for e := 0; e < n; e++ {
 			binary.LittleEndian.PutUint16(b[2*e:], FP32ToFP16(val(-20, 30)))
@@ -89,19 +93,26 @@ func rawRow(r *rand.Rand, typ gguf.Type, n int, extreme bool) []byte {
 // column counts with and without tails and run lengths around the kernels'
 // groupings.
 func TestRowsKernelsMatchGeneric(t *testing.T) {
+	defer expectAVX512(t, "dotF32RowsAVX512")()
+	defer expectVNNI(t, "dotQ8_0RowsVNNI")()
 	r := rand.New(rand.NewPCG(41, 42))
 	colsOf := map[int][]int{
 		1:   {64, 128, 768, 4096, 1, 17, 96, 130},
 		32:  {32, 256, 768, 4096},
 		256: {256, 512, 768, 4096},
 	}
-	for _, typ := range []gguf.Type{gguf.TypeQ6_K, gguf.TypeQ5_K, gguf.TypeBF16, gguf.TypeQ8_0, gguf.TypeF16} {
+	nws := []int{1, 2, 3, 4, 5, 7, 8, 9, 17}
+	if smallShapes(t) {
+		colsOf = map[int][]int{1: {64, 17, 130}, 32: {32, 256}, 256: {256, 512}}
+		nws = []int{1, 3, 4, 5, 9}
+	}
+	for _, typ := range []gguf.Type{gguf.TypeQ6_K, gguf.TypeQ5_K, gguf.TypeBF16, gguf.TypeQ8_0, gguf.TypeF16, gguf.TypeF32} {
 		k := kernelFor(typ)
 		gen := genericKernels[typ]
 		at, _ := VecDotType(typ)
 		for _, cols := range colsOf[typ.BlockSize()] {
 			for _, extreme := range []bool{false, true} {
-				for _, nw := range []int{1, 2, 3, 4, 5, 7, 8, 9, 17} {
+				for _, nw := range nws {
 					rb, _ := typ.RowBytes(cols)
 					w := make([]byte, 0, nw*rb)
 					for q := 0; q < nw; q++ {
@@ -114,8 +125,8 @@ func TestRowsKernelsMatchGeneric(t *testing.T) {
 					}
 					for q := 0; q < nw; q++ {
 						row := w[q*rb : (q+1)*rb]
-						want := gen.dot(row, a, nil, cols)
-						one := k.dot(row, a, nil, cols)
+						want := gen.dot(row, a, f32view(at, a, cols), cols)
+						one := k.dot(row, a, f32view(at, a, cols), cols)
 						if k.dotRows == nil {
 							out[q] = one
 						}
@@ -124,7 +135,7 @@ func TestRowsKernelsMatchGeneric(t *testing.T) {
 								typ, cols, extreme, nw, q, out[q], math.Float32bits(out[q]), one, want, math.Float32bits(want))
 						}
 						if gen.gemm != nil && cols%gen.gemmK == 0 && k.gemm != nil {
-							g, gw := k.gemm(row, a, nil, cols), gen.gemm(row, a, nil, cols)
+							g, gw := k.gemm(row, a, f32view(at, a, cols), cols), gen.gemm(row, a, f32view(at, a, cols), cols)
 							if !sameBits(gw, g) && !(g != g && gw != gw) {
 								t.Fatalf("%v cols=%d extreme=%v row %d: gemm %g, generic %g", typ, cols, extreme, q, g, gw)
 							}
@@ -137,20 +148,47 @@ func TestRowsKernelsMatchGeneric(t *testing.T) {
 }
 
 // TestGroupKernelsMatchGeneric compares the multi-row group kernels of the
-// K-quants and Q8_0 (weight rows against up to four activation rows, with
-// the kernel's side data after each activation row when it has one) with
-// the generic dot, bit for bit, on random raw rows, for every weight-row
-// count up to a group and every activation-row count up to groupA.
+// K-quants, Q8_0, F32 and F16 (weight rows against up to four activation
+// rows, with the kernel's side data after each activation row when it has
+// one, and for F16 also without) with the generic dot, bit for bit, on
+// random raw rows, for every weight-row count up to a group and every
+// activation-row count up to groupA.
 func TestGroupKernelsMatchGeneric(t *testing.T) {
+	defer expectAVX512(t, "dotF32x4AVX512", "dotF16x4AVX512", "dotF16x4F32AVX512")()
+	defer expectVNNI(t, "dotQ8_0w2a4VNNI", "dotQ8_0w4VNNI")()
 	r := rand.New(rand.NewPCG(43, 44))
-	for _, typ := range []gguf.Type{gguf.TypeQ6_K, gguf.TypeQ5_K, gguf.TypeQ8_0} {
+	small := smallShapes(t)
+	type variant struct {
+		typ    gguf.Type
+		noSide bool // the activation rows without the kernel's side data
+	}
+	for _, v := range []variant{{gguf.TypeQ6_K, false}, {gguf.TypeQ5_K, false}, {gguf.TypeQ8_0, false},
+		{gguf.TypeF32, false}, {gguf.TypeF16, false}, {gguf.TypeF16, true}} {
+		typ := v.typ
 		k, gen := kernelFor(typ), genericKernels[typ]
-		if k.dotGroup == nil {
-			t.Logf("%v: no group kernel here", typ)
+		if k.dotGroup == nil || v.noSide && k.side == nil {
+			t.Logf("%v (no side data %v): no group kernel here", typ, v.noSide)
 			continue
 		}
+		if v.noSide {
+			k.side = nil
+		}
 		at, _ := VecDotType(typ)
-		for _, cols := range []int{256, 768, 4096} {
+		cols := []int{256, 768, 4096}
+		if typ.BlockSize() == 1 { // the tails after whole 64-element steps too
+			cols = append(cols, 130, 96, 17)
+		}
+		var nws []int
+		for nw := 1; nw <= groupW; nw++ {
+			nws = append(nws, nw)
+		}
+		if small {
+			cols, nws = cols[:1], []int{1, 2, 3, groupW}
+			if typ.BlockSize() == 1 {
+				cols = append(cols, 130)
+			}
+		}
+		for _, cols := range cols {
 			rb, _ := typ.RowBytes(cols)
 			base, _ := at.RowBytes(cols)
 			arb := base
@@ -158,7 +196,7 @@ func TestGroupKernelsMatchGeneric(t *testing.T) {
 				arb += k.side.bytes(cols)
 			}
 			for _, extreme := range []bool{false, true} {
-				for nw := 1; nw <= groupW; nw++ {
+				for _, nw := range nws {
 					for m := 1; m <= groupA; m++ {
 						var w, a []byte
 						for q := 0; q < nw; q++ {
@@ -175,7 +213,8 @@ func TestGroupKernelsMatchGeneric(t *testing.T) {
 						k.dotGroup(w, rb, nw, a, arb, m, cols, &res)
 						for q := 0; q < nw; q++ {
 							for p := 0; p < m; p++ {
-								want := gen.dot(w[q*rb:(q+1)*rb], a[p*arb:p*arb+base], nil, cols)
+								ap := a[p*arb : p*arb+base]
+								want := gen.dot(w[q*rb:(q+1)*rb], ap, f32view(at, ap, cols), cols)
 								got := res[q*m+p]
 								if !sameBits(want, got) && !(want != want && got != got) {
 									t.Fatalf("%v cols=%d extreme=%v nw=%d m=%d out (%d,%d): %g (%#x), generic %g (%#x)",

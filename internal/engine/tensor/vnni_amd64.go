@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/cpu"
 
 	"courier/internal/engine/gguf"
+	"courier/internal/engine/kerneltrace"
 )
 
 //go:noescape
@@ -22,6 +23,9 @@ var hasVNNI = hasAVX2 && cpu.X86.HasAVX512VL && cpu.X86.HasAVX512VNNI
 // arguments stay on the caller's stack.
 func dotQ8_0w4(w *[4]*byte, a *byte, nb int, acc *[4][8]float32) {
 	if hasVNNI {
+		if kerneltrace.On {
+			kerneltrace.Ran("dotQ8_0w4VNNI")
+		}
 		dotQ8_0w4VNNI(w, a, nb, acc)
 		return
 	}
@@ -46,6 +50,9 @@ func dotQ8_0Rows(w []byte, wrb int, a []byte, cols int, out []float32) {
 	nw := len(out)
 	_, _ = w[nw*wrb-1], a[34*nb-1]
 	if n4 := nw / 4; n4 > 0 {
+		if kerneltrace.On {
+			kerneltrace.Ran("dotQ8_0RowsVNNI")
+		}
 		dotQ8_0RowsVNNI(&w[0], wrb, n4, &a[0], nb, &out[0], 1)
 	}
 	for q := nw &^ 3; q < nw; q++ {
@@ -71,6 +78,9 @@ func dotQ4_0x8Rows(w []byte, wrb int, a []byte, cols int, out []float32) {
 	nw := len(out)
 	_, _ = w[nw*wrb-1], a[34*nb-1]
 	if n8 := nw / 8; n8 > 0 {
+		if kerneltrace.On {
+			kerneltrace.Ran("dotQ4_0x8RowsVNNI")
+		}
 		dotQ4_0x8RowsVNNI(&w[0], wrb, n8, &a[0], nb, &out[0])
 	}
 	for q := nw &^ 7; q < nw; q++ {
@@ -121,6 +131,9 @@ func groupDotQ8_0Side(w []byte, wrb, nw int, a []byte, arb, m, cols int, res *[g
 	var acc [8]float32
 	for q := 0; q < nw; q += 2 {
 		q1 := min(q+1, nw-1)
+		if kerneltrace.On {
+			kerneltrace.Ran("dotQ8_0w2a4VNNI")
+		}
 		dotQ8_0w2a4VNNI(&w[q*wrb], &w[q1*wrb], &rows, nb, &acc)
 		for h := 0; h < 2 && q+h < nw; h++ {
 			for p := 0; p < m; p++ {

@@ -1,0 +1,6 @@
+//go:build kerneltrace
+
+package kerneltrace
+
+// On reports whether this build counts kernel calls (the tag kerneltrace).
+const On = true

@@ -1,0 +1,11 @@
+//go:build noasm || !amd64
+
+package tensor
+
+import "testing"
+
+// expectAVX512: no assembly here.
+func expectAVX512(*testing.T, ...string) func() { return func() {} }
+
+// expectVNNI: no assembly here.
+func expectVNNI(*testing.T, ...string) func() { return func() {} }
