@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"courier/internal/engine/kerneltrace"
 	"courier/internal/testutil"
 )
 
@@ -130,6 +131,9 @@ func TestGreedyMatchesLlamaCpp(t *testing.T) {
 		})
 	}
 	t.Logf("robust records matched: %d/%d; non-robust records matched: %d/%d", robustOK, robustTotal, otherOK, otherTotal)
+	if kerneltrace.On { // which assembly bodies the selection ran (scripts/avx512-emu)
+		t.Logf("kerneltrace: %s", kerneltrace.Summary())
+	}
 }
 
 func generateGreedy(t *testing.T, e *Engine, prompt []int32, n int) []int32 {

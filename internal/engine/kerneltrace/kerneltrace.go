@@ -38,6 +38,19 @@ func Count(name string) int64 {
 	return counts[name]
 }
 
+// Summary lists every body that ran, with its count, sorted by name
+// ("" when none did or the build does not count).
+func Summary() string {
+	mu.Lock()
+	defer mu.Unlock()
+	var s []string
+	for n, c := range counts {
+		s = append(s, fmt.Sprintf("%s x%d", n, c))
+	}
+	sort.Strings(s)
+	return strings.Join(s, ", ")
+}
+
 // RequireEnv names the environment variable that makes Expect fail where
 // the CPU lacks the feature the bodies need (scripts/avx512-emu sets it in
 // its guest: a guest whose kernel turned AVX-512 off must not pass).
