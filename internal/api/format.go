@@ -224,6 +224,23 @@ func (f *completionFormat) appendLogprobs(lp *CompletionLogprobs, tokens []bus.T
 	return lp
 }
 
+// appendPlainBody appends the non-streamed answer for the accumulated
+// chunks, as body's value would encode, when it is plain (one choice, no
+// logprobs): the usual answer skips building the value and its boxing.
+func (f *completionFormat) appendPlainBody(b []byte, finish string, u Usage) ([]byte, bool) {
+	if f.logprobs {
+		return b, false
+	}
+	b = appendHead(b, f.id, "text_completion", f.created, f.model)
+	b = append(b, `,"choices":[{"text":`...)
+	b = appendJSONString(b, f.text.String())
+	b = append(b, `,"index":`...)
+	b = strconv.AppendInt(b, int64(f.index), 10)
+	b = append(b, `,"logprobs":null,"finish_reason":`...)
+	b = appendJSONString(b, finish)
+	return appendUsage(b, &u), true
+}
+
 func (f *completionFormat) body(finish string, u Usage) any {
 	choice := CompletionChoice{Text: f.text.String(), Index: f.index, FinishReason: ptr(finish)}
 	if f.logprobs {
@@ -346,6 +363,28 @@ func tokenBytes(s string) []int {
 		b[i] = int(s[i])
 	}
 	return b
+}
+
+// appendPlainBody appends the non-streamed answer for the accumulated
+// chunks, as body's value would encode, when it is plain (one choice
+// without logprobs or tool calls): the usual answer skips building the
+// value and its boxing.
+func (f *chatFormat) appendPlainBody(b []byte, finish string, u Usage) ([]byte, bool) {
+	if f.logprobs || len(f.toolCalls) > 0 {
+		return b, false
+	}
+	b = appendHead(b, f.id, "chat.completion", f.created, f.model)
+	b = append(b, `,"choices":[{"index":`...)
+	b = strconv.AppendInt(b, int64(f.index), 10)
+	b = append(b, `,"message":{"role":"assistant","content":`...)
+	b = appendJSONString(b, f.text.String())
+	b = append(b, `,"refusal":null},"logprobs":null,"finish_reason":`...)
+	b = appendJSONString(b, finish)
+	b = appendUsage(b, &u)
+	if f.kept != nil {
+		f.kept.bodyRendered(u)
+	}
+	return b, true
 }
 
 func (f *chatFormat) body(finish string, u Usage) any {

@@ -16,14 +16,14 @@ func (s *server) completions(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, e)
 		return
 	}
-	logprobs := req.Logprobs
-	newFormat := func(i int) format {
-		return &completionFormat{index: i, logprobs: logprobs, stream: body.stream(), includeUsage: body.includeUsage()}
-	}
+	logprobs, stream, includeUsage := req.Logprobs, body.stream(), body.includeUsage()
 	n, best := body.choicesPerPrompt(), body.candidatesPerPrompt()
 	if best == 1 && len(body.prompts)+len(body.promptIDs) == 1 {
-		s.generate(w, r, req, newFormat(0))
+		s.generate(w, r, req, &completionFormat{logprobs: logprobs, stream: stream, includeUsage: includeUsage})
 		return
+	}
+	newFormat := func(i int) format {
+		return &completionFormat{index: i, logprobs: logprobs, stream: stream, includeUsage: includeUsage}
 	}
 	var pick func([]*choiceStream) []*choiceStream
 	if best > n {

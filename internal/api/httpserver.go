@@ -38,7 +38,7 @@ func Listener(cfg Config, ln net.Listener) net.Listener {
 // UploadTimeout for uploads) and lifts it when the body has been read to
 // its end. Requests without a body get none: the server's background read
 // that notices a client leaving must not time out under a long answer.
-func (s *server) bodyDeadline(w http.ResponseWriter, r *http.Request) {
+func (s *server) bodyDeadline(w http.ResponseWriter, r *http.Request, l *liftOnEOF) {
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		return
 	}
@@ -46,17 +46,19 @@ func (s *server) bodyDeadline(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/v1/files" {
 		d = s.cfg.UploadTimeout
 	}
-	rc := http.NewResponseController(w)
-	if err := rc.SetReadDeadline(time.Now().Add(d)); err != nil {
+	l.rc = *http.NewResponseController(w)
+	if err := l.rc.SetReadDeadline(time.Now().Add(d)); err != nil {
 		return // not a network connection (tests, Execute)
 	}
-	r.Body = &liftOnEOF{ReadCloser: r.Body, rc: rc}
+	l.ReadCloser = r.Body
+	r.Body = l
 }
 
 // liftOnEOF clears the connection's read deadline once the body is read.
+// bodyDeadline fills in the one ServeHTTP keeps with the request.
 type liftOnEOF struct {
 	io.ReadCloser
-	rc   *http.ResponseController
+	rc   http.ResponseController
 	done bool
 }
 

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"reflect"
 	"testing"
+
+	"courier/internal/bus"
 )
 
 // typicalBodies are request bodies as clients send them, which quickBody
@@ -187,10 +189,46 @@ func TestCompletionBodyMatchesJSON(t *testing.T) {
 	}
 }
 
+// checkPlainBodies holds the formats' appendPlainBody to what their body
+// encodes to, for an answer of text in two chunks.
+func checkPlainBodies(t *testing.T, id, model, text, finish string, n int) {
+	t.Helper()
+	u := Usage{PromptTokens: n, CompletionTokens: 2 * n, TotalTokens: 3 * n}
+	half := len(text) / 2
+	for _, f := range []interface {
+		format
+		plainBodier
+	}{&completionFormat{index: n}, &chatFormat{index: n}} {
+		f.begin(id, model, int64(n)*1000)
+		f.add(&bus.Chunk{Text: text[:half]})
+		f.add(&bus.Chunk{Text: text[half:], FinishReason: finish})
+		got, ok := f.appendPlainBody([]byte("x"), finish, u)
+		if want := referenceJSON(t, f.body(finish, u)); !ok || !bytes.Equal(got, append([]byte("x"), want...)) {
+			t.Fatalf("%T: appendPlainBody %v\n got %s\nwant x%s", f, ok, got, want)
+		}
+	}
+	lp := &completionFormat{logprobs: true}
+	if _, ok := lp.appendPlainBody(nil, finish, u); ok {
+		t.Fatal("a completion with logprobs has a plain body")
+	}
+	calls := &chatFormat{}
+	calls.add(&bus.Chunk{ToolCalls: []bus.ToolCallDelta{{Index: 0, ID: "c", Name: "f", Arguments: "{}"}}})
+	if _, ok := calls.appendPlainBody(nil, finish, u); ok {
+		t.Fatal("a chat answer with tool calls has a plain body")
+	}
+}
+
+func TestPlainBodyMatchesJSON(t *testing.T) {
+	checkPlainBodies(t, "cmpl-1", "instant", " once", "length", 1)
+	checkPlainBodies(t, "", "", "", "", 0)
+	checkPlainBodies(t, "c<&>", "m\u2028", "a\"b\\c\n\t\x00\x7f\xff é 🙂 \u2029", "stop", -7)
+}
+
 func FuzzCompletionBody(f *testing.F) {
 	f.Add("cmpl-1", "instant", " once", "length", 1)
 	f.Add("c<&>", "m\u2028", "a\"b\\c\n\t\x00\x7f\xff é", "", -1)
 	f.Fuzz(func(t *testing.T, id, model, text, finish string, n int) {
+		checkPlainBodies(t, id, model, text, finish, n)
 		c := completionOf(id, model, text, finish, n)
 		if got, want := appendCompletion(nil, &c), referenceJSON(t, c); !bytes.Equal(got, want) {
 			t.Fatalf("\n got %s\nwant %s", got, want)

@@ -276,6 +276,13 @@ func (s *server) collect(ctx context.Context, w http.ResponseWriter, st bus.Stre
 				w.Header().Set("X-Courier-Attempt", strconv.Itoa(c.Attempt))
 				w.Header().Set("X-Courier-Worker", c.Worker)
 			}
+			if pb, ok := f.(plainBodier); ok {
+				if b, ok := pb.appendPlainBody(make([]byte, 0, 256), res.finish, res.apiUsage()); ok {
+					st.Close() // as below
+					sendBytes(w, append(b, '\n'))
+					return nil
+				}
+			}
 			body := f.body(res.finish, res.apiUsage())
 			// Closed before the answer leaves: it frees the worker's slot
 			// at the gateway, which a client's next request may want.
@@ -316,9 +323,25 @@ func sendWhole(w http.ResponseWriter, v any) {
 		writeError(w, errorf(CodeInternal, "", "encoding response"), 0)
 		return
 	}
-	b = append(b, '\n')
+	sendBytes(w, append(b, '\n'))
+}
+
+// plainBodier is a format that writes its usual non-streamed answer
+// straight into bytes (appendPlainBody), byte for byte what its body
+// encodes to, or reports that this answer is not one it writes.
+type plainBodier interface {
+	appendPlainBody(b []byte, finish string, u Usage) ([]byte, bool)
+}
+
+// jsonType is the Content-Type of JSON answers, shared by every answer's
+// header map: nothing changes a header's values in place, and Set and Add
+// replace or copy the slice.
+var jsonType = []string{"application/json"}
+
+// sendBytes writes b, an encoded JSON answer, as sendWhole does.
+func sendBytes(w http.ResponseWriter, b []byte) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
+	h["Content-Type"] = jsonType
 	h.Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(http.StatusOK)
 	w.Write(b)
@@ -359,8 +382,24 @@ func (s *server) relayStream(ctx context.Context, w http.ResponseWriter, st bus.
 	h.Set("Content-Type", fr.contentType())
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
 	sse := &sseWriter{w: w, rc: http.NewResponseController(w), fr: fr}
+	if c.FinishReason != "" {
+		// The whole answer came in its first message (a one-token
+		// answer, or one the worker sent at once): its events and the
+		// stream's end go out in one write of known length, instead of
+		// the events flushed and then net/http's chunked terminator
+		// after the request's bookkeeping.
+		res.completed = true
+		sse.chunk(f, c)
+		if ev := f.usageEvent(res.apiUsage()); ev != nil {
+			sse.event(ev)
+		}
+		sse.done()
+		h.Set("Content-Length", strconv.Itoa(sse.buf.Len()))
+		w.WriteHeader(http.StatusOK)
+		return sse.flush()
+	}
+	w.WriteHeader(http.StatusOK)
 	recycler, _ := st.(bus.Recycler)
 	readier, _ := st.(bus.Readier)
 	for {

@@ -44,6 +44,13 @@ type QueueDepther interface {
 	QueueDepths() map[string]int
 }
 
+// ServesChecker is an optional Dispatcher capability: whether some live
+// worker serves model (Models contains it), answered without building the
+// list; every generation asks it.
+type ServesChecker interface {
+	Serves(model string) bool
+}
+
 // server is the gateway's http.Handler.
 type server struct {
 	cfg Config // with defaults applied
@@ -155,7 +162,8 @@ func newServer(cfg Config, d Dispatcher, reg prometheus.Registerer, log *slog.Lo
 // ServeHTTP routes, authenticates and records metrics for every request.
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	rec := &statusRecorder{ResponseWriter: w, ollama: strings.HasPrefix(r.URL.Path, "/api/")}
+	sv := &served{rec: statusRecorder{ResponseWriter: w, ollama: strings.HasPrefix(r.URL.Path, "/api/")}}
+	rec := &sv.rec
 	rt, ok := s.storedRoute(r)
 	if !ok {
 		rt, ok = s.routes[r.URL.Path]
@@ -176,13 +184,15 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if ok {
 		label = rt.label
 	}
-	info := &reqInfo{id: r.Header.Get("X-Request-Id"), route: label}
+	info := &sv.info
+	info.id, info.route = r.Header.Get("X-Request-Id"), label
 	if validRequestID(info.id) {
 		info.client = true
 	} else {
 		info.id = s.newID()
 	}
-	rec.Header().Set("X-Request-Id", info.id)
+	sv.idHeader[0] = info.id
+	rec.Header()["X-Request-Id"] = sv.idHeader[:] // as Set would, without its allocation
 	s.startTrace(r.Context(), info, start)
 	r = r.WithContext(context.WithValue(r.Context(), reqInfoKey{}, info))
 	defer func() {
@@ -210,7 +220,7 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(rec, errorf(CodeMethodNotAllowed, "", "%s %s: use %s", r.Method, r.URL.Path, rt.method), 0)
 		return
 	}
-	s.bodyDeadline(rec, r)
+	s.bodyDeadline(rec, r, &sv.body)
 	if s.idempotencyApplies(r) {
 		s.idempotent(rec, r, func(w http.ResponseWriter, r *http.Request) {
 			if !s.respondAsync(w, r) {
@@ -300,6 +310,9 @@ func (s *server) model(w http.ResponseWriter, r *http.Request) {
 // checkModel reports an unknown model: 503 when no model is served at all
 // (nothing is up), 404 when others are.
 func (s *server) checkModel(name string) *Error {
+	if sc, ok := s.d.(ServesChecker); ok && sc.Serves(name) {
+		return nil // the usual case, without listing the models
+	}
 	models := s.d.Models()
 	if slices.Contains(models, name) {
 		return nil
@@ -331,6 +344,16 @@ func randomID() string {
 
 // statusRecorder remembers the status written; it unwraps for
 // http.ResponseController and forwards Flush.
+// served is what ServeHTTP keeps for one request, in one allocation: its
+// status recorder, its log line's facts, its X-Request-Id header's value
+// and its body's deadline lifter.
+type served struct {
+	rec      statusRecorder
+	info     reqInfo
+	idHeader [1]string
+	body     liftOnEOF
+}
+
 type statusRecorder struct {
 	http.ResponseWriter
 	status int

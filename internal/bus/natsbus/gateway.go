@@ -259,14 +259,17 @@ func (g *Gateway) Dispatch(ctx context.Context, req *bus.Request) (bus.Stream, e
 	if req == nil || req.ID == "" || req.Model == "" {
 		return nil, errors.New("natsbus: dispatch: request needs an id and a model")
 	}
-	r := *req
+	// The stream's copy of the request is filled in and encoded in place:
+	// one copy of it per request.
+	st := newStream(g, *req)
+	r := &st.req
 	r.V = bus.Version
 	r.ReplyTo = bus.ChunkSubject(g.cfg.ID, r.ID)
 	r.Attempt, r.Resume, r.ResumeSeq = 1, nil, 0
 	if !g.cfg.JSONChunks {
 		r.ChunkFrames = bus.FrameVersion
 	}
-	data, err := bus.EncodeRequest(&r)
+	data, err := bus.EncodeRequest(r)
 	if err != nil {
 		return nil, fmt.Errorf("natsbus: encode request: %w", err)
 	}
@@ -276,7 +279,6 @@ func (g *Gateway) Dispatch(ctx context.Context, req *bus.Request) (bus.Stream, e
 		return nil, fmt.Errorf("%w: request is %d bytes (+%d for resume), the bus carries %d",
 			bus.ErrTooLarge, len(data), grow, g.conn.MaxPayload())
 	}
-	st := newStream(g, r)
 	st.first = data // the first attempt's message, as send would encode it
 	if st.trace = bus.TraceFrom(ctx); st.trace != nil {
 		st.trace.Add(bus.TimelineEvent{Phase: bus.PhaseQueued, At: time.Now().UnixMicro()})
@@ -323,6 +325,19 @@ func (g *Gateway) Models() []string {
 	}
 	slices.Sort(ms)
 	return ms
+}
+
+// Serves reports whether some live, non-draining, non-stalled worker
+// serves model: Models contains it (api.ServesChecker).
+func (g *Gateway) Serves(model string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, w := range g.workers {
+		if w.serves(model) {
+			return true
+		}
+	}
+	return false
 }
 
 // Workers returns the latest heartbeat of every live worker, by name, with

@@ -223,6 +223,11 @@ func (g *Gateway) pickLocked(model string, links []uint64, background bool, choi
 	}
 }
 
+// encodeRequest encodes its own copy of req: the encoder keeps its
+// argument on the heap, and a first attempt, sent as Dispatch encoded it,
+// need not copy its request there.
+func encodeRequest(req bus.Request) ([]byte, error) { return bus.EncodeRequest(&req) }
+
 // send offers st's next attempt to w (named name), which st already holds a
 // slot on. It reports whether w took it (then the placement, for reason,
 // joins st's timeline); a refusal frees the slot and marks w so that the
@@ -237,7 +242,7 @@ func (g *Gateway) send(ctx context.Context, st *stream, w *workerState, name, re
 	data := st.first
 	if req.Attempt != 1 || data == nil {
 		var err error
-		if data, err = bus.EncodeRequest(&req); err != nil {
+		if data, err = encodeRequest(req); err != nil {
 			return false, fmt.Errorf("natsbus: encode request: %w", err)
 		}
 	}

@@ -53,6 +53,11 @@ type stream struct {
 	next    uint64                // guarded by mu; Seq of the next chunk to hand out
 	pending map[uint64]*bus.Chunk // guarded by mu; chunks that arrived early
 	ready   []*bus.Chunk          // guarded by mu; in order, not yet read from rhead on
+	// readyBuf and offerBuf back ready and offers at first: a one-token
+	// answer (its token and its final chunk) and its one offer allocate
+	// nothing more.
+	readyBuf [2]*bus.Chunk
+	offerBuf [1]pendingOffer
 	rhead   int                   // guarded by mu
 	tokens  []int32               // guarded by mu; token ids delivered in order
 	text    []byte                // guarded by mu; text delivered in order
@@ -143,6 +148,7 @@ func newStream(g *Gateway, req bus.Request) *stream {
 	}
 	st := &stream{g: g, req: req, notify: make(chan struct{}, 1), next: 1,
 		answers: make(chan offerAnswer, 1)}
+	st.ready, st.offers = st.readyBuf[:0], st.offerBuf[:0]
 	if req.Choices > 1 {
 		st.choices, st.left = make([]choiceProgress, req.Choices), req.Choices
 		for i := range st.choices {
