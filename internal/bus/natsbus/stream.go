@@ -58,9 +58,9 @@ type stream struct {
 	// nothing more.
 	readyBuf [2]*bus.Chunk
 	offerBuf [1]pendingOffer
-	rhead   int                   // guarded by mu
-	tokens  []int32               // guarded by mu; token ids delivered in order
-	text    []byte                // guarded by mu; text delivered in order
+	rhead    int     // guarded by mu
+	tokens   []int32 // guarded by mu; token ids delivered in order
+	text     []byte  // guarded by mu; text delivered in order
 	// choices is each choice's progress in a request of several
 	// (Request.Choices); nil for one. left counts those unfinished.
 	choices []choiceProgress // guarded by mu
