@@ -45,7 +45,12 @@ var commandBuilders []func() *cobra.Command
 // addCommand registers a builder of a top-level command.
 func addCommand(f func() *cobra.Command) { commandBuilders = append(commandBuilders, f) }
 
+// isMain is set when dispatch runs the process's own command line (not a
+// test's): only then may a command restart the process (runNode).
+var isMain bool
+
 func main() {
+	isMain = true
 	os.Exit(dispatch(os.Args[1:]))
 }
 

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
+	"strings"
 	"syscall"
 
 	"courier/internal/config"
@@ -89,6 +91,17 @@ func runNode(role string, cfg config.Node, level, logFormat string) int {
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(os.Stderr, "courier %s:\n%v\n", role, err)
 		return 2
+	}
+	if v, ok := cfg.StageGODEBUG(os.Getenv("GODEBUG")); ok && isMain {
+		// Go reads GODEBUG as it starts: restart this process (the same
+		// pid, the same arguments) with the stage's setting added.
+		exe, err := os.Executable()
+		if err == nil {
+			// Go reads the first GODEBUG of the environment: replace it.
+			env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "GODEBUG=") })
+			err = syscall.Exec(exe, os.Args, append(env, "GODEBUG="+v))
+		}
+		log.Warn("could not restart with GODEBUG for a stage; running with Go's default", "godebug", v, "err", err)
 	}
 	if n := cfg.StageProcs(os.Getenv("GOMAXPROCS") != "", runtime.GOMAXPROCS(0)); n > 0 {
 		runtime.GOMAXPROCS(n)

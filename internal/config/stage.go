@@ -150,3 +150,38 @@ func (c Node) StageProcs(envSet bool, procs int) int {
 	}
 	return c.Threads
 }
+
+// SysmonAwake is the GODEBUG setting a stage process runs with unless
+// GODEBUG already names schedtrace: with any schedtrace period Go's
+// monitor thread (sysmon) never takes its deep sleep when every P is
+// idle, and so is not woken from it at the next system call to poll every
+// 20 µs again for a millisecond and more. A stage process idles between
+// its steps (it waits for the other stages), so by default sysmon woke
+// about 40 times per token in each stage process, preempting the forward
+// pass on its core (BenchmarkStageBreakdown in internal/e2e: 33-45
+// voluntary and 25-36 involuntary context switches per token per stage
+// process, against 5-6 and 6 with this setting; docs/architecture.md,
+// "The compute excess"). The period, 2^31-1 ms (24.8 days), is the
+// longest: the runtime prints its scheduler line once that long after the
+// machine booted, and then as often.
+const SysmonAwake = "schedtrace=2147483647"
+
+// StageGODEBUG reports the GODEBUG value a process of c restarts itself
+// with, given the current one: a process running a stage that exchanges
+// steps with other processes (a worker with --stage or --layers, serve
+// with --stage or --layers) gets SysmonAwake added, unless godebug
+// already names schedtrace (GODEBUG=schedtrace=0 keeps Go's default).
+func (c Node) StageGODEBUG(godebug string) (string, bool) {
+	if (c.Role != RoleWorker && c.Role != RoleServe) || !c.Stages.Staged() {
+		return "", false
+	}
+	for kv := range strings.SplitSeq(godebug, ",") {
+		if k, _, _ := strings.Cut(kv, "="); k == "schedtrace" {
+			return "", false
+		}
+	}
+	if godebug == "" {
+		return SysmonAwake, true
+	}
+	return godebug + "," + SysmonAwake, true
+}

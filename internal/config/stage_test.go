@@ -111,3 +111,33 @@ func TestStageProcs(t *testing.T) {
 		}
 	}
 }
+
+// TestStageGODEBUG: a process running a stage next to other processes
+// restarts with SysmonAwake added to GODEBUG, unless GODEBUG names
+// schedtrace; nothing else restarts.
+func TestStageGODEBUG(t *testing.T) {
+	stage := func(role, share, layers string, count int) Node {
+		c := Default(role)
+		c.Stages.Stage, c.Stages.Layers, c.Stages.Count = share, layers, count
+		return c
+	}
+	for _, tc := range []struct {
+		name, godebug string
+		c             Node
+		want          string // "": no restart
+	}{
+		{"stage worker", "", stage(RoleWorker, "2/2", "", 0), SysmonAwake},
+		{"--layers worker", "", stage(RoleWorker, "", "0-3", 0), SysmonAwake},
+		{"served stage", "", stage(RoleServe, "1/2", "", 0), SysmonAwake},
+		{"other settings kept", "madvdontneed=1", stage(RoleWorker, "1/2", "", 0), "madvdontneed=1," + SysmonAwake},
+		{"schedtrace named", "gctrace=1,schedtrace=0", stage(RoleWorker, "1/2", "", 0), ""},
+		{"whole-model worker", "", stage(RoleWorker, "", "", 0), ""},
+		{"all stages in one process", "", stage(RoleServe, "", "", 3), ""},
+		{"gateway", "", stage(RoleGateway, "", "", 0), ""},
+	} {
+		got, ok := tc.c.StageGODEBUG(tc.godebug)
+		if ok != (tc.want != "") || got != tc.want {
+			t.Errorf("%s: StageGODEBUG(%q) = %q, %v; want %q", tc.name, tc.godebug, got, ok, tc.want)
+		}
+	}
+}

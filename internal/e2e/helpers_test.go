@@ -30,7 +30,15 @@ func TestMain(m *testing.M) {
 	// read is in flight, that write can outlive the test run by a moment
 	// (seen once in a full run). It is nats.go's goroutine, not ours.
 	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/nats-io/nats.go/jetstream.(*obs).Get.func2"),
-		goleak.IgnoreTopFunction("github.com/nats-io/nats.go/jetstream.(*jetStream).resetPendingAcksOnReconnect")) // see jobs_test.go
+		goleak.IgnoreTopFunction("github.com/nats-io/nats.go/jetstream.(*jetStream).resetPendingAcksOnReconnect"), // see jobs_test.go
+		// The courier binary built for the run (buildCourier, 43 MB) goes
+		// with it: left behind, every run's copy filled the disk.
+		goleak.Cleanup(func(code int) {
+			if builtDir != "" {
+				_ = os.RemoveAll(builtDir)
+			}
+			os.Exit(code)
+		}))
 }
 
 const modelName = "stories260K"

@@ -23,12 +23,17 @@ import (
 	"courier/internal/node"
 )
 
+// builtDir holds the binary buildCourier built; TestMain removes it as
+// the run ends.
+var builtDir string
+
 // buildCourier builds the courier binary once per test run.
 var buildCourier = sync.OnceValues(func() (string, error) {
 	dir, err := os.MkdirTemp("", "courier-e2e-")
 	if err != nil {
 		return "", err
 	}
+	builtDir = dir
 	bin := filepath.Join(dir, "courier")
 	out, err := exec.Command("go", "build", "-o", bin, "courier/cmd/courier").CombinedOutput()
 	if err != nil {

@@ -161,16 +161,22 @@ func BenchmarkStageBoundary(b *testing.B) {
 // own gateway and NATS server listening on loopback (served, by setup):
 // "servewhole" the whole model in it, "serve1" stage 1/2 in it and a
 // worker process of stage 2/2 joined to its NATS server (-pN: the serve
-// process at GOMAXPROCS=N; the stage worker keeps its own default).
+// process at GOMAXPROCS=N; the stage worker keeps its own default). A
+// name with -deep runs the setup's processes with GODEBUG=schedtrace=0:
+// Go's default sysmon, without config.SysmonAwake.
 func startSetups(b *testing.B, bin string, srv *natsbus.Server, path string, setups []string) (map[string][]int, map[string]*servedStage) {
 	pids := map[string][]int{}
 	served := map[string]*servedStage{}
 	flags := []string{"--ctx-size", "512", "--threads", "1", "--slots", cmp.Or(os.Getenv("COURIER_BENCH_SLOTS"), "8")}
 	for _, s := range setups {
+		var deep []string
+		if strings.Contains(s, "-deep") {
+			deep = []string{"GODEBUG=schedtrace=0"}
+		}
 		if strings.HasPrefix(s, "serve") {
-			var env []string
+			env := append([]string(nil), deep...)
 			if _, p, ok := strings.Cut(s, "-p"); ok {
-				env = append(env, "GOMAXPROCS="+p)
+				env = append(env, "GOMAXPROCS="+p[:1])
 			}
 			share := append([]string(nil), flags...)
 			if strings.HasPrefix(s, "serve1") {
@@ -179,7 +185,7 @@ func startSetups(b *testing.B, bin string, srv *natsbus.Server, path string, set
 			st := startServedStage(b, bin, s, path, env, share...)
 			pids[s] = append(pids[s], st.cmd.Process.Pid)
 			if strings.HasPrefix(s, "serve1") {
-				w := st.joinStage(b, bin, s+"-2", s, path, nil, append([]string{"--stage", "2/2"}, flags...)...)
+				w := st.joinStage(b, bin, s+"-2", s, path, deep, append([]string{"--stage", "2/2"}, flags...)...)
 				pids[s] = append(pids[s], w.Process.Pid)
 			}
 			served[s] = st
@@ -190,9 +196,9 @@ func startSetups(b *testing.B, bin string, srv *natsbus.Server, path string, set
 				"--heartbeat", "200ms", "--log-level", "warn", "--ctx-size", "512", "--threads", "1"}, extra...)
 			args = append(args, "--slots", cmp.Or(os.Getenv("COURIER_BENCH_SLOTS"), "8"))
 			cmd := exec.Command(bin, args...)
-			cmd.Env = os.Environ()
+			cmd.Env = append(os.Environ(), deep...)
 			if _, p, ok := strings.Cut(s, "-p"); ok {
-				cmd.Env = append(cmd.Env, "GOMAXPROCS="+p)
+				cmd.Env = append(cmd.Env, "GOMAXPROCS="+p[:1])
 			}
 			cmd.Stderr = os.Stderr
 			if err := cmd.Start(); err != nil {

@@ -43,7 +43,8 @@ import (
 // the first stage and the whole model to CPU 0 and the second stage to
 // CPU 1 (taskset). Setting
 // COURIER_BENCH_STAGE_ARGS adds its words to the stage workers'
-// flags (e.g. --stage-write-through).
+// flags (e.g. --stage-write-through), COURIER_BENCH_STAGE_ENV its words
+// to their environment (e.g. GODEBUG=...).
 //
 //	COURIER_BENCH_DIR=/tmp/x flock -x /tmp/courier-cpu.lock go test ./internal/e2e/ -run XXX -bench StageBreakdown -benchtime 10x
 func BenchmarkStageBreakdown(b *testing.B) {
@@ -79,6 +80,9 @@ func BenchmarkStageBreakdown(b *testing.B) {
 			cmd = exec.Command("taskset", append([]string{"-c", cpu, bin}, args...)...)
 		}
 		cmd.Env = append(os.Environ(), "GOMAXPROCS=1", "COURIER_STEP_TRACE="+trace)
+		if setup == "2stages" {
+			cmd.Env = append(cmd.Env, strings.Fields(os.Getenv("COURIER_BENCH_STAGE_ENV"))...)
+		}
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
 			b.Fatal(err)
