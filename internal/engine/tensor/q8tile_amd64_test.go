@@ -36,8 +36,9 @@ func TestQ8WScalesMatchesFP16ToFP32(t *testing.T) {
 
 // TestQ8BlockMatchesGeneric runs groupBlockQ8_0Scales over blocks of 1 to
 // 13 activation rows whose outputs lie in permuted rows (as MatMul's
-// classes order them), for every weight-row count up to a group and over
-// one and two column chunks, and compares every output it writes with the
+// classes order them), for every weight-row count up to a group, over
+// one and two column chunks and block counts that are not a multiple of
+// eight (the scale products' one-block tail), and compares every output it writes with the
 // generic dot, bit for bit; the rows it leaves (a last single row) must be
 // untouched.
 func TestQ8BlockMatchesGeneric(t *testing.T) {
@@ -46,7 +47,7 @@ func TestQ8BlockMatchesGeneric(t *testing.T) {
 	}
 	r := rand.New(rand.NewPCG(63, 64))
 	gen := genericKernels[gguf.TypeQ8_0]
-	for _, cols := range []int{256, 768, 4096} {
+	for _, cols := range []int{256, 768, 800, 2336, 4096} {
 		nb := cols / qk
 		rb, base := 34*nb, 34*nb
 		arb := base + sideQ8Scales.bytes(cols)
