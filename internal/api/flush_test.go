@@ -129,3 +129,62 @@ func TestStreamWritesReadyChunksTogether(t *testing.T) {
 		}
 	}
 }
+
+// TestOneFrameStreamHasLength: a stream whose first chunk is its final one
+// goes out whole, with its Content-Length and no chunked framing (one
+// write, no terminator after the bookkeeping); its events are those the
+// stream would have sent. A stream of more chunks stays chunked.
+func TestOneFrameStreamHasLength(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		chunks []*bus.Chunk
+		whole  bool
+	}{
+		{"one frame", []*bus.Chunk{{V: bus.Version, Seq: 1, Text: "Hi", Tokens: []int32{7}, FinishReason: "length",
+			Usage: &bus.Usage{PromptTokens: 3, CompletionTokens: 1}}}, true},
+		{"two", []*bus.Chunk{{V: bus.Version, Seq: 1, Text: "Hi", Tokens: []int32{7}},
+			{V: bus.Version, Seq: 2, FinishReason: "length", Usage: &bus.Usage{PromptTokens: 3, CompletionTokens: 1}}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := &fakeDispatcher{dispatch: func(_ context.Context, req *bus.Request) (bus.Stream, error) {
+				for _, c := range tc.chunks {
+					c.ID = req.ID
+				}
+				return newFakeStream(false, tc.chunks...), nil
+			}}
+			hs := httptest.NewServer(newTestServer(t, Config{}, d))
+			defer hs.Close()
+			resp, err := hs.Client().Post(hs.URL+"/v1/completions", "application/json",
+				strings.NewReader(`{"model":"tiny","prompt":"x","stream":true,"stream_options":{"include_usage":true}}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("status %d, %v", resp.StatusCode, err)
+			}
+			chunked := len(resp.TransferEncoding) == 1 && resp.TransferEncoding[0] == "chunked"
+			if tc.whole && (resp.ContentLength != int64(len(body)) || chunked) {
+				t.Fatalf("Content-Length %d for %d bytes, transfer encoding %v: want the length, not chunked", resp.ContentLength, len(body), resp.TransferEncoding)
+			}
+			if !tc.whole && (resp.ContentLength != -1 || !chunked) {
+				t.Fatalf("Content-Length %d, transfer encoding %v: want chunked", resp.ContentLength, resp.TransferEncoding)
+			}
+			if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+				t.Fatalf("Content-Type %q", ct)
+			}
+			// The token, the finish, the usage and the end, in order.
+			events := strings.Split(strings.TrimSuffix(string(body), "\n\n"), "\n\n")
+			wants := []string{`"text":"Hi"`, `"finish_reason":"length"`, `"total_tokens":4`, "data: [DONE]"}
+			if len(events) != len(wants) {
+				t.Fatalf("%d events, want %d: %q", len(events), len(wants), body)
+			}
+			for i, w := range wants {
+				if !strings.Contains(events[i], w) {
+					t.Errorf("event %d lacks %s: %q", i, w, events[i])
+				}
+			}
+		})
+	}
+}
