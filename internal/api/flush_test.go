@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"courier/internal/bus"
 )
@@ -27,7 +28,12 @@ func (s *gatedStream) release(n int) {
 	s.mu.Lock()
 	s.released = min(s.released+n, len(s.chunks))
 	s.mu.Unlock()
-	s.more <- struct{}{}
+	// A signal, not a hand-off: Next may take the chunks before it waits
+	// (a send that needed a receiver then hung the test).
+	select {
+	case s.more <- struct{}{}:
+	default:
+	}
 }
 
 func (s *gatedStream) Next(ctx context.Context) (*bus.Chunk, error) {
@@ -92,7 +98,7 @@ func TestStreamWritesReadyChunksTogether(t *testing.T) {
 		}
 		chunks = append(chunks, c)
 	}
-	st := &gatedStream{chunks: chunks, more: make(chan struct{})}
+	st := &gatedStream{chunks: chunks, more: make(chan struct{}, 1)}
 	d := &fakeDispatcher{dispatch: func(_ context.Context, req *bus.Request) (bus.Stream, error) {
 		for _, c := range chunks {
 			c.ID = req.ID
@@ -100,6 +106,11 @@ func TestStreamWritesReadyChunksTogether(t *testing.T) {
 		return st, nil
 	}}
 	h := newTestServer(t, Config{}, d)
+	// The real clock: the first chunk's deadline is RequestTimeout after
+	// the request's start, and newTestServer's fixed clock puts it in the
+	// past, which failed the request (504) whenever the handler waited
+	// for the first chunk before the test released it.
+	h.now = time.Now
 	w := &flushLog{ResponseRecorder: httptest.NewRecorder(), flushed: make(chan struct{}, 16)}
 	r := httptest.NewRequest("POST", "/v1/completions", strings.NewReader(`{"model":"tiny","prompt":"x","stream":true}`))
 	r.Header.Set("Content-Type", "application/json")
