@@ -399,6 +399,10 @@ func (s *server) relayStream(ctx context.Context, w http.ResponseWriter, st bus.
 		w.WriteHeader(http.StatusOK)
 		return sse.flush()
 	}
+	// Room for a burst of events at once (chunks that came together): the
+	// buffer, reused from flush to flush, would otherwise grow step by step
+	// in the stream's first bursts, an allocation or two each time.
+	sse.buf.Grow(2 << 10)
 	w.WriteHeader(http.StatusOK)
 	recycler, _ := st.(bus.Recycler)
 	readier, _ := st.(bus.Readier)

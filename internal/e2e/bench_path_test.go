@@ -22,7 +22,9 @@ import (
 // that a CPU or allocation profile (-cpuprofile, -memprofile) shows that
 // path alone: http (a one-token completion through the gateway, which
 // writes its log line as a node does), floor (the same client's request
-// to a trivial handler, floor-http) and bus (Dispatch → worker → answer).
+// to a trivial handler, floor-http), stream64 (a streamed completion of
+// 64 tokens, each its own bus message: a memory profile of it shows where
+// the allocations per token are) and bus (Dispatch → worker → answer).
 // Each reports the process's CPU time and heap allocations per request,
 // client, HTTP server and NATS server included. http also times the same
 // request through a gateway without a log line, interleaved, and reports
@@ -51,6 +53,7 @@ func BenchmarkFabricPath(b *testing.B) {
 	hc := &http.Client{Transport: tr}
 	floor := floorServer(b)
 	body := []byte(`{"model":"instant","prompt":"Once upon a time","max_tokens":1,"temperature":0}`)
+	streamBody := []byte(`{"model":"instant","prompt":"Once upon a time","max_tokens":64,"temperature":0,"stream":true}`)
 	zero := float32(0)
 	n := 0
 	paths := []struct {
@@ -59,6 +62,7 @@ func BenchmarkFabricPath(b *testing.B) {
 	}{
 		{"http", func() { postCompletion(b, hc, logged.URL, body) }},
 		{"floor", func() { postCompletion(b, hc, floor.URL, body) }},
+		{"stream64", func() { postCompletion(b, hc, logged.URL, streamBody) }},
 		{"bus", func() {
 			n++
 			s, err := gw.Dispatch(context.Background(), &bus.Request{ID: fmt.Sprint("p", n), Model: "instant", Kind: bus.KindCompletion,
