@@ -23,7 +23,7 @@ func newBenchCmd() *cobra.Command {
 	var (
 		url, model, conc, apiKey                              string
 		requests, maxTokens, shared, promptWords, firstPrompt int
-		stream, ignoreEOS, chat, asJSON                       bool
+		stream, ignoreEOS, chat, asJSON, perRequest           bool
 		timeout                                               time.Duration
 	)
 	c := &cobra.Command{
@@ -44,7 +44,7 @@ JSON with --json. Exits 1 when a level had no successful request.`,
 			return exitCode(runBench(bench.Config{
 				URL: url, Model: model, APIKey: apiKey, Chat: chat, Concurrency: levels,
 				Requests: requests, MaxTokens: maxTokens, Stream: stream, IgnoreEOS: ignoreEOS,
-				SharedPrefix: shared, PromptWords: promptWords, FirstPrompt: firstPrompt, Timeout: timeout,
+				SharedPrefix: shared, PromptWords: promptWords, FirstPrompt: firstPrompt, PerRequest: perRequest, Timeout: timeout,
 			}, asJSON))
 		},
 	}
@@ -60,6 +60,7 @@ JSON with --json. Exits 1 when a level had no successful request.`,
 	fs.IntVar(&promptWords, "prompt-words", bench.DefaultPromptWords, "words of prompt after the shared prefix")
 	fs.IntVar(&firstPrompt, "first-prompt", 0, "number of the first request's prompt (request i sends prompt N+i): warm up with another N so that a server's prompt cache does not serve the measured run")
 	fs.BoolVar(&chat, "chat", false, "use /chat/completions instead of /completions")
+	fs.BoolVar(&perRequest, "per-request", false, "also report each request's start, time to first token and end-to-end time (a table after the summary, or per_request in --json)")
 	apiKeyFlag(fs, &apiKey)
 	fs.DurationVar(&timeout, "timeout", bench.DefaultTimeout, "per-request timeout")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")

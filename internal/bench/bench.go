@@ -34,7 +34,11 @@ type Config struct {
 	// then evaluates only their last token) does not answer the measured
 	// prompts.
 	FirstPrompt int
-	Timeout     time.Duration // per request (default 2 minutes)
+	// PerRequest lists every request's timing in its Level (PerRequest),
+	// to see which requests make a percentile (the p50 of 16 requests on
+	// 8 slots is the first wave's last first token).
+	PerRequest bool
+	Timeout    time.Duration // per request (default 2 minutes)
 	// Progress, when set, is called after each finished request with the
 	// level's count so far and its total; it must be quick.
 	Progress func(level, done, total int)
@@ -73,6 +77,9 @@ type Level struct {
 	TTFT            *Percentiles   `json:"ttft_ms,omitempty"`
 	ITL             *Percentiles   `json:"itl_ms,omitempty"`
 	E2E             *Percentiles   `json:"e2e_ms,omitempty"`
+	// PerRequest holds each request's timing, by request number, when
+	// Config.PerRequest is set.
+	PerRequest []RequestTiming `json:"per_request,omitempty"`
 }
 
 // Percentiles summarises latencies in milliseconds.
@@ -189,7 +196,9 @@ func runLevel(ctx context.Context, cfg Config, conc int) Level {
 				if i >= cfg.Requests {
 					return
 				}
+				at := time.Since(start)
 				r := doRequest(ctx, cfg, i)
+				r.index, r.start = i, at
 				mu.Lock()
 				results = append(results, r)
 				mu.Unlock()
@@ -201,13 +210,33 @@ func runLevel(ctx context.Context, cfg Config, conc int) Level {
 		}()
 	}
 	wg.Wait()
-	return summarize(conc, cfg.Requests, time.Since(start), results)
+	return summarize(conc, cfg.Requests, time.Since(start), results, cfg.PerRequest)
 }
 
-// summarize turns per-request results into a Level.
-func summarize(conc, requests int, elapsed time.Duration, results []result) Level {
+// RequestTiming is one request's timing in a Level: when it was sent
+// (from the level's start), its time to first token (streaming) and its
+// end-to-end time, in ms, or the kind of its error.
+type RequestTiming struct {
+	Index   int     `json:"index"` // request number: prompt FirstPrompt+Index
+	StartMs float64 `json:"start_ms"`
+	TTFTMs  float64 `json:"ttft_ms,omitempty"`
+	E2EMs   float64 `json:"e2e_ms,omitempty"`
+	Error   string  `json:"error,omitempty"`
+}
+
+// summarize turns per-request results into a Level (with each request's
+// timing when perRequest is set).
+func summarize(conc, requests int, elapsed time.Duration, results []result, perRequest bool) Level {
 	lvl := Level{Concurrency: conc, Requests: requests, DurationSec: elapsed.Seconds()}
 	var ttft, itl, e2e []time.Duration
+	if perRequest {
+		lvl.PerRequest = make([]RequestTiming, 0, len(results))
+		for _, r := range results {
+			lvl.PerRequest = append(lvl.PerRequest, RequestTiming{Index: r.index, StartMs: ms(r.start),
+				TTFTMs: ms(r.ttft), E2EMs: ms(r.e2e), Error: r.errKind})
+		}
+		slices.SortFunc(lvl.PerRequest, func(a, b RequestTiming) int { return a.Index - b.Index })
+	}
 	for _, r := range results {
 		if r.errKind != "" {
 			if lvl.Errors == nil {

@@ -321,3 +321,52 @@ func TestRunClosesItsConnections(t *testing.T) {
 		}
 	}
 }
+
+// TestPerRequestTimings: with PerRequest each request's number, start,
+// TTFT and E2E (or its error) are in the level, in request order, and in
+// both reports; without it the level has none.
+func TestPerRequestTimings(t *testing.T) {
+	var seen atomic.Int64
+	srv := fakeServer(t, &seen, nil)
+	cfg := Config{URL: srv.URL + "/v1", Model: "m", APIKey: "k", Concurrency: []int{2}, Requests: 5,
+		MaxTokens: 3, Stream: true, PerRequest: true}
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := rep.Levels[0]
+	if len(l.PerRequest) != 5 {
+		t.Fatalf("per-request %+v", l.PerRequest)
+	}
+	failed := 0
+	for i, r := range l.PerRequest {
+		if r.Index != i || r.StartMs < 0 {
+			t.Errorf("request %d: %+v", i, r)
+		}
+		if r.Error != "" {
+			failed++
+			if r.Error != "http_429" {
+				t.Errorf("request %d: error %q", i, r.Error)
+			}
+			continue
+		}
+		if r.TTFTMs <= 0 || r.E2EMs < r.TTFTMs {
+			t.Errorf("request %d: ttft %.3f e2e %.3f", i, r.TTFTMs, r.E2EMs)
+		}
+	}
+	if failed != 1 {
+		t.Errorf("%d failed requests, want 1 (the fake server refuses every fifth)", failed)
+	}
+	var text, js bytes.Buffer
+	if err := WriteText(&text, rep); err != nil || !strings.Contains(text.String(), "requests at concurrency 2:") ||
+		!strings.Contains(text.String(), "http_429\n") {
+		t.Errorf("text report: %v\n%s", err, text.String())
+	}
+	if err := json.NewEncoder(&js).Encode(rep); err != nil || !strings.Contains(js.String(), `"per_request":[{"index":0,`) {
+		t.Errorf("json report: %v %s", err, js.String())
+	}
+	cfg.PerRequest = false
+	if rep, err = Run(context.Background(), cfg); err != nil || rep.Levels[0].PerRequest != nil {
+		t.Errorf("without PerRequest: %v %+v", err, rep.Levels[0].PerRequest)
+	}
+}

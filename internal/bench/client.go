@@ -21,6 +21,8 @@ type result struct {
 	gaps    []time.Duration // between text events, streaming only
 	e2e     time.Duration
 	tokens  int
+	index   int           // request number
+	start   time.Duration // when it was sent, from the level's start
 }
 
 // words feed the synthetic prompts.

@@ -10,7 +10,8 @@ import (
 )
 
 // WriteText writes rep as a table, one row per level, followed by the
-// errors of each level that had any.
+// errors of each level that had any and the requests' timings of each
+// level that has them (Config.PerRequest).
 func WriteText(w io.Writer, rep *Report) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "courier bench: %s model=%s stream=%v chat=%v\n\n", rep.URL, rep.Model, rep.Stream, rep.Chat)
@@ -35,6 +36,23 @@ func WriteText(w io.Writer, rep *Report) error {
 			fmt.Fprintf(&b, " %s=%d", k, l.Errors[k])
 		}
 		b.WriteByte('\n')
+	}
+	for _, l := range rep.Levels {
+		if len(l.PerRequest) == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "\nrequests at concurrency %d:\n%8s %10s %10s %10s\n", l.Concurrency, "request", "start ms", "TTFT ms", "E2E ms")
+		for _, r := range l.PerRequest {
+			if r.Error != "" {
+				fmt.Fprintf(&b, "%8d %10.1f %s\n", r.Index, r.StartMs, r.Error)
+				continue
+			}
+			ttft := "-"
+			if r.TTFTMs > 0 {
+				ttft = fmt.Sprintf("%.1f", r.TTFTMs)
+			}
+			fmt.Fprintf(&b, "%8d %10.1f %10s %10.1f\n", r.Index, r.StartMs, ttft, r.E2EMs)
+		}
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
