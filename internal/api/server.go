@@ -342,8 +342,6 @@ func randomID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// statusRecorder remembers the status written; it unwraps for
-// http.ResponseController and forwards Flush.
 // served is what ServeHTTP keeps for one request, in one allocation: its
 // status recorder, its log line's facts, its X-Request-Id header's value
 // and its body's deadline lifter.
@@ -354,6 +352,8 @@ type served struct {
 	body     liftOnEOF
 }
 
+// statusRecorder remembers the status written; it unwraps for
+// http.ResponseController and forwards Flush.
 type statusRecorder struct {
 	http.ResponseWriter
 	status int
