@@ -100,23 +100,10 @@ func BenchmarkFabricOnly(b *testing.B) {
 	probe := hopProbe(b, conns["probe"])
 	floor := floorServer(b)
 
-	zero := float32(0)
 	n := 0
 	viaBus := func() {
 		n++
-		s, err := gw.Dispatch(context.Background(), &bus.Request{ID: fmt.Sprint("r", n), Model: "instant", Kind: bus.KindCompletion,
-			Prompt: "Once upon a time", MaxTokens: 1, Sampling: bus.Sampling{Temperature: &zero}})
-		if err != nil {
-			b.Fatal(err)
-		}
-		for range 8 {
-			if _, err := s.Next(context.Background()); err == io.EOF {
-				break
-			} else if err != nil {
-				b.Fatal(err)
-			}
-		}
-		_ = s.Close()
+		dispatchOneToken(b, gw, fmt.Sprint("r", n), "instant", "Once upon a time")
 	}
 	body := []byte(`{"model":"instant","prompt":"Once upon a time","max_tokens":1,"temperature":0}`)
 	post := func(url string) { postCompletion(b, hc, url, body) }
@@ -244,6 +231,26 @@ func instantFabric(b *testing.B) (map[string]*natsbus.Conn, *natsbus.Gateway) {
 		b.Fatal(err)
 	}
 	return conns, gw
+}
+
+// dispatchOneToken sends a greedy one-token completion of prompt to model
+// through gw (the bus, no HTTP) and reads its stream to the end (at most 8
+// messages), failing b on any error.
+func dispatchOneToken(b *testing.B, gw *natsbus.Gateway, id, model, prompt string) {
+	zero := float32(0)
+	s, err := gw.Dispatch(context.Background(), &bus.Request{ID: id, Model: model, Kind: bus.KindCompletion,
+		Prompt: prompt, MaxTokens: 1, Sampling: bus.Sampling{Temperature: &zero}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for range 8 {
+		if _, err := s.Next(context.Background()); err == io.EOF {
+			break
+		} else if err != nil {
+			b.Fatal(err)
+		}
+	}
+	_ = s.Close()
 }
 
 // postCompletion posts body to url's /v1/completions with hc, reads the

@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -15,7 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"courier/internal/api"
-	"courier/internal/bus"
 )
 
 // BenchmarkFabricPath runs one path of BenchmarkFabricOnly's at a time, so
@@ -54,7 +51,6 @@ func BenchmarkFabricPath(b *testing.B) {
 	floor := floorServer(b)
 	body := []byte(`{"model":"instant","prompt":"Once upon a time","max_tokens":1,"temperature":0}`)
 	streamBody := []byte(`{"model":"instant","prompt":"Once upon a time","max_tokens":64,"temperature":0,"stream":true}`)
-	zero := float32(0)
 	n := 0
 	paths := []struct {
 		name string
@@ -65,19 +61,7 @@ func BenchmarkFabricPath(b *testing.B) {
 		{"stream64", func() { postCompletion(b, hc, logged.URL, streamBody) }},
 		{"bus", func() {
 			n++
-			s, err := gw.Dispatch(context.Background(), &bus.Request{ID: fmt.Sprint("p", n), Model: "instant", Kind: bus.KindCompletion,
-				Prompt: "Once upon a time", MaxTokens: 1, Sampling: bus.Sampling{Temperature: &zero}})
-			if err != nil {
-				b.Fatal(err)
-			}
-			for range 8 {
-				if _, err := s.Next(context.Background()); err == io.EOF {
-					break
-				} else if err != nil {
-					b.Fatal(err)
-				}
-			}
-			_ = s.Close()
+			dispatchOneToken(b, gw, fmt.Sprint("p", n), "instant", "Once upon a time")
 		}},
 	}
 	for _, p := range paths {

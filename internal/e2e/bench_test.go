@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"courier/internal/bus"
 	"courier/internal/bus/natsbus"
 	"courier/internal/engine"
 	"courier/internal/engine/sampler"
@@ -79,7 +78,6 @@ func BenchmarkFabricOverhead(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	zero := float32(0)
 	direct := func() {
 		_, err := e.Generate(context.Background(), engine.Request{Prompt: ids, MaxTokens: 1, Sampling: sampler.Params{}}, func(engine.Token) error { return nil })
 		if err != nil {
@@ -87,21 +85,7 @@ func BenchmarkFabricOverhead(b *testing.B) {
 		}
 	}
 	var seq atomic.Int64
-	viaBus := func() {
-		req := &bus.Request{ID: fmt.Sprint("b", seq.Add(1)), Model: modelName, Kind: bus.KindCompletion, Prompt: prompt, MaxTokens: 1, Sampling: bus.Sampling{Temperature: &zero}}
-		s, err := gw.Dispatch(context.Background(), req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		for range 8 {
-			if _, err := s.Next(context.Background()); err == io.EOF {
-				break
-			} else if err != nil {
-				b.Fatal(err)
-			}
-		}
-		_ = s.Close()
-	}
+	viaBus := func() { dispatchOneToken(b, gw, fmt.Sprint("b", seq.Add(1)), modelName, prompt) }
 	tr := &http.Transport{MaxIdleConnsPerHost: 64}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr}
