@@ -52,13 +52,7 @@ func BenchmarkStageBoundary(b *testing.B) {
 	}
 	path := benchSynthModel(b)
 	srv := externalNATS(b)
-	setups := []string{"whole", "whole-p1", "2stages", "2stages-wt", "2stages-p2"}
-	if v := os.Getenv("COURIER_BENCH_SETUPS"); v != "" {
-		setups = strings.Split(v, ",")
-	}
-	if setups[0] != "whole" {
-		b.Fatalf("COURIER_BENCH_SETUPS=%s: the first setup must be whole", strings.Join(setups, ","))
-	}
+	setups := benchSetups(b, "whole", "whole-p1", "2stages", "2stages-wt", "2stages-p2")
 	_, served := startSetups(b, bin, srv, path, setups)
 	gw := stageGateway(b, srv, onBus(setups)...)
 	clients := setupClients(b, gw.Addr(), setups, served)
@@ -145,6 +139,20 @@ func BenchmarkStageBoundary(b *testing.B) {
 	}
 	b.ReportMetric(median(rttTCP), "us_rtt_tcp")
 	b.ReportMetric(median(rttIn), "us_rtt_inproc")
+}
+
+// benchSetups is the list of setups a stage benchmark runs:
+// COURIER_BENCH_SETUPS (comma-separated) or def; the first must be
+// "whole", the reference the others are measured against.
+func benchSetups(b *testing.B, def ...string) []string {
+	setups := def
+	if v := os.Getenv("COURIER_BENCH_SETUPS"); v != "" {
+		setups = strings.Split(v, ",")
+	}
+	if setups[0] != "whole" {
+		b.Fatalf("COURIER_BENCH_SETUPS=%s: the first setup must be whole", strings.Join(setups, ","))
+	}
+	return setups
 }
 
 // startSetups starts the worker processes of each setup of path's model

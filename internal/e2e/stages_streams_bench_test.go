@@ -41,13 +41,7 @@ func BenchmarkStageStreams(b *testing.B) {
 	}
 	path := benchSynthModel(b)
 	srv := externalNATS(b)
-	setups := []string{"whole", "2stages", "2stages-p2"}
-	if v := os.Getenv("COURIER_BENCH_SETUPS"); v != "" {
-		setups = strings.Split(v, ",")
-	}
-	if setups[0] != "whole" {
-		b.Fatalf("COURIER_BENCH_SETUPS=%s: the first setup must be whole", strings.Join(setups, ","))
-	}
+	setups := benchSetups(b, "whole", "2stages", "2stages-p2")
 	pids, served := startSetups(b, bin, srv, path, setups)
 	gw := stageGateway(b, srv, onBus(setups)...)
 	clients := setupClients(b, gw.Addr(), setups, served)
