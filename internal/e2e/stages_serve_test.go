@@ -29,7 +29,7 @@ type servedStage struct {
 // "1/2") of path's model, named name, with env added to its environment,
 // until tb ends; it returns once the embedded server takes connections
 // and the worker credential is written, before the pipeline is complete
-// (a worker that dials earlier fails: its first dial is not retried).
+// (a joining worker needs the credential serve writes).
 func startServedStage(tb testing.TB, bin, name, path string, env []string, share ...string) *servedStage {
 	tb.Helper()
 	dir := tb.TempDir()

@@ -138,9 +138,9 @@ func Start(ctx context.Context, cfg config.Node, log *slog.Logger) (*Node, error
 
 func (n *Node) start(ctx context.Context) error {
 	cfg := n.cfg
-	dial := func(name string) (*natsbus.Conn, error) {
+	dial := n.patient(ctx, func(name string) (*natsbus.Conn, error) {
 		return natsbus.Dial(cfg.NATSURL, name, clientAuth(cfg), n.log)
-	}
+	})
 	if cfg.Role == config.RoleServe {
 		lock, err := lockDataDir(cfg.DataDir)
 		if err != nil {
@@ -305,6 +305,37 @@ func (n *Node) startModelWorker(m config.Model, id string, r model.LayerRange, d
 	}, n.log)
 	host.Store(mw.host)
 	return err
+}
+
+// dialWait bounds how long a worker or gateway keeps dialing a NATS
+// server that is not up yet (every address refused the connection):
+// processes started together, by hand or by a service manager, need not
+// be started in order. A server that refuses the credential fails at once.
+const dialWait = 30 * time.Second
+
+// patient returns dial, retried every quarter second while it finds no
+// server, for up to dialWait and while ctx lasts; the first retry is
+// logged.
+func (n *Node) patient(ctx context.Context, dial func(string) (*natsbus.Conn, error)) func(string) (*natsbus.Conn, error) {
+	return func(name string) (*natsbus.Conn, error) {
+		deadline := time.Now().Add(dialWait)
+		for try := 0; ; try++ {
+			c, err := dial(name)
+			if err == nil || !natsbus.NoServer(err) || !time.Now().Before(deadline) {
+				return c, err
+			}
+			if try == 0 {
+				n.log.Warn("no NATS server answers yet; dialing again", "conn", name, "url", n.cfg.NATSURL, "for", dialWait)
+			}
+			t := time.NewTimer(250 * time.Millisecond)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil, errors.Join(err, ctx.Err())
+			case <-t.C:
+			}
+		}
+	}
 }
 
 func (n *Node) startGateway(ctx context.Context, dial func(string) (*natsbus.Conn, error)) error {

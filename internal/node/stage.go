@@ -2,6 +2,7 @@ package node
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"time"
 
@@ -148,9 +149,9 @@ func (n *Node) stageDial(dial func(string) (*natsbus.Conn, error)) func(string) 
 	if !n.cfg.Stages.WriteThrough || n.server != nil {
 		return dial
 	}
-	return func(name string) (*natsbus.Conn, error) {
+	return n.patient(context.Background(), func(name string) (*natsbus.Conn, error) {
 		return natsbus.Dial(n.cfg.NATSURL, name, clientAuth(n.cfg), n.log, natsbus.WriteThrough())
-	}
+	})
 }
 
 func stageDType(s string) stage.DType {

@@ -125,6 +125,11 @@ func WriteThrough() DialOption {
 	return func(o *[]nats.Option) { *o = append(*o, nats.WriteBufferSize(1)) }
 }
 
+// NoServer reports whether err is a dial that found no NATS server
+// listening (every address refused the connection), which a later dial may
+// not meet, unlike a refused credential or a bad URL.
+func NoServer(err error) bool { return errors.Is(err, nats.ErrNoServers) }
+
 // Dial connects to the NATS server(s) at url (comma-separated for a
 // cluster) as auth says.
 func Dial(url, name string, auth ClientAuth, log *slog.Logger, opts ...DialOption) (*Conn, error) {
