@@ -1,5 +1,6 @@
 // Macros shared by the AVX2 tinyBLAS kernels (float_avx2_amd64.s,
-// bf16group_amd64.s, f16deint_amd64.s): the reduce16 ending of an output,
+// bf16group_amd64.s, f16deint_amd64.s): the reduce16 ending of an output
+// (one at a time, and eight outputs of an activation row together),
 // the eight 8-lane accumulators Y0-Y7 of a tile kept at B(DX) between
 // chunks, and the four-by-three tile's accumulators and ending.
 
@@ -85,3 +86,32 @@
 	IMULQ orb+64(FP), AX; \
 	ADDQ out+48(FP), AX; \
 	VMOVUPS X14, OFF(AX)
+
+// RED8(P, H0, L0, ..., H7, L7) ends the eight outputs of activation row P
+// together: output q's lanes 8-15 at (Hq+P)*32 and 0-7 at (Lq+P)*32 of DX
+// are added, then its eight lanes are reduced as reduce16 does,
+// ((y0+y4)+(y2+y6))+((y1+y5)+(y3+y7)), eight outputs at a time (the same
+// additions of the same operands as HSUM8 per output: halves, then pairs,
+// then the last two), and the eight sums, put in order by the permutation
+// in Y15 (outputs 0 2 4 6 1 3 5 7 to 0-7), are stored with one store at
+// outs[P][0:8] (outs at R13): four vector reductions in place of 32
+// horizontal ones. Clobbers Y0-Y14 and AX.
+#define RED8(P, H0, L0, H1, L1, H2, L2, H3, L3, H4, L4, H5, L5, H6, L6, H7, L7) \
+	VMOVUPS 0+(H0+P)*32(DX), Y0; VADDPS 0+(L0+P)*32(DX), Y0, Y0; \
+	VMOVUPS 0+(H1+P)*32(DX), Y1; VADDPS 0+(L1+P)*32(DX), Y1, Y1; \
+	VMOVUPS 0+(H2+P)*32(DX), Y2; VADDPS 0+(L2+P)*32(DX), Y2, Y2; \
+	VMOVUPS 0+(H3+P)*32(DX), Y3; VADDPS 0+(L3+P)*32(DX), Y3, Y3; \
+	VMOVUPS 0+(H4+P)*32(DX), Y4; VADDPS 0+(L4+P)*32(DX), Y4, Y4; \
+	VMOVUPS 0+(H5+P)*32(DX), Y5; VADDPS 0+(L5+P)*32(DX), Y5, Y5; \
+	VMOVUPS 0+(H6+P)*32(DX), Y6; VADDPS 0+(L6+P)*32(DX), Y6, Y6; \
+	VMOVUPS 0+(H7+P)*32(DX), Y7; VADDPS 0+(L7+P)*32(DX), Y7, Y7; \
+	VPERM2F128 $0x20, Y1, Y0, Y8; VPERM2F128 $0x31, Y1, Y0, Y9; VADDPS Y9, Y8, Y8; \
+	VPERM2F128 $0x20, Y3, Y2, Y10; VPERM2F128 $0x31, Y3, Y2, Y11; VADDPS Y11, Y10, Y10; \
+	VPERM2F128 $0x20, Y5, Y4, Y12; VPERM2F128 $0x31, Y5, Y4, Y13; VADDPS Y13, Y12, Y12; \
+	VPERM2F128 $0x20, Y7, Y6, Y14; VPERM2F128 $0x31, Y7, Y6, Y0; VADDPS Y0, Y14, Y14; \
+	VSHUFPS $0x44, Y10, Y8, Y1; VSHUFPS $0xEE, Y10, Y8, Y2; VADDPS Y2, Y1, Y1; \
+	VSHUFPS $0x44, Y14, Y12, Y3; VSHUFPS $0xEE, Y14, Y12, Y4; VADDPS Y4, Y3, Y3; \
+	VSHUFPS $0x88, Y3, Y1, Y5; VSHUFPS $0xDD, Y3, Y1, Y6; VADDPS Y6, Y5, Y5; \
+	VPERMPS Y5, Y15, Y5; \
+	MOVQ 0+8*P(R13), AX; \
+	VMOVUPS Y5, (AX)

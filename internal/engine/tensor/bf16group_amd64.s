@@ -196,34 +196,11 @@ L: \
 	JB L; \
 	ACC8_STORE(B)
 
-// BF16GRED(P) ends the eight outputs of activation row P, as F16DRED
-// (f16deint_amd64.s) does, with this kernel's buf layout: output q = 2T+H
-// (row H of tile T) has lanes 0-7 at ((2T*8)+4H+P)*32 and 8-15 at
-// (((2T+1)*8)+4H+P)*32 of DX. Each output's lanes i and i+8 are added,
-// then its eight lanes are reduced as reduce16 does,
-// ((y0+y4)+(y2+y6))+((y1+y5)+(y3+y7)), eight outputs at a time (the same
-// additions of the same operands as HSUM8 per output), and the eight sums
-// are stored with one store at outs[P][0:8]: four vector reductions in
-// place of 32 horizontal ones (HSUM8 per output). Y15 holds bf16gOrder.
-#define BF16GRED(P) \
-	VMOVUPS 0+(8+P)*32(DX), Y0; VADDPS 0+(0+P)*32(DX), Y0, Y0; \
-	VMOVUPS 0+(12+P)*32(DX), Y1; VADDPS 0+(4+P)*32(DX), Y1, Y1; \
-	VMOVUPS 0+(24+P)*32(DX), Y2; VADDPS 0+(16+P)*32(DX), Y2, Y2; \
-	VMOVUPS 0+(28+P)*32(DX), Y3; VADDPS 0+(20+P)*32(DX), Y3, Y3; \
-	VMOVUPS 0+(40+P)*32(DX), Y4; VADDPS 0+(32+P)*32(DX), Y4, Y4; \
-	VMOVUPS 0+(44+P)*32(DX), Y5; VADDPS 0+(36+P)*32(DX), Y5, Y5; \
-	VMOVUPS 0+(56+P)*32(DX), Y6; VADDPS 0+(48+P)*32(DX), Y6, Y6; \
-	VMOVUPS 0+(60+P)*32(DX), Y7; VADDPS 0+(52+P)*32(DX), Y7, Y7; \
-	VPERM2F128 $0x20, Y1, Y0, Y8; VPERM2F128 $0x31, Y1, Y0, Y9; VADDPS Y9, Y8, Y8; \
-	VPERM2F128 $0x20, Y3, Y2, Y10; VPERM2F128 $0x31, Y3, Y2, Y11; VADDPS Y11, Y10, Y10; \
-	VPERM2F128 $0x20, Y5, Y4, Y12; VPERM2F128 $0x31, Y5, Y4, Y13; VADDPS Y13, Y12, Y12; \
-	VPERM2F128 $0x20, Y7, Y6, Y14; VPERM2F128 $0x31, Y7, Y6, Y0; VADDPS Y0, Y14, Y14; \
-	VSHUFPS $0x44, Y10, Y8, Y1; VSHUFPS $0xEE, Y10, Y8, Y2; VADDPS Y2, Y1, Y1; \
-	VSHUFPS $0x44, Y14, Y12, Y3; VSHUFPS $0xEE, Y14, Y12, Y4; VADDPS Y4, Y3, Y3; \
-	VSHUFPS $0x88, Y3, Y1, Y5; VSHUFPS $0xDD, Y3, Y1, Y6; VADDPS Y6, Y5, Y5; \
-	VPERMPS Y5, Y15, Y5; \
-	MOVQ 0+8*P(R13), AX; \
-	VMOVUPS Y5, (AX)
+// BF16GRED(P) ends the eight outputs of activation row P (RED8) with this
+// kernel's buf layout: output q = 2T+H (row H of tile T) has lanes 0-7 at
+// ((2T*8)+4H+P)*32 and 8-15 at (((2T+1)*8)+4H+P)*32 of DX. Y15 holds
+// bf16gOrder.
+#define BF16GRED(P) RED8(P, 8, 0, 12, 4, 24, 16, 28, 20, 40, 32, 44, 36, 56, 48, 60, 52)
 
 // bf16gOrder puts BF16GRED's sums (outputs 0 2 4 6 1 3 5 7) in order.
 DATA bf16gOrder<>+0(SB)/4, $0

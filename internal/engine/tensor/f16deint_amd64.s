@@ -209,32 +209,10 @@ L: \
 #define PASS0 MOVQ R13, BX; MOVQ CX, R14
 #define PASS1 LEAQ (R13)(R15*1), BX; LEAQ (CX)(R15*1), R14
 
-// F16DRED(P) ends the eight outputs of activation row P: each output's
-// two passes are added (lanes i and i+8) and its eight lanes reduced as
-// reduce16 does, ((y0+y4)+(y2+y6))+((y1+y5)+(y3+y7)), eight outputs at a
-// time (the same additions of the same operands as HSUM8 per output:
-// halves, then pairs, then the last two), and the eight sums are stored
-// at outs[P][0:8]. Output q's accumulators are at tile q/3 (q = 6, 7:
+// F16DRED(P) ends the eight outputs of activation row P (RED8): each
+// output's two passes (lanes 0-7 and 8-15) are at tile q/3 (q = 6, 7:
 // tile 2), row q%3 of buf; Y15 holds f16dOrder.
-#define F16DRED(P) \
-	VMOVUPS 0+(12+P)*32(DX), Y0; VADDPS 0+(0+P)*32(DX), Y0, Y0; \
-	VMOVUPS 0+(16+P)*32(DX), Y1; VADDPS 0+(4+P)*32(DX), Y1, Y1; \
-	VMOVUPS 0+(20+P)*32(DX), Y2; VADDPS 0+(8+P)*32(DX), Y2, Y2; \
-	VMOVUPS 0+(36+P)*32(DX), Y3; VADDPS 0+(24+P)*32(DX), Y3, Y3; \
-	VMOVUPS 0+(40+P)*32(DX), Y4; VADDPS 0+(28+P)*32(DX), Y4, Y4; \
-	VMOVUPS 0+(44+P)*32(DX), Y5; VADDPS 0+(32+P)*32(DX), Y5, Y5; \
-	VMOVUPS 0+(60+P)*32(DX), Y6; VADDPS 0+(48+P)*32(DX), Y6, Y6; \
-	VMOVUPS 0+(64+P)*32(DX), Y7; VADDPS 0+(52+P)*32(DX), Y7, Y7; \
-	VPERM2F128 $0x20, Y1, Y0, Y8; VPERM2F128 $0x31, Y1, Y0, Y9; VADDPS Y9, Y8, Y8; \
-	VPERM2F128 $0x20, Y3, Y2, Y10; VPERM2F128 $0x31, Y3, Y2, Y11; VADDPS Y11, Y10, Y10; \
-	VPERM2F128 $0x20, Y5, Y4, Y12; VPERM2F128 $0x31, Y5, Y4, Y13; VADDPS Y13, Y12, Y12; \
-	VPERM2F128 $0x20, Y7, Y6, Y14; VPERM2F128 $0x31, Y7, Y6, Y0; VADDPS Y0, Y14, Y14; \
-	VSHUFPS $0x44, Y10, Y8, Y1; VSHUFPS $0xEE, Y10, Y8, Y2; VADDPS Y2, Y1, Y1; \
-	VSHUFPS $0x44, Y14, Y12, Y3; VSHUFPS $0xEE, Y14, Y12, Y4; VADDPS Y4, Y3, Y3; \
-	VSHUFPS $0x88, Y3, Y1, Y5; VSHUFPS $0xDD, Y3, Y1, Y6; VADDPS Y6, Y5, Y5; \
-	VPERMPS Y5, Y15, Y5; \
-	MOVQ 0+8*P(R13), AX; \
-	VMOVUPS Y5, (AX)
+#define F16DRED(P) RED8(P, 12, 0, 16, 4, 20, 8, 36, 24, 40, 28, 44, 32, 60, 48, 64, 52)
 
 // f16dOrder puts F16DRED's sums (outputs 0 2 4 6 1 3 5 7) in order.
 DATA f16dOrder<>+0(SB)/4, $0
