@@ -129,6 +129,20 @@ func completionParams(prompt string, maxTokens int) openai.CompletionNewParams {
 	}
 }
 
+// completeModel is the text of a greedy completion of prompt by model,
+// maxTokens long, through the gateway at addr (not streamed).
+func completeModel(t testing.TB, addr, model, prompt string, maxTokens int) string {
+	t.Helper()
+	p := completionParams(prompt, maxTokens)
+	p.Model = openai.CompletionNewParamsModel(model)
+	c := client(t, addr)
+	resp, err := c.Completions.New(testCtx(t), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.Choices[0].Text
+}
+
 // streamText streams a greedy completion and returns its text; onChunk, if
 // set, is called after every chunk with the text so far.
 func streamText(ctx context.Context, c openai.Client, prompt string, maxTokens int, onChunk func(string)) (string, error) {

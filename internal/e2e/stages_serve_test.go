@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/openai/openai-go/v3"
-
 	"courier/internal/testutil"
 )
 
@@ -110,14 +108,7 @@ func TestServeHostsStage(t *testing.T) {
 			s := startServedStage(t, bin, name, path, nil, "--stage", tc.served)
 			s.joinStage(t, bin, "joined", name, path, nil, "--stage", tc.joined)
 			s.waitReady(t)
-			c := client(t, s.addr)
-			p := completionParams(prompt, 48)
-			p.Model = openai.CompletionNewParamsModel(name)
-			resp, err := c.Completions.New(testCtx(t), p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := resp.Choices[0].Text; got != want {
+			if got := completeModel(t, s.addr, name, prompt, 48); got != want {
 				t.Errorf("serve --stage %s with a worker --stage %s:\n%q\nwhole model:\n%q", tc.served, tc.joined, got, want)
 			}
 		})

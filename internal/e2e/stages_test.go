@@ -213,14 +213,7 @@ func TestStagesOverTCP(t *testing.T) {
 			}
 			gw := stageGateway(t, srv, name)
 			emitted := lastStageEmitted(t, srv, name, fmt.Sprintf("s%d", tc.stages))
-			c := client(t, gw.Addr())
-			p := completionParams(prompt, 48)
-			p.Model = openai.CompletionNewParamsModel(name)
-			resp, err := c.Completions.New(testCtx(t), p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := resp.Choices[0].Text; got != want {
+			if got := completeModel(t, gw.Addr(), name, prompt, 48); got != want {
 				t.Errorf("%d-stage pipeline:\n%q\nwhole model:\n%q", tc.stages, got, want)
 			}
 			// The last stage sent the chunks: 48 tokens and the final one.
