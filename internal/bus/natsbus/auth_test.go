@@ -3,6 +3,7 @@ package natsbus
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,6 +56,9 @@ func TestServerAuthRefusesAnonymous(t *testing.T) {
 		}
 		if !strings.Contains(strings.ToLower(err.Error()), "authorization violation") {
 			t.Fatalf("%+v: %v, want an authorization violation", a, err)
+		}
+		if NoServer(err) {
+			t.Fatalf("%+v: %v counts as no server: a worker would keep dialing a server that refuses it", a, err)
 		}
 	}
 	for _, a := range []ClientAuth{{TokenFile: tokenFile(t, "worker:wpass")}, {TokenFile: tokenFile(t, "gw:gpass")}} {
@@ -269,5 +273,25 @@ func TestServerAuthConfigFile(t *testing.T) {
 	if s, err := StartServer(ServerConfig{Name: "bad", Listen: "127.0.0.1:0", Auth: &ServerAuth{ConfigFile: bad}}, nil); err == nil {
 		_ = s.Shutdown(context.Background())
 		t.Fatal("a token config was accepted beside the in-process user")
+	}
+}
+
+// TestNoServer: a dial that finds nothing listening is NoServer (a worker
+// keeps dialing it, node.dialWait); a refused credential is not
+// (TestServerAuthRefusesAnonymous).
+func TestNoServer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	c, err := Dial("nats://"+addr, "nobody-there", ClientAuth{}, nil)
+	if err == nil {
+		_ = c.Close(context.Background())
+		t.Fatalf("connected to %s, where nothing listens", addr)
+	}
+	if !NoServer(err) {
+		t.Fatalf("dial of %s with nothing listening: %v, not NoServer", addr, err)
 	}
 }
