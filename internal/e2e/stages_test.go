@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -18,6 +20,8 @@ import (
 	"courier/internal/bus/natsbus"
 	"courier/internal/config"
 	"courier/internal/engine"
+	"courier/internal/engine/gguf"
+	"courier/internal/engine/synth"
 	"courier/internal/node"
 	"courier/internal/stage"
 	"courier/internal/testutil"
@@ -188,20 +192,45 @@ func announcedEmitted(t *testing.T, connect func(name string) (*natsbus.Conn, er
 // TestStagesOverTCP serves models as 2- and 3-stage pipelines of separate
 // `courier worker --stage I/N` processes joined by a NATS server over TCP,
 // and checks that greedy text through the HTTP API equals the whole
-// model's, streamed by the last stage.
+// model's, streamed by the last stage. The shared synthetic llama and
+// qwen2 files have two blocks, too few for three stages (each holds at
+// least one), so their 3-stage runs take 4-block models of the same
+// architectures and shapes that the test writes (synth.Write).
 func TestStagesOverTCP(t *testing.T) {
 	bin := courierBinary(t)
 	const prompt = "Once upon a time"
+	four := func(arch string) func(t *testing.T) string {
+		return func(t *testing.T) string {
+			path := filepath.Join(t.TempDir(), "synth-"+arch+"-4.gguf")
+			f, err := os.Create(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := synth.Config{Arch: arch, Dim: 256, Layers: 4, Heads: 8, KVHeads: 2, FFN: 512, Vocab: 1000,
+				Context: 512, Type: gguf.TypeF32, Seed: 1, QuietBytes: true}
+			if err := synth.Write(f, c); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			return path
+		}
+	}
+	shared := func(file string) func(t *testing.T) string {
+		return func(t *testing.T) string { return testutil.Model(t, file) }
+	}
 	for _, tc := range []struct {
-		file   string
+		name   string
+		model  func(t *testing.T) string
 		stages int
 	}{
-		{"stories260K.gguf", 2}, {"stories260K.gguf", 3},
-		{"synth-llama-F32.gguf", 2}, {"synth-qwen2-F32.gguf", 2},
+		{"stories260K", shared("stories260K.gguf"), 2}, {"stories260K", shared("stories260K.gguf"), 3},
+		{"synth-llama-F32", shared("synth-llama-F32.gguf"), 2}, {"synth-qwen2-F32", shared("synth-qwen2-F32.gguf"), 2},
+		{"synth-llama-4", four("llama"), 3}, {"synth-qwen2-4", four("qwen2"), 3},
 	} {
-		t.Run(fmt.Sprintf("%s/%d", tc.file, tc.stages), func(t *testing.T) {
-			path := testutil.Model(t, tc.file)
-			name := strings.TrimSuffix(tc.file, ".gguf")
+		t.Run(fmt.Sprintf("%s/%d", tc.name, tc.stages), func(t *testing.T) {
+			path, name := tc.model(t), tc.name
 			want := greedyOf(t, path, prompt, 48)
 			srv := externalNATS(t)
 			for i := tc.stages; i >= 1; i-- {
@@ -222,23 +251,50 @@ func TestStagesOverTCP(t *testing.T) {
 	}
 }
 
-// TestKillStageMidStream SIGKILLs the later stage of a 2-stage pipeline
-// while it streams an answer: the first stage gives the request back, the
-// pipeline is assembled again with the other replica of that stage, the
-// gateway resumes the request after the text already sent, and the client's
-// text equals the uninterrupted greedy run.
+// TestKillStageMidStream SIGKILLs a later stage of a pipeline of separate
+// processes while it streams an answer: the last stage of 2 (the one that
+// emits the chunks), and the middle and the last stage of 3. The first
+// stage gives the request back, the pipeline is assembled again with the
+// other replica of that stage, the gateway resumes the request after the
+// text already sent, and the client's text equals the uninterrupted greedy
+// run.
 func TestKillStageMidStream(t *testing.T) {
+	for _, tc := range []struct{ victim, stages int }{{2, 2}, {2, 3}, {3, 3}} {
+		t.Run(fmt.Sprintf("%d-of-%d", tc.victim, tc.stages), func(t *testing.T) {
+			killStageMidStream(t, tc.victim, tc.stages)
+		})
+	}
+}
+
+// killStageMidStream runs a pipeline of stages separate stage processes
+// with a spare replica of share victim, SIGKILLs the replica the pipeline
+// formed through while it streams, and checks the client's text.
+func killStageMidStream(t *testing.T, victim, stages int) {
 	path := modelPath(t)
 	bin := courierBinary(t)
 	srv := externalNATS(t)
+	share := func(i int) []string { return []string{"--stage", fmt.Sprintf("%d/%d", i, stages)} }
 	// The replica that will die serves alone until the pipeline has
 	// formed through it; then the spare joins.
-	victim := startStageProcess(t, bin, srv.ClientURL(), "s2-a", modelName, path, "--stage", "2/2")
-	startStageProcess(t, bin, srv.ClientURL(), "s1", modelName, path, "--stage", "1/2")
+	var dies *exec.Cmd
+	for i := stages; i >= 1; i-- {
+		id := fmt.Sprintf("s%d", i)
+		if i == victim {
+			id += "-a"
+		}
+		cmd := startStageProcess(t, bin, srv.ClientURL(), id, modelName, path, share(i)...)
+		if i == victim {
+			dies = cmd
+		}
+	}
 	gw := stageGateway(t, srv, modelName)
-	spare := announced(t, srv, modelName, "s2-b")
-	emittedB := lastStageEmitted(t, srv, modelName, "s2-b")
-	startStageProcess(t, bin, srv.ClientURL(), "s2-b", modelName, path, "--stage", "2/2")
+	spareID, deadID := fmt.Sprintf("s%d-b", victim), fmt.Sprintf("s%d-a", victim)
+	spare := announced(t, srv, modelName, spareID)
+	var emittedB func(uint64)
+	if victim == stages {
+		emittedB = lastStageEmitted(t, srv, modelName, spareID)
+	}
+	startStageProcess(t, bin, srv.ClientURL(), spareID, modelName, path, share(victim)...)
 	ctx := testCtx(t)
 	select {
 	case <-spare:
@@ -256,7 +312,7 @@ func TestKillStageMidStream(t *testing.T) {
 		}
 		kill.Do(func() {
 			killed = true
-			if err := victim.Process.Signal(syscall.SIGKILL); err != nil {
+			if err := dies.Process.Signal(syscall.SIGKILL); err != nil {
 				t.Error(err)
 			}
 		})
@@ -268,15 +324,17 @@ func TestKillStageMidStream(t *testing.T) {
 		t.Fatal("the stream ended before the stage was killed")
 	}
 	if got != want {
-		t.Fatalf("after killing stage s2-a the client got\n%q\nwant\n%q", got, want)
+		t.Fatalf("after killing stage %s the client got\n%q\nwant\n%q", deadID, got, want)
 	}
 	if len(resumed) == 0 || resumed[len(resumed)-1].attempt < 2 || resumed[len(resumed)-1].after == len(got) {
-		t.Fatalf("killed stage s2-a, but the stream shows no resumed attempt with text after it: %+v", resumed)
+		t.Fatalf("killed stage %s, but the stream shows no resumed attempt with text after it: %+v", deadID, resumed)
 	}
-	t.Logf("killed s2-a mid-stream; attempt %d carried on after byte %d; the answer is complete (%d bytes)",
-		resumed[len(resumed)-1].attempt, resumed[len(resumed)-1].after, len(got))
-	// The spare last stage sent the chunks after the kill.
-	emittedB(1)
+	t.Logf("killed %s mid-stream; attempt %d carried on after byte %d; the answer is complete (%d bytes)",
+		deadID, resumed[len(resumed)-1].attempt, resumed[len(resumed)-1].after, len(got))
+	if emittedB != nil {
+		// The spare last stage sent the chunks after the kill.
+		emittedB(1)
+	}
 }
 
 // TestServeStagesInOneProcess runs `serve --stages 3 --first-stages 2`:
