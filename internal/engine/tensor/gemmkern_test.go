@@ -70,6 +70,7 @@ func promptAct(t *testing.T, k kernel, typ gguf.Type, raw []byte, cols int) []by
 // group and every activation-row count up to groupA.
 func TestGemmGroupKernelsMatchGeneric(t *testing.T) {
 	defer expectAVX512(t, "gemmF32x4AVX512", "gemmF16x4AVX512")()
+	defer expectBF16VDP(t, "gemmBF16x4x4VDP")()
 	r := rand.New(rand.NewPCG(47, 48))
 	colsList := pick(t, []int{16, 32, 48, 96, 768, 2048}, []int{16, 48, 96})
 	var nws []int
@@ -109,7 +110,7 @@ func TestGemmGroupKernelsMatchGeneric(t *testing.T) {
 								if tc.k.gemmAct != nil {
 									ap = raws[p]
 								}
-								want := gen.gemm(w[q*rb:(q+1)*rb], ap, f32view(at, ap, cols), cols)
+								want := tc.ref(gen)(w[q*rb:(q+1)*rb], ap, f32view(at, ap, cols), cols)
 								got := res[q*m+p]
 								if !sameBits(want, got) && !(want != want && got != got) {
 									t.Fatalf("%s cols=%d extreme=%v nw=%d m=%d out (%d,%d): %g (%#x), generic %g (%#x)",
@@ -122,6 +123,31 @@ func TestGemmGroupKernelsMatchGeneric(t *testing.T) {
 			}
 		}
 	}
+}
+
+// ref is the generic body whose arithmetic the variant computes: the
+// generic tinyBLAS body gen of its type, for BF16 gemmBF16 (IEEE gradual
+// underflow, the AVX2 bodies) or, for a VDPBF16PS body,
+// gemmBF16VDPGeneric (genericKernels' BF16 entry is one or the other
+// depending on the CPU).
+func (v gemmVariant) ref(gen kernel) dotFunc {
+	if v.typ != gguf.TypeBF16 {
+		return gen.gemm
+	}
+	if v.vdp {
+		return func(w, a []byte, _ []float32, n int) float32 { return gemmBF16VDPGeneric(w, a, n) }
+	}
+	return func(w, a []byte, _ []float32, n int) float32 { return gemmBF16(w, a, n) }
+}
+
+// bf16Body is a BF16 assembly body (bf16Bodies) as a function of one
+// weight row and one activation row of n elements; vdp: it has
+// VDPBF16PS's arithmetic (subnormals flushed), else IEEE gradual
+// underflow.
+type bf16Body struct {
+	name string
+	vdp  bool
+	f    func(w, a []byte, n int) float32
 }
 
 // f32view is the float32 view of an F32 activation row (nil otherwise).
@@ -137,6 +163,7 @@ func f32view(at gguf.Type, a []byte, cols int) []float32 {
 // generic kernels, bit for bit.
 func TestGemmPromptRowsMatchGeneric(t *testing.T) {
 	defer expectAVX512(t, "gemmF32x4AVX512", "gemmF16x4AVX512")()
+	defer expectBF16VDP(t, "gemmBF16x4x4VDP")()
 	r := rand.New(rand.NewPCG(49, 50))
 	p := NewPool(2)
 	defer p.Close()
@@ -286,15 +313,21 @@ func TestRepackRowsKernelsMatchGeneric(t *testing.T) {
 	}
 }
 
-// TestGemmBF16FusedProducts pins the BF16 prompt arithmetic where a fused
-// multiply-add per product (gemmBF16, as VDPBF16PS defines its two steps)
-// differs from rounding each product first, and where it differs from
+// TestGemmBF16FusedProducts pins the BF16 arithmetic, per body, where a
+// fused multiply-add per product (VDPBF16PS's two steps, gemmBF16)
+// differs from rounding each product first (dotBF16, ggml's vec_dot
+// without AVX512_BF16), and where IEEE gradual underflow differs from
 // VDPBF16PS itself (which reads subnormal inputs as zero and flushes
-// subnormal results): one lane (elements 0, 1, 32, 33 of a 64-column row)
-// holds the case, every other product is zero, so the output is that
-// lane's sum. Every kernel that computes gemmBF16 here (generic, the
-// one-output and group kernels) must give the pinned bits.
+// subnormal results): one lane (elements 1, 0, 65, 64 of a 128-column
+// row: lane 0 of tinyBLAS's one accumulator and of vec_dot's first) holds
+// the case, every other product is zero, so the output is that lane's
+// sum. The AVX512_BF16 bodies (real VDPBF16PS) and their Go statements
+// must give the instruction's bits; the generic and AVX2 prompt bodies
+// the fused IEEE bits; the generic and AVX2 decode bodies the rounded-
+// product bits; and the dispatched kernels those of the bodies they
+// dispatch to.
 func TestGemmBF16FusedProducts(t *testing.T) {
+	defer expectBF16VDP(t, "dotBF16RowsVDP", "dotBF16AccVDP", "gemmBF16VDP", "gemmBF16x4x4VDP")()
 	bf := func(f float64) uint16 {
 		b := FP32ToBF16(float32(f))
 		if float64(BF16ToFP32(b)) != f {
@@ -308,7 +341,7 @@ func TestGemmBF16FusedProducts(t *testing.T) {
 		name      string
 		w, a      [4]float64
 		want, dp  float64
-		unrounded float64 // the earlier multiply-then-add result
+		unrounded float64 // multiply, then add (the decode bodies but VDPBF16PS's)
 	}{
 		// 2^-125, then 1.25*2^-149: rounding the product to the subnormal
 		// grid first (2^-149) makes a tie that rounds down to 2^-125; the
@@ -327,24 +360,43 @@ func TestGemmBF16FusedProducts(t *testing.T) {
 		{"subnormal input", [4]float64{0x1p-130, 0, 0, 0}, [4]float64{0x1p100, 0, 0, 0},
 			0x1p-30, 0, 0x1p-30},
 	}
-	const cols = 64
-	idx := [4]int{1, 0, 33, 32}
+	const cols = 128
+	idx := [4]int{1, 0, 65, 64}
 	for _, tc := range cases {
 		w, a := make([]byte, 2*cols), make([]byte, 2*cols)
 		for i, e := range idx {
 			binary.LittleEndian.PutUint16(w[2*e:], bf(tc.w[i]))
 			binary.LittleEndian.PutUint16(a[2*e:], bf(tc.a[i]))
 		}
-		want := float32(tc.want)
-		check := func(kernel string, got float32) {
+		check := func(kernel string, vdp bool, wantIEEE float64, got float32) {
 			t.Helper()
+			want := float32(wantIEEE)
+			if vdp {
+				want = float32(tc.dp)
+			}
 			if !sameBits(want, got) {
-				t.Errorf("%s: %s = %g (%#x), want %g (VDPBF16PS: %g; multiply, then add: %g)",
-					tc.name, kernel, got, math.Float32bits(got), want, tc.dp, tc.unrounded)
+				t.Errorf("%s: %s = %g (%#x), want %g (VDPBF16PS: %g; fused, IEEE: %g; multiply, then add: %g)",
+					tc.name, kernel, got, math.Float32bits(got), want, tc.dp, tc.want, tc.unrounded)
 			}
 		}
-		check("gemmBF16", gemmBF16(w, a, cols))
-		check("fast gemm", kernelFor(gguf.TypeBF16).gemm(w, a, nil, cols))
+		check("gemmBF16", false, tc.want, gemmBF16(w, a, cols))
+		check("gemmBF16VDPGeneric", true, tc.want, gemmBF16VDPGeneric(w, a, cols))
+		check("dotBF16", false, tc.unrounded, dotBF16(w, a, cols))
+		check("dotBF16VDPGeneric", true, tc.unrounded, dotBF16VDPGeneric(w, a, cols))
+		check("dispatched gemm", hasBF16VDP, tc.want, kernelFor(gguf.TypeBF16).gemm(w, a, nil, cols))
+		check("dispatched dot", hasBF16VDP, tc.unrounded, kernelFor(gguf.TypeBF16).dot(w, a, nil, cols))
+		if rows := kernelFor(gguf.TypeBF16).dotRows; rows != nil {
+			var out [1]float32
+			rows(w, 2*cols, a, cols, out[:])
+			check("dispatched rows", hasBF16VDP, tc.unrounded, out[0])
+		}
+		dots, gemms := bf16Bodies()
+		for _, b := range dots {
+			check(b.name, b.vdp, tc.unrounded, b.f(w, a, cols))
+		}
+		for _, b := range gemms {
+			check(b.name, b.vdp, tc.want, b.f(w, a, cols))
+		}
 		for _, v := range gemmGroupVariants() {
 			if v.typ != gguf.TypeBF16 {
 				continue
@@ -362,7 +414,7 @@ func TestGemmBF16FusedProducts(t *testing.T) {
 				var res [groupW * groupA]float32
 				v.k.gemmGroup(ws, len(w), nw, as, len(ap), m, cols, &res)
 				for i := range nw * m {
-					check(v.name, res[i])
+					check(v.name, v.vdp, tc.want, res[i])
 				}
 			}
 		}

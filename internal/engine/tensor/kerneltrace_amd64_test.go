@@ -22,3 +22,9 @@ func expectVNNI(t *testing.T, names ...string) func() {
 	t.Helper()
 	return kerneltrace.Expect(t, hasVNNI, "AVX512-VNNI", names...)
 }
+
+// expectBF16VDP is expectAVX512 for the AVX512_BF16 (VDPBF16PS) bodies.
+func expectBF16VDP(t *testing.T, names ...string) func() {
+	t.Helper()
+	return kerneltrace.Expect(t, hasBF16VDP, "AVX512_BF16", names...)
+}

@@ -9,3 +9,6 @@ func expectAVX512(*testing.T, ...string) func() { return func() {} }
 
 // expectVNNI: no assembly here.
 func expectVNNI(*testing.T, ...string) func() { return func() {} }
+
+// expectBF16VDP: no assembly here.
+func expectBF16VDP(*testing.T, ...string) func() { return func() {} }

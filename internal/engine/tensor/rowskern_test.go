@@ -95,6 +95,7 @@ func rawRow(r *rand.Rand, typ gguf.Type, n int, extreme bool) []byte {
 func TestRowsKernelsMatchGeneric(t *testing.T) {
 	defer expectAVX512(t, "dotF32RowsAVX512")()
 	defer expectVNNI(t, "dotQ8_0RowsVNNI")()
+	defer expectBF16VDP(t, "dotBF16RowsVDP", "dotBF16AccVDP", "gemmBF16VDP")()
 	r := rand.New(rand.NewPCG(41, 42))
 	colsOf := map[int][]int{
 		1:   {64, 128, 768, 4096, 1, 17, 96, 130},

@@ -1,0 +1,126 @@
+//go:build !noasm
+
+package tensor
+
+import (
+	"golang.org/x/sys/cpu"
+
+	"courier/internal/engine/gguf"
+	"courier/internal/engine/kerneltrace"
+)
+
+// n64/n32: 64/32-element steps; pf: bytes ahead to prefetch.
+//
+//go:noescape
+func dotBF16RowsVDP(w *byte, wrb, nw int, a *byte, n64 int, out *float32, pf int)
+
+//go:noescape
+func dotBF16AccVDP(w, a *byte, n64 int, acc *[2][16]float32)
+
+//go:noescape
+func gemmBF16VDP(w, a *byte, n32 int) float32
+
+//go:noescape
+func gemmBF16x4x4VDP(w *[4]*byte, a *[4]*byte, n32 int, acc *[4][4][16]float32)
+
+// hasBF16VDP reports whether the AVX512_BF16 bodies (bf16vdp_amd64.s, the
+// real VDPBF16PS on 512-bit registers) can run here.
+var hasBF16VDP = hasAVX512 && cpu.X86.HasAVX512BF16
+
+// init replaces the BF16 kernels that bf16_amd64.go and bf16group_amd64.go
+// installed (init functions run in file-name order) with the VDPBF16PS
+// bodies where the CPU has AVX512_BF16. Their arithmetic flushes
+// subnormals as the instruction does, so the generic BF16 kernel that
+// tests compare with (useGeneric) becomes the Go statement of that
+// arithmetic here; elsewhere, and under -tags noasm, it stays dotBF16 and
+// gemmBF16 (docs/engine.md, "BF16 products").
+func init() {
+	if !hasBF16VDP {
+		return
+	}
+	k := fastKernels[gguf.TypeBF16]
+	k.dot, k.dotRows, k.gemm = dotBF16VDPFast, dotBF16RowsVDPFast, gemmBF16VDPFast
+	k.gemmGroup, k.gemmGroupOut, k.gemmGroupBlock = groupGemmBF16VDP, nil, nil
+	// Plain BF16 rows (the AVX2 rounding, no side data: VDPBF16PS reads
+	// the pairs as they are).
+	k.side, k.gemmAct, k.actUnit = nil, bf16PromptAct, 0
+	fastKernels[gguf.TypeBF16] = k
+	g := genericKernels[gguf.TypeBF16]
+	g.dot = func(w, a []byte, _ []float32, n int) float32 { return dotBF16VDPGeneric(w, a, n) }
+	g.gemm = func(w, a []byte, _ []float32, n int) float32 { return gemmBF16VDPGeneric(w, a, n) }
+	genericKernels[gguf.TypeBF16] = g
+}
+
+// dotBF16VDPFast is dotBF16VDPGeneric: the accumulators by VDPBF16PS, the
+// elements past the last 64 in Go.
+func dotBF16VDPFast(w, a []byte, _ []float32, n int) float32 {
+	var c [2][16]float32
+	n64 := n / 64
+	if n64 > 0 {
+		_, _ = w[128*n64-1], a[128*n64-1]
+		if kerneltrace.On {
+			kerneltrace.Ran("dotBF16AccVDP")
+		}
+		dotBF16AccVDP(&w[0], &a[0], n64, &c)
+	}
+	return dotBF16Finish(&c, w, a, 64*n64, n)
+}
+
+// dotBF16RowsVDPFast is the BF16 rowsFunc on AVX512_BF16: one assembly
+// call for every row when the columns are a multiple of 64, else
+// dotBF16VDPFast per row.
+func dotBF16RowsVDPFast(w []byte, wrb int, a []byte, cols int, out []float32) {
+	nw := len(out)
+	if nw == 0 {
+		return
+	}
+	if cols%64 != 0 {
+		for q := range out {
+			out[q] = dotBF16VDPFast(w[q*wrb:(q+1)*wrb], a, nil, cols)
+		}
+		return
+	}
+	_, _ = w[(nw-1)*wrb+2*cols-1], a[2*cols-1]
+	if kerneltrace.On {
+		kerneltrace.Ran("dotBF16RowsVDP")
+	}
+	dotBF16RowsVDP(&w[0], wrb, nw, &a[0], cols/64, &out[0], prefetchAhead(wrb))
+}
+
+// gemmBF16VDPFast is gemmBF16VDPGeneric (n a multiple of 32, as plan
+// ensures).
+func gemmBF16VDPFast(w, a []byte, _ []float32, n int) float32 {
+	if n%32 != 0 || n == 0 {
+		return gemmBF16VDPGeneric(w, a, n)
+	}
+	_, _ = w[2*n-1], a[2*n-1]
+	if kerneltrace.On {
+		kerneltrace.Ran("gemmBF16VDP")
+	}
+	return gemmBF16VDP(&w[0], &a[0], n/32)
+}
+
+// groupGemmBF16VDP computes gemmBF16VDPGeneric for the group, four weight
+// rows by up to four activation rows per gemmBF16x4x4VDP call (missing
+// rows repeat the last weight row, the first activation row). cols is a
+// multiple of 32.
+func groupGemmBF16VDP(w []byte, wrb, nw int, a []byte, arb, m, cols int, res *[groupW * groupA]float32) {
+	_, _ = w[(nw-1)*wrb+2*cols-1], a[(m-1)*arb+2*cols-1]
+	var rows, wp [4]*byte
+	actRows(&rows, a, arb, m)
+	var acc [4][4][16]float32
+	for q0 := 0; q0 < nw; q0 += 4 {
+		for h := range wp {
+			wp[h] = &w[min(q0+h, nw-1)*wrb]
+		}
+		if kerneltrace.On {
+			kerneltrace.Ran("gemmBF16x4x4VDP")
+		}
+		gemmBF16x4x4VDP(&wp, &rows, cols/32, &acc)
+		for h := 0; h < 4 && q0+h < nw; h++ {
+			for p := 0; p < m; p++ {
+				res[(q0+h)*m+p] = reduce16(&acc[h][p])
+			}
+		}
+	}
+}
