@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"courier/internal/bus"
+	"courier/internal/logjson"
 	"courier/internal/metrics"
 )
 
@@ -66,16 +67,24 @@ func TestNoteAllocatesNothing(t *testing.T) {
 }
 
 // BenchmarkLogRequest is the cost of one generation's request line with
-// the JSON handler (--log-format json), written to io.Discard.
+// the node's JSON handler (--log-format json, logjson) and with slog's,
+// written to io.Discard.
 func BenchmarkLogRequest(b *testing.B) {
-	s := &server{log: slog.New(slog.NewJSONHandler(io.Discard, nil))}
-	i := &reqInfo{id: "0123456789abcdef01234567", route: "chat_completions", generation: true, model: "m",
-		tenant: "0123456789abcdef", workers: []string{"w1"}, attempts: 1, finish: "stop", prompt: 12, completion: 100,
-		queueWait: time.Millisecond, ttft: 20 * time.Millisecond, hasFirst: true, choiceCount: 1}
-	ctx := context.Background()
-	b.ReportAllocs()
-	for b.Loop() {
-		s.logRequest(ctx, i, 200, time.Second)
+	for _, c := range []struct {
+		name string
+		h    slog.Handler
+	}{{"logjson", logjson.New(io.Discard, nil)}, {"slog", slog.NewJSONHandler(io.Discard, nil)}} {
+		b.Run(c.name, func(b *testing.B) {
+			s := &server{log: slog.New(c.h).With("role", "serve")}
+			i := &reqInfo{id: "0123456789abcdef01234567", route: "chat_completions", generation: true, model: "m",
+				tenant: "0123456789abcdef", workers: []string{"w1"}, attempts: 1, finish: "stop", prompt: 12, completion: 100,
+				queueWait: time.Millisecond, ttft: 20 * time.Millisecond, hasFirst: true, choiceCount: 1}
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				s.logRequest(ctx, i, 200, time.Second)
+			}
+		})
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"courier/internal/api"
+	"courier/internal/logjson"
 )
 
 // BenchmarkFloorParts says what the floor under BenchmarkFabricOnly's
@@ -48,7 +49,7 @@ func BenchmarkFloorParts(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer devNull.Close()
-	h, err := api.New(api.Config{}, gw, prometheus.NewRegistry(), slog.New(slog.NewJSONHandler(devNull, nil)))
+	h, err := api.New(api.Config{}, gw, prometheus.NewRegistry(), slog.New(logjson.New(devNull, nil)))
 	if err != nil {
 		b.Fatal(err)
 	}

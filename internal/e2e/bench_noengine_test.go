@@ -21,6 +21,7 @@ import (
 	"courier/internal/bus"
 	"courier/internal/bus/natsbus"
 	"courier/internal/engine"
+	"courier/internal/logjson"
 	"courier/internal/worker"
 )
 
@@ -77,7 +78,7 @@ func BenchmarkFabricOnly(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer devNull.Close()
-	h, err := api.New(api.Config{}, gw, prometheus.NewRegistry(), slog.New(slog.NewJSONHandler(devNull, nil)))
+	h, err := api.New(api.Config{}, gw, prometheus.NewRegistry(), slog.New(logjson.New(devNull, nil)))
 	if err != nil {
 		b.Fatal(err)
 	}

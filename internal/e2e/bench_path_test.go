@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"courier/internal/api"
+	"courier/internal/logjson"
 )
 
 // BenchmarkFabricPath runs one path of BenchmarkFabricOnly's at a time, so
@@ -43,7 +44,7 @@ func BenchmarkFabricPath(b *testing.B) {
 		b.Cleanup(hs.Close)
 		return hs
 	}
-	logged := gateway(slog.New(slog.NewJSONHandler(devNull, nil)))
+	logged := gateway(slog.New(logjson.New(devNull, nil)))
 	quiet := gateway(nil)
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
