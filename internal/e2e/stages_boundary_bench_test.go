@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -157,9 +158,9 @@ func benchSetups(b *testing.B, def ...string) []string {
 
 // startSetups starts the worker processes of each setup of path's model
 // (one thread each) on srv until the benchmark ends, and returns their
-// process ids by setup: "whole…" one
-// whole-model worker, "2stages…" the two stages of a 2-stage pipeline; a
-// name with -wt gives the stages --stage-write-through, one ending in -pN
+// process ids by setup (a pipeline's by stage, first to last): "whole…"
+// one whole-model worker, "2stages…" the two stages of a 2-stage
+// pipeline, "3stages…" the three of a 3-stage one; a name with -wt gives the stages --stage-write-through, one ending in -pN
 // runs them with GOMAXPROCS=N. Every worker has 8 slots (--slots;
 // COURIER_BENCH_SLOTS to choose), so that 8 streams run at once: with a
 // worker's default of 4 the last 4 waited, and a pipeline never had two
@@ -223,8 +224,14 @@ func startSetups(b *testing.B, bin string, srv *natsbus.Server, path string, set
 		if strings.Contains(s, "-wt") {
 			wt = []string{"--stage-write-through"}
 		}
-		start("2", append([]string{"--stage", "2/2"}, wt...)...)
-		start("1", append([]string{"--stage", "1/2"}, wt...)...)
+		n := 2
+		if strings.HasPrefix(s, "3stages") {
+			n = 3
+		}
+		for i := n; i >= 1; i-- { // the later stages first, as a first stage looks for them
+			start(strconv.Itoa(i), append([]string{"--stage", fmt.Sprintf("%d/%d", i, n)}, wt...)...)
+		}
+		slices.Reverse(pids[s]) // by stage
 	}
 	for _, st := range served {
 		st.waitReady(b)

@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,21 +17,27 @@ import (
 
 // BenchmarkStageStreams measures aggregate tokens/s across processes with
 // several streams at once: the 134M synthetic model (Q8_0) as one worker
-// process ("whole") and as 2-stage pipelines of `--stage` worker
-// processes with the stage workers' default Ps ("2stages": one, as they
-// run one kernel thread; config.StageProcs) and with GOMAXPROCS=2
-// ("2stages-p2"), one kernel thread each, joined over TCP on loopback to
-// one NATS server and gateway (this process). Each round sends 1 and 8
-// concurrent greedy completions of 32 tokens (ignore_eos) to every setup
-// in turn, the order rotating, and reports the median over rounds of
-// each setup's tokens/s (tok_s_<streams>_<setup>) and of its ratio to the
-// whole model's in the same round (x_whole_<streams>_<setup>), and the
-// CPU the run took, in cores (CPU seconds per second of the run), of this
-// process (gateway, NATS server and client: cores_bench_<streams>_<setup>)
-// and of the setup's worker processes (cores_workers_<streams>_<setup>;
-// a served setup's serve process counts there, its gateway and NATS
-// server included). COURIER_BENCH_SETUPS picks the setups, whole first
-// (BenchmarkStageBoundary's startSetups names them):
+// process ("whole"), as a 2-stage pipeline of `--stage` worker processes
+// ("2stages") and as a 3-stage one ("3stages"), with the stage workers'
+// default Ps (one, as they run one kernel thread; config.StageProcs) and
+// one kernel thread each, joined over TCP on loopback to one NATS server
+// and gateway (this process). Each round sends 1, 4, 8 and 16 concurrent
+// greedy completions of 32 tokens (ignore_eos; COURIER_BENCH_STREAMS to
+// choose the counts) to every setup in turn, the order rotating, and
+// reports the median over rounds of each setup's tokens/s
+// (tok_s_<streams>_<setup>) and of its ratio to the whole model's in the
+// same round (x_whole_<streams>_<setup>), and the CPU the run took, in
+// cores (CPU seconds per second of the run), of this process (gateway,
+// NATS server and client: cores_bench_<streams>_<setup>) and of the
+// setup's worker processes (cores_workers_<streams>_<setup>; a served
+// setup's serve process counts there, its gateway and NATS server
+// included). Every worker has as many slots as the most streams
+// (COURIER_BENCH_SLOTS to choose), so that they all run at once. At the
+// end it reports the resident memory of every process
+// (rss_MiB_<setup>_<stage>; the whole model's is rss_MiB_whole_1), which
+// includes each one's KV cache for that many slots of its own layers.
+// COURIER_BENCH_SETUPS picks the setups, whole first (BenchmarkStageBoundary's
+// startSetups names them; e.g. whole,2stages,3stages,2stages-p2,serve1):
 //
 //	COURIER_BENCH_DIR=/tmp/x flock -x /tmp/courier-cpu.lock go test ./internal/e2e/ -run XXX -bench StageStreams -benchtime 5x
 func BenchmarkStageStreams(b *testing.B) {
@@ -41,7 +48,21 @@ func BenchmarkStageStreams(b *testing.B) {
 	}
 	path := benchSynthModel(b)
 	srv := externalNATS(b)
-	setups := benchSetups(b, "whole", "2stages", "2stages-p2")
+	counts := []int{1, 4, 8, 16}
+	if v := os.Getenv("COURIER_BENCH_STREAMS"); v != "" {
+		counts = nil
+		for f := range strings.SplitSeq(v, ",") {
+			n, err := strconv.Atoi(f)
+			if err != nil || n < 1 {
+				b.Fatalf("COURIER_BENCH_STREAMS=%s: want stream counts", v)
+			}
+			counts = append(counts, n)
+		}
+	}
+	if os.Getenv("COURIER_BENCH_SLOTS") == "" {
+		b.Setenv("COURIER_BENCH_SLOTS", strconv.Itoa(slices.Max(counts)))
+	}
+	setups := benchSetups(b, "whole", "2stages", "3stages")
 	pids, served := startSetups(b, bin, srv, path, setups)
 	gw := stageGateway(b, srv, onBus(setups)...)
 	clients := setupClients(b, gw.Addr(), setups, served)
@@ -70,7 +91,6 @@ func BenchmarkStageStreams(b *testing.B) {
 		cores["workers_"+k] = append(cores["workers_"+k], (procsCPU(pids[setup])-work0)/wall)
 		return float64(streams*tokens) / wall
 	}
-	counts := []int{1, 8}
 	for _, s := range setups { // warm: the first request opens each pipeline
 		run(s, 1)
 	}
@@ -101,6 +121,11 @@ func BenchmarkStageStreams(b *testing.B) {
 			}
 			b.ReportMetric(median(cores["bench_"+k]), "cores_bench_"+k)
 			b.ReportMetric(median(cores["workers_"+k]), "cores_workers_"+k)
+		}
+	}
+	for _, s := range setups {
+		for i, pid := range pids[s] {
+			b.ReportMetric(rssMiB(b, pid), fmt.Sprintf("rss_MiB_%s_%d", s, i+1))
 		}
 	}
 }

@@ -51,6 +51,23 @@ func TestBenchFileRemovesAFailedWrite(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "m.gguf")); !os.IsNotExist(err) {
 		t.Fatalf("half-written file left behind: %v", err)
 	}
+	if left, err := os.ReadDir(dir); err != nil || len(left) > 0 {
+		t.Fatalf("files left behind: %v (%v)", left, err)
+	}
+}
+
+// TestBenchFileMakesTheFolder: a COURIER_BENCH_DIR that does not exist yet
+// is made, as the benchmarks' commands name a folder under /tmp.
+func TestBenchFileMakesTheFolder(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "stage-bench", "x")
+	t.Setenv("COURIER_BENCH_DIR", dir)
+	p := BenchFile(t, "m.gguf", func(w io.Writer) error {
+		_, err := io.WriteString(w, "model")
+		return err
+	})
+	if b, err := os.ReadFile(p); err != nil || string(b) != "model" || filepath.Dir(p) != dir {
+		t.Fatalf("%s: %q (%v), want %q in %s", p, b, err, "model", dir)
+	}
 }
 
 // fatalTB records a Fatal call and ends its goroutine, as testing does,

@@ -65,19 +65,24 @@ func repoRoot() (string, error) {
 }
 
 // BenchFile returns the path of a generated benchmark input named name in
-// $COURIER_BENCH_DIR (kept between runs) or a temporary folder, calling
-// write to create it when it is not there yet.
+// $COURIER_BENCH_DIR (made when missing, kept between runs) or a temporary
+// folder, calling write to create it when it is not there yet. The file is
+// written under another name and renamed into place, so a run that stops
+// midway, or another process looking at the same folder, never finds a
+// partial one.
 func BenchFile(tb testing.TB, name string, write func(io.Writer) error) string {
 	tb.Helper()
 	dir := os.Getenv("COURIER_BENCH_DIR")
 	if dir == "" {
 		dir = tb.TempDir()
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		tb.Fatal(err)
 	}
 	path := filepath.Join(dir, name)
 	if _, err := os.Stat(path); err == nil {
 		return path
 	}
-	f, err := os.Create(path)
+	f, err := os.CreateTemp(dir, name+".part-*")
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -85,8 +90,11 @@ func BenchFile(tb testing.TB, name string, write func(io.Writer) error) string {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
 	if err != nil {
-		os.Remove(path) // never leave a half-written file for the next run
+		os.Remove(f.Name()) // never leave a half-written file for the next run
 		tb.Fatalf("testutil: writing %s: %v", path, err)
 	}
 	return path
