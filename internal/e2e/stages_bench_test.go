@@ -18,7 +18,12 @@ import (
 )
 
 // rssMiB reads a process's resident memory from /proc.
-func rssMiB(b *testing.B, pid int) float64 {
+func rssMiB(b *testing.B, pid int) float64 { return statusMiB(b, pid, "VmRSS:") }
+
+// statusMiB reads a size in kB from a process's /proc status, by its
+// field name: VmRSS: (resident), RssAnon: (its heap and stacks, the KV
+// cache included), RssFile: (mapped file pages: the weights it touched).
+func statusMiB(b *testing.B, pid int, field string) float64 {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		b.Fatal(err)
@@ -26,7 +31,7 @@ func rssMiB(b *testing.B, pid int) float64 {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), field); ok {
 			kb, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
 			if err != nil {
 				b.Fatal(err)
@@ -34,7 +39,7 @@ func rssMiB(b *testing.B, pid int) float64 {
 			return float64(kb) / 1024
 		}
 	}
-	b.Fatal("no VmRSS")
+	b.Fatalf("no %s in /proc/%d/status", field, pid)
 	return 0
 }
 

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"slices"
@@ -41,7 +42,9 @@ import (
 // TCP connection (us_rtt_tcp: four crossings between processes, as a
 // boundary between stage workers has) and from an in-process one
 // (us_rtt_inproc: two, as a boundary between `serve --stage 1/2` and its
-// joined worker has). COURIER_BENCH_SETUPS picks the setups, whole first
+// joined worker has), and 20 over a plain TCP connection to an echo
+// process, no NATS (us_rtt_raw: two crossings, what the machine's kernel
+// and virtual CPUs cost). COURIER_BENCH_SETUPS picks the setups, whole first
 // (startSetups names them; e.g. whole,2stages,serve1,serve1-p1,servewhole).
 //
 //	COURIER_BENCH_DIR=/tmp/x flock -x /tmp/courier-cpu.lock go test ./internal/e2e/ -run XXX -bench StageBoundary -benchtime 20x
@@ -64,7 +67,8 @@ func BenchmarkStageBoundary(b *testing.B) {
 	// first stage and a worker joined to it).
 	echoTCP := startEcho(b, srv, "rtt", false)
 	echoIn := echoInProcess(b, srv, "rtt-in")
-	var rttTCP, rttIn []float64
+	raw := startRawEcho(b)
+	var rttTCP, rttIn, rttRaw []float64
 	type times struct{ ttft, gap, perToken, added []float64 }
 	fig := map[string]*times{}
 	for _, s := range setups {
@@ -119,6 +123,7 @@ func BenchmarkStageBoundary(b *testing.B) {
 		for range 20 {
 			rttTCP = append(rttTCP, echoTCP.roundTrip(b))
 			rttIn = append(rttIn, echoIn.roundTrip(b))
+			rttRaw = append(rttRaw, raw.roundTrip(b))
 		}
 		for _, s := range setups[1:] {
 			if texts[s] != texts["whole"] {
@@ -140,6 +145,7 @@ func BenchmarkStageBoundary(b *testing.B) {
 	}
 	b.ReportMetric(median(rttTCP), "us_rtt_tcp")
 	b.ReportMetric(median(rttIn), "us_rtt_inproc")
+	b.ReportMetric(median(rttRaw), "us_rtt_raw")
 }
 
 // benchSetups is the list of setups a stage benchmark runs:
@@ -278,8 +284,13 @@ func median(v []float64) float64 {
 // test: with COURIER_ECHO_NATS set it answers every message on
 // $COURIER_ECHO_SUBJECT.out with its first 100 bytes on
 // $COURIER_ECHO_SUBJECT.back (writing through when COURIER_ECHO_WT is set)
-// until its standard input closes.
+// until its standard input closes; with COURIER_ECHO_TCP set it does the
+// same without NATS (rawEchoProcess).
 func TestEchoProcess(t *testing.T) {
+	if addr := os.Getenv("COURIER_ECHO_TCP"); addr != "" {
+		rawEchoProcess(t, addr)
+		return
+	}
 	url, subj := os.Getenv("COURIER_ECHO_NATS"), os.Getenv("COURIER_ECHO_SUBJECT")
 	if url == "" {
 		t.Skip("BenchmarkProcessRoundTrip's echo process")
@@ -305,6 +316,83 @@ func TestEchoProcess(t *testing.T) {
 	}
 	fmt.Println("ready")
 	_, _ = io.Copy(io.Discard, os.Stdin)
+}
+
+// rawEchoProcess dials addr (TCP) and answers every 3 KB it reads with 100
+// bytes, until the connection closes: the floor under NATS's round trip
+// between processes, two crossings and no broker (startRawEcho).
+func rawEchoProcess(t *testing.T, addr string) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, len(echoMsg))
+	for {
+		if _, err := io.ReadFull(c, buf); err != nil {
+			return
+		}
+		if _, err := c.Write(buf[:100]); err != nil {
+			return
+		}
+	}
+}
+
+// rawEcho is this process's side of a raw TCP echo (rawEchoProcess).
+type rawEcho struct {
+	c    net.Conn
+	back []byte
+}
+
+// startRawEcho starts an echo process that answers 3 KB with 100 bytes
+// over a plain TCP connection on loopback, no NATS between: what two
+// crossings between processes cost on this machine.
+func startRawEcho(b *testing.B) *rawEcho {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestEchoProcess$")
+	cmd.Env = append(os.Environ(), "COURIER_ECHO_TCP="+ln.Addr().String())
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			c = nil
+		}
+		accepted <- c
+	}()
+	var c net.Conn
+	select {
+	case c = <-accepted:
+	case <-time.After(10 * time.Second):
+	}
+	if c == nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		b.Fatal("the raw echo process did not connect")
+	}
+	b.Cleanup(func() { _ = c.Close(); _ = cmd.Wait() })
+	return &rawEcho{c: c, back: make([]byte, 100)}
+}
+
+// roundTrip sleeps 3 ms, then times one round trip in µs.
+func (e *rawEcho) roundTrip(b *testing.B) float64 {
+	time.Sleep(3 * time.Millisecond)
+	_ = e.c.SetDeadline(time.Now().Add(10 * time.Second))
+	t0 := time.Now()
+	if _, err := e.c.Write(echoMsg); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := io.ReadFull(e.c, e.back); err != nil {
+		b.Fatal(err)
+	}
+	return float64(time.Since(t0).Nanoseconds()) / 1e3
 }
 
 // BenchmarkProcessRoundTrip is the floor under a stage boundary between

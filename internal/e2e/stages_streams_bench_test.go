@@ -34,8 +34,10 @@ import (
 // included). Every worker has as many slots as the most streams
 // (COURIER_BENCH_SLOTS to choose), so that they all run at once. At the
 // end it reports the resident memory of every process
-// (rss_MiB_<setup>_<stage>; the whole model's is rss_MiB_whole_1), which
-// includes each one's KV cache for that many slots of its own layers.
+// (rss_MiB_<setup>_<stage>; the whole model's is rss_MiB_whole_1), and of
+// it the mapped weights it touched (rss_file_MiB_…) and its anonymous
+// memory (rss_anon_MiB_…: the Go heap, the KV cache of its own layers for
+// that many slots).
 // COURIER_BENCH_SETUPS picks the setups, whole first (BenchmarkStageBoundary's
 // startSetups names them; e.g. whole,2stages,3stages,2stages-p2,serve1):
 //
@@ -126,6 +128,8 @@ func BenchmarkStageStreams(b *testing.B) {
 	for _, s := range setups {
 		for i, pid := range pids[s] {
 			b.ReportMetric(rssMiB(b, pid), fmt.Sprintf("rss_MiB_%s_%d", s, i+1))
+			b.ReportMetric(statusMiB(b, pid, "RssFile:"), fmt.Sprintf("rss_file_MiB_%s_%d", s, i+1))
+			b.ReportMetric(statusMiB(b, pid, "RssAnon:"), fmt.Sprintf("rss_anon_MiB_%s_%d", s, i+1))
 		}
 	}
 }
