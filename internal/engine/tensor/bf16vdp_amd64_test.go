@@ -197,9 +197,10 @@ func bf16Row(r *rand.Rand, n int, extreme bool) []byte {
 // with the Go statement of its arithmetic, bit for bit: the AVX512_BF16
 // bodies (VDPBF16PS) with dotBF16VDPGeneric and gemmBF16VDPGeneric, the
 // AVX2 bodies with dotBF16 and gemmBF16, on random rows with subnormal
-// elements, products and sums, for decode rows of every tail length
-// class (cols%64 from 0 to 63) and run lengths around the kernels'
-// groupings, and prompt groups of every weight-row count up to a group
+// elements, products and sums, for decode rows with no tail and with
+// tails from 1 to 63 elements (cols%64 of 1, 2, 8, 17, 31, 32, 63; fewer
+// under COURIER_KERNEL_TEST_SHAPES=small), columns below 64 (the tail
+// alone) and run lengths around the kernels' groupings, and prompt groups of every weight-row count up to a group
 // by every activation-row count up to four.
 func TestBF16KernelsMatchGeneric(t *testing.T) {
 	defer expectBF16VDP(t, "dotBF16RowsVDP", "dotBF16AccVDP", "gemmBF16VDP", "gemmBF16x4x4VDP")()

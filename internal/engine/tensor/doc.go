@@ -117,6 +117,16 @@
 // one-activation-row F32 rows kernel (float_avx512_amd64.s), the F16
 // vector operations of attention (f16vec_amd64.s), the Q8_0 activation
 // quantizer and the Q8_K one's maximum and codes (actquant_amd64.s).
+// AVX512_BF16 (with AVX512F): the BF16 kernels on the real VDPBF16PS
+// (bf16vdp_amd64.s; encoded with BYTE directives by VDPBF16PS_Z in
+// vdpbf16ps_amd64.h, which TestVDPBF16PSEncoding checks against
+// binutils): vec_dot rows (two 16-lane accumulators per 64 elements) and
+// its accumulators for a row with a tail, tinyBLAS one output and a tile
+// of four weight rows by four activation rows. They give the
+// instruction's bits, subnormal inputs read as zero and subnormal results
+// flushed; the AVX2 and generic bodies keep IEEE gradual underflow
+// (docs/engine.md, "BF16 products"), and on such a CPU the generic BF16
+// kernel is dotBF16VDPGeneric/gemmBF16VDPGeneric (bf16vdp.go).
 // AVX512-VNNI (256-bit): Q8_0 decode rows (four weight rows per activation
 // load), Q8_0 two-weight by four-activation rows, repacked Q4_0 gemv rows
 // with eight outputs in lanes (vnni_amd64.s) and repacked Q4_K gemv rows

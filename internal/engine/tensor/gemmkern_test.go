@@ -168,7 +168,7 @@ func TestGemmPromptRowsMatchGeneric(t *testing.T) {
 	p := NewPool(2)
 	defer p.Close()
 	ws := NewWorkspace(512, 1)
-	shapes := pick(t, [][2]int{{40, 512}, {37, 96}, {16, 48}}, [][2]int{{37, 96}, {16, 48}})
+	shapes := pick(t, [][2]int{{40, 512}, {37, 96}, {16, 48}}, [][2]int{{37, 96}, {16, 48}, {16, 64}})
 	ns := pick(t, []int{1, 2, 3, 4, 5, 6, 7, 8, 9}, []int{1, 2, 4, 5, 9})
 	for _, typ := range []gguf.Type{gguf.TypeF32, gguf.TypeF16, gguf.TypeBF16} {
 		for _, shape := range shapes {
@@ -335,8 +335,9 @@ func TestGemmBF16FusedProducts(t *testing.T) {
 		}
 		return b
 	}
-	// Each case: (w, a) for elements 1 (the lane's first product), 0, 33
-	// and 32, in that (VDPBF16PS's) order; the result; VDPBF16PS's result.
+	// Each case: (w, a) for elements 1 (the lane's first product), 0, 65
+	// and 64, in that (VDPBF16PS's) order; the result with IEEE gradual
+	// underflow; VDPBF16PS's result; the result of rounding each product.
 	cases := []struct {
 		name      string
 		w, a      [4]float64
@@ -359,6 +360,18 @@ func TestGemmBF16FusedProducts(t *testing.T) {
 		// (VDPBF16PS reads the element as 0).
 		{"subnormal input", [4]float64{0x1p-130, 0, 0, 0}, [4]float64{0x1p100, 0, 0, 0},
 			0x1p-30, 0, 0x1p-30},
+		// 2^-126, then -2^-150: the sum 2^-126 - 2^-150 is exact on a
+		// 24-bit grid with unbounded exponent and below 2^-126, so tiny
+		// (x86 tests tininess after rounding, Intel SDM vol. 1 4.9.1.5)
+		// and flushed; with gradual underflow it is a tie on the
+		// subnormal grid that rounds to even 2^-126 (the rounded product,
+		// -2^-150, is -0).
+		{"tiny sum that rounds to 2^-126", [4]float64{1, -0x1p-75, 0, 0}, [4]float64{0x1p-126, 0x1p-75, 0, 0},
+			0x1p-126, 0, 0x1p-126},
+		// 2^-126 - 2^-152 is tiny before rounding but rounds to 2^-126 on
+		// the unbounded 24-bit grid: not tiny after rounding, kept by all.
+		{"sum tiny before rounding only", [4]float64{1, -0x1p-76, 0, 0}, [4]float64{0x1p-126, 0x1p-76, 0, 0},
+			0x1p-126, 0x1p-126, 0x1p-126},
 	}
 	const cols = 128
 	idx := [4]int{1, 0, 65, 64}
