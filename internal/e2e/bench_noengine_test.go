@@ -144,6 +144,8 @@ func BenchmarkFabricOnly(b *testing.B) {
 	diff := make([]time.Duration, 0, b.N)
 	sd := make([]time.Duration, 0, b.N)
 	fd := make([]time.Duration, 0, b.N)
+	var ms0, ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
 	b.ResetTimer()
 	for i := range b.N {
 		d, err := probe.RoundTrip(context.Background())
@@ -168,6 +170,12 @@ func BenchmarkFabricOnly(b *testing.B) {
 		}
 	}
 	b.StopTimer()
+	runtime.ReadMemStats(&ms1)
+	// Garbage collections per 1000 iterations: with the benchmark's small
+	// heap the collector runs every few hundred requests, and the
+	// requests it overlaps make much of the p99 (docs/fabric.md, "The
+	// tail is the collector's").
+	b.ReportMetric(float64(ms1.NumGC-ms0.NumGC)*1000/float64(b.N), "gc/1000iter")
 	report(b, "hop", hop)
 	e50, e99 := report(b, "engine", ed)
 	var h50, h99 time.Duration
