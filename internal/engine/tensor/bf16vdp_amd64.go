@@ -124,3 +124,9 @@ func groupGemmBF16VDP(w []byte, wrb, nw int, a []byte, arb, m, cols int, res *[g
 		}
 	}
 }
+
+// fmaDAZFTZ is x*y + c by the CPU's fused multiply-add under MXCSR's DAZ
+// and FTZ (bf16vdp_amd64.s; for TestVDPFMAMatchesMXCSR, needs FMA).
+//
+//go:noescape
+func fmaDAZFTZ(x, y, c float32) float32

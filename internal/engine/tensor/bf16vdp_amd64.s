@@ -208,3 +208,20 @@ vtstore:
 	VMOVDQU64 Z15, 960(DX)
 	VZEROUPPER
 	RET
+
+// func fmaDAZFTZ(x, y, c float32) float32
+// x*y + c by VFMADD231SS with MXCSR's DAZ and FTZ set (and restored
+// before returning): the x86 statement of one VDPBF16PS step ("FP32 FMA
+// with daz in, ftz out and RNE rounding"), which TestVDPFMAMatchesMXCSR
+// compares vdpFMA with on this CPU. Not a kernel.
+TEXT ·fmaDAZFTZ(SB), NOSPLIT, $8-20
+	STMXCSR save-4(SP)
+	MOVL $0x9fc0, new-8(SP) // all exceptions masked, RNE, DAZ (bit 6), FTZ (bit 15)
+	LDMXCSR new-8(SP)
+	VMOVSS x+0(FP), X0
+	VMOVSS y+4(FP), X1
+	VMOVSS c+8(FP), X2
+	VFMADD231SS X1, X0, X2
+	LDMXCSR save-4(SP)
+	VMOVSS X2, ret+16(FP)
+	RET

@@ -274,3 +274,54 @@ func TestBF16KernelsMatchGeneric(t *testing.T) {
 		}
 	}
 }
+
+// TestVDPFMAMatchesMXCSR compares vdpFMA, the Go statement of one
+// VDPBF16PS step, with this CPU's VFMADD231SS run with MXCSR's DAZ and
+// FTZ set (what the SDM's "FP32 FMA with daz in, ftz out and RNE
+// rounding" names), bit for bit, on operands whose sums lie around
+// float32's smallest normal 2^-126: subnormal accumulators, products on
+// and below the subnormal grid, ties at 2^-126 - 2^-150 and sums tiny
+// before rounding only.
+func TestVDPFMAMatchesMXCSR(t *testing.T) {
+	if !hasAVX2 {
+		t.Skip("no FMA")
+	}
+	r := rand.New(rand.NewPCG(63, 64))
+	// f is ±(1 + m/2^24)·2^e (24-bit significand; subnormal when e < -126).
+	f := func(e int) float32 {
+		v := float32(math.Ldexp(1+float64(r.IntN(1<<23))/(1<<23), e))
+		if r.IntN(2) == 0 {
+			v = -v
+		}
+		return v
+	}
+	check := func(x, y, c float32) {
+		t.Helper()
+		want, got := vdpFMA(x, y, c), fmaDAZFTZ(x, y, c)
+		if !sameBits(want, got) && !(want != want && got != got) {
+			t.Fatalf("vdpFMA(%g, %g, %g) = %g (%#x), VFMADD231SS under DAZ/FTZ %g (%#x)",
+				x, y, c, want, math.Float32bits(want), got, math.Float32bits(got))
+		}
+	}
+	edges := [][3]float32{
+		{1, -0x1p-150, 0x1p-126}, {1, -0x1p-151, 0x1p-126}, {1, -0x1p-152, 0x1p-126},
+		{-0x1p-75, 0x1p-75, 0x1p-126}, {-0x1p-76, 0x1p-76, 0x1p-126}, {0x1p-70, 0x1p-70, 0},
+		{0x1p-130, 0x1p100, 0}, {0x1p-62, 0x1p-63, 0}, {1.25 * 0x1p-75, 0x1p-74, 0x1p-125},
+		{-0x1p-70, 0x1p-70, 0}, {0x1p-126, 0x1p-126, -0x1p-140},
+	}
+	for _, e := range edges {
+		check(e[0], e[1], e[2])
+		check(-e[0], e[1], -e[2])
+	}
+	n := pick(t, 1_000_000, 100_000)
+	for range n {
+		ec := r.IntN(50) - 155 // accumulators from below the subnormal range to 2^-106
+		ex := r.IntN(60) - 90
+		ey := ec - ex + r.IntN(7) - 3
+		x, y, c := f(ex), f(ey), f(ec)
+		if r.IntN(8) == 0 {
+			x = f(r.IntN(30) - 150) // a subnormal (or tiny normal) factor
+		}
+		check(x, y, c)
+	}
+}
