@@ -21,7 +21,7 @@ func dotBF16AccVDP(w, a *byte, n64 int, acc *[2][16]float32)
 func gemmBF16VDP(w, a *byte, n32 int) float32
 
 //go:noescape
-func gemmBF16x4x4VDP(w *[4]*byte, a *[4]*byte, n32 int, acc *[4][4][16]float32)
+func gemmBF16x4x4VDP(w *[4]*byte, a *[4]*byte, n32 int, out *[4][4]float32)
 
 // hasBF16VDP reports whether the AVX512_BF16 bodies (bf16vdp_amd64.s, the
 // real VDPBF16PS on 512-bit registers) can run here.
@@ -108,7 +108,7 @@ func groupGemmBF16VDP(w []byte, wrb, nw int, a []byte, arb, m, cols int, res *[g
 	_, _ = w[(nw-1)*wrb+2*cols-1], a[(m-1)*arb+2*cols-1]
 	var rows, wp [4]*byte
 	actRows(&rows, a, arb, m)
-	var acc [4][4][16]float32
+	var out [4][4]float32
 	for q0 := 0; q0 < nw; q0 += 4 {
 		for h := range wp {
 			wp[h] = &w[min(q0+h, nw-1)*wrb]
@@ -116,10 +116,10 @@ func groupGemmBF16VDP(w []byte, wrb, nw int, a []byte, arb, m, cols int, res *[g
 		if kerneltrace.On {
 			kerneltrace.Ran("gemmBF16x4x4VDP")
 		}
-		gemmBF16x4x4VDP(&wp, &rows, cols/32, &acc)
+		gemmBF16x4x4VDP(&wp, &rows, cols/32, &out)
 		for h := 0; h < 4 && q0+h < nw; h++ {
 			for p := 0; p < m; p++ {
-				res[(q0+h)*m+p] = reduce16(&acc[h][p])
+				res[(q0+h)*m+p] = out[h][p]
 			}
 		}
 	}

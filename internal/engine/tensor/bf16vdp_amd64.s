@@ -129,18 +129,25 @@ vgdone:
 	RET
 
 // VDP4(Q, W) multiplies the weights in Z(W) with the four activation
-// vectors Z16-Z19 into the accumulators Z(4Q)-Z(4Q+3).
+// vectors Z24-Z27 into the accumulators Z(8+4Q)-Z(8+4Q+3).
 #define VDP4(Q, W) \
-	VDPBF16PS_Z(16, W, 4*Q+0); \
-	VDPBF16PS_Z(17, W, 4*Q+1); \
-	VDPBF16PS_Z(18, W, 4*Q+2); \
-	VDPBF16PS_Z(19, W, 4*Q+3)
+	VDPBF16PS_Z(24, W, 8+4*Q+0); \
+	VDPBF16PS_Z(25, W, 8+4*Q+1); \
+	VDPBF16PS_Z(26, W, 8+4*Q+2); \
+	VDPBF16PS_Z(27, W, 8+4*Q+3)
 
-// func gemmBF16x4x4VDP(w *[4]*byte, a *[4]*byte, n32 int, acc *[4][4][16]float32)
+// REDOUT(Z, OFF) reduces the accumulator Z (copied to Z0) as reduce16
+// and stores the sum at OFF(DX).
+#define REDOUT(Z, OFF) \
+	VMOVAPS Z, Z0; \
+	RED512(Z0, Y0, X0, Y1, X1); \
+	VMOVSS X0, OFF(DX)
+
+// func gemmBF16x4x4VDP(w *[4]*byte, a *[4]*byte, n32 int, out *[4][4]float32)
 // A tinyBLAS<32> tile: the accumulator of output (weight row q, activation
-// row p), one VDPBF16PS per 32 elements, in Z(4q+p), stored at acc[q][p]
-// (the caller reduces each as reduce16). Each step loads the four
-// activation vectors once for the four weight rows.
+// row p), one VDPBF16PS per 32 elements, in Z(8+4q+p), reduced as
+// reduce16 and stored at out[q][p]. Each step loads the four activation
+// vectors once for the four weight rows.
 TEXT ·gemmBF16x4x4VDP(SB), NOSPLIT, $0-32
 	MOVQ w+0(FP), AX
 	MOVQ 0(AX), R8
@@ -153,15 +160,7 @@ TEXT ·gemmBF16x4x4VDP(SB), NOSPLIT, $0-32
 	MOVQ 16(AX), R14
 	MOVQ 24(AX), R15
 	MOVQ n32+16(FP), CX
-	MOVQ acc+24(FP), DX
-	VPXORQ Z0, Z0, Z0
-	VPXORQ Z1, Z1, Z1
-	VPXORQ Z2, Z2, Z2
-	VPXORQ Z3, Z3, Z3
-	VPXORQ Z4, Z4, Z4
-	VPXORQ Z5, Z5, Z5
-	VPXORQ Z6, Z6, Z6
-	VPXORQ Z7, Z7, Z7
+	MOVQ out+24(FP), DX
 	VPXORQ Z8, Z8, Z8
 	VPXORQ Z9, Z9, Z9
 	VPXORQ Z10, Z10, Z10
@@ -170,42 +169,50 @@ TEXT ·gemmBF16x4x4VDP(SB), NOSPLIT, $0-32
 	VPXORQ Z13, Z13, Z13
 	VPXORQ Z14, Z14, Z14
 	VPXORQ Z15, Z15, Z15
+	VPXORQ Z16, Z16, Z16
+	VPXORQ Z17, Z17, Z17
+	VPXORQ Z18, Z18, Z18
+	VPXORQ Z19, Z19, Z19
+	VPXORQ Z20, Z20, Z20
+	VPXORQ Z21, Z21, Z21
+	VPXORQ Z22, Z22, Z22
+	VPXORQ Z23, Z23, Z23
 	XORQ AX, AX
 	TESTQ CX, CX
 	JZ vtstore
 vtloop:
-	VMOVDQU64 (R12)(AX*1), Z16
-	VMOVDQU64 (R13)(AX*1), Z17
-	VMOVDQU64 (R14)(AX*1), Z18
-	VMOVDQU64 (R15)(AX*1), Z19
-	VMOVDQU64 (R8)(AX*1), Z20
-	VMOVDQU64 (R9)(AX*1), Z21
-	VMOVDQU64 (R10)(AX*1), Z22
-	VMOVDQU64 (R11)(AX*1), Z23
-	VDP4(0, 20)
-	VDP4(1, 21)
-	VDP4(2, 22)
-	VDP4(3, 23)
+	VMOVDQU64 (R12)(AX*1), Z24
+	VMOVDQU64 (R13)(AX*1), Z25
+	VMOVDQU64 (R14)(AX*1), Z26
+	VMOVDQU64 (R15)(AX*1), Z27
+	VMOVDQU64 (R8)(AX*1), Z28
+	VMOVDQU64 (R9)(AX*1), Z29
+	VMOVDQU64 (R10)(AX*1), Z30
+	VMOVDQU64 (R11)(AX*1), Z31
+	VDP4(0, 28)
+	VDP4(1, 29)
+	VDP4(2, 30)
+	VDP4(3, 31)
 	ADDQ $64, AX
 	DECQ CX
 	JNZ vtloop
 vtstore:
-	VMOVDQU64 Z0, 0(DX)
-	VMOVDQU64 Z1, 64(DX)
-	VMOVDQU64 Z2, 128(DX)
-	VMOVDQU64 Z3, 192(DX)
-	VMOVDQU64 Z4, 256(DX)
-	VMOVDQU64 Z5, 320(DX)
-	VMOVDQU64 Z6, 384(DX)
-	VMOVDQU64 Z7, 448(DX)
-	VMOVDQU64 Z8, 512(DX)
-	VMOVDQU64 Z9, 576(DX)
-	VMOVDQU64 Z10, 640(DX)
-	VMOVDQU64 Z11, 704(DX)
-	VMOVDQU64 Z12, 768(DX)
-	VMOVDQU64 Z13, 832(DX)
-	VMOVDQU64 Z14, 896(DX)
-	VMOVDQU64 Z15, 960(DX)
+	REDOUT(Z8, 0)
+	REDOUT(Z9, 4)
+	REDOUT(Z10, 8)
+	REDOUT(Z11, 12)
+	REDOUT(Z12, 16)
+	REDOUT(Z13, 20)
+	REDOUT(Z14, 24)
+	REDOUT(Z15, 28)
+	REDOUT(Z16, 32)
+	REDOUT(Z17, 36)
+	REDOUT(Z18, 40)
+	REDOUT(Z19, 44)
+	REDOUT(Z20, 48)
+	REDOUT(Z21, 52)
+	REDOUT(Z22, 56)
+	REDOUT(Z23, 60)
 	VZEROUPPER
 	RET
 

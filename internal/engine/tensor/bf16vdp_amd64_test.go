@@ -28,7 +28,7 @@ func vdpUses() map[string][]string {
 	var tile []string
 	for q := 0; q < 4; q++ {
 		for p := 0; p < 4; p++ {
-			tile = append(tile, z(16+p, 20+q, 4*q+p))
+			tile = append(tile, z(24+p, 28+q, 8+4*q+p))
 		}
 	}
 	return map[string][]string{
