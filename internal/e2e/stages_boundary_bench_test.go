@@ -45,7 +45,7 @@ import (
 // joined worker has), and 20 over a plain TCP connection to an echo
 // process, no NATS (us_rtt_raw: two crossings, what the machine's kernel
 // and virtual CPUs cost). COURIER_BENCH_SETUPS picks the setups, whole first
-// (startSetups names them; e.g. whole,2stages,serve1,serve1-p1,servewhole).
+// (startSetups names them; e.g. whole,2stages,3stages,serve1,serve1-p1,servewhole).
 //
 //	COURIER_BENCH_DIR=/tmp/x flock -x /tmp/courier-cpu.lock go test ./internal/e2e/ -run XXX -bench StageBoundary -benchtime 20x
 func BenchmarkStageBoundary(b *testing.B) {
