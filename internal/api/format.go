@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"courier/internal/bus"
+	"courier/internal/jsonstr"
 )
 
 // jsonMarshal encodes v without HTML escaping, as OpenAI's servers do.
@@ -44,14 +45,14 @@ func appendCompletion(b []byte, c *Completion) []byte {
 	ch := &c.Choices[0]
 	b = appendHead(b, c.ID, c.Object, c.Created, c.Model)
 	b = append(b, `,"choices":[{"text":`...)
-	b = appendJSONString(b, ch.Text)
+	b = jsonstr.Append(b, ch.Text)
 	b = append(b, `,"index":`...)
 	b = strconv.AppendInt(b, int64(ch.Index), 10)
 	b = append(b, `,"logprobs":null,"finish_reason":`...)
 	if ch.FinishReason == nil {
 		b = append(b, "null"...)
 	} else {
-		b = appendJSONString(b, *ch.FinishReason)
+		b = jsonstr.Append(b, *ch.FinishReason)
 	}
 	return appendUsage(b, &c.Usage)
 }
@@ -73,11 +74,11 @@ func appendChatCompletion(b []byte, c *ChatCompletion) []byte {
 	b = append(b, `,"choices":[{"index":`...)
 	b = strconv.AppendInt(b, int64(ch.Index), 10)
 	b = append(b, `,"message":{"role":`...)
-	b = appendJSONString(b, ch.Message.Role)
+	b = jsonstr.Append(b, ch.Message.Role)
 	b = append(b, `,"content":`...)
-	b = appendJSONString(b, ch.Message.Content)
+	b = jsonstr.Append(b, ch.Message.Content)
 	b = append(b, `,"refusal":null},"logprobs":null,"finish_reason":`...)
-	b = appendJSONString(b, ch.FinishReason)
+	b = jsonstr.Append(b, ch.FinishReason)
 	return appendUsage(b, &c.Usage)
 }
 
@@ -85,13 +86,13 @@ func appendChatCompletion(b []byte, c *ChatCompletion) []byte {
 // with.
 func appendHead(b []byte, id, object string, created int64, model string) []byte {
 	b = append(b, `{"id":`...)
-	b = appendJSONString(b, id)
+	b = jsonstr.Append(b, id)
 	b = append(b, `,"object":`...)
-	b = appendJSONString(b, object)
+	b = jsonstr.Append(b, object)
 	b = append(b, `,"created":`...)
 	b = strconv.AppendInt(b, created, 10)
 	b = append(b, `,"model":`...)
-	return appendJSONString(b, model)
+	return jsonstr.Append(b, model)
 }
 
 // appendUsage ends a plain answer with its usage.
@@ -233,11 +234,11 @@ func (f *completionFormat) appendPlainBody(b []byte, finish string, u Usage) ([]
 	}
 	b = appendHead(b, f.id, "text_completion", f.created, f.model)
 	b = append(b, `,"choices":[{"text":`...)
-	b = appendJSONString(b, f.text.String())
+	b = jsonstr.Append(b, f.text.String())
 	b = append(b, `,"index":`...)
 	b = strconv.AppendInt(b, int64(f.index), 10)
 	b = append(b, `,"logprobs":null,"finish_reason":`...)
-	b = appendJSONString(b, finish)
+	b = jsonstr.Append(b, finish)
 	return appendUsage(b, &u), true
 }
 
@@ -377,9 +378,9 @@ func (f *chatFormat) appendPlainBody(b []byte, finish string, u Usage) ([]byte, 
 	b = append(b, `,"choices":[{"index":`...)
 	b = strconv.AppendInt(b, int64(f.index), 10)
 	b = append(b, `,"message":{"role":"assistant","content":`...)
-	b = appendJSONString(b, f.text.String())
+	b = jsonstr.Append(b, f.text.String())
 	b = append(b, `,"refusal":null},"logprobs":null,"finish_reason":`...)
-	b = appendJSONString(b, finish)
+	b = jsonstr.Append(b, finish)
 	b = appendUsage(b, &u)
 	if f.kept != nil {
 		f.kept.bodyRendered(u)

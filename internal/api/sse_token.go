@@ -2,9 +2,9 @@ package api
 
 import (
 	"bytes"
-	"unicode/utf8"
 
 	"courier/internal/bus"
+	"courier/internal/jsonstr"
 )
 
 // tokenEventer is the optional capability of a format that writes the
@@ -45,7 +45,7 @@ func (t *tokenTemplate) split(payload []byte, key string) bool {
 
 func (t *tokenTemplate) appendEvent(dst []byte, text string) []byte {
 	dst = append(dst, t.prefix...)
-	dst = appendJSONString(dst, text)
+	dst = jsonstr.Append(dst, text)
 	return append(dst, t.suffix...)
 }
 
@@ -99,60 +99,4 @@ func (f *chatFormat) appendTokenEvent(dst []byte, c *bus.Chunk) ([]byte, bool) {
 		f.add(c) // as events does: the stored answer is assembled as it streams
 	}
 	return f.tok.appendEvent(dst, c.Text), true
-}
-
-// appendJSONString appends s as a JSON string exactly as encoding/json
-// writes it with HTML escaping off (jsonMarshal): invalid UTF-8 becomes
-// U+FFFD, control bytes \n \r \t \b \f or \u00XX, and U+2028/U+2029 are
-// escaped (FuzzAppendJSONString compares the two).
-func appendJSONString(dst []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if b := s[i]; b < utf8.RuneSelf {
-			if b >= 0x20 && b != '"' && b != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch b {
-			case '"', '\\':
-				dst = append(dst, '\\', b)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			case '\b':
-				dst = append(dst, '\\', 'b')
-			case '\f':
-				dst = append(dst, '\\', 'f')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hex[b>>4], hex[b&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }

@@ -111,23 +111,6 @@ func TestTokenEventsMatchEvents(t *testing.T) {
 	}
 }
 
-// FuzzAppendJSONString: the hand-written string encoder writes what
-// encoding/json writes (HTML escaping off), for any bytes.
-func FuzzAppendJSONString(f *testing.F) {
-	for _, s := range []string{"", "once upon", `"\`, "\x00\x1f\b\f\n\r\t\x7f", "é世😀", "\u2028\u2029", "\xff\xe4\xb8", "<&>"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		want, err := jsonMarshal(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := appendJSONString(nil, s); !bytes.Equal(got, want) {
-			t.Fatalf("%q: got %s, want %s", s, got, want)
-		}
-	})
-}
-
 // discardWriter is an http.ResponseWriter and Flusher that keeps nothing.
 type discardWriter struct{ h http.Header }
 

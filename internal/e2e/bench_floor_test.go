@@ -3,19 +3,11 @@ package e2e
 import (
 	"context"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
-	"os"
 	"runtime"
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-
-	"courier/internal/api"
-	"courier/internal/logjson"
 )
 
 // BenchmarkFloorParts says what the floor under BenchmarkFabricOnly's
@@ -44,17 +36,7 @@ import (
 // above the latency when a second P's thread spins looking for work.
 func BenchmarkFloorParts(b *testing.B) {
 	conns, gw := instantFabric(b)
-	devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer devNull.Close()
-	h, err := api.New(api.Config{}, gw, prometheus.NewRegistry(), slog.New(logjson.New(devNull, nil)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	hs := httptest.NewServer(h)
-	defer hs.Close()
+	hs := instantGateway(b, gw, true)
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr}

@@ -70,20 +70,7 @@ var onceText = []byte(" once")
 // (docs/api.md, "Request timelines").
 func BenchmarkFabricOnly(b *testing.B) {
 	conns, gw := instantFabric(b)
-	// The gateway writes each request's log line as a node does (JSON, one
-	// write per line; to /dev/null here), so the line's cost falls where it
-	// does in a node.
-	devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer devNull.Close()
-	h, err := api.New(api.Config{}, gw, prometheus.NewRegistry(), slog.New(logjson.New(devNull, nil)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	hs := httptest.NewServer(h)
-	defer hs.Close()
+	hs := instantGateway(b, gw, true)
 	tls, err := natsbus.OpenTimelines(context.Background(), conns["gateway"], natsbus.TimelineConfig{})
 	if err != nil {
 		b.Fatal(err)
@@ -204,6 +191,31 @@ func BenchmarkFabricOnly(b *testing.B) {
 // instantFabric starts the benchmarks' fabric without an engine: an
 // embedded NATS server with JetStream, a worker hosting instantEngine,
 // and a gateway that has seen it. It returns the connections by name
+
+// instantGateway serves gw's API on a loopback server closed at the end
+// of the benchmark. With logged, it writes each request's log line as a
+// node does (JSON through logjson, one write per line; to /dev/null), so
+// the line's cost falls where it does in a node; without, it logs nothing.
+func instantGateway(b *testing.B, gw *natsbus.Gateway, logged bool) *httptest.Server {
+	b.Helper()
+	var log *slog.Logger
+	if logged {
+		devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { devNull.Close() })
+		log = slog.New(logjson.New(devNull, nil))
+	}
+	h, err := api.New(api.Config{}, gw, prometheus.NewRegistry(), log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	hs := httptest.NewServer(h)
+	b.Cleanup(hs.Close)
+	return hs
+}
+
 // (gateway, worker, probe) and the gateway; b's cleanups stop them all.
 func instantFabric(b *testing.B) (map[string]*natsbus.Conn, *natsbus.Gateway) {
 	b.Helper()

@@ -2,18 +2,10 @@ package e2e
 
 import (
 	"fmt"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
-	"os"
 	"slices"
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-
-	"courier/internal/api"
-	"courier/internal/logjson"
 )
 
 // BenchmarkFabricPath runs one path of BenchmarkFabricOnly's at a time, so
@@ -30,22 +22,8 @@ import (
 // request's line costs the client's latency.
 func BenchmarkFabricPath(b *testing.B) {
 	_, gw := instantFabric(b)
-	devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer devNull.Close()
-	gateway := func(log *slog.Logger) *httptest.Server {
-		h, err := api.New(api.Config{}, gw, prometheus.NewRegistry(), log)
-		if err != nil {
-			b.Fatal(err)
-		}
-		hs := httptest.NewServer(h)
-		b.Cleanup(hs.Close)
-		return hs
-	}
-	logged := gateway(slog.New(logjson.New(devNull, nil)))
-	quiet := gateway(nil)
+	logged := instantGateway(b, gw, true)
+	quiet := instantGateway(b, gw, false)
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr}

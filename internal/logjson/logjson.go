@@ -8,7 +8,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
-	"unicode/utf8"
+
+	"courier/internal/jsonstr"
 )
 
 // Handler is a slog.Handler that writes what slog.NewJSONHandler with the
@@ -130,9 +131,9 @@ func (h *Handler) appendRecord(b []byte, r slog.Record) ([]byte, bool) {
 		b = append(b, `",`...)
 	}
 	b = append(b, `"level":`...)
-	b = appendString(b, r.Level.String())
+	b = jsonstr.AppendSlog(b, r.Level.String())
 	b = append(b, `,"msg":`...)
-	b = appendString(b, r.Message)
+	b = jsonstr.AppendSlog(b, r.Message)
 	b = append(b, h.pre...)
 	ok := true
 	r.Attrs(func(a slog.Attr) bool {
@@ -149,12 +150,12 @@ func appendAttr(b []byte, a slog.Attr) ([]byte, bool) {
 		return b, false // slog drops an empty one and writes others: leave it to slog
 	}
 	b = append(b, ',')
-	b = appendString(b, a.Key)
+	b = jsonstr.AppendSlog(b, a.Key)
 	b = append(b, ':')
 	v := a.Value
 	switch v.Kind() {
 	case slog.KindString:
-		b = appendString(b, v.String())
+		b = jsonstr.AppendSlog(b, v.String())
 	case slog.KindInt64:
 		b = strconv.AppendInt(b, v.Int64(), 10)
 	case slog.KindUint64:
@@ -182,7 +183,7 @@ func appendAttr(b []byte, a slog.Attr) ([]byte, bool) {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendStringAs(b, s, true)
+			b = jsonstr.Append(b, s)
 		}
 		b = append(b, ']')
 	default:
@@ -206,75 +207,4 @@ func appendFloat(b []byte, f float64) []byte {
 		}
 	}
 	return b
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString appends s quoted as slog's JSON handler quotes a string:
-// ", \ and control bytes escaped, invalid UTF-8 as \ufffd, U+2028 and
-// U+2029 escaped.
-func appendString(b []byte, s string) []byte { return appendStringAs(b, s, false) }
-
-// appendStringAs is appendString, with \b and \f written short when
-// marshal says so, as encoding/json writes them (slog's handler calls it
-// for values of kind Any, and writes \u0008 and \u000c itself).
-func appendStringAs(b []byte, s string, marshal bool) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			case '\b':
-				b = appendControl(b, c, 'b', marshal)
-			case '\f':
-				b = appendControl(b, c, 'f', marshal)
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
-}
-
-// appendControl appends the control byte c escaped: as a backslash and short when
-// marshal (encoding/json), as \u00XX otherwise (slog).
-func appendControl(b []byte, c, short byte, marshal bool) []byte {
-	if marshal {
-		return append(b, '\\', short)
-	}
-	return append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
 }
