@@ -103,6 +103,7 @@ func BenchmarkStageBreakdown(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(func() { _ = tapConn.Close(testCtx(b)) }) // before the server stops: else it reconnects, a leak goleak reports
 	var tapMu sync.Mutex
 	tapStep, tapPicks := map[uint64]int64{}, map[uint64]int64{}
 	for subj, into := range map[string]map[uint64]int64{
