@@ -21,6 +21,19 @@
 	VPERMILPS $0xb1, X, XT; \
 	VADDSS XT, X, X
 
+// VDP64 adds the products of the 64 BF16 pairs at (SI) and (DI) to Z0 (the
+// first 32: ggml_vec_dot_bf16's c1) and Z1 (the second: c2), one
+// VDPBF16PS each, and steps both pointers past them (Z2-Z5 scratch).
+#define VDP64 \
+	VMOVDQU64 (SI), Z2; \
+	VMOVDQU64 64(SI), Z3; \
+	VMOVDQU64 (DI), Z4; \
+	VMOVDQU64 64(DI), Z5; \
+	VDPBF16PS_Z(4, 2, 0); \
+	VDPBF16PS_Z(5, 3, 1); \
+	ADDQ $128, SI; \
+	ADDQ $128, DI
+
 // func dotBF16RowsVDP(w *byte, wrb, nw int, a *byte, n64 int, out *float32, pf int)
 // out[q] = ggml_vec_dot_bf16 (AVX512BF16) of weight row q (nw rows wrb
 // bytes apart from w) with the bf16 row a of 64*n64 elements: c1 over the
@@ -46,14 +59,7 @@ vrrow:
 vrloop:
 	PREFETCHT0 (SI)(R12*1)
 	PREFETCHT0 64(SI)(R12*1)
-	VMOVDQU64 (SI), Z2
-	VMOVDQU64 64(SI), Z3
-	VMOVDQU64 (DI), Z4
-	VMOVDQU64 64(DI), Z5
-	VDPBF16PS_Z(4, 2, 0)
-	VDPBF16PS_Z(5, 3, 1)
-	ADDQ $128, SI
-	ADDQ $128, DI
+	VDP64
 	DECQ CX
 	JNZ vrloop
 vrstore:
@@ -87,14 +93,7 @@ TEXT ·dotBF16AccVDP(SB), NOSPLIT, $0-32
 	TESTQ CX, CX
 	JZ vastore
 valoop:
-	VMOVDQU64 (SI), Z2
-	VMOVDQU64 64(SI), Z3
-	VMOVDQU64 (DI), Z4
-	VMOVDQU64 64(DI), Z5
-	VDPBF16PS_Z(4, 2, 0)
-	VDPBF16PS_Z(5, 3, 1)
-	ADDQ $128, SI
-	ADDQ $128, DI
+	VDP64
 	DECQ CX
 	JNZ valoop
 vastore:
