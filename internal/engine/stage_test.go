@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"courier/internal/engine/gguf"
 	"courier/internal/engine/model"
@@ -159,6 +160,9 @@ func runStageWorkload(t *testing.T, e *Engine) stageRun {
 	// of one prompt (a group: the second forks the first's blocks).
 	prompts := []string{prefix + " in the park.", prefix + " with her dog", "The cat sat", prefix, "Tom and Ben were friends. One day",
 		"The sun was hot", "A big red ball", "A big red ball"}
+	if len(prompts)+1 != stageWorkloadArrivals { // the generations and one Score
+		t.Fatalf("stageWorkloadArrivals is %d, the workload starts %d", stageWorkloadArrivals, len(prompts)+1)
+	}
 	run := stageRun{toks: make([][]int32, len(prompts)), lps: make([][]uint32, len(prompts))}
 	var wg sync.WaitGroup
 	for i, p := range prompts {
@@ -216,6 +220,40 @@ func runStageWorkload(t *testing.T, e *Engine) stageRun {
 	return run
 }
 
+// stageWorkloadArrivals is how many generations and Score calls
+// runStageWorkload starts at once (its embedding comes after them, alone).
+const stageWorkloadArrivals = 9
+
+// gather is an Options.stepHook that, after the first step, holds the
+// scheduler until n generations and Score calls are running, admitting
+// them on the spot: the workload then runs together however fast the
+// machine ends each request (on a fast CPU the first requests ended before
+// the last arrived, and a small KV cache preempted nothing).
+type gather struct {
+	t     *testing.T
+	n     int
+	fired bool // the scheduler's
+}
+
+func (g *gather) hook(s *scheduler) {
+	if g.fired {
+		return
+	}
+	g.fired = true
+	timeout := time.After(time.Minute)
+	for len(s.active)+len(s.jobs) < g.n {
+		select {
+		case sl := <-s.incoming:
+			s.start(sl)
+		case j := <-s.scores:
+			s.jobs = append(s.jobs, j)
+		case <-timeout:
+			g.t.Errorf("the held scheduler waited a minute for the workload: %d of %d running", len(s.active)+len(s.jobs), g.n)
+			return
+		}
+	}
+}
+
 // TestStagesMatchWholeModel splits models into 2 and 3 stages chained in
 // one process and checks that generation (tokens, and the bits of every
 // log-probability), scoring and embeddings equal the whole model's, with requests
@@ -257,7 +295,8 @@ func TestStagesMatchWholeModel(t *testing.T) {
 				// One step in flight, and as many as stages (micro-batches).
 				for _, depth := range []int{1, len(sp) + 1} {
 					t.Run(fmt.Sprintf("%s/split%v/smallkv=%v/depth=%d", name, sp, small, depth), func(t *testing.T) {
-						opts := Options{Slots: 8, ContextLength: 256, Threads: 1} // every request at once
+						g := &gather{t: t, n: stageWorkloadArrivals}
+						opts := Options{Slots: 8, ContextLength: 256, Threads: 1, stepHook: g.hook} // every request at once
 						if small {
 							opts.KVCacheBytes = smallKV(t, path, sp[0])
 						}
