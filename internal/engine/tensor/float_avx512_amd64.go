@@ -47,6 +47,11 @@ func init() {
 	fastKernels[gguf.TypeF32] = k
 	k = fastKernels[gguf.TypeF16]
 	k.dotGroup, k.gemmGroup, k.side = groupDotF16, groupGemmF16, sideF16
+	// Prompt blocks: the 4x6 tile over rows in place. A MatMul of prompt
+	// rows alone carries no float32 side data (only the decode rows'
+	// kernel reads it): the F16 rows are then a third of the bytes, and
+	// padded so that no two are a multiple of 4 KiB apart.
+	k.gemmGroupBlock, k.promptSide = blockGemmF16AVX512, sidePad
 	fastKernels[gguf.TypeF16] = k
 }
 

@@ -42,6 +42,9 @@ type kernel struct {
 	// side, when set, is data that the multi-row kernel reads after each
 	// converted activation row (MatMuls of two or more rows).
 	side *actSide
+	// promptSide, when set, replaces side in a MatMul whose rows are all
+	// prompt rows (side's data may serve only the decode rows' kernels).
+	promptSide *actSide
 	// dotRows, when set, computes dot for one activation row over a run
 	// of weight rows in one call (a MatMul of one activation row).
 	dotRows rowsFunc

@@ -9,7 +9,8 @@ import (
 
 // TestGemmPromptBlockMatchesGeneric compares MatMul over more prompt rows
 // than a group kernel call takes (where F16 and BF16 run their kernels
-// over the whole block at once, blockGemmF16AVX2 and blockGemmBF16AVX2)
+// over the whole block at once: blockGemmF16AVX2, blockGemmF16AVX512 and
+// blockGemmBF16AVX2)
 // with the generic kernels, bit for bit:
 // whole and partial weight groups, column counts that the block kernel
 // takes and that it leaves to the group kernels, row counts that are and
@@ -20,7 +21,7 @@ func TestGemmPromptBlockMatchesGeneric(t *testing.T) {
 	p := NewPool(2)
 	defer p.Close()
 	ws := NewWorkspace(2048, 1)
-	defer expectAVX512(t, "gemmF32x4AVX512", "gemmF16x4AVX512")()
+	defer expectAVX512(t, "gemmF32x4AVX512", "gemmF16x4AVX512", "gemmF16B8AVX512")()
 	shapes := pick(t, [][2]int{{48, 128}, {44, 256}, {16, 768}, {24, 96}, {8, 2048}}, [][2]int{{48, 128}, {24, 96}})
 	ns := pick(t, []int{12, 13, 14, 15, 16, 31, 64}, []int{12, 13, 31})
 	for _, typ := range []gguf.Type{gguf.TypeF16, gguf.TypeBF16, gguf.TypeF32} {

@@ -515,7 +515,10 @@ func (p *Pool) MatMulModes(out []float32, w Matrix, x []float32, modes []RowMode
 	j.baseRB, j.side = j.actRB, nil
 	if k.side != nil && n > 1 && w.Cols%32 == 0 {
 		j.side = k.side
-		j.actRB += k.side.bytes(w.Cols)
+		if k.promptSide != nil && allPrompt(modes) {
+			j.side = k.promptSide
+		}
+		j.actRB += j.side.bytes(w.Cols)
 	}
 	ws.grow(n, j.actRB)
 	j.act, j.perm = ws.act, ws.perm[:n]
@@ -544,6 +547,16 @@ func (p *Pool) MatMulModes(out []float32, w Matrix, x []float32, modes []RowMode
 	j.next.Store(0)
 	p.runJobLocked(work >= 1<<15)
 	j.x, j.out, j.act, j.perm, j.w.Data, j.w.packed = nil, nil, nil, nil, nil, nil
+}
+
+// allPrompt reports whether every row of modes is a prompt row.
+func allPrompt(modes []RowMode) bool {
+	for _, m := range modes {
+		if m&(RowPrompt|RowPromptGemm) == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // classOfMode returns the class of a row of mode m for matrix w.

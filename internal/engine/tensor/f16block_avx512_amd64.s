@@ -1,0 +1,170 @@
+//go:build !noasm
+
+#include "textflag.h"
+
+// The AVX-512 F16 prompt kernel: a group of eight F16 weight rows against
+// every F16 activation row of a block, both in the model's layout (16
+// elements are 32 contiguous bytes, one VCVTPH2PS each). A tinyBLAS<16>
+// output adds, in lane l of one 16-lane accumulator, the products of
+// elements 16i+l in order, then reduces the lanes as reduce16; each
+// output here is one zmm accumulator with exactly those operations.
+//
+// Tiles of four weight rows by six activation rows: per 16-element step,
+// ten conversions feed 24 fused multiply-adds (24 accumulators, four
+// weight vectors and up to four activation vectors: all 32 registers),
+// as llamafile's 4x6 tile on AVX-512. For each tile of activation rows
+// both halves of the group run one after the other, so the second finds
+// the six activation rows in L1. The last activation tile is moved back
+// to end at row m-1 (m not a multiple of six recomputes up to five rows,
+// to the same bits).
+
+// F16BSTEP(O): one step at byte O of the weight rows SI, SI+R10,
+// SI+2*R10, R11 and the activation rows DI, DI+R8, DI+2*R8, R9, R9+R8,
+// R9+2*R8; Z(4p+i) accumulates weight row i by activation row p.
+#define F16BSTEP(O) \
+	VCVTPH2PS O(SI), Z24; \
+	VCVTPH2PS O(SI)(R10*1), Z25; \
+	VCVTPH2PS O(SI)(R10*2), Z26; \
+	VCVTPH2PS O(R11), Z27; \
+	VCVTPH2PS O(DI), Z28; \
+	VFMADD231PS Z28, Z24, Z0; VFMADD231PS Z28, Z25, Z1; VFMADD231PS Z28, Z26, Z2; VFMADD231PS Z28, Z27, Z3; \
+	VCVTPH2PS O(DI)(R8*1), Z29; \
+	VFMADD231PS Z29, Z24, Z4; VFMADD231PS Z29, Z25, Z5; VFMADD231PS Z29, Z26, Z6; VFMADD231PS Z29, Z27, Z7; \
+	VCVTPH2PS O(DI)(R8*2), Z30; \
+	VFMADD231PS Z30, Z24, Z8; VFMADD231PS Z30, Z25, Z9; VFMADD231PS Z30, Z26, Z10; VFMADD231PS Z30, Z27, Z11; \
+	VCVTPH2PS O(R9), Z31; \
+	VFMADD231PS Z31, Z24, Z12; VFMADD231PS Z31, Z25, Z13; VFMADD231PS Z31, Z26, Z14; VFMADD231PS Z31, Z27, Z15; \
+	VCVTPH2PS O(R9)(R8*1), Z28; \
+	VFMADD231PS Z28, Z24, Z16; VFMADD231PS Z28, Z25, Z17; VFMADD231PS Z28, Z26, Z18; VFMADD231PS Z28, Z27, Z19; \
+	VCVTPH2PS O(R9)(R8*2), Z29; \
+	VFMADD231PS Z29, Z24, Z20; VFMADD231PS Z29, Z25, Z21; VFMADD231PS Z29, Z26, Z22; VFMADD231PS Z29, Z27, Z23
+
+// F16BRED(A, B, C, D, YB, YD): the four outputs whose accumulators are A,
+// B, C, D (weight rows 0-3 of one activation row; YB, YD: the Y names of
+// B, D), each reduced as reduce16 (t = hi8 + lo8, u = hi4 + lo4, (u0+u2)
+// + (u1+u3)), in order in X29. K1 holds lanes 0, 4, 8, 12.
+#define F16BRED(A, B, C, D, YB, YD) \
+	VINSERTF64X4 $1, YB, A, Z28; \
+	VSHUFF64X2 $0xee, B, A, Z29; \
+	VADDPS Z28, Z29, Z28; \
+	VINSERTF64X4 $1, YD, C, Z30; \
+	VSHUFF64X2 $0xee, D, C, Z31; \
+	VADDPS Z30, Z31, Z30; \
+	VSHUFF32X4 $0x88, Z30, Z28, Z29; \
+	VSHUFF32X4 $0xdd, Z30, Z28, Z31; \
+	VADDPS Z29, Z31, Z28; \
+	VPERMILPS $0x4e, Z28, Z29; \
+	VADDPS Z29, Z28, Z28; \
+	VPERMILPS $0xb1, Z28, Z29; \
+	VADDPS Z29, Z28, Z28; \
+	VCOMPRESSPS Z28, K1, Z29
+
+// F16BOUT(P, A, B, C, D, YB, YD): reduces activation row P of the tile
+// (slot R13+P) and stores its four outputs at out + perm[slot]*orb + BX.
+#define F16BOUT(P, A, B, C, D, YB, YD) \
+	F16BRED(A, B, C, D, YB, YD); \
+	MOVLQSX (4*P)(DX)(R13*4), AX; \
+	IMULQ R14, AX; \
+	ADDQ R15, AX; \
+	VMOVUPS X29, (AX)(BX*1)
+
+// func gemmF16B8AVX512(w *byte, wrb int, a *byte, arb, m, n16 int, out *float32, perm *int32, orb int)
+TEXT ·gemmF16B8AVX512(SB), NOSPLIT, $0-72
+	MOVQ $0x1111, AX
+	KMOVW AX, K1
+	MOVQ perm+56(FP), DX
+	MOVQ orb+64(FP), R14
+	MOVQ out+48(FP), R15
+	XORQ R13, R13
+
+f16b_tile:
+	MOVQ m+32(FP), AX
+	SUBQ $6, AX
+	CMPQ R13, AX
+	CMOVQGT AX, R13
+	XORQ BX, BX // 16 * the half of the group (bytes of four outputs)
+
+f16b_half:
+	MOVQ arb+24(FP), R8
+	MOVQ R13, DI
+	IMULQ R8, DI
+	ADDQ a+16(FP), DI
+	LEAQ (DI)(R8*2), R9
+	ADDQ R8, R9
+	MOVQ wrb+8(FP), R10
+	MOVQ BX, SI
+	SHRQ $2, SI // the half's first row: 4*(BX/16)
+	IMULQ R10, SI
+	ADDQ w+0(FP), SI
+	LEAQ (SI)(R10*2), R11
+	ADDQ R10, R11
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	VPXORD Z22, Z22, Z22
+	VPXORD Z23, Z23, Z23
+	MOVQ n16+40(FP), CX
+	SHRQ $2, CX
+	JZ f16b_rest
+
+f16b_loop4:
+	F16BSTEP(0)
+	F16BSTEP(32)
+	F16BSTEP(64)
+	F16BSTEP(96)
+	ADDQ $128, SI
+	ADDQ $128, R11
+	ADDQ $128, DI
+	ADDQ $128, R9
+	DECQ CX
+	JNZ f16b_loop4
+
+f16b_rest:
+	MOVQ n16+40(FP), CX
+	ANDQ $3, CX
+	JZ f16b_red
+
+f16b_loop1:
+	F16BSTEP(0)
+	ADDQ $32, SI
+	ADDQ $32, R11
+	ADDQ $32, DI
+	ADDQ $32, R9
+	DECQ CX
+	JNZ f16b_loop1
+
+f16b_red:
+	F16BOUT(0, Z0, Z1, Z2, Z3, Y1, Y3)
+	F16BOUT(1, Z4, Z5, Z6, Z7, Y5, Y7)
+	F16BOUT(2, Z8, Z9, Z10, Z11, Y9, Y11)
+	F16BOUT(3, Z12, Z13, Z14, Z15, Y13, Y15)
+	F16BOUT(4, Z16, Z17, Z18, Z19, Y17, Y19)
+	F16BOUT(5, Z20, Z21, Z22, Z23, Y21, Y23)
+	ADDQ $16, BX
+	CMPQ BX, $32
+	JLT f16b_half
+
+	ADDQ $6, R13
+	CMPQ R13, m+32(FP)
+	JLT f16b_tile
+	VZEROUPPER
+	RET
