@@ -23,6 +23,12 @@ func expectVNNI(t *testing.T, names ...string) func() {
 	return kerneltrace.Expect(t, hasVNNI, "AVX512-VNNI", names...)
 }
 
+// expectVNNI512 is expectAVX512 for the 512-bit VNNI prompt bodies.
+func expectVNNI512(t *testing.T, names ...string) func() {
+	t.Helper()
+	return kerneltrace.Expect(t, hasVNNI512, "AVX512-VNNI (zmm)", names...)
+}
+
 // expectBF16VDP is expectAVX512 for the AVX512_BF16 (VDPBF16PS) bodies.
 func expectBF16VDP(t *testing.T, names ...string) func() {
 	t.Helper()

@@ -75,6 +75,19 @@ type packedGroupFunc func(p []byte, acts [4][]byte, m, cols int, outs [4][]float
 // type's side data (filled by architecture files).
 var packedGroupRows, packedGroupGemm = map[gguf.Type]packedGroupFunc{}, map[gguf.Type]packedGroupFunc{}
 
+// packedTileMax is the most activation rows a packedTileFunc takes.
+const packedTileMax = 8
+
+// packedTileFunc is packedGroupFunc for m (1 to packedTileMax) rows.
+type packedTileFunc func(p []byte, acts [packedTileMax][]byte, m, cols int, outs [packedTileMax][]float32)
+
+// packedTileRows and packedTileGemm, when set for a type, are its packed
+// kernels over up to packedTileMax activation rows with the arithmetic
+// of packedRows and packedGemm; MatMul prefers them to packedGroupRows and
+// packedGroupGemm when the rows carry the type's side data (filled by
+// architecture files).
+var packedTileRows, packedTileGemm = map[gguf.Type]packedTileFunc{}, map[gguf.Type]packedTileFunc{}
+
 // packMatrix returns m's packed copy, or nil if m is not packed.
 func packMatrix(m Matrix) []byte {
 	pk, ok := packers[m.Type]

@@ -35,6 +35,7 @@ func TestPackRoundTrip(t *testing.T) {
 // kernels), for every mode mix and thread count.
 func TestPackedMatchesUnpacked(t *testing.T) {
 	defer expectVNNI(t, "gemvQ4_0x8PackedVNNI", "gemvQ4Kx8PackedVNNI", "gemmQ4Kx8PackedVNNI")()
+	defer expectVNNI512(t, "gemmQ4_0x16x8PackedAVX512")()
 	r := rand.New(rand.NewPCG(33, 34))
 	shapes := pick(t, [][2]int{{8, 32 * 8}, {64, 512}, {136, 1024}}, [][2]int{{8, 32 * 8}, {64, 512}})
 	for _, typ := range []gguf.Type{gguf.TypeQ4_0, gguf.TypeQ4_K} {
@@ -79,9 +80,10 @@ func TestPackedMatchesUnpacked(t *testing.T) {
 // activation row, and several at once with their side data) with the
 // generic repacked bodies, bit for bit, on random raw rows (every code and
 // scale byte, extreme scales) for run lengths of one to three groups and
-// one to four activation rows.
+// one to eight activation rows.
 func TestPackedKernelsMatchGeneric(t *testing.T) {
 	defer expectVNNI(t, "gemvQ4_0x8PackedVNNI", "gemvQ4Kx8PackedVNNI", "gemmQ4Kx8PackedVNNI")()
+	defer expectVNNI512(t, "gemmQ4_0x16x8PackedAVX512")()
 	r := rand.New(rand.NewPCG(35, 36))
 	colsList := pick(t, []int{256, 768, 2048}, []int{256})
 	for _, typ := range []gguf.Type{gguf.TypeQ4_0, gguf.TypeQ4_K} {
@@ -93,13 +95,14 @@ func TestPackedKernelsMatchGeneric(t *testing.T) {
 			name  string
 			rows  packedRowsFunc
 			group packedGroupFunc
+			tile  packedTileFunc
 			want  dotFunc
 		}{
-			{"gemv", packedRows[typ], packedGroupRows[typ], gen.gemv},
-			{"gemm", packedGemm[typ], packedGroupGemm[typ], gen.gemm},
+			{"gemv", packedRows[typ], packedGroupRows[typ], packedTileRows[typ], gen.gemv},
+			{"gemm", packedGemm[typ], packedGroupGemm[typ], packedTileGemm[typ], gen.gemm},
 		}
 		for _, k := range kernels {
-			if k.rows == nil && k.group == nil {
+			if k.rows == nil && k.group == nil && k.tile == nil {
 				t.Logf("%v %s: no packed kernel here", typ, k.name)
 				continue
 			}
@@ -117,9 +120,9 @@ func TestPackedKernelsMatchGeneric(t *testing.T) {
 						for g := 0; g < n8; g++ {
 							pk.pack(p[g*pk.groupBytes(nb):], w[8*g*rb:], nb)
 						}
-						var acts [4][]byte
-						var outs [4][]float32
-						for m := 1; m <= 4; m++ {
+						var acts [packedTileMax][]byte
+						var outs [packedTileMax][]float32
+						for m := 1; m <= packedTileMax; m++ {
 							for i := 0; i < m; i++ {
 								acts[i] = rawRow(r, at, cols, extreme)
 								if side != nil {
@@ -138,10 +141,19 @@ func TestPackedKernelsMatchGeneric(t *testing.T) {
 									}
 								}
 							}
-							if k.group != nil {
-								k.group(p, acts, m, cols, outs)
+							if k.group != nil && m <= 4 {
+								k.group(p, [4][]byte(acts[:4]), m, cols, [4][]float32(outs[:4]))
 								for i := 0; i < m; i++ {
 									check("group", i)
+								}
+							}
+							if k.tile != nil {
+								for i := 0; i < m; i++ {
+									clear(outs[i])
+								}
+								k.tile(p, acts, m, cols, outs)
+								for i := 0; i < m; i++ {
+									check("tile", i)
 								}
 							}
 							if k.rows != nil {

@@ -333,6 +333,20 @@ func (j *job) matmulPacked(lo, hi, rb, tid int) {
 		if k.lo == k.hi {
 			continue
 		}
+		if pt := j.packedTileKernel(ci); pt != nil {
+			var acts [packedTileMax][]byte
+			var outs [packedTileMax][]float32
+			for s0 := k.lo; s0 < k.hi; s0 += packedTileMax {
+				m := min(packedTileMax, k.hi-s0)
+				for i := 0; i < m; i++ {
+					s := s0 + i
+					acts[i] = j.act[s*j.actRB : (s+1)*j.actRB]
+					outs[i] = j.out[int(j.perm[s])*w.Rows+lo:][:hi-lo]
+				}
+				pt(run, acts, m, w.Cols, outs)
+			}
+			continue
+		}
 		if pg := j.packedGroupKernel(ci); pg != nil {
 			var acts [4][]byte
 			var outs [4][]float32
@@ -393,6 +407,18 @@ func (j *job) packedGroupKernel(ci int) packedGroupFunc {
 		return packedGroupGemm[j.w.Type]
 	}
 	return packedGroupRows[j.w.Type]
+}
+
+// packedTileKernel is packedGroupKernel for the kernels over up to
+// packedTileMax rows.
+func (j *job) packedTileKernel(ci int) packedTileFunc {
+	if useGeneric || j.side != kernelFor(j.w.Type).side {
+		return nil
+	}
+	if ci == classGemm {
+		return packedTileGemm[j.w.Type]
+	}
+	return packedTileRows[j.w.Type]
 }
 
 // groupClasses applies the nw weight rows wg (rows r0.., rb bytes apart)

@@ -1,0 +1,55 @@
+//go:build !noasm
+
+package tensor
+
+import (
+	"golang.org/x/sys/cpu"
+
+	"courier/internal/engine/gguf"
+	"courier/internal/engine/kerneltrace"
+)
+
+//go:noescape
+func gemmQ4_0x16x8PackedAVX512(p *byte, n8, gb int, a *[8]*byte, nb, side int, out *[8]*float32, ooff int)
+
+// hasVNNI512 reports whether the 512-bit VNNI prompt kernels can run here
+// (VPDPBUSD on zmm, and AVX512BW's byte and word shifts).
+var hasVNNI512 = hasVNNI && hasAVX512 && cpu.X86.HasAVX512BW
+
+// init gives prompts on AVX-512 machines the 16-output, eight-row tiles:
+// Q4_0 rows carry sideQ8Sums's data for them.
+func init() {
+	if !hasVNNI512 {
+		return
+	}
+	packedTileRows[gguf.TypeQ4_0] = gemmQ4_0x16x8Packed
+	packedTileGemm[gguf.TypeQ4_0] = gemmQ4_0x16x8Packed // Q4_0's gemm adds as its gemv
+	k := fastKernels[gguf.TypeQ4_0]
+	k.side = sideQ8Sums
+	fastKernels[gguf.TypeQ4_0] = k
+}
+
+// gemmQ4_0x16x8Packed is the packed Q4_0 kernel over m (1 to 8)
+// activation rows that carry sideQ8Sums's data: dotQ4_0x8 for each output,
+// each decoded block applied to all the rows (missing rows repeat the
+// last one).
+func gemmQ4_0x16x8Packed(p []byte, acts [packedTileMax][]byte, m, cols int, outs [packedTileMax][]float32) {
+	nb := cols / qk
+	n8 := len(outs[0]) / 8
+	if n8 == 0 || nb == 0 {
+		return
+	}
+	_ = p[144*nb*n8-1]
+	var a [8]*byte
+	var o [8]*float32
+	for i := range a {
+		k := min(i, m-1)
+		row, out := acts[k], outs[k]
+		_, _ = row[42*nb-1], out[8*n8-1]
+		a[i], o[i] = &row[0], &out[0]
+	}
+	if kerneltrace.On {
+		kerneltrace.Ran("gemmQ4_0x16x8PackedAVX512")
+	}
+	gemmQ4_0x16x8PackedAVX512(&p[0], n8, 144*nb, &a, nb, 34*nb, &o, 0)
+}
