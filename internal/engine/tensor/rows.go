@@ -87,6 +87,7 @@ type groupOut struct {
 	wkey  *byte     // the group whose data ws or deint holds (nil: none)
 	ws    []float32 // e.g. the group's block scales as float32
 	deint []byte    // e.g. the group's F16 rows deinterleaved
+	pad   []byte    // a short group's rows padded to groupW (Q8_0, AVX-512)
 	pf    int       // bytes of the next group prefetched (F16)
 	calls int       // calls on the group so far (F16)
 	// tile is the accumulator scratch of the F16/BF16 group kernels

@@ -1,0 +1,84 @@
+//go:build !noasm
+
+package tensor
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"courier/internal/engine/gguf"
+)
+
+// TestQ8ZBlockMatchesGeneric runs groupBlockQ8_0VNNI512 over blocks of 1
+// to 14 activation rows whose outputs lie in permuted rows (as MatMul's
+// classes order them), for every weight-row count up to a group (short
+// groups go through the padded copy), over one block and several widths,
+// with ordinary and extreme scales and codes (-128 included), and
+// compares every output with the generic dot, bit for bit; the outputs it
+// must not write (other columns) must be untouched.
+func TestQ8ZBlockMatchesGeneric(t *testing.T) {
+	if !hasVNNI512 {
+		t.Skip("no AVX-512 VNNI")
+	}
+	defer expectVNNI(t, "q8TileVNNI512")()
+	r := rand.New(rand.NewPCG(65, 66))
+	gen := genericKernels[gguf.TypeQ8_0]
+	for _, cols := range []int{32, 256, 768, 800, 2336} {
+		nb := cols / qk
+		rb, base := 34*nb, 34*nb
+		arb := base + sideQ8_0.bytes(cols)
+		for _, extreme := range []bool{false, true} {
+			for nw := 1; nw <= groupW; nw++ {
+				for m := 1; m <= 14; m++ {
+					var w, a []byte
+					for q := 0; q < nw; q++ {
+						row := rawRow(r, gguf.TypeQ8_0, cols, extreme)
+						if extreme {
+							for i := 0; i < 8; i++ { // codes -128 (not made by ggml's quantizers, but valid)
+								row[34*r.IntN(nb)+2+r.IntN(32)] = 0x80
+							}
+						}
+						w = append(w, row...)
+					}
+					for p := 0; p < m; p++ {
+						row := rawRow(r, gguf.TypeQ8_0, cols, extreme)
+						if extreme {
+							row[34*r.IntN(nb)+2+r.IntN(32)] = 0x80
+						}
+						a = append(a, row...)
+						a = append(a, make([]byte, arb-base)...)
+						sideQ8_0.fill(a[p*arb:], base, cols)
+					}
+					const orb, r0 = 20, 3 // the group's outputs at columns r0.. of rows orb apart
+					perm := make([]int32, m)
+					for p, i := range r.Perm(m) {
+						perm[p] = int32(i)
+					}
+					out := make([]float32, m*orb)
+					for i := range out {
+						out[i] = -7
+					}
+					var g groupOut
+					if took := groupBlockQ8_0VNNI512(w, rb, nw, a, arb, m, cols, out[r0:], orb, perm, &g); took != m {
+						t.Fatalf("cols=%d nw=%d m=%d: took %d rows, want %d", cols, nw, m, took, m)
+					}
+					for p := 0; p < m; p++ {
+						row := out[int(perm[p])*orb:][:orb]
+						for c, got := range row {
+							q := c - r0
+							want := float32(-7)
+							if q >= 0 && q < nw {
+								want = gen.dot(w[q*rb:(q+1)*rb], a[p*arb:p*arb+base], nil, cols)
+							}
+							if !sameBits(want, got) && !(want != want && got != got) {
+								t.Fatalf("cols=%d extreme=%v nw=%d m=%d: activation row %d, column %d: %g (%#x), want %g (%#x)",
+									cols, extreme, nw, m, p, c, got, math.Float32bits(got), want, math.Float32bits(want))
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
