@@ -3,6 +3,8 @@
 package tensor
 
 import (
+	"unsafe"
+
 	"golang.org/x/sys/cpu"
 
 	"courier/internal/engine/gguf"
@@ -23,6 +25,15 @@ func gemmBF16VDP(w, a *byte, n32 int) float32
 //go:noescape
 func gemmBF16x4x4VDP(w *[4]*byte, a *[4]*byte, n32 int, out *[4][4]float32)
 
+// gemmBF16G8VDP applies a group of eight weight rows (wrb bytes apart
+// from w) to m >= 3 activation rows (arb bytes apart from a) of 32*n32
+// elements, storing output q of activation row p at out + perm[p]*orb +
+// 4q (bytes); each tile of three activation rows first prefetches pfstep
+// bytes from pf on while pfn bytes last.
+//
+//go:noescape
+func gemmBF16G8VDP(w *byte, wrb int, a *byte, arb, m, n32 int, out *float32, perm *int32, orb int, pf uintptr, pfstep, pfn int)
+
 // hasBF16VDP reports whether the AVX512_BF16 bodies (bf16vdp_amd64.s, the
 // real VDPBF16PS on 512-bit registers) can run here.
 var hasBF16VDP = hasAVX512 && cpu.X86.HasAVX512BF16
@@ -40,10 +51,10 @@ func init() {
 	}
 	k := fastKernels[gguf.TypeBF16]
 	k.dot, k.dotRows, k.gemm = dotBF16VDPFast, dotBF16RowsVDPFast, gemmBF16VDPFast
-	k.gemmGroup, k.gemmGroupOut, k.gemmGroupBlock = groupGemmBF16VDP, nil, nil
+	k.gemmGroup, k.gemmGroupOut, k.gemmGroupBlock = groupGemmBF16VDP, nil, blockGemmBF16VDP
 	// Plain BF16 rows (the AVX2 rounding, no side data: VDPBF16PS reads
 	// the pairs as they are).
-	k.side, k.gemmAct, k.actUnit = nil, bf16PromptAct, 0
+	k.side, k.gemmAct, k.actUnit = nil, bf16PromptAct, bf16VDPBlockUnit
 	fastKernels[gguf.TypeBF16] = k
 	g := genericKernels[gguf.TypeBF16]
 	g.dot = func(w, a []byte, _ []float32, n int) float32 { return dotBF16VDPGeneric(w, a, n) }
@@ -123,6 +134,42 @@ func groupGemmBF16VDP(w []byte, wrb, nw int, a []byte, arb, m, cols int, res *[g
 			}
 		}
 	}
+}
+
+// bf16VDPBlockUnit is what BF16 prompt rows' activation blocks are a
+// multiple of on AVX512_BF16: whole tiles of gemmBF16G8VDP (three rows)
+// and of the group kernel (four), so that only a prompt's last block
+// recomputes rows.
+const bf16VDPBlockUnit = 12
+
+// blockGemmBF16VDP is the groupBlockFunc of BF16 prompt rows on
+// AVX512_BF16: a whole group of eight weight rows against all m >= 3
+// activation rows in one gemmBF16G8VDP call (tiles of eight weight rows
+// by three activation rows: 24 accumulators, each weight vector loaded
+// once for three rows, each activation vector once for eight), the next
+// group prefetched over its tiles. Partial groups and fewer than three
+// rows go to groupGemmBF16VDP (it takes none of the rows). Every output
+// is gemmBF16VDPGeneric's: the tile shape changes which loads are shared,
+// not the arithmetic.
+func blockGemmBF16VDP(w []byte, wrb, nw int, a []byte, arb, m, cols int, out []float32, orb int, perm []int32, g *groupOut) int {
+	if nw != groupW || m < 3 || cols%32 != 0 {
+		return 0
+	}
+	_, _ = w[(nw-1)*wrb+2*cols-1], a[(m-1)*arb+2*cols-1]
+	_, _ = perm[m-1], out[groupW-1]
+	for _, i := range perm[:m] {
+		_ = out[int(i)*orb+groupW-1] // the outputs the tiles write
+	}
+	if kerneltrace.On {
+		kerneltrace.Ran("gemmBF16G8VDP")
+	}
+	// The next group (prefetches do not fault past w's end), spread over
+	// the tiles in whole cache lines.
+	pf, pfn := uintptr(unsafe.Pointer(&w[0]))+uintptr(groupW*wrb), groupW*wrb
+	tiles := (m + 2) / 3
+	pfstep := ((pfn+tiles-1)/tiles + 63) &^ 63
+	gemmBF16G8VDP(&w[0], wrb, &a[0], arb, m, cols/32, &out[0], &perm[0], 4*orb, pf, pfstep, pfn)
+	return m
 }
 
 // fmaDAZFTZ is x*y + c by the CPU's fused multiply-add under MXCSR's DAZ

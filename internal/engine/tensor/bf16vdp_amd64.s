@@ -231,3 +231,179 @@ TEXT ·fmaDAZFTZ(SB), NOSPLIT, $8-20
 	LDMXCSR save-4(SP)
 	VMOVSS X2, ret+16(FP)
 	RET
+
+// G8W(R, ZW, W, Q) multiplies the weights of the row at R (loaded into
+// ZW, register number W) with the three activation vectors Z0-Z2 into the
+// accumulators Z(8+Q), Z(16+Q), Z(24+Q) of weight row Q.
+#define G8W(R, ZW, W, Q) \
+	VMOVDQU64 (R)(AX*1), ZW; \
+	VDPBF16PS_Z(0, W, 8+Q); \
+	VDPBF16PS_Z(1, W, 16+Q); \
+	VDPBF16PS_Z(2, W, 24+Q)
+
+// RED8 reduces the accumulators A0-A7 (weight rows 0-7 of one activation
+// row) as reduce16 does each, four at a time per step, with the same
+// additions in the same operand order as RED512: D gets, in 128-bit lane
+// k, [u0(Ak), u1(Ak), u0(Ak+4), u1(Ak+4)] (u0 = t0+t2, u1 = t1+t3 of
+// RED512), which G8OUT finishes. Z0-Z7 are scratch.
+#define RED8(A0, A1, A2, A3, A4, A5, A6, A7, D) \
+	VSHUFF64X2 $0x44, A1, A0, Z0; \
+	VSHUFF64X2 $0xee, A1, A0, Z1; \
+	VADDPS Z1, Z0, Z0; \
+	VSHUFF64X2 $0x44, A3, A2, Z1; \
+	VSHUFF64X2 $0xee, A3, A2, Z2; \
+	VADDPS Z2, Z1, Z1; \
+	VSHUFF64X2 $0x44, A5, A4, Z2; \
+	VSHUFF64X2 $0xee, A5, A4, Z3; \
+	VADDPS Z3, Z2, Z2; \
+	VSHUFF64X2 $0x44, A7, A6, Z3; \
+	VSHUFF64X2 $0xee, A7, A6, Z4; \
+	VADDPS Z4, Z3, Z3; \
+	VSHUFF64X2 $0x88, Z1, Z0, Z4; \
+	VSHUFF64X2 $0xdd, Z1, Z0, Z5; \
+	VADDPS Z5, Z4, Z4; \
+	VSHUFF64X2 $0x88, Z3, Z2, Z5; \
+	VSHUFF64X2 $0xdd, Z3, Z2, Z6; \
+	VADDPS Z6, Z5, Z5; \
+	VSHUFPS $0x44, Z5, Z4, Z6; \
+	VSHUFPS $0xee, Z5, Z4, Z7; \
+	VADDPS Z7, Z6, D
+
+// G8OUT(D0, D1, E) finishes two RED8 results: E gets the eight sums of
+// D0's activation row in its low half (weight rows 0-7 in order) and
+// D1's in its high half (Z7 holds g8perm; Z5, Z6 scratch).
+#define G8OUT(D0, D1, E) \
+	VSHUFPS $0x88, D1, D0, Z5; \
+	VSHUFPS $0xdd, D1, D0, Z6; \
+	VADDPS Z6, Z5, Z5; \
+	VPERMPS Z5, Z7, E
+
+// g8perm gathers G8OUT's sums: lane k of the shuffled sums holds weight
+// rows k and k+4 of the first activation row, then of the second.
+DATA g8perm<>+0(SB)/4, $0
+DATA g8perm<>+4(SB)/4, $4
+DATA g8perm<>+8(SB)/4, $8
+DATA g8perm<>+12(SB)/4, $12
+DATA g8perm<>+16(SB)/4, $1
+DATA g8perm<>+20(SB)/4, $5
+DATA g8perm<>+24(SB)/4, $9
+DATA g8perm<>+28(SB)/4, $13
+DATA g8perm<>+32(SB)/4, $2
+DATA g8perm<>+36(SB)/4, $6
+DATA g8perm<>+40(SB)/4, $10
+DATA g8perm<>+44(SB)/4, $14
+DATA g8perm<>+48(SB)/4, $3
+DATA g8perm<>+52(SB)/4, $7
+DATA g8perm<>+56(SB)/4, $11
+DATA g8perm<>+60(SB)/4, $15
+GLOBL g8perm<>(SB), RODATA|NOPTR, $64
+
+// G8STORE(I, Y) stores the eight sums in Y at out + perm[p0+I]*orb.
+#define G8STORE(I, Y) \
+	MOVLQSX I*4(BX)(DX*4), SI; \
+	IMULQ orb+64(FP), SI; \
+	ADDQ out+48(FP), SI; \
+	VMOVUPS Y, (SI)
+
+// func gemmBF16G8VDP(w *byte, wrb int, a *byte, arb, m, n32 int, out *float32, perm *int32, orb int, pf uintptr, pfstep, pfn int)
+// A group of eight weight rows (wrb bytes apart from w) against m >= 3
+// activation rows (arb bytes apart from a) of 32*n32 elements, in tiles of
+// eight weight rows by three activation rows (the last tile overlaps the
+// one before where m is not a multiple of 3): per output one 16-lane
+// accumulator, one VDPBF16PS per 32 elements (tinyBLAS<32>), reduced as
+// reduce16; the outputs of activation row p (weight rows in order) go to
+// out + perm[p]*orb bytes. Each tile first prefetches pfstep bytes from pf
+// on while pfn bytes last (the next group of weight rows).
+TEXT ·gemmBF16G8VDP(SB), NOSPLIT, $0-96
+	MOVQ w+0(FP), R8
+	MOVQ wrb+8(FP), AX
+	LEAQ (R8)(AX*1), R9
+	LEAQ (R9)(AX*1), R10
+	LEAQ (R10)(AX*1), R11
+	LEAQ (R11)(AX*1), R12
+	LEAQ (R12)(AX*1), R13
+	LEAQ (R13)(AX*1), R14
+	LEAQ (R14)(AX*1), R15
+	XORQ DX, DX
+g8tile:
+	MOVQ m+32(FP), AX
+	SUBQ $3, AX
+	CMPQ DX, AX
+	CMOVQGT AX, DX
+	MOVQ pfn+88(FP), CX
+	TESTQ CX, CX
+	JLE g8nopf
+	MOVQ pfstep+80(FP), CX
+	SUBQ CX, pfn+88(FP)
+	MOVQ pf+72(FP), AX
+g8pf:
+	PREFETCHT0 (AX)
+	ADDQ $64, AX
+	SUBQ $64, CX
+	JG g8pf
+	MOVQ AX, pf+72(FP)
+g8nopf:
+	MOVQ arb+24(FP), AX
+	MOVQ DX, SI
+	IMULQ AX, SI
+	ADDQ a+16(FP), SI
+	LEAQ (SI)(AX*1), DI
+	LEAQ (DI)(AX*1), BX
+	MOVQ n32+40(FP), CX
+	SHLQ $6, CX
+	XORQ AX, AX
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	VPXORD Z22, Z22, Z22
+	VPXORD Z23, Z23, Z23
+	VPXORD Z24, Z24, Z24
+	VPXORD Z25, Z25, Z25
+	VPXORD Z26, Z26, Z26
+	VPXORD Z27, Z27, Z27
+	VPXORD Z28, Z28, Z28
+	VPXORD Z29, Z29, Z29
+	VPXORD Z30, Z30, Z30
+	VPXORD Z31, Z31, Z31
+g8loop:
+	VMOVDQU64 (SI)(AX*1), Z0
+	VMOVDQU64 (DI)(AX*1), Z1
+	VMOVDQU64 (BX)(AX*1), Z2
+	G8W(R8, Z3, 3, 0)
+	G8W(R9, Z4, 4, 1)
+	G8W(R10, Z5, 5, 2)
+	G8W(R11, Z6, 6, 3)
+	G8W(R12, Z3, 3, 4)
+	G8W(R13, Z4, 4, 5)
+	G8W(R14, Z5, 5, 6)
+	G8W(R15, Z6, 6, 7)
+	ADDQ $64, AX
+	CMPQ AX, CX
+	JB g8loop
+	RED8(Z8, Z9, Z10, Z11, Z12, Z13, Z14, Z15, Z8)
+	RED8(Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23, Z16)
+	RED8(Z24, Z25, Z26, Z27, Z28, Z29, Z30, Z31, Z24)
+	VMOVDQU64 g8perm<>(SB), Z7
+	G8OUT(Z8, Z16, Z8)
+	G8OUT(Z24, Z24, Z24)
+	MOVQ perm+56(FP), BX
+	G8STORE(0, Y8)
+	VEXTRACTF64X4 $1, Z8, Y9
+	G8STORE(1, Y9)
+	G8STORE(2, Y24)
+	ADDQ $3, DX
+	CMPQ DX, m+32(FP)
+	JLT g8tile
+	VZEROUPPER
+	RET

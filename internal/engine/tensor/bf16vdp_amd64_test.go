@@ -31,7 +31,14 @@ func vdpUses() map[string][]string {
 			tile = append(tile, z(24+p, 28+q, 8+4*q+p))
 		}
 	}
+	var g8 []string
+	for q := 0; q < 8; q++ {
+		for p := 0; p < 3; p++ {
+			g8 = append(g8, z(p, 3+q%4, 8+8*p+q))
+		}
+	}
 	return map[string][]string{
+		"gemmBF16G8VDP":   g8,
 		"dotBF16RowsVDP":  {z(4, 2, 0), z(5, 3, 1)},
 		"dotBF16AccVDP":   {z(4, 2, 0), z(5, 3, 1)},
 		"gemmBF16VDP":     {z(4, 2, 0)},
@@ -271,6 +278,65 @@ func TestBF16KernelsMatchGeneric(t *testing.T) {
 										b.name, cols, extreme, nw, m, q, p, got, math.Float32bits(got), one, math.Float32bits(one), want, math.Float32bits(want))
 								}
 							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestBF16BlockVDPMatchesGeneric compares blockGemmBF16VDP (tiles of eight
+// weight rows by three activation rows, the last overlapping) with
+// gemmBF16VDPGeneric bit for bit, on normal and extreme rows (subnormal
+// elements, products and sums), for activation-row counts that are and
+// are not multiples of the tile, in a permuted order, into output rows
+// wider than the group: every output it owns must be written with the
+// generic bits and no other element touched.
+func TestBF16BlockVDPMatchesGeneric(t *testing.T) {
+	if !hasBF16VDP {
+		t.Skip("no AVX512_BF16")
+	}
+	defer expectBF16VDP(t, "gemmBF16G8VDP")()
+	r := rand.New(rand.NewPCG(71, 72))
+	ms := pick(t, []int{3, 4, 5, 6, 7, 8, 11, 12, 13, 40}, []int{3, 5, 13})
+	gemCols := pick(t, []int{32, 64, 96, 768, 2048}, []int{32, 96})
+	const orb = 19 // output row stride (elements), wider than a group
+	sentinel := math.Float32frombits(0x7fc0dead)
+	for _, extreme := range []bool{false, true} {
+		for _, cols := range gemCols {
+			var w []byte
+			for range groupW {
+				w = append(w, bf16Row(r, cols, extreme)...)
+			}
+			for _, m := range ms {
+				arb := 2*cols + 64 // slots wider than the row
+				a := make([]byte, m*arb)
+				for p := range m {
+					copy(a[p*arb:], bf16Row(r, cols, extreme))
+				}
+				perm := make([]int32, m)
+				for i, v := range r.Perm(m) {
+					perm[i] = int32(v)
+				}
+				out := make([]float32, m*orb)
+				for i := range out {
+					out[i] = sentinel
+				}
+				var g groupOut
+				if got := blockGemmBF16VDP(w, 2*cols, groupW, a, arb, m, cols, out, orb, perm, &g); got != m {
+					t.Fatalf("cols=%d m=%d: took %d rows", cols, m, got)
+				}
+				for p := range m {
+					row := out[int(perm[p])*orb : int(perm[p]+1)*orb]
+					for q := range orb {
+						want := sentinel
+						if q < groupW {
+							want = gemmBF16VDPGeneric(w[2*q*cols:2*(q+1)*cols], a[p*arb:p*arb+2*cols], cols)
+						}
+						if !sameBits(want, row[q]) && !(q < groupW && want != want && row[q] != row[q]) {
+							t.Fatalf("cols=%d extreme=%v m=%d out (%d,%d) = %g (%#x), want %g (%#x)",
+								cols, extreme, m, q, p, row[q], math.Float32bits(row[q]), want, math.Float32bits(want))
 						}
 					}
 				}

@@ -22,6 +22,7 @@ func TestGemmPromptBlockMatchesGeneric(t *testing.T) {
 	defer p.Close()
 	ws := NewWorkspace(2048, 1)
 	defer expectAVX512(t, "gemmF32x4AVX512", "gemmF16x4AVX512", "gemmF16B8AVX512")()
+	defer expectBF16VDP(t, "gemmBF16G8VDP")()
 	shapes := pick(t, [][2]int{{48, 128}, {44, 256}, {16, 768}, {24, 96}, {8, 2048}}, [][2]int{{48, 128}, {24, 96}})
 	ns := pick(t, []int{12, 13, 14, 15, 16, 31, 64}, []int{12, 13, 31})
 	for _, typ := range []gguf.Type{gguf.TypeF16, gguf.TypeBF16, gguf.TypeF32} {
