@@ -5,17 +5,12 @@ package tensor
 import (
 	"unsafe"
 
-	"golang.org/x/sys/cpu"
-
 	"courier/internal/engine/gguf"
 	"courier/internal/engine/kerneltrace"
 )
 
 //go:noescape
 func q8TileVNNI512(w *byte, wrb int, a *[q8ZRows]*byte, nb int, outs *[q8ZRows]*float32, mask int)
-
-// hasVNNI512 reports whether the 512-bit Q8_0 prompt tile can run here.
-var hasVNNI512 = hasVNNI && hasAVX512 && cpu.X86.HasAVX512BW
 
 // q8ZRows is the activation rows of one q8TileVNNI512 call.
 const q8ZRows = 6
