@@ -12,6 +12,9 @@ import (
 //go:noescape
 func gemmQ4_0x16x8PackedAVX512(p *byte, n8, gb int, a *[8]*byte, nb, side int, out *[8]*float32, ooff int)
 
+//go:noescape
+func gemmQ4Kx16x8PackedAVX512(p *byte, n8, gb int, a *[8]*byte, nb int, acc *float32, out *[8]*float32, ooff int)
+
 // hasVNNI512 reports whether the 512-bit VNNI prompt kernels can run here
 // (VPDPBUSD on zmm, and AVX512BW's byte and word shifts).
 var hasVNNI512 = hasVNNI && hasAVX512 && cpu.X86.HasAVX512BW
@@ -24,6 +27,7 @@ func init() {
 	}
 	packedTileRows[gguf.TypeQ4_0] = gemmQ4_0x16x8Packed
 	packedTileGemm[gguf.TypeQ4_0] = gemmQ4_0x16x8Packed // Q4_0's gemm adds as its gemv
+	packedTileGemm[gguf.TypeQ4_K] = gemmQ4Kx16x8Packed
 	k := fastKernels[gguf.TypeQ4_0]
 	k.side = sideQ8Sums
 	fastKernels[gguf.TypeQ4_0] = k
@@ -52,4 +56,29 @@ func gemmQ4_0x16x8Packed(p []byte, acts [packedTileMax][]byte, m, cols int, outs
 		kerneltrace.Ran("gemmQ4_0x16x8PackedAVX512")
 	}
 	gemmQ4_0x16x8PackedAVX512(&p[0], n8, 144*nb, &a, nb, 34*nb, &o, 0)
+}
+
+// gemmQ4Kx16x8Packed is gemmQ4Kx8 over packed Q4_K rows for m (1 to 8)
+// activation rows, each decoded block applied to all of them (missing
+// rows repeat the last one).
+func gemmQ4Kx16x8Packed(p []byte, acts [packedTileMax][]byte, m, cols int, outs [packedTileMax][]float32) {
+	nb := cols / qkK
+	n8 := len(outs[0]) / 8
+	if n8 == 0 || nb == 0 {
+		return
+	}
+	_ = p[q4Kx8B*nb*n8-1]
+	var a [8]*byte
+	var o [8]*float32
+	for i := range a {
+		k := min(i, m-1)
+		row, out := acts[k], outs[k]
+		_, _ = row[q8KB*nb-1], out[8*n8-1]
+		a[i], o[i] = &row[0], &out[0]
+	}
+	var acc [2 * 8 * 16]float32 // the sum and min parts of eight rows by 16 outputs
+	if kerneltrace.On {
+		kerneltrace.Ran("gemmQ4Kx16x8PackedAVX512")
+	}
+	gemmQ4Kx16x8PackedAVX512(&p[0], n8, q4Kx8B*nb, &a, nb, &acc[0], &o, 0)
 }

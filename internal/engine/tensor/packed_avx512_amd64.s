@@ -140,3 +140,468 @@ q40tblk:
 q40tdone:
 	VZEROUPPER
 	RET
+
+// The Q4_K tile: int32 accumulators per row for the two sub-blocks of a
+// 64-element step (Z0..Z7: sub-block 2C, Z8..Z15: 2C+1); the float
+// accumulators (sum and min parts) live in a scratch block at DX (row m at
+// 64*m and 512+64*m), loaded and stored once per step.
+
+// ROWS8K(M) expands M(r, acc lo, acc hi, scratch offset) for the eight
+// activation rows.
+#define ROWS8K(M) \
+	M(R8, Z0, Z8, 0) \
+	M(R9, Z1, Z9, 64) \
+	M(R10, Z2, Z10, 128) \
+	M(R11, Z3, Z11, 192) \
+	M(R12, Z4, Z12, 256) \
+	M(R13, Z5, Z13, 320) \
+	M(R14, Z6, Z14, 384) \
+	M(R15, Z7, Z15, 448)
+
+// Q4KNIB(OFF, YLO, ZLO, ZHI): the run at OFF of the two packed Q4_K
+// blocks (SI: group A, DI: group B) as one zmm, low nibbles in ZLO (YLO
+// its lower half), high ones in ZHI.
+#define Q4KNIB(OFF, YLO, ZLO, ZHI) \
+	VMOVDQU64 OFF(SI), YLO \
+	VINSERTI64X4 $1, OFF(DI), ZLO, ZLO \
+	VPSRLW $4, ZLO, ZHI \
+	VPANDD Z16, ZLO, ZLO \
+	VPANDD Z16, ZHI, ZHI
+
+// Q4KDOTR: for run T of step CC (#defined), decoded in WLO/WHI (#defined):
+// the row's sub-block 2C lanes += low nibbles times its activation codes
+// 4T..4T+3 of that sub-block, the 2C+1 lanes likewise with the high ones.
+#define Q4KDOTR(R, ALO, AHI, S) \
+	VPDPBUSD.BCST (4+64*CC+4*T)(R)(BX*1), WLO, ALO \
+	VPDPBUSD.BCST (36+64*CC+4*T)(R)(BX*1), WHI, AHI
+
+#define Q4KRUN \
+	Q4KNIB(160+32*(8*CC+T), YLOW, WLO, WHI) \
+	ROWS8K(Q4KDOTR)
+
+// Q4KSC: the step's scales as dwords (Z19: sub-block 2C, Z20: 2C+1) and
+// its mins as word pairs (m, m) (Z21, Z22), lanes 0-7 from group A and
+// 8-15 from group B.
+#define Q4KSCL(OFF, Z) \
+	VMOVQ OFF(SI), X31 \
+	VPINSRQ $1, OFF(DI), X31, X31 \
+	VPMOVZXBD X31, Z
+#define Q4KMIN(OFF, Z) \
+	Q4KSCL(OFF, Z) \
+	VPSLLD $16, Z, Z31 \
+	VPORD Z31, Z, Z
+
+// Q4KEPIR: per row, sc[2C]*S(2C) + sc[2C+1]*S(2C+1) converted and added
+// by one fused multiply-add times d*y.d (d in Z17) to the sum part, then
+// m[2C]*bsum(2C) + m[2C+1]*bsum(2C+1) likewise times dmin*y.d (dmin in
+// Z18) to the min part; the int32 accumulators cleared.
+#define Q4KEPIR(R, ALO, AHI, S) \
+	VPMULLD Z19, ALO, ALO \
+	VPMULLD Z20, AHI, AHI \
+	VPADDD AHI, ALO, ALO \
+	VCVTDQ2PS ALO, ALO \
+	VMULPS.BCST (R)(BX*1), Z17, Z29 \
+	VMOVUPS S(DX), Z30 \
+	VFMADD231PS Z29, ALO, Z30 \
+	VMOVUPS Z30, S(DX) \
+	VPXORD AHI, AHI, AHI \
+	VPDPWSSD.BCST (260+8*CC)(R)(BX*1), Z21, AHI \
+	VPDPWSSD.BCST (264+8*CC)(R)(BX*1), Z22, AHI \
+	VCVTDQ2PS AHI, AHI \
+	VMULPS.BCST (R)(BX*1), Z18, Z29 \
+	VMOVUPS (512+S)(DX), Z30 \
+	VFMADD231PS Z29, AHI, Z30 \
+	VMOVUPS Z30, (512+S)(DX) \
+	VPXORD ALO, ALO, ALO \
+	VPXORD AHI, AHI, AHI
+
+#define ZEROK(R, ALO, AHI, S) \
+	VPXORD ALO, ALO, ALO \
+	VPXORD AHI, AHI, AHI \
+	VMOVUPS Z31, S(DX) \
+	VMOVUPS Z31, (512+S)(DX)
+
+// STOREK: out = sum part - min part for the row (AX: the out pointer
+// array, advanced; BX: the column offset in bytes; CX clobbered).
+#define STOREK(R, ALO, AHI, S) \
+	VMOVUPS S(DX), Z30 \
+	VSUBPS (512+S)(DX), Z30, Z30 \
+	MOVQ (AX), CX \
+	VMOVUPS Z30, K1, (CX)(BX*1) \
+	ADDQ $8, AX
+
+// func gemmQ4Kx16x8PackedAVX512(p *byte, n8, gb int, a *[8]*byte, nb int, acc *float32, out *[8]*float32, ooff int)
+// gemmQ4Kx8 arithmetic for the 8*n8 rows of packed Q4_K weights (groups
+// gb bytes apart) and eight Q8_K activation rows a[i]: out[i][q] is
+// output q of row i. acc is 1 KiB of scratch (the float accumulators);
+// ooff too (the column offset of the pair of groups in hand).
+TEXT ·gemmQ4Kx16x8PackedAVX512(SB), NOSPLIT, $0-64
+	MOVQ a+24(FP), AX
+	MOVQ 0(AX), R8
+	MOVQ 8(AX), R9
+	MOVQ 16(AX), R10
+	MOVQ 24(AX), R11
+	MOVQ 32(AX), R12
+	MOVQ 40(AX), R13
+	MOVQ 48(AX), R14
+	MOVQ 56(AX), R15
+	MOVQ acc+40(FP), DX
+	VPBROADCASTQ nib512<>(SB), Z16
+	MOVQ p+0(FP), SI
+	MOVQ SI, DI
+	ADDQ gb+16(FP), DI
+	MOVQ $0, ooff+56(FP)
+q4ktpair:
+	MOVQ n8+8(FP), AX
+	TESTQ AX, AX
+	JLE q4ktdone
+	MOVQ $0xffff, CX
+	CMPQ AX, $1
+	JNE q4ktfull
+	MOVQ SI, DI // a lone group: B repeats A, only lanes 0-7 are stored
+	MOVQ $0xff, CX
+q4ktfull:
+	KMOVW CX, K1
+	VPXORD Z31, Z31, Z31
+	ROWS8K(ZEROK)
+	MOVQ nb+32(FP), CX
+	XORQ BX, BX
+q4ktblk:
+	VCVTPH2PS (SI), Y17
+	VCVTPH2PS (DI), Y29
+	VINSERTF64X4 $1, Y29, Z17, Z17
+	VCVTPH2PS 16(SI), Y18
+	VCVTPH2PS 16(DI), Y29
+	VINSERTF64X4 $1, Y29, Z18, Z18
+#define CC 0
+	Q4KSCL(32, Z19)
+	Q4KSCL(40, Z20)
+	Q4KMIN(96, Z21)
+	Q4KMIN(104, Z22)
+#define T 0
+#define YLOW Y23
+#define WLO Z23
+#define WHI Z24
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 1
+#define YLOW Y25
+#define WLO Z25
+#define WHI Z26
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 2
+#define YLOW Y27
+#define WLO Z27
+#define WHI Z28
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 3
+#define YLOW Y23
+#define WLO Z23
+#define WHI Z24
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 4
+#define YLOW Y25
+#define WLO Z25
+#define WHI Z26
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 5
+#define YLOW Y27
+#define WLO Z27
+#define WHI Z28
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 6
+#define YLOW Y23
+#define WLO Z23
+#define WHI Z24
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 7
+#define YLOW Y25
+#define WLO Z25
+#define WHI Z26
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+	ROWS8K(Q4KEPIR)
+#undef CC
+#define CC 1
+	Q4KSCL(48, Z19)
+	Q4KSCL(56, Z20)
+	Q4KMIN(112, Z21)
+	Q4KMIN(120, Z22)
+#define T 0
+#define YLOW Y23
+#define WLO Z23
+#define WHI Z24
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 1
+#define YLOW Y25
+#define WLO Z25
+#define WHI Z26
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 2
+#define YLOW Y27
+#define WLO Z27
+#define WHI Z28
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 3
+#define YLOW Y23
+#define WLO Z23
+#define WHI Z24
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 4
+#define YLOW Y25
+#define WLO Z25
+#define WHI Z26
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 5
+#define YLOW Y27
+#define WLO Z27
+#define WHI Z28
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 6
+#define YLOW Y23
+#define WLO Z23
+#define WHI Z24
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 7
+#define YLOW Y25
+#define WLO Z25
+#define WHI Z26
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+	ROWS8K(Q4KEPIR)
+#undef CC
+#define CC 2
+	Q4KSCL(64, Z19)
+	Q4KSCL(72, Z20)
+	Q4KMIN(128, Z21)
+	Q4KMIN(136, Z22)
+#define T 0
+#define YLOW Y23
+#define WLO Z23
+#define WHI Z24
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 1
+#define YLOW Y25
+#define WLO Z25
+#define WHI Z26
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 2
+#define YLOW Y27
+#define WLO Z27
+#define WHI Z28
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 3
+#define YLOW Y23
+#define WLO Z23
+#define WHI Z24
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 4
+#define YLOW Y25
+#define WLO Z25
+#define WHI Z26
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 5
+#define YLOW Y27
+#define WLO Z27
+#define WHI Z28
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 6
+#define YLOW Y23
+#define WLO Z23
+#define WHI Z24
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 7
+#define YLOW Y25
+#define WLO Z25
+#define WHI Z26
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+	ROWS8K(Q4KEPIR)
+#undef CC
+#define CC 3
+	Q4KSCL(80, Z19)
+	Q4KSCL(88, Z20)
+	Q4KMIN(144, Z21)
+	Q4KMIN(152, Z22)
+#define T 0
+#define YLOW Y23
+#define WLO Z23
+#define WHI Z24
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 1
+#define YLOW Y25
+#define WLO Z25
+#define WHI Z26
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 2
+#define YLOW Y27
+#define WLO Z27
+#define WHI Z28
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 3
+#define YLOW Y23
+#define WLO Z23
+#define WHI Z24
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 4
+#define YLOW Y25
+#define WLO Z25
+#define WHI Z26
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 5
+#define YLOW Y27
+#define WLO Z27
+#define WHI Z28
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 6
+#define YLOW Y23
+#define WLO Z23
+#define WHI Z24
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 7
+#define YLOW Y25
+#define WLO Z25
+#define WHI Z26
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+	ROWS8K(Q4KEPIR)
+#undef CC
+	ADDQ $1184, SI
+	ADDQ $1184, DI
+	ADDQ $292, BX
+	DECQ CX
+	JNZ q4ktblk
+	MOVQ out+48(FP), AX
+	MOVQ ooff+56(FP), BX
+	ROWS8K(STOREK)
+	ADDQ $64, ooff+56(FP)
+	SUBQ $2, n8+8(FP)
+	MOVQ DI, SI
+	ADDQ gb+16(FP), DI
+	JMP q4ktpair
+q4ktdone:
+	VZEROUPPER
+	RET
