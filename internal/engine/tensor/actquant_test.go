@@ -53,6 +53,7 @@ func TestQuantizeQ8_0FastMatchesGeneric(t *testing.T) {
 // signs, all-zero and all-NaN blocks, and infinities.
 func TestQuantizeQ8KFastMatchesGeneric(t *testing.T) {
 	defer expectAVX512(t, "absMaxQ8KAVX512", "quantQ8KCodesAVX512")()
+	defer expectVNNI512(t, "quantQ8K4x8AVX512")()
 	r := rand.New(rand.NewPCG(53, 54))
 	for iter := 0; iter < pick(t, 1000, 100); iter++ {
 		nb := 1 + r.IntN(4)

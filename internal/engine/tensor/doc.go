@@ -137,7 +137,8 @@
 // tiles of 16 weight rows (two packed groups, one per half of the
 // register) by eight activation rows, each decoded weight block applied to
 // all eight (packed_avx512_amd64.s; Q4_K's float accumulators in a
-// scratch block, loaded and stored once per 64 elements).
+// scratch block, loaded and stored once per 64 elements), and the Q4_K
+// gemm's activation quantizer (codes, 16-code sums by VPSADBW, scale).
 // All are chosen at init with golang.org/x/sys/cpu and left out with the
 // build tag noasm; Q4_1, Q5_0, Q5_1 and the Q8_1 quantizer are generic
 // everywhere (legacy types; no decode-speed work was done on them).

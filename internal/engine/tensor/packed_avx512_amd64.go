@@ -3,6 +3,8 @@
 package tensor
 
 import (
+	"math"
+
 	"golang.org/x/sys/cpu"
 
 	"courier/internal/engine/gguf"
@@ -14,6 +16,9 @@ func gemmQ4_0x16x8PackedAVX512(p *byte, n8, gb int, a *[8]*byte, nb, side int, o
 
 //go:noescape
 func gemmQ4Kx16x8PackedAVX512(p *byte, n8, gb int, a *[8]*byte, nb int, acc *float32, out *[8]*float32, ooff int)
+
+//go:noescape
+func quantQ8K4x8AVX512(x *float32, blk *byte, amax float32)
 
 // hasVNNI512 reports whether the 512-bit VNNI prompt kernels can run here
 // (VPDPBUSD on zmm, and AVX512BW's byte and word shifts).
@@ -81,4 +86,22 @@ func gemmQ4Kx16x8Packed(p []byte, acts [packedTileMax][]byte, m, cols int, outs 
 		kerneltrace.Ran("gemmQ4Kx16x8PackedAVX512")
 	}
 	gemmQ4Kx16x8PackedAVX512(&p[0], n8, q4Kx8B*nb, &a, nb, &acc[0], &o, 0)
+}
+
+// quantizeQ8K4x8AVX512 is quantizeQ8K4x8 (the repacked Q4_K gemm's
+// quantizer) in assembly (a block whose maximum is infinite or 0 goes to
+// the generic code).
+func quantizeQ8K4x8AVX512(x []float32, dst []byte) {
+	for b := 0; b < len(x)/qkK; b++ {
+		xb, blk := x[qkK*b:qkK*b+qkK], dst[q8KB*b:q8KB*b+q8KB]
+		amax, _ := absMaxQ8KAVX512(&xb[0])
+		if amax == 0 || amax > math.MaxFloat32 {
+			quantizeQ8K4x8(xb, blk)
+			continue
+		}
+		if kerneltrace.On {
+			kerneltrace.Ran("quantQ8K4x8AVX512")
+		}
+		quantQ8K4x8AVX512(&xb[0], &blk[0], amax)
+	}
 }

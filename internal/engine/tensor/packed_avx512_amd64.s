@@ -605,3 +605,73 @@ q4ktblk:
 q4ktdone:
 	VZEROUPPER
 	RET
+
+DATA q8k127<>+0(SB)/4, $0x42fe0000 // 127.0
+GLOBL q8k127<>(SB), RODATA|NOPTR, $4
+DATA q8kone<>+0(SB)/4, $0x3f800000 // 1.0
+GLOBL q8kone<>(SB), RODATA|NOPTR, $4
+DATA q8ksign<>+0(SB)/4, $0x80000000
+GLOBL q8ksign<>(SB), RODATA|NOPTR, $4
+DATA q8kbias<>+0(SB)/2, $2048 // 16*128: the bias of a sum of 16 codes read unsigned
+GLOBL q8kbias<>(SB), RODATA|NOPTR, $2
+DATA q8kx80<>+0(SB)/4, $0x80808080
+GLOBL q8kx80<>(SB), RODATA|NOPTR, $4
+
+// Q8KSAD(K, X): the sums of the eight runs of 8 codes in codes 64K..64K+63
+// of the block at DI, read unsigned (code+128), as eight words in X.
+#define Q8KSAD(K, X) \
+	VPXORD (4+64*K)(DI), Z5, Z6 \
+	VPSADBW Z7, Z6, Z6 \
+	VPMOVQW Z6, X
+
+// func quantQ8K4x8AVX512(x *float32, blk *byte, amax float32)
+// quantizeQ8K4x8 for one block of 256 values whose largest magnitude
+// amax (from absMaxQ8KAVX512) is finite and not 0: iscale = 127/amax,
+// negated when some value equals +amax; codes iscale*x rounded to nearest
+// even with signed saturation (as quantQ8KCodesAVX512); the 16-code sums
+// (exact: the unsigned sums of code+128 less 2048); d = 1/iscale.
+TEXT ·quantQ8K4x8AVX512(SB), NOSPLIT, $0-20
+	MOVQ x+0(FP), SI
+	MOVQ blk+8(FP), DI
+	VBROADCASTSS amax+16(FP), Z2
+	KXORW K2, K2, K2
+	XORQ BX, BX
+q8kposloop:
+	VCMPPS $0, (SI)(BX*4), Z2, K1
+	KORW K1, K2, K2
+	ADDQ $16, BX
+	CMPQ BX, $256
+	JB q8kposloop
+	VMOVSS q8k127<>(SB), X0
+	VDIVSS X2, X0, X0
+	KORTESTW K2, K2
+	JZ q8kpos
+	VXORPS q8ksign<>(SB), X0, X0 // -127/amax is exactly -(127/amax)
+q8kpos:
+	VMOVSS q8kone<>(SB), X1
+	VDIVSS X0, X1, X1
+	VMOVSS X1, (DI)
+	VBROADCASTSS X0, Z3
+	XORQ BX, BX
+q8kcodes:
+	VMULPS (SI)(BX*4), Z3, Z1
+	VCVTPS2DQ Z1, Z1
+	VPMOVSDB Z1, 4(DI)(BX*1)
+	ADDQ $16, BX
+	CMPQ BX, $256
+	JB q8kcodes
+	VPBROADCASTD q8kx80<>(SB), Z5
+	VPXORD Z7, Z7, Z7
+	VPBROADCASTW q8kbias<>(SB), X4
+	Q8KSAD(0, X8)
+	Q8KSAD(1, X9)
+	Q8KSAD(2, X10)
+	Q8KSAD(3, X11)
+	VPHADDW X9, X8, X8
+	VPHADDW X11, X10, X10
+	VPSUBW X4, X8, X8
+	VPSUBW X4, X10, X10
+	VMOVDQU X8, 260(DI)
+	VMOVDQU X10, 276(DI)
+	VZEROUPPER
+	RET

@@ -15,7 +15,10 @@ func init() {
 	}
 	rk := fastRepackKernels[gguf.TypeQ4_K]
 	rk.gemmGroup = groupGemmQ4K
-	if !hasAVX512 {
+	switch {
+	case hasVNNI512:
+		rk.gemmAct = quantizeQ8K4x8AVX512
+	case !hasAVX512:
 		rk.gemmAct = quantizeQ8K4x8AVX2
 	}
 	fastRepackKernels[gguf.TypeQ4_K] = rk
