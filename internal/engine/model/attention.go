@@ -346,6 +346,13 @@ func (w *attnWorker) oneChunk(seq *KVCache, layer, kvOff, lo, hi int, scale floa
 func (w *attnWorker) oneChunkRun(seq *KVCache, layer, kvOff, lo, hi int, scale, maxScore, sum float32) (float32, float32) {
 	for t := lo; t < hi; {
 		k, v, stride, n := seq.span(layer, t, min(hi-t, len(w.kq)))
+		if t == lo && t+n < hi {
+			_, _, _, n1 := seq.span(layer, t+n, min(hi-t-n, len(w.kq)))
+			w.prefetchRun(seq, layer, kvOff, t+n, hi)
+			w.prefetchRun(seq, layer, kvOff, t+n+n1, hi)
+		} else {
+			w.prefetchRun(seq, layer, kvOff, t+n+n, hi)
+		}
 		scores, ms, vs := w.kq[:n], w.ms[:n], w.vs[:n]
 		tensor.DotF16Rows(scores, w.qh, k[kvOff:], stride)
 		// The exponent of each key's e^x (ms[j] = 0 marks a new maximum),
@@ -363,8 +370,10 @@ func (w *attnWorker) oneChunkRun(seq *KVCache, layer, kvOff, lo, hi int, scale, 
 		for j, e := range vs {
 			if ms[j] == 0 {
 				ms[j], vs[j] = e, 1
+				sum = fmaf(sum, e, 1) // S = S*ms + vs, contracted by GCC
+			} else {
+				sum += e // fma(S, 1, vs) is S + vs rounded once
 			}
-			sum = fmaf(sum, ms[j], vs[j]) // S = S*ms + vs, contracted by GCC
 		}
 		// A multiplier of 1 skips the scale: exact for every value the
 		// accumulator can hold (x*1 == x; VCVTPS2PH leaves no signalling
@@ -373,6 +382,17 @@ func (w *attnWorker) oneChunkRun(seq *KVCache, layer, kvOff, lo, hi int, scale, 
 		t += n
 	}
 	return maxScore, sum
+}
+
+// prefetchRun asks for the rows of head kvOff in the run of keys from
+// position t (below hi) to be loaded into the caches.
+func (w *attnWorker) prefetchRun(seq *KVCache, layer, kvOff, t, hi int) {
+	if t >= hi {
+		return
+	}
+	k, v, stride, n := seq.span(layer, t, min(hi-t, len(w.kq)))
+	tensor.PrefetchF16Rows(k[kvOff:], stride, n, len(w.qh))
+	tensor.PrefetchF16Rows(v[kvOff:], stride, n, len(w.qh))
 }
 
 // fmaf returns a*b+c rounded once to float32, as VFMADD does, like

@@ -115,7 +115,7 @@ func madF16RowsAVX2(acc, v []uint16, stride int, ms, vs []float32) {
 func init() {
 	switch {
 	case hasAVX512:
-		dotF16Vec, dotF16RowsVec, madF16RowsVec = dotF16AVX2Full, dotF16RowsAsm, madF16RowsAVX2
+		dotF16Vec, dotF16RowsVec, madF16RowsVec = dotF16AVX2Full, dotF16RowsAsm512, madF16RowsAVX512
 		madF16Vec, scaleF16Vec, roundF16Vec = madF16AVX512, scaleF16AVX512, roundF16AVX512
 	case hasAVX2:
 		dotF16Vec, dotF16RowsVec, madF16RowsVec = dotF16AVX2Full, dotF16RowsAsm, madF16RowsAVX2

@@ -20,7 +20,26 @@ func asmF16Bodies() []f16Bodies {
 			f16Bodies{"avx2-rowwise", dotF16AVX2Full, madF16AVX2, scaleF16AVX2, roundF16AVX2, nil, dotF16RowsOld})
 	}
 	if hasAVX512 {
-		b = append(b, f16Bodies{"avx512", dotF16AVX2Full, madF16AVX512, scaleF16AVX512, roundF16AVX512, nil, nil})
+		b = append(b, f16Bodies{"avx512", dotF16AVX2Full, madF16AVX512, scaleF16AVX512, roundF16AVX512, madF16RowsAVX512, dotF16RowsAsm512})
+	}
+	return b
+}
+
+// dotF16RowsBodies returns the DotF16Rows bodies that take the query
+// widened once and this CPU can run.
+func dotF16RowsBodies() []struct {
+	name string
+	f    func(dst []float32, q, k []uint16, stride int)
+} {
+	b := []struct {
+		name string
+		f    func(dst []float32, q, k []uint16, stride int)
+	}{{"avx2", dotF16RowsAsm}}
+	if hasAVX512 {
+		b = append(b, struct {
+			name string
+			f    func(dst []float32, q, k []uint16, stride int)
+		}{"avx512", dotF16RowsAsm512})
 	}
 	return b
 }
@@ -30,12 +49,13 @@ func asmF16Bodies() []f16Bodies {
 // (any NaN for a NaN), at every query length from 64 to 330: whole blocks
 // with leftovers of every size, and past maxWideQuery, where the row-wise
 // body takes over; queries and keys with edge values (infinities, NaNs,
-// subnormals), 1 to 40 rows with gaps between them, and a guard after
-// the last score.
+// subnormals), 1 to 40 rows with gaps between them (whole and partial
+// groups of 16 for the AVX-512 body), and a guard after the last score.
 func TestDotF16RowsWideMatchesGeneric(t *testing.T) {
 	if !hasAVX2 {
 		t.Skip("no AVX2")
 	}
+	bodies := dotF16RowsBodies()
 	r := rand.New(rand.NewPCG(77, 78))
 	for n := 64; n <= 330; n++ {
 		for iter := range 3 {
@@ -48,16 +68,18 @@ func TestDotF16RowsWideMatchesGeneric(t *testing.T) {
 			}
 			want, got := make([]float32, rows), make([]float32, rows+1)
 			dotF16RowsGeneric(want, q, k, stride)
-			got[rows] = 42
-			dotF16RowsAsm(got[:rows], q, k, stride)
-			for i := range want {
-				g, w := got[i], want[i]
-				if math.Float32bits(g) != math.Float32bits(w) && !(g != g && w != w) {
-					t.Fatalf("n=%d stride=%d row %d of %d: %g (%#x), generic %g (%#x)", n, stride, i, rows, g, math.Float32bits(g), w, math.Float32bits(w))
+			for _, body := range bodies {
+				got[rows] = 42
+				body.f(got[:rows], q, k, stride)
+				for i := range want {
+					g, w := got[i], want[i]
+					if math.Float32bits(g) != math.Float32bits(w) && !(g != g && w != w) {
+						t.Fatalf("%s n=%d stride=%d row %d of %d: %g (%#x), generic %g (%#x)", body.name, n, stride, i, rows, g, math.Float32bits(g), w, math.Float32bits(w))
+					}
 				}
-			}
-			if got[rows] != 42 {
-				t.Fatalf("n=%d: wrote past its %d rows", n, rows)
+				if got[rows] != 42 {
+					t.Fatalf("%s n=%d: wrote past its %d rows", body.name, n, rows)
+				}
 			}
 		}
 	}
@@ -80,7 +102,10 @@ func BenchmarkDotF16Rows(b *testing.B) {
 		for _, body := range []struct {
 			name string
 			f    func(dst []float32, q, k []uint16, stride int)
-		}{{"rowwise", dotF16RowsOld}, {"wide", dotF16RowsAsm}} {
+		}{{"rowwise", dotF16RowsOld}, {"wide", dotF16RowsAsm}, {"avx512", dotF16RowsAsm512}} {
+			if body.name == "avx512" && !hasAVX512 {
+				continue
+			}
 			b.Run(fmt.Sprintf("hd%d/%s", hd, body.name), func(b *testing.B) {
 				for b.Loop() {
 					body.f(dst, q, k, stride)
@@ -91,21 +116,21 @@ func BenchmarkDotF16Rows(b *testing.B) {
 	}
 }
 
-// TestF16VecDispatch checks that MadF16, ScaleF16 and RoundF16 take the
-// bodies the CPU calls for (TestF16VecMatchesGeneric runs each body
+// TestF16VecDispatch checks that MadF16, ScaleF16, RoundF16, MadF16Rows
+// and DotF16Rows take the bodies the CPU calls for (TestF16VecMatchesGeneric runs each body
 // directly as well): on AVX-512F the AVX-512 ones, so that a pass under
 // scripts/avx512-emu covers the dispatch, not only the bodies.
 func TestF16VecDispatch(t *testing.T) {
 	defer expectAVX512(t)() // fails under COURIER_REQUIRE_AVX512 without AVX-512F
-	want := [3]any{madF16AVX2, scaleF16AVX2, roundF16AVX2}
+	want := [5]any{madF16AVX2, scaleF16AVX2, roundF16AVX2, madF16RowsAVX2, dotF16RowsAsm}
 	switch {
 	case hasAVX512:
-		want = [3]any{madF16AVX512, scaleF16AVX512, roundF16AVX512}
+		want = [5]any{madF16AVX512, scaleF16AVX512, roundF16AVX512, madF16RowsAVX512, dotF16RowsAsm512}
 	case !hasAVX2:
 		t.Skip("no AVX2: generic bodies")
 	}
-	got := [3]any{madF16Vec, scaleF16Vec, roundF16Vec}
-	for i, name := range []string{"MadF16", "ScaleF16", "RoundF16"} {
+	got := [5]any{madF16Vec, scaleF16Vec, roundF16Vec, madF16RowsVec, dotF16RowsVec}
+	for i, name := range []string{"MadF16", "ScaleF16", "RoundF16", "MadF16Rows", "DotF16Rows"} {
 		if g, w := reflect.ValueOf(got[i]).Pointer(), reflect.ValueOf(want[i]).Pointer(); g != w {
 			t.Errorf("%s dispatches to %s, want %s", name, runtime.FuncForPC(g).Name(), runtime.FuncForPC(w).Name())
 		}

@@ -1,0 +1,66 @@
+//go:build !noasm
+
+package tensor
+
+// dotF16RowsAVX512 is DotF16Rows's AVX-512 body for queries of 64 to
+// maxWideQuery elements in whole blocks of 64 (n%64 == 0), widened into
+// qw once; the scores of 16 keys at a time are reduced together (stride
+// in bytes, rows > 0).
+//
+//go:noescape
+func dotF16RowsAVX512(dst *float32, qw *float32, q, k *uint16, n, stride, rows int)
+
+// madF16RowsAVX512xW are the MadF16Rows bodies for one strip of W lanes
+// of the accumulator at acc, in zmm registers (stride in bytes, rows > 0).
+//
+//go:noescape
+func madF16RowsAVX512x128(acc, v *uint16, stride int, ms, vs *float32, rows int)
+
+//go:noescape
+func madF16RowsAVX512x64(acc, v *uint16, stride int, ms, vs *float32, rows int)
+
+//go:noescape
+func madF16RowsAVX512x32(acc, v *uint16, stride int, ms, vs *float32, rows int)
+
+//go:noescape
+func madF16RowsAVX512x16(acc, v *uint16, stride int, ms, vs *float32, rows int)
+
+// dotF16RowsAsm512 is DotF16Rows on AVX-512: the zmm body where the query
+// is whole blocks of 64 that fit qw, else the AVX2 bodies (whose
+// arithmetic is the same).
+func dotF16RowsAsm512(dst []float32, q, k []uint16, stride int) {
+	n := len(q)
+	if n%64 != 0 || n > maxWideQuery {
+		dotF16RowsAsm(dst, q, k, stride)
+		return
+	}
+	var qw [maxWideQuery]float32
+	dotF16RowsAVX512(&dst[0], &qw[0], &q[0], &k[0], n, 2*stride, len(dst))
+}
+
+// madF16RowsAVX512 runs MadF16Rows as strips of 128, 64, 32 and 16 lanes
+// in zmm registers, each over all the rows, and what is left of the
+// accumulator (under 16 lanes) as the AVX2 body does. The callers cut v
+// to hold the last row.
+func madF16RowsAVX512(acc, v []uint16, stride int, ms, vs []float32) {
+	hd, n, bs := len(acc), len(vs), 2*stride
+	c := 0
+	for ; hd-c >= 128; c += 128 {
+		madF16RowsAVX512x128(&acc[c], &v[c], bs, &ms[0], &vs[0], n)
+	}
+	if hd-c >= 64 {
+		madF16RowsAVX512x64(&acc[c], &v[c], bs, &ms[0], &vs[0], n)
+		c += 64
+	}
+	if hd-c >= 32 {
+		madF16RowsAVX512x32(&acc[c], &v[c], bs, &ms[0], &vs[0], n)
+		c += 32
+	}
+	if hd-c >= 16 {
+		madF16RowsAVX512x16(&acc[c], &v[c], bs, &ms[0], &vs[0], n)
+		c += 16
+	}
+	if c < hd {
+		madF16RowsAVX2(acc[c:], v[c:], stride, ms, vs)
+	}
+}

@@ -1,0 +1,303 @@
+//go:build !noasm
+
+#include "textflag.h"
+
+// AVX-512 bodies of DotF16Rows and MadF16Rows (f16rows_avx512_amd64.go):
+// one-chunk flash attention's K scores and V updates on zmm registers.
+
+// dotPerm16<> gathers the scores of 16 keys into key order after the
+// batched reduction below, which leaves key 4m+L in lane 4L+m.
+DATA dotPerm16<>+0(SB)/4, $0
+DATA dotPerm16<>+4(SB)/4, $4
+DATA dotPerm16<>+8(SB)/4, $8
+DATA dotPerm16<>+12(SB)/4, $12
+DATA dotPerm16<>+16(SB)/4, $1
+DATA dotPerm16<>+20(SB)/4, $5
+DATA dotPerm16<>+24(SB)/4, $9
+DATA dotPerm16<>+28(SB)/4, $13
+DATA dotPerm16<>+32(SB)/4, $2
+DATA dotPerm16<>+36(SB)/4, $6
+DATA dotPerm16<>+40(SB)/4, $10
+DATA dotPerm16<>+44(SB)/4, $14
+DATA dotPerm16<>+48(SB)/4, $3
+DATA dotPerm16<>+52(SB)/4, $7
+DATA dotPerm16<>+56(SB)/4, $11
+DATA dotPerm16<>+60(SB)/4, $15
+GLOBL dotPerm16<>(SB), RODATA|NOPTR, $64
+
+// KEYDOT leaves in T the per-lane total (A0+A2)+(A1+A3) of ggml's four
+// 16-lane accumulators for the key row at DI against the widened query at
+// R9 (R11 blocks of 64), then moves DI to the next row, but never past the
+// last one (R14): the rows of a short group repeat the last. Clobbers SI,
+// DX, BX, Z16..Z23.
+#define KEYDOT(T, lbl) \
+	MOVQ R9, SI \
+	MOVQ DI, DX \
+	MOVQ R11, BX \
+	VXORPS Z16, Z16, Z16 \
+	VXORPS Z17, Z17, Z17 \
+	VXORPS Z18, Z18, Z18 \
+	VXORPS Z19, Z19, Z19 \
+lbl: \
+	VCVTPH2PS 0(DX), Z20 \
+	VFMADD231PS 0(SI), Z20, Z16 \
+	VCVTPH2PS 32(DX), Z21 \
+	VFMADD231PS 64(SI), Z21, Z17 \
+	VCVTPH2PS 64(DX), Z22 \
+	VFMADD231PS 128(SI), Z22, Z18 \
+	VCVTPH2PS 96(DX), Z23 \
+	VFMADD231PS 192(SI), Z23, Z19 \
+	ADDQ $128, DX \
+	ADDQ $256, SI \
+	DECQ BX \
+	JNZ lbl \
+	VADDPS Z18, Z16, Z16 \
+	VADDPS Z19, Z17, Z17 \
+	VADDPS Z17, Z16, T \
+	ADDQ R12, DI \
+	CMPQ DI, R14 \
+	CMOVQHI R14, DI
+
+// PAIR256 adds the 256-bit halves of A and B (lanes i and i+8): D gets
+// A's eight sums in its low half, B's in its high half.
+#define PAIR256(A, B, D) \
+	VSHUFF32X4 $0x44, B, A, Z16 \
+	VSHUFF32X4 $0xee, B, A, Z17 \
+	VADDPS Z17, Z16, D
+
+// PAIR128 adds the 128-bit quarters 0 and 1, and 2 and 3, of A and of B
+// (lanes i and i+4 of each eight): D holds A's two groups of four, then B's.
+#define PAIR128(A, B, D) \
+	VSHUFF32X4 $0x88, B, A, Z16 \
+	VSHUFF32X4 $0xdd, B, A, Z17 \
+	VADDPS Z17, Z16, D
+
+// The MadF16Rows bodies keep a strip of the accumulator in zmm registers
+// as float32 values that are F16 values, over all the rows, as the AVX2
+// ones (f16vec_amd64.s) do: each step rounds to F16 (VCVTPS2PH, then
+// VCVTPH2PS) where the generic code stores and loads again.
+//
+// func madF16RowsAVX512xW(acc, v *uint16, stride int, ms, vs *float32, rows int)
+// (stride in bytes; rows > 0)
+//
+// Registers: DI acc, SI v row, R8 stride, R9 ms, R10 vs, CX rows left,
+// X15 1.0, Z14 ms[i], Z13 vs[i], accumulator strips in Z0..Z7.
+
+#define ZARGS \
+	MOVQ acc+0(FP), DI \
+	MOVQ v+8(FP), SI \
+	MOVQ stride+16(FP), R8 \
+	MOVQ ms+24(FP), R9 \
+	MOVQ vs+32(FP), R10 \
+	MOVQ rows+40(FP), CX \
+	MOVL $0x3f800000, AX \
+	VMOVD AX, X15
+
+// ZSTEP is one row: a scale when ms[i] != 1 (y*1 is y for every value a
+// step can leave), then the multiply-add.
+#define ZSTEP(SCALE, MAD, lscale, lmad) \
+	VMOVSS (R9), X14 \
+	VUCOMISS X15, X14 \
+	JNE lscale \
+	JPS lscale \
+	JMP lmad \
+lscale: \
+	VBROADCASTSS X14, Z14 \
+	SCALE \
+lmad: \
+	VBROADCASTSS (R10), Z13 \
+	MAD \
+	ADDQ R8, SI \
+	ADDQ $4, R9 \
+	ADDQ $4, R10
+
+#define ZSCALE(A, YA) \
+	VMULPS A, Z14, A \
+	VCVTPS2PH $0, A, YA \
+	VCVTPH2PS YA, A
+
+// ZMAD: A = fma(v, vs, A), rounded to F16. Where the product is a NaN
+// the result is a NaN either way (which one is not pinned: see the tests).
+#define ZMAD(off, A, YA, T) \
+	VCVTPH2PS off(SI), T \
+	VFMADD231PS Z13, T, A \
+	VCVTPS2PH $0, A, YA \
+	VCVTPH2PS YA, A
+
+#define Z1SCALE ZSCALE(Z0, Y0)
+#define Z1MAD ZMAD(0, Z0, Y0, Z16)
+#define Z2SCALE ZSCALE(Z0, Y0); ZSCALE(Z1, Y1)
+#define Z2MAD ZMAD(0, Z0, Y0, Z16); ZMAD(32, Z1, Y1, Z17)
+#define Z4SCALE Z2SCALE; ZSCALE(Z2, Y2); ZSCALE(Z3, Y3)
+#define Z4MAD Z2MAD; ZMAD(64, Z2, Y2, Z18); ZMAD(96, Z3, Y3, Z19)
+#define Z8SCALE Z4SCALE; ZSCALE(Z4, Y4); ZSCALE(Z5, Y5); ZSCALE(Z6, Y6); ZSCALE(Z7, Y7)
+#define Z8MAD Z4MAD; ZMAD(128, Z4, Y4, Z20); ZMAD(160, Z5, Y5, Z21); ZMAD(192, Z6, Y6, Z22); ZMAD(224, Z7, Y7, Z23)
+
+// func dotF16RowsAVX512(dst *float32, qw *float32, q, k *uint16, n, stride, rows int)
+//
+// DotF16Rows for queries of n = 64..maxWideQuery elements, a multiple of
+// 64 (stride in bytes, rows > 0). The query is widened into qw once. Each
+// key is ggml_vec_dot_f16's AVX-512 arithmetic: four 16-lane
+// accumulators, one multiply-add per block of 64 each, added as
+// GGML_F32x16_REDUCE ((A0+A2)+(A1+A3)), then _mm512_reduce_add_ps, which
+// adds lanes i and i+8, then i and i+4, then i and i+2, then i and i+1 (a
+// fixed tree); with no leftover elements the float64 total is that float.
+// The tree's levels are run for 16 keys at once: 16 vectors of lane totals
+// become 8, 4, 2 and 1, each addition one of the tree's, so every score
+// has the bits of its own reduction.
+TEXT ·dotF16RowsAVX512(SB), NOSPLIT, $0-56
+	MOVQ dst+0(FP), R8
+	MOVQ qw+8(FP), R9
+	MOVQ q+16(FP), SI
+	MOVQ k+24(FP), DI
+	MOVQ n+32(FP), R11
+	MOVQ stride+40(FP), R12
+	MOVQ rows+48(FP), R13
+	// Widen the query into qw.
+	MOVQ R11, BX
+	SHRQ $4, BX
+	MOVQ R9, DX
+dwiden:
+	VCVTPH2PS (SI), Z0
+	VMOVUPS Z0, (DX)
+	ADDQ $32, SI
+	ADDQ $64, DX
+	DECQ BX
+	JNZ dwiden
+	SHRQ $6, R11
+	// R14: the last row.
+	LEAQ -1(R13), AX
+	IMULQ R12, AX
+	LEAQ (DI)(AX*1), R14
+	VMOVDQU32 dotPerm16<>(SB), Z31
+dgroup:
+	KEYDOT(Z0, dk0)
+	KEYDOT(Z1, dk1)
+	KEYDOT(Z2, dk2)
+	KEYDOT(Z3, dk3)
+	KEYDOT(Z4, dk4)
+	KEYDOT(Z5, dk5)
+	KEYDOT(Z6, dk6)
+	KEYDOT(Z7, dk7)
+	KEYDOT(Z8, dk8)
+	KEYDOT(Z9, dk9)
+	KEYDOT(Z10, dk10)
+	KEYDOT(Z11, dk11)
+	KEYDOT(Z12, dk12)
+	KEYDOT(Z13, dk13)
+	KEYDOT(Z14, dk14)
+	KEYDOT(Z15, dk15)
+	// Lanes i and i+8: Zp holds keys 2p and 2p+1.
+	PAIR256(Z0, Z1, Z0)
+	PAIR256(Z2, Z3, Z1)
+	PAIR256(Z4, Z5, Z2)
+	PAIR256(Z6, Z7, Z3)
+	PAIR256(Z8, Z9, Z4)
+	PAIR256(Z10, Z11, Z5)
+	PAIR256(Z12, Z13, Z6)
+	PAIR256(Z14, Z15, Z7)
+	// Lanes i and i+4: quarter L of Zr holds key 4r+L.
+	PAIR128(Z0, Z1, Z0)
+	PAIR128(Z2, Z3, Z1)
+	PAIR128(Z4, Z5, Z2)
+	PAIR128(Z6, Z7, Z3)
+	// Lanes i and i+2 within each quarter: quarter L of Zs holds keys
+	// 8s+L (two lanes), then 8s+4+L.
+	VSHUFPS $0x44, Z1, Z0, Z16
+	VSHUFPS $0xee, Z1, Z0, Z17
+	VADDPS Z17, Z16, Z0
+	VSHUFPS $0x44, Z3, Z2, Z16
+	VSHUFPS $0xee, Z3, Z2, Z17
+	VADDPS Z17, Z16, Z1
+	// Lanes i and i+1: quarter L holds keys L, 4+L, 8+L, 12+L.
+	VSHUFPS $0x88, Z1, Z0, Z16
+	VSHUFPS $0xdd, Z1, Z0, Z17
+	VADDPS Z17, Z16, Z0
+	VPERMPS Z0, Z31, Z0
+	CMPQ R13, $16
+	JLT dshort
+	VMOVUPS Z0, (R8)
+	ADDQ $64, R8
+	SUBQ $16, R13
+	JNZ dgroup
+	VZEROUPPER
+	RET
+dshort:
+	MOVQ R13, CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K1
+	VMOVUPS Z0, K1, (R8)
+	VZEROUPPER
+	RET
+
+// func madF16RowsAVX512x128(acc, v *uint16, stride int, ms, vs *float32, rows int)
+TEXT ·madF16RowsAVX512x128(SB), NOSPLIT, $0-48
+	ZARGS
+	VCVTPH2PS 0(DI), Z0
+	VCVTPH2PS 32(DI), Z1
+	VCVTPH2PS 64(DI), Z2
+	VCVTPH2PS 96(DI), Z3
+	VCVTPH2PS 128(DI), Z4
+	VCVTPH2PS 160(DI), Z5
+	VCVTPH2PS 192(DI), Z6
+	VCVTPH2PS 224(DI), Z7
+z128loop:
+	ZSTEP(Z8SCALE, Z8MAD, z128scale, z128mad)
+	DECQ CX
+	JNZ z128loop
+	VCVTPS2PH $0, Z0, 0(DI)
+	VCVTPS2PH $0, Z1, 32(DI)
+	VCVTPS2PH $0, Z2, 64(DI)
+	VCVTPS2PH $0, Z3, 96(DI)
+	VCVTPS2PH $0, Z4, 128(DI)
+	VCVTPS2PH $0, Z5, 160(DI)
+	VCVTPS2PH $0, Z6, 192(DI)
+	VCVTPS2PH $0, Z7, 224(DI)
+	VZEROUPPER
+	RET
+
+// func madF16RowsAVX512x64(acc, v *uint16, stride int, ms, vs *float32, rows int)
+TEXT ·madF16RowsAVX512x64(SB), NOSPLIT, $0-48
+	ZARGS
+	VCVTPH2PS 0(DI), Z0
+	VCVTPH2PS 32(DI), Z1
+	VCVTPH2PS 64(DI), Z2
+	VCVTPH2PS 96(DI), Z3
+z64loop:
+	ZSTEP(Z4SCALE, Z4MAD, z64scale, z64mad)
+	DECQ CX
+	JNZ z64loop
+	VCVTPS2PH $0, Z0, 0(DI)
+	VCVTPS2PH $0, Z1, 32(DI)
+	VCVTPS2PH $0, Z2, 64(DI)
+	VCVTPS2PH $0, Z3, 96(DI)
+	VZEROUPPER
+	RET
+
+// func madF16RowsAVX512x32(acc, v *uint16, stride int, ms, vs *float32, rows int)
+TEXT ·madF16RowsAVX512x32(SB), NOSPLIT, $0-48
+	ZARGS
+	VCVTPH2PS 0(DI), Z0
+	VCVTPH2PS 32(DI), Z1
+z32loop:
+	ZSTEP(Z2SCALE, Z2MAD, z32scale, z32mad)
+	DECQ CX
+	JNZ z32loop
+	VCVTPS2PH $0, Z0, 0(DI)
+	VCVTPS2PH $0, Z1, 32(DI)
+	VZEROUPPER
+	RET
+
+// func madF16RowsAVX512x16(acc, v *uint16, stride int, ms, vs *float32, rows int)
+TEXT ·madF16RowsAVX512x16(SB), NOSPLIT, $0-48
+	ZARGS
+	VCVTPH2PS 0(DI), Z0
+z16loop:
+	ZSTEP(Z1SCALE, Z1MAD, z16scale, z16mad)
+	DECQ CX
+	JNZ z16loop
+	VCVTPS2PH $0, Z0, 0(DI)
+	VZEROUPPER
+	RET
