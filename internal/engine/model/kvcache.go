@@ -144,17 +144,6 @@ func NewKVPool(cfg *Config, blockSize, blocks int) (*KVPool, error) {
 	return p, nil
 }
 
-// prefault writes one element per 4 KiB of s, so that the OS maps its
-// pages now, as llama.cpp clears its KV buffer when it allocates it:
-// otherwise each block's first prompt paid the page faults (a 256-token
-// BF16 prompt on the Zen 5 spent about a tenth of its time in them while
-// storing K and V into blocks never used before).
-func prefault(s []uint16) {
-	for i := 0; i < len(s); i += 2048 {
-		s[i] = 0
-	}
-}
-
 // KVBytesPerPosition is the F16 K and V memory one position takes.
 func KVBytesPerPosition(cfg *Config) int { return 2 * 2 * cfg.Layers * cfg.KVDim() }
 
@@ -625,4 +614,12 @@ func (c *KVCache) Fork(dst *KVCache, n int) bool {
 	dst.cap = len(dst.table) * bs
 	dst.Len = n
 	return true
+}
+
+// touchPages writes one element per 4 KiB of s, so that the OS maps each
+// of its pages.
+func touchPages(s []uint16) {
+	for i := 0; i < len(s); i += 2048 {
+		s[i] = 0
+	}
 }
