@@ -88,6 +88,11 @@ type packedTileFunc func(p []byte, acts [packedTileMax][]byte, m, cols int, outs
 // architecture files).
 var packedTileRows, packedTileGemm = map[gguf.Type]packedTileFunc{}, map[gguf.Type]packedTileFunc{}
 
+// hasPackedTile reports whether type t has a packed tile kernel.
+func hasPackedTile(t gguf.Type) bool {
+	return packedTileRows[t] != nil || packedTileGemm[t] != nil
+}
+
 // packMatrix returns m's packed copy, or nil if m is not packed.
 func packMatrix(m Matrix) []byte {
 	pk, ok := packers[m.Type]

@@ -4,6 +4,7 @@ package tensor
 
 import (
 	"math"
+	"unsafe"
 
 	"golang.org/x/sys/cpu"
 
@@ -81,11 +82,14 @@ func gemmQ4Kx16x8Packed(p []byte, acts [packedTileMax][]byte, m, cols int, outs 
 		_, _ = row[q8KB*nb-1], out[8*n8-1]
 		a[i], o[i] = &row[0], &out[0]
 	}
-	var acc [2 * 8 * 16]float32 // the sum and min parts of eight rows by 16 outputs
+	// The sum and min parts of eight rows by 16 outputs, 64-byte aligned
+	// (a zmm load or store across two cache lines costs two).
+	var buf [2*8*16 + 16]float32
+	acc := &buf[(16-int(uintptr(unsafe.Pointer(&buf[0]))%64/4))%16]
 	if kerneltrace.On {
 		kerneltrace.Ran("gemmQ4Kx16x8PackedAVX512")
 	}
-	gemmQ4Kx16x8PackedAVX512(&p[0], n8, q4Kx8B*nb, &a, nb, &acc[0], &o, 0)
+	gemmQ4Kx16x8PackedAVX512(&p[0], n8, q4Kx8B*nb, &a, nb, acc, &o, 0)
 }
 
 // quantizeQ8K4x8AVX512 is quantizeQ8K4x8 (the repacked Q4_K gemm's

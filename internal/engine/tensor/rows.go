@@ -161,6 +161,7 @@ type job struct {
 	chunks int64
 	chunk  int // items per chunk (jobMatMul: the most weight rows per claim)
 	split  int // jobMatMul: the threads that share it
+	unit   int // jobMatMul: the weight rows a claim is a multiple of
 
 	w      Matrix
 	x      []float32
@@ -265,8 +266,9 @@ func f32s(b []byte, n int) []float32 {
 }
 
 // claimRows takes the next run of weight rows [lo, hi) of a MatMul job
-// (j.next counts the rows taken): whole groups, up to j.chunk rows, and
-// less as the rows run out (a share of what is left, down to one group),
+// (j.next counts the rows taken): whole units (j.unit rows), up to
+// j.chunk rows, and less as the rows run out (a share of what is left,
+// down to one unit),
 // so that the threads finish together: with runs of j.chunk rows to the
 // end, a thread waited for up to one run (about 3% of a two-thread prompt).
 // Which thread computes a row does not change its arithmetic.
@@ -278,7 +280,8 @@ func (j *job) claimRows() (lo, hi int, ok bool) {
 			return 0, 0, false
 		}
 		take := (rows - cur) / int64(2*j.split)
-		take = min(max(groupW, (take+groupW-1)/groupW*groupW), int64(j.chunk), rows-cur)
+		u := int64(j.unit)
+		take = min(max(u, (take+u-1)/u*u), int64(j.chunk), rows-cur)
 		if j.next.CompareAndSwap(cur, cur+take) {
 			return int(cur), int(cur + take), true
 		}
@@ -569,7 +572,13 @@ func (p *Pool) MatMulModes(out []float32, w Matrix, x []float32, modes []RowMode
 	// to amortize.
 	work := int64(w.Rows) * int64(w.Cols) * int64(n)
 	j.kind = jobMatMul
-	j.chunk = (max(1, w.Rows/(8*p.threads)) + groupW - 1) / groupW * groupW
+	j.unit = groupW
+	if w.packed != nil && n > 1 && w.Rows%(2*groupW) == 0 && hasPackedTile(w.Type) {
+		// The packed prompt tiles compute two groups at once: a claim of
+		// an odd number of groups wastes half of its last pass.
+		j.unit = 2 * groupW
+	}
+	j.chunk = (max(1, w.Rows/(8*p.threads)) + j.unit - 1) / j.unit * j.unit
 	j.split = p.threads
 	j.next.Store(0)
 	p.runJobLocked(work >= 1<<15)
