@@ -48,3 +48,47 @@ expfloop:
 	JNZ expfloop
 	VZEROUPPER
 	RET
+
+// func expfsAVX512(dst, x *float32, n8 int, c *[7]float64, tab *[32]uint64)
+//
+// expfsAVX2 on 8 lanes (zmm registers of float64), operation for
+// operation.
+TEXT ·expfsAVX512(SB), NOSPLIT, $0-40
+	MOVQ dst+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ n8+16(FP), CX
+	MOVQ c+24(FP), DX
+	MOVQ tab+32(FP), R8
+	VBROADCASTSD 0(DX), Z12 // 32/ln 2
+	VBROADCASTSD 8(DX), Z13 // shift
+	VBROADCASTSD 16(DX), Z14 // c0
+	VBROADCASTSD 24(DX), Z15 // c1
+	VBROADCASTSD 32(DX), Z11 // c2
+	VBROADCASTSD 40(DX), Z10 // 1
+	VBROADCASTSD 48(DX), Z9 // 31
+expf8loop:
+	VCVTPS2PD (SI), Z0
+	VMULPD Z0, Z12, Z1 // z
+	VADDPD Z13, Z1, Z2 // kd = z + shift; ki = its bits
+	VSUBPD Z13, Z2, Z3 // kd - shift
+	VSUBPD Z3, Z1, Z4 // r = z - kd
+	VPANDQ Z9, Z2, Z5 // ki & 31
+	KXNORB K1, K1, K1
+	VPGATHERQQ (R8)(Z5*8), K1, Z6 // tab[ki&31]
+	VPSLLQ $47, Z2, Z8
+	VPADDQ Z8, Z6, Z6 // s
+	VMULPD Z4, Z4, Z8 // r*r
+	VMOVAPD Z15, Z5
+	VFMADD231PD Z14, Z4, Z5 // c0*r + c1
+	VMOVAPD Z10, Z3
+	VFMADD231PD Z11, Z4, Z3 // c2*r + 1
+	VFMADD231PD Z8, Z5, Z3 // (c0*r+c1)*(r*r) + (c2*r+1)
+	VMULPD Z6, Z3, Z3 // y*s
+	VCVTPD2PS Z3, Y3
+	VMOVUPS Y3, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ expf8loop
+	VZEROUPPER
+	RET

@@ -10,6 +10,12 @@ package tensor
 //go:noescape
 func dotF16RowsAVX512(dst *float32, qw *float32, q, k *uint16, n, stride, rows int)
 
+// dotF16Rows64AVX512 is dotF16RowsAVX512 for 64-element queries, held
+// widened in registers.
+//
+//go:noescape
+func dotF16Rows64AVX512(dst *float32, q, k *uint16, stride, rows int)
+
 // madF16RowsAVX512xW are the MadF16Rows bodies for one strip of W lanes
 // of the accumulator at acc, in zmm registers (stride in bytes, rows > 0).
 //
@@ -30,6 +36,10 @@ func madF16RowsAVX512x16(acc, v *uint16, stride int, ms, vs *float32, rows int)
 // arithmetic is the same).
 func dotF16RowsAsm512(dst []float32, q, k []uint16, stride int) {
 	n := len(q)
+	if n == 64 {
+		dotF16Rows64AVX512(&dst[0], &q[0], &k[0], 2*stride, len(dst))
+		return
+	}
 	if n%64 != 0 || n > maxWideQuery {
 		dotF16RowsAsm(dst, q, k, stride)
 		return

@@ -133,6 +133,33 @@ lmad: \
 #define Z8SCALE Z4SCALE; ZSCALE(Z4, Y4); ZSCALE(Z5, Y5); ZSCALE(Z6, Y6); ZSCALE(Z7, Y7)
 #define Z8MAD Z4MAD; ZMAD(128, Z4, Y4, Z20); ZMAD(160, Z5, Y5, Z21); ZMAD(192, Z6, Y6, Z22); ZMAD(224, Z7, Y7, Z23)
 
+// REDUCE16 runs the reduction tree's four levels on the lane totals of 16
+// keys in Z0..Z15 and leaves the 16 scores in Z0, in key order (Z31: the
+// dotPerm16 indices; clobbers Z1..Z17).
+#define REDUCE16 \
+	PAIR256(Z0, Z1, Z0) \
+	PAIR256(Z2, Z3, Z1) \
+	PAIR256(Z4, Z5, Z2) \
+	PAIR256(Z6, Z7, Z3) \
+	PAIR256(Z8, Z9, Z4) \
+	PAIR256(Z10, Z11, Z5) \
+	PAIR256(Z12, Z13, Z6) \
+	PAIR256(Z14, Z15, Z7) \
+	PAIR128(Z0, Z1, Z0) \
+	PAIR128(Z2, Z3, Z1) \
+	PAIR128(Z4, Z5, Z2) \
+	PAIR128(Z6, Z7, Z3) \
+	VSHUFPS $0x44, Z1, Z0, Z16 \
+	VSHUFPS $0xee, Z1, Z0, Z17 \
+	VADDPS Z17, Z16, Z0 \
+	VSHUFPS $0x44, Z3, Z2, Z16 \
+	VSHUFPS $0xee, Z3, Z2, Z17 \
+	VADDPS Z17, Z16, Z1 \
+	VSHUFPS $0x88, Z1, Z0, Z16 \
+	VSHUFPS $0xdd, Z1, Z0, Z17 \
+	VADDPS Z17, Z16, Z0 \
+	VPERMPS Z0, Z31, Z0
+
 // func dotF16RowsAVX512(dst *float32, qw *float32, q, k *uint16, n, stride, rows int)
 //
 // DotF16Rows for queries of n = 64..maxWideQuery elements, a multiple of
@@ -187,33 +214,7 @@ dgroup:
 	KEYDOT(Z13, dk13)
 	KEYDOT(Z14, dk14)
 	KEYDOT(Z15, dk15)
-	// Lanes i and i+8: Zp holds keys 2p and 2p+1.
-	PAIR256(Z0, Z1, Z0)
-	PAIR256(Z2, Z3, Z1)
-	PAIR256(Z4, Z5, Z2)
-	PAIR256(Z6, Z7, Z3)
-	PAIR256(Z8, Z9, Z4)
-	PAIR256(Z10, Z11, Z5)
-	PAIR256(Z12, Z13, Z6)
-	PAIR256(Z14, Z15, Z7)
-	// Lanes i and i+4: quarter L of Zr holds key 4r+L.
-	PAIR128(Z0, Z1, Z0)
-	PAIR128(Z2, Z3, Z1)
-	PAIR128(Z4, Z5, Z2)
-	PAIR128(Z6, Z7, Z3)
-	// Lanes i and i+2 within each quarter: quarter L of Zs holds keys
-	// 8s+L (two lanes), then 8s+4+L.
-	VSHUFPS $0x44, Z1, Z0, Z16
-	VSHUFPS $0xee, Z1, Z0, Z17
-	VADDPS Z17, Z16, Z0
-	VSHUFPS $0x44, Z3, Z2, Z16
-	VSHUFPS $0xee, Z3, Z2, Z17
-	VADDPS Z17, Z16, Z1
-	// Lanes i and i+1: quarter L holds keys L, 4+L, 8+L, 12+L.
-	VSHUFPS $0x88, Z1, Z0, Z16
-	VSHUFPS $0xdd, Z1, Z0, Z17
-	VADDPS Z17, Z16, Z0
-	VPERMPS Z0, Z31, Z0
+	REDUCE16
 	CMPQ R13, $16
 	JLT dshort
 	VMOVUPS Z0, (R8)
@@ -299,5 +300,80 @@ z16loop:
 	DECQ CX
 	JNZ z16loop
 	VCVTPS2PH $0, Z0, 0(DI)
+	VZEROUPPER
+	RET
+
+// KEYDOT64 is KEYDOT for a 64-element query held widened in Z24..Z27.
+#define KEYDOT64(T) \
+	VCVTPH2PS 0(DI), Z20 \
+	VCVTPH2PS 32(DI), Z21 \
+	VCVTPH2PS 64(DI), Z22 \
+	VCVTPH2PS 96(DI), Z23 \
+	VXORPS Z16, Z16, Z16 \
+	VXORPS Z17, Z17, Z17 \
+	VXORPS Z18, Z18, Z18 \
+	VXORPS Z19, Z19, Z19 \
+	VFMADD231PS Z24, Z20, Z16 \
+	VFMADD231PS Z25, Z21, Z17 \
+	VFMADD231PS Z26, Z22, Z18 \
+	VFMADD231PS Z27, Z23, Z19 \
+	VADDPS Z18, Z16, Z16 \
+	VADDPS Z19, Z17, Z17 \
+	VADDPS Z17, Z16, T \
+	ADDQ R12, DI \
+	CMPQ DI, R14 \
+	CMOVQHI R14, DI
+
+// func dotF16Rows64AVX512(dst *float32, q, k *uint16, stride, rows int)
+//
+// dotF16RowsAVX512 for 64-element queries (the head size of many models),
+// the widened query kept in registers.
+TEXT ·dotF16Rows64AVX512(SB), NOSPLIT, $0-40
+	MOVQ dst+0(FP), R8
+	MOVQ q+8(FP), SI
+	MOVQ k+16(FP), DI
+	MOVQ stride+24(FP), R12
+	MOVQ rows+32(FP), R13
+	VCVTPH2PS 0(SI), Z24
+	VCVTPH2PS 32(SI), Z25
+	VCVTPH2PS 64(SI), Z26
+	VCVTPH2PS 96(SI), Z27
+	LEAQ -1(R13), AX
+	IMULQ R12, AX
+	LEAQ (DI)(AX*1), R14
+	VMOVDQU32 dotPerm16<>(SB), Z31
+d64group:
+	KEYDOT64(Z0)
+	KEYDOT64(Z1)
+	KEYDOT64(Z2)
+	KEYDOT64(Z3)
+	KEYDOT64(Z4)
+	KEYDOT64(Z5)
+	KEYDOT64(Z6)
+	KEYDOT64(Z7)
+	KEYDOT64(Z8)
+	KEYDOT64(Z9)
+	KEYDOT64(Z10)
+	KEYDOT64(Z11)
+	KEYDOT64(Z12)
+	KEYDOT64(Z13)
+	KEYDOT64(Z14)
+	KEYDOT64(Z15)
+	REDUCE16
+	CMPQ R13, $16
+	JLT d64short
+	VMOVUPS Z0, (R8)
+	ADDQ $64, R8
+	SUBQ $16, R13
+	JNZ d64group
+	VZEROUPPER
+	RET
+d64short:
+	MOVQ R13, CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K1
+	VMOVUPS Z0, K1, (R8)
 	VZEROUPPER
 	RET
