@@ -75,17 +75,17 @@ type packedGroupFunc func(p []byte, acts [4][]byte, m, cols int, outs [4][]float
 // type's side data (filled by architecture files).
 var packedGroupRows, packedGroupGemm = map[gguf.Type]packedGroupFunc{}, map[gguf.Type]packedGroupFunc{}
 
-// packedTileMax is the most activation rows a packedTileFunc takes.
-const packedTileMax = 8
-
-// packedTileFunc is packedGroupFunc for m (1 to packedTileMax) rows.
-type packedTileFunc func(p []byte, acts [packedTileMax][]byte, m, cols int, outs [packedTileMax][]float32)
+// packedTileFunc applies the nw packed rows p (whole groups of eight) to
+// the n activation slots in acts (slot s at acts[s*arb:], a converted row
+// followed by the kernel's side data, as packedGroupFunc's), in tiles of
+// several rows that share each decoded weight block: slot s's output q
+// goes to out[int(perm[s])*ostride+q].
+type packedTileFunc func(p []byte, nw int, acts []byte, arb, n, cols int, out []float32, ostride int, perm []int32)
 
 // packedTileRows and packedTileGemm, when set for a type, are its packed
-// kernels over up to packedTileMax activation rows with the arithmetic
-// of packedRows and packedGemm; MatMul prefers them to packedGroupRows and
-// packedGroupGemm when the rows carry the type's side data (filled by
-// architecture files).
+// tile kernels with the arithmetic of packedRows and packedGemm; MatMul
+// prefers them to packedGroupRows and packedGroupGemm when the rows carry
+// the type's side data (filled by architecture files).
 var packedTileRows, packedTileGemm = map[gguf.Type]packedTileFunc{}, map[gguf.Type]packedTileFunc{}
 
 // hasPackedTile reports whether type t has a packed tile kernel.

@@ -39,57 +39,68 @@ func init() {
 	fastKernels[gguf.TypeQ4_0] = k
 }
 
-// gemmQ4_0x16x8Packed is the packed Q4_0 kernel over m (1 to 8)
-// activation rows that carry sideQ8Sums's data: dotQ4_0x8 for each output,
-// each decoded block applied to all the rows (missing rows repeat the
-// last one).
-func gemmQ4_0x16x8Packed(p []byte, acts [packedTileMax][]byte, m, cols int, outs [packedTileMax][]float32) {
+// gemmQ4_0x16x8Packed is the packed Q4_0 tile kernel (packedTileFunc;
+// the slots carry sideQ8Sums's data): dotQ4_0x8 for each output, each
+// decoded block applied to eight rows at once (a short tile repeats its
+// last row).
+func gemmQ4_0x16x8Packed(p []byte, nw int, acts []byte, arb, n, cols int, out []float32, ostride int, perm []int32) {
 	nb := cols / qk
-	n8 := len(outs[0]) / 8
-	if n8 == 0 || nb == 0 {
+	n8 := nw / 8
+	if n8 == 0 || nb == 0 || n == 0 {
 		return
 	}
-	_ = p[144*nb*n8-1]
-	var a [8]*byte
-	var o [8]*float32
-	for i := range a {
-		k := min(i, m-1)
-		row, out := acts[k], outs[k]
-		_, _ = row[42*nb-1], out[8*n8-1]
-		a[i], o[i] = &row[0], &out[0]
+	if arb < 42*nb {
+		panic("tensor: Q4_0 tile: slots without their side data")
 	}
+	_, _, _ = p[144*nb*n8-1], acts[(n-1)*arb+42*nb-1], perm[n-1]
 	if kerneltrace.On {
 		kerneltrace.Ran("gemmQ4_0x16x8PackedAVX512")
 	}
-	gemmQ4_0x16x8PackedAVX512(&p[0], n8, 144*nb, &a, nb, 34*nb, &o, 0)
-}
-
-// gemmQ4Kx16x8Packed is gemmQ4Kx8 over packed Q4_K rows for m (1 to 8)
-// activation rows, each decoded block applied to all of them (missing
-// rows repeat the last one).
-func gemmQ4Kx16x8Packed(p []byte, acts [packedTileMax][]byte, m, cols int, outs [packedTileMax][]float32) {
-	nb := cols / qkK
-	n8 := len(outs[0]) / 8
-	if n8 == 0 || nb == 0 {
-		return
-	}
-	_ = p[q4Kx8B*nb*n8-1]
 	var a [8]*byte
 	var o [8]*float32
+	for s0 := 0; s0 < n; s0 += 8 {
+		tileRows(&a, &o, acts, arb, n, s0, out, ostride, perm, 8*n8)
+		gemmQ4_0x16x8PackedAVX512(&p[0], n8, 144*nb, &a, nb, 34*nb, &o, 0)
+	}
+}
+
+// tileRows points a and o at the eight slots from s0 (past n, the last
+// slot again) and their outputs.
+func tileRows(a *[8]*byte, o *[8]*float32, acts []byte, arb, n, s0 int, out []float32, ostride int, perm []int32, nw int) {
 	for i := range a {
-		k := min(i, m-1)
-		row, out := acts[k], outs[k]
-		_, _ = row[q8KB*nb-1], out[8*n8-1]
-		a[i], o[i] = &row[0], &out[0]
+		s := min(s0+i, n-1)
+		r := int(perm[s]) * ostride
+		_ = out[r+nw-1]
+		a[i], o[i] = &acts[s*arb], &out[r]
+	}
+}
+
+// gemmQ4Kx16x8Packed is the packed Q4_K gemm tile kernel
+// (packedTileFunc): gemmQ4Kx8 for each output, each decoded block applied
+// to eight rows at once (a short tile repeats its last row).
+func gemmQ4Kx16x8Packed(p []byte, nw int, acts []byte, arb, n, cols int, out []float32, ostride int, perm []int32) {
+	nb := cols / qkK
+	n8 := nw / 8
+	if n8 == 0 || nb == 0 || n == 0 {
+		return
+	}
+	if arb < q8KB*nb {
+		panic("tensor: Q4_K tile: short slots")
+	}
+	_, _, _ = p[q4Kx8B*nb*n8-1], acts[(n-1)*arb+q8KB*nb-1], perm[n-1]
+	if kerneltrace.On {
+		kerneltrace.Ran("gemmQ4Kx16x8PackedAVX512")
 	}
 	// The sum and min parts of eight rows by 16 outputs, 64-byte aligned
 	// (a zmm load or store across two cache lines costs two).
 	var buf [2*8*16 + 16]float32
 	acc := &buf[(16-int(uintptr(unsafe.Pointer(&buf[0]))%64/4))%16]
-	if kerneltrace.On {
-		kerneltrace.Ran("gemmQ4Kx16x8PackedAVX512")
+	var a [8]*byte
+	var o [8]*float32
+	for s0 := 0; s0 < n; s0 += 8 {
+		tileRows(&a, &o, acts, arb, n, s0, out, ostride, perm, 8*n8)
+		gemmQ4Kx16x8PackedAVX512(&p[0], n8, q4Kx8B*nb, &a, nb, acc, &o, 0)
 	}
-	gemmQ4Kx16x8PackedAVX512(&p[0], n8, q4Kx8B*nb, &a, nb, acc, &o, 0)
 }
 
 // quantizeQ8K4x8AVX512 is quantizeQ8K4x8 (the repacked Q4_K gemm's

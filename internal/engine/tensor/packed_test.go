@@ -55,8 +55,8 @@ func TestPackedMatchesUnpacked(t *testing.T) {
 			plain.packed = nil
 			for _, threads := range []int{1, 2, 3} {
 				p := NewPool(threads)
-				ws := NewWorkspace(cols, 6)
-				for _, n := range []int{1, 6} {
+				ws := NewWorkspace(cols, 11)
+				for _, n := range []int{1, 6, 11} { // 11: a whole tile of 8 and a short one
 					modes := mixedModes(r, n)
 					if n == 1 {
 						modes[0] = RowDecode
@@ -122,9 +122,9 @@ func TestPackedKernelsMatchGeneric(t *testing.T) {
 						for g := 0; g < n8; g++ {
 							pk.pack(p[g*pk.groupBytes(nb):], w[8*g*rb:], nb)
 						}
-						var acts [packedTileMax][]byte
-						var outs [packedTileMax][]float32
-						for m := 1; m <= packedTileMax; m++ {
+						var acts [8][]byte
+						var outs [8][]float32
+						for m := 1; m <= 8; m++ {
 							for i := 0; i < m; i++ {
 								acts[i] = rawRow(r, at, cols, extreme)
 								if side != nil {
@@ -150,11 +150,18 @@ func TestPackedKernelsMatchGeneric(t *testing.T) {
 								}
 							}
 							if k.tile != nil {
+								// Contiguous slots, outputs in reverse order.
+								slot := len(acts[0])
+								var buf []byte
+								perm := make([]int32, m)
 								for i := 0; i < m; i++ {
-									clear(outs[i])
+									buf = append(buf, acts[i]...)
+									perm[i] = int32(m - 1 - i)
 								}
-								k.tile(p, acts, m, cols, outs)
+								tout := make([]float32, m*8*n8)
+								k.tile(p, 8*n8, buf, slot, m, cols, tout, 8*n8, perm)
 								for i := 0; i < m; i++ {
+									outs[i] = tout[int(perm[i])*8*n8:][:8*n8]
 									check("tile", i)
 								}
 							}

@@ -338,17 +338,7 @@ func (j *job) matmulPacked(lo, hi, rb, tid int) {
 			continue
 		}
 		if pt := j.packedTileKernel(ci); pt != nil {
-			var acts [packedTileMax][]byte
-			var outs [packedTileMax][]float32
-			for s0 := k.lo; s0 < k.hi; s0 += packedTileMax {
-				m := min(packedTileMax, k.hi-s0)
-				for i := 0; i < m; i++ {
-					s := s0 + i
-					acts[i] = j.act[s*j.actRB : (s+1)*j.actRB]
-					outs[i] = j.out[int(j.perm[s])*w.Rows+lo:][:hi-lo]
-				}
-				pt(run, acts, m, w.Cols, outs)
-			}
+			pt(run, hi-lo, j.act[k.lo*j.actRB:k.hi*j.actRB], j.actRB, k.hi-k.lo, w.Cols, j.out[lo:], w.Rows, j.perm[k.lo:k.hi])
 			continue
 		}
 		if pg := j.packedGroupKernel(ci); pg != nil {
@@ -413,8 +403,7 @@ func (j *job) packedGroupKernel(ci int) packedGroupFunc {
 	return packedGroupRows[j.w.Type]
 }
 
-// packedTileKernel is packedGroupKernel for the kernels over up to
-// packedTileMax rows.
+// packedTileKernel is packedGroupKernel for the tile kernels.
 func (j *job) packedTileKernel(ci int) packedTileFunc {
 	if useGeneric || j.side != kernelFor(j.w.Type).side {
 		return nil
