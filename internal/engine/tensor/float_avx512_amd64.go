@@ -52,6 +52,11 @@ func init() {
 	// kernel reads it): the F16 rows are then a third of the bytes, and
 	// padded so that no two are a multiple of 4 KiB apart.
 	k.gemmGroupBlock, k.promptSide = blockGemmF16AVX512, sidePad
+	// One block of activation rows: with actBlockBytes, ffn_down's 2048
+	// columns made blocks of 44 rows (eight tiles of six, four rows
+	// computed twice) and its weights were read six times; as one block
+	// (256 rows, 1 MiB, streamed from L3) it ran 4-7% faster.
+	k.actBlock, k.actUnit = 1<<30, f16BlockRows
 	fastKernels[gguf.TypeF16] = k
 }
 
