@@ -133,10 +133,10 @@
 // with VPDPWSSD (repack_amd64.s); VPDPBUSD takes one operand unsigned, so signed bytes
 // enter as byte+128 and the lane starts at -128 times the other operand's
 // four-byte sum, which leaves the exact integer sums of the AVX2 kernels.
-// AVX512-VNNI with AVX512BW (zmm): packed Q4_0 and Q4_K (gemm) prompt
-// tiles of 16 weight rows (two packed groups, one per half of the
-// register) by eight activation rows, each decoded weight block applied to
-// all eight (packed_avx512_amd64.s; Q4_K's float accumulators in a
+// AVX512-VNNI with AVX512BW (zmm): packed Q4_0 and Q4_K (gemm, and gemv
+// for batched decode rows) tiles of 16 weight rows (two packed groups, one
+// per half of the register) by eight activation rows, each decoded weight
+// block applied to all eight (packed_avx512_amd64.s; Q4_K's float accumulators in a
 // scratch block, loaded and stored once per 64 elements), and the Q4_K
 // gemm's activation quantizer (codes, 16-code sums by VPSADBW, scale).
 // All are chosen at init with golang.org/x/sys/cpu and left out with the

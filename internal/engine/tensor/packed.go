@@ -82,6 +82,12 @@ var packedGroupRows, packedGroupGemm = map[gguf.Type]packedGroupFunc{}, map[gguf
 // goes to out[int(perm[s])*ostride+q].
 type packedTileFunc func(p []byte, nw int, acts []byte, arb, n, cols int, out []float32, ostride int, perm []int32)
 
+// packedTile is the activation rows of a tile kernel's pass; MatMul gives
+// a class's last rows to the one-row packed kernel when fewer than
+// packedTileMin of them are left over (a tile of one row costs about as
+// much as three rows one at a time).
+const packedTile, packedTileMin = 8, 3
+
 // packedTileRows and packedTileGemm, when set for a type, are its packed
 // tile kernels with the arithmetic of packedRows and packedGemm; MatMul
 // prefers them to packedGroupRows and packedGroupGemm when the rows carry

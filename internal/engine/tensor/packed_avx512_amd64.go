@@ -19,6 +19,9 @@ func gemmQ4_0x16x8PackedAVX512(p *byte, n8, gb int, a *[8]*byte, nb, side int, o
 func gemmQ4Kx16x8PackedAVX512(p *byte, n8, gb int, a *[8]*byte, nb int, acc *float32, out *[8]*float32, ooff int)
 
 //go:noescape
+func gemvQ4Kx16x8PackedAVX512(p *byte, n8, gb int, a *[8]*byte, nb int, acc *float32, out *[8]*float32, ooff int)
+
+//go:noescape
 func quantQ8K4x8AVX512(x *float32, blk *byte, amax float32)
 
 // hasVNNI512 reports whether the 512-bit VNNI prompt kernels can run here
@@ -34,6 +37,7 @@ func init() {
 	packedTileRows[gguf.TypeQ4_0] = gemmQ4_0x16x8Packed
 	packedTileGemm[gguf.TypeQ4_0] = gemmQ4_0x16x8Packed // Q4_0's gemm adds as its gemv
 	packedTileGemm[gguf.TypeQ4_K] = gemmQ4Kx16x8Packed
+	packedTileRows[gguf.TypeQ4_K] = gemvQ4Kx16x8Packed
 	k := fastKernels[gguf.TypeQ4_0]
 	k.side = sideQ8Sums
 	fastKernels[gguf.TypeQ4_0] = k
@@ -79,6 +83,17 @@ func tileRows(a *[8]*byte, o *[8]*float32, acts []byte, arb, n, s0 int, out []fl
 // (packedTileFunc): gemmQ4Kx8 for each output, each decoded block applied
 // to eight rows at once (a short tile repeats its last row).
 func gemmQ4Kx16x8Packed(p []byte, nw int, acts []byte, arb, n, cols int, out []float32, ostride int, perm []int32) {
+	q4KTile(false, p, nw, acts, arb, n, cols, out, ostride, perm)
+}
+
+// gemvQ4Kx16x8Packed is gemmQ4Kx16x8Packed with gemvQ4Kx8's arithmetic
+// (the batched decode rows of a Q4_K matrix).
+func gemvQ4Kx16x8Packed(p []byte, nw int, acts []byte, arb, n, cols int, out []float32, ostride int, perm []int32) {
+	q4KTile(true, p, nw, acts, arb, n, cols, out, ostride, perm)
+}
+
+// q4KTile runs the Q4_K tile with gemv's arithmetic or gemm's.
+func q4KTile(gemv bool, p []byte, nw int, acts []byte, arb, n, cols int, out []float32, ostride int, perm []int32) {
 	nb := cols / qkK
 	n8 := nw / 8
 	if n8 == 0 || nb == 0 || n == 0 {
@@ -89,17 +104,26 @@ func gemmQ4Kx16x8Packed(p []byte, nw int, acts []byte, arb, n, cols int, out []f
 	}
 	_, _, _ = p[q4Kx8B*nb*n8-1], acts[(n-1)*arb+q8KB*nb-1], perm[n-1]
 	if kerneltrace.On {
-		kerneltrace.Ran("gemmQ4Kx16x8PackedAVX512")
+		if gemv {
+			kerneltrace.Ran("gemvQ4Kx16x8PackedAVX512")
+		} else {
+			kerneltrace.Ran("gemmQ4Kx16x8PackedAVX512")
+		}
 	}
-	// The sum and min parts of eight rows by 16 outputs, 64-byte aligned
-	// (a zmm load or store across two cache lines costs two).
-	var buf [2*8*16 + 16]float32
+	// Eight rows by 16 outputs of the float sum and min parts, and gemv's
+	// integer sums, 64-byte aligned (a zmm load or store across two cache
+	// lines costs two).
+	var buf [4*8*16 + 16]float32
 	acc := &buf[(16-int(uintptr(unsafe.Pointer(&buf[0]))%64/4))%16]
 	var a [8]*byte
 	var o [8]*float32
 	for s0 := 0; s0 < n; s0 += 8 {
 		tileRows(&a, &o, acts, arb, n, s0, out, ostride, perm, 8*n8)
-		gemmQ4Kx16x8PackedAVX512(&p[0], n8, q4Kx8B*nb, &a, nb, acc, &o, 0)
+		if gemv {
+			gemvQ4Kx16x8PackedAVX512(&p[0], n8, q4Kx8B*nb, &a, nb, acc, &o, 0)
+		} else {
+			gemmQ4Kx16x8PackedAVX512(&p[0], n8, q4Kx8B*nb, &a, nb, acc, &o, 0)
+		}
 	}
 }
 

@@ -606,6 +606,441 @@ q4ktdone:
 	VZEROUPPER
 	RET
 
+// The Q4_K gemv tile: as the gemm tile, but each 64-element step's
+// integer sums are added to the block's (int32, in the scratch block at
+// 1024+64*m and 1536+64*m) and converted and added by a fused
+// multiply-add once per block.
+
+// Q4KVSC(R, ALO, AHI, S): ALO = sc[2C]*S(2C) + sc[2C+1]*S(2C+1).
+#define Q4KVSC(R, ALO, AHI, S) \
+	VPMULLD Z19, ALO, ALO \
+	VPMULLD Z20, AHI, AHI \
+	VPADDD AHI, ALO, ALO
+
+// Q4KVMIN(R, AHI): AHI += m[2C]*bsum(2C) + m[2C+1]*bsum(2C+1).
+#define Q4KVMIN(R, AHI) \
+	VPDPWSSD.BCST (260+8*CC)(R)(BX*1), Z21, AHI \
+	VPDPWSSD.BCST (264+8*CC)(R)(BX*1), Z22, AHI
+
+// Q4KVEPI0: the block's first step starts its integer sums.
+#define Q4KVEPI0(R, ALO, AHI, S) \
+	Q4KVSC(R, ALO, AHI, S) \
+	VMOVDQU32 ALO, (1024+S)(DX) \
+	VPXORD AHI, AHI, AHI \
+	Q4KVMIN(R, AHI) \
+	VMOVDQU32 AHI, (1536+S)(DX) \
+	VPXORD ALO, ALO, ALO \
+	VPXORD AHI, AHI, AHI
+
+// Q4KVEPIM: a middle step adds to them.
+#define Q4KVEPIM(R, ALO, AHI, S) \
+	Q4KVSC(R, ALO, AHI, S) \
+	VPADDD (1024+S)(DX), ALO, ALO \
+	VMOVDQU32 ALO, (1024+S)(DX) \
+	VMOVDQU32 (1536+S)(DX), AHI \
+	Q4KVMIN(R, AHI) \
+	VMOVDQU32 AHI, (1536+S)(DX) \
+	VPXORD ALO, ALO, ALO \
+	VPXORD AHI, AHI, AHI
+
+// Q4KVEPI3: the last step converts them: the sum part += float(sums) *
+// (d*y.d), the min part += float(min sums) * (dmin*y.d).
+#define Q4KVEPI3(R, ALO, AHI, S) \
+	Q4KVSC(R, ALO, AHI, S) \
+	VPADDD (1024+S)(DX), ALO, ALO \
+	VCVTDQ2PS ALO, ALO \
+	VMULPS.BCST (R)(BX*1), Z17, Z29 \
+	VMOVUPS S(DX), Z30 \
+	VFMADD231PS Z29, ALO, Z30 \
+	VMOVUPS Z30, S(DX) \
+	VMOVDQU32 (1536+S)(DX), AHI \
+	Q4KVMIN(R, AHI) \
+	VCVTDQ2PS AHI, AHI \
+	VMULPS.BCST (R)(BX*1), Z18, Z29 \
+	VMOVUPS (512+S)(DX), Z30 \
+	VFMADD231PS Z29, AHI, Z30 \
+	VMOVUPS Z30, (512+S)(DX) \
+	VPXORD ALO, ALO, ALO \
+	VPXORD AHI, AHI, AHI
+
+// func gemvQ4Kx16x8PackedAVX512(p *byte, n8, gb int, a *[8]*byte, nb int, acc *float32, out *[8]*float32, ooff int)
+// gemvQ4Kx8 arithmetic (as gemvQ4Kx8PackedVNNI: one fused multiply-add
+// per block for the scale sums and one for the min sums) for the 8*n8
+// rows of packed Q4_K weights (groups gb bytes apart) and eight Q8_K
+// activation rows a[i]: out[i][q] is output q of row i. acc is 2 KiB of
+// scratch (the float accumulators, then the block's integer sums); ooff
+// too (the column offset of the pair of groups in hand).
+TEXT ·gemvQ4Kx16x8PackedAVX512(SB), NOSPLIT, $0-64
+	MOVQ a+24(FP), AX
+	MOVQ 0(AX), R8
+	MOVQ 8(AX), R9
+	MOVQ 16(AX), R10
+	MOVQ 24(AX), R11
+	MOVQ 32(AX), R12
+	MOVQ 40(AX), R13
+	MOVQ 48(AX), R14
+	MOVQ 56(AX), R15
+	MOVQ acc+40(FP), DX
+	VPBROADCASTQ nib512<>(SB), Z16
+	MOVQ p+0(FP), SI
+	MOVQ SI, DI
+	ADDQ gb+16(FP), DI
+	MOVQ $0, ooff+56(FP)
+q4kvpair:
+	MOVQ n8+8(FP), AX
+	TESTQ AX, AX
+	JLE q4kvdone
+	MOVQ $0xffff, CX
+	CMPQ AX, $1
+	JNE q4kvfull
+	MOVQ SI, DI // a lone group: B repeats A, only lanes 0-7 are stored
+	MOVQ $0xff, CX
+q4kvfull:
+	KMOVW CX, K1
+	VPXORD Z31, Z31, Z31
+	ROWS8K(ZEROK)
+	MOVQ nb+32(FP), CX
+	XORQ BX, BX
+q4kvblk:
+	VCVTPH2PS (SI), Y17
+	VCVTPH2PS (DI), Y29
+	VINSERTF64X4 $1, Y29, Z17, Z17
+	VCVTPH2PS 16(SI), Y18
+	VCVTPH2PS 16(DI), Y29
+	VINSERTF64X4 $1, Y29, Z18, Z18
+#define CC 0
+	Q4KSCL(32, Z19)
+	Q4KSCL(40, Z20)
+	Q4KMIN(96, Z21)
+	Q4KMIN(104, Z22)
+#define T 0
+#define YLOW Y23
+#define WLO Z23
+#define WHI Z24
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 1
+#define YLOW Y25
+#define WLO Z25
+#define WHI Z26
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 2
+#define YLOW Y27
+#define WLO Z27
+#define WHI Z28
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 3
+#define YLOW Y23
+#define WLO Z23
+#define WHI Z24
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 4
+#define YLOW Y25
+#define WLO Z25
+#define WHI Z26
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 5
+#define YLOW Y27
+#define WLO Z27
+#define WHI Z28
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 6
+#define YLOW Y23
+#define WLO Z23
+#define WHI Z24
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 7
+#define YLOW Y25
+#define WLO Z25
+#define WHI Z26
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+	ROWS8K(Q4KVEPI0)
+#undef CC
+#define CC 1
+	Q4KSCL(48, Z19)
+	Q4KSCL(56, Z20)
+	Q4KMIN(112, Z21)
+	Q4KMIN(120, Z22)
+#define T 0
+#define YLOW Y23
+#define WLO Z23
+#define WHI Z24
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 1
+#define YLOW Y25
+#define WLO Z25
+#define WHI Z26
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 2
+#define YLOW Y27
+#define WLO Z27
+#define WHI Z28
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 3
+#define YLOW Y23
+#define WLO Z23
+#define WHI Z24
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 4
+#define YLOW Y25
+#define WLO Z25
+#define WHI Z26
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 5
+#define YLOW Y27
+#define WLO Z27
+#define WHI Z28
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 6
+#define YLOW Y23
+#define WLO Z23
+#define WHI Z24
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 7
+#define YLOW Y25
+#define WLO Z25
+#define WHI Z26
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+	ROWS8K(Q4KVEPIM)
+#undef CC
+#define CC 2
+	Q4KSCL(64, Z19)
+	Q4KSCL(72, Z20)
+	Q4KMIN(128, Z21)
+	Q4KMIN(136, Z22)
+#define T 0
+#define YLOW Y23
+#define WLO Z23
+#define WHI Z24
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 1
+#define YLOW Y25
+#define WLO Z25
+#define WHI Z26
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 2
+#define YLOW Y27
+#define WLO Z27
+#define WHI Z28
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 3
+#define YLOW Y23
+#define WLO Z23
+#define WHI Z24
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 4
+#define YLOW Y25
+#define WLO Z25
+#define WHI Z26
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 5
+#define YLOW Y27
+#define WLO Z27
+#define WHI Z28
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 6
+#define YLOW Y23
+#define WLO Z23
+#define WHI Z24
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 7
+#define YLOW Y25
+#define WLO Z25
+#define WHI Z26
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+	ROWS8K(Q4KVEPIM)
+#undef CC
+#define CC 3
+	Q4KSCL(80, Z19)
+	Q4KSCL(88, Z20)
+	Q4KMIN(144, Z21)
+	Q4KMIN(152, Z22)
+#define T 0
+#define YLOW Y23
+#define WLO Z23
+#define WHI Z24
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 1
+#define YLOW Y25
+#define WLO Z25
+#define WHI Z26
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 2
+#define YLOW Y27
+#define WLO Z27
+#define WHI Z28
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 3
+#define YLOW Y23
+#define WLO Z23
+#define WHI Z24
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 4
+#define YLOW Y25
+#define WLO Z25
+#define WHI Z26
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 5
+#define YLOW Y27
+#define WLO Z27
+#define WHI Z28
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 6
+#define YLOW Y23
+#define WLO Z23
+#define WHI Z24
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+#define T 7
+#define YLOW Y25
+#define WLO Z25
+#define WHI Z26
+	Q4KRUN
+#undef T
+#undef YLOW
+#undef WLO
+#undef WHI
+	ROWS8K(Q4KVEPI3)
+#undef CC
+	ADDQ $1184, SI
+	ADDQ $1184, DI
+	ADDQ $292, BX
+	DECQ CX
+	JNZ q4kvblk
+	MOVQ out+48(FP), AX
+	MOVQ ooff+56(FP), BX
+	ROWS8K(STOREK)
+	ADDQ $64, ooff+56(FP)
+	SUBQ $2, n8+8(FP)
+	MOVQ DI, SI
+	ADDQ gb+16(FP), DI
+	JMP q4kvpair
+q4kvdone:
+	VZEROUPPER
+	RET
+
 DATA q8k127<>+0(SB)/4, $0x42fe0000 // 127.0
 GLOBL q8k127<>(SB), RODATA|NOPTR, $4
 DATA q8kone<>+0(SB)/4, $0x3f800000 // 1.0

@@ -37,7 +37,7 @@ func TestPackedMatchesUnpacked(t *testing.T) {
 	// gemmQ4Kx8PackedVNNI gives way to the zmm tile where both run
 	// (TestPackedKernelsMatchGeneric still checks it).
 	defer expectVNNI(t, "gemvQ4_0x8PackedVNNI", "gemvQ4Kx8PackedVNNI")()
-	defer expectVNNI512(t, "gemmQ4_0x16x8PackedAVX512", "gemmQ4Kx16x8PackedAVX512")()
+	defer expectVNNI512(t, "gemmQ4_0x16x8PackedAVX512", "gemmQ4Kx16x8PackedAVX512", "gemvQ4Kx16x8PackedAVX512")()
 	r := rand.New(rand.NewPCG(33, 34))
 	shapes := pick(t, [][2]int{{8, 32 * 8}, {64, 512}, {136, 1024}}, [][2]int{{8, 32 * 8}, {64, 512}})
 	for _, typ := range []gguf.Type{gguf.TypeQ4_0, gguf.TypeQ4_K} {
@@ -85,7 +85,7 @@ func TestPackedMatchesUnpacked(t *testing.T) {
 // one to eight activation rows.
 func TestPackedKernelsMatchGeneric(t *testing.T) {
 	defer expectVNNI(t, "gemvQ4_0x8PackedVNNI", "gemvQ4Kx8PackedVNNI", "gemmQ4Kx8PackedVNNI")()
-	defer expectVNNI512(t, "gemmQ4_0x16x8PackedAVX512", "gemmQ4Kx16x8PackedAVX512")()
+	defer expectVNNI512(t, "gemmQ4_0x16x8PackedAVX512", "gemmQ4Kx16x8PackedAVX512", "gemvQ4Kx16x8PackedAVX512")()
 	r := rand.New(rand.NewPCG(35, 36))
 	colsList := pick(t, []int{256, 768, 2048}, []int{256})
 	for _, typ := range []gguf.Type{gguf.TypeQ4_0, gguf.TypeQ4_K} {

@@ -337,9 +337,20 @@ func (j *job) matmulPacked(lo, hi, rb, tid int) {
 		if k.lo == k.hi {
 			continue
 		}
+		s0 := k.lo // the class's first slot not yet computed
 		if pt := j.packedTileKernel(ci); pt != nil {
-			pt(run, hi-lo, j.act[k.lo*j.actRB:k.hi*j.actRB], j.actRB, k.hi-k.lo, w.Cols, j.out[lo:], w.Rows, j.perm[k.lo:k.hi])
-			continue
+			// A tile costs about eight rows whatever its rows: the last
+			// few rows go to the one-row kernel where there is one.
+			t := k.hi - k.lo
+			if r := t % packedTile; r < packedTileMin && j.packedKernel(ci) != nil {
+				t -= r
+			}
+			if t > 0 {
+				pt(run, hi-lo, j.act[k.lo*j.actRB:(k.lo+t)*j.actRB], j.actRB, t, w.Cols, j.out[lo:], w.Rows, j.perm[k.lo:k.lo+t])
+			}
+			if s0 += t; s0 == k.hi {
+				continue
+			}
 		}
 		if pg := j.packedGroupKernel(ci); pg != nil {
 			var acts [4][]byte
@@ -360,7 +371,7 @@ func (j *job) matmulPacked(lo, hi, rb, tid int) {
 			rest |= 1 << ci
 			continue
 		}
-		for s := k.lo; s < k.hi; s++ {
+		for s := s0; s < k.hi; s++ {
 			pr(run, j.act[s*j.actRB:(s+1)*j.actRB], w.Cols, j.out[int(j.perm[s])*w.Rows+lo:][:hi-lo])
 		}
 	}
