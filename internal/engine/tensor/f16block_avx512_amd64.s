@@ -68,6 +68,39 @@
 	ADDQ R15, AX; \
 	VMOVUPS X29, (AX)(BX*1)
 
+// gemmF16B8x6AVX512 is one tile of gemmF16B8AVX512 over six activation
+// rows given by address (blocks of fewer than six rows repeat one), the
+// eight outputs of row p stored at outs[p]. Each row and weight row is
+// read at offset BX from its own register: SI, R10, R11, R15 (the half's
+// four weight rows), DI, R8, R9, R12, R13, R14 (the activation rows).
+
+// F16XSTEP(O): F16BSTEP over those registers.
+#define F16XSTEP(O) \
+	VCVTPH2PS O(SI)(BX*1), Z24; \
+	VCVTPH2PS O(R10)(BX*1), Z25; \
+	VCVTPH2PS O(R11)(BX*1), Z26; \
+	VCVTPH2PS O(R15)(BX*1), Z27; \
+	VCVTPH2PS O(DI)(BX*1), Z28; \
+	VFMADD231PS Z28, Z24, Z0; VFMADD231PS Z28, Z25, Z1; VFMADD231PS Z28, Z26, Z2; VFMADD231PS Z28, Z27, Z3; \
+	VCVTPH2PS O(R8)(BX*1), Z29; \
+	VFMADD231PS Z29, Z24, Z4; VFMADD231PS Z29, Z25, Z5; VFMADD231PS Z29, Z26, Z6; VFMADD231PS Z29, Z27, Z7; \
+	VCVTPH2PS O(R9)(BX*1), Z30; \
+	VFMADD231PS Z30, Z24, Z8; VFMADD231PS Z30, Z25, Z9; VFMADD231PS Z30, Z26, Z10; VFMADD231PS Z30, Z27, Z11; \
+	VCVTPH2PS O(R12)(BX*1), Z31; \
+	VFMADD231PS Z31, Z24, Z12; VFMADD231PS Z31, Z25, Z13; VFMADD231PS Z31, Z26, Z14; VFMADD231PS Z31, Z27, Z15; \
+	VCVTPH2PS O(R13)(BX*1), Z28; \
+	VFMADD231PS Z28, Z24, Z16; VFMADD231PS Z28, Z25, Z17; VFMADD231PS Z28, Z26, Z18; VFMADD231PS Z28, Z27, Z19; \
+	VCVTPH2PS O(R14)(BX*1), Z29; \
+	VFMADD231PS Z29, Z24, Z20; VFMADD231PS Z29, Z25, Z21; VFMADD231PS Z29, Z26, Z22; VFMADD231PS Z29, Z27, Z23
+
+// F16XOUT(P, A, B, C, D, YB, YD): reduces activation row P and stores
+// its four outputs of this half at outs[P] + DX.
+#define F16XOUT(P, A, B, C, D, YB, YD) \
+	F16BRED(A, B, C, D, YB, YD); \
+	MOVQ outs+32(FP), BX; \
+	MOVQ (8*P)(BX), BX; \
+	VMOVUPS X29, (BX)(DX*1)
+
 // func gemmF16B8AVX512(w *byte, wrb int, a *byte, arb, m, n16 int, out *float32, perm *int32, orb int)
 TEXT ·gemmF16B8AVX512(SB), NOSPLIT, $0-72
 	MOVQ $0x1111, AX
@@ -166,5 +199,90 @@ f16b_red:
 	ADDQ $6, R13
 	CMPQ R13, m+32(FP)
 	JLT f16b_tile
+	VZEROUPPER
+	RET
+
+// func gemmF16B8x6AVX512(w *byte, wrb int, a *[6]*byte, n16 int, outs *[6]*float32)
+TEXT ·gemmF16B8x6AVX512(SB), NOSPLIT, $0-40
+	MOVQ $0x1111, AX
+	KMOVW AX, K1
+	MOVQ a+16(FP), AX
+	MOVQ 0(AX), DI
+	MOVQ 8(AX), R8
+	MOVQ 16(AX), R9
+	MOVQ 24(AX), R12
+	MOVQ 32(AX), R13
+	MOVQ 40(AX), R14
+	MOVQ n16+24(FP), CX
+	SHLQ $5, CX // bytes of a row
+	XORQ DX, DX // 16 * the half of the group
+
+f16x_half:
+	MOVQ wrb+8(FP), AX
+	MOVQ DX, SI
+	SHRQ $2, SI
+	IMULQ AX, SI
+	ADDQ w+0(FP), SI
+	LEAQ (SI)(AX*1), R10
+	LEAQ (R10)(AX*1), R11
+	LEAQ (R11)(AX*1), R15
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	VPXORD Z22, Z22, Z22
+	VPXORD Z23, Z23, Z23
+	XORQ BX, BX
+	MOVQ CX, AX
+	ANDQ $-128, AX
+	JZ f16x_rest
+
+f16x_loop4:
+	F16XSTEP(0)
+	F16XSTEP(32)
+	F16XSTEP(64)
+	F16XSTEP(96)
+	ADDQ $128, BX
+	CMPQ BX, AX
+	JB f16x_loop4
+
+f16x_rest:
+	CMPQ BX, CX
+	JAE f16x_red
+
+f16x_loop1:
+	F16XSTEP(0)
+	ADDQ $32, BX
+	CMPQ BX, CX
+	JB f16x_loop1
+
+f16x_red:
+	F16XOUT(0, Z0, Z1, Z2, Z3, Y1, Y3)
+	F16XOUT(1, Z4, Z5, Z6, Z7, Y5, Y7)
+	F16XOUT(2, Z8, Z9, Z10, Z11, Y9, Y11)
+	F16XOUT(3, Z12, Z13, Z14, Z15, Y13, Y15)
+	F16XOUT(4, Z16, Z17, Z18, Z19, Y17, Y19)
+	F16XOUT(5, Z20, Z21, Z22, Z23, Y21, Y23)
+	ADDQ $16, DX
+	CMPQ DX, $32
+	JLT f16x_half
 	VZEROUPPER
 	RET

@@ -13,18 +13,19 @@ import (
 // TestGemmF16BlockMatchesGeneric runs the AVX-512 F16 block kernel on a
 // group of eight weight rows against m activation rows (random rows with
 // extreme values; both slot sizes MatMul lays out, with and without the
-// float32 side data; row counts that are and are not multiples of its
-// six-row tile; column counts over and past its four-step loop) and
+// float32 side data; row counts below its six-row tile, that the
+// one-tile kernel takes, and that are and are not multiples of it; column
+// counts over and past its four-step loop) and
 // compares every output, stored through a permutation, with gemmF16 bit
 // for bit.
 func TestGemmF16BlockMatchesGeneric(t *testing.T) {
 	if !hasAVX512 {
 		t.Skip("no AVX-512F here")
 	}
-	defer expectAVX512(t, "gemmF16B8AVX512")()
+	defer expectAVX512(t, "gemmF16B8AVX512", "gemmF16B8x6AVX512")()
 	r := rand.New(rand.NewPCG(71, 72))
 	colsList := pick(t, []int{16, 48, 64, 80, 112, 768, 2048}, []int{16, 80, 768})
-	ms := pick(t, []int{6, 7, 11, 12, 13, 17, 30}, []int{6, 7, 13})
+	ms := pick(t, []int{1, 2, 3, 4, 5, 6, 7, 11, 12, 13, 17, 30}, []int{1, 4, 5, 6, 7, 13})
 	for _, cols := range colsList {
 		wrb := 2 * cols
 		for _, extreme := range []bool{false, true} {
