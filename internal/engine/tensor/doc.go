@@ -166,7 +166,11 @@
 // (its activation blocks carry their 16-element sums) and its kernel
 // decodes each packed block once for two rows, one int16 accumulator per
 // row and nibble half, VPMADDWD by the scales as word pairs
-// (packed_q4k_amd64.s). Data is still the original, read only by
+// (packed_q4k_amd64.s). With 512-bit VNNI the tile kernels
+// (packedTileRows/packedTileGemm, packed_avx512_amd64.s) take over
+// multi-row MatMuls: two groups per zmm by eight activation rows, Q4_0's
+// rows carrying the same side data; such a MatMul claims weight rows in
+// pairs of groups (job.unit). Data is still the original, read only by
 // Row and EmbeddingRow, and must not change after NewMatrix.
 //
 // MatMul converts the activation rows once into a Workspace (for multi-row
