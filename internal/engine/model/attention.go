@@ -19,7 +19,7 @@ import (
 //     faTileKV with a softmax per tile, V accumulated in F32. Rows of
 //     ubatches of at least faTileQ rows (RowPromptTiledAttention) when the
 //     head size is a multiple of the 16 float32 lanes of AVX-512.
-//   - split KV (attendSplitKV, attention_split.go): one-chunk partials over
+//   - split KV (attendSplitKVHeads, attention_split.go): one-chunk partials over
 //     refThreads slices of the keys, merged. One-row ubatches (RowDecode)
 //     once the KV length llama.cpp pads to reaches splitKVMin.
 //
@@ -88,6 +88,9 @@ type attnWorker struct {
 	ms  [faTileKV]float32 // accumulator multipliers of a run of keys (one chunk)
 	vs  [faTileKV]float32 // value weights of a run of keys (one chunk)
 	kt  []float32         // [HeadDim][faTileKV] one key tile in F32, transposed (tiled)
+	// heads are the query heads' vectors of the heads-inner split-KV
+	// decode (attendSplitKVHeads), [Heads].
+	heads []headScratch
 
 	// attendTiledRows' rows: the rows, scores of one key tile,
 	// accumulators, running maxima and sums.
@@ -97,6 +100,19 @@ type attnWorker struct {
 	vkqR [faRows][]float32 // [HeadDim] each
 	mR   [faRows]float32
 	sumR [faRows]float32
+}
+
+// headScratch is one query head's state in attendSplitKVHeads: its query,
+// one-chunk accumulator, running maximum and sum of the slice of keys in
+// progress, the merge of the slices done (vkq, mf, sf), and one run's
+// scores and weights.
+type headScratch struct {
+	qh, acc    []uint16  // [HeadDim] query in F16, F16 accumulator
+	vkq        []float32 // [HeadDim] merged slices
+	kvOff      int       // its K/V head's offset in a cache row
+	m, s       float32
+	mf, sf     float32
+	kq, ms, vs [faTileKV]float32
 }
 
 func (a *attnScratch) init(headDim int) { a.headDim = headDim }
@@ -114,13 +130,18 @@ func (a *attnScratch) setup(s *State) {
 	}
 	a.workers = make([]attnWorker, threads)
 	for i := range a.workers {
-		a.workers[i].init(a.headDim)
+		a.workers[i].init(a.headDim, s.m.Heads)
 	}
 	a.groups = make([]int32, s.maxRows+1)
 	a.task = a.run
 }
 
-func (w *attnWorker) init(hd int) {
+func (w *attnWorker) init(hd, heads int) {
+	w.heads = make([]headScratch, heads)
+	for j := range w.heads {
+		h := &w.heads[j]
+		h.qh, h.acc, h.vkq = make([]uint16, hd), make([]uint16, hd), make([]float32, hd)
+	}
 	w.qh = make([]uint16, hd)
 	w.acc = make([]uint16, hd)
 	w.vkq = make([]float32, hd)
@@ -256,7 +277,13 @@ func (a *attnScratch) runRow(worker, row, h int) {
 	case mode&RowPromptTiledAttention != 0 && hd%f32Lanes == 0:
 		w.attendTiled(seq, a.layer, kvOff, pos, q, out, v)
 	case mode&RowPrompt == 0 && kvLength(pos) >= splitKVMin:
-		w.attendSplitKV(seq, a.layer, kvOff, pos, q, out, v)
+		// The heads in one range per thread (attendSplitKVHeads): the
+		// task of a range's first head computes the range, the others
+		// nothing.
+		span := (c.Heads + len(a.workers) - 1) / len(a.workers)
+		if h%span == 0 {
+			w.attendSplitKVHeads(s, a.layer, seq, row, pos, h, min(h+span, c.Heads), v)
+		}
 	default:
 		w.attendOneChunk(seq, a.layer, kvOff, pos, q, out, v)
 	}
@@ -346,35 +373,10 @@ func (w *attnWorker) oneChunk(seq *KVCache, layer, kvOff, lo, hi int, scale floa
 func (w *attnWorker) oneChunkRun(seq *KVCache, layer, kvOff, lo, hi int, scale, maxScore, sum float32) (float32, float32) {
 	for t := lo; t < hi; {
 		k, v, stride, n := seq.span(layer, t, min(hi-t, len(w.kq)))
-		if t == lo && t+n < hi {
-			_, _, _, n1 := seq.span(layer, t+n, min(hi-t-n, len(w.kq)))
-			w.prefetchRun(seq, layer, kvOff, t+n, hi)
-			w.prefetchRun(seq, layer, kvOff, t+n+n1, hi)
-		} else {
-			w.prefetchRun(seq, layer, kvOff, t+n+n, hi)
-		}
+		w.prefetchAhead(seq, layer, kvOff, len(w.qh), lo, t, n, hi)
 		scores, ms, vs := w.kq[:n], w.ms[:n], w.vs[:n]
 		tensor.DotF16Rows(scores, w.qh, k[kvOff:], stride)
-		// The exponent of each key's e^x (ms[j] = 0 marks a new maximum),
-		// then all the e^x at once, then the weights and the sum in order.
-		for j, score := range scores {
-			score *= scale
-			if score > maxScore {
-				scores[j], ms[j] = maxScore-score, 0
-				maxScore = score
-			} else {
-				scores[j], ms[j] = score-maxScore, 1
-			}
-		}
-		tensor.Expfs(vs, scores)
-		for j, e := range vs {
-			if ms[j] == 0 {
-				ms[j], vs[j] = e, 1
-				sum = fmaf(sum, e, 1) // S = S*ms + vs, contracted by GCC
-			} else {
-				sum += e // fma(S, 1, vs) is S + vs rounded once
-			}
-		}
+		maxScore, sum = softmaxRun(scores, ms, vs, scale, maxScore, sum)
 		// A multiplier of 1 skips the scale: exact for every value the
 		// accumulator can hold (x*1 == x; VCVTPS2PH leaves no signalling
 		// NaN); a new maximum whose ms rounds to 1 needs no scale either.
@@ -384,15 +386,59 @@ func (w *attnWorker) oneChunkRun(seq *KVCache, layer, kvOff, lo, hi int, scale, 
 	return maxScore, sum
 }
 
-// prefetchRun asks for the rows of head kvOff in the run of keys from
-// position t (below hi) to be loaded into the caches.
-func (w *attnWorker) prefetchRun(seq *KVCache, layer, kvOff, t, hi int) {
+// softmaxRun is the online softmax of one run of keys: from the running
+// maximum and sum, it turns the run's scores (overwritten) into each
+// key's accumulator multiplier ms (1: none) and value weight vs, and
+// returns the new maximum and sum. Per key, as ggml: score*scale, then a
+// new maximum (ms = e^(old-new), vs = 1) or vs = e^(score-max), S =
+// S*ms + vs. The exponent of each key's e^x comes first (ms = 0 marks a
+// new maximum), then all the e^x at once, then the weights and the sum in
+// key order.
+func softmaxRun(scores, ms, vs []float32, scale, maxScore, sum float32) (float32, float32) {
+	ms, vs = ms[:len(scores)], vs[:len(scores)]
+	for j, score := range scores {
+		score *= scale
+		if score > maxScore {
+			scores[j], ms[j] = maxScore-score, 0
+			maxScore = score
+		} else {
+			scores[j], ms[j] = score-maxScore, 1
+		}
+	}
+	tensor.Expfs(vs, scores)
+	for j, e := range vs {
+		if ms[j] == 0 {
+			ms[j], vs[j] = e, 1
+			sum = fmaf(sum, e, 1) // S = S*ms + vs, contracted by GCC
+		} else {
+			sum += e // fma(S, 1, vs) is S + vs rounded once
+		}
+	}
+	return maxScore, sum
+}
+
+// prefetchAhead prefetches, for the run of n keys at t in a pass over
+// [lo, hi), the rows (width elements from kvOff) of the runs the pass
+// takes next: the next two at its first run, then the one after the next.
+func (w *attnWorker) prefetchAhead(seq *KVCache, layer, kvOff, width, lo, t, n, hi int) {
+	if t == lo && t+n < hi {
+		_, _, _, n1 := seq.span(layer, t+n, min(hi-t-n, len(w.kq)))
+		w.prefetchRun(seq, layer, kvOff, width, t+n, hi)
+		w.prefetchRun(seq, layer, kvOff, width, t+n+n1, hi)
+	} else {
+		w.prefetchRun(seq, layer, kvOff, width, t+n+n, hi)
+	}
+}
+
+// prefetchRun asks for the rows (width elements from kvOff) of the run of
+// keys from position t (below hi) to be loaded into the caches.
+func (w *attnWorker) prefetchRun(seq *KVCache, layer, kvOff, width, t, hi int) {
 	if t >= hi {
 		return
 	}
 	k, v, stride, n := seq.span(layer, t, min(hi-t, len(w.kq)))
-	tensor.PrefetchF16Rows(k[kvOff:], stride, n, len(w.qh))
-	tensor.PrefetchF16Rows(v[kvOff:], stride, n, len(w.qh))
+	tensor.PrefetchF16Rows(k[kvOff:], stride, n, width)
+	tensor.PrefetchF16Rows(v[kvOff:], stride, n, width)
 }
 
 // fmaf returns a*b+c rounded once to float32, as VFMADD does, like

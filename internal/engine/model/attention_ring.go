@@ -100,8 +100,9 @@ func (w *attnWorker) oneChunkSegments(seq *KVCache, layer, kvOff int, segs [][2]
 	return maxScore, sum
 }
 
-// attendRingSplitKV is attendSplitKV over the cells in ring order: the
-// cache is full (n_kv = S), its two halves are the threads' slices.
+// attendRingSplitKV is attendSplitKVHeads' arithmetic, for one head, over
+// the cells in ring order: the cache is full (n_kv = S), its two halves
+// are the threads' slices.
 func (w *attnWorker) attendRingSplitKV(seq *KVCache, layer, kvOff int, r ringView, q, out []float32, scale float32) {
 	w.quantizeQ(q)
 	chunk := (r.size + refThreads - 1) / refThreads

@@ -63,7 +63,7 @@ func TestRingAttentionKernels(t *testing.T) {
 	n := 3*size + 20
 	f := newAttnFixture(t, 1, 1, hd, n, 9, 1.5)
 	var w attnWorker
-	w.init(hd)
+	w.init(hd, 0)
 	got, want := make([]float32, hd), make([]float32, hd)
 	scale := attnScale(hd)
 	for _, pos := range []int{size, size + 10, size + window, 2*size - 1, 2*size + 39, 3*size + 19} {

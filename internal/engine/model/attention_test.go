@@ -364,6 +364,18 @@ func refSplitKVDecode(f *attnFixture, pos, nth int) []float32 {
 }
 
 func TestSplitKVDecodeMatchesThreadedKernel(t *testing.T) {
+	// Heads in pairs over 64-lane strips (4 heads of 64, one K/V head per
+	// two, and per head), of 32 (two heads one after the other), and an
+	// odd head count (no pairs).
+	for _, c := range []struct{ heads, kvHeads, hd int }{{4, 2, 64}, {4, 4, 64}, {2, 1, 128}, {3, 1, 64}} {
+		f := newAttnFixture(t, c.heads, c.kvHeads, c.hd, 1100, 3, 1.5)
+		s := f.newState(t, 1)
+		for _, pos := range []int{511, 512, 700, 1099} {
+			want := refSplitKVDecode(f, pos, refThreads)
+			got := f.attendBatch(s, []int{pos}, []RowMode{RowDecode})
+			equalBits(t, fmt.Sprintf("%+v: split-KV at %d", c, pos), got, want)
+		}
+	}
 	f := newAttnFixture(t, 4, 2, 32, 1100, 2, 1.5)
 	s := f.newState(t, 1)
 	for _, pos := range []int{256, 300, 383, 384, 511, 512, 700, 767, 900, 1099} {
@@ -504,7 +516,7 @@ func TestTiledRowsMatchOneRow(t *testing.T) {
 	for _, hd := range []int{16, 32, 64, 80, 128} {
 		f := newAttnFixture(t, 2, 1, hd, n, uint64(hd)+11, 1.5)
 		var w attnWorker
-		w.init(hd)
+		w.init(hd, 0)
 		want := make([]float32, hd)
 		for _, bs := range []int{16, 100} {
 			cache := withBlockSize(t, f, bs)
@@ -629,7 +641,7 @@ func TestAttentionParallelEqualsSerial(t *testing.T) {
 	s.attn.par = goroutineFor{threads: 3}
 	s.attn.workers = make([]attnWorker, 3)
 	for i := range s.attn.workers {
-		s.attn.workers[i].init(f.cfg.HeadDim)
+		s.attn.workers[i].init(f.cfg.HeadDim, f.cfg.Heads)
 	}
 	equalBits(t, "parallel", f.attendBatch(s, pos, modes), serial)
 }
@@ -755,5 +767,28 @@ func BenchmarkAttentionOneChunk(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(keys), "ns/pos")
 		})
+	}
+}
+
+// BenchmarkAttentionDecodeDepth measures one decoded row's attention at
+// depth 1100 in the shape of BenchmarkVsLlamaCpp's model (12 heads of 64,
+// one K/V head each) over 12 caches, one per layer, 40 MB in all: more
+// than the last-level cache, so the keys and values come from memory as
+// in a decode step. ns/op is one token's attention over the 12 layers.
+func BenchmarkAttentionDecodeDepth(b *testing.B) {
+	const layers, pos = 12, 1099
+	fs := make([]*attnFixture, layers)
+	ss := make([]*State, layers)
+	bs := make([]*Batch, layers)
+	for l := range fs {
+		fs[l] = newAttnFixture(b, 12, 12, 64, pos+1, uint64(l), 1)
+		ss[l] = fs[l].newState(b, 1)
+		bs[l] = &Batch{Tokens: []int32{0}, Pos: []int32{pos}, Seqs: []*KVCache{fs[l].cache}, Logits: []bool{false}, Modes: []RowMode{RowDecode}}
+		copy(ss[l].q, fs[l].q[pos*fs[l].cfg.Dim:])
+	}
+	for b.Loop() {
+		for l := range fs {
+			ss[l].attendRows(0, bs[l], 1)
+		}
 	}
 }

@@ -225,7 +225,7 @@ func testTiledAttention(t *testing.T, lv tiledLevel) {
 		const n = 300 // five KV tiles, the last partial
 		f := newAttnFixture(t, 2, 1, hd, n, uint64(hd), 1.5)
 		var w attnWorker
-		w.init(hd)
+		w.init(hd, 0)
 		got, want := make([]float32, hd), make([]float32, hd)
 		for _, pos := range []int{0, 1, 15, 16, 17, 63, 64, 65, 127, 128, 200, 255, 256, 299} {
 			for h := range 2 {

@@ -74,3 +74,23 @@ func madF16RowsAVX512(acc, v []uint16, stride int, ms, vs []float32) {
 		madF16RowsAVX2(acc[c:], v[c:], stride, ms, vs)
 	}
 }
+
+// madF16Rows2AVX512x64 is madF16RowsAVX512x64 on two accumulators at
+// once, each with its own V rows and weights (stride in bytes, rows > 0).
+//
+//go:noescape
+func madF16Rows2AVX512x64(accA, accB, vA, vB *uint16, stride int, msA, vsA, msB, vsB *float32, rows int)
+
+// madF16Rows2AVX512 is MadF16Rows2 on AVX-512: strips of 64 lanes of both
+// accumulators together where the head size is a multiple of 64, else
+// the two heads one after the other.
+func madF16Rows2AVX512(accA, accB, vA, vB []uint16, stride int, msA, vsA, msB, vsB []float32) {
+	hd, n := len(accA), len(vsA)
+	if hd%64 != 0 {
+		madF16Rows2Generic(accA, accB, vA, vB, stride, msA, vsA, msB, vsB)
+		return
+	}
+	for c := 0; c < hd; c += 64 {
+		madF16Rows2AVX512x64(&accA[c], &accB[c], &vA[c], &vB[c], 2*stride, &msA[0], &vsA[0], &msB[0], &vsB[0], n)
+	}
+}

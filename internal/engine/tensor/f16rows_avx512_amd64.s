@@ -133,6 +133,20 @@ lmad: \
 #define Z8SCALE Z4SCALE; ZSCALE(Z4, Y4); ZSCALE(Z5, Y5); ZSCALE(Z6, Y6); ZSCALE(Z7, Y7)
 #define Z8MAD Z4MAD; ZMAD(128, Z4, Y4, Z20); ZMAD(160, Z5, Y5, Z21); ZMAD(192, Z6, Y6, Z22); ZMAD(224, Z7, Y7, Z23)
 
+// The two-head body: head A's strips in Z0..Z3 (weights Z14, Z13), head
+// B's in Z4..Z7 (weights Z12, Z11); SI, DX their V rows, R9, R10 A's ms
+// and vs, R11, R12 B's.
+#define ZMAD2(off, A, YA, T, VR, W) \
+	VCVTPH2PS off(VR), T \
+	VFMADD231PS W, T, A \
+	VCVTPS2PH $0, A, YA \
+	VCVTPH2PS YA, A
+
+#define ZSCALE2(A, YA, M) \
+	VMULPS A, M, A \
+	VCVTPS2PH $0, A, YA \
+	VCVTPH2PS YA, A
+
 // REDUCE16 runs the reduction tree's four levels on the lane totals of 16
 // keys in Z0..Z15 and leaves the 16 scores in Z0, in key order (Z31: the
 // dotPerm16 indices; clobbers Z1..Z17).
@@ -377,3 +391,84 @@ d64short:
 	VMOVUPS Z0, K1, (R8)
 	VZEROUPPER
 	RET
+
+// func madF16Rows2AVX512x64(accA, accB, vA, vB *uint16, stride int, msA, vsA, msB, vsB *float32, rows int)
+//
+// Each row: head A's scale where msA[i] != 1, head B's where msB[i] != 1,
+// then both multiply-adds, A's and B's steps interleaved: each strip is a
+// chain of dependent operations, and eight chains keep more of them in
+// flight than four.
+TEXT ·madF16Rows2AVX512x64(SB), NOSPLIT, $0-80
+	MOVQ accA+0(FP), DI
+	MOVQ accB+8(FP), R13
+	MOVQ vA+16(FP), SI
+	MOVQ vB+24(FP), DX
+	MOVQ stride+32(FP), R8
+	MOVQ msA+40(FP), R9
+	MOVQ vsA+48(FP), R10
+	MOVQ msB+56(FP), R11
+	MOVQ vsB+64(FP), R12
+	MOVQ rows+72(FP), CX
+	MOVL $0x3f800000, AX
+	VMOVD AX, X15
+	VCVTPH2PS 0(DI), Z0
+	VCVTPH2PS 32(DI), Z1
+	VCVTPH2PS 64(DI), Z2
+	VCVTPH2PS 96(DI), Z3
+	VCVTPH2PS 0(R13), Z4
+	VCVTPH2PS 32(R13), Z5
+	VCVTPH2PS 64(R13), Z6
+	VCVTPH2PS 96(R13), Z7
+p2loop:
+	VMOVSS (R9), X14
+	VUCOMISS X15, X14
+	JNE p2scaleA
+	JPS p2scaleA
+p2checkB:
+	VMOVSS (R11), X12
+	VUCOMISS X15, X12
+	JNE p2scaleB
+	JPS p2scaleB
+p2mad:
+	VBROADCASTSS (R10), Z13
+	VBROADCASTSS (R12), Z11
+	ZMAD2(0, Z0, Y0, Z16, SI, Z13)
+	ZMAD2(0, Z4, Y4, Z20, DX, Z11)
+	ZMAD2(32, Z1, Y1, Z17, SI, Z13)
+	ZMAD2(32, Z5, Y5, Z21, DX, Z11)
+	ZMAD2(64, Z2, Y2, Z18, SI, Z13)
+	ZMAD2(64, Z6, Y6, Z22, DX, Z11)
+	ZMAD2(96, Z3, Y3, Z19, SI, Z13)
+	ZMAD2(96, Z7, Y7, Z23, DX, Z11)
+	ADDQ R8, SI
+	ADDQ R8, DX
+	ADDQ $4, R9
+	ADDQ $4, R10
+	ADDQ $4, R11
+	ADDQ $4, R12
+	DECQ CX
+	JNZ p2loop
+	VCVTPS2PH $0, Z0, 0(DI)
+	VCVTPS2PH $0, Z1, 32(DI)
+	VCVTPS2PH $0, Z2, 64(DI)
+	VCVTPS2PH $0, Z3, 96(DI)
+	VCVTPS2PH $0, Z4, 0(R13)
+	VCVTPS2PH $0, Z5, 32(R13)
+	VCVTPS2PH $0, Z6, 64(R13)
+	VCVTPS2PH $0, Z7, 96(R13)
+	VZEROUPPER
+	RET
+p2scaleA:
+	VBROADCASTSS X14, Z14
+	ZSCALE2(Z0, Y0, Z14)
+	ZSCALE2(Z1, Y1, Z14)
+	ZSCALE2(Z2, Y2, Z14)
+	ZSCALE2(Z3, Y3, Z14)
+	JMP p2checkB
+p2scaleB:
+	VBROADCASTSS X12, Z12
+	ZSCALE2(Z4, Y4, Z12)
+	ZSCALE2(Z5, Y5, Z12)
+	ZSCALE2(Z6, Y6, Z12)
+	ZSCALE2(Z7, Y7, Z12)
+	JMP p2mad

@@ -67,6 +67,35 @@ func MadF16Rows(acc, v []uint16, stride int, ms, vs []float32) {
 	madF16RowsVec(acc, v, stride, ms, vs)
 }
 
+// MadF16Rows2 is MadF16Rows on two accumulators over the same rows at
+// once: (accA, vA, msA, vsA), then (accB, vB, msB, vsB), with one stride
+// and len(vsA) == len(vsB) rows; two heads of one-chunk attention. Each
+// accumulator gets the bits MadF16Rows gives it; the bodies interleave
+// the two so that one's chain of dependent steps runs while the other's
+// waits.
+func MadF16Rows2(accA, accB, vA, vB []uint16, stride int, msA, vsA, msB, vsB []float32) {
+	n := len(vsA)
+	if n != len(vsB) || len(accA) != len(accB) {
+		panic("tensor: MadF16Rows2 with unequal heads")
+	}
+	if n == 0 || len(accA) == 0 {
+		return
+	}
+	if stride < 0 {
+		panic("tensor: MadF16Rows2 with a negative stride")
+	}
+	hd := len(accA)
+	msA, msB = msA[:n], msB[:n]
+	vA, vB = vA[:(n-1)*stride+hd], vB[:(n-1)*stride+hd]
+	madF16Rows2Vec(accA, accB, vA, vB, stride, msA, vsA, msB, vsB)
+}
+
+// madF16Rows2Generic runs the two heads one after the other.
+func madF16Rows2Generic(accA, accB, vA, vB []uint16, stride int, msA, vsA, msB, vsB []float32) {
+	madF16RowsVec(accA, vA, stride, msA, vsA)
+	madF16RowsVec(accB, vB, stride, msB, vsB)
+}
+
 // The bodies of the operations, replaced by assembly ones (which give the
 // same bits for every length) where the CPU has them. The callers above
 // cut the second vector to the first one's length, so a body may rely on
@@ -78,8 +107,9 @@ var (
 	roundF16Vec = roundF16Generic
 	// dotF16RowsVec and madF16RowsVec are called with at least one row
 	// and one element.
-	dotF16RowsVec = dotF16RowsGeneric
-	madF16RowsVec = madF16RowsGeneric
+	dotF16RowsVec  = dotF16RowsGeneric
+	madF16RowsVec  = madF16RowsGeneric
+	madF16Rows2Vec = madF16Rows2Generic
 )
 
 func dotF16Generic(a, b []uint16) float32 { return dotF16(u16Bytes(a), u16Bytes(b), len(a)) }

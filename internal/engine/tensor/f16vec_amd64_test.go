@@ -122,15 +122,15 @@ func BenchmarkDotF16Rows(b *testing.B) {
 // scripts/avx512-emu covers the dispatch, not only the bodies.
 func TestF16VecDispatch(t *testing.T) {
 	defer expectAVX512(t)() // fails under COURIER_REQUIRE_AVX512 without AVX-512F
-	want := [5]any{madF16AVX2, scaleF16AVX2, roundF16AVX2, madF16RowsAVX2, dotF16RowsAsm}
+	want := [6]any{madF16AVX2, scaleF16AVX2, roundF16AVX2, madF16RowsAVX2, dotF16RowsAsm, madF16Rows2Generic}
 	switch {
 	case hasAVX512:
-		want = [5]any{madF16AVX512, scaleF16AVX512, roundF16AVX512, madF16RowsAVX512, dotF16RowsAsm512}
+		want = [6]any{madF16AVX512, scaleF16AVX512, roundF16AVX512, madF16RowsAVX512, dotF16RowsAsm512, madF16Rows2AVX512}
 	case !hasAVX2:
 		t.Skip("no AVX2: generic bodies")
 	}
-	got := [5]any{madF16Vec, scaleF16Vec, roundF16Vec, madF16RowsVec, dotF16RowsVec}
-	for i, name := range []string{"MadF16", "ScaleF16", "RoundF16", "MadF16Rows", "DotF16Rows"} {
+	got := [6]any{madF16Vec, scaleF16Vec, roundF16Vec, madF16RowsVec, dotF16RowsVec, madF16Rows2Vec}
+	for i, name := range []string{"MadF16", "ScaleF16", "RoundF16", "MadF16Rows", "DotF16Rows", "MadF16Rows2"} {
 		if g, w := reflect.ValueOf(got[i]).Pointer(), reflect.ValueOf(want[i]).Pointer(); g != w {
 			t.Errorf("%s dispatches to %s, want %s", name, runtime.FuncForPC(g).Name(), runtime.FuncForPC(w).Name())
 		}

@@ -182,7 +182,7 @@ func TestF16VecEdgePairs(t *testing.T) {
 }
 
 // TestMadF16RowsMatchesGeneric compares the bodies of MadF16Rows and
-// DotF16Rows with the generic ones, bit for bit, at every head size from 1 to 200 and some
+// DotF16Rows, and MadF16Rows2 as dispatched, with the generic ones, bit for bit, at every head size from 1 to 200 and some
 // larger, over up to 40 rows with gaps between them, the multipliers
 // mostly 1 (no scale) and the weights as attention makes them, with edge
 // values among both and among the vectors.
@@ -221,6 +221,24 @@ func TestMadF16RowsMatchesGeneric(t *testing.T) {
 				b.rows(got[:hd], v, stride, ms, vs)
 				cmpU16(t, fmt.Sprintf("%s MadF16Rows rows=%d", b.name, rows), 0, got, want)
 			}
+
+			// MadF16Rows2: a second head over the same rows, with its own
+			// values (at another offset of the rows) and weights.
+			vB := edgyF16(r, len(v)+8)
+			accB := edgyF16(r, hd+16)
+			msB, vsB := make([]float32, rows), make([]float32, rows)
+			for i := range vsB {
+				msB[i], vsB[i] = 1, float32(r.Float64())
+				if r.IntN(4) == 0 {
+					msB[i], vsB[i] = float32(r.Float64()), 1
+				}
+			}
+			wantB := append([]uint16(nil), accB...)
+			madF16RowsGeneric(wantB[:hd], vB[8:], stride, msB, vsB)
+			gotA, gotB := append([]uint16(nil), acc...), append([]uint16(nil), accB...)
+			MadF16Rows2(gotA[:hd], gotB[:hd], v, vB[8:], stride, ms, vs, msB, vsB)
+			cmpU16(t, fmt.Sprintf("MadF16Rows2 head A rows=%d", rows), 0, gotA, want)
+			cmpU16(t, fmt.Sprintf("MadF16Rows2 head B rows=%d", rows), 0, gotB, wantB)
 
 			q := edgyF16(r, hd)
 			wantDot, gotDot := make([]float32, rows+1), make([]float32, rows+1)
