@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -14,7 +15,8 @@ import (
 // synthetic benchmark model (dim 768, ffn 2048: attention's 768x768,
 // ffn_gate/up's 2048x768 and ffn_down's 768x2048) on a 256-row ubatch, at
 // one and two threads, as GMAC/s. COURIER_SHAPE_TYPES narrows the weight
-// types (default F16).
+// types (default F16); COURIER_SHAPE_ROWS sets the ubatch's rows (default
+// 256; e.g. 4 for a batched decode step's size).
 func BenchmarkPromptShapes(b *testing.B) {
 	types := []gguf.Type{gguf.TypeF16}
 	if v := os.Getenv("COURIER_SHAPE_TYPES"); v != "" {
@@ -27,11 +29,17 @@ func BenchmarkPromptShapes(b *testing.B) {
 			types = append(types, t)
 		}
 	}
+	n := 256
+	if v := os.Getenv("COURIER_SHAPE_ROWS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			b.Fatalf("COURIER_SHAPE_ROWS=%q: want a row count", v)
+		}
+	}
 	r := rand.New(rand.NewPCG(3, 4))
 	for _, typ := range types {
 		for _, sh := range [][2]int{{768, 768}, {2048, 768}, {768, 2048}} {
 			w := randMatrix(b, r, typ, sh[0], sh[1])
-			const n = 256
 			x := randRow(r, n*sh[1], 1)
 			out := make([]float32, n*sh[0])
 			for _, th := range []int{1, 2} {

@@ -30,12 +30,17 @@ func init() {
 
 // groupBlockQ8_0VNNI512 is the groupBlockFunc of Q8_0 rows that carry
 // sideQ8_0's data: q8TileVNNI512 over every six of the m rows (the last
-// tile's missing rows repeat its first). It takes every row. A group of
+// tile's missing rows repeat its first). A last single row is left to the
+// caller (the one-row kernel, dotQ8_0w4, costs less than a tile of six
+// rows); it takes every other row. A group of
 // fewer than eight weight rows is first copied to g.pad with its first
 // row repeated, so that the tile reads eight rows; only the group's own
 // outputs are stored.
 func groupBlockQ8_0VNNI512(w []byte, wrb, nw int, a []byte, arb, m, cols int, out []float32, orb int, perm []int32, g *groupOut) int {
 	nb := cols / qk
+	if m%q8ZRows == 1 {
+		m-- // the last single row
+	}
 	if m < 1 || nb == 0 || nw < 1 || nw > groupW || arb != 70*nb {
 		return 0
 	}
