@@ -138,7 +138,10 @@
 // per half of the register) by eight activation rows, each decoded weight
 // block applied to all eight (packed_avx512_amd64.s; Q4_K's float accumulators in a
 // scratch block, loaded and stored once per 64 elements), and the Q4_K
-// gemm's activation quantizer (codes, 16-code sums by VPSADBW, scale).
+// gemm's activation quantizer (codes, 16-code sums by VPSADBW, scale);
+// the Q8_0 prompt tile of eight weight rows by six activation rows, two
+// outputs (a weight pair with one activation row) per register, each with
+// the eight lanes of the Q8_0 vec_dot (q8zmm_amd64.s).
 // All are chosen at init with golang.org/x/sys/cpu and left out with the
 // build tag noasm; Q4_1, Q5_0, Q5_1 and the Q8_1 quantizer are generic
 // everywhere (legacy types; no decode-speed work was done on them).
