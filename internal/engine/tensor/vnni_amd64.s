@@ -84,9 +84,12 @@ q8w4vdone:
 // func dotQ8_0RowsVNNI(w *byte, wrb, n4 int, a *byte, nb int, out *float32, pf int)
 // out[q] = the Q8_0 dot of weight row q (rows wrb bytes apart) with the
 // activation row, for 4*n4 rows, four at a time as dotQ8_0w4VNNI. pf != 0
-// prefetches the next four rows (4*wrb contiguous bytes, at the rate the
-// current four are read) while a group is computed: the rows of the small
-// matrices of a decode step are too short for the hardware prefetcher.
+// prefetches the group of four rows after the next (4*wrb contiguous
+// bytes, at the rate the current four are read) while a group is
+// computed: the rows of the small matrices of a decode step are too short
+// for the hardware prefetcher, and one group ahead (3.3 KB at 768
+// columns) was too close to hide the memory's latency. Past the last
+// group it prefetches addresses past the matrix, which never faults.
 TEXT ·dotQ8_0RowsVNNI(SB), NOSPLIT, $0-56
 	MOVQ w+0(FP), SI
 	MOVQ wrb+8(FP), BX
@@ -101,6 +104,7 @@ rowsgroup:
 	LEAQ (R8)(BX*1), R9
 	LEAQ (R9)(BX*1), R10
 	LEAQ (R10)(BX*1), R13 // next group
+	LEAQ (R13)(BX*4), R13 // the group after it
 	MOVQ a+24(FP), DI
 	MOVQ nb+32(FP), CX
 	VXORPS Y0, Y0, Y0
