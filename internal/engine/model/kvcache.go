@@ -134,8 +134,10 @@ func NewKVPool(cfg *Config, blockSize, blocks int) (*KVPool, error) {
 	}
 	n := blocks * p.blockStride
 	p.k, p.v = make([]uint16, n), make([]uint16, n)
-	prefault(p.k)
-	prefault(p.v)
+	if prefaultFits(int64(4 * n)) { // K and V, two bytes an element
+		prefault(p.k)
+		prefault(p.v)
+	}
 	for b := blocks - 1; b >= 0; b-- {
 		p.free = append(p.free, int32(b))
 		p.meta[b].tokens = make([]int32, blockSize)
@@ -615,6 +617,10 @@ func (c *KVCache) Fork(dst *KVCache, n int) bool {
 	dst.Len = n
 	return true
 }
+
+// prefaultFits reports whether a KV pool of size bytes is mapped in at
+// allocation (see prefaultBudget).
+func prefaultFits(size int64) bool { return size <= prefaultBudget() }
 
 // touchPages writes one element per 4 KiB of s, so that the OS maps each
 // of its pages.

@@ -1,6 +1,10 @@
 package model
 
 import (
+	"bufio"
+	"bytes"
+	"os"
+	"strconv"
 	"syscall"
 	"unsafe"
 )
@@ -33,4 +37,32 @@ func prefault(s []uint16) {
 		}
 	}
 	touchPages(s)
+}
+
+// prefaultBudget is the largest KV pool, in bytes, that NewKVPool maps in
+// at once: half the memory the kernel reports available (MemAvailable),
+// 0 where that cannot be read. A larger pool, such as the default one
+// sized for every slot to fill a long context (a Llama 3.x's 131072
+// positions), keeps its pages unmapped until sequences first use them, as
+// before: populating it would invite the OOM killer for memory most
+// requests never touch. A variable so that tests can set it.
+var prefaultBudget = func() int64 {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		rest, ok := bytes.CutPrefix(sc.Bytes(), []byte("MemAvailable:"))
+		if !ok {
+			continue
+		}
+		kb, err := strconv.ParseInt(string(bytes.TrimSuffix(bytes.TrimSpace(rest), []byte(" kB"))), 10, 64)
+		if err != nil {
+			return 0
+		}
+		return kb * 1024 / 2
+	}
+	return 0
 }

@@ -6,6 +6,53 @@ import (
 	"unsafe"
 )
 
+// resident counts the resident pages among those s's bytes span (mincore).
+func resident(t *testing.T, s []uint16) (in, n int) {
+	t.Helper()
+	p := uintptr(unsafe.Pointer(&s[0]))
+	lo := p &^ 4095
+	n = int(p+uintptr(2*len(s))-lo+4095) / 4096
+	vec := make([]byte, n)
+	if _, _, e := syscall.Syscall(syscall.SYS_MINCORE, lo, uintptr(n*4096), uintptr(unsafe.Pointer(&vec[0]))); e != 0 {
+		t.Fatal(e)
+	}
+	for _, v := range vec {
+		in += int(v & 1)
+	}
+	return in, n
+}
+
+// TestKVPoolPrefaultsWithinBudget checks that NewKVPool maps a pool in at
+// once within prefaultBudget (every page of K and V resident) and that a
+// pool over it (a default pool for a long context) is not prefaulted.
+// Whether an unprefaulted pool's pages are resident depends on what the Go
+// heap reused, so the second case checks the decision.
+func TestKVPoolPrefaultsWithinBudget(t *testing.T) {
+	if b := prefaultBudget(); b <= 0 {
+		t.Fatalf("prefaultBudget() = %d: /proc/meminfo's MemAvailable was not read", b)
+	}
+	defer func(f func() int64) { prefaultBudget = f }(prefaultBudget)
+	cfg := &Config{Layers: 4, KVHeads: 8, HeadDim: 64}   // 4 KiB of K per position
+	const blocks, size = 256, 2 * 2 * 4 * 512 * 16 * 256 // K and V of 256 blocks of 16: 32 MiB
+	prefaultBudget = func() int64 { return size }
+	p, err := NewKVPool(cfg, 16, blocks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range map[string][]uint16{"K": p.k, "V": p.v} {
+		if 2*len(s) != size/2 {
+			t.Fatalf("%s is %d bytes, want %d", name, 2*len(s), size/2)
+		}
+		if in, n := resident(t, s); in != n {
+			t.Errorf("pool within the budget: %d of %d pages of %s resident", in, n, name)
+		}
+	}
+	prefaultBudget = func() int64 { return size - 1 }
+	if prefaultFits(size) {
+		t.Errorf("a pool of %d bytes is prefaulted with a budget of %d", size, size-1)
+	}
+}
+
 // TestPrefaultMapsPages checks that prefault leaves every page of a fresh
 // slice resident (mincore), including the partial pages at its ends,
 // and the slice zero.
