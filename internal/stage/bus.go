@@ -18,6 +18,13 @@ type Bus interface {
 	MaxPayload() int64
 }
 
+// unwritten is what a Bus may also do: report the bytes its connection
+// holds not yet written (natsbus.Conn does). A stage server with one P
+// yields until that is nothing after a step (Server.yieldOneP).
+type unwritten interface {
+	Buffered() int
+}
+
 // Subjects of the stage protocol (docs/protocol.md, "Stage messages").
 // Every one starts with the model's token, so that one grant,
 // bus.StageSubjects(model) = courier.stage.<model>.>, confines a worker to the

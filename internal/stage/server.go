@@ -336,7 +336,7 @@ func (s *Server) yieldOneP() {
 		return
 	}
 	runtime.Gosched()
-	if b, ok := s.bus.(interface{ Buffered() int }); ok {
+	if b, ok := s.bus.(unwritten); ok {
 		for i := 0; i < 4 && b.Buffered() > 0; i++ {
 			runtime.Gosched()
 		}

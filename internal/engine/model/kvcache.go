@@ -621,11 +621,3 @@ func (c *KVCache) Fork(dst *KVCache, n int) bool {
 // prefaultFits reports whether a KV pool of size bytes is mapped in at
 // allocation (see prefaultBudget).
 func prefaultFits(size int64) bool { return size <= prefaultBudget() }
-
-// touchPages writes one element per 4 KiB of s, so that the OS maps each
-// of its pages.
-func touchPages(s []uint16) {
-	for i := 0; i < len(s); i += 2048 {
-		s[i] = 0
-	}
-}

@@ -2,9 +2,9 @@
 
 package model
 
-// prefault maps s's pages now, as llama.cpp clears its KV buffer when it
-// allocates it (see prefault_linux.go).
-func prefault(s []uint16) { touchPages(s) }
+// prefault does nothing here: prefaultBudget is 0, so NewKVPool never
+// calls it, and pools fault in as used.
+func prefault([]uint16) {}
 
 // prefaultBudget is 0 here: the prefault was measured only on Linux, and
 // without MemAvailable there is no safe size, so pools fault in as used.
