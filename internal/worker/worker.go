@@ -91,11 +91,16 @@ type Worker struct {
 
 	grammars grammarCache // compiled output constraints
 
-	mu       sync.Mutex
-	active   map[jobKey]running // guarded by mu
-	draining bool               // guarded by mu
-	refused  bool               // guarded by mu; Admit refused a request for want of a slot since one last freed
-	idle     chan struct{}      // guarded by mu; closed when active empties while draining
+	mu     sync.Mutex
+	active map[jobKey]running // guarded by mu
+	// finishing holds the requests whose slot is free and whose final
+	// chunk is being sent; guarded by mu. Heartbeats still list them, so
+	// that no gateway takes a request it has not yet seen finish for one
+	// its worker lost.
+	finishing map[jobKey]struct{}
+	draining  bool          // guarded by mu
+	refused   bool          // guarded by mu; Admit refused a request for want of a slot since one last freed
+	idle      chan struct{} // guarded by mu; closed when active empties while draining
 }
 
 type jobKey struct {
@@ -171,7 +176,7 @@ func newBare(cfg Config, log *slog.Logger) *Worker {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &Worker{
 		cfg: cfg, log: log.With("worker", cfg.ID, "model", cfg.Model),
-		ctx: ctx, cancel: cancel, active: map[jobKey]running{},
+		ctx: ctx, cancel: cancel, active: map[jobKey]running{}, finishing: map[jobKey]struct{}{},
 		runners: newRunners(),
 	}
 	w.sent.Store(1) // Progress 0 would mean "not reported"
@@ -235,6 +240,9 @@ func (w *Worker) Admit(req *bus.Request, send func(*bus.Chunk)) *bus.Error {
 		// find the slot free.
 		w.mu.Lock()
 		delete(w.active, key)
+		if final != nil {
+			w.finishing[key] = struct{}{}
+		}
 		if w.draining && len(w.active) == 0 && w.idle != nil {
 			close(w.idle)
 			w.idle = nil
@@ -248,6 +256,9 @@ func (w *Worker) Admit(req *bus.Request, send func(*bus.Chunk)) *bus.Error {
 		}
 		if final != nil {
 			send(final)
+			w.mu.Lock()
+			delete(w.finishing, key)
+			w.mu.Unlock()
 		}
 	})
 	return nil
@@ -330,6 +341,17 @@ func (w *Worker) Heartbeat() bus.Heartbeat {
 				hb.ActiveSlots = map[string]int{}
 			}
 			hb.ActiveSlots[k.id] = n
+		}
+	}
+	// A request whose final chunk is on its way is listed, though its slot
+	// is free (FreeSlots counts it): a heartbeat taken between the slot's
+	// release and the final chunk's send (a publish the scheduler may hold
+	// up for a while on a loaded machine) would otherwise count towards the
+	// request being lost at its gateway, which then resumes it. Other
+	// gateways count it as a slot taken for that heartbeat.
+	for k := range w.finishing {
+		if !slices.Contains(hb.Active, k.id) {
+			hb.Active = append(hb.Active, k.id)
 		}
 	}
 	return hb

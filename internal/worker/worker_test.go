@@ -269,6 +269,37 @@ func TestDrain(t *testing.T) {
 	}
 }
 
+// TestHeartbeatListsRequestUntilFinalSent: between a request's slot
+// freeing and its final chunk's send, heartbeats still list it (while
+// counting its slot free), so a gateway that has not seen the final chunk
+// does not count it lost; once the final chunk is sent they do not.
+func TestHeartbeatListsRequestUntilFinalSent(t *testing.T) {
+	w := newWorker(t, &fakeEngine{generate: echo(nil), slots: 1}, 1)
+	sending, release := make(chan struct{}), make(chan struct{})
+	unblock := sync.OnceFunc(func() { close(release) })
+	defer unblock() // a failed check must not leave the send blocked
+	send := func(ch *bus.Chunk) {
+		if ch != nil && ch.Final() {
+			close(sending)
+			<-release
+		}
+	}
+	if e := w.Admit(&bus.Request{ID: "r", Model: "m", Prompt: "ab", Attempt: 1}, send); e != nil {
+		t.Fatal(e)
+	}
+	<-sending
+	if hb := w.Heartbeat(); !slices.Equal(hb.Active, []string{"r"}) || hb.FreeSlots != 1 {
+		t.Fatalf("heartbeat while the final chunk is sent: active %v, free slots %d; want [r], 1", hb.Active, hb.FreeSlots)
+	}
+	unblock()
+	if err := w.Drain(context.Background()); err != nil { // waits for the request's goroutine
+		t.Fatal(err)
+	}
+	if hb := w.Heartbeat(); len(hb.Active) != 0 {
+		t.Fatalf("heartbeat after the final chunk: active %v", hb.Active)
+	}
+}
+
 func TestChatRendering(t *testing.T) {
 	var tokenized string
 	var added bool
