@@ -53,6 +53,12 @@ func tileAccumulateAVX512(vkq *float32, p *[faTileKV]float32, rows *[faTileKV][]
 //go:noescape
 func tileExpAVX512(kq *[faTileKV]float32, m float32)
 
+//go:noescape
+func tileKtAVX512(kt *float32, rows *[faTileKV][]uint16, hd, groups int)
+
+//go:noescape
+func tileScoresKtAVX512(kq *float32, qs *[4]*float32, kt *float32, hd int)
+
 // tileScores is tileScoresGeneric, on AVX-512 or AVX2 when there is one.
 // The assembly computes whole groups of 16 (8) keys, so the rows of the
 // last group after nv are pointed at row 0 (their scores are ignored).
@@ -82,29 +88,42 @@ func tileScores(kq *[faTileKV]float32, q []float32, rows *[faTileKV][]uint16, nv
 	tileScoresAVX2(kq, &q[0], rows, len(q), groups)
 }
 
-// tileScoresRows is tileScoresRowsGeneric. On AVX2 the key tile is
-// widened and transposed once (tileKtAVX2) and four rows' scores are
-// computed at a time (tileScoresKtAVX2): one row's chain of fused
-// multiply-adds over the dimensions is a chain of dependent operations,
-// four rows' are independent, and share the key loads. Elsewhere, and for
-// a single row, each row takes tileScores.
+// tileScoresRows is tileScoresRowsGeneric. The key tile is widened and
+// transposed once (tileKtAVX512, tileKtAVX2) and four rows' scores are
+// computed at a time (tileScoresKtAVX512, tileScoresKtAVX2): one row's
+// chain of fused multiply-adds over the dimensions is a chain of dependent
+// operations, four rows' are independent, and share the key loads. (On
+// AVX-512 tileScores transposes the tile again for every row: its
+// shuffles, not its fused multiply-adds, set its pace.) Elsewhere, and
+// for a single row, each row takes tileScores.
 func tileScoresRows(kq *[faRows][faTileKV]float32, qs *[faRows][]float32, n int, rows *[faTileKV][]uint16, nv int, kt []float32) {
 	hd := len(qs[0])
-	if n == 1 || tiledAVX512 || !tiledAVX2 || hd%f32Lanes != 0 {
+	if n == 1 || !tiledAVX512 && !tiledAVX2 || hd%f32Lanes != 0 {
 		for j := range n {
 			tileScores(&kq[j], qs[j], rows, nv, kt)
 		}
 		return
 	}
-	groups := (nv + 7) / 8
-	for tk := nv; tk < groups*8; tk++ {
+	lanes := 8
+	if tiledAVX512 {
+		lanes = f32Lanes
+	}
+	groups := (nv + lanes - 1) / lanes
+	for tk := nv; tk < groups*lanes; tk++ {
 		rows[tk] = rows[0]
 	}
-	for tk := range groups * 8 {
+	for tk := range groups * lanes {
 		_ = rows[tk][hd-1] // every row the assembly reads holds hd values
 	}
 	_ = kt[hd*faTileKV-1]
-	tileKtAVX2(&kt[0], rows, hd, groups)
+	if tiledAVX512 {
+		if kerneltrace.On {
+			kerneltrace.Ran("tileScoresKtAVX512")
+		}
+		tileKtAVX512(&kt[0], rows, hd, groups)
+	} else {
+		tileKtAVX2(&kt[0], rows, hd, groups)
+	}
 	blocks := (nv + 15) / 16 // kt's columns past the groups' are stale; their scores are not read
 	for j0 := 0; j0 < n; j0 += 4 {
 		var qp [4]*float32
@@ -116,7 +135,11 @@ func tileScoresRows(kq *[faRows][faTileKV]float32, qs *[faRows][]float32, n int,
 			_ = qs[j][hd-1]
 			qp[k] = &qs[j][0]
 		}
-		tileScoresKtAVX2(&kq[j0][0], &qp, &kt[0], hd, blocks)
+		if tiledAVX512 {
+			tileScoresKtAVX512(&kq[j0][0], &qp, &kt[0], hd)
+		} else {
+			tileScoresKtAVX2(&kq[j0][0], &qp, &kt[0], hd, blocks)
+		}
 	}
 }
 

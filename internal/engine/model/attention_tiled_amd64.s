@@ -11,20 +11,124 @@
 // and ggml_v_expf is silu_amd64.s's sequence. The unrolled transpose was
 // written out by a small script; its layout is described below.
 
-// func tileScoresAVX512(kq *[64]float32, q *float32, rows *[64][]uint16, hd, groups int)
-//
-// For each group of 16 keys: kq[key] = fma chain over d = 0..hd-1 of
-// q[d]*key[d], from 0. Keys are read 16 dimensions at a time from their
-// rows, transposed so that a register holds one dimension of the 16 keys,
-// and each dimension's broadcast query element is fused in, in order.
+// KEYS16 widens dimensions R13/2 .. R13/2+15 of the 16 keys whose row
+// slices start at (R11) into Z0..Z15, one key a register (R9 is clobbered).
+#define KEYS16 \
+	MOVQ 0(R11), R9 \
+	VCVTPH2PS (R9)(R13*1), Z0 \
+	MOVQ 24(R11), R9 \
+	VCVTPH2PS (R9)(R13*1), Z1 \
+	MOVQ 48(R11), R9 \
+	VCVTPH2PS (R9)(R13*1), Z2 \
+	MOVQ 72(R11), R9 \
+	VCVTPH2PS (R9)(R13*1), Z3 \
+	MOVQ 96(R11), R9 \
+	VCVTPH2PS (R9)(R13*1), Z4 \
+	MOVQ 120(R11), R9 \
+	VCVTPH2PS (R9)(R13*1), Z5 \
+	MOVQ 144(R11), R9 \
+	VCVTPH2PS (R9)(R13*1), Z6 \
+	MOVQ 168(R11), R9 \
+	VCVTPH2PS (R9)(R13*1), Z7 \
+	MOVQ 192(R11), R9 \
+	VCVTPH2PS (R9)(R13*1), Z8 \
+	MOVQ 216(R11), R9 \
+	VCVTPH2PS (R9)(R13*1), Z9 \
+	MOVQ 240(R11), R9 \
+	VCVTPH2PS (R9)(R13*1), Z10 \
+	MOVQ 264(R11), R9 \
+	VCVTPH2PS (R9)(R13*1), Z11 \
+	MOVQ 288(R11), R9 \
+	VCVTPH2PS (R9)(R13*1), Z12 \
+	MOVQ 312(R11), R9 \
+	VCVTPH2PS (R9)(R13*1), Z13 \
+	MOVQ 336(R11), R9 \
+	VCVTPH2PS (R9)(R13*1), Z14 \
+	MOVQ 360(R11), R9 \
+	VCVTPH2PS (R9)(R13*1), Z15
+
+// TRANSPOSE16 transposes Z0..Z15 so that Zd holds dimension d of the 16
+// keys; Z16..Z19 are clobbered.
 //
 // The transpose: Z0..Z15 hold keys 0..15 (16 dimensions each, four
 // 128-bit lanes of four); VUNPCKL/HPS interleave pairs of keys, VUNPCKL/HPD
 // pairs of pairs (four keys at a time through Z16..Z19), so that lane j of
 // register 4a+c holds dimension 4j+c of keys 4a..4a+3; two rounds of
 // VSHUFF32X4 then gather lane j of registers c, 4+c, 8+c, 12+c into
-// register 4j+c: Zd ends up holding dimension d of the 16 keys. The scores
-// stay in Z20 across the dimension blocks.
+// register 4j+c: Zd ends up holding dimension d of the 16 keys.
+#define TRANSPOSE16 \
+	VUNPCKLPS Z1, Z0, Z16 \
+	VUNPCKHPS Z1, Z0, Z17 \
+	VUNPCKLPS Z3, Z2, Z18 \
+	VUNPCKHPS Z3, Z2, Z19 \
+	VUNPCKLPD Z18, Z16, Z0 \
+	VUNPCKHPD Z18, Z16, Z1 \
+	VUNPCKLPD Z19, Z17, Z2 \
+	VUNPCKHPD Z19, Z17, Z3 \
+	VUNPCKLPS Z5, Z4, Z16 \
+	VUNPCKHPS Z5, Z4, Z17 \
+	VUNPCKLPS Z7, Z6, Z18 \
+	VUNPCKHPS Z7, Z6, Z19 \
+	VUNPCKLPD Z18, Z16, Z4 \
+	VUNPCKHPD Z18, Z16, Z5 \
+	VUNPCKLPD Z19, Z17, Z6 \
+	VUNPCKHPD Z19, Z17, Z7 \
+	VUNPCKLPS Z9, Z8, Z16 \
+	VUNPCKHPS Z9, Z8, Z17 \
+	VUNPCKLPS Z11, Z10, Z18 \
+	VUNPCKHPS Z11, Z10, Z19 \
+	VUNPCKLPD Z18, Z16, Z8 \
+	VUNPCKHPD Z18, Z16, Z9 \
+	VUNPCKLPD Z19, Z17, Z10 \
+	VUNPCKHPD Z19, Z17, Z11 \
+	VUNPCKLPS Z13, Z12, Z16 \
+	VUNPCKHPS Z13, Z12, Z17 \
+	VUNPCKLPS Z15, Z14, Z18 \
+	VUNPCKHPS Z15, Z14, Z19 \
+	VUNPCKLPD Z18, Z16, Z12 \
+	VUNPCKHPD Z18, Z16, Z13 \
+	VUNPCKLPD Z19, Z17, Z14 \
+	VUNPCKHPD Z19, Z17, Z15 \
+	VSHUFF32X4 $0x44, Z4, Z0, Z16 \
+	VSHUFF32X4 $0xEE, Z4, Z0, Z17 \
+	VSHUFF32X4 $0x44, Z12, Z8, Z18 \
+	VSHUFF32X4 $0xEE, Z12, Z8, Z19 \
+	VSHUFF32X4 $0x88, Z18, Z16, Z0 \
+	VSHUFF32X4 $0xDD, Z18, Z16, Z4 \
+	VSHUFF32X4 $0x88, Z19, Z17, Z8 \
+	VSHUFF32X4 $0xDD, Z19, Z17, Z12 \
+	VSHUFF32X4 $0x44, Z5, Z1, Z16 \
+	VSHUFF32X4 $0xEE, Z5, Z1, Z17 \
+	VSHUFF32X4 $0x44, Z13, Z9, Z18 \
+	VSHUFF32X4 $0xEE, Z13, Z9, Z19 \
+	VSHUFF32X4 $0x88, Z18, Z16, Z1 \
+	VSHUFF32X4 $0xDD, Z18, Z16, Z5 \
+	VSHUFF32X4 $0x88, Z19, Z17, Z9 \
+	VSHUFF32X4 $0xDD, Z19, Z17, Z13 \
+	VSHUFF32X4 $0x44, Z6, Z2, Z16 \
+	VSHUFF32X4 $0xEE, Z6, Z2, Z17 \
+	VSHUFF32X4 $0x44, Z14, Z10, Z18 \
+	VSHUFF32X4 $0xEE, Z14, Z10, Z19 \
+	VSHUFF32X4 $0x88, Z18, Z16, Z2 \
+	VSHUFF32X4 $0xDD, Z18, Z16, Z6 \
+	VSHUFF32X4 $0x88, Z19, Z17, Z10 \
+	VSHUFF32X4 $0xDD, Z19, Z17, Z14 \
+	VSHUFF32X4 $0x44, Z7, Z3, Z16 \
+	VSHUFF32X4 $0xEE, Z7, Z3, Z17 \
+	VSHUFF32X4 $0x44, Z15, Z11, Z18 \
+	VSHUFF32X4 $0xEE, Z15, Z11, Z19 \
+	VSHUFF32X4 $0x88, Z18, Z16, Z3 \
+	VSHUFF32X4 $0xDD, Z18, Z16, Z7 \
+	VSHUFF32X4 $0x88, Z19, Z17, Z11 \
+	VSHUFF32X4 $0xDD, Z19, Z17, Z15
+
+// func tileScoresAVX512(kq *[64]float32, q *float32, rows *[64][]uint16, hd, groups int)
+//
+// For each group of 16 keys: kq[key] = fma chain over d = 0..hd-1 of
+// q[d]*key[d], from 0. Keys are read 16 dimensions at a time from their
+// rows, transposed so that a register holds one dimension of the 16 keys,
+// and each dimension's broadcast query element is fused in, in order.
+// The scores stay in Z20 across the dimension blocks.
 TEXT ·tileScoresAVX512(SB), NOSPLIT, $0-40
 	MOVQ kq+0(FP), DI
 	MOVQ q+8(FP), SI
@@ -37,102 +141,8 @@ sgroup:
 	XORQ R13, R13                 // byte offset of the dimension block
 	MOVQ SI, R14                  // q + block
 sblock:
-	MOVQ 0(R11), R9
-	VCVTPH2PS (R9)(R13*1), Z0
-	MOVQ 24(R11), R9
-	VCVTPH2PS (R9)(R13*1), Z1
-	MOVQ 48(R11), R9
-	VCVTPH2PS (R9)(R13*1), Z2
-	MOVQ 72(R11), R9
-	VCVTPH2PS (R9)(R13*1), Z3
-	MOVQ 96(R11), R9
-	VCVTPH2PS (R9)(R13*1), Z4
-	MOVQ 120(R11), R9
-	VCVTPH2PS (R9)(R13*1), Z5
-	MOVQ 144(R11), R9
-	VCVTPH2PS (R9)(R13*1), Z6
-	MOVQ 168(R11), R9
-	VCVTPH2PS (R9)(R13*1), Z7
-	MOVQ 192(R11), R9
-	VCVTPH2PS (R9)(R13*1), Z8
-	MOVQ 216(R11), R9
-	VCVTPH2PS (R9)(R13*1), Z9
-	MOVQ 240(R11), R9
-	VCVTPH2PS (R9)(R13*1), Z10
-	MOVQ 264(R11), R9
-	VCVTPH2PS (R9)(R13*1), Z11
-	MOVQ 288(R11), R9
-	VCVTPH2PS (R9)(R13*1), Z12
-	MOVQ 312(R11), R9
-	VCVTPH2PS (R9)(R13*1), Z13
-	MOVQ 336(R11), R9
-	VCVTPH2PS (R9)(R13*1), Z14
-	MOVQ 360(R11), R9
-	VCVTPH2PS (R9)(R13*1), Z15
-	VUNPCKLPS Z1, Z0, Z16
-	VUNPCKHPS Z1, Z0, Z17
-	VUNPCKLPS Z3, Z2, Z18
-	VUNPCKHPS Z3, Z2, Z19
-	VUNPCKLPD Z18, Z16, Z0
-	VUNPCKHPD Z18, Z16, Z1
-	VUNPCKLPD Z19, Z17, Z2
-	VUNPCKHPD Z19, Z17, Z3
-	VUNPCKLPS Z5, Z4, Z16
-	VUNPCKHPS Z5, Z4, Z17
-	VUNPCKLPS Z7, Z6, Z18
-	VUNPCKHPS Z7, Z6, Z19
-	VUNPCKLPD Z18, Z16, Z4
-	VUNPCKHPD Z18, Z16, Z5
-	VUNPCKLPD Z19, Z17, Z6
-	VUNPCKHPD Z19, Z17, Z7
-	VUNPCKLPS Z9, Z8, Z16
-	VUNPCKHPS Z9, Z8, Z17
-	VUNPCKLPS Z11, Z10, Z18
-	VUNPCKHPS Z11, Z10, Z19
-	VUNPCKLPD Z18, Z16, Z8
-	VUNPCKHPD Z18, Z16, Z9
-	VUNPCKLPD Z19, Z17, Z10
-	VUNPCKHPD Z19, Z17, Z11
-	VUNPCKLPS Z13, Z12, Z16
-	VUNPCKHPS Z13, Z12, Z17
-	VUNPCKLPS Z15, Z14, Z18
-	VUNPCKHPS Z15, Z14, Z19
-	VUNPCKLPD Z18, Z16, Z12
-	VUNPCKHPD Z18, Z16, Z13
-	VUNPCKLPD Z19, Z17, Z14
-	VUNPCKHPD Z19, Z17, Z15
-	VSHUFF32X4 $0x44, Z4, Z0, Z16
-	VSHUFF32X4 $0xEE, Z4, Z0, Z17
-	VSHUFF32X4 $0x44, Z12, Z8, Z18
-	VSHUFF32X4 $0xEE, Z12, Z8, Z19
-	VSHUFF32X4 $0x88, Z18, Z16, Z0
-	VSHUFF32X4 $0xDD, Z18, Z16, Z4
-	VSHUFF32X4 $0x88, Z19, Z17, Z8
-	VSHUFF32X4 $0xDD, Z19, Z17, Z12
-	VSHUFF32X4 $0x44, Z5, Z1, Z16
-	VSHUFF32X4 $0xEE, Z5, Z1, Z17
-	VSHUFF32X4 $0x44, Z13, Z9, Z18
-	VSHUFF32X4 $0xEE, Z13, Z9, Z19
-	VSHUFF32X4 $0x88, Z18, Z16, Z1
-	VSHUFF32X4 $0xDD, Z18, Z16, Z5
-	VSHUFF32X4 $0x88, Z19, Z17, Z9
-	VSHUFF32X4 $0xDD, Z19, Z17, Z13
-	VSHUFF32X4 $0x44, Z6, Z2, Z16
-	VSHUFF32X4 $0xEE, Z6, Z2, Z17
-	VSHUFF32X4 $0x44, Z14, Z10, Z18
-	VSHUFF32X4 $0xEE, Z14, Z10, Z19
-	VSHUFF32X4 $0x88, Z18, Z16, Z2
-	VSHUFF32X4 $0xDD, Z18, Z16, Z6
-	VSHUFF32X4 $0x88, Z19, Z17, Z10
-	VSHUFF32X4 $0xDD, Z19, Z17, Z14
-	VSHUFF32X4 $0x44, Z7, Z3, Z16
-	VSHUFF32X4 $0xEE, Z7, Z3, Z17
-	VSHUFF32X4 $0x44, Z15, Z11, Z18
-	VSHUFF32X4 $0xEE, Z15, Z11, Z19
-	VSHUFF32X4 $0x88, Z18, Z16, Z3
-	VSHUFF32X4 $0xDD, Z18, Z16, Z7
-	VSHUFF32X4 $0x88, Z19, Z17, Z11
-	VSHUFF32X4 $0xDD, Z19, Z17, Z15
+	KEYS16
+	TRANSPOSE16
 	VFMADD231PS.BCST 0(R14), Z0, Z20
 	VFMADD231PS.BCST 4(R14), Z1, Z20
 	VFMADD231PS.BCST 8(R14), Z2, Z20
@@ -158,6 +168,132 @@ sblock:
 	ADDQ $384, R11                // 16 row slices
 	DECQ DX
 	JNZ sgroup
+	VZEROUPPER
+	RET
+
+// func tileKtAVX512(kt *float32, rows *[64][]uint16, hd, groups int)
+//
+// kt[d*64+key] = the F16 rows[key][d] widened, for the first 16*groups
+// keys and every d < hd (a multiple of 16): the key tile transposed once
+// for all the query rows that share it (tileScoresAVX512 transposes it
+// again for every row). Sixteen keys by sixteen dimensions at a time.
+TEXT ·tileKtAVX512(SB), NOSPLIT, $0-32
+	MOVQ kt+0(FP), DI
+	MOVQ rows+8(FP), R11
+	MOVQ hd+16(FP), CX
+	SHLQ $1, CX                   // row bytes
+	MOVQ groups+24(FP), DX
+ktgroup:
+	XORQ R13, R13                 // byte offset of the dimension block
+	MOVQ DI, R14                  // kt + 64*block*64 + 16*group floats
+ktblock:
+	KEYS16
+	TRANSPOSE16
+	VMOVUPS Z0, 0(R14)
+	VMOVUPS Z1, 256(R14)
+	VMOVUPS Z2, 512(R14)
+	VMOVUPS Z3, 768(R14)
+	VMOVUPS Z4, 1024(R14)
+	VMOVUPS Z5, 1280(R14)
+	VMOVUPS Z6, 1536(R14)
+	VMOVUPS Z7, 1792(R14)
+	VMOVUPS Z8, 2048(R14)
+	VMOVUPS Z9, 2304(R14)
+	VMOVUPS Z10, 2560(R14)
+	VMOVUPS Z11, 2816(R14)
+	VMOVUPS Z12, 3072(R14)
+	VMOVUPS Z13, 3328(R14)
+	VMOVUPS Z14, 3584(R14)
+	VMOVUPS Z15, 3840(R14)
+	ADDQ $4096, R14
+	ADDQ $32, R13
+	CMPQ R13, CX
+	JLT ktblock
+	ADDQ $64, DI
+	ADDQ $384, R11                // 16 row slices
+	DECQ DX
+	JNZ ktgroup
+	VZEROUPPER
+	RET
+
+// func tileScoresKtAVX512(kq *float32, qs *[4]*float32, kt *float32, hd int)
+//
+// kq[r*64+key] = fma chain over d = 0..hd-1 of qs[r][d]*kt[d*64+key], from
+// 0, for the four query rows r and all 64 keys (kt as tileKtAVX512 leaves
+// it; columns it did not write give scores nobody reads). Sixteen
+// independent chains (four rows by four groups of 16 keys) side by side:
+// each dimension's four key vectors are loaded once for the four rows.
+TEXT ·tileScoresKtAVX512(SB), NOSPLIT, $0-32
+	MOVQ kq+0(FP), DI
+	MOVQ qs+8(FP), SI
+	MOVQ 0(SI), R8
+	MOVQ 8(SI), R9
+	MOVQ 16(SI), R10
+	MOVQ 24(SI), R11
+	MOVQ kt+16(FP), SI
+	MOVQ hd+24(FP), CX
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	XORQ R13, R13                 // byte offset of the dimension in a query
+tskdim:
+	VMOVUPS (SI), Z16
+	VMOVUPS 64(SI), Z17
+	VMOVUPS 128(SI), Z18
+	VMOVUPS 192(SI), Z19
+	VBROADCASTSS (R8)(R13*1), Z20
+	VFMADD231PS Z16, Z20, Z0
+	VFMADD231PS Z17, Z20, Z1
+	VFMADD231PS Z18, Z20, Z2
+	VFMADD231PS Z19, Z20, Z3
+	VBROADCASTSS (R9)(R13*1), Z21
+	VFMADD231PS Z16, Z21, Z4
+	VFMADD231PS Z17, Z21, Z5
+	VFMADD231PS Z18, Z21, Z6
+	VFMADD231PS Z19, Z21, Z7
+	VBROADCASTSS (R10)(R13*1), Z22
+	VFMADD231PS Z16, Z22, Z8
+	VFMADD231PS Z17, Z22, Z9
+	VFMADD231PS Z18, Z22, Z10
+	VFMADD231PS Z19, Z22, Z11
+	VBROADCASTSS (R11)(R13*1), Z23
+	VFMADD231PS Z16, Z23, Z12
+	VFMADD231PS Z17, Z23, Z13
+	VFMADD231PS Z18, Z23, Z14
+	VFMADD231PS Z19, Z23, Z15
+	ADDQ $256, SI
+	ADDQ $4, R13
+	DECQ CX
+	JNZ tskdim
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, 64(DI)
+	VMOVUPS Z2, 128(DI)
+	VMOVUPS Z3, 192(DI)
+	VMOVUPS Z4, 256(DI)
+	VMOVUPS Z5, 320(DI)
+	VMOVUPS Z6, 384(DI)
+	VMOVUPS Z7, 448(DI)
+	VMOVUPS Z8, 512(DI)
+	VMOVUPS Z9, 576(DI)
+	VMOVUPS Z10, 640(DI)
+	VMOVUPS Z11, 704(DI)
+	VMOVUPS Z12, 768(DI)
+	VMOVUPS Z13, 832(DI)
+	VMOVUPS Z14, 896(DI)
+	VMOVUPS Z15, 960(DI)
 	VZEROUPPER
 	RET
 

@@ -129,9 +129,11 @@ func testTileLoops(t *testing.T) {
 }
 
 // TestTileScoresRowsAsmMatchesGeneric checks the several-row scores
-// (tileKtAVX2 and tileScoresKtAVX2 on AVX2) against the generic chains,
-// for one to faRows rows, every tile fill and several head sizes.
+// (tileKtAVX512 and tileScoresKtAVX512, tileKtAVX2 and tileScoresKtAVX2)
+// against the generic chains, for one to faRows rows, every tile fill and
+// several head sizes.
 func TestTileScoresRowsAsmMatchesGeneric(t *testing.T) {
+	defer expectAVX512(t, "tileScoresKtAVX512")()
 	for _, lv := range tiledLevels(t) {
 		tiledAVX512, tiledAVX2 = lv.avx512, lv.avx2
 		t.Run(lv.name, func(t *testing.T) {
