@@ -100,6 +100,8 @@ type attnWorker struct {
 	vkqR [faRows][]float32 // [HeadDim] each
 	mR   [faRows]float32
 	sumR [faRows]float32
+	// tileRowsBy4's rows that take values from the tile, and their cells.
+	accRow, accNv [faRows]int32
 }
 
 // headScratch is one query head's state in attendSplitKVHeads: its query,

@@ -97,6 +97,10 @@ func (w *attnWorker) attendTiledRows(seq *KVCache, layer, kvOff int, g *tiledRow
 			vt = w.vt[:nvMax*hd]
 			tileValues(vt, &vRows, nvMax, hd)
 		}
+		if g.n > 1 && vt == nil && tileAccumulate4On() {
+			w.tileRowsBy4(g, ic, scale, &vRows)
+			continue
+		}
 		for j := range g.n {
 			nv := min(faTileKV, g.pos0+j+1-ic) // cells up to this row's position
 			if nv <= 0 {
@@ -122,36 +126,105 @@ func (w *attnWorker) attendTiledRows(seq *KVCache, layer, kvOff int, g *tiledRow
 // position; lo is the row's first visible position). The values are
 // vRows, or vt (widened, [nv'][hd], nv' >= nv) when it is not nil.
 func (w *attnWorker) tileRow(j, ic, nv, lo int, scale float32, vRows *[faTileKV][]uint16, vt []float32) {
-	kqa := &w.kqR[j]
+	if vt == nil {
+		if w.tileRowWeights(j, ic, nv, lo, scale) {
+			tileAccumulate(w.vkqR[j][:len(w.vkq)], &w.kqR[j], vRows, nv)
+		}
+		return
+	}
+	mNew, ms, ok := w.tileRowMax(j, ic, nv, lo, scale)
+	if !ok {
+		return
+	}
+	sum := w.sumR[j] * ms
+	w.sumR[j] = float32(float64(sum) + tileSoftmaxVt(w.vkqR[j][:len(w.vkq)], &w.kqR[j], vt, mNew, ms, nv))
+}
+
+// tileRowMax masks and scales row j's scores of one tile (as tileRow
+// takes them) and raises the row's running maximum to the tile's: it
+// returns the new maximum and the factor ms = e^(old-new) (1 when the
+// maximum did not grow), or false when every cell of the tile is masked
+// for the row (skip[]: its weights in this tile are zeroed).
+func (w *attnWorker) tileRowMax(j, ic, nv, lo int, scale float32) (mNew, ms float32, ok bool) {
 	// Before a sliding window (cells under lo) and after the row's
 	// position: masked (weight 0 in the tile, as in ggml; the fused
-	// multiply-adds below add exact zeros).
-	tileMax := tileMaskMax(kqa, scale, min(max(lo-ic, 0), faTileKV), nv)
+	// multiply-adds of the values add exact zeros).
+	tileMax := tileMaskMax(&w.kqR[j], scale, min(max(lo-ic, 0), faTileKV), nv)
 	if tileMax == float32(math.Inf(-1)) {
-		return // skip[]: the row's weights in this tile are zeroed
+		return 0, 0, false
 	}
-	vkq := w.vkqR[j][:len(w.vkq)]
 	// raiseMax with its scaling folded into the accumulation: a factor of
 	// 1 when the maximum did not grow leaves the bits as they are.
 	m := w.mR[j]
-	mNew := fmaxf(m, tileMax)
-	ms := float32(1)
+	mNew = fmaxf(m, tileMax)
+	ms = 1
 	if mNew > m {
 		ms = expf(m - mNew)
 	}
 	w.mR[j] = mNew
-	sum := w.sumR[j] * ms
-	if vt != nil {
-		w.sumR[j] = float32(float64(sum) + tileSoftmaxVt(vkq, kqa, vt, mNew, ms, nv))
-		return
+	return mNew, ms, true
+}
+
+// tileRowWeights is tileRow's step before the values' accumulation on F16
+// rows: the running maximum, the accumulator rescaled, the scores turned
+// into weights in w.kqR[j] and added to the sum. It reports whether the
+// row takes values from this tile.
+func (w *attnWorker) tileRowWeights(j, ic, nv, lo int, scale float32) bool {
+	mNew, ms, ok := w.tileRowMax(j, ic, nv, lo, scale)
+	if !ok {
+		return false
 	}
+	sum := w.sumR[j] * ms
 	if ms != 1 {
+		vkq := w.vkqR[j][:len(w.vkq)]
 		for d := range vkq {
 			vkq[d] *= ms
 		}
 	}
-	w.sumR[j] = float32(float64(sum) + softMaxTile(kqa, mNew))
-	tileAccumulate(vkq, kqa, vRows, nv)
+	w.sumR[j] = float32(float64(sum) + softMaxTile(&w.kqR[j], mNew))
+	return true
+}
+
+// tileRowsBy4 is tileRow over the rows of g for one KV tile (from cell
+// ic), on the F16 values, with their accumulation four rows at a time
+// (tileAccumulate4: each value vector widened once for four rows, whose
+// chains run side by side). Every row's weights come first, as tileRow
+// computes them; each row's accumulation is then the same chain over
+// the same cells, so the bits are tileRow's.
+func (w *attnWorker) tileRowsBy4(g *tiledRows, ic int, scale float32, vRows *[faTileKV][]uint16) {
+	na := 0
+	for j := range g.n {
+		nv := min(faTileKV, g.pos0+j+1-ic) // cells up to this row's position
+		if nv <= 0 || !w.tileRowWeights(j, ic, nv, g.lo[j], scale) {
+			continue
+		}
+		w.accRow[na], w.accNv[na] = int32(j), int32(nv)
+		na++
+	}
+	hd := len(w.vkq)
+	a := 0
+	for ; a+4 <= na; a += 4 {
+		var vkq [4][]float32
+		var p [4]*[faTileKV]float32
+		var nv [4]int
+		for r := range 4 {
+			j := w.accRow[a+r]
+			vkq[r], p[r], nv[r] = w.vkqR[j][:hd], &w.kqR[j], int(w.accNv[a+r])
+		}
+		tileAccumulate4(&vkq, &p, vRows, &nv)
+	}
+	for ; a < na; a++ {
+		j := w.accRow[a]
+		tileAccumulate(w.vkqR[j][:hd], &w.kqR[j], vRows, int(w.accNv[a]))
+	}
+}
+
+// tileAccumulate4Generic is tileAccumulateGeneric for four rows of
+// weights p[r] over their first nv[r] cells into vkq[r].
+func tileAccumulate4Generic(vkq *[4][]float32, p *[4]*[faTileKV]float32, rows *[faTileKV][]uint16, nv *[4]int) {
+	for r := range 4 {
+		tileAccumulateGeneric(vkq[r], p[r], rows, nv[r])
+	}
 }
 
 // tileMaskMaxGeneric scales the scores kq[lo:nv] (0 <= lo, nv <= faTileKV)

@@ -48,7 +48,10 @@ func tileSoftmaxVtAVX2(vkq *float32, kq *[faTileKV]float32, vt *float32, m, ms f
 func tileScoresAVX512(kq *[faTileKV]float32, q *float32, rows *[faTileKV][]uint16, hd, groups int)
 
 //go:noescape
-func tileAccumulateAVX512(vkq *float32, p *[faTileKV]float32, rows *[faTileKV][]uint16, nv, hd int)
+func tileAccumulateAVX512(vkq *float32, p *float32, rows *[]uint16, nv, hd int)
+
+//go:noescape
+func tileAccumulate4AVX512(vkq *[4]*float32, p *[4]*float32, rows *[]uint16, nv, hd int)
 
 //go:noescape
 func tileExpAVX512(kq *[faTileKV]float32, m float32)
@@ -157,10 +160,50 @@ func tileAccumulate(vkq []float32, p *[faTileKV]float32, rows *[faTileKV][]uint1
 		if kerneltrace.On {
 			kerneltrace.Ran("tileAccumulateAVX512")
 		}
-		tileAccumulateAVX512(&vkq[0], p, rows, nv, len(vkq))
+		tileAccumulateAVX512(&vkq[0], &p[0], &rows[0], nv, len(vkq))
 		return
 	}
 	tileAccumulateAVX2(&vkq[0], p, rows, nv, len(vkq))
+}
+
+// tileAccumulate4On reports whether attendTiledRows accumulates the
+// values of its rows four at a time (tileAccumulate4): on AVX-512, where
+// the one-row body's four chains wait on the fused multiply-add's latency
+// and widen every value vector again for every row.
+func tileAccumulate4On() bool { return tiledAVX512 }
+
+// tileAccumulate4 is tileAccumulate4Generic: the cells all four rows take
+// in tileAccumulate4AVX512, each row's remaining cells in
+// tileAccumulateAVX512, so every row's chain runs over its cells in order.
+// Without AVX-512, or for a head size that is not a multiple of 16, it is
+// the generic body.
+func tileAccumulate4(vkq *[4][]float32, p *[4]*[faTileKV]float32, rows *[faTileKV][]uint16, nv *[4]int) {
+	hd := len(vkq[0])
+	if !tiledAVX512 || hd%f32Lanes != 0 {
+		tileAccumulate4Generic(vkq, p, rows, nv)
+		return
+	}
+	common, most := nv[0], nv[0]
+	for r := range 4 {
+		if len(vkq[r]) != hd || nv[r] <= 0 || nv[r] > faTileKV {
+			panic("model: tileAccumulate4 rows of different sizes or no cells")
+		}
+		common, most = min(common, nv[r]), max(most, nv[r])
+	}
+	for tk := range most {
+		_ = rows[tk][hd-1]
+	}
+	if kerneltrace.On {
+		kerneltrace.Ran("tileAccumulate4AVX512")
+	}
+	vp := [4]*float32{&vkq[0][0], &vkq[1][0], &vkq[2][0], &vkq[3][0]}
+	pp := [4]*float32{&p[0][0], &p[1][0], &p[2][0], &p[3][0]}
+	tileAccumulate4AVX512(&vp, &pp, &rows[0], common, hd)
+	for r := range 4 {
+		if n := nv[r] - common; n > 0 {
+			tileAccumulateAVX512(&vkq[r][0], &p[r][common], &rows[common], n, hd)
+		}
+	}
 }
 
 // tileExp is tileExpGeneric, on AVX-512 or AVX2 when there is one.

@@ -297,7 +297,7 @@ tskdim:
 	VZEROUPPER
 	RET
 
-// func tileAccumulateAVX512(vkq *float32, p *[64]float32, rows *[64][]uint16, nv, hd int)
+// func tileAccumulateAVX512(vkq *float32, p *float32, rows *[]uint16, nv, hd int)
 //
 // vkq[d] = fma(p[tk], value[tk][d], vkq[d]) for tk = 0..nv-1 in order, for
 // every d: 64 dimensions at a time in four registers, then 16 at a time.
@@ -365,6 +365,146 @@ acc16key:
 	SUBQ $16, BX
 	JMP acc16
 accdone:
+	VZEROUPPER
+	RET
+
+// func tileAccumulate4AVX512(vkq *[4]*float32, p *[4]*float32, rows *[]uint16, nv, hd int)
+//
+// tileAccumulateAVX512 for four rows of queries over the same value rows:
+// vkq[r][d] = fma(p[r][tk], value[tk][d], vkq[r][d]) for tk = 0..nv-1 in
+// order (nv >= 1), for every d and r. Each value vector is widened once
+// for the four rows, and a row's four registers of dimensions are four of
+// sixteen independent chains (the one-row body has four, and waits on
+// the fused multiply-add's latency). Dimensions 64 at a time, then 16.
+TEXT ·tileAccumulate4AVX512(SB), NOSPLIT, $0-40
+	MOVQ vkq+0(FP), R9
+	MOVQ p+8(FP), AX
+	MOVQ 0(AX), R12
+	MOVQ 8(AX), R13
+	MOVQ 16(AX), R14
+	MOVQ 24(AX), R15
+	MOVQ rows+16(FP), SI
+	MOVQ nv+24(FP), DX
+	MOVQ hd+32(FP), BX
+	XORQ DI, DI                   // byte offset of the dimensions in a value row
+a4c64:
+	CMPQ BX, $64
+	JLT a4c16
+	MOVQ 0(R9), R10
+	VMOVUPS (R10)(DI*2), Z0
+	VMOVUPS 64(R10)(DI*2), Z1
+	VMOVUPS 128(R10)(DI*2), Z2
+	VMOVUPS 192(R10)(DI*2), Z3
+	MOVQ 8(R9), R10
+	VMOVUPS (R10)(DI*2), Z4
+	VMOVUPS 64(R10)(DI*2), Z5
+	VMOVUPS 128(R10)(DI*2), Z6
+	VMOVUPS 192(R10)(DI*2), Z7
+	MOVQ 16(R9), R10
+	VMOVUPS (R10)(DI*2), Z8
+	VMOVUPS 64(R10)(DI*2), Z9
+	VMOVUPS 128(R10)(DI*2), Z10
+	VMOVUPS 192(R10)(DI*2), Z11
+	MOVQ 24(R9), R10
+	VMOVUPS (R10)(DI*2), Z12
+	VMOVUPS 64(R10)(DI*2), Z13
+	VMOVUPS 128(R10)(DI*2), Z14
+	VMOVUPS 192(R10)(DI*2), Z15
+	MOVQ SI, AX
+	XORQ CX, CX
+a4k64:
+	MOVQ (AX), R8
+	VCVTPH2PS (R8)(DI*1), Z16
+	VCVTPH2PS 32(R8)(DI*1), Z17
+	VCVTPH2PS 64(R8)(DI*1), Z18
+	VCVTPH2PS 96(R8)(DI*1), Z19
+	VBROADCASTSS (R12)(CX*4), Z20
+	VBROADCASTSS (R13)(CX*4), Z21
+	VBROADCASTSS (R14)(CX*4), Z22
+	VBROADCASTSS (R15)(CX*4), Z23
+	VFMADD231PS Z16, Z20, Z0
+	VFMADD231PS Z17, Z20, Z1
+	VFMADD231PS Z18, Z20, Z2
+	VFMADD231PS Z19, Z20, Z3
+	VFMADD231PS Z16, Z21, Z4
+	VFMADD231PS Z17, Z21, Z5
+	VFMADD231PS Z18, Z21, Z6
+	VFMADD231PS Z19, Z21, Z7
+	VFMADD231PS Z16, Z22, Z8
+	VFMADD231PS Z17, Z22, Z9
+	VFMADD231PS Z18, Z22, Z10
+	VFMADD231PS Z19, Z22, Z11
+	VFMADD231PS Z16, Z23, Z12
+	VFMADD231PS Z17, Z23, Z13
+	VFMADD231PS Z18, Z23, Z14
+	VFMADD231PS Z19, Z23, Z15
+	ADDQ $24, AX
+	INCQ CX
+	CMPQ CX, DX
+	JLT a4k64
+	MOVQ 0(R9), R10
+	VMOVUPS Z0, (R10)(DI*2)
+	VMOVUPS Z1, 64(R10)(DI*2)
+	VMOVUPS Z2, 128(R10)(DI*2)
+	VMOVUPS Z3, 192(R10)(DI*2)
+	MOVQ 8(R9), R10
+	VMOVUPS Z4, (R10)(DI*2)
+	VMOVUPS Z5, 64(R10)(DI*2)
+	VMOVUPS Z6, 128(R10)(DI*2)
+	VMOVUPS Z7, 192(R10)(DI*2)
+	MOVQ 16(R9), R10
+	VMOVUPS Z8, (R10)(DI*2)
+	VMOVUPS Z9, 64(R10)(DI*2)
+	VMOVUPS Z10, 128(R10)(DI*2)
+	VMOVUPS Z11, 192(R10)(DI*2)
+	MOVQ 24(R9), R10
+	VMOVUPS Z12, (R10)(DI*2)
+	VMOVUPS Z13, 64(R10)(DI*2)
+	VMOVUPS Z14, 128(R10)(DI*2)
+	VMOVUPS Z15, 192(R10)(DI*2)
+	ADDQ $128, DI
+	SUBQ $64, BX
+	JMP a4c64
+a4c16:
+	CMPQ BX, $16
+	JLT a4done
+	MOVQ 0(R9), R10
+	VMOVUPS (R10)(DI*2), Z0
+	MOVQ 8(R9), R10
+	VMOVUPS (R10)(DI*2), Z4
+	MOVQ 16(R9), R10
+	VMOVUPS (R10)(DI*2), Z8
+	MOVQ 24(R9), R10
+	VMOVUPS (R10)(DI*2), Z12
+	MOVQ SI, AX
+	XORQ CX, CX
+a4k16:
+	MOVQ (AX), R8
+	VCVTPH2PS (R8)(DI*1), Z16
+	VBROADCASTSS (R12)(CX*4), Z20
+	VBROADCASTSS (R13)(CX*4), Z21
+	VBROADCASTSS (R14)(CX*4), Z22
+	VBROADCASTSS (R15)(CX*4), Z23
+	VFMADD231PS Z16, Z20, Z0
+	VFMADD231PS Z16, Z21, Z4
+	VFMADD231PS Z16, Z22, Z8
+	VFMADD231PS Z16, Z23, Z12
+	ADDQ $24, AX
+	INCQ CX
+	CMPQ CX, DX
+	JLT a4k16
+	MOVQ 0(R9), R10
+	VMOVUPS Z0, (R10)(DI*2)
+	MOVQ 8(R9), R10
+	VMOVUPS Z4, (R10)(DI*2)
+	MOVQ 16(R9), R10
+	VMOVUPS Z8, (R10)(DI*2)
+	MOVQ 24(R9), R10
+	VMOVUPS Z12, (R10)(DI*2)
+	ADDQ $32, DI
+	SUBQ $16, BX
+	JMP a4c16
+a4done:
 	VZEROUPPER
 	RET
 

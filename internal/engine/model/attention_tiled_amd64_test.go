@@ -215,6 +215,61 @@ func TestTileValuesAsmMatchesGeneric(t *testing.T) {
 	}
 }
 
+// TestTileAccumulate4AsmMatchesGeneric checks the four-row accumulation
+// (tileAccumulate4AVX512 for the cells all four rows take, then the
+// one-row body for each row's rest) against the generic chains: equal and
+// different cell counts, zero weights, zeros of either sign in the
+// accumulators, several head sizes.
+func TestTileAccumulate4AsmMatchesGeneric(t *testing.T) {
+	defer expectAVX512(t, "tileAccumulate4AVX512")()
+	for _, lv := range tiledLevels(t) {
+		tiledAVX512, tiledAVX2 = lv.avx512, lv.avx2
+		t.Run(lv.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(9, 10))
+			for _, hd := range []int{16, 32, 48, 64, 80, 128, 256} {
+				for trial := range 60 {
+					rows := randF16Tile(rng, hd)
+					var p [4]*[faTileKV]float32
+					var nv [4]int
+					var got, want [4][]float32
+					for r := range 4 {
+						p[r] = new([faTileKV]float32)
+						for i := range p[r] {
+							p[r][i] = float32(rng.Float64())
+							if rng.IntN(8) == 0 {
+								p[r][i] = 0 // a masked cell
+							}
+						}
+						switch {
+						case trial == 0:
+							nv[r] = faTileKV
+						case trial == 1:
+							nv[r] = 1
+						case trial%3 == 0:
+							nv[r] = 1 + trial%faTileKV // all equal
+						default:
+							nv[r] = 1 + rng.IntN(faTileKV)
+						}
+						got[r], want[r] = make([]float32, hd), make([]float32, hd)
+						for d := range hd {
+							got[r][d] = float32(rng.NormFloat64())
+							if d%7 == r {
+								got[r][d] = float32(math.Copysign(0, -1)) // the sign of a zero must survive
+							}
+							want[r][d] = got[r][d]
+						}
+					}
+					tileAccumulate4Generic(&want, &p, &rows, &nv)
+					tileAccumulate4(&got, &p, &rows, &nv)
+					for r := range 4 {
+						equalBits(t, fmt.Sprintf("hd %d cells %v row %d", hd, nv, r), got[r], want[r])
+					}
+				}
+			}
+		})
+	}
+}
+
 func TestTiledAttentionAsmMatchesGeneric(t *testing.T) {
 	defer expectAVX512(t, "tileScoresAVX512", "tileAccumulateAVX512", "tileExpAVX512")()
 	for _, lv := range tiledLevels(t) {

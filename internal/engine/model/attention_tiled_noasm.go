@@ -37,3 +37,9 @@ func tileMaskMax(kq *[faTileKV]float32, scale float32, lo, nv int) float32 {
 func tileSoftmaxVt(vkq []float32, kq *[faTileKV]float32, vt []float32, m, ms float32, nv int) float64 {
 	return tileSoftmaxVtGeneric(vkq, kq, vt, m, ms, nv)
 }
+
+func tileAccumulate4On() bool { return false }
+
+func tileAccumulate4(vkq *[4][]float32, p *[4]*[faTileKV]float32, rows *[faTileKV][]uint16, nv *[4]int) {
+	tileAccumulate4Generic(vkq, p, rows, nv)
+}
