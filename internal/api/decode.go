@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"strconv"
@@ -18,7 +17,10 @@ import (
 // readJSON reads r's body, at most limit bytes, into v. Every failure is a
 // catalog error: 413 over the limit, 400 for bad JSON or a mistyped field.
 func readJSON(r *http.Request, limit int64, v any) *Error {
-	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
+	buf := getBuf()
+	defer putBuf(buf)
+	body, err := readAll(*buf, http.MaxBytesReader(nil, r.Body, limit))
+	*buf = body // grown or not, the buffer goes back to the pool
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {

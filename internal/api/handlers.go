@@ -2,16 +2,28 @@ package api
 
 import (
 	"net/http"
+	"sync"
 )
+
+// completionBodies holds decoded completion bodies between requests (over
+// a kilobyte each, most of it the refused parameters' fields): nothing
+// keeps a body, or a pointer into it, after its handler returns.
+var completionBodies = sync.Pool{New: func() any { return new(CompletionRequest) }}
 
 // completions serves POST /v1/completions.
 func (s *server) completions(w http.ResponseWriter, r *http.Request) {
-	var body CompletionRequest
-	if e := readJSON(r, s.cfg.MaxBodyBytes, &body); e != nil {
+	body := completionBodies.Get().(*CompletionRequest)
+	defer func() {
+		// Cleared before it goes back: nothing of this request's (its
+		// pointers and slices, which the bus request may share) is reused.
+		*body = CompletionRequest{}
+		completionBodies.Put(body)
+	}()
+	if e := readJSON(r, s.cfg.MaxBodyBytes, body); e != nil {
 		s.fail(w, e)
 		return
 	}
-	req, e := completionToBus(s.cfg, &body)
+	req, e := completionToBus(s.cfg, body)
 	if e != nil {
 		s.fail(w, e)
 		return

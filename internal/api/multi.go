@@ -289,7 +289,8 @@ func (s *server) mergeChoices(ctx context.Context, w http.ResponseWriter, cs []*
 		h.Set("Cache-Control", "no-cache")
 		h.Set("X-Accel-Buffering", "no")
 		w.WriteHeader(http.StatusOK)
-		sse = &sseWriter{w: w, rc: http.NewResponseController(w), fr: fr}
+		sse = newSSEWriter(w, fr)
+		defer sse.release()
 	}
 	left := len(cs)
 	// take relays c to the choices it is for; an error ends the answer.

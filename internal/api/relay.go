@@ -277,9 +277,17 @@ func (s *server) collect(ctx context.Context, w http.ResponseWriter, st bus.Stre
 				w.Header().Set("X-Courier-Worker", c.Worker)
 			}
 			if pb, ok := f.(plainBodier); ok {
-				if b, ok := pb.appendPlainBody(make([]byte, 0, 256), res.finish, res.apiUsage()); ok {
+				buf := getBuf()
+				b, ok := pb.appendPlainBody(*buf, res.finish, res.apiUsage())
+				if ok {
 					st.Close() // as below
-					sendBytes(w, append(b, '\n'))
+					b = append(b, '\n')
+					sendBytes(w, b)
+				}
+				*buf = b
+				putBuf(buf) // the writers copy what they are given
+				if ok {
+					recycleFinal(recycler, c)
 					return nil
 				}
 			}
@@ -288,6 +296,7 @@ func (s *server) collect(ctx context.Context, w http.ResponseWriter, st bus.Stre
 			// at the gateway, which a client's next request may want.
 			st.Close()
 			sendWhole(w, body)
+			recycleFinal(recycler, c)
 			return nil
 		}
 		if recycler != nil {
@@ -308,6 +317,16 @@ func (s *server) collect(ctx context.Context, w http.ResponseWriter, st bus.Stre
 		}
 		res.note(next, s.now())
 		c = next
+	}
+}
+
+// recycleFinal hands a stream's final chunk back once the answer is
+// written (nothing reads it after): the stream's next frames, any
+// stream's, take it instead of a new chunk, as they take the chunks read
+// before it.
+func recycleFinal(r bus.Recycler, c *bus.Chunk) {
+	if r != nil {
+		r.Recycle(c)
 	}
 }
 
@@ -382,7 +401,9 @@ func (s *server) relayStream(ctx context.Context, w http.ResponseWriter, st bus.
 	h.Set("Content-Type", fr.contentType())
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
-	sse := &sseWriter{w: w, rc: http.NewResponseController(w), fr: fr}
+	sse := newSSEWriter(w, fr)
+	defer sse.release()
+	recycler, _ := st.(bus.Recycler)
 	if c.FinishReason != "" {
 		// The whole answer came in its first message (a one-token
 		// answer, or one the worker sent at once): its events and the
@@ -397,14 +418,11 @@ func (s *server) relayStream(ctx context.Context, w http.ResponseWriter, st bus.
 		sse.done()
 		h.Set("Content-Length", strconv.Itoa(sse.buf.Len()))
 		w.WriteHeader(http.StatusOK)
-		return sse.flush()
+		err := sse.flush()
+		recycleFinal(recycler, c)
+		return err
 	}
-	// Room for a burst of events at once (chunks that came together): the
-	// buffer, reused from flush to flush, would otherwise grow step by step
-	// in the stream's first bursts, an allocation or two each time.
-	sse.buf.Grow(2 << 10)
 	w.WriteHeader(http.StatusOK)
-	recycler, _ := st.(bus.Recycler)
 	readier, _ := st.(bus.Readier)
 	for {
 		sse.chunk(f, c)
@@ -414,7 +432,9 @@ func (s *server) relayStream(ctx context.Context, w http.ResponseWriter, st bus.
 				sse.event(ev)
 			}
 			sse.done()
-			return sse.flush()
+			err := sse.flush()
+			recycleFinal(recycler, c)
+			return err
 		}
 		// Chunks that came together (a worker's coalesced frame, a
 		// reader behind its worker) go out in one write: the flush waits
@@ -504,6 +524,29 @@ type sseWriter struct {
 	fr  framing
 	buf bytes.Buffer
 	err error
+	// pooled is the bufPool buffer buf started from (newSSEWriter).
+	pooled *[]byte
+}
+
+// newSSEWriter returns a writer of fr's events to w. Its buffer comes
+// from bufPool, with room for a burst of events at once (chunks that came
+// together), so it rarely grows in a stream's first bursts; release hands
+// it back.
+func newSSEWriter(w http.ResponseWriter, fr framing) *sseWriter {
+	s := &sseWriter{w: w, rc: http.NewResponseController(w), fr: fr, pooled: getBuf()}
+	s.buf = *bytes.NewBuffer(*s.pooled)
+	return s
+}
+
+// release hands the writer's buffer back to bufPool (every Write copies
+// what it is given); s must not be used again.
+func (s *sseWriter) release() {
+	if s.pooled != nil {
+		s.buf.Reset()
+		*s.pooled = s.buf.AvailableBuffer() // the grown buffer, if it grew
+		putBuf(s.pooled)
+		s.pooled, s.buf = nil, bytes.Buffer{}
+	}
 }
 
 // event queues one event.

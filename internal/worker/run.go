@@ -147,6 +147,9 @@ type stepState struct {
 	held bool   // the last chunk sent was marked More
 }
 
+// stepStates holds stepState structs between generations.
+var stepStates = sync.Pool{New: func() any { return new(stepState) }}
+
 // generation is what every choice of one request shares: the request, its
 // tokenized prompt and compiled constraint.
 type generation struct {
@@ -381,7 +384,14 @@ func (w *Worker) generate(ctx context.Context, gen *generation, j int, resume []
 	// send does not keep them (bus.Chunk.More, natsbus.Handler), so the
 	// per-token path allocates nothing. They live in one struct: the
 	// callback's captured variables would each be allocated on their own.
-	st := &stepState{skip: gen.skip}
+	// The struct is pooled: Generate calls emit from its own goroutine and
+	// not after it returns, and st is cleared before it goes back.
+	st := stepStates.Get().(*stepState)
+	st.skip = gen.skip
+	defer func() {
+		*st = stepState{}
+		stepStates.Put(st)
+	}()
 	res, err := w.eng.Generate(ctx, er, func(t engine.Token) error {
 		// A token with another behind it, or the answer's last (its final
 		// chunk follows at once), may wait for what follows: the
