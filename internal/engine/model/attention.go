@@ -388,35 +388,12 @@ func (w *attnWorker) oneChunkRun(seq *KVCache, layer, kvOff, lo, hi int, scale, 
 	return maxScore, sum
 }
 
-// softmaxRun is the online softmax of one run of keys: from the running
-// maximum and sum, it turns the run's scores (overwritten) into each
-// key's accumulator multiplier ms (1: none) and value weight vs, and
-// returns the new maximum and sum. Per key, as ggml: score*scale, then a
-// new maximum (ms = e^(old-new), vs = 1) or vs = e^(score-max), S =
-// S*ms + vs. The exponent of each key's e^x comes first (ms = 0 marks a
-// new maximum), then all the e^x at once, then the weights and the sum in
-// key order.
+// softmaxRun is the online softmax of one run of keys
+// (tensor.OnlineSoftmax): from the running maximum and sum, it turns the
+// run's scores (overwritten) into each key's accumulator multiplier ms
+// (1: none) and value weight vs, and returns the new maximum and sum.
 func softmaxRun(scores, ms, vs []float32, scale, maxScore, sum float32) (float32, float32) {
-	ms, vs = ms[:len(scores)], vs[:len(scores)]
-	for j, score := range scores {
-		score *= scale
-		if score > maxScore {
-			scores[j], ms[j] = maxScore-score, 0
-			maxScore = score
-		} else {
-			scores[j], ms[j] = score-maxScore, 1
-		}
-	}
-	tensor.Expfs(vs, scores)
-	for j, e := range vs {
-		if ms[j] == 0 {
-			ms[j], vs[j] = e, 1
-			sum = fmaf(sum, e, 1) // S = S*ms + vs, contracted by GCC
-		} else {
-			sum += e // fma(S, 1, vs) is S + vs rounded once
-		}
-	}
-	return maxScore, sum
+	return tensor.OnlineSoftmax(scores, ms, vs, scale, maxScore, sum)
 }
 
 // prefetchAhead prefetches, for the run of n keys at t in a pass over

@@ -129,9 +129,7 @@ func mergePartial(vkq []float32, acc []uint16, m, s, mc, sc float32) (float32, f
 	}
 	mNew := fmaxf(m, mc)
 	scaleOld, scaleNew := expf(m-mNew), expf(mc-mNew)
-	for d, v := range acc {
-		vkq[d] = fmaf(vkq[d], scaleOld, tensor.FP16ToFP32(v)*scaleNew)
-	}
+	tensor.MergeF16(vkq, acc, scaleOld, scaleNew)
 	return mNew, fmaf(s, scaleOld, sc*scaleNew)
 }
 

@@ -94,3 +94,46 @@ func madF16Rows2AVX512(accA, accB, vA, vB []uint16, stride int, msA, vsA, msB, v
 		madF16Rows2AVX512x64(&accA[c], &accB[c], &vA[c], &vB[c], 2*stride, &msA[0], &vsA[0], &msB[0], &vsB[0], n)
 	}
 }
+
+// mergeF16AVX512 is MergeF16 on n16 blocks of 16 elements.
+//
+//go:noescape
+func mergeF16AVX512(y *float32, x *uint16, n16 int, a, b float32)
+
+// mergeF16Asm512 is MergeF16 on AVX-512: whole blocks of 16 in zmm
+// registers, the rest as the generic body.
+func mergeF16Asm512(y []float32, x []uint16, a, b float32) {
+	n := len(y) &^ 15
+	if n > 0 {
+		mergeF16AVX512(&y[0], &x[0], n/16, a, b)
+	}
+	if n < len(y) {
+		mergeF16Generic(y[n:], x[n:], a, b)
+	}
+}
+
+// onlineSoftmax16AVX512 is OnlineSoftmax on 16 keys, with Expf's constants
+// c (expfConsts) and table tab (exp2fTab). It reports false, having
+// written nothing, where an exponent is outside Expf's fast path.
+//
+//go:noescape
+func onlineSoftmax16AVX512(scores, ms, vs *float32, scale, m, s float32, c *[7]float64, tab *[32]uint64) (mOut, sOut float32, ok bool)
+
+// onlineSoftmaxAsm512 is OnlineSoftmax on AVX-512: runs of 16 keys in zmm
+// registers, the keys left over (and a run with an exponent beyond the
+// fast path) as the generic body. The runs carry the maximum and sum from
+// one to the next, as the generic body does from key to key.
+func onlineSoftmaxAsm512(scores, ms, vs []float32, scale, m, s float32) (float32, float32) {
+	j := 0
+	for ; j+16 <= len(scores); j += 16 {
+		mo, so, ok := onlineSoftmax16AVX512(&scores[j], &ms[j], &vs[j], scale, m, s, &expfConsts, &exp2fTab)
+		if !ok {
+			mo, so = onlineSoftmaxGeneric(scores[j:j+16], ms[j:j+16], vs[j:j+16], scale, m, s)
+		}
+		m, s = mo, so
+	}
+	if j < len(scores) {
+		m, s = onlineSoftmaxGeneric(scores[j:], ms[j:], vs[j:], scale, m, s)
+	}
+	return m, s
+}

@@ -472,3 +472,135 @@ p2scaleB:
 	ZSCALE2(Z6, Y6, Z12)
 	ZSCALE2(Z7, Y7, Z12)
 	JMP p2mad
+
+// func mergeF16AVX512(y *float32, x *uint16, n16 int, a, b float32)
+//
+// y = fma(y, a, x*b) on 16 lanes at a time, the product rounded first.
+TEXT ·mergeF16AVX512(SB), NOSPLIT, $0-32
+	MOVQ y+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ n16+16(FP), CX
+	VBROADCASTSS a+24(FP), Z14
+	VBROADCASTSS b+28(FP), Z15
+mergeloop:
+	VCVTPH2PS (SI), Z1
+	VMULPS Z15, Z1, Z1
+	VMOVUPS (DI), Z0
+	VFMADD213PS Z1, Z14, Z0 // y*a + x*b
+	VMOVUPS Z0, (DI)
+	ADDQ $32, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNZ mergeloop
+	VZEROUPPER
+	RET
+
+// EXPF8 is expfsAVX512's arithmetic on the 8 float64 lanes of IN, the
+// float32 results in OUT (constants in Z20..Z26, the table at R8; clobbers
+// Z10..Z16, K4).
+#define EXPF8(IN, OUT) \
+	VMULPD IN, Z20, Z10 \
+	VADDPD Z21, Z10, Z11 \
+	VSUBPD Z21, Z11, Z12 \
+	VSUBPD Z12, Z10, Z13 \
+	VPANDQ Z26, Z11, Z14 \
+	KXNORB K4, K4, K4 \
+	VPGATHERQQ (R8)(Z14*8), K4, Z15 \
+	VPSLLQ $47, Z11, Z16 \
+	VPADDQ Z16, Z15, Z15 \
+	VMULPD Z13, Z13, Z16 \
+	VMOVAPD Z23, Z14 \
+	VFMADD231PD Z22, Z13, Z14 \
+	VMOVAPD Z25, Z12 \
+	VFMADD231PD Z24, Z13, Z12 \
+	VFMADD231PD Z16, Z14, Z12 \
+	VMULPD Z15, Z12, Z12 \
+	VCVTPD2PS Z12, OUT
+
+// func onlineSoftmax16AVX512(scores, ms, vs *float32, scale, m, s float32, c *[7]float64, tab *[32]uint64) (mOut, sOut float32, ok bool)
+//
+// The running maximum before each key is an exclusive prefix maximum:
+// the scaled scores' inclusive prefix maxima in four steps (each lane
+// against the lane 1, 2, 4, 8 before it), then the incoming maximum, then
+// shifted by one lane. Ties keep the earlier value, as the scalar loop
+// keeps its maximum unless a score is greater, so each key meets the
+// very maximum it meets there. The sum stays a chain of 16 scalar
+// multiply-adds, S = S*ms + vs.
+TEXT ·onlineSoftmax16AVX512(SB), NOSPLIT, $0-65
+	MOVQ scores+0(FP), SI
+	MOVQ ms+8(FP), DI
+	MOVQ vs+16(FP), R10
+	MOVQ c+40(FP), DX
+	MOVQ tab+48(FP), R8
+	VBROADCASTSS scale+24(FP), Z1
+	VMULPS (SI), Z1, Z0 // S: the scaled scores
+	MOVL $0xff800000, AX
+	VPBROADCASTD AX, Z3 // -Inf
+	VMOVAPS Z0, Z2
+	VALIGND $15, Z3, Z2, Z4 // lane i: P[i-1]
+	VMAXPS Z4, Z2, Z2 // P > earlier ? P : earlier
+	VALIGND $14, Z3, Z2, Z4
+	VMAXPS Z4, Z2, Z2
+	VALIGND $12, Z3, Z2, Z4
+	VMAXPS Z4, Z2, Z2
+	VALIGND $8, Z3, Z2, Z4
+	VMAXPS Z4, Z2, Z2
+	VBROADCASTSS m+28(FP), Z5
+	VMAXPS Z5, Z2, Z6 // Q: the maximum after each key
+	VALIGND $15, Z5, Z6, Z7 // E: the maximum before each key
+	VCMPPS $0x1e, Z7, Z0, K1 // a new maximum: S > E
+	VSUBPS Z7, Z0, Z8 // S - E
+	VSUBPS Z0, Z7, K1, Z8 // E - S at a new maximum
+	// Expf's fast path only: -88 < x < 88.
+	MOVL $0xc2b00000, AX
+	VPBROADCASTD AX, Z9
+	VCMPPS $0x1e, Z9, Z8, K2 // x > -88
+	MOVL $0x42b00000, AX
+	VPBROADCASTD AX, Z9
+	VCMPPS $0x11, Z9, Z8, K3 // x < 88
+	KANDW K3, K2, K2
+	KMOVW K2, AX
+	CMPL AX, $0xffff
+	JNE osmfail
+	VBROADCASTSD 0(DX), Z20 // 32/ln 2
+	VBROADCASTSD 8(DX), Z21 // shift
+	VBROADCASTSD 16(DX), Z22 // c0
+	VBROADCASTSD 24(DX), Z23 // c1
+	VBROADCASTSD 32(DX), Z24 // c2
+	VBROADCASTSD 40(DX), Z25 // 1
+	VBROADCASTSD 48(DX), Z26 // 31
+	VMOVUPS Z8, (SI)
+	VCVTPS2PD Y8, Z17
+	VEXTRACTF32X8 $1, Z8, Y18
+	VCVTPS2PD Y18, Z18
+	EXPF8(Z17, Y17)
+	EXPF8(Z18, Y18)
+	VINSERTF32X8 $1, Y18, Z17, Z17 // e^x
+	MOVL $0x3f800000, AX
+	VPBROADCASTD AX, Z27 // 1
+	VMOVAPS Z27, Z28
+	VMOVAPS Z17, K1, Z28 // ms: e^x at a new maximum, else 1
+	VMOVAPS Z17, Z29
+	VMOVAPS Z27, K1, Z29 // vs: 1 at a new maximum, else e^x
+	VMOVUPS Z28, (DI)
+	VMOVUPS Z29, (R10)
+	VMOVSS s+32(FP), X0
+	MOVQ $16, CX
+osmsum:
+	VMOVSS (DI), X1
+	VFMADD213SS (R10), X1, X0 // S*ms + vs
+	ADDQ $4, DI
+	ADDQ $4, R10
+	DECQ CX
+	JNZ osmsum
+	VEXTRACTF32X4 $3, Z6, X2
+	VSHUFPS $0xff, X2, X2, X2 // Q's last lane: the new maximum
+	VMOVSS X2, mOut+56(FP)
+	VMOVSS X0, sOut+60(FP)
+	MOVB $1, ok+64(FP)
+	VZEROUPPER
+	RET
+osmfail:
+	MOVB $0, ok+64(FP)
+	VZEROUPPER
+	RET

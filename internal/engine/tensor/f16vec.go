@@ -90,6 +90,25 @@ func MadF16Rows2(accA, accB, vA, vB []uint16, stride int, msA, vsA, msB, vsB []f
 	madF16Rows2Vec(accA, accB, vA, vB, stride, msA, vsA, msB, vsB)
 }
 
+// MergeF16 is the F16-accumulator step of merging flash attention's
+// partial results (ggml_flash_attn_ext_reduce_partials): y[i] =
+// fma(y[i], a, float32(x[i])*b) for each i in range y, the product
+// rounded to float32 first and the multiply-add rounded once. x must hold
+// len(y) values.
+func MergeF16(y []float32, x []uint16, a, b float32) {
+	if len(y) == 0 {
+		return
+	}
+	mergeF16Vec(y, x[:len(y)], a, b)
+}
+
+func mergeF16Generic(y []float32, x []uint16, a, b float32) {
+	x = x[:len(y)]
+	for i, v := range y {
+		y[i] = fmaFast32(v, a, FP16ToFP32(x[i])*b)
+	}
+}
+
 // madF16Rows2Generic runs the two heads one after the other.
 func madF16Rows2Generic(accA, accB, vA, vB []uint16, stride int, msA, vsA, msB, vsB []float32) {
 	madF16RowsVec(accA, vA, stride, msA, vsA)
@@ -110,6 +129,7 @@ var (
 	dotF16RowsVec  = dotF16RowsGeneric
 	madF16RowsVec  = madF16RowsGeneric
 	madF16Rows2Vec = madF16Rows2Generic
+	mergeF16Vec    = mergeF16Generic
 )
 
 func dotF16Generic(a, b []uint16) float32 { return dotF16(u16Bytes(a), u16Bytes(b), len(a)) }

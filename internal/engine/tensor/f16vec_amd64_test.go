@@ -136,3 +136,11 @@ func TestF16VecDispatch(t *testing.T) {
 		}
 	}
 }
+
+// hasOnlineSoftmax16 reports whether onlineSoftmax16 runs an assembly body.
+var hasOnlineSoftmax16 = hasAVX512
+
+// onlineSoftmax16 is the 16-key assembly body of OnlineSoftmax.
+func onlineSoftmax16(scores, ms, vs []float32, scale, m, s float32) (float32, float32, bool) {
+	return onlineSoftmax16AVX512(&scores[0], &ms[0], &vs[0], scale, m, s, &expfConsts, &exp2fTab)
+}
