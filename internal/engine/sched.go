@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"fmt"
 	"runtime"
 	"slices"
@@ -29,6 +30,7 @@ type scheduler struct {
 	done     chan struct{}
 
 	active []*slot     // owned by loop
+	order  []*slot     // owned by loop: active in prompt order (build)
 	jobs   []*scoreJob // owned by loop, oldest first
 	batch  model.Batch
 	outs   []rowOut   // the owner of each logits row, in row order
@@ -37,6 +39,10 @@ type scheduler struct {
 	// A pipeline's first stage keeps up to Tail.Depth steps in flight:
 	// sent holds them, oldest first; spare holds flights to reuse.
 	sent, spare []*flight
+
+	// batches counts the steps run; a sequence admitted while the step
+	// numbered batches was the latest notes it (slot.admitted).
+	batches uint64
 
 	// decodeYields counts the steps in a row whose decode rows gave way to
 	// a prompt's last rows (see build); at most slots-1, background slots
@@ -58,15 +64,19 @@ var microbatchRows = 4
 
 // firstTokenRows is how many rows a step must hold before it ends its
 // prompt rows at a prompt that completes in it. Prompts take the step's
-// budget oldest first; stopping at the first that completes (once the step
-// is this big) gives that prompt its first token a step earlier than
-// packing the next prompts behind it would, so first tokens of prompts that
-// arrive together come one by one instead of all at the end, while steps
-// stay big enough for the kernels' row tiles and for a weight read each to
-// be cheap beside the rows' arithmetic (see docs/engine.md, "Serving
-// against llama-server"). Short prompts (a cached prefix leaves a row or
-// two) still share one step.
-var firstTokenRows = 64
+// budget in prompt order (promptFirst); stopping at the first that
+// completes (once the step is this big) gives that prompt its first token a
+// step earlier than packing the next prompts behind it would, so first
+// tokens of prompts that arrive together come one by one instead of all at
+// the end, while steps stay big enough for the kernels' row tiles and for a
+// weight read each to be cheap beside the rows' arithmetic: on the Zen 5
+// at two threads a prompt step of the 134M Q8_0 model costs about 5 ms
+// plus 0.57 ms a row, so a 32-row step spends a fifth of its time on the
+// per-step part and a 64-row step an eighth. At 64, prompts of 33-63 rows
+// took their steps in pairs, each first token waiting for the other's
+// rows (see docs/engine.md, "Serving against llama-server"). Short prompts
+// (a cached prefix leaves a row or two) still share one step.
+var firstTokenRows = 32
 
 // flight is a step sent down a pipeline whose answer is not back: the
 // owners of its answer's rows and the sequences and jobs with rows in it,
@@ -102,6 +112,7 @@ func newScheduler(e *Engine, st *model.State, slots, bgBudget int) *scheduler {
 		quit:     make(chan struct{}),
 		done:     make(chan struct{}),
 		active:   make([]*slot, 0, slots),
+		order:    make([]*slot, 0, slots),
 		outs:     make([]rowOut, 0, st.MaxOut()),
 		batch: model.Batch{
 			Tokens: make([]int32, 0, b), Pos: make([]int32, 0, b),
@@ -210,6 +221,7 @@ func (s *scheduler) depth() int {
 // engine's own layers, then sent down the pipeline (its answer is taken
 // later, by takeAnswers).
 func (s *scheduler) run() {
+	s.batches++
 	s.e.steps.Add(1)
 	s.e.rows.Add(int64(len(s.batch.Tokens)))
 	StepTrace(TraceForward, 0)
@@ -313,6 +325,7 @@ func (s *scheduler) admit() {
 }
 
 func (s *scheduler) start(sl *slot) {
+	sl.admitted = s.batches
 	sl.cache.Release()
 	sl.nPast = 0
 	sl.result.Prefill = 0
@@ -474,7 +487,8 @@ func (s *scheduler) foreground() bool {
 
 // build fills the batch for one step and reports whether it has rows.
 // Decode rows come first so running streams never wait behind a prompt,
-// then prompt chunks, oldest sequence first, up to the first prompt that
+// then prompt chunks in prompt order (promptFirst: by admission, and
+// shortest first among prompts admitted together), up to the first prompt that
 // completes once the step holds firstTokenRows rows, then scoring rows,
 // under the step's row budget.
 // Background work gets rows only in steps without foreground work, and
@@ -503,6 +517,7 @@ func (s *scheduler) build() bool {
 	for _, j := range s.jobs {
 		j.inBatch = false
 	}
+	s.sortPrompts()
 	taken, limit := 0, len(s.active)
 	if d := s.depth(); d > 1 {
 		n := 0
@@ -522,7 +537,7 @@ func (s *scheduler) build() bool {
 	if !give {
 		s.addDecodeRows(fg, limit, &taken)
 	}
-	for _, sl := range s.active {
+	for _, sl := range s.order {
 		left := budget - len(b.Tokens)
 		if left <= 0 || sl.nPast >= sl.nInput || sl.cancelled.Load() || sl.err != nil || (fg && sl.background) ||
 			sl.inFlight || taken >= limit {
@@ -602,11 +617,11 @@ func (s *scheduler) addDecodeRows(fg bool, limit int, taken *int) {
 
 // firstTokenStep reports whether the step being built gives a prompt its
 // first token: the prompt that takes the step's first prompt rows (the
-// oldest one that can run) fits in it whole. (Its prefix is not looked up
+// first in prompt order that can run) fits in it whole. (Its prefix is not looked up
 // yet: a prompt that fits only once its cached prefix is shared is not
 // counted.)
 func (s *scheduler) firstTokenStep(fg bool, budget int) bool {
-	for _, sl := range s.active {
+	for _, sl := range s.order {
 		if sl.nPast >= sl.nInput || sl.cancelled.Load() || sl.err != nil || (fg && sl.background) || sl.inFlight {
 			continue
 		}
@@ -616,6 +631,29 @@ func (s *scheduler) firstTokenStep(fg bool, budget int) bool {
 		return sl.nInput-sl.nPast <= budget
 	}
 	return false
+}
+
+// sortPrompts fills order with the active sequences in the order their
+// prompts take a step's rows (promptFirst).
+func (s *scheduler) sortPrompts() {
+	s.order = append(s.order[:0], s.active...)
+	slices.SortStableFunc(s.order, promptFirst)
+}
+
+// promptFirst orders prompts by admission, and those admitted together
+// (during one step, or into an idle engine at once) fewest rows left
+// first, so that a wave of prompts that arrive together, which take their
+// first tokens one step after another, gives the short ones theirs without
+// waiting behind the long ones: each first token then waits for the rows
+// of the prompts shorter than its own, the least total wait of any order.
+// A prompt admitted later never goes before one admitted earlier (however
+// long), so none waits for more than the prompts already there when it
+// arrived. Ties keep admission order.
+func promptFirst(a, b *slot) int {
+	if a.admitted != b.admitted {
+		return cmp.Compare(a.admitted, b.admitted)
+	}
+	return cmp.Compare(a.nInput-a.nPast, b.nInput-b.nPast)
 }
 
 // canRun reports whether sl could have rows in the next step (a guess:

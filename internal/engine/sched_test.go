@@ -205,3 +205,81 @@ func TestDecodeRowsGiveWayBounded(t *testing.T) {
 	}
 	e.free <- a
 }
+
+// TestPromptsTogetherShortestFirst checks the prompt order (promptFirst).
+// Four fresh prompts of 90, 40, 80 and 50 tokens arrive together: the steps
+// evaluate them shortest first, one a step (a prompt of firstTokenRows rows
+// or more ends its step), so the 40-token prompt has its first token after
+// one step instead of two and the 90-token one waits for the other three. Then a 150-token prompt takes a 64-row step alone and a
+// 10-token prompt arrives: the long prompt, admitted earlier, keeps the
+// next step's rows and the short one joins its last step: a prompt that
+// arrives later never goes before one that was there before it. Tokens
+// equal each request's alone.
+func TestPromptsTogetherShortestFirst(t *testing.T) {
+	e, alone := steppedEngine(t, Options{Slots: 4, BatchSize: 256})
+	s := e.sched
+	lens := []int{90, 40, 80, 50}
+	slots := make([]*slot, len(lens))
+	want := make([][]int32, len(lens))
+	for i, n := range lens {
+		slots[i], want[i] = steppedSlot(t, e, alone, testPrompt(i, n), 4)
+	}
+	for _, sl := range slots {
+		s.start(sl)
+	}
+	for step, i := range []int{1, 3, 2, 0} { // by length
+		if rows, decode := stepRows(t, s); rows != lens[i] || decode != 0 {
+			t.Errorf("step %d has %d rows, %d of them decode rows; want the %d-token prompt alone", step, rows, decode, lens[i])
+		}
+		if got := slots[i].ring.tail.Load(); got != 1 {
+			t.Errorf("after step %d the %d-token prompt has %d tokens, want its first", step, lens[i], got)
+		}
+		for _, j := range []int{1, 3, 2, 0}[step+1:] {
+			if slots[j].nPast != 0 {
+				t.Errorf("after step %d the %d-token prompt has %d rows evaluated before a shorter one's first token", step, lens[j], slots[j].nPast)
+			}
+		}
+	}
+	for range 16 {
+		if !s.build() {
+			break
+		}
+		s.run()
+	}
+	for i, sl := range slots {
+		if got := slotTokens(sl); !slices.Equal(got, want[i]) {
+			t.Errorf("%d-token prompt: %v, alone %v", lens[i], got, want[i])
+		}
+		e.free <- sl
+	}
+
+	e.sched.budget = 64
+	long, wantLong := steppedSlot(t, e, alone, testPrompt(4, 150), 2)
+	s.start(long)
+	if rows, _ := stepRows(t, s); rows != 64 {
+		t.Fatalf("the long prompt's first step has %d rows, want 64", rows)
+	}
+	short, wantShort := steppedSlot(t, e, alone, testPrompt(5, 10), 2)
+	s.start(short)
+	if rows, _ := stepRows(t, s); rows != 64 || long.nPast != 128 || short.nPast != 0 {
+		t.Errorf("after the short prompt arrived: a step of %d rows, the long prompt at %d, the short at %d; want the long prompt's next 64 rows alone",
+			rows, long.nPast, short.nPast)
+	}
+	if rows, decode := stepRows(t, s); rows != 22+10 || decode != 0 {
+		t.Errorf("the long prompt's last step has %d rows, %d decode rows; want its 22 and the short prompt's 10", rows, decode)
+	}
+	for range 8 {
+		if !s.build() {
+			break
+		}
+		s.run()
+	}
+	if got := slotTokens(long); !slices.Equal(got, wantLong) {
+		t.Errorf("long prompt: %v, alone %v", got, wantLong)
+	}
+	if got := slotTokens(short); !slices.Equal(got, wantShort) {
+		t.Errorf("short prompt: %v, alone %v", got, wantShort)
+	}
+	e.free <- long
+	e.free <- short
+}

@@ -80,6 +80,9 @@ type slot struct {
 	// batchFrom is the first position of its rows in the step being built
 	// (with inBatch).
 	batchFrom int
+	// admitted is the scheduler's step count when the sequence started:
+	// prompts with the same count arrived together (promptFirst).
+	admitted uint64
 	// opened: the sequence's StreamOpen (stream) went to the last stage
 	// (Request.Out).
 	opened      bool
