@@ -91,18 +91,24 @@ func (w *attnWorker) oneChunkHeads(seq *KVCache, layer int, hs []headScratch, lo
 		j := 0
 		for ; j+1 < len(hs); j += 2 {
 			a, b := &hs[j], &hs[j+1]
-			if nn > 0 {
-				width := max(a.kvOff, b.kvOff) + hd - a.kvOff
-				tensor.PrefetchF16Rows(nk[a.kvOff:], stride, nn, width)
-				tensor.PrefetchF16Rows(nv[a.kvOff:], stride, nn, width)
-			}
+			width := max(a.kvOff, b.kvOff) + hd - a.kvOff
 			sa, msa, vsa := a.kq[:n], a.ms[:n], a.vs[:n]
 			sb, msb, vsb := b.kq[:n], b.ms[:n], b.vs[:n]
 			tensor.DotF16Rows(sa, a.qh, k[a.kvOff:], stride)
 			tensor.DotF16Rows(sb, b.qh, k[b.kvOff:], stride)
 			a.m, a.s = softmaxRun(sa, msa, vsa, scale, a.m, a.s)
 			b.m, b.s = softmaxRun(sb, msb, vsb, scale, b.m, b.s)
-			tensor.MadF16Rows2(a.acc, b.acc, v[a.kvOff:], v[b.kvOff:], stride, msa, vsa, msb, vsb)
+			if nn > 0 {
+				// The next run's rows of the pair's columns, a row of K
+				// and V with each row's value update.
+				tensor.MadF16Rows2Prefetch(a.acc, b.acc, v[a.kvOff:], v[b.kvOff:], stride, msa, vsa, msb, vsb, nk[a.kvOff:], nv[a.kvOff:], min(nn, n), width)
+				if nn > n {
+					tensor.PrefetchF16Rows(nk[a.kvOff+n*stride:], stride, nn-n, width)
+					tensor.PrefetchF16Rows(nv[a.kvOff+n*stride:], stride, nn-n, width)
+				}
+			} else {
+				tensor.MadF16Rows2(a.acc, b.acc, v[a.kvOff:], v[b.kvOff:], stride, msa, vsa, msb, vsb)
+			}
 		}
 		if j < len(hs) {
 			a := &hs[j]

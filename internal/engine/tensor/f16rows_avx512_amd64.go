@@ -137,3 +137,20 @@ func onlineSoftmaxAsm512(scores, ms, vs []float32, scale, m, s float32) (float32
 	}
 	return m, s
 }
+
+// madF16Rows2PfAVX512x64 is madF16Rows2AVX512x64 that also prefetches
+// four cache lines at pk and at pv in each of its first prows rows.
+//
+//go:noescape
+func madF16Rows2PfAVX512x64(accA, accB, vA, vB *uint16, stride int, msA, vsA, msB, vsB *float32, rows int, pk, pv *uint16, prows int)
+
+// madF16Rows2PfAsm512 is MadF16Rows2Prefetch's body for heads of 64
+// elements and rows to prefetch of up to four cache lines (two
+// neighbouring heads' columns).
+func madF16Rows2PfAsm512(accA, accB, vA, vB []uint16, stride int, msA, vsA, msB, vsB []float32, pk, pv []uint16, prows, pwidth int) bool {
+	if len(accA) != 64 || pwidth > 128 {
+		return false
+	}
+	madF16Rows2PfAVX512x64(&accA[0], &accB[0], &vA[0], &vB[0], 2*stride, &msA[0], &vsA[0], &msB[0], &vsB[0], len(vsA), &pk[0], &pv[0], prows)
+	return true
+}

@@ -186,3 +186,32 @@ func fmaFast32(a, b, c float32) float32 {
 func u16Bytes(v []uint16) []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), 2*len(v))
 }
+
+// MadF16Rows2Prefetch is MadF16Rows2 that also asks for prows rows
+// (prows <= len(vsA)) of pwidth elements at pk and at pv, with the same
+// stride, to be loaded into the caches, one row of each with each row's
+// update: one-chunk attention's next run of keys, prefetched while this
+// run computes instead of in bursts between the calls, which left the
+// core waiting for the memory system to take them.
+func MadF16Rows2Prefetch(accA, accB, vA, vB []uint16, stride int, msA, vsA, msB, vsB []float32, pk, pv []uint16, prows, pwidth int) {
+	n := len(vsA)
+	if prows > n {
+		panic("tensor: MadF16Rows2Prefetch with more rows to prefetch than to update")
+	}
+	if prows > 0 && pwidth > 0 && madF16Rows2PfVec != nil && n == len(vsB) && len(accA) == len(accB) && stride >= 0 {
+		hd := len(accA)
+		_, _ = msA[n-1], msB[n-1]
+		_, _ = vA[(n-1)*stride+hd-1], vB[(n-1)*stride+hd-1]
+		_, _ = pk[(prows-1)*stride+pwidth-1], pv[(prows-1)*stride+pwidth-1]
+		if madF16Rows2PfVec(accA, accB, vA, vB, stride, msA, vsA, msB, vsB, pk, pv, prows, pwidth) {
+			return
+		}
+	}
+	PrefetchF16Rows(pk, stride, prows, pwidth)
+	PrefetchF16Rows(pv, stride, prows, pwidth)
+	MadF16Rows2(accA, accB, vA, vB, stride, msA, vsA, msB, vsB)
+}
+
+// madF16Rows2PfVec, when not nil, is MadF16Rows2Prefetch's body for the
+// shapes it reports true for (the arguments checked by the caller).
+var madF16Rows2PfVec func(accA, accB, vA, vB []uint16, stride int, msA, vsA, msB, vsB []float32, pk, pv []uint16, prows, pwidth int) bool

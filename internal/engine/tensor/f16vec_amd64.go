@@ -117,7 +117,7 @@ func init() {
 	case hasAVX512:
 		dotF16Vec, dotF16RowsVec, madF16RowsVec = dotF16AVX2Full, dotF16RowsAsm512, madF16RowsAVX512
 		madF16Rows2Vec, mergeF16Vec = madF16Rows2AVX512, mergeF16Asm512
-		onlineSoftmaxVec = onlineSoftmaxAsm512
+		onlineSoftmaxVec, madF16Rows2PfVec = onlineSoftmaxAsm512, madF16Rows2PfAsm512
 		madF16Vec, scaleF16Vec, roundF16Vec = madF16AVX512, scaleF16AVX512, roundF16AVX512
 	case hasAVX2:
 		dotF16Vec, dotF16RowsVec, madF16RowsVec = dotF16AVX2Full, dotF16RowsAsm, madF16RowsAVX2

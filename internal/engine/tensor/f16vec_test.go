@@ -239,6 +239,12 @@ func TestMadF16RowsMatchesGeneric(t *testing.T) {
 			MadF16Rows2(gotA[:hd], gotB[:hd], v, vB[8:], stride, ms, vs, msB, vsB)
 			cmpU16(t, fmt.Sprintf("MadF16Rows2 head A rows=%d", rows), 0, gotA, want)
 			cmpU16(t, fmt.Sprintf("MadF16Rows2 head B rows=%d", rows), 0, gotB, wantB)
+			// MadF16Rows2Prefetch: the same updates, prefetching rows of
+			// the values along the way (the 64-element body where hd is 64).
+			gotA, gotB = append([]uint16(nil), acc...), append([]uint16(nil), accB...)
+			MadF16Rows2Prefetch(gotA[:hd], gotB[:hd], v, vB[8:], stride, ms, vs, msB, vsB, v, vB, 1+r.IntN(rows), hd)
+			cmpU16(t, fmt.Sprintf("MadF16Rows2Prefetch head A rows=%d", rows), 0, gotA, want)
+			cmpU16(t, fmt.Sprintf("MadF16Rows2Prefetch head B rows=%d", rows), 0, gotB, wantB)
 
 			q := edgyF16(r, hd)
 			wantDot, gotDot := make([]float32, rows+1), make([]float32, rows+1)
