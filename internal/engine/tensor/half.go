@@ -101,6 +101,12 @@ func fma32(a, b, c float32) float32 {
 	// TwoSum: the exact error of s.
 	bb := s - p
 	e := (p - (s - bb)) + (cc - bb)
+	if e != e {
+		// A NaN error term: an infinite or NaN operand, where s (±Inf or
+		// NaN) is already the answer (a float32 product cannot overflow
+		// float64), and rounding its bits to odd would turn -Inf into a NaN.
+		return float32(s)
+	}
 	if e != 0 {
 		bits := math.Float64bits(s)
 		if bits&1 == 0 {

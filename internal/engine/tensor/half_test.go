@@ -133,3 +133,19 @@ func TestFMA32(t *testing.T) {
 	_ = a
 	_ = b
 }
+
+// TestFMA32NonFinite: infinite and NaN operands give what a fused
+// multiply-add instruction gives (math.FMA's IEEE answer, rounded).
+func TestFMA32NonFinite(t *testing.T) {
+	inf, nan := float32(math.Inf(1)), float32(math.NaN())
+	for _, c := range [][3]float32{
+		{2, 0, -inf}, {2, 0, inf}, {-inf, 3, 1}, {inf, -3, 1}, {inf, 1, -inf},
+		{inf, 0, 1}, {nan, 1, 2}, {1, 2, nan}, {3, 4, -inf}, {-3, 4, inf},
+	} {
+		want := float32(math.FMA(float64(c[0]), float64(c[1]), float64(c[2])))
+		got := fma32(c[0], c[1], c[2])
+		if math.Float32bits(got) != math.Float32bits(want) && !(got != got && want != want) {
+			t.Errorf("fma32(%g, %g, %g) = %g, want %g", c[0], c[1], c[2], got, want)
+		}
+	}
+}
