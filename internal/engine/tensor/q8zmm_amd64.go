@@ -12,8 +12,31 @@ import (
 //go:noescape
 func q8TileVNNI512(w *byte, wrb int, a *[q8ZRows]*byte, nb int, outs *[q8ZRows]*float32, mask int)
 
+// q8Tile4VNNI512 is q8TileVNNI512 for four activation rows.
+//
+//go:noescape
+func q8Tile4VNNI512(w *byte, wrb int, a *[4]*byte, nb int, outs *[4]*float32, mask int)
+
 // q8ZRows is the activation rows of one q8TileVNNI512 call.
 const q8ZRows = 6
+
+// q8Tiles returns how many of m rows take tiles of six (the first) and
+// how many tiles of four follow, leaving a last single row to the caller:
+// a padded row costs what a real one does, so the rows that do not fill
+// sixes go in fours (eight rows, a batch of eight decode rows: two fours,
+// not a six and a six of which four are padding), and five in a six.
+func q8Tiles(m int) (sixes, fours int) {
+	sixes = m / q8ZRows
+	switch r := m % q8ZRows; {
+	case r == 2 && sixes > 0:
+		return sixes - 1, 2 // six and two: four and four
+	case r >= 2 && r <= 4:
+		return sixes, 1
+	case r == 5:
+		return sixes + 1, 0
+	}
+	return sixes, 0 // r == 1: the last single row is the caller's
+}
 
 // init gives Q8_0 prompt rows (which carry sideQ8_0's data on these
 // machines, vnni_amd64.go) the 512-bit tile over whole blocks of
@@ -29,19 +52,18 @@ func init() {
 }
 
 // groupBlockQ8_0VNNI512 is the groupBlockFunc of Q8_0 rows that carry
-// sideQ8_0's data: q8TileVNNI512 over every six of the m rows (the last
-// tile's missing rows repeat its first). A last single row is left to the
-// caller (the one-row kernel, dotQ8_0w4, costs less than a tile of six
-// rows); it takes every other row. A group of
+// sideQ8_0's data: q8TileVNNI512 over sixes of the m rows and
+// q8Tile4VNNI512 over fours (q8Tiles; a tile's missing rows repeat its
+// first). A last single row is left to the caller (the one-row kernel,
+// dotQ8_0w4, costs less than a tile); it takes every other row. A group of
 // fewer than eight weight rows is first copied to g.pad with its first
 // row repeated, so that the tile reads eight rows; only the group's own
 // outputs are stored.
 func groupBlockQ8_0VNNI512(w []byte, wrb, nw int, a []byte, arb, m, cols int, out []float32, orb int, perm []int32, g *groupOut) int {
 	nb := cols / qk
-	if m%q8ZRows == 1 {
-		m-- // the last single row
-	}
-	if m < 1 || nb == 0 || nw < 1 || nw > groupW || arb != 70*nb {
+	sixes, fours := q8Tiles(m)
+	end := min(m, sixes*q8ZRows+fours*4)
+	if end < 1 || nb == 0 || nw < 1 || nw > groupW || arb != 70*nb {
 		return 0
 	}
 	_, _, _ = w[(nw-1)*wrb+34*nb-1], a[m*arb-1], perm[m-1]
@@ -63,22 +85,36 @@ func groupBlockQ8_0VNNI512(w []byte, wrb, nw int, a []byte, arb, m, cols int, ou
 		w, wrb = g.pad, rb
 	}
 	if kerneltrace.On {
-		kerneltrace.Ran("q8TileVNNI512")
+		if sixes > 0 {
+			kerneltrace.Ran("q8TileVNNI512")
+		}
+		if fours > 0 {
+			kerneltrace.Ran("q8Tile4VNNI512")
+		}
 	}
 	mask := 1<<nw - 1
 	base, ob := unsafe.Pointer(&a[0]), unsafe.Pointer(&out[0])
 	var rows [q8ZRows]*byte
 	var outs [q8ZRows]*float32
-	for p := 0; p < m; p += q8ZRows {
-		for i := range q8ZRows {
+	for p, t := 0, 0; p < end; t++ {
+		n := q8ZRows
+		if t >= sixes {
+			n = 4
+		}
+		for i := range n {
 			s := p
-			if p+i < m {
+			if p+i < end {
 				s += i // missing rows repeat the first
 			}
 			rows[i] = (*byte)(unsafe.Add(base, s*arb+34*nb))
 			outs[i] = (*float32)(unsafe.Add(ob, 4*int(perm[s])*orb))
 		}
-		q8TileVNNI512(&w[0], wrb, &rows, nb, &outs, mask)
+		if n == 4 {
+			q8Tile4VNNI512(&w[0], wrb, (*[4]*byte)(rows[:4]), nb, (*[4]*float32)(outs[:4]), mask)
+		} else {
+			q8TileVNNI512(&w[0], wrb, &rows, nb, &outs, mask)
+		}
+		p += n
 	}
-	return m
+	return end
 }

@@ -72,6 +72,14 @@ GLOBL q8zPerm<>(SB), RODATA|NOPTR, $64
 	Q8ZROW(R12, C4) \
 	Q8ZROW(R13, C5)
 
+// Q8ZROWS4(C0, ..., C3): Q8ZROW for activation rows 0-3 (side data at
+// R8-R11) into the accumulators of the pair for those rows.
+#define Q8ZROWS4(C0, C1, C2, C3) \
+	Q8ZROW(R8, C0) \
+	Q8ZROW(R9, C1) \
+	Q8ZROW(R10, C2) \
+	Q8ZROW(R11, C3)
+
 // Q8ZOUT(C0, C1, C2, C3, OFF): reduces the four pair accumulators of one
 // activation row as hsum8 each (lanes j and j+4, then (0+2)+(1+3)) and
 // stores the eight outputs, under mask K2, at the pointer at OFF(R14).
@@ -171,5 +179,74 @@ q8zdone:
 	Q8ZOUT(Z20, Z21, Z22, Z23, 24)
 	Q8ZOUT(Z24, Z25, Z26, Z27, 32)
 	Q8ZOUT(Z28, Z29, Z30, Z31, 40)
+	VZEROUPPER
+	RET
+
+// func q8Tile4VNNI512(w *byte, wrb int, a *[4]*byte, nb int, outs *[4]*float32, mask int)
+// q8TileVNNI512 for four activation rows: the same arithmetic per output,
+// so that a step's rows that do not fill tiles of six (a batch of eight
+// decode rows) do not pay for padded rows.
+TEXT ·q8Tile4VNNI512(SB), NOSPLIT, $0-48
+	MOVQ w+0(FP), SI
+	MOVQ wrb+8(FP), DX
+	MOVQ a+16(FP), AX
+	MOVQ 0(AX), R8
+	MOVQ 8(AX), R9
+	MOVQ 16(AX), R10
+	MOVQ 24(AX), R11
+	MOVQ nb+24(FP), CX
+	LEAQ (SI)(DX*2), DI
+	LEAQ (DI)(DX*1), BX
+	VPXORD Z6, Z6, Z6
+	MOVL $0x80808080, AX
+	VPBROADCASTD AX, Z7
+	MOVL $0xff00, AX
+	KMOVW AX, K1
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	VPXORD Z22, Z22, Z22
+	VPXORD Z23, Z23, Z23
+	TESTQ CX, CX
+	JZ q8z4done
+q8z4loop:
+	// Pair P's accumulator for activation row p is Z(8 + 4p + P).
+	Q8ZPAIR((SI), (SI)(DX*1), 2(SI), 2(SI)(DX*1))
+	Q8ZROWS4(Z8, Z12, Z16, Z20)
+	Q8ZPAIR((DI), (BX), 2(DI), 2(BX))
+	Q8ZROWS4(Z9, Z13, Z17, Z21)
+	Q8ZPAIR((SI)(DX*4), (BX)(DX*2), 2(SI)(DX*4), 2(BX)(DX*2))
+	Q8ZROWS4(Z10, Z14, Z18, Z22)
+	Q8ZPAIR((DI)(DX*4), (BX)(DX*4), 2(DI)(DX*4), 2(BX)(DX*4))
+	Q8ZROWS4(Z11, Z15, Z19, Z23)
+	ADDQ $34, SI
+	ADDQ $34, DI
+	ADDQ $34, BX
+	ADDQ $36, R8
+	ADDQ $36, R9
+	ADDQ $36, R10
+	ADDQ $36, R11
+	DECQ CX
+	JNZ q8z4loop
+q8z4done:
+	VMOVDQU32 q8zPerm<>(SB), Z7
+	MOVQ mask+40(FP), AX
+	KMOVW AX, K2
+	MOVQ outs+32(FP), R14
+	Q8ZOUT(Z8, Z9, Z10, Z11, 0)
+	Q8ZOUT(Z12, Z13, Z14, Z15, 8)
+	Q8ZOUT(Z16, Z17, Z18, Z19, 16)
+	Q8ZOUT(Z20, Z21, Z22, Z23, 24)
 	VZEROUPPER
 	RET

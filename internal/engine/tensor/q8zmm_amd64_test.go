@@ -11,7 +11,7 @@ import (
 )
 
 // TestQ8ZBlockMatchesGeneric runs groupBlockQ8_0VNNI512 over blocks of 1
-// to 14 activation rows whose outputs lie in permuted rows (as MatMul's
+// to 20 activation rows (tiles of six and of four, q8Tiles) whose outputs lie in permuted rows (as MatMul's
 // classes order them), for every weight-row count up to a group (short
 // groups go through the padded copy), over one block and several widths,
 // with ordinary and extreme scales and codes (-128 included), and
@@ -22,7 +22,7 @@ func TestQ8ZBlockMatchesGeneric(t *testing.T) {
 	if !hasVNNI512 {
 		t.Skip("no AVX-512 VNNI")
 	}
-	defer expectVNNI(t, "q8TileVNNI512")()
+	defer expectVNNI(t, "q8TileVNNI512", "q8Tile4VNNI512")()
 	r := rand.New(rand.NewPCG(65, 66))
 	gen := genericKernels[gguf.TypeQ8_0]
 	for _, cols := range []int{32, 256, 768, 800, 2336} {
@@ -31,7 +31,7 @@ func TestQ8ZBlockMatchesGeneric(t *testing.T) {
 		arb := base + sideQ8_0.bytes(cols)
 		for _, extreme := range []bool{false, true} {
 			for nw := 1; nw <= groupW; nw++ {
-				for m := 1; m <= 14; m++ {
+				for m := 1; m <= 20; m++ {
 					var w, a []byte
 					for q := 0; q < nw; q++ {
 						row := rawRow(r, gguf.TypeQ8_0, cols, extreme)
