@@ -99,6 +99,44 @@ GLOBL q8zPerm<>(SB), RODATA|NOPTR, $64
 	MOVQ OFF(R14), AX \
 	VMOVUPS Y2, K2, (AX)
 
+// Q8ZSETUP: the weight rows' addresses past the first two (DI: row 2,
+// BX: row 3; SI holds row 0 and DX the row stride), the block count in
+// CX, the constants Q8ZPAIR takes (Z6, Z7, K1) and the accumulators of
+// four activation rows (Z8-Z23) zeroed.
+#define Q8ZSETUP \
+	MOVQ nb+24(FP), CX \
+	LEAQ (SI)(DX*2), DI \
+	LEAQ (DI)(DX*1), BX \
+	VPXORD Z6, Z6, Z6 \
+	MOVL $0x80808080, AX \
+	VPBROADCASTD AX, Z7 \
+	MOVL $0xff00, AX \
+	KMOVW AX, K1 \
+	VPXORD Z8, Z8, Z8 \
+	VPXORD Z9, Z9, Z9 \
+	VPXORD Z10, Z10, Z10 \
+	VPXORD Z11, Z11, Z11 \
+	VPXORD Z12, Z12, Z12 \
+	VPXORD Z13, Z13, Z13 \
+	VPXORD Z14, Z14, Z14 \
+	VPXORD Z15, Z15, Z15 \
+	VPXORD Z16, Z16, Z16 \
+	VPXORD Z17, Z17, Z17 \
+	VPXORD Z18, Z18, Z18 \
+	VPXORD Z19, Z19, Z19 \
+	VPXORD Z20, Z20, Z20 \
+	VPXORD Z21, Z21, Z21 \
+	VPXORD Z22, Z22, Z22 \
+	VPXORD Z23, Z23, Z23
+
+// Q8ZSTORE: the output permutation in Z7, the store mask in K2 and the
+// output pointers in R14, for Q8ZOUT.
+#define Q8ZSTORE \
+	VMOVDQU32 q8zPerm<>(SB), Z7 \
+	MOVQ mask+40(FP), AX \
+	KMOVW AX, K2 \
+	MOVQ outs+32(FP), R14
+
 // func q8TileVNNI512(w *byte, wrb int, a *[6]*byte, nb int, outs *[6]*float32, mask int)
 // Weight rows w + q*wrb (q < 8), activation side data a[p] (p < 6):
 // outs[p][q] = the output of row q with row p for the q whose bit is set
@@ -113,30 +151,7 @@ TEXT ·q8TileVNNI512(SB), NOSPLIT, $0-48
 	MOVQ 24(AX), R11
 	MOVQ 32(AX), R12
 	MOVQ 40(AX), R13
-	MOVQ nb+24(FP), CX
-	LEAQ (SI)(DX*2), DI
-	LEAQ (DI)(DX*1), BX
-	VPXORD Z6, Z6, Z6
-	MOVL $0x80808080, AX
-	VPBROADCASTD AX, Z7
-	MOVL $0xff00, AX
-	KMOVW AX, K1
-	VPXORD Z8, Z8, Z8
-	VPXORD Z9, Z9, Z9
-	VPXORD Z10, Z10, Z10
-	VPXORD Z11, Z11, Z11
-	VPXORD Z12, Z12, Z12
-	VPXORD Z13, Z13, Z13
-	VPXORD Z14, Z14, Z14
-	VPXORD Z15, Z15, Z15
-	VPXORD Z16, Z16, Z16
-	VPXORD Z17, Z17, Z17
-	VPXORD Z18, Z18, Z18
-	VPXORD Z19, Z19, Z19
-	VPXORD Z20, Z20, Z20
-	VPXORD Z21, Z21, Z21
-	VPXORD Z22, Z22, Z22
-	VPXORD Z23, Z23, Z23
+	Q8ZSETUP
 	VPXORD Z24, Z24, Z24
 	VPXORD Z25, Z25, Z25
 	VPXORD Z26, Z26, Z26
@@ -169,10 +184,7 @@ q8zloop:
 	DECQ CX
 	JNZ q8zloop
 q8zdone:
-	VMOVDQU32 q8zPerm<>(SB), Z7
-	MOVQ mask+40(FP), AX
-	KMOVW AX, K2
-	MOVQ outs+32(FP), R14
+	Q8ZSTORE
 	Q8ZOUT(Z8, Z9, Z10, Z11, 0)
 	Q8ZOUT(Z12, Z13, Z14, Z15, 8)
 	Q8ZOUT(Z16, Z17, Z18, Z19, 16)
@@ -194,30 +206,7 @@ TEXT ·q8Tile4VNNI512(SB), NOSPLIT, $0-48
 	MOVQ 8(AX), R9
 	MOVQ 16(AX), R10
 	MOVQ 24(AX), R11
-	MOVQ nb+24(FP), CX
-	LEAQ (SI)(DX*2), DI
-	LEAQ (DI)(DX*1), BX
-	VPXORD Z6, Z6, Z6
-	MOVL $0x80808080, AX
-	VPBROADCASTD AX, Z7
-	MOVL $0xff00, AX
-	KMOVW AX, K1
-	VPXORD Z8, Z8, Z8
-	VPXORD Z9, Z9, Z9
-	VPXORD Z10, Z10, Z10
-	VPXORD Z11, Z11, Z11
-	VPXORD Z12, Z12, Z12
-	VPXORD Z13, Z13, Z13
-	VPXORD Z14, Z14, Z14
-	VPXORD Z15, Z15, Z15
-	VPXORD Z16, Z16, Z16
-	VPXORD Z17, Z17, Z17
-	VPXORD Z18, Z18, Z18
-	VPXORD Z19, Z19, Z19
-	VPXORD Z20, Z20, Z20
-	VPXORD Z21, Z21, Z21
-	VPXORD Z22, Z22, Z22
-	VPXORD Z23, Z23, Z23
+	Q8ZSETUP
 	TESTQ CX, CX
 	JZ q8z4done
 q8z4loop:
@@ -240,10 +229,7 @@ q8z4loop:
 	DECQ CX
 	JNZ q8z4loop
 q8z4done:
-	VMOVDQU32 q8zPerm<>(SB), Z7
-	MOVQ mask+40(FP), AX
-	KMOVW AX, K2
-	MOVQ outs+32(FP), R14
+	Q8ZSTORE
 	Q8ZOUT(Z8, Z9, Z10, Z11, 0)
 	Q8ZOUT(Z12, Z13, Z14, Z15, 8)
 	Q8ZOUT(Z16, Z17, Z18, Z19, 16)
