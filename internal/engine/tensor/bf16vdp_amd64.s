@@ -2,24 +2,12 @@
 
 #include "textflag.h"
 #include "vdpbf16ps_amd64.h"
+#include "zmm_amd64.h"
 
 // AVX512_BF16 bodies of the BF16 kernels: the real VDPBF16PS, as
 // llama.cpp's AVX512BF16 build uses it (ggml_vec_dot_bf16 for decode rows,
 // tinyBLAS<32> for prompt rows). src1 is the weight row, src2 the
 // activation row, as in ggml (_mm512_dpbf16_ps(c, x, y), madd(A, B, C)).
-
-// RED512(Z, Y, X, YT, XT) reduces the 16 lanes of Z into X's lowest lane
-// as reduce16 (_mm512_reduce_add_ps): halves 8, 4, then (u0+u2)+(u1+u3).
-// Y and X are Z's low halves; YT, XT scratch (registers below 16).
-#define RED512(Z, Y, X, YT, XT) \
-	VEXTRACTF64X4 $1, Z, YT; \
-	VADDPS YT, Y, Y; \
-	VEXTRACTF128 $1, Y, XT; \
-	VADDPS XT, X, X; \
-	VPERMILPS $0x4e, X, XT; \
-	VADDPS XT, X, X; \
-	VPERMILPS $0xb1, X, XT; \
-	VADDSS XT, X, X
 
 // VDP64 adds the products of the 64 BF16 pairs at (SI) and (DI) to Z0 (the
 // first 32: ggml_vec_dot_bf16's c1) and Z1 (the second: c2), one
@@ -160,22 +148,10 @@ TEXT ·gemmBF16x4x4VDP(SB), NOSPLIT, $0-32
 	MOVQ 24(AX), R15
 	MOVQ n32+16(FP), CX
 	MOVQ out+24(FP), DX
-	VPXORQ Z8, Z8, Z8
-	VPXORQ Z9, Z9, Z9
-	VPXORQ Z10, Z10, Z10
-	VPXORQ Z11, Z11, Z11
-	VPXORQ Z12, Z12, Z12
-	VPXORQ Z13, Z13, Z13
-	VPXORQ Z14, Z14, Z14
-	VPXORQ Z15, Z15, Z15
-	VPXORQ Z16, Z16, Z16
-	VPXORQ Z17, Z17, Z17
-	VPXORQ Z18, Z18, Z18
-	VPXORQ Z19, Z19, Z19
-	VPXORQ Z20, Z20, Z20
-	VPXORQ Z21, Z21, Z21
-	VPXORQ Z22, Z22, Z22
-	VPXORQ Z23, Z23, Z23
+	ZERO4ZQ(Z8, Z9, Z10, Z11)
+	ZERO4ZQ(Z12, Z13, Z14, Z15)
+	ZERO4ZQ(Z16, Z17, Z18, Z19)
+	ZERO4ZQ(Z20, Z21, Z22, Z23)
 	XORQ AX, AX
 	TESTQ CX, CX
 	JZ vtstore
@@ -352,30 +328,7 @@ g8nopf:
 	MOVQ n32+40(FP), CX
 	SHLQ $6, CX
 	XORQ AX, AX
-	VPXORD Z8, Z8, Z8
-	VPXORD Z9, Z9, Z9
-	VPXORD Z10, Z10, Z10
-	VPXORD Z11, Z11, Z11
-	VPXORD Z12, Z12, Z12
-	VPXORD Z13, Z13, Z13
-	VPXORD Z14, Z14, Z14
-	VPXORD Z15, Z15, Z15
-	VPXORD Z16, Z16, Z16
-	VPXORD Z17, Z17, Z17
-	VPXORD Z18, Z18, Z18
-	VPXORD Z19, Z19, Z19
-	VPXORD Z20, Z20, Z20
-	VPXORD Z21, Z21, Z21
-	VPXORD Z22, Z22, Z22
-	VPXORD Z23, Z23, Z23
-	VPXORD Z24, Z24, Z24
-	VPXORD Z25, Z25, Z25
-	VPXORD Z26, Z26, Z26
-	VPXORD Z27, Z27, Z27
-	VPXORD Z28, Z28, Z28
-	VPXORD Z29, Z29, Z29
-	VPXORD Z30, Z30, Z30
-	VPXORD Z31, Z31, Z31
+	ZERO_Z8_31
 g8loop:
 	VMOVDQU64 (SI)(AX*1), Z0
 	VMOVDQU64 (DI)(AX*1), Z1
