@@ -1,5 +1,5 @@
 // Macros shared by the AVX-512 kernels (float_avx512_amd64.s,
-// bf16vdp_amd64.s): zeroing runs of zmm
+// f16block_avx512_amd64.s, bf16vdp_amd64.s): zeroing runs of zmm
 // accumulators, VPXORD each (ZERO4ZQ: VPXORQ, the same zeros), and the
 // reduce16 ending of one 16-lane accumulator.
 
