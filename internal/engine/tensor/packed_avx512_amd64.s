@@ -26,6 +26,19 @@ GLOBL nib512<>(SB), RODATA|NOPTR, $8
 	M(R14, Z6, Z14) \
 	M(R15, Z7, Z15)
 
+// A8ROWS loads the eight activation row pointers a[0..7] (a at 24(FP))
+// into R8..R15.
+#define A8ROWS \
+	MOVQ a+24(FP), AX; \
+	MOVQ 0(AX), R8; \
+	MOVQ 8(AX), R9; \
+	MOVQ 16(AX), R10; \
+	MOVQ 24(AX), R11; \
+	MOVQ 32(AX), R12; \
+	MOVQ 40(AX), R13; \
+	MOVQ 48(AX), R14; \
+	MOVQ 56(AX), R15
+
 // Q40NIB(T, LO, HI): run T of the two packed Q4_0 blocks at SI (group A)
 // and DI (group B) as one zmm, its low nibbles in LO and high ones in HI.
 #define Q40NIB(T, LO, HI) \
@@ -81,15 +94,7 @@ GLOBL nib512<>(SB), RODATA|NOPTR, $8
 // at byte side by sideQ8Sums's data: out[i][q] is output q of row i.
 // ooff is scratch (the column offset of the pair of groups in hand).
 TEXT ·gemmQ4_0x16x8PackedAVX512(SB), NOSPLIT, $0-64
-	MOVQ a+24(FP), AX
-	MOVQ 0(AX), R8
-	MOVQ 8(AX), R9
-	MOVQ 16(AX), R10
-	MOVQ 24(AX), R11
-	MOVQ 32(AX), R12
-	MOVQ 40(AX), R13
-	MOVQ 48(AX), R14
-	MOVQ 56(AX), R15
+	A8ROWS
 	VPBROADCASTQ nib512<>(SB), Z16
 	MOVQ p+0(FP), SI
 	MOVQ SI, DI
@@ -168,16 +173,26 @@ q40tdone:
 	VPANDD Z16, ZLO, ZLO \
 	VPANDD Z16, ZHI, ZHI
 
-// Q4KDOTR: for run T of step CC (#defined), decoded in WLO/WHI (#defined):
-// the row's sub-block 2C lanes += low nibbles times its activation codes
-// 4T..4T+3 of that sub-block, the 2C+1 lanes likewise with the high ones.
-#define Q4KDOTR(R, ALO, AHI, S) \
-	VPDPBUSD.BCST (4+64*CC+4*T)(R)(BX*1), WLO, ALO \
+// Q4KDOT(R, ALO, AHI, T, WLO, WHI): for run T of step CC (#defined),
+// decoded in WLO/WHI: the row's sub-block 2C lanes += low nibbles times
+// its activation codes 4T..4T+3 of that sub-block, the 2C+1 lanes
+// likewise with the high ones.
+#define Q4KDOT(R, ALO, AHI, T, WLO, WHI) \
+	VPDPBUSD.BCST (4+64*CC+4*T)(R)(BX*1), WLO, ALO; \
 	VPDPBUSD.BCST (36+64*CC+4*T)(R)(BX*1), WHI, AHI
 
-#define Q4KRUN \
-	Q4KNIB(160+32*(8*CC+T), YLOW, WLO, WHI) \
-	ROWS8K(Q4KDOTR)
+// Q4KRUN(T, YLOW, WLO, WHI): run T of step CC split into nibbles
+// (Q4KNIB) and applied to the eight rows (Q4KDOT).
+#define Q4KRUN(T, YLOW, WLO, WHI) \
+	Q4KNIB(160+32*(8*CC+T), YLOW, WLO, WHI); \
+	Q4KDOT(R8, Z0, Z8, T, WLO, WHI); \
+	Q4KDOT(R9, Z1, Z9, T, WLO, WHI); \
+	Q4KDOT(R10, Z2, Z10, T, WLO, WHI); \
+	Q4KDOT(R11, Z3, Z11, T, WLO, WHI); \
+	Q4KDOT(R12, Z4, Z12, T, WLO, WHI); \
+	Q4KDOT(R13, Z5, Z13, T, WLO, WHI); \
+	Q4KDOT(R14, Z6, Z14, T, WLO, WHI); \
+	Q4KDOT(R15, Z7, Z15, T, WLO, WHI)
 
 // Q4KSC: the step's scales as dwords (Z19: sub-block 2C, Z20: 2C+1) and
 // its mins as word pairs (m, m) (Z21, Z22), lanes 0-7 from group A and
@@ -190,6 +205,23 @@ q40tdone:
 	Q4KSCL(OFF, Z) \
 	VPSLLD $16, Z, Z31 \
 	VPORD Z31, Z, Z
+
+// Q4KSTEP(SCOFF, MOFF): the integer sums of step CC (#defined): its scales
+// at SCOFF and SCOFF+8, mins at MOFF and MOFF+8 (Q4KSC), then its eight
+// runs, the decoded codes in three register pairs in turn (Q4KRUN).
+#define Q4KSTEP(SCOFF, MOFF) \
+	Q4KSCL(SCOFF, Z19); \
+	Q4KSCL(SCOFF+8, Z20); \
+	Q4KMIN(MOFF, Z21); \
+	Q4KMIN(MOFF+8, Z22); \
+	Q4KRUN(0, Y23, Z23, Z24); \
+	Q4KRUN(1, Y25, Z25, Z26); \
+	Q4KRUN(2, Y27, Z27, Z28); \
+	Q4KRUN(3, Y23, Z23, Z24); \
+	Q4KRUN(4, Y25, Z25, Z26); \
+	Q4KRUN(5, Y27, Z27, Z28); \
+	Q4KRUN(6, Y23, Z23, Z24); \
+	Q4KRUN(7, Y25, Z25, Z26)
 
 // Q4KEPIR: per row, sc[2C]*S(2C) + sc[2C+1]*S(2C+1) converted and added
 // by one fused multiply-add times d*y.d (d in Z17) to the sum part, then
@@ -215,6 +247,15 @@ q40tdone:
 	VPXORD ALO, ALO, ALO \
 	VPXORD AHI, AHI, AHI
 
+// Q4KD: the two groups' d (Z17) and dmin (Z18), group A in lanes 0-7.
+#define Q4KD \
+	VCVTPH2PS (SI), Y17; \
+	VCVTPH2PS (DI), Y29; \
+	VINSERTF64X4 $1, Y29, Z17, Z17; \
+	VCVTPH2PS 16(SI), Y18; \
+	VCVTPH2PS 16(DI), Y29; \
+	VINSERTF64X4 $1, Y29, Z18, Z18
+
 #define ZEROK(R, ALO, AHI, S) \
 	VPXORD ALO, ALO, ALO \
 	VPXORD AHI, AHI, AHI \
@@ -236,15 +277,7 @@ q40tdone:
 // output q of row i. acc is 1 KiB of scratch (the float accumulators);
 // ooff too (the column offset of the pair of groups in hand).
 TEXT ·gemmQ4Kx16x8PackedAVX512(SB), NOSPLIT, $0-64
-	MOVQ a+24(FP), AX
-	MOVQ 0(AX), R8
-	MOVQ 8(AX), R9
-	MOVQ 16(AX), R10
-	MOVQ 24(AX), R11
-	MOVQ 32(AX), R12
-	MOVQ 40(AX), R13
-	MOVQ 48(AX), R14
-	MOVQ 56(AX), R15
+	A8ROWS
 	MOVQ acc+40(FP), DX
 	VPBROADCASTQ nib512<>(SB), Z16
 	MOVQ p+0(FP), SI
@@ -267,326 +300,21 @@ q4ktfull:
 	MOVQ nb+32(FP), CX
 	XORQ BX, BX
 q4ktblk:
-	VCVTPH2PS (SI), Y17
-	VCVTPH2PS (DI), Y29
-	VINSERTF64X4 $1, Y29, Z17, Z17
-	VCVTPH2PS 16(SI), Y18
-	VCVTPH2PS 16(DI), Y29
-	VINSERTF64X4 $1, Y29, Z18, Z18
+	Q4KD
 #define CC 0
-	Q4KSCL(32, Z19)
-	Q4KSCL(40, Z20)
-	Q4KMIN(96, Z21)
-	Q4KMIN(104, Z22)
-#define T 0
-#define YLOW Y23
-#define WLO Z23
-#define WHI Z24
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 1
-#define YLOW Y25
-#define WLO Z25
-#define WHI Z26
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 2
-#define YLOW Y27
-#define WLO Z27
-#define WHI Z28
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 3
-#define YLOW Y23
-#define WLO Z23
-#define WHI Z24
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 4
-#define YLOW Y25
-#define WLO Z25
-#define WHI Z26
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 5
-#define YLOW Y27
-#define WLO Z27
-#define WHI Z28
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 6
-#define YLOW Y23
-#define WLO Z23
-#define WHI Z24
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 7
-#define YLOW Y25
-#define WLO Z25
-#define WHI Z26
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
+	Q4KSTEP(32, 96)
 	ROWS8K(Q4KEPIR)
 #undef CC
 #define CC 1
-	Q4KSCL(48, Z19)
-	Q4KSCL(56, Z20)
-	Q4KMIN(112, Z21)
-	Q4KMIN(120, Z22)
-#define T 0
-#define YLOW Y23
-#define WLO Z23
-#define WHI Z24
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 1
-#define YLOW Y25
-#define WLO Z25
-#define WHI Z26
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 2
-#define YLOW Y27
-#define WLO Z27
-#define WHI Z28
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 3
-#define YLOW Y23
-#define WLO Z23
-#define WHI Z24
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 4
-#define YLOW Y25
-#define WLO Z25
-#define WHI Z26
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 5
-#define YLOW Y27
-#define WLO Z27
-#define WHI Z28
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 6
-#define YLOW Y23
-#define WLO Z23
-#define WHI Z24
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 7
-#define YLOW Y25
-#define WLO Z25
-#define WHI Z26
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
+	Q4KSTEP(48, 112)
 	ROWS8K(Q4KEPIR)
 #undef CC
 #define CC 2
-	Q4KSCL(64, Z19)
-	Q4KSCL(72, Z20)
-	Q4KMIN(128, Z21)
-	Q4KMIN(136, Z22)
-#define T 0
-#define YLOW Y23
-#define WLO Z23
-#define WHI Z24
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 1
-#define YLOW Y25
-#define WLO Z25
-#define WHI Z26
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 2
-#define YLOW Y27
-#define WLO Z27
-#define WHI Z28
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 3
-#define YLOW Y23
-#define WLO Z23
-#define WHI Z24
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 4
-#define YLOW Y25
-#define WLO Z25
-#define WHI Z26
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 5
-#define YLOW Y27
-#define WLO Z27
-#define WHI Z28
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 6
-#define YLOW Y23
-#define WLO Z23
-#define WHI Z24
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 7
-#define YLOW Y25
-#define WLO Z25
-#define WHI Z26
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
+	Q4KSTEP(64, 128)
 	ROWS8K(Q4KEPIR)
 #undef CC
 #define CC 3
-	Q4KSCL(80, Z19)
-	Q4KSCL(88, Z20)
-	Q4KMIN(144, Z21)
-	Q4KMIN(152, Z22)
-#define T 0
-#define YLOW Y23
-#define WLO Z23
-#define WHI Z24
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 1
-#define YLOW Y25
-#define WLO Z25
-#define WHI Z26
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 2
-#define YLOW Y27
-#define WLO Z27
-#define WHI Z28
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 3
-#define YLOW Y23
-#define WLO Z23
-#define WHI Z24
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 4
-#define YLOW Y25
-#define WLO Z25
-#define WHI Z26
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 5
-#define YLOW Y27
-#define WLO Z27
-#define WHI Z28
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 6
-#define YLOW Y23
-#define WLO Z23
-#define WHI Z24
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 7
-#define YLOW Y25
-#define WLO Z25
-#define WHI Z26
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
+	Q4KSTEP(80, 144)
 	ROWS8K(Q4KEPIR)
 #undef CC
 	ADDQ $1184, SI
@@ -671,15 +399,7 @@ q4ktdone:
 // scratch (the float accumulators, then the block's integer sums); ooff
 // too (the column offset of the pair of groups in hand).
 TEXT ·gemvQ4Kx16x8PackedAVX512(SB), NOSPLIT, $0-64
-	MOVQ a+24(FP), AX
-	MOVQ 0(AX), R8
-	MOVQ 8(AX), R9
-	MOVQ 16(AX), R10
-	MOVQ 24(AX), R11
-	MOVQ 32(AX), R12
-	MOVQ 40(AX), R13
-	MOVQ 48(AX), R14
-	MOVQ 56(AX), R15
+	A8ROWS
 	MOVQ acc+40(FP), DX
 	VPBROADCASTQ nib512<>(SB), Z16
 	MOVQ p+0(FP), SI
@@ -702,326 +422,21 @@ q4kvfull:
 	MOVQ nb+32(FP), CX
 	XORQ BX, BX
 q4kvblk:
-	VCVTPH2PS (SI), Y17
-	VCVTPH2PS (DI), Y29
-	VINSERTF64X4 $1, Y29, Z17, Z17
-	VCVTPH2PS 16(SI), Y18
-	VCVTPH2PS 16(DI), Y29
-	VINSERTF64X4 $1, Y29, Z18, Z18
+	Q4KD
 #define CC 0
-	Q4KSCL(32, Z19)
-	Q4KSCL(40, Z20)
-	Q4KMIN(96, Z21)
-	Q4KMIN(104, Z22)
-#define T 0
-#define YLOW Y23
-#define WLO Z23
-#define WHI Z24
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 1
-#define YLOW Y25
-#define WLO Z25
-#define WHI Z26
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 2
-#define YLOW Y27
-#define WLO Z27
-#define WHI Z28
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 3
-#define YLOW Y23
-#define WLO Z23
-#define WHI Z24
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 4
-#define YLOW Y25
-#define WLO Z25
-#define WHI Z26
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 5
-#define YLOW Y27
-#define WLO Z27
-#define WHI Z28
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 6
-#define YLOW Y23
-#define WLO Z23
-#define WHI Z24
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 7
-#define YLOW Y25
-#define WLO Z25
-#define WHI Z26
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
+	Q4KSTEP(32, 96)
 	ROWS8K(Q4KVEPI0)
 #undef CC
 #define CC 1
-	Q4KSCL(48, Z19)
-	Q4KSCL(56, Z20)
-	Q4KMIN(112, Z21)
-	Q4KMIN(120, Z22)
-#define T 0
-#define YLOW Y23
-#define WLO Z23
-#define WHI Z24
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 1
-#define YLOW Y25
-#define WLO Z25
-#define WHI Z26
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 2
-#define YLOW Y27
-#define WLO Z27
-#define WHI Z28
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 3
-#define YLOW Y23
-#define WLO Z23
-#define WHI Z24
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 4
-#define YLOW Y25
-#define WLO Z25
-#define WHI Z26
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 5
-#define YLOW Y27
-#define WLO Z27
-#define WHI Z28
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 6
-#define YLOW Y23
-#define WLO Z23
-#define WHI Z24
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 7
-#define YLOW Y25
-#define WLO Z25
-#define WHI Z26
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
+	Q4KSTEP(48, 112)
 	ROWS8K(Q4KVEPIM)
 #undef CC
 #define CC 2
-	Q4KSCL(64, Z19)
-	Q4KSCL(72, Z20)
-	Q4KMIN(128, Z21)
-	Q4KMIN(136, Z22)
-#define T 0
-#define YLOW Y23
-#define WLO Z23
-#define WHI Z24
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 1
-#define YLOW Y25
-#define WLO Z25
-#define WHI Z26
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 2
-#define YLOW Y27
-#define WLO Z27
-#define WHI Z28
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 3
-#define YLOW Y23
-#define WLO Z23
-#define WHI Z24
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 4
-#define YLOW Y25
-#define WLO Z25
-#define WHI Z26
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 5
-#define YLOW Y27
-#define WLO Z27
-#define WHI Z28
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 6
-#define YLOW Y23
-#define WLO Z23
-#define WHI Z24
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 7
-#define YLOW Y25
-#define WLO Z25
-#define WHI Z26
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
+	Q4KSTEP(64, 128)
 	ROWS8K(Q4KVEPIM)
 #undef CC
 #define CC 3
-	Q4KSCL(80, Z19)
-	Q4KSCL(88, Z20)
-	Q4KMIN(144, Z21)
-	Q4KMIN(152, Z22)
-#define T 0
-#define YLOW Y23
-#define WLO Z23
-#define WHI Z24
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 1
-#define YLOW Y25
-#define WLO Z25
-#define WHI Z26
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 2
-#define YLOW Y27
-#define WLO Z27
-#define WHI Z28
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 3
-#define YLOW Y23
-#define WLO Z23
-#define WHI Z24
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 4
-#define YLOW Y25
-#define WLO Z25
-#define WHI Z26
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 5
-#define YLOW Y27
-#define WLO Z27
-#define WHI Z28
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 6
-#define YLOW Y23
-#define WLO Z23
-#define WHI Z24
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
-#define T 7
-#define YLOW Y25
-#define WLO Z25
-#define WHI Z26
-	Q4KRUN
-#undef T
-#undef YLOW
-#undef WLO
-#undef WHI
+	Q4KSTEP(80, 144)
 	ROWS8K(Q4KVEPI3)
 #undef CC
 	ADDQ $1184, SI
