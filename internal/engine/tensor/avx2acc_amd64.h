@@ -2,7 +2,9 @@
 // bf16group_amd64.s, f16deint_amd64.s): the reduce16 ending of an output
 // (one at a time, and eight outputs of an activation row together),
 // the eight 8-lane accumulators Y0-Y7 of a tile kept at B(DX) between
-// chunks, and the four-by-three tile's accumulators and ending.
+// chunks, the steps of the tiles of three and two weight rows by four
+// activation rows, and the four-by-three tile's accumulators, activation
+// rows, prefetch and ending.
 
 // HSUM8(y, x, t) sums the eight lanes of y into lane 0 of x (y's low
 // half) as reduce16 does: lanes i+4 and i, then (u0+u2)+(u1+u3). t is an
@@ -64,6 +66,104 @@
 #define ACC12_STORE(B) \
 	ACC8_STORE(B); \
 	VMOVUPS Y8, B+256(DX); VMOVUPS Y9, B+288(DX); VMOVUPS Y10, B+320(DX); VMOVUPS Y11, B+352(DX)
+
+// ACC8_BEGIN(B, LZ, LS) and ACC12_BEGIN: a chunk's accumulators, from
+// B(DX) or, in the first chunk (R13 = 0), from zero; LZ and LS are the
+// labels of the zero branch and of the join.
+#define ACC8_BEGIN(B, LZ, LS) \
+	TESTQ R13, R13; \
+	JZ LZ; \
+	ACC8_LOAD(B); \
+	JMP LS; \
+LZ: \
+	ACC8_ZERO; \
+LS:
+
+#define ACC12_BEGIN(B, LZ, LS) \
+	TESTQ R13, R13; \
+	JZ LZ; \
+	ACC12_LOAD(B); \
+	JMP LS; \
+LZ: \
+	ACC12_ZERO; \
+LS:
+
+// CHUNKEND(N) sets CX to the end of the chunk of N bytes from R13,
+// min(R13+N, R15) (R15: the bytes of a row).
+#define CHUNKEND(N) \
+	MOVQ R13, CX; \
+	ADDQ $N, CX; \
+	CMPQ CX, R15; \
+	CMOVQHI R15, CX
+
+// T3X4(LD, W0, W1, W2, A0, A1, A2, A3): one step of a tile of three weight
+// rows by four activation rows: LD (VMOVUPS for float32, VCVTPH2PS for
+// F16) brings eight elements of the weight rows from W0-W2 into Y12-Y14,
+// then of each activation row from Ap into Y15 for three fused
+// multiply-adds; Y(4i+p) accumulates weight row i by activation row p.
+#define T3X4(LD, W0, W1, W2, A0, A1, A2, A3) \
+	LD W0, Y12; \
+	LD W1, Y13; \
+	LD W2, Y14; \
+	LD A0, Y15; \
+	VFMADD231PS Y15, Y12, Y0; VFMADD231PS Y15, Y13, Y4; VFMADD231PS Y15, Y14, Y8; \
+	LD A1, Y15; \
+	VFMADD231PS Y15, Y12, Y1; VFMADD231PS Y15, Y13, Y5; VFMADD231PS Y15, Y14, Y9; \
+	LD A2, Y15; \
+	VFMADD231PS Y15, Y12, Y2; VFMADD231PS Y15, Y13, Y6; VFMADD231PS Y15, Y14, Y10; \
+	LD A3, Y15; \
+	VFMADD231PS Y15, Y12, Y3; VFMADD231PS Y15, Y13, Y7; VFMADD231PS Y15, Y14, Y11
+
+// T2X4(LD, W0, W1, A0, A1, A2, A3): T3X4 for two weight rows (Y12, Y13).
+#define T2X4(LD, W0, W1, A0, A1, A2, A3) \
+	LD W0, Y12; \
+	LD W1, Y13; \
+	LD A0, Y15; \
+	VFMADD231PS Y15, Y12, Y0; VFMADD231PS Y15, Y13, Y4; \
+	LD A1, Y15; \
+	VFMADD231PS Y15, Y12, Y1; VFMADD231PS Y15, Y13, Y5; \
+	LD A2, Y15; \
+	VFMADD231PS Y15, Y12, Y2; VFMADD231PS Y15, Y13, Y6; \
+	LD A3, Y15; \
+	VFMADD231PS Y15, Y12, Y3; VFMADD231PS Y15, Y13, Y7
+
+// A3TILE moves the tile's first activation row R13 back to at most m-3
+// and points DI, R8, R9 at its three rows (a + row*arb); PFLINES8(O)
+// prefetches the eight lines at O(AX) on; PFGROUP(N, LINES, L) prefetches
+// N bytes of the next group at pf by LINES once pfskip tiles have passed,
+// while pfn lasts (L: the label after it). For gemmF16DAllAVX2 and
+// gemmBF16SAllAVX2, whose frames both hold a, arb, m at 16, 24, 32 and
+// pf, pfn, pfskip at 80, 88, 96.
+#define A3TILE \
+	MOVQ m+32(FP), AX; \
+	SUBQ $3, AX; \
+	CMPQ R13, AX; \
+	CMOVQGT AX, R13; \
+	MOVQ arb+24(FP), CX; \
+	MOVQ R13, DI; \
+	IMULQ CX, DI; \
+	ADDQ a+16(FP), DI; \
+	LEAQ (DI)(CX*1), R8; \
+	LEAQ (R8)(CX*1), R9
+
+#define PFLINES8(O) \
+	PREFETCHT0 O+0(AX); PREFETCHT0 O+64(AX); PREFETCHT0 O+128(AX); PREFETCHT0 O+192(AX); \
+	PREFETCHT0 O+256(AX); PREFETCHT0 O+320(AX); PREFETCHT0 O+384(AX); PREFETCHT0 O+448(AX)
+
+#define PFGROUP(N, LINES, L) \
+	MOVQ pfskip+96(FP), AX; \
+	DECQ AX; \
+	MOVQ AX, pfskip+96(FP); \
+	JGE L; \
+	MOVQ pfn+88(FP), AX; \
+	TESTQ AX, AX; \
+	JLE L; \
+	SUBQ $N, AX; \
+	MOVQ AX, pfn+88(FP); \
+	MOVQ pf+80(FP), AX; \
+	LINES; \
+	ADDQ $N, AX; \
+	MOVQ AX, pf+80(FP)
 
 // F16A3RED(P, YA, YB, YC, YD, OA, OB, OC, OD, OFF) ends the four outputs
 // of activation row P of a tile of four weight rows by three activation

@@ -2,6 +2,7 @@
 
 #include "textflag.h"
 #include "avx2acc_amd64.h"
+#include "ptrs_amd64.h"
 
 // The F16 prompt kernel over deinterleaved rows. A tinyBLAS F16 output
 // adds, in lane l of a 16-lane accumulator, the products of elements
@@ -29,8 +30,7 @@
 	MOVQ pf+48(FP), AX; \
 	TESTQ AX, AX; \
 	JZ LN; \
-	PREFETCHT0 0(AX); PREFETCHT0 64(AX); PREFETCHT0 128(AX); PREFETCHT0 192(AX); \
-	PREFETCHT0 256(AX); PREFETCHT0 320(AX); PREFETCHT0 384(AX); PREFETCHT0 448(AX); \
+	PFLINES8(0); \
 	ADDQ $512, AX; \
 	MOVQ AX, pf+48(FP); \
 LN: \
@@ -151,49 +151,18 @@ rdeint_loop:
 // (zero when R13 is 0). F16T2(B, W0, W1, L, LZ, LS): the same for a
 // two-row tile.
 #define F16T3(B, W0, W1, W2, L, LZ, LS) \
-	TESTQ R13, R13; \
-	JZ LZ; \
-	ACC12_LOAD(B); \
-	JMP LS; \
-LZ: \
-	ACC12_ZERO; \
-LS: \
+	ACC12_BEGIN(B, LZ, LS); \
 L: \
-	VCVTPH2PS W0, Y12; \
-	VCVTPH2PS W1, Y13; \
-	VCVTPH2PS W2, Y14; \
-	VCVTPH2PS (DI)(BX*1), Y15; \
-	VFMADD231PS Y15, Y12, Y0; VFMADD231PS Y15, Y13, Y4; VFMADD231PS Y15, Y14, Y8; \
-	VCVTPH2PS (R8)(BX*1), Y15; \
-	VFMADD231PS Y15, Y12, Y1; VFMADD231PS Y15, Y13, Y5; VFMADD231PS Y15, Y14, Y9; \
-	VCVTPH2PS (R9)(BX*1), Y15; \
-	VFMADD231PS Y15, Y12, Y2; VFMADD231PS Y15, Y13, Y6; VFMADD231PS Y15, Y14, Y10; \
-	VCVTPH2PS (R10)(BX*1), Y15; \
-	VFMADD231PS Y15, Y12, Y3; VFMADD231PS Y15, Y13, Y7; VFMADD231PS Y15, Y14, Y11; \
+	T3X4(VCVTPH2PS, W0, W1, W2, (DI)(BX*1), (R8)(BX*1), (R9)(BX*1), (R10)(BX*1)); \
 	ADDQ $16, BX; \
 	CMPQ BX, R14; \
 	JB L; \
 	ACC12_STORE(B)
 
 #define F16T2(B, W0, W1, L, LZ, LS) \
-	TESTQ R13, R13; \
-	JZ LZ; \
-	ACC8_LOAD(B); \
-	JMP LS; \
-LZ: \
-	ACC8_ZERO; \
-LS: \
+	ACC8_BEGIN(B, LZ, LS); \
 L: \
-	VCVTPH2PS W0, Y12; \
-	VCVTPH2PS W1, Y13; \
-	VCVTPH2PS (DI)(BX*1), Y15; \
-	VFMADD231PS Y15, Y12, Y0; VFMADD231PS Y15, Y13, Y4; \
-	VCVTPH2PS (R8)(BX*1), Y15; \
-	VFMADD231PS Y15, Y12, Y1; VFMADD231PS Y15, Y13, Y5; \
-	VCVTPH2PS (R9)(BX*1), Y15; \
-	VFMADD231PS Y15, Y12, Y2; VFMADD231PS Y15, Y13, Y6; \
-	VCVTPH2PS (R10)(BX*1), Y15; \
-	VFMADD231PS Y15, Y12, Y3; VFMADD231PS Y15, Y13, Y7; \
+	T2X4(VCVTPH2PS, W0, W1, (DI)(BX*1), (R8)(BX*1), (R9)(BX*1), (R10)(BX*1)); \
 	ADDQ $16, BX; \
 	CMPQ BX, R14; \
 	JB L; \
@@ -228,19 +197,13 @@ GLOBL f16dOrder<>(SB), RODATA|NOPTR, $32
 // func gemmF16D8x4AVX2(w *byte, wrb int, a *[4]*byte, n16 int, buf *[576]float32, outs *[4]*float32, pf uintptr)
 TEXT ·gemmF16D8x4AVX2(SB), NOSPLIT, $0-56
 	MOVQ a+16(FP), AX
-	MOVQ 0(AX), DI
-	MOVQ 8(AX), R8
-	MOVQ 16(AX), R9
-	MOVQ 24(AX), R10
+	PTRS4(DI, R8, R9, R10)
 	MOVQ buf+32(FP), DX
 	MOVQ n16+24(FP), R15
 	SHLQ $4, R15
 	XORQ R13, R13
 f16d_chunk:
-	MOVQ R13, CX
-	ADDQ $F16DCHUNK, CX
-	CMPQ CX, R15
-	CMOVQHI R15, CX
+	CHUNKEND(F16DCHUNK)
 	MOVQ w+0(FP), SI
 	MOVQ wrb+8(FP), AX
 	LEAQ (SI)(AX*1), R11
@@ -301,19 +264,13 @@ f16d_chunk:
 // func gemmF16N8x4AVX2(w *byte, wrb int, a *[4]*byte, n16 int, buf *[576]float32, outs *[4]*float32)
 TEXT ·gemmF16N8x4AVX2(SB), NOSPLIT, $0-48
 	MOVQ a+16(FP), AX
-	MOVQ 0(AX), DI
-	MOVQ 8(AX), R8
-	MOVQ 16(AX), R9
-	MOVQ 24(AX), R10
+	PTRS4(DI, R8, R9, R10)
 	MOVQ buf+32(FP), DX
 	MOVQ n16+24(FP), R15
 	SHLQ $4, R15
 	XORQ R13, R13
 n16_chunk:
-	MOVQ R13, CX
-	ADDQ $F16DCHUNK, CX
-	CMPQ CX, R15
-	CMOVQHI R15, CX
+	CHUNKEND(F16DCHUNK)
 	MOVQ w+0(FP), SI
 	MOVQ wrb+8(FP), AX
 	LEAQ (SI)(AX*1), R11
@@ -357,32 +314,10 @@ TEXT ·gemmF16DAllAVX2(SB), NOSPLIT, $0-104
 	SHLQ $4, R15
 	XORQ R13, R13
 f16a_tile:
-	MOVQ m+32(FP), AX
-	SUBQ $3, AX
-	CMPQ R13, AX
-	CMOVQGT AX, R13
-	MOVQ arb+24(FP), CX
-	MOVQ R13, DI
-	IMULQ CX, DI
-	ADDQ a+16(FP), DI
-	LEAQ (DI)(CX*1), R8
-	LEAQ (R8)(CX*1), R9
+	A3TILE
 	// Prefetch 512 bytes of the next group per tile while pfn lasts,
 	// after pfskip tiles.
-	MOVQ pfskip+96(FP), AX
-	DECQ AX
-	MOVQ AX, pfskip+96(FP)
-	JGE f16a_nopf
-	MOVQ pfn+88(FP), AX
-	TESTQ AX, AX
-	JLE f16a_nopf
-	SUBQ $512, AX
-	MOVQ AX, pfn+88(FP)
-	MOVQ pf+80(FP), AX
-	PREFETCHT0 0(AX); PREFETCHT0 64(AX); PREFETCHT0 128(AX); PREFETCHT0 192(AX)
-	PREFETCHT0 256(AX); PREFETCHT0 320(AX); PREFETCHT0 384(AX); PREFETCHT0 448(AX)
-	ADDQ $512, AX
-	MOVQ AX, pf+80(FP)
+	PFGROUP(512, PFLINES8(0), f16a_nopf)
 f16a_nopf:
 	MOVQ wrb+8(FP), CX
 	MOVQ w+0(FP), SI
