@@ -2,6 +2,7 @@
 
 #include "textflag.h"
 #include "avx2acc_amd64.h"
+#include "ptrs_amd64.h"
 
 // AVX2 tinyBLAS group kernel for BF16 (the arithmetic of gemmBF16, which
 // follows VDPBF16PS: per 32 elements, lane l adds the product of pair
@@ -19,123 +20,73 @@ DATA bf16hi4<>+16(SB)/8, $0xffff0000ffff0000
 DATA bf16hi4<>+24(SB)/8, $0xffff0000ffff0000
 GLOBL bf16hi4<>(SB), RODATA|NOPTR, $32
 
+// BF16W2(W0, W1): the two weight rows' 16 elements at W0 and W1 as the
+// odd (Y8, Y10: masked) and even (Y9, Y11: shifted) elements' floats.
+#define BF16W2(W0, W1) \
+	VMOVDQU W0, Y9; \
+	VPAND Y15, Y9, Y8; \
+	VPSLLD $16, Y9, Y9; \
+	VMOVDQU W1, Y11; \
+	VPAND Y15, Y11, Y10; \
+	VPSLLD $16, Y11, Y11
+
+// BF16STEP(M, ACC0, ACC1): the activation row's 16 elements at M against
+// both weight rows (odd elements Y8, Y10; even Y9, Y11).
+#define BF16STEP(M, ACC0, ACC1) \
+	VMOVDQU M, Y13; \
+	VPAND Y15, Y13, Y12; \
+	VPSLLD $16, Y13, Y13; \
+	VFMADD231PS Y12, Y8, ACC0; \
+	VFMADD231PS Y13, Y9, ACC0; \
+	VFMADD231PS Y12, Y10, ACC1; \
+	VFMADD231PS Y13, Y11, ACC1
+
+// BF16X2ARGS loads the arguments (weight rows SI, R11; activation rows
+// DI, R8, R9, R10; n32 in CX, lo in DX, out in R13) and zeroes the
+// accumulators Y0-Y7 for a pass.
+#define BF16X2ARGS \
+	MOVQ w+0(FP), AX; \
+	MOVQ 0(AX), SI; \
+	MOVQ 8(AX), R11; \
+	MOVQ a+8(FP), AX; \
+	PTRS4(DI, R8, R9, R10); \
+	MOVQ n32+16(FP), CX; \
+	MOVQ lo+24(FP), DX; \
+	MOVQ out+32(FP), R13; \
+	ACC8_ZERO
+
+// BF16X2STEP(O): one step of a pass (O: 0 for lanes 0-7, 32 for 8-15)
+// and every row moved on by 32 elements.
+#define BF16X2STEP(O) \
+	BF16W2(O(SI), O(R11)); \
+	BF16STEP(O(DI), Y0, Y4); \
+	BF16STEP(O(R8), Y1, Y5); \
+	BF16STEP(O(R9), Y2, Y6); \
+	BF16STEP(O(R10), Y3, Y7); \
+	ADDQ $64, SI; \
+	ADDQ $64, R11; \
+	ADDQ $64, DI; \
+	ADDQ $64, R8; \
+	ADDQ $64, R9; \
+	ADDQ $64, R10
+
 // func gemmBF16x2x4AVX2(w *[2]*byte, a *[4]*byte, n32 int, lo *[2][4][8]float32, out *[2][4]float32)
 TEXT ·gemmBF16x2x4AVX2(SB), NOSPLIT, $0-40
 	VMOVDQU bf16hi4<>(SB), Y15
-	MOVQ w+0(FP), AX
-	MOVQ 0(AX), SI
-	MOVQ 8(AX), R11
-	MOVQ a+8(FP), AX
-	MOVQ 0(AX), DI
-	MOVQ 8(AX), R8
-	MOVQ 16(AX), R9
-	MOVQ 24(AX), R10
-	MOVQ n32+16(FP), CX
-	MOVQ lo+24(FP), DX
-	MOVQ out+32(FP), R13
-	ACC8_ZERO
+	BF16X2ARGS
 	TESTQ CX, CX
 	JZ bfg_store0
 bfg_loop0:
-	VMOVDQU 0(SI), Y9
-	VPAND Y15, Y9, Y8
-	VPSLLD $16, Y9, Y9
-	VMOVDQU 0(R11), Y11
-	VPAND Y15, Y11, Y10
-	VPSLLD $16, Y11, Y11
-	VMOVDQU 0(DI), Y13
-	VPAND Y15, Y13, Y12
-	VPSLLD $16, Y13, Y13
-	VFMADD231PS Y12, Y8, Y0
-	VFMADD231PS Y13, Y9, Y0
-	VFMADD231PS Y12, Y10, Y4
-	VFMADD231PS Y13, Y11, Y4
-	VMOVDQU 0(R8), Y13
-	VPAND Y15, Y13, Y12
-	VPSLLD $16, Y13, Y13
-	VFMADD231PS Y12, Y8, Y1
-	VFMADD231PS Y13, Y9, Y1
-	VFMADD231PS Y12, Y10, Y5
-	VFMADD231PS Y13, Y11, Y5
-	VMOVDQU 0(R9), Y13
-	VPAND Y15, Y13, Y12
-	VPSLLD $16, Y13, Y13
-	VFMADD231PS Y12, Y8, Y2
-	VFMADD231PS Y13, Y9, Y2
-	VFMADD231PS Y12, Y10, Y6
-	VFMADD231PS Y13, Y11, Y6
-	VMOVDQU 0(R10), Y13
-	VPAND Y15, Y13, Y12
-	VPSLLD $16, Y13, Y13
-	VFMADD231PS Y12, Y8, Y3
-	VFMADD231PS Y13, Y9, Y3
-	VFMADD231PS Y12, Y10, Y7
-	VFMADD231PS Y13, Y11, Y7
-	ADDQ $64, SI
-	ADDQ $64, R11
-	ADDQ $64, DI
-	ADDQ $64, R8
-	ADDQ $64, R9
-	ADDQ $64, R10
+	BF16X2STEP(0)
 	DECQ CX
 	JNZ bfg_loop0
 bfg_store0:
 	ACC8_STORE(0)
-	MOVQ w+0(FP), AX
-	MOVQ 0(AX), SI
-	MOVQ 8(AX), R11
-	MOVQ a+8(FP), AX
-	MOVQ 0(AX), DI
-	MOVQ 8(AX), R8
-	MOVQ 16(AX), R9
-	MOVQ 24(AX), R10
-	MOVQ n32+16(FP), CX
-	MOVQ lo+24(FP), DX
-	MOVQ out+32(FP), R13
-	ACC8_ZERO
+	BF16X2ARGS
 	TESTQ CX, CX
 	JZ bfg_store1
 bfg_loop1:
-	VMOVDQU 32(SI), Y9
-	VPAND Y15, Y9, Y8
-	VPSLLD $16, Y9, Y9
-	VMOVDQU 32(R11), Y11
-	VPAND Y15, Y11, Y10
-	VPSLLD $16, Y11, Y11
-	VMOVDQU 32(DI), Y13
-	VPAND Y15, Y13, Y12
-	VPSLLD $16, Y13, Y13
-	VFMADD231PS Y12, Y8, Y0
-	VFMADD231PS Y13, Y9, Y0
-	VFMADD231PS Y12, Y10, Y4
-	VFMADD231PS Y13, Y11, Y4
-	VMOVDQU 32(R8), Y13
-	VPAND Y15, Y13, Y12
-	VPSLLD $16, Y13, Y13
-	VFMADD231PS Y12, Y8, Y1
-	VFMADD231PS Y13, Y9, Y1
-	VFMADD231PS Y12, Y10, Y5
-	VFMADD231PS Y13, Y11, Y5
-	VMOVDQU 32(R9), Y13
-	VPAND Y15, Y13, Y12
-	VPSLLD $16, Y13, Y13
-	VFMADD231PS Y12, Y8, Y2
-	VFMADD231PS Y13, Y9, Y2
-	VFMADD231PS Y12, Y10, Y6
-	VFMADD231PS Y13, Y11, Y6
-	VMOVDQU 32(R10), Y13
-	VPAND Y15, Y13, Y12
-	VPSLLD $16, Y13, Y13
-	VFMADD231PS Y12, Y8, Y3
-	VFMADD231PS Y13, Y9, Y3
-	VFMADD231PS Y12, Y10, Y7
-	VFMADD231PS Y13, Y11, Y7
-	ADDQ $64, SI
-	ADDQ $64, R11
-	ADDQ $64, DI
-	ADDQ $64, R8
-	ADDQ $64, R9
-	ADDQ $64, R10
+	BF16X2STEP(32)
 	DECQ CX
 	JNZ bfg_loop1
 bfg_store1:
@@ -157,40 +108,18 @@ bfg_store1:
 
 #define BF16CHUNK 1536
 
-// BF16STEP(OFF, A, ACC0, ACC1): activation row A (at OFF(A)(BX*1)) against
-// both weight rows (odd elements Y8, Y10; even Y9, Y11).
-#define BF16STEP(OFF, A, ACC0, ACC1) \
-	VMOVDQU OFF(A)(BX*1), Y13; \
-	VPAND Y15, Y13, Y12; \
-	VPSLLD $16, Y13, Y13; \
-	VFMADD231PS Y12, Y8, ACC0; \
-	VFMADD231PS Y13, Y9, ACC0; \
-	VFMADD231PS Y12, Y10, ACC1; \
-	VFMADD231PS Y13, Y11, ACC1
-
 // BF16T2(OFF, B, L, LZ, LS): one pass (byte offset OFF into each 64-byte
 // group) of the two-row tile at SI, R11 over bytes [R13, CX) of the rows;
 // accumulators at B(DX) (zero when R13 is 0).
 #define BF16T2(OFF, B, L, LZ, LS) \
-	TESTQ R13, R13; \
-	JZ LZ; \
-	ACC8_LOAD(B); \
-	JMP LS; \
-LZ: \
-	ACC8_ZERO; \
-LS: \
+	ACC8_BEGIN(B, LZ, LS); \
 	MOVQ R13, BX; \
 L: \
-	VMOVDQU OFF(SI)(BX*1), Y9; \
-	VPAND Y15, Y9, Y8; \
-	VPSLLD $16, Y9, Y9; \
-	VMOVDQU OFF(R11)(BX*1), Y11; \
-	VPAND Y15, Y11, Y10; \
-	VPSLLD $16, Y11, Y11; \
-	BF16STEP(OFF, DI, Y0, Y4); \
-	BF16STEP(OFF, R8, Y1, Y5); \
-	BF16STEP(OFF, R9, Y2, Y6); \
-	BF16STEP(OFF, R10, Y3, Y7); \
+	BF16W2(OFF(SI)(BX*1), OFF(R11)(BX*1)); \
+	BF16STEP(OFF(DI)(BX*1), Y0, Y4); \
+	BF16STEP(OFF(R8)(BX*1), Y1, Y5); \
+	BF16STEP(OFF(R9)(BX*1), Y2, Y6); \
+	BF16STEP(OFF(R10)(BX*1), Y3, Y7); \
 	ADDQ $64, BX; \
 	CMPQ BX, CX; \
 	JB L; \
@@ -217,19 +146,13 @@ GLOBL bf16gOrder<>(SB), RODATA|NOPTR, $32
 TEXT ·gemmBF16G8x4AVX2(SB), NOSPLIT, $0-48
 	VMOVDQU bf16hi4<>(SB), Y15
 	MOVQ a+16(FP), AX
-	MOVQ 0(AX), DI
-	MOVQ 8(AX), R8
-	MOVQ 16(AX), R9
-	MOVQ 24(AX), R10
+	PTRS4(DI, R8, R9, R10)
 	MOVQ buf+32(FP), DX
 	MOVQ n32+24(FP), R15
 	SHLQ $6, R15
 	XORQ R13, R13
 bf16g_chunk:
-	MOVQ R13, CX
-	ADDQ $BF16CHUNK, CX
-	CMPQ CX, R15
-	CMOVQHI R15, CX
+	CHUNKEND(BF16CHUNK)
 	MOVQ w+0(FP), SI
 	MOVQ wrb+8(FP), AX
 	LEAQ (SI)(AX*1), R11
@@ -295,21 +218,10 @@ bf16g_chunk:
 
 // BF16S2 is BF16T2 with BF16SSTEP.
 #define BF16S2(OFF, B, L, LZ, LS) \
-	TESTQ R13, R13; \
-	JZ LZ; \
-	ACC8_LOAD(B); \
-	JMP LS; \
-LZ: \
-	ACC8_ZERO; \
-LS: \
+	ACC8_BEGIN(B, LZ, LS); \
 	MOVQ R13, BX; \
 L: \
-	VMOVDQU OFF(SI)(BX*1), Y9; \
-	VPAND Y15, Y9, Y8; \
-	VPSLLD $16, Y9, Y9; \
-	VMOVDQU OFF(R11)(BX*1), Y11; \
-	VPAND Y15, Y11, Y10; \
-	VPSLLD $16, Y11, Y11; \
+	BF16W2(OFF(SI)(BX*1), OFF(R11)(BX*1)); \
 	BF16SHALF(2*OFF, Y8, Y10); \
 	BF16SHALF(32+2*OFF, Y9, Y11); \
 	ADDQ $64, BX; \
@@ -321,19 +233,13 @@ L: \
 TEXT ·gemmBF16G8x4SAVX2(SB), NOSPLIT, $0-48
 	VMOVDQU bf16hi4<>(SB), Y15
 	MOVQ a+16(FP), AX
-	MOVQ 0(AX), DI
-	MOVQ 8(AX), R8
-	MOVQ 16(AX), R9
-	MOVQ 24(AX), R10
+	PTRS4(DI, R8, R9, R10)
 	MOVQ buf+32(FP), DX
 	MOVQ n32+24(FP), R15
 	SHLQ $6, R15
 	XORQ R13, R13
 bf16s_chunk:
-	MOVQ R13, CX
-	ADDQ $BF16CHUNK, CX
-	CMPQ CX, R15
-	CMOVQHI R15, CX
+	CHUNKEND(BF16CHUNK)
 	MOVQ w+0(FP), SI
 	MOVQ wrb+8(FP), AX
 	LEAQ (SI)(AX*1), R11
@@ -556,6 +462,9 @@ L: \
 	F16A3RED(1, Y1, Y4, Y7, Y10, 32, 128, 224, 320, 16*T); \
 	F16A3RED(2, Y2, Y5, Y8, Y11, 64, 160, 256, 352, 16*T)
 
+// PF1K prefetches the 16 lines at AX on.
+#define PF1K PFLINES8(0); PFLINES8(512)
+
 // func gemmBF16SAllAVX2(w *byte, wrb int, a *byte, arb, m, n32 int, out *float32, perm *int32, orb int, buf *[f16GroupBuf]float32, pf uintptr, pfn, pfskip int)
 TEXT ·gemmBF16SAllAVX2(SB), NOSPLIT, $0-104
 	MOVQ buf+72(FP), DX
@@ -563,34 +472,10 @@ TEXT ·gemmBF16SAllAVX2(SB), NOSPLIT, $0-104
 	SHLQ $6, R15
 	XORQ R13, R13
 bf16a_tile:
-	MOVQ m+32(FP), AX
-	SUBQ $3, AX
-	CMPQ R13, AX
-	CMOVQGT AX, R13
-	MOVQ arb+24(FP), CX
-	MOVQ R13, DI
-	IMULQ CX, DI
-	ADDQ a+16(FP), DI
-	LEAQ (DI)(CX*1), R8
-	LEAQ (R8)(CX*1), R9
+	A3TILE
 	// Prefetch 1 KiB of the next group per tile while pfn lasts, after
 	// pfskip tiles.
-	MOVQ pfskip+96(FP), AX
-	DECQ AX
-	MOVQ AX, pfskip+96(FP)
-	JGE bf16a_nopf
-	MOVQ pfn+88(FP), AX
-	TESTQ AX, AX
-	JLE bf16a_nopf
-	SUBQ $1024, AX
-	MOVQ AX, pfn+88(FP)
-	MOVQ pf+80(FP), AX
-	PREFETCHT0 0(AX); PREFETCHT0 64(AX); PREFETCHT0 128(AX); PREFETCHT0 192(AX)
-	PREFETCHT0 256(AX); PREFETCHT0 320(AX); PREFETCHT0 384(AX); PREFETCHT0 448(AX)
-	PREFETCHT0 512(AX); PREFETCHT0 576(AX); PREFETCHT0 640(AX); PREFETCHT0 704(AX)
-	PREFETCHT0 768(AX); PREFETCHT0 832(AX); PREFETCHT0 896(AX); PREFETCHT0 960(AX)
-	ADDQ $1024, AX
-	MOVQ AX, pf+80(FP)
+	PFGROUP(1024, PF1K, bf16a_nopf)
 bf16a_nopf:
 	MOVQ wrb+8(FP), CX
 	MOVQ w+0(FP), SI
