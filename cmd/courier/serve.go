@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"syscall"
@@ -46,7 +47,8 @@ func newRoleCmd(role, short string) *cobra.Command {
 		Long: short + `.
 
 Settings come from flags; COURIER_API_KEYS (comma-separated) adds accepted
-keys, COURIER_HOME names the model store.`,
+keys, COURIER_HOME names the model store. A process without --model (or
+--allow-pull) runs Go's garbage collector at GOGC=400 unless GOGC is set.`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			if len(args) > 0 {
@@ -107,6 +109,10 @@ func runNode(role string, cfg config.Node, level, logFormat string) int {
 	if n := cfg.StageProcs(os.Getenv("GOMAXPROCS") != "", runtime.GOMAXPROCS(0)); n > 0 {
 		runtime.GOMAXPROCS(n)
 		log.Info("a stage worker takes as many Ps as --threads (set GOMAXPROCS to choose)", "gomaxprocs", n)
+	}
+	if n := cfg.GCPercent(os.Getenv("GOGC") != ""); n > 0 {
+		debug.SetGCPercent(n)
+		log.Info("no engine in this process: the garbage collector collects less often (set GOGC to choose)", "gogc", n)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"syscall"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"courier/internal/api"
 	"courier/internal/bus"
 	"courier/internal/bus/natsbus"
+	"courier/internal/config"
 	"courier/internal/engine"
 	"courier/internal/logjson"
 	"courier/internal/worker"
@@ -68,7 +70,12 @@ var onceText = []byte(" once")
 // request through a second gateway handler that keeps request timelines
 // in JetStream; timeline-cost is the median of the paired differences
 // (docs/api.md, "Request timelines").
+//
+// The process runs at the garbage collector's setting a gateway without
+// an engine takes (config.Node.GCPercent: GOGC=400 unless GOGC is set),
+// reported as gogc; GOGC=100 in the environment measures Go's default.
 func BenchmarkFabricOnly(b *testing.B) {
+	gogc := gatewayGCPercent(b)
 	conns, gw := instantFabric(b)
 	hs := instantGateway(b, gw, true)
 	tls, err := natsbus.OpenTimelines(context.Background(), conns["gateway"], natsbus.TimelineConfig{})
@@ -163,6 +170,7 @@ func BenchmarkFabricOnly(b *testing.B) {
 	// requests it overlaps make much of the p99 (docs/fabric.md, "The
 	// tail is the collector's").
 	b.ReportMetric(float64(ms1.NumGC-ms0.NumGC)*1000/float64(b.N), "gc/1000iter")
+	b.ReportMetric(float64(gogc), "gogc")
 	report(b, "hop", hop)
 	e50, e99 := report(b, "engine", ed)
 	var h50, h99 time.Duration
@@ -186,6 +194,22 @@ func BenchmarkFabricOnly(b *testing.B) {
 	b.ReportMetric(cpuHTTP-cpuFloor, "http-cpu-over-floor-µs/req")
 	slices.Sort(diff)
 	b.ReportMetric(float64(percentile(diff, 50).Nanoseconds())/1000, "timeline-cost-p50-µs")
+}
+
+// gatewayGCPercent sets the process's GOGC as a gateway-only node sets
+// its own (config.Node.GCPercent, unless GOGC is in the environment),
+// puts the previous setting back when b ends, and returns the one in
+// effect.
+func gatewayGCPercent(b *testing.B) int {
+	b.Helper()
+	if n := config.Default(config.RoleGateway).GCPercent(os.Getenv("GOGC") != ""); n > 0 {
+		old := debug.SetGCPercent(n)
+		b.Cleanup(func() { debug.SetGCPercent(old) })
+		return n
+	}
+	cur := debug.SetGCPercent(100)
+	debug.SetGCPercent(cur)
+	return cur
 }
 
 // instantFabric starts the benchmarks' fabric without an engine: an
