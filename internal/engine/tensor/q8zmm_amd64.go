@@ -9,13 +9,17 @@ import (
 	"courier/internal/engine/kerneltrace"
 )
 
+// q8TileVNNI512 is the Q8_0 tile of eight weight rows by six activation
+// rows (q8zmm_amd64.s). Unless pf is zero, it prefetches the 272*nb bytes
+// from pf on (the next group of eight weight rows) over its blocks.
+//
 //go:noescape
-func q8TileVNNI512(w *byte, wrb int, a *[q8ZRows]*byte, nb int, outs *[q8ZRows]*float32, mask int)
+func q8TileVNNI512(w *byte, wrb int, a *[q8ZRows]*byte, nb int, outs *[q8ZRows]*float32, mask int, pf uintptr)
 
 // q8Tile4VNNI512 is q8TileVNNI512 for four activation rows.
 //
 //go:noescape
-func q8Tile4VNNI512(w *byte, wrb int, a *[4]*byte, nb int, outs *[4]*float32, mask int)
+func q8Tile4VNNI512(w *byte, wrb int, a *[4]*byte, nb int, outs *[4]*float32, mask int, pf uintptr)
 
 // q8ZRows is the activation rows of one q8TileVNNI512 call.
 const q8ZRows = 6
@@ -58,7 +62,9 @@ func init() {
 // dotQ8_0w4, costs less than a tile); it takes every other row. A group of
 // fewer than eight weight rows is first copied to g.pad with its first
 // row repeated, so that the tile reads eight rows; only the group's own
-// outputs are stored.
+// outputs are stored. The first tile of a whole group prefetches the next
+// group of the matrix (the eight rows that follow): a decode step's tiles
+// otherwise wait on each group's weights from memory.
 func groupBlockQ8_0VNNI512(w []byte, wrb, nw int, a []byte, arb, m, cols int, out []float32, orb int, perm []int32, g *groupOut) int {
 	nb := cols / qk
 	sixes, fours := q8Tiles(m)
@@ -93,6 +99,10 @@ func groupBlockQ8_0VNNI512(w []byte, wrb, nw int, a []byte, arb, m, cols int, ou
 		}
 	}
 	mask := 1<<nw - 1
+	var pf uintptr // a prefetch never faults: past the matrix's end it is only wasted
+	if nw == groupW && wrb == 34*nb {
+		pf = uintptr(unsafe.Pointer(&w[0])) + uintptr(groupW*wrb)
+	}
 	base, ob := unsafe.Pointer(&a[0]), unsafe.Pointer(&out[0])
 	var rows [q8ZRows]*byte
 	var outs [q8ZRows]*float32
@@ -110,11 +120,11 @@ func groupBlockQ8_0VNNI512(w []byte, wrb, nw int, a []byte, arb, m, cols int, ou
 			outs[i] = (*float32)(unsafe.Add(ob, 4*int(perm[s])*orb))
 		}
 		if n == 4 {
-			q8Tile4VNNI512(&w[0], wrb, (*[4]*byte)(rows[:4]), nb, (*[4]*float32)(outs[:4]), mask)
+			q8Tile4VNNI512(&w[0], wrb, (*[4]*byte)(rows[:4]), nb, (*[4]*float32)(outs[:4]), mask, pf)
 		} else {
-			q8TileVNNI512(&w[0], wrb, &rows, nb, &outs, mask)
+			q8TileVNNI512(&w[0], wrb, &rows, nb, &outs, mask, pf)
 		}
-		p += n
+		p, pf = p+n, 0
 	}
 	return end
 }

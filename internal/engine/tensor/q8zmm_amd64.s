@@ -129,6 +129,24 @@ GLOBL q8zPerm<>(SB), RODATA|NOPTR, $64
 	VPXORD Z22, Z22, Z22 \
 	VPXORD Z23, Z23, Z23
 
+// Q8ZPF: five cache lines from R14 on prefetched and R14 moved on by a
+// block of eight weight rows (272 bytes), unless R14 is zero: over the nb
+// blocks of a call, the 8*34*nb bytes of the next group of weight rows
+// (which follow the group's, in a matrix's rows), so that the group after
+// this one is in the cache when its first tile reads it (without it, half
+// of a batched decode step's samples were the tiles waiting on their weight
+// loads).
+#define Q8ZPF(SKIP) \
+	TESTQ R14, R14 \
+	JZ SKIP \
+	PREFETCHT0 (R14) \
+	PREFETCHT0 64(R14) \
+	PREFETCHT0 128(R14) \
+	PREFETCHT0 192(R14) \
+	PREFETCHT0 256(R14) \
+	ADDQ $272, R14 \
+SKIP:
+
 // Q8ZSTORE: the output permutation in Z7, the store mask in K2 and the
 // output pointers in R14, for Q8ZOUT.
 #define Q8ZSTORE \
@@ -137,11 +155,12 @@ GLOBL q8zPerm<>(SB), RODATA|NOPTR, $64
 	KMOVW AX, K2 \
 	MOVQ outs+32(FP), R14
 
-// func q8TileVNNI512(w *byte, wrb int, a *[6]*byte, nb int, outs *[6]*float32, mask int)
+// func q8TileVNNI512(w *byte, wrb int, a *[6]*byte, nb int, outs *[6]*float32, mask int, pf uintptr)
 // Weight rows w + q*wrb (q < 8), activation side data a[p] (p < 6):
 // outs[p][q] = the output of row q with row p for the q whose bit is set
-// in mask.
-TEXT ·q8TileVNNI512(SB), NOSPLIT, $0-48
+// in mask. Unless pf is zero, the 272*nb bytes from pf on are prefetched
+// (Q8ZPF).
+TEXT ·q8TileVNNI512(SB), NOSPLIT, $0-56
 	MOVQ w+0(FP), SI
 	MOVQ wrb+8(FP), DX
 	MOVQ a+16(FP), AX
@@ -160,9 +179,11 @@ TEXT ·q8TileVNNI512(SB), NOSPLIT, $0-48
 	VPXORD Z29, Z29, Z29
 	VPXORD Z30, Z30, Z30
 	VPXORD Z31, Z31, Z31
+	MOVQ pf+48(FP), R14
 	TESTQ CX, CX
 	JZ q8zdone
 q8zloop:
+	Q8ZPF(q8znopf)
 	// Pair P's accumulator for activation row p is Z(8 + 4p + P).
 	Q8ZPAIR((SI), (SI)(DX*1), 2(SI), 2(SI)(DX*1))
 	Q8ZROWS(Z8, Z12, Z16, Z20, Z24, Z28)
@@ -194,11 +215,11 @@ q8zdone:
 	VZEROUPPER
 	RET
 
-// func q8Tile4VNNI512(w *byte, wrb int, a *[4]*byte, nb int, outs *[4]*float32, mask int)
+// func q8Tile4VNNI512(w *byte, wrb int, a *[4]*byte, nb int, outs *[4]*float32, mask int, pf uintptr)
 // q8TileVNNI512 for four activation rows: the same arithmetic per output,
 // so that a step's rows that do not fill tiles of six (a batch of eight
 // decode rows) do not pay for padded rows.
-TEXT ·q8Tile4VNNI512(SB), NOSPLIT, $0-48
+TEXT ·q8Tile4VNNI512(SB), NOSPLIT, $0-56
 	MOVQ w+0(FP), SI
 	MOVQ wrb+8(FP), DX
 	MOVQ a+16(FP), AX
@@ -207,9 +228,11 @@ TEXT ·q8Tile4VNNI512(SB), NOSPLIT, $0-48
 	MOVQ 16(AX), R10
 	MOVQ 24(AX), R11
 	Q8ZSETUP
+	MOVQ pf+48(FP), R14
 	TESTQ CX, CX
 	JZ q8z4done
 q8z4loop:
+	Q8ZPF(q8z4nopf)
 	// Pair P's accumulator for activation row p is Z(8 + 4p + P).
 	Q8ZPAIR((SI), (SI)(DX*1), 2(SI), 2(SI)(DX*1))
 	Q8ZROWS4(Z8, Z12, Z16, Z20)
