@@ -4,10 +4,11 @@ package config
 // process that hosts no engine: a gateway, serve without --model, a
 // worker fronting only upstreams. Such a process keeps a live heap of a
 // few MB (connections, the NATS server's buffers), so at Go's default of
-// 100 it collects every few MB allocated, every ~80 one-token requests,
-// and the requests a collection overlaps set the HTTP path's p99
+// 100 it collects every few MB allocated, every few hundred one-token
+// requests, and the requests a collection overlaps set the HTTP path's p99
 // (docs/fabric.md, "A heap goal for the gateway"). At 400 it collects a
-// quarter as often for a heap goal of five times a small live heap. A
+// fifth to a quarter as often, for a heap goal of five times a small live
+// heap. A
 // process with an engine keeps Go's default: its KV cache is Go heap, so
 // 400 would let its heap grow to five times the cache.
 const EnginelessGCPercent = 400
