@@ -1,6 +1,7 @@
 //go:build !noasm
 
 #include "textflag.h"
+#include "hsum_amd64.h"
 
 // AVX-512 activation quantizer (quantizeQ8_0's arithmetic): per block of
 // 32, amax = max |x|, d = amax/127 stored as fp16 (VCVTPS2PH, round to
@@ -37,12 +38,7 @@ qloop:
 	VMAXPS Z3, Z2, Z2
 	VEXTRACTF64X4 $1, Z2, Y3
 	VMAXPS Y3, Y2, Y2
-	VEXTRACTF128 $1, Y2, X3
-	VMAXPS X3, X2, X2
-	VPERMILPS $0x4e, X2, X3
-	VMAXPS X3, X2, X2
-	VPERMILPS $0xb1, X2, X3
-	VMAXSS X3, X2, X2        // amax
+	HMAX8(Y2, X2, X3) // amax
 	VDIVSS X14, X2, X4       // d = amax/127
 	VCVTPS2PH $0, X4, X4
 	VMOVD X4, AX
@@ -66,12 +62,7 @@ qnz:
 qdone:
 	VEXTRACTF64X4 $1, Z13, Y0
 	VADDPS Y0, Y13, Y13
-	VEXTRACTF128 $1, Y13, X0
-	VADDPS X0, X13, X13
-	VPERMILPS $0x4e, X13, X0
-	VADDPS X0, X13, X13
-	VPERMILPS $0xb1, X13, X0
-	VADDSS X0, X13, X13
+	HSUM8(Y13, X13, X0)
 	XORQ AX, AX
 	VUCOMISS X13, X13
 	SETPS AL
@@ -96,12 +87,7 @@ amaxloop:
 	JB amaxloop
 	VEXTRACTF64X4 $1, Z0, Y1
 	VMAXPS Y1, Y0, Y0
-	VEXTRACTF128 $1, Y0, X1
-	VMAXPS X1, X0, X0
-	VPERMILPS $0x4e, X0, X1
-	VMAXPS X1, X0, X0
-	VPERMILPS $0xb1, X0, X1
-	VMAXSS X1, X0, X0
+	HMAX8(Y0, X0, X1)
 	VMOVSS X0, amax+8(FP)
 	VBROADCASTSS X0, Z2
 	XORQ BX, BX

@@ -1,6 +1,7 @@
 //go:build !noasm
 
 #include "textflag.h"
+#include "hsum_amd64.h"
 
 // AVX2 Q8_0 activation quantizer (quantizeQ8_0's arithmetic, as
 // quantQ8_0AVX512): per block of 32, amax = max |x|, d = amax/127 stored
@@ -56,12 +57,7 @@ q2loop:
 	VMAXPS Y5, Y4, Y4
 	VMAXPS Y7, Y6, Y6
 	VMAXPS Y6, Y4, Y4
-	VEXTRACTF128 $1, Y4, X5
-	VMAXPS X5, X4, X4
-	VPERMILPS $0x4e, X4, X5
-	VMAXPS X5, X4, X4
-	VPERMILPS $0xb1, X4, X5
-	VMAXSS X5, X4, X4        // amax
+	HMAX8(Y4, X4, X5) // amax
 	VDIVSS X14, X4, X6       // d = amax/127
 	VCVTPS2PH $0, X6, X6
 	VMOVD X6, AX
@@ -90,12 +86,7 @@ q2nz:
 	DECQ CX
 	JNZ q2loop
 q2done:
-	VEXTRACTF128 $1, Y13, X0
-	VADDPS X0, X13, X13
-	VPERMILPS $0x4e, X13, X0
-	VADDPS X0, X13, X13
-	VPERMILPS $0xb1, X13, X0
-	VADDSS X0, X13, X13
+	HSUM8(Y13, X13, X0)
 	XORQ AX, AX
 	VUCOMISS X13, X13
 	SETPS AL
@@ -118,12 +109,7 @@ amax2loop:
 	ADDQ $8, BX
 	CMPQ BX, $256
 	JB amax2loop
-	VEXTRACTF128 $1, Y0, X1
-	VMAXPS X1, X0, X0
-	VPERMILPS $0x4e, X0, X1
-	VMAXPS X1, X0, X0
-	VPERMILPS $0xb1, X0, X1
-	VMAXSS X1, X0, X0
+	HMAX8(Y0, X0, X1)
 	VMOVSS X0, amax+8(FP)
 	VBROADCASTSS X0, Y2
 	XORQ BX, BX

@@ -6,16 +6,7 @@
 // activation rows, and the four-by-three tile's accumulators, activation
 // rows, prefetch and ending.
 
-// HSUM8(y, x, t) sums the eight lanes of y into lane 0 of x (y's low
-// half) as reduce16 does: lanes i+4 and i, then (u0+u2)+(u1+u3). t is an
-// X scratch register.
-#define HSUM8(y, x, t) \
-	VEXTRACTF128 $1, y, t; \
-	VADDPS t, x, x; \
-	VPERMILPS $0x4e, x, t; \
-	VADDPS t, x, x; \
-	VPERMILPS $0xb1, x, t; \
-	VADDSS t, x, x
+#include "hsum_amd64.h"
 
 // REDUCE16 ends one output: it adds the first pass's lanes 0-7 (lo at
 // offset off of DX) to the second pass's accumulator y (its low half x),

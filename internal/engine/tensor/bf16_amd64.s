@@ -1,6 +1,7 @@
 //go:build !noasm
 
 #include "textflag.h"
+#include "hsum_amd64.h"
 
 // AVX2 rows kernel of ggml_vec_dot_bf16 as the AVX512-BF16 build computes
 // it (dotBF16): VDPBF16PS's arithmetic emulated exactly. A dword lane holds
@@ -46,12 +47,7 @@ GLOBL bf16hi<>(SB), RODATA|NOPTR, $32
 // in reduce16's order (halves 8, 4, then (u0+u2)+(u1+u3)); T: scratch.
 #define RED16(LO, HI, Y, X, T) \
 	VADDPS LO, HI, Y \
-	VEXTRACTF128 $1, Y, T \
-	VADDPS T, X, X \
-	VPERMILPS $0x4e, X, T \
-	VADDPS T, X, X \
-	VPERMILPS $0xb1, X, T \
-	VADDSS T, X, X
+	HSUM8(Y, X, T)
 
 // func dotBF16RowsAVX2(w *byte, wrb, nw int, a *byte, n64 int, out *float32, pf int)
 // out[q] = dotBF16 of weight row q (nw rows wrb bytes apart) with the bf16

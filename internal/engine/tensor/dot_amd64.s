@@ -1,6 +1,7 @@
 //go:build !noasm
 
 #include "textflag.h"
+#include "hsum_amd64.h"
 
 // AVX2+FMA+F16C kernels. Each reproduces the lane structure of ggml's AVX2
 // ggml_vec_dot_* and leaves the final (horizontal) reduction to Go, so that
@@ -368,12 +369,7 @@ q40x8loop:
 	VPSIGNB Y4, Y5, Y7
 	VPMADDUBSW Y7, Y6, Y8
 	VPMADDWD Y15, Y8, Y8
-	VEXTRACTI128 $1, Y8, X9
-	VPADDD X9, X8, X8
-	VPSHUFD $0x4e, X8, X9
-	VPADDD X9, X8, X8
-	VPSHUFD $0xb1, X8, X9
-	VPADDD X9, X8, X8
+	HSUM8D(Y8, X8, X9)
 	VCVTDQ2PS X8, X8
 	VFMADD231SS X3, X8, X0
 	ADDQ $18, SI

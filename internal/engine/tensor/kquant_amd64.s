@@ -1,6 +1,7 @@
 //go:build !noasm
 
 #include "textflag.h"
+#include "hsum_amd64.h"
 #include "kscales_amd64.h"
 
 // AVX2 rows kernels of ggml_vec_dot_q6_K_q8_K and ggml_vec_dot_q5_K_q8_K:
@@ -63,16 +64,6 @@ DATA q6sc<>+104(SB)/8, $0x0d0c0d0c0d0c0d0c
 DATA q6sc<>+112(SB)/8, $0x0f0e0f0e0f0e0f0e
 DATA q6sc<>+120(SB)/8, $0x0f0e0f0e0f0e0f0e
 GLOBL q6sc<>(SB), RODATA|NOPTR, $128
-
-// HSUM8Q(Y, X, T) reduces the eight lanes of Y into X's lowest lane in
-// hsum8's order: (a4+a0), (a5+a1), ..., then (r0+r2)+(r1+r3).
-#define HSUM8Q(Y, X, T) \
-	VEXTRACTF128 $1, Y, T \
-	VADDPS T, X, X \
-	VPERMILPS $0x4e, X, T \
-	VADDPS T, X, X \
-	VPERMILPS $0xb1, X, T \
-	VADDSS T, X, X
 
 // Q6K_VEC adds to Y15 the lanes of the 32 codes in Y11 against the
 // activation codes at aoff(DI), scaled by the two scale words that the
@@ -159,7 +150,7 @@ q6rloop:
 	DECQ CX
 	JNZ q6rloop
 q6rstore:
-	HSUM8Q(Y0, X0, X12)
+	HSUM8(Y0, X0, X12)
 	VMOVSS X0, (DX)
 	ADDQ $4, DX
 	ADDQ R14, R15
@@ -268,10 +259,7 @@ q5rloop:
 	Q4K_SCALES
 	// summs = fma(-(y.d*x.dmin), sum of mins times sums, summs)
 	Q4K_MINS
-	VPSHUFD $0x4e, X8, X9
-	VPADDD X9, X8, X8
-	VPSHUFD $0xb1, X8, X9
-	VPADDD X9, X8, X8
+	HSUM4D(X8, X9)
 	VCVTDQ2PS X8, X8
 	VFNMADD231SS X5, X8, X10
 	VBROADCASTSS X3, Y3
@@ -290,7 +278,7 @@ q5rloop:
 	DECQ CX
 	JNZ q5rloop
 q5rstore:
-	HSUM8Q(Y0, X0, X12)
+	HSUM8(Y0, X0, X12)
 	VADDSS X10, X0, X0
 	MOVQ 16(SP), AX
 	VMOVSS X0, (AX)
@@ -419,13 +407,13 @@ q6x4loop:
 	DECQ CX
 	JNZ q6x4loop
 q6x4store:
-	HSUM8Q(Y0, X0, X12)
+	HSUM8(Y0, X0, X12)
 	VMOVSS X0, 0(DX)
-	HSUM8Q(Y1, X1, X12)
+	HSUM8(Y1, X1, X12)
 	VMOVSS X1, 4(DX)
-	HSUM8Q(Y2, X2, X12)
+	HSUM8(Y2, X2, X12)
 	VMOVSS X2, 8(DX)
-	HSUM8Q(Y3, X3, X12)
+	HSUM8(Y3, X3, X12)
 	VMOVSS X3, 12(DX)
 	VZEROUPPER
 	RET
@@ -464,10 +452,7 @@ q6x4store:
 	VMOVDQU 276(A), X10 \
 	VPHADDW X10, X9, X9 \
 	VPMADDWD X9, X7, X9 \
-	VPSHUFD $0x4e, X9, X10 \
-	VPADDD X10, X9, X9 \
-	VPSHUFD $0xb1, X9, X10 \
-	VPADDD X10, X9, X9 \
+	HSUM4D(X9, X10) \
 	VCVTDQ2PS X9, X9 \
 	VMOVSS (A), X1 \
 	VMULSS X1, X4, X10 \
@@ -491,7 +476,7 @@ q6x4store:
 // at foff(SP) plus the scalar one at soff(SP).
 #define Q5K_OUT(foff, soff, ooff) \
 	VMOVUPS foff(SP), Y0 \
-	HSUM8Q(Y0, X0, X12) \
+	HSUM8(Y0, X0, X12) \
 	VADDSS soff(SP), X0, X0 \
 	VMOVSS X0, ooff(DX)
 

@@ -1,6 +1,7 @@
 //go:build !noasm
 
 #include "textflag.h"
+#include "hsum_amd64.h"
 
 // Kernels over packed (row-interleaved) weights; see packed.go.
 
@@ -49,12 +50,7 @@ q4psums:
 	VMOVDQU 2(DI), Y9
 	VPXORD Y8, Y8, Y8
 	VPDPBUSD Y9, Y13, Y8
-	VEXTRACTI128 $1, Y8, X10
-	VPADDD X10, X8, X8
-	VPSHUFD $0x4e, X8, X10
-	VPADDD X10, X8, X8
-	VPSHUFD $0xb1, X8, X10
-	VPADDD X10, X8, X8
+	HSUM8D(Y8, X8, X10)
 	VMOVD X8, (R8)
 	ADDQ $4, R8
 	ADDQ $34, DI

@@ -1,6 +1,7 @@
 //go:build !noasm
 
 #include "textflag.h"
+#include "hsum_amd64.h"
 
 // AVX2 kernels over packed Q4_0 weights (Q4_0x8, packed.go) with the
 // repacked arithmetic of dotQ4_0x8: per block and output, a fused
@@ -46,12 +47,7 @@ sumsloop:
 	VMOVDQU 2(SI), Y0
 	VPMADDUBSW Y0, Y15, Y0
 	VPMADDWD Y14, Y0, Y0
-	VEXTRACTI128 $1, Y0, X1
-	VPADDD X1, X0, X0
-	VPSHUFD $0x4e, X0, X1
-	VPADDD X1, X0, X0
-	VPSHUFD $0xb1, X0, X1
-	VPADDD X1, X0, X0
+	HSUM8D(Y0, X0, X1)
 	VPSLLD $3, X0, X0
 	VMOVD X0, 0(DI)
 	VPBROADCASTW 0(SI), X1

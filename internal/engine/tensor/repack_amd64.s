@@ -1,6 +1,7 @@
 //go:build !noasm
 
 #include "textflag.h"
+#include "hsum_amd64.h"
 #include "kscales_amd64.h"
 
 // AVX2 kernels of the repacked Q4_K arithmetic (ggml_gemv_q4_K_8x8_q8_K and
@@ -31,19 +32,10 @@ GLOBL nibK<>(SB), RODATA|NOPTR, $32
 	VPMADDWD Y9, Y11, Y11 \
 	VPADDD Y11, Y12, Y12
 
-// HSUMD reduces the eight dwords of Y into X's lowest dword (T: scratch).
-#define HSUMD(Y, X, T) \
-	VEXTRACTI128 $1, Y, T \
-	VPADDD T, X, X \
-	VPSHUFD $0x4e, X, T \
-	VPADDD T, X, X \
-	VPSHUFD $0xb1, X, T \
-	VPADDD T, X, X
-
 // GEMM_CHUNK accumulates one chunk's integer sum into X0.
 #define GEMM_CHUNK(qoff, aoff, soff) \
 	Q4K_PAIR(qoff, aoff, soff) \
-	HSUMD(Y12, X12, X11) \
+	HSUM8D(Y12, X12, X11) \
 	VCVTDQ2PS X12, X12 \
 	VFMADD231SS X3, X12, X0
 
@@ -60,10 +52,7 @@ TEXT ·gemvQ4KAVX2(SB), NOSPLIT, $16-32
 gvloop:
 	Q4K_SCALES
 	Q4K_MINS
-	VPSHUFD $0x4e, X8, X9
-	VPADDD X9, X8, X8
-	VPSHUFD $0xb1, X8, X9
-	VPADDD X9, X8, X8
+	HSUM4D(X8, X9)
 	VCVTDQ2PS X8, X8
 	VFMADD231SS X5, X8, X10
 	Q4K_PAIR(16, 4, 0)
@@ -74,7 +63,7 @@ gvloop:
 	VPADDD Y12, Y15, Y15
 	Q4K_PAIR(112, 196, 12)
 	VPADDD Y12, Y15, Y15
-	HSUMD(Y15, X15, X11)
+	HSUM8D(Y15, X15, X11)
 	VCVTDQ2PS X15, X15
 	VFMADD231SS X3, X15, X0
 	ADDQ $144, SI
@@ -147,10 +136,7 @@ gvrloop:
 	PREFETCHT0 128(SI)(R14*2)
 	Q4K_SCALES
 	Q4K_MINS
-	VPSHUFD $0x4e, X8, X9
-	VPADDD X9, X8, X8
-	VPSHUFD $0xb1, X8, X9
-	VPADDD X9, X8, X8
+	HSUM4D(X8, X9)
 	VCVTDQ2PS X8, X8
 	VFMADD231SS X5, X8, X10
 	Q4K_PAIR(16, 4, 0)
@@ -161,7 +147,7 @@ gvrloop:
 	VPADDD Y12, Y15, Y15
 	Q4K_PAIR(112, 196, 12)
 	VPADDD Y12, Y15, Y15
-	HSUMD(Y15, X15, X11)
+	HSUM8D(Y15, X15, X11)
 	VCVTDQ2PS X15, X15
 	VFMADD231SS X3, X15, X0
 	ADDQ $144, SI
@@ -215,10 +201,7 @@ gvvloop:
 	PREFETCHT0 128(SI)(R14*2)
 	Q4K_SCALES
 	Q4K_MINS
-	VPSHUFD $0x4e, X8, X9
-	VPADDD X9, X8, X8
-	VPSHUFD $0xb1, X8, X9
-	VPADDD X9, X8, X8
+	HSUM4D(X8, X9)
 	VCVTDQ2PS X8, X8
 	VFMADD231SS X5, X8, X10
 	Q4K_PAIRV(16, 4, 0, Y15)
@@ -228,7 +211,7 @@ gvvloop:
 	VPADDD Y13, Y15, Y15
 	VPADDD Y2, Y1, Y1
 	VPADDD Y1, Y15, Y15
-	HSUMD(Y15, X15, X11)
+	HSUM8D(Y15, X15, X11)
 	VCVTDQ2PS X15, X15
 	VFMADD231SS X3, X15, X0
 	ADDQ $144, SI

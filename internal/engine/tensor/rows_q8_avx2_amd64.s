@@ -1,6 +1,7 @@
 //go:build !noasm
 
 #include "textflag.h"
+#include "hsum_amd64.h"
 
 // AVX2 rows kernel of the Q8_0 vec_dot (machines without AVX512-VNNI):
 // dotQ8_0w4AVX2's arithmetic (per block, the exact integer sum in eight
@@ -15,16 +16,6 @@ DATA onesR<>+8(SB)/8, $0x0001000100010001
 DATA onesR<>+16(SB)/8, $0x0001000100010001
 DATA onesR<>+24(SB)/8, $0x0001000100010001
 GLOBL onesR<>(SB), RODATA|NOPTR, $32
-
-// HSUM8R(Y, X, T) reduces the eight lanes of Y into X's lowest lane in
-// hsum8's order: (a4+a0), (a5+a1), ..., then (r0+r2)+(r1+r3).
-#define HSUM8R(Y, X, T) \
-	VEXTRACTF128 $1, Y, T \
-	VADDPS T, X, X \
-	VPERMILPS $0x4e, X, T \
-	VADDPS T, X, X \
-	VPERMILPS $0xb1, X, T \
-	VADDSS T, X, X
 
 // Q8ROWA(P, ACC): one weight row's block at P against the activation
 // block (codes in Y5, scale in Y8).
@@ -84,10 +75,10 @@ r2nopf:
 	ADDQ $34, DI
 	DECQ CX
 	JNZ r2loop
-	HSUM8R(Y0, X0, X12)
-	HSUM8R(Y1, X1, X12)
-	HSUM8R(Y2, X2, X12)
-	HSUM8R(Y3, X3, X12)
+	HSUM8(Y0, X0, X12)
+	HSUM8(Y1, X1, X12)
+	HSUM8(Y2, X2, X12)
+	HSUM8(Y3, X3, X12)
 	VMOVSS X0, 0(DX)
 	VMOVSS X1, 4(DX)
 	VMOVSS X2, 8(DX)
@@ -256,12 +247,7 @@ f16rloop:
 	VADDPS Y7, Y3, Y3
 	VADDPS Y3, Y1, Y1
 	VADDPS Y0, Y1, Y1
-	VEXTRACTF128 $1, Y1, X2
-	VADDPS X2, X1, X1
-	VPERMILPS $0x4e, X1, X2
-	VADDPS X2, X1, X1
-	VPERMILPS $0xb1, X1, X2
-	VADDSS X2, X1, X1
+	HSUM8(Y1, X1, X2)
 	VMOVSS X1, (DX)
 	ADDQ $4, DX
 	ADDQ R14, R15

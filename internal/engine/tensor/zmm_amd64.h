@@ -3,6 +3,8 @@
 // accumulators, VPXORD each (ZERO4ZQ: VPXORQ, the same zeros), and the
 // reduce16 ending of one 16-lane accumulator.
 
+#include "hsum_amd64.h"
+
 // ZERO4Z(A, B, C, D) zeroes the zmm registers A, B, C, D.
 #define ZERO4Z(A, B, C, D) \
 	VPXORD A, A, A; \
@@ -42,14 +44,10 @@
 	ZERO4Z(Z28, Z29, Z30, Z31)
 
 // RED512(Z, Y, X, YT, XT) reduces the 16 lanes of Z into X's lowest lane
-// as reduce16 (_mm512_reduce_add_ps): halves 8, 4, then (u0+u2)+(u1+u3).
-// Y and X are Z's low halves; YT, XT scratch (registers below 16).
+// as reduce16 (_mm512_reduce_add_ps): halves 8 (here), 4, then
+// (u0+u2)+(u1+u3) (HSUM8). Y and X are Z's low halves; YT, XT scratch
+// (registers below 16).
 #define RED512(Z, Y, X, YT, XT) \
 	VEXTRACTF64X4 $1, Z, YT; \
 	VADDPS YT, Y, Y; \
-	VEXTRACTF128 $1, Y, XT; \
-	VADDPS XT, X, X; \
-	VPERMILPS $0x4e, X, XT; \
-	VADDPS XT, X, X; \
-	VPERMILPS $0xb1, X, XT; \
-	VADDSS XT, X, X
+	HSUM8(Y, X, XT)
