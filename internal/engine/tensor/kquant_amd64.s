@@ -1,6 +1,7 @@
 //go:build !noasm
 
 #include "textflag.h"
+#include "ptrs_amd64.h"
 #include "hsum_amd64.h"
 #include "kscales_amd64.h"
 
@@ -255,12 +256,9 @@ q5rloop:
 	PREFETCHT0 (SI)(DX*1)
 	PREFETCHT0 64(SI)(DX*1)
 	PREFETCHT0 128(SI)(DX*1)
-	// scales at 0(SP), mins in X7, d in X3, x.dmin*y.d in X5
-	Q4K_SCALES
+	// scales at 0(SP), mins in X7, d in X3, x.dmin*y.d in X5;
 	// summs = fma(-(y.d*x.dmin), sum of mins times sums, summs)
-	Q4K_MINS
-	HSUM4D(X8, X9)
-	VCVTDQ2PS X8, X8
+	Q4K_MINSUM
 	VFNMADD231SS X5, X8, X10
 	VBROADCASTSS X3, Y3
 	VPERMQ $0x44, Y6, Y8 // the eight scale words in both halves
@@ -369,10 +367,7 @@ q5rdone:
 TEXT ·dotQ6Kx4AVX2(SB), NOSPLIT, $0-32
 	MOVQ w+0(FP), SI
 	MOVQ a+8(FP), AX
-	MOVQ 0(AX), DI
-	MOVQ 8(AX), R8
-	MOVQ 16(AX), R9
-	MOVQ 24(AX), R10
+	PTRS4(DI, R8, R9, R10)
 	MOVQ nb+16(FP), CX
 	MOVQ out+24(FP), DX
 	VMOVDQU nibQ<>(SB), Y14
@@ -448,10 +443,7 @@ q6x4store:
 // scalar accumulator at soff(SP) gets fma(-(y.d*x.dmin), sum of mins
 // times 32-element sums) (mins words in X7, x.dmin in X4).
 #define Q5K_MIN(A, soff) \
-	VMOVDQU 260(A), X9 \
-	VMOVDQU 276(A), X10 \
-	VPHADDW X10, X9, X9 \
-	VPMADDWD X9, X7, X9 \
+	Q4K_MINSAT(A, X9, X10) \
 	HSUM4D(X9, X10) \
 	VCVTDQ2PS X9, X9 \
 	VMOVSS (A), X1 \
@@ -487,10 +479,7 @@ q6x4store:
 TEXT ·dotQ5Kx4AVX2(SB), NOSPLIT, $176-32
 	MOVQ w+0(FP), SI
 	MOVQ a+8(FP), AX
-	MOVQ 0(AX), DI
-	MOVQ 8(AX), R13
-	MOVQ 16(AX), R14
-	MOVQ 24(AX), R15
+	PTRS4(DI, R13, R14, R15)
 	MOVQ nb+16(FP), CX
 	MOVQ out+24(FP), DX
 	VMOVDQU nibQ<>(SB), Y14

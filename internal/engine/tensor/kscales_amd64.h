@@ -1,16 +1,11 @@
-// Macros shared by the K-quant kernels (repack_amd64.s, kquant_amd64.s).
+// Macros shared by the K-quant kernels (repack_amd64.s, kquant_amd64.s,
+// repack_q4kx4_amd64.s).
 
-// Q4K_SCALES unpacks the 6-bit scales of the block at SI into eight words
-// at 0(SP) and the mins into eight words in X7; it also leaves
-// d = x.d*y.d in X3 and dmin = x.dmin*y.d in X5.
-#define Q4K_SCALES \
-	VMOVSS (DI), X1 \
-	VPBROADCASTW (SI), X2 \
-	VCVTPH2PS X2, X2 \
-	VMULSS X1, X2, X3 \
-	VPBROADCASTW 2(SI), X4 \
-	VCVTPH2PS X4, X4 \
-	VMULSS X1, X4, X5 \
+#include "hsum_amd64.h"
+
+// Q4K_SCALEWORDS unpacks the 6-bit scales of the block at SI into eight
+// words at 0(SP) and the mins into eight words in X7.
+#define Q4K_SCALEWORDS \
 	MOVL 4(SI), AX \
 	MOVL 8(SI), BX \
 	MOVL 12(SI), R8 \
@@ -42,10 +37,33 @@
 	VMOVQ R11, X7 \
 	VPMOVZXBW X7, X7
 
-// Q4K_MINS leaves in X8 the four dwords m[2c]*b[2c] + m[2c+1]*b[2c+1]
-// (b: the 32-element sums of the activation block at DI).
-#define Q4K_MINS \
-	VMOVDQU 260(DI), X8 \
-	VMOVDQU 276(DI), X9 \
-	VPHADDW X9, X8, X8 \
-	VPMADDWD X8, X7, X8
+// Q4K_SCALES is Q4K_SCALEWORDS after leaving d = x.d*y.d in X3 and dmin =
+// x.dmin*y.d in X5 (y.d at DI).
+#define Q4K_SCALES \
+	VMOVSS (DI), X1 \
+	VPBROADCASTW (SI), X2 \
+	VCVTPH2PS X2, X2 \
+	VMULSS X1, X2, X3 \
+	VPBROADCASTW 2(SI), X4 \
+	VCVTPH2PS X4, X4 \
+	VMULSS X1, X4, X5 \
+	Q4K_SCALEWORDS
+
+// Q4K_MINSAT(P, X, T) leaves in X the four dwords m[2c]*b[2c] +
+// m[2c+1]*b[2c+1] (b: the 32-element sums of the activation block at P;
+// mins in X7; T scratch); Q4K_MINS is it for DI into X8.
+#define Q4K_MINSAT(P, X, T) \
+	VMOVDQU 260(P), X \
+	VMOVDQU 276(P), T \
+	VPHADDW T, X, X \
+	VPMADDWD X, X7, X
+
+#define Q4K_MINS Q4K_MINSAT(DI, X8, X9)
+
+// Q4K_MINSUM is Q4K_SCALES, then the block's sum of mins times sums as a
+// float in every lane of X8 (Q4K_MINS, HSUM4D; X9 scratch).
+#define Q4K_MINSUM \
+	Q4K_SCALES \
+	Q4K_MINS \
+	HSUM4D(X8, X9) \
+	VCVTDQ2PS X8, X8

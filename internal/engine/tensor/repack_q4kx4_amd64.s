@@ -1,6 +1,8 @@
 //go:build !noasm
 
 #include "textflag.h"
+#include "ptrs_amd64.h"
+#include "kscales_amd64.h"
 
 // AVX2 group kernel of the repacked Q4_K gemm arithmetic
 // (ggml_gemm_q4_K_8x8_q8_K, gemmQ4Kx8): one weight row against four
@@ -15,48 +17,6 @@ DATA nibK4<>+8(SB)/8, $0x0f0f0f0f0f0f0f0f
 DATA nibK4<>+16(SB)/8, $0x0f0f0f0f0f0f0f0f
 DATA nibK4<>+24(SB)/8, $0x0f0f0f0f0f0f0f0f
 GLOBL nibK4<>(SB), RODATA|NOPTR, $32
-
-// Q4K_SCALES_ONLY unpacks the 6-bit scales of the block at SI into eight
-// words at 0(SP) and the mins into eight words in X7 (as Q4K_SCALES).
-#define Q4K_SCALES_ONLY \
-	MOVL 4(SI), AX \
-	MOVL 8(SI), BX \
-	MOVL 12(SI), R8 \
-	MOVL R8, R9 \
-	SHRL $4, R9 \
-	ANDL $0x0f0f0f0f, R9 \
-	MOVL BX, R10 \
-	SHRL $6, R10 \
-	ANDL $0x03030303, R10 \
-	SHLL $4, R10 \
-	ORL R10, R9 \
-	MOVL BX, R11 \
-	ANDL $0x3f3f3f3f, R11 \
-	MOVL R8, R12 \
-	ANDL $0x0f0f0f0f, R12 \
-	MOVL AX, R10 \
-	SHRL $6, R10 \
-	ANDL $0x03030303, R10 \
-	SHLL $4, R10 \
-	ORL R10, R12 \
-	ANDL $0x3f3f3f3f, AX \
-	SHLQ $32, R12 \
-	ORQ R12, AX \
-	SHLQ $32, R9 \
-	ORQ R9, R11 \
-	VMOVQ AX, X6 \
-	VPMOVZXBW X6, X6 \
-	VMOVDQU X6, 0(SP) \
-	VMOVQ R11, X7 \
-	VPMOVZXBW X7, X7
-
-// MINS4(P, X) leaves in X the four dwords m[2c]*b[2c] + m[2c+1]*b[2c+1]
-// of the activation block at P (mins in X7).
-#define MINS4(P, X) \
-	VMOVDQU 260(P), X \
-	VMOVDQU 276(P), X13 \
-	VPHADDW X13, X, X \
-	VPMADDWD X, X7, X
 
 // PAIR4(P, aoff, S) leaves in S (eight dwords) sc[2c]*q.y over the low
 // nibbles (Y12, scale in Y9) and sc[2c+1]*q.y over the high ones (Y11,
@@ -96,10 +56,7 @@ GLOBL nibK4<>(SB), RODATA|NOPTR, $32
 TEXT ·gemmQ4Kx4AVX2(SB), NOSPLIT, $16-32
 	MOVQ w+0(FP), SI
 	MOVQ a+8(FP), AX
-	MOVQ 0(AX), DI
-	MOVQ 8(AX), R13
-	MOVQ 16(AX), R14
-	MOVQ 24(AX), R15
+	PTRS4(DI, R13, R14, R15)
 	MOVQ nb+16(FP), CX
 	VXORPS X0, X0, X0
 	VXORPS X10, X10, X10
@@ -107,7 +64,7 @@ TEXT ·gemmQ4Kx4AVX2(SB), NOSPLIT, $16-32
 	TESTQ CX, CX
 	JZ g4done
 g4loop:
-	Q4K_SCALES_ONLY
+	Q4K_SCALEWORDS
 	VMOVSS (DI), X1
 	VINSERTPS $0x10, (R13), X1, X1
 	VINSERTPS $0x20, (R14), X1, X1
@@ -118,10 +75,10 @@ g4loop:
 	VPBROADCASTW 2(SI), X4
 	VCVTPH2PS X4, X4
 	VMULPS X1, X4, X5
-	MINS4(DI, X1)
-	MINS4(R13, X2)
-	MINS4(R14, X4)
-	MINS4(R15, X6)
+	Q4K_MINSAT(DI, X1, X13)
+	Q4K_MINSAT(R13, X2, X13)
+	Q4K_MINSAT(R14, X4, X13)
+	Q4K_MINSAT(R15, X6, X13)
 	VPUNPCKLDQ X2, X1, X8
 	VPUNPCKHDQ X2, X1, X9
 	VPUNPCKLDQ X6, X4, X11
