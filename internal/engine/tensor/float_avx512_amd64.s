@@ -1,6 +1,7 @@
 //go:build !noasm
 
 #include "textflag.h"
+#include "ptrs_amd64.h"
 #include "zmm_amd64.h"
 
 // AVX-512 multi-row kernels for F32 and F16 weights. Each loads a weight
@@ -32,22 +33,14 @@
 	VMOVSS X8, 8(DX); \
 	VMOVSS X12, 12(DX)
 
-// ROWS4 loads the four activation row pointers a[0..3] (a in AX) into
-// DI, R8, R9, R10.
-#define ROWS4 \
-	MOVQ 0(AX), DI; \
-	MOVQ 8(AX), R8; \
-	MOVQ 16(AX), R9; \
-	MOVQ 24(AX), R10
-
 // X4ARGS loads the arguments of the four-row dot kernels: w into SI, the
-// rows of a into DI, R8, R9, R10 (ROWS4), n64 into CX and acc into DX.
+// rows of a into DI, R8, R9, R10 (PTRS4), n64 into CX and acc into DX.
 #define X4ARGS \
 	MOVQ w+0(FP), SI; \
 	MOVQ a+8(FP), AX; \
 	MOVQ n64+16(FP), CX; \
 	MOVQ acc+24(FP), DX; \
-	ROWS4
+	PTRS4(DI, R8, R9, R10)
 
 // W64F32 loads 64 float32 weights at SI into Z16-Z19; W64F16 widens 64
 // F16 weights at SI into Z16-Z19.
@@ -115,7 +108,7 @@
 	MOVQ acc+24(FP), DX; \
 	MOVQ wrb+32(FP), R11; \
 	ADDQ SI, R11; \
-	ROWS4
+	PTRS4(DI, R8, R9, R10)
 
 // GEMMSTEP(B) steps both weight rows and the four activation rows by B
 // bytes.

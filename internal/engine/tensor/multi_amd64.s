@@ -1,6 +1,7 @@
 //go:build !noasm
 
 #include "textflag.h"
+#include "ptrs_amd64.h"
 
 // AVX2 multi-row kernels of the quantized types: a weight block is loaded
 // (and unpacked) once and applied to four activation rows (a[0..3], which
@@ -31,10 +32,7 @@ TEXT ·dotQ8_0x4AVX2(SB), NOSPLIT, $0-32
 	MOVQ a+8(FP), AX
 	MOVQ nb+16(FP), CX
 	MOVQ acc+24(FP), DX
-	MOVQ 0(AX), DI
-	MOVQ 8(AX), R8
-	MOVQ 16(AX), R9
-	MOVQ 24(AX), R10
+	PTRS4(DI, R8, R9, R10)
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -105,15 +103,9 @@ dotQ8_0x4AVX2_done:
 // lane takes one fused multiply-add by its product of scales.
 TEXT ·dotQ4_0x8x4AVX2(SB), NOSPLIT, $0-32
 	MOVQ w+0(FP), AX
-	MOVQ 0(AX), SI
-	MOVQ 8(AX), R11
-	MOVQ 16(AX), R12
-	MOVQ 24(AX), R13
+	PTRS4(SI, R11, R12, R13)
 	MOVQ a+8(FP), AX
-	MOVQ 0(AX), DI
-	MOVQ 8(AX), R8
-	MOVQ 16(AX), R9
-	MOVQ 24(AX), R10
+	PTRS4(DI, R8, R9, R10)
 	MOVQ nb+16(FP), CX
 	MOVQ acc+24(FP), DX
 	VXORPS X0, X0, X0
@@ -203,10 +195,7 @@ dotQ4_0x8x4AVX2_done:
 // the four fused multiply-add chains run side by side.
 TEXT ·dotQ8_0w4AVX2(SB), NOSPLIT, $0-32
 	MOVQ w+0(FP), AX
-	MOVQ 0(AX), SI
-	MOVQ 8(AX), R8
-	MOVQ 16(AX), R9
-	MOVQ 24(AX), R10
+	PTRS4(SI, R8, R9, R10)
 	MOVQ a+8(FP), DI
 	MOVQ nb+16(FP), CX
 	MOVQ acc+24(FP), DX

@@ -1,6 +1,7 @@
 //go:build !noasm
 
 #include "textflag.h"
+#include "ptrs_amd64.h"
 #include "hsum_amd64.h"
 
 // AVX2 kernels over packed Q4_0 weights (Q4_0x8, packed.go) with the
@@ -106,15 +107,9 @@ TEXT ·gemmQ4_0x8x4PackedAVX2(SB), NOSPLIT, $0-48
 	JZ g4done
 g4group:
 	MOVQ a+16(FP), AX
-	MOVQ 0(AX), DI
-	MOVQ 8(AX), R8
-	MOVQ 16(AX), R9
-	MOVQ 24(AX), R10
+	PTRS4(DI, R8, R9, R10)
 	MOVQ s+24(FP), AX
-	MOVQ 0(AX), R11
-	MOVQ 8(AX), R12
-	MOVQ 16(AX), R13
-	MOVQ 24(AX), R14
+	PTRS4(R11, R12, R13, R14)
 	MOVQ nb+32(FP), CX
 	VXORPS Y4, Y4, Y4
 	VXORPS Y5, Y5, Y5
