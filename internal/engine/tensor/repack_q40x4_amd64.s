@@ -1,6 +1,7 @@
 //go:build !noasm
 
 #include "textflag.h"
+#include "q8dot_amd64.h"
 
 // AVX2 group kernel of the repacked Q4_0 arithmetic (dotQ4_0x8: per block,
 // a fused multiply-add of the exact integer sum by the product of the
@@ -51,11 +52,7 @@ TEXT ·dotQ4_0x1x4AVX2(SB), NOSPLIT, $0-32
 	TESTQ CX, CX
 	JZ q40x4done
 q40x4loop:
-	VMOVDQU 2(SI), X4
-	VPSRLW $4, X4, X5
-	VINSERTI128 $1, X5, Y4, Y4
-	VPAND Y14, Y4, Y4
-	VPSUBB Y13, Y4, Y4
+	Q40CODES(SI, X5)
 	VPSIGNB Y4, Y4, Y6
 	ROW4(DI, Y8)
 	ROW4(R8, Y9)

@@ -1,6 +1,7 @@
 //go:build !noasm
 
 #include "textflag.h"
+#include "q8dot_amd64.h"
 #include "hsum_amd64.h"
 
 // AVX2 rows kernel of the Q8_0 vec_dot (machines without AVX512-VNNI):
@@ -19,17 +20,7 @@ GLOBL onesR<>(SB), RODATA|NOPTR, $32
 
 // Q8ROWA(P, ACC): one weight row's block at P against the activation
 // block (codes in Y5, scale in Y8).
-#define Q8ROWA(P, ACC) \
-	VPBROADCASTW (P), X12 \
-	VCVTPH2PS X12, Y12 \
-	VMULPS Y8, Y12, Y9 \
-	VMOVDQU 2(P), Y4 \
-	VPSIGNB Y4, Y4, Y6 \
-	VPSIGNB Y4, Y5, Y7 \
-	VPMADDUBSW Y7, Y6, Y10 \
-	VPMADDWD Y15, Y10, Y10 \
-	VCVTDQ2PS Y10, Y10 \
-	VFMADD231PS Y10, Y9, ACC
+#define Q8ROWA(P, ACC) Q8W(P, X12, Y12, Y9, Y10, ACC)
 
 // func dotQ8_0RowsAVX2(w *byte, wrb, n4 int, a *byte, nb int, out *float32, pf int)
 TEXT ·dotQ8_0RowsAVX2(SB), NOSPLIT, $0-56
@@ -106,15 +97,8 @@ GLOBL eightsR<>(SB), RODATA|NOPTR, $32
 // Q4ROWA(P, S): the eight dword partial sums of the Q4_0 block at P
 // (codes minus 8) times the activation codes in Y5.
 #define Q4ROWA(P, S) \
-	VMOVDQU 2(P), X4 \
-	VPSRLW $4, X4, X6 \
-	VINSERTI128 $1, X6, Y4, Y4 \
-	VPAND Y14, Y4, Y4 \
-	VPSUBB Y13, Y4, Y4 \
-	VPSIGNB Y4, Y4, Y6 \
-	VPSIGNB Y4, Y5, Y7 \
-	VPMADDUBSW Y7, Y6, S \
-	VPMADDWD Y15, S, S
+	Q40CODES(P, X6); \
+	I8SDOT(S)
 
 // func dotQ4_0RowsAVX2(w *byte, wrb, n4 int, a *byte, nb int, out *float32, pf int)
 // out[q] = dotQ4_0x8 (the repacked gemv arithmetic: per block, a fused
