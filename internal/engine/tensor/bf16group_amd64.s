@@ -142,43 +142,50 @@ DATA bf16gOrder<>+24(SB)/4, $3
 DATA bf16gOrder<>+28(SB)/4, $7
 GLOBL bf16gOrder<>(SB), RODATA|NOPTR, $32
 
+// BF16G8(T2): the body of the group kernels with the two-row tile T2
+// (BF16T2 or BF16S2): the activation rows, then per chunk the four tiles'
+// two passes, then the outputs (BF16GRED). Its labels are each
+// function's own.
+#define BF16G8(T2) \
+	VMOVDQU bf16hi4<>(SB), Y15; \
+	MOVQ a+16(FP), AX; \
+	PTRS4(DI, R8, R9, R10); \
+	MOVQ buf+32(FP), DX; \
+	MOVQ n32+24(FP), R15; \
+	SHLQ $6, R15; \
+	XORQ R13, R13; \
+chunk: \
+	CHUNKEND(BF16CHUNK); \
+	MOVQ w+0(FP), SI; \
+	MOVQ wrb+8(FP), AX; \
+	LEAQ (SI)(AX*1), R11; \
+	T2(0, 0, t0p0, t0p0z, t0p0s); \
+	T2(32, 256, t0p1, t0p1z, t0p1s); \
+	LEAQ (R11)(AX*1), SI; \
+	LEAQ (SI)(AX*1), R11; \
+	T2(0, 512, t1p0, t1p0z, t1p0s); \
+	T2(32, 768, t1p1, t1p1z, t1p1s); \
+	LEAQ (R11)(AX*1), SI; \
+	LEAQ (SI)(AX*1), R11; \
+	T2(0, 1024, t2p0, t2p0z, t2p0s); \
+	T2(32, 1280, t2p1, t2p1z, t2p1s); \
+	LEAQ (R11)(AX*1), SI; \
+	LEAQ (SI)(AX*1), R11; \
+	T2(0, 1536, t3p0, t3p0z, t3p0s); \
+	T2(32, 1792, t3p1, t3p1z, t3p1s); \
+	MOVQ CX, R13; \
+	CMPQ R13, R15; \
+	JB chunk; \
+	MOVQ outs+40(FP), R13; \
+	VMOVDQU bf16gOrder<>(SB), Y15; \
+	BF16GRED(0); \
+	BF16GRED(1); \
+	BF16GRED(2); \
+	BF16GRED(3)
+
 // func gemmBF16G8x4AVX2(w *byte, wrb int, a *[4]*byte, n32 int, buf *[512]float32, outs *[4]*float32)
 TEXT ·gemmBF16G8x4AVX2(SB), NOSPLIT, $0-48
-	VMOVDQU bf16hi4<>(SB), Y15
-	MOVQ a+16(FP), AX
-	PTRS4(DI, R8, R9, R10)
-	MOVQ buf+32(FP), DX
-	MOVQ n32+24(FP), R15
-	SHLQ $6, R15
-	XORQ R13, R13
-bf16g_chunk:
-	CHUNKEND(BF16CHUNK)
-	MOVQ w+0(FP), SI
-	MOVQ wrb+8(FP), AX
-	LEAQ (SI)(AX*1), R11
-	BF16T2(0, 0, bf16g_t0p0, bf16g_t0p0z, bf16g_t0p0s)
-	BF16T2(32, 256, bf16g_t0p1, bf16g_t0p1z, bf16g_t0p1s)
-	LEAQ (R11)(AX*1), SI
-	LEAQ (SI)(AX*1), R11
-	BF16T2(0, 512, bf16g_t1p0, bf16g_t1p0z, bf16g_t1p0s)
-	BF16T2(32, 768, bf16g_t1p1, bf16g_t1p1z, bf16g_t1p1s)
-	LEAQ (R11)(AX*1), SI
-	LEAQ (SI)(AX*1), R11
-	BF16T2(0, 1024, bf16g_t2p0, bf16g_t2p0z, bf16g_t2p0s)
-	BF16T2(32, 1280, bf16g_t2p1, bf16g_t2p1z, bf16g_t2p1s)
-	LEAQ (R11)(AX*1), SI
-	LEAQ (SI)(AX*1), R11
-	BF16T2(0, 1536, bf16g_t3p0, bf16g_t3p0z, bf16g_t3p0s)
-	BF16T2(32, 1792, bf16g_t3p1, bf16g_t3p1z, bf16g_t3p1s)
-	MOVQ CX, R13
-	CMPQ R13, R15
-	JB bf16g_chunk
-	MOVQ outs+40(FP), R13
-	VMOVDQU bf16gOrder<>(SB), Y15
-	BF16GRED(0)
-	BF16GRED(1)
-	BF16GRED(2)
-	BF16GRED(3)
+	BF16G8(BF16T2)
 	VZEROUPPER
 	RET
 
@@ -188,16 +195,6 @@ bf16g_chunk:
 // 30), so only the weights are widened in the loop (the activation
 // vectors are loads) and each step is 4 integer operations and 16 fused
 // multiply-adds instead of 12 and 16. Same lanes, same order of pairs.
-
-// BF16SSTEP(SOFF, A, ACC0, ACC1): activation row A's odd and even floats
-// (at SOFF(A)(BX*2)) against both weight rows.
-#define BF16SSTEP(SOFF, A, ACC0, ACC1) \
-	VMOVUPS SOFF(A)(BX*2), Y12; \
-	VMOVUPS 32+SOFF(A)(BX*2), Y13; \
-	VFMADD231PS Y12, Y8, ACC0; \
-	VFMADD231PS Y12, Y10, ACC1; \
-	VFMADD231PS Y13, Y9, ACC0; \
-	VFMADD231PS Y13, Y11, ACC1
 
 // BF16SHALF(SOFF, W0, W1): the odd (SOFF 0) or even (SOFF 32) floats of
 // the four activation rows against both weight rows' (W0, W1): each
@@ -216,7 +213,7 @@ bf16g_chunk:
 	VFMADD231PS Y12, W0, Y3; \
 	VFMADD231PS Y12, W1, Y7
 
-// BF16S2 is BF16T2 with BF16SSTEP.
+// BF16S2 is BF16T2 with BF16SHALF.
 #define BF16S2(OFF, B, L, LZ, LS) \
 	ACC8_BEGIN(B, LZ, LS); \
 	MOVQ R13, BX; \
@@ -231,41 +228,7 @@ L: \
 
 // func gemmBF16G8x4SAVX2(w *byte, wrb int, a *[4]*byte, n32 int, buf *[512]float32, outs *[4]*float32)
 TEXT ·gemmBF16G8x4SAVX2(SB), NOSPLIT, $0-48
-	VMOVDQU bf16hi4<>(SB), Y15
-	MOVQ a+16(FP), AX
-	PTRS4(DI, R8, R9, R10)
-	MOVQ buf+32(FP), DX
-	MOVQ n32+24(FP), R15
-	SHLQ $6, R15
-	XORQ R13, R13
-bf16s_chunk:
-	CHUNKEND(BF16CHUNK)
-	MOVQ w+0(FP), SI
-	MOVQ wrb+8(FP), AX
-	LEAQ (SI)(AX*1), R11
-	BF16S2(0, 0, bf16s_t0p0, bf16s_t0p0z, bf16s_t0p0s)
-	BF16S2(32, 256, bf16s_t0p1, bf16s_t0p1z, bf16s_t0p1s)
-	LEAQ (R11)(AX*1), SI
-	LEAQ (SI)(AX*1), R11
-	BF16S2(0, 512, bf16s_t1p0, bf16s_t1p0z, bf16s_t1p0s)
-	BF16S2(32, 768, bf16s_t1p1, bf16s_t1p1z, bf16s_t1p1s)
-	LEAQ (R11)(AX*1), SI
-	LEAQ (SI)(AX*1), R11
-	BF16S2(0, 1024, bf16s_t2p0, bf16s_t2p0z, bf16s_t2p0s)
-	BF16S2(32, 1280, bf16s_t2p1, bf16s_t2p1z, bf16s_t2p1s)
-	LEAQ (R11)(AX*1), SI
-	LEAQ (SI)(AX*1), R11
-	BF16S2(0, 1536, bf16s_t3p0, bf16s_t3p0z, bf16s_t3p0s)
-	BF16S2(32, 1792, bf16s_t3p1, bf16s_t3p1z, bf16s_t3p1s)
-	MOVQ CX, R13
-	CMPQ R13, R15
-	JB bf16s_chunk
-	MOVQ outs+40(FP), R13
-	VMOVDQU bf16gOrder<>(SB), Y15
-	BF16GRED(0)
-	BF16GRED(1)
-	BF16GRED(2)
-	BF16GRED(3)
+	BF16G8(BF16S2)
 	VZEROUPPER
 	RET
 
