@@ -88,6 +88,40 @@ GLOBL nib512<>(SB), RODATA|NOPTR, $8
 	VMOVUPS FACC, K1, (CX)(BX*1) \
 	ADDQ $8, AX
 
+// PAIRS_BEGIN and PAIRS_NEXT(STORE) frame the loop over pairs of groups
+// (SI: group A, DI: group B, gb bytes apart; ooff: the pair's column
+// offset): while groups are left, K1 selects the lanes to store (a lone
+// last group is repeated as B and only lanes 0-7 stored); after the
+// pair's blocks, STORE writes its outputs (AX: out, BX: ooff) and the
+// next pair begins. Their labels are each function's own.
+#define PAIRS_BEGIN \
+	MOVQ p+0(FP), SI; \
+	MOVQ SI, DI; \
+	ADDQ gb+16(FP), DI; \
+	MOVQ $0, ooff+56(FP); \
+pair: \
+	MOVQ n8+8(FP), AX; \
+	TESTQ AX, AX; \
+	JLE done; \
+	MOVQ $0xffff, CX; \
+	CMPQ AX, $1; \
+	JNE full; \
+	MOVQ SI, DI; \
+	MOVQ $0xff, CX; \
+full: \
+	KMOVW CX, K1
+
+#define PAIRS_NEXT(STORE) \
+	MOVQ out+48(FP), AX; \
+	MOVQ ooff+56(FP), BX; \
+	STORE; \
+	ADDQ $64, ooff+56(FP); \
+	SUBQ $2, n8+8(FP); \
+	MOVQ DI, SI; \
+	ADDQ gb+16(FP), DI; \
+	JMP pair; \
+done:
+
 // func gemmQ4_0x16x8PackedAVX512(p *byte, n8, gb int, a *[8]*byte, nb, side int, out *[8]*float32, ooff int)
 // dotQ4_0x8 arithmetic for the 8*n8 rows of packed Q4_0 weights (groups
 // gb bytes apart) and eight activation rows a[i], each a Q8_0 row followed
@@ -96,21 +130,7 @@ GLOBL nib512<>(SB), RODATA|NOPTR, $8
 TEXT ·gemmQ4_0x16x8PackedAVX512(SB), NOSPLIT, $0-64
 	A8ROWS
 	VPBROADCASTQ nib512<>(SB), Z16
-	MOVQ p+0(FP), SI
-	MOVQ SI, DI
-	ADDQ gb+16(FP), DI
-	MOVQ $0, ooff+56(FP)
-q40tpair:
-	MOVQ n8+8(FP), AX
-	TESTQ AX, AX
-	JLE q40tdone
-	MOVQ $0xffff, CX
-	CMPQ AX, $1
-	JNE q40tfull
-	MOVQ SI, DI // a lone group: B repeats A, only lanes 0-7 are stored
-	MOVQ $0xff, CX
-q40tfull:
-	KMOVW CX, K1
+	PAIRS_BEGIN
 	ROWS8(ZERO2)
 	MOVQ nb+32(FP), CX
 	XORQ BX, BX
@@ -134,15 +154,7 @@ q40tblk:
 	ADDQ $8, DX
 	DECQ CX
 	JNZ q40tblk
-	MOVQ out+48(FP), AX
-	MOVQ ooff+56(FP), BX
-	ROWS8(STOREO)
-	ADDQ $64, ooff+56(FP)
-	SUBQ $2, n8+8(FP)
-	MOVQ DI, SI
-	ADDQ gb+16(FP), DI
-	JMP q40tpair
-q40tdone:
+	PAIRS_NEXT(ROWS8(STOREO))
 	VZEROUPPER
 	RET
 
@@ -280,21 +292,7 @@ TEXT ·gemmQ4Kx16x8PackedAVX512(SB), NOSPLIT, $0-64
 	A8ROWS
 	MOVQ acc+40(FP), DX
 	VPBROADCASTQ nib512<>(SB), Z16
-	MOVQ p+0(FP), SI
-	MOVQ SI, DI
-	ADDQ gb+16(FP), DI
-	MOVQ $0, ooff+56(FP)
-q4ktpair:
-	MOVQ n8+8(FP), AX
-	TESTQ AX, AX
-	JLE q4ktdone
-	MOVQ $0xffff, CX
-	CMPQ AX, $1
-	JNE q4ktfull
-	MOVQ SI, DI // a lone group: B repeats A, only lanes 0-7 are stored
-	MOVQ $0xff, CX
-q4ktfull:
-	KMOVW CX, K1
+	PAIRS_BEGIN
 	VPXORD Z31, Z31, Z31
 	ROWS8K(ZEROK)
 	MOVQ nb+32(FP), CX
@@ -322,15 +320,7 @@ q4ktblk:
 	ADDQ $292, BX
 	DECQ CX
 	JNZ q4ktblk
-	MOVQ out+48(FP), AX
-	MOVQ ooff+56(FP), BX
-	ROWS8K(STOREK)
-	ADDQ $64, ooff+56(FP)
-	SUBQ $2, n8+8(FP)
-	MOVQ DI, SI
-	ADDQ gb+16(FP), DI
-	JMP q4ktpair
-q4ktdone:
+	PAIRS_NEXT(ROWS8K(STOREK))
 	VZEROUPPER
 	RET
 
@@ -402,21 +392,7 @@ TEXT ·gemvQ4Kx16x8PackedAVX512(SB), NOSPLIT, $0-64
 	A8ROWS
 	MOVQ acc+40(FP), DX
 	VPBROADCASTQ nib512<>(SB), Z16
-	MOVQ p+0(FP), SI
-	MOVQ SI, DI
-	ADDQ gb+16(FP), DI
-	MOVQ $0, ooff+56(FP)
-q4kvpair:
-	MOVQ n8+8(FP), AX
-	TESTQ AX, AX
-	JLE q4kvdone
-	MOVQ $0xffff, CX
-	CMPQ AX, $1
-	JNE q4kvfull
-	MOVQ SI, DI // a lone group: B repeats A, only lanes 0-7 are stored
-	MOVQ $0xff, CX
-q4kvfull:
-	KMOVW CX, K1
+	PAIRS_BEGIN
 	VPXORD Z31, Z31, Z31
 	ROWS8K(ZEROK)
 	MOVQ nb+32(FP), CX
@@ -444,15 +420,7 @@ q4kvblk:
 	ADDQ $292, BX
 	DECQ CX
 	JNZ q4kvblk
-	MOVQ out+48(FP), AX
-	MOVQ ooff+56(FP), BX
-	ROWS8K(STOREK)
-	ADDQ $64, ooff+56(FP)
-	SUBQ $2, n8+8(FP)
-	MOVQ DI, SI
-	ADDQ gb+16(FP), DI
-	JMP q4kvpair
-q4kvdone:
+	PAIRS_NEXT(ROWS8K(STOREK))
 	VZEROUPPER
 	RET
 
