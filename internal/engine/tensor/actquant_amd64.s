@@ -2,6 +2,7 @@
 
 #include "textflag.h"
 #include "hsum_amd64.h"
+#include "q8quant_amd64.h"
 
 // AVX-512 activation quantizer (quantizeQ8_0's arithmetic): per block of
 // 32, amax = max |x|, d = amax/127 stored as fp16 (VCVTPS2PH, round to
@@ -39,15 +40,7 @@ qloop:
 	VEXTRACTF64X4 $1, Z2, Y3
 	VMAXPS Y3, Y2, Y2
 	HMAX8(Y2, X2, X3) // amax
-	VDIVSS X14, X2, X4       // d = amax/127
-	VCVTPS2PH $0, X4, X4
-	VMOVD X4, AX
-	MOVW AX, (DI)
-	VDIVSS X2, X14, X5       // id = 127/amax
-	VUCOMISS X12, X2
-	JNE qnz
-	VXORPS X5, X5, X5
-qnz:
+	Q8SCALE(X2, X4, X5, qnz)
 	VBROADCASTSS X5, Z5
 	VMULPS Z5, Z0, Z0
 	VMULPS Z5, Z1, Z1
@@ -62,11 +55,7 @@ qnz:
 qdone:
 	VEXTRACTF64X4 $1, Z13, Y0
 	VADDPS Y0, Y13, Y13
-	HSUM8(Y13, X13, X0)
-	XORQ AX, AX
-	VUCOMISS X13, X13
-	SETPS AL
-	MOVQ AX, bad+24(FP)
+	Q8BAD
 	VZEROUPPER
 	RET
 

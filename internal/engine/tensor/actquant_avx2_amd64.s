@@ -2,6 +2,7 @@
 
 #include "textflag.h"
 #include "hsum_amd64.h"
+#include "q8quant_amd64.h"
 
 // AVX2 Q8_0 activation quantizer (quantizeQ8_0's arithmetic, as
 // quantQ8_0AVX512): per block of 32, amax = max |x|, d = amax/127 stored
@@ -24,6 +25,18 @@ DATA packIdxQ2<>+20(SB)/4, $6
 DATA packIdxQ2<>+24(SB)/4, $3
 DATA packIdxQ2<>+28(SB)/4, $7
 GLOBL packIdxQ2<>(SB), RODATA|NOPTR, $32
+
+// PACK32: the 32 scaled values in Y0-Y3 rounded to nearest even
+// (VCVTPS2DQ) and narrowed to int8 in order in Y0 (packIdxQ2 in Y11).
+#define PACK32 \
+	VCVTPS2DQ Y0, Y0; \
+	VCVTPS2DQ Y1, Y1; \
+	VCVTPS2DQ Y2, Y2; \
+	VCVTPS2DQ Y3, Y3; \
+	VPACKSSDW Y1, Y0, Y0; \
+	VPACKSSDW Y3, Y2, Y2; \
+	VPACKSSWB Y2, Y0, Y0; \
+	VPERMD Y0, Y11, Y0
 
 // func quantQ8_0AVX2(x *float32, dst *byte, nb int) (bad int)
 TEXT ·quantQ8_0AVX2(SB), NOSPLIT, $0-32
@@ -58,39 +71,20 @@ q2loop:
 	VMAXPS Y7, Y6, Y6
 	VMAXPS Y6, Y4, Y4
 	HMAX8(Y4, X4, X5) // amax
-	VDIVSS X14, X4, X6       // d = amax/127
-	VCVTPS2PH $0, X6, X6
-	VMOVD X6, AX
-	MOVW AX, (DI)
-	VDIVSS X4, X14, X5       // id = 127/amax
-	VUCOMISS X12, X4
-	JNE q2nz
-	VXORPS X5, X5, X5
-q2nz:
+	Q8SCALE(X4, X6, X5, q2nz)
 	VBROADCASTSS X5, Y5
 	VMULPS Y5, Y0, Y0
 	VMULPS Y5, Y1, Y1
 	VMULPS Y5, Y2, Y2
 	VMULPS Y5, Y3, Y3
-	VCVTPS2DQ Y0, Y0
-	VCVTPS2DQ Y1, Y1
-	VCVTPS2DQ Y2, Y2
-	VCVTPS2DQ Y3, Y3
-	VPACKSSDW Y1, Y0, Y0
-	VPACKSSDW Y3, Y2, Y2
-	VPACKSSWB Y2, Y0, Y0
-	VPERMD Y0, Y11, Y0
+	PACK32
 	VMOVDQU Y0, 2(DI)
 	ADDQ $128, SI
 	ADDQ $34, DI
 	DECQ CX
 	JNZ q2loop
 q2done:
-	HSUM8(Y13, X13, X0)
-	XORQ AX, AX
-	VUCOMISS X13, X13
-	SETPS AL
-	MOVQ AX, bad+24(FP)
+	Q8BAD
 	VZEROUPPER
 	RET
 
@@ -147,14 +141,7 @@ codes2loop:
 	VMULPS 32(SI), Y5, Y1
 	VMULPS 64(SI), Y5, Y2
 	VMULPS 96(SI), Y5, Y3
-	VCVTPS2DQ Y0, Y0
-	VCVTPS2DQ Y1, Y1
-	VCVTPS2DQ Y2, Y2
-	VCVTPS2DQ Y3, Y3
-	VPACKSSDW Y1, Y0, Y0
-	VPACKSSDW Y3, Y2, Y2
-	VPACKSSWB Y2, Y0, Y0
-	VPERMD Y0, Y11, Y0
+	PACK32
 	VMOVDQU Y0, (DI)
 	ADDQ $128, SI
 	ADDQ $32, DI
