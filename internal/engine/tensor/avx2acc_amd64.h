@@ -1,5 +1,6 @@
 // Macros shared by the AVX2 tinyBLAS kernels (float_avx2_amd64.s,
-// bf16group_amd64.s, f16deint_amd64.s): the reduce16 ending of an output
+// bf16group_amd64.s, f16deint_amd64.s; dot_amd64.s uses ACC8_ZERO and
+// ACC8_STORE for its eight lane accumulators): the reduce16 ending of an output
 // (one at a time, and eight outputs of an activation row together),
 // the eight 8-lane accumulators Y0-Y7 of a tile kept at B(DX) between
 // chunks, the steps of the tiles of three and two weight rows by four

@@ -2,7 +2,8 @@
 
 #include "textflag.h"
 #include "q8dot_amd64.h"
-#include "hsum_amd64.h"
+#include "avx2acc_amd64.h"
+#include "kscales_amd64.h"
 
 // AVX2+FMA+F16C kernels. Each reproduces the lane structure of ggml's AVX2
 // ggml_vec_dot_* and leaves the final (horizontal) reduction to Go, so that
@@ -29,6 +30,15 @@ GLOBL eights<>(SB), RODATA|NOPTR, $32
 DATA signbit<>+0(SB)/4, $0x80000000
 GLOBL signbit<>(SB), RODATA|NOPTR, $4
 
+// DSCALE8: the weight block's scale (at SI) times the activation block's
+// (at DI) in every lane of Y3 (Y1, Y2 scratch).
+#define DSCALE8 \
+	VPBROADCASTW (SI), X1; \
+	VCVTPH2PS X1, Y1; \
+	VPBROADCASTW (DI), X2; \
+	VCVTPH2PS X2, Y2; \
+	VMULPS Y2, Y1, Y3
+
 // func dotQ8_0AVX2(w, a *byte, nb int, acc *[8]float32)
 TEXT ·dotQ8_0AVX2(SB), NOSPLIT, $0-32
 	MOVQ w+0(FP), SI
@@ -40,11 +50,7 @@ TEXT ·dotQ8_0AVX2(SB), NOSPLIT, $0-32
 	TESTQ CX, CX
 	JZ q80done
 q80loop:
-	VPBROADCASTW (SI), X1
-	VCVTPH2PS X1, Y1
-	VPBROADCASTW (DI), X2
-	VCVTPH2PS X2, Y2
-	VMULPS Y2, Y1, Y3
+	DSCALE8
 	VMOVDQU 2(SI), Y4
 	I8DOTW(DI, Y8)
 	VCVTDQ2PS Y8, Y8
@@ -71,11 +77,7 @@ TEXT ·dotQ4_0AVX2(SB), NOSPLIT, $0-32
 	TESTQ CX, CX
 	JZ q40done
 q40loop:
-	VPBROADCASTW (SI), X1
-	VCVTPH2PS X1, Y1
-	VPBROADCASTW (DI), X2
-	VCVTPH2PS X2, Y2
-	VMULPS Y2, Y1, Y3
+	DSCALE8
 	Q40CODES(SI, X5)
 	I8DOTW(DI, Y8)
 	VCVTDQ2PS Y8, Y8
@@ -130,42 +132,10 @@ q4kloop:
 	VXORPS signbit<>(SB), X1, X5
 	VMULSS X4, X5, X5
 	VBROADCASTSS X5, X5
-	// unpack the 6-bit scales (AX: 8 bytes) and mins (R11: 8 bytes)
-	MOVL 4(SI), AX
-	MOVL 8(SI), BX
-	MOVL 12(SI), R8
-	MOVL R8, R9
-	SHRL $4, R9
-	ANDL $0x0f0f0f0f, R9
-	MOVL BX, R10
-	SHRL $6, R10
-	ANDL $0x03030303, R10
-	SHLL $4, R10
-	ORL R10, R9
-	MOVL BX, R11
-	ANDL $0x3f3f3f3f, R11
-	MOVL R8, R12
-	ANDL $0x0f0f0f0f, R12
-	MOVL AX, R10
-	SHRL $6, R10
-	ANDL $0x03030303, R10
-	SHLL $4, R10
-	ORL R10, R12
-	ANDL $0x3f3f3f3f, AX
-	SHLQ $32, R12
-	ORQ R12, AX
-	SHLQ $32, R9
-	ORQ R9, R11
-	VMOVQ AX, X6
-	VPMOVZXBW X6, X6
-	VMOVDQU X6, 0(SP)
-	VMOVQ R11, X7
-	VPMOVZXBW X7, X7
+	// unpack the 6-bit scales and mins
+	Q4K_SCALEWORDS
 	// mins: pairs of 16-sums, times mins, into four float lanes
-	VMOVDQU 260(DI), X8
-	VMOVDQU 276(DI), X9
-	VPHADDW X9, X8, X8
-	VPMADDWD X8, X7, X8
+	Q4K_MINS
 	VCVTDQ2PS X8, X8
 	VFMADD231PS X8, X5, X10
 	// scales times codes
@@ -195,14 +165,7 @@ TEXT ·dotF32AVX2(SB), NOSPLIT, $0-32
 	MOVQ x+8(FP), DI
 	MOVQ n64+16(FP), CX
 	MOVQ acc+24(FP), DX
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	VXORPS Y5, Y5, Y5
-	VXORPS Y6, Y6, Y6
-	VXORPS Y7, Y7, Y7
+	ACC8_ZERO
 	TESTQ CX, CX
 	JZ f32done
 f32loop:
@@ -227,14 +190,7 @@ f32loop:
 	DECQ CX
 	JNZ f32loop
 f32done:
-	VMOVUPS Y0, 0(DX)
-	VMOVUPS Y1, 32(DX)
-	VMOVUPS Y2, 64(DX)
-	VMOVUPS Y3, 96(DX)
-	VMOVUPS Y4, 128(DX)
-	VMOVUPS Y5, 160(DX)
-	VMOVUPS Y6, 192(DX)
-	VMOVUPS Y7, 224(DX)
+	ACC8_STORE(0)
 	VZEROUPPER
 	RET
 
@@ -244,14 +200,7 @@ TEXT ·dotF16AVX2(SB), NOSPLIT, $0-32
 	MOVQ a+8(FP), DI
 	MOVQ n64+16(FP), CX
 	MOVQ acc+24(FP), DX
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	VXORPS Y5, Y5, Y5
-	VXORPS Y6, Y6, Y6
-	VXORPS Y7, Y7, Y7
+	ACC8_ZERO
 	TESTQ CX, CX
 	JZ f16done
 f16loop:
@@ -284,14 +233,7 @@ f16loop:
 	DECQ CX
 	JNZ f16loop
 f16done:
-	VMOVUPS Y0, 0(DX)
-	VMOVUPS Y1, 32(DX)
-	VMOVUPS Y2, 64(DX)
-	VMOVUPS Y3, 96(DX)
-	VMOVUPS Y4, 128(DX)
-	VMOVUPS Y5, 160(DX)
-	VMOVUPS Y6, 192(DX)
-	VMOVUPS Y7, 224(DX)
+	ACC8_STORE(0)
 	VZEROUPPER
 	RET
 

@@ -1,5 +1,5 @@
 // Macros shared by the K-quant kernels (repack_amd64.s, kquant_amd64.s,
-// repack_q4kx4_amd64.s).
+// repack_q4kx4_amd64.s, dot_amd64.s).
 
 #include "hsum_amd64.h"
 
