@@ -155,24 +155,44 @@ q4pdone:
 	PREFETCHT0 (3456)(SI) \
 	PREFETCHT0 (3520)(SI)
 
+// Q4KP_BEGIN and Q4KP_END frame the Q4_K gemv and gemm bodies: per group
+// of eight rows (R15 groups left, outputs at DX) the sum and min
+// accumulators Y15 and Y12 start at zero, the body runs once per block
+// (CX blocks, weights at SI, activation at DI), and the group's outputs
+// are Y15 - Y12. Their labels are each function's own.
+#define Q4KP_BEGIN \
+	MOVQ p+0(FP), SI; \
+	MOVQ n8+8(FP), R15; \
+	MOVQ out+32(FP), DX; \
+	VMOVDQU nibP<>(SB), Y14; \
+	TESTQ R15, R15; \
+	JZ done; \
+group: \
+	MOVQ a+16(FP), DI; \
+	MOVQ nb+24(FP), CX; \
+	VPXORD Y15, Y15, Y15; \
+	VPXORD Y12, Y12, Y12; \
+loop:
+
+#define Q4KP_END \
+	ADDQ $1184, SI; \
+	ADDQ $292, DI; \
+	DECQ CX; \
+	JNZ loop; \
+	VSUBPS Y12, Y15, Y15; \
+	VMOVUPS Y15, (DX); \
+	ADDQ $32, DX; \
+	DECQ R15; \
+	JNZ group; \
+done:
+
 // func gemvQ4Kx8PackedVNNI(p *byte, n8 int, a *byte, nb int, out *float32)
 // gemvQ4Kx8 for the 8*n8 rows of packed Q4_K weights, one output per lane:
 // per block, each row's exact sums of sc*q*y and m*bsum, then one fused
 // multiply-add each by d*y.d and dmin*y.d, in block order; the output is
 // their difference.
 TEXT ·gemvQ4Kx8PackedVNNI(SB), NOSPLIT, $0-40
-	MOVQ p+0(FP), SI
-	MOVQ n8+8(FP), R15
-	MOVQ out+32(FP), DX
-	VMOVDQU nibP<>(SB), Y14
-	TESTQ R15, R15
-	JZ q4kpdone
-q4kpgroup:
-	MOVQ a+16(FP), DI
-	MOVQ nb+24(FP), CX
-	VPXORD Y15, Y15, Y15
-	VPXORD Y12, Y12, Y12
-q4kploop:
+	Q4KP_BEGIN
 	PFQ4K
 	VPXORD Y10, Y10, Y10
 	VPXORD Y11, Y11, Y11
@@ -197,16 +217,7 @@ q4kploop:
 	VCVTPH2PS 16(SI), Y5
 	VMULPS Y9, Y5, Y5
 	VFMADD231PS Y5, Y11, Y12
-	ADDQ $1184, SI
-	ADDQ $292, DI
-	DECQ CX
-	JNZ q4kploop
-	VSUBPS Y12, Y15, Y15
-	VMOVUPS Y15, (DX)
-	ADDQ $32, DX
-	DECQ R15
-	JNZ q4kpgroup
-q4kpdone:
+	Q4KP_END
 	VZEROUPPER
 	RET
 
@@ -375,18 +386,7 @@ up4kdone:
 // gemmQ4Kx8 for the 8*n8 rows of packed Q4_K weights, one output per lane:
 // as gemvQ4Kx8PackedVNNI with the fused multiply-adds per 64 elements.
 TEXT ·gemmQ4Kx8PackedVNNI(SB), NOSPLIT, $0-40
-	MOVQ p+0(FP), SI
-	MOVQ n8+8(FP), R15
-	MOVQ out+32(FP), DX
-	VMOVDQU nibP<>(SB), Y14
-	TESTQ R15, R15
-	JZ q4kgdone
-q4kggroup:
-	MOVQ a+16(FP), DI
-	MOVQ nb+24(FP), CX
-	VPXORD Y15, Y15, Y15
-	VPXORD Y12, Y12, Y12
-q4kgloop:
+	Q4KP_BEGIN
 	VBROADCASTSS (DI), Y9
 	VCVTPH2PS (SI), Y8
 	VMULPS Y9, Y8, Y8
@@ -396,15 +396,6 @@ q4kgloop:
 	Q4KGC(1, 2, 3)
 	Q4KGC(2, 4, 5)
 	Q4KGC(3, 6, 7)
-	ADDQ $1184, SI
-	ADDQ $292, DI
-	DECQ CX
-	JNZ q4kgloop
-	VSUBPS Y12, Y15, Y15
-	VMOVUPS Y15, (DX)
-	ADDQ $32, DX
-	DECQ R15
-	JNZ q4kggroup
-q4kgdone:
+	Q4KP_END
 	VZEROUPPER
 	RET
