@@ -1,6 +1,7 @@
 //go:build !noasm
 
 #include "textflag.h"
+#include "packednib_amd64.h"
 #include "ptrs_amd64.h"
 #include "hsum_amd64.h"
 
@@ -64,22 +65,17 @@ sumsdone:
 
 // ROWT(A, LO, HI, ACC) adds to the int16 lanes ACC the products of the
 // run's low nibbles (Y9) with the four activation codes at LO(A) and of
-// its high nibbles (Y10) with those at HI(A).
-#define ROWT(A, LO, HI, ACC) \
-	VPBROADCASTD LO(A), Y11 \
-	VPMADDUBSW Y11, Y9, Y11 \
-	VPADDW Y11, ACC, ACC \
-	VPBROADCASTD HI(A), Y12 \
-	VPMADDUBSW Y12, Y10, Y12 \
-	VPADDW Y12, ACC, ACC
+// its high nibbles (Y10) with those at HI(A) (PROD into one accumulator).
+#define ROWT(A, LO, HI, ACC) PROD(A, LO, HI, ACC, ACC)
 
-// NIB(OFF) loads the run at OFF(SI) and splits it into low (Y9) and high
-// (Y10) nibbles.
-#define NIB(OFF) \
-	VMOVDQU OFF(SI), Y8 \
-	VPSRLW $4, Y8, Y10 \
-	VPAND Y15, Y8, Y9 \
-	VPAND Y15, Y10, Y10
+// RUN4(N, L): the run at N(SI) (NIB) against the four activation rows'
+// codes at L and L+16, DI, R8, R9, R10 into Y0-Y3.
+#define RUN4(N, L) \
+	NIB(N); \
+	ROWT(DI, L, L+16, Y0); \
+	ROWT(R8, L, L+16, Y1); \
+	ROWT(R9, L, L+16, Y2); \
+	ROWT(R10, L, L+16, Y3)
 
 // FIN(S, ACC, FACC) ends a block for one activation row: ACC's int16
 // lanes summed to the eight outputs' integer sums, less 8*sum(a) (at
@@ -120,26 +116,10 @@ g4block:
 	VPXOR Y1, Y1, Y1
 	VPXOR Y2, Y2, Y2
 	VPXOR Y3, Y3, Y3
-	NIB(16)
-	ROWT(DI, 2, 18, Y0)
-	ROWT(R8, 2, 18, Y1)
-	ROWT(R9, 2, 18, Y2)
-	ROWT(R10, 2, 18, Y3)
-	NIB(48)
-	ROWT(DI, 6, 22, Y0)
-	ROWT(R8, 6, 22, Y1)
-	ROWT(R9, 6, 22, Y2)
-	ROWT(R10, 6, 22, Y3)
-	NIB(80)
-	ROWT(DI, 10, 26, Y0)
-	ROWT(R8, 10, 26, Y1)
-	ROWT(R9, 10, 26, Y2)
-	ROWT(R10, 10, 26, Y3)
-	NIB(112)
-	ROWT(DI, 14, 30, Y0)
-	ROWT(R8, 14, 30, Y1)
-	ROWT(R9, 14, 30, Y2)
-	ROWT(R10, 14, 30, Y3)
+	RUN4(16, 2)
+	RUN4(48, 6)
+	RUN4(80, 10)
+	RUN4(112, 14)
 	VCVTPH2PS 0(SI), Y8
 	FIN(R11, Y0, Y4)
 	FIN(R12, Y1, Y5)

@@ -1,6 +1,7 @@
 //go:build !noasm
 
 #include "textflag.h"
+#include "packednib_amd64.h"
 
 // AVX2 kernels over packed Q4_K weights (Q4_Kx8, packed.go) with the
 // arithmetic of gemmQ4Kx8 (two activation rows per pass) and gemvQ4Kx8
@@ -45,23 +46,6 @@ DATA q4kOnes<>+8(SB)/8, $0x0001000100010001
 DATA q4kOnes<>+16(SB)/8, $0x0001000100010001
 DATA q4kOnes<>+24(SB)/8, $0x0001000100010001
 GLOBL q4kOnes<>(SB), RODATA|NOPTR, $32
-
-// NIB(OFF): the run at OFF(SI) split into low (Y9) and high (Y10) nibbles.
-#define NIB(OFF) \
-	VMOVDQU OFF(SI), Y8 \
-	VPSRLW $4, Y8, Y10 \
-	VPAND Y15, Y8, Y9 \
-	VPAND Y15, Y10, Y10
-
-// PROD(A, LO, HI, ACCL, ACCH): products of the low nibbles with the four
-// codes at LO(A) into ACCL, of the high ones with those at HI(A) into ACCH.
-#define PROD(A, LO, HI, ACCL, ACCH) \
-	VPBROADCASTD LO(A), Y11 \
-	VPMADDUBSW Y11, Y9, Y11 \
-	VPADDW Y11, ACCL, ACCL \
-	VPBROADCASTD HI(A), Y12 \
-	VPMADDUBSW Y12, Y10, Y12 \
-	VPADDW Y12, ACCH, ACCH
 
 // SCALES(C): the scales of sub-blocks 2C, 2C+1 as word pairs (Y8, Y9) and
 // their mins paired (Y10); SCOFF and MOFF are 32+16C and 96+16C.
