@@ -39,3 +39,13 @@
 	I8SDOT(YI); \
 	VCVTDQ2PS YI, YI; \
 	VFMADD231PS YI, YD, ACC
+
+// SUMS4ROWS: the eight dword sums of each of four rows (Y8-Y11) added up
+// into X8's lanes 0-3 (row p in lane p) and converted to float32.
+#define SUMS4ROWS \
+	VPHADDD Y9, Y8, Y8; \
+	VPHADDD Y11, Y10, Y10; \
+	VPHADDD Y10, Y8, Y8; \
+	VEXTRACTI128 $1, Y8, X9; \
+	VPADDD X9, X8, X8; \
+	VCVTDQ2PS X8, X8

@@ -1,6 +1,7 @@
 //go:build !noasm
 
 #include "textflag.h"
+#include "ptrs_amd64.h"
 #include "q8dot_amd64.h"
 
 // AVX2 group kernel of the repacked Q4_0 arithmetic (dotQ4_0x8: per block,
@@ -39,10 +40,7 @@ GLOBL eights4<>(SB), RODATA|NOPTR, $32
 TEXT ·dotQ4_0x1x4AVX2(SB), NOSPLIT, $0-32
 	MOVQ w+0(FP), SI
 	MOVQ a+8(FP), AX
-	MOVQ 0(AX), DI
-	MOVQ 8(AX), R8
-	MOVQ 16(AX), R9
-	MOVQ 24(AX), R10
+	PTRS4(DI, R8, R9, R10)
 	MOVQ nb+16(FP), CX
 	MOVQ acc+24(FP), DX
 	VXORPS X0, X0, X0
@@ -58,12 +56,7 @@ q40x4loop:
 	ROW4(R8, Y9)
 	ROW4(R9, Y10)
 	ROW4(R10, Y11)
-	VPHADDD Y9, Y8, Y8
-	VPHADDD Y11, Y10, Y10
-	VPHADDD Y10, Y8, Y8
-	VEXTRACTI128 $1, Y8, X9
-	VPADDD X9, X8, X8
-	VCVTDQ2PS X8, X8
+	SUMS4ROWS
 	VPINSRW $0, (DI), X2, X2
 	VPINSRW $1, (R8), X2, X2
 	VPINSRW $2, (R9), X2, X2
