@@ -1,6 +1,7 @@
 // Macros shared by the AVX2 tinyBLAS kernels (float_avx2_amd64.s,
-// bf16group_amd64.s, f16deint_amd64.s; dot_amd64.s uses ACC8_ZERO and
-// ACC8_STORE for its eight lane accumulators): the reduce16 ending of an output
+// bf16group_amd64.s, f16deint_amd64.s; dot_amd64.s and
+// rows_q8_avx2_amd64.s use ACC8_ZERO, ACC8_STORE and F16DOT64 for their
+// eight lane accumulators): the reduce16 ending of an output
 // (one at a time, and eight outputs of an activation row together),
 // the eight 8-lane accumulators Y0-Y7 of a tile kept at B(DX) between
 // chunks, the steps of the tiles of three and two weight rows by four
@@ -43,6 +44,35 @@
 #define ACC8_STORE(B) \
 	VMOVUPS Y0, B+0(DX); VMOVUPS Y1, B+32(DX); VMOVUPS Y2, B+64(DX); VMOVUPS Y3, B+96(DX); \
 	VMOVUPS Y4, B+128(DX); VMOVUPS Y5, B+160(DX); VMOVUPS Y6, B+192(DX); VMOVUPS Y7, B+224(DX)
+
+// F16DOT64: one 64-element step of dotF16AVX2 (ggml_vec_dot_f16): F16
+// elements 8k..8k+7 of the rows at SI and DI widened (Y8-Y11, Y12-Y15 in
+// turn) and multiply-added into Y(k), k = 0..7.
+#define F16DOT64 \
+	VCVTPH2PS 0(SI), Y8; \
+	VCVTPH2PS 0(DI), Y12; \
+	VFMADD231PS Y12, Y8, Y0; \
+	VCVTPH2PS 16(SI), Y9; \
+	VCVTPH2PS 16(DI), Y13; \
+	VFMADD231PS Y13, Y9, Y1; \
+	VCVTPH2PS 32(SI), Y10; \
+	VCVTPH2PS 32(DI), Y14; \
+	VFMADD231PS Y14, Y10, Y2; \
+	VCVTPH2PS 48(SI), Y11; \
+	VCVTPH2PS 48(DI), Y15; \
+	VFMADD231PS Y15, Y11, Y3; \
+	VCVTPH2PS 64(SI), Y8; \
+	VCVTPH2PS 64(DI), Y12; \
+	VFMADD231PS Y12, Y8, Y4; \
+	VCVTPH2PS 80(SI), Y9; \
+	VCVTPH2PS 80(DI), Y13; \
+	VFMADD231PS Y13, Y9, Y5; \
+	VCVTPH2PS 96(SI), Y10; \
+	VCVTPH2PS 96(DI), Y14; \
+	VFMADD231PS Y14, Y10, Y6; \
+	VCVTPH2PS 112(SI), Y11; \
+	VCVTPH2PS 112(DI), Y15; \
+	VFMADD231PS Y15, Y11, Y7
 
 // ACC12_LOAD(B), ACC12_ZERO, ACC12_STORE(B): the twelve accumulators
 // Y0-Y11 of a four-by-three or three-by-four tile from B(DX), from zero,
