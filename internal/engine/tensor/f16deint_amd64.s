@@ -194,20 +194,38 @@ DATA f16dOrder<>+24(SB)/4, $3
 DATA f16dOrder<>+28(SB)/4, $7
 GLOBL f16dOrder<>(SB), RODATA|NOPTR, $32
 
+// F16D_BEGIN and F16D_END frame the two group kernels' chunk loop: the
+// activation rows and the bytes of a row (R15), then per chunk (R13 to CX)
+// the group's first rows at SI, R11, R12 (wrb in AX), the tiles, and at
+// the end the outputs (F16DRED). Their label is each function's own.
+#define F16D_BEGIN \
+	MOVQ a+16(FP), AX; \
+	PTRS4(DI, R8, R9, R10); \
+	MOVQ buf+32(FP), DX; \
+	MOVQ n16+24(FP), R15; \
+	SHLQ $4, R15; \
+	XORQ R13, R13; \
+chunk: \
+	CHUNKEND(F16DCHUNK); \
+	MOVQ w+0(FP), SI; \
+	MOVQ wrb+8(FP), AX; \
+	LEAQ (SI)(AX*1), R11; \
+	LEAQ (R11)(AX*1), R12
+
+#define F16D_END \
+	MOVQ CX, R13; \
+	CMPQ R13, R15; \
+	JB chunk; \
+	MOVQ outs+40(FP), R13; \
+	VMOVDQU f16dOrder<>(SB), Y15; \
+	F16DRED(0); \
+	F16DRED(1); \
+	F16DRED(2); \
+	F16DRED(3)
+
 // func gemmF16D8x4AVX2(w *byte, wrb int, a *[4]*byte, n16 int, buf *[576]float32, outs *[4]*float32, pf uintptr)
 TEXT ·gemmF16D8x4AVX2(SB), NOSPLIT, $0-56
-	MOVQ a+16(FP), AX
-	PTRS4(DI, R8, R9, R10)
-	MOVQ buf+32(FP), DX
-	MOVQ n16+24(FP), R15
-	SHLQ $4, R15
-	XORQ R13, R13
-f16d_chunk:
-	CHUNKEND(F16DCHUNK)
-	MOVQ w+0(FP), SI
-	MOVQ wrb+8(FP), AX
-	LEAQ (SI)(AX*1), R11
-	LEAQ (R11)(AX*1), R12
+	F16D_BEGIN
 	PASS0
 	PF8(f16d_pf1)
 	F16DT3(0, f16d_t0p0, f16d_t0p0z, f16d_t0p0s)
@@ -231,15 +249,7 @@ f16d_chunk:
 	PASS1
 	PF8(f16d_pf6)
 	F16DT2(1920, f16d_t2p1, f16d_t2p1z, f16d_t2p1s)
-	MOVQ CX, R13
-	CMPQ R13, R15
-	JB f16d_chunk
-	MOVQ outs+40(FP), R13
-	VMOVDQU f16dOrder<>(SB), Y15
-	F16DRED(0)
-	F16DRED(1)
-	F16DRED(2)
-	F16DRED(3)
+	F16D_END
 	VZEROUPPER
 	RET
 
@@ -263,18 +273,7 @@ f16d_chunk:
 
 // func gemmF16N8x4AVX2(w *byte, wrb int, a *[4]*byte, n16 int, buf *[576]float32, outs *[4]*float32)
 TEXT ·gemmF16N8x4AVX2(SB), NOSPLIT, $0-48
-	MOVQ a+16(FP), AX
-	PTRS4(DI, R8, R9, R10)
-	MOVQ buf+32(FP), DX
-	MOVQ n16+24(FP), R15
-	SHLQ $4, R15
-	XORQ R13, R13
-n16_chunk:
-	CHUNKEND(F16DCHUNK)
-	MOVQ w+0(FP), SI
-	MOVQ wrb+8(FP), AX
-	LEAQ (SI)(AX*1), R11
-	LEAQ (R11)(AX*1), R12
+	F16D_BEGIN
 	NPASS0
 	N16T3(0, 0, n16_t0p0, n16_t0p0z, n16_t0p0s)
 	NPASS1
@@ -295,15 +294,7 @@ n16_chunk:
 	NPASS1
 	N16T2(1920, 16, n16_t2p1, n16_t2p1z, n16_t2p1s)
 	NPASSEND
-	MOVQ CX, R13
-	CMPQ R13, R15
-	JB n16_chunk
-	MOVQ outs+40(FP), R13
-	VMOVDQU f16dOrder<>(SB), Y15
-	F16DRED(0)
-	F16DRED(1)
-	F16DRED(2)
-	F16DRED(3)
+	F16D_END
 	VZEROUPPER
 	RET
 
