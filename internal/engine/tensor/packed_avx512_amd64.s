@@ -206,9 +206,9 @@ q40tblk:
 	Q4KDOT(R14, Z6, Z14, T, WLO, WHI); \
 	Q4KDOT(R15, Z7, Z15, T, WLO, WHI)
 
-// Q4KSC: the step's scales as dwords (Z19: sub-block 2C, Z20: 2C+1) and
-// its mins as word pairs (m, m) (Z21, Z22), lanes 0-7 from group A and
-// 8-15 from group B.
+// Q4KSCL, Q4KMIN: the step's scales as dwords (Z19: sub-block 2C, Z20:
+// 2C+1) and its mins as word pairs (m, m) (Z21, Z22), lanes 0-7 from
+// group A and 8-15 from group B.
 #define Q4KSCL(OFF, Z) \
 	VMOVQ OFF(SI), X31 \
 	VPINSRQ $1, OFF(DI), X31, X31 \
@@ -219,8 +219,8 @@ q40tblk:
 	VPORD Z31, Z, Z
 
 // Q4KSTEP(SCOFF, MOFF): the integer sums of step CC (#defined): its scales
-// at SCOFF and SCOFF+8, mins at MOFF and MOFF+8 (Q4KSC), then its eight
-// runs, the decoded codes in three register pairs in turn (Q4KRUN).
+// at SCOFF and SCOFF+8, mins at MOFF and MOFF+8 (Q4KSCL, Q4KMIN), then its
+// eight runs, the decoded codes in three register pairs in turn (Q4KRUN).
 #define Q4KSTEP(SCOFF, MOFF) \
 	Q4KSCL(SCOFF, Z19); \
 	Q4KSCL(SCOFF+8, Z20); \
