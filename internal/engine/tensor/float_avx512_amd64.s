@@ -131,87 +131,72 @@
 	VMOVUPS Z6, 384(DX); \
 	VMOVUPS Z7, 448(DX)
 
+// DOTX4(W, FMA, WB, AB): the body of the four-row dot kernels: per 64
+// columns the weights by W (W64F32 or W64F16), each row's multiply-adds
+// by FMA (FMA64F32 or FMA64F16), the weight row stepped by WB bytes and
+// the activation rows by AB; then RED64X4. Its labels are each
+// function's own.
+#define DOTX4(W, FMA, WB, AB) \
+	X4ARGS; \
+	ZERO_Z0_15; \
+	TESTQ CX, CX; \
+	JZ done; \
+loop: \
+	W; \
+	FMA(DI, Z0, Z1, Z2, Z3); \
+	FMA(R8, Z4, Z5, Z6, Z7); \
+	FMA(R9, Z8, Z9, Z10, Z11); \
+	FMA(R10, Z12, Z13, Z14, Z15); \
+	STEP5(WB, AB); \
+	DECQ CX; \
+	JNZ loop; \
+done: \
+	RED64X4
+
+// GEMMX4(LD, B): the body of the gemm tiles: per 16 columns the two
+// weight vectors and four activation vectors by LD (VMOVUPS for float32,
+// VCVTPH2PS for F16), GEMM2X4, every row stepped by B bytes; then
+// STORE_Z0_7. Its labels are each function's own.
+#define GEMMX4(LD, B) \
+	GEMMARGS; \
+	ZERO_Z0_7; \
+	TESTQ CX, CX; \
+	JZ done; \
+loop: \
+	LD (SI), Z16; \
+	LD (R11), Z17; \
+	LD (DI), Z20; \
+	LD (R8), Z21; \
+	LD (R9), Z22; \
+	LD (R10), Z23; \
+	GEMM2X4; \
+	GEMMSTEP(B); \
+	DECQ CX; \
+	JNZ loop; \
+done: \
+	STORE_Z0_7
+
 // func dotF32x4AVX512(w *byte, a *[4]*byte, n64 int, acc *[4]float32)
 TEXT ·dotF32x4AVX512(SB), NOSPLIT, $0-32
-	X4ARGS
-	ZERO_Z0_15
-	TESTQ CX, CX
-	JZ dotF32x4AVX512_done
-dotF32x4AVX512_loop:
-	W64F32
-	FMA64F32(DI, Z0, Z1, Z2, Z3)
-	FMA64F32(R8, Z4, Z5, Z6, Z7)
-	FMA64F32(R9, Z8, Z9, Z10, Z11)
-	FMA64F32(R10, Z12, Z13, Z14, Z15)
-	STEP5(256, 256)
-	DECQ CX
-	JNZ dotF32x4AVX512_loop
-dotF32x4AVX512_done:
-	RED64X4
+	DOTX4(W64F32, FMA64F32, 256, 256)
 	VZEROUPPER
 	RET
 
 // func dotF16x4AVX512(w *byte, a *[4]*byte, n64 int, acc *[4]float32)
 TEXT ·dotF16x4AVX512(SB), NOSPLIT, $0-32
-	X4ARGS
-	ZERO_Z0_15
-	TESTQ CX, CX
-	JZ dotF16x4AVX512_done
-dotF16x4AVX512_loop:
-	W64F16
-	FMA64F16(DI, Z0, Z1, Z2, Z3)
-	FMA64F16(R8, Z4, Z5, Z6, Z7)
-	FMA64F16(R9, Z8, Z9, Z10, Z11)
-	FMA64F16(R10, Z12, Z13, Z14, Z15)
-	STEP5(128, 128)
-	DECQ CX
-	JNZ dotF16x4AVX512_loop
-dotF16x4AVX512_done:
-	RED64X4
+	DOTX4(W64F16, FMA64F16, 128, 128)
 	VZEROUPPER
 	RET
 
 // func gemmF32x4AVX512(w *byte, a *[4]*byte, n16 int, acc *[2][4][16]float32, wrb int)
 TEXT ·gemmF32x4AVX512(SB), NOSPLIT, $0-40
-	GEMMARGS
-	ZERO_Z0_7
-	TESTQ CX, CX
-	JZ gemmF32x4AVX512_done
-gemmF32x4AVX512_loop:
-	VMOVUPS (SI), Z16
-	VMOVUPS (R11), Z17
-	VMOVUPS (DI), Z20
-	VMOVUPS (R8), Z21
-	VMOVUPS (R9), Z22
-	VMOVUPS (R10), Z23
-	GEMM2X4
-	GEMMSTEP(64)
-	DECQ CX
-	JNZ gemmF32x4AVX512_loop
-gemmF32x4AVX512_done:
-	STORE_Z0_7
+	GEMMX4(VMOVUPS, 64)
 	VZEROUPPER
 	RET
 
 // func gemmF16x4AVX512(w *byte, a *[4]*byte, n16 int, acc *[2][4][16]float32, wrb int)
 TEXT ·gemmF16x4AVX512(SB), NOSPLIT, $0-40
-	GEMMARGS
-	ZERO_Z0_7
-	TESTQ CX, CX
-	JZ gemmF16x4AVX512_done
-gemmF16x4AVX512_loop:
-	VCVTPH2PS (SI), Z16
-	VCVTPH2PS (R11), Z17
-	VCVTPH2PS (DI), Z20
-	VCVTPH2PS (R8), Z21
-	VCVTPH2PS (R9), Z22
-	VCVTPH2PS (R10), Z23
-	GEMM2X4
-	GEMMSTEP(32)
-	DECQ CX
-	JNZ gemmF16x4AVX512_loop
-gemmF16x4AVX512_done:
-	STORE_Z0_7
+	GEMMX4(VCVTPH2PS, 32)
 	VZEROUPPER
 	RET
 
@@ -220,21 +205,7 @@ gemmF16x4AVX512_done:
 // activations widened back, exactly): the same products and sums, without
 // widening every activation row again for every weight row.
 TEXT ·dotF16x4F32AVX512(SB), NOSPLIT, $0-32
-	X4ARGS
-	ZERO_Z0_15
-	TESTQ CX, CX
-	JZ dotF16x4F32AVX512_done
-dotF16x4F32AVX512_loop:
-	W64F16
-	FMA64F32(DI, Z0, Z1, Z2, Z3)
-	FMA64F32(R8, Z4, Z5, Z6, Z7)
-	FMA64F32(R9, Z8, Z9, Z10, Z11)
-	FMA64F32(R10, Z12, Z13, Z14, Z15)
-	STEP5(128, 256)
-	DECQ CX
-	JNZ dotF16x4F32AVX512_loop
-dotF16x4F32AVX512_done:
-	RED64X4
+	DOTX4(W64F16, FMA64F32, 128, 256)
 	VZEROUPPER
 	RET
 
