@@ -95,18 +95,7 @@ q40done:
 // activation codes with scale 2c, high nibbles against the next 32 with
 // scale 2c+1, added to the integer lanes in Y15.
 #define Q4K_CHUNK(qoff, aoff, soff) \
-	VMOVDQU qoff(SI), Y11 \
-	VPAND Y14, Y11, Y12 \
-	VPSRLW $4, Y11, Y11 \
-	VPAND Y14, Y11, Y11 \
-	VMOVDQU aoff(DI), Y13 \
-	VPMADDUBSW Y13, Y12, Y12 \
-	VPBROADCASTW soff(SP), Y9 \
-	VPMADDWD Y9, Y12, Y12 \
-	VMOVDQU (aoff+32)(DI), Y13 \
-	VPMADDUBSW Y13, Y11, Y11 \
-	VPBROADCASTW (soff+2)(SP), Y9 \
-	VPMADDWD Y9, Y11, Y11 \
+	Q4K_PAIRSUMS(qoff, aoff, soff) \
 	VPADDD Y12, Y15, Y15 \
 	VPADDD Y11, Y15, Y15
 

@@ -67,3 +67,22 @@
 	Q4K_MINS \
 	HSUM4D(X8, X9) \
 	VCVTDQ2PS X8, X8
+
+// Q4K_PAIRSUMS(qoff, aoff, soff): chunk c's 32 bytes of codes at qoff(SI)
+// split into nibbles (mask in Y14), the low ones times the activation
+// codes at aoff(DI) and scale word soff(SP) (sc[2c]) into Y12's dwords,
+// the high ones times the next 32 codes and scale word soff+2 into Y11's
+// (Y9, Y13 scratch).
+#define Q4K_PAIRSUMS(qoff, aoff, soff) \
+	VMOVDQU qoff(SI), Y11 \
+	VPAND Y14, Y11, Y12 \
+	VPSRLW $4, Y11, Y11 \
+	VPAND Y14, Y11, Y11 \
+	VMOVDQU aoff(DI), Y13 \
+	VPMADDUBSW Y13, Y12, Y12 \
+	VPBROADCASTW soff(SP), Y9 \
+	VPMADDWD Y9, Y12, Y12 \
+	VMOVDQU (aoff+32)(DI), Y13 \
+	VPMADDUBSW Y13, Y11, Y11 \
+	VPBROADCASTW (soff+2)(SP), Y9 \
+	VPMADDWD Y9, Y11, Y11

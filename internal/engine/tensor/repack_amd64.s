@@ -18,18 +18,7 @@ GLOBL nibK<>(SB), RODATA|NOPTR, $32
 // Q4K_PAIR leaves in Y12 (eight dword lanes) sc[2c]*q.y over the low
 // nibbles of chunk c and sc[2c+1]*q.y over its high nibbles.
 #define Q4K_PAIR(qoff, aoff, soff) \
-	VMOVDQU qoff(SI), Y11 \
-	VPAND Y14, Y11, Y12 \
-	VPSRLW $4, Y11, Y11 \
-	VPAND Y14, Y11, Y11 \
-	VMOVDQU aoff(DI), Y13 \
-	VPMADDUBSW Y13, Y12, Y12 \
-	VPBROADCASTW soff(SP), Y9 \
-	VPMADDWD Y9, Y12, Y12 \
-	VMOVDQU (aoff+32)(DI), Y13 \
-	VPMADDUBSW Y13, Y11, Y11 \
-	VPBROADCASTW (soff+2)(SP), Y9 \
-	VPMADDWD Y9, Y11, Y11 \
+	Q4K_PAIRSUMS(qoff, aoff, soff) \
 	VPADDD Y11, Y12, Y12
 
 // GEMV_SUMS adds the block's four chunk pairs' integer sums (Q4K_PAIR,
