@@ -122,6 +122,32 @@ full: \
 	JMP pair; \
 done:
 
+// Q4KT_BEGIN and Q4KT_NEXT frame the Q4_K tiles' blocks: the eight rows,
+// the scratch at DX, the nibble mask; per pair of groups the float
+// accumulators cleared (ZEROK), then per block (CX blocks, BX the
+// activation offset) d and dmin (Q4KD), the kernel's four steps, and the
+// step to the next block; after the last, the pair's outputs (STOREK).
+// Their label is each function's own.
+#define Q4KT_BEGIN \
+	A8ROWS; \
+	MOVQ acc+40(FP), DX; \
+	VPBROADCASTQ nib512<>(SB), Z16; \
+	PAIRS_BEGIN; \
+	VPXORD Z31, Z31, Z31; \
+	ROWS8K(ZEROK); \
+	MOVQ nb+32(FP), CX; \
+	XORQ BX, BX; \
+blk: \
+	Q4KD
+
+#define Q4KT_NEXT \
+	ADDQ $1184, SI; \
+	ADDQ $1184, DI; \
+	ADDQ $292, BX; \
+	DECQ CX; \
+	JNZ blk; \
+	PAIRS_NEXT(ROWS8K(STOREK))
+
 // func gemmQ4_0x16x8PackedAVX512(p *byte, n8, gb int, a *[8]*byte, nb, side int, out *[8]*float32, ooff int)
 // dotQ4_0x8 arithmetic for the 8*n8 rows of packed Q4_0 weights (groups
 // gb bytes apart) and eight activation rows a[i], each a Q8_0 row followed
@@ -289,16 +315,7 @@ q40tblk:
 // output q of row i. acc is 1 KiB of scratch (the float accumulators);
 // ooff too (the column offset of the pair of groups in hand).
 TEXT ·gemmQ4Kx16x8PackedAVX512(SB), NOSPLIT, $0-64
-	A8ROWS
-	MOVQ acc+40(FP), DX
-	VPBROADCASTQ nib512<>(SB), Z16
-	PAIRS_BEGIN
-	VPXORD Z31, Z31, Z31
-	ROWS8K(ZEROK)
-	MOVQ nb+32(FP), CX
-	XORQ BX, BX
-q4ktblk:
-	Q4KD
+	Q4KT_BEGIN
 #define CC 0
 	Q4KSTEP(32, 96)
 	ROWS8K(Q4KEPIR)
@@ -315,12 +332,7 @@ q4ktblk:
 	Q4KSTEP(80, 144)
 	ROWS8K(Q4KEPIR)
 #undef CC
-	ADDQ $1184, SI
-	ADDQ $1184, DI
-	ADDQ $292, BX
-	DECQ CX
-	JNZ q4ktblk
-	PAIRS_NEXT(ROWS8K(STOREK))
+	Q4KT_NEXT
 	VZEROUPPER
 	RET
 
@@ -389,16 +401,7 @@ q4ktblk:
 // scratch (the float accumulators, then the block's integer sums); ooff
 // too (the column offset of the pair of groups in hand).
 TEXT ·gemvQ4Kx16x8PackedAVX512(SB), NOSPLIT, $0-64
-	A8ROWS
-	MOVQ acc+40(FP), DX
-	VPBROADCASTQ nib512<>(SB), Z16
-	PAIRS_BEGIN
-	VPXORD Z31, Z31, Z31
-	ROWS8K(ZEROK)
-	MOVQ nb+32(FP), CX
-	XORQ BX, BX
-q4kvblk:
-	Q4KD
+	Q4KT_BEGIN
 #define CC 0
 	Q4KSTEP(32, 96)
 	ROWS8K(Q4KVEPI0)
@@ -415,12 +418,7 @@ q4kvblk:
 	Q4KSTEP(80, 144)
 	ROWS8K(Q4KVEPI3)
 #undef CC
-	ADDQ $1184, SI
-	ADDQ $1184, DI
-	ADDQ $292, BX
-	DECQ CX
-	JNZ q4kvblk
-	PAIRS_NEXT(ROWS8K(STOREK))
+	Q4KT_NEXT
 	VZEROUPPER
 	RET
 
