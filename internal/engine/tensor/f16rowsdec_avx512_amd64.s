@@ -1,6 +1,7 @@
 //go:build !noasm
 
 #include "textflag.h"
+#include "zmm_amd64.h"
 
 // The F16 decode rows of a batched step on zmm registers: ggml_vec_dot_f16's
 // AVX-512 arithmetic (four 16-lane accumulators, one multiply-add per block
@@ -9,19 +10,12 @@
 // activations widened exactly), the weight row widened once for the four.
 
 // F16DRED(A, B, C, D, YA, XA, YT, XT) leaves the reduced output of the
-// accumulators A-D in the low lane of XA.
+// accumulators A-D in the low lane of XA (YA, XA: A's low halves).
 #define F16DRED(A, B, C, D, YA, XA, YT, XT) \
 	VADDPS C, A, A \
 	VADDPS D, B, B \
 	VADDPS B, A, A \
-	VEXTRACTF64X4 $1, A, YT \
-	VADDPS YT, YA, YA \
-	VEXTRACTF128 $1, YA, XT \
-	VADDPS XT, XA, XA \
-	VPERMILPS $0x4e, XA, XT \
-	VADDPS XT, XA, XA \
-	VPERMILPS $0xb1, XA, XT \
-	VADDSS XT, XA, XA
+	RED512(A, YA, XA, YT, XT)
 
 // F16DSTEP is one block of 64 columns: the weight row at SI widened into
 // Z16-Z19, multiplied into the accumulators of the activation rows at DI,
@@ -75,22 +69,7 @@ f16drow:
 	MOVQ 16(AX), R9
 	MOVQ 24(AX), R10
 	MOVQ n64+32(FP), CX
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
-	VPXORD Z8, Z8, Z8
-	VPXORD Z9, Z9, Z9
-	VPXORD Z10, Z10, Z10
-	VPXORD Z11, Z11, Z11
-	VPXORD Z12, Z12, Z12
-	VPXORD Z13, Z13, Z13
-	VPXORD Z14, Z14, Z14
-	VPXORD Z15, Z15, Z15
+	ZERO_Z0_15
 	TESTQ CX, CX
 	JZ f16dred
 	TESTQ DX, DX
