@@ -293,8 +293,8 @@ func TestClassifyKillWorker(t *testing.T) {
 		}
 		if len(got) == 5 && killed == "" {
 			// The chunk names the worker that scored this input: unlike a
-			// heartbeat's request list (killStreamingWorker), it cannot
-			// be stale, and the request is the first either worker runs.
+			// heartbeat's request list, it cannot be stale, and the
+			// request is the first either worker runs.
 			killed = c.Worker
 			if err := procs[killed].Process.Signal(syscall.SIGKILL); err != nil {
 				t.Fatal(err)

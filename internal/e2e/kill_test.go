@@ -18,9 +18,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
+	"courier/internal/bus"
 	"courier/internal/bus/natsbus"
 	"courier/internal/config"
-	"courier/internal/node"
 )
 
 // builtDir holds the binary buildCourier built; TestMain removes it as
@@ -93,22 +95,81 @@ func twoWorkerProcesses(t *testing.T, jetstream bool) (map[string]*exec.Cmd, con
 	return procs, gc
 }
 
-// killStreamingWorker waits for the worker whose heartbeat lists a
-// request (the one streaming it), kills its process with SIGKILL and
-// returns its id.
-func killStreamingWorker(t *testing.T, gw *node.Node, procs map[string]*exec.Cmd) string {
+// placementWatch reads, on its own connection to a fleet's NATS server,
+// the offers gateways make to workers of the test model
+// (courier.req.<model>.<worker>, docs/protocol.md): the subject names the
+// worker a request goes to at the moment it goes there, where a heartbeat
+// lists it only at the worker's next beat, which may come after the
+// request has ended.
+type placementWatch struct {
+	nc  *nats.Conn
+	sub *nats.Subscription
+}
+
+// watchPlacements starts reading the offers made on the NATS server at
+// url from now on; it returns once the server has the subscription, so no
+// offer made afterwards is missed.
+func watchPlacements(t *testing.T, url string) *placementWatch {
 	t.Helper()
-	var killed string
-	waitUntil(t, "a heartbeat listing the request", func() bool {
-		for _, hb := range gw.Gateway().Workers() {
-			if len(hb.Active) > 0 {
-				killed = hb.Worker
-				return true
-			}
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	sub, err := nc.SubscribeSync("courier.req." + bus.Token(modelName) + ".*") // bus.RequestSubject for every worker
+	if err == nil {
+		err = nc.Flush()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &placementWatch{nc: nc, sub: sub}
+}
+
+// streaming returns the worker that took the first attempt of the
+// request streaming now: the last first-attempt offer seen (an offer a
+// worker refused is followed by one to another). A round trip to the
+// server first makes every offer it sent before it readable here: the
+// offer that placed a request whose text the caller has seen among them.
+func (pw *placementWatch) streaming(t *testing.T) string {
+	t.Helper()
+	if err := pw.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	n, _, err := pw.sub.Pending()
+	if err != nil {
+		t.Fatal(err)
+	}
+	worker := ""
+	for range n {
+		m, err := pw.sub.NextMsg(time.Second)
+		if err != nil {
+			t.Fatal(err)
 		}
-		return false
-	})
-	if err := procs[killed].Process.Signal(syscall.SIGKILL); err != nil {
+		var r bus.Request
+		if err := bus.DecodeRequest(m.Data, &r); err != nil {
+			t.Fatalf("offer on %s: %v", m.Subject, err)
+		}
+		if r.Attempt <= 1 {
+			worker = m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
+		}
+	}
+	if worker == "" {
+		t.Fatal("no offer of the streaming request was seen")
+	}
+	return worker
+}
+
+// killStreamingWorker kills, with SIGKILL, the process of the worker that
+// took the request streaming now (pw.streaming) and returns its id.
+func killStreamingWorker(t *testing.T, pw *placementWatch, procs map[string]*exec.Cmd) string {
+	t.Helper()
+	killed := pw.streaming(t)
+	p, ok := procs[killed]
+	if !ok {
+		t.Fatalf("the request went to %q, not a process of this test", killed)
+	}
+	if err := p.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Error(err)
 	}
 	return killed
@@ -166,6 +227,7 @@ func TestKillWorkerMidStream(t *testing.T) {
 
 	const prompt, maxTokens = "Once upon a time", 400
 	want := greedy(t, prompt, maxTokens)
+	pw := watchPlacements(t, gc.NATSURL)
 	var killed string
 	var once sync.Once
 	var sent streamSent
@@ -174,7 +236,7 @@ func TestKillWorkerMidStream(t *testing.T) {
 			return
 		}
 		once.Do(func() {
-			killed = killStreamingWorker(t, gw, procs)
+			killed = killStreamingWorker(t, pw, procs)
 		})
 	}, &sent)
 	sentEnd := time.Now() // the client has the answer's last byte
@@ -373,21 +435,13 @@ func TestKillWorkerMidStreamChoices(t *testing.T) {
 	if err := gw.Gateway().WaitWorkers(ctx, modelName, 2); err != nil {
 		t.Fatal(err)
 	}
-	body := fmt.Sprintf(`{"model":%q,"prompt":"Once upon a time","max_tokens":150,"temperature":1,"seed":11,"n":3,"ignore_eos":true`, modelName)
+	body := fmt.Sprintf(`{"model":%q,"prompt":"Once upon a time","max_tokens":400,"temperature":1,"seed":11,"n":3,"ignore_eos":true`, modelName)
 	want, _, err := choicesRaw(ctx, gw.Addr(), body+"}", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The worker that answered want may still list it in a heartbeat; the
-	// kill below must find the worker streaming the next request.
-	waitUntil(t, "heartbeats listing no request", func() bool {
-		for _, hb := range gw.Gateway().Workers() {
-			if len(hb.Active) > 0 {
-				return false
-			}
-		}
-		return true
-	})
+	// Offers from here on: want's was made before.
+	pw := watchPlacements(t, gc.NATSURL)
 	var killed string
 	var once sync.Once
 	got, resumed, err := choicesRaw(ctx, gw.Addr(), body+`,"stream":true}`, func(texts []string) {
@@ -397,7 +451,7 @@ func TestKillWorkerMidStreamChoices(t *testing.T) {
 			}
 		}
 		once.Do(func() {
-			killed = killStreamingWorker(t, gw, procs)
+			killed = killStreamingWorker(t, pw, procs)
 		})
 	})
 	if err != nil {

@@ -398,6 +398,7 @@ func TestKillFirstStageMidStream(t *testing.T) {
 	}
 	const prompt, maxTokens = "Once upon a time", 400
 	want := greedy(t, prompt, maxTokens)
+	pw := watchPlacements(t, srv.ClientURL())
 	var killed string
 	var once sync.Once
 	got, resumed, err := streamRaw(ctx, gw.Addr(), prompt, maxTokens, func(text string) {
@@ -405,7 +406,7 @@ func TestKillFirstStageMidStream(t *testing.T) {
 			return
 		}
 		once.Do(func() {
-			killed = killStreamingWorker(t, gw, firsts)
+			killed = killStreamingWorker(t, pw, firsts)
 		})
 	}, nil)
 	if err != nil {
