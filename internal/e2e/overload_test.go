@@ -40,7 +40,11 @@ func TestOverloadIs429(t *testing.T) {
 		})
 		running <- err
 	}()
-	<-started
+	select {
+	case <-started:
+	case err := <-running:
+		t.Fatalf("the request to fill the slot ended before its first token: %v", err)
+	}
 	queued := make(chan error, 1)
 	go func() {
 		_, err := streamText(ctx, c, "The cat", 5, nil)
