@@ -3,7 +3,7 @@
 package tensor
 
 import (
-	"math"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 
@@ -25,6 +25,7 @@ func TestF16DecBlockMatchesGeneric(t *testing.T) {
 	defer expectAVX512(t, "f16DecAVX512")()
 	r := rand.New(rand.NewPCG(151, 152))
 	gen := genericKernels[gguf.TypeF16]
+	dot := func(w, a []byte, cols int) float32 { return gen.dot(w, a, nil, cols) }
 	for _, cols := range []int{64, 768, 2048, 800} {
 		rb, base := 2*cols, 2*cols
 		arb := base + sideF16.bytes(cols)
@@ -41,38 +42,12 @@ func TestF16DecBlockMatchesGeneric(t *testing.T) {
 						a = append(a, make([]byte, arb-base)...)
 						sideF16.fill(a[p*arb:], base, cols)
 					}
-					const orb, r0 = 20, 3 // the group's outputs at columns r0.. of rows orb apart
-					perm := make([]int32, m)
-					for p, i := range r.Perm(m) {
-						perm[p] = int32(i)
-					}
-					out := make([]float32, m*orb)
-					for i := range out {
-						out[i] = -7
-					}
-					var g groupOut
 					want := m
 					if m < 2 || cols%64 != 0 {
 						want = 0
 					}
-					took := groupBlockF16DecAVX512(w, rb, nw, a, arb, m, cols, out[r0:], orb, perm, &g)
-					if took != want {
-						t.Fatalf("cols=%d nw=%d m=%d: took %d rows, want %d", cols, nw, m, took, want)
-					}
-					for p := 0; p < m; p++ {
-						row := out[int(perm[p])*orb:][:orb]
-						for c, got := range row {
-							q := c - r0
-							want := float32(-7)
-							if q >= 0 && q < nw && p < took {
-								want = gen.dot(w[q*rb:(q+1)*rb], a[p*arb:p*arb+base], nil, cols)
-							}
-							if !sameBits(want, got) && !(want != want && got != got) {
-								t.Fatalf("cols=%d extreme=%v nw=%d m=%d: activation row %d, column %d: %g (%#x), want %g (%#x)",
-									cols, extreme, nw, m, p, c, got, math.Float32bits(got), want, math.Float32bits(want))
-							}
-						}
-					}
+					checkGroupBlock(t, r, groupBlockF16DecAVX512, dot, w, rb, nw, a, arb, base, m, cols, want,
+						fmt.Sprintf("cols=%d extreme=%v nw=%d m=%d", cols, extreme, nw, m))
 				}
 			}
 		}

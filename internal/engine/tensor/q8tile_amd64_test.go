@@ -3,6 +3,7 @@
 package tensor
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -47,6 +48,7 @@ func TestQ8BlockMatchesGeneric(t *testing.T) {
 	}
 	r := rand.New(rand.NewPCG(63, 64))
 	gen := genericKernels[gguf.TypeQ8_0]
+	dot := func(w, a []byte, cols int) float32 { return gen.dot(w, a, nil, cols) }
 	for _, cols := range []int{256, 768, 800, 2336, 4096} {
 		nb := cols / qk
 		rb, base := 34*nb, 34*nb
@@ -63,34 +65,8 @@ func TestQ8BlockMatchesGeneric(t *testing.T) {
 						a = append(a, make([]byte, arb-base)...)
 						sideQ8Scales.fill(a[p*arb:], base, cols)
 					}
-					const orb, r0 = 20, 3 // the group's outputs at columns r0.. of rows orb apart
-					perm := make([]int32, m)
-					for p, i := range r.Perm(m) {
-						perm[p] = int32(i)
-					}
-					out := make([]float32, m*orb)
-					for i := range out {
-						out[i] = -7
-					}
-					var g groupOut
-					took := groupBlockQ8_0Scales(w, rb, nw, a, arb, m, cols, out[r0:], orb, perm, &g)
-					if want := map[bool]int{true: m - 1, false: m}[m%4 == 1]; took != want {
-						t.Fatalf("cols=%d nw=%d m=%d: took %d rows, want %d", cols, nw, m, took, want)
-					}
-					for p := 0; p < m; p++ {
-						row := out[int(perm[p])*orb:][:orb]
-						for c, got := range row {
-							q := c - r0
-							want := float32(-7)
-							if q >= 0 && q < nw && p < took {
-								want = gen.dot(w[q*rb:(q+1)*rb], a[p*arb:p*arb+base], nil, cols)
-							}
-							if !sameBits(want, got) && !(want != want && got != got) {
-								t.Fatalf("cols=%d extreme=%v nw=%d m=%d: activation row %d, column %d: %g (%#x), want %g (%#x)",
-									cols, extreme, nw, m, p, c, got, math.Float32bits(got), want, math.Float32bits(want))
-							}
-						}
-					}
+					checkGroupBlock(t, r, groupBlockQ8_0Scales, dot, w, rb, nw, a, arb, base, m, cols, map[bool]int{true: m - 1, false: m}[m%4 == 1],
+						fmt.Sprintf("cols=%d extreme=%v nw=%d m=%d", cols, extreme, nw, m))
 				}
 			}
 		}

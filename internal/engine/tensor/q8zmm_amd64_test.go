@@ -3,7 +3,7 @@
 package tensor
 
 import (
-	"math"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 
@@ -25,6 +25,7 @@ func TestQ8ZBlockMatchesGeneric(t *testing.T) {
 	defer expectVNNI(t, "q8TileVNNI512", "q8Tile4VNNI512")()
 	r := rand.New(rand.NewPCG(65, 66))
 	gen := genericKernels[gguf.TypeQ8_0]
+	dot := func(w, a []byte, cols int) float32 { return gen.dot(w, a, nil, cols) }
 	for _, cols := range []int{32, 256, 768, 800, 2336} {
 		nb := cols / qk
 		rb, base := 34*nb, 34*nb
@@ -51,38 +52,12 @@ func TestQ8ZBlockMatchesGeneric(t *testing.T) {
 						a = append(a, make([]byte, arb-base)...)
 						sideQ8_0.fill(a[p*arb:], base, cols)
 					}
-					const orb, r0 = 20, 3 // the group's outputs at columns r0.. of rows orb apart
-					perm := make([]int32, m)
-					for p, i := range r.Perm(m) {
-						perm[p] = int32(i)
-					}
-					out := make([]float32, m*orb)
-					for i := range out {
-						out[i] = -7
-					}
-					var g groupOut
 					want := m
 					if m%q8ZRows == 1 {
 						want = m - 1
 					}
-					took := groupBlockQ8_0VNNI512(w, rb, nw, a, arb, m, cols, out[r0:], orb, perm, &g)
-					if took != want {
-						t.Fatalf("cols=%d nw=%d m=%d: took %d rows, want %d", cols, nw, m, took, want)
-					}
-					for p := 0; p < m; p++ {
-						row := out[int(perm[p])*orb:][:orb]
-						for c, got := range row {
-							q := c - r0
-							want := float32(-7)
-							if q >= 0 && q < nw && p < took {
-								want = gen.dot(w[q*rb:(q+1)*rb], a[p*arb:p*arb+base], nil, cols)
-							}
-							if !sameBits(want, got) && !(want != want && got != got) {
-								t.Fatalf("cols=%d extreme=%v nw=%d m=%d: activation row %d, column %d: %g (%#x), want %g (%#x)",
-									cols, extreme, nw, m, p, c, got, math.Float32bits(got), want, math.Float32bits(want))
-							}
-						}
-					}
+					checkGroupBlock(t, r, groupBlockQ8_0VNNI512, dot, w, rb, nw, a, arb, base, m, cols, want,
+						fmt.Sprintf("cols=%d extreme=%v nw=%d m=%d", cols, extreme, nw, m))
 				}
 			}
 		}
