@@ -5,7 +5,11 @@ package tensor
 import (
 	"math"
 	"math/rand/v2"
+	"reflect"
+	"runtime"
 	"testing"
+
+	"courier/internal/engine/gguf"
 )
 
 // checkGroupBlock runs one call of a group block kernel over the nw
@@ -46,4 +50,40 @@ func checkGroupBlock(t *testing.T, r *rand.Rand, kernel groupBlockFunc, dot func
 			}
 		}
 	}
+}
+
+// TestGroupBlockKernelsWired checks that the decode and prompt rows of
+// F16 and Q8_0 reach the group block kernel this CPU should run: each is
+// set by an init that relies on running after the one that builds its
+// type's entry (init functions run in file-name order), so a renamed file
+// or a later init that rebuilds the entry would silently drop it.
+func TestGroupBlockKernelsWired(t *testing.T) {
+	var q8 groupBlockFunc
+	switch {
+	case hasVNNI512:
+		q8 = groupBlockQ8_0VNNI512
+	case hasAVX2 && !hasVNNI:
+		q8 = groupBlockQ8_0Scales
+	}
+	var f16 groupBlockFunc
+	if hasAVX512 {
+		f16 = groupBlockF16DecAVX512
+	}
+	for _, tc := range []struct {
+		typ  gguf.Type
+		want groupBlockFunc
+	}{{gguf.TypeQ8_0, q8}, {gguf.TypeF16, f16}} {
+		got := fastKernels[tc.typ].dotGroupBlock
+		if (got == nil) != (tc.want == nil) || got != nil && reflect.ValueOf(got).Pointer() != reflect.ValueOf(tc.want).Pointer() {
+			t.Errorf("%v: dotGroupBlock is %s, want %s", tc.typ, funcName(got), funcName(tc.want))
+		}
+	}
+}
+
+// funcName names f for a failure message.
+func funcName(f groupBlockFunc) string {
+	if f == nil {
+		return "nil"
+	}
+	return runtime.FuncForPC(reflect.ValueOf(f).Pointer()).Name()
 }
