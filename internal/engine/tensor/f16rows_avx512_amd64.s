@@ -392,6 +392,91 @@ d64short:
 	VZEROUPPER
 	RET
 
+// The two-head row updates below (madF16Rows2AVX512x64 and its
+// prefetching twin) share their body; the labels are per function.
+// MADR2_LOAD widens head A's accumulators (DI) into Z0-Z3 and head B's
+// (R13) into Z4-Z7, with X15 = 1.0 for the scale checks.
+#define MADR2_LOAD \
+	MOVL $0x3f800000, AX; \
+	VMOVD AX, X15; \
+	VCVTPH2PS 0(DI), Z0; \
+	VCVTPH2PS 32(DI), Z1; \
+	VCVTPH2PS 64(DI), Z2; \
+	VCVTPH2PS 96(DI), Z3; \
+	VCVTPH2PS 0(R13), Z4; \
+	VCVTPH2PS 32(R13), Z5; \
+	VCVTPH2PS 64(R13), Z6; \
+	VCVTPH2PS 96(R13), Z7
+
+// MADR2_CHECKS branches to m2scaleA / m2scaleB where msA[i] (R9) or
+// msB[i] (R11) is not 1 (NaN included); both come back, and the row's
+// multiply-adds start at m2mad.
+#define MADR2_CHECKS \
+	VMOVSS (R9), X14; \
+	VUCOMISS X15, X14; \
+	JNE m2scaleA; \
+	JPS m2scaleA; \
+m2checkB: \
+	VMOVSS (R11), X12; \
+	VUCOMISS X15, X12; \
+	JNE m2scaleB; \
+	JPS m2scaleB; \
+m2mad:
+
+// MADR2_STEP is one row's multiply-adds, A's and B's steps interleaved
+// (value rows SI and DX, weights vsA[i] at R10 and vsB[i] at R12), then
+// the step to the next row and the loop back to m2loop while CX rows
+// are left.
+#define MADR2_STEP \
+	VBROADCASTSS (R10), Z13; \
+	VBROADCASTSS (R12), Z11; \
+	ZMAD2(0, Z0, Y0, Z16, SI, Z13); \
+	ZMAD2(0, Z4, Y4, Z20, DX, Z11); \
+	ZMAD2(32, Z1, Y1, Z17, SI, Z13); \
+	ZMAD2(32, Z5, Y5, Z21, DX, Z11); \
+	ZMAD2(64, Z2, Y2, Z18, SI, Z13); \
+	ZMAD2(64, Z6, Y6, Z22, DX, Z11); \
+	ZMAD2(96, Z3, Y3, Z19, SI, Z13); \
+	ZMAD2(96, Z7, Y7, Z23, DX, Z11); \
+	ADDQ R8, SI; \
+	ADDQ R8, DX; \
+	ADDQ $4, R9; \
+	ADDQ $4, R10; \
+	ADDQ $4, R11; \
+	ADDQ $4, R12; \
+	DECQ CX; \
+	JNZ m2loop
+
+// MADR2_STORE stores both heads' accumulators back as F16 and returns;
+// MADR2_SCALES are the scale steps MADR2_CHECKS branches to.
+#define MADR2_STORE \
+	VCVTPS2PH $0, Z0, 0(DI); \
+	VCVTPS2PH $0, Z1, 32(DI); \
+	VCVTPS2PH $0, Z2, 64(DI); \
+	VCVTPS2PH $0, Z3, 96(DI); \
+	VCVTPS2PH $0, Z4, 0(R13); \
+	VCVTPS2PH $0, Z5, 32(R13); \
+	VCVTPS2PH $0, Z6, 64(R13); \
+	VCVTPS2PH $0, Z7, 96(R13); \
+	VZEROUPPER; \
+	RET
+
+#define MADR2_SCALES \
+m2scaleA: \
+	VBROADCASTSS X14, Z14; \
+	ZSCALE2(Z0, Y0, Z14); \
+	ZSCALE2(Z1, Y1, Z14); \
+	ZSCALE2(Z2, Y2, Z14); \
+	ZSCALE2(Z3, Y3, Z14); \
+	JMP m2checkB; \
+m2scaleB: \
+	VBROADCASTSS X12, Z12; \
+	ZSCALE2(Z4, Y4, Z12); \
+	ZSCALE2(Z5, Y5, Z12); \
+	ZSCALE2(Z6, Y6, Z12); \
+	ZSCALE2(Z7, Y7, Z12); \
+	JMP m2mad
+
 // func madF16Rows2AVX512x64(accA, accB, vA, vB *uint16, stride int, msA, vsA, msB, vsB *float32, rows int)
 //
 // Each row: head A's scale where msA[i] != 1, head B's where msB[i] != 1,
@@ -409,69 +494,12 @@ TEXT ·madF16Rows2AVX512x64(SB), NOSPLIT, $0-80
 	MOVQ msB+56(FP), R11
 	MOVQ vsB+64(FP), R12
 	MOVQ rows+72(FP), CX
-	MOVL $0x3f800000, AX
-	VMOVD AX, X15
-	VCVTPH2PS 0(DI), Z0
-	VCVTPH2PS 32(DI), Z1
-	VCVTPH2PS 64(DI), Z2
-	VCVTPH2PS 96(DI), Z3
-	VCVTPH2PS 0(R13), Z4
-	VCVTPH2PS 32(R13), Z5
-	VCVTPH2PS 64(R13), Z6
-	VCVTPH2PS 96(R13), Z7
-p2loop:
-	VMOVSS (R9), X14
-	VUCOMISS X15, X14
-	JNE p2scaleA
-	JPS p2scaleA
-p2checkB:
-	VMOVSS (R11), X12
-	VUCOMISS X15, X12
-	JNE p2scaleB
-	JPS p2scaleB
-p2mad:
-	VBROADCASTSS (R10), Z13
-	VBROADCASTSS (R12), Z11
-	ZMAD2(0, Z0, Y0, Z16, SI, Z13)
-	ZMAD2(0, Z4, Y4, Z20, DX, Z11)
-	ZMAD2(32, Z1, Y1, Z17, SI, Z13)
-	ZMAD2(32, Z5, Y5, Z21, DX, Z11)
-	ZMAD2(64, Z2, Y2, Z18, SI, Z13)
-	ZMAD2(64, Z6, Y6, Z22, DX, Z11)
-	ZMAD2(96, Z3, Y3, Z19, SI, Z13)
-	ZMAD2(96, Z7, Y7, Z23, DX, Z11)
-	ADDQ R8, SI
-	ADDQ R8, DX
-	ADDQ $4, R9
-	ADDQ $4, R10
-	ADDQ $4, R11
-	ADDQ $4, R12
-	DECQ CX
-	JNZ p2loop
-	VCVTPS2PH $0, Z0, 0(DI)
-	VCVTPS2PH $0, Z1, 32(DI)
-	VCVTPS2PH $0, Z2, 64(DI)
-	VCVTPS2PH $0, Z3, 96(DI)
-	VCVTPS2PH $0, Z4, 0(R13)
-	VCVTPS2PH $0, Z5, 32(R13)
-	VCVTPS2PH $0, Z6, 64(R13)
-	VCVTPS2PH $0, Z7, 96(R13)
-	VZEROUPPER
-	RET
-p2scaleA:
-	VBROADCASTSS X14, Z14
-	ZSCALE2(Z0, Y0, Z14)
-	ZSCALE2(Z1, Y1, Z14)
-	ZSCALE2(Z2, Y2, Z14)
-	ZSCALE2(Z3, Y3, Z14)
-	JMP p2checkB
-p2scaleB:
-	VBROADCASTSS X12, Z12
-	ZSCALE2(Z4, Y4, Z12)
-	ZSCALE2(Z5, Y5, Z12)
-	ZSCALE2(Z6, Y6, Z12)
-	ZSCALE2(Z7, Y7, Z12)
-	JMP p2mad
+	MADR2_LOAD
+m2loop:
+	MADR2_CHECKS
+	MADR2_STEP
+	MADR2_STORE
+	MADR2_SCALES
 
 // madF16Rows2PfAVX512x64 is madF16Rows2AVX512x64 that also prefetches
 // 256 bytes of prows rows at pk and pv (stride apart), one row a step.
@@ -489,29 +517,11 @@ TEXT ·madF16Rows2PfAVX512x64(SB), NOSPLIT, $0-104
 	MOVQ pk+80(FP), R14
 	MOVQ pv+88(FP), R15
 	MOVQ prows+96(FP), BX
-	MOVL $0x3f800000, AX
-	VMOVD AX, X15
-	VCVTPH2PS 0(DI), Z0
-	VCVTPH2PS 32(DI), Z1
-	VCVTPH2PS 64(DI), Z2
-	VCVTPH2PS 96(DI), Z3
-	VCVTPH2PS 0(R13), Z4
-	VCVTPH2PS 32(R13), Z5
-	VCVTPH2PS 64(R13), Z6
-	VCVTPH2PS 96(R13), Z7
-q2loop:
-	VMOVSS (R9), X14
-	VUCOMISS X15, X14
-	JNE q2scaleA
-	JPS q2scaleA
-q2checkB:
-	VMOVSS (R11), X12
-	VUCOMISS X15, X12
-	JNE q2scaleB
-	JPS q2scaleB
-q2mad:
+	MADR2_LOAD
+m2loop:
+	MADR2_CHECKS
 	TESTQ BX, BX
-	JZ q2nopf
+	JZ m2nopf
 	PREFETCHT0 0(R14)
 	PREFETCHT0 64(R14)
 	PREFETCHT0 128(R14)
@@ -523,49 +533,10 @@ q2mad:
 	ADDQ R8, R14
 	ADDQ R8, R15
 	DECQ BX
-q2nopf:
-	VBROADCASTSS (R10), Z13
-	VBROADCASTSS (R12), Z11
-	ZMAD2(0, Z0, Y0, Z16, SI, Z13)
-	ZMAD2(0, Z4, Y4, Z20, DX, Z11)
-	ZMAD2(32, Z1, Y1, Z17, SI, Z13)
-	ZMAD2(32, Z5, Y5, Z21, DX, Z11)
-	ZMAD2(64, Z2, Y2, Z18, SI, Z13)
-	ZMAD2(64, Z6, Y6, Z22, DX, Z11)
-	ZMAD2(96, Z3, Y3, Z19, SI, Z13)
-	ZMAD2(96, Z7, Y7, Z23, DX, Z11)
-	ADDQ R8, SI
-	ADDQ R8, DX
-	ADDQ $4, R9
-	ADDQ $4, R10
-	ADDQ $4, R11
-	ADDQ $4, R12
-	DECQ CX
-	JNZ q2loop
-	VCVTPS2PH $0, Z0, 0(DI)
-	VCVTPS2PH $0, Z1, 32(DI)
-	VCVTPS2PH $0, Z2, 64(DI)
-	VCVTPS2PH $0, Z3, 96(DI)
-	VCVTPS2PH $0, Z4, 0(R13)
-	VCVTPS2PH $0, Z5, 32(R13)
-	VCVTPS2PH $0, Z6, 64(R13)
-	VCVTPS2PH $0, Z7, 96(R13)
-	VZEROUPPER
-	RET
-q2scaleA:
-	VBROADCASTSS X14, Z14
-	ZSCALE2(Z0, Y0, Z14)
-	ZSCALE2(Z1, Y1, Z14)
-	ZSCALE2(Z2, Y2, Z14)
-	ZSCALE2(Z3, Y3, Z14)
-	JMP q2checkB
-q2scaleB:
-	VBROADCASTSS X12, Z12
-	ZSCALE2(Z4, Y4, Z12)
-	ZSCALE2(Z5, Y5, Z12)
-	ZSCALE2(Z6, Y6, Z12)
-	ZSCALE2(Z7, Y7, Z12)
-	JMP q2mad
+m2nopf:
+	MADR2_STEP
+	MADR2_STORE
+	MADR2_SCALES
 
 // func mergeF16AVX512(y *float32, x *uint16, n16 int, a, b float32)
 //
