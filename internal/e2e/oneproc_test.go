@@ -25,7 +25,7 @@ import (
 // later: the chunks of synth-llama3 (about 1 ms a step) reached the client
 // in bunches, the median gap between chunks 10–30 µs against a mean of
 // about 1 ms. The worker's pace is the mean gap (decode time over tokens);
-// streamed step by step, the median gap is near it. A 2-stage pipeline of
+// streamed step by step, most gaps are near it. A 2-stage pipeline of
 // `--threads 1` stage processes, which take one P by default
 // (config.StageProcs), must stream as promptly and answer the same text.
 func TestOneProcessorStreamsEachStep(t *testing.T) {
@@ -81,8 +81,16 @@ func TestOneProcessorStreamsEachStep(t *testing.T) {
 		}
 		mean := at[len(at)-1].Sub(at[0]) / time.Duration(len(gaps))
 		slices.Sort(gaps)
-		if med := gaps[len(gaps)/2]; med < mean/4 {
-			t.Errorf("%s: chunks came in bunches: median gap %v, mean %v (gaps sorted: %v)", model, med, mean, gaps)
+		// Bunched, nine in ten gaps are the client's parse time (10–30
+		// µs) and the rest a preemption's 10–20 ms, so even the 75th
+		// percentile gap is tiny. Streamed step by step it is near the
+		// mean: on a loaded machine (the rest of the suite on two cores)
+		// the client and gateway are now and then descheduled and a few
+		// chunks arrive together, which pulled the median to a quarter of
+		// the mean in one CI run (182 µs against 792 µs) while the 75th
+		// percentile stayed at the mean (770 µs).
+		if p75 := gaps[len(gaps)*3/4]; p75 < mean/4 {
+			t.Errorf("%s: chunks came in bunches: 75th percentile gap %v, mean %v (gaps sorted: %v)", model, p75, mean, gaps)
 		}
 	}
 	if texts["staged"] != texts["one-p"] {
