@@ -331,18 +331,28 @@ func TestDispatchErrors(t *testing.T) {
 	// The only slot is taken by r1, which waits on step.
 	s1 := dispatch(t, g, &bus.Request{ID: "r1", Model: "m"})
 	defer s1.Close()
-	// r2 waits in the queue (limit 1) until its deadline.
+	// r2 waits in the queue (limit 1) until the test cancels it: no
+	// deadline of its own, so the queue stays full while r3 is refused
+	// however late this goroutine runs.
+	r2ctx, cancelR2 := context.WithCancel(waitCtx(t))
+	defer cancelR2()
 	errc := make(chan error, 1)
 	go func() {
-		_, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "r2", Model: "m", Deadline: time.Now().Add(300 * time.Millisecond).UnixMilli()})
+		_, err := g.Dispatch(r2ctx, &bus.Request{ID: "r2", Model: "m"})
 		errc <- err
 	}()
 	waitFor(t, func() bool { return g.QueueDepth("m") == 1 })
 	if _, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "r3", Model: "m"}); !errors.Is(err, bus.ErrQueueFull) {
 		t.Fatalf("third: %v, want ErrQueueFull", err)
 	}
-	if err := <-errc; !errors.Is(err, bus.ErrNotPlaced) {
-		t.Fatalf("queued past deadline: %v, want ErrNotPlaced", err)
+	cancelR2()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("queued request cancelled: %v, want context.Canceled", err)
+	}
+	// r4 waits for the slot r1 holds until its own deadline: not placed,
+	// and ended by that deadline, not by its context's (10 s).
+	if _, err := g.Dispatch(waitCtx(t), &bus.Request{ID: "r4", Model: "m", Deadline: time.Now().Add(300 * time.Millisecond).UnixMilli()}); !errors.Is(err, bus.ErrNotPlaced) || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("queued past its deadline: %v, want ErrNotPlaced by the request's deadline", err)
 	}
 	// Closing r1 cancels it on the worker.
 	_ = s1.Close()
