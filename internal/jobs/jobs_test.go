@@ -223,11 +223,8 @@ func TestAsyncJob(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for j.Status != jobs.JobCompleted {
-		time.Sleep(10 * time.Millisecond)
-		if j, err = m.Job(ctx, "alice", j.ID); err != nil {
-			t.Fatal(err)
-		}
+	if j = waitJob(t, m, "alice", j.ID); j.Status != jobs.JobCompleted {
+		t.Fatalf("job %s: %+v", j.Status, j.Response)
 	}
 	if j.Response.StatusCode != 200 || !bytes.Contains(j.Response.Body, []byte(`"owner":"alice","echo":{"model":"tiny"}`)) {
 		t.Fatalf("response %+v %s", j.Response, j.Response.Body)
