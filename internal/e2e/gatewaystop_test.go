@@ -126,6 +126,12 @@ func startHeldNode(t *testing.T, slots int, release func(maxTokens int) <-chan s
 	cfg.Addr = "127.0.0.1:0"
 	cfg.Models = nil // the held worker is added below, on the node's bus
 	cfg.StallTimeout = 0
+	// The held worker heartbeats every 20 ms, which by default makes it
+	// lost after 60 ms of silence: on a loaded machine it was, and the
+	// queued requests got 503 no_workers instead of the shutdown's answer
+	// (go test -race ./... beside a CPU hog, 17:51 UTC). No worker is
+	// lost on purpose in these tests.
+	cfg.HeartbeatTimeout = 5 * time.Second
 	// Not startNode: its cleanup would report this test's short shutdown's
 	// error again.
 	n, err := node.Start(context.Background(), cfg, testLog())
