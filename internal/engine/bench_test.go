@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -299,4 +300,83 @@ func BenchmarkPrefixCacheTTFT(b *testing.B) {
 			b.ReportMetric(float64(total.Microseconds())/float64(b.N)/1000, "ttft_ms")
 		})
 	}
+}
+
+// waveLens are the prompt rows of a wave of eight fresh requests as a
+// serving benchmark's first wave at 16 streams gives them to the engine
+// (`courier bench --first-prompt 4000`'s prompts less the prefix cache's
+// share, docs/engine.md "TTFT at 16 fresh streams").
+var waveLens = []int{68, 51, 60, 60, 65, 68, 68, 70}
+
+// BenchmarkWaveFirstTokens reports when each first token of a wave of
+// eight fresh prompts arriving together comes, on the serving shape (the
+// 134M synthetic model, 8 slots): the first request alone, the other seven
+// a millisecond later, as they reach a server. first_ms, 4th_ms and
+// 8th_ms are the first, fourth and last first token after the first
+// request's start, averaged over the iterations (a serving benchmark's
+// TTFT p50 at 8 streams is about a wave's fourth, at 16 streams its last);
+// mean_ms is the mean of all eight.
+func BenchmarkWaveFirstTokens(b *testing.B) {
+	for _, typ := range []gguf.Type{gguf.TypeF16, gguf.TypeQ8_0} {
+		b.Run(typ.String(), func(b *testing.B) {
+			c := synth.Default
+			c.Type = typ
+			e, err := Load(benchModelOf(b, fmt.Sprintf("synth-134M-%s", typ), c), Options{ContextLength: 2048, Slots: len(waveLens)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer e.Close()
+			var sum [8]float64
+			iter := 0
+			for b.Loop() {
+				firsts := runWave(b, e, iter)
+				iter++
+				for i, d := range firsts {
+					sum[i] += d.Seconds() * 1e3
+				}
+			}
+			n := float64(b.N)
+			mean := 0.0
+			for _, s := range sum {
+				mean += s / n / float64(len(sum))
+			}
+			b.ReportMetric(sum[0]/n, "first_ms")
+			b.ReportMetric(sum[3]/n, "4th_ms")
+			b.ReportMetric(sum[7]/n, "8th_ms")
+			b.ReportMetric(mean, "mean_ms")
+		})
+	}
+}
+
+// runWave runs one wave (waveLens; fresh prompts: iter picks their first
+// tokens) and returns its first tokens' times after the first request's
+// start, in order.
+func runWave(b *testing.B, e *Engine, iter int) []time.Duration {
+	firsts := make([]time.Duration, len(waveLens))
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i, n := range waveLens {
+		if i == 1 {
+			time.Sleep(time.Millisecond) // the others reach the engine during the first one's step
+		}
+		prompt := make([]int32, n)
+		for j := range prompt {
+			prompt[j] = int32(259 + (iter*len(waveLens)+i)*977%30000 + j*7%1000)
+		}
+		wg.Go(func() {
+			first := true
+			_, err := e.Generate(context.Background(), Request{Prompt: prompt, MaxTokens: 4, IgnoreEOS: true}, func(Token) error {
+				if first {
+					firsts[i], first = time.Since(start), false
+				}
+				return nil
+			})
+			if err != nil {
+				b.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	slices.Sort(firsts)
+	return firsts
 }
