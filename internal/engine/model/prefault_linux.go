@@ -10,8 +10,11 @@ import (
 )
 
 // madvPopulateWrite is Linux's MADV_POPULATE_WRITE (5.14; not in package
-// syscall).
-const madvPopulateWrite = 23
+// syscall); madvHugepage is MADV_HUGEPAGE.
+const (
+	madvPopulateWrite = 23
+	madvHugepage      = 14
+)
 
 // prefault has the OS map s's pages now, as llama.cpp clears its KV
 // buffer when it allocates it: otherwise each block's first prompt paid
@@ -19,9 +22,21 @@ const madvPopulateWrite = 23
 // tenth of its time in them while storing K and V into blocks never used
 // before). One madvise(MADV_POPULATE_WRITE) over the page-aligned middle
 // instead of a fault per page: a 302 MiB slice took 29 ms instead of
-// 800 ms on the Zen 5's VM. Huge pages are not asked for: with MADV_HUGEPAGE
-// first it took 16 ms, or 220 ms when the kernel compacted memory for
-// them. Where the kernel refuses, every page is touched.
+// 800 ms on the Zen 5's VM. Where the kernel refuses, every page is
+// touched.
+//
+// The range is advised transparent huge pages first (MADV_HUGEPAGE: the
+// kernel's default "madvise" mode gives them only where asked; a kernel
+// without them refuses the advice, which is then ignored). A prompt step
+// stores each row's K and V, layer by layer, into blocks no recent step
+// touched, 4 KiB pages apart: on the Zen 5's VM those stores were a
+// twentieth of an F16 prompt step's samples with 4 KiB pages and nearly
+// none with 2 MiB ones (docs/engine.md, "TTFT at 16 fresh streams"). The
+// price is at load, where the kernel may compact memory to find huge
+// pages: `courier serve` of the 134M F16 model (a 576 MiB pool) was ready
+// after 0.25-1.1 s instead of 0.24-0.29 s. Only a pool populated whole is
+// advised, so a huge page holds no memory the pool would not have mapped
+// anyway.
 func prefault(s []uint16) {
 	if len(s) == 0 {
 		return
@@ -31,6 +46,7 @@ func prefault(s []uint16) {
 	lo, hi := (p+page-1)&^(page-1), (p+uintptr(2*len(s)))&^(page-1)
 	if hi > lo {
 		b := unsafe.Slice((*byte)(unsafe.Pointer(&s[(lo-p)/2])), hi-lo)
+		_ = syscall.Madvise(b, madvHugepage) // advice: refused where THP is off
 		if syscall.Madvise(b, madvPopulateWrite) == nil {
 			s[0], s[len(s)-1] = 0, 0 // the partial pages at both ends
 			return

@@ -1,6 +1,10 @@
 package model
 
 import (
+	"bufio"
+	"fmt"
+	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"unsafe"
@@ -77,6 +81,58 @@ func TestPrefaultMapsPages(t *testing.T) {
 			if v != 0 {
 				t.Fatalf("offset %d: s[%d] = %d", off, i, v)
 			}
+		}
+	}
+}
+
+// vmFlags returns the VmFlags of the mapping that holds addr
+// (/proc/self/smaps), or "" if none does.
+func vmFlags(t *testing.T, addr uintptr) string {
+	t.Helper()
+	f, err := os.Open("/proc/self/smaps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	in := false
+	for sc.Scan() {
+		line := sc.Text()
+		var lo, hi uintptr
+		if n, _ := fmt.Sscanf(line, "%x-%x ", &lo, &hi); n == 2 {
+			in = lo <= addr && addr < hi
+			continue
+		}
+		if flags, ok := strings.CutPrefix(line, "VmFlags:"); ok && in {
+			return flags
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return ""
+}
+
+// TestKVPoolAsksForHugePages checks that a prefaulted pool's K and V are
+// advised huge pages (the mapping that holds them has the kernel's "hg"
+// flag, which MADV_HUGEPAGE sets whether or not the kernel then finds
+// huge pages). (Heap memory a test's prefault advised may be reused by
+// other slices, so that a slice without the flag cannot be asked for.)
+func TestKVPoolAsksForHugePages(t *testing.T) {
+	if _, err := os.Stat("/sys/kernel/mm/transparent_hugepage"); err != nil {
+		t.Skip("kernel without transparent huge pages:", err)
+	}
+	defer func(f func() int64) { prefaultBudget = f }(prefaultBudget)
+	cfg := &Config{Layers: 4, KVHeads: 8, HeadDim: 64}
+	const blocks, size = 256, 2 * 2 * 4 * 512 * 16 * 256 // 32 MiB, as above
+	prefaultBudget = func() int64 { return size }
+	p, err := NewKVPool(cfg, 16, blocks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range map[string][]uint16{"K": p.k, "V": p.v} {
+		if flags := vmFlags(t, uintptr(unsafe.Pointer(&s[len(s)/2]))); !strings.Contains(" "+flags+" ", " hg ") {
+			t.Errorf("%s of a prefaulted pool: VmFlags %q, want hg (MADV_HUGEPAGE)", name, flags)
 		}
 	}
 }
