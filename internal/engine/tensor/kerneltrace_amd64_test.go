@@ -34,3 +34,9 @@ func expectBF16VDP(t *testing.T, names ...string) func() {
 	t.Helper()
 	return kerneltrace.Expect(t, hasBF16VDP, "AVX512_BF16", names...)
 }
+
+// expectF16Rows2 is expectAVX512 for dotF16Rows2AVX512 (AVX512VL).
+func expectF16Rows2(t *testing.T, names ...string) func() {
+	t.Helper()
+	return kerneltrace.Expect(t, hasF16Rows2, "AVX-512VL", names...)
+}

@@ -15,3 +15,6 @@ func expectVNNI512(*testing.T, ...string) func() { return func() {} }
 
 // expectBF16VDP: no assembly here.
 func expectBF16VDP(*testing.T, ...string) func() { return func() {} }
+
+// expectF16Rows2: no assembly here.
+func expectF16Rows2(*testing.T, ...string) func() { return func() {} }

@@ -96,6 +96,7 @@ func TestRowsKernelsMatchGeneric(t *testing.T) {
 	defer expectAVX512(t, "dotF32RowsAVX512")()
 	defer expectVNNI(t, "dotQ8_0RowsVNNI")()
 	defer expectBF16VDP(t, "dotBF16RowsVDP", "dotBF16AccVDP", "gemmBF16VDP")()
+	defer expectF16Rows2(t, "dotF16Rows2AVX512")()
 	r := rand.New(rand.NewPCG(41, 42))
 	colsOf := map[int][]int{
 		1:   {64, 128, 768, 4096, 1, 17, 96, 130},
