@@ -224,7 +224,13 @@ func TestStalledWorkerRequestMovesElsewhere(t *testing.T) {
 		text, err := streamText(ctx, c, prompt, maxTokens, nil)
 		done <- answer{text, err}
 	}()
-	<-e1.stuck
+	select { // a request that ends or fails first must not hang the test
+	case <-e1.stuck:
+	case a := <-done:
+		t.Fatalf("the request ended before w1's engine hung: %q, %v", a.text, a.err)
+	case <-ctx.Done():
+		t.Fatal("w1's engine never hung")
+	}
 	stuckAt := time.Now()
 	_, h2 := f.addWorker("w2", e2)
 	// w2 takes the request over and holds it (its first call blocks too).
@@ -306,7 +312,13 @@ func TestSlowWorkerIsNotStalled(t *testing.T) {
 		got, err = streamText(ctx, c, prompt, maxTokens, nil)
 		done <- err
 	}()
-	<-e1.started
+	select { // a request that fails first must not hang the test
+	case <-e1.started:
+	case err := <-done:
+		t.Fatalf("the request ended before w1's engine began it: %v", err)
+	case <-ctx.Done():
+		t.Fatal("w1's engine never began the request")
+	}
 	f.addWorker("w2", loadEngine(t)) // somewhere to go, were w1 declared stalled
 	if err := <-done; err != nil {
 		t.Fatal(err)
