@@ -67,16 +67,20 @@ var microbatchRows = 4
 // budget in prompt order (promptFirst); stopping at the first that
 // completes (once the step is this big) gives that prompt its first token a
 // step earlier than packing the next prompts behind it would, so first
-// tokens of prompts that arrive together come one by one instead of all at
-// the end, while steps stay big enough for the kernels' row tiles and for a
-// weight read each to be cheap beside the rows' arithmetic: on the Zen 5
-// at two threads a prompt step of the 134M Q8_0 model costs about 5 ms
-// plus 0.57 ms a row, so a 32-row step spends a fifth of its time on the
-// per-step part and a 64-row step an eighth. At 64, prompts of 33-63 rows
-// took their steps in pairs, each first token waiting for the other's
-// rows (see docs/engine.md, "Serving against llama-server"). Short prompts
-// (a cached prefix leaves a row or two) still share one step.
-var firstTokenRows = 32
+// tokens of prompts that arrive together come a few at a time instead of
+// all at the end. Each step also costs something whatever its rows (the
+// output head's weights read for its logits rows, the threads' hand-offs,
+// reads of weights that a few rows do not hide): prompts of ~60 rows that
+// took a step each (at 32) left a wave of eight fresh prompts' last first
+// token eight steps' costs late, and its fourth four, where at 128 such
+// prompts share steps in twos and threes. On the Zen 5 at two threads
+// (134M F16 model, BenchmarkWaveFirstTokens and serving passes at 8 and 16
+// fresh streams) that brought the last first token 15-30 ms earlier and
+// the fourth (a serving benchmark's p50 at 8 streams) no later, at the
+// price of the first few coming later (docs/engine.md, "TTFT at 16 fresh
+// streams"). Short prompts (a cached prefix leaves a row or two) still
+// share one step; a prompt of 128 rows or more still ends its step.
+var firstTokenRows = 128
 
 // flight is a step sent down a pipeline whose answer is not back: the
 // owners of its answer's rows and the sequences and jobs with rows in it,

@@ -86,18 +86,19 @@ func stepRows(t *testing.T, s *scheduler) (rows, decode int) {
 }
 
 // TestFirstTokenBeforeLaterPrompts drives the scheduler step by step with
-// four fresh 70-token prompts that arrive together, under a budget that
-// holds three of them: each step evaluates the oldest waiting prompt to its
-// end and stops there, so the first arrival has its first token before any
+// four fresh prompts of firstTokenRows+2 tokens that arrive together, under
+// a budget that holds three of them: each step evaluates the oldest waiting
+// prompt to its end and stops there, so the first arrival has its first token before any
 // later prompt is evaluated, the second before the third starts, and so on.
 // The sequences that have their first token make no decode rows in those
 // steps (decode rows would cost each later first token a decode pass):
 // they continue once every prompt has its first token. Every sequence's
 // greedy tokens still equal the same request run alone.
 func TestFirstTokenBeforeLaterPrompts(t *testing.T) {
-	e, alone := steppedEngine(t, Options{Slots: 4, BatchSize: 256})
+	const n, maxTokens = 4, 8
+	promptLen := firstTokenRows + 2
+	e, alone := steppedEngine(t, Options{Slots: 4, BatchSize: 3*promptLen + 10})
 	s := e.sched
-	const n, promptLen, maxTokens = 4, 70, 8
 	slots := make([]*slot, n)
 	want := make([][]int32, n)
 	for i := range slots {
@@ -206,11 +207,66 @@ func TestDecodeRowsGiveWayBounded(t *testing.T) {
 	e.free <- a
 }
 
+// TestPromptsTogetherShareSteps checks that prompts arriving together
+// share a step until it holds firstTokenRows rows (128): five fresh prompts
+// of 40, 60, 45, 55 and 50 tokens take two steps, the 40-, 45- and
+// 50-token ones (135 rows: the step ends at the prompt that completes past
+// 128 rows) and then the 55- and 60-token ones, which had nothing evaluated
+// before; the second step has no decode rows (they give way to first
+// tokens). Tokens equal each request's alone.
+func TestPromptsTogetherShareSteps(t *testing.T) {
+	e, alone := steppedEngine(t, Options{Slots: 5, BatchSize: 256})
+	s := e.sched
+	lens := []int{40, 60, 45, 55, 50}
+	slots := make([]*slot, len(lens))
+	want := make([][]int32, len(lens))
+	for i, n := range lens {
+		slots[i], want[i] = steppedSlot(t, e, alone, testPrompt(10+i, n), 4)
+	}
+	for _, sl := range slots {
+		s.start(sl)
+	}
+	for step, group := range [][]int{{0, 2, 4}, {3, 1}} {
+		wantRows := 0
+		for _, i := range group {
+			wantRows += lens[i]
+		}
+		if rows, decode := stepRows(t, s); rows != wantRows || decode != 0 {
+			t.Errorf("step %d has %d rows, %d of them decode rows; want the %v-token prompts' %d", step, rows, decode, lens, wantRows)
+		}
+		for _, i := range group {
+			if got := slots[i].ring.tail.Load(); got != 1 {
+				t.Errorf("after step %d the %d-token prompt has %d tokens, want its first", step, lens[i], got)
+			}
+		}
+		if step == 0 {
+			for _, i := range []int{1, 3} {
+				if slots[i].nPast != 0 {
+					t.Errorf("after step 0 the %d-token prompt has %d rows evaluated, want none", lens[i], slots[i].nPast)
+				}
+			}
+		}
+	}
+	for range 16 {
+		if !s.build() {
+			break
+		}
+		s.run()
+	}
+	for i, sl := range slots {
+		if got := slotTokens(sl); !slices.Equal(got, want[i]) {
+			t.Errorf("%d-token prompt: %v, alone %v", lens[i], got, want[i])
+		}
+		e.free <- sl
+	}
+}
+
 // TestPromptsTogetherShortestFirst checks the prompt order (promptFirst).
-// Four fresh prompts of 90, 40, 80 and 50 tokens arrive together: the steps
-// evaluate them shortest first, one a step (a prompt of firstTokenRows rows
-// or more ends its step), so the 40-token prompt has its first token after
-// one step instead of two and the 90-token one waits for the other three. Then a 150-token prompt takes a 64-row step alone and a
+// Four fresh prompts of 190, 140, 180 and 150 tokens arrive together: the
+// steps evaluate them shortest first, one a step (a prompt of
+// firstTokenRows rows or more ends its step), so the 140-token prompt has
+// its first token after one step instead of two and the 190-token one
+// waits for the other three. Then a 150-token prompt takes a 64-row step alone and a
 // 10-token prompt arrives: the long prompt, admitted earlier, keeps the
 // next step's rows and the short one joins its last step: a prompt that
 // arrives later never goes before one that was there before it. Tokens
@@ -218,7 +274,7 @@ func TestDecodeRowsGiveWayBounded(t *testing.T) {
 func TestPromptsTogetherShortestFirst(t *testing.T) {
 	e, alone := steppedEngine(t, Options{Slots: 4, BatchSize: 256})
 	s := e.sched
-	lens := []int{90, 40, 80, 50}
+	lens := []int{190, 140, 180, 150}
 	slots := make([]*slot, len(lens))
 	want := make([][]int32, len(lens))
 	for i, n := range lens {
