@@ -31,7 +31,7 @@ func init() {
 // dotF16Rows2 is the F16 rowsFunc with two streams of weights: rows q and
 // h+q (h = half the rows) in one pass over the activation row, the last
 // row of an odd count alone. At one thread a decode step streams its
-// weights faster so than one row at a time (two independent streams for
+// weights faster than one row at a time (two independent streams for
 // the prefetchers, and each activation block widened once for two rows):
 // F16 4096x4096 from memory 23.5 -> 29.1 GB/s, 2048x768 27.3 -> 29.1
 // (Zen 5; docs/engine.md, "Weights in huge pages"). Adjacent rows (q,
