@@ -1,6 +1,7 @@
 //go:build !noasm
 
 #include "textflag.h"
+#include "hsum_amd64.h"
 
 // Assembly bodies of the F16 vector operations (f16vec.go). Every body
 // takes whole slices and handles any length, so no element is left to Go:
@@ -455,12 +456,7 @@ dotloop:
 	DECQ BX
 	JNZ dotloop
 	// floatLanes: lanes 0..7 are (Y0+Y4)+(Y2+Y6), lanes 8..15 (Y1+Y5)+(Y3+Y7).
-	VADDPS Y4, Y0, Y0
-	VADDPS Y6, Y2, Y2
-	VADDPS Y2, Y0, Y0
-	VADDPS Y5, Y1, Y1
-	VADDPS Y7, Y3, Y3
-	VADDPS Y3, Y1, Y1
+	F16LANES8(Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7)
 	// reduce16.
 	VADDPS Y0, Y1, Y0
 	VEXTRACTF128 $1, Y0, X1
@@ -692,12 +688,7 @@ wideloop:
 	DECQ BX
 	JNZ wideloop
 	// floatLanes and reduce16, as in dotF16AVX2Full.
-	VADDPS Y4, Y0, Y0
-	VADDPS Y6, Y2, Y2
-	VADDPS Y2, Y0, Y0
-	VADDPS Y5, Y1, Y1
-	VADDPS Y7, Y3, Y3
-	VADDPS Y3, Y1, Y1
+	F16LANES8(Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7)
 	VADDPS Y0, Y1, Y0
 	VEXTRACTF128 $1, Y0, X1
 	VADDPS X0, X1, X0

@@ -6,6 +6,13 @@
 #ifndef HSUM_AMD64_H
 #define HSUM_AMD64_H
 
+// F16LANES8(A0, ..., A7) is ggml's floatLanes of dotF16AVX2's eight 8-lane
+// accumulators (its four 16-lane ones): A0 = (A0+A4)+(A2+A6), lanes 0-7,
+// and A1 = (A1+A5)+(A3+A7), lanes 8-15, before reduce16 adds the halves.
+#define F16LANES8(A0, A1, A2, A3, A4, A5, A6, A7) \
+	VADDPS A4, A0, A0; VADDPS A6, A2, A2; VADDPS A2, A0, A0; \
+	VADDPS A5, A1, A1; VADDPS A7, A3, A3; VADDPS A3, A1, A1
+
 // HRED8(OP, OPS, Y, X, T) reduces the eight lanes of Y into X's lowest lane
 // (X: Y's low half) by OP, the last step by its scalar form OPS: lanes i+4
 // and i, then (u0+u2) and (u1+u3), then those two. T is an X scratch

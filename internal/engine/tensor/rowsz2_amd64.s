@@ -1,7 +1,7 @@
 //go:build !noasm
 
 #include "textflag.h"
-#include "hsum_amd64.h"
+#include "avx2acc_amd64.h"
 
 // The two-stream body of the one-row (decode) F16 rows kernel: two weight
 // rows, each from its own run of rows, against the one activation row in
@@ -31,14 +31,7 @@ f2row:
 	MOVQ R8, BX
 	MOVQ a+32(FP), DI
 	MOVQ n64+40(FP), CX
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	VXORPS Y5, Y5, Y5
-	VXORPS Y6, Y6, Y6
-	VXORPS Y7, Y7, Y7
+	ACC8_ZERO
 	VPXORD Y16, Y16, Y16
 	VPXORD Y17, Y17, Y17
 	VPXORD Y18, Y18, Y18
@@ -97,21 +90,11 @@ f2loop:
 	ADDQ $128, DI
 	DECQ CX
 	JNZ f2loop
-	VADDPS Y4, Y0, Y0
-	VADDPS Y6, Y2, Y2
-	VADDPS Y2, Y0, Y0
-	VADDPS Y5, Y1, Y1
-	VADDPS Y7, Y3, Y3
-	VADDPS Y3, Y1, Y1
+	F16LANES8(Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7)
 	VADDPS Y0, Y1, Y1
 	HSUM8(Y1, X1, X2)
 	VMOVSS X1, (DX)
-	VADDPS Y20, Y16, Y16
-	VADDPS Y22, Y18, Y18
-	VADDPS Y18, Y16, Y16
-	VADDPS Y21, Y17, Y17
-	VADDPS Y23, Y19, Y19
-	VADDPS Y19, Y17, Y17
+	F16LANES8(Y16, Y17, Y18, Y19, Y20, Y21, Y22, Y23)
 	VADDPS Y16, Y17, Y17
 	VMOVAPS Y17, Y1
 	HSUM8(Y1, X1, X2)
