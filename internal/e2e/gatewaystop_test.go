@@ -81,23 +81,7 @@ type holdStreams struct {
 }
 
 func (h *holdStreams) Generate(ctx context.Context, req engine.Request, emit func(engine.Token) error) (engine.Result, error) {
-	n := 0
-	return h.Engine.Generate(ctx, req, func(tok engine.Token) error {
-		if n++; n == 1 {
-			// The hold comes next, so nothing follows this token for now:
-			// unmarked, the worker sends it at once instead of holding it
-			// for the token behind it (as heldEngine in overload_test.go).
-			tok.More = false
-		}
-		if n == 2 {
-			select {
-			case <-h.release(req.MaxTokens):
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		return emit(tok)
-	})
+	return h.Engine.Generate(ctx, req, holdSecond(ctx, h.release(req.MaxTokens), emit))
 }
 
 // hostOnNode serves eng as the worker cfg on n's bus, with heartbeats every

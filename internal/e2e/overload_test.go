@@ -79,23 +79,29 @@ func (h *heldEngine) Generate(ctx context.Context, req engine.Request, emit func
 	if h.calls.Add(1) != 1 {
 		return h.Engine.Generate(ctx, req, emit)
 	}
+	return h.Engine.Generate(ctx, req, holdSecond(ctx, h.release, emit))
+}
+
+// holdSecond wraps emit so that a generation's second token waits until
+// release is closed or ctx ends. The first token goes out unmarked (More
+// false): the hold comes next, so nothing follows it for now, and marked,
+// the worker would keep it back for the token behind it, which the hold
+// keeps back too (the tests wait for the first token to arrive).
+func holdSecond(ctx context.Context, release <-chan struct{}, emit func(engine.Token) error) func(engine.Token) error {
 	n := 0
-	return h.Engine.Generate(ctx, req, func(tok engine.Token) error {
+	return func(tok engine.Token) error {
 		if n++; n == 1 {
-			// The hold comes next, so nothing follows this token for now:
-			// unmarked, the worker sends it at once instead of waiting
-			// for the token behind it (the test waits for it to arrive).
 			tok.More = false
 		}
 		if n == 2 {
 			select {
-			case <-h.release:
+			case <-release:
 			case <-ctx.Done():
 				return ctx.Err()
 			}
 		}
 		return emit(tok)
-	})
+	}
 }
 
 // TestQueuedPastDeadlineIs504: a request that waits for a slot longer than
